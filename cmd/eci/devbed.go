@@ -1,0 +1,61 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/eci-dev/eci/internal/log"
+	"github.com/eci-dev/eci/internal/testbed"
+)
+
+func newDevBedCommand() *cobra.Command {
+	var opts testbed.Options
+	var noKube, noContainerd bool
+	var infoFile string
+	cmd := &cobra.Command{
+		Use:   "bed",
+		Short: "Run the test bed (Kubernetes control plane, containerd, registry) until interrupted",
+		Long: `eci dev bed starts the same real parts the integration tests use: a local
+Kubernetes control plane with no nodes, a project-owned containerd with its CRI
+plugin and a CNI network, and an OCI registry holding the test images. It prints
+where the kubeconfig, the CRI socket and the registry are, and stops everything,
+leaving nothing behind, on SIGINT or SIGTERM. hack/local-cluster.sh wraps it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			opts.Kube, opts.Containerd, opts.Registry = !noKube, !noContainerd, true
+			opts.Logger = log.G(ctx)
+			bed, err := testbed.Start(ctx, opts)
+			if err != nil {
+				return err
+			}
+			defer bed.Stop()
+			info := fmt.Sprintf("slot=%d\ndir=%s\nregistry=%s\nbusybox=%s\n", bed.Slot, bed.Dir, bed.Registry.Host, bed.Registry.Busybox)
+			if bed.Kube != nil {
+				info += fmt.Sprintf("kubeconfig=%s\nserver=%s\nkubectl=%s\n", bed.Kube.Kubeconfig, bed.Kube.Server, filepath.Join(bed.Kube.BinDir, "kubectl"))
+			}
+			if bed.Containerd != nil {
+				info += fmt.Sprintf("cri=%s\n", bed.Containerd.Endpoint)
+			}
+			fmt.Fprint(cmd.OutOrStdout(), info)
+			if infoFile != "" {
+				if err := os.WriteFile(infoFile, []byte(info), 0o644); err != nil {
+					return err
+				}
+				defer os.Remove(infoFile)
+			}
+			<-ctx.Done()
+			log.G(ctx).Info("stopping the test bed")
+			return bed.Stop()
+		},
+	}
+	cmd.Flags().BoolVar(&noKube, "no-kube", false, "do not start the Kubernetes control plane")
+	cmd.Flags().BoolVar(&noContainerd, "no-containerd", false, "do not start containerd")
+	cmd.Flags().StringVar(&opts.RegistryAddr, "registry-addr", "", "address of the registry (default: a free loopback port)")
+	cmd.Flags().StringVar(&opts.BaseDir, "base-dir", testbed.DefaultBaseDir, "directory holding the beds' slots")
+	cmd.Flags().StringVar(&infoFile, "info-file", "", "also write the printed facts to this file once the bed is ready")
+	return cmd
+}

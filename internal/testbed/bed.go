@@ -1,0 +1,231 @@
+package testbed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+// Options says which parts of the bed to start.
+type Options struct {
+	Kube       bool // etcd + kube-apiserver + kube-controller-manager + kube-scheduler
+	Containerd bool // containerd with its CRI plugin and a CNI network
+	Registry   bool // an in-process OCI registry with the test images pushed
+
+	// BaseDir holds the slots' directories; DefaultBaseDir when empty.
+	BaseDir string
+	// RegistryAddr is where the registry listens; a free loopback port when empty.
+	RegistryAddr string
+	// Logger receives progress lines; slog's default when nil.
+	Logger *slog.Logger
+}
+
+// Bed is a running test bed. Fields of parts that were not asked for are nil.
+type Bed struct {
+	Dir     string
+	Slot    int
+	Network Network
+	// CgroupParent is the cgroup under which this bed's pods must live, so that
+	// Stop can remove everything they leave.
+	CgroupParent string
+
+	Kube       *Kube
+	Containerd *Containerd
+	Registry   *Registry
+
+	log      *slog.Logger
+	slot     *slot
+	mu       sync.Mutex
+	stops    []namedStop
+	stopOnce sync.Once
+	stopErr  error
+}
+
+type namedStop struct {
+	name string
+	fn   func() error
+}
+
+// Start checks the machine, claims a slot and starts the parts asked for. On
+// error everything started so far is stopped again.
+func Start(ctx context.Context, opts Options) (b *Bed, err error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.BaseDir == "" {
+		opts.BaseDir = DefaultBaseDir
+	}
+	if err := checkMachine(opts, os.Geteuid()); err != nil {
+		return nil, err
+	}
+	s, err := claimSlot(opts.BaseDir)
+	if err != nil {
+		return nil, err
+	}
+	b = &Bed{
+		Dir: s.dir, Slot: s.index, Network: networkFor(s.index), slot: s,
+		CgroupParent: "/" + s.cgroupName(), log: opts.Logger.With("bed", s.index),
+	}
+	defer func() {
+		if err != nil {
+			if serr := b.Stop(); serr != nil {
+				err = fmt.Errorf("%w (and stopping the partial bed: %v)", err, serr)
+			}
+			b = nil
+		}
+	}()
+	if opts.Registry || opts.Containerd {
+		if b.Registry, err = b.startRegistry(ctx, opts.RegistryAddr); err != nil {
+			return b, fmt.Errorf("registry: %w", err)
+		}
+	}
+	if opts.Kube {
+		if err = b.createNodeLink(); err != nil {
+			return b, err
+		}
+		if b.Kube, err = b.startKube(ctx); err != nil {
+			return b, fmt.Errorf("kubernetes control plane: %w", err)
+		}
+	}
+	if opts.Containerd {
+		if b.Containerd, err = b.startContainerd(ctx); err != nil {
+			return b, fmt.Errorf("containerd: %w", err)
+		}
+	}
+	b.log.Info("test bed ready", "dir", b.Dir)
+	return b, nil
+}
+
+// onStop registers fn to run at Stop, in reverse order of registration.
+func (b *Bed) onStop(name string, fn func() error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.stops = append(b.stops, namedStop{name, fn})
+}
+
+// Stop stops every part, removes every trace of the bed (processes, links,
+// cgroups, mounts, its directory) and frees its slot. Safe to call twice.
+func (b *Bed) Stop() error {
+	b.stopOnce.Do(func() {
+		b.mu.Lock()
+		stops := b.stops
+		b.stops = nil
+		b.mu.Unlock()
+		var errs []error
+		for i := len(stops) - 1; i >= 0; i-- {
+			if err := stops[i].fn(); err != nil {
+				errs = append(errs, fmt.Errorf("stop %s: %w", stops[i].name, err))
+			}
+		}
+		if err := b.slot.clean(); err != nil {
+			errs = append(errs, err)
+		}
+		b.slot.release()
+		b.stopErr = errors.Join(errs...)
+	})
+	return b.stopErr
+}
+
+// checkMachine fails early, saying what to run, when the machine can't host a bed.
+func checkMachine(opts Options, euid int) error {
+	if euid != 0 {
+		return errors.New("the test bed needs root (it runs containerd, creates network links and cgroups): run the tests as root, e.g. sudo make test")
+	}
+	var missing []string
+	need := []string{"ip", "unshare", "mount"}
+	if opts.Containerd {
+		need = append(need, "runc")
+	}
+	for _, bin := range need {
+		if _, err := exec.LookPath(bin); err != nil {
+			missing = append(missing, bin)
+		}
+	}
+	if opts.Containerd {
+		if _, err := containerdBinary(); err != nil {
+			return err
+		}
+		if _, err := os.Stat(filepath.Join(cniBinDir, "bridge")); err != nil {
+			missing = append(missing, "CNI plugins in "+cniBinDir)
+		}
+	}
+	if opts.Containerd || opts.Registry {
+		if _, err := os.Stat(busyboxPath); err != nil {
+			missing = append(missing, busyboxPath+" (busybox-static)")
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing on this machine: %s; run hack/install-deps.sh (make deps)", strings.Join(missing, ", "))
+	}
+	if opts.Kube {
+		if _, err := KubeBinDir(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RepoRoot finds the eci checkout around the working directory (tests run in
+// their package's folder).
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && strings.HasPrefix(string(data), "module github.com/eci-dev/eci\n") {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("not inside the eci source tree (no go.mod of github.com/eci-dev/eci above the working directory)")
+		}
+		dir = parent
+	}
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// checkPortFree gives a clear error when addr is already taken.
+func checkPortFree(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("address %s is already in use (another bed or service listens there): stop it or choose another address: %w", addr, err)
+	}
+	return l.Close()
+}
+
+// createNodeLink creates the veth pair whose host end carries the node IP: the
+// kube-apiserver advertises it (a loopback address is refused for the
+// kubernetes Service's endpoints) and a real kubelet would register with it.
+func (b *Bed) createNodeLink() error {
+	n := b.Network
+	cmds := [][]string{
+		{"link", "add", n.NodeLink, "type", "veth", "peer", "name", n.NodePeer},
+		{"addr", "add", n.NodeIP.String() + "/24", "dev", n.NodeLink},
+		{"link", "set", n.NodeLink, "up"},
+		{"link", "set", n.NodePeer, "up"},
+	}
+	for _, c := range cmds {
+		if out, err := exec.Command("ip", c...).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip %s: %w: %s", strings.Join(c, " "), err, out)
+		}
+	}
+	return nil
+}

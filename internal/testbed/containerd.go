@@ -1,0 +1,245 @@
+package testbed
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"text/template"
+	"time"
+
+	"k8s.io/klog/v2"
+	internalapi "k8s.io/cri-api/pkg/apis"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	remote "k8s.io/cri-client/pkg"
+)
+
+const cniBinDir = "/usr/lib/cni"
+
+// Containerd is the bed's containerd, serving CRI on its own socket.
+type Containerd struct {
+	// Endpoint is the CRI endpoint, unix:///.../containerd.sock.
+	Endpoint string
+	// Socket is the path of that socket.
+	Socket string
+	// Root and State are containerd's own directories.
+	Root, State string
+	// LogDir is where tests should put CRI container logs (it is removed at Stop).
+	LogDir string
+
+	Runtime internalapi.RuntimeService
+	Images  internalapi.ImageManagerService
+
+	proc *process
+}
+
+// containerdBinary finds containerd: $CONTAINERD_BIN, or containerd in PATH or
+// /usr/local/bin, where hack/install-deps.sh puts it.
+func containerdBinary() (string, error) {
+	if p := os.Getenv("CONTAINERD_BIN"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("CONTAINERD_BIN=%s: %w; unset it, or run hack/install-deps.sh (make deps)", p, err)
+		}
+		return p, nil
+	}
+	if p, err := exec.LookPath("containerd"); err == nil {
+		return p, nil
+	}
+	if _, err := os.Stat("/usr/local/bin/containerd"); err == nil {
+		return "/usr/local/bin/containerd", nil
+	}
+	return "", fmt.Errorf("containerd is not installed: run hack/install-deps.sh (make deps)")
+}
+
+var containerdConfig = template.Must(template.New("config").Parse(`version = 4
+root = '{{.Root}}'
+state = '{{.State}}'
+imports = []
+# NRI would listen on a machine-wide socket shared with other containerds.
+disabled_plugins = ['io.containerd.nri.v1.nri']
+
+[plugins]
+  [plugins.'io.containerd.server.v1.grpc']
+    address = '{{.Socket}}'
+  [plugins.'io.containerd.server.v1.ttrpc']
+    address = '{{.Socket}}.ttrpc'
+
+  [plugins.'io.containerd.grpc.v1.cri']
+    disable_tcp_service = true
+    stream_server_address = '127.0.0.1'
+    stream_server_port = '0'
+
+  [plugins.'io.containerd.cri.v1.images']
+    snapshotter = 'overlayfs'
+    [plugins.'io.containerd.cri.v1.images'.pinned_images]
+      sandbox = '{{.PauseImage}}'
+    [plugins.'io.containerd.cri.v1.images'.registry]
+      config_path = '{{.CertsDir}}'
+
+  [plugins.'io.containerd.cri.v1.runtime']
+    restrict_oom_score_adj = true
+    tolerate_missing_hugetlb_controller = true
+    disable_hugetlb_controller = false
+    netns_mounts_under_state_dir = true
+    # This kind of machine has cgroup v1 only (docs/dependencies.md).
+    ignore_deprecation_warnings = ['io.containerd.deprecation/cgroup-v1']
+    [plugins.'io.containerd.cri.v1.runtime'.cni]
+      bin_dirs = ['{{.CNIBinDir}}']
+      conf_dir = '{{.CNIConfDir}}'
+    [plugins.'io.containerd.cri.v1.runtime'.containerd]
+      default_runtime_name = 'runc'
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+        runtime_type = 'io.containerd.runc.v2'
+        [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+          BinaryName = '{{.Runc}}'
+          SystemdCgroup = false
+`))
+
+var cniConfig = template.Must(template.New("cni").Parse(`{
+  "cniVersion": "1.0.0",
+  "name": "eci-bed",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "{{.Bridge}}",
+      "isGateway": true,
+      "ipMasq": false,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "dataDir": "{{.IPAMDir}}",
+        "ranges": [[{"subnet": "{{.Subnet}}"}]],
+        "routes": [{"dst": "0.0.0.0/0"}]
+      }
+    }
+  ]
+}
+`))
+
+var registryHosts = template.Must(template.New("hosts").Parse(`server = "http://{{.}}"
+
+[host."http://{{.}}"]
+  capabilities = ["pull", "resolve"]
+`))
+
+func (b *Bed) startContainerd(ctx context.Context) (*Containerd, error) {
+	bin, err := containerdBinary()
+	if err != nil {
+		return nil, err
+	}
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		return nil, fmt.Errorf("runc is not installed: run hack/install-deps.sh (make deps)")
+	}
+	dir := filepath.Join(b.Dir, "containerd")
+	c := &Containerd{
+		Root:   filepath.Join(dir, "root"),
+		State:  filepath.Join(dir, "state"),
+		Socket: filepath.Join(dir, "containerd.sock"),
+		LogDir: filepath.Join(dir, "pod-logs"),
+	}
+	c.Endpoint = "unix://" + c.Socket
+	cniConfDir := filepath.Join(dir, "net.d")
+	certsDir := filepath.Join(dir, "certs.d")
+	for _, d := range []string{c.Root, c.State, c.LogDir, cniConfDir, filepath.Join(certsDir, b.Registry.Host)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if err := renderFile(filepath.Join(certsDir, b.Registry.Host, "hosts.toml"), registryHosts, b.Registry.Host); err != nil {
+		return nil, err
+	}
+	if err := renderFile(filepath.Join(cniConfDir, "10-eci-bed.conflist"), cniConfig, map[string]string{
+		"Bridge": b.Network.Bridge, "Subnet": b.Network.PodCIDR.String(), "IPAMDir": filepath.Join(dir, "ipam"),
+	}); err != nil {
+		return nil, err
+	}
+	configPath := filepath.Join(dir, "config.toml")
+	if err := renderFile(configPath, containerdConfig, map[string]string{
+		"Root": c.Root, "State": c.State, "Socket": c.Socket, "PauseImage": b.Registry.Pause,
+		"CertsDir": certsDir, "CNIBinDir": cniBinDir, "CNIConfDir": cniConfDir, "Runc": runc,
+	}); err != nil {
+		return nil, err
+	}
+	mounts, err := cgroupMountScript()
+	if err != nil {
+		return nil, err
+	}
+	// sh stays PID 1 of the new PID namespace (it reaps orphaned shims); when it
+	// dies, the kernel kills every process in the namespace, and the private
+	// mount namespace (overlay snapshots, netns mounts) goes with them.
+	script := mounts + fmt.Sprintf("%s --config %s --log-level warn &\npid=$!\ntrap 'kill -TERM $pid' TERM INT\nwait $pid\n", bin, configPath)
+	scriptPath := filepath.Join(dir, "run.sh")
+	if err := os.WriteFile(scriptPath, []byte(script), 0o755); err != nil {
+		return nil, err
+	}
+	c.proc, err = b.startProcess("containerd", "unshare",
+		"--pid", "--fork", "--kill-child=SIGKILL", "--mount-proc",
+		"--mount", "--propagation", "private", "sh", scriptPath)
+	if err != nil {
+		return nil, err
+	}
+	logger := klog.Background()
+	err = c.proc.waitReady(ctx, 30*time.Second, func(ctx context.Context) error {
+		if _, err := os.Stat(c.Socket); err != nil {
+			return err
+		}
+		if c.Runtime == nil {
+			if c.Runtime, err = remote.NewRemoteRuntimeService(c.Endpoint, 10*time.Second, nil, &logger); err != nil {
+				return err
+			}
+			if c.Images, err = remote.NewRemoteImageService(c.Endpoint, time.Minute, nil, &logger); err != nil {
+				return err
+			}
+		}
+		st, err := c.Runtime.Status(ctx, false)
+		if err != nil {
+			return err
+		}
+		for _, cond := range st.GetStatus().GetConditions() {
+			if !cond.Status {
+				return fmt.Errorf("CRI condition %s is false: %s %s", cond.Type, cond.Reason, cond.Message)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// RemoveAllPods stops and removes every pod sandbox (and so its containers).
+func (c *Containerd) RemoveAllPods(ctx context.Context) error {
+	pods, err := c.Runtime.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{})
+	if err != nil {
+		return err
+	}
+	var errs []string
+	for _, p := range pods {
+		if err := c.Runtime.StopPodSandbox(ctx, p.Id); err != nil {
+			errs = append(errs, err.Error())
+		}
+		if err := c.Runtime.RemovePodSandbox(ctx, p.Id); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("remove pods: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func renderFile(path string, t *template.Template, data any) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := t.Execute(f, data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,185 @@
+package testbed
+
+import (
+	"bufio"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// MaxSlots is how many beds can run on one machine at once.
+const MaxSlots = 64
+
+// DefaultBaseDir holds one directory per slot.
+const DefaultBaseDir = "/var/lib/eci-testbed"
+
+// Network is the address plan of one slot, all inside 198.18.0.0/15 (RFC 2544's
+// benchmarking range), so that no test ever touches a real network:
+//
+//	198.18.S.0/24       Kubernetes service CIDR
+//	198.18.(64+S).0/24  node link: the veth pair whose host end carries NodeIP
+//	198.19.S.0/24       containerd's CNI pod network (bridge ecibrS)
+type Network struct {
+	ServiceCIDR netip.Prefix
+	NodeCIDR    netip.Prefix
+	NodeIP      netip.Addr
+	PodCIDR     netip.Prefix
+	Bridge      string // CNI bridge of containerd's pod network
+	NodeLink    string // host end of the node veth pair (carries NodeIP)
+	NodePeer    string // other end of the node veth pair
+}
+
+func networkFor(slot int) Network {
+	s := byte(slot)
+	return Network{
+		ServiceCIDR: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, s, 0}), 24),
+		NodeCIDR:    netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 64 + s, 0}), 24),
+		NodeIP:      netip.AddrFrom4([4]byte{198, 18, 64 + s, 1}),
+		PodCIDR:     netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, s, 0}), 24),
+		Bridge:      fmt.Sprintf("ecibr%d", slot),
+		NodeLink:    fmt.Sprintf("ecind%d", slot),
+		NodePeer:    fmt.Sprintf("ecinp%d", slot),
+	}
+}
+
+// slot is one bed's claim on a slot: the lock file stays open (and so locked)
+// as long as the bed lives; the kernel drops the lock when the process dies.
+type slot struct {
+	index int
+	dir   string
+	lock  *os.File
+	mu    sync.Mutex
+}
+
+// cgroupName is the cgroup (in every hierarchy) under which the slot's pods live.
+func (s *slot) cgroupName() string { return fmt.Sprintf("eci-bed-%d", s.index) }
+
+// claimSlot takes the first free slot, cleaning what a dead owner left in it.
+func claimSlot(base string) (*slot, error) {
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return nil, fmt.Errorf("test bed base dir %s: %w", base, err)
+	}
+	for i := 0; i < MaxSlots; i++ {
+		s, err := tryClaimSlot(base, i)
+		if err != nil {
+			return nil, err
+		}
+		if s != nil {
+			return s, nil
+		}
+	}
+	return nil, fmt.Errorf("all %d test bed slots under %s are in use", MaxSlots, base)
+}
+
+// tryClaimSlot takes slot i if no live process holds it (nil, nil otherwise),
+// cleaning what a dead owner left in it.
+func tryClaimSlot(base string, i int) (*slot, error) {
+	f, err := os.OpenFile(filepath.Join(base, fmt.Sprintf("slot-%d.lock", i)), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, nil
+	}
+	s := &slot{index: i, dir: filepath.Join(base, fmt.Sprintf("slot-%d", i)), lock: f}
+	if err := s.clean(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("clean stale test bed slot %d: %w", i, err)
+	}
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// recordPID notes a child's pid and binary so that a later owner can kill it.
+func (s *slot) recordPID(pid int, bin string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, err := os.OpenFile(filepath.Join(s.dir, "pids"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(f, "%d %s\n", pid, bin)
+	f.Close()
+}
+
+// clean removes everything an earlier owner of the slot may have left: its
+// processes, its network links, its cgroups and its directory. It is also the
+// last step of a normal Stop, so both paths are the same code.
+func (s *slot) clean() error {
+	if f, err := os.Open(filepath.Join(s.dir, "pids")); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) != 2 {
+				continue
+			}
+			if pid, err := strconv.Atoi(fields[0]); err == nil {
+				killRecorded(pid, fields[1])
+			}
+		}
+		f.Close()
+	}
+	n := networkFor(s.index)
+	for _, link := range []string{n.Bridge, n.NodeLink} {
+		if linkExists(link) {
+			if out, err := exec.Command("ip", "link", "del", link).CombinedOutput(); err != nil {
+				return fmt.Errorf("delete link %s: %w: %s", link, err, out)
+			}
+		}
+	}
+	if err := removeCgroups(s.cgroupName()); err != nil {
+		return err
+	}
+	if err := unmountUnder(s.dir); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(s.dir); err != nil {
+		return fmt.Errorf("remove %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+func (s *slot) release() {
+	if s.lock != nil {
+		s.lock.Close()
+		s.lock = nil
+	}
+}
+
+func linkExists(name string) bool {
+	_, err := os.Stat(filepath.Join("/sys/class/net", name))
+	return err == nil
+}
+
+// unmountUnder lazily unmounts every mount of this mount namespace below dir
+// (deepest first). Mounts made by containerd live in its private namespace and
+// die with it; this catches anything that leaked into the host's.
+func unmountUnder(dir string) error {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	var targets []string
+	for _, line := range strings.Split(string(data), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) > 4 && (fields[4] == dir || strings.HasPrefix(fields[4], dir+"/")) {
+			targets = append(targets, fields[4])
+		}
+	}
+	for i := len(targets) - 1; i >= 0; i-- {
+		if err := syscall.Unmount(targets[i], syscall.MNT_DETACH); err != nil && err != syscall.EINVAL && err != syscall.ENOENT {
+			return fmt.Errorf("unmount %s: %w", targets[i], err)
+		}
+	}
+	return nil
+}
