@@ -10,10 +10,10 @@ import (
 	"text/template"
 	"time"
 
-	"k8s.io/klog/v2"
 	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	remote "k8s.io/cri-client/pkg"
+	"k8s.io/klog/v2"
 )
 
 const cniBinDir = "/usr/lib/cni"

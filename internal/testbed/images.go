@@ -82,8 +82,8 @@ func buildBusyboxLayer() (v1.Layer, error) {
 		}
 	}
 	files := map[string]string{
-		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n",
-		"etc/group":  "root:x:0:\nnobody:x:65534:\n",
+		"etc/passwd":     "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n",
+		"etc/group":      "root:x:0:\nnobody:x:65534:\n",
 		"www/index.html": "eci test bed\n",
 	}
 	for name, content := range files {

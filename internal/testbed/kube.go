@@ -291,4 +291,3 @@ func httpOK(c *http.Client, url, token string) func(context.Context) error {
 		return nil
 	}
 }
-
