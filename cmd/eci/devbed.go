@@ -32,7 +32,7 @@ leaving nothing behind, on SIGINT or SIGTERM. hack/local-cluster.sh wraps it.`,
 			if err != nil {
 				return err
 			}
-			defer bed.Stop()
+			defer func() { _ = bed.Stop() }()
 			info := fmt.Sprintf("slot=%d\ndir=%s\nregistry=%s\nbusybox=%s\n", bed.Slot, bed.Dir, bed.Registry.Host, bed.Registry.Busybox)
 			if bed.Kube != nil {
 				info += fmt.Sprintf("kubeconfig=%s\nserver=%s\nkubectl=%s\n", bed.Kube.Kubeconfig, bed.Kube.Server, filepath.Join(bed.Kube.BinDir, "kubectl"))
@@ -45,7 +45,7 @@ leaving nothing behind, on SIGINT or SIGTERM. hack/local-cluster.sh wraps it.`,
 				if err := os.WriteFile(infoFile, []byte(info), 0o644); err != nil {
 					return err
 				}
-				defer os.Remove(infoFile)
+				defer func() { _ = os.Remove(infoFile) }()
 			}
 			<-ctx.Done()
 			log.G(ctx).Info("stopping the test bed")

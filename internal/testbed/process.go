@@ -78,15 +78,6 @@ func (p *process) stop() error {
 	return nil
 }
 
-// kill ends the process group at once.
-func (p *process) kill() error {
-	if ok, _ := p.exited(); !ok {
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	}
-	<-p.done
-	return nil
-}
-
 // logTail returns the last lines of the process's log, for error messages.
 func (p *process) logTail(n int) string {
 	data, err := os.ReadFile(p.logPath)

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs the benchmarks (Go benchmarks named Benchmark*) on the real test bed and
+# prints their figures. BENCH selects benchmarks (a -bench regexp), COUNT repeats.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+eci::need_root "make bench" bench
+cd "$ECI_ROOT"
+hack/install-deps.sh
+hack/build-kube.sh
+go test -run '^$' -bench "${BENCH:-.}" -benchtime "${BENCHTIME:-1x}" -count "${COUNT:-1}" -timeout 30m ./...

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Builds the eci binary into _output/bin/eci.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$ECI_ROOT"
+version=${ECI_VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo v0.0.0-dev)}
+go build -trimpath -ldflags "-X github.com/eci-dev/eci/internal/version.Version=$version" -o "$ECI_BIN" ./cmd/eci
+echo "build: $ECI_BIN ($version)"
