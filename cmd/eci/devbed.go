@@ -37,6 +37,9 @@ leaving nothing behind, on SIGINT or SIGTERM. hack/local-cluster.sh wraps it.`,
 			if bed.Kube != nil {
 				info += fmt.Sprintf("kubeconfig=%s\nserver=%s\nkubectl=%s\n", bed.Kube.Kubeconfig, bed.Kube.Server, filepath.Join(bed.Kube.BinDir, "kubectl"))
 			}
+			if bed.Kubelet != nil {
+				info += fmt.Sprintf("node=%s\n", bed.Kubelet.NodeName)
+			}
 			if bed.Containerd != nil {
 				info += fmt.Sprintf("cri=%s\n", bed.Containerd.Endpoint)
 			}
@@ -54,6 +57,8 @@ leaving nothing behind, on SIGINT or SIGTERM. hack/local-cluster.sh wraps it.`,
 	}
 	cmd.Flags().BoolVar(&noKube, "no-kube", false, "do not start the Kubernetes control plane")
 	cmd.Flags().BoolVar(&noContainerd, "no-containerd", false, "do not start containerd")
+	cmd.Flags().BoolVar(&opts.Kubelet, "kubelet", false, "also run a real node: the upstream kubelet on the bed's containerd")
+	cmd.Flags().Int32Var(&opts.KubeletMaxPods, "kubelet-max-pods", 110, "pods the real node takes (a small number makes overflow easy to see)")
 	cmd.Flags().StringVar(&opts.RegistryAddr, "registry-addr", "", "address of the registry (default: a free loopback port)")
 	cmd.Flags().StringVar(&opts.BaseDir, "base-dir", testbed.DefaultBaseDir, "directory holding the beds' slots")
 	cmd.Flags().StringVar(&infoFile, "info-file", "", "also write the printed facts to this file once the bed is ready")

@@ -18,6 +18,10 @@ type Options struct {
 	Kube       bool // etcd + kube-apiserver + kube-controller-manager + kube-scheduler
 	Containerd bool // containerd with its CRI plugin and a CNI network
 	Registry   bool // an in-process OCI registry with the test images pushed
+	// Kubelet adds a real node: the upstream kubelet on the bed's containerd
+	// (needs Kube and Containerd). KubeletMaxPods caps its pods (default 110).
+	Kubelet        bool
+	KubeletMaxPods int32
 
 	// BaseDir holds the slots' directories; DefaultBaseDir when empty.
 	BaseDir string
@@ -39,6 +43,7 @@ type Bed struct {
 	Kube       *Kube
 	Containerd *Containerd
 	Registry   *Registry
+	Kubelet    *Kubelet
 
 	log      *slog.Logger
 	slot     *slot
@@ -61,6 +66,9 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 	}
 	if opts.BaseDir == "" {
 		opts.BaseDir = DefaultBaseDir
+	}
+	if opts.Kubelet && !(opts.Kube && opts.Containerd) {
+		return nil, errors.New("testbed: Options.Kubelet needs Kube and Containerd too")
 	}
 	if err := checkMachine(opts, os.Geteuid()); err != nil {
 		return nil, err
@@ -97,6 +105,11 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 	if opts.Containerd {
 		if b.Containerd, err = b.startContainerd(ctx); err != nil {
 			return b, fmt.Errorf("containerd: %w", err)
+		}
+	}
+	if opts.Kubelet {
+		if b.Kubelet, err = b.startKubelet(ctx, opts.KubeletMaxPods); err != nil {
+			return b, fmt.Errorf("kubelet: %w", err)
 		}
 	}
 	b.log.Info("test bed ready", "dir", b.Dir)
@@ -139,7 +152,7 @@ func checkMachine(opts Options, euid int) error {
 		return errors.New("the test bed needs root (it runs containerd, creates network links and cgroups): run the tests as root, e.g. sudo make test")
 	}
 	var missing []string
-	need := []string{"ip", "unshare", "mount"}
+	need := []string{"ip", "unshare", "nsenter", "mount"}
 	if opts.Containerd {
 		need = append(need, "runc")
 	}

@@ -170,6 +170,9 @@ func (b *Bed) startContainerd(ctx context.Context) (*Containerd, error) {
 	// sh stays PID 1 of the new PID namespace (it reaps orphaned shims); when it
 	// dies, the kernel kills every process in the namespace, and the private
 	// mount namespace (overlay snapshots, netns mounts) goes with them.
+	// The bed's cgroup parent exists in every hierarchy before anything runs, so
+	// a kubelet can take it as its --cgroup-root.
+	mounts += fmt.Sprintf("for d in /sys/fs/cgroup/*; do if [ -d \"$d\" ] && [ ! -L \"$d\" ]; then mkdir -p \"$d%s\"; fi; done\n", b.CgroupParent)
 	script := mounts + fmt.Sprintf("%s --config %s --log-level warn &\npid=$!\ntrap 'kill -TERM $pid' TERM INT\nwait $pid\n", bin, configPath)
 	scriptPath := filepath.Join(dir, "run.sh")
 	if err := os.WriteFile(scriptPath, []byte(script), 0o755); err != nil {
@@ -209,6 +212,21 @@ func (b *Bed) startContainerd(ctx context.Context) (*Containerd, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// namespacePID is the PID (seen from the host) of the first process of
+// containerd's PID and mount namespaces, for nsenter.
+func (c *Containerd) namespacePID() (int, error) {
+	pid := c.proc.cmd.Process.Pid
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return 0, err
+	}
+	var child int
+	if _, err := fmt.Sscan(string(data), &child); err != nil {
+		return 0, fmt.Errorf("unshare (pid %d) has no child: %w", pid, err)
+	}
+	return child, nil
 }
 
 // RemoveAllPods stops and removes every pod sandbox (and so its containers).

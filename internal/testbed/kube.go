@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -129,6 +130,7 @@ func (b *Bed) startKube(ctx context.Context) (*Kube, error) {
 		"--service-account-key-file="+filepath.Join(dir, "sa.pub"),
 		"--service-account-signing-key-file="+filepath.Join(dir, "sa.key"),
 		"--service-cluster-ip-range="+b.Network.ServiceCIDR.String(),
+		"--kubelet-preferred-address-types=InternalIP,Hostname",
 		"--allow-privileged=true", "--profiling=false", "--v=1")
 	if err != nil {
 		return nil, err
@@ -170,6 +172,15 @@ func (b *Bed) startKube(ctx context.Context) (*Kube, error) {
 		QPS:             200, Burst: 400,
 	}
 	if k.Client, err = kubernetes.NewForConfig(k.Config); err != nil {
+		return nil, err
+	}
+	// Pods can't be created in a namespace before its default service account
+	// exists; wait for the controller-manager to make it in "default".
+	err = kcm.waitReady(ctx, 60*time.Second, func(ctx context.Context) error {
+		_, err := k.Client.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
 	return k, nil

@@ -79,12 +79,18 @@ func traceOf(t *testing.T, slotIndex int, dir string) trace {
 func TestStopLeavesNothingBehind(t *testing.T) {
 	for round := 1; round <= 2; round++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		b, err := Start(ctx, Options{Kube: true, Containerd: true})
+		// The second round adds the real kubelet and a pod it runs (its
+		// cgroups, its projected service-account token mount).
+		withKubelet := round == 2
+		b, err := Start(ctx, Options{Kube: true, Containerd: true, Kubelet: withKubelet})
 		if err != nil {
 			cancel()
 			t.Fatalf("round %d: %v", round, err)
 		}
 		pod := runBusyboxPod(ctx, t, b, "leak", "sleep 3600")
+		if withKubelet {
+			runKubeletPod(ctx, t, b, "leak-kube")
+		}
 		if !netip.MustParsePrefix(b.Network.PodCIDR.String()).Contains(mustAddr(t, pod.IP)) {
 			t.Fatalf("pod IP %q outside %s", pod.IP, b.Network.PodCIDR)
 		}
@@ -163,11 +169,12 @@ func TestKilledRunIsCleanedByNextBed(t *testing.T) {
 func runHelperBed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	b, err := Start(ctx, Options{Kube: true, Containerd: true})
+	b, err := Start(ctx, Options{Kube: true, Containerd: true, Kubelet: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	runBusyboxPod(ctx, t, b, "orphan", "sleep 3600")
+	runKubeletPod(ctx, t, b, "orphan-kube")
 	fmt.Printf("HELPER-READY %d %s\n", b.Slot, b.Dir)
 	time.Sleep(5 * time.Minute) // killed by the parent test long before
 	t.Fatal("helper was not killed")
