@@ -27,7 +27,7 @@ leader for placement.
 For every new container group it normalizes the size to the supported spec table,
 places the group on a host with capacity in an allowed zone and vSwitch (spread or
 binpack, committed in an etcd transaction so no host is over-committed), allocates
-its IP from the vSwitch, and meters it per second while it is billed. Groups on a
+its IP from the vSwitch (IPAM), and meters it per second while it is billed. Groups on a
 host whose lease expires become Failed with reason HostLost.
 
 Serves /metrics (Prometheus), /healthz and /readyz.`,

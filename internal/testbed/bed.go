@@ -67,7 +67,7 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 	if opts.BaseDir == "" {
 		opts.BaseDir = DefaultBaseDir
 	}
-	if opts.Kubelet && !(opts.Kube && opts.Containerd) {
+	if opts.Kubelet && (!opts.Kube || !opts.Containerd) {
 		return nil, errors.New("testbed: Options.Kubelet needs Kube and Containerd too")
 	}
 	if err := checkMachine(opts, os.Geteuid()); err != nil {

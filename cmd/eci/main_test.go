@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/eci-dev/eci/internal/version"
+)
+
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := newRootCommand()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+func TestVersion(t *testing.T) {
+	out, err := run(t, "version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out, "eci "+version.Version+" (commit ") {
+		t.Fatalf("version printed %q", out)
+	}
+	out, err = run(t, "version", "--json")
+	if err != nil || !strings.Contains(out, `"version":"`+version.Version+`"`) {
+		t.Fatalf("version --json printed %q (%v)", out, err)
+	}
+}
+
+// Every role's --help says what it does, and a role that is not built yet says
+// so and which issue plans it, instead of pretending to run.
+func TestRolesHelpAndPlannedExit(t *testing.T) {
+	roles := map[string][]string{
+		"server": {"etcd", "placement", "IPAM"},
+		"agent":  {"CRI", "containerd", "CNI"},
+		"vnode":  {"virtual-kubelet", "eci-profile", "10250"},
+		"up":     {"serverless"},
+	}
+	for role, words := range roles {
+		out, err := run(t, role, "--help")
+		if err != nil {
+			t.Fatalf("%s --help: %v", role, err)
+		}
+		for _, w := range words {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s --help does not mention %q", role, w)
+			}
+		}
+		_, err = run(t, role)
+		var ni notImplementedError
+		if !errors.As(err, &ni) || !strings.Contains(err.Error(), "issue #") {
+			t.Errorf("eci %s: want a not-implemented error naming its issue, got %v", role, err)
+		}
+	}
+}
+
+func TestBadLogFlagNamesTheFlag(t *testing.T) {
+	_, err := run(t, "--log-level", "loud", "version")
+	if err == nil || !strings.Contains(err.Error(), "--log-level") || !strings.Contains(err.Error(), "debug, info, warn, error") {
+		t.Fatalf("want an error naming --log-level and its allowed values, got %v", err)
+	}
+}
+
+func TestClientVerbsListed(t *testing.T) {
+	out, err := run(t, "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"run", "ps", "describe", "logs", "exec", "rm", "events", "bill", "server", "agent", "vnode", "up", "version"} {
+		if !strings.Contains(out, "\n  "+v+" ") {
+			t.Errorf("eci --help does not list %q", v)
+		}
+	}
+}
