@@ -15,3 +15,5 @@ hack/build.sh
 hack/lint.sh --fast
 echo "test: running go test (setup took $(( $(date +%s) - start ))s)"
 go test -count=1 -timeout 30m "$@" ./...
+# A short fuzzing run of the API's create body on top of its seed corpus.
+go test -run '^$' -fuzz FuzzCreateBody -fuzztime "${FUZZTIME:-10s}" ./api/v1

@@ -1,0 +1,177 @@
+package v1
+
+// Container is one container of a group.
+type Container struct {
+	Name  string `json:"name"`
+	Image string `json:"image"`
+	// ImagePullPolicy: Always, IfNotPresent (default), Never.
+	ImagePullPolicy PullPolicy `json:"imagePullPolicy,omitempty"`
+	Command         []string   `json:"command,omitempty"`
+	Args            []string   `json:"args,omitempty"`
+	WorkingDir      string     `json:"workingDir,omitempty"`
+	Env             []EnvVar   `json:"env,omitempty"`
+	Ports           []Port     `json:"ports,omitempty"`
+
+	// CPU (vCPU) and Memory (GiB) of this container, within the group's size.
+	CPU    float64 `json:"cpu,omitempty"`
+	Memory float64 `json:"memory,omitempty"`
+	GPU    int     `json:"gpu,omitempty"`
+
+	StartupProbe   *Probe     `json:"startupProbe,omitempty"`
+	LivenessProbe  *Probe     `json:"livenessProbe,omitempty"`
+	ReadinessProbe *Probe     `json:"readinessProbe,omitempty"`
+	Lifecycle      *Lifecycle `json:"lifecycle,omitempty"`
+
+	SecurityContext *SecurityContext `json:"securityContext,omitempty"`
+	VolumeMounts    []VolumeMount    `json:"volumeMounts,omitempty"`
+
+	Stdin bool `json:"stdin,omitempty"`
+	TTY   bool `json:"tty,omitempty"`
+}
+
+// PullPolicy says when an image is pulled.
+type PullPolicy string
+
+const (
+	PullAlways       PullPolicy = "Always"
+	PullIfNotPresent PullPolicy = "IfNotPresent"
+	PullNever        PullPolicy = "Never"
+)
+
+// EnvVar is one environment variable.
+type EnvVar struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Port is a port the container listens on.
+type Port struct {
+	Name          string `json:"name,omitempty"`
+	ContainerPort int32  `json:"containerPort"`
+	// Protocol: TCP (default), UDP, SCTP.
+	Protocol string `json:"protocol,omitempty"`
+}
+
+// Probe checks a container: exactly one of Exec, HTTPGet, TCPSocket, GRPC.
+type Probe struct {
+	Exec      *ExecAction      `json:"exec,omitempty"`
+	HTTPGet   *HTTPGetAction   `json:"httpGet,omitempty"`
+	TCPSocket *TCPSocketAction `json:"tcpSocket,omitempty"`
+	GRPC      *GRPCAction      `json:"grpc,omitempty"`
+
+	InitialDelaySeconds int32 `json:"initialDelaySeconds,omitempty"`
+	PeriodSeconds       int32 `json:"periodSeconds,omitempty"`
+	TimeoutSeconds      int32 `json:"timeoutSeconds,omitempty"`
+	SuccessThreshold    int32 `json:"successThreshold,omitempty"`
+	FailureThreshold    int32 `json:"failureThreshold,omitempty"`
+}
+
+// ExecAction runs a command in the container; exit 0 is success.
+type ExecAction struct {
+	Command []string `json:"command"`
+}
+
+// HTTPGetAction GETs a path; 200-399 is success.
+type HTTPGetAction struct {
+	Path        string       `json:"path,omitempty"`
+	Port        int32        `json:"port"`
+	Scheme      string       `json:"scheme,omitempty"` // HTTP (default) or HTTPS
+	HTTPHeaders []HTTPHeader `json:"httpHeaders,omitempty"`
+}
+
+// HTTPHeader is one header of an HTTP probe.
+type HTTPHeader struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// TCPSocketAction connects to a port.
+type TCPSocketAction struct {
+	Port int32 `json:"port"`
+}
+
+// GRPCAction calls the gRPC health service.
+type GRPCAction struct {
+	Port    int32  `json:"port"`
+	Service string `json:"service,omitempty"`
+}
+
+// Lifecycle hooks: exactly one action each.
+type Lifecycle struct {
+	PostStart *Handler `json:"postStart,omitempty"`
+	PreStop   *Handler `json:"preStop,omitempty"`
+}
+
+// Handler is a lifecycle hook action.
+type Handler struct {
+	Exec      *ExecAction      `json:"exec,omitempty"`
+	HTTPGet   *HTTPGetAction   `json:"httpGet,omitempty"`
+	TCPSocket *TCPSocketAction `json:"tcpSocket,omitempty"`
+	// SleepSeconds pauses (Kubernetes' sleep action).
+	SleepSeconds *int64 `json:"sleepSeconds,omitempty"`
+}
+
+// SecurityContext is the supported subset of Kubernetes' container security
+// context. Privileged is refused: name the capabilities instead.
+type SecurityContext struct {
+	RunAsUser                *int64        `json:"runAsUser,omitempty"`
+	RunAsGroup               *int64        `json:"runAsGroup,omitempty"`
+	RunAsNonRoot             *bool         `json:"runAsNonRoot,omitempty"`
+	ReadOnlyRootFilesystem   bool          `json:"readOnlyRootFilesystem,omitempty"`
+	AllowPrivilegeEscalation *bool         `json:"allowPrivilegeEscalation,omitempty"`
+	Privileged               bool          `json:"privileged,omitempty"`
+	Capabilities             *Capabilities `json:"capabilities,omitempty"`
+	// SeccompProfile: RuntimeDefault or Unconfined.
+	SeccompProfile string `json:"seccompProfile,omitempty"`
+}
+
+// Capabilities added and dropped, as CAP_X or X.
+type Capabilities struct {
+	Add  []string `json:"add,omitempty"`
+	Drop []string `json:"drop,omitempty"`
+}
+
+// VolumeMount puts a volume of the group into a container.
+type VolumeMount struct {
+	Name      string `json:"name"`
+	MountPath string `json:"mountPath"`
+	SubPath   string `json:"subPath,omitempty"`
+	ReadOnly  bool   `json:"readOnly,omitempty"`
+}
+
+// Volume of a group: exactly one of EmptyDir, Files, NFS.
+type Volume struct {
+	Name     string          `json:"name"`
+	EmptyDir *EmptyDirVolume `json:"emptyDir,omitempty"`
+	// Files is a payload written by the agent: what a virtual node sends for
+	// configMap, secret, downwardAPI and projected volumes.
+	Files *FilesVolume `json:"files,omitempty"`
+	NFS   *NFSVolume   `json:"nfs,omitempty"`
+}
+
+// EmptyDirVolume is scratch space: on disk, or in memory with Medium "Memory".
+type EmptyDirVolume struct {
+	Medium       string `json:"medium,omitempty"`
+	SizeLimitMiB int64  `json:"sizeLimitMiB,omitempty"`
+}
+
+// FilesVolume holds files; updating the group's payload updates them in place.
+type FilesVolume struct {
+	Files []File `json:"files"`
+	// DefaultMode of files without their own (octal 0644 by default).
+	DefaultMode *int32 `json:"defaultMode,omitempty"`
+}
+
+// File is one file of a FilesVolume; Content is base64 on the wire.
+type File struct {
+	Path    string `json:"path"`
+	Content []byte `json:"content"`
+	Mode    *int32 `json:"mode,omitempty"`
+}
+
+// NFSVolume mounts an NFS export (the "NAS" case).
+type NFSVolume struct {
+	Server   string `json:"server"`
+	Path     string `json:"path"`
+	ReadOnly bool   `json:"readOnly,omitempty"`
+}

@@ -1,0 +1,243 @@
+package v1
+
+import "time"
+
+// ContainerGroup is one elastic container instance: a sandbox with its own IP and
+// size, holding init containers and containers that share its volumes.
+type ContainerGroup struct {
+	Metadata ObjectMeta           `json:"metadata"`
+	Spec     ContainerGroupSpec   `json:"spec"`
+	Status   ContainerGroupStatus `json:"status,omitzero"`
+}
+
+// ContainerGroupSpec is what the client asks for. Only Tags, and the fields
+// UpdateContainerGroup names, change after creation.
+type ContainerGroupSpec struct {
+	// CPU (vCPU) and Memory (GiB) size the instance. When both are zero the size
+	// comes from the containers' own cpu/memory, or is 2 vCPU / 4 GiB. The result
+	// is rounded up to the smallest supported size.
+	CPU    float64 `json:"cpu,omitempty"`
+	Memory float64 `json:"memory,omitempty"`
+	// Specs is an ordered fallback list of sizes ("2-4Gi", up to 5): the first
+	// one that can be placed is used (k8s.aliyun.com/eci-use-specs). It wins
+	// over CPU and Memory.
+	Specs []string `json:"specs,omitempty"`
+	// InstanceType names a type instead of a size (reserved; no types are
+	// configured yet, so any value is refused).
+	InstanceType string `json:"instanceType,omitempty"`
+	// GPU is the number of GPUs of the instance.
+	GPU int `json:"gpu,omitempty"`
+
+	Containers     []Container `json:"containers"`
+	InitContainers []Container `json:"initContainers,omitempty"`
+	Volumes        []Volume    `json:"volumes,omitempty"`
+
+	// RestartPolicy applies to the containers: Always (default), OnFailure, Never.
+	RestartPolicy                 RestartPolicy `json:"restartPolicy,omitempty"`
+	TerminationGracePeriodSeconds *int64        `json:"terminationGracePeriodSeconds,omitempty"`
+	ActiveDeadlineSeconds         *int64        `json:"activeDeadlineSeconds,omitempty"`
+
+	Hostname    string      `json:"hostname,omitempty"`
+	DNSConfig   *DNSConfig  `json:"dnsConfig,omitempty"`
+	HostAliases []HostAlias `json:"hostAliases,omitempty"`
+
+	// VSwitchIDs the group may get its IP from (and so the zones it may run in).
+	// Empty: any vSwitch of the tenant.
+	VSwitchIDs []string `json:"vSwitchIds,omitempty"`
+	// ScheduleStrategy over several vSwitches: VSwitchOrdered (try them in
+	// order) or VSwitchRandom (spread; the default).
+	ScheduleStrategy ScheduleStrategy `json:"scheduleStrategy,omitempty"`
+	SecurityGroupIDs []string         `json:"securityGroupIds,omitempty"`
+	// PrivateIPAddress asks for this IPv4 address; it must be idle and inside
+	// one of the allowed vSwitches.
+	PrivateIPAddress string `json:"privateIpAddress,omitempty"`
+
+	ImageRegistryCredentials []RegistryCredential `json:"imageRegistryCredentials,omitempty"`
+	// PlainHTTPRegistries and InsecureRegistries are host[:port] lists.
+	PlainHTTPRegistries []string `json:"plainHttpRegistries,omitempty"`
+	InsecureRegistries  []string `json:"insecureRegistries,omitempty"`
+
+	// ExtraEphemeralStorage adds GiB to the 30 GiB every instance has.
+	ExtraEphemeralStorage int `json:"extraEphemeralStorage,omitempty"`
+
+	// Tags allocate cost ("k:v", up to 3 for pods created by a virtual node).
+	Tags map[string]string `json:"tags,omitempty"`
+
+	// MaxPendingMinutes bounds Scheduling/Pending (10-1440, default 240).
+	MaxPendingMinutes int `json:"maxPendingMinutes,omitempty"`
+	// FailStrategy when no capacity: fail-back (retry, default), fail-over,
+	// fail-fast (ScheduleFailed at once).
+	FailStrategy FailStrategy `json:"failStrategy,omitempty"`
+
+	// ClientToken makes create idempotent: the same token returns the same group.
+	ClientToken string `json:"clientToken,omitempty"`
+}
+
+// RestartPolicy of the containers of a group.
+type RestartPolicy string
+
+const (
+	RestartAlways    RestartPolicy = "Always"
+	RestartOnFailure RestartPolicy = "OnFailure"
+	RestartNever     RestartPolicy = "Never"
+)
+
+// ScheduleStrategy over several vSwitches.
+type ScheduleStrategy string
+
+const (
+	VSwitchOrdered ScheduleStrategy = "VSwitchOrdered"
+	VSwitchRandom  ScheduleStrategy = "VSwitchRandom"
+)
+
+// FailStrategy says what happens when no capacity is found.
+type FailStrategy string
+
+const (
+	FailBack FailStrategy = "fail-back"
+	FailOver FailStrategy = "fail-over"
+	FailFast FailStrategy = "fail-fast"
+)
+
+// DNSConfig is merged into the group's resolv.conf.
+type DNSConfig struct {
+	Nameservers []string    `json:"nameservers,omitempty"`
+	Searches    []string    `json:"searches,omitempty"`
+	Options     []DNSOption `json:"options,omitempty"`
+}
+
+// DNSOption is one resolv.conf option.
+type DNSOption struct {
+	Name  string `json:"name"`
+	Value string `json:"value,omitempty"`
+}
+
+// HostAlias adds lines to the group's /etc/hosts.
+type HostAlias struct {
+	IP        string   `json:"ip"`
+	Hostnames []string `json:"hostnames"`
+}
+
+// RegistryCredential logs in to one registry.
+type RegistryCredential struct {
+	Server   string `json:"server"`
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// ContainerGroupStatus is what the service reports.
+type ContainerGroupStatus struct {
+	State   State  `json:"state,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+
+	// InstanceSpec is the size the group runs (and is billed) at, "2.0-4.0Gi".
+	InstanceSpec string `json:"instanceSpec,omitempty"`
+	MilliCPU     int64  `json:"milliCPU,omitempty"`
+	MemoryMiB    int64  `json:"memoryMiB,omitempty"`
+
+	Host      string `json:"host,omitempty"`
+	Zone      string `json:"zone,omitempty"`
+	VSwitchID string `json:"vSwitchId,omitempty"`
+	IP        string `json:"ip,omitempty"`
+
+	InitContainers []ContainerStatus `json:"initContainers,omitempty"`
+	Containers     []ContainerStatus `json:"containers,omitempty"`
+	Conditions     []Condition       `json:"conditions,omitempty"`
+
+	// SchedulingAttempts counts placement tries (fail-back retries).
+	SchedulingAttempts int `json:"schedulingAttempts,omitempty"`
+
+	// Billing timestamps: billed from PendingAt (image pull and storage mount
+	// start) until FinishedAt.
+	ScheduledAt *time.Time `json:"scheduledAt,omitempty"`
+	PendingAt   *time.Time `json:"pendingAt,omitempty"`
+	RunningAt   *time.Time `json:"runningAt,omitempty"`
+	FinishedAt  *time.Time `json:"finishedAt,omitempty"`
+}
+
+// State of a container group (spec section 5).
+type State string
+
+const (
+	StateScheduling     State = "Scheduling"
+	StateScheduleFailed State = "ScheduleFailed"
+	StatePending        State = "Pending"
+	StateRunning        State = "Running"
+	StateRestarting     State = "Restarting"
+	StateUpdating       State = "Updating"
+	StateTerminating    State = "Terminating"
+	StateSucceeded      State = "Succeeded"
+	StateFailed         State = "Failed"
+	StateExpired        State = "Expired"
+)
+
+// Terminal tells whether a group in state s will never run again.
+func (s State) Terminal() bool {
+	switch s {
+	case StateScheduleFailed, StateSucceeded, StateFailed, StateExpired:
+		return true
+	}
+	return false
+}
+
+// Billed tells whether a group in state s is billed (spec section 10).
+func (s State) Billed() bool {
+	switch s {
+	case StatePending, StateRunning, StateRestarting, StateUpdating, StateTerminating:
+		return true
+	}
+	return false
+}
+
+// ContainerStatus is the state of one container.
+type ContainerStatus struct {
+	Name         string         `json:"name"`
+	Image        string         `json:"image,omitempty"`
+	ImageID      string         `json:"imageId,omitempty"`
+	ContainerID  string         `json:"containerId,omitempty"`
+	Ready        bool           `json:"ready"`
+	Started      bool           `json:"started"`
+	RestartCount int            `json:"restartCount"`
+	State        ContainerState `json:"state"`
+	LastState    ContainerState `json:"lastState,omitzero"`
+}
+
+// ContainerState: exactly one of its fields is set.
+type ContainerState struct {
+	Waiting    *ContainerStateWaiting    `json:"waiting,omitempty"`
+	Running    *ContainerStateRunning    `json:"running,omitempty"`
+	Terminated *ContainerStateTerminated `json:"terminated,omitempty"`
+}
+
+// ContainerStateWaiting: not running yet, with why (ContainerCreating,
+// ErrImagePull, ImagePullBackOff, CrashLoopBackOff, CreateContainerConfigError).
+type ContainerStateWaiting struct {
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// ContainerStateRunning: running since StartedAt.
+type ContainerStateRunning struct {
+	StartedAt time.Time `json:"startedAt"`
+}
+
+// ContainerStateTerminated: ended with ExitCode (Reason Completed, Error,
+// OOMKilled, ...).
+type ContainerStateTerminated struct {
+	ExitCode   int32     `json:"exitCode"`
+	Signal     int32     `json:"signal,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
+	Message    string    `json:"message,omitempty"`
+	StartedAt  time.Time `json:"startedAt,omitzero"`
+	FinishedAt time.Time `json:"finishedAt,omitzero"`
+}
+
+// Condition of a group: Scheduled, Initialized, ContainersReady, Ready.
+type Condition struct {
+	Type               string    `json:"type"`
+	Status             bool      `json:"status"`
+	Reason             string    `json:"reason,omitempty"`
+	Message            string    `json:"message,omitempty"`
+	LastTransitionTime time.Time `json:"lastTransitionTime,omitzero"`
+}

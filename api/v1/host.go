@@ -1,0 +1,46 @@
+package v1
+
+import "time"
+
+// Host is a machine of the pool, registered by its agent.
+type Host struct {
+	Metadata ObjectMeta `json:"metadata"`
+	Spec     HostSpec   `json:"spec"`
+	Status   HostStatus `json:"status,omitzero"`
+}
+
+// HostSpec is what the agent registers and what operators change.
+type HostSpec struct {
+	Zone string `json:"zone"`
+	// Capacity is the machine; Allocatable what groups may use of it.
+	Capacity    Resources `json:"capacity"`
+	Allocatable Resources `json:"allocatable"`
+	// RuntimeHandlers the host can run groups with: runc, and kata or gvisor
+	// where installed.
+	RuntimeHandlers []string `json:"runtimeHandlers,omitempty"`
+	// Unschedulable hosts get no new groups (cordon); Draining hosts also have
+	// their groups moved away.
+	Unschedulable bool `json:"unschedulable,omitempty"`
+	Draining      bool `json:"draining,omitempty"`
+	// Address is where the control plane reaches the agent (logs, exec).
+	Address string `json:"address,omitempty"`
+}
+
+// Resources of a host.
+type Resources struct {
+	MilliCPU  int64 `json:"milliCPU"`
+	MemoryMiB int64 `json:"memoryMiB"`
+	GPU       int   `json:"gpu,omitempty"`
+	Pods      int   `json:"pods"`
+}
+
+// HostStatus is kept by the server.
+type HostStatus struct {
+	// Ready while the agent's lease is fresh.
+	Ready bool `json:"ready"`
+	// LastHeartbeat is the agent's last lease renewal.
+	LastHeartbeat time.Time `json:"lastHeartbeat,omitzero"`
+	// Allocated is the sum of the sizes of the groups placed on the host.
+	Allocated Resources `json:"allocated"`
+	Groups    int       `json:"groups"`
+}

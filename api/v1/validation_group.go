@@ -1,0 +1,233 @@
+package v1
+
+import (
+	"fmt"
+
+	"github.com/eci-dev/eci/internal/sizes"
+)
+
+// ValidateContainerGroup checks a group a client wants to create. It returns
+// FieldErrors naming every bad field and what is allowed, or nil.
+func ValidateContainerGroup(g *ContainerGroup) error {
+	e := &errs{}
+	validateName(e, "metadata.name", g.Metadata.Name)
+	e.labels("metadata.labels", g.Metadata.Labels, "label")
+	validateGroupSpec(e, "spec", &g.Spec)
+	return e.result()
+}
+
+func validateGroupSpec(e *errs, p fpath, s *ContainerGroupSpec) {
+	if len(s.Containers) == 0 {
+		e.required(p.child("containers"), "at least one container")
+	}
+	if n := len(s.Containers) + len(s.InitContainers); n > MaxContainers {
+		e.add(p.child("containers"), "%d containers (with init containers) is too many; allowed: at most %d", n, MaxContainers)
+	}
+	if len(s.Volumes) > MaxVolumes {
+		e.add(p.child("volumes"), "%d volumes is too many; allowed: at most %d", len(s.Volumes), MaxVolumes)
+	}
+	volumes := map[string]bool{}
+	for i, v := range s.Volumes {
+		validateVolume(e, p.child("volumes").index(i), v)
+		if volumes[v.Name] {
+			e.add(p.child("volumes").index(i).child("name"), "%q appears twice", v.Name)
+		}
+		volumes[v.Name] = true
+	}
+	names := map[string]bool{}
+	for i, c := range s.InitContainers {
+		validateContainer(e, p.child("initContainers").index(i), c, volumes, names, true)
+	}
+	for i, c := range s.Containers {
+		validateContainer(e, p.child("containers").index(i), c, volumes, names, false)
+	}
+
+	e.oneOf(p.child("restartPolicy"), string(s.RestartPolicy), "", string(RestartAlways), string(RestartOnFailure), string(RestartNever))
+	if s.TerminationGracePeriodSeconds != nil {
+		e.nonNegative(p.child("terminationGracePeriodSeconds"), *s.TerminationGracePeriodSeconds)
+	}
+	if s.ActiveDeadlineSeconds != nil && *s.ActiveDeadlineSeconds <= 0 {
+		e.add(p.child("activeDeadlineSeconds"), "%d is not allowed; allowed: 1 or more seconds", *s.ActiveDeadlineSeconds)
+	}
+	if s.Hostname != "" {
+		e.dnsLabel(p.child("hostname"), s.Hostname, 63)
+	}
+	if d := s.DNSConfig; d != nil {
+		if len(d.Nameservers) > MaxNameservers {
+			e.add(p.child("dnsConfig").child("nameservers"), "%d nameservers is too many; allowed: at most %d", len(d.Nameservers), MaxNameservers)
+		}
+		for i, ns := range d.Nameservers {
+			if _, err := parseIP(ns); err != nil {
+				e.add(p.child("dnsConfig").child("nameservers").index(i), "%q is not an IP address", ns)
+			}
+		}
+		for i, o := range d.Options {
+			if o.Name == "" {
+				e.required(p.child("dnsConfig").child("options").index(i).child("name"), "the option's name")
+			}
+		}
+	}
+	for i, h := range s.HostAliases {
+		hp := p.child("hostAliases").index(i)
+		if _, err := parseIP(h.IP); err != nil {
+			e.add(hp.child("ip"), "%q is not an IP address", h.IP)
+		}
+		if len(h.Hostnames) == 0 {
+			e.required(hp.child("hostnames"), "at least one host name")
+		}
+	}
+
+	seen := map[string]bool{}
+	for i, id := range s.VSwitchIDs {
+		if id == "" || seen[id] {
+			e.add(p.child("vSwitchIds").index(i), "%q is empty or repeated", id)
+		}
+		seen[id] = true
+	}
+	e.oneOf(p.child("scheduleStrategy"), string(s.ScheduleStrategy), "", string(VSwitchOrdered), string(VSwitchRandom))
+	if len(s.SecurityGroupIDs) > MaxSecGroups {
+		e.add(p.child("securityGroupIds"), "%d security groups is too many; allowed: at most %d", len(s.SecurityGroupIDs), MaxSecGroups)
+	}
+	if s.PrivateIPAddress != "" {
+		e.ipv4(p.child("privateIpAddress"), s.PrivateIPAddress)
+	}
+	for i, c := range s.ImageRegistryCredentials {
+		if c.Server == "" {
+			e.required(p.child("imageRegistryCredentials").index(i).child("server"), "the registry's host[:port]")
+		}
+	}
+	e.hostPorts(p.child("plainHttpRegistries"), s.PlainHTTPRegistries)
+	e.hostPorts(p.child("insecureRegistries"), s.InsecureRegistries)
+	if s.ExtraEphemeralStorage < 0 || s.ExtraEphemeralStorage > MaxExtraEphemeralStorage {
+		e.add(p.child("extraEphemeralStorage"), "%d is not allowed; allowed: 0 to %d GiB", s.ExtraEphemeralStorage, MaxExtraEphemeralStorage)
+	}
+	if len(s.Tags) > MaxTags {
+		e.add(p.child("tags"), "%d tags is too many; allowed: at most %d", len(s.Tags), MaxTags)
+	}
+	e.labels(p.child("tags"), s.Tags, "tag")
+	if m := s.MaxPendingMinutes; m != 0 && (m < 10 || m > 1440) {
+		e.add(p.child("maxPendingMinutes"), "%d is not allowed; allowed: 10 to 1440 minutes (default 240)", m)
+	}
+	e.oneOf(p.child("failStrategy"), string(s.FailStrategy), "", string(FailBack), string(FailOver), string(FailFast))
+	if len(s.ClientToken) > 64 {
+		e.add(p.child("clientToken"), "%d characters is too long; allowed: at most 64", len(s.ClientToken))
+	}
+	validateSize(e, p, s)
+}
+
+// validateSize checks every way of giving a size, and that the containers fit.
+func validateSize(e *errs, p fpath, s *ContainerGroupSpec) {
+	if s.InstanceType != "" {
+		e.add(p.child("instanceType"), "%q is not a configured instance type (none are); give a size with specs (for example [\"2-4Gi\"]) or cpu and memory", s.InstanceType)
+	}
+	e.nonNegative(p.child("gpu"), int64(s.GPU))
+	if len(s.Specs) > MaxSpecs {
+		e.add(p.child("specs"), "%d sizes is too many; allowed: at most %d", len(s.Specs), MaxSpecs)
+	}
+	for i, sp := range s.Specs {
+		size, err := sizes.Parse(sp)
+		if err != nil {
+			e.add(p.child("specs").index(i), "%v", err)
+			continue
+		}
+		if _, ok := sizes.Round(size); !ok {
+			e.add(p.child("specs").index(i), "%q is larger than the largest size (64 vCPU, 512 GiB)", sp)
+		}
+	}
+	switch {
+	case s.CPU < 0 || s.CPU > 64:
+		e.add(p.child("cpu"), "%v is not allowed; allowed: 0.25 to 64 vCPU", s.CPU)
+	case s.Memory < 0 || s.Memory > 512:
+		e.add(p.child("memory"), "%v is not allowed; allowed: 0.5 to 512 GiB", s.Memory)
+	case s.CPU > 0 && s.Memory == 0:
+		e.required(p.child("memory"), "memory in GiB when cpu is set")
+	case s.Memory > 0 && s.CPU == 0:
+		e.required(p.child("cpu"), "cpu in vCPU when memory is set")
+	}
+	if len(s.Specs) > 0 || e.hasPrefix(p) {
+		return
+	}
+	// Containers must fit the size the group will be given.
+	want := containersSize(s)
+	if s.CPU > 0 {
+		got := sizeOf(s.CPU, s.Memory)
+		if want.MilliCPU > got.MilliCPU {
+			e.add(p.child("containers"), "containers ask for %v vCPU, more than the group's %v", float64(want.MilliCPU)/1000, s.CPU)
+		}
+		if want.MemoryMiB > got.MemoryMiB {
+			e.add(p.child("containers"), "containers ask for %v GiB, more than the group's %v", float64(want.MemoryMiB)/1024, s.Memory)
+		}
+	} else if _, ok := sizes.Round(want); !ok {
+		e.add(p.child("containers"), "containers ask for %v vCPU / %v GiB, more than the largest size (64 vCPU, 512 GiB)",
+			float64(want.MilliCPU)/1000, float64(want.MemoryMiB)/1024)
+	}
+}
+
+func (e *errs) hasPrefix(p fpath) bool {
+	for _, fe := range e.list {
+		if len(fe.Field) >= len(p) && fe.Field[:len(p)] == string(p) {
+			return true
+		}
+	}
+	return false
+}
+
+func sizeOf(cpu, memGiB float64) sizes.Size {
+	return sizes.Size{MilliCPU: int64(cpu*1000 + 0.5), MemoryMiB: int64(memGiB*1024 + 0.5)}
+}
+
+// containersSize is what the containers ask for together: the sum over the
+// containers, or the largest init container if that is more (init containers
+// run one at a time, before the others), per dimension, as Kubernetes counts.
+func containersSize(s *ContainerGroupSpec) sizes.Size {
+	var sum, maxInit sizes.Size
+	for _, c := range s.Containers {
+		cs := sizeOf(c.CPU, c.Memory)
+		sum.MilliCPU += cs.MilliCPU
+		sum.MemoryMiB += cs.MemoryMiB
+	}
+	for _, c := range s.InitContainers {
+		cs := sizeOf(c.CPU, c.Memory)
+		maxInit.MilliCPU = max(maxInit.MilliCPU, cs.MilliCPU)
+		maxInit.MemoryMiB = max(maxInit.MemoryMiB, cs.MemoryMiB)
+	}
+	return sizes.Size{MilliCPU: max(sum.MilliCPU, maxInit.MilliCPU), MemoryMiB: max(sum.MemoryMiB, maxInit.MemoryMiB)}
+}
+
+// SizeCandidates returns the sizes to try for a valid group, in order, each
+// rounded up to a supported size: the specs list; else cpu and memory; else what
+// the containers ask for; else the default 2 vCPU / 4 GiB.
+func SizeCandidates(s *ContainerGroupSpec) ([]sizes.Size, error) {
+	var reqs []sizes.Size
+	switch {
+	case len(s.Specs) > 0:
+		for _, sp := range s.Specs {
+			size, err := sizes.Parse(sp)
+			if err != nil {
+				return nil, err
+			}
+			reqs = append(reqs, size)
+		}
+	case s.CPU > 0:
+		reqs = append(reqs, sizeOf(s.CPU, s.Memory))
+	default:
+		want := containersSize(s)
+		if want.MilliCPU == 0 && want.MemoryMiB == 0 {
+			want = sizes.Default
+		}
+		reqs = append(reqs, want)
+	}
+	out := make([]sizes.Size, 0, len(reqs))
+	seen := map[sizes.Size]bool{}
+	for _, r := range reqs {
+		size, ok := sizes.Round(r)
+		if !ok {
+			return nil, fmt.Errorf("%s is larger than any supported size", r)
+		}
+		if !seen[size] {
+			seen[size] = true
+			out = append(out, size)
+		}
+	}
+	return out, nil
+}

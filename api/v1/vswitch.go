@@ -1,0 +1,23 @@
+package v1
+
+// VSwitch is a subnet in a zone that groups get their IPs from.
+type VSwitch struct {
+	Metadata ObjectMeta    `json:"metadata"`
+	Spec     VSwitchSpec   `json:"spec"`
+	Status   VSwitchStatus `json:"status,omitzero"`
+}
+
+// VSwitchSpec: an IPv4 CIDR in one zone. The first address (the gateway) and the
+// network and broadcast addresses are never given to groups.
+type VSwitchSpec struct {
+	Zone string `json:"zone"`
+	CIDR string `json:"cidr"`
+	// Gateway defaults to the first address of the CIDR.
+	Gateway string `json:"gateway,omitempty"`
+}
+
+// VSwitchStatus counts addresses.
+type VSwitchStatus struct {
+	Total     int `json:"total"`
+	Allocated int `json:"allocated"`
+}
