@@ -102,7 +102,9 @@ func TestValidationRules(t *testing.T) {
 		{"root and non-root", func(g *ContainerGroup) {
 			g.Spec.Containers[0].SecurityContext = &SecurityContext{RunAsUser: i64(0), RunAsNonRoot: yes()}
 		}, "spec.containers[0].securityContext.runAsUser", "runAsNonRoot"},
-		{"seccomp", func(g *ContainerGroup) { g.Spec.Containers[0].SecurityContext = &SecurityContext{SeccompProfile: "Localhost"} }, "spec.containers[0].securityContext.seccompProfile", "RuntimeDefault"},
+		{"seccomp", func(g *ContainerGroup) {
+			g.Spec.Containers[0].SecurityContext = &SecurityContext{SeccompProfile: "Localhost"}
+		}, "spec.containers[0].securityContext.seccompProfile", "RuntimeDefault"},
 		{"capability", func(g *ContainerGroup) {
 			g.Spec.Containers[0].SecurityContext = &SecurityContext{Capabilities: &Capabilities{Add: []string{"net admin"}}}
 		}, "spec.containers[0].securityContext.capabilities.add[0]", "NET_ADMIN"},
@@ -128,7 +130,9 @@ func TestValidationRules(t *testing.T) {
 		{"volume name twice", func(g *ContainerGroup) {
 			g.Spec.Volumes = []Volume{{Name: "v", EmptyDir: &EmptyDirVolume{}}, {Name: "v", EmptyDir: &EmptyDirVolume{}}}
 		}, "spec.volumes[1].name", "twice"},
-		{"emptyDir medium", func(g *ContainerGroup) { g.Spec.Volumes = []Volume{{Name: "v", EmptyDir: &EmptyDirVolume{Medium: "HugePages"}}} }, "spec.volumes[0].emptyDir.medium", "Memory"},
+		{"emptyDir medium", func(g *ContainerGroup) {
+			g.Spec.Volumes = []Volume{{Name: "v", EmptyDir: &EmptyDirVolume{Medium: "HugePages"}}}
+		}, "spec.volumes[0].emptyDir.medium", "Memory"},
 		{"file path escapes", func(g *ContainerGroup) {
 			g.Spec.Volumes = []Volume{{Name: "v", Files: &FilesVolume{Files: []File{{Path: "../x"}}}}}
 		}, "spec.volumes[0].files.files[0].path", "without .."},
@@ -145,7 +149,9 @@ func TestValidationRules(t *testing.T) {
 			g.Spec.Volumes = []Volume{{Name: "v", Files: &FilesVolume{DefaultMode: i32(-1)}}}
 		}, "spec.volumes[0].files.defaultMode", "0777"},
 		{"nfs server", func(g *ContainerGroup) { g.Spec.Volumes = []Volume{{Name: "v", NFS: &NFSVolume{Path: "/a"}}} }, "spec.volumes[0].nfs.server", "required"},
-		{"nfs path", func(g *ContainerGroup) { g.Spec.Volumes = []Volume{{Name: "v", NFS: &NFSVolume{Server: "a", Path: "a"}}} }, "spec.volumes[0].nfs.path", "absolute"},
+		{"nfs path", func(g *ContainerGroup) {
+			g.Spec.Volumes = []Volume{{Name: "v", NFS: &NFSVolume{Server: "a", Path: "a"}}}
+		}, "spec.volumes[0].nfs.path", "absolute"},
 		{"restart policy", func(g *ContainerGroup) { g.Spec.RestartPolicy = "Sometimes" }, "spec.restartPolicy", "OnFailure"},
 		{"grace negative", func(g *ContainerGroup) { g.Spec.TerminationGracePeriodSeconds = i64(-1) }, "spec.terminationGracePeriodSeconds", "0 or more"},
 		{"deadline zero", func(g *ContainerGroup) { g.Spec.ActiveDeadlineSeconds = i64(0) }, "spec.activeDeadlineSeconds", "1 or more"},
@@ -179,7 +185,9 @@ func TestValidationRules(t *testing.T) {
 		{"client token", func(g *ContainerGroup) { g.Spec.ClientToken = strings.Repeat("t", 65) }, "spec.clientToken", "at most 64"},
 		{"instance type", func(g *ContainerGroup) { g.Spec.InstanceType = "ecs.c6.large" }, "spec.instanceType", "2-4Gi"},
 		{"gpu", func(g *ContainerGroup) { g.Spec.GPU = -1 }, "spec.gpu", "0 or more"},
-		{"specs count", func(g *ContainerGroup) { g.Spec.Specs = []string{"1-2Gi", "2-4Gi", "4-8Gi", "8-16Gi", "16-32Gi", "32-64Gi"} }, "spec.specs", "at most 5"},
+		{"specs count", func(g *ContainerGroup) {
+			g.Spec.Specs = []string{"1-2Gi", "2-4Gi", "4-8Gi", "8-16Gi", "16-32Gi", "32-64Gi"}
+		}, "spec.specs", "at most 5"},
 		{"spec form", func(g *ContainerGroup) { g.Spec.Specs = []string{"2c4g"} }, "spec.specs[0]", "2-4Gi"},
 		{"spec too large", func(g *ContainerGroup) { g.Spec.Specs = []string{"128-256Gi"} }, "spec.specs[0]", "largest size"},
 		{"cpu range", func(g *ContainerGroup) { g.Spec.CPU, g.Spec.Memory = 65, 128 }, "spec.cpu", "64 vCPU"},
@@ -251,13 +259,13 @@ func TestSizeCandidates(t *testing.T) {
 
 func TestDecodeNamesUnknownAndUnsupportedFields(t *testing.T) {
 	cases := map[string]struct{ field, says string }{
-		`{"metadata":{"name":"a"},"spec":{"containers":[],"hostNetwork":true}}`: {"hostNetwork", "LoadBalancer"},
+		`{"metadata":{"name":"a"},"spec":{"containers":[],"hostNetwork":true}}`:     {"hostNetwork", "LoadBalancer"},
 		`{"metadata":{"name":"a"},"spec":{"volumes":[{"name":"v","hostPath":{}}]}}`: {"hostPath", "NFS"},
-		`{"metadata":{"name":"a"},"spec":{"colour":"red"}}`:                       {"colour", "unknown field"},
-		`{"metadata":{"name":1}}`:                                                 {"metadata.name", "want string"},
-		`{"metadata":`:                                                            {"body", "JSON"},
-		``:                                                                        {"body", "empty"},
-		`{} {}`:                                                                   {"body", "after the JSON object"},
+		`{"metadata":{"name":"a"},"spec":{"colour":"red"}}`:                         {"colour", "unknown field"},
+		`{"metadata":{"name":1}}`: {"metadata.name", "want string"},
+		`{"metadata":`:            {"body", "JSON"},
+		``:                        {"body", "empty"},
+		`{} {}`:                   {"body", "after the JSON object"},
 	}
 	for body, want := range cases {
 		var g ContainerGroup

@@ -1,0 +1,32 @@
+// Package errdefs defines the kinds of error the instance service returns, as
+// containerd's errdefs does. Code wraps a kind with %w and context; only the
+// HTTP edge (internal/server) maps kinds to status codes, and the client maps
+// them back, so errors.Is works on both sides of the wire.
+package errdefs
+
+import "errors"
+
+// The kinds.
+var (
+	ErrInvalidArgument  = errors.New("invalid argument")
+	ErrNotFound         = errors.New("not found")
+	ErrAlreadyExists    = errors.New("already exists")
+	ErrConflict         = errors.New("conflict")
+	ErrGone             = errors.New("gone")
+	ErrUnauthenticated  = errors.New("unauthenticated")
+	ErrPermissionDenied = errors.New("permission denied")
+	ErrExhausted        = errors.New("resource exhausted")
+	ErrUnavailable      = errors.New("unavailable")
+)
+
+// IsNotFound tells whether err is of kind ErrNotFound.
+func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
+
+// IsConflict tells whether err is of kind ErrConflict.
+func IsConflict(err error) bool { return errors.Is(err, ErrConflict) }
+
+// IsAlreadyExists tells whether err is of kind ErrAlreadyExists.
+func IsAlreadyExists(err error) bool { return errors.Is(err, ErrAlreadyExists) }
+
+// IsGone tells whether err is of kind ErrGone.
+func IsGone(err error) bool { return errors.Is(err, ErrGone) }

@@ -1,0 +1,261 @@
+package store
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/errdefs"
+)
+
+// Object is what a collection holds: an API resource with metadata.
+type Object[T any] interface {
+	*T
+	Meta() *apiv1.ObjectMeta
+}
+
+// Collection is one kind of resource in the store.
+type Collection[T any, PT Object[T]] struct {
+	s    *Store
+	kind string
+}
+
+// NewCollection returns the collection of kind (a plural noun: containergroups).
+func NewCollection[T any, PT Object[T]](s *Store, kind string) *Collection[T, PT] {
+	return &Collection[T, PT]{s: s, kind: kind}
+}
+
+// Kind is the collection's name.
+func (c *Collection[T, PT]) Kind() string { return c.kind }
+
+func (c *Collection[T, PT]) prefix() string { return c.s.prefix + "v1/" + c.kind + "/" }
+
+// Key is the etcd key of id.
+func (c *Collection[T, PT]) Key(id string) string { return c.prefix() + id }
+
+func (c *Collection[T, PT]) decode(data []byte, rev int64) (PT, error) {
+	obj := PT(new(T))
+	if err := json.Unmarshal(data, obj); err != nil {
+		return nil, fmt.Errorf("decode stored %s: %w", c.kind, err)
+	}
+	obj.Meta().ResourceVersion = strconv.FormatInt(rev, 10)
+	return obj, nil
+}
+
+func (c *Collection[T, PT]) encode(obj PT) (string, error) {
+	// The version is the key's ModRevision, never stored in the value.
+	rv := obj.Meta().ResourceVersion
+	obj.Meta().ResourceVersion = ""
+	data, err := json.Marshal(obj)
+	obj.Meta().ResourceVersion = rv
+	return string(data), err
+}
+
+// Get reads one object.
+func (c *Collection[T, PT]) Get(ctx context.Context, id string) (PT, error) {
+	resp, err := c.s.Client.Get(ctx, c.Key(id))
+	if err != nil {
+		return nil, fmt.Errorf("get %s %s: %w: %w", c.kind, id, errdefs.ErrUnavailable, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, fmt.Errorf("%s %q: %w", c.kind, id, errdefs.ErrNotFound)
+	}
+	return c.decode(resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
+}
+
+// ListOptions pages a list.
+type ListOptions struct {
+	// Limit is the page size; 0 means everything.
+	Limit int64
+	// Continue is the token a previous page returned.
+	Continue string
+}
+
+type continueToken struct {
+	Key string `json:"k"`
+	Rev int64  `json:"r"`
+}
+
+// List reads objects in key order, all pages at the revision of the first.
+// It returns the revision (to watch from) and the next page's token.
+func (c *Collection[T, PT]) List(ctx context.Context, opts ListOptions) ([]PT, int64, string, error) {
+	start := c.prefix()
+	var rev int64
+	if opts.Continue != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(opts.Continue)
+		var tok continueToken
+		if err == nil {
+			err = json.Unmarshal(raw, &tok)
+		}
+		if err != nil || len(tok.Key) < len(start) || tok.Key[:len(start)] != start {
+			return nil, 0, "", fmt.Errorf("continue token %q is not one this list returned: %w", opts.Continue, errdefs.ErrInvalidArgument)
+		}
+		start, rev = tok.Key, tok.Rev
+	}
+	ropts := []clientv3.OpOption{clientv3.WithRange(clientv3.GetPrefixRangeEnd(c.prefix()))}
+	if opts.Limit > 0 {
+		ropts = append(ropts, clientv3.WithLimit(opts.Limit+1))
+	}
+	if rev > 0 {
+		ropts = append(ropts, clientv3.WithRev(rev))
+	}
+	resp, err := c.s.Client.Get(ctx, start, ropts...)
+	if err != nil {
+		if isCompacted(err) {
+			return nil, 0, "", fmt.Errorf("list %s: the continue token's revision %d was compacted; list again: %w", c.kind, rev, errdefs.ErrGone)
+		}
+		return nil, 0, "", fmt.Errorf("list %s: %w: %w", c.kind, errdefs.ErrUnavailable, err)
+	}
+	if rev == 0 {
+		rev = resp.Header.Revision
+	}
+	kvs := resp.Kvs
+	next := ""
+	if opts.Limit > 0 && int64(len(kvs)) > opts.Limit {
+		raw, _ := json.Marshal(continueToken{Key: string(kvs[opts.Limit].Key), Rev: rev})
+		next = base64.RawURLEncoding.EncodeToString(raw)
+		kvs = kvs[:opts.Limit]
+	}
+	out := make([]PT, 0, len(kvs))
+	for _, kv := range kvs {
+		obj, err := c.decode(kv.Value, kv.ModRevision)
+		if err != nil {
+			return nil, 0, "", err
+		}
+		out = append(out, obj)
+	}
+	return out, rev, next, nil
+}
+
+// PutOp is the etcd operation that writes obj (for a transaction).
+func (c *Collection[T, PT]) PutOp(obj PT) (clientv3.Op, error) {
+	data, err := c.encode(obj)
+	if err != nil {
+		return clientv3.Op{}, err
+	}
+	return clientv3.OpPut(c.Key(obj.Meta().ID), data), nil
+}
+
+// DeleteOp is the etcd operation that removes id.
+func (c *Collection[T, PT]) DeleteOp(id string) clientv3.Op { return clientv3.OpDelete(c.Key(id)) }
+
+// AbsentCmp holds while id does not exist.
+func (c *Collection[T, PT]) AbsentCmp(id string) clientv3.Cmp {
+	return clientv3.Compare(clientv3.CreateRevision(c.Key(id)), "=", 0)
+}
+
+// UnchangedCmp holds while obj is still at the version it was read at.
+func (c *Collection[T, PT]) UnchangedCmp(obj PT) (clientv3.Cmp, error) {
+	rev, err := strconv.ParseInt(obj.Meta().ResourceVersion, 10, 64)
+	if err != nil || rev <= 0 {
+		return clientv3.Cmp{}, fmt.Errorf("%s %q: resourceVersion %q is not a version this service returned: %w",
+			c.kind, obj.Meta().ID, obj.Meta().ResourceVersion, errdefs.ErrInvalidArgument)
+	}
+	return clientv3.Compare(clientv3.ModRevision(c.Key(obj.Meta().ID)), "=", rev), nil
+}
+
+// Create stores a new object; ErrAlreadyExists if its id is taken. Extra
+// conditions and operations join the same transaction (ErrConflict when an
+// extra condition fails).
+func (c *Collection[T, PT]) Create(ctx context.Context, obj PT, cmps []clientv3.Cmp, ops ...clientv3.Op) error {
+	put, err := c.PutOp(obj)
+	if err != nil {
+		return err
+	}
+	id := obj.Meta().ID
+	resp, err := c.s.Client.Txn(ctx).
+		If(append([]clientv3.Cmp{c.AbsentCmp(id)}, cmps...)...).
+		Then(append([]clientv3.Op{put}, ops...)...).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("create %s %s: %w: %w", c.kind, id, errdefs.ErrUnavailable, err)
+	}
+	if !resp.Succeeded {
+		if _, gerr := c.Get(ctx, id); gerr == nil {
+			return fmt.Errorf("%s %q: %w", c.kind, id, errdefs.ErrAlreadyExists)
+		}
+		return fmt.Errorf("create %s %q: a condition changed: %w", c.kind, id, errdefs.ErrConflict)
+	}
+	obj.Meta().ResourceVersion = strconv.FormatInt(resp.Header.Revision, 10)
+	return nil
+}
+
+// Update writes obj if it is still at obj's resourceVersion (ErrConflict
+// otherwise; ErrNotFound if it is gone), with extra conditions and operations
+// in the same transaction.
+func (c *Collection[T, PT]) Update(ctx context.Context, obj PT, cmps []clientv3.Cmp, ops ...clientv3.Op) error {
+	unchanged, err := c.UnchangedCmp(obj)
+	if err != nil {
+		return err
+	}
+	put, err := c.PutOp(obj)
+	if err != nil {
+		return err
+	}
+	id := obj.Meta().ID
+	resp, err := c.s.Client.Txn(ctx).
+		If(append([]clientv3.Cmp{unchanged}, cmps...)...).
+		Then(append([]clientv3.Op{put}, ops...)...).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("update %s %s: %w: %w", c.kind, id, errdefs.ErrUnavailable, err)
+	}
+	if !resp.Succeeded {
+		if _, gerr := c.Get(ctx, id); errdefs.IsNotFound(gerr) {
+			return gerr
+		}
+		return fmt.Errorf("%s %q was changed since version %s: %w", c.kind, id, obj.Meta().ResourceVersion, errdefs.ErrConflict)
+	}
+	obj.Meta().ResourceVersion = strconv.FormatInt(resp.Header.Revision, 10)
+	return nil
+}
+
+// Mutate reads id, applies fn and writes the result, retrying on conflict. fn
+// may return an error to stop (it is returned as is).
+func (c *Collection[T, PT]) Mutate(ctx context.Context, id string, fn func(PT) error) (PT, error) {
+	for attempt := 0; ; attempt++ {
+		obj, err := c.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if err := fn(obj); err != nil {
+			return nil, err
+		}
+		err = c.Update(ctx, obj, nil)
+		if err == nil || !errdefs.IsConflict(err) || attempt >= 20 {
+			return obj, err
+		}
+	}
+}
+
+// Delete removes obj if it is still at its resourceVersion (any version when
+// it is empty), with extra operations in the same transaction.
+func (c *Collection[T, PT]) Delete(ctx context.Context, obj PT, ops ...clientv3.Op) error {
+	id := obj.Meta().ID
+	var cmps []clientv3.Cmp
+	if obj.Meta().ResourceVersion != "" {
+		unchanged, err := c.UnchangedCmp(obj)
+		if err != nil {
+			return err
+		}
+		cmps = append(cmps, unchanged)
+	} else {
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(c.Key(id)), ">", 0))
+	}
+	resp, err := c.s.Client.Txn(ctx).If(cmps...).Then(append([]clientv3.Op{c.DeleteOp(id)}, ops...)...).Commit()
+	if err != nil {
+		return fmt.Errorf("delete %s %s: %w: %w", c.kind, id, errdefs.ErrUnavailable, err)
+	}
+	if !resp.Succeeded {
+		if _, gerr := c.Get(ctx, id); errdefs.IsNotFound(gerr) {
+			return gerr
+		}
+		return fmt.Errorf("%s %q was changed since version %s: %w", c.kind, id, obj.Meta().ResourceVersion, errdefs.ErrConflict)
+	}
+	return nil
+}

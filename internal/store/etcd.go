@@ -1,0 +1,158 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// Config says where the data lives.
+type Config struct {
+	// DataDir holds the embedded etcd's data. Used when Endpoints is empty.
+	DataDir string
+	// Endpoints of an external etcd cluster.
+	Endpoints []string
+	// Prefix of every key; "/eci/" by default. Two services may share an etcd
+	// cluster with different prefixes.
+	Prefix string
+	// CompactionRetention is how much history the embedded etcd keeps for
+	// watches to resume from (default 10 minutes).
+	CompactionRetention time.Duration
+	Logger              *slog.Logger
+}
+
+// Store is an open connection to etcd (and the embedded etcd, if it runs one).
+type Store struct {
+	Client *clientv3.Client
+	prefix string
+	etcd   *embed.Etcd
+	log    *slog.Logger
+	closed sync.Once
+}
+
+// Open starts the embedded etcd (or connects to the external one) and returns
+// when it serves.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "/eci/"
+	}
+	s := &Store{prefix: cfg.Prefix, log: cfg.Logger}
+	endpoints := cfg.Endpoints
+	if len(endpoints) == 0 {
+		if cfg.DataDir == "" {
+			return nil, errors.New("store: either a data dir (embedded etcd) or etcd endpoints are needed")
+		}
+		e, endpoint, err := startEmbedded(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		s.etcd = e
+		endpoints = []string{endpoint}
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints: endpoints, DialTimeout: 5 * time.Second, Context: context.Background(),
+		Logger: zap.NewNop(),
+	})
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store: connect to etcd %v: %w", endpoints, err)
+	}
+	s.Client = cli
+	// The first request proves the cluster serves.
+	reqCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if _, err := cli.Get(reqCtx, s.prefix+"ping"); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store: etcd %v does not answer: %w", endpoints, err)
+	}
+	return s, nil
+}
+
+func startEmbedded(ctx context.Context, cfg Config) (*embed.Etcd, string, error) {
+	ports, err := freeLoopbackPorts(2)
+	if err != nil {
+		return nil, "", err
+	}
+	client := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))}
+	peer := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1]))}
+	ec := embed.NewConfig()
+	ec.Name = "eci"
+	ec.Dir = cfg.DataDir
+	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
+	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
+	ec.InitialCluster = ec.Name + "=" + peer.String()
+	ec.LogLevel = "error"
+	ec.Logger = "zap"
+	ec.AutoCompactionMode = "periodic"
+	retention := cfg.CompactionRetention
+	if retention == 0 {
+		retention = 10 * time.Minute
+	}
+	ec.AutoCompactionRetention = retention.String()
+	ec.QuotaBackendBytes = 4 << 30
+	ec.ListenMetricsUrls = nil
+	e, err := embed.StartEtcd(ec)
+	if err != nil {
+		return nil, "", fmt.Errorf("store: start embedded etcd in %s: %w", cfg.DataDir, err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return nil, "", fmt.Errorf("store: embedded etcd failed: %w", err)
+	case <-time.After(60 * time.Second):
+		e.Close()
+		return nil, "", errors.New("store: embedded etcd not ready after 60s")
+	case <-ctx.Done():
+		e.Close()
+		return nil, "", ctx.Err()
+	}
+	return e, client.String(), nil
+}
+
+// Close disconnects and stops the embedded etcd. Safe to call twice.
+func (s *Store) Close() {
+	s.closed.Do(func() {
+		if s.Client != nil {
+			_ = s.Client.Close()
+		}
+		if s.etcd != nil {
+			s.etcd.Close()
+		}
+	})
+}
+
+// Embedded tells whether this store runs its own etcd.
+func (s *Store) Embedded() bool { return s.etcd != nil }
+
+func freeLoopbackPorts(n int) ([]int, error) {
+	var ports []int
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			_ = l.Close()
+		}
+	}()
+	for len(ports) < n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
