@@ -1,0 +1,229 @@
+// Package scheduler decides where a container group runs. It is pure: a
+// read-only Snapshot of hosts and vSwitches and a Request go in, a Decision (or
+// a NoCapacityError that says what was missing) comes out. It does no I/O;
+// the server commits a decision in one etcd transaction, which fails if the
+// snapshot it was made from has changed, so concurrent placements never
+// over-commit a host or give one IP twice.
+package scheduler
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+
+	"github.com/eci-dev/eci/internal/sizes"
+)
+
+// Policy chooses among the hosts that fit.
+type Policy string
+
+const (
+	// Spread puts a group on the host with the most free vCPU (then memory):
+	// groups spread over the pool.
+	Spread Policy = "spread"
+	// Binpack puts a group on the host with the least free vCPU that still
+	// fits: hosts fill up one by one and others stay empty.
+	Binpack Policy = "binpack"
+)
+
+// Resources is what a host has or what a group takes.
+type Resources struct {
+	MilliCPU  int64
+	MemoryMiB int64
+	GPU       int
+	Pods      int
+}
+
+// Host is one host as placement sees it.
+type Host struct {
+	Name        string
+	Zone        string
+	Allocatable Resources
+	Allocated   Resources
+	// Schedulable is false for hosts that are not Ready, cordoned or draining.
+	Schedulable bool
+}
+
+func (h Host) free() Resources {
+	return Resources{
+		MilliCPU:  h.Allocatable.MilliCPU - h.Allocated.MilliCPU,
+		MemoryMiB: h.Allocatable.MemoryMiB - h.Allocated.MemoryMiB,
+		GPU:       h.Allocatable.GPU - h.Allocated.GPU,
+		Pods:      h.Allocatable.Pods - h.Allocated.Pods,
+	}
+}
+
+func (r Resources) fits(size sizes.Size, gpu int) bool {
+	return r.MilliCPU >= size.MilliCPU && r.MemoryMiB >= size.MemoryMiB && r.GPU >= gpu && r.Pods >= 1
+}
+
+// VSwitch is one vSwitch as placement sees it.
+type VSwitch struct {
+	ID   string
+	Zone string
+	// FreeIPs is how many addresses are left.
+	FreeIPs int
+}
+
+// Snapshot is the state placement reads.
+type Snapshot struct {
+	Hosts     []Host
+	VSwitches []VSwitch
+}
+
+// Request is what one group needs.
+type Request struct {
+	// Sizes to try in order (already rounded to supported sizes).
+	Sizes []sizes.Size
+	GPU   int
+	// VSwitchIDs allowed, in the user's order; empty allows every vSwitch.
+	VSwitchIDs []string
+	// Ordered tries the vSwitches in order (VSwitchOrdered); otherwise their
+	// order is shuffled with Seed so groups spread over zones.
+	Ordered bool
+	Seed    uint64
+}
+
+// Decision is where a group goes.
+type Decision struct {
+	Host    string
+	Zone    string
+	VSwitch string
+	Size    sizes.Size
+}
+
+// NoCapacityError says, per size tried, what was missing.
+type NoCapacityError struct {
+	Reasons []string
+}
+
+func (e *NoCapacityError) Error() string {
+	return "no capacity: " + strings.Join(e.Reasons, "; ")
+}
+
+// Place picks a size, a vSwitch and a host for req.
+func Place(snap Snapshot, req Request, policy Policy) (Decision, error) {
+	vsws, missing := candidateVSwitches(snap, req)
+	var reasons []string
+	if len(missing) > 0 {
+		reasons = append(reasons, "vSwitch "+strings.Join(missing, ", ")+" does not exist")
+	}
+	if len(vsws) == 0 && len(missing) == 0 {
+		reasons = append(reasons, "no vSwitch is configured")
+	}
+	for _, size := range req.Sizes {
+		var sizeReasons []string
+		for _, vsw := range vsws {
+			if vsw.FreeIPs <= 0 {
+				sizeReasons = append(sizeReasons, fmt.Sprintf("vSwitch %s (%s) has no free IP", vsw.ID, vsw.Zone))
+				continue
+			}
+			host, why := pickHost(snap.Hosts, vsw.Zone, size, req.GPU, policy)
+			if host != "" {
+				return Decision{Host: host, Zone: vsw.Zone, VSwitch: vsw.ID, Size: size}, nil
+			}
+			sizeReasons = append(sizeReasons, why)
+		}
+		if len(sizeReasons) > 0 {
+			reasons = append(reasons, fmt.Sprintf("for %s: %s", size, strings.Join(dedupe(sizeReasons), ", ")))
+		}
+	}
+	return Decision{}, &NoCapacityError{Reasons: reasons}
+}
+
+// candidateVSwitches returns the allowed vSwitches in the order to try, and the
+// requested ones that don't exist.
+func candidateVSwitches(snap Snapshot, req Request) ([]VSwitch, []string) {
+	byID := make(map[string]VSwitch, len(snap.VSwitches))
+	for _, v := range snap.VSwitches {
+		byID[v.ID] = v
+	}
+	var out []VSwitch
+	var missing []string
+	if len(req.VSwitchIDs) == 0 {
+		out = append(out, snap.VSwitches...)
+		sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	} else {
+		for _, id := range req.VSwitchIDs {
+			if v, ok := byID[id]; ok {
+				out = append(out, v)
+			} else {
+				missing = append(missing, id)
+			}
+		}
+	}
+	if !req.Ordered {
+		r := rand.New(rand.NewPCG(req.Seed, req.Seed^0x9e3779b97f4a7c15))
+		r.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	}
+	return out, missing
+}
+
+// pickHost chooses a host of zone that fits size, or says why none does.
+func pickHost(hosts []Host, zone string, size sizes.Size, gpu int, policy Policy) (string, string) {
+	best := -1
+	var bestFree Resources
+	inZone, ready := 0, 0
+	var largest Resources
+	for i, h := range hosts {
+		if h.Zone != zone {
+			continue
+		}
+		inZone++
+		if !h.Schedulable {
+			continue
+		}
+		ready++
+		free := h.free()
+		if free.MilliCPU > largest.MilliCPU || (free.MilliCPU == largest.MilliCPU && free.MemoryMiB > largest.MemoryMiB) {
+			largest = free
+		}
+		if !free.fits(size, gpu) {
+			continue
+		}
+		if best < 0 || better(free, bestFree, policy) || (free == bestFree && h.Name < hosts[best].Name) {
+			best, bestFree = i, free
+		}
+	}
+	if best >= 0 {
+		return hosts[best].Name, ""
+	}
+	switch {
+	case inZone == 0:
+		return "", fmt.Sprintf("no host in %s", zone)
+	case ready == 0:
+		return "", fmt.Sprintf("no ready, schedulable host in %s", zone)
+	case gpu > 0:
+		return "", fmt.Sprintf("no host in %s has %v vCPU, %v GiB and %d GPU free", zone, size.VCPU(), size.GiB(), gpu)
+	default:
+		return "", fmt.Sprintf("no host in %s has %v vCPU / %v GiB free (most free: %v vCPU / %v GiB)",
+			zone, size.VCPU(), size.GiB(), float64(largest.MilliCPU)/1000, float64(largest.MemoryMiB)/1024)
+	}
+}
+
+// better tells whether free a is preferred to b under policy.
+func better(a, b Resources, policy Policy) bool {
+	if policy == Binpack {
+		if a.MilliCPU != b.MilliCPU {
+			return a.MilliCPU < b.MilliCPU
+		}
+		return a.MemoryMiB < b.MemoryMiB
+	}
+	if a.MilliCPU != b.MilliCPU {
+		return a.MilliCPU > b.MilliCPU
+	}
+	return a.MemoryMiB > b.MemoryMiB
+}
+
+func dedupe(in []string) []string {
+	seen := map[string]bool{}
+	out := in[:0]
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
