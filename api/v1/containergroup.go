@@ -147,6 +147,12 @@ type ContainerGroupStatus struct {
 
 	// SchedulingAttempts counts placement tries (fail-back retries).
 	SchedulingAttempts int `json:"schedulingAttempts,omitempty"`
+	// Allocated is true while the group holds capacity on its host and its IP
+	// (from placement until it ends or is deleted).
+	Allocated bool `json:"allocated,omitempty"`
+	// RestartRequestedAt asks the agent to restart every container
+	// (RestartContainerGroup); the group is Restarting until they run again.
+	RestartRequestedAt *time.Time `json:"restartRequestedAt,omitempty"`
 
 	// Billing timestamps: billed from PendingAt (image pull and storage mount
 	// start) until FinishedAt.

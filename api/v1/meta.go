@@ -16,8 +16,10 @@ type ObjectMeta struct {
 	// read (optimistic concurrency). Watches resume from it.
 	ResourceVersion string    `json:"resourceVersion,omitempty"`
 	CreatedAt       time.Time `json:"createdAt,omitzero"`
-	// DeletionRequestedAt is set when a graceful delete starts.
-	DeletionRequestedAt *time.Time `json:"deletionRequestedAt,omitempty"`
+	// DeletionRequestedAt is set when a graceful delete starts; the agent stops
+	// the group within DeletionGracePeriodSeconds, then the server removes it.
+	DeletionRequestedAt        *time.Time `json:"deletionRequestedAt,omitempty"`
+	DeletionGracePeriodSeconds *int64     `json:"deletionGracePeriodSeconds,omitempty"`
 }
 
 // List is a page of resources. Continue, when set, fetches the next page.

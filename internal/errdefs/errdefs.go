@@ -30,3 +30,9 @@ func IsAlreadyExists(err error) bool { return errors.Is(err, ErrAlreadyExists) }
 
 // IsGone tells whether err is of kind ErrGone.
 func IsGone(err error) bool { return errors.Is(err, ErrGone) }
+
+// IsInvalid tells whether err is of kind ErrInvalidArgument.
+func IsInvalid(err error) bool { return errors.Is(err, ErrInvalidArgument) }
+
+// IsPermissionDenied tells whether err is of kind ErrPermissionDenied.
+func IsPermissionDenied(err error) bool { return errors.Is(err, ErrPermissionDenied) }

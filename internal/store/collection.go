@@ -74,6 +74,8 @@ type ListOptions struct {
 	Limit int64
 	// Continue is the token a previous page returned.
 	Continue string
+	// Prefix narrows the list to ids that start with it.
+	Prefix string
 }
 
 type continueToken struct {
@@ -84,7 +86,8 @@ type continueToken struct {
 // List reads objects in key order, all pages at the revision of the first.
 // It returns the revision (to watch from) and the next page's token.
 func (c *Collection[T, PT]) List(ctx context.Context, opts ListOptions) ([]PT, int64, string, error) {
-	start := c.prefix()
+	base := c.prefix() + opts.Prefix
+	start := base
 	var rev int64
 	if opts.Continue != "" {
 		raw, err := base64.RawURLEncoding.DecodeString(opts.Continue)
@@ -97,7 +100,7 @@ func (c *Collection[T, PT]) List(ctx context.Context, opts ListOptions) ([]PT, i
 		}
 		start, rev = tok.Key, tok.Rev
 	}
-	ropts := []clientv3.OpOption{clientv3.WithRange(clientv3.GetPrefixRangeEnd(c.prefix()))}
+	ropts := []clientv3.OpOption{clientv3.WithRange(clientv3.GetPrefixRangeEnd(base))}
 	if opts.Limit > 0 {
 		ropts = append(ropts, clientv3.WithLimit(opts.Limit+1))
 	}

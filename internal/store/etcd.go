@@ -94,8 +94,9 @@ func startEmbedded(ctx context.Context, cfg Config) (*embed.Etcd, string, error)
 	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
 	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
 	ec.InitialCluster = ec.Name + "=" + peer.String()
-	ec.LogLevel = "error"
-	ec.Logger = "zap"
+	// etcd's own zap logs are noisy (even a clean Close logs errors); what
+	// matters comes through e.Err() and is logged with slog.
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	ec.AutoCompactionMode = "periodic"
 	retention := cfg.CompactionRetention
 	if retention == 0 {
@@ -120,6 +121,13 @@ func startEmbedded(ctx context.Context, cfg Config) (*embed.Etcd, string, error)
 		e.Close()
 		return nil, "", ctx.Err()
 	}
+	go func() {
+		for err := range e.Err() {
+			if err != nil {
+				cfg.Logger.Error("embedded etcd", "err", err)
+			}
+		}
+	}()
 	return e, client.String(), nil
 }
 

@@ -1,0 +1,76 @@
+package v1
+
+import "net/netip"
+
+// ValidateHost checks a host an agent registers.
+func ValidateHost(h *Host) error {
+	e := &errs{}
+	e.dnsLabel("metadata.name", h.Metadata.Name, 63)
+	e.dnsLabel("spec.zone", h.Spec.Zone, 63)
+	for name, r := range map[string]Resources{"capacity": h.Spec.Capacity, "allocatable": h.Spec.Allocatable} {
+		p := fpath("spec").child(name)
+		if r.MilliCPU <= 0 {
+			e.add(p.child("milliCPU"), "%d is not allowed; allowed: 1 or more millicores", r.MilliCPU)
+		}
+		if r.MemoryMiB <= 0 {
+			e.add(p.child("memoryMiB"), "%d is not allowed; allowed: 1 or more MiB", r.MemoryMiB)
+		}
+		if r.Pods <= 0 {
+			e.add(p.child("pods"), "%d is not allowed; allowed: 1 or more", r.Pods)
+		}
+		e.nonNegative(p.child("gpu"), int64(r.GPU))
+	}
+	a, c := h.Spec.Allocatable, h.Spec.Capacity
+	if a.MilliCPU > c.MilliCPU || a.MemoryMiB > c.MemoryMiB || a.GPU > c.GPU || a.Pods > c.Pods {
+		e.add("spec.allocatable", "must not exceed spec.capacity")
+	}
+	if h.Spec.Address != "" {
+		if _, err := netip.ParseAddrPort(h.Spec.Address); err != nil {
+			e.add("spec.address", "%q is not an ip:port address", h.Spec.Address)
+		}
+	}
+	return e.result()
+}
+
+// ValidateVSwitch checks a vSwitch (the CIDR itself is checked by the IPAM).
+func ValidateVSwitch(v *VSwitch) error {
+	e := &errs{}
+	e.dnsLabel("metadata.name", v.Metadata.Name, 63)
+	e.dnsLabel("spec.zone", v.Spec.Zone, 63)
+	if v.Spec.CIDR == "" {
+		e.required("spec.cidr", "an IPv4 CIDR such as 198.19.128.0/24")
+	}
+	return e.result()
+}
+
+// ValidateTenant checks a tenant.
+func ValidateTenant(t *Tenant) error {
+	e := &errs{}
+	e.dnsLabel("metadata.name", t.Metadata.Name, 63)
+	q := t.Spec.Quota
+	e.nonNegative("spec.quota.milliCPU", q.MilliCPU)
+	e.nonNegative("spec.quota.memoryMiB", q.MemoryMiB)
+	e.nonNegative("spec.quota.gpu", int64(q.GPU))
+	e.nonNegative("spec.quota.groups", int64(q.Groups))
+	return e.result()
+}
+
+// ValidateToken checks a token request.
+func ValidateToken(t *Token) error {
+	e := &errs{}
+	switch t.Spec.Kind {
+	case TokenTenant:
+		e.dnsLabel("spec.tenant", t.Spec.Tenant, 63)
+		if t.Spec.Host != "" {
+			e.add("spec.host", "only Host tokens name a host")
+		}
+	case TokenHost:
+		e.dnsLabel("spec.host", t.Spec.Host, 63)
+		if t.Spec.Tenant != "" {
+			e.add("spec.tenant", "only Tenant tokens name a tenant")
+		}
+	default:
+		e.oneOf("spec.kind", string(t.Spec.Kind), string(TokenTenant), string(TokenHost))
+	}
+	return e.result()
+}

@@ -1,0 +1,108 @@
+package control
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strconv"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/auth"
+	"github.com/eci-dev/eci/internal/errdefs"
+)
+
+// recordEvent stores an event; a failure is logged, never returned (an event
+// must not fail the change it describes).
+func (s *Service) recordEvent(ctx context.Context, kind, id, tenant, typ, reason, message, source string) {
+	now := s.now()
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	ev := &apiv1.Event{
+		Metadata: apiv1.ObjectMeta{ID: id + "." + fmt.Sprintf("%x", now.UnixNano()) + hex.EncodeToString(b), Name: reason, Tenant: tenant, CreatedAt: now},
+		Object:   apiv1.ObjectReference{Kind: kind, ID: id},
+		Type:     typ, Reason: reason, Message: message, Count: 1, FirstTime: now, LastTime: now, Source: source,
+	}
+	if err := s.events.Create(ctx, ev, nil); err != nil {
+		s.log.Warn("record event", "object", id, "reason", reason, "err", err)
+	}
+}
+
+// AddEvent records an event reported by an agent about one of its groups.
+func (s *Service) AddEvent(ctx context.Context, p auth.Principal, ev *apiv1.Event) (*apiv1.Event, error) {
+	if err := p.Require("record events", apiv1.TokenAdmin, apiv1.TokenHost); err != nil {
+		return nil, err
+	}
+	if ev.Object.Kind != "ContainerGroup" && ev.Object.Kind != "Host" {
+		return nil, fmt.Errorf("object.kind: %q is not allowed; allowed: ContainerGroup, Host: %w", ev.Object.Kind, errdefs.ErrInvalidArgument)
+	}
+	if ev.Reason == "" {
+		return nil, fmt.Errorf("reason: required: %w", errdefs.ErrInvalidArgument)
+	}
+	if ev.Type != apiv1.EventNormal && ev.Type != apiv1.EventWarning {
+		return nil, fmt.Errorf("type: %q is not allowed; allowed: Normal, Warning: %w", ev.Type, errdefs.ErrInvalidArgument)
+	}
+	tenant := ""
+	switch ev.Object.Kind {
+	case "ContainerGroup":
+		g, err := s.GetGroup(ctx, p, ev.Object.ID)
+		if err != nil {
+			return nil, err
+		}
+		tenant = g.Metadata.Tenant
+	case "Host":
+		if p.Kind == apiv1.TokenHost && ev.Object.ID != p.Host {
+			return nil, fmt.Errorf("%s may not record events of host %s: %w", p, ev.Object.ID, errdefs.ErrPermissionDenied)
+		}
+	}
+	source := ev.Source
+	if p.Kind == apiv1.TokenHost {
+		source = "agent/" + p.Host
+	}
+	s.recordEvent(ctx, ev.Object.Kind, ev.Object.ID, tenant, ev.Type, ev.Reason, ev.Message, source)
+	return ev, nil
+}
+
+// ListEvents lists the events p may see, of one object when id is set.
+func (s *Service) ListEvents(ctx context.Context, p auth.Principal, id string) ([]apiv1.Event, error) {
+	opts := storeOpts(0, 0, "")
+	if id != "" {
+		opts.Prefix = id + "."
+	}
+	items, _, _, err := s.events.List(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	out := []apiv1.Event{}
+	for _, ev := range items {
+		if id != "" && ev.Object.ID != id {
+			continue
+		}
+		if !p.IsAdmin() {
+			if ev.Object.Kind != "ContainerGroup" {
+				continue
+			}
+			g, err := s.groups.Get(ctx, ev.Object.ID)
+			host := ""
+			if err == nil {
+				host = g.Status.Host
+			}
+			if !p.CanSeeGroup(ev.Metadata.Tenant, host) {
+				continue
+			}
+		}
+		out = append(out, *ev)
+	}
+	// Keys sort by object, then by time; within one instant, by the revision
+	// that wrote them.
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].LastTime.Equal(out[j].LastTime) {
+			return out[i].LastTime.Before(out[j].LastTime)
+		}
+		ri, _ := strconv.ParseInt(out[i].Metadata.ResourceVersion, 10, 64)
+		rj, _ := strconv.ParseInt(out[j].Metadata.ResourceVersion, 10, 64)
+		return ri < rj
+	})
+	return out, nil
+}

@@ -1,0 +1,298 @@
+package control
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/auth"
+	"github.com/eci-dev/eci/internal/errdefs"
+)
+
+// DefaultMaxPendingMinutes bounds Scheduling/Pending when a group says nothing.
+const DefaultMaxPendingMinutes = 240
+
+func newGroupID() string {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return "eci-" + hex.EncodeToString(b)
+}
+
+// CreateGroup validates g and stores it in state Scheduling. A group whose
+// client token was used before by the same tenant returns the group that token
+// created (created is then false).
+func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.ContainerGroup) (out *apiv1.ContainerGroup, created bool, err error) {
+	if err := p.Require("create container groups", apiv1.TokenAdmin, apiv1.TokenTenant); err != nil {
+		return nil, false, err
+	}
+	if err := apiv1.ValidateContainerGroup(g); err != nil {
+		return nil, false, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
+	}
+	tenant := g.Metadata.Tenant
+	switch {
+	case p.Kind == apiv1.TokenTenant:
+		if tenant != "" && tenant != p.Tenant {
+			return nil, false, fmt.Errorf("metadata.tenant: %q is not your tenant %q: %w", tenant, p.Tenant, errdefs.ErrPermissionDenied)
+		}
+		tenant = p.Tenant
+	case tenant == "":
+		tenant = s.opts.DefaultTenant
+	}
+	if _, err := apiv1.SizeCandidates(&g.Spec); err != nil {
+		return nil, false, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
+	}
+	if g.Spec.PrivateIPAddress != "" {
+		if err := s.checkPrivateIP(ctx, g.Spec.PrivateIPAddress, g.Spec.VSwitchIDs); err != nil {
+			return nil, false, err
+		}
+	}
+	now := s.now()
+	obj := &apiv1.ContainerGroup{
+		Metadata: apiv1.ObjectMeta{ID: newGroupID(), Name: g.Metadata.Name, Tenant: tenant, Labels: g.Metadata.Labels, CreatedAt: now},
+		Spec:     g.Spec,
+		Status:   apiv1.ContainerGroupStatus{State: apiv1.StateScheduling, Reason: "Scheduling", Message: "waiting for placement"},
+	}
+	var cmps []clientv3.Cmp
+	var ops []clientv3.Op
+	var idx *tokenIndex
+	if tok := g.Spec.ClientToken; tok != "" {
+		idx = &tokenIndex{Metadata: apiv1.ObjectMeta{ID: tenant + "_" + hex.EncodeToString([]byte(tok))}, Group: obj.Metadata.ID}
+		put, err := s.idxs.PutOp(idx)
+		if err != nil {
+			return nil, false, err
+		}
+		cmps, ops = append(cmps, s.idxs.AbsentCmp(idx.Metadata.ID)), append(ops, put)
+	}
+	err = s.groups.Create(ctx, obj, cmps, ops...)
+	if errors.Is(err, errdefs.ErrConflict) && idx != nil {
+		prev, ierr := s.idxs.Get(ctx, idx.Metadata.ID)
+		if ierr != nil {
+			return nil, false, ierr
+		}
+		existing, gerr := s.groups.Get(ctx, prev.Group)
+		if gerr != nil {
+			return nil, false, fmt.Errorf("client token %q was used for group %s: %w", g.Spec.ClientToken, prev.Group, gerr)
+		}
+		return existing, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	s.recordEvent(ctx, "ContainerGroup", obj.Metadata.ID, obj.Metadata.Tenant, apiv1.EventNormal, "Created", "created by "+p.String(), "server")
+	s.wake()
+	return obj, true, nil
+}
+
+// GetGroup reads a group the principal may see (NotFound otherwise, so that
+// other tenants' group ids are not revealed).
+func (s *Service) GetGroup(ctx context.Context, p auth.Principal, id string) (*apiv1.ContainerGroup, error) {
+	g, err := s.groups.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !p.CanSeeGroup(g.Metadata.Tenant, g.Status.Host) {
+		return nil, fmt.Errorf("containergroups %q: %w", id, errdefs.ErrNotFound)
+	}
+	return g, nil
+}
+
+// ListGroups lists the groups p may see that match f, a page at a time.
+func (s *Service) ListGroups(ctx context.Context, p auth.Principal, f GroupFilter, limit int64, cont string) (*apiv1.List[apiv1.ContainerGroup], error) {
+	out := &apiv1.List[apiv1.ContainerGroup]{Items: []apiv1.ContainerGroup{}}
+	// Filtering happens after paging in etcd: keep reading pages until this
+	// page is full, so a page never comes back short while more match.
+	for {
+		items, rev, next, err := s.groups.List(ctx, storeOpts(limit, int64(len(out.Items)), cont))
+		if err != nil {
+			return nil, err
+		}
+		out.ResourceVersion = fmt.Sprint(rev)
+		for _, g := range items {
+			if p.CanSeeGroup(g.Metadata.Tenant, g.Status.Host) && f.Match(g) {
+				out.Items = append(out.Items, *g)
+			}
+		}
+		if next == "" || (limit > 0 && int64(len(out.Items)) >= limit) {
+			out.Continue = next
+			return out, nil
+		}
+		cont = next
+	}
+}
+
+// DeleteGroup deletes a group: at once when it holds nothing on a host or when
+// force is set; otherwise gracefully (Terminating; the agent stops the
+// containers within the grace period and then finalizes).
+func (s *Service) DeleteGroup(ctx context.Context, p auth.Principal, id string, grace *int64, force bool) (*apiv1.ContainerGroup, error) {
+	if err := p.Require("delete container groups", apiv1.TokenAdmin, apiv1.TokenTenant); err != nil {
+		return nil, err
+	}
+	for attempt := 0; attempt < 20; attempt++ {
+		g, err := s.GetGroup(ctx, p, id)
+		if err != nil {
+			return nil, err
+		}
+		if force || g.Status.Host == "" || g.Status.State.Terminal() {
+			err = s.removeGroup(ctx, g)
+		} else {
+			if g.Metadata.DeletionRequestedAt != nil {
+				return g, nil
+			}
+			now := s.now()
+			if grace == nil {
+				grace = g.Spec.TerminationGracePeriodSeconds
+			}
+			if grace == nil {
+				thirty := int64(30)
+				grace = &thirty
+			}
+			g.Metadata.DeletionRequestedAt, g.Metadata.DeletionGracePeriodSeconds = &now, grace
+			g.Status.State, g.Status.Reason, g.Status.Message = apiv1.StateTerminating, "Terminating", fmt.Sprintf("deleted by %s, grace period %ds", p, *grace)
+			err = s.groups.Update(ctx, g, nil)
+		}
+		if errdefs.IsConflict(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		s.recordEvent(ctx, "ContainerGroup", id, g.Metadata.Tenant, apiv1.EventNormal, "Killing", fmt.Sprintf("deletion requested by %s (force=%v)", p, force), "server")
+		return g, nil
+	}
+	return nil, fmt.Errorf("delete %s: too many concurrent changes: %w", id, errdefs.ErrConflict)
+}
+
+// removeGroup deletes g and releases what it holds, in one transaction.
+func (s *Service) removeGroup(ctx context.Context, g *apiv1.ContainerGroup) error {
+	cmps, ops, err := s.releaseOps(ctx, g)
+	if err != nil {
+		return err
+	}
+	unchanged, err := s.groups.UnchangedCmp(g)
+	if err != nil {
+		return err
+	}
+	ops = append(ops, s.groups.DeleteOp(g.Metadata.ID))
+	if _, err := s.commit(ctx, append(cmps, unchanged), ops); err != nil {
+		return err
+	}
+	if g.Status.Allocated {
+		s.wake()
+	}
+	return nil
+}
+
+// RestartGroup asks the agent to restart every container of a running group.
+func (s *Service) RestartGroup(ctx context.Context, p auth.Principal, id string) (*apiv1.ContainerGroup, error) {
+	if err := p.Require("restart container groups", apiv1.TokenAdmin, apiv1.TokenTenant); err != nil {
+		return nil, err
+	}
+	if _, err := s.GetGroup(ctx, p, id); err != nil {
+		return nil, err
+	}
+	return s.groups.Mutate(ctx, id, func(g *apiv1.ContainerGroup) error {
+		if g.Status.State != apiv1.StateRunning && g.Status.State != apiv1.StatePending {
+			return fmt.Errorf("group %s is %s; only Pending or Running groups restart: %w", id, g.Status.State, errdefs.ErrConflict)
+		}
+		now := s.now()
+		g.Status.RestartRequestedAt = &now
+		g.Status.State, g.Status.Reason, g.Status.Message = apiv1.StateRestarting, "Restarting", "restart requested by "+p.String()
+		return nil
+	})
+}
+
+// GroupUpdate is what UpdateContainerGroup may change. Nil fields are left.
+type GroupUpdate struct {
+	Labels map[string]string `json:"labels,omitempty"`
+	Tags   map[string]string `json:"tags,omitempty"`
+	// Files replaces the payload of files volumes, by volume name; the agent
+	// rewrites the files in place.
+	Files map[string]apiv1.FilesVolume `json:"files,omitempty"`
+	// ResourceVersion, when set, must be the group's current version.
+	ResourceVersion string `json:"resourceVersion,omitempty"`
+}
+
+// UpdateGroup applies u.
+func (s *Service) UpdateGroup(ctx context.Context, p auth.Principal, id string, u GroupUpdate) (*apiv1.ContainerGroup, error) {
+	if err := p.Require("update container groups", apiv1.TokenAdmin, apiv1.TokenTenant); err != nil {
+		return nil, err
+	}
+	if _, err := s.GetGroup(ctx, p, id); err != nil {
+		return nil, err
+	}
+	return s.groups.Mutate(ctx, id, func(g *apiv1.ContainerGroup) error {
+		if u.ResourceVersion != "" && u.ResourceVersion != g.Metadata.ResourceVersion {
+			return fmt.Errorf("group %s is at version %s, not %s: %w", id, g.Metadata.ResourceVersion, u.ResourceVersion, errdefs.ErrConflict)
+		}
+		next := *g
+		if u.Labels != nil {
+			next.Metadata.Labels = u.Labels
+		}
+		if u.Tags != nil {
+			next.Spec.Tags = u.Tags
+		}
+		if u.Files != nil {
+			vols := append([]apiv1.Volume(nil), g.Spec.Volumes...)
+			for name, files := range u.Files {
+				found := false
+				for i := range vols {
+					if vols[i].Name == name && vols[i].Files != nil {
+						f := files
+						vols[i].Files, found = &f, true
+					}
+				}
+				if !found {
+					return fmt.Errorf("files[%q]: the group has no files volume of that name: %w", name, errdefs.ErrInvalidArgument)
+				}
+			}
+			next.Spec.Volumes = vols
+		}
+		if err := apiv1.ValidateContainerGroup(&next); err != nil {
+			return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
+		}
+		*g = next
+		return nil
+	})
+}
+
+// billingTimes moves the billing timestamps with a state change.
+func billingTimes(st *apiv1.ContainerGroupStatus, now time.Time) {
+	switch {
+	case st.State == apiv1.StateRunning && st.RunningAt == nil:
+		st.RunningAt = &now
+	case st.State.Terminal() && st.FinishedAt == nil:
+		st.FinishedAt = &now
+	}
+}
+
+// checkPrivateIP refuses at once an address outside every allowed vSwitch, or
+// one a group holds. (Placement checks again: the address may be taken in
+// between, and then the group fails with reason PrivateIPInUse.)
+func (s *Service) checkPrivateIP(ctx context.Context, ip string, allowed []string) error {
+	st, err := s.loadVSwitches(ctx)
+	if err != nil {
+		return err
+	}
+	vsw, owner, err := st.findAddress(netip.MustParseAddr(ip), allowed)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: "spec.privateIpAddress", Message: err.Error()}})
+	}
+	if owner == "" {
+		if rec, err := s.ips.Get(ctx, ipID(vsw, ip)); err == nil {
+			owner = rec.Group
+		}
+	}
+	if owner != "" {
+		return fmt.Errorf("spec.privateIpAddress: %s is in use by group %s: %w", ip, owner, errdefs.ErrConflict)
+	}
+	return nil
+}

@@ -1,0 +1,119 @@
+package control
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/auth"
+	"github.com/eci-dev/eci/internal/store"
+)
+
+// clock is a settable time source.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+type env struct {
+	svc   *Service
+	clock *clock
+	ctx   context.Context
+}
+
+// newEnv opens a real embedded etcd in t.TempDir and a service on it; with
+// placer, the placer daemon runs until the test ends.
+func newEnv(t *testing.T, placer bool) *env {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := store.Open(ctx, store.Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &clock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
+	svc := New(st, Options{Now: c.Now, RetryInterval: 100 * time.Millisecond})
+	done := make(chan struct{})
+	if placer {
+		go func() { defer close(done); _ = svc.RunPlacer(ctx) }()
+	} else {
+		close(done)
+	}
+	t.Cleanup(func() { cancel(); <-done; st.Close() })
+	return &env{svc: svc, clock: c, ctx: ctx}
+}
+
+func hostPrincipal(name string) auth.Principal {
+	return auth.Principal{Kind: apiv1.TokenHost, Host: name}
+}
+
+func tenantPrincipal(name string) auth.Principal {
+	return auth.Principal{Kind: apiv1.TokenTenant, Tenant: name}
+}
+
+func (e *env) vswitch(t *testing.T, id, zone, cidr string) {
+	t.Helper()
+	if _, err := e.svc.CreateVSwitch(e.ctx, auth.Admin, &apiv1.VSwitch{Metadata: apiv1.ObjectMeta{Name: id}, Spec: apiv1.VSwitchSpec{Zone: zone, CIDR: cidr}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) host(t *testing.T, name, zone string, milliCPU, memMiB int64, pods int) {
+	t.Helper()
+	r := apiv1.Resources{MilliCPU: milliCPU, MemoryMiB: memMiB, Pods: pods}
+	h := &apiv1.Host{Metadata: apiv1.ObjectMeta{Name: name}, Spec: apiv1.HostSpec{Zone: zone, Capacity: r, Allocatable: r}}
+	if _, err := e.svc.RegisterHost(e.ctx, hostPrincipal(name), h); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func groupSpec(name string, cpu, mem float64) *apiv1.ContainerGroup {
+	return &apiv1.ContainerGroup{
+		Metadata: apiv1.ObjectMeta{Name: name},
+		Spec:     apiv1.ContainerGroupSpec{CPU: cpu, Memory: mem, Containers: []apiv1.Container{{Name: "app", Image: "busybox"}}},
+	}
+}
+
+// waitState polls until group id is in state want.
+func (e *env) waitState(t *testing.T, id string, want apiv1.State) *apiv1.ContainerGroup {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		g, err := e.svc.groups.Get(e.ctx, id)
+		if err == nil && g.Status.State == want {
+			return g
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("group %s: state %v, want %s (err %v, status %+v)", id, g.Status.State, want, err, g.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (e *env) usageOf(t *testing.T, host string) apiv1.Resources {
+	t.Helper()
+	h, err := e.svc.GetHost(e.ctx, auth.Admin, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.Status.Allocated
+}
+
+func (e *env) ipCount(t *testing.T) int {
+	t.Helper()
+	items, _, _, err := e.svc.ips.List(e.ctx, store.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(items)
+}
+
+

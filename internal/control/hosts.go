@@ -1,0 +1,171 @@
+package control
+
+import (
+	"context"
+	"fmt"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/auth"
+	"github.com/eci-dev/eci/internal/errdefs"
+)
+
+func (s *Service) canSeeHost(p auth.Principal, name string) error {
+	if p.IsAdmin() || (p.Kind == apiv1.TokenHost && p.Host == name) {
+		return nil
+	}
+	return fmt.Errorf("%s may not read host %s: %w", p, name, errdefs.ErrPermissionDenied)
+}
+
+// RegisterHost records (or refreshes) a host as its agent describes it. What
+// operators set (unschedulable, draining) is kept.
+func (s *Service) RegisterHost(ctx context.Context, p auth.Principal, h *apiv1.Host) (*apiv1.Host, error) {
+	if err := s.canSeeHost(p, h.Metadata.Name); err != nil {
+		return nil, err
+	}
+	if err := apiv1.ValidateHost(h); err != nil {
+		return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
+	}
+	now := s.now()
+	name := h.Metadata.Name
+	for attempt := 0; attempt < 20; attempt++ {
+		cur, err := s.hosts.Get(ctx, name)
+		switch {
+		case errdefs.IsNotFound(err):
+			obj := &apiv1.Host{
+				Metadata: apiv1.ObjectMeta{ID: name, Name: name, Labels: h.Metadata.Labels, CreatedAt: now},
+				Spec:     h.Spec,
+				Status:   apiv1.HostStatus{Ready: true, LastHeartbeat: now},
+			}
+			err = s.hosts.Create(ctx, obj, nil)
+			if err == nil {
+				s.recordEvent(ctx, "Host", name, "", apiv1.EventNormal, "Registered", fmt.Sprintf("host %s in %s registered", name, h.Spec.Zone), "server")
+				s.wake()
+				return s.withUsage(ctx, obj)
+			}
+		case err == nil:
+			spec := h.Spec
+			spec.Unschedulable, spec.Draining = cur.Spec.Unschedulable, cur.Spec.Draining
+			cur.Spec, cur.Metadata.Labels = spec, h.Metadata.Labels
+			wasReady := cur.Status.Ready
+			cur.Status.Ready, cur.Status.LastHeartbeat = true, now
+			err = s.hosts.Update(ctx, cur, nil)
+			if err == nil {
+				if !wasReady {
+					s.recordEvent(ctx, "Host", name, "", apiv1.EventNormal, "HostReady", "agent registered again", "server")
+				}
+				s.wake()
+				return s.withUsage(ctx, cur)
+			}
+		}
+		if !errdefs.IsConflict(err) && !errdefs.IsAlreadyExists(err) {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("register host %s: too many concurrent changes: %w", name, errdefs.ErrConflict)
+}
+
+// Heartbeat renews a host's lease.
+func (s *Service) Heartbeat(ctx context.Context, p auth.Principal, name string) (*apiv1.Host, error) {
+	if err := s.canSeeHost(p, name); err != nil {
+		return nil, err
+	}
+	wasReady := true
+	h, err := s.hosts.Mutate(ctx, name, func(h *apiv1.Host) error {
+		wasReady = h.Status.Ready
+		h.Status.Ready, h.Status.LastHeartbeat = true, s.now()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !wasReady {
+		s.recordEvent(ctx, "Host", name, "", apiv1.EventNormal, "HostReady", "heartbeats resumed", "server")
+		s.wake()
+	}
+	return h, nil
+}
+
+// GetHost reads a host with what its groups hold.
+func (s *Service) GetHost(ctx context.Context, p auth.Principal, name string) (*apiv1.Host, error) {
+	if err := s.canSeeHost(p, name); err != nil {
+		return nil, err
+	}
+	h, err := s.hosts.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return s.withUsage(ctx, h)
+}
+
+// ListHosts lists every host (admin only).
+func (s *Service) ListHosts(ctx context.Context, p auth.Principal) ([]apiv1.Host, error) {
+	if err := p.Require("list hosts", apiv1.TokenAdmin); err != nil {
+		return nil, err
+	}
+	hosts, _, _, err := s.hosts.List(ctx, storeOpts(0, 0, ""))
+	if err != nil {
+		return nil, err
+	}
+	usage, err := s.usageByHost(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]apiv1.Host, 0, len(hosts))
+	for _, h := range hosts {
+		if u, ok := usage[h.Metadata.Name]; ok {
+			h.Status.Allocated, h.Status.Groups = u, u.Pods
+		}
+		out = append(out, *h)
+	}
+	return out, nil
+}
+
+// HostUpdate is what operators change on a host.
+type HostUpdate struct {
+	Unschedulable *bool `json:"unschedulable,omitempty"`
+	Draining      *bool `json:"draining,omitempty"`
+}
+
+// UpdateHost cordons, uncordons or drains a host (admin only).
+func (s *Service) UpdateHost(ctx context.Context, p auth.Principal, name string, u HostUpdate) (*apiv1.Host, error) {
+	if err := p.Require("change hosts", apiv1.TokenAdmin); err != nil {
+		return nil, err
+	}
+	h, err := s.hosts.Mutate(ctx, name, func(h *apiv1.Host) error {
+		if u.Unschedulable != nil {
+			h.Spec.Unschedulable = *u.Unschedulable
+		}
+		if u.Draining != nil {
+			h.Spec.Draining = *u.Draining
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.wake()
+	return s.withUsage(ctx, h)
+}
+
+func (s *Service) withUsage(ctx context.Context, h *apiv1.Host) (*apiv1.Host, error) {
+	u, err := s.usage.Get(ctx, h.Metadata.Name)
+	if err != nil && !errdefs.IsNotFound(err) {
+		return nil, err
+	}
+	if err == nil {
+		h.Status.Allocated, h.Status.Groups = u.Used, u.Used.Pods
+	}
+	return h, nil
+}
+
+func (s *Service) usageByHost(ctx context.Context) (map[string]apiv1.Resources, error) {
+	items, _, _, err := s.usage.List(ctx, storeOpts(0, 0, ""))
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]apiv1.Resources, len(items))
+	for _, u := range items {
+		out[u.Metadata.ID] = u.Used
+	}
+	return out, nil
+}

@@ -1,0 +1,352 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net/netip"
+	"sort"
+	"strconv"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/ipam"
+	"github.com/eci-dev/eci/internal/log"
+	"github.com/eci-dev/eci/internal/scheduler"
+)
+
+// RunPlacer places Scheduling groups until ctx ends. Run it on the leader only
+// (several placers would be correct, because every decision is a conditional
+// transaction, but would conflict).
+func (s *Service) RunPlacer(ctx context.Context) error {
+	ctx = log.With(ctx, "daemon", "placer")
+	go func() {
+		for ev := range s.groups.Watch(ctx, 0) {
+			if ev.Err != nil {
+				s.wake()
+				return
+			}
+			if ev.Object != nil && ev.Object.Status.State == apiv1.StateScheduling {
+				s.wake()
+			}
+		}
+	}()
+	ticker := time.NewTicker(s.opts.RetryInterval)
+	defer ticker.Stop()
+	s.wake()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		case <-s.kick:
+		}
+		if err := s.placeAll(ctx); err != nil && ctx.Err() == nil {
+			log.G(ctx).Warn("placement pass", "err", err)
+		}
+	}
+}
+
+// placementState is what a pass places against, kept up to date with its own
+// commits; a conflicting commit (someone else changed a host's usage or took
+// an IP) reloads it.
+type placementState struct {
+	hosts map[string]*apiv1.Host
+	usage map[string]*hostUsage
+	vsws  map[string]*apiv1.VSwitch
+	alloc map[string]*ipam.Allocator
+}
+
+// loadVSwitches reads the vSwitches into an empty state (no addresses marked).
+func (s *Service) loadVSwitches(ctx context.Context) (*placementState, error) {
+	st := &placementState{hosts: map[string]*apiv1.Host{}, usage: map[string]*hostUsage{}, vsws: map[string]*apiv1.VSwitch{}, alloc: map[string]*ipam.Allocator{}}
+	vsws, _, _, err := s.vsws.List(ctx, storeOpts(0, 0, ""))
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range vsws {
+		pool, err := ipam.NewPool(v.Spec.CIDR, v.Spec.Gateway)
+		if err != nil {
+			return nil, fmt.Errorf("vSwitch %s: %w", v.Metadata.ID, err)
+		}
+		st.vsws[v.Metadata.ID], st.alloc[v.Metadata.ID] = v, ipam.NewAllocator(pool)
+	}
+	return st, nil
+}
+
+func (s *Service) loadPlacementState(ctx context.Context) (*placementState, error) {
+	st, err := s.loadVSwitches(ctx)
+	if err != nil {
+		return nil, err
+	}
+	hosts, _, _, err := s.hosts.List(ctx, storeOpts(0, 0, ""))
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range hosts {
+		st.hosts[h.Metadata.Name] = h
+	}
+	usage, _, _, err := s.usage.List(ctx, storeOpts(0, 0, ""))
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range usage {
+		st.usage[u.Metadata.ID] = u
+	}
+	ips, _, _, err := s.ips.List(ctx, storeOpts(0, 0, ""))
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range ips {
+		if a, ok := st.alloc[r.VSwitch]; ok {
+			if addr, err := netip.ParseAddr(r.IP); err == nil {
+				a.Mark(addr, r.Group)
+			}
+		}
+	}
+	return st, nil
+}
+
+func (st *placementState) snapshot() scheduler.Snapshot {
+	var snap scheduler.Snapshot
+	for _, h := range st.hosts {
+		host := scheduler.Host{
+			Name: h.Metadata.Name, Zone: h.Spec.Zone,
+			Allocatable: resources(h.Spec.Allocatable),
+			Schedulable: h.Status.Ready && !h.Spec.Unschedulable && !h.Spec.Draining,
+		}
+		if u, ok := st.usage[h.Metadata.Name]; ok {
+			host.Allocated = resources(u.Used)
+		}
+		snap.Hosts = append(snap.Hosts, host)
+	}
+	sort.Slice(snap.Hosts, func(i, j int) bool { return snap.Hosts[i].Name < snap.Hosts[j].Name })
+	for id, v := range st.vsws {
+		snap.VSwitches = append(snap.VSwitches, scheduler.VSwitch{ID: id, Zone: v.Spec.Zone, FreeIPs: st.alloc[id].Free()})
+	}
+	return snap
+}
+
+func resources(r apiv1.Resources) scheduler.Resources {
+	return scheduler.Resources{MilliCPU: r.MilliCPU, MemoryMiB: r.MemoryMiB, GPU: r.GPU, Pods: r.Pods}
+}
+
+// placeAll tries every Scheduling group, oldest first.
+func (s *Service) placeAll(ctx context.Context) error {
+	groups, _, _, err := s.groups.List(ctx, storeOpts(0, 0, ""))
+	if err != nil {
+		return err
+	}
+	var waiting []*apiv1.ContainerGroup
+	for _, g := range groups {
+		if g.Status.State == apiv1.StateScheduling && g.Metadata.DeletionRequestedAt == nil {
+			waiting = append(waiting, g)
+		}
+	}
+	if len(waiting) == 0 {
+		return nil
+	}
+	sort.Slice(waiting, func(i, j int) bool { return waiting[i].Metadata.CreatedAt.Before(waiting[j].Metadata.CreatedAt) })
+	st, err := s.loadPlacementState(ctx)
+	if err != nil {
+		return err
+	}
+	for _, g := range waiting {
+		if ctx.Err() != nil {
+			return nil
+		}
+		for attempt := 0; ; attempt++ {
+			err := s.placeOne(ctx, st, g)
+			if err == nil || !errdefs.IsConflict(err) || attempt >= 3 {
+				if err != nil && !errdefs.IsConflict(err) && !errdefs.IsNotFound(err) {
+					log.G(ctx).Warn("place group", "group", g.Metadata.ID, "err", err)
+				}
+				break
+			}
+			// Someone else changed a host's usage, an IP or the group: read again.
+			if st, err = s.loadPlacementState(ctx); err != nil {
+				return err
+			}
+			if g, err = s.groups.Get(ctx, g.Metadata.ID); err != nil || g.Status.State != apiv1.StateScheduling {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+func seedOf(id string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(id))
+	return h.Sum64()
+}
+
+// placeOne places g or records why it can't be placed.
+func (s *Service) placeOne(ctx context.Context, st *placementState, g *apiv1.ContainerGroup) error {
+	candidates, err := apiv1.SizeCandidates(&g.Spec)
+	if err != nil {
+		return s.scheduleFailed(ctx, g, "InvalidSize", err.Error())
+	}
+	req := scheduler.Request{
+		Sizes: candidates, GPU: g.Spec.GPU, VSwitchIDs: g.Spec.VSwitchIDs,
+		Ordered: g.Spec.ScheduleStrategy == apiv1.VSwitchOrdered, Seed: seedOf(g.Metadata.ID),
+	}
+	var wantIP netip.Addr
+	if g.Spec.PrivateIPAddress != "" {
+		wantIP = netip.MustParseAddr(g.Spec.PrivateIPAddress)
+		vsw, owner, err := st.findAddress(wantIP, g.Spec.VSwitchIDs)
+		if err != nil {
+			return s.scheduleFailed(ctx, g, "InvalidPrivateIP", err.Error())
+		}
+		if owner != "" && owner != g.Metadata.ID {
+			return s.scheduleFailed(ctx, g, "PrivateIPInUse", fmt.Sprintf("privateIpAddress %s is in use by group %s", wantIP, owner))
+		}
+		req.VSwitchIDs, req.Ordered = []string{vsw}, true
+	}
+	d, err := scheduler.Place(st.snapshot(), req, s.opts.Policy)
+	var nc *scheduler.NoCapacityError
+	if errors.As(err, &nc) {
+		return s.unschedulable(ctx, g, nc.Error())
+	}
+	if err != nil {
+		return err
+	}
+	ip := wantIP
+	if !ip.IsValid() {
+		var ok bool
+		if ip, ok = st.alloc[d.VSwitch].Next(); !ok {
+			return s.unschedulable(ctx, g, fmt.Sprintf("no capacity: vSwitch %s has no free IP", d.VSwitch))
+		}
+	}
+	return s.commitPlacement(ctx, st, g, d, ip)
+}
+
+// commitPlacement writes the group (Pending, on its host, with its IP), the
+// host's usage and the IP key in one transaction that fails if any of them
+// changed since the state was read.
+func (s *Service) commitPlacement(ctx context.Context, st *placementState, g *apiv1.ContainerGroup, d scheduler.Decision, ip netip.Addr) error {
+	now := s.now()
+	u, had := st.usage[d.Host]
+	next := &hostUsage{Metadata: apiv1.ObjectMeta{ID: d.Host, Name: d.Host}}
+	if had {
+		next.Metadata, next.Used = u.Metadata, u.Used
+	}
+	next.Used.MilliCPU += d.Size.MilliCPU
+	next.Used.MemoryMiB += d.Size.MemoryMiB
+	next.Used.GPU += g.Spec.GPU
+	next.Used.Pods++
+	rec := &ipRecord{Metadata: apiv1.ObjectMeta{ID: ipID(d.VSwitch, ip.String())}, VSwitch: d.VSwitch, IP: ip.String(), Group: g.Metadata.ID}
+
+	placed := *g
+	placed.Status.State, placed.Status.Reason = apiv1.StatePending, "Scheduled"
+	placed.Status.Message = fmt.Sprintf("placed on %s in %s", d.Host, d.Zone)
+	placed.Status.Host, placed.Status.Zone, placed.Status.VSwitchID, placed.Status.IP = d.Host, d.Zone, d.VSwitch, ip.String()
+	placed.Status.InstanceSpec, placed.Status.MilliCPU, placed.Status.MemoryMiB = d.Size.String(), d.Size.MilliCPU, d.Size.MemoryMiB
+	placed.Status.SchedulingAttempts++
+	placed.Status.Allocated = true
+	placed.Status.ScheduledAt, placed.Status.PendingAt = &now, &now
+
+	groupCmp, err := s.groups.UnchangedCmp(g)
+	if err != nil {
+		return err
+	}
+	usageCmp := s.usage.AbsentCmp(d.Host)
+	if had {
+		if usageCmp, err = s.usage.UnchangedCmp(u); err != nil {
+			return err
+		}
+	}
+	putGroup, err := s.groups.PutOp(&placed)
+	if err != nil {
+		return err
+	}
+	putUsage, err := s.usage.PutOp(next)
+	if err != nil {
+		return err
+	}
+	putIP, err := s.ips.PutOp(rec)
+	if err != nil {
+		return err
+	}
+	rev, err := s.commit(ctx, []clientv3.Cmp{groupCmp, usageCmp, s.ips.AbsentCmp(rec.Metadata.ID)}, []clientv3.Op{putGroup, putUsage, putIP})
+	if err != nil {
+		return err
+	}
+	next.Metadata.ResourceVersion = strconv.FormatInt(rev, 10)
+	st.usage[d.Host] = next
+	st.alloc[d.VSwitch].Mark(ip, g.Metadata.ID)
+	s.recordEvent(ctx, "ContainerGroup", g.Metadata.ID, g.Metadata.Tenant, apiv1.EventNormal, "Scheduled",
+		fmt.Sprintf("placed on %s (%s, vSwitch %s, IP %s) at %s", d.Host, d.Zone, d.VSwitch, ip, d.Size), "server")
+	return nil
+}
+
+// findAddress finds the allowed vSwitch that holds addr and who uses addr.
+func (st *placementState) findAddress(addr netip.Addr, allowed []string) (string, string, error) {
+	ids := allowed
+	if len(ids) == 0 {
+		for id := range st.vsws {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+	}
+	for _, id := range ids {
+		a, ok := st.alloc[id]
+		if !ok || !a.Pool().Prefix.Contains(addr) {
+			continue
+		}
+		if err := a.Pool().Check(addr); err != nil {
+			return "", "", err
+		}
+		owner, _ := a.Owner(addr)
+		return id, owner, nil
+	}
+	return "", "", fmt.Errorf("privateIpAddress %s is not inside any allowed vSwitch (%v)", addr, ids)
+}
+
+// unschedulable records why g waits, or fails it when its strategy or its
+// pending deadline says so.
+func (s *Service) unschedulable(ctx context.Context, g *apiv1.ContainerGroup, why string) error {
+	maxPending := g.Spec.MaxPendingMinutes
+	if maxPending == 0 {
+		maxPending = DefaultMaxPendingMinutes
+	}
+	if g.Spec.FailStrategy == apiv1.FailFast || s.now().Sub(g.Metadata.CreatedAt) > time.Duration(maxPending)*time.Minute {
+		return s.scheduleFailed(ctx, g, "NoCapacity", why)
+	}
+	if g.Status.Reason == "Unschedulable" && g.Status.Message == why {
+		return nil
+	}
+	first := g.Status.Reason != "Unschedulable"
+	_, err := s.transition(ctx, g.Metadata.ID, func(cur *apiv1.ContainerGroup) bool {
+		if cur.Status.State != apiv1.StateScheduling {
+			return false
+		}
+		cur.Status.Reason, cur.Status.Message = "Unschedulable", why
+		cur.Status.SchedulingAttempts++
+		return true
+	})
+	if err == nil && first {
+		s.recordEvent(ctx, "ContainerGroup", g.Metadata.ID, g.Metadata.Tenant, apiv1.EventWarning, "FailedScheduling", why+" (will retry)", "server")
+	}
+	return err
+}
+
+// scheduleFailed ends g in ScheduleFailed.
+func (s *Service) scheduleFailed(ctx context.Context, g *apiv1.ContainerGroup, reason, why string) error {
+	_, err := s.transition(ctx, g.Metadata.ID, func(cur *apiv1.ContainerGroup) bool {
+		if cur.Status.State != apiv1.StateScheduling {
+			return false
+		}
+		cur.Status.State, cur.Status.Reason, cur.Status.Message = apiv1.StateScheduleFailed, reason, why
+		cur.Status.SchedulingAttempts++
+		return true
+	})
+	if err == nil {
+		s.recordEvent(ctx, "ContainerGroup", g.Metadata.ID, g.Metadata.Tenant, apiv1.EventWarning, "ScheduleFailed", why, "server")
+	}
+	return err
+}

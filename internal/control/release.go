@@ -1,0 +1,113 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/errdefs"
+)
+
+// releaseOps returns the conditions and operations that give back what g holds
+// (its share of the host's usage, its IP), to commit with the change of g
+// itself. Nothing when g holds nothing.
+func (s *Service) releaseOps(ctx context.Context, g *apiv1.ContainerGroup) ([]clientv3.Cmp, []clientv3.Op, error) {
+	if !g.Status.Allocated {
+		return nil, nil, nil
+	}
+	var cmps []clientv3.Cmp
+	var ops []clientv3.Op
+	if g.Status.IP != "" && g.Status.VSwitchID != "" {
+		id := ipID(g.Status.VSwitchID, g.Status.IP)
+		if rec, err := s.ips.Get(ctx, id); err == nil && rec.Group == g.Metadata.ID {
+			ops = append(ops, s.ips.DeleteOp(id))
+		} else if err != nil && !errdefs.IsNotFound(err) {
+			return nil, nil, err
+		}
+	}
+	if g.Status.Host != "" {
+		u, err := s.usage.Get(ctx, g.Status.Host)
+		if err != nil && !errdefs.IsNotFound(err) {
+			return nil, nil, err
+		}
+		if err == nil {
+			u.Used.MilliCPU -= g.Status.MilliCPU
+			u.Used.MemoryMiB -= g.Status.MemoryMiB
+			u.Used.GPU -= g.Spec.GPU
+			u.Used.Pods--
+			unchanged, err := s.usage.UnchangedCmp(u)
+			if err != nil {
+				return nil, nil, err
+			}
+			put, err := s.usage.PutOp(u)
+			if err != nil {
+				return nil, nil, err
+			}
+			cmps, ops = append(cmps, unchanged), append(ops, put)
+		}
+	}
+	return cmps, ops, nil
+}
+
+// commit runs one transaction and returns its revision; ErrConflict when a
+// condition failed.
+func (s *Service) commit(ctx context.Context, cmps []clientv3.Cmp, ops []clientv3.Op) (int64, error) {
+	resp, err := s.st.Client.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	if err != nil {
+		return 0, fmt.Errorf("commit: %w: %w", errdefs.ErrUnavailable, err)
+	}
+	if !resp.Succeeded {
+		return 0, fmt.Errorf("commit: a concurrent change: %w", errdefs.ErrConflict)
+	}
+	return resp.Header.Revision, nil
+}
+
+// transition applies mutate to group id and stores it, retrying on concurrent
+// changes; mutate returns false to leave the group as it is. When the group
+// reaches a terminal state (its agent's report, HostLost, ScheduleFailed) what
+// it holds is released in the same transaction. Billing timestamps follow.
+func (s *Service) transition(ctx context.Context, id string, mutate func(g *apiv1.ContainerGroup) bool) (*apiv1.ContainerGroup, error) {
+	for attempt := 0; attempt < 20; attempt++ {
+		g, err := s.groups.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if !mutate(g) {
+			return g, nil
+		}
+		var cmps []clientv3.Cmp
+		var ops []clientv3.Op
+		released := false
+		if g.Status.State.Terminal() && g.Status.Allocated {
+			if cmps, ops, err = s.releaseOps(ctx, g); err != nil {
+				return nil, err
+			}
+			g.Status.Allocated, released = false, true
+		}
+		billingTimes(&g.Status, s.now())
+		unchanged, err := s.groups.UnchangedCmp(g)
+		if err != nil {
+			return nil, err
+		}
+		put, err := s.groups.PutOp(g)
+		if err != nil {
+			return nil, err
+		}
+		rev, err := s.commit(ctx, append(cmps, unchanged), append(ops, put))
+		if errdefs.IsConflict(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		g.Metadata.ResourceVersion = strconv.FormatInt(rev, 10)
+		if released {
+			s.wake()
+		}
+		return g, nil
+	}
+	return nil, fmt.Errorf("update %s: too many concurrent changes: %w", id, errdefs.ErrConflict)
+}

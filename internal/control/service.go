@@ -1,0 +1,137 @@
+package control
+
+import (
+	"log/slog"
+	"time"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/scheduler"
+	"github.com/eci-dev/eci/internal/store"
+)
+
+// Options tune the service.
+type Options struct {
+	// Policy chooses among hosts that fit: spread (default) or binpack.
+	Policy scheduler.Policy
+	// HostLeaseTTL is how long a host stays Ready without a heartbeat (40 s).
+	HostLeaseTTL time.Duration
+	// RetryInterval is how often Scheduling groups are retried (5 s).
+	RetryInterval time.Duration
+	// DeletionTimeout is how long past its grace period a graceful delete waits
+	// for the agent before the server completes it anyway (60 s).
+	DeletionTimeout time.Duration
+	// DefaultTenant owns groups an admin creates without naming a tenant.
+	DefaultTenant string
+	// Now is the clock (tests move it).
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Service is the instance service's logic over a store.
+type Service struct {
+	opts    Options
+	st      *store.Store
+	groups  *store.Collection[apiv1.ContainerGroup, *apiv1.ContainerGroup]
+	hosts   *store.Collection[apiv1.Host, *apiv1.Host]
+	vsws    *store.Collection[apiv1.VSwitch, *apiv1.VSwitch]
+	events  *store.Collection[apiv1.Event, *apiv1.Event]
+	tenants *store.Collection[apiv1.Tenant, *apiv1.Tenant]
+	tokens  *store.Collection[apiv1.Token, *apiv1.Token]
+	usage   *store.Collection[hostUsage, *hostUsage]
+	ips     *store.Collection[ipRecord, *ipRecord]
+	idxs    *store.Collection[tokenIndex, *tokenIndex]
+	log     *slog.Logger
+
+	// kick wakes the placer when a group waits or capacity is freed.
+	kick chan struct{}
+}
+
+// hostUsage is what the groups placed on a host hold; written in the same
+// transaction as every placement and release of that host.
+type hostUsage struct {
+	Metadata apiv1.ObjectMeta `json:"metadata"`
+	Used     apiv1.Resources  `json:"used"`
+}
+
+func (u *hostUsage) Meta() *apiv1.ObjectMeta { return &u.Metadata }
+
+// ipRecord holds one allocated address: ID is "<vSwitch>_<ip>".
+type ipRecord struct {
+	Metadata apiv1.ObjectMeta `json:"metadata"`
+	VSwitch  string           `json:"vSwitch"`
+	IP       string           `json:"ip"`
+	Group    string           `json:"group"`
+}
+
+func (r *ipRecord) Meta() *apiv1.ObjectMeta { return &r.Metadata }
+
+func ipID(vsw, ip string) string { return vsw + "_" + ip }
+
+// tokenIndex maps a tenant's client token to the group it created.
+type tokenIndex struct {
+	Metadata apiv1.ObjectMeta `json:"metadata"`
+	Group    string           `json:"group"`
+}
+
+func (t *tokenIndex) Meta() *apiv1.ObjectMeta { return &t.Metadata }
+
+// New returns the service over st.
+func New(st *store.Store, opts Options) *Service {
+	if opts.Policy == "" {
+		opts.Policy = scheduler.Spread
+	}
+	if opts.HostLeaseTTL == 0 {
+		opts.HostLeaseTTL = 40 * time.Second
+	}
+	if opts.RetryInterval == 0 {
+		opts.RetryInterval = 5 * time.Second
+	}
+	if opts.DeletionTimeout == 0 {
+		opts.DeletionTimeout = 60 * time.Second
+	}
+	if opts.DefaultTenant == "" {
+		opts.DefaultTenant = "default"
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Service{
+		opts:    opts,
+		st:      st,
+		groups:  store.NewCollection[apiv1.ContainerGroup](st, "containergroups"),
+		hosts:   store.NewCollection[apiv1.Host](st, "hosts"),
+		vsws:    store.NewCollection[apiv1.VSwitch](st, "vswitches"),
+		events:  store.NewCollection[apiv1.Event](st, "events"),
+		tenants: store.NewCollection[apiv1.Tenant](st, "tenants"),
+		tokens:  store.NewCollection[apiv1.Token](st, "tokens"),
+		usage:   store.NewCollection[hostUsage](st, "hostusage"),
+		ips:     store.NewCollection[ipRecord](st, "ips"),
+		idxs:    store.NewCollection[tokenIndex](st, "clienttokens"),
+		log:     opts.Logger,
+		kick:    make(chan struct{}, 1),
+	}
+}
+
+// wake tells the placer there may be work.
+func (s *Service) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Service) now() time.Time { return s.opts.Now().UTC() }
+
+// Groups exposes the group collection to the HTTP edge's watch.
+func (s *Service) Groups() *store.Collection[apiv1.ContainerGroup, *apiv1.ContainerGroup] {
+	return s.groups
+}
+
+// Hosts exposes the host collection to the HTTP edge's watch.
+func (s *Service) Hosts() *store.Collection[apiv1.Host, *apiv1.Host] { return s.hosts }
+
+// Events exposes the event collection to the HTTP edge's watch.
+func (s *Service) Events() *store.Collection[apiv1.Event, *apiv1.Event] { return s.events }

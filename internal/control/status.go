@@ -1,0 +1,81 @@
+package control
+
+import (
+	"context"
+	"fmt"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/auth"
+	"github.com/eci-dev/eci/internal/errdefs"
+)
+
+// StatusReport is what an agent reports of a group it runs.
+type StatusReport struct {
+	// State: Pending (pulling, mounting), Running, Restarting, Succeeded or
+	// Failed. Terminating is the server's to set.
+	State          apiv1.State             `json:"state"`
+	Reason         string                  `json:"reason,omitempty"`
+	Message        string                  `json:"message,omitempty"`
+	InitContainers []apiv1.ContainerStatus `json:"initContainers,omitempty"`
+	Containers     []apiv1.ContainerStatus `json:"containers,omitempty"`
+	Conditions     []apiv1.Condition       `json:"conditions,omitempty"`
+}
+
+// ReportStatus stores an agent's view of a group placed on its host. A
+// terminal state releases the group's capacity and IP. A group being deleted
+// stays Terminating whatever the agent says until it finalizes.
+func (s *Service) ReportStatus(ctx context.Context, p auth.Principal, id string, r StatusReport) (*apiv1.ContainerGroup, error) {
+	if err := p.Require("report status", apiv1.TokenAdmin, apiv1.TokenHost); err != nil {
+		return nil, err
+	}
+	switch r.State {
+	case apiv1.StatePending, apiv1.StateRunning, apiv1.StateRestarting, apiv1.StateSucceeded, apiv1.StateFailed:
+	default:
+		return nil, fmt.Errorf("state: %q is not allowed; allowed: Pending, Running, Restarting, Succeeded, Failed: %w", r.State, errdefs.ErrInvalidArgument)
+	}
+	if _, err := s.GetGroup(ctx, p, id); err != nil {
+		return nil, err
+	}
+	var stale error
+	g, err := s.transition(ctx, id, func(g *apiv1.ContainerGroup) bool {
+		if g.Status.State.Terminal() {
+			stale = fmt.Errorf("group %s already ended (%s): %w", id, g.Status.State, errdefs.ErrConflict)
+			return false
+		}
+		if p.Kind == apiv1.TokenHost && g.Status.Host != p.Host {
+			stale = fmt.Errorf("group %s is no longer placed on %s: %w", id, p.Host, errdefs.ErrNotFound)
+			return false
+		}
+		g.Status.InitContainers, g.Status.Containers, g.Status.Conditions = r.InitContainers, r.Containers, r.Conditions
+		if g.Metadata.DeletionRequestedAt == nil || r.State.Terminal() {
+			g.Status.State, g.Status.Reason, g.Status.Message = r.State, r.Reason, r.Message
+		}
+		return true
+	})
+	if stale != nil {
+		return nil, stale
+	}
+	return g, err
+}
+
+// Finalize completes a graceful delete once the agent has stopped everything.
+func (s *Service) Finalize(ctx context.Context, p auth.Principal, id string) error {
+	if err := p.Require("finalize groups", apiv1.TokenAdmin, apiv1.TokenHost); err != nil {
+		return err
+	}
+	for attempt := 0; attempt < 20; attempt++ {
+		g, err := s.GetGroup(ctx, p, id)
+		if err != nil {
+			return err
+		}
+		if g.Metadata.DeletionRequestedAt == nil {
+			return fmt.Errorf("group %s is not being deleted: %w", id, errdefs.ErrConflict)
+		}
+		err = s.removeGroup(ctx, g)
+		if errdefs.IsConflict(err) {
+			continue
+		}
+		return err
+	}
+	return fmt.Errorf("finalize %s: too many concurrent changes: %w", id, errdefs.ErrConflict)
+}

@@ -1,0 +1,92 @@
+package control
+
+import (
+	"context"
+	"fmt"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/auth"
+	"github.com/eci-dev/eci/internal/errdefs"
+)
+
+// PutTenant creates or replaces a tenant (admin only).
+func (s *Service) PutTenant(ctx context.Context, p auth.Principal, t *apiv1.Tenant) (*apiv1.Tenant, error) {
+	if err := p.Require("manage tenants", apiv1.TokenAdmin); err != nil {
+		return nil, err
+	}
+	if err := apiv1.ValidateTenant(t); err != nil {
+		return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
+	}
+	name := t.Metadata.Name
+	obj := &apiv1.Tenant{Metadata: apiv1.ObjectMeta{ID: name, Name: name, Labels: t.Metadata.Labels, CreatedAt: s.now()}, Spec: t.Spec}
+	err := s.tenants.Create(ctx, obj, nil)
+	if errdefs.IsAlreadyExists(err) {
+		return s.tenants.Mutate(ctx, name, func(cur *apiv1.Tenant) error {
+			cur.Spec, cur.Metadata.Labels = t.Spec, t.Metadata.Labels
+			return nil
+		})
+	}
+	return obj, err
+}
+
+// GetTenant reads a tenant (admin, or the tenant itself).
+func (s *Service) GetTenant(ctx context.Context, p auth.Principal, name string) (*apiv1.Tenant, error) {
+	if !p.IsAdmin() && (p.Kind != apiv1.TokenTenant || p.Tenant != name) {
+		return nil, fmt.Errorf("%s may not read tenant %s: %w", p, name, errdefs.ErrPermissionDenied)
+	}
+	return s.tenants.Get(ctx, name)
+}
+
+// ListTenants lists tenants (admin only).
+func (s *Service) ListTenants(ctx context.Context, p auth.Principal) ([]apiv1.Tenant, error) {
+	if err := p.Require("list tenants", apiv1.TokenAdmin); err != nil {
+		return nil, err
+	}
+	items, _, _, err := s.tenants.List(ctx, storeOpts(0, 0, ""))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]apiv1.Tenant, 0, len(items))
+	for _, t := range items {
+		out = append(out, *t)
+	}
+	return out, nil
+}
+
+// CreateToken makes a tenant or host token (admin only). The secret is in the
+// answer only; the store keeps its hash.
+func (s *Service) CreateToken(ctx context.Context, p auth.Principal, t *apiv1.Token) (*apiv1.Token, error) {
+	if err := p.Require("create tokens", apiv1.TokenAdmin); err != nil {
+		return nil, err
+	}
+	if err := apiv1.ValidateToken(t); err != nil {
+		return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
+	}
+	if t.Spec.Kind == apiv1.TokenTenant {
+		if _, err := s.tenants.Get(ctx, t.Spec.Tenant); err != nil {
+			return nil, fmt.Errorf("spec.tenant: %w", err)
+		}
+	}
+	secret := auth.NewSecret()
+	obj := &apiv1.Token{
+		Metadata: apiv1.ObjectMeta{ID: auth.Hash(secret), Name: t.Metadata.Name, CreatedAt: s.now()},
+		Spec:     t.Spec,
+	}
+	if err := s.tokens.Create(ctx, obj, nil); err != nil {
+		return nil, err
+	}
+	obj.Status.Token = secret
+	return obj, nil
+}
+
+// Authenticate returns the principal of a stored token.
+func (s *Service) Authenticate(ctx context.Context, secret string) (auth.Principal, error) {
+	t, err := s.tokens.Get(ctx, auth.Hash(secret))
+	if errdefs.IsNotFound(err) {
+		return auth.Principal{}, fmt.Errorf("the bearer token is not known: %w", errdefs.ErrUnauthenticated)
+	}
+	if err != nil {
+		return auth.Principal{}, err
+	}
+	return auth.Principal{Kind: t.Spec.Kind, Tenant: t.Spec.Tenant, Host: t.Spec.Host}, nil
+}

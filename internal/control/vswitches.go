@@ -1,0 +1,100 @@
+package control
+
+import (
+	"context"
+	"fmt"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/auth"
+	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/ipam"
+)
+
+// CreateVSwitch adds a subnet groups get their IPs from (admin only).
+func (s *Service) CreateVSwitch(ctx context.Context, p auth.Principal, v *apiv1.VSwitch) (*apiv1.VSwitch, error) {
+	if err := p.Require("create vSwitches", apiv1.TokenAdmin); err != nil {
+		return nil, err
+	}
+	if err := apiv1.ValidateVSwitch(v); err != nil {
+		return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
+	}
+	pool, err := ipam.NewPool(v.Spec.CIDR, v.Spec.Gateway)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: "spec.cidr", Message: err.Error()}})
+	}
+	existing, _, _, err := s.vsws.List(ctx, storeOpts(0, 0, ""))
+	if err != nil {
+		return nil, err
+	}
+	for _, other := range existing {
+		if op, err := ipam.NewPool(other.Spec.CIDR, other.Spec.Gateway); err == nil && op.Prefix.Overlaps(pool.Prefix) {
+			return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: "spec.cidr",
+				Message: fmt.Sprintf("%s overlaps vSwitch %s (%s)", pool.Prefix, other.Metadata.ID, other.Spec.CIDR)}})
+		}
+	}
+	obj := &apiv1.VSwitch{
+		Metadata: apiv1.ObjectMeta{ID: v.Metadata.Name, Name: v.Metadata.Name, Labels: v.Metadata.Labels, CreatedAt: s.now()},
+		Spec:     apiv1.VSwitchSpec{Zone: v.Spec.Zone, CIDR: pool.Prefix.String(), Gateway: pool.Gateway.String()},
+		Status:   apiv1.VSwitchStatus{Total: pool.Size()},
+	}
+	if err := s.vsws.Create(ctx, obj, nil); err != nil {
+		return nil, err
+	}
+	s.wake()
+	return obj, nil
+}
+
+// GetVSwitch reads a vSwitch with its address counts.
+func (s *Service) GetVSwitch(ctx context.Context, id string) (*apiv1.VSwitch, error) {
+	v, err := s.vsws.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return v, s.countIPs(ctx, v)
+}
+
+// ListVSwitches lists every vSwitch with its address counts.
+func (s *Service) ListVSwitches(ctx context.Context) ([]apiv1.VSwitch, error) {
+	items, _, _, err := s.vsws.List(ctx, storeOpts(0, 0, ""))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]apiv1.VSwitch, 0, len(items))
+	for _, v := range items {
+		if err := s.countIPs(ctx, v); err != nil {
+			return nil, err
+		}
+		out = append(out, *v)
+	}
+	return out, nil
+}
+
+func (s *Service) countIPs(ctx context.Context, v *apiv1.VSwitch) error {
+	pool, err := ipam.NewPool(v.Spec.CIDR, v.Spec.Gateway)
+	if err != nil {
+		return err
+	}
+	resp, err := s.st.Client.Get(ctx, s.ips.Key(v.Metadata.ID+"_"), clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return fmt.Errorf("count addresses of %s: %w: %w", v.Metadata.ID, errdefs.ErrUnavailable, err)
+	}
+	v.Status.Total, v.Status.Allocated = pool.Size(), int(resp.Count)
+	return nil
+}
+
+// DeleteVSwitch removes a vSwitch no group has an address of (admin only).
+func (s *Service) DeleteVSwitch(ctx context.Context, p auth.Principal, id string) error {
+	if err := p.Require("delete vSwitches", apiv1.TokenAdmin); err != nil {
+		return err
+	}
+	v, err := s.GetVSwitch(ctx, id)
+	if err != nil {
+		return err
+	}
+	if v.Status.Allocated > 0 {
+		return fmt.Errorf("vSwitch %s still has %d addresses in use: %w", id, v.Status.Allocated, errdefs.ErrConflict)
+	}
+	return s.vsws.Delete(ctx, v)
+}
