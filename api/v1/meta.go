@@ -55,5 +55,5 @@ type Status struct {
 	Reason  string `json:"reason"`
 	Message string `json:"message"`
 	// Fields lists every invalid field of an Invalid request.
-	Fields []FieldError `json:"fields,omitempty"`
+	Fields FieldErrors `json:"fields,omitempty"`
 }

@@ -210,19 +210,8 @@ func (s *Service) RestartGroup(ctx context.Context, p auth.Principal, id string)
 	})
 }
 
-// GroupUpdate is what UpdateContainerGroup may change. Nil fields are left.
-type GroupUpdate struct {
-	Labels map[string]string `json:"labels,omitempty"`
-	Tags   map[string]string `json:"tags,omitempty"`
-	// Files replaces the payload of files volumes, by volume name; the agent
-	// rewrites the files in place.
-	Files map[string]apiv1.FilesVolume `json:"files,omitempty"`
-	// ResourceVersion, when set, must be the group's current version.
-	ResourceVersion string `json:"resourceVersion,omitempty"`
-}
-
 // UpdateGroup applies u.
-func (s *Service) UpdateGroup(ctx context.Context, p auth.Principal, id string, u GroupUpdate) (*apiv1.ContainerGroup, error) {
+func (s *Service) UpdateGroup(ctx context.Context, p auth.Principal, id string, u apiv1.GroupUpdate) (*apiv1.ContainerGroup, error) {
 	if err := p.Require("update container groups", apiv1.TokenAdmin, apiv1.TokenTenant); err != nil {
 		return nil, err
 	}

@@ -120,14 +120,8 @@ func (s *Service) ListHosts(ctx context.Context, p auth.Principal) ([]apiv1.Host
 	return out, nil
 }
 
-// HostUpdate is what operators change on a host.
-type HostUpdate struct {
-	Unschedulable *bool `json:"unschedulable,omitempty"`
-	Draining      *bool `json:"draining,omitempty"`
-}
-
 // UpdateHost cordons, uncordons or drains a host (admin only).
-func (s *Service) UpdateHost(ctx context.Context, p auth.Principal, name string, u HostUpdate) (*apiv1.Host, error) {
+func (s *Service) UpdateHost(ctx context.Context, p auth.Principal, name string, u apiv1.HostUpdate) (*apiv1.Host, error) {
 	if err := p.Require("change hosts", apiv1.TokenAdmin); err != nil {
 		return nil, err
 	}

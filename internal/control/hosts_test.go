@@ -21,7 +21,7 @@ func TestHostLost(t *testing.T) {
 	b, _, _ := e.svc.CreateGroup(e.ctx, auth.Admin, groupSpec("b", 1, 2))
 	e.waitState(t, a.Metadata.ID, apiv1.StatePending)
 	e.waitState(t, b.Metadata.ID, apiv1.StatePending)
-	if _, err := e.svc.ReportStatus(e.ctx, hostPrincipal("h1"), a.Metadata.ID, StatusReport{State: apiv1.StateRunning}); err != nil {
+	if _, err := e.svc.ReportStatus(e.ctx, hostPrincipal("h1"), a.Metadata.ID, apiv1.StatusReport{State: apiv1.StateRunning}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.svc.DeleteGroup(e.ctx, auth.Admin, b.Metadata.ID, nil, false); err != nil {
@@ -84,7 +84,7 @@ func TestDeletion(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.waitState(t, g.Metadata.ID, apiv1.StatePending)
-		if _, err := e.svc.ReportStatus(e.ctx, hostPrincipal("h1"), g.Metadata.ID, StatusReport{State: apiv1.StateRunning}); err != nil {
+		if _, err := e.svc.ReportStatus(e.ctx, hostPrincipal("h1"), g.Metadata.ID, apiv1.StatusReport{State: apiv1.StateRunning}); err != nil {
 			t.Fatal(err)
 		}
 		ids[n] = g.Metadata.ID
@@ -95,7 +95,7 @@ func TestDeletion(t *testing.T) {
 		t.Fatalf("graceful delete: %v %+v", err, g)
 	}
 	// The agent's running report does not undo Terminating.
-	if g, _ := e.svc.ReportStatus(e.ctx, hostPrincipal("h1"), ids["graceful"], StatusReport{State: apiv1.StateRunning}); g.Status.State != apiv1.StateTerminating {
+	if g, _ := e.svc.ReportStatus(e.ctx, hostPrincipal("h1"), ids["graceful"], apiv1.StatusReport{State: apiv1.StateRunning}); g.Status.State != apiv1.StateTerminating {
 		t.Fatalf("state %s after a report during deletion", g.Status.State)
 	}
 	if err := e.svc.Finalize(e.ctx, hostPrincipal("h1"), ids["graceful"]); err != nil {
@@ -155,7 +155,7 @@ func TestTenantAndHostIsolation(t *testing.T) {
 	if _, err := e.svc.DeleteGroup(e.ctx, bolt, ga.Metadata.ID, nil, true); !errdefs.IsNotFound(err) {
 		t.Fatalf("bolt deleted acme's group: %v", err)
 	}
-	if _, err := e.svc.UpdateGroup(e.ctx, bolt, ga.Metadata.ID, GroupUpdate{Tags: map[string]string{"x": "y"}}); !errdefs.IsNotFound(err) {
+	if _, err := e.svc.UpdateGroup(e.ctx, bolt, ga.Metadata.ID, apiv1.GroupUpdate{Tags: map[string]string{"x": "y"}}); !errdefs.IsNotFound(err) {
 		t.Fatalf("bolt updated acme's group: %v", err)
 	}
 	other := groupSpec("c", 1, 2)
@@ -179,7 +179,7 @@ func TestTenantAndHostIsolation(t *testing.T) {
 	if _, _, err := e.svc.CreateGroup(e.ctx, hostPrincipal("h1"), groupSpec("x", 1, 2)); !errdefs.IsPermissionDenied(err) {
 		t.Fatalf("a host created a group: %v", err)
 	}
-	if _, err := e.svc.ReportStatus(e.ctx, acme, ga.Metadata.ID, StatusReport{State: apiv1.StateRunning}); !errdefs.IsPermissionDenied(err) {
+	if _, err := e.svc.ReportStatus(e.ctx, acme, ga.Metadata.ID, apiv1.StatusReport{State: apiv1.StateRunning}); !errdefs.IsPermissionDenied(err) {
 		t.Fatalf("a tenant reported status: %v", err)
 	}
 	if _, err := e.svc.RegisterHost(e.ctx, hostPrincipal("h1"), &apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "h2"}}); !errdefs.IsPermissionDenied(err) {

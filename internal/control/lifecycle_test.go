@@ -41,15 +41,15 @@ func TestLifecycle(t *testing.T) {
 	}
 
 	e.clock.Add(3 * time.Second)
-	running, err := e.svc.ReportStatus(e.ctx, hostPrincipal("h1"), g.Metadata.ID, StatusReport{State: apiv1.StateRunning})
+	running, err := e.svc.ReportStatus(e.ctx, hostPrincipal("h1"), g.Metadata.ID, apiv1.StatusReport{State: apiv1.StateRunning})
 	if err != nil || running.Status.RunningAt == nil || running.Status.State != apiv1.StateRunning {
 		t.Fatalf("report running: %v %+v", err, running)
 	}
-	if _, err := e.svc.ReportStatus(e.ctx, hostPrincipal("h2"), g.Metadata.ID, StatusReport{State: apiv1.StateFailed}); !errdefs.IsNotFound(err) {
+	if _, err := e.svc.ReportStatus(e.ctx, hostPrincipal("h2"), g.Metadata.ID, apiv1.StatusReport{State: apiv1.StateFailed}); !errdefs.IsNotFound(err) {
 		t.Fatalf("another host reported the group's status: %v", err)
 	}
 	e.clock.Add(10 * time.Second)
-	done, err := e.svc.ReportStatus(e.ctx, hostPrincipal("h1"), g.Metadata.ID, StatusReport{State: apiv1.StateSucceeded, Reason: "Completed"})
+	done, err := e.svc.ReportStatus(e.ctx, hostPrincipal("h1"), g.Metadata.ID, apiv1.StatusReport{State: apiv1.StateSucceeded, Reason: "Completed"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestLifecycle(t *testing.T) {
 	if n := e.ipCount(t); n != 0 {
 		t.Fatalf("%d IPs held after Succeeded", n)
 	}
-	if _, err := e.svc.ReportStatus(e.ctx, hostPrincipal("h1"), g.Metadata.ID, StatusReport{State: apiv1.StateRunning}); !errdefs.IsConflict(err) {
+	if _, err := e.svc.ReportStatus(e.ctx, hostPrincipal("h1"), g.Metadata.ID, apiv1.StatusReport{State: apiv1.StateRunning}); !errdefs.IsConflict(err) {
 		t.Fatalf("a finished group came back to life: %v", err)
 	}
 	evs, err := e.svc.ListEvents(e.ctx, auth.Admin, g.Metadata.ID)

@@ -9,22 +9,10 @@ import (
 	"github.com/eci-dev/eci/internal/errdefs"
 )
 
-// StatusReport is what an agent reports of a group it runs.
-type StatusReport struct {
-	// State: Pending (pulling, mounting), Running, Restarting, Succeeded or
-	// Failed. Terminating is the server's to set.
-	State          apiv1.State             `json:"state"`
-	Reason         string                  `json:"reason,omitempty"`
-	Message        string                  `json:"message,omitempty"`
-	InitContainers []apiv1.ContainerStatus `json:"initContainers,omitempty"`
-	Containers     []apiv1.ContainerStatus `json:"containers,omitempty"`
-	Conditions     []apiv1.Condition       `json:"conditions,omitempty"`
-}
-
 // ReportStatus stores an agent's view of a group placed on its host. A
 // terminal state releases the group's capacity and IP. A group being deleted
 // stays Terminating whatever the agent says until it finalizes.
-func (s *Service) ReportStatus(ctx context.Context, p auth.Principal, id string, r StatusReport) (*apiv1.ContainerGroup, error) {
+func (s *Service) ReportStatus(ctx context.Context, p auth.Principal, id string, r apiv1.StatusReport) (*apiv1.ContainerGroup, error) {
 	if err := p.Require("report status", apiv1.TokenAdmin, apiv1.TokenHost); err != nil {
 		return nil, err
 	}

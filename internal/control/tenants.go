@@ -90,3 +90,15 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (auth.Princip
 	}
 	return auth.Principal{Kind: t.Spec.Kind, Tenant: t.Spec.Tenant, Host: t.Spec.Host}, nil
 }
+
+// EnsureAdminToken makes sure secret authenticates as the admin.
+func (s *Service) EnsureAdminToken(ctx context.Context, secret string) error {
+	obj := &apiv1.Token{
+		Metadata: apiv1.ObjectMeta{ID: auth.Hash(secret), Name: "admin", CreatedAt: s.now()},
+		Spec:     apiv1.TokenSpec{Kind: apiv1.TokenAdmin},
+	}
+	if err := s.tokens.Create(ctx, obj, nil); err != nil && !errdefs.IsAlreadyExists(err) {
+		return err
+	}
+	return nil
+}

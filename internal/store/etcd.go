@@ -104,6 +104,8 @@ func startEmbedded(ctx context.Context, cfg Config) (*embed.Etcd, string, error)
 	}
 	ec.AutoCompactionRetention = retention.String()
 	ec.QuotaBackendBytes = 4 << 30
+	// Watchers get a bookmark (the revision reached) at least this often.
+	ec.WatchProgressNotifyInterval = 5 * time.Second
 	ec.ListenMetricsUrls = nil
 	e, err := embed.StartEtcd(ec)
 	if err != nil {

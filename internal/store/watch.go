@@ -113,3 +113,26 @@ func ParseRevision(rv string) (int64, error) {
 	}
 	return n, nil
 }
+
+// CheckRevision tells whether a watch can resume from rev: ErrGone when its
+// history was compacted. A revision ahead of the store is fine (the watch
+// waits for it).
+func (s *Store) CheckRevision(ctx context.Context, rev int64) error {
+	_, err := s.Client.Get(ctx, s.prefix+"revision-check", clientv3.WithRev(rev), clientv3.WithCountOnly())
+	switch {
+	case err == nil, errors.Is(err, rpctypes.ErrFutureRev):
+		return nil
+	case isCompacted(err):
+		return fmt.Errorf("resourceVersion %d is too old (compacted); list again: %w", rev, errdefs.ErrGone)
+	default:
+		return fmt.Errorf("check revision %d: %w: %w", rev, errdefs.ErrUnavailable, err)
+	}
+}
+
+// Ping tells whether etcd answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if _, err := s.Client.Get(ctx, s.prefix+"ping", clientv3.WithCountOnly()); err != nil {
+		return fmt.Errorf("%w: %w", errdefs.ErrUnavailable, err)
+	}
+	return nil
+}

@@ -1,0 +1,32 @@
+package v1
+
+// StatusReport is the body of PUT /v1/containergroups/{id}/status: what an
+// agent reports of a group it runs.
+type StatusReport struct {
+	// State: Pending (pulling, mounting), Running, Restarting, Succeeded or
+	// Failed. Terminating is the server's to set.
+	State          State             `json:"state"`
+	Reason         string            `json:"reason,omitempty"`
+	Message        string            `json:"message,omitempty"`
+	InitContainers []ContainerStatus `json:"initContainers,omitempty"`
+	Containers     []ContainerStatus `json:"containers,omitempty"`
+	Conditions     []Condition       `json:"conditions,omitempty"`
+}
+
+// GroupUpdate is the body of PATCH /v1/containergroups/{id}
+// (UpdateContainerGroup). Nil fields are left as they are.
+type GroupUpdate struct {
+	Labels map[string]string `json:"labels,omitempty"`
+	Tags   map[string]string `json:"tags,omitempty"`
+	// Files replaces the payload of files volumes, by volume name; the agent
+	// rewrites the files in place.
+	Files map[string]FilesVolume `json:"files,omitempty"`
+	// ResourceVersion, when set, must be the group's current version.
+	ResourceVersion string `json:"resourceVersion,omitempty"`
+}
+
+// HostUpdate is the body of PATCH /v1/hosts/{name}: cordon, uncordon, drain.
+type HostUpdate struct {
+	Unschedulable *bool `json:"unschedulable,omitempty"`
+	Draining      *bool `json:"draining,omitempty"`
+}

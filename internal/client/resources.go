@@ -1,0 +1,95 @@
+package client
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+)
+
+// RegisterHost registers (or refreshes) a host (host or admin tokens).
+func (c *Client) RegisterHost(ctx context.Context, h *apiv1.Host) (*apiv1.Host, error) {
+	var out apiv1.Host
+	_, err := c.do(ctx, http.MethodPost, "/v1/hosts", nil, h, &out)
+	return &out, err
+}
+
+// Heartbeat renews a host's lease.
+func (c *Client) Heartbeat(ctx context.Context, name string) (*apiv1.Host, error) {
+	var out apiv1.Host
+	_, err := c.do(ctx, http.MethodPut, "/v1/hosts/"+url.PathEscape(name)+"/heartbeat", nil, nil, &out)
+	return &out, err
+}
+
+// ListHosts lists hosts (admin).
+func (c *Client) ListHosts(ctx context.Context) ([]apiv1.Host, error) {
+	var out apiv1.List[apiv1.Host]
+	_, err := c.do(ctx, http.MethodGet, "/v1/hosts", nil, nil, &out)
+	return out.Items, err
+}
+
+// GetHost reads a host.
+func (c *Client) GetHost(ctx context.Context, name string) (*apiv1.Host, error) {
+	var out apiv1.Host
+	_, err := c.do(ctx, http.MethodGet, "/v1/hosts/"+url.PathEscape(name), nil, nil, &out)
+	return &out, err
+}
+
+// UpdateHost changes a host (admin).
+func (c *Client) UpdateHost(ctx context.Context, name string, u apiv1.HostUpdate) (*apiv1.Host, error) {
+	var out apiv1.Host
+	_, err := c.do(ctx, http.MethodPatch, "/v1/hosts/"+url.PathEscape(name), nil, u, &out)
+	return &out, err
+}
+
+// CreateVSwitch adds a vSwitch (admin).
+func (c *Client) CreateVSwitch(ctx context.Context, v *apiv1.VSwitch) (*apiv1.VSwitch, error) {
+	var out apiv1.VSwitch
+	_, err := c.do(ctx, http.MethodPost, "/v1/vswitches", nil, v, &out)
+	return &out, err
+}
+
+// ListVSwitches lists vSwitches.
+func (c *Client) ListVSwitches(ctx context.Context) ([]apiv1.VSwitch, error) {
+	var out apiv1.List[apiv1.VSwitch]
+	_, err := c.do(ctx, http.MethodGet, "/v1/vswitches", nil, nil, &out)
+	return out.Items, err
+}
+
+// DeleteVSwitch removes an unused vSwitch (admin).
+func (c *Client) DeleteVSwitch(ctx context.Context, id string) error {
+	_, err := c.do(ctx, http.MethodDelete, "/v1/vswitches/"+url.PathEscape(id), nil, nil, nil)
+	return err
+}
+
+// PutTenant creates or replaces a tenant (admin).
+func (c *Client) PutTenant(ctx context.Context, t *apiv1.Tenant) (*apiv1.Tenant, error) {
+	var out apiv1.Tenant
+	_, err := c.do(ctx, http.MethodPut, "/v1/tenants/"+url.PathEscape(t.Metadata.Name), nil, t, &out)
+	return &out, err
+}
+
+// CreateToken makes a tenant or host token (admin); the answer holds the secret.
+func (c *Client) CreateToken(ctx context.Context, t *apiv1.Token) (*apiv1.Token, error) {
+	var out apiv1.Token
+	_, err := c.do(ctx, http.MethodPost, "/v1/tokens", nil, t, &out)
+	return &out, err
+}
+
+// ListEvents lists events, of one object when id is set.
+func (c *Client) ListEvents(ctx context.Context, id string) ([]apiv1.Event, error) {
+	q := url.Values{}
+	if id != "" {
+		q.Set("object", id)
+	}
+	var out apiv1.List[apiv1.Event]
+	_, err := c.do(ctx, http.MethodGet, "/v1/events", q, nil, &out)
+	return out.Items, err
+}
+
+// AddEvent records an event (host tokens, for their groups).
+func (c *Client) AddEvent(ctx context.Context, ev *apiv1.Event) error {
+	_, err := c.do(ctx, http.MethodPost, "/v1/events", nil, ev, nil)
+	return err
+}

@@ -1,0 +1,92 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/control"
+	"github.com/eci-dev/eci/internal/store"
+)
+
+type watchLine struct {
+	Type   apiv1.WatchEventType `json:"type"`
+	Object any                  `json:"object"`
+}
+
+// watchGroups streams group changes as newline-delimited JSON WatchEvents.
+// Without resourceVersion it first sends every matching group as ADDED; with
+// one, it sends every change after it (410 Gone when that history was
+// compacted: list again). BOOKMARK lines carry the revision reached.
+func (s *Server) watchGroups(w http.ResponseWriter, r *http.Request, f control.GroupFilter) {
+	ctx := r.Context()
+	p := principal(r)
+	rev, err := store.ParseRevision(r.URL.Query().Get("resourceVersion"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	var initial []apiv1.ContainerGroup
+	if rev == 0 {
+		cont := ""
+		for {
+			page, err := s.svc.ListGroups(ctx, p, f, 500, cont)
+			if err != nil {
+				writeError(w, r, err)
+				return
+			}
+			initial = append(initial, page.Items...)
+			if rev == 0 {
+				rev, _ = strconv.ParseInt(page.ResourceVersion, 10, 64)
+			}
+			if page.Continue == "" {
+				break
+			}
+			cont = page.Continue
+		}
+	} else if err := s.st.CheckRevision(ctx, rev); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	flusher, _ := w.(http.Flusher)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	send := func(line watchLine) bool {
+		if err := enc.Encode(line); err != nil {
+			return false
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		return true
+	}
+	for i := range initial {
+		if !send(watchLine{Type: apiv1.Added, Object: &initial[i]}) {
+			return
+		}
+	}
+	if !send(watchLine{Type: apiv1.Bookmark, Object: bookmark(rev)}) {
+		return
+	}
+	for ev := range s.svc.Groups().Watch(ctx, rev) {
+		switch {
+		case ev.Err != nil:
+			send(watchLine{Type: "ERROR", Object: StatusOf(ev.Err)})
+			return
+		case ev.Type == apiv1.Bookmark:
+			if !send(watchLine{Type: apiv1.Bookmark, Object: bookmark(ev.Revision)}) {
+				return
+			}
+		case p.CanSeeGroup(ev.Object.Metadata.Tenant, ev.Object.Status.Host) && f.Match(ev.Object):
+			if !send(watchLine{Type: ev.Type, Object: ev.Object}) {
+				return
+			}
+		}
+	}
+}
+
+func bookmark(rev int64) *apiv1.ContainerGroup {
+	return &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{ResourceVersion: strconv.FormatInt(rev, 10)}}
+}
