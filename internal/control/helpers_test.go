@@ -115,5 +115,3 @@ func (e *env) ipCount(t *testing.T) int {
 	}
 	return len(items)
 }
-
-
