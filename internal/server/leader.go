@@ -30,7 +30,7 @@ func (s *Server) leadOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer session.Close()
+	defer func() { _ = session.Close() }()
 	election := concurrency.NewElection(session, "/eci/leader")
 	if err := election.Campaign(ctx, s.cfg.Name); err != nil {
 		return err
