@@ -8,48 +8,64 @@ import (
 	"github.com/eci-dev/eci/internal/log"
 )
 
-// handler routes the API. Every /v1 route needs a bearer token.
+// route is one endpoint of the API.
+type route struct {
+	method, path string
+	handler      http.HandlerFunc
+	// open routes need no token.
+	open bool
+}
+
+// routes is the whole API; docs/openapi.yaml describes exactly these (a test
+// checks it).
+func (s *Server) routes() []route {
+	return []route{
+		{method: "GET", path: "/healthz", handler: s.healthz, open: true},
+		{method: "GET", path: "/readyz", handler: s.readyz, open: true},
+		{method: "GET", path: "/metrics", handler: s.metrics.handler().ServeHTTP, open: true},
+
+		{method: "POST", path: "/v1/containergroups", handler: s.createGroup},
+		{method: "GET", path: "/v1/containergroups", handler: s.listGroups},
+		{method: "GET", path: "/v1/containergroups/{id}", handler: s.getGroup},
+		{method: "DELETE", path: "/v1/containergroups/{id}", handler: s.deleteGroup},
+		{method: "PATCH", path: "/v1/containergroups/{id}", handler: s.updateGroup},
+		{method: "POST", path: "/v1/containergroups/{id}/restart", handler: s.restartGroup},
+		{method: "PUT", path: "/v1/containergroups/{id}/status", handler: s.reportStatus},
+		{method: "POST", path: "/v1/containergroups/{id}/finalize", handler: s.finalizeGroup},
+		{method: "GET", path: "/v1/containergroups/{id}/events", handler: s.groupEvents},
+
+		{method: "GET", path: "/v1/events", handler: s.listEvents},
+		{method: "POST", path: "/v1/events", handler: s.addEvent},
+
+		{method: "POST", path: "/v1/hosts", handler: s.registerHost},
+		{method: "GET", path: "/v1/hosts", handler: s.listHosts},
+		{method: "GET", path: "/v1/hosts/{name}", handler: s.getHost},
+		{method: "PATCH", path: "/v1/hosts/{name}", handler: s.updateHost},
+		{method: "PUT", path: "/v1/hosts/{name}/heartbeat", handler: s.heartbeat},
+
+		{method: "POST", path: "/v1/vswitches", handler: s.createVSwitch},
+		{method: "GET", path: "/v1/vswitches", handler: s.listVSwitches},
+		{method: "GET", path: "/v1/vswitches/{id}", handler: s.getVSwitch},
+		{method: "DELETE", path: "/v1/vswitches/{id}", handler: s.deleteVSwitch},
+
+		{method: "PUT", path: "/v1/tenants/{name}", handler: s.putTenant},
+		{method: "GET", path: "/v1/tenants", handler: s.listTenants},
+		{method: "GET", path: "/v1/tenants/{name}", handler: s.getTenant},
+		{method: "POST", path: "/v1/tokens", handler: s.createToken},
+	}
+}
+
+// handler routes the API. Every route but the open ones needs a bearer token.
 func (s *Server) handler(ctx context.Context) http.Handler {
 	mux := http.NewServeMux()
-	api := func(pattern string, h http.HandlerFunc) {
-		mux.Handle(pattern, s.metrics.instrument(pattern, s.authenticate(h)))
-	}
-	open := func(pattern string, h http.HandlerFunc) {
+	for _, rt := range s.routes() {
+		pattern := rt.method + " " + rt.path
+		var h http.Handler = rt.handler
+		if !rt.open {
+			h = s.authenticate(h)
+		}
 		mux.Handle(pattern, s.metrics.instrument(pattern, h))
 	}
-	open("GET /healthz", s.healthz)
-	open("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", s.metrics.handler())
-
-	api("POST /v1/containergroups", s.createGroup)
-	api("GET /v1/containergroups", s.listGroups)
-	api("GET /v1/containergroups/{id}", s.getGroup)
-	api("DELETE /v1/containergroups/{id}", s.deleteGroup)
-	api("PATCH /v1/containergroups/{id}", s.updateGroup)
-	api("POST /v1/containergroups/{id}/restart", s.restartGroup)
-	api("PUT /v1/containergroups/{id}/status", s.reportStatus)
-	api("POST /v1/containergroups/{id}/finalize", s.finalizeGroup)
-	api("GET /v1/containergroups/{id}/events", s.groupEvents)
-
-	api("GET /v1/events", s.listEvents)
-	api("POST /v1/events", s.addEvent)
-
-	api("POST /v1/hosts", s.registerHost)
-	api("GET /v1/hosts", s.listHosts)
-	api("GET /v1/hosts/{name}", s.getHost)
-	api("PATCH /v1/hosts/{name}", s.updateHost)
-	api("PUT /v1/hosts/{name}/heartbeat", s.heartbeat)
-
-	api("POST /v1/vswitches", s.createVSwitch)
-	api("GET /v1/vswitches", s.listVSwitches)
-	api("GET /v1/vswitches/{id}", s.getVSwitch)
-	api("DELETE /v1/vswitches/{id}", s.deleteVSwitch)
-
-	api("PUT /v1/tenants/{name}", s.putTenant)
-	api("GET /v1/tenants", s.listTenants)
-	api("GET /v1/tenants/{name}", s.getTenant)
-	api("POST /v1/tokens", s.createToken)
-
 	logger := log.G(ctx)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r = r.WithContext(log.WithLogger(r.Context(), logger.With("method", r.Method, "path", r.URL.Path)))

@@ -1,0 +1,91 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/client"
+)
+
+// running is an in-process eci server for a test.
+type running struct {
+	srv   *Server
+	stop  func()
+	admin *client.Client
+}
+
+// start runs a server on dir (a real embedded etcd) until the test ends or stop.
+func start(t testing.TB, dir string, mutate ...func(*Config)) *running {
+	t.Helper()
+	cfg := Config{Addr: "127.0.0.1:0", DataDir: dir, Name: "test"}
+	cfg.Control.RetryInterval = 200 * time.Millisecond
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { _ = srv.Run(ctx) }()
+	select {
+	case <-srv.Ready():
+	case <-srv.Done():
+		cancel()
+		t.Fatalf("server did not start: %v", srv.Err())
+	case <-time.After(60 * time.Second):
+		cancel()
+		t.Fatal("server not ready after 60s")
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-srv.Done()
+		}
+	}
+	t.Cleanup(stop)
+	return &running{srv: srv, stop: stop, admin: clientFor(t, srv, srv.AdminToken())}
+}
+
+func clientFor(t testing.TB, srv *Server, token string) *client.Client {
+	t.Helper()
+	c, err := client.New(client.Config{Server: srv.URL(), Token: token, CAFile: srv.CAFile()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// token makes a tenant or host token and a client with it.
+func (r *running) token(t testing.TB, spec apiv1.TokenSpec) *client.Client {
+	t.Helper()
+	ctx := context.Background()
+	if spec.Kind == apiv1.TokenTenant {
+		if _, err := r.admin.PutTenant(ctx, &apiv1.Tenant{Metadata: apiv1.ObjectMeta{Name: spec.Tenant}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tok, err := r.admin.CreateToken(ctx, &apiv1.Token{Spec: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return clientFor(t, r.srv, tok.Status.Token)
+}
+
+func group(name string) *apiv1.ContainerGroup {
+	return &apiv1.ContainerGroup{
+		Metadata: apiv1.ObjectMeta{Name: name},
+		Spec:     apiv1.ContainerGroupSpec{Containers: []apiv1.Container{{Name: "app", Image: "busybox"}}},
+	}
+}
+
+func quietLogs() { slog.SetDefault(slog.New(slog.NewTextHandler(discard{}, nil))) }
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
