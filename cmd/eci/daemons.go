@@ -4,39 +4,15 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func planned(cmd *cobra.Command, issue string) *cobra.Command {
+func plannedCmd(cmd *cobra.Command, issue string) *cobra.Command {
 	cmd.RunE = func(c *cobra.Command, _ []string) error {
 		return notImplementedError{what: "eci " + c.Name(), issue: issue}
 	}
 	return cmd
 }
 
-func newServerCommand() *cobra.Command {
-	return planned(&cobra.Command{
-		Use:   "server",
-		Short: "Run the control plane: container group API, placement, IPAM, metering",
-		Long: `eci server is the instance service's control plane. It serves the HTTP/JSON API
-(v1) that virtual nodes, host agents and the eci client use, over TLS with bearer
-tokens (admin, tenant and host tokens).
-
-It stores container groups, hosts, vSwitches, events and tenants in etcd: an
-embedded single-member etcd in --data-dir by default, or an external etcd cluster
-given with --etcd-endpoints. Several servers can share one etcd; they elect a
-leader for placement.
-
-For every new container group it normalizes the size to the supported spec table,
-places the group on a host with capacity in an allowed zone and vSwitch (spread or
-binpack, committed in an etcd transaction so no host is over-committed), allocates
-its IP from the vSwitch (IPAM), and meters it per second while it is billed. Groups on a
-host whose lease expires become Failed with reason HostLost.
-
-Serves /metrics (Prometheus), /healthz and /readyz.`,
-		Args: cobra.NoArgs,
-	}, "#4")
-}
-
 func newAgentCommand() *cobra.Command {
-	return planned(&cobra.Command{
+	return plannedCmd(&cobra.Command{
 		Use:   "agent",
 		Short: "Run the host agent: make the container groups placed on this host real",
 		Long: `eci agent runs on every host of the pool. It registers the host with the control
@@ -56,7 +32,7 @@ restarted agent adopts what runs and removes what no longer has a group.`,
 }
 
 func newVnodeCommand() *cobra.Command {
-	return planned(&cobra.Command{
+	return plannedCmd(&cobra.Command{
 		Use:   "vnode",
 		Short: "Join a Kubernetes cluster as a virtual node whose pods run as instances",
 		Long: `eci vnode registers a node in a Kubernetes cluster (virtual-kubelet) with the
@@ -76,7 +52,7 @@ ConfigMap kube-system/eci-profile, that sends pods to virtual nodes automaticall
 }
 
 func newUpCommand() *cobra.Command {
-	return planned(&cobra.Command{
+	return plannedCmd(&cobra.Command{
 		Use:   "up",
 		Short: "Run server, agent (and a vnode with --kubeconfig) on this machine",
 		Long: `eci up starts the whole service on one machine: an eci server on an embedded etcd,

@@ -54,10 +54,26 @@ func TestRolesHelpAndPlannedExit(t *testing.T) {
 				t.Errorf("%s --help does not mention %q", role, w)
 			}
 		}
+		if role == "server" {
+			continue
+		}
 		_, err = run(t, role)
 		var ni notImplementedError
 		if !errors.As(err, &ni) || !strings.Contains(err.Error(), "issue #") {
 			t.Errorf("eci %s: want a not-implemented error naming its issue, got %v", role, err)
+		}
+	}
+}
+
+func TestServerFlagsAreChecked(t *testing.T) {
+	for args, says := range map[string]string{
+		"server --data-dir=": "--data-dir is required",
+		"server --data-dir=/tmp/x --placement-policy=random": "allowed: spread, binpack",
+		"server --data-dir=/tmp/x --listen=nowhere":          "want host:port",
+	} {
+		_, err := run(t, strings.Fields(args)...)
+		if err == nil || !strings.Contains(err.Error(), says) {
+			t.Errorf("eci %s: want an error saying %q, got %v", args, says, err)
 		}
 	}
 }
@@ -74,7 +90,7 @@ func TestClientVerbsListed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, v := range []string{"run", "ps", "describe", "logs", "exec", "rm", "events", "bill", "server", "agent", "vnode", "up", "version"} {
+	for _, v := range []string{"run", "ps", "describe", "logs", "exec", "rm", "events", "hosts", "vswitches", "token", "bill", "server", "agent", "vnode", "up", "version"} {
 		if !strings.Contains(out, "\n  "+v+" ") {
 			t.Errorf("eci --help does not list %q", v)
 		}

@@ -131,7 +131,6 @@ func (s *Server) Run(ctx context.Context) (err error) {
 		s.mu.Unlock()
 		close(s.done)
 	}()
-	ctx = log.With(ctx, "component", "server")
 	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}

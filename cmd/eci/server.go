@@ -1,0 +1,81 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/eci-dev/eci/internal/cli"
+	"github.com/eci-dev/eci/internal/log"
+	"github.com/eci-dev/eci/internal/scheduler"
+	"github.com/eci-dev/eci/internal/server"
+)
+
+func newServerCommand() *cobra.Command {
+	var cfg server.Config
+	var policy string
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the control plane: container group API, placement, IPAM, metering",
+		Long: `eci server is the instance service's control plane. It serves the HTTP/JSON API
+(v1, docs/api.md) that virtual nodes, host agents and the eci client use, over TLS
+with bearer tokens (admin, tenant and host tokens).
+
+It stores container groups, hosts, vSwitches, events and tenants in etcd: an
+embedded single-member etcd in --data-dir by default, or an external etcd cluster
+given with --etcd-endpoints. Several servers can share one etcd; they elect a
+leader for placement.
+
+For every new container group it normalizes the size to the supported spec table,
+places the group on a host with capacity in an allowed zone and vSwitch (spread or
+binpack, committed in an etcd transaction so no host is over-committed), allocates
+its IP from the vSwitch (IPAM), and records the billing timestamps. Groups on a
+host whose lease expires become Failed with reason HostLost.
+
+On first start it generates a CA and serving certificate (<data-dir>/tls) and an
+admin token (<data-dir>/admin.token), and writes a client config for the admin to
+<data-dir>/admin.conf:  eci --config <data-dir>/admin.conf ps
+
+Serves /metrics (Prometheus), /healthz and /readyz.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			cfg.Policy = scheduler.Policy(policy)
+			if cfg.AdminToken == "" {
+				cfg.AdminToken = os.Getenv("ECI_ADMIN_TOKEN")
+			}
+			srv, err := server.New(cfg)
+			if err != nil {
+				return err
+			}
+			go func() {
+				select {
+				case <-srv.Ready():
+				case <-srv.Done():
+					return
+				}
+				conf := filepath.Join(cfg.DataDir, "admin.conf")
+				if err := cli.WriteConfig(conf, cli.Config{Server: srv.URL(), Token: srv.AdminToken(), CAFile: srv.CAFile()}); err != nil {
+					log.G(ctx).Warn("write the admin client config", "err", err)
+					return
+				}
+				log.G(ctx).Info("admin client config written", "path", conf, "try", fmt.Sprintf("eci --config %s ps", conf))
+			}()
+			return srv.Run(ctx)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&cfg.Addr, "listen", "127.0.0.1:8443", "address of the API (host:port)")
+	fl.StringVar(&cfg.DataDir, "data-dir", "/var/lib/eci/server", "embedded etcd data, generated TLS files, the admin token")
+	fl.StringSliceVar(&cfg.EtcdEndpoints, "etcd-endpoints", nil, "an external etcd cluster (comma-separated URLs) instead of the embedded one")
+	fl.StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "serving certificate (default: generated into <data-dir>/tls)")
+	fl.StringVar(&cfg.TLSKeyFile, "tls-key-file", "", "key of --tls-cert-file")
+	fl.StringSliceVar(&cfg.TLSNames, "tls-san", nil, "extra DNS names or IPs of the generated certificate")
+	fl.StringVar(&cfg.AdminToken, "admin-token", "", "the admin's bearer token (default $ECI_ADMIN_TOKEN, or generated into <data-dir>/admin.token)")
+	fl.StringVar(&policy, "placement-policy", "spread", "how hosts are chosen: "+strings.Join([]string{string(scheduler.Spread), string(scheduler.Binpack)}, ", "))
+	fl.DurationVar(&cfg.HostLeaseTTL, "host-lease-ttl", 0, "a host without a heartbeat for this long is lost (default 40s)")
+	return cmd
+}

@@ -1,0 +1,150 @@
+package cli
+
+import (
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+)
+
+func newHostsCommand(f *Flags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "hosts",
+		Short: "List the hosts of the pool with their capacity and allocation (admin)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			hosts, err := c.ListHosts(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return output(cmd.OutOrStdout(), f.Output, apiv1.List[apiv1.Host]{Items: hosts}, func(tw *tabwriter.Writer, wide bool) {
+				row(tw, "NAME", "ZONE", "STATUS", "CPU", "MEMORY", "GROUPS", "AGE")
+				for _, h := range hosts {
+					status := "Ready"
+					switch {
+					case !h.Status.Ready:
+						status = "NotReady"
+					case h.Spec.Draining:
+						status = "Draining"
+					case h.Spec.Unschedulable:
+						status = "Ready,SchedulingDisabled"
+					}
+					a, u := h.Spec.Allocatable, h.Status.Allocated
+					row(tw, h.Metadata.Name, h.Spec.Zone, status,
+						fmt.Sprintf("%g/%g", float64(u.MilliCPU)/1000, float64(a.MilliCPU)/1000),
+						fmt.Sprintf("%gGi/%gGi", float64(u.MemoryMiB)/1024, float64(a.MemoryMiB)/1024),
+						fmt.Sprintf("%d/%d", u.Pods, a.Pods), age(h.Metadata.CreatedAt))
+				}
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&f.Output, "output", "o", "", "json, yaml or wide")
+	return cmd
+}
+
+func newVSwitchesCommand(f *Flags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "vswitches",
+		Short: "List vSwitches with their address counts; 'vswitches create' adds one (admin)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			vs, err := c.ListVSwitches(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return output(cmd.OutOrStdout(), f.Output, apiv1.List[apiv1.VSwitch]{Items: vs}, func(tw *tabwriter.Writer, _ bool) {
+				row(tw, "ID", "ZONE", "CIDR", "GATEWAY", "USED", "FREE")
+				for _, v := range vs {
+					row(tw, v.Metadata.ID, v.Spec.Zone, v.Spec.CIDR, v.Spec.Gateway, v.Status.Allocated, v.Status.Total-v.Status.Allocated)
+				}
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&f.Output, "output", "o", "", "json or yaml")
+	var zone, cidr, gateway string
+	create := &cobra.Command{
+		Use:   "create NAME --zone ZONE --cidr CIDR",
+		Short: "Add a vSwitch (admin)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			v, err := c.CreateVSwitch(cmd.Context(), &apiv1.VSwitch{
+				Metadata: apiv1.ObjectMeta{Name: args[0]}, Spec: apiv1.VSwitchSpec{Zone: zone, CIDR: cidr, Gateway: gateway},
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s created (%s in %s, %d addresses)\n", v.Metadata.ID, v.Spec.CIDR, v.Spec.Zone, v.Status.Total)
+			return nil
+		},
+	}
+	create.Flags().StringVar(&zone, "zone", "", "zone of the vSwitch")
+	create.Flags().StringVar(&cidr, "cidr", "", "IPv4 CIDR, /16 to /29")
+	create.Flags().StringVar(&gateway, "gateway", "", "gateway (default: the first address)")
+	cmd.AddCommand(create)
+	return cmd
+}
+
+func newTokenCommand(f *Flags) *cobra.Command {
+	var tenant, host string
+	parent := &cobra.Command{Use: "token", Short: "Make API tokens (admin)"}
+	cmd := &cobra.Command{
+		Use:   "create (--tenant NAME | --host NAME)",
+		Short: "Make a tenant token (creating the tenant if needed) or a host token (admin)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			spec := apiv1.TokenSpec{Kind: apiv1.TokenTenant, Tenant: tenant}
+			if host != "" {
+				spec = apiv1.TokenSpec{Kind: apiv1.TokenHost, Host: host}
+			}
+			if tenant != "" && host != "" {
+				return fmt.Errorf("give --tenant or --host, not both")
+			}
+			if spec.Kind == apiv1.TokenTenant && tenant != "" {
+				if _, err := c.PutTenant(cmd.Context(), &apiv1.Tenant{Metadata: apiv1.ObjectMeta{Name: tenant}}); err != nil {
+					return err
+				}
+			}
+			t, err := c.CreateToken(cmd.Context(), &apiv1.Token{Spec: spec})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), t.Status.Token)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&tenant, "tenant", "", "the token's tenant")
+	cmd.Flags().StringVar(&host, "host", "", "the token's host (for its agent)")
+	parent.AddCommand(cmd)
+	return parent
+}
+
+// Commands returns the client verbs, each with the connection flags.
+func Commands() []*cobra.Command {
+	f := &Flags{}
+	cmds := []*cobra.Command{
+		newRunCommand(f), newPsCommand(f), newDescribeCommand(f), newRmCommand(f), newEventsCommand(f),
+		newHostsCommand(f), newVSwitchesCommand(f), newTokenCommand(f),
+	}
+	for _, c := range cmds {
+		f.bind(c)
+	}
+	return cmds
+}
