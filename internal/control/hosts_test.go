@@ -236,3 +236,37 @@ func TestListFiltersAndPaging(t *testing.T) {
 		}
 	}
 }
+
+// A tenant's quota bounds what its placed groups hold together; capacity freed
+// by an ended group lets the next one in.
+func TestTenantQuota(t *testing.T) {
+	e := newEnv(t, true)
+	e.vswitch(t, "vsw-a", "zone-a", "198.19.128.0/24")
+	e.host(t, "h1", "zone-a", 64000, 262144, 100)
+	if _, err := e.svc.PutTenant(e.ctx, auth.Admin, &apiv1.Tenant{Metadata: apiv1.ObjectMeta{Name: "acme"}, Spec: apiv1.TenantSpec{Quota: apiv1.Quota{MilliCPU: 4000}}}); err != nil {
+		t.Fatal(err)
+	}
+	acme := tenantPrincipal("acme")
+	a, _, _ := e.svc.CreateGroup(e.ctx, acme, groupSpec("a", 2, 4))
+	b, _, _ := e.svc.CreateGroup(e.ctx, acme, groupSpec("b", 2, 4))
+	e.waitState(t, a.Metadata.ID, apiv1.StatePending)
+	e.waitState(t, b.Metadata.ID, apiv1.StatePending)
+	c, _, _ := e.svc.CreateGroup(e.ctx, acme, groupSpec("c", 1, 2))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		g, _ := e.svc.groups.Get(e.ctx, c.Metadata.ID)
+		if g.Status.State == apiv1.StateScheduling && strings.Contains(g.Status.Message, "quota of tenant acme exceeded: 4 of 4 vCPU in use") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("third group over quota: %+v", g.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := e.svc.ReportStatus(e.ctx, hostPrincipal("h1"), a.Metadata.ID, apiv1.StatusReport{State: apiv1.StateSucceeded}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitState(t, c.Metadata.ID, apiv1.StatePending)
+	other, _, _ := e.svc.CreateGroup(e.ctx, tenantPrincipal("bolt"), groupSpec("d", 8, 16))
+	e.waitState(t, other.Metadata.ID, apiv1.StatePending)
+}

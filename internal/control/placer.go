@@ -17,6 +17,7 @@ import (
 	"github.com/eci-dev/eci/internal/ipam"
 	"github.com/eci-dev/eci/internal/log"
 	"github.com/eci-dev/eci/internal/scheduler"
+	"github.com/eci-dev/eci/internal/sizes"
 )
 
 // RunPlacer places Scheduling groups until ctx ends. Run it on the leader only
@@ -55,15 +56,20 @@ func (s *Service) RunPlacer(ctx context.Context) error {
 // commits; a conflicting commit (someone else changed a host's usage or took
 // an IP) reloads it.
 type placementState struct {
-	hosts map[string]*apiv1.Host
-	usage map[string]*hostUsage
+	hosts   map[string]*apiv1.Host
+	usage   map[string]*usageRecord
+	tusage  map[string]*usageRecord
+	tenants map[string]*apiv1.Tenant
 	vsws  map[string]*apiv1.VSwitch
 	alloc map[string]*ipam.Allocator
 }
 
 // loadVSwitches reads the vSwitches into an empty state (no addresses marked).
 func (s *Service) loadVSwitches(ctx context.Context) (*placementState, error) {
-	st := &placementState{hosts: map[string]*apiv1.Host{}, usage: map[string]*hostUsage{}, vsws: map[string]*apiv1.VSwitch{}, alloc: map[string]*ipam.Allocator{}}
+	st := &placementState{
+		hosts: map[string]*apiv1.Host{}, usage: map[string]*usageRecord{}, tusage: map[string]*usageRecord{},
+		tenants: map[string]*apiv1.Tenant{}, vsws: map[string]*apiv1.VSwitch{}, alloc: map[string]*ipam.Allocator{},
+	}
 	vsws, _, _, err := s.vsws.List(ctx, storeOpts(0, 0, ""))
 	if err != nil {
 		return nil, err
@@ -96,6 +102,20 @@ func (s *Service) loadPlacementState(ctx context.Context) (*placementState, erro
 	}
 	for _, u := range usage {
 		st.usage[u.Metadata.ID] = u
+	}
+	tusage, _, _, err := s.tusage.List(ctx, storeOpts(0, 0, ""))
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range tusage {
+		st.tusage[u.Metadata.ID] = u
+	}
+	tenants, _, _, err := s.tenants.List(ctx, storeOpts(0, 0, ""))
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range tenants {
+		st.tenants[t.Metadata.ID] = t
 	}
 	ips, _, _, err := s.ips.List(ctx, storeOpts(0, 0, ""))
 	if err != nil {
@@ -215,6 +235,9 @@ func (s *Service) placeOne(ctx context.Context, st *placementState, g *apiv1.Con
 	if err != nil {
 		return err
 	}
+	if why := st.overQuota(g, d.Size); why != "" {
+		return s.unschedulable(ctx, g, why)
+	}
 	ip := wantIP
 	if !ip.IsValid() {
 		var ok bool
@@ -230,15 +253,15 @@ func (s *Service) placeOne(ctx context.Context, st *placementState, g *apiv1.Con
 // changed since the state was read.
 func (s *Service) commitPlacement(ctx context.Context, st *placementState, g *apiv1.ContainerGroup, d scheduler.Decision, ip netip.Addr) error {
 	now := s.now()
-	u, had := st.usage[d.Host]
-	next := &hostUsage{Metadata: apiv1.ObjectMeta{ID: d.Host, Name: d.Host}}
-	if had {
-		next.Metadata, next.Used = u.Metadata, u.Used
+	add := apiv1.Resources{MilliCPU: d.Size.MilliCPU, MemoryMiB: d.Size.MemoryMiB, GPU: g.Spec.GPU, Pods: 1}
+	hostCmp, hostPut, hostNext, err := usageChange(s.usage, d.Host, st.usage[d.Host], add)
+	if err != nil {
+		return err
 	}
-	next.Used.MilliCPU += d.Size.MilliCPU
-	next.Used.MemoryMiB += d.Size.MemoryMiB
-	next.Used.GPU += g.Spec.GPU
-	next.Used.Pods++
+	tenantCmp, tenantPut, tenantNext, err := usageChange(s.tusage, g.Metadata.Tenant, st.tusage[g.Metadata.Tenant], add)
+	if err != nil {
+		return err
+	}
 	rec := &ipRecord{Metadata: apiv1.ObjectMeta{ID: ipID(d.VSwitch, ip.String())}, VSwitch: d.VSwitch, IP: ip.String(), Group: g.Metadata.ID}
 
 	placed := *g
@@ -254,17 +277,7 @@ func (s *Service) commitPlacement(ctx context.Context, st *placementState, g *ap
 	if err != nil {
 		return err
 	}
-	usageCmp := s.usage.AbsentCmp(d.Host)
-	if had {
-		if usageCmp, err = s.usage.UnchangedCmp(u); err != nil {
-			return err
-		}
-	}
 	putGroup, err := s.groups.PutOp(&placed)
-	if err != nil {
-		return err
-	}
-	putUsage, err := s.usage.PutOp(next)
 	if err != nil {
 		return err
 	}
@@ -272,12 +285,15 @@ func (s *Service) commitPlacement(ctx context.Context, st *placementState, g *ap
 	if err != nil {
 		return err
 	}
-	rev, err := s.commit(ctx, []clientv3.Cmp{groupCmp, usageCmp, s.ips.AbsentCmp(rec.Metadata.ID)}, []clientv3.Op{putGroup, putUsage, putIP})
+	rev, err := s.commit(ctx,
+		[]clientv3.Cmp{groupCmp, hostCmp, tenantCmp, s.ips.AbsentCmp(rec.Metadata.ID)},
+		[]clientv3.Op{putGroup, hostPut, tenantPut, putIP})
 	if err != nil {
 		return err
 	}
-	next.Metadata.ResourceVersion = strconv.FormatInt(rev, 10)
-	st.usage[d.Host] = next
+	rv := strconv.FormatInt(rev, 10)
+	hostNext.Metadata.ResourceVersion, tenantNext.Metadata.ResourceVersion = rv, rv
+	st.usage[d.Host], st.tusage[g.Metadata.Tenant] = hostNext, tenantNext
 	st.alloc[d.VSwitch].Mark(ip, g.Metadata.ID)
 	s.recordEvent(ctx, "ContainerGroup", g.Metadata.ID, g.Metadata.Tenant, apiv1.EventNormal, "Scheduled",
 		fmt.Sprintf("placed on %s (%s, vSwitch %s, IP %s) at %s", d.Host, d.Zone, d.VSwitch, ip, d.Size), "server")
@@ -349,4 +365,29 @@ func (s *Service) scheduleFailed(ctx context.Context, g *apiv1.ContainerGroup, r
 		s.recordEvent(ctx, "ContainerGroup", g.Metadata.ID, g.Metadata.Tenant, apiv1.EventWarning, "ScheduleFailed", why, "server")
 	}
 	return err
+}
+
+// overQuota says how placing g at size would exceed its tenant's quota, or "".
+func (st *placementState) overQuota(g *apiv1.ContainerGroup, size sizes.Size) string {
+	t, ok := st.tenants[g.Metadata.Tenant]
+	if !ok {
+		return ""
+	}
+	q := t.Spec.Quota
+	var used apiv1.Resources
+	if u, ok := st.tusage[g.Metadata.Tenant]; ok {
+		used = u.Used
+	}
+	name := g.Metadata.Tenant
+	switch {
+	case q.MilliCPU > 0 && used.MilliCPU+size.MilliCPU > q.MilliCPU:
+		return fmt.Sprintf("quota of tenant %s exceeded: %g of %g vCPU in use, %s asked", name, float64(used.MilliCPU)/1000, float64(q.MilliCPU)/1000, size)
+	case q.MemoryMiB > 0 && used.MemoryMiB+size.MemoryMiB > q.MemoryMiB:
+		return fmt.Sprintf("quota of tenant %s exceeded: %g of %g GiB in use, %s asked", name, float64(used.MemoryMiB)/1024, float64(q.MemoryMiB)/1024, size)
+	case q.GPU > 0 && used.GPU+g.Spec.GPU > q.GPU:
+		return fmt.Sprintf("quota of tenant %s exceeded: %d of %d GPUs in use", name, used.GPU, q.GPU)
+	case q.Groups > 0 && used.Pods+1 > q.Groups:
+		return fmt.Sprintf("quota of tenant %s exceeded: %d of %d groups running", name, used.Pods, q.Groups)
+	}
+	return ""
 }

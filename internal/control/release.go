@@ -9,6 +9,7 @@ import (
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/store"
 )
 
 // releaseOps returns the conditions and operations that give back what g holds
@@ -28,28 +29,48 @@ func (s *Service) releaseOps(ctx context.Context, g *apiv1.ContainerGroup) ([]cl
 			return nil, nil, err
 		}
 	}
-	if g.Status.Host != "" {
-		u, err := s.usage.Get(ctx, g.Status.Host)
-		if err != nil && !errdefs.IsNotFound(err) {
+	take := apiv1.Resources{MilliCPU: -g.Status.MilliCPU, MemoryMiB: -g.Status.MemoryMiB, GPU: -g.Spec.GPU, Pods: -1}
+	for _, u := range []struct {
+		coll *store.Collection[usageRecord, *usageRecord]
+		id   string
+	}{{s.usage, g.Status.Host}, {s.tusage, g.Metadata.Tenant}} {
+		if u.id == "" {
+			continue
+		}
+		cur, err := u.coll.Get(ctx, u.id)
+		if errdefs.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
 			return nil, nil, err
 		}
-		if err == nil {
-			u.Used.MilliCPU -= g.Status.MilliCPU
-			u.Used.MemoryMiB -= g.Status.MemoryMiB
-			u.Used.GPU -= g.Spec.GPU
-			u.Used.Pods--
-			unchanged, err := s.usage.UnchangedCmp(u)
-			if err != nil {
-				return nil, nil, err
-			}
-			put, err := s.usage.PutOp(u)
-			if err != nil {
-				return nil, nil, err
-			}
-			cmps, ops = append(cmps, unchanged), append(ops, put)
+		cmp, op, _, err := usageChange(u.coll, u.id, cur, take)
+		if err != nil {
+			return nil, nil, err
 		}
+		cmps, ops = append(cmps, cmp), append(ops, op)
 	}
 	return cmps, ops, nil
+}
+
+// usageChange returns the condition and operation that add delta to the usage
+// record id (cur, or nil when it does not exist yet), and the new record.
+func usageChange(coll *store.Collection[usageRecord, *usageRecord], id string, cur *usageRecord, delta apiv1.Resources) (clientv3.Cmp, clientv3.Op, *usageRecord, error) {
+	next := &usageRecord{Metadata: apiv1.ObjectMeta{ID: id, Name: id}}
+	cmp := coll.AbsentCmp(id)
+	if cur != nil {
+		next.Metadata, next.Used = cur.Metadata, cur.Used
+		var err error
+		if cmp, err = coll.UnchangedCmp(cur); err != nil {
+			return clientv3.Cmp{}, clientv3.Op{}, nil, err
+		}
+	}
+	next.Used.MilliCPU += delta.MilliCPU
+	next.Used.MemoryMiB += delta.MemoryMiB
+	next.Used.GPU += delta.GPU
+	next.Used.Pods += delta.Pods
+	op, err := coll.PutOp(next)
+	return cmp, op, next, err
 }
 
 // commit runs one transaction and returns its revision; ErrConflict when a

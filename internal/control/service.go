@@ -37,7 +37,8 @@ type Service struct {
 	events  *store.Collection[apiv1.Event, *apiv1.Event]
 	tenants *store.Collection[apiv1.Tenant, *apiv1.Tenant]
 	tokens  *store.Collection[apiv1.Token, *apiv1.Token]
-	usage   *store.Collection[hostUsage, *hostUsage]
+	usage   *store.Collection[usageRecord, *usageRecord] // per host
+	tusage  *store.Collection[usageRecord, *usageRecord] // per tenant
 	ips     *store.Collection[ipRecord, *ipRecord]
 	idxs    *store.Collection[tokenIndex, *tokenIndex]
 	log     *slog.Logger
@@ -46,14 +47,14 @@ type Service struct {
 	kick chan struct{}
 }
 
-// hostUsage is what the groups placed on a host hold; written in the same
-// transaction as every placement and release of that host.
-type hostUsage struct {
+// usageRecord is what the placed groups of one host (or one tenant) hold;
+// written in the same transaction as every placement and release.
+type usageRecord struct {
 	Metadata apiv1.ObjectMeta `json:"metadata"`
 	Used     apiv1.Resources  `json:"used"`
 }
 
-func (u *hostUsage) Meta() *apiv1.ObjectMeta { return &u.Metadata }
+func (u *usageRecord) Meta() *apiv1.ObjectMeta { return &u.Metadata }
 
 // ipRecord holds one allocated address: ID is "<vSwitch>_<ip>".
 type ipRecord struct {
@@ -107,7 +108,8 @@ func New(st *store.Store, opts Options) *Service {
 		events:  store.NewCollection[apiv1.Event](st, "events"),
 		tenants: store.NewCollection[apiv1.Tenant](st, "tenants"),
 		tokens:  store.NewCollection[apiv1.Token](st, "tokens"),
-		usage:   store.NewCollection[hostUsage](st, "hostusage"),
+		usage:   store.NewCollection[usageRecord](st, "hostusage"),
+		tusage:  store.NewCollection[usageRecord](st, "tenantusage"),
 		ips:     store.NewCollection[ipRecord](st, "ips"),
 		idxs:    store.NewCollection[tokenIndex](st, "clienttokens"),
 		log:     opts.Logger,
