@@ -60,8 +60,8 @@ type placementState struct {
 	usage   map[string]*usageRecord
 	tusage  map[string]*usageRecord
 	tenants map[string]*apiv1.Tenant
-	vsws  map[string]*apiv1.VSwitch
-	alloc map[string]*ipam.Allocator
+	vsws    map[string]*apiv1.VSwitch
+	alloc   map[string]*ipam.Allocator
 }
 
 // loadVSwitches reads the vSwitches into an empty state (no addresses marked).
