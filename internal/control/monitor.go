@@ -16,12 +16,15 @@ import (
 //   - a graceful delete the agent did not finish within the grace period plus
 //     DeletionTimeout is completed by the server;
 //   - a placed group that is still not Running after its maxPendingMinutes
-//     fails with reason PendingTimeout.
+//     fails with reason PendingTimeout;
+//   - once a minute, ended groups and events past their retention go
+//     (CollectGarbage).
 func (s *Service) RunMonitor(ctx context.Context) error {
 	ctx = log.With(ctx, "daemon", "monitor")
 	interval := min(s.opts.HostLeaseTTL/4, 2*time.Second)
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
+	var lastGC time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -30,6 +33,12 @@ func (s *Service) RunMonitor(ctx context.Context) error {
 		}
 		if err := s.MonitorOnce(ctx); err != nil && ctx.Err() == nil {
 			log.G(ctx).Warn("monitor pass", "err", err)
+		}
+		if time.Since(lastGC) > time.Minute {
+			lastGC = time.Now()
+			if err := s.CollectGarbage(ctx); err != nil && ctx.Err() == nil {
+				log.G(ctx).Warn("garbage collection", "err", err)
+			}
 		}
 	}
 }

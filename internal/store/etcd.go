@@ -166,3 +166,6 @@ func freeLoopbackPorts(n int) ([]int, error) {
 	}
 	return ports, nil
 }
+
+// Endpoints are the client URLs of the etcd this store talks to.
+func (s *Store) Endpoints() []string { return s.Client.Endpoints() }
