@@ -1,0 +1,126 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/server"
+)
+
+// eci runs the client verbs as the binary does.
+func eci(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := &cobra.Command{Use: "eci", SilenceUsage: true, SilenceErrors: true}
+	root.AddCommand(Commands()...)
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+func startServer(t *testing.T) (conf string) {
+	t.Helper()
+	dir := t.TempDir()
+	srv, err := server.New(server.Config{Addr: "127.0.0.1:0", DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { _ = srv.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-srv.Done() })
+	select {
+	case <-srv.Ready():
+	case <-time.After(60 * time.Second):
+		t.Fatal("server not ready")
+	}
+	conf = filepath.Join(dir, "admin.conf")
+	if err := WriteConfig(conf, Config{Server: srv.URL(), Token: srv.AdminToken(), CAFile: srv.CAFile()}); err != nil {
+		t.Fatal(err)
+	}
+	return conf
+}
+
+func TestClientVerbs(t *testing.T) {
+	conf := startServer(t)
+	t.Setenv("ECI_CONFIG", conf)
+
+	out, err := eci(t, "vswitches", "create", "vsw-a", "--zone", "zone-a", "--cidr", "198.19.128.0/24")
+	if err != nil || !strings.Contains(out, "vsw-a created (198.19.128.0/24 in zone-a, 253 addresses)") {
+		t.Fatalf("vswitches create: %v %q", err, out)
+	}
+	out, err = eci(t, "run", "web", "--image", "busybox", "--cpu", "1", "--memory", "2", "--label", "app=web", "--env", "A=1", "--", "httpd", "-f")
+	if err != nil || !strings.HasPrefix(out, "eci-") || !strings.Contains(out, " created") {
+		t.Fatalf("run: %v %q", err, out)
+	}
+	id := strings.Fields(out)[0]
+
+	file := filepath.Join(t.TempDir(), "group.yaml")
+	if err := os.WriteFile(file, []byte(`metadata:
+  name: job
+spec:
+  specs: ["2-4Gi"]
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox
+    command: ["sh", "-c", "echo done"]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err = eci(t, "run", "-f", file, "-o", "json"); err != nil {
+		t.Fatalf("run -f: %v %q", err, out)
+	}
+	var job apiv1.ContainerGroup
+	if err := json.Unmarshal([]byte(out), &job); err != nil || job.Spec.RestartPolicy != apiv1.RestartNever || job.Spec.Specs[0] != "2-4Gi" {
+		t.Fatalf("run -f -o json printed %q (%v)", out, err)
+	}
+
+	out, err = eci(t, "ps", "-l", "app=web")
+	if err != nil || !strings.Contains(out, id) || strings.Contains(out, job.Metadata.ID) || !strings.HasPrefix(out, "ID") {
+		t.Fatalf("ps -l app=web: %v\n%s", err, out)
+	}
+	if out, err = eci(t, "ps", "-o", "yaml"); err != nil || !strings.Contains(out, "name: job") {
+		t.Fatalf("ps -o yaml: %v\n%s", err, out)
+	}
+	if out, err = eci(t, "describe", id); err != nil || !strings.Contains(out, "image: busybox") || !strings.Contains(out, "Created") {
+		t.Fatalf("describe: %v\n%s", err, out)
+	}
+	if out, err = eci(t, "events", id); err != nil || !strings.Contains(out, "Created") {
+		t.Fatalf("events: %v\n%s", err, out)
+	}
+	tok, err := eci(t, "token", "create", "--tenant", "acme")
+	if err != nil || len(strings.TrimSpace(tok)) != 64 {
+		t.Fatalf("token create: %v %q", err, tok)
+	}
+	if out, err = eci(t, "ps", "--token", strings.TrimSpace(tok)); err != nil || strings.Contains(out, id) {
+		t.Fatalf("a tenant token sees the default tenant's group: %v\n%s", err, out)
+	}
+	if out, err = eci(t, "rm", id, "--force"); err != nil || !strings.Contains(out, id+" deleted") {
+		t.Fatalf("rm: %v %q", err, out)
+	}
+	if out, err = eci(t, "rm", id); err == nil || !strings.Contains(out, "not found") {
+		t.Fatalf("rm of a deleted group: %v %q", err, out)
+	}
+	if _, err = eci(t, "run", "bad", "--image", "busybox", "--cpu", "2"); err == nil || !strings.Contains(err.Error(), "spec.memory") {
+		t.Fatalf("run with cpu only: %v", err)
+	}
+	if _, err = eci(t, "ps", "-o", "xml"); err == nil || !strings.Contains(err.Error(), "allowed: json, yaml, wide") {
+		t.Fatalf("ps -o xml: %v", err)
+	}
+	t.Setenv("ECI_CONFIG", "")
+	t.Setenv("HOME", t.TempDir())
+	if _, err = eci(t, "ps"); err == nil || !strings.Contains(err.Error(), "no server") {
+		t.Fatalf("ps without a server: %v", err)
+	}
+}

@@ -1,0 +1,67 @@
+package control
+
+import (
+	"strings"
+	"testing"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/auth"
+	"github.com/eci-dev/eci/internal/errdefs"
+)
+
+// UpdateContainerGroup changes labels, tags and files payloads, checks the
+// version it was given, and validates the result; RestartContainerGroup moves
+// a running group to Restarting until its agent reports it Running again.
+func TestUpdateAndRestart(t *testing.T) {
+	e := newEnv(t, true)
+	e.vswitch(t, "vsw-a", "zone-a", "198.19.128.0/24")
+	e.host(t, "h1", "zone-a", 16000, 65536, 100)
+	spec := groupSpec("cfg", 1, 2)
+	spec.Spec.Volumes = []apiv1.Volume{{Name: "config", Files: &apiv1.FilesVolume{Files: []apiv1.File{{Path: "a.conf", Content: []byte("v1")}}}}}
+	g, _, err := e.svc.CreateGroup(e.ctx, auth.Admin, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitState(t, g.Metadata.ID, apiv1.StatePending)
+	cur, _ := e.svc.GetGroup(e.ctx, auth.Admin, g.Metadata.ID)
+
+	up, err := e.svc.UpdateGroup(e.ctx, auth.Admin, g.Metadata.ID, apiv1.GroupUpdate{
+		Tags:            map[string]string{"team": "red"},
+		Files:           map[string]apiv1.FilesVolume{"config": {Files: []apiv1.File{{Path: "a.conf", Content: []byte("v2")}}}},
+		ResourceVersion: cur.Metadata.ResourceVersion,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if up.Spec.Tags["team"] != "red" || string(up.Spec.Volumes[0].Files.Files[0].Content) != "v2" || up.Status.Host != "h1" {
+		t.Fatalf("update gave %+v", up)
+	}
+	if _, err := e.svc.UpdateGroup(e.ctx, auth.Admin, g.Metadata.ID, apiv1.GroupUpdate{Tags: map[string]string{}, ResourceVersion: cur.Metadata.ResourceVersion}); !errdefs.IsConflict(err) {
+		t.Fatalf("update from a stale version: want Conflict, got %v", err)
+	}
+	if _, err := e.svc.UpdateGroup(e.ctx, auth.Admin, g.Metadata.ID, apiv1.GroupUpdate{Files: map[string]apiv1.FilesVolume{"nope": {}}}); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), `files["nope"]`) {
+		t.Fatalf("files for a missing volume: %v", err)
+	}
+	if _, err := e.svc.UpdateGroup(e.ctx, auth.Admin, g.Metadata.ID, apiv1.GroupUpdate{
+		Files: map[string]apiv1.FilesVolume{"config": {Files: []apiv1.File{{Path: "../escape"}}}}}); !errdefs.IsInvalid(err) {
+		t.Fatalf("an invalid payload was stored: %v", err)
+	}
+
+	if _, err := e.svc.RestartGroup(e.ctx, auth.Admin, g.Metadata.ID); err != nil {
+		t.Fatal(err)
+	}
+	r := e.waitState(t, g.Metadata.ID, apiv1.StateRestarting)
+	if r.Status.RestartRequestedAt == nil {
+		t.Fatal("restart time not recorded for the agent")
+	}
+	if _, err := e.svc.ReportStatus(e.ctx, hostPrincipal("h1"), g.Metadata.ID, apiv1.StatusReport{State: apiv1.StateRunning}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitState(t, g.Metadata.ID, apiv1.StateRunning)
+	if _, err := e.svc.ReportStatus(e.ctx, hostPrincipal("h1"), g.Metadata.ID, apiv1.StatusReport{State: apiv1.StateFailed}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.RestartGroup(e.ctx, auth.Admin, g.Metadata.ID); !errdefs.IsConflict(err) {
+		t.Fatalf("restart of a Failed group: want Conflict, got %v", err)
+	}
+}
