@@ -18,8 +18,9 @@ type HostSpec struct {
 	// RuntimeHandlers the host can run groups with: runc, and kata or gvisor
 	// where installed.
 	RuntimeHandlers []string `json:"runtimeHandlers,omitempty"`
-	// Unschedulable hosts get no new groups (cordon); Draining hosts also have
-	// their groups moved away.
+	// Unschedulable hosts get no new groups (cordon). Draining hosts get none
+	// either and show as Draining while their groups end: an instance never
+	// migrates; its owner (a virtual node, a user) deletes and recreates it.
 	Unschedulable bool `json:"unschedulable,omitempty"`
 	Draining      bool `json:"draining,omitempty"`
 	// Address is where the control plane reaches the agent (logs, exec).
