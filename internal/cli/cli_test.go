@@ -8,12 +8,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
-	"github.com/eci-dev/eci/internal/server"
+	"github.com/eci-dev/eci/internal/server/servertest"
 )
 
 // eci runs the client verbs as the binary does.
@@ -31,20 +30,8 @@ func eci(t *testing.T, args ...string) (string, error) {
 
 func startServer(t *testing.T) (conf string) {
 	t.Helper()
-	dir := t.TempDir()
-	srv, err := server.New(server.Config{Addr: "127.0.0.1:0", DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() { _ = srv.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-srv.Done() })
-	select {
-	case <-srv.Ready():
-	case <-time.After(60 * time.Second):
-		t.Fatal("server not ready")
-	}
-	conf = filepath.Join(dir, "admin.conf")
+	srv := servertest.Start(t)
+	conf = filepath.Join(t.TempDir(), "admin.conf")
 	if err := WriteConfig(conf, Config{Server: srv.URL(), Token: srv.AdminToken(), CAFile: srv.CAFile()}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,325 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/log"
+	"github.com/eci-dev/eci/internal/runtime"
+)
+
+// Config of an agent.
+type Config struct {
+	// Client talks to the server with this host's token.
+	Client *client.Client
+	// Runtime runs the groups (runtime.NewCRI for containerd).
+	Runtime runtime.Runtime
+	// Host is what the agent registers: name, zone, capacity, allocatable,
+	// runtime handlers.
+	Host apiv1.Host
+	// CgroupParent is the cgroup under which every group gets its own.
+	CgroupParent string
+	// LogDir holds the CRI log files, one directory per group.
+	LogDir string
+	// HeartbeatInterval renews the lease (10 s).
+	HeartbeatInterval time.Duration
+	// ResyncInterval reconciles everything, the safety net under events (10 s).
+	ResyncInterval time.Duration
+	// OrphanGrace is how long a sandbox without a group is left before it is
+	// removed (30 s): a group the agent has not seen yet is not an orphan.
+	OrphanGrace time.Duration
+	Logger      *slog.Logger
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.Client == nil:
+		return errors.New("agent: a client of the server is required")
+	case c.Runtime == nil:
+		return errors.New("agent: a runtime is required")
+	case c.Host.Metadata.Name == "":
+		return errors.New("agent: --host-name is required")
+	case c.LogDir == "":
+		return errors.New("agent: --log-dir is required")
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = 10 * time.Second
+	}
+	if c.ResyncInterval == 0 {
+		c.ResyncInterval = 10 * time.Second
+	}
+	if c.OrphanGrace == 0 {
+		c.OrphanGrace = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Agent runs the groups of one host.
+type Agent struct {
+	cfg  Config
+	name string
+
+	mu       sync.Mutex
+	groups   map[string]*apiv1.ContainerGroup // the server's view, from the watch
+	reported map[string]string                // last status sent, by group
+	backoff  map[string]*backoffEntry         // by group/container
+	queue    chan string
+	pending  map[string]bool // queued
+	active   map[string]bool // being reconciled
+	dirty    map[string]bool // changed while being reconciled
+
+	ready chan struct{}
+	done  chan struct{}
+	err   error
+}
+
+// New validates cfg.
+func New(cfg Config) (*Agent, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Agent{
+		cfg: cfg, name: cfg.Host.Metadata.Name,
+		groups: map[string]*apiv1.ContainerGroup{}, reported: map[string]string{}, backoff: map[string]*backoffEntry{},
+		queue: make(chan string, 4096), pending: map[string]bool{}, active: map[string]bool{}, dirty: map[string]bool{},
+		ready: make(chan struct{}), done: make(chan struct{}),
+	}, nil
+}
+
+// Ready is closed once the host is registered and the first watch answered.
+func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
+// Done is closed when Run returns; Err is its error.
+func (a *Agent) Done() <-chan struct{} { return a.done }
+
+// Err is Run's error, once Done.
+func (a *Agent) Err() error { return a.err }
+
+// Run serves the host until ctx ends. Nothing it started is stopped when it
+// returns: the groups keep running, and the next agent adopts them.
+func (a *Agent) Run(ctx context.Context) (err error) {
+	defer func() { a.err = err; close(a.done) }()
+	ctx = log.With(log.WithLogger(ctx, a.cfg.Logger), "host", a.name)
+	if _, err := a.cfg.Client.RegisterHost(ctx, &a.cfg.Host); err != nil {
+		return fmt.Errorf("register host %s: %w", a.name, err)
+	}
+	var wg sync.WaitGroup
+	run := func(f func(context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(ctx) }()
+	}
+	run(a.heartbeat)
+	run(a.watchGroups)
+	run(a.runtimeEvents)
+	run(a.resync)
+	for i := 0; i < 4; i++ {
+		run(a.worker)
+	}
+	wg.Wait()
+	return nil
+}
+
+func (a *Agent) heartbeat(ctx context.Context) {
+	t := time.NewTicker(a.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := a.cfg.Client.Heartbeat(ctx, a.name); err != nil && ctx.Err() == nil {
+			log.G(ctx).Warn("heartbeat", "err", err)
+		}
+	}
+}
+
+// watchGroups keeps a.groups equal to the server's groups on this host.
+func (a *Agent) watchGroups(ctx context.Context) {
+	rv, first := "", true
+	for ctx.Err() == nil {
+		events, err := a.cfg.Client.WatchGroups(ctx, client.ListOptions{Host: a.name}, rv)
+		if err != nil {
+			if errors.Is(err, errdefs.ErrGone) {
+				rv = ""
+			}
+			log.G(ctx).Warn("watch groups", "err", err)
+			sleep(ctx, time.Second)
+			continue
+		}
+		if rv == "" {
+			// A fresh list: forget groups that vanished while not watching.
+			a.mu.Lock()
+			old := a.groups
+			a.groups = map[string]*apiv1.ContainerGroup{}
+			a.mu.Unlock()
+			for id := range old {
+				a.enqueue(id)
+			}
+		}
+		for ev := range events {
+			if ev.Err != nil {
+				if errors.Is(ev.Err, errdefs.ErrGone) {
+					rv = ""
+				}
+				break
+			}
+			if ev.Object.Metadata.ResourceVersion != "" {
+				rv = ev.Object.Metadata.ResourceVersion
+			}
+			switch ev.Type {
+			case apiv1.Bookmark:
+				if first {
+					first = false
+					close(a.ready)
+				}
+				continue
+			case apiv1.Deleted:
+				a.mu.Lock()
+				delete(a.groups, ev.Object.Metadata.ID)
+				a.mu.Unlock()
+			default:
+				a.mu.Lock()
+				a.groups[ev.Object.Metadata.ID] = ev.Object
+				a.mu.Unlock()
+			}
+			a.enqueue(ev.Object.Metadata.ID)
+		}
+	}
+}
+
+// runtimeEvents turns container events into reconciles of their group.
+func (a *Agent) runtimeEvents(ctx context.Context) {
+	for ctx.Err() == nil {
+		ch := make(chan *runtimeapi.ContainerEventResponse, 256)
+		errc := make(chan error, 1)
+		sub, cancel := context.WithCancel(ctx)
+		go func() { errc <- a.cfg.Runtime.Events(sub, ch) }()
+	loop:
+		for {
+			select {
+			case <-ctx.Done():
+				break loop
+			case err := <-errc:
+				if err != nil && ctx.Err() == nil {
+					log.G(ctx).Warn("runtime events ended; relying on resync until they resume", "err", err)
+				}
+				break loop
+			case ev := <-ch:
+				if id := ev.GetPodSandboxStatus().GetLabels()[LabelGroup]; id != "" {
+					a.enqueue(id)
+				}
+			}
+		}
+		cancel()
+		sleep(ctx, time.Second)
+	}
+}
+
+// resync reconciles every known group and every sandbox of the runtime.
+func (a *Agent) resync(ctx context.Context) {
+	t := time.NewTicker(a.cfg.ResyncInterval)
+	defer t.Stop()
+	for {
+		a.mu.Lock()
+		ids := make([]string, 0, len(a.groups))
+		for id := range a.groups {
+			ids = append(ids, id)
+		}
+		a.mu.Unlock()
+		sbs, err := a.cfg.Runtime.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{LabelManaged: "true"}})
+		if err == nil {
+			for _, sb := range sbs {
+				ids = append(ids, sb.Labels[LabelGroup])
+			}
+		}
+		for _, id := range ids {
+			a.enqueue(id)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// enqueue asks for a reconcile of group id. A group is reconciled by one
+// worker at a time; a request during a reconcile runs it again afterwards.
+func (a *Agent) enqueue(id string) {
+	if id == "" {
+		return
+	}
+	a.mu.Lock()
+	if a.active[id] {
+		a.dirty[id] = true
+		a.mu.Unlock()
+		return
+	}
+	if a.pending[id] {
+		a.mu.Unlock()
+		return
+	}
+	a.pending[id] = true
+	a.mu.Unlock()
+	a.queue <- id
+}
+
+func (a *Agent) enqueueAfter(ctx context.Context, id string, d time.Duration) {
+	time.AfterFunc(d, func() {
+		if ctx.Err() == nil {
+			a.enqueue(id)
+		}
+	})
+}
+
+func (a *Agent) worker(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case id := <-a.queue:
+			a.mu.Lock()
+			delete(a.pending, id)
+			a.active[id] = true
+			a.mu.Unlock()
+			err := a.reconcile(ctx, id)
+			a.mu.Lock()
+			delete(a.active, id)
+			again := a.dirty[id]
+			delete(a.dirty, id)
+			a.mu.Unlock()
+			if err != nil && ctx.Err() == nil {
+				log.G(ctx).Warn("reconcile", "group", id, "err", err)
+				a.enqueueAfter(ctx, id, time.Second)
+			} else if again {
+				a.enqueue(id)
+			}
+		}
+	}
+}
+
+func (a *Agent) desired(id string) *apiv1.ContainerGroup {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.groups[id]
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}

@@ -1,0 +1,173 @@
+package agent
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/runtime"
+	"github.com/eci-dev/eci/internal/server/servertest"
+)
+
+// startAgent runs an agent for host h1 on rt until the returned stop.
+func startAgent(t *testing.T, srv *servertest.Server, rt runtime.Runtime, cgroupParent string) (stop func()) {
+	t.Helper()
+	res := apiv1.Resources{MilliCPU: 8000, MemoryMiB: 16384, Pods: 20}
+	a, err := New(Config{
+		Client: srv.HostClient(t, "h1"), Runtime: rt, CgroupParent: cgroupParent, LogDir: t.TempDir(),
+		Host:           apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}},
+		ResyncInterval: 500 * time.Millisecond,
+		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { _ = a.Run(ctx) }()
+	select {
+	case <-a.Ready():
+	case <-a.Done():
+		t.Fatalf("agent stopped: %v", a.Err())
+	case <-time.After(20 * time.Second):
+		t.Fatal("agent not ready")
+	}
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-a.Done()
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func createGroup(t *testing.T, srv *servertest.Server, g *apiv1.ContainerGroup) string {
+	t.Helper()
+	out, _, err := srv.Admin.CreateGroup(context.Background(), g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.Metadata.ID
+}
+
+func simpleGroup(name string, policy apiv1.RestartPolicy, containers ...string) *apiv1.ContainerGroup {
+	g := &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{Name: name}, Spec: apiv1.ContainerGroupSpec{RestartPolicy: policy}}
+	for _, c := range containers {
+		g.Spec.Containers = append(g.Spec.Containers, apiv1.Container{Name: c, Image: "busybox"})
+	}
+	return g
+}
+
+func inState(s apiv1.State) func(*apiv1.ContainerGroup) bool {
+	return func(g *apiv1.ContainerGroup) bool { return g.Status.State == s }
+}
+
+func containersOf(t *testing.T, rt runtime.Runtime, group string) []*runtimeapi.Container {
+	t.Helper()
+	list, err := rt.ListContainers(context.Background(), &runtimeapi.ContainerFilter{LabelSelector: map[string]string{LabelGroup: group}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return list
+}
+
+// The reconcile loop on the fake runtime: groups run, end by the restart
+// policy, restart with back-off, are deleted gracefully, and a restarted agent
+// adopts what runs without creating anything twice.
+func TestReconcileOnFakeRuntime(t *testing.T) {
+	srv := servertest.Start(t)
+	srv.VSwitch(t, "vsw-a", "zone-a", "198.19.128.0/24")
+	rt := runtime.NewFake(netip.MustParseAddr("198.19.200.2"))
+	stop := startAgent(t, srv, rt, "eci-test")
+	ctx := context.Background()
+
+	web := createGroup(t, srv, simpleGroup("web", "", "app", "sidecar"))
+	g := srv.WaitGroup(t, web, "Running", inState(apiv1.StateRunning))
+	if len(g.Status.Containers) != 2 || g.Status.Containers[0].State.Running == nil || !g.Status.Containers[1].Ready {
+		t.Fatalf("container statuses %+v", g.Status.Containers)
+	}
+
+	job := createGroup(t, srv, simpleGroup("job", apiv1.RestartNever, "main"))
+	srv.WaitGroup(t, job, "Running", inState(apiv1.StateRunning))
+	rt.Exit(containersOf(t, rt, job)[0].Id, 0)
+	done := srv.WaitGroup(t, job, "Succeeded", inState(apiv1.StateSucceeded))
+	if tm := done.Status.Containers[0].State.Terminated; tm == nil || tm.ExitCode != 0 {
+		t.Fatalf("job container %+v", done.Status.Containers[0])
+	}
+
+	flaky := createGroup(t, srv, simpleGroup("flaky", apiv1.RestartOnFailure, "main"))
+	srv.WaitGroup(t, flaky, "Running", inState(apiv1.StateRunning))
+	rt.Exit(containersOf(t, rt, flaky)[0].Id, 3)
+	srv.WaitGroup(t, flaky, "restarted once at once", func(g *apiv1.ContainerGroup) bool {
+		return len(g.Status.Containers) == 1 && g.Status.Containers[0].RestartCount == 1 && g.Status.Containers[0].State.Running != nil &&
+			g.Status.Containers[0].LastState.Terminated != nil && g.Status.Containers[0].LastState.Terminated.ExitCode == 3
+	})
+	for _, c := range containersOf(t, rt, flaky) {
+		if c.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+			rt.Exit(c.Id, 3)
+		}
+	}
+	srv.WaitGroup(t, flaky, "in CrashLoopBackOff", func(g *apiv1.ContainerGroup) bool {
+		w := g.Status.Containers[0].State.Waiting
+		return w != nil && w.Reason == "CrashLoopBackOff" && g.Status.Containers[0].RestartCount == 1
+	})
+
+	// A restarted agent adopts: no sandbox or container is created again.
+	before := len(containersOf(t, rt, web))
+	sbs, _ := rt.ListPodSandbox(ctx, nil)
+	stop()
+	startAgent(t, srv, rt, "eci-test")
+	time.Sleep(1500 * time.Millisecond) // several resyncs
+	if after := len(containersOf(t, rt, web)); after != before {
+		t.Fatalf("after an agent restart the group has %d containers, had %d", after, before)
+	}
+	if len(sbs) != 2 {
+		t.Fatalf("%d sandboxes before the restart, want web's and flaky's (the ended job's is removed)", len(sbs))
+	}
+	if sbs2, _ := rt.ListPodSandbox(ctx, nil); len(sbs2) != len(sbs) {
+		t.Fatalf("%d sandboxes after the restart, had %d", len(sbs2), len(sbs))
+	}
+	if g, _ := srv.Admin.GetGroup(ctx, web); g.Status.State != apiv1.StateRunning {
+		t.Fatalf("web after the agent restart: %s", g.Status.State)
+	}
+
+	// Graceful delete: the agent stops everything, then the server removes it.
+	if _, err := srv.Admin.DeleteGroup(ctx, web, client.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := srv.Admin.GetGroup(ctx, web)
+		if errdefs.IsNotFound(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("deleted group still there: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := len(containersOf(t, rt, web)); n != 0 {
+		t.Fatalf("%d containers left of a deleted group", n)
+	}
+	// Force delete: the agent removes the sandbox it no longer has a group for.
+	if _, err := srv.Admin.DeleteGroup(ctx, flaky, client.DeleteOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for len(containersOf(t, rt, flaky)) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a force-deleted group's containers were not removed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,299 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/log"
+)
+
+// reconcile does the next steps for group id (see the package doc).
+func (a *Agent) reconcile(ctx context.Context, id string) error {
+	g := a.desired(id)
+	sbs, err := a.cfg.Runtime.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{LabelGroup: id}})
+	if err != nil {
+		return fmt.Errorf("list sandboxes: %w", err)
+	}
+	switch {
+	case g == nil:
+		if !a.synced() {
+			return nil // the watch has not listed yet: not an orphan
+		}
+		a.forget(id)
+		return a.removeSandboxes(ctx, sbs, 0)
+	case g.Metadata.DeletionRequestedAt != nil:
+		grace := int64(30)
+		if g.Metadata.DeletionGracePeriodSeconds != nil {
+			grace = *g.Metadata.DeletionGracePeriodSeconds
+		}
+		if err := a.removeSandboxes(ctx, sbs, grace); err != nil {
+			return err
+		}
+		a.forget(id)
+		if err := a.cfg.Client.Finalize(ctx, id); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("finalize: %w", err)
+		}
+		return nil
+	case g.Status.State.Terminal():
+		return a.removeSandboxes(ctx, sbs, 0)
+	}
+
+	var ready *runtimeapi.PodSandbox
+	var dead []*runtimeapi.PodSandbox
+	for _, sb := range sbs {
+		if sb.State == runtimeapi.PodSandboxState_SANDBOX_READY && (ready == nil || sb.CreatedAt > ready.CreatedAt) {
+			ready = sb
+		} else {
+			dead = append(dead, sb)
+		}
+	}
+	if ready == nil && len(dead) > 0 {
+		// An instance never restarts: a sandbox that died ends the group.
+		if err := a.removeSandboxes(ctx, dead, 0); err != nil {
+			return err
+		}
+		return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StateFailed, Reason: "SandboxLost", Message: "the group's sandbox stopped"})
+	}
+	sbCfg := a.sandboxConfig(g)
+	if ready == nil {
+		if err := a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "ContainerCreating", Message: "creating the sandbox"}); err != nil {
+			return err
+		}
+		sbID, err := a.cfg.Runtime.RunPodSandbox(ctx, sbCfg, "")
+		if err != nil {
+			return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "SandboxCreateFailed", Message: err.Error()})
+		}
+		ready = &runtimeapi.PodSandbox{Id: sbID}
+		a.event(ctx, g, apiv1.EventNormal, "SandboxCreated", "sandbox "+short(sbID))
+	}
+	if len(dead) > 0 {
+		_ = a.removeSandboxes(ctx, dead, 0)
+	}
+	ctrs, err := a.containers(ctx, ready.Id)
+	if err != nil {
+		return err
+	}
+	initDone, failed, err := a.runInit(ctx, g, ready.Id, sbCfg, ctrs)
+	if err != nil {
+		return err
+	}
+	if initDone && !failed {
+		if err := a.runContainers(ctx, g, ready.Id, sbCfg, ctrs); err != nil {
+			return err
+		}
+		if ctrs, err = a.containers(ctx, ready.Id); err != nil {
+			return err
+		}
+	}
+	return a.report(ctx, g, a.status(ctx, g, ctrs))
+}
+
+// attempts are the containers of one name, oldest first, with their status.
+type attempts []*runtimeapi.ContainerStatus
+
+func (at attempts) latest() *runtimeapi.ContainerStatus {
+	if len(at) == 0 {
+		return nil
+	}
+	return at[len(at)-1]
+}
+
+// containers returns the sandbox's containers by name, with their status.
+func (a *Agent) containers(ctx context.Context, sandboxID string) (map[string]attempts, error) {
+	list, err := a.cfg.Runtime.ListContainers(ctx, &runtimeapi.ContainerFilter{PodSandboxId: sandboxID})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	out := map[string]attempts{}
+	for _, c := range list {
+		st, err := a.cfg.Runtime.ContainerStatus(ctx, c.Id, false)
+		if err != nil {
+			return nil, fmt.Errorf("status of container %s: %w", short(c.Id), err)
+		}
+		name := c.Labels[LabelContainer]
+		out[name] = append(out[name], st.Status)
+	}
+	for _, at := range out {
+		sort.Slice(at, func(i, j int) bool { return at[i].Metadata.Attempt < at[j].Metadata.Attempt })
+	}
+	return out, nil
+}
+
+// runInit runs the init containers one after another. done is true once all
+// exited 0; failed when one failed and the policy forbids a retry (the
+// group is then reported Failed by status()).
+func (a *Agent) runInit(ctx context.Context, g *apiv1.ContainerGroup, sbID string, sbCfg *runtimeapi.PodSandboxConfig, ctrs map[string]attempts) (done, failed bool, err error) {
+	for _, c := range g.Spec.InitContainers {
+		last := ctrs[c.Name].latest()
+		switch {
+		case last == nil:
+			return false, false, a.start(ctx, g, c, 0, true, sbID, sbCfg)
+		case last.State == runtimeapi.ContainerState_CONTAINER_CREATED:
+			return false, false, a.cfg.Runtime.StartContainer(ctx, last.Id)
+		case last.State != runtimeapi.ContainerState_CONTAINER_EXITED:
+			return false, false, nil
+		case last.ExitCode == 0:
+			continue
+		case g.Spec.RestartPolicy == apiv1.RestartNever:
+			return false, true, nil
+		default:
+			return false, false, a.restart(ctx, g, c, last, true, sbID, sbCfg)
+		}
+	}
+	return true, false, nil
+}
+
+// runContainers starts the containers that never ran and restarts exited ones
+// as the restart policy says.
+func (a *Agent) runContainers(ctx context.Context, g *apiv1.ContainerGroup, sbID string, sbCfg *runtimeapi.PodSandboxConfig, ctrs map[string]attempts) error {
+	var restartAt time.Time
+	if g.Status.State == apiv1.StateRestarting && g.Status.RestartRequestedAt != nil {
+		restartAt = *g.Status.RestartRequestedAt
+	}
+	for _, c := range g.Spec.Containers {
+		last := ctrs[c.Name].latest()
+		switch {
+		case last == nil:
+			if err := a.start(ctx, g, c, 0, false, sbID, sbCfg); err != nil {
+				return err
+			}
+		case last.State == runtimeapi.ContainerState_CONTAINER_CREATED:
+			if err := a.cfg.Runtime.StartContainer(ctx, last.Id); err != nil {
+				return err
+			}
+		case !restartAt.IsZero() && time.Unix(0, last.CreatedAt).Before(restartAt):
+			// RestartContainerGroup: every container gets a new attempt, now.
+			if last.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+				if err := a.cfg.Runtime.StopContainer(ctx, last.Id, grace(g)); err != nil {
+					return err
+				}
+			}
+			if err := a.start(ctx, g, c, last.Metadata.Attempt+1, false, sbID, sbCfg); err != nil {
+				return err
+			}
+		case last.State == runtimeapi.ContainerState_CONTAINER_EXITED && shouldRestart(g.Spec.RestartPolicy, last.ExitCode):
+			if err := a.restart(ctx, g, c, last, false, sbID, sbCfg); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func shouldRestart(p apiv1.RestartPolicy, exitCode int32) bool {
+	switch p {
+	case apiv1.RestartNever:
+		return false
+	case apiv1.RestartOnFailure:
+		return exitCode != 0
+	default:
+		return true
+	}
+}
+
+func grace(g *apiv1.ContainerGroup) int64 {
+	if g.Spec.TerminationGracePeriodSeconds != nil {
+		return *g.Spec.TerminationGracePeriodSeconds
+	}
+	return 30
+}
+
+// restart starts the next attempt of an exited container, after its back-off.
+func (a *Agent) restart(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Container, last *runtimeapi.ContainerStatus, init bool, sbID string, sbCfg *runtimeapi.PodSandboxConfig) error {
+	key := g.Metadata.ID + "/" + c.Name
+	now := time.Now()
+	if wait := a.restartWait(key, time.Unix(0, last.StartedAt), time.Unix(0, last.FinishedAt), now); wait > 0 {
+		a.enqueueAfter(ctx, g.Metadata.ID, wait)
+		return nil
+	}
+	a.event(ctx, g, apiv1.EventWarning, "BackOff", fmt.Sprintf("restarting container %s (exit code %d)", c.Name, last.ExitCode))
+	return a.start(ctx, g, c, last.Metadata.Attempt+1, init, sbID, sbCfg)
+}
+
+// start pulls c's image if needed, then creates and starts attempt n.
+func (a *Agent) start(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Container, n uint32, init bool, sbID string, sbCfg *runtimeapi.PodSandboxConfig) error {
+	if err := a.ensureImage(ctx, g, c, sbCfg); err != nil {
+		return err
+	}
+	id, err := a.cfg.Runtime.CreateContainer(ctx, sbID, containerConfig(g, c, n, init), sbCfg)
+	if err != nil {
+		a.event(ctx, g, apiv1.EventWarning, "Failed", fmt.Sprintf("create container %s: %v", c.Name, err))
+		return fmt.Errorf("create container %s: %w", c.Name, err)
+	}
+	a.event(ctx, g, apiv1.EventNormal, "Created", "container "+c.Name)
+	if err := a.cfg.Runtime.StartContainer(ctx, id); err != nil {
+		a.event(ctx, g, apiv1.EventWarning, "Failed", fmt.Sprintf("start container %s: %v", c.Name, err))
+		return fmt.Errorf("start container %s: %w", c.Name, err)
+	}
+	a.event(ctx, g, apiv1.EventNormal, "Started", "container "+c.Name)
+	return nil
+}
+
+// ensureImage pulls c's image unless it is present (or the policy says Always).
+func (a *Agent) ensureImage(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Container, sbCfg *runtimeapi.PodSandboxConfig) error {
+	spec := &runtimeapi.ImageSpec{Image: c.Image}
+	if c.ImagePullPolicy != apiv1.PullAlways {
+		st, err := a.cfg.Runtime.ImageStatus(ctx, spec, false)
+		if err == nil && st.GetImage() != nil {
+			return nil
+		}
+		if c.ImagePullPolicy == apiv1.PullNever {
+			return fmt.Errorf("image %s is not present and imagePullPolicy is Never", c.Image)
+		}
+	}
+	a.event(ctx, g, apiv1.EventNormal, "Pulling", "pulling image "+c.Image)
+	start := time.Now()
+	if _, err := a.cfg.Runtime.PullImage(ctx, spec, nil, sbCfg); err != nil {
+		a.event(ctx, g, apiv1.EventWarning, "Failed", fmt.Sprintf("pull image %s: %v", c.Image, err))
+		return fmt.Errorf("pull %s: %w", c.Image, err)
+	}
+	a.event(ctx, g, apiv1.EventNormal, "Pulled", fmt.Sprintf("pulled image %s in %s", c.Image, time.Since(start).Round(time.Millisecond)))
+	return nil
+}
+
+// removeSandboxes stops (with grace seconds for the containers) and removes.
+func (a *Agent) removeSandboxes(ctx context.Context, sbs []*runtimeapi.PodSandbox, grace int64) error {
+	for _, sb := range sbs {
+		ctrs, err := a.cfg.Runtime.ListContainers(ctx, &runtimeapi.ContainerFilter{PodSandboxId: sb.Id})
+		if err != nil {
+			return err
+		}
+		for _, c := range ctrs {
+			if c.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
+				if err := a.cfg.Runtime.StopContainer(ctx, c.Id, grace); err != nil {
+					return fmt.Errorf("stop container %s: %w", short(c.Id), err)
+				}
+			}
+		}
+		if err := a.cfg.Runtime.StopPodSandbox(ctx, sb.Id); err != nil {
+			return fmt.Errorf("stop sandbox %s: %w", short(sb.Id), err)
+		}
+		if err := a.cfg.Runtime.RemovePodSandbox(ctx, sb.Id); err != nil {
+			return fmt.Errorf("remove sandbox %s: %w", short(sb.Id), err)
+		}
+		log.G(ctx).Info("removed sandbox", "group", sb.Labels[LabelGroup], "sandbox", short(sb.Id))
+	}
+	return nil
+}
+
+func (a *Agent) synced() bool {
+	select {
+	case <-a.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

@@ -1,0 +1,90 @@
+package agent
+
+import (
+	"fmt"
+	"path/filepath"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+)
+
+// sandboxConfig is the CRI pod sandbox of a group.
+func (a *Agent) sandboxConfig(g *apiv1.ContainerGroup) *runtimeapi.PodSandboxConfig {
+	hostname := g.Spec.Hostname
+	if hostname == "" {
+		hostname = g.Metadata.Name
+	}
+	cfg := &runtimeapi.PodSandboxConfig{
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: g.Metadata.Name, Namespace: g.Metadata.Tenant, Uid: g.Metadata.ID},
+		Hostname:     hostname,
+		LogDirectory: filepath.Join(a.cfg.LogDir, g.Metadata.ID),
+		Labels:       map[string]string{LabelGroup: g.Metadata.ID, LabelManaged: "true"},
+		Annotations:  map[string]string{"eci.dev/instance-spec": g.Status.InstanceSpec},
+		Linux: &runtimeapi.LinuxPodSandboxConfig{
+			CgroupParent: a.cgroupOf(g.Metadata.ID),
+			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+				NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_POD, Pid: runtimeapi.NamespaceMode_CONTAINER, Ipc: runtimeapi.NamespaceMode_POD},
+			},
+		},
+	}
+	if d := g.Spec.DNSConfig; d != nil {
+		cfg.DnsConfig = &runtimeapi.DNSConfig{Servers: d.Nameservers, Searches: d.Searches}
+		for _, o := range d.Options {
+			opt := o.Name
+			if o.Value != "" {
+				opt += ":" + o.Value
+			}
+			cfg.DnsConfig.Options = append(cfg.DnsConfig.Options, opt)
+		}
+	}
+	return cfg
+}
+
+// cgroupOf is the cgroup parent of a group's sandbox and containers.
+func (a *Agent) cgroupOf(id string) string {
+	return filepath.Join("/", a.cfg.CgroupParent, "eci-"+id)
+}
+
+// containerConfig is the CRI config of attempt n of container c.
+func containerConfig(g *apiv1.ContainerGroup, c apiv1.Container, n uint32, init bool) *runtimeapi.ContainerConfig {
+	cfg := &runtimeapi.ContainerConfig{
+		Metadata:   &runtimeapi.ContainerMetadata{Name: c.Name, Attempt: n},
+		Image:      &runtimeapi.ImageSpec{Image: c.Image},
+		Command:    c.Command,
+		Args:       c.Args,
+		WorkingDir: c.WorkingDir,
+		Labels:     map[string]string{LabelGroup: g.Metadata.ID, LabelContainer: c.Name, LabelManaged: "true"},
+		LogPath:    filepath.Join(c.Name, fmt.Sprintf("%d.log", n)),
+		Stdin:      c.Stdin,
+		Tty:        c.TTY,
+		Linux:      &runtimeapi.LinuxContainerConfig{Resources: resources(g, c)},
+	}
+	if init {
+		cfg.Labels[LabelInit] = "true"
+	}
+	for _, e := range c.Env {
+		cfg.Envs = append(cfg.Envs, &runtimeapi.KeyValue{Key: e.Name, Value: e.Value})
+	}
+	return cfg
+}
+
+// resources bounds a container: its own cpu/memory when given, else the
+// group's size (the group's cgroup bounds them all together).
+func resources(g *apiv1.ContainerGroup, c apiv1.Container) *runtimeapi.LinuxContainerResources {
+	milli, mem := int64(c.CPU*1000), int64(c.Memory*1024)*1024*1024
+	if milli == 0 {
+		milli = g.Status.MilliCPU
+	}
+	if mem == 0 {
+		mem = g.Status.MemoryMiB * 1024 * 1024
+	}
+	r := &runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuShares: 2}
+	if milli > 0 {
+		r.CpuQuota, r.CpuShares = milli*100, max(2, milli*1024/1000)
+	}
+	if mem > 0 {
+		r.MemoryLimitInBytes = mem
+	}
+	return r
+}

@@ -1,0 +1,140 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/log"
+)
+
+// status derives the group's state and its containers' states from the runtime.
+func (a *Agent) status(_ context.Context, g *apiv1.ContainerGroup, ctrs map[string]attempts) apiv1.StatusReport {
+	now := time.Now()
+	r := apiv1.StatusReport{}
+	initDone := true
+	for _, c := range g.Spec.InitContainers {
+		st := a.containerStatus(g, c, ctrs[c.Name], now)
+		r.InitContainers = append(r.InitContainers, st)
+		if t := st.State.Terminated; t == nil || t.ExitCode != 0 {
+			initDone = false
+			if t != nil && g.Spec.RestartPolicy == apiv1.RestartNever {
+				r.State, r.Reason = apiv1.StateFailed, "InitContainerFailed"
+				r.Message = "init container " + c.Name + " failed"
+				return r
+			}
+		}
+	}
+	running, ended, failed, ready := 0, 0, 0, 0
+	for _, c := range g.Spec.Containers {
+		st := a.containerStatus(g, c, ctrs[c.Name], now)
+		r.Containers = append(r.Containers, st)
+		switch {
+		case st.State.Running != nil:
+			running++
+			if st.Ready {
+				ready++
+			}
+		case st.State.Terminated != nil && !shouldRestart(g.Spec.RestartPolicy, st.State.Terminated.ExitCode):
+			ended++
+			if st.State.Terminated.ExitCode != 0 {
+				failed++
+			}
+		}
+	}
+	n := len(g.Spec.Containers)
+	switch {
+	case !initDone:
+		r.State, r.Reason = apiv1.StatePending, "PodInitializing"
+	case ended == n && failed == 0:
+		r.State, r.Reason = apiv1.StateSucceeded, "Completed"
+	case ended == n:
+		r.State, r.Reason = apiv1.StateFailed, "Error"
+	case g.Status.State == apiv1.StateRestarting && running < n:
+		r.State, r.Reason = apiv1.StateRestarting, "Restarting"
+	case running > 0 || g.Status.RunningAt != nil:
+		r.State, r.Reason = apiv1.StateRunning, "Started"
+	default:
+		r.State, r.Reason = apiv1.StatePending, "ContainerCreating"
+	}
+	r.Conditions = []apiv1.Condition{
+		{Type: "Initialized", Status: initDone},
+		{Type: "ContainersReady", Status: ready == n},
+		{Type: "Ready", Status: ready == n},
+	}
+	return r
+}
+
+// containerStatus is the API view of container c from its attempts.
+func (a *Agent) containerStatus(g *apiv1.ContainerGroup, c apiv1.Container, at attempts, now time.Time) apiv1.ContainerStatus {
+	st := apiv1.ContainerStatus{Name: c.Name, Image: c.Image}
+	last := at.latest()
+	if last == nil {
+		st.State.Waiting = &apiv1.ContainerStateWaiting{Reason: "ContainerCreating"}
+		return st
+	}
+	st.ContainerID, st.ImageID, st.RestartCount = last.Id, last.ImageRef, int(last.Metadata.Attempt)
+	st.State = state(last)
+	if len(at) > 1 {
+		st.LastState = state(at[len(at)-2])
+	}
+	if st.State.Terminated != nil && shouldRestart(g.Spec.RestartPolicy, st.State.Terminated.ExitCode) &&
+		a.inBackoff(g.Metadata.ID+"/"+c.Name, now) {
+		st.LastState, st.State = st.State, apiv1.ContainerState{Waiting: &apiv1.ContainerStateWaiting{
+			Reason: "CrashLoopBackOff", Message: "back-off restarting failed container " + c.Name,
+		}}
+	}
+	st.Started = st.State.Running != nil
+	st.Ready = st.Started
+	return st
+}
+
+func state(s *runtimeapi.ContainerStatus) apiv1.ContainerState {
+	switch s.State {
+	case runtimeapi.ContainerState_CONTAINER_RUNNING:
+		return apiv1.ContainerState{Running: &apiv1.ContainerStateRunning{StartedAt: time.Unix(0, s.StartedAt).UTC()}}
+	case runtimeapi.ContainerState_CONTAINER_EXITED:
+		t := &apiv1.ContainerStateTerminated{ExitCode: s.ExitCode, Reason: s.Reason, Message: s.Message,
+			FinishedAt: time.Unix(0, s.FinishedAt).UTC()}
+		if s.StartedAt > 0 {
+			t.StartedAt = time.Unix(0, s.StartedAt).UTC()
+		}
+		return apiv1.ContainerState{Terminated: t}
+	default:
+		return apiv1.ContainerState{Waiting: &apiv1.ContainerStateWaiting{Reason: "ContainerCreating"}}
+	}
+}
+
+// report sends r unless it is what was sent last.
+func (a *Agent) report(ctx context.Context, g *apiv1.ContainerGroup, r apiv1.StatusReport) error {
+	data, _ := json.Marshal(r)
+	id := g.Metadata.ID
+	a.mu.Lock()
+	same := a.reported[id] == string(data)
+	a.mu.Unlock()
+	if same {
+		return nil
+	}
+	if _, err := a.cfg.Client.ReportStatus(ctx, id, r); err != nil {
+		if errdefs.IsNotFound(err) || errdefs.IsConflict(err) {
+			return nil // deleted, moved or ended meanwhile: the watch brings the truth
+		}
+		return err
+	}
+	a.mu.Lock()
+	a.reported[id] = string(data)
+	a.mu.Unlock()
+	return nil
+}
+
+// event records an event of g; a failure is only logged.
+func (a *Agent) event(ctx context.Context, g *apiv1.ContainerGroup, typ, reason, msg string) {
+	ev := &apiv1.Event{Object: apiv1.ObjectReference{Kind: "ContainerGroup", ID: g.Metadata.ID}, Type: typ, Reason: reason, Message: msg}
+	if err := a.cfg.Client.AddEvent(ctx, ev); err != nil && ctx.Err() == nil {
+		log.G(ctx).Debug("record event", "group", g.Metadata.ID, "reason", reason, "err", err)
+	}
+}
