@@ -1,0 +1,174 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/runtime"
+	"github.com/eci-dev/eci/internal/server/servertest"
+	"github.com/eci-dev/eci/internal/testbed"
+)
+
+// The agent on the real test bed: containerd through CRI, images pulled from
+// the bed's registry, CNI networking.
+func TestAgentOnContainerd(t *testing.T) {
+	bed := testbed.New(t, testbed.Options{Containerd: true})
+	srv := servertest.Start(t)
+	srv.VSwitch(t, "vsw-a", "zone-a", "198.19.128.0/24")
+	rt, err := runtime.NewCRI(bed.Containerd.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startAgentOn(t, srv, rt, bed)
+	ctx := context.Background()
+	busybox := bed.Registry.Busybox
+
+	t.Run("two containers share localhost and the host reaches the group", func(t *testing.T) {
+		g := &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{Name: "web"}, Spec: apiv1.ContainerGroupSpec{Containers: []apiv1.Container{
+			{Name: "web", Image: busybox, Command: []string{"sh", "-c", "mkdir -p /srv && echo served > /srv/index.html && exec httpd -f -p 8080 -h /srv"}},
+			{Name: "client", Image: busybox, Command: []string{"sh", "-c", "while :; do wget -q -O- http://127.0.0.1:8080/index.html && echo shared-localhost-ok; sleep 0.2; done"}},
+		}}}
+		id := createGroup(t, srv, g)
+		srv.WaitGroup(t, id, "Running", inState(apiv1.StateRunning))
+		ip := sandboxIP(t, rt, id)
+		eventuallyOK(t, "GET http://"+ip+":8080", func() error {
+			resp, err := (&http.Client{Timeout: time.Second}).Get("http://" + ip + ":8080/index.html")
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if strings.TrimSpace(string(body)) != "served" {
+				return fmt.Errorf("answer %q", body)
+			}
+			return nil
+		})
+		logFile := filepath.Join(bed.Containerd.LogDir, id, "client", "0.log")
+		eventuallyOK(t, "the client container's log shows it reached the web container over localhost", func() error {
+			data, err := os.ReadFile(logFile)
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(string(data), "stdout F shared-localhost-ok") {
+				return fmt.Errorf("log: %q", data)
+			}
+			return nil
+		})
+		if _, err := srv.Admin.DeleteGroup(ctx, id, client.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventuallyOK(t, "the deleted group's sandbox is gone from containerd", func() error {
+			if _, err := srv.Admin.GetGroup(ctx, id); !errdefs.IsNotFound(err) {
+				return fmt.Errorf("group still there: %v", err)
+			}
+			sbs, err := rt.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{LabelGroup: id}})
+			if err != nil || len(sbs) != 0 {
+				return fmt.Errorf("%d sandboxes (%v)", len(sbs), err)
+			}
+			return nil
+		})
+	})
+
+	t.Run("init containers run in order and a failing one blocks the app", func(t *testing.T) {
+		g := &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{Name: "init"}, Spec: apiv1.ContainerGroupSpec{
+			RestartPolicy: apiv1.RestartNever,
+			InitContainers: []apiv1.Container{
+				{Name: "first", Image: busybox, Command: []string{"sh", "-c", "sleep 0.3"}},
+				{Name: "second", Image: busybox, Command: []string{"sh", "-c", "sleep 0.3"}},
+			},
+			Containers: []apiv1.Container{{Name: "app", Image: busybox, Command: []string{"true"}}},
+		}}
+		id := createGroup(t, srv, g)
+		done := srv.WaitGroup(t, id, "Succeeded", inState(apiv1.StateSucceeded))
+		first, second := done.Status.InitContainers[0].State.Terminated, done.Status.InitContainers[1].State.Terminated
+		if first == nil || second == nil || second.StartedAt.Before(first.FinishedAt) {
+			t.Fatalf("init containers not in order: %+v %+v", first, second)
+		}
+
+		g.Metadata.Name = "init-fails"
+		g.Spec.InitContainers[1].Command = []string{"sh", "-c", "exit 7"}
+		id = createGroup(t, srv, g)
+		failed := srv.WaitGroup(t, id, "Failed", inState(apiv1.StateFailed))
+		if failed.Status.Reason != "InitContainerFailed" || failed.Status.InitContainers[1].State.Terminated.ExitCode != 7 {
+			t.Fatalf("failed group status %+v", failed.Status)
+		}
+		if app := failed.Status.Containers; len(app) != 0 && app[0].ContainerID != "" {
+			t.Fatalf("the app container ran after a failed init container: %+v", app)
+		}
+	})
+
+	t.Run("a memory hog is OOMKilled and reported so", func(t *testing.T) {
+		g := &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{Name: "hog"}, Spec: apiv1.ContainerGroupSpec{
+			RestartPolicy: apiv1.RestartNever,
+			Containers: []apiv1.Container{{Name: "hog", Image: busybox, Memory: 0.0625,
+				Command: []string{"sh", "-c", "x=aaaaaaaaaaaaaaaa; while :; do x=$x$x; done"}}},
+		}}
+		id := createGroup(t, srv, g)
+		failed := srv.WaitGroup(t, id, "Failed", inState(apiv1.StateFailed))
+		term := failed.Status.Containers[0].State.Terminated
+		if term == nil || term.Reason != "OOMKilled" {
+			t.Fatalf("hog ended with %+v, want reason OOMKilled", term)
+		}
+	})
+}
+
+func startAgentOn(t *testing.T, srv *servertest.Server, rt runtime.Runtime, bed *testbed.Bed) {
+	t.Helper()
+	res := apiv1.Resources{MilliCPU: 8000, MemoryMiB: 16384, Pods: 20}
+	a, err := New(Config{
+		Client: srv.HostClient(t, "h1"), Runtime: rt, CgroupParent: bed.CgroupParent, LogDir: bed.Containerd.LogDir,
+		Host: apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { _ = a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-a.Done() })
+	select {
+	case <-a.Ready():
+	case <-time.After(20 * time.Second):
+		t.Fatalf("agent not ready: %v", a.Err())
+	}
+}
+
+func sandboxIP(t *testing.T, rt runtime.Runtime, group string) string {
+	t.Helper()
+	ctx := context.Background()
+	sbs, err := rt.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{LabelGroup: group}})
+	if err != nil || len(sbs) != 1 {
+		t.Fatalf("sandboxes of %s: %d (%v)", group, len(sbs), err)
+	}
+	st, err := rt.PodSandboxStatus(ctx, sbs[0].Id, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Status.Network.Ip
+}
+
+func eventuallyOK(t *testing.T, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
