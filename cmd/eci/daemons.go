@@ -11,26 +11,6 @@ func plannedCmd(cmd *cobra.Command, issue string) *cobra.Command {
 	return cmd
 }
 
-func newAgentCommand() *cobra.Command {
-	return plannedCmd(&cobra.Command{
-		Use:   "agent",
-		Short: "Run the host agent: make the container groups placed on this host real",
-		Long: `eci agent runs on every host of the pool. It registers the host with the control
-plane (capacity, zone, labels, runtime handlers), keeps its lease, and watches the
-container groups placed on it.
-
-Each group becomes one pod sandbox through the Kubernetes CRI API on containerd: its
-own network namespace with the IP the server allocated (CNI), its own cgroup holding
-the group's vCPU and memory size, its volumes (emptyDir, file payloads, NFS), then
-its init containers in order and its containers, with probes, hooks, restart policy
-and back-off. Status and events go back to the server as soon as they change.
-
-It serves logs, exec, attach, port-forward and stats to the control plane. A
-restarted agent adopts what runs and removes what no longer has a group.`,
-		Args: cobra.NoArgs,
-	}, "#5")
-}
-
 func newVnodeCommand() *cobra.Command {
 	return plannedCmd(&cobra.Command{
 		Use:   "vnode",

@@ -34,10 +34,13 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// ResyncInterval reconciles everything, the safety net under events (10 s).
 	ResyncInterval time.Duration
-	// OrphanGrace is how long a sandbox without a group is left before it is
-	// removed (30 s): a group the agent has not seen yet is not an orphan.
-	OrphanGrace time.Duration
-	Logger      *slog.Logger
+	// CNIConfDir, when set, receives the network config whose IPAM is the eci
+	// plugin, so that sandboxes get exactly the server's address; CNIBridge is
+	// its bridge and IPAMSocket where the agent answers the plugin.
+	CNIConfDir string
+	CNIBridge  string
+	IPAMSocket string
+	Logger     *slog.Logger
 }
 
 func (c *Config) validate() error {
@@ -57,8 +60,8 @@ func (c *Config) validate() error {
 	if c.ResyncInterval == 0 {
 		c.ResyncInterval = 10 * time.Second
 	}
-	if c.OrphanGrace == 0 {
-		c.OrphanGrace = 30 * time.Second
+	if c.CNIConfDir != "" && (c.CNIBridge == "" || c.IPAMSocket == "") {
+		return errors.New("agent: a CNI config dir needs a bridge name and an IPAM socket")
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -124,6 +127,13 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	run(a.watchGroups)
 	run(a.runtimeEvents)
 	run(a.resync)
+	if a.cfg.CNIConfDir != "" {
+		run(func(ctx context.Context) {
+			if err := a.serveIPAM(ctx); err != nil {
+				log.G(ctx).Error("IPAM service for the CNI plugin", "err", err)
+			}
+		})
+	}
 	for i := 0; i < 4; i++ {
 		run(a.worker)
 	}

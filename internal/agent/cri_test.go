@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/cni"
 	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/runtime"
 	"github.com/eci-dev/eci/internal/server/servertest"
@@ -26,7 +28,7 @@ import (
 func TestAgentOnContainerd(t *testing.T) {
 	bed := testbed.New(t, testbed.Options{Containerd: true})
 	srv := servertest.Start(t)
-	srv.VSwitch(t, "vsw-a", "zone-a", "198.19.128.0/24")
+	srv.VSwitch(t, "vsw-a", "zone-a", bed.Network.VSwitchCIDR.String())
 	rt, err := runtime.NewCRI(bed.Containerd.Endpoint)
 	if err != nil {
 		t.Fatal(err)
@@ -35,14 +37,17 @@ func TestAgentOnContainerd(t *testing.T) {
 	ctx := context.Background()
 	busybox := bed.Registry.Busybox
 
-	t.Run("two containers share localhost and the host reaches the group", func(t *testing.T) {
+	t.Run("two containers share localhost and the host reaches the group at the server's IP", func(t *testing.T) {
 		g := &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{Name: "web"}, Spec: apiv1.ContainerGroupSpec{Containers: []apiv1.Container{
 			{Name: "web", Image: busybox, Command: []string{"sh", "-c", "mkdir -p /srv && echo served > /srv/index.html && exec httpd -f -p 8080 -h /srv"}},
 			{Name: "client", Image: busybox, Command: []string{"sh", "-c", "while :; do wget -q -O- http://127.0.0.1:8080/index.html && echo shared-localhost-ok; sleep 0.2; done"}},
 		}}}
 		id := createGroup(t, srv, g)
-		srv.WaitGroup(t, id, "Running", inState(apiv1.StateRunning))
+		running := srv.WaitGroup(t, id, "Running", inState(apiv1.StateRunning))
 		ip := sandboxIP(t, rt, id)
+		if ip != running.Status.IP || !bed.Network.VSwitchCIDR.Contains(netip.MustParseAddr(ip)) {
+			t.Fatalf("the sandbox has IP %s; the server gave the group %s in %s", ip, running.Status.IP, bed.Network.VSwitchCIDR)
+		}
 		eventuallyOK(t, "GET http://"+ip+":8080", func() error {
 			resp, err := (&http.Client{Timeout: time.Second}).Get("http://" + ip + ":8080/index.html")
 			if err != nil {
@@ -124,12 +129,22 @@ func TestAgentOnContainerd(t *testing.T) {
 	})
 }
 
+// startAgentOn runs an agent on the bed's containerd, with this test binary
+// as the eci-ipam CNI plugin.
 func startAgentOn(t *testing.T, srv *servertest.Server, rt runtime.Runtime, bed *testbed.Bed) {
 	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(self, filepath.Join(bed.Containerd.CNIBinDir, cni.PluginName)); err != nil {
+		t.Fatal(err)
+	}
 	res := apiv1.Resources{MilliCPU: 8000, MemoryMiB: 16384, Pods: 20}
 	a, err := New(Config{
 		Client: srv.HostClient(t, "h1"), Runtime: rt, CgroupParent: bed.CgroupParent, LogDir: bed.Containerd.LogDir,
-		Host: apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}},
+		Host:       apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}},
+		CNIConfDir: bed.Containerd.CNIConfDir, CNIBridge: bed.Network.AgentBridge, IPAMSocket: filepath.Join(bed.Dir, "agent", "ipam.sock"),
 	})
 	if err != nil {
 		t.Fatal(err)

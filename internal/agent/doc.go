@@ -9,8 +9,8 @@
 // order and then the containers, restart exited ones by the restart policy
 // with a kubelet-like back-off, stop and remove what is deleted, and report
 // the state whenever it changes. A restarted agent therefore adopts what runs
-// (nothing is created twice, nothing healthy is killed) and removes what no
-// longer has a group after OrphanGrace.
+// (nothing is created twice, nothing healthy is killed) and, once its watch has
+// listed the host's groups, removes what no longer has one.
 //
 // Runtime events (CRI GetContainerEvents) trigger reconciles at once; a
 // periodic resync is only the safety net.

@@ -28,6 +28,9 @@ type Containerd struct {
 	Root, State string
 	// LogDir is where tests should put CRI container logs (it is removed at Stop).
 	LogDir string
+	// CNIConfDir is containerd's CNI config dir; CNIBinDir an extra plugin dir
+	// (after /usr/lib/cni) for the project's own plugins.
+	CNIConfDir, CNIBinDir string
 
 	Runtime internalapi.RuntimeService
 	Images  internalapi.ImageManagerService
@@ -86,7 +89,7 @@ disabled_plugins = ['io.containerd.nri.v1.nri']
     # This kind of machine has cgroup v1 only (docs/dependencies.md).
     ignore_deprecation_warnings = ['io.containerd.deprecation/cgroup-v1']
     [plugins.'io.containerd.cri.v1.runtime'.cni]
-      bin_dirs = ['{{.CNIBinDir}}']
+      bin_dirs = ['{{.CNIBinDir}}', '{{.ExtraCNIBinDir}}']
       conf_dir = '{{.CNIConfDir}}'
     [plugins.'io.containerd.cri.v1.runtime'.containerd]
       default_runtime_name = 'runc'
@@ -142,8 +145,9 @@ func (b *Bed) startContainerd(ctx context.Context) (*Containerd, error) {
 	}
 	c.Endpoint = "unix://" + c.Socket
 	cniConfDir := filepath.Join(dir, "net.d")
+	c.CNIConfDir, c.CNIBinDir = cniConfDir, filepath.Join(dir, "cni-bin")
 	certsDir := filepath.Join(dir, "certs.d")
-	for _, d := range []string{c.Root, c.State, c.LogDir, cniConfDir, filepath.Join(certsDir, b.Registry.Host)} {
+	for _, d := range []string{c.Root, c.State, c.LogDir, cniConfDir, c.CNIBinDir, filepath.Join(certsDir, b.Registry.Host)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
 		}
@@ -159,7 +163,7 @@ func (b *Bed) startContainerd(ctx context.Context) (*Containerd, error) {
 	configPath := filepath.Join(dir, "config.toml")
 	if err := renderFile(configPath, containerdConfig, map[string]string{
 		"Root": c.Root, "State": c.State, "Socket": c.Socket, "PauseImage": b.Registry.Pause,
-		"CertsDir": certsDir, "CNIBinDir": cniBinDir, "CNIConfDir": cniConfDir, "Runc": runc,
+		"CertsDir": certsDir, "CNIBinDir": cniBinDir, "ExtraCNIBinDir": c.CNIBinDir, "CNIConfDir": cniConfDir, "Runc": runc,
 	}); err != nil {
 		return nil, err
 	}

@@ -47,7 +47,7 @@ func traceOf(t *testing.T, slotIndex int, dir string) trace {
 		}
 	}
 	n := networkFor(slotIndex)
-	for _, l := range []string{n.Bridge, n.NodeLink, n.NodePeer} {
+	for _, l := range []string{n.Bridge, n.NodeLink, n.NodePeer, n.AgentBridge} {
 		if linkExists(l) {
 			tr.links = append(tr.links, l)
 		}

@@ -25,6 +25,8 @@ const DefaultBaseDir = "/var/lib/eci-testbed"
 //	198.18.S.0/24       Kubernetes service CIDR
 //	198.18.(64+S).0/24  node link: the veth pair whose host end carries NodeIP
 //	198.19.S.0/24       containerd's CNI pod network (bridge ecibrS)
+//	198.19.(128+S).0/24 a vSwitch for eci's own tests (bridge eciagS, made by
+//	                    the agent's CNI config)
 type Network struct {
 	ServiceCIDR netip.Prefix
 	NodeCIDR    netip.Prefix
@@ -33,6 +35,10 @@ type Network struct {
 	Bridge      string // CNI bridge of containerd's pod network
 	NodeLink    string // host end of the node veth pair (carries NodeIP)
 	NodePeer    string // other end of the node veth pair
+	// VSwitchCIDR is for an eci vSwitch in tests; AgentBridge is the bridge an
+	// eci agent of this bed puts its groups on.
+	VSwitchCIDR netip.Prefix
+	AgentBridge string
 }
 
 func networkFor(slot int) Network {
@@ -45,6 +51,8 @@ func networkFor(slot int) Network {
 		Bridge:      fmt.Sprintf("ecibr%d", slot),
 		NodeLink:    fmt.Sprintf("ecind%d", slot),
 		NodePeer:    fmt.Sprintf("ecinp%d", slot),
+		VSwitchCIDR: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, 128 + s, 0}), 24),
+		AgentBridge: fmt.Sprintf("eciag%d", slot),
 	}
 }
 
@@ -130,7 +138,7 @@ func (s *slot) clean() error {
 		f.Close()
 	}
 	n := networkFor(s.index)
-	for _, link := range []string{n.Bridge, n.NodeLink} {
+	for _, link := range []string{n.Bridge, n.NodeLink, n.AgentBridge} {
 		if linkExists(link) {
 			if out, err := exec.Command("ip", "link", "del", link).CombinedOutput(); err != nil {
 				return fmt.Errorf("delete link %s: %w: %s", link, err, out)

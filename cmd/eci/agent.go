@@ -1,0 +1,108 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/agent"
+	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/log"
+	"github.com/eci-dev/eci/internal/runtime"
+)
+
+func newAgentCommand() *cobra.Command {
+	var (
+		cc                                 client.Config
+		tokenFile, endpoint, zone, handler string
+		cpu, memory                        float64
+		reservedCPU, reservedMemory        float64
+		pods                               int
+		cfg                                agent.Config
+	)
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the host agent: make the container groups placed on this host real",
+		Long: `eci agent runs on every host of the pool. It registers the host with the control
+plane (capacity, zone, runtime handlers), keeps its lease, and watches the
+container groups placed on it.
+
+Each group becomes one pod sandbox through the Kubernetes CRI API on containerd
+(CNI networking), then its init containers in order and its containers, restarted
+by the restart policy with back-off. Status and events go back to the server as
+soon as they change. A restarted agent adopts what runs and removes what no
+longer has a group.
+
+Still to come (issue #5): the server's IP in the sandbox (the eci CNI IPAM
+plugin), the group's cgroup limits, probes, hooks, volumes, logs, exec, stats.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if cc.Token == "" {
+				cc.Token = os.Getenv("ECI_TOKEN")
+			}
+			if tokenFile != "" {
+				data, err := os.ReadFile(tokenFile)
+				if err != nil {
+					return fmt.Errorf("--token-file: %w", err)
+				}
+				cc.Token = strings.TrimSpace(string(data))
+			}
+			c, err := client.New(cc)
+			if err != nil {
+				return err
+			}
+			rt, err := runtime.NewCRI(endpoint)
+			if err != nil {
+				return err
+			}
+			milli, mem, err := agent.MachineResources()
+			if err != nil {
+				return err
+			}
+			if cpu > 0 {
+				milli = int64(cpu * 1000)
+			}
+			if memory > 0 {
+				mem = int64(memory * 1024)
+			}
+			capacity := apiv1.Resources{MilliCPU: milli, MemoryMiB: mem, Pods: pods}
+			alloc := capacity
+			alloc.MilliCPU -= int64(reservedCPU * 1000)
+			alloc.MemoryMiB -= int64(reservedMemory * 1024)
+			if alloc.MilliCPU <= 0 || alloc.MemoryMiB <= 0 {
+				return fmt.Errorf("--reserved-cpu/--reserved-memory leave nothing of %g vCPU / %g GiB", float64(milli)/1000, float64(mem)/1024)
+			}
+			if cfg.Host.Metadata.Name == "" {
+				cfg.Host.Metadata.Name, _ = os.Hostname()
+			}
+			cfg.Host.Spec = apiv1.HostSpec{Zone: zone, Capacity: capacity, Allocatable: alloc, RuntimeHandlers: []string{handler}}
+			cfg.Client, cfg.Runtime, cfg.Logger = c, rt, log.G(ctx)
+			a, err := agent.New(cfg)
+			if err != nil {
+				return err
+			}
+			return a.Run(ctx)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&cc.Server, "server", "https://127.0.0.1:8443", "the eci server")
+	fl.StringVar(&cc.Token, "token", "", "this host's token (default $ECI_TOKEN; eci token create --host NAME)")
+	fl.StringVar(&tokenFile, "token-file", "", "read the token from this file")
+	fl.StringVar(&cc.CAFile, "ca-file", "", "CA of the server's certificate")
+	fl.StringVar(&cfg.Host.Metadata.Name, "host-name", "", "name of this host (default: the hostname)")
+	fl.StringVar(&zone, "zone", "zone-a", "zone of this host")
+	fl.Float64Var(&cpu, "cpu", 0, "vCPUs of this host (default: the machine's)")
+	fl.Float64Var(&memory, "memory", 0, "GiB of memory of this host (default: the machine's)")
+	fl.Float64Var(&reservedCPU, "reserved-cpu", 0, "vCPUs kept for the system, not given to groups")
+	fl.Float64Var(&reservedMemory, "reserved-memory", 0.5, "GiB kept for the system, not given to groups")
+	fl.IntVar(&pods, "max-groups", 110, "groups this host runs at most")
+	fl.StringVar(&endpoint, "cri-endpoint", "unix:///run/containerd/containerd.sock", "the CRI runtime")
+	fl.StringVar(&handler, "runtime-handler", "runc", "runtime handler the host offers")
+	fl.StringVar(&cfg.CgroupParent, "cgroup-parent", "eci", "cgroup under which each group gets its own")
+	fl.StringVar(&cfg.LogDir, "log-dir", "/var/log/eci/groups", "CRI log files, a directory per group")
+	return cmd
+}

@@ -1,0 +1,82 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/eci-dev/eci/internal/cni"
+	"github.com/eci-dev/eci/internal/log"
+)
+
+// serveIPAM answers the eci-ipam CNI plugin: the address the server gave a
+// group, with its vSwitch's prefix length and gateway.
+func (a *Agent) serveIPAM(ctx context.Context) error {
+	sock := a.cfg.IPAMSocket
+	if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
+		return err
+	}
+	_ = os.Remove(sock)
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("IPAM socket %s: %w", sock, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/address", func(w http.ResponseWriter, r *http.Request) {
+		addr, err := a.addressOf(r.Context(), r.URL.Query().Get("group"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(addr)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	if _, err := cni.WriteConfig(a.cfg.CNIConfDir, a.cfg.CNIBridge, sock); err != nil {
+		return err
+	}
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// addressOf is group id's address, from the server's view of the group and
+// of its vSwitch.
+func (a *Agent) addressOf(ctx context.Context, id string) (*cni.Address, error) {
+	g := a.desired(id)
+	if g == nil || g.Status.IP == "" {
+		return nil, fmt.Errorf("group %s has no address on host %s", id, a.name)
+	}
+	ip, err := netip.ParseAddr(g.Status.IP)
+	if err != nil {
+		return nil, err
+	}
+	vsws, err := a.cfg.Client.ListVSwitches(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read vSwitch %s: %w", g.Status.VSwitchID, err)
+	}
+	for _, v := range vsws {
+		if v.Metadata.ID != g.Status.VSwitchID {
+			continue
+		}
+		prefix, err := netip.ParsePrefix(v.Spec.CIDR)
+		if err != nil {
+			return nil, err
+		}
+		log.G(ctx).Debug("address for group", "group", id, "ip", ip)
+		return &cni.Address{Address: netip.PrefixFrom(ip, prefix.Bits()).String(), Gateway: v.Spec.Gateway}, nil
+	}
+	return nil, fmt.Errorf("vSwitch %s of group %s does not exist", g.Status.VSwitchID, id)
+}
