@@ -36,8 +36,11 @@ by the restart policy with back-off. Status and events go back to the server as
 soon as they change. A restarted agent adopts what runs and removes what no
 longer has a group.
 
-Still to come (issue #5): the server's IP in the sandbox (the eci CNI IPAM
-plugin), the group's cgroup limits, probes, hooks, volumes, logs, exec, stats.`,
+Sandboxes get exactly the IP the server allocated: the agent writes a bridge
+network whose IPAM is the eci binary under the name eci-ipam, which asks the agent.
+
+Still to come (issue #5): the group's cgroup limits, probes, hooks, volumes,
+logs, exec, stats.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -104,5 +107,8 @@ plugin), the group's cgroup limits, probes, hooks, volumes, logs, exec, stats.`,
 	fl.StringVar(&handler, "runtime-handler", "runc", "runtime handler the host offers")
 	fl.StringVar(&cfg.CgroupParent, "cgroup-parent", "eci", "cgroup under which each group gets its own")
 	fl.StringVar(&cfg.LogDir, "log-dir", "/var/log/eci/groups", "CRI log files, a directory per group")
+	fl.StringVar(&cfg.CNIConfDir, "cni-conf-dir", "/etc/cni/net.d", "the runtime's CNI config dir, where the agent writes its network (empty: leave networking to the runtime's own config)")
+	fl.StringVar(&cfg.CNIBridge, "cni-bridge", "eci0", "bridge of the groups' network")
+	fl.StringVar(&cfg.IPAMSocket, "ipam-socket", "/run/eci/ipam.sock", "where the agent answers the eci-ipam CNI plugin (symlink the eci binary as eci-ipam into the runtime's CNI bin dir)")
 	return cmd
 }

@@ -74,14 +74,16 @@ type Agent struct {
 	cfg  Config
 	name string
 
-	mu       sync.Mutex
-	groups   map[string]*apiv1.ContainerGroup // the server's view, from the watch
-	reported map[string]string                // last status sent, by group
-	backoff  map[string]*backoffEntry         // by group/container
-	queue    chan string
-	pending  map[string]bool // queued
-	active   map[string]bool // being reconciled
-	dirty    map[string]bool // changed while being reconciled
+	mu        sync.Mutex
+	groups    map[string]*apiv1.ContainerGroup // the server's view, from the watch
+	reported  map[string]string                // last status sent, by group
+	backoff   map[string]*backoffEntry         // by group/container
+	queue     chan string
+	pending   map[string]bool // queued
+	active    map[string]bool // being reconciled
+	dirty     map[string]bool // changed while being reconciled
+	events    chan *apiv1.Event
+	vswitches map[string]*apiv1.VSwitch
 
 	ready chan struct{}
 	done  chan struct{}
@@ -97,6 +99,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg: cfg, name: cfg.Host.Metadata.Name,
 		groups: map[string]*apiv1.ContainerGroup{}, reported: map[string]string{}, backoff: map[string]*backoffEntry{},
 		queue: make(chan string, 4096), pending: map[string]bool{}, active: map[string]bool{}, dirty: map[string]bool{},
+		events: make(chan *apiv1.Event, 1024), vswitches: map[string]*apiv1.VSwitch{},
 		ready: make(chan struct{}), done: make(chan struct{}),
 	}, nil
 }
@@ -127,6 +130,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	run(a.watchGroups)
 	run(a.runtimeEvents)
 	run(a.resync)
+	run(a.sendEvents)
 	if a.cfg.CNIConfDir != "" {
 		run(func(ctx context.Context) {
 			if err := a.serveIPAM(ctx); err != nil {

@@ -33,7 +33,7 @@ func TestAgentOnContainerd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	startAgentOn(t, srv, rt, bed)
+	startAgentOn(t, srv, rt, bed, "")
 	ctx := context.Background()
 	busybox := bed.Registry.Busybox
 
@@ -129,18 +129,21 @@ func TestAgentOnContainerd(t *testing.T) {
 	})
 }
 
-// startAgentOn runs an agent on the bed's containerd, with this test binary
-// as the eci-ipam CNI plugin.
-func startAgentOn(t *testing.T, srv *servertest.Server, rt runtime.Runtime, bed *testbed.Bed) {
+// startAgentOn runs an agent on the bed's containerd, with plugin (this test
+// binary when "") as the eci-ipam CNI plugin.
+func startAgentOn(t testing.TB, srv *servertest.Server, rt runtime.Runtime, bed *testbed.Bed, plugin string) {
 	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
+	if plugin == "" {
+		self, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		plugin = self
+	}
+	if err := os.Symlink(plugin, filepath.Join(bed.Containerd.CNIBinDir, cni.PluginName)); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(self, filepath.Join(bed.Containerd.CNIBinDir, cni.PluginName)); err != nil {
-		t.Fatal(err)
-	}
-	res := apiv1.Resources{MilliCPU: 8000, MemoryMiB: 16384, Pods: 20}
+	res := apiv1.Resources{MilliCPU: 32000, MemoryMiB: 65536, Pods: 200}
 	a, err := New(Config{
 		Client: srv.HostClient(t, "h1"), Runtime: rt, CgroupParent: bed.CgroupParent, LogDir: bed.Containerd.LogDir,
 		Host:       apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}},

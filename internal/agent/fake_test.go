@@ -51,7 +51,7 @@ func startAgent(t *testing.T, srv *servertest.Server, rt runtime.Runtime, cgroup
 	return stop
 }
 
-func createGroup(t *testing.T, srv *servertest.Server, g *apiv1.ContainerGroup) string {
+func createGroup(t testing.TB, srv *servertest.Server, g *apiv1.ContainerGroup) string {
 	t.Helper()
 	out, _, err := srv.Admin.CreateGroup(context.Background(), g)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/cni"
 	"github.com/eci-dev/eci/internal/log"
 )
@@ -63,20 +64,38 @@ func (a *Agent) addressOf(ctx context.Context, id string) (*cni.Address, error) 
 	if err != nil {
 		return nil, err
 	}
+	v, err := a.vswitch(ctx, g.Status.VSwitchID)
+	if err != nil {
+		return nil, err
+	}
+	prefix, err := netip.ParsePrefix(v.Spec.CIDR)
+	if err != nil {
+		return nil, err
+	}
+	log.G(ctx).Debug("address for group", "group", id, "ip", ip)
+	return &cni.Address{Address: netip.PrefixFrom(ip, prefix.Bits()).String(), Gateway: v.Spec.Gateway}, nil
+}
+
+// vswitch returns a vSwitch, from the agent's cache (a vSwitch's CIDR never
+// changes) or, on a miss, from the server.
+func (a *Agent) vswitch(ctx context.Context, id string) (*apiv1.VSwitch, error) {
+	a.mu.Lock()
+	v, ok := a.vswitches[id]
+	a.mu.Unlock()
+	if ok {
+		return v, nil
+	}
 	vsws, err := a.cfg.Client.ListVSwitches(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read vSwitch %s: %w", g.Status.VSwitchID, err)
+		return nil, fmt.Errorf("read vSwitch %s: %w", id, err)
 	}
-	for _, v := range vsws {
-		if v.Metadata.ID != g.Status.VSwitchID {
-			continue
-		}
-		prefix, err := netip.ParsePrefix(v.Spec.CIDR)
-		if err != nil {
-			return nil, err
-		}
-		log.G(ctx).Debug("address for group", "group", id, "ip", ip)
-		return &cni.Address{Address: netip.PrefixFrom(ip, prefix.Bits()).String(), Gateway: v.Spec.Gateway}, nil
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i := range vsws {
+		a.vswitches[vsws[i].Metadata.ID] = &vsws[i]
 	}
-	return nil, fmt.Errorf("vSwitch %s of group %s does not exist", g.Status.VSwitchID, id)
+	if v, ok := a.vswitches[id]; ok {
+		return v, nil
+	}
+	return nil, fmt.Errorf("vSwitch %s does not exist", id)
 }

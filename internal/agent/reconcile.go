@@ -62,9 +62,6 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 	}
 	sbCfg := a.sandboxConfig(g)
 	if ready == nil {
-		if err := a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "ContainerCreating", Message: "creating the sandbox"}); err != nil {
-			return err
-		}
 		sbID, err := a.cfg.Runtime.RunPodSandbox(ctx, sbCfg, "")
 		if err != nil {
 			return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "SandboxCreateFailed", Message: err.Error()})

@@ -131,10 +131,28 @@ func (a *Agent) report(ctx context.Context, g *apiv1.ContainerGroup, r apiv1.Sta
 	return nil
 }
 
-// event records an event of g; a failure is only logged.
+// event records an event of g without waiting: events go out in order from
+// one sender, so they never slow a reconcile; if the server is slow and the
+// buffer is full, the event is dropped and logged.
 func (a *Agent) event(ctx context.Context, g *apiv1.ContainerGroup, typ, reason, msg string) {
 	ev := &apiv1.Event{Object: apiv1.ObjectReference{Kind: "ContainerGroup", ID: g.Metadata.ID}, Type: typ, Reason: reason, Message: msg}
-	if err := a.cfg.Client.AddEvent(ctx, ev); err != nil && ctx.Err() == nil {
-		log.G(ctx).Debug("record event", "group", g.Metadata.ID, "reason", reason, "err", err)
+	select {
+	case a.events <- ev:
+	default:
+		log.G(ctx).Warn("event dropped (the server is slow)", "group", g.Metadata.ID, "reason", reason)
+	}
+}
+
+// sendEvents delivers queued events until ctx ends.
+func (a *Agent) sendEvents(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-a.events:
+			if err := a.cfg.Client.AddEvent(ctx, ev); err != nil && ctx.Err() == nil {
+				log.G(ctx).Debug("record event", "group", ev.Object.ID, "reason", ev.Reason, "err", err)
+			}
+		}
 	}
 }

@@ -164,7 +164,7 @@ func candidateVSwitches(snap Snapshot, req Request) ([]VSwitch, []string) {
 func pickHost(hosts []Host, zone string, size sizes.Size, gpu int, policy Policy) (string, string) {
 	best := -1
 	var bestFree Resources
-	inZone, ready := 0, 0
+	inZone, ready, full := 0, 0, 0
 	var largest Resources
 	for i, h := range hosts {
 		if h.Zone != zone {
@@ -180,6 +180,9 @@ func pickHost(hosts []Host, zone string, size sizes.Size, gpu int, policy Policy
 			largest = free
 		}
 		if !free.fits(size, gpu) {
+			if free.MilliCPU >= size.MilliCPU && free.MemoryMiB >= size.MemoryMiB && free.GPU >= gpu && free.Pods < 1 {
+				full++
+			}
 			continue
 		}
 		if best < 0 || better(free, bestFree, policy) || (free == bestFree && h.Name < hosts[best].Name) {
@@ -194,6 +197,8 @@ func pickHost(hosts []Host, zone string, size sizes.Size, gpu int, policy Policy
 		return "", fmt.Sprintf("no host in %s", zone)
 	case ready == 0:
 		return "", fmt.Sprintf("no ready, schedulable host in %s", zone)
+	case full > 0 && full == ready:
+		return "", fmt.Sprintf("every host in %s with room for %v vCPU / %v GiB runs as many groups as it may", zone, size.VCPU(), size.GiB())
 	case gpu > 0:
 		return "", fmt.Sprintf("no host in %s has %v vCPU, %v GiB and %d GPU free", zone, size.VCPU(), size.GiB(), gpu)
 	default:
