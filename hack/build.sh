@@ -5,4 +5,6 @@ source "$(dirname "$0")/lib.sh"
 cd "$ECI_ROOT"
 version=${ECI_VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo v0.0.0-dev)}
 go build -trimpath -ldflags "-X github.com/eci-dev/eci/internal/version.Version=$version" -o "$ECI_BIN" ./cmd/eci
-echo "build: $ECI_BIN ($version)"
+# The CNI IPAM plugin: small and quick to start, the runtime runs it per sandbox.
+go build -trimpath -ldflags "-s -w" -o "$ECI_OUT/bin/eci-ipam" ./cmd/eci-ipam
+echo "build: $ECI_BIN and $ECI_OUT/bin/eci-ipam ($version)"

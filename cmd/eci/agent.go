@@ -37,7 +37,8 @@ soon as they change. A restarted agent adopts what runs and removes what no
 longer has a group.
 
 Sandboxes get exactly the IP the server allocated: the agent writes a bridge
-network whose IPAM is the eci binary under the name eci-ipam, which asks the agent.
+network whose IPAM is the eci-ipam plugin (a small companion binary), which asks
+the agent.
 
 Still to come (issue #5): the group's cgroup limits, probes, hooks, volumes,
 logs, exec, stats.`,
@@ -58,7 +59,7 @@ logs, exec, stats.`,
 			if err != nil {
 				return err
 			}
-			rt, err := runtime.NewCRI(endpoint)
+			rt, err := runtime.NewCRI(endpoint, log.G(ctx))
 			if err != nil {
 				return err
 			}
@@ -109,6 +110,6 @@ logs, exec, stats.`,
 	fl.StringVar(&cfg.LogDir, "log-dir", "/var/log/eci/groups", "CRI log files, a directory per group")
 	fl.StringVar(&cfg.CNIConfDir, "cni-conf-dir", "/etc/cni/net.d", "the runtime's CNI config dir, where the agent writes its network (empty: leave networking to the runtime's own config)")
 	fl.StringVar(&cfg.CNIBridge, "cni-bridge", "eci0", "bridge of the groups' network")
-	fl.StringVar(&cfg.IPAMSocket, "ipam-socket", "/run/eci/ipam.sock", "where the agent answers the eci-ipam CNI plugin (symlink the eci binary as eci-ipam into the runtime's CNI bin dir)")
+	fl.StringVar(&cfg.IPAMSocket, "ipam-socket", "/run/eci/ipam.sock", "where the agent answers the eci-ipam CNI plugin (install _output/bin/eci-ipam into the runtime's CNI bin dir)")
 	return cmd
 }

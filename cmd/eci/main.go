@@ -11,21 +11,14 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
-	"github.com/eci-dev/eci/internal/cni"
 	"github.com/eci-dev/eci/internal/log"
 )
 
 func main() {
-	// Under the name eci-ipam (a symlink in a CNI bin dir) the binary is the
-	// CNI IPAM plugin that gives sandboxes the server's addresses.
-	if filepath.Base(os.Args[0]) == cni.PluginName {
-		os.Exit(cni.Main(os.Getenv, os.Stdin, os.Stdout))
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCommand().ExecuteContext(ctx)
 	stop()

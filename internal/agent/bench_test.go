@@ -27,7 +27,7 @@ func BenchmarkGroupStart(b *testing.B) {
 	bed := testbed.New(b, testbed.Options{Containerd: true})
 	srv := servertest.Start(b)
 	srv.VSwitch(b, "vsw-a", "zone-a", bed.Network.VSwitchCIDR.String())
-	rt, err := runtime.NewCRI(bed.Containerd.Endpoint)
+	rt, err := runtime.NewCRI(bed.Containerd.Endpoint, quiet())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func BenchmarkGroupStart(b *testing.B) {
 	}
 	// The floor first: once the agent runs, the network is its own (eci-ipam).
 	floor := criFloor(b, rt, bed, img, 20)
-	startAgentOn(b, srv, rt, bed, buildEci(b))
+	startAgentOn(b, srv, rt, bed, buildPlugin(b))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		seq, place := groupStarts(b, srv, bed, 20, 1)
@@ -196,11 +196,11 @@ func quantile(d []time.Duration, q float64) time.Duration {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// buildEci builds the eci binary, the CNI plugin as production runs it (its
+// buildPlugin builds the eci-ipam CNI plugin as production runs it (its
 // start-up cost is part of every sandbox's network setup).
-func buildEci(b *testing.B) string {
-	out := filepath.Join(b.TempDir(), "eci")
-	cmd := exec.Command("go", "build", "-o", out, "github.com/eci-dev/eci/cmd/eci")
+func buildPlugin(b *testing.B) string {
+	out := filepath.Join(b.TempDir(), "eci-ipam")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "github.com/eci-dev/eci/cmd/eci-ipam")
 	if data, err := cmd.CombinedOutput(); err != nil {
 		b.Fatalf("build eci: %v\n%s", err, data)
 	}

@@ -29,7 +29,7 @@ func TestAgentOnContainerd(t *testing.T) {
 	bed := testbed.New(t, testbed.Options{Containerd: true})
 	srv := servertest.Start(t)
 	srv.VSwitch(t, "vsw-a", "zone-a", bed.Network.VSwitchCIDR.String())
-	rt, err := runtime.NewCRI(bed.Containerd.Endpoint)
+	rt, err := runtime.NewCRI(bed.Containerd.Endpoint, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,5 +17,11 @@ func TestMain(m *testing.M) {
 	if filepath.Base(os.Args[0]) == cni.PluginName {
 		os.Exit(cni.Main(os.Getenv, os.Stdin, os.Stdout))
 	}
+	// Benchmark lines must stay readable: only warnings and errors are logged.
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	os.Exit(m.Run())
 }
+
+// quiet is the logger of the CRI client in tests: an agent stopped at the end
+// of a test cancels calls in flight, which the client logs as errors.
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

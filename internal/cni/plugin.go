@@ -1,7 +1,6 @@
-// Package cni is eci's CNI IPAM plugin and the network config the agent
-// writes for it. containerd's CNI call runs the bridge plugin, which asks the
-// IPAM plugin "eci-ipam" (the eci binary under that name) for the sandbox's
-// address; the plugin asks the agent over a unix socket, and the agent answers
+// Package cni is eci's CNI IPAM plugin (cmd/eci-ipam) and the network config
+// the agent writes for it. containerd's CNI call runs the bridge plugin, which
+// asks the IPAM plugin "eci-ipam" for the sandbox's address; the plugin asks the agent over a unix socket, and the agent answers
 // with the address the server allocated to the group (K8S_POD_UID is the
 // group id). So a group's IP is exactly the one in its status.
 package cni
@@ -18,8 +17,9 @@ import (
 	"time"
 )
 
-// PluginName is the IPAM type in the network config, and the name the eci
-// binary must have (a symlink) in a CNI bin dir.
+// PluginName is the IPAM type in the network config and the plugin binary's
+// name in a CNI bin dir. This package imports only the standard library, so
+// that the plugin, run for every sandbox, starts quickly.
 const PluginName = "eci-ipam"
 
 var supported = []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}

@@ -3,8 +3,10 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
+	"github.com/go-logr/logr"
 	internalapi "k8s.io/cri-api/pkg/apis"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	remote "k8s.io/cri-client/pkg"
@@ -17,14 +19,21 @@ type CRI struct {
 	images internalapi.ImageManagerService
 }
 
-// NewCRI connects to endpoint.
-func NewCRI(endpoint string) (*CRI, error) {
-	logger := klog.Background()
-	rs, err := remote.NewRemoteRuntimeService(endpoint, 10*time.Second, nil, &logger)
+// NewCRI connects to endpoint; the CRI client's own logs go to logger.
+func NewCRI(endpoint string, logger *slog.Logger) (*CRI, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	lg := logr.FromSlogHandler(logger.Handler())
+	return newCRI(endpoint, &lg)
+}
+
+func newCRI(endpoint string, logger *klog.Logger) (*CRI, error) {
+	rs, err := remote.NewRemoteRuntimeService(endpoint, 10*time.Second, nil, logger)
 	if err != nil {
 		return nil, fmt.Errorf("connect to the CRI runtime at %s: %w", endpoint, err)
 	}
-	is, err := remote.NewRemoteImageService(endpoint, 10*time.Minute, nil, &logger)
+	is, err := remote.NewRemoteImageService(endpoint, 10*time.Minute, nil, logger)
 	if err != nil {
 		return nil, fmt.Errorf("connect to the CRI image service at %s: %w", endpoint, err)
 	}
