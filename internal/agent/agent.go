@@ -12,7 +12,6 @@ import (
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
-	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/log"
 	"github.com/eci-dev/eci/internal/runtime"
 )
@@ -162,19 +161,10 @@ func (a *Agent) heartbeat(ctx context.Context) {
 
 // watchGroups keeps a.groups equal to the server's groups on this host.
 func (a *Agent) watchGroups(ctx context.Context) {
-	rv, first := "", true
-	for ctx.Err() == nil {
-		events, err := a.cfg.Client.WatchGroups(ctx, client.ListOptions{Host: a.name}, rv)
-		if err != nil {
-			if errors.Is(err, errdefs.ErrGone) {
-				rv = ""
-			}
-			log.G(ctx).Warn("watch groups", "err", err)
-			sleep(ctx, time.Second)
-			continue
-		}
-		if rv == "" {
-			// A fresh list: forget groups that vanished while not watching.
+	a.cfg.Client.InformGroups(ctx, client.ListOptions{Host: a.name}, client.GroupHandler{
+		Relist: func() {
+			// A fresh list: groups that vanished while not watching get reconciled
+			// (and so removed) once the list has been replayed.
 			a.mu.Lock()
 			old := a.groups
 			a.groups = map[string]*apiv1.ContainerGroup{}
@@ -182,36 +172,20 @@ func (a *Agent) watchGroups(ctx context.Context) {
 			for id := range old {
 				a.enqueue(id)
 			}
-		}
-		for ev := range events {
-			if ev.Err != nil {
-				if errors.Is(ev.Err, errdefs.ErrGone) {
-					rv = ""
-				}
-				break
-			}
-			if ev.Object.Metadata.ResourceVersion != "" {
-				rv = ev.Object.Metadata.ResourceVersion
-			}
-			switch ev.Type {
-			case apiv1.Bookmark:
-				if first {
-					first = false
-					close(a.ready)
-				}
-				continue
-			case apiv1.Deleted:
-				a.mu.Lock()
+		},
+		Synced: func() { close(a.ready) },
+		Event: func(ev client.GroupEvent) {
+			a.mu.Lock()
+			if ev.Type == apiv1.Deleted {
 				delete(a.groups, ev.Object.Metadata.ID)
-				a.mu.Unlock()
-			default:
-				a.mu.Lock()
+			} else {
 				a.groups[ev.Object.Metadata.ID] = ev.Object
-				a.mu.Unlock()
 			}
+			a.mu.Unlock()
 			a.enqueue(ev.Object.Metadata.ID)
-		}
-	}
+		},
+		Error: func(err error) { log.G(ctx).Warn("watch groups", "err", err) },
+	})
 }
 
 // runtimeEvents turns container events into reconciles of their group.

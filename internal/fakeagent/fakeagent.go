@@ -7,7 +7,6 @@ package fakeagent
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
@@ -61,36 +60,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	go a.heartbeats(ctx)
-	rv := ""
-	first := true
-	for ctx.Err() == nil {
-		events, err := a.cfg.Client.WatchGroups(ctx, client.ListOptions{}, rv)
-		if err != nil {
-			if errors.Is(err, errdefs.ErrGone) {
-				rv = ""
-			}
-			time.Sleep(200 * time.Millisecond)
-			continue
-		}
-		if first {
-			close(a.ready)
-			first = false
-		}
-		for ev := range events {
-			if ev.Err != nil {
-				if errors.Is(ev.Err, errdefs.ErrGone) {
-					rv = ""
-				}
-				break
-			}
-			if ev.Object.Metadata.ResourceVersion != "" {
-				rv = ev.Object.Metadata.ResourceVersion
-			}
-			if ev.Type != apiv1.Bookmark && ev.Type != apiv1.Deleted {
+	a.cfg.Client.InformGroups(ctx, client.ListOptions{}, client.GroupHandler{
+		Synced: func() { close(a.ready) },
+		Event: func(ev client.GroupEvent) {
+			if ev.Type != apiv1.Deleted {
 				a.handle(ctx, ev.Object)
 			}
-		}
-	}
+		},
+	})
 	return nil
 }
 

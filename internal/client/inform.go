@@ -1,0 +1,77 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/errdefs"
+)
+
+// GroupHandler receives what InformGroups sees.
+type GroupHandler struct {
+	// Relist is called before a fresh list replays every group as ADDED (at
+	// the start, and after the server said Gone): forget what you know.
+	Relist func()
+	// Synced is called once, after the first list has been replayed.
+	Synced func()
+	// Event is called for every ADDED, MODIFIED and DELETED group.
+	Event func(GroupEvent)
+	// Error is called when the watch breaks (it is then resumed).
+	Error func(error)
+}
+
+// InformGroups keeps watching the groups o selects until ctx ends: it resumes
+// from the last resourceVersion it saw when the stream breaks, and lists again
+// when that version is gone (compacted).
+func (c *Client) InformGroups(ctx context.Context, o ListOptions, h GroupHandler) {
+	rv, synced := "", false
+	for ctx.Err() == nil {
+		if rv == "" && h.Relist != nil {
+			h.Relist()
+		}
+		events, err := c.WatchGroups(ctx, o, rv)
+		if err != nil {
+			if errors.Is(err, errdefs.ErrGone) {
+				rv = ""
+			}
+			if h.Error != nil && ctx.Err() == nil {
+				h.Error(err)
+			}
+			sleepCtx(ctx, time.Second)
+			continue
+		}
+		for ev := range events {
+			if ev.Err != nil {
+				if errors.Is(ev.Err, errdefs.ErrGone) {
+					rv = ""
+				}
+				if h.Error != nil && ctx.Err() == nil {
+					h.Error(ev.Err)
+				}
+				break
+			}
+			if ev.Object.Metadata.ResourceVersion != "" {
+				rv = ev.Object.Metadata.ResourceVersion
+			}
+			if ev.Type == apiv1.Bookmark {
+				if !synced {
+					synced = true
+					if h.Synced != nil {
+						h.Synced()
+					}
+				}
+				continue
+			}
+			h.Event(ev)
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
