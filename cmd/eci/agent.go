@@ -40,8 +40,11 @@ Sandboxes get exactly the IP the server allocated: the agent writes a bridge
 network whose IPAM is the eci-ipam plugin (a small companion binary), which asks
 the agent.
 
-Still to come (issue #5): the group's cgroup limits, probes, hooks, volumes,
-logs, exec, stats.`,
+Volumes: emptyDir (on disk) and files payloads (configMaps, secrets of a virtual
+node), written atomically and updated in place.
+
+Still to come (issue #5): the group's cgroup limits, probes, hooks, memory
+emptyDir, NFS, logs, exec, stats.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -108,6 +111,7 @@ logs, exec, stats.`,
 	fl.StringVar(&handler, "runtime-handler", "runc", "runtime handler the host offers")
 	fl.StringVar(&cfg.CgroupParent, "cgroup-parent", "eci", "cgroup under which each group gets its own")
 	fl.StringVar(&cfg.LogDir, "log-dir", "/var/log/eci/groups", "CRI log files, a directory per group")
+	fl.StringVar(&cfg.StateDir, "state-dir", "/var/lib/eci/agent", "the groups' volumes (emptyDir, files payloads)")
 	fl.StringVar(&cfg.CNIConfDir, "cni-conf-dir", "/etc/cni/net.d", "the runtime's CNI config dir, where the agent writes its network (empty: leave networking to the runtime's own config)")
 	fl.StringVar(&cfg.CNIBridge, "cni-bridge", "eci0", "bridge of the groups' network")
 	fl.StringVar(&cfg.IPAMSocket, "ipam-socket", "/run/eci/ipam.sock", "where the agent answers the eci-ipam CNI plugin (install _output/bin/eci-ipam into the runtime's CNI bin dir)")

@@ -29,6 +29,8 @@ type Config struct {
 	CgroupParent string
 	// LogDir holds the CRI log files, one directory per group.
 	LogDir string
+	// StateDir holds the groups' volumes (emptyDir, files payloads).
+	StateDir string
 	// HeartbeatInterval renews the lease (10 s).
 	HeartbeatInterval time.Duration
 	// ResyncInterval reconciles everything, the safety net under events (10 s).
@@ -52,6 +54,8 @@ func (c *Config) validate() error {
 		return errors.New("agent: --host-name is required")
 	case c.LogDir == "":
 		return errors.New("agent: --log-dir is required")
+	case c.StateDir == "":
+		return errors.New("agent: --state-dir is required")
 	}
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = 10 * time.Second

@@ -38,7 +38,7 @@ func BenchmarkGroupStart(b *testing.B) {
 	}
 	// The floor first: once the agent runs, the network is its own (eci-ipam).
 	floor := criFloor(b, rt, bed, img, 20)
-	startAgentOn(b, srv, rt, bed, buildPlugin(b))
+	_ = startAgentOn(b, srv, rt, bed, buildPlugin(b))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		seq, place := groupStarts(b, srv, bed, 20, 1)

@@ -33,7 +33,7 @@ func TestAgentOnContainerd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	startAgentOn(t, srv, rt, bed, "")
+	stopAgent := startAgentOn(t, srv, rt, bed, "")
 	ctx := context.Background()
 	busybox := bed.Registry.Busybox
 
@@ -86,6 +86,92 @@ func TestAgentOnContainerd(t *testing.T) {
 		})
 	})
 
+	t.Run("volumes: emptyDir shared, files payload updated in place, nothing left after delete", func(t *testing.T) {
+		g := &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{Name: "vols"}, Spec: apiv1.ContainerGroupSpec{
+			Volumes: []apiv1.Volume{
+				{Name: "scratch", EmptyDir: &apiv1.EmptyDirVolume{}},
+				{Name: "config", Files: &apiv1.FilesVolume{Files: []apiv1.File{{Path: "app.conf", Content: []byte("version=1")}}}},
+			},
+			Containers: []apiv1.Container{
+				{Name: "writer", Image: busybox, Command: []string{"sh", "-c", "echo from-writer > /scratch/note; sleep 3600"},
+					VolumeMounts: []apiv1.VolumeMount{{Name: "scratch", MountPath: "/scratch"}}},
+				{Name: "reader", Image: busybox, Command: []string{"sh", "-c", "while :; do cat /scratch/note /etc/app/app.conf; echo; sleep 0.2; done"},
+					VolumeMounts: []apiv1.VolumeMount{{Name: "scratch", MountPath: "/scratch"}, {Name: "config", MountPath: "/etc/app"}}},
+			},
+		}}
+		id := createGroup(t, srv, g)
+		srv.WaitGroup(t, id, "Running", inState(apiv1.StateRunning))
+		logFile := filepath.Join(bed.Containerd.LogDir, id, "reader", "0.log")
+		waitLog := func(want string) {
+			eventuallyOK(t, "the reader's log shows "+want, func() error {
+				data, err := os.ReadFile(logFile)
+				if err != nil {
+					return err
+				}
+				if !strings.Contains(string(data), want) {
+					return fmt.Errorf("log: %q", data)
+				}
+				return nil
+			})
+		}
+		waitLog("stdout F from-writer")
+		waitLog("stdout F version=1")
+		if _, err := srv.Admin.UpdateGroup(ctx, id, apiv1.GroupUpdate{Files: map[string]apiv1.FilesVolume{
+			"config": {Files: []apiv1.File{{Path: "app.conf", Content: []byte("version=2")}}}}}); err != nil {
+			t.Fatal(err)
+		}
+		waitLog("stdout F version=2")
+
+		cgroups := groupCgroups(t, bed, id)
+		if len(cgroups) == 0 {
+			t.Fatal("found no cgroup of the running group: the leftover check would prove nothing")
+		}
+		if _, err := srv.Admin.DeleteGroup(ctx, id, client.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventuallyOK(t, "nothing of the deleted group is left on the host", func() error {
+			if _, err := srv.Admin.GetGroup(ctx, id); !errdefs.IsNotFound(err) {
+				return fmt.Errorf("group still there: %v", err)
+			}
+			for _, p := range []string{filepath.Join(bed.Dir, "agent", "state", "groups", id), filepath.Join(bed.Containerd.LogDir, id)} {
+				if _, err := os.Stat(p); err == nil {
+					return fmt.Errorf("%s is left", p)
+				}
+			}
+			if left := groupCgroups(t, bed, id); len(left) > 0 {
+				return fmt.Errorf("cgroups left: %v", left)
+			}
+			return nil
+		})
+		ip, err := srv.Admin.ListVSwitches(ctx)
+		if err != nil || ip[0].Status.Allocated != 0 {
+			t.Fatalf("addresses still allocated after every group was deleted: %+v (%v)", ip, err)
+		}
+	})
+
+	// Not a subtest: the new agent must outlive it (t.Cleanup stops it).
+	{
+		g := &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{Name: "steady"}, Spec: apiv1.ContainerGroupSpec{
+			Containers: []apiv1.Container{{Name: "main", Image: busybox, Command: []string{"sleep", "3600"}}}}}
+		id := createGroup(t, srv, g)
+		before := srv.WaitGroup(t, id, "Running", inState(apiv1.StateRunning))
+		sandbox := sandboxIP(t, rt, id)
+		stopAgent()
+		startAgentOn(t, srv, rt, bed, "")
+		time.Sleep(2 * time.Second)
+		after, err := srv.Admin.GetGroup(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after.Status.State != apiv1.StateRunning || after.Status.Containers[0].ContainerID != before.Status.Containers[0].ContainerID ||
+			after.Status.Containers[0].RestartCount != 0 || sandboxIP(t, rt, id) != sandbox {
+			t.Fatalf("an agent restart changed the group: before %+v, after %+v", before.Status.Containers, after.Status.Containers)
+		}
+		if n := len(containersOf(t, rt, id)); n != 1 {
+			t.Fatalf("%d containers after the agent restart, want 1", n)
+		}
+	}
+
 	t.Run("init containers run in order and a failing one blocks the app", func(t *testing.T) {
 		g := &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{Name: "init"}, Spec: apiv1.ContainerGroupSpec{
 			RestartPolicy: apiv1.RestartNever,
@@ -131,7 +217,7 @@ func TestAgentOnContainerd(t *testing.T) {
 
 // startAgentOn runs an agent on the bed's containerd, with plugin (this test
 // binary when "") as the eci-ipam CNI plugin.
-func startAgentOn(t testing.TB, srv *servertest.Server, rt runtime.Runtime, bed *testbed.Bed, plugin string) {
+func startAgentOn(t testing.TB, srv *servertest.Server, rt runtime.Runtime, bed *testbed.Bed, plugin string) (stop func()) {
 	t.Helper()
 	if plugin == "" {
 		self, err := os.Executable()
@@ -140,12 +226,14 @@ func startAgentOn(t testing.TB, srv *servertest.Server, rt runtime.Runtime, bed 
 		}
 		plugin = self
 	}
-	if err := os.Symlink(plugin, filepath.Join(bed.Containerd.CNIBinDir, cni.PluginName)); err != nil {
+	link := filepath.Join(bed.Containerd.CNIBinDir, cni.PluginName)
+	_ = os.Remove(link)
+	if err := os.Symlink(plugin, link); err != nil {
 		t.Fatal(err)
 	}
 	res := apiv1.Resources{MilliCPU: 32000, MemoryMiB: 65536, Pods: 200}
 	a, err := New(Config{
-		Client: srv.HostClient(t, "h1"), Runtime: rt, CgroupParent: bed.CgroupParent, LogDir: bed.Containerd.LogDir,
+		Client: srv.HostClient(t, "h1"), Runtime: rt, CgroupParent: bed.CgroupParent, LogDir: bed.Containerd.LogDir, StateDir: filepath.Join(bed.Dir, "agent", "state"),
 		Host:       apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}},
 		CNIConfDir: bed.Containerd.CNIConfDir, CNIBridge: bed.Network.AgentBridge, IPAMSocket: filepath.Join(bed.Dir, "agent", "ipam.sock"),
 	})
@@ -154,12 +242,21 @@ func startAgentOn(t testing.TB, srv *servertest.Server, rt runtime.Runtime, bed 
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { _ = a.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-a.Done() })
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-a.Done()
+		}
+	}
+	t.Cleanup(stop)
 	select {
 	case <-a.Ready():
 	case <-time.After(20 * time.Second):
 		t.Fatalf("agent not ready: %v", a.Err())
 	}
+	return stop
 }
 
 func sandboxIP(t *testing.T, rt runtime.Runtime, group string) string {
@@ -189,4 +286,18 @@ func eventuallyOK(t *testing.T, what string, f func() error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// groupCgroups lists the cgroup directories of a group in the memory and cpu
+// hierarchies (under the bed's cgroup parent).
+func groupCgroups(t *testing.T, bed *testbed.Bed, id string) []string {
+	t.Helper()
+	var out []string
+	for _, h := range []string{"memory", "cpu"} {
+		p := filepath.Join("/sys/fs/cgroup", h, bed.CgroupParent, id)
+		if _, err := os.Stat(p); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }

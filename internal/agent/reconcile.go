@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"os"
 	"sort"
 	"time"
 
@@ -26,7 +27,10 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 			return nil // the watch has not listed yet: not an orphan
 		}
 		a.forget(id)
-		return a.removeSandboxes(ctx, sbs, 0)
+		if err := a.removeSandboxes(ctx, sbs, 0); err != nil {
+			return err
+		}
+		return a.removeGroupFiles(id)
 	case g.Metadata.DeletionRequestedAt != nil:
 		grace := int64(30)
 		if g.Metadata.DeletionGracePeriodSeconds != nil {
@@ -36,12 +40,26 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 			return err
 		}
 		a.forget(id)
+		if err := a.removeGroupFiles(id); err != nil {
+			return err
+		}
 		if err := a.cfg.Client.Finalize(ctx, id); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("finalize: %w", err)
 		}
 		return nil
 	case g.Status.State.Terminal():
-		return a.removeSandboxes(ctx, sbs, 0)
+		// Logs stay until the group is deleted; the volumes and cgroup go now.
+		if err := a.removeSandboxes(ctx, sbs, 0); err != nil {
+			return err
+		}
+		if err := os.RemoveAll(a.groupDir(id)); err != nil {
+			return err
+		}
+		return removeCgroup(a.cgroupOf(id))
+	}
+	if err := a.ensureVolumes(g); err != nil {
+		a.event(ctx, g, apiv1.EventWarning, "FailedMount", err.Error())
+		return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "FailedMount", Message: err.Error()})
 	}
 
 	var ready *runtimeapi.PodSandbox
@@ -218,7 +236,7 @@ func (a *Agent) start(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Cont
 	if err := a.ensureImage(ctx, g, c, sbCfg); err != nil {
 		return err
 	}
-	id, err := a.cfg.Runtime.CreateContainer(ctx, sbID, containerConfig(g, c, n, init), sbCfg)
+	id, err := a.cfg.Runtime.CreateContainer(ctx, sbID, containerConfig(g, c, n, init, a.mounts(g, c)), sbCfg)
 	if err != nil {
 		a.event(ctx, g, apiv1.EventWarning, "Failed", fmt.Sprintf("create container %s: %v", c.Name, err))
 		return fmt.Errorf("create container %s: %w", c.Name, err)

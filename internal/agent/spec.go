@@ -43,11 +43,11 @@ func (a *Agent) sandboxConfig(g *apiv1.ContainerGroup) *runtimeapi.PodSandboxCon
 
 // cgroupOf is the cgroup parent of a group's sandbox and containers.
 func (a *Agent) cgroupOf(id string) string {
-	return filepath.Join("/", a.cfg.CgroupParent, "eci-"+id)
+	return filepath.Join("/", a.cfg.CgroupParent, id)
 }
 
 // containerConfig is the CRI config of attempt n of container c.
-func containerConfig(g *apiv1.ContainerGroup, c apiv1.Container, n uint32, init bool) *runtimeapi.ContainerConfig {
+func containerConfig(g *apiv1.ContainerGroup, c apiv1.Container, n uint32, init bool, mounts []*runtimeapi.Mount) *runtimeapi.ContainerConfig {
 	cfg := &runtimeapi.ContainerConfig{
 		Metadata:   &runtimeapi.ContainerMetadata{Name: c.Name, Attempt: n},
 		Image:      &runtimeapi.ImageSpec{Image: c.Image},
@@ -59,6 +59,7 @@ func containerConfig(g *apiv1.ContainerGroup, c apiv1.Container, n uint32, init 
 		Stdin:      c.Stdin,
 		Tty:        c.TTY,
 		Linux:      &runtimeapi.LinuxContainerConfig{Resources: resources(g, c)},
+		Mounts:     mounts,
 	}
 	if init {
 		cfg.Labels[LabelInit] = "true"

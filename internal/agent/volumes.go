@@ -1,0 +1,170 @@
+package agent
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+)
+
+// Volumes live in <StateDir>/groups/<id>/volumes/<name> and are bind-mounted
+// into the containers. A files volume is written the way the kubelet's
+// AtomicWriter does it, so that a payload update is seen by the containers
+// at once and whole: the files go into a fresh timestamped directory, the
+// "..data" symlink is swapped to it with one rename, and every visible name is
+// a symlink through "..data".
+
+const (
+	dataLink    = "..data"
+	payloadMark = "..payload"
+)
+
+func (a *Agent) groupDir(id string) string { return filepath.Join(a.cfg.StateDir, "groups", id) }
+
+func (a *Agent) volumeDir(id, name string) string {
+	return filepath.Join(a.groupDir(id), "volumes", name)
+}
+
+// ensureVolumes makes every volume of g exist on the host and brings files
+// volumes up to their current payload.
+func (a *Agent) ensureVolumes(g *apiv1.ContainerGroup) error {
+	for _, v := range g.Spec.Volumes {
+		dir := a.volumeDir(g.Metadata.ID, v.Name)
+		switch {
+		case v.EmptyDir != nil:
+			if err := os.MkdirAll(dir, 0o777); err != nil {
+				return fmt.Errorf("volume %s: %w", v.Name, err)
+			}
+			if err := os.Chmod(dir, 0o777); err != nil {
+				return err
+			}
+		case v.Files != nil:
+			if err := writePayload(dir, v.Files); err != nil {
+				return fmt.Errorf("volume %s: %w", v.Name, err)
+			}
+		case v.NFS != nil:
+			return fmt.Errorf("volume %s: NFS volumes are not supported by this agent yet", v.Name)
+		}
+	}
+	return nil
+}
+
+// writePayload makes dir hold exactly files, atomically; nothing is written
+// when it already does.
+func writePayload(dir string, files *apiv1.FilesVolume) error {
+	data, _ := json.Marshal(files)
+	sum := sha256.Sum256(data)
+	mark := hex.EncodeToString(sum[:])
+	if cur, err := os.ReadFile(filepath.Join(dir, payloadMark)); err == nil && string(cur) == mark {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	ts := filepath.Join(dir, ".."+time.Now().UTC().Format("2006_01_02_15_04_05.000000000"))
+	if err := os.MkdirAll(ts, 0o755); err != nil {
+		return err
+	}
+	mode := os.FileMode(0o644)
+	if files.DefaultMode != nil {
+		mode = os.FileMode(*files.DefaultMode)
+	}
+	top := map[string]bool{}
+	for _, f := range files.Files {
+		p := filepath.Join(ts, filepath.Clean(f.Path))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		m := mode
+		if f.Mode != nil {
+			m = os.FileMode(*f.Mode)
+		}
+		if err := os.WriteFile(p, f.Content, m); err != nil {
+			return err
+		}
+		if err := os.Chmod(p, m); err != nil {
+			return err
+		}
+		top[firstElem(filepath.Clean(f.Path))] = true
+	}
+	// Swap ..data in one rename.
+	tmpLink := filepath.Join(dir, "..data_tmp"+strconv.FormatInt(time.Now().UnixNano(), 10))
+	if err := os.Symlink(filepath.Base(ts), tmpLink); err != nil {
+		return err
+	}
+	old, _ := os.Readlink(filepath.Join(dir, dataLink))
+	if err := os.Rename(tmpLink, filepath.Join(dir, dataLink)); err != nil {
+		return err
+	}
+	// Visible names point through ..data; names no longer in the payload go.
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		name := e.Name()
+		if len(name) >= 2 && name[:2] == ".." {
+			continue
+		}
+		if !top[name] {
+			_ = os.Remove(filepath.Join(dir, name))
+		}
+	}
+	for name := range top {
+		link := filepath.Join(dir, name)
+		if _, err := os.Lstat(link); err == nil {
+			continue
+		}
+		if err := os.Symlink(filepath.Join(dataLink, name), link); err != nil {
+			return err
+		}
+	}
+	if old != "" && old != filepath.Base(ts) {
+		_ = os.RemoveAll(filepath.Join(dir, old))
+	}
+	return os.WriteFile(filepath.Join(dir, payloadMark), []byte(mark), 0o644)
+}
+
+func firstElem(p string) string {
+	for i := 0; i < len(p); i++ {
+		if p[i] == '/' {
+			return p[:i]
+		}
+	}
+	return p
+}
+
+// mounts are c's volume mounts as CRI mounts.
+func (a *Agent) mounts(g *apiv1.ContainerGroup, c apiv1.Container) []*runtimeapi.Mount {
+	kinds := map[string]apiv1.Volume{}
+	for _, v := range g.Spec.Volumes {
+		kinds[v.Name] = v
+	}
+	var out []*runtimeapi.Mount
+	for _, m := range c.VolumeMounts {
+		host := a.volumeDir(g.Metadata.ID, m.Name)
+		if m.SubPath != "" {
+			host = filepath.Join(host, m.SubPath)
+		}
+		readonly := m.ReadOnly || kinds[m.Name].Files != nil
+		out = append(out, &runtimeapi.Mount{ContainerPath: m.MountPath, HostPath: host, Readonly: readonly})
+	}
+	return out
+}
+
+// removeGroupFiles removes everything the agent keeps on the host for group
+// id: its volumes, its logs and its cgroup.
+func (a *Agent) removeGroupFiles(id string) error {
+	if err := os.RemoveAll(a.groupDir(id)); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(filepath.Join(a.cfg.LogDir, id)); err != nil {
+		return err
+	}
+	return removeCgroup(a.cgroupOf(id))
+}
