@@ -41,10 +41,11 @@ network whose IPAM is the eci-ipam plugin (a small companion binary), which asks
 the agent.
 
 Volumes: emptyDir (on disk) and files payloads (configMaps, secrets of a virtual
-node), written atomically and updated in place.
+node), written atomically and updated in place. Startup, liveness and readiness
+probes (exec, httpGet, tcpSocket, grpc) as the kubelet runs them.
 
-Still to come (issue #5): the group's cgroup limits, probes, hooks, memory
-emptyDir, NFS, logs, exec, stats.`,
+Still to come (issue #5): the group's cgroup limits, lifecycle hooks, security
+context, memory emptyDir, NFS, logs, exec, port-forward, stats.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()

@@ -86,6 +86,7 @@ type Agent struct {
 	active    map[string]bool // being reconciled
 	dirty     map[string]bool // changed while being reconciled
 	events    chan *apiv1.Event
+	probes    probeState
 	vswitches map[string]*apiv1.VSwitch
 
 	ready chan struct{}
@@ -103,7 +104,8 @@ func New(cfg Config) (*Agent, error) {
 		groups: map[string]*apiv1.ContainerGroup{}, reported: map[string]string{}, backoff: map[string]*backoffEntry{},
 		queue: make(chan string, 4096), pending: map[string]bool{}, active: map[string]bool{}, dirty: map[string]bool{},
 		events: make(chan *apiv1.Event, 1024), vswitches: map[string]*apiv1.VSwitch{},
-		ready: make(chan struct{}), done: make(chan struct{}),
+		probes: probeState{probers: map[string]*prober{}, ready: map[string]bool{}, started: map[string]bool{}},
+		ready:  make(chan struct{}), done: make(chan struct{}),
 	}, nil
 }
 

@@ -43,6 +43,7 @@ func (a *Agent) inBackoff(key string, now time.Time) bool {
 }
 
 func (a *Agent) forget(id string) {
+	a.stopProbes(id)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.reported, id)

@@ -172,6 +172,49 @@ func TestAgentOnContainerd(t *testing.T) {
 		}
 	}
 
+	t.Run("a failing liveness probe restarts the container; readiness flips the ready flag", func(t *testing.T) {
+		g := &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{Name: "probed"}, Spec: apiv1.ContainerGroupSpec{Containers: []apiv1.Container{
+			{Name: "live", Image: busybox,
+				Command:       []string{"sh", "-c", "mkdir -p /srv && echo ok > /srv/healthz && httpd -p 8080 -h /srv && sleep 2 && rm /srv/healthz && sleep 3600"},
+				LivenessProbe: &apiv1.Probe{HTTPGet: &apiv1.HTTPGetAction{Path: "/healthz", Port: 8080}, PeriodSeconds: 1, FailureThreshold: 2}},
+			{Name: "ready", Image: busybox,
+				Command:        []string{"sh", "-c", "sleep 2; touch /tmp/ready; sleep 3; rm /tmp/ready; sleep 3600"},
+				ReadinessProbe: &apiv1.Probe{Exec: &apiv1.ExecAction{Command: []string{"test", "-f", "/tmp/ready"}}, PeriodSeconds: 1}},
+		}}}
+		id := createGroup(t, srv, g)
+		running := srv.WaitGroup(t, id, "Running", inState(apiv1.StateRunning))
+		if running.Status.Containers[1].Ready {
+			t.Fatal("the readiness-probed container was ready before its first success")
+		}
+		ready := func(want bool) func(*apiv1.ContainerGroup) bool {
+			return func(g *apiv1.ContainerGroup) bool {
+				return len(g.Status.Containers) == 2 && g.Status.Containers[1].Ready == want
+			}
+		}
+		srv.WaitGroup(t, id, "the ready container becomes ready", ready(true))
+		srv.WaitGroup(t, id, "and unready again", ready(false))
+		restarted := srv.WaitGroup(t, id, "the live container restarted by its liveness probe", func(g *apiv1.ContainerGroup) bool {
+			c := g.Status.Containers[0]
+			return c.RestartCount >= 1 && c.LastState.Terminated != nil
+		})
+		if restarted.Status.Containers[1].RestartCount != 0 {
+			t.Fatalf("the readiness probe restarted its container: %+v", restarted.Status.Containers[1])
+		}
+		evs, err := srv.Admin.GroupEvents(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		unhealthy := 0
+		for _, ev := range evs {
+			if ev.Reason == "Unhealthy" {
+				unhealthy++
+			}
+		}
+		if unhealthy == 0 {
+			t.Fatalf("no Unhealthy event among %d", len(evs))
+		}
+	})
+
 	t.Run("init containers run in order and a failing one blocks the app", func(t *testing.T) {
 		g := &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{Name: "init"}, Spec: apiv1.ContainerGroupSpec{
 			RestartPolicy: apiv1.RestartNever,

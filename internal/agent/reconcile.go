@@ -105,6 +105,13 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 		if ctrs, err = a.containers(ctx, ready.Id); err != nil {
 			return err
 		}
+		if hasProbes(g) {
+			st, err := a.cfg.Runtime.PodSandboxStatus(ctx, ready.Id, false)
+			if err != nil {
+				return fmt.Errorf("sandbox status: %w", err)
+			}
+			a.syncProbes(ctx, g, ctrs, st.GetStatus().GetNetwork().GetIp())
+		}
 	}
 	return a.report(ctx, g, a.status(ctx, g, ctrs))
 }
@@ -311,4 +318,13 @@ func short(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+func hasProbes(g *apiv1.ContainerGroup) bool {
+	for _, c := range g.Spec.Containers {
+		if c.StartupProbe != nil || c.LivenessProbe != nil || c.ReadinessProbe != nil {
+			return true
+		}
+	}
+	return false
 }

@@ -88,8 +88,9 @@ func (a *Agent) containerStatus(g *apiv1.ContainerGroup, c apiv1.Container, at a
 			Reason: "CrashLoopBackOff", Message: "back-off restarting failed container " + c.Name,
 		}}
 	}
-	st.Started = st.State.Running != nil
-	st.Ready = st.Started
+	key := g.Metadata.ID + "/" + c.Name
+	st.Started = st.State.Running != nil && (c.StartupProbe == nil || a.startedOK(g, c.Name, key))
+	st.Ready = st.Started && a.probes.readyOf(key, c.ReadinessProbe != nil)
 	return st
 }
 

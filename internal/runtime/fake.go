@@ -211,6 +211,21 @@ func (f *Fake) ContainerStatus(_ context.Context, id string, _ bool) (*runtimeap
 	return &runtimeapi.ContainerStatusResponse{Status: proto.Clone(&c.status).(*runtimeapi.ContainerStatus)}, nil
 }
 
+// ExecSync runs nothing: it succeeds while the container runs, unless the
+// command is ["false"] (tests make probes fail with it).
+func (f *Fake) ExecSync(_ context.Context, id string, cmd []string, _ time.Duration) ([]byte, []byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[id]
+	if !ok || c.status.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		return nil, nil, fmt.Errorf("container %s is not running", id)
+	}
+	if len(cmd) == 1 && cmd[0] == "false" {
+		return nil, nil, fmt.Errorf("command failed: exit status 1")
+	}
+	return nil, nil, nil
+}
+
 // ImageStatus reports whether the image was pulled.
 func (f *Fake) ImageStatus(_ context.Context, image *runtimeapi.ImageSpec, _ bool) (*runtimeapi.ImageStatusResponse, error) {
 	f.mu.Lock()

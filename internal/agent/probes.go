@@ -1,0 +1,268 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/log"
+)
+
+// Probes run as the kubelet's do: one goroutine per container and kind, for
+// as long as that container (by id) runs. Startup holds liveness and
+// readiness back until it succeeds; liveness or startup failing
+// failureThreshold times in a row kills the container (its restart policy and
+// back-off then apply); readiness sets the container's ready flag.
+
+type probeKind string
+
+const (
+	startup   probeKind = "startup"
+	liveness  probeKind = "liveness"
+	readiness probeKind = "readiness"
+)
+
+type prober struct {
+	containerID string
+	cancel      context.CancelFunc
+}
+
+// probeState is what probes found, read by status().
+type probeState struct {
+	mu      sync.Mutex
+	probers map[string]*prober // group/container/kind
+	ready   map[string]bool    // group/container -> readiness result
+	started map[string]bool    // group/container -> startup succeeded
+}
+
+func (p *probeState) readyOf(key string, hasProbe bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !hasProbe {
+		return true
+	}
+	return p.ready[key]
+}
+
+// syncProbes starts the probes of g's running containers and stops those of
+// containers that are gone or changed. ip is the group's address.
+func (a *Agent) syncProbes(ctx context.Context, g *apiv1.ContainerGroup, ctrs map[string]attempts, ip string) {
+	want := map[string]string{} // key -> container id
+	for _, c := range g.Spec.Containers {
+		last := ctrs[c.Name].latest()
+		if last == nil || last.State.String() != "CONTAINER_RUNNING" {
+			continue
+		}
+		for kind, pr := range map[probeKind]*apiv1.Probe{startup: c.StartupProbe, liveness: c.LivenessProbe, readiness: c.ReadinessProbe} {
+			if pr != nil {
+				key := g.Metadata.ID + "/" + c.Name + "/" + string(kind)
+				want[key] = last.Id
+				a.startProbe(ctx, g, c.Name, kind, pr, last.Id, ip, key)
+			}
+		}
+	}
+	a.probes.mu.Lock()
+	defer a.probes.mu.Unlock()
+	for key, p := range a.probes.probers {
+		if strings.HasPrefix(key, g.Metadata.ID+"/") && want[key] != p.containerID {
+			p.cancel()
+			delete(a.probes.probers, key)
+		}
+	}
+}
+
+// stopProbes ends every probe of group id.
+func (a *Agent) stopProbes(id string) {
+	a.probes.mu.Lock()
+	defer a.probes.mu.Unlock()
+	for key, p := range a.probes.probers {
+		if strings.HasPrefix(key, id+"/") {
+			p.cancel()
+			delete(a.probes.probers, key)
+		}
+	}
+	for key := range a.probes.ready {
+		if strings.HasPrefix(key, id+"/") {
+			delete(a.probes.ready, key)
+			delete(a.probes.started, key)
+		}
+	}
+}
+
+func (a *Agent) startProbe(ctx context.Context, g *apiv1.ContainerGroup, name string, kind probeKind, pr *apiv1.Probe, containerID, ip, key string) {
+	a.probes.mu.Lock()
+	if p, ok := a.probes.probers[key]; ok && p.containerID == containerID {
+		a.probes.mu.Unlock()
+		return
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	a.probes.probers[key] = &prober{containerID: containerID, cancel: cancel}
+	ckey := g.Metadata.ID + "/" + name
+	if kind == readiness {
+		a.probes.ready[ckey] = false
+	}
+	if kind == startup {
+		a.probes.started[ckey] = false
+	}
+	a.probes.mu.Unlock()
+	go a.runProbe(pctx, g, name, kind, pr, containerID, ip, ckey)
+}
+
+func orDefault(v, d int32) time.Duration {
+	if v <= 0 {
+		v = d
+	}
+	return time.Duration(v) * time.Second
+}
+
+func (a *Agent) runProbe(ctx context.Context, g *apiv1.ContainerGroup, name string, kind probeKind, pr *apiv1.Probe, containerID, ip, ckey string) {
+	period, timeout := orDefault(pr.PeriodSeconds, 10), orDefault(pr.TimeoutSeconds, 1)
+	failureThreshold, successThreshold := int(pr.FailureThreshold), int(pr.SuccessThreshold)
+	if failureThreshold <= 0 {
+		failureThreshold = 3
+	}
+	if successThreshold <= 0 {
+		successThreshold = 1
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(time.Duration(pr.InitialDelaySeconds) * time.Second):
+	}
+	fails, oks := 0, 0
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		if kind != startup && !a.startedOK(g, name, ckey) {
+			// Wait for the startup probe.
+		} else if err := a.probeOnce(ctx, pr, containerID, ip, timeout); err != nil {
+			fails, oks = fails+1, 0
+			if ctx.Err() != nil {
+				return
+			}
+			a.event(ctx, g, apiv1.EventWarning, "Unhealthy", fmt.Sprintf("%s probe of container %s failed: %v", kind, name, err))
+			if kind == readiness {
+				a.setProbe(ckey, kind, false, g.Metadata.ID)
+			} else if fails >= failureThreshold {
+				a.event(ctx, g, apiv1.EventNormal, "Killing", fmt.Sprintf("container %s failed its %s probe %d times; restarting it", name, kind, fails))
+				if err := a.cfg.Runtime.StopContainer(ctx, containerID, grace(g)); err != nil {
+					log.G(ctx).Warn("kill an unhealthy container", "group", g.Metadata.ID, "container", name, "err", err)
+				}
+				return
+			}
+		} else {
+			fails, oks = 0, oks+1
+			if oks >= successThreshold {
+				a.setProbe(ckey, kind, true, g.Metadata.ID)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (a *Agent) startedOK(g *apiv1.ContainerGroup, name, ckey string) bool {
+	for _, c := range g.Spec.Containers {
+		if c.Name == name && c.StartupProbe == nil {
+			return true
+		}
+	}
+	a.probes.mu.Lock()
+	defer a.probes.mu.Unlock()
+	return a.probes.started[ckey]
+}
+
+// setProbe records a result and, when it changes something, reconciles the
+// group so that its status is reported at once.
+func (a *Agent) setProbe(ckey string, kind probeKind, ok bool, group string) {
+	a.probes.mu.Lock()
+	m := a.probes.ready
+	if kind == startup {
+		m = a.probes.started
+	}
+	changed := kind != liveness && m[ckey] != ok
+	if kind != liveness {
+		m[ckey] = ok
+	}
+	a.probes.mu.Unlock()
+	if changed {
+		a.enqueue(group)
+	}
+}
+
+// probeOnce runs one check: nil on success.
+func (a *Agent) probeOnce(ctx context.Context, pr *apiv1.Probe, containerID, ip string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	switch {
+	case pr.Exec != nil:
+		_, stderr, err := a.cfg.Runtime.ExecSync(ctx, containerID, pr.Exec.Command, timeout)
+		if err != nil {
+			return fmt.Errorf("%v %s", err, strings.TrimSpace(string(stderr)))
+		}
+		return nil
+	case pr.HTTPGet != nil:
+		scheme := "http"
+		if pr.HTTPGet.Scheme == "HTTPS" {
+			scheme = "https"
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+net.JoinHostPort(ip, strconv.Itoa(int(pr.HTTPGet.Port)))+pr.HTTPGet.Path, nil)
+		if err != nil {
+			return err
+		}
+		for _, h := range pr.HTTPGet.HTTPHeaders {
+			req.Header.Set(h.Name, h.Value)
+		}
+		resp, err := probeHTTP.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode < 200 || resp.StatusCode >= 400 {
+			return fmt.Errorf("HTTP %d", resp.StatusCode)
+		}
+		return nil
+	case pr.TCPSocket != nil:
+		conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", net.JoinHostPort(ip, strconv.Itoa(int(pr.TCPSocket.Port))))
+		if err != nil {
+			return err
+		}
+		return conn.Close()
+	case pr.GRPC != nil:
+		conn, err := grpc.NewClient(net.JoinHostPort(ip, strconv.Itoa(int(pr.GRPC.Port))), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return err
+		}
+		defer func() { _ = conn.Close() }()
+		resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: pr.GRPC.Service})
+		if err != nil {
+			return err
+		}
+		if resp.Status != healthpb.HealthCheckResponse_SERVING {
+			return fmt.Errorf("gRPC health: %s", resp.Status)
+		}
+		return nil
+	}
+	return fmt.Errorf("the probe has no action")
+}
+
+// probeHTTP follows no redirects beyond the kubelet's 10 and skips
+// certificate checks, as the kubelet's HTTPS probes do.
+var probeHTTP = &http.Client{Transport: &http.Transport{
+	DisableKeepAlives: true,
+	TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // as the kubelet's HTTPS probes
+}}
