@@ -25,8 +25,12 @@ type Config struct {
 	// Host is what the agent registers: name, zone, capacity, allocatable,
 	// runtime handlers.
 	Host apiv1.Host
-	// CgroupParent is the cgroup under which every group gets its own.
+	// CgroupParent is the cgroup under which every group gets its own, which
+	// the agent creates with the group's size as limits and removes with it.
 	CgroupParent string
+	// NoCgroups leaves cgroups to the runtime alone (for runtimes without
+	// real cgroups: the fake).
+	NoCgroups bool
 	// LogDir holds the CRI log files, one directory per group.
 	LogDir string
 	// StateDir holds the groups' volumes (emptyDir, files payloads).
@@ -88,6 +92,8 @@ type Agent struct {
 	events    chan *apiv1.Event
 	probes    probeState
 	vswitches map[string]*apiv1.VSwitch
+	relisting bool            // a fresh list is being replayed
+	seen      map[string]bool // groups replayed so far
 
 	ready chan struct{}
 	done  chan struct{}
@@ -168,14 +174,26 @@ func (a *Agent) heartbeat(ctx context.Context) {
 // watchGroups keeps a.groups equal to the server's groups on this host.
 func (a *Agent) watchGroups(ctx context.Context) {
 	a.cfg.Client.InformGroups(ctx, client.ListOptions{Host: a.name}, client.GroupHandler{
+		// A fresh list replays every group: until it is done, a group not seen
+		// yet is not gone (reconcile leaves its sandbox alone); once it is, the
+		// groups not replayed are gone and get reconciled (removed).
 		Relist: func() {
-			// A fresh list: groups that vanished while not watching get reconciled
-			// (and so removed) once the list has been replayed.
 			a.mu.Lock()
-			old := a.groups
-			a.groups = map[string]*apiv1.ContainerGroup{}
+			a.relisting, a.seen = true, map[string]bool{}
 			a.mu.Unlock()
-			for id := range old {
+		},
+		Relisted: func() {
+			a.mu.Lock()
+			var gone []string
+			for id := range a.groups {
+				if !a.seen[id] {
+					delete(a.groups, id)
+					gone = append(gone, id)
+				}
+			}
+			a.relisting, a.seen = false, nil
+			a.mu.Unlock()
+			for _, id := range gone {
 				a.enqueue(id)
 			}
 		},
@@ -186,6 +204,9 @@ func (a *Agent) watchGroups(ctx context.Context) {
 				delete(a.groups, ev.Object.Metadata.ID)
 			} else {
 				a.groups[ev.Object.Metadata.ID] = ev.Object
+				if a.relisting {
+					a.seen[ev.Object.Metadata.ID] = true
+				}
 			}
 			a.mu.Unlock()
 			a.enqueue(ev.Object.Metadata.ID)

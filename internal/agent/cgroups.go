@@ -2,15 +2,33 @@ package agent
 
 import (
 	"fmt"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"syscall"
 	"time"
 )
 
 // cgroupRoot is where cgroup hierarchies are mounted.
 const cgroupRoot = "/sys/fs/cgroup"
+
+func (a *Agent) limitCgroup(g *apiv1.ContainerGroup) error {
+	if a.cfg.NoCgroups {
+		return nil
+	}
+	return limitCgroup(a.cgroupOf(g.Metadata.ID), g.Status.MilliCPU, g.Status.MemoryMiB)
+}
+
+func (a *Agent) removeCgroup(id string) error {
+	if a.cfg.NoCgroups {
+		return nil
+	}
+	return removeCgroup(a.cgroupOf(id))
+}
 
 // removeCgroup removes the cgroup a group's sandbox and containers lived under,
 // in every hierarchy this agent sees (cgroup v1: one per controller; v2: one).
@@ -58,6 +76,57 @@ func rmdirTree(root string) error {
 	for _, d := range dirs {
 		if err := os.Remove(d); err != nil && !os.IsNotExist(err) {
 			return err
+		}
+	}
+	return nil
+}
+
+// limitCgroup creates the group's cgroup with its size as limits, before the
+// runtime puts the sandbox and containers under it: memory (limit) and cpu
+// (CFS quota over a 100 ms period), on cgroup v1 or v2. Other hierarchies are
+// created by the runtime as needed.
+func limitCgroup(rel string, milliCPU, memoryMiB int64) error {
+	if milliCPU <= 0 || memoryMiB <= 0 {
+		return nil
+	}
+	quota := strconv.FormatInt(milliCPU*100, 10)
+	mem := strconv.FormatInt(memoryMiB*1024*1024, 10)
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(cgroupRoot, &st); err == nil && st.Type == 0x63677270 { // cgroup v2
+		dir := filepath.Join(cgroupRoot, rel)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		return writeFiles(dir, map[string]string{"memory.max": mem, "cpu.max": quota + " 100000"})
+	}
+	for hierarchy, files := range map[string]map[string]string{
+		"memory": {"memory.limit_in_bytes": mem},
+		"cpu":    {"cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": quota},
+	} {
+		dir := filepath.Join(cgroupRoot, hierarchy, rel)
+		if _, err := os.Stat(filepath.Join(cgroupRoot, hierarchy)); err != nil {
+			continue // not mounted here
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if err := writeFiles(dir, files); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeFiles(dir string, files map[string]string) error {
+	// Period before quota (v1 checks the quota against the current period).
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(files[n]), 0o644); err != nil {
+			return fmt.Errorf("cgroup %s: %w", filepath.Join(dir, n), err)
 		}
 	}
 	return nil

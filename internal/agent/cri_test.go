@@ -126,6 +126,14 @@ func TestAgentOnContainerd(t *testing.T) {
 		if len(cgroups) == 0 {
 			t.Fatal("found no cgroup of the running group: the leftover check would prove nothing")
 		}
+		// The group's cgroup holds its size (2 vCPU / 4 GiB by default).
+		for file, want := range map[string]string{"memory/memory.limit_in_bytes": "4294967296", "cpu/cpu.cfs_quota_us": "200000"} {
+			hier, name := filepath.Split(file)
+			data, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", hier, bed.CgroupParent, id, name))
+			if err != nil || strings.TrimSpace(string(data)) != want {
+				t.Errorf("%s of the group's cgroup is %q (%v), want %s", file, data, err, want)
+			}
+		}
 		if _, err := srv.Admin.DeleteGroup(ctx, id, client.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -165,6 +173,10 @@ func TestAgentOnContainerd(t *testing.T) {
 		}
 		if after.Status.State != apiv1.StateRunning || after.Status.Containers[0].ContainerID != before.Status.Containers[0].ContainerID ||
 			after.Status.Containers[0].RestartCount != 0 || sandboxIP(t, rt, id) != sandbox {
+			evs, _ := srv.Admin.GroupEvents(ctx, id)
+			for _, ev := range evs {
+				t.Logf("event %s %s %s %s", ev.LastTime.Format("15:04:05.000"), ev.Source, ev.Reason, ev.Message)
+			}
 			t.Fatalf("an agent restart changed the group: before %+v, after %+v", before.Status.Containers, after.Status.Containers)
 		}
 		if n := len(containersOf(t, rt, id)); n != 1 {

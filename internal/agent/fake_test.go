@@ -22,7 +22,7 @@ func startAgent(t *testing.T, srv *servertest.Server, rt runtime.Runtime, cgroup
 	t.Helper()
 	res := apiv1.Resources{MilliCPU: 8000, MemoryMiB: 16384, Pods: 20}
 	a, err := New(Config{
-		Client: srv.HostClient(t, "h1"), Runtime: rt, CgroupParent: cgroupParent, LogDir: t.TempDir(), StateDir: t.TempDir(),
+		Client: srv.HostClient(t, "h1"), Runtime: rt, CgroupParent: cgroupParent, LogDir: t.TempDir(), StateDir: t.TempDir(), NoCgroups: true,
 		Host:           apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}},
 		ResyncInterval: 500 * time.Millisecond,
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),

@@ -23,8 +23,8 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 	}
 	switch {
 	case g == nil:
-		if !a.synced() {
-			return nil // the watch has not listed yet: not an orphan
+		if !a.knowsAll() {
+			return nil // the watch has not (re)listed yet: not an orphan
 		}
 		a.forget(id)
 		if err := a.removeSandboxes(ctx, sbs, 0); err != nil {
@@ -55,7 +55,7 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 		if err := os.RemoveAll(a.groupDir(id)); err != nil {
 			return err
 		}
-		return removeCgroup(a.cgroupOf(id))
+		return a.removeCgroup(id)
 	}
 	if err := a.ensureVolumes(g); err != nil {
 		a.event(ctx, g, apiv1.EventWarning, "FailedMount", err.Error())
@@ -79,7 +79,24 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 		return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StateFailed, Reason: "SandboxLost", Message: "the group's sandbox stopped"})
 	}
 	sbCfg := a.sandboxConfig(g)
+	if ready == nil && g.Status.RunningAt != nil {
+		// An instance that ran never gets a second sandbox. The runtime has been
+		// seen to list nothing for a moment: look again before deciding.
+		time.Sleep(200 * time.Millisecond)
+		again, err := a.cfg.Runtime.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{LabelGroup: id}})
+		if err != nil {
+			return fmt.Errorf("list sandboxes: %w", err)
+		}
+		if len(again) == 0 {
+			return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StateFailed, Reason: "SandboxLost", Message: "the group's sandbox is gone"})
+		}
+		a.enqueue(id)
+		return nil
+	}
 	if ready == nil {
+		if err := a.limitCgroup(g); err != nil {
+			return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "CgroupFailed", Message: err.Error()})
+		}
 		sbID, err := a.cfg.Runtime.RunPodSandbox(ctx, sbCfg, "")
 		if err != nil {
 			return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "SandboxCreateFailed", Message: err.Error()})
@@ -304,13 +321,17 @@ func (a *Agent) removeSandboxes(ctx context.Context, sbs []*runtimeapi.PodSandbo
 	return nil
 }
 
-func (a *Agent) synced() bool {
+// knowsAll tells whether the agent's view of its groups is complete: the
+// first list was replayed and no relist is under way.
+func (a *Agent) knowsAll() bool {
 	select {
 	case <-a.ready:
-		return true
 	default:
 		return false
 	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return !a.relisting
 }
 
 func short(id string) string {

@@ -166,5 +166,5 @@ func (a *Agent) removeGroupFiles(id string) error {
 	if err := os.RemoveAll(filepath.Join(a.cfg.LogDir, id)); err != nil {
 		return err
 	}
-	return removeCgroup(a.cgroupOf(id))
+	return a.removeCgroup(id)
 }

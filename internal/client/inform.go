@@ -12,8 +12,9 @@ import (
 // GroupHandler receives what InformGroups sees.
 type GroupHandler struct {
 	// Relist is called before a fresh list replays every group as ADDED (at
-	// the start, and after the server said Gone): forget what you know.
-	Relist func()
+	// the start, and after the server said Gone), and Relisted once it has
+	// been replayed: what was known before and not replayed is gone.
+	Relist, Relisted func()
 	// Synced is called once, after the first list has been replayed.
 	Synced func()
 	// Event is called for every ADDED, MODIFIED and DELETED group.
@@ -28,7 +29,8 @@ type GroupHandler struct {
 func (c *Client) InformGroups(ctx context.Context, o ListOptions, h GroupHandler) {
 	rv, synced := "", false
 	for ctx.Err() == nil {
-		if rv == "" && h.Relist != nil {
+		replaying := rv == ""
+		if replaying && h.Relist != nil {
 			h.Relist()
 		}
 		events, err := c.WatchGroups(ctx, o, rv)
@@ -56,6 +58,12 @@ func (c *Client) InformGroups(ctx context.Context, o ListOptions, h GroupHandler
 				rv = ev.Object.Metadata.ResourceVersion
 			}
 			if ev.Type == apiv1.Bookmark {
+				if replaying {
+					replaying = false
+					if h.Relisted != nil {
+						h.Relisted()
+					}
+				}
 				if !synced {
 					synced = true
 					if h.Synced != nil {
