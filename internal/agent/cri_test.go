@@ -287,31 +287,11 @@ func startAgentOn(t testing.TB, srv *servertest.Server, rt runtime.Runtime, bed 
 		t.Fatal(err)
 	}
 	res := apiv1.Resources{MilliCPU: 32000, MemoryMiB: 65536, Pods: 200}
-	a, err := New(Config{
+	return runAgent(t, Config{
 		Client: srv.HostClient(t, "h1"), Runtime: rt, CgroupParent: bed.CgroupParent, LogDir: bed.Containerd.LogDir, StateDir: filepath.Join(bed.Dir, "agent", "state"),
 		Host:       apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}},
 		CNIConfDir: bed.Containerd.CNIConfDir, CNIBridge: bed.Network.AgentBridge, IPAMSocket: filepath.Join(bed.Dir, "agent", "ipam.sock"),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() { _ = a.Run(ctx) }()
-	stopped := false
-	stop = func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			<-a.Done()
-		}
-	}
-	t.Cleanup(stop)
-	select {
-	case <-a.Ready():
-	case <-time.After(20 * time.Second):
-		t.Fatalf("agent not ready: %v", a.Err())
-	}
-	return stop
 }
 
 func sandboxIP(t *testing.T, rt runtime.Runtime, group string) string {

@@ -17,28 +17,28 @@ import (
 	"github.com/eci-dev/eci/internal/server/servertest"
 )
 
-// startAgent runs an agent for host h1 on rt until the returned stop.
+// startAgent runs an agent for host h1 on the fake runtime rt.
 func startAgent(t *testing.T, srv *servertest.Server, rt runtime.Runtime, cgroupParent string) (stop func()) {
 	t.Helper()
 	res := apiv1.Resources{MilliCPU: 8000, MemoryMiB: 16384, Pods: 20}
-	a, err := New(Config{
+	return runAgent(t, Config{
 		Client: srv.HostClient(t, "h1"), Runtime: rt, CgroupParent: cgroupParent, LogDir: t.TempDir(), StateDir: t.TempDir(), NoCgroups: true,
 		Host:           apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}},
 		ResyncInterval: 500 * time.Millisecond,
 		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
+}
+
+// runAgent runs an agent with cfg until the test ends or the returned stop,
+// once it is ready.
+func runAgent(t testing.TB, cfg Config) (stop func()) {
+	t.Helper()
+	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { _ = a.Run(ctx) }()
-	select {
-	case <-a.Ready():
-	case <-a.Done():
-		t.Fatalf("agent stopped: %v", a.Err())
-	case <-time.After(20 * time.Second):
-		t.Fatal("agent not ready")
-	}
 	stopped := false
 	stop = func() {
 		if !stopped {
@@ -48,6 +48,13 @@ func startAgent(t *testing.T, srv *servertest.Server, rt runtime.Runtime, cgroup
 		}
 	}
 	t.Cleanup(stop)
+	select {
+	case <-a.Ready():
+	case <-a.Done():
+		t.Fatalf("agent stopped: %v", a.Err())
+	case <-time.After(20 * time.Second):
+		t.Fatal("agent not ready after 20s")
+	}
 	return stop
 }
 
