@@ -92,8 +92,10 @@ type Agent struct {
 	events    chan *apiv1.Event
 	probes    probeState
 	vswitches map[string]*apiv1.VSwitch
-	relisting bool            // a fresh list is being replayed
-	seen      map[string]bool // groups replayed so far
+	relisting bool                                   // a fresh list is being replayed
+	seen      map[string]bool                        // groups replayed so far
+	waits     map[string]apiv1.ContainerStateWaiting // group/container that can't start, and why
+	missing   map[string]time.Time                   // started groups whose sandbox is not listed, since
 
 	ready chan struct{}
 	done  chan struct{}
@@ -109,9 +111,10 @@ func New(cfg Config) (*Agent, error) {
 		cfg: cfg, name: cfg.Host.Metadata.Name,
 		groups: map[string]*apiv1.ContainerGroup{}, reported: map[string]string{}, backoff: map[string]*backoffEntry{},
 		queue: make(chan string, 4096), pending: map[string]bool{}, active: map[string]bool{}, dirty: map[string]bool{},
-		events: make(chan *apiv1.Event, 1024), vswitches: map[string]*apiv1.VSwitch{},
-		probes: probeState{probers: map[string]*prober{}, ready: map[string]bool{}, started: map[string]bool{}},
-		ready:  make(chan struct{}), done: make(chan struct{}),
+		events: make(chan *apiv1.Event, 1024), vswitches: map[string]*apiv1.VSwitch{}, waits: map[string]apiv1.ContainerStateWaiting{},
+		missing: map[string]time.Time{},
+		probes:  probeState{probers: map[string]*prober{}, ready: map[string]bool{}, started: map[string]bool{}},
+		ready:   make(chan struct{}), done: make(chan struct{}),
 	}, nil
 }
 

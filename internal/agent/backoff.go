@@ -1,6 +1,9 @@
 package agent
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Back-off of restarts, as the kubelet does: the first restart is at once,
 // then 10 s, 20 s, 40 s ... up to 5 minutes; a container that ran 10 minutes
@@ -47,6 +50,12 @@ func (a *Agent) forget(id string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.reported, id)
+	delete(a.missing, id)
+	for k := range a.waits {
+		if strings.HasPrefix(k, id+"/") {
+			delete(a.waits, k)
+		}
+	}
 	for k := range a.backoff {
 		if len(k) > len(id) && k[:len(id)] == id && k[len(id)] == '/' {
 			delete(a.backoff, k)

@@ -227,6 +227,66 @@ func TestAgentOnContainerd(t *testing.T) {
 		}
 	})
 
+	t.Run("security context: user, read-only root, capabilities, runAsNonRoot", func(t *testing.T) {
+		uid, no, yes := int64(1000), false, true
+		g := &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{Name: "secure"}, Spec: apiv1.ContainerGroupSpec{Containers: []apiv1.Container{
+			{Name: "user", Image: busybox, Command: []string{"sh", "-c", "echo uid=$(id -u) gid=$(id -g); sleep 3600"},
+				SecurityContext: &apiv1.SecurityContext{RunAsUser: &uid, RunAsGroup: &uid, AllowPrivilegeEscalation: &no}},
+			{Name: "ro", Image: busybox, Command: []string{"sh", "-c", "touch /probe 2>/dev/null && echo writable || echo read-only; sleep 3600"},
+				SecurityContext: &apiv1.SecurityContext{ReadOnlyRootFilesystem: true}},
+			{Name: "caps", Image: busybox, Command: []string{"sh", "-c", "grep CapEff /proc/self/status; sleep 3600"},
+				SecurityContext: &apiv1.SecurityContext{Capabilities: &apiv1.Capabilities{Drop: []string{"ALL"}}}},
+			{Name: "nonroot", Image: busybox, Command: []string{"sleep", "3600"},
+				SecurityContext: &apiv1.SecurityContext{RunAsNonRoot: &yes}},
+		}}}
+		id := createGroup(t, srv, g)
+		running := srv.WaitGroup(t, id, "Running with the refused container waiting", func(g *apiv1.ContainerGroup) bool {
+			return g.Status.State == apiv1.StateRunning && len(g.Status.Containers) == 4 && g.Status.Containers[3].State.Waiting != nil &&
+				g.Status.Containers[3].State.Waiting.Reason == "CreateContainerConfigError"
+		})
+		if !strings.Contains(running.Status.Containers[3].State.Waiting.Message, "runs as root") {
+			t.Fatalf("waiting message %q", running.Status.Containers[3].State.Waiting.Message)
+		}
+		for name, want := range map[string]string{"user": "stdout F uid=1000 gid=1000", "ro": "stdout F read-only", "caps": "CapEff:\t0000000000000000"} {
+			logFile := filepath.Join(bed.Containerd.LogDir, id, name, "0.log")
+			eventuallyOK(t, name+"'s log", func() error {
+				data, err := os.ReadFile(logFile)
+				if err != nil {
+					return err
+				}
+				if !strings.Contains(string(data), want) {
+					return fmt.Errorf("log %q lacks %q", data, want)
+				}
+				return nil
+			})
+		}
+		eventuallyOK(t, "the runAsNonRoot container is refused with a reason", func() error {
+			evs, err := srv.Admin.GroupEvents(ctx, id)
+			if err != nil {
+				return err
+			}
+			for _, ev := range evs {
+				if ev.Reason == "Failed" && strings.Contains(ev.Message, "runAsNonRoot") {
+					return nil
+				}
+			}
+			return fmt.Errorf("no event about runAsNonRoot among %d", len(evs))
+		})
+		if n := 0; true {
+			for _, c := range containersOf(t, rt, id) {
+				if c.Labels[LabelContainer] == "nonroot" {
+					n++
+				}
+			}
+			if n != 0 {
+				t.Fatalf("the runAsNonRoot container was created as root (%d)", n)
+			}
+		}
+		if _, err := srv.Admin.DeleteGroup(ctx, id, client.DeleteOptions{Force: true}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("init containers run in order and a failing one blocks the app", func(t *testing.T) {
 		g := &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{Name: "init"}, Spec: apiv1.ContainerGroupSpec{
 			RestartPolicy: apiv1.RestartNever,

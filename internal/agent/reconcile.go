@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -81,18 +82,25 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 	sbCfg := a.sandboxConfig(g)
 	if ready == nil && g.Status.RunningAt != nil {
 		// An instance that ran never gets a second sandbox. The runtime has been
-		// seen to list nothing for a moment: look again before deciding.
-		time.Sleep(200 * time.Millisecond)
-		again, err := a.cfg.Runtime.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{LabelGroup: id}})
-		if err != nil {
-			return fmt.Errorf("list sandboxes: %w", err)
+		// seen to list no sandbox at all for a moment, so the group fails only
+		// when its sandbox stays missing for sandboxLostAfter.
+		a.mu.Lock()
+		since, seen := a.missing[id]
+		if !seen {
+			since = time.Now()
+			a.missing[id] = since
 		}
-		if len(again) == 0 {
-			return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StateFailed, Reason: "SandboxLost", Message: "the group's sandbox is gone"})
+		a.mu.Unlock()
+		if time.Since(since) < sandboxLostAfter {
+			a.enqueueAfter(ctx, id, time.Second)
+			return nil
 		}
-		a.enqueue(id)
-		return nil
+		return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StateFailed, Reason: "SandboxLost",
+			Message: fmt.Sprintf("the group's sandbox has been gone for %s", sandboxLostAfter)})
 	}
+	a.mu.Lock()
+	delete(a.missing, id)
+	a.mu.Unlock()
 	if ready == nil {
 		if err := a.limitCgroup(g); err != nil {
 			return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "CgroupFailed", Message: err.Error()})
@@ -133,6 +141,10 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 	return a.report(ctx, g, a.status(ctx, g, ctrs))
 }
 
+// sandboxLostAfter is how long a started group's sandbox must be missing from
+// the runtime's list before the group fails.
+const sandboxLostAfter = 10 * time.Second
+
 // attempts are the containers of one name, oldest first, with their status.
 type attempts []*runtimeapi.ContainerStatus
 
@@ -172,7 +184,7 @@ func (a *Agent) runInit(ctx context.Context, g *apiv1.ContainerGroup, sbID strin
 		last := ctrs[c.Name].latest()
 		switch {
 		case last == nil:
-			return false, false, a.start(ctx, g, c, 0, true, sbID, sbCfg)
+			return false, false, a.waiting(ctx, g, c, a.start(ctx, g, c, 0, true, sbID, sbCfg))
 		case last.State == runtimeapi.ContainerState_CONTAINER_CREATED:
 			return false, false, a.cfg.Runtime.StartContainer(ctx, last.Id)
 		case last.State != runtimeapi.ContainerState_CONTAINER_EXITED:
@@ -199,7 +211,7 @@ func (a *Agent) runContainers(ctx context.Context, g *apiv1.ContainerGroup, sbID
 		last := ctrs[c.Name].latest()
 		switch {
 		case last == nil:
-			if err := a.start(ctx, g, c, 0, false, sbID, sbCfg); err != nil {
+			if err := a.waiting(ctx, g, c, a.start(ctx, g, c, 0, false, sbID, sbCfg)); err != nil {
 				return err
 			}
 		case last.State == runtimeapi.ContainerState_CONTAINER_CREATED:
@@ -260,6 +272,9 @@ func (a *Agent) start(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Cont
 	if err := a.ensureImage(ctx, g, c, sbCfg); err != nil {
 		return err
 	}
+	if err := a.checkNonRoot(ctx, c); err != nil {
+		return &waitingError{reason: "CreateContainerConfigError", err: err}
+	}
 	id, err := a.cfg.Runtime.CreateContainer(ctx, sbID, containerConfig(g, c, n, init, a.mounts(g, c)), sbCfg)
 	if err != nil {
 		a.event(ctx, g, apiv1.EventWarning, "Failed", fmt.Sprintf("create container %s: %v", c.Name, err))
@@ -283,14 +298,13 @@ func (a *Agent) ensureImage(ctx context.Context, g *apiv1.ContainerGroup, c apiv
 			return nil
 		}
 		if c.ImagePullPolicy == apiv1.PullNever {
-			return fmt.Errorf("image %s is not present and imagePullPolicy is Never", c.Image)
+			return &waitingError{reason: "ErrImageNeverPull", err: fmt.Errorf("image %s is not present and imagePullPolicy is Never", c.Image)}
 		}
 	}
 	a.event(ctx, g, apiv1.EventNormal, "Pulling", "pulling image "+c.Image)
 	start := time.Now()
 	if _, err := a.cfg.Runtime.PullImage(ctx, spec, nil, sbCfg); err != nil {
-		a.event(ctx, g, apiv1.EventWarning, "Failed", fmt.Sprintf("pull image %s: %v", c.Image, err))
-		return fmt.Errorf("pull %s: %w", c.Image, err)
+		return &waitingError{reason: "ErrImagePull", err: fmt.Errorf("pull %s: %w", c.Image, err)}
 	}
 	a.event(ctx, g, apiv1.EventNormal, "Pulled", fmt.Sprintf("pulled image %s in %s", c.Image, time.Since(start).Round(time.Millisecond)))
 	return nil
@@ -348,4 +362,60 @@ func hasProbes(g *apiv1.ContainerGroup) bool {
 		}
 	}
 	return false
+}
+
+// checkNonRoot refuses, as the kubelet does, to run as root a container that
+// asks for runAsNonRoot without a runAsUser, when its image runs as root.
+func (a *Agent) checkNonRoot(ctx context.Context, c apiv1.Container) error {
+	sc := c.SecurityContext
+	if sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.RunAsUser != nil {
+		return nil
+	}
+	st, err := a.cfg.Runtime.ImageStatus(ctx, &runtimeapi.ImageSpec{Image: c.Image}, false)
+	if err != nil {
+		return err
+	}
+	img := st.GetImage()
+	if img.GetUid() == nil && img.GetUsername() != "" {
+		return fmt.Errorf("runAsNonRoot: image %s runs as user %q, not a numeric uid; set runAsUser", c.Image, img.GetUsername())
+	}
+	if img.GetUid() == nil || img.GetUid().GetValue() == 0 {
+		return fmt.Errorf("runAsNonRoot: image %s runs as root; set runAsUser to a non-zero uid", c.Image)
+	}
+	return nil
+}
+
+// waitingError is a container that can't be started now for a reason the
+// user must see in its state (ErrImagePull, CreateContainerConfigError); the
+// group's other containers go on.
+type waitingError struct {
+	reason string
+	err    error
+}
+
+func (e *waitingError) Error() string { return e.reason + ": " + e.err.Error() }
+
+// waiting records err as c's waiting reason (an event when it is new) and
+// retries after a back-off; other errors are returned.
+func (a *Agent) waiting(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Container, err error) error {
+	key := g.Metadata.ID + "/" + c.Name
+	var we *waitingError
+	if !errors.As(err, &we) {
+		if err == nil {
+			a.mu.Lock()
+			delete(a.waits, key)
+			a.mu.Unlock()
+		}
+		return err
+	}
+	msg := we.err.Error()
+	a.mu.Lock()
+	prev := a.waits[key]
+	a.waits[key] = apiv1.ContainerStateWaiting{Reason: we.reason, Message: msg}
+	a.mu.Unlock()
+	if prev.Message != msg {
+		a.event(ctx, g, apiv1.EventWarning, "Failed", fmt.Sprintf("container %s: %v", c.Name, we))
+	}
+	a.enqueueAfter(ctx, g.Metadata.ID, backoffInitial)
+	return nil
 }

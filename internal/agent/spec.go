@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -64,6 +65,7 @@ func containerConfig(g *apiv1.ContainerGroup, c apiv1.Container, n uint32, init 
 	if init {
 		cfg.Labels[LabelInit] = "true"
 	}
+	cfg.Linux.SecurityContext = securityContext(c.SecurityContext)
 	for _, e := range c.Env {
 		cfg.Envs = append(cfg.Envs, &runtimeapi.KeyValue{Key: e.Name, Value: e.Value})
 	}
@@ -88,4 +90,39 @@ func resources(g *apiv1.ContainerGroup, c apiv1.Container) *runtimeapi.LinuxCont
 		r.MemoryLimitInBytes = mem
 	}
 	return r
+}
+
+// securityContext maps the supported subset of a container's security
+// context (privileged is refused by validation). Without one the container
+// gets the runtime's default seccomp profile, as with seccompProfile
+// RuntimeDefault.
+func securityContext(sc *apiv1.SecurityContext) *runtimeapi.LinuxContainerSecurityContext {
+	out := &runtimeapi.LinuxContainerSecurityContext{Seccomp: &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}}
+	if sc == nil {
+		return out
+	}
+	if sc.RunAsUser != nil {
+		out.RunAsUser = &runtimeapi.Int64Value{Value: *sc.RunAsUser}
+	}
+	if sc.RunAsGroup != nil {
+		out.RunAsGroup = &runtimeapi.Int64Value{Value: *sc.RunAsGroup}
+	}
+	out.ReadonlyRootfs = sc.ReadOnlyRootFilesystem
+	out.NoNewPrivs = sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation
+	if sc.SeccompProfile == "Unconfined" {
+		out.Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined}
+	}
+	if c := sc.Capabilities; c != nil {
+		out.Capabilities = &runtimeapi.Capability{AddCapabilities: capNames(c.Add), DropCapabilities: capNames(c.Drop)}
+	}
+	return out
+}
+
+// capNames writes capabilities as CRI wants them: NET_ADMIN, not CAP_NET_ADMIN.
+func capNames(in []string) []string {
+	out := make([]string, 0, len(in))
+	for _, c := range in {
+		out = append(out, strings.TrimPrefix(c, "CAP_"))
+	}
+	return out
 }

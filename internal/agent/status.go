@@ -74,7 +74,13 @@ func (a *Agent) containerStatus(g *apiv1.ContainerGroup, c apiv1.Container, at a
 	st := apiv1.ContainerStatus{Name: c.Name, Image: c.Image}
 	last := at.latest()
 	if last == nil {
-		st.State.Waiting = &apiv1.ContainerStateWaiting{Reason: "ContainerCreating"}
+		a.mu.Lock()
+		w, stuck := a.waits[g.Metadata.ID+"/"+c.Name]
+		a.mu.Unlock()
+		if !stuck {
+			w = apiv1.ContainerStateWaiting{Reason: "ContainerCreating"}
+		}
+		st.State.Waiting = &w
 		return st
 	}
 	st.ContainerID, st.ImageID, st.RestartCount = last.Id, last.ImageRef, int(last.Metadata.Attempt)
