@@ -44,8 +44,9 @@ Volumes: emptyDir (on disk) and files payloads (configMaps, secrets of a virtual
 node), written atomically and updated in place. Startup, liveness and readiness
 probes (exec, httpGet, tcpSocket, grpc) as the kubelet runs them.
 
-Still to come (issue #5): the group's cgroup limits, lifecycle hooks, security
-context, memory emptyDir, NFS, logs, exec, port-forward, stats.`,
+Each group's cgroup carries its size; the supported security context subset is
+applied. Still to come (issue #5): lifecycle hooks, registry credentials and
+mirrors, memory emptyDir, NFS, logs, exec, port-forward, stats.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
