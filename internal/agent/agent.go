@@ -160,18 +160,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 }
 
 func (a *Agent) heartbeat(ctx context.Context) {
-	t := time.NewTicker(a.cfg.HeartbeatInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if _, err := a.cfg.Client.Heartbeat(ctx, a.name); err != nil && ctx.Err() == nil {
-			log.G(ctx).Warn("heartbeat", "err", err)
-		}
-	}
+	a.cfg.Client.KeepAlive(ctx, []string{a.name}, a.cfg.HeartbeatInterval, func(_ string, err error) {
+		log.G(ctx).Warn("heartbeat", "err", err)
+	})
 }
 
 // watchGroups keeps a.groups equal to the server's groups on this host.

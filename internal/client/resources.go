@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"time"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 )
@@ -92,4 +93,23 @@ func (c *Client) ListEvents(ctx context.Context, id string) ([]apiv1.Event, erro
 func (c *Client) AddEvent(ctx context.Context, ev *apiv1.Event) error {
 	_, err := c.do(ctx, http.MethodPost, "/v1/events", nil, ev, nil)
 	return err
+}
+
+// KeepAlive renews the leases of hosts every interval until ctx ends; a
+// failed renewal is passed to onErr and retried at the next tick.
+func (c *Client) KeepAlive(ctx context.Context, hosts []string, every time.Duration, onErr func(host string, err error)) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, h := range hosts {
+			if _, err := c.Heartbeat(ctx, h); err != nil && ctx.Err() == nil && onErr != nil {
+				onErr(h, err)
+			}
+		}
+	}
 }

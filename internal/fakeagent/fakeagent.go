@@ -59,7 +59,13 @@ func (a *Agent) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	go a.heartbeats(ctx)
+	names := make([]string, 0, len(a.hosts))
+	for name := range a.hosts {
+		names = append(names, name)
+	}
+	go a.cfg.Client.KeepAlive(ctx, names, a.cfg.HeartbeatInterval, func(host string, err error) {
+		log.G(ctx).Warn("fake agent heartbeat", "host", host, "err", err)
+	})
 	a.cfg.Client.InformGroups(ctx, client.ListOptions{}, client.GroupHandler{
 		Synced: func() { close(a.ready) },
 		Event: func(ev client.GroupEvent) {
@@ -69,23 +75,6 @@ func (a *Agent) Run(ctx context.Context) error {
 		},
 	})
 	return nil
-}
-
-func (a *Agent) heartbeats(ctx context.Context) {
-	t := time.NewTicker(a.cfg.HeartbeatInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		for name := range a.hosts {
-			if _, err := a.cfg.Client.Heartbeat(ctx, name); err != nil && ctx.Err() == nil {
-				log.G(ctx).Warn("fake agent heartbeat", "host", name, "err", err)
-			}
-		}
-	}
 }
 
 // handle moves one group along, at most once per step.
