@@ -23,8 +23,16 @@ type HostSpec struct {
 	// migrates; its owner (a virtual node, a user) deletes and recreates it.
 	Unschedulable bool `json:"unschedulable,omitempty"`
 	Draining      bool `json:"draining,omitempty"`
-	// Address is where the control plane reaches the agent (logs, exec).
+	// Address is where the control plane reaches the agent's stream server
+	// (logs, exec, attach, port-forward, stats): https://ip:port.
 	Address string `json:"address,omitempty"`
+	// StreamCA is the PEM CA of the agent's stream server certificate: the
+	// server trusts exactly this for Address (the agent registered it with
+	// its host token, so it is pinned by that token).
+	StreamCA string `json:"streamCA,omitempty"`
+	// StreamToken is the bearer secret the server presents to the agent's
+	// stream server. Write-only: the API never returns it.
+	StreamToken string `json:"streamToken,omitempty"`
 }
 
 // Resources of a host.

@@ -1,6 +1,9 @@
 package v1
 
-import "net/netip"
+import (
+	"encoding/pem"
+	"net/netip"
+)
 
 // ValidateHost checks a host an agent registers.
 func ValidateHost(h *Host) error {
@@ -27,6 +30,12 @@ func ValidateHost(h *Host) error {
 	if h.Spec.Address != "" {
 		if _, err := netip.ParseAddrPort(h.Spec.Address); err != nil {
 			e.add("spec.address", "%q is not an ip:port address", h.Spec.Address)
+		}
+		if block, _ := pem.Decode([]byte(h.Spec.StreamCA)); block == nil || block.Type != "CERTIFICATE" {
+			e.add("spec.streamCA", "required with spec.address: the PEM certificate of the CA of the agent's stream server")
+		}
+		if len(h.Spec.StreamToken) < 32 {
+			e.add("spec.streamToken", "required with spec.address: a secret of at least 32 characters")
 		}
 	}
 	return e.result()

@@ -2,9 +2,11 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -45,7 +47,23 @@ type Config struct {
 	CNIConfDir string
 	CNIBridge  string
 	IPAMSocket string
-	Logger     *slog.Logger
+	// StreamAddress (ip:port; port 0 picks one) is where the agent serves
+	// logs, exec, attach, port-forward and stats to the control plane;
+	// AdvertiseIP is the IP registered for it when it listens on all
+	// addresses. Empty: no stream server.
+	StreamAddress string
+	AdvertiseIP   string
+	// EphemeralStorageBase is what every group may write on the host before
+	// its extraEphemeralStorage (30 GiB); over it, the group is evicted.
+	// EvictionInterval is how often usage is measured (10 s).
+	EphemeralStorageBase uint64
+	EvictionInterval     time.Duration
+	// LogMaxSize rotates a container's log file when it grows past it
+	// (10 MiB); LogMaxFiles files are kept per container, the live one
+	// included (5).
+	LogMaxSize  int64
+	LogMaxFiles int
+	Logger      *slog.Logger
 }
 
 func (c *Config) validate() error {
@@ -66,6 +84,21 @@ func (c *Config) validate() error {
 	}
 	if c.ResyncInterval == 0 {
 		c.ResyncInterval = 10 * time.Second
+	}
+	if c.EphemeralStorageBase == 0 {
+		c.EphemeralStorageBase = 30 << 30
+	}
+	if c.EvictionInterval == 0 {
+		c.EvictionInterval = 10 * time.Second
+	}
+	if c.LogMaxSize == 0 {
+		c.LogMaxSize = 10 << 20
+	}
+	if c.LogMaxFiles == 0 {
+		c.LogMaxFiles = 5
+	}
+	if c.LogMaxFiles < 2 {
+		return errors.New("agent: --log-max-files must be at least 2 (the live file and one rotated)")
 	}
 	if c.CNIConfDir != "" && (c.CNIBridge == "" || c.IPAMSocket == "") {
 		return errors.New("agent: a CNI config dir needs a bridge name and an IPAM socket")
@@ -97,6 +130,9 @@ type Agent struct {
 	waits     map[string]apiv1.ContainerStateWaiting // group/container that can't start, and why
 	missing   map[string]time.Time                   // started groups whose sandbox is not listed, since
 
+	streamToken string               // the secret the server presents to the stream server
+	cpuSamples  map[string]cpuSample // last CPU sample by group, for rates
+
 	ready chan struct{}
 	done  chan struct{}
 	err   error
@@ -112,9 +148,9 @@ func New(cfg Config) (*Agent, error) {
 		groups: map[string]*apiv1.ContainerGroup{}, reported: map[string]string{}, backoff: map[string]*backoffEntry{},
 		queue: make(chan string, 4096), pending: map[string]bool{}, active: map[string]bool{}, dirty: map[string]bool{},
 		events: make(chan *apiv1.Event, 1024), vswitches: map[string]*apiv1.VSwitch{}, waits: map[string]apiv1.ContainerStateWaiting{},
-		missing: map[string]time.Time{},
-		probes:  probeState{probers: map[string]*prober{}, ready: map[string]bool{}, started: map[string]bool{}},
-		ready:   make(chan struct{}), done: make(chan struct{}),
+		missing: map[string]time.Time{}, cpuSamples: map[string]cpuSample{},
+		probes: probeState{probers: map[string]*prober{}, ready: map[string]bool{}, started: map[string]bool{}},
+		ready:  make(chan struct{}), done: make(chan struct{}),
 	}, nil
 }
 
@@ -132,7 +168,17 @@ func (a *Agent) Err() error { return a.err }
 func (a *Agent) Run(ctx context.Context) (err error) {
 	defer func() { a.err = err; close(a.done) }()
 	ctx = log.With(log.WithLogger(ctx, a.cfg.Logger), "host", a.name)
+	var streamLn net.Listener
+	var streamTLS *tls.Config
+	if a.cfg.StreamAddress != "" {
+		if streamLn, streamTLS, err = a.streamListener(); err != nil {
+			return err
+		}
+	}
 	if _, err := a.cfg.Client.RegisterHost(ctx, &a.cfg.Host); err != nil {
+		if streamLn != nil {
+			_ = streamLn.Close()
+		}
 		return fmt.Errorf("register host %s: %w", a.name, err)
 	}
 	var wg sync.WaitGroup
@@ -145,6 +191,10 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	run(a.runtimeEvents)
 	run(a.resync)
 	run(a.sendEvents)
+	run(a.housekeeping)
+	if streamLn != nil {
+		run(func(ctx context.Context) { a.serveStream(ctx, streamLn, streamTLS) })
+	}
 	if a.cfg.CNIConfDir != "" {
 		run(func(ctx context.Context) {
 			if err := a.serveIPAM(ctx); err != nil {

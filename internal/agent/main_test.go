@@ -17,8 +17,13 @@ func TestMain(m *testing.M) {
 	if filepath.Base(os.Args[0]) == cni.PluginName {
 		os.Exit(cni.Main(os.Getenv, os.Stdin, os.Stdout))
 	}
-	// Benchmark lines must stay readable: only warnings and errors are logged.
-	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	// Benchmark lines must stay readable: only warnings and errors are logged,
+	// unless ECI_TEST_VERBOSE is set.
+	level := slog.LevelWarn
+	if os.Getenv("ECI_TEST_VERBOSE") != "" {
+		level = slog.LevelDebug
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
 	os.Exit(m.Run())
 }
 

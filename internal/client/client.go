@@ -42,6 +42,7 @@ type Client struct {
 	token   string
 	http    *http.Client
 	timeout time.Duration
+	caData  []byte // the server CA, for the streaming clients
 }
 
 // New checks cfg and returns a client.
@@ -73,7 +74,7 @@ func New(cfg Config) (*Client, error) {
 	transport := &http.Transport{TLSClientConfig: tlsCfg, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true}
 	return &Client{
 		base: strings.TrimRight(cfg.Server, "/"), token: cfg.Token, timeout: cfg.Timeout,
-		http: &http.Client{Transport: transport},
+		http: &http.Client{Transport: transport}, caData: ca,
 	}, nil
 }
 

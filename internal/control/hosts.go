@@ -115,6 +115,7 @@ func (s *Service) ListHosts(ctx context.Context, p auth.Principal) ([]apiv1.Host
 		if u, ok := usage[h.Metadata.Name]; ok {
 			h.Status.Allocated, h.Status.Groups = u, u.Pods
 		}
+		h.Spec.StreamToken = ""
 		out = append(out, *h)
 	}
 	return out, nil
@@ -149,6 +150,7 @@ func (s *Service) withUsage(ctx context.Context, h *apiv1.Host) (*apiv1.Host, er
 	if err == nil {
 		h.Status.Allocated, h.Status.Groups = u.Used, u.Used.Pods
 	}
+	h.Spec.StreamToken = ""
 	return h, nil
 }
 

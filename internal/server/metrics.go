@@ -1,6 +1,9 @@
 package server
 
 import (
+	"bufio"
+	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -51,14 +54,27 @@ func (r *statusRecorder) Flush() {
 	}
 }
 
+// Hijack hands the connection over (exec, attach, port-forward upgrade it).
+func (r *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := r.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, fmt.Errorf("the connection can't be upgraded (HTTP/2?)")
+	}
+	r.code = http.StatusSwitchingProtocols
+	return h.Hijack()
+}
+
+// Unwrap gives http.ResponseController the real writer.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
 // instrument counts and times requests by their route pattern.
-func (m *metrics) instrument(route string, h http.Handler) http.Handler {
+func (m *metrics) instrument(route string, h http.Handler, long bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		h.ServeHTTP(rec, r)
 		m.requests.WithLabelValues(route, strconv.Itoa(rec.code)).Inc()
-		if r.URL.Query().Get("watch") != "true" {
+		if !long && r.URL.Query().Get("watch") != "true" {
 			m.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		}
 	})

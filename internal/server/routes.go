@@ -14,6 +14,8 @@ type route struct {
 	handler      http.HandlerFunc
 	// open routes need no token.
 	open bool
+	// long routes (streams) are counted but not timed.
+	long bool
 }
 
 // routes is the whole API; docs/openapi.yaml describes exactly these (a test
@@ -33,6 +35,14 @@ func (s *Server) routes() []route {
 		{method: "PUT", path: "/v1/containergroups/{id}/status", handler: s.reportStatus},
 		{method: "POST", path: "/v1/containergroups/{id}/finalize", handler: s.finalizeGroup},
 		{method: "GET", path: "/v1/containergroups/{id}/events", handler: s.groupEvents},
+		{method: "GET", path: "/v1/containergroups/{id}/log", handler: s.groupLog, long: true},
+		{method: "GET", path: "/v1/containergroups/{id}/exec", handler: s.groupExec, long: true},
+		{method: "POST", path: "/v1/containergroups/{id}/exec", handler: s.groupExec, long: true},
+		{method: "GET", path: "/v1/containergroups/{id}/attach", handler: s.groupAttach, long: true},
+		{method: "POST", path: "/v1/containergroups/{id}/attach", handler: s.groupAttach, long: true},
+		{method: "GET", path: "/v1/containergroups/{id}/portforward", handler: s.groupPortForward, long: true},
+		{method: "POST", path: "/v1/containergroups/{id}/portforward", handler: s.groupPortForward, long: true},
+		{method: "GET", path: "/v1/containergroups/{id}/stats", handler: s.groupStats},
 
 		{method: "GET", path: "/v1/events", handler: s.listEvents},
 		{method: "POST", path: "/v1/events", handler: s.addEvent},
@@ -64,7 +74,7 @@ func (s *Server) handler(ctx context.Context) http.Handler {
 		if !rt.open {
 			h = s.authenticate(h)
 		}
-		mux.Handle(pattern, s.metrics.instrument(pattern, h))
+		mux.Handle(pattern, s.metrics.instrument(pattern, h, rt.long))
 	}
 	logger := log.G(ctx)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -75,6 +75,7 @@ func (c *Config) Validate() error {
 type Server struct {
 	cfg     Config
 	svc     *control.Service
+	agents  agentTransports
 	st      *store.Store
 	metrics *metrics
 

@@ -4,6 +4,11 @@ package servertest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net/http"
+	"os"
 	"testing"
 	"time"
 
@@ -101,4 +106,37 @@ func (s *Server) WaitGroup(t testing.TB, id string, what string, cond func(*apiv
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TenantClient makes tenant (without quota) and a token of it, and returns
+// its client.
+func (s *Server) TenantClient(t testing.TB, tenant string) *client.Client {
+	t.Helper()
+	if _, err := s.Admin.PutTenant(context.Background(), &apiv1.Tenant{Metadata: apiv1.ObjectMeta{Name: tenant}}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := s.Admin.CreateToken(context.Background(), &apiv1.Token{Spec: apiv1.TokenSpec{Kind: apiv1.TokenTenant, Tenant: tenant}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.Client(t, tok.Status.Token)
+}
+
+// AdminRequest sends a raw request with the admin token (for what the Go
+// client never sends: malformed queries).
+func (s *Server) AdminRequest(t testing.TB, method, path string, body io.Reader) (*http.Response, error) {
+	t.Helper()
+	pool := x509.NewCertPool()
+	ca, err := os.ReadFile(s.CAFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.AppendCertsFromPEM(ca)
+	req, err := http.NewRequest(method, s.URL()+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+s.AdminToken())
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	return hc.Do(req)
 }

@@ -1,0 +1,123 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/portforward"
+	"k8s.io/client-go/tools/remotecommand"
+	"k8s.io/client-go/transport/spdy"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+)
+
+// Logs reads a container's log (streamed with o.Follow until the container
+// stops or ctx ends). The caller closes the reader.
+func (c *Client) Logs(ctx context.Context, id string, o apiv1.LogOptions) (io.ReadCloser, error) {
+	resp, err := c.send(ctx, http.MethodGet, "/v1/containergroups/"+url.PathEscape(id)+"/log", o.Query(), nil)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 400 {
+		defer resp.Body.Close()
+		return nil, apiError(resp)
+	}
+	return resp.Body, nil
+}
+
+// GroupStats samples a group's usage.
+func (c *Client) GroupStats(ctx context.Context, id string) (*apiv1.GroupStats, error) {
+	var out apiv1.GroupStats
+	_, err := c.do(ctx, http.MethodGet, "/v1/containergroups/"+url.PathEscape(id)+"/stats", nil, nil, &out)
+	return &out, err
+}
+
+// restConfig is the client as client-go's streaming tools need it.
+func (c *Client) restConfig() *rest.Config {
+	return &rest.Config{Host: c.base, BearerToken: c.token, TLSClientConfig: rest.TLSClientConfig{CAData: c.caData}}
+}
+
+func (c *Client) streamURL(id, kind string, q url.Values) (*url.URL, error) {
+	u, err := url.Parse(c.base + "/v1/containergroups/" + url.PathEscape(id) + "/" + kind)
+	if err != nil {
+		return nil, err
+	}
+	u.RawQuery = q.Encode()
+	return u, nil
+}
+
+// Exec runs o.Command in a container of group id with the kubelet's
+// remotecommand protocol (stdin, tty and resize included). A non-zero exit
+// comes back as a k8s.io/client-go/util/exec.ExitError.
+func (c *Client) Exec(ctx context.Context, id string, o apiv1.ExecOptions, s remotecommand.StreamOptions) error {
+	return c.session(ctx, id, "exec", o, s)
+}
+
+// Attach attaches to the main process of a container of group id.
+func (c *Client) Attach(ctx context.Context, id string, o apiv1.ExecOptions, s remotecommand.StreamOptions) error {
+	o.Command = nil
+	return c.session(ctx, id, "attach", o, s)
+}
+
+func (c *Client) session(ctx context.Context, id, kind string, o apiv1.ExecOptions, s remotecommand.StreamOptions) error {
+	o.Stdin, o.Stdout, o.Stderr = s.Stdin != nil, s.Stdout != nil, s.Stderr != nil
+	o.TTY = s.Tty
+	u, err := c.streamURL(id, kind, o.Query())
+	if err != nil {
+		return err
+	}
+	ex, err := remotecommand.NewSPDYExecutor(c.restConfig(), http.MethodPost, u)
+	if err != nil {
+		return err
+	}
+	return ex.StreamWithContext(ctx, s)
+}
+
+// Forwarder forwards local ports to a group's ports until its context ends.
+type Forwarder struct {
+	pf   *portforward.PortForwarder
+	errc chan error
+}
+
+// PortForward listens on addresses (127.0.0.1 when empty) for ports given
+// as kubectl takes them ("8080", "9090:80", ":80" for any local port) and
+// forwards each connection to the group, until ctx ends.
+func (c *Client) PortForward(ctx context.Context, id string, addresses, ports []string, out, errOut io.Writer) (*Forwarder, error) {
+	u, err := c.streamURL(id, "portforward", nil)
+	if err != nil {
+		return nil, err
+	}
+	tr, upgrader, err := spdy.RoundTripperFor(c.restConfig())
+	if err != nil {
+		return nil, err
+	}
+	dialer := spdy.NewDialer(upgrader, &http.Client{Transport: tr}, http.MethodPost, u)
+	if len(addresses) == 0 {
+		addresses = []string{"127.0.0.1"}
+	}
+	ready := make(chan struct{})
+	pf, err := portforward.NewOnAddresses(dialer, addresses, ports, ctx.Done(), ready, out, errOut)
+	if err != nil {
+		return nil, fmt.Errorf("port-forward: %w", err)
+	}
+	f := &Forwarder{pf: pf, errc: make(chan error, 1)}
+	go func() { f.errc <- pf.ForwardPorts() }()
+	select {
+	case <-ready:
+		return f, nil
+	case err := <-f.errc:
+		return nil, fmt.Errorf("port-forward: %w", err)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Ports are the forwarded ports, local and remote.
+func (f *Forwarder) Ports() ([]portforward.ForwardedPort, error) { return f.pf.GetPorts() }
+
+// Wait blocks until forwarding ends (its context ended, or it failed).
+func (f *Forwarder) Wait() error { return <-f.errc }

@@ -1,0 +1,163 @@
+package server
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/util/proxy"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/control"
+	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/httpapi"
+)
+
+// Logs, exec, attach, port-forward and stats are served by the agent of the
+// group's host. The server checks the caller (its token, and that it may see
+// the group) and the request (every parameter), then proxies to the agent's
+// stream server, trusting exactly the CA the agent registered and presenting
+// the secret registered with it: the caller's own token never leaves the
+// server. Exec, attach and port-forward are upgraded connections (the
+// kubelet's SPDY streaming protocols), so kubectl-style clients work as they
+// are.
+
+func (s *Server) groupLog(w http.ResponseWriter, r *http.Request) {
+	o, err := apiv1.ParseLogOptions(r.URL.Query())
+	if err != nil {
+		writeError(w, r, httpapi.Invalid(err))
+		return
+	}
+	t, err := s.svc.StreamTarget(r.Context(), principal(r), r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if o.Container, err = pickContainer(t.Group, o.Container); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	s.proxyToAgent(w, r, t, "log", o.Query())
+}
+
+func (s *Server) groupExec(w http.ResponseWriter, r *http.Request)   { s.groupSession(w, r, true) }
+func (s *Server) groupAttach(w http.ResponseWriter, r *http.Request) { s.groupSession(w, r, false) }
+
+func (s *Server) groupSession(w http.ResponseWriter, r *http.Request, exec bool) {
+	o, err := apiv1.ParseExecOptions(r.URL.Query(), exec)
+	if err != nil {
+		writeError(w, r, httpapi.Invalid(err))
+		return
+	}
+	t, err := s.svc.StreamTarget(r.Context(), principal(r), r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if o.Container, err = pickContainer(t.Group, o.Container); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	kind := "attach"
+	if exec {
+		kind = "exec"
+	}
+	s.proxyToAgent(w, r, t, kind, o.Query())
+}
+
+func (s *Server) groupPortForward(w http.ResponseWriter, r *http.Request) {
+	if _, err := apiv1.ParsePorts(r.URL.Query()); err != nil {
+		writeError(w, r, httpapi.Invalid(err))
+		return
+	}
+	t, err := s.svc.StreamTarget(r.Context(), principal(r), r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	s.proxyToAgent(w, r, t, "portforward", url.Values{"ports": r.URL.Query()["ports"]})
+}
+
+func (s *Server) groupStats(w http.ResponseWriter, r *http.Request) {
+	t, err := s.svc.StreamTarget(r.Context(), principal(r), r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	s.proxyToAgent(w, r, t, "stats", nil)
+}
+
+// pickContainer checks name against the group's containers; an empty name
+// is the group's only container.
+func pickContainer(g *apiv1.ContainerGroup, name string) (string, error) {
+	var names []string
+	for _, c := range g.Spec.InitContainers {
+		names = append(names, c.Name)
+	}
+	for _, c := range g.Spec.Containers {
+		names = append(names, c.Name)
+	}
+	switch {
+	case name == "" && len(g.Spec.Containers) == 1:
+		return g.Spec.Containers[0].Name, nil
+	case name == "":
+		return "", httpapi.Invalid(apiv1.FieldErrors{{Field: "container",
+			Message: "required: group " + g.Metadata.ID + " has containers " + strings.Join(names, ", ")}})
+	case !slices.Contains(names, name):
+		return "", fmt.Errorf("container %q is not in group %s (its containers: %s): %w", name, g.Metadata.ID, strings.Join(names, ", "), errdefs.ErrNotFound)
+	}
+	return name, nil
+}
+
+// proxyToAgent sends the request on to the agent's stream server.
+func (s *Server) proxyToAgent(w http.ResponseWriter, r *http.Request, t *control.StreamTarget, kind string, query url.Values) {
+	tr, err := s.agents.transport(t.Address, t.CA)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	loc := &url.URL{Scheme: "https", Host: t.Address, Path: "/v1/groups/" + t.Group.Metadata.ID + "/" + kind, RawQuery: query.Encode()}
+	out := r.Clone(r.Context())
+	out.URL.RawQuery = loc.RawQuery
+	out.Header.Set("Authorization", "Bearer "+t.Token)
+	h := proxy.NewUpgradeAwareHandler(loc, tr, false, false, agentResponder{})
+	h.FlushInterval = -1 // a followed log reaches the client line by line
+	h.ServeHTTP(w, out)
+}
+
+// agentResponder reports a failure to reach the agent.
+type agentResponder struct{}
+
+func (agentResponder) Error(w http.ResponseWriter, r *http.Request, err error) {
+	writeError(w, r, fmt.Errorf("the host agent: %w: %w", errdefs.ErrUnavailable, err))
+}
+
+// agentTransports keeps one transport per agent (address and CA).
+type agentTransports struct {
+	mu sync.Mutex
+	m  map[string]*http.Transport
+}
+
+func (a *agentTransports) transport(address, caPEM string) (*http.Transport, error) {
+	key := address + "\n" + caPEM
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if tr, ok := a.m[key]; ok {
+		return tr, nil
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(caPEM)) {
+		return nil, fmt.Errorf("the agent at %s registered no usable CA: %w", address, errdefs.ErrUnavailable)
+	}
+	if a.m == nil {
+		a.m = map[string]*http.Transport{}
+	}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, MaxIdleConnsPerHost: 16}
+	a.m[key] = tr
+	return tr, nil
+}
