@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -21,6 +23,7 @@ func newAgentCommand() *cobra.Command {
 		cpu, memory                        float64
 		reservedCPU, reservedMemory        float64
 		pods                               int
+		ephemeralGiB, logMaxMiB            float64
 		cfg                                agent.Config
 	)
 	cmd := &cobra.Command{
@@ -45,8 +48,12 @@ node), written atomically and updated in place. Startup, liveness and readiness
 probes (exec, httpGet, tcpSocket, grpc) as the kubelet runs them.
 
 Each group's cgroup carries its size; the supported security context subset is
-applied. Still to come (issue #5): lifecycle hooks, registry credentials and
-mirrors, memory emptyDir, NFS, logs, exec, port-forward, stats.`,
+applied.
+
+Logs, exec, attach, port-forward and stats are served to the server (never to
+users directly) on --stream-address: TLS with a CA of the agent's own and a
+secret, both registered with the host. Groups writing more than their
+ephemeral storage are evicted; container logs are rotated by size.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -89,6 +96,15 @@ mirrors, memory emptyDir, NFS, logs, exec, port-forward, stats.`,
 				cfg.Host.Metadata.Name, _ = os.Hostname()
 			}
 			cfg.Host.Spec = apiv1.HostSpec{Zone: zone, Capacity: capacity, Allocatable: alloc, RuntimeHandlers: []string{handler}}
+			if host, _, err := net.SplitHostPort(cfg.StreamAddress); err == nil && cfg.AdvertiseIP == "" {
+				if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+					if cfg.AdvertiseIP, err = agent.HostIP(); err != nil {
+						return err
+					}
+				}
+			}
+			cfg.EphemeralStorageBase = uint64(ephemeralGiB * (1 << 30))
+			cfg.LogMaxSize = int64(logMaxMiB * (1 << 20))
 			cfg.Client, cfg.Runtime, cfg.Logger = c, rt, log.G(ctx)
 			a, err := agent.New(cfg)
 			if err != nil {
@@ -117,5 +133,11 @@ mirrors, memory emptyDir, NFS, logs, exec, port-forward, stats.`,
 	fl.StringVar(&cfg.CNIConfDir, "cni-conf-dir", "/etc/cni/net.d", "the runtime's CNI config dir, where the agent writes its network (empty: leave networking to the runtime's own config)")
 	fl.StringVar(&cfg.CNIBridge, "cni-bridge", "eci0", "bridge of the groups' network")
 	fl.StringVar(&cfg.IPAMSocket, "ipam-socket", "/run/eci/ipam.sock", "where the agent answers the eci-ipam CNI plugin (install _output/bin/eci-ipam into the runtime's CNI bin dir)")
+	fl.StringVar(&cfg.StreamAddress, "stream-address", "0.0.0.0:10350", "where the agent serves logs, exec, attach, port-forward and stats to the server (TLS, its own CA registered with the host)")
+	fl.StringVar(&cfg.AdvertiseIP, "advertise-address", "", "IP the server reaches the stream server at (default: the first global IPv4 of this host)")
+	fl.Float64Var(&ephemeralGiB, "ephemeral-storage", 30, "GiB every group may write on this host (writable layers, disk emptyDirs, logs) before its extraEphemeralStorage; over it the group is evicted")
+	fl.DurationVar(&cfg.EvictionInterval, "housekeeping-interval", 10*time.Second, "how often ephemeral storage is measured and logs rotated")
+	fl.Float64Var(&logMaxMiB, "log-max-size", 10, "MiB a container's log file grows to before it is rotated")
+	fl.IntVar(&cfg.LogMaxFiles, "log-max-files", 5, "log files kept per container, the live one included")
 	return cmd
 }

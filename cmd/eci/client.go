@@ -12,8 +12,6 @@ import (
 func newClientCommands() []*cobra.Command {
 	cmds := cli.Commands()
 	planned := []struct{ use, short, issue string }{
-		{"logs GROUP [CONTAINER]", "Print a container's log: --tail, --since, --timestamps, --previous, --follow", "#5"},
-		{"exec GROUP [CONTAINER] -- COMMAND...", "Run a command in a container, with -i for stdin and -t for a tty", "#5"},
 		{"bill", "Show metered usage and cost per group, tenant or tag over a period", "(billing, not filed yet)"},
 	}
 	for _, v := range planned {

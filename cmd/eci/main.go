@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	utilexec "k8s.io/client-go/util/exec"
 
 	"github.com/eci-dev/eci/internal/log"
 )
@@ -22,6 +23,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCommand().ExecuteContext(ctx)
 	stop()
+	var exit utilexec.ExitError
+	if errors.As(err, &exit) {
+		os.Exit(exit.ExitStatus()) // eci exec: the command's own exit code
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "eci:", err)
 		var ni notImplementedError

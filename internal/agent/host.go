@@ -3,6 +3,7 @@ package agent
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"os"
 	goruntime "runtime"
 	"strconv"
@@ -29,4 +30,28 @@ func MachineResources() (milliCPU, memoryMiB int64, err error) {
 		}
 	}
 	return 0, 0, fmt.Errorf("/proc/meminfo has no MemTotal")
+}
+
+// HostIP is the first global unicast IPv4 address of an interface that is
+// up: the address the stream server is registered at when none is given.
+func HostIP() (string, error) {
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return "", err
+	}
+	for _, ifc := range ifaces {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
+				return n.IP.String(), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no interface has a global IPv4 address: give --advertise-address")
 }

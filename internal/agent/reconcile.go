@@ -17,18 +17,18 @@ import (
 
 // reconcile does the next steps for group id (see the package doc).
 func (a *Agent) reconcile(ctx context.Context, id string) error {
-	g := a.desired(id)
+	g, complete := a.view(id)
 	sbs, err := a.cfg.Runtime.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{LabelGroup: id}})
 	if err != nil {
 		return fmt.Errorf("list sandboxes: %w", err)
 	}
 	switch {
 	case g == nil:
-		if !a.knowsAll() {
+		if !complete {
 			return nil // the watch has not (re)listed yet: not an orphan
 		}
 		a.forget(id)
-		if err := a.removeSandboxes(ctx, sbs, 0); err != nil {
+		if err := a.removeSandboxes(ctx, sbs, 0, "the group is gone"); err != nil {
 			return err
 		}
 		return a.removeGroupFiles(id)
@@ -37,7 +37,7 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 		if g.Metadata.DeletionGracePeriodSeconds != nil {
 			grace = *g.Metadata.DeletionGracePeriodSeconds
 		}
-		if err := a.removeSandboxes(ctx, sbs, grace); err != nil {
+		if err := a.removeSandboxes(ctx, sbs, grace, "the group is being deleted"); err != nil {
 			return err
 		}
 		a.forget(id)
@@ -50,7 +50,7 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 		return nil
 	case g.Status.State.Terminal():
 		// Logs stay until the group is deleted; the volumes and cgroup go now.
-		if err := a.removeSandboxes(ctx, sbs, 0); err != nil {
+		if err := a.removeSandboxes(ctx, sbs, 0, "the group ended"); err != nil {
 			return err
 		}
 		if err := os.RemoveAll(a.groupDir(id)); err != nil {
@@ -74,16 +74,16 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 	}
 	if ready == nil && len(dead) > 0 {
 		// An instance never restarts: a sandbox that died ends the group.
-		if err := a.removeSandboxes(ctx, dead, 0); err != nil {
+		if err := a.removeSandboxes(ctx, dead, 0, "its sandbox died"); err != nil {
 			return err
 		}
 		return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StateFailed, Reason: "SandboxLost", Message: "the group's sandbox stopped"})
 	}
 	sbCfg := a.sandboxConfig(g)
 	if ready == nil && g.Status.RunningAt != nil {
-		// An instance that ran never gets a second sandbox. The runtime has been
-		// seen to list no sandbox at all for a moment, so the group fails only
-		// when its sandbox stays missing for sandboxLostAfter.
+		// An instance that ran never gets a second sandbox. It fails only when
+		// its sandbox stays missing for sandboxLostAfter: a momentary gap in
+		// the runtime's list must not end an instance.
 		a.mu.Lock()
 		since, seen := a.missing[id]
 		if !seen {
@@ -113,7 +113,7 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 		a.event(ctx, g, apiv1.EventNormal, "SandboxCreated", "sandbox "+short(sbID))
 	}
 	if len(dead) > 0 {
-		_ = a.removeSandboxes(ctx, dead, 0)
+		_ = a.removeSandboxes(ctx, dead, 0, "a newer sandbox is ready")
 	}
 	ctrs, err := a.containers(ctx, ready.Id)
 	if err != nil {
@@ -311,7 +311,7 @@ func (a *Agent) ensureImage(ctx context.Context, g *apiv1.ContainerGroup, c apiv
 }
 
 // removeSandboxes stops (with grace seconds for the containers) and removes.
-func (a *Agent) removeSandboxes(ctx context.Context, sbs []*runtimeapi.PodSandbox, grace int64) error {
+func (a *Agent) removeSandboxes(ctx context.Context, sbs []*runtimeapi.PodSandbox, grace int64, why string) error {
 	for _, sb := range sbs {
 		ctrs, err := a.cfg.Runtime.ListContainers(ctx, &runtimeapi.ContainerFilter{PodSandboxId: sb.Id})
 		if err != nil {
@@ -330,22 +330,25 @@ func (a *Agent) removeSandboxes(ctx context.Context, sbs []*runtimeapi.PodSandbo
 		if err := a.cfg.Runtime.RemovePodSandbox(ctx, sb.Id); err != nil {
 			return fmt.Errorf("remove sandbox %s: %w", short(sb.Id), err)
 		}
-		log.G(ctx).Info("removed sandbox", "group", sb.Labels[LabelGroup], "sandbox", short(sb.Id))
+		log.G(ctx).Info("removed sandbox", "group", sb.Labels[LabelGroup], "sandbox", short(sb.Id), "state", sb.State, "why", why)
 	}
 	return nil
 }
 
-// knowsAll tells whether the agent's view of its groups is complete: the
-// first list was replayed and no relist is under way.
-func (a *Agent) knowsAll() bool {
+// view is the server's group id as the agent knows it, and whether that
+// knowledge is complete (the first list was replayed and no relist is under
+// way), read together: a group missing from a complete view is gone. (Read
+// apart, a reconcile could see "unknown" before the list replayed the group
+// and "complete" after, and remove a running group's sandbox.)
+func (a *Agent) view(id string) (g *apiv1.ContainerGroup, complete bool) {
 	select {
-	case <-a.ready:
+	case <-a.ready: // closed only after the first list was applied
+		complete = true
 	default:
-		return false
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return !a.relisting
+	return a.groups[id], complete && !a.relisting
 }
 
 func short(id string) string {

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/proxy"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
@@ -22,6 +21,7 @@ import (
 	"github.com/eci-dev/eci/internal/httpapi"
 	"github.com/eci-dev/eci/internal/log"
 	"github.com/eci-dev/eci/internal/pki"
+	"github.com/eci-dev/eci/internal/streamproxy"
 )
 
 // The stream server is how the control plane reaches a group's logs, exec,
@@ -269,13 +269,8 @@ func proxyStream(w http.ResponseWriter, r *http.Request, rawURL string) {
 		httpapi.WriteError(w, r, fmt.Errorf("the runtime answered a bad stream URL %q: %w", rawURL, err))
 		return
 	}
-	h := proxy.NewUpgradeAwareHandler(u, &http.Transport{}, false, false, responder{})
-	h.ServeHTTP(w, r)
-}
-
-// responder reports proxy failures as API errors.
-type responder struct{}
-
-func (responder) Error(w http.ResponseWriter, r *http.Request, err error) {
-	httpapi.WriteError(w, r, fmt.Errorf("stream: %w: %w", errdefs.ErrUnavailable, err))
+	p := &streamproxy.Proxy{Target: u, Transport: http.DefaultTransport, Error: func(w http.ResponseWriter, r *http.Request, err error) {
+		httpapi.WriteError(w, r, fmt.Errorf("the runtime's streaming server: %w: %w", errdefs.ErrUnavailable, err))
+	}}
+	p.ServeHTTP(w, r)
 }

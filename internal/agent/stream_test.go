@@ -17,11 +17,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
 	"k8s.io/client-go/tools/remotecommand"
 	utilexec "k8s.io/client-go/util/exec"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/cli"
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/runtime"
@@ -73,7 +75,7 @@ func testStreams(t *testing.T, bed *testbed.Bed, srv *servertest.Server, rt runt
 		ts, err := logs(t, srv.Admin, id, apiv1.LogOptions{Container: "counter", Timestamps: true, LimitBytes: i64(200)})
 		first, _, _ := strings.Cut(ts, "\n")
 		stamp, text, _ := strings.Cut(first, " ")
-		if _, perr := time.Parse(time.RFC3339Nano, stamp); err != nil || perr != nil || text != "line-1" || len(ts) != 200 {
+		if _, perr := time.Parse(time.RFC3339Nano, stamp); err != nil || perr != nil || (text != "line-1" && text != "to-stderr") || len(ts) != 200 {
 			t.Fatalf("timestamps with limitBytes=200: %d bytes, first line %q (%v, %v)", len(ts), first, err, perr)
 		}
 		future := time.Now().Add(time.Hour)
@@ -216,6 +218,34 @@ func testStreams(t *testing.T, bed *testbed.Bed, srv *servertest.Server, rt runt
 		}
 		if !names["web"] || !names["counter"] {
 			t.Errorf("per-container stats: %+v", st.Containers)
+		}
+	})
+
+	t.Run("the CLI verbs: logs, exec (exit code), top", func(t *testing.T) {
+		conf := filepath.Join(t.TempDir(), "admin.conf")
+		if err := cli.WriteConfig(conf, cli.Config{Server: srv.URL(), Token: srv.AdminToken(), CAFile: srv.CAFile()}); err != nil {
+			t.Fatal(err)
+		}
+		eci := func(args ...string) (string, error) {
+			root := &cobra.Command{Use: "eci", SilenceUsage: true, SilenceErrors: true}
+			root.AddCommand(cli.Commands()...)
+			var out bytes.Buffer // stdout only: exec copies stdout and stderr concurrently
+			root.SetOut(&out)
+			root.SetErr(io.Discard)
+			root.SetArgs(append([]string{args[0], "--config", conf}, args[1:]...))
+			err := root.ExecuteContext(ctx)
+			return out.String(), err
+		}
+		if out, err := eci("logs", id, "-c", "counter", "--tail", "1"); err != nil || !strings.HasPrefix(out, "tick-") || strings.Count(out, "\n") != 1 {
+			t.Errorf("eci logs --tail 1: %q (%v)", out, err)
+		}
+		out, err := eci("exec", id, "-c", "web", "--", "sh", "-c", "cat /srv/index.html; exit 4")
+		var exit utilexec.ExitError
+		if out != "forwarded\n" || !errors.As(err, &exit) || exit.ExitStatus() != 4 {
+			t.Errorf("eci exec: %q (%v), want the file and exit code 4", out, err)
+		}
+		if out, err := eci("top", id); err != nil || !strings.Contains(out, "(group)") || !strings.Contains(out, "counter") || !strings.Contains(out, "of 32.0 MiB") {
+			t.Errorf("eci top: %q (%v)", out, err)
 		}
 	})
 

@@ -141,6 +141,7 @@ func Commands() []*cobra.Command {
 	f := &Flags{}
 	cmds := []*cobra.Command{
 		newRunCommand(f), newPsCommand(f), newDescribeCommand(f), newRmCommand(f), newEventsCommand(f),
+		newLogsCommand(f), newExecCommand(f), newAttachCommand(f), newPortForwardCommand(f), newTopCommand(f),
 		newHostsCommand(f), newVSwitchesCommand(f), newTokenCommand(f),
 	}
 	for _, c := range cmds {

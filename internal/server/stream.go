@@ -10,12 +10,11 @@ import (
 	"strings"
 	"sync"
 
-	"k8s.io/apimachinery/pkg/util/proxy"
-
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/control"
 	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/httpapi"
+	"github.com/eci-dev/eci/internal/streamproxy"
 )
 
 // Logs, exec, attach, port-forward and stats are served by the agent of the
@@ -121,20 +120,16 @@ func (s *Server) proxyToAgent(w http.ResponseWriter, r *http.Request, t *control
 		writeError(w, r, err)
 		return
 	}
-	loc := &url.URL{Scheme: "https", Host: t.Address, Path: "/v1/groups/" + t.Group.Metadata.ID + "/" + kind, RawQuery: query.Encode()}
-	out := r.Clone(r.Context())
-	out.URL.RawQuery = loc.RawQuery
-	out.Header.Set("Authorization", "Bearer "+t.Token)
-	h := proxy.NewUpgradeAwareHandler(loc, tr, false, false, agentResponder{})
-	h.FlushInterval = -1 // a followed log reaches the client line by line
-	h.ServeHTTP(w, out)
-}
-
-// agentResponder reports a failure to reach the agent.
-type agentResponder struct{}
-
-func (agentResponder) Error(w http.ResponseWriter, r *http.Request, err error) {
-	writeError(w, r, fmt.Errorf("the host agent: %w: %w", errdefs.ErrUnavailable, err))
+	p := &streamproxy.Proxy{
+		Target:    &url.URL{Scheme: "https", Host: t.Address, Path: "/v1/groups/" + t.Group.Metadata.ID + "/" + kind, RawQuery: query.Encode()},
+		TLS:       tr.TLSClientConfig,
+		Transport: tr,
+		Header:    http.Header{"Authorization": {"Bearer " + t.Token}},
+		Error: func(w http.ResponseWriter, r *http.Request, err error) {
+			writeError(w, r, fmt.Errorf("the host agent: %w: %w", errdefs.ErrUnavailable, err))
+		},
+	}
+	p.ServeHTTP(w, r)
 }
 
 // agentTransports keeps one transport per agent (address and CA).
