@@ -330,6 +330,7 @@ func TestAgentOnContainerd(t *testing.T) {
 	})
 
 	t.Run("streams", func(t *testing.T) { testStreams(t, bed, srv, rt) })
+	t.Run("lifecycle", func(t *testing.T) { testLifecycle(t, bed, srv) })
 }
 
 // startAgentOn runs an agent on the bed's containerd, with plugin (this test

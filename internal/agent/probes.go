@@ -156,7 +156,7 @@ func (a *Agent) runProbe(ctx context.Context, g *apiv1.ContainerGroup, name stri
 				a.setProbe(ckey, kind, false, g.Metadata.ID)
 			} else if fails >= failureThreshold {
 				a.event(ctx, g, apiv1.EventNormal, "Killing", fmt.Sprintf("container %s failed its %s probe %d times; restarting it", name, kind, fails))
-				if err := a.cfg.Runtime.StopContainer(ctx, containerID, grace(g)); err != nil {
+				if err := a.stopContainer(ctx, g, name, containerID, ip, grace(g)); err != nil {
 					log.G(ctx).Warn("kill an unhealthy container", "group", g.Metadata.ID, "container", name, "err", err)
 				}
 				return

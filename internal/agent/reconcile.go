@@ -28,7 +28,7 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 			return nil // the watch has not (re)listed yet: not an orphan
 		}
 		a.forget(id)
-		if err := a.removeSandboxes(ctx, sbs, 0, "the group is gone"); err != nil {
+		if err := a.removeSandboxes(ctx, nil, sbs, 0, "the group is gone"); err != nil {
 			return err
 		}
 		return a.removeGroupFiles(id)
@@ -37,7 +37,7 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 		if g.Metadata.DeletionGracePeriodSeconds != nil {
 			grace = *g.Metadata.DeletionGracePeriodSeconds
 		}
-		if err := a.removeSandboxes(ctx, sbs, grace, "the group is being deleted"); err != nil {
+		if err := a.removeSandboxes(ctx, g, sbs, grace, "the group is being deleted"); err != nil {
 			return err
 		}
 		a.forget(id)
@@ -50,13 +50,16 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 		return nil
 	case g.Status.State.Terminal():
 		// Logs stay until the group is deleted; the volumes and cgroup go now.
-		if err := a.removeSandboxes(ctx, sbs, 0, "the group ended"); err != nil {
+		if err := a.removeSandboxes(ctx, g, sbs, endGrace(g), "the group ended"); err != nil {
 			return err
 		}
 		if err := os.RemoveAll(a.groupDir(id)); err != nil {
 			return err
 		}
 		return a.removeCgroup(id)
+	}
+	if ended, err := a.checkDeadline(ctx, g); ended || err != nil {
+		return err
 	}
 	if err := a.ensureVolumes(g); err != nil {
 		a.event(ctx, g, apiv1.EventWarning, "FailedMount", err.Error())
@@ -74,7 +77,7 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 	}
 	if ready == nil && len(dead) > 0 {
 		// An instance never restarts: a sandbox that died ends the group.
-		if err := a.removeSandboxes(ctx, dead, 0, "its sandbox died"); err != nil {
+		if err := a.removeSandboxes(ctx, g, dead, 0, "its sandbox died"); err != nil {
 			return err
 		}
 		return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StateFailed, Reason: "SandboxLost", Message: "the group's sandbox stopped"})
@@ -113,7 +116,7 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 		a.event(ctx, g, apiv1.EventNormal, "SandboxCreated", "sandbox "+short(sbID))
 	}
 	if len(dead) > 0 {
-		_ = a.removeSandboxes(ctx, dead, 0, "a newer sandbox is ready")
+		_ = a.removeSandboxes(ctx, g, dead, 0, "a newer sandbox is ready")
 	}
 	ctrs, err := a.containers(ctx, ready.Id)
 	if err != nil {
@@ -221,7 +224,7 @@ func (a *Agent) runContainers(ctx context.Context, g *apiv1.ContainerGroup, sbID
 		case !restartAt.IsZero() && time.Unix(0, last.CreatedAt).Before(restartAt):
 			// RestartContainerGroup: every container gets a new attempt, now.
 			if last.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
-				if err := a.cfg.Runtime.StopContainer(ctx, last.Id, grace(g)); err != nil {
+				if err := a.stopContainer(ctx, g, c.Name, last.Id, a.sandboxIP(ctx, sbID), grace(g)); err != nil {
 					return err
 				}
 			}
@@ -246,6 +249,33 @@ func shouldRestart(p apiv1.RestartPolicy, exitCode int32) bool {
 	default:
 		return true
 	}
+}
+
+// endGrace is the grace of the containers still running when a group ends:
+// its own, but none for an eviction (as the kubelet's hard eviction).
+func endGrace(g *apiv1.ContainerGroup) int64 {
+	if g.Status.Reason == "Evicted" {
+		return 0
+	}
+	return grace(g)
+}
+
+// checkDeadline fails g once it has been active (from Pending on) longer
+// than activeDeadlineSeconds, and otherwise reconciles it again at that
+// moment. ended says the group was failed.
+func (a *Agent) checkDeadline(ctx context.Context, g *apiv1.ContainerGroup) (ended bool, err error) {
+	d := g.Spec.ActiveDeadlineSeconds
+	if d == nil || g.Status.PendingAt == nil {
+		return false, nil
+	}
+	left := time.Until(g.Status.PendingAt.Add(time.Duration(*d) * time.Second))
+	if left > 0 {
+		a.enqueueAfter(ctx, g.Metadata.ID, left)
+		return false, nil
+	}
+	msg := fmt.Sprintf("the group was active longer than activeDeadlineSeconds (%ds)", *d)
+	a.event(ctx, g, apiv1.EventWarning, "DeadlineExceeded", msg)
+	return true, a.report(ctx, g, apiv1.StatusReport{State: apiv1.StateFailed, Reason: "DeadlineExceeded", Message: msg})
 }
 
 func grace(g *apiv1.ContainerGroup) int64 {
@@ -286,6 +316,7 @@ func (a *Agent) start(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Cont
 		return fmt.Errorf("start container %s: %w", c.Name, err)
 	}
 	a.event(ctx, g, apiv1.EventNormal, "Started", "container "+c.Name)
+	a.postStart(ctx, g, c, id, sbID)
 	return nil
 }
 
@@ -310,19 +341,16 @@ func (a *Agent) ensureImage(ctx context.Context, g *apiv1.ContainerGroup, c apiv
 	return nil
 }
 
-// removeSandboxes stops (with grace seconds for the containers) and removes.
-func (a *Agent) removeSandboxes(ctx context.Context, sbs []*runtimeapi.PodSandbox, grace int64, why string) error {
+// removeSandboxes stops (with grace seconds and the preStop hooks of g's
+// containers; g is nil for an orphan) and removes.
+func (a *Agent) removeSandboxes(ctx context.Context, g *apiv1.ContainerGroup, sbs []*runtimeapi.PodSandbox, grace int64, why string) error {
 	for _, sb := range sbs {
 		ctrs, err := a.cfg.Runtime.ListContainers(ctx, &runtimeapi.ContainerFilter{PodSandboxId: sb.Id})
 		if err != nil {
 			return err
 		}
-		for _, c := range ctrs {
-			if c.State == runtimeapi.ContainerState_CONTAINER_RUNNING {
-				if err := a.cfg.Runtime.StopContainer(ctx, c.Id, grace); err != nil {
-					return fmt.Errorf("stop container %s: %w", short(c.Id), err)
-				}
-			}
+		if err := a.stopContainers(ctx, g, sb.Id, ctrs, grace); err != nil {
+			return err
 		}
 		if err := a.cfg.Runtime.StopPodSandbox(ctx, sb.Id); err != nil {
 			return fmt.Errorf("stop sandbox %s: %w", short(sb.Id), err)
