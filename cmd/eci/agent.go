@@ -24,6 +24,8 @@ func newAgentCommand() *cobra.Command {
 		reservedCPU, reservedMemory        float64
 		pods                               int
 		ephemeralGiB, logMaxMiB            float64
+		mirrors                            []string
+		allowInsecure                      bool
 		cfg                                agent.Config
 	)
 	cmd := &cobra.Command{
@@ -53,7 +55,13 @@ applied.
 Logs, exec, attach, port-forward and stats are served to the server (never to
 users directly) on --stream-address: TLS with a CA of the agent's own and a
 secret, both registered with the host. Groups writing more than their
-ephemeral storage are evicted; container logs are rotated by size.`,
+ephemeral storage are evicted; container logs are rotated by size.
+
+Images are pulled with the group's registry credentials; the plain-http and
+insecure registries a group names, and the agent's registry mirrors, are
+written to the runtime's registry hosts directory (never over the operator's
+own settings). Lifecycle hooks, terminationGracePeriodSeconds and
+activeDeadlineSeconds work as the kubelet's.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -103,6 +111,17 @@ ephemeral storage are evicted; container logs are rotated by size.`,
 					}
 				}
 			}
+			cfg.DenyInsecureRegistries = !allowInsecure
+			for _, m := range mirrors {
+				reg, url, ok := strings.Cut(m, "=")
+				if !ok || reg == "" || (!strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://")) {
+					return fmt.Errorf("--registry-mirror %q: want REGISTRY=URL, such as docker.io=https://mirror.example:5000", m)
+				}
+				if cfg.RegistryMirrors == nil {
+					cfg.RegistryMirrors = map[string][]string{}
+				}
+				cfg.RegistryMirrors[reg] = append(cfg.RegistryMirrors[reg], url)
+			}
 			cfg.EphemeralStorageBase = uint64(ephemeralGiB * (1 << 30))
 			cfg.LogMaxSize = int64(logMaxMiB * (1 << 20))
 			cfg.Client, cfg.Runtime, cfg.Logger = c, rt, log.G(ctx)
@@ -139,5 +158,8 @@ ephemeral storage are evicted; container logs are rotated by size.`,
 	fl.DurationVar(&cfg.EvictionInterval, "housekeeping-interval", 10*time.Second, "how often ephemeral storage is measured and logs rotated")
 	fl.Float64Var(&logMaxMiB, "log-max-size", 10, "MiB a container's log file grows to before it is rotated")
 	fl.IntVar(&cfg.LogMaxFiles, "log-max-files", 5, "log files kept per container, the live one included")
+	fl.StringVar(&cfg.RegistryConfigDir, "registry-config-dir", "/etc/containerd/certs.d", "the runtime's registry hosts directory (containerd's config_path), where mirrors and the groups' plain-http/insecure registries are written")
+	fl.StringArrayVar(&mirrors, "registry-mirror", nil, "REGISTRY=URL: pull REGISTRY's images from URL (repeat for several; an air-gapped site points docker.io at its own registry)")
+	fl.BoolVar(&allowInsecure, "allow-insecure-registries", true, "honour the groups' plainHttpRegistries/insecureRegistries (a registry's transport is shared by the groups of a host)")
 	return cmd
 }

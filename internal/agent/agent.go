@@ -63,7 +63,14 @@ type Config struct {
 	// included (5).
 	LogMaxSize  int64
 	LogMaxFiles int
-	Logger      *slog.Logger
+	// RegistryConfigDir is the runtime's registry hosts directory
+	// (containerd's config_path), where the agent writes RegistryMirrors
+	// (registry -> mirror URLs) and the plain-http and insecure registries
+	// groups ask for, unless DenyInsecureRegistries.
+	RegistryConfigDir      string
+	RegistryMirrors        map[string][]string
+	DenyInsecureRegistries bool
+	Logger                 *slog.Logger
 }
 
 func (c *Config) validate() error {
@@ -168,6 +175,14 @@ func (a *Agent) Err() error { return a.err }
 func (a *Agent) Run(ctx context.Context) (err error) {
 	defer func() { a.err = err; close(a.done) }()
 	ctx = log.With(log.WithLogger(ctx, a.cfg.Logger), "host", a.name)
+	if len(a.cfg.RegistryMirrors) > 0 {
+		if a.cfg.RegistryConfigDir == "" {
+			return errors.New("registry mirrors need --registry-config-dir, the runtime's registry hosts directory")
+		}
+		if err := a.writeMirrors(); err != nil {
+			return fmt.Errorf("registry mirrors: %w", err)
+		}
+	}
 	var streamLn net.Listener
 	var streamTLS *tls.Config
 	if a.cfg.StreamAddress != "" {

@@ -62,3 +62,21 @@ func (a *Agent) forget(id string) {
 		}
 	}
 }
+
+// retryWait is the next wait before key (a container that can't start) is
+// tried again: 10 s, doubling up to 5 minutes, as the kubelet's image pull
+// back-off. A start that succeeds forgets it.
+func (a *Agent) retryWait(key string) time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	k := key + "/retry"
+	e := a.backoff[k]
+	if e == nil {
+		e = &backoffEntry{delay: backoffInitial}
+		a.backoff[k] = e
+	}
+	d := e.delay
+	e.next = time.Now().Add(d)
+	e.delay = min(e.delay*2, backoffMax)
+	return d
+}

@@ -16,8 +16,9 @@ import (
 )
 
 // housekeeping measures, every EvictionInterval, what the running groups
-// write on the host (evicting those over their bound) and rotates the log
-// files that grew past LogMaxSize.
+// write on the host (evicting those over their bound), rotates the log
+// files that grew past LogMaxSize and removes the registry settings no
+// group needs any more.
 func (a *Agent) housekeeping(ctx context.Context) {
 	t := time.NewTicker(a.cfg.EvictionInterval)
 	defer t.Stop()
@@ -43,6 +44,9 @@ func (a *Agent) housekeeping(ctx context.Context) {
 		}
 		if err := a.rotateLogs(ctx); err != nil && ctx.Err() == nil {
 			log.G(ctx).Warn("rotate logs", "err", err)
+		}
+		if err := a.pruneRegistries(); err != nil {
+			log.G(ctx).Warn("registry hosts", "err", err)
 		}
 	}
 }

@@ -297,8 +297,23 @@ func (a *Agent) restart(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Co
 	return a.start(ctx, g, c, last.Metadata.Attempt+1, init, sbID, sbCfg)
 }
 
-// start pulls c's image if needed, then creates and starts attempt n.
+// errStillWaiting: a container that could not start waits for its retry.
+var errStillWaiting = errors.New("waiting for the retry")
+
+// start pulls c's image if needed, then creates and starts attempt n. A
+// container that could not start is not tried again before its back-off
+// ends; meanwhile a failed pull shows as ImagePullBackOff, as the kubelet's.
 func (a *Agent) start(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Container, n uint32, init bool, sbID string, sbCfg *runtimeapi.PodSandboxConfig) error {
+	key := g.Metadata.ID + "/" + c.Name
+	if a.inBackoff(key+"/retry", time.Now()) {
+		a.mu.Lock()
+		w, ok := a.waits[key]
+		if ok && w.Reason == "ErrImagePull" {
+			a.waits[key] = apiv1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: "Back-off pulling image " + c.Image + ": " + w.Message}
+		}
+		a.mu.Unlock()
+		return errStillWaiting
+	}
 	if err := a.ensureImage(ctx, g, c, sbCfg); err != nil {
 		return err
 	}
@@ -332,13 +347,10 @@ func (a *Agent) ensureImage(ctx context.Context, g *apiv1.ContainerGroup, c apiv
 			return &waitingError{reason: "ErrImageNeverPull", err: fmt.Errorf("image %s is not present and imagePullPolicy is Never", c.Image)}
 		}
 	}
-	a.event(ctx, g, apiv1.EventNormal, "Pulling", "pulling image "+c.Image)
-	start := time.Now()
-	if _, err := a.cfg.Runtime.PullImage(ctx, spec, nil, sbCfg); err != nil {
-		return &waitingError{reason: "ErrImagePull", err: fmt.Errorf("pull %s: %w", c.Image, err)}
+	if err := a.ensureRegistries(g); err != nil {
+		return &waitingError{reason: "ErrImagePull", err: err}
 	}
-	a.event(ctx, g, apiv1.EventNormal, "Pulled", fmt.Sprintf("pulled image %s in %s", c.Image, time.Since(start).Round(time.Millisecond)))
-	return nil
+	return a.pull(ctx, g, c, spec, sbCfg)
 }
 
 // removeSandboxes stops (with grace seconds and the preStop hooks of g's
@@ -430,11 +442,15 @@ func (e *waitingError) Error() string { return e.reason + ": " + e.err.Error() }
 // retries after a back-off; other errors are returned.
 func (a *Agent) waiting(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Container, err error) error {
 	key := g.Metadata.ID + "/" + c.Name
+	if errors.Is(err, errStillWaiting) {
+		return nil // the retry is already scheduled
+	}
 	var we *waitingError
 	if !errors.As(err, &we) {
 		if err == nil {
 			a.mu.Lock()
 			delete(a.waits, key)
+			delete(a.backoff, key+"/retry")
 			a.mu.Unlock()
 		}
 		return err
@@ -444,9 +460,9 @@ func (a *Agent) waiting(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Co
 	prev := a.waits[key]
 	a.waits[key] = apiv1.ContainerStateWaiting{Reason: we.reason, Message: msg}
 	a.mu.Unlock()
-	if prev.Message != msg {
+	if prev.Message != msg || prev.Reason != we.reason {
 		a.event(ctx, g, apiv1.EventWarning, "Failed", fmt.Sprintf("container %s: %v", c.Name, we))
 	}
-	a.enqueueAfter(ctx, g.Metadata.ID, backoffInitial)
+	a.enqueueAfter(ctx, g.Metadata.ID, a.retryWait(key))
 	return nil
 }

@@ -31,6 +31,9 @@ type Containerd struct {
 	// CNIConfDir is containerd's CNI config dir; CNIBinDir an extra plugin dir
 	// (after /usr/lib/cni) for the project's own plugins.
 	CNIConfDir, CNIBinDir string
+	// CertsDir is containerd's registry hosts directory (config_path): one
+	// <registry>/hosts.toml each; the bed's registry has one.
+	CertsDir string
 
 	Runtime internalapi.RuntimeService
 	Images  internalapi.ImageManagerService
@@ -147,6 +150,7 @@ func (b *Bed) startContainerd(ctx context.Context) (*Containerd, error) {
 	cniConfDir := filepath.Join(dir, "net.d")
 	c.CNIConfDir, c.CNIBinDir = cniConfDir, filepath.Join(dir, "cni-bin")
 	certsDir := filepath.Join(dir, "certs.d")
+	c.CertsDir = certsDir
 	for _, d := range []string{c.Root, c.State, c.LogDir, cniConfDir, c.CNIBinDir, filepath.Join(certsDir, b.Registry.Host)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err

@@ -1,0 +1,51 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+)
+
+// pullProgressEvery is how often a pull still under way is reported.
+const pullProgressEvery = 10 * time.Second
+
+// pull pulls c's image with the group's credential for its registry. The CRI
+// reports no progress of a pull, so while it lasts a Pulling event says for
+// how long every pullProgressEvery; Pulled gives the time and the size.
+func (a *Agent) pull(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Container, spec *runtimeapi.ImageSpec, sbCfg *runtimeapi.PodSandboxConfig) error {
+	auth := pullAuth(g, c.Image)
+	how := ""
+	if auth != nil {
+		how = " with the credential for " + auth.ServerAddress
+	}
+	a.event(ctx, g, apiv1.EventNormal, "Pulling", "pulling image "+c.Image+how)
+	start := time.Now()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(pullProgressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				a.event(ctx, g, apiv1.EventNormal, "Pulling", fmt.Sprintf("still pulling image %s (%s)", c.Image, time.Since(start).Round(time.Second)))
+			}
+		}
+	}()
+	ref, err := a.cfg.Runtime.PullImage(ctx, spec, auth, sbCfg)
+	if err != nil {
+		return &waitingError{reason: "ErrImagePull", err: fmt.Errorf("pull %s: %w", c.Image, err)}
+	}
+	size := ""
+	if st, err := a.cfg.Runtime.ImageStatus(ctx, &runtimeapi.ImageSpec{Image: ref}, false); err == nil && st.GetImage() != nil {
+		size = fmt.Sprintf(" (%s)", bytesString(st.GetImage().GetSize()))
+	}
+	a.event(ctx, g, apiv1.EventNormal, "Pulled", fmt.Sprintf("pulled image %s%s in %s", c.Image, size, time.Since(start).Round(time.Millisecond)))
+	return nil
+}

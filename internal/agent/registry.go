@@ -1,0 +1,208 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+)
+
+// Registry settings reach containerd through its hosts directory
+// (config_path: one <registry>/hosts.toml each), which it reads at every
+// pull. The agent writes two kinds there, each marked as its own:
+//
+//   - mirrors (--registry-mirror): an air-gapped site points docker.io, or
+//     any registry, at its own;
+//   - plain-http and insecure (no TLS verification) registries that groups
+//     ask for: a registry's transport is the host's, shared by the groups on
+//     it, so a file is written while some group on the host needs it and
+//     removed after.
+//
+// A hosts.toml the agent did not write (the operator's) is never touched,
+// and a group's plain-http or insecure wish for such a registry, or for a
+// mirrored one, is refused with a message saying why.
+
+const (
+	markMirror = "# written by the eci agent: --registry-mirror\n"
+	markGroup  = "# written by the eci agent: a group's plainHttpRegistries/insecureRegistries; removed when no group needs it\n"
+)
+
+// registryHost is the containerd hosts-dir name of an image's registry.
+func registryHost(image string) (string, error) {
+	ref, err := name.ParseReference(image, name.WeakValidation)
+	if err != nil {
+		return "", fmt.Errorf("image %q: %w", image, err)
+	}
+	return normalRegistry(ref.Context().RegistryStr()), nil
+}
+
+// normalRegistry writes a registry as containerd names it: Docker Hub is
+// docker.io, whatever the spelling; no scheme, no path.
+func normalRegistry(s string) string {
+	s = strings.TrimPrefix(strings.TrimPrefix(s, "https://"), "http://")
+	s, _, _ = strings.Cut(s, "/")
+	switch s {
+	case "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com":
+		return "docker.io"
+	}
+	return s
+}
+
+// pullAuth is the group's credential for image's registry, if it has one.
+func pullAuth(g *apiv1.ContainerGroup, image string) *runtimeapi.AuthConfig {
+	host, err := registryHost(image)
+	if err != nil {
+		return nil
+	}
+	for _, c := range g.Spec.ImageRegistryCredentials {
+		if normalRegistry(c.Server) == host {
+			return &runtimeapi.AuthConfig{Username: c.Username, Password: c.Password, ServerAddress: c.Server}
+		}
+	}
+	return nil
+}
+
+// writeMirrors writes the hosts.toml of every mirrored registry.
+func (a *Agent) writeMirrors() error {
+	for reg, mirrors := range a.cfg.RegistryMirrors {
+		var b strings.Builder
+		b.WriteString(markMirror)
+		fmt.Fprintf(&b, "server = %q\n", upstream(reg))
+		for _, m := range mirrors {
+			fmt.Fprintf(&b, "\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", strings.TrimRight(m, "/"))
+		}
+		if err := a.writeHosts(normalRegistry(reg), b.String(), markMirror); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func upstream(reg string) string {
+	if normalRegistry(reg) == "docker.io" {
+		return "https://registry-1.docker.io"
+	}
+	return "https://" + normalRegistry(reg)
+}
+
+// ensureRegistries writes the plain-http and insecure registries g asks for.
+func (a *Agent) ensureRegistries(g *apiv1.ContainerGroup) error {
+	want := registryWishes(g)
+	if len(want) == 0 {
+		return nil
+	}
+	if a.cfg.RegistryConfigDir == "" {
+		return errors.New("plainHttpRegistries/insecureRegistries: this host's agent has no --registry-config-dir")
+	}
+	if a.cfg.DenyInsecureRegistries {
+		return errors.New("plainHttpRegistries/insecureRegistries: this host's agent does not allow them (--allow-insecure-registries=false)")
+	}
+	for _, reg := range sortedKeys(want) {
+		content := markGroup + registryHostsTOML(reg, want[reg])
+		if err := a.writeHosts(reg, content, markGroup); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// registryWishes maps each registry g wants plain-http or insecure to
+// "http" or "insecure".
+func registryWishes(g *apiv1.ContainerGroup) map[string]string {
+	want := map[string]string{}
+	for _, r := range g.Spec.InsecureRegistries {
+		want[normalRegistry(r)] = "insecure"
+	}
+	for _, r := range g.Spec.PlainHTTPRegistries {
+		want[normalRegistry(r)] = "http"
+	}
+	return want
+}
+
+func registryHostsTOML(reg, kind string) string {
+	if kind == "http" {
+		return fmt.Sprintf("server = \"http://%s\"\n\n[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", reg, reg)
+	}
+	return fmt.Sprintf("server = \"https://%s\"\n\n[host.\"https://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n  skip_verify = true\n", reg, reg)
+}
+
+// writeHosts writes <dir>/<reg>/hosts.toml unless a file not carrying mark
+// is there (the operator's, or a mirror's when mark is a group's).
+func (a *Agent) writeHosts(reg, content, mark string) error {
+	if strings.ContainsAny(reg, `/\`) || reg == "" || reg == "." || reg == ".." {
+		return fmt.Errorf("registry %q is not a host[:port]", reg)
+	}
+	path := filepath.Join(a.cfg.RegistryConfigDir, reg, "hosts.toml")
+	cur, err := os.ReadFile(path)
+	switch {
+	case err == nil && bytes.Equal(cur, []byte(content)):
+		return nil
+	case err == nil && !bytes.HasPrefix(cur, []byte(mark)):
+		who := "the host's operator"
+		if bytes.HasPrefix(cur, []byte(markMirror)) {
+			who = "a registry mirror of this host"
+		}
+		return fmt.Errorf("registry %s is configured by %s (%s): a group can't change it", reg, who, path)
+	case err != nil && !errors.Is(err, os.ErrNotExist):
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// pruneRegistries removes the group-asked hosts.toml files no group of this
+// host needs any more.
+func (a *Agent) pruneRegistries() error {
+	if a.cfg.RegistryConfigDir == "" {
+		return nil
+	}
+	a.mu.Lock()
+	needed := map[string]bool{}
+	for _, g := range a.groups {
+		if !g.Status.State.Terminal() {
+			for reg := range registryWishes(g) {
+				needed[reg] = true
+			}
+		}
+	}
+	a.mu.Unlock()
+	entries, err := os.ReadDir(a.cfg.RegistryConfigDir)
+	if err != nil {
+		return nil // nothing written yet
+	}
+	for _, e := range entries {
+		path := filepath.Join(a.cfg.RegistryConfigDir, e.Name(), "hosts.toml")
+		cur, err := os.ReadFile(path)
+		if err != nil || !bytes.HasPrefix(cur, []byte(markGroup)) || needed[e.Name()] {
+			continue
+		}
+		if err := os.Remove(path); err != nil {
+			return err
+		}
+		_ = os.Remove(filepath.Dir(path)) // when empty
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,165 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/server/servertest"
+	"github.com/eci-dev/eci/internal/testbed"
+)
+
+// Registries on containerd: a private registry over plain HTTP on a
+// non-loopback address (so containerd must be told), with basic auth; the
+// agent's docker.io mirror (the bed's registry); the operator's registry
+// settings left alone.
+func testRegistries(t *testing.T, bed *testbed.Bed, srv *servertest.Server) {
+	ctx := context.Background()
+	// The private registry listens on the agent bridge's gateway address,
+	// which the groups' sandboxes have made by now.
+	gw := bed.Network.VSwitchCIDR.Addr().Next()
+	ln, err := net.Listen("tcp", net.JoinHostPort(gw.String(), "0"))
+	if err != nil {
+		t.Fatalf("listen on the agent bridge's gateway %s: %v", gw, err)
+	}
+	private := &http.Server{Handler: basicAuth("puller", "s3cret", registry.New(registry.Logger(log.New(io.Discard, "", 0))))}
+	go func() { _ = private.Serve(ln) }()
+	t.Cleanup(func() { _ = private.Close() })
+	host := ln.Addr().String()
+	copyImage(t, bed.Registry.Busybox, host+"/private/busybox:1.35", &authn.Basic{Username: "puller", Password: "s3cret"})
+	copyImage(t, bed.Registry.Busybox, bed.Registry.Host+"/library/busybox:mirrored", nil)
+	copyImage(t, bed.Registry.Busybox, bed.Registry.Host+"/busybox:not-pulled-yet", nil)
+
+	group := func(name, image string, mutate func(*apiv1.ContainerGroupSpec)) string {
+		g := &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{Name: name}, Spec: apiv1.ContainerGroupSpec{
+			Containers: []apiv1.Container{{Name: "main", Image: image, Command: []string{"sleep", "3600"}}}}}
+		if mutate != nil {
+			mutate(&g.Spec)
+		}
+		return createGroup(t, srv, g)
+	}
+	// A failed pull shows as ErrImagePull, then, as soon as anything looks
+	// at the group during the back-off, as ImagePullBackOff: either will do
+	// when reason is "pull".
+	waitingFor := func(id, reason, text string) {
+		t.Helper()
+		var last apiv1.ContainerStateWaiting
+		eventuallyOK(t, "container waiting with "+reason, func() error {
+			g, err := srv.Admin.GetGroup(ctx, id)
+			if err != nil {
+				return err
+			}
+			if len(g.Status.Containers) == 1 && g.Status.Containers[0].State.Waiting != nil {
+				last = *g.Status.Containers[0].State.Waiting
+			}
+			ok := last.Reason == reason || (reason == "pull" && (last.Reason == "ErrImagePull" || last.Reason == "ImagePullBackOff"))
+			if !ok || !strings.Contains(last.Message, text) {
+				return fmt.Errorf("waiting %s %q, want %s with %q", last.Reason, last.Message, reason, text)
+			}
+			return nil
+		})
+	}
+	image := host + "/private/busybox:1.35"
+	hostsFile := filepath.Join(bed.Containerd.CertsDir, host, "hosts.toml")
+
+	t.Run("a plain-HTTP registry nobody declared can't be pulled; the retry says ImagePullBackOff", func(t *testing.T) {
+		id := group("undeclared", image, nil)
+		waitingFor(id, "ImagePullBackOff", "server gave HTTP response to HTTPS client")
+		_, _ = srv.Admin.DeleteGroup(ctx, id, client.DeleteOptions{Force: true})
+	})
+
+	t.Run("plainHttpRegistries without the credential: unauthorized", func(t *testing.T) {
+		id := group("no-credential", image, func(s *apiv1.ContainerGroupSpec) { s.PlainHTTPRegistries = []string{host} })
+		waitingFor(id, "pull", "no basic auth credentials")
+		_, _ = srv.Admin.DeleteGroup(ctx, id, client.DeleteOptions{Force: true})
+	})
+
+	t.Run("plainHttpRegistries and imageRegistryCredentials: the group runs", func(t *testing.T) {
+		id := group("private", image, func(s *apiv1.ContainerGroupSpec) {
+			s.PlainHTTPRegistries = []string{host}
+			s.ImageRegistryCredentials = []apiv1.RegistryCredential{{Server: "http://" + host, Username: "puller", Password: "s3cret"}}
+		})
+		srv.WaitGroup(t, id, "Running", inState(apiv1.StateRunning))
+		data, err := os.ReadFile(hostsFile)
+		if err != nil || !strings.HasPrefix(string(data), markGroup) || !strings.Contains(string(data), `server = "http://`+host+`"`) {
+			t.Fatalf("hosts.toml for %s: %q (%v)", host, data, err)
+		}
+		if _, err := srv.Admin.DeleteGroup(ctx, id, client.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventuallyOK(t, "the registry setting is removed once no group needs it", func() error {
+			if _, err := os.Stat(hostsFile); !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("%s: %v", hostsFile, err)
+			}
+			return nil
+		})
+	})
+
+	t.Run("docker.io comes from the agent's mirror", func(t *testing.T) {
+		id := group("mirrored", "docker.io/library/busybox:mirrored", nil)
+		srv.WaitGroup(t, id, "Running", inState(apiv1.StateRunning))
+		_, _ = srv.Admin.DeleteGroup(ctx, id, client.DeleteOptions{})
+	})
+
+	t.Run("a group can't change a registry the operator configured", func(t *testing.T) {
+		// (The setting matters only when an image is pulled: this one isn't here yet.)
+		id := group("meddler", bed.Registry.Host+"/busybox:not-pulled-yet", func(s *apiv1.ContainerGroupSpec) { s.InsecureRegistries = []string{bed.Registry.Host} })
+		waitingFor(id, "pull", "configured by the host's operator")
+		data, err := os.ReadFile(filepath.Join(bed.Containerd.CertsDir, bed.Registry.Host, "hosts.toml"))
+		if err != nil || strings.Contains(string(data), "skip_verify") {
+			t.Fatalf("the operator's hosts.toml changed: %q (%v)", data, err)
+		}
+		_, _ = srv.Admin.DeleteGroup(ctx, id, client.DeleteOptions{Force: true})
+	})
+}
+
+// basicAuth lets through requests with user:password; others get the 401
+// that makes a registry client retry with its credential.
+func basicAuth(user, password string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != user || p != password {
+			w.Header().Set("WWW-Authenticate", `Basic realm="eci-test"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// copyImage copies an image between plain-HTTP registries.
+func copyImage(t *testing.T, from, to string, auth authn.Authenticator) {
+	t.Helper()
+	src, err := name.ParseReference(from, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := name.ParseReference(to, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth == nil {
+		auth = authn.Anonymous
+	}
+	if err := remote.Write(dst, img, remote.WithAuth(auth)); err != nil {
+		t.Fatal(err)
+	}
+}
