@@ -40,6 +40,8 @@ type ContainerGroupSpec struct {
 	Hostname    string      `json:"hostname,omitempty"`
 	DNSConfig   *DNSConfig  `json:"dnsConfig,omitempty"`
 	HostAliases []HostAlias `json:"hostAliases,omitempty"`
+	// Sysctls of the group's namespaces: the kubelet's safe set.
+	Sysctls []Sysctl `json:"sysctls,omitempty"`
 
 	// VSwitchIDs the group may get its IP from (and so the zones it may run in).
 	// Empty: any vSwitch of the tenant.
@@ -110,6 +112,27 @@ type DNSConfig struct {
 type DNSOption struct {
 	Name  string `json:"name"`
 	Value string `json:"value,omitempty"`
+}
+
+// Sysctl is one kernel parameter of the group's namespaces.
+type Sysctl struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// SafeSysctls are the sysctls a group may set: the kubelet's safe set,
+// namespaced to the group and harmless to its neighbours.
+var SafeSysctls = []string{
+	"kernel.shm_rmid_forced",
+	"net.ipv4.ip_local_port_range",
+	"net.ipv4.ip_local_reserved_ports",
+	"net.ipv4.ip_unprivileged_port_start",
+	"net.ipv4.ping_group_range",
+	"net.ipv4.tcp_fin_timeout",
+	"net.ipv4.tcp_keepalive_intvl",
+	"net.ipv4.tcp_keepalive_probes",
+	"net.ipv4.tcp_keepalive_time",
+	"net.ipv4.tcp_syncookies",
 }
 
 // HostAlias adds lines to the group's /etc/hosts.

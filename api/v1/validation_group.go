@@ -2,6 +2,7 @@ package v1
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/eci-dev/eci/internal/sizes"
 )
@@ -74,6 +75,18 @@ func validateGroupSpec(e *errs, p fpath, s *ContainerGroupSpec) {
 		}
 		if len(h.Hostnames) == 0 {
 			e.required(hp.child("hostnames"), "at least one host name")
+		}
+	}
+	sysctls := map[string]bool{}
+	for i, sc := range s.Sysctls {
+		sp := p.child("sysctls").index(i)
+		e.oneOf(sp.child("name"), sc.Name, SafeSysctls...)
+		if sysctls[sc.Name] {
+			e.add(sp.child("name"), "%q appears twice", sc.Name)
+		}
+		sysctls[sc.Name] = true
+		if sc.Value == "" || strings.ContainsAny(sc.Value, "\n\x00") {
+			e.required(sp.child("value"), "a value on one line")
 		}
 	}
 

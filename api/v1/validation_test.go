@@ -163,6 +163,8 @@ func TestValidationRules(t *testing.T) {
 		{"dns option", func(g *ContainerGroup) { g.Spec.DNSConfig = &DNSConfig{Options: []DNSOption{{Value: "2"}}} }, "spec.dnsConfig.options[0].name", "required"},
 		{"host alias ip", func(g *ContainerGroup) { g.Spec.HostAliases = []HostAlias{{IP: "x", Hostnames: []string{"a"}}} }, "spec.hostAliases[0].ip", "IP address"},
 		{"host alias names", func(g *ContainerGroup) { g.Spec.HostAliases = []HostAlias{{IP: "198.18.0.1"}} }, "spec.hostAliases[0].hostnames", "required"},
+		{"unsafe sysctl", func(g *ContainerGroup) { g.Spec.Sysctls = []Sysctl{{Name: "kernel.panic", Value: "1"}} }, "spec.sysctls[0].name", "net.ipv4.tcp_syncookies"},
+		{"sysctl value", func(g *ContainerGroup) { g.Spec.Sysctls = []Sysctl{{Name: "net.ipv4.tcp_syncookies"}} }, "spec.sysctls[0].value", "required"},
 		{"vswitch repeated", func(g *ContainerGroup) { g.Spec.VSwitchIDs = []string{"vsw-a", "vsw-a"} }, "spec.vSwitchIds[1]", "repeated"},
 		{"schedule strategy", func(g *ContainerGroup) { g.Spec.ScheduleStrategy = "Spread" }, "spec.scheduleStrategy", "VSwitchOrdered"},
 		{"security groups", func(g *ContainerGroup) { g.Spec.SecurityGroupIDs = []string{"a", "b", "c", "d", "e", "f"} }, "spec.securityGroupIds", "at most 5"},

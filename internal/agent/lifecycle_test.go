@@ -98,6 +98,60 @@ func testLifecycle(t *testing.T, bed *testbed.Bed, srv *servertest.Server) {
 		}
 	})
 
+	t.Run("a memory emptyDir is a tmpfs of its sizeLimit, unmounted with the group", func(t *testing.T) {
+		g := &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{Name: "memvol"}, Spec: apiv1.ContainerGroupSpec{
+			Volumes: []apiv1.Volume{{Name: "mem", EmptyDir: &apiv1.EmptyDirVolume{Medium: "Memory", SizeLimitMiB: 16}}},
+			Containers: []apiv1.Container{{Name: "main", Image: busybox, VolumeMounts: []apiv1.VolumeMount{{Name: "mem", MountPath: "/mem"}},
+				Command: []string{"sh", "-c", "grep ' /mem ' /proc/mounts; dd if=/dev/zero of=/mem/f bs=1M count=20 2>/dev/null; echo dd-exit=$?; sleep 3600"}}},
+		}}
+		id := createGroup(t, srv, g)
+		eventuallyOK(t, "the container sees a 16 MiB tmpfs at /mem and can't write 20 MiB to it", func() error {
+			data, err := os.ReadFile(filepath.Join(bed.Containerd.LogDir, id, "main", "0.log"))
+			if err != nil || !strings.Contains(string(data), "tmpfs /mem tmpfs") || !strings.Contains(string(data), "size=16384k") || !strings.Contains(string(data), "dd-exit=1") {
+				return fmt.Errorf("log %q (%v)", data, err)
+			}
+			return nil
+		})
+		if _, err := srv.Admin.DeleteGroup(ctx, id, client.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventuallyOK(t, "no mount of the group is left", func() error {
+			if _, err := srv.Admin.GetGroup(ctx, id); !errdefs.IsNotFound(err) {
+				return fmt.Errorf("group still there (%v)", err)
+			}
+			data, err := os.ReadFile("/proc/self/mountinfo")
+			if err != nil || strings.Contains(string(data), id) {
+				return fmt.Errorf("a mount of %s is left (%v)", id, err)
+			}
+			return nil
+		})
+	})
+
+	t.Run("hostAliases and the group's own name in /etc/hosts; sysctls", func(t *testing.T) {
+		g := &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{Name: "hosts"}, Spec: apiv1.ContainerGroupSpec{
+			Hostname:    "web-0",
+			HostAliases: []apiv1.HostAlias{{IP: "198.18.0.9", Hostnames: []string{"db.internal", "db"}}},
+			Sysctls:     []apiv1.Sysctl{{Name: "net.ipv4.tcp_keepalive_time", Value: "600"}},
+			Containers: []apiv1.Container{{Name: "main", Image: busybox,
+				Command: []string{"sh", "-c", "cat /etc/hosts; echo keepalive=$(cat /proc/sys/net/ipv4/tcp_keepalive_time); sleep 3600"}}},
+		}}
+		id := createGroup(t, srv, g)
+		running := srv.WaitGroup(t, id, "Running", inState(apiv1.StateRunning))
+		eventuallyOK(t, "/etc/hosts and the sysctl as the container sees them", func() error {
+			data, err := os.ReadFile(filepath.Join(bed.Containerd.LogDir, id, "main", "0.log"))
+			log := string(data)
+			for _, want := range []string{"F 198.18.0.9\tdb.internal\tdb", "F " + running.Status.IP + "\tweb-0", "F 127.0.0.1\tlocalhost", "F keepalive=600"} {
+				if !strings.Contains(log, want) {
+					return fmt.Errorf("no %q in %q (%v)", want, log, err)
+				}
+			}
+			return nil
+		})
+		if _, err := srv.Admin.DeleteGroup(ctx, id, client.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("activeDeadlineSeconds fails the group with DeadlineExceeded", func(t *testing.T) {
 		deadline := int64(2)
 		g := &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{Name: "deadline"}, Spec: apiv1.ContainerGroupSpec{ActiveDeadlineSeconds: &deadline,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 	"time"
 
@@ -53,7 +52,7 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 		if err := a.removeSandboxes(ctx, g, sbs, endGrace(g), "the group ended"); err != nil {
 			return err
 		}
-		if err := os.RemoveAll(a.groupDir(id)); err != nil {
+		if err := a.removeVolumes(id); err != nil {
 			return err
 		}
 		return a.removeCgroup(id)

@@ -29,6 +29,12 @@ func (a *Agent) sandboxConfig(g *apiv1.ContainerGroup) *runtimeapi.PodSandboxCon
 			},
 		},
 	}
+	if len(g.Spec.Sysctls) > 0 {
+		cfg.Linux.Sysctls = map[string]string{}
+		for _, sc := range g.Spec.Sysctls {
+			cfg.Linux.Sysctls[sc.Name] = sc.Value
+		}
+	}
 	if d := g.Spec.DNSConfig; d != nil {
 		cfg.DnsConfig = &runtimeapi.DNSConfig{Servers: d.Nameservers, Searches: d.Searches}
 		for _, o := range d.Options {

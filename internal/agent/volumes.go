@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -36,9 +37,16 @@ func (a *Agent) volumeDir(id, name string) string {
 // ensureVolumes makes every volume of g exist on the host and brings files
 // volumes up to their current payload.
 func (a *Agent) ensureVolumes(g *apiv1.ContainerGroup) error {
+	if err := a.writeHostsFile(g); err != nil {
+		return fmt.Errorf("/etc/hosts: %w", err)
+	}
 	for _, v := range g.Spec.Volumes {
 		dir := a.volumeDir(g.Metadata.ID, v.Name)
 		switch {
+		case v.EmptyDir != nil && v.EmptyDir.Medium == "Memory":
+			if err := ensureTmpfs(dir, memoryVolumeSize(g, v)); err != nil {
+				return fmt.Errorf("volume %s: %w", v.Name, err)
+			}
 		case v.EmptyDir != nil:
 			if err := os.MkdirAll(dir, 0o777); err != nil {
 				return fmt.Errorf("volume %s: %w", v.Name, err)
@@ -146,7 +154,9 @@ func (a *Agent) mounts(g *apiv1.ContainerGroup, c apiv1.Container) []*runtimeapi
 		kinds[v.Name] = v
 	}
 	var out []*runtimeapi.Mount
+	ownHosts := false
 	for _, m := range c.VolumeMounts {
+		ownHosts = ownHosts || filepath.Clean(m.MountPath) == "/etc/hosts"
 		host := a.volumeDir(g.Metadata.ID, m.Name)
 		if m.SubPath != "" {
 			host = filepath.Join(host, m.SubPath)
@@ -154,17 +164,59 @@ func (a *Agent) mounts(g *apiv1.ContainerGroup, c apiv1.Container) []*runtimeapi
 		readonly := m.ReadOnly || kinds[m.Name].Files != nil
 		out = append(out, &runtimeapi.Mount{ContainerPath: m.MountPath, HostPath: host, Readonly: readonly})
 	}
+	if !ownHosts {
+		out = append(out, &runtimeapi.Mount{ContainerPath: "/etc/hosts", HostPath: a.hostsFile(g.Metadata.ID)})
+	}
 	return out
+}
+
+func (a *Agent) hostsFile(id string) string { return filepath.Join(a.groupDir(id), "etc-hosts") }
+
+// writeHosts writes the group's /etc/hosts as the kubelet does: localhost,
+// the group's own name at its IP, then its hostAliases.
+func (a *Agent) writeHostsFile(g *apiv1.ContainerGroup) error {
+	hostname := g.Spec.Hostname
+	if hostname == "" {
+		hostname = g.Metadata.Name
+	}
+	var b strings.Builder
+	b.WriteString("# Managed by the eci agent.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+	b.WriteString("fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n")
+	if g.Status.IP != "" {
+		fmt.Fprintf(&b, "%s\t%s\n", g.Status.IP, hostname)
+	}
+	if len(g.Spec.HostAliases) > 0 {
+		b.WriteString("\n# Entries added by hostAliases.\n")
+		for _, h := range g.Spec.HostAliases {
+			fmt.Fprintf(&b, "%s\t%s\n", h.IP, strings.Join(h.Hostnames, "\t"))
+		}
+	}
+	path := a.hostsFile(g.Metadata.ID)
+	if cur, err := os.ReadFile(path); err == nil && string(cur) == b.String() {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 // removeGroupFiles removes everything the agent keeps on the host for group
 // id: its volumes, its logs and its cgroup.
 func (a *Agent) removeGroupFiles(id string) error {
-	if err := os.RemoveAll(a.groupDir(id)); err != nil {
+	if err := a.removeVolumes(id); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(filepath.Join(a.cfg.LogDir, id)); err != nil {
 		return err
 	}
 	return a.removeCgroup(id)
+}
+
+// removeVolumes unmounts and removes the group's volumes.
+func (a *Agent) removeVolumes(id string) error {
+	if err := unmountUnder(a.groupDir(id)); err != nil {
+		return err
+	}
+	return os.RemoveAll(a.groupDir(id))
 }

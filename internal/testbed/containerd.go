@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"text/template"
 	"time"
 
@@ -186,9 +187,16 @@ func (b *Bed) startContainerd(ctx context.Context) (*Containerd, error) {
 	if err := os.WriteFile(scriptPath, []byte(script), 0o755); err != nil {
 		return nil, err
 	}
+	// containerd's mount namespace is a slave of the bed's directory, made a
+	// shared mount: what an agent mounts there (memory emptyDirs) reaches the
+	// containers, as when both share the host's namespace; nothing mounted
+	// inside containerd's namespace leaks out.
+	if err := shareMount(b.Dir); err != nil {
+		return nil, err
+	}
 	c.proc, err = b.startProcess("containerd", "unshare",
 		"--pid", "--fork", "--kill-child=SIGKILL", "--mount-proc",
-		"--mount", "--propagation", "private", "sh", scriptPath)
+		"--mount", "--propagation", "slave", "sh", scriptPath)
 	if err != nil {
 		return nil, err
 	}
@@ -268,4 +276,15 @@ func renderFile(path string, t *template.Template, data any) error {
 		return err
 	}
 	return f.Close()
+}
+
+// shareMount makes dir a shared mount (a bind mount on itself first).
+func shareMount(dir string) error {
+	if err := syscall.Mount(dir, dir, "", syscall.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind %s: %w", dir, err)
+	}
+	if err := syscall.Mount("", dir, "", syscall.MS_SHARED, ""); err != nil {
+		return fmt.Errorf("make %s a shared mount: %w", dir, err)
+	}
+	return nil
 }

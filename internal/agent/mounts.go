@@ -1,0 +1,86 @@
+package agent
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+)
+
+// A memory-medium emptyDir is a tmpfs the agent mounts at the volume's
+// directory, sized by its sizeLimit (or the group's memory); what is written
+// there counts against the group's memory, as with the kubelet. Mounts are
+// found again from /proc/self/mountinfo, so a restarted agent neither mounts
+// twice nor forgets to unmount.
+
+// ensureTmpfs mounts a tmpfs of sizeMiB at dir unless one is there.
+func ensureTmpfs(dir string, sizeMiB int64) error {
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return err
+	}
+	mounted, err := mountsUnder(dir)
+	if err != nil {
+		return err
+	}
+	for _, m := range mounted {
+		if m == dir {
+			return nil
+		}
+	}
+	opts := fmt.Sprintf("size=%dm,mode=1777", sizeMiB)
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, opts); err != nil {
+		return fmt.Errorf("mount a %d MiB tmpfs at %s: %w", sizeMiB, dir, err)
+	}
+	return nil
+}
+
+// memoryVolumeSize is the size of a memory emptyDir: its sizeLimit, or the
+// group's memory.
+func memoryVolumeSize(g *apiv1.ContainerGroup, v apiv1.Volume) int64 {
+	if v.EmptyDir.SizeLimitMiB > 0 {
+		return v.EmptyDir.SizeLimitMiB
+	}
+	if g.Status.MemoryMiB > 0 {
+		return g.Status.MemoryMiB
+	}
+	return 64
+}
+
+// unmountUnder unmounts every mount at or below dir, deepest first.
+func unmountUnder(dir string) error {
+	mounted, err := mountsUnder(dir)
+	if err != nil {
+		return err
+	}
+	for i := len(mounted) - 1; i >= 0; i-- {
+		if err := syscall.Unmount(mounted[i], syscall.MNT_DETACH); err != nil && err != syscall.EINVAL && err != syscall.ENOENT {
+			return fmt.Errorf("unmount %s: %w", mounted[i], err)
+		}
+	}
+	return nil
+}
+
+// mountsUnder lists the mount points at or below dir, shallowest first.
+func mountsUnder(dir string) ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	dir = filepath.Clean(dir)
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 4 && (fields[4] == dir || strings.HasPrefix(fields[4], dir+"/")) {
+			out = append(out, fields[4])
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) < len(out[j]) })
+	return out, sc.Err()
+}
