@@ -152,6 +152,28 @@ func testLifecycle(t *testing.T, bed *testbed.Bed, srv *servertest.Server) {
 		}
 	})
 
+	// This machine's kernel has no NFS client (no nfs in /proc/filesystems, no
+	// modules to load), so only the failure is tested here: it must be told.
+	t.Run("an NFS volume that can't be mounted keeps the group Pending with FailedMount", func(t *testing.T) {
+		if nfsKernel() {
+			t.Log("this kernel has an NFS client; the failure checked here is a refused server instead")
+		}
+		g := &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{Name: "nfs"}, Spec: apiv1.ContainerGroupSpec{
+			Volumes: []apiv1.Volume{{Name: "share", NFS: &apiv1.NFSVolume{Server: "127.0.0.1", Path: "/exports/none"}}},
+			Containers: []apiv1.Container{{Name: "main", Image: busybox, Command: []string{"sleep", "3600"},
+				VolumeMounts: []apiv1.VolumeMount{{Name: "share", MountPath: "/share"}}}},
+		}}
+		id := createGroup(t, srv, g)
+		pending := srv.WaitGroup(t, id, "Pending with FailedMount", func(g *apiv1.ContainerGroup) bool { return g.Status.Reason == "FailedMount" })
+		if pending.Status.State != apiv1.StatePending || !strings.Contains(pending.Status.Message, "mount NFS 127.0.0.1:/exports/none") {
+			t.Fatalf("%s %s %q", pending.Status.State, pending.Status.Reason, pending.Status.Message)
+		}
+		eventuallyOK(t, "a FailedMount event", func() error { return hasEvent(id, "FailedMount") })
+		if _, err := srv.Admin.DeleteGroup(ctx, id, client.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("activeDeadlineSeconds fails the group with DeadlineExceeded", func(t *testing.T) {
 		deadline := int64(2)
 		g := &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{Name: "deadline"}, Spec: apiv1.ContainerGroupSpec{ActiveDeadlineSeconds: &deadline,
@@ -166,4 +188,9 @@ func testLifecycle(t *testing.T, bed *testbed.Bed, srv *servertest.Server) {
 		}
 		eventuallyOK(t, "a DeadlineExceeded event", func() error { return hasEvent(id, "DeadlineExceeded") })
 	})
+}
+
+func nfsKernel() bool {
+	data, _ := os.ReadFile("/proc/filesystems")
+	return strings.Contains(string(data), "nfs")
 }

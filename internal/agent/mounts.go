@@ -3,6 +3,7 @@ package agent
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -49,6 +50,39 @@ func memoryVolumeSize(g *apiv1.ContainerGroup, v apiv1.Volume) int64 {
 		return g.Status.MemoryMiB
 	}
 	return 64
+}
+
+// ensureNFS mounts an NFS export at dir unless it is mounted: NFSv4.1 by
+// the kernel's own client (no mount helper), the server resolved first,
+// hard mounts as the kubelet's defaults.
+func ensureNFS(dir string, v *apiv1.NFSVolume) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	mounted, err := mountsUnder(dir)
+	if err != nil {
+		return err
+	}
+	if len(mounted) > 0 && mounted[0] == dir {
+		return nil
+	}
+	addrs, err := net.LookupHost(v.Server)
+	if err != nil || len(addrs) == 0 {
+		return fmt.Errorf("NFS server %q: %w", v.Server, err)
+	}
+	var flags uintptr = syscall.MS_NOSUID | syscall.MS_NODEV
+	if v.ReadOnly {
+		flags |= syscall.MS_RDONLY
+	}
+	source := v.Server + ":" + v.Path
+	opts := "vers=4.1,hard,timeo=600,retrans=2,addr=" + addrs[0]
+	if err := syscall.Mount(source, dir, "nfs4", flags, opts); err != nil {
+		if err == syscall.ENODEV {
+			return fmt.Errorf("mount NFS %s: this host's kernel has no NFS client (nfs4 file system unknown): %w", source, err)
+		}
+		return fmt.Errorf("mount NFS %s: %w", source, err)
+	}
+	return nil
 }
 
 // unmountUnder unmounts every mount at or below dir, deepest first.

@@ -59,7 +59,9 @@ func (a *Agent) ensureVolumes(g *apiv1.ContainerGroup) error {
 				return fmt.Errorf("volume %s: %w", v.Name, err)
 			}
 		case v.NFS != nil:
-			return fmt.Errorf("volume %s: NFS volumes are not supported by this agent yet", v.Name)
+			if err := ensureNFS(dir, v.NFS); err != nil {
+				return fmt.Errorf("volume %s: %w", v.Name, err)
+			}
 		}
 	}
 	return nil
@@ -161,7 +163,7 @@ func (a *Agent) mounts(g *apiv1.ContainerGroup, c apiv1.Container) []*runtimeapi
 		if m.SubPath != "" {
 			host = filepath.Join(host, m.SubPath)
 		}
-		readonly := m.ReadOnly || kinds[m.Name].Files != nil
+		readonly := m.ReadOnly || kinds[m.Name].Files != nil || (kinds[m.Name].NFS != nil && kinds[m.Name].NFS.ReadOnly)
 		out = append(out, &runtimeapi.Mount{ContainerPath: m.MountPath, HostPath: host, Readonly: readonly})
 	}
 	if !ownHosts {
