@@ -22,7 +22,8 @@ import (
 // BenchmarkGroupStart: a container group created through the API until the
 // server reports it Running (server + agent + containerd through CRI, image
 // present), one at a time and 50 at once, next to the raw CRI floor (sandbox
-// + create + start of the same pod) measured in the same run.
+// + create + start of the same pod) measured in the same run, bare and
+// sized as the agent sizes a group.
 func BenchmarkGroupStart(b *testing.B) {
 	bed := testbed.New(b, testbed.Options{Containerd: true})
 	srv := servertest.Start(b)
@@ -37,13 +38,16 @@ func BenchmarkGroupStart(b *testing.B) {
 		b.Fatal(err)
 	}
 	// The floor first: once the agent runs, the network is its own (eci-ipam).
-	floor := criFloor(b, rt, bed, img, 20)
+	floor := criFloor(b, rt, bed, img, 20, false)
+	sized := criFloor(b, rt, bed, img, 20, true)
 	_ = startAgentOn(b, srv, rt, bed, buildPlugin(b))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		seq, place := groupStarts(b, srv, bed, 20, 1)
 		par, _ := groupStarts(b, srv, bed, 50, 50)
 		b.ReportMetric(ms(quantile(floor, 0.5)), "cri-floor-p50-ms")
+		b.ReportMetric(ms(quantile(sized, 0.5)), "cri-sized-floor-p50-ms")
+		b.ReportMetric(ms(quantile(seq, 0.5)-quantile(sized, 0.5)), "seq-overhead-vs-sized-p50-ms")
 		b.ReportMetric(ms(quantile(seq, 0.5)), "seq-p50-ms")
 		b.ReportMetric(ms(quantile(seq, 0.5)-quantile(floor, 0.5)), "seq-overhead-p50-ms")
 		b.ReportMetric(ms(quantile(place, 0.5)), "seq-placed-p50-ms")
@@ -53,23 +57,39 @@ func BenchmarkGroupStart(b *testing.B) {
 }
 
 // criFloor starts n pods straight through CRI, one at a time.
-func criFloor(b *testing.B, rt runtime.Runtime, bed *testbed.Bed, img *runtimeapi.ImageSpec, n int) []time.Duration {
+//
+// sized gives the pod what the agent gives a 0.25 vCPU / 0.5 GiB group: its
+// cgroup with those limits (the CFS quota slows runc's own start inside it),
+// the container's resources and the runtime's default seccomp profile. The
+// agent's overhead is then what it adds to starting exactly that.
+func criFloor(b *testing.B, rt runtime.Runtime, bed *testbed.Bed, img *runtimeapi.ImageSpec, n int, sized bool) []time.Duration {
 	ctx := context.Background()
 	var out []time.Duration
 	for j := 0; j < n; j++ {
-		name := fmt.Sprintf("floor-%d", j)
+		name := fmt.Sprintf("floor-%d-%v", j, sized)
+		cgroup := bed.CgroupParent + "/" + name
 		cfg := &runtimeapi.PodSandboxConfig{
 			Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "bench", Uid: name},
 			LogDirectory: bed.Containerd.LogDir + "/" + name,
-			Linux:        &runtimeapi.LinuxPodSandboxConfig{CgroupParent: bed.CgroupParent + "/" + name},
+			Linux:        &runtimeapi.LinuxPodSandboxConfig{CgroupParent: cgroup},
+		}
+		ccfg := &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "main"}, Image: img,
+			Command: []string{"sleep", "3600"}, LogPath: "main.log"}
+		if sized {
+			g := &apiv1.ContainerGroup{Status: apiv1.ContainerGroupStatus{MilliCPU: 250, MemoryMiB: 512}}
+			ccfg.Linux = &runtimeapi.LinuxContainerConfig{Resources: resources(g, apiv1.Container{}), SecurityContext: securityContext(nil)}
 		}
 		t0 := time.Now()
+		if sized {
+			if err := limitCgroup(cgroup, 250, 512); err != nil {
+				b.Fatal(err)
+			}
+		}
 		sb, err := rt.RunPodSandbox(ctx, cfg, "")
 		if err != nil {
 			b.Fatal(err)
 		}
-		c, err := rt.CreateContainer(ctx, sb, &runtimeapi.ContainerConfig{Metadata: &runtimeapi.ContainerMetadata{Name: "main"}, Image: img,
-			Command: []string{"sleep", "3600"}, LogPath: "main.log"}, cfg)
+		c, err := rt.CreateContainer(ctx, sb, ccfg, cfg)
 		if err == nil {
 			err = rt.StartContainer(ctx, c)
 		}
@@ -79,6 +99,9 @@ func criFloor(b *testing.B, rt runtime.Runtime, bed *testbed.Bed, img *runtimeap
 		out = append(out, time.Since(t0))
 		_ = rt.StopPodSandbox(ctx, sb)
 		_ = rt.RemovePodSandbox(ctx, sb)
+		if sized {
+			_ = removeCgroup(cgroup)
+		}
 	}
 	return out
 }

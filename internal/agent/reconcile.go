@@ -16,11 +16,13 @@ import (
 
 // reconcile does the next steps for group id (see the package doc).
 func (a *Agent) reconcile(ctx context.Context, id string) error {
+	tr := newTrace()
 	g, complete := a.view(id)
 	sbs, err := a.cfg.Runtime.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{LabelGroup: id}})
 	if err != nil {
 		return fmt.Errorf("list sandboxes: %w", err)
 	}
+	tr.step("list")
 	switch {
 	case g == nil:
 		if !complete {
@@ -60,7 +62,9 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 	if ended, err := a.checkDeadline(ctx, g); ended || err != nil {
 		return err
 	}
-	if err := a.ensureVolumes(g); err != nil {
+	err = a.ensureVolumes(g)
+	tr.step("volumes")
+	if err != nil {
 		a.event(ctx, g, apiv1.EventWarning, "FailedMount", err.Error())
 		return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "FailedMount", Message: err.Error()})
 	}
@@ -107,7 +111,10 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 		if err := a.limitCgroup(g); err != nil {
 			return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "CgroupFailed", Message: err.Error()})
 		}
+		tr.step("cgroup")
 		sbID, err := a.cfg.Runtime.RunPodSandbox(ctx, sbCfg, "")
+		tr.step("sandbox")
+		defer tr.log(ctx, "started a group's sandbox", id)
 		if err != nil {
 			return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "SandboxCreateFailed", Message: err.Error()})
 		}
@@ -121,6 +128,7 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	tr.step("containers")
 	initDone, failed, err := a.runInit(ctx, g, ready.Id, sbCfg, ctrs)
 	if err != nil {
 		return err
@@ -129,6 +137,7 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 		if err := a.runContainers(ctx, g, ready.Id, sbCfg, ctrs); err != nil {
 			return err
 		}
+		tr.step("start")
 		if ctrs, err = a.containers(ctx, ready.Id); err != nil {
 			return err
 		}
@@ -140,7 +149,10 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 			a.syncProbes(ctx, g, ctrs, st.GetStatus().GetNetwork().GetIp())
 		}
 	}
-	return a.report(ctx, g, a.status(ctx, g, ctrs))
+	tr.step("relist")
+	err = a.report(ctx, g, a.status(ctx, g, ctrs))
+	tr.step("report")
+	return err
 }
 
 // sandboxLostAfter is how long a started group's sandbox must be missing from
