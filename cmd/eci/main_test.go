@@ -54,7 +54,7 @@ func TestRolesHelpAndPlannedExit(t *testing.T) {
 				t.Errorf("%s --help does not mention %q", role, w)
 			}
 		}
-		if role == "server" || role == "agent" {
+		if role == "server" || role == "agent" || role == "vnode" {
 			continue
 		}
 		_, err = run(t, role)
@@ -70,6 +70,7 @@ func TestServerFlagsAreChecked(t *testing.T) {
 		"server --data-dir=": "--data-dir is required",
 		"server --data-dir=/tmp/x --placement-policy=random": "allowed: spread, binpack",
 		"server --data-dir=/tmp/x --listen=nowhere":          "want host:port",
+		"vnode --kubeconfig=/nonexistent":                    "--kubeconfig",
 	} {
 		_, err := run(t, strings.Fields(args)...)
 		if err == nil || !strings.Contains(err.Error(), says) {

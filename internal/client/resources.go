@@ -113,3 +113,9 @@ func (c *Client) KeepAlive(ctx context.Context, hosts []string, every time.Durat
 		}
 	}
 }
+
+// Ready asks the server's /readyz: nil while it answers and its store does.
+func (c *Client) Ready(ctx context.Context) error {
+	_, err := c.do(ctx, http.MethodGet, "/readyz", nil, nil, nil)
+	return err
+}

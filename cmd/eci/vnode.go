@@ -1,0 +1,123 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/log"
+	"github.com/eci-dev/eci/internal/vnode"
+)
+
+func newVnodeCommand() *cobra.Command {
+	var (
+		cfg               vnode.Config
+		cc                client.Config
+		kubeconfig, taint string
+		tokenFile         string
+		cpu, memory, pods string
+		labels            []string
+		noTaint           bool
+	)
+	cmd := &cobra.Command{
+		Use:   "vnode",
+		Short: "Join a Kubernetes cluster as a virtual node whose pods run as instances",
+		Long: `eci vnode registers a node in a Kubernetes cluster (virtual-kubelet) with the
+labels type=virtual-kubelet, kubernetes.io/role=agent, k8s.aliyun.com/vnode=true and
+the taint virtual-kubelet.io/provider=eci:NoSchedule.
+
+Every pod bound to it is translated into a container group of the instance service
+(size rounded to the spec table and written back as k8s.aliyun.com/eci-instance-spec,
+the k8s.aliyun.com/ annotations honoured, unsupported features refused with the
+alternative named, configMaps, secrets, downward API and service-account tokens
+sent as file payloads) and its status is kept true in Kubernetes from the
+service's watch.
+
+It serves the kubelet API (logs, exec, attach, /stats/summary) to the apiserver
+(a client certificate of --client-ca-file is required). Still to come (issue #6):
+port-forward, /metrics/resource, configMap updates reaching the files, token
+refresh; the eci-profile webhook is issue #7.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			var err error
+			if cfg.Kube, err = vnode.KubeClient(kubeconfig); err != nil {
+				return err
+			}
+			if tokenFile != "" {
+				data, err := os.ReadFile(tokenFile)
+				if err != nil {
+					return fmt.Errorf("--token-file: %w", err)
+				}
+				cc.Token = strings.TrimSpace(string(data))
+			}
+			if cc.Token == "" {
+				cc.Token = os.Getenv("ECI_TOKEN")
+			}
+			if cfg.ECI, err = client.New(cc); err != nil {
+				return err
+			}
+			cfg.Capacity = corev1.ResourceList{}
+			for name, v := range map[corev1.ResourceName]string{corev1.ResourceCPU: cpu, corev1.ResourceMemory: memory, corev1.ResourcePods: pods} {
+				q, err := resource.ParseQuantity(v)
+				if err != nil {
+					return fmt.Errorf("capacity %s %q: %w", name, v, err)
+				}
+				cfg.Capacity[name] = q
+			}
+			if !noTaint {
+				t := vnode.Taint()
+				if taint != "" {
+					key, rest, ok := strings.Cut(taint, "=")
+					value, effect, ok2 := strings.Cut(rest, ":")
+					if !ok || !ok2 {
+						return fmt.Errorf("--taint %q: want KEY=VALUE:EFFECT", taint)
+					}
+					t = &corev1.Taint{Key: key, Value: value, Effect: corev1.TaintEffect(effect)}
+				}
+				cfg.Taint = t
+			}
+			cfg.Labels = map[string]string{}
+			for _, kv := range labels {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok {
+					return fmt.Errorf("--label %q: want KEY=VALUE", kv)
+				}
+				cfg.Labels[k] = v
+			}
+			cfg.Logger = log.G(ctx)
+			v, err := vnode.New(cfg)
+			if err != nil {
+				return err
+			}
+			return v.Run(ctx)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of the cluster to join")
+	fl.StringVar(&cfg.NodeName, "node-name", "eci-vnode", "the node's name")
+	fl.StringVar(&cfg.ClusterID, "cluster-id", "", "tells this cluster's instances from others' on the same service (default: the node name)")
+	fl.StringVar(&cc.Server, "server", "https://127.0.0.1:8443", "the instance service")
+	fl.StringVar(&cc.Token, "token", "", "a tenant token of the instance service (default $ECI_TOKEN)")
+	fl.StringVar(&tokenFile, "token-file", "", "read the token from this file")
+	fl.StringVar(&cc.CAFile, "ca-file", "", "CA of the instance service's certificate")
+	fl.StringVar(&cfg.InternalIP, "internal-ip", "", "the node's IP, where the apiserver reaches its kubelet API")
+	fl.StringVar(&cfg.ListenAddr, "listen", ":10250", "kubelet API address")
+	fl.StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "serving certificate of the kubelet API (default: self-signed)")
+	fl.StringVar(&cfg.TLSKeyFile, "tls-key-file", "", "its key")
+	fl.StringVar(&cfg.ClientCAFile, "client-ca-file", "", "CA of the apiserver's kubelet client certificate (required)")
+	fl.StringSliceVar(&cfg.ClusterDNS, "cluster-dns", nil, "DNS servers of ClusterFirst pods")
+	fl.StringVar(&cfg.ClusterDomain, "cluster-domain", "cluster.local", "the cluster's DNS domain")
+	fl.StringVar(&taint, "taint", "", "the node's taint, KEY=VALUE:EFFECT (default virtual-kubelet.io/provider=eci:NoSchedule)")
+	fl.BoolVar(&noTaint, "no-taint", false, "no taint: every pod may land on the node")
+	fl.StringArrayVar(&labels, "label", nil, "an extra node label KEY=VALUE (repeat)")
+	fl.StringVar(&cpu, "cpu", "1000", "the node's cpu capacity")
+	fl.StringVar(&memory, "memory", "4Ti", "the node's memory capacity")
+	fl.StringVar(&pods, "pods", "1000", "the node's pod capacity")
+	return cmd
+}

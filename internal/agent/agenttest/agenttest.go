@@ -1,0 +1,60 @@
+// Package agenttest runs a real host agent on a test bed's containerd, for
+// the tests of other packages (the virtual node's e2e tests).
+package agenttest
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/agent"
+	"github.com/eci-dev/eci/internal/cni"
+	"github.com/eci-dev/eci/internal/runtime"
+	"github.com/eci-dev/eci/internal/server/servertest"
+	"github.com/eci-dev/eci/internal/testbed"
+)
+
+// Start runs an agent for host name on the bed's containerd (the bed's
+// vSwitch range is added to the server), with the eci-ipam plugin built
+// from this checkout, until the test ends.
+func Start(t testing.TB, srv *servertest.Server, bed *testbed.Bed, name string) *agent.Agent {
+	t.Helper()
+	srv.VSwitch(t, "vsw-"+name, "zone-a", bed.Network.VSwitchCIDR.String())
+	plugin := filepath.Join(bed.Containerd.CNIBinDir, cni.PluginName)
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", plugin, "github.com/eci-dev/eci/cmd/eci-ipam")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build eci-ipam: %v\n%s", err, out)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	rt, err := runtime.NewCRI(bed.Containerd.Endpoint, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := apiv1.Resources{MilliCPU: 32000, MemoryMiB: 65536, Pods: 200}
+	a, err := agent.New(agent.Config{
+		Client: srv.HostClient(t, name), Runtime: rt, CgroupParent: bed.CgroupParent,
+		LogDir: bed.Containerd.LogDir, StateDir: filepath.Join(bed.Dir, "agent-"+name),
+		Host:       apiv1.Host{Metadata: apiv1.ObjectMeta{Name: name}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}},
+		CNIConfDir: bed.Containerd.CNIConfDir, CNIBridge: bed.Network.AgentBridge, IPAMSocket: filepath.Join(bed.Dir, "ipam-"+name+".sock"),
+		RegistryConfigDir: bed.Containerd.CertsDir, StreamAddress: "127.0.0.1:0",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { _ = a.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-a.Done() })
+	select {
+	case <-a.Ready():
+	case <-a.Done():
+		t.Fatalf("agent stopped: %v", a.Err())
+	case <-time.After(30 * time.Second):
+		t.Fatal("agent not ready after 30s")
+	}
+	return a
+}

@@ -1,0 +1,144 @@
+package vnode
+
+import (
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+)
+
+// annotations applies the pod annotations of spec section 6 that the
+// instance service supports. A malformed one refuses the pod, quoting it and
+// the expected form; the service's own validation names the field for
+// values that parse but are not allowed.
+func annotations(pod *corev1.Pod, s *apiv1.ContainerGroupSpec) error {
+	a := pod.Annotations
+	list := func(key string) []string {
+		var out []string
+		for _, v := range strings.Split(a[key], ",") {
+			if v = strings.TrimSpace(v); v != "" {
+				out = append(out, v)
+			}
+		}
+		return out
+	}
+	if _, ok := a[AnnUseSpecs]; ok {
+		s.Specs = list(AnnUseSpecs)
+	}
+	if _, ok := a[AnnVSwitch]; ok {
+		s.VSwitchIDs = list(AnnVSwitch)
+	}
+	if v, ok := a[AnnScheduleStrat]; ok {
+		s.ScheduleStrategy = apiv1.ScheduleStrategy(v)
+	}
+	if _, ok := a[AnnSecurityGroup]; ok {
+		s.SecurityGroupIDs = list(AnnSecurityGroup)
+	}
+	s.PrivateIPAddress = a[AnnPrivateIP]
+	if _, ok := a[AnnPlainHTTP]; ok {
+		s.PlainHTTPRegistries = list(AnnPlainHTTP)
+	}
+	if _, ok := a[AnnInsecure]; ok {
+		s.InsecureRegistries = list(AnnInsecure)
+	}
+	if v, ok := a[AnnFailStrategy]; ok {
+		s.FailStrategy = apiv1.FailStrategy(v)
+	}
+	if v, ok := a[AnnMaxPending]; ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return refuse("InvalidAnnotation", "annotation %s=%q is not valid: expected minutes, an integer from 10 to 1440", AnnMaxPending, v)
+		}
+		s.MaxPendingMinutes = n
+	}
+	if v, ok := a[AnnExtraEphemeral]; ok {
+		q, err := resource.ParseQuantity(v)
+		if err != nil || q.Sign() < 0 {
+			return refuse("InvalidAnnotation", "annotation %s=%q is not valid: expected a size such as 50Gi", AnnExtraEphemeral, v)
+		}
+		s.ExtraEphemeralStorage = int((q.Value() + (1<<30 - 1)) >> 30)
+	}
+	if v, ok := a[AnnCustomTags]; ok {
+		s.Tags = map[string]string{}
+		for _, kv := range list(AnnCustomTags) {
+			k, val, found := strings.Cut(kv, ":")
+			if !found || k == "" {
+				return refuse("InvalidAnnotation", "annotation %s=%q is not valid: expected \"key:value,key:value\" (up to 3)", AnnCustomTags, v)
+			}
+			s.Tags[k] = val
+		}
+		if len(s.Tags) > 3 {
+			return refuse("InvalidAnnotation", "annotation %s=%q has %d tags: at most 3 are allowed", AnnCustomTags, v, len(s.Tags))
+		}
+	}
+	var hosts []struct {
+		Host string `json:"host"`
+		IP   string `json:"ip"`
+	}
+	if err := jsonAnnotation(pod, AnnCustomHosts, `a JSON list such as [{"host":"db","ip":"198.18.0.9"}]`, &hosts); err != nil {
+		return err
+	}
+	for _, h := range hosts {
+		s.HostAliases = append(s.HostAliases, apiv1.HostAlias{IP: h.IP, Hostnames: []string{h.Host}})
+	}
+	var dns struct {
+		Nameservers []string `json:"nameservers"`
+		Searches    []string `json:"searches"`
+		Options     []struct {
+			Name  string  `json:"name"`
+			Value *string `json:"value"`
+		} `json:"options"`
+	}
+	if _, ok := a[AnnCustomDNS]; ok {
+		if err := jsonAnnotation(pod, AnnCustomDNS, `JSON such as {"nameservers":["198.18.0.10"],"searches":["svc.local"],"options":[{"name":"ndots","value":"2"}]}`, &dns); err != nil {
+			return err
+		}
+		d := &apiv1.DNSConfig{Nameservers: dns.Nameservers, Searches: dns.Searches}
+		for _, o := range dns.Options {
+			opt := apiv1.DNSOption{Name: o.Name}
+			if o.Value != nil {
+				opt.Value = *o.Value
+			}
+			d.Options = append(d.Options, opt)
+		}
+		s.DNSConfig = d
+	}
+	return nil
+}
+
+// dnsConfig is the pod's resolv.conf as the kubelet makes it: ClusterFirst
+// uses the node's cluster DNS and the search path of the pod's namespace;
+// None only the pod's dnsConfig; Default the runtime's (the host's).
+func (p *Provider) dnsConfig(pod *corev1.Pod) *apiv1.DNSConfig {
+	var d *apiv1.DNSConfig
+	policy := pod.Spec.DNSPolicy
+	if policy == "" {
+		policy = corev1.DNSClusterFirst
+	}
+	if (policy == corev1.DNSClusterFirst || policy == corev1.DNSClusterFirstWithHostNet) && len(p.cfg.ClusterDNS) > 0 {
+		dom := p.cfg.ClusterDomain
+		d = &apiv1.DNSConfig{
+			Nameservers: p.cfg.ClusterDNS,
+			Searches:    []string{pod.Namespace + ".svc." + dom, "svc." + dom, dom},
+			Options:     []apiv1.DNSOption{{Name: "ndots", Value: "5"}},
+		}
+	}
+	if c := pod.Spec.DNSConfig; c != nil {
+		if d == nil {
+			d = &apiv1.DNSConfig{}
+		}
+		d.Nameservers = append(d.Nameservers, c.Nameservers...)
+		d.Searches = append(d.Searches, c.Searches...)
+		for _, o := range c.Options {
+			opt := apiv1.DNSOption{Name: o.Name}
+			if o.Value != nil {
+				opt.Value = *o.Value
+			}
+			d.Options = append(d.Options, opt)
+		}
+	}
+	return d
+}

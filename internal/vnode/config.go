@@ -1,0 +1,105 @@
+package vnode
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/client-go/kubernetes"
+	corev1listers "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/eci-dev/eci/internal/client"
+)
+
+// Config of a virtual node.
+type Config struct {
+	// NodeName is the node's name in the cluster.
+	NodeName string
+	// ClusterID tells this cluster's groups from other clusters' on the same
+	// instance service (a label on every group); default: NodeName.
+	ClusterID string
+	// Kube is the cluster; ECI the instance service, with a tenant token.
+	Kube kubernetes.Interface
+	ECI  *client.Client
+	// Taint keeps ordinary pods off the node (spec section 2:
+	// virtual-kubelet.io/provider=eci:NoSchedule); nil: no taint.
+	Taint *corev1.Taint
+	// Labels are added to the node's (type=virtual-kubelet,
+	// kubernetes.io/role=agent, k8s.aliyun.com/vnode=true).
+	Labels map[string]string
+	// Capacity of the node: cpu, memory, pods (defaults: 1000, 4Ti, 1000).
+	Capacity corev1.ResourceList
+	// InternalIP is the node's address, where the apiserver reaches the
+	// kubelet API on ListenAddr (":10250").
+	InternalIP string
+	ListenAddr string
+	// TLSCertFile and TLSKeyFile serve the kubelet API; empty: a self-signed
+	// certificate. ClientCAFile verifies the apiserver's client certificate
+	// (its --kubelet-client-certificate); required.
+	TLSCertFile, TLSKeyFile, ClientCAFile string
+	// ClusterDNS and ClusterDomain make ClusterFirst pods' resolv.conf.
+	ClusterDNS    []string
+	ClusterDomain string
+	Logger        *slog.Logger
+
+	// Files resolves configMaps and secrets (the informers' listers);
+	// Recorder records Events on pods; Pods is the pod lister. Set by New.
+	Files    files
+	Recorder record.EventRecorder
+	Pods     corev1listers.PodLister
+}
+
+// Taint is the virtual node's default taint (spec section 2).
+func Taint() *corev1.Taint {
+	return &corev1.Taint{Key: "virtual-kubelet.io/provider", Value: "eci", Effect: corev1.TaintEffectNoSchedule}
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.NodeName == "":
+		return errors.New("vnode: a node name is required (--node-name)")
+	case c.Kube == nil:
+		return errors.New("vnode: a Kubernetes client is required (--kubeconfig)")
+	case c.ECI == nil:
+		return errors.New("vnode: a client of the instance service is required (--server, --token)")
+	case net.ParseIP(c.InternalIP) == nil:
+		return errors.New("vnode: --internal-ip must be the IP the apiserver reaches this node's kubelet API at")
+	case c.ClientCAFile == "":
+		return errors.New("vnode: --client-ca-file is required: the CA of the apiserver's kubelet client certificate (the kubelet API takes no anonymous callers)")
+	}
+	if c.ClusterID == "" {
+		c.ClusterID = c.NodeName
+	}
+	if c.ListenAddr == "" {
+		c.ListenAddr = ":10250"
+	}
+	if c.ClusterDomain == "" {
+		c.ClusterDomain = "cluster.local"
+	}
+	if c.Capacity == nil {
+		c.Capacity = corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse("1000"),
+			corev1.ResourceMemory: resource.MustParse("4Ti"),
+			corev1.ResourcePods:   resource.MustParse("1000"),
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// KubeClient is a client of the cluster in kubeconfig (in-cluster config
+// when empty and running in a pod).
+func KubeClient(kubeconfig string) (kubernetes.Interface, error) {
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("--kubeconfig: %w", err)
+	}
+	return kubernetes.NewForConfig(rc)
+}

@@ -1,0 +1,277 @@
+package vnode
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/log"
+	vkerrdefs "github.com/virtual-kubelet/virtual-kubelet/errdefs"
+)
+
+// Provider is the virtual-kubelet provider: every pod bound to the node is a
+// container group of the instance service, idempotent by pod UID; pod
+// status follows the group's, pushed through the notifier as the service's
+// watch reports changes.
+type Provider struct {
+	cfg Config
+
+	mu     sync.Mutex
+	pods   map[string]*corev1.Pod           // by namespace/name: the pods this node runs
+	groups map[string]*apiv1.ContainerGroup // by pod UID
+	notify func(*corev1.Pod)
+	synced chan struct{}
+}
+
+func newProvider(cfg Config) *Provider {
+	return &Provider{cfg: cfg, pods: map[string]*corev1.Pod{}, groups: map[string]*apiv1.ContainerGroup{}, synced: make(chan struct{})}
+}
+
+func podKey(namespace, name string) string { return namespace + "/" + name }
+
+// CreatePod makes the pod's group (or finds it: the client token is the pod
+// UID). A pod the node won't run is failed with the reason and an Event.
+func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
+	pod = pod.DeepCopy()
+	p.mu.Lock()
+	p.pods[podKey(pod.Namespace, pod.Name)] = pod
+	p.mu.Unlock()
+	g, err := p.toGroup(pod)
+	var r *refusal
+	var missing *errMissing
+	switch {
+	case errors.As(err, &r):
+		p.event(pod, corev1.EventTypeWarning, r.Reason, r.Message)
+		pod.Status = refusedStatus(pod, r)
+		p.push(pod)
+		return nil
+	case errors.As(err, &missing):
+		p.event(pod, corev1.EventTypeWarning, "CreateContainerConfigError", fmt.Sprintf("Error: %s", missing.what+" not found"))
+		return fmt.Errorf("pod %s/%s: %w", pod.Namespace, pod.Name, err) // retried by the pod controller
+	case err != nil:
+		return err
+	}
+	out, _, err := p.cfg.ECI.CreateGroup(ctx, g)
+	if errdefs.IsInvalid(err) {
+		r := &refusal{Reason: "InvalidInstance", Message: err.Error()}
+		p.event(pod, corev1.EventTypeWarning, r.Reason, r.Message)
+		pod.Status = refusedStatus(pod, r)
+		p.push(pod)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("create the instance of pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	log.G(ctx).Info("pod created as a container group", "pod", podKey(pod.Namespace, pod.Name), "group", out.Metadata.ID, "spec", out.Status.InstanceSpec)
+	p.remember(out)
+	return p.annotate(ctx, podKey(pod.Namespace, pod.Name), out)
+}
+
+// annotate writes the group id and its size (once placed) back on the pod
+// (spec section 6: eci-instance-id, eci-instance-spec), and keeps the pod
+// this provider reports in step: virtual-kubelet writes the status with the
+// provider's copy, which must carry them.
+func (p *Provider) annotate(ctx context.Context, key string, g *apiv1.ContainerGroup) error {
+	p.mu.Lock()
+	pod := p.pods[key]
+	p.mu.Unlock()
+	if pod == nil || string(pod.UID) != g.Metadata.Labels[LabelPodUID] ||
+		(pod.Annotations[AnnInstanceID] == g.Metadata.ID && pod.Annotations[AnnInstanceSpec] == g.Status.InstanceSpec) {
+		return nil
+	}
+	ann := map[string]string{AnnInstanceID: g.Metadata.ID}
+	if g.Status.InstanceSpec != "" {
+		ann[AnnInstanceSpec] = g.Status.InstanceSpec
+	}
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": ann}})
+	updated, err := p.cfg.Kube.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	if err != nil {
+		return fmt.Errorf("annotate pod %s with its instance: %w", key, err)
+	}
+	p.mu.Lock()
+	var out *corev1.Pod
+	if cur := p.pods[key]; cur != nil && cur.UID == updated.UID {
+		cur.Annotations, cur.ResourceVersion = updated.Annotations, updated.ResourceVersion
+		out = p.withStatus(cur)
+	}
+	p.mu.Unlock()
+	if out != nil {
+		p.push(out) // the last status write carries the annotations
+	}
+	return nil
+}
+
+// UpdatePod: a pod's spec is immutable in what the instance runs; nothing
+// to change in the group yet (labels and annotations stay the pod's).
+func (p *Provider) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cur, ok := p.pods[podKey(pod.Namespace, pod.Name)]; ok {
+		st := cur.Status
+		cur = pod.DeepCopy()
+		cur.Status = st
+		p.pods[podKey(pod.Namespace, pod.Name)] = cur
+	}
+	return nil
+}
+
+// DeletePod deletes the pod's group with the pod's grace period; once the
+// group is gone the pod gets its terminal status.
+func (p *Provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
+	p.mu.Lock()
+	g := p.groups[string(pod.UID)]
+	p.mu.Unlock()
+	if g == nil {
+		p.gone(pod)
+		return nil
+	}
+	opts := client.DeleteOptions{GracePeriodSeconds: pod.DeletionGracePeriodSeconds}
+	if _, err := p.cfg.ECI.DeleteGroup(ctx, g.Metadata.ID, opts); err != nil {
+		if errdefs.IsNotFound(err) {
+			p.gone(pod)
+			return nil
+		}
+		return fmt.Errorf("delete the instance of pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	return nil
+}
+
+// gone gives a pod whose group no longer exists its terminal status.
+func (p *Provider) gone(pod *corev1.Pod) {
+	p.mu.Lock()
+	key := podKey(pod.Namespace, pod.Name)
+	cur := p.pods[key]
+	delete(p.pods, key)
+	delete(p.groups, string(pod.UID))
+	p.mu.Unlock()
+	if cur == nil {
+		cur = pod.DeepCopy()
+	}
+	cur.Status = deletedStatus(cur)
+	p.push(cur)
+}
+
+// GetPod returns a pod this node runs, with its current status.
+func (p *Provider) GetPod(_ context.Context, namespace, name string) (*corev1.Pod, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pod, ok := p.pods[podKey(namespace, name)]
+	if !ok {
+		return nil, vkerrdefs.NotFoundf("pod %s/%s is not on this virtual node", namespace, name)
+	}
+	return p.withStatus(pod), nil
+}
+
+// GetPodStatus returns a pod's current status.
+func (p *Provider) GetPodStatus(ctx context.Context, namespace, name string) (*corev1.PodStatus, error) {
+	pod, err := p.GetPod(ctx, namespace, name)
+	if err != nil {
+		return nil, err
+	}
+	return &pod.Status, nil
+}
+
+// GetPods lists the pods this node runs.
+func (p *Provider) GetPods(context.Context) ([]*corev1.Pod, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]*corev1.Pod, 0, len(p.pods))
+	for _, pod := range p.pods {
+		out = append(out, p.withStatus(pod))
+	}
+	return out, nil
+}
+
+// withStatus is a copy of pod with its group's status (mu held).
+func (p *Provider) withStatus(pod *corev1.Pod) *corev1.Pod {
+	out := pod.DeepCopy()
+	if g := p.groups[string(pod.UID)]; g != nil {
+		out.Status = p.podStatus(pod, g)
+	}
+	return out
+}
+
+// NotifyPods registers the callback that pushes pod status to Kubernetes.
+func (p *Provider) NotifyPods(_ context.Context, cb func(*corev1.Pod)) {
+	p.mu.Lock()
+	p.notify = cb
+	p.mu.Unlock()
+}
+
+// push hands a pod's status to virtual-kubelet, which writes it with the
+// pod's metadata as pushed: so the metadata is the cluster's current one
+// (the pod lister's), plus the instance annotations this node wrote.
+func (p *Provider) push(pod *corev1.Pod) {
+	p.mu.Lock()
+	cb := p.notify
+	p.mu.Unlock()
+	if p.cfg.Pods != nil {
+		if cur, err := p.cfg.Pods.Pods(pod.Namespace).Get(pod.Name); err == nil && cur.UID == pod.UID {
+			meta := cur.ObjectMeta.DeepCopy()
+			for _, k := range []string{AnnInstanceID, AnnInstanceSpec} {
+				if v := pod.Annotations[k]; v != "" {
+					if meta.Annotations == nil {
+						meta.Annotations = map[string]string{}
+					}
+					meta.Annotations[k] = v
+				}
+			}
+			pod.ObjectMeta = *meta
+		}
+	}
+	if cb != nil {
+		cb(pod)
+	}
+}
+
+// remember records a group and pushes its pod's status.
+func (p *Provider) remember(g *apiv1.ContainerGroup) {
+	uid := g.Metadata.Labels[LabelPodUID]
+	key := podKey(g.Metadata.Labels[LabelPodNamespace], g.Metadata.Labels[LabelPodName])
+	p.mu.Lock()
+	if cur := p.groups[uid]; cur != nil && newer(cur.Metadata.ResourceVersion, g.Metadata.ResourceVersion) {
+		p.mu.Unlock()
+		return // an older version than what is known
+	}
+	p.groups[uid] = g
+	pod := p.pods[key]
+	var out *corev1.Pod
+	if pod != nil && string(pod.UID) == uid {
+		out = p.withStatus(pod)
+		pod.Status = out.Status
+	}
+	p.mu.Unlock()
+	if out != nil {
+		p.push(out)
+		if g.Status.InstanceSpec != "" && out.Annotations[AnnInstanceSpec] != g.Status.InstanceSpec {
+			go func() {
+				if err := p.annotate(context.Background(), key, g); err != nil {
+					p.cfg.Logger.Warn("annotate a pod", "pod", key, "err", err)
+				}
+			}()
+		}
+	}
+}
+
+func (p *Provider) event(pod *corev1.Pod, typ, reason, msg string) {
+	if p.cfg.Recorder != nil {
+		p.cfg.Recorder.Event(pod, typ, reason, msg)
+	}
+}
+
+// newer tells whether resource version a is after b.
+func newer(a, b string) bool {
+	x, err1 := strconv.ParseInt(a, 10, 64)
+	y, err2 := strconv.ParseInt(b, 10, 64)
+	return err1 == nil && err2 == nil && x > y
+}

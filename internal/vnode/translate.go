@@ -1,0 +1,357 @@
+package vnode
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+)
+
+// Annotations of spec section 6, prefix k8s.aliyun.com/.
+const (
+	annPrefix          = "k8s.aliyun.com/"
+	AnnUseSpecs        = annPrefix + "eci-use-specs"
+	AnnVSwitch         = annPrefix + "eci-vswitch"
+	AnnScheduleStrat   = annPrefix + "eci-schedule-strategy"
+	AnnSecurityGroup   = annPrefix + "eci-security-group"
+	AnnPrivateIP       = annPrefix + "eci-private-ip-address"
+	AnnCustomTags      = annPrefix + "eci-custom-tags"
+	AnnCustomHosts     = annPrefix + "eci-custom-hosts"
+	AnnCustomDNS       = annPrefix + "eci-custom-dnsconfig"
+	AnnExtraEphemeral  = annPrefix + "eci-extra-ephemeral-storage"
+	AnnMaxPending      = annPrefix + "eci-max-pending-minute"
+	AnnFailStrategy    = annPrefix + "eci-fail-strategy"
+	AnnPlainHTTP       = annPrefix + "plain-http-registry"
+	AnnInsecure        = annPrefix + "insecure-registry"
+	AnnInstanceID      = annPrefix + "eci-instance-id"
+	AnnInstanceSpec    = annPrefix + "eci-instance-spec"
+	labelPrefix        = "eci.dev/"
+	LabelCluster       = labelPrefix + "cluster"
+	LabelPodNamespace  = labelPrefix + "pod-namespace"
+	LabelPodName       = labelPrefix + "pod-name"
+	LabelPodUID        = labelPrefix + "pod-uid"
+	maxGroupNameLength = 63
+)
+
+// refusal is a pod the virtual node will not run: Reason and the message
+// that names the alternative become the pod's Failed status and an Event.
+type refusal struct {
+	Reason, Message string
+}
+
+func (r *refusal) Error() string { return r.Reason + ": " + r.Message }
+
+func refuse(reason, format string, args ...any) *refusal {
+	return &refusal{Reason: reason, Message: fmt.Sprintf(format, args...)}
+}
+
+// files resolves what a pod's volumes need from the cluster (configMaps and
+// secrets), by namespace and name; nil means not found.
+type files interface {
+	configMap(namespace, name string) (map[string][]byte, error)
+	secret(namespace, name string) (map[string][]byte, error)
+}
+
+// toGroup translates a pod bound to the virtual node into a container group.
+// Unsupported features are refused with the alternative named (spec
+// section 3); malformed annotations quote the value and the expected form.
+func (p *Provider) toGroup(pod *corev1.Pod) (*apiv1.ContainerGroup, error) {
+	if err := unsupported(pod); err != nil {
+		return nil, err
+	}
+	g := &apiv1.ContainerGroup{
+		Metadata: apiv1.ObjectMeta{
+			Name: groupName(pod),
+			Labels: map[string]string{
+				LabelCluster: p.cfg.ClusterID, LabelPodNamespace: pod.Namespace,
+				LabelPodName: truncate(pod.Name, 63), LabelPodUID: string(pod.UID),
+			},
+		},
+		Spec: apiv1.ContainerGroupSpec{
+			ClientToken:                   p.cfg.ClusterID + "/" + string(pod.UID),
+			RestartPolicy:                 apiv1.RestartPolicy(pod.Spec.RestartPolicy),
+			TerminationGracePeriodSeconds: pod.Spec.TerminationGracePeriodSeconds,
+			ActiveDeadlineSeconds:         pod.Spec.ActiveDeadlineSeconds,
+			Hostname:                      hostname(pod),
+		},
+	}
+	for _, h := range pod.Spec.HostAliases {
+		g.Spec.HostAliases = append(g.Spec.HostAliases, apiv1.HostAlias{IP: h.IP, Hostnames: h.Hostnames})
+	}
+	g.Spec.Sysctls = append(g.Spec.Sysctls, podSysctls(pod)...)
+	g.Spec.DNSConfig = p.dnsConfig(pod)
+	for _, c := range pod.Spec.InitContainers {
+		ct, err := container(pod, c)
+		if err != nil {
+			return nil, err
+		}
+		g.Spec.InitContainers = append(g.Spec.InitContainers, ct)
+	}
+	for _, c := range pod.Spec.Containers {
+		ct, err := container(pod, c)
+		if err != nil {
+			return nil, err
+		}
+		g.Spec.Containers = append(g.Spec.Containers, ct)
+	}
+	vols, err := p.volumes(pod)
+	if err != nil {
+		return nil, err
+	}
+	g.Spec.Volumes = vols
+	if err := p.pullSecrets(pod, &g.Spec); err != nil {
+		return nil, err
+	}
+	if err := annotations(pod, &g.Spec); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// unsupported refuses what an instance can't do, naming the alternative.
+func unsupported(pod *corev1.Pod) error {
+	for _, ref := range pod.OwnerReferences {
+		if ref.Kind == "DaemonSet" {
+			return refuse("DaemonSetNotSupported", "DaemonSet pods do not run on a virtual node: use a sidecar container in the pod instead")
+		}
+	}
+	s := pod.Spec
+	switch {
+	case s.HostNetwork:
+		return refuse("HostNetworkNotSupported", "hostNetwork is not supported on a virtual node: use a Service of type LoadBalancer instead")
+	case s.HostPID || s.HostIPC:
+		return refuse("HostNamespaceNotSupported", "hostPID and hostIPC are not supported on a virtual node (no alternative)")
+	}
+	for _, v := range s.Volumes {
+		if v.HostPath != nil {
+			return refuse("HostPathNotSupported", "volume %q: hostPath volumes are not supported on a virtual node: use emptyDir, a disk, or an NFS volume instead", v.Name)
+		}
+	}
+	for _, c := range append(append([]corev1.Container{}, s.InitContainers...), s.Containers...) {
+		for _, port := range c.Ports {
+			if port.HostPort != 0 {
+				return refuse("HostPortNotSupported", "container %q: hostPort is not supported on a virtual node: use a Service of type LoadBalancer instead", c.Name)
+			}
+		}
+		if sc := c.SecurityContext; sc != nil && sc.Privileged != nil && *sc.Privileged {
+			return refuse("PrivilegedNotSupported", "container %q: privileged containers are not supported on a virtual node: use a securityContext with the capabilities it needs instead", c.Name)
+		}
+	}
+	return nil
+}
+
+// groupName is the pod's name, made a DNS label of at most 63 characters.
+func groupName(pod *corev1.Pod) string {
+	n := strings.ToLower(strings.ReplaceAll(pod.Name, ".", "-"))
+	return strings.Trim(truncate(n, maxGroupNameLength), "-")
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+func hostname(pod *corev1.Pod) string {
+	if pod.Spec.Hostname != "" {
+		return pod.Spec.Hostname
+	}
+	return truncate(pod.Name, 63)
+}
+
+func podSysctls(pod *corev1.Pod) []apiv1.Sysctl {
+	var out []apiv1.Sysctl
+	if sc := pod.Spec.SecurityContext; sc != nil {
+		for _, s := range sc.Sysctls {
+			out = append(out, apiv1.Sysctl{Name: s.Name, Value: s.Value})
+		}
+	}
+	return out
+}
+
+// container translates one container; env values were resolved by the
+// virtual-kubelet pod controller (configMapKeyRef, secretKeyRef, fieldRef).
+func container(pod *corev1.Pod, c corev1.Container) (apiv1.Container, error) {
+	out := apiv1.Container{
+		Name: c.Name, Image: c.Image, ImagePullPolicy: apiv1.PullPolicy(c.ImagePullPolicy),
+		Command: c.Command, Args: c.Args, WorkingDir: c.WorkingDir, Stdin: c.Stdin, TTY: c.TTY,
+	}
+	for _, e := range c.Env {
+		out.Env = append(out.Env, apiv1.EnvVar{Name: e.Name, Value: e.Value})
+	}
+	for _, p := range c.Ports {
+		out.Ports = append(out.Ports, apiv1.Port{Name: p.Name, ContainerPort: p.ContainerPort, Protocol: string(p.Protocol)})
+	}
+	out.CPU, out.Memory = size(c.Resources)
+	if gpu, ok := c.Resources.Limits["nvidia.com/gpu"]; ok {
+		out.GPU = int(gpu.Value())
+	}
+	out.StartupProbe, out.LivenessProbe, out.ReadinessProbe = probe(c.StartupProbe), probe(c.LivenessProbe), probe(c.ReadinessProbe)
+	if l := c.Lifecycle; l != nil {
+		out.Lifecycle = &apiv1.Lifecycle{PostStart: handler(l.PostStart), PreStop: handler(l.PreStop)}
+	}
+	out.SecurityContext = securityContext(pod, c)
+	for _, m := range c.VolumeMounts {
+		out.VolumeMounts = append(out.VolumeMounts, apiv1.VolumeMount{Name: m.Name, MountPath: m.MountPath, SubPath: m.SubPath, ReadOnly: m.ReadOnly})
+	}
+	return out, nil
+}
+
+// size is a container's vCPU and GiB: its limits, else its requests
+// (spec section 4; the service sums and rounds them).
+func size(r corev1.ResourceRequirements) (cpu, memGiB float64) {
+	pick := func(name corev1.ResourceName) *resource.Quantity {
+		if q, ok := r.Limits[name]; ok {
+			return &q
+		}
+		if q, ok := r.Requests[name]; ok {
+			return &q
+		}
+		return nil
+	}
+	if q := pick(corev1.ResourceCPU); q != nil {
+		cpu = float64(q.MilliValue()) / 1000
+	}
+	if q := pick(corev1.ResourceMemory); q != nil {
+		memGiB = float64(q.Value()) / (1 << 30)
+	}
+	return cpu, memGiB
+}
+
+func probe(p *corev1.Probe) *apiv1.Probe {
+	if p == nil {
+		return nil
+	}
+	out := &apiv1.Probe{InitialDelaySeconds: p.InitialDelaySeconds, PeriodSeconds: p.PeriodSeconds, TimeoutSeconds: p.TimeoutSeconds,
+		SuccessThreshold: p.SuccessThreshold, FailureThreshold: p.FailureThreshold}
+	h := p.ProbeHandler
+	switch {
+	case h.Exec != nil:
+		out.Exec = &apiv1.ExecAction{Command: h.Exec.Command}
+	case h.HTTPGet != nil:
+		out.HTTPGet = httpGet(h.HTTPGet)
+	case h.TCPSocket != nil:
+		out.TCPSocket = &apiv1.TCPSocketAction{Port: int32(h.TCPSocket.Port.IntValue())}
+	case h.GRPC != nil:
+		svc := ""
+		if h.GRPC.Service != nil {
+			svc = *h.GRPC.Service
+		}
+		out.GRPC = &apiv1.GRPCAction{Port: h.GRPC.Port, Service: svc}
+	}
+	return out
+}
+
+func httpGet(h *corev1.HTTPGetAction) *apiv1.HTTPGetAction {
+	out := &apiv1.HTTPGetAction{Path: h.Path, Port: int32(portValue(h.Port)), Scheme: string(h.Scheme)}
+	for _, hd := range h.HTTPHeaders {
+		out.HTTPHeaders = append(out.HTTPHeaders, apiv1.HTTPHeader{Name: hd.Name, Value: hd.Value})
+	}
+	return out
+}
+
+func portValue(p intstr.IntOrString) int {
+	if p.Type == intstr.Int {
+		return p.IntValue()
+	}
+	n, _ := strconv.Atoi(p.StrVal)
+	return n
+}
+
+func handler(h *corev1.LifecycleHandler) *apiv1.Handler {
+	if h == nil {
+		return nil
+	}
+	out := &apiv1.Handler{}
+	switch {
+	case h.Exec != nil:
+		out.Exec = &apiv1.ExecAction{Command: h.Exec.Command}
+	case h.HTTPGet != nil:
+		out.HTTPGet = httpGet(h.HTTPGet)
+	case h.TCPSocket != nil:
+		out.TCPSocket = &apiv1.TCPSocketAction{Port: int32(portValue(h.TCPSocket.Port))}
+	case h.Sleep != nil:
+		s := h.Sleep.Seconds
+		out.SleepSeconds = &s
+	}
+	return out
+}
+
+// securityContext merges the pod's and the container's (the container's wins).
+func securityContext(pod *corev1.Pod, c corev1.Container) *apiv1.SecurityContext {
+	out := &apiv1.SecurityContext{}
+	set := false
+	if ps := pod.Spec.SecurityContext; ps != nil {
+		out.RunAsUser, out.RunAsGroup, out.RunAsNonRoot = ps.RunAsUser, ps.RunAsGroup, ps.RunAsNonRoot
+		if ps.SeccompProfile != nil {
+			out.SeccompProfile = string(ps.SeccompProfile.Type)
+		}
+		set = ps.RunAsUser != nil || ps.RunAsGroup != nil || ps.RunAsNonRoot != nil || ps.SeccompProfile != nil
+	}
+	if cs := c.SecurityContext; cs != nil {
+		set = true
+		if cs.RunAsUser != nil {
+			out.RunAsUser = cs.RunAsUser
+		}
+		if cs.RunAsGroup != nil {
+			out.RunAsGroup = cs.RunAsGroup
+		}
+		if cs.RunAsNonRoot != nil {
+			out.RunAsNonRoot = cs.RunAsNonRoot
+		}
+		if cs.ReadOnlyRootFilesystem != nil {
+			out.ReadOnlyRootFilesystem = *cs.ReadOnlyRootFilesystem
+		}
+		out.AllowPrivilegeEscalation = cs.AllowPrivilegeEscalation
+		if cs.Capabilities != nil {
+			out.Capabilities = &apiv1.Capabilities{Add: capNames(cs.Capabilities.Add), Drop: capNames(cs.Capabilities.Drop)}
+		}
+		if cs.SeccompProfile != nil {
+			out.SeccompProfile = string(cs.SeccompProfile.Type)
+		}
+	}
+	if out.SeccompProfile == string(corev1.SeccompProfileTypeLocalhost) {
+		out.SeccompProfile = "" // a host's profile file means nothing on a pool: the runtime's default
+	}
+	if !set {
+		return nil
+	}
+	return out
+}
+
+func capNames(in []corev1.Capability) []string {
+	out := make([]string, len(in))
+	for i, c := range in {
+		out[i] = string(c)
+	}
+	return out
+}
+
+// jsonAnnotation decodes a JSON annotation, or says what form it needs.
+func jsonAnnotation(pod *corev1.Pod, key, form string, v any) error {
+	raw, ok := pod.Annotations[key]
+	if !ok {
+		return nil
+	}
+	if err := json.Unmarshal([]byte(raw), v); err != nil {
+		return refuse("InvalidAnnotation", "annotation %s=%q is not valid: expected %s (%v)", key, raw, form, err)
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

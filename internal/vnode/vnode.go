@@ -1,0 +1,249 @@
+package vnode
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/virtual-kubelet/virtual-kubelet/node"
+	"github.com/virtual-kubelet/virtual-kubelet/node/nodeutil"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	corev1listers "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/record"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/log"
+	"github.com/eci-dev/eci/internal/pki"
+	"github.com/eci-dev/eci/internal/version"
+)
+
+// VNode is a virtual node joined to one cluster.
+type VNode struct {
+	cfg      Config
+	provider *Provider
+	node     *nodeutil.Node
+	ready    chan struct{}
+}
+
+// New checks cfg and builds the node (nothing runs before Run).
+func New(cfg Config) (*VNode, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	eb := record.NewBroadcaster()
+	eb.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cfg.Kube.CoreV1().Events("")})
+	cfg.Recorder = eb.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "eci-vnode", Host: cfg.NodeName})
+	tlsCfg, err := kubeletTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	v := &VNode{cfg: cfg, ready: make(chan struct{})}
+	mux := http.NewServeMux()
+	n, err := nodeutil.NewNode(cfg.NodeName, func(pc nodeutil.ProviderConfig) (nodeutil.Provider, node.NodeProvider, error) {
+		cfg.Files = listerFiles{configMaps: pc.ConfigMaps, secrets: pc.Secrets}
+		cfg.Pods = pc.Pods
+		v.provider = newProvider(cfg)
+		*pc.Node = v.nodeSpec()
+		return v.provider, &nodeStatus{eci: cfg.ECI, node: pc.Node}, nil
+	},
+		nodeutil.WithClient(cfg.Kube),
+		nodeutil.AttachProviderRoutes(mux),
+		func(c *nodeutil.NodeConfig) error {
+			c.HTTPListenAddr, c.TLSConfig, c.EventRecorder = cfg.ListenAddr, tlsCfg, cfg.Recorder
+			c.Handler = requireClientCert(mux)
+			c.NumWorkers = 8
+			return nil
+		},
+	)
+	if err != nil {
+		return nil, fmt.Errorf("vnode: %w", err)
+	}
+	v.node = n
+	return v, nil
+}
+
+// Ready is closed once the node runs and the groups were listed.
+func (v *VNode) Ready() <-chan struct{} { return v.ready }
+
+// Run joins the cluster and serves until ctx ends. The groups keep running
+// when it returns: the next vnode adopts them.
+func (v *VNode) Run(ctx context.Context) error {
+	ctx = log.With(log.WithLogger(ctx, v.cfg.Logger), "node", v.cfg.NodeName)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); v.watchGroups(ctx) }()
+	errc := make(chan error, 1)
+	go func() { errc <- v.node.Run(ctx) }()
+	select {
+	case <-v.node.Ready():
+		<-v.provider.synced
+		close(v.ready)
+		log.G(ctx).Info("virtual node ready", "listen", v.cfg.ListenAddr)
+	case err := <-errc:
+		wg.Wait()
+		return err
+	}
+	err := <-errc
+	wg.Wait()
+	return err
+}
+
+// watchGroups keeps the provider's groups equal to this cluster's groups on
+// the instance service and pushes every change to the pod's status.
+func (v *VNode) watchGroups(ctx context.Context) {
+	p := v.provider
+	var once sync.Once
+	p.cfg.ECI.InformGroups(ctx, client.ListOptions{LabelSelector: LabelCluster + "=" + p.cfg.ClusterID}, client.GroupHandler{
+		Synced: func() { once.Do(func() { close(p.synced) }) },
+		Event: func(ev client.GroupEvent) {
+			if ev.Type == apiv1.Deleted {
+				p.groupGone(ev.Object)
+				return
+			}
+			p.remember(ev.Object)
+		},
+		Error: func(err error) { log.G(ctx).Warn("watch the instance service's groups", "err", err) },
+	})
+}
+
+// groupGone: a deleted group's pod gets its terminal status.
+func (p *Provider) groupGone(g *apiv1.ContainerGroup) {
+	key := podKey(g.Metadata.Labels[LabelPodNamespace], g.Metadata.Labels[LabelPodName])
+	p.mu.Lock()
+	pod := p.pods[key]
+	p.mu.Unlock()
+	if pod != nil && string(pod.UID) == g.Metadata.Labels[LabelPodUID] {
+		p.gone(pod)
+		return
+	}
+	p.mu.Lock()
+	delete(p.groups, g.Metadata.Labels[LabelPodUID])
+	p.mu.Unlock()
+}
+
+// nodeSpec is the node as spec section 2 names it.
+func (v *VNode) nodeSpec() corev1.Node {
+	c := v.cfg
+	labels := map[string]string{
+		"type": "virtual-kubelet", "kubernetes.io/role": "agent", "k8s.aliyun.com/vnode": "true",
+		"kubernetes.io/hostname": c.NodeName, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+	}
+	for k, val := range c.Labels {
+		labels[k] = val
+	}
+	n := corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: c.NodeName, Labels: labels},
+		Status: corev1.NodeStatus{
+			Capacity: c.Capacity, Allocatable: c.Capacity,
+			Addresses:       []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: c.InternalIP}, {Type: corev1.NodeHostName, Address: c.NodeName}},
+			DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: int32(port(c.ListenAddr))}},
+			NodeInfo: corev1.NodeSystemInfo{
+				KubeletVersion: "v1.35.4-eci-" + version.Get().Version, OperatingSystem: "linux", Architecture: "amd64",
+				ContainerRuntimeVersion: "eci://" + version.Get().Version,
+			},
+			Conditions: readyConditions(true, "the instance service answers"),
+		},
+	}
+	if c.Taint != nil {
+		n.Spec.Taints = []corev1.Taint{*c.Taint}
+	}
+	return n
+}
+
+func port(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 10250
+	}
+	var n int
+	_, _ = fmt.Sscanf(p, "%d", &n)
+	return n
+}
+
+// listerFiles reads configMaps and secrets from the informers' caches.
+type listerFiles struct {
+	configMaps corev1listers.ConfigMapLister
+	secrets    corev1listers.SecretLister
+}
+
+func (l listerFiles) configMap(namespace, name string) (map[string][]byte, error) {
+	cm, err := l.configMaps.ConfigMaps(namespace).Get(name)
+	if errors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	for k, v := range cm.Data {
+		out[k] = []byte(v)
+	}
+	for k, v := range cm.BinaryData {
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (l listerFiles) secret(namespace, name string) (map[string][]byte, error) {
+	s, err := l.secrets.Secrets(namespace).Get(name)
+	if errors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.Data, nil
+}
+
+// kubeletTLS serves the kubelet API with the given certificate or a
+// self-signed one, and asks for the apiserver's client certificate.
+func kubeletTLS(c Config) (*tls.Config, error) {
+	ca, err := os.ReadFile(c.ClientCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("vnode: --client-ca-file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("vnode: --client-ca-file %s holds no PEM certificate", c.ClientCAFile)
+	}
+	var cert tls.Certificate
+	if c.TLSCertFile != "" {
+		if cert, err = tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile); err != nil {
+			return nil, fmt.Errorf("vnode: serving certificate: %w", err)
+		}
+	} else {
+		self, err := pki.NewCA("eci-vnode-"+c.NodeName, 10*365*24*time.Hour)
+		if err != nil {
+			return nil, err
+		}
+		kp, err := self.Issue(pki.CertRequest{CommonName: c.NodeName, DNSNames: []string{c.NodeName}, IPs: []net.IP{net.ParseIP(c.InternalIP)}, Server: true})
+		if err != nil {
+			return nil, err
+		}
+		cert = tls.Certificate{Certificate: [][]byte{kp.Cert.Raw, self.Cert.Raw}, PrivateKey: kp.Key, Leaf: kp.Cert}
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12}, nil
+}
+
+// requireClientCert lets through only callers with a verified client
+// certificate (the apiserver), as a kubelet without anonymous auth.
+func requireClientCert(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+			http.Error(w, "Unauthorized: a client certificate signed by the cluster CA is required", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,197 @@
+package vnode
+
+import (
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+)
+
+// errMissing is a configMap or secret a pod needs that does not exist (yet):
+// the pod stays Pending and is tried again, as the kubelet does.
+type errMissing struct{ what string }
+
+func (e *errMissing) Error() string { return e.what + " not found" }
+
+// volumes translates the pod's volumes: emptyDir and nfs as they are;
+// configMap, secret, downwardAPI and projected become files payloads the
+// agent writes atomically.
+func (p *Provider) volumes(pod *corev1.Pod) ([]apiv1.Volume, error) {
+	var out []apiv1.Volume
+	for _, v := range pod.Spec.Volumes {
+		vol := apiv1.Volume{Name: v.Name}
+		switch {
+		case v.EmptyDir != nil:
+			vol.EmptyDir = &apiv1.EmptyDirVolume{Medium: string(v.EmptyDir.Medium)}
+			if v.EmptyDir.SizeLimit != nil {
+				vol.EmptyDir.SizeLimitMiB = (v.EmptyDir.SizeLimit.Value() + (1<<20 - 1)) >> 20
+			}
+		case v.NFS != nil:
+			vol.NFS = &apiv1.NFSVolume{Server: v.NFS.Server, Path: v.NFS.Path, ReadOnly: v.NFS.ReadOnly}
+		case v.ConfigMap != nil, v.Secret != nil, v.DownwardAPI != nil, v.Projected != nil:
+			fv, err := p.filesOf(pod, v)
+			if err != nil {
+				return nil, err
+			}
+			vol.Files = fv
+		default:
+			return nil, refuse("VolumeNotSupported", "volume %q: this kind of volume is not supported on a virtual node yet: use emptyDir, configMap, secret, downwardAPI, projected or nfs", v.Name)
+		}
+		out = append(out, vol)
+	}
+	return out, nil
+}
+
+// filesOf is the payload of a configMap, secret, downwardAPI or projected
+// volume.
+func (p *Provider) filesOf(pod *corev1.Pod, v corev1.Volume) (*apiv1.FilesVolume, error) {
+	fv := &apiv1.FilesVolume{Files: []apiv1.File{}}
+	add := func(data map[string][]byte, items []corev1.KeyToPath, mode *int32, what string, optional bool) error {
+		if data == nil {
+			return nil
+		}
+		if len(items) == 0 {
+			for _, k := range sortedKeys(data) {
+				fv.Files = append(fv.Files, apiv1.File{Path: k, Content: data[k], Mode: mode})
+			}
+			return nil
+		}
+		for _, it := range items {
+			content, ok := data[it.Key]
+			if !ok {
+				if optional {
+					continue
+				}
+				return &errMissing{what: fmt.Sprintf("key %q of %s", it.Key, what)}
+			}
+			m := mode
+			if it.Mode != nil {
+				m = it.Mode
+			}
+			fv.Files = append(fv.Files, apiv1.File{Path: it.Path, Content: content, Mode: m})
+		}
+		return nil
+	}
+	configMap := func(name string, items []corev1.KeyToPath, mode *int32, optional *bool) error {
+		data, err := p.cfg.Files.configMap(pod.Namespace, name)
+		what := fmt.Sprintf("configmap %s/%s", pod.Namespace, name)
+		if err != nil {
+			return err
+		}
+		if data == nil && (optional == nil || !*optional) {
+			return &errMissing{what: what}
+		}
+		return add(data, items, mode, what, optional != nil && *optional)
+	}
+	secret := func(name string, items []corev1.KeyToPath, mode *int32, optional *bool) error {
+		data, err := p.cfg.Files.secret(pod.Namespace, name)
+		what := fmt.Sprintf("secret %s/%s", pod.Namespace, name)
+		if err != nil {
+			return err
+		}
+		if data == nil && (optional == nil || !*optional) {
+			return &errMissing{what: what}
+		}
+		return add(data, items, mode, what, optional != nil && *optional)
+	}
+	downward := func(items []corev1.DownwardAPIVolumeFile) error {
+		for _, it := range items {
+			if it.FieldRef == nil {
+				continue // resourceFieldRef: not yet
+			}
+			val, err := fieldValue(pod, it.FieldRef.FieldPath)
+			if err != nil {
+				return err
+			}
+			fv.Files = append(fv.Files, apiv1.File{Path: it.Path, Content: []byte(val), Mode: it.Mode})
+		}
+		return nil
+	}
+	var err error
+	switch {
+	case v.ConfigMap != nil:
+		fv.DefaultMode = v.ConfigMap.DefaultMode
+		err = configMap(v.ConfigMap.Name, v.ConfigMap.Items, nil, v.ConfigMap.Optional)
+	case v.Secret != nil:
+		fv.DefaultMode = v.Secret.DefaultMode
+		err = secret(v.Secret.SecretName, v.Secret.Items, nil, v.Secret.Optional)
+	case v.DownwardAPI != nil:
+		fv.DefaultMode = v.DownwardAPI.DefaultMode
+		err = downward(v.DownwardAPI.Items)
+	case v.Projected != nil:
+		fv.DefaultMode = v.Projected.DefaultMode
+		for _, src := range v.Projected.Sources {
+			switch {
+			case src.ConfigMap != nil:
+				err = configMap(src.ConfigMap.Name, src.ConfigMap.Items, nil, src.ConfigMap.Optional)
+			case src.Secret != nil:
+				err = secret(src.Secret.Name, src.Secret.Items, nil, src.Secret.Optional)
+			case src.DownwardAPI != nil:
+				err = downward(src.DownwardAPI.Items)
+			case src.ServiceAccountToken != nil:
+				err = p.serviceAccountToken(pod, src.ServiceAccountToken, fv)
+			}
+			if err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return fv, nil
+}
+
+// fieldValue resolves a downward API field path of the pod.
+func fieldValue(pod *corev1.Pod, fieldPath string) (string, error) {
+	switch {
+	case fieldPath == "metadata.name":
+		return pod.Name, nil
+	case fieldPath == "metadata.namespace":
+		return pod.Namespace, nil
+	case fieldPath == "metadata.uid":
+		return string(pod.UID), nil
+	case fieldPath == "metadata.labels":
+		return formatMap(pod.Labels), nil
+	case fieldPath == "metadata.annotations":
+		return formatMap(pod.Annotations), nil
+	case strings.HasPrefix(fieldPath, "metadata.labels['"):
+		return pod.Labels[strings.TrimSuffix(strings.TrimPrefix(fieldPath, "metadata.labels['"), "']")], nil
+	case strings.HasPrefix(fieldPath, "metadata.annotations['"):
+		return pod.Annotations[strings.TrimSuffix(strings.TrimPrefix(fieldPath, "metadata.annotations['"), "']")], nil
+	case fieldPath == "spec.nodeName":
+		return pod.Spec.NodeName, nil
+	case fieldPath == "spec.serviceAccountName":
+		return pod.Spec.ServiceAccountName, nil
+	}
+	return "", refuse("InvalidDownwardAPI", "downwardAPI field %q is not supported in a volume", fieldPath)
+}
+
+func formatMap(m map[string]string) string {
+	var b strings.Builder
+	for _, k := range sortedKeys(m) {
+		fmt.Fprintf(&b, "%s=%q\n", k, m[k])
+	}
+	return b.String()
+}
+
+// pullSecrets turns the pod's imagePullSecrets into registry credentials.
+func (p *Provider) pullSecrets(pod *corev1.Pod, s *apiv1.ContainerGroupSpec) error {
+	for _, ref := range pod.Spec.ImagePullSecrets {
+		data, err := p.cfg.Files.secret(pod.Namespace, ref.Name)
+		if err != nil {
+			return err
+		}
+		if data == nil {
+			continue // as the kubelet: a missing pull secret is skipped (the pull may then fail)
+		}
+		creds, err := dockerCredentials(data)
+		if err != nil {
+			return refuse("InvalidImagePullSecret", "imagePullSecret %s/%s: %v", pod.Namespace, ref.Name, err)
+		}
+		s.ImageRegistryCredentials = append(s.ImageRegistryCredentials, creds...)
+	}
+	return nil
+}

@@ -1,0 +1,242 @@
+// Package e2e runs the product's main job end to end on the test bed: a real
+// Kubernetes control plane, a virtual node, the instance service and a host
+// agent on containerd.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/eci-dev/eci/internal/agent/agenttest"
+	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/server/servertest"
+	"github.com/eci-dev/eci/internal/testbed"
+	"github.com/eci-dev/eci/internal/vnode"
+)
+
+const nodeName = "eci-vnode"
+
+// cluster is the bed, the instance service, one host agent and a virtual
+// node joined to the bed's cluster.
+type cluster struct {
+	bed  *testbed.Bed
+	srv  *servertest.Server
+	eci  *client.Client // the vnode's tenant
+	kube kubernetes.Interface
+}
+
+func start(t *testing.T) *cluster {
+	t.Helper()
+	bed := testbed.New(t, testbed.Options{Kube: true, Containerd: true})
+	srv := servertest.Start(t)
+	agenttest.Start(t, srv, bed, "host-1")
+	c := &cluster{bed: bed, srv: srv, eci: srv.TenantClient(t, "cluster-a"), kube: bed.Kube.Client}
+	c.startVNode(t)
+	return c
+}
+
+// startVNode runs the virtual node until the test ends; it returns a stop.
+func (c *cluster) startVNode(t *testing.T) (stop func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(c.bed.Network.NodeIP.String(), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	v, err := vnode.New(vnode.Config{
+		NodeName: nodeName, ClusterID: "cluster-a", Kube: c.kube, ECI: c.eci, Taint: vnode.Taint(),
+		InternalIP: c.bed.Network.NodeIP.String(), ListenAddr: addr, ClientCAFile: c.bed.Kube.CAFile,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- v.Run(ctx) }()
+	select {
+	case <-v.Ready():
+	case err := <-done:
+		cancel()
+		t.Fatalf("vnode stopped: %v", err)
+	case <-time.After(60 * time.Second):
+		cancel()
+		t.Fatal("vnode not ready after 60s")
+	}
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			if err := <-done; err != nil {
+				t.Logf("vnode stopped: %v", err)
+			}
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// onVNode sends a pod spec to the virtual node, as eci-profile will.
+func onVNode(spec corev1.PodSpec) corev1.PodSpec {
+	spec.NodeSelector = map[string]string{"type": "virtual-kubelet"}
+	spec.Tolerations = append(spec.Tolerations, corev1.Toleration{Key: "virtual-kubelet.io/provider", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule})
+	return spec
+}
+
+func eventually(t *testing.T, what string, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after %s: %v", what, timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestVirtualNode(t *testing.T) {
+	c := start(t)
+	ctx := context.Background()
+	ns := "default"
+	busybox := c.bed.Registry.Busybox
+
+	t.Run("the node joins with its labels, taint and Ready", func(t *testing.T) {
+		eventually(t, "node Ready", 30*time.Second, func() error {
+			n, err := c.kube.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			for _, cond := range n.Status.Conditions {
+				if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
+					if n.Labels["k8s.aliyun.com/vnode"] != "true" || len(n.Spec.Taints) != 1 {
+						return fmt.Errorf("labels %v taints %v", n.Labels, n.Spec.Taints)
+					}
+					return nil
+				}
+			}
+			return fmt.Errorf("conditions %v", n.Status.Conditions)
+		})
+	})
+
+	t.Run("a Deployment of 3 runs on the virtual node, each pod with its own IP serving HTTP; scaling to 0 removes the groups", func(t *testing.T) {
+		replicas := int32(3)
+		labels := map[string]string{"app": "web"}
+		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web"}, Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: onVNode(corev1.PodSpec{
+				Containers: []corev1.Container{{Name: "web", Image: busybox,
+					Command: []string{"sh", "-c", "mkdir -p /srv && hostname > /srv/index.html && echo serving && exec httpd -f -p 8080 -h /srv"}}},
+			})},
+		}}
+		if _, err := c.kube.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		var pods []corev1.Pod
+		eventually(t, "3 pods Running on the virtual node", 60*time.Second, func() error {
+			list, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+			if err != nil {
+				return err
+			}
+			pods = nil
+			for _, p := range list.Items {
+				if p.Spec.NodeName == nodeName && p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" {
+					pods = append(pods, p)
+				}
+			}
+			if len(pods) != 3 {
+				return fmt.Errorf("%d of %d pods running", len(pods), len(list.Items))
+			}
+			return nil
+		})
+		ips := map[string]bool{}
+		for _, p := range pods {
+			ips[p.Status.PodIP] = true
+			eventually(t, "the group id and its size written back on pod "+p.Name, 10*time.Second, func() error {
+				cur, err := c.kube.CoreV1().Pods(ns).Get(ctx, p.Name, metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				if !strings.HasPrefix(cur.Annotations[vnode.AnnInstanceID], "eci-") || cur.Annotations[vnode.AnnInstanceSpec] != "2.0-4.0Gi" {
+					return fmt.Errorf("annotations %v", cur.Annotations)
+				}
+				return nil
+			})
+			eventually(t, "HTTP from pod "+p.Name, 20*time.Second, func() error {
+				resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://" + p.Status.PodIP + ":8080/index.html")
+				if err != nil {
+					return err
+				}
+				defer resp.Body.Close()
+				body, _ := io.ReadAll(resp.Body)
+				if strings.TrimSpace(string(body)) != p.Name {
+					return fmt.Errorf("answer %q, want the pod's hostname %s", body, p.Name)
+				}
+				return nil
+			})
+		}
+		if len(ips) != 3 {
+			t.Fatalf("pod IPs %v: want 3 different", ips)
+		}
+		logs, err := c.kube.CoreV1().Pods(ns).GetLogs(pods[0].Name, &corev1.PodLogOptions{}).Do(ctx).Raw()
+		if err != nil || strings.TrimSpace(string(logs)) != "serving" {
+			t.Errorf("kubectl logs through the apiserver: %q (%v)", logs, err)
+		}
+
+		zero := int32(0)
+		scale, err := c.kube.AppsV1().Deployments(ns).GetScale(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		scale.Spec.Replicas = zero
+		if _, err := c.kube.AppsV1().Deployments(ns).UpdateScale(ctx, "web", scale, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "no pod and no group left", 60*time.Second, func() error {
+			list, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+			if err != nil || len(list.Items) != 0 {
+				return fmt.Errorf("%d pods (%v)", len(list.Items), err)
+			}
+			groups, err := c.eci.ListGroups(ctx, client.ListOptions{LabelSelector: vnode.LabelCluster + "=cluster-a"})
+			if err != nil || len(groups.Items) != 0 {
+				return fmt.Errorf("%d groups (%v)", len(groups.Items), err)
+			}
+			return nil
+		})
+	})
+
+	t.Run("a hostPath pod is refused with the alternative named", func(t *testing.T) {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "hostpath"}, Spec: onVNode(corev1.PodSpec{
+			Volumes:    []corev1.Volume{{Name: "h", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/etc"}}}},
+			Containers: []corev1.Container{{Name: "main", Image: busybox, Command: []string{"sleep", "3600"}, VolumeMounts: []corev1.VolumeMount{{Name: "h", MountPath: "/h"}}}},
+		})}
+		if _, err := c.kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the pod Failed with HostPathNotSupported", 30*time.Second, func() error {
+			p, err := c.kube.CoreV1().Pods(ns).Get(ctx, "hostpath", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if p.Status.Phase != corev1.PodFailed || p.Status.Reason != "HostPathNotSupported" || !strings.Contains(p.Status.Message, "emptyDir, a disk, or an NFS volume") {
+				return fmt.Errorf("phase %s reason %q message %q", p.Status.Phase, p.Status.Reason, p.Status.Message)
+			}
+			return nil
+		})
+	})
+}
