@@ -6,6 +6,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
@@ -121,3 +125,69 @@ func (f *Forwarder) Ports() ([]portforward.ForwardedPort, error) { return f.pf.G
 
 // Wait blocks until forwarding ends (its context ended, or it failed).
 func (f *Forwarder) Wait() error { return <-f.errc }
+
+// ForwardPort joins stream to port of group id (one connection of the
+// kubelet's portforward protocol, as kubectl makes it) until either side
+// ends: what a virtual node does for each port-forward stream it serves.
+func (c *Client) ForwardPort(ctx context.Context, id string, port int32, stream io.ReadWriteCloser) error {
+	defer func() { _ = stream.Close() }()
+	u, err := c.streamURL(id, "portforward", nil)
+	if err != nil {
+		return err
+	}
+	tr, upgrader, err := spdy.RoundTripperFor(c.restConfig())
+	if err != nil {
+		return err
+	}
+	conn, _, err := spdy.NewDialer(upgrader, &http.Client{Transport: tr}, http.MethodPost, u).Dial(portforward.PortForwardProtocolV1Name)
+	if err != nil {
+		return fmt.Errorf("port-forward to group %s: %w", id, err)
+	}
+	defer func() { _ = conn.Close() }()
+	headers := http.Header{}
+	headers.Set(corev1.StreamType, corev1.StreamTypeError)
+	headers.Set(corev1.PortHeader, strconv.Itoa(int(port)))
+	headers.Set(corev1.PortForwardRequestIDHeader, "0")
+	errStream, err := conn.CreateStream(headers)
+	if err != nil {
+		return err
+	}
+	_ = errStream.Close() // nothing is written to it
+	errc := make(chan error, 1)
+	go func() {
+		msg, err := io.ReadAll(errStream)
+		switch {
+		case err != nil:
+			errc <- err
+		case len(msg) > 0:
+			errc <- fmt.Errorf("port-forward to group %s port %d: %s", id, port, msg)
+		default:
+			errc <- nil
+		}
+	}()
+	headers.Set(corev1.StreamType, corev1.StreamTypeData)
+	data, err := conn.CreateStream(headers)
+	if err != nil {
+		return err
+	}
+	remoteDone := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(stream, data)
+		close(remoteDone)
+	}()
+	go func() {
+		_, _ = io.Copy(data, stream)
+		_ = data.Close()
+	}()
+	select {
+	case <-remoteDone:
+	case <-ctx.Done():
+	}
+	_ = data.Reset()
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(time.Second):
+		return nil
+	}
+}

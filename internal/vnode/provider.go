@@ -29,12 +29,14 @@ type Provider struct {
 	mu     sync.Mutex
 	pods   map[string]*corev1.Pod           // by namespace/name: the pods this node runs
 	groups map[string]*apiv1.ContainerGroup // by pod UID
-	notify func(*corev1.Pod)
-	synced chan struct{}
+	// waiting are pods whose configMap or secret is missing, by key.
+	waiting map[string]*corev1.Pod
+	notify  func(*corev1.Pod)
+	synced  chan struct{}
 }
 
 func newProvider(cfg Config) *Provider {
-	return &Provider{cfg: cfg, pods: map[string]*corev1.Pod{}, groups: map[string]*apiv1.ContainerGroup{}, synced: make(chan struct{})}
+	return &Provider{cfg: cfg, pods: map[string]*corev1.Pod{}, groups: map[string]*apiv1.ContainerGroup{}, waiting: map[string]*corev1.Pod{}, synced: make(chan struct{})}
 }
 
 func podKey(namespace, name string) string { return namespace + "/" + name }
@@ -57,7 +59,12 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 		return nil
 	case errors.As(err, &missing):
 		p.event(pod, corev1.EventTypeWarning, "CreateContainerConfigError", fmt.Sprintf("Error: %s", missing.what+" not found"))
-		return fmt.Errorf("pod %s/%s: %w", pod.Namespace, pod.Name, err) // retried by the pod controller
+		p.mu.Lock()
+		p.waiting[podKey(pod.Namespace, pod.Name)] = pod
+		p.mu.Unlock()
+		pod.Status = waitingStatus(pod, "CreateContainerConfigError", missing.Error())
+		p.push(pod)
+		return nil // created when the object appears (onObject)
 	case err != nil:
 		return err
 	}
@@ -152,6 +159,7 @@ func (p *Provider) gone(pod *corev1.Pod) {
 	key := podKey(pod.Namespace, pod.Name)
 	cur := p.pods[key]
 	delete(p.pods, key)
+	delete(p.waiting, key)
 	delete(p.groups, string(pod.UID))
 	p.mu.Unlock()
 	if cur == nil {

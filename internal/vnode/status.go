@@ -161,3 +161,15 @@ func deletedStatus(pod *corev1.Pod) corev1.PodStatus {
 	}
 	return st
 }
+
+// waitingStatus is a Pending pod whose containers can't be created yet.
+func waitingStatus(pod *corev1.Pod, reason, msg string) corev1.PodStatus {
+	now := metav1.Now()
+	st := corev1.PodStatus{Phase: corev1.PodPending, StartTime: &now,
+		Conditions: []corev1.PodCondition{podCondition(corev1.PodScheduled, true, now.Time)}}
+	for _, c := range pod.Spec.Containers {
+		st.ContainerStatuses = append(st.ContainerStatuses, corev1.ContainerStatus{Name: c.Name, Image: c.Image,
+			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: msg}}})
+	}
+	return st
+}

@@ -2,7 +2,6 @@ package vnode
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"time"
 
@@ -106,10 +105,14 @@ func (q sizes) Next() *remotecommand.TerminalSize {
 	return &remotecommand.TerminalSize{Width: s.Width, Height: s.Height}
 }
 
-// PortForward is not served by the virtual node yet.
-func (p *Provider) PortForward(_ context.Context, namespace, pod string, port int32, stream io.ReadWriteCloser) error {
-	_ = stream.Close()
-	return fmt.Errorf("port-forward to %s/%s:%d: not served by the virtual node yet (issue #6)", namespace, pod, port)
+// PortForward joins one forwarded connection to the pod's port.
+func (p *Provider) PortForward(ctx context.Context, namespace, pod string, port int32, stream io.ReadWriteCloser) error {
+	g, err := p.groupOf(namespace, pod)
+	if err != nil {
+		_ = stream.Close()
+		return err
+	}
+	return p.cfg.ECI.ForwardPort(ctx, g.Metadata.ID, port, stream)
 }
 
 // GetStatsSummary samples every running pod's group (kubectl top, the

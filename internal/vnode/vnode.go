@@ -81,8 +81,9 @@ func (v *VNode) Ready() <-chan struct{} { return v.ready }
 func (v *VNode) Run(ctx context.Context) error {
 	ctx = log.With(log.WithLogger(ctx, v.cfg.Logger), "node", v.cfg.NodeName)
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); v.watchGroups(ctx) }()
+	go func() { defer wg.Done(); v.watchObjects(ctx) }()
 	errc := make(chan error, 1)
 	go func() { errc <- v.node.Run(ctx) }()
 	select {

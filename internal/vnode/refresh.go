@@ -1,0 +1,165 @@
+package vnode
+
+import (
+	"bytes"
+	"context"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/log"
+)
+
+// Files payloads follow the cluster: a configMap or secret that changes
+// reaches the files of every pod that mounts it (the agent rewrites them in
+// place), one that appears starts the pods that waited for it, and
+// service-account tokens are renewed long before they expire.
+
+// tokenRefresh is how often the payloads (and so the tokens, valid an hour
+// by default) are rebuilt.
+const tokenRefresh = 20 * time.Minute
+
+// watchObjects follows configMaps and secrets until ctx ends.
+func (v *VNode) watchObjects(ctx context.Context) {
+	p := v.provider
+	f := informers.NewSharedInformerFactory(v.cfg.Kube, 10*time.Minute)
+	handle := func(kind string) cache.ResourceEventHandler {
+		on := func(obj any) {
+			if m, ok := obj.(interface {
+				GetNamespace() string
+				GetName() string
+			}); ok {
+				p.onObject(ctx, kind, m.GetNamespace(), m.GetName())
+			}
+		}
+		return cache.ResourceEventHandlerFuncs{AddFunc: on, UpdateFunc: func(_, obj any) { on(obj) }}
+	}
+	_, _ = f.Core().V1().ConfigMaps().Informer().AddEventHandler(handle("configmap"))
+	_, _ = f.Core().V1().Secrets().Informer().AddEventHandler(handle("secret"))
+	f.Start(ctx.Done())
+	t := time.NewTicker(tokenRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			f.Shutdown()
+			return
+		case <-t.C:
+			for _, pod := range p.running() {
+				p.refreshFiles(ctx, pod)
+			}
+		}
+	}
+}
+
+// onObject retries the pods that waited for a configMap or secret and
+// refreshes the files of those that mount it.
+func (p *Provider) onObject(ctx context.Context, kind, namespace, name string) {
+	p.mu.Lock()
+	var retry []*corev1.Pod
+	for key, pod := range p.waiting {
+		if pod.Namespace == namespace && references(pod, kind, name) {
+			retry = append(retry, pod)
+			delete(p.waiting, key)
+		}
+	}
+	p.mu.Unlock()
+	for _, pod := range retry {
+		if err := p.CreatePod(ctx, pod); err != nil {
+			log.G(ctx).Info("pod still waits", "pod", podKey(pod.Namespace, pod.Name), "err", err)
+		}
+	}
+	for _, pod := range p.running() {
+		if pod.Namespace == namespace && references(pod, kind, name) {
+			p.refreshFiles(ctx, pod)
+		}
+	}
+}
+
+// running are the pods that have a group.
+func (p *Provider) running() []*corev1.Pod {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []*corev1.Pod
+	for _, pod := range p.pods {
+		if p.groups[string(pod.UID)] != nil {
+			out = append(out, pod.DeepCopy())
+		}
+	}
+	return out
+}
+
+// refreshFiles sends the pod's current files payloads to its group when
+// they changed.
+func (p *Provider) refreshFiles(ctx context.Context, pod *corev1.Pod) {
+	p.mu.Lock()
+	g := p.groups[string(pod.UID)]
+	p.mu.Unlock()
+	if g == nil || g.Status.State.Terminal() {
+		return
+	}
+	vols, err := p.volumes(pod)
+	if err != nil {
+		log.G(ctx).Warn("files of a pod", "pod", podKey(pod.Namespace, pod.Name), "err", err)
+		return
+	}
+	cur := map[string]*apiv1.FilesVolume{}
+	for _, v := range g.Spec.Volumes {
+		cur[v.Name] = v.Files
+	}
+	changed := map[string]apiv1.FilesVolume{}
+	for _, v := range vols {
+		if v.Files != nil && !sameFiles(cur[v.Name], v.Files) {
+			changed[v.Name] = *v.Files
+		}
+	}
+	if len(changed) == 0 {
+		return
+	}
+	out, err := p.cfg.ECI.UpdateGroup(ctx, g.Metadata.ID, apiv1.GroupUpdate{Files: changed})
+	if err != nil {
+		log.G(ctx).Warn("update the files of a pod", "pod", podKey(pod.Namespace, pod.Name), "err", err)
+		return
+	}
+	p.remember(out)
+}
+
+func sameFiles(a, b *apiv1.FilesVolume) bool {
+	if a == nil || b == nil || len(a.Files) != len(b.Files) {
+		return a == b
+	}
+	for i := range a.Files {
+		if a.Files[i].Path != b.Files[i].Path || !bytes.Equal(a.Files[i].Content, b.Files[i].Content) {
+			return false
+		}
+	}
+	return true
+}
+
+// references tells whether pod mounts (or takes env from) the configMap or
+// secret name.
+func references(pod *corev1.Pod, kind, name string) bool {
+	for _, v := range pod.Spec.Volumes {
+		switch {
+		case kind == "configmap" && v.ConfigMap != nil && v.ConfigMap.Name == name,
+			kind == "secret" && v.Secret != nil && v.Secret.SecretName == name:
+			return true
+		case v.Projected != nil:
+			for _, s := range v.Projected.Sources {
+				if (kind == "configmap" && s.ConfigMap != nil && s.ConfigMap.Name == name) ||
+					(kind == "secret" && s.Secret != nil && s.Secret.Name == name) {
+					return true
+				}
+			}
+		}
+	}
+	for _, ref := range pod.Spec.ImagePullSecrets {
+		if kind == "secret" && ref.Name == name {
+			return true
+		}
+	}
+	return false
+}
