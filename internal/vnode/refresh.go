@@ -6,10 +6,13 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/log"
 )
 
@@ -163,3 +166,42 @@ func references(pod *corev1.Pod, kind, name string) bool {
 	}
 	return false
 }
+
+// collectOrphans deletes, every orphanEvery, this cluster's groups whose pod
+// no longer exists (deleted while no vnode ran, or a lost delete).
+func (v *VNode) collectOrphans(ctx context.Context) {
+	p := v.provider
+	t := time.NewTicker(orphanEvery)
+	defer t.Stop()
+	for {
+		p.mu.Lock()
+		var orphans []*apiv1.ContainerGroup
+		for uid, g := range p.groups {
+			ns, name := g.Metadata.Labels[LabelPodNamespace], g.Metadata.Labels[LabelPodName]
+			pod, err := p.cfg.Pods.Pods(ns).Get(name)
+			if (err != nil && !isNotFound(err)) || g.Metadata.DeletionRequestedAt != nil {
+				continue
+			}
+			if pod == nil || string(pod.UID) != uid {
+				orphans = append(orphans, g)
+			}
+		}
+		p.mu.Unlock()
+		for _, g := range orphans {
+			log.G(ctx).Info("deleting a group whose pod is gone", "group", g.Metadata.ID, "pod", g.Metadata.Labels[LabelPodNamespace]+"/"+g.Metadata.Labels[LabelPodName])
+			if _, err := p.cfg.ECI.DeleteGroup(ctx, g.Metadata.ID, client.DeleteOptions{}); err != nil && !errdefs.IsNotFound(err) {
+				log.G(ctx).Warn("delete an orphan group", "group", g.Metadata.ID, "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// orphanEvery is how often orphan groups are looked for.
+const orphanEvery = 30 * time.Second
+
+func isNotFound(err error) bool { return apierrors.IsNotFound(err) }

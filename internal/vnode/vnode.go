@@ -91,6 +91,8 @@ func (v *VNode) Run(ctx context.Context) error {
 		<-v.provider.synced
 		close(v.ready)
 		log.G(ctx).Info("virtual node ready", "listen", v.cfg.ListenAddr)
+		wg.Add(1)
+		go func() { defer wg.Done(); v.collectOrphans(ctx) }()
 	case err := <-errc:
 		wg.Wait()
 		return err

@@ -34,6 +34,8 @@ type cluster struct {
 	srv  *servertest.Server
 	eci  *client.Client // the vnode's tenant
 	kube kubernetes.Interface
+	// stopVNode stops the running virtual node.
+	stopVNode func()
 }
 
 func start(t *testing.T) *cluster {
@@ -42,7 +44,7 @@ func start(t *testing.T) *cluster {
 	srv := servertest.Start(t)
 	agenttest.Start(t, srv, bed, "host-1")
 	c := &cluster{bed: bed, srv: srv, eci: srv.TenantClient(t, "cluster-a"), kube: bed.Kube.Client}
-	c.startVNode(t)
+	c.stopVNode = c.startVNode(t)
 	return c
 }
 
@@ -238,5 +240,87 @@ func TestVirtualNode(t *testing.T) {
 			}
 			return nil
 		})
+	})
+
+	t.Run("a vnode restart keeps every pod and its group; a group whose pod went meanwhile is deleted", func(t *testing.T) {
+		replicas := int32(2)
+		labels := map[string]string{"app": "steady"}
+		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "steady"}, Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: onVNode(corev1.PodSpec{
+				Containers: []corev1.Container{{Name: "main", Image: busybox, Command: []string{"sleep", "3600"}}}})},
+		}}
+		if _, err := c.kube.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		lone := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "lone"}, Spec: onVNode(corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "main", Image: busybox, Command: []string{"sleep", "3600"}}}})}
+		if _, err := c.kube.CoreV1().Pods(ns).Create(ctx, lone, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		groups := func() (map[string]string, error) { // pod name -> group id
+			list, err := c.eci.ListGroups(ctx, client.ListOptions{LabelSelector: vnode.LabelCluster + "=cluster-a"})
+			if err != nil {
+				return nil, err
+			}
+			out := map[string]string{}
+			for _, g := range list.Items {
+				if g.Metadata.DeletionRequestedAt == nil && !g.Status.State.Terminal() {
+					out[g.Metadata.Labels[vnode.LabelPodName]] = g.Metadata.ID
+				}
+			}
+			return out, nil
+		}
+		var before map[string]string
+		eventually(t, "2 steady pods and the lone pod Running", 60*time.Second, func() error {
+			list, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{FieldSelector: "status.phase=Running"})
+			if err != nil {
+				return err
+			}
+			n := 0
+			for _, p := range list.Items {
+				if p.Labels["app"] == "steady" || p.Name == "lone" {
+					n++
+				}
+			}
+			if n != 3 {
+				return fmt.Errorf("%d running", n)
+			}
+			before, err = groups()
+			return err
+		})
+		c.stopVNode()
+		zero := int64(0)
+		if err := c.kube.CoreV1().Pods(ns).Delete(ctx, "lone", metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+			t.Fatal(err)
+		}
+		c.stopVNode = c.startVNode(t)
+		eventually(t, "the same groups for the steady pods, the lone pod's deleted", 60*time.Second, func() error {
+			after, err := groups()
+			if err != nil {
+				return err
+			}
+			if _, ok := after["lone"]; ok {
+				return fmt.Errorf("the lone pod's group is still there: %v", after)
+			}
+			for pod, id := range before {
+				if pod != "lone" && after[pod] != id {
+					return fmt.Errorf("pod %s had group %s, now %q", pod, id, after[pod])
+				}
+			}
+			if len(after) != len(before)-1 {
+				return fmt.Errorf("groups before %v, after %v", before, after)
+			}
+			return nil
+		})
+		list, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=steady"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range list.Items {
+			if p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" || len(p.Status.ContainerStatuses) != 1 || p.Status.ContainerStatuses[0].RestartCount != 0 {
+				t.Errorf("pod %s after the vnode restart: %s %s %+v", p.Name, p.Status.Phase, p.Status.PodIP, p.Status.ContainerStatuses)
+			}
+		}
 	})
 }
