@@ -12,7 +12,7 @@ up: ## install, build and start eci on a local Kubernetes control plane with no 
 
 .PHONY: down
 down: ## stop what `make up` started
-	@hack/local-cluster.sh down
+	@hack/down.sh
 
 .PHONY: test
 test: ## install what is missing, build, and run every test (unit, integration, e2e) on the real test bed
@@ -44,5 +44,5 @@ cluster: ## start the test bed alone (control plane, containerd, registry) in th
 
 .PHONY: clean
 clean: ## stop the local cluster and remove _output (the Go build cache stays)
-	@hack/local-cluster.sh down || true
+	@hack/down.sh || true
 	rm -rf _output

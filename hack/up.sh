@@ -1,11 +1,95 @@
 #!/usr/bin/env bash
-# make up: the main job on one machine. Today it starts the local Kubernetes
-# control plane, containerd and the registry (hack/local-cluster.sh up); the
-# virtual node that turns it into a serverless cluster, and the sample
-# workloads, come with `eci up` (issue #6).
+# make up: the main job on one machine. A local Kubernetes control plane with
+# NO real nodes (the test bed's: apiserver, controller-manager, scheduler, etcd),
+# a project-owned containerd and a registry holding busybox, then `eci up`:
+# the eci server, an agent on that containerd and a virtual node joined to the
+# cluster. Every pod of the cluster runs as an elastic container instance.
+# It deploys a sample (a Deployment of 3 busybox httpd replicas and a Job) and
+# prints the kubeconfig and what to try. `make down` stops everything.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-"$ECI_ROOT/hack/local-cluster.sh" up
-echo
-echo "Note: 'eci up' (server + agent + virtual node) is not built yet; the cluster has"
-echo "no nodes, so pods stay Pending until it is. Stop everything with: make down"
+eci::need_root "make up" up
+state=$ECI_OUT/local-cluster
+info=$state/info
+pidfile=$state/eci-up.pid
+
+"$ECI_ROOT/hack/local-cluster.sh" up > /dev/null
+get() { sed -n "s/^$1=//p" "$info"; }
+kubeconfig=$(get kubeconfig)
+kubectl=$(get kubectl)
+k() { "$kubectl" --kubeconfig "$kubeconfig" "$@"; }
+
+if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+  echo "up: eci up already runs (pid $(cat "$pidfile"))"
+else
+  nohup "$ECI_BIN" up --data-dir "$(get dir)/eci" --listen 127.0.0.1:8443 \
+    --cri-endpoint "$(get cri)" --cni-conf-dir "$(get cni_conf_dir)" --cni-bin-dir "$(get cni_bin_dir)" \
+    --registry-config-dir "$(get certs_dir)" --cgroup-parent "$(get cgroup_parent)/eci" \
+    --log-dir "$(get dir)/eci/logs" --pod-cidr "$(get pod_cidr)" --bridge "$(get bridge)" \
+    --kubeconfig "$kubeconfig" --node-ip "$(get node_ip)" --client-ca-file "$(get ca_file)" \
+    > "$state/eci-up.log" 2>&1 < /dev/null &
+  echo $! > "$pidfile"
+fi
+for _ in $(seq 600); do
+  k get node eci-vnode > /dev/null 2>&1 && break
+  kill -0 "$(cat "$pidfile")" 2>/dev/null || { echo "up: eci up stopped:" >&2; tail -20 "$state/eci-up.log" >&2; exit 1; }
+  sleep 0.2
+done
+k wait --for=condition=Ready node/eci-vnode --timeout=120s > /dev/null
+
+busybox=$(get busybox)
+k apply -f - > /dev/null <<YAML
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      nodeSelector: {type: virtual-kubelet}
+      tolerations: [{key: virtual-kubelet.io/provider, operator: Exists, effect: NoSchedule}]
+      containers:
+      - name: web
+        image: $busybox
+        command: [sh, -c, 'mkdir -p /srv && hostname > /srv/index.html && exec httpd -f -p 8080 -h /srv']
+        resources: {limits: {cpu: 250m, memory: 512Mi}}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: hello, namespace: default}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      nodeSelector: {type: virtual-kubelet}
+      tolerations: [{key: virtual-kubelet.io/provider, operator: Exists, effect: NoSchedule}]
+      containers:
+      - name: hello
+        image: $busybox
+        command: [sh, -c, 'echo hello from an elastic container instance']
+        resources: {limits: {cpu: 250m, memory: 512Mi}}
+YAML
+k rollout status deployment/web --timeout=180s > /dev/null
+k wait --for=condition=complete job/hello --timeout=180s > /dev/null
+
+cat <<EOF2
+
+eci is up: a serverless Kubernetes cluster whose every pod runs as an elastic
+container instance (no real nodes; one virtual node, eci-vnode).
+
+  export KUBECONFIG=$kubeconfig
+  alias kubectl=$kubectl
+
+  kubectl get nodes -o wide
+  kubectl get pods -o wide                  # each pod: its own IP, its own instance
+  kubectl get pod -l app=web -o jsonpath='{.items[*].metadata.annotations}'
+  curl http://\$(kubectl get pod -l app=web -o jsonpath='{.items[0].status.podIP}'):8080/
+  kubectl logs job/hello
+  kubectl exec deploy/web -- cat /srv/index.html
+  kubectl scale deployment/web --replicas=5
+
+The instance service itself: $ECI_BIN --config $(get dir)/eci/server/admin.conf ps
+Logs: $state/eci-up.log, $state/bed.log. Stop everything: make down
+EOF2

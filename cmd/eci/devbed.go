@@ -40,8 +40,13 @@ leaving nothing behind, on SIGINT or SIGTERM. hack/local-cluster.sh wraps it.`,
 			if bed.Kubelet != nil {
 				info += fmt.Sprintf("node=%s\n", bed.Kubelet.NodeName)
 			}
+			if bed.Kube != nil {
+				info += fmt.Sprintf("ca_file=%s\nnode_ip=%s\n", bed.Kube.CAFile, bed.Network.NodeIP)
+			}
 			if bed.Containerd != nil {
-				info += fmt.Sprintf("cri=%s\n", bed.Containerd.Endpoint)
+				info += fmt.Sprintf("cri=%s\ncni_conf_dir=%s\ncni_bin_dir=%s\ncerts_dir=%s\ncgroup_parent=%s\npod_cidr=%s\nbridge=%s\n",
+					bed.Containerd.Endpoint, bed.Containerd.CNIConfDir, bed.Containerd.CNIBinDir, bed.Containerd.CertsDir,
+					bed.CgroupParent, bed.Network.VSwitchCIDR, bed.Network.AgentBridge)
 			}
 			fmt.Fprint(cmd.OutOrStdout(), info)
 			if infoFile != "" {

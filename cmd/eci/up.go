@@ -1,0 +1,50 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/eci-dev/eci/internal/log"
+	"github.com/eci-dev/eci/internal/up"
+)
+
+func newUpCommand() *cobra.Command {
+	var cfg up.Config
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run server, agent (and a vnode with --kubeconfig) on this machine",
+		Long: `eci up starts the whole service on one machine: an eci server on an embedded etcd,
+an eci agent on this host's containerd, and, when --kubeconfig is given, an eci
+vnode that joins that cluster. With 'make up' it also starts a local Kubernetes
+control plane with no real nodes: a serverless cluster whose every pod runs as an
+elastic container instance.
+
+The admin's client config is written to <data-dir>/server/admin.conf
+(eci --config <data-dir>/server/admin.conf ps).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Logger = log.G(cmd.Context())
+			return up.Run(cmd.Context(), cfg)
+		},
+	}
+	self, _ := os.Executable()
+	fl := cmd.Flags()
+	fl.StringVar(&cfg.DataDir, "data-dir", "/var/lib/eci", "the server's etcd, the agent's state and the tokens")
+	fl.StringVar(&cfg.Listen, "listen", "127.0.0.1:8443", "the API's address")
+	fl.StringVar(&cfg.CRIEndpoint, "cri-endpoint", "unix:///run/containerd/containerd.sock", "containerd's CRI socket")
+	fl.StringVar(&cfg.CNIConfDir, "cni-conf-dir", "/etc/cni/net.d", "containerd's CNI config dir")
+	fl.StringVar(&cfg.CNIBinDir, "cni-bin-dir", "/opt/cni/bin", "a CNI plugin dir of containerd's, where eci-ipam is installed")
+	fl.StringVar(&cfg.Plugin, "cni-plugin", filepath.Join(filepath.Dir(self), "eci-ipam"), "the eci-ipam plugin to install")
+	fl.StringVar(&cfg.RegistryConfigDir, "registry-config-dir", "/etc/containerd/certs.d", "containerd's registry hosts dir")
+	fl.StringVar(&cfg.CgroupParent, "cgroup-parent", "eci", "cgroup under which each group gets its own")
+	fl.StringVar(&cfg.LogDir, "log-dir", "/var/log/eci/groups", "CRI log files")
+	fl.StringVar(&cfg.PodCIDR, "pod-cidr", "198.19.200.0/24", "the vSwitch the groups get their IPs from")
+	fl.StringVar(&cfg.Bridge, "bridge", "eci0", "the groups' bridge")
+	fl.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "join this cluster with a virtual node")
+	fl.StringVar(&cfg.NodeName, "node-name", "eci-vnode", "the virtual node's name")
+	fl.StringVar(&cfg.NodeIP, "node-ip", "", "where the apiserver reaches the virtual node (port 10250)")
+	fl.StringVar(&cfg.ClientCAFile, "client-ca-file", "", "the cluster's CA (of the apiserver's kubelet client certificate)")
+	return cmd
+}

@@ -1,0 +1,214 @@
+// Package up runs the whole service on one machine: an eci server on an
+// embedded etcd, an agent on this machine's containerd and, given a
+// kubeconfig, a virtual node joined to that cluster. It is `eci up`.
+package up
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/agent"
+	"github.com/eci-dev/eci/internal/cli"
+	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/cni"
+	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/log"
+	"github.com/eci-dev/eci/internal/runtime"
+	"github.com/eci-dev/eci/internal/server"
+	"github.com/eci-dev/eci/internal/vnode"
+)
+
+// Config of a one-machine service.
+type Config struct {
+	// DataDir holds the server's etcd, the agent's state and the tokens.
+	DataDir string
+	// Listen is the server's API address (127.0.0.1:8443).
+	Listen string
+	// CRIEndpoint is containerd's CRI socket; CNIConfDir and CNIBinDir are
+	// its CNI directories (the agent writes its network config into the
+	// first and the eci-ipam plugin, from Plugin, into the second);
+	// RegistryConfigDir its registry hosts directory.
+	CRIEndpoint, CNIConfDir, CNIBinDir, Plugin, RegistryConfigDir string
+	// CgroupParent and LogDir of the groups.
+	CgroupParent, LogDir string
+	// PodCIDR is the vSwitch the groups get their IPs from; Bridge its bridge.
+	PodCIDR, Bridge string
+	// Kubeconfig, when set, joins that cluster with a virtual node named
+	// NodeName reached by the apiserver at NodeIP:10250; ClientCAFile is the
+	// cluster's CA (of the apiserver's kubelet client certificate).
+	Kubeconfig, NodeName, NodeIP, ClientCAFile string
+	Logger                                     *slog.Logger
+}
+
+// Run starts everything and serves until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	ctx = log.WithLogger(ctx, cfg.Logger)
+	if cfg.Kubeconfig != "" && (cfg.NodeIP == "" || cfg.ClientCAFile == "") {
+		return errors.New("with --kubeconfig, --node-ip and --client-ca-file are required (where the apiserver reaches the virtual node, and its CA)")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return err
+	}
+	srv, err := server.New(server.Config{Addr: cfg.Listen, DataDir: filepath.Join(cfg.DataDir, "server"), Name: "eci-up"})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	run := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				errs <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	run("server", srv.Run)
+	select {
+	case <-srv.Ready():
+	case <-srv.Done():
+		return fmt.Errorf("server: %w", srv.Err())
+	}
+	admin, err := client.New(client.Config{Server: srv.URL(), Token: srv.AdminToken(), CAFile: srv.CAFile()})
+	if err != nil {
+		return err
+	}
+	adminConf := filepath.Join(cfg.DataDir, "server", "admin.conf")
+	if err := cli.WriteConfig(adminConf, cli.Config{Server: srv.URL(), Token: srv.AdminToken(), CAFile: srv.CAFile()}); err != nil {
+		return err
+	}
+	host, tenant, err := bootstrap(ctx, admin, cfg)
+	if err != nil {
+		cancel()
+		wg.Wait()
+		return err
+	}
+	a, err := newAgent(ctx, cfg, srv, host)
+	if err != nil {
+		cancel()
+		wg.Wait()
+		return err
+	}
+	run("agent", a.Run)
+	if cfg.Kubeconfig != "" {
+		kube, err := vnode.KubeClient(cfg.Kubeconfig)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return err
+		}
+		eci, err := client.New(client.Config{Server: srv.URL(), Token: tenant, CAFile: srv.CAFile()})
+		if err != nil {
+			return err
+		}
+		v, err := vnode.New(vnode.Config{NodeName: cfg.NodeName, Kube: kube, ECI: eci, Taint: vnode.Taint(),
+			InternalIP: cfg.NodeIP, ListenAddr: net.JoinHostPort(cfg.NodeIP, "10250"), ClientCAFile: cfg.ClientCAFile, Logger: cfg.Logger})
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return err
+		}
+		run("vnode", v.Run)
+	}
+	log.G(ctx).Info("eci up: serving", "api", srv.URL(), "adminConfig", adminConf, "vnode", cfg.Kubeconfig != "")
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// bootstrap makes what one machine needs: a vSwitch, a host token and the
+// vnode's tenant with its token (kept in DataDir, so a restart reuses them).
+func bootstrap(ctx context.Context, admin *client.Client, cfg Config) (hostToken, tenantToken string, err error) {
+	if _, err := admin.CreateVSwitch(ctx, &apiv1.VSwitch{Metadata: apiv1.ObjectMeta{Name: "vsw-local"}, Spec: apiv1.VSwitchSpec{Zone: "local", CIDR: cfg.PodCIDR}}); err != nil && !errdefs.IsAlreadyExists(err) && !errdefs.IsConflict(err) {
+		return "", "", fmt.Errorf("vSwitch %s: %w", cfg.PodCIDR, err)
+	}
+	if _, err := admin.PutTenant(ctx, &apiv1.Tenant{Metadata: apiv1.ObjectMeta{Name: "default"}}); err != nil {
+		return "", "", err
+	}
+	token := func(file string, spec apiv1.TokenSpec) (string, error) {
+		path := filepath.Join(cfg.DataDir, file)
+		if data, err := os.ReadFile(path); err == nil {
+			return string(data), nil
+		}
+		tok, err := admin.CreateToken(ctx, &apiv1.Token{Spec: spec})
+		if err != nil {
+			return "", err
+		}
+		return tok.Status.Token, os.WriteFile(path, []byte(tok.Status.Token), 0o600)
+	}
+	hostName, _ := os.Hostname()
+	if hostToken, err = token("host.token", apiv1.TokenSpec{Kind: apiv1.TokenHost, Host: hostName}); err != nil {
+		return "", "", err
+	}
+	tenantToken, err = token("tenant.token", apiv1.TokenSpec{Kind: apiv1.TokenTenant, Tenant: "default"})
+	return hostToken, tenantToken, err
+}
+
+func newAgent(ctx context.Context, cfg Config, srv *server.Server, token string) (*agent.Agent, error) {
+	if err := installPlugin(cfg.Plugin, filepath.Join(cfg.CNIBinDir, cni.PluginName)); err != nil {
+		return nil, err
+	}
+	c, err := client.New(client.Config{Server: srv.URL(), Token: token, CAFile: srv.CAFile()})
+	if err != nil {
+		return nil, err
+	}
+	rt, err := runtime.NewCRI(cfg.CRIEndpoint, log.G(ctx))
+	if err != nil {
+		return nil, err
+	}
+	milli, mem, err := agent.MachineResources()
+	if err != nil {
+		return nil, err
+	}
+	res := apiv1.Resources{MilliCPU: milli, MemoryMiB: mem, Pods: 110}
+	hostName, _ := os.Hostname()
+	return agent.New(agent.Config{
+		Client: c, Runtime: rt, CgroupParent: cfg.CgroupParent, LogDir: cfg.LogDir, StateDir: filepath.Join(cfg.DataDir, "agent"),
+		Host:       apiv1.Host{Metadata: apiv1.ObjectMeta{Name: hostName}, Spec: apiv1.HostSpec{Zone: "local", Capacity: res, Allocatable: res, RuntimeHandlers: []string{"runc"}}},
+		CNIConfDir: cfg.CNIConfDir, CNIBridge: cfg.Bridge, IPAMSocket: filepath.Join(cfg.DataDir, "ipam.sock"),
+		RegistryConfigDir: cfg.RegistryConfigDir, StreamAddress: "127.0.0.1:0", Logger: log.G(ctx),
+		HeartbeatInterval: 5 * time.Second,
+	})
+}
+
+// installPlugin copies the eci-ipam plugin where the runtime runs CNI
+// plugins from.
+func installPlugin(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return fmt.Errorf("the eci-ipam CNI plugin (make build puts it next to eci): %w", err)
+	}
+	defer func() { _ = in.Close() }()
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		return err
+	}
+	tmp := to + ".tmp"
+	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		_ = out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, to)
+}
