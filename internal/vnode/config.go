@@ -101,5 +101,8 @@ func KubeClient(kubeconfig string) (kubernetes.Interface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--kubeconfig: %w", err)
 	}
+	// A node reports the status of every pod it runs: client-go's default of
+	// 5 requests/s would hold a burst of pods back (the kubelet's is 50/100).
+	rc.QPS, rc.Burst = 100, 200
 	return kubernetes.NewForConfig(rc)
 }

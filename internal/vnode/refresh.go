@@ -7,7 +7,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
@@ -25,10 +24,9 @@ import (
 // by default) are rebuilt.
 const tokenRefresh = 20 * time.Minute
 
-// watchObjects follows configMaps and secrets until ctx ends.
-func (v *VNode) watchObjects(ctx context.Context) {
+// handleObjects hooks the configMap and secret informers to the pods.
+func (v *VNode) handleObjects(ctx context.Context) {
 	p := v.provider
-	f := informers.NewSharedInformerFactory(v.cfg.Kube, 10*time.Minute)
 	handle := func(kind string) cache.ResourceEventHandler {
 		on := func(obj any) {
 			if m, ok := obj.(interface {
@@ -40,19 +38,22 @@ func (v *VNode) watchObjects(ctx context.Context) {
 		}
 		return cache.ResourceEventHandlerFuncs{AddFunc: on, UpdateFunc: func(_, obj any) { on(obj) }}
 	}
-	_, _ = f.Core().V1().ConfigMaps().Informer().AddEventHandler(handle("configmap"))
-	_, _ = f.Core().V1().Secrets().Informer().AddEventHandler(handle("secret"))
-	f.Start(ctx.Done())
+	_, _ = v.objects.Core().V1().ConfigMaps().Informer().AddEventHandler(handle("configmap"))
+	_, _ = v.objects.Core().V1().Secrets().Informer().AddEventHandler(handle("secret"))
+}
+
+// refreshTokens rebuilds every running pod's payloads (so its tokens) every
+// tokenRefresh.
+func (v *VNode) refreshTokens(ctx context.Context) {
 	t := time.NewTicker(tokenRefresh)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			f.Shutdown()
 			return
 		case <-t.C:
-			for _, pod := range p.running() {
-				p.refreshFiles(ctx, pod)
+			for _, pod := range v.provider.running() {
+				v.provider.refreshFiles(ctx, pod)
 			}
 		}
 	}

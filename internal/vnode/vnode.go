@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corev1listers "k8s.io/client-go/listers/core/v1"
@@ -33,6 +34,7 @@ type VNode struct {
 	cfg      Config
 	provider *Provider
 	node     *nodeutil.Node
+	objects  informers.SharedInformerFactory
 	ready    chan struct{}
 }
 
@@ -48,10 +50,14 @@ func New(cfg Config) (*VNode, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &VNode{cfg: cfg, ready: make(chan struct{})}
+	// configMaps and secrets come from the vnode's own informers: the same
+	// ones whose events refresh the files, so a handler always reads what
+	// its event announced.
+	objects := informers.NewSharedInformerFactory(cfg.Kube, 10*time.Minute)
+	cfg.Files = listerFiles{configMaps: objects.Core().V1().ConfigMaps().Lister(), secrets: objects.Core().V1().Secrets().Lister()}
+	v := &VNode{cfg: cfg, ready: make(chan struct{}), objects: objects}
 	mux := http.NewServeMux()
 	n, err := nodeutil.NewNode(cfg.NodeName, func(pc nodeutil.ProviderConfig) (nodeutil.Provider, node.NodeProvider, error) {
-		cfg.Files = listerFiles{configMaps: pc.ConfigMaps, secrets: pc.Secrets}
 		cfg.Pods = pc.Pods
 		v.provider = newProvider(cfg)
 		*pc.Node = v.nodeSpec()
@@ -81,9 +87,17 @@ func (v *VNode) Ready() <-chan struct{} { return v.ready }
 func (v *VNode) Run(ctx context.Context) error {
 	ctx = log.With(log.WithLogger(ctx, v.cfg.Logger), "node", v.cfg.NodeName)
 	var wg sync.WaitGroup
+	v.handleObjects(ctx)
+	v.objects.Start(ctx.Done())
+	defer v.objects.Shutdown()
+	for typ, ok := range v.objects.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return fmt.Errorf("vnode: the %v informer did not sync", typ)
+		}
+	}
 	wg.Add(2)
 	go func() { defer wg.Done(); v.watchGroups(ctx) }()
-	go func() { defer wg.Done(); v.watchObjects(ctx) }()
+	go func() { defer wg.Done(); v.refreshTokens(ctx) }()
 	errc := make(chan error, 1)
 	go func() { errc <- v.node.Run(ctx) }()
 	select {

@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/eci-dev/eci/internal/agent/agenttest"
 	"github.com/eci-dev/eci/internal/client"
@@ -38,18 +39,31 @@ type cluster struct {
 	stopVNode func()
 }
 
+// fastClient is a client of the bed's cluster without client-go's default
+// throttling (5 requests/s), as the vnode's own (vnode.KubeClient).
+func fastClient(t testing.TB, bed *testbed.Bed) kubernetes.Interface {
+	t.Helper()
+	rc := rest.CopyConfig(bed.Kube.Config)
+	rc.QPS, rc.Burst = 200, 400
+	kube, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kube
+}
+
 func start(t *testing.T) *cluster {
 	t.Helper()
 	bed := testbed.New(t, testbed.Options{Kube: true, Containerd: true})
 	srv := servertest.Start(t)
 	agenttest.Start(t, srv, bed, "host-1")
-	c := &cluster{bed: bed, srv: srv, eci: srv.TenantClient(t, "cluster-a"), kube: bed.Kube.Client}
+	c := &cluster{bed: bed, srv: srv, eci: srv.TenantClient(t, "cluster-a"), kube: fastClient(t, bed)}
 	c.stopVNode = c.startVNode(t)
 	return c
 }
 
 // startVNode runs the virtual node until the test ends; it returns a stop.
-func (c *cluster) startVNode(t *testing.T) (stop func()) {
+func (c *cluster) startVNode(t testing.TB) (stop func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", net.JoinHostPort(c.bed.Network.NodeIP.String(), "0"))
 	if err != nil {

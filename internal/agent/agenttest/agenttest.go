@@ -22,7 +22,7 @@ import (
 // Start runs an agent for host name on the bed's containerd (the bed's
 // vSwitch range is added to the server), with the eci-ipam plugin built
 // from this checkout, until the test ends.
-func Start(t testing.TB, srv *servertest.Server, bed *testbed.Bed, name string) *agent.Agent {
+func Start(t testing.TB, srv *servertest.Server, bed *testbed.Bed, name string, mutate ...func(*agent.Config)) *agent.Agent {
 	t.Helper()
 	srv.VSwitch(t, "vsw-"+name, "zone-a", bed.Network.VSwitchCIDR.String())
 	plugin := filepath.Join(bed.Containerd.CNIBinDir, cni.PluginName)
@@ -36,13 +36,17 @@ func Start(t testing.TB, srv *servertest.Server, bed *testbed.Bed, name string) 
 		t.Fatal(err)
 	}
 	res := apiv1.Resources{MilliCPU: 32000, MemoryMiB: 65536, Pods: 200}
-	a, err := agent.New(agent.Config{
+	cfg := agent.Config{
 		Client: srv.HostClient(t, name), Runtime: rt, CgroupParent: bed.CgroupParent,
 		LogDir: bed.Containerd.LogDir, StateDir: filepath.Join(bed.Dir, "agent-"+name),
 		Host:       apiv1.Host{Metadata: apiv1.ObjectMeta{Name: name}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}},
 		CNIConfDir: bed.Containerd.CNIConfDir, CNIBridge: bed.Network.AgentBridge, IPAMSocket: filepath.Join(bed.Dir, "ipam-"+name+".sock"),
 		RegistryConfigDir: bed.Containerd.CertsDir, StreamAddress: "127.0.0.1:0",
-	})
+	}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	a, err := agent.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
