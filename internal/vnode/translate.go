@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
@@ -87,6 +86,9 @@ func (p *Provider) toGroup(pod *corev1.Pod) (*apiv1.ContainerGroup, error) {
 	}
 	g.Spec.Sysctls = append(g.Spec.Sysctls, podSysctls(pod)...)
 	g.Spec.DNSConfig = p.dnsConfig(pod)
+	if cpu, mem := podSize(pod); cpu > 0 && mem > 0 {
+		g.Spec.CPU, g.Spec.Memory = cpu, mem
+	}
 	for _, c := range pod.Spec.InitContainers {
 		ct, err := container(pod, c)
 		if err != nil {
@@ -190,7 +192,7 @@ func container(pod *corev1.Pod, c corev1.Container) (apiv1.Container, error) {
 	for _, p := range c.Ports {
 		out.Ports = append(out.Ports, apiv1.Port{Name: p.Name, ContainerPort: p.ContainerPort, Protocol: string(p.Protocol)})
 	}
-	out.CPU, out.Memory = size(c.Resources)
+	out.CPU, out.Memory = quantity(c.Resources.Limits, corev1.ResourceCPU)/1000, quantity(c.Resources.Limits, corev1.ResourceMemory)/(1<<30)
 	if gpu, ok := c.Resources.Limits["nvidia.com/gpu"]; ok {
 		out.GPU = int(gpu.Value())
 	}
@@ -205,25 +207,39 @@ func container(pod *corev1.Pod, c corev1.Container) (apiv1.Container, error) {
 	return out, nil
 }
 
-// size is a container's vCPU and GiB: its limits, else its requests
-// (spec section 4; the service sums and rounds them).
-func size(r corev1.ResourceRequirements) (cpu, memGiB float64) {
-	pick := func(name corev1.ResourceName) *resource.Quantity {
-		if q, ok := r.Limits[name]; ok {
-			return &q
-		}
-		if q, ok := r.Requests[name]; ok {
-			return &q
-		}
-		return nil
+// quantity is a resource in milli-units for CPU, bytes for memory (0 when
+// not given).
+func quantity(l corev1.ResourceList, name corev1.ResourceName) float64 {
+	q, ok := l[name]
+	if !ok {
+		return 0
 	}
-	if q := pick(corev1.ResourceCPU); q != nil {
-		cpu = float64(q.MilliValue()) / 1000
+	if name == corev1.ResourceCPU {
+		return float64(q.MilliValue())
 	}
-	if q := pick(corev1.ResourceMemory); q != nil {
-		memGiB = float64(q.Value()) / (1 << 30)
+	return float64(q.Value())
+}
+
+// podSize is the instance size of spec section 4: the sum of the
+// containers' limits, else of their requests (per resource); zero when the
+// pod gives neither, and the service's default applies. A container's own
+// limits bound it inside the group; requests never become limits.
+func podSize(pod *corev1.Pod) (cpu, memGiB float64) {
+	var limCPU, limMem, reqCPU, reqMem float64
+	for _, c := range pod.Spec.Containers {
+		limCPU += quantity(c.Resources.Limits, corev1.ResourceCPU)
+		limMem += quantity(c.Resources.Limits, corev1.ResourceMemory)
+		reqCPU += quantity(c.Resources.Requests, corev1.ResourceCPU)
+		reqMem += quantity(c.Resources.Requests, corev1.ResourceMemory)
 	}
-	return cpu, memGiB
+	cpu, mem := limCPU, limMem
+	if cpu == 0 {
+		cpu = reqCPU
+	}
+	if mem == 0 {
+		mem = reqMem
+	}
+	return cpu / 1000, mem / (1 << 30)
 }
 
 func probe(p *corev1.Probe) *apiv1.Probe {

@@ -1,0 +1,138 @@
+package vnode
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+)
+
+// noFiles is a cluster without configMaps or secrets.
+type noFiles struct{}
+
+func (noFiles) configMap(string, string) (map[string][]byte, error) { return nil, nil }
+func (noFiles) secret(string, string) (map[string][]byte, error)    { return nil, nil }
+
+func pod(mutate func(*corev1.Pod)) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-0", Namespace: "shop", UID: "uid-1", Annotations: map[string]string{}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "busybox"}}}}
+	if mutate != nil {
+		mutate(p)
+	}
+	return p
+}
+
+func res(cpu, mem string) corev1.ResourceList {
+	l := corev1.ResourceList{}
+	if cpu != "" {
+		l[corev1.ResourceCPU] = resource.MustParse(cpu)
+	}
+	if mem != "" {
+		l[corev1.ResourceMemory] = resource.MustParse(mem)
+	}
+	return l
+}
+
+func TestPodToGroup(t *testing.T) {
+	p := &Provider{cfg: Config{ClusterID: "c1", Files: noFiles{}, ClusterDNS: []string{"198.18.0.10"}, ClusterDomain: "cluster.local"}}
+	for _, tc := range []struct {
+		name   string
+		pod    *corev1.Pod
+		check  func(*apiv1.ContainerGroup) string
+		refuse string // the refusal reason, and a word of its message after ':'
+	}{
+		{name: "nothing given: the service's default size; ClusterFirst DNS; idempotent by UID", pod: pod(nil), check: func(g *apiv1.ContainerGroup) string {
+			if g.Spec.CPU != 0 || g.Spec.Memory != 0 || g.Spec.ClientToken != "c1/uid-1" || g.Metadata.Labels[LabelPodUID] != "uid-1" {
+				return "size or identity"
+			}
+			if d := g.Spec.DNSConfig; d == nil || d.Nameservers[0] != "198.18.0.10" || d.Searches[0] != "shop.svc.cluster.local" {
+				return "dns"
+			}
+			return ""
+		}},
+		{name: "requests only: their sum sizes the group and bound no container", pod: pod(func(p *corev1.Pod) {
+			p.Spec.Containers[0].Resources.Requests = res("500m", "1Gi")
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "side", Image: "busybox", Resources: corev1.ResourceRequirements{Requests: res("500m", "1Gi")}})
+		}), check: func(g *apiv1.ContainerGroup) string {
+			if g.Spec.CPU != 1 || g.Spec.Memory != 2 || g.Spec.Containers[0].CPU != 0 || g.Spec.Containers[0].Memory != 0 {
+				return "size"
+			}
+			return ""
+		}},
+		{name: "limits win over requests and bound their container", pod: pod(func(p *corev1.Pod) {
+			p.Spec.Containers[0].Resources = corev1.ResourceRequirements{Requests: res("1", "1Gi"), Limits: res("2", "4Gi")}
+		}), check: func(g *apiv1.ContainerGroup) string {
+			if g.Spec.CPU != 2 || g.Spec.Memory != 4 || g.Spec.Containers[0].CPU != 2 || g.Spec.Containers[0].Memory != 4 {
+				return "size"
+			}
+			return ""
+		}},
+		{name: "annotations", pod: pod(func(p *corev1.Pod) {
+			p.Annotations[AnnUseSpecs] = "2-4Gi, 4-8Gi"
+			p.Annotations[AnnVSwitch] = "vsw-a,vsw-b"
+			p.Annotations[AnnCustomTags] = "team:web,env:prod"
+			p.Annotations[AnnExtraEphemeral] = "50Gi"
+			p.Annotations[AnnCustomHosts] = `[{"host":"db","ip":"198.18.0.9"}]`
+			p.Annotations[AnnPlainHTTP] = "reg.local:5000"
+		}), check: func(g *apiv1.ContainerGroup) string {
+			s := g.Spec
+			if len(s.Specs) != 2 || s.Specs[1] != "4-8Gi" || len(s.VSwitchIDs) != 2 || s.Tags["env"] != "prod" || s.ExtraEphemeralStorage != 50 ||
+				len(s.HostAliases) != 1 || s.HostAliases[0].Hostnames[0] != "db" || s.PlainHTTPRegistries[0] != "reg.local:5000" {
+				return "annotations"
+			}
+			return ""
+		}},
+		{name: "a malformed annotation is quoted with the expected form", pod: pod(func(p *corev1.Pod) { p.Annotations[AnnCustomHosts] = "db=1.2.3.4" }),
+			refuse: "InvalidAnnotation:expected a JSON list"},
+		{name: "too many tags", pod: pod(func(p *corev1.Pod) { p.Annotations[AnnCustomTags] = "a:1,b:2,c:3,d:4" }), refuse: "InvalidAnnotation:at most 3"},
+		{name: "hostPath", pod: pod(func(p *corev1.Pod) {
+			p.Spec.Volumes = []corev1.Volume{{Name: "h", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/"}}}}
+		}), refuse: "HostPathNotSupported:NFS"},
+		{name: "hostNetwork", pod: pod(func(p *corev1.Pod) { p.Spec.HostNetwork = true }), refuse: "HostNetworkNotSupported:LoadBalancer"},
+		{name: "privileged", pod: pod(func(p *corev1.Pod) {
+			yes := true
+			p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: &yes}
+		}), refuse: "PrivilegedNotSupported:capabilities"},
+		{name: "DaemonSet pods", pod: pod(func(p *corev1.Pod) { p.OwnerReferences = []metav1.OwnerReference{{Kind: "DaemonSet", Name: "x"}} }), refuse: "DaemonSetNotSupported:sidecar"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g, err := p.toGroup(tc.pod)
+			if tc.refuse != "" {
+				reason, word, _ := strings.Cut(tc.refuse, ":")
+				var r *refusal
+				if !errors.As(err, &r) || r.Reason != reason || !strings.Contains(r.Message, word) {
+					t.Fatalf("want %s naming %q, got %v", reason, word, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bad := tc.check(g); bad != "" {
+				t.Fatalf("%s: %+v", bad, g.Spec)
+			}
+		})
+	}
+}
+
+func TestMissingSecretWaits(t *testing.T) {
+	p := &Provider{cfg: Config{ClusterID: "c1", Files: noFiles{}}}
+	_, err := p.toGroup(pod(func(p *corev1.Pod) {
+		p.Spec.Volumes = []corev1.Volume{{Name: "s", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "db"}}}}
+	}))
+	var missing *errMissing
+	if !errors.As(err, &missing) || !strings.Contains(err.Error(), "secret shop/db") {
+		t.Fatalf("want the missing secret named, got %v", err)
+	}
+	optional := true
+	if _, err := p.toGroup(pod(func(p *corev1.Pod) {
+		p.Spec.Volumes = []corev1.Volume{{Name: "s", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "db", Optional: &optional}}}}
+	})); err != nil {
+		t.Fatalf("an optional secret that is missing: %v", err)
+	}
+}
