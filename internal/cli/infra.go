@@ -38,7 +38,7 @@ func newHostsCommand(f *Flags) *cobra.Command {
 					a, u := h.Spec.Allocatable, h.Status.Allocated
 					row(tw, h.Metadata.Name, h.Spec.Zone, status,
 						fmt.Sprintf("%g/%g", float64(u.MilliCPU)/1000, float64(a.MilliCPU)/1000),
-						fmt.Sprintf("%gGi/%gGi", float64(u.MemoryMiB)/1024, float64(a.MemoryMiB)/1024),
+						fmt.Sprintf("%.1fGi/%.1fGi", float64(u.MemoryMiB)/1024, float64(a.MemoryMiB)/1024),
 						fmt.Sprintf("%d/%d", u.Pods, a.Pods), age(h.Metadata.CreatedAt))
 				}
 			})

@@ -65,6 +65,12 @@ func start(t *testing.T) *cluster {
 // startVNode runs the virtual node until the test ends; it returns a stop.
 func (c *cluster) startVNode(t testing.TB) (stop func()) {
 	t.Helper()
+	return c.startVNodeAs(t, nodeName, "cluster-a", c.eci)
+}
+
+// startVNodeAs runs a virtual node named name for cluster id with eci.
+func (c *cluster) startVNodeAs(t testing.TB, name, id string, eci *client.Client) (stop func()) {
+	t.Helper()
 	ln, err := net.Listen("tcp", net.JoinHostPort(c.bed.Network.NodeIP.String(), "0"))
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +78,7 @@ func (c *cluster) startVNode(t testing.TB) (stop func()) {
 	addr := ln.Addr().String()
 	_ = ln.Close()
 	v, err := vnode.New(vnode.Config{
-		NodeName: nodeName, ClusterID: "cluster-a", Kube: c.kube, ECI: c.eci, Taint: vnode.Taint(),
+		NodeName: name, ClusterID: id, Kube: c.kube, ECI: eci, Taint: vnode.Taint(),
 		InternalIP: c.bed.Network.NodeIP.String(), ListenAddr: addr, ClientCAFile: c.bed.Kube.CAFile,
 	})
 	if err != nil {
@@ -335,6 +341,40 @@ func TestVirtualNode(t *testing.T) {
 			if p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" || len(p.Status.ContainerStatuses) != 1 || p.Status.ContainerStatuses[0].RestartCount != 0 {
 				t.Errorf("pod %s after the vnode restart: %s %s %+v", p.Name, p.Status.Phase, p.Status.PodIP, p.Status.ContainerStatuses)
 			}
+		}
+	})
+
+	t.Run("two virtual nodes of different clusters on one service never see each other's groups", func(t *testing.T) {
+		other := c.srv.TenantClient(t, "cluster-b")
+		c.startVNodeAs(t, "eci-vnode-b", "cluster-b", other)
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "on-b"}, Spec: onVNode(corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "main", Image: busybox, Command: []string{"sleep", "3600"}}}})}
+		pod.Spec.NodeSelector["kubernetes.io/hostname"] = "eci-vnode-b"
+		if _, err := c.kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the pod Running on eci-vnode-b", 60*time.Second, func() error {
+			p, err := c.kube.CoreV1().Pods(ns).Get(ctx, "on-b", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if p.Status.Phase != corev1.PodRunning || p.Spec.NodeName != "eci-vnode-b" {
+				return fmt.Errorf("%s on %s", p.Status.Phase, p.Spec.NodeName)
+			}
+			return nil
+		})
+		mine, err := c.eci.ListGroups(ctx, client.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range mine.Items {
+			if g.Metadata.Labels[vnode.LabelCluster] != "cluster-a" {
+				t.Errorf("cluster-a's tenant sees group %s of %s", g.Metadata.ID, g.Metadata.Labels[vnode.LabelCluster])
+			}
+		}
+		theirs, err := other.ListGroups(ctx, client.ListOptions{})
+		if err != nil || len(theirs.Items) != 1 || theirs.Items[0].Metadata.Labels[vnode.LabelPodName] != "on-b" {
+			t.Fatalf("cluster-b's groups: %+v (%v)", theirs, err)
 		}
 	})
 }
