@@ -46,6 +46,14 @@ func (p *Provider) podStatus(pod *corev1.Pod, g *apiv1.ContainerGroup) corev1.Po
 	}
 	out.InitContainerStatuses = containerStatuses(pod.Spec.InitContainers, st.InitContainers, out.Phase)
 	out.ContainerStatuses = containerStatuses(pod.Spec.Containers, st.Containers, out.Phase)
+	if st.State == apiv1.StateScheduling && st.Message != "" {
+		// Not placed yet: say why where kubectl shows it.
+		for i := range out.ContainerStatuses {
+			if w := out.ContainerStatuses[i].State.Waiting; w != nil && w.Message == "" {
+				w.Message = "the instance waits for capacity: " + st.Message
+			}
+		}
+	}
 	return out
 }
 
