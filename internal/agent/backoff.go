@@ -51,6 +51,7 @@ func (a *Agent) forget(id string) {
 	defer a.mu.Unlock()
 	delete(a.reported, id)
 	delete(a.missing, id)
+	delete(a.cpuSamples, id)
 	for k := range a.waits {
 		if strings.HasPrefix(k, id+"/") {
 			delete(a.waits, k)

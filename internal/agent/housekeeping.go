@@ -62,11 +62,17 @@ func (a *Agent) ephemeralUsage(ctx context.Context, id string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	return a.ephemeralUsed(id, cs), nil
+}
+
+// ephemeralUsed adds up the writable layers of cs and the group's on-disk
+// volumes and logs.
+func (a *Agent) ephemeralUsed(id string, cs []*runtimeapi.ContainerStats) uint64 {
 	used := dirUsage(a.groupDir(id)) + dirUsage(filepath.Join(a.cfg.LogDir, id))
 	for _, c := range cs {
 		used += c.GetWritableLayer().GetUsedBytes().GetValue()
 	}
-	return used, nil
+	return used
 }
 
 // checkEphemeral evicts g when it writes more than its bound, as the kubelet

@@ -16,7 +16,7 @@ import (
 
 // reconcile does the next steps for group id (see the package doc).
 func (a *Agent) reconcile(ctx context.Context, id string) error {
-	tr := newTrace()
+	tr := newTrace(ctx)
 	g, complete := a.view(id)
 	sbs, err := a.cfg.Runtime.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{LabelGroup: id}})
 	if err != nil {

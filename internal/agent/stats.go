@@ -72,7 +72,6 @@ func (a *Agent) groupStats(ctx context.Context, g *apiv1.ContainerGroup) (*apiv1
 		sumNano += ct.CPU.UsageNanoCores
 		sumMem += ct.Memory.UsageBytes
 		sumWS += ct.Memory.WorkingSetBytes
-		st.EphemeralStorage.UsedBytes += ct.WritableLayer.UsedBytes
 		st.Containers = append(st.Containers, ct)
 	}
 	st.CPU = apiv1.CPUStats{UsageCoreNanoSeconds: sumCPU, UsageNanoCores: sumNano}
@@ -89,8 +88,7 @@ func (a *Agent) groupStats(ctx context.Context, g *apiv1.ContainerGroup) (*apiv1
 				RxErrors: n.GetRxErrors().GetValue(), TxErrors: n.GetTxErrors().GetValue()}
 		}
 	}
-	st.EphemeralStorage.UsedBytes += dirUsage(a.groupDir(id)) + dirUsage(filepath.Join(a.cfg.LogDir, id))
-	st.EphemeralStorage.CapacityBytes = a.ephemeralBound(g)
+	st.EphemeralStorage = apiv1.FSStats{UsedBytes: a.ephemeralUsed(id, cs), CapacityBytes: a.ephemeralBound(g)}
 	return st, nil
 }
 

@@ -11,19 +11,25 @@ import (
 
 // trace times the steps of one reconcile, logged at debug level when it
 // did something slow enough to matter (a sandbox was made): where a group's
-// start time goes.
+// start time goes. Without debug logging it is nil, and costs nothing.
 type trace struct {
 	start, last time.Time
 	steps       []string
 	took        []time.Duration
 }
 
-func newTrace() *trace {
+func newTrace(ctx context.Context) *trace {
+	if !log.G(ctx).Enabled(ctx, slog.LevelDebug) {
+		return nil
+	}
 	now := time.Now()
 	return &trace{start: now, last: now}
 }
 
 func (t *trace) step(name string) {
+	if t == nil {
+		return
+	}
 	now := time.Now()
 	t.steps = append(t.steps, name)
 	t.took = append(t.took, now.Sub(t.last))
@@ -31,7 +37,7 @@ func (t *trace) step(name string) {
 }
 
 func (t *trace) log(ctx context.Context, msg, group string) {
-	if !log.G(ctx).Enabled(ctx, slog.LevelDebug) {
+	if t == nil {
 		return
 	}
 	var b strings.Builder

@@ -32,16 +32,9 @@ func (s *Server) groupLog(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, httpapi.Invalid(err))
 		return
 	}
-	t, err := s.svc.StreamTarget(r.Context(), principal(r), r.PathValue("id"))
-	if err != nil {
-		writeError(w, r, err)
-		return
+	if t, ok := s.streamTarget(w, r, &o.Container); ok {
+		s.proxyToAgent(w, r, t, "log", o.Query())
 	}
-	if o.Container, err = pickContainer(t.Group, o.Container); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	s.proxyToAgent(w, r, t, "log", o.Query())
 }
 
 func (s *Server) groupExec(w http.ResponseWriter, r *http.Request)   { s.groupSession(w, r, true) }
@@ -53,13 +46,8 @@ func (s *Server) groupSession(w http.ResponseWriter, r *http.Request, exec bool)
 		writeError(w, r, httpapi.Invalid(err))
 		return
 	}
-	t, err := s.svc.StreamTarget(r.Context(), principal(r), r.PathValue("id"))
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	if o.Container, err = pickContainer(t.Group, o.Container); err != nil {
-		writeError(w, r, err)
+	t, ok := s.streamTarget(w, r, &o.Container)
+	if !ok {
 		return
 	}
 	kind := "attach"
@@ -74,21 +62,30 @@ func (s *Server) groupPortForward(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, httpapi.Invalid(err))
 		return
 	}
-	t, err := s.svc.StreamTarget(r.Context(), principal(r), r.PathValue("id"))
-	if err != nil {
-		writeError(w, r, err)
-		return
+	if t, ok := s.streamTarget(w, r, nil); ok {
+		s.proxyToAgent(w, r, t, "portforward", url.Values{"ports": r.URL.Query()["ports"]})
 	}
-	s.proxyToAgent(w, r, t, "portforward", url.Values{"ports": r.URL.Query()["ports"]})
 }
 
 func (s *Server) groupStats(w http.ResponseWriter, r *http.Request) {
+	if t, ok := s.streamTarget(w, r, nil); ok {
+		s.proxyToAgent(w, r, t, "stats", nil)
+	}
+}
+
+// streamTarget finds the agent serving the request's group and, when
+// container is given, checks (or picks) the container; on failure it has
+// answered the request.
+func (s *Server) streamTarget(w http.ResponseWriter, r *http.Request, container *string) (*control.StreamTarget, bool) {
 	t, err := s.svc.StreamTarget(r.Context(), principal(r), r.PathValue("id"))
+	if err == nil && container != nil {
+		*container, err = pickContainer(t.Group, *container)
+	}
 	if err != nil {
 		writeError(w, r, err)
-		return
+		return nil, false
 	}
-	s.proxyToAgent(w, r, t, "stats", nil)
+	return t, true
 }
 
 // pickContainer checks name against the group's containers; an empty name

@@ -85,51 +85,64 @@ func Run(ctx context.Context, cfg Config) error {
 	case <-srv.Done():
 		return fmt.Errorf("server: %w", srv.Err())
 	}
-	admin, err := client.New(client.Config{Server: srv.URL(), Token: srv.AdminToken(), CAFile: srv.CAFile()})
-	if err != nil {
-		return err
-	}
-	adminConf := filepath.Join(cfg.DataDir, "server", "admin.conf")
-	if err := cli.WriteConfig(adminConf, cli.Config{Server: srv.URL(), Token: srv.AdminToken(), CAFile: srv.CAFile()}); err != nil {
-		return err
-	}
-	host, tenant, err := bootstrap(ctx, admin, cfg)
+	daemons, err := prepare(ctx, cfg, srv)
 	if err != nil {
 		cancel()
 		wg.Wait()
 		return err
 	}
-	a, err := newAgent(ctx, cfg, srv, host)
-	if err != nil {
-		cancel()
-		wg.Wait()
-		return err
+	for _, d := range daemons {
+		run(d.name, d.run)
 	}
-	run("agent", a.Run)
-	if cfg.Kubeconfig != "" {
-		kube, err := vnode.KubeClient(cfg.Kubeconfig)
-		if err != nil {
-			cancel()
-			wg.Wait()
-			return err
-		}
-		eci, err := client.New(client.Config{Server: srv.URL(), Token: tenant, CAFile: srv.CAFile()})
-		if err != nil {
-			return err
-		}
-		v, err := vnode.New(vnode.Config{NodeName: cfg.NodeName, Kube: kube, ECI: eci, Taint: vnode.Taint(),
-			InternalIP: cfg.NodeIP, ListenAddr: net.JoinHostPort(cfg.NodeIP, "10250"), ClientCAFile: cfg.ClientCAFile, Logger: cfg.Logger})
-		if err != nil {
-			cancel()
-			wg.Wait()
-			return err
-		}
-		run("vnode", v.Run)
-	}
-	log.G(ctx).Info("eci up: serving", "api", srv.URL(), "adminConfig", adminConf, "vnode", cfg.Kubeconfig != "")
+	log.G(ctx).Info("eci up: serving", "api", srv.URL(), "adminConfig", filepath.Join(cfg.DataDir, "server", "admin.conf"), "vnode", cfg.Kubeconfig != "")
 	wg.Wait()
 	close(errs)
 	return <-errs
+}
+
+type daemon struct {
+	name string
+	run  func(context.Context) error
+}
+
+// prepare, with the server running, writes the admin's client config,
+// bootstraps the service and builds the agent and (with a kubeconfig) the
+// virtual node.
+func prepare(ctx context.Context, cfg Config, srv *server.Server) ([]daemon, error) {
+	admin, err := client.New(client.Config{Server: srv.URL(), Token: srv.AdminToken(), CAFile: srv.CAFile()})
+	if err != nil {
+		return nil, err
+	}
+	adminConf := filepath.Join(cfg.DataDir, "server", "admin.conf")
+	if err := cli.WriteConfig(adminConf, cli.Config{Server: srv.URL(), Token: srv.AdminToken(), CAFile: srv.CAFile()}); err != nil {
+		return nil, err
+	}
+	host, tenant, err := bootstrap(ctx, admin, cfg)
+	if err != nil {
+		return nil, err
+	}
+	a, err := newAgent(ctx, cfg, srv, host)
+	if err != nil {
+		return nil, err
+	}
+	daemons := []daemon{{"agent", a.Run}}
+	if cfg.Kubeconfig == "" {
+		return daemons, nil
+	}
+	kube, err := vnode.KubeClient(cfg.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	eci, err := client.New(client.Config{Server: srv.URL(), Token: tenant, CAFile: srv.CAFile()})
+	if err != nil {
+		return nil, err
+	}
+	v, err := vnode.New(vnode.Config{NodeName: cfg.NodeName, Kube: kube, ECI: eci, Taint: vnode.Taint(),
+		InternalIP: cfg.NodeIP, ListenAddr: net.JoinHostPort(cfg.NodeIP, "10250"), ClientCAFile: cfg.ClientCAFile, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	return append(daemons, daemon{"vnode", v.Run}), nil
 }
 
 // bootstrap makes what one machine needs: a vSwitch, a host token and the

@@ -31,12 +31,16 @@ type Provider struct {
 	groups map[string]*apiv1.ContainerGroup // by pod UID
 	// waiting are pods whose configMap or secret is missing, by key.
 	waiting map[string]*corev1.Pod
-	notify  func(*corev1.Pod)
-	synced  chan struct{}
+	// annotating are pods whose instance annotations are being written: the
+	// watch's next events need not write them again.
+	annotating map[string]bool
+	notify     func(*corev1.Pod)
+	synced     chan struct{}
 }
 
 func newProvider(cfg Config) *Provider {
-	return &Provider{cfg: cfg, pods: map[string]*corev1.Pod{}, groups: map[string]*apiv1.ContainerGroup{}, waiting: map[string]*corev1.Pod{}, synced: make(chan struct{})}
+	return &Provider{cfg: cfg, pods: map[string]*corev1.Pod{}, groups: map[string]*apiv1.ContainerGroup{}, waiting: map[string]*corev1.Pod{},
+		annotating: map[string]bool{}, synced: make(chan struct{})}
 }
 
 func podKey(namespace, name string) string { return namespace + "/" + name }
@@ -261,8 +265,9 @@ func (p *Provider) remember(g *apiv1.ContainerGroup) {
 	p.mu.Unlock()
 	if out != nil {
 		p.push(out)
-		if g.Status.InstanceSpec != "" && out.Annotations[AnnInstanceSpec] != g.Status.InstanceSpec {
+		if g.Status.InstanceSpec != "" && out.Annotations[AnnInstanceSpec] != g.Status.InstanceSpec && p.startAnnotating(key) {
 			go func() {
+				defer p.doneAnnotating(key)
 				if err := p.annotate(context.Background(), key, g); err != nil {
 					p.cfg.Logger.Warn("annotate a pod", "pod", key, "err", err)
 				}
@@ -282,4 +287,20 @@ func newer(a, b string) bool {
 	x, err1 := strconv.ParseInt(a, 10, 64)
 	y, err2 := strconv.ParseInt(b, 10, 64)
 	return err1 == nil && err2 == nil && x > y
+}
+
+func (p *Provider) startAnnotating(key string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.annotating[key] {
+		return false
+	}
+	p.annotating[key] = true
+	return true
+}
+
+func (p *Provider) doneAnnotating(key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.annotating, key)
 }

@@ -48,13 +48,13 @@ func (p *Provider) volumes(pod *corev1.Pod) ([]apiv1.Volume, error) {
 // volume.
 func (p *Provider) filesOf(pod *corev1.Pod, v corev1.Volume) (*apiv1.FilesVolume, error) {
 	fv := &apiv1.FilesVolume{Files: []apiv1.File{}}
-	add := func(data map[string][]byte, items []corev1.KeyToPath, mode *int32, what string, optional bool) error {
+	add := func(data map[string][]byte, items []corev1.KeyToPath, what string, optional bool) error {
 		if data == nil {
 			return nil
 		}
 		if len(items) == 0 {
 			for _, k := range sortedKeys(data) {
-				fv.Files = append(fv.Files, apiv1.File{Path: k, Content: data[k], Mode: mode})
+				fv.Files = append(fv.Files, apiv1.File{Path: k, Content: data[k]})
 			}
 			return nil
 		}
@@ -66,35 +66,28 @@ func (p *Provider) filesOf(pod *corev1.Pod, v corev1.Volume) (*apiv1.FilesVolume
 				}
 				return &errMissing{what: fmt.Sprintf("key %q of %s", it.Key, what)}
 			}
-			m := mode
-			if it.Mode != nil {
-				m = it.Mode
-			}
-			fv.Files = append(fv.Files, apiv1.File{Path: it.Path, Content: content, Mode: m})
+			fv.Files = append(fv.Files, apiv1.File{Path: it.Path, Content: content, Mode: it.Mode})
 		}
 		return nil
 	}
-	configMap := func(name string, items []corev1.KeyToPath, mode *int32, optional *bool) error {
-		data, err := p.cfg.Files.configMap(pod.Namespace, name)
-		what := fmt.Sprintf("configmap %s/%s", pod.Namespace, name)
+	// object adds the items of a configMap or secret (get reads it).
+	object := func(kind string, get func(namespace, name string) (map[string][]byte, error), name string, items []corev1.KeyToPath, optional *bool) error {
+		data, err := get(pod.Namespace, name)
+		what := fmt.Sprintf("%s %s/%s", kind, pod.Namespace, name)
 		if err != nil {
 			return err
 		}
-		if data == nil && (optional == nil || !*optional) {
+		opt := optional != nil && *optional
+		if data == nil && !opt {
 			return &errMissing{what: what}
 		}
-		return add(data, items, mode, what, optional != nil && *optional)
+		return add(data, items, what, opt)
 	}
-	secret := func(name string, items []corev1.KeyToPath, mode *int32, optional *bool) error {
-		data, err := p.cfg.Files.secret(pod.Namespace, name)
-		what := fmt.Sprintf("secret %s/%s", pod.Namespace, name)
-		if err != nil {
-			return err
-		}
-		if data == nil && (optional == nil || !*optional) {
-			return &errMissing{what: what}
-		}
-		return add(data, items, mode, what, optional != nil && *optional)
+	configMap := func(name string, items []corev1.KeyToPath, optional *bool) error {
+		return object("configmap", p.cfg.Files.configMap, name, items, optional)
+	}
+	secret := func(name string, items []corev1.KeyToPath, optional *bool) error {
+		return object("secret", p.cfg.Files.secret, name, items, optional)
 	}
 	downward := func(items []corev1.DownwardAPIVolumeFile) error {
 		for _, it := range items {
@@ -113,10 +106,10 @@ func (p *Provider) filesOf(pod *corev1.Pod, v corev1.Volume) (*apiv1.FilesVolume
 	switch {
 	case v.ConfigMap != nil:
 		fv.DefaultMode = v.ConfigMap.DefaultMode
-		err = configMap(v.ConfigMap.Name, v.ConfigMap.Items, nil, v.ConfigMap.Optional)
+		err = configMap(v.ConfigMap.Name, v.ConfigMap.Items, v.ConfigMap.Optional)
 	case v.Secret != nil:
 		fv.DefaultMode = v.Secret.DefaultMode
-		err = secret(v.Secret.SecretName, v.Secret.Items, nil, v.Secret.Optional)
+		err = secret(v.Secret.SecretName, v.Secret.Items, v.Secret.Optional)
 	case v.DownwardAPI != nil:
 		fv.DefaultMode = v.DownwardAPI.DefaultMode
 		err = downward(v.DownwardAPI.Items)
@@ -125,9 +118,9 @@ func (p *Provider) filesOf(pod *corev1.Pod, v corev1.Volume) (*apiv1.FilesVolume
 		for _, src := range v.Projected.Sources {
 			switch {
 			case src.ConfigMap != nil:
-				err = configMap(src.ConfigMap.Name, src.ConfigMap.Items, nil, src.ConfigMap.Optional)
+				err = configMap(src.ConfigMap.Name, src.ConfigMap.Items, src.ConfigMap.Optional)
 			case src.Secret != nil:
-				err = secret(src.Secret.Name, src.Secret.Items, nil, src.Secret.Optional)
+				err = secret(src.Secret.Name, src.Secret.Items, src.Secret.Optional)
 			case src.DownwardAPI != nil:
 				err = downward(src.DownwardAPI.Items)
 			case src.ServiceAccountToken != nil:
