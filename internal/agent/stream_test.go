@@ -304,10 +304,15 @@ func testStreams(t *testing.T, bed *testbed.Bed, srv *servertest.Server, rt runt
 			}
 			return nil
 		})
-		st, err := os.Stat(filepath.Join(dir, "0.log"))
-		if err != nil || st.Size() > 1<<20 {
-			t.Fatalf("live log file: %v (%v)", st, err)
-		}
+		// Between the rename and the runtime's reopen there is no live file
+		// for a moment.
+		eventuallyOK(t, "a live log file smaller than 1 MiB", func() error {
+			st, err := os.Stat(filepath.Join(dir, "0.log"))
+			if err != nil || st.Size() > 1<<20 {
+				return fmt.Errorf("live log file: %v (%v)", st, err)
+			}
+			return nil
+		})
 		eventuallyOK(t, "the last line of the live file, a number from seq", func() error {
 			tail, err := logs(t, srv.Admin, cid, apiv1.LogOptions{TailLines: i64(1)})
 			if _, perr := strconv.Atoi(strings.TrimSpace(tail)); err != nil || perr != nil {
