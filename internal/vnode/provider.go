@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -36,11 +37,12 @@ type Provider struct {
 	annotating map[string]bool
 	notify     func(*corev1.Pod)
 	synced     chan struct{}
+	started    time.Time // the node's start, as /stats/summary's
 }
 
 func newProvider(cfg Config) *Provider {
 	return &Provider{cfg: cfg, pods: map[string]*corev1.Pod{}, groups: map[string]*apiv1.ContainerGroup{}, waiting: map[string]*corev1.Pod{},
-		annotating: map[string]bool{}, synced: make(chan struct{})}
+		annotating: map[string]bool{}, synced: make(chan struct{}), started: time.Now()}
 }
 
 func podKey(namespace, name string) string { return namespace + "/" + name }

@@ -3,15 +3,10 @@ package vnode
 import (
 	"context"
 	"io"
-	"time"
 
-	dto "github.com/prometheus/client_model/go"
 	vkerrdefs "github.com/virtual-kubelet/virtual-kubelet/errdefs"
 	"github.com/virtual-kubelet/virtual-kubelet/node/api"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/remotecommand"
-	statsv1alpha1 "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 )
@@ -113,61 +108,4 @@ func (p *Provider) PortForward(ctx context.Context, namespace, pod string, port 
 		return err
 	}
 	return p.cfg.ECI.ForwardPort(ctx, g.Metadata.ID, port, stream)
-}
-
-// GetStatsSummary samples every running pod's group (kubectl top, the
-// metrics pipeline's /stats/summary).
-func (p *Provider) GetStatsSummary(ctx context.Context) (*statsv1alpha1.Summary, error) {
-	p.mu.Lock()
-	type target struct {
-		pod *corev1.Pod
-		id  string
-	}
-	var targets []target
-	for _, pod := range p.pods {
-		if g := p.groups[string(pod.UID)]; g != nil && g.Status.State == apiv1.StateRunning {
-			targets = append(targets, target{pod, g.Metadata.ID})
-		}
-	}
-	p.mu.Unlock()
-	now := metav1.NewTime(time.Now())
-	sum := &statsv1alpha1.Summary{Node: statsv1alpha1.NodeStats{NodeName: p.cfg.NodeName, StartTime: now}}
-	var nodeCPU, nodeMem uint64
-	for _, t := range targets {
-		st, err := p.cfg.ECI.GroupStats(ctx, t.id)
-		if err != nil {
-			continue // ended meanwhile
-		}
-		ts := metav1.NewTime(st.Time)
-		ps := statsv1alpha1.PodStats{
-			PodRef:           statsv1alpha1.PodReference{Name: t.pod.Name, Namespace: t.pod.Namespace, UID: string(t.pod.UID)},
-			StartTime:        now,
-			CPU:              cpuStats(ts, st.CPU),
-			Memory:           memStats(ts, st.Memory),
-			Network:          &statsv1alpha1.NetworkStats{Time: ts, InterfaceStats: statsv1alpha1.InterfaceStats{Name: st.Network.Interface, RxBytes: &st.Network.RxBytes, TxBytes: &st.Network.TxBytes}},
-			EphemeralStorage: &statsv1alpha1.FsStats{Time: ts, UsedBytes: &st.EphemeralStorage.UsedBytes, CapacityBytes: &st.EphemeralStorage.CapacityBytes},
-		}
-		for _, c := range st.Containers {
-			ps.Containers = append(ps.Containers, statsv1alpha1.ContainerStats{Name: c.Name, StartTime: now, CPU: cpuStats(ts, c.CPU), Memory: memStats(ts, c.Memory)})
-		}
-		nodeCPU += st.CPU.UsageNanoCores
-		nodeMem += st.Memory.WorkingSetBytes
-		sum.Pods = append(sum.Pods, ps)
-	}
-	sum.Node.CPU = &statsv1alpha1.CPUStats{Time: now, UsageNanoCores: &nodeCPU}
-	sum.Node.Memory = &statsv1alpha1.MemoryStats{Time: now, WorkingSetBytes: &nodeMem}
-	return sum, nil
-}
-
-func cpuStats(ts metav1.Time, c apiv1.CPUStats) *statsv1alpha1.CPUStats {
-	return &statsv1alpha1.CPUStats{Time: ts, UsageNanoCores: &c.UsageNanoCores, UsageCoreNanoSeconds: &c.UsageCoreNanoSeconds}
-}
-
-func memStats(ts metav1.Time, m apiv1.MemoryStats) *statsv1alpha1.MemoryStats {
-	return &statsv1alpha1.MemoryStats{Time: ts, UsageBytes: &m.UsageBytes, WorkingSetBytes: &m.WorkingSetBytes, RSSBytes: &m.RSSBytes}
-}
-
-// GetMetricsResource is not served by the virtual node yet.
-func (p *Provider) GetMetricsResource(context.Context) ([]*dto.MetricFamily, error) {
-	return nil, vkerrdefs.NotFound("/metrics/resource is not served by the virtual node yet (issue #6)")
 }

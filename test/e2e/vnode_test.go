@@ -262,6 +262,8 @@ func TestVirtualNode(t *testing.T) {
 		})
 	})
 
+	testAnnotations(t, c, ns)
+
 	t.Run("a vnode restart keeps every pod and its group; a group whose pod went meanwhile is deleted", func(t *testing.T) {
 		replicas := int32(2)
 		labels := map[string]string{"app": "steady"}

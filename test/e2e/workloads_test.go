@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -156,6 +158,35 @@ func TestWorkloads(t *testing.T) {
 				return fmt.Errorf("summary %s", raw)
 			}
 			return nil
+		})
+	})
+
+	t.Run("the node's /metrics/resource through the apiserver (metrics-server's source)", func(t *testing.T) {
+		eventually(t, "resource metrics of the running pod", 20*time.Second, func() error {
+			raw, err := c.kube.CoreV1().RESTClient().Get().AbsPath("/api/v1/nodes/" + nodeName + "/proxy/metrics/resource").DoRaw(ctx)
+			if err != nil {
+				return err
+			}
+			parser := expfmt.NewTextParser(model.UTF8Validation)
+			fams, err := parser.TextToMetricFamilies(bytes.NewReader(raw))
+			if err != nil {
+				return fmt.Errorf("not Prometheus text: %w\n%s", err, raw)
+			}
+			for _, name := range []string{"node_cpu_usage_seconds_total", "node_memory_working_set_bytes", "pod_cpu_usage_seconds_total", "container_cpu_usage_seconds_total", "container_start_time_seconds", "scrape_error"} {
+				if fams[name] == nil {
+					return fmt.Errorf("no %s in\n%s", name, raw)
+				}
+			}
+			for _, m := range fams["container_memory_working_set_bytes"].GetMetric() {
+				labels := map[string]string{}
+				for _, l := range m.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				if labels["namespace"] == ns && labels["container"] == "web" && m.GetGauge().GetValue() > 0 {
+					return nil
+				}
+			}
+			return fmt.Errorf("no working set of container web in %s:\n%s", ns, raw)
 		})
 	})
 
