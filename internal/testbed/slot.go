@@ -27,6 +27,8 @@ const DefaultBaseDir = "/var/lib/eci-testbed"
 //	198.19.S.0/24       containerd's CNI pod network (bridge ecibrS)
 //	198.19.(128+S).0/24 a vSwitch for eci's own tests (bridge eciagS, made by
 //	                    the agent's CNI config)
+//	198.19.(64+4S).0/22 a larger vSwitch for bursts of up to 1,022 groups,
+//	                    slots 0-15 only (same bridge)
 type Network struct {
 	ServiceCIDR netip.Prefix
 	NodeCIDR    netip.Prefix
@@ -39,11 +41,14 @@ type Network struct {
 	// eci agent of this bed puts its groups on.
 	VSwitchCIDR netip.Prefix
 	AgentBridge string
+	// LargeVSwitchCIDR is a /22 for bursts of more groups than VSwitchCIDR
+	// holds; only slots 0-15 have one (invalid otherwise).
+	LargeVSwitchCIDR netip.Prefix
 }
 
 func networkFor(slot int) Network {
 	s := byte(slot)
-	return Network{
+	n := Network{
 		ServiceCIDR: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, s, 0}), 24),
 		NodeCIDR:    netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 64 + s, 0}), 24),
 		NodeIP:      netip.AddrFrom4([4]byte{198, 18, 64 + s, 1}),
@@ -54,6 +59,10 @@ func networkFor(slot int) Network {
 		VSwitchCIDR: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, 128 + s, 0}), 24),
 		AgentBridge: fmt.Sprintf("eciag%d", slot),
 	}
+	if slot < 16 {
+		n.LargeVSwitchCIDR = netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, 64 + 4*s, 0}), 22)
+	}
+	return n
 }
 
 // slot is one bed's claim on a slot: the lock file stays open (and so locked)

@@ -33,9 +33,15 @@ import (
 type VNode struct {
 	cfg      Config
 	provider *Provider
-	node     *nodeutil.Node
-	objects  informers.SharedInformerFactory
-	ready    chan struct{}
+	// pods are this node's pods; objects the configMaps, secrets and
+	// services its pods read.
+	pods    informers.SharedInformerFactory
+	objects informers.SharedInformerFactory
+	pc      *node.PodController
+	nc      *node.NodeController
+	kubelet *http.Server
+	tls     *tls.Config
+	ready   chan struct{}
 }
 
 // New checks cfg and builds the node (nothing runs before Run).
@@ -55,27 +61,19 @@ func New(cfg Config) (*VNode, error) {
 	// its event announced.
 	objects := informers.NewSharedInformerFactory(cfg.Kube, 10*time.Minute)
 	cfg.Files = listerFiles{configMaps: objects.Core().V1().ConfigMaps().Lister(), secrets: objects.Core().V1().Secrets().Lister()}
-	v := &VNode{cfg: cfg, ready: make(chan struct{}), objects: objects}
-	mux := http.NewServeMux()
-	n, err := nodeutil.NewNode(cfg.NodeName, func(pc nodeutil.ProviderConfig) (nodeutil.Provider, node.NodeProvider, error) {
-		cfg.Pods = pc.Pods
-		v.provider = newProvider(cfg)
-		*pc.Node = v.nodeSpec()
-		return v.provider, &nodeStatus{eci: cfg.ECI, node: pc.Node}, nil
-	},
-		nodeutil.WithClient(cfg.Kube),
-		nodeutil.AttachProviderRoutes(mux),
-		func(c *nodeutil.NodeConfig) error {
-			c.HTTPListenAddr, c.TLSConfig, c.EventRecorder = cfg.ListenAddr, tlsCfg, cfg.Recorder
-			c.Handler = requireClientCert(mux)
-			c.NumWorkers = 8
-			return nil
-		},
-	)
-	if err != nil {
-		return nil, fmt.Errorf("vnode: %w", err)
+	pods := informers.NewSharedInformerFactoryWithOptions(cfg.Kube, time.Minute, nodeutil.PodInformerFilter(cfg.NodeName))
+	cfg.Pods = pods.Core().V1().Pods().Lister()
+	v := &VNode{cfg: cfg, ready: make(chan struct{}), objects: objects, pods: pods, tls: tlsCfg}
+	v.provider = newProvider(cfg)
+	spec := v.nodeSpec()
+	if v.nc, err = node.NewNodeController(&nodeStatus{eci: cfg.ECI, node: &spec}, &spec, cfg.Kube.CoreV1().Nodes(),
+		node.WithNodeEnableLeaseV1(nodeutil.NodeLeaseV1Client(cfg.Kube), node.DefaultLeaseDuration)); err != nil {
+		return nil, fmt.Errorf("vnode: node controller: %w", err)
 	}
-	v.node = n
+	if v.pc, err = node.NewPodController(podControllerConfig(cfg, v.provider, pods, objects)); err != nil {
+		return nil, fmt.Errorf("vnode: pod controller: %w", err)
+	}
+	v.kubelet = &http.Server{Handler: requireClientCert(kubeletAPI(v.provider, cfg.Pods)), TLSConfig: tlsCfg, ReadHeaderTimeout: 30 * time.Second}
 	return v, nil
 }
 
@@ -86,34 +84,67 @@ func (v *VNode) Ready() <-chan struct{} { return v.ready }
 // when it returns: the next vnode adopts them.
 func (v *VNode) Run(ctx context.Context) error {
 	ctx = log.With(log.WithLogger(ctx, v.cfg.Logger), "node", v.cfg.NodeName)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
+	defer wg.Wait()
 	v.handleObjects(ctx)
 	v.objects.Start(ctx.Done())
 	defer v.objects.Shutdown()
-	for typ, ok := range v.objects.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			return fmt.Errorf("vnode: the %v informer did not sync", typ)
+	v.pods.Start(ctx.Done())
+	defer v.pods.Shutdown()
+	for _, f := range []informers.SharedInformerFactory{v.objects, v.pods} {
+		for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
+			if !ok {
+				return fmt.Errorf("vnode: the %v informer did not sync", typ)
+			}
 		}
 	}
+	ln, err := tls.Listen("tcp", v.cfg.ListenAddr, v.tls)
+	if err != nil {
+		return fmt.Errorf("vnode: kubelet API: %w", err)
+	}
+	go func() { _ = v.kubelet.Serve(ln) }()
+	defer func() { _ = v.kubelet.Close() }()
 	wg.Add(2)
 	go func() { defer wg.Done(); v.watchGroups(ctx) }()
 	go func() { defer wg.Done(); v.refreshTokens(ctx) }()
-	errc := make(chan error, 1)
-	go func() { errc <- v.node.Run(ctx) }()
+
+	go func() { _ = v.pc.Run(ctx, podWorkers) }()
+	defer func() { cancel(); <-v.pc.Done() }()
 	select {
-	case <-v.node.Ready():
-		<-v.provider.synced
-		close(v.ready)
-		log.G(ctx).Info("virtual node ready", "listen", v.cfg.ListenAddr)
-		wg.Add(1)
-		go func() { defer wg.Done(); v.collectOrphans(ctx) }()
-	case err := <-errc:
-		wg.Wait()
-		return err
+	case <-ctx.Done():
+		return nil
+	case <-v.pc.Ready():
+	case <-v.pc.Done():
+		return fmt.Errorf("vnode: pod controller: %w", v.pc.Err())
 	}
-	err := <-errc
-	wg.Wait()
-	return err
+	go func() { _ = v.nc.Run(ctx) }()
+	defer func() { cancel(); <-v.nc.Done() }()
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-v.nc.Ready():
+	case <-v.nc.Done():
+		return fmt.Errorf("vnode: node controller: %w", v.nc.Err())
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-v.provider.synced:
+	}
+	close(v.ready)
+	log.G(ctx).Info("virtual node ready", "listen", v.cfg.ListenAddr)
+	wg.Add(1)
+	go func() { defer wg.Done(); v.collectOrphans(ctx) }()
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-v.pc.Done():
+		return fmt.Errorf("vnode: pod controller: %w", v.pc.Err())
+	case <-v.nc.Done():
+		return fmt.Errorf("vnode: node controller: %w", v.nc.Err())
+	}
 }
 
 // watchGroups keeps the provider's groups equal to this cluster's groups on

@@ -1,0 +1,65 @@
+package vnode
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/virtual-kubelet/virtual-kubelet/node"
+	"github.com/virtual-kubelet/virtual-kubelet/node/api"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	corev1listers "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/util/workqueue"
+)
+
+// The virtual-kubelet controllers, wired here rather than by nodeutil.NewNode
+// for one reason: nodeutil leaves the pod controller's queues on client-go's
+// default rate limiter, a token bucket of 10 items/s (burst 100) shared by
+// every pod. A burst of pods needs several status updates each, so a 100-pod
+// burst queued its statuses for ~10 s behind that bucket (measured:
+// docs/benchmarks.md). Here a key is delayed only when its own handling
+// fails (exponential per key); the apiserver is protected by the client's
+// own QPS limit (KubeClient).
+
+// podWorkers handle each pod-controller queue (creates, deletes, statuses).
+const podWorkers = 16
+
+func queueRateLimiter() workqueue.TypedRateLimiter[any] {
+	return workqueue.NewTypedItemExponentialFailureRateLimiter[any](5*time.Millisecond, 30*time.Second)
+}
+
+func podControllerConfig(cfg Config, p *Provider, pods, objects informers.SharedInformerFactory) node.PodControllerConfig {
+	return node.PodControllerConfig{
+		PodClient:                            cfg.Kube.CoreV1(),
+		EventRecorder:                        cfg.Recorder,
+		Provider:                             p,
+		PodInformer:                          pods.Core().V1().Pods(),
+		SecretInformer:                       objects.Core().V1().Secrets(),
+		ConfigMapInformer:                    objects.Core().V1().ConfigMaps(),
+		ServiceInformer:                      objects.Core().V1().Services(),
+		SyncPodsFromKubernetesRateLimiter:    queueRateLimiter(),
+		DeletePodsFromKubernetesRateLimiter:  queueRateLimiter(),
+		SyncPodStatusFromProviderRateLimiter: queueRateLimiter(),
+	}
+}
+
+// kubeletAPI is the kubelet's HTTP API over the provider (logs, exec,
+// attach, port-forward, pods, stats, resource metrics).
+func kubeletAPI(p *Provider, pods corev1listers.PodLister) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", api.PodHandler(api.PodHandlerConfig{
+		RunInContainer:    p.RunInContainer,
+		AttachToContainer: p.AttachToContainer,
+		GetContainerLogs:  p.GetContainerLogs,
+		GetPods:           p.GetPods,
+		GetPodsFromKubernetes: func(context.Context) ([]*corev1.Pod, error) {
+			return pods.List(labels.Everything())
+		},
+		GetStatsSummary:    p.GetStatsSummary,
+		GetMetricsResource: p.GetMetricsResource,
+		PortForward:        p.PortForward,
+	}, true))
+	return mux
+}
