@@ -69,7 +69,7 @@ Other:     version, dev`,
 	root.AddCommand(
 		newVersionCommand(),
 		newServerCommand(), newAgentCommand(), newVnodeCommand(), newUpCommand(),
-		newDevCommand(),
+		newDevCommand(), newProfileCommand(),
 	)
 	root.AddCommand(newClientCommands()...)
 	return root

@@ -38,10 +38,19 @@ alternative named, configMaps, secrets, downward API and service-account tokens
 sent as file payloads) and its status is kept true in Kubernetes from the
 service's watch.
 
-It serves the kubelet API (logs, exec, attach, /stats/summary) to the apiserver
-(a client certificate of --client-ca-file is required). Still to come (issue #6):
-port-forward, /metrics/resource, configMap updates reaching the files, token
-refresh; the eci-profile webhook is issue #7.`,
+It serves the kubelet API (logs, exec, attach, port-forward, /stats/summary,
+/metrics/resource) to the apiserver (a client certificate of --client-ca-file is
+required), and the eci-profile admission webhook (--profile-listen), configured
+by the ConfigMap kube-system/eci-profile: it sends pods to the virtual node by
+label (alibabacloud.com/eci=true on the pod or its namespace) or selector, adds
+the selectors' annotations and labels, and lets normalNodePrefer pods overflow
+from full real nodes. The webhook's MutatingWebhookConfiguration
+(eci-profile.NODE-NAME, failurePolicy Ignore) is kept by the vnode and left in
+place when it stops.
+
+Kubernetes permissions it needs: nodes, node leases, pods and pods/status,
+events, configMaps, secrets, services, namespaces (read), serviceaccounts/token,
+mutatingwebhookconfigurations, and secrets in --namespace (write).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -119,5 +128,12 @@ refresh; the eci-profile webhook is issue #7.`,
 	fl.StringVar(&cpu, "cpu", "1000", "the node's cpu capacity")
 	fl.StringVar(&memory, "memory", "4Ti", "the node's memory capacity")
 	fl.StringVar(&pods, "pods", "1000", "the node's pod capacity")
+	fl.StringVar(&cfg.Profile.ListenAddr, "profile-listen", ":10251", "serve the eci-profile admission webhook here (empty: no webhook)")
+	fl.StringVar(&cfg.Profile.URL, "profile-url", "", "where the apiserver calls the webhook (default https://INTERNAL-IP:PORT/eci-profile/mutate)")
+	fl.StringVar(&cfg.Profile.Namespace, "namespace", "kube-system", "the vnode's namespace: keeps the webhook's certificate; its pods are never mutated")
+	fl.StringSliceVar(&cfg.Profile.ExcludeNamespaces, "profile-exclude-namespaces", nil, "namespaces whose pods the webhook never sees (kube-system and --namespace always)")
+	fl.StringVar(&cfg.Profile.CertFile, "profile-tls-cert-file", "", "the webhook's serving certificate (default: from a CA the vnode makes and keeps in a Secret)")
+	fl.StringVar(&cfg.Profile.KeyFile, "profile-tls-key-file", "", "its key")
+	fl.StringVar(&cfg.Profile.CAFile, "profile-ca-file", "", "the CA bundle the apiserver verifies it with")
 	return cmd
 }

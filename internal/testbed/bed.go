@@ -27,6 +27,10 @@ type Options struct {
 	BaseDir string
 	// RegistryAddr is where the registry listens; a free loopback port when empty.
 	RegistryAddr string
+	// SharedRegistry is another bed's registry: this bed starts none and its
+	// containerd pulls from that one (two beds whose pods name the same
+	// images, as a cluster whose real node and virtual node both run them).
+	SharedRegistry *Registry
 	// Logger receives progress lines; slog's default when nil.
 	Logger *slog.Logger
 }
@@ -89,7 +93,9 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 			b = nil
 		}
 	}()
-	if opts.Registry || opts.Containerd {
+	if opts.SharedRegistry != nil {
+		b.Registry = opts.SharedRegistry
+	} else if opts.Registry || opts.Containerd {
 		if b.Registry, err = b.startRegistry(ctx, opts.RegistryAddr); err != nil {
 			return b, fmt.Errorf("registry: %w", err)
 		}

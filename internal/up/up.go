@@ -138,7 +138,8 @@ func prepare(ctx context.Context, cfg Config, srv *server.Server) ([]daemon, err
 		return nil, err
 	}
 	v, err := vnode.New(vnode.Config{NodeName: cfg.NodeName, Kube: kube, ECI: eci, Taint: vnode.Taint(),
-		InternalIP: cfg.NodeIP, ListenAddr: net.JoinHostPort(cfg.NodeIP, "10250"), ClientCAFile: cfg.ClientCAFile, Logger: cfg.Logger})
+		InternalIP: cfg.NodeIP, ListenAddr: net.JoinHostPort(cfg.NodeIP, "10250"), ClientCAFile: cfg.ClientCAFile, Logger: cfg.Logger,
+		Profile: vnode.ProfileConfig{ListenAddr: net.JoinHostPort(cfg.NodeIP, "10251")}})
 	if err != nil {
 		return nil, err
 	}

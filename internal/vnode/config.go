@@ -47,11 +47,33 @@ type Config struct {
 	ClusterDomain string
 	Logger        *slog.Logger
 
+	// Profile serves the eci-profile webhook (internal/profile); its zero
+	// value serves none.
+	Profile ProfileConfig
+
 	// Files resolves configMaps and secrets (the informers' listers);
 	// Recorder records Events on pods; Pods is the pod lister. Set by New.
 	Files    files
 	Recorder record.EventRecorder
 	Pods     corev1listers.PodLister
+}
+
+// ProfileConfig: where and how the vnode serves the eci-profile webhook.
+type ProfileConfig struct {
+	// ListenAddr serves the webhook (HTTPS); empty: no webhook.
+	ListenAddr string
+	// URL is where the apiserver calls it; default
+	// https://<InternalIP>:<port of ListenAddr>/eci-profile/mutate.
+	URL string
+	// Namespace is the vnode's own: the webhook's certificate is kept in a
+	// Secret there, and its pods are never mutated. Default kube-system.
+	Namespace string
+	// ExcludeNamespaces are never mutated, besides kube-system and
+	// Namespace.
+	ExcludeNamespaces []string
+	// CertFile, KeyFile and CAFile serve the webhook with given files
+	// (CAFile goes to the caBundle); empty: a CA the vnode creates and keeps.
+	CertFile, KeyFile, CAFile string
 }
 
 // Taint is the virtual node's default taint (spec section 2).
@@ -90,6 +112,17 @@ func (c *Config) validate() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Profile.ListenAddr != "" {
+		if _, _, err := net.SplitHostPort(c.Profile.ListenAddr); err != nil {
+			return fmt.Errorf("vnode: --profile-listen %q: want HOST:PORT", c.Profile.ListenAddr)
+		}
+		if (c.Profile.CertFile == "") != (c.Profile.KeyFile == "") || (c.Profile.CertFile != "" && c.Profile.CAFile == "") {
+			return errors.New("vnode: --profile-tls-cert-file, --profile-tls-key-file and --profile-ca-file go together")
+		}
+		if c.Profile.Namespace == "" {
+			c.Profile.Namespace = "kube-system"
+		}
 	}
 	return nil
 }

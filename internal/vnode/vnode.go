@@ -26,6 +26,7 @@ import (
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/log"
 	"github.com/eci-dev/eci/internal/pki"
+	"github.com/eci-dev/eci/internal/profile"
 	"github.com/eci-dev/eci/internal/version"
 )
 
@@ -41,6 +42,7 @@ type VNode struct {
 	nc      *node.NodeController
 	kubelet *http.Server
 	tls     *tls.Config
+	profile *profile.Source // eci-profile's configuration
 	ready   chan struct{}
 }
 
@@ -73,6 +75,10 @@ func New(cfg Config) (*VNode, error) {
 	if v.pc, err = node.NewPodController(podControllerConfig(cfg, v.provider, pods, objects)); err != nil {
 		return nil, fmt.Errorf("vnode: pod controller: %w", err)
 	}
+	if cfg.Profile.ListenAddr != "" {
+		v.profile = &profile.Source{Recorder: cfg.Recorder, Logger: cfg.Logger}
+		v.watchProfile()
+	}
 	v.kubelet = &http.Server{Handler: requireClientCert(kubeletAPI(v.provider, cfg.Pods)), TLSConfig: tlsCfg, ReadHeaderTimeout: 30 * time.Second}
 	return v, nil
 }
@@ -84,10 +90,10 @@ func (v *VNode) Ready() <-chan struct{} { return v.ready }
 // when it returns: the next vnode adopts them.
 func (v *VNode) Run(ctx context.Context) error {
 	ctx = log.With(log.WithLogger(ctx, v.cfg.Logger), "node", v.cfg.NodeName)
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel: deferred calls run last-in first-out
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	v.handleObjects(ctx)
 	v.objects.Start(ctx.Done())
 	defer v.objects.Shutdown()
@@ -106,6 +112,14 @@ func (v *VNode) Run(ctx context.Context) error {
 	}
 	go func() { _ = v.kubelet.Serve(ln) }()
 	defer func() { _ = v.kubelet.Close() }()
+	if v.profile != nil {
+		started := make(chan error, 1)
+		wg.Add(1)
+		go func() { defer wg.Done(); v.runProfile(ctx, started) }()
+		if err := <-started; err != nil {
+			return err
+		}
+	}
 	wg.Add(2)
 	go func() { defer wg.Done(); v.watchGroups(ctx) }()
 	go func() { defer wg.Done(); v.refreshTokens(ctx) }()

@@ -68,8 +68,9 @@ func (c *cluster) startVNode(t testing.TB) (stop func()) {
 	return c.startVNodeAs(t, nodeName, "cluster-a", c.eci)
 }
 
-// startVNodeAs runs a virtual node named name for cluster id with eci.
-func (c *cluster) startVNodeAs(t testing.TB, name, id string, eci *client.Client) (stop func()) {
+// startVNodeAs runs a virtual node named name for cluster id with eci;
+// mutate changes its configuration.
+func (c *cluster) startVNodeAs(t testing.TB, name, id string, eci *client.Client, mutate ...func(*vnode.Config)) (stop func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", net.JoinHostPort(c.bed.Network.NodeIP.String(), "0"))
 	if err != nil {
@@ -77,10 +78,14 @@ func (c *cluster) startVNodeAs(t testing.TB, name, id string, eci *client.Client
 	}
 	addr := ln.Addr().String()
 	_ = ln.Close()
-	v, err := vnode.New(vnode.Config{
+	cfg := vnode.Config{
 		NodeName: name, ClusterID: id, Kube: c.kube, ECI: eci, Taint: vnode.Taint(),
 		InternalIP: c.bed.Network.NodeIP.String(), ListenAddr: addr, ClientCAFile: c.bed.Kube.CAFile,
-	})
+	}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	v, err := vnode.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

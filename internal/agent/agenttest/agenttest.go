@@ -24,7 +24,15 @@ import (
 // from this checkout, until the test ends.
 func Start(t testing.TB, srv *servertest.Server, bed *testbed.Bed, name string, mutate ...func(*agent.Config)) *agent.Agent {
 	t.Helper()
-	srv.VSwitch(t, "vsw-"+name, "zone-a", bed.Network.VSwitchCIDR.String())
+	return StartWithVSwitch(t, srv, bed, name, bed.Network.VSwitchCIDR.String(), mutate...)
+}
+
+// StartWithVSwitch is Start with the host's vSwitch on cidr (the agent's
+// bridge carries one vSwitch's gateway: the CNI bridge plugin refuses a
+// second subnet on it).
+func StartWithVSwitch(t testing.TB, srv *servertest.Server, bed *testbed.Bed, name, cidr string, mutate ...func(*agent.Config)) *agent.Agent {
+	t.Helper()
+	srv.VSwitch(t, "vsw-"+name, "zone-a", cidr)
 	plugin := filepath.Join(bed.Containerd.CNIBinDir, cni.PluginName)
 	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", plugin, "github.com/eci-dev/eci/cmd/eci-ipam")
 	if out, err := cmd.CombinedOutput(); err != nil {
