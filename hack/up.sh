@@ -37,6 +37,14 @@ for _ in $(seq 600); do
 done
 k wait --for=condition=Ready node/eci-vnode --timeout=120s > /dev/null
 
+# eci-profile sends every pod of the namespace to the virtual node: the
+# samples below are plain manifests. Wait until the webhook sees the label.
+k label namespace default alibabacloud.com/eci=true --overwrite > /dev/null
+for _ in $(seq 100); do
+  k run probe --image=probe --dry-run=server -o jsonpath='{.spec.nodeSelector.type}' 2>/dev/null | grep -q virtual-kubelet && break
+  sleep 0.1
+done
+
 busybox=$(get busybox)
 k apply -f - > /dev/null <<YAML
 apiVersion: apps/v1
@@ -48,8 +56,6 @@ spec:
   template:
     metadata: {labels: {app: web}}
     spec:
-      nodeSelector: {type: virtual-kubelet}
-      tolerations: [{key: virtual-kubelet.io/provider, operator: Exists, effect: NoSchedule}]
       containers:
       - name: web
         image: $busybox
@@ -63,8 +69,6 @@ spec:
   template:
     spec:
       restartPolicy: Never
-      nodeSelector: {type: virtual-kubelet}
-      tolerations: [{key: virtual-kubelet.io/provider, operator: Exists, effect: NoSchedule}]
       containers:
       - name: hello
         image: $busybox
@@ -77,7 +81,9 @@ k wait --for=condition=complete job/hello --timeout=180s > /dev/null
 cat <<EOF2
 
 eci is up: a serverless Kubernetes cluster whose every pod runs as an elastic
-container instance (no real nodes; one virtual node, eci-vnode).
+container instance (no real nodes; one virtual node, eci-vnode). The namespace
+default is labelled alibabacloud.com/eci=true, so eci-profile sends its pods to
+the virtual node unchanged (docs/profile.md).
 
   export KUBECONFIG=$kubeconfig
   alias kubectl=$kubectl
@@ -89,6 +95,7 @@ container instance (no real nodes; one virtual node, eci-vnode).
   kubectl logs job/hello
   kubectl exec deploy/web -- cat /srv/index.html
   kubectl scale deployment/web --replicas=5
+  kubectl run hi --image=$busybox --restart=Never -- echo hi   # any pod: an instance
 
 The instance service itself: $ECI_BIN --config $(get dir)/eci/server/admin.conf ps
 Logs: $state/eci-up.log, $state/bed.log. Stop everything: make down

@@ -57,8 +57,10 @@ type Decision struct {
 // Decide applies the profile to pod in a namespace with nsLabels.
 func (p *Profile) Decide(pod *corev1.Pod, nsLabels map[string]string, node Node) Decision {
 	d := Decision{Annotations: map[string]string{}, Labels: map[string]string{}}
-	if pod.Spec.NodeName != "" {
-		return d // already bound: nothing to decide
+	if pod.Spec.NodeName != "" || ownedBy(pod, "DaemonSet") {
+		// Already bound, or a DaemonSet's pod (one per real node: never for
+		// a virtual node, spec section 3): nothing to decide.
+		return d
 	}
 	switch {
 	case pod.Labels[LabelECI] == "true":
@@ -132,6 +134,15 @@ func (p *Profile) Decide(pod *corev1.Pod, nsLabels map[string]string, node Node)
 		add(d.Annotations, pod.Annotations, AnnOverflowAfter, strconv.Itoa(d.OverflowAfter))
 	}
 	return d
+}
+
+func ownedBy(pod *corev1.Pod, kind string) bool {
+	for _, ref := range pod.OwnerReferences {
+		if ref.Kind == kind {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Selector) matches(pod *corev1.Pod, nsLabels map[string]string) bool {

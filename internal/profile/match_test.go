@@ -120,6 +120,8 @@ func TestDecide(t *testing.T) {
 				}
 				return ""
 			}},
+		{name: "a DaemonSet's pod is left alone, even in a labelled namespace", pod: &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "d", Labels: map[string]string{"app": "web"},
+			OwnerReferences: []metav1.OwnerReference{{Kind: "DaemonSet", Name: "agent"}}}}, ns: map[string]string{LabelECI: "true"}, by: ""},
 		{name: "a bound pod is left alone", pod: pod(map[string]string{LabelECI: "true"}, nil, corev1.PodSpec{NodeName: "n1"}), by: ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -50,7 +50,7 @@ func (v *VNode) runProfile(ctx context.Context, started chan<- error) {
 	pc := v.cfg.Profile
 	cert, caPEM, err := v.webhookCert(ctx)
 	if err != nil {
-		started <- fmt.Errorf("vnode: eci-profile certificate: %w", err)
+		started <- fmt.Errorf("vnode: eci-profile certificate (kept in secret %s/%s; --profile-listen= runs without the webhook): %w", pc.Namespace, v.webhookName(), err)
 		return
 	}
 	ln, err := tls.Listen("tcp", pc.ListenAddr, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
@@ -68,7 +68,7 @@ func (v *VNode) runProfile(ctx context.Context, started chan<- error) {
 		url = "https://" + net.JoinHostPort(v.cfg.InternalIP, fmt.Sprint(port(ln.Addr().String()))) + profile.Path
 	}
 	if err := v.ensureWebhook(ctx, url, caPEM); err != nil {
-		started <- fmt.Errorf("vnode: eci-profile MutatingWebhookConfiguration: %w", err)
+		started <- fmt.Errorf("vnode: eci-profile MutatingWebhookConfiguration %s (the vnode needs get, create and update on mutatingwebhookconfigurations; --profile-listen= runs without the webhook): %w", v.webhookName(), err)
 		return
 	}
 	started <- nil
