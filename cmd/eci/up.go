@@ -41,6 +41,7 @@ The admin's client config is written to <data-dir>/server/admin.conf
 	fl.StringVar(&cfg.CgroupParent, "cgroup-parent", "eci", "cgroup under which each group gets its own")
 	fl.StringVar(&cfg.LogDir, "log-dir", "/var/log/eci/groups", "CRI log files")
 	fl.StringVar(&cfg.PodCIDR, "pod-cidr", "198.19.200.0/24", "the vSwitch the groups get their IPs from")
+	fl.Float64Var(&cfg.Overcommit, "overcommit", 4, "offer this many times the machine's CPU and memory to groups, so that default-size pods (2 vCPU, 4 GiB) fit on a small machine; each group's limits still hold")
 	fl.StringVar(&cfg.Bridge, "bridge", "eci0", "the groups' bridge")
 	fl.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "join this cluster with a virtual node")
 	fl.StringVar(&cfg.NodeName, "node-name", "eci-vnode", "the virtual node's name")

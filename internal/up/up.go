@@ -42,6 +42,10 @@ type Config struct {
 	CgroupParent, LogDir string
 	// PodCIDR is the vSwitch the groups get their IPs from; Bridge its bridge.
 	PodCIDR, Bridge string
+	// Overcommit multiplies the machine's CPU and memory offered to groups
+	// (0: 1): one small machine then fits default-size pods (2 vCPU, 4 GiB);
+	// each group's cgroup limits still hold.
+	Overcommit float64
 	// Kubeconfig, when set, joins that cluster with a virtual node named
 	// NodeName reached by the apiserver at NodeIP:10250; ClientCAFile is the
 	// cluster's CA (of the apiserver's kubelet client certificate).
@@ -189,6 +193,9 @@ func newAgent(ctx context.Context, cfg Config, srv *server.Server, token string)
 	milli, mem, err := agent.MachineResources()
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Overcommit > 1 {
+		milli, mem = int64(float64(milli)*cfg.Overcommit), int64(float64(mem)*cfg.Overcommit)
 	}
 	res := apiv1.Resources{MilliCPU: milli, MemoryMiB: mem, Pods: 110}
 	hostName, _ := os.Hostname()
