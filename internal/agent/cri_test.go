@@ -86,6 +86,54 @@ func TestAgentOnContainerd(t *testing.T) {
 		})
 	})
 
+	t.Run("groups of two vSwitches share the host: each has its vSwitch's address, the host and the other reach it", func(t *testing.T) {
+		if !bed.Network.LargeVSwitchCIDR.IsValid() {
+			t.Fatalf("slot %d has no second vSwitch range", bed.Slot)
+		}
+		srv.VSwitch(t, "vsw-b", "zone-a", bed.Network.LargeVSwitchCIDR.String())
+		web := func(name, vsw, extra string) *apiv1.ContainerGroup {
+			return &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{Name: name}, Spec: apiv1.ContainerGroupSpec{VSwitchIDs: []string{vsw}, Containers: []apiv1.Container{
+				{Name: "web", Image: busybox, Command: []string{"sh", "-c", "mkdir -p /srv && echo " + name + " > /srv/index.html && " + extra + "exec httpd -f -p 8080 -h /srv"}},
+			}}}
+		}
+		a := srv.WaitGroup(t, createGroup(t, srv, web("in-a", "vsw-a", "")), "Running", inState(apiv1.StateRunning))
+		b := srv.WaitGroup(t, createGroup(t, srv, web("in-b", "vsw-b",
+			"(while :; do wget -q -O- http://"+a.Status.IP+":8080/index.html && echo reached-a; sleep 0.2; done) & ")), "Running", inState(apiv1.StateRunning))
+		for _, g := range []*apiv1.ContainerGroup{a, b} {
+			cidr := bed.Network.VSwitchCIDR
+			if g == b {
+				cidr = bed.Network.LargeVSwitchCIDR
+			}
+			if ip := sandboxIP(t, rt, g.Metadata.ID); ip != g.Status.IP || !cidr.Contains(netip.MustParseAddr(ip)) {
+				t.Fatalf("group %s: sandbox IP %s, server IP %s, want one in %s", g.Metadata.Name, ip, g.Status.IP, cidr)
+			}
+			eventuallyOK(t, "the host reaches "+g.Metadata.Name, func() error {
+				resp, err := (&http.Client{Timeout: time.Second}).Get("http://" + g.Status.IP + ":8080/index.html")
+				if err != nil {
+					return err
+				}
+				defer resp.Body.Close()
+				body, _ := io.ReadAll(resp.Body)
+				if strings.TrimSpace(string(body)) != g.Metadata.Name {
+					return fmt.Errorf("answer %q", body)
+				}
+				return nil
+			})
+		}
+		eventuallyOK(t, "the group of vsw-b reaches the group of vsw-a", func() error {
+			data, err := os.ReadFile(filepath.Join(bed.Containerd.LogDir, b.Metadata.ID, "web", "0.log"))
+			if err != nil || !strings.Contains(string(data), "reached-a") {
+				return fmt.Errorf("log %q (%v)", data, err)
+			}
+			return nil
+		})
+		for _, g := range []*apiv1.ContainerGroup{a, b} {
+			if _, err := srv.Admin.DeleteGroup(ctx, g.Metadata.ID, client.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+
 	t.Run("volumes: emptyDir shared, files payload updated in place, nothing left after delete", func(t *testing.T) {
 		g := &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{Name: "vols"}, Spec: apiv1.ContainerGroupSpec{
 			Volumes: []apiv1.Volume{

@@ -72,6 +72,13 @@ func (a *Agent) addressOf(ctx context.Context, id string) (*cni.Address, error) 
 	if err != nil {
 		return nil, err
 	}
+	gw, err := netip.ParseAddr(v.Spec.Gateway)
+	if err != nil {
+		return nil, fmt.Errorf("vSwitch %s gateway %q: %w", v.Metadata.ID, v.Spec.Gateway, err)
+	}
+	if err := a.ensureGateway(gw, prefix.Bits()); err != nil {
+		return nil, err
+	}
 	log.G(ctx).Debug("address for group", "group", id, "ip", ip)
 	return &cni.Address{Address: netip.PrefixFrom(ip, prefix.Bits()).String(), Gateway: v.Spec.Gateway}, nil
 }

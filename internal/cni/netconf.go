@@ -12,14 +12,16 @@ import (
 const ConfigFile = "05-eci.conflist"
 
 // WriteConfig writes the bridge network whose addresses come from eci-ipam,
-// atomically (the runtime watches the directory).
+// atomically (the runtime watches the directory). The plugin leaves the
+// bridge's own addresses alone: the agent puts every vSwitch's gateway on it
+// (the plugin's gateway mode takes one subnet per bridge).
 func WriteConfig(dir, bridge, socket string) (string, error) {
 	conf := map[string]any{
 		"cniVersion": "1.0.0",
 		"name":       "eci",
 		"plugins": []map[string]any{
 			{
-				"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false, "hairpinMode": true,
+				"type": "bridge", "bridge": bridge, "isGateway": false, "ipMasq": false, "hairpinMode": true,
 				"ipam": map[string]any{"type": PluginName, "socket": socket},
 			},
 		},

@@ -1,0 +1,72 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+)
+
+// The host's bridge carries the gateway of every vSwitch whose groups it
+// runs. The CNI bridge plugin can put one gateway address on a bridge and
+// refuses a second subnet ("already has an IP address different from"),
+// so the agent's network config leaves the bridge's addresses alone
+// (isGateway false) and the agent adds each vSwitch's gateway before the
+// runtime wires a sandbox of that vSwitch: groups of several vSwitches then
+// share one host.
+
+// ensureGateway puts gw/bits on the agent's bridge (made if missing) and
+// lets the host route between the vSwitches, as the bridge plugin's gateway
+// mode did.
+func (a *Agent) ensureGateway(gw netip.Addr, bits int) error {
+	key := netip.PrefixFrom(gw, bits).String()
+	a.mu.Lock()
+	done := a.gateways[key]
+	a.mu.Unlock()
+	if done {
+		return nil
+	}
+	link, err := netlink.LinkByName(a.cfg.CNIBridge)
+	var notFound netlink.LinkNotFoundError
+	if errors.As(err, &notFound) {
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: a.cfg.CNIBridge}}
+		if err := netlink.LinkAdd(br); err != nil && !errors.Is(err, syscall.EEXIST) {
+			return fmt.Errorf("bridge %s: %w", a.cfg.CNIBridge, err)
+		}
+		link, err = netlink.LinkByName(a.cfg.CNIBridge)
+	}
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", a.cfg.CNIBridge, err)
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("bridge %s up: %w", a.cfg.CNIBridge, err)
+	}
+	addr := &netlink.Addr{IPNet: &net.IPNet{IP: gw.AsSlice(), Mask: net.CIDRMask(bits, 32)}}
+	if err := netlink.AddrAdd(link, addr); err != nil && !errors.Is(err, syscall.EEXIST) {
+		return fmt.Errorf("gateway %s on bridge %s: %w", key, a.cfg.CNIBridge, err)
+	}
+	if err := enableForwarding(); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.gateways[key] = true
+	a.mu.Unlock()
+	return nil
+}
+
+func enableForwarding() error {
+	const path = "/proc/sys/net/ipv4/ip_forward"
+	cur, err := os.ReadFile(path)
+	if err == nil && strings.TrimSpace(string(cur)) == "1" {
+		return nil
+	}
+	if err := os.WriteFile(path, []byte("1"), 0o644); err != nil {
+		return fmt.Errorf("enable IPv4 forwarding: %w", err)
+	}
+	return nil
+}
