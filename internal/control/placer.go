@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -25,29 +26,114 @@ import (
 // transaction, but would conflict).
 func (s *Service) RunPlacer(ctx context.Context) error {
 	ctx = log.With(ctx, "daemon", "placer")
-	go func() {
-		for ev := range s.groups.Watch(ctx, 0) {
-			if ev.Err != nil {
-				s.wake()
-				return
-			}
-			if ev.Object != nil && ev.Object.Status.State == apiv1.StateScheduling {
-				s.wake()
-			}
-		}
-	}()
+	w := &waitingSet{groups: map[string]*apiv1.ContainerGroup{}}
+	go s.watchWaiting(ctx, w)
 	ticker := time.NewTicker(s.opts.RetryInterval)
 	defer ticker.Stop()
-	s.wake()
+	full := true // the first pass, and one every RetryInterval, read every group
 	for {
+		var err error
+		if waiting, ok := w.list(); ok && !full {
+			err = s.place(ctx, waiting)
+		} else {
+			err = s.placeAll(ctx)
+		}
+		if err != nil && ctx.Err() == nil {
+			log.G(ctx).Warn("placement pass", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-ticker.C:
+			full = true
 		case <-s.kick:
+			full = false
 		}
-		if err := s.placeAll(ctx); err != nil && ctx.Err() == nil {
-			log.G(ctx).Warn("placement pass", "err", err)
+	}
+}
+
+// waitingSet is the Scheduling groups as the placer's list and watch last
+// saw them: a pass woken by a change places these without reading every
+// group (a full pass every RetryInterval reads them all anyway).
+type waitingSet struct {
+	mu     sync.Mutex
+	synced bool // listed, and watched since
+	groups map[string]*apiv1.ContainerGroup
+}
+
+func waits(g *apiv1.ContainerGroup) bool {
+	return g.Status.State == apiv1.StateScheduling && g.Metadata.DeletionRequestedAt == nil
+}
+
+func (w *waitingSet) reset(groups []*apiv1.ContainerGroup) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.groups, w.synced = map[string]*apiv1.ContainerGroup{}, true
+	for _, g := range groups {
+		if waits(g) {
+			w.groups[g.Metadata.ID] = g
+		}
+	}
+}
+
+func (w *waitingSet) unsync() {
+	w.mu.Lock()
+	w.synced = false
+	w.mu.Unlock()
+}
+
+func (w *waitingSet) update(g *apiv1.ContainerGroup, gone bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if gone || !waits(g) {
+		delete(w.groups, g.Metadata.ID)
+		return
+	}
+	w.groups[g.Metadata.ID] = g
+}
+
+// list is the waiting groups; ok is false until the set is synced.
+func (w *waitingSet) list() (groups []*apiv1.ContainerGroup, ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.synced {
+		return nil, false
+	}
+	for _, g := range w.groups {
+		groups = append(groups, g)
+	}
+	return groups, true
+}
+
+// watchWaiting keeps w as an informer does: a list, then a watch from the
+// list's revision, again after the watch ends; it wakes the placer when a
+// group waits.
+func (s *Service) watchWaiting(ctx context.Context, w *waitingSet) {
+	for ctx.Err() == nil {
+		groups, rev, _, err := s.groups.List(ctx, storeOpts(0, 0, ""))
+		if err == nil {
+			w.reset(groups)
+			s.wake()
+			for ev := range s.groups.Watch(ctx, rev) {
+				if ev.Err != nil {
+					log.G(ctx).Warn("placer's watch of groups ended; listing again", "err", ev.Err)
+					break
+				}
+				if ev.Object == nil {
+					continue
+				}
+				w.update(ev.Object, ev.Type == apiv1.Deleted)
+				if ev.Object.Status.State == apiv1.StateScheduling {
+					s.wake()
+				}
+			}
+		} else if ctx.Err() == nil {
+			log.G(ctx).Warn("placer's list of groups", "err", err)
+		}
+		w.unsync()
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
 		}
 	}
 }
@@ -161,9 +247,14 @@ func (s *Service) placeAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return s.place(ctx, groups)
+}
+
+// place tries the Scheduling groups among groups, oldest first.
+func (s *Service) place(ctx context.Context, groups []*apiv1.ContainerGroup) error {
 	var waiting []*apiv1.ContainerGroup
 	for _, g := range groups {
-		if g.Status.State == apiv1.StateScheduling && g.Metadata.DeletionRequestedAt == nil {
+		if waits(g) {
 			waiting = append(waiting, g)
 		}
 	}
