@@ -136,7 +136,6 @@ type Agent struct {
 	seen      map[string]bool                        // groups replayed so far
 	waits     map[string]apiv1.ContainerStateWaiting // group/container that can't start, and why
 	missing   map[string]time.Time                   // started groups whose sandbox is not listed, since
-	gateways  map[string]bool                        // vSwitch gateways put on the bridge
 
 	streamToken string               // the secret the server presents to the stream server
 	cpuSamples  map[string]cpuSample // last CPU sample by group, for rates
@@ -156,7 +155,7 @@ func New(cfg Config) (*Agent, error) {
 		groups: map[string]*apiv1.ContainerGroup{}, reported: map[string]string{}, backoff: map[string]*backoffEntry{},
 		queue: make(chan string, 4096), pending: map[string]bool{}, active: map[string]bool{}, dirty: map[string]bool{},
 		events: make(chan *apiv1.Event, 1024), vswitches: map[string]*apiv1.VSwitch{}, waits: map[string]apiv1.ContainerStateWaiting{},
-		missing: map[string]time.Time{}, cpuSamples: map[string]cpuSample{}, gateways: map[string]bool{},
+		missing: map[string]time.Time{}, cpuSamples: map[string]cpuSample{},
 		probes: probeState{probers: map[string]*prober{}, ready: map[string]bool{}, started: map[string]bool{}},
 		ready:  make(chan struct{}), done: make(chan struct{}),
 	}, nil

@@ -22,15 +22,13 @@ import (
 
 // ensureGateway puts gw/bits on the agent's bridge (made if missing) and
 // lets the host route between the vSwitches, as the bridge plugin's gateway
-// mode did.
+// mode did. It checks every time (a few netlink calls per sandbox): the
+// bridge may have been removed and made again meanwhile.
 func (a *Agent) ensureGateway(gw netip.Addr, bits int) error {
-	key := netip.PrefixFrom(gw, bits).String()
-	a.mu.Lock()
-	done := a.gateways[key]
-	a.mu.Unlock()
-	if done {
-		return nil
+	if !gw.Is4() {
+		return fmt.Errorf("gateway %s: only IPv4 vSwitches are served", gw)
 	}
+	key := netip.PrefixFrom(gw, bits).String()
 	link, err := netlink.LinkByName(a.cfg.CNIBridge)
 	var notFound netlink.LinkNotFoundError
 	if errors.As(err, &notFound) {
@@ -50,13 +48,7 @@ func (a *Agent) ensureGateway(gw netip.Addr, bits int) error {
 	if err := netlink.AddrAdd(link, addr); err != nil && !errors.Is(err, syscall.EEXIST) {
 		return fmt.Errorf("gateway %s on bridge %s: %w", key, a.cfg.CNIBridge, err)
 	}
-	if err := enableForwarding(); err != nil {
-		return err
-	}
-	a.mu.Lock()
-	a.gateways[key] = true
-	a.mu.Unlock()
-	return nil
+	return enableForwarding()
 }
 
 func enableForwarding() error {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -94,8 +95,14 @@ func (o *Overflow) check(ctx context.Context, key string) time.Duration {
 	// informer brings the newer pod back.
 	patch, _ := json.Marshal([]Op{{Op: "test", Path: "/metadata/resourceVersion", Value: pod.ResourceVersion}, op})
 	if _, err := o.Kube.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.JSONPatchType, patch, metav1.PatchOptions{}); err != nil {
-		o.Logger.Debug("eci-profile overflow: patch", "pod", key, "err", err)
-		return time.Second
+		if apierrors.IsInvalid(err) || apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			// The pod changed (the test op) or went: its next version comes
+			// through the informer.
+			o.Logger.Debug("eci-profile overflow: pod changed meanwhile", "pod", key, "err", err)
+			return 0
+		}
+		o.Logger.Warn("eci-profile overflow: patch the pod's tolerations", "pod", key, "err", err)
+		return 10 * time.Second
 	}
 	msg := fmt.Sprintf("no real node had room for %ds (policy normalNodePrefer): the pod may now run on a virtual node", after)
 	o.Logger.Info("eci-profile overflow", "pod", key)

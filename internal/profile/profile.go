@@ -179,7 +179,7 @@ func parseSelectors(v string) ([]Selector, error) {
 	if err := dec.Decode(&raws); err != nil {
 		return nil, fmt.Errorf("selectors: %w", jsonError(v, err))
 	}
-	if dec.More() {
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("selectors: %s: more after the JSON array", position(v, dec.InputOffset()))
 	}
 	sels := make([]Selector, len(raws))

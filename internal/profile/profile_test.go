@@ -40,6 +40,7 @@ func TestParse(t *testing.T) {
 		{"bad annotation key", map[string]string{KeySelectors: `[{"name":"a","effect":{"annotations":{"a b":"x"}}}]`}, []string{"effect.annotations", `"a b"`}},
 		{"bad bool", map[string]string{KeyEnableClusterIP: "yes please"}, []string{"enableClusterIp", "true or false"}},
 		{"bad gates", map[string]string{KeyFeatureGates: "A"}, []string{"featureGates", "name=true"}},
+		{"more after the array", map[string]string{KeySelectors: `[]]`}, []string{"selectors", "more after the JSON array"}},
 		{"not an array", map[string]string{KeySelectors: `{"name":"a"}`}, []string{"selectors", "line 1, column 1", "object is not a JSON array"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

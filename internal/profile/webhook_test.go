@@ -63,12 +63,16 @@ func TestWebhook(t *testing.T) {
 		t.Fatalf("patch %s (%v)", resp.Patch, err)
 	}
 	for name, req := range map[string]*admissionv1.AdmissionRequest{
-		"an unlabelled namespace":             podReq("plain", admissionv1.Create),
-		"an update":                           podReq("serverless", admissionv1.Update),
-		"a namespace not in the cache":        podReq("unknown", admissionv1.Create),
-		"a pod that does not decode":          {UID: "u1", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: "serverless", Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: []byte(`{"spec":7}`)}},
-		"another kind":                        {UID: "u1", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Service"}, Namespace: "serverless", Operation: admissionv1.Create},
-		"a subresource (pods/binding create)": func() *admissionv1.AdmissionRequest { r := podReq("serverless", admissionv1.Create); r.SubResource = "binding"; return r }(),
+		"an unlabelled namespace":      podReq("plain", admissionv1.Create),
+		"an update":                    podReq("serverless", admissionv1.Update),
+		"a namespace not in the cache": podReq("unknown", admissionv1.Create),
+		"a pod that does not decode":   {UID: "u1", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: "serverless", Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: []byte(`{"spec":7}`)}},
+		"another kind":                 {UID: "u1", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Service"}, Namespace: "serverless", Operation: admissionv1.Create},
+		"a subresource (pods/binding create)": func() *admissionv1.AdmissionRequest {
+			r := podReq("serverless", admissionv1.Create)
+			r.SubResource = "binding"
+			return r
+		}(),
 	} {
 		if resp, _ := review(t, h, req); resp.Patch != nil {
 			t.Errorf("%s: patched %s; want it left alone", name, resp.Patch)

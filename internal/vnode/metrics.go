@@ -2,6 +2,7 @@ package vnode
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -18,6 +19,7 @@ import (
 // /metrics/resource (metrics-server's path), with the kubelet's names.
 
 type podSample struct {
+	id       string // the group's
 	pod      *corev1.Pod
 	start    time.Time            // the group's, as the pod's StartTime
 	ctrStart map[string]time.Time // running containers' start
@@ -33,14 +35,15 @@ func (s podSample) containerStart(name string) time.Time {
 
 // sample asks the service for the stats of every running pod's group. A
 // group that ended meanwhile is left out, as the kubelet leaves out a
-// container it can no longer read.
-func (p *Provider) sample(ctx context.Context) []podSample {
+// container it can no longer read. It also returns the node's cumulative
+// CPU core-seconds (nanoseconds), which never goes down.
+func (p *Provider) sample(ctx context.Context) ([]podSample, uint64) {
 	p.mu.Lock()
 	var out []podSample
 	ids := map[*corev1.Pod]string{}
 	for _, pod := range p.pods {
 		if g := p.groups[string(pod.UID)]; g != nil && g.Status.State == apiv1.StateRunning {
-			s := podSample{pod: pod, start: g.Metadata.CreatedAt, ctrStart: map[string]time.Time{}}
+			s := podSample{id: g.Metadata.ID, pod: pod, start: g.Metadata.CreatedAt, ctrStart: map[string]time.Time{}}
 			if g.Status.PendingAt != nil {
 				s.start = *g.Status.PendingAt
 			}
@@ -54,6 +57,10 @@ func (p *Provider) sample(ctx context.Context) []podSample {
 		}
 	}
 	p.mu.Unlock()
+	running := make([]string, 0, len(out))
+	for _, s := range out {
+		running = append(running, s.id)
+	}
 	kept := out[:0]
 	for _, s := range out {
 		st, err := p.cfg.ECI.GroupStats(ctx, ids[s.pod])
@@ -64,15 +71,51 @@ func (p *Provider) sample(ctx context.Context) []podSample {
 		s.stats = st
 		kept = append(kept, s)
 	}
-	return kept
+	return kept, p.cpu.total(running, kept)
+}
+
+// nodeCPU keeps the node's cumulative CPU monotonic, as a counter must be
+// (metrics-server drops a node whose counter goes down): the last reading of
+// each running group, plus the last readings of the groups that ended.
+type nodeCPU struct {
+	mu    sync.Mutex
+	last  map[string]uint64
+	ended uint64
+}
+
+func (n *nodeCPU) total(running []string, sampled []podSample) uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.last == nil {
+		n.last = map[string]uint64{}
+	}
+	for _, s := range sampled {
+		if v := s.stats.CPU.UsageCoreNanoSeconds; v > n.last[s.id] {
+			n.last[s.id] = v
+		}
+	}
+	live := map[string]bool{}
+	for _, id := range running {
+		live[id] = true
+	}
+	var sum uint64
+	for id, v := range n.last {
+		if !live[id] {
+			n.ended += v // ended: its time stays in the node's
+			delete(n.last, id)
+			continue
+		}
+		sum += v
+	}
+	return n.ended + sum
 }
 
 // GetStatsSummary serves /stats/summary.
 func (p *Provider) GetStatsSummary(ctx context.Context) (*statsv1alpha1.Summary, error) {
-	samples := p.sample(ctx)
+	samples, cpuTotal := p.sample(ctx)
 	now := metav1.NewTime(time.Now())
 	sum := &statsv1alpha1.Summary{Node: statsv1alpha1.NodeStats{NodeName: p.cfg.NodeName, StartTime: metav1.NewTime(p.started)}}
-	var nodeCPU, nodeCPUTotal, nodeMem uint64
+	var nodeCPU, nodeMem uint64
 	for _, s := range samples {
 		st := s.stats
 		ts, start := metav1.NewTime(st.Time), metav1.NewTime(s.start)
@@ -88,11 +131,10 @@ func (p *Provider) GetStatsSummary(ctx context.Context) (*statsv1alpha1.Summary,
 			ps.Containers = append(ps.Containers, statsv1alpha1.ContainerStats{Name: c.Name, StartTime: metav1.NewTime(s.containerStart(c.Name)), CPU: cpuStats(ts, c.CPU), Memory: memStats(ts, c.Memory)})
 		}
 		nodeCPU += st.CPU.UsageNanoCores
-		nodeCPUTotal += st.CPU.UsageCoreNanoSeconds
 		nodeMem += st.Memory.WorkingSetBytes
 		sum.Pods = append(sum.Pods, ps)
 	}
-	sum.Node.CPU = &statsv1alpha1.CPUStats{Time: now, UsageNanoCores: &nodeCPU, UsageCoreNanoSeconds: &nodeCPUTotal}
+	sum.Node.CPU = &statsv1alpha1.CPUStats{Time: now, UsageNanoCores: &nodeCPU, UsageCoreNanoSeconds: &cpuTotal}
 	sum.Node.Memory = &statsv1alpha1.MemoryStats{Time: now, WorkingSetBytes: &nodeMem}
 	return sum, nil
 }
@@ -110,9 +152,10 @@ func memStats(ts metav1.Time, m apiv1.MemoryStats) *statsv1alpha1.MemoryStats {
 // metrics-server scrapes for kubectl top and the HPA. The node's figures are
 // the sums over its running groups: a virtual node has no machine of its own.
 func (p *Provider) GetMetricsResource(ctx context.Context) ([]*dto.MetricFamily, error) {
-	samples := p.sample(ctx)
+	samples, cpuTotal := p.sample(ctx)
 	fams := newFamilies()
-	var nodeCPU, nodeMem float64
+	nodeCPU := float64(cpuTotal) / 1e9
+	var nodeMem float64
 	var last time.Time
 	for _, s := range samples {
 		st := s.stats
@@ -126,7 +169,6 @@ func (p *Provider) GetMetricsResource(ctx context.Context) ([]*dto.MetricFamily,
 			fams.gauge("container_memory_working_set_bytes", float64(c.Memory.WorkingSetBytes), ms, ctr...)
 			fams.gauge("container_start_time_seconds", float64(s.containerStart(c.Name).UnixNano())/1e9, ms, ctr...)
 		}
-		nodeCPU += float64(st.CPU.UsageCoreNanoSeconds) / 1e9
 		nodeMem += float64(st.Memory.WorkingSetBytes)
 		if st.Time.After(last) {
 			last = st.Time

@@ -38,6 +38,7 @@ type Provider struct {
 	notify     func(*corev1.Pod)
 	synced     chan struct{}
 	started    time.Time // the node's start, as /stats/summary's
+	cpu        nodeCPU   // the node's cumulative CPU
 }
 
 func newProvider(cfg Config) *Provider {

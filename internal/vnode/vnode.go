@@ -95,10 +95,12 @@ func (v *VNode) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	v.handleObjects(ctx)
+	// Shutdown waits for the informers, which stop when ctx ends: cancel
+	// first (an early return would hang otherwise).
 	v.objects.Start(ctx.Done())
-	defer v.objects.Shutdown()
+	defer func() { cancel(); v.objects.Shutdown() }()
 	v.pods.Start(ctx.Done())
-	defer v.pods.Shutdown()
+	defer func() { cancel(); v.pods.Shutdown() }()
 	for _, f := range []informers.SharedInformerFactory{v.objects, v.pods} {
 		for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
 			if !ok {

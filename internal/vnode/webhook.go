@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"reflect"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -17,6 +20,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corev1listers "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/eci-dev/eci/internal/log"
@@ -48,38 +53,53 @@ func (v *VNode) profileNode() profile.Node {
 // runProfile serves the webhook and runs its controllers until ctx ends.
 func (v *VNode) runProfile(ctx context.Context, started chan<- error) {
 	pc := v.cfg.Profile
-	cert, caPEM, err := v.webhookCert(ctx)
+	host := v.cfg.InternalIP // the name the apiserver checks the certificate for
+	if pc.URL != "" {
+		u, err := url.Parse(pc.URL)
+		if err != nil || u.Hostname() == "" {
+			started <- fmt.Errorf("vnode: --profile-url %q: want https://HOST[:PORT]/PATH", pc.URL)
+			return
+		}
+		host = u.Hostname()
+	}
+	cert, caPEM, err := v.webhookCert(ctx, host)
 	if err != nil {
 		started <- fmt.Errorf("vnode: eci-profile certificate (kept in secret %s/%s; --profile-listen= runs without the webhook): %w", pc.Namespace, v.webhookName(), err)
 		return
 	}
-	ln, err := tls.Listen("tcp", pc.ListenAddr, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	var current atomic.Pointer[tls.Certificate]
+	current.Store(&cert)
+	ln, err := tls.Listen("tcp", pc.ListenAddr, &tls.Config{MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return current.Load(), nil }})
 	if err != nil {
 		started <- fmt.Errorf("vnode: eci-profile webhook: %w", err)
 		return
 	}
 	mux := http.NewServeMux()
-	mux.Handle(profile.Path, &profile.Webhook{Profile: v.profile.Current, Namespaces: namespaceLabels{v.objects.Core().V1().Namespaces().Lister()}, Node: v.profileNode(), Logger: log.G(ctx)})
+	namespaces := namespaceLabels{lister: v.objects.Core().V1().Namespaces().Lister(), kube: v.cfg.Kube}
+	mux.Handle(profile.Path, &profile.Webhook{Profile: v.profile.Current, Namespaces: namespaces, Node: v.profileNode(), Logger: log.G(ctx)})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	defer func() { _ = srv.Close() }()
-	url := pc.URL
-	if url == "" {
-		url = "https://" + net.JoinHostPort(v.cfg.InternalIP, fmt.Sprint(port(ln.Addr().String()))) + profile.Path
+	hookURL := pc.URL
+	if hookURL == "" {
+		hookURL = "https://" + net.JoinHostPort(v.cfg.InternalIP, fmt.Sprint(port(ln.Addr().String()))) + profile.Path
 	}
-	if err := v.ensureWebhook(ctx, url, caPEM); err != nil {
+	if err := v.ensureWebhook(ctx, hookURL, caPEM); err != nil {
 		started <- fmt.Errorf("vnode: eci-profile MutatingWebhookConfiguration %s (the vnode needs get, create and update on mutatingwebhookconfigurations; --profile-listen= runs without the webhook): %w", v.webhookName(), err)
 		return
 	}
 	started <- nil
-	log.G(ctx).Info("eci-profile webhook serving", "url", url)
+	log.G(ctx).Info("eci-profile webhook serving", "url", hookURL)
 	pending := informers.NewSharedInformerFactoryWithOptions(v.cfg.Kube, 10*time.Minute, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", "").String()
 	}))
 	over := &profile.Overflow{Kube: v.cfg.Kube, Pending: pending.Core().V1().Pods().Informer(), Node: v.profileNode(), Recorder: v.cfg.Recorder, Logger: log.G(ctx)}
 	pending.Start(ctx.Done())
-	defer pending.Shutdown()
-	go over.Run(ctx)
+	var wg sync.WaitGroup
+	defer func() { wg.Wait(); pending.Shutdown() }() // both end with ctx
+	wg.Add(1)
+	go func() { defer wg.Done(); over.Run(ctx) }()
 	t := time.NewTicker(webhookResync)
 	defer t.Stop()
 	for {
@@ -87,9 +107,20 @@ func (v *VNode) runProfile(ctx context.Context, started chan<- error) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := v.ensureWebhook(ctx, url, caPEM); err != nil {
-				log.G(ctx).Warn("eci-profile MutatingWebhookConfiguration", "err", err)
+		}
+		// A certificate near its end is replaced (and its CA published)
+		// before the apiserver would refuse it.
+		if !certServes(*current.Load(), host) {
+			if next, ca, err := v.webhookCert(ctx, host); err != nil {
+				log.G(ctx).Warn("eci-profile: renew the webhook's certificate", "err", err)
+			} else {
+				current.Store(&next)
+				caPEM = ca
+				log.G(ctx).Info("eci-profile: webhook certificate renewed")
 			}
+		}
+		if err := v.ensureWebhook(ctx, hookURL, caPEM); err != nil {
+			log.G(ctx).Warn("eci-profile MutatingWebhookConfiguration", "err", err)
 		}
 	}
 }
@@ -176,7 +207,7 @@ func (v *VNode) ensureWebhook(ctx context.Context, url string, caPEM []byte) err
 
 // webhookCert is the serving certificate and the CA bundle: given files, or
 // the ones kept in the Secret (made once).
-func (v *VNode) webhookCert(ctx context.Context) (tls.Certificate, []byte, error) {
+func (v *VNode) webhookCert(ctx context.Context, host string) (tls.Certificate, []byte, error) {
 	pc := v.cfg.Profile
 	if pc.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(pc.CertFile, pc.KeyFile)
@@ -192,10 +223,10 @@ func (v *VNode) webhookCert(ctx context.Context) (tls.Certificate, []byte, error
 	switch {
 	case err == nil:
 		cert, err := tls.X509KeyPair(kept.Data[corev1.TLSCertKey], kept.Data[corev1.TLSPrivateKeyKey])
-		if err == nil && v.certServes(cert) {
+		if err == nil && certServes(cert, host) {
 			return cert, kept.Data["ca.crt"], nil
 		}
-		log.G(ctx).Info("eci-profile: the kept certificate does not serve this node's address; making a new one", "secret", pc.Namespace+"/"+name)
+		log.G(ctx).Info("eci-profile: the kept certificate does not name "+host+" or ends within a month; making a new one", "secret", pc.Namespace+"/"+name)
 	case apierrors.IsNotFound(err):
 		kept = nil
 	default:
@@ -205,7 +236,13 @@ func (v *VNode) webhookCert(ctx context.Context) (tls.Certificate, []byte, error
 	if err != nil {
 		return tls.Certificate{}, nil, err
 	}
-	kp, err := ca.Issue(pki.CertRequest{CommonName: name, DNSNames: []string{name}, IPs: []net.IP{net.ParseIP(v.cfg.InternalIP)}, Server: true})
+	req := pki.CertRequest{CommonName: name, DNSNames: []string{name}, IPs: []net.IP{net.ParseIP(v.cfg.InternalIP)}, Server: true}
+	if ip := net.ParseIP(host); ip != nil {
+		req.IPs = append(req.IPs, ip)
+	} else {
+		req.DNSNames = append(req.DNSNames, host)
+	}
+	kp, err := ca.Issue(req)
 	if err != nil {
 		return tls.Certificate{}, nil, err
 	}
@@ -231,8 +268,8 @@ func (v *VNode) webhookCert(ctx context.Context) (tls.Certificate, []byte, error
 	return cert, caPEM, err
 }
 
-// certServes: the certificate names this node's IP and has a month left.
-func (v *VNode) certServes(cert tls.Certificate) bool {
+// certServes: the certificate names host and has a month left.
+func certServes(cert tls.Certificate, host string) bool {
 	if len(cert.Certificate) == 0 {
 		return false
 	}
@@ -240,17 +277,24 @@ func (v *VNode) certServes(cert tls.Certificate) bool {
 	if err != nil || time.Until(leaf.NotAfter) < 30*24*time.Hour {
 		return false
 	}
-	return leaf.VerifyHostname(v.cfg.InternalIP) == nil
+	return leaf.VerifyHostname(host) == nil
 }
 
+// namespaceLabels reads a namespace's labels from the informer, or from the
+// apiserver when the informer has not seen it yet (a pod created right
+// after its namespace).
 type namespaceLabels struct {
-	lister interface {
-		Get(name string) (*corev1.Namespace, error)
-	}
+	lister corev1listers.NamespaceLister
+	kube   kubernetes.Interface
 }
 
 func (n namespaceLabels) Labels(name string) (map[string]string, error) {
 	ns, err := n.lister.Get(name)
+	if apierrors.IsNotFound(err) {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		ns, err = n.kube.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+	}
 	if err != nil {
 		return nil, err
 	}

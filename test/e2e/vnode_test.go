@@ -269,6 +269,29 @@ func TestVirtualNode(t *testing.T) {
 
 	testAnnotations(t, c, ns)
 
+	t.Run("a vnode that can't serve returns why instead of hanging", func(t *testing.T) {
+		taken, err := net.Listen("tcp", net.JoinHostPort(c.bed.Network.NodeIP.String(), "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = taken.Close() }()
+		v, err := vnode.New(vnode.Config{NodeName: "eci-vnode-2", Kube: c.kube, ECI: c.eci, InternalIP: c.bed.Network.NodeIP.String(),
+			ListenAddr: taken.Addr().String(), ClientCAFile: c.bed.Kube.CAFile})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- v.Run(context.Background()) }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "address already in use") {
+				t.Fatalf("Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("Run did not return within 30s with its port taken")
+		}
+	})
+
 	t.Run("a vnode restart keeps every pod and its group; a group whose pod went meanwhile is deleted", func(t *testing.T) {
 		replicas := int32(2)
 		labels := map[string]string{"app": "steady"}
