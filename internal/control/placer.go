@@ -27,6 +27,7 @@ import (
 func (s *Service) RunPlacer(ctx context.Context) error {
 	ctx = log.With(ctx, "daemon", "placer")
 	w := &waitingSet{groups: map[string]*apiv1.ContainerGroup{}}
+	s.waiting = w // only the placer's passes read it
 	go s.watchWaiting(ctx, w)
 	ticker := time.NewTicker(s.opts.RetryInterval)
 	defer ticker.Stop()
@@ -386,6 +387,10 @@ func (s *Service) commitPlacement(ctx context.Context, st *placementState, g *ap
 	hostNext.Metadata.ResourceVersion, tenantNext.Metadata.ResourceVersion = rv, rv
 	st.usage[d.Host], st.tusage[g.Metadata.Tenant] = hostNext, tenantNext
 	st.alloc[d.VSwitch].Mark(ip, g.Metadata.ID)
+	if s.waiting != nil {
+		// Placed: the next pass need not wait for the watch to know it.
+		s.waiting.update(&placed, true)
+	}
 	s.recordEvent(ctx, "ContainerGroup", g.Metadata.ID, g.Metadata.Tenant, apiv1.EventNormal, "Scheduled",
 		fmt.Sprintf("placed on %s (%s, vSwitch %s, IP %s) at %s", d.Host, d.Zone, d.VSwitch, ip, d.Size), "server")
 	return nil

@@ -45,6 +45,8 @@ type Service struct {
 
 	// kick wakes the placer when a group waits or capacity is freed.
 	kick chan struct{}
+	// waiting is the leading placer's set of Scheduling groups.
+	waiting *waitingSet
 }
 
 // usageRecord is what the placed groups of one host (or one tenant) hold;
