@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 
@@ -12,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/eci-dev/eci/internal/cli"
 	"github.com/eci-dev/eci/internal/profile"
 	"github.com/eci-dev/eci/internal/vnode"
 )
@@ -68,16 +68,11 @@ return. --namespace-label gives the labels of the pod's namespace.`,
 			if err := readManifest(podFile, &pod); err != nil {
 				return err
 			}
-			labels := map[string]string{}
-			for _, kv := range nsLabels {
-				k, v, ok := strings.Cut(kv, "=")
-				if !ok {
-					return fmt.Errorf("--namespace-label %q: want KEY=VALUE", kv)
-				}
-				labels[k] = v
+			labels, err := cli.KeyValues("--namespace-label", nsLabels)
+			if err != nil {
+				return err
 			}
-			node := profile.Node{Taint: vnode.Taint(), SelectorKey: "type", SelectorValue: "virtual-kubelet"}
-			return printDecision(out, p, &pod, labels, node)
+			return printDecision(out, p, &pod, labels, profile.VirtualNode(vnode.Taint()))
 		},
 	}
 	cmd.Flags().StringVarP(&file, "filename", "f", "", "the ConfigMap (YAML or JSON; - for stdin)")
@@ -132,13 +127,7 @@ func printDecision(out io.Writer, p *profile.Profile, pod *corev1.Pod, nsLabels 
 
 // readManifest decodes a YAML or JSON file (- is stdin) into v.
 func readManifest(path string, v any) error {
-	var data []byte
-	var err error
-	if path == "-" {
-		data, err = io.ReadAll(os.Stdin)
-	} else {
-		data, err = os.ReadFile(path)
-	}
+	data, err := cli.ReadInput(path)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 
+	"github.com/eci-dev/eci/internal/cli"
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/log"
 	"github.com/eci-dev/eci/internal/vnode"
@@ -91,13 +92,8 @@ mutatingwebhookconfigurations, and secrets in --namespace (write).`,
 				}
 				cfg.Taint = t
 			}
-			cfg.Labels = map[string]string{}
-			for _, kv := range labels {
-				k, v, ok := strings.Cut(kv, "=")
-				if !ok {
-					return fmt.Errorf("--label %q: want KEY=VALUE", kv)
-				}
-				cfg.Labels[k] = v
+			if cfg.Labels, err = cli.KeyValues("--label", labels); err != nil {
+				return err
 			}
 			cfg.Logger = log.G(ctx)
 			v, err := vnode.New(cfg)

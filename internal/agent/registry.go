@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -105,7 +106,7 @@ func (a *Agent) ensureRegistries(g *apiv1.ContainerGroup) error {
 	if a.cfg.DenyInsecureRegistries {
 		return errors.New("plainHttpRegistries/insecureRegistries: this host's agent does not allow them (--allow-insecure-registries=false)")
 	}
-	for _, reg := range sortedKeys(want) {
+	for _, reg := range slices.Sorted(maps.Keys(want)) {
 		content := markGroup + registryHostsTOML(reg, want[reg])
 		if err := a.writeHosts(reg, content, markGroup); err != nil {
 			return err
@@ -196,13 +197,4 @@ func (a *Agent) pruneRegistries() error {
 		_ = os.Remove(filepath.Dir(path)) // when empty
 	}
 	return nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -61,10 +61,10 @@ func newRunCommand(f *Flags) *cobra.Command {
 					PrivateIPAddress: privateIP, FailStrategy: apiv1.FailStrategy(failStrategy),
 				}
 				var err error
-				if g.Metadata.Labels, err = keyValues("--label", labels); err != nil {
+				if g.Metadata.Labels, err = KeyValues("--label", labels); err != nil {
 					return err
 				}
-				if g.Spec.Tags, err = keyValues("--tag", tags); err != nil {
+				if g.Spec.Tags, err = KeyValues("--tag", tags); err != nil {
 					return err
 				}
 			}
@@ -107,14 +107,16 @@ func newRunCommand(f *Flags) *cobra.Command {
 	return cmd
 }
 
-func readGroupFile(path string, g *apiv1.ContainerGroup) error {
-	var data []byte
-	var err error
+// ReadInput reads a file named by a flag, or standard input for "-".
+func ReadInput(path string) ([]byte, error) {
 	if path == "-" {
-		data, err = io.ReadAll(os.Stdin)
-	} else {
-		data, err = os.ReadFile(path)
+		return io.ReadAll(os.Stdin)
 	}
+	return os.ReadFile(path)
+}
+
+func readGroupFile(path string, g *apiv1.ContainerGroup) error {
+	data, err := ReadInput(path)
 	if err != nil {
 		return err
 	}
@@ -128,7 +130,8 @@ func readGroupFile(path string, g *apiv1.ContainerGroup) error {
 	return nil
 }
 
-func keyValues(flag string, kvs []string) (map[string]string, error) {
+// KeyValues parses the KEY=VALUE arguments of a flag, naming it in errors.
+func KeyValues(flag string, kvs []string) (map[string]string, error) {
 	if len(kvs) == 0 {
 		return nil, nil
 	}

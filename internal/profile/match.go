@@ -35,6 +35,12 @@ type Node struct {
 	SelectorValue string // virtual-kubelet
 }
 
+// VirtualNode is what a pod needs for eci's virtual nodes: their taint and
+// their label type=virtual-kubelet (spec section 2).
+func VirtualNode(taint *corev1.Taint) Node {
+	return Node{Taint: taint, SelectorKey: "type", SelectorValue: "virtual-kubelet"}
+}
+
 // Decision is what the profile does to one new pod.
 type Decision struct {
 	// Route: the pod goes to virtual nodes under Policy; By says why (the
@@ -118,7 +124,7 @@ func (p *Profile) Decide(pod *corev1.Pod, nsLabels map[string]string, node Node)
 	}
 	if p != nil {
 		if len(p.VSwitchIDs) > 0 {
-			add(d.Annotations, pod.Annotations, AnnVSwitch, joinList(p.VSwitchIDs))
+			add(d.Annotations, pod.Annotations, AnnVSwitch, strings.Join(p.VSwitchIDs, ","))
 		}
 		if p.SecurityGroupID != "" {
 			add(d.Annotations, pod.Annotations, AnnSecurityGroup, p.SecurityGroupID)
@@ -190,5 +196,3 @@ func selects(pod *corev1.Pod, node Node) bool {
 func (n Node) Toleration() corev1.Toleration {
 	return corev1.Toleration{Key: n.Taint.Key, Operator: corev1.TolerationOpExists, Effect: n.Taint.Effect}
 }
-
-func joinList(l []string) string { return strings.Join(l, ",") }

@@ -2,6 +2,7 @@ package profile
 
 import (
 	"encoding/json"
+	"slices"
 	"testing"
 
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
@@ -9,7 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-var testNode = Node{Taint: &corev1.Taint{Key: "virtual-kubelet.io/provider", Value: "eci", Effect: corev1.TaintEffectNoSchedule}, SelectorKey: "type", SelectorValue: "virtual-kubelet"}
+var testNode = VirtualNode(&corev1.Taint{Key: "virtual-kubelet.io/provider", Value: "eci", Effect: corev1.TaintEffectNoSchedule})
 
 func mustParse(t *testing.T, selectors string) *Profile {
 	t.Helper()
@@ -126,7 +127,7 @@ func TestDecide(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := p.Decide(tc.pod, tc.ns, testNode)
-			if d.By != tc.by || d.Route != (tc.by != "") || d.Policy != tc.policy || (tc.matched != nil && !equal(d.Matched, tc.matched)) {
+			if d.By != tc.by || d.Route != (tc.by != "") || d.Policy != tc.policy || (tc.matched != nil && !slices.Equal(d.Matched, tc.matched)) {
 				t.Fatalf("decision %+v, want by %q policy %q matched %v", d, tc.by, tc.policy, tc.matched)
 			}
 			ops := d.Patch(tc.pod, testNode)
@@ -154,16 +155,4 @@ func TestNoProfile(t *testing.T) {
 	if !d.Route || out.Spec.NodeSelector["type"] != "virtual-kubelet" || len(out.Spec.Tolerations) != 1 {
 		t.Fatalf("without a profile the label still routes: %+v", out.Spec)
 	}
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

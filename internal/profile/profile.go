@@ -6,7 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -95,7 +96,7 @@ func (s *Selector) policy() Policy {
 func Parse(data map[string]string) (*Profile, error) {
 	p := &Profile{}
 	var errs []error
-	for _, k := range sortedKeys(data) {
+	for _, k := range slices.Sorted(maps.Keys(data)) {
 		v := strings.TrimSpace(data[k])
 		switch k {
 		case KeyVSwitchIDs:
@@ -133,15 +134,6 @@ func Parse(data map[string]string) (*Profile, error) {
 		return nil, err
 	}
 	return p, nil
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func splitList(v string) []string {

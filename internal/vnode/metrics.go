@@ -33,6 +33,15 @@ func (s podSample) containerStart(name string) time.Time {
 	return s.start
 }
 
+// groupStart is the pod's start: when its instance began to be billed (image
+// pulls and mounts included), else its creation.
+func groupStart(g *apiv1.ContainerGroup) time.Time {
+	if g.Status.PendingAt != nil {
+		return *g.Status.PendingAt
+	}
+	return g.Metadata.CreatedAt
+}
+
 // sample asks the service for the stats of every running pod's group. A
 // group that ended meanwhile is left out, as the kubelet leaves out a
 // container it can no longer read. It also returns the node's cumulative
@@ -40,20 +49,15 @@ func (s podSample) containerStart(name string) time.Time {
 func (p *Provider) sample(ctx context.Context) ([]podSample, uint64) {
 	p.mu.Lock()
 	var out []podSample
-	ids := map[*corev1.Pod]string{}
 	for _, pod := range p.pods {
 		if g := p.groups[string(pod.UID)]; g != nil && g.Status.State == apiv1.StateRunning {
-			s := podSample{id: g.Metadata.ID, pod: pod, start: g.Metadata.CreatedAt, ctrStart: map[string]time.Time{}}
-			if g.Status.PendingAt != nil {
-				s.start = *g.Status.PendingAt
-			}
+			s := podSample{id: g.Metadata.ID, pod: pod, start: groupStart(g), ctrStart: map[string]time.Time{}}
 			for _, c := range g.Status.Containers {
 				if c.State.Running != nil {
 					s.ctrStart[c.Name] = c.State.Running.StartedAt
 				}
 			}
 			out = append(out, s)
-			ids[pod] = g.Metadata.ID
 		}
 	}
 	p.mu.Unlock()
@@ -63,9 +67,9 @@ func (p *Provider) sample(ctx context.Context) ([]podSample, uint64) {
 	}
 	kept := out[:0]
 	for _, s := range out {
-		st, err := p.cfg.ECI.GroupStats(ctx, ids[s.pod])
+		st, err := p.cfg.ECI.GroupStats(ctx, s.id)
 		if err != nil {
-			log.G(ctx).Debug("stats of a group", "group", ids[s.pod], "err", err)
+			log.G(ctx).Debug("stats of a group", "group", s.id, "err", err)
 			continue
 		}
 		s.stats = st

@@ -30,32 +30,23 @@ func (s *nodeStatus) Ping(ctx context.Context) error {
 
 // NotifyNodeStatus reports the Ready condition each time it changes.
 func (s *nodeStatus) NotifyNodeStatus(ctx context.Context, cb func(*corev1.Node)) {
-	go func() {
-		ready := true
-		t := time.NewTicker(statusEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			err := s.Ping(ctx)
-			if (err == nil) == ready {
-				continue
-			}
-			ready = err == nil
-			msg := "the instance service answers"
-			if err != nil {
-				msg = "the instance service does not answer: " + err.Error()
-			}
-			s.mu.Lock()
-			s.node.Status.Conditions = readyConditions(ready, msg)
-			n := s.node.DeepCopy()
-			s.mu.Unlock()
-			cb(n)
+	ready := true
+	go every(ctx, statusEvery, func() {
+		err := s.Ping(ctx)
+		if (err == nil) == ready {
+			return
 		}
-	}()
+		ready = err == nil
+		msg := "the instance service answers"
+		if err != nil {
+			msg = "the instance service does not answer: " + err.Error()
+		}
+		s.mu.Lock()
+		s.node.Status.Conditions = readyConditions(ready, msg)
+		n := s.node.DeepCopy()
+		s.mu.Unlock()
+		cb(n)
+	})
 }
 
 func readyConditions(ready bool, msg string) []corev1.NodeCondition {

@@ -45,18 +45,11 @@ func (v *VNode) handleObjects(ctx context.Context) {
 // refreshTokens rebuilds every running pod's payloads (so its tokens) every
 // tokenRefresh.
 func (v *VNode) refreshTokens(ctx context.Context) {
-	t := time.NewTicker(tokenRefresh)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			for _, pod := range v.provider.running() {
-				v.provider.refreshFiles(ctx, pod)
-			}
+	every(ctx, tokenRefresh, func() {
+		for _, pod := range v.provider.running() {
+			v.provider.refreshFiles(ctx, pod)
 		}
-	}
+	})
 }
 
 // onObject retries the pods that waited for a configMap or secret and

@@ -28,10 +28,7 @@ func (p *Provider) podStatus(pod *corev1.Pod, g *apiv1.ContainerGroup) corev1.Po
 	if out.Phase == corev1.PodPending || out.Phase == corev1.PodRunning {
 		out.Reason, out.Message = "", "" // the containers say why
 	}
-	start := g.Metadata.CreatedAt
-	if st.PendingAt != nil {
-		start = *st.PendingAt
-	}
+	start := groupStart(g)
 	out.StartTime = &metav1.Time{Time: start}
 	cond := map[string]apiv1.Condition{}
 	for _, c := range st.Conditions {

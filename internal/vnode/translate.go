@@ -255,7 +255,7 @@ func probe(p *corev1.Probe) *apiv1.Probe {
 	case h.HTTPGet != nil:
 		out.HTTPGet = httpGet(h.HTTPGet)
 	case h.TCPSocket != nil:
-		out.TCPSocket = &apiv1.TCPSocketAction{Port: int32(h.TCPSocket.Port.IntValue())}
+		out.TCPSocket = &apiv1.TCPSocketAction{Port: int32(portValue(h.TCPSocket.Port))}
 	case h.GRPC != nil:
 		svc := ""
 		if h.GRPC.Service != nil {

@@ -196,6 +196,20 @@ func (p *Provider) groupGone(g *apiv1.ContainerGroup) {
 	p.mu.Unlock()
 }
 
+// every runs f every d until ctx ends (the first run after d).
+func every(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f()
+		}
+	}
+}
+
 // nodeSpec is the node as spec section 2 names it.
 func (v *VNode) nodeSpec() corev1.Node {
 	c := v.cfg

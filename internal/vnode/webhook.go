@@ -47,7 +47,7 @@ func (v *VNode) webhookName() string { return "eci-profile." + v.cfg.NodeName }
 
 // profileNode is what a pod needs to land on this node.
 func (v *VNode) profileNode() profile.Node {
-	return profile.Node{Taint: v.cfg.Taint, SelectorKey: "type", SelectorValue: "virtual-kubelet"}
+	return profile.VirtualNode(v.cfg.Taint)
 }
 
 // runProfile serves the webhook and runs its controllers until ctx ends.
@@ -100,14 +100,7 @@ func (v *VNode) runProfile(ctx context.Context, started chan<- error) {
 	defer func() { wg.Wait(); pending.Shutdown() }() // both end with ctx
 	wg.Add(1)
 	go func() { defer wg.Done(); over.Run(ctx) }()
-	t := time.NewTicker(webhookResync)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, webhookResync, func() {
 		// A certificate near its end is replaced (and its CA published)
 		// before the apiserver would refuse it.
 		if !certServes(*current.Load(), host) {
@@ -122,7 +115,7 @@ func (v *VNode) runProfile(ctx context.Context, started chan<- error) {
 		if err := v.ensureWebhook(ctx, hookURL, caPEM); err != nil {
 			log.G(ctx).Warn("eci-profile MutatingWebhookConfiguration", "err", err)
 		}
-	}
+	})
 }
 
 // watchProfile feeds the ConfigMap's changes to the profile source.
