@@ -93,11 +93,34 @@ func TestAgentOnContainerd(t *testing.T) {
 		srv.VSwitch(t, "vsw-b", "zone-a", bed.Network.LargeVSwitchCIDR.String())
 		web := func(name, vsw, extra string) *apiv1.ContainerGroup {
 			return &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{Name: name}, Spec: apiv1.ContainerGroupSpec{VSwitchIDs: []string{vsw}, Containers: []apiv1.Container{
-				{Name: "web", Image: busybox, Command: []string{"sh", "-c", "mkdir -p /srv && echo " + name + " > /srv/index.html && " + extra + "exec httpd -f -p 8080 -h /srv"}},
+				{Name: "web", Image: busybox, Command: []string{"sh", "-c", "mkdir -p /srv; echo " + name + " > /srv/index.html; " + extra + "exec httpd -f -p 8080 -h /srv"}},
 			}}}
 		}
-		a := srv.WaitGroup(t, createGroup(t, srv, web("in-a", "vsw-a", "")), "Running", inState(apiv1.StateRunning))
-		b := srv.WaitGroup(t, createGroup(t, srv, web("in-b", "vsw-b",
+		// Both groups go, and are waited out, however the test ends: the
+		// next test counts the addresses left.
+		var made []string
+		defer func() {
+			for _, id := range made {
+				if _, err := srv.Admin.DeleteGroup(ctx, id, client.DeleteOptions{}); err != nil && !errdefs.IsNotFound(err) {
+					t.Error(err)
+				}
+			}
+			for _, id := range made {
+				eventuallyOK(t, "group "+id+" gone", func() error {
+					if _, err := srv.Admin.GetGroup(ctx, id); !errdefs.IsNotFound(err) {
+						return fmt.Errorf("still there (%v)", err)
+					}
+					return nil
+				})
+			}
+		}()
+		create := func(g *apiv1.ContainerGroup) string {
+			id := createGroup(t, srv, g)
+			made = append(made, id)
+			return id
+		}
+		a := srv.WaitGroup(t, create(web("in-a", "vsw-a", "")), "Running", inState(apiv1.StateRunning))
+		b := srv.WaitGroup(t, create(web("in-b", "vsw-b",
 			"(while :; do wget -q -O- http://"+a.Status.IP+":8080/index.html && echo reached-a; sleep 0.2; done) & ")), "Running", inState(apiv1.StateRunning))
 		for _, g := range []*apiv1.ContainerGroup{a, b} {
 			cidr := bed.Network.VSwitchCIDR
@@ -127,11 +150,6 @@ func TestAgentOnContainerd(t *testing.T) {
 			}
 			return nil
 		})
-		for _, g := range []*apiv1.ContainerGroup{a, b} {
-			if _, err := srv.Admin.DeleteGroup(ctx, g.Metadata.ID, client.DeleteOptions{}); err != nil {
-				t.Fatal(err)
-			}
-		}
 	})
 
 	t.Run("volumes: emptyDir shared, files payload updated in place, nothing left after delete", func(t *testing.T) {
