@@ -23,7 +23,7 @@ bench: ## run the benchmarks on the real test bed and print their figures
 	@hack/bench.sh
 
 .PHONY: lint
-lint: ## gofmt, go vet and golangci-lint
+lint: ## no tracked file over 1 MiB, gofmt, go vet and golangci-lint
 	@hack/lint.sh
 
 .PHONY: build

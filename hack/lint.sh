@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# gofmt and go vet always; golangci-lint too unless --fast (it is built from the
+# No tracked file over 1 MiB, gofmt and go vet always; golangci-lint too unless
+# --fast (it is built from the
 # Go module proxy into _output/tools on first use).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ECI_ROOT"
 GOLANGCI_VERSION=${GOLANGCI_VERSION:-v2.15.0}
+
+# Nothing a build produces goes into git: refuse tracked files over 1 MiB.
+large=$(git ls-files -z | xargs -0 -r stat -c '%s %n' 2>/dev/null | awk '$1 > 1048576 {print}')
+if [ -n "$large" ]; then
+  echo "lint: tracked files over 1 MiB (build outputs belong in _output/, ignored):" >&2
+  echo "$large" >&2; exit 1
+fi
 
 unformatted=$(gofmt -l $(git ls-files '*.go') 2>/dev/null || true)
 if [ -n "$unformatted" ]; then
