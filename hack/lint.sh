@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # No tracked file over 1 MiB, gofmt and go vet always; golangci-lint too unless
-# --fast (it is built from the
-# Go module proxy into _output/tools on first use).
+# --fast (it is built from the Go module proxy into _output/tools on first use).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ECI_ROOT"
