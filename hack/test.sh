@@ -15,5 +15,7 @@ hack/build.sh
 hack/lint.sh --fast
 echo "test: running go test (setup took $(( $(date +%s) - start ))s)"
 go test -count=1 -timeout 30m "$@" ./...
-# A short fuzzing run of the API's create body on top of its seed corpus.
+# Short fuzzing runs on top of the seed corpora: the API's create body, and
+# the virtual node's pod -> group translation.
 go test -run '^$' -fuzz FuzzCreateBody -fuzztime "${FUZZTIME:-10s}" ./api/v1
+go test -run '^$' -fuzz FuzzPodToGroup -fuzztime "${FUZZTIME:-10s}" ./internal/vnode

@@ -20,10 +20,11 @@ const (
 )
 
 var (
-	dnsLabel   = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	envName    = regexp.MustCompile(`^[-._a-zA-Z][-._a-zA-Z0-9]*$`)
-	capability = regexp.MustCompile(`^(CAP_)?[A-Z_]+$`)
-	hostPort   = regexp.MustCompile(`^[a-zA-Z0-9]([-.a-zA-Z0-9]*[a-zA-Z0-9])?(:[0-9]{1,5})?$`)
+	dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	// dnsSubdomain is RFC 1123's (its length checked apart).
+	dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	envName      = regexp.MustCompile(`^[-._a-zA-Z][-._a-zA-Z0-9]*$`)
+	hostPort     = regexp.MustCompile(`^[a-zA-Z0-9]([-.a-zA-Z0-9]*[a-zA-Z0-9])?(:[0-9]{1,5})?$`)
 )
 
 func (e *errs) dnsLabel(p fpath, v string, max int) {
@@ -148,34 +149,6 @@ func validateHandler(e *errs, p fpath, h *Handler) {
 	}
 	if n != 1 {
 		e.add(p, "exactly one of exec, httpGet, tcpSocket, sleepSeconds must be set (found %d)", n)
-	}
-}
-
-func validateSecurityContext(e *errs, p fpath, sc *SecurityContext) {
-	if sc == nil {
-		return
-	}
-	if sc.Privileged {
-		e.add(p.child("privileged"), "privileged containers are not supported; use a securityContext with the needed capabilities (capabilities.add) instead")
-	}
-	if sc.RunAsUser != nil {
-		e.nonNegative(p.child("runAsUser"), *sc.RunAsUser)
-	}
-	if sc.RunAsGroup != nil {
-		e.nonNegative(p.child("runAsGroup"), *sc.RunAsGroup)
-	}
-	if sc.RunAsNonRoot != nil && *sc.RunAsNonRoot && sc.RunAsUser != nil && *sc.RunAsUser == 0 {
-		e.add(p.child("runAsUser"), "0 (root) contradicts runAsNonRoot: true")
-	}
-	e.oneOf(p.child("seccompProfile"), sc.SeccompProfile, "", "RuntimeDefault", "Unconfined")
-	if sc.Capabilities != nil {
-		for name, list := range map[string][]string{"add": sc.Capabilities.Add, "drop": sc.Capabilities.Drop} {
-			for i, c := range list {
-				if !capability.MatchString(c) && c != "ALL" {
-					e.add(p.child("capabilities").child(name).index(i), "%q is not a capability name; allowed: NET_ADMIN or CAP_NET_ADMIN style names, or ALL", c)
-				}
-			}
-		}
 	}
 }
 

@@ -50,8 +50,9 @@ func validateGroupSpec(e *errs, p fpath, s *ContainerGroupSpec) {
 	if s.ActiveDeadlineSeconds != nil && *s.ActiveDeadlineSeconds <= 0 {
 		e.add(p.child("activeDeadlineSeconds"), "%d is not allowed; allowed: 1 or more seconds", *s.ActiveDeadlineSeconds)
 	}
-	if s.Hostname != "" {
-		e.dnsLabel(p.child("hostname"), s.Hostname, 63)
+	if s.Hostname != "" && (len(s.Hostname) > 63 || !dnsSubdomain.MatchString(s.Hostname)) {
+		// The kubelet's: a pod's name (a DNS subdomain, dots and all) cut to 63.
+		e.add(p.child("hostname"), "%q is not allowed; allowed: up to 63 lowercase letters, digits, '-' and '.', each part between dots starting and ending with a letter or digit", s.Hostname)
 	}
 	if d := s.DNSConfig; d != nil {
 		if len(d.Nameservers) > MaxNameservers {

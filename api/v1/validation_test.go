@@ -2,6 +2,7 @@ package v1
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -37,6 +38,7 @@ func TestValidGroupPasses(t *testing.T) {
 	g.Spec.Specs = nil
 	g.Spec.MaxPendingMinutes = 10
 	g.Spec.FailStrategy = FailFast
+	g.Spec.Hostname = "web.v1-0" // a pod's name with dots, as the kubelet's hostnames
 	if err := ValidateContainerGroup(g); err != nil {
 		t.Fatalf("valid group refused: %v", err)
 	}
@@ -105,9 +107,15 @@ func TestValidationRules(t *testing.T) {
 		{"seccomp", func(g *ContainerGroup) {
 			g.Spec.Containers[0].SecurityContext = &SecurityContext{SeccompProfile: "Localhost"}
 		}, "spec.containers[0].securityContext.seccompProfile", "RuntimeDefault"},
+		{"seccomp unconfined", func(g *ContainerGroup) {
+			g.Spec.Containers[0].SecurityContext = &SecurityContext{SeccompProfile: "Unconfined"}
+		}, "spec.containers[0].securityContext.seccompProfile", "Unconfined is not allowed"},
 		{"capability", func(g *ContainerGroup) {
 			g.Spec.Containers[0].SecurityContext = &SecurityContext{Capabilities: &Capabilities{Add: []string{"net admin"}}}
 		}, "spec.containers[0].securityContext.capabilities.add[0]", "NET_ADMIN"},
+		{"capability drop", func(g *ContainerGroup) {
+			g.Spec.Containers[0].SecurityContext = &SecurityContext{Capabilities: &Capabilities{Drop: []string{"ALL", "x"}}}
+		}, "spec.containers[0].securityContext.capabilities.drop[1]", "not a capability name"},
 		{"mount unknown volume", func(g *ContainerGroup) {
 			g.Spec.Containers[0].VolumeMounts = []VolumeMount{{Name: "nope", MountPath: "/x"}}
 		}, "spec.containers[0].volumeMounts[0].name", "not a volume"},
@@ -156,6 +164,8 @@ func TestValidationRules(t *testing.T) {
 		{"grace negative", func(g *ContainerGroup) { g.Spec.TerminationGracePeriodSeconds = i64(-1) }, "spec.terminationGracePeriodSeconds", "0 or more"},
 		{"deadline zero", func(g *ContainerGroup) { g.Spec.ActiveDeadlineSeconds = i64(0) }, "spec.activeDeadlineSeconds", "1 or more"},
 		{"hostname", func(g *ContainerGroup) { g.Spec.Hostname = "-x" }, "spec.hostname", "lowercase"},
+		{"hostname dot part", func(g *ContainerGroup) { g.Spec.Hostname = "web..v1" }, "spec.hostname", "between dots"},
+		{"hostname long", func(g *ContainerGroup) { g.Spec.Hostname = strings.Repeat("a", 64) }, "spec.hostname", "up to 63"},
 		{"nameserver", func(g *ContainerGroup) { g.Spec.DNSConfig = &DNSConfig{Nameservers: []string{"dns.local"}} }, "spec.dnsConfig.nameservers[0]", "IP address"},
 		{"nameservers count", func(g *ContainerGroup) {
 			g.Spec.DNSConfig = &DNSConfig{Nameservers: []string{"198.18.0.1", "198.18.0.2", "198.18.0.3", "198.18.0.4"}}
@@ -276,5 +286,37 @@ func TestDecodeNamesUnknownAndUnsupportedFields(t *testing.T) {
 		if !errors.As(err, &fe) || fe[0].Field != want.field || !strings.Contains(fe[0].Message, want.says) {
 			t.Errorf("Decode(%q) = %v; want field %s saying %q", body, err, want.field, want.says)
 		}
+	}
+}
+
+// Capabilities beyond the default set and the documented extras are refused
+// in both spellings, naming the field and the allowlist; the allowed ones
+// pass in both spellings.
+func TestCapabilities(t *testing.T) {
+	refused := []string{"ALL", "SYS_ADMIN", "CAP_SYS_ADMIN", "SYS_MODULE", "CAP_SYS_MODULE", "DAC_READ_SEARCH", "SYS_RAWIO",
+		"SYS_BOOT", "SYS_TIME", "BPF", "PERFMON", "MAC_ADMIN", "MAC_OVERRIDE", "SYS_RESOURCE", "SYS_NICE", "NET_BROADCAST",
+		"LINUX_IMMUTABLE", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_CONTROL", "AUDIT_READ", "CHECKPOINT_RESTORE", "LEASE",
+		"SYS_PACCT", "SYS_TTY_CONFIG", "IPC_OWNER"}
+	for _, c := range refused {
+		g := validGroup()
+		g.Spec.Containers[0].SecurityContext = &SecurityContext{Capabilities: &Capabilities{Add: []string{"NET_ADMIN", c}}}
+		err := ValidateContainerGroup(g)
+		var fe FieldErrors
+		if !errors.As(err, &fe) || len(fe) != 1 || fe[0].Field != "spec.containers[0].securityContext.capabilities.add[1]" ||
+			!strings.Contains(fe[0].Message, "allowed: AUDIT_WRITE, CHOWN") || !strings.Contains(fe[0].Message, "SYS_PTRACE") {
+			t.Errorf("add %s: %v", c, err)
+		}
+	}
+	for _, c := range AllowedCapabilities() {
+		for _, spelled := range []string{c, "CAP_" + c} {
+			g := validGroup()
+			g.Spec.Containers[0].SecurityContext = &SecurityContext{Capabilities: &Capabilities{Add: []string{spelled}, Drop: []string{"CAP_SYS_ADMIN", "ALL"}}}
+			if err := ValidateContainerGroup(g); err != nil {
+				t.Errorf("add %s: %v", spelled, err)
+			}
+		}
+	}
+	if slices.Contains(AllowedCapabilities(), "SYS_ADMIN") || len(AllowedCapabilities()) != len(DefaultCapabilities)+len(ExtraCapabilities) {
+		t.Fatalf("allowlist %v", AllowedCapabilities())
 	}
 }

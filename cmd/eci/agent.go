@@ -49,8 +49,9 @@ Volumes: emptyDir (on disk) and files payloads (configMaps, secrets of a virtual
 node), written atomically and updated in place. Startup, liveness and readiness
 probes (exec, httpGet, tcpSocket, grpc) as the kubelet runs them.
 
-Each group's cgroup carries its size; the supported security context subset is
-applied.
+Each group's cgroup carries its size and a bound on its processes
+(--pids-limit); the supported security context subset is applied, with the
+capabilities and seccomp profile the API allows (docs/security.md).
 
 Logs, exec, attach, port-forward and stats are served to the server (never to
 users directly) on --stream-address: TLS with a CA of the agent's own and a
@@ -147,6 +148,7 @@ activeDeadlineSeconds work as the kubelet's.`,
 	fl.StringVar(&endpoint, "cri-endpoint", "unix:///run/containerd/containerd.sock", "the CRI runtime")
 	fl.StringVar(&handler, "runtime-handler", "runc", "runtime handler the host offers")
 	fl.StringVar(&cfg.CgroupParent, "cgroup-parent", "eci", "cgroup under which each group gets its own")
+	fl.Int64Var(&cfg.PidsLimit, "pids-limit", agent.DefaultPidsLimit, "processes and threads one group may have together (its cgroup's pids.max; -1: no limit); the host's kernel.pid_max must leave room for every group's")
 	fl.StringVar(&cfg.LogDir, "log-dir", "/var/log/eci/groups", "CRI log files, a directory per group")
 	fl.StringVar(&cfg.StateDir, "state-dir", "/var/lib/eci/agent", "the groups' volumes (emptyDir, files payloads)")
 	fl.StringVar(&cfg.CNIConfDir, "cni-conf-dir", "/etc/cni/net.d", "the runtime's CNI config dir, where the agent writes its network (empty: leave networking to the runtime's own config)")

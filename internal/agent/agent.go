@@ -33,6 +33,10 @@ type Config struct {
 	// NoCgroups leaves cgroups to the runtime alone (for runtimes without
 	// real cgroups: the fake).
 	NoCgroups bool
+	// PidsLimit bounds the processes and threads of one group together (its
+	// cgroup's pids.max), so that a fork bomb stays inside its instance
+	// (2048; the kubelet's --pod-max-pids). Negative: no limit.
+	PidsLimit int64
 	// LogDir holds the CRI log files, one directory per group.
 	LogDir string
 	// StateDir holds the groups' volumes (emptyDir, files payloads).
@@ -94,6 +98,9 @@ func (c *Config) validate() error {
 	}
 	if c.EphemeralStorageBase == 0 {
 		c.EphemeralStorageBase = 30 << 30
+	}
+	if c.PidsLimit == 0 {
+		c.PidsLimit = DefaultPidsLimit
 	}
 	if c.EvictionInterval == 0 {
 		c.EvictionInterval = 10 * time.Second

@@ -81,7 +81,7 @@ func criFloor(b *testing.B, rt runtime.Runtime, bed *testbed.Bed, img *runtimeap
 		}
 		t0 := time.Now()
 		if sized {
-			if err := limitCgroup(cgroup, 250, 512); err != nil {
+			if err := limitCgroup(cgroup, 250, 512, DefaultPidsLimit); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -20,8 +20,13 @@ func (a *Agent) limitCgroup(g *apiv1.ContainerGroup) error {
 	if a.cfg.NoCgroups {
 		return nil
 	}
-	return limitCgroup(a.cgroupOf(g.Metadata.ID), g.Status.MilliCPU, g.Status.MemoryMiB)
+	return limitCgroup(a.cgroupOf(g.Metadata.ID), g.Status.MilliCPU, g.Status.MemoryMiB, a.cfg.PidsLimit)
 }
+
+// DefaultPidsLimit is the processes and threads a group may have together
+// unless the operator says otherwise (docs/security.md: a host's
+// kernel.pid_max must leave room for its groups' limits).
+const DefaultPidsLimit = 2048
 
 func (a *Agent) removeCgroup(id string) error {
 	if a.cfg.NoCgroups {
@@ -82,10 +87,12 @@ func rmdirTree(root string) error {
 }
 
 // limitCgroup creates the group's cgroup with its size as limits, before the
-// runtime puts the sandbox and containers under it: memory (limit) and cpu
-// (CFS quota over a 100 ms period), on cgroup v1 or v2. Other hierarchies are
-// created by the runtime as needed.
-func limitCgroup(rel string, milliCPU, memoryMiB int64) error {
+// runtime puts the sandbox and containers under it: memory (limit), cpu
+// (CFS quota over a 100 ms period) and pids (processes and threads, unless
+// pids < 0), on cgroup v1 or v2. Other hierarchies are created by the
+// runtime as needed. A host without the pids controller is refused: its
+// groups could fork until the host has no process left.
+func limitCgroup(rel string, milliCPU, memoryMiB, pids int64) error {
 	if milliCPU <= 0 || memoryMiB <= 0 {
 		return nil
 	}
@@ -97,12 +104,23 @@ func limitCgroup(rel string, milliCPU, memoryMiB int64) error {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
-		return writeFiles(dir, map[string]string{"memory.max": mem, "cpu.max": quota + " 100000"})
+		files := map[string]string{"memory.max": mem, "cpu.max": quota + " 100000"}
+		if pids > 0 {
+			files["pids.max"] = strconv.FormatInt(pids, 10)
+		}
+		return writeFiles(dir, files)
 	}
-	for hierarchy, files := range map[string]map[string]string{
+	hierarchies := map[string]map[string]string{
 		"memory": {"memory.limit_in_bytes": mem},
 		"cpu":    {"cpu.cfs_period_us": "100000", "cpu.cfs_quota_us": quota},
-	} {
+	}
+	if pids > 0 {
+		hierarchies["pids"] = map[string]string{"pids.max": strconv.FormatInt(pids, 10)}
+		if _, err := os.Stat(filepath.Join(cgroupRoot, "pids")); err != nil {
+			return fmt.Errorf("the pids cgroup controller is not mounted at %s/pids: a group's processes could not be bounded", cgroupRoot)
+		}
+	}
+	for hierarchy, files := range hierarchies {
 		dir := filepath.Join(cgroupRoot, hierarchy, rel)
 		if _, err := os.Stat(filepath.Join(cgroupRoot, hierarchy)); err != nil {
 			continue // not mounted here

@@ -3,7 +3,9 @@ package agent
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -224,6 +226,8 @@ func (a *Agent) probeOnce(ctx context.Context, pr *apiv1.Probe, containerID, ip 
 		if err != nil {
 			return err
 		}
+		req.Header.Set("User-Agent", probeUserAgent)
+		req.Header.Set("Accept", "*/*")
 		for _, h := range pr.HTTPGet.HTTPHeaders {
 			req.Header.Set(h.Name, h.Value)
 		}
@@ -231,7 +235,8 @@ func (a *Agent) probeOnce(ctx context.Context, pr *apiv1.Probe, containerID, ip 
 		if err != nil {
 			return err
 		}
-		resp.Body.Close()
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 10<<10)) // the kubelet reads at most 10 KiB
+		_ = resp.Body.Close()
 		if resp.StatusCode < 200 || resp.StatusCode >= 400 {
 			return fmt.Errorf("HTTP %d", resp.StatusCode)
 		}
@@ -260,9 +265,31 @@ func (a *Agent) probeOnce(ctx context.Context, pr *apiv1.Probe, containerID, ip 
 	return fmt.Errorf("the probe has no action")
 }
 
-// probeHTTP follows no redirects beyond the kubelet's 10 and skips
-// certificate checks, as the kubelet's HTTPS probes do.
-var probeHTTP = &http.Client{Transport: &http.Transport{
-	DisableKeepAlives: true,
-	TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // as the kubelet's HTTPS probes
-}}
+// probeHTTP is the client of httpGet probes and hooks, as the kubelet's: it
+// skips certificate checks (HTTPS probes), and follows a redirect only to
+// the same host, at most 10 times. A redirect elsewhere (127.0.0.1, the
+// host's own services, another tenant's instance) is not followed: the
+// redirect itself is the answer, a success as for the kubelet.
+var probeHTTP = &http.Client{
+	Transport: &http.Transport{
+		DisableKeepAlives: true,
+		Proxy:             nil, // never the host's proxy settings
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // as the kubelet's HTTPS probes
+	},
+	CheckRedirect: localRedirects,
+}
+
+// localRedirects is the kubelet's RedirectChecker(false).
+func localRedirects(req *http.Request, via []*http.Request) error {
+	if req.URL.Hostname() != via[0].URL.Hostname() {
+		return http.ErrUseLastResponse
+	}
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	return nil
+}
+
+// probeUserAgent is the kubelet's, so that applications that tell probes
+// apart keep doing so.
+const probeUserAgent = "kube-probe/1.35"

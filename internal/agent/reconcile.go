@@ -328,10 +328,17 @@ func (a *Agent) start(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Cont
 	if err := a.ensureImage(ctx, g, c, sbCfg); err != nil {
 		return err
 	}
+	if err := checkSecurity(c); err != nil {
+		return &waitingError{reason: "CreateContainerConfigError", err: err}
+	}
 	if err := a.checkNonRoot(ctx, c); err != nil {
 		return &waitingError{reason: "CreateContainerConfigError", err: err}
 	}
-	id, err := a.cfg.Runtime.CreateContainer(ctx, sbID, containerConfig(g, c, n, init, a.mounts(g, c)), sbCfg)
+	mounts, err := a.mounts(g, c)
+	if err != nil {
+		return &waitingError{reason: "CreateContainerConfigError", err: err}
+	}
+	id, err := a.cfg.Runtime.CreateContainer(ctx, sbID, containerConfig(g, c, n, init, mounts), sbCfg)
 	if err != nil {
 		a.event(ctx, g, apiv1.EventWarning, "Failed", fmt.Sprintf("create container %s: %v", c.Name, err))
 		return fmt.Errorf("create container %s: %w", c.Name, err)

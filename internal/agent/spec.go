@@ -3,7 +3,6 @@ package agent
 import (
 	"fmt"
 	"path/filepath"
-	"strings"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -115,9 +114,8 @@ func securityContext(sc *apiv1.SecurityContext) *runtimeapi.LinuxContainerSecuri
 	}
 	out.ReadonlyRootfs = sc.ReadOnlyRootFilesystem
 	out.NoNewPrivs = sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation
-	if sc.SeccompProfile == "Unconfined" {
-		out.Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined}
-	}
+	// Unconfined seccomp and capabilities beyond the allowlist are refused
+	// by the API and again before a container is created (checkSecurity).
 	if c := sc.Capabilities; c != nil {
 		out.Capabilities = &runtimeapi.Capability{AddCapabilities: capNames(c.Add), DropCapabilities: capNames(c.Drop)}
 	}
@@ -128,7 +126,32 @@ func securityContext(sc *apiv1.SecurityContext) *runtimeapi.LinuxContainerSecuri
 func capNames(in []string) []string {
 	out := make([]string, 0, len(in))
 	for _, c := range in {
-		out = append(out, strings.TrimPrefix(c, "CAP_"))
+		out = append(out, apiv1.CapabilityName(c))
 	}
 	return out
+}
+
+// checkSecurity refuses what the API refuses of a container's security
+// context, again on the host: a group stored before a rule was made, or
+// written to the store around the API, must not get more than the rules
+// allow.
+func checkSecurity(c apiv1.Container) error {
+	sc := c.SecurityContext
+	if sc == nil {
+		return nil
+	}
+	if sc.Privileged {
+		return fmt.Errorf("privileged containers are not supported")
+	}
+	if msg := apiv1.SeccompRefusal(sc.SeccompProfile); msg != "" {
+		return fmt.Errorf("seccompProfile: %s", msg)
+	}
+	if sc.Capabilities != nil {
+		for _, cp := range sc.Capabilities.Add {
+			if msg := apiv1.CapabilityRefusal(cp); msg != "" {
+				return fmt.Errorf("capabilities.add: %s", msg)
+			}
+		}
+	}
+	return nil
 }

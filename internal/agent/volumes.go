@@ -149,19 +149,24 @@ func firstElem(p string) string {
 	return p
 }
 
-// mounts are c's volume mounts as CRI mounts.
-func (a *Agent) mounts(g *apiv1.ContainerGroup, c apiv1.Container) []*runtimeapi.Mount {
+// mounts are c's volume mounts as CRI mounts; subPaths are resolved safely
+// inside their volume and bind-mounted by the agent (subpath.go).
+func (a *Agent) mounts(g *apiv1.ContainerGroup, c apiv1.Container) ([]*runtimeapi.Mount, error) {
 	kinds := map[string]apiv1.Volume{}
 	for _, v := range g.Spec.Volumes {
 		kinds[v.Name] = v
 	}
 	var out []*runtimeapi.Mount
 	ownHosts := false
-	for _, m := range c.VolumeMounts {
+	for i, m := range c.VolumeMounts {
 		ownHosts = ownHosts || filepath.Clean(m.MountPath) == "/etc/hosts"
 		host := a.volumeDir(g.Metadata.ID, m.Name)
 		if m.SubPath != "" {
-			host = filepath.Join(host, m.SubPath)
+			target := filepath.Join(a.subpathDir(g.Metadata.ID), c.Name, strconv.Itoa(i))
+			var err error
+			if host, err = bindSubpath(host, m.SubPath, target); err != nil {
+				return nil, subpathError(c, m, err)
+			}
 		}
 		readonly := m.ReadOnly || kinds[m.Name].Files != nil || (kinds[m.Name].NFS != nil && kinds[m.Name].NFS.ReadOnly)
 		out = append(out, &runtimeapi.Mount{ContainerPath: m.MountPath, HostPath: host, Readonly: readonly})
@@ -169,7 +174,7 @@ func (a *Agent) mounts(g *apiv1.ContainerGroup, c apiv1.Container) []*runtimeapi
 	if !ownHosts {
 		out = append(out, &runtimeapi.Mount{ContainerPath: "/etc/hosts", HostPath: a.hostsFile(g.Metadata.ID)})
 	}
-	return out
+	return out, nil
 }
 
 func (a *Agent) hostsFile(id string) string { return filepath.Join(a.groupDir(id), "etc-hosts") }

@@ -55,6 +55,15 @@ func TestErrorsAtTheEdge(t *testing.T) {
 		{`{"metadata":{"name":"a"},"spec":{"cpu":2,"containers":[{"name":"app","image":"x"}]}}`, "spec.memory", "required"},
 		{`{"metadata":{"name":"a"},"spec":{"containers":[]}}`, "spec.containers", "at least one"},
 		{`not json`, "body", "JSON"},
+		// Tried as an attacker would: each was accepted with 201 before.
+		{`{"metadata":{"name":"a"},"spec":{"containers":[{"name":"app","image":"x","securityContext":{"capabilities":{"add":["ALL"]}}}]}}`,
+			"spec.containers[0].securityContext.capabilities.add[0]", "allowed: AUDIT_WRITE, CHOWN"},
+		{`{"metadata":{"name":"a"},"spec":{"containers":[{"name":"app","image":"x","securityContext":{"capabilities":{"add":["NET_ADMIN","SYS_MODULE"]}}}]}}`,
+			"spec.containers[0].securityContext.capabilities.add[1]", "SYS_MODULE may not be added"},
+		{`{"metadata":{"name":"a"},"spec":{"initContainers":[{"name":"i","image":"x","securityContext":{"capabilities":{"add":["CAP_SYS_ADMIN"]}}}],"containers":[{"name":"app","image":"x"}]}}`,
+			"spec.initContainers[0].securityContext.capabilities.add[0]", "SYS_ADMIN may not be added"},
+		{`{"metadata":{"name":"a"},"spec":{"containers":[{"name":"app","image":"x","securityContext":{"seccompProfile":"Unconfined"}}]}}`,
+			"spec.containers[0].securityContext.seccompProfile", "allowed: RuntimeDefault"},
 	}
 	for _, c := range cases {
 		code, st := rawRequest(t, r, "POST", "/v1/containergroups", r.srv.AdminToken(), c.body)

@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
@@ -161,15 +162,17 @@ func references(pod *corev1.Pod, kind, name string) bool {
 	return false
 }
 
-// collectOrphans deletes, every orphanEvery, this cluster's groups whose pod
-// no longer exists (deleted while no vnode ran, or a lost delete).
+// collectOrphans deletes, every orphanEvery, this node's groups whose pod
+// no longer exists (deleted while no vnode ran, or a lost delete). A group
+// is deleted only when the apiserver itself says its pod is gone: the
+// node's pod cache may lag, and holds none of another node's pods.
 func (v *VNode) collectOrphans(ctx context.Context) {
 	p := v.provider
 	t := time.NewTicker(orphanEvery)
 	defer t.Stop()
 	for {
 		p.mu.Lock()
-		var orphans []*apiv1.ContainerGroup
+		var candidates []*apiv1.ContainerGroup
 		for uid, g := range p.groups {
 			ns, name := g.Metadata.Labels[LabelPodNamespace], g.Metadata.Labels[LabelPodName]
 			pod, err := p.cfg.Pods.Pods(ns).Get(name)
@@ -177,10 +180,22 @@ func (v *VNode) collectOrphans(ctx context.Context) {
 				continue
 			}
 			if pod == nil || string(pod.UID) != uid {
-				orphans = append(orphans, g)
+				candidates = append(candidates, g)
 			}
 		}
 		p.mu.Unlock()
+		var orphans []*apiv1.ContainerGroup
+		for _, g := range candidates {
+			pod, err := p.cfg.Kube.CoreV1().Pods(g.Metadata.Labels[LabelPodNamespace]).Get(ctx, g.Metadata.Labels[LabelPodName], metav1.GetOptions{})
+			switch {
+			case err != nil && !isNotFound(err):
+				log.G(ctx).Warn("read the pod of a group", "group", g.Metadata.ID, "err", err)
+			case err == nil && string(pod.UID) == g.Metadata.Labels[LabelPodUID]:
+				// The pod is there: the cache lags.
+			default:
+				orphans = append(orphans, g)
+			}
+		}
 		for _, g := range orphans {
 			log.G(ctx).Info("deleting a group whose pod is gone", "group", g.Metadata.ID, "pod", g.Metadata.Labels[LabelPodNamespace]+"/"+g.Metadata.Labels[LabelPodName])
 			if _, err := p.cfg.ECI.DeleteGroup(ctx, g.Metadata.ID, client.DeleteOptions{}); err != nil && !errdefs.IsNotFound(err) {

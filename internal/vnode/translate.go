@@ -1,8 +1,11 @@
 package vnode
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,7 +39,11 @@ const (
 	LabelPodNamespace  = labelPrefix + "pod-namespace"
 	LabelPodName       = labelPrefix + "pod-name"
 	LabelPodUID        = labelPrefix + "pod-uid"
+	// LabelNode is the virtual node that made the group: two virtual nodes
+	// of one cluster (one --cluster-id) each keep to their own groups.
+	LabelNode          = labelPrefix + "node"
 	maxGroupNameLength = 63
+	maxClientToken     = 64
 )
 
 // refusal is a pod the virtual node will not run: Reason and the message
@@ -68,13 +75,15 @@ func (p *Provider) toGroup(pod *corev1.Pod) (*apiv1.ContainerGroup, error) {
 	g := &apiv1.ContainerGroup{
 		Metadata: apiv1.ObjectMeta{
 			Name: groupName(pod),
+			// The pod's whole identity: its status is matched to the pod
+			// by these (a pod name may have 253 characters).
 			Labels: map[string]string{
-				LabelCluster: p.cfg.ClusterID, LabelPodNamespace: pod.Namespace,
-				LabelPodName: truncate(pod.Name, 63), LabelPodUID: string(pod.UID),
+				LabelCluster: p.cfg.ClusterID, LabelNode: p.cfg.NodeName, LabelPodNamespace: pod.Namespace,
+				LabelPodName: pod.Name, LabelPodUID: string(pod.UID),
 			},
 		},
 		Spec: apiv1.ContainerGroupSpec{
-			ClientToken:                   p.cfg.ClusterID + "/" + string(pod.UID),
+			ClientToken:                   clientToken(p.cfg.ClusterID, pod),
 			RestartPolicy:                 apiv1.RestartPolicy(pod.Spec.RestartPolicy),
 			TerminationGracePeriodSeconds: pod.Spec.TerminationGracePeriodSeconds,
 			ActiveDeadlineSeconds:         pod.Spec.ActiveDeadlineSeconds,
@@ -131,6 +140,14 @@ func unsupported(pod *corev1.Pod) error {
 	case s.HostPID || s.HostIPC:
 		return refuse("HostNamespaceNotSupported", "hostPID and hostIPC are not supported on a virtual node (no alternative)")
 	}
+	if sc := s.SecurityContext; sc != nil {
+		for _, sysctl := range sc.Sysctls {
+			if !slices.Contains(apiv1.SafeSysctls, sysctl.Name) {
+				// The kubelet's admission refuses it the same way.
+				return refuse("SysctlForbidden", "Pod forbidden sysctl: %q not allowlisted; allowed: %s", sysctl.Name, strings.Join(apiv1.SafeSysctls, ", "))
+			}
+		}
+	}
 	for _, v := range s.Volumes {
 		if v.HostPath != nil {
 			return refuse("HostPathNotSupported", "volume %q: hostPath volumes are not supported on a virtual node: use emptyDir, a disk, or an NFS volume instead", v.Name)
@@ -162,11 +179,26 @@ func truncate(s string, n int) string {
 	return s
 }
 
-func hostname(pod *corev1.Pod) string {
-	if pod.Spec.Hostname != "" {
-		return pod.Spec.Hostname
+// clientToken makes creating a pod's group idempotent: the cluster and the
+// pod's UID, or their SHA-256 when that is longer than the service's 64
+// characters (a long --cluster-id or node name).
+func clientToken(cluster string, pod *corev1.Pod) string {
+	t := cluster + "/" + string(pod.UID)
+	if len(t) <= maxClientToken {
+		return t
 	}
-	return truncate(pod.Name, 63)
+	sum := sha256.Sum256([]byte(t))
+	return hex.EncodeToString(sum[:])
+}
+
+// hostname is the kubelet's: spec.hostname, else the pod's name, cut to 63
+// characters without a trailing '-' or '.' (a pod name may hold dots).
+func hostname(pod *corev1.Pod) string {
+	h := pod.Name
+	if pod.Spec.Hostname != "" {
+		h = pod.Spec.Hostname
+	}
+	return strings.TrimRight(truncate(h, 63), "-.")
 }
 
 func podSysctls(pod *corev1.Pod) []apiv1.Sysctl {
@@ -196,11 +228,20 @@ func container(pod *corev1.Pod, c corev1.Container) (apiv1.Container, error) {
 	if gpu, ok := c.Resources.Limits["nvidia.com/gpu"]; ok {
 		out.GPU = int(gpu.Value())
 	}
-	out.StartupProbe, out.LivenessProbe, out.ReadinessProbe = probe(c.StartupProbe), probe(c.LivenessProbe), probe(c.ReadinessProbe)
+	ports := portResolver{c: c}
+	out.StartupProbe = probe(c.StartupProbe, ports.at("startupProbe"))
+	out.LivenessProbe = probe(c.LivenessProbe, ports.at("livenessProbe"))
+	out.ReadinessProbe = probe(c.ReadinessProbe, ports.at("readinessProbe"))
 	if l := c.Lifecycle; l != nil {
-		out.Lifecycle = &apiv1.Lifecycle{PostStart: handler(l.PostStart), PreStop: handler(l.PreStop)}
+		out.Lifecycle = &apiv1.Lifecycle{PostStart: handler(l.PostStart, ports.at("lifecycle.postStart")), PreStop: handler(l.PreStop, ports.at("lifecycle.preStop"))}
+	}
+	if ports.err != nil {
+		return out, ports.err
 	}
 	out.SecurityContext = securityContext(pod, c)
+	if err := checkSecurity(c.Name, out.SecurityContext); err != nil {
+		return out, err
+	}
 	for _, m := range c.VolumeMounts {
 		out.VolumeMounts = append(out.VolumeMounts, apiv1.VolumeMount{Name: m.Name, MountPath: m.MountPath, SubPath: m.SubPath, ReadOnly: m.ReadOnly})
 	}
@@ -242,7 +283,7 @@ func podSize(pod *corev1.Pod) (cpu, memGiB float64) {
 	return cpu / 1000, mem / (1 << 30)
 }
 
-func probe(p *corev1.Probe) *apiv1.Probe {
+func probe(p *corev1.Probe, port func(string, intstr.IntOrString) int32) *apiv1.Probe {
 	if p == nil {
 		return nil
 	}
@@ -253,9 +294,9 @@ func probe(p *corev1.Probe) *apiv1.Probe {
 	case h.Exec != nil:
 		out.Exec = &apiv1.ExecAction{Command: h.Exec.Command}
 	case h.HTTPGet != nil:
-		out.HTTPGet = httpGet(h.HTTPGet)
+		out.HTTPGet = httpGet(h.HTTPGet, port)
 	case h.TCPSocket != nil:
-		out.TCPSocket = &apiv1.TCPSocketAction{Port: int32(portValue(h.TCPSocket.Port))}
+		out.TCPSocket = &apiv1.TCPSocketAction{Port: port("tcpSocket.port", h.TCPSocket.Port)}
 	case h.GRPC != nil:
 		svc := ""
 		if h.GRPC.Service != nil {
@@ -266,23 +307,44 @@ func probe(p *corev1.Probe) *apiv1.Probe {
 	return out
 }
 
-func httpGet(h *corev1.HTTPGetAction) *apiv1.HTTPGetAction {
-	out := &apiv1.HTTPGetAction{Path: h.Path, Port: int32(portValue(h.Port)), Scheme: string(h.Scheme)}
+func httpGet(h *corev1.HTTPGetAction, port func(string, intstr.IntOrString) int32) *apiv1.HTTPGetAction {
+	out := &apiv1.HTTPGetAction{Path: h.Path, Port: port("httpGet.port", h.Port), Scheme: string(h.Scheme)}
 	for _, hd := range h.HTTPHeaders {
 		out.HTTPHeaders = append(out.HTTPHeaders, apiv1.HTTPHeader{Name: hd.Name, Value: hd.Value})
 	}
 	return out
 }
 
-func portValue(p intstr.IntOrString) int {
-	if p.Type == intstr.Int {
-		return p.IntValue()
-	}
-	n, _ := strconv.Atoi(p.StrVal)
-	return n
+// portResolver resolves the ports of a container's probes and hooks as the
+// kubelet does: a number, or the name of one of the container's ports; the
+// first name it can't resolve is its error.
+type portResolver struct {
+	c   corev1.Container
+	err error
 }
 
-func handler(h *corev1.LifecycleHandler) *apiv1.Handler {
+// at resolves the ports of one probe or hook (where names it).
+func (r *portResolver) at(where string) func(string, intstr.IntOrString) int32 {
+	return func(field string, p intstr.IntOrString) int32 {
+		if p.Type == intstr.Int {
+			return p.IntVal
+		}
+		for _, cp := range r.c.Ports {
+			if cp.Name == p.StrVal {
+				return cp.ContainerPort
+			}
+		}
+		if n, err := strconv.Atoi(p.StrVal); err == nil && n > 0 && n <= 65535 {
+			return int32(n)
+		}
+		if r.err == nil {
+			r.err = refuse("InvalidPort", "container %q: %s.%s: no port named %q among the container's ports", r.c.Name, where, field, p.StrVal)
+		}
+		return 0
+	}
+}
+
+func handler(h *corev1.LifecycleHandler, port func(string, intstr.IntOrString) int32) *apiv1.Handler {
 	if h == nil {
 		return nil
 	}
@@ -291,9 +353,9 @@ func handler(h *corev1.LifecycleHandler) *apiv1.Handler {
 	case h.Exec != nil:
 		out.Exec = &apiv1.ExecAction{Command: h.Exec.Command}
 	case h.HTTPGet != nil:
-		out.HTTPGet = httpGet(h.HTTPGet)
+		out.HTTPGet = httpGet(h.HTTPGet, port)
 	case h.TCPSocket != nil:
-		out.TCPSocket = &apiv1.TCPSocketAction{Port: int32(portValue(h.TCPSocket.Port))}
+		out.TCPSocket = &apiv1.TCPSocketAction{Port: port("tcpSocket.port", h.TCPSocket.Port)}
 	case h.Sleep != nil:
 		s := h.Sleep.Seconds
 		out.SleepSeconds = &s
@@ -341,6 +403,30 @@ func securityContext(pod *corev1.Pod, c corev1.Container) *apiv1.SecurityContext
 		return nil
 	}
 	return out
+}
+
+// checkSecurity refuses, before anything is created, the capabilities and
+// seccomp profiles the instance service refuses (its messages name the
+// allowlist).
+func checkSecurity(container string, sc *apiv1.SecurityContext) error {
+	if sc == nil {
+		return nil
+	}
+	if sc.RunAsNonRoot != nil && *sc.RunAsNonRoot && sc.RunAsUser != nil && *sc.RunAsUser == 0 {
+		// Kubernetes accepts it; no kubelet runs it.
+		return refuse("CreateContainerConfigError", "container %q: runAsUser 0 breaks the non-root policy (runAsNonRoot: true)", container)
+	}
+	if msg := apiv1.SeccompRefusal(sc.SeccompProfile); msg != "" {
+		return refuse("SeccompProfileNotAllowed", "container %q: securityContext.seccompProfile: %s", container, msg)
+	}
+	if sc.Capabilities != nil {
+		for i, c := range sc.Capabilities.Add {
+			if msg := apiv1.CapabilityRefusal(c); msg != "" {
+				return refuse("CapabilityNotAllowed", "container %q: securityContext.capabilities.add[%d]: %s", container, i, msg)
+			}
+		}
+	}
+	return nil
 }
 
 func capNames(in []corev1.Capability) []string {

@@ -98,6 +98,23 @@ func TestPodToGroup(t *testing.T) {
 			yes := true
 			p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: &yes}
 		}), refuse: "PrivilegedNotSupported:capabilities"},
+		{name: "a capability beyond the allowlist", pod: pod(func(p *corev1.Pod) {
+			p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "CAP_SYS_ADMIN"}}}
+		}), refuse: "CapabilityNotAllowed:add[1]: SYS_ADMIN may not be added"},
+		{name: "ALL capabilities", pod: pod(func(p *corev1.Pod) {
+			p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"ALL"}}}
+		}), refuse: "CapabilityNotAllowed:allowed: AUDIT_WRITE"},
+		{name: "Unconfined seccomp on the pod", pod: pod(func(p *corev1.Pod) {
+			p.Spec.SecurityContext = &corev1.PodSecurityContext{SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeUnconfined}}
+		}), refuse: "SeccompProfileNotAllowed:allowed: RuntimeDefault"},
+		{name: "allowed capabilities pass", pod: pod(func(p *corev1.Pod) {
+			p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "CAP_SYS_PTRACE"}, Drop: []corev1.Capability{"ALL"}}}
+		}), check: func(g *apiv1.ContainerGroup) string {
+			if sc := g.Spec.Containers[0].SecurityContext; sc == nil || len(sc.Capabilities.Add) != 2 {
+				return "capabilities"
+			}
+			return ""
+		}},
 		{name: "DaemonSet pods", pod: pod(func(p *corev1.Pod) { p.OwnerReferences = []metav1.OwnerReference{{Kind: "DaemonSet", Name: "x"}} }), refuse: "DaemonSetNotSupported:sidecar"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

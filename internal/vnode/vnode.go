@@ -171,6 +171,9 @@ func (v *VNode) watchGroups(ctx context.Context) {
 	p.cfg.ECI.InformGroups(ctx, client.ListOptions{LabelSelector: LabelCluster + "=" + p.cfg.ClusterID}, client.GroupHandler{
 		Synced: func() { once.Do(func() { close(p.synced) }) },
 		Event: func(ev client.GroupEvent) {
+			if !p.mine(ev.Object) {
+				return // another virtual node's of this cluster
+			}
 			if ev.Type == apiv1.Deleted {
 				p.groupGone(ev.Object)
 				return
@@ -179,6 +182,13 @@ func (v *VNode) watchGroups(ctx context.Context) {
 		},
 		Error: func(err error) { log.G(ctx).Warn("watch the instance service's groups", "err", err) },
 	})
+}
+
+// mine tells whether this node made g: its node label, or none (groups made
+// before the label was).
+func (p *Provider) mine(g *apiv1.ContainerGroup) bool {
+	n, ok := g.Metadata.Labels[LabelNode]
+	return !ok || n == p.cfg.NodeName
 }
 
 // groupGone: a deleted group's pod gets its terminal status.

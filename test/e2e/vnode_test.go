@@ -268,6 +268,7 @@ func TestVirtualNode(t *testing.T) {
 	})
 
 	testAnnotations(t, c, ns)
+	testHardening(t, c, ns)
 
 	t.Run("a vnode that can't serve returns why instead of hanging", func(t *testing.T) {
 		taken, err := net.Listen("tcp", net.JoinHostPort(c.bed.Network.NodeIP.String(), "0"))
