@@ -273,7 +273,7 @@ func (a *Agent) probeOnce(ctx context.Context, pr *apiv1.Probe, containerID, ip 
 var probeHTTP = &http.Client{
 	Transport: &http.Transport{
 		DisableKeepAlives: true,
-		Proxy:             nil, // never the host's proxy settings
+		Proxy:             nil,                                   // never the host's proxy settings
 		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // as the kubelet's HTTPS probes
 	},
 	CheckRedirect: localRedirects,

@@ -226,7 +226,9 @@ func (g *podGen) container(name string, volumes []string, init bool) corev1.Cont
 
 func (g *podGen) resources() corev1.ResourceRequirements {
 	q := func() resource.Quantity { return resource.MustParse(pick(g, "100m", "1", "2", "250m", "7", "64")) }
-	m := func() resource.Quantity { return resource.MustParse(pick(g, "128Mi", "1Gi", "4Gi", "13Gi", "100M", "512Gi")) }
+	m := func() resource.Quantity {
+		return resource.MustParse(pick(g, "128Mi", "1Gi", "4Gi", "13Gi", "100M", "512Gi"))
+	}
 	r := corev1.ResourceRequirements{}
 	switch g.n(4) {
 	case 1:
@@ -310,4 +312,3 @@ func (g *podGen) annotation() (string, string) {
 	}
 	return "k8s.aliyun.com/eci-unknown", "x"
 }
-
