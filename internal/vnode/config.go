@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -45,7 +46,10 @@ type Config struct {
 	// ClusterDNS and ClusterDomain make ClusterFirst pods' resolv.conf.
 	ClusterDNS    []string
 	ClusterDomain string
-	Logger        *slog.Logger
+	// OrphanInterval is how often groups whose pod is gone are looked for
+	// (30 s).
+	OrphanInterval time.Duration
+	Logger         *slog.Logger
 
 	// Profile serves the eci-profile webhook (internal/profile); its zero
 	// value serves none.
@@ -99,6 +103,9 @@ func (c *Config) validate() error {
 	}
 	if c.ListenAddr == "" {
 		c.ListenAddr = ":10250"
+	}
+	if c.OrphanInterval <= 0 {
+		c.OrphanInterval = 30 * time.Second
 	}
 	if c.ClusterDomain == "" {
 		c.ClusterDomain = "cluster.local"

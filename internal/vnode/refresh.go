@@ -162,13 +162,13 @@ func references(pod *corev1.Pod, kind, name string) bool {
 	return false
 }
 
-// collectOrphans deletes, every orphanEvery, this node's groups whose pod
+// collectOrphans deletes, every OrphanInterval, this node's groups whose pod
 // no longer exists (deleted while no vnode ran, or a lost delete). A group
 // is deleted only when the apiserver itself says its pod is gone: the
 // node's pod cache may lag, and holds none of another node's pods.
 func (v *VNode) collectOrphans(ctx context.Context) {
 	p := v.provider
-	t := time.NewTicker(orphanEvery)
+	t := time.NewTicker(p.cfg.OrphanInterval)
 	defer t.Stop()
 	for {
 		p.mu.Lock()
@@ -210,7 +210,5 @@ func (v *VNode) collectOrphans(ctx context.Context) {
 	}
 }
 
-// orphanEvery is how often orphan groups are looked for.
-const orphanEvery = 30 * time.Second
 
 func isNotFound(err error) bool { return apierrors.IsNotFound(err) }

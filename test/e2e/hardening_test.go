@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -8,6 +9,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/vnode"
 )
 
 // testHardening: what a tenant may not ask of the virtual node is refused
@@ -44,5 +49,112 @@ func testHardening(t *testing.T, c *cluster, ns string) {
 			&corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"SYS_MODULE"}}}, nil, "SYS_MODULE may not be added")
 		refused(t, "seccomp-unconfined", "SeccompProfileNotAllowed", nil,
 			&corev1.PodSecurityContext{SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeUnconfined}}, "allowed: RuntimeDefault")
+	})
+
+	t.Run("pods Kubernetes accepts run and keep their instance: a 120-character name, a dotted name, named probe ports", func(t *testing.T) {
+		long := "long-" + strings.Repeat("n", 115)
+		web := func(name string) *corev1.Pod {
+			return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: busybox,
+				Command: []string{"sh", "-c", "hostname; mkdir -p /srv && echo ok > /srv/healthz && exec httpd -f -p 8080 -h /srv"},
+				Ports:   []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+				ReadinessProbe: &corev1.Probe{PeriodSeconds: 1, ProbeHandler: corev1.ProbeHandler{
+					HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("http")}}},
+				LivenessProbe: &corev1.Probe{PeriodSeconds: 1, ProbeHandler: corev1.ProbeHandler{
+					TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString("http")}}},
+			}}}}
+		}
+		ready := func(p *corev1.Pod) error {
+			if p.Status.Phase != corev1.PodRunning || len(p.Status.ContainerStatuses) != 1 || !p.Status.ContainerStatuses[0].Ready {
+				return fmt.Errorf("phase %s %+v", p.Status.Phase, p.Status.ContainerStatuses)
+			}
+			return nil
+		}
+		ids := map[string]string{}
+		for _, name := range []string{long, "web.v1"} {
+			c.createPod(t, ns, web(name))
+			p := c.waitPod(t, ns, name, "Running and Ready through its named port", 60*time.Second, ready)
+			ids[name] = p.Annotations[vnode.AnnInstanceID]
+		}
+		eventually(t, "the dotted pod's hostname is its name", 10*time.Second, func() error {
+			raw, err := c.kube.CoreV1().Pods(ns).GetLogs("web.v1", &corev1.PodLogOptions{}).Do(context.Background()).Raw()
+			if err != nil || strings.TrimSpace(string(raw)) != "web.v1" {
+				return fmt.Errorf("log %q (%v)", raw, err)
+			}
+			return nil
+		})
+		time.Sleep(3 * orphanInterval) // the orphan collector ran a few times
+		for name := range ids {
+			p := c.waitPod(t, ns, name, "still Running with its first instance", time.Second, ready)
+			if p.Status.ContainerStatuses[0].RestartCount != 0 {
+				t.Errorf("pod %s restarted: %+v", name, p.Status.ContainerStatuses[0])
+			}
+			groups, err := c.eci.ListGroups(context.Background(), client.ListOptions{LabelSelector: vnode.LabelPodUID + "=" + string(p.UID)})
+			if err != nil || len(groups.Items) != 1 || groups.Items[0].Metadata.ID != p.Annotations[vnode.AnnInstanceID] ||
+				groups.Items[0].Metadata.DeletionRequestedAt != nil || groups.Items[0].Metadata.Labels[vnode.LabelPodName] != name {
+				t.Errorf("pod %s (instance %s): groups %+v (%v)", name, p.Annotations[vnode.AnnInstanceID], groups, err)
+			}
+		}
+		c.deletePods(t, ns, ids)
+	})
+
+	t.Run("two virtual nodes of one cluster, one with a 50-character name, never delete each other's instances", func(t *testing.T) {
+		other := "eci-vnode-" + strings.Repeat("x", 40)
+		stop := c.startVNodeAs(t, other, "cluster-a", c.eci)
+		defer func() {
+			// Gone with its node: later pods must not be scheduled to it.
+			stop()
+			if err := c.kube.CoreV1().Nodes().Delete(context.Background(), other, metav1.DeleteOptions{}); err != nil {
+				t.Error(err)
+			}
+		}()
+		for node, name := range map[string]string{nodeName: "on-first", other: "on-second"} {
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PodSpec{
+				NodeSelector: map[string]string{"kubernetes.io/hostname": node},
+				Containers:   []corev1.Container{{Name: "main", Image: busybox, Command: []string{"sleep", "3600"}}}}}
+			c.createPod(t, ns, pod)
+		}
+		ids := map[string]string{}
+		for _, name := range []string{"on-first", "on-second"} {
+			c.waitPod(t, ns, name, "Running", 60*time.Second, running)
+			eventually(t, name+"'s instance id", 10*time.Second, func() error {
+				cur, err := c.kube.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
+				if err != nil || cur.Annotations[vnode.AnnInstanceID] == "" {
+					return fmt.Errorf("annotations %v (%v)", cur.GetAnnotations(), err)
+				}
+				ids[name] = cur.Annotations[vnode.AnnInstanceID]
+				return nil
+			})
+		}
+		time.Sleep(3 * orphanInterval)
+		for name, id := range ids {
+			g, err := c.eci.GetGroup(context.Background(), id)
+			if err != nil || g.Metadata.DeletionRequestedAt != nil || g.Status.State.Terminal() {
+				t.Errorf("the instance of %s was deleted by the other virtual node: %+v (%v)", name, g, err)
+			}
+			p := c.waitPod(t, ns, name, "still Running", time.Second, running)
+			if p.Status.ContainerStatuses[0].RestartCount != 0 {
+				t.Errorf("pod %s restarted", name)
+			}
+		}
+		c.deletePods(t, ns, ids)
+	})
+}
+
+// deletePods deletes the pods named by names' keys and waits until they are gone.
+func (c *cluster) deletePods(t *testing.T, ns string, names map[string]string) {
+	t.Helper()
+	grace := int64(1) // busybox as PID 1 ignores SIGTERM
+	for name := range names {
+		if err := c.kube.CoreV1().Pods(ns).Delete(context.Background(), name, metav1.DeleteOptions{GracePeriodSeconds: &grace}); err != nil {
+			t.Error(err)
+		}
+	}
+	eventually(t, "the pods gone", 60*time.Second, func() error {
+		for name := range names {
+			if _, err := c.kube.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{}); err == nil {
+				return fmt.Errorf("pod %s is still there", name)
+			}
+		}
+		return nil
 	})
 }

@@ -28,6 +28,10 @@ import (
 
 const nodeName = "eci-vnode"
 
+// orphanInterval is the e2e vnodes' (30 s by default): tests that a group
+// is kept, or collected, wait a few of them.
+const orphanInterval = 2 * time.Second
+
 // cluster is the bed, the instance service, one host agent and a virtual
 // node joined to the bed's cluster.
 type cluster struct {
@@ -81,6 +85,7 @@ func (c *cluster) startVNodeAs(t testing.TB, name, id string, eci *client.Client
 	cfg := vnode.Config{
 		NodeName: name, ClusterID: id, Kube: c.kube, ECI: eci, Taint: vnode.Taint(),
 		InternalIP: c.bed.Network.NodeIP.String(), ListenAddr: addr, ClientCAFile: c.bed.Kube.CAFile,
+		OrphanInterval: orphanInterval,
 	}
 	for _, m := range mutate {
 		m(&cfg)
