@@ -35,9 +35,12 @@ binpack, committed in an etcd transaction so no host is over-committed), allocat
 its IP from the vSwitch (IPAM), and records the billing timestamps. Groups on a
 host whose lease expires become Failed with reason HostLost.
 
-On first start it generates a CA and serving certificate (<data-dir>/tls) and an
-admin token (<data-dir>/admin.token), and writes a client config for the admin to
-<data-dir>/admin.conf:  eci --config <data-dir>/admin.conf ps
+On first start it generates a CA and serving certificate (<data-dir>/tls), an
+admin token (<data-dir>/admin.token) and the key that seals stored values
+(<data-dir>/encryption.key: registry passwords, secret files and every other
+value are encrypted at rest with AES-GCM), and writes a client config for the
+admin to <data-dir>/admin.conf:  eci --config <data-dir>/admin.conf ps
+The embedded etcd serves only this server (TLS with a client certificate).
 
 Serves /metrics (Prometheus), /healthz and /readyz.`,
 		Args: cobra.NoArgs,
@@ -71,6 +74,10 @@ Serves /metrics (Prometheus), /healthz and /readyz.`,
 	fl.StringVar(&cfg.Addr, "listen", "127.0.0.1:8443", "address of the API (host:port)")
 	fl.StringVar(&cfg.DataDir, "data-dir", "/var/lib/eci/server", "embedded etcd data, generated TLS files, the admin token")
 	fl.StringSliceVar(&cfg.EtcdEndpoints, "etcd-endpoints", nil, "an external etcd cluster (comma-separated URLs) instead of the embedded one")
+	fl.StringVar(&cfg.EtcdCAFile, "etcd-cafile", "", "CA of the external etcd's serving certificate")
+	fl.StringVar(&cfg.EtcdCertFile, "etcd-certfile", "", "client certificate for the external etcd")
+	fl.StringVar(&cfg.EtcdKeyFile, "etcd-keyfile", "", "key of --etcd-certfile")
+	fl.StringVar(&cfg.EncryptionKeyFile, "encryption-key-file", "", "keys that seal stored values, one \"name: base64 of 32 bytes\" a line, the first sealing (default: generated into <data-dir>/encryption.key; required with --etcd-endpoints)")
 	fl.StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "serving certificate (default: generated into <data-dir>/tls)")
 	fl.StringVar(&cfg.TLSKeyFile, "tls-key-file", "", "key of --tls-cert-file")
 	fl.StringSliceVar(&cfg.TLSNames, "tls-san", nil, "extra DNS names or IPs of the generated certificate")

@@ -41,7 +41,7 @@ func (s *Server) leadOnce(ctx context.Context) error {
 	leadCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, run := range []func(context.Context) error{s.svc.RunPlacer, s.svc.RunMonitor} {
+	for _, run := range []func(context.Context) error{s.svc.RunPlacer, s.svc.RunMonitor, s.reseal} {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = run(leadCtx) }()
 	}
@@ -55,5 +55,19 @@ func (s *Server) leadOnce(ctx context.Context) error {
 	resignCtx, cancelResign := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancelResign()
 	_ = election.Resign(resignCtx)
+	return nil
+}
+
+// reseal seals, once a server leads, what is stored unsealed or with a key
+// being rotated out.
+func (s *Server) reseal(ctx context.Context) error {
+	n, err := s.st.Reseal(ctx)
+	if err != nil {
+		log.G(ctx).Warn("seal stored values with the current key", "err", err)
+		return err
+	}
+	if n > 0 {
+		log.G(ctx).Info("stored values sealed with the current key", "values", n)
+	}
 	return nil
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -18,8 +19,16 @@ func TestLeaderFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(etcd.Close)
+	keys := filepath.Join(t.TempDir(), "keys")
+	if err := store.WriteKeyFile(keys); err != nil {
+		t.Fatal(err)
+	}
+	ca, cert, key := etcd.EmbeddedClientFiles()
 	external := func(name string) func(*Config) {
-		return func(c *Config) { c.EtcdEndpoints, c.Name = etcd.Endpoints(), name }
+		return func(c *Config) {
+			c.EtcdEndpoints, c.Name, c.EncryptionKeyFile = etcd.Endpoints(), name, keys
+			c.EtcdCAFile, c.EtcdCertFile, c.EtcdKeyFile = ca, cert, key
+		}
 	}
 	a := start(t, t.TempDir(), external("a"))
 	b := start(t, t.TempDir(), external("b"))

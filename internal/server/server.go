@@ -25,8 +25,16 @@ type Config struct {
 	// DataDir holds the embedded etcd, the generated TLS files and the admin
 	// token file.
 	DataDir string
-	// EtcdEndpoints of an external etcd cluster instead of the embedded one.
-	EtcdEndpoints []string
+	// EtcdEndpoints of an external etcd cluster instead of the embedded one,
+	// reached with EtcdCAFile, EtcdCertFile and EtcdKeyFile when it serves
+	// TLS (the embedded one serves TLS with certificates of its own).
+	EtcdEndpoints                         []string
+	EtcdCAFile, EtcdCertFile, EtcdKeyFile string
+	// EncryptionKeyFile holds the keys that seal stored values (AES-GCM;
+	// docs/security.md); generated into DataDir/encryption.key when empty
+	// with the embedded etcd, required with an external one (every server
+	// must use the same keys).
+	EncryptionKeyFile string
 	// TLSCertFile and TLSKeyFile serve the API; generated when empty.
 	TLSCertFile, TLSKeyFile string
 	// TLSNames are extra DNS names or IPs of a generated certificate.
@@ -61,6 +69,9 @@ func (c *Config) Validate() error {
 	case scheduler.Spread, scheduler.Binpack:
 	default:
 		return fmt.Errorf("--placement-policy %q: allowed: spread, binpack", c.Policy)
+	}
+	if len(c.EtcdEndpoints) > 0 && c.EncryptionKeyFile == "" {
+		return errors.New("--encryption-key-file is required with --etcd-endpoints: every server on that etcd must seal and open stored values with the same keys (docs/security.md)")
 	}
 	if c.HostLeaseTTL < 0 {
 		return fmt.Errorf("--host-lease-ttl %s: must be positive", c.HostLeaseTTL)
@@ -135,8 +146,20 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	keyFile := s.cfg.EncryptionKeyFile
+	if keyFile == "" {
+		keyFile = filepath.Join(s.cfg.DataDir, "encryption.key")
+		if err := store.WriteKeyFile(keyFile); err != nil {
+			return err
+		}
+	}
+	keys, err := store.LoadKeys(keyFile)
+	if err != nil {
+		return err
+	}
 	st, err := store.Open(ctx, store.Config{
-		DataDir: filepath.Join(s.cfg.DataDir, "etcd"), Endpoints: s.cfg.EtcdEndpoints, Logger: log.G(ctx),
+		DataDir: filepath.Join(s.cfg.DataDir, "etcd"), Endpoints: s.cfg.EtcdEndpoints, Logger: log.G(ctx), Keys: keys,
+		CAFile: s.cfg.EtcdCAFile, CertFile: s.cfg.EtcdCertFile, KeyFile: s.cfg.EtcdKeyFile,
 	})
 	if err != nil {
 		return err

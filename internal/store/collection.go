@@ -27,6 +27,9 @@ type Collection[T any, PT Object[T]] struct {
 
 // NewCollection returns the collection of kind (a plural noun: containergroups).
 func NewCollection[T any, PT Object[T]](s *Store, kind string) *Collection[T, PT] {
+	s.kindsMu.Lock()
+	s.kinds[kind] = true
+	s.kindsMu.Unlock()
 	return &Collection[T, PT]{s: s, kind: kind}
 }
 
@@ -39,6 +42,10 @@ func (c *Collection[T, PT]) prefix() string { return c.s.prefix + "v1/" + c.kind
 func (c *Collection[T, PT]) Key(id string) string { return c.prefix() + id }
 
 func (c *Collection[T, PT]) decode(data []byte, rev int64) (PT, error) {
+	data, _, err := c.s.keys.open(data)
+	if err != nil {
+		return nil, fmt.Errorf("decode stored %s: %w", c.kind, err)
+	}
 	obj := PT(new(T))
 	if err := json.Unmarshal(data, obj); err != nil {
 		return nil, fmt.Errorf("decode stored %s: %w", c.kind, err)
@@ -53,7 +60,7 @@ func (c *Collection[T, PT]) encode(obj PT) (string, error) {
 	obj.Meta().ResourceVersion = ""
 	data, err := json.Marshal(obj)
 	obj.Meta().ResourceVersion = rv
-	return string(data), err
+	return string(c.s.keys.seal(data)), err
 }
 
 // Get reads one object.

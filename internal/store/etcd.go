@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,7 +29,13 @@ type Config struct {
 	// CompactionRetention is how much history the embedded etcd keeps for
 	// watches to resume from (default 10 minutes).
 	CompactionRetention time.Duration
-	Logger              *slog.Logger
+	// CAFile, CertFile and KeyFile reach an external etcd over TLS with a
+	// client certificate (etcdtls.go); the embedded one makes its own.
+	CAFile, CertFile, KeyFile string
+	// Keys seal every collection's values (encrypt.go); nil: values are
+	// stored as they are (and sealed ones can't be read).
+	Keys   *Keys
+	Logger *slog.Logger
 }
 
 // Store is an open connection to etcd (and the embedded etcd, if it runs one).
@@ -36,8 +43,13 @@ type Store struct {
 	Client *clientv3.Client
 	prefix string
 	etcd   *embed.Etcd
+	keys   *Keys
+	pkiDir string // the embedded etcd's certificates
 	log    *slog.Logger
 	closed sync.Once
+
+	kindsMu sync.Mutex
+	kinds   map[string]bool // the collections made on this store
 }
 
 // Open starts the embedded etcd (or connects to the external one) and returns
@@ -49,22 +61,26 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Prefix == "" {
 		cfg.Prefix = "/eci/"
 	}
-	s := &Store{prefix: cfg.Prefix, log: cfg.Logger}
+	s := &Store{prefix: cfg.Prefix, log: cfg.Logger, keys: cfg.Keys, kinds: map[string]bool{}}
 	endpoints := cfg.Endpoints
+	tlsCfg, err := externalTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
 	if len(endpoints) == 0 {
 		if cfg.DataDir == "" {
 			return nil, errors.New("store: either a data dir (embedded etcd) or etcd endpoints are needed")
 		}
-		e, endpoint, err := startEmbedded(ctx, cfg)
+		e, endpoint, clientTLS, err := startEmbedded(ctx, cfg)
 		if err != nil {
 			return nil, err
 		}
-		s.etcd = e
+		s.etcd, tlsCfg, s.pkiDir = e, clientTLS, cfg.DataDir+"-pki"
 		endpoints = []string{endpoint}
 	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints: endpoints, DialTimeout: 5 * time.Second, Context: context.Background(),
-		Logger: zap.NewNop(),
+		TLS: tlsCfg, Logger: zap.NewNop(),
 	})
 	if err != nil {
 		s.Close()
@@ -81,14 +97,19 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-func startEmbedded(ctx context.Context, cfg Config) (*embed.Etcd, string, error) {
+func startEmbedded(ctx context.Context, cfg Config) (*embed.Etcd, string, *tls.Config, error) {
 	ports, err := freeLoopbackPorts(2)
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
-	client := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))}
-	peer := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1]))}
+	serverTLS, clientTLS, err := embeddedTLS(cfg.DataDir + "-pki")
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("store: the embedded etcd's certificates: %w", err)
+	}
+	client := url.URL{Scheme: "https", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))}
+	peer := url.URL{Scheme: "https", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1]))}
 	ec := embed.NewConfig()
+	ec.ClientTLSInfo, ec.PeerTLSInfo = serverTLS, serverTLS
 	ec.Name = "eci"
 	ec.Dir = cfg.DataDir
 	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
@@ -109,19 +130,19 @@ func startEmbedded(ctx context.Context, cfg Config) (*embed.Etcd, string, error)
 	ec.ListenMetricsUrls = nil
 	e, err := embed.StartEtcd(ec)
 	if err != nil {
-		return nil, "", fmt.Errorf("store: start embedded etcd in %s: %w", cfg.DataDir, err)
+		return nil, "", nil, fmt.Errorf("store: start embedded etcd in %s: %w", cfg.DataDir, err)
 	}
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
 		e.Close()
-		return nil, "", fmt.Errorf("store: embedded etcd failed: %w", err)
+		return nil, "", nil, fmt.Errorf("store: embedded etcd failed: %w", err)
 	case <-time.After(60 * time.Second):
 		e.Close()
-		return nil, "", errors.New("store: embedded etcd not ready after 60s")
+		return nil, "", nil, errors.New("store: embedded etcd not ready after 60s")
 	case <-ctx.Done():
 		e.Close()
-		return nil, "", ctx.Err()
+		return nil, "", nil, ctx.Err()
 	}
 	go func() {
 		for err := range e.Err() {
@@ -130,7 +151,7 @@ func startEmbedded(ctx context.Context, cfg Config) (*embed.Etcd, string, error)
 			}
 		}
 	}()
-	return e, client.String(), nil
+	return e, client.String(), clientTLS, nil
 }
 
 // Close disconnects and stops the embedded etcd. Safe to call twice.

@@ -1,0 +1,179 @@
+package store
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+)
+
+func keyLine(name string, b byte) string {
+	return name + ": " + base64.StdEncoding.EncodeToString([]byte(strings.Repeat(string(rune(b)), 32))) + "\n"
+}
+
+func keysOf(t *testing.T, lines ...string) *Keys {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "keys")
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k, err := LoadKeys(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// Stored values are sealed: etcd holds no password or file content in the
+// clear; keys rotate (a new key first, the old one still opening, a reseal,
+// then the old one gone); values written before encryption are read and
+// sealed by a reseal; a value sealed with an unknown key names it.
+func TestEncryptionAtRest(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	openWith := func(k *Keys) (*Store, *groups) {
+		s, err := Open(ctx, Config{DataDir: dir, Keys: k})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, NewCollection[apiv1.ContainerGroup](s, "containergroups")
+	}
+	raw := func(s *Store, id string) string {
+		resp, err := s.Client.Get(ctx, s.prefix+"v1/containergroups/"+id)
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("raw %s: %v", id, err)
+		}
+		return string(resp.Kvs[0].Value)
+	}
+	secret := func(id string) *apiv1.ContainerGroup {
+		g := group(id)
+		g.Spec.ImageRegistryCredentials = []apiv1.RegistryCredential{{Server: "reg.example", Username: "u", Password: "hunter2-password"}}
+		g.Spec.Volumes = []apiv1.Volume{{Name: "s", Files: &apiv1.FilesVolume{Files: []apiv1.File{{Path: "token", Content: []byte("secret-file-content")}}}}}
+		return g
+	}
+
+	// Before encryption: a value in the clear.
+	s, c := openWith(nil)
+	if err := c.Create(ctx, secret("legacy"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(raw(s, "legacy"), "hunter2-password") {
+		t.Fatal("the unsealed store did not store the value as it is")
+	}
+	s.Close()
+
+	k1 := keysOf(t, keyLine("key1", 'a'))
+	s, c = openWith(k1)
+	if err := c.Create(ctx, secret("g1"), nil); err != nil {
+		t.Fatal(err)
+	}
+	v := raw(s, "g1")
+	if !strings.HasPrefix(v, "eci:enc:aesgcm:v1:key1:") || strings.Contains(v, "hunter2") || strings.Contains(v, "secret-file-content") ||
+		strings.Contains(v, base64.StdEncoding.EncodeToString([]byte("secret-file-content"))) {
+		t.Fatalf("stored value %q is not sealed with key1", v[:min(len(v), 60)])
+	}
+	if g, err := c.Get(ctx, "legacy"); err != nil || g.Spec.ImageRegistryCredentials[0].Password != "hunter2-password" {
+		t.Fatalf("a value written before encryption: %v", err)
+	}
+	if n, err := s.Reseal(ctx); err != nil || n != 1 || !strings.HasPrefix(raw(s, "legacy"), "eci:enc:aesgcm:v1:key1:") {
+		t.Fatalf("reseal of the value in the clear: %d (%v)", n, err)
+	}
+	s.Close()
+
+	// Rotation: key2 first, key1 still opens; a reseal moves every value to key2.
+	s, c = openWith(keysOf(t, keyLine("key2", 'b'), keyLine("key1", 'a')))
+	if g, err := c.Get(ctx, "g1"); err != nil || g.Spec.Volumes[0].Files.Files[0].Content == nil {
+		t.Fatalf("read a key1 value with key2 first: %v", err)
+	}
+	if n, err := s.Reseal(ctx); err != nil || n != 2 {
+		t.Fatalf("reseal after rotation: %d (%v)", n, err)
+	}
+	if !strings.HasPrefix(raw(s, "g1"), "eci:enc:aesgcm:v1:key2:") {
+		t.Fatal("g1 not resealed with key2")
+	}
+	s.Close()
+
+	s, c = openWith(keysOf(t, keyLine("key2", 'b')))
+	if g, err := c.Get(ctx, "g1"); err != nil || g.Spec.ImageRegistryCredentials[0].Password != "hunter2-password" {
+		t.Fatalf("read after key1 was removed: %v", err)
+	}
+	s.Close()
+
+	s, c = openWith(keysOf(t, keyLine("key3", 'c')))
+	defer s.Close()
+	if _, err := c.Get(ctx, "g1"); err == nil || !strings.Contains(err.Error(), `key "key2"`) {
+		t.Fatalf("a value sealed with a key the file lacks: %v", err)
+	}
+}
+
+func TestKeyFileErrors(t *testing.T) {
+	for body, want := range map[string]string{
+		"":                                    "holds no key",
+		"key1 abc\n":                          "line 1",
+		"key1: bm90MzJieXRlcw==\n":            "32 bytes",
+		keyLine("a", 'a') + keyLine("a", 'b'): "appears twice",
+	} {
+		path := filepath.Join(t.TempDir(), "keys")
+		_ = os.WriteFile(path, []byte(body), 0o600)
+		if _, err := LoadKeys(path); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want %q", body, err, want)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "made")
+	if err := WriteKeyFile(path); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(path)
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("a generated key file has mode %v", st.Mode().Perm())
+	}
+	if _, err := LoadKeys(path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The embedded etcd serves only clients with its certificate: plain HTTP and
+// TLS without a client certificate get nothing; its keys are the owner's.
+func TestEmbeddedEtcdIsPrivate(t *testing.T) {
+	s, _ := open(t, t.TempDir())
+	endpoint := s.Endpoints()[0]
+	if !strings.HasPrefix(endpoint, "https://127.0.0.1:") {
+		t.Fatalf("endpoint %s", endpoint)
+	}
+	plain := "http://" + strings.TrimPrefix(endpoint, "https://") + "/v3/kv/range"
+	if resp, err := (&http.Client{Timeout: 2 * time.Second}).Post(plain, "application/json", strings.NewReader(`{"key":"L2VjaS8="}`)); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Fatal("plain HTTP read the embedded etcd")
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 2 * time.Second, Logger: zap.NewNop(),
+		TLS: &tls.Config{InsecureSkipVerify: true}}) //nolint:gosec // an attacker's client
+	if err == nil {
+		_, err = cli.Get(ctx, "/eci/", clientv3.WithPrefix())
+		_ = cli.Close()
+	}
+	if err == nil {
+		t.Fatal("a TLS client without a certificate read the embedded etcd")
+	}
+	ca, _, key := s.EmbeddedClientFiles()
+	for _, f := range []string{filepath.Dir(ca), key} {
+		st, err := os.Stat(f)
+		if err != nil || st.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s: mode %v (%v): others may read it", f, st.Mode().Perm(), err)
+		}
+	}
+
+}
