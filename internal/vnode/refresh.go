@@ -210,5 +210,4 @@ func (v *VNode) collectOrphans(ctx context.Context) {
 	}
 }
 
-
 func isNotFound(err error) bool { return apierrors.IsNotFound(err) }
