@@ -162,11 +162,15 @@ type FilesVolume struct {
 	DefaultMode *int32 `json:"defaultMode,omitempty"`
 }
 
-// File is one file of a FilesVolume; Content is base64 on the wire.
+// File is one file of a FilesVolume; Content is base64 on the wire. Content
+// is written, never read back (it may be a secret): only the agent of the
+// group's host receives it; others read its SHA256.
 type File struct {
 	Path    string `json:"path"`
-	Content []byte `json:"content"`
+	Content []byte `json:"content,omitempty"`
 	Mode    *int32 `json:"mode,omitempty"`
+	// SHA256 of the content (hex), set by the server on what it returns.
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // NFSVolume mounts an NFS export (the "NAS" case).

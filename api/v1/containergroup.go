@@ -141,11 +141,12 @@ type HostAlias struct {
 	Hostnames []string `json:"hostnames"`
 }
 
-// RegistryCredential logs in to one registry.
+// RegistryCredential logs in to one registry. The password is written,
+// never read back: only the agent of the group's host receives it.
 type RegistryCredential struct {
 	Server   string `json:"server"`
 	Username string `json:"username"`
-	Password string `json:"password"`
+	Password string `json:"password,omitempty"`
 }
 
 // ContainerGroupStatus is what the service reports.

@@ -22,7 +22,7 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) {
 	if !created {
 		code = http.StatusOK
 	}
-	writeJSON(w, code, out)
+	writeJSON(w, code, control.Redact(principal(r), out))
 }
 
 func groupFilter(r *http.Request) (control.GroupFilter, error) {
@@ -63,6 +63,9 @@ func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	for i := range list.Items {
+		list.Items[i] = *control.Redact(principal(r), &list.Items[i])
+	}
 	writeJSON(w, http.StatusOK, list)
 }
 
@@ -72,7 +75,7 @@ func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, g)
+	writeJSON(w, http.StatusOK, control.Redact(principal(r), g))
 }
 
 func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request) {
@@ -95,7 +98,7 @@ func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, g)
+	writeJSON(w, http.StatusAccepted, control.Redact(principal(r), g))
 }
 
 func (s *Server) updateGroup(w http.ResponseWriter, r *http.Request) {
@@ -109,7 +112,7 @@ func (s *Server) updateGroup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, g)
+	writeJSON(w, http.StatusOK, control.Redact(principal(r), g))
 }
 
 func (s *Server) restartGroup(w http.ResponseWriter, r *http.Request) {
@@ -118,7 +121,7 @@ func (s *Server) restartGroup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, g)
+	writeJSON(w, http.StatusOK, control.Redact(principal(r), g))
 }
 
 func (s *Server) reportStatus(w http.ResponseWriter, r *http.Request) {
@@ -132,7 +135,7 @@ func (s *Server) reportStatus(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, g)
+	writeJSON(w, http.StatusOK, control.Redact(principal(r), g))
 }
 
 func (s *Server) finalizeGroup(w http.ResponseWriter, r *http.Request) {

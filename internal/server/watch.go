@@ -63,7 +63,7 @@ func (s *Server) watchGroups(w http.ResponseWriter, r *http.Request, f control.G
 		return true
 	}
 	for i := range initial {
-		if !send(watchLine{Type: apiv1.Added, Object: &initial[i]}) {
+		if !send(watchLine{Type: apiv1.Added, Object: control.Redact(p, &initial[i])}) {
 			return
 		}
 	}
@@ -80,7 +80,7 @@ func (s *Server) watchGroups(w http.ResponseWriter, r *http.Request, f control.G
 				return
 			}
 		case p.CanSeeGroup(ev.Object.Metadata.Tenant, ev.Object.Status.Host) && f.Match(ev.Object):
-			if !send(watchLine{Type: ev.Type, Object: ev.Object}) {
+			if !send(watchLine{Type: ev.Type, Object: control.Redact(p, ev.Object)}) {
 				return
 			}
 		}

@@ -3,6 +3,8 @@ package vnode
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -125,17 +127,30 @@ func (p *Provider) refreshFiles(ctx context.Context, pod *corev1.Pod) {
 	p.remember(out)
 }
 
-func sameFiles(a, b *apiv1.FilesVolume) bool {
-	if a == nil || b == nil || len(a.Files) != len(b.Files) {
-		return a == b
+// sameFiles tells whether the group's files (cur: the service returns their
+// SHA256, not their content) are the payload next.
+func sameFiles(cur, next *apiv1.FilesVolume) bool {
+	if cur == nil || next == nil || len(cur.Files) != len(next.Files) {
+		return cur == next
 	}
-	for i := range a.Files {
-		if a.Files[i].Path != b.Files[i].Path || !bytes.Equal(a.Files[i].Content, b.Files[i].Content) {
+	for i, f := range cur.Files {
+		n := next.Files[i]
+		if f.Path != n.Path || !sameMode(f.Mode, n.Mode) {
+			return false
+		}
+		if f.SHA256 != "" {
+			sum := sha256.Sum256(n.Content)
+			if f.SHA256 != hex.EncodeToString(sum[:]) {
+				return false
+			}
+		} else if !bytes.Equal(f.Content, n.Content) {
 			return false
 		}
 	}
-	return true
+	return sameMode(cur.DefaultMode, next.DefaultMode)
 }
+
+func sameMode(a, b *int32) bool { return (a == nil && b == nil) || (a != nil && b != nil && *a == *b) }
 
 // references tells whether pod mounts (or takes env from) the configMap or
 // secret name.
