@@ -2,11 +2,14 @@ package cli
 
 import (
 	"fmt"
+	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/auth"
 )
 
 func newHostsCommand(f *Flags) *cobra.Command {
@@ -100,7 +103,7 @@ func newVSwitchesCommand(f *Flags) *cobra.Command {
 
 func newTokenCommand(f *Flags) *cobra.Command {
 	var tenant, host string
-	parent := &cobra.Command{Use: "token", Short: "Make API tokens (admin)"}
+	parent := &cobra.Command{Use: "token", Short: "Make, list and revoke API tokens (admin)"}
 	cmd := &cobra.Command{
 		Use:   "create (--tenant NAME | --host NAME)",
 		Short: "Make a tenant token (creating the tenant if needed) or a host token (admin)",
@@ -132,8 +135,72 @@ func newTokenCommand(f *Flags) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&tenant, "tenant", "", "the token's tenant")
 	cmd.Flags().StringVar(&host, "host", "", "the token's host (for its agent)")
-	parent.AddCommand(cmd)
+	parent.AddCommand(cmd, newTokenListCommand(f), newTokenRevokeCommand(f))
 	return parent
+}
+
+func newTokenListCommand(f *Flags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List the tokens: their ids (the SHA-256 of the secret), kind, tenant or host (admin)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			tokens, err := c.ListTokens(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return output(cmd.OutOrStdout(), f.Output, apiv1.List[apiv1.Token]{Items: tokens}, func(tw *tabwriter.Writer, _ bool) {
+				row(tw, "ID", "KIND", "TENANT", "HOST", "AGE")
+				for _, t := range tokens {
+					row(tw, t.Metadata.ID, t.Spec.Kind, t.Spec.Tenant, t.Spec.Host, age(t.Metadata.CreatedAt))
+				}
+			})
+		},
+	}
+}
+
+func newTokenRevokeCommand(f *Flags) *cobra.Command {
+	var secretFile string
+	cmd := &cobra.Command{
+		Use:   "revoke (ID | --secret-file FILE)",
+		Short: "Revoke a tenant or host token: every server refuses it from the next request on (admin)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var id string
+			switch {
+			case len(args) == 1 && secretFile == "":
+				id = args[0]
+			case len(args) == 0 && secretFile != "":
+				data, err := os.ReadFile(secretFile)
+				if err != nil {
+					return fmt.Errorf("--secret-file: %w", err)
+				}
+				id = auth.Hash(strings.TrimSpace(string(data)))
+			default:
+				return fmt.Errorf("give the token's ID (eci token list) or --secret-file, not both")
+			}
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			t, err := c.RevokeToken(cmd.Context(), id)
+			if err != nil {
+				return err
+			}
+			who := t.Spec.Tenant
+			if t.Spec.Kind == apiv1.TokenHost {
+				who = t.Spec.Host
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "token %s (%s %s) revoked\n", t.Metadata.ID, t.Spec.Kind, who)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&secretFile, "secret-file", "", "a file holding the token's secret")
+	return cmd
 }
 
 // Commands returns the client verbs, each with the connection flags.

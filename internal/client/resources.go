@@ -78,6 +78,20 @@ func (c *Client) CreateToken(ctx context.Context, t *apiv1.Token) (*apiv1.Token,
 	return &out, err
 }
 
+// ListTokens lists the tokens (admin).
+func (c *Client) ListTokens(ctx context.Context) ([]apiv1.Token, error) {
+	var out apiv1.List[apiv1.Token]
+	_, err := c.do(ctx, http.MethodGet, "/v1/tokens", nil, nil, &out)
+	return out.Items, err
+}
+
+// RevokeToken revokes a token by id (the SHA-256 of its secret; admin).
+func (c *Client) RevokeToken(ctx context.Context, id string) (*apiv1.Token, error) {
+	var out apiv1.Token
+	_, err := c.do(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(id), nil, nil, &out)
+	return &out, err
+}
+
 // ListEvents lists events, of one object when id is set.
 func (c *Client) ListEvents(ctx context.Context, id string) ([]apiv1.Event, error) {
 	q := url.Values{}

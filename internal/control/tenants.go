@@ -7,6 +7,7 @@ import (
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/auth"
 	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/store"
 )
 
 // PutTenant creates or replaces a tenant (admin only).
@@ -77,6 +78,44 @@ func (s *Service) CreateToken(ctx context.Context, p auth.Principal, t *apiv1.To
 	}
 	obj.Status.Token = secret
 	return obj, nil
+}
+
+// ListTokens lists the tokens (admin only): their ids (the secret's hash),
+// never their secrets.
+func (s *Service) ListTokens(ctx context.Context, p auth.Principal) ([]apiv1.Token, error) {
+	if err := p.Require("list tokens", apiv1.TokenAdmin); err != nil {
+		return nil, err
+	}
+	items, _, _, err := s.tokens.List(ctx, store.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]apiv1.Token, 0, len(items))
+	for _, t := range items {
+		out = append(out, *t)
+	}
+	return out, nil
+}
+
+// RevokeToken deletes a tenant or host token (admin only): every server
+// refuses it from the next request on, since every request reads its token
+// from etcd. The admin token is the server's own (--admin-token or
+// <data-dir>/admin.token) and is changed there, not revoked.
+func (s *Service) RevokeToken(ctx context.Context, p auth.Principal, id string) (*apiv1.Token, error) {
+	if err := p.Require("revoke tokens", apiv1.TokenAdmin); err != nil {
+		return nil, err
+	}
+	t, err := s.tokens.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if t.Spec.Kind == apiv1.TokenAdmin {
+		return nil, fmt.Errorf("token %s is the admin token: change --admin-token (or <data-dir>/admin.token) and restart the servers instead: %w", id, errdefs.ErrInvalidArgument)
+	}
+	if err := s.tokens.Delete(ctx, t); err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 // Authenticate returns the principal of a stored token.

@@ -7,8 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/eci-dev/eci/internal/auth"
 	"github.com/eci-dev/eci/internal/errdefs"
@@ -35,49 +33,22 @@ func (s *Server) ensureAdminToken(ctx context.Context) error {
 	return s.svc.EnsureAdminToken(ctx, s.cfg.AdminToken)
 }
 
-// authCache remembers recent token lookups for a short while, so a busy
-// client costs one etcd read per TTL, not one per request.
-type authCache struct {
-	mu      sync.Mutex
-	entries map[string]cachedPrincipal
-}
-
-type cachedPrincipal struct {
-	p       auth.Principal
-	expires time.Time
-}
-
-const authCacheTTL = 10 * time.Second
-
+// authenticate reads the caller's token from etcd on every request (one
+// linearizable read by its hash): a revoked token is refused by every server
+// from the request after its revocation, with no cache to outlive it.
 func (s *Server) authenticate(next http.Handler) http.Handler {
-	cache := &authCache{entries: map[string]cachedPrincipal{}}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := r.Header.Get("Authorization")
-		secret, ok := strings.CutPrefix(h, "Bearer ")
+		secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || secret == "" {
 			writeError(w, r, fmt.Errorf("an Authorization: Bearer <token> header is required: %w", errdefs.ErrUnauthenticated))
 			return
 		}
-		key := auth.Hash(secret)
-		now := time.Now()
-		cache.mu.Lock()
-		c, hit := cache.entries[key]
-		cache.mu.Unlock()
-		if !hit || now.After(c.expires) {
-			p, err := s.svc.Authenticate(r.Context(), secret)
-			if err != nil {
-				writeError(w, r, err)
-				return
-			}
-			c = cachedPrincipal{p: p, expires: now.Add(authCacheTTL)}
-			cache.mu.Lock()
-			if len(cache.entries) > 10000 {
-				cache.entries = map[string]cachedPrincipal{}
-			}
-			cache.entries[key] = c
-			cache.mu.Unlock()
+		p, err := s.svc.Authenticate(r.Context(), secret)
+		if err != nil {
+			writeError(w, r, err)
+			return
 		}
-		next.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), c.p)))
+		next.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
 	})
 }
 

@@ -14,24 +14,7 @@ import (
 // when the leader stops, the other takes over and places new groups.
 func TestLeaderFailover(t *testing.T) {
 	ctx := context.Background()
-	etcd, err := store.Open(ctx, store.Config{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(etcd.Close)
-	keys := filepath.Join(t.TempDir(), "keys")
-	if err := store.WriteKeyFile(keys); err != nil {
-		t.Fatal(err)
-	}
-	ca, cert, key := etcd.EmbeddedClientFiles()
-	external := func(name string) func(*Config) {
-		return func(c *Config) {
-			c.EtcdEndpoints, c.Name, c.EncryptionKeyFile = etcd.Endpoints(), name, keys
-			c.EtcdCAFile, c.EtcdCertFile, c.EtcdKeyFile = ca, cert, key
-		}
-	}
-	a := start(t, t.TempDir(), external("a"))
-	b := start(t, t.TempDir(), external("b"))
+	a, b := twoServers(t)
 	leader, follower := waitLeader(t, a, b)
 
 	// The follower serves the API too, with either server's admin token.
@@ -85,4 +68,27 @@ func waitLeader(t *testing.T, a, b *running) (leader, follower *running) {
 	}
 	t.Fatal("no server leads after 30s")
 	return nil, nil
+}
+
+// twoServers runs two servers on one external etcd (an etcd of the store's,
+// reached over TLS with its client certificate), with one key file.
+func twoServers(t *testing.T) (a, b *running) {
+	t.Helper()
+	etcd, err := store.Open(context.Background(), store.Config{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(etcd.Close)
+	keys := filepath.Join(t.TempDir(), "keys")
+	if err := store.WriteKeyFile(keys); err != nil {
+		t.Fatal(err)
+	}
+	ca, cert, key := etcd.EmbeddedClientFiles()
+	external := func(name string) func(*Config) {
+		return func(c *Config) {
+			c.EtcdEndpoints, c.Name, c.EncryptionKeyFile = etcd.Endpoints(), name, keys
+			c.EtcdCAFile, c.EtcdCertFile, c.EtcdKeyFile = ca, cert, key
+		}
+	}
+	return start(t, t.TempDir(), external("a")), start(t, t.TempDir(), external("b"))
 }

@@ -106,6 +106,16 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	respond(w, r, http.StatusCreated, out, err)
 }
 
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
+	out, err := s.svc.ListTokens(r.Context(), principal(r))
+	respond(w, r, http.StatusOK, apiv1.List[apiv1.Token]{Items: out}, err)
+}
+
+func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
+	out, err := s.svc.RevokeToken(r.Context(), principal(r), r.PathValue("id"))
+	respond(w, r, http.StatusOK, out, err)
+}
+
 func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
 	evs, err := s.svc.ListEvents(r.Context(), principal(r), r.URL.Query().Get("object"))
 	respond(w, r, http.StatusOK, apiv1.List[apiv1.Event]{Items: evs}, err)

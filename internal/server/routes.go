@@ -62,6 +62,8 @@ func (s *Server) routes() []route {
 		{method: "GET", path: "/v1/tenants", handler: s.listTenants},
 		{method: "GET", path: "/v1/tenants/{name}", handler: s.getTenant},
 		{method: "POST", path: "/v1/tokens", handler: s.createToken},
+		{method: "GET", path: "/v1/tokens", handler: s.listTokens},
+		{method: "DELETE", path: "/v1/tokens/{id}", handler: s.revokeToken},
 	}
 }
 
