@@ -70,8 +70,8 @@ func waitLeader(t *testing.T, a, b *running) (leader, follower *running) {
 	return nil, nil
 }
 
-// twoServers runs two servers on one external etcd (an etcd of the store's,
-// reached over TLS with its client certificate), with one key file.
+// twoServers runs two servers on one external etcd (a store's embedded one,
+// on its unix socket), with one key file.
 func twoServers(t *testing.T) (a, b *running) {
 	t.Helper()
 	etcd, err := store.Open(context.Background(), store.Config{DataDir: t.TempDir()})
@@ -83,12 +83,8 @@ func twoServers(t *testing.T) (a, b *running) {
 	if err := store.WriteKeyFile(keys); err != nil {
 		t.Fatal(err)
 	}
-	ca, cert, key := etcd.EmbeddedClientFiles()
 	external := func(name string) func(*Config) {
-		return func(c *Config) {
-			c.EtcdEndpoints, c.Name, c.EncryptionKeyFile = etcd.Endpoints(), name, keys
-			c.EtcdCAFile, c.EtcdCertFile, c.EtcdKeyFile = ca, cert, key
-		}
+		return func(c *Config) { c.EtcdEndpoints, c.Name, c.EncryptionKeyFile = etcd.Endpoints(), name, keys }
 	}
 	return start(t, t.TempDir(), external("a")), start(t, t.TempDir(), external("b"))
 }

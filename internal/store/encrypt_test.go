@@ -2,17 +2,14 @@ package store
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/base64"
-	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 )
@@ -142,38 +139,36 @@ func TestKeyFileErrors(t *testing.T) {
 	}
 }
 
-// The embedded etcd serves only clients with its certificate: plain HTTP and
-// TLS without a client certificate get nothing; its keys are the owner's.
+// The embedded etcd answers only its owner: its clients' socket is 0600 in
+// a 0700 directory, and another local user can't connect to it.
 func TestEmbeddedEtcdIsPrivate(t *testing.T) {
 	s, _ := open(t, t.TempDir())
 	endpoint := s.Endpoints()[0]
-	if !strings.HasPrefix(endpoint, "https://127.0.0.1:") {
-		t.Fatalf("endpoint %s", endpoint)
+	sock, ok := strings.CutPrefix(endpoint, "unix://")
+	if !ok {
+		t.Fatalf("endpoint %s is not a unix socket", endpoint)
 	}
-	plain := "http://" + strings.TrimPrefix(endpoint, "https://") + "/v3/kv/range"
-	if resp, err := (&http.Client{Timeout: 2 * time.Second}).Post(plain, "application/json", strings.NewReader(`{"key":"L2VjaS8="}`)); err == nil {
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			t.Fatal("plain HTTP read the embedded etcd")
+	for path, want := range map[string]os.FileMode{sock: 0o600, filepath.Dir(sock): 0o700} {
+		st, err := os.Stat(path)
+		if err != nil || st.Mode().Perm() != want {
+			t.Errorf("%s: mode %v (%v), want %v", path, st.Mode().Perm(), err, want)
 		}
+	}
+	// Another user (nobody) tries to connect.
+	cmd := exec.Command("perl", "-MIO::Socket::UNIX", "-e", `IO::Socket::UNIX->new(Peer => $ARGV[0]) or die "refused: $!\n"; print "connected\n"`, sock)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "refused: Permission denied") {
+		t.Fatalf("another user connecting to the embedded etcd: %q (%v)", out, err)
+	}
+	// The owner can (the same check, as root, proves the probe works).
+	own, err := exec.Command("perl", "-MIO::Socket::UNIX", "-e", `IO::Socket::UNIX->new(Peer => $ARGV[0]) or die "refused: $!\n"; print "connected\n"`, sock).CombinedOutput()
+	if err != nil || !strings.Contains(string(own), "connected") {
+		t.Fatalf("the owner connecting: %q (%v)", own, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 2 * time.Second, Logger: zap.NewNop(),
-		TLS: &tls.Config{InsecureSkipVerify: true}}) //nolint:gosec // an attacker's client
-	if err == nil {
-		_, err = cli.Get(ctx, "/eci/", clientv3.WithPrefix())
-		_ = cli.Close()
+	if _, err := s.Client.Get(ctx, "/eci/ping"); err != nil {
+		t.Fatal(err)
 	}
-	if err == nil {
-		t.Fatal("a TLS client without a certificate read the embedded etcd")
-	}
-	ca, _, key := s.EmbeddedClientFiles()
-	for _, f := range []string{filepath.Dir(ca), key} {
-		st, err := os.Stat(f)
-		if err != nil || st.Mode().Perm()&0o077 != 0 {
-			t.Errorf("%s: mode %v (%v): others may read it", f, st.Mode().Perm(), err)
-		}
-	}
-
 }

@@ -2,12 +2,13 @@ package store
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -44,7 +45,6 @@ type Store struct {
 	prefix string
 	etcd   *embed.Etcd
 	keys   *Keys
-	pkiDir string // the embedded etcd's certificates
 	log    *slog.Logger
 	closed sync.Once
 
@@ -71,11 +71,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		if cfg.DataDir == "" {
 			return nil, errors.New("store: either a data dir (embedded etcd) or etcd endpoints are needed")
 		}
-		e, endpoint, clientTLS, err := startEmbedded(ctx, cfg)
+		e, endpoint, err := startEmbedded(ctx, cfg)
 		if err != nil {
 			return nil, err
 		}
-		s.etcd, tlsCfg, s.pkiDir = e, clientTLS, cfg.DataDir+"-pki"
+		s.etcd = e
 		endpoints = []string{endpoint}
 	}
 	cli, err := clientv3.New(clientv3.Config{
@@ -97,22 +97,29 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-func startEmbedded(ctx context.Context, cfg Config) (*embed.Etcd, string, *tls.Config, error) {
-	ports, err := freeLoopbackPorts(2)
+func startEmbedded(ctx context.Context, cfg Config) (*embed.Etcd, string, error) {
+	ports, err := freeLoopbackPorts(1)
 	if err != nil {
-		return nil, "", nil, err
+		return nil, "", err
 	}
-	serverTLS, clientTLS, err := embeddedTLS(cfg.DataDir + "-pki")
+	local := cfg.DataDir + "-local"
+	peerTLS, err := embeddedTLS(local)
 	if err != nil {
-		return nil, "", nil, fmt.Errorf("store: the embedded etcd's certificates: %w", err)
+		return nil, "", fmt.Errorf("store: the embedded etcd's certificates: %w", err)
 	}
-	client := url.URL{Scheme: "https", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))}
-	peer := url.URL{Scheme: "https", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1]))}
+	sock := filepath.Join(local, "etcd.sock")
+	if err := os.Remove(sock); err != nil && !os.IsNotExist(err) {
+		return nil, "", err
+	}
+	client := url.URL{Scheme: "unix", Path: sock}
+	peer := url.URL{Scheme: "https", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))}
 	ec := embed.NewConfig()
-	ec.ClientTLSInfo, ec.PeerTLSInfo = serverTLS, serverTLS
+	ec.PeerTLSInfo = peerTLS
 	ec.Name = "eci"
 	ec.Dir = cfg.DataDir
-	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
+	// etcd wants a host:port to advertise; nobody dials it (this store
+	// dials the socket, a single member has no peer to tell).
+	ec.ListenClientUrls, ec.AdvertiseClientUrls = []url.URL{client}, []url.URL{{Scheme: "unix", Host: "localhost:0"}}
 	ec.ListenPeerUrls, ec.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
 	ec.InitialCluster = ec.Name + "=" + peer.String()
 	// etcd's own zap logs are noisy (even a clean Close logs errors); what
@@ -130,19 +137,19 @@ func startEmbedded(ctx context.Context, cfg Config) (*embed.Etcd, string, *tls.C
 	ec.ListenMetricsUrls = nil
 	e, err := embed.StartEtcd(ec)
 	if err != nil {
-		return nil, "", nil, fmt.Errorf("store: start embedded etcd in %s: %w", cfg.DataDir, err)
+		return nil, "", fmt.Errorf("store: start embedded etcd in %s: %w", cfg.DataDir, err)
 	}
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
 		e.Close()
-		return nil, "", nil, fmt.Errorf("store: embedded etcd failed: %w", err)
+		return nil, "", fmt.Errorf("store: embedded etcd failed: %w", err)
 	case <-time.After(60 * time.Second):
 		e.Close()
-		return nil, "", nil, errors.New("store: embedded etcd not ready after 60s")
+		return nil, "", errors.New("store: embedded etcd not ready after 60s")
 	case <-ctx.Done():
 		e.Close()
-		return nil, "", nil, ctx.Err()
+		return nil, "", ctx.Err()
 	}
 	go func() {
 		for err := range e.Err() {
@@ -151,7 +158,11 @@ func startEmbedded(ctx context.Context, cfg Config) (*embed.Etcd, string, *tls.C
 			}
 		}
 	}()
-	return e, client.String(), clientTLS, nil
+	if err := os.Chmod(sock, 0o600); err != nil {
+		e.Close()
+		return nil, "", err
+	}
+	return e, "unix://" + sock, nil
 }
 
 // Close disconnects and stops the embedded etcd. Safe to call twice.

@@ -2,7 +2,6 @@ package store
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -15,53 +14,40 @@ import (
 )
 
 // The embedded etcd holds every tenant's groups, token hashes and sealed
-// secrets: no other local user may talk to it. It serves TLS on loopback
-// and takes only clients with a certificate of a CA made for it at every
-// start (keys readable by their owner only, in a directory only the owner
-// can enter); its peer port, the same. An external etcd is reached with the
-// operator's CA and client certificate, as the kube-apiserver reaches its.
+// secrets: no other local user may talk to it. Its clients reach it on a
+// unix socket (mode 0600) in a directory only its owner can enter; its
+// peer port, which a single member never uses, serves TLS to peers with a
+// certificate of a CA made for it at every start. An external etcd is
+// reached with the operator's CA and client certificate, as the
+// kube-apiserver reaches its.
 
-// embeddedTLS makes the CA, the serving certificate (also the peers') and
-// the client certificate of an embedded etcd in dir.
-func embeddedTLS(dir string) (server transport.TLSInfo, client *tls.Config, err error) {
+// embeddedTLS makes, in dir (0700), the CA and the certificate the embedded
+// etcd's peer port serves and requires.
+func embeddedTLS(dir string) (transport.TLSInfo, error) {
+	var info transport.TLSInfo
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return server, nil, err
+		return info, err
 	}
 	if err := os.Chmod(dir, 0o700); err != nil {
-		return server, nil, err
+		return info, err
 	}
 	ca, err := pki.NewCA("eci-embedded-etcd", 10*365*24*time.Hour)
 	if err != nil {
-		return server, nil, err
+		return info, err
 	}
-	srv, err := ca.Issue(pki.CertRequest{CommonName: "etcd", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"}, Server: true, Client: true})
+	peer, err := ca.Issue(pki.CertRequest{CommonName: "etcd", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"}, Server: true, Client: true})
 	if err != nil {
-		return server, nil, err
-	}
-	cli, err := ca.Issue(pki.CertRequest{CommonName: "eci-server", Client: true})
-	if err != nil {
-		return server, nil, err
+		return info, err
 	}
 	caFile := filepath.Join(dir, "ca.crt")
 	if err := os.WriteFile(caFile, pki.CertPEM(ca.Cert), 0o600); err != nil {
-		return server, nil, err
+		return info, err
 	}
-	certFile, keyFile := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
-	if err := pki.WriteKeyPair(certFile, keyFile, srv.Cert, srv.Key); err != nil {
-		return server, nil, err
+	certFile, keyFile := filepath.Join(dir, "peer.crt"), filepath.Join(dir, "peer.key")
+	if err := pki.WriteKeyPair(certFile, keyFile, peer.Cert, peer.Key); err != nil {
+		return info, err
 	}
-	server = transport.TLSInfo{CertFile: certFile, KeyFile: keyFile, TrustedCAFile: caFile, ClientCertAuth: true}
-	keyPEM, err := pki.KeyPEM(cli.Key)
-	if err != nil {
-		return server, nil, err
-	}
-	pair, err := tls.X509KeyPair(pki.CertPEM(cli.Cert), keyPEM)
-	if err != nil {
-		return server, nil, err
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.Cert)
-	return server, &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+	return transport.TLSInfo{CertFile: certFile, KeyFile: keyFile, TrustedCAFile: caFile, ClientCertAuth: true}, nil
 }
 
 // externalTLS is the client TLS of an external etcd (nil: plain, when no
@@ -79,11 +65,4 @@ func externalTLS(cfg Config) (*tls.Config, error) {
 		return nil, fmt.Errorf("store: etcd client TLS: %w", err)
 	}
 	return c, nil
-}
-
-// EmbeddedClientFiles are the CA and a client certificate and key of the
-// embedded etcd (for tests that use it as an external etcd).
-func (s *Store) EmbeddedClientFiles() (ca, cert, key string) {
-	dir := s.pkiDir
-	return filepath.Join(dir, "ca.crt"), filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
 }
