@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 )
 
@@ -19,18 +20,24 @@ var unsupported = map[string]string{
 	"hostIPC":     "hostIPC is not supported",
 }
 
-// MaxBodyBytes bounds a request body (file payloads included).
-const MaxBodyBytes = 8 << 20
+// MaxBodyBytes bounds a request body (file payloads included): 1 MiB, so
+// that what is stored stays below etcd's 1.5 MiB request limit.
+const MaxBodyBytes = 1 << 20
+
+// ErrBodyTooLarge is a body over MaxBodyBytes.
+var ErrBodyTooLarge = fmt.Errorf("the request body is larger than %d bytes (1 MiB); allowed: at most 1 MiB (put larger data in an NFS volume or the image)", MaxBodyBytes)
 
 // Decode reads one JSON object into v strictly: unknown fields and trailing
-// data are errors that name the field. Errors are FieldErrors.
+// data are errors that name the field (FieldErrors); a body over
+// MaxBodyBytes is ErrBodyTooLarge.
 func Decode(r io.Reader, v any) error {
 	data, err := io.ReadAll(io.LimitReader(r, MaxBodyBytes+1))
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) || len(data) > MaxBodyBytes {
+		return ErrBodyTooLarge
+	}
 	if err != nil {
 		return FieldErrors{{Field: "body", Message: "reading the body: " + err.Error()}}
-	}
-	if len(data) > MaxBodyBytes {
-		return FieldErrors{{Field: "body", Message: fmt.Sprintf("larger than %d bytes", MaxBodyBytes)}}
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()

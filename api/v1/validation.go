@@ -17,6 +17,9 @@ const (
 	MaxNameservers = 3
 	// MaxExtraEphemeralStorage in GiB.
 	MaxExtraEphemeralStorage = 2048
+	// MaxFilesBytes bounds the content of a group's files volumes together
+	// (base64 in JSON, they must fit a 1 MiB body and etcd's request limit).
+	MaxFilesBytes = 768 << 10
 )
 
 var (

@@ -27,6 +27,17 @@ func validateGroupSpec(e *errs, p fpath, s *ContainerGroupSpec) {
 	if len(s.Volumes) > MaxVolumes {
 		e.add(p.child("volumes"), "%d volumes is too many; allowed: at most %d", len(s.Volumes), MaxVolumes)
 	}
+	filesBytes := 0
+	for _, v := range s.Volumes {
+		if v.Files != nil {
+			for _, f := range v.Files.Files {
+				filesBytes += len(f.Content)
+			}
+		}
+	}
+	if filesBytes > MaxFilesBytes {
+		e.add(p.child("volumes"), "files volumes hold %d bytes together; allowed: at most %d (768 KiB): put larger data in an NFS volume or the image", filesBytes, MaxFilesBytes)
+	}
 	volumes := map[string]bool{}
 	for i, v := range s.Volumes {
 		validateVolume(e, p.child("volumes").index(i), v)

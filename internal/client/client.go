@@ -99,6 +99,7 @@ var reasons = map[string]error{
 	"Invalid": errdefs.ErrInvalidArgument, "NotFound": errdefs.ErrNotFound, "AlreadyExists": errdefs.ErrAlreadyExists,
 	"Conflict": errdefs.ErrConflict, "Gone": errdefs.ErrGone, "Unauthorized": errdefs.ErrUnauthenticated,
 	"Forbidden": errdefs.ErrPermissionDenied, "TooManyRequests": errdefs.ErrExhausted, "Unavailable": errdefs.ErrUnavailable,
+	"RequestEntityTooLarge": errdefs.ErrTooLarge,
 }
 
 func apiError(resp *http.Response) error {

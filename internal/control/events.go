@@ -2,7 +2,7 @@ package control
 
 import (
 	"context"
-	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"sort"
@@ -11,22 +11,58 @@ import (
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/auth"
 	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/store"
 )
 
+// MaxEventsPerObject bounds the events kept of one object: past it, the
+// oldest goes when a new one comes (an object can't fill the store).
+const MaxEventsPerObject = 100
+
 // recordEvent stores an event; a failure is logged, never returned (an event
-// must not fail the change it describes).
+// must not fail the change it describes). Events of one object with the same
+// type, reason, message and source are one series, as Kubernetes' event
+// correlator makes them: its count and lastTime move, nothing new is stored.
 func (s *Service) recordEvent(ctx context.Context, kind, id, tenant, typ, reason, message, source string) {
 	now := s.now()
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
+	sum := sha256.Sum256([]byte(typ + "\x00" + reason + "\x00" + message + "\x00" + source))
+	key := id + "." + hex.EncodeToString(sum[:12])
 	ev := &apiv1.Event{
-		Metadata: apiv1.ObjectMeta{ID: id + "." + fmt.Sprintf("%x", now.UnixNano()) + hex.EncodeToString(b), Name: reason, Tenant: tenant, CreatedAt: now},
+		Metadata: apiv1.ObjectMeta{ID: key, Name: reason, Tenant: tenant, CreatedAt: now},
 		Object:   apiv1.ObjectReference{Kind: kind, ID: id},
 		Type:     typ, Reason: reason, Message: message, Count: 1, FirstTime: now, LastTime: now, Source: source,
 	}
-	if err := s.events.Create(ctx, ev, nil); err != nil {
+	err := s.events.Create(ctx, ev, nil)
+	if errdefs.IsAlreadyExists(err) {
+		_, err = s.events.Mutate(ctx, key, func(cur *apiv1.Event) error {
+			cur.Count++
+			cur.LastTime = now
+			return nil
+		})
+	} else if err == nil {
+		err = s.capEvents(ctx, id)
+	}
+	if err != nil {
 		s.log.Warn("record event", "object", id, "reason", reason, "err", err)
 	}
+}
+
+// capEvents removes the oldest events of object id beyond MaxEventsPerObject.
+func (s *Service) capEvents(ctx context.Context, id string) error {
+	n, err := s.events.Count(ctx, id+".")
+	if err != nil || n <= MaxEventsPerObject {
+		return err
+	}
+	items, _, _, err := s.events.List(ctx, store.ListOptions{Prefix: id + "."})
+	if err != nil {
+		return err
+	}
+	sort.Slice(items, func(i, j int) bool { return items[i].LastTime.Before(items[j].LastTime) })
+	for _, ev := range items[:max(0, len(items)-MaxEventsPerObject)] {
+		if err := s.events.Delete(ctx, ev); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsConflict(err) {
+			return err
+		}
+	}
+	return nil
 }
 
 // AddEvent records an event reported by an agent about one of its groups.

@@ -62,10 +62,32 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 		Status:   apiv1.ContainerGroupStatus{State: apiv1.StateScheduling, Reason: "Scheduling", Message: "waiting for placement"},
 	}
 	var cmps []clientv3.Cmp
-	var ops []clientv3.Op
 	var idx *tokenIndex
 	if tok := g.Spec.ClientToken; tok != "" {
-		idx = &tokenIndex{Metadata: apiv1.ObjectMeta{ID: tenant + "_" + hex.EncodeToString([]byte(tok))}, Group: obj.Metadata.ID}
+		// A retry of a create that was made returns it, before any bound.
+		if prev, err := s.idxs.Get(ctx, clientTokenKey(tenant, tok)); err == nil {
+			existing, gerr := s.groups.Get(ctx, prev.Group)
+			switch {
+			case gerr == nil:
+				return existing, false, nil
+			case errdefs.IsNotFound(gerr):
+				// Left by a group removed before index keys went with
+				// their group: the token is free again.
+				if err := s.idxs.Delete(ctx, prev); err != nil && !errdefs.IsNotFound(err) {
+					return nil, false, err
+				}
+			}
+		}
+	}
+	if err := s.checkRoom(ctx, tenant); err != nil {
+		return nil, false, err
+	}
+	ops, err := s.memberOps(obj)
+	if err != nil {
+		return nil, false, err
+	}
+	if tok := g.Spec.ClientToken; tok != "" {
+		idx = &tokenIndex{Metadata: apiv1.ObjectMeta{ID: clientTokenKey(tenant, tok)}, Group: obj.Metadata.ID}
 		put, err := s.idxs.PutOp(idx)
 		if err != nil {
 			return nil, false, err
@@ -181,7 +203,7 @@ func (s *Service) removeGroup(ctx context.Context, g *apiv1.ContainerGroup) erro
 	if err != nil {
 		return err
 	}
-	ops = append(ops, s.groups.DeleteOp(g.Metadata.ID))
+	ops = append(ops, s.removalOps(g)...)
 	if _, err := s.commit(ctx, append(cmps, unchanged), ops); err != nil {
 		return err
 	}

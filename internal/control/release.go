@@ -78,7 +78,7 @@ func usageChange(coll *store.Collection[usageRecord, *usageRecord], id string, c
 func (s *Service) commit(ctx context.Context, cmps []clientv3.Cmp, ops []clientv3.Op) (int64, error) {
 	resp, err := s.st.Client.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
-		return 0, fmt.Errorf("commit: %w: %w", errdefs.ErrUnavailable, err)
+		return 0, fmt.Errorf("commit: %w", store.TxnError(err))
 	}
 	if !resp.Succeeded {
 		return 0, fmt.Errorf("commit: a concurrent change: %w", errdefs.ErrConflict)
@@ -96,16 +96,22 @@ func (s *Service) transition(ctx context.Context, id string, mutate func(g *apiv
 		if err != nil {
 			return nil, err
 		}
+		wasEnded := g.Status.State.Terminal()
 		if !mutate(g) {
 			return g, nil
 		}
 		var cmps []clientv3.Cmp
 		var ops []clientv3.Op
+		if !wasEnded && g.Status.State.Terminal() {
+			ops = append(ops, s.endedOps(g)...)
+		}
 		released := false
 		if g.Status.State.Terminal() && g.Status.Allocated {
-			if cmps, ops, err = s.releaseOps(ctx, g); err != nil {
+			rcmps, rops, err := s.releaseOps(ctx, g)
+			if err != nil {
 				return nil, err
 			}
+			cmps, ops = rcmps, append(ops, rops...)
 			g.Status.Allocated, released = false, true
 		}
 		billingTimes(&g.Status, s.now())

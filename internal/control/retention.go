@@ -52,7 +52,7 @@ func (s *Service) CollectGarbage(ctx context.Context) error {
 			if keep {
 				continue
 			}
-			if err := s.groups.Delete(ctx, g); err != nil {
+			if err := s.removeRecord(ctx, g); err != nil {
 				log.G(ctx).Warn("remove an ended group", "group", g.Metadata.ID, "err", err)
 				continue
 			}

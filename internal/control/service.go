@@ -22,6 +22,9 @@ type Options struct {
 	DeletionTimeout time.Duration
 	// DefaultTenant owns groups an admin creates without naming a tenant.
 	DefaultTenant string
+	// MaxStoredGroups bounds the groups a tenant stores, every state
+	// (DefaultMaxStoredGroups).
+	MaxStoredGroups int
 	// Now is the clock (tests move it).
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -41,6 +44,7 @@ type Service struct {
 	tusage  *store.Collection[usageRecord, *usageRecord] // per tenant
 	ips     *store.Collection[ipRecord, *ipRecord]
 	idxs    *store.Collection[tokenIndex, *tokenIndex]
+	members *store.Collection[member, *member] // membership.go
 	log     *slog.Logger
 
 	// kick wakes the placer when a group waits or capacity is freed.
@@ -92,6 +96,9 @@ func New(st *store.Store, opts Options) *Service {
 	if opts.DeletionTimeout == 0 {
 		opts.DeletionTimeout = 60 * time.Second
 	}
+	if opts.MaxStoredGroups <= 0 {
+		opts.MaxStoredGroups = DefaultMaxStoredGroups
+	}
 	if opts.DefaultTenant == "" {
 		opts.DefaultTenant = "default"
 	}
@@ -114,6 +121,7 @@ func New(st *store.Store, opts Options) *Service {
 		tusage:  store.NewCollection[usageRecord](st, "tenantusage"),
 		ips:     store.NewCollection[ipRecord](st, "ips"),
 		idxs:    store.NewCollection[tokenIndex](st, "clienttokens"),
+		members: store.NewCollection[member](st, "tenantgroups"),
 		log:     opts.Logger,
 		kick:    make(chan struct{}, 1),
 	}

@@ -16,6 +16,7 @@ var (
 	ErrUnauthenticated  = errors.New("unauthenticated")
 	ErrPermissionDenied = errors.New("permission denied")
 	ErrExhausted        = errors.New("resource exhausted")
+	ErrTooLarge         = errors.New("too large")
 	ErrUnavailable      = errors.New("unavailable")
 )
 
@@ -33,6 +34,9 @@ func IsGone(err error) bool { return errors.Is(err, ErrGone) }
 
 // IsInvalid tells whether err is of kind ErrInvalidArgument.
 func IsInvalid(err error) bool { return errors.Is(err, ErrInvalidArgument) }
+
+// IsTooLarge tells whether err is of kind ErrTooLarge.
+func IsTooLarge(err error) bool { return errors.Is(err, ErrTooLarge) }
 
 // IsPermissionDenied tells whether err is of kind ErrPermissionDenied.
 func IsPermissionDenied(err error) bool { return errors.Is(err, ErrPermissionDenied) }

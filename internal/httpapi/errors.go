@@ -27,6 +27,7 @@ var kinds = []struct {
 	{errdefs.ErrUnauthenticated, http.StatusUnauthorized, "Unauthorized"},
 	{errdefs.ErrPermissionDenied, http.StatusForbidden, "Forbidden"},
 	{errdefs.ErrExhausted, http.StatusTooManyRequests, "TooManyRequests"},
+	{errdefs.ErrTooLarge, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge"},
 	{errdefs.ErrUnavailable, http.StatusServiceUnavailable, "Unavailable"},
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -78,13 +79,40 @@ func TestErrorsAtTheEdge(t *testing.T) {
 			t.Errorf("%s: fields %v do not name %s saying %q", c.body, st.Fields, c.field, c.says)
 		}
 	}
+	// A body over the limit is 413 naming it (a 3 MiB body was a 503 from
+	// etcd), and so are files past what a group may hold.
+	big := `{"metadata":{"name":"a"},"spec":{"containers":[{"name":"app","image":"x","env":[{"name":"A","value":"` + strings.Repeat("x", 3<<20) + `"}]}]}}`
+	if code, st := rawRequest(t, r, "POST", "/v1/containergroups", r.srv.AdminToken(), big); code != http.StatusRequestEntityTooLarge ||
+		st.Reason != "RequestEntityTooLarge" || !strings.Contains(st.Message, "at most 1 MiB") {
+		t.Fatalf("a 3 MiB body: %d %+v", code, st)
+	}
+	files := func(n int) string {
+		return `{"files":[{"path":"f","content":"` + base64.StdEncoding.EncodeToString(make([]byte, n)) + `"}]}`
+	}
+	code, st := rawRequest(t, r, "POST", "/v1/containergroups", r.srv.AdminToken(),
+		`{"metadata":{"name":"files"},"spec":{"containers":[{"name":"app","image":"x"}],"volumes":[{"name":"a","files":`+files(500<<10)+`},{"name":"b","files":`+files(1)+`}]}}`)
+	if code != http.StatusCreated {
+		t.Fatalf("a group with 500 KiB of files: %d %+v", code, st)
+	}
+	list, err := r.admin.ListGroups(ctx, client.ListOptions{})
+	if err != nil || len(list.Items) != 1 {
+		t.Fatalf("%v %v", list, err)
+	}
+	filesID := list.Items[0].Metadata.ID
+	if code, st := rawRequest(t, r, "PATCH", "/v1/containergroups/"+filesID, r.srv.AdminToken(), `{"files":{"b":`+files(400<<10)+`}}`); code != 422 ||
+		len(st.Fields) != 1 || st.Fields[0].Field != "spec.volumes" || !strings.Contains(st.Fields[0].Message, "768 KiB") {
+		t.Fatalf("an update to 900 KiB of files: %d %+v", code, st)
+	}
+	if _, err := r.admin.DeleteGroup(ctx, filesID, client.DeleteOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
 	if code, st := rawRequest(t, r, "GET", "/v1/containergroups?limit=-1", r.srv.AdminToken(), ""); code != 422 || st.Fields[0].Field != "limit" {
 		t.Fatalf("bad limit: %d %+v", code, st)
 	}
 	if code, _ := rawRequest(t, r, "GET", "/v1/containergroups/eci-nope", r.srv.AdminToken(), ""); code != http.StatusNotFound {
 		t.Fatalf("missing group: %d", code)
 	}
-	list, err := r.admin.ListGroups(ctx, client.ListOptions{})
+	list, err = r.admin.ListGroups(ctx, client.ListOptions{})
 	if err != nil || len(list.Items) != 0 {
 		t.Fatalf("refused requests stored %d groups (%v)", len(list.Items), err)
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -9,9 +10,13 @@ import (
 	"github.com/eci-dev/eci/internal/errdefs"
 )
 
-// decode reads a JSON body strictly into v.
+// decode reads a JSON body strictly into v; a body over the limit is 413.
 func decode(r *http.Request, v any) error {
-	if err := apiv1.Decode(r.Body, v); err != nil {
+	err := apiv1.Decode(r.Body, v)
+	switch {
+	case errors.Is(err, apiv1.ErrBodyTooLarge):
+		return fmt.Errorf("%w: %w", errdefs.ErrTooLarge, err)
+	case err != nil:
 		return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
 	}
 	return nil

@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
@@ -142,6 +145,16 @@ func (c *Collection[T, PT]) List(ctx context.Context, opts ListOptions) ([]PT, i
 	return out, rev, next, nil
 }
 
+// Count counts the objects whose id starts with prefix, reading none.
+func (c *Collection[T, PT]) Count(ctx context.Context, prefix string) (int64, error) {
+	base := c.prefix() + prefix
+	resp, err := c.s.Client.Get(ctx, base, clientv3.WithRange(clientv3.GetPrefixRangeEnd(base)), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, fmt.Errorf("count %s: %w: %w", c.kind, errdefs.ErrUnavailable, err)
+	}
+	return resp.Count, nil
+}
+
 // PutOp is the etcd operation that writes obj (for a transaction).
 func (c *Collection[T, PT]) PutOp(obj PT) (clientv3.Op, error) {
 	data, err := c.encode(obj)
@@ -183,7 +196,7 @@ func (c *Collection[T, PT]) Create(ctx context.Context, obj PT, cmps []clientv3.
 		Then(append([]clientv3.Op{put}, ops...)...).
 		Commit()
 	if err != nil {
-		return fmt.Errorf("create %s %s: %w: %w", c.kind, id, errdefs.ErrUnavailable, err)
+		return fmt.Errorf("create %s %s: %w", c.kind, id, TxnError(err))
 	}
 	if !resp.Succeeded {
 		if _, gerr := c.Get(ctx, id); gerr == nil {
@@ -213,7 +226,7 @@ func (c *Collection[T, PT]) Update(ctx context.Context, obj PT, cmps []clientv3.
 		Then(append([]clientv3.Op{put}, ops...)...).
 		Commit()
 	if err != nil {
-		return fmt.Errorf("update %s %s: %w: %w", c.kind, id, errdefs.ErrUnavailable, err)
+		return fmt.Errorf("update %s %s: %w", c.kind, id, TxnError(err))
 	}
 	if !resp.Succeeded {
 		if _, gerr := c.Get(ctx, id); errdefs.IsNotFound(gerr) {
@@ -268,4 +281,13 @@ func (c *Collection[T, PT]) Delete(ctx context.Context, obj PT, ops ...clientv3.
 		return fmt.Errorf("%s %q was changed since version %s: %w", c.kind, id, obj.Meta().ResourceVersion, errdefs.ErrConflict)
 	}
 	return nil
+}
+
+// TxnError classifies a failed write: a value over etcd's request limit is
+// ErrTooLarge (the caller's to shrink), anything else ErrUnavailable.
+func TxnError(err error) error {
+	if errors.Is(err, rpctypes.ErrGRPCRequestTooLarge) || strings.Contains(err.Error(), rpctypes.ErrRequestTooLarge.Error()) {
+		return fmt.Errorf("%w: the stored object would pass etcd's request limit: %w", errdefs.ErrTooLarge, err)
+	}
+	return fmt.Errorf("%w: %w", errdefs.ErrUnavailable, err)
 }

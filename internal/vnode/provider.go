@@ -76,7 +76,7 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 		return err
 	}
 	out, _, err := p.cfg.ECI.CreateGroup(ctx, g)
-	if errdefs.IsInvalid(err) {
+	if errdefs.IsInvalid(err) || errdefs.IsTooLarge(err) {
 		r := &refusal{Reason: "InvalidInstance", Message: err.Error()}
 		p.event(pod, corev1.EventTypeWarning, r.Reason, r.Message)
 		pod.Status = refusedStatus(pod, r)

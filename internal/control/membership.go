@@ -1,0 +1,113 @@
+package control
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/errdefs"
+)
+
+// What a tenant can store is bounded. Every group is counted for its tenant
+// by small index keys written in the same transactions as the group:
+// stored/<tenant>/<id> from its creation to its removal, live/<tenant>/<id>
+// until it ends. A create counts them (etcd counts a key range without
+// reading it) against the tenant's quota of groups (every group not ended,
+// placed or not) and the service's bound on stored groups of any state, so
+// groups that never place, or ended ones inside their retention, can't fill
+// the store. Concurrent creates may pass a bound by their number: the
+// placer enforces the quota of placed groups exactly.
+
+// DefaultMaxStoredGroups bounds a tenant's stored groups, every state.
+const DefaultMaxStoredGroups = 10000
+
+// member is one index key.
+type member struct {
+	Metadata apiv1.ObjectMeta `json:"metadata"`
+}
+
+func (m *member) Meta() *apiv1.ObjectMeta { return &m.Metadata }
+
+func storedKey(tenant, id string) string { return "stored/" + tenant + "/" + id }
+func liveKey(tenant, id string) string   { return "live/" + tenant + "/" + id }
+
+func clientTokenKey(tenant, token string) string {
+	return tenant + "_" + hex.EncodeToString([]byte(token))
+}
+
+// checkRoom refuses a new group of tenant when it would pass its quota of
+// groups or the bound on stored groups.
+func (s *Service) checkRoom(ctx context.Context, tenant string) error {
+	stored, err := s.members.Count(ctx, "stored/"+tenant+"/")
+	if err != nil {
+		return err
+	}
+	if stored >= int64(s.opts.MaxStoredGroups) {
+		return fmt.Errorf("tenant %s stores %d groups, the most the service keeps per tenant (%d, every state): delete ended groups (eci rm) or wait for their retention: %w",
+			tenant, stored, s.opts.MaxStoredGroups, errdefs.ErrPermissionDenied)
+	}
+	t, err := s.tenants.Get(ctx, tenant)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if q := t.Spec.Quota.Groups; q > 0 {
+		live, err := s.members.Count(ctx, "live/"+tenant+"/")
+		if err != nil {
+			return err
+		}
+		if live >= int64(q) {
+			return fmt.Errorf("quota of tenant %s exceeded: %d of %d groups not ended (Scheduling, Pending, Running and the others count, placed or not): %w",
+				tenant, live, q, errdefs.ErrPermissionDenied)
+		}
+	}
+	return nil
+}
+
+// memberOps are written with a new group.
+func (s *Service) memberOps(g *apiv1.ContainerGroup) ([]clientv3.Op, error) {
+	var ops []clientv3.Op
+	for _, key := range []string{storedKey(g.Metadata.Tenant, g.Metadata.ID), liveKey(g.Metadata.Tenant, g.Metadata.ID)} {
+		op, err := s.members.PutOp(&member{Metadata: apiv1.ObjectMeta{ID: key}})
+		if err != nil {
+			return nil, err
+		}
+		ops = append(ops, op)
+	}
+	return ops, nil
+}
+
+// endedOps go with a group's change to an ended state.
+func (s *Service) endedOps(g *apiv1.ContainerGroup) []clientv3.Op {
+	return []clientv3.Op{s.members.DeleteOp(liveKey(g.Metadata.Tenant, g.Metadata.ID))}
+}
+
+// removalOps go with a group's removal: its index keys and its client
+// token's, so that the token may make a new group.
+func (s *Service) removalOps(g *apiv1.ContainerGroup) []clientv3.Op {
+	ops := []clientv3.Op{
+		s.groups.DeleteOp(g.Metadata.ID),
+		s.members.DeleteOp(storedKey(g.Metadata.Tenant, g.Metadata.ID)),
+		s.members.DeleteOp(liveKey(g.Metadata.Tenant, g.Metadata.ID)),
+	}
+	if g.Spec.ClientToken != "" {
+		ops = append(ops, s.idxs.DeleteOp(clientTokenKey(g.Metadata.Tenant, g.Spec.ClientToken)))
+	}
+	return ops
+}
+
+// removeRecord removes an ended group's record (it holds nothing) if it is
+// still at the version read.
+func (s *Service) removeRecord(ctx context.Context, g *apiv1.ContainerGroup) error {
+	unchanged, err := s.groups.UnchangedCmp(g)
+	if err != nil {
+		return err
+	}
+	_, err = s.commit(ctx, []clientv3.Cmp{unchanged}, s.removalOps(g))
+	return err
+}
