@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/eci-dev/eci/internal/cli"
+	"github.com/eci-dev/eci/internal/control"
 	"github.com/eci-dev/eci/internal/log"
 	"github.com/eci-dev/eci/internal/scheduler"
 	"github.com/eci-dev/eci/internal/server"
@@ -84,5 +85,10 @@ Serves /metrics (Prometheus), /healthz and /readyz.`,
 	fl.StringVar(&cfg.AdminToken, "admin-token", "", "the admin's bearer token (default $ECI_ADMIN_TOKEN, or generated into <data-dir>/admin.token)")
 	fl.StringVar(&policy, "placement-policy", "spread", "how hosts are chosen: "+strings.Join([]string{string(scheduler.Spread), string(scheduler.Binpack)}, ", "))
 	fl.DurationVar(&cfg.HostLeaseTTL, "host-lease-ttl", 0, "a host without a heartbeat for this long is lost (default 40s)")
+	fl.Float64Var(&cfg.TenantRateLimit.QPS, "tenant-qps", server.DefaultTenantRateLimit.QPS, "requests a second one tenant token may make to this server (past it: 429 with Retry-After; -1: no limit)")
+	fl.IntVar(&cfg.TenantRateLimit.Burst, "tenant-burst", server.DefaultTenantRateLimit.Burst, "requests one tenant token may make at once")
+	fl.Float64Var(&cfg.HostRateLimit.QPS, "host-qps", server.DefaultHostRateLimit.QPS, "requests a second one host (agent) token may make to this server (-1: no limit)")
+	fl.IntVar(&cfg.HostRateLimit.Burst, "host-burst", server.DefaultHostRateLimit.Burst, "requests one host token may make at once")
+	fl.IntVar(&cfg.Control.MaxStoredGroups, "max-stored-groups-per-tenant", control.DefaultMaxStoredGroups, "groups one tenant may store, every state (ended ones count until they are deleted or retention removes them)")
 	return cmd
 }

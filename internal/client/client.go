@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -121,6 +122,21 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	resp, err := c.send(ctx, method, path, query, in)
+	// A rate-limited request was not served: it is sent again after the
+	// server's Retry-After, a few times, within the request's timeout.
+	for attempt := 0; err == nil && resp.StatusCode == http.StatusTooManyRequests && attempt < 5; attempt++ {
+		wait, perr := strconv.Atoi(resp.Header.Get("Retry-After"))
+		if perr != nil || wait < 1 {
+			wait = 1
+		}
+		_ = resp.Body.Close()
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%s %s: rate limited until the request's deadline: %w: %w", method, path, errdefs.ErrExhausted, ctx.Err())
+		case <-time.After(time.Duration(wait) * time.Second):
+		}
+		resp, err = c.send(ctx, method, path, query, in)
+	}
 	if err != nil {
 		return 0, err
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/auth"
 	"github.com/eci-dev/eci/internal/errdefs"
 )
@@ -35,7 +36,8 @@ func (s *Server) ensureAdminToken(ctx context.Context) error {
 
 // authenticate reads the caller's token from etcd on every request (one
 // linearizable read by its hash): a revoked token is refused by every server
-// from the request after its revocation, with no cache to outlive it.
+// from the request after its revocation, with no cache to outlive it. Then
+// the token's rate limit (429 with Retry-After past it).
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -46,6 +48,14 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		p, err := s.svc.Authenticate(r.Context(), secret)
 		if err != nil {
 			writeError(w, r, err)
+			return
+		}
+		if ok, wait := s.limits.allow(auth.Hash(secret), p.Kind); !ok {
+			limit := s.limits.tenant
+			if p.Kind == apiv1.TokenHost {
+				limit = s.limits.host
+			}
+			tooManyRequests(w, r, wait, limit)
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))

@@ -48,6 +48,10 @@ type Config struct {
 	HostLeaseTTL time.Duration
 	// Name identifies this server in leader election (the hostname).
 	Name string
+	// TenantRateLimit and HostRateLimit bound the requests of one token on
+	// one server (DefaultTenantRateLimit, DefaultHostRateLimit; a negative
+	// QPS: no limit). The admin is not limited.
+	TenantRateLimit, HostRateLimit RateLimit
 	// Control tunes the service (tests set a clock).
 	Control control.Options
 }
@@ -79,6 +83,12 @@ func (c *Config) Validate() error {
 	if c.Name == "" {
 		c.Name, _ = os.Hostname()
 	}
+	if c.TenantRateLimit == (RateLimit{}) {
+		c.TenantRateLimit = DefaultTenantRateLimit
+	}
+	if c.HostRateLimit == (RateLimit{}) {
+		c.HostRateLimit = DefaultHostRateLimit
+	}
 	return nil
 }
 
@@ -89,6 +99,7 @@ type Server struct {
 	agents  agentTransports
 	st      *store.Store
 	metrics *metrics
+	limits  *limiters
 
 	ready   chan struct{}
 	done    chan struct{}
@@ -104,7 +115,8 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, ready: make(chan struct{}), done: make(chan struct{}), metrics: newMetrics()}, nil
+	return &Server{cfg: cfg, ready: make(chan struct{}), done: make(chan struct{}), metrics: newMetrics(),
+		limits: newLimiters(cfg.TenantRateLimit, cfg.HostRateLimit)}, nil
 }
 
 // Ready is closed once the server serves.
