@@ -66,18 +66,18 @@ func newVSwitchesCommand(f *Flags) *cobra.Command {
 				return err
 			}
 			return output(cmd.OutOrStdout(), f.Output, apiv1.List[apiv1.VSwitch]{Items: vs}, func(tw *tabwriter.Writer, _ bool) {
-				row(tw, "ID", "ZONE", "CIDR", "GATEWAY", "USED", "FREE")
+				row(tw, "ID", "TENANT", "ZONE", "CIDR", "GATEWAY", "USED", "FREE")
 				for _, v := range vs {
-					row(tw, v.Metadata.ID, v.Spec.Zone, v.Spec.CIDR, v.Spec.Gateway, v.Status.Allocated, v.Status.Total-v.Status.Allocated)
+					row(tw, v.Metadata.ID, v.Metadata.Tenant, v.Spec.Zone, v.Spec.CIDR, v.Spec.Gateway, v.Status.Allocated, v.Status.Total-v.Status.Allocated)
 				}
 			})
 		},
 	}
 	cmd.Flags().StringVarP(&f.Output, "output", "o", "", "json or yaml")
-	var zone, cidr, gateway string
+	var zone, cidr, gateway, tenant string
 	create := &cobra.Command{
-		Use:   "create NAME --zone ZONE --cidr CIDR",
-		Short: "Add a vSwitch (admin)",
+		Use:   "create NAME --zone ZONE --cidr CIDR [--tenant NAME]",
+		Short: "Add a vSwitch, shared or one tenant's (admin)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.client()
@@ -85,7 +85,7 @@ func newVSwitchesCommand(f *Flags) *cobra.Command {
 				return err
 			}
 			v, err := c.CreateVSwitch(cmd.Context(), &apiv1.VSwitch{
-				Metadata: apiv1.ObjectMeta{Name: args[0]}, Spec: apiv1.VSwitchSpec{Zone: zone, CIDR: cidr, Gateway: gateway},
+				Metadata: apiv1.ObjectMeta{Name: args[0], Tenant: tenant}, Spec: apiv1.VSwitchSpec{Zone: zone, CIDR: cidr, Gateway: gateway},
 			})
 			if err != nil {
 				return err
@@ -97,6 +97,7 @@ func newVSwitchesCommand(f *Flags) *cobra.Command {
 	create.Flags().StringVar(&zone, "zone", "", "zone of the vSwitch")
 	create.Flags().StringVar(&cidr, "cidr", "", "IPv4 CIDR, /16 to /29")
 	create.Flags().StringVar(&gateway, "gateway", "", "gateway (default: the first address)")
+	create.Flags().StringVar(&tenant, "tenant", "", "the tenant whose groups alone use it and see it (default: shared by every tenant)")
 	cmd.AddCommand(create)
 	return cmd
 }

@@ -146,3 +146,83 @@ func TestEventsAggregatedAndCapped(t *testing.T) {
 		t.Fatalf("%d events kept (last %q), want the newest %d", len(evs), evs[len(evs)-1].Message, MaxEventsPerObject)
 	}
 }
+
+// A tenant's vSwitch is its own: other tenants neither see it nor get
+// addresses from it, and errors never name another tenant's groups.
+func TestVSwitchesScopedToTenants(t *testing.T) {
+	e := newEnv(t, true)
+	for _, name := range []string{"acme", "bolt"} {
+		if _, err := e.svc.PutTenant(e.ctx, auth.Admin, &apiv1.Tenant{Metadata: apiv1.ObjectMeta{Name: name}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.svc.CreateVSwitch(e.ctx, auth.Admin, &apiv1.VSwitch{Metadata: apiv1.ObjectMeta{Name: "vsw-acme", Tenant: "acme"},
+		Spec: apiv1.VSwitchSpec{Zone: "zone-a", CIDR: "198.19.128.0/24"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.CreateVSwitch(e.ctx, auth.Admin, &apiv1.VSwitch{Metadata: apiv1.ObjectMeta{Name: "vsw-x", Tenant: "nobody"},
+		Spec: apiv1.VSwitchSpec{Zone: "zone-a", CIDR: "198.19.129.0/24"}}); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "metadata.tenant") {
+		t.Fatalf("a vSwitch of a tenant that does not exist: %v", err)
+	}
+	e.host(t, "h1", "zone-a", 64000, 262144, 100)
+	acme, bolt := tenantPrincipal("acme"), tenantPrincipal("bolt")
+	if l, err := e.svc.ListVSwitches(e.ctx, bolt); err != nil || len(l) != 0 {
+		t.Fatalf("bolt lists %v (%v)", l, err)
+	}
+	if _, err := e.svc.GetVSwitch(e.ctx, bolt, "vsw-acme"); !errdefs.IsNotFound(err) {
+		t.Fatalf("bolt reads acme's vSwitch: %v", err)
+	}
+	if l, err := e.svc.ListVSwitches(e.ctx, acme); err != nil || len(l) != 1 {
+		t.Fatalf("acme lists %v (%v)", l, err)
+	}
+	if l, err := e.svc.ListVSwitches(e.ctx, hostPrincipal("h1")); err != nil || len(l) != 1 {
+		t.Fatalf("a host lists %v (%v)", l, err)
+	}
+	named := groupSpec("named", 1, 2)
+	named.Spec.VSwitchIDs = []string{"vsw-acme"}
+	_, _, err := e.svc.CreateGroup(e.ctx, bolt, named)
+	_, _, errMissing := e.svc.CreateGroup(e.ctx, bolt, func() *apiv1.ContainerGroup {
+		g := groupSpec("n2", 1, 2)
+		g.Spec.VSwitchIDs = []string{"vsw-none"}
+		return g
+	}())
+	if !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), `spec.vSwitchIds[0]: "vsw-acme" is not a vSwitch of tenant bolt or a shared one`) ||
+		strings.Replace(err.Error(), "vsw-acme", "vsw-none", 1) != errMissing.Error() {
+		t.Fatalf("bolt names acme's vSwitch: %v (a missing one: %v)", err, errMissing)
+	}
+	// Unnamed: acme's groups are placed on its vSwitch, bolt's wait.
+	a, _, err := e.svc.CreateGroup(e.ctx, acme, groupSpec("a", 1, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	placed := e.waitState(t, a.Metadata.ID, apiv1.StatePending)
+	b, _, err := e.svc.CreateGroup(e.ctx, bolt, groupSpec("b", 1, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		g, _ := e.svc.groups.Get(e.ctx, b.Metadata.ID)
+		if g.Status.State == apiv1.StateScheduling && strings.Contains(g.Status.Message, "no vSwitch of tenant bolt or shared") {
+			break
+		}
+		if time.Now().After(deadline) || g.Status.State != apiv1.StateScheduling {
+			t.Fatalf("bolt's group: %+v", g.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// acme's address, asked for by acme again and by an admin for bolt (with a
+	// shared vSwitch over the same range being impossible, the admin's
+	// group names acme's vSwitch's address: not usable by bolt).
+	same := groupSpec("same-ip", 1, 2)
+	same.Spec.PrivateIPAddress = placed.Status.IP
+	if _, _, err := e.svc.CreateGroup(e.ctx, acme, same); !errdefs.IsConflict(err) || !strings.Contains(err.Error(), "group "+a.Metadata.ID) {
+		t.Fatalf("acme asks for its own group's address: %v", err)
+	}
+	if _, _, err := e.svc.CreateGroup(e.ctx, bolt, same); err == nil || strings.Contains(err.Error(), a.Metadata.ID) {
+		t.Fatalf("bolt asks for acme's address: %v", err)
+	}
+	if got := e.svc.ownerName(e.ctx, a.Metadata.ID, "bolt"); got != "a group of another tenant" {
+		t.Fatalf("the owner named to bolt: %q", got)
+	}
+}

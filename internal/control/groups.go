@@ -50,10 +50,8 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 	if _, err := apiv1.SizeCandidates(&g.Spec); err != nil {
 		return nil, false, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
 	}
-	if g.Spec.PrivateIPAddress != "" {
-		if err := s.checkPrivateIP(ctx, g.Spec.PrivateIPAddress, g.Spec.VSwitchIDs); err != nil {
-			return nil, false, err
-		}
+	if err := s.checkVSwitches(ctx, tenant, &g.Spec); err != nil {
+		return nil, false, err
 	}
 	now := s.now()
 	obj := &apiv1.ContainerGroup{
@@ -285,15 +283,33 @@ func billingTimes(st *apiv1.ContainerGroupStatus, now time.Time) {
 	}
 }
 
-// checkPrivateIP refuses at once an address outside every allowed vSwitch, or
-// one a group holds. (Placement checks again: the address may be taken in
-// between, and then the group fails with reason PrivateIPInUse.)
-func (s *Service) checkPrivateIP(ctx context.Context, ip string, allowed []string) error {
+// checkVSwitches refuses at once a vSwitch the tenant may not use (NotFound
+// and another tenant's alike), an address outside every vSwitch it may use,
+// or one a group holds. (Placement checks again: the address may be taken
+// in between, and then the group fails with reason PrivateIPInUse.)
+func (s *Service) checkVSwitches(ctx context.Context, tenant string, spec *apiv1.ContainerGroupSpec) error {
+	if len(spec.VSwitchIDs) == 0 && spec.PrivateIPAddress == "" {
+		return nil
+	}
 	st, err := s.loadVSwitches(ctx)
 	if err != nil {
 		return err
 	}
-	vsw, owner, err := st.findAddress(netip.MustParseAddr(ip), allowed)
+	var fes apiv1.FieldErrors
+	for i, id := range spec.VSwitchIDs {
+		if v, ok := st.vsws[id]; !ok || !usableBy(v, tenant) {
+			fes = append(fes, apiv1.FieldError{Field: fmt.Sprintf("spec.vSwitchIds[%d]", i),
+				Message: fmt.Sprintf("%q is not a vSwitch of tenant %s or a shared one (eci vswitches lists them)", id, tenant)})
+		}
+	}
+	if len(fes) > 0 {
+		return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, fes)
+	}
+	if spec.PrivateIPAddress == "" {
+		return nil
+	}
+	ip := spec.PrivateIPAddress
+	vsw, owner, err := st.findAddress(netip.MustParseAddr(ip), st.usable(tenant, spec.VSwitchIDs))
 	if err != nil {
 		return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: "spec.privateIpAddress", Message: err.Error()}})
 	}
@@ -303,7 +319,7 @@ func (s *Service) checkPrivateIP(ctx context.Context, ip string, allowed []strin
 		}
 	}
 	if owner != "" {
-		return fmt.Errorf("spec.privateIpAddress: %s is in use by group %s: %w", ip, owner, errdefs.ErrConflict)
+		return fmt.Errorf("spec.privateIpAddress: %s is in use by %s: %w", ip, s.ownerName(ctx, owner, tenant), errdefs.ErrConflict)
 	}
 	return nil
 }

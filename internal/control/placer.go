@@ -303,19 +303,23 @@ func (s *Service) placeOne(ctx context.Context, st *placementState, g *apiv1.Con
 	if err != nil {
 		return s.scheduleFailed(ctx, g, "InvalidSize", err.Error())
 	}
+	usable := st.usable(g.Metadata.Tenant, g.Spec.VSwitchIDs)
+	if len(usable) == 0 {
+		return s.unschedulable(ctx, g, fmt.Sprintf("no capacity: no vSwitch of tenant %s or shared among %v", g.Metadata.Tenant, g.Spec.VSwitchIDs))
+	}
 	req := scheduler.Request{
-		Sizes: candidates, GPU: g.Spec.GPU, VSwitchIDs: g.Spec.VSwitchIDs,
+		Sizes: candidates, GPU: g.Spec.GPU, VSwitchIDs: usable,
 		Ordered: g.Spec.ScheduleStrategy == apiv1.VSwitchOrdered, Seed: seedOf(g.Metadata.ID),
 	}
 	var wantIP netip.Addr
 	if g.Spec.PrivateIPAddress != "" {
 		wantIP = netip.MustParseAddr(g.Spec.PrivateIPAddress)
-		vsw, owner, err := st.findAddress(wantIP, g.Spec.VSwitchIDs)
+		vsw, owner, err := st.findAddress(wantIP, usable)
 		if err != nil {
 			return s.scheduleFailed(ctx, g, "InvalidPrivateIP", err.Error())
 		}
 		if owner != "" && owner != g.Metadata.ID {
-			return s.scheduleFailed(ctx, g, "PrivateIPInUse", fmt.Sprintf("privateIpAddress %s is in use by group %s", wantIP, owner))
+			return s.scheduleFailed(ctx, g, "PrivateIPInUse", fmt.Sprintf("privateIpAddress %s is in use by %s", wantIP, s.ownerName(ctx, owner, g.Metadata.Tenant)))
 		}
 		req.VSwitchIDs, req.Ordered = []string{vsw}, true
 	}
@@ -397,14 +401,7 @@ func (s *Service) commitPlacement(ctx context.Context, st *placementState, g *ap
 }
 
 // findAddress finds the allowed vSwitch that holds addr and who uses addr.
-func (st *placementState) findAddress(addr netip.Addr, allowed []string) (string, string, error) {
-	ids := allowed
-	if len(ids) == 0 {
-		for id := range st.vsws {
-			ids = append(ids, id)
-		}
-		sort.Strings(ids)
-	}
+func (st *placementState) findAddress(addr netip.Addr, ids []string) (string, string, error) {
 	for _, id := range ids {
 		a, ok := st.alloc[id]
 		if !ok || !a.Pool().Prefix.Contains(addr) {
@@ -417,6 +414,36 @@ func (st *placementState) findAddress(addr netip.Addr, allowed []string) (string
 		return id, owner, nil
 	}
 	return "", "", fmt.Errorf("privateIpAddress %s is not inside any allowed vSwitch (%v)", addr, ids)
+}
+
+// usable are the vSwitches a group of tenant may get an address from: those
+// it names (in its order), or every one, that are the tenant's or shared.
+func (st *placementState) usable(tenant string, named []string) []string {
+	var out []string
+	if len(named) > 0 {
+		for _, id := range named {
+			if v, ok := st.vsws[id]; ok && usableBy(v, tenant) {
+				out = append(out, id)
+			}
+		}
+		return out
+	}
+	for id, v := range st.vsws {
+		if usableBy(v, tenant) {
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ownerName names the group that holds an address to a group of tenant: by
+// id when it is the same tenant's, never another tenant's id.
+func (s *Service) ownerName(ctx context.Context, owner, tenant string) string {
+	if g, err := s.groups.Get(ctx, owner); err == nil && g.Metadata.Tenant == tenant {
+		return "group " + owner
+	}
+	return "a group of another tenant"
 }
 
 // unschedulable records why g waits, or fails it when its strategy or its

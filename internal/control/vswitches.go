@@ -34,8 +34,16 @@ func (s *Service) CreateVSwitch(ctx context.Context, p auth.Principal, v *apiv1.
 				Message: fmt.Sprintf("%s overlaps vSwitch %s (%s)", pool.Prefix, other.Metadata.ID, other.Spec.CIDR)}})
 		}
 	}
+	if t := v.Metadata.Tenant; t != "" {
+		if _, err := s.tenants.Get(ctx, t); errdefs.IsNotFound(err) {
+			return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: "metadata.tenant",
+				Message: fmt.Sprintf("%q is not a tenant; allowed: a tenant's name (eci token create --tenant makes one), or none for a vSwitch every tenant may use", t)}})
+		} else if err != nil {
+			return nil, err
+		}
+	}
 	obj := &apiv1.VSwitch{
-		Metadata: apiv1.ObjectMeta{ID: v.Metadata.Name, Name: v.Metadata.Name, Labels: v.Metadata.Labels, CreatedAt: s.now()},
+		Metadata: apiv1.ObjectMeta{ID: v.Metadata.Name, Name: v.Metadata.Name, Tenant: v.Metadata.Tenant, Labels: v.Metadata.Labels, CreatedAt: s.now()},
 		Spec:     apiv1.VSwitchSpec{Zone: v.Spec.Zone, CIDR: pool.Prefix.String(), Gateway: pool.Gateway.String()},
 		Status:   apiv1.VSwitchStatus{Total: pool.Size()},
 	}
@@ -46,23 +54,44 @@ func (s *Service) CreateVSwitch(ctx context.Context, p auth.Principal, v *apiv1.
 	return obj, nil
 }
 
-// GetVSwitch reads a vSwitch with its address counts.
-func (s *Service) GetVSwitch(ctx context.Context, id string) (*apiv1.VSwitch, error) {
+// A vSwitch is scoped to a tenant (metadata.tenant): only that tenant's
+// groups get addresses from it and only that tenant (with the admin and the
+// hosts) sees it; a vSwitch without a tenant is shared by all. Another
+// tenant's vSwitch is NotFound, never "not yours".
+
+// usableBy tells whether tenant's groups may use v.
+func usableBy(v *apiv1.VSwitch, tenant string) bool {
+	return v.Metadata.Tenant == "" || v.Metadata.Tenant == tenant
+}
+
+// visibleTo tells whether p may read v.
+func visibleTo(v *apiv1.VSwitch, p auth.Principal) bool {
+	return p.Kind != apiv1.TokenTenant || usableBy(v, p.Tenant)
+}
+
+// GetVSwitch reads a vSwitch p may see, with its address counts.
+func (s *Service) GetVSwitch(ctx context.Context, p auth.Principal, id string) (*apiv1.VSwitch, error) {
 	v, err := s.vsws.Get(ctx, id)
 	if err != nil {
 		return nil, err
 	}
+	if !visibleTo(v, p) {
+		return nil, fmt.Errorf("vswitches %q: %w", id, errdefs.ErrNotFound)
+	}
 	return v, s.countIPs(ctx, v)
 }
 
-// ListVSwitches lists every vSwitch with its address counts.
-func (s *Service) ListVSwitches(ctx context.Context) ([]apiv1.VSwitch, error) {
+// ListVSwitches lists the vSwitches p may see with their address counts.
+func (s *Service) ListVSwitches(ctx context.Context, p auth.Principal) ([]apiv1.VSwitch, error) {
 	items, _, _, err := s.vsws.List(ctx, storeOpts(0, 0, ""))
 	if err != nil {
 		return nil, err
 	}
 	out := make([]apiv1.VSwitch, 0, len(items))
 	for _, v := range items {
+		if !visibleTo(v, p) {
+			continue
+		}
 		if err := s.countIPs(ctx, v); err != nil {
 			return nil, err
 		}
@@ -89,7 +118,7 @@ func (s *Service) DeleteVSwitch(ctx context.Context, p auth.Principal, id string
 	if err := p.Require("delete vSwitches", apiv1.TokenAdmin); err != nil {
 		return err
 	}
-	v, err := s.GetVSwitch(ctx, id)
+	v, err := s.GetVSwitch(ctx, p, id)
 	if err != nil {
 		return err
 	}

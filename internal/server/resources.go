@@ -55,12 +55,12 @@ func (s *Server) createVSwitch(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listVSwitches(w http.ResponseWriter, r *http.Request) {
-	vs, err := s.svc.ListVSwitches(r.Context())
+	vs, err := s.svc.ListVSwitches(r.Context(), principal(r))
 	respond(w, r, http.StatusOK, apiv1.List[apiv1.VSwitch]{Items: vs}, err)
 }
 
 func (s *Server) getVSwitch(w http.ResponseWriter, r *http.Request) {
-	v, err := s.svc.GetVSwitch(r.Context(), r.PathValue("id"))
+	v, err := s.svc.GetVSwitch(r.Context(), principal(r), r.PathValue("id"))
 	respond(w, r, http.StatusOK, v, err)
 }
 
