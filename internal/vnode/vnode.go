@@ -79,7 +79,11 @@ func New(cfg Config) (*VNode, error) {
 		v.profile = &profile.Source{Recorder: cfg.Recorder, Logger: cfg.Logger}
 		v.watchProfile()
 	}
-	v.kubelet = &http.Server{Handler: requireClientCert(kubeletAPI(v.provider, cfg.Pods)), TLSConfig: tlsCfg, ReadHeaderTimeout: 30 * time.Second}
+	authz, err := newKubeletAuth(cfg)
+	if err != nil {
+		return nil, err
+	}
+	v.kubelet = &http.Server{Handler: authz.wrap(kubeletAPI(v.provider, cfg.Pods)), TLSConfig: tlsCfg, ReadHeaderTimeout: 30 * time.Second}
 	return v, nil
 }
 
@@ -295,7 +299,8 @@ func (l listerFiles) secret(namespace, name string) (map[string][]byte, error) {
 }
 
 // kubeletTLS serves the kubelet API with the given certificate or a
-// self-signed one, and asks for the apiserver's client certificate.
+// self-signed one, and asks for a client certificate (kubeletauth.go checks
+// it, or a bearer token, and what its holder may do).
 func kubeletTLS(c Config) (*tls.Config, error) {
 	ca, err := os.ReadFile(c.ClientCAFile)
 	if err != nil {
@@ -322,16 +327,4 @@ func kubeletTLS(c Config) (*tls.Config, error) {
 		cert = tls.Certificate{Certificate: [][]byte{kp.Cert.Raw, self.Cert.Raw}, PrivateKey: kp.Key, Leaf: kp.Cert}
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12}, nil
-}
-
-// requireClientCert lets through only callers with a verified client
-// certificate (the apiserver), as a kubelet without anonymous auth.
-func requireClientCert(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
-			http.Error(w, "Unauthorized: a client certificate signed by the cluster CA is required", http.StatusUnauthorized)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
 }

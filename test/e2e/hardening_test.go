@@ -2,16 +2,21 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/pki"
 	"github.com/eci-dev/eci/internal/vnode"
 )
 
@@ -49,6 +54,10 @@ func testHardening(t *testing.T, c *cluster, ns string) {
 			&corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"SYS_MODULE"}}}, nil, "SYS_MODULE may not be added")
 		refused(t, "seccomp-unconfined", "SeccompProfileNotAllowed", nil,
 			&corev1.PodSecurityContext{SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeUnconfined}}, "allowed: RuntimeDefault")
+	})
+
+	t.Run("the kubelet API authorizes as a kubelet: client certificates and tokens, then SubjectAccessReview", func(t *testing.T) {
+		testKubeletAuth(t, c, ns)
 	})
 
 	t.Run("pods Kubernetes accepts run and keep their instance: a 120-character name, a dotted name, named probe ports", func(t *testing.T) {
@@ -157,4 +166,88 @@ func (c *cluster) deletePods(t *testing.T, ns string, names map[string]string) {
 		}
 		return nil
 	})
+}
+
+// testKubeletAuth: the vnode's kubelet API authorizes as a kubelet with
+// Webhook authentication and authorization.
+func testKubeletAuth(t *testing.T, c *cluster, ns string) {
+	ctx := context.Background()
+	node, err := c.kube.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := fmt.Sprintf("https://%s:%d", c.bed.Network.NodeIP, node.Status.DaemonEndpoints.KubeletEndpoint.Port)
+	call := func(method, path string, cert *tls.Certificate, token string) int {
+		t.Helper()
+		tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // the vnode's self-signed serving cert
+		if cert != nil {
+			tr.TLSClientConfig.Certificates = []tls.Certificate{*cert}
+		}
+		req, _ := http.NewRequest(method, base+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	exec := "/exec/" + ns + "/no-such-pod/main?command=id&output=1"
+	mallory, err := c.bed.Kube.CA.Issue(pki.CertRequest{CommonName: "mallory", Client: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, _ := pki.KeyPEM(mallory.Key)
+	malloryCert, err := tls.X509KeyPair(pki.CertPEM(mallory.Cert), keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Service accounts with the rights metrics-server and a reader of
+	// nodes/proxy get.
+	token := func(name string, rules ...rbacv1.PolicyRule) string {
+		t.Helper()
+		if _, err := c.kube.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.kube.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "e2e-" + name}, Rules: rules}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.kube.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "e2e-" + name},
+			RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "e2e-" + name},
+			Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: ns}}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		tr, err := c.kube.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authnv1.TokenRequest{}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr.Status.Token
+	}
+	metricsReader := token("metrics-reader", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"nodes/stats", "nodes/metrics"}, Verbs: []string{"get"}})
+	proxyReader := token("proxy-reader", rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"nodes/proxy"}, Verbs: []string{"get"}})
+
+	for _, tc := range []struct {
+		who, method, path string
+		cert              *tls.Certificate
+		token             string
+		want              int
+	}{
+		{"nobody", "GET", "/stats/summary", nil, "", http.StatusUnauthorized},
+		{"a made-up token", "GET", "/stats/summary", nil, "not-a-token", http.StatusUnauthorized},
+		{"a certificate of another identity, without RBAC", "GET", "/stats/summary", &malloryCert, "", http.StatusForbidden},
+		{"a certificate of another identity, without RBAC", "POST", exec, &malloryCert, "", http.StatusForbidden},
+		{"a certificate of another identity, without RBAC", "GET", "/pods", &malloryCert, "", http.StatusForbidden},
+		{"metrics-server's rights (a token)", "GET", "/stats/summary", nil, metricsReader, http.StatusOK},
+		{"metrics-server's rights (a token)", "GET", "/metrics/resource", nil, metricsReader, http.StatusOK},
+		{"metrics-server's rights (a token)", "POST", exec, nil, metricsReader, http.StatusForbidden},
+		{"metrics-server's rights (a token)", "GET", "/containerLogs/" + ns + "/x/y", nil, metricsReader, http.StatusForbidden},
+		{"get nodes/proxy (a token)", "GET", "/pods", nil, proxyReader, http.StatusOK},
+		{"get nodes/proxy (a token): exec over a GET is still create", "GET", exec, nil, proxyReader, http.StatusForbidden},
+	} {
+		if got := call(tc.method, tc.path, tc.cert, tc.token); got != tc.want {
+			t.Errorf("%s: %s %s answered %d, want %d", tc.who, tc.method, tc.path, got, tc.want)
+		}
+	}
 }
