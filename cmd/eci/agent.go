@@ -25,7 +25,6 @@ func newAgentCommand() *cobra.Command {
 		pods                               int
 		ephemeralGiB, logMaxMiB            float64
 		mirrors                            []string
-		allowInsecure                      bool
 		cfg                                agent.Config
 	)
 	cmd := &cobra.Command{
@@ -58,10 +57,12 @@ users directly) on --stream-address: TLS with a CA of the agent's own and a
 secret, both registered with the host. Groups writing more than their
 ephemeral storage are evicted; container logs are rotated by size.
 
-Images are pulled with the group's registry credentials; the plain-http and
-insecure registries a group names, and the agent's registry mirrors, are
-written to the runtime's registry hosts directory (never over the operator's
-own settings). Lifecycle hooks, terminationGracePeriodSeconds and
+Images are pulled with the group's registry credentials. The plain-http and
+insecure registries a group names (only with --allow-insecure-registries) are
+written to the runtime's registry hosts directory for that group's own pull
+alone, and the agent's registry mirrors for good (never over the operator's
+own settings). Registries on the host's loopback or link-local addresses are
+refused unless allowed by name. Lifecycle hooks, terminationGracePeriodSeconds and
 activeDeadlineSeconds work as the kubelet's.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -112,7 +113,6 @@ activeDeadlineSeconds work as the kubelet's.`,
 					}
 				}
 			}
-			cfg.DenyInsecureRegistries = !allowInsecure
 			for _, m := range mirrors {
 				reg, url, ok := strings.Cut(m, "=")
 				if !ok || reg == "" || (!strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://")) {
@@ -162,6 +162,7 @@ activeDeadlineSeconds work as the kubelet's.`,
 	fl.IntVar(&cfg.LogMaxFiles, "log-max-files", 5, "log files kept per container, the live one included")
 	fl.StringVar(&cfg.RegistryConfigDir, "registry-config-dir", "/etc/containerd/certs.d", "the runtime's registry hosts directory (containerd's config_path), where mirrors and the groups' plain-http/insecure registries are written")
 	fl.StringArrayVar(&mirrors, "registry-mirror", nil, "REGISTRY=URL: pull REGISTRY's images from URL (repeat for several; an air-gapped site points docker.io at its own registry)")
-	fl.BoolVar(&allowInsecure, "allow-insecure-registries", true, "honour the groups' plainHttpRegistries/insecureRegistries (a registry's transport is shared by the groups of a host)")
+	fl.BoolVar(&cfg.AllowInsecureRegistries, "allow-insecure-registries", false, "honour the groups' plainHttpRegistries/insecureRegistries (each for its own pulls only; images pulled so are pulled again over verified TLS for other groups)")
+	fl.StringArrayVar(&cfg.AllowedLocalRegistries, "allowed-local-registry", nil, "HOST:PORT of a registry on this host's loopback or link-local addresses that groups may pull from (others are refused: the runtime would reach the host's own services); repeat for several")
 	return cmd
 }

@@ -69,12 +69,16 @@ type Config struct {
 	LogMaxFiles int
 	// RegistryConfigDir is the runtime's registry hosts directory
 	// (containerd's config_path), where the agent writes RegistryMirrors
-	// (registry -> mirror URLs) and the plain-http and insecure registries
-	// groups ask for, unless DenyInsecureRegistries.
-	RegistryConfigDir      string
-	RegistryMirrors        map[string][]string
-	DenyInsecureRegistries bool
-	Logger                 *slog.Logger
+	// (registry -> mirror URLs) and, for the length of a group's own pull,
+	// the plain-http or insecure transport it asks for when
+	// AllowInsecureRegistries. AllowedLocalRegistries (host:port) may be on
+	// the host's loopback or link-local addresses; other such registries are
+	// refused (pullguard.go).
+	RegistryConfigDir       string
+	RegistryMirrors         map[string][]string
+	AllowInsecureRegistries bool
+	AllowedLocalRegistries  []string
+	Logger                  *slog.Logger
 }
 
 func (c *Config) validate() error {
@@ -144,6 +148,7 @@ type Agent struct {
 	waits     map[string]apiv1.ContainerStateWaiting // group/container that can't start, and why
 	missing   map[string]time.Time                   // started groups whose sandbox is not listed, since
 
+	pulls       *pullGuard           // one pull at a time per registry, unverified images (pullguard.go)
 	streamToken string               // the secret the server presents to the stream server
 	cpuSamples  map[string]cpuSample // last CPU sample by group, for rates
 
@@ -164,6 +169,7 @@ func New(cfg Config) (*Agent, error) {
 		events: make(chan *apiv1.Event, 1024), vswitches: map[string]*apiv1.VSwitch{}, waits: map[string]apiv1.ContainerStateWaiting{},
 		missing: map[string]time.Time{}, cpuSamples: map[string]cpuSample{},
 		probes: probeState{probers: map[string]*prober{}, ready: map[string]bool{}, started: map[string]bool{}},
+		pulls:  newPullGuard(cfg.StateDir),
 		ready:  make(chan struct{}), done: make(chan struct{}),
 	}, nil
 }

@@ -353,22 +353,45 @@ func (a *Agent) start(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Cont
 	return nil
 }
 
-// ensureImage pulls c's image unless it is present (or the policy says Always).
+// ensureImage pulls c's image unless it is present (or the policy says
+// Always), with the registry transport the group asked for; an image another
+// group pulled without verified TLS is pulled again over verified TLS for a
+// group that did not ask for that (pullguard.go).
 func (a *Agent) ensureImage(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Container, sbCfg *runtimeapi.PodSandboxConfig) error {
+	reg, err := registryHost(c.Image)
+	if err != nil {
+		return &waitingError{reason: "InvalidImageName", err: err}
+	}
+	if err := a.checkLocalRegistry(ctx, reg); err != nil {
+		return &waitingError{reason: "ErrImagePull", err: err}
+	}
+	wish := registryWishes(g)[reg]
 	spec := &runtimeapi.ImageSpec{Image: c.Image}
 	if c.ImagePullPolicy != apiv1.PullAlways {
 		st, err := a.cfg.Runtime.ImageStatus(ctx, spec, false)
-		if err == nil && st.GetImage() != nil {
+		present := err == nil && st.GetImage() != nil
+		unverified := present && wish == "" && a.pulls.isTainted(c.Image)
+		switch {
+		case present && !unverified:
 			return nil
-		}
-		if c.ImagePullPolicy == apiv1.PullNever {
+		case c.ImagePullPolicy == apiv1.PullNever && unverified:
+			return &waitingError{reason: "ErrImageNeverPull", err: fmt.Errorf("image %s on this host was pulled without TLS verification for another group, and imagePullPolicy Never forbids pulling it again", c.Image)}
+		case c.ImagePullPolicy == apiv1.PullNever:
 			return &waitingError{reason: "ErrImageNeverPull", err: fmt.Errorf("image %s is not present and imagePullPolicy is Never", c.Image)}
 		}
 	}
-	if err := a.ensureRegistries(g); err != nil {
-		return &waitingError{reason: "ErrImagePull", err: err}
+	err = a.withTransport(reg, wish, func() error { return a.pull(ctx, g, c, spec, sbCfg) })
+	var we *waitingError
+	if err != nil && !errors.As(err, &we) {
+		err = &waitingError{reason: "ErrImagePull", err: err}
 	}
-	return a.pull(ctx, g, c, spec, sbCfg)
+	if err != nil {
+		return err
+	}
+	if err := a.pulls.mark(c.Image, wish != ""); err != nil {
+		log.G(ctx).Warn("record how an image was pulled", "image", c.Image, "err", err)
+	}
+	return nil
 }
 
 // removeSandboxes stops (with grace seconds and the preStop hooks of g's

@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -23,9 +21,8 @@ import (
 //   - mirrors (--registry-mirror): an air-gapped site points docker.io, or
 //     any registry, at its own;
 //   - plain-http and insecure (no TLS verification) registries that groups
-//     ask for: a registry's transport is the host's, shared by the groups on
-//     it, so a file is written while some group on the host needs it and
-//     removed after.
+//     ask for: a registry's transport is the host's, so a group's file is
+//     there only during that group's own pull (pullguard.go).
 //
 // A hosts.toml the agent did not write (the operator's) is never touched,
 // and a group's plain-http or insecure wish for such a registry, or for a
@@ -94,25 +91,43 @@ func upstream(reg string) string {
 	return "https://" + normalRegistry(reg)
 }
 
-// ensureRegistries writes the plain-http and insecure registries g asks for.
-func (a *Agent) ensureRegistries(g *apiv1.ContainerGroup) error {
-	want := registryWishes(g)
-	if len(want) == 0 {
-		return nil
+// withTransport runs pull with reg's transport as g asks (wish: "http",
+// "insecure" or "" for the host's own), alone among the pulls from reg
+// (pullguard.go); a group's setting is removed right after its pull.
+func (a *Agent) withTransport(reg, wish string, pull func() error) error {
+	unlock := a.pulls.lock(reg)
+	defer unlock()
+	if wish == "" {
+		// Under the lock no other pull changed reg: a group's file here was
+		// left by a stopped agent.
+		a.removeWish(reg)
+		return pull()
 	}
-	if a.cfg.RegistryConfigDir == "" {
-		return errors.New("plainHttpRegistries/insecureRegistries: this host's agent has no --registry-config-dir")
+	switch {
+	case a.cfg.RegistryConfigDir == "":
+		return errNoRegistryDir
+	case !a.cfg.AllowInsecureRegistries:
+		return errors.New("plainHttpRegistries/insecureRegistries: this host's agent does not allow them (--allow-insecure-registries is off)")
 	}
-	if a.cfg.DenyInsecureRegistries {
-		return errors.New("plainHttpRegistries/insecureRegistries: this host's agent does not allow them (--allow-insecure-registries=false)")
+	if err := a.writeHosts(reg, markGroup+registryHostsTOML(reg, wish), markGroup); err != nil {
+		return err
 	}
-	for _, reg := range slices.Sorted(maps.Keys(want)) {
-		content := markGroup + registryHostsTOML(reg, want[reg])
-		if err := a.writeHosts(reg, content, markGroup); err != nil {
-			return err
-		}
+	a.pulls.setActive(reg, true)
+	defer func() { a.removeWish(reg); a.pulls.setActive(reg, false) }()
+	return pull()
+}
+
+// removeWish removes a group's hosts.toml of reg, never the operator's or a
+// mirror's.
+func (a *Agent) removeWish(reg string) {
+	if a.cfg.RegistryConfigDir == "" || strings.ContainsAny(reg, `/\`) || reg == "" || reg == "." || reg == ".." {
+		return
 	}
-	return nil
+	path := filepath.Join(a.cfg.RegistryConfigDir, reg, "hosts.toml")
+	if cur, err := os.ReadFile(path); err == nil && bytes.HasPrefix(cur, []byte(markGroup)) {
+		_ = os.Remove(path)
+		_ = os.Remove(filepath.Dir(path)) // when empty
+	}
 }
 
 // registryWishes maps each registry g wants plain-http or insecure to
@@ -165,36 +180,22 @@ func (a *Agent) writeHosts(reg, content, mark string) error {
 	return os.Rename(tmp, path)
 }
 
-// pruneRegistries removes the group-asked hosts.toml files no group of this
-// host needs any more.
+// pruneRegistries removes the group-asked hosts.toml files of registries no
+// pull is using (left by an agent that stopped during a pull).
 func (a *Agent) pruneRegistries() error {
 	if a.cfg.RegistryConfigDir == "" {
 		return nil
 	}
-	a.mu.Lock()
-	needed := map[string]bool{}
-	for _, g := range a.groups {
-		if !g.Status.State.Terminal() {
-			for reg := range registryWishes(g) {
-				needed[reg] = true
-			}
-		}
-	}
-	a.mu.Unlock()
 	entries, err := os.ReadDir(a.cfg.RegistryConfigDir)
 	if err != nil {
 		return nil // nothing written yet
 	}
 	for _, e := range entries {
-		path := filepath.Join(a.cfg.RegistryConfigDir, e.Name(), "hosts.toml")
-		cur, err := os.ReadFile(path)
-		if err != nil || !bytes.HasPrefix(cur, []byte(markGroup)) || needed[e.Name()] {
-			continue
+		if !a.pulls.isActive(e.Name()) {
+			unlock := a.pulls.lock(e.Name())
+			a.removeWish(e.Name())
+			unlock()
 		}
-		if err := os.Remove(path); err != nil {
-			return err
-		}
-		_ = os.Remove(filepath.Dir(path)) // when empty
 	}
 	return nil
 }

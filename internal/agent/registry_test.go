@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -95,19 +96,53 @@ func testRegistries(t *testing.T, bed *testbed.Bed, srv *servertest.Server) {
 			s.ImageRegistryCredentials = []apiv1.RegistryCredential{{Server: "http://" + host, Username: "puller", Password: "s3cret"}}
 		})
 		srv.WaitGroup(t, id, "Running", inState(apiv1.StateRunning))
-		data, err := os.ReadFile(hostsFile)
-		if err != nil || !strings.HasPrefix(string(data), markGroup) || !strings.Contains(string(data), `server = "http://`+host+`"`) {
-			t.Fatalf("hosts.toml for %s: %q (%v)", host, data, err)
+		if data, err := os.Stat(hostsFile); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("the group's plain-HTTP setting outlived its pull: %s: %v %v", hostsFile, data, err)
+		}
+
+		// While it runs, other groups of the host pull from that registry over
+		// verified TLS: its wish changed nothing of theirs. The same image,
+		// present on the host but pulled over plain HTTP, is pulled again (a
+		// copy anyone on the path could have served is nobody else's image).
+		creds := func(s *apiv1.ContainerGroupSpec) {
+			s.ImageRegistryCredentials = []apiv1.RegistryCredential{{Server: host, Username: "puller", Password: "s3cret"}}
+		}
+		copyImage(t, bed.Registry.Busybox, host+"/private/busybox:other", &authn.Basic{Username: "puller", Password: "s3cret"})
+		for name, img := range map[string]string{"other-image": host + "/private/busybox:other", "same-image": image} {
+			other := group(name, img, creds)
+			waitingFor(other, "pull", "server gave HTTP response to HTTPS client")
+			_, _ = srv.Admin.DeleteGroup(ctx, other, client.DeleteOptions{Force: true})
 		}
 		if _, err := srv.Admin.DeleteGroup(ctx, id, client.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		eventuallyOK(t, "the registry setting is removed once no group needs it", func() error {
-			if _, err := os.Stat(hostsFile); !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("%s: %v", hostsFile, err)
+	})
+
+	t.Run("a registry on the host's loopback or link-local addresses is refused", func(t *testing.T) {
+		local, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer local.Close()
+		var dialed atomic.Int32
+		go func() {
+			for {
+				c, err := local.Accept()
+				if err != nil {
+					return
+				}
+				dialed.Add(1)
+				_ = c.Close()
 			}
-			return nil
-		})
+		}()
+		for name, img := range map[string]string{"loopback": local.Addr().String() + "/x:1", "localhost": "localhost:5000/x:1", "metadata": "169.254.169.254/x:1"} {
+			id := group(name, img, func(s *apiv1.ContainerGroupSpec) { s.PlainHTTPRegistries = []string{strings.Split(img, "/")[0]} })
+			waitingFor(id, "pull", "on the host's own or link-local addresses")
+			_, _ = srv.Admin.DeleteGroup(ctx, id, client.DeleteOptions{Force: true})
+		}
+		if n := dialed.Load(); n != 0 {
+			t.Fatalf("the runtime connected to a loopback service %d times for a group", n)
+		}
 	})
 
 	t.Run("docker.io comes from the agent's mirror", func(t *testing.T) {

@@ -38,6 +38,9 @@ type Config struct {
 	// first and the eci-ipam plugin, from Plugin, into the second);
 	// RegistryConfigDir its registry hosts directory.
 	CRIEndpoint, CNIConfDir, CNIBinDir, Plugin, RegistryConfigDir string
+	// LocalRegistries (host:port) may be on the machine's loopback address
+	// (the local registry of make up).
+	LocalRegistries []string
 	// CgroupParent and LogDir of the groups.
 	CgroupParent, LogDir string
 	// PodCIDR is the vSwitch the groups get their IPs from; Bridge its bridge.
@@ -203,7 +206,7 @@ func newAgent(ctx context.Context, cfg Config, srv *server.Server, token string)
 		Client: c, Runtime: rt, CgroupParent: cfg.CgroupParent, LogDir: cfg.LogDir, StateDir: filepath.Join(cfg.DataDir, "agent"),
 		Host:       apiv1.Host{Metadata: apiv1.ObjectMeta{Name: hostName}, Spec: apiv1.HostSpec{Zone: "local", Capacity: res, Allocatable: res, RuntimeHandlers: []string{"runc"}}},
 		CNIConfDir: cfg.CNIConfDir, CNIBridge: cfg.Bridge, IPAMSocket: filepath.Join(cfg.DataDir, "ipam.sock"),
-		RegistryConfigDir: cfg.RegistryConfigDir, StreamAddress: "127.0.0.1:0", Logger: log.G(ctx),
+		RegistryConfigDir: cfg.RegistryConfigDir, AllowedLocalRegistries: cfg.LocalRegistries, StreamAddress: "127.0.0.1:0", Logger: log.G(ctx),
 		HeartbeatInterval: 5 * time.Second,
 	})
 }

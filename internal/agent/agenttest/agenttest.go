@@ -49,7 +49,7 @@ func StartWithVSwitch(t testing.TB, srv *servertest.Server, bed *testbed.Bed, na
 		LogDir: bed.Containerd.LogDir, StateDir: filepath.Join(bed.Dir, "agent-"+name),
 		Host:       apiv1.Host{Metadata: apiv1.ObjectMeta{Name: name}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}},
 		CNIConfDir: bed.Containerd.CNIConfDir, CNIBridge: bed.Network.AgentBridge, IPAMSocket: filepath.Join(bed.Dir, "ipam-"+name+".sock"),
-		RegistryConfigDir: bed.Containerd.CertsDir, StreamAddress: "127.0.0.1:0",
+		RegistryConfigDir: bed.Containerd.CertsDir, AllowedLocalRegistries: []string{bed.Registry.Host}, StreamAddress: "127.0.0.1:0",
 	}
 	for _, m := range mutate {
 		m(&cfg)
