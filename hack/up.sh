@@ -19,9 +19,11 @@ kubeconfig=$(get kubeconfig)
 kubectl=$(get kubectl)
 k() { "$kubectl" --kubeconfig "$kubeconfig" "$@"; }
 
+ready=$(get dir)/eci/ready
 if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   echo "up: eci up already runs (pid $(cat "$pidfile"))"
 else
+  rm -f "$ready"
   nohup "$ECI_BIN" up --data-dir "$(get dir)/eci" --listen 127.0.0.1:8443 \
     --cri-endpoint "$(get cri)" --cni-conf-dir "$(get cni_conf_dir)" --cni-bin-dir "$(get cni_bin_dir)" \
     --registry-config-dir "$(get certs_dir)" --allowed-local-registry "$(get busybox | cut -d/ -f1)" --cgroup-parent "$(get cgroup_parent)/eci" \
@@ -30,9 +32,13 @@ else
     > "$state/eci-up.log" 2>&1 < /dev/null &
   echo $! > "$pidfile"
 fi
-for _ in $(seq 600); do
-  k get node eci-vnode > /dev/null 2>&1 && break
+# eci up writes $ready once its server, agent and virtual node all serve.
+# The node's Ready condition and the pods' status may be stale (left by an
+# eci up that was killed): they prove nothing until then.
+for i in $(seq 601); do
+  [ -f "$ready" ] && break
   kill -0 "$(cat "$pidfile")" 2>/dev/null || { echo "up: eci up stopped:" >&2; tail -20 "$state/eci-up.log" >&2; exit 1; }
+  [ "$i" = 601 ] && { echo "up: eci up did not come up in 120 s:" >&2; tail -20 "$state/eci-up.log" >&2; exit 1; }
   sleep 0.2
 done
 k wait --for=condition=Ready node/eci-vnode --timeout=120s > /dev/null

@@ -49,6 +49,10 @@ type HostStatus struct {
 	Ready bool `json:"ready"`
 	// LastHeartbeat is the agent's last lease renewal.
 	LastHeartbeat time.Time `json:"lastHeartbeat,omitzero"`
+	// LeaseSeconds is the server's lease: a host that has not renewed it for
+	// this long is lost, and its agent stops its groups before (fencing).
+	// Set on the answers to the agent's registration and heartbeats.
+	LeaseSeconds int `json:"leaseSeconds,omitempty"`
 	// Allocated is the sum of the sizes of the groups placed on the host.
 	Allocated Resources `json:"allocated"`
 	Groups    int       `json:"groups"`

@@ -41,8 +41,11 @@ type Config struct {
 	LogDir string
 	// StateDir holds the groups' volumes (emptyDir, files payloads).
 	StateDir string
-	// HeartbeatInterval renews the lease (10 s).
+	// HeartbeatInterval renews the lease (10 s). FenceAfter: with no renewal
+	// for that long the agent stops every group (fence.go; default three
+	// quarters of the server's lease).
 	HeartbeatInterval time.Duration
+	FenceAfter        time.Duration
 	// ResyncInterval reconciles everything, the safety net under events (10 s).
 	ResyncInterval time.Duration
 	// CNIConfDir, when set, receives the network config whose IPAM is the eci
@@ -149,6 +152,7 @@ type Agent struct {
 	missing   map[string]time.Time                   // started groups whose sandbox is not listed, since
 
 	pulls       *pullGuard           // one pull at a time per registry, unverified images (pullguard.go)
+	lease       fence                // the host's lease and whether the agent fenced itself (fence.go)
 	streamToken string               // the secret the server presents to the stream server
 	cpuSamples  map[string]cpuSample // last CPU sample by group, for rates
 
@@ -203,12 +207,14 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	if _, err := a.cfg.Client.RegisterHost(ctx, &a.cfg.Host); err != nil {
+	registered, err := a.cfg.Client.RegisterHost(ctx, &a.cfg.Host)
+	if err != nil {
 		if streamLn != nil {
 			_ = streamLn.Close()
 		}
 		return fmt.Errorf("register host %s: %w", a.name, err)
 	}
+	a.lease.renewed(time.Now(), registered.Status.LeaseSeconds)
 	var wg sync.WaitGroup
 	run := func(f func(context.Context)) {
 		wg.Add(1)
@@ -235,12 +241,6 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	wg.Wait()
 	return nil
-}
-
-func (a *Agent) heartbeat(ctx context.Context) {
-	a.cfg.Client.KeepAlive(ctx, []string{a.name}, a.cfg.HeartbeatInterval, func(_ string, err error) {
-		log.G(ctx).Warn("heartbeat", "err", err)
-	})
 }
 
 // watchGroups keeps a.groups equal to the server's groups on this host.

@@ -405,6 +405,21 @@ func TestAgentOnContainerd(t *testing.T) {
 // binary when "") as the eci-ipam CNI plugin.
 func startAgentOn(t testing.TB, srv *servertest.Server, rt runtime.Runtime, bed *testbed.Bed, plugin string) (stop func()) {
 	t.Helper()
+	installPlugin(t, bed, plugin)
+	res := apiv1.Resources{MilliCPU: 32000, MemoryMiB: 65536, Pods: 200}
+	return runAgent(t, Config{
+		Client: srv.HostClient(t, "h1"), Runtime: rt, CgroupParent: bed.CgroupParent, LogDir: bed.Containerd.LogDir, StateDir: filepath.Join(bed.Dir, "agent", "state"),
+		Host:       apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}},
+		CNIConfDir: bed.Containerd.CNIConfDir, CNIBridge: bed.Network.AgentBridge, IPAMSocket: filepath.Join(bed.Dir, "agent", "ipam.sock"),
+		RegistryConfigDir: bed.Containerd.CertsDir, RegistryMirrors: map[string][]string{"docker.io": {"http://" + bed.Registry.Host}},
+		AllowInsecureRegistries: true, AllowedLocalRegistries: []string{bed.Registry.Host},
+		StreamAddress: "127.0.0.1:0", EvictionInterval: time.Second, PidsLimit: testPidsLimit, EphemeralStorageBase: 32 << 20, LogMaxSize: 128 << 10, LogMaxFiles: 3,
+	})
+}
+
+// installPlugin makes plugin (this test binary when "") the bed's eci-ipam.
+func installPlugin(t testing.TB, bed *testbed.Bed, plugin string) {
+	t.Helper()
 	if plugin == "" {
 		self, err := os.Executable()
 		if err != nil {
@@ -417,15 +432,6 @@ func startAgentOn(t testing.TB, srv *servertest.Server, rt runtime.Runtime, bed 
 	if err := os.Symlink(plugin, link); err != nil {
 		t.Fatal(err)
 	}
-	res := apiv1.Resources{MilliCPU: 32000, MemoryMiB: 65536, Pods: 200}
-	return runAgent(t, Config{
-		Client: srv.HostClient(t, "h1"), Runtime: rt, CgroupParent: bed.CgroupParent, LogDir: bed.Containerd.LogDir, StateDir: filepath.Join(bed.Dir, "agent", "state"),
-		Host:       apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}},
-		CNIConfDir: bed.Containerd.CNIConfDir, CNIBridge: bed.Network.AgentBridge, IPAMSocket: filepath.Join(bed.Dir, "agent", "ipam.sock"),
-		RegistryConfigDir: bed.Containerd.CertsDir, RegistryMirrors: map[string][]string{"docker.io": {"http://" + bed.Registry.Host}},
-		AllowInsecureRegistries: true, AllowedLocalRegistries: []string{bed.Registry.Host},
-		StreamAddress: "127.0.0.1:0", EvictionInterval: time.Second, PidsLimit: testPidsLimit, EphemeralStorageBase: 32 << 20, LogMaxSize: 128 << 10, LogMaxFiles: 3,
-	})
 }
 
 func sandboxIP(t *testing.T, rt runtime.Runtime, group string) string {

@@ -16,6 +16,9 @@ import (
 
 // reconcile does the next steps for group id (see the package doc).
 func (a *Agent) reconcile(ctx context.Context, id string) error {
+	if a.lease.isFenced() {
+		return nil // nothing runs until the lease is renewed (fence.go)
+	}
 	tr := newTrace(ctx)
 	g, complete := a.view(id)
 	sbs, err := a.cfg.Runtime.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{LabelGroup: id}})

@@ -45,6 +45,19 @@ func WriteConfig(path string, c Config) error {
 	return os.WriteFile(path, data, 0o600)
 }
 
+// LoadConfig reads a client config file.
+func LoadConfig(path string) (Config, error) {
+	var c Config
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("config file: %w", err)
+	}
+	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+		return c, fmt.Errorf("config file %s: %w", path, err)
+	}
+	return c, nil
+}
+
 // client builds an API client: flags win over the environment, which wins over
 // the config file.
 func (f *Flags) client() (*client.Client, error) {

@@ -58,6 +58,13 @@ func (c *Client) ListVSwitches(ctx context.Context) ([]apiv1.VSwitch, error) {
 	return out.Items, err
 }
 
+// GetVSwitch reads a vSwitch with its address counts.
+func (c *Client) GetVSwitch(ctx context.Context, id string) (*apiv1.VSwitch, error) {
+	var out apiv1.VSwitch
+	_, err := c.do(ctx, http.MethodGet, "/v1/vswitches/"+url.PathEscape(id), nil, nil, &out)
+	return &out, err
+}
+
 // DeleteVSwitch removes an unused vSwitch (admin).
 func (c *Client) DeleteVSwitch(ctx context.Context, id string) error {
 	_, err := c.do(ctx, http.MethodDelete, "/v1/vswitches/"+url.PathEscape(id), nil, nil, nil)

@@ -162,7 +162,7 @@ func (s *Service) DeleteGroup(ctx context.Context, p auth.Principal, id string, 
 			return nil, err
 		}
 		if force || g.Status.Host == "" || g.Status.State.Terminal() {
-			err = s.removeGroup(ctx, g)
+			err = s.removeGroup(ctx, g, false)
 		} else {
 			if g.Metadata.DeletionRequestedAt != nil {
 				return g, nil
@@ -191,9 +191,14 @@ func (s *Service) DeleteGroup(ctx context.Context, p auth.Principal, id string, 
 	return nil, fmt.Errorf("delete %s: too many concurrent changes: %w", id, errdefs.ErrConflict)
 }
 
-// removeGroup deletes g and releases what it holds, in one transaction.
-func (s *Service) removeGroup(ctx context.Context, g *apiv1.ContainerGroup) error {
-	cmps, ops, err := s.releaseOps(ctx, g)
+// removeGroup deletes g and releases what it holds, in one transaction;
+// confirmed says its host stopped it (else its IP is quarantined).
+func (s *Service) removeGroup(ctx context.Context, g *apiv1.ContainerGroup, confirmed bool) error {
+	quarantine := s.opts.HostLeaseTTL
+	if confirmed || g.Status.Host == "" {
+		quarantine = 0
+	}
+	cmps, ops, err := s.releaseOps(ctx, g, quarantine)
 	if err != nil {
 		return err
 	}
@@ -315,6 +320,10 @@ func (s *Service) checkVSwitches(ctx context.Context, tenant string, spec *apiv1
 	}
 	if owner == "" {
 		if rec, err := s.ips.Get(ctx, ipID(vsw, ip)); err == nil {
+			if rec.ReleaseAfter != nil {
+				return fmt.Errorf("spec.privateIpAddress: %s is being released until %s (the host of the group that had it may still use it): %w",
+					ip, rec.ReleaseAfter.Format(time.RFC3339), errdefs.ErrConflict)
+			}
 			owner = rec.Group
 		}
 	}

@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"fmt"
+	"time"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/auth"
@@ -82,6 +83,7 @@ func (s *Service) Heartbeat(ctx context.Context, p auth.Principal, name string) 
 		s.recordEvent(ctx, "Host", name, "", apiv1.EventNormal, "HostReady", "heartbeats resumed", "server")
 		s.wake()
 	}
+	h.Status.LeaseSeconds = int(s.opts.HostLeaseTTL / time.Second)
 	return h, nil
 }
 
@@ -151,6 +153,7 @@ func (s *Service) withUsage(ctx context.Context, h *apiv1.Host) (*apiv1.Host, er
 		h.Status.Allocated, h.Status.Groups = u.Used, u.Used.Pods
 	}
 	h.Spec.StreamToken = ""
+	h.Status.LeaseSeconds = int(s.opts.HostLeaseTTL / time.Second)
 	return h, nil
 }
 

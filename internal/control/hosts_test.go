@@ -55,8 +55,22 @@ func TestHostLost(t *testing.T) {
 	if _, err := e.svc.groups.Get(e.ctx, b.Metadata.ID); !errdefs.IsNotFound(err) {
 		t.Fatalf("the graceful delete on a lost host did not complete: %v", err)
 	}
-	if u := h.Status.Allocated; u.Pods != 0 || u.MilliCPU != 0 || e.ipCount(t) != 0 {
-		t.Fatalf("usage %+v, %d IPs after HostLost", u, e.ipCount(t))
+	// The host's capacity is free; the addresses are not yet: the lost host
+	// may still run the sandboxes until it fenced itself (a lease).
+	if u := h.Status.Allocated; u.Pods != 0 || u.MilliCPU != 0 || e.ipCount(t) != 2 {
+		t.Fatalf("usage %+v, %d IPs right after HostLost, want 0 and 2 (quarantined)", u, e.ipCount(t))
+	}
+	same := groupSpec("same-ip", 1, 2)
+	same.Spec.PrivateIPAddress = g.Status.IP
+	if _, _, err := e.svc.CreateGroup(e.ctx, auth.Admin, same); !errdefs.IsConflict(err) || !strings.Contains(err.Error(), "being released until") {
+		t.Fatalf("the lost group's address asked for during its quarantine: %v", err)
+	}
+	e.clock.Add(41 * time.Second)
+	if err := e.svc.MonitorOnce(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.ipCount(t); n != 0 {
+		t.Fatalf("%d IPs a lease after HostLost", n)
 	}
 
 	// New groups avoid the NotReady host, and it is used again once it beats.
@@ -129,8 +143,19 @@ func TestDeletion(t *testing.T) {
 	if _, err := e.svc.groups.Get(e.ctx, ids["stuck"]); !errdefs.IsNotFound(err) {
 		t.Fatalf("an unconfirmed deletion was not completed after grace + timeout: %v", err)
 	}
-	if u := e.usageOf(t, "h1"); u.Pods != 0 || e.ipCount(t) != 0 {
-		t.Fatalf("usage %+v and %d IPs after every group was deleted", u, e.ipCount(t))
+	// The forced and the unconfirmed deletes keep their addresses a lease
+	// (the agent may not have stopped the sandbox): the forced one's has
+	// passed, the stuck one's not yet.
+	if u := e.usageOf(t, "h1"); u.Pods != 0 || e.ipCount(t) != 1 {
+		t.Fatalf("usage %+v and %d IPs after every group was deleted, want 0 and 1 (quarantined)", u, e.ipCount(t))
+	}
+	e.clock.Add(41 * time.Second)
+	_, _ = e.svc.Heartbeat(e.ctx, hostPrincipal("h1"), "h1")
+	if err := e.svc.MonitorOnce(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.ipCount(t); n != 0 {
+		t.Fatalf("%d IPs a lease after the last delete", n)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/log"
 )
 
@@ -74,6 +75,9 @@ func (s *Service) MonitorOnce(ctx context.Context) error {
 			fmt.Sprintf("no heartbeat since %s (lease %s)", h.Status.LastHeartbeat.Format(time.RFC3339), s.opts.HostLeaseTTL), "server")
 	}
 
+	if err := s.releaseQuarantined(ctx, now); err != nil {
+		return err
+	}
 	groups, _, _, err := s.groups.List(ctx, storeOpts(0, 0, ""))
 	if err != nil {
 		return err
@@ -82,7 +86,7 @@ func (s *Service) MonitorOnce(ctx context.Context) error {
 		st := g.Status
 		switch {
 		case g.Metadata.DeletionRequestedAt != nil && s.deletionOverdue(g, now, lost):
-			if err := s.removeGroup(ctx, g); err != nil {
+			if err := s.removeGroup(ctx, g, false); err != nil {
 				log.G(ctx).Warn("complete deletion", "group", g.Metadata.ID, "err", err)
 				continue
 			}
@@ -121,8 +125,10 @@ func pendingOverdue(g *apiv1.ContainerGroup, now time.Time) bool {
 	return g.Status.RunningAt == nil && now.Sub(g.Metadata.CreatedAt) > time.Duration(maxPendingMinutes(g))*time.Minute
 }
 
+// failGroup ends g for the server (its agent did not say so): its IP is
+// quarantined for a lease, the time its host takes to fence itself.
 func (s *Service) failGroup(ctx context.Context, g *apiv1.ContainerGroup, reason, message string) {
-	_, err := s.transition(ctx, g.Metadata.ID, func(cur *apiv1.ContainerGroup) bool {
+	_, err := s.transitionWith(ctx, g.Metadata.ID, s.opts.HostLeaseTTL, func(cur *apiv1.ContainerGroup) bool {
 		if cur.Status.State.Terminal() || cur.Metadata.DeletionRequestedAt != nil {
 			return false
 		}
@@ -134,4 +140,26 @@ func (s *Service) failGroup(ctx context.Context, g *apiv1.ContainerGroup, reason
 		return
 	}
 	s.recordEvent(ctx, "ContainerGroup", g.Metadata.ID, g.Metadata.Tenant, apiv1.EventWarning, reason, message, "server")
+}
+
+// releaseQuarantined frees the addresses whose quarantine ended (releaseOps).
+func (s *Service) releaseQuarantined(ctx context.Context, now time.Time) error {
+	ips, _, _, err := s.ips.List(ctx, storeOpts(0, 0, ""))
+	if err != nil {
+		return err
+	}
+	freed := 0
+	for _, rec := range ips {
+		if rec.ReleaseAfter == nil || now.Before(*rec.ReleaseAfter) {
+			continue
+		}
+		if err := s.ips.Delete(ctx, rec); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsConflict(err) {
+			return err
+		}
+		freed++
+	}
+	if freed > 0 {
+		s.wake()
+	}
+	return nil
 }

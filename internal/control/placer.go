@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -211,7 +212,11 @@ func (s *Service) loadPlacementState(ctx context.Context) (*placementState, erro
 	for _, r := range ips {
 		if a, ok := st.alloc[r.VSwitch]; ok {
 			if addr, err := netip.ParseAddr(r.IP); err == nil {
-				a.Mark(addr, r.Group)
+				owner := r.Group
+				if r.ReleaseAfter != nil {
+					owner = quarantined + r.ReleaseAfter.Format(time.RFC3339)
+				}
+				a.Mark(addr, owner)
 			}
 		}
 	}
@@ -318,6 +323,9 @@ func (s *Service) placeOne(ctx context.Context, st *placementState, g *apiv1.Con
 		if err != nil {
 			return s.scheduleFailed(ctx, g, "InvalidPrivateIP", err.Error())
 		}
+		if until, ok := strings.CutPrefix(owner, quarantined); ok {
+			return s.unschedulable(ctx, g, fmt.Sprintf("privateIpAddress %s is being released until %s (the host of the group that had it may still use it)", wantIP, until))
+		}
 		if owner != "" && owner != g.Metadata.ID {
 			return s.scheduleFailed(ctx, g, "PrivateIPInUse", fmt.Sprintf("privateIpAddress %s is in use by %s", wantIP, s.ownerName(ctx, owner, g.Metadata.Tenant)))
 		}
@@ -415,6 +423,9 @@ func (st *placementState) findAddress(addr netip.Addr, ids []string) (string, st
 	}
 	return "", "", fmt.Errorf("privateIpAddress %s is not inside any allowed vSwitch (%v)", addr, ids)
 }
+
+// quarantined starts the owner of an address being released (releaseOps).
+const quarantined = "released-after:"
 
 // usable are the vSwitches a group of tenant may get an address from: those
 // it names (in its order), or every one, that are the tenant's or shared.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -14,8 +15,13 @@ import (
 
 // releaseOps returns the conditions and operations that give back what g holds
 // (its share of the host's usage, its IP), to commit with the change of g
-// itself. Nothing when g holds nothing.
-func (s *Service) releaseOps(ctx context.Context, g *apiv1.ContainerGroup) ([]clientv3.Cmp, []clientv3.Op, error) {
+// itself. Nothing when g holds nothing. With quarantine, the IP is not free
+// at once: its host may still run the group's sandbox (it did not confirm
+// the end: a lost host, a forced delete), and only after quarantine is it
+// certain the host stopped it (an agent that can't renew its lease fences
+// itself within the lease; one that can sees the change at once). Until
+// then the address stays taken (the monitor frees it).
+func (s *Service) releaseOps(ctx context.Context, g *apiv1.ContainerGroup, quarantine time.Duration) ([]clientv3.Cmp, []clientv3.Op, error) {
 	if !g.Status.Allocated {
 		return nil, nil, nil
 	}
@@ -23,9 +29,19 @@ func (s *Service) releaseOps(ctx context.Context, g *apiv1.ContainerGroup) ([]cl
 	var ops []clientv3.Op
 	if g.Status.IP != "" && g.Status.VSwitchID != "" {
 		id := ipID(g.Status.VSwitchID, g.Status.IP)
-		if rec, err := s.ips.Get(ctx, id); err == nil && rec.Group == g.Metadata.ID {
+		rec, err := s.ips.Get(ctx, id)
+		switch {
+		case err == nil && rec.Group == g.Metadata.ID && quarantine > 0:
+			until := s.now().Add(quarantine)
+			rec.ReleaseAfter = &until
+			op, err := s.ips.PutOp(rec)
+			if err != nil {
+				return nil, nil, err
+			}
+			ops = append(ops, op)
+		case err == nil && rec.Group == g.Metadata.ID:
 			ops = append(ops, s.ips.DeleteOp(id))
-		} else if err != nil && !errdefs.IsNotFound(err) {
+		case err != nil && !errdefs.IsNotFound(err):
 			return nil, nil, err
 		}
 	}
@@ -91,6 +107,12 @@ func (s *Service) commit(ctx context.Context, cmps []clientv3.Cmp, ops []clientv
 // reaches a terminal state (its agent's report, HostLost, ScheduleFailed) what
 // it holds is released in the same transaction. Billing timestamps follow.
 func (s *Service) transition(ctx context.Context, id string, mutate func(g *apiv1.ContainerGroup) bool) (*apiv1.ContainerGroup, error) {
+	return s.transitionWith(ctx, id, 0, mutate)
+}
+
+// transitionWith is transition with the IP of a group that ends kept for
+// quarantine (releaseOps).
+func (s *Service) transitionWith(ctx context.Context, id string, quarantine time.Duration, mutate func(g *apiv1.ContainerGroup) bool) (*apiv1.ContainerGroup, error) {
 	for attempt := 0; attempt < 20; attempt++ {
 		g, err := s.groups.Get(ctx, id)
 		if err != nil {
@@ -107,7 +129,7 @@ func (s *Service) transition(ctx context.Context, id string, mutate func(g *apiv
 		}
 		released := false
 		if g.Status.State.Terminal() && g.Status.Allocated {
-			rcmps, rops, err := s.releaseOps(ctx, g)
+			rcmps, rops, err := s.releaseOps(ctx, g, quarantine)
 			if err != nil {
 				return nil, err
 			}

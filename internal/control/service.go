@@ -62,12 +62,15 @@ type usageRecord struct {
 
 func (u *usageRecord) Meta() *apiv1.ObjectMeta { return &u.Metadata }
 
-// ipRecord holds one allocated address: ID is "<vSwitch>_<ip>".
+// ipRecord holds one allocated address: ID is "<vSwitch>_<ip>". An address
+// whose group ended without its host confirming is kept until ReleaseAfter
+// (releaseOps), then freed by the monitor.
 type ipRecord struct {
-	Metadata apiv1.ObjectMeta `json:"metadata"`
-	VSwitch  string           `json:"vSwitch"`
-	IP       string           `json:"ip"`
-	Group    string           `json:"group"`
+	Metadata     apiv1.ObjectMeta `json:"metadata"`
+	VSwitch      string           `json:"vSwitch"`
+	IP           string           `json:"ip"`
+	Group        string           `json:"group"`
+	ReleaseAfter *time.Time       `json:"releaseAfter,omitempty"`
 }
 
 func (r *ipRecord) Meta() *apiv1.ObjectMeta { return &r.Metadata }

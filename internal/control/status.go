@@ -59,7 +59,7 @@ func (s *Service) Finalize(ctx context.Context, p auth.Principal, id string) err
 		if g.Metadata.DeletionRequestedAt == nil {
 			return fmt.Errorf("group %s is not being deleted: %w", id, errdefs.ErrConflict)
 		}
-		err = s.removeGroup(ctx, g)
+		err = s.removeGroup(ctx, g, true) // the agent stopped everything
 		if errdefs.IsConflict(err) {
 			continue
 		}

@@ -29,6 +29,11 @@ func (s *Service) CreateVSwitch(ctx context.Context, p auth.Principal, v *apiv1.
 		return nil, err
 	}
 	for _, other := range existing {
+		if other.Metadata.ID == v.Metadata.Name {
+			return nil, fmt.Errorf("vSwitch %s exists (%s in %s): %w", other.Metadata.ID, other.Spec.CIDR, other.Spec.Zone, errdefs.ErrAlreadyExists)
+		}
+	}
+	for _, other := range existing {
 		if op, err := ipam.NewPool(other.Spec.CIDR, other.Spec.Gateway); err == nil && op.Prefix.Overlaps(pool.Prefix) {
 			return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: "spec.cidr",
 				Message: fmt.Sprintf("%s overlaps vSwitch %s (%s)", pool.Prefix, other.Metadata.ID, other.Spec.CIDR)}})

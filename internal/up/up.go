@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -68,6 +69,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return err
 	}
+	if err := os.Remove(ReadyFile(cfg.DataDir)); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	defer func() { _ = os.Remove(ReadyFile(cfg.DataDir)) }()
 	srv, err := server.New(server.Config{Addr: cfg.Listen, DataDir: filepath.Join(cfg.DataDir, "server"), Name: "eci-up"})
 	if err != nil {
 		return err
@@ -101,15 +106,33 @@ func Run(ctx context.Context, cfg Config) error {
 	for _, d := range daemons {
 		run(d.name, d.run)
 	}
-	log.G(ctx).Info("eci up: serving", "api", srv.URL(), "adminConfig", filepath.Join(cfg.DataDir, "server", "admin.conf"), "vnode", cfg.Kubeconfig != "")
+	for _, d := range daemons {
+		select {
+		case <-d.ready:
+		case <-ctx.Done():
+		}
+	}
+	if ctx.Err() == nil {
+		// make up waits for this file: a node's Ready condition or a pod's
+		// status in the apiserver may be stale, left by a process that died.
+		if err := os.WriteFile(ReadyFile(cfg.DataDir), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644); err != nil {
+			log.G(ctx).Warn("write the ready file", "err", err)
+		}
+		log.G(ctx).Info("eci up: serving", "api", srv.URL(), "adminConfig", filepath.Join(cfg.DataDir, "server", "admin.conf"), "vnode", cfg.Kubeconfig != "")
+	}
 	wg.Wait()
 	close(errs)
 	return <-errs
 }
 
+// ReadyFile is written in the data dir once the server, the agent and the
+// virtual node all serve, and removed when eci up starts and stops.
+func ReadyFile(dataDir string) string { return filepath.Join(dataDir, "ready") }
+
 type daemon struct {
-	name string
-	run  func(context.Context) error
+	name  string
+	run   func(context.Context) error
+	ready <-chan struct{}
 }
 
 // prepare, with the server running, writes the admin's client config,
@@ -132,7 +155,7 @@ func prepare(ctx context.Context, cfg Config, srv *server.Server) ([]daemon, err
 	if err != nil {
 		return nil, err
 	}
-	daemons := []daemon{{"agent", a.Run}}
+	daemons := []daemon{{"agent", a.Run, a.Ready()}}
 	if cfg.Kubeconfig == "" {
 		return daemons, nil
 	}
@@ -150,13 +173,24 @@ func prepare(ctx context.Context, cfg Config, srv *server.Server) ([]daemon, err
 	if err != nil {
 		return nil, err
 	}
-	return append(daemons, daemon{"vnode", v.Run}), nil
+	return append(daemons, daemon{"vnode", v.Run, v.Ready()}), nil
 }
 
 // bootstrap makes what one machine needs: a vSwitch, a host token and the
 // vnode's tenant with its token (kept in DataDir, so a restart reuses them).
 func bootstrap(ctx context.Context, admin *client.Client, cfg Config) (hostToken, tenantToken string, err error) {
-	if _, err := admin.CreateVSwitch(ctx, &apiv1.VSwitch{Metadata: apiv1.ObjectMeta{Name: "vsw-local"}, Spec: apiv1.VSwitchSpec{Zone: "local", CIDR: cfg.PodCIDR}}); err != nil && !errdefs.IsAlreadyExists(err) && !errdefs.IsConflict(err) {
+	// A restart on the same data dir finds its vSwitch: the same one is
+	// fine, another CIDR is the operator's to resolve.
+	_, err = admin.CreateVSwitch(ctx, &apiv1.VSwitch{Metadata: apiv1.ObjectMeta{Name: "vsw-local"}, Spec: apiv1.VSwitchSpec{Zone: "local", CIDR: cfg.PodCIDR}})
+	if errdefs.IsAlreadyExists(err) {
+		cur, gerr := admin.GetVSwitch(ctx, "vsw-local")
+		if gerr != nil {
+			return "", "", gerr
+		}
+		if want, _ := netip.ParsePrefix(cfg.PodCIDR); cur.Spec.CIDR != want.Masked().String() {
+			return "", "", fmt.Errorf("--pod-cidr %s: the data dir's vSwitch vsw-local is %s; use that CIDR or another --data-dir", cfg.PodCIDR, cur.Spec.CIDR)
+		}
+	} else if err != nil {
 		return "", "", fmt.Errorf("vSwitch %s: %w", cfg.PodCIDR, err)
 	}
 	if _, err := admin.PutTenant(ctx, &apiv1.Tenant{Metadata: apiv1.ObjectMeta{Name: "default"}}); err != nil {

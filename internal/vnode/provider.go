@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -146,13 +147,13 @@ func (p *Provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 	g := p.groups[string(pod.UID)]
 	p.mu.Unlock()
 	if g == nil {
-		p.gone(pod)
+		p.gone(ctx, pod)
 		return nil
 	}
 	opts := client.DeleteOptions{GracePeriodSeconds: pod.DeletionGracePeriodSeconds}
 	if _, err := p.cfg.ECI.DeleteGroup(ctx, g.Metadata.ID, opts); err != nil {
 		if errdefs.IsNotFound(err) {
-			p.gone(pod)
+			p.gone(ctx, pod)
 			return nil
 		}
 		return fmt.Errorf("delete the instance of pod %s/%s: %w", pod.Namespace, pod.Name, err)
@@ -160,8 +161,13 @@ func (p *Provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 	return nil
 }
 
-// gone gives a pod whose group no longer exists its terminal status.
-func (p *Provider) gone(pod *corev1.Pod) {
+// gone gives a pod whose group no longer exists its terminal status; a pod
+// being deleted is then removed from the apiserver, as the kubelet removes
+// it once its containers stopped (grace 0, on the pod's UID).
+// (virtual-kubelet force-deletes a terminated pod only when its spec or
+// metadata change again, which they need not do: without this such a pod
+// stayed Terminating.)
+func (p *Provider) gone(ctx context.Context, pod *corev1.Pod) {
 	p.mu.Lock()
 	key := podKey(pod.Namespace, pod.Name)
 	cur := p.pods[key]
@@ -174,6 +180,23 @@ func (p *Provider) gone(pod *corev1.Pod) {
 	}
 	cur.Status = deletedStatus(cur)
 	p.push(cur)
+	deleting := pod.DeletionTimestamp != nil
+	if p.cfg.Pods != nil {
+		if live, err := p.cfg.Pods.Pods(pod.Namespace).Get(pod.Name); err == nil && live.UID == pod.UID {
+			deleting = live.DeletionTimestamp != nil
+		}
+	}
+	if !deleting || p.cfg.Kube == nil {
+		return
+	}
+	go func() {
+		zero := int64(0)
+		uid := pod.UID
+		err := p.cfg.Kube.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero, Preconditions: &metav1.Preconditions{UID: &uid}})
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) && ctx.Err() == nil {
+			log.G(ctx).Warn("remove a deleted pod whose instance is gone", "pod", key, "err", err)
+		}
+	}()
 }
 
 // GetPod returns a pod this node runs, with its current status.

@@ -179,7 +179,7 @@ func (v *VNode) watchGroups(ctx context.Context) {
 				return // another virtual node's of this cluster
 			}
 			if ev.Type == apiv1.Deleted {
-				p.groupGone(ev.Object)
+				p.groupGone(ctx, ev.Object)
 				return
 			}
 			p.remember(ev.Object)
@@ -196,13 +196,13 @@ func (p *Provider) mine(g *apiv1.ContainerGroup) bool {
 }
 
 // groupGone: a deleted group's pod gets its terminal status.
-func (p *Provider) groupGone(g *apiv1.ContainerGroup) {
+func (p *Provider) groupGone(ctx context.Context, g *apiv1.ContainerGroup) {
 	key := podKey(g.Metadata.Labels[LabelPodNamespace], g.Metadata.Labels[LabelPodName])
 	p.mu.Lock()
 	pod := p.pods[key]
 	p.mu.Unlock()
 	if pod != nil && string(pod.UID) == g.Metadata.Labels[LabelPodUID] {
-		p.gone(pod)
+		p.gone(ctx, pod)
 		return
 	}
 	p.mu.Lock()
