@@ -183,6 +183,9 @@ func validateVolume(e *errs, p fpath, v Volume) {
 			if f.Mode != nil && (*f.Mode < 0 || *f.Mode > 0o777) {
 				e.add(ip.child("mode"), "%#o is not a file mode; allowed: 0 to 0777", *f.Mode)
 			}
+			if f.SHA256 != "" {
+				e.add(ip.child("sha256"), "is set by the service on what it returns; send the file's content instead")
+			}
 		}
 	}
 	if v.NFS != nil {

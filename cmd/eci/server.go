@@ -90,5 +90,6 @@ Serves /metrics (Prometheus), /healthz and /readyz.`,
 	fl.Float64Var(&cfg.HostRateLimit.QPS, "host-qps", server.DefaultHostRateLimit.QPS, "requests a second one host (agent) token may make to this server (-1: no limit)")
 	fl.IntVar(&cfg.HostRateLimit.Burst, "host-burst", server.DefaultHostRateLimit.Burst, "requests one host token may make at once")
 	fl.IntVar(&cfg.Control.MaxStoredGroups, "max-stored-groups-per-tenant", control.DefaultMaxStoredGroups, "groups one tenant may store, every state (ended ones count until they are deleted or retention removes them)")
+	fl.IntVar(&cfg.Control.MaxLargeGroups, "max-large-groups-per-tenant", control.DefaultMaxLargeGroups, fmt.Sprintf("groups over %d KiB (files volumes) one tenant may store while they run", control.LargeGroupBytes>>10))
 	return cmd
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -74,9 +75,9 @@ type Config struct {
 	// (containerd's config_path), where the agent writes RegistryMirrors
 	// (registry -> mirror URLs) and, for the length of a group's own pull,
 	// the plain-http or insecure transport it asks for when
-	// AllowInsecureRegistries. AllowedLocalRegistries (host:port) may be on
-	// the host's loopback or link-local addresses; other such registries are
-	// refused (pullguard.go).
+	// AllowInsecureRegistries. AllowedLocalRegistries (host or host:port)
+	// may be on the host's own addresses (loopback, link-local, its
+	// interfaces'); other such registries are refused (pullguard.go).
 	RegistryConfigDir       string
 	RegistryMirrors         map[string][]string
 	AllowInsecureRegistries bool
@@ -200,6 +201,14 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			return fmt.Errorf("registry mirrors: %w", err)
 		}
 	}
+	// The groups' volumes hold their secrets and tokens: only the agent (and
+	// the containers, through their bind mounts) may enter.
+	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	if err := os.Chmod(a.cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
 	var streamLn net.Listener
 	var streamTLS *tls.Config
 	if a.cfg.StreamAddress != "" {
@@ -207,18 +216,22 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	registered, err := a.cfg.Client.RegisterHost(ctx, &a.cfg.Host)
-	if err != nil {
-		if streamLn != nil {
-			_ = streamLn.Close()
-		}
-		return fmt.Errorf("register host %s: %w", a.name, err)
-	}
-	a.lease.renewed(time.Now(), registered.Status.LeaseSeconds)
+	// The fence watches the lease from the start: an agent that can't
+	// register either stops its groups once most of a lease has passed.
+	a.lease.load(a.cfg.StateDir, time.Now())
 	var wg sync.WaitGroup
 	run := func(f func(context.Context)) {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(ctx) }()
+	}
+	fenceCtx, stopFence := context.WithCancel(ctx)
+	defer stopFence()
+	go a.watchFence(fenceCtx)
+	if err := a.register(ctx); err != nil {
+		if streamLn != nil {
+			_ = streamLn.Close()
+		}
+		return err
 	}
 	run(a.heartbeat)
 	run(a.watchGroups)
@@ -272,9 +285,17 @@ func (a *Agent) watchGroups(ctx context.Context) {
 		Synced: func() { close(a.ready) },
 		Event: func(ev client.GroupEvent) {
 			a.mu.Lock()
-			if ev.Type == apiv1.Deleted {
+			cur := a.groups[ev.Object.Metadata.ID]
+			switch {
+			case ev.Type == apiv1.Deleted:
 				delete(a.groups, ev.Object.Metadata.ID)
-			} else {
+			case cur != nil && olderVersion(ev.Object.Metadata.ResourceVersion, cur.Metadata.ResourceVersion):
+				// An event older than the view (refreshView read ahead): the
+				// group is there all the same.
+				if a.relisting {
+					a.seen[ev.Object.Metadata.ID] = true
+				}
+			default:
 				a.groups[ev.Object.Metadata.ID] = ev.Object
 				if a.relisting {
 					a.seen[ev.Object.Metadata.ID] = true

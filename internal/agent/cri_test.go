@@ -412,7 +412,9 @@ func startAgentOn(t testing.TB, srv *servertest.Server, rt runtime.Runtime, bed 
 		Host:       apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}},
 		CNIConfDir: bed.Containerd.CNIConfDir, CNIBridge: bed.Network.AgentBridge, IPAMSocket: filepath.Join(bed.Dir, "agent", "ipam.sock"),
 		RegistryConfigDir: bed.Containerd.CertsDir, RegistryMirrors: map[string][]string{"docker.io": {"http://" + bed.Registry.Host}},
-		AllowInsecureRegistries: true, AllowedLocalRegistries: []string{bed.Registry.Host},
+		// The bed's registry is on loopback; registries_test's private one on
+		// the agent bridge's gateway, an address of the host.
+		AllowInsecureRegistries: true, AllowedLocalRegistries: []string{bed.Registry.Host, bed.Network.VSwitchCIDR.Addr().Next().String()},
 		StreamAddress: "127.0.0.1:0", EvictionInterval: time.Second, PidsLimit: testPidsLimit, EphemeralStorageBase: 32 << 20, LogMaxSize: 128 << 10, LogMaxFiles: 3,
 	})
 }

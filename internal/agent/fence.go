@@ -2,11 +2,19 @@ package agent
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/log"
 )
 
@@ -19,12 +27,28 @@ import (
 // no grace: the groups are lost for the service) and starts nothing until
 // a renewal succeeds again. A shorter outage changes nothing.
 
-// fence is the agent's lease as it knows it.
+// fence is the agent's lease as it knows it. The time of the last renewal
+// is kept in the state dir too: an agent started again after most of a lease
+// without one (it was down, or can't reach the server) fences at once.
 type fence struct {
 	mu        sync.Mutex
 	lastRenew time.Time
 	lease     time.Duration // the server's, from its answers
 	fenced    bool
+	file      string
+}
+
+// load reads the last renewal an earlier agent recorded, else now.
+func (f *fence) load(stateDir string, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.file = filepath.Join(stateDir, "lease-renewed")
+	f.lastRenew = now
+	if data, err := os.ReadFile(f.file); err == nil {
+		if ns, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64); err == nil && ns > 0 {
+			f.lastRenew = time.Unix(0, ns)
+		}
+	}
 }
 
 // defaultLease is assumed until the server names its own.
@@ -37,6 +61,9 @@ func (f *fence) renewed(now time.Time, leaseSeconds int) (lifted bool) {
 	f.lastRenew = now
 	if leaseSeconds > 0 {
 		f.lease = time.Duration(leaseSeconds) * time.Second
+	}
+	if f.file != "" {
+		_ = os.WriteFile(f.file, []byte(strconv.FormatInt(now.UnixNano(), 10)), 0o600)
 	}
 	lifted, f.fenced = f.fenced, false
 	return lifted
@@ -75,9 +102,9 @@ func (a *Agent) fenceAfter() time.Duration {
 
 // heartbeat renews the lease every HeartbeatInterval (each renewal given at
 // most that long: a cut-off server must not hold the loop), while watchFence
-// fences the host when renewals stop for fenceAfter.
+// (started before the agent registers) fences the host when renewals stop
+// for fenceAfter.
 func (a *Agent) heartbeat(ctx context.Context) {
-	go a.watchFence(ctx)
 	beat := time.NewTicker(a.cfg.HeartbeatInterval)
 	defer beat.Stop()
 	for {
@@ -86,6 +113,7 @@ func (a *Agent) heartbeat(ctx context.Context) {
 			return
 		case <-beat.C:
 		}
+		sent := time.Now() // the lease counts from the request, not the answer
 		hbCtx, cancel := context.WithTimeout(ctx, max(a.cfg.HeartbeatInterval, 2*time.Second))
 		h, err := a.cfg.Client.Heartbeat(hbCtx, a.name)
 		cancel()
@@ -95,7 +123,15 @@ func (a *Agent) heartbeat(ctx context.Context) {
 			}
 			continue
 		}
-		if a.lease.renewed(time.Now(), h.Status.LeaseSeconds) {
+		if a.lease.isFenced() {
+			// The view of the groups may be stale (the watch was cut too):
+			// read them afresh before anything runs again.
+			if err := a.refreshView(ctx); err != nil {
+				log.G(ctx).Warn("fenced: read the host's groups before lifting the fence", "err", err)
+				continue
+			}
+		}
+		if a.lease.renewed(sent, h.Status.LeaseSeconds) {
 			log.G(ctx).Warn("lease renewed: fence lifted; the groups are reconciled with what the server says of them")
 			a.mu.Lock()
 			ids := make([]string, 0, len(a.groups))
@@ -144,4 +180,65 @@ func (a *Agent) stopAll(ctx context.Context) {
 	if err := a.removeSandboxes(ctx, nil, sbs, 0, "fenced: the host's lease was not renewed"); err != nil {
 		log.G(ctx).Error("fencing: remove sandboxes", "err", err)
 	}
+}
+
+// register registers the host, trying again while the server can't be
+// reached (the fence meanwhile stops the groups once most of a lease has
+// passed); a refusal (a bad token, a bad host) is returned.
+func (a *Agent) register(ctx context.Context) error {
+	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
+		sent := time.Now()
+		registered, err := a.cfg.Client.RegisterHost(ctx, &a.cfg.Host)
+		if err == nil {
+			a.lease.renewed(sent, registered.Status.LeaseSeconds)
+			return nil
+		}
+		if !errdefs.IsUnavailable(err) || ctx.Err() != nil {
+			return fmt.Errorf("register host %s: %w", a.name, err)
+		}
+		log.G(ctx).Warn("register the host: the server can't be reached; trying again", "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+// refreshView replaces the agent's view of its groups with the server's
+// current one: newer versions replace older ones, groups the server no
+// longer places here are dropped.
+func (a *Agent) refreshView(ctx context.Context) error {
+	list, err := a.cfg.Client.ListGroups(ctx, client.ListOptions{Host: a.name})
+	if err != nil {
+		return err
+	}
+	fresh := map[string]*apiv1.ContainerGroup{}
+	for i := range list.Items {
+		fresh[list.Items[i].Metadata.ID] = &list.Items[i]
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for id, cur := range a.groups {
+		g, ok := fresh[id]
+		switch {
+		case !ok:
+			delete(a.groups, id)
+		case !olderVersion(g.Metadata.ResourceVersion, cur.Metadata.ResourceVersion):
+			a.groups[id] = g
+		}
+	}
+	for id, g := range fresh {
+		if _, ok := a.groups[id]; !ok {
+			a.groups[id] = g
+		}
+	}
+	return nil
+}
+
+// olderVersion tells whether resource version a is before b.
+func olderVersion(a, b string) bool {
+	x, err1 := strconv.ParseInt(a, 10, 64)
+	y, err2 := strconv.ParseInt(b, 10, 64)
+	return err1 == nil && err2 == nil && x < y
 }

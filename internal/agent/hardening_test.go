@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -109,6 +110,16 @@ func testHardening(t *testing.T, bed *testbed.Bed, srv *servertest.Server, rt ru
 		}
 		waitLog(t, logOf(id, "rel"), "stdout F inside")
 		waitLog(t, logOf(id, "rel"), "stdout F version=1")
+		// Another local user of the host reads no tenant's files.
+		secretFile := filepath.Join(bed.Dir, "agent", "state", "groups", id, "volumes", "conf", "app.conf")
+		if _, err := os.Stat(secretFile); err != nil {
+			t.Fatalf("the files volume: %v", err)
+		}
+		peek := exec.Command("cat", secretFile)
+		peek.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		if out, err := peek.CombinedOutput(); err == nil || !strings.Contains(string(out), "Permission denied") {
+			t.Fatalf("user nobody read a group's files volume: %q (%v)", out, err)
+		}
 		eventuallyOK(t, "the missing subPath was made inside the volume and written through", func() error {
 			got, err := os.ReadFile(filepath.Join(bed.Dir, "agent", "state", "groups", id, "volumes", "data", "new", "dir", "f"))
 			if err != nil || strings.TrimSpace(string(got)) != "made" {

@@ -68,7 +68,8 @@ func (a *Agent) ephemeralUsage(ctx context.Context, id string) (uint64, error) {
 // ephemeralUsed adds up the writable layers of cs and the group's on-disk
 // volumes and logs.
 func (a *Agent) ephemeralUsed(id string, cs []*runtimeapi.ContainerStats) uint64 {
-	used := dirUsage(a.groupDir(id)) + dirUsage(filepath.Join(a.cfg.LogDir, id))
+	// subPath bind mounts show what the volumes hold a second time.
+	used := dirUsage(a.groupDir(id), a.subpathDir(id)) + dirUsage(filepath.Join(a.cfg.LogDir, id))
 	for _, c := range cs {
 		used += c.GetWritableLayer().GetUsedBytes().GetValue()
 	}

@@ -16,7 +16,7 @@ const pullProgressEvery = 10 * time.Second
 // pull pulls c's image with the group's credential for its registry. The CRI
 // reports no progress of a pull, so while it lasts a Pulling event says for
 // how long every pullProgressEvery; Pulled gives the time and the size.
-func (a *Agent) pull(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Container, spec *runtimeapi.ImageSpec, sbCfg *runtimeapi.PodSandboxConfig) error {
+func (a *Agent) pull(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Container, spec *runtimeapi.ImageSpec, sbCfg *runtimeapi.PodSandboxConfig) (string, error) {
 	auth := pullAuth(g, c.Image)
 	how := ""
 	if auth != nil {
@@ -40,12 +40,12 @@ func (a *Agent) pull(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Conta
 	}()
 	ref, err := a.cfg.Runtime.PullImage(ctx, spec, auth, sbCfg)
 	if err != nil {
-		return &waitingError{reason: "ErrImagePull", err: fmt.Errorf("pull %s: %w", c.Image, err)}
+		return "", &waitingError{reason: "ErrImagePull", err: fmt.Errorf("pull %s: %w", c.Image, err)}
 	}
 	size := ""
 	if st, err := a.cfg.Runtime.ImageStatus(ctx, &runtimeapi.ImageSpec{Image: ref}, false); err == nil && st.GetImage() != nil {
 		size = fmt.Sprintf(" (%s)", bytesString(st.GetImage().GetSize()))
 	}
 	a.event(ctx, g, apiv1.EventNormal, "Pulled", fmt.Sprintf("pulled image %s%s in %s", c.Image, size, time.Since(start).Round(time.Millisecond)))
-	return nil
+	return ref, nil
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,17 +35,17 @@ import (
 // (--allowed-local-registry).
 
 // pullGuard orders pulls per registry and remembers images pulled without
-// verified TLS.
+// verified TLS. Pulls over the host's own transport share a registry's lock
+// (they run together); a pull that changes the transport holds it alone.
 type pullGuard struct {
 	mu      sync.Mutex
-	locks   map[string]*sync.Mutex // by registry
-	active  map[string]bool        // registries whose transport a pull has changed now
-	tainted map[string]bool        // image references pulled over plain HTTP or without TLS checks
-	file    string                 // where tainted is kept
+	locks   map[string]*sync.RWMutex // by registry
+	tainted map[string]bool          // image references pulled over plain HTTP or without TLS checks
+	file    string                   // where tainted is kept
 }
 
 func newPullGuard(stateDir string) *pullGuard {
-	g := &pullGuard{locks: map[string]*sync.Mutex{}, active: map[string]bool{}, tainted: map[string]bool{}}
+	g := &pullGuard{locks: map[string]*sync.RWMutex{}, tainted: map[string]bool{}}
 	if stateDir != "" {
 		g.file = filepath.Join(stateDir, "images-pulled-unverified.json")
 		if data, err := os.ReadFile(g.file); err == nil {
@@ -59,33 +60,28 @@ func newPullGuard(stateDir string) *pullGuard {
 	return g
 }
 
-// lock takes registry reg for one pull.
-func (g *pullGuard) lock(reg string) func() {
+// registryLock is registry reg's lock.
+func (g *pullGuard) registryLock(reg string) *sync.RWMutex {
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	l, ok := g.locks[reg]
 	if !ok {
-		l = &sync.Mutex{}
+		l = &sync.RWMutex{}
 		g.locks[reg] = l
 	}
-	g.mu.Unlock()
-	l.Lock()
-	return l.Unlock
+	return l
 }
 
-func (g *pullGuard) setActive(reg string, on bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if on {
-		g.active[reg] = true
-	} else {
-		delete(g.active, reg)
+// lock takes registry reg for one pull: alone when it changes the
+// registry's transport, shared otherwise.
+func (g *pullGuard) lock(reg string, alone bool) func() {
+	l := g.registryLock(reg)
+	if alone {
+		l.Lock()
+		return l.Unlock
 	}
-}
-
-func (g *pullGuard) isActive(reg string) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.active[reg]
+	l.RLock()
+	return l.RUnlock
 }
 
 // isTainted tells whether image was last pulled without verified TLS.
@@ -135,32 +131,72 @@ func imageKey(image string) string {
 	return image
 }
 
-// checkLocalRegistry refuses a registry on the host's loopback or
-// link-local addresses unless the operator allowed it by name.
+// checkLocalRegistry refuses a registry on the host's own addresses
+// (loopback, link-local, unspecified, or an address of one of the host's
+// interfaces: the node's, a vSwitch gateway on the bridge) unless the
+// operator allowed it by name ("host" or "host:port"). A name that does not
+// resolve is refused too (the check must not fail open). The runtime
+// resolves the name again when it connects: a name whose answers change
+// between the two (DNS rebinding) is not caught here; a host that must be
+// sure filters the runtime's connections to its own addresses.
 func (a *Agent) checkLocalRegistry(ctx context.Context, reg string) error {
-	if slices.Contains(a.cfg.AllowedLocalRegistries, reg) {
-		return nil
-	}
 	host := reg
 	if h, _, err := net.SplitHostPort(reg); err == nil {
 		host = h
 	}
 	host = strings.Trim(host, "[]")
+	if slices.Contains(a.cfg.AllowedLocalRegistries, reg) || slices.Contains(a.cfg.AllowedLocalRegistries, host) {
+		return nil
+	}
+	if _, mirrored := a.cfg.RegistryMirrors[reg]; mirrored || a.operatorConfigured(reg) {
+		return nil // the runtime goes where the operator said, not to reg
+	}
 	var addrs []netip.Addr
-	if ip, err := netip.ParseAddr(host); err == nil {
+	switch ip, err := netip.ParseAddr(host); {
+	case err == nil:
 		addrs = []netip.Addr{ip}
-	} else if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+	case strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost"):
 		addrs = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
-	} else if ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host); err == nil {
+	default:
+		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		if err != nil || len(ips) == 0 {
+			return fmt.Errorf("registry %s: its name does not resolve on this host (%v): refused until it does", reg, err)
+		}
 		addrs = ips
 	}
+	own := hostAddrs()
 	for _, ip := range addrs {
 		ip = ip.Unmap()
-		if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsUnspecified() {
-			return fmt.Errorf("registry %s is on the host's own or link-local addresses (%s): refused, the runtime would reach the host's services for a tenant (the operator allows a local registry with --allowed-local-registry)", reg, ip)
+		if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsUnspecified() || own[ip] {
+			return fmt.Errorf("registry %s is on this host's own or link-local addresses (%s): refused, the runtime would reach the host's services for a tenant (the operator allows a local registry with --allowed-local-registry)", reg, ip)
 		}
 	}
 	return nil
 }
 
+// hostAddrs are the addresses of the host's interfaces.
+func hostAddrs() map[netip.Addr]bool {
+	out := map[netip.Addr]bool{}
+	ifaddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return out
+	}
+	for _, a := range ifaddrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil {
+			out[p.Addr().Unmap()] = true
+		}
+	}
+	return out
+}
+
 var errNoRegistryDir = errors.New("plainHttpRegistries/insecureRegistries: this host's agent has no --registry-config-dir")
+
+// operatorConfigured tells whether the operator's own hosts.toml (not one
+// the agent wrote) says where the runtime pulls reg from.
+func (a *Agent) operatorConfigured(reg string) bool {
+	if a.cfg.RegistryConfigDir == "" || strings.ContainsAny(reg, `/\`) || reg == "" || reg == "." || reg == ".." {
+		return false
+	}
+	cur, err := os.ReadFile(filepath.Join(a.cfg.RegistryConfigDir, reg, "hosts.toml"))
+	return err == nil && !bytes.HasPrefix(cur, []byte(markGroup))
+}

@@ -328,20 +328,21 @@ func (a *Agent) start(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Cont
 		a.mu.Unlock()
 		return errStillWaiting
 	}
-	if err := a.ensureImage(ctx, g, c, sbCfg); err != nil {
-		return err
-	}
 	if err := checkSecurity(c); err != nil {
 		return &waitingError{reason: "CreateContainerConfigError", err: err}
 	}
-	if err := a.checkNonRoot(ctx, c); err != nil {
+	image, err := a.ensureImage(ctx, g, c, sbCfg)
+	if err != nil {
+		return err
+	}
+	if err := a.checkNonRoot(ctx, c, image); err != nil {
 		return &waitingError{reason: "CreateContainerConfigError", err: err}
 	}
 	mounts, err := a.mounts(g, c)
 	if err != nil {
 		return &waitingError{reason: "CreateContainerConfigError", err: err}
 	}
-	id, err := a.cfg.Runtime.CreateContainer(ctx, sbID, containerConfig(g, c, n, init, mounts), sbCfg)
+	id, err := a.cfg.Runtime.CreateContainer(ctx, sbID, containerConfig(g, c, image, n, init, mounts), sbCfg)
 	if err != nil {
 		a.event(ctx, g, apiv1.EventWarning, "Failed", fmt.Sprintf("create container %s: %v", c.Name, err))
 		return fmt.Errorf("create container %s: %w", c.Name, err)
@@ -357,44 +358,63 @@ func (a *Agent) start(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Cont
 }
 
 // ensureImage pulls c's image unless it is present (or the policy says
-// Always), with the registry transport the group asked for; an image another
-// group pulled without verified TLS is pulled again over verified TLS for a
-// group that did not ask for that (pullguard.go).
-func (a *Agent) ensureImage(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Container, sbCfg *runtimeapi.PodSandboxConfig) error {
+// Always), with the registry transport the group asked for, and returns the
+// image's id, which the container is made from (as the kubelet does: a tag
+// moved by a later pull changes nothing of it). An image another group
+// pulled without verified TLS is pulled again over verified TLS for a group
+// that did not ask for that; the check, the pull and the mark are made
+// under the registry's lock (pullguard.go).
+func (a *Agent) ensureImage(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Container, sbCfg *runtimeapi.PodSandboxConfig) (string, error) {
 	reg, err := registryHost(c.Image)
 	if err != nil {
-		return &waitingError{reason: "InvalidImageName", err: err}
+		return "", &waitingError{reason: "InvalidImageName", err: err}
 	}
 	if err := a.checkLocalRegistry(ctx, reg); err != nil {
-		return &waitingError{reason: "ErrImagePull", err: err}
+		return "", &waitingError{reason: "ErrImagePull", err: err}
 	}
 	wish := registryWishes(g)[reg]
 	spec := &runtimeapi.ImageSpec{Image: c.Image}
-	if c.ImagePullPolicy != apiv1.PullAlways {
-		st, err := a.cfg.Runtime.ImageStatus(ctx, spec, false)
-		present := err == nil && st.GetImage() != nil
-		unverified := present && wish == "" && a.pulls.isTainted(c.Image)
-		switch {
-		case present && !unverified:
-			return nil
-		case c.ImagePullPolicy == apiv1.PullNever && unverified:
-			return &waitingError{reason: "ErrImageNeverPull", err: fmt.Errorf("image %s on this host was pulled without TLS verification for another group, and imagePullPolicy Never forbids pulling it again", c.Image)}
-		case c.ImagePullPolicy == apiv1.PullNever:
-			return &waitingError{reason: "ErrImageNeverPull", err: fmt.Errorf("image %s is not present and imagePullPolicy is Never", c.Image)}
+	var image string
+	err = a.withTransport(reg, wish, func() error {
+		if c.ImagePullPolicy != apiv1.PullAlways {
+			st, err := a.cfg.Runtime.ImageStatus(ctx, spec, false)
+			present := err == nil && st.GetImage() != nil
+			unverified := present && wish == "" && a.pulls.isTainted(c.Image)
+			switch {
+			case present && !unverified:
+				image = st.GetImage().GetId()
+				return nil
+			case c.ImagePullPolicy == apiv1.PullNever && unverified:
+				return &waitingError{reason: "ErrImageNeverPull", err: fmt.Errorf("image %s on this host was pulled without TLS verification for another group, and imagePullPolicy Never forbids pulling it again", c.Image)}
+			case c.ImagePullPolicy == apiv1.PullNever:
+				return &waitingError{reason: "ErrImageNeverPull", err: fmt.Errorf("image %s is not present and imagePullPolicy is Never", c.Image)}
+			}
 		}
-	}
-	err = a.withTransport(reg, wish, func() error { return a.pull(ctx, g, c, spec, sbCfg) })
+		if wish != "" {
+			// Marked before the pull: a copy that may be anyone's is never
+			// taken for a verified one, even if the pull fails midway.
+			if err := a.pulls.mark(c.Image, true); err != nil {
+				return err
+			}
+		}
+		ref, err := a.pull(ctx, g, c, spec, sbCfg)
+		if err != nil {
+			return err
+		}
+		image = ref
+		if wish == "" {
+			return a.pulls.mark(c.Image, false)
+		}
+		return nil
+	})
 	var we *waitingError
 	if err != nil && !errors.As(err, &we) {
 		err = &waitingError{reason: "ErrImagePull", err: err}
 	}
-	if err != nil {
-		return err
+	if image == "" && err == nil {
+		image = c.Image
 	}
-	if err := a.pulls.mark(c.Image, wish != ""); err != nil {
-		log.G(ctx).Warn("record how an image was pulled", "image", c.Image, "err", err)
-	}
-	return nil
+	return image, err
 }
 
 // removeSandboxes stops (with grace seconds and the preStop hooks of g's
@@ -453,12 +473,12 @@ func hasProbes(g *apiv1.ContainerGroup) bool {
 
 // checkNonRoot refuses, as the kubelet does, to run as root a container that
 // asks for runAsNonRoot without a runAsUser, when its image runs as root.
-func (a *Agent) checkNonRoot(ctx context.Context, c apiv1.Container) error {
+func (a *Agent) checkNonRoot(ctx context.Context, c apiv1.Container, image string) error {
 	sc := c.SecurityContext
 	if sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.RunAsUser != nil {
 		return nil
 	}
-	st, err := a.cfg.Runtime.ImageStatus(ctx, &runtimeapi.ImageSpec{Image: c.Image}, false)
+	st, err := a.cfg.Runtime.ImageStatus(ctx, &runtimeapi.ImageSpec{Image: image}, false)
 	if err != nil {
 		return err
 	}

@@ -92,15 +92,19 @@ func upstream(reg string) string {
 }
 
 // withTransport runs pull with reg's transport as g asks (wish: "http",
-// "insecure" or "" for the host's own), alone among the pulls from reg
-// (pullguard.go); a group's setting is removed right after its pull.
+// "insecure" or "" for the host's own). A pull that changes the transport
+// runs alone among the pulls from reg (pullguard.go), its setting written
+// before and removed after; a setting that can't be removed stops every
+// later pull from reg until it can.
 func (a *Agent) withTransport(reg, wish string, pull func() error) error {
-	unlock := a.pulls.lock(reg)
+	unlock := a.pulls.lock(reg, wish != "")
 	defer unlock()
 	if wish == "" {
-		// Under the lock no other pull changed reg: a group's file here was
-		// left by a stopped agent.
-		a.removeWish(reg)
+		// No pull changes reg now: a group's file here was left by a
+		// stopped agent, or could not be removed.
+		if err := a.removeWish(reg); err != nil {
+			return err
+		}
 		return pull()
 	}
 	switch {
@@ -112,22 +116,29 @@ func (a *Agent) withTransport(reg, wish string, pull func() error) error {
 	if err := a.writeHosts(reg, markGroup+registryHostsTOML(reg, wish), markGroup); err != nil {
 		return err
 	}
-	a.pulls.setActive(reg, true)
-	defer func() { a.removeWish(reg); a.pulls.setActive(reg, false) }()
-	return pull()
+	err := pull()
+	if rerr := a.removeWish(reg); rerr != nil && err == nil {
+		err = rerr
+	}
+	return err
 }
 
 // removeWish removes a group's hosts.toml of reg, never the operator's or a
 // mirror's.
-func (a *Agent) removeWish(reg string) {
+func (a *Agent) removeWish(reg string) error {
 	if a.cfg.RegistryConfigDir == "" || strings.ContainsAny(reg, `/\`) || reg == "" || reg == "." || reg == ".." {
-		return
+		return nil
 	}
 	path := filepath.Join(a.cfg.RegistryConfigDir, reg, "hosts.toml")
-	if cur, err := os.ReadFile(path); err == nil && bytes.HasPrefix(cur, []byte(markGroup)) {
-		_ = os.Remove(path)
-		_ = os.Remove(filepath.Dir(path)) // when empty
+	cur, err := os.ReadFile(path)
+	if err != nil || !bytes.HasPrefix(cur, []byte(markGroup)) {
+		return nil
 	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("registry %s keeps a group's transport setting (%s can't be removed: %w): no pull from it until it can", reg, path, err)
+	}
+	_ = os.Remove(filepath.Dir(path)) // when empty
+	return nil
 }
 
 // registryWishes maps each registry g wants plain-http or insecure to
@@ -180,8 +191,8 @@ func (a *Agent) writeHosts(reg, content, mark string) error {
 	return os.Rename(tmp, path)
 }
 
-// pruneRegistries removes the group-asked hosts.toml files of registries no
-// pull is using (left by an agent that stopped during a pull).
+// pruneRegistries removes the group-asked hosts.toml files left by an agent
+// that stopped during a pull: only where no pull holds the registry.
 func (a *Agent) pruneRegistries() error {
 	if a.cfg.RegistryConfigDir == "" {
 		return nil
@@ -191,10 +202,18 @@ func (a *Agent) pruneRegistries() error {
 		return nil // nothing written yet
 	}
 	for _, e := range entries {
-		if !a.pulls.isActive(e.Name()) {
-			unlock := a.pulls.lock(e.Name())
-			a.removeWish(e.Name())
-			unlock()
+		cur, err := os.ReadFile(filepath.Join(a.cfg.RegistryConfigDir, e.Name(), "hosts.toml"))
+		if err != nil || !bytes.HasPrefix(cur, []byte(markGroup)) {
+			continue
+		}
+		l := a.pulls.registryLock(e.Name())
+		if !l.TryLock() {
+			continue // a pull uses the registry now
+		}
+		err = a.removeWish(e.Name())
+		l.Unlock()
+		if err != nil {
+			return err
 		}
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -135,9 +136,13 @@ func testRegistries(t *testing.T, bed *testbed.Bed, srv *servertest.Server) {
 				_ = c.Close()
 			}
 		}()
-		for name, img := range map[string]string{"loopback": local.Addr().String() + "/x:1", "localhost": "localhost:5000/x:1", "metadata": "169.254.169.254/x:1"} {
+		images := map[string]string{"loopback": local.Addr().String() + "/x:1", "localhost": "localhost:5000/x:1", "metadata": "169.254.169.254/x:1"}
+		if own := ownAddress(t, gw); own.IsValid() {
+			images["host-address"] = netip.AddrPortFrom(own, 5000).String() + "/x:1"
+		}
+		for name, img := range images {
 			id := group(name, img, func(s *apiv1.ContainerGroupSpec) { s.PlainHTTPRegistries = []string{strings.Split(img, "/")[0]} })
-			waitingFor(id, "pull", "on the host's own or link-local addresses")
+			waitingFor(id, "pull", "on this host's own or link-local addresses")
 			_, _ = srv.Admin.DeleteGroup(ctx, id, client.DeleteOptions{Force: true})
 		}
 		if n := dialed.Load(); n != 0 {
@@ -197,4 +202,21 @@ func copyImage(t *testing.T, from, to string, auth authn.Authenticator) {
 	if err := remote.Write(dst, img, remote.WithAuth(auth)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// ownAddress is a global IPv4 address of one of this host's interfaces other
+// than skip (the zero Addr when there is none).
+func ownAddress(t *testing.T, skip netip.Addr) netip.Addr {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		p, err := netip.ParsePrefix(a.String())
+		if err == nil && p.Addr().Is4() && !p.Addr().IsLoopback() && !p.Addr().IsLinkLocalUnicast() && p.Addr() != skip {
+			return p.Addr()
+		}
+	}
+	return netip.Addr{}
 }

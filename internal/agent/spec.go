@@ -52,11 +52,12 @@ func (a *Agent) cgroupOf(id string) string {
 	return filepath.Join("/", a.cfg.CgroupParent, id)
 }
 
-// containerConfig is the CRI config of attempt n of container c.
-func containerConfig(g *apiv1.ContainerGroup, c apiv1.Container, n uint32, init bool, mounts []*runtimeapi.Mount) *runtimeapi.ContainerConfig {
+// containerConfig is the CRI config of attempt n of container c, made from
+// image (the id ensureImage resolved).
+func containerConfig(g *apiv1.ContainerGroup, c apiv1.Container, image string, n uint32, init bool, mounts []*runtimeapi.Mount) *runtimeapi.ContainerConfig {
 	cfg := &runtimeapi.ContainerConfig{
 		Metadata:   &runtimeapi.ContainerMetadata{Name: c.Name, Attempt: n},
-		Image:      &runtimeapi.ImageSpec{Image: c.Image},
+		Image:      &runtimeapi.ImageSpec{Image: image, UserSpecifiedImage: c.Image},
 		Command:    c.Command,
 		Args:       c.Args,
 		WorkingDir: c.WorkingDir,

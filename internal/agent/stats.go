@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -168,12 +169,15 @@ func readKV(path string) map[string]uint64 {
 
 // dirUsage is the disk space of the files under dir, on dir's own file
 // system (a memory-medium emptyDir mounted inside is not disk).
-func dirUsage(dir string) uint64 {
+func dirUsage(dir string, skip ...string) uint64 {
 	var root os.FileInfo
 	var total uint64
 	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return nil
+		}
+		if d.IsDir() && slices.Contains(skip, path) {
+			return filepath.SkipDir
 		}
 		info, err := d.Info()
 		if err != nil {

@@ -70,6 +70,19 @@ func WithPrincipal(ctx context.Context, p Principal) context.Context {
 	return context.WithValue(ctx, principalKey{}, p)
 }
 
+type tokenKey struct{}
+
+// WithToken returns a context carrying the id (hash) of the caller's token.
+func WithToken(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, tokenKey{}, id)
+}
+
+// TokenFrom returns the id of the caller's token ("" when unknown).
+func TokenFrom(ctx context.Context) string {
+	id, _ := ctx.Value(tokenKey{}).(string)
+	return id
+}
+
 // FromContext returns the context's principal; ok is false when it has none.
 func FromContext(ctx context.Context) (Principal, bool) {
 	p, ok := ctx.Value(principalKey{}).(Principal)

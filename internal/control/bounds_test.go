@@ -1,10 +1,14 @@
 package control
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/auth"
@@ -224,5 +228,81 @@ func TestVSwitchesScopedToTenants(t *testing.T) {
 	}
 	if got := e.svc.ownerName(e.ctx, a.Metadata.ID, "bolt"); got != "a group of another tenant" {
 		t.Fatalf("the owner named to bolt: %q", got)
+	}
+}
+
+// Groups stored before the index keys existed (an upgrade) count once a
+// leader backfills them.
+func TestBackfillMembers(t *testing.T) {
+	e := newEnv(t, false)
+	for i := range 3 {
+		if _, _, err := e.svc.CreateGroup(e.ctx, tenantPrincipal("acme"), groupSpec(fmt.Sprintf("g%d", i), 1, 2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.svc.st.Client.Delete(e.ctx, e.svc.members.Key(""), clientv3.WithPrefix()); err != nil {
+		t.Fatal(err)
+	}
+	n, err := e.svc.BackfillMembers(e.ctx)
+	if err != nil || n != 6 {
+		t.Fatalf("backfilled %d keys (%v), want 6", n, err)
+	}
+	if n, err := e.svc.BackfillMembers(e.ctx); err != nil || n != 0 {
+		t.Fatalf("a second backfill wrote %d keys (%v)", n, err)
+	}
+	if live, _ := e.svc.members.Count(e.ctx, "live/acme/"); live != 3 {
+		t.Fatalf("%d live keys", live)
+	}
+}
+
+// Groups over LargeGroupBytes are bounded apart; an ended group keeps
+// neither its files nor its passwords, and so is small again. A files
+// update that echoes what the service returned (SHA256, no content)
+// changes nothing; another SHA256 without content is refused.
+func TestLargeGroupsAndEndedSecrets(t *testing.T) {
+	e := newEnv(t, false)
+	e.svc.opts.MaxLargeGroups = 1
+	acme := tenantPrincipal("acme")
+	withFile := func(name string, n int) *apiv1.ContainerGroup {
+		g := groupSpec(name, 1, 2)
+		g.Spec.Volumes = []apiv1.Volume{{Name: "s", Files: &apiv1.FilesVolume{Files: []apiv1.File{{Path: "f", Content: make([]byte, n)}}}}}
+		g.Spec.ImageRegistryCredentials = []apiv1.RegistryCredential{{Server: "reg", Username: "u", Password: "p4ss"}}
+		return g
+	}
+	big, _, err := e.svc.CreateGroup(e.ctx, acme, withFile("big", 20<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.svc.CreateGroup(e.ctx, acme, withFile("big2", 20<<10)); !errdefs.IsPermissionDenied(err) || !strings.Contains(err.Error(), "groups over 16 KiB") {
+		t.Fatalf("a second large group past the bound of 1: %v", err)
+	}
+	if _, _, err := e.svc.CreateGroup(e.ctx, acme, withFile("small", 10)); err != nil {
+		t.Fatalf("a small group: %v", err)
+	}
+	// Echo: unchanged; a foreign SHA256: refused.
+	sum := sha256.Sum256(make([]byte, 20<<10))
+	echo := apiv1.FilesVolume{Files: []apiv1.File{{Path: "f", SHA256: hex.EncodeToString(sum[:])}}}
+	if _, err := e.svc.UpdateGroup(e.ctx, acme, big.Metadata.ID, apiv1.GroupUpdate{Files: map[string]apiv1.FilesVolume{"s": echo}}); err != nil {
+		t.Fatal(err)
+	}
+	if g, _ := e.svc.groups.Get(e.ctx, big.Metadata.ID); len(g.Spec.Volumes[0].Files.Files[0].Content) != 20<<10 {
+		t.Fatalf("an echoed file lost its content: %d bytes", len(g.Spec.Volumes[0].Files.Files[0].Content))
+	}
+	echo.Files[0].SHA256 = strings.Repeat("0", 64)
+	if _, err := e.svc.UpdateGroup(e.ctx, acme, big.Metadata.ID, apiv1.GroupUpdate{Files: map[string]apiv1.FilesVolume{"s": echo}}); !errdefs.IsInvalid(err) {
+		t.Fatalf("a SHA256 without its content: %v", err)
+	}
+	if _, err := e.svc.transition(e.ctx, big.Metadata.ID, func(g *apiv1.ContainerGroup) bool {
+		g.Status.State, g.Status.Reason = apiv1.StateFailed, "Error"
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ended, _ := e.svc.groups.Get(e.ctx, big.Metadata.ID)
+	if f := ended.Spec.Volumes[0].Files.Files[0]; f.Content != nil || f.SHA256 != hex.EncodeToString(sum[:]) || ended.Spec.ImageRegistryCredentials[0].Password != "" {
+		t.Fatalf("an ended group keeps its secrets: %+v %+v", f, ended.Spec.ImageRegistryCredentials)
+	}
+	if _, _, err := e.svc.CreateGroup(e.ctx, acme, withFile("big3", 20<<10)); err != nil {
+		t.Fatalf("a large group once the other ended: %v", err)
 	}
 }

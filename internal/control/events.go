@@ -52,9 +52,15 @@ func (s *Service) capEvents(ctx context.Context, id string) error {
 	if err != nil || n <= MaxEventsPerObject {
 		return err
 	}
-	items, _, _, err := s.events.List(ctx, store.ListOptions{Prefix: id + "."})
+	all, _, _, err := s.events.List(ctx, store.ListOptions{Prefix: id + "."})
 	if err != nil {
 		return err
+	}
+	var items []*apiv1.Event // the prefix also holds objects named id.x (host names)
+	for _, ev := range all {
+		if ev.Object.ID == id {
+			items = append(items, ev)
+		}
 	}
 	sort.Slice(items, func(i, j int) bool { return items[i].LastTime.Before(items[j].LastTime) })
 	for _, ev := range items[:max(0, len(items)-MaxEventsPerObject)] {

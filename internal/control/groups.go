@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -79,6 +80,11 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 	}
 	if err := s.checkRoom(ctx, tenant); err != nil {
 		return nil, false, err
+	}
+	if large(&obj.Spec) {
+		if err := s.checkLarge(ctx, tenant); err != nil {
+			return nil, false, err
+		}
 	}
 	ops, err := s.memberOps(obj)
 	if err != nil {
@@ -243,7 +249,8 @@ func (s *Service) UpdateGroup(ctx context.Context, p auth.Principal, id string, 
 	if _, err := s.GetGroup(ctx, p, id); err != nil {
 		return nil, err
 	}
-	return s.groups.Mutate(ctx, id, func(g *apiv1.ContainerGroup) error {
+	var grew bool
+	out, err := s.groups.Mutate(ctx, id, func(g *apiv1.ContainerGroup) error {
 		if u.ResourceVersion != "" && u.ResourceVersion != g.Metadata.ResourceVersion {
 			return fmt.Errorf("group %s is at version %s, not %s: %w", id, g.Metadata.ResourceVersion, u.ResourceVersion, errdefs.ErrConflict)
 		}
@@ -260,8 +267,11 @@ func (s *Service) UpdateGroup(ctx context.Context, p auth.Principal, id string, 
 				found := false
 				for i := range vols {
 					if vols[i].Name == name && vols[i].Files != nil {
-						f := files
-						vols[i].Files, found = &f, true
+						f, err := keepUnchanged(name, files, vols[i].Files)
+						if err != nil {
+							return err
+						}
+						vols[i].Files, found = f, true
 					}
 				}
 				if !found {
@@ -273,9 +283,50 @@ func (s *Service) UpdateGroup(ctx context.Context, p auth.Principal, id string, 
 		if err := apiv1.ValidateContainerGroup(&next); err != nil {
 			return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
 		}
+		grew = !large(&g.Spec) && large(&next.Spec)
+		if grew {
+			if err := s.checkLarge(ctx, g.Metadata.Tenant); err != nil {
+				return err
+			}
+		}
 		*g = next
 		return nil
 	})
+	if err == nil && grew {
+		if err := s.members.Create(ctx, &member{Metadata: apiv1.ObjectMeta{ID: largeKey(out.Metadata.Tenant, out.Metadata.ID)}}, nil); err != nil && !errdefs.IsAlreadyExists(err) {
+			return nil, err
+		}
+	}
+	return out, err
+}
+
+// keepUnchanged is files as sent, where a file sent without content but
+// with the SHA256 the service returned keeps the content it has (a client
+// that echoes what it read changes nothing); another SHA256 without content
+// is refused.
+func keepUnchanged(name string, files apiv1.FilesVolume, cur *apiv1.FilesVolume) (*apiv1.FilesVolume, error) {
+	out := files
+	out.Files = append([]apiv1.File(nil), files.Files...)
+	for i, f := range out.Files {
+		if len(f.Content) > 0 || f.SHA256 == "" {
+			continue
+		}
+		kept := false
+		for _, c := range cur.Files {
+			sum := sha256.Sum256(c.Content)
+			if c.Path == f.Path && hex.EncodeToString(sum[:]) == f.SHA256 {
+				out.Files[i].Content, kept = c.Content, true
+			}
+		}
+		if !kept {
+			return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: fmt.Sprintf("files[%q].files[%d].content", name, i),
+				Message: "required: the file's content (sha256 is what the service returns; it names no content the group has)"}})
+		}
+	}
+	for i := range out.Files {
+		out.Files[i].SHA256 = ""
+	}
+	return &out, nil
 }
 
 // billingTimes moves the billing timestamps with a state change.

@@ -2,7 +2,9 @@ package control
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -21,8 +23,16 @@ import (
 // the store. Concurrent creates may pass a bound by their number: the
 // placer enforces the quota of placed groups exactly.
 
-// DefaultMaxStoredGroups bounds a tenant's stored groups, every state.
-const DefaultMaxStoredGroups = 10000
+// DefaultMaxStoredGroups bounds a tenant's stored groups, every state;
+// DefaultMaxLargeGroups those of them over LargeGroupBytes (files volumes
+// make a group up to 1 MiB): together they bound what one tenant stores to
+// a few hundred MiB. An ended group keeps neither its files nor its
+// registry passwords (stripSecrets), so it is small again.
+const (
+	DefaultMaxStoredGroups = 5000
+	DefaultMaxLargeGroups  = 200
+	LargeGroupBytes        = 16 << 10
+)
 
 // member is one index key.
 type member struct {
@@ -33,6 +43,46 @@ func (m *member) Meta() *apiv1.ObjectMeta { return &m.Metadata }
 
 func storedKey(tenant, id string) string { return "stored/" + tenant + "/" + id }
 func liveKey(tenant, id string) string   { return "live/" + tenant + "/" + id }
+func largeKey(tenant, id string) string  { return "large/" + tenant + "/" + id }
+
+// large tells whether a group's spec is over LargeGroupBytes.
+func large(spec *apiv1.ContainerGroupSpec) bool {
+	data, _ := json.Marshal(spec)
+	return len(data) > LargeGroupBytes
+}
+
+// checkLarge refuses one more large group of tenant past its bound.
+func (s *Service) checkLarge(ctx context.Context, tenant string) error {
+	n, err := s.members.Count(ctx, "large/"+tenant+"/")
+	if err != nil {
+		return err
+	}
+	if n >= int64(s.opts.MaxLargeGroups) {
+		return fmt.Errorf("tenant %s stores %d groups over %d KiB (files volumes), the most the service keeps per tenant (%d): delete some, or put large data in an NFS volume or the image: %w",
+			tenant, n, LargeGroupBytes>>10, s.opts.MaxLargeGroups, errdefs.ErrPermissionDenied)
+	}
+	return nil
+}
+
+// stripSecrets drops what an ended group no longer needs and nobody reads
+// back: its files' content (their SHA256 stays) and registry passwords.
+func stripSecrets(g *apiv1.ContainerGroup) {
+	for i := range g.Spec.ImageRegistryCredentials {
+		g.Spec.ImageRegistryCredentials[i].Password = ""
+	}
+	for _, v := range g.Spec.Volumes {
+		if v.Files == nil {
+			continue
+		}
+		for j := range v.Files.Files {
+			f := &v.Files.Files[j]
+			if f.Content != nil {
+				sum := sha256.Sum256(f.Content)
+				f.SHA256, f.Content = hex.EncodeToString(sum[:]), nil
+			}
+		}
+	}
+}
 
 func clientTokenKey(tenant, token string) string {
 	return tenant + "_" + hex.EncodeToString([]byte(token))
@@ -72,7 +122,11 @@ func (s *Service) checkRoom(ctx context.Context, tenant string) error {
 // memberOps are written with a new group.
 func (s *Service) memberOps(g *apiv1.ContainerGroup) ([]clientv3.Op, error) {
 	var ops []clientv3.Op
-	for _, key := range []string{storedKey(g.Metadata.Tenant, g.Metadata.ID), liveKey(g.Metadata.Tenant, g.Metadata.ID)} {
+	keys := []string{storedKey(g.Metadata.Tenant, g.Metadata.ID), liveKey(g.Metadata.Tenant, g.Metadata.ID)}
+	if large(&g.Spec) {
+		keys = append(keys, largeKey(g.Metadata.Tenant, g.Metadata.ID))
+	}
+	for _, key := range keys {
 		op, err := s.members.PutOp(&member{Metadata: apiv1.ObjectMeta{ID: key}})
 		if err != nil {
 			return nil, err
@@ -82,9 +136,10 @@ func (s *Service) memberOps(g *apiv1.ContainerGroup) ([]clientv3.Op, error) {
 	return ops, nil
 }
 
-// endedOps go with a group's change to an ended state.
+// endedOps go with a group's change to an ended state (stripped of its
+// secrets, it is no longer large).
 func (s *Service) endedOps(g *apiv1.ContainerGroup) []clientv3.Op {
-	return []clientv3.Op{s.members.DeleteOp(liveKey(g.Metadata.Tenant, g.Metadata.ID))}
+	return []clientv3.Op{s.members.DeleteOp(liveKey(g.Metadata.Tenant, g.Metadata.ID)), s.members.DeleteOp(largeKey(g.Metadata.Tenant, g.Metadata.ID))}
 }
 
 // removalOps go with a group's removal: its index keys and its client
@@ -94,6 +149,7 @@ func (s *Service) removalOps(g *apiv1.ContainerGroup) []clientv3.Op {
 		s.groups.DeleteOp(g.Metadata.ID),
 		s.members.DeleteOp(storedKey(g.Metadata.Tenant, g.Metadata.ID)),
 		s.members.DeleteOp(liveKey(g.Metadata.Tenant, g.Metadata.ID)),
+		s.members.DeleteOp(largeKey(g.Metadata.Tenant, g.Metadata.ID)),
 	}
 	if g.Spec.ClientToken != "" {
 		ops = append(ops, s.idxs.DeleteOp(clientTokenKey(g.Metadata.Tenant, g.Spec.ClientToken)))
@@ -110,4 +166,35 @@ func (s *Service) removeRecord(ctx context.Context, g *apiv1.ContainerGroup) err
 	}
 	_, err = s.commit(ctx, []clientv3.Cmp{unchanged}, s.removalOps(g))
 	return err
+}
+
+// BackfillMembers writes the index keys of the groups stored before there
+// were any (an upgrade), so that they count; a leader runs it once. Nothing
+// is written when every group has its keys.
+func (s *Service) BackfillMembers(ctx context.Context) (int, error) {
+	groups, _, _, err := s.groups.List(ctx, storeOpts(0, 0, ""))
+	if err != nil {
+		return 0, err
+	}
+	stored, err := s.members.Count(ctx, "stored/")
+	if err != nil || stored >= int64(len(groups)) {
+		return 0, err
+	}
+	n := 0
+	for _, g := range groups {
+		keys := []string{storedKey(g.Metadata.Tenant, g.Metadata.ID)}
+		if !g.Status.State.Terminal() {
+			keys = append(keys, liveKey(g.Metadata.Tenant, g.Metadata.ID))
+		}
+		for _, key := range keys {
+			err := s.members.Create(ctx, &member{Metadata: apiv1.ObjectMeta{ID: key}}, []clientv3.Cmp{s.groups.PresentCmp(g.Metadata.ID)})
+			switch {
+			case err == nil:
+				n++
+			case !errdefs.IsAlreadyExists(err) && !errdefs.IsConflict(err):
+				return n, err
+			}
+		}
+	}
+	return n, nil
 }

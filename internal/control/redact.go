@@ -32,8 +32,11 @@ func Redact(p auth.Principal, g *apiv1.ContainerGroup) *apiv1.ContainerGroup {
 				fv := *v.Files
 				fv.Files = make([]apiv1.File, len(v.Files.Files))
 				for j, f := range v.Files.Files {
-					sum := sha256.Sum256(f.Content)
-					f.SHA256, f.Content = hex.EncodeToString(sum[:]), nil
+					if f.Content != nil || f.SHA256 == "" { // (an ended group's content is gone, its SHA256 kept)
+						sum := sha256.Sum256(f.Content)
+						f.SHA256 = hex.EncodeToString(sum[:])
+					}
+					f.Content = nil
 					fv.Files[j] = f
 				}
 				v.Files = &fv

@@ -125,6 +125,7 @@ func (s *Service) transitionWith(ctx context.Context, id string, quarantine time
 		var cmps []clientv3.Cmp
 		var ops []clientv3.Op
 		if !wasEnded && g.Status.State.Terminal() {
+			stripSecrets(g)
 			ops = append(ops, s.endedOps(g)...)
 		}
 		released := false

@@ -23,8 +23,9 @@ type Options struct {
 	// DefaultTenant owns groups an admin creates without naming a tenant.
 	DefaultTenant string
 	// MaxStoredGroups bounds the groups a tenant stores, every state
-	// (DefaultMaxStoredGroups).
-	MaxStoredGroups int
+	// (DefaultMaxStoredGroups); MaxLargeGroups those over LargeGroupBytes
+	// (DefaultMaxLargeGroups).
+	MaxStoredGroups, MaxLargeGroups int
 	// Now is the clock (tests move it).
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -101,6 +102,9 @@ func New(st *store.Store, opts Options) *Service {
 	}
 	if opts.MaxStoredGroups <= 0 {
 		opts.MaxStoredGroups = DefaultMaxStoredGroups
+	}
+	if opts.MaxLargeGroups <= 0 {
+		opts.MaxLargeGroups = DefaultMaxLargeGroups
 	}
 	if opts.DefaultTenant == "" {
 		opts.DefaultTenant = "default"

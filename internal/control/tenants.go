@@ -99,8 +99,9 @@ func (s *Service) ListTokens(ctx context.Context, p auth.Principal) ([]apiv1.Tok
 
 // RevokeToken deletes a tenant or host token (admin only): every server
 // refuses it from the next request on, since every request reads its token
-// from etcd. The admin token is the server's own (--admin-token or
-// <data-dir>/admin.token) and is changed there, not revoked.
+// from etcd. The admin token is the servers' own (--admin-token or
+// <data-dir>/admin.token): changed there, the old one is revoked as the
+// servers start (EnsureAdminToken).
 func (s *Service) RevokeToken(ctx context.Context, p auth.Principal, id string) (*apiv1.Token, error) {
 	if err := p.Require("revoke tokens", apiv1.TokenAdmin); err != nil {
 		return nil, err
@@ -120,8 +121,10 @@ func (s *Service) RevokeToken(ctx context.Context, p auth.Principal, id string) 
 
 // Authenticate returns the principal of a stored token.
 func (s *Service) Authenticate(ctx context.Context, secret string) (auth.Principal, error) {
-	t, err := s.tokens.Get(ctx, auth.Hash(secret))
-	if errdefs.IsNotFound(err) {
+	id := auth.Hash(secret)
+	t, err := s.tokens.Get(ctx, id)
+	if errdefs.IsNotFound(err) || (err == nil && t.Metadata.ID != id) {
+		// (A record copied under another key is no token.)
 		return auth.Principal{}, fmt.Errorf("the bearer token is not known: %w", errdefs.ErrUnauthenticated)
 	}
 	if err != nil {
@@ -130,14 +133,37 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (auth.Princip
 	return auth.Principal{Kind: t.Spec.Kind, Tenant: t.Spec.Tenant, Host: t.Spec.Host}, nil
 }
 
-// EnsureAdminToken makes sure secret authenticates as the admin.
+// TokenValid tells whether the token of id (its hash) still exists: long
+// streams check it again, so that a revoked token's watch ends.
+func (s *Service) TokenValid(ctx context.Context, id string) bool {
+	t, err := s.tokens.Get(ctx, id)
+	return err == nil && t.Metadata.ID == id
+}
+
+// EnsureAdminToken makes sure secret authenticates as the admin, and that
+// no other admin token does: changing --admin-token (or admin.token) on the
+// servers revokes the old one. Every server of one etcd must be given the
+// same admin token.
 func (s *Service) EnsureAdminToken(ctx context.Context, secret string) error {
+	id := auth.Hash(secret)
 	obj := &apiv1.Token{
-		Metadata: apiv1.ObjectMeta{ID: auth.Hash(secret), Name: "admin", CreatedAt: s.now()},
+		Metadata: apiv1.ObjectMeta{ID: id, Name: "admin", CreatedAt: s.now()},
 		Spec:     apiv1.TokenSpec{Kind: apiv1.TokenAdmin},
 	}
 	if err := s.tokens.Create(ctx, obj, nil); err != nil && !errdefs.IsAlreadyExists(err) {
 		return err
+	}
+	items, _, _, err := s.tokens.List(ctx, store.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, t := range items {
+		if t.Spec.Kind == apiv1.TokenAdmin && t.Metadata.ID != id {
+			if err := s.tokens.Delete(ctx, t); err != nil && !errdefs.IsNotFound(err) {
+				return fmt.Errorf("revoke a former admin token: %w", err)
+			}
+			s.log.Warn("a former admin token was revoked (the admin token changed)", "token", t.Metadata.ID[:12])
+		}
 	}
 	return nil
 }

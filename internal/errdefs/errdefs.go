@@ -40,3 +40,9 @@ func IsTooLarge(err error) bool { return errors.Is(err, ErrTooLarge) }
 
 // IsPermissionDenied tells whether err is of kind ErrPermissionDenied.
 func IsPermissionDenied(err error) bool { return errors.Is(err, ErrPermissionDenied) }
+
+// IsUnavailable tells whether err is of kind ErrUnavailable.
+func IsUnavailable(err error) bool { return errors.Is(err, ErrUnavailable) }
+
+// IsUnauthenticated tells whether err is of kind ErrUnauthenticated.
+func IsUnauthenticated(err error) bool { return errors.Is(err, ErrUnauthenticated) }

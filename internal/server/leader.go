@@ -59,7 +59,8 @@ func (s *Server) leadOnce(ctx context.Context) error {
 }
 
 // reseal seals, once a server leads, what is stored unsealed or with a key
-// being rotated out.
+// being rotated out, and writes the index keys of groups stored before there
+// were any.
 func (s *Server) reseal(ctx context.Context) error {
 	n, err := s.st.Reseal(ctx)
 	if err != nil {
@@ -68,6 +69,13 @@ func (s *Server) reseal(ctx context.Context) error {
 	}
 	if n > 0 {
 		log.G(ctx).Info("stored values sealed with the current key", "values", n)
+	}
+	if n, err = s.svc.BackfillMembers(ctx); err != nil {
+		log.G(ctx).Warn("count the groups stored before their tenants' bounds", "err", err)
+		return err
+	}
+	if n > 0 {
+		log.G(ctx).Info("groups stored before their tenants' bounds now count", "keys", n)
 	}
 	return nil
 }

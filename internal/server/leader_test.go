@@ -84,7 +84,10 @@ func twoServers(t *testing.T) (a, b *running) {
 		t.Fatal(err)
 	}
 	external := func(name string) func(*Config) {
-		return func(c *Config) { c.EtcdEndpoints, c.Name, c.EncryptionKeyFile = etcd.Endpoints(), name, keys }
+		return func(c *Config) {
+			c.EtcdEndpoints, c.Name, c.EncryptionKeyFile = etcd.Endpoints(), name, keys
+			c.AdminToken = "shared-admin-token-of-both-servers" // servers of one etcd share it
+		}
 	}
 	return start(t, t.TempDir(), external("a")), start(t, t.TempDir(), external("b"))
 }

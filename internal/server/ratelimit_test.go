@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -64,11 +65,48 @@ func TestRateLimitPerToken(t *testing.T) {
 			t.Fatalf("the admin was limited: %d", code)
 		}
 	}
+	// An address that presents unknown tokens is slowed down: the store is
+	// not read for each.
+	limited := false
+	for i := range 40 {
+		code, st := rawRequest(t, r, "GET", "/v1/containergroups", fmt.Sprintf("made-up-%d", i), "")
+		if code == http.StatusTooManyRequests && strings.Contains(st.Message, "too many unknown tokens") {
+			limited = true
+			break
+		}
+	}
+	if !limited {
+		t.Fatal("40 unknown tokens from one address were each looked up")
+	}
 	start := time.Now()
 	if _, err := clientFor(t, r.srv, one).ListGroups(ctx, client.ListOptions{}); err != nil {
 		t.Fatalf("the client after a 429: %v", err)
 	}
 	if waited := time.Since(start); waited < 500*time.Millisecond {
 		t.Fatalf("the client did not wait for Retry-After (%s)", waited)
+	}
+}
+
+// A host's lease is renewed whatever else its token spent.
+func TestLeaseRoutesAreNotLimited(t *testing.T) {
+	r := start(t, t.TempDir(), func(c *Config) { c.HostRateLimit = RateLimit{QPS: 0.1, Burst: 2} })
+	ctx := context.Background()
+	host := r.token(t, apiv1.TokenSpec{Kind: apiv1.TokenHost, Host: "h1"})
+	res := apiv1.Resources{MilliCPU: 1000, MemoryMiB: 1024, Pods: 1}
+	if _, err := host.RegisterHost(ctx, &apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "z", Capacity: res, Allocatable: res}}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // spends the bucket (the last one waits for its retry: cut short)
+		lctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		_, _ = host.ListGroups(lctx, client.ListOptions{})
+		cancel()
+	}
+	for i := range 5 {
+		hctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		_, err := host.Heartbeat(hctx, "h1")
+		cancel()
+		if err != nil {
+			t.Fatalf("heartbeat %d with the host's bucket empty: %v", i, err)
+		}
 	}
 }

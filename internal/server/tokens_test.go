@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/auth"
@@ -44,8 +45,26 @@ func TestTokenRevocation(t *testing.T) {
 	if !found {
 		t.Fatalf("the new token is not listed: %+v", list)
 	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	events, err := onB.WatchGroups(wctx, client.ListOptions{}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := a.admin.RevokeToken(ctx, auth.Hash(tok.Status.Token)); err != nil {
 		t.Fatal(err)
+	}
+	// The watch it had open ends at the next bookmark.
+	ended := time.After(20 * time.Second)
+	for done := false; !done; {
+		select {
+		case ev, ok := <-events:
+			if !ok || (ev.Err != nil && strings.Contains(ev.Err.Error(), "revoked")) {
+				done = true
+			}
+		case <-ended:
+			t.Fatal("the revoked token's watch went on for 20 s")
+		}
 	}
 	for name, srv := range map[string]*running{"the server that revoked it": a, "the other server": b} {
 		code, st := rawRequest(t, srv, "GET", "/v1/containergroups", tok.Status.Token, "")
@@ -61,5 +80,19 @@ func TestTokenRevocation(t *testing.T) {
 	}
 	if _, err := clientFor(t, b.srv, a.srv.AdminToken()).ListTokens(ctx); err != nil {
 		t.Fatalf("the admin token after a refused revoke: %v", err)
+	}
+}
+
+// Changing the admin token revokes the old one as the server starts.
+func TestAdminTokenChange(t *testing.T) {
+	dir := t.TempDir()
+	r := start(t, dir, func(c *Config) { c.AdminToken = "the-first-admin-token-0123456789" })
+	r.stop()
+	r = start(t, dir, func(c *Config) { c.AdminToken = "the-second-admin-token-012345678" })
+	if code, _ := rawRequest(t, r, "GET", "/v1/tokens", "the-first-admin-token-0123456789", ""); code != http.StatusUnauthorized {
+		t.Fatalf("the former admin token answered %d", code)
+	}
+	if code, _ := rawRequest(t, r, "GET", "/v1/tokens", "the-second-admin-token-012345678", ""); code != http.StatusOK {
+		t.Fatalf("the new admin token answered %d", code)
 	}
 }

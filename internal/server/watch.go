@@ -2,11 +2,14 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/auth"
 	"github.com/eci-dev/eci/internal/control"
+	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/store"
 )
 
@@ -76,6 +79,12 @@ func (s *Server) watchGroups(w http.ResponseWriter, r *http.Request, f control.G
 			send(watchLine{Type: "ERROR", Object: StatusOf(ev.Err)})
 			return
 		case ev.Type == apiv1.Bookmark:
+			// At every bookmark (a few seconds apart), the caller's token
+			// must still be valid: a revoked token's watch ends.
+			if id := auth.TokenFrom(ctx); id != "" && !s.svc.TokenValid(ctx, id) {
+				send(watchLine{Type: "ERROR", Object: StatusOf(fmt.Errorf("the token was revoked: %w", errdefs.ErrUnauthenticated))})
+				return
+			}
 			if !send(watchLine{Type: apiv1.Bookmark, Object: bookmark(ev.Revision)}) {
 				return
 			}

@@ -44,14 +44,17 @@ func (c *Collection[T, PT]) prefix() string { return c.s.prefix + "v1/" + c.kind
 // Key is the etcd key of id.
 func (c *Collection[T, PT]) Key(id string) string { return c.prefix() + id }
 
-func (c *Collection[T, PT]) decode(data []byte, rev int64) (PT, error) {
-	data, _, err := c.s.keys.open(data)
+func (c *Collection[T, PT]) decode(key, data []byte, rev int64) (PT, error) {
+	data, _, err := c.s.keys.open(string(key), data)
 	if err != nil {
 		return nil, fmt.Errorf("decode stored %s: %w", c.kind, err)
 	}
 	obj := PT(new(T))
 	if err := json.Unmarshal(data, obj); err != nil {
 		return nil, fmt.Errorf("decode stored %s: %w", c.kind, err)
+	}
+	if c.Key(obj.Meta().ID) != string(key) {
+		return nil, fmt.Errorf("decode stored %s: the object %q is stored under %s, not its own key", c.kind, obj.Meta().ID, key)
 	}
 	obj.Meta().ResourceVersion = strconv.FormatInt(rev, 10)
 	return obj, nil
@@ -63,7 +66,7 @@ func (c *Collection[T, PT]) encode(obj PT) (string, error) {
 	obj.Meta().ResourceVersion = ""
 	data, err := json.Marshal(obj)
 	obj.Meta().ResourceVersion = rv
-	return string(c.s.keys.seal(data)), err
+	return string(c.s.keys.seal(c.Key(obj.Meta().ID), data)), err
 }
 
 // Get reads one object.
@@ -75,7 +78,7 @@ func (c *Collection[T, PT]) Get(ctx context.Context, id string) (PT, error) {
 	if len(resp.Kvs) == 0 {
 		return nil, fmt.Errorf("%s %q: %w", c.kind, id, errdefs.ErrNotFound)
 	}
-	return c.decode(resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
+	return c.decode(resp.Kvs[0].Key, resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
 }
 
 // ListOptions pages a list.
@@ -136,7 +139,7 @@ func (c *Collection[T, PT]) List(ctx context.Context, opts ListOptions) ([]PT, i
 	}
 	out := make([]PT, 0, len(kvs))
 	for _, kv := range kvs {
-		obj, err := c.decode(kv.Value, kv.ModRevision)
+		obj, err := c.decode(kv.Key, kv.Value, kv.ModRevision)
 		if err != nil {
 			return nil, 0, "", err
 		}
@@ -170,6 +173,11 @@ func (c *Collection[T, PT]) DeleteOp(id string) clientv3.Op { return clientv3.Op
 // AbsentCmp holds while id does not exist.
 func (c *Collection[T, PT]) AbsentCmp(id string) clientv3.Cmp {
 	return clientv3.Compare(clientv3.CreateRevision(c.Key(id)), "=", 0)
+}
+
+// PresentCmp holds while id exists.
+func (c *Collection[T, PT]) PresentCmp(id string) clientv3.Cmp {
+	return clientv3.Compare(clientv3.CreateRevision(c.Key(id)), ">", 0)
 }
 
 // UnchangedCmp holds while obj is still at the version it was read at.

@@ -94,8 +94,11 @@ func WriteKeyFile(path string) error {
 // Current is the name of the key that seals.
 func (k *Keys) Current() string { return k.names[0] }
 
-// seal encrypts a value with the current key (nil Keys: as it is).
-func (k *Keys) seal(plain []byte) []byte {
+// seal encrypts the value of etcd key with the current key (nil Keys: as
+// it is). The key's name and the etcd key are authenticated with it: a
+// sealed value copied under another etcd key (a token record moved to the
+// hash of another secret) does not open.
+func (k *Keys) seal(etcdKey string, plain []byte) []byte {
 	if k == nil {
 		return plain
 	}
@@ -109,15 +112,13 @@ func (k *Keys) seal(plain []byte) []byte {
 		panic(err) // the system's randomness failed
 	}
 	out = append(out, nonce...)
-	// The key's name is authenticated with the value: a value can't be
-	// passed off as sealed by another key.
-	return aead.Seal(out, nonce, plain, []byte(head))
+	return aead.Seal(out, nonce, plain, []byte(head+etcdKey))
 }
 
 // open decrypts a sealed value; a value that is not sealed is returned as
 // it is. sealedWith is the key that sealed it ("" when none). Nil Keys open
 // nothing sealed.
-func (k *Keys) open(value []byte) (plain []byte, sealedWith string, err error) {
+func (k *Keys) open(etcdKey string, value []byte) (plain []byte, sealedWith string, err error) {
 	if !bytes.HasPrefix(value, []byte(sealedPrefix)) {
 		return value, "", nil
 	}
@@ -139,7 +140,7 @@ func (k *Keys) open(value []byte) (plain []byte, sealedWith string, err error) {
 		return nil, name, errors.New("a sealed value too short for its nonce")
 	}
 	head := value[:len(sealedPrefix)+i+1]
-	plain, err = aead.Open(nil, body[:aead.NonceSize()], body[aead.NonceSize():], head)
+	plain, err = aead.Open(nil, body[:aead.NonceSize()], body[aead.NonceSize():], append(append([]byte{}, head...), etcdKey...))
 	if err != nil {
 		return nil, name, fmt.Errorf("open a value sealed with key %q: %w", name, err)
 	}

@@ -79,6 +79,25 @@ func TestEncryptionAtRest(t *testing.T) {
 		strings.Contains(v, base64.StdEncoding.EncodeToString([]byte("secret-file-content"))) {
 		t.Fatalf("stored value %q is not sealed with key1", v[:min(len(v), 60)])
 	}
+	// A sealed value copied under another key does not open; a value in the
+	// clear under a key not its own is refused.
+	if _, err := s.Client.Put(ctx, s.prefix+"v1/containergroups/stolen", v); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(ctx, "stolen"); err == nil || !strings.Contains(err.Error(), "message authentication failed") {
+		t.Fatalf("a sealed value under another key: %v", err)
+	}
+	if _, err := s.Client.Put(ctx, s.prefix+"v1/containergroups/planted", `{"metadata":{"id":"g1"}}`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(ctx, "planted"); err == nil || !strings.Contains(err.Error(), "not its own key") {
+		t.Fatalf("an object under a key not its own: %v", err)
+	}
+	for _, k := range []string{"stolen", "planted"} {
+		if _, err := s.Client.Delete(ctx, s.prefix+"v1/containergroups/"+k); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if g, err := c.Get(ctx, "legacy"); err != nil || g.Spec.ImageRegistryCredentials[0].Password != "hunter2-password" {
 		t.Fatalf("a value written before encryption: %v", err)
 	}

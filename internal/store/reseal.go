@@ -34,14 +34,14 @@ func (s *Store) Reseal(ctx context.Context) (int, error) {
 				return n, fmt.Errorf("reseal %s: %w", kind, err)
 			}
 			for _, kv := range resp.Kvs {
-				plain, with, err := s.keys.open(kv.Value)
+				plain, with, err := s.keys.open(string(kv.Key), kv.Value)
 				if err != nil {
 					return n, fmt.Errorf("reseal %s: %w", kv.Key, err)
 				}
 				if with == s.keys.Current() {
 					continue
 				}
-				put := clientv3.OpPut(string(kv.Key), string(s.keys.seal(plain)))
+				put := clientv3.OpPut(string(kv.Key), string(s.keys.seal(string(kv.Key), plain)))
 				if _, err := s.Client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(string(kv.Key)), "=", kv.ModRevision)).Then(put).Commit(); err != nil {
 					return n, fmt.Errorf("reseal %s: %w", kv.Key, err)
 				}

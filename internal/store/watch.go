@@ -89,13 +89,13 @@ func (c *Collection[T, PT]) event(ev *clientv3.Event) (Event[T, PT], error) {
 		if ev.PrevKv == nil {
 			return Event[T, PT]{}, fmt.Errorf("watch %s: delete of %s without its last value", c.kind, ev.Kv.Key)
 		}
-		obj, err := c.decode(ev.PrevKv.Value, rev)
+		obj, err := c.decode(ev.PrevKv.Key, ev.PrevKv.Value, rev)
 		return Event[T, PT]{Type: apiv1.Deleted, Object: obj, Revision: rev}, err
 	case ev.IsCreate():
-		obj, err := c.decode(ev.Kv.Value, rev)
+		obj, err := c.decode(ev.Kv.Key, ev.Kv.Value, rev)
 		return Event[T, PT]{Type: apiv1.Added, Object: obj, Revision: rev}, err
 	default:
-		obj, err := c.decode(ev.Kv.Value, rev)
+		obj, err := c.decode(ev.Kv.Key, ev.Kv.Value, rev)
 		return Event[T, PT]{Type: apiv1.Modified, Object: obj, Revision: rev}, err
 	}
 }

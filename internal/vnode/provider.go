@@ -40,6 +40,8 @@ type Provider struct {
 	synced     chan struct{}
 	started    time.Time // the node's start, as /stats/summary's
 	cpu        nodeCPU   // the node's cumulative CPU
+	// runCtx is Run's: work a request starts and must finish lives on it.
+	runCtx context.Context
 }
 
 func newProvider(cfg Config) *Provider {
@@ -189,12 +191,19 @@ func (p *Provider) gone(ctx context.Context, pod *corev1.Pod) {
 	if !deleting || p.cfg.Kube == nil {
 		return
 	}
+	// The caller's context may end with its request: the node's lives on.
+	runCtx := p.runCtx
+	if runCtx == nil {
+		runCtx = ctx
+	}
 	go func() {
+		ctx, cancel := context.WithTimeout(runCtx, 30*time.Second)
+		defer cancel()
 		zero := int64(0)
 		uid := pod.UID
 		err := p.cfg.Kube.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero, Preconditions: &metav1.Preconditions{UID: &uid}})
-		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) && ctx.Err() == nil {
-			log.G(ctx).Warn("remove a deleted pod whose instance is gone", "pod", key, "err", err)
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			log.G(runCtx).Warn("remove a deleted pod whose instance is gone (virtual-kubelet removes it at its next sync)", "pod", key, "err", err)
 		}
 	}()
 }

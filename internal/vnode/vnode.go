@@ -98,6 +98,7 @@ func (v *VNode) Run(ctx context.Context) error {
 	defer wg.Wait() // after cancel: deferred calls run last-in first-out
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	v.provider.runCtx = ctx
 	v.handleObjects(ctx)
 	// Shutdown waits for the informers, which stop when ctx ends: cancel
 	// first (an early return would hang otherwise).
