@@ -86,6 +86,19 @@ func (f *fence) isFenced() bool {
 	return f.fenced
 }
 
+// beatEvery is how often the lease is renewed: HeartbeatInterval, at most
+// a quarter of the server's lease (a short lease must not be missed, nor
+// fenced between two renewals).
+func (a *Agent) beatEvery() time.Duration {
+	a.lease.mu.Lock()
+	lease := a.lease.lease
+	a.lease.mu.Unlock()
+	if lease > 0 {
+		return min(a.cfg.HeartbeatInterval, lease/4)
+	}
+	return a.cfg.HeartbeatInterval
+}
+
 // fenceAfter is how long without a renewal the agent runs its groups.
 func (a *Agent) fenceAfter() time.Duration {
 	if a.cfg.FenceAfter > 0 {
@@ -105,13 +118,11 @@ func (a *Agent) fenceAfter() time.Duration {
 // (started before the agent registers) fences the host when renewals stop
 // for fenceAfter.
 func (a *Agent) heartbeat(ctx context.Context) {
-	beat := time.NewTicker(a.cfg.HeartbeatInterval)
-	defer beat.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-beat.C:
+		case <-time.After(a.beatEvery()):
 		}
 		sent := time.Now() // the lease counts from the request, not the answer
 		hbCtx, cancel := context.WithTimeout(ctx, max(a.cfg.HeartbeatInterval, 2*time.Second))
@@ -174,11 +185,10 @@ func (a *Agent) stopAll(ctx context.Context) {
 		log.G(ctx).Error("fencing: list sandboxes", "err", err)
 		return
 	}
-	if len(sbs) == 0 {
-		return
-	}
-	if err := a.removeSandboxes(ctx, nil, sbs, 0, "fenced: the host's lease was not renewed"); err != nil {
-		log.G(ctx).Error("fencing: remove sandboxes", "err", err)
+	for _, sb := range sbs { // one that fails does not keep the others running
+		if err := a.removeSandboxes(ctx, nil, []*runtimeapi.PodSandbox{sb}, 0, "fenced: the host's lease was not renewed"); err != nil {
+			log.G(ctx).Error("fencing: remove a sandbox (tried again in a second)", "sandbox", short(sb.Id), "err", err)
+		}
 	}
 }
 
