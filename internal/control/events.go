@@ -38,7 +38,9 @@ func (s *Service) recordEvent(ctx context.Context, kind, id, tenant, typ, reason
 			cur.LastTime = now
 			return nil
 		})
-	} else if err == nil {
+	} else if err == nil && source != "server" {
+		// The server's own events of an object are few; an agent's (its
+		// messages vary: probes, pulls) are capped.
 		err = s.capEvents(ctx, id)
 	}
 	if err != nil {

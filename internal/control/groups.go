@@ -113,6 +113,7 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 	if err != nil {
 		return nil, false, err
 	}
+	s.counted(tenant, large(&obj.Spec))
 	s.recordEvent(ctx, "ContainerGroup", obj.Metadata.ID, obj.Metadata.Tenant, apiv1.EventNormal, "Created", "created by "+p.String(), "server")
 	s.wake()
 	return obj, true, nil
@@ -216,6 +217,7 @@ func (s *Service) removeGroup(ctx context.Context, g *apiv1.ContainerGroup, conf
 	if _, err := s.commit(ctx, append(cmps, unchanged), ops); err != nil {
 		return err
 	}
+	s.uncount(g.Metadata.Tenant)
 	if g.Status.Allocated {
 		s.wake()
 	}

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"sync"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -53,7 +55,7 @@ func large(spec *apiv1.ContainerGroupSpec) bool {
 
 // checkLarge refuses one more large group of tenant past its bound.
 func (s *Service) checkLarge(ctx context.Context, tenant string) error {
-	n, err := s.members.Count(ctx, "large/"+tenant+"/")
+	n, err := s.count(ctx, "large/"+tenant+"/")
 	if err != nil {
 		return err
 	}
@@ -88,10 +90,98 @@ func clientTokenKey(tenant, token string) string {
 	return tenant + "_" + hex.EncodeToString([]byte(token))
 }
 
+// counts caches the counts of index keys for a second: counting a tenant's
+// keys walks them in etcd, and a burst of creates would count the same keys
+// over and over. A group this server creates adds to its tenant's cached
+// counts at once; one that ends or goes drops them (counted afresh next).
+// Another server's changes are seen within the second: the bounds are soft
+// by the creates of one second.
+type counts struct {
+	mu sync.Mutex
+	m  map[string]cachedCount
+}
+
+type cachedCount struct {
+	n  int64
+	at time.Time
+}
+
+const countTTL = time.Second
+
+// count is the number of index keys under prefix, cached.
+func (s *Service) count(ctx context.Context, prefix string) (int64, error) {
+	now := time.Now()
+	s.counts.mu.Lock()
+	c, ok := s.counts.m[prefix]
+	s.counts.mu.Unlock()
+	if ok && now.Sub(c.at) < countTTL {
+		return c.n, nil
+	}
+	n, err := s.members.Count(ctx, prefix)
+	if err != nil {
+		return 0, err
+	}
+	s.counts.mu.Lock()
+	s.counts.m[prefix] = cachedCount{n: n, at: now}
+	s.counts.mu.Unlock()
+	return n, nil
+}
+
+// counted adds a new group of tenant to the cached counts.
+func (s *Service) counted(tenant string, isLarge bool) {
+	s.counts.mu.Lock()
+	defer s.counts.mu.Unlock()
+	prefixes := []string{"stored/" + tenant + "/", "live/" + tenant + "/"}
+	if isLarge {
+		prefixes = append(prefixes, "large/"+tenant+"/")
+	}
+	for _, p := range prefixes {
+		if c, ok := s.counts.m[p]; ok {
+			c.n++
+			s.counts.m[p] = c
+		}
+	}
+}
+
+// uncount drops tenant's cached counts (a group ended or went).
+func (s *Service) uncount(tenant string) {
+	s.counts.mu.Lock()
+	defer s.counts.mu.Unlock()
+	for _, p := range []string{"stored/", "live/", "large/"} {
+		delete(s.counts.m, p+tenant+"/")
+	}
+	delete(s.counts.m, "quota/"+tenant)
+}
+
+// groupQuota is the tenant's quota of groups (0: none), cached as counts
+// are (a quota changed on this server applies at once: PutTenant drops it).
+func (s *Service) groupQuota(ctx context.Context, tenant string) (int, error) {
+	key := "quota/" + tenant
+	now := time.Now()
+	s.counts.mu.Lock()
+	c, ok := s.counts.m[key]
+	s.counts.mu.Unlock()
+	if ok && now.Sub(c.at) < countTTL {
+		return int(c.n), nil
+	}
+	q := 0
+	t, err := s.tenants.Get(ctx, tenant)
+	switch {
+	case err == nil:
+		q = t.Spec.Quota.Groups
+	case !errdefs.IsNotFound(err):
+		return 0, err
+	}
+	s.counts.mu.Lock()
+	s.counts.m[key] = cachedCount{n: int64(q), at: now}
+	s.counts.mu.Unlock()
+	return q, nil
+}
+
 // checkRoom refuses a new group of tenant when it would pass its quota of
 // groups or the bound on stored groups.
 func (s *Service) checkRoom(ctx context.Context, tenant string) error {
-	stored, err := s.members.Count(ctx, "stored/"+tenant+"/")
+	stored, err := s.count(ctx, "stored/"+tenant+"/")
 	if err != nil {
 		return err
 	}
@@ -99,15 +189,12 @@ func (s *Service) checkRoom(ctx context.Context, tenant string) error {
 		return fmt.Errorf("tenant %s stores %d groups, the most the service keeps per tenant (%d, every state): delete ended groups (eci rm) or wait for their retention: %w",
 			tenant, stored, s.opts.MaxStoredGroups, errdefs.ErrPermissionDenied)
 	}
-	t, err := s.tenants.Get(ctx, tenant)
-	if errdefs.IsNotFound(err) {
-		return nil
-	}
+	q, err := s.groupQuota(ctx, tenant)
 	if err != nil {
 		return err
 	}
-	if q := t.Spec.Quota.Groups; q > 0 {
-		live, err := s.members.Count(ctx, "live/"+tenant+"/")
+	if q > 0 {
+		live, err := s.count(ctx, "live/"+tenant+"/")
 		if err != nil {
 			return err
 		}
@@ -165,6 +252,7 @@ func (s *Service) removeRecord(ctx context.Context, g *apiv1.ContainerGroup) err
 		return err
 	}
 	_, err = s.commit(ctx, []clientv3.Cmp{unchanged}, s.removalOps(g))
+	s.uncount(g.Metadata.Tenant)
 	return err
 }
 

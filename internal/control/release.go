@@ -154,6 +154,9 @@ func (s *Service) transitionWith(ctx context.Context, id string, quarantine time
 			return nil, err
 		}
 		g.Metadata.ResourceVersion = strconv.FormatInt(rev, 10)
+		if !wasEnded && g.Status.State.Terminal() {
+			s.uncount(g.Metadata.Tenant)
+		}
 		if released {
 			s.wake()
 		}

@@ -46,6 +46,7 @@ type Service struct {
 	ips     *store.Collection[ipRecord, *ipRecord]
 	idxs    *store.Collection[tokenIndex, *tokenIndex]
 	members *store.Collection[member, *member] // membership.go
+	counts  counts                             // membership.go
 	log     *slog.Logger
 
 	// kick wakes the placer when a group waits or capacity is freed.
@@ -129,6 +130,7 @@ func New(st *store.Store, opts Options) *Service {
 		ips:     store.NewCollection[ipRecord](st, "ips"),
 		idxs:    store.NewCollection[tokenIndex](st, "clienttokens"),
 		members: store.NewCollection[member](st, "tenantgroups"),
+		counts:  counts{m: map[string]cachedCount{}},
 		log:     opts.Logger,
 		kick:    make(chan struct{}, 1),
 	}

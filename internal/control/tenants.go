@@ -19,6 +19,7 @@ func (s *Service) PutTenant(ctx context.Context, p auth.Principal, t *apiv1.Tena
 		return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
 	}
 	name := t.Metadata.Name
+	defer s.uncount(name) // its cached quota
 	obj := &apiv1.Tenant{Metadata: apiv1.ObjectMeta{ID: name, Name: name, Labels: t.Metadata.Labels, CreatedAt: s.now()}, Spec: t.Spec}
 	err := s.tenants.Create(ctx, obj, nil)
 	if errdefs.IsAlreadyExists(err) {

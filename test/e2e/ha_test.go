@@ -203,7 +203,7 @@ func TestHAUnderFaults(t *testing.T) {
 			"--data-dir", filepath.Join(dir, fmt.Sprintf("server-%d", i)), "--listen", addr,
 			"--etcd-endpoints", strings.Join(endpoints, ","), "--etcd-cafile", caFile, "--etcd-certfile", clientCert, "--etcd-keyfile", clientKey,
 			"--encryption-key-file", keys, "--admin-token", admin, "--tls-cert-file", serveCert, "--tls-key-file", serveKey,
-			"--host-lease-ttl", "10s"))
+			"--host-lease-ttl", "20s"))
 	}
 	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // a probe of /readyz
 	leading := func(i int) (bool, error) {
