@@ -183,8 +183,10 @@ func validateVolume(e *errs, p fpath, v Volume) {
 			if f.Mode != nil && (*f.Mode < 0 || *f.Mode > 0o777) {
 				e.add(ip.child("mode"), "%#o is not a file mode; allowed: 0 to 0777", *f.Mode)
 			}
-			if f.SHA256 != "" {
-				e.add(ip.child("sha256"), "is set by the service on what it returns; send the file's content instead")
+			if f.SHA256 != "" && len(f.Content) > 0 {
+				// (Without content it is what the service keeps of an ended
+				// group's file, or an echo an update resolves.)
+				e.add(ip.child("sha256"), "is set by the service on what it returns; send the file's content alone")
 			}
 		}
 	}

@@ -154,6 +154,7 @@ type Agent struct {
 
 	pulls       *pullGuard           // one pull at a time per registry, unverified images (pullguard.go)
 	lease       fence                // the host's lease and whether the agent fenced itself (fence.go)
+	viewFloor   string               // the version of refreshView's list: older events add no group
 	streamToken string               // the secret the server presents to the stream server
 	cpuSamples  map[string]cpuSample // last CPU sample by group, for rates
 
@@ -289,6 +290,9 @@ func (a *Agent) watchGroups(ctx context.Context) {
 			switch {
 			case ev.Type == apiv1.Deleted:
 				delete(a.groups, ev.Object.Metadata.ID)
+			case ev.Type != apiv1.Deleted && cur == nil && a.viewFloor != "" && !olderVersion(a.viewFloor, ev.Object.Metadata.ResourceVersion):
+				// Not newer than the list refreshView read, which did not
+				// have it: a group gone since.
 			case cur != nil && olderVersion(ev.Object.Metadata.ResourceVersion, cur.Metadata.ResourceVersion):
 				// An event older than the view (refreshView read ahead): the
 				// group is there all the same.

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -44,8 +45,17 @@ func (f *fence) load(stateDir string, now time.Time) {
 	defer f.mu.Unlock()
 	f.file = filepath.Join(stateDir, "lease-renewed")
 	f.lastRenew = now
-	if data, err := os.ReadFile(f.file); err == nil {
-		if ns, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64); err == nil && ns > 0 {
+	data, err := os.ReadFile(f.file)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		// A first start: nothing ran here before.
+	case err != nil:
+		f.lastRenew = time.Time{}.Add(1) // unreadable: long ago (no fail-open)
+	default:
+		ns, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+		if err != nil || ns <= 0 {
+			f.lastRenew = time.Time{}.Add(1)
+		} else {
 			f.lastRenew = time.Unix(0, ns)
 		}
 	}
@@ -54,8 +64,9 @@ func (f *fence) load(stateDir string, now time.Time) {
 // defaultLease is assumed until the server names its own.
 const defaultLease = 40 * time.Second
 
-// renewed records a successful registration or heartbeat.
-func (f *fence) renewed(now time.Time, leaseSeconds int) (lifted bool) {
+// renewed records a successful registration or heartbeat; a fence is
+// lifted only once the view of the groups was read afresh (refreshed).
+func (f *fence) renewed(now time.Time, leaseSeconds int, refreshed bool) (lifted bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lastRenew = now
@@ -63,9 +74,14 @@ func (f *fence) renewed(now time.Time, leaseSeconds int) (lifted bool) {
 		f.lease = time.Duration(leaseSeconds) * time.Second
 	}
 	if f.file != "" {
-		_ = os.WriteFile(f.file, []byte(strconv.FormatInt(now.UnixNano(), 10)), 0o600)
+		tmp := f.file + ".tmp"
+		if os.WriteFile(tmp, []byte(strconv.FormatInt(now.UnixNano(), 10)), 0o600) == nil {
+			_ = os.Rename(tmp, f.file)
+		}
 	}
-	lifted, f.fenced = f.fenced, false
+	if f.fenced && refreshed {
+		f.fenced, lifted = false, true
+	}
 	return lifted
 }
 
@@ -118,14 +134,19 @@ func (a *Agent) fenceAfter() time.Duration {
 // (started before the agent registers) fences the host when renewals stop
 // for fenceAfter.
 func (a *Agent) heartbeat(ctx context.Context) {
+	wait := a.beatEvery()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(a.beatEvery()):
+		case <-time.After(wait):
 		}
+		// A renewal may take one interval; a failed one is tried again in a
+		// second: a hung request must not cost the lease.
+		every := a.beatEvery()
+		wait = min(time.Second, every)
 		sent := time.Now() // the lease counts from the request, not the answer
-		hbCtx, cancel := context.WithTimeout(ctx, max(a.cfg.HeartbeatInterval, 2*time.Second))
+		hbCtx, cancel := context.WithTimeout(ctx, every)
 		h, err := a.cfg.Client.Heartbeat(hbCtx, a.name)
 		cancel()
 		if err != nil {
@@ -134,15 +155,18 @@ func (a *Agent) heartbeat(ctx context.Context) {
 			}
 			continue
 		}
+		wait = every
+		refreshed := false
 		if a.lease.isFenced() {
 			// The view of the groups may be stale (the watch was cut too):
 			// read them afresh before anything runs again.
 			if err := a.refreshView(ctx); err != nil {
 				log.G(ctx).Warn("fenced: read the host's groups before lifting the fence", "err", err)
-				continue
+			} else {
+				refreshed = true
 			}
 		}
-		if a.lease.renewed(sent, h.Status.LeaseSeconds) {
+		if a.lease.renewed(sent, h.Status.LeaseSeconds, refreshed) {
 			log.G(ctx).Warn("lease renewed: fence lifted; the groups are reconciled with what the server says of them")
 			a.mu.Lock()
 			ids := make([]string, 0, len(a.groups))
@@ -193,17 +217,18 @@ func (a *Agent) stopAll(ctx context.Context) {
 }
 
 // register registers the host, trying again while the server can't be
-// reached (the fence meanwhile stops the groups once most of a lease has
-// passed); a refusal (a bad token, a bad host) is returned.
+// reached or answers otherwise (the fence meanwhile stops the groups once
+// most of a lease has passed); a refusal (a bad token, a bad host) is
+// returned.
 func (a *Agent) register(ctx context.Context) error {
 	for wait := time.Second; ; wait = min(2*wait, 30*time.Second) {
 		sent := time.Now()
 		registered, err := a.cfg.Client.RegisterHost(ctx, &a.cfg.Host)
 		if err == nil {
-			a.lease.renewed(sent, registered.Status.LeaseSeconds)
+			a.lease.renewed(sent, registered.Status.LeaseSeconds, false)
 			return nil
 		}
-		if !errdefs.IsUnavailable(err) || ctx.Err() != nil {
+		if errdefs.IsUnauthenticated(err) || errdefs.IsPermissionDenied(err) || errdefs.IsInvalid(err) || ctx.Err() != nil {
 			return fmt.Errorf("register host %s: %w", a.name, err)
 		}
 		log.G(ctx).Warn("register the host: the server can't be reached; trying again", "in", wait, "err", err)
@@ -229,6 +254,14 @@ func (a *Agent) refreshView(ctx context.Context) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	// The watch may still deliver events older than this list: none of them
+	// may bring back a group the list no longer has (viewFloor).
+	a.viewFloor = list.ResourceVersion
+	if a.relisting {
+		for id := range fresh {
+			a.seen[id] = true
+		}
+	}
 	for id, cur := range a.groups {
 		g, ok := fresh[id]
 		switch {

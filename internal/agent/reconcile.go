@@ -369,9 +369,6 @@ func (a *Agent) ensureImage(ctx context.Context, g *apiv1.ContainerGroup, c apiv
 	if err != nil {
 		return "", &waitingError{reason: "InvalidImageName", err: err}
 	}
-	if err := a.checkLocalRegistry(ctx, reg); err != nil {
-		return "", &waitingError{reason: "ErrImagePull", err: err}
-	}
 	wish := registryWishes(g)[reg]
 	spec := &runtimeapi.ImageSpec{Image: c.Image}
 	var image string
@@ -389,6 +386,10 @@ func (a *Agent) ensureImage(ctx context.Context, g *apiv1.ContainerGroup, c apiv
 			case c.ImagePullPolicy == apiv1.PullNever:
 				return &waitingError{reason: "ErrImageNeverPull", err: fmt.Errorf("image %s is not present and imagePullPolicy is Never", c.Image)}
 			}
+		}
+		// Only a pull reaches the registry: an image present needs no check.
+		if err := a.checkLocalRegistry(ctx, reg); err != nil {
+			return err
 		}
 		if wish != "" {
 			// Marked before the pull: a copy that may be anyone's is never

@@ -97,6 +97,18 @@ func upstream(reg string) string {
 // before and removed after; a setting that can't be removed stops every
 // later pull from reg until it can.
 func (a *Agent) withTransport(reg, wish string, pull func() error) error {
+	if wish != "" {
+		// Refused before the registry is locked: a refused wish holds
+		// nobody's pulls up.
+		switch {
+		case a.cfg.RegistryConfigDir == "":
+			return errNoRegistryDir
+		case !a.cfg.AllowInsecureRegistries:
+			return errors.New("plainHttpRegistries/insecureRegistries: this host's agent does not allow them (--allow-insecure-registries is off)")
+		case a.operatorConfigured(reg):
+			return fmt.Errorf("registry %s is configured by the host's operator or a mirror: a group can't change it", reg)
+		}
+	}
 	unlock := a.pulls.lock(reg, wish != "")
 	defer unlock()
 	if wish == "" {
@@ -106,12 +118,6 @@ func (a *Agent) withTransport(reg, wish string, pull func() error) error {
 			return err
 		}
 		return pull()
-	}
-	switch {
-	case a.cfg.RegistryConfigDir == "":
-		return errNoRegistryDir
-	case !a.cfg.AllowInsecureRegistries:
-		return errors.New("plainHttpRegistries/insecureRegistries: this host's agent does not allow them (--allow-insecure-registries is off)")
 	}
 	if err := a.writeHosts(reg, markGroup+registryHostsTOML(reg, wish), markGroup); err != nil {
 		return err

@@ -260,12 +260,16 @@ func (s *Service) removeRecord(ctx context.Context, g *apiv1.ContainerGroup) err
 // were any (an upgrade), so that they count; a leader runs it once. Nothing
 // is written when every group has its keys.
 func (s *Service) BackfillMembers(ctx context.Context) (int, error) {
-	groups, _, _, err := s.groups.List(ctx, storeOpts(0, 0, ""))
+	total, err := s.groups.Count(ctx, "")
 	if err != nil {
 		return 0, err
 	}
 	stored, err := s.members.Count(ctx, "stored/")
-	if err != nil || stored >= int64(len(groups)) {
+	if err != nil || stored >= total {
+		return 0, err
+	}
+	groups, _, _, err := s.groups.List(ctx, storeOpts(0, 0, ""))
+	if err != nil {
 		return 0, err
 	}
 	n := 0

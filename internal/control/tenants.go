@@ -93,7 +93,9 @@ func (s *Service) ListTokens(ctx context.Context, p auth.Principal) ([]apiv1.Tok
 	}
 	out := make([]apiv1.Token, 0, len(items))
 	for _, t := range items {
-		out = append(out, *t)
+		if t.Spec.Kind != tokenRevoked {
+			out = append(out, *t)
+		}
 	}
 	return out, nil
 }
@@ -141,12 +143,17 @@ func (s *Service) TokenValid(ctx context.Context, id string) bool {
 	return err == nil && t.Metadata.ID == id
 }
 
-// EnsureAdminToken makes sure secret authenticates as the admin, and that
-// no other admin token does: changing --admin-token (or admin.token) on the
-// servers revokes the old one. Every server of one etcd must be given the
-// same admin token.
-func (s *Service) EnsureAdminToken(ctx context.Context, secret string) error {
+// EnsureAdminToken makes sure secret authenticates as the admin. With
+// rotate (the operator named the admin token: --admin-token), every other
+// admin token is revoked, and a tombstone keeps a revoked one from coming
+// back (a server started again with an old token refuses to start). Servers
+// of one etcd share the admin token; a server that made its own (no
+// --admin-token) revokes nothing.
+func (s *Service) EnsureAdminToken(ctx context.Context, secret string, rotate bool) error {
 	id := auth.Hash(secret)
+	if _, err := s.tokens.Get(ctx, revokedID(id)); err == nil {
+		return fmt.Errorf("this admin token was revoked when another replaced it; give the current one (--admin-token): %w", errdefs.ErrPermissionDenied)
+	}
 	obj := &apiv1.Token{
 		Metadata: apiv1.ObjectMeta{ID: id, Name: "admin", CreatedAt: s.now()},
 		Spec:     apiv1.TokenSpec{Kind: apiv1.TokenAdmin},
@@ -154,17 +161,30 @@ func (s *Service) EnsureAdminToken(ctx context.Context, secret string) error {
 	if err := s.tokens.Create(ctx, obj, nil); err != nil && !errdefs.IsAlreadyExists(err) {
 		return err
 	}
+	if !rotate {
+		return nil
+	}
 	items, _, _, err := s.tokens.List(ctx, store.ListOptions{})
 	if err != nil {
 		return err
 	}
 	for _, t := range items {
-		if t.Spec.Kind == apiv1.TokenAdmin && t.Metadata.ID != id {
-			if err := s.tokens.Delete(ctx, t); err != nil && !errdefs.IsNotFound(err) {
-				return fmt.Errorf("revoke a former admin token: %w", err)
-			}
-			s.log.Warn("a former admin token was revoked (the admin token changed)", "token", t.Metadata.ID[:12])
+		if t.Spec.Kind != apiv1.TokenAdmin || t.Metadata.ID == id {
+			continue
 		}
+		tomb := &apiv1.Token{Metadata: apiv1.ObjectMeta{ID: revokedID(t.Metadata.ID), Name: "revoked admin token", CreatedAt: s.now()}, Spec: apiv1.TokenSpec{Kind: tokenRevoked}}
+		if err := s.tokens.Create(ctx, tomb, nil); err != nil && !errdefs.IsAlreadyExists(err) {
+			return err
+		}
+		if err := s.tokens.Delete(ctx, t); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("revoke a former admin token: %w", err)
+		}
+		s.log.Warn("a former admin token was revoked (the admin token changed)", "token", t.Metadata.ID[:12])
 	}
 	return nil
 }
+
+// tokenRevoked marks the tombstone of a revoked admin token.
+const tokenRevoked apiv1.TokenKind = "Revoked"
+
+func revokedID(id string) string { return "revoked-" + id }

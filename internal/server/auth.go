@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/auth"
 	"github.com/eci-dev/eci/internal/errdefs"
 )
@@ -17,6 +19,7 @@ import (
 // ensureAdminToken reads or makes the admin token and records it in etcd, so
 // every server on the same etcd accepts it.
 func (s *Server) ensureAdminToken(ctx context.Context) error {
+	named := s.cfg.AdminToken != "" // by the operator: it replaces any other
 	if s.cfg.AdminToken == "" {
 		path := filepath.Join(s.cfg.DataDir, "admin.token")
 		data, err := os.ReadFile(path)
@@ -32,7 +35,7 @@ func (s *Server) ensureAdminToken(ctx context.Context) error {
 			return fmt.Errorf("read the admin token: %w", err)
 		}
 	}
-	return s.svc.EnsureAdminToken(ctx, s.cfg.AdminToken)
+	return s.svc.EnsureAdminToken(ctx, s.cfg.AdminToken, named)
 }
 
 // authenticate reads the caller's token from etcd on every request (one
@@ -52,44 +55,66 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		}
 		now := time.Now()
 		key := auth.Hash(secret)
-		exempt := leaseRoute(r)
-		if known, ok, wait, limit := s.limits.before(key, now); known && !ok && !exempt {
+		addr := clientAddr(r)
+		known, allowed, wait, limit, kind := s.limits.before(key, now)
+		switch {
+		case known && !allowed && !(kind == apiv1.TokenHost && leaseRoute(r)):
 			tooManyRequests(w, r, wait, overRate(limit))
 			return
-		} else if !known {
-			addr, _, _ := net.SplitHostPort(r.RemoteAddr)
+		case !known && !leaseRoute(r):
+			// (A host's first lease renewal after this server started is
+			// not held up by another's unknown tokens from its address.)
 			if failing, wait := s.limits.failing(addr, now); failing {
 				tooManyRequests(w, r, wait, "too many unknown tokens from this address")
 				return
 			}
-			p, err := s.svc.Authenticate(r.Context(), secret)
-			if errdefs.IsUnauthenticated(err) {
-				s.limits.failed(addr, now)
-			}
-			if err != nil {
-				writeError(w, r, err)
-				return
-			}
-			if ok, wait, limit := s.limits.after(key, p.Kind, now); !ok && !exempt {
-				tooManyRequests(w, r, wait, overRate(limit))
-				return
-			}
-			next.ServeHTTP(w, r.WithContext(auth.WithToken(auth.WithPrincipal(r.Context(), p), key)))
-			return
 		}
 		p, err := s.svc.Authenticate(r.Context(), secret)
+		if errdefs.IsUnauthenticated(err) {
+			s.limits.failed(addr, now)
+			s.limits.forget(key) // a revoked token keeps no bucket
+		}
 		if err != nil {
 			writeError(w, r, err)
 			return
+		}
+		if !known {
+			if ok, wait, limit := s.limits.after(key, p.Kind, now); !ok && !(p.Kind == apiv1.TokenHost && leaseRoute(r)) {
+				tooManyRequests(w, r, wait, overRate(limit))
+				return
+			}
 		}
 		next.ServeHTTP(w, r.WithContext(auth.WithToken(auth.WithPrincipal(r.Context(), p), key)))
 	})
 }
 
-// leaseRoute tells the requests that keep a host's lease.
+// leaseRoute tells the requests that keep a host's lease (exempt from a
+// host token's rate): PUT /v1/hosts/{name}/heartbeat and POST /v1/hosts.
 func leaseRoute(r *http.Request) bool {
-	return (r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/v1/hosts/") && strings.HasSuffix(r.URL.Path, "/heartbeat")) ||
-		(r.Method == http.MethodPost && r.URL.Path == "/v1/hosts")
+	if r.Method == http.MethodPost {
+		return r.URL.Path == "/v1/hosts"
+	}
+	rest, ok := strings.CutPrefix(r.URL.Path, "/v1/hosts/")
+	name, ok2 := strings.CutSuffix(rest, "/heartbeat")
+	return r.Method == http.MethodPut && ok && ok2 && name != "" && !strings.Contains(name, "/")
+}
+
+// clientAddr is the caller's address, IPv6 ones by their /64 (one host
+// holds a whole /64).
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	if ip.Is4() || ip.Is4In6() {
+		return ip.Unmap().String()
+	}
+	p, _ := ip.Prefix(64)
+	return p.String()
 }
 
 func principal(r *http.Request) auth.Principal {

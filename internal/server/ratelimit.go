@@ -58,14 +58,16 @@ func newLimiters(tenant, host RateLimit) *limiters {
 	return &limiters{tenant: tenant, host: host, byToken: map[string]*limiter{}, failures: map[string]*limiter{}, swept: time.Now()}
 }
 
-// sweepLocked forgets idle buckets (l.mu held).
+// sweepLocked forgets idle buckets, and when a map is full, a tenth of it
+// at once (l.mu held).
 func (l *limiters) sweepLocked(now time.Time) {
 	if now.Sub(l.swept) < limiterIdle && len(l.byToken) < maxBuckets && len(l.failures) < maxBuckets {
 		return
 	}
 	for _, m := range []map[string]*limiter{l.byToken, l.failures} {
+		full := len(m) >= maxBuckets
 		for k, lim := range m {
-			if now.Sub(lim.used) > limiterIdle || len(m) >= maxBuckets {
+			if now.Sub(lim.used) > limiterIdle || (full && len(m) > maxBuckets*9/10) {
 				delete(m, k)
 			}
 		}
@@ -77,7 +79,7 @@ func (l *limiters) sweepLocked(now time.Time) {
 // its hash) before it is read from etcd: a token past its rate costs the
 // store nothing. ok with known false: not known yet (authenticate, then
 // after).
-func (l *limiters) before(key string, now time.Time) (known, ok bool, wait time.Duration, limit RateLimit) {
+func (l *limiters) before(key string, now time.Time) (known, ok bool, wait time.Duration, limit RateLimit, kind apiv1.TokenKind) {
 	l.mu.Lock()
 	lim := l.byToken[key]
 	if lim != nil {
@@ -85,10 +87,17 @@ func (l *limiters) before(key string, now time.Time) (known, ok bool, wait time.
 	}
 	l.mu.Unlock()
 	if lim == nil {
-		return false, true, 0, RateLimit{}
+		return false, true, 0, RateLimit{}, ""
 	}
 	ok, wait = take(lim.Limiter, now)
-	return true, ok, wait, lim.limit
+	return true, ok, wait, lim.limit, lim.kind
+}
+
+// forget drops the bucket of a token that no longer authenticates.
+func (l *limiters) forget(key string) {
+	l.mu.Lock()
+	delete(l.byToken, key)
+	l.mu.Unlock()
 }
 
 // after makes the bucket of a token just authenticated, and takes one

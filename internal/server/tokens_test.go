@@ -95,4 +95,13 @@ func TestAdminTokenChange(t *testing.T) {
 	if code, _ := rawRequest(t, r, "GET", "/v1/tokens", "the-second-admin-token-012345678", ""); code != http.StatusOK {
 		t.Fatalf("the new admin token answered %d", code)
 	}
+	r.stop()
+	// A server started again with the old token does not bring it back.
+	srv, err := New(Config{Addr: "127.0.0.1:0", DataDir: dir, Name: "test", AdminToken: "the-first-admin-token-0123456789"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "revoked when another replaced it") {
+		t.Fatalf("a server given a revoked admin token: %v", err)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/auth"
@@ -73,18 +74,31 @@ func (s *Server) watchGroups(w http.ResponseWriter, r *http.Request, f control.G
 	if !send(watchLine{Type: apiv1.Bookmark, Object: bookmark(rev)}) {
 		return
 	}
-	for ev := range s.svc.Groups().Watch(ctx, rev) {
+	// Every tokenRecheck the caller's token must still be valid: a revoked
+	// token's watch ends (events or not).
+	recheck := time.NewTicker(tokenRecheck)
+	defer recheck.Stop()
+	events := s.svc.Groups().Watch(ctx, rev)
+	for {
+		var ev store.Event[apiv1.ContainerGroup, *apiv1.ContainerGroup]
+		var ok bool
+		select {
+		case <-recheck.C:
+			if id := auth.TokenFrom(ctx); id != "" && !s.svc.TokenValid(ctx, id) {
+				send(watchLine{Type: "ERROR", Object: StatusOf(fmt.Errorf("the token was revoked: %w", errdefs.ErrUnauthenticated))})
+				return
+			}
+			continue
+		case ev, ok = <-events:
+			if !ok {
+				return
+			}
+		}
 		switch {
 		case ev.Err != nil:
 			send(watchLine{Type: "ERROR", Object: StatusOf(ev.Err)})
 			return
 		case ev.Type == apiv1.Bookmark:
-			// At every bookmark (a few seconds apart), the caller's token
-			// must still be valid: a revoked token's watch ends.
-			if id := auth.TokenFrom(ctx); id != "" && !s.svc.TokenValid(ctx, id) {
-				send(watchLine{Type: "ERROR", Object: StatusOf(fmt.Errorf("the token was revoked: %w", errdefs.ErrUnauthenticated))})
-				return
-			}
 			if !send(watchLine{Type: apiv1.Bookmark, Object: bookmark(ev.Revision)}) {
 				return
 			}
@@ -95,6 +109,9 @@ func (s *Server) watchGroups(w http.ResponseWriter, r *http.Request, f control.G
 		}
 	}
 }
+
+// tokenRecheck is how often a watch checks its caller's token again.
+const tokenRecheck = 5 * time.Second
 
 func bookmark(rev int64) *apiv1.ContainerGroup {
 	return &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{ResourceVersion: strconv.FormatInt(rev, 10)}}

@@ -41,7 +41,8 @@ func startProc(t *testing.T, name, logDir string, bin string, args ...string) *p
 		t.Fatal(err)
 	}
 	p.cmd.Stdout, p.cmd.Stderr = f, f
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// They die with the test process, however it ends (a killed test leaves no eci on the bed).
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}

@@ -67,7 +67,7 @@ func (u *upProcess) start() {
 		u.t.Fatal(err)
 	}
 	u.cmd.Stdout, u.cmd.Stderr = logFile, logFile
-	u.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	u.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := u.cmd.Start(); err != nil {
 		u.t.Fatal(err)
 	}
