@@ -102,20 +102,30 @@ func (a *Agent) handle(ctx context.Context, g *apiv1.ContainerGroup) {
 		return
 	}
 	go func() {
-		var err error
-		switch step {
-		case "finalize":
-			err = a.cfg.Client.Finalize(ctx, id)
-		default:
+		if step != "finalize" {
 			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(a.cfg.StartDelay):
 			}
-			_, err = a.cfg.Client.ReportStatus(ctx, id, running(g))
 		}
-		if err != nil && ctx.Err() == nil && !errdefs.IsNotFound(err) && !errdefs.IsConflict(err) {
-			log.G(ctx).Warn("fake agent", "group", id, "step", step, "err", err)
+		// A server that goes away mid-report (a failover) is tried again,
+		// as a real agent's next reconcile would.
+		var err error
+		for wait := 100 * time.Millisecond; ctx.Err() == nil; wait = min(2*wait, 5*time.Second) {
+			if step == "finalize" {
+				err = a.cfg.Client.Finalize(ctx, id)
+			} else {
+				_, err = a.cfg.Client.ReportStatus(ctx, id, running(g))
+			}
+			if err == nil || errdefs.IsNotFound(err) || errdefs.IsConflict(err) {
+				return
+			}
+			log.G(ctx).Warn("fake agent: trying again", "group", id, "step", step, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
 		}
 	}()
 }
