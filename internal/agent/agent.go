@@ -341,16 +341,22 @@ func (a *Agent) runtimeEvents(ctx context.Context) {
 }
 
 // resync reconciles every known group and every sandbox of the runtime.
+// groupIDs are the groups of the agent's view.
+func (a *Agent) groupIDs() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ids := make([]string, 0, len(a.groups))
+	for id := range a.groups {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 func (a *Agent) resync(ctx context.Context) {
 	t := time.NewTicker(a.cfg.ResyncInterval)
 	defer t.Stop()
 	for {
-		a.mu.Lock()
-		ids := make([]string, 0, len(a.groups))
-		for id := range a.groups {
-			ids = append(ids, id)
-		}
-		a.mu.Unlock()
+		ids := a.groupIDs()
 		sbs, err := a.cfg.Runtime.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{LabelManaged: "true"}})
 		if err == nil {
 			for _, sb := range sbs {

@@ -25,8 +25,8 @@ func startAgent(t *testing.T, srv *servertest.Server, rt runtime.Runtime, cgroup
 		Client: srv.HostClient(t, "h1"), Runtime: rt, CgroupParent: cgroupParent, LogDir: t.TempDir(), StateDir: t.TempDir(), NoCgroups: true,
 		Host:           apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}},
 		ResyncInterval: 500 * time.Millisecond,
-		// The fake pulls nothing: docker.io (which does not resolve here)
-		// needs no check.
+		// The fake's pulls reach no registry: docker.io (which does not
+		// resolve here) needs no check.
 		AllowedLocalRegistries: []string{"docker.io"},
 		Logger:                 slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

@@ -168,13 +168,7 @@ func (a *Agent) heartbeat(ctx context.Context) {
 		}
 		if a.lease.renewed(sent, h.Status.LeaseSeconds, refreshed) {
 			log.G(ctx).Warn("lease renewed: fence lifted; the groups are reconciled with what the server says of them")
-			a.mu.Lock()
-			ids := make([]string, 0, len(a.groups))
-			for id := range a.groups {
-				ids = append(ids, id)
-			}
-			a.mu.Unlock()
-			for _, id := range ids {
+			for _, id := range a.groupIDs() {
 				a.enqueue(id)
 			}
 		}

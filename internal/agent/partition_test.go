@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -22,37 +21,6 @@ import (
 	"github.com/eci-dev/eci/internal/server/servertest"
 	"github.com/eci-dev/eci/internal/testbed"
 )
-
-// forward relays TCP connections from a loopback port of its own to addr:
-// the agent reaches the server through it, and an iptables rule on its port
-// cuts the agent off as a partition would (packets dropped, not refused).
-func forward(t *testing.T, addr string) (port int) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				out, err := net.Dial("tcp", addr)
-				if err != nil {
-					_ = in.Close()
-					return
-				}
-				go func() { _, _ = io.Copy(out, in); _ = out.Close() }()
-				_, _ = io.Copy(in, out)
-				_ = in.Close()
-			}()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // partition drops the loopback traffic of port (both ways) until heal.
 func partition(t *testing.T, port int) (heal func()) {
@@ -102,7 +70,10 @@ func TestAgentPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, port, _ := net.SplitHostPort(srv.Addr())
-	fwd := forward(t, "127.0.0.1:"+port)
+	// The agent reaches the server through a relay whose port an iptables
+	// rule cuts, as a partition would (packets dropped, not refused).
+	_, fwdPort, _ := net.SplitHostPort(testbed.Relay(t, "127.0.0.1:"+port))
+	fwd, _ := strconv.Atoi(fwdPort)
 	cut, err := client.New(client.Config{Server: fmt.Sprintf("https://127.0.0.1:%d", fwd), Token: tok.Status.Token, CAFile: srv.CAFile()})
 	if err != nil {
 		t.Fatal(err)

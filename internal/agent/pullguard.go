@@ -194,9 +194,10 @@ var errNoRegistryDir = errors.New("plainHttpRegistries/insecureRegistries: this 
 // operatorConfigured tells whether the operator's own hosts.toml (not one
 // the agent wrote) says where the runtime pulls reg from.
 func (a *Agent) operatorConfigured(reg string) bool {
-	if a.cfg.RegistryConfigDir == "" || strings.ContainsAny(reg, `/\`) || reg == "" || reg == "." || reg == ".." {
+	path, ok := a.registryHostsFile(reg)
+	if !ok {
 		return false
 	}
-	cur, err := os.ReadFile(filepath.Join(a.cfg.RegistryConfigDir, reg, "hosts.toml"))
+	cur, err := os.ReadFile(path)
 	return err == nil && !bytes.HasPrefix(cur, []byte(markGroup))
 }

@@ -132,10 +132,10 @@ func (a *Agent) withTransport(reg, wish string, pull func() error) error {
 // removeWish removes a group's hosts.toml of reg, never the operator's or a
 // mirror's.
 func (a *Agent) removeWish(reg string) error {
-	if a.cfg.RegistryConfigDir == "" || strings.ContainsAny(reg, `/\`) || reg == "" || reg == "." || reg == ".." {
+	path, ok := a.registryHostsFile(reg)
+	if !ok {
 		return nil
 	}
-	path := filepath.Join(a.cfg.RegistryConfigDir, reg, "hosts.toml")
 	cur, err := os.ReadFile(path)
 	if err != nil || !bytes.HasPrefix(cur, []byte(markGroup)) {
 		return nil
@@ -167,13 +167,22 @@ func registryHostsTOML(reg, kind string) string {
 	return fmt.Sprintf("server = \"https://%s\"\n\n[host.\"https://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n  skip_verify = true\n", reg, reg)
 }
 
+// registryHostsFile is reg's hosts.toml in the registry config dir; false when
+// there is no dir, or reg is no host[:port] (it would name another path).
+func (a *Agent) registryHostsFile(reg string) (string, bool) {
+	if a.cfg.RegistryConfigDir == "" || strings.ContainsAny(reg, `/\`) || reg == "" || reg == "." || reg == ".." {
+		return "", false
+	}
+	return filepath.Join(a.cfg.RegistryConfigDir, reg, "hosts.toml"), true
+}
+
 // writeHosts writes <dir>/<reg>/hosts.toml unless a file not carrying mark
 // is there (the operator's, or a mirror's when mark is a group's).
 func (a *Agent) writeHosts(reg, content, mark string) error {
-	if strings.ContainsAny(reg, `/\`) || reg == "" || reg == "." || reg == ".." {
+	path, ok := a.registryHostsFile(reg)
+	if !ok {
 		return fmt.Errorf("registry %q is not a host[:port]", reg)
 	}
-	path := filepath.Join(a.cfg.RegistryConfigDir, reg, "hosts.toml")
 	cur, err := os.ReadFile(path)
 	switch {
 	case err == nil && bytes.Equal(cur, []byte(content)):

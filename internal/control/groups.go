@@ -3,7 +3,6 @@ package control
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -81,12 +80,13 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 	if err := s.checkRoom(ctx, tenant); err != nil {
 		return nil, false, err
 	}
-	if large(&obj.Spec) {
+	isLarge := large(&obj.Spec)
+	if isLarge {
 		if err := s.checkLarge(ctx, tenant); err != nil {
 			return nil, false, err
 		}
 	}
-	ops, err := s.memberOps(obj)
+	ops, err := s.memberOps(obj, isLarge)
 	if err != nil {
 		return nil, false, err
 	}
@@ -113,7 +113,7 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 	if err != nil {
 		return nil, false, err
 	}
-	s.counted(tenant, large(&obj.Spec))
+	s.counted(tenant, isLarge)
 	s.recordEvent(ctx, "ContainerGroup", obj.Metadata.ID, obj.Metadata.Tenant, apiv1.EventNormal, "Created", "created by "+p.String(), "server")
 	s.wake()
 	return obj, true, nil
@@ -315,8 +315,7 @@ func keepUnchanged(name string, files apiv1.FilesVolume, cur *apiv1.FilesVolume)
 		}
 		kept := false
 		for _, c := range cur.Files {
-			sum := sha256.Sum256(c.Content)
-			if c.Path == f.Path && hex.EncodeToString(sum[:]) == f.SHA256 {
+			if c.Path == f.Path && digest(c.Content) == f.SHA256 {
 				out.Files[i].Content, kept = c.Content, true
 			}
 		}

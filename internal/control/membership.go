@@ -2,7 +2,6 @@ package control
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -79,8 +78,7 @@ func stripSecrets(g *apiv1.ContainerGroup) {
 		for j := range v.Files.Files {
 			f := &v.Files.Files[j]
 			if f.Content != nil {
-				sum := sha256.Sum256(f.Content)
-				f.SHA256, f.Content = hex.EncodeToString(sum[:]), nil
+				f.SHA256, f.Content = digest(f.Content), nil
 			}
 		}
 	}
@@ -110,19 +108,25 @@ const countTTL = time.Second
 
 // count is the number of index keys under prefix, cached.
 func (s *Service) count(ctx context.Context, prefix string) (int64, error) {
+	return s.cached(prefix, func() (int64, error) { return s.members.Count(ctx, prefix) })
+}
+
+// cached is key's figure from the cache, or from fetch when it is older
+// than countTTL.
+func (s *Service) cached(key string, fetch func() (int64, error)) (int64, error) {
 	now := time.Now()
 	s.counts.mu.Lock()
-	c, ok := s.counts.m[prefix]
+	c, ok := s.counts.m[key]
 	s.counts.mu.Unlock()
 	if ok && now.Sub(c.at) < countTTL {
 		return c.n, nil
 	}
-	n, err := s.members.Count(ctx, prefix)
+	n, err := fetch()
 	if err != nil {
 		return 0, err
 	}
 	s.counts.mu.Lock()
-	s.counts.m[prefix] = cachedCount{n: n, at: now}
+	s.counts.m[key] = cachedCount{n: n, at: now}
 	s.counts.mu.Unlock()
 	return n, nil
 }
@@ -156,26 +160,17 @@ func (s *Service) uncount(tenant string) {
 // groupQuota is the tenant's quota of groups (0: none), cached as counts
 // are (a quota changed on this server applies at once: PutTenant drops it).
 func (s *Service) groupQuota(ctx context.Context, tenant string) (int, error) {
-	key := "quota/" + tenant
-	now := time.Now()
-	s.counts.mu.Lock()
-	c, ok := s.counts.m[key]
-	s.counts.mu.Unlock()
-	if ok && now.Sub(c.at) < countTTL {
-		return int(c.n), nil
-	}
-	q := 0
-	t, err := s.tenants.Get(ctx, tenant)
-	switch {
-	case err == nil:
-		q = t.Spec.Quota.Groups
-	case !errdefs.IsNotFound(err):
-		return 0, err
-	}
-	s.counts.mu.Lock()
-	s.counts.m[key] = cachedCount{n: int64(q), at: now}
-	s.counts.mu.Unlock()
-	return q, nil
+	q, err := s.cached("quota/"+tenant, func() (int64, error) {
+		t, err := s.tenants.Get(ctx, tenant)
+		switch {
+		case errdefs.IsNotFound(err):
+			return 0, nil
+		case err != nil:
+			return 0, err
+		}
+		return int64(t.Spec.Quota.Groups), nil
+	})
+	return int(q), err
 }
 
 // checkRoom refuses a new group of tenant when it would pass its quota of
@@ -207,10 +202,10 @@ func (s *Service) checkRoom(ctx context.Context, tenant string) error {
 }
 
 // memberOps are written with a new group.
-func (s *Service) memberOps(g *apiv1.ContainerGroup) ([]clientv3.Op, error) {
+func (s *Service) memberOps(g *apiv1.ContainerGroup, isLarge bool) ([]clientv3.Op, error) {
 	var ops []clientv3.Op
 	keys := []string{storedKey(g.Metadata.Tenant, g.Metadata.ID), liveKey(g.Metadata.Tenant, g.Metadata.ID)}
-	if large(&g.Spec) {
+	if isLarge {
 		keys = append(keys, largeKey(g.Metadata.Tenant, g.Metadata.ID))
 	}
 	for _, key := range keys {

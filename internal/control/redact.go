@@ -33,8 +33,7 @@ func Redact(p auth.Principal, g *apiv1.ContainerGroup) *apiv1.ContainerGroup {
 				fv.Files = make([]apiv1.File, len(v.Files.Files))
 				for j, f := range v.Files.Files {
 					if f.Content != nil || f.SHA256 == "" { // (an ended group's content is gone, its SHA256 kept)
-						sum := sha256.Sum256(f.Content)
-						f.SHA256 = hex.EncodeToString(sum[:])
+						f.SHA256 = digest(f.Content)
 					}
 					f.Content = nil
 					fv.Files[j] = f
@@ -45,4 +44,10 @@ func Redact(p auth.Principal, g *apiv1.ContainerGroup) *apiv1.ContainerGroup {
 		}
 	}
 	return &out
+}
+
+// digest is a file's SHA256 as the API shows it (hex).
+func digest(content []byte) string {
+	sum := sha256.Sum256(content)
+	return hex.EncodeToString(sum[:])
 }

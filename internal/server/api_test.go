@@ -15,7 +15,6 @@ import (
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/errdefs"
-	"github.com/eci-dev/eci/internal/fakeagent"
 )
 
 func TestMain(m *testing.M) {
@@ -148,16 +147,7 @@ func TestGroupLifecycleOverHTTP(t *testing.T) {
 	r := start(t, t.TempDir())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if _, err := r.admin.CreateVSwitch(ctx, &apiv1.VSwitch{Metadata: apiv1.ObjectMeta{Name: "vsw-a"}, Spec: apiv1.VSwitchSpec{Zone: "zone-a", CIDR: "198.19.128.0/24"}}); err != nil {
-		t.Fatal(err)
-	}
-	res := apiv1.Resources{MilliCPU: 16000, MemoryMiB: 65536, Pods: 50}
-	agent := fakeagent.New(fakeagent.Config{
-		Client: r.token(t, apiv1.TokenSpec{Kind: apiv1.TokenHost, Host: "h1"}),
-		Hosts:  []apiv1.Host{{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}}},
-	})
-	go func() { _ = agent.Run(ctx) }()
-	<-agent.Ready()
+	r.fakeHost(ctx, t, "h1")
 
 	acme := r.token(t, apiv1.TokenSpec{Kind: apiv1.TokenTenant, Tenant: "acme"})
 	bolt := r.token(t, apiv1.TokenSpec{Kind: apiv1.TokenTenant, Tenant: "bolt"})

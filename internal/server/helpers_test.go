@@ -8,6 +8,7 @@ import (
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/fakeagent"
 )
 
 // running is an in-process eci server for a test.
@@ -75,6 +76,20 @@ func (r *running) token(t testing.TB, spec apiv1.TokenSpec) *client.Client {
 		t.Fatal(err)
 	}
 	return clientFor(t, r.srv, tok.Status.Token)
+}
+
+// fakeHost makes a vSwitch vsw-a in zone-a and a fake agent (no containers)
+// for host name until ctx ends: groups are placed on it and reported Running.
+func (r *running) fakeHost(ctx context.Context, t testing.TB, name string) {
+	t.Helper()
+	if _, err := r.admin.CreateVSwitch(ctx, &apiv1.VSwitch{Metadata: apiv1.ObjectMeta{Name: "vsw-a"}, Spec: apiv1.VSwitchSpec{Zone: "zone-a", CIDR: "198.19.128.0/24"}}); err != nil {
+		t.Fatal(err)
+	}
+	res := apiv1.Resources{MilliCPU: 16000, MemoryMiB: 65536, Pods: 50}
+	agent := fakeagent.New(fakeagent.Config{Client: r.token(t, apiv1.TokenSpec{Kind: apiv1.TokenHost, Host: name}),
+		Hosts: []apiv1.Host{{Metadata: apiv1.ObjectMeta{Name: name}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}}}})
+	go func() { _ = agent.Run(ctx) }()
+	<-agent.Ready()
 }
 
 func group(name string) *apiv1.ContainerGroup {

@@ -41,7 +41,7 @@ func (s *Server) leadOnce(ctx context.Context) error {
 	leadCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, run := range []func(context.Context) error{s.svc.RunPlacer, s.svc.RunMonitor, s.reseal} {
+	for _, run := range []func(context.Context) error{s.svc.RunPlacer, s.svc.RunMonitor, s.reseal, s.backfill} {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = run(leadCtx) }()
 	}
@@ -59,8 +59,7 @@ func (s *Server) leadOnce(ctx context.Context) error {
 }
 
 // reseal seals, once a server leads, what is stored unsealed or with a key
-// being rotated out, and writes the index keys of groups stored before there
-// were any.
+// being rotated out.
 func (s *Server) reseal(ctx context.Context) error {
 	n, err := s.st.Reseal(ctx)
 	if err != nil {
@@ -70,7 +69,14 @@ func (s *Server) reseal(ctx context.Context) error {
 	if n > 0 {
 		log.G(ctx).Info("stored values sealed with the current key", "values", n)
 	}
-	if n, err = s.svc.BackfillMembers(ctx); err != nil {
+	return nil
+}
+
+// backfill writes, once a server leads, the index keys of groups stored
+// before there were any (they then count against their tenants' bounds).
+func (s *Server) backfill(ctx context.Context) error {
+	n, err := s.svc.BackfillMembers(ctx)
+	if err != nil {
 		log.G(ctx).Warn("count the groups stored before their tenants' bounds", "err", err)
 		return err
 	}

@@ -15,7 +15,6 @@ import (
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
-	"github.com/eci-dev/eci/internal/fakeagent"
 )
 
 // Registry passwords and files content are written, never read back:
@@ -25,15 +24,8 @@ func TestSecretsAreNotReturned(t *testing.T) {
 	r := start(t, t.TempDir())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if _, err := r.admin.CreateVSwitch(ctx, &apiv1.VSwitch{Metadata: apiv1.ObjectMeta{Name: "vsw-a"}, Spec: apiv1.VSwitchSpec{Zone: "zone-a", CIDR: "198.19.128.0/24"}}); err != nil {
-		t.Fatal(err)
-	}
-	res := apiv1.Resources{MilliCPU: 16000, MemoryMiB: 65536, Pods: 50}
+	r.fakeHost(ctx, t, "h1")
 	hostToken := apiv1.TokenSpec{Kind: apiv1.TokenHost, Host: "h1"}
-	agent := fakeagent.New(fakeagent.Config{Client: r.token(t, hostToken),
-		Hosts: []apiv1.Host{{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}}}})
-	go func() { _ = agent.Run(ctx) }()
-	<-agent.Ready()
 
 	const password, content = "hunter2-registry-password", "db-password=s3cr3t-file-content"
 	g := group("secretive")

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -85,47 +84,6 @@ func loopbackPorts(t *testing.T, n int) []int {
 		_ = l.Close()
 	}
 	return out
-}
-
-// balancer spreads TCP connections over backends, skipping those that
-// refuse: what a load balancer in front of the servers does.
-func balancer(t *testing.T, backends []string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	var mu sync.Mutex
-	next := 0
-	go func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				var out net.Conn
-				for range backends {
-					mu.Lock()
-					b := backends[next%len(backends)]
-					next++
-					mu.Unlock()
-					if out, err = net.DialTimeout("tcp", b, time.Second); err == nil {
-						break
-					}
-				}
-				if out == nil {
-					_ = in.Close()
-					return
-				}
-				go func() { _, _ = io.Copy(out, in); _ = out.Close() }()
-				_, _ = io.Copy(in, out)
-				_ = in.Close()
-			}()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 // Three servers on a three-member etcd cluster (real etcd processes, TLS
@@ -240,7 +198,7 @@ func TestHAUnderFaults(t *testing.T) {
 		return nil
 	})
 
-	lb := balancer(t, addrs)
+	lb := testbed.Relay(t, addrs...) // a balancer in front of the servers
 	c, err := client.New(client.Config{Server: "https://" + lb, Token: admin, CAFile: caFile, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
