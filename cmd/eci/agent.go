@@ -1,15 +1,10 @@
 package main
 
 import (
-	"fmt"
 	"net"
-	"os"
-	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/agent"
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/log"
@@ -18,14 +13,13 @@ import (
 
 func newAgentCommand() *cobra.Command {
 	var (
-		cc                                 client.Config
-		tokenFile, endpoint, zone, handler string
-		cpu, memory                        float64
-		reservedCPU, reservedMemory        float64
-		pods                               int
-		ephemeralGiB, logMaxMiB            float64
-		mirrors                            []string
-		cfg                                agent.Config
+		src          client.Source
+		endpoint     string
+		ephemeralGiB float64
+		logMaxMiB    float64
+		mirrors      []string
+		cfg          = agent.DefaultConfig()
+		m            = agent.Machine{Zone: "zone-a", ReservedMemoryGiB: 0.5}
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -67,17 +61,7 @@ activeDeadlineSeconds work as the kubelet's.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			if cc.Token == "" {
-				cc.Token = os.Getenv("ECI_TOKEN")
-			}
-			if tokenFile != "" {
-				data, err := os.ReadFile(tokenFile)
-				if err != nil {
-					return fmt.Errorf("--token-file: %w", err)
-				}
-				cc.Token = strings.TrimSpace(string(data))
-			}
-			c, err := client.New(cc)
+			c, err := src.New()
 			if err != nil {
 				return err
 			}
@@ -85,27 +69,9 @@ activeDeadlineSeconds work as the kubelet's.`,
 			if err != nil {
 				return err
 			}
-			milli, mem, err := agent.MachineResources()
-			if err != nil {
+			if cfg.Host, err = m.Host(); err != nil {
 				return err
 			}
-			if cpu > 0 {
-				milli = int64(cpu * 1000)
-			}
-			if memory > 0 {
-				mem = int64(memory * 1024)
-			}
-			capacity := apiv1.Resources{MilliCPU: milli, MemoryMiB: mem, Pods: pods}
-			alloc := capacity
-			alloc.MilliCPU -= int64(reservedCPU * 1000)
-			alloc.MemoryMiB -= int64(reservedMemory * 1024)
-			if alloc.MilliCPU <= 0 || alloc.MemoryMiB <= 0 {
-				return fmt.Errorf("--reserved-cpu/--reserved-memory leave nothing of %g vCPU / %g GiB", float64(milli)/1000, float64(mem)/1024)
-			}
-			if cfg.Host.Metadata.Name == "" {
-				cfg.Host.Metadata.Name, _ = os.Hostname()
-			}
-			cfg.Host.Spec = apiv1.HostSpec{Zone: zone, Capacity: capacity, Allocatable: alloc, RuntimeHandlers: []string{handler}}
 			if host, _, err := net.SplitHostPort(cfg.StreamAddress); err == nil && cfg.AdvertiseIP == "" {
 				if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 					if cfg.AdvertiseIP, err = agent.HostIP(); err != nil {
@@ -113,19 +79,12 @@ activeDeadlineSeconds work as the kubelet's.`,
 					}
 				}
 			}
-			for _, m := range mirrors {
-				reg, url, ok := strings.Cut(m, "=")
-				if !ok || reg == "" || (!strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://")) {
-					return fmt.Errorf("--registry-mirror %q: want REGISTRY=URL, such as docker.io=https://mirror.example:5000", m)
-				}
-				if cfg.RegistryMirrors == nil {
-					cfg.RegistryMirrors = map[string][]string{}
-				}
-				cfg.RegistryMirrors[reg] = append(cfg.RegistryMirrors[reg], url)
+			if cfg.RegistryMirrors, err = agent.ParseMirrors(mirrors); err != nil {
+				return err
 			}
 			cfg.EphemeralStorageBase = uint64(ephemeralGiB * (1 << 30))
 			cfg.LogMaxSize = int64(logMaxMiB * (1 << 20))
-			cfg.Client, cfg.Runtime, cfg.Logger = c, rt, log.G(ctx)
+			cfg.Client, cfg.Runtime = c, rt
 			a, err := agent.New(cfg)
 			if err != nil {
 				return err
@@ -134,33 +93,33 @@ activeDeadlineSeconds work as the kubelet's.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&cc.Server, "server", "https://127.0.0.1:8443", "the eci server")
-	fl.StringVar(&cc.Token, "token", "", "this host's token (default $ECI_TOKEN; eci token create --host NAME)")
-	fl.StringVar(&tokenFile, "token-file", "", "read the token from this file")
-	fl.StringVar(&cc.CAFile, "ca-file", "", "CA of the server's certificate")
-	fl.StringVar(&cfg.Host.Metadata.Name, "host-name", "", "name of this host (default: the hostname)")
-	fl.StringVar(&zone, "zone", "zone-a", "zone of this host")
-	fl.Float64Var(&cpu, "cpu", 0, "vCPUs of this host (default: the machine's)")
-	fl.Float64Var(&memory, "memory", 0, "GiB of memory of this host (default: the machine's)")
-	fl.Float64Var(&reservedCPU, "reserved-cpu", 0, "vCPUs kept for the system, not given to groups")
-	fl.Float64Var(&reservedMemory, "reserved-memory", 0.5, "GiB kept for the system, not given to groups")
-	fl.IntVar(&pods, "max-groups", 110, "groups this host runs at most")
+	fl.StringVar(&src.Server, "server", "https://127.0.0.1:8443", "the eci server")
+	fl.StringVar(&src.Token, "token", "", "this host's token (default $ECI_TOKEN; eci token create --host NAME)")
+	fl.StringVar(&src.TokenFile, "token-file", "", "read the token from this file")
+	fl.StringVar(&src.CAFile, "ca-file", "", "CA of the server's certificate")
+	fl.StringVar(&m.Name, "host-name", "", "name of this host (default: the hostname)")
+	fl.StringVar(&m.Zone, "zone", m.Zone, "zone of this host")
+	fl.Float64Var(&m.CPU, "cpu", 0, "vCPUs of this host (default: the machine's)")
+	fl.Float64Var(&m.MemoryGiB, "memory", 0, "GiB of memory of this host (default: the machine's)")
+	fl.Float64Var(&m.ReservedCPU, "reserved-cpu", 0, "vCPUs kept for the system, not given to groups")
+	fl.Float64Var(&m.ReservedMemoryGiB, "reserved-memory", m.ReservedMemoryGiB, "GiB kept for the system, not given to groups")
+	fl.IntVar(&m.MaxGroups, "max-groups", 110, "groups this host runs at most")
 	fl.StringVar(&endpoint, "cri-endpoint", "unix:///run/containerd/containerd.sock", "the CRI runtime")
-	fl.StringVar(&handler, "runtime-handler", "runc", "runtime handler the host offers")
-	fl.StringVar(&cfg.CgroupParent, "cgroup-parent", "eci", "cgroup under which each group gets its own")
-	fl.Int64Var(&cfg.PidsLimit, "pids-limit", agent.DefaultPidsLimit, "processes and threads one group may have together (its cgroup's pids.max; -1: no limit); the host's kernel.pid_max must leave room for every group's")
-	fl.StringVar(&cfg.LogDir, "log-dir", "/var/log/eci/groups", "CRI log files, a directory per group")
-	fl.StringVar(&cfg.StateDir, "state-dir", "/var/lib/eci/agent", "the groups' volumes (emptyDir, files payloads)")
-	fl.StringVar(&cfg.CNIConfDir, "cni-conf-dir", "/etc/cni/net.d", "the runtime's CNI config dir, where the agent writes its network (empty: leave networking to the runtime's own config)")
-	fl.StringVar(&cfg.CNIBridge, "cni-bridge", "eci0", "bridge of the groups' network")
-	fl.StringVar(&cfg.IPAMSocket, "ipam-socket", "/run/eci/ipam.sock", "where the agent answers the eci-ipam CNI plugin (install _output/bin/eci-ipam into the runtime's CNI bin dir)")
-	fl.StringVar(&cfg.StreamAddress, "stream-address", "0.0.0.0:10350", "where the agent serves logs, exec, attach, port-forward and stats to the server (TLS, its own CA registered with the host)")
+	fl.StringVar(&m.RuntimeHandler, "runtime-handler", "runc", "runtime handler the host offers")
+	fl.StringVar(&cfg.CgroupParent, "cgroup-parent", cfg.CgroupParent, "cgroup under which each group gets its own")
+	fl.Int64Var(&cfg.PidsLimit, "pids-limit", cfg.PidsLimit, "processes and threads one group may have together (its cgroup's pids.max; -1: no limit); the host's kernel.pid_max must leave room for every group's")
+	fl.StringVar(&cfg.LogDir, "log-dir", cfg.LogDir, "CRI log files, a directory per group")
+	fl.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "the groups' volumes (emptyDir, files payloads)")
+	fl.StringVar(&cfg.CNIConfDir, "cni-conf-dir", cfg.CNIConfDir, "the runtime's CNI config dir, where the agent writes its network (empty: leave networking to the runtime's own config)")
+	fl.StringVar(&cfg.CNIBridge, "cni-bridge", cfg.CNIBridge, "bridge of the groups' network")
+	fl.StringVar(&cfg.IPAMSocket, "ipam-socket", cfg.IPAMSocket, "where the agent answers the eci-ipam CNI plugin (install _output/bin/eci-ipam into the runtime's CNI bin dir)")
+	fl.StringVar(&cfg.StreamAddress, "stream-address", cfg.StreamAddress, "where the agent serves logs, exec, attach, port-forward and stats to the server (TLS, its own CA registered with the host)")
 	fl.StringVar(&cfg.AdvertiseIP, "advertise-address", "", "IP the server reaches the stream server at (default: the first global IPv4 of this host)")
-	fl.Float64Var(&ephemeralGiB, "ephemeral-storage", 30, "GiB every group may write on this host (writable layers, disk emptyDirs, logs) before its extraEphemeralStorage; over it the group is evicted")
-	fl.DurationVar(&cfg.EvictionInterval, "housekeeping-interval", 10*time.Second, "how often ephemeral storage is measured and logs rotated")
-	fl.Float64Var(&logMaxMiB, "log-max-size", 10, "MiB a container's log file grows to before it is rotated")
-	fl.IntVar(&cfg.LogMaxFiles, "log-max-files", 5, "log files kept per container, the live one included")
-	fl.StringVar(&cfg.RegistryConfigDir, "registry-config-dir", "/etc/containerd/certs.d", "the runtime's registry hosts directory (containerd's config_path), where mirrors and the groups' plain-http/insecure registries are written")
+	fl.Float64Var(&ephemeralGiB, "ephemeral-storage", float64(cfg.EphemeralStorageBase)/(1<<30), "GiB every group may write on this host (writable layers, disk emptyDirs, logs) before its extraEphemeralStorage; over it the group is evicted")
+	fl.DurationVar(&cfg.EvictionInterval, "housekeeping-interval", cfg.EvictionInterval, "how often ephemeral storage is measured and logs rotated")
+	fl.Float64Var(&logMaxMiB, "log-max-size", float64(cfg.LogMaxSize)/(1<<20), "MiB a container's log file grows to before it is rotated")
+	fl.IntVar(&cfg.LogMaxFiles, "log-max-files", cfg.LogMaxFiles, "log files kept per container, the live one included")
+	fl.StringVar(&cfg.RegistryConfigDir, "registry-config-dir", cfg.RegistryConfigDir, "the runtime's registry hosts directory (containerd's config_path), where mirrors and the groups' plain-http/insecure registries are written")
 	fl.StringArrayVar(&mirrors, "registry-mirror", nil, "REGISTRY=URL: pull REGISTRY's images from URL (repeat for several; an air-gapped site points docker.io at its own registry)")
 	fl.BoolVar(&cfg.AllowInsecureRegistries, "allow-insecure-registries", false, "honour the groups' plainHttpRegistries/insecureRegistries (each for its own pulls only; images pulled so are pulled again over verified TLS for other groups)")
 	fl.StringArrayVar(&cfg.AllowedLocalRegistries, "allowed-local-registry", nil, "HOST:PORT of a registry on this host's loopback or link-local addresses that groups may pull from (others are refused: the runtime would reach the host's own services); repeat for several")

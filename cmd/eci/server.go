@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/eci-dev/eci/internal/cli"
+	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/control"
 	"github.com/eci-dev/eci/internal/log"
 	"github.com/eci-dev/eci/internal/scheduler"
@@ -62,7 +62,7 @@ Serves /metrics (Prometheus), /healthz and /readyz.`,
 					return
 				}
 				conf := filepath.Join(cfg.DataDir, "admin.conf")
-				if err := cli.WriteConfig(conf, cli.Config{Server: srv.URL(), Token: srv.AdminToken(), CAFile: srv.CAFile()}); err != nil {
+				if err := client.WriteConfigFile(conf, client.ConfigFile{Server: srv.URL(), Token: srv.AdminToken(), CAFile: srv.CAFile()}); err != nil {
 					log.G(ctx).Warn("write the admin client config", "err", err)
 					return
 				}

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"strings"
 	"time"
 )
 
@@ -19,65 +18,61 @@ type backoffEntry struct {
 	next  time.Time     // no restart before this
 }
 
-// restartWait says how long to wait before restarting key, which ran from
-// started to finished; zero means restart now (and the restart is counted).
-func (a *Agent) restartWait(key string, started, finished, now time.Time) time.Duration {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	e := a.backoff[key]
-	if e == nil || finished.Sub(started) >= backoffReset {
-		e = &backoffEntry{delay: backoffInitial}
-		a.backoff[key] = e
-	}
+// restartWait says how long to wait before restarting container name of
+// group id, which ran from started to finished; zero means restart now (and
+// the restart is counted).
+func (a *Agent) restartWait(id, name string, started, finished, now time.Time) (wait time.Duration) {
+	a.states.edit(id, func(g *groupState) {
+		c := g.container(name)
+		if c.restart == nil || finished.Sub(started) >= backoffReset {
+			c.restart = &backoffEntry{delay: backoffInitial}
+		}
+		wait = c.restart.take(now)
+	})
+	return wait
+}
+
+// inBackoff tells whether container name of group id waits for a restart now.
+func (a *Agent) inBackoff(id, name string, now time.Time) (waits bool) {
+	a.states.read(id, func(g *groupState) {
+		e := g.containerOf(name).restart
+		waits = e != nil && now.Before(e.next)
+	})
+	return waits
+}
+
+// retryWait is the next wait before container name of group id (which can't
+// start) is tried again: 10 s, doubling up to 5 minutes, as the kubelet's
+// image pull back-off. A start that succeeds forgets it (started).
+func (a *Agent) retryWait(id, name string) (wait time.Duration) {
+	a.states.edit(id, func(g *groupState) {
+		c := g.container(name)
+		if c.retry == nil {
+			c.retry = &backoffEntry{delay: backoffInitial}
+		}
+		wait = c.retry.delay
+		c.retry.next = time.Now().Add(wait)
+		c.retry.delay = min(c.retry.delay*2, backoffMax)
+	})
+	return wait
+}
+
+// retrying tells whether container name of group id waits for its retry.
+func (a *Agent) retrying(id, name string, now time.Time) (waits bool) {
+	a.states.read(id, func(g *groupState) {
+		e := g.containerOf(name).retry
+		waits = e != nil && now.Before(e.next)
+	})
+	return waits
+}
+
+// take is the wait before the next restart: zero (and the next is pushed
+// back) when it may happen now.
+func (e *backoffEntry) take(now time.Time) time.Duration {
 	if now.Before(e.next) {
 		return e.next.Sub(now)
 	}
 	e.next = now.Add(e.delay)
 	e.delay = min(e.delay*2, backoffMax)
 	return 0
-}
-
-// inBackoff tells whether key waits for a restart now.
-func (a *Agent) inBackoff(key string, now time.Time) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	e := a.backoff[key]
-	return e != nil && now.Before(e.next)
-}
-
-func (a *Agent) forget(id string) {
-	a.stopProbes(id)
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	delete(a.reported, id)
-	delete(a.missing, id)
-	delete(a.cpuSamples, id)
-	for k := range a.waits {
-		if strings.HasPrefix(k, id+"/") {
-			delete(a.waits, k)
-		}
-	}
-	for k := range a.backoff {
-		if len(k) > len(id) && k[:len(id)] == id && k[len(id)] == '/' {
-			delete(a.backoff, k)
-		}
-	}
-}
-
-// retryWait is the next wait before key (a container that can't start) is
-// tried again: 10 s, doubling up to 5 minutes, as the kubelet's image pull
-// back-off. A start that succeeds forgets it.
-func (a *Agent) retryWait(key string) time.Duration {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	k := key + "/retry"
-	e := a.backoff[k]
-	if e == nil {
-		e = &backoffEntry{delay: backoffInitial}
-		a.backoff[k] = e
-	}
-	d := e.delay
-	e.next = time.Now().Add(d)
-	e.delay = min(e.delay*2, backoffMax)
-	return d
 }

@@ -13,6 +13,7 @@ import (
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/log"
 	"github.com/eci-dev/eci/internal/runtime"
 	"github.com/eci-dev/eci/internal/server/servertest"
 )
@@ -20,15 +21,22 @@ import (
 // startAgent runs an agent for host h1 on the fake runtime rt.
 func startAgent(t *testing.T, srv *servertest.Server, rt runtime.Runtime, cgroupParent string) (stop func()) {
 	t.Helper()
+	_, stop = startFakeAgent(t, srv, rt, cgroupParent)
+	return stop
+}
+
+// startFakeAgent is startAgent that also gives the agent, for tests that
+// look at its state.
+func startFakeAgent(t *testing.T, srv *servertest.Server, rt runtime.Runtime, cgroupParent string) (*Agent, func()) {
+	t.Helper()
 	res := apiv1.Resources{MilliCPU: 8000, MemoryMiB: 16384, Pods: 20}
-	return runAgent(t, Config{
+	return runAgentOf(t, Config{
 		Client: srv.HostClient(t, "h1"), Runtime: rt, CgroupParent: cgroupParent, LogDir: t.TempDir(), StateDir: t.TempDir(), NoCgroups: true,
 		Host:           apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}},
 		ResyncInterval: 500 * time.Millisecond,
 		// The fake's pulls reach no registry: docker.io (which does not
 		// resolve here) needs no check.
 		AllowedLocalRegistries: []string{"docker.io"},
-		Logger:                 slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 }
 
@@ -36,11 +44,18 @@ func startAgent(t *testing.T, srv *servertest.Server, rt runtime.Runtime, cgroup
 // once it is ready.
 func runAgent(t testing.TB, cfg Config) (stop func()) {
 	t.Helper()
+	_, stop = runAgentOf(t, cfg)
+	return stop
+}
+
+// runAgentOf is runAgent that also gives the agent.
+func runAgentOf(t testing.TB, cfg Config) (a *Agent, stop func()) {
+	t.Helper()
 	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(log.WithLogger(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil))))
 	go func() { _ = a.Run(ctx) }()
 	stopped := false
 	stop = func() {
@@ -58,7 +73,7 @@ func runAgent(t testing.TB, cfg Config) (stop func()) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("agent not ready after 20s")
 	}
-	return stop
+	return a, stop
 }
 
 func createGroup(t testing.TB, srv *servertest.Server, g *apiv1.ContainerGroup) string {

@@ -13,7 +13,6 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/log"
@@ -168,8 +167,8 @@ func (a *Agent) heartbeat(ctx context.Context) {
 		}
 		if a.lease.renewed(sent, h.Status.LeaseSeconds, refreshed) {
 			log.G(ctx).Warn("lease renewed: fence lifted; the groups are reconciled with what the server says of them")
-			for _, id := range a.groupIDs() {
-				a.enqueue(id)
+			for _, id := range a.view.ids() {
+				a.queue.add(id)
 			}
 		}
 	}
@@ -235,47 +234,12 @@ func (a *Agent) register(ctx context.Context) error {
 }
 
 // refreshView replaces the agent's view of its groups with the server's
-// current one: newer versions replace older ones, groups the server no
-// longer places here are dropped.
+// current one (groupView.refresh).
 func (a *Agent) refreshView(ctx context.Context) error {
 	list, err := a.cfg.Client.ListGroups(ctx, client.ListOptions{Host: a.name})
 	if err != nil {
 		return err
 	}
-	fresh := map[string]*apiv1.ContainerGroup{}
-	for i := range list.Items {
-		fresh[list.Items[i].Metadata.ID] = &list.Items[i]
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	// The watch may still deliver events older than this list: none of them
-	// may bring back a group the list no longer has (viewFloor).
-	a.viewFloor = list.ResourceVersion
-	if a.relisting {
-		for id := range fresh {
-			a.seen[id] = true
-		}
-	}
-	for id, cur := range a.groups {
-		g, ok := fresh[id]
-		switch {
-		case !ok:
-			delete(a.groups, id)
-		case !olderVersion(g.Metadata.ResourceVersion, cur.Metadata.ResourceVersion):
-			a.groups[id] = g
-		}
-	}
-	for id, g := range fresh {
-		if _, ok := a.groups[id]; !ok {
-			a.groups[id] = g
-		}
-	}
+	a.view.refresh(list.Items, list.ResourceVersion)
 	return nil
-}
-
-// olderVersion tells whether resource version a is before b.
-func olderVersion(a, b string) bool {
-	x, err1 := strconv.ParseInt(a, 10, 64)
-	y, err2 := strconv.ParseInt(b, 10, 64)
-	return err1 == nil && err2 == nil && x < y
 }

@@ -28,13 +28,7 @@ func (a *Agent) housekeeping(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		a.mu.Lock()
-		groups := make([]*apiv1.ContainerGroup, 0, len(a.groups))
-		for _, g := range a.groups {
-			groups = append(groups, g)
-		}
-		a.mu.Unlock()
-		for _, g := range groups {
+		for _, g := range a.view.all() {
 			if g.Status.State.Terminal() || g.Metadata.DeletionRequestedAt != nil {
 				continue
 			}

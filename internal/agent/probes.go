@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -35,32 +34,10 @@ const (
 	readiness probeKind = "readiness"
 )
 
-type prober struct {
-	containerID string
-	cancel      context.CancelFunc
-}
-
-// probeState is what probes found, read by status().
-type probeState struct {
-	mu      sync.Mutex
-	probers map[string]*prober // group/container/kind
-	ready   map[string]bool    // group/container -> readiness result
-	started map[string]bool    // group/container -> startup succeeded
-}
-
-func (p *probeState) readyOf(key string, hasProbe bool) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !hasProbe {
-		return true
-	}
-	return p.ready[key]
-}
-
 // syncProbes starts the probes of g's running containers and stops those of
 // containers that are gone or changed. ip is the group's address.
 func (a *Agent) syncProbes(ctx context.Context, g *apiv1.ContainerGroup, ctrs map[string]attempts, ip string) {
-	want := map[string]string{} // key -> container id
+	want := map[probeKey]string{} // -> container id
 	for _, c := range g.Spec.Containers {
 		last := ctrs[c.Name].latest()
 		if last == nil || last.State.String() != "CONTAINER_RUNNING" {
@@ -68,57 +45,43 @@ func (a *Agent) syncProbes(ctx context.Context, g *apiv1.ContainerGroup, ctrs ma
 		}
 		for kind, pr := range map[probeKind]*apiv1.Probe{startup: c.StartupProbe, liveness: c.LivenessProbe, readiness: c.ReadinessProbe} {
 			if pr != nil {
-				key := g.Metadata.ID + "/" + c.Name + "/" + string(kind)
-				want[key] = last.Id
-				a.startProbe(ctx, g, c.Name, kind, pr, last.Id, ip, key)
+				want[probeKey{c.Name, kind}] = last.Id
+				a.startProbe(ctx, g, c.Name, kind, pr, last.Id, ip)
 			}
 		}
 	}
-	a.probes.mu.Lock()
-	defer a.probes.mu.Unlock()
-	for key, p := range a.probes.probers {
-		if strings.HasPrefix(key, g.Metadata.ID+"/") && want[key] != p.containerID {
-			p.cancel()
-			delete(a.probes.probers, key)
+	a.states.edit(g.Metadata.ID, func(st *groupState) {
+		for key, p := range st.probers {
+			if want[key] != p.containerID {
+				p.cancel()
+				delete(st.probers, key)
+			}
 		}
-	}
+	})
 }
 
-// stopProbes ends every probe of group id.
-func (a *Agent) stopProbes(id string) {
-	a.probes.mu.Lock()
-	defer a.probes.mu.Unlock()
-	for key, p := range a.probes.probers {
-		if strings.HasPrefix(key, id+"/") {
-			p.cancel()
-			delete(a.probes.probers, key)
+// startProbe runs the kind probe of container name (by id) unless it runs.
+// A new probe's result is not known yet: not ready, not started.
+func (a *Agent) startProbe(ctx context.Context, g *apiv1.ContainerGroup, name string, kind probeKind, pr *apiv1.Probe, containerID, ip string) {
+	key := probeKey{name, kind}
+	var pctx context.Context
+	a.states.edit(g.Metadata.ID, func(st *groupState) {
+		if p, ok := st.probers[key]; ok && p.containerID == containerID {
+			return
 		}
-	}
-	for key := range a.probes.ready {
-		if strings.HasPrefix(key, id+"/") {
-			delete(a.probes.ready, key)
-			delete(a.probes.started, key)
+		var cancel context.CancelFunc
+		pctx, cancel = context.WithCancel(ctx)
+		st.probers[key] = &prober{containerID: containerID, cancel: cancel}
+		switch kind {
+		case readiness:
+			st.container(name).ready = false
+		case startup:
+			st.container(name).started = false
 		}
+	})
+	if pctx != nil {
+		go a.runProbe(pctx, g, name, kind, pr, containerID, ip)
 	}
-}
-
-func (a *Agent) startProbe(ctx context.Context, g *apiv1.ContainerGroup, name string, kind probeKind, pr *apiv1.Probe, containerID, ip, key string) {
-	a.probes.mu.Lock()
-	if p, ok := a.probes.probers[key]; ok && p.containerID == containerID {
-		a.probes.mu.Unlock()
-		return
-	}
-	pctx, cancel := context.WithCancel(ctx)
-	a.probes.probers[key] = &prober{containerID: containerID, cancel: cancel}
-	ckey := g.Metadata.ID + "/" + name
-	if kind == readiness {
-		a.probes.ready[ckey] = false
-	}
-	if kind == startup {
-		a.probes.started[ckey] = false
-	}
-	a.probes.mu.Unlock()
-	go a.runProbe(pctx, g, name, kind, pr, containerID, ip, ckey)
 }
 
 func orDefault(v, d int32) time.Duration {
@@ -128,7 +91,7 @@ func orDefault(v, d int32) time.Duration {
 	return time.Duration(v) * time.Second
 }
 
-func (a *Agent) runProbe(ctx context.Context, g *apiv1.ContainerGroup, name string, kind probeKind, pr *apiv1.Probe, containerID, ip, ckey string) {
+func (a *Agent) runProbe(ctx context.Context, g *apiv1.ContainerGroup, name string, kind probeKind, pr *apiv1.Probe, containerID, ip string) {
 	period, timeout := orDefault(pr.PeriodSeconds, 10), orDefault(pr.TimeoutSeconds, 1)
 	failureThreshold, successThreshold := int(pr.FailureThreshold), int(pr.SuccessThreshold)
 	if failureThreshold <= 0 {
@@ -146,7 +109,7 @@ func (a *Agent) runProbe(ctx context.Context, g *apiv1.ContainerGroup, name stri
 	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
-		if kind != startup && !a.startedOK(g, name, ckey) {
+		if kind != startup && !a.startedOK(g, name) {
 			// Wait for the startup probe.
 		} else if err := a.probeOnce(ctx, pr, containerID, ip, timeout); err != nil {
 			fails, oks = fails+1, 0
@@ -155,7 +118,7 @@ func (a *Agent) runProbe(ctx context.Context, g *apiv1.ContainerGroup, name stri
 			}
 			a.event(ctx, g, apiv1.EventWarning, "Unhealthy", fmt.Sprintf("%s probe of container %s failed: %v", kind, name, err))
 			if kind == readiness {
-				a.setProbe(ckey, kind, false, g.Metadata.ID)
+				a.setProbe(g.Metadata.ID, name, kind, containerID, false)
 			} else if fails >= failureThreshold {
 				a.event(ctx, g, apiv1.EventNormal, "Killing", fmt.Sprintf("container %s failed its %s probe %d times; restarting it", name, kind, fails))
 				if err := a.stopContainer(ctx, g, name, containerID, ip, grace(g)); err != nil {
@@ -166,7 +129,7 @@ func (a *Agent) runProbe(ctx context.Context, g *apiv1.ContainerGroup, name stri
 		} else {
 			fails, oks = 0, oks+1
 			if oks >= successThreshold {
-				a.setProbe(ckey, kind, true, g.Metadata.ID)
+				a.setProbe(g.Metadata.ID, name, kind, containerID, true)
 			}
 		}
 		select {
@@ -177,32 +140,51 @@ func (a *Agent) runProbe(ctx context.Context, g *apiv1.ContainerGroup, name stri
 	}
 }
 
-func (a *Agent) startedOK(g *apiv1.ContainerGroup, name, ckey string) bool {
+// startedOK tells whether container name of g has started as far as probes
+// go: it has no startup probe, or that probe succeeded.
+func (a *Agent) startedOK(g *apiv1.ContainerGroup, name string) (ok bool) {
 	for _, c := range g.Spec.Containers {
 		if c.Name == name && c.StartupProbe == nil {
 			return true
 		}
 	}
-	a.probes.mu.Lock()
-	defer a.probes.mu.Unlock()
-	return a.probes.started[ckey]
+	a.states.read(g.Metadata.ID, func(st *groupState) { ok = st.containerOf(name).started })
+	return ok
 }
 
-// setProbe records a result and, when it changes something, reconciles the
-// group so that its status is reported at once.
-func (a *Agent) setProbe(ckey string, kind probeKind, ok bool, group string) {
-	a.probes.mu.Lock()
-	m := a.probes.ready
-	if kind == startup {
-		m = a.probes.started
+// readyOK tells whether container name of group id is ready as far as its
+// readiness probe goes (hasProbe: it has one).
+func (a *Agent) readyOK(id, name string, hasProbe bool) (ok bool) {
+	if !hasProbe {
+		return true
 	}
-	changed := kind != liveness && m[ckey] != ok
-	if kind != liveness {
-		m[ckey] = ok
+	a.states.read(id, func(st *groupState) { ok = st.containerOf(name).ready })
+	return ok
+}
+
+// setProbe records a result of the kind probe of container name (by id) and,
+// when it changes something, reconciles the group so that its status is
+// reported at once. A result of a probe that was stopped meanwhile (its
+// container changed, its group forgotten) records nothing.
+func (a *Agent) setProbe(id, name string, kind probeKind, containerID string, ok bool) {
+	if kind == liveness {
+		return
 	}
-	a.probes.mu.Unlock()
+	changed := false
+	a.states.read(id, func(st *groupState) {
+		if p := st.probers[probeKey{name, kind}]; p == nil || p.containerID != containerID {
+			return
+		}
+		c := st.container(name)
+		flag := &c.ready
+		if kind == startup {
+			flag = &c.started
+		}
+		changed = *flag != ok
+		*flag = ok
+	})
 	if changed {
-		a.enqueue(group)
+		a.queue.add(id)
 	}
 }
 

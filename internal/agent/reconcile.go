@@ -20,7 +20,7 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 		return nil // nothing runs until the lease is renewed (fence.go)
 	}
 	tr := newTrace(ctx)
-	g, complete := a.view(id)
+	g, complete := a.view.get(id)
 	sbs, err := a.cfg.Runtime.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{LabelGroup: id}})
 	if err != nil {
 		return fmt.Errorf("list sandboxes: %w", err)
@@ -31,7 +31,7 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 		if !complete {
 			return nil // the watch has not (re)listed yet: not an orphan
 		}
-		a.forget(id)
+		a.states.forget(id)
 		if err := a.removeSandboxes(ctx, nil, sbs, 0, "the group is gone"); err != nil {
 			return err
 		}
@@ -44,7 +44,7 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 		if err := a.removeSandboxes(ctx, g, sbs, grace, "the group is being deleted"); err != nil {
 			return err
 		}
-		a.forget(id)
+		a.states.forget(id)
 		if err := a.removeGroupFiles(id); err != nil {
 			return err
 		}
@@ -93,23 +93,21 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 		// An instance that ran never gets a second sandbox. It fails only when
 		// its sandbox stays missing for sandboxLostAfter: a momentary gap in
 		// the runtime's list must not end an instance.
-		a.mu.Lock()
-		since, seen := a.missing[id]
-		if !seen {
-			since = time.Now()
-			a.missing[id] = since
-		}
-		a.mu.Unlock()
+		var since time.Time
+		a.states.edit(id, func(s *groupState) {
+			if s.missingSince.IsZero() {
+				s.missingSince = time.Now()
+			}
+			since = s.missingSince
+		})
 		if time.Since(since) < sandboxLostAfter {
-			a.enqueueAfter(ctx, id, time.Second)
+			a.queue.addAfter(ctx, id, time.Second)
 			return nil
 		}
 		return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StateFailed, Reason: "SandboxLost",
 			Message: fmt.Sprintf("the group's sandbox has been gone for %s", sandboxLostAfter)})
 	}
-	a.mu.Lock()
-	delete(a.missing, id)
-	a.mu.Unlock()
+	a.states.read(id, func(s *groupState) { s.missingSince = time.Time{} })
 	if ready == nil {
 		if err := a.limitCgroup(g); err != nil {
 			return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "CgroupFailed", Message: err.Error()})
@@ -284,7 +282,7 @@ func (a *Agent) checkDeadline(ctx context.Context, g *apiv1.ContainerGroup) (end
 	}
 	left := time.Until(g.Status.PendingAt.Add(time.Duration(*d) * time.Second))
 	if left > 0 {
-		a.enqueueAfter(ctx, g.Metadata.ID, left)
+		a.queue.addAfter(ctx, g.Metadata.ID, left)
 		return false, nil
 	}
 	msg := fmt.Sprintf("the group was active longer than activeDeadlineSeconds (%ds)", *d)
@@ -301,10 +299,9 @@ func grace(g *apiv1.ContainerGroup) int64 {
 
 // restart starts the next attempt of an exited container, after its back-off.
 func (a *Agent) restart(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Container, last *runtimeapi.ContainerStatus, init bool, sbID string, sbCfg *runtimeapi.PodSandboxConfig) error {
-	key := g.Metadata.ID + "/" + c.Name
 	now := time.Now()
-	if wait := a.restartWait(key, time.Unix(0, last.StartedAt), time.Unix(0, last.FinishedAt), now); wait > 0 {
-		a.enqueueAfter(ctx, g.Metadata.ID, wait)
+	if wait := a.restartWait(g.Metadata.ID, c.Name, time.Unix(0, last.StartedAt), time.Unix(0, last.FinishedAt), now); wait > 0 {
+		a.queue.addAfter(ctx, g.Metadata.ID, wait)
 		return nil
 	}
 	a.event(ctx, g, apiv1.EventWarning, "BackOff", fmt.Sprintf("restarting container %s (exit code %d)", c.Name, last.ExitCode))
@@ -318,14 +315,12 @@ var errStillWaiting = errors.New("waiting for the retry")
 // container that could not start is not tried again before its back-off
 // ends; meanwhile a failed pull shows as ImagePullBackOff, as the kubelet's.
 func (a *Agent) start(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Container, n uint32, init bool, sbID string, sbCfg *runtimeapi.PodSandboxConfig) error {
-	key := g.Metadata.ID + "/" + c.Name
-	if a.inBackoff(key+"/retry", time.Now()) {
-		a.mu.Lock()
-		w, ok := a.waits[key]
-		if ok && w.Reason == "ErrImagePull" {
-			a.waits[key] = apiv1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: "Back-off pulling image " + c.Image + ": " + w.Message}
-		}
-		a.mu.Unlock()
+	if a.retrying(g.Metadata.ID, c.Name, time.Now()) {
+		a.states.read(g.Metadata.ID, func(s *groupState) {
+			if w := s.containerOf(c.Name).wait; w != nil && w.Reason == "ErrImagePull" {
+				s.container(c.Name).wait = &apiv1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: "Back-off pulling image " + c.Image + ": " + w.Message}
+			}
+		})
 		return errStillWaiting
 	}
 	if err := checkSecurity(c); err != nil {
@@ -440,22 +435,6 @@ func (a *Agent) removeSandboxes(ctx context.Context, g *apiv1.ContainerGroup, sb
 	return nil
 }
 
-// view is the server's group id as the agent knows it, and whether that
-// knowledge is complete (the first list was replayed and no relist is under
-// way), read together: a group missing from a complete view is gone. (Read
-// apart, a reconcile could see "unknown" before the list replayed the group
-// and "complete" after, and remove a running group's sandbox.)
-func (a *Agent) view(id string) (g *apiv1.ContainerGroup, complete bool) {
-	select {
-	case <-a.ready: // closed only after the first list was applied
-		complete = true
-	default:
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.groups[id], complete && !a.relisting
-}
-
 func short(id string) string {
 	if len(id) > 12 {
 		return id[:12]
@@ -506,28 +485,32 @@ func (e *waitingError) Error() string { return e.reason + ": " + e.err.Error() }
 // waiting records err as c's waiting reason (an event when it is new) and
 // retries after a back-off; other errors are returned.
 func (a *Agent) waiting(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Container, err error) error {
-	key := g.Metadata.ID + "/" + c.Name
 	if errors.Is(err, errStillWaiting) {
 		return nil // the retry is already scheduled
 	}
 	var we *waitingError
 	if !errors.As(err, &we) {
 		if err == nil {
-			a.mu.Lock()
-			delete(a.waits, key)
-			delete(a.backoff, key+"/retry")
-			a.mu.Unlock()
+			a.states.read(g.Metadata.ID, func(s *groupState) {
+				if cs := s.containers[c.Name]; cs != nil {
+					cs.wait, cs.retry = nil, nil
+				}
+			})
 		}
 		return err
 	}
 	msg := we.err.Error()
-	a.mu.Lock()
-	prev := a.waits[key]
-	a.waits[key] = apiv1.ContainerStateWaiting{Reason: we.reason, Message: msg}
-	a.mu.Unlock()
+	var prev apiv1.ContainerStateWaiting
+	a.states.edit(g.Metadata.ID, func(s *groupState) {
+		cs := s.container(c.Name)
+		if cs.wait != nil {
+			prev = *cs.wait
+		}
+		cs.wait = &apiv1.ContainerStateWaiting{Reason: we.reason, Message: msg}
+	})
 	if prev.Message != msg || prev.Reason != we.reason {
 		a.event(ctx, g, apiv1.EventWarning, "Failed", fmt.Sprintf("container %s: %v", c.Name, we))
 	}
-	a.enqueueAfter(ctx, g.Metadata.ID, a.retryWait(key))
+	a.queue.addAfter(ctx, g.Metadata.ID, a.retryWait(g.Metadata.ID, c.Name))
 	return nil
 }

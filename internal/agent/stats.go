@@ -102,11 +102,9 @@ func (a *Agent) ephemeralBound(g *apiv1.ContainerGroup) uint64 {
 // cpuRate turns cumulative CPU time into nanocores since the last sample.
 func (a *Agent) cpuRate(id string, usage uint64) uint64 {
 	now := time.Now()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	prev, ok := a.cpuSamples[id]
-	a.cpuSamples[id] = cpuSample{at: now, usage: usage}
-	if !ok || usage < prev.usage || now.Sub(prev.at) <= 0 {
+	var prev *cpuSample
+	a.states.edit(id, func(s *groupState) { prev, s.cpu = s.cpu, &cpuSample{at: now, usage: usage} })
+	if prev == nil || usage < prev.usage || now.Sub(prev.at) <= 0 {
 		return 0
 	}
 	return uint64(float64(usage-prev.usage) / now.Sub(prev.at).Seconds())

@@ -74,12 +74,12 @@ func (a *Agent) containerStatus(g *apiv1.ContainerGroup, c apiv1.Container, at a
 	st := apiv1.ContainerStatus{Name: c.Name, Image: c.Image}
 	last := at.latest()
 	if last == nil {
-		a.mu.Lock()
-		w, stuck := a.waits[g.Metadata.ID+"/"+c.Name]
-		a.mu.Unlock()
-		if !stuck {
-			w = apiv1.ContainerStateWaiting{Reason: "ContainerCreating"}
-		}
+		w := apiv1.ContainerStateWaiting{Reason: "ContainerCreating"}
+		a.states.read(g.Metadata.ID, func(s *groupState) {
+			if stuck := s.containerOf(c.Name).wait; stuck != nil {
+				w = *stuck
+			}
+		})
 		st.State.Waiting = &w
 		return st
 	}
@@ -89,14 +89,13 @@ func (a *Agent) containerStatus(g *apiv1.ContainerGroup, c apiv1.Container, at a
 		st.LastState = state(at[len(at)-2])
 	}
 	if st.State.Terminated != nil && shouldRestart(g.Spec.RestartPolicy, st.State.Terminated.ExitCode) &&
-		a.inBackoff(g.Metadata.ID+"/"+c.Name, now) {
+		a.inBackoff(g.Metadata.ID, c.Name, now) {
 		st.LastState, st.State = st.State, apiv1.ContainerState{Waiting: &apiv1.ContainerStateWaiting{
 			Reason: "CrashLoopBackOff", Message: "back-off restarting failed container " + c.Name,
 		}}
 	}
-	key := g.Metadata.ID + "/" + c.Name
-	st.Started = st.State.Running != nil && (c.StartupProbe == nil || a.startedOK(g, c.Name, key))
-	st.Ready = st.Started && a.probes.readyOf(key, c.ReadinessProbe != nil)
+	st.Started = st.State.Running != nil && a.startedOK(g, c.Name)
+	st.Ready = st.Started && a.readyOK(g.Metadata.ID, c.Name, c.ReadinessProbe != nil)
 	return st
 }
 
@@ -120,9 +119,8 @@ func state(s *runtimeapi.ContainerStatus) apiv1.ContainerState {
 func (a *Agent) report(ctx context.Context, g *apiv1.ContainerGroup, r apiv1.StatusReport) error {
 	data, _ := json.Marshal(r)
 	id := g.Metadata.ID
-	a.mu.Lock()
-	same := a.reported[id] == string(data)
-	a.mu.Unlock()
+	var same bool
+	a.states.read(id, func(s *groupState) { same = s.reported == string(data) })
 	if same {
 		return nil
 	}
@@ -132,9 +130,7 @@ func (a *Agent) report(ctx context.Context, g *apiv1.ContainerGroup, r apiv1.Sta
 		}
 		return err
 	}
-	a.mu.Lock()
-	a.reported[id] = string(data)
-	a.mu.Unlock()
+	a.states.edit(id, func(s *groupState) { s.reported = string(data) })
 	return nil
 }
 

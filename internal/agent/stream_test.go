@@ -223,7 +223,7 @@ func testStreams(t *testing.T, bed *testbed.Bed, srv *servertest.Server, rt runt
 
 	t.Run("the CLI verbs: logs, exec (exit code), top", func(t *testing.T) {
 		conf := filepath.Join(t.TempDir(), "admin.conf")
-		if err := cli.WriteConfig(conf, cli.Config{Server: srv.URL(), Token: srv.AdminToken(), CAFile: srv.CAFile()}); err != nil {
+		if err := client.WriteConfigFile(conf, client.ConfigFile{Server: srv.URL(), Token: srv.AdminToken(), CAFile: srv.CAFile()}); err != nil {
 			t.Fatal(err)
 		}
 		eci := func(args ...string) (string, error) {

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/server/servertest"
 )
 
@@ -32,7 +33,7 @@ func startServer(t *testing.T) (conf string) {
 	t.Helper()
 	srv := servertest.Start(t)
 	conf = filepath.Join(t.TempDir(), "admin.conf")
-	if err := WriteConfig(conf, Config{Server: srv.URL(), Token: srv.AdminToken(), CAFile: srv.CAFile()}); err != nil {
+	if err := client.WriteConfigFile(conf, client.ConfigFile{Server: srv.URL(), Token: srv.AdminToken(), CAFile: srv.CAFile()}); err != nil {
 		t.Fatal(err)
 	}
 	return conf

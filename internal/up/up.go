@@ -18,7 +18,6 @@ import (
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/agent"
-	"github.com/eci-dev/eci/internal/cli"
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/cni"
 	"github.com/eci-dev/eci/internal/errdefs"
@@ -144,7 +143,7 @@ func prepare(ctx context.Context, cfg Config, srv *server.Server) ([]daemon, err
 		return nil, err
 	}
 	adminConf := filepath.Join(cfg.DataDir, "server", "admin.conf")
-	if err := cli.WriteConfig(adminConf, cli.Config{Server: srv.URL(), Token: srv.AdminToken(), CAFile: srv.CAFile()}); err != nil {
+	if err := client.WriteConfigFile(adminConf, client.ConfigFile{Server: srv.URL(), Token: srv.AdminToken(), CAFile: srv.CAFile()}); err != nil {
 		return nil, err
 	}
 	host, tenant, err := bootstrap(ctx, admin, cfg)
@@ -227,22 +226,17 @@ func newAgent(ctx context.Context, cfg Config, srv *server.Server, token string)
 	if err != nil {
 		return nil, err
 	}
-	milli, mem, err := agent.MachineResources()
+	host, err := agent.Machine{Zone: "local", Overcommit: cfg.Overcommit}.Host()
 	if err != nil {
 		return nil, err
 	}
-	if cfg.Overcommit > 1 {
-		milli, mem = int64(float64(milli)*cfg.Overcommit), int64(float64(mem)*cfg.Overcommit)
-	}
-	res := apiv1.Resources{MilliCPU: milli, MemoryMiB: mem, Pods: 110}
-	hostName, _ := os.Hostname()
-	return agent.New(agent.Config{
-		Client: c, Runtime: rt, CgroupParent: cfg.CgroupParent, LogDir: cfg.LogDir, StateDir: filepath.Join(cfg.DataDir, "agent"),
-		Host:       apiv1.Host{Metadata: apiv1.ObjectMeta{Name: hostName}, Spec: apiv1.HostSpec{Zone: "local", Capacity: res, Allocatable: res, RuntimeHandlers: []string{"runc"}}},
-		CNIConfDir: cfg.CNIConfDir, CNIBridge: cfg.Bridge, IPAMSocket: filepath.Join(cfg.DataDir, "ipam.sock"),
-		RegistryConfigDir: cfg.RegistryConfigDir, AllowedLocalRegistries: cfg.LocalRegistries, StreamAddress: "127.0.0.1:0", Logger: log.G(ctx),
-		HeartbeatInterval: 5 * time.Second,
-	})
+	ac := agent.DefaultConfig()
+	ac.Client, ac.Runtime, ac.Host = c, rt, host
+	ac.CgroupParent, ac.LogDir, ac.StateDir = cfg.CgroupParent, cfg.LogDir, filepath.Join(cfg.DataDir, "agent")
+	ac.CNIConfDir, ac.CNIBridge, ac.IPAMSocket = cfg.CNIConfDir, cfg.Bridge, filepath.Join(cfg.DataDir, "ipam.sock")
+	ac.RegistryConfigDir, ac.AllowedLocalRegistries = cfg.RegistryConfigDir, cfg.LocalRegistries
+	ac.StreamAddress, ac.HeartbeatInterval = "127.0.0.1:0", 5*time.Second
+	return agent.New(ac)
 }
 
 // installPlugin copies the eci-ipam plugin where the runtime runs CNI

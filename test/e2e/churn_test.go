@@ -23,7 +23,6 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
-	"github.com/eci-dev/eci/internal/cli"
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/runtime"
 	"github.com/eci-dev/eci/internal/testbed"
@@ -79,9 +78,9 @@ func TestChurnUnderKills(t *testing.T) {
 	server := &restartable{t: t, name: "server", bin: eciBin, logDir: logs,
 		args: []string{"server", "--data-dir", filepath.Join(dir, "server"), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--host-lease-ttl", lease.String()}}
 	server.start()
-	var conf cli.Config
+	var conf client.ConfigFile
 	eventually(t, "the server's admin config", 60*time.Second, func() (err error) {
-		conf, err = cli.LoadConfig(filepath.Join(dir, "server", "admin.conf"))
+		conf, err = client.LoadConfigFile(filepath.Join(dir, "server", "admin.conf"))
 		return err
 	})
 	admin, err := client.New(client.Config{Server: serverURL, Token: conf.Token, CAFile: conf.CAFile})

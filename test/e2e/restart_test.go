@@ -16,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/eci-dev/eci/internal/cli"
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/testbed"
 	"github.com/eci-dev/eci/internal/up"
@@ -168,7 +167,7 @@ func TestEciUpRestartsIntoTheTruth(t *testing.T) {
 	})
 
 	u.start() // fails the test if eci up does not come up
-	conf, err := cli.LoadConfig(filepath.Join(u.dataDir, "server", "admin.conf"))
+	conf, err := client.LoadConfigFile(filepath.Join(u.dataDir, "server", "admin.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,13 +44,12 @@ func StartWithVSwitch(t testing.TB, srv *servertest.Server, bed *testbed.Bed, na
 		t.Fatal(err)
 	}
 	res := apiv1.Resources{MilliCPU: 32000, MemoryMiB: 65536, Pods: 200}
-	cfg := agent.Config{
-		Client: srv.HostClient(t, name), Runtime: rt, CgroupParent: bed.CgroupParent,
-		LogDir: bed.Containerd.LogDir, StateDir: filepath.Join(bed.Dir, "agent-"+name),
-		Host:       apiv1.Host{Metadata: apiv1.ObjectMeta{Name: name}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}},
-		CNIConfDir: bed.Containerd.CNIConfDir, CNIBridge: bed.Network.AgentBridge, IPAMSocket: filepath.Join(bed.Dir, "ipam-"+name+".sock"),
-		RegistryConfigDir: bed.Containerd.CertsDir, AllowedLocalRegistries: []string{bed.Registry.Host}, StreamAddress: "127.0.0.1:0",
-	}
+	cfg := agent.DefaultConfig()
+	cfg.Client, cfg.Runtime, cfg.CgroupParent = srv.HostClient(t, name), rt, bed.CgroupParent
+	cfg.LogDir, cfg.StateDir = bed.Containerd.LogDir, filepath.Join(bed.Dir, "agent-"+name)
+	cfg.Host = apiv1.Host{Metadata: apiv1.ObjectMeta{Name: name}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}}
+	cfg.CNIConfDir, cfg.CNIBridge, cfg.IPAMSocket = bed.Containerd.CNIConfDir, bed.Network.AgentBridge, filepath.Join(bed.Dir, "ipam-"+name+".sock")
+	cfg.RegistryConfigDir, cfg.AllowedLocalRegistries, cfg.StreamAddress = bed.Containerd.CertsDir, []string{bed.Registry.Host}, "127.0.0.1:0"
 	for _, m := range mutate {
 		m(&cfg)
 	}

@@ -1,0 +1,221 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/runtime"
+)
+
+// The agent logs to the logger of Run's context (internal/log), as every
+// daemon of eci does.
+
+// Config of an agent.
+type Config struct {
+	// Client talks to the server with this host's token.
+	Client *client.Client
+	// Runtime runs the groups (runtime.NewCRI for containerd).
+	Runtime runtime.Runtime
+	// Host is what the agent registers: name, zone, capacity, allocatable,
+	// runtime handlers.
+	Host apiv1.Host
+	// CgroupParent is the cgroup under which every group gets its own, which
+	// the agent creates with the group's size as limits and removes with it.
+	CgroupParent string
+	// NoCgroups leaves cgroups to the runtime alone (for runtimes without
+	// real cgroups: the fake).
+	NoCgroups bool
+	// PidsLimit bounds the processes and threads of one group together (its
+	// cgroup's pids.max), so that a fork bomb stays inside its instance
+	// (2048; the kubelet's --pod-max-pids). Negative: no limit.
+	PidsLimit int64
+	// LogDir holds the CRI log files, one directory per group.
+	LogDir string
+	// StateDir holds the groups' volumes (emptyDir, files payloads).
+	StateDir string
+	// HeartbeatInterval renews the lease (10 s). FenceAfter: with no renewal
+	// for that long the agent stops every group (fence.go; default three
+	// quarters of the server's lease).
+	HeartbeatInterval time.Duration
+	FenceAfter        time.Duration
+	// ResyncInterval reconciles everything, the safety net under events (10 s).
+	ResyncInterval time.Duration
+	// CNIConfDir, when set, receives the network config whose IPAM is the eci
+	// plugin, so that sandboxes get exactly the server's address; CNIBridge is
+	// its bridge and IPAMSocket where the agent answers the plugin.
+	CNIConfDir string
+	CNIBridge  string
+	IPAMSocket string
+	// StreamAddress (ip:port; port 0 picks one) is where the agent serves
+	// logs, exec, attach, port-forward and stats to the control plane;
+	// AdvertiseIP is the IP registered for it when it listens on all
+	// addresses. Empty: no stream server.
+	StreamAddress string
+	AdvertiseIP   string
+	// EphemeralStorageBase is what every group may write on the host before
+	// its extraEphemeralStorage (30 GiB); over it, the group is evicted.
+	// EvictionInterval is how often usage is measured (10 s).
+	EphemeralStorageBase uint64
+	EvictionInterval     time.Duration
+	// LogMaxSize rotates a container's log file when it grows past it
+	// (10 MiB); LogMaxFiles files are kept per container, the live one
+	// included (5).
+	LogMaxSize  int64
+	LogMaxFiles int
+	// RegistryConfigDir is the runtime's registry hosts directory
+	// (containerd's config_path), where the agent writes RegistryMirrors
+	// (registry -> mirror URLs) and, for the length of a group's own pull,
+	// the plain-http or insecure transport it asks for when
+	// AllowInsecureRegistries. AllowedLocalRegistries (host or host:port)
+	// may be on the host's own addresses (loopback, link-local, its
+	// interfaces'); other such registries are refused (pullguard.go).
+	RegistryConfigDir       string
+	RegistryMirrors         map[string][]string
+	AllowInsecureRegistries bool
+	AllowedLocalRegistries  []string
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.Client == nil:
+		return errors.New("agent: a client of the server is required")
+	case c.Runtime == nil:
+		return errors.New("agent: a runtime is required")
+	case c.Host.Metadata.Name == "":
+		return errors.New("agent: --host-name is required")
+	case c.LogDir == "":
+		return errors.New("agent: --log-dir is required")
+	case c.StateDir == "":
+		return errors.New("agent: --state-dir is required")
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = 10 * time.Second
+	}
+	if c.ResyncInterval == 0 {
+		c.ResyncInterval = 10 * time.Second
+	}
+	if c.EphemeralStorageBase == 0 {
+		c.EphemeralStorageBase = 30 << 30
+	}
+	if c.PidsLimit == 0 {
+		c.PidsLimit = DefaultPidsLimit
+	}
+	if c.EvictionInterval == 0 {
+		c.EvictionInterval = 10 * time.Second
+	}
+	if c.LogMaxSize == 0 {
+		c.LogMaxSize = 10 << 20
+	}
+	if c.LogMaxFiles == 0 {
+		c.LogMaxFiles = 5
+	}
+	if c.LogMaxFiles < 2 {
+		return errors.New("agent: --log-max-files must be at least 2 (the live file and one rotated)")
+	}
+	if c.CNIConfDir != "" && (c.CNIBridge == "" || c.IPAMSocket == "") {
+		return errors.New("agent: a CNI config dir needs a bridge name and an IPAM socket")
+	}
+	return nil
+}
+
+// DefaultConfig is an agent's configuration before the operator's flags:
+// the one place its defaults are written (eci agent's flags start from it,
+// eci up and the tests' agents too). Client, Runtime and Host are left to
+// the caller (Machine.Host builds the last).
+func DefaultConfig() Config {
+	return Config{
+		CgroupParent:         "eci",
+		PidsLimit:            DefaultPidsLimit,
+		LogDir:               "/var/log/eci/groups",
+		StateDir:             "/var/lib/eci/agent",
+		HeartbeatInterval:    10 * time.Second,
+		ResyncInterval:       10 * time.Second,
+		CNIConfDir:           "/etc/cni/net.d",
+		CNIBridge:            "eci0",
+		IPAMSocket:           "/run/eci/ipam.sock",
+		StreamAddress:        "0.0.0.0:10350",
+		EphemeralStorageBase: 30 << 30,
+		EvictionInterval:     10 * time.Second,
+		LogMaxSize:           10 << 20,
+		LogMaxFiles:          5,
+		RegistryConfigDir:    "/etc/containerd/certs.d",
+	}
+}
+
+// Machine is what the operator says of a host: its name and zone, and what
+// of the machine's vCPUs and memory groups may have.
+type Machine struct {
+	Name string // default: the hostname
+	Zone string
+	// CPU (vCPUs) and MemoryGiB replace the machine's own when positive;
+	// Overcommit (> 1) then multiplies them (eci up on a small machine).
+	CPU, MemoryGiB float64
+	Overcommit     float64
+	// ReservedCPU and ReservedMemoryGiB are kept for the system: capacity
+	// minus them is what groups may be given (allocatable).
+	ReservedCPU, ReservedMemoryGiB float64
+	MaxGroups                      int    // default 110, the kubelet's
+	RuntimeHandler                 string // default runc
+}
+
+// Host is the host the agent registers for m: capacity from the machine (or
+// m's figures), allocatable after the reserve.
+func (m Machine) Host() (apiv1.Host, error) {
+	milli, mem, err := MachineResources()
+	if err != nil {
+		return apiv1.Host{}, err
+	}
+	if m.CPU > 0 {
+		milli = int64(m.CPU * 1000)
+	}
+	if m.MemoryGiB > 0 {
+		mem = int64(m.MemoryGiB * 1024)
+	}
+	if m.Overcommit > 1 {
+		milli, mem = int64(float64(milli)*m.Overcommit), int64(float64(mem)*m.Overcommit)
+	}
+	if m.MaxGroups == 0 {
+		m.MaxGroups = 110
+	}
+	if m.RuntimeHandler == "" {
+		m.RuntimeHandler = "runc"
+	}
+	if m.Name == "" {
+		if m.Name, err = os.Hostname(); err != nil {
+			return apiv1.Host{}, fmt.Errorf("host name: %w", err)
+		}
+	}
+	capacity := apiv1.Resources{MilliCPU: milli, MemoryMiB: mem, Pods: m.MaxGroups}
+	alloc := capacity
+	alloc.MilliCPU -= int64(m.ReservedCPU * 1000)
+	alloc.MemoryMiB -= int64(m.ReservedMemoryGiB * 1024)
+	if alloc.MilliCPU <= 0 || alloc.MemoryMiB <= 0 {
+		return apiv1.Host{}, fmt.Errorf("--reserved-cpu/--reserved-memory leave nothing of %g vCPU / %g GiB", float64(milli)/1000, float64(mem)/1024)
+	}
+	return apiv1.Host{
+		Metadata: apiv1.ObjectMeta{Name: m.Name},
+		Spec:     apiv1.HostSpec{Zone: m.Zone, Capacity: capacity, Allocatable: alloc, RuntimeHandlers: []string{m.RuntimeHandler}},
+	}, nil
+}
+
+// ParseMirrors reads REGISTRY=URL pairs (--registry-mirror) into
+// RegistryMirrors' form.
+func ParseMirrors(pairs []string) (map[string][]string, error) {
+	var out map[string][]string
+	for _, m := range pairs {
+		reg, url, ok := strings.Cut(m, "=")
+		if !ok || reg == "" || (!strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://")) {
+			return nil, fmt.Errorf("--registry-mirror %q: want REGISTRY=URL, such as docker.io=https://mirror.example:5000", m)
+		}
+		if out == nil {
+			out = map[string][]string{}
+		}
+		out[reg] = append(out[reg], url)
+	}
+	return out, nil
+}
