@@ -9,11 +9,10 @@ import (
 	"net/netip"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/auth"
 	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/store"
 )
 
 // DefaultMaxPendingMinutes bounds Scheduling/Pending when a group says nothing.
@@ -59,7 +58,7 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 		Spec:     g.Spec,
 		Status:   apiv1.ContainerGroupStatus{State: apiv1.StateScheduling, Reason: "Scheduling", Message: "waiting for placement"},
 	}
-	var cmps []clientv3.Cmp
+	var cmps []store.Cond
 	var idx *tokenIndex
 	if tok := g.Spec.ClientToken; tok != "" {
 		// A retry of a create that was made returns it, before any bound.
@@ -96,7 +95,7 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 		if err != nil {
 			return nil, false, err
 		}
-		cmps, ops = append(cmps, s.idxs.AbsentCmp(idx.Metadata.ID)), append(ops, put)
+		cmps, ops = append(cmps, s.idxs.Absent(idx.Metadata.ID)), append(ops, put)
 	}
 	err = s.groups.Create(ctx, obj, cmps, ops...)
 	if errors.Is(err, errdefs.ErrConflict) && idx != nil {
@@ -209,12 +208,12 @@ func (s *Service) removeGroup(ctx context.Context, g *apiv1.ContainerGroup, conf
 	if err != nil {
 		return err
 	}
-	unchanged, err := s.groups.UnchangedCmp(g)
+	unchanged, err := s.groups.Unchanged(g)
 	if err != nil {
 		return err
 	}
 	ops = append(ops, s.removalOps(g)...)
-	if _, err := s.commit(ctx, append(cmps, unchanged), ops); err != nil {
+	if _, err := s.st.Commit(ctx, append(cmps, unchanged), ops); err != nil {
 		return err
 	}
 	s.uncount(g.Metadata.Tenant)

@@ -12,14 +12,13 @@ import (
 	"sync"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/ipam"
 	"github.com/eci-dev/eci/internal/log"
 	"github.com/eci-dev/eci/internal/scheduler"
 	"github.com/eci-dev/eci/internal/sizes"
+	"github.com/eci-dev/eci/internal/store"
 )
 
 // RunPlacer places Scheduling groups until ctx ends. Run it on the leader only
@@ -377,7 +376,7 @@ func (s *Service) commitPlacement(ctx context.Context, st *placementState, g *ap
 	placed.Status.Allocated = true
 	placed.Status.ScheduledAt, placed.Status.PendingAt = &now, &now
 
-	groupCmp, err := s.groups.UnchangedCmp(g)
+	groupCmp, err := s.groups.Unchanged(g)
 	if err != nil {
 		return err
 	}
@@ -389,9 +388,9 @@ func (s *Service) commitPlacement(ctx context.Context, st *placementState, g *ap
 	if err != nil {
 		return err
 	}
-	rev, err := s.commit(ctx,
-		[]clientv3.Cmp{groupCmp, hostCmp, tenantCmp, s.ips.AbsentCmp(rec.Metadata.ID)},
-		[]clientv3.Op{putGroup, hostPut, tenantPut, putIP})
+	rev, err := s.st.Commit(ctx,
+		[]store.Cond{groupCmp, hostCmp, tenantCmp, s.ips.Absent(rec.Metadata.ID)},
+		[]store.Op{putGroup, hostPut, tenantPut, putIP})
 	if err != nil {
 		return err
 	}
