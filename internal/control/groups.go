@@ -56,7 +56,9 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 	obj := &apiv1.ContainerGroup{
 		Metadata: apiv1.ObjectMeta{ID: newGroupID(), Name: g.Metadata.Name, Tenant: tenant, Labels: g.Metadata.Labels, CreatedAt: now},
 		Spec:     g.Spec,
-		Status:   apiv1.ContainerGroupStatus{State: apiv1.StateScheduling, Reason: "Scheduling", Message: "waiting for placement"},
+	}
+	if err := applyEvent(&obj.Status, evCreated, "Scheduling", "waiting for placement", now); err != nil {
+		return nil, false, err
 	}
 	var cmps []store.Cond
 	var idx *tokenIndex
@@ -182,7 +184,9 @@ func (s *Service) DeleteGroup(ctx context.Context, p auth.Principal, id string, 
 				grace = &thirty
 			}
 			g.Metadata.DeletionRequestedAt, g.Metadata.DeletionGracePeriodSeconds = &now, grace
-			g.Status.State, g.Status.Reason, g.Status.Message = apiv1.StateTerminating, "Terminating", fmt.Sprintf("deleted by %s, grace period %ds", p, *grace)
+			if err := applyEvent(&g.Status, evDeleteRequested, "Terminating", fmt.Sprintf("deleted by %s, grace period %ds", p, *grace), now); err != nil {
+				return nil, fmt.Errorf("delete %s: %w", id, err)
+			}
 			err = s.groups.Update(ctx, g, nil)
 		}
 		if errdefs.IsConflict(err) {
@@ -232,12 +236,9 @@ func (s *Service) RestartGroup(ctx context.Context, p auth.Principal, id string)
 		return nil, err
 	}
 	return s.groups.Mutate(ctx, id, func(g *apiv1.ContainerGroup) error {
-		if g.Status.State != apiv1.StateRunning && g.Status.State != apiv1.StatePending {
+		if applyEvent(&g.Status, evRestartRequested, "Restarting", "restart requested by "+p.String(), s.now()) != nil {
 			return fmt.Errorf("group %s is %s; only Pending or Running groups restart: %w", id, g.Status.State, errdefs.ErrConflict)
 		}
-		now := s.now()
-		g.Status.RestartRequestedAt = &now
-		g.Status.State, g.Status.Reason, g.Status.Message = apiv1.StateRestarting, "Restarting", "restart requested by "+p.String()
 		return nil
 	})
 }
@@ -327,16 +328,6 @@ func keepUnchanged(name string, files apiv1.FilesVolume, cur *apiv1.FilesVolume)
 		out.Files[i].SHA256 = ""
 	}
 	return &out, nil
-}
-
-// billingTimes moves the billing timestamps with a state change.
-func billingTimes(st *apiv1.ContainerGroupStatus, now time.Time) {
-	switch {
-	case st.State == apiv1.StateRunning && st.RunningAt == nil:
-		st.RunningAt = &now
-	case st.State.Terminal() && st.FinishedAt == nil:
-		st.FinishedAt = &now
-	}
 }
 
 // checkVSwitches refuses at once a vSwitch the tenant may not use (NotFound

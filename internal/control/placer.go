@@ -368,13 +368,13 @@ func (s *Service) commitPlacement(ctx context.Context, st *placementState, g *ap
 	rec := &ipRecord{Metadata: apiv1.ObjectMeta{ID: ipID(d.VSwitch, ip.String())}, VSwitch: d.VSwitch, IP: ip.String(), Group: g.Metadata.ID}
 
 	placed := *g
-	placed.Status.State, placed.Status.Reason = apiv1.StatePending, "Scheduled"
-	placed.Status.Message = fmt.Sprintf("placed on %s in %s", d.Host, d.Zone)
+	if err := applyEvent(&placed.Status, evPlaced, "Scheduled", fmt.Sprintf("placed on %s in %s", d.Host, d.Zone), now); err != nil {
+		return fmt.Errorf("place %s: %w", g.Metadata.ID, err)
+	}
 	placed.Status.Host, placed.Status.Zone, placed.Status.VSwitchID, placed.Status.IP = d.Host, d.Zone, d.VSwitch, ip.String()
 	placed.Status.InstanceSpec, placed.Status.MilliCPU, placed.Status.MemoryMiB = d.Size.String(), d.Size.MilliCPU, d.Size.MemoryMiB
 	placed.Status.SchedulingAttempts++
 	placed.Status.Allocated = true
-	placed.Status.ScheduledAt, placed.Status.PendingAt = &now, &now
 
 	groupCmp, err := s.groups.Unchanged(g)
 	if err != nil {
@@ -471,10 +471,9 @@ func (s *Service) unschedulable(ctx context.Context, g *apiv1.ContainerGroup, wh
 	}
 	first := g.Status.Reason != "Unschedulable"
 	_, err := s.transition(ctx, g.Metadata.ID, func(cur *apiv1.ContainerGroup) bool {
-		if cur.Status.State != apiv1.StateScheduling {
-			return false
+		if applyEvent(&cur.Status, evUnschedulable, "Unschedulable", why, s.now()) != nil {
+			return false // no longer Scheduling
 		}
-		cur.Status.Reason, cur.Status.Message = "Unschedulable", why
 		cur.Status.SchedulingAttempts++
 		return true
 	})
@@ -487,10 +486,9 @@ func (s *Service) unschedulable(ctx context.Context, g *apiv1.ContainerGroup, wh
 // scheduleFailed ends g in ScheduleFailed.
 func (s *Service) scheduleFailed(ctx context.Context, g *apiv1.ContainerGroup, reason, why string) error {
 	_, err := s.transition(ctx, g.Metadata.ID, func(cur *apiv1.ContainerGroup) bool {
-		if cur.Status.State != apiv1.StateScheduling {
-			return false
+		if applyEvent(&cur.Status, evScheduleFailed, reason, why, s.now()) != nil {
+			return false // no longer Scheduling
 		}
-		cur.Status.State, cur.Status.Reason, cur.Status.Message = apiv1.StateScheduleFailed, reason, why
 		cur.Status.SchedulingAttempts++
 		return true
 	})

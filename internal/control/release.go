@@ -90,7 +90,8 @@ func usageChange(coll *store.Collection[usageRecord, *usageRecord], id string, c
 // transition applies mutate to group id and stores it, retrying on concurrent
 // changes; mutate returns false to leave the group as it is. When the group
 // reaches a terminal state (its agent's report, HostLost, ScheduleFailed) what
-// it holds is released in the same transaction. Billing timestamps follow.
+// it holds is released in the same transaction. mutate changes the state
+// only through applyEvent (statemachine.go), which sets the timestamps.
 func (s *Service) transition(ctx context.Context, id string, mutate func(g *apiv1.ContainerGroup) bool) (*apiv1.ContainerGroup, error) {
 	return s.transitionWith(ctx, id, 0, mutate)
 }
@@ -122,7 +123,6 @@ func (s *Service) transitionWith(ctx context.Context, id string, quarantine time
 			cmps, ops = rcmps, append(ops, rops...)
 			g.Status.Allocated, released = false, true
 		}
-		billingTimes(&g.Status, s.now())
 		unchanged, err := s.groups.Unchanged(g)
 		if err != nil {
 			return nil, err
