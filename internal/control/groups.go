@@ -62,21 +62,9 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 	}
 	var cmps []store.Cond
 	var idx *tokenIndex
-	if tok := g.Spec.ClientToken; tok != "" {
-		// A retry of a create that was made returns it, before any bound.
-		if prev, err := s.idxs.Get(ctx, clientTokenKey(tenant, tok)); err == nil {
-			existing, gerr := s.groups.Get(ctx, prev.Group)
-			switch {
-			case gerr == nil:
-				return existing, false, nil
-			case errdefs.IsNotFound(gerr):
-				// Left by a group removed before index keys went with
-				// their group: the token is free again.
-				if err := s.idxs.Delete(ctx, prev); err != nil && !errdefs.IsNotFound(err) {
-					return nil, false, err
-				}
-			}
-		}
+	// A retry of a create that was made returns it, before any bound.
+	if existing, err := s.madeBefore(ctx, tenant, g.Spec.ClientToken); existing != nil || err != nil {
+		return existing, false, err
 	}
 	if err := s.checkRoom(ctx, tenant); err != nil {
 		return nil, false, err
@@ -118,6 +106,30 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 	s.recordEvent(ctx, "ContainerGroup", obj.Metadata.ID, obj.Metadata.Tenant, apiv1.EventNormal, "Created", "created by "+p.String(), "server")
 	s.wake()
 	return obj, true, nil
+}
+
+// madeBefore is the group tenant's client token tok created, if it still
+// exists (nil when tok is "" or was never used).
+func (s *Service) madeBefore(ctx context.Context, tenant, tok string) (*apiv1.ContainerGroup, error) {
+	if tok == "" {
+		return nil, nil
+	}
+	prev, err := s.idxs.Get(ctx, clientTokenKey(tenant, tok))
+	if err != nil {
+		return nil, nil // none (or unread: the create's condition on the token decides)
+	}
+	existing, err := s.groups.Get(ctx, prev.Group)
+	switch {
+	case err == nil:
+		return existing, nil
+	case errdefs.IsNotFound(err):
+		// Left by a group removed before index keys went with their
+		// group: the token is free again.
+		if err := s.idxs.Delete(ctx, prev); err != nil && !errdefs.IsNotFound(err) {
+			return nil, err
+		}
+	}
+	return nil, nil
 }
 
 // GetGroup reads a group the principal may see (NotFound otherwise, so that
