@@ -8,11 +8,10 @@ import (
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/auth"
 	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/store"
 )
 
 // A tenant's quota of groups counts every group not ended, placed or not:
@@ -240,7 +239,15 @@ func TestBackfillMembers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := e.svc.st.Client.Delete(e.ctx, e.svc.members.Key(""), clientv3.WithPrefix()); err != nil {
+	members, _, _, err := e.svc.members.List(e.ctx, store.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var drop []store.Op
+	for _, m := range members {
+		drop = append(drop, e.svc.members.DeleteOp(m.Metadata.ID))
+	}
+	if _, err := e.svc.st.Commit(e.ctx, nil, drop); err != nil {
 		t.Fatal(err)
 	}
 	n, err := e.svc.BackfillMembers(e.ctx)

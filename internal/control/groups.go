@@ -9,11 +9,10 @@ import (
 	"net/netip"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/auth"
 	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/store"
 )
 
 // DefaultMaxPendingMinutes bounds Scheduling/Pending when a group says nothing.
@@ -57,25 +56,15 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 	obj := &apiv1.ContainerGroup{
 		Metadata: apiv1.ObjectMeta{ID: newGroupID(), Name: g.Metadata.Name, Tenant: tenant, Labels: g.Metadata.Labels, CreatedAt: now},
 		Spec:     g.Spec,
-		Status:   apiv1.ContainerGroupStatus{State: apiv1.StateScheduling, Reason: "Scheduling", Message: "waiting for placement"},
 	}
-	var cmps []clientv3.Cmp
+	if err := applyEvent(&obj.Status, evCreated, "Scheduling", "waiting for placement", now); err != nil {
+		return nil, false, err
+	}
+	var cmps []store.Cond
 	var idx *tokenIndex
-	if tok := g.Spec.ClientToken; tok != "" {
-		// A retry of a create that was made returns it, before any bound.
-		if prev, err := s.idxs.Get(ctx, clientTokenKey(tenant, tok)); err == nil {
-			existing, gerr := s.groups.Get(ctx, prev.Group)
-			switch {
-			case gerr == nil:
-				return existing, false, nil
-			case errdefs.IsNotFound(gerr):
-				// Left by a group removed before index keys went with
-				// their group: the token is free again.
-				if err := s.idxs.Delete(ctx, prev); err != nil && !errdefs.IsNotFound(err) {
-					return nil, false, err
-				}
-			}
-		}
+	// A retry of a create that was made returns it, before any bound.
+	if existing, err := s.madeBefore(ctx, tenant, g.Spec.ClientToken); existing != nil || err != nil {
+		return existing, false, err
 	}
 	if err := s.checkRoom(ctx, tenant); err != nil {
 		return nil, false, err
@@ -96,7 +85,7 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 		if err != nil {
 			return nil, false, err
 		}
-		cmps, ops = append(cmps, s.idxs.AbsentCmp(idx.Metadata.ID)), append(ops, put)
+		cmps, ops = append(cmps, s.idxs.Absent(idx.Metadata.ID)), append(ops, put)
 	}
 	err = s.groups.Create(ctx, obj, cmps, ops...)
 	if errors.Is(err, errdefs.ErrConflict) && idx != nil {
@@ -117,6 +106,30 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 	s.recordEvent(ctx, "ContainerGroup", obj.Metadata.ID, obj.Metadata.Tenant, apiv1.EventNormal, "Created", "created by "+p.String(), "server")
 	s.wake()
 	return obj, true, nil
+}
+
+// madeBefore is the group tenant's client token tok created, if it still
+// exists (nil when tok is "" or was never used).
+func (s *Service) madeBefore(ctx context.Context, tenant, tok string) (*apiv1.ContainerGroup, error) {
+	if tok == "" {
+		return nil, nil
+	}
+	prev, err := s.idxs.Get(ctx, clientTokenKey(tenant, tok))
+	if err != nil {
+		return nil, nil // none (or unread: the create's condition on the token decides)
+	}
+	existing, err := s.groups.Get(ctx, prev.Group)
+	switch {
+	case err == nil:
+		return existing, nil
+	case errdefs.IsNotFound(err):
+		// Left by a group removed before index keys went with their
+		// group: the token is free again.
+		if err := s.idxs.Delete(ctx, prev); err != nil && !errdefs.IsNotFound(err) {
+			return nil, err
+		}
+	}
+	return nil, nil
 }
 
 // GetGroup reads a group the principal may see (NotFound otherwise, so that
@@ -183,7 +196,9 @@ func (s *Service) DeleteGroup(ctx context.Context, p auth.Principal, id string, 
 				grace = &thirty
 			}
 			g.Metadata.DeletionRequestedAt, g.Metadata.DeletionGracePeriodSeconds = &now, grace
-			g.Status.State, g.Status.Reason, g.Status.Message = apiv1.StateTerminating, "Terminating", fmt.Sprintf("deleted by %s, grace period %ds", p, *grace)
+			if err := applyEvent(&g.Status, evDeleteRequested, "Terminating", fmt.Sprintf("deleted by %s, grace period %ds", p, *grace), now); err != nil {
+				return nil, fmt.Errorf("delete %s: %w", id, err)
+			}
 			err = s.groups.Update(ctx, g, nil)
 		}
 		if errdefs.IsConflict(err) {
@@ -209,12 +224,12 @@ func (s *Service) removeGroup(ctx context.Context, g *apiv1.ContainerGroup, conf
 	if err != nil {
 		return err
 	}
-	unchanged, err := s.groups.UnchangedCmp(g)
+	unchanged, err := s.groups.Unchanged(g)
 	if err != nil {
 		return err
 	}
 	ops = append(ops, s.removalOps(g)...)
-	if _, err := s.commit(ctx, append(cmps, unchanged), ops); err != nil {
+	if _, err := s.st.Commit(ctx, append(cmps, unchanged), ops); err != nil {
 		return err
 	}
 	s.uncount(g.Metadata.Tenant)
@@ -233,12 +248,9 @@ func (s *Service) RestartGroup(ctx context.Context, p auth.Principal, id string)
 		return nil, err
 	}
 	return s.groups.Mutate(ctx, id, func(g *apiv1.ContainerGroup) error {
-		if g.Status.State != apiv1.StateRunning && g.Status.State != apiv1.StatePending {
+		if applyEvent(&g.Status, evRestartRequested, "Restarting", "restart requested by "+p.String(), s.now()) != nil {
 			return fmt.Errorf("group %s is %s; only Pending or Running groups restart: %w", id, g.Status.State, errdefs.ErrConflict)
 		}
-		now := s.now()
-		g.Status.RestartRequestedAt = &now
-		g.Status.State, g.Status.Reason, g.Status.Message = apiv1.StateRestarting, "Restarting", "restart requested by "+p.String()
 		return nil
 	})
 }
@@ -328,16 +340,6 @@ func keepUnchanged(name string, files apiv1.FilesVolume, cur *apiv1.FilesVolume)
 		out.Files[i].SHA256 = ""
 	}
 	return &out, nil
-}
-
-// billingTimes moves the billing timestamps with a state change.
-func billingTimes(st *apiv1.ContainerGroupStatus, now time.Time) {
-	switch {
-	case st.State == apiv1.StateRunning && st.RunningAt == nil:
-		st.RunningAt = &now
-	case st.State.Terminal() && st.FinishedAt == nil:
-		st.FinishedAt = &now
-	}
 }
 
 // checkVSwitches refuses at once a vSwitch the tenant may not use (NotFound

@@ -8,10 +8,9 @@ import (
 	"sync"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/store"
 )
 
 // What a tenant can store is bounded. Every group is counted for its tenant
@@ -202,8 +201,8 @@ func (s *Service) checkRoom(ctx context.Context, tenant string) error {
 }
 
 // memberOps are written with a new group.
-func (s *Service) memberOps(g *apiv1.ContainerGroup, isLarge bool) ([]clientv3.Op, error) {
-	var ops []clientv3.Op
+func (s *Service) memberOps(g *apiv1.ContainerGroup, isLarge bool) ([]store.Op, error) {
+	var ops []store.Op
 	keys := []string{storedKey(g.Metadata.Tenant, g.Metadata.ID), liveKey(g.Metadata.Tenant, g.Metadata.ID)}
 	if isLarge {
 		keys = append(keys, largeKey(g.Metadata.Tenant, g.Metadata.ID))
@@ -220,14 +219,14 @@ func (s *Service) memberOps(g *apiv1.ContainerGroup, isLarge bool) ([]clientv3.O
 
 // endedOps go with a group's change to an ended state (stripped of its
 // secrets, it is no longer large).
-func (s *Service) endedOps(g *apiv1.ContainerGroup) []clientv3.Op {
-	return []clientv3.Op{s.members.DeleteOp(liveKey(g.Metadata.Tenant, g.Metadata.ID)), s.members.DeleteOp(largeKey(g.Metadata.Tenant, g.Metadata.ID))}
+func (s *Service) endedOps(g *apiv1.ContainerGroup) []store.Op {
+	return []store.Op{s.members.DeleteOp(liveKey(g.Metadata.Tenant, g.Metadata.ID)), s.members.DeleteOp(largeKey(g.Metadata.Tenant, g.Metadata.ID))}
 }
 
 // removalOps go with a group's removal: its index keys and its client
 // token's, so that the token may make a new group.
-func (s *Service) removalOps(g *apiv1.ContainerGroup) []clientv3.Op {
-	ops := []clientv3.Op{
+func (s *Service) removalOps(g *apiv1.ContainerGroup) []store.Op {
+	ops := []store.Op{
 		s.groups.DeleteOp(g.Metadata.ID),
 		s.members.DeleteOp(storedKey(g.Metadata.Tenant, g.Metadata.ID)),
 		s.members.DeleteOp(liveKey(g.Metadata.Tenant, g.Metadata.ID)),
@@ -242,11 +241,11 @@ func (s *Service) removalOps(g *apiv1.ContainerGroup) []clientv3.Op {
 // removeRecord removes an ended group's record (it holds nothing) if it is
 // still at the version read.
 func (s *Service) removeRecord(ctx context.Context, g *apiv1.ContainerGroup) error {
-	unchanged, err := s.groups.UnchangedCmp(g)
+	unchanged, err := s.groups.Unchanged(g)
 	if err != nil {
 		return err
 	}
-	_, err = s.commit(ctx, []clientv3.Cmp{unchanged}, s.removalOps(g))
+	_, err = s.st.Commit(ctx, []store.Cond{unchanged}, s.removalOps(g))
 	s.uncount(g.Metadata.Tenant)
 	return err
 }
@@ -274,7 +273,7 @@ func (s *Service) BackfillMembers(ctx context.Context) (int, error) {
 			keys = append(keys, liveKey(g.Metadata.Tenant, g.Metadata.ID))
 		}
 		for _, key := range keys {
-			err := s.members.Create(ctx, &member{Metadata: apiv1.ObjectMeta{ID: key}}, []clientv3.Cmp{s.groups.PresentCmp(g.Metadata.ID)})
+			err := s.members.Create(ctx, &member{Metadata: apiv1.ObjectMeta{ID: key}}, []store.Cond{s.groups.Present(g.Metadata.ID)})
 			switch {
 			case err == nil:
 				n++

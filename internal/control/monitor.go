@@ -94,9 +94,9 @@ func (s *Service) MonitorOnce(ctx context.Context) error {
 				"the host did not confirm the deletion in time; the server completed it", "server")
 		case st.Host != "" && !st.State.Terminal() && g.Metadata.DeletionRequestedAt == nil:
 			if since, isLost := lost[st.Host]; isLost {
-				s.failGroup(ctx, g, "HostLost", fmt.Sprintf("host %s stopped renewing its lease (last heartbeat %s)", st.Host, since.Format(time.RFC3339)))
+				s.failGroup(ctx, g, evHostLost, fmt.Sprintf("host %s stopped renewing its lease (last heartbeat %s)", st.Host, since.Format(time.RFC3339)))
 			} else if st.State == apiv1.StatePending && pendingOverdue(g, now) {
-				s.failGroup(ctx, g, "PendingTimeout", fmt.Sprintf("not running %d minutes after creation (maxPendingMinutes)", maxPendingMinutes(g)))
+				s.failGroup(ctx, g, evPendingTimeout, fmt.Sprintf("not running %d minutes after creation (maxPendingMinutes)", maxPendingMinutes(g)))
 			}
 		}
 	}
@@ -125,15 +125,14 @@ func pendingOverdue(g *apiv1.ContainerGroup, now time.Time) bool {
 	return g.Status.RunningAt == nil && now.Sub(g.Metadata.CreatedAt) > time.Duration(maxPendingMinutes(g))*time.Minute
 }
 
-// failGroup ends g for the server (its agent did not say so): its IP is
-// quarantined for a lease, the time its host takes to fence itself.
-func (s *Service) failGroup(ctx context.Context, g *apiv1.ContainerGroup, reason, message string) {
+// failGroup ends g for the server (its agent did not say so) on ev, which is
+// also the reason it shows: its IP is quarantined for a lease, the time its
+// host takes to fence itself. An ended group, or one being deleted, is left
+// as it is (the state machine refuses).
+func (s *Service) failGroup(ctx context.Context, g *apiv1.ContainerGroup, ev event, message string) {
+	reason := string(ev)
 	_, err := s.transitionWith(ctx, g.Metadata.ID, s.opts.HostLeaseTTL, func(cur *apiv1.ContainerGroup) bool {
-		if cur.Status.State.Terminal() || cur.Metadata.DeletionRequestedAt != nil {
-			return false
-		}
-		cur.Status.State, cur.Status.Reason, cur.Status.Message = apiv1.StateFailed, reason, message
-		return true
+		return applyEvent(&cur.Status, ev, reason, message, s.now()) == nil
 	})
 	if err != nil {
 		log.G(ctx).Warn("fail group", "group", g.Metadata.ID, "reason", reason, "err", err)

@@ -12,14 +12,13 @@ import (
 	"sync"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/ipam"
 	"github.com/eci-dev/eci/internal/log"
 	"github.com/eci-dev/eci/internal/scheduler"
 	"github.com/eci-dev/eci/internal/sizes"
+	"github.com/eci-dev/eci/internal/store"
 )
 
 // RunPlacer places Scheduling groups until ctx ends. Run it on the leader only
@@ -369,15 +368,15 @@ func (s *Service) commitPlacement(ctx context.Context, st *placementState, g *ap
 	rec := &ipRecord{Metadata: apiv1.ObjectMeta{ID: ipID(d.VSwitch, ip.String())}, VSwitch: d.VSwitch, IP: ip.String(), Group: g.Metadata.ID}
 
 	placed := *g
-	placed.Status.State, placed.Status.Reason = apiv1.StatePending, "Scheduled"
-	placed.Status.Message = fmt.Sprintf("placed on %s in %s", d.Host, d.Zone)
+	if err := applyEvent(&placed.Status, evPlaced, "Scheduled", fmt.Sprintf("placed on %s in %s", d.Host, d.Zone), now); err != nil {
+		return fmt.Errorf("place %s: %w", g.Metadata.ID, err)
+	}
 	placed.Status.Host, placed.Status.Zone, placed.Status.VSwitchID, placed.Status.IP = d.Host, d.Zone, d.VSwitch, ip.String()
 	placed.Status.InstanceSpec, placed.Status.MilliCPU, placed.Status.MemoryMiB = d.Size.String(), d.Size.MilliCPU, d.Size.MemoryMiB
 	placed.Status.SchedulingAttempts++
 	placed.Status.Allocated = true
-	placed.Status.ScheduledAt, placed.Status.PendingAt = &now, &now
 
-	groupCmp, err := s.groups.UnchangedCmp(g)
+	groupCmp, err := s.groups.Unchanged(g)
 	if err != nil {
 		return err
 	}
@@ -389,9 +388,9 @@ func (s *Service) commitPlacement(ctx context.Context, st *placementState, g *ap
 	if err != nil {
 		return err
 	}
-	rev, err := s.commit(ctx,
-		[]clientv3.Cmp{groupCmp, hostCmp, tenantCmp, s.ips.AbsentCmp(rec.Metadata.ID)},
-		[]clientv3.Op{putGroup, hostPut, tenantPut, putIP})
+	rev, err := s.st.Commit(ctx,
+		[]store.Cond{groupCmp, hostCmp, tenantCmp, s.ips.Absent(rec.Metadata.ID)},
+		[]store.Op{putGroup, hostPut, tenantPut, putIP})
 	if err != nil {
 		return err
 	}
@@ -472,10 +471,9 @@ func (s *Service) unschedulable(ctx context.Context, g *apiv1.ContainerGroup, wh
 	}
 	first := g.Status.Reason != "Unschedulable"
 	_, err := s.transition(ctx, g.Metadata.ID, func(cur *apiv1.ContainerGroup) bool {
-		if cur.Status.State != apiv1.StateScheduling {
-			return false
+		if applyEvent(&cur.Status, evUnschedulable, "Unschedulable", why, s.now()) != nil {
+			return false // no longer Scheduling
 		}
-		cur.Status.Reason, cur.Status.Message = "Unschedulable", why
 		cur.Status.SchedulingAttempts++
 		return true
 	})
@@ -488,10 +486,9 @@ func (s *Service) unschedulable(ctx context.Context, g *apiv1.ContainerGroup, wh
 // scheduleFailed ends g in ScheduleFailed.
 func (s *Service) scheduleFailed(ctx context.Context, g *apiv1.ContainerGroup, reason, why string) error {
 	_, err := s.transition(ctx, g.Metadata.ID, func(cur *apiv1.ContainerGroup) bool {
-		if cur.Status.State != apiv1.StateScheduling {
-			return false
+		if applyEvent(&cur.Status, evScheduleFailed, reason, why, s.now()) != nil {
+			return false // no longer Scheduling
 		}
-		cur.Status.State, cur.Status.Reason, cur.Status.Message = apiv1.StateScheduleFailed, reason, why
 		cur.Status.SchedulingAttempts++
 		return true
 	})

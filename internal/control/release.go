@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/store"
@@ -21,12 +19,12 @@ import (
 // certain the host stopped it (an agent that can't renew its lease fences
 // itself within the lease; one that can sees the change at once). Until
 // then the address stays taken (the monitor frees it).
-func (s *Service) releaseOps(ctx context.Context, g *apiv1.ContainerGroup, quarantine time.Duration) ([]clientv3.Cmp, []clientv3.Op, error) {
+func (s *Service) releaseOps(ctx context.Context, g *apiv1.ContainerGroup, quarantine time.Duration) ([]store.Cond, []store.Op, error) {
 	if !g.Status.Allocated {
 		return nil, nil, nil
 	}
-	var cmps []clientv3.Cmp
-	var ops []clientv3.Op
+	var cmps []store.Cond
+	var ops []store.Op
 	if g.Status.IP != "" && g.Status.VSwitchID != "" {
 		id := ipID(g.Status.VSwitchID, g.Status.IP)
 		rec, err := s.ips.Get(ctx, id)
@@ -71,14 +69,14 @@ func (s *Service) releaseOps(ctx context.Context, g *apiv1.ContainerGroup, quara
 
 // usageChange returns the condition and operation that add delta to the usage
 // record id (cur, or nil when it does not exist yet), and the new record.
-func usageChange(coll *store.Collection[usageRecord, *usageRecord], id string, cur *usageRecord, delta apiv1.Resources) (clientv3.Cmp, clientv3.Op, *usageRecord, error) {
+func usageChange(coll *store.Collection[usageRecord, *usageRecord], id string, cur *usageRecord, delta apiv1.Resources) (store.Cond, store.Op, *usageRecord, error) {
 	next := &usageRecord{Metadata: apiv1.ObjectMeta{ID: id, Name: id}}
-	cmp := coll.AbsentCmp(id)
+	cmp := coll.Absent(id)
 	if cur != nil {
 		next.Metadata, next.Used = cur.Metadata, cur.Used
 		var err error
-		if cmp, err = coll.UnchangedCmp(cur); err != nil {
-			return clientv3.Cmp{}, clientv3.Op{}, nil, err
+		if cmp, err = coll.Unchanged(cur); err != nil {
+			return store.Cond{}, store.Op{}, nil, err
 		}
 	}
 	next.Used.MilliCPU += delta.MilliCPU
@@ -89,23 +87,11 @@ func usageChange(coll *store.Collection[usageRecord, *usageRecord], id string, c
 	return cmp, op, next, err
 }
 
-// commit runs one transaction and returns its revision; ErrConflict when a
-// condition failed.
-func (s *Service) commit(ctx context.Context, cmps []clientv3.Cmp, ops []clientv3.Op) (int64, error) {
-	resp, err := s.st.Client.Txn(ctx).If(cmps...).Then(ops...).Commit()
-	if err != nil {
-		return 0, fmt.Errorf("commit: %w", store.TxnError(err))
-	}
-	if !resp.Succeeded {
-		return 0, fmt.Errorf("commit: a concurrent change: %w", errdefs.ErrConflict)
-	}
-	return resp.Header.Revision, nil
-}
-
 // transition applies mutate to group id and stores it, retrying on concurrent
 // changes; mutate returns false to leave the group as it is. When the group
 // reaches a terminal state (its agent's report, HostLost, ScheduleFailed) what
-// it holds is released in the same transaction. Billing timestamps follow.
+// it holds is released in the same transaction. mutate changes the state
+// only through applyEvent (statemachine.go), which sets the timestamps.
 func (s *Service) transition(ctx context.Context, id string, mutate func(g *apiv1.ContainerGroup) bool) (*apiv1.ContainerGroup, error) {
 	return s.transitionWith(ctx, id, 0, mutate)
 }
@@ -122,8 +108,8 @@ func (s *Service) transitionWith(ctx context.Context, id string, quarantine time
 		if !mutate(g) {
 			return g, nil
 		}
-		var cmps []clientv3.Cmp
-		var ops []clientv3.Op
+		var cmps []store.Cond
+		var ops []store.Op
 		if !wasEnded && g.Status.State.Terminal() {
 			stripSecrets(g)
 			ops = append(ops, s.endedOps(g)...)
@@ -137,8 +123,7 @@ func (s *Service) transitionWith(ctx context.Context, id string, quarantine time
 			cmps, ops = rcmps, append(ops, rops...)
 			g.Status.Allocated, released = false, true
 		}
-		billingTimes(&g.Status, s.now())
-		unchanged, err := s.groups.UnchangedCmp(g)
+		unchanged, err := s.groups.Unchanged(g)
 		if err != nil {
 			return nil, err
 		}
@@ -146,7 +131,7 @@ func (s *Service) transitionWith(ctx context.Context, id string, quarantine time
 		if err != nil {
 			return nil, err
 		}
-		rev, err := s.commit(ctx, append(cmps, unchanged), append(ops, put))
+		rev, err := s.st.Commit(ctx, append(cmps, unchanged), append(ops, put))
 		if errdefs.IsConflict(err) {
 			continue
 		}

@@ -145,14 +145,3 @@ func (s *Service) wake() {
 }
 
 func (s *Service) now() time.Time { return s.opts.Now().UTC() }
-
-// Groups exposes the group collection to the HTTP edge's watch.
-func (s *Service) Groups() *store.Collection[apiv1.ContainerGroup, *apiv1.ContainerGroup] {
-	return s.groups
-}
-
-// Hosts exposes the host collection to the HTTP edge's watch.
-func (s *Service) Hosts() *store.Collection[apiv1.Host, *apiv1.Host] { return s.hosts }
-
-// Events exposes the event collection to the HTTP edge's watch.
-func (s *Service) Events() *store.Collection[apiv1.Event, *apiv1.Event] { return s.events }

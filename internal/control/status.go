@@ -16,9 +16,8 @@ func (s *Service) ReportStatus(ctx context.Context, p auth.Principal, id string,
 	if err := p.Require("report status", apiv1.TokenAdmin, apiv1.TokenHost); err != nil {
 		return nil, err
 	}
-	switch r.State {
-	case apiv1.StatePending, apiv1.StateRunning, apiv1.StateRestarting, apiv1.StateSucceeded, apiv1.StateFailed:
-	default:
+	ev, ok := reportEvent(r.State)
+	if !ok {
 		return nil, fmt.Errorf("state: %q is not allowed; allowed: Pending, Running, Restarting, Succeeded, Failed: %w", r.State, errdefs.ErrInvalidArgument)
 	}
 	if _, err := s.GetGroup(ctx, p, id); err != nil {
@@ -26,7 +25,7 @@ func (s *Service) ReportStatus(ctx context.Context, p auth.Principal, id string,
 	}
 	var stale error
 	g, err := s.transition(ctx, id, func(g *apiv1.ContainerGroup) bool {
-		if g.Status.State.Terminal() {
+		if g.Status.State.Terminal() { // (the state machine takes nothing from an ended group)
 			stale = fmt.Errorf("group %s already ended (%s): %w", id, g.Status.State, errdefs.ErrConflict)
 			return false
 		}
@@ -35,8 +34,11 @@ func (s *Service) ReportStatus(ctx context.Context, p auth.Principal, id string,
 			return false
 		}
 		g.Status.InitContainers, g.Status.Containers, g.Status.Conditions = r.InitContainers, r.Containers, r.Conditions
-		if g.Metadata.DeletionRequestedAt == nil || r.State.Terminal() {
-			g.Status.State, g.Status.Reason, g.Status.Message = r.State, r.Reason, r.Message
+		// A group being deleted takes only its end: it stays Terminating
+		// (with its containers' states) whatever else the agent says.
+		if err := applyEvent(&g.Status, ev, r.Reason, r.Message, s.now()); err != nil && g.Status.State != apiv1.StateTerminating {
+			stale = fmt.Errorf("group %s: %w", id, err)
+			return false
 		}
 		return true
 	})

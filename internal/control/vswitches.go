@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/auth"
 	"github.com/eci-dev/eci/internal/errdefs"
@@ -110,11 +108,11 @@ func (s *Service) countIPs(ctx context.Context, v *apiv1.VSwitch) error {
 	if err != nil {
 		return err
 	}
-	resp, err := s.st.Client.Get(ctx, s.ips.Key(v.Metadata.ID+"_"), clientv3.WithPrefix(), clientv3.WithCountOnly())
+	n, err := s.ips.Count(ctx, v.Metadata.ID+"_")
 	if err != nil {
-		return fmt.Errorf("count addresses of %s: %w: %w", v.Metadata.ID, errdefs.ErrUnavailable, err)
+		return fmt.Errorf("count addresses of %s: %w", v.Metadata.ID, err)
 	}
-	v.Status.Total, v.Status.Allocated = pool.Size(), int(resp.Count)
+	v.Status.Total, v.Status.Allocated = pool.Size(), int(n)
 	return nil
 }
 

@@ -11,7 +11,6 @@ import (
 	"github.com/eci-dev/eci/internal/auth"
 	"github.com/eci-dev/eci/internal/control"
 	"github.com/eci-dev/eci/internal/errdefs"
-	"github.com/eci-dev/eci/internal/store"
 )
 
 type watchLine struct {
@@ -19,37 +18,15 @@ type watchLine struct {
 	Object any                  `json:"object"`
 }
 
-// watchGroups streams group changes as newline-delimited JSON WatchEvents.
+// watchGroups streams group changes (control.WatchGroups: what the caller may
+// see, as it may read it) as newline-delimited JSON WatchEvents.
 // Without resourceVersion it first sends every matching group as ADDED; with
 // one, it sends every change after it (410 Gone when that history was
 // compacted: list again). BOOKMARK lines carry the revision reached.
 func (s *Server) watchGroups(w http.ResponseWriter, r *http.Request, f control.GroupFilter) {
 	ctx := r.Context()
-	p := principal(r)
-	rev, err := store.ParseRevision(r.URL.Query().Get("resourceVersion"))
+	gw, err := s.svc.WatchGroups(ctx, principal(r), f, r.URL.Query().Get("resourceVersion"))
 	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	var initial []apiv1.ContainerGroup
-	if rev == 0 {
-		cont := ""
-		for {
-			page, err := s.svc.ListGroups(ctx, p, f, 500, cont)
-			if err != nil {
-				writeError(w, r, err)
-				return
-			}
-			initial = append(initial, page.Items...)
-			if rev == 0 {
-				rev, _ = strconv.ParseInt(page.ResourceVersion, 10, 64)
-			}
-			if page.Continue == "" {
-				break
-			}
-			cont = page.Continue
-		}
-	} else if err := s.st.CheckRevision(ctx, rev); err != nil {
 		writeError(w, r, err)
 		return
 	}
@@ -66,21 +43,20 @@ func (s *Server) watchGroups(w http.ResponseWriter, r *http.Request, f control.G
 		}
 		return true
 	}
-	for i := range initial {
-		if !send(watchLine{Type: apiv1.Added, Object: control.Redact(p, &initial[i])}) {
+	for _, g := range gw.Initial {
+		if !send(watchLine{Type: apiv1.Added, Object: g}) {
 			return
 		}
 	}
-	if !send(watchLine{Type: apiv1.Bookmark, Object: bookmark(rev)}) {
+	if !send(watchLine{Type: apiv1.Bookmark, Object: bookmark(gw.Revision)}) {
 		return
 	}
 	// Every tokenRecheck the caller's token must still be valid: a revoked
 	// token's watch ends (events or not).
 	recheck := time.NewTicker(tokenRecheck)
 	defer recheck.Stop()
-	events := s.svc.Groups().Watch(ctx, rev)
 	for {
-		var ev store.Event[apiv1.ContainerGroup, *apiv1.ContainerGroup]
+		var ev control.GroupEvent
 		var ok bool
 		select {
 		case <-recheck.C:
@@ -89,7 +65,7 @@ func (s *Server) watchGroups(w http.ResponseWriter, r *http.Request, f control.G
 				return
 			}
 			continue
-		case ev, ok = <-events:
+		case ev, ok = <-gw.Events:
 			if !ok {
 				return
 			}
@@ -102,8 +78,8 @@ func (s *Server) watchGroups(w http.ResponseWriter, r *http.Request, f control.G
 			if !send(watchLine{Type: apiv1.Bookmark, Object: bookmark(ev.Revision)}) {
 				return
 			}
-		case p.CanSeeGroup(ev.Object.Metadata.Tenant, ev.Object.Status.Host) && f.Match(ev.Object):
-			if !send(watchLine{Type: ev.Type, Object: control.Redact(p, ev.Object)}) {
+		default:
+			if !send(watchLine{Type: ev.Type, Object: ev.Group}) {
 				return
 			}
 		}

@@ -158,53 +158,53 @@ func (c *Collection[T, PT]) Count(ctx context.Context, prefix string) (int64, er
 	return resp.Count, nil
 }
 
-// PutOp is the etcd operation that writes obj (for a transaction).
-func (c *Collection[T, PT]) PutOp(obj PT) (clientv3.Op, error) {
+// PutOp is the write of obj, for a transaction (Store.Commit).
+func (c *Collection[T, PT]) PutOp(obj PT) (Op, error) {
 	data, err := c.encode(obj)
 	if err != nil {
-		return clientv3.Op{}, err
+		return Op{}, err
 	}
-	return clientv3.OpPut(c.Key(obj.Meta().ID), data), nil
+	return Op{clientv3.OpPut(c.Key(obj.Meta().ID), data)}, nil
 }
 
-// DeleteOp is the etcd operation that removes id.
-func (c *Collection[T, PT]) DeleteOp(id string) clientv3.Op { return clientv3.OpDelete(c.Key(id)) }
+// DeleteOp is the removal of id, for a transaction.
+func (c *Collection[T, PT]) DeleteOp(id string) Op { return Op{clientv3.OpDelete(c.Key(id))} }
 
-// AbsentCmp holds while id does not exist.
-func (c *Collection[T, PT]) AbsentCmp(id string) clientv3.Cmp {
-	return clientv3.Compare(clientv3.CreateRevision(c.Key(id)), "=", 0)
+// Absent holds while id does not exist.
+func (c *Collection[T, PT]) Absent(id string) Cond {
+	return Cond{clientv3.Compare(clientv3.CreateRevision(c.Key(id)), "=", 0)}
 }
 
-// PresentCmp holds while id exists.
-func (c *Collection[T, PT]) PresentCmp(id string) clientv3.Cmp {
-	return clientv3.Compare(clientv3.CreateRevision(c.Key(id)), ">", 0)
+// Present holds while id exists.
+func (c *Collection[T, PT]) Present(id string) Cond {
+	return Cond{clientv3.Compare(clientv3.CreateRevision(c.Key(id)), ">", 0)}
 }
 
-// UnchangedCmp holds while obj is still at the version it was read at.
-func (c *Collection[T, PT]) UnchangedCmp(obj PT) (clientv3.Cmp, error) {
+// Unchanged holds while obj is still at the version it was read at.
+func (c *Collection[T, PT]) Unchanged(obj PT) (Cond, error) {
 	rev, err := strconv.ParseInt(obj.Meta().ResourceVersion, 10, 64)
 	if err != nil || rev <= 0 {
-		return clientv3.Cmp{}, fmt.Errorf("%s %q: resourceVersion %q is not a version this service returned: %w",
+		return Cond{}, fmt.Errorf("%s %q: resourceVersion %q is not a version this service returned: %w",
 			c.kind, obj.Meta().ID, obj.Meta().ResourceVersion, errdefs.ErrInvalidArgument)
 	}
-	return clientv3.Compare(clientv3.ModRevision(c.Key(obj.Meta().ID)), "=", rev), nil
+	return Cond{clientv3.Compare(clientv3.ModRevision(c.Key(obj.Meta().ID)), "=", rev)}, nil
 }
 
 // Create stores a new object; ErrAlreadyExists if its id is taken. Extra
 // conditions and operations join the same transaction (ErrConflict when an
 // extra condition fails).
-func (c *Collection[T, PT]) Create(ctx context.Context, obj PT, cmps []clientv3.Cmp, ops ...clientv3.Op) error {
+func (c *Collection[T, PT]) Create(ctx context.Context, obj PT, conds []Cond, more ...Op) error {
 	put, err := c.PutOp(obj)
 	if err != nil {
 		return err
 	}
 	id := obj.Meta().ID
 	resp, err := c.s.Client.Txn(ctx).
-		If(append([]clientv3.Cmp{c.AbsentCmp(id)}, cmps...)...).
-		Then(append([]clientv3.Op{put}, ops...)...).
+		If(cmps(append([]Cond{c.Absent(id)}, conds...))...).
+		Then(ops(append([]Op{put}, more...))...).
 		Commit()
 	if err != nil {
-		return fmt.Errorf("create %s %s: %w", c.kind, id, TxnError(err))
+		return fmt.Errorf("create %s %s: %w", c.kind, id, txnError(err))
 	}
 	if !resp.Succeeded {
 		if _, gerr := c.Get(ctx, id); gerr == nil {
@@ -219,8 +219,8 @@ func (c *Collection[T, PT]) Create(ctx context.Context, obj PT, cmps []clientv3.
 // Update writes obj if it is still at obj's resourceVersion (ErrConflict
 // otherwise; ErrNotFound if it is gone), with extra conditions and operations
 // in the same transaction.
-func (c *Collection[T, PT]) Update(ctx context.Context, obj PT, cmps []clientv3.Cmp, ops ...clientv3.Op) error {
-	unchanged, err := c.UnchangedCmp(obj)
+func (c *Collection[T, PT]) Update(ctx context.Context, obj PT, conds []Cond, more ...Op) error {
+	unchanged, err := c.Unchanged(obj)
 	if err != nil {
 		return err
 	}
@@ -230,11 +230,11 @@ func (c *Collection[T, PT]) Update(ctx context.Context, obj PT, cmps []clientv3.
 	}
 	id := obj.Meta().ID
 	resp, err := c.s.Client.Txn(ctx).
-		If(append([]clientv3.Cmp{unchanged}, cmps...)...).
-		Then(append([]clientv3.Op{put}, ops...)...).
+		If(cmps(append([]Cond{unchanged}, conds...))...).
+		Then(ops(append([]Op{put}, more...))...).
 		Commit()
 	if err != nil {
-		return fmt.Errorf("update %s %s: %w", c.kind, id, TxnError(err))
+		return fmt.Errorf("update %s %s: %w", c.kind, id, txnError(err))
 	}
 	if !resp.Succeeded {
 		if _, gerr := c.Get(ctx, id); errdefs.IsNotFound(gerr) {
@@ -266,19 +266,17 @@ func (c *Collection[T, PT]) Mutate(ctx context.Context, id string, fn func(PT) e
 
 // Delete removes obj if it is still at its resourceVersion (any version when
 // it is empty), with extra operations in the same transaction.
-func (c *Collection[T, PT]) Delete(ctx context.Context, obj PT, ops ...clientv3.Op) error {
+func (c *Collection[T, PT]) Delete(ctx context.Context, obj PT, more ...Op) error {
 	id := obj.Meta().ID
-	var cmps []clientv3.Cmp
+	cond := c.Present(id)
 	if obj.Meta().ResourceVersion != "" {
-		unchanged, err := c.UnchangedCmp(obj)
+		unchanged, err := c.Unchanged(obj)
 		if err != nil {
 			return err
 		}
-		cmps = append(cmps, unchanged)
-	} else {
-		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(c.Key(id)), ">", 0))
+		cond = unchanged
 	}
-	resp, err := c.s.Client.Txn(ctx).If(cmps...).Then(append([]clientv3.Op{c.DeleteOp(id)}, ops...)...).Commit()
+	resp, err := c.s.Client.Txn(ctx).If(cond.cmp).Then(ops(append([]Op{c.DeleteOp(id)}, more...))...).Commit()
 	if err != nil {
 		return fmt.Errorf("delete %s %s: %w: %w", c.kind, id, errdefs.ErrUnavailable, err)
 	}
@@ -291,9 +289,9 @@ func (c *Collection[T, PT]) Delete(ctx context.Context, obj PT, ops ...clientv3.
 	return nil
 }
 
-// TxnError classifies a failed write: a value over etcd's request limit is
+// txnError classifies a failed write: a value over etcd's request limit is
 // ErrTooLarge (the caller's to shrink), anything else ErrUnavailable.
-func TxnError(err error) error {
+func txnError(err error) error {
 	if errors.Is(err, rpctypes.ErrGRPCRequestTooLarge) || strings.Contains(err.Error(), rpctypes.ErrRequestTooLarge.Error()) {
 		return fmt.Errorf("%w: the stored object would pass etcd's request limit: %w", errdefs.ErrTooLarge, err)
 	}

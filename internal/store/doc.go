@@ -7,5 +7,6 @@
 // one revision, and watches resume from any revision still in etcd's history
 // (ErrGone after compaction: the client lists again). Writes that must happen
 // together (a placement: the group, the host's usage, the IP) are one etcd
-// transaction built from the collections' Op and Cmp helpers.
+// transaction (Store.Commit, txn.go) of the collections' conditions (Absent,
+// Present, Unchanged) and writes (PutOp, DeleteOp).
 package store
