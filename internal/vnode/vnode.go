@@ -183,7 +183,7 @@ func (v *VNode) watchGroups(ctx context.Context) {
 				p.groupGone(ctx, ev.Object)
 				return
 			}
-			p.remember(ev.Object)
+			p.remember(ctx, ev.Object)
 		},
 		Error: func(err error) { log.G(ctx).Warn("watch the instance service's groups", "err", err) },
 	})

@@ -281,10 +281,10 @@ type namespaceLabels struct {
 	kube   kubernetes.Interface
 }
 
-func (n namespaceLabels) Labels(name string) (map[string]string, error) {
+func (n namespaceLabels) Labels(ctx context.Context, name string) (map[string]string, error) {
 	ns, err := n.lister.Get(name)
 	if apierrors.IsNotFound(err) {
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		defer cancel()
 		ns, err = n.kube.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
 	}
