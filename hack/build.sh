@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the eci binary into _output/bin/eci.
+# Builds the eci binary into _output/bin/eci, with eci-ipam and eci-devbed.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$ECI_ROOT"
@@ -7,4 +7,7 @@ version=${ECI_VERSION:-$(git describe --tags --always --dirty 2>/dev/null || ech
 go build -trimpath -ldflags "-X github.com/eci-dev/eci/internal/version.Version=$version" -o "$ECI_BIN" ./cmd/eci
 # The CNI IPAM plugin: small and quick to start, the runtime runs it per sandbox.
 go build -trimpath -ldflags "-s -w" -o "$ECI_OUT/bin/eci-ipam" ./cmd/eci-ipam
-echo "build: $ECI_BIN and $ECI_OUT/bin/eci-ipam ($version)"
+# The test bed outside tests (hack/local-cluster.sh): its own command, so that
+# eci links neither internal/testbed nor the testing package.
+go build -trimpath -o "$ECI_OUT/bin/eci-devbed" ./hack/devbed
+echo "build: $ECI_BIN, $ECI_OUT/bin/eci-ipam and $ECI_OUT/bin/eci-devbed ($version)"

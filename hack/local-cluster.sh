@@ -37,7 +37,7 @@ up)
   hack/build.sh
   mkdir -p "$state"
   rm -f "$info"
-  nohup "$ECI_BIN" dev bed --info-file "$info" > "$state/bed.log" 2>&1 < /dev/null &
+  nohup "$ECI_OUT/bin/eci-devbed" --info-file "$info" > "$state/bed.log" 2>&1 < /dev/null &
   echo $! > "$pidfile"
   for _ in $(seq 1200); do
     [ -f "$info" ] && break

@@ -52,7 +52,7 @@ own vCPU/memory size, placed on a pool of hosts and billed per second while it r
 
 Daemons:   server, agent, vnode, up
 Client:    run, ps, describe, logs, exec, rm, events, bill
-Other:     version, dev`,
+Other:     version, profile`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -69,7 +69,7 @@ Other:     version, dev`,
 	root.AddCommand(
 		newVersionCommand(),
 		newServerCommand(), newAgentCommand(), newVnodeCommand(), newUpCommand(),
-		newDevCommand(), newProfileCommand(),
+		newProfileCommand(),
 	)
 	root.AddCommand(newClientCommands()...)
 	return root

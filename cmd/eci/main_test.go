@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -94,6 +95,24 @@ func TestClientVerbsListed(t *testing.T) {
 	for _, v := range []string{"run", "ps", "describe", "logs", "exec", "rm", "events", "hosts", "vswitches", "token", "bill", "server", "agent", "vnode", "up", "version"} {
 		if !strings.Contains(out, "\n  "+v+" ") {
 			t.Errorf("eci --help does not list %q", v)
+		}
+	}
+}
+
+// The product binary links neither the test bed nor the testing package:
+// the bed is hack/devbed's (eci-devbed).
+func TestBinaryCarriesNoTestBed(t *testing.T) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool on PATH")
+	}
+	out, err := exec.Command(gobin, "list", "-deps", "github.com/eci-dev/eci/cmd/eci").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if dep == "testing" || strings.HasSuffix(dep, "/internal/testbed") || strings.Contains(dep, "/internal/testbed/") {
+			t.Errorf("eci links %s", dep)
 		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/eci-dev/eci/internal/log"
 	"github.com/eci-dev/eci/internal/up"
 )
 
@@ -25,7 +24,6 @@ The admin's client config is written to <data-dir>/server/admin.conf
 (eci --config <data-dir>/server/admin.conf ps).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg.Logger = log.G(cmd.Context())
 			return up.Run(cmd.Context(), cfg)
 		},
 	}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/eci-dev/eci/internal/cli"
 	"github.com/eci-dev/eci/internal/client"
-	"github.com/eci-dev/eci/internal/log"
 	"github.com/eci-dev/eci/internal/vnode"
 )
 
@@ -95,7 +94,6 @@ mutatingwebhookconfigurations, and secrets in --namespace (write).`,
 			if cfg.Labels, err = cli.KeyValues("--label", labels); err != nil {
 				return err
 			}
-			cfg.Logger = log.G(ctx)
 			v, err := vnode.New(cfg)
 			if err != nil {
 				return err

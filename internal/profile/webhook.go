@@ -1,6 +1,7 @@
 package profile
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,9 +16,9 @@ import (
 // Path is where the webhook is served.
 const Path = "/eci-profile/mutate"
 
-// Namespaces gives a namespace's labels.
+// Namespaces gives a namespace's labels (ctx: the admission request's).
 type Namespaces interface {
-	Labels(name string) (map[string]string, error)
+	Labels(ctx context.Context, name string) (map[string]string, error)
 }
 
 // Webhook is the mutating admission webhook: every new pod gets what the
@@ -45,14 +46,14 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("not an admission.k8s.io/v1 AdmissionReview: %v", err), http.StatusBadRequest)
 		return
 	}
-	resp := h.review(review.Request)
+	resp := h.review(r.Context(), review.Request)
 	resp.UID = review.Request.UID
 	out := admissionv1.AdmissionReview{TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}, Response: resp}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(out)
 }
 
-func (h *Webhook) review(req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
+func (h *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
 	allow := &admissionv1.AdmissionResponse{Allowed: true}
 	if req.Kind.Kind != "Pod" || req.Operation != admissionv1.Create || req.SubResource != "" {
 		return allow
@@ -65,7 +66,7 @@ func (h *Webhook) review(req *admissionv1.AdmissionRequest) *admissionv1.Admissi
 	if pod.Namespace == "" {
 		pod.Namespace = req.Namespace
 	}
-	nsLabels, err := h.Namespaces.Labels(pod.Namespace)
+	nsLabels, err := h.Namespaces.Labels(ctx, pod.Namespace)
 	if err != nil {
 		h.Logger.Warn("eci-profile: namespace labels unknown; the pod is left alone", "namespace", pod.Namespace, "err", err)
 		return allow

@@ -2,6 +2,7 @@ package profile
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -18,7 +19,7 @@ import (
 
 type nsLabels map[string]map[string]string
 
-func (n nsLabels) Labels(name string) (map[string]string, error) {
+func (n nsLabels) Labels(_ context.Context, name string) (map[string]string, error) {
 	l, ok := n[name]
 	if !ok {
 		return nil, errors.New("not cached")

@@ -17,6 +17,6 @@
 // died (a killed test run) is cleaned when it is taken again: its processes,
 // links and cgroups are removed, so a killed run never breaks the next one.
 //
-// Tests use New(t, opts), which stops the bed in t.Cleanup. `eci dev bed` runs
-// the same bed outside tests (hack/local-cluster.sh).
+// Tests use New(t, opts), which stops the bed in t.Cleanup. `eci-devbed`
+// (hack/devbed) runs the same bed outside tests (hack/local-cluster.sh).
 package testbed

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -53,15 +52,11 @@ type Config struct {
 	// NodeName reached by the apiserver at NodeIP:10250; ClientCAFile is the
 	// cluster's CA (of the apiserver's kubelet client certificate).
 	Kubeconfig, NodeName, NodeIP, ClientCAFile string
-	Logger                                     *slog.Logger
 }
 
-// Run starts everything and serves until ctx ends.
+// Run starts everything and serves until ctx ends. Every daemon logs with
+// ctx's logger (internal/log).
 func Run(ctx context.Context, cfg Config) error {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	ctx = log.WithLogger(ctx, cfg.Logger)
 	if cfg.Kubeconfig != "" && (cfg.NodeIP == "" || cfg.ClientCAFile == "") {
 		return errors.New("with --kubeconfig, --node-ip and --client-ca-file are required (where the apiserver reaches the virtual node, and its CA)")
 	}
@@ -167,7 +162,7 @@ func prepare(ctx context.Context, cfg Config, srv *server.Server) ([]daemon, err
 		return nil, err
 	}
 	v, err := vnode.New(vnode.Config{NodeName: cfg.NodeName, Kube: kube, ECI: eci, Taint: vnode.Taint(),
-		InternalIP: cfg.NodeIP, ListenAddr: net.JoinHostPort(cfg.NodeIP, "10250"), ClientCAFile: cfg.ClientCAFile, Logger: cfg.Logger,
+		InternalIP: cfg.NodeIP, ListenAddr: net.JoinHostPort(cfg.NodeIP, "10250"), ClientCAFile: cfg.ClientCAFile,
 		Profile: vnode.ProfileConfig{ListenAddr: net.JoinHostPort(cfg.NodeIP, "10251")}})
 	if err != nil {
 		return nil, err

@@ -3,7 +3,6 @@ package vnode
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"time"
 
@@ -49,14 +48,15 @@ type Config struct {
 	// OrphanInterval is how often groups whose pod is gone are looked for
 	// (30 s).
 	OrphanInterval time.Duration
-	Logger         *slog.Logger
 
 	// Profile serves the eci-profile webhook (internal/profile); its zero
 	// value serves none.
 	Profile ProfileConfig
 
-	// Files resolves configMaps and secrets (the informers' listers);
-	// Recorder records Events on pods; Pods is the pod lister. Set by New.
+	// Files resolves configMaps and secrets (the informers' listers) and
+	// Pods is the pod lister, set by New; Recorder records Events on pods,
+	// set by Run (its broadcaster runs while Run does). The node logs with
+	// the logger of Run's context (internal/log), as every daemon does.
 	Files    files
 	Recorder record.EventRecorder
 	Pods     corev1listers.PodLister
@@ -116,9 +116,6 @@ func (c *Config) validate() error {
 			corev1.ResourceMemory: resource.MustParse("4Ti"),
 			corev1.ResourcePods:   resource.MustParse("1000"),
 		}
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
 	}
 	if c.Profile.ListenAddr != "" {
 		if _, _, err := net.SplitHostPort(c.Profile.ListenAddr); err != nil {

@@ -18,7 +18,7 @@ func TestPodsKubernetesAccepts(t *testing.T) {
 	node := "eci-vnode-" + strings.Repeat("x", 40)                          // a node name of 50 characters
 	p := &Provider{cfg: Config{NodeName: node, ClusterID: node, Files: noFiles{}}}
 
-	g, err := p.toGroup(pod(func(p *corev1.Pod) { p.Name = long }))
+	g, err := p.toGroup(t.Context(), pod(func(p *corev1.Pod) { p.Name = long }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,8 +28,8 @@ func TestPodsKubernetesAccepts(t *testing.T) {
 	if len(g.Spec.ClientToken) > 64 {
 		t.Errorf("client token of %d characters", len(g.Spec.ClientToken))
 	}
-	again, _ := p.toGroup(pod(func(p *corev1.Pod) { p.Name = long }))
-	other, _ := p.toGroup(pod(func(p *corev1.Pod) { p.Name = long; p.UID = "uid-2" }))
+	again, _ := p.toGroup(t.Context(), pod(func(p *corev1.Pod) { p.Name = long }))
+	other, _ := p.toGroup(t.Context(), pod(func(p *corev1.Pod) { p.Name = long; p.UID = "uid-2" }))
 	if again.Spec.ClientToken != g.Spec.ClientToken || other.Spec.ClientToken == g.Spec.ClientToken {
 		t.Errorf("client tokens %q %q %q: want one per pod UID, the same every time", g.Spec.ClientToken, again.Spec.ClientToken, other.Spec.ClientToken)
 	}
@@ -39,7 +39,7 @@ func TestPodsKubernetesAccepts(t *testing.T) {
 	if err := apiv1.ValidateContainerGroup(g); err != nil {
 		t.Fatalf("the service would refuse it: %v", err)
 	}
-	dotted, err := p.toGroup(pod(func(p *corev1.Pod) { p.Name = "web.v1" }))
+	dotted, err := p.toGroup(t.Context(), pod(func(p *corev1.Pod) { p.Name = "web.v1" }))
 	if err != nil || dotted.Spec.Hostname != "web.v1" || apiv1.ValidateContainerGroup(dotted) != nil {
 		t.Fatalf("a pod named with a dot: hostname %q (%v)", dotted.Spec.Hostname, err)
 	}
@@ -52,7 +52,7 @@ func TestPodsKubernetesAccepts(t *testing.T) {
 		c.StartupProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/", Port: intstr.FromInt32(7070)}}}
 		c.Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/quit", Port: intstr.FromString("admin")}}}
 	}
-	g, err = p.toGroup(pod(named))
+	g, err = p.toGroup(t.Context(), pod(named))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestPodsKubernetesAccepts(t *testing.T) {
 	if c.LivenessProbe.HTTPGet.Port != 8080 || c.ReadinessProbe.TCPSocket.Port != 9090 || c.StartupProbe.HTTPGet.Port != 7070 || c.Lifecycle.PreStop.HTTPGet.Port != 9090 {
 		t.Fatalf("named ports resolved to %d %d %d %d", c.LivenessProbe.HTTPGet.Port, c.ReadinessProbe.TCPSocket.Port, c.StartupProbe.HTTPGet.Port, c.Lifecycle.PreStop.HTTPGet.Port)
 	}
-	_, err = p.toGroup(pod(func(p *corev1.Pod) {
+	_, err = p.toGroup(t.Context(), pod(func(p *corev1.Pod) {
 		named(p)
 		p.Spec.Containers[0].LivenessProbe.HTTPGet.Port = intstr.FromString("metrics")
 	}))

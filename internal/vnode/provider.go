@@ -58,7 +58,7 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 	p.mu.Lock()
 	p.pods[podKey(pod.Namespace, pod.Name)] = pod
 	p.mu.Unlock()
-	g, err := p.toGroup(pod)
+	g, err := p.toGroup(ctx, pod)
 	var r *refusal
 	var missing *errMissing
 	switch {
@@ -90,7 +90,7 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 		return fmt.Errorf("create the instance of pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
 	log.G(ctx).Info("pod created as a container group", "pod", podKey(pod.Namespace, pod.Name), "group", out.Metadata.ID, "spec", out.Status.InstanceSpec)
-	p.remember(out)
+	p.remember(ctx, out)
 	return p.annotate(ctx, podKey(pod.Namespace, pod.Name), out)
 }
 
@@ -192,10 +192,7 @@ func (p *Provider) gone(ctx context.Context, pod *corev1.Pod) {
 		return
 	}
 	// The caller's context may end with its request: the node's lives on.
-	runCtx := p.runCtx
-	if runCtx == nil {
-		runCtx = ctx
-	}
+	runCtx := p.background(ctx)
 	go func() {
 		ctx, cancel := context.WithTimeout(runCtx, 30*time.Second)
 		defer cancel()
@@ -206,6 +203,15 @@ func (p *Provider) gone(ctx context.Context, pod *corev1.Pod) {
 			log.G(runCtx).Warn("remove a deleted pod whose instance is gone (virtual-kubelet removes it at its next sync)", "pod", key, "err", err)
 		}
 	}()
+}
+
+// background is the context of work a request starts that must outlive
+// it: the node's (Run's), or ctx before Run.
+func (p *Provider) background(ctx context.Context) context.Context {
+	if p.runCtx != nil {
+		return p.runCtx
+	}
+	return ctx
 }
 
 // GetPod returns a pod this node runs, with its current status.
@@ -281,8 +287,10 @@ func (p *Provider) push(pod *corev1.Pod) {
 	}
 }
 
-// remember records a group and pushes its pod's status.
-func (p *Provider) remember(g *apiv1.ContainerGroup) {
+// remember records a group and pushes its pod's status; a size the pod
+// does not carry yet is written on it in the background (on the node's
+// context: ctx may be a request's).
+func (p *Provider) remember(ctx context.Context, g *apiv1.ContainerGroup) {
 	uid := g.Metadata.Labels[LabelPodUID]
 	key := podKey(g.Metadata.Labels[LabelPodNamespace], g.Metadata.Labels[LabelPodName])
 	p.mu.Lock()
@@ -301,10 +309,13 @@ func (p *Provider) remember(g *apiv1.ContainerGroup) {
 	if out != nil {
 		p.push(out)
 		if g.Status.InstanceSpec != "" && out.Annotations[AnnInstanceSpec] != g.Status.InstanceSpec && p.startAnnotating(key) {
+			bg := p.background(ctx)
 			go func() {
 				defer p.doneAnnotating(key)
-				if err := p.annotate(context.Background(), key, g); err != nil {
-					p.cfg.Logger.Warn("annotate a pod", "pod", key, "err", err)
+				ctx, cancel := context.WithTimeout(bg, 30*time.Second)
+				defer cancel()
+				if err := p.annotate(ctx, key, g); err != nil {
+					log.G(bg).Warn("annotate a pod", "pod", key, "err", err)
 				}
 			}()
 		}

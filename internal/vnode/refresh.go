@@ -101,7 +101,7 @@ func (p *Provider) refreshFiles(ctx context.Context, pod *corev1.Pod) {
 	if g == nil || g.Status.State.Terminal() {
 		return
 	}
-	vols, err := p.volumes(pod)
+	vols, err := p.volumes(ctx, pod)
 	if err != nil {
 		log.G(ctx).Warn("files of a pod", "pod", podKey(pod.Namespace, pod.Name), "err", err)
 		return
@@ -124,7 +124,7 @@ func (p *Provider) refreshFiles(ctx context.Context, pod *corev1.Pod) {
 		log.G(ctx).Warn("update the files of a pod", "pod", podKey(pod.Namespace, pod.Name), "err", err)
 		return
 	}
-	p.remember(out)
+	p.remember(ctx, out)
 }
 
 // sameFiles tells whether the group's files (cur: the service returns their

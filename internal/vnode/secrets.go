@@ -56,7 +56,7 @@ func dockerCredentials(data map[string][]byte) ([]apiv1.RegistryCredential, erro
 // serviceAccountToken asks the TokenRequest API for a token bound to the pod
 // and adds it to the payload (refreshed before expiry by the provider's
 // token loop).
-func (p *Provider) serviceAccountToken(pod *corev1.Pod, src *corev1.ServiceAccountTokenProjection, fv *apiv1.FilesVolume) error {
+func (p *Provider) serviceAccountToken(ctx context.Context, pod *corev1.Pod, src *corev1.ServiceAccountTokenProjection, fv *apiv1.FilesVolume) error {
 	sa := pod.Spec.ServiceAccountName
 	if sa == "" {
 		sa = "default"
@@ -72,7 +72,7 @@ func (p *Provider) serviceAccountToken(pod *corev1.Pod, src *corev1.ServiceAccou
 	if src.Audience != "" {
 		req.Spec.Audiences = []string{src.Audience}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	tok, err := p.cfg.Kube.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, sa, req, metav1.CreateOptions{})
 	if err != nil {

@@ -1,6 +1,7 @@
 package vnode
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -68,7 +69,7 @@ type files interface {
 // toGroup translates a pod bound to the virtual node into a container group.
 // Unsupported features are refused with the alternative named (spec
 // section 3); malformed annotations quote the value and the expected form.
-func (p *Provider) toGroup(pod *corev1.Pod) (*apiv1.ContainerGroup, error) {
+func (p *Provider) toGroup(ctx context.Context, pod *corev1.Pod) (*apiv1.ContainerGroup, error) {
 	if err := unsupported(pod); err != nil {
 		return nil, err
 	}
@@ -112,7 +113,7 @@ func (p *Provider) toGroup(pod *corev1.Pod) (*apiv1.ContainerGroup, error) {
 		}
 		g.Spec.Containers = append(g.Spec.Containers, ct)
 	}
-	vols, err := p.volumes(pod)
+	vols, err := p.volumes(ctx, pod)
 	if err != nil {
 		return nil, err
 	}

@@ -29,7 +29,7 @@ func FuzzPodToGroup(f *testing.F) {
 		pod := (&podGen{data: data}).pod()
 		p := &Provider{cfg: Config{NodeName: "eci-vnode-with-a-rather-long-node-name", ClusterID: "eci-vnode-with-a-rather-long-node-name",
 			Files: fuzzFiles{}, ClusterDNS: []string{"198.18.0.10"}, ClusterDomain: "cluster.local"}}
-		g, err := p.toGroup(pod)
+		g, err := p.toGroup(t.Context(), pod)
 		var r *refusal
 		var missing *errMissing
 		switch {

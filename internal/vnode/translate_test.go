@@ -118,7 +118,7 @@ func TestPodToGroup(t *testing.T) {
 		{name: "DaemonSet pods", pod: pod(func(p *corev1.Pod) { p.OwnerReferences = []metav1.OwnerReference{{Kind: "DaemonSet", Name: "x"}} }), refuse: "DaemonSetNotSupported:sidecar"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			g, err := p.toGroup(tc.pod)
+			g, err := p.toGroup(t.Context(), tc.pod)
 			if tc.refuse != "" {
 				reason, word, _ := strings.Cut(tc.refuse, ":")
 				var r *refusal
@@ -139,7 +139,7 @@ func TestPodToGroup(t *testing.T) {
 
 func TestMissingSecretWaits(t *testing.T) {
 	p := &Provider{cfg: Config{ClusterID: "c1", Files: noFiles{}}}
-	_, err := p.toGroup(pod(func(p *corev1.Pod) {
+	_, err := p.toGroup(t.Context(), pod(func(p *corev1.Pod) {
 		p.Spec.Volumes = []corev1.Volume{{Name: "s", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "db"}}}}
 	}))
 	var missing *errMissing
@@ -147,7 +147,7 @@ func TestMissingSecretWaits(t *testing.T) {
 		t.Fatalf("want the missing secret named, got %v", err)
 	}
 	optional := true
-	if _, err := p.toGroup(pod(func(p *corev1.Pod) {
+	if _, err := p.toGroup(t.Context(), pod(func(p *corev1.Pod) {
 		p.Spec.Volumes = []corev1.Volume{{Name: "s", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "db", Optional: &optional}}}}
 	})); err != nil {
 		t.Fatalf("an optional secret that is missing: %v", err)

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -44,16 +45,18 @@ type VNode struct {
 	tls     *tls.Config
 	profile *profile.Source // eci-profile's configuration
 	ready   chan struct{}
+	done    chan struct{}
+	mu      sync.Mutex
+	err     error
 }
 
-// New checks cfg and builds the node (nothing runs before Run).
+// New checks cfg and builds the node. It starts nothing: the event
+// broadcaster, the pod controller and the informers are Run's, and end with
+// it.
 func New(cfg Config) (*VNode, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	eb := record.NewBroadcaster()
-	eb.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cfg.Kube.CoreV1().Events("")})
-	cfg.Recorder = eb.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "eci-vnode", Host: cfg.NodeName})
 	tlsCfg, err := kubeletTLS(cfg)
 	if err != nil {
 		return nil, err
@@ -65,19 +68,12 @@ func New(cfg Config) (*VNode, error) {
 	cfg.Files = listerFiles{configMaps: objects.Core().V1().ConfigMaps().Lister(), secrets: objects.Core().V1().Secrets().Lister()}
 	pods := informers.NewSharedInformerFactoryWithOptions(cfg.Kube, time.Minute, nodeutil.PodInformerFilter(cfg.NodeName))
 	cfg.Pods = pods.Core().V1().Pods().Lister()
-	v := &VNode{cfg: cfg, ready: make(chan struct{}), objects: objects, pods: pods, tls: tlsCfg}
+	v := &VNode{cfg: cfg, ready: make(chan struct{}), done: make(chan struct{}), objects: objects, pods: pods, tls: tlsCfg}
 	v.provider = newProvider(cfg)
 	spec := v.nodeSpec()
 	if v.nc, err = node.NewNodeController(&nodeStatus{eci: cfg.ECI, node: &spec}, &spec, cfg.Kube.CoreV1().Nodes(),
 		node.WithNodeEnableLeaseV1(nodeutil.NodeLeaseV1Client(cfg.Kube), node.DefaultLeaseDuration)); err != nil {
 		return nil, fmt.Errorf("vnode: node controller: %w", err)
-	}
-	if v.pc, err = node.NewPodController(podControllerConfig(cfg, v.provider, pods, objects)); err != nil {
-		return nil, fmt.Errorf("vnode: pod controller: %w", err)
-	}
-	if cfg.Profile.ListenAddr != "" {
-		v.profile = &profile.Source{Recorder: cfg.Recorder, Logger: cfg.Logger}
-		v.watchProfile()
 	}
 	authz, err := newKubeletAuth(cfg)
 	if err != nil {
@@ -90,33 +86,48 @@ func New(cfg Config) (*VNode, error) {
 // Ready is closed once the node runs and the groups were listed.
 func (v *VNode) Ready() <-chan struct{} { return v.ready }
 
-// Run joins the cluster and serves until ctx ends. The groups keep running
-// when it returns: the next vnode adopts them.
-func (v *VNode) Run(ctx context.Context) error {
-	ctx = log.With(log.WithLogger(ctx, v.cfg.Logger), "node", v.cfg.NodeName)
+// Done is closed when Run has returned.
+func (v *VNode) Done() <-chan struct{} { return v.done }
+
+// Err is Run's error, once Done.
+func (v *VNode) Err() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.err
+}
+
+// Run joins the cluster and serves until ctx ends; everything it started is
+// stopped when it returns, but the groups keep running: the next vnode
+// adopts them. It logs with ctx's logger (internal/log), and so do
+// virtual-kubelet and klog while it runs (logbridge.go).
+func (v *VNode) Run(ctx context.Context) (err error) {
+	defer func() { v.finish(err) }()
+	ctx = log.With(ctx, "node", v.cfg.NodeName)
+	defer bridgeLogs(log.G(ctx))()
+	ctx = withLibraryLoggers(ctx)
+	events := v.startEvents()
+	defer events.Shutdown() // last: the controllers below record events until they stop
 	var wg sync.WaitGroup
 	defer wg.Wait() // after cancel: deferred calls run last-in first-out
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if err := v.controllers(ctx); err != nil {
+		return err
+	}
 	v.provider.runCtx = ctx
 	v.handleObjects(ctx)
-	// Shutdown waits for the informers, which stop when ctx ends: cancel
-	// first (an early return would hang otherwise).
-	v.objects.Start(ctx.Done())
-	defer func() { cancel(); v.objects.Shutdown() }()
-	v.pods.Start(ctx.Done())
-	defer func() { cancel(); v.pods.Shutdown() }()
-	for _, f := range []informers.SharedInformerFactory{v.objects, v.pods} {
-		for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
-			if !ok {
-				return fmt.Errorf("vnode: the %v informer did not sync", typ)
-			}
-		}
+	stopInformers, err := v.startInformers(ctx)
+	defer stopInformers()
+	if err != nil {
+		return err
 	}
 	ln, err := tls.Listen("tcp", v.cfg.ListenAddr, v.tls)
 	if err != nil {
 		return fmt.Errorf("vnode: kubelet API: %w", err)
 	}
+	// Its handlers log with the node's logger; net/http's own errors go to it too.
+	v.kubelet.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
+	v.kubelet.ErrorLog = slog.NewLogLogger(log.G(ctx).Handler(), slog.LevelWarn)
 	go func() { _ = v.kubelet.Serve(ln) }()
 	defer func() { _ = v.kubelet.Close() }()
 	if v.profile != nil {
@@ -168,6 +179,56 @@ func (v *VNode) Run(ctx context.Context) error {
 	}
 }
 
+// finish records Run's error and closes Done.
+func (v *VNode) finish(err error) {
+	v.mu.Lock()
+	v.err = err
+	v.mu.Unlock()
+	close(v.done)
+}
+
+// controllers builds what records Events and logs with Run's logger: the
+// pod controller and eci-profile's source (before the informers start: both
+// add handlers to them).
+func (v *VNode) controllers(ctx context.Context) (err error) {
+	if v.pc, err = node.NewPodController(podControllerConfig(v.cfg, v.provider, v.pods, v.objects)); err != nil {
+		return fmt.Errorf("vnode: pod controller: %w", err)
+	}
+	if v.cfg.Profile.ListenAddr != "" {
+		v.profile = &profile.Source{Recorder: v.cfg.Recorder, Logger: log.G(ctx)}
+		v.watchProfile()
+	}
+	return nil
+}
+
+// startEvents starts the broadcaster of the node's Events and gives the
+// provider and the controllers its recorder.
+func (v *VNode) startEvents() record.EventBroadcaster {
+	eb := record.NewBroadcaster()
+	eb.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: v.cfg.Kube.CoreV1().Events("")})
+	v.cfg.Recorder = eb.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "eci-vnode", Host: v.cfg.NodeName})
+	v.provider.cfg.Recorder = v.cfg.Recorder
+	return eb
+}
+
+// startInformers starts the informer factories and waits for their caches;
+// stop ends them (it cancels ctx first: Shutdown waits for informers that
+// stop only when ctx ends).
+func (v *VNode) startInformers(ctx context.Context) (stop func(), err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop = func() { cancel(); v.objects.Shutdown(); v.pods.Shutdown() }
+	v.objects.Start(ctx.Done())
+	v.pods.Start(ctx.Done())
+	for _, f := range []informers.SharedInformerFactory{v.objects, v.pods} {
+		for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
+			if !ok {
+				return stop, fmt.Errorf("vnode: the %v informer did not sync", typ)
+			}
+		}
+	}
+	return stop, nil
+}
+
 // watchGroups keeps the provider's groups equal to this cluster's groups on
 // the instance service and pushes every change to the pod's status.
 func (v *VNode) watchGroups(ctx context.Context) {
@@ -183,7 +244,7 @@ func (v *VNode) watchGroups(ctx context.Context) {
 				p.groupGone(ctx, ev.Object)
 				return
 			}
-			p.remember(ev.Object)
+			p.remember(ctx, ev.Object)
 		},
 		Error: func(err error) { log.G(ctx).Warn("watch the instance service's groups", "err", err) },
 	})

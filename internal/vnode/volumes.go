@@ -1,6 +1,7 @@
 package vnode
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -18,7 +19,7 @@ func (e *errMissing) Error() string { return e.what + " not found" }
 // volumes translates the pod's volumes: emptyDir and nfs as they are;
 // configMap, secret, downwardAPI and projected become files payloads the
 // agent writes atomically.
-func (p *Provider) volumes(pod *corev1.Pod) ([]apiv1.Volume, error) {
+func (p *Provider) volumes(ctx context.Context, pod *corev1.Pod) ([]apiv1.Volume, error) {
 	var out []apiv1.Volume
 	for _, v := range pod.Spec.Volumes {
 		vol := apiv1.Volume{Name: v.Name}
@@ -31,7 +32,7 @@ func (p *Provider) volumes(pod *corev1.Pod) ([]apiv1.Volume, error) {
 		case v.NFS != nil:
 			vol.NFS = &apiv1.NFSVolume{Server: v.NFS.Server, Path: v.NFS.Path, ReadOnly: v.NFS.ReadOnly}
 		case v.ConfigMap != nil, v.Secret != nil, v.DownwardAPI != nil, v.Projected != nil:
-			fv, err := p.filesOf(pod, v)
+			fv, err := p.filesOf(ctx, pod, v)
 			if err != nil {
 				return nil, err
 			}
@@ -46,7 +47,7 @@ func (p *Provider) volumes(pod *corev1.Pod) ([]apiv1.Volume, error) {
 
 // filesOf is the payload of a configMap, secret, downwardAPI or projected
 // volume.
-func (p *Provider) filesOf(pod *corev1.Pod, v corev1.Volume) (*apiv1.FilesVolume, error) {
+func (p *Provider) filesOf(ctx context.Context, pod *corev1.Pod, v corev1.Volume) (*apiv1.FilesVolume, error) {
 	fv := &apiv1.FilesVolume{Files: []apiv1.File{}}
 	add := func(data map[string][]byte, items []corev1.KeyToPath, what string, optional bool) error {
 		if data == nil {
@@ -124,7 +125,7 @@ func (p *Provider) filesOf(pod *corev1.Pod, v corev1.Volume) (*apiv1.FilesVolume
 			case src.DownwardAPI != nil:
 				err = downward(src.DownwardAPI.Items)
 			case src.ServiceAccountToken != nil:
-				err = p.serviceAccountToken(pod, src.ServiceAccountToken, fv)
+				err = p.serviceAccountToken(ctx, pod, src.ServiceAccountToken, fv)
 			}
 			if err != nil {
 				break

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -78,7 +79,7 @@ func (v *VNode) runProfile(ctx context.Context, started chan<- error) {
 	mux := http.NewServeMux()
 	namespaces := namespaceLabels{lister: v.objects.Core().V1().Namespaces().Lister(), kube: v.cfg.Kube}
 	mux.Handle(profile.Path, &profile.Webhook{Profile: v.profile.Current, Namespaces: namespaces, Node: v.profileNode(), Logger: log.G(ctx)})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.G(ctx).Handler(), slog.LevelWarn)}
 	go func() { _ = srv.Serve(ln) }()
 	defer func() { _ = srv.Close() }()
 	hookURL := pc.URL
@@ -281,10 +282,10 @@ type namespaceLabels struct {
 	kube   kubernetes.Interface
 }
 
-func (n namespaceLabels) Labels(name string) (map[string]string, error) {
+func (n namespaceLabels) Labels(ctx context.Context, name string) (map[string]string, error) {
 	ns, err := n.lister.Get(name)
 	if apierrors.IsNotFound(err) {
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		defer cancel()
 		ns, err = n.kube.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
 	}
