@@ -17,5 +17,5 @@ echo "test: running go test (setup took $(( $(date +%s) - start ))s)"
 go test -count=1 -timeout 30m "$@" ./...
 # Short fuzzing runs on top of the seed corpora: the API's create body, and
 # the virtual node's pod -> group translation.
-go test -run '^$' -fuzz FuzzCreateBody -fuzztime "${FUZZTIME:-10s}" ./api/v1
+go test -run '^$' -fuzz FuzzCreateBody -fuzztime "${FUZZTIME:-10s}" ./internal/control
 go test -run '^$' -fuzz FuzzPodToGroup -fuzztime "${FUZZTIME:-10s}" ./internal/vnode

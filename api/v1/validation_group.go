@@ -1,7 +1,6 @@
 package v1
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/eci-dev/eci/internal/sizes"
@@ -173,9 +172,9 @@ func validateSize(e *errs, p fpath, s *ContainerGroupSpec) {
 		return
 	}
 	// Containers must fit the size the group will be given.
-	want := containersSize(s)
+	want := s.ContainersSize()
 	if s.CPU > 0 {
-		got := sizeOf(s.CPU, s.Memory)
+		got := sizes.FromGiB(s.CPU, s.Memory)
 		if want.MilliCPU > got.MilliCPU {
 			e.add(p.child("containers"), "containers ask for %v vCPU, more than the group's %v", float64(want.MilliCPU)/1000, s.CPU)
 		}
@@ -197,62 +196,15 @@ func (e *errs) hasPrefix(p fpath) bool {
 	return false
 }
 
-func sizeOf(cpu, memGiB float64) sizes.Size {
-	return sizes.Size{MilliCPU: int64(cpu*1000 + 0.5), MemoryMiB: int64(memGiB*1024 + 0.5)}
-}
-
-// containersSize is what the containers ask for together: the sum over the
-// containers, or the largest init container if that is more (init containers
-// run one at a time, before the others), per dimension, as Kubernetes counts.
-func containersSize(s *ContainerGroupSpec) sizes.Size {
-	var sum, maxInit sizes.Size
+// ContainersSize is what the group's containers ask for together
+// (sizes.Together).
+func (s *ContainerGroupSpec) ContainersSize() sizes.Size {
+	var cs, is []sizes.Size
 	for _, c := range s.Containers {
-		cs := sizeOf(c.CPU, c.Memory)
-		sum.MilliCPU += cs.MilliCPU
-		sum.MemoryMiB += cs.MemoryMiB
+		cs = append(cs, sizes.FromGiB(c.CPU, c.Memory))
 	}
 	for _, c := range s.InitContainers {
-		cs := sizeOf(c.CPU, c.Memory)
-		maxInit.MilliCPU = max(maxInit.MilliCPU, cs.MilliCPU)
-		maxInit.MemoryMiB = max(maxInit.MemoryMiB, cs.MemoryMiB)
+		is = append(is, sizes.FromGiB(c.CPU, c.Memory))
 	}
-	return sizes.Size{MilliCPU: max(sum.MilliCPU, maxInit.MilliCPU), MemoryMiB: max(sum.MemoryMiB, maxInit.MemoryMiB)}
-}
-
-// SizeCandidates returns the sizes to try for a valid group, in order, each
-// rounded up to a supported size: the specs list; else cpu and memory; else what
-// the containers ask for; else the default 2 vCPU / 4 GiB.
-func SizeCandidates(s *ContainerGroupSpec) ([]sizes.Size, error) {
-	var reqs []sizes.Size
-	switch {
-	case len(s.Specs) > 0:
-		for _, sp := range s.Specs {
-			size, err := sizes.Parse(sp)
-			if err != nil {
-				return nil, err
-			}
-			reqs = append(reqs, size)
-		}
-	case s.CPU > 0:
-		reqs = append(reqs, sizeOf(s.CPU, s.Memory))
-	default:
-		want := containersSize(s)
-		if want.MilliCPU == 0 && want.MemoryMiB == 0 {
-			want = sizes.Default
-		}
-		reqs = append(reqs, want)
-	}
-	out := make([]sizes.Size, 0, len(reqs))
-	seen := map[sizes.Size]bool{}
-	for _, r := range reqs {
-		size, ok := sizes.Round(r)
-		if !ok {
-			return nil, fmt.Errorf("%s is larger than any supported size", r)
-		}
-		if !seen[size] {
-			seen[size] = true
-			out = append(out, size)
-		}
-	}
-	return out, nil
+	return sizes.Together(cs, is)
 }

@@ -5,8 +5,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/eci-dev/eci/internal/sizes"
 )
 
 func validGroup() *ContainerGroup {
@@ -234,38 +232,6 @@ func TestValidationRules(t *testing.T) {
 			}
 			t.Fatalf("no error on %s saying %q; got %v", c.field, c.says, err)
 		})
-	}
-}
-
-func TestSizeCandidates(t *testing.T) {
-	s := func(cpu, mem float64) sizes.Size { return sizeOf(cpu, mem) }
-	cases := []struct {
-		name string
-		spec ContainerGroupSpec
-		want []sizes.Size
-	}{
-		{"nothing given", ContainerGroupSpec{Containers: []Container{{}}}, []sizes.Size{s(2, 4)}},
-		{"group size rounded", ContainerGroupSpec{CPU: 7, Memory: 13}, []sizes.Size{s(8, 16)}},
-		{"containers summed", ContainerGroupSpec{Containers: []Container{{CPU: 0.5, Memory: 1}, {CPU: 1, Memory: 1.5}}}, []sizes.Size{s(2, 4)}},
-		{"cpu only from containers", ContainerGroupSpec{Containers: []Container{{CPU: 1}}}, []sizes.Size{s(1, 2)}},
-		{"init container larger", ContainerGroupSpec{
-			InitContainers: []Container{{CPU: 4, Memory: 1}}, Containers: []Container{{CPU: 1, Memory: 8}},
-		}, []sizes.Size{s(4, 8)}},
-		{"specs win, in order, deduplicated", ContainerGroupSpec{CPU: 1, Memory: 2, Specs: []string{"2-4Gi", "3-4Gi", "4-4Gi"}}, []sizes.Size{s(2, 4), s(4, 4)}},
-	}
-	for _, c := range cases {
-		got, err := SizeCandidates(&c.spec)
-		if err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		if len(got) != len(c.want) {
-			t.Fatalf("%s: got %v, want %v", c.name, got, c.want)
-		}
-		for i := range got {
-			if got[i] != c.want[i] {
-				t.Fatalf("%s: got %v, want %v", c.name, got, c.want)
-			}
-		}
 	}
 }
 

@@ -117,8 +117,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	if a.cfg.CNIConfDir != "" {
 		run(func(ctx context.Context) {
-			if err := a.serveIPAM(ctx); err != nil {
-				log.G(ctx).Error("IPAM service for the CNI plugin", "err", err)
+			if err := a.serveAddresses(ctx); err != nil {
+				log.G(ctx).Error("address service for the eci-ipam CNI plugin", "err", err)
 			}
 		})
 	}

@@ -46,7 +46,7 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 	case tenant == "":
 		tenant = s.opts.DefaultTenant
 	}
-	if _, err := apiv1.SizeCandidates(&g.Spec); err != nil {
+	if _, err := sizeCandidates(&g.Spec); err != nil {
 		return nil, false, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
 	}
 	if err := s.checkVSwitches(ctx, tenant, &g.Spec); err != nil {

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/addrpool"
 	"github.com/eci-dev/eci/internal/errdefs"
-	"github.com/eci-dev/eci/internal/ipam"
 	"github.com/eci-dev/eci/internal/log"
 	"github.com/eci-dev/eci/internal/scheduler"
 	"github.com/eci-dev/eci/internal/sizes"
@@ -148,25 +148,25 @@ type placementState struct {
 	tusage  map[string]*usageRecord
 	tenants map[string]*apiv1.Tenant
 	vsws    map[string]*apiv1.VSwitch
-	alloc   map[string]*ipam.Allocator
+	alloc   map[string]*addrpool.Allocator
 }
 
 // loadVSwitches reads the vSwitches into an empty state (no addresses marked).
 func (s *Service) loadVSwitches(ctx context.Context) (*placementState, error) {
 	st := &placementState{
 		hosts: map[string]*apiv1.Host{}, usage: map[string]*usageRecord{}, tusage: map[string]*usageRecord{},
-		tenants: map[string]*apiv1.Tenant{}, vsws: map[string]*apiv1.VSwitch{}, alloc: map[string]*ipam.Allocator{},
+		tenants: map[string]*apiv1.Tenant{}, vsws: map[string]*apiv1.VSwitch{}, alloc: map[string]*addrpool.Allocator{},
 	}
 	vsws, _, _, err := s.vsws.List(ctx, storeOpts(0, 0, ""))
 	if err != nil {
 		return nil, err
 	}
 	for _, v := range vsws {
-		pool, err := ipam.NewPool(v.Spec.CIDR, v.Spec.Gateway)
+		pool, err := addrpool.NewPool(v.Spec.CIDR, v.Spec.Gateway)
 		if err != nil {
 			return nil, fmt.Errorf("vSwitch %s: %w", v.Metadata.ID, err)
 		}
-		st.vsws[v.Metadata.ID], st.alloc[v.Metadata.ID] = v, ipam.NewAllocator(pool)
+		st.vsws[v.Metadata.ID], st.alloc[v.Metadata.ID] = v, addrpool.NewAllocator(pool)
 	}
 	return st, nil
 }
@@ -303,7 +303,7 @@ func seedOf(id string) uint64 {
 
 // placeOne places g or records why it can't be placed.
 func (s *Service) placeOne(ctx context.Context, st *placementState, g *apiv1.ContainerGroup) error {
-	candidates, err := apiv1.SizeCandidates(&g.Spec)
+	candidates, err := sizeCandidates(&g.Spec)
 	if err != nil {
 		return s.scheduleFailed(ctx, g, "InvalidSize", err.Error())
 	}

@@ -5,9 +5,9 @@ import (
 	"fmt"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/addrpool"
 	"github.com/eci-dev/eci/internal/auth"
 	"github.com/eci-dev/eci/internal/errdefs"
-	"github.com/eci-dev/eci/internal/ipam"
 )
 
 // CreateVSwitch adds a subnet groups get their IPs from (admin only).
@@ -18,7 +18,7 @@ func (s *Service) CreateVSwitch(ctx context.Context, p auth.Principal, v *apiv1.
 	if err := apiv1.ValidateVSwitch(v); err != nil {
 		return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
 	}
-	pool, err := ipam.NewPool(v.Spec.CIDR, v.Spec.Gateway)
+	pool, err := addrpool.NewPool(v.Spec.CIDR, v.Spec.Gateway)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: "spec.cidr", Message: err.Error()}})
 	}
@@ -32,7 +32,7 @@ func (s *Service) CreateVSwitch(ctx context.Context, p auth.Principal, v *apiv1.
 		}
 	}
 	for _, other := range existing {
-		if op, err := ipam.NewPool(other.Spec.CIDR, other.Spec.Gateway); err == nil && op.Prefix.Overlaps(pool.Prefix) {
+		if op, err := addrpool.NewPool(other.Spec.CIDR, other.Spec.Gateway); err == nil && op.Prefix.Overlaps(pool.Prefix) {
 			return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: "spec.cidr",
 				Message: fmt.Sprintf("%s overlaps vSwitch %s (%s)", pool.Prefix, other.Metadata.ID, other.Spec.CIDR)}})
 		}
@@ -104,7 +104,7 @@ func (s *Service) ListVSwitches(ctx context.Context, p auth.Principal) ([]apiv1.
 }
 
 func (s *Service) countIPs(ctx context.Context, v *apiv1.VSwitch) error {
-	pool, err := ipam.NewPool(v.Spec.CIDR, v.Spec.Gateway)
+	pool, err := addrpool.NewPool(v.Spec.CIDR, v.Spec.Gateway)
 	if err != nil {
 		return err
 	}

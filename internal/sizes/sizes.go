@@ -120,3 +120,25 @@ func Parse(s string) (Size, error) {
 	}
 	return Size{MilliCPU: int64(cpu*1000 + 0.5), MemoryMiB: int64(mem*1024 + 0.5)}, nil
 }
+
+// FromGiB is the size of vCPU and GiB figures as the API gives them.
+func FromGiB(vcpu, memGiB float64) Size {
+	return Size{MilliCPU: int64(vcpu*1000 + 0.5), MemoryMiB: int64(memGiB*1024 + 0.5)}
+}
+
+// Together is what containers ask for together, as Kubernetes counts a
+// pod's request: the sum over the containers, or the largest init container
+// if that is more (init containers run one at a time, before the others),
+// per dimension.
+func Together(containers, inits []Size) Size {
+	var sum, maxInit Size
+	for _, c := range containers {
+		sum.MilliCPU += c.MilliCPU
+		sum.MemoryMiB += c.MemoryMiB
+	}
+	for _, c := range inits {
+		maxInit.MilliCPU = max(maxInit.MilliCPU, c.MilliCPU)
+		maxInit.MemoryMiB = max(maxInit.MemoryMiB, c.MemoryMiB)
+	}
+	return Size{MilliCPU: max(sum.MilliCPU, maxInit.MilliCPU), MemoryMiB: max(sum.MemoryMiB, maxInit.MemoryMiB)}
+}

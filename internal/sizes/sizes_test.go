@@ -60,3 +60,22 @@ func TestStringAndParse(t *testing.T) {
 		}
 	}
 }
+
+func TestTogether(t *testing.T) {
+	for _, c := range []struct {
+		name              string
+		containers, inits []Size
+		want              Size
+	}{
+		{"nothing", nil, nil, Size{}},
+		{"containers summed", []Size{{500, 1024}, {1000, 1536}}, nil, Size{1500, 2560}},
+		{"an init container larger in one dimension", []Size{{1000, 8192}}, []Size{{4000, 1024}, {2000, 512}}, Size{4000, 8192}},
+	} {
+		if got := Together(c.containers, c.inits); got != c.want {
+			t.Errorf("%s: Together = %v, want %v", c.name, got, c.want)
+		}
+	}
+	if got := FromGiB(0.25, 0.5); got != (Size{250, 512}) {
+		t.Errorf("FromGiB(0.25, 0.5) = %+v", got)
+	}
+}

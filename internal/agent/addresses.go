@@ -17,9 +17,13 @@ import (
 	"github.com/eci-dev/eci/internal/log"
 )
 
-// serveIPAM answers the eci-ipam CNI plugin: the address the server gave a
-// group, with its vSwitch's prefix length and gateway.
-func (a *Agent) serveIPAM(ctx context.Context) error {
+// serveAddresses is the address service the eci-ipam CNI plugin asks (on
+// IPAMSocket): the address the server gave a group, with its vSwitch's
+// prefix length and gateway. (Three things once shared the name ipam: the
+// server's address pools are internal/addrpool, this is the agent's address
+// service, and the CNI plugin keeps CNI's own word for its kind: an IPAM
+// plugin, eci-ipam.)
+func (a *Agent) serveAddresses(ctx context.Context) error {
 	sock := a.cfg.IPAMSocket
 	if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
 		return err

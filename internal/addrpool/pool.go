@@ -1,10 +1,10 @@
-// Package ipam hands out the IPv4 addresses of a vSwitch. A Pool is a vSwitch's
+// Package addrpool hands out the IPv4 addresses of a vSwitch. A Pool is a vSwitch's
 // usable range (the CIDR without its network, gateway and broadcast addresses);
 // an Allocator tracks which addresses are taken and picks the next free one
 // round-robin, so a released address is not reused at once. Uniqueness across
 // servers is not this package's job: the server writes one etcd key per
 // address in the placement transaction, which fails if the key exists.
-package ipam
+package addrpool
 
 import (
 	"errors"
