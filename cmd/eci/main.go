@@ -14,8 +14,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
-	utilexec "k8s.io/client-go/util/exec"
 
+	"github.com/eci-dev/eci/internal/cli"
 	"github.com/eci-dev/eci/internal/log"
 )
 
@@ -23,9 +23,8 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCommand().ExecuteContext(ctx)
 	stop()
-	var exit utilexec.ExitError
-	if errors.As(err, &exit) {
-		os.Exit(exit.ExitStatus()) // eci exec: the command's own exit code
+	if code, ok := cli.ExitStatus(err); ok {
+		os.Exit(code) // eci exec: the command's own exit code
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "eci:", err)
@@ -69,7 +68,7 @@ Other:     version, profile`,
 	root.AddCommand(
 		newVersionCommand(),
 		newServerCommand(), newAgentCommand(), newVnodeCommand(), newUpCommand(),
-		newProfileCommand(),
+		cli.ProfileCommand(),
 	)
 	root.AddCommand(newClientCommands()...)
 	return root

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"fmt"
 	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/eci-dev/eci/internal/cli"
 	"github.com/eci-dev/eci/internal/client"
@@ -17,9 +13,8 @@ import (
 func newVnodeCommand() *cobra.Command {
 	var (
 		cfg               vnode.Config
-		cc                client.Config
+		src               client.Source
 		kubeconfig, taint string
-		tokenFile         string
 		cpu, memory, pods string
 		labels            []string
 		noTaint           bool
@@ -58,38 +53,16 @@ mutatingwebhookconfigurations, and secrets in --namespace (write).`,
 			if cfg.Kube, err = vnode.KubeClient(kubeconfig); err != nil {
 				return err
 			}
-			if tokenFile != "" {
-				data, err := os.ReadFile(tokenFile)
-				if err != nil {
-					return fmt.Errorf("--token-file: %w", err)
-				}
-				cc.Token = strings.TrimSpace(string(data))
-			}
-			if cc.Token == "" {
-				cc.Token = os.Getenv("ECI_TOKEN")
-			}
-			if cfg.ECI, err = client.New(cc); err != nil {
+			if cfg.ECI, err = src.New(); err != nil {
 				return err
 			}
-			cfg.Capacity = corev1.ResourceList{}
-			for name, v := range map[corev1.ResourceName]string{corev1.ResourceCPU: cpu, corev1.ResourceMemory: memory, corev1.ResourcePods: pods} {
-				q, err := resource.ParseQuantity(v)
-				if err != nil {
-					return fmt.Errorf("capacity %s %q: %w", name, v, err)
-				}
-				cfg.Capacity[name] = q
+			if cfg.Capacity, err = vnode.ParseCapacity(cpu, memory, pods); err != nil {
+				return err
 			}
 			if !noTaint {
-				t := vnode.Taint()
-				if taint != "" {
-					key, rest, ok := strings.Cut(taint, "=")
-					value, effect, ok2 := strings.Cut(rest, ":")
-					if !ok || !ok2 {
-						return fmt.Errorf("--taint %q: want KEY=VALUE:EFFECT", taint)
-					}
-					t = &corev1.Taint{Key: key, Value: value, Effect: corev1.TaintEffect(effect)}
+				if cfg.Taint, err = vnode.ParseTaint(taint); err != nil {
+					return err
 				}
-				cfg.Taint = t
 			}
 			if cfg.Labels, err = cli.KeyValues("--label", labels); err != nil {
 				return err
@@ -105,10 +78,10 @@ mutatingwebhookconfigurations, and secrets in --namespace (write).`,
 	fl.StringVar(&kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of the cluster to join")
 	fl.StringVar(&cfg.NodeName, "node-name", "eci-vnode", "the node's name")
 	fl.StringVar(&cfg.ClusterID, "cluster-id", "", "tells this cluster's instances from others' on the same service (default: the node name)")
-	fl.StringVar(&cc.Server, "server", "https://127.0.0.1:8443", "the instance service")
-	fl.StringVar(&cc.Token, "token", "", "a tenant token of the instance service (default $ECI_TOKEN)")
-	fl.StringVar(&tokenFile, "token-file", "", "read the token from this file")
-	fl.StringVar(&cc.CAFile, "ca-file", "", "CA of the instance service's certificate")
+	fl.StringVar(&src.Server, "server", "https://127.0.0.1:8443", "the instance service")
+	fl.StringVar(&src.Token, "token", "", "a tenant token of the instance service (default $ECI_TOKEN)")
+	fl.StringVar(&src.TokenFile, "token-file", "", "read the token from this file")
+	fl.StringVar(&src.CAFile, "ca-file", "", "CA of the instance service's certificate")
 	fl.StringVar(&cfg.InternalIP, "internal-ip", "", "the node's IP, where the apiserver reaches its kubelet API")
 	fl.StringVar(&cfg.ListenAddr, "listen", ":10250", "kubelet API address")
 	fl.StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "serving certificate of the kubelet API (default: self-signed)")

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 	"k8s.io/client-go/tools/remotecommand"
+	utilexec "k8s.io/client-go/util/exec"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 )
@@ -230,3 +232,13 @@ func newTopCommand(f *Flags) *cobra.Command {
 
 func milli(nanocores uint64) string { return fmt.Sprintf("%dm", nanocores/1_000_000) }
 func mib(b uint64) string           { return fmt.Sprintf("%.1f", float64(b)/(1<<20)) }
+
+// ExitStatus is the exit code of the command eci exec ran, when err is its
+// ending (the binary exits with it).
+func ExitStatus(err error) (int, bool) {
+	var exit utilexec.ExitError
+	if errors.As(err, &exit) {
+		return exit.ExitStatus(), true
+	}
+	return 0, false
+}

@@ -1,6 +1,6 @@
 // Package control is the instance service's logic, independent of HTTP: what
 // creating, placing, updating and deleting a container group means, the state
-// machine of spec section 5 (statemachine.go: every move of a group is an
+// machine of docs/spec.md section 5 (statemachine.go: every move of a group is an
 // event applied through one table), hosts and their leases, vSwitches and
 // their addresses, tenants, tokens and events.
 //

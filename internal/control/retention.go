@@ -10,7 +10,7 @@ import (
 	"github.com/eci-dev/eci/internal/log"
 )
 
-// Retention of ended groups and of events (spec section 5): a terminated
+// Retention of ended groups and of events (docs/spec.md section 5): a terminated
 // group's record stays at least RetainEnded (1 h); past that only the newest
 // KeepEnded (100) per tenant stay. ScheduleFailed records stay RetainFailed
 // (24 h). Events of objects that are gone go after RetainEnded too.

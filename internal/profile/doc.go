@@ -1,5 +1,5 @@
 // Package profile is eci-profile: the rules that send pods to virtual nodes
-// without editing workloads (spec section 2).
+// without editing workloads (docs/spec.md section 2).
 //
 // profile.go parses the ConfigMap kube-system/eci-profile (vSwitchIds,
 // securityGroupId, vpcId, enableClusterIp, featureGates, selectors) into a

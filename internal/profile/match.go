@@ -21,7 +21,7 @@ const (
 	AnnOverflowAfter = "eci.dev/overflow-after-seconds"
 )
 
-// Pod annotations the profile's defaults fill (spec section 6).
+// Pod annotations the profile's defaults fill (docs/spec.md section 6).
 const (
 	AnnVSwitch       = "k8s.aliyun.com/eci-vswitch"
 	AnnSecurityGroup = "k8s.aliyun.com/eci-security-group"
@@ -36,7 +36,7 @@ type Node struct {
 }
 
 // VirtualNode is what a pod needs for eci's virtual nodes: their taint and
-// their label type=virtual-kubelet (spec section 2).
+// their label type=virtual-kubelet (docs/spec.md section 2).
 func VirtualNode(taint *corev1.Taint) Node {
 	return Node{Taint: taint, SelectorKey: "type", SelectorValue: "virtual-kubelet"}
 }
@@ -65,7 +65,7 @@ func (p *Profile) Decide(pod *corev1.Pod, nsLabels map[string]string, node Node)
 	d := Decision{Annotations: map[string]string{}, Labels: map[string]string{}}
 	if pod.Spec.NodeName != "" || ownedBy(pod, "DaemonSet") {
 		// Already bound, or a DaemonSet's pod (one per real node: never for
-		// a virtual node, spec section 3): nothing to decide.
+		// a virtual node, docs/spec.md section 3): nothing to decide.
 		return d
 	}
 	switch {

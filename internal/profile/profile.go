@@ -15,7 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
-// The ConfigMap's keys (spec section 2).
+// The ConfigMap's keys (docs/spec.md section 2).
 const (
 	KeyVSwitchIDs      = "vSwitchIds"
 	KeySecurityGroupID = "securityGroupId"

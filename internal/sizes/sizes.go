@@ -26,7 +26,7 @@ var Default = Size{MilliCPU: 2000, MemoryMiB: 4096}
 // MaxMilliCPU is the largest vCPU count one instance may have (64).
 const MaxMilliCPU = 64000
 
-// table is the supported sizes, vCPU -> GiB list (spec section 4).
+// table is the supported sizes, vCPU -> GiB list (docs/spec.md section 4).
 var table = map[float64][]float64{
 	0.25: {0.5, 1},
 	0.5:  {1, 2},

@@ -10,7 +10,7 @@ import (
 	apiv1 "github.com/eci-dev/eci/api/v1"
 )
 
-// annotations applies the pod annotations of spec section 6 that the
+// annotations applies the pod annotations of docs/spec.md section 6 that the
 // instance service supports. A malformed one refuses the pod, quoting it and
 // the expected form; the service's own validation names the field for
 // values that parse but are not allowed.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -26,7 +27,7 @@ type Config struct {
 	// Kube is the cluster; ECI the instance service, with a tenant token.
 	Kube kubernetes.Interface
 	ECI  *client.Client
-	// Taint keeps ordinary pods off the node (spec section 2:
+	// Taint keeps ordinary pods off the node (docs/spec.md section 2:
 	// virtual-kubelet.io/provider=eci:NoSchedule); nil: no taint.
 	Taint *corev1.Taint
 	// Labels are added to the node's (type=virtual-kubelet,
@@ -80,7 +81,38 @@ type ProfileConfig struct {
 	CertFile, KeyFile, CAFile string
 }
 
-// Taint is the virtual node's default taint (spec section 2).
+// ParseCapacity reads the node's capacity flags (quantities such as 1000,
+// 4Ti).
+func ParseCapacity(cpu, memory, pods string) (corev1.ResourceList, error) {
+	out := corev1.ResourceList{}
+	for name, v := range map[corev1.ResourceName]string{corev1.ResourceCPU: cpu, corev1.ResourceMemory: memory, corev1.ResourcePods: pods} {
+		q, err := resource.ParseQuantity(v)
+		if err != nil {
+			return nil, fmt.Errorf("capacity %s %q: %w", name, v, err)
+		}
+		out[name] = q
+	}
+	return out, nil
+}
+
+// ParseTaint reads --taint, KEY=VALUE:EFFECT; empty is the default taint.
+func ParseTaint(s string) (*corev1.Taint, error) {
+	if s == "" {
+		return Taint(), nil
+	}
+	key, rest, ok := strings.Cut(s, "=")
+	value, effect, ok2 := strings.Cut(rest, ":")
+	if !ok || !ok2 || key == "" {
+		return nil, fmt.Errorf("--taint %q: want KEY=VALUE:EFFECT", s)
+	}
+	switch e := corev1.TaintEffect(effect); e {
+	case corev1.TaintEffectNoSchedule, corev1.TaintEffectPreferNoSchedule, corev1.TaintEffectNoExecute:
+		return &corev1.Taint{Key: key, Value: value, Effect: e}, nil
+	}
+	return nil, fmt.Errorf("--taint %q: effect %q; allowed: NoSchedule, PreferNoSchedule, NoExecute", s, effect)
+}
+
+// Taint is the virtual node's default taint (docs/spec.md section 2).
 func Taint() *corev1.Taint {
 	return &corev1.Taint{Key: "virtual-kubelet.io/provider", Value: "eci", Effect: corev1.TaintEffectNoSchedule}
 }

@@ -95,7 +95,7 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 }
 
 // annotate writes the group id and its size (once placed) back on the pod
-// (spec section 6: eci-instance-id, eci-instance-spec), and keeps the pod
+// (docs/spec.md section 6: eci-instance-id, eci-instance-spec), and keeps the pod
 // this provider reports in step: virtual-kubelet writes the status with the
 // provider's copy, which must carry them.
 func (p *Provider) annotate(ctx context.Context, key string, g *apiv1.ContainerGroup) error {

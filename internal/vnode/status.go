@@ -9,7 +9,7 @@ import (
 	apiv1 "github.com/eci-dev/eci/api/v1"
 )
 
-// podStatus maps a group's status onto its pod's (spec section 5).
+// podStatus maps a group's status onto its pod's (docs/spec.md section 5).
 func (p *Provider) podStatus(pod *corev1.Pod, g *apiv1.ContainerGroup) corev1.PodStatus {
 	st := g.Status
 	out := corev1.PodStatus{

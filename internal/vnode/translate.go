@@ -17,7 +17,7 @@ import (
 	apiv1 "github.com/eci-dev/eci/api/v1"
 )
 
-// Annotations of spec section 6, prefix k8s.aliyun.com/.
+// Annotations of docs/spec.md section 6, prefix k8s.aliyun.com/.
 const (
 	annPrefix         = "k8s.aliyun.com/"
 	AnnUseSpecs       = annPrefix + "eci-use-specs"
@@ -67,8 +67,8 @@ type files interface {
 }
 
 // toGroup translates a pod bound to the virtual node into a container group.
-// Unsupported features are refused with the alternative named (spec
-// section 3); malformed annotations quote the value and the expected form.
+// Unsupported features are refused with the alternative named
+// (docs/spec.md section 3); malformed annotations quote the value and the expected form.
 func (p *Provider) toGroup(ctx context.Context, pod *corev1.Pod) (*apiv1.ContainerGroup, error) {
 	if err := unsupported(pod); err != nil {
 		return nil, err
@@ -262,7 +262,7 @@ func quantity(l corev1.ResourceList, name corev1.ResourceName) float64 {
 	return float64(q.Value())
 }
 
-// podSize is the instance size of spec section 4: the sum of the
+// podSize is the instance size of docs/spec.md section 4: the sum of the
 // containers' limits, else of their requests (per resource); zero when the
 // pod gives neither, and the service's default applies. A container's own
 // limits bound it inside the group; requests never become limits.

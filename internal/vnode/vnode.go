@@ -286,7 +286,7 @@ func every(ctx context.Context, d time.Duration, f func()) {
 	}
 }
 
-// nodeSpec is the node as spec section 2 names it.
+// nodeSpec is the node as docs/spec.md section 2 names it.
 func (v *VNode) nodeSpec() corev1.Node {
 	c := v.cfg
 	labels := map[string]string{

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"encoding/json"
@@ -11,12 +11,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/eci-dev/eci/internal/cli"
 	"github.com/eci-dev/eci/internal/profile"
 	"github.com/eci-dev/eci/internal/vnode"
 )
 
-func newProfileCommand() *cobra.Command {
+// ProfileCommand is eci profile: eci-profile checked offline.
+func ProfileCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "profile", Short: "Work with eci-profile (the ConfigMap kube-system/eci-profile)"}
 	cmd.AddCommand(newProfileCheckCommand())
 	return cmd
@@ -68,7 +68,7 @@ return. --namespace-label gives the labels of the pod's namespace.`,
 			if err := readManifest(podFile, &pod); err != nil {
 				return err
 			}
-			labels, err := cli.KeyValues("--namespace-label", nsLabels)
+			labels, err := KeyValues("--namespace-label", nsLabels)
 			if err != nil {
 				return err
 			}
@@ -127,7 +127,7 @@ func printDecision(out io.Writer, p *profile.Profile, pod *corev1.Pod, nsLabels 
 
 // readManifest decodes a YAML or JSON file (- is stdin) into v.
 func readManifest(path string, v any) error {
-	data, err := cli.ReadInput(path)
+	data, err := ReadInput(path)
 	if err != nil {
 		return err
 	}
