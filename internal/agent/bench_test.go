@@ -62,7 +62,7 @@ func BenchmarkGroupStart(b *testing.B) {
 // cgroup with those limits (the CFS quota slows runc's own start inside it),
 // the container's resources and the runtime's default seccomp profile. The
 // agent's overhead is then what it adds to starting exactly that.
-func criFloor(b *testing.B, rt runtime.Runtime, bed *testbed.Bed, img *runtimeapi.ImageSpec, n int, sized bool) []time.Duration {
+func criFloor(b *testing.B, rt Runtime, bed *testbed.Bed, img *runtimeapi.ImageSpec, n int, sized bool) []time.Duration {
 	ctx := context.Background()
 	var out []time.Duration
 	for j := 0; j < n; j++ {

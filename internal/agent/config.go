@@ -9,7 +9,6 @@ import (
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
-	"github.com/eci-dev/eci/internal/runtime"
 )
 
 // The agent logs to the logger of Run's context (internal/log), as every
@@ -20,7 +19,7 @@ type Config struct {
 	// Client talks to the server with this host's token.
 	Client *client.Client
 	// Runtime runs the groups (runtime.NewCRI for containerd).
-	Runtime runtime.Runtime
+	Runtime Runtime
 	// Host is what the agent registers: name, zone, capacity, allocatable,
 	// runtime handlers.
 	Host apiv1.Host

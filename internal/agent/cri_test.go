@@ -403,7 +403,7 @@ func TestAgentOnContainerd(t *testing.T) {
 
 // startAgentOn runs an agent on the bed's containerd, with plugin (this test
 // binary when "") as the eci-ipam CNI plugin.
-func startAgentOn(t testing.TB, srv *servertest.Server, rt runtime.Runtime, bed *testbed.Bed, plugin string) (stop func()) {
+func startAgentOn(t testing.TB, srv *servertest.Server, rt Runtime, bed *testbed.Bed, plugin string) (stop func()) {
 	t.Helper()
 	installPlugin(t, bed, plugin)
 	res := apiv1.Resources{MilliCPU: 32000, MemoryMiB: 65536, Pods: 200}
@@ -436,7 +436,7 @@ func installPlugin(t testing.TB, bed *testbed.Bed, plugin string) {
 	}
 }
 
-func sandboxIP(t *testing.T, rt runtime.Runtime, group string) string {
+func sandboxIP(t *testing.T, rt Runtime, group string) string {
 	t.Helper()
 	ctx := context.Background()
 	sbs, err := rt.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{LabelGroup: group}})

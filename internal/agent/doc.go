@@ -1,6 +1,6 @@
 // Package agent is eci agent: one per host. It registers the host with the
 // control plane, renews its lease, watches the container groups placed on it,
-// and makes them real through a runtime.Runtime (CRI on containerd).
+// and makes them real through a Runtime (runtime.go; CRI on containerd).
 //
 // Reconciling is level-triggered and idempotent: for each group the agent
 // compares the desired group (from the server's watch) with what the runtime

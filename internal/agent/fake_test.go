@@ -19,7 +19,7 @@ import (
 )
 
 // startAgent runs an agent for host h1 on the fake runtime rt.
-func startAgent(t *testing.T, srv *servertest.Server, rt runtime.Runtime, cgroupParent string) (stop func()) {
+func startAgent(t *testing.T, srv *servertest.Server, rt Runtime, cgroupParent string) (stop func()) {
 	t.Helper()
 	_, stop = startFakeAgent(t, srv, rt, cgroupParent)
 	return stop
@@ -27,7 +27,7 @@ func startAgent(t *testing.T, srv *servertest.Server, rt runtime.Runtime, cgroup
 
 // startFakeAgent is startAgent that also gives the agent, for tests that
 // look at its state.
-func startFakeAgent(t *testing.T, srv *servertest.Server, rt runtime.Runtime, cgroupParent string) (*Agent, func()) {
+func startFakeAgent(t *testing.T, srv *servertest.Server, rt Runtime, cgroupParent string) (*Agent, func()) {
 	t.Helper()
 	res := apiv1.Resources{MilliCPU: 8000, MemoryMiB: 16384, Pods: 20}
 	return runAgentOf(t, Config{
@@ -97,7 +97,7 @@ func inState(s apiv1.State) func(*apiv1.ContainerGroup) bool {
 	return func(g *apiv1.ContainerGroup) bool { return g.Status.State == s }
 }
 
-func containersOf(t *testing.T, rt runtime.Runtime, group string) []*runtimeapi.Container {
+func containersOf(t *testing.T, rt Runtime, group string) []*runtimeapi.Container {
 	t.Helper()
 	list, err := rt.ListContainers(context.Background(), &runtimeapi.ContainerFilter{LabelSelector: map[string]string{LabelGroup: group}})
 	if err != nil {

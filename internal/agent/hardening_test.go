@@ -21,7 +21,6 @@ import (
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/errdefs"
-	"github.com/eci-dev/eci/internal/runtime"
 	"github.com/eci-dev/eci/internal/server/servertest"
 	"github.com/eci-dev/eci/internal/testbed"
 )
@@ -32,7 +31,7 @@ const testPidsLimit = 512
 
 // What a tenant's instance can try against its host, on containerd: each
 // subtest fails without its fix.
-func testHardening(t *testing.T, bed *testbed.Bed, srv *servertest.Server, rt runtime.Runtime) {
+func testHardening(t *testing.T, bed *testbed.Bed, srv *servertest.Server, rt Runtime) {
 	ctx := context.Background()
 	busybox := bed.Registry.Busybox
 	remove := func(t *testing.T, id string) {

@@ -26,7 +26,6 @@ import (
 	"github.com/eci-dev/eci/internal/cli"
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/errdefs"
-	"github.com/eci-dev/eci/internal/runtime"
 	"github.com/eci-dev/eci/internal/server/servertest"
 	"github.com/eci-dev/eci/internal/testbed"
 )
@@ -35,7 +34,7 @@ import (
 // logs, exec, attach, port-forward, stats; the auth of each hop; eviction
 // and log rotation (the agent of TestAgentOnContainerd runs with a 32 MiB
 // ephemeral bound and 128 KiB log files).
-func testStreams(t *testing.T, bed *testbed.Bed, srv *servertest.Server, rt runtime.Runtime) {
+func testStreams(t *testing.T, bed *testbed.Bed, srv *servertest.Server, rt Runtime) {
 	ctx := context.Background()
 	busybox := bed.Registry.Busybox
 	logs := func(t *testing.T, c *client.Client, id string, o apiv1.LogOptions) (string, error) {
@@ -361,7 +360,7 @@ func agentStatus(t *testing.T, h *apiv1.Host, path, token string) int {
 }
 
 // sandboxOf is group id's sandbox, if it has one.
-func sandboxOf(ctx context.Context, rt runtime.Runtime, id string) (string, error) {
+func sandboxOf(ctx context.Context, rt Runtime, id string) (string, error) {
 	sbs, err := rt.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{LabelGroup: id}})
 	if err != nil {
 		return "", err

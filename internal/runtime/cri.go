@@ -70,5 +70,3 @@ func (c *CRI) Events(ctx context.Context, out chan<- *runtimeapi.ContainerEventR
 		}
 	}
 }
-
-var _ Runtime = (*CRI)(nil)

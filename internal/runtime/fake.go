@@ -283,5 +283,3 @@ func labelsMatch(labels, selector map[string]string) bool {
 	}
 	return true
 }
-
-var _ Runtime = (*Fake)(nil)

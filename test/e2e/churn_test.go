@@ -23,6 +23,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/agent"
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/runtime"
 	"github.com/eci-dev/eci/internal/testbed"
@@ -294,7 +295,7 @@ func nodeReady(ctx context.Context, kube kubernetes.Interface) error {
 }
 
 // sharedAddress names an address two ready sandboxes hold, or "".
-func sharedAddress(ctx context.Context, rt runtime.Runtime) string {
+func sharedAddress(ctx context.Context, rt agent.Runtime) string {
 	sbs, err := rt.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY}})
 	if err != nil {
 		return ""
