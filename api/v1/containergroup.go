@@ -186,7 +186,7 @@ type ContainerGroupStatus struct {
 	FinishedAt  *time.Time `json:"finishedAt,omitempty"`
 }
 
-// State of a container group (spec section 5).
+// State of a container group (docs/spec.md section 5).
 type State string
 
 const (
@@ -211,7 +211,7 @@ func (s State) Terminal() bool {
 	return false
 }
 
-// Billed tells whether a group in state s is billed (spec section 10).
+// Billed tells whether a group in state s is billed (docs/spec.md section 10).
 func (s State) Billed() bool {
 	switch s {
 	case StatePending, StateRunning, StateRestarting, StateUpdating, StateTerminating:

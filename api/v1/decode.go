@@ -11,7 +11,7 @@ import (
 )
 
 // unsupported maps Kubernetes pod fields that instances don't have to the
-// alternative a user should take (spec section 3).
+// alternative a user should take (docs/spec.md section 3).
 var unsupported = map[string]string{
 	"hostPath":    "hostPath volumes are not supported; use emptyDir, a disk, or an NFS (NAS) volume",
 	"hostNetwork": "hostNetwork is not supported; use a Service of type LoadBalancer",

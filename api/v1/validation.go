@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-// Limits per instance (spec section 3).
+// Limits per instance (docs/spec.md section 3).
 const (
 	MaxContainers  = 20 // init containers and containers together
 	MaxVolumes     = 20

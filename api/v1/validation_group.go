@@ -17,6 +17,16 @@ func ValidateContainerGroup(g *ContainerGroup) error {
 }
 
 func validateGroupSpec(e *errs, p fpath, s *ContainerGroupSpec) {
+	validateMembers(e, p, s)
+	validateLifecycle(e, p, s)
+	validateDNS(e, p, s)
+	validatePlacementSpec(e, p, s)
+	validatePulls(e, p, s)
+	validateSize(e, p, s)
+}
+
+// validateMembers checks the containers and volumes: counts, sizes, names.
+func validateMembers(e *errs, p fpath, s *ContainerGroupSpec) {
 	if len(s.Containers) == 0 {
 		e.required(p.child("containers"), "at least one container")
 	}
@@ -52,7 +62,10 @@ func validateGroupSpec(e *errs, p fpath, s *ContainerGroupSpec) {
 	for i, c := range s.Containers {
 		validateContainer(e, p.child("containers").index(i), c, volumes, names, false)
 	}
+}
 
+// validateLifecycle checks restart policy, grace, deadline, host name.
+func validateLifecycle(e *errs, p fpath, s *ContainerGroupSpec) {
 	e.oneOf(p.child("restartPolicy"), string(s.RestartPolicy), "", string(RestartAlways), string(RestartOnFailure), string(RestartNever))
 	if s.TerminationGracePeriodSeconds != nil {
 		e.nonNegative(p.child("terminationGracePeriodSeconds"), *s.TerminationGracePeriodSeconds)
@@ -64,6 +77,10 @@ func validateGroupSpec(e *errs, p fpath, s *ContainerGroupSpec) {
 		// The kubelet's: a pod's name (a DNS subdomain, dots and all) cut to 63.
 		e.add(p.child("hostname"), "%q is not allowed; allowed: up to 63 lowercase letters, digits, '-' and '.', each part between dots starting and ending with a letter or digit", s.Hostname)
 	}
+}
+
+// validateDNS checks DNS settings, host aliases and sysctls.
+func validateDNS(e *errs, p fpath, s *ContainerGroupSpec) {
 	if d := s.DNSConfig; d != nil {
 		if len(d.Nameservers) > MaxNameservers {
 			e.add(p.child("dnsConfig").child("nameservers"), "%d nameservers is too many; allowed: at most %d", len(d.Nameservers), MaxNameservers)
@@ -100,7 +117,10 @@ func validateGroupSpec(e *errs, p fpath, s *ContainerGroupSpec) {
 			e.required(sp.child("value"), "a value on one line")
 		}
 	}
+}
 
+// validatePlacementSpec checks vSwitches, security groups and the private IP.
+func validatePlacementSpec(e *errs, p fpath, s *ContainerGroupSpec) {
 	seen := map[string]bool{}
 	for i, id := range s.VSwitchIDs {
 		if id == "" || seen[id] {
@@ -115,6 +135,10 @@ func validateGroupSpec(e *errs, p fpath, s *ContainerGroupSpec) {
 	if s.PrivateIPAddress != "" {
 		e.ipv4(p.child("privateIpAddress"), s.PrivateIPAddress)
 	}
+}
+
+// validatePulls checks registries, ephemeral storage, tags and the create options.
+func validatePulls(e *errs, p fpath, s *ContainerGroupSpec) {
 	for i, c := range s.ImageRegistryCredentials {
 		if c.Server == "" {
 			e.required(p.child("imageRegistryCredentials").index(i).child("server"), "the registry's host[:port]")
@@ -136,7 +160,6 @@ func validateGroupSpec(e *errs, p fpath, s *ContainerGroupSpec) {
 	if len(s.ClientToken) > 64 {
 		e.add(p.child("clientToken"), "%d characters is too long; allowed: at most 64", len(s.ClientToken))
 	}
-	validateSize(e, p, s)
 }
 
 // validateSize checks every way of giving a size, and that the containers fit.

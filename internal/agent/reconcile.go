@@ -26,6 +26,34 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 		return fmt.Errorf("list sandboxes: %w", err)
 	}
 	tr.step("list")
+	if g == nil || g.Metadata.DeletionRequestedAt != nil || g.Status.State.Terminal() {
+		return a.windDown(ctx, id, g, complete, sbs)
+	}
+	if ended, err := a.checkDeadline(ctx, g); ended || err != nil {
+		return err
+	}
+	err = a.ensureVolumes(g)
+	tr.step("volumes")
+	if err != nil {
+		a.event(ctx, g, apiv1.EventWarning, "FailedMount", err.Error())
+		return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "FailedMount", Message: err.Error()})
+	}
+	sbCfg := a.sandboxConfig(g)
+	sandbox, started, err := a.ensureSandbox(ctx, g, sbs, sbCfg, tr)
+	if started {
+		defer tr.log(ctx, "started a group's sandbox", id)
+	}
+	if sandbox == "" || err != nil {
+		return err
+	}
+	return a.runGroup(ctx, g, sandbox, sbCfg, tr)
+}
+
+// windDown is reconcile for a group that is gone (g nil: its sandboxes are
+// orphans, once the view is complete), being deleted (stopped with its
+// grace, its files removed, then finalized) or ended (stopped; its logs stay
+// until it is deleted).
+func (a *Agent) windDown(ctx context.Context, id string, g *apiv1.ContainerGroup, complete bool, sbs []*runtimeapi.PodSandbox) error {
 	switch {
 	case g == nil:
 		if !complete {
@@ -52,7 +80,7 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 			return fmt.Errorf("finalize: %w", err)
 		}
 		return nil
-	case g.Status.State.Terminal():
+	default:
 		// Logs stay until the group is deleted; the volumes and cgroup go now.
 		if err := a.removeSandboxes(ctx, g, sbs, endGrace(g), "the group ended"); err != nil {
 			return err
@@ -62,16 +90,14 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 		}
 		return a.removeCgroup(id)
 	}
-	if ended, err := a.checkDeadline(ctx, g); ended || err != nil {
-		return err
-	}
-	err = a.ensureVolumes(g)
-	tr.step("volumes")
-	if err != nil {
-		a.event(ctx, g, apiv1.EventWarning, "FailedMount", err.Error())
-		return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "FailedMount", Message: err.Error()})
-	}
+}
 
+// ensureSandbox returns the id of g's ready sandbox, made now if g never had
+// one (started). An instance never gets a second sandbox: one that died, or
+// went missing for sandboxLostAfter once the group ran, fails the group.
+// An empty id with no error: nothing more to do now (a failure or a wait
+// was reported or scheduled).
+func (a *Agent) ensureSandbox(ctx context.Context, g *apiv1.ContainerGroup, sbs []*runtimeapi.PodSandbox, sbCfg *runtimeapi.PodSandboxConfig, tr *trace) (id string, started bool, err error) {
 	var ready *runtimeapi.PodSandbox
 	var dead []*runtimeapi.PodSandbox
 	for _, sb := range sbs {
@@ -82,68 +108,75 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 		}
 	}
 	if ready == nil && len(dead) > 0 {
-		// An instance never restarts: a sandbox that died ends the group.
 		if err := a.removeSandboxes(ctx, g, dead, 0, "its sandbox died"); err != nil {
-			return err
+			return "", false, err
 		}
-		return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StateFailed, Reason: "SandboxLost", Message: "the group's sandbox stopped"})
+		return "", false, a.report(ctx, g, apiv1.StatusReport{State: apiv1.StateFailed, Reason: "SandboxLost", Message: "the group's sandbox stopped"})
 	}
-	sbCfg := a.sandboxConfig(g)
 	if ready == nil && g.Status.RunningAt != nil {
-		// An instance that ran never gets a second sandbox. It fails only when
-		// its sandbox stays missing for sandboxLostAfter: a momentary gap in
-		// the runtime's list must not end an instance.
-		var since time.Time
-		a.states.edit(id, func(s *groupState) {
-			if s.missingSince.IsZero() {
-				s.missingSince = time.Now()
-			}
-			since = s.missingSince
-		})
-		if time.Since(since) < sandboxLostAfter {
-			a.queue.addAfter(ctx, id, time.Second)
-			return nil
-		}
-		return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StateFailed, Reason: "SandboxLost",
-			Message: fmt.Sprintf("the group's sandbox has been gone for %s", sandboxLostAfter)})
+		return "", false, a.sandboxMissing(ctx, g)
 	}
-	a.states.read(id, func(s *groupState) { s.missingSince = time.Time{} })
-	if ready == nil {
-		if err := a.limitCgroup(g); err != nil {
-			return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "CgroupFailed", Message: err.Error()})
-		}
-		tr.step("cgroup")
-		sbID, err := a.cfg.Runtime.RunPodSandbox(ctx, sbCfg, "")
-		tr.step("sandbox")
-		defer tr.log(ctx, "started a group's sandbox", id)
-		if err != nil {
-			return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "SandboxCreateFailed", Message: err.Error()})
-		}
-		ready = &runtimeapi.PodSandbox{Id: sbID}
-		a.event(ctx, g, apiv1.EventNormal, "SandboxCreated", "sandbox "+short(sbID))
-	}
+	a.states.read(g.Metadata.ID, func(s *groupState) { s.missingSince = time.Time{} })
 	if len(dead) > 0 {
-		_ = a.removeSandboxes(ctx, g, dead, 0, "a newer sandbox is ready")
+		defer func() { _ = a.removeSandboxes(ctx, g, dead, 0, "a newer sandbox is ready") }()
 	}
-	ctrs, err := a.containers(ctx, ready.Id)
+	if ready != nil {
+		return ready.Id, false, nil
+	}
+	if err := a.limitCgroup(g); err != nil {
+		return "", false, a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "CgroupFailed", Message: err.Error()})
+	}
+	tr.step("cgroup")
+	id, err = a.cfg.Runtime.RunPodSandbox(ctx, sbCfg, "")
+	tr.step("sandbox")
+	if err != nil {
+		return "", true, a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "SandboxCreateFailed", Message: err.Error()})
+	}
+	a.event(ctx, g, apiv1.EventNormal, "SandboxCreated", "sandbox "+short(id))
+	return id, true, nil
+}
+
+// sandboxMissing handles a started group whose sandbox the runtime does not
+// list: it fails only when the sandbox stays missing for sandboxLostAfter (a
+// momentary gap in the runtime's list must not end an instance).
+func (a *Agent) sandboxMissing(ctx context.Context, g *apiv1.ContainerGroup) error {
+	var since time.Time
+	a.states.edit(g.Metadata.ID, func(s *groupState) {
+		if s.missingSince.IsZero() {
+			s.missingSince = time.Now()
+		}
+		since = s.missingSince
+	})
+	if time.Since(since) < sandboxLostAfter {
+		a.queue.addAfter(ctx, g.Metadata.ID, time.Second)
+		return nil
+	}
+	return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StateFailed, Reason: "SandboxLost",
+		Message: fmt.Sprintf("the group's sandbox has been gone for %s", sandboxLostAfter)})
+}
+
+// runGroup runs g's init containers, then its containers, in sandbox, keeps
+// their probes running and reports the group's status.
+func (a *Agent) runGroup(ctx context.Context, g *apiv1.ContainerGroup, sandbox string, sbCfg *runtimeapi.PodSandboxConfig, tr *trace) error {
+	ctrs, err := a.containers(ctx, sandbox)
 	if err != nil {
 		return err
 	}
 	tr.step("containers")
-	initDone, failed, err := a.runInit(ctx, g, ready.Id, sbCfg, ctrs)
+	initDone, failed, err := a.runInit(ctx, g, sandbox, sbCfg, ctrs)
 	if err != nil {
 		return err
 	}
 	if initDone && !failed {
-		if err := a.runContainers(ctx, g, ready.Id, sbCfg, ctrs); err != nil {
+		if err := a.runContainers(ctx, g, sandbox, sbCfg, ctrs); err != nil {
 			return err
 		}
 		tr.step("start")
-		if ctrs, err = a.containers(ctx, ready.Id); err != nil {
+		if ctrs, err = a.containers(ctx, sandbox); err != nil {
 			return err
 		}
 		if hasProbes(g) {
-			st, err := a.cfg.Runtime.PodSandboxStatus(ctx, ready.Id, false)
+			st, err := a.cfg.Runtime.PodSandboxStatus(ctx, sandbox, false)
 			if err != nil {
 				return fmt.Errorf("sandbox status: %w", err)
 			}
