@@ -16,15 +16,7 @@ import (
 // values that parse but are not allowed.
 func annotations(pod *corev1.Pod, s *apiv1.ContainerGroupSpec) error {
 	a := pod.Annotations
-	list := func(key string) []string {
-		var out []string
-		for _, v := range strings.Split(a[key], ",") {
-			if v = strings.TrimSpace(v); v != "" {
-				out = append(out, v)
-			}
-		}
-		return out
-	}
+	list := func(key string) []string { return splitList(a[key]) }
 	if _, ok := a[AnnUseSpecs]; ok {
 		s.Specs = list(AnnUseSpecs)
 	}
@@ -47,6 +39,14 @@ func annotations(pod *corev1.Pod, s *apiv1.ContainerGroupSpec) error {
 	if v, ok := a[AnnFailStrategy]; ok {
 		s.FailStrategy = apiv1.FailStrategy(v)
 	}
+	if err := numericAnnotations(a, s); err != nil {
+		return err
+	}
+	return jsonAnnotations(pod, s)
+}
+
+// numericAnnotations applies the annotations that carry numbers and tags.
+func numericAnnotations(a map[string]string, s *apiv1.ContainerGroupSpec) error {
 	if v, ok := a[AnnMaxPending]; ok {
 		n, err := strconv.Atoi(v)
 		if err != nil {
@@ -63,7 +63,7 @@ func annotations(pod *corev1.Pod, s *apiv1.ContainerGroupSpec) error {
 	}
 	if v, ok := a[AnnCustomTags]; ok {
 		s.Tags = map[string]string{}
-		for _, kv := range list(AnnCustomTags) {
+		for _, kv := range splitList(a[AnnCustomTags]) {
 			k, val, found := strings.Cut(kv, ":")
 			if !found || k == "" {
 				return refuse("InvalidAnnotation", "annotation %s=%q is not valid: expected \"key:value,key:value\" (up to 3)", AnnCustomTags, v)
@@ -74,6 +74,13 @@ func annotations(pod *corev1.Pod, s *apiv1.ContainerGroupSpec) error {
 			return refuse("InvalidAnnotation", "annotation %s=%q has %d tags: at most 3 are allowed", AnnCustomTags, v, len(s.Tags))
 		}
 	}
+	return nil
+}
+
+// jsonAnnotations applies the annotations that carry JSON (custom hosts and
+// DNS).
+func jsonAnnotations(pod *corev1.Pod, s *apiv1.ContainerGroupSpec) error {
+	a := pod.Annotations
 	var hosts []struct {
 		Host string `json:"host"`
 		IP   string `json:"ip"`
@@ -107,6 +114,17 @@ func annotations(pod *corev1.Pod, s *apiv1.ContainerGroupSpec) error {
 		s.DNSConfig = d
 	}
 	return nil
+}
+
+// splitList reads a comma-separated annotation value, blanks dropped.
+func splitList(v string) []string {
+	var out []string
+	for _, x := range strings.Split(v, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 // dnsConfig is the pod's resolv.conf as the kubelet makes it: ClusterFirst

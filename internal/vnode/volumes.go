@@ -48,84 +48,30 @@ func (p *Provider) volumes(ctx context.Context, pod *corev1.Pod) ([]apiv1.Volume
 // filesOf is the payload of a configMap, secret, downwardAPI or projected
 // volume.
 func (p *Provider) filesOf(ctx context.Context, pod *corev1.Pod, v corev1.Volume) (*apiv1.FilesVolume, error) {
-	fv := &apiv1.FilesVolume{Files: []apiv1.File{}}
-	add := func(data map[string][]byte, items []corev1.KeyToPath, what string, optional bool) error {
-		if data == nil {
-			return nil
-		}
-		if len(items) == 0 {
-			for _, k := range sortedKeys(data) {
-				fv.Files = append(fv.Files, apiv1.File{Path: k, Content: data[k]})
-			}
-			return nil
-		}
-		for _, it := range items {
-			content, ok := data[it.Key]
-			if !ok {
-				if optional {
-					continue
-				}
-				return &errMissing{what: fmt.Sprintf("key %q of %s", it.Key, what)}
-			}
-			fv.Files = append(fv.Files, apiv1.File{Path: it.Path, Content: content, Mode: it.Mode})
-		}
-		return nil
-	}
-	// object adds the items of a configMap or secret (get reads it).
-	object := func(kind string, get func(namespace, name string) (map[string][]byte, error), name string, items []corev1.KeyToPath, optional *bool) error {
-		data, err := get(pod.Namespace, name)
-		what := fmt.Sprintf("%s %s/%s", kind, pod.Namespace, name)
-		if err != nil {
-			return err
-		}
-		opt := optional != nil && *optional
-		if data == nil && !opt {
-			return &errMissing{what: what}
-		}
-		return add(data, items, what, opt)
-	}
-	configMap := func(name string, items []corev1.KeyToPath, optional *bool) error {
-		return object("configmap", p.cfg.Files.configMap, name, items, optional)
-	}
-	secret := func(name string, items []corev1.KeyToPath, optional *bool) error {
-		return object("secret", p.cfg.Files.secret, name, items, optional)
-	}
-	downward := func(items []corev1.DownwardAPIVolumeFile) error {
-		for _, it := range items {
-			if it.FieldRef == nil {
-				continue // resourceFieldRef: not yet
-			}
-			val, err := fieldValue(pod, it.FieldRef.FieldPath)
-			if err != nil {
-				return err
-			}
-			fv.Files = append(fv.Files, apiv1.File{Path: it.Path, Content: []byte(val), Mode: it.Mode})
-		}
-		return nil
-	}
+	b := &payload{pod: pod, fv: &apiv1.FilesVolume{Files: []apiv1.File{}}}
 	var err error
 	switch {
 	case v.ConfigMap != nil:
-		fv.DefaultMode = v.ConfigMap.DefaultMode
-		err = configMap(v.ConfigMap.Name, v.ConfigMap.Items, v.ConfigMap.Optional)
+		b.fv.DefaultMode = v.ConfigMap.DefaultMode
+		err = b.object("configmap", p.cfg.Files.configMap, v.ConfigMap.Name, v.ConfigMap.Items, v.ConfigMap.Optional)
 	case v.Secret != nil:
-		fv.DefaultMode = v.Secret.DefaultMode
-		err = secret(v.Secret.SecretName, v.Secret.Items, v.Secret.Optional)
+		b.fv.DefaultMode = v.Secret.DefaultMode
+		err = b.object("secret", p.cfg.Files.secret, v.Secret.SecretName, v.Secret.Items, v.Secret.Optional)
 	case v.DownwardAPI != nil:
-		fv.DefaultMode = v.DownwardAPI.DefaultMode
-		err = downward(v.DownwardAPI.Items)
+		b.fv.DefaultMode = v.DownwardAPI.DefaultMode
+		err = b.downward(v.DownwardAPI.Items)
 	case v.Projected != nil:
-		fv.DefaultMode = v.Projected.DefaultMode
+		b.fv.DefaultMode = v.Projected.DefaultMode
 		for _, src := range v.Projected.Sources {
 			switch {
 			case src.ConfigMap != nil:
-				err = configMap(src.ConfigMap.Name, src.ConfigMap.Items, src.ConfigMap.Optional)
+				err = b.object("configmap", p.cfg.Files.configMap, src.ConfigMap.Name, src.ConfigMap.Items, src.ConfigMap.Optional)
 			case src.Secret != nil:
-				err = secret(src.Secret.Name, src.Secret.Items, src.Secret.Optional)
+				err = b.object("secret", p.cfg.Files.secret, src.Secret.Name, src.Secret.Items, src.Secret.Optional)
 			case src.DownwardAPI != nil:
-				err = downward(src.DownwardAPI.Items)
+				err = b.downward(src.DownwardAPI.Items)
 			case src.ServiceAccountToken != nil:
-				err = p.serviceAccountToken(ctx, pod, src.ServiceAccountToken, fv)
+				err = p.serviceAccountToken(ctx, pod, src.ServiceAccountToken, b.fv)
 			}
 			if err != nil {
 				break
@@ -135,7 +81,69 @@ func (p *Provider) filesOf(ctx context.Context, pod *corev1.Pod, v corev1.Volume
 	if err != nil {
 		return nil, err
 	}
-	return fv, nil
+	return b.fv, nil
+}
+
+// payload builds the files of one volume of pod.
+type payload struct {
+	pod *corev1.Pod
+	fv  *apiv1.FilesVolume
+}
+
+// add adds the keys of data (all of them, or items), what names their
+// source in errors; a missing item of an optional source is skipped.
+func (b *payload) add(data map[string][]byte, items []corev1.KeyToPath, what string, optional bool) error {
+	if data == nil {
+		return nil
+	}
+	if len(items) == 0 {
+		for _, k := range sortedKeys(data) {
+			b.fv.Files = append(b.fv.Files, apiv1.File{Path: k, Content: data[k]})
+		}
+		return nil
+	}
+	for _, it := range items {
+		content, ok := data[it.Key]
+		if !ok {
+			if optional {
+				continue
+			}
+			return &errMissing{what: fmt.Sprintf("key %q of %s", it.Key, what)}
+		}
+		b.fv.Files = append(b.fv.Files, apiv1.File{Path: it.Path, Content: content, Mode: it.Mode})
+	}
+	return nil
+}
+
+// object adds the items of a configMap or secret of the pod's namespace
+// (get reads it).
+func (b *payload) object(kind string, get func(namespace, name string) (map[string][]byte, error), name string, items []corev1.KeyToPath, optional *bool) error {
+	data, err := get(b.pod.Namespace, name)
+	what := fmt.Sprintf("%s %s/%s", kind, b.pod.Namespace, name)
+	if err != nil {
+		return err
+	}
+	opt := optional != nil && *optional
+	if data == nil && !opt {
+		return &errMissing{what: what}
+	}
+	return b.add(data, items, what, opt)
+}
+
+// downward adds the downward API's files (fieldRef; resourceFieldRef not
+// yet).
+func (b *payload) downward(items []corev1.DownwardAPIVolumeFile) error {
+	for _, it := range items {
+		if it.FieldRef == nil {
+			continue
+		}
+		val, err := fieldValue(b.pod, it.FieldRef.FieldPath)
+		if err != nil {
+			return err
+		}
+		b.fv.Files = append(b.fv.Files, apiv1.File{Path: it.Path, Content: []byte(val), Mode: it.Mode})
+	}
+	return nil
 }
 
 // fieldValue resolves a downward API field path of the pod.
