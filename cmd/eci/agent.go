@@ -11,20 +11,8 @@ import (
 	"github.com/eci-dev/eci/internal/runtime"
 )
 
-func newAgentCommand() *cobra.Command {
-	var (
-		src          client.Source
-		endpoint     string
-		ephemeralGiB float64
-		logMaxMiB    float64
-		mirrors      []string
-		cfg          = agent.DefaultConfig()
-		m            = agent.Machine{Zone: "zone-a", ReservedMemoryGiB: 0.5}
-	)
-	cmd := &cobra.Command{
-		Use:   "agent",
-		Short: "Run the host agent: make the container groups placed on this host real",
-		Long: `eci agent runs on every host of the pool. It registers the host with the control
+// agentHelp is the command's help.
+const agentHelp = `eci agent runs on every host of the pool. It registers the host with the control
 plane (capacity, zone, runtime handlers), keeps its lease, and watches the
 container groups placed on it.
 
@@ -57,8 +45,23 @@ written to the runtime's registry hosts directory for that group's own pull
 alone, and the agent's registry mirrors for good (never over the operator's
 own settings). Registries on the host's loopback or link-local addresses are
 refused unless allowed by name. Lifecycle hooks, terminationGracePeriodSeconds and
-activeDeadlineSeconds work as the kubelet's.`,
-		Args: cobra.NoArgs,
+activeDeadlineSeconds work as the kubelet's.`
+
+func newAgentCommand() *cobra.Command {
+	var (
+		src          client.Source
+		endpoint     string
+		ephemeralGiB float64
+		logMaxMiB    float64
+		mirrors      []string
+		cfg          = agent.DefaultConfig()
+		m            = agent.Machine{Zone: "zone-a", ReservedMemoryGiB: 0.5}
+	)
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the host agent: make the container groups placed on this host real",
+		Long:  agentHelp,
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			c, err := src.New()

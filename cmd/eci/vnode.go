@@ -10,19 +10,8 @@ import (
 	"github.com/eci-dev/eci/internal/vnode"
 )
 
-func newVnodeCommand() *cobra.Command {
-	var (
-		cfg               vnode.Config
-		src               client.Source
-		kubeconfig, taint string
-		cpu, memory, pods string
-		labels            []string
-		noTaint           bool
-	)
-	cmd := &cobra.Command{
-		Use:   "vnode",
-		Short: "Join a Kubernetes cluster as a virtual node whose pods run as instances",
-		Long: `eci vnode registers a node in a Kubernetes cluster (virtual-kubelet) with the
+// vnodeHelp is the command's help.
+const vnodeHelp = `eci vnode registers a node in a Kubernetes cluster (virtual-kubelet) with the
 labels type=virtual-kubelet, kubernetes.io/role=agent, k8s.aliyun.com/vnode=true and
 the taint virtual-kubelet.io/provider=eci:NoSchedule.
 
@@ -45,8 +34,22 @@ place when it stops.
 
 Kubernetes permissions it needs: nodes, node leases, pods and pods/status,
 events, configMaps, secrets, services, namespaces (read), serviceaccounts/token,
-mutatingwebhookconfigurations, and secrets in --namespace (write).`,
-		Args: cobra.NoArgs,
+mutatingwebhookconfigurations, and secrets in --namespace (write).`
+
+func newVnodeCommand() *cobra.Command {
+	var (
+		cfg               vnode.Config
+		src               client.Source
+		kubeconfig, taint string
+		cpu, memory, pods string
+		labels            []string
+		noTaint           bool
+	)
+	cmd := &cobra.Command{
+		Use:   "vnode",
+		Short: "Join a Kubernetes cluster as a virtual node whose pods run as instances",
+		Long:  vnodeHelp,
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			var err error

@@ -152,24 +152,8 @@ func (b *Bed) startContainerd(ctx context.Context) (*Containerd, error) {
 	c.CNIConfDir, c.CNIBinDir = cniConfDir, filepath.Join(dir, "cni-bin")
 	certsDir := filepath.Join(dir, "certs.d")
 	c.CertsDir = certsDir
-	for _, d := range []string{c.Root, c.State, c.LogDir, cniConfDir, c.CNIBinDir, filepath.Join(certsDir, b.Registry.Host)} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, err
-		}
-	}
-	if err := renderFile(filepath.Join(certsDir, b.Registry.Host, "hosts.toml"), registryHosts, b.Registry.Host); err != nil {
-		return nil, err
-	}
-	if err := renderFile(filepath.Join(cniConfDir, "10-eci-bed.conflist"), cniConfig, map[string]string{
-		"Bridge": b.Network.Bridge, "Subnet": b.Network.PodCIDR.String(), "IPAMDir": filepath.Join(dir, "ipam"),
-	}); err != nil {
-		return nil, err
-	}
-	configPath := filepath.Join(dir, "config.toml")
-	if err := renderFile(configPath, containerdConfig, map[string]string{
-		"Root": c.Root, "State": c.State, "Socket": c.Socket, "PauseImage": b.Registry.Pause,
-		"CertsDir": certsDir, "CNIBinDir": cniBinDir, "ExtraCNIBinDir": c.CNIBinDir, "CNIConfDir": cniConfDir, "Runc": runc,
-	}); err != nil {
+	configPath, err := b.writeContainerdConfig(c, dir, runc)
+	if err != nil {
 		return nil, err
 	}
 	mounts, err := cgroupMountScript()
@@ -200,9 +184,47 @@ func (b *Bed) startContainerd(ctx context.Context) (*Containerd, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := c.waitCRI(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// writeContainerdConfig makes containerd's directories and writes its
+// config, the registry's hosts file and the bed's CNI network; it returns
+// the config's path.
+func (b *Bed) writeContainerdConfig(c *Containerd, dir, runc string) (string, error) {
+	cniConfDir, certsDir := c.CNIConfDir, c.CertsDir
+	for _, d := range []string{c.Root, c.State, c.LogDir, cniConfDir, c.CNIBinDir, filepath.Join(certsDir, b.Registry.Host)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", err
+		}
+	}
+	if err := renderFile(filepath.Join(certsDir, b.Registry.Host, "hosts.toml"), registryHosts, b.Registry.Host); err != nil {
+		return "", err
+	}
+	if err := renderFile(filepath.Join(cniConfDir, "10-eci-bed.conflist"), cniConfig, map[string]string{
+		"Bridge": b.Network.Bridge, "Subnet": b.Network.PodCIDR.String(), "IPAMDir": filepath.Join(dir, "ipam"),
+	}); err != nil {
+		return "", err
+	}
+	configPath := filepath.Join(dir, "config.toml")
+	if err := renderFile(configPath, containerdConfig, map[string]string{
+		"Root": c.Root, "State": c.State, "Socket": c.Socket, "PauseImage": b.Registry.Pause,
+		"CertsDir": certsDir, "CNIBinDir": cniBinDir, "ExtraCNIBinDir": c.CNIBinDir, "CNIConfDir": cniConfDir, "Runc": runc,
+	}); err != nil {
+		return "", err
+	}
+	return configPath, nil
+}
+
+// waitCRI connects the bed's CRI clients and waits until containerd says
+// every CRI condition holds.
+func (c *Containerd) waitCRI(ctx context.Context) error {
 	logger := klog.Background()
-	err = c.proc.waitReady(ctx, 30*time.Second, func(ctx context.Context) error {
-		if _, err := os.Stat(c.Socket); err != nil {
+	return c.proc.waitReady(ctx, 30*time.Second, func(ctx context.Context) error {
+		_, err := os.Stat(c.Socket)
+		if err != nil {
 			return err
 		}
 		if c.Runtime == nil {
@@ -224,10 +246,6 @@ func (b *Bed) startContainerd(ctx context.Context) (*Containerd, error) {
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return c, nil
 }
 
 // namespacePID is the PID (seen from the host) of the first process of

@@ -79,93 +79,24 @@ func (b *Bed) startKube(ctx context.Context) (*Kube, error) {
 		return nil, err
 	}
 	etcdPort, peerPort, apiPort, kcmPort, schedPort := ports[0], ports[1], ports[2], ports[3], ports[4]
-	nodeIP := b.Network.NodeIP.String()
-	k.Server = "https://" + net.JoinHostPort(nodeIP, strconv.Itoa(apiPort))
-
+	k.Server = "https://" + net.JoinHostPort(b.Network.NodeIP.String(), strconv.Itoa(apiPort))
 	if err := k.writePKI(dir, b.Network); err != nil {
 		return nil, err
 	}
-	tokens := map[string]string{}
-	for _, u := range []string{"admin", "kcm", "scheduler"} {
-		tokens[u] = randomToken()
-	}
-	k.AdminToken = tokens["admin"]
-	csv := fmt.Sprintf("%s,admin,admin,\"system:masters\"\n%s,system:kube-controller-manager,kcm\n%s,system:kube-scheduler,scheduler\n",
-		tokens["admin"], tokens["kcm"], tokens["scheduler"])
-	if err := os.WriteFile(filepath.Join(dir, "tokens.csv"), []byte(csv), 0o600); err != nil {
+	if err := k.writeCredentials(dir); err != nil {
 		return nil, err
 	}
-	k.Kubeconfig = filepath.Join(dir, "admin.kubeconfig")
-	for name, token := range map[string]string{"admin": tokens["admin"], "kcm": tokens["kcm"], "scheduler": tokens["scheduler"]} {
-		if err := writeKubeconfig(filepath.Join(dir, name+".kubeconfig"), k.Server, k.CAFile, name, token); err != nil {
-			return nil, err
-		}
-	}
-
-	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", etcdPort)
-	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
-	etcd, err := b.startProcess("etcd", filepath.Join(binDir, "etcd"),
-		"--name=bed", "--data-dir="+filepath.Join(dir, "etcd"),
-		"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
-		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
-		"--initial-cluster=bed="+peerURL, "--log-level=warn", "--quota-backend-bytes=1073741824")
+	etcdURL, err := b.startKubeEtcd(ctx, binDir, dir, etcdPort, peerPort)
 	if err != nil {
 		return nil, err
 	}
-	plain := &http.Client{Timeout: 2 * time.Second}
-	if err := etcd.waitReady(ctx, 30*time.Second, httpOK(plain, etcdURL+"/health", "")); err != nil {
+	if err := b.startAPIServer(ctx, k, dir, etcdURL, apiPort); err != nil {
 		return nil, err
 	}
-
-	api, err := b.startProcess("kube-apiserver", filepath.Join(binDir, "kube-apiserver"),
-		"--etcd-servers="+etcdURL,
-		"--bind-address="+nodeIP, "--advertise-address="+nodeIP, "--secure-port="+strconv.Itoa(apiPort),
-		"--tls-cert-file="+filepath.Join(dir, "apiserver.crt"), "--tls-private-key-file="+filepath.Join(dir, "apiserver.key"),
-		"--client-ca-file="+k.CAFile,
-		"--kubelet-client-certificate="+filepath.Join(dir, "apiserver-kubelet-client.crt"),
-		"--kubelet-client-key="+filepath.Join(dir, "apiserver-kubelet-client.key"),
-		"--token-auth-file="+filepath.Join(dir, "tokens.csv"),
-		"--authorization-mode=Node,RBAC",
-		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file="+filepath.Join(dir, "sa.pub"),
-		"--service-account-signing-key-file="+filepath.Join(dir, "sa.key"),
-		"--service-cluster-ip-range="+b.Network.ServiceCIDR.String(),
-		"--kubelet-preferred-address-types=InternalIP,Hostname",
-		"--allow-privileged=true", "--profiling=false", "--v=1")
+	kcm, err := b.startControllers(ctx, k, dir, kcmPort, schedPort)
 	if err != nil {
 		return nil, err
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(k.CA.Cert)
-	secure := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	if err := api.waitReady(ctx, 90*time.Second, httpOK(secure, k.Server+"/readyz", k.AdminToken)); err != nil {
-		return nil, err
-	}
-
-	kcm, err := b.startProcess("kube-controller-manager", filepath.Join(binDir, "kube-controller-manager"),
-		"--kubeconfig="+filepath.Join(dir, "kcm.kubeconfig"),
-		"--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(kcmPort),
-		"--service-account-private-key-file="+filepath.Join(dir, "sa.key"),
-		"--root-ca-file="+k.CAFile, "--use-service-account-credentials=true",
-		"--cluster-signing-cert-file="+k.CAFile, "--cluster-signing-key-file="+filepath.Join(dir, "ca.key"),
-		"--service-cluster-ip-range="+b.Network.ServiceCIDR.String(), "--v=1")
-	if err != nil {
-		return nil, err
-	}
-	sched, err := b.startProcess("kube-scheduler", filepath.Join(binDir, "kube-scheduler"),
-		"--kubeconfig="+filepath.Join(dir, "scheduler.kubeconfig"),
-		"--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(schedPort), "--v=1")
-	if err != nil {
-		return nil, err
-	}
-	insecure := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	if err := kcm.waitReady(ctx, 60*time.Second, httpOK(insecure, fmt.Sprintf("https://127.0.0.1:%d/healthz", kcmPort), "")); err != nil {
-		return nil, err
-	}
-	if err := sched.waitReady(ctx, 60*time.Second, httpOK(insecure, fmt.Sprintf("https://127.0.0.1:%d/healthz", schedPort), "")); err != nil {
-		return nil, err
-	}
-
 	k.Config = &rest.Config{
 		Host: k.Server, BearerToken: k.AdminToken,
 		TLSClientConfig: rest.TLSClientConfig{CAData: pki.CertPEM(k.CA.Cert)},
@@ -184,6 +115,98 @@ func (b *Bed) startKube(ctx context.Context) (*Kube, error) {
 		return nil, err
 	}
 	return k, nil
+}
+
+// writeCredentials writes the static tokens of the admin, the
+// controller-manager and the scheduler, and a kubeconfig for each.
+func (k *Kube) writeCredentials(dir string) error {
+	tokens := map[string]string{}
+	for _, u := range []string{"admin", "kcm", "scheduler"} {
+		tokens[u] = randomToken()
+	}
+	k.AdminToken = tokens["admin"]
+	csv := fmt.Sprintf("%s,admin,admin,\"system:masters\"\n%s,system:kube-controller-manager,kcm\n%s,system:kube-scheduler,scheduler\n",
+		tokens["admin"], tokens["kcm"], tokens["scheduler"])
+	if err := os.WriteFile(filepath.Join(dir, "tokens.csv"), []byte(csv), 0o600); err != nil {
+		return err
+	}
+	k.Kubeconfig = filepath.Join(dir, "admin.kubeconfig")
+	for name, token := range tokens {
+		if err := writeKubeconfig(filepath.Join(dir, name+".kubeconfig"), k.Server, k.CAFile, name, token); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startKubeEtcd starts the control plane's etcd and returns its client URL.
+func (b *Bed) startKubeEtcd(ctx context.Context, binDir, dir string, port, peerPort int) (string, error) {
+	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", port)
+	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
+	etcd, err := b.startProcess("etcd", filepath.Join(binDir, "etcd"),
+		"--name=bed", "--data-dir="+filepath.Join(dir, "etcd"),
+		"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
+		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
+		"--initial-cluster=bed="+peerURL, "--log-level=warn", "--quota-backend-bytes=1073741824")
+	if err != nil {
+		return "", err
+	}
+	plain := &http.Client{Timeout: 2 * time.Second}
+	return etcdURL, etcd.waitReady(ctx, 30*time.Second, httpOK(plain, etcdURL+"/health", ""))
+}
+
+// startAPIServer starts kube-apiserver on the node IP and waits until it is
+// ready.
+func (b *Bed) startAPIServer(ctx context.Context, k *Kube, dir, etcdURL string, port int) error {
+	nodeIP := b.Network.NodeIP.String()
+	api, err := b.startProcess("kube-apiserver", filepath.Join(k.BinDir, "kube-apiserver"),
+		"--etcd-servers="+etcdURL,
+		"--bind-address="+nodeIP, "--advertise-address="+nodeIP, "--secure-port="+strconv.Itoa(port),
+		"--tls-cert-file="+filepath.Join(dir, "apiserver.crt"), "--tls-private-key-file="+filepath.Join(dir, "apiserver.key"),
+		"--client-ca-file="+k.CAFile,
+		"--kubelet-client-certificate="+filepath.Join(dir, "apiserver-kubelet-client.crt"),
+		"--kubelet-client-key="+filepath.Join(dir, "apiserver-kubelet-client.key"),
+		"--token-auth-file="+filepath.Join(dir, "tokens.csv"),
+		"--authorization-mode=Node,RBAC",
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-account-key-file="+filepath.Join(dir, "sa.pub"),
+		"--service-account-signing-key-file="+filepath.Join(dir, "sa.key"),
+		"--service-cluster-ip-range="+b.Network.ServiceCIDR.String(),
+		"--kubelet-preferred-address-types=InternalIP,Hostname",
+		"--allow-privileged=true", "--profiling=false", "--v=1")
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(k.CA.Cert)
+	secure := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	return api.waitReady(ctx, 90*time.Second, httpOK(secure, k.Server+"/readyz", k.AdminToken))
+}
+
+// startControllers starts kube-controller-manager and kube-scheduler and
+// waits until both are healthy.
+func (b *Bed) startControllers(ctx context.Context, k *Kube, dir string, kcmPort, schedPort int) (kcm *process, err error) {
+	kcm, err = b.startProcess("kube-controller-manager", filepath.Join(k.BinDir, "kube-controller-manager"),
+		"--kubeconfig="+filepath.Join(dir, "kcm.kubeconfig"),
+		"--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(kcmPort),
+		"--service-account-private-key-file="+filepath.Join(dir, "sa.key"),
+		"--root-ca-file="+k.CAFile, "--use-service-account-credentials=true",
+		"--cluster-signing-cert-file="+k.CAFile, "--cluster-signing-key-file="+filepath.Join(dir, "ca.key"),
+		"--service-cluster-ip-range="+b.Network.ServiceCIDR.String(), "--v=1")
+	if err != nil {
+		return nil, err
+	}
+	sched, err := b.startProcess("kube-scheduler", filepath.Join(k.BinDir, "kube-scheduler"),
+		"--kubeconfig="+filepath.Join(dir, "scheduler.kubeconfig"),
+		"--leader-elect=false", "--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(schedPort), "--v=1")
+	if err != nil {
+		return nil, err
+	}
+	insecure := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	if err := kcm.waitReady(ctx, 60*time.Second, httpOK(insecure, fmt.Sprintf("https://127.0.0.1:%d/healthz", kcmPort), "")); err != nil {
+		return nil, err
+	}
+	return kcm, sched.waitReady(ctx, 60*time.Second, httpOK(insecure, fmt.Sprintf("https://127.0.0.1:%d/healthz", schedPort), ""))
 }
 
 // writePKI makes the cluster CA, the apiserver's serving certificate (for the
