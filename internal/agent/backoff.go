@@ -33,12 +33,8 @@ func (a *Agent) restartWait(id, name string, started, finished, now time.Time) (
 }
 
 // inBackoff tells whether container name of group id waits for a restart now.
-func (a *Agent) inBackoff(id, name string, now time.Time) (waits bool) {
-	a.states.read(id, func(g *groupState) {
-		e := g.containerOf(name).restart
-		waits = e != nil && now.Before(e.next)
-	})
-	return waits
+func (a *Agent) inBackoff(id, name string, now time.Time) bool {
+	return a.waitsFor(id, name, now, func(c containerState) *backoffEntry { return c.restart })
 }
 
 // retryWait is the next wait before container name of group id (which can't
@@ -58,9 +54,15 @@ func (a *Agent) retryWait(id, name string) (wait time.Duration) {
 }
 
 // retrying tells whether container name of group id waits for its retry.
-func (a *Agent) retrying(id, name string, now time.Time) (waits bool) {
+func (a *Agent) retrying(id, name string, now time.Time) bool {
+	return a.waitsFor(id, name, now, func(c containerState) *backoffEntry { return c.retry })
+}
+
+// waitsFor tells whether the back-off which picks of container name of
+// group id holds it back at now.
+func (a *Agent) waitsFor(id, name string, now time.Time, which func(containerState) *backoffEntry) (waits bool) {
 	a.states.read(id, func(g *groupState) {
-		e := g.containerOf(name).retry
+		e := which(g.containerOf(name))
 		waits = e != nil && now.Before(e.next)
 	})
 	return waits

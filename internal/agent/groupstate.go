@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -108,9 +110,5 @@ func (s *groupStates) forget(id string) {
 func (s *groupStates) ids() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]string, 0, len(s.byID))
-	for id := range s.byID {
-		out = append(out, id)
-	}
-	return out
+	return slices.Collect(maps.Keys(s.byID))
 }

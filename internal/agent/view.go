@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -37,22 +39,14 @@ func (v *groupView) get(id string) (g *apiv1.ContainerGroup, complete bool) {
 func (v *groupView) all() []*apiv1.ContainerGroup {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	out := make([]*apiv1.ContainerGroup, 0, len(v.groups))
-	for _, g := range v.groups {
-		out = append(out, g)
-	}
-	return out
+	return slices.Collect(maps.Values(v.groups))
 }
 
 // ids lists the ids of the view's groups.
 func (v *groupView) ids() []string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	out := make([]string, 0, len(v.groups))
-	for id := range v.groups {
-		out = append(out, id)
-	}
-	return out
+	return slices.Collect(maps.Keys(v.groups))
 }
 
 // relist begins the replay of a fresh list: until relisted, a group not seen

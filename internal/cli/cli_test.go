@@ -21,6 +21,7 @@ func eci(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	root := &cobra.Command{Use: "eci", SilenceUsage: true, SilenceErrors: true}
 	root.AddCommand(Commands()...)
+	root.AddCommand(ProfileCommand())
 	var out bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&out)

@@ -1,14 +1,10 @@
 package cli
 
 import (
-	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/spf13/cobra"
 )
 
 func TestProfileCheck(t *testing.T) {
@@ -34,28 +30,28 @@ data:
 	api := write("api.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: a, labels: {app: api}}\nspec: {containers: [{name: c, image: busybox}]}\n")
 	other := write("other.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: o}\nspec: {containers: [{name: c, image: busybox}]}\n")
 
-	out, err := runProfile(t, "profile", "check", "-f", good)
+	out, err := eci(t, "profile", "check", "-f", good)
 	if err != nil || !strings.Contains(out, "valid: 2 selectors") {
 		t.Fatalf("good profile: %q (%v)", out, err)
 	}
-	_, err = runProfile(t, "profile", "check", "-f", bad)
+	_, err = eci(t, "profile", "check", "-f", bad)
 	if err == nil || !strings.Contains(err.Error(), `selectors[1]: unknown field "polcy"`) || !strings.Contains(err.Error(), "last good profile") {
 		t.Fatalf("bad profile: %v", err)
 	}
-	out, err = runProfile(t, "profile", "check", "-f", good, "--pod", web)
+	out, err = eci(t, "profile", "check", "-f", good, "--pod", web)
 	if err != nil || !strings.Contains(out, "by web; policy virtualNodeOnly") || !strings.Contains(out, "+ label tier=front") ||
 		!strings.Contains(out, "+ nodeSelector type=virtual-kubelet") || !strings.Contains(out, `"path": "/spec/tolerations"`) {
 		t.Fatalf("web pod: %q (%v)", out, err)
 	}
-	out, err = runProfile(t, "profile", "check", "-f", good, "--pod", api)
+	out, err = eci(t, "profile", "check", "-f", good, "--pod", api)
 	if err != nil || !strings.Contains(out, "policy normalNodePrefer") || !strings.Contains(out, "after 9s unschedulable") || strings.Contains(out, "+ toleration") {
 		t.Fatalf("api pod: %q (%v)", out, err)
 	}
-	out, err = runProfile(t, "profile", "check", "-f", good, "--pod", other, "--namespace-label", "alibabacloud.com/eci=true")
+	out, err = eci(t, "profile", "check", "-f", good, "--pod", other, "--namespace-label", "alibabacloud.com/eci=true")
 	if err != nil || !strings.Contains(out, "by label alibabacloud.com/eci on the namespace") {
 		t.Fatalf("labelled namespace: %q (%v)", out, err)
 	}
-	out, err = runProfile(t, "profile", "check", "-f", good, "--pod", other)
+	out, err = eci(t, "profile", "check", "-f", good, "--pod", other)
 	if err != nil || !strings.Contains(out, "left alone") {
 		t.Fatalf("other pod: %q (%v)", out, err)
 	}
@@ -68,17 +64,4 @@ func readFile(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-// runProfile runs eci profile as the binary does.
-func runProfile(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	root := &cobra.Command{Use: "eci", SilenceUsage: true, SilenceErrors: true}
-	root.AddCommand(ProfileCommand())
-	var out bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&out)
-	root.SetArgs(args)
-	err := root.ExecuteContext(context.Background())
-	return out.String(), err
 }
