@@ -2,12 +2,14 @@ package control
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/auth"
+	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/store"
 )
 
@@ -85,17 +87,19 @@ func groupSpec(name string, cpu, mem float64) *apiv1.ContainerGroup {
 // waitState polls until group id is in state want.
 func (e *env) waitState(t *testing.T, id string, want apiv1.State) *apiv1.ContainerGroup {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		g, err := e.svc.groups.Get(e.ctx, id)
-		if err == nil && g.Status.State == want {
-			return g
+	var g *apiv1.ContainerGroup
+	poll.Eventually(t, 20*time.Second, fmt.Sprintf("group %s %s", id, want), func() error {
+		cur, err := e.svc.groups.Get(e.ctx, id)
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("group %s: state %v, want %s (err %v, status %+v)", id, g.Status.State, want, err, g.Status)
+		if cur.Status.State != want {
+			return fmt.Errorf("state %v, status %+v", cur.Status.State, cur.Status)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		g = cur
+		return nil
+	})
+	return g
 }
 
 func (e *env) usageOf(t *testing.T, host string) apiv1.Resources {
