@@ -204,19 +204,7 @@ func TestVSwitchesScopedToTenants(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	poll.Eventually(t, 10*time.Second, "bolt's group waits for a vSwitch", func() error {
-		g, err := e.svc.groups.Get(e.ctx, b.Metadata.ID)
-		if err != nil {
-			return err
-		}
-		if g.Status.State != apiv1.StateScheduling {
-			t.Fatalf("bolt's group: %+v", g.Status)
-		}
-		if !strings.Contains(g.Status.Message, "no vSwitch of tenant bolt or shared") {
-			return fmt.Errorf("status %+v", g.Status)
-		}
-		return nil
-	})
+	poll.Eventually(t, 10*time.Second, "bolt's group waits for a vSwitch", e.scheduling(t, b.Metadata.ID, "no vSwitch of tenant bolt or shared"))
 	// acme's address, asked for by acme again and by an admin for bolt (with a
 	// shared vSwitch over the same range being impossible, the admin's
 	// group names acme's vSwitch's address: not usable by bolt).

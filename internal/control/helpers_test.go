@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -100,6 +101,24 @@ func (e *env) waitState(t *testing.T, id string, want apiv1.State) *apiv1.Contai
 		return nil
 	})
 	return g
+}
+
+// scheduling is a condition for poll: group id is Scheduling with msg in its
+// message. It fails t at once when the group has left Scheduling (placed).
+func (e *env) scheduling(t *testing.T, id, msg string) func() error {
+	return func() error {
+		g, err := e.svc.groups.Get(e.ctx, id)
+		if err != nil {
+			return err
+		}
+		if g.Status.State != apiv1.StateScheduling {
+			t.Fatalf("group %s left Scheduling: %+v", id, g.Status)
+		}
+		if !strings.Contains(g.Status.Message, msg) {
+			return fmt.Errorf("status %+v", g.Status)
+		}
+		return nil
+	}
 }
 
 func (e *env) usageOf(t *testing.T, host string) apiv1.Resources {

@@ -77,19 +77,7 @@ func TestHostLost(t *testing.T) {
 
 	// New groups avoid the NotReady host, and it is used again once it beats.
 	c, _, _ := e.svc.CreateGroup(e.ctx, auth.Admin, groupSpec("c", 1, 2))
-	waiting := func() error {
-		g, err := e.svc.groups.Get(e.ctx, c.Metadata.ID)
-		if err != nil {
-			return err
-		}
-		if g.Status.State != apiv1.StateScheduling {
-			t.Fatalf("group placed on a NotReady host: %+v", g.Status)
-		}
-		if !strings.Contains(g.Status.Message, "no ready, schedulable host") {
-			return fmt.Errorf("status %+v", g.Status)
-		}
-		return nil
-	}
+	waiting := e.scheduling(t, c.Metadata.ID, "no ready, schedulable host")
 	poll.Eventually(t, 10*time.Second, "group c waits for a ready host", waiting)
 	poll.Consistently(t, 300*time.Millisecond, "group c waits for a ready host", waiting)
 	if _, err := e.svc.Heartbeat(e.ctx, hostPrincipal("h1"), "h1"); err != nil {
