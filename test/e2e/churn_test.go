@@ -164,7 +164,7 @@ func TestChurnUnderKills(t *testing.T) {
 		if c := killAt[round]; c != nil {
 			c.p.kill()
 			kills = append(kills, fmt.Sprintf("%s at %s", c.name, time.Since(began).Round(100*time.Millisecond)))
-			time.Sleep(time.Duration(1+rng.IntN(3)) * time.Second)
+			time.Sleep(time.Duration(1+rng.IntN(3)) * time.Second) // down for 1-3 s on purpose
 			c.start()
 		}
 		for i := range 5 {

@@ -248,10 +248,10 @@ func TestHAUnderFaults(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}()
-	time.Sleep(8 * time.Second)
+	time.Sleep(8 * time.Second) // the scenario: 8 s of load before the etcd kill,
 	etcds[0].kill()
 	etcdKilled := time.Now()
-	time.Sleep(8 * time.Second)
+	time.Sleep(8 * time.Second) // 8 s with one etcd down before the leader's kill
 	old := leader([]int{0, 1, 2})
 	if old < 0 {
 		t.Fatal("no leading server before the kill")
