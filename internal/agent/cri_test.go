@@ -18,6 +18,7 @@ import (
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/cni"
 	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/runtime"
 	"github.com/eci-dev/eci/internal/server/servertest"
 	"github.com/eci-dev/eci/internal/testbed"
@@ -48,7 +49,7 @@ func TestAgentOnContainerd(t *testing.T) {
 		if ip != running.Status.IP || !bed.Network.VSwitchCIDR.Contains(netip.MustParseAddr(ip)) {
 			t.Fatalf("the sandbox has IP %s; the server gave the group %s in %s", ip, running.Status.IP, bed.Network.VSwitchCIDR)
 		}
-		eventuallyOK(t, "GET http://"+ip+":8080", func() error {
+		poll.Eventually(t, 30*time.Second, "GET http://"+ip+":8080", func() error {
 			resp, err := (&http.Client{Timeout: time.Second}).Get("http://" + ip + ":8080/index.html")
 			if err != nil {
 				return err
@@ -61,7 +62,7 @@ func TestAgentOnContainerd(t *testing.T) {
 			return nil
 		})
 		logFile := filepath.Join(bed.Containerd.LogDir, id, "client", "0.log")
-		eventuallyOK(t, "the client container's log shows it reached the web container over localhost", func() error {
+		poll.Eventually(t, 30*time.Second, "the client container's log shows it reached the web container over localhost", func() error {
 			data, err := os.ReadFile(logFile)
 			if err != nil {
 				return err
@@ -74,7 +75,7 @@ func TestAgentOnContainerd(t *testing.T) {
 		if _, err := srv.Admin.DeleteGroup(ctx, id, client.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		eventuallyOK(t, "the deleted group's sandbox is gone from containerd", func() error {
+		poll.Eventually(t, 30*time.Second, "the deleted group's sandbox is gone from containerd", func() error {
 			if _, err := srv.Admin.GetGroup(ctx, id); !errdefs.IsNotFound(err) {
 				return fmt.Errorf("group still there: %v", err)
 			}
@@ -106,7 +107,7 @@ func TestAgentOnContainerd(t *testing.T) {
 				}
 			}
 			for _, id := range made {
-				eventuallyOK(t, "group "+id+" gone", func() error {
+				poll.Eventually(t, 30*time.Second, "group "+id+" gone", func() error {
 					if _, err := srv.Admin.GetGroup(ctx, id); !errdefs.IsNotFound(err) {
 						return fmt.Errorf("still there (%v)", err)
 					}
@@ -130,7 +131,7 @@ func TestAgentOnContainerd(t *testing.T) {
 			if ip := sandboxIP(t, rt, g.Metadata.ID); ip != g.Status.IP || !cidr.Contains(netip.MustParseAddr(ip)) {
 				t.Fatalf("group %s: sandbox IP %s, server IP %s, want one in %s", g.Metadata.Name, ip, g.Status.IP, cidr)
 			}
-			eventuallyOK(t, "the host reaches "+g.Metadata.Name, func() error {
+			poll.Eventually(t, 30*time.Second, "the host reaches "+g.Metadata.Name, func() error {
 				resp, err := (&http.Client{Timeout: time.Second}).Get("http://" + g.Status.IP + ":8080/index.html")
 				if err != nil {
 					return err
@@ -143,7 +144,7 @@ func TestAgentOnContainerd(t *testing.T) {
 				return nil
 			})
 		}
-		eventuallyOK(t, "the group of vsw-b reaches the group of vsw-a", func() error {
+		poll.Eventually(t, 30*time.Second, "the group of vsw-b reaches the group of vsw-a", func() error {
 			data, err := os.ReadFile(filepath.Join(bed.Containerd.LogDir, b.Metadata.ID, "web", "0.log"))
 			if err != nil || !strings.Contains(string(data), "reached-a") {
 				return fmt.Errorf("log %q (%v)", data, err)
@@ -169,7 +170,7 @@ func TestAgentOnContainerd(t *testing.T) {
 		srv.WaitGroup(t, id, "Running", inState(apiv1.StateRunning))
 		logFile := filepath.Join(bed.Containerd.LogDir, id, "reader", "0.log")
 		waitLog := func(want string) {
-			eventuallyOK(t, "the reader's log shows "+want, func() error {
+			poll.Eventually(t, 30*time.Second, "the reader's log shows "+want, func() error {
 				data, err := os.ReadFile(logFile)
 				if err != nil {
 					return err
@@ -203,7 +204,7 @@ func TestAgentOnContainerd(t *testing.T) {
 		if _, err := srv.Admin.DeleteGroup(ctx, id, client.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		eventuallyOK(t, "nothing of the deleted group is left on the host", func() error {
+		poll.Eventually(t, 30*time.Second, "nothing of the deleted group is left on the host", func() error {
 			if _, err := srv.Admin.GetGroup(ctx, id); !errdefs.IsNotFound(err) {
 				return fmt.Errorf("group still there: %v", err)
 			}
@@ -232,22 +233,24 @@ func TestAgentOnContainerd(t *testing.T) {
 		sandbox := sandboxIP(t, rt, id)
 		stopAgent()
 		startAgentOn(t, srv, rt, bed, "")
-		time.Sleep(2 * time.Second)
-		after, err := srv.Admin.GetGroup(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if after.Status.State != apiv1.StateRunning || after.Status.Containers[0].ContainerID != before.Status.Containers[0].ContainerID ||
-			after.Status.Containers[0].RestartCount != 0 || sandboxIP(t, rt, id) != sandbox {
-			evs, _ := srv.Admin.GroupEvents(ctx, id)
-			for _, ev := range evs {
-				t.Logf("event %s %s %s %s", ev.LastTime.Format("15:04:05.000"), ev.Source, ev.Reason, ev.Message)
+		poll.Consistently(t, 2*time.Second, "the group unchanged by an agent restart", func() error {
+			after, err := srv.Admin.GetGroup(ctx, id)
+			if err != nil {
+				return err
 			}
-			t.Fatalf("an agent restart changed the group: before %+v, after %+v", before.Status.Containers, after.Status.Containers)
-		}
-		if n := len(containersOf(t, rt, id)); n != 1 {
-			t.Fatalf("%d containers after the agent restart, want 1", n)
-		}
+			if after.Status.State != apiv1.StateRunning || after.Status.Containers[0].ContainerID != before.Status.Containers[0].ContainerID ||
+				after.Status.Containers[0].RestartCount != 0 || sandboxIP(t, rt, id) != sandbox {
+				evs, _ := srv.Admin.GroupEvents(ctx, id)
+				for _, ev := range evs {
+					t.Logf("event %s %s %s %s", ev.LastTime.Format("15:04:05.000"), ev.Source, ev.Reason, ev.Message)
+				}
+				return fmt.Errorf("an agent restart changed the group: before %+v, after %+v", before.Status.Containers, after.Status.Containers)
+			}
+			if n := len(containersOf(t, rt, id)); n != 1 {
+				return fmt.Errorf("%d containers after the agent restart, want 1", n)
+			}
+			return nil
+		})
 	}
 
 	t.Run("a failing liveness probe restarts the container; readiness flips the ready flag", func(t *testing.T) {
@@ -315,7 +318,7 @@ func TestAgentOnContainerd(t *testing.T) {
 		}
 		for name, want := range map[string]string{"user": "stdout F uid=1000 gid=1000", "ro": "stdout F read-only", "caps": "CapEff:\t0000000000000000"} {
 			logFile := filepath.Join(bed.Containerd.LogDir, id, name, "0.log")
-			eventuallyOK(t, name+"'s log", func() error {
+			poll.Eventually(t, 30*time.Second, name+"'s log", func() error {
 				data, err := os.ReadFile(logFile)
 				if err != nil {
 					return err
@@ -326,7 +329,7 @@ func TestAgentOnContainerd(t *testing.T) {
 				return nil
 			})
 		}
-		eventuallyOK(t, "the runAsNonRoot container is refused with a reason", func() error {
+		poll.Eventually(t, 30*time.Second, "the runAsNonRoot container is refused with a reason", func() error {
 			evs, err := srv.Admin.GroupEvents(ctx, id)
 			if err != nil {
 				return err
@@ -448,21 +451,6 @@ func sandboxIP(t *testing.T, rt Runtime, group string) string {
 		t.Fatal(err)
 	}
 	return st.Status.Network.Ip
-}
-
-func eventuallyOK(t *testing.T, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // groupCgroups lists the cgroup directories of a group in the memory and cpu

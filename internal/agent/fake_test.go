@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -14,6 +15,7 @@ import (
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/log"
+	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/runtime"
 	"github.com/eci-dev/eci/internal/server/servertest"
 )
@@ -152,35 +154,36 @@ func TestReconcileOnFakeRuntime(t *testing.T) {
 	sbs, _ := rt.ListPodSandbox(ctx, nil)
 	stop()
 	startAgent(t, srv, rt, "eci-test")
-	time.Sleep(1500 * time.Millisecond) // several resyncs
-	if after := len(containersOf(t, rt, web)); after != before {
-		t.Fatalf("after an agent restart the group has %d containers, had %d", after, before)
-	}
 	if len(sbs) != 2 {
 		t.Fatalf("%d sandboxes before the restart, want web's and flaky's (the ended job's is removed)", len(sbs))
 	}
-	if sbs2, _ := rt.ListPodSandbox(ctx, nil); len(sbs2) != len(sbs) {
-		t.Fatalf("%d sandboxes after the restart, had %d", len(sbs2), len(sbs))
-	}
-	if g, _ := srv.Admin.GetGroup(ctx, web); g.Status.State != apiv1.StateRunning {
-		t.Fatalf("web after the agent restart: %s", g.Status.State)
-	}
+	poll.Consistently(t, 1500*time.Millisecond, "the restarted agent adopts (several resyncs)", func() error {
+		if after := len(containersOf(t, rt, web)); after != before {
+			return fmt.Errorf("after an agent restart the group has %d containers, had %d", after, before)
+		}
+		if sbs2, _ := rt.ListPodSandbox(ctx, nil); len(sbs2) != len(sbs) {
+			return fmt.Errorf("%d sandboxes after the restart, had %d", len(sbs2), len(sbs))
+		}
+		g, err := srv.Admin.GetGroup(ctx, web)
+		if err != nil {
+			return err
+		}
+		if g.Status.State != apiv1.StateRunning {
+			return fmt.Errorf("web after the agent restart: %s", g.Status.State)
+		}
+		return nil
+	})
 
 	// Graceful delete: the agent stops everything, then the server removes it.
 	if _, err := srv.Admin.DeleteGroup(ctx, web, client.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := srv.Admin.GetGroup(ctx, web)
-		if errdefs.IsNotFound(err) {
-			break
+	poll.Eventually(t, 10*time.Second, "the deleted group gone", func() error {
+		if _, err := srv.Admin.GetGroup(ctx, web); !errdefs.IsNotFound(err) {
+			return fmt.Errorf("get: %v", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("deleted group still there: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	if n := len(containersOf(t, rt, web)); n != 0 {
 		t.Fatalf("%d containers left of a deleted group", n)
 	}
@@ -188,11 +191,10 @@ func TestReconcileOnFakeRuntime(t *testing.T) {
 	if _, err := srv.Admin.DeleteGroup(ctx, flaky, client.DeleteOptions{Force: true}); err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(10 * time.Second)
-	for len(containersOf(t, rt, flaky)) > 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("a force-deleted group's containers were not removed")
+	poll.Eventually(t, 10*time.Second, "a force-deleted group's containers removed", func() error {
+		if n := len(containersOf(t, rt, flaky)); n > 0 {
+			return fmt.Errorf("%d containers left", n)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }

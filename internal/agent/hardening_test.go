@@ -21,6 +21,7 @@ import (
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/server/servertest"
 	"github.com/eci-dev/eci/internal/testbed"
 )
@@ -39,7 +40,7 @@ func testHardening(t *testing.T, bed *testbed.Bed, srv *servertest.Server, rt Ru
 		if _, err := srv.Admin.DeleteGroup(ctx, id, client.DeleteOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
 			t.Error(err)
 		}
-		eventuallyOK(t, "group "+id+" gone", func() error {
+		poll.Eventually(t, 30*time.Second, "group "+id+" gone", func() error {
 			if _, err := srv.Admin.GetGroup(ctx, id); !errdefs.IsNotFound(err) {
 				return fmt.Errorf("still there (%v)", err)
 			}
@@ -54,7 +55,7 @@ func testHardening(t *testing.T, bed *testbed.Bed, srv *servertest.Server, rt Ru
 	}
 	waitLog := func(t *testing.T, read func() (string, error), want string) {
 		t.Helper()
-		eventuallyOK(t, "log shows "+want, func() error {
+		poll.Eventually(t, 30*time.Second, "log shows "+want, func() error {
 			got, err := read()
 			if err != nil || !strings.Contains(got, want) {
 				return fmt.Errorf("log %q (%v)", got, err)
@@ -119,7 +120,7 @@ func testHardening(t *testing.T, bed *testbed.Bed, srv *servertest.Server, rt Ru
 		if out, err := peek.CombinedOutput(); err == nil || !strings.Contains(string(out), "Permission denied") {
 			t.Fatalf("user nobody read a group's files volume: %q (%v)", out, err)
 		}
-		eventuallyOK(t, "the missing subPath was made inside the volume and written through", func() error {
+		poll.Eventually(t, 30*time.Second, "the missing subPath was made inside the volume and written through", func() error {
 			got, err := os.ReadFile(filepath.Join(bed.Dir, "agent", "state", "groups", id, "volumes", "data", "new", "dir", "f"))
 			if err != nil || strings.TrimSpace(string(got)) != "made" {
 				return fmt.Errorf("%q (%v)", got, err)
@@ -147,7 +148,7 @@ func testHardening(t *testing.T, bed *testbed.Bed, srv *servertest.Server, rt Ru
 			}
 			return nil
 		}
-		eventuallyOK(t, "the bystander serves", func() error { return get(bystander.Status.IP) })
+		poll.Eventually(t, 30*time.Second, "the bystander serves", func() error { return get(bystander.Status.IP) })
 
 		bomb := srv.WaitGroup(t, createGroup(t, srv, small("bomb", apiv1.Container{Name: "bomb", Image: busybox,
 			Command: []string{"sh", "-c", "while [ ! -f /tmp/go ]; do sleep 0.1; done; exec 2>/dev/null; b(){ b|b& }; b; sleep 3600"}})), "Running", inState(apiv1.StateRunning))
@@ -160,7 +161,7 @@ func testHardening(t *testing.T, bed *testbed.Bed, srv *servertest.Server, rt Ru
 		if _, _, err := rt.ExecSync(ctx, bomb.Status.Containers[0].ContainerID, []string{"touch", "/tmp/go"}, 10*time.Second); err != nil {
 			t.Fatal(err)
 		}
-		eventuallyOK(t, "the bomb reached its limit (forks refused)", func() error {
+		poll.Eventually(t, 30*time.Second, "the bomb reached its limit (forks refused)", func() error {
 			// cgroup v1 counts refused forks in the cgroup that forked (the
 			// container's, under the group's); v2 in every one up to the limit.
 			refused := 0
@@ -182,22 +183,22 @@ func testHardening(t *testing.T, bed *testbed.Bed, srv *servertest.Server, rt Ru
 		})
 		newcomer := createGroup(t, srv, small("newcomer", web))
 		defer remove(t, newcomer)
-		for i := range 10 {
+		poll.Consistently(t, 2*time.Second, "the bomb contained", func() error {
 			cur, err := os.ReadFile(filepath.Join(pids, "pids.current"))
 			n, _ := strconv.Atoi(strings.TrimSpace(string(cur)))
 			if err != nil || n > testPidsLimit {
-				t.Fatalf("pids.current %q (%v), over the limit %d", cur, err, testPidsLimit)
+				return fmt.Errorf("pids.current %q (%v), over the limit %d", cur, err, testPidsLimit)
 			}
 			if err := get(bystander.Status.IP); err != nil {
-				t.Fatalf("the bystander stopped serving during the bomb (%d): %v", i, err)
+				return fmt.Errorf("the bystander stopped serving during the bomb: %v", err)
 			}
 			if err := exec.Command("true").Run(); err != nil {
-				t.Fatalf("the host can't fork during the bomb: %v", err)
+				return fmt.Errorf("the host can't fork during the bomb: %v", err)
 			}
-			time.Sleep(200 * time.Millisecond)
-		}
+			return nil
+		})
 		started := srv.WaitGroup(t, newcomer, "a new instance starts during the bomb", inState(apiv1.StateRunning))
-		eventuallyOK(t, "the new instance serves", func() error { return get(started.Status.IP) })
+		poll.Eventually(t, 30*time.Second, "the new instance serves", func() error { return get(started.Status.IP) })
 		if _, _, err := rt.ExecSync(ctx, bystander.Status.Containers[0].ContainerID, []string{"true"}, 10*time.Second); err != nil {
 			t.Fatalf("exec in the bystander during the bomb: %v", err)
 		}
@@ -226,18 +227,20 @@ func testHardening(t *testing.T, bed *testbed.Bed, srv *servertest.Server, rt Ru
 		ready := srv.WaitGroup(t, id, "ready: the redirect itself is a success, as for the kubelet", func(g *apiv1.ContainerGroup) bool {
 			return len(g.Status.Containers) == 1 && g.Status.Containers[0].Ready
 		})
-		time.Sleep(3 * time.Second) // a few more probes of each kind
-		cur, err := srv.Admin.GetGroup(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if c := cur.Status.Containers[0]; c.RestartCount != 0 || !c.Ready {
-			t.Fatalf("a redirect failed a probe: %+v (ready at first: %v)", c, ready.Status.Containers[0].Ready)
-		}
+		poll.Consistently(t, 3*time.Second, "probes succeed on a redirect (a few more of each kind)", func() error {
+			cur, err := srv.Admin.GetGroup(ctx, id)
+			if err != nil {
+				return err
+			}
+			if c := cur.Status.Containers[0]; c.RestartCount != 0 || !c.Ready {
+				return fmt.Errorf("a redirect failed a probe: %+v (ready at first: %v)", c, ready.Status.Containers[0].Ready)
+			}
+			return nil
+		})
 		if _, err := srv.Admin.DeleteGroup(ctx, id, client.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		eventuallyOK(t, "group gone after its preStop hook", func() error {
+		poll.Eventually(t, 30*time.Second, "group gone after its preStop hook", func() error {
 			if _, err := srv.Admin.GetGroup(ctx, id); !errdefs.IsNotFound(err) {
 				return fmt.Errorf("still there (%v)", err)
 			}

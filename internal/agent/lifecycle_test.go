@@ -12,6 +12,7 @@ import (
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/server/servertest"
 	"github.com/eci-dev/eci/internal/testbed"
 )
@@ -43,7 +44,7 @@ func testLifecycle(t *testing.T, bed *testbed.Bed, srv *servertest.Server) {
 			{Name: "bad", Image: busybox, Command: []string{"sleep", "3600"}, Lifecycle: &apiv1.Lifecycle{PostStart: sh("exit 1")}},
 		}}}
 		id := createGroup(t, srv, g)
-		eventuallyOK(t, "the main container saw the file its postStart hook wrote", func() error {
+		poll.Eventually(t, 30*time.Second, "the main container saw the file its postStart hook wrote", func() error {
 			data, err := os.ReadFile(filepath.Join(bed.Containerd.LogDir, id, "main", "0.log"))
 			if err != nil || !strings.Contains(string(data), "saw-post-start") {
 				return fmt.Errorf("log %q (%v)", data, err)
@@ -53,7 +54,7 @@ func testLifecycle(t *testing.T, bed *testbed.Bed, srv *servertest.Server) {
 		srv.WaitGroup(t, id, "the container with a failing postStart restarted", func(g *apiv1.ContainerGroup) bool {
 			return len(g.Status.Containers) == 2 && g.Status.Containers[1].RestartCount >= 1
 		})
-		eventuallyOK(t, "a FailedPostStartHook event", func() error { return hasEvent(id, "FailedPostStartHook") })
+		poll.Eventually(t, 30*time.Second, "a FailedPostStartHook event", func() error { return hasEvent(id, "FailedPostStartHook") })
 		if _, err := srv.Admin.DeleteGroup(ctx, id, client.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -76,7 +77,7 @@ func testLifecycle(t *testing.T, bed *testbed.Bed, srv *servertest.Server) {
 		// the signal's.
 		logFile := filepath.Join(bed.Containerd.LogDir, id, "main", "0.log")
 		var seen string
-		eventuallyOK(t, "the preStop hook ran, then the stop signal came", func() error {
+		poll.Eventually(t, 30*time.Second, "the preStop hook ran, then the stop signal came", func() error {
 			data, err := os.ReadFile(logFile)
 			if err == nil {
 				seen = string(data)
@@ -87,7 +88,7 @@ func testLifecycle(t *testing.T, bed *testbed.Bed, srv *servertest.Server) {
 			}
 			return nil
 		})
-		eventuallyOK(t, "the group is gone", func() error {
+		poll.Eventually(t, 30*time.Second, "the group is gone", func() error {
 			if _, err := srv.Admin.GetGroup(ctx, id); !errdefs.IsNotFound(err) {
 				return fmt.Errorf("still there (%v)", err)
 			}
@@ -105,7 +106,7 @@ func testLifecycle(t *testing.T, bed *testbed.Bed, srv *servertest.Server) {
 				Command: []string{"sh", "-c", "grep ' /mem ' /proc/mounts; dd if=/dev/zero of=/mem/f bs=1M count=20 2>/dev/null; echo dd-exit=$?; sleep 3600"}}},
 		}}
 		id := createGroup(t, srv, g)
-		eventuallyOK(t, "the container sees a 16 MiB tmpfs at /mem and can't write 20 MiB to it", func() error {
+		poll.Eventually(t, 30*time.Second, "the container sees a 16 MiB tmpfs at /mem and can't write 20 MiB to it", func() error {
 			data, err := os.ReadFile(filepath.Join(bed.Containerd.LogDir, id, "main", "0.log"))
 			if err != nil || !strings.Contains(string(data), "tmpfs /mem tmpfs") || !strings.Contains(string(data), "size=16384k") || !strings.Contains(string(data), "dd-exit=1") {
 				return fmt.Errorf("log %q (%v)", data, err)
@@ -115,7 +116,7 @@ func testLifecycle(t *testing.T, bed *testbed.Bed, srv *servertest.Server) {
 		if _, err := srv.Admin.DeleteGroup(ctx, id, client.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		eventuallyOK(t, "no mount of the group is left", func() error {
+		poll.Eventually(t, 30*time.Second, "no mount of the group is left", func() error {
 			if _, err := srv.Admin.GetGroup(ctx, id); !errdefs.IsNotFound(err) {
 				return fmt.Errorf("group still there (%v)", err)
 			}
@@ -137,7 +138,7 @@ func testLifecycle(t *testing.T, bed *testbed.Bed, srv *servertest.Server) {
 		}}
 		id := createGroup(t, srv, g)
 		running := srv.WaitGroup(t, id, "Running", inState(apiv1.StateRunning))
-		eventuallyOK(t, "/etc/hosts and the sysctl as the container sees them", func() error {
+		poll.Eventually(t, 30*time.Second, "/etc/hosts and the sysctl as the container sees them", func() error {
 			data, err := os.ReadFile(filepath.Join(bed.Containerd.LogDir, id, "main", "0.log"))
 			log := string(data)
 			for _, want := range []string{"F 198.18.0.9\tdb.internal\tdb", "F " + running.Status.IP + "\tweb-0", "F 127.0.0.1\tlocalhost", "F keepalive=600"} {
@@ -168,7 +169,7 @@ func testLifecycle(t *testing.T, bed *testbed.Bed, srv *servertest.Server) {
 		if pending.Status.State != apiv1.StatePending || !strings.Contains(pending.Status.Message, "mount NFS 127.0.0.1:/exports/none") {
 			t.Fatalf("%s %s %q", pending.Status.State, pending.Status.Reason, pending.Status.Message)
 		}
-		eventuallyOK(t, "a FailedMount event", func() error { return hasEvent(id, "FailedMount") })
+		poll.Eventually(t, 30*time.Second, "a FailedMount event", func() error { return hasEvent(id, "FailedMount") })
 		if _, err := srv.Admin.DeleteGroup(ctx, id, client.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -186,7 +187,7 @@ func testLifecycle(t *testing.T, bed *testbed.Bed, srv *servertest.Server) {
 		if took := failed.Status.FinishedAt.Sub(*failed.Status.PendingAt); took < 2*time.Second || took > 5*time.Second {
 			t.Errorf("failed %s after it became Pending, want about 2 s", took)
 		}
-		eventuallyOK(t, "a DeadlineExceeded event", func() error { return hasEvent(id, "DeadlineExceeded") })
+		poll.Eventually(t, 30*time.Second, "a DeadlineExceeded event", func() error { return hasEvent(id, "DeadlineExceeded") })
 	})
 }
 

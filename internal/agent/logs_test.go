@@ -12,6 +12,7 @@ import (
 	"time"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/poll"
 )
 
 func criLine(ts time.Time, stream, tag, text string) string {
@@ -77,13 +78,12 @@ func TestReadLog(t *testing.T) {
 		_ = f.Close()
 	}
 	waitFor := func(want string) {
-		deadline := time.Now().Add(5 * time.Second)
-		for !strings.Contains(out.String(), want) {
-			if time.Now().After(deadline) {
-				t.Fatalf("followed output %q lacks %q", out.String(), want)
+		poll.Eventually(t, 5*time.Second, "followed output has "+want, func() error {
+			if got := out.String(); !strings.Contains(got, want) {
+				return fmt.Errorf("followed output %q lacks %q", got, want)
 			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	waitFor("n-1999\n") // the tail is out: the reader waits at the end
 	appendLine(path, "after-1")

@@ -16,6 +16,7 @@ import (
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/runtime"
 	"github.com/eci-dev/eci/internal/server"
 	"github.com/eci-dev/eci/internal/server/servertest"
@@ -124,20 +125,25 @@ func TestAgentPartition(t *testing.T) {
 
 	t.Run("a partition shorter than the fence changes nothing", func(t *testing.T) {
 		heal := partition(t, fwd)
-		time.Sleep(lease / 2)
+		time.Sleep(lease / 2) // the partition's length, on purpose
 		heal()
-		time.Sleep(2 * time.Second)
-		g, err := srv.Admin.GetGroup(ctx, first.Metadata.ID)
-		if err != nil || g.Status.State != apiv1.StateRunning || g.Status.Containers[0].ContainerID != first.Status.Containers[0].ContainerID ||
-			g.Status.Containers[0].RestartCount != 0 || sandboxIP(t, rt, first.Metadata.ID) != ip {
-			t.Fatalf("after a short partition: %v %+v", err, g.Status)
-		}
+		poll.Consistently(t, 2*time.Second, "the group unchanged after a short partition", func() error {
+			g, err := srv.Admin.GetGroup(ctx, first.Metadata.ID)
+			if err != nil {
+				return err
+			}
+			if g.Status.State != apiv1.StateRunning || g.Status.Containers[0].ContainerID != first.Status.Containers[0].ContainerID ||
+				g.Status.Containers[0].RestartCount != 0 || sandboxIP(t, rt, first.Metadata.ID) != ip {
+				return fmt.Errorf("status %+v", g.Status)
+			}
+			return nil
+		})
 	})
 
 	t.Run("a long partition: the agent fences itself before the host is lost; the address waits for it", func(t *testing.T) {
 		heal := partition(t, fwd)
 		cutAt := time.Now()
-		eventuallyOK(t, "the agent stopped its sandbox (fenced)", func() error {
+		poll.Eventually(t, 30*time.Second, "the agent stopped its sandbox (fenced)", func() error {
 			sbs, err := rt.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{LabelGroup: first.Metadata.ID}})
 			if err != nil || len(sbs) != 0 {
 				return fmt.Errorf("%d sandboxes (%v)", len(sbs), err)
@@ -162,7 +168,7 @@ func TestAgentPartition(t *testing.T) {
 		// goes to a new group on it.
 		second := srv.WaitGroup(t, func() string {
 			var id string
-			eventuallyOK(t, "the address free again", func() error {
+			poll.Eventually(t, 30*time.Second, "the address free again", func() error {
 				g, _, err := srv.Admin.CreateGroup(ctx, &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{Name: "second"}, Spec: apiv1.ContainerGroupSpec{
 					PrivateIPAddress: ip, Containers: []apiv1.Container{{Name: "main", Image: bed.Registry.Busybox, Command: []string{"sleep", "3600"}}}}})
 				if err != nil {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -22,6 +23,7 @@ import (
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/server/servertest"
 	"github.com/eci-dev/eci/internal/testbed"
 )
@@ -61,7 +63,7 @@ func testRegistries(t *testing.T, bed *testbed.Bed, srv *servertest.Server) {
 	waitingFor := func(id, reason, text string) {
 		t.Helper()
 		var last apiv1.ContainerStateWaiting
-		eventuallyOK(t, "container waiting with "+reason, func() error {
+		poll.Eventually(t, 30*time.Second, "container waiting with "+reason, func() error {
 			g, err := srv.Admin.GetGroup(ctx, id)
 			if err != nil {
 				return err

@@ -26,6 +26,7 @@ import (
 	"github.com/eci-dev/eci/internal/cli"
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/server/servertest"
 	"github.com/eci-dev/eci/internal/testbed"
 )
@@ -93,7 +94,7 @@ func testStreams(t *testing.T, bed *testbed.Bed, srv *servertest.Server, rt Runt
 		if tick3.IsZero() || err != nil || !strings.HasPrefix(since, "tick-3\ntick-4\n") {
 			t.Fatalf("sinceTime at tick-3 (%s): %q (%v)", tick3, since, err)
 		}
-		eventuallyOK(t, "sinceSeconds=1 holds only the last second's ticks", func() error {
+		poll.Eventually(t, 30*time.Second, "sinceSeconds=1 holds only the last second's ticks", func() error {
 			recent, err := logs(t, srv.Admin, id, apiv1.LogOptions{Container: "counter", SinceSeconds: i64(1)})
 			if err != nil || strings.Contains(recent, "line-1") || !strings.Contains(recent, "tick-") {
 				return fmt.Errorf("%q (%v)", recent, err)
@@ -278,7 +279,7 @@ func testStreams(t *testing.T, bed *testbed.Bed, srv *servertest.Server, rt Runt
 		if failed.Status.Reason != "Evicted" || !strings.Contains(failed.Status.Message, "exceeds the group's bound of 32.0 MiB") {
 			t.Fatalf("evicted group: %s %q", failed.Status.Reason, failed.Status.Message)
 		}
-		eventuallyOK(t, "the evicted group's sandbox is removed", func() error {
+		poll.Eventually(t, 30*time.Second, "the evicted group's sandbox is removed", func() error {
 			if _, err := sandboxOf(ctx, rt, hid); err == nil {
 				return errors.New("sandbox still there")
 			}
@@ -293,7 +294,7 @@ func testStreams(t *testing.T, bed *testbed.Bed, srv *servertest.Server, rt Runt
 		cid := createGroup(t, srv, chatty)
 		srv.WaitGroup(t, cid, "Running", inState(apiv1.StateRunning))
 		dir := filepath.Join(bed.Containerd.LogDir, cid, "chatty")
-		eventuallyOK(t, "rotated log files, at most 2 besides the live one", func() error {
+		poll.Eventually(t, 30*time.Second, "rotated log files, at most 2 besides the live one", func() error {
 			rotated, _ := filepath.Glob(filepath.Join(dir, "0.log.*"))
 			if len(rotated) < 2 {
 				return fmt.Errorf("%d rotated files", len(rotated))
@@ -305,14 +306,14 @@ func testStreams(t *testing.T, bed *testbed.Bed, srv *servertest.Server, rt Runt
 		})
 		// Between the rename and the runtime's reopen there is no live file
 		// for a moment.
-		eventuallyOK(t, "a live log file smaller than 1 MiB", func() error {
+		poll.Eventually(t, 30*time.Second, "a live log file smaller than 1 MiB", func() error {
 			st, err := os.Stat(filepath.Join(dir, "0.log"))
 			if err != nil || st.Size() > 1<<20 {
 				return fmt.Errorf("live log file: %v (%v)", st, err)
 			}
 			return nil
 		})
-		eventuallyOK(t, "the last line of the live file, a number from seq", func() error {
+		poll.Eventually(t, 30*time.Second, "the last line of the live file, a number from seq", func() error {
 			tail, err := logs(t, srv.Admin, cid, apiv1.LogOptions{TailLines: i64(1)})
 			if _, perr := strconv.Atoi(strings.TrimSpace(tail)); err != nil || perr != nil {
 				return fmt.Errorf("tail %q (%v)", tail, err)

@@ -2,10 +2,13 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/eci-dev/eci/internal/poll"
 )
 
 func TestWorkQueueKeepsAnIDOnce(t *testing.T) {
@@ -104,7 +107,7 @@ func TestWorkQueueNeverRunsAnIDTwiceAtOnce(t *testing.T) {
 					overlap.Store(true)
 				}
 				lastStart[i].Store(seq.Add(1))
-				time.Sleep(time.Millisecond)
+				time.Sleep(time.Millisecond) // the work
 				busy[i].Add(-1)
 				q.done(id)
 			}
@@ -117,13 +120,12 @@ func TestWorkQueueNeverRunsAnIDTwiceAtOnce(t *testing.T) {
 		q.add(ids[i])
 	}
 	for i := range ids {
-		deadline := time.Now().Add(5 * time.Second)
-		for lastStart[i].Load() < lastAdd[i] {
-			if time.Now().After(deadline) {
-				t.Fatalf("id %s was added but not worked on after its last add", ids[i])
+		poll.Eventually(t, 5*time.Second, "id "+ids[i]+" worked on after its last add", func() error {
+			if lastStart[i].Load() < lastAdd[i] {
+				return errors.New("added but not worked on since")
 			}
-			time.Sleep(time.Millisecond)
-		}
+			return nil
+		})
 	}
 	cancel()
 	wg.Wait()

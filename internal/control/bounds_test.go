@@ -11,6 +11,7 @@ import (
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/auth"
 	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/store"
 )
 
@@ -203,17 +204,7 @@ func TestVSwitchesScopedToTenants(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		g, _ := e.svc.groups.Get(e.ctx, b.Metadata.ID)
-		if g.Status.State == apiv1.StateScheduling && strings.Contains(g.Status.Message, "no vSwitch of tenant bolt or shared") {
-			break
-		}
-		if time.Now().After(deadline) || g.Status.State != apiv1.StateScheduling {
-			t.Fatalf("bolt's group: %+v", g.Status)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.Eventually(t, 10*time.Second, "bolt's group waits for a vSwitch", e.scheduling(t, b.Metadata.ID, "no vSwitch of tenant bolt or shared"))
 	// acme's address, asked for by acme again and by an admin for bolt (with a
 	// shared vSwitch over the same range being impossible, the admin's
 	// group names acme's vSwitch's address: not usable by bolt).

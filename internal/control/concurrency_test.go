@@ -8,6 +8,7 @@ import (
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/auth"
+	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/store"
 )
 
@@ -44,8 +45,7 @@ func TestConcurrentCreatesNeverOvercommit(t *testing.T) {
 		}
 	}
 	var groups []*apiv1.ContainerGroup
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
+	poll.Eventually(t, 2*time.Minute, "no group Scheduling", func() error {
 		var err error
 		groups, _, _, err = e.svc.groups.List(e.ctx, store.ListOptions{})
 		if err != nil {
@@ -57,14 +57,11 @@ func TestConcurrentCreatesNeverOvercommit(t *testing.T) {
 				scheduling++
 			}
 		}
-		if scheduling == 0 {
-			break
+		if scheduling != 0 {
+			return fmt.Errorf("%d groups still Scheduling", scheduling)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d groups still Scheduling", scheduling)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 	placed, failed := 0, 0
 	perHost := map[string]int{}
 	ips := map[string]string{}

@@ -2,12 +2,15 @@ package control
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/auth"
+	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/store"
 )
 
@@ -85,16 +88,36 @@ func groupSpec(name string, cpu, mem float64) *apiv1.ContainerGroup {
 // waitState polls until group id is in state want.
 func (e *env) waitState(t *testing.T, id string, want apiv1.State) *apiv1.ContainerGroup {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var g *apiv1.ContainerGroup
+	poll.Eventually(t, 20*time.Second, fmt.Sprintf("group %s %s", id, want), func() error {
+		cur, err := e.svc.groups.Get(e.ctx, id)
+		if err != nil {
+			return err
+		}
+		if cur.Status.State != want {
+			return fmt.Errorf("state %v, status %+v", cur.Status.State, cur.Status)
+		}
+		g = cur
+		return nil
+	})
+	return g
+}
+
+// scheduling is a condition for poll: group id is Scheduling with msg in its
+// message. It fails t at once when the group has left Scheduling (placed).
+func (e *env) scheduling(t *testing.T, id, msg string) func() error {
+	return func() error {
 		g, err := e.svc.groups.Get(e.ctx, id)
-		if err == nil && g.Status.State == want {
-			return g
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("group %s: state %v, want %s (err %v, status %+v)", id, g.Status.State, want, err, g.Status)
+		if g.Status.State != apiv1.StateScheduling {
+			t.Fatalf("group %s left Scheduling: %+v", id, g.Status)
 		}
-		time.Sleep(20 * time.Millisecond)
+		if !strings.Contains(g.Status.Message, msg) {
+			return fmt.Errorf("status %+v", g.Status)
+		}
+		return nil
 	}
 }
 

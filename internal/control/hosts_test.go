@@ -1,6 +1,7 @@
 package control
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/auth"
 	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/poll"
 )
 
 // A host whose lease expires becomes NotReady and its groups Failed with
@@ -75,10 +77,9 @@ func TestHostLost(t *testing.T) {
 
 	// New groups avoid the NotReady host, and it is used again once it beats.
 	c, _, _ := e.svc.CreateGroup(e.ctx, auth.Admin, groupSpec("c", 1, 2))
-	time.Sleep(300 * time.Millisecond)
-	if g, _ := e.svc.groups.Get(e.ctx, c.Metadata.ID); g.Status.State != apiv1.StateScheduling || !strings.Contains(g.Status.Message, "no ready, schedulable host") {
-		t.Fatalf("group placed on a NotReady host: %+v", g.Status)
-	}
+	waiting := e.scheduling(t, c.Metadata.ID, "no ready, schedulable host")
+	poll.Eventually(t, 10*time.Second, "group c waits for a ready host", waiting)
+	poll.Consistently(t, 300*time.Millisecond, "group c waits for a ready host", waiting)
 	if _, err := e.svc.Heartbeat(e.ctx, hostPrincipal("h1"), "h1"); err != nil {
 		t.Fatal(err)
 	}
@@ -277,17 +278,16 @@ func TestTenantQuota(t *testing.T) {
 	e.waitState(t, a.Metadata.ID, apiv1.StatePending)
 	e.waitState(t, b.Metadata.ID, apiv1.StatePending)
 	c, _, _ := e.svc.CreateGroup(e.ctx, acme, groupSpec("c", 1, 2))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		g, _ := e.svc.groups.Get(e.ctx, c.Metadata.ID)
-		if g.Status.State == apiv1.StateScheduling && strings.Contains(g.Status.Message, "quota of tenant acme exceeded: 4 of 4 vCPU in use") {
-			break
+	poll.Eventually(t, 10*time.Second, "third group waits over quota", func() error {
+		g, err := e.svc.groups.Get(e.ctx, c.Metadata.ID)
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("third group over quota: %+v", g.Status)
+		if g.Status.State != apiv1.StateScheduling || !strings.Contains(g.Status.Message, "quota of tenant acme exceeded: 4 of 4 vCPU in use") {
+			return fmt.Errorf("status %+v", g.Status)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	if _, err := e.svc.ReportStatus(e.ctx, hostPrincipal("h1"), a.Metadata.ID, apiv1.StatusReport{State: apiv1.StateSucceeded}); err != nil {
 		t.Fatal(err)
 	}

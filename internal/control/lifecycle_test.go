@@ -1,6 +1,7 @@
 package control
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/auth"
 	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/poll"
 )
 
 // Scheduling -> Pending (placed: host, IP, rounded size, usage) -> Running ->
@@ -124,17 +126,16 @@ func TestFailBackWaitsThenPlacesOrTimesOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		g, _ := e.svc.groups.Get(e.ctx, g1.Metadata.ID)
-		if g.Status.Reason == "Unschedulable" && strings.Contains(g.Status.Message, "no host in zone-a") {
-			break
+	poll.Eventually(t, 10*time.Second, "group waits with no host in zone-a", func() error {
+		g, err := e.svc.groups.Get(e.ctx, g1.Metadata.ID)
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting group status %+v", g.Status)
+		if g.Status.Reason != "Unschedulable" || !strings.Contains(g.Status.Message, "no host in zone-a") {
+			return fmt.Errorf("status %+v", g.Status)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	e.host(t, "h1", "zone-a", 4000, 8192, 10)
 	e.waitState(t, g1.Metadata.ID, apiv1.StatePending)
 

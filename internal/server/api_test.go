@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/poll"
 )
 
 func TestMain(m *testing.M) {
@@ -156,17 +158,16 @@ func TestGroupLifecycleOverHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	var cur *apiv1.ContainerGroup
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	poll.Eventually(t, 20*time.Second, "group Running", func() error {
 		cur, err = acme.GetGroup(ctx, g.Metadata.ID)
-		if err == nil && cur.Status.State == apiv1.StateRunning {
-			break
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("group not Running: %v %+v", err, cur.Status)
+		if cur.Status.State != apiv1.StateRunning {
+			return fmt.Errorf("status %+v", cur.Status)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	if cur.Status.InstanceSpec != "2.0-4.0Gi" || cur.Status.IP == "" || len(cur.Status.Containers) != 1 {
 		t.Fatalf("running group %+v", cur.Status)
 	}
@@ -179,17 +180,12 @@ func TestGroupLifecycleOverHTTP(t *testing.T) {
 	if _, err := acme.DeleteGroup(ctx, g.Metadata.ID, client.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(20 * time.Second)
-	for {
-		_, err := acme.GetGroup(ctx, g.Metadata.ID)
-		if errdefs.IsNotFound(err) {
-			break
+	poll.Eventually(t, 20*time.Second, "group gone after a graceful delete", func() error {
+		if _, err := acme.GetGroup(ctx, g.Metadata.ID); !errdefs.IsNotFound(err) {
+			return fmt.Errorf("get: %v", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("group not gone after a graceful delete: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	evs, err := r.admin.ListEvents(ctx, g.Metadata.ID)
 	if err != nil || len(evs) < 3 {
 		t.Fatalf("events of the group: %v %v", err, evs)

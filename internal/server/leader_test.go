@@ -2,11 +2,14 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/store"
 )
 
@@ -27,47 +30,47 @@ func TestLeaderFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	leader.stop()
-	deadline := time.Now().Add(30 * time.Second)
-	for !follower.srv.Leading() {
-		if time.Now().After(deadline) {
-			t.Fatal("the follower did not take over within 30s")
+	deadline := time.Now().Add(30 * time.Second) // for the take-over and the placement together
+	poll.Eventually(t, time.Until(deadline), "the follower takes over", func() error {
+		if !follower.srv.Leading() {
+			return errors.New("not leading")
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	g, _, err := follower.admin.CreateGroup(ctx, group("after-failover"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
+	poll.Eventually(t, time.Until(deadline), "the new leader places the group", func() error {
 		cur, err := follower.admin.GetGroup(ctx, g.Metadata.ID)
-		if err == nil && cur.Status.State == apiv1.StatePending {
-			break
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the new leader did not place the group: %v %+v", err, cur.Status)
+		if cur.Status.State != apiv1.StatePending {
+			return fmt.Errorf("status %+v", cur.Status)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func waitLeader(t *testing.T, a, b *running) (leader, follower *running) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	poll.Eventually(t, 30*time.Second, "a server leads", func() error {
 		la, lb := a.srv.Leading(), b.srv.Leading()
 		if la && lb {
 			t.Fatal("both servers lead")
 		}
-		if la {
-			return a, b
+		switch {
+		case la:
+			leader, follower = a, b
+		case lb:
+			leader, follower = b, a
+		default:
+			return errors.New("neither leads")
 		}
-		if lb {
-			return b, a
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatal("no server leads after 30s")
-	return nil, nil
+		return nil
+	})
+	return leader, follower
 }
 
 // twoServers runs two servers on one external etcd (a store's embedded one,

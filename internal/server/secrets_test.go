@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/poll"
 )
 
 // Registry passwords and files content are written, never read back:
@@ -50,14 +52,15 @@ func TestSecretsAreNotReturned(t *testing.T) {
 	leaks("create's answer", created)
 	id := created.Metadata.ID
 	var placed *apiv1.ContainerGroup
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if placed, err = acme.GetGroup(ctx, id); err == nil && placed.Status.Host == "h1" {
-			break
+	poll.Eventually(t, 20*time.Second, "placed on h1", func() error {
+		if placed, err = acme.GetGroup(ctx, id); err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not placed: %v", err)
+		if placed.Status.Host != "h1" {
+			return fmt.Errorf("on host %q", placed.Status.Host)
 		}
-	}
+		return nil
+	})
 	leaks("the tenant's get", placed)
 	for who, c := range map[string]*client.Client{"tenant": acme, "admin": r.admin} {
 		got, err := c.GetGroup(ctx, id)

@@ -17,6 +17,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/eci-dev/eci/internal/pki"
+	"github.com/eci-dev/eci/internal/poll"
 )
 
 // The controller-manager and scheduler of the bed are real: a Deployment gets a
@@ -46,7 +47,7 @@ func TestControlPlaneRunsDeployment(t *testing.T) {
 	if _, err := cs.AppsV1().Deployments("default").Create(ctx, dep, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create deployment: %v", err)
 	}
-	eventually(t, time.Minute, "the controller-manager creates 3 pods, all marked Unschedulable by the scheduler", func() error {
+	poll.Eventually(t, time.Minute, "the controller-manager creates 3 pods, all marked Unschedulable by the scheduler", func() error {
 		pods, err := cs.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(sel).String()})
 		if err != nil {
 			return err
@@ -64,7 +65,7 @@ func TestControlPlaneRunsDeployment(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, 30*time.Second, "kube-root-ca.crt holds the bed's CA", func() error {
+	poll.Eventually(t, 30*time.Second, "kube-root-ca.crt holds the bed's CA", func() error {
 		cm, err := cs.CoreV1().ConfigMaps("default").Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -74,7 +75,7 @@ func TestControlPlaneRunsDeployment(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, 30*time.Second, "the default service account exists", func() error {
+	poll.Eventually(t, 30*time.Second, "the default service account exists", func() error {
 		_, err := cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
 		return err
 	})
@@ -105,7 +106,7 @@ func TestContainerdRunsPodFromLocalRegistry(t *testing.T) {
 	}
 
 	client := &http.Client{Timeout: 2 * time.Second}
-	eventually(t, 30*time.Second, "the container serves HTTP on its pod IP", func() error {
+	poll.Eventually(t, 30*time.Second, "the container serves HTTP on its pod IP", func() error {
 		resp, err := client.Get("http://" + pod.IP + ":8080/index.html")
 		if err != nil {
 			return err
@@ -134,7 +135,7 @@ func TestContainerdRunsPodFromLocalRegistry(t *testing.T) {
 	if st.GetStatus().GetState() != runtimeapi.ContainerState_CONTAINER_RUNNING {
 		t.Fatalf("container state %v, want running", st.GetStatus().GetState())
 	}
-	eventually(t, 20*time.Second, "the container's memory is accounted in its cgroup", func() error {
+	poll.Eventually(t, 20*time.Second, "the container's memory is accounted in its cgroup", func() error {
 		stats, err := b.Containerd.Runtime.ContainerStats(ctx, pod.ContainerID)
 		if err != nil {
 			return err

@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/eci-dev/eci/internal/poll"
 )
 
 const cgroup2Magic = 0x63677270
@@ -96,15 +99,12 @@ done; exit 0`, name))
 func removeCgroups(name string) error {
 	script := fmt.Sprintf(`for d in /sys/fs/cgroup/*/%s; do [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null; done
 left=0; for d in /sys/fs/cgroup/*/%s; do [ -d "$d" ] && left=1 && echo "$d"; done; exit $left`, name, name)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, err := cgroupScript(script)
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("cgroups still present (tasks still in them?): %s", strings.TrimSpace(string(out)))
-		}
-		time.Sleep(100 * time.Millisecond)
+	var out []byte
+	if err := poll.Until(context.Background(), 10*time.Second, func() (err error) {
+		out, err = cgroupScript(script)
+		return err
+	}); err != nil {
+		return fmt.Errorf("cgroups still present (tasks still in them?): %s", strings.TrimSpace(string(out)))
 	}
+	return nil
 }

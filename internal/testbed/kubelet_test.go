@@ -11,6 +11,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/eci-dev/eci/internal/poll"
 )
 
 // The bed's optional real node: a pod scheduled by kube-scheduler runs on the
@@ -41,7 +43,7 @@ func TestKubeletRunsScheduledPod(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ip string
-	eventually(t, 2*time.Minute, "the pod runs on the bed's node", func() error {
+	poll.Eventually(t, 2*time.Minute, "the pod runs on the bed's node", func() error {
 		p, err := cs.CoreV1().Pods("default").Get(ctx, "web", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -56,7 +58,7 @@ func TestKubeletRunsScheduledPod(t *testing.T) {
 		t.Fatalf("pod IP %s outside the bed's pod network %s", ip, b.Network.PodCIDR)
 	}
 	client := &http.Client{Timeout: 2 * time.Second}
-	eventually(t, 30*time.Second, "the pod serves HTTP on its IP", func() error {
+	poll.Eventually(t, 30*time.Second, "the pod serves HTTP on its IP", func() error {
 		resp, err := client.Get("http://" + ip + ":8080/index.html")
 		if err != nil {
 			return err
@@ -68,7 +70,7 @@ func TestKubeletRunsScheduledPod(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, 30*time.Second, "the pod's log comes back through the apiserver", func() error {
+	poll.Eventually(t, 30*time.Second, "the pod's log comes back through the apiserver", func() error {
 		raw, err := cs.CoreV1().Pods("default").GetLogs("web", &corev1.PodLogOptions{}).DoRaw(ctx)
 		if err != nil {
 			return err

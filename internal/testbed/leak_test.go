@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/eci-dev/eci/internal/poll"
 )
 
 // trace is what a bed can leave on the machine.
@@ -125,7 +127,7 @@ func TestKilledRunIsCleanedByNextBed(t *testing.T) {
 	}
 	var slotIndex int
 	var dir string
-	eventually(t, 2*time.Minute, "the helper's bed runs a pod", func() error {
+	poll.Eventually(t, 2*time.Minute, "the helper's bed runs a pod", func() error {
 		for _, line := range strings.Split(out.String(), "\n") {
 			if i := strings.Index(line, "HELPER-READY "); i >= 0 {
 				if _, err := fmt.Sscanf(line[i:], "HELPER-READY %d %s", &slotIndex, &dir); err == nil {
@@ -143,7 +145,7 @@ func TestKilledRunIsCleanedByNextBed(t *testing.T) {
 	}
 	_ = cmd.Wait()
 
-	eventually(t, 15*time.Second, "the killed run's daemons die with it", func() error {
+	poll.Eventually(t, 15*time.Second, "the killed run's daemons die with it", func() error {
 		if p := traceOf(t, slotIndex, dir).processes; len(p) > 0 {
 			return fmt.Errorf("still running: %v", p)
 		}

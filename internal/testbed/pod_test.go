@@ -10,6 +10,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/eci-dev/eci/internal/poll"
 )
 
 // testPod is a pod sandbox with one busybox container, run through CRI.
@@ -67,22 +69,6 @@ func runBusyboxPod(ctx context.Context, t *testing.T, b *Bed, name, script strin
 	}
 }
 
-// eventually polls cond every 100 ms until it returns nil or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %s: %v", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // runKubeletPod creates a busybox pod for the bed's kubelet and waits until it runs.
 func runKubeletPod(ctx context.Context, t *testing.T, b *Bed, name string) {
 	t.Helper()
@@ -97,7 +83,7 @@ func runKubeletPod(ctx context.Context, t *testing.T, b *Bed, name string) {
 	if _, err := cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Minute, "pod "+name+" runs on the kubelet", func() error {
+	poll.Eventually(t, 2*time.Minute, "pod "+name+" runs on the kubelet", func() error {
 		p, err := cs.CoreV1().Pods("default").Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err

@@ -2,6 +2,7 @@ package vnode
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -52,9 +53,12 @@ func testConfig(t *testing.T) (Config, *httptest.Server) {
 // most base, or the least seen within a few seconds.
 func goroutines(base int) int {
 	least := runtime.NumGoroutine()
-	for deadline := time.Now().Add(5 * time.Second); least > base && time.Now().Before(deadline); time.Sleep(poll.Interval) {
-		least = min(least, runtime.NumGoroutine())
-	}
+	_ = poll.Until(context.Background(), 5*time.Second, func() error {
+		if least = min(least, runtime.NumGoroutine()); least > base {
+			return fmt.Errorf("%d goroutines", least)
+		}
+		return nil
+	})
 	return least
 }
 

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 
 	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/vnode"
 )
 
@@ -47,7 +48,7 @@ func testAnnotations(t *testing.T, c *cluster, ns string) {
 		if p.Status.PodIP != ip.String() {
 			t.Errorf("pod IP %s, asked %s", p.Status.PodIP, ip)
 		}
-		eventually(t, "the instance's id and size on the pod", 10*time.Second, func() error {
+		poll.Eventually(t, 10*time.Second, "the instance's id and size on the pod", func() error {
 			cur, err := c.kube.CoreV1().Pods(ns).Get(ctx, "annotated", metav1.GetOptions{})
 			if err != nil {
 				return err
@@ -65,7 +66,7 @@ func testAnnotations(t *testing.T, c *cluster, ns string) {
 		if g.Spec.Tags["team"] != "web" || g.Spec.Tags["env"] != "test" || g.Spec.ExtraEphemeralStorage != 20 {
 			t.Errorf("group tags %v, extra storage %d GiB", g.Spec.Tags, g.Spec.ExtraEphemeralStorage)
 		}
-		eventually(t, "the custom host in /etc/hosts", 10*time.Second, func() error {
+		poll.Eventually(t, 10*time.Second, "the custom host in /etc/hosts", func() error {
 			raw, err := c.kube.CoreV1().Pods(ns).GetLogs("annotated", &corev1.PodLogOptions{}).Do(ctx).Raw()
 			if err != nil || !strings.Contains(string(raw), "198.18.0.9") || !strings.Contains(string(raw), "db.internal") {
 				return fmt.Errorf("/etc/hosts %q (%v)", raw, err)
@@ -107,7 +108,7 @@ func testAnnotations(t *testing.T, c *cluster, ns string) {
 		}
 		defer func() { _ = c.kube.AppsV1().DaemonSets(ns).Delete(ctx, "agent", metav1.DeleteOptions{}) }()
 		var failed *corev1.Pod
-		eventually(t, "the DaemonSet's pod on the virtual node Failed", 60*time.Second, func() error {
+		poll.Eventually(t, 60*time.Second, "the DaemonSet's pod on the virtual node Failed", func() error {
 			list, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=agent"})
 			if err != nil {
 				return err
@@ -131,7 +132,7 @@ func testAnnotations(t *testing.T, c *cluster, ns string) {
 // podEvent waits for an Event on pod with reason whose message has want.
 func podEvent(t *testing.T, c *cluster, ns string, pod *corev1.Pod, reason, want string) {
 	t.Helper()
-	eventually(t, "Event "+reason+" on "+pod.Name, 20*time.Second, func() error {
+	poll.Eventually(t, 20*time.Second, "Event "+reason+" on "+pod.Name, func() error {
 		evs, err := c.kube.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("involvedObject.uid", string(pod.UID)).String()})
 		if err != nil {
 			return err

@@ -20,6 +20,7 @@ import (
 	"github.com/eci-dev/eci/internal/agent"
 	"github.com/eci-dev/eci/internal/agent/agenttest"
 	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/server/servertest"
 	"github.com/eci-dev/eci/internal/testbed"
 	"github.com/eci-dev/eci/internal/vnode"
@@ -190,13 +191,13 @@ wait:
 	// is removed after its last pod), so that it never competes with
 	// these deletions.
 	_ = c.kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
-	for end := time.Now().Add(10 * time.Minute); !o.last; time.Sleep(time.Second) {
-		if _, err := c.kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-			break
-		}
-		if time.Now().After(end) {
-			b.Fatalf("%s: namespace not gone after 10 minutes", ns)
-		}
+	if !o.last {
+		poll.Eventually(b, 10*time.Minute, ns+": namespace gone", func() error {
+			if _, err := c.kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("get: %v", err)
+			}
+			return nil
+		})
 	}
 	return out, took
 }

@@ -25,6 +25,7 @@ import (
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/agent"
 	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/runtime"
 	"github.com/eci-dev/eci/internal/testbed"
 	"github.com/eci-dev/eci/internal/vnode"
@@ -80,7 +81,7 @@ func TestChurnUnderKills(t *testing.T) {
 		args: []string{"server", "--data-dir", filepath.Join(dir, "server"), "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--host-lease-ttl", lease.String()}}
 	server.start()
 	var conf client.ConfigFile
-	eventually(t, "the server's admin config", 60*time.Second, func() (err error) {
+	poll.Eventually(t, 60*time.Second, "the server's admin config", func() (err error) {
 		conf, err = client.LoadConfigFile(filepath.Join(dir, "server", "admin.conf"))
 		return err
 	})
@@ -88,7 +89,7 @@ func TestChurnUnderKills(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the server ready", 30*time.Second, func() error { return admin.Ready(ctx) })
+	poll.Eventually(t, 30*time.Second, "the server ready", func() error { return admin.Ready(ctx) })
 	if _, err := admin.CreateVSwitch(ctx, &apiv1.VSwitch{Metadata: apiv1.ObjectMeta{Name: "vsw-churn"}, Spec: apiv1.VSwitchSpec{Zone: "zone-a", CIDR: bed.Network.VSwitchCIDR.String()}}); err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +118,7 @@ func TestChurnUnderKills(t *testing.T) {
 		"--server", serverURL, "--ca-file", conf.CAFile, "--token-file", tokenFile("tenant.token", apiv1.TokenSpec{Kind: apiv1.TokenTenant, Tenant: "churn"}),
 		"--internal-ip", bed.Network.NodeIP.String(), "--listen", bed.Network.NodeIP.String() + ":10250", "--client-ca-file", bed.Kube.CAFile}}
 	vn.start()
-	eventually(t, "the virtual node Ready", 60*time.Second, func() error { return nodeReady(ctx, kube) })
+	poll.Eventually(t, 60*time.Second, "the virtual node Ready", func() error { return nodeReady(ctx, kube) })
 
 	rt, err := runtime.NewCRI(bed.Containerd.Endpoint, quietLogger())
 	if err != nil {
@@ -164,7 +165,7 @@ func TestChurnUnderKills(t *testing.T) {
 		if c := killAt[round]; c != nil {
 			c.p.kill()
 			kills = append(kills, fmt.Sprintf("%s at %s", c.name, time.Since(began).Round(100*time.Millisecond)))
-			time.Sleep(time.Duration(1+rng.IntN(3)) * time.Second)
+			time.Sleep(time.Duration(1+rng.IntN(3)) * time.Second) // down for 1-3 s on purpose
 			c.start()
 		}
 		for i := range 5 {
@@ -193,7 +194,7 @@ func TestChurnUnderKills(t *testing.T) {
 	// Every pod that exists Running on exactly one instance; no instance
 	// without its pod.
 	settled := time.Now()
-	eventually(t, "every pod Running with exactly one instance, every instance with its pod", 180*time.Second, func() error {
+	poll.Eventually(t, 180*time.Second, "every pod Running with exactly one instance, every instance with its pod", func() error {
 		return oneInstanceEach(ctx, kube, admin)
 	})
 	settleTook := time.Since(settled)
@@ -204,7 +205,7 @@ func TestChurnUnderKills(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, "no pod, no instance, no address left", 120*time.Second, func() error {
+	poll.Eventually(t, 120*time.Second, "no pod, no instance, no address left", func() error {
 		pods, err := kube.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=churn"})
 		if err != nil {
 			return err

@@ -21,6 +21,7 @@ import (
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/fakeagent"
 	"github.com/eci-dev/eci/internal/pki"
+	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/store"
 	"github.com/eci-dev/eci/internal/testbed"
 )
@@ -63,8 +64,16 @@ func (p *proc) kill() {
 		return
 	}
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	for i := 0; i < 100 && syscall.Kill(p.cmd.Process.Pid, 0) == nil; i++ {
-		time.Sleep(20 * time.Millisecond)
+	_ = poll.Until(context.Background(), 2*time.Second, gone(p.cmd.Process.Pid))
+}
+
+// gone is a condition for poll.Until: process pid no longer exists.
+func gone(pid int) func() error {
+	return func() error {
+		if syscall.Kill(pid, 0) == nil {
+			return fmt.Errorf("process %d still exists", pid)
+		}
+		return nil
 	}
 }
 
@@ -186,7 +195,7 @@ func TestHAUnderFaults(t *testing.T) {
 		}
 		return -1
 	}
-	eventually(t, "three servers ready, one leading", 60*time.Second, func() error {
+	poll.Eventually(t, 60*time.Second, "three servers ready, one leading", func() error {
 		if l := leader([]int{0, 1, 2}); l < 0 {
 			return fmt.Errorf("no leader yet")
 		}
@@ -239,10 +248,10 @@ func TestHAUnderFaults(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}()
-	time.Sleep(8 * time.Second)
+	time.Sleep(8 * time.Second) // the scenario: 8 s of load before the etcd kill,
 	etcds[0].kill()
 	etcdKilled := time.Now()
-	time.Sleep(8 * time.Second)
+	time.Sleep(8 * time.Second) // 8 s with one etcd down before the leader's kill
 	old := leader([]int{0, 1, 2})
 	if old < 0 {
 		t.Fatal("no leading server before the kill")
@@ -256,7 +265,7 @@ func TestHAUnderFaults(t *testing.T) {
 		}
 	}
 	var takeover time.Duration
-	eventually(t, "another server leads", 60*time.Second, func() error {
+	poll.Eventually(t, 60*time.Second, "another server leads", func() error {
 		if l := leader(alive); l >= 0 {
 			takeover = time.Since(serverKilled)
 			return nil
@@ -286,7 +295,7 @@ func TestHAUnderFaults(t *testing.T) {
 		}
 	}
 	var placed map[string]string
-	eventually(t, "every group created is placed and Running", 60*time.Second, func() error {
+	poll.Eventually(t, 60*time.Second, "every group created is placed and Running", func() error {
 		placed = map[string]string{}
 		ips := map[string]string{}
 		for _, r := range results {

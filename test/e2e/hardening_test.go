@@ -17,6 +17,7 @@ import (
 
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/pki"
+	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/vnode"
 )
 
@@ -84,24 +85,24 @@ func testHardening(t *testing.T, c *cluster, ns string) {
 			p := c.waitPod(t, ns, name, "Running and Ready through its named port", 60*time.Second, ready)
 			ids[name] = p.Annotations[vnode.AnnInstanceID]
 		}
-		eventually(t, "the dotted pod's hostname is its name", 10*time.Second, func() error {
+		poll.Eventually(t, 10*time.Second, "the dotted pod's hostname is its name", func() error {
 			raw, err := c.kube.CoreV1().Pods(ns).GetLogs("web.v1", &corev1.PodLogOptions{}).Do(context.Background()).Raw()
 			if err != nil || strings.TrimSpace(string(raw)) != "web.v1" {
 				return fmt.Errorf("log %q (%v)", raw, err)
 			}
 			return nil
 		})
-		time.Sleep(3 * orphanInterval) // the orphan collector ran a few times
-		for name := range ids {
-			p := c.waitPod(t, ns, name, "still Running with its first instance", time.Second, ready)
-			if p.Status.ContainerStatuses[0].RestartCount != 0 {
-				t.Errorf("pod %s restarted: %+v", name, p.Status.ContainerStatuses[0])
-			}
+		// While the orphan collector runs a few times:
+		c.keepInstances(t, ns, ids, 3*orphanInterval, func(p *corev1.Pod, _ string) error {
 			groups, err := c.eci.ListGroups(context.Background(), client.ListOptions{LabelSelector: vnode.LabelPodUID + "=" + string(p.UID)})
 			if err != nil || len(groups.Items) != 1 || groups.Items[0].Metadata.ID != p.Annotations[vnode.AnnInstanceID] ||
-				groups.Items[0].Metadata.DeletionRequestedAt != nil || groups.Items[0].Metadata.Labels[vnode.LabelPodName] != name {
-				t.Errorf("pod %s (instance %s): groups %+v (%v)", name, p.Annotations[vnode.AnnInstanceID], groups, err)
+				groups.Items[0].Metadata.DeletionRequestedAt != nil || groups.Items[0].Metadata.Labels[vnode.LabelPodName] != p.Name {
+				return fmt.Errorf("instance %s: groups %+v (%v)", p.Annotations[vnode.AnnInstanceID], groups, err)
 			}
+			return nil
+		})
+		for name := range ids {
+			c.waitPod(t, ns, name, "still Running with its first instance", time.Second, ready)
 		}
 		c.deletePods(t, ns, ids)
 	})
@@ -125,7 +126,7 @@ func testHardening(t *testing.T, c *cluster, ns string) {
 		ids := map[string]string{}
 		for _, name := range []string{"on-first", "on-second"} {
 			c.waitPod(t, ns, name, "Running", 60*time.Second, running)
-			eventually(t, name+"'s instance id", 10*time.Second, func() error {
+			poll.Eventually(t, 10*time.Second, name+"'s instance id", func() error {
 				cur, err := c.kube.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
 				if err != nil || cur.Annotations[vnode.AnnInstanceID] == "" {
 					return fmt.Errorf("annotations %v (%v)", cur.GetAnnotations(), err)
@@ -134,18 +135,41 @@ func testHardening(t *testing.T, c *cluster, ns string) {
 				return nil
 			})
 		}
-		time.Sleep(3 * orphanInterval)
-		for name, id := range ids {
+		c.keepInstances(t, ns, ids, 3*orphanInterval, func(_ *corev1.Pod, id string) error {
 			g, err := c.eci.GetGroup(context.Background(), id)
 			if err != nil || g.Metadata.DeletionRequestedAt != nil || g.Status.State.Terminal() {
-				t.Errorf("the instance of %s was deleted by the other virtual node: %+v (%v)", name, g, err)
+				return fmt.Errorf("the instance was deleted by the other virtual node: %+v (%v)", g, err)
 			}
-			p := c.waitPod(t, ns, name, "still Running", time.Second, running)
-			if p.Status.ContainerStatuses[0].RestartCount != 0 {
-				t.Errorf("pod %s restarted", name)
+			return nil
+		})
+		c.deletePods(t, ns, ids)
+	})
+}
+
+// keepInstances checks for d (the orphan collector's runs) that each pod of
+// ids (name -> its instance's id) stays Running without a restart and that
+// kept(pod, id) holds, failing t as soon as one does not.
+func (c *cluster) keepInstances(t *testing.T, ns string, ids map[string]string, d time.Duration, kept func(p *corev1.Pod, id string) error) {
+	t.Helper()
+	poll.Consistently(t, d, "the pods keep their instances", func() error {
+		for name, id := range ids {
+			p, err := c.kube.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if err := running(p); err != nil {
+				return fmt.Errorf("pod %s: %v", name, err)
+			}
+			for _, s := range p.Status.ContainerStatuses {
+				if s.RestartCount != 0 {
+					return fmt.Errorf("pod %s restarted: %+v", name, s)
+				}
+			}
+			if err := kept(p, id); err != nil {
+				return fmt.Errorf("pod %s: %v", name, err)
 			}
 		}
-		c.deletePods(t, ns, ids)
+		return nil
 	})
 }
 
@@ -158,7 +182,7 @@ func (c *cluster) deletePods(t *testing.T, ns string, names map[string]string) {
 			t.Error(err)
 		}
 	}
-	eventually(t, "the pods gone", 60*time.Second, func() error {
+	poll.Eventually(t, 60*time.Second, "the pods gone", func() error {
 		for name := range names {
 			if _, err := c.kube.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{}); err == nil {
 				return fmt.Errorf("pod %s is still there", name)

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 
 	"github.com/eci-dev/eci/internal/agent/agenttest"
+	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/profile"
 	"github.com/eci-dev/eci/internal/server/servertest"
 	"github.com/eci-dev/eci/internal/testbed"
@@ -82,7 +83,7 @@ func TestProfile(t *testing.T) {
 
 	t.Run("the vnode keeps its webhook: failurePolicy Ignore, a short timeout, pod CREATE only, kube-system excluded", func(t *testing.T) {
 		var hook admissionregistrationv1.MutatingWebhook
-		eventually(t, "the MutatingWebhookConfiguration", 10*time.Second, func() error {
+		poll.Eventually(t, 10*time.Second, "the MutatingWebhookConfiguration", func() error {
 			mwc, err := c.kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "eci-profile."+nodeName, metav1.GetOptions{})
 			if err != nil {
 				return err
@@ -121,7 +122,7 @@ func TestProfile(t *testing.T) {
 		pod := func() *corev1.Pod {
 			return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{GenerateName: "web-", Labels: map[string]string{"app": "web"}, Annotations: map[string]string{"owner": "me"}}, Spec: sleeper}
 		}
-		eventually(t, "the selector applies", 10*time.Second, func() error {
+		poll.Eventually(t, 10*time.Second, "the selector applies", func() error {
 			p := dryRun(t, "apps", pod())
 			if p.Annotations["stage"] != "one" {
 				return fmt.Errorf("annotations %v", p.Annotations)
@@ -145,7 +146,7 @@ func TestProfile(t *testing.T) {
 
 		edited := time.Now()
 		setProfile(t, `[{"name":"web","objectSelector":{"matchLabels":{"app":"web"}},"effect":{"annotations":{"stage":"two"}}}]`)
-		eventually(t, "the edit reaches the next pod", 10*time.Second, func() error {
+		poll.Eventually(t, 10*time.Second, "the edit reaches the next pod", func() error {
 			if p := dryRun(t, "apps", pod()); p.Annotations["stage"] != "two" {
 				return fmt.Errorf("annotations %v", p.Annotations)
 			}
@@ -154,7 +155,7 @@ func TestProfile(t *testing.T) {
 		t.Logf("ConfigMap edit -> next pod mutated by it: %s", time.Since(edited).Round(time.Millisecond))
 
 		setProfile(t, `[{"name":"web","objectSelector":{"matchLabels":{"app":"web"}},"effect":{"annotations":{"stage":"three"}},"policy":"sometimes"}]`)
-		eventually(t, "an Event on the ConfigMap says what is wrong", 10*time.Second, func() error {
+		poll.Eventually(t, 10*time.Second, "an Event on the ConfigMap says what is wrong", func() error {
 			evs, err := c.kube.CoreV1().Events(profile.ConfigMapNamespace).List(ctx, metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("involvedObject.name", profile.ConfigMapName).String()})
 			if err != nil {
 				return err
@@ -174,7 +175,7 @@ func TestProfile(t *testing.T) {
 	t.Run("normalNodePrefer: a Deployment larger than the real node runs its first pods there and the overflow on the virtual node", func(t *testing.T) {
 		setProfile(t, `[{"name":"burst","objectSelector":{"matchLabels":{"app":"burst"}},"policy":"normalNodePrefer","unschedulableSeconds":2}]`)
 		namespace(t, "hybrid", nil)
-		eventually(t, "the profile applies", 10*time.Second, func() error {
+		poll.Eventually(t, 10*time.Second, "the profile applies", func() error {
 			p := dryRun(t, "hybrid", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "probe", Labels: map[string]string{"app": "burst"}}, Spec: sleeper})
 			if p.Annotations[profile.AnnOverflowAfter] != "2" || p.Spec.NodeSelector != nil {
 				return fmt.Errorf("annotations %v", p.Annotations)
@@ -209,7 +210,7 @@ func TestProfile(t *testing.T) {
 			return onReal, onVirtual, nil
 		}
 		var onReal []corev1.Pod
-		eventually(t, "2 pods Running on the real node and 2 on the virtual node", 120*time.Second, func() error {
+		poll.Eventually(t, 120*time.Second, "2 pods Running on the real node and 2 on the virtual node", func() error {
 			r, v, err := placement()
 			if err != nil {
 				return err
@@ -237,7 +238,7 @@ func TestProfile(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		eventually(t, "the replacements on the real node", 120*time.Second, func() error {
+		poll.Eventually(t, 120*time.Second, "the replacements on the real node", func() error {
 			r, v, err := placement()
 			if err != nil {
 				return err

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/testbed"
 	"github.com/eci-dev/eci/internal/up"
 	"github.com/eci-dev/eci/internal/vnode"
@@ -91,9 +92,7 @@ func (u *upProcess) start() {
 func (u *upProcess) kill() {
 	if u.cmd != nil && u.cmd.Process != nil {
 		_ = syscall.Kill(-u.cmd.Process.Pid, syscall.SIGKILL)
-		for i := 0; i < 100 && syscall.Kill(u.cmd.Process.Pid, 0) == nil; i++ {
-			time.Sleep(50 * time.Millisecond)
-		}
+		_ = poll.Until(context.Background(), 5*time.Second, gone(u.cmd.Process.Pid))
 	}
 }
 
@@ -150,10 +149,10 @@ func TestEciUpRestartsIntoTheTruth(t *testing.T) {
 		return out, nil
 	}
 	var before map[string]string
-	eventually(t, "20 pods Running", 180*time.Second, func() (err error) { before, err = instances(); return err })
+	poll.Eventually(t, 180*time.Second, "20 pods Running", func() (err error) { before, err = instances(); return err })
 
 	u.kill()
-	eventually(t, "the node NotReady once its lease ends", 150*time.Second, func() error {
+	poll.Eventually(t, 150*time.Second, "the node NotReady once its lease ends", func() error {
 		n, err := kube.CoreV1().Nodes().Get(ctx, "eci-vnode", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -175,7 +174,7 @@ func TestEciUpRestartsIntoTheTruth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "every pod Running on its first instance, exactly one each, the node Ready", 120*time.Second, func() error {
+	poll.Eventually(t, 120*time.Second, "every pod Running on its first instance, exactly one each, the node Ready", func() error {
 		after, err := instances()
 		if err != nil {
 			return err

@@ -21,6 +21,7 @@ import (
 
 	"github.com/eci-dev/eci/internal/agent/agenttest"
 	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/server/servertest"
 	"github.com/eci-dev/eci/internal/testbed"
 	"github.com/eci-dev/eci/internal/vnode"
@@ -127,21 +128,6 @@ func onVNode(spec corev1.PodSpec) corev1.PodSpec {
 	return spec
 }
 
-func eventually(t *testing.T, what string, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %s: %v", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 func TestVirtualNode(t *testing.T) {
 	c := start(t)
 	ctx := context.Background()
@@ -149,7 +135,7 @@ func TestVirtualNode(t *testing.T) {
 	busybox := c.bed.Registry.Busybox
 
 	t.Run("the node joins with its labels, taint and Ready", func(t *testing.T) {
-		eventually(t, "node Ready", 30*time.Second, func() error {
+		poll.Eventually(t, 30*time.Second, "node Ready", func() error {
 			n, err := c.kube.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
 			if err != nil {
 				return err
@@ -180,7 +166,7 @@ func TestVirtualNode(t *testing.T) {
 			t.Fatal(err)
 		}
 		var pods []corev1.Pod
-		eventually(t, "3 pods Running on the virtual node", 60*time.Second, func() error {
+		poll.Eventually(t, 60*time.Second, "3 pods Running on the virtual node", func() error {
 			list, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
 			if err != nil {
 				return err
@@ -199,7 +185,7 @@ func TestVirtualNode(t *testing.T) {
 		ips := map[string]bool{}
 		for _, p := range pods {
 			ips[p.Status.PodIP] = true
-			eventually(t, "the group id and its size written back on pod "+p.Name, 10*time.Second, func() error {
+			poll.Eventually(t, 10*time.Second, "the group id and its size written back on pod "+p.Name, func() error {
 				cur, err := c.kube.CoreV1().Pods(ns).Get(ctx, p.Name, metav1.GetOptions{})
 				if err != nil {
 					return err
@@ -209,7 +195,7 @@ func TestVirtualNode(t *testing.T) {
 				}
 				return nil
 			})
-			eventually(t, "HTTP from pod "+p.Name, 20*time.Second, func() error {
+			poll.Eventually(t, 20*time.Second, "HTTP from pod "+p.Name, func() error {
 				resp, err := (&http.Client{Timeout: 2 * time.Second}).Get("http://" + p.Status.PodIP + ":8080/index.html")
 				if err != nil {
 					return err
@@ -239,7 +225,7 @@ func TestVirtualNode(t *testing.T) {
 		if _, err := c.kube.AppsV1().Deployments(ns).UpdateScale(ctx, "web", scale, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "no pod and no group left", 60*time.Second, func() error {
+		poll.Eventually(t, 60*time.Second, "no pod and no group left", func() error {
 			list, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
 			if err != nil || len(list.Items) != 0 {
 				return fmt.Errorf("%d pods (%v)", len(list.Items), err)
@@ -260,7 +246,7 @@ func TestVirtualNode(t *testing.T) {
 		if _, err := c.kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the pod Failed with HostPathNotSupported", 30*time.Second, func() error {
+		poll.Eventually(t, 30*time.Second, "the pod Failed with HostPathNotSupported", func() error {
 			p, err := c.kube.CoreV1().Pods(ns).Get(ctx, "hostpath", metav1.GetOptions{})
 			if err != nil {
 				return err
@@ -328,7 +314,7 @@ func TestVirtualNode(t *testing.T) {
 			return out, nil
 		}
 		var before map[string]string
-		eventually(t, "2 steady pods and the lone pod Running", 60*time.Second, func() error {
+		poll.Eventually(t, 60*time.Second, "2 steady pods and the lone pod Running", func() error {
 			list, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{FieldSelector: "status.phase=Running"})
 			if err != nil {
 				return err
@@ -351,7 +337,7 @@ func TestVirtualNode(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.stopVNode = c.startVNode(t)
-		eventually(t, "the same groups for the steady pods, the lone pod's deleted", 60*time.Second, func() error {
+		poll.Eventually(t, 60*time.Second, "the same groups for the steady pods, the lone pod's deleted", func() error {
 			after, err := groups()
 			if err != nil {
 				return err
@@ -389,7 +375,7 @@ func TestVirtualNode(t *testing.T) {
 		if _, err := c.kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the pod Running on eci-vnode-b", 60*time.Second, func() error {
+		poll.Eventually(t, 60*time.Second, "the pod Running on eci-vnode-b", func() error {
 			p, err := c.kube.CoreV1().Pods(ns).Get(ctx, "on-b", metav1.GetOptions{})
 			if err != nil {
 				return err

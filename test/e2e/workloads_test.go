@@ -21,13 +21,15 @@ import (
 	"k8s.io/client-go/tools/remotecommand"
 	"k8s.io/client-go/transport/spdy"
 	utilexec "k8s.io/client-go/util/exec"
+
+	"github.com/eci-dev/eci/internal/poll"
 )
 
 // waitPod polls pod name until cond holds.
 func (c *cluster) waitPod(t *testing.T, ns, name, what string, timeout time.Duration, cond func(*corev1.Pod) error) *corev1.Pod {
 	t.Helper()
 	var pod *corev1.Pod
-	eventually(t, name+": "+what, timeout, func() error {
+	poll.Eventually(t, timeout, name+": "+what, func() error {
 		p, err := c.kube.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -67,7 +69,7 @@ func TestWorkloads(t *testing.T) {
 		if _, err := c.kube.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the Job Complete", 60*time.Second, func() error {
+		poll.Eventually(t, 60*time.Second, "the Job Complete", func() error {
 			j, err := c.kube.BatchV1().Jobs(ns).Get(ctx, "once", metav1.GetOptions{})
 			if err != nil {
 				return err
@@ -149,7 +151,7 @@ func TestWorkloads(t *testing.T) {
 	})
 
 	t.Run("the node's /stats/summary through the apiserver (kubectl top's source)", func(t *testing.T) {
-		eventually(t, "stats of the running pod", 20*time.Second, func() error {
+		poll.Eventually(t, 20*time.Second, "stats of the running pod", func() error {
 			raw, err := c.kube.CoreV1().RESTClient().Get().AbsPath("/api/v1/nodes/" + nodeName + "/proxy/stats/summary").DoRaw(ctx)
 			if err != nil {
 				return err
@@ -162,7 +164,7 @@ func TestWorkloads(t *testing.T) {
 	})
 
 	t.Run("the node's /metrics/resource through the apiserver (metrics-server's source)", func(t *testing.T) {
-		eventually(t, "resource metrics of the running pod", 20*time.Second, func() error {
+		poll.Eventually(t, 20*time.Second, "resource metrics of the running pod", func() error {
 			raw, err := c.kube.CoreV1().RESTClient().Get().AbsPath("/api/v1/nodes/" + nodeName + "/proxy/metrics/resource").DoRaw(ctx)
 			if err != nil {
 				return err
@@ -201,7 +203,7 @@ func TestWorkloads(t *testing.T) {
 				Command: []string{"sh", "-c", "while :; do echo mode=$(cat /cfg/mode); sleep 0.2; done"}}}}})
 		c.waitPod(t, ns, "reader", "Running", 60*time.Second, running)
 		logHas := func(want string) {
-			eventually(t, "the log shows "+want, 30*time.Second, func() error {
+			poll.Eventually(t, 30*time.Second, "the log shows "+want, func() error {
 				raw, err := c.kube.CoreV1().Pods(ns).GetLogs("reader", &corev1.PodLogOptions{}).Do(ctx).Raw()
 				if err != nil || !strings.Contains(string(raw), want) {
 					return fmt.Errorf("log %q (%v)", raw, err)
@@ -234,7 +236,7 @@ func TestWorkloads(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.waitPod(t, ns, "needs-secret", "Running", 60*time.Second, running)
-		eventually(t, "the secret's file in the container", 20*time.Second, func() error {
+		poll.Eventually(t, 20*time.Second, "the secret's file in the container", func() error {
 			raw, err := c.kube.CoreV1().Pods(ns).GetLogs("needs-secret", &corev1.PodLogOptions{}).Do(ctx).Raw()
 			if err != nil || strings.TrimSpace(string(raw)) != "s3cret" {
 				return fmt.Errorf("log %q (%v)", raw, err)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/server"
 )
 
@@ -95,17 +97,19 @@ func (s *Server) VSwitch(t testing.TB, name, zone, cidr string) {
 // WaitGroup polls group id until cond holds (20 s at most).
 func (s *Server) WaitGroup(t testing.TB, id string, what string, cond func(*apiv1.ContainerGroup) bool) *apiv1.ContainerGroup {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		g, err := s.Admin.GetGroup(context.Background(), id)
-		if err == nil && cond(g) {
-			return g
+	var g *apiv1.ContainerGroup
+	poll.Eventually(t, 20*time.Second, "group "+id+": "+what, func() error {
+		cur, err := s.Admin.GetGroup(context.Background(), id)
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("group %s: %s: not after 20s (err %v, status %+v)", id, what, err, g.Status)
+		if !cond(cur) {
+			return fmt.Errorf("status %+v", cur.Status)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		g = cur
+		return nil
+	})
+	return g
 }
 
 // TenantClient makes tenant (without quota) and a token of it, and returns
