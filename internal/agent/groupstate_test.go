@@ -8,8 +8,6 @@ import (
 	"time"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
-	"github.com/eci-dev/eci/internal/client"
-	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/runtime"
 	"github.com/eci-dev/eci/internal/server/servertest"
@@ -52,7 +50,6 @@ func TestAGroupWithOnlyAStartupProbeLeavesNoState(t *testing.T) {
 	srv.VSwitch(t, "vsw-a", "zone-a", "198.19.128.0/24")
 	rt := runtime.NewFake(netip.MustParseAddr("198.19.200.2"))
 	a, _ := startFakeAgent(t, srv, rt, "eci-test")
-	ctx := context.Background()
 
 	g := simpleGroup("startup-only", "", "app")
 	g.Spec.Containers[0].StartupProbe = &apiv1.Probe{Exec: &apiv1.ExecAction{Command: []string{"true"}}, PeriodSeconds: 1}
@@ -67,15 +64,7 @@ func TestAGroupWithOnlyAStartupProbeLeavesNoState(t *testing.T) {
 		t.Fatalf("while running: started %v with %d probes, want true with its startup probe", started, probes)
 	}
 
-	if _, err := srv.Admin.DeleteGroup(ctx, id, client.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	poll.Eventually(t, 20*time.Second, "the deleted group gone from the server", func() error {
-		if _, err := srv.Admin.GetGroup(ctx, id); !errdefs.IsNotFound(err) {
-			return fmt.Errorf("still there (%v)", err)
-		}
-		return nil
-	})
+	srv.DeleteGroup(t, id, 20*time.Second, "the deleted group gone from the server")
 	poll.Eventually(t, 10*time.Second, "the group's record gone from the agent", func() error {
 		for _, got := range a.states.ids() {
 			if got == id {

@@ -237,15 +237,7 @@ func testHardening(t *testing.T, bed *testbed.Bed, srv *servertest.Server, rt Ru
 			}
 			return nil
 		})
-		if _, err := srv.Admin.DeleteGroup(ctx, id, client.DeleteOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		poll.Eventually(t, 30*time.Second, "group gone after its preStop hook", func() error {
-			if _, err := srv.Admin.GetGroup(ctx, id); !errdefs.IsNotFound(err) {
-				return fmt.Errorf("still there (%v)", err)
-			}
-			return nil
-		})
+		srv.DeleteGroup(t, id, 30*time.Second, "group gone after its preStop hook")
 		if n := stolen.Load(); n != 0 {
 			t.Fatalf("the agent followed the instance's redirect to a host address %d times", n)
 		}

@@ -15,6 +15,7 @@ import (
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/server"
 )
@@ -110,6 +111,21 @@ func (s *Server) WaitGroup(t testing.TB, id string, what string, cond func(*apiv
 		return nil
 	})
 	return g
+}
+
+// DeleteGroup deletes group id gracefully and waits until the server has
+// removed it (its agent stopped it and finalized), timeout at most.
+func (s *Server) DeleteGroup(t testing.TB, id string, timeout time.Duration, what string) {
+	t.Helper()
+	if _, err := s.Admin.DeleteGroup(context.Background(), id, client.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll.Eventually(t, timeout, what, func() error {
+		if _, err := s.Admin.GetGroup(context.Background(), id); !errdefs.IsNotFound(err) {
+			return fmt.Errorf("still there (%v)", err)
+		}
+		return nil
+	})
 }
 
 // TenantClient makes tenant (without quota) and a token of it, and returns
