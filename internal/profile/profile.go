@@ -100,7 +100,7 @@ func Parse(data map[string]string) (*Profile, error) {
 		v := strings.TrimSpace(data[k])
 		switch k {
 		case KeyVSwitchIDs:
-			p.VSwitchIDs = splitList(v)
+			p.VSwitchIDs = SplitList(v)
 		case KeySecurityGroupID:
 			p.SecurityGroupID = v
 		case KeyVpcID:
@@ -136,7 +136,9 @@ func Parse(data map[string]string) (*Profile, error) {
 	return p, nil
 }
 
-func splitList(v string) []string {
+// SplitList reads a comma-separated value (a ConfigMap key, a pod
+// annotation), blanks dropped.
+func SplitList(v string) []string {
 	var out []string
 	for _, s := range strings.Split(v, ",") {
 		if s = strings.TrimSpace(s); s != "" {
@@ -149,7 +151,7 @@ func splitList(v string) []string {
 // parseGates reads "A=true,B=false".
 func parseGates(v string) (map[string]bool, error) {
 	gates := map[string]bool{}
-	for _, kv := range splitList(v) {
+	for _, kv := range SplitList(v) {
 		k, val, ok := strings.Cut(kv, "=")
 		b, err := strconv.ParseBool(strings.TrimSpace(val))
 		if !ok || strings.TrimSpace(k) == "" || err != nil {

@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/profile"
 )
 
 // annotations applies the pod annotations of docs/spec.md section 6 that the
@@ -16,7 +17,7 @@ import (
 // values that parse but are not allowed.
 func annotations(pod *corev1.Pod, s *apiv1.ContainerGroupSpec) error {
 	a := pod.Annotations
-	list := func(key string) []string { return splitList(a[key]) }
+	list := func(key string) []string { return profile.SplitList(a[key]) }
 	if _, ok := a[AnnUseSpecs]; ok {
 		s.Specs = list(AnnUseSpecs)
 	}
@@ -63,7 +64,7 @@ func numericAnnotations(a map[string]string, s *apiv1.ContainerGroupSpec) error 
 	}
 	if v, ok := a[AnnCustomTags]; ok {
 		s.Tags = map[string]string{}
-		for _, kv := range splitList(a[AnnCustomTags]) {
+		for _, kv := range profile.SplitList(a[AnnCustomTags]) {
 			k, val, found := strings.Cut(kv, ":")
 			if !found || k == "" {
 				return refuse("InvalidAnnotation", "annotation %s=%q is not valid: expected \"key:value,key:value\" (up to 3)", AnnCustomTags, v)
@@ -114,17 +115,6 @@ func jsonAnnotations(pod *corev1.Pod, s *apiv1.ContainerGroupSpec) error {
 		s.DNSConfig = d
 	}
 	return nil
-}
-
-// splitList reads a comma-separated annotation value, blanks dropped.
-func splitList(v string) []string {
-	var out []string
-	for _, x := range strings.Split(v, ",") {
-		if x = strings.TrimSpace(x); x != "" {
-			out = append(out, x)
-		}
-	}
-	return out
 }
 
 // dnsConfig is the pod's resolv.conf as the kubelet makes it: ClusterFirst
