@@ -55,7 +55,7 @@ func newAgentCommand() *cobra.Command {
 		logMaxMiB    float64
 		mirrors      []string
 		cfg          = agent.DefaultConfig()
-		m            = agent.Machine{Zone: "zone-a", ReservedMemoryGiB: 0.5}
+		m            = agent.DefaultMachine()
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -106,9 +106,9 @@ func newAgentCommand() *cobra.Command {
 	fl.Float64Var(&m.MemoryGiB, "memory", 0, "GiB of memory of this host (default: the machine's)")
 	fl.Float64Var(&m.ReservedCPU, "reserved-cpu", 0, "vCPUs kept for the system, not given to groups")
 	fl.Float64Var(&m.ReservedMemoryGiB, "reserved-memory", m.ReservedMemoryGiB, "GiB kept for the system, not given to groups")
-	fl.IntVar(&m.MaxGroups, "max-groups", 110, "groups this host runs at most")
+	fl.IntVar(&m.MaxGroups, "max-groups", m.MaxGroups, "groups this host runs at most")
 	fl.StringVar(&endpoint, "cri-endpoint", "unix:///run/containerd/containerd.sock", "the CRI runtime")
-	fl.StringVar(&m.RuntimeHandler, "runtime-handler", "runc", "runtime handler the host offers")
+	fl.StringVar(&m.RuntimeHandler, "runtime-handler", m.RuntimeHandler, "runtime handler the host offers")
 	fl.StringVar(&cfg.CgroupParent, "cgroup-parent", cfg.CgroupParent, "cgroup under which each group gets its own")
 	fl.Int64Var(&cfg.PidsLimit, "pids-limit", cfg.PidsLimit, "processes and threads one group may have together (its cgroup's pids.max; -1: no limit); the host's kernel.pid_max must leave room for every group's")
 	fl.StringVar(&cfg.LogDir, "log-dir", cfg.LogDir, "CRI log files, a directory per group")

@@ -210,11 +210,12 @@ func (a *Agent) worker(ctx context.Context) {
 			return
 		}
 		err := a.reconcile(ctx, id)
-		a.queue.done(id)
 		if err != nil && ctx.Err() == nil {
 			log.G(ctx).Warn("reconcile", "group", id, "err", err)
-			a.queue.addAfter(ctx, id, time.Second)
+			a.queue.retry(ctx, id, time.Second)
+			continue
 		}
+		a.queue.done(id)
 	}
 }
 

@@ -61,7 +61,7 @@ func (a *Agent) retrying(id, name string, now time.Time) bool {
 // waitsFor tells whether the back-off which picks of container name of
 // group id holds it back at now.
 func (a *Agent) waitsFor(id, name string, now time.Time, which func(containerState) *backoffEntry) (waits bool) {
-	a.states.read(id, func(g *groupState) {
+	a.states.read(id, func(g groupState) {
 		e := which(g.containerOf(name))
 		waits = e != nil && now.Before(e.next)
 	})

@@ -158,8 +158,15 @@ type Machine struct {
 	// ReservedCPU and ReservedMemoryGiB are kept for the system: capacity
 	// minus them is what groups may be given (allocatable).
 	ReservedCPU, ReservedMemoryGiB float64
-	MaxGroups                      int    // default 110, the kubelet's
-	RuntimeHandler                 string // default runc
+	MaxGroups                      int
+	RuntimeHandler                 string
+}
+
+// DefaultMachine is a host as eci agent's flags describe it before the
+// operator's: the machine's vCPUs and memory, half a GiB kept for the
+// system, at most 110 groups (the kubelet's pods), runc.
+func DefaultMachine() Machine {
+	return Machine{Zone: "zone-a", ReservedMemoryGiB: 0.5, MaxGroups: 110, RuntimeHandler: "runc"}
 }
 
 // Host is the host the agent registers for m: capacity from the machine (or
@@ -178,11 +185,13 @@ func (m Machine) Host() (apiv1.Host, error) {
 	if m.Overcommit > 1 {
 		milli, mem = int64(float64(milli)*m.Overcommit), int64(float64(mem)*m.Overcommit)
 	}
-	if m.MaxGroups == 0 {
-		m.MaxGroups = 110
-	}
-	if m.RuntimeHandler == "" {
-		m.RuntimeHandler = "runc"
+	switch {
+	case m.MaxGroups < 1:
+		return apiv1.Host{}, fmt.Errorf("--max-groups %d: allowed: 1 or more", m.MaxGroups)
+	case m.RuntimeHandler == "":
+		return apiv1.Host{}, errors.New("--runtime-handler: a runtime handler is required (runc)")
+	case m.Zone == "":
+		return apiv1.Host{}, errors.New("--zone: a zone is required")
 	}
 	if m.Name == "" {
 		if m.Name, err = os.Hostname(); err != nil {

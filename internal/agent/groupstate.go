@@ -63,16 +63,28 @@ func (s *groupStates) edit(id string, f func(*groupState)) {
 	f(g)
 }
 
-// read runs f on group id's record under the lock; a group with no record
-// reads as an empty one (and gets none).
-func (s *groupStates) read(id string, f func(*groupState)) {
+// read runs f on a copy of group id's record's top level under the lock
+// (the zero record when there is none): f reads, it writes nothing.
+func (s *groupStates) read(id string, f func(groupState)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g := s.byID[id]
-	if g == nil {
-		g = &groupState{}
+	var g groupState
+	if cur := s.byID[id]; cur != nil {
+		g = *cur
 	}
 	f(g)
+}
+
+// update runs f on group id's record under the lock if there is one: what
+// only a group the agent holds can change (a probe result, a CPU sample, a
+// wait that ends) never makes a record, so that nothing comes back after a
+// group is forgotten. Only reconcile's steps make records (edit).
+func (s *groupStates) update(id string, f func(*groupState)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if g := s.byID[id]; g != nil {
+		f(g)
+	}
 }
 
 // container is c's record in g, made if there is none.

@@ -32,7 +32,7 @@ func TestForgetDropsTheWholeRecordAndStopsItsProbes(t *testing.T) {
 	if ids := s.ids(); len(ids) != 1 || ids[0] != "g2" {
 		t.Fatalf("records after forgetting g1: %v, want g2 only", ids)
 	}
-	s.read("g1", func(g *groupState) {
+	s.read("g1", func(g groupState) {
 		if c := g.containerOf("app"); c.started || c.restart != nil || g.reported != "" {
 			t.Fatalf("a forgotten group still reads %+v", c)
 		}
@@ -59,7 +59,7 @@ func TestAGroupWithOnlyAStartupProbeLeavesNoState(t *testing.T) {
 	})
 	var started bool
 	var probes int
-	a.states.read(id, func(s *groupState) { started, probes = s.containerOf("app").started, len(s.probers) })
+	a.states.read(id, func(s groupState) { started, probes = s.containerOf("app").started, len(s.probers) })
 	if !started || probes != 1 {
 		t.Fatalf("while running: started %v with %d probes, want true with its startup probe", started, probes)
 	}
@@ -79,5 +79,23 @@ func TestAGroupWithOnlyAStartupProbeLeavesNoState(t *testing.T) {
 		if got == id {
 			t.Fatal("a late probe result brought the forgotten group's record back")
 		}
+	}
+}
+
+// A running init container has started and is ready as far as probes go (it
+// has none), as the kubelet reports it: the record has nothing of it.
+func TestARunningInitContainerIsStarted(t *testing.T) {
+	srv := servertest.Start(t)
+	srv.VSwitch(t, "vsw-a", "zone-a", "198.19.128.0/24")
+	rt := runtime.NewFake(netip.MustParseAddr("198.19.200.2"))
+	startFakeAgent(t, srv, rt, "eci-test")
+	g := simpleGroup("init-runs", "", "app")
+	g.Spec.InitContainers = []apiv1.Container{{Name: "setup", Image: "busybox"}}
+	id := createGroup(t, srv, g)
+	got := srv.WaitGroup(t, id, "its init container running", func(g *apiv1.ContainerGroup) bool {
+		return len(g.Status.InitContainers) == 1 && g.Status.InitContainers[0].State.Running != nil
+	})
+	if c := got.Status.InitContainers[0]; !c.Started || !c.Ready {
+		t.Fatalf("running init container: started %v ready %v, want both true", c.Started, c.Ready)
 	}
 }

@@ -46,7 +46,7 @@ func (a *Agent) syncProbes(ctx context.Context, g *apiv1.ContainerGroup, ctrs ma
 		for kind, pr := range map[probeKind]*apiv1.Probe{startup: c.StartupProbe, liveness: c.LivenessProbe, readiness: c.ReadinessProbe} {
 			if pr != nil {
 				want[probeKey{c.Name, kind}] = last.Id
-				a.startProbe(ctx, g, c.Name, kind, pr, last.Id, ip)
+				a.startProbe(ctx, g, c, kind, pr, last.Id, ip)
 			}
 		}
 	}
@@ -62,7 +62,8 @@ func (a *Agent) syncProbes(ctx context.Context, g *apiv1.ContainerGroup, ctrs ma
 
 // startProbe runs the kind probe of container name (by id) unless it runs.
 // A new probe's result is not known yet: not ready, not started.
-func (a *Agent) startProbe(ctx context.Context, g *apiv1.ContainerGroup, name string, kind probeKind, pr *apiv1.Probe, containerID, ip string) {
+func (a *Agent) startProbe(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Container, kind probeKind, pr *apiv1.Probe, containerID, ip string) {
+	name := c.Name
 	key := probeKey{name, kind}
 	var pctx context.Context
 	a.states.edit(g.Metadata.ID, func(st *groupState) {
@@ -80,7 +81,7 @@ func (a *Agent) startProbe(ctx context.Context, g *apiv1.ContainerGroup, name st
 		}
 	})
 	if pctx != nil {
-		go a.runProbe(pctx, g, name, kind, pr, containerID, ip)
+		go a.runProbe(pctx, g, c, kind, pr, containerID, ip)
 	}
 }
 
@@ -91,7 +92,8 @@ func orDefault(v, d int32) time.Duration {
 	return time.Duration(v) * time.Second
 }
 
-func (a *Agent) runProbe(ctx context.Context, g *apiv1.ContainerGroup, name string, kind probeKind, pr *apiv1.Probe, containerID, ip string) {
+func (a *Agent) runProbe(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Container, kind probeKind, pr *apiv1.Probe, containerID, ip string) {
+	name := c.Name
 	period, timeout := orDefault(pr.PeriodSeconds, 10), orDefault(pr.TimeoutSeconds, 1)
 	failureThreshold, successThreshold := int(pr.FailureThreshold), int(pr.SuccessThreshold)
 	if failureThreshold <= 0 {
@@ -109,7 +111,7 @@ func (a *Agent) runProbe(ctx context.Context, g *apiv1.ContainerGroup, name stri
 	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
-		if kind != startup && !a.startedOK(g, name) {
+		if kind != startup && !a.startedOK(g.Metadata.ID, c) {
 			// Wait for the startup probe.
 		} else if err := a.probeOnce(ctx, pr, containerID, ip, timeout); err != nil {
 			fails, oks = fails+1, 0
@@ -140,15 +142,14 @@ func (a *Agent) runProbe(ctx context.Context, g *apiv1.ContainerGroup, name stri
 	}
 }
 
-// startedOK tells whether container name of g has started as far as probes
-// go: it has no startup probe, or that probe succeeded.
-func (a *Agent) startedOK(g *apiv1.ContainerGroup, name string) (ok bool) {
-	for _, c := range g.Spec.Containers {
-		if c.Name == name && c.StartupProbe == nil {
-			return true
-		}
+// startedOK tells whether container c of group id has started as far as
+// probes go: it has no startup probe (init containers have none), or that
+// probe succeeded.
+func (a *Agent) startedOK(id string, c apiv1.Container) (ok bool) {
+	if c.StartupProbe == nil {
+		return true
 	}
-	a.states.read(g.Metadata.ID, func(st *groupState) { ok = st.containerOf(name).started })
+	a.states.read(id, func(st groupState) { ok = st.containerOf(c.Name).started })
 	return ok
 }
 
@@ -158,7 +159,7 @@ func (a *Agent) readyOK(id, name string, hasProbe bool) (ok bool) {
 	if !hasProbe {
 		return true
 	}
-	a.states.read(id, func(st *groupState) { ok = st.containerOf(name).ready })
+	a.states.read(id, func(st groupState) { ok = st.containerOf(name).ready })
 	return ok
 }
 
@@ -171,7 +172,7 @@ func (a *Agent) setProbe(id, name string, kind probeKind, containerID string, ok
 		return
 	}
 	changed := false
-	a.states.read(id, func(st *groupState) {
+	a.states.update(id, func(st *groupState) {
 		if p := st.probers[probeKey{name, kind}]; p == nil || p.containerID != containerID {
 			return
 		}

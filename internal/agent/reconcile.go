@@ -116,7 +116,7 @@ func (a *Agent) ensureSandbox(ctx context.Context, g *apiv1.ContainerGroup, sbs 
 	if ready == nil && g.Status.RunningAt != nil {
 		return "", false, a.sandboxMissing(ctx, g)
 	}
-	a.states.read(g.Metadata.ID, func(s *groupState) { s.missingSince = time.Time{} })
+	a.states.update(g.Metadata.ID, func(s *groupState) { s.missingSince = time.Time{} })
 	if len(dead) > 0 {
 		defer func() { _ = a.removeSandboxes(ctx, g, dead, 0, "a newer sandbox is ready") }()
 	}
@@ -349,7 +349,7 @@ var errStillWaiting = errors.New("waiting for the retry")
 // ends; meanwhile a failed pull shows as ImagePullBackOff, as the kubelet's.
 func (a *Agent) start(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Container, n uint32, init bool, sbID string, sbCfg *runtimeapi.PodSandboxConfig) error {
 	if a.retrying(g.Metadata.ID, c.Name, time.Now()) {
-		a.states.read(g.Metadata.ID, func(s *groupState) {
+		a.states.update(g.Metadata.ID, func(s *groupState) {
 			if w := s.containerOf(c.Name).wait; w != nil && w.Reason == "ErrImagePull" {
 				s.container(c.Name).wait = &apiv1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: "Back-off pulling image " + c.Image + ": " + w.Message}
 			}
@@ -524,7 +524,7 @@ func (a *Agent) waiting(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Co
 	var we *waitingError
 	if !errors.As(err, &we) {
 		if err == nil {
-			a.states.read(g.Metadata.ID, func(s *groupState) {
+			a.states.update(g.Metadata.ID, func(s *groupState) {
 				if cs := s.containers[c.Name]; cs != nil {
 					cs.wait, cs.retry = nil, nil
 				}

@@ -103,7 +103,7 @@ func (a *Agent) ephemeralBound(g *apiv1.ContainerGroup) uint64 {
 func (a *Agent) cpuRate(id string, usage uint64) uint64 {
 	now := time.Now()
 	var prev *cpuSample
-	a.states.edit(id, func(s *groupState) { prev, s.cpu = s.cpu, &cpuSample{at: now, usage: usage} })
+	a.states.update(id, func(s *groupState) { prev, s.cpu = s.cpu, &cpuSample{at: now, usage: usage} })
 	if prev == nil || usage < prev.usage || now.Sub(prev.at) <= 0 {
 		return 0
 	}

@@ -75,7 +75,7 @@ func (a *Agent) containerStatus(g *apiv1.ContainerGroup, c apiv1.Container, at a
 	last := at.latest()
 	if last == nil {
 		w := apiv1.ContainerStateWaiting{Reason: "ContainerCreating"}
-		a.states.read(g.Metadata.ID, func(s *groupState) {
+		a.states.read(g.Metadata.ID, func(s groupState) {
 			if stuck := s.containerOf(c.Name).wait; stuck != nil {
 				w = *stuck
 			}
@@ -94,7 +94,7 @@ func (a *Agent) containerStatus(g *apiv1.ContainerGroup, c apiv1.Container, at a
 			Reason: "CrashLoopBackOff", Message: "back-off restarting failed container " + c.Name,
 		}}
 	}
-	st.Started = st.State.Running != nil && a.startedOK(g, c.Name)
+	st.Started = st.State.Running != nil && a.startedOK(g.Metadata.ID, c)
 	st.Ready = st.Started && a.readyOK(g.Metadata.ID, c.Name, c.ReadinessProbe != nil)
 	return st
 }
@@ -120,7 +120,7 @@ func (a *Agent) report(ctx context.Context, g *apiv1.ContainerGroup, r apiv1.Sta
 	data, _ := json.Marshal(r)
 	id := g.Metadata.ID
 	var same bool
-	a.states.read(id, func(s *groupState) { same = s.reported == string(data) })
+	a.states.read(id, func(s groupState) { same = s.reported == string(data) })
 	if same {
 		return nil
 	}

@@ -87,6 +87,16 @@ func (q *workQueue) done(id string) {
 	}
 }
 
+// retry ends the work on id, which failed: it is queued again after d
+// (ctx still alive), and an add during the work is taken by that retry.
+func (q *workQueue) retry(ctx context.Context, id string, d time.Duration) {
+	q.mu.Lock()
+	delete(q.active, id)
+	delete(q.dirty, id)
+	q.mu.Unlock()
+	q.addAfter(ctx, id, d)
+}
+
 // len is how many ids wait.
 func (q *workQueue) len() int {
 	q.mu.Lock()

@@ -139,3 +139,22 @@ func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+func TestWorkQueueRetryTakesTheAddsOfAFailedWork(t *testing.T) {
+	q := newWorkQueue()
+	ctx := context.Background()
+	q.add("a")
+	id, _ := q.get(ctx)
+	q.add("a") // during the failed work
+	q.retry(ctx, id, 50*time.Millisecond)
+	if n := q.len(); n != 0 {
+		t.Fatalf("a failed work was queued again at once (%d waiting), want only its retry", n)
+	}
+	if got, ok := q.get(ctxTimeout(t, 5*time.Second)); !ok || got != "a" {
+		t.Fatalf("get = %q %v, want the retry of a", got, ok)
+	}
+	q.done("a")
+	if n := q.len(); n != 0 {
+		t.Fatalf("%d ids wait after the retry ran", n)
+	}
+}

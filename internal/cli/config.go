@@ -25,5 +25,5 @@ func (f *Flags) bind(cmd *cobra.Command) {
 // client builds an API client: flags win over the environment, which wins
 // over the config file (client.Source).
 func (f *Flags) client() (*client.Client, error) {
-	return client.Source{Server: f.Server, Token: f.Token, CAFile: f.CAFile, ConfigFile: f.Config, UserConfig: true}.New()
+	return client.Source{Server: f.Server, Token: f.Token, CAFile: f.CAFile, ConfigFile: f.Config, CLI: true}.New()
 }

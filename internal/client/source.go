@@ -44,23 +44,23 @@ func LoadConfigFile(path string) (ConfigFile, error) {
 // Source is where a client finds its server, token and CA: the one place
 // the eci binary's verbs and daemons (agent, vnode) resolve them. Each
 // setting comes from the first that has it: the flag (for the token, the
-// file --token-file names, then --token), the environment ($ECI_SERVER,
-// $ECI_TOKEN, $ECI_CA_FILE), the config file.
+// file --token-file names, then --token), the environment, the config
+// file. A daemon (CLI false) takes only $ECI_TOKEN from the environment and
+// reads no config file: a host must not run with whatever server, CA or
+// token its operator's shell or home holds. The CLI (CLI true) also takes
+// $ECI_SERVER and $ECI_CA_FILE, and reads ConfigFile, else $ECI_CONFIG,
+// else ~/.eci/config if there is one.
 type Source struct {
 	Server, Token, TokenFile, CAFile string
-	// ConfigFile is the config file to read (an error if it can't be).
-	// Without it, UserConfig reads $ECI_CONFIG, else ~/.eci/config if there
-	// is one: the CLI's way, never a daemon's (a host must not run with
-	// whatever token its operator's home holds).
-	ConfigFile string
-	UserConfig bool
+	ConfigFile                       string // read, an error if it can't be
+	CLI                              bool
 }
 
 // Config resolves s.
 func (s Source) Config() (Config, error) {
 	var file ConfigFile
 	path, explicit := s.ConfigFile, s.ConfigFile != ""
-	if !explicit && s.UserConfig {
+	if !explicit && s.CLI {
 		path = os.Getenv("ECI_CONFIG")
 		explicit = path != ""
 		if home, err := os.UserHomeDir(); path == "" && err == nil {
@@ -82,10 +82,16 @@ func (s Source) Config() (Config, error) {
 		}
 		token = strings.TrimSpace(string(data))
 	}
+	env := func(name string) string {
+		if s.CLI {
+			return os.Getenv(name)
+		}
+		return ""
+	}
 	c := Config{
-		Server: firstOf(s.Server, os.Getenv("ECI_SERVER"), file.Server),
+		Server: firstOf(s.Server, env("ECI_SERVER"), file.Server),
 		Token:  firstOf(token, os.Getenv("ECI_TOKEN"), file.Token),
-		CAFile: firstOf(s.CAFile, os.Getenv("ECI_CA_FILE"), file.CAFile),
+		CAFile: firstOf(s.CAFile, env("ECI_CA_FILE"), file.CAFile),
 	}
 	if c.Server == "" {
 		return Config{}, errors.New("no server: give --server, $ECI_SERVER or a config file (eci server writes one to <data-dir>/admin.conf)")

@@ -29,17 +29,19 @@ func TestSourceOrder(t *testing.T) {
 		src  Source
 		want Config
 	}{
-		{"the config file alone", nil, Source{ConfigFile: conf}, Config{Server: "https://file:1", Token: "file-token", CAFile: "/file/ca"}},
-		{"the environment over the file", map[string]string{"ECI_SERVER": "https://env:2", "ECI_TOKEN": "env-token"}, Source{ConfigFile: conf},
+		{"the config file alone", nil, Source{ConfigFile: conf, CLI: true}, Config{Server: "https://file:1", Token: "file-token", CAFile: "/file/ca"}},
+		{"the environment over the file", map[string]string{"ECI_SERVER": "https://env:2", "ECI_TOKEN": "env-token"}, Source{ConfigFile: conf, CLI: true},
 			Config{Server: "https://env:2", Token: "env-token", CAFile: "/file/ca"}},
-		{"flags over the environment", map[string]string{"ECI_TOKEN": "env-token"}, Source{ConfigFile: conf, Server: "https://flag:3", Token: "flag-token"},
+		{"flags over the environment", map[string]string{"ECI_TOKEN": "env-token"}, Source{ConfigFile: conf, CLI: true, Server: "https://flag:3", Token: "flag-token"},
 			Config{Server: "https://flag:3", Token: "flag-token", CAFile: "/file/ca"}},
 		{"--token-file over --token", nil, Source{Server: "https://flag:3", Token: "flag-token", TokenFile: tokenFile},
 			Config{Server: "https://flag:3", Token: "token-from-file"}},
-		{"$ECI_CONFIG for the CLI", map[string]string{"ECI_CONFIG": conf}, Source{UserConfig: true},
+		{"$ECI_CONFIG for the CLI", map[string]string{"ECI_CONFIG": conf}, Source{CLI: true},
 			Config{Server: "https://file:1", Token: "file-token", CAFile: "/file/ca"}},
 		{"a daemon reads no user config", map[string]string{"ECI_CONFIG": conf}, Source{Server: "https://flag:3"},
 			Config{Server: "https://flag:3"}},
+		{"a daemon takes $ECI_TOKEN alone from the environment", map[string]string{"ECI_TOKEN": "env-token", "ECI_CA_FILE": "/env/ca", "ECI_SERVER": "https://env:2"},
+			Source{Server: "https://flag:3"}, Config{Server: "https://flag:3", Token: "env-token"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {
@@ -70,7 +72,7 @@ func TestSourceErrors(t *testing.T) {
 		src  Source
 		want string
 	}{
-		{"no server anywhere", Source{UserConfig: true}, "no server"},
+		{"no server anywhere", Source{CLI: true}, "no server"},
 		{"a named config file that is missing", Source{ConfigFile: filepath.Join(dir, "missing")}, "config file"},
 		{"an unknown field", Source{ConfigFile: bad}, "surprise"},
 		{"a token file that is missing", Source{Server: "https://s:1", TokenFile: filepath.Join(dir, "missing")}, "--token-file"},

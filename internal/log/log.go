@@ -33,8 +33,11 @@ func With(ctx context.Context, args ...any) context.Context {
 // New builds the logger of a daemon: format is "text" or "json", level one of
 // debug, info, warn, error.
 func New(w io.Writer, format, level string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
+	// Only the four named levels: slog would also take "debug-4" and the
+	// like, which would turn on libraries' most verbose logs (bodies of
+	// requests, with their tokens).
+	lv, ok := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[strings.ToLower(level)]
+	if !ok {
 		return nil, &FlagError{Flag: "log-level", Value: level, Allowed: "debug, info, warn, error"}
 	}
 	opts := &slog.HandlerOptions{Level: lv}

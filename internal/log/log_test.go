@@ -28,3 +28,16 @@ func TestNewRejectsBadValues(t *testing.T) {
 		t.Errorf("bad level: %v", err)
 	}
 }
+
+func TestOnlyTheNamedLevels(t *testing.T) {
+	for _, ok := range []string{"debug", "INFO", "warn", "error"} {
+		if _, err := New(&bytes.Buffer{}, "text", ok); err != nil {
+			t.Errorf("level %q refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"debug-4", "info+2", "trace", ""} {
+		if _, err := New(&bytes.Buffer{}, "text", bad); err == nil || !strings.Contains(err.Error(), "allowed: debug, info, warn, error") {
+			t.Errorf("level %q: %v, want a refusal naming the allowed levels", bad, err)
+		}
+	}
+}

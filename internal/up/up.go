@@ -221,7 +221,9 @@ func newAgent(ctx context.Context, cfg Config, srv *server.Server, token string)
 	if err != nil {
 		return nil, err
 	}
-	host, err := agent.Machine{Zone: "local", Overcommit: cfg.Overcommit}.Host()
+	m := agent.DefaultMachine()
+	m.Zone, m.ReservedMemoryGiB, m.Overcommit = "local", 0, cfg.Overcommit
+	host, err := m.Host()
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/go-logr/logr"
 	vklog "github.com/virtual-kubelet/virtual-kubelet/log"
@@ -29,13 +30,18 @@ import (
 // e2e tests run two) share them: the first one's logger is set, and the
 // last one to stop sets them back. Each node's own controllers log with its
 // logger anyway: Run puts it in their context (withLibraryLoggers).
+//
+// log.L is a plain variable the library reads without a lock: it is written
+// once per process, before the first vnode's controllers start, to a logger
+// that forwards to the bridged one while there is one (and to the library's
+// own before and after).
 func bridgeLogs(l *slog.Logger) (restore func()) {
 	bridge.mu.Lock()
 	defer bridge.mu.Unlock()
+	bridge.once.Do(func() { vklog.L = forwarder{prev: vklog.L} })
 	if bridge.users == 0 {
-		bridge.prevL = vklog.L
-		vklog.L = vkLogger{l}
-		klog.SetSlogLogger(l)
+		bridge.current.Store(l)
+		klog.SetLogger(cappedLogr(l))
 	}
 	bridge.users++
 	var once sync.Once
@@ -44,7 +50,7 @@ func bridgeLogs(l *slog.Logger) (restore func()) {
 			bridge.mu.Lock()
 			defer bridge.mu.Unlock()
 			if bridge.users--; bridge.users == 0 {
-				vklog.L = bridge.prevL
+				bridge.current.Store(nil)
 				klog.ClearLogger()
 			}
 		})
@@ -52,18 +58,83 @@ func bridgeLogs(l *slog.Logger) (restore func()) {
 }
 
 var bridge struct {
-	mu    sync.Mutex
-	users int
-	prevL vklog.Logger
+	mu      sync.Mutex
+	once    sync.Once
+	users   int
+	current atomic.Pointer[slog.Logger]
 }
+
+// bridged tells whether a bridge is in place (for tests).
+func bridged() bool {
+	bridge.mu.Lock()
+	defer bridge.mu.Unlock()
+	return bridge.users > 0
+}
+
+// forwarder is log.L: the bridged logger while there is one, else the
+// library's own.
+type forwarder struct{ prev vklog.Logger }
+
+func (f forwarder) target() vklog.Logger {
+	if l := bridge.current.Load(); l != nil {
+		return vkLogger{l}
+	}
+	return f.prev
+}
+
+func (f forwarder) Debug(args ...any)                 { f.target().Debug(args...) }
+func (f forwarder) Debugf(format string, args ...any) { f.target().Debugf(format, args...) }
+func (f forwarder) Info(args ...any)                  { f.target().Info(args...) }
+func (f forwarder) Infof(format string, args ...any)  { f.target().Infof(format, args...) }
+func (f forwarder) Warn(args ...any)                  { f.target().Warn(args...) }
+func (f forwarder) Warnf(format string, args ...any)  { f.target().Warnf(format, args...) }
+func (f forwarder) Error(args ...any)                 { f.target().Error(args...) }
+func (f forwarder) Errorf(format string, args ...any) { f.target().Errorf(format, args...) }
+func (f forwarder) Fatal(args ...any)                 { f.target().Fatal(args...) }
+func (f forwarder) Fatalf(format string, args ...any) { f.target().Fatalf(format, args...) }
+func (f forwarder) WithField(key string, val any) vklog.Logger {
+	return f.target().WithField(key, val)
+}
+func (f forwarder) WithFields(fl vklog.Fields) vklog.Logger { return f.target().WithFields(fl) }
+func (f forwarder) WithError(err error) vklog.Logger        { return f.target().WithError(err) }
 
 // withLibraryLoggers puts ctx's slog logger in ctx as virtual-kubelet's and
 // klog's contextual logger too.
 func withLibraryLoggers(ctx context.Context) context.Context {
 	l := log.G(ctx)
 	ctx = vklog.WithLogger(ctx, vkLogger{l})
-	return klog.NewContext(ctx, logr.FromSlogHandler(l.Handler()))
+	return klog.NewContext(ctx, cappedLogr(l))
 }
+
+// maxKlogV is the most verbose klog level that reaches the log: client-go
+// logs request and response bodies (service-account tokens, pods' env) at
+// V(8) and headers at V(7), and logr over slog would map V(n) to slog level
+// -n, which a debug-4 handler enables. Nothing past V(4) (client-go's
+// request lines) is ever passed on.
+const maxKlogV = 4
+
+// cappedLogr is l as a logr.Logger for klog, capped at maxKlogV.
+func cappedLogr(l *slog.Logger) logr.Logger {
+	return logr.New(cappedSink{logr.FromSlogHandler(l.Handler()).GetSink()})
+}
+
+type cappedSink struct{ logr.LogSink }
+
+func (c cappedSink) Enabled(level int) bool {
+	return level <= maxKlogV && c.LogSink.Enabled(level)
+}
+
+func (c cappedSink) Info(level int, msg string, kv ...any) {
+	if level <= maxKlogV {
+		c.LogSink.Info(level, msg, kv...)
+	}
+}
+
+func (c cappedSink) WithValues(kv ...any) logr.LogSink {
+	return cappedSink{c.LogSink.WithValues(kv...)}
+}
+
+func (c cappedSink) WithName(name string) logr.LogSink { return cappedSink{c.LogSink.WithName(name)} }
 
 // vkLogger is virtual-kubelet's Logger over slog. Fatal logs at error level
 // and returns: a library never ends the daemon.

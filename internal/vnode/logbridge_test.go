@@ -95,7 +95,34 @@ func TestLibraryLogsReachSlog(t *testing.T) {
 			t.Errorf("record %q should not be in the vnode's log", msg)
 		}
 	}
-	if _, ok := vklog.L.(vkLogger); ok {
-		t.Error("log.L is still the bridge once it is taken down")
+	if bridged() {
+		t.Error("the bridge is still in place once it is taken down")
+	}
+}
+
+// client-go logs request and response bodies (tokens, pods' env) at klog
+// V(8): nothing past V(4) reaches the log, whatever the handler's level.
+func TestKlogVerbosityIsCapped(t *testing.T) {
+	var buf syncBuffer
+	l := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.Level(-10)}))
+	ctx := withLibraryLoggers(log.WithLogger(t.Context(), l))
+	logger := klog.FromContext(ctx)
+	logger.V(4).Info("request line")
+	logger.V(8).Info("response body", "body", "a-secret-token")
+	if logger.V(8).Enabled() {
+		t.Error("klog V(8) is enabled through the bridge")
+	}
+	restore := bridgeLogs(l)
+	klog.V(8).InfoS("global body", "body", "a-secret-token")
+	restore()
+	klog.Flush()
+	recs := buf.lines(t)
+	if find(recs, "request line") == nil {
+		t.Errorf("no V(4) record in %v", recs)
+	}
+	for _, msg := range []string{"response body", "global body"} {
+		if find(recs, msg) != nil {
+			t.Errorf("a V(8) record %q reached the log", msg)
+		}
 	}
 }

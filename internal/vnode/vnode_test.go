@@ -84,7 +84,7 @@ func TestNewStartsNothingRunStopsEverything(t *testing.T) {
 	ctx, cancel := context.WithCancel(log.WithLogger(t.Context(), slog.New(slog.NewJSONHandler(&buf, nil))))
 	go func() { _ = v.Run(ctx) }()
 	poll.Eventually(t, 10*time.Second, "the bridge in place while Run runs", func() error {
-		if _, ok := vklog.L.(vkLogger); !ok {
+		if !bridged() {
 			return context.DeadlineExceeded
 		}
 		return nil
@@ -104,8 +104,8 @@ func TestNewStartsNothingRunStopsEverything(t *testing.T) {
 	if err := v.Err(); err != nil {
 		t.Fatalf("Err: %v", err)
 	}
-	if _, ok := vklog.L.(vkLogger); ok {
-		t.Error("log.L is still the bridge after Run")
+	if bridged() {
+		t.Error("the log bridge is still in place after Run")
 	}
 	if r := find(buf.lines(t), "through the bridge"); r == nil || r["node"] != "vn-test" {
 		t.Errorf("log.L's line not in Run's logger with the node's name: %v", r)
