@@ -122,6 +122,7 @@ func newAgentCommand() *cobra.Command {
 	fl.DurationVar(&cfg.EvictionInterval, "housekeeping-interval", cfg.EvictionInterval, "how often ephemeral storage is measured and logs rotated")
 	fl.Float64Var(&logMaxMiB, "log-max-size", float64(cfg.LogMaxSize)/(1<<20), "MiB a container's log file grows to before it is rotated")
 	fl.IntVar(&cfg.LogMaxFiles, "log-max-files", cfg.LogMaxFiles, "log files kept per container, the live one included")
+	fl.StringVar(&cfg.ResolvConf, "resolv-conf", cfg.ResolvConf, "the resolv.conf of groups with no DNS of their own (dnsPolicy Default, or ClusterFirst with no cluster DNS), as the kubelet's; empty: no nameserver (never the runtime's copy of this machine's)")
 	fl.StringVar(&cfg.RegistryConfigDir, "registry-config-dir", cfg.RegistryConfigDir, "the runtime's registry hosts directory (containerd's config_path), where mirrors and the groups' plain-http/insecure registries are written")
 	fl.StringArrayVar(&mirrors, "registry-mirror", nil, "REGISTRY=URL: pull REGISTRY's images from URL (repeat for several; an air-gapped site points docker.io at its own registry)")
 	fl.BoolVar(&cfg.AllowInsecureRegistries, "allow-insecure-registries", false, "honour the groups' plainHttpRegistries/insecureRegistries (each for its own pulls only; images pulled so are pulled again over verified TLS for other groups)")

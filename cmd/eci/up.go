@@ -37,6 +37,7 @@ The admin's client config is written to <data-dir>/server/admin.conf
 	fl.StringVar(&cfg.Plugin, "cni-plugin", filepath.Join(filepath.Dir(self), "eci-ipam"), "the eci-ipam plugin to install")
 	fl.StringVar(&cfg.RegistryConfigDir, "registry-config-dir", "/etc/containerd/certs.d", "containerd's registry hosts dir")
 	fl.StringArrayVar(&cfg.LocalRegistries, "allowed-local-registry", nil, "HOST:PORT of a registry on this machine's loopback address that pods may pull from (others are refused)")
+	fl.StringVar(&cfg.ResolvConf, "resolv-conf", "/etc/resolv.conf", "the resolv.conf of groups with no DNS of their own (dnsPolicy Default, or ClusterFirst with no cluster DNS); empty: no nameserver")
 	fl.StringVar(&cfg.CgroupParent, "cgroup-parent", "eci", "cgroup under which each group gets its own")
 	fl.StringVar(&cfg.LogDir, "log-dir", "/var/log/eci/groups", "CRI log files")
 	fl.StringVar(&cfg.PodCIDR, "pod-cidr", "198.19.200.0/24", "the vSwitch the groups get their IPs from")

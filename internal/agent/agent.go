@@ -32,6 +32,7 @@ type Agent struct {
 	mu          sync.Mutex
 	vswitches   map[string]*apiv1.VSwitch // cache (a vSwitch's CIDR never changes)
 	streamToken string                    // the secret the server presents to the stream server
+	hostDNS     *runtimeapi.DNSConfig     // what --resolv-conf says (dns.go)
 
 	ready chan struct{}
 	done  chan struct{}
@@ -73,6 +74,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		if err := a.writeMirrors(); err != nil {
 			return fmt.Errorf("registry mirrors: %w", err)
 		}
+	}
+	if a.hostDNS, err = readResolvConf(a.cfg.ResolvConf); err != nil {
+		return err
 	}
 	// The groups' volumes hold their secrets and tokens: only the agent (and
 	// the containers, through their bind mounts) may enter.

@@ -73,8 +73,13 @@ type Config struct {
 	// AllowInsecureRegistries. AllowedLocalRegistries (host or host:port)
 	// may be on the host's own addresses (loopback, link-local, its
 	// interfaces'); other such registries are refused (pullguard.go).
-	RegistryConfigDir       string
-	RegistryMirrors         map[string][]string
+	RegistryConfigDir string
+	RegistryMirrors   map[string][]string
+	// ResolvConf is the resolv.conf whose nameservers, search path and
+	// options groups that bring no DNS settings get (dnsPolicy Default), as
+	// the kubelet's --resolv-conf; empty: none, such groups resolve nothing
+	// (dns.go). A test bed gives its own or none: never the machine's.
+	ResolvConf              string
 	AllowInsecureRegistries bool
 	AllowedLocalRegistries  []string
 }
@@ -143,6 +148,7 @@ func DefaultConfig() Config {
 		LogMaxSize:           10 << 20,
 		LogMaxFiles:          5,
 		RegistryConfigDir:    "/etc/containerd/certs.d",
+		ResolvConf:           "/etc/resolv.conf",
 	}
 }
 

@@ -402,6 +402,7 @@ func TestAgentOnContainerd(t *testing.T) {
 	t.Run("lifecycle", func(t *testing.T) { testLifecycle(t, bed, srv) })
 	t.Run("registries", func(t *testing.T) { testRegistries(t, bed, srv) })
 	t.Run("hardening", func(t *testing.T) { testHardening(t, bed, srv, rt) })
+	t.Run("dns", func(t *testing.T) { testDNS(t, bed, srv, rt) })
 }
 
 // startAgentOn runs an agent on the bed's containerd, with plugin (this test
@@ -410,8 +411,13 @@ func startAgentOn(t testing.TB, srv *servertest.Server, rt Runtime, bed *testbed
 	t.Helper()
 	installPlugin(t, bed, plugin)
 	res := apiv1.Resources{MilliCPU: 32000, MemoryMiB: 65536, Pods: 200}
+	resolvConf := filepath.Join(bed.Dir, "agent-resolv.conf")
+	if err := os.WriteFile(resolvConf, []byte(testResolvConf), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	return runAgent(t, Config{
-		Client: srv.HostClient(t, "h1"), Runtime: rt, CgroupParent: bed.CgroupParent, LogDir: bed.Containerd.LogDir, StateDir: filepath.Join(bed.Dir, "agent", "state"),
+		ResolvConf: resolvConf,
+		Client:     srv.HostClient(t, "h1"), Runtime: rt, CgroupParent: bed.CgroupParent, LogDir: bed.Containerd.LogDir, StateDir: filepath.Join(bed.Dir, "agent", "state"),
 		Host:       apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}},
 		CNIConfDir: bed.Containerd.CNIConfDir, CNIBridge: bed.Network.AgentBridge, IPAMSocket: filepath.Join(bed.Dir, "agent", "ipam.sock"),
 		RegistryConfigDir: bed.Containerd.CertsDir, RegistryMirrors: map[string][]string{"docker.io": {"http://" + bed.Registry.Host}},

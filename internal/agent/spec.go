@@ -34,16 +34,7 @@ func (a *Agent) sandboxConfig(g *apiv1.ContainerGroup) *runtimeapi.PodSandboxCon
 			cfg.Linux.Sysctls[sc.Name] = sc.Value
 		}
 	}
-	if d := g.Spec.DNSConfig; d != nil {
-		cfg.DnsConfig = &runtimeapi.DNSConfig{Servers: d.Nameservers, Searches: d.Searches}
-		for _, o := range d.Options {
-			opt := o.Name
-			if o.Value != "" {
-				opt += ":" + o.Value
-			}
-			cfg.DnsConfig.Options = append(cfg.DnsConfig.Options, opt)
-		}
-	}
+	cfg.DnsConfig = a.dnsConfigOf(g)
 	return cfg
 }
 

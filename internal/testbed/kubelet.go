@@ -15,6 +15,12 @@ import (
 	"github.com/eci-dev/eci/internal/pki"
 )
 
+// NoResolver is a resolv.conf with no nameserver: what pods of the bed get
+// when they have no DNS of their own. Instances of a test never send to the
+// machine's own resolver (a runtime given no DNS settings copies the
+// machine's /etc/resolv.conf).
+const NoResolver = "# the test bed's: no nameserver, never the machine's resolver\noptions ndots:1\n"
+
 // Kubelet is a real node of the bed's cluster: the upstream kubelet on the bed's
 // containerd, registered as NodeName with the node IP.
 type Kubelet struct {
@@ -48,6 +54,8 @@ maxPods: {{.MaxPods}}
 podLogsDir: {{.PodLogsDir}}
 serializeImagePulls: false
 clusterDomain: cluster.local
+# Pods with no cluster DNS get this, never the machine's own resolver.
+resolvConf: {{.ResolvConf}}
 evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
@@ -99,9 +107,14 @@ current-context: bed
 	if maxPods <= 0 {
 		maxPods = 110
 	}
+	resolvConf := filepath.Join(dir, "resolv.conf")
+	if err := os.WriteFile(resolvConf, []byte(NoResolver), 0o644); err != nil {
+		return nil, err
+	}
 	configFile := filepath.Join(dir, "config.yaml")
 	if err := renderFile(configFile, kubeletConfig, map[string]any{
-		"NodeIP": b.Network.NodeIP.String(), "Port": kl.Port, "HealthzPort": ports[1],
+		"ResolvConf": resolvConf,
+		"NodeIP":     b.Network.NodeIP.String(), "Port": kl.Port, "HealthzPort": ports[1],
 		"CAFile": k.CAFile, "CgroupRoot": b.CgroupParent, "Endpoint": c.Endpoint,
 		"MaxPods": maxPods, "PodLogsDir": filepath.Join(dir, "pod-logs"),
 	}); err != nil {

@@ -36,7 +36,7 @@ func TestKubeletRunsScheduledPod(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{
 			Name: "web", Image: b.Registry.Busybox,
-			Command: []string{"sh", "-c", "echo started on a real node; mkdir -p /srv && echo real-node > /srv/index.html && exec httpd -f -p 8080 -h /srv"},
+			Command: []string{"sh", "-c", "echo started on a real node; mkdir -p /srv && echo real-node > /srv/index.html && cp /etc/resolv.conf /srv/resolv.txt && exec httpd -f -p 8080 -h /srv"},
 		}}},
 	}
 	if _, err := cs.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
@@ -70,6 +70,17 @@ func TestKubeletRunsScheduledPod(t *testing.T) {
 		}
 		return nil
 	})
+	// No cluster DNS: the kubelet falls back to its resolvConf, the bed's
+	// NoResolver, never the machine's own resolver.
+	resp, err := client.Get("http://" + ip + ":8080/resolv.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resolv, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if strings.Contains(string(resolv), "nameserver") || !strings.Contains(string(resolv), "ndots:1") {
+		t.Fatalf("the real node's pod has resolv.conf %q, want the bed's, with no nameserver", resolv)
+	}
 	poll.Eventually(t, 30*time.Second, "the pod's log comes back through the apiserver", func() error {
 		raw, err := cs.CoreV1().Pods("default").GetLogs("web", &corev1.PodLogOptions{}).DoRaw(ctx)
 		if err != nil {

@@ -40,6 +40,9 @@ type Config struct {
 	// LocalRegistries (host:port) may be on the machine's loopback address
 	// (the local registry of make up).
 	LocalRegistries []string
+	// ResolvConf is the resolv.conf of groups with no DNS of their own
+	// (agent.Config.ResolvConf); empty: none.
+	ResolvConf string
 	// CgroupParent and LogDir of the groups.
 	CgroupParent, LogDir string
 	// PodCIDR is the vSwitch the groups get their IPs from; Bridge its bridge.
@@ -233,6 +236,7 @@ func newAgent(ctx context.Context, cfg Config, srv *server.Server, token string)
 	ac.CNIConfDir, ac.CNIBridge, ac.IPAMSocket = cfg.CNIConfDir, cfg.Bridge, filepath.Join(cfg.DataDir, "ipam.sock")
 	ac.RegistryConfigDir, ac.AllowedLocalRegistries = cfg.RegistryConfigDir, cfg.LocalRegistries
 	ac.StreamAddress, ac.HeartbeatInterval = "127.0.0.1:0", 5*time.Second
+	ac.ResolvConf = cfg.ResolvConf
 	return agent.New(ac)
 }
 

@@ -1,6 +1,7 @@
 package vnode
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -119,14 +120,22 @@ func jsonAnnotations(pod *corev1.Pod, s *apiv1.ContainerGroupSpec) error {
 
 // dnsConfig is the pod's resolv.conf as the kubelet makes it: ClusterFirst
 // uses the node's cluster DNS and the search path of the pod's namespace;
-// None only the pod's dnsConfig; Default the runtime's (the host's).
+// None only the pod's dnsConfig; Default the host's (the agent's
+// --resolv-conf). ClusterFirst on a node with no cluster DNS falls back to
+// Default, with the kubelet's MissingClusterDNS event.
 func (p *Provider) dnsConfig(pod *corev1.Pod) *apiv1.DNSConfig {
 	var d *apiv1.DNSConfig
 	policy := pod.Spec.DNSPolicy
 	if policy == "" {
 		policy = corev1.DNSClusterFirst
 	}
-	if (policy == corev1.DNSClusterFirst || policy == corev1.DNSClusterFirstWithHostNet) && len(p.cfg.ClusterDNS) > 0 {
+	clusterFirst := policy == corev1.DNSClusterFirst || policy == corev1.DNSClusterFirstWithHostNet
+	if clusterFirst && len(p.cfg.ClusterDNS) == 0 {
+		p.event(pod, corev1.EventTypeWarning, "MissingClusterDNS", fmt.Sprintf(
+			"pod: %q. the virtual node does not have ClusterDNS IP configured (--cluster-dns) and cannot create Pod using %q policy. Falling back to %q policy.",
+			pod.Namespace+"/"+pod.Name, policy, corev1.DNSDefault))
+	}
+	if clusterFirst && len(p.cfg.ClusterDNS) > 0 {
 		dom := p.cfg.ClusterDomain
 		d = &apiv1.DNSConfig{
 			Nameservers: p.cfg.ClusterDNS,

@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 )
@@ -151,5 +152,34 @@ func TestMissingSecretWaits(t *testing.T) {
 		p.Spec.Volumes = []corev1.Volume{{Name: "s", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "db", Optional: &optional}}}}
 	})); err != nil {
 		t.Fatalf("an optional secret that is missing: %v", err)
+	}
+}
+
+// ClusterFirst on a node with no cluster DNS falls back to Default (the
+// agent's --resolv-conf) with the kubelet's MissingClusterDNS event.
+func TestClusterFirstWithoutClusterDNS(t *testing.T) {
+	rec := record.NewFakeRecorder(4)
+	p := &Provider{cfg: Config{ClusterID: "c1", Files: noFiles{}, ClusterDomain: "cluster.local", Recorder: rec}}
+	g, err := p.toGroup(t.Context(), pod(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Spec.DNSConfig != nil {
+		t.Fatalf("DNS %+v, want none (the host's)", g.Spec.DNSConfig)
+	}
+	select {
+	case ev := <-rec.Events:
+		if !strings.Contains(ev, "Warning MissingClusterDNS") || !strings.Contains(ev, `Falling back to "Default" policy`) {
+			t.Fatalf("event %q", ev)
+		}
+	default:
+		t.Fatal("no MissingClusterDNS event")
+	}
+	none := pod(func(p *corev1.Pod) { p.Spec.DNSPolicy = corev1.DNSDefault })
+	if _, err := p.toGroup(t.Context(), none); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Events) != 0 {
+		t.Fatalf("dnsPolicy Default made an event: %q", <-rec.Events)
 	}
 }

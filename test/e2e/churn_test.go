@@ -111,7 +111,7 @@ func TestChurnUnderKills(t *testing.T) {
 		"--token-file", tokenFile("host.token", apiv1.TokenSpec{Kind: apiv1.TokenHost, Host: "churn-host"}), "--host-name", "churn-host", "--zone", "zone-a",
 		"--cpu", "64", "--memory", "256", "--max-groups", "200", "--cri-endpoint", bed.Containerd.Endpoint,
 		"--cgroup-parent", bed.CgroupParent + "/eci", "--log-dir", filepath.Join(dir, "group-logs"), "--state-dir", filepath.Join(dir, "agent"),
-		"--cni-conf-dir", bed.Containerd.CNIConfDir, "--cni-bridge", bed.Network.AgentBridge, "--ipam-socket", filepath.Join(dir, "ipam.sock"),
+		"--cni-conf-dir", bed.Containerd.CNIConfDir, "--cni-bridge", bed.Network.AgentBridge, "--ipam-socket", filepath.Join(dir, "ipam.sock"), "--resolv-conf", "",
 		"--stream-address", "127.0.0.1:0", "--registry-config-dir", bed.Containerd.CertsDir, "--allowed-local-registry", bed.Registry.Host}}
 	agent.start()
 	vn := &restartable{t: t, name: "vnode", bin: eciBin, logDir: logs, args: []string{"vnode", "--kubeconfig", bed.Kube.Kubeconfig,

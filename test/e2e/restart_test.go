@@ -57,7 +57,7 @@ func (u *upProcess) start() {
 	_ = os.Remove(up.ReadyFile(u.dataDir))
 	b := u.bed
 	u.cmd = exec.Command(u.bin, "up", "--data-dir", u.dataDir, "--listen", "127.0.0.1:0",
-		"--cri-endpoint", b.Containerd.Endpoint, "--cni-conf-dir", b.Containerd.CNIConfDir, "--cni-bin-dir", b.Containerd.CNIBinDir,
+		"--cri-endpoint", b.Containerd.Endpoint, "--cni-conf-dir", b.Containerd.CNIConfDir, "--cni-bin-dir", b.Containerd.CNIBinDir, "--resolv-conf", "",
 		"--registry-config-dir", b.Containerd.CertsDir, "--allowed-local-registry", b.Registry.Host,
 		"--cgroup-parent", b.CgroupParent+"/eci", "--log-dir", filepath.Join(u.dataDir, "logs"),
 		"--pod-cidr", b.Network.VSwitchCIDR.String(), "--bridge", b.Network.AgentBridge,

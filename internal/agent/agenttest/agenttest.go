@@ -50,6 +50,7 @@ func StartWithVSwitch(t testing.TB, srv *servertest.Server, bed *testbed.Bed, na
 	cfg.Host = apiv1.Host{Metadata: apiv1.ObjectMeta{Name: name}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}}
 	cfg.CNIConfDir, cfg.CNIBridge, cfg.IPAMSocket = bed.Containerd.CNIConfDir, bed.Network.AgentBridge, filepath.Join(bed.Dir, "ipam-"+name+".sock")
 	cfg.RegistryConfigDir, cfg.AllowedLocalRegistries, cfg.StreamAddress = bed.Containerd.CertsDir, []string{bed.Registry.Host}, "127.0.0.1:0"
+	cfg.ResolvConf = "" // never the machine's resolver
 	for _, m := range mutate {
 		m(&cfg)
 	}
