@@ -244,4 +244,6 @@ func TestWorkloads(t *testing.T) {
 			return nil
 		})
 	})
+
+	t.Run("Service links in the env, and no machine resolver without cluster DNS", func(t *testing.T) { testServiceLinks(t, c, ns) })
 }
