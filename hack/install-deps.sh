@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what eci and its test bed need on a Debian 12 machine, and only what is
-# missing: runc and crun, the CNI plugins, iptables, iproute2, busybox-static (the test
+# missing: runc and crun, the CNI plugins, iptables, nftables, iproute2, busybox-static (the test
 # images are built from it), util-linux (unshare, nsenter, mount) and containerd.
 #
 # containerd is built from the Go module proxy at CONTAINERD_VERSION (see
@@ -24,6 +24,7 @@ declare -A pkgs=(
   [containernetworking-plugins]=/usr/lib/cni/bridge
   [iptables]=/usr/sbin/iptables
   [iproute2]=/usr/sbin/ip
+  [nftables]=/usr/sbin/nft
   [busybox-static]=/bin/busybox
   [util-linux]=/usr/bin/unshare
   [mount]=/usr/bin/mount
