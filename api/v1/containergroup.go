@@ -37,7 +37,12 @@ type ContainerGroupSpec struct {
 	TerminationGracePeriodSeconds *int64        `json:"terminationGracePeriodSeconds,omitempty"`
 	ActiveDeadlineSeconds         *int64        `json:"activeDeadlineSeconds,omitempty"`
 
-	Hostname    string      `json:"hostname,omitempty"`
+	Hostname string `json:"hostname,omitempty"`
+	// DNSPolicy says what DNSConfig adds to: Default (or empty), the host's
+	// DNS settings (the agent's --resolv-conf), as the kubelet's Default
+	// policy merges them; None, nothing (the group's DNSConfig is all of
+	// it, with at least one nameserver).
+	DNSPolicy   DNSPolicy   `json:"dnsPolicy,omitempty"`
 	DNSConfig   *DNSConfig  `json:"dnsConfig,omitempty"`
 	HostAliases []HostAlias `json:"hostAliases,omitempty"`
 	// Sysctls of the group's namespaces: the kubelet's safe set.
@@ -101,7 +106,18 @@ const (
 	FailFast FailStrategy = "fail-fast"
 )
 
-// DNSConfig is merged into the group's resolv.conf.
+// DNSPolicy is what a group's DNSConfig adds to.
+type DNSPolicy string
+
+// DNS policies.
+const (
+	DNSDefault DNSPolicy = "Default"
+	DNSNone    DNSPolicy = "None"
+)
+
+// DNSConfig is merged into the group's resolv.conf (DNSPolicy says with
+// what): nameservers and searches appended, without repeats; an option
+// replaces the base's of its name.
 type DNSConfig struct {
 	Nameservers []string    `json:"nameservers,omitempty"`
 	Searches    []string    `json:"searches,omitempty"`

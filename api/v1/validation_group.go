@@ -1,6 +1,7 @@
 package v1
 
 import (
+	"regexp"
 	"strings"
 
 	"github.com/eci-dev/eci/internal/sizes"
@@ -81,28 +82,25 @@ func validateLifecycle(e *errs, p fpath, s *ContainerGroupSpec) {
 
 // validateDNS checks DNS settings, host aliases and sysctls.
 func validateDNS(e *errs, p fpath, s *ContainerGroupSpec) {
+	e.oneOf(p.child("dnsPolicy"), string(s.DNSPolicy), "", string(DNSDefault), string(DNSNone))
+	if s.DNSPolicy == DNSNone && (s.DNSConfig == nil || len(s.DNSConfig.Nameservers) == 0) {
+		e.required(p.child("dnsConfig").child("nameservers"), "at least one nameserver when dnsPolicy is None")
+	}
 	if d := s.DNSConfig; d != nil {
-		if len(d.Nameservers) > MaxNameservers {
-			e.add(p.child("dnsConfig").child("nameservers"), "%d nameservers is too many; allowed: at most %d", len(d.Nameservers), MaxNameservers)
-		}
-		for i, ns := range d.Nameservers {
-			if _, err := parseIP(ns); err != nil {
-				e.add(p.child("dnsConfig").child("nameservers").index(i), "%q is not an IP address", ns)
-			}
-		}
-		for i, o := range d.Options {
-			if o.Name == "" {
-				e.required(p.child("dnsConfig").child("options").index(i).child("name"), "the option's name")
-			}
-		}
+		validateDNSConfig(e, p.child("dnsConfig"), d)
 	}
 	for i, h := range s.HostAliases {
 		hp := p.child("hostAliases").index(i)
-		if _, err := parseIP(h.IP); err != nil {
+		if ip, err := parseIP(h.IP); err != nil || ip.Zone() != "" {
 			e.add(hp.child("ip"), "%q is not an IP address", h.IP)
 		}
 		if len(h.Hostnames) == 0 {
 			e.required(hp.child("hostnames"), "at least one host name")
+		}
+		for j, n := range h.Hostnames {
+			if !resolvName(n) {
+				e.add(hp.child("hostnames").index(j), "%q is not allowed; allowed: a DNS name of letters, digits, '-', '_' and '.' (at most 253)", n)
+			}
 		}
 	}
 	sysctls := map[string]bool{}
@@ -117,6 +115,69 @@ func validateDNS(e *errs, p fpath, s *ContainerGroupSpec) {
 			e.required(sp.child("value"), "a value on one line")
 		}
 	}
+}
+
+// Limits of a resolv.conf, the kubelet's: the resolver reads 3 nameservers
+// and (glibc) 32 search domains of 2048 characters together.
+const (
+	MaxDNSSearches     = 32
+	MaxDNSSearchLength = 2048
+)
+
+// validateDNSConfig checks what goes into the group's resolv.conf: values
+// the resolver reads, one per token (no line, space or comment of a
+// tenant's may add a directive of its own).
+func validateDNSConfig(e *errs, p fpath, d *DNSConfig) {
+	if len(d.Nameservers) > MaxNameservers {
+		e.add(p.child("nameservers"), "%d nameservers is too many; allowed: at most %d", len(d.Nameservers), MaxNameservers)
+	}
+	for i, ns := range d.Nameservers {
+		if ip, err := parseIP(ns); err != nil || ip.Zone() != "" {
+			e.add(p.child("nameservers").index(i), "%q is not an IP address", ns)
+		}
+	}
+	if len(d.Searches) > MaxDNSSearches {
+		e.add(p.child("searches"), "%d search domains is too many; allowed: at most %d", len(d.Searches), MaxDNSSearches)
+	}
+	if n := len(strings.Join(d.Searches, " ")); n > MaxDNSSearchLength {
+		e.add(p.child("searches"), "%d characters is too long; allowed: at most %d together", n, MaxDNSSearchLength)
+	}
+	for i, sd := range d.Searches {
+		if sd != "." && !resolvName(strings.TrimSuffix(sd, ".")) {
+			e.add(p.child("searches").index(i), "%q is not allowed; allowed: a DNS name of letters, digits, '-', '_' and '.' (at most 253)", sd)
+		}
+	}
+	for i, o := range d.Options {
+		op := p.child("options").index(i)
+		if o.Name == "" {
+			e.required(op.child("name"), "the option's name")
+		} else if !dnsOptionName.MatchString(o.Name) {
+			e.add(op.child("name"), "%q is not allowed; allowed: letters, digits, '-' and '_' (such as ndots, edns0, single-request-reopen)", o.Name)
+		}
+		if o.Value != "" && !dnsOptionValue.MatchString(o.Value) {
+			e.add(op.child("value"), "%q is not allowed; allowed: letters, digits, '.', '-', '_' and ':'", o.Value)
+		}
+	}
+}
+
+var (
+	dnsOptionName  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	dnsOptionValue = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
+	resolvLabel    = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?$`)
+)
+
+// resolvName tells whether n is a name a resolver or hosts file takes: DNS
+// labels (letters, digits, '-', '_'), up to 253 characters.
+func resolvName(n string) bool {
+	if n == "" || len(n) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(n, ".") {
+		if len(l) > 63 || !resolvLabel.MatchString(l) {
+			return false
+		}
+	}
+	return true
 }
 
 // validatePlacementSpec checks vSwitches, security groups and the private IP.

@@ -169,6 +169,32 @@ func TestValidationRules(t *testing.T) {
 			g.Spec.DNSConfig = &DNSConfig{Nameservers: []string{"198.18.0.1", "198.18.0.2", "198.18.0.3", "198.18.0.4"}}
 		}, "spec.dnsConfig.nameservers", "at most 3"},
 		{"dns option", func(g *ContainerGroup) { g.Spec.DNSConfig = &DNSConfig{Options: []DNSOption{{Value: "2"}}} }, "spec.dnsConfig.options[0].name", "required"},
+		// Nothing of a tenant's adds a line, a word or a zone to resolv.conf
+		// or /etc/hosts.
+		{"a search with a line", func(g *ContainerGroup) {
+			g.Spec.DNSConfig = &DNSConfig{Searches: []string{"a.test\nnameserver 198.18.0.53"}}
+		}, "spec.dnsConfig.searches[0]", "DNS name"},
+		{"a search with a space", func(g *ContainerGroup) { g.Spec.DNSConfig = &DNSConfig{Searches: []string{"a.test b.test"}} }, "spec.dnsConfig.searches[0]", "DNS name"},
+		{"too many searches", func(g *ContainerGroup) {
+			g.Spec.DNSConfig = &DNSConfig{Searches: make([]string, 33)}
+			for i := range g.Spec.DNSConfig.Searches {
+				g.Spec.DNSConfig.Searches[i] = "a.test"
+			}
+		}, "spec.dnsConfig.searches", "at most 32"},
+		{"a nameserver with a zone", func(g *ContainerGroup) {
+			g.Spec.DNSConfig = &DNSConfig{Nameservers: []string{"fe80::1%x\nnameserver 198.18.0.53"}}
+		}, "spec.dnsConfig.nameservers[0]", "IP address"},
+		{"an option with a line", func(g *ContainerGroup) {
+			g.Spec.DNSConfig = &DNSConfig{Options: []DNSOption{{Name: "ndots\nnameserver"}}}
+		}, "spec.dnsConfig.options[0].name", "not allowed"},
+		{"an option value with a space", func(g *ContainerGroup) {
+			g.Spec.DNSConfig = &DNSConfig{Options: []DNSOption{{Name: "ndots", Value: "1 rotate"}}}
+		}, "spec.dnsConfig.options[0].value", "not allowed"},
+		{"dnsPolicy", func(g *ContainerGroup) { g.Spec.DNSPolicy = "ClusterFirst" }, "spec.dnsPolicy", "Default"},
+		{"dnsPolicy None with no nameserver", func(g *ContainerGroup) { g.Spec.DNSPolicy = DNSNone }, "spec.dnsConfig.nameservers", "required"},
+		{"a host alias with a line", func(g *ContainerGroup) {
+			g.Spec.HostAliases = []HostAlias{{IP: "198.18.0.9", Hostnames: []string{"db\n198.18.0.10 evil"}}}
+		}, "spec.hostAliases[0].hostnames[0]", "DNS name"},
 		{"host alias ip", func(g *ContainerGroup) { g.Spec.HostAliases = []HostAlias{{IP: "x", Hostnames: []string{"a"}}} }, "spec.hostAliases[0].ip", "IP address"},
 		{"host alias names", func(g *ContainerGroup) { g.Spec.HostAliases = []HostAlias{{IP: "198.18.0.1"}} }, "spec.hostAliases[0].hostnames", "required"},
 		{"unsafe sysctl", func(g *ContainerGroup) { g.Spec.Sysctls = []Sysctl{{Name: "kernel.panic", Value: "1"}} }, "spec.sysctls[0].name", "net.ipv4.tcp_syncookies"},

@@ -32,7 +32,7 @@ type Agent struct {
 	mu          sync.Mutex
 	vswitches   map[string]*apiv1.VSwitch // cache (a vSwitch's CIDR never changes)
 	streamToken string                    // the secret the server presents to the stream server
-	hostDNS     *runtimeapi.DNSConfig     // what --resolv-conf says (dns.go)
+	hostDNS     *hostResolv               // what --resolv-conf says (dns.go)
 
 	ready chan struct{}
 	done  chan struct{}
@@ -48,7 +48,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg: cfg, name: cfg.Host.Metadata.Name,
 		view: newGroupView(), states: newGroupStates(), queue: newWorkQueue(),
 		events: make(chan *apiv1.Event, 1024), vswitches: map[string]*apiv1.VSwitch{},
-		pulls: newPullGuard(cfg.StateDir),
+		pulls: newPullGuard(cfg.StateDir), hostDNS: &hostResolv{path: cfg.ResolvConf},
 		ready: make(chan struct{}), done: make(chan struct{}),
 	}, nil
 }
@@ -75,7 +75,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			return fmt.Errorf("registry mirrors: %w", err)
 		}
 	}
-	if a.hostDNS, err = readResolvConf(a.cfg.ResolvConf); err != nil {
+	if err := a.hostDNS.load(); err != nil {
 		return err
 	}
 	// The groups' volumes hold their secrets and tokens: only the agent (and

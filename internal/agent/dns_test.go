@@ -23,7 +23,8 @@ const testResolvConf = "# a comment\nnameserver 198.18.0.53\nsearch old.test\nse
 func TestReadResolvConf(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "resolv.conf")
-	body := testResolvConf + "nameserver 198.18.0.54 ; trailing comment\nnameserver 198.18.0.55\nnameserver 198.18.0.56\n"
+	long := "# " + strings.Repeat("x", 100<<10) + "\n"
+	body := long + testResolvConf + "nameserver 127.0.0.53\nnameserver\t198.18.0.54 ; trailing comment\r\nnameserver ::1\nnameserver 198.18.0.55\nnameserver 198.18.0.56\ndomain ignored.test\n"
 	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -33,38 +34,82 @@ func TestReadResolvConf(t *testing.T) {
 	}
 	if strings.Join(got.Servers, " ") != "198.18.0.53 198.18.0.54 198.18.0.55" || strings.Join(got.Searches, " ") != "bed.test" ||
 		strings.Join(got.Options, " ") != "ndots:2 timeout:1" {
-		t.Fatalf("read %+v: want three nameservers, the last search line, the options", got)
+		t.Fatalf("read %+v: want three nameservers (no loopback: systemd-resolved's stub is the instance's own), the last search line, the options", got)
+	}
+	if err := os.WriteFile(p, []byte("search a.test. .\nsearch\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := readResolvConf(p); len(got.Searches) != 0 {
+		t.Fatalf("a bare search line after others: %v, want it to clear them", got.Searches)
+	}
+	if err := os.WriteFile(p, []byte("search a.test. . b.test\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := readResolvConf(p); strings.Join(got.Searches, " ") != "a.test b.test" {
+		t.Fatalf("searches %v, want trailing dots and '.' dropped", got.Searches)
 	}
 	if _, err := readResolvConf(filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "--resolv-conf") {
 		t.Fatalf("a missing file: %v, want an error naming --resolv-conf", err)
 	}
-	if got, err := readResolvConf(""); err != nil || len(got.Servers)+len(got.Searches)+len(got.Options) != 0 {
-		t.Fatalf("no file: %+v %v, want nothing", got, err)
+}
+
+// The host's settings are read again when the file changes; a read that
+// fails keeps the last good ones.
+func TestHostResolvFollowsTheFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(p, []byte("nameserver 198.18.0.53\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := &hostResolv{path: p}
+	if err := h.load(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := os.WriteFile(p, []byte("nameserver 198.18.0.99\nsearch new.test\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.get(ctx); strings.Join(got.Servers, " ") != "198.18.0.99" || strings.Join(got.Searches, " ") != "new.test" {
+		t.Fatalf("after the file changed: %+v", got)
+	}
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.get(ctx); strings.Join(got.Servers, " ") != "198.18.0.99" {
+		t.Fatalf("after the file went: %+v, want the last good", got)
+	}
+	if err := (&hostResolv{path: p}).load(); err == nil {
+		t.Fatal("a missing --resolv-conf at start: no error")
 	}
 }
 
-// The runtime never falls back to the machine's resolv.conf: a group gets
-// its own DNS settings, else the host's of --resolv-conf, and something
-// even when both are empty.
-func TestDNSConfigIsNeverEmpty(t *testing.T) {
-	withDNS := &apiv1.ContainerGroup{Spec: apiv1.ContainerGroupSpec{DNSConfig: &apiv1.DNSConfig{
-		Nameservers: []string{"198.18.0.10"}, Searches: []string{"ns.svc.cluster.local"}, Options: []apiv1.DNSOption{{Name: "ndots", Value: "5"}, {Name: "edns0"}}}}}
-	bare := &apiv1.ContainerGroup{}
-	emptyDNS := &apiv1.ContainerGroup{Spec: apiv1.ContainerGroupSpec{DNSConfig: &apiv1.DNSConfig{}}}
-	host := &Agent{hostDNS: &runtimeapi.DNSConfig{Servers: []string{"198.18.0.53"}, Searches: []string{"bed.test"}}}
-	none := &Agent{hostDNS: &runtimeapi.DNSConfig{}}
+// The runtime never falls back to the machine's resolv.conf: dnsPolicy None
+// is the group's DNS alone, Default the host's with the group's merged in
+// (as the kubelet's appendDNSConfig), and something even when both are
+// empty.
+func TestDNSConfigOf(t *testing.T) {
+	own := &apiv1.DNSConfig{Nameservers: []string{"198.18.0.10", "198.18.0.53"}, Searches: []string{"ns.svc.cluster.local", "bed.test"},
+		Options: []apiv1.DNSOption{{Name: "ndots", Value: "5"}, {Name: "edns0"}}}
+	group := func(policy apiv1.DNSPolicy, d *apiv1.DNSConfig) *apiv1.ContainerGroup {
+		return &apiv1.ContainerGroup{Spec: apiv1.ContainerGroupSpec{DNSPolicy: policy, DNSConfig: d}}
+	}
+	host := &Agent{hostDNS: &hostResolv{cfg: &runtimeapi.DNSConfig{Servers: []string{"198.18.0.53"}, Searches: []string{"bed.test"}, Options: []string{"ndots:2", "timeout:1"}}}}
+	none := &Agent{hostDNS: &hostResolv{cfg: &runtimeapi.DNSConfig{}}}
 	for _, c := range []struct {
 		name string
 		a    *Agent
 		g    *apiv1.ContainerGroup
 		want string
 	}{
-		{"the group's own", host, withDNS, "[198.18.0.10] [ns.svc.cluster.local] [ndots:5 edns0]"},
-		{"the host's for a group with none", host, bare, "[198.18.0.53] [bed.test] []"},
-		{"no --resolv-conf: no nameserver, but not nothing", none, bare, "[] [] [ndots:1]"},
-		{"an empty group config: not nothing either", host, emptyDNS, "[] [] [ndots:1]"},
+		{"None: the group's own alone", host, group(apiv1.DNSNone, own), "[198.18.0.10 198.18.0.53] [ns.svc.cluster.local bed.test] [ndots:5 edns0]"},
+		{"Default: the host's", host, group("", nil), "[198.18.0.53] [bed.test] [ndots:2 timeout:1]"},
+		{"Default: the group's merged into the host's, without repeats, its options winning",
+			host, group(apiv1.DNSDefault, own), "[198.18.0.53 198.18.0.10] [bed.test ns.svc.cluster.local] [ndots:5 timeout:1 edns0]"},
+		{"Default with an empty dnsConfig: the host's", host, group("", &apiv1.DNSConfig{}), "[198.18.0.53] [bed.test] [ndots:2 timeout:1]"},
+		{"no --resolv-conf: no nameserver, but not nothing", none, group("", nil), "[] [] [ndots:1]"},
+		{"more than 3 nameservers together: the first 3", host,
+			group("", &apiv1.DNSConfig{Nameservers: []string{"198.18.0.1", "198.18.0.2", "198.18.0.3"}}), "[198.18.0.53 198.18.0.1 198.18.0.2] [bed.test] [ndots:2 timeout:1]"},
 	} {
-		d := c.a.dnsConfigOf(c.g)
+		d := c.a.dnsConfigOf(context.Background(), c.g)
 		if got := fmt.Sprint(d.Servers, " ", d.Searches, " ", d.Options); got != c.want {
 			t.Errorf("%s: %s, want %s", c.name, got, c.want)
 		}
@@ -100,14 +145,16 @@ func testDNS(t *testing.T, bed *testbed.Bed, srv *servertest.Server, rt Runtime)
 	if out := resolvOf(g); !strings.Contains(out, "nameserver 198.18.0.53") || !strings.Contains(out, "search bed.test") || strings.Contains(out, "old.test") {
 		t.Fatalf("a group with no DNS of its own: resolv.conf\n%s\nwant the agent's --resolv-conf", out)
 	}
-	g = sleeper("dns-own")
+	g = sleeper("dns-none")
+	g.Spec.DNSPolicy = apiv1.DNSNone
 	g.Spec.DNSConfig = &apiv1.DNSConfig{Nameservers: []string{"198.18.0.10"}, Searches: []string{"default.svc.cluster.local"}, Options: []apiv1.DNSOption{{Name: "ndots", Value: "5"}}}
 	if out := resolvOf(g); !strings.Contains(out, "nameserver 198.18.0.10") || strings.Contains(out, "198.18.0.53") || !strings.Contains(out, "ndots:5") {
-		t.Fatalf("a group with its own DNS: resolv.conf\n%s", out)
+		t.Fatalf("dnsPolicy None: resolv.conf\n%s\nwant the group's alone", out)
 	}
-	g = sleeper("dns-options-only")
-	g.Spec.DNSConfig = &apiv1.DNSConfig{Options: []apiv1.DNSOption{{Name: "ndots", Value: "1"}}}
-	if out := resolvOf(g); strings.Contains(out, "nameserver") {
-		t.Fatalf("a group whose DNS has no nameserver (what --resolv-conf \"\" gives): resolv.conf\n%s\nwant none, not the machine's", out)
+	g = sleeper("dns-merged")
+	g.Spec.DNSConfig = &apiv1.DNSConfig{Nameservers: []string{"198.18.0.10"}, Options: []apiv1.DNSOption{{Name: "ndots", Value: "5"}}}
+	if out := resolvOf(g); !strings.Contains(out, "nameserver 198.18.0.53\nnameserver 198.18.0.10") || !strings.Contains(out, "bed.test") ||
+		!strings.Contains(out, "ndots:5") || strings.Contains(out, "ndots:2") {
+		t.Fatalf("dnsPolicy Default with a dnsConfig: resolv.conf\n%s\nwant the host's with the group's merged in", out)
 	}
 }

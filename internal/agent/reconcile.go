@@ -38,7 +38,7 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 		a.event(ctx, g, apiv1.EventWarning, "FailedMount", err.Error())
 		return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "FailedMount", Message: err.Error()})
 	}
-	sbCfg := a.sandboxConfig(g)
+	sbCfg := a.sandboxConfig(ctx, g)
 	sandbox, started, err := a.ensureSandbox(ctx, g, sbs, sbCfg, tr)
 	if started {
 		defer tr.log(ctx, "started a group's sandbox", id)

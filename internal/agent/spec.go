@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 
@@ -10,7 +11,7 @@ import (
 )
 
 // sandboxConfig is the CRI pod sandbox of a group.
-func (a *Agent) sandboxConfig(g *apiv1.ContainerGroup) *runtimeapi.PodSandboxConfig {
+func (a *Agent) sandboxConfig(ctx context.Context, g *apiv1.ContainerGroup) *runtimeapi.PodSandboxConfig {
 	hostname := g.Spec.Hostname
 	if hostname == "" {
 		hostname = g.Metadata.Name
@@ -34,7 +35,7 @@ func (a *Agent) sandboxConfig(g *apiv1.ContainerGroup) *runtimeapi.PodSandboxCon
 			cfg.Linux.Sysctls[sc.Name] = sc.Value
 		}
 	}
-	cfg.DnsConfig = a.dnsConfigOf(g)
+	cfg.DnsConfig = a.dnsConfigOf(ctx, g)
 	return cfg
 }
 

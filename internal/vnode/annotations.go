@@ -2,6 +2,7 @@ package vnode
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -113,49 +114,97 @@ func jsonAnnotations(pod *corev1.Pod, s *apiv1.ContainerGroupSpec) error {
 			}
 			d.Options = append(d.Options, opt)
 		}
-		s.DNSConfig = d
+		// The annotation's DNS is all of it when it names nameservers, as
+		// dnsPolicy None; else it is merged into the host's, as Default.
+		s.DNSConfig, s.DNSPolicy = d, apiv1.DNSDefault
+		if len(d.Nameservers) > 0 {
+			s.DNSPolicy = apiv1.DNSNone
+		}
 	}
 	return nil
 }
 
 // dnsConfig is the pod's resolv.conf as the kubelet makes it: ClusterFirst
-// uses the node's cluster DNS and the search path of the pod's namespace;
-// None only the pod's dnsConfig; Default the host's (the agent's
-// --resolv-conf). ClusterFirst on a node with no cluster DNS falls back to
-// Default, with the kubelet's MissingClusterDNS event.
-func (p *Provider) dnsConfig(pod *corev1.Pod) *apiv1.DNSConfig {
-	var d *apiv1.DNSConfig
+// uses the node's cluster DNS and the search path of the pod's namespace,
+// the pod's dnsConfig merged in (policy None to the agent: the group's DNS
+// is all of it); None only the pod's dnsConfig; Default the host's (the
+// agent's --resolv-conf) with the pod's dnsConfig merged by the agent.
+// ClusterFirst on a node with no cluster DNS falls back to Default, with the
+// kubelet's MissingClusterDNS event. More than 3 nameservers together: the
+// first 3, with the kubelet's DNSConfigForming event.
+func (p *Provider) dnsConfig(pod *corev1.Pod) (apiv1.DNSPolicy, *apiv1.DNSConfig) {
 	policy := pod.Spec.DNSPolicy
 	if policy == "" {
 		policy = corev1.DNSClusterFirst
 	}
+	own := podDNSConfig(pod.Spec.DNSConfig)
 	clusterFirst := policy == corev1.DNSClusterFirst || policy == corev1.DNSClusterFirstWithHostNet
-	if clusterFirst && len(p.cfg.ClusterDNS) == 0 {
+	switch {
+	case clusterFirst && len(p.cfg.ClusterDNS) == 0:
 		p.event(pod, corev1.EventTypeWarning, "MissingClusterDNS", fmt.Sprintf(
 			"pod: %q. the virtual node does not have ClusterDNS IP configured (--cluster-dns) and cannot create Pod using %q policy. Falling back to %q policy.",
 			pod.Namespace+"/"+pod.Name, policy, corev1.DNSDefault))
-	}
-	if clusterFirst && len(p.cfg.ClusterDNS) > 0 {
+		return apiv1.DNSDefault, own
+	case clusterFirst:
 		dom := p.cfg.ClusterDomain
-		d = &apiv1.DNSConfig{
-			Nameservers: p.cfg.ClusterDNS,
+		d := &apiv1.DNSConfig{
+			Nameservers: slices.Clone(p.cfg.ClusterDNS),
 			Searches:    []string{pod.Namespace + ".svc." + dom, "svc." + dom, dom},
 			Options:     []apiv1.DNSOption{{Name: "ndots", Value: "5"}},
 		}
-	}
-	if c := pod.Spec.DNSConfig; c != nil {
-		if d == nil {
-			d = &apiv1.DNSConfig{}
-		}
-		d.Nameservers = append(d.Nameservers, c.Nameservers...)
-		d.Searches = append(d.Searches, c.Searches...)
-		for _, o := range c.Options {
-			opt := apiv1.DNSOption{Name: o.Name}
-			if o.Value != nil {
-				opt.Value = *o.Value
+		if own != nil {
+			d.Nameservers = appendNew(d.Nameservers, own.Nameservers...)
+			d.Searches = appendNew(d.Searches, own.Searches...)
+			for _, o := range own.Options {
+				d.Options = setOption(d.Options, o)
 			}
-			d.Options = append(d.Options, opt)
 		}
+		if len(d.Nameservers) > apiv1.MaxNameservers {
+			p.event(pod, corev1.EventTypeWarning, "DNSConfigForming", fmt.Sprintf(
+				"Nameserver limits were exceeded, some nameservers have been omitted, the applied nameserver line is: %s", strings.Join(d.Nameservers[:apiv1.MaxNameservers], " ")))
+			d.Nameservers = d.Nameservers[:apiv1.MaxNameservers]
+		}
+		return apiv1.DNSNone, d
+	case policy == corev1.DNSNone:
+		return apiv1.DNSNone, own
+	default:
+		return apiv1.DNSDefault, own
+	}
+}
+
+// podDNSConfig is a pod's dnsConfig in the API's terms (nil: none).
+func podDNSConfig(c *corev1.PodDNSConfig) *apiv1.DNSConfig {
+	if c == nil {
+		return nil
+	}
+	d := &apiv1.DNSConfig{Nameservers: c.Nameservers, Searches: c.Searches}
+	for _, o := range c.Options {
+		opt := apiv1.DNSOption{Name: o.Name}
+		if o.Value != nil {
+			opt.Value = *o.Value
+		}
+		d.Options = append(d.Options, opt)
 	}
 	return d
+}
+
+// appendNew appends the values of add that list has not.
+func appendNew(list []string, add ...string) []string {
+	for _, v := range add {
+		if !slices.Contains(list, v) {
+			list = append(list, v)
+		}
+	}
+	return list
+}
+
+// setOption replaces the option of o's name in opts, or appends o.
+func setOption(opts []apiv1.DNSOption, o apiv1.DNSOption) []apiv1.DNSOption {
+	for i := range opts {
+		if opts[i].Name == o.Name {
+			opts[i] = o
+			return opts
+		}
+	}
+	return append(opts, o)
 }

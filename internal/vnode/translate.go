@@ -95,7 +95,7 @@ func (p *Provider) toGroup(ctx context.Context, pod *corev1.Pod) (*apiv1.Contain
 		g.Spec.HostAliases = append(g.Spec.HostAliases, apiv1.HostAlias{IP: h.IP, Hostnames: h.Hostnames})
 	}
 	g.Spec.Sysctls = append(g.Spec.Sysctls, podSysctls(pod)...)
-	g.Spec.DNSConfig = p.dnsConfig(pod)
+	g.Spec.DNSPolicy, g.Spec.DNSConfig = p.dnsConfig(pod)
 	if cpu, mem := podSize(pod); cpu > 0 && mem > 0 {
 		g.Spec.CPU, g.Spec.Memory = cpu, mem
 	}

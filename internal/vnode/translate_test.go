@@ -2,6 +2,7 @@ package vnode
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -181,5 +182,54 @@ func TestClusterFirstWithoutClusterDNS(t *testing.T) {
 	}
 	if len(rec.Events) != 0 {
 		t.Fatalf("dnsPolicy Default made an event: %q", <-rec.Events)
+	}
+}
+
+// The DNS a pod's policy gives, as the kubelet's: ClusterFirst composed by
+// the node (policy None to the agent), Default and the fallback merged by
+// the agent into the host's, None alone.
+func TestDNSPolicies(t *testing.T) {
+	rec := record.NewFakeRecorder(8)
+	p := &Provider{cfg: Config{ClusterID: "c1", Files: noFiles{}, ClusterDNS: []string{"198.18.0.10", "198.18.0.11"}, ClusterDomain: "cluster.local", Recorder: rec}}
+	five, two := "5", "2"
+	own := &corev1.PodDNSConfig{Nameservers: []string{"198.18.0.10", "198.18.0.20", "198.18.0.21"}, Searches: []string{"svc.cluster.local", "corp.test"},
+		Options: []corev1.PodDNSConfigOption{{Name: "ndots", Value: &two}, {Name: "edns0"}}}
+	for _, c := range []struct {
+		name   string
+		policy corev1.DNSPolicy
+		dns    *corev1.PodDNSConfig
+		want   string
+	}{
+		{"ClusterFirst: the cluster's, the pod's merged, 3 nameservers at most", corev1.DNSClusterFirst, own,
+			"None [198.18.0.10 198.18.0.11 198.18.0.20] [shop.svc.cluster.local svc.cluster.local cluster.local corp.test] [{ndots 2} {edns0 }]"},
+		{"ClusterFirst alone", "", nil, "None [198.18.0.10 198.18.0.11] [shop.svc.cluster.local svc.cluster.local cluster.local] [{ndots " + five + "}]"},
+		{"Default: the pod's, for the agent to merge into the host's", corev1.DNSDefault, own,
+			"Default [198.18.0.10 198.18.0.20 198.18.0.21] [svc.cluster.local corp.test] [{ndots 2} {edns0 }]"},
+		{"Default alone: the host's", corev1.DNSDefault, nil, "Default <nil>"},
+		{"None: the pod's alone", corev1.DNSNone, own, "None [198.18.0.10 198.18.0.20 198.18.0.21] [svc.cluster.local corp.test] [{ndots 2} {edns0 }]"},
+	} {
+		pd := pod(func(pp *corev1.Pod) { pp.Spec.DNSPolicy, pp.Spec.DNSConfig = c.policy, c.dns })
+		g, err := p.toGroup(t.Context(), pd)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		got := string(g.Spec.DNSPolicy) + " <nil>"
+		if d := g.Spec.DNSConfig; d != nil {
+			got = fmt.Sprint(g.Spec.DNSPolicy, " ", d.Nameservers, " ", d.Searches, " ", d.Options)
+		}
+		if got != c.want {
+			t.Errorf("%s:\n got %s\nwant %s", c.name, got, c.want)
+		}
+	}
+	select {
+	case ev := <-rec.Events:
+		if !strings.Contains(ev, "DNSConfigForming") || !strings.Contains(ev, "198.18.0.10 198.18.0.11 198.18.0.20") {
+			t.Fatalf("event %q, want DNSConfigForming with the applied nameservers", ev)
+		}
+	default:
+		t.Fatal("no DNSConfigForming event for 4 nameservers")
+	}
+	if p.cfg.ClusterDNS[0] != "198.18.0.10" || len(p.cfg.ClusterDNS) != 2 {
+		t.Fatalf("the node's --cluster-dns changed: %v", p.cfg.ClusterDNS)
 	}
 }

@@ -63,6 +63,10 @@ func testServiceLinks(t *testing.T, c *cluster, ns string) {
 				t.Errorf("pod %s: %s in its env is %v, want %v:\n%s", name, v, !want, want, env)
 			}
 		}
+		// The test's agent has --resolv-conf "": no nameserver at all.
+		if strings.Contains(resolv, "nameserver") || !strings.Contains(resolv, "options ndots:1") {
+			t.Errorf("pod %s's resolv.conf:\n%s\nwant no nameserver, only the resolver's default options", name, resolv)
+		}
 		for _, line := range strings.Split(string(machine), "\n") {
 			if l := strings.TrimSpace(line); strings.HasPrefix(l, "nameserver") && strings.Contains(resolv, l) {
 				t.Errorf("pod %s's resolv.conf has the machine's %q:\n%s", name, l, resolv)
