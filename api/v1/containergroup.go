@@ -38,10 +38,11 @@ type ContainerGroupSpec struct {
 	ActiveDeadlineSeconds         *int64        `json:"activeDeadlineSeconds,omitempty"`
 
 	Hostname string `json:"hostname,omitempty"`
-	// DNSPolicy says what DNSConfig adds to: Default (or empty), the host's
-	// DNS settings (the agent's --resolv-conf), as the kubelet's Default
-	// policy merges them; None, nothing (the group's DNSConfig is all of
-	// it, with at least one nameserver).
+	// DNSPolicy says what DNSConfig adds to: Default, the host's DNS
+	// settings (the agent's --resolv-conf), as the kubelet's Default policy
+	// merges them; None, nothing (the group's DNSConfig is all of it, with
+	// at least one nameserver). Empty: the DNSConfig alone when there is
+	// one, else the host's (what groups had before the field).
 	DNSPolicy   DNSPolicy   `json:"dnsPolicy,omitempty"`
 	DNSConfig   *DNSConfig  `json:"dnsConfig,omitempty"`
 	HostAliases []HostAlias `json:"hostAliases,omitempty"`

@@ -151,29 +151,31 @@ func validateDNSConfig(e *errs, p fpath, d *DNSConfig) {
 		op := p.child("options").index(i)
 		if o.Name == "" {
 			e.required(op.child("name"), "the option's name")
-		} else if !dnsOptionName.MatchString(o.Name) {
-			e.add(op.child("name"), "%q is not allowed; allowed: letters, digits, '-' and '_' (such as ndots, edns0, single-request-reopen)", o.Name)
+		} else if !dnsOptionWord.MatchString(o.Name) {
+			e.add(op.child("name"), "%q is not allowed; allowed: one word, no space, '#' or ';' (such as ndots, edns0, single-request-reopen)", o.Name)
 		}
-		if o.Value != "" && !dnsOptionValue.MatchString(o.Value) {
-			e.add(op.child("value"), "%q is not allowed; allowed: letters, digits, '.', '-', '_' and ':'", o.Value)
+		if o.Value != "" && !dnsOptionWord.MatchString(o.Value) {
+			e.add(op.child("value"), "%q is not allowed; allowed: one word, no space, '#' or ';'", o.Value)
 		}
 	}
 }
 
 var (
-	dnsOptionName  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-	dnsOptionValue = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
-	resolvLabel    = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?$`)
+	// dnsOptionWord is one printable word the resolver reads as such.
+	dnsOptionWord = regexp.MustCompile(`^[!-"$-:<-~]{1,256}$`)
+	resolvLabel   = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?$`)
 )
 
 // resolvName tells whether n is a name a resolver or hosts file takes: DNS
-// labels (letters, digits, '-', '_'), up to 253 characters.
+// labels (letters, digits, '-', '_') up to 253 characters together, as
+// Kubernetes' DNS-1123 subdomain check (which leaves a label's length to
+// the resolver).
 func resolvName(n string) bool {
 	if n == "" || len(n) > 253 {
 		return false
 	}
 	for _, l := range strings.Split(n, ".") {
-		if len(l) > 63 || !resolvLabel.MatchString(l) {
+		if !resolvLabel.MatchString(l) {
 			return false
 		}
 	}

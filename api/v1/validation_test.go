@@ -312,3 +312,16 @@ func TestCapabilities(t *testing.T) {
 		t.Fatalf("allowlist %v", AllowedCapabilities())
 	}
 }
+
+// What Kubernetes takes of a pod's DNS and host aliases, the API takes too.
+func TestKubernetesDNSValuesPass(t *testing.T) {
+	long := strings.Repeat("a", 64) + ".example.test"
+	g := validGroup()
+	g.Spec.DNSPolicy = DNSNone
+	g.Spec.DNSConfig = &DNSConfig{Nameservers: []string{"198.18.0.10", "2001:db8::53"}, Searches: []string{"ns.svc.cluster.local", "Corp.Test.", ".", long},
+		Options: []DNSOption{{Name: "ndots:2"}, {Name: "single-request-reopen"}, {Name: "timeout", Value: "1"}}}
+	g.Spec.HostAliases = []HostAlias{{IP: "198.18.0.9", Hostnames: []string{"db", "db.corp.test", long, "under_score"}}}
+	if err := ValidateContainerGroup(g); err != nil {
+		t.Fatal(err)
+	}
+}

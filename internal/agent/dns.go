@@ -3,8 +3,10 @@ package agent
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -19,7 +21,8 @@ import (
 // group's DNSConfig alone (a virtual node's ClusterFirst arrives so,
 // composed); Default, the host's DNS settings (--resolv-conf, as the
 // kubelet's flag) with the group's DNSConfig merged in, as the kubelet's
-// appendDNSConfig does. The runtime is never left to pick: given no DNS
+// appendDNSConfig does; no policy, the DNSConfig alone if there is one,
+// else the host's (what groups stored before the field had). The runtime is never left to pick: given no DNS
 // settings, containerd copies the machine's own /etc/resolv.conf into the
 // sandbox (and 1.x does so for empty ones too), and an instance would send
 // its lookups to the machine's resolver. A group with nothing gets a
@@ -46,6 +49,7 @@ type hostResolv struct {
 	cfg     *runtimeapi.DNSConfig
 	modTime time.Time
 	size    int64
+	lastErr string // warned once until it changes
 }
 
 // load reads the file now: at the agent's start, where an unreadable file
@@ -81,8 +85,12 @@ func (h *hostResolv) get(ctx context.Context) *runtimeapi.DNSConfig {
 			h.cfg, h.modTime, h.size = cfg, fi.ModTime(), fi.Size()
 		}
 	}
-	if err != nil {
+	switch {
+	case err != nil && err.Error() != h.lastErr:
 		log.G(ctx).Warn("--resolv-conf can't be read: groups get what it said last", "err", err)
+		h.lastErr = err.Error()
+	case err == nil:
+		h.lastErr = ""
 	}
 	return h.cfg
 }
@@ -92,7 +100,12 @@ func (h *hostResolv) get(ctx context.Context) *runtimeapi.DNSConfig {
 // it; "." and trailing dots dropped, as the kubelet does), options.
 func readResolvConf(path string) (*runtimeapi.DNSConfig, error) {
 	cfg := &runtimeapi.DNSConfig{}
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("--resolv-conf: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxResolvConf+1))
 	if err != nil {
 		return nil, fmt.Errorf("--resolv-conf: %w", err)
 	}
@@ -109,7 +122,8 @@ func readResolvConf(path string) (*runtimeapi.DNSConfig, error) {
 		}
 		switch f[0] {
 		case "nameserver":
-			if ip, err := netip.ParseAddr(f[len(f)-1]); err == nil && len(f) == 2 && !ip.Unmap().IsLoopback() && len(cfg.Servers) < maxNameservers {
+			if ip, err := netip.ParseAddr(f[len(f)-1]); err == nil && len(f) == 2 && !ip.Unmap().IsLoopback() &&
+				len(cfg.Servers) < maxNameservers && !slices.Contains(cfg.Servers, ip.String()) {
 				cfg.Servers = append(cfg.Servers, ip.String())
 			}
 		case "search":
@@ -120,7 +134,10 @@ func readResolvConf(path string) (*runtimeapi.DNSConfig, error) {
 				}
 			}
 		case "options":
-			cfg.Options = append(cfg.Options, f[1:]...)
+			for _, o := range f[1:] { // one of a name, the last, as the resolver takes it
+				name, value, _ := strings.Cut(o, ":")
+				cfg.Options = setOption(cfg.Options, apiv1.DNSOption{Name: name, Value: value})
+			}
 		}
 	}
 	if len(cfg.Searches) > maxSearches {
@@ -132,7 +149,8 @@ func readResolvConf(path string) (*runtimeapi.DNSConfig, error) {
 // dnsConfigOf is the CRI DNS settings of group g; never empty (see above).
 func (a *Agent) dnsConfigOf(ctx context.Context, g *apiv1.ContainerGroup) *runtimeapi.DNSConfig {
 	out := &runtimeapi.DNSConfig{}
-	if g.Spec.DNSPolicy != apiv1.DNSNone {
+	alone := g.Spec.DNSPolicy == apiv1.DNSNone || (g.Spec.DNSPolicy == "" && g.Spec.DNSConfig != nil)
+	if !alone {
 		h := a.hostDNS.get(ctx)
 		out.Servers = append(out.Servers, h.Servers...)
 		out.Searches = append(out.Searches, h.Searches...)

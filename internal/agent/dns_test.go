@@ -36,6 +36,12 @@ func TestReadResolvConf(t *testing.T) {
 		strings.Join(got.Options, " ") != "ndots:2 timeout:1" {
 		t.Fatalf("read %+v: want three nameservers (no loopback: systemd-resolved's stub is the instance's own), the last search line, the options", got)
 	}
+	if err := os.WriteFile(p, []byte("options ndots:2 rotate\noptions ndots:3\nnameserver 198.18.0.1\nnameserver 198.18.0.1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := readResolvConf(p); strings.Join(got.Options, " ") != "ndots:3 rotate" || strings.Join(got.Servers, " ") != "198.18.0.1" {
+		t.Fatalf("repeated options and nameservers: %+v, want one of each, the last option of a name", got)
+	}
 	if err := os.WriteFile(p, []byte("search a.test. .\nsearch\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -104,10 +110,12 @@ func TestDNSConfigOf(t *testing.T) {
 		{"Default: the host's", host, group("", nil), "[198.18.0.53] [bed.test] [ndots:2 timeout:1]"},
 		{"Default: the group's merged into the host's, without repeats, its options winning",
 			host, group(apiv1.DNSDefault, own), "[198.18.0.53 198.18.0.10] [bed.test ns.svc.cluster.local] [ndots:5 timeout:1 edns0]"},
-		{"Default with an empty dnsConfig: the host's", host, group("", &apiv1.DNSConfig{}), "[198.18.0.53] [bed.test] [ndots:2 timeout:1]"},
+		{"Default with an empty dnsConfig: the host's", host, group(apiv1.DNSDefault, &apiv1.DNSConfig{}), "[198.18.0.53] [bed.test] [ndots:2 timeout:1]"},
+		{"no policy with a dnsConfig (groups stored before the field): the dnsConfig alone", host, group("", own),
+			"[198.18.0.10 198.18.0.53] [ns.svc.cluster.local bed.test] [ndots:5 edns0]"},
 		{"no --resolv-conf: no nameserver, but not nothing", none, group("", nil), "[] [] [ndots:1]"},
 		{"more than 3 nameservers together: the first 3", host,
-			group("", &apiv1.DNSConfig{Nameservers: []string{"198.18.0.1", "198.18.0.2", "198.18.0.3"}}), "[198.18.0.53 198.18.0.1 198.18.0.2] [bed.test] [ndots:2 timeout:1]"},
+			group(apiv1.DNSDefault, &apiv1.DNSConfig{Nameservers: []string{"198.18.0.1", "198.18.0.2", "198.18.0.3"}}), "[198.18.0.53 198.18.0.1 198.18.0.2] [bed.test] [ndots:2 timeout:1]"},
 	} {
 		d := c.a.dnsConfigOf(context.Background(), c.g)
 		if got := fmt.Sprint(d.Servers, " ", d.Searches, " ", d.Options); got != c.want {
@@ -152,6 +160,7 @@ func testDNS(t *testing.T, bed *testbed.Bed, srv *servertest.Server, rt Runtime)
 		t.Fatalf("dnsPolicy None: resolv.conf\n%s\nwant the group's alone", out)
 	}
 	g = sleeper("dns-merged")
+	g.Spec.DNSPolicy = apiv1.DNSDefault
 	g.Spec.DNSConfig = &apiv1.DNSConfig{Nameservers: []string{"198.18.0.10"}, Options: []apiv1.DNSOption{{Name: "ndots", Value: "5"}}}
 	if out := resolvOf(g); !strings.Contains(out, "nameserver 198.18.0.53\nnameserver 198.18.0.10") || !strings.Contains(out, "bed.test") ||
 		!strings.Contains(out, "ndots:5") || strings.Contains(out, "ndots:2") {

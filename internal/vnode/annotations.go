@@ -94,26 +94,12 @@ func jsonAnnotations(pod *corev1.Pod, s *apiv1.ContainerGroupSpec) error {
 	for _, h := range hosts {
 		s.HostAliases = append(s.HostAliases, apiv1.HostAlias{IP: h.IP, Hostnames: []string{h.Host}})
 	}
-	var dns struct {
-		Nameservers []string `json:"nameservers"`
-		Searches    []string `json:"searches"`
-		Options     []struct {
-			Name  string  `json:"name"`
-			Value *string `json:"value"`
-		} `json:"options"`
-	}
+	var dns corev1.PodDNSConfig // the annotation's JSON has its shape
 	if _, ok := a[AnnCustomDNS]; ok {
 		if err := jsonAnnotation(pod, AnnCustomDNS, `JSON such as {"nameservers":["198.18.0.10"],"searches":["svc.local"],"options":[{"name":"ndots","value":"2"}]}`, &dns); err != nil {
 			return err
 		}
-		d := &apiv1.DNSConfig{Nameservers: dns.Nameservers, Searches: dns.Searches}
-		for _, o := range dns.Options {
-			opt := apiv1.DNSOption{Name: o.Name}
-			if o.Value != nil {
-				opt.Value = *o.Value
-			}
-			d.Options = append(d.Options, opt)
-		}
+		d := podDNSConfig(&dns)
 		// The annotation's DNS is all of it when it names nameservers, as
 		// dnsPolicy None; else it is merged into the host's, as Default.
 		s.DNSConfig, s.DNSPolicy = d, apiv1.DNSDefault
@@ -159,11 +145,7 @@ func (p *Provider) dnsConfig(pod *corev1.Pod) (apiv1.DNSPolicy, *apiv1.DNSConfig
 				d.Options = setOption(d.Options, o)
 			}
 		}
-		if len(d.Nameservers) > apiv1.MaxNameservers {
-			p.event(pod, corev1.EventTypeWarning, "DNSConfigForming", fmt.Sprintf(
-				"Nameserver limits were exceeded, some nameservers have been omitted, the applied nameserver line is: %s", strings.Join(d.Nameservers[:apiv1.MaxNameservers], " ")))
-			d.Nameservers = d.Nameservers[:apiv1.MaxNameservers]
-		}
+		p.fitLimits(pod, d)
 		return apiv1.DNSNone, d
 	case policy == corev1.DNSNone:
 		return apiv1.DNSNone, own
@@ -172,12 +154,31 @@ func (p *Provider) dnsConfig(pod *corev1.Pod) (apiv1.DNSPolicy, *apiv1.DNSConfig
 	}
 }
 
+// fitLimits cuts a composed ClusterFirst DNS to what a resolver reads (3
+// nameservers, 32 search domains of 2048 characters), with the kubelet's
+// DNSConfigForming events.
+func (p *Provider) fitLimits(pod *corev1.Pod, d *apiv1.DNSConfig) {
+	if len(d.Nameservers) > apiv1.MaxNameservers {
+		d.Nameservers = d.Nameservers[:apiv1.MaxNameservers]
+		p.event(pod, corev1.EventTypeWarning, "DNSConfigForming", fmt.Sprintf(
+			"Nameserver limits were exceeded, some nameservers have been omitted, the applied nameserver line is: %s", strings.Join(d.Nameservers, " ")))
+	}
+	n := len(d.Searches)
+	for len(d.Searches) > apiv1.MaxDNSSearches || len(strings.Join(d.Searches, " ")) > apiv1.MaxDNSSearchLength {
+		d.Searches = d.Searches[:len(d.Searches)-1]
+	}
+	if len(d.Searches) < n {
+		p.event(pod, corev1.EventTypeWarning, "DNSConfigForming", fmt.Sprintf(
+			"Search Line limits were exceeded, some search paths have been omitted, the applied search line is: %s", strings.Join(d.Searches, " ")))
+	}
+}
+
 // podDNSConfig is a pod's dnsConfig in the API's terms (nil: none).
 func podDNSConfig(c *corev1.PodDNSConfig) *apiv1.DNSConfig {
 	if c == nil {
 		return nil
 	}
-	d := &apiv1.DNSConfig{Nameservers: c.Nameservers, Searches: c.Searches}
+	d := &apiv1.DNSConfig{Nameservers: slices.Clone(c.Nameservers), Searches: slices.Clone(c.Searches)}
 	for _, o := range c.Options {
 		opt := apiv1.DNSOption{Name: o.Name}
 		if o.Value != nil {

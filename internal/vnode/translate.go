@@ -444,8 +444,13 @@ func jsonAnnotation(pod *corev1.Pod, key, form string, v any) error {
 	if !ok {
 		return nil
 	}
-	if err := json.Unmarshal([]byte(raw), v); err != nil {
+	dec := json.NewDecoder(strings.NewReader(raw))
+	dec.DisallowUnknownFields() // a misspelt field is an error, not nothing
+	if err := dec.Decode(v); err != nil {
 		return refuse("InvalidAnnotation", "annotation %s=%q is not valid: expected %s (%v)", key, raw, form, err)
+	}
+	if dec.More() {
+		return refuse("InvalidAnnotation", "annotation %s=%q is not valid: expected %s (one JSON value)", key, raw, form)
 	}
 	return nil
 }

@@ -233,3 +233,53 @@ func TestDNSPolicies(t *testing.T) {
 		t.Fatalf("the node's --cluster-dns changed: %v", p.cfg.ClusterDNS)
 	}
 }
+
+// The eci-custom-dnsconfig annotation: its DNS is all of it when it names
+// nameservers (None), else merged into the host's (Default).
+func TestCustomDNSAnnotation(t *testing.T) {
+	p := &Provider{cfg: Config{ClusterID: "c1", Files: noFiles{}, ClusterDNS: []string{"198.18.0.10"}, ClusterDomain: "cluster.local"}}
+	for ann, want := range map[string]string{
+		`{"nameservers":["198.18.0.53"],"searches":["corp.test"],"options":[{"name":"ndots","value":"2"}]}`: "None [198.18.0.53] [corp.test] [{ndots 2}]",
+		`{"searches":["corp.test"]}`: "Default [] [corp.test] []",
+	} {
+		pd := pod(func(pp *corev1.Pod) { pp.Annotations = map[string]string{AnnCustomDNS: ann} })
+		g, err := p.toGroup(t.Context(), pd)
+		if err != nil {
+			t.Fatalf("%s: %v", ann, err)
+		}
+		d := g.Spec.DNSConfig
+		if got := fmt.Sprint(g.Spec.DNSPolicy, " ", d.Nameservers, " ", d.Searches, " ", d.Options); got != want {
+			t.Errorf("%s: %s, want %s", ann, got, want)
+		}
+	}
+	pd := pod(func(pp *corev1.Pod) {
+		pp.Annotations = map[string]string{AnnCustomDNS: `{"nameserver":["198.18.0.53"]}`}
+	})
+	if _, err := p.toGroup(t.Context(), pd); err == nil || !strings.Contains(err.Error(), AnnCustomDNS) {
+		t.Fatalf("a misspelt field: %v, want a refusal naming the annotation", err)
+	}
+}
+
+// A ClusterFirst pod with 32 searches of its own: the composed line is cut
+// to 32, with the kubelet's DNSConfigForming event, not refused.
+func TestClusterFirstSearchLimit(t *testing.T) {
+	rec := record.NewFakeRecorder(4)
+	p := &Provider{cfg: Config{ClusterID: "c1", Files: noFiles{}, ClusterDNS: []string{"198.18.0.10"}, ClusterDomain: "cluster.local", Recorder: rec}}
+	var own []string
+	for i := range 32 {
+		own = append(own, fmt.Sprintf("d%d.test", i))
+	}
+	g, err := p.toGroup(t.Context(), pod(func(pp *corev1.Pod) { pp.Spec.DNSConfig = &corev1.PodDNSConfig{Searches: own} }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(g.Spec.DNSConfig.Searches); n != 32 || g.Spec.DNSConfig.Searches[0] != "shop.svc.cluster.local" {
+		t.Fatalf("%d searches %v, want the cluster's first, 32 in all", n, g.Spec.DNSConfig.Searches)
+	}
+	if err := apiv1.ValidateContainerGroup(g); err != nil {
+		t.Fatalf("the service refuses it: %v", err)
+	}
+	if ev := <-rec.Events; !strings.Contains(ev, "DNSConfigForming") || !strings.Contains(ev, "Search Line limits") {
+		t.Fatalf("event %q", ev)
+	}
+}
