@@ -38,7 +38,7 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 		a.event(ctx, g, apiv1.EventWarning, "FailedMount", err.Error())
 		return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "FailedMount", Message: err.Error()})
 	}
-	sbCfg := a.sandboxConfig(ctx, g)
+	sbCfg := a.sandboxConfig(g)
 	sandbox, started, err := a.ensureSandbox(ctx, g, sbs, sbCfg, tr)
 	if started {
 		defer tr.log(ctx, "started a group's sandbox", id)
@@ -127,6 +127,7 @@ func (a *Agent) ensureSandbox(ctx context.Context, g *apiv1.ContainerGroup, sbs 
 		return "", false, a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "CgroupFailed", Message: err.Error()})
 	}
 	tr.step("cgroup")
+	sbCfg.DnsConfig = a.dnsConfigOf(ctx, g) // only a new sandbox reads it
 	id, err = a.cfg.Runtime.RunPodSandbox(ctx, sbCfg, "")
 	tr.step("sandbox")
 	if err != nil {

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 
@@ -11,7 +10,7 @@ import (
 )
 
 // sandboxConfig is the CRI pod sandbox of a group.
-func (a *Agent) sandboxConfig(ctx context.Context, g *apiv1.ContainerGroup) *runtimeapi.PodSandboxConfig {
+func (a *Agent) sandboxConfig(g *apiv1.ContainerGroup) *runtimeapi.PodSandboxConfig {
 	hostname := g.Spec.Hostname
 	if hostname == "" {
 		hostname = g.Metadata.Name
@@ -35,7 +34,6 @@ func (a *Agent) sandboxConfig(ctx context.Context, g *apiv1.ContainerGroup) *run
 			cfg.Linux.Sysctls[sc.Name] = sc.Value
 		}
 	}
-	cfg.DnsConfig = a.dnsConfigOf(ctx, g)
 	return cfg
 }
 

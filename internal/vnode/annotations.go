@@ -11,6 +11,7 @@ import (
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/profile"
+	"github.com/eci-dev/eci/internal/resolvconf"
 )
 
 // annotations applies the pod annotations of docs/spec.md section 6 that the
@@ -133,18 +134,11 @@ func (p *Provider) dnsConfig(pod *corev1.Pod) (apiv1.DNSPolicy, *apiv1.DNSConfig
 		return apiv1.DNSDefault, own
 	case clusterFirst:
 		dom := p.cfg.ClusterDomain
-		d := &apiv1.DNSConfig{
-			Nameservers: slices.Clone(p.cfg.ClusterDNS),
+		d := resolvconf.Merge(&apiv1.DNSConfig{
+			Nameservers: p.cfg.ClusterDNS,
 			Searches:    []string{pod.Namespace + ".svc." + dom, "svc." + dom, dom},
 			Options:     []apiv1.DNSOption{{Name: "ndots", Value: "5"}},
-		}
-		if own != nil {
-			d.Nameservers = appendNew(d.Nameservers, own.Nameservers...)
-			d.Searches = appendNew(d.Searches, own.Searches...)
-			for _, o := range own.Options {
-				d.Options = setOption(d.Options, o)
-			}
-		}
+		}, own)
 		p.fitLimits(pod, d)
 		return apiv1.DNSNone, d
 	case policy == corev1.DNSNone:
@@ -187,25 +181,4 @@ func podDNSConfig(c *corev1.PodDNSConfig) *apiv1.DNSConfig {
 		d.Options = append(d.Options, opt)
 	}
 	return d
-}
-
-// appendNew appends the values of add that list has not.
-func appendNew(list []string, add ...string) []string {
-	for _, v := range add {
-		if !slices.Contains(list, v) {
-			list = append(list, v)
-		}
-	}
-	return list
-}
-
-// setOption replaces the option of o's name in opts, or appends o.
-func setOption(opts []apiv1.DNSOption, o apiv1.DNSOption) []apiv1.DNSOption {
-	for i := range opts {
-		if opts[i].Name == o.Name {
-			opts[i] = o
-			return opts
-		}
-	}
-	return append(opts, o)
 }
