@@ -15,3 +15,6 @@ func (e *Event) Meta() *ObjectMeta { return &e.Metadata }
 
 // Meta returns the metadata of a tenant.
 func (t *Tenant) Meta() *ObjectMeta { return &t.Metadata }
+
+// Meta returns the metadata of a virtual service.
+func (v *VirtualService) Meta() *ObjectMeta { return &v.Metadata }

@@ -56,6 +56,10 @@ type ContainerGroupSpec struct {
 	// order) or VSwitchRandom (spread; the default).
 	ScheduleStrategy ScheduleStrategy `json:"scheduleStrategy,omitempty"`
 	SecurityGroupIDs []string         `json:"securityGroupIds,omitempty"`
+	// ServiceTable names the tenant's table of virtual IPs the instance
+	// reaches (VirtualService; a virtual node names its cluster's). Empty:
+	// none.
+	ServiceTable string `json:"serviceTable,omitempty"`
 	// PrivateIPAddress asks for this IPv4 address; it must be idle and inside
 	// one of the allowed vSwitches.
 	PrivateIPAddress string `json:"privateIpAddress,omitempty"`

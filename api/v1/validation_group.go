@@ -198,6 +198,9 @@ func validatePlacementSpec(e *errs, p fpath, s *ContainerGroupSpec) {
 	if s.PrivateIPAddress != "" {
 		e.ipv4(p.child("privateIpAddress"), s.PrivateIPAddress)
 	}
+	if s.ServiceTable != "" {
+		e.dnsLabel(p.child("serviceTable"), s.ServiceTable, 63)
+	}
 }
 
 // validatePulls checks registries, ephemeral storage, tags and the create options.

@@ -1,10 +1,7 @@
 package client
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -113,14 +110,6 @@ func (c *Client) GroupEvents(ctx context.Context, id string) ([]apiv1.Event, err
 	return out.Items, err
 }
 
-// GroupEvent is one line of a watch. Err is set on the last one when the
-// server ended the watch with an error (ErrGone: list again).
-type GroupEvent struct {
-	Type   apiv1.WatchEventType
-	Object *apiv1.ContainerGroup
-	Err    error
-}
-
 // WatchGroups streams changes of the groups o selects after resourceVersion
 // (everything current first, as ADDED, when it is ""). The channel closes when
 // ctx ends or the stream breaks; the caller resumes from the last
@@ -129,52 +118,5 @@ func (c *Client) WatchGroups(ctx context.Context, o ListOptions, resourceVersion
 	q := o.query()
 	q.Del("limit")
 	q.Del("continue")
-	q.Set("watch", "true")
-	if resourceVersion != "" {
-		q.Set("resourceVersion", resourceVersion)
-	}
-	resp, err := c.send(ctx, http.MethodGet, "/v1/containergroups", q, nil)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode >= 400 {
-		defer resp.Body.Close()
-		return nil, apiError(resp)
-	}
-	out := make(chan GroupEvent, 64)
-	go func() {
-		defer close(out)
-		defer resp.Body.Close()
-		sc := bufio.NewScanner(resp.Body)
-		sc.Buffer(make([]byte, 64<<10), 16<<20)
-		for sc.Scan() {
-			var line struct {
-				Type   apiv1.WatchEventType `json:"type"`
-				Object json.RawMessage      `json:"object"`
-			}
-			ev := GroupEvent{}
-			if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
-				ev.Err = fmt.Errorf("bad watch line: %w", err)
-			} else if line.Type == "ERROR" {
-				var st apiv1.Status
-				_ = json.Unmarshal(line.Object, &st)
-				kind := reasons[st.Reason]
-				ev.Err = &APIError{Status: st, kind: kind}
-			} else {
-				ev.Type, ev.Object = line.Type, &apiv1.ContainerGroup{}
-				if err := json.Unmarshal(line.Object, ev.Object); err != nil {
-					ev.Err = fmt.Errorf("bad watch object: %w", err)
-				}
-			}
-			select {
-			case out <- ev:
-			case <-ctx.Done():
-				return
-			}
-			if ev.Err != nil {
-				return
-			}
-		}
-	}()
-	return out, nil
+	return watch[apiv1.ContainerGroup](ctx, c, "/v1/containergroups", q, resourceVersion)
 }

@@ -9,31 +9,46 @@ import (
 	"github.com/eci-dev/eci/internal/errdefs"
 )
 
-// GroupHandler receives what InformGroups sees.
-type GroupHandler struct {
-	// Relist is called before a fresh list replays every group as ADDED (at
-	// the start, and after the server said Gone), and Relisted once it has
-	// been replayed: what was known before and not replayed is gone.
+// Handler receives what an informer sees.
+type Handler[T any] struct {
+	// Relist is called before a fresh list replays every object as ADDED
+	// (at the start, and after the server said Gone), and Relisted once it
+	// has been replayed: what was known before and not replayed is gone.
 	Relist, Relisted func()
 	// Synced is called once, after the first list has been replayed.
 	Synced func()
-	// Event is called for every ADDED, MODIFIED and DELETED group.
-	Event func(GroupEvent)
+	// Event is called for every ADDED, MODIFIED and DELETED object.
+	Event func(WatchEvent[T])
 	// Error is called when the watch breaks (it is then resumed).
 	Error func(error)
 }
+
+// GroupHandler receives what InformGroups sees.
+type GroupHandler = Handler[apiv1.ContainerGroup]
 
 // InformGroups keeps watching the groups o selects until ctx ends: it resumes
 // from the last resourceVersion it saw when the stream breaks, and lists again
 // when that version is gone (compacted).
 func (c *Client) InformGroups(ctx context.Context, o ListOptions, h GroupHandler) {
+	inform(ctx, func(rv string) (<-chan GroupEvent, error) { return c.WatchGroups(ctx, o, rv) }, h)
+}
+
+// metaOf is a stored object's metadata.
+type metaOf[T any] interface {
+	*T
+	Meta() *apiv1.ObjectMeta
+}
+
+// inform runs an informer over watchFrom (a watch from a resourceVersion,
+// "" to list first) until ctx ends.
+func inform[T any, PT metaOf[T]](ctx context.Context, watchFrom func(rv string) (<-chan WatchEvent[T], error), h Handler[T]) {
 	rv, synced := "", false
 	for ctx.Err() == nil {
 		replaying := rv == ""
 		if replaying && h.Relist != nil {
 			h.Relist()
 		}
-		events, err := c.WatchGroups(ctx, o, rv)
+		events, err := watchFrom(rv)
 		if err != nil {
 			if errors.Is(err, errdefs.ErrGone) {
 				rv = ""
@@ -54,8 +69,8 @@ func (c *Client) InformGroups(ctx context.Context, o ListOptions, h GroupHandler
 				}
 				break
 			}
-			if ev.Object.Metadata.ResourceVersion != "" {
-				rv = ev.Object.Metadata.ResourceVersion
+			if v := PT(ev.Object).Meta().ResourceVersion; v != "" {
+				rv = v
 			}
 			if ev.Type == apiv1.Bookmark {
 				if replaying {
