@@ -44,6 +44,7 @@ type Service struct {
 	usage   *store.Collection[usageRecord, *usageRecord] // per host
 	tusage  *store.Collection[usageRecord, *usageRecord] // per tenant
 	ips     *store.Collection[ipRecord, *ipRecord]
+	vsvcs   *store.Collection[apiv1.VirtualService, *apiv1.VirtualService] // virtualservices.go
 	idxs    *store.Collection[tokenIndex, *tokenIndex]
 	members *store.Collection[member, *member] // membership.go
 	counts  counts                             // membership.go
@@ -128,6 +129,7 @@ func New(st *store.Store, opts Options) *Service {
 		usage:   store.NewCollection[usageRecord](st, "hostusage"),
 		tusage:  store.NewCollection[usageRecord](st, "tenantusage"),
 		ips:     store.NewCollection[ipRecord](st, "ips"),
+		vsvcs:   store.NewCollection[apiv1.VirtualService](st, "virtualservices"),
 		idxs:    store.NewCollection[tokenIndex](st, "clienttokens"),
 		members: store.NewCollection[member](st, "tenantgroups"),
 		counts:  counts{m: map[string]cachedCount{}},

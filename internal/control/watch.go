@@ -9,31 +9,37 @@ import (
 	"github.com/eci-dev/eci/internal/store"
 )
 
-// GroupWatch is a list and watch of the groups a principal may see that match
-// a filter, each as the principal may read it (Redact).
-type GroupWatch struct {
-	// Initial are the groups that matched when a watch without a
+// Watch is a list and watch of the objects a principal may see that match a
+// filter, each as the principal may read it (for groups: Redact).
+type Watch[T any] struct {
+	// Initial are the objects that matched when a watch without a
 	// resourceVersion started (to send as ADDED); none with one.
-	Initial []*apiv1.ContainerGroup
+	Initial []*T
 	// Revision is where Events start: the initial list's revision, or the
 	// resourceVersion given.
 	Revision int64
 	// Events are the changes after Revision, and bookmarks. The channel
 	// closes when the watch's context ends or after an event with Err.
-	Events <-chan GroupEvent
+	Events <-chan Event[T]
 }
 
-// GroupEvent is one change of a watched group (ADDED, MODIFIED, DELETED), or
-// a BOOKMARK carrying only the revision reached.
-type GroupEvent struct {
-	Type  apiv1.WatchEventType
-	Group *apiv1.ContainerGroup
+// Event is one change of a watched object (ADDED, MODIFIED, DELETED), or a
+// BOOKMARK carrying only the revision reached.
+type Event[T any] struct {
+	Type   apiv1.WatchEventType
+	Object *T
 	// Revision reached (the change's, or the bookmark's).
 	Revision int64
 	// Err, when set, is the last event: ErrGone when the history was
 	// compacted (list again).
 	Err error
 }
+
+// GroupWatch is a watch of groups; GroupEvent one of its events.
+type (
+	GroupWatch = Watch[apiv1.ContainerGroup]
+	GroupEvent = Event[apiv1.ContainerGroup]
+)
 
 // WatchGroups lists (resourceVersion "") the groups p may see that match f and
 // watches their changes after the list, or watches the changes after
@@ -75,21 +81,33 @@ func (s *Service) WatchGroups(ctx context.Context, p auth.Principal, f GroupFilt
 // groupEvents are the store's group changes after rev that p may see and f
 // matches, redacted for p, with every bookmark and the final error.
 func (s *Service) groupEvents(ctx context.Context, p auth.Principal, f GroupFilter, rev int64) <-chan GroupEvent {
-	in := s.groups.Watch(ctx, rev)
-	out := make(chan GroupEvent, 16)
+	return watchAs(ctx, s.groups.Watch(ctx, rev), func(g *apiv1.ContainerGroup) *apiv1.ContainerGroup {
+		if !p.CanSeeGroup(g.Metadata.Tenant, g.Status.Host) || !f.Match(g) {
+			return nil
+		}
+		return Redact(p, g)
+	})
+}
+
+// watchAs turns a store watch into a principal's: show gives what of an
+// object it may see (nil: nothing); bookmarks and the final error pass.
+func watchAs[T any, PT store.Object[T]](ctx context.Context, in <-chan store.Event[T, PT], show func(PT) *T) <-chan Event[T] {
+	out := make(chan Event[T], 16)
 	go func() {
 		defer close(out)
 		for ev := range in {
-			var e GroupEvent
+			var e Event[T]
 			switch {
 			case ev.Err != nil:
-				e = GroupEvent{Err: ev.Err}
+				e = Event[T]{Err: ev.Err}
 			case ev.Type == apiv1.Bookmark:
-				e = GroupEvent{Type: apiv1.Bookmark, Revision: ev.Revision}
-			case p.CanSeeGroup(ev.Object.Metadata.Tenant, ev.Object.Status.Host) && f.Match(ev.Object):
-				e = GroupEvent{Type: ev.Type, Group: Redact(p, ev.Object), Revision: ev.Revision}
+				e = Event[T]{Type: apiv1.Bookmark, Revision: ev.Revision}
 			default:
-				continue
+				obj := show(ev.Object)
+				if obj == nil {
+					continue
+				}
+				e = Event[T]{Type: ev.Type, Object: obj, Revision: ev.Revision}
 			}
 			select {
 			case out <- e:

@@ -53,10 +53,10 @@ func TestWatchGroups(t *testing.T) {
 	second := create(acme, "second", "web")
 	select {
 	case ev := <-w.Events:
-		if ev.Err != nil || ev.Type != apiv1.Added || ev.Group.Metadata.ID != second.Metadata.ID {
+		if ev.Err != nil || ev.Type != apiv1.Added || ev.Object.Metadata.ID != second.Metadata.ID {
 			t.Fatalf("first event %+v, want ADDED %s (the other tenant's and the unmatched groups are not seen)", ev, second.Metadata.ID)
 		}
-		if ev.Group.Spec.ImageRegistryCredentials[0].Password != "" || ev.Revision <= w.Revision {
+		if ev.Object.Spec.ImageRegistryCredentials[0].Password != "" || ev.Revision <= w.Revision {
 			t.Fatalf("event %+v: a registry password, or a revision not after the list's %d", ev, w.Revision)
 		}
 	case <-time.After(10 * time.Second):
@@ -70,7 +70,7 @@ func TestWatchGroups(t *testing.T) {
 	}
 	select {
 	case ev := <-w2.Events:
-		if ev.Type != apiv1.Added || ev.Group.Metadata.ID != second.Metadata.ID {
+		if ev.Type != apiv1.Added || ev.Object.Metadata.ID != second.Metadata.ID {
 			t.Fatalf("resumed watch's first event %+v, want ADDED %s", ev, second.Metadata.ID)
 		}
 	case <-time.After(10 * time.Second):

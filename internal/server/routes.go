@@ -57,6 +57,9 @@ func (s *Server) routes() []route {
 		{method: "GET", path: "/v1/vswitches", handler: s.listVSwitches},
 		{method: "GET", path: "/v1/vswitches/{id}", handler: s.getVSwitch},
 		{method: "DELETE", path: "/v1/vswitches/{id}", handler: s.deleteVSwitch},
+		{method: "PUT", path: "/v1/virtualservices", handler: s.putVirtualService},
+		{method: "GET", path: "/v1/virtualservices", handler: s.listVirtualServices},
+		{method: "DELETE", path: "/v1/virtualservices/{table}/{ip}", handler: s.deleteVirtualService},
 
 		{method: "PUT", path: "/v1/tenants/{name}", handler: s.putTenant},
 		{method: "GET", path: "/v1/tenants", handler: s.listTenants},

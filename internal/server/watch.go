@@ -19,17 +19,22 @@ type watchLine struct {
 }
 
 // watchGroups streams group changes (control.WatchGroups: what the caller may
-// see, as it may read it) as newline-delimited JSON WatchEvents.
-// Without resourceVersion it first sends every matching group as ADDED; with
-// one, it sends every change after it (410 Gone when that history was
-// compacted: list again). BOOKMARK lines carry the revision reached.
+// see, as it may read it).
 func (s *Server) watchGroups(w http.ResponseWriter, r *http.Request, f control.GroupFilter) {
-	ctx := r.Context()
-	gw, err := s.svc.WatchGroups(ctx, principal(r), f, r.URL.Query().Get("resourceVersion"))
+	gw, err := s.svc.WatchGroups(r.Context(), principal(r), f, r.URL.Query().Get("resourceVersion"))
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
+	serveWatch(s, w, r, gw)
+}
+
+// serveWatch streams a watch as newline-delimited JSON WatchEvents. Without
+// resourceVersion the watch first sends every matching object as ADDED; with
+// one, every change after it (410 Gone when that history was compacted:
+// list again). BOOKMARK lines carry the revision reached.
+func serveWatch[T any](s *Server, w http.ResponseWriter, r *http.Request, gw *control.Watch[T]) {
+	ctx := r.Context()
 	flusher, _ := w.(http.Flusher)
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
@@ -56,7 +61,7 @@ func (s *Server) watchGroups(w http.ResponseWriter, r *http.Request, f control.G
 	recheck := time.NewTicker(tokenRecheck)
 	defer recheck.Stop()
 	for {
-		var ev control.GroupEvent
+		var ev control.Event[T]
 		var ok bool
 		select {
 		case <-recheck.C:
@@ -79,7 +84,7 @@ func (s *Server) watchGroups(w http.ResponseWriter, r *http.Request, f control.G
 				return
 			}
 		default:
-			if !send(watchLine{Type: ev.Type, Object: ev.Group}) {
+			if !send(watchLine{Type: ev.Type, Object: ev.Object}) {
 				return
 			}
 		}
@@ -89,6 +94,9 @@ func (s *Server) watchGroups(w http.ResponseWriter, r *http.Request, f control.G
 // tokenRecheck is how often a watch checks its caller's token again.
 const tokenRecheck = 5 * time.Second
 
-func bookmark(rev int64) *apiv1.ContainerGroup {
-	return &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{ResourceVersion: strconv.FormatInt(rev, 10)}}
+// bookmark is a BOOKMARK line's object: only its resourceVersion.
+func bookmark(rev int64) any {
+	return struct {
+		Metadata apiv1.ObjectMeta `json:"metadata"`
+	}{apiv1.ObjectMeta{ResourceVersion: strconv.FormatInt(rev, 10)}}
 }
