@@ -115,6 +115,7 @@ func newAgentCommand() *cobra.Command {
 	fl.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "the groups' volumes (emptyDir, files payloads)")
 	fl.StringVar(&cfg.CNIConfDir, "cni-conf-dir", cfg.CNIConfDir, "the runtime's CNI config dir, where the agent writes its network (empty: leave networking to the runtime's own config)")
 	fl.StringVar(&cfg.CNIBridge, "cni-bridge", cfg.CNIBridge, "bridge of the groups' network")
+	fl.BoolVar(&cfg.VirtualServices, "virtual-services", cfg.VirtualServices, "program the virtual IPs (Services) of the tables the groups name, in nftables (needs nft and br_netfilter)")
 	fl.StringVar(&cfg.IPAMSocket, "ipam-socket", cfg.IPAMSocket, "where the agent answers the eci-ipam CNI plugin (install _output/bin/eci-ipam into the runtime's CNI bin dir)")
 	fl.StringVar(&cfg.StreamAddress, "stream-address", cfg.StreamAddress, "where the agent serves logs, exec, attach, port-forward and stats to the server (TLS, its own CA registered with the host)")
 	fl.StringVar(&cfg.AdvertiseIP, "advertise-address", "", "IP the server reaches the stream server at (default: the first global IPv4 of this host)")

@@ -33,6 +33,7 @@ type Agent struct {
 	vswitches   map[string]*apiv1.VSwitch // cache (a vSwitch's CIDR never changes)
 	streamToken string                    // the secret the server presents to the stream server
 	hostDNS     *hostResolv               // what --resolv-conf says (dns.go)
+	svcs        *services                 // the host's virtual services (services.go); nil: none
 
 	ready chan struct{}
 	done  chan struct{}
@@ -77,6 +78,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	if err := a.hostDNS.load(); err != nil {
 		return err
+	}
+	if a.cfg.VirtualServices && a.cfg.CNIConfDir != "" {
+		if a.svcs, err = newServices(a.cfg.CNIBridge); err != nil {
+			return err
+		}
 	}
 	// The groups' volumes hold their secrets and tokens: only the agent (and
 	// the containers, through their bind mounts) may enter.
@@ -126,6 +132,10 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			}
 		})
 	}
+	if a.svcs != nil {
+		run(func(ctx context.Context) { a.svcs.watch(ctx, a.cfg.Client) })
+		run(func(ctx context.Context) { a.svcs.run(ctx, a.view.all) })
+	}
 	for i := 0; i < 4; i++ {
 		run(a.worker)
 	}
@@ -145,14 +155,24 @@ func (a *Agent) watchGroups(ctx context.Context) {
 			for _, id := range a.view.relisted() {
 				a.queue.add(id)
 			}
+			a.servicesChanged()
 		},
 		Synced: func() { a.view.markSynced(); close(a.ready) },
 		Event: func(ev client.GroupEvent) {
 			a.view.apply(ev)
 			a.queue.add(ev.Object.Metadata.ID)
+			a.servicesChanged()
 		},
 		Error: func(err error) { log.G(ctx).Warn("watch groups", "err", err) },
 	})
+}
+
+// servicesChanged asks for a sync of the virtual services (a group's
+// address or table may have changed).
+func (a *Agent) servicesChanged() {
+	if a.svcs != nil {
+		a.svcs.kick()
+	}
 }
 
 // runtimeEvents turns container events into reconciles of their group.

@@ -50,6 +50,9 @@ type Config struct {
 	CNIConfDir string
 	CNIBridge  string
 	IPAMSocket string
+	// VirtualServices programs the virtual IPs of the tables the groups
+	// name (nftables, services.go); only with a CNI config dir.
+	VirtualServices bool
 	// StreamAddress (ip:port; port 0 picks one) is where the agent serves
 	// logs, exec, attach, port-forward and stats to the control plane;
 	// AdvertiseIP is the IP registered for it when it listens on all
@@ -142,6 +145,7 @@ func DefaultConfig() Config {
 		CNIConfDir:           "/etc/cni/net.d",
 		CNIBridge:            "eci0",
 		IPAMSocket:           "/run/eci/ipam.sock",
+		VirtualServices:      true,
 		StreamAddress:        "0.0.0.0:10350",
 		EphemeralStorageBase: 30 << 30,
 		EvictionInterval:     10 * time.Second,

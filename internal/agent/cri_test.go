@@ -403,6 +403,7 @@ func TestAgentOnContainerd(t *testing.T) {
 	t.Run("registries", func(t *testing.T) { testRegistries(t, bed, srv) })
 	t.Run("hardening", func(t *testing.T) { testHardening(t, bed, srv, rt) })
 	t.Run("dns", func(t *testing.T) { testDNS(t, bed, srv, rt) })
+	t.Run("services", func(t *testing.T) { testServices(t, bed, srv, rt) })
 }
 
 // startAgentOn runs an agent on the bed's containerd, with plugin (this test
@@ -420,6 +421,7 @@ func startAgentOn(t testing.TB, srv *servertest.Server, rt Runtime, bed *testbed
 		Client:     srv.HostClient(t, "h1"), Runtime: rt, CgroupParent: bed.CgroupParent, LogDir: bed.Containerd.LogDir, StateDir: filepath.Join(bed.Dir, "agent", "state"),
 		Host:       apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}},
 		CNIConfDir: bed.Containerd.CNIConfDir, CNIBridge: bed.Network.AgentBridge, IPAMSocket: filepath.Join(bed.Dir, "agent", "ipam.sock"),
+		VirtualServices:   true,
 		RegistryConfigDir: bed.Containerd.CertsDir, RegistryMirrors: map[string][]string{"docker.io": {"http://" + bed.Registry.Host}},
 		// The bed's registry is on loopback; registries_test's private one on
 		// the agent bridge's gateway, an address of the host.

@@ -52,13 +52,17 @@ func (a *Agent) ensureGateway(gw netip.Addr, bits int) error {
 }
 
 func enableForwarding() error {
-	const path = "/proc/sys/net/ipv4/ip_forward"
+	if err := sysctlOn("/proc/sys/net/ipv4/ip_forward"); err != nil {
+		return fmt.Errorf("enable IPv4 forwarding: %w", err)
+	}
+	return nil
+}
+
+// sysctlOn sets a boolean sysctl to 1 unless it is.
+func sysctlOn(path string) error {
 	cur, err := os.ReadFile(path)
 	if err == nil && strings.TrimSpace(string(cur)) == "1" {
 		return nil
 	}
-	if err := os.WriteFile(path, []byte("1"), 0o644); err != nil {
-		return fmt.Errorf("enable IPv4 forwarding: %w", err)
-	}
-	return nil
+	return os.WriteFile(path, []byte("1"), 0o644)
 }

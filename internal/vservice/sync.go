@@ -61,11 +61,19 @@ func (p *Proxy) Sync(ctx context.Context, tables []Table) error {
 	if changes(tx) > 0 {
 		if err := p.nft.Run(ctx, tx); err != nil {
 			p.last = nil
-			return fmt.Errorf("nftables table %s: %w", TableName, err)
+			return fmt.Errorf("nftables: %w", err)
 		}
 	}
 	p.last = next
 	return nil
+}
+
+// Forget makes the next sync write everything again from what the kernel
+// has (a table changed behind the proxy's back is mended).
+func (p *Proxy) Forget() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.last = nil
 }
 
 // Operations is how many operations the last Sync would write for tables
@@ -92,7 +100,7 @@ func (p *Proxy) listed(ctx context.Context) (*written, error) {
 	for _, kind := range []string{"chains", "maps", "sets"} {
 		names, err := p.nft.List(ctx, kind)
 		if err != nil && !knftables.IsNotFound(err) {
-			return nil, fmt.Errorf("list the %s of nftables table %s: %w", kind, TableName, err)
+			return nil, fmt.Errorf("nftables: list the %s: %w", kind, err)
 		}
 		for _, n := range names {
 			switch kind {

@@ -1,0 +1,220 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"sigs.k8s.io/knftables"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/log"
+	"github.com/eci-dev/eci/internal/vservice"
+)
+
+// The host's virtual services: the agent watches every tenant's virtual IPs
+// (VirtualService) and programs, through internal/vservice, the tables its
+// groups name (spec.serviceTable) for their addresses. A group's containers
+// start once its address is served (or after serviceWait).
+
+// serviceWait bounds how long a group's start waits for its table's rules.
+const serviceWait = 5 * time.Second
+
+// fullResync is how often the whole nftables table is written again from
+// what the kernel has (a table changed behind the agent's back is mended).
+const fullResync = 5 * time.Minute
+
+type services struct {
+	proxy *vservice.Proxy
+
+	mu       sync.Mutex
+	vips     map[string]*apiv1.VirtualService // by id: "<tenant>/<table>_<ip>"
+	seen     map[string]bool                  // ids replayed during a relist
+	synced   bool                             // the first list was replayed
+	served   map[netip.Addr]string            // instance address -> its table, as last synced
+	changed  chan struct{}
+	syncedCh chan struct{} // closed and replaced after every successful sync
+}
+
+// newServices is the agent's virtual services over the nftables table of
+// bridge (one table per bridge, so that agents sharing a network namespace
+// in tests keep to their own).
+func newServices(bridge string) (*services, error) {
+	// A backend's answer to an instance on the same bridge is bridged, not
+	// routed: conntrack must see it to turn its source back into the
+	// virtual IP (as on a kubelet node with a bridge network).
+	if err := sysctlOn("/proc/sys/net/bridge/bridge-nf-call-iptables"); err != nil {
+		return nil, fmt.Errorf("virtual services need bridged traffic to pass netfilter (modprobe br_netfilter; --virtual-services=false goes without): %w", err)
+	}
+	nft, err := knftables.New(knftables.IPv4Family, tableFor(bridge))
+	if err != nil {
+		return nil, fmt.Errorf("virtual services need nftables (nft 1.0.1 or later; --virtual-services=false goes without): %w", err)
+	}
+	return &services{
+		proxy: vservice.New(nft, bridge), vips: map[string]*apiv1.VirtualService{},
+		served: map[netip.Addr]string{}, changed: make(chan struct{}, 1), syncedCh: make(chan struct{}),
+	}, nil
+}
+
+func tableFor(bridge string) string { return vservice.TableName + "-" + bridge }
+
+// kick asks for a sync.
+func (s *services) kick() {
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
+}
+
+// watch keeps the agent's copy of every tenant's virtual IPs.
+func (s *services) watch(ctx context.Context, c *client.Client) {
+	c.InformVirtualServices(ctx, "", client.Handler[apiv1.VirtualService]{
+		Relist: func() { s.mu.Lock(); s.seen = map[string]bool{}; s.mu.Unlock() },
+		Relisted: func() {
+			s.mu.Lock()
+			for id := range s.vips {
+				if !s.seen[id] {
+					delete(s.vips, id)
+				}
+			}
+			s.seen = nil
+			s.mu.Unlock()
+			s.kick()
+		},
+		Synced: func() { s.mu.Lock(); s.synced = true; s.mu.Unlock(); s.kick() },
+		Event: func(ev client.VirtualServiceEvent) {
+			// The server validated it; the agent checks again what it
+			// writes into its rules.
+			if err := apiv1.ValidateVirtualService(ev.Object); err != nil && ev.Type != apiv1.Deleted {
+				log.G(ctx).Warn("virtual services: ignored", "id", ev.Object.Metadata.ID, "err", err)
+				return
+			}
+			s.mu.Lock()
+			id := ev.Object.Metadata.ID
+			if ev.Type == apiv1.Deleted {
+				delete(s.vips, id)
+			} else {
+				s.vips[id] = ev.Object
+				if s.seen != nil {
+					s.seen[id] = true
+				}
+			}
+			s.mu.Unlock()
+			s.kick()
+		},
+		Error: func(err error) { log.G(ctx).Warn("watch virtual services", "err", err) },
+	})
+}
+
+// run syncs the table whenever the virtual IPs or the groups change: every
+// change that arrives during a sync is in the next one.
+func (s *services) run(ctx context.Context, groups func() []*apiv1.ContainerGroup) {
+	full := time.NewTicker(fullResync)
+	defer full.Stop()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.changed:
+		case <-retry.C:
+		case <-full.C:
+			s.proxy.Forget()
+		}
+		if err := s.sync(ctx, groups()); err != nil {
+			log.G(ctx).Warn("virtual services: sync", "err", err)
+			retry.Reset(time.Second)
+		}
+	}
+}
+
+// sync writes the tables of groups' addresses; nothing before the first list
+// of virtual IPs was replayed (an empty table would refuse every port).
+func (s *services) sync(ctx context.Context, groups []*apiv1.ContainerGroup) error {
+	s.mu.Lock()
+	if !s.synced {
+		s.mu.Unlock()
+		return nil
+	}
+	tables, served := s.tables(groups)
+	s.mu.Unlock()
+	if err := s.proxy.Sync(ctx, tables); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.served = served
+	close(s.syncedCh)
+	s.syncedCh = make(chan struct{})
+	s.mu.Unlock()
+	return nil
+}
+
+// tables are the tables the groups name, with their addresses and virtual
+// IPs (s.mu held).
+func (s *services) tables(groups []*apiv1.ContainerGroup) ([]vservice.Table, map[netip.Addr]string) {
+	byKey := map[string]*vservice.Table{}
+	served := map[netip.Addr]string{}
+	for _, g := range groups {
+		addr, err := netip.ParseAddr(g.Status.IP)
+		if g.Spec.ServiceTable == "" || err != nil || !g.Status.Allocated {
+			continue
+		}
+		key := g.Metadata.Tenant + "/" + g.Spec.ServiceTable
+		t := byKey[key]
+		if t == nil {
+			t = &vservice.Table{Key: key}
+			byKey[key] = t
+		}
+		t.Clients = append(t.Clients, addr)
+		served[addr] = key
+	}
+	for _, v := range s.vips {
+		if t := byKey[v.Metadata.Tenant+"/"+v.Spec.Table]; t != nil {
+			t.Services = append(t.Services, v)
+		}
+	}
+	out := make([]vservice.Table, 0, len(byKey))
+	for _, k := range slices.Sorted(maps.Keys(byKey)) {
+		t := byKey[k]
+		slices.SortFunc(t.Clients, func(a, b netip.Addr) int { return a.Compare(b) })
+		slices.SortFunc(t.Services, func(a, b *apiv1.VirtualService) int { return strings.Compare(a.Metadata.ID, b.Metadata.ID) })
+		out = append(out, *t)
+	}
+	return out, served
+}
+
+// await waits until g's address is served with its table (or serviceWait
+// passes, or ctx ends), so that its containers start with their Services
+// reachable. It tells whether the address is served.
+func (s *services) await(ctx context.Context, g *apiv1.ContainerGroup) bool {
+	addr, err := netip.ParseAddr(g.Status.IP)
+	if g.Spec.ServiceTable == "" || err != nil {
+		return true
+	}
+	want := g.Metadata.Tenant + "/" + g.Spec.ServiceTable
+	deadline := time.NewTimer(serviceWait)
+	defer deadline.Stop()
+	s.kick()
+	for {
+		s.mu.Lock()
+		ok, next := s.served[addr] == want, s.syncedCh
+		s.mu.Unlock()
+		if ok {
+			return true
+		}
+		select {
+		case <-next:
+		case <-deadline.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
