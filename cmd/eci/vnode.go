@@ -32,9 +32,15 @@ from full real nodes. The webhook's MutatingWebhookConfiguration
 (eci-profile.NODE-NAME, failurePolicy Ignore) is kept by the vnode and left in
 place when it stops.
 
+It keeps the cluster's table of virtual IPs on the instance service (named by
+--cluster-id) equal to the cluster's Services and EndpointSlices, as kube-proxy
+serves them, so that instances reach ClusterIPs (--services=false: it leaves the
+table alone).
+
 Kubernetes permissions it needs: nodes, node leases, pods and pods/status,
-events, configMaps, secrets, services, namespaces (read), serviceaccounts/token,
-mutatingwebhookconfigurations, and secrets in --namespace (write).`
+events, configMaps, secrets, services, namespaces, endpointslices (read),
+serviceaccounts/token, mutatingwebhookconfigurations, and secrets in
+--namespace (write).`
 
 func newVnodeCommand() *cobra.Command {
 	var (
@@ -43,7 +49,7 @@ func newVnodeCommand() *cobra.Command {
 		kubeconfig, taint string
 		cpu, memory, pods string
 		labels            []string
-		noTaint           bool
+		noTaint, services bool
 	)
 	cmd := &cobra.Command{
 		Use:   "vnode",
@@ -70,6 +76,7 @@ func newVnodeCommand() *cobra.Command {
 			if cfg.Labels, err = cli.KeyValues("--label", labels); err != nil {
 				return err
 			}
+			cfg.NoServices = !services
 			v, err := vnode.New(cfg)
 			if err != nil {
 				return err
@@ -90,6 +97,7 @@ func newVnodeCommand() *cobra.Command {
 	fl.StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "serving certificate of the kubelet API (default: self-signed)")
 	fl.StringVar(&cfg.TLSKeyFile, "tls-key-file", "", "its key")
 	fl.StringVar(&cfg.ClientCAFile, "client-ca-file", "", "CA of the apiserver's kubelet client certificate (required)")
+	fl.BoolVar(&services, "services", true, "fill the cluster's table of virtual IPs from its Services and EndpointSlices, so that instances reach ClusterIPs")
 	fl.StringSliceVar(&cfg.ClusterDNS, "cluster-dns", nil, "DNS servers of ClusterFirst pods")
 	fl.StringVar(&cfg.ClusterDomain, "cluster-domain", "cluster.local", "the cluster's DNS domain")
 	fl.StringVar(&taint, "taint", "", "the node's taint, KEY=VALUE:EFFECT (default virtual-kubelet.io/provider=eci:NoSchedule)")

@@ -22,7 +22,10 @@ type Config struct {
 	// NodeName is the node's name in the cluster.
 	NodeName string
 	// ClusterID tells this cluster's groups from other clusters' on the same
-	// instance service (a label on every group); default: NodeName.
+	// instance service (a label on every group); default: NodeName. It names
+	// the cluster's table of virtual IPs too (tableName: the id itself when
+	// it is a DNS label, else a label derived from it), which every group
+	// reaches.
 	ClusterID string
 	// Kube is the cluster; ECI the instance service, with a tenant token.
 	Kube kubernetes.Interface
@@ -49,6 +52,11 @@ type Config struct {
 	// OrphanInterval is how often groups whose pod is gone are looked for
 	// (30 s).
 	OrphanInterval time.Duration
+
+	// NoServices leaves the cluster's table of virtual IPs alone; by default
+	// the node fills it from the cluster's Services and EndpointSlices
+	// (services.go), so that instances reach ClusterIPs.
+	NoServices bool
 
 	// Profile serves the eci-profile webhook (internal/profile); its zero
 	// value serves none.

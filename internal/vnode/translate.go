@@ -89,6 +89,7 @@ func (p *Provider) toGroup(ctx context.Context, pod *corev1.Pod) (*apiv1.Contain
 			TerminationGracePeriodSeconds: pod.Spec.TerminationGracePeriodSeconds,
 			ActiveDeadlineSeconds:         pod.Spec.ActiveDeadlineSeconds,
 			Hostname:                      hostname(pod),
+			ServiceTable:                  tableName(p.cfg.ClusterID),
 		},
 	}
 	for _, h := range pod.Spec.HostAliases {

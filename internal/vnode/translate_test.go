@@ -52,6 +52,9 @@ func TestPodToGroup(t *testing.T) {
 			if g.Spec.CPU != 0 || g.Spec.Memory != 0 || g.Spec.ClientToken != "c1/uid-1" || g.Metadata.Labels[LabelPodUID] != "uid-1" {
 				return "size or identity"
 			}
+			if g.Spec.ServiceTable != "c1" {
+				return "service table " + g.Spec.ServiceTable
+			}
 			if d := g.Spec.DNSConfig; d == nil || d.Nameservers[0] != "198.18.0.10" || d.Searches[0] != "shop.svc.cluster.local" {
 				return "dns"
 			}

@@ -44,10 +44,12 @@ type VNode struct {
 	kubelet *http.Server
 	tls     *tls.Config
 	profile *profile.Source // eci-profile's configuration
-	ready   chan struct{}
-	done    chan struct{}
-	mu      sync.Mutex
-	err     error
+	// services fills the cluster's table of virtual IPs (nil: NoServices).
+	services *servicesController
+	ready    chan struct{}
+	done     chan struct{}
+	mu       sync.Mutex
+	err      error
 }
 
 // New checks cfg and builds the node. It starts nothing: the event
@@ -114,6 +116,7 @@ func (v *VNode) Run(ctx context.Context) (err error) {
 	if err := v.controllers(ctx); err != nil {
 		return err
 	}
+	defer v.stopServices()
 	v.provider.runCtx = ctx
 	v.handleObjects(ctx)
 	stopInformers, err := v.startInformers(ctx)
@@ -138,9 +141,7 @@ func (v *VNode) Run(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	wg.Add(2)
-	go func() { defer wg.Done(); v.watchGroups(ctx) }()
-	go func() { defer wg.Done(); v.refreshTokens(ctx) }()
+	v.background(ctx, &wg)
 
 	go func() { _ = v.pc.Run(ctx, podWorkers) }()
 	defer func() { cancel(); <-v.pc.Done() }()
@@ -179,6 +180,25 @@ func (v *VNode) Run(ctx context.Context) (err error) {
 	}
 }
 
+// background starts what runs beside the controllers until ctx ends: the
+// groups' watch, the tokens' refresh and the Services' table.
+func (v *VNode) background(ctx context.Context, wg *sync.WaitGroup) {
+	wg.Add(2)
+	go func() { defer wg.Done(); v.watchGroups(ctx) }()
+	go func() { defer wg.Done(); v.refreshTokens(ctx) }()
+	if v.services != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); v.services.run(ctx, servicesWorkers) }()
+	}
+}
+
+// stopServices shuts the Services' queue down, whether run ran or not.
+func (v *VNode) stopServices() {
+	if v.services != nil {
+		v.services.queue.ShutDown()
+	}
+}
+
 // finish records Run's error and closes Done.
 func (v *VNode) finish(err error) {
 	v.mu.Lock()
@@ -188,8 +208,8 @@ func (v *VNode) finish(err error) {
 }
 
 // controllers builds what records Events and logs with Run's logger: the
-// pod controller and eci-profile's source (before the informers start: both
-// add handlers to them).
+// pod controller, eci-profile's source and the Services' controller (before
+// the informers start: they add handlers to them).
 func (v *VNode) controllers(ctx context.Context) (err error) {
 	if v.pc, err = node.NewPodController(podControllerConfig(v.cfg, v.provider, v.pods, v.objects)); err != nil {
 		return fmt.Errorf("vnode: pod controller: %w", err)
@@ -197,6 +217,9 @@ func (v *VNode) controllers(ctx context.Context) (err error) {
 	if v.cfg.Profile.ListenAddr != "" {
 		v.profile = &profile.Source{Recorder: v.cfg.Recorder, Logger: log.G(ctx)}
 		v.watchProfile()
+	}
+	if !v.cfg.NoServices {
+		v.services = newServicesController(v.cfg, v.objects, v.cfg.ECI)
 	}
 	return nil
 }
