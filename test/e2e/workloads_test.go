@@ -246,4 +246,5 @@ func TestWorkloads(t *testing.T) {
 	})
 
 	t.Run("Service links in the env, and no machine resolver without cluster DNS", func(t *testing.T) { testServiceLinks(t, c, ns) })
+	t.Run("ClusterIP Services and kubernetes.default from an instance", func(t *testing.T) { testClusterIP(t, c, ns) })
 }

@@ -1,0 +1,125 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/remotecommand"
+
+	"github.com/eci-dev/eci/internal/poll"
+)
+
+// execOut runs cmd in a pod's container through the apiserver (kubectl exec)
+// and returns its stdout and stderr together.
+func (c *cluster) execOut(ctx context.Context, ns, pod, container string, cmd ...string) (string, error) {
+	req := c.kube.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("exec").
+		VersionedParams(&corev1.PodExecOptions{Container: container, Command: cmd, Stdout: true, Stderr: true}, scheme.ParameterCodec)
+	ex, err := remotecommand.NewSPDYExecutor(c.bed.Kube.Config, "POST", req.URL())
+	if err != nil {
+		return "", err
+	}
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &out, Stderr: &out})
+	return strings.TrimSpace(out.String()), err
+}
+
+// ClusterIP Services from an instance, as from a pod on a kubelet node with
+// kube-proxy: spread over the ready endpoints through a named targetPort,
+// a pod that goes leaves the Service, a Service with no endpoints refuses
+// at once, and kubernetes.default reaches the apiserver. The client finds
+// the addresses in its Service variables and writes what it got to its log,
+// a line per try.
+func testClusterIP(t *testing.T, c *cluster, ns string) {
+	ctx := context.Background()
+	busybox := c.bed.Registry.Busybox
+	mk := func(name string, selector map[string]string) {
+		if _, err := c.kube.CoreV1().Services(ns).Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.ServiceSpec{
+			Selector: selector,
+			Ports:    []corev1.ServicePort{{Name: "web", Port: 80, TargetPort: intstr.FromString("http")}},
+		}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.kube.CoreV1().Services(ns).Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	}
+	mk("svc-web", map[string]string{"app": "svc-web"})
+	mk("svc-nothing", map[string]string{"app": "none"})
+	for _, name := range []string{"svc-web-1", "svc-web-2"} {
+		c.createPod(t, ns, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": "svc-web"}}, Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "web", Image: busybox,
+				Command: []string{"sh", "-c", "mkdir -p /srv && echo " + name + " > /srv/index.html && exec httpd -f -p 8080 -h /srv"},
+				Ports:   []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}}}}})
+	}
+	for _, name := range []string{"svc-web-1", "svc-web-2"} {
+		c.waitPod(t, ns, name, "Running", 90*time.Second, running)
+	}
+	// (This busybox's wget crashes with -T; nc's -w bounds the apiserver's.)
+	const try = `while :; do
+  echo "web $(wget -q -O- http://$SVC_WEB_SERVICE_HOST/ 2>&1 | tr '\n' ' ')"
+  s=$(date +%s); out=$(wget -q -O- http://$SVC_NOTHING_SERVICE_HOST/ 2>&1 | tr '\n' ' '); echo "nothing $(( $(date +%s) - s ))s $out"
+  nc -w 3 $KUBERNETES_SERVICE_HOST $KUBERNETES_SERVICE_PORT </dev/null && echo "apiserver reached"
+  sleep 0.3
+done`
+	c.createPod(t, ns, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "svc-client"}, Spec: corev1.PodSpec{
+		Containers: []corev1.Container{{Name: "main", Image: busybox, Command: []string{"sh", "-c", try}}}}})
+	defer func() {
+		for _, name := range []string{"svc-web-1", "svc-web-2", "svc-client"} {
+			_ = c.kube.CoreV1().Pods(ns).Delete(ctx, name, metav1.DeleteOptions{})
+		}
+	}()
+	c.waitPod(t, ns, "svc-client", "Running", 90*time.Second, running)
+	lines := func(tail int64) ([]string, error) {
+		raw, err := c.kube.CoreV1().Pods(ns).GetLogs("svc-client", &corev1.PodLogOptions{TailLines: &tail}).DoRaw(ctx)
+		return strings.Split(strings.TrimSpace(string(raw)), "\n"), err
+	}
+	poll.Eventually(t, 60*time.Second, "both endpoints, the refusal and the apiserver in the client's log", func() error {
+		got, err := lines(200)
+		if err != nil {
+			return err
+		}
+		log := strings.Join(got, "\n")
+		for _, want := range []string{"web svc-web-1", "web svc-web-2", "apiserver reached"} {
+			if !strings.Contains(log, want) {
+				return fmt.Errorf("no %q in\n%s", want, log)
+			}
+		}
+		for _, l := range got {
+			if strings.HasPrefix(l, "nothing") && (!strings.Contains(l, "refused") || !strings.HasPrefix(l, "nothing 0s") && !strings.HasPrefix(l, "nothing 1s")) {
+				return fmt.Errorf("a Service without endpoints: %q; want refused at once", l)
+			}
+		}
+		return nil
+	})
+
+	if err := c.kube.CoreV1().Pods(ns).Delete(ctx, "svc-web-1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll.Eventually(t, 60*time.Second, "svc-web-1 gone from the Service", func() error {
+		got, err := lines(30)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, l := range got {
+			if strings.HasPrefix(l, "web ") {
+				if strings.TrimSpace(l) != "web svc-web-2" {
+					return fmt.Errorf("the last tries: %q", got)
+				}
+				n++
+			}
+		}
+		if n < 5 {
+			return fmt.Errorf("only %d tries in %q", n, got)
+		}
+		return nil
+	})
+}
