@@ -7,4 +7,5 @@ eci::need_root "make bench" bench
 cd "$ECI_ROOT"
 hack/install-deps.sh
 hack/build-kube.sh
+hack/build-coredns.sh
 go test -run '^$' -bench "${BENCH:-.}" -benchtime "${BENCHTIME:-1x}" -count "${COUNT:-1}" -timeout 30m ./...

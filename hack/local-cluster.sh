@@ -34,6 +34,7 @@ up)
   cd "$ECI_ROOT"
   hack/install-deps.sh
   hack/build-kube.sh
+  hack/build-coredns.sh
   hack/build.sh
   mkdir -p "$state"
   rm -f "$info"

@@ -11,6 +11,7 @@ cd "$ECI_ROOT"
 start=$(date +%s)
 hack/install-deps.sh
 hack/build-kube.sh
+hack/build-coredns.sh
 hack/build.sh
 hack/lint.sh --fast
 echo "test: running go test (setup took $(( $(date +%s) - start ))s)"

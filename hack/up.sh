@@ -19,6 +19,11 @@ kubeconfig=$(get kubeconfig)
 kubectl=$(get kubectl)
 k() { "$kubectl" --kubeconfig "$kubeconfig" "$@"; }
 
+# The cluster DNS: CoreDNS behind the tenth address of the service range (as
+# kubeadm gives kube-dns), which ClusterFirst pods' resolv.conf names.
+IFS=. read -r o1 o2 o3 o4 <<< "$(get service_cidr | cut -d/ -f1)"
+cluster_dns=$o1.$o2.$o3.$((o4 + 10))
+
 ready=$(get dir)/eci/ready
 if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   echo "up: eci up already runs (pid $(cat "$pidfile"))"
@@ -29,6 +34,7 @@ else
     --registry-config-dir "$(get certs_dir)" --allowed-local-registry "$(get busybox | cut -d/ -f1)" --cgroup-parent "$(get cgroup_parent)/eci" \
     --log-dir "$(get dir)/eci/logs" --pod-cidr "$(get pod_cidr)" --bridge "$(get bridge)" --resolv-conf "" \
     --kubeconfig "$kubeconfig" --node-ip "$(get node_ip)" --client-ca-file "$(get ca_file)" \
+    --cluster-dns "$cluster_dns" \
     > "$state/eci-up.log" 2>&1 < /dev/null &
   echo $! > "$pidfile"
 fi
@@ -51,6 +57,11 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
+echo "up: starting the cluster DNS (CoreDNS at $cluster_dns, an instance on the virtual node)"
+sed -e "s|\${COREDNS_IMAGE}|$(get coredns)|" -e "s|\${CLUSTER_DNS}|$cluster_dns|" -e "s|\${CLUSTER_DOMAIN}|cluster.local|" \
+  "$ECI_ROOT/deploy/addons/coredns.yaml" | k apply -f - > /dev/null
+k -n kube-system rollout status deployment/coredns --timeout=180s > /dev/null
+
 busybox=$(get busybox)
 k apply -f - > /dev/null <<YAML
 apiVersion: apps/v1
@@ -66,7 +77,15 @@ spec:
       - name: web
         image: $busybox
         command: [sh, -c, 'mkdir -p /srv && hostname > /srv/index.html && exec httpd -f -p 8080 -h /srv']
+        ports: [{name: http, containerPort: 8080}]
         resources: {limits: {cpu: 250m, memory: 512Mi}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
 ---
 apiVersion: batch/v1
 kind: Job
@@ -100,6 +119,7 @@ the virtual node unchanged (docs/profile.md).
   curl http://\$(kubectl get pod -l app=web -o jsonpath='{.items[0].status.podIP}'):8080/
   kubectl logs job/hello
   kubectl exec deploy/web -- cat /srv/index.html
+  kubectl exec deploy/web -- wget -qO- http://web/   # the Service by name: cluster DNS, ClusterIP
   kubectl scale deployment/web --replicas=5
   kubectl run hi --image=$busybox --restart=Never -- echo hi   # any pod: an instance
 

@@ -46,6 +46,8 @@ The admin's client config is written to <data-dir>/server/admin.conf
 	fl.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "join this cluster with a virtual node")
 	fl.StringVar(&cfg.NodeName, "node-name", "eci-vnode", "the virtual node's name")
 	fl.StringVar(&cfg.NodeIP, "node-ip", "", "where the apiserver reaches the virtual node (port 10250)")
+	fl.StringSliceVar(&cfg.ClusterDNS, "cluster-dns", nil, "DNS servers of ClusterFirst pods (the cluster DNS Service's ClusterIP)")
+	fl.StringVar(&cfg.ClusterDomain, "cluster-domain", "cluster.local", "the cluster's DNS domain")
 	fl.StringVar(&cfg.ClientCAFile, "client-ca-file", "", "the cluster's CA (of the apiserver's kubelet client certificate)")
 	return cmd
 }

@@ -24,11 +24,14 @@ type Registry struct {
 	Busybox string
 	// Pause is the reference of the sandbox image containerd starts pods with.
 	Pause string
+	// CoreDNS is the reference of the CoreDNS image (Options.CoreDNS; empty
+	// without).
+	CoreDNS string
 
 	srv *http.Server
 }
 
-func (b *Bed) startRegistry(ctx context.Context, addr string) (*Registry, error) {
+func (b *Bed) startRegistry(ctx context.Context, addr string, coreDNS bool) (*Registry, error) {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	} else if err := checkPortFree(addr); err != nil {
@@ -63,6 +66,19 @@ func (b *Bed) startRegistry(ctx context.Context, addr string) (*Registry, error)
 			return nil, err
 		}
 		if *im.ref, err = r.Push(ctx, im.tag, img); err != nil {
+			return nil, err
+		}
+	}
+	if coreDNS {
+		bin, err := CoreDNSBinary()
+		if err != nil {
+			return nil, err
+		}
+		img, err := CoreDNSImage(bin)
+		if err != nil {
+			return nil, fmt.Errorf("the CoreDNS image: %w", err)
+		}
+		if r.CoreDNS, err = r.Push(ctx, CoreDNSTag, img); err != nil {
 			return nil, err
 		}
 	}

@@ -55,6 +55,10 @@ type Config struct {
 	// NodeName reached by the apiserver at NodeIP:10250; ClientCAFile is the
 	// cluster's CA (of the apiserver's kubelet client certificate).
 	Kubeconfig, NodeName, NodeIP, ClientCAFile string
+	// ClusterDNS and ClusterDomain make ClusterFirst pods' resolv.conf (the
+	// vnode's --cluster-dns, --cluster-domain).
+	ClusterDNS    []string
+	ClusterDomain string
 }
 
 // Run starts everything and serves until ctx ends. Every daemon logs with
@@ -166,6 +170,7 @@ func prepare(ctx context.Context, cfg Config, srv *server.Server) ([]daemon, err
 	}
 	v, err := vnode.New(vnode.Config{NodeName: cfg.NodeName, Kube: kube, ECI: eci, Taint: vnode.Taint(),
 		InternalIP: cfg.NodeIP, ListenAddr: net.JoinHostPort(cfg.NodeIP, "10250"), ClientCAFile: cfg.ClientCAFile,
+		ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,
 		Profile: vnode.ProfileConfig{ListenAddr: net.JoinHostPort(cfg.NodeIP, "10251")}})
 	if err != nil {
 		return nil, err
