@@ -167,6 +167,24 @@ func askUDP(ns, addr string) (string, string, error) {
 	return string(buf[:n]), c.RemoteAddr().String(), nil
 }
 
+// udpConn is a UDP socket of ns connected to addr (one source port: one
+// conntrack entry for as long as it is used).
+func udpConn(ns, addr string) (c net.Conn, err error) {
+	err = inNetns(ns, func() error { c, err = net.Dial("udp4", addr); return err })
+	return c, err
+}
+
+// exchange sends a datagram on c and returns the answer.
+func exchange(c net.Conn) (string, error) {
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("q")); err != nil {
+		return "", err
+	}
+	buf := make([]byte, 64)
+	n, err := c.Read(buf)
+	return string(buf[:n]), err
+}
+
 // syncIn runs p.Sync on a thread in ns (nft runs there).
 func syncIn(ctx context.Context, ns string, p *Proxy, tables []Table) error {
 	return inNetns(ns, func() error { return p.Sync(ctx, tables) })

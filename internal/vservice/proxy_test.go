@@ -56,6 +56,7 @@ func TestProxyOnARealHost(t *testing.T) {
 	serveTCP(t, s1, 8080, "s1")
 	serveTCP(t, s2, 8080, "s2")
 	serveUDP(t, s1, 5353, "u1")
+	serveUDP(t, s2, 5353, "u2")
 
 	var nft knftables.Interface
 	if err := inNetns(host, func() (err error) { nft, err = knftables.New(knftables.IPv4Family, TableName); return err }); err != nil {
@@ -121,6 +122,23 @@ func TestProxyOnARealHost(t *testing.T) {
 
 	if got, from, err := askUDP(c1, "198.19.200.14:53"); err != nil || got != "u1" || from != "198.19.200.14:53" {
 		t.Errorf("UDP through 198.19.200.14:53: %q from %s, %v", got, from, err)
+	}
+	// A UDP client that keeps one socket (one conntrack entry) follows a
+	// backend change once the old backend's flows are deleted.
+	udp, err := udpConn(c1, "198.19.200.14:53")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	if got, err := exchange(udp); err != nil || got != "u1" {
+		t.Fatalf("UDP on a kept socket: %q, %v", got, err)
+	}
+	tableA.Services[4] = vip("c1", "198.19.200.14", "", apiv1.VirtualPort{Protocol: apiv1.ProtocolUDP, Port: 53, Backends: []apiv1.Backend{be("198.18.50.12", 5353)}})
+	if err := syncIn(ctx, host, p, []Table{tableA, tableB}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := exchange(udp); err != nil || got != "u2" {
+		t.Errorf("UDP on a kept socket after its backend went: %q, %v; want u2 (the old flow deleted)", got, err)
 	}
 
 	// s1 is no longer ready: the next connections all go to s2.

@@ -22,6 +22,9 @@ type Proxy struct {
 	// last is what the last successful sync left: chain and map names with
 	// their content, and set names. nil: unknown (list the kernel's).
 	last *written
+	// udp are the UDP virtual ports and backends of the last successful
+	// sync (conntrack.go).
+	udp udpFlows
 }
 
 type written struct {
@@ -65,7 +68,10 @@ func (p *Proxy) Sync(ctx context.Context, tables []Table) error {
 		}
 	}
 	p.last = next
-	return nil
+	udp := udpOf(tables)
+	stale := staleFlows(p.udp, udp)
+	p.udp = udp
+	return clearFlows(stale)
 }
 
 // Forget makes the next sync write everything again from what the kernel
