@@ -29,6 +29,8 @@ const DefaultBaseDir = "/var/lib/eci-testbed"
 //	                    the agent's CNI config)
 //	198.19.(64+4S).0/22 a larger vSwitch for bursts of up to 1,022 groups,
 //	                    slots 0-15 only (same bridge)
+//	198.18.(128+4S).0/22 a second service range (a ServiceCIDR object a
+//	                    benchmark of 1,000 Services adds), slots 0-15 only
 type Network struct {
 	ServiceCIDR netip.Prefix
 	NodeCIDR    netip.Prefix
@@ -44,6 +46,9 @@ type Network struct {
 	// LargeVSwitchCIDR is a /22 for bursts of more groups than VSwitchCIDR
 	// holds; only slots 0-15 have one (invalid otherwise).
 	LargeVSwitchCIDR netip.Prefix
+	// LargeServiceCIDR is a /22 a test may add to the cluster's service
+	// ranges (a ServiceCIDR object); only slots 0-15 have one.
+	LargeServiceCIDR netip.Prefix
 }
 
 func networkFor(slot int) Network {
@@ -61,6 +66,7 @@ func networkFor(slot int) Network {
 	}
 	if slot < 16 {
 		n.LargeVSwitchCIDR = netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, 64 + 4*s, 0}), 22)
+		n.LargeServiceCIDR = netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 128 + 4*s, 0}), 22)
 	}
 	return n
 }
