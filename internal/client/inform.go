@@ -69,7 +69,11 @@ func inform[T any, PT metaOf[T]](ctx context.Context, watchFrom func(rv string) 
 				}
 				break
 			}
-			if v := PT(ev.Object).Meta().ResourceVersion; v != "" {
+			// During a list's replay the objects carry their own (older)
+			// versions: resuming from one would skip the rest of the list.
+			// Only its closing bookmark says where the list stands; a
+			// stream that breaks before it lists again.
+			if v := PT(ev.Object).Meta().ResourceVersion; v != "" && (!replaying || ev.Type == apiv1.Bookmark) {
 				rv = v
 			}
 			if ev.Type == apiv1.Bookmark {

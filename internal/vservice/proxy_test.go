@@ -106,6 +106,11 @@ func TestProxyOnARealHost(t *testing.T) {
 		t.Errorf("a port without backends: %v after %s; want connection refused at once", err, time.Since(start))
 	}
 
+	// A port the virtual IP does not have is refused too, not routed on.
+	if _, err := dialTCP(c1, "198.19.200.10:81"); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("a port the virtual IP does not have: %v; want connection refused", err)
+	}
+
 	first, err := dialTCP(c1, "198.19.200.12:80")
 	if err != nil {
 		t.Fatal(err)

@@ -68,9 +68,29 @@ type chain struct {
 	rules []string
 }
 
+// mapping is a map, or (set) a set, written with its elements.
 type mapping struct {
 	knftables.Map
+	set      bool
 	elements []knftables.Element
+}
+
+// object is the nftables object m is.
+func (m *mapping) object() knftables.Object {
+	if m.set {
+		return &knftables.Set{Name: m.Name, Type: m.Type}
+	}
+	return &knftables.Map{Name: m.Name, Type: m.Type}
+}
+
+// element is e of m.
+func (m *mapping) element(e knftables.Element) *knftables.Element {
+	if m.set {
+		e.Set = m.Name
+	} else {
+		e.Map = m.Name
+	}
+	return &e
 }
 
 // build computes the ruleset of tables for instances behind bridge.
@@ -107,6 +127,7 @@ func (rs *ruleset) base(bridge string) {
 	hooked(filterPrerout, knftables.FilterType, knftables.PreroutingHook, knftables.DNATPriority+"-10",
 		"ct state new "+iif+" ip saddr vmap @"+clientsFilter)
 	hooked(natPostrout, knftables.NATType, knftables.PostroutingHook, knftables.SNATPriority,
+		fmt.Sprintf("oifname != %q return", bridge),
 		fmt.Sprintf("meta mark & %#x == 0 return", MasqueradeMark),
 		fmt.Sprintf("meta mark set meta mark xor %#x", MasqueradeMark),
 		"masquerade fully-random")
@@ -122,7 +143,12 @@ func (rs *ruleset) table(t Table) (nat, filter string) {
 	nat, filter = "t-"+id, "t-"+id+"-filter"
 	svcMap := mapping{Map: knftables.Map{Name: "t-" + id + "-ips", Type: "ipv4_addr . inet_proto . inet_service : verdict"}}
 	rejMap := mapping{Map: knftables.Map{Name: "t-" + id + "-no-backends", Type: "ipv4_addr . inet_proto . inet_service : verdict"}}
+	// The table's ports with backends, and its virtual IPs: any other port
+	// of a virtual IP is refused, not routed on untranslated.
+	served := mapping{Map: knftables.Map{Name: "t-" + id + "-served", Type: "ipv4_addr . inet_proto . inet_service"}, set: true}
+	vips := mapping{Map: knftables.Map{Name: "t-" + id + "-vips", Type: "ipv4_addr"}, set: true}
 	for _, vs := range t.Services {
+		vips.elements = append(vips.elements, knftables.Element{Key: []string{vs.Spec.IP}})
 		for _, port := range vs.Spec.Ports {
 			key := []string{vs.Spec.IP, strings.ToLower(string(port.Protocol)), strconv.Itoa(int(port.Port))}
 			if len(port.Backends) == 0 {
@@ -131,12 +157,17 @@ func (rs *ruleset) table(t Table) (nat, filter string) {
 			}
 			svc := rs.servicePort(t.Key, &vs.Spec, port)
 			svcMap.elements = append(svcMap.elements, knftables.Element{Key: key, Value: []string{"goto " + svc}})
+			served.elements = append(served.elements, knftables.Element{Key: key})
 		}
 	}
-	rs.maps = append(rs.maps, svcMap, rejMap)
+	rs.maps = append(rs.maps, svcMap, rejMap, served, vips)
 	rs.chains = append(rs.chains,
 		chain{Chain: knftables.Chain{Name: nat}, rules: []string{"ip daddr . meta l4proto . th dport vmap @" + svcMap.Name}},
-		chain{Chain: knftables.Chain{Name: filter}, rules: []string{"ip daddr . meta l4proto . th dport vmap @" + rejMap.Name}})
+		chain{Chain: knftables.Chain{Name: filter}, rules: []string{
+			"ip daddr . meta l4proto . th dport vmap @" + rejMap.Name,
+			"ip daddr . meta l4proto . th dport @" + served.Name + " return",
+			"ip daddr @" + vips.Name + " goto " + rejectChain,
+		}})
 	return nat, filter
 }
 
@@ -161,7 +192,9 @@ func (rs *ruleset) servicePort(table string, s *apiv1.VirtualServiceSpec, port a
 		ep := "e-" + hash(fmt.Sprintf("%s|%s:%d", portKey, b.IP, b.Port))
 		epRules := []string{fmt.Sprintf("ip saddr %s jump %s", b.IP, markMasq)}
 		if affinity {
-			set := "a-" + hash(fmt.Sprintf("%s|%s:%d", portKey, b.IP, b.Port))
+			// The timeout is part of the name: a set's timeout can't be
+			// changed, a new one replaces it.
+			set := "a-" + hash(fmt.Sprintf("%s|%s:%d|%s", portKey, b.IP, b.Port, timeout))
 			rs.sets = append(rs.sets, knftables.Set{Name: set, Type: "ipv4_addr",
 				Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}, Timeout: &timeout})
 			rules = append(rules, fmt.Sprintf("ip saddr @%s goto %s", set, ep))

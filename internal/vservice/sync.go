@@ -136,7 +136,10 @@ func transaction(tx *knftables.Transaction, rs *ruleset, last *written) *written
 	}
 	for _, m := range rs.maps {
 		if _, ok := last.maps[m.Name]; !ok {
-			tx.Add(&m.Map)
+			tx.Add(m.object())
+		}
+		if m.set {
+			next.sets[m.Name] = true
 		}
 	}
 	for _, s := range rs.sets {
@@ -150,10 +153,9 @@ func transaction(tx *knftables.Transaction, rs *ruleset, last *written) *written
 		if old, ok := last.maps[m.Name]; ok && !last.unknown[m.Name] && slices.EqualFunc(old, m.elements, sameElement) {
 			continue
 		}
-		tx.Flush(&m.Map)
+		tx.Flush(m.object())
 		for _, e := range m.elements {
-			e.Map = m.Name
-			tx.Add(&e)
+			tx.Add(m.element(e))
 		}
 	}
 	for _, c := range rs.chains {
@@ -172,7 +174,7 @@ func transaction(tx *knftables.Transaction, rs *ruleset, last *written) *written
 		}
 	}
 	for name := range last.maps {
-		if _, ok := next.maps[name]; !ok {
+		if _, ok := next.maps[name]; !ok && !last.sets[name] {
 			tx.Delete(&knftables.Map{Name: name})
 		}
 	}

@@ -79,3 +79,26 @@ func grep(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// A changed ClientIP affinity timeout takes effect: a set's timeout can't be
+// changed, so the sets are new.
+func TestAffinityTimeoutChanges(t *testing.T) {
+	ctx := context.Background()
+	fake := knftables.NewFake(knftables.IPv4Family, TableName)
+	p := New(fake, "br0")
+	tab := manyServices("a/c1", 1)
+	tab.Services[0].Spec.SessionAffinity, tab.Services[0].Spec.SessionAffinityTimeoutSeconds = "ClientIP", 60
+	if err := p.Sync(ctx, []Table{tab}); err != nil {
+		t.Fatal(err)
+	}
+	if dump := fake.Dump(); !strings.Contains(dump, "timeout 60s") {
+		t.Fatalf("no 60s affinity set:\n%s", dump)
+	}
+	tab.Services[0].Spec.SessionAffinityTimeoutSeconds = 3600
+	if err := p.Sync(ctx, []Table{tab}); err != nil {
+		t.Fatal(err)
+	}
+	if dump := fake.Dump(); !strings.Contains(dump, "timeout 3600s") || strings.Contains(dump, "timeout 60s") {
+		t.Errorf("after the change to 1h:\n%s", grep(dump, "timeout"))
+	}
+}
