@@ -10,8 +10,9 @@ func ValidateVirtualService(v *VirtualService) error {
 	e := &errs{}
 	s, p := &v.Spec, fpath("spec")
 	e.dnsLabel(p.child("table"), s.Table, 63)
-	if a, err := netip.ParseAddr(s.IP); err != nil || !a.Is4() || a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() || a.IsLinkLocalUnicast() {
-		e.add(p.child("ip"), "%q is not allowed; allowed: a unicast IPv4 address (not loopback or link-local)", s.IP)
+	e.labels(fpath("metadata.labels"), v.Metadata.Labels, "label")
+	if !routableIPv4(s.IP) {
+		e.add(p.child("ip"), "%q is not allowed; allowed: %s", s.IP, routableWhat)
 	}
 	if len(s.Ports) == 0 {
 		e.required(p.child("ports"), "at least one port")
@@ -53,8 +54,8 @@ func validateBackends(e *errs, p fpath, list []Backend) {
 	seen := map[Backend]bool{}
 	for i, b := range list {
 		bp := p.index(i)
-		if a, err := netip.ParseAddr(b.IP); err != nil || !a.Is4() || a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() {
-			e.add(bp.child("ip"), "%q is not allowed; allowed: a unicast IPv4 address (not loopback)", b.IP)
+		if !routableIPv4(b.IP) {
+			e.add(bp.child("ip"), "%q is not allowed; allowed: %s", b.IP, routableWhat)
 		}
 		e.port(bp.child("port"), b.Port)
 		if seen[b] {
@@ -62,4 +63,18 @@ func validateBackends(e *errs, p fpath, list []Backend) {
 		}
 		seen[b] = true
 	}
+}
+
+const routableWhat = "a global unicast IPv4 address (not 0.0.0.0/8, loopback, link-local such as 169.254.169.254, multicast, 240.0.0.0/4 or the broadcast address)"
+
+var (
+	thisNetwork = netip.MustParsePrefix("0.0.0.0/8")
+	reserved    = netip.MustParsePrefix("240.0.0.0/4") // with 255.255.255.255
+)
+
+// routableIPv4 tells whether s is an IPv4 address a virtual IP or backend
+// may be (Kubernetes' ValidateNonSpecialIP, and no class E).
+func routableIPv4(s string) bool {
+	a, err := netip.ParseAddr(s)
+	return err == nil && a.Is4() && a.IsGlobalUnicast() && !thisNetwork.Contains(a) && !reserved.Contains(a)
 }

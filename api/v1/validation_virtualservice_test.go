@@ -35,6 +35,13 @@ func TestValidateVirtualService(t *testing.T) {
 		{"spec.ports[1].name", func(v *VirtualService) { v.Spec.Ports[1].Name = "http" }},
 		{"spec.ports[0].backends[1]", func(v *VirtualService) { v.Spec.Ports[0].Backends[1] = v.Spec.Ports[0].Backends[0] }},
 		{"spec.ports[0].backends[0].ip", func(v *VirtualService) { v.Spec.Ports[0].Backends[0].IP = "0.0.0.0" }},
+		{"spec.ports[0].backends[0].ip", func(v *VirtualService) { v.Spec.Ports[0].Backends[0].IP = "169.254.169.254" }},
+		{"spec.ports[0].backends[0].ip", func(v *VirtualService) { v.Spec.Ports[0].Backends[0].IP = "255.255.255.255" }},
+		{"spec.ports[0].backends[0].ip", func(v *VirtualService) { v.Spec.Ports[0].Backends[0].IP = "0.1.2.3" }},
+		{"spec.ports[0].backends[0].ip", func(v *VirtualService) { v.Spec.Ports[0].Backends[0].IP = "240.0.0.1" }},
+		{"spec.ports[0].backends[0].ip", func(v *VirtualService) { v.Spec.Ports[0].Backends[0].IP = "224.0.0.251" }},
+		{"spec.ip", func(v *VirtualService) { v.Spec.IP = "255.255.255.255" }},
+		{"metadata.labels[\"\"]", func(v *VirtualService) { v.Metadata.Labels = map[string]string{"": "x"} }},
 		{"spec.ports[0].backends[0].port", func(v *VirtualService) { v.Spec.Ports[0].Backends[0].Port = 70000 }},
 		{"spec.ports", func(v *VirtualService) {
 			v.Spec.Ports[1].Backends = make([]Backend, MaxBackends)

@@ -68,8 +68,11 @@ const (
 	MaxVirtualPorts = 100
 	// MaxBackends bounds the backends of one virtual IP, all ports together.
 	MaxBackends = 5000
-	// MaxVirtualServices bounds a tenant's virtual IPs, all tables together.
+	// MaxVirtualServices bounds a tenant's virtual IPs, all tables together;
+	// MaxTenantBackends their backends together (about 4 MiB of a host's
+	// memory for a tenant's tables).
 	MaxVirtualServices = 20000
+	MaxTenantBackends  = 100000
 	// DefaultAffinityTimeout is the ClientIP affinity's default, as Kubernetes'.
 	DefaultAffinityTimeout = 10800
 	// MaxAffinityTimeout is Kubernetes' limit.

@@ -45,6 +45,7 @@ type Service struct {
 	tusage  *store.Collection[usageRecord, *usageRecord] // per tenant
 	ips     *store.Collection[ipRecord, *ipRecord]
 	vsvcs   *store.Collection[apiv1.VirtualService, *apiv1.VirtualService] // virtualservices.go
+	vsusage *store.Collection[vsUsage, *vsUsage]                           // vsusage.go
 	idxs    *store.Collection[tokenIndex, *tokenIndex]
 	members *store.Collection[member, *member] // membership.go
 	counts  counts                             // membership.go
@@ -130,6 +131,7 @@ func New(st *store.Store, opts Options) *Service {
 		tusage:  store.NewCollection[usageRecord](st, "tenantusage"),
 		ips:     store.NewCollection[ipRecord](st, "ips"),
 		vsvcs:   store.NewCollection[apiv1.VirtualService](st, "virtualservices"),
+		vsusage: store.NewCollection[vsUsage](st, "virtualserviceusage"),
 		idxs:    store.NewCollection[tokenIndex](st, "clienttokens"),
 		members: store.NewCollection[member](st, "tenantgroups"),
 		counts:  counts{m: map[string]cachedCount{}},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
@@ -38,37 +39,13 @@ func (s *Service) PutVirtualService(ctx context.Context, p auth.Principal, v *ap
 		return nil, err
 	}
 	key := virtualServiceKey(tenant, v.Spec.Table, v.Spec.IP)
-	conds := []store.Cond{}
-	old, err := s.vsvcs.Get(ctx, key)
-	switch {
-	case errdefs.IsNotFound(err):
-		n, err := s.vsvcs.Count(ctx, tenant+"/")
-		if err != nil {
-			return nil, err
-		}
-		if n >= apiv1.MaxVirtualServices {
-			return nil, fmt.Errorf("tenant %s has %d virtual services, the most allowed: %w", tenant, n, errdefs.ErrExhausted)
-		}
-		conds = append(conds, s.vsvcs.Absent(key))
-	case err != nil:
-		return nil, err
-	}
 	obj := &apiv1.VirtualService{
 		Metadata: apiv1.ObjectMeta{ID: key, Name: apiv1.VirtualServiceID(v.Spec.Table, v.Spec.IP), Tenant: tenant, Labels: v.Metadata.Labels, CreatedAt: s.now()},
 		Spec:     v.Spec,
 	}
-	if old != nil {
-		obj.Metadata.CreatedAt = old.Metadata.CreatedAt
-	}
-	put, err := s.vsvcs.PutOp(obj)
-	if err != nil {
+	if _, err := s.writeVirtualService(ctx, tenant, key, obj); err != nil {
 		return nil, err
 	}
-	rev, err := s.st.Commit(ctx, conds, []store.Op{put})
-	if err != nil {
-		return nil, fmt.Errorf("virtual service %s: %w", obj.Metadata.Name, err)
-	}
-	obj.Metadata.ResourceVersion = strconv.FormatInt(rev, 10)
 	return obj, nil
 }
 
@@ -101,7 +78,13 @@ func (s *Service) writerTenant(ctx context.Context, p auth.Principal, named stri
 func (s *Service) checkBackends(ctx context.Context, tenant string, v *apiv1.VirtualService) error {
 	vsws, _, _, err := s.vsws.List(ctx, storeOpts(0, 0, ""))
 	if err != nil {
-		return err
+		return fmt.Errorf("list vSwitches: %w", err)
+	}
+	var others []netip.Prefix
+	for _, vsw := range vsws {
+		if pfx, err := netip.ParsePrefix(vsw.Spec.CIDR); err == nil && !usableBy(vsw, tenant) {
+			others = append(others, pfx)
+		}
 	}
 	var fe apiv1.FieldErrors
 	for i, port := range v.Spec.Ports {
@@ -110,11 +93,10 @@ func (s *Service) checkBackends(ctx context.Context, tenant string, v *apiv1.Vir
 			if err != nil {
 				continue // validated before
 			}
-			for _, vsw := range vsws {
-				if pfx, err := netip.ParsePrefix(vsw.Spec.CIDR); err == nil && pfx.Contains(a) && !usableBy(vsw, tenant) {
-					fe = append(fe, apiv1.FieldError{Field: fmt.Sprintf("spec.ports[%d].backends[%d].ip", i, j),
-						Message: fmt.Sprintf("%s is in vSwitch %s, which tenant %s may not use; allowed: addresses of the tenant's vSwitches or outside every vSwitch", b.IP, vsw.Metadata.ID, tenant)})
-				}
+			// The vSwitch is not named: another tenant's is never shown.
+			if slices.ContainsFunc(others, func(p netip.Prefix) bool { return p.Contains(a) }) {
+				fe = append(fe, apiv1.FieldError{Field: fmt.Sprintf("spec.ports[%d].backends[%d].ip", i, j),
+					Message: fmt.Sprintf("%s is an address the tenant's instances may not be sent to; allowed: addresses of the tenant's own or shared vSwitches, or outside every vSwitch", b.IP)})
 			}
 		}
 	}
@@ -134,12 +116,8 @@ func (s *Service) DeleteVirtualService(ctx context.Context, p auth.Principal, te
 	if err != nil {
 		return err
 	}
-	obj, err := s.vsvcs.Get(ctx, virtualServiceKey(tenant, table, ip))
-	if err != nil {
-		return err
-	}
-	obj.Metadata.ResourceVersion = ""
-	return s.vsvcs.Delete(ctx, obj)
+	_, err = s.writeVirtualService(ctx, tenant, virtualServiceKey(tenant, table, ip), nil)
+	return err
 }
 
 // VirtualServiceFilter selects virtual IPs: of one table (all when empty).

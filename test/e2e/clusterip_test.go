@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -11,27 +10,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/tools/remotecommand"
 
 	"github.com/eci-dev/eci/internal/poll"
 )
-
-// execOut runs cmd in a pod's container through the apiserver (kubectl exec)
-// and returns its stdout and stderr together.
-func (c *cluster) execOut(ctx context.Context, ns, pod, container string, cmd ...string) (string, error) {
-	req := c.kube.CoreV1().RESTClient().Post().Resource("pods").Namespace(ns).Name(pod).SubResource("exec").
-		VersionedParams(&corev1.PodExecOptions{Container: container, Command: cmd, Stdout: true, Stderr: true}, scheme.ParameterCodec)
-	ex, err := remotecommand.NewSPDYExecutor(c.bed.Kube.Config, "POST", req.URL())
-	if err != nil {
-		return "", err
-	}
-	var out bytes.Buffer
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &out, Stderr: &out})
-	return strings.TrimSpace(out.String()), err
-}
 
 // ClusterIP Services from an instance, as from a pod on a kubelet node with
 // kube-proxy: spread over the ready endpoints through a named targetPort,

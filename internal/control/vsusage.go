@@ -1,0 +1,122 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/store"
+)
+
+// A tenant's virtual IPs are bounded together, not only one by one: their
+// number (apiv1.MaxVirtualServices) and their backends
+// (apiv1.MaxTenantBackends), counted in one record per tenant written in
+// the same transaction as every virtual IP, so that concurrent writes can't
+// pass the bounds.
+
+// vsUsage counts a tenant's virtual IPs and their backends; its id is the
+// tenant.
+type vsUsage struct {
+	Metadata apiv1.ObjectMeta `json:"metadata"`
+	Services int              `json:"services"`
+	Backends int              `json:"backends"`
+}
+
+func (u *vsUsage) Meta() *apiv1.ObjectMeta { return &u.Metadata }
+
+func backendsOf(v *apiv1.VirtualService) int {
+	if v == nil {
+		return 0
+	}
+	n := 0
+	for _, p := range v.Spec.Ports {
+		n += len(p.Backends)
+	}
+	return n
+}
+
+// writeVirtualService replaces the virtual IP key of tenant with obj (nil:
+// deletes it), its usage counted; ErrNotFound when a delete finds nothing.
+// It retries when another write of the tenant's came between.
+func (s *Service) writeVirtualService(ctx context.Context, tenant, key string, obj *apiv1.VirtualService) (int64, error) {
+	for attempt := 0; ; attempt++ {
+		rev, err := s.tryWriteVirtualService(ctx, tenant, key, obj)
+		if err == nil || !errdefs.IsConflict(err) || attempt >= 20 {
+			return rev, err
+		}
+	}
+}
+
+func (s *Service) tryWriteVirtualService(ctx context.Context, tenant, key string, obj *apiv1.VirtualService) (int64, error) {
+	old, err := s.vsvcs.Get(ctx, key)
+	if err != nil && !errdefs.IsNotFound(err) {
+		return 0, fmt.Errorf("read virtual service %s: %w", key, err)
+	}
+	if old == nil && obj == nil {
+		return 0, err // not found
+	}
+	usage, err := s.vsusage.Get(ctx, tenant)
+	var conds []store.Cond
+	switch {
+	case errdefs.IsNotFound(err):
+		usage = &vsUsage{Metadata: apiv1.ObjectMeta{ID: tenant, Name: tenant}}
+		conds = append(conds, s.vsusage.Absent(tenant))
+	case err != nil:
+		return 0, fmt.Errorf("read the virtual services' usage of tenant %s: %w", tenant, err)
+	default:
+		c, err := s.vsusage.Unchanged(usage)
+		if err != nil {
+			return 0, err
+		}
+		conds = append(conds, c)
+	}
+	if old == nil {
+		conds = append(conds, s.vsvcs.Absent(key))
+	} else {
+		c, err := s.vsvcs.Unchanged(old)
+		if err != nil {
+			return 0, err
+		}
+		conds = append(conds, c)
+	}
+	usage.Backends += backendsOf(obj) - backendsOf(old)
+	switch {
+	case old == nil:
+		usage.Services++
+	case obj == nil:
+		usage.Services--
+	}
+	if obj != nil {
+		if usage.Services > apiv1.MaxVirtualServices || usage.Backends > apiv1.MaxTenantBackends {
+			return 0, fmt.Errorf("tenant %s would have %d virtual IPs with %d backends; allowed: at most %d and %d: %w",
+				tenant, usage.Services, usage.Backends, apiv1.MaxVirtualServices, apiv1.MaxTenantBackends, errdefs.ErrPermissionDenied)
+		}
+		if old != nil {
+			obj.Metadata.CreatedAt = old.Metadata.CreatedAt
+		}
+	}
+	usagePut, err := s.vsusage.PutOp(usage)
+	if err != nil {
+		return 0, err
+	}
+	ops := []store.Op{usagePut}
+	if obj == nil {
+		ops = append(ops, s.vsvcs.DeleteOp(key))
+	} else {
+		put, err := s.vsvcs.PutOp(obj)
+		if err != nil {
+			return 0, err
+		}
+		ops = append(ops, put)
+	}
+	rev, err := s.st.Commit(ctx, conds, ops)
+	if err != nil {
+		return 0, fmt.Errorf("virtual service %s: %w", key, err)
+	}
+	if obj != nil {
+		obj.Metadata.ResourceVersion = strconv.FormatInt(rev, 10)
+	}
+	return rev, nil
+}
