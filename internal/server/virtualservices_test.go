@@ -111,3 +111,40 @@ func TestVirtualServicesPerTenant(t *testing.T) {
 		return nil
 	})
 }
+
+// A tenant's virtual IPs are bounded together: their backends (100,000)
+// are counted across writes, deletes give them back, and the refusal names
+// the bound and is not one a client resends.
+func TestVirtualServicesBoundedPerTenant(t *testing.T) {
+	r := start(t, t.TempDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	a := r.token(t, apiv1.TokenSpec{Kind: apiv1.TokenTenant, Tenant: "a"})
+	full := func(i int) *apiv1.VirtualService {
+		v := virtualIP("c1", fmt.Sprintf("198.18.100.%d", 10+i))
+		for j := range apiv1.MaxBackends {
+			v.Spec.Ports[0].Backends = append(v.Spec.Ports[0].Backends, apiv1.Backend{IP: fmt.Sprintf("198.18.%d.%d", 120+j/250, 1+j%250), Port: 8080})
+		}
+		return v
+	}
+	n := apiv1.MaxTenantBackends / apiv1.MaxBackends
+	for i := range n {
+		if _, err := a.PutVirtualService(ctx, full(i)); err != nil {
+			t.Fatalf("virtual IP %d of %d: %v", i+1, n, err)
+		}
+	}
+	// Replacing one whole keeps the count.
+	if _, err := a.PutVirtualService(ctx, full(0)); err != nil {
+		t.Fatalf("replacing one: %v", err)
+	}
+	_, err := a.PutVirtualService(ctx, full(n))
+	if !errdefs.IsPermissionDenied(err) || !strings.Contains(err.Error(), "100000") {
+		t.Fatalf("one more: %v; want refused, naming the bound", err)
+	}
+	if err := a.DeleteVirtualService(ctx, "c1", "198.18.100.10"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.PutVirtualService(ctx, full(n)); err != nil {
+		t.Fatalf("after a delete gave its backends back: %v", err)
+	}
+}
