@@ -79,11 +79,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err := a.hostDNS.load(); err != nil {
 		return err
 	}
-	if a.cfg.VirtualServices && a.cfg.CNIConfDir != "" {
-		if a.svcs, err = newServices(a.cfg.CNIBridge); err != nil {
-			return err
-		}
-	}
+	a.startServices(ctx)
 	// The groups' volumes hold their secrets and tokens: only the agent (and
 	// the containers, through their bind mounts) may enter.
 	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
@@ -134,7 +130,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	if a.svcs != nil {
 		run(func(ctx context.Context) { a.svcs.watch(ctx, a.cfg.Client) })
-		run(func(ctx context.Context) { a.svcs.run(ctx, a.view.all) })
+		run(func(ctx context.Context) { a.svcs.run(ctx, a.view.complete) })
 	}
 	for i := 0; i < 4; i++ {
 		run(a.worker)
@@ -157,7 +153,7 @@ func (a *Agent) watchGroups(ctx context.Context) {
 			}
 			a.servicesChanged()
 		},
-		Synced: func() { a.view.markSynced(); close(a.ready) },
+		Synced: func() { a.view.markSynced(); close(a.ready); a.servicesChanged() },
 		Event: func(ev client.GroupEvent) {
 			a.view.apply(ev)
 			a.queue.add(ev.Object.Metadata.ID)
@@ -165,6 +161,31 @@ func (a *Agent) watchGroups(ctx context.Context) {
 		},
 		Error: func(err error) { log.G(ctx).Warn("watch groups", "err", err) },
 	})
+}
+
+// startServices serves the groups' virtual services when asked to and able
+// (nft and br_netfilter); without them the agent runs on, its groups
+// reaching no virtual IP, and says so. With them off, a table an earlier
+// run left is removed: its stale addresses would still translate.
+func (a *Agent) startServices(ctx context.Context) {
+	if a.cfg.CNIConfDir == "" {
+		return
+	}
+	if !a.cfg.VirtualServices {
+		removeServicesTable(ctx, a.cfg.CNIBridge)
+		return
+	}
+	svcs, err := newServices(a.cfg.CNIBridge)
+	if err != nil {
+		log.G(ctx).Error("virtual services are off: the groups of this host reach no Service", "err", err)
+		return
+	}
+	a.svcs = svcs
+	if _, err := os.Stat("/sys/class/net/" + a.cfg.CNIBridge); err == nil {
+		if err := bridgeNetfilter(a.cfg.CNIBridge); err != nil {
+			log.G(ctx).Warn("virtual services", "err", err)
+		}
+	}
 }
 
 // servicesChanged asks for a sync of the virtual services (a group's

@@ -48,7 +48,24 @@ func (a *Agent) ensureGateway(gw netip.Addr, bits int) error {
 	if err := netlink.AddrAdd(link, addr); err != nil && !errors.Is(err, syscall.EEXIST) {
 		return fmt.Errorf("gateway %s on bridge %s: %w", key, a.cfg.CNIBridge, err)
 	}
+	if a.svcs != nil {
+		if err := bridgeNetfilter(a.cfg.CNIBridge); err != nil {
+			return err
+		}
+	}
 	return enableForwarding()
+}
+
+// bridgeNetfilter makes the bridge's IPv4 traffic pass the host's netfilter
+// hooks (br_netfilter's per-bridge switch: this bridge only, not the host's
+// others): a backend's answer to an instance of the same bridge is bridged,
+// not routed, and conntrack must see it to give it the virtual IP's source
+// back, as on a kubelet node with a bridge network.
+func bridgeNetfilter(bridge string) error {
+	if err := sysctlOn("/sys/class/net/" + bridge + "/bridge/nf_call_iptables"); err != nil {
+		return fmt.Errorf("bridge %s: pass its traffic to netfilter (virtual services): %w", bridge, err)
+	}
+	return nil
 }
 
 func enableForwarding() error {

@@ -165,8 +165,8 @@ func (a *Agent) runGroup(ctx context.Context, g *apiv1.ContainerGroup, sandbox s
 	}
 	tr.step("containers")
 	// Its Services are reachable before its first container (init ones
-	// too) starts.
-	if a.svcs != nil && !a.svcs.await(ctx, g) {
+	// too) starts; later reconciles don't wait.
+	if a.svcs != nil && len(ctrs) == 0 && !a.svcs.await(ctx, g) {
 		log.G(ctx).Warn("virtual services: the group's address is not served yet; starting its containers all the same", "table", g.Spec.ServiceTable)
 	}
 	initDone, failed, err := a.runInit(ctx, g, sandbox, sbCfg, ctrs)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -46,15 +48,17 @@ type services struct {
 // bridge (one table per bridge, so that agents sharing a network namespace
 // in tests keep to their own).
 func newServices(bridge string) (*services, error) {
-	// A backend's answer to an instance on the same bridge is bridged, not
-	// routed: conntrack must see it to turn its source back into the
-	// virtual IP (as on a kubelet node with a bridge network).
-	if err := sysctlOn("/proc/sys/net/bridge/bridge-nf-call-iptables"); err != nil {
-		return nil, fmt.Errorf("virtual services need bridged traffic to pass netfilter (modprobe br_netfilter; --virtual-services=false goes without): %w", err)
+	// Bridged traffic must pass netfilter (bridgeNetfilter, per bridge, as
+	// the bridge is made): br_netfilter must be there.
+	if _, err := os.Stat("/proc/sys/net/bridge"); err != nil {
+		_ = exec.Command("modprobe", "br_netfilter").Run()
+		if _, err := os.Stat("/proc/sys/net/bridge"); err != nil {
+			return nil, fmt.Errorf("virtual services need br_netfilter (modprobe br_netfilter): %w", err)
+		}
 	}
 	nft, err := knftables.New(knftables.IPv4Family, tableFor(bridge))
 	if err != nil {
-		return nil, fmt.Errorf("virtual services need nftables (nft 1.0.1 or later; --virtual-services=false goes without): %w", err)
+		return nil, fmt.Errorf("virtual services need nftables (nft 1.0.1 or later): %w", err)
 	}
 	return &services{
 		proxy: vservice.New(nft, bridge), vips: map[string]*apiv1.VirtualService{},
@@ -91,13 +95,13 @@ func (s *services) watch(ctx context.Context, c *client.Client) {
 		Event: func(ev client.VirtualServiceEvent) {
 			// The server validated it; the agent checks again what it
 			// writes into its rules.
-			if err := apiv1.ValidateVirtualService(ev.Object); err != nil && ev.Type != apiv1.Deleted {
-				log.G(ctx).Warn("virtual services: ignored", "id", ev.Object.Metadata.ID, "err", err)
-				return
+			invalid := apiv1.ValidateVirtualService(ev.Object)
+			if invalid != nil && ev.Type != apiv1.Deleted {
+				log.G(ctx).Warn("virtual services: ignored", "id", ev.Object.Metadata.ID, "err", invalid)
 			}
 			s.mu.Lock()
 			id := ev.Object.Metadata.ID
-			if ev.Type == apiv1.Deleted {
+			if ev.Type == apiv1.Deleted || invalid != nil {
 				delete(s.vips, id)
 			} else {
 				s.vips[id] = ev.Object
@@ -112,13 +116,23 @@ func (s *services) watch(ctx context.Context, c *client.Client) {
 	})
 }
 
+// minSyncInterval spaces syncs (kube-proxy's minSyncPeriod): changes that
+// come faster are written together, so that one tenant's churn can't keep
+// nft busy for the host's others.
+const minSyncInterval = 250 * time.Millisecond
+
 // run syncs the table whenever the virtual IPs or the groups change: every
-// change that arrives during a sync is in the next one.
-func (s *services) run(ctx context.Context, groups func() []*apiv1.ContainerGroup) {
+// change that arrives during a sync, or within minSyncInterval of the last,
+// is in the next one. A failed sync is tried again after 1 s, doubling up
+// to a minute. groups is the server's groups on this host, and whether
+// that view is complete (before, a sync would drop the instances not
+// replayed yet).
+func (s *services) run(ctx context.Context, groups func() ([]*apiv1.ContainerGroup, bool)) {
 	full := time.NewTicker(fullResync)
 	defer full.Stop()
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
+	backoff := time.Second
 	for {
 		select {
 		case <-ctx.Done():
@@ -128,18 +142,25 @@ func (s *services) run(ctx context.Context, groups func() []*apiv1.ContainerGrou
 		case <-full.C:
 			s.proxy.Forget()
 		}
-		if err := s.sync(ctx, groups()); err != nil {
-			log.G(ctx).Warn("virtual services: sync", "err", err)
-			retry.Reset(time.Second)
+		start := time.Now()
+		all, complete := groups()
+		if err := s.sync(ctx, all, complete); err != nil {
+			log.G(ctx).Warn("virtual services: sync", "err", err, "retry", backoff)
+			retry.Reset(backoff)
+			backoff = min(2*backoff, time.Minute)
+		} else {
+			backoff = time.Second
 		}
+		sleep(ctx, minSyncInterval-time.Since(start))
 	}
 }
 
 // sync writes the tables of groups' addresses; nothing before the first list
-// of virtual IPs was replayed (an empty table would refuse every port).
-func (s *services) sync(ctx context.Context, groups []*apiv1.ContainerGroup) error {
+// of virtual IPs and of groups were replayed (an empty table would refuse
+// every port; a partial list of groups would drop the others' addresses).
+func (s *services) sync(ctx context.Context, groups []*apiv1.ContainerGroup, complete bool) error {
 	s.mu.Lock()
-	if !s.synced {
+	if !s.synced || !complete {
 		s.mu.Unlock()
 		return nil
 	}
@@ -161,9 +182,21 @@ func (s *services) sync(ctx context.Context, groups []*apiv1.ContainerGroup) err
 func (s *services) tables(groups []*apiv1.ContainerGroup) ([]vservice.Table, map[netip.Addr]string) {
 	byKey := map[string]*vservice.Table{}
 	served := map[netip.Addr]string{}
+	// One address, one table: when two groups of the view hold one address
+	// (a group gone and its address's next owner, while the view catches
+	// up), the newer write wins.
+	owner := map[netip.Addr]*apiv1.ContainerGroup{}
 	for _, g := range groups {
 		addr, err := netip.ParseAddr(g.Status.IP)
-		if g.Spec.ServiceTable == "" || err != nil || !g.Status.Allocated {
+		if err != nil || !g.Status.Allocated {
+			continue
+		}
+		if o := owner[addr]; o == nil || olderVersion(o.Metadata.ResourceVersion, g.Metadata.ResourceVersion) {
+			owner[addr] = g
+		}
+	}
+	for addr, g := range owner {
+		if g.Spec.ServiceTable == "" {
 			continue
 		}
 		key := g.Metadata.Tenant + "/" + g.Spec.ServiceTable
@@ -216,5 +249,21 @@ func (s *services) await(ctx context.Context, g *apiv1.ContainerGroup) bool {
 		case <-ctx.Done():
 			return false
 		}
+	}
+}
+
+// removeServicesTable deletes bridge's table of virtual services, if any.
+func removeServicesTable(ctx context.Context, bridge string) {
+	nft, err := knftables.New(knftables.IPv4Family, tableFor(bridge))
+	if err != nil {
+		return // no nftables: no table either
+	}
+	if _, err := nft.List(ctx, "chains"); err != nil {
+		return // none
+	}
+	tx := nft.NewTransaction()
+	tx.Delete(&knftables.Table{})
+	if err := nft.Run(ctx, tx); err != nil {
+		log.G(ctx).Warn("virtual services are off; the table of an earlier run stays", "table", tableFor(bridge), "err", err)
 	}
 }

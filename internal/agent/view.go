@@ -42,6 +42,14 @@ func (v *groupView) all() []*apiv1.ContainerGroup {
 	return slices.Collect(maps.Values(v.groups))
 }
 
+// complete lists the groups of the view and whether the view is complete
+// (the first list replayed, no relist under way), read together.
+func (v *groupView) complete() ([]*apiv1.ContainerGroup, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return slices.Collect(maps.Values(v.groups)), v.synced && !v.relisting
+}
+
 // ids lists the ids of the view's groups.
 func (v *groupView) ids() []string {
 	v.mu.Lock()
