@@ -65,18 +65,18 @@ func BenchmarkServiceUpdate(b *testing.B) {
 
 	pods := map[string]string{}
 	for _, name := range []string{"probe-a", "probe-b"} {
-		c.createPodB(b, ns, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PodSpec{
+		c.createPod(b, ns, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PodSpec{
 			Containers: []corev1.Container{{Name: "web", Image: bed.Registry.Busybox,
 				Command: []string{"sh", "-c", "mkdir -p /srv && echo " + name + " > /srv/index.html && exec httpd -f -p 8080 -h /srv"}}}}})
 	}
 	for name := range map[string]bool{"probe-a": true, "probe-b": true} {
-		pods[name] = c.waitPodB(b, ns, name).Status.PodIP
+		pods[name] = c.waitPod(b, ns, name, "Running", 120*time.Second, running).Status.PodIP
 	}
 	c.selectorless(b, ns, "probe", []string{pods["probe-a"]})
 	const loop = `while :; do echo "$(cut -d' ' -f1 /proc/uptime) $(wget -q -O- http://$PROBE_SERVICE_HOST/ 2>&1)"; done`
-	c.createPodB(b, ns, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "probe-client"}, Spec: corev1.PodSpec{
+	c.createPod(b, ns, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "probe-client"}, Spec: corev1.PodSpec{
 		Containers: []corev1.Container{{Name: "main", Image: bed.Registry.Busybox, Command: []string{"sh", "-c", loop}}}}})
-	c.waitPodB(b, ns, "probe-client")
+	c.waitPod(b, ns, "probe-client", "Running", 120*time.Second, running)
 	c.firstAnswer(b, ns, 0, "probe-a")
 
 	var lat []time.Duration
@@ -213,26 +213,4 @@ func uptime(b *testing.B) float64 {
 		b.Fatal(err)
 	}
 	return t
-}
-
-func (c *cluster) createPodB(b *testing.B, ns string, pod *corev1.Pod) {
-	b.Helper()
-	pod.Spec = onVNode(pod.Spec)
-	if _, err := c.kube.CoreV1().Pods(ns).Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
-		b.Fatal(err)
-	}
-}
-
-func (c *cluster) waitPodB(b *testing.B, ns, name string) *corev1.Pod {
-	b.Helper()
-	var pod *corev1.Pod
-	poll.Eventually(b, 120*time.Second, name+" Running", func() error {
-		p, err := c.kube.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		pod = p
-		return running(p)
-	})
-	return pod
 }

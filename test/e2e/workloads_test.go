@@ -26,7 +26,7 @@ import (
 )
 
 // waitPod polls pod name until cond holds.
-func (c *cluster) waitPod(t *testing.T, ns, name, what string, timeout time.Duration, cond func(*corev1.Pod) error) *corev1.Pod {
+func (c *cluster) waitPod(t testing.TB, ns, name, what string, timeout time.Duration, cond func(*corev1.Pod) error) *corev1.Pod {
 	t.Helper()
 	var pod *corev1.Pod
 	poll.Eventually(t, timeout, name+": "+what, func() error {
@@ -47,7 +47,7 @@ func running(p *corev1.Pod) error {
 	return nil
 }
 
-func (c *cluster) createPod(t *testing.T, ns string, pod *corev1.Pod) {
+func (c *cluster) createPod(t testing.TB, ns string, pod *corev1.Pod) {
 	t.Helper()
 	pod.Spec = onVNode(pod.Spec)
 	if _, err := c.kube.CoreV1().Pods(ns).Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
