@@ -42,6 +42,24 @@ type services struct {
 	served   map[netip.Addr]string            // instance address -> its table, as last synced
 	changed  chan struct{}
 	syncedCh chan struct{} // closed and replaced after every successful sync
+	stats    ServiceSyncStats
+}
+
+// ServiceSyncStats counts the syncs of a host's virtual services that wrote
+// something, and their time (for benchmarks and metrics).
+type ServiceSyncStats struct {
+	Syncs int
+	Total time.Duration
+}
+
+// ServiceSyncs is what the agent's syncs of virtual services took so far.
+func (a *Agent) ServiceSyncs() ServiceSyncStats {
+	if a.svcs == nil {
+		return ServiceSyncStats{}
+	}
+	a.svcs.mu.Lock()
+	defer a.svcs.mu.Unlock()
+	return a.svcs.stats
 }
 
 // newServices is the agent's virtual services over the nftables table of
@@ -166,10 +184,16 @@ func (s *services) sync(ctx context.Context, groups []*apiv1.ContainerGroup, com
 	}
 	tables, served := s.tables(groups)
 	s.mu.Unlock()
-	if err := s.proxy.Sync(ctx, tables); err != nil {
+	start := time.Now()
+	wrote, err := s.proxy.Sync(ctx, tables)
+	if err != nil {
 		return err
 	}
 	s.mu.Lock()
+	if wrote {
+		s.stats.Syncs++
+		s.stats.Total += time.Since(start)
+	}
 	s.served = served
 	close(s.syncedCh)
 	s.syncedCh = make(chan struct{})

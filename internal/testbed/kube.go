@@ -22,7 +22,7 @@ import (
 )
 
 // KubeBinaries are the programs hack/build-kube.sh builds.
-var KubeBinaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kubectl"}
+var KubeBinaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kubectl", "kube-proxy"}
 
 // Kube is the bed's Kubernetes control plane.
 type Kube struct {

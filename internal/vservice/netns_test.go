@@ -187,5 +187,5 @@ func exchange(c net.Conn) (string, error) {
 
 // syncIn runs p.Sync on a thread in ns (nft runs there).
 func syncIn(ctx context.Context, ns string, p *Proxy, tables []Table) error {
-	return inNetns(ns, func() error { return p.Sync(ctx, tables) })
+	return inNetns(ns, func() error { _, err := p.Sync(ctx, tables); return err })
 }

@@ -47,31 +47,32 @@ func New(nft knftables.Interface, bridge string) *Proxy {
 	return &Proxy{nft: nft, bridge: bridge}
 }
 
-// Sync makes the table serve exactly tables.
-func (p *Proxy) Sync(ctx context.Context, tables []Table) error {
+// Sync makes the table serve exactly tables; wrote says whether it had
+// anything to write.
+func (p *Proxy) Sync(ctx context.Context, tables []Table) (wrote bool, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	rs := build(p.bridge, tables)
 	last := p.last
 	if last == nil {
-		var err error
 		if last, err = p.listed(ctx); err != nil {
-			return err
+			return false, err
 		}
 	}
 	tx := p.nft.NewTransaction()
 	next := transaction(tx, rs, last)
-	if changes(tx) > 0 {
+	wrote = changes(tx) > 0
+	if wrote {
 		if err := p.nft.Run(ctx, tx); err != nil {
 			p.last = nil
-			return fmt.Errorf("nftables: %w", err)
+			return false, fmt.Errorf("nftables: %w", err)
 		}
 	}
 	p.last = next
 	udp := udpOf(tables)
 	stale := staleFlows(p.udp, udp)
 	p.udp = udp
-	return clearFlows(stale)
+	return wrote, clearFlows(stale)
 }
 
 // Forget makes the next sync write everything again from what the kernel

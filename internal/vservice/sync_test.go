@@ -26,7 +26,7 @@ func TestSyncWritesOnlyWhatChanged(t *testing.T) {
 	fake := knftables.NewFake(knftables.IPv4Family, TableName)
 	p := New(fake, "br0")
 	tables := []Table{manyServices("a/c1", 200), manyServices("b/c1", 200)}
-	if err := p.Sync(ctx, tables); err != nil {
+	if _, err := p.Sync(ctx, tables); err != nil {
 		t.Fatal(err)
 	}
 	full := fake.LastTransaction.NumOperations()
@@ -34,7 +34,7 @@ func TestSyncWritesOnlyWhatChanged(t *testing.T) {
 		t.Fatalf("an unchanged sync would write %d operations (%v)", n, err)
 	}
 	tables[0].Services[7] = vip("c1", tables[0].Services[7].Spec.IP, "", tcp(80, be("198.18.63.1", 8080)))
-	if err := p.Sync(ctx, tables); err != nil {
+	if _, err := p.Sync(ctx, tables); err != nil {
 		t.Fatal(err)
 	}
 	// The new backend's chain (add, flush, 2 rules), the port's chain
@@ -49,7 +49,7 @@ func TestSyncWritesOnlyWhatChanged(t *testing.T) {
 		t.Errorf("after the change the table holds:\n%s", grep(dump, "198.18.6"))
 	}
 	// A table that goes takes its objects along.
-	if err := p.Sync(ctx, tables[:1]); err != nil {
+	if _, err := p.Sync(ctx, tables[:1]); err != nil {
 		t.Fatal(err)
 	}
 	if dump := fake.Dump(); strings.Contains(dump, "t-"+hash("b/c1")) {
@@ -62,7 +62,7 @@ func TestTablesWithoutClientsAreLeftOut(t *testing.T) {
 	fake := knftables.NewFake(knftables.IPv4Family, TableName)
 	tab := manyServices("a/c1", 3)
 	tab.Clients = nil
-	if err := New(fake, "br0").Sync(context.Background(), []Table{tab}); err != nil {
+	if _, err := New(fake, "br0").Sync(context.Background(), []Table{tab}); err != nil {
 		t.Fatal(err)
 	}
 	if dump := fake.Dump(); strings.Contains(dump, "198.19.0.1") {
@@ -88,14 +88,14 @@ func TestAffinityTimeoutChanges(t *testing.T) {
 	p := New(fake, "br0")
 	tab := manyServices("a/c1", 1)
 	tab.Services[0].Spec.SessionAffinity, tab.Services[0].Spec.SessionAffinityTimeoutSeconds = "ClientIP", 60
-	if err := p.Sync(ctx, []Table{tab}); err != nil {
+	if _, err := p.Sync(ctx, []Table{tab}); err != nil {
 		t.Fatal(err)
 	}
 	if dump := fake.Dump(); !strings.Contains(dump, "timeout 60s") {
 		t.Fatalf("no 60s affinity set:\n%s", dump)
 	}
 	tab.Services[0].Spec.SessionAffinityTimeoutSeconds = 3600
-	if err := p.Sync(ctx, []Table{tab}); err != nil {
+	if _, err := p.Sync(ctx, []Table{tab}); err != nil {
 		t.Fatal(err)
 	}
 	if dump := fake.Dump(); !strings.Contains(dump, "timeout 3600s") || strings.Contains(dump, "timeout 60s") {
