@@ -63,8 +63,7 @@ func (a *Agent) ServiceSyncs() ServiceSyncStats {
 }
 
 // newServices is the agent's virtual services over the nftables table of
-// bridge (one table per bridge, so that agents sharing a network namespace
-// in tests keep to their own).
+// bridge (vservice.TableFor).
 func newServices(bridge string) (*services, error) {
 	// Bridged traffic must pass netfilter (bridgeNetfilter, per bridge, as
 	// the bridge is made): br_netfilter must be there.
@@ -84,7 +83,7 @@ func newServices(bridge string) (*services, error) {
 	}, nil
 }
 
-func tableFor(bridge string) string { return vservice.TableName + "-" + bridge }
+func tableFor(bridge string) string { return vservice.TableFor(bridge) }
 
 // kick asks for a sync.
 func (s *services) kick() {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/eci-dev/eci/internal/poll"
+	"github.com/eci-dev/eci/internal/vservice"
 )
 
 // trace is what a bed can leave on the machine.
@@ -53,6 +54,9 @@ func traceOf(t *testing.T, slotIndex int, dir string) trace {
 		if linkExists(l) {
 			tr.links = append(tr.links, l)
 		}
+	}
+	if table := vservice.TableFor(n.AgentBridge); nftTableExists(table) {
+		tr.links = append(tr.links, "nftables table "+table)
 	}
 	// veths whose peer was in a pod's netns are gone with the netns; any
 	// interface still enslaved to the bridge would show here too.

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/eci-dev/eci/internal/vservice"
 )
 
 // MaxSlots is how many beds can run on one machine at once.
@@ -160,6 +162,12 @@ func (s *slot) clean() error {
 			}
 		}
 	}
+	// The agent's nftables table of virtual services goes with its bridge.
+	if table := vservice.TableFor(n.AgentBridge); nftTableExists(table) {
+		if out, err := exec.Command("nft", "delete", "table", "ip", table).CombinedOutput(); err != nil {
+			return fmt.Errorf("delete nftables table %s: %w: %s", table, err, out)
+		}
+	}
 	if err := removeCgroups(s.cgroupName()); err != nil {
 		return err
 	}
@@ -177,6 +185,10 @@ func (s *slot) release() {
 		s.lock.Close()
 		s.lock = nil
 	}
+}
+
+func nftTableExists(table string) bool {
+	return exec.Command("nft", "list", "table", "ip", table).Run() == nil
 }
 
 func linkExists(name string) bool {

@@ -26,8 +26,14 @@ import (
 	apiv1 "github.com/eci-dev/eci/api/v1"
 )
 
-// TableName is the nftables table the agent owns (family ip).
+// TableName is the nftables table of virtual services (family ip); an
+// agent's is TableFor its bridge.
 const TableName = "eci-services"
+
+// TableFor is the table of the agent whose instances are behind bridge (one
+// per bridge, so that agents sharing a network namespace in tests keep to
+// their own).
+func TableFor(bridge string) string { return TableName + "-" + bridge }
 
 // MasqueradeMark is the packet mark bit that asks for masquerade (an
 // instance whose connection to a virtual IP was sent to itself), as
