@@ -35,7 +35,7 @@ deps: ## install the Debian packages and containerd the project needs (root)
 	@hack/install-deps.sh
 
 .PHONY: kube
-kube: ## build the Kubernetes control plane, kubelet, kubectl and etcd into _output/kube/bin
+kube: ## build the Kubernetes control plane, kubelet, kubectl, kube-proxy and etcd into _output/kube/bin
 	@hack/build-kube.sh
 
 .PHONY: cluster

@@ -80,7 +80,7 @@ func (a *Agent) addressOf(ctx context.Context, id string) (*cni.Address, error) 
 	if err != nil {
 		return nil, fmt.Errorf("vSwitch %s gateway %q: %w", v.Metadata.ID, v.Spec.Gateway, err)
 	}
-	if err := a.ensureGateway(gw, prefix.Bits()); err != nil {
+	if err := a.ensureGateway(ctx, gw, prefix.Bits()); err != nil {
 		return nil, err
 	}
 	log.G(ctx).Debug("address for group", "group", id, "ip", ip)

@@ -178,6 +178,7 @@ func (a *Agent) startServices(ctx context.Context) {
 	svcs, err := newServices(a.cfg.CNIBridge)
 	if err != nil {
 		log.G(ctx).Error("virtual services are off: the groups of this host reach no Service", "err", err)
+		removeServicesTable(ctx, a.cfg.CNIBridge)
 		return
 	}
 	a.svcs = svcs

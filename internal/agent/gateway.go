@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/eci-dev/eci/internal/log"
 )
 
 // The host's bridge carries the gateway of every vSwitch whose groups it
@@ -24,7 +27,7 @@ import (
 // lets the host route between the vSwitches, as the bridge plugin's gateway
 // mode did. It checks every time (a few netlink calls per sandbox): the
 // bridge may have been removed and made again meanwhile.
-func (a *Agent) ensureGateway(gw netip.Addr, bits int) error {
+func (a *Agent) ensureGateway(ctx context.Context, gw netip.Addr, bits int) error {
 	if !gw.Is4() {
 		return fmt.Errorf("gateway %s: only IPv4 vSwitches are served", gw)
 	}
@@ -49,8 +52,11 @@ func (a *Agent) ensureGateway(gw netip.Addr, bits int) error {
 		return fmt.Errorf("gateway %s on bridge %s: %w", key, a.cfg.CNIBridge, err)
 	}
 	if a.svcs != nil {
+		// A sandbox needs no Service to start: a failure here is the
+		// virtual services' (answers on the bridge keep the backend's
+		// source), said, not the sandbox's.
 		if err := bridgeNetfilter(a.cfg.CNIBridge); err != nil {
-			return err
+			log.G(ctx).Warn("virtual services: answers of a backend on the same bridge will not be translated back", "err", err)
 		}
 	}
 	return enableForwarding()
@@ -62,6 +68,9 @@ func (a *Agent) ensureGateway(gw netip.Addr, bits int) error {
 // not routed, and conntrack must see it to give it the virtual IP's source
 // back, as on a kubelet node with a bridge network.
 func bridgeNetfilter(bridge string) error {
+	if on, err := os.ReadFile("/proc/sys/net/bridge/bridge-nf-call-iptables"); err == nil && strings.TrimSpace(string(on)) == "1" {
+		return nil // every bridge's already (br_netfilter's default)
+	}
 	if err := sysctlOn("/sys/class/net/" + bridge + "/bridge/nf_call_iptables"); err != nil {
 		return fmt.Errorf("bridge %s: pass its traffic to netfilter (virtual services): %w", bridge, err)
 	}

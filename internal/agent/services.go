@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -149,24 +150,33 @@ func (s *services) run(ctx context.Context, groups func() ([]*apiv1.ContainerGro
 	defer full.Stop()
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
-	backoff := time.Second
+	backoff, failing := time.Second, false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.changed:
+			if failing {
+				continue // the retry's sync will have it
+			}
 		case <-retry.C:
 		case <-full.C:
 			s.proxy.Forget()
 		}
 		start := time.Now()
 		all, complete := groups()
-		if err := s.sync(ctx, all, complete); err != nil {
+		err := s.sync(ctx, all, complete)
+		var flows *vservice.FlowsError
+		switch {
+		case errors.As(err, &flows):
+			log.G(ctx).Warn("virtual services", "err", err)
+			failing, backoff = false, time.Second
+		case err != nil:
 			log.G(ctx).Warn("virtual services: sync", "err", err, "retry", backoff)
 			retry.Reset(backoff)
-			backoff = min(2*backoff, time.Minute)
-		} else {
-			backoff = time.Second
+			failing, backoff = true, min(2*backoff, time.Minute)
+		default:
+			failing, backoff = false, time.Second
 		}
 		sleep(ctx, minSyncInterval-time.Since(start))
 	}
@@ -185,7 +195,8 @@ func (s *services) sync(ctx context.Context, groups []*apiv1.ContainerGroup, com
 	s.mu.Unlock()
 	start := time.Now()
 	wrote, err := s.proxy.Sync(ctx, tables)
-	if err != nil {
+	var flows *vservice.FlowsError
+	if err != nil && !errors.As(err, &flows) {
 		return err
 	}
 	s.mu.Lock()
@@ -197,7 +208,7 @@ func (s *services) sync(ctx context.Context, groups []*apiv1.ContainerGroup, com
 	close(s.syncedCh)
 	s.syncedCh = make(chan struct{})
 	s.mu.Unlock()
-	return nil
+	return err // nil, or the flows not deleted (tried again next time)
 }
 
 // tables are the tables the groups name, with their addresses and virtual

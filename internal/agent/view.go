@@ -42,12 +42,13 @@ func (v *groupView) all() []*apiv1.ContainerGroup {
 	return slices.Collect(maps.Values(v.groups))
 }
 
-// complete lists the groups of the view and whether the view is complete
-// (the first list replayed, no relist under way), read together.
+// complete lists the groups of the view and whether it holds every group
+// of the server's (the first list was replayed; during a relist it holds
+// what it had and what was replayed, nothing dropped), read together.
 func (v *groupView) complete() ([]*apiv1.ContainerGroup, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return slices.Collect(maps.Values(v.groups)), v.synced && !v.relisting
+	return slices.Collect(maps.Values(v.groups)), v.synced
 }
 
 // ids lists the ids of the view's groups.

@@ -93,6 +93,12 @@ func inform[T any, PT metaOf[T]](ctx context.Context, watchFrom func(rv string) 
 			}
 			h.Event(ev)
 		}
+		if replaying && ctx.Err() == nil {
+			// A list broken before its bookmark is listed again, not at
+			// once: a server dropping streams is not asked for every list
+			// in a loop.
+			sleepCtx(ctx, time.Second)
+		}
 	}
 }
 

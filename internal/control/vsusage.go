@@ -61,7 +61,11 @@ func (s *Service) tryWriteVirtualService(ctx context.Context, tenant, key string
 	var conds []store.Cond
 	switch {
 	case errdefs.IsNotFound(err):
-		usage = &vsUsage{Metadata: apiv1.ObjectMeta{ID: tenant, Name: tenant}}
+		// The tenant's first write since the record exists: it starts
+		// from what the tenant holds (virtual IPs written before it).
+		if usage, err = s.countVirtualServices(ctx, tenant); err != nil {
+			return 0, err
+		}
 		conds = append(conds, s.vsusage.Absent(tenant))
 	case err != nil:
 		return 0, fmt.Errorf("read the virtual services' usage of tenant %s: %w", tenant, err)
@@ -81,15 +85,17 @@ func (s *Service) tryWriteVirtualService(ctx context.Context, tenant, key string
 		}
 		conds = append(conds, c)
 	}
-	usage.Backends += backendsOf(obj) - backendsOf(old)
+	more := backendsOf(obj) - backendsOf(old)
+	usage.Backends = max(0, usage.Backends+more)
 	switch {
 	case old == nil:
 		usage.Services++
 	case obj == nil:
-		usage.Services--
+		usage.Services = max(0, usage.Services-1)
 	}
 	if obj != nil {
-		if usage.Services > apiv1.MaxVirtualServices || usage.Backends > apiv1.MaxTenantBackends {
+		// Only what adds is refused: a tenant over a bound may still shrink.
+		if old == nil && usage.Services > apiv1.MaxVirtualServices || more > 0 && usage.Backends > apiv1.MaxTenantBackends {
 			return 0, fmt.Errorf("tenant %s would have %d virtual IPs with %d backends; allowed: at most %d and %d: %w",
 				tenant, usage.Services, usage.Backends, apiv1.MaxVirtualServices, apiv1.MaxTenantBackends, errdefs.ErrPermissionDenied)
 		}
@@ -119,4 +125,18 @@ func (s *Service) tryWriteVirtualService(ctx context.Context, tenant, key string
 		obj.Metadata.ResourceVersion = strconv.FormatInt(rev, 10)
 	}
 	return rev, nil
+}
+
+// countVirtualServices is what tenant's stored virtual IPs hold.
+func (s *Service) countVirtualServices(ctx context.Context, tenant string) (*vsUsage, error) {
+	u := &vsUsage{Metadata: apiv1.ObjectMeta{ID: tenant, Name: tenant}}
+	items, _, _, err := s.vsvcs.List(ctx, store.ListOptions{Prefix: tenant + "/"})
+	if err != nil {
+		return nil, fmt.Errorf("count the virtual services of tenant %s: %w", tenant, err)
+	}
+	for _, v := range items {
+		u.Services++
+		u.Backends += backendsOf(v)
+	}
+	return u, nil
 }

@@ -71,13 +71,25 @@ func splitFlowKey(key string) (table, ip string, port int) {
 	return parts[0], parts[1], port
 }
 
-// clearFlows deletes the conntrack entries the filters match.
+// FlowsError is a sync whose rules were written but whose stale UDP flows
+// were not all deleted (they are tried again with the next sync).
+type FlowsError struct{ Err error }
+
+func (e *FlowsError) Error() string {
+	return "conntrack: delete the flows to UDP backends that went: " + e.Err.Error()
+}
+
+func (e *FlowsError) Unwrap() error { return e.Err }
+
+// clearFlows deletes the conntrack entries the filters match. An
+// interrupted dump (the table changed while it was read) may have left
+// some: the caller tries them again.
 func clearFlows(filters []netlink.CustomConntrackFilter) error {
 	if len(filters) == 0 {
 		return nil
 	}
 	if _, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, filters...); err != nil {
-		return fmt.Errorf("conntrack: delete the flows to UDP backends that went: %w", err)
+		return &FlowsError{Err: err}
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/vishvananda/netlink"
 	"sigs.k8s.io/knftables"
 )
 
@@ -25,6 +26,8 @@ type Proxy struct {
 	// udp are the UDP virtual ports and backends of the last successful
 	// sync (conntrack.go).
 	udp udpFlows
+	// staleUDP are flows a sync could not delete, tried again by the next.
+	staleUDP []netlink.CustomConntrackFilter
 }
 
 type written struct {
@@ -48,7 +51,8 @@ func New(nft knftables.Interface, bridge string) *Proxy {
 }
 
 // Sync makes the table serve exactly tables; wrote says whether it had
-// anything to write.
+// anything to write. A *FlowsError says the rules were written but stale
+// UDP flows remain (tried again by the next sync).
 func (p *Proxy) Sync(ctx context.Context, tables []Table) (wrote bool, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -70,9 +74,13 @@ func (p *Proxy) Sync(ctx context.Context, tables []Table) (wrote bool, err error
 	}
 	p.last = next
 	udp := udpOf(tables)
-	stale := staleFlows(p.udp, udp)
-	p.udp = udp
-	return wrote, clearFlows(stale)
+	stale := append(p.staleUDP, staleFlows(p.udp, udp)...)
+	p.udp, p.staleUDP = udp, nil
+	if err := clearFlows(stale); err != nil {
+		p.staleUDP = stale
+		return wrote, err
+	}
+	return wrote, nil
 }
 
 // Forget makes the next sync write everything again from what the kernel

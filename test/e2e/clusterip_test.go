@@ -81,7 +81,7 @@ done`
 			// At once: a connection that got no answer would try again
 			// for minutes; 3 s leave room for a loaded machine's
 			// process starts.
-			if f := strings.Fields(l); len(f) > 3 && f[0] == "nothing" {
+			if f := strings.Fields(l); len(f) >= 3 && f[0] == "nothing" {
 				from, _ := strconv.ParseFloat(f[1], 64)
 				to, _ := strconv.ParseFloat(f[2], 64)
 				if !strings.Contains(l, "refused") || to-from > 3 {
