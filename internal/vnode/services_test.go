@@ -169,20 +169,20 @@ func TestServicesFollowTheCluster(t *testing.T) {
 	kube, table, rec := fake.NewClientset(), newFakeTable(), record.NewFakeRecorder(10)
 	runServices(t, kube, table, rec)
 	ctx := t.Context()
-	web := service("web", "10.96.0.10", func(s *corev1.Service) {
+	web := service("web", "198.18.96.10", func(s *corev1.Service) {
 		s.Spec.Ports = append(s.Spec.Ports, corev1.ServicePort{Name: "dns", Protocol: corev1.ProtocolUDP, Port: 53},
 			corev1.ServicePort{Name: "sig", Protocol: corev1.ProtocolSCTP, Port: 2905})
 	})
-	slice := endpointSlice("web", "web-a", slicePorts("http/TCP/8080", "dns/UDP/5353"), ep("10.0.0.1", "ready", ""), ep("10.0.0.2", "notready", ""))
+	slice := endpointSlice("web", "web-a", slicePorts("http/TCP/8080", "dns/UDP/5353"), ep("198.19.0.1", "ready", ""), ep("198.19.0.2", "notready", ""))
 	create(t, kube, web, slice, service("headless", "None", nil),
 		service("name", "", func(s *corev1.Service) {
 			s.Spec.Type, s.Spec.ExternalName, s.Spec.ClusterIPs = corev1.ServiceTypeExternalName, "example.com", nil
 		}))
 	poll.Eventually(t, 10*time.Second, "the Service in the table, with its ready backend", func() error {
-		return table.holds(vspec("10.96.0.10", vport("http", "TCP", 80, "10.0.0.1:8080"), vport("dns", "UDP", 53, "10.0.0.1:5353")))
+		return table.holds(vspec("198.18.96.10", vport("http", "TCP", 80, "198.19.0.1:8080"), vport("dns", "UDP", 53, "198.19.0.1:5353")))
 	})
 	table.mu.Lock()
-	labels := table.vs["10.96.0.10"].Metadata.Labels
+	labels := table.vs["198.18.96.10"].Metadata.Labels
 	table.mu.Unlock()
 	if labels[LabelServiceNamespace] != "shop" || labels[LabelServiceName] != "web" {
 		t.Errorf("labels %v; want the Service's", labels)
@@ -196,12 +196,12 @@ func TestServicesFollowTheCluster(t *testing.T) {
 		t.Error("no event on the Service for its SCTP port")
 	}
 
-	slice.Endpoints = []discoveryv1.Endpoint{ep("10.0.0.1", "notready", ""), ep("10.0.0.2", "ready!", "")}
+	slice.Endpoints = []discoveryv1.Endpoint{ep("198.19.0.1", "notready", ""), ep("198.19.0.2", "ready!", "")}
 	if _, err := kube.DiscoveryV1().EndpointSlices("shop").Update(ctx, slice, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	poll.Eventually(t, 10*time.Second, "the readiness flip in the table", func() error {
-		return table.holds(vspec("10.96.0.10", vport("http", "TCP", 80, "10.0.0.2:8080"), vport("dns", "UDP", 53, "10.0.0.2:5353")))
+		return table.holds(vspec("198.18.96.10", vport("http", "TCP", 80, "198.19.0.2:8080"), vport("dns", "UDP", 53, "198.19.0.2:5353")))
 	})
 	select {
 	case ev := <-rec.Events:
@@ -209,19 +209,19 @@ func TestServicesFollowTheCluster(t *testing.T) {
 	default:
 	}
 
-	web.Spec.ClusterIP, web.Spec.ClusterIPs = "10.96.0.11", []string{"10.96.0.11"}
+	web.Spec.ClusterIP, web.Spec.ClusterIPs = "198.18.96.11", []string{"198.18.96.11"}
 	if _, err := kube.CoreV1().Services("shop").Update(ctx, web, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	poll.Eventually(t, 10*time.Second, "the new ClusterIP in place of the old", func() error {
-		return table.holds(vspec("10.96.0.11", vport("http", "TCP", 80, "10.0.0.2:8080"), vport("dns", "UDP", 53, "10.0.0.2:5353")))
+		return table.holds(vspec("198.18.96.11", vport("http", "TCP", 80, "198.19.0.2:8080"), vport("dns", "UDP", 53, "198.19.0.2:5353")))
 	})
 
 	if err := kube.CoreV1().Services("shop").Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	poll.Eventually(t, 10*time.Second, "the deleted Service's virtual IP gone", func() error { return table.holds() })
-	if n := table.count(table.deletes, "10.96.0.11"); n != 1 {
+	if n := table.count(table.deletes, "198.18.96.11"); n != 1 {
 		t.Errorf("%d deletes of the virtual IP; want 1", n)
 	}
 }
@@ -231,29 +231,29 @@ func TestServicesFollowTheCluster(t *testing.T) {
 // a failing list is retried. A Service that changes in nothing the table
 // holds is not written again.
 func TestServicesResyncAtStart(t *testing.T) {
-	api := service("api", "10.96.0.20", nil)
-	apiSlice := endpointSlice("api", "api-a", slicePorts("http/TCP/8080"), ep("10.0.0.5", "ready", ""))
-	db := service("db", "10.96.0.30", nil)
+	api := service("api", "198.18.96.20", nil)
+	apiSlice := endpointSlice("api", "api-a", slicePorts("http/TCP/8080"), ep("198.19.0.5", "ready", ""))
+	db := service("db", "198.18.96.30", nil)
 	given, _ := virtualServices("c1", "vn-test", api, []*discoveryv1.EndpointSlice{apiSlice})
-	stale := apiv1.VirtualService{Spec: vspec("10.96.9.9", vport("http", "TCP", 80, "10.0.0.9:80"))}
-	oldDB := apiv1.VirtualService{Metadata: given[0].Metadata, Spec: vspec("10.96.0.30", vport("http", "TCP", 80, "10.0.0.6:8080"))}
-	other := apiv1.VirtualService{Spec: apiv1.VirtualServiceSpec{Table: "c2", IP: "10.96.9.8", Ports: []apiv1.VirtualPort{vport("", "TCP", 80)}}}
+	stale := apiv1.VirtualService{Spec: vspec("198.18.105.9", vport("http", "TCP", 80, "198.19.0.9:80"))}
+	oldDB := apiv1.VirtualService{Metadata: given[0].Metadata, Spec: vspec("198.18.96.30", vport("http", "TCP", 80, "198.19.0.6:8080"))}
+	other := apiv1.VirtualService{Spec: apiv1.VirtualServiceSpec{Table: "c2", IP: "198.18.105.8", Ports: []apiv1.VirtualPort{vport("", "TCP", 80)}}}
 	table := newFakeTable(given[0], stale, oldDB, other)
 	table.failLists = 1
 	kube := fake.NewClientset(api, apiSlice, db)
 	runServices(t, kube, table, nil)
 
 	poll.Eventually(t, 10*time.Second, "the stale one deleted, db's written, api's and the other table's kept", func() error {
-		if err := table.holds(given[0].Spec, vspec("10.96.0.30", vport("http", "TCP", 80)), other.Spec); err != nil {
+		if err := table.holds(given[0].Spec, vspec("198.18.96.30", vport("http", "TCP", 80)), other.Spec); err != nil {
 			return err
 		}
-		if table.count(table.puts, "10.96.0.30") == 0 {
+		if table.count(table.puts, "198.18.96.30") == 0 {
 			return errors.New("db's not written yet")
 		}
 		return nil
 	})
 	table.mu.Lock()
-	dbLabels := table.vs["10.96.0.30"].Metadata.Labels
+	dbLabels := table.vs["198.18.96.30"].Metadata.Labels
 	table.mu.Unlock()
 	if dbLabels[LabelServiceName] != "db" {
 		t.Errorf("db's virtual IP labelled %v; want db's name", dbLabels)
@@ -264,12 +264,12 @@ func TestServicesResyncAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	poll.Consistently(t, time.Second, "api's virtual IP never written", func() error {
-		if n := table.count(table.puts, "10.96.0.20"); n != 0 {
+		if n := table.count(table.puts, "198.18.96.20"); n != 0 {
 			return fmt.Errorf("written %d times", n)
 		}
 		return nil
 	})
-	if n := table.count(table.deletes, "10.96.9.8"); n != 0 {
+	if n := table.count(table.deletes, "198.18.105.8"); n != 0 {
 		t.Errorf("the other table's virtual IP deleted %d times", n)
 	}
 }
@@ -279,11 +279,11 @@ func TestServicesRetryFailedWrites(t *testing.T) {
 	kube, table := fake.NewClientset(), newFakeTable()
 	table.failPuts = 2
 	runServices(t, kube, table, nil)
-	create(t, kube, service("web", "10.96.0.10", nil))
+	create(t, kube, service("web", "198.18.96.10", nil))
 	poll.Eventually(t, 10*time.Second, "the Service in the table after two failed puts", func() error {
-		return table.holds(vspec("10.96.0.10", vport("http", "TCP", 80)))
+		return table.holds(vspec("198.18.96.10", vport("http", "TCP", 80)))
 	})
-	if n := table.count(table.puts, "10.96.0.10"); n != 3 {
+	if n := table.count(table.puts, "198.18.96.10"); n != 3 {
 		t.Errorf("%d puts; want 3 (two failed)", n)
 	}
 }
@@ -293,21 +293,21 @@ func TestServicesRetryFailedWrites(t *testing.T) {
 func TestServicesIPChangesHands(t *testing.T) {
 	kube, table := fake.NewClientset(), newFakeTable()
 	runServices(t, kube, table, nil)
-	create(t, kube, service("old", "10.96.0.40", nil))
+	create(t, kube, service("old", "198.18.96.40", nil))
 	poll.Eventually(t, 10*time.Second, "the old Service in the table", func() error {
-		return table.holds(vspec("10.96.0.40", vport("http", "TCP", 80)))
+		return table.holds(vspec("198.18.96.40", vport("http", "TCP", 80)))
 	})
 	if err := kube.CoreV1().Services("shop").Delete(t.Context(), "old", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	create(t, kube, service("new", "10.96.0.40", func(s *corev1.Service) { s.Spec.Ports[0].Port = 8080 }))
+	create(t, kube, service("new", "198.18.96.40", func(s *corev1.Service) { s.Spec.Ports[0].Port = 8080 }))
 	holdsNew := func() error {
-		if err := table.holds(vspec("10.96.0.40", vport("http", "TCP", 8080))); err != nil {
+		if err := table.holds(vspec("198.18.96.40", vport("http", "TCP", 8080))); err != nil {
 			return err
 		}
 		table.mu.Lock()
 		defer table.mu.Unlock()
-		if n := table.vs["10.96.0.40"].Metadata.Labels[LabelServiceName]; n != "new" {
+		if n := table.vs["198.18.96.40"].Metadata.Labels[LabelServiceName]; n != "new" {
 			return fmt.Errorf("labelled %q; want new", n)
 		}
 		return nil

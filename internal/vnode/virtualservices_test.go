@@ -97,100 +97,100 @@ func TestVirtualServices(t *testing.T) {
 		note   string // a note says this
 	}{
 		{name: "two ports: the named targetPort is the slice's port of that name, the other as the slice says",
-			svc: service("web", "10.96.0.10", func(s *corev1.Service) {
+			svc: service("web", "198.18.96.10", func(s *corev1.Service) {
 				s.Spec.Ports = append(s.Spec.Ports, corev1.ServicePort{Name: "metrics", Port: 9090, TargetPort: intstr.FromInt32(9100)})
 			}),
-			slices: []*discoveryv1.EndpointSlice{endpointSlice("web", "web-a", slicePorts("metrics/TCP/9100", "http/TCP/8080"), ep("10.0.0.2", "ready", ""), ep("10.0.0.1", "ready!", ""))},
-			want:   []apiv1.VirtualServiceSpec{vspec("10.96.0.10", vport("http", "TCP", 80, "10.0.0.1:8080", "10.0.0.2:8080"), vport("metrics", "TCP", 9090, "10.0.0.1:9100", "10.0.0.2:9100"))}},
+			slices: []*discoveryv1.EndpointSlice{endpointSlice("web", "web-a", slicePorts("metrics/TCP/9100", "http/TCP/8080"), ep("198.19.0.2", "ready", ""), ep("198.19.0.1", "ready!", ""))},
+			want:   []apiv1.VirtualServiceSpec{vspec("198.18.96.10", vport("http", "TCP", 80, "198.19.0.1:8080", "198.19.0.2:8080"), vport("metrics", "TCP", 9090, "198.19.0.1:9100", "198.19.0.2:9100"))}},
 		{name: "TCP and UDP on one port number",
-			svc: service("dns", "10.96.0.53", func(s *corev1.Service) {
+			svc: service("dns", "198.18.96.53", func(s *corev1.Service) {
 				s.Spec.Ports = []corev1.ServicePort{{Name: "dns", Protocol: corev1.ProtocolUDP, Port: 53}, {Name: "dns-tcp", Port: 53}}
 			}),
-			slices: []*discoveryv1.EndpointSlice{endpointSlice("dns", "dns-a", slicePorts("dns/UDP/5353", "dns-tcp/TCP/5353", "dns/TCP/9999"), ep("10.0.0.7", "ready", ""))},
-			want:   []apiv1.VirtualServiceSpec{vspec("10.96.0.53", vport("dns-tcp", "TCP", 53, "10.0.0.7:5353"), vport("dns", "UDP", 53, "10.0.0.7:5353"))}},
+			slices: []*discoveryv1.EndpointSlice{endpointSlice("dns", "dns-a", slicePorts("dns/UDP/5353", "dns-tcp/TCP/5353", "dns/TCP/9999"), ep("198.19.0.7", "ready", ""))},
+			want:   []apiv1.VirtualServiceSpec{vspec("198.18.96.53", vport("dns-tcp", "TCP", 53, "198.19.0.7:5353"), vport("dns", "UDP", 53, "198.19.0.7:5353"))}},
 		{name: "the ready endpoints only (unset counts as ready)",
-			svc:    service("web", "10.96.0.10", nil),
-			slices: []*discoveryv1.EndpointSlice{endpointSlice("web", "web-a", web, ep("10.0.0.1", "ready", ""), ep("10.0.0.2", "notready", ""), ep("10.0.0.3", "terminating", ""))},
-			want:   []apiv1.VirtualServiceSpec{vspec("10.96.0.10", vport("http", "TCP", 80, "10.0.0.1:8080"))}},
+			svc:    service("web", "198.18.96.10", nil),
+			slices: []*discoveryv1.EndpointSlice{endpointSlice("web", "web-a", web, ep("198.19.0.1", "ready", ""), ep("198.19.0.2", "notready", ""), ep("198.19.0.3", "terminating", ""))},
+			want:   []apiv1.VirtualServiceSpec{vspec("198.18.96.10", vport("http", "TCP", 80, "198.19.0.1:8080"))}},
 		{name: "none ready: the serving and terminating ones",
-			svc:    service("web", "10.96.0.10", nil),
-			slices: []*discoveryv1.EndpointSlice{endpointSlice("web", "web-a", web, ep("10.0.0.1", "notready", ""), ep("10.0.0.2", "terminating", ""), ep("10.0.0.3", "gone", ""))},
-			want:   []apiv1.VirtualServiceSpec{vspec("10.96.0.10", vport("http", "TCP", 80, "10.0.0.2:8080"))}},
+			svc:    service("web", "198.18.96.10", nil),
+			slices: []*discoveryv1.EndpointSlice{endpointSlice("web", "web-a", web, ep("198.19.0.1", "notready", ""), ep("198.19.0.2", "terminating", ""), ep("198.19.0.3", "gone", ""))},
+			want:   []apiv1.VirtualServiceSpec{vspec("198.18.96.10", vport("http", "TCP", 80, "198.19.0.2:8080"))}},
 		{name: "no endpoints: the ports without backends",
-			svc:  service("web", "10.96.0.10", nil),
-			want: []apiv1.VirtualServiceSpec{vspec("10.96.0.10", vport("http", "TCP", 80))}},
+			svc:  service("web", "198.18.96.10", nil),
+			want: []apiv1.VirtualServiceSpec{vspec("198.18.96.10", vport("http", "TCP", 80))}},
 		{name: "a backend in two slices counts once; IPv6 slices are not read",
-			svc: service("web", "10.96.0.10", nil),
+			svc: service("web", "198.18.96.10", nil),
 			slices: []*discoveryv1.EndpointSlice{
-				endpointSlice("web", "web-a", web, ep("10.0.0.1", "ready", "")),
-				endpointSlice("web", "web-b", web, ep("10.0.0.1", "ready", ""), ep("10.0.0.2", "ready", "")),
+				endpointSlice("web", "web-a", web, ep("198.19.0.1", "ready", "")),
+				endpointSlice("web", "web-b", web, ep("198.19.0.1", "ready", ""), ep("198.19.0.2", "ready", "")),
 				func() *discoveryv1.EndpointSlice {
 					s := endpointSlice("web", "web-v6", web, ep("fd00::1", "ready", ""))
 					s.AddressType = discoveryv1.AddressTypeIPv6
 					return s
 				}(),
 			},
-			want: []apiv1.VirtualServiceSpec{vspec("10.96.0.10", vport("http", "TCP", 80, "10.0.0.1:8080", "10.0.0.2:8080"))}},
+			want: []apiv1.VirtualServiceSpec{vspec("198.18.96.10", vport("http", "TCP", 80, "198.19.0.1:8080", "198.19.0.2:8080"))}},
 		{name: "a slice port of another protocol is not this port's",
-			svc:    service("web", "10.96.0.10", nil),
-			slices: []*discoveryv1.EndpointSlice{endpointSlice("web", "web-a", slicePorts("http/UDP/8080"), ep("10.0.0.1", "ready", ""))},
-			want:   []apiv1.VirtualServiceSpec{vspec("10.96.0.10", vport("http", "TCP", 80))}},
+			svc:    service("web", "198.18.96.10", nil),
+			slices: []*discoveryv1.EndpointSlice{endpointSlice("web", "web-a", slicePorts("http/UDP/8080"), ep("198.19.0.1", "ready", ""))},
+			want:   []apiv1.VirtualServiceSpec{vspec("198.18.96.10", vport("http", "TCP", 80))}},
 		{name: "headless: none", svc: service("web", "None", nil)},
 		{name: "no ClusterIP: none", svc: service("web", "", func(s *corev1.Service) { s.Spec.ClusterIPs = nil })},
 		{name: "ExternalName: none", svc: service("web", "", func(s *corev1.Service) {
 			s.Spec.Type, s.Spec.ExternalName, s.Spec.ClusterIPs = corev1.ServiceTypeExternalName, "example.com", nil
 		})},
-		{name: "another proxy's: none", svc: service("web", "10.96.0.10", func(s *corev1.Service) {
+		{name: "another proxy's: none", svc: service("web", "198.18.96.10", func(s *corev1.Service) {
 			s.Labels = map[string]string{labelServiceProxyName: "other-proxy"}
 		})},
 		{name: "dual-stack: the IPv4 ClusterIP alone",
-			svc:    service("web", "fd00::10", func(s *corev1.Service) { s.Spec.ClusterIPs = []string{"fd00::10", "10.96.0.10"} }),
-			slices: []*discoveryv1.EndpointSlice{endpointSlice("web", "web-a", web, ep("10.0.0.1", "ready", ""))},
-			want:   []apiv1.VirtualServiceSpec{vspec("10.96.0.10", vport("http", "TCP", 80, "10.0.0.1:8080"))}},
+			svc:    service("web", "fd00::10", func(s *corev1.Service) { s.Spec.ClusterIPs = []string{"fd00::10", "198.18.96.10"} }),
+			slices: []*discoveryv1.EndpointSlice{endpointSlice("web", "web-a", web, ep("198.19.0.1", "ready", ""))},
+			want:   []apiv1.VirtualServiceSpec{vspec("198.18.96.10", vport("http", "TCP", 80, "198.19.0.1:8080"))}},
 		{name: "IPv6 only: none", svc: service("web", "fd00::10", nil)},
 		{name: "NodePort and LoadBalancer: their ClusterIP",
-			svc:  service("web", "10.96.0.10", func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeLoadBalancer }),
-			want: []apiv1.VirtualServiceSpec{vspec("10.96.0.10", vport("http", "TCP", 80))}},
+			svc:  service("web", "198.18.96.10", func(s *corev1.Service) { s.Spec.Type = corev1.ServiceTypeLoadBalancer }),
+			want: []apiv1.VirtualServiceSpec{vspec("198.18.96.10", vport("http", "TCP", 80))}},
 		{name: "no selector: the manual slices",
-			svc:    service("ext", "10.96.0.20", func(s *corev1.Service) { s.Spec.Selector = nil; s.Spec.Ports[0].TargetPort = intstr.FromInt32(5432) }),
-			slices: []*discoveryv1.EndpointSlice{endpointSlice("ext", "ext-1", slicePorts("http/TCP/5432"), ep("192.168.1.9", "ready", ""))},
-			want:   []apiv1.VirtualServiceSpec{vspec("10.96.0.20", vport("http", "TCP", 80, "192.168.1.9:5432"))}},
+			svc:    service("ext", "198.18.96.20", func(s *corev1.Service) { s.Spec.Selector = nil; s.Spec.Ports[0].TargetPort = intstr.FromInt32(5432) }),
+			slices: []*discoveryv1.EndpointSlice{endpointSlice("ext", "ext-1", slicePorts("http/TCP/5432"), ep("198.19.1.9", "ready", ""))},
+			want:   []apiv1.VirtualServiceSpec{vspec("198.18.96.20", vport("http", "TCP", 80, "198.19.1.9:5432"))}},
 		{name: "internalTrafficPolicy Local: the endpoints on this node",
-			svc: service("web", "10.96.0.10", func(s *corev1.Service) {
+			svc: service("web", "198.18.96.10", func(s *corev1.Service) {
 				s.Spec.InternalTrafficPolicy = ptr(corev1.ServiceInternalTrafficPolicyLocal)
 			}),
-			slices: []*discoveryv1.EndpointSlice{endpointSlice("web", "web-a", web, ep("10.0.0.1", "ready", "vn-test"), ep("10.0.0.2", "ready", "node-2"), ep("10.0.0.3", "ready", ""))},
-			want:   []apiv1.VirtualServiceSpec{vspec("10.96.0.10", vport("http", "TCP", 80, "10.0.0.1:8080"))}},
+			slices: []*discoveryv1.EndpointSlice{endpointSlice("web", "web-a", web, ep("198.19.0.1", "ready", "vn-test"), ep("198.19.0.2", "ready", "node-2"), ep("198.19.0.3", "ready", ""))},
+			want:   []apiv1.VirtualServiceSpec{vspec("198.18.96.10", vport("http", "TCP", 80, "198.19.0.1:8080"))}},
 		{name: "internalTrafficPolicy Local, none on this node: no backends",
-			svc: service("web", "10.96.0.10", func(s *corev1.Service) {
+			svc: service("web", "198.18.96.10", func(s *corev1.Service) {
 				s.Spec.InternalTrafficPolicy = ptr(corev1.ServiceInternalTrafficPolicyLocal)
 			}),
-			slices: []*discoveryv1.EndpointSlice{endpointSlice("web", "web-a", web, ep("10.0.0.2", "ready", "node-2"))},
-			want:   []apiv1.VirtualServiceSpec{vspec("10.96.0.10", vport("http", "TCP", 80))}},
+			slices: []*discoveryv1.EndpointSlice{endpointSlice("web", "web-a", web, ep("198.19.0.2", "ready", "node-2"))},
+			want:   []apiv1.VirtualServiceSpec{vspec("198.18.96.10", vport("http", "TCP", 80))}},
 		{name: "internalTrafficPolicy Local: this node's terminating ones before other nodes' ready ones",
-			svc: service("web", "10.96.0.10", func(s *corev1.Service) {
+			svc: service("web", "198.18.96.10", func(s *corev1.Service) {
 				s.Spec.InternalTrafficPolicy = ptr(corev1.ServiceInternalTrafficPolicyLocal)
 			}),
-			slices: []*discoveryv1.EndpointSlice{endpointSlice("web", "web-a", web, ep("10.0.0.1", "terminating", "vn-test"), ep("10.0.0.2", "ready", "node-2"))},
-			want:   []apiv1.VirtualServiceSpec{vspec("10.96.0.10", vport("http", "TCP", 80, "10.0.0.1:8080"))}},
+			slices: []*discoveryv1.EndpointSlice{endpointSlice("web", "web-a", web, ep("198.19.0.1", "terminating", "vn-test"), ep("198.19.0.2", "ready", "node-2"))},
+			want:   []apiv1.VirtualServiceSpec{vspec("198.18.96.10", vport("http", "TCP", 80, "198.19.0.1:8080"))}},
 		{name: "session affinity ClientIP: Kubernetes' default timeout",
-			svc: service("web", "10.96.0.10", func(s *corev1.Service) { s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP }),
-			want: []apiv1.VirtualServiceSpec{{Table: "c1", IP: "10.96.0.10", Ports: []apiv1.VirtualPort{vport("http", "TCP", 80)},
+			svc: service("web", "198.18.96.10", func(s *corev1.Service) { s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP }),
+			want: []apiv1.VirtualServiceSpec{{Table: "c1", IP: "198.18.96.10", Ports: []apiv1.VirtualPort{vport("http", "TCP", 80)},
 				SessionAffinity: apiv1.AffinityClientIP, SessionAffinityTimeoutSeconds: 10800}}},
 		{name: "session affinity ClientIP with its timeout",
-			svc: service("web", "10.96.0.10", func(s *corev1.Service) {
+			svc: service("web", "198.18.96.10", func(s *corev1.Service) {
 				s.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
 				s.Spec.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: ptr[int32](600)}}
 			}),
-			want: []apiv1.VirtualServiceSpec{{Table: "c1", IP: "10.96.0.10", Ports: []apiv1.VirtualPort{vport("http", "TCP", 80)},
+			want: []apiv1.VirtualServiceSpec{{Table: "c1", IP: "198.18.96.10", Ports: []apiv1.VirtualPort{vport("http", "TCP", 80)},
 				SessionAffinity: apiv1.AffinityClientIP, SessionAffinityTimeoutSeconds: 600}}},
 		{name: "SCTP left out, noted",
-			svc: service("web", "10.96.0.10", func(s *corev1.Service) {
+			svc: service("web", "198.18.96.10", func(s *corev1.Service) {
 				s.Spec.Ports = append(s.Spec.Ports, corev1.ServicePort{Name: "sig", Protocol: corev1.ProtocolSCTP, Port: 2905})
 			}),
-			want: []apiv1.VirtualServiceSpec{vspec("10.96.0.10", vport("http", "TCP", 80))}, note: "only TCP and UDP"},
+			want: []apiv1.VirtualServiceSpec{vspec("198.18.96.10", vport("http", "TCP", 80))}, note: "only TCP and UDP"},
 		{name: "SCTP alone: none, noted",
-			svc:  service("web", "10.96.0.10", func(s *corev1.Service) { s.Spec.Ports[0].Protocol = corev1.ProtocolSCTP }),
+			svc:  service("web", "198.18.96.10", func(s *corev1.Service) { s.Spec.Ports[0].Protocol = corev1.ProtocolSCTP }),
 			note: "no TCP or UDP port"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -250,7 +250,7 @@ func TestVirtualServicesWithinLimits(t *testing.T) {
 			wantPorts: []int{10, 4990}, note: "6010 backends"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			svc := service("big", "10.96.0.99", func(s *corev1.Service) { s.Spec.Ports = tc.ports })
+			svc := service("big", "198.18.96.99", func(s *corev1.Service) { s.Spec.Ports = tc.ports })
 			got, notes := virtualServices("c1", "vn-test", svc, tc.slices)
 			if len(got) != 1 {
 				t.Fatalf("%d virtual services; want 1", len(got))
@@ -292,7 +292,7 @@ func TestTableName(t *testing.T) {
 	seen := map[string]string{}
 	for _, id := range []string{"Prod.EU_1", "prod-eu-1.", "prod.eu.1", "--", strings.Repeat("a", 64), strings.Repeat("x.", 40), "a-b-c-", "UPPER"} {
 		got := tableName(id)
-		vs := apiv1.VirtualService{Spec: apiv1.VirtualServiceSpec{Table: got, IP: "10.0.0.1", Ports: []apiv1.VirtualPort{vport("", "TCP", 80)}}}
+		vs := apiv1.VirtualService{Spec: apiv1.VirtualServiceSpec{Table: got, IP: "198.19.0.1", Ports: []apiv1.VirtualPort{vport("", "TCP", 80)}}}
 		if err := apiv1.ValidateVirtualService(&vs); err != nil {
 			t.Errorf("tableName(%q) = %q, which the API refuses: %v", id, got, err)
 		}
