@@ -74,7 +74,7 @@ func newServices(bridge string) (*services, error) {
 			return nil, fmt.Errorf("virtual services need br_netfilter (modprobe br_netfilter): %w", err)
 		}
 	}
-	nft, err := knftables.New(knftables.IPv4Family, tableFor(bridge))
+	nft, err := knftables.New(knftables.IPv4Family, vservice.TableFor(bridge))
 	if err != nil {
 		return nil, fmt.Errorf("virtual services need nftables (nft 1.0.1 or later): %w", err)
 	}
@@ -83,8 +83,6 @@ func newServices(bridge string) (*services, error) {
 		served: map[netip.Addr]string{}, changed: make(chan struct{}, 1), syncedCh: make(chan struct{}),
 	}, nil
 }
-
-func tableFor(bridge string) string { return vservice.TableFor(bridge) }
 
 // kick asks for a sync.
 func (s *services) kick() {
@@ -288,7 +286,7 @@ func (s *services) await(ctx context.Context, g *apiv1.ContainerGroup) bool {
 
 // removeServicesTable deletes bridge's table of virtual services, if any.
 func removeServicesTable(ctx context.Context, bridge string) {
-	nft, err := knftables.New(knftables.IPv4Family, tableFor(bridge))
+	nft, err := knftables.New(knftables.IPv4Family, vservice.TableFor(bridge))
 	if err != nil {
 		return // no nftables: no table either
 	}
@@ -298,6 +296,6 @@ func removeServicesTable(ctx context.Context, bridge string) {
 	tx := nft.NewTransaction()
 	tx.Delete(&knftables.Table{})
 	if err := nft.Run(ctx, tx); err != nil {
-		log.G(ctx).Warn("virtual services are off; the table of an earlier run stays", "table", tableFor(bridge), "err", err)
+		log.G(ctx).Warn("virtual services are off; the table of an earlier run stays", "table", vservice.TableFor(bridge), "err", err)
 	}
 }

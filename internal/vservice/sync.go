@@ -56,15 +56,10 @@ func New(nft knftables.Interface, bridge string) *Proxy {
 func (p *Proxy) Sync(ctx context.Context, tables []Table) (wrote bool, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	rs := build(p.bridge, tables)
-	last := p.last
-	if last == nil {
-		if last, err = p.listed(ctx); err != nil {
-			return false, err
-		}
+	tx, next, err := p.plan(ctx, tables)
+	if err != nil {
+		return false, err
 	}
-	tx := p.nft.NewTransaction()
-	next := transaction(tx, rs, last)
 	wrote = changes(tx) > 0
 	if wrote {
 		if err := p.nft.Run(ctx, tx); err != nil {
@@ -91,21 +86,31 @@ func (p *Proxy) Forget() {
 	p.last = nil
 }
 
-// Operations is how many operations the last Sync would write for tables
-// now (for tests and the benchmark: 0 when nothing changed).
+// Operations is how many operations a Sync would write for tables now (for
+// tests: 0 when nothing changed).
 func (p *Proxy) Operations(ctx context.Context, tables []Table) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	tx, _, err := p.plan(ctx, tables)
+	if err != nil {
+		return 0, err
+	}
+	return changes(tx), nil
+}
+
+// plan is the transaction that turns what the table holds (as the last
+// sync left it, or as the kernel lists it) into tables, and what the table
+// holds after it (p.mu held).
+func (p *Proxy) plan(ctx context.Context, tables []Table) (*knftables.Transaction, *written, error) {
 	last := p.last
 	if last == nil {
 		var err error
 		if last, err = p.listed(ctx); err != nil {
-			return 0, err
+			return nil, nil, err
 		}
 	}
 	tx := p.nft.NewTransaction()
-	transaction(tx, build(p.bridge, tables), last)
-	return changes(tx), nil
+	return tx, transaction(tx, build(p.bridge, tables), last), nil
 }
 
 // listed is what the kernel's table holds, by name only (every chain and
