@@ -32,7 +32,7 @@ else
   nohup "$ECI_BIN" up --data-dir "$(get dir)/eci" --listen 127.0.0.1:8443 \
     --cri-endpoint "$(get cri)" --cni-conf-dir "$(get cni_conf_dir)" --cni-bin-dir "$(get cni_bin_dir)" \
     --registry-config-dir "$(get certs_dir)" --allowed-local-registry "$(get busybox | cut -d/ -f1)" --cgroup-parent "$(get cgroup_parent)/eci" \
-    --log-dir "$(get dir)/eci/logs" --pod-cidr "$(get pod_cidr)" --bridge "$(get bridge)" --resolv-conf "" \
+    --log-dir "$(get dir)/eci/logs" --pod-cidr "$(get pod_cidr)" --network-name "$(get network)" --resolv-conf "" \
     --kubeconfig "$kubeconfig" --node-ip "$(get node_ip)" --client-ca-file "$(get ca_file)" \
     --cluster-dns "$cluster_dns" \
     > "$state/eci-up.log" 2>&1 < /dev/null &

@@ -22,9 +22,10 @@ by the restart policy with back-off. Status and events go back to the server as
 soon as they change. A restarted agent adopts what runs and removes what no
 longer has a group.
 
-Sandboxes get exactly the IP the server allocated: the agent writes a bridge
-network whose IPAM is the eci-ipam plugin (a small companion binary), which asks
-the agent.
+Sandboxes get exactly the IP the server allocated: the agent writes a network
+whose plugin is eci-cni (a small companion binary), which asks the agent to
+attach the sandbox: a veth pair with the group's address, routed by the host
+(no bridge; docs/networking.md).
 
 Volumes: emptyDir (on disk) and files payloads (configMaps, secrets of a virtual
 node), written atomically and updated in place. Startup, liveness and readiness
@@ -114,9 +115,9 @@ func newAgentCommand() *cobra.Command {
 	fl.StringVar(&cfg.LogDir, "log-dir", cfg.LogDir, "CRI log files, a directory per group")
 	fl.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "the groups' volumes (emptyDir, files payloads)")
 	fl.StringVar(&cfg.CNIConfDir, "cni-conf-dir", cfg.CNIConfDir, "the runtime's CNI config dir, where the agent writes its network (empty: leave networking to the runtime's own config)")
-	fl.StringVar(&cfg.CNIBridge, "cni-bridge", cfg.CNIBridge, "bridge of the groups' network")
-	fl.BoolVar(&cfg.VirtualServices, "virtual-services", cfg.VirtualServices, "program the virtual IPs (Services) of the tables the groups name, in nftables (needs nft and br_netfilter)")
-	fl.StringVar(&cfg.IPAMSocket, "ipam-socket", cfg.IPAMSocket, "where the agent answers the eci-ipam CNI plugin (install _output/bin/eci-ipam into the runtime's CNI bin dir)")
+	fl.StringVar(&cfg.NetworkName, "network-name", cfg.NetworkName, "name of the groups' network: its CNI network and the agent's nftables tables")
+	fl.BoolVar(&cfg.VirtualServices, "virtual-services", cfg.VirtualServices, "program the virtual IPs (Services) of the tables the groups name, in nftables (needs nft)")
+	fl.StringVar(&cfg.CNISocket, "cni-socket", cfg.CNISocket, "where the agent answers the eci-cni CNI plugin (install _output/bin/eci-cni into the runtime's CNI bin dir)")
 	fl.StringVar(&cfg.StreamAddress, "stream-address", cfg.StreamAddress, "where the agent serves logs, exec, attach, port-forward and stats to the server (TLS, its own CA registered with the host)")
 	fl.StringVar(&cfg.AdvertiseIP, "advertise-address", "", "IP the server reaches the stream server at (default: the first global IPv4 of this host)")
 	fl.Float64Var(&ephemeralGiB, "ephemeral-storage", float64(cfg.EphemeralStorageBase)/(1<<30), "GiB every group may write on this host (writable layers, disk emptyDirs, logs) before its extraEphemeralStorage; over it the group is evicted")

@@ -91,9 +91,9 @@ func run(ctx context.Context, out io.Writer, opts testbed.Options, infoFile stri
 		info += fmt.Sprintf("ca_file=%s\nnode_ip=%s\nservice_cidr=%s\ncoredns=%s\n", bed.Kube.CAFile, bed.Network.NodeIP, bed.Network.ServiceCIDR, bed.Registry.CoreDNS)
 	}
 	if bed.Containerd != nil {
-		info += fmt.Sprintf("cri=%s\ncni_conf_dir=%s\ncni_bin_dir=%s\ncerts_dir=%s\ncgroup_parent=%s\npod_cidr=%s\nbridge=%s\n",
+		info += fmt.Sprintf("cri=%s\ncni_conf_dir=%s\ncni_bin_dir=%s\ncerts_dir=%s\ncgroup_parent=%s\npod_cidr=%s\nnetwork=%s\n",
 			bed.Containerd.Endpoint, bed.Containerd.CNIConfDir, bed.Containerd.CNIBinDir, bed.Containerd.CertsDir,
-			bed.CgroupParent, bed.Network.VSwitchCIDR, bed.Network.AgentBridge)
+			bed.CgroupParent, bed.Network.VSwitchCIDR, bed.Network.AgentNetwork)
 	}
 	fmt.Fprint(out, info)
 	if infoFile != "" {

@@ -123,8 +123,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	if a.cfg.CNIConfDir != "" {
 		run(func(ctx context.Context) {
-			if err := a.serveAddresses(ctx); err != nil {
-				log.G(ctx).Error("address service for the eci-ipam CNI plugin", "err", err)
+			if err := a.serveNetwork(ctx); err != nil {
+				log.G(ctx).Error("network service for the eci-cni CNI plugin", "err", err)
 			}
 		})
 	}
@@ -164,7 +164,7 @@ func (a *Agent) watchGroups(ctx context.Context) {
 }
 
 // startServices serves the groups' virtual services when asked to and able
-// (nft and br_netfilter); without them the agent runs on, its groups
+// (nft); without it the agent runs on, its groups
 // reaching no virtual IP, and says so. With them off, a table an earlier
 // run left is removed: its stale addresses would still translate.
 func (a *Agent) startServices(ctx context.Context) {
@@ -172,21 +172,16 @@ func (a *Agent) startServices(ctx context.Context) {
 		return
 	}
 	if !a.cfg.VirtualServices {
-		removeServicesTable(ctx, a.cfg.CNIBridge)
+		removeServicesTable(ctx, a.cfg.NetworkName)
 		return
 	}
-	svcs, err := newServices(a.cfg.CNIBridge)
+	svcs, err := newServices(a.cfg.NetworkName)
 	if err != nil {
 		log.G(ctx).Error("virtual services are off: the groups of this host reach no Service", "err", err)
-		removeServicesTable(ctx, a.cfg.CNIBridge)
+		removeServicesTable(ctx, a.cfg.NetworkName)
 		return
 	}
 	a.svcs = svcs
-	if _, err := os.Stat("/sys/class/net/" + a.cfg.CNIBridge); err == nil {
-		if err := bridgeNetfilter(a.cfg.CNIBridge); err != nil {
-			log.G(ctx).Warn("virtual services", "err", err)
-		}
-	}
 }
 
 // servicesChanged asks for a sync of the virtual services (a group's

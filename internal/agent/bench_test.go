@@ -37,7 +37,7 @@ func BenchmarkGroupStart(b *testing.B) {
 	if _, err := rt.PullImage(ctx, img, nil, nil); err != nil {
 		b.Fatal(err)
 	}
-	// The floor first: once the agent runs, the network is its own (eci-ipam).
+	// The floor first: once the agent runs, the network is its own (eci-cni).
 	floor := criFloor(b, rt, bed, img, 20, false)
 	sized := criFloor(b, rt, bed, img, 20, true)
 	_ = startAgentOn(b, srv, rt, bed, buildPlugin(b))
@@ -219,11 +219,11 @@ func quantile(d []time.Duration, q float64) time.Duration {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// buildPlugin builds the eci-ipam CNI plugin as production runs it (its
+// buildPlugin builds the eci-cni CNI plugin as production runs it (its
 // start-up cost is part of every sandbox's network setup).
 func buildPlugin(b *testing.B) string {
-	out := filepath.Join(b.TempDir(), "eci-ipam")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "github.com/eci-dev/eci/cmd/eci-ipam")
+	out := filepath.Join(b.TempDir(), "eci-cni")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "github.com/eci-dev/eci/cmd/eci-cni")
 	if data, err := cmd.CombinedOutput(); err != nil {
 		b.Fatalf("build eci: %v\n%s", err, data)
 	}

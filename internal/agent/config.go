@@ -44,12 +44,13 @@ type Config struct {
 	FenceAfter        time.Duration
 	// ResyncInterval reconciles everything, the safety net under events (10 s).
 	ResyncInterval time.Duration
-	// CNIConfDir, when set, receives the network config whose IPAM is the eci
-	// plugin, so that sandboxes get exactly the server's address; CNIBridge is
-	// its bridge and IPAMSocket where the agent answers the plugin.
-	CNIConfDir string
-	CNIBridge  string
-	IPAMSocket string
+	// CNIConfDir, when set, receives the network config whose plugin is
+	// eci-cni, which asks the agent to attach each sandbox (with exactly the
+	// server's address); NetworkName names that network and the agent's
+	// nftables tables, CNISocket is where the agent answers the plugin.
+	CNIConfDir  string
+	NetworkName string
+	CNISocket   string
 	// VirtualServices programs the virtual IPs of the tables the groups
 	// name (nftables, services.go); only with a CNI config dir.
 	VirtualServices bool
@@ -124,8 +125,8 @@ func (c *Config) validate() error {
 	if c.LogMaxFiles < 2 {
 		return errors.New("agent: --log-max-files must be at least 2 (the live file and one rotated)")
 	}
-	if c.CNIConfDir != "" && (c.CNIBridge == "" || c.IPAMSocket == "") {
-		return errors.New("agent: a CNI config dir needs a bridge name and an IPAM socket")
+	if c.CNIConfDir != "" && (c.NetworkName == "" || c.CNISocket == "") {
+		return errors.New("agent: a CNI config dir needs a network name and a CNI socket")
 	}
 	return nil
 }
@@ -143,8 +144,8 @@ func DefaultConfig() Config {
 		HeartbeatInterval:    10 * time.Second,
 		ResyncInterval:       10 * time.Second,
 		CNIConfDir:           "/etc/cni/net.d",
-		CNIBridge:            "eci0",
-		IPAMSocket:           "/run/eci/ipam.sock",
+		NetworkName:          "eci0",
+		CNISocket:            "/run/eci/cni.sock",
 		VirtualServices:      true,
 		StreamAddress:        "0.0.0.0:10350",
 		EphemeralStorageBase: 30 << 30,

@@ -407,7 +407,7 @@ func TestAgentOnContainerd(t *testing.T) {
 }
 
 // startAgentOn runs an agent on the bed's containerd, with plugin (this test
-// binary when "") as the eci-ipam CNI plugin.
+// binary when "") as the eci-cni CNI plugin.
 func startAgentOn(t testing.TB, srv *servertest.Server, rt Runtime, bed *testbed.Bed, plugin string) (stop func()) {
 	t.Helper()
 	installPlugin(t, bed, plugin)
@@ -420,17 +420,17 @@ func startAgentOn(t testing.TB, srv *servertest.Server, rt Runtime, bed *testbed
 		ResolvConf: resolvConf,
 		Client:     srv.HostClient(t, "h1"), Runtime: rt, CgroupParent: bed.CgroupParent, LogDir: bed.Containerd.LogDir, StateDir: filepath.Join(bed.Dir, "agent", "state"),
 		Host:       apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}},
-		CNIConfDir: bed.Containerd.CNIConfDir, CNIBridge: bed.Network.AgentBridge, IPAMSocket: filepath.Join(bed.Dir, "agent", "ipam.sock"),
+		CNIConfDir: bed.Containerd.CNIConfDir, NetworkName: bed.Network.AgentNetwork, CNISocket: filepath.Join(bed.Dir, "agent", "cni.sock"),
 		VirtualServices:   true,
 		RegistryConfigDir: bed.Containerd.CertsDir, RegistryMirrors: map[string][]string{"docker.io": {"http://" + bed.Registry.Host}},
 		// The bed's registry is on loopback; registries_test's private one on
-		// the agent bridge's gateway, an address of the host.
-		AllowInsecureRegistries: true, AllowedLocalRegistries: []string{bed.Registry.Host, bed.Network.VSwitchCIDR.Addr().Next().String()},
+		// another address of the host.
+		AllowInsecureRegistries: true, AllowedLocalRegistries: []string{bed.Registry.Host, bed.Network.LocalAddr.String()},
 		StreamAddress: "127.0.0.1:0", EvictionInterval: time.Second, PidsLimit: testPidsLimit, EphemeralStorageBase: 32 << 20, LogMaxSize: 128 << 10, LogMaxFiles: 3,
 	})
 }
 
-// installPlugin makes plugin (this test binary when "") the bed's eci-ipam.
+// installPlugin makes plugin (this test binary when "") the bed's eci-cni.
 func installPlugin(t testing.TB, bed *testbed.Bed, plugin string) {
 	t.Helper()
 	if plugin == "" {

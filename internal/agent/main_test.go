@@ -11,7 +11,7 @@ import (
 )
 
 // TestMain lets this test binary be the CNI plugin too: symlinked as
-// eci-ipam into the bed's CNI bin dir, it answers containerd's CNI calls as
+// eci-cni into the bed's CNI bin dir, it answers containerd's CNI calls as
 // the eci binary does.
 func TestMain(m *testing.M) {
 	if filepath.Base(os.Args[0]) == cni.PluginName {

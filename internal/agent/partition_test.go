@@ -84,7 +84,7 @@ func TestAgentPartition(t *testing.T) {
 	runAgent(t, Config{
 		Client: cut, Runtime: rt, CgroupParent: bed.CgroupParent, LogDir: bed.Containerd.LogDir, StateDir: filepath.Join(bed.Dir, "agent", "state"),
 		Host:       apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}},
-		CNIConfDir: bed.Containerd.CNIConfDir, CNIBridge: bed.Network.AgentBridge, IPAMSocket: filepath.Join(bed.Dir, "agent", "ipam.sock"),
+		CNIConfDir: bed.Containerd.CNIConfDir, NetworkName: bed.Network.AgentNetwork, CNISocket: filepath.Join(bed.Dir, "agent", "cni.sock"),
 		RegistryConfigDir: bed.Containerd.CertsDir, AllowedLocalRegistries: []string{bed.Registry.Host},
 		HeartbeatInterval: time.Second, ResyncInterval: time.Second,
 	})

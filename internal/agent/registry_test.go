@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -34,12 +35,16 @@ import (
 // settings left alone.
 func testRegistries(t *testing.T, bed *testbed.Bed, srv *servertest.Server) {
 	ctx := context.Background()
-	// The private registry listens on the agent bridge's gateway address,
-	// which the groups' sandboxes have made by now.
-	gw := bed.Network.VSwitchCIDR.Addr().Next()
-	ln, err := net.Listen("tcp", net.JoinHostPort(gw.String(), "0"))
+	// The private registry listens on an address of the host that is not a
+	// loopback one.
+	addr := bed.Network.LocalAddr.String()
+	if out, err := exec.Command("ip", "addr", "replace", addr+"/32", "dev", "lo").CombinedOutput(); err != nil {
+		t.Fatalf("put %s on lo: %v: %s", addr, err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "addr", "del", addr+"/32", "dev", "lo").Run() })
+	ln, err := net.Listen("tcp", net.JoinHostPort(addr, "0"))
 	if err != nil {
-		t.Fatalf("listen on the agent bridge's gateway %s: %v", gw, err)
+		t.Fatalf("listen on %s: %v", addr, err)
 	}
 	private := &http.Server{Handler: basicAuth("puller", "s3cret", registry.New(registry.Logger(log.New(io.Discard, "", 0))))}
 	go func() { _ = private.Serve(ln) }()
@@ -139,7 +144,7 @@ func testRegistries(t *testing.T, bed *testbed.Bed, srv *servertest.Server) {
 			}
 		}()
 		images := map[string]string{"loopback": local.Addr().String() + "/x:1", "localhost": "localhost:5000/x:1", "metadata": "169.254.169.254/x:1"}
-		if own := ownAddress(t, gw); own.IsValid() {
+		if own := ownAddress(t, bed.Network.LocalAddr); own.IsValid() {
 			images["host-address"] = netip.AddrPortFrom(own, 5000).String() + "/x:1"
 		}
 		for name, img := range images {

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
-	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -64,22 +62,16 @@ func (a *Agent) ServiceSyncs() ServiceSyncStats {
 }
 
 // newServices is the agent's virtual services over the nftables table of
-// bridge (vservice.TableFor).
-func newServices(bridge string) (*services, error) {
-	// Bridged traffic must pass netfilter (bridgeNetfilter, per bridge, as
-	// the bridge is made): br_netfilter must be there.
-	if _, err := os.Stat("/proc/sys/net/bridge"); err != nil {
-		_ = exec.Command("modprobe", "br_netfilter").Run()
-		if _, err := os.Stat("/proc/sys/net/bridge"); err != nil {
-			return nil, fmt.Errorf("virtual services need br_netfilter (modprobe br_netfilter): %w", err)
-		}
-	}
-	nft, err := knftables.New(knftables.IPv4Family, vservice.TableFor(bridge))
+// its network (vservice.TableFor). The host routes every packet of an
+// instance (internal/datapath): netfilter sees them all, no bridge hook is
+// needed.
+func newServices(network string) (*services, error) {
+	nft, err := knftables.New(knftables.IPv4Family, vservice.TableFor(network))
 	if err != nil {
 		return nil, fmt.Errorf("virtual services need nftables (nft 1.0.1 or later): %w", err)
 	}
 	return &services{
-		proxy: vservice.New(nft, bridge), vips: map[string]*apiv1.VirtualService{},
+		proxy: vservice.New(nft), vips: map[string]*apiv1.VirtualService{},
 		served: map[netip.Addr]string{}, changed: make(chan struct{}, 1), syncedCh: make(chan struct{}),
 	}, nil
 }
@@ -284,9 +276,9 @@ func (s *services) await(ctx context.Context, g *apiv1.ContainerGroup) bool {
 	}
 }
 
-// removeServicesTable deletes bridge's table of virtual services, if any.
-func removeServicesTable(ctx context.Context, bridge string) {
-	nft, err := knftables.New(knftables.IPv4Family, vservice.TableFor(bridge))
+// removeServicesTable deletes network's table of virtual services, if any.
+func removeServicesTable(ctx context.Context, network string) {
+	nft, err := knftables.New(knftables.IPv4Family, vservice.TableFor(network))
 	if err != nil {
 		return // no nftables: no table either
 	}
@@ -296,6 +288,6 @@ func removeServicesTable(ctx context.Context, bridge string) {
 	tx := nft.NewTransaction()
 	tx.Delete(&knftables.Table{})
 	if err := nft.Run(ctx, tx); err != nil {
-		log.G(ctx).Warn("virtual services are off; the table of an earlier run stays", "table", vservice.TableFor(bridge), "err", err)
+		log.G(ctx).Warn("virtual services are off; the table of an earlier run stays", "table", vservice.TableFor(network), "err", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -202,6 +203,17 @@ func testStreams(t *testing.T, bed *testbed.Bed, srv *servertest.Server, rt Runt
 	})
 
 	t.Run("stats: CPU, memory, network and ephemeral storage of the group", func(t *testing.T) {
+		// The instance's link is its own (no bridge brings it others'
+		// broadcasts): the host fetches its page, so that it receives.
+		g, err := srv.Admin.GetGroup(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + net.JoinHostPort(g.Status.IP, "8080") + "/"); err != nil {
+			t.Fatalf("the host fetches the group's page: %v", err)
+		} else {
+			resp.Body.Close()
+		}
 		st, err := srv.Admin.GroupStats(ctx, id)
 		if err != nil {
 			t.Fatal(err)

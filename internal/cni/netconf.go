@@ -11,20 +11,13 @@ import (
 // usual ones so that the runtime picks it.
 const ConfigFile = "05-eci.conflist"
 
-// WriteConfig writes the bridge network whose addresses come from eci-ipam,
-// atomically (the runtime watches the directory). The plugin leaves the
-// bridge's own addresses alone: the agent puts every vSwitch's gateway on it
-// (the plugin's gateway mode takes one subnet per bridge).
-func WriteConfig(dir, bridge, socket string) (string, error) {
+// WriteConfig writes the network name whose one plugin is eci-cni, asking
+// the agent at socket, atomically (the runtime watches the directory).
+func WriteConfig(dir, name, socket string) (string, error) {
 	conf := map[string]any{
 		"cniVersion": "1.0.0",
-		"name":       "eci",
-		"plugins": []map[string]any{
-			{
-				"type": "bridge", "bridge": bridge, "isGateway": false, "ipMasq": false, "hairpinMode": true,
-				"ipam": map[string]any{"type": PluginName, "socket": socket},
-			},
-		},
+		"name":       name,
+		"plugins":    []map[string]any{{"type": PluginName, "socket": socket}},
 	}
 	data, err := json.MarshalIndent(conf, "", "  ")
 	if err != nil {

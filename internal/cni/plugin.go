@@ -1,42 +1,56 @@
-// Package cni is eci's CNI IPAM plugin (cmd/eci-ipam) and the network config
-// the agent writes for it. containerd's CNI call runs the bridge plugin, which
-// asks the IPAM plugin "eci-ipam" for the sandbox's address; the plugin asks the agent over a unix socket, and the agent answers
-// with the address the server allocated to the group (K8S_POD_UID is the
-// group id). So a group's IP is exactly the one in its status.
+// Package cni is eci's CNI plugin (cmd/eci-cni) and the network config the
+// agent writes for it. containerd's CNI call runs the plugin, which asks the
+// agent over a unix socket to attach the sandbox: the agent makes the
+// sandbox's interface with the address the server allocated to the group
+// (K8S_POD_UID is the group id), so a group's IP is exactly the one in its
+// status, and answers what it made, which the plugin returns as the CNI
+// result. The plugin holds no state and makes nothing itself.
 package cni
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 )
 
-// PluginName is the IPAM type in the network config and the plugin binary's
+// PluginName is the plugin's type in the network config and its binary's
 // name in a CNI bin dir. This package imports only the standard library, so
 // that the plugin, run for every sandbox, starts quickly.
-const PluginName = "eci-ipam"
+const PluginName = "eci-cni"
 
 var supported = []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}
 
 type netConf struct {
 	CNIVersion string `json:"cniVersion"`
-	IPAM       struct {
-		Type   string `json:"type"`
-		Socket string `json:"socket"`
-	} `json:"ipam"`
+	Type       string `json:"type"`
+	Socket     string `json:"socket"`
 }
 
-// Address is what the agent answers: the group's address with its prefix
-// length, and the vSwitch's gateway.
-type Address struct {
-	Address string `json:"address"` // 198.19.128.5/24
-	Gateway string `json:"gateway"`
+// AttachRequest is what the plugin asks the agent for, from the runtime's
+// CNI call: the group (K8S_POD_UID), the sandbox and where its interface
+// goes.
+type AttachRequest struct {
+	Group       string `json:"group"`
+	ContainerID string `json:"containerID"`
+	NetNS       string `json:"netns"`
+	IfName      string `json:"ifName"`
+}
+
+// Attached is what the agent answers: the host end of the interface, the
+// instance's interface and MAC, its address with the vSwitch's prefix
+// length (198.19.128.5/24) and the vSwitch's gateway.
+type Attached struct {
+	HostInterface string `json:"hostInterface"`
+	Interface     string `json:"interface"`
+	MAC           string `json:"mac"`
+	Address       string `json:"address"`
+	Gateway       string `json:"gateway"`
 }
 
 type cniError struct {
@@ -53,7 +67,7 @@ func Main(env func(string) string, stdin io.Reader, stdout io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	_ = json.NewEncoder(stdout).Encode(cniError{CNIVersion: "1.0.0", Code: 999, Msg: "eci-ipam: " + err.Error()})
+	_ = json.NewEncoder(stdout).Encode(cniError{CNIVersion: "1.0.0", Code: 999, Msg: PluginName + ": " + err.Error()})
 	return 1
 }
 
@@ -70,34 +84,50 @@ func run(env func(string) string, stdin io.Reader, stdout io.Writer) error {
 	if err := json.Unmarshal(data, &conf); err != nil {
 		return fmt.Errorf("network config: %w", err)
 	}
+	if conf.Socket == "" {
+		return fmt.Errorf("socket (the agent's) is not set in the network config")
+	}
+	req := AttachRequest{ContainerID: env("CNI_CONTAINERID"), NetNS: env("CNI_NETNS"), IfName: env("CNI_IFNAME")}
 	switch cmd {
 	case "ADD":
-	case "DEL", "CHECK", "GC", "STATUS":
-		// The server owns the address: nothing to release or verify here.
+	case "DEL":
+		// The interface dies with the sandbox's namespace, which the
+		// runtime deletes after this call: the agent's detach is tidiness,
+		// and an agent that can't be reached must not keep the runtime
+		// from tearing the sandbox down.
+		_ = call(conf.Socket, "/v1/detach", req, nil)
+		return nil
+	case "CHECK", "GC", "STATUS":
 		return nil
 	default:
 		return fmt.Errorf("CNI_COMMAND %q is not supported", cmd)
 	}
-	group := cniArg(env("CNI_ARGS"), "K8S_POD_UID")
-	if group == "" {
+	req.Group = cniArg(env("CNI_ARGS"), "K8S_POD_UID")
+	if req.Group == "" {
 		return fmt.Errorf("CNI_ARGS has no K8S_POD_UID (the group id)")
 	}
-	if conf.IPAM.Socket == "" {
-		return fmt.Errorf("ipam.socket (the agent's socket) is not set in the network config")
+	if req.ContainerID == "" || req.NetNS == "" || req.IfName == "" {
+		return fmt.Errorf("CNI_CONTAINERID, CNI_NETNS and CNI_IFNAME must be set")
 	}
-	addr, err := ask(conf.IPAM.Socket, group)
-	if err != nil {
+	var a Attached
+	if err := call(conf.Socket, "/v1/attach", req, &a); err != nil {
 		return err
 	}
-	result := map[string]any{
-		"cniVersion": conf.CNIVersion,
-		"ips":        []map[string]string{{"address": addr.Address, "gateway": addr.Gateway}},
-		"routes":     []map[string]string{{"dst": "0.0.0.0/0", "gw": addr.Gateway}},
+	return json.NewEncoder(stdout).Encode(result(conf.CNIVersion, req, &a))
+}
+
+// result is the CNI result of an attach in the config's version.
+func result(version string, req AttachRequest, a *Attached) map[string]any {
+	ip := map[string]any{"address": a.Address, "gateway": a.Gateway, "interface": 1}
+	if strings.HasPrefix(version, "0.") {
+		ip["version"] = "4"
 	}
-	if strings.HasPrefix(conf.CNIVersion, "0.3") {
-		result["ips"] = []map[string]string{{"version": "4", "address": addr.Address, "gateway": addr.Gateway}}
+	return map[string]any{
+		"cniVersion": version,
+		"interfaces": []map[string]string{{"name": a.HostInterface}, {"name": a.Interface, "mac": a.MAC, "sandbox": req.NetNS}},
+		"ips":        []map[string]any{ip},
+		"routes":     []map[string]string{{"dst": "0.0.0.0/0", "gw": a.Gateway}},
 	}
-	return json.NewEncoder(stdout).Encode(result)
 }
 
 func cniArg(args, key string) string {
@@ -109,25 +139,28 @@ func cniArg(args, key string) string {
 	return ""
 }
 
-// ask gets group's address from the agent.
-func ask(socket, group string) (*Address, error) {
-	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+// call posts req to the agent's path and decodes its answer into out.
+func call(socket, path string, req AttachRequest, out any) error {
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", socket)
 		},
 	}}
-	resp, err := hc.Get("http://agent/v1/address?group=" + url.QueryEscape(group))
+	body, _ := json.Marshal(req)
+	resp, err := hc.Post("http://agent"+path, "application/json", bytes.NewReader(body))
 	if err != nil {
-		return nil, fmt.Errorf("ask the agent at %s: %w", socket, err)
+		return fmt.Errorf("ask the agent at %s: %w", socket, err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("the agent has no address for group %s: %s", group, strings.TrimSpace(string(body)))
+		return fmt.Errorf("the agent could not attach group %s: %s", req.Group, strings.TrimSpace(string(data)))
 	}
-	var a Address
-	if err := json.Unmarshal(body, &a); err != nil {
-		return nil, fmt.Errorf("the agent's answer: %w", err)
+	if out == nil {
+		return nil
 	}
-	return &a, nil
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("the agent's answer: %w", err)
+	}
+	return nil
 }

@@ -11,48 +11,76 @@ import (
 )
 
 func TestPluginAsksTheAgent(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "ipam.sock")
+	sock := filepath.Join(t.TempDir(), "cni.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("group") != "eci-1" {
+	var detached []string
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/attach", func(w http.ResponseWriter, r *http.Request) {
+		var req AttachRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Group != "eci-1" {
 			http.Error(w, "unknown group", http.StatusNotFound)
 			return
 		}
-		_ = json.NewEncoder(w).Encode(Address{Address: "198.19.128.7/24", Gateway: "198.19.128.1"})
-	})}
+		if req.ContainerID != "sb1" || req.NetNS != "/run/netns/cni-1" || req.IfName != "eth0" {
+			http.Error(w, "wrong sandbox", http.StatusBadRequest)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(Attached{HostInterface: "eci0123456789ab", Interface: "eth0", MAC: "02:00:00:00:00:01",
+			Address: "198.19.128.7/24", Gateway: "198.19.128.1"})
+	})
+	mux.HandleFunc("POST /v1/detach", func(w http.ResponseWriter, r *http.Request) {
+		var req AttachRequest
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		detached = append(detached, req.ContainerID)
+	})
+	srv := &http.Server{Handler: mux}
 	go func() { _ = srv.Serve(l) }()
-	defer func() { _ = srv.Close() }()
+	t.Cleanup(func() { _ = srv.Close() })
 
-	conf := `{"cniVersion":"1.0.0","name":"eci","type":"bridge","ipam":{"type":"eci-ipam","socket":"` + sock + `"}}`
-	call := func(cmd, args string) (string, int) {
-		env := map[string]string{"CNI_COMMAND": cmd, "CNI_ARGS": args}
+	call := func(cmd, args, conf string) (string, int) {
+		env := map[string]string{"CNI_COMMAND": cmd, "CNI_ARGS": args, "CNI_CONTAINERID": "sb1", "CNI_NETNS": "/run/netns/cni-1", "CNI_IFNAME": "eth0"}
 		var out bytes.Buffer
 		code := Main(func(k string) string { return env[k] }, strings.NewReader(conf), &out)
 		return out.String(), code
 	}
-	out, code := call("ADD", "IgnoreUnknown=1;K8S_POD_NAMESPACE=acme;K8S_POD_UID=eci-1")
+	conf := `{"cniVersion":"1.0.0","name":"eci","type":"eci-cni","socket":"` + sock + `"}`
+	out, code := call("ADD", "IgnoreUnknown=1;K8S_POD_NAMESPACE=acme;K8S_POD_UID=eci-1", conf)
 	var res struct {
 		CNIVersion string `json:"cniVersion"`
-		IPs        []struct{ Address, Gateway string }
-		Routes     []struct{ Dst, Gw string }
+		Interfaces []struct{ Name, Mac, Sandbox string }
+		IPs        []struct {
+			Address, Gateway, Version string
+			Interface                 int
+		}
+		Routes []struct{ Dst, Gw string }
 	}
-	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.CNIVersion != "1.0.0" || res.IPs[0].Address != "198.19.128.7/24" ||
-		res.IPs[0].Gateway != "198.19.128.1" || res.Routes[0].Gw != "198.19.128.1" {
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.CNIVersion != "1.0.0" || len(res.IPs) != 1 || res.IPs[0].Address != "198.19.128.7/24" ||
+		res.IPs[0].Gateway != "198.19.128.1" || res.IPs[0].Interface != 1 || res.IPs[0].Version != "" || len(res.Interfaces) != 2 ||
+		res.Interfaces[1].Sandbox != "/run/netns/cni-1" || res.Interfaces[1].Mac != "02:00:00:00:00:01" || res.Routes[0].Gw != "198.19.128.1" {
 		t.Fatalf("ADD: exit %d, %s", code, out)
 	}
-	if out, code := call("ADD", "K8S_POD_UID=eci-2"); code != 1 || !strings.Contains(out, "unknown group") {
+	old := strings.Replace(conf, "1.0.0", "0.3.1", 1)
+	if out, code := call("ADD", "K8S_POD_UID=eci-1", old); code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.IPs[0].Version != "4" {
+		t.Fatalf("ADD in 0.3.1: exit %d, %s", code, out)
+	}
+	if out, code := call("ADD", "K8S_POD_UID=eci-2", conf); code != 1 || !strings.Contains(out, "unknown group") {
 		t.Fatalf("ADD for a group the agent does not know: exit %d, %s", code, out)
 	}
-	if out, code := call("ADD", "K8S_POD_NAME=x"); code != 1 || !strings.Contains(out, "K8S_POD_UID") {
+	if out, code := call("ADD", "K8S_POD_NAME=x", conf); code != 1 || !strings.Contains(out, "K8S_POD_UID") {
 		t.Fatalf("ADD without the uid: exit %d, %s", code, out)
 	}
-	if _, code := call("DEL", "K8S_POD_UID=eci-1"); code != 0 {
-		t.Fatal("DEL failed")
+	if _, code := call("DEL", "K8S_POD_UID=eci-1", conf); code != 0 || len(detached) != 1 || detached[0] != "sb1" {
+		t.Fatalf("DEL: exit %d, detached %v", code, detached)
 	}
-	if out, code := call("VERSION", ""); code != 0 || !strings.Contains(out, `"1.0.0"`) {
+	// An agent that can't be reached keeps no sandbox from going.
+	gone := `{"cniVersion":"1.0.0","name":"eci","type":"eci-cni","socket":"` + filepath.Join(t.TempDir(), "none.sock") + `"}`
+	if _, code := call("DEL", "K8S_POD_UID=eci-1", gone); code != 0 {
+		t.Fatal("DEL without an agent failed")
+	}
+	if out, code := call("VERSION", "", ""); code != 0 || !strings.Contains(out, `"1.0.0"`) {
 		t.Fatalf("VERSION: %s", out)
 	}
 }

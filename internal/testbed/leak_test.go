@@ -50,12 +50,12 @@ func traceOf(t *testing.T, slotIndex int, dir string) trace {
 		}
 	}
 	n := networkFor(slotIndex)
-	for _, l := range []string{n.Bridge, n.NodeLink, n.NodePeer, n.AgentBridge} {
+	for _, l := range []string{n.Bridge, n.NodeLink, n.NodePeer, n.AgentNetwork} {
 		if linkExists(l) {
 			tr.links = append(tr.links, l)
 		}
 	}
-	if table := vservice.TableFor(n.AgentBridge); nftTableExists(table) {
+	if table := vservice.TableFor(n.AgentNetwork); nftTableExists(table) {
 		tr.links = append(tr.links, "nftables table "+table)
 	}
 	// veths whose peer was in a pod's netns are gone with the netns; any

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/eci-dev/eci/internal/datapath"
 	"github.com/eci-dev/eci/internal/vservice"
 )
 
@@ -25,12 +26,13 @@ const DefaultBaseDir = "/var/lib/eci-testbed"
 // benchmarking range), so that no test ever touches a real network:
 //
 //	198.18.S.0/24       Kubernetes service CIDR
-//	198.18.(64+S).0/24  node link: the veth pair whose host end carries NodeIP
+//	198.18.(64+S).0/24  node link: the veth pair whose host end carries NodeIP;
+//	                    198.18.(64+S).200 is LocalAddr
 //	198.19.S.0/24       containerd's CNI pod network (bridge ecibrS)
-//	198.19.(128+S).0/24 a vSwitch for eci's own tests (bridge eciagS, made by
-//	                    the agent's CNI config)
+//	198.19.(128+S).0/24 a vSwitch for eci's own tests (network eciagS: an
+//	                    agent's CNI network and nftables tables)
 //	198.19.(64+4S).0/22 a larger vSwitch for bursts of up to 1,022 groups,
-//	                    slots 0-15 only (same bridge)
+//	                    slots 0-15 only (same network)
 //	198.18.(128+4S).0/22 a second service range (a ServiceCIDR object a
 //	                    benchmark of 1,000 Services adds), slots 0-15 only
 type Network struct {
@@ -41,13 +43,18 @@ type Network struct {
 	Bridge      string // CNI bridge of containerd's pod network
 	NodeLink    string // host end of the node veth pair (carries NodeIP)
 	NodePeer    string // other end of the node veth pair
-	// VSwitchCIDR is for an eci vSwitch in tests; AgentBridge is the bridge an
-	// eci agent of this bed puts its groups on.
-	VSwitchCIDR netip.Prefix
-	AgentBridge string
+	// VSwitchCIDR is for an eci vSwitch in tests; AgentNetwork names the
+	// network of an eci agent of this bed (its CNI network and nftables
+	// tables).
+	VSwitchCIDR  netip.Prefix
+	AgentNetwork string
 	// LargeVSwitchCIDR is a /22 for bursts of more groups than VSwitchCIDR
 	// holds; only slots 0-15 have one (invalid otherwise).
 	LargeVSwitchCIDR netip.Prefix
+	// LocalAddr is an address a test may put on the host's loopback, to
+	// serve on an address of the host that is not a loopback one (a
+	// private registry).
+	LocalAddr netip.Addr
 	// LargeServiceCIDR is a /22 a test may add to the cluster's service
 	// ranges (a ServiceCIDR object); only slots 0-15 have one.
 	LargeServiceCIDR netip.Prefix
@@ -56,15 +63,16 @@ type Network struct {
 func networkFor(slot int) Network {
 	s := byte(slot)
 	n := Network{
-		ServiceCIDR: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, s, 0}), 24),
-		NodeCIDR:    netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 64 + s, 0}), 24),
-		NodeIP:      netip.AddrFrom4([4]byte{198, 18, 64 + s, 1}),
-		PodCIDR:     netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, s, 0}), 24),
-		Bridge:      fmt.Sprintf("ecibr%d", slot),
-		NodeLink:    fmt.Sprintf("ecind%d", slot),
-		NodePeer:    fmt.Sprintf("ecinp%d", slot),
-		VSwitchCIDR: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, 128 + s, 0}), 24),
-		AgentBridge: fmt.Sprintf("eciag%d", slot),
+		ServiceCIDR:  netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, s, 0}), 24),
+		NodeCIDR:     netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 64 + s, 0}), 24),
+		NodeIP:       netip.AddrFrom4([4]byte{198, 18, 64 + s, 1}),
+		PodCIDR:      netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, s, 0}), 24),
+		Bridge:       fmt.Sprintf("ecibr%d", slot),
+		NodeLink:     fmt.Sprintf("ecind%d", slot),
+		NodePeer:     fmt.Sprintf("ecinp%d", slot),
+		VSwitchCIDR:  netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, 128 + s, 0}), 24),
+		AgentNetwork: fmt.Sprintf("eciag%d", slot),
+		LocalAddr:    netip.AddrFrom4([4]byte{198, 18, 64 + s, 200}),
 	}
 	if slot < 16 {
 		n.LargeVSwitchCIDR = netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, 64 + 4*s, 0}), 22)
@@ -155,15 +163,18 @@ func (s *slot) clean() error {
 		f.Close()
 	}
 	n := networkFor(s.index)
-	for _, link := range []string{n.Bridge, n.NodeLink, n.AgentBridge} {
+	for _, link := range []string{n.Bridge, n.NodeLink, n.AgentNetwork} {
 		if linkExists(link) {
 			if out, err := exec.Command("ip", "link", "del", link).CombinedOutput(); err != nil {
 				return fmt.Errorf("delete link %s: %w: %s", link, err, out)
 			}
 		}
 	}
-	// The agent's nftables table of virtual services goes with its bridge.
-	if table := vservice.TableFor(n.AgentBridge); nftTableExists(table) {
+	if err := removeAttachments(n); err != nil {
+		return err
+	}
+	// The agent's nftables table of virtual services goes with its network.
+	if table := vservice.TableFor(n.AgentNetwork); nftTableExists(table) {
 		if out, err := exec.Command("nft", "delete", "table", "ip", table).CombinedOutput(); err != nil {
 			return fmt.Errorf("delete nftables table %s: %w: %s", table, err, out)
 		}
@@ -189,6 +200,30 @@ func (s *slot) release() {
 
 func nftTableExists(table string) bool {
 	return exec.Command("nft", "list", "table", "ip", table).Run() == nil
+}
+
+// removeAttachments deletes the instances' interfaces a dead agent of the
+// slot left (their sandboxes' namespaces outlived it): those the host
+// routes an address of the slot's vSwitches to (internal/datapath's routes).
+func removeAttachments(n Network) error {
+	out, err := exec.Command("ip", "-o", "-4", "route", "show", "proto", strconv.Itoa(int(datapath.RouteProtocol))).Output()
+	if err != nil {
+		return fmt.Errorf("list instance routes: %w", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line) // 198.19.130.5 dev eci0123456789ab scope link
+		if len(f) < 3 || f[1] != "dev" {
+			continue
+		}
+		ip, err := netip.ParseAddr(f[0])
+		if err != nil || !(n.VSwitchCIDR.Contains(ip) || n.LargeVSwitchCIDR.IsValid() && n.LargeVSwitchCIDR.Contains(ip)) {
+			continue
+		}
+		if out, err := exec.Command("ip", "link", "del", f[2]).CombinedOutput(); err != nil && linkExists(f[2]) {
+			return fmt.Errorf("delete link %s: %w: %s", f[2], err, out)
+		}
+	}
+	return nil
 }
 
 func linkExists(name string) bool {

@@ -34,7 +34,7 @@ type Config struct {
 	Listen string
 	// CRIEndpoint is containerd's CRI socket; CNIConfDir and CNIBinDir are
 	// its CNI directories (the agent writes its network config into the
-	// first and the eci-ipam plugin, from Plugin, into the second);
+	// first and the eci-cni plugin, from Plugin, into the second);
 	// RegistryConfigDir its registry hosts directory.
 	CRIEndpoint, CNIConfDir, CNIBinDir, Plugin, RegistryConfigDir string
 	// LocalRegistries (host:port) may be on the machine's loopback address
@@ -45,8 +45,9 @@ type Config struct {
 	ResolvConf string
 	// CgroupParent and LogDir of the groups.
 	CgroupParent, LogDir string
-	// PodCIDR is the vSwitch the groups get their IPs from; Bridge its bridge.
-	PodCIDR, Bridge string
+	// PodCIDR is the vSwitch the groups get their IPs from; NetworkName
+	// names the agent's network (its CNI network and nftables tables).
+	PodCIDR, NetworkName string
 	// Overcommit multiplies the machine's CPU and memory offered to groups
 	// (0: 1): one small machine then fits default-size pods (2 vCPU, 4 GiB);
 	// each group's cgroup limits still hold.
@@ -238,19 +239,19 @@ func newAgent(ctx context.Context, cfg Config, srv *server.Server, token string)
 	ac := agent.DefaultConfig()
 	ac.Client, ac.Runtime, ac.Host = c, rt, host
 	ac.CgroupParent, ac.LogDir, ac.StateDir = cfg.CgroupParent, cfg.LogDir, filepath.Join(cfg.DataDir, "agent")
-	ac.CNIConfDir, ac.CNIBridge, ac.IPAMSocket = cfg.CNIConfDir, cfg.Bridge, filepath.Join(cfg.DataDir, "ipam.sock")
+	ac.CNIConfDir, ac.NetworkName, ac.CNISocket = cfg.CNIConfDir, cfg.NetworkName, filepath.Join(cfg.DataDir, "cni.sock")
 	ac.RegistryConfigDir, ac.AllowedLocalRegistries = cfg.RegistryConfigDir, cfg.LocalRegistries
 	ac.StreamAddress, ac.HeartbeatInterval = "127.0.0.1:0", 5*time.Second
 	ac.ResolvConf = cfg.ResolvConf
 	return agent.New(ac)
 }
 
-// installPlugin copies the eci-ipam plugin where the runtime runs CNI
+// installPlugin copies the eci-cni plugin where the runtime runs CNI
 // plugins from.
 func installPlugin(from, to string) error {
 	in, err := os.Open(from)
 	if err != nil {
-		return fmt.Errorf("the eci-ipam CNI plugin (make build puts it next to eci): %w", err)
+		return fmt.Errorf("the eci-cni CNI plugin (make build puts it next to eci): %w", err)
 	}
 	defer func() { _ = in.Close() }()
 	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {

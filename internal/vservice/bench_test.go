@@ -46,7 +46,7 @@ func BenchmarkRules(b *testing.B) {
 	if err := inNetns(host, func() (err error) { nft, err = knftables.New(knftables.IPv4Family, TableName); return err }); err != nil {
 		b.Fatal(err)
 	}
-	p := New(nft, "br0")
+	p := New(nft)
 	before := kernelMemory(b)
 	start := time.Now()
 	if err := syncIn(ctx, host, p, []Table{table}); err != nil {
@@ -81,7 +81,7 @@ func BenchmarkRules(b *testing.B) {
 	}
 	before = kernelMemory(b)
 	t0 := time.Now()
-	if err := syncIn(ctx, inst, New(nft2, "br0"), []Table{table}); err != nil {
+	if err := syncIn(ctx, inst, New(nft2), []Table{table}); err != nil {
 		b.Fatal(err)
 	}
 	perNetnsFull := time.Since(t0)

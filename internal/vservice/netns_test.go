@@ -5,88 +5,47 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
+	"net/netip"
 	"os/exec"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
+	"github.com/eci-dev/eci/internal/datapath"
+	"github.com/eci-dev/eci/internal/netnstest"
 )
 
 // A test network: network namespaces made with ip(8), named with the test's
 // prefix, removed when the test ends. Addresses come from 198.18.0.0/15.
 
-func ipCmd(t testing.TB, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-}
+func ipCmd(t testing.TB, args ...string) { t.Helper(); netnstest.IP(t, args...) }
 
 func needRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces)")
-	}
+	netnstest.NeedRoot(t)
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Fatal("nft is not installed: hack/install-deps.sh installs it")
 	}
 }
 
-// newNetns makes a network namespace and removes it when the test ends.
-func newNetns(t testing.TB, name string) string {
-	t.Helper()
-	_ = exec.Command("ip", "netns", "del", name).Run()
-	ipCmd(t, "netns", "add", name)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	ipCmd(t, "-n", name, "link", "set", "lo", "up")
-	return name
-}
+func newNetns(t testing.TB, name string) string { t.Helper(); return netnstest.New(t, name) }
 
-// attach makes an instance namespace with address addr/24 on host's bridge
-// br, its default route via gw.
-func attach(t testing.TB, host, br, name, addr, gw string) string {
+func inNetns(name string, fn func() error) error { return netnstest.In(name, fn) }
+
+// attach makes an instance namespace with address addr/24 attached to host
+// as the agent attaches a sandbox (internal/datapath: a routed veth pair,
+// the gateway gw on the host's end).
+func attach(t testing.TB, host, name, addr, gw string) string {
 	t.Helper()
 	ns := newNetns(t, name)
-	hostSide := "v" + name
-	if len(hostSide) > 15 {
-		hostSide = hostSide[:15]
+	err := inNetns(host, func() error {
+		_, err := datapath.Attach(datapath.Attachment{ContainerID: name, NetNS: netnstest.Path(name), IfName: "eth0",
+			Address: netip.PrefixFrom(netip.MustParseAddr(addr), 24), Gateway: netip.MustParseAddr(gw)})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	ipCmd(t, "-n", host, "link", "add", hostSide, "type", "veth", "peer", "name", "eth0", "netns", ns)
-	ipCmd(t, "-n", host, "link", "set", hostSide, "master", br, "up")
-	// As the agent's CNI bridge config does (hairpinMode): a connection an
-	// instance makes to a virtual IP that leads back to itself is bridged
-	// back out of the port it came in by.
-	ipCmd(t, "-n", host, "link", "set", hostSide, "type", "bridge_slave", "hairpin", "on")
-	ipCmd(t, "-n", ns, "addr", "add", addr+"/24", "dev", "eth0")
-	ipCmd(t, "-n", ns, "link", "set", "eth0", "up")
-	ipCmd(t, "-n", ns, "route", "add", "default", "via", gw)
 	return ns
-}
-
-// inNetns runs fn on a thread in namespace name (sockets made there stay
-// there; commands started there run there).
-func inNetns(name string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// The thread is left to die, not returned to the pool in another
-		// namespace: the goroutine ends without unlocking.
-		target, err := netns.GetFromName(name)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			errc <- err
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
 }
 
 // serveTCP answers every connection to port in ns with reply.

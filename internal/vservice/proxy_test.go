@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -33,7 +32,7 @@ func addrs(list ...string) []netip.Addr {
 	return out
 }
 
-// Instances of two tables on one host, behind one bridge, reach their own
+// Instances of two tables on one host, attached as the agent does, reach their own
 // table's virtual IPs (the same address in both), spread over the ready
 // backends, with a port without backends refused at once, ClientIP
 // affinity, an instance reaching itself, UDP, and changes that take effect
@@ -43,16 +42,10 @@ func TestProxyOnARealHost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	host := newNetns(t, "vst-host")
-	ipCmd(t, "-n", host, "link", "add", "br0", "type", "bridge")
-	ipCmd(t, "-n", host, "addr", "add", "198.18.50.1/24", "dev", "br0")
-	ipCmd(t, "-n", host, "link", "set", "br0", "up")
-	if err := inNetns(host, func() error { return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644) }); err != nil {
-		t.Fatal(err)
-	}
-	c1 := attach(t, host, "br0", "vst-c1", "198.18.50.10", "198.18.50.1")
-	s1 := attach(t, host, "br0", "vst-s1", "198.18.50.11", "198.18.50.1")
-	s2 := attach(t, host, "br0", "vst-s2", "198.18.50.12", "198.18.50.1")
-	c2 := attach(t, host, "br0", "vst-c2", "198.18.50.20", "198.18.50.1")
+	c1 := attach(t, host, "vst-c1", "198.18.50.10", "198.18.50.1")
+	s1 := attach(t, host, "vst-s1", "198.18.50.11", "198.18.50.1")
+	s2 := attach(t, host, "vst-s2", "198.18.50.12", "198.18.50.1")
+	c2 := attach(t, host, "vst-c2", "198.18.50.20", "198.18.50.1")
 	serveTCP(t, s1, 8080, "s1")
 	serveTCP(t, s2, 8080, "s2")
 	serveUDP(t, s1, 5353, "u1")
@@ -62,7 +55,7 @@ func TestProxyOnARealHost(t *testing.T) {
 	if err := inNetns(host, func() (err error) { nft, err = knftables.New(knftables.IPv4Family, TableName); return err }); err != nil {
 		t.Fatal(err)
 	}
-	p := New(nft, "br0")
+	p := New(nft)
 	const shared = "198.19.200.10:80"
 	tableA := Table{Key: "a/c1", Clients: addrs("198.18.50.10", "198.18.50.11"), Services: []*apiv1.VirtualService{
 		vip("c1", "198.19.200.10", "", tcp(80, be("198.18.50.11", 8080), be("198.18.50.12", 8080))),
@@ -162,7 +155,7 @@ func TestProxyOnARealHost(t *testing.T) {
 	if n, err := operationsIn(ctx, host, p, []Table{tableA, tableB}); err != nil || n != 0 {
 		t.Errorf("a sync without changes would write %d operations (%v)", n, err)
 	}
-	p2 := New(nft, "br0")
+	p2 := New(nft)
 	if err := syncIn(ctx, host, p2, []Table{tableA, tableB}); err != nil {
 		t.Fatal(err)
 	}

@@ -24,16 +24,17 @@ import (
 	"sigs.k8s.io/knftables"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/datapath"
 )
 
 // TableName is the nftables table of virtual services (family ip); an
-// agent's is TableFor its bridge.
+// agent's is TableFor its network.
 const TableName = "eci-services"
 
-// TableFor is the table of the agent whose instances are behind bridge (one
-// per bridge, so that agents sharing a network namespace in tests keep to
+// TableFor is the table of the agent whose network is named network (one
+// per network, so that agents sharing a network namespace in tests keep to
 // their own).
-func TableFor(bridge string) string { return TableName + "-" + bridge }
+func TableFor(network string) string { return TableName + "-" + network }
 
 // MasqueradeMark is the packet mark bit that asks for masquerade (an
 // instance whose connection to a virtual IP was sent to itself), as
@@ -99,10 +100,10 @@ func (m *mapping) element(e knftables.Element) *knftables.Element {
 	return &e
 }
 
-// build computes the ruleset of tables for instances behind bridge.
-func build(bridge string, tables []Table) *ruleset {
+// build computes the ruleset of tables.
+func build(tables []Table) *ruleset {
 	rs := &ruleset{}
-	rs.base(bridge)
+	rs.base()
 	clientNAT := mapping{Map: knftables.Map{Name: clientsNAT, Type: "ipv4_addr : verdict"}}
 	clientFilter := mapping{Map: knftables.Map{Name: clientsFilter, Type: "ipv4_addr : verdict"}}
 	for _, t := range tables {
@@ -119,12 +120,16 @@ func build(bridge string, tables []Table) *ruleset {
 	return rs
 }
 
-// base adds the hooked chains and the helpers every table shares.
-func (rs *ruleset) base(bridge string) {
+// base adds the hooked chains and the helpers every table shares. A
+// packet is an instance's when it comes from an instance's interface
+// (internal/datapath) with an address of the clients' maps; the host's
+// strict reverse-path filter has dropped any whose address is not of the
+// instance behind that interface.
+func (rs *ruleset) base() {
 	hooked := func(name string, typ knftables.BaseChainType, hook knftables.BaseChainHook, prio knftables.BaseChainPriority, rules ...string) {
 		rs.chains = append(rs.chains, chain{Chain: knftables.Chain{Name: name, Type: &typ, Hook: &hook, Priority: &prio}, rules: rules})
 	}
-	iif := fmt.Sprintf("iifname %q", bridge)
+	iif := fmt.Sprintf("iifname %q", datapath.InterfacePrefix+"*")
 	hooked(natPrerouting, knftables.NATType, knftables.PreroutingHook, knftables.DNATPriority,
 		iif+" ip saddr vmap @"+clientsNAT)
 	// New connections to a virtual port with no backends are refused as
@@ -133,7 +138,6 @@ func (rs *ruleset) base(bridge string) {
 	hooked(filterPrerout, knftables.FilterType, knftables.PreroutingHook, knftables.DNATPriority+"-10",
 		"ct state new "+iif+" ip saddr vmap @"+clientsFilter)
 	hooked(natPostrout, knftables.NATType, knftables.PostroutingHook, knftables.SNATPriority,
-		fmt.Sprintf("oifname != %q return", bridge),
 		fmt.Sprintf("meta mark & %#x == 0 return", MasqueradeMark),
 		fmt.Sprintf("meta mark set meta mark xor %#x", MasqueradeMark),
 		"masquerade fully-random")

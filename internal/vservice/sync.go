@@ -16,8 +16,7 @@ import (
 // in one transaction; after a failed sync the next one starts from what the
 // kernel has.
 type Proxy struct {
-	nft    knftables.Interface
-	bridge string
+	nft knftables.Interface
 
 	mu sync.Mutex
 	// last is what the last successful sync left: chain and map names with
@@ -44,10 +43,9 @@ func newWritten() *written {
 }
 
 // New returns a proxy over nft (knftables.New(knftables.IPv4Family,
-// TableName) on a host; a knftables.Fake in tests) for instances behind
-// bridge.
-func New(nft knftables.Interface, bridge string) *Proxy {
-	return &Proxy{nft: nft, bridge: bridge}
+// TableFor(network)) on a host; a knftables.Fake in tests).
+func New(nft knftables.Interface) *Proxy {
+	return &Proxy{nft: nft}
 }
 
 // Sync makes the table serve exactly tables; wrote says whether it had
@@ -110,7 +108,7 @@ func (p *Proxy) plan(ctx context.Context, tables []Table) (*knftables.Transactio
 		}
 	}
 	tx := p.nft.NewTransaction()
-	return tx, transaction(tx, build(p.bridge, tables), last), nil
+	return tx, transaction(tx, build(tables), last), nil
 }
 
 // listed is what the kernel's table holds, by name only (every chain and

@@ -24,7 +24,7 @@ func manyServices(key string, n int) Table {
 func TestSyncWritesOnlyWhatChanged(t *testing.T) {
 	ctx := context.Background()
 	fake := knftables.NewFake(knftables.IPv4Family, TableName)
-	p := New(fake, "br0")
+	p := New(fake)
 	tables := []Table{manyServices("a/c1", 200), manyServices("b/c1", 200)}
 	if _, err := p.Sync(ctx, tables); err != nil {
 		t.Fatal(err)
@@ -62,7 +62,7 @@ func TestTablesWithoutClientsAreLeftOut(t *testing.T) {
 	fake := knftables.NewFake(knftables.IPv4Family, TableName)
 	tab := manyServices("a/c1", 3)
 	tab.Clients = nil
-	if _, err := New(fake, "br0").Sync(context.Background(), []Table{tab}); err != nil {
+	if _, err := New(fake).Sync(context.Background(), []Table{tab}); err != nil {
 		t.Fatal(err)
 	}
 	if dump := fake.Dump(); strings.Contains(dump, "198.19.0.1") {
@@ -85,7 +85,7 @@ func grep(s, sub string) string {
 func TestAffinityTimeoutChanges(t *testing.T) {
 	ctx := context.Background()
 	fake := knftables.NewFake(knftables.IPv4Family, TableName)
-	p := New(fake, "br0")
+	p := New(fake)
 	tab := manyServices("a/c1", 1)
 	tab.Services[0].Spec.SessionAffinity, tab.Services[0].Spec.SessionAffinityTimeoutSeconds = "ClientIP", 60
 	if _, err := p.Sync(ctx, []Table{tab}); err != nil {

@@ -73,7 +73,7 @@ func TestChurnUnderKills(t *testing.T) {
 	if err := os.MkdirAll(logs, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	copyFile(t, filepath.Join(filepath.Dir(eciBin), "eci-ipam"), filepath.Join(bed.Containerd.CNIBinDir, "eci-ipam"))
+	copyFile(t, filepath.Join(filepath.Dir(eciBin), "eci-cni"), filepath.Join(bed.Containerd.CNIBinDir, "eci-cni"))
 	port := loopbackPorts(t, 1)[0]
 	serverURL := fmt.Sprintf("https://127.0.0.1:%d", port)
 	const lease = 10 * time.Second
@@ -111,7 +111,7 @@ func TestChurnUnderKills(t *testing.T) {
 		"--token-file", tokenFile("host.token", apiv1.TokenSpec{Kind: apiv1.TokenHost, Host: "churn-host"}), "--host-name", "churn-host", "--zone", "zone-a",
 		"--cpu", "64", "--memory", "256", "--max-groups", "200", "--cri-endpoint", bed.Containerd.Endpoint,
 		"--cgroup-parent", bed.CgroupParent + "/eci", "--log-dir", filepath.Join(dir, "group-logs"), "--state-dir", filepath.Join(dir, "agent"),
-		"--cni-conf-dir", bed.Containerd.CNIConfDir, "--cni-bridge", bed.Network.AgentBridge, "--ipam-socket", filepath.Join(dir, "ipam.sock"), "--resolv-conf", "",
+		"--cni-conf-dir", bed.Containerd.CNIConfDir, "--network-name", bed.Network.AgentNetwork, "--cni-socket", filepath.Join(dir, "cni.sock"), "--resolv-conf", "",
 		"--stream-address", "127.0.0.1:0", "--registry-config-dir", bed.Containerd.CertsDir, "--allowed-local-registry", bed.Registry.Host}}
 	agent.start()
 	vn := &restartable{t: t, name: "vnode", bin: eciBin, logDir: logs, args: []string{"vnode", "--kubeconfig", bed.Kube.Kubeconfig,

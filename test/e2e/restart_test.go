@@ -27,7 +27,7 @@ import (
 func buildEci(t *testing.T) (eci string) {
 	t.Helper()
 	dir := t.TempDir()
-	for _, b := range []struct{ out, pkg string }{{"eci", "./cmd/eci"}, {"eci-ipam", "./cmd/eci-ipam"}} {
+	for _, b := range []struct{ out, pkg string }{{"eci", "./cmd/eci"}, {"eci-cni", "./cmd/eci-cni"}} {
 		root, err := testbed.RepoRoot()
 		if err != nil {
 			t.Fatal(err)
@@ -60,7 +60,7 @@ func (u *upProcess) start() {
 		"--cri-endpoint", b.Containerd.Endpoint, "--cni-conf-dir", b.Containerd.CNIConfDir, "--cni-bin-dir", b.Containerd.CNIBinDir, "--resolv-conf", "",
 		"--registry-config-dir", b.Containerd.CertsDir, "--allowed-local-registry", b.Registry.Host,
 		"--cgroup-parent", b.CgroupParent+"/eci", "--log-dir", filepath.Join(u.dataDir, "logs"),
-		"--pod-cidr", b.Network.VSwitchCIDR.String(), "--bridge", b.Network.AgentBridge,
+		"--pod-cidr", b.Network.VSwitchCIDR.String(), "--network-name", b.Network.AgentNetwork,
 		"--kubeconfig", b.Kube.Kubeconfig, "--node-ip", b.Network.NodeIP.String(), "--client-ca-file", b.Kube.CAFile)
 	logFile, err := os.OpenFile(filepath.Join(u.dataDir+"-logs"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {

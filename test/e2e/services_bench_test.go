@@ -114,7 +114,7 @@ func BenchmarkServiceUpdate(b *testing.B) {
 		b.ReportMetric(ms((eci.Total-eci0.Total)/time.Duration(eci.Syncs-eci0.Syncs)), "eci-sync-ms")
 	}
 	b.ReportMetric(float64(tableSize(kp.ns, "ip", "kube-proxy"))/1024, "kube-proxy-rules-KiB")
-	b.ReportMetric(float64(tableSize("", "ip", "eci-services-"+bed.Network.AgentBridge))/1024, "eci-rules-KiB")
+	b.ReportMetric(float64(tableSize("", "ip", "eci-services-"+bed.Network.AgentNetwork))/1024, "eci-rules-KiB")
 	slices.Sort(lat)
 	b.ReportMetric(ms(quantile(lat, 0.5)), "update-p50-ms")
 	b.ReportMetric(ms(quantile(lat, 0.99)), "update-p99-ms")

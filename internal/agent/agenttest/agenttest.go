@@ -20,7 +20,7 @@ import (
 )
 
 // Start runs an agent for host name on the bed's containerd (the bed's
-// vSwitch range is added to the server), with the eci-ipam plugin built
+// vSwitch range is added to the server), with the eci-cni plugin built
 // from this checkout, until the test ends.
 func Start(t testing.TB, srv *servertest.Server, bed *testbed.Bed, name string, mutate ...func(*agent.Config)) *agent.Agent {
 	t.Helper()
@@ -34,9 +34,9 @@ func StartWithVSwitch(t testing.TB, srv *servertest.Server, bed *testbed.Bed, na
 	t.Helper()
 	srv.VSwitch(t, "vsw-"+name, "zone-a", cidr)
 	plugin := filepath.Join(bed.Containerd.CNIBinDir, cni.PluginName)
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", plugin, "github.com/eci-dev/eci/cmd/eci-ipam")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", plugin, "github.com/eci-dev/eci/cmd/eci-cni")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build eci-ipam: %v\n%s", err, out)
+		t.Fatalf("build eci-cni: %v\n%s", err, out)
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	rt, err := runtime.NewCRI(bed.Containerd.Endpoint, quiet)
@@ -48,7 +48,7 @@ func StartWithVSwitch(t testing.TB, srv *servertest.Server, bed *testbed.Bed, na
 	cfg.Client, cfg.Runtime, cfg.CgroupParent = srv.HostClient(t, name), rt, bed.CgroupParent
 	cfg.LogDir, cfg.StateDir = bed.Containerd.LogDir, filepath.Join(bed.Dir, "agent-"+name)
 	cfg.Host = apiv1.Host{Metadata: apiv1.ObjectMeta{Name: name}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}}
-	cfg.CNIConfDir, cfg.CNIBridge, cfg.IPAMSocket = bed.Containerd.CNIConfDir, bed.Network.AgentBridge, filepath.Join(bed.Dir, "ipam-"+name+".sock")
+	cfg.CNIConfDir, cfg.NetworkName, cfg.CNISocket = bed.Containerd.CNIConfDir, bed.Network.AgentNetwork, filepath.Join(bed.Dir, "cni-"+name+".sock")
 	cfg.RegistryConfigDir, cfg.AllowedLocalRegistries, cfg.StreamAddress = bed.Containerd.CertsDir, []string{bed.Registry.Host}, "127.0.0.1:0"
 	cfg.ResolvConf = "" // never the machine's resolver
 	for _, m := range mutate {

@@ -1,6 +1,7 @@
-// Command eci-ipam is eci's CNI IPAM plugin: put it in the runtime's CNI bin
-// dir; the network config the eci agent writes names it. It asks the agent
-// for the address the server allocated to the sandbox's group.
+// Command eci-cni is eci's CNI plugin: put it in the runtime's CNI bin dir;
+// the network config the eci agent writes names it. It asks the agent to
+// attach the sandbox (the agent makes its interface, with the address the
+// server allocated to the sandbox's group, and the host's route to it).
 //
 // It is the one main package besides cmd/eci because the runtime executes it
 // for every sandbox: it imports nothing but the standard library and

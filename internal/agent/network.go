@@ -1,0 +1,185 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/cni"
+	"github.com/eci-dev/eci/internal/datapath"
+	"github.com/eci-dev/eci/internal/log"
+)
+
+// serveNetwork is what the eci-cni plugin asks (on CNISocket, root's
+// alone: an attach makes interfaces in the namespace it names): attach a
+// sandbox of a group this host runs, with the address the server gave the
+// group on its vSwitch (internal/datapath makes the interface and routes),
+// and detach one.
+func (a *Agent) serveNetwork(ctx context.Context) error {
+	sock := a.cfg.CNISocket
+	if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
+		return err
+	}
+	_ = os.Remove(sock)
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("CNI socket %s: %w", sock, err)
+	}
+	if err := os.Chmod(sock, 0o600); err != nil {
+		_ = l.Close()
+		return fmt.Errorf("CNI socket %s: %w", sock, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/attach", func(w http.ResponseWriter, r *http.Request) {
+		var req cni.AttachRequest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
+			http.Error(w, "attach request: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		netns, err := peerPath(r.Context(), req.NetNS)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		req.NetNS = netns
+		attached, err := a.attach(log.WithLogger(r.Context(), log.G(ctx)), req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(attached)
+	})
+	mux.HandleFunc("POST /v1/detach", func(w http.ResponseWriter, r *http.Request) {
+		var req cni.AttachRequest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil || req.ContainerID == "" {
+			http.Error(w, "detach request: a containerID is needed", http.StatusBadRequest)
+			return
+		}
+		if err := datapath.Detach(req.ContainerID); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context { return context.WithValue(ctx, peerConnKey{}, c) }}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	if _, err := cni.WriteConfig(a.cfg.CNIConfDir, a.cfg.NetworkName, sock); err != nil {
+		return err
+	}
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+type peerConnKey struct{}
+
+// peerPath is path as the plugin that asks sees it: the runtime, and so the
+// plugin it runs, may live in a mount namespace of its own (containerd in
+// the test bed does), where the sandbox's namespace is mounted and the
+// agent's can't see it; /proc/<pid>/root of the plugin's process looks up
+// the path in the plugin's mount namespace. The plugin's pid comes from
+// the socket (SO_PEERCRED, in the agent's pid namespace); it must be
+// root's.
+func peerPath(ctx context.Context, path string) (string, error) {
+	if !filepath.IsAbs(path) || filepath.Clean(path) != path {
+		return "", fmt.Errorf("netns %q: allowed: a clean absolute path", path)
+	}
+	uc, ok := ctx.Value(peerConnKey{}).(*net.UnixConn)
+	if !ok {
+		return "", errors.New("the CNI plugin's connection is not a unix socket's")
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return "", err
+	}
+	var cred *unix.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) { cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) }); err != nil {
+		return "", err
+	}
+	if credErr != nil {
+		return "", fmt.Errorf("the CNI plugin's credentials: %w", credErr)
+	}
+	if cred.Uid != 0 || cred.Pid <= 0 {
+		return "", fmt.Errorf("the CNI plugin runs as uid %d (pid %d): only root's may attach", cred.Uid, cred.Pid)
+	}
+	return fmt.Sprintf("/proc/%d/root%s", cred.Pid, path), nil
+}
+
+// attach makes req's sandbox interface with its group's address.
+func (a *Agent) attach(ctx context.Context, req cni.AttachRequest) (*cni.Attached, error) {
+	addr, gw, err := a.addressOf(ctx, req.Group)
+	if err != nil {
+		return nil, err
+	}
+	at, err := datapath.Attach(datapath.Attachment{ContainerID: req.ContainerID, NetNS: req.NetNS, IfName: req.IfName, Address: addr, Gateway: gw})
+	if err != nil {
+		return nil, fmt.Errorf("attach group %s: %w", req.Group, err)
+	}
+	log.G(ctx).Debug("attached", "group", req.Group, "ip", addr, "interface", at.HostInterface)
+	return &cni.Attached{HostInterface: at.HostInterface, Interface: at.Interface, MAC: at.MAC, Address: addr.String(), Gateway: gw.String()}, nil
+}
+
+// addressOf is group id's address (with its vSwitch's prefix length) and
+// gateway, from the server's view of the group and of its vSwitch.
+func (a *Agent) addressOf(ctx context.Context, id string) (netip.Prefix, netip.Addr, error) {
+	g := a.desired(id)
+	if g == nil || g.Status.IP == "" {
+		return netip.Prefix{}, netip.Addr{}, fmt.Errorf("group %s has no address on host %s", id, a.name)
+	}
+	ip, err := netip.ParseAddr(g.Status.IP)
+	if err != nil {
+		return netip.Prefix{}, netip.Addr{}, err
+	}
+	v, err := a.vswitch(ctx, g.Status.VSwitchID)
+	if err != nil {
+		return netip.Prefix{}, netip.Addr{}, err
+	}
+	prefix, err := netip.ParsePrefix(v.Spec.CIDR)
+	if err != nil {
+		return netip.Prefix{}, netip.Addr{}, err
+	}
+	gw, err := netip.ParseAddr(v.Spec.Gateway)
+	if err != nil {
+		return netip.Prefix{}, netip.Addr{}, fmt.Errorf("vSwitch %s gateway %q: %w", v.Metadata.ID, v.Spec.Gateway, err)
+	}
+	return netip.PrefixFrom(ip, prefix.Bits()), gw, nil
+}
+
+// vswitch returns a vSwitch, from the agent's cache (a vSwitch's CIDR never
+// changes) or, on a miss, from the server.
+func (a *Agent) vswitch(ctx context.Context, id string) (*apiv1.VSwitch, error) {
+	a.mu.Lock()
+	v, ok := a.vswitches[id]
+	a.mu.Unlock()
+	if ok {
+		return v, nil
+	}
+	vsws, err := a.cfg.Client.ListVSwitches(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read vSwitch %s: %w", id, err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i := range vsws {
+		a.vswitches[vsws[i].Metadata.ID] = &vsws[i]
+	}
+	if v, ok := a.vswitches[id]; ok {
+		return v, nil
+	}
+	return nil, fmt.Errorf("vSwitch %s does not exist", id)
+}
