@@ -18,3 +18,6 @@ func (t *Tenant) Meta() *ObjectMeta { return &t.Metadata }
 
 // Meta returns the metadata of a virtual service.
 func (v *VirtualService) Meta() *ObjectMeta { return &v.Metadata }
+
+// Meta is the address's metadata.
+func (a *InstanceAddress) Meta() *ObjectMeta { return &a.Metadata }

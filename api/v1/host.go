@@ -33,6 +33,11 @@ type HostSpec struct {
 	// StreamToken is the bearer secret the server presents to the agent's
 	// stream server. Write-only: the API never returns it.
 	StreamToken string `json:"streamToken,omitempty"`
+	// TunnelIP is the host's address on the network between hosts (the
+	// underlay), where the other hosts' tunnels reach it (VXLAN,
+	// docs/networking.md). Empty: the host routes to no other host's
+	// instances.
+	TunnelIP string `json:"tunnelIP,omitempty"`
 }
 
 // Resources of a host.

@@ -27,6 +27,11 @@ func ValidateHost(h *Host) error {
 	if a.MilliCPU > c.MilliCPU || a.MemoryMiB > c.MemoryMiB || a.GPU > c.GPU || a.Pods > c.Pods {
 		e.add("spec.allocatable", "must not exceed spec.capacity")
 	}
+	if t := h.Spec.TunnelIP; t != "" {
+		if ip, err := netip.ParseAddr(t); err != nil || !ip.Is4() || !ip.IsGlobalUnicast() || ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+			e.add("spec.tunnelIP", "%q: allowed: a unicast IPv4 address of the host (not loopback, link-local or multicast)", t)
+		}
+	}
 	if h.Spec.Address != "" {
 		if _, err := netip.ParseAddrPort(h.Spec.Address); err != nil {
 			e.add("spec.address", "%q is not an ip:port address", h.Spec.Address)

@@ -54,3 +54,19 @@ func tableQuery(table string) url.Values {
 	}
 	return q
 }
+
+// ListAddresses lists where every group's address is routed (hosts and the
+// admin).
+func (c *Client) ListAddresses(ctx context.Context) ([]apiv1.InstanceAddress, error) {
+	var out apiv1.List[apiv1.InstanceAddress]
+	_, err := c.do(ctx, http.MethodGet, "/v1/addresses", nil, nil, &out)
+	return out.Items, err
+}
+
+// InformAddresses keeps watching where every group's address is routed
+// until ctx ends, as InformGroups does groups.
+func (c *Client) InformAddresses(ctx context.Context, h Handler[apiv1.InstanceAddress]) {
+	inform(ctx, func(rv string) (<-chan WatchEvent[apiv1.InstanceAddress], error) {
+		return watch[apiv1.InstanceAddress](ctx, c, "/v1/addresses", nil, rv)
+	}, h)
+}

@@ -101,12 +101,15 @@ func (s *Service) GetHost(ctx context.Context, p auth.Principal, name string) (*
 
 // ListHosts lists every host (admin only).
 func (s *Service) ListHosts(ctx context.Context, p auth.Principal) ([]apiv1.Host, error) {
-	if err := p.Require("list hosts", apiv1.TokenAdmin); err != nil {
+	if err := p.Require("list hosts", apiv1.TokenAdmin, apiv1.TokenHost); err != nil {
 		return nil, err
 	}
 	hosts, _, _, err := s.hosts.List(ctx, storeOpts(0, 0, ""))
 	if err != nil {
 		return nil, err
+	}
+	if p.Kind == apiv1.TokenHost {
+		return tunnels(hosts), nil
 	}
 	usage, err := s.usageByHost(ctx)
 	if err != nil {
@@ -121,6 +124,21 @@ func (s *Service) ListHosts(ctx context.Context, p auth.Principal) ([]apiv1.Host
 		out = append(out, *h)
 	}
 	return out, nil
+}
+
+// tunnels is what a host reads of the others: where its tunnels reach
+// them (name, zone, tunnel IP, readiness), nothing of their capacity,
+// groups or stream servers.
+func tunnels(hosts []*apiv1.Host) []apiv1.Host {
+	out := make([]apiv1.Host, 0, len(hosts))
+	for _, h := range hosts {
+		out = append(out, apiv1.Host{
+			Metadata: apiv1.ObjectMeta{ID: h.Metadata.ID, Name: h.Metadata.Name, ResourceVersion: h.Metadata.ResourceVersion},
+			Spec:     apiv1.HostSpec{Zone: h.Spec.Zone, TunnelIP: h.Spec.TunnelIP},
+			Status:   apiv1.HostStatus{Ready: h.Status.Ready},
+		})
+	}
+	return out
 }
 
 // UpdateHost cordons, uncordons or drains a host (admin only).

@@ -60,6 +60,7 @@ func (s *Server) routes() []route {
 		{method: "PUT", path: "/v1/virtualservices", handler: s.putVirtualService},
 		{method: "GET", path: "/v1/virtualservices", handler: s.listVirtualServices},
 		{method: "DELETE", path: "/v1/virtualservices/{table}/{ip}", handler: s.deleteVirtualService},
+		{method: "GET", path: "/v1/addresses", handler: s.listAddresses},
 
 		{method: "PUT", path: "/v1/tenants/{name}", handler: s.putTenant},
 		{method: "GET", path: "/v1/tenants", handler: s.listTenants},

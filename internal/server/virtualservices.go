@@ -45,3 +45,24 @@ func (s *Server) deleteVirtualService(w http.ResponseWriter, r *http.Request) {
 	err := s.svc.DeleteVirtualService(r.Context(), principal(r), r.URL.Query().Get("tenant"), r.PathValue("table"), r.PathValue("ip"))
 	respond(w, r, http.StatusNoContent, nil, err)
 }
+
+// listAddresses lists (or, with watch=true, watches) where every group's
+// address is routed: the hosts' view of the network.
+func (s *Server) listAddresses(w http.ResponseWriter, r *http.Request) {
+	watch, err := queryBool(r, "watch")
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if watch {
+		aw, err := s.svc.WatchAddresses(r.Context(), principal(r), r.URL.Query().Get("resourceVersion"))
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		serveWatch(s, w, r, aw)
+		return
+	}
+	list, err := s.svc.ListAddresses(r.Context(), principal(r))
+	respond(w, r, http.StatusOK, list, err)
+}
