@@ -2,6 +2,7 @@ package main
 
 import (
 	"net"
+	"net/netip"
 
 	"github.com/spf13/cobra"
 
@@ -117,6 +118,11 @@ func newAgentCommand() *cobra.Command {
 	fl.StringVar(&cfg.CNIConfDir, "cni-conf-dir", cfg.CNIConfDir, "the runtime's CNI config dir, where the agent writes its network (empty: leave networking to the runtime's own config)")
 	fl.StringVar(&cfg.NetworkName, "network-name", cfg.NetworkName, "name of the groups' network: its CNI network and the agent's nftables tables")
 	fl.BoolVar(&cfg.VirtualServices, "virtual-services", cfg.VirtualServices, "program the virtual IPs (Services) of the tables the groups name, in nftables (needs nft)")
+	fl.Func("tunnel-ip", "this host's address on the network between the pool's hosts: the host registers it and reaches the other hosts' instances through a VXLAN tunnel (UDP 4789) from it (empty: this host's instances reach only each other)", func(s string) (err error) {
+		cfg.TunnelIP, err = netip.ParseAddr(s)
+		return err
+	})
+	fl.IntVar(&cfg.MTU, "mtu", cfg.MTU, "MTU of the instances' links (0: the tunnel IP's interface's less 50, or 1500 without a tunnel)")
 	fl.StringVar(&cfg.CNISocket, "cni-socket", cfg.CNISocket, "where the agent answers the eci-cni CNI plugin (install _output/bin/eci-cni into the runtime's CNI bin dir)")
 	fl.StringVar(&cfg.StreamAddress, "stream-address", cfg.StreamAddress, "where the agent serves logs, exec, attach, port-forward and stats to the server (TLS, its own CA registered with the host)")
 	fl.StringVar(&cfg.AdvertiseIP, "advertise-address", "", "IP the server reaches the stream server at (default: the first global IPv4 of this host)")

@@ -34,6 +34,8 @@ type Agent struct {
 	streamToken string                    // the secret the server presents to the stream server
 	hostDNS     *hostResolv               // what --resolv-conf says (dns.go)
 	svcs        *services                 // the host's virtual services (services.go); nil: none
+	tunnel      *overlay                  // the tunnel to the other hosts (overlay.go); nil: none
+	mtu         int                       // of the instances' links
 
 	ready chan struct{}
 	done  chan struct{}
@@ -80,6 +82,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return err
 	}
 	a.startServices(ctx)
+	if err := a.startOverlay(); err != nil {
+		return err
+	}
 	// The groups' volumes hold their secrets and tokens: only the agent (and
 	// the containers, through their bind mounts) may enter.
 	if err := os.MkdirAll(a.cfg.StateDir, 0o700); err != nil {
@@ -127,6 +132,10 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 				log.G(ctx).Error("network service for the eci-cni CNI plugin", "err", err)
 			}
 		})
+	}
+	if a.tunnel != nil {
+		run(a.tunnel.watch)
+		run(a.tunnel.run)
 	}
 	if a.svcs != nil {
 		run(func(ctx context.Context) { a.svcs.watch(ctx, a.cfg.Client) })
@@ -182,6 +191,28 @@ func (a *Agent) startServices(ctx context.Context) {
 		return
 	}
 	a.svcs = svcs
+}
+
+// startOverlay sets the instances' MTU and, with a tunnel IP, the tunnel
+// to the other hosts, whose tunnel IP the host registers.
+func (a *Agent) startOverlay() error {
+	a.mtu = a.cfg.MTU
+	if !a.cfg.TunnelIP.IsValid() || a.cfg.CNIConfDir == "" {
+		if a.mtu == 0 {
+			a.mtu = 1500
+		}
+		return nil
+	}
+	if a.mtu == 0 {
+		mtu, err := linkMTU(a.cfg.TunnelIP)
+		if err != nil {
+			return fmt.Errorf("--tunnel-ip: %w", err)
+		}
+		a.mtu = mtu
+	}
+	a.cfg.Host.Spec.TunnelIP = a.cfg.TunnelIP.String()
+	a.tunnel = newOverlay(a.cfg.Client, a.name, a.cfg.NetworkName, a.cfg.TunnelIP, a.mtu)
+	return nil
 }
 
 // servicesChanged asks for a sync of the virtual services (a group's

@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -51,6 +52,14 @@ type Config struct {
 	CNIConfDir  string
 	NetworkName string
 	CNISocket   string
+	// TunnelIP is this host's address on the network between the pool's
+	// hosts (the underlay): the host registers it and routes the other
+	// hosts' instances through a VXLAN tunnel from it (overlay.go). Invalid
+	// (unset): the host routes only its own instances.
+	TunnelIP netip.Addr
+	// MTU of the instances' links; 0: the tunnel IP's interface's, less the
+	// tunnel's 50 bytes (1500 without a tunnel).
+	MTU int
 	// VirtualServices programs the virtual IPs of the tables the groups
 	// name (nftables, services.go); only with a CNI config dir.
 	VirtualServices bool
@@ -124,6 +133,15 @@ func (c *Config) validate() error {
 	}
 	if c.LogMaxFiles < 2 {
 		return errors.New("agent: --log-max-files must be at least 2 (the live file and one rotated)")
+	}
+	if c.TunnelIP.IsValid() && (!c.TunnelIP.Is4() || !c.TunnelIP.IsGlobalUnicast()) {
+		return fmt.Errorf("agent: --tunnel-ip %s: allowed: a unicast IPv4 address of this host", c.TunnelIP)
+	}
+	if c.TunnelIP.IsValid() && len(overlayDevice(c.NetworkName)) > 15 {
+		return fmt.Errorf("agent: --network-name %q: allowed with a tunnel: at most 12 characters (the tunnel device is %s)", c.NetworkName, overlayDevice(c.NetworkName))
+	}
+	if c.MTU != 0 && (c.MTU < 1280 || c.MTU > 9000) {
+		return fmt.Errorf("agent: --mtu %d: allowed: 0 (derived) or 1280 to 9000", c.MTU)
 	}
 	if c.CNIConfDir != "" && (c.NetworkName == "" || c.CNISocket == "") {
 		return errors.New("agent: a CNI config dir needs a network name and a CNI socket")

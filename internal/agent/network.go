@@ -126,7 +126,7 @@ func (a *Agent) attach(ctx context.Context, req cni.AttachRequest) (*cni.Attache
 	if err != nil {
 		return nil, err
 	}
-	at, err := datapath.Attach(datapath.Attachment{ContainerID: req.ContainerID, NetNS: req.NetNS, IfName: req.IfName, Address: addr, Gateway: gw})
+	at, err := datapath.Attach(datapath.Attachment{ContainerID: req.ContainerID, NetNS: req.NetNS, IfName: req.IfName, Address: addr, Gateway: gw, MTU: a.mtu})
 	if err != nil {
 		return nil, fmt.Errorf("attach group %s: %w", req.Group, err)
 	}

@@ -25,6 +25,11 @@ type Options struct {
 	// (needs Kube and Containerd). KubeletMaxPods caps its pods (default 110).
 	Kubelet        bool
 	KubeletMaxPods int32
+	// Hosts makes a pool of that many hosts (Bed.Hosts): network
+	// namespaces joined by an underlay bridge, each with its own
+	// containerd; the registry then listens on the underlay's gateway
+	// (unless RegistryAddr says otherwise), where the hosts reach it.
+	Hosts int
 
 	// BaseDir holds the slots' directories; DefaultBaseDir when empty.
 	BaseDir string
@@ -51,13 +56,15 @@ type Bed struct {
 	Containerd *Containerd
 	Registry   *Registry
 	Kubelet    *Kubelet
+	Hosts      []*Host
 
-	log      *slog.Logger
-	slot     *slot
-	mu       sync.Mutex
-	stops    []namedStop
-	stopOnce sync.Once
-	stopErr  error
+	log       *slog.Logger
+	slot      *slot
+	mu        sync.Mutex
+	sharedDir bool // b.Dir is a shared mount (containerd.go)
+	stops     []namedStop
+	stopOnce  sync.Once
+	stopErr   error
 }
 
 type namedStop struct {
@@ -96,9 +103,17 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 			b = nil
 		}
 	}()
+	if opts.Hosts > 0 {
+		if err = b.createUnderlay(); err != nil {
+			return b, err
+		}
+		if opts.RegistryAddr == "" {
+			opts.RegistryAddr = b.Network.UnderlayGateway.String() + ":0"
+		}
+	}
 	if opts.SharedRegistry != nil {
 		b.Registry = opts.SharedRegistry
-	} else if opts.Registry || opts.Containerd {
+	} else if opts.Registry || opts.Containerd || opts.Hosts > 0 {
 		if b.Registry, err = b.startRegistry(ctx, opts.RegistryAddr, opts.CoreDNS); err != nil {
 			return b, fmt.Errorf("registry: %w", err)
 		}
@@ -120,6 +135,13 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 		if b.Kubelet, err = b.startKubelet(ctx, opts.KubeletMaxPods); err != nil {
 			return b, fmt.Errorf("kubelet: %w", err)
 		}
+	}
+	for i := range opts.Hosts {
+		h, err := b.addHost(ctx, i+1)
+		if err != nil {
+			return b, fmt.Errorf("pool host %d: %w", i+1, err)
+		}
+		b.Hosts = append(b.Hosts, h)
 	}
 	b.log.Info("test bed ready", "dir", b.Dir)
 	return b, nil
@@ -162,7 +184,7 @@ func checkMachine(opts Options, euid int) error {
 	}
 	var missing []string
 	need := []string{"ip", "unshare", "nsenter", "mount"}
-	if opts.Containerd {
+	if opts.Containerd || opts.Hosts > 0 {
 		need = append(need, "runc")
 	}
 	for _, bin := range need {
@@ -170,7 +192,7 @@ func checkMachine(opts Options, euid int) error {
 			missing = append(missing, bin)
 		}
 	}
-	if opts.Containerd {
+	if opts.Containerd || opts.Hosts > 0 {
 		if _, err := containerdBinary(); err != nil {
 			return err
 		}
@@ -178,7 +200,7 @@ func checkMachine(opts Options, euid int) error {
 			missing = append(missing, "CNI plugins in "+cniBinDir)
 		}
 	}
-	if opts.Containerd || opts.Registry {
+	if opts.Containerd || opts.Registry || opts.Hosts > 0 {
 		if _, err := os.Stat(busyboxPath); err != nil {
 			missing = append(missing, busyboxPath+" (busybox-static)")
 		}

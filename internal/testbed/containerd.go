@@ -132,6 +132,13 @@ var registryHosts = template.Must(template.New("hosts").Parse(`server = "http://
 `))
 
 func (b *Bed) startContainerd(ctx context.Context) (*Containerd, error) {
+	return b.startContainerdIn(ctx, "", filepath.Join(b.Dir, "containerd"))
+}
+
+// startContainerdIn starts a containerd with its directories under dir, in
+// network namespace netns ("": the bed's, with the bed's CNI network for a
+// kubelet's pods; else a pool host's, whose network is its agent's).
+func (b *Bed) startContainerdIn(ctx context.Context, netns, dir string) (*Containerd, error) {
 	bin, err := containerdBinary()
 	if err != nil {
 		return nil, err
@@ -140,7 +147,6 @@ func (b *Bed) startContainerd(ctx context.Context) (*Containerd, error) {
 	if err != nil {
 		return nil, fmt.Errorf("runc is not installed: run hack/install-deps.sh (make deps)")
 	}
-	dir := filepath.Join(b.Dir, "containerd")
 	c := &Containerd{
 		Root:   filepath.Join(dir, "root"),
 		State:  filepath.Join(dir, "state"),
@@ -152,7 +158,7 @@ func (b *Bed) startContainerd(ctx context.Context) (*Containerd, error) {
 	c.CNIConfDir, c.CNIBinDir = cniConfDir, filepath.Join(dir, "cni-bin")
 	certsDir := filepath.Join(dir, "certs.d")
 	c.CertsDir = certsDir
-	configPath, err := b.writeContainerdConfig(c, dir, runc)
+	configPath, err := b.writeContainerdConfig(c, dir, runc, netns == "")
 	if err != nil {
 		return nil, err
 	}
@@ -175,25 +181,44 @@ func (b *Bed) startContainerd(ctx context.Context) (*Containerd, error) {
 	// shared mount: what an agent mounts there (memory emptyDirs) reaches the
 	// containers, as when both share the host's namespace; nothing mounted
 	// inside containerd's namespace leaks out.
-	if err := shareMount(b.Dir); err != nil {
+	if err := b.shareDir(); err != nil {
 		return nil, err
 	}
-	c.proc, err = b.startProcess("containerd", "unshare",
+	name := "containerd"
+	if netns != "" {
+		name += "-" + netns
+	}
+	c.proc, err = b.startProcessIn(netns, name, "unshare",
 		"--pid", "--fork", "--kill-child=SIGKILL", "--mount-proc",
 		"--mount", "--propagation", "slave", "sh", scriptPath)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.waitCRI(ctx); err != nil {
+	// A pool host's network is ready once its agent wrote its config.
+	if err := c.waitCRI(ctx, netns == ""); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
+// shareDir makes the bed's directory a shared mount, once.
+func (b *Bed) shareDir() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.sharedDir {
+		return nil
+	}
+	if err := shareMount(b.Dir); err != nil {
+		return err
+	}
+	b.sharedDir = true
+	return nil
+}
+
 // writeContainerdConfig makes containerd's directories and writes its
 // config, the registry's hosts file and the bed's CNI network; it returns
 // the config's path.
-func (b *Bed) writeContainerdConfig(c *Containerd, dir, runc string) (string, error) {
+func (b *Bed) writeContainerdConfig(c *Containerd, dir, runc string, bedNetwork bool) (string, error) {
 	cniConfDir, certsDir := c.CNIConfDir, c.CertsDir
 	for _, d := range []string{c.Root, c.State, c.LogDir, cniConfDir, c.CNIBinDir, filepath.Join(certsDir, b.Registry.Host)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -203,10 +228,12 @@ func (b *Bed) writeContainerdConfig(c *Containerd, dir, runc string) (string, er
 	if err := renderFile(filepath.Join(certsDir, b.Registry.Host, "hosts.toml"), registryHosts, b.Registry.Host); err != nil {
 		return "", err
 	}
-	if err := renderFile(filepath.Join(cniConfDir, "10-eci-bed.conflist"), cniConfig, map[string]string{
-		"Bridge": b.Network.Bridge, "Subnet": b.Network.PodCIDR.String(), "IPAMDir": filepath.Join(dir, "ipam"),
-	}); err != nil {
-		return "", err
+	if bedNetwork {
+		if err := renderFile(filepath.Join(cniConfDir, "10-eci-bed.conflist"), cniConfig, map[string]string{
+			"Bridge": b.Network.Bridge, "Subnet": b.Network.PodCIDR.String(), "IPAMDir": filepath.Join(dir, "ipam"),
+		}); err != nil {
+			return "", err
+		}
 	}
 	configPath := filepath.Join(dir, "config.toml")
 	if err := renderFile(configPath, containerdConfig, map[string]string{
@@ -219,8 +246,8 @@ func (b *Bed) writeContainerdConfig(c *Containerd, dir, runc string) (string, er
 }
 
 // waitCRI connects the bed's CRI clients and waits until containerd says
-// every CRI condition holds.
-func (c *Containerd) waitCRI(ctx context.Context) error {
+// every CRI condition holds (but NetworkReady, unless network).
+func (c *Containerd) waitCRI(ctx context.Context, network bool) error {
 	logger := klog.Background()
 	return c.proc.waitReady(ctx, 30*time.Second, func(ctx context.Context) error {
 		_, err := os.Stat(c.Socket)
@@ -240,7 +267,7 @@ func (c *Containerd) waitCRI(ctx context.Context) error {
 			return err
 		}
 		for _, cond := range st.GetStatus().GetConditions() {
-			if !cond.Status {
+			if !cond.Status && (network || cond.Type != runtimeapi.NetworkReady) {
 				return fmt.Errorf("CRI condition %s is false: %s %s", cond.Type, cond.Reason, cond.Message)
 			}
 		}

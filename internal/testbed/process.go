@@ -27,6 +27,13 @@ type process struct {
 }
 
 func (b *Bed) startProcess(name string, bin string, args ...string) (*process, error) {
+	return b.startProcessIn("", name, bin, args...)
+}
+
+// startProcessIn is startProcess in the network namespace netns (a name
+// under /var/run/netns; "" for the bed's own), entered by nsenter, which
+// then runs bin in its place (the pid recorded is bin's).
+func (b *Bed) startProcessIn(netns, name string, bin string, args ...string) (*process, error) {
 	logPath := filepath.Join(b.Dir, "logs", name+".log")
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
 		return nil, err
@@ -36,6 +43,9 @@ func (b *Bed) startProcess(name string, bin string, args ...string) (*process, e
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
+	if netns != "" {
+		cmd = exec.Command("nsenter", append([]string{"--net=/var/run/netns/" + netns, "--", bin}, args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Env = append(os.Environ(), "PATH="+os.Getenv("PATH")+":/usr/sbin:/sbin")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}

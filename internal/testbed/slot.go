@@ -35,6 +35,8 @@ const DefaultBaseDir = "/var/lib/eci-testbed"
 //	                    slots 0-15 only (same network)
 //	198.18.(128+4S).0/22 a second service range (a ServiceCIDR object a
 //	                    benchmark of 1,000 Services adds), slots 0-15 only
+//	198.18.(192+S).0/24 the underlay of a pool of hosts (bridge eciulS
+//	                    with .1; host i's tunnel IP .(10+i))
 type Network struct {
 	ServiceCIDR netip.Prefix
 	NodeCIDR    netip.Prefix
@@ -51,6 +53,12 @@ type Network struct {
 	// LargeVSwitchCIDR is a /22 for bursts of more groups than VSwitchCIDR
 	// holds; only slots 0-15 have one (invalid otherwise).
 	LargeVSwitchCIDR netip.Prefix
+	// UnderlayCIDR joins a pool's hosts (Options.Hosts): the bed's end
+	// (bridge UnderlayBridge) has UnderlayGateway, where the pool's server
+	// and registry listen.
+	UnderlayCIDR    netip.Prefix
+	UnderlayGateway netip.Addr
+	UnderlayBridge  string
 	// LocalAddr is an address a test may put on the host's loopback, to
 	// serve on an address of the host that is not a loopback one (a
 	// private registry).
@@ -63,16 +71,19 @@ type Network struct {
 func networkFor(slot int) Network {
 	s := byte(slot)
 	n := Network{
-		ServiceCIDR:  netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, s, 0}), 24),
-		NodeCIDR:     netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 64 + s, 0}), 24),
-		NodeIP:       netip.AddrFrom4([4]byte{198, 18, 64 + s, 1}),
-		PodCIDR:      netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, s, 0}), 24),
-		Bridge:       fmt.Sprintf("ecibr%d", slot),
-		NodeLink:     fmt.Sprintf("ecind%d", slot),
-		NodePeer:     fmt.Sprintf("ecinp%d", slot),
-		VSwitchCIDR:  netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, 128 + s, 0}), 24),
-		AgentNetwork: fmt.Sprintf("eciag%d", slot),
-		LocalAddr:    netip.AddrFrom4([4]byte{198, 18, 64 + s, 200}),
+		ServiceCIDR:     netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, s, 0}), 24),
+		NodeCIDR:        netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 64 + s, 0}), 24),
+		NodeIP:          netip.AddrFrom4([4]byte{198, 18, 64 + s, 1}),
+		PodCIDR:         netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, s, 0}), 24),
+		Bridge:          fmt.Sprintf("ecibr%d", slot),
+		NodeLink:        fmt.Sprintf("ecind%d", slot),
+		NodePeer:        fmt.Sprintf("ecinp%d", slot),
+		VSwitchCIDR:     netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, 128 + s, 0}), 24),
+		AgentNetwork:    fmt.Sprintf("eciag%d", slot),
+		LocalAddr:       netip.AddrFrom4([4]byte{198, 18, 64 + s, 200}),
+		UnderlayCIDR:    netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 192 + s, 0}), 24),
+		UnderlayGateway: netip.AddrFrom4([4]byte{198, 18, 192 + s, 1}),
+		UnderlayBridge:  fmt.Sprintf("eciul%d", slot),
 	}
 	if slot < 16 {
 		n.LargeVSwitchCIDR = netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, 64 + 4*s, 0}), 22)
@@ -163,7 +174,10 @@ func (s *slot) clean() error {
 		f.Close()
 	}
 	n := networkFor(s.index)
-	for _, link := range []string{n.Bridge, n.NodeLink, n.AgentNetwork} {
+	if err := removeHosts(s.index); err != nil {
+		return err
+	}
+	for _, link := range []string{n.Bridge, n.NodeLink, n.AgentNetwork, n.UnderlayBridge} {
 		if linkExists(link) {
 			if out, err := exec.Command("ip", "link", "del", link).CombinedOutput(); err != nil {
 				return fmt.Errorf("delete link %s: %w: %s", link, err, out)

@@ -1,0 +1,245 @@
+package datapath
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// VXLANPort is the UDP port of the tunnels between hosts (IANA's VXLAN).
+const VXLANPort = 4789
+
+// VXLANOverhead is what the tunnel adds to a packet (outer IPv4, UDP,
+// VXLAN and Ethernet headers): an instance's link is that much smaller than
+// the underlay's.
+const VXLANOverhead = 50
+
+// Overlay is the host's tunnel to the other hosts of the pool: one VXLAN
+// device, in the kernel, through which the host routes every instance that
+// another host runs (a /32 route each, as it routes its own to their
+// links). Nothing is learned from the wire: the routes, the neighbour
+// entries (an instance's address to its host's tunnel MAC) and the
+// forwarding entries (that MAC to the host's tunnel IP) all come from the
+// server's view of the pool, so an instance can't redirect another's
+// traffic by what it sends.
+type Overlay struct {
+	// Device is the VXLAN device's name, VNI its network identifier.
+	Device string
+	VNI    int
+	// Local is this host's tunnel IP (its address on the underlay).
+	Local netip.Addr
+	// MTU of the device: the underlay's less VXLANOverhead.
+	MTU int
+}
+
+// Remote is an instance that another host runs.
+type Remote struct {
+	IP   netip.Addr // the instance's address
+	Host netip.Addr // its host's tunnel IP
+}
+
+// TunnelMAC is the MAC address of the tunnel device of the host whose
+// tunnel IP is ip: locally administered, derived from the address, so that
+// hosts need not tell each other theirs.
+func TunnelMAC(ip netip.Addr) net.HardwareAddr {
+	b := ip.As4()
+	return net.HardwareAddr{0x02, 0xec, b[0], b[1], b[2], b[3]}
+}
+
+// Ensure makes the device (or checks it) and brings it up.
+func (o *Overlay) Ensure() error {
+	if !o.Local.Is4() {
+		return fmt.Errorf("tunnel IP %s: only IPv4 is served", o.Local)
+	}
+	want := &netlink.Vxlan{
+		LinkAttrs: netlink.LinkAttrs{Name: o.Device, MTU: o.MTU, HardwareAddr: TunnelMAC(o.Local)},
+		VxlanId:   o.VNI, SrcAddr: o.Local.AsSlice(), Port: VXLANPort, Learning: false,
+	}
+	link, err := netlink.LinkByName(o.Device)
+	if err == nil {
+		vx, ok := link.(*netlink.Vxlan)
+		if !ok || vx.VxlanId != o.VNI || !vx.SrcAddr.Equal(o.Local.AsSlice()) || vx.Port != VXLANPort || vx.Learning {
+			// Made by another configuration: made again.
+			if err := netlink.LinkDel(link); err != nil {
+				return fmt.Errorf("tunnel %s: %w", o.Device, err)
+			}
+			link = nil
+		}
+	} else if !errors.As(err, new(netlink.LinkNotFoundError)) {
+		return fmt.Errorf("tunnel %s: %w", o.Device, err)
+	} else {
+		link = nil
+	}
+	if link == nil {
+		if err := netlink.LinkAdd(want); err != nil {
+			return fmt.Errorf("tunnel %s (VXLAN %d from %s): %w", o.Device, o.VNI, o.Local, err)
+		}
+		if link, err = netlink.LinkByName(o.Device); err != nil {
+			return fmt.Errorf("tunnel %s: %w", o.Device, err)
+		}
+	}
+	if link.Attrs().MTU != o.MTU {
+		if err := netlink.LinkSetMTU(link, o.MTU); err != nil {
+			return fmt.Errorf("tunnel %s MTU %d: %w", o.Device, o.MTU, err)
+		}
+	}
+	// What arrives through the tunnel claims an instance of the host it
+	// came from: strict reverse-path filtering holds it to the /32 routes.
+	if err := sysctl("net/ipv4/conf/"+o.Device+"/rp_filter", "1"); err != nil {
+		return err
+	}
+	_ = sysctl("net/ipv6/conf/"+o.Device+"/disable_ipv6", "1")
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("tunnel %s up: %w", o.Device, err)
+	}
+	return EnableForwarding()
+}
+
+// Sync makes the device's routes, neighbour and forwarding entries exactly
+// remotes' (a remote on this host's own tunnel IP is left out): what is
+// missing or different is written, what is no longer wanted deleted.
+func (o *Overlay) Sync(remotes []Remote) error {
+	link, err := netlink.LinkByName(o.Device)
+	if err != nil {
+		return fmt.Errorf("tunnel %s: %w", o.Device, err)
+	}
+	idx := link.Attrs().Index
+	hosts := map[netip.Addr]bool{}
+	ips := map[netip.Addr]netip.Addr{}
+	for _, r := range remotes {
+		if r.Host == o.Local || !r.IP.Is4() || !r.Host.Is4() {
+			continue
+		}
+		hosts[r.Host] = true
+		ips[r.IP] = r.Host
+	}
+	if err := o.syncForwarding(idx, hosts); err != nil {
+		return err
+	}
+	if err := o.syncNeighbours(idx, ips); err != nil {
+		return err
+	}
+	return o.syncRoutes(idx, ips)
+}
+
+// syncForwarding: one entry per host, its tunnel MAC to its tunnel IP.
+func (o *Overlay) syncForwarding(idx int, hosts map[netip.Addr]bool) error {
+	cur, err := netlink.NeighList(idx, unix.AF_BRIDGE)
+	if err != nil {
+		return fmt.Errorf("forwarding entries of %s: %w", o.Device, err)
+	}
+	have := map[netip.Addr]bool{}
+	for _, n := range cur {
+		ip, ok := netip.AddrFromSlice(n.IP)
+		if !ok || n.HardwareAddr == nil {
+			continue
+		}
+		ip = ip.Unmap()
+		if hosts[ip] && slices.Equal(n.HardwareAddr, TunnelMAC(ip)) {
+			have[ip] = true
+			continue
+		}
+		if err := netlink.NeighDel(&n); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("forwarding entry %s of %s: %w", ip, o.Device, err)
+		}
+	}
+	for h := range hosts {
+		if have[h] {
+			continue
+		}
+		fdb := &netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, Flags: netlink.NTF_SELF, State: netlink.NUD_PERMANENT,
+			IP: h.AsSlice(), HardwareAddr: TunnelMAC(h)}
+		if err := netlink.NeighSet(fdb); err != nil {
+			return fmt.Errorf("forwarding entry %s of %s: %w", h, o.Device, err)
+		}
+	}
+	return nil
+}
+
+// syncNeighbours: one permanent entry per remote instance, its address to
+// its host's tunnel MAC.
+func (o *Overlay) syncNeighbours(idx int, ips map[netip.Addr]netip.Addr) error {
+	cur, err := netlink.NeighList(idx, unix.AF_INET)
+	if err != nil {
+		return fmt.Errorf("neighbours of %s: %w", o.Device, err)
+	}
+	have := map[netip.Addr]bool{}
+	for _, n := range cur {
+		ip, ok := netip.AddrFromSlice(n.IP)
+		if !ok {
+			continue
+		}
+		ip = ip.Unmap()
+		if h, want := ips[ip]; want && n.State == netlink.NUD_PERMANENT && slices.Equal(n.HardwareAddr, TunnelMAC(h)) {
+			have[ip] = true
+			continue
+		}
+		if err := netlink.NeighDel(&n); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("neighbour %s of %s: %w", ip, o.Device, err)
+		}
+	}
+	for ip, h := range ips {
+		if have[ip] {
+			continue
+		}
+		n := &netlink.Neigh{LinkIndex: idx, Family: unix.AF_INET, State: netlink.NUD_PERMANENT, IP: ip.AsSlice(), HardwareAddr: TunnelMAC(h)}
+		if err := netlink.NeighSet(n); err != nil {
+			return fmt.Errorf("neighbour %s of %s: %w", ip, o.Device, err)
+		}
+	}
+	return nil
+}
+
+// syncRoutes: a /32 route on the device per remote instance.
+func (o *Overlay) syncRoutes(idx int, ips map[netip.Addr]netip.Addr) error {
+	cur, err := netlink.RouteListFiltered(unix.AF_INET, &netlink.Route{LinkIndex: idx, Protocol: RouteProtocol},
+		netlink.RT_FILTER_OIF|netlink.RT_FILTER_PROTOCOL)
+	if err != nil {
+		return fmt.Errorf("routes of %s: %w", o.Device, err)
+	}
+	have := map[netip.Addr]bool{}
+	for _, r := range cur {
+		if r.Dst == nil {
+			continue
+		}
+		p, ok := netip.AddrFromSlice(r.Dst.IP)
+		ones, _ := r.Dst.Mask.Size()
+		if ok && ones == 32 {
+			if _, want := ips[p.Unmap()]; want {
+				have[p.Unmap()] = true
+				continue
+			}
+		}
+		if err := netlink.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("route %s of %s: %w", r.Dst, o.Device, err)
+		}
+	}
+	for ip := range ips {
+		if have[ip] {
+			continue
+		}
+		r := &netlink.Route{LinkIndex: idx, Dst: ipNet(netip.PrefixFrom(ip, 32)), Scope: netlink.SCOPE_LINK, Protocol: RouteProtocol}
+		if err := netlink.RouteReplace(r); err != nil {
+			return fmt.Errorf("route to %s on %s: %w", ip, o.Device, err)
+		}
+	}
+	return nil
+}
+
+// Remove deletes the device (its routes and entries go with it); a device
+// that is gone is no error.
+func (o *Overlay) Remove() error {
+	link, err := netlink.LinkByName(o.Device)
+	if errors.As(err, new(netlink.LinkNotFoundError)) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return netlink.LinkDel(link)
+}
