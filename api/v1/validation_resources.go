@@ -54,6 +54,27 @@ func ValidateVSwitch(v *VSwitch) error {
 	if v.Spec.CIDR == "" {
 		e.required("spec.cidr", "an IPv4 CIDR such as 198.19.128.0/24")
 	}
+	if v.Spec.VPCID != "" {
+		e.dnsLabel("spec.vpcId", v.Spec.VPCID, 63)
+	}
+	return e.result()
+}
+
+// ValidateVPC checks a VPC to create.
+func ValidateVPC(v *VPC) error {
+	e := &errs{}
+	e.dnsLabel("metadata.name", v.Metadata.Name, 63)
+	if v.Metadata.Name == DefaultVPC {
+		e.add("metadata.name", "%q is the default VPC's, which is never stored", DefaultVPC)
+	}
+	if v.Metadata.Tenant != "" {
+		e.dnsLabel("metadata.tenant", v.Metadata.Tenant, 63)
+	}
+	if v.Spec.CIDR != "" {
+		if p, err := netip.ParsePrefix(v.Spec.CIDR); err != nil || !p.Addr().Is4() || p.Bits() > 29 {
+			e.add("spec.cidr", "%q: allowed: an IPv4 CIDR of /29 or larger, such as 198.19.0.0/16", v.Spec.CIDR)
+		}
+	}
 	return e.result()
 }
 

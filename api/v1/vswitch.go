@@ -14,10 +14,14 @@ type VSwitchSpec struct {
 	CIDR string `json:"cidr"`
 	// Gateway defaults to the first address of the CIDR.
 	Gateway string `json:"gateway,omitempty"`
+	// VPCID is the VPC the vSwitch belongs to (DefaultVPC when empty): it
+	// may overlap vSwitches of other VPCs, never one of its own.
+	VPCID string `json:"vpcId,omitempty"`
 }
 
-// VSwitchStatus counts addresses.
+// VSwitchStatus counts addresses, and gives its VPC's network identifier.
 type VSwitchStatus struct {
 	Total     int `json:"total"`
 	Allocated int `json:"allocated"`
+	VNI       int `json:"vni,omitempty"`
 }

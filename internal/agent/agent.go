@@ -34,7 +34,8 @@ type Agent struct {
 	streamToken string                    // the secret the server presents to the stream server
 	hostDNS     *hostResolv               // what --resolv-conf says (dns.go)
 	svcs        *services                 // the host's virtual services (services.go); nil: none
-	tunnel      *overlay                  // the tunnel to the other hosts (overlay.go); nil: none
+	tunnel      *overlay                  // the tunnels to the other hosts (overlay.go); nil: none
+	net         *hostNetwork              // the VPCs' isolation (hostnet.go); with a CNI config dir
 	mtu         int                       // of the instances' links
 
 	ready chan struct{}
@@ -82,7 +83,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return err
 	}
 	a.startServices(ctx)
-	if err := a.startOverlay(); err != nil {
+	if err := a.startOverlay(ctx); err != nil {
 		return err
 	}
 	// The groups' volumes hold their secrets and tokens: only the agent (and
@@ -184,7 +185,7 @@ func (a *Agent) startServices(ctx context.Context) {
 		removeServicesTable(ctx, a.cfg.NetworkName)
 		return
 	}
-	svcs, err := newServices(a.cfg.NetworkName)
+	svcs, err := newServices(a.cfg.NetworkName, a.cachedVNI)
 	if err != nil {
 		log.G(ctx).Error("virtual services are off: the groups of this host reach no Service", "err", err)
 		removeServicesTable(ctx, a.cfg.NetworkName)
@@ -195,8 +196,11 @@ func (a *Agent) startServices(ctx context.Context) {
 
 // startOverlay sets the instances' MTU and, with a tunnel IP, the tunnel
 // to the other hosts, whose tunnel IP the host registers.
-func (a *Agent) startOverlay() error {
+func (a *Agent) startOverlay(ctx context.Context) error {
 	a.mtu = a.cfg.MTU
+	if a.cfg.CNIConfDir != "" {
+		a.net = newHostNetwork(ctx, a.cfg.NetworkName)
+	}
 	if !a.cfg.TunnelIP.IsValid() || a.cfg.CNIConfDir == "" {
 		if a.mtu == 0 {
 			a.mtu = 1500
@@ -211,7 +215,7 @@ func (a *Agent) startOverlay() error {
 		a.mtu = mtu
 	}
 	a.cfg.Host.Spec.TunnelIP = a.cfg.TunnelIP.String()
-	a.tunnel = newOverlay(a.cfg.Client, a.name, a.cfg.NetworkName, a.cfg.TunnelIP, a.mtu)
+	a.tunnel = newOverlay(a.cfg.Client, a.name, a.cfg.NetworkName, a.cfg.TunnelIP, a.mtu, a.net, a.vniOfVSwitch)
 	return nil
 }
 

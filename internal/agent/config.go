@@ -10,6 +10,7 @@ import (
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/datapath"
 )
 
 // The agent logs to the logger of Run's context (internal/log), as every
@@ -137,8 +138,8 @@ func (c *Config) validate() error {
 	if c.TunnelIP.IsValid() && (!c.TunnelIP.Is4() || !c.TunnelIP.IsGlobalUnicast()) {
 		return fmt.Errorf("agent: --tunnel-ip %s: allowed: a unicast IPv4 address of this host", c.TunnelIP)
 	}
-	if c.TunnelIP.IsValid() && len(overlayDevice(c.NetworkName)) > 15 {
-		return fmt.Errorf("agent: --network-name %q: allowed with a tunnel: at most 12 characters (the tunnel device is %s)", c.NetworkName, overlayDevice(c.NetworkName))
+	if dev := datapath.TunnelDevice(c.NetworkName, apiv1.MaxVNI); c.TunnelIP.IsValid() && len(dev) > 15 {
+		return fmt.Errorf("agent: --network-name %q: allowed with a tunnel: at most 7 characters (the tunnels are named like %s, 15 at most)", c.NetworkName, dev)
 	}
 	if c.MTU != 0 && (c.MTU < 1280 || c.MTU > 9000) {
 		return fmt.Errorf("agent: --mtu %d: allowed: 0 (derived) or 1280 to 9000", c.MTU)

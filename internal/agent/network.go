@@ -17,6 +17,7 @@ import (
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/cni"
 	"github.com/eci-dev/eci/internal/datapath"
+	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/log"
 )
 
@@ -66,7 +67,7 @@ func (a *Agent) serveNetwork(ctx context.Context) error {
 			http.Error(w, "detach request: a containerID is needed", http.StatusBadRequest)
 			return
 		}
-		if err := datapath.Detach(req.ContainerID); err != nil {
+		if err := a.net.detach(log.WithLogger(r.Context(), log.G(ctx)), req.ContainerID); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 		}
 	})
@@ -122,11 +123,11 @@ func peerPath(ctx context.Context, path string) (string, error) {
 
 // attach makes req's sandbox interface with its group's address.
 func (a *Agent) attach(ctx context.Context, req cni.AttachRequest) (*cni.Attached, error) {
-	addr, gw, err := a.addressOf(ctx, req.Group)
+	addr, gw, vni, err := a.addressOf(ctx, req.Group)
 	if err != nil {
 		return nil, err
 	}
-	at, err := datapath.Attach(datapath.Attachment{ContainerID: req.ContainerID, NetNS: req.NetNS, IfName: req.IfName, Address: addr, Gateway: gw, MTU: a.mtu})
+	at, err := a.net.attach(ctx, datapath.Attachment{ContainerID: req.ContainerID, NetNS: req.NetNS, IfName: req.IfName, Address: addr, Gateway: gw, MTU: a.mtu, VNI: vni})
 	if err != nil {
 		return nil, fmt.Errorf("attach group %s: %w", req.Group, err)
 	}
@@ -134,30 +135,55 @@ func (a *Agent) attach(ctx context.Context, req cni.AttachRequest) (*cni.Attache
 	return &cni.Attached{HostInterface: at.HostInterface, Interface: at.Interface, MAC: at.MAC, Address: addr.String(), Gateway: gw.String()}, nil
 }
 
-// addressOf is group id's address (with its vSwitch's prefix length) and
-// gateway, from the server's view of the group and of its vSwitch.
-func (a *Agent) addressOf(ctx context.Context, id string) (netip.Prefix, netip.Addr, error) {
+// addressOf is group id's address (with its vSwitch's prefix length),
+// gateway and VPC (VNI), from the server's view of the group and of its
+// vSwitch.
+func (a *Agent) addressOf(ctx context.Context, id string) (addr netip.Prefix, gw netip.Addr, vni int, err error) {
 	g := a.desired(id)
 	if g == nil || g.Status.IP == "" {
-		return netip.Prefix{}, netip.Addr{}, fmt.Errorf("group %s has no address on host %s", id, a.name)
+		return addr, gw, 0, fmt.Errorf("group %s has no address on host %s", id, a.name)
 	}
 	ip, err := netip.ParseAddr(g.Status.IP)
 	if err != nil {
-		return netip.Prefix{}, netip.Addr{}, err
+		return addr, gw, 0, err
 	}
 	v, err := a.vswitch(ctx, g.Status.VSwitchID)
 	if err != nil {
-		return netip.Prefix{}, netip.Addr{}, err
+		return addr, gw, 0, err
 	}
 	prefix, err := netip.ParsePrefix(v.Spec.CIDR)
 	if err != nil {
-		return netip.Prefix{}, netip.Addr{}, err
+		return addr, gw, 0, err
 	}
-	gw, err := netip.ParseAddr(v.Spec.Gateway)
+	if gw, err = netip.ParseAddr(v.Spec.Gateway); err != nil {
+		return addr, gw, 0, fmt.Errorf("vSwitch %s gateway %q: %w", v.Metadata.ID, v.Spec.Gateway, err)
+	}
+	return netip.PrefixFrom(ip, prefix.Bits()), gw, vniOf(v), nil
+}
+
+// vniOf is vSwitch v's VPC (the default one for a vSwitch made before
+// VPCs).
+func vniOf(v *apiv1.VSwitch) int { return max(v.Status.VNI, datapath.DefaultVNI) }
+
+// cachedVNI is vSwitch id's VPC from the agent's cache alone (false: not
+// read yet).
+func (a *Agent) cachedVNI(id string) (int, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	v, ok := a.vswitches[id]
+	if !ok {
+		return 0, false
+	}
+	return vniOf(v), true
+}
+
+// vniOfVSwitch is vSwitch id's VPC.
+func (a *Agent) vniOfVSwitch(ctx context.Context, id string) (int, error) {
+	v, err := a.vswitch(ctx, id)
 	if err != nil {
-		return netip.Prefix{}, netip.Addr{}, fmt.Errorf("vSwitch %s gateway %q: %w", v.Metadata.ID, v.Spec.Gateway, err)
+		return 0, err
 	}
-	return netip.PrefixFrom(ip, prefix.Bits()), gw, nil
+	return vniOf(v), nil
 }
 
 // vswitch returns a vSwitch, from the agent's cache (a vSwitch's CIDR never
@@ -181,5 +207,5 @@ func (a *Agent) vswitch(ctx context.Context, id string) (*apiv1.VSwitch, error) 
 	if v, ok := a.vswitches[id]; ok {
 		return v, nil
 	}
-	return nil, fmt.Errorf("vSwitch %s does not exist", id)
+	return nil, fmt.Errorf("vSwitch %s: %w", id, errdefs.ErrNotFound)
 }

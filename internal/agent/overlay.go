@@ -11,18 +11,23 @@ import (
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/datapath"
+	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/log"
 )
 
-// overlay keeps the host's tunnel (datapath.Overlay) routing every
-// instance another host runs: it watches where every group's address is
-// (/v1/addresses) and reads where the other hosts' tunnels reach them
-// (their tunnel IPs), and syncs the tunnel's routes and entries on every
-// change, at most every 100 ms, and every 30 s in any case.
+// overlay keeps the host's tunnels (datapath.Overlay, one per VPC the
+// host has instances of) routing every instance another host runs: it
+// watches where every group's address is (/v1/addresses), reads where the
+// other hosts' tunnels reach them (their tunnel IPs), and syncs the
+// tunnels' routes and entries on every change, at most every 100 ms, and
+// every 30 s in any case.
 type overlay struct {
-	dp     *datapath.Overlay
-	self   string
-	client *client.Client
+	self, network string
+	local         netip.Addr
+	mtu           int
+	client        *client.Client
+	net           *hostNetwork                               // the VPCs' marks (network.go)
+	vniOf         func(context.Context, string) (int, error) // a vSwitch's VPC
 
 	mu      sync.Mutex
 	addrs   map[string]apiv1.InstanceAddressSpec // group id: where its address is
@@ -30,19 +35,17 @@ type overlay struct {
 	synced  bool                                 // the first list is in
 	tunnels map[string]netip.Addr                // host: its tunnel IP
 	read    time.Time                            // when tunnels were read
+	devices map[int]*datapath.Overlay            // VNI: its tunnel
 	changed chan struct{}
 }
 
-// overlayDevice is the tunnel device of the agent's network.
-func overlayDevice(network string) string { return "vx-" + network }
-
-// newOverlay is the tunnel of host self, from its tunnel IP local, with
+// newOverlay is the tunnels of host self, from its tunnel IP local, with
 // links of mtu.
-func newOverlay(c *client.Client, self, network string, local netip.Addr, mtu int) *overlay {
+func newOverlay(c *client.Client, self, network string, local netip.Addr, mtu int, hn *hostNetwork, vniOf func(context.Context, string) (int, error)) *overlay {
 	return &overlay{
-		dp:   &datapath.Overlay{Device: overlayDevice(network), VNI: 1, Local: local, MTU: mtu},
-		self: self, client: c, addrs: map[string]apiv1.InstanceAddressSpec{},
-		tunnels: map[string]netip.Addr{}, changed: make(chan struct{}, 1),
+		self: self, network: network, local: local, mtu: mtu, client: c, net: hn, vniOf: vniOf,
+		addrs: map[string]apiv1.InstanceAddressSpec{}, tunnels: map[string]netip.Addr{},
+		devices: map[int]*datapath.Overlay{}, changed: make(chan struct{}, 1),
 	}
 }
 
@@ -117,12 +120,11 @@ func (o *overlay) run(ctx context.Context) {
 	}
 }
 
-// sync writes the tunnel's routes for the instances of the other hosts
-// (nothing before the first list of addresses is in).
+// sync writes the tunnels' routes for the instances of the other hosts
+// (nothing before the first list of addresses is in): a tunnel per VPC of
+// the host's own instances (the default VPC's always), each routing the
+// other hosts' instances of its VPC.
 func (o *overlay) sync(ctx context.Context) error {
-	if err := o.dp.Ensure(); err != nil {
-		return err
-	}
 	o.mu.Lock()
 	if !o.synced {
 		o.mu.Unlock()
@@ -141,7 +143,43 @@ func (o *overlay) sync(ctx context.Context) error {
 			return err
 		}
 	}
-	return o.dp.Sync(o.remotes())
+	remotes, local, err := o.remotes(ctx)
+	if err != nil {
+		return err
+	}
+	local[datapath.DefaultVNI] = true
+	for vni := range local {
+		dev, err := o.device(ctx, vni)
+		if err != nil {
+			return err
+		}
+		if err := dev.Sync(remotes[vni]); err != nil {
+			return err
+		}
+	}
+	for vni, dev := range o.devices {
+		if !local[vni] {
+			if err := dev.Remove(); err != nil {
+				return fmt.Errorf("tunnel of VPC %d: %w", vni, err)
+			}
+			delete(o.devices, vni)
+		}
+	}
+	return nil
+}
+
+// device is VPC vni's tunnel, made (with its VPC's mark before it is up)
+// if need be.
+func (o *overlay) device(ctx context.Context, vni int) (*datapath.Overlay, error) {
+	dev := o.devices[vni]
+	if dev == nil {
+		dev = &datapath.Overlay{Device: datapath.TunnelDevice(o.network, vni), VNI: vni, Local: o.local, MTU: o.mtu, Table: datapath.TableOf(vni)}
+		if err := o.net.mark(ctx, dev.Device, vni); err != nil {
+			return nil, err
+		}
+		o.devices[vni] = dev
+	}
+	return dev, dev.Ensure()
 }
 
 // readTunnels reads every host's tunnel IP.
@@ -162,20 +200,37 @@ func (o *overlay) readTunnels(ctx context.Context) error {
 	return nil
 }
 
-// remotes are the instances of the other hosts whose tunnel IP is known.
-func (o *overlay) remotes() []datapath.Remote {
+// remotes are the instances of the other hosts whose tunnel IP is known,
+// by VPC, and the VPCs of this host's own.
+func (o *overlay) remotes(ctx context.Context) (map[int][]datapath.Remote, map[int]bool, error) {
 	o.mu.Lock()
-	defer o.mu.Unlock()
-	out := make([]datapath.Remote, 0, len(o.addrs))
+	addrs := make([]apiv1.InstanceAddressSpec, 0, len(o.addrs))
 	for _, a := range o.addrs {
-		host, ok := o.tunnels[a.Host]
-		ip, err := netip.ParseAddr(a.IP)
-		if a.Host == o.self || !ok || err != nil {
+		addrs = append(addrs, a)
+	}
+	tunnels := o.tunnels
+	o.mu.Unlock()
+	out, local := map[int][]datapath.Remote{}, map[int]bool{}
+	for _, a := range addrs {
+		vni, err := o.vniOf(ctx, a.VSwitchID)
+		if errdefs.IsNotFound(err) {
+			continue // a vSwitch gone (none is while it has addresses)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if a.Host == o.self {
+			local[vni] = true
 			continue
 		}
-		out = append(out, datapath.Remote{IP: ip, Host: host})
+		host, ok := tunnels[a.Host]
+		ip, err := netip.ParseAddr(a.IP)
+		if !ok || err != nil {
+			continue
+		}
+		out[vni] = append(out[vni], datapath.Remote{IP: ip, Host: host})
 	}
-	return out
+	return out, local, nil
 }
 
 // linkMTU is the MTU of the interface that holds ip, less the tunnel's

@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"context"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -9,27 +11,38 @@ import (
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/datapath"
+	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/runtime"
 )
 
-// The tunnel routes the instances of the other hosts whose tunnel IP is
-// known, never this host's own.
+// The tunnels route the instances of the other hosts whose tunnel IP is
+// known, each in its VPC's tunnel, never this host's own (whose VPCs get a
+// tunnel).
 func TestOverlayRoutesOtherHostsOnly(t *testing.T) {
-	o := newOverlay(nil, "h1", "eci0", netip.MustParseAddr("198.18.192.11"), 1450)
+	vnis := map[string]int{"vsw-a": 1, "vsw-x": 7}
+	o := newOverlay(nil, "h1", "eci0", netip.MustParseAddr("198.18.192.11"), 1450, nil, func(_ context.Context, id string) (int, error) {
+		if vni, ok := vnis[id]; ok {
+			return vni, nil
+		}
+		return 0, fmt.Errorf("vSwitch %s: %w", id, errdefs.ErrNotFound)
+	})
 	o.addrs = map[string]apiv1.InstanceAddressSpec{
-		"own":     {IP: "198.19.128.2", Host: "h1"},
-		"remote":  {IP: "198.19.128.3", Host: "h2"},
-		"unknown": {IP: "198.19.128.4", Host: "h3"}, // no tunnel IP read yet
-		"bad":     {IP: "x", Host: "h2"},
+		"own":     {IP: "198.19.128.2", Host: "h1", VSwitchID: "vsw-x"},
+		"remote":  {IP: "198.19.128.3", Host: "h2", VSwitchID: "vsw-a"},
+		"remote7": {IP: "198.19.128.3", Host: "h2", VSwitchID: "vsw-x"},
+		"unknown": {IP: "198.19.128.4", Host: "h3", VSwitchID: "vsw-a"}, // no tunnel IP read yet
+		"bad":     {IP: "x", Host: "h2", VSwitchID: "vsw-a"},
 	}
 	o.tunnels = map[string]netip.Addr{"h1": netip.MustParseAddr("198.18.192.11"), "h2": netip.MustParseAddr("198.18.192.12")}
-	got := o.remotes()
-	want := []datapath.Remote{{IP: netip.MustParseAddr("198.19.128.3"), Host: netip.MustParseAddr("198.18.192.12")}}
-	if !slices.Equal(got, want) {
-		t.Fatalf("remotes %v, want %v", got, want)
+	got, local, err := o.remotes(context.Background())
+	h2 := netip.MustParseAddr("198.18.192.12")
+	want := map[int][]datapath.Remote{1: {{IP: netip.MustParseAddr("198.19.128.3"), Host: h2}}, 7: {{IP: netip.MustParseAddr("198.19.128.3"), Host: h2}}}
+	if err != nil || len(got) != 2 || !slices.Equal(got[1], want[1]) || !slices.Equal(got[7], want[7]) || len(local) != 1 || !local[7] {
+		t.Fatalf("remotes %v, local %v (%v); want %v, local VPC 7", got, local, err, want)
 	}
-	if o.dp.Device != "vx-eci0" || o.dp.MTU != 1450 {
-		t.Fatalf("device %+v", o.dp)
+	o.addrs["gone"] = apiv1.InstanceAddressSpec{IP: "198.19.128.9", Host: "h2", VSwitchID: "vsw-gone"}
+	if got, _, err := o.remotes(context.Background()); err != nil || len(got[1]) != 1 {
+		t.Fatalf("an address of a vSwitch that is gone: %v, %v", got, err)
 	}
 }
 

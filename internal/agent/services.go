@@ -15,6 +15,7 @@ import (
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/datapath"
 	"github.com/eci-dev/eci/internal/log"
 	"github.com/eci-dev/eci/internal/vservice"
 )
@@ -33,12 +34,15 @@ const fullResync = 5 * time.Minute
 
 type services struct {
 	proxy *vservice.Proxy
+	// vniOf is a vSwitch's VPC from the agent's cache, false when it is
+	// not there yet (a group's attach puts it there before its start).
+	vniOf func(vswitch string) (int, bool)
 
 	mu       sync.Mutex
 	vips     map[string]*apiv1.VirtualService // by id: "<tenant>/<table>_<ip>"
 	seen     map[string]bool                  // ids replayed during a relist
 	synced   bool                             // the first list was replayed
-	served   map[netip.Addr]string            // instance address -> its table, as last synced
+	served   map[vservice.Client]string       // instance -> its table, as last synced
 	changed  chan struct{}
 	syncedCh chan struct{} // closed and replaced after every successful sync
 	stats    ServiceSyncStats
@@ -65,14 +69,14 @@ func (a *Agent) ServiceSyncs() ServiceSyncStats {
 // its network (vservice.TableFor). The host routes every packet of an
 // instance (internal/datapath): netfilter sees them all, no bridge hook is
 // needed.
-func newServices(network string) (*services, error) {
+func newServices(network string, vniOf func(string) (int, bool)) (*services, error) {
 	nft, err := knftables.New(knftables.IPv4Family, vservice.TableFor(network))
 	if err != nil {
 		return nil, fmt.Errorf("virtual services need nftables (nft 1.0.1 or later): %w", err)
 	}
 	return &services{
-		proxy: vservice.New(nft), vips: map[string]*apiv1.VirtualService{},
-		served: map[netip.Addr]string{}, changed: make(chan struct{}, 1), syncedCh: make(chan struct{}),
+		proxy: vservice.New(nft), vniOf: vniOf, vips: map[string]*apiv1.VirtualService{},
+		served: map[vservice.Client]string{}, changed: make(chan struct{}, 1), syncedCh: make(chan struct{}),
 	}, nil
 }
 
@@ -203,20 +207,20 @@ func (s *services) sync(ctx context.Context, groups []*apiv1.ContainerGroup, com
 
 // tables are the tables the groups name, with their addresses and virtual
 // IPs (s.mu held).
-func (s *services) tables(groups []*apiv1.ContainerGroup) ([]vservice.Table, map[netip.Addr]string) {
+func (s *services) tables(groups []*apiv1.ContainerGroup) ([]vservice.Table, map[vservice.Client]string) {
 	byKey := map[string]*vservice.Table{}
-	served := map[netip.Addr]string{}
-	// One address, one table: when two groups of the view hold one address
+	served := map[vservice.Client]string{}
+	// One address of a VPC, one table: when two groups of the view hold one
 	// (a group gone and its address's next owner, while the view catches
 	// up), the newer write wins.
-	owner := map[netip.Addr]*apiv1.ContainerGroup{}
+	owner := map[vservice.Client]*apiv1.ContainerGroup{}
 	for _, g := range groups {
-		addr, err := netip.ParseAddr(g.Status.IP)
-		if err != nil || !g.Status.Allocated {
+		c, ok := s.client(g)
+		if !ok || !g.Status.Allocated {
 			continue
 		}
-		if o := owner[addr]; o == nil || olderVersion(o.Metadata.ResourceVersion, g.Metadata.ResourceVersion) {
-			owner[addr] = g
+		if o := owner[c]; o == nil || olderVersion(o.Metadata.ResourceVersion, g.Metadata.ResourceVersion) {
+			owner[c] = g
 		}
 	}
 	for addr, g := range owner {
@@ -240,7 +244,7 @@ func (s *services) tables(groups []*apiv1.ContainerGroup) ([]vservice.Table, map
 	out := make([]vservice.Table, 0, len(byKey))
 	for _, k := range slices.Sorted(maps.Keys(byKey)) {
 		t := byKey[k]
-		slices.SortFunc(t.Clients, func(a, b netip.Addr) int { return a.Compare(b) })
+		slices.SortFunc(t.Clients, vservice.Client.Compare)
 		slices.SortFunc(t.Services, func(a, b *apiv1.VirtualService) int { return strings.Compare(a.Metadata.ID, b.Metadata.ID) })
 		out = append(out, *t)
 	}
@@ -251,8 +255,8 @@ func (s *services) tables(groups []*apiv1.ContainerGroup) ([]vservice.Table, map
 // passes, or ctx ends), so that its containers start with their Services
 // reachable. It tells whether the address is served.
 func (s *services) await(ctx context.Context, g *apiv1.ContainerGroup) bool {
-	addr, err := netip.ParseAddr(g.Status.IP)
-	if g.Spec.ServiceTable == "" || err != nil {
+	addr, ok := s.client(g)
+	if g.Spec.ServiceTable == "" || !ok {
 		return true
 	}
 	want := g.Metadata.Tenant + "/" + g.Spec.ServiceTable
@@ -274,6 +278,20 @@ func (s *services) await(ctx context.Context, g *apiv1.ContainerGroup) bool {
 			return false
 		}
 	}
+}
+
+// client is g as its host's rules see it: its address and its VPC's mark
+// (false when it has no address, or its vSwitch is not known yet).
+func (s *services) client(g *apiv1.ContainerGroup) (vservice.Client, bool) {
+	addr, err := netip.ParseAddr(g.Status.IP)
+	if err != nil {
+		return vservice.Client{}, false
+	}
+	vni, ok := datapath.DefaultVNI, true
+	if s.vniOf != nil {
+		vni, ok = s.vniOf(g.Status.VSwitchID)
+	}
+	return vservice.Client{Addr: addr, Mark: datapath.MarkOf(vni)}, ok
 }
 
 // removeServicesTable deletes network's table of virtual services, if any.

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/vservice"
 )
 
 // The tables of a host: each address in the table of the group that holds
@@ -34,13 +35,33 @@ func TestServiceTablesOfTheHost(t *testing.T) {
 	if len(tables) != 2 || tables[0].Key != "a/c1" || tables[1].Key != "b/c1" {
 		t.Fatalf("tables %+v", tables)
 	}
-	if len(tables[0].Clients) != 1 || tables[0].Clients[0] != netip.MustParseAddr("198.19.1.5") || len(tables[0].Services) != 1 {
+	if len(tables[0].Clients) != 1 || tables[0].Clients[0] != clientOf("198.19.1.5") || len(tables[0].Services) != 1 {
 		t.Errorf("tenant a's table: %+v", tables[0])
 	}
-	if len(tables[1].Clients) != 1 || tables[1].Clients[0] != netip.MustParseAddr("198.19.1.6") || tables[1].Services[0].Metadata.Tenant != "b" {
+	if len(tables[1].Clients) != 1 || tables[1].Clients[0] != clientOf("198.19.1.6") || tables[1].Services[0].Metadata.Tenant != "b" {
 		t.Errorf("tenant b's table: %+v", tables[1])
 	}
-	if served[netip.MustParseAddr("198.19.1.5")] != "a/c1" || len(served) != 2 {
+	if served[clientOf("198.19.1.5")] != "a/c1" || len(served) != 2 {
 		t.Errorf("served %v", served)
+	}
+}
+
+func clientOf(ip string) vservice.Client { return vservice.Client{Addr: netip.MustParseAddr(ip)} }
+
+// One address in two VPCs of one host: two clients, each in its own
+// tenant's table (told apart by their VPC's mark); a group whose vSwitch
+// the agent has not read yet waits.
+func TestServiceTablesOfTwoVPCs(t *testing.T) {
+	g := func(id, tenant, vsw string) *apiv1.ContainerGroup {
+		return &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{ID: id, Tenant: tenant, ResourceVersion: "1"},
+			Spec: apiv1.ContainerGroupSpec{ServiceTable: "c1"}, Status: apiv1.ContainerGroupStatus{IP: "198.19.1.5", VSwitchID: vsw, Allocated: true}}
+	}
+	vnis := map[string]int{"vsw-a": 7, "vsw-b": 8}
+	s := &services{vips: map[string]*apiv1.VirtualService{}, vniOf: func(id string) (int, bool) { vni, ok := vnis[id]; return vni, ok }}
+	tables, served := s.tables([]*apiv1.ContainerGroup{g("a1", "a", "vsw-a"), g("b1", "b", "vsw-b"), g("c1", "c", "vsw-unread")})
+	a := vservice.Client{Addr: netip.MustParseAddr("198.19.1.5"), Mark: 7 << 16}
+	b := vservice.Client{Addr: netip.MustParseAddr("198.19.1.5"), Mark: 8 << 16}
+	if len(tables) != 2 || tables[0].Clients[0] != a || tables[1].Clients[0] != b || served[a] != "a/c1" || served[b] != "b/c1" || len(served) != 2 {
+		t.Fatalf("tables %+v, served %v", tables, served)
 	}
 }

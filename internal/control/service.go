@@ -44,6 +44,8 @@ type Service struct {
 	usage   *store.Collection[usageRecord, *usageRecord] // per host
 	tusage  *store.Collection[usageRecord, *usageRecord] // per tenant
 	ips     *store.Collection[ipRecord, *ipRecord]
+	vpcs    *store.Collection[apiv1.VPC, *apiv1.VPC]                       // vpcs.go
+	vnis    *store.Collection[vniRecord, *vniRecord]                       // vpcs.go
 	vsvcs   *store.Collection[apiv1.VirtualService, *apiv1.VirtualService] // virtualservices.go
 	vsusage *store.Collection[vsUsage, *vsUsage]                           // vsusage.go
 	idxs    *store.Collection[tokenIndex, *tokenIndex]
@@ -130,6 +132,8 @@ func New(st *store.Store, opts Options) *Service {
 		usage:   store.NewCollection[usageRecord](st, "hostusage"),
 		tusage:  store.NewCollection[usageRecord](st, "tenantusage"),
 		ips:     store.NewCollection[ipRecord](st, "ips"),
+		vpcs:    store.NewCollection[apiv1.VPC](st, "vpcs"),
+		vnis:    store.NewCollection[vniRecord](st, "vnis"),
 		vsvcs:   store.NewCollection[apiv1.VirtualService](st, "virtualservices"),
 		vsusage: store.NewCollection[vsUsage](st, "virtualserviceusage"),
 		idxs:    store.NewCollection[tokenIndex](st, "clienttokens"),

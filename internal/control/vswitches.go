@@ -8,6 +8,7 @@ import (
 	"github.com/eci-dev/eci/internal/addrpool"
 	"github.com/eci-dev/eci/internal/auth"
 	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/store"
 )
 
 // CreateVSwitch adds a subnet groups get their IPs from (admin only).
@@ -31,12 +32,6 @@ func (s *Service) CreateVSwitch(ctx context.Context, p auth.Principal, v *apiv1.
 			return nil, fmt.Errorf("vSwitch %s exists (%s in %s): %w", other.Metadata.ID, other.Spec.CIDR, other.Spec.Zone, errdefs.ErrAlreadyExists)
 		}
 	}
-	for _, other := range existing {
-		if op, err := addrpool.NewPool(other.Spec.CIDR, other.Spec.Gateway); err == nil && op.Prefix.Overlaps(pool.Prefix) {
-			return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: "spec.cidr",
-				Message: fmt.Sprintf("%s overlaps vSwitch %s (%s)", pool.Prefix, other.Metadata.ID, other.Spec.CIDR)}})
-		}
-	}
 	if t := v.Metadata.Tenant; t != "" {
 		if _, err := s.tenants.Get(ctx, t); errdefs.IsNotFound(err) {
 			return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: "metadata.tenant",
@@ -45,12 +40,22 @@ func (s *Service) CreateVSwitch(ctx context.Context, p auth.Principal, v *apiv1.
 			return nil, err
 		}
 	}
+	vpc, conds, ops, err := s.vpcOfNewVSwitch(ctx, v, pool.Prefix, existing)
+	if err != nil {
+		return nil, err
+	}
 	obj := &apiv1.VSwitch{
 		Metadata: apiv1.ObjectMeta{ID: v.Metadata.Name, Name: v.Metadata.Name, Tenant: v.Metadata.Tenant, Labels: v.Metadata.Labels, CreatedAt: s.now()},
-		Spec:     apiv1.VSwitchSpec{Zone: v.Spec.Zone, CIDR: pool.Prefix.String(), Gateway: pool.Gateway.String()},
-		Status:   apiv1.VSwitchStatus{Total: pool.Size()},
+		Spec:     apiv1.VSwitchSpec{Zone: v.Spec.Zone, CIDR: pool.Prefix.String(), Gateway: pool.Gateway.String(), VPCID: v.Spec.VPCID},
+		Status:   apiv1.VSwitchStatus{Total: pool.Size(), VNI: vpc.Status.VNI},
 	}
-	if err := s.vsws.Create(ctx, obj, nil); err != nil {
+	if obj.Spec.VPCID == apiv1.DefaultVPC {
+		obj.Spec.VPCID = ""
+	}
+	if err := s.vsws.Create(ctx, obj, conds, ops...); err != nil {
+		if errdefs.IsConflict(err) && len(conds) > 0 {
+			return nil, fmt.Errorf("VPC %s changed meanwhile; try again: %w", vpc.Metadata.ID, err)
+		}
 		return nil, err
 	}
 	s.wake()
@@ -128,5 +133,29 @@ func (s *Service) DeleteVSwitch(ctx context.Context, p auth.Principal, id string
 	if v.Status.Allocated > 0 {
 		return fmt.Errorf("vSwitch %s still has %d addresses in use: %w", id, v.Status.Allocated, errdefs.ErrConflict)
 	}
-	return s.vsws.Delete(ctx, v)
+	if v.Spec.VPCID == "" {
+		return s.vsws.Delete(ctx, v)
+	}
+	for attempt := 0; attempt < 20; attempt++ {
+		vpc, err := s.vpcs.Get(ctx, v.Spec.VPCID)
+		if errdefs.IsNotFound(err) {
+			return s.vsws.Delete(ctx, v)
+		}
+		if err != nil {
+			return err
+		}
+		cond, err := s.vpcs.Unchanged(vpc)
+		if err != nil {
+			return err
+		}
+		vpc.Status.VSwitches = max(0, vpc.Status.VSwitches-1)
+		op, err := s.vpcs.PutOp(vpc)
+		if err != nil {
+			return err
+		}
+		if _, err := s.st.Commit(ctx, []store.Cond{cond, s.vsws.Present(v.Metadata.ID)}, []store.Op{op, s.vsws.DeleteOp(v.Metadata.ID)}); !errdefs.IsConflict(err) {
+			return err
+		}
+	}
+	return fmt.Errorf("delete vSwitch %s: too many concurrent changes: %w", id, errdefs.ErrConflict)
 }

@@ -33,6 +33,8 @@ type Overlay struct {
 	VNI    int
 	// Local is this host's tunnel IP (its address on the underlay).
 	Local netip.Addr
+	// Table holds the routes (TableOf the VNI's VPC).
+	Table int
 	// MTU of the device: the underlay's less VXLANOverhead.
 	MTU int
 }
@@ -92,6 +94,21 @@ func (o *Overlay) Ensure() error {
 	// came from: strict reverse-path filtering holds it to the /32 routes.
 	if err := sysctl("net/ipv4/conf/"+o.Device+"/rp_filter", "1"); err != nil {
 		return err
+	}
+	if o.Table != 0 && o.Table != unix.RT_TABLE_MAIN {
+		if err := sysctl("net/ipv4/conf/"+o.Device+"/src_valid_mark", "1"); err != nil {
+			return err
+		}
+		// The tunnel's own packets keep the inner packet's mark (the
+		// kernel routes them with it): from this host's tunnel IP, made
+		// here, they are routed in the main table. No instance sends from
+		// that address (the reverse-path filter).
+		rule := netlink.NewRule()
+		rule.Priority, rule.Table, rule.Family = RulePriority-1, unix.RT_TABLE_MAIN, unix.AF_INET
+		rule.Src, rule.IifName = ipNet(netip.PrefixFrom(o.Local, 32)), "lo"
+		if err := netlink.RuleAdd(rule); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("policy rule of the tunnel's packets: %w", err)
+		}
 	}
 	_ = sysctl("net/ipv6/conf/"+o.Device+"/disable_ipv6", "1")
 	if err := netlink.LinkSetUp(link); err != nil {
@@ -197,8 +214,8 @@ func (o *Overlay) syncNeighbours(idx int, ips map[netip.Addr]netip.Addr) error {
 
 // syncRoutes: a /32 route on the device per remote instance.
 func (o *Overlay) syncRoutes(idx int, ips map[netip.Addr]netip.Addr) error {
-	cur, err := netlink.RouteListFiltered(unix.AF_INET, &netlink.Route{LinkIndex: idx, Protocol: RouteProtocol},
-		netlink.RT_FILTER_OIF|netlink.RT_FILTER_PROTOCOL)
+	cur, err := netlink.RouteListFiltered(unix.AF_INET, &netlink.Route{LinkIndex: idx, Protocol: RouteProtocol, Table: o.table()},
+		netlink.RT_FILTER_OIF|netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
 	if err != nil {
 		return fmt.Errorf("routes of %s: %w", o.Device, err)
 	}
@@ -223,12 +240,20 @@ func (o *Overlay) syncRoutes(idx int, ips map[netip.Addr]netip.Addr) error {
 		if have[ip] {
 			continue
 		}
-		r := &netlink.Route{LinkIndex: idx, Dst: ipNet(netip.PrefixFrom(ip, 32)), Scope: netlink.SCOPE_LINK, Protocol: RouteProtocol}
+		r := &netlink.Route{LinkIndex: idx, Dst: ipNet(netip.PrefixFrom(ip, 32)), Scope: netlink.SCOPE_LINK, Protocol: RouteProtocol, Table: o.table()}
 		if err := netlink.RouteReplace(r); err != nil {
 			return fmt.Errorf("route to %s on %s: %w", ip, o.Device, err)
 		}
 	}
 	return nil
+}
+
+// table is the routes' table (main when unset).
+func (o *Overlay) table() int {
+	if o.Table == 0 {
+		return unix.RT_TABLE_MAIN
+	}
+	return o.Table
 }
 
 // Remove deletes the device (its routes and entries go with it); a device

@@ -38,6 +38,10 @@ type Attachment struct {
 	Gateway netip.Addr
 	// MTU of the link (0: 1500).
 	MTU int
+	// VNI is the VPC's (0: the default VPC): the host's route to the
+	// instance goes in its table (TableOf). The caller gives the link its
+	// VPC's mark first (Isolation.Add).
+	VNI int
 }
 
 // Attached is what was made: the host end's name, and the instance's
@@ -103,29 +107,36 @@ func Attach(a Attachment) (*Attached, error) {
 			_ = Detach(a.ContainerID)
 		}
 	}()
-	mac, err := instanceSide(in, a)
+	host, err := netlink.LinkByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("host end %s: %w", name, err)
+	}
+	mac, err := instanceSide(in, a, host.Attrs().HardwareAddr)
 	if err != nil {
 		return nil, err
 	}
-	if err := hostSide(name, a); err != nil {
+	if err := hostSide(host, a, mac); err != nil {
 		return nil, err
 	}
 	done = true
-	return &Attached{HostInterface: name, Interface: a.IfName, MAC: mac}, nil
+	return &Attached{HostInterface: name, Interface: a.IfName, MAC: mac.String()}, nil
 }
 
 // instanceSide configures the interface in the sandbox and returns its MAC.
-func instanceSide(h *netlink.Handle, a Attachment) (string, error) {
+// Its neighbour entry of the gateway is permanent (the host end's MAC):
+// neither side ever asks ARP. (The host could not answer it for a VPC with
+// a table of its own: ARP's reverse-path check has no mark.)
+func instanceSide(h *netlink.Handle, a Attachment, hostMAC net.HardwareAddr) (net.HardwareAddr, error) {
 	link, err := h.LinkByName(a.IfName)
 	if err != nil {
-		return "", fmt.Errorf("%s in the sandbox: %w", a.IfName, err)
+		return nil, fmt.Errorf("%s in the sandbox: %w", a.IfName, err)
 	}
 	addr := &netlink.Addr{IPNet: ipNet(a.Address), Flags: unix.IFA_F_NOPREFIXROUTE}
 	if err := h.AddrAdd(link, addr); err != nil {
-		return "", fmt.Errorf("address %s on %s: %w", a.Address, a.IfName, err)
+		return nil, fmt.Errorf("address %s on %s: %w", a.Address, a.IfName, err)
 	}
 	if err := h.LinkSetUp(link); err != nil {
-		return "", fmt.Errorf("%s up: %w", a.IfName, err)
+		return nil, fmt.Errorf("%s up: %w", a.IfName, err)
 	}
 	idx := link.Attrs().Index
 	gw := a.Gateway.AsSlice()
@@ -136,18 +147,20 @@ func instanceSide(h *netlink.Handle, a Attachment) (string, error) {
 	}
 	for _, r := range routes {
 		if err := h.RouteReplace(r); err != nil {
-			return "", fmt.Errorf("route %s in the sandbox: %w", r, err)
+			return nil, fmt.Errorf("route %s in the sandbox: %w", r, err)
 		}
 	}
-	return link.Attrs().HardwareAddr.String(), nil
+	gwNeigh := &netlink.Neigh{LinkIndex: idx, Family: unix.AF_INET, State: netlink.NUD_PERMANENT, IP: gw, HardwareAddr: hostMAC}
+	if err := h.NeighSet(gwNeigh); err != nil {
+		return nil, fmt.Errorf("the gateway's neighbour entry in the sandbox: %w", err)
+	}
+	return link.Attrs().HardwareAddr, nil
 }
 
-// hostSide configures the host end and the host's route to the instance.
-func hostSide(name string, a Attachment) error {
-	link, err := netlink.LinkByName(name)
-	if err != nil {
-		return fmt.Errorf("host end %s: %w", name, err)
-	}
+// hostSide configures the host end (link) and the host's route to the
+// instance, whose MAC is mac.
+func hostSide(link netlink.Link, a Attachment, mac net.HardwareAddr) error {
+	name := link.Attrs().Name
 	// Strict reverse-path filtering before the link is up: nothing the
 	// instance sends from another address is routed (its only route back
 	// is the /32 below). The sysctl exists once the link does.
@@ -157,6 +170,13 @@ func hostSide(name string, a Attachment) error {
 	// No IPv6 on the link until a vSwitch has it: no autoconf address, no
 	// router solicitations, less for the kernel to do per sandbox.
 	_ = sysctl("net/ipv6/conf/"+name+"/disable_ipv6", "1")
+	if a.VNI > DefaultVNI {
+		// The reverse-path check looks up the source in the VPC's table
+		// (the packet's mark), not the main one.
+		if err := sysctl("net/ipv4/conf/"+name+"/src_valid_mark", "1"); err != nil {
+			return err
+		}
+	}
 	// Global scope: the host's own packets to the instance (probes) and
 	// masquerade (an instance reaching itself through a virtual IP) take it
 	// as their source.
@@ -167,8 +187,12 @@ func hostSide(name string, a Attachment) error {
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fmt.Errorf("%s up: %w", name, err)
 	}
+	neigh := &netlink.Neigh{LinkIndex: link.Attrs().Index, Family: unix.AF_INET, State: netlink.NUD_PERMANENT, IP: a.Address.Addr().AsSlice(), HardwareAddr: mac}
+	if err := netlink.NeighSet(neigh); err != nil {
+		return fmt.Errorf("the instance's neighbour entry on %s: %w", name, err)
+	}
 	route := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(netip.PrefixFrom(a.Address.Addr(), 32)),
-		Scope: netlink.SCOPE_LINK, Protocol: RouteProtocol}
+		Scope: netlink.SCOPE_LINK, Protocol: RouteProtocol, Table: TableOf(max(a.VNI, DefaultVNI))}
 	if err := netlink.RouteReplace(route); err != nil {
 		return fmt.Errorf("route to %s on %s: %w", a.Address.Addr(), name, err)
 	}

@@ -104,7 +104,7 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func benchTable(n, per, clients int) Table {
 	t := Table{Key: "a/bench"}
 	for i := range clients {
-		t.Clients = append(t.Clients, netip.AddrFrom4([4]byte{198, 18, 70, byte(2 + i)}))
+		t.Clients = append(t.Clients, Client{Addr: netip.AddrFrom4([4]byte{198, 18, 70, byte(2 + i)})})
 	}
 	for i := range n {
 		port := apiv1.VirtualPort{Name: "http", Protocol: apiv1.ProtocolTCP, Port: 80}

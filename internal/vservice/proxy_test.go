@@ -24,10 +24,10 @@ func tcp(port int32, backends ...apiv1.Backend) apiv1.VirtualPort {
 
 func be(ip string, port int32) apiv1.Backend { return apiv1.Backend{IP: ip, Port: port} }
 
-func addrs(list ...string) []netip.Addr {
-	out := make([]netip.Addr, len(list))
+func addrs(list ...string) []Client {
+	out := make([]Client, len(list))
 	for i, s := range list {
-		out[i] = netip.MustParseAddr(s)
+		out[i] = Client{Addr: netip.MustParseAddr(s)}
 	}
 	return out
 }

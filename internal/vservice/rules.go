@@ -41,14 +41,36 @@ func TableFor(network string) string { return TableName + "-" + network }
 // kube-proxy's.
 const MasqueradeMark = 0x4000
 
-// Table is one tenant's table as a host serves it: the addresses of the
-// host's instances that reach it, and its virtual IPs.
+// Table is one tenant's table as a host serves it: the host's instances
+// that reach it, and its virtual IPs.
 type Table struct {
 	// Key names the table uniquely on the host: "<tenant>/<table>".
 	Key      string
-	Clients  []netip.Addr
+	Clients  []Client
 	Services []*apiv1.VirtualService
 }
+
+// Client is an instance of the host: its address in its VPC, whose packet
+// mark (datapath.MarkOf: 0 for the default VPC) tells two VPCs' instances
+// of one address apart.
+type Client struct {
+	Addr netip.Addr
+	Mark uint32
+}
+
+// key is the client's key in the clients' maps.
+func (c Client) key() []string { return []string{fmt.Sprintf("%#x", c.Mark), c.Addr.String()} }
+
+// Compare orders clients by address, then mark.
+func (c Client) Compare(o Client) int {
+	if n := c.Addr.Compare(o.Addr); n != 0 {
+		return n
+	}
+	return int(int64(c.Mark) - int64(o.Mark))
+}
+
+// vpcMarkMask is the part of the packet mark that names the VPC.
+const vpcMarkMask = 0xffff0000
 
 // Names of the fixed objects.
 const (
@@ -104,16 +126,16 @@ func (m *mapping) element(e knftables.Element) *knftables.Element {
 func build(tables []Table) *ruleset {
 	rs := &ruleset{}
 	rs.base()
-	clientNAT := mapping{Map: knftables.Map{Name: clientsNAT, Type: "ipv4_addr : verdict"}}
-	clientFilter := mapping{Map: knftables.Map{Name: clientsFilter, Type: "ipv4_addr : verdict"}}
+	clientNAT := mapping{Map: knftables.Map{Name: clientsNAT, Type: "mark . ipv4_addr : verdict"}}
+	clientFilter := mapping{Map: knftables.Map{Name: clientsFilter, Type: "mark . ipv4_addr : verdict"}}
 	for _, t := range tables {
 		if len(t.Clients) == 0 {
 			continue
 		}
 		nat, filter := rs.table(t)
 		for _, c := range t.Clients {
-			clientNAT.elements = append(clientNAT.elements, knftables.Element{Key: []string{c.String()}, Value: []string{"goto " + nat}})
-			clientFilter.elements = append(clientFilter.elements, knftables.Element{Key: []string{c.String()}, Value: []string{"goto " + filter}})
+			clientNAT.elements = append(clientNAT.elements, knftables.Element{Key: c.key(), Value: []string{"goto " + nat}})
+			clientFilter.elements = append(clientFilter.elements, knftables.Element{Key: c.key(), Value: []string{"goto " + filter}})
 		}
 	}
 	rs.maps = append(rs.maps, clientNAT, clientFilter)
@@ -122,21 +144,22 @@ func build(tables []Table) *ruleset {
 
 // base adds the hooked chains and the helpers every table shares. A
 // packet is an instance's when it comes from an instance's interface
-// (internal/datapath) with an address of the clients' maps; the host's
-// strict reverse-path filter has dropped any whose address is not of the
-// instance behind that interface.
+// (internal/datapath) with a VPC mark and address of the clients' maps;
+// the host's strict reverse-path filter has dropped any whose address is
+// not of the instance behind that interface.
 func (rs *ruleset) base() {
 	hooked := func(name string, typ knftables.BaseChainType, hook knftables.BaseChainHook, prio knftables.BaseChainPriority, rules ...string) {
 		rs.chains = append(rs.chains, chain{Chain: knftables.Chain{Name: name, Type: &typ, Hook: &hook, Priority: &prio}, rules: rules})
 	}
 	iif := fmt.Sprintf("iifname %q", datapath.InterfacePrefix+"*")
+	client := fmt.Sprintf("meta mark & %#x . ip saddr", vpcMarkMask)
 	hooked(natPrerouting, knftables.NATType, knftables.PreroutingHook, knftables.DNATPriority,
-		iif+" ip saddr vmap @"+clientsNAT)
+		iif+" "+client+" vmap @"+clientsNAT)
 	// New connections to a virtual port with no backends are refused as
 	// they arrive, before routing (which could send them on, or answer
 	// "unreachable" where the host has no route).
 	hooked(filterPrerout, knftables.FilterType, knftables.PreroutingHook, knftables.DNATPriority+"-10",
-		"ct state new "+iif+" ip saddr vmap @"+clientsFilter)
+		"ct state new "+iif+" "+client+" vmap @"+clientsFilter)
 	hooked(natPostrout, knftables.NATType, knftables.PostroutingHook, knftables.SNATPriority,
 		fmt.Sprintf("meta mark & %#x == 0 return", MasqueradeMark),
 		fmt.Sprintf("meta mark set meta mark xor %#x", MasqueradeMark),

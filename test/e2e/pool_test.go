@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/server"
 	"github.com/eci-dev/eci/internal/server/servertest"
@@ -20,42 +22,27 @@ import (
 
 // A pool of two hosts on one machine (network namespaces joined by an
 // underlay, each with its own containerd and an `eci agent` process given
-// its tunnel IP): instances of one vSwitch on different hosts reach each
+// its tunnel IP). Instances of one vSwitch on different hosts reach each
 // other by IP through the hosts' tunnels: TCP, a transfer of 4 MiB (the
 // links' MTU leaves room for the tunnel), UDP (traceroute's probes, which
 // the far instance's kernel answers); when a group goes, the other host no
-// longer routes its address.
+// longer routes its address. Two tenants' VPCs with one CIDR (and one
+// address in both): each tenant's instance reaches its own VPC's instance
+// at that address across the hosts, and nothing only the other VPC has.
 func TestPoolOfHosts(t *testing.T) {
-	bed := testbed.New(t, testbed.Options{Hosts: 2})
-	eciBin := buildEci(t)
-	gw := bed.Network.UnderlayGateway.String()
-	srv := servertest.Start(t, func(c *server.Config) { c.Addr = gw + ":0"; c.TLSNames = []string{gw} })
-	srv.VSwitch(t, "vsw-pool", "zone-a", bed.Network.VSwitchCIDR.String())
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	startPoolAgents(t, srv, bed, eciBin)
+	p := startPool(t)
+	t.Run("one vSwitch across hosts", func(t *testing.T) { testAcrossHosts(t, p) })
+	t.Run("VPCs apart, one address in two of them", func(t *testing.T) { testVPCs(t, p) })
+}
 
-	// web on h1, client on h2: each made while the other host is cordoned.
-	pin := func(host string, g *apiv1.ContainerGroup) *apiv1.ContainerGroup {
-		t.Helper()
-		for _, h := range bed.Hosts {
-			cordon := h.Name != host
-			if _, err := srv.Admin.UpdateHost(ctx, h.Name, apiv1.HostUpdate{Unschedulable: &cordon}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		out, _, err := srv.Admin.CreateGroup(ctx, g)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return srv.WaitGroup(t, out.Metadata.ID, "Running on "+host, func(g *apiv1.ContainerGroup) bool {
-			return g.Status.State == apiv1.StateRunning && g.Status.Host == host
-		})
-	}
-	web := pin("h1", poolGroup(bed, "web", "mkdir -p /srv && echo pool-web > /srv/index.html && dd if=/dev/zero of=/srv/big bs=1024 count=4096 2>/dev/null && exec httpd -f -p 8080 -h /srv"))
+func testAcrossHosts(t *testing.T, p *pool) {
+	p.t = t
+	ctx, pin := p.ctx, p.pin
+	bed, srv := p.bed, p.srv
+	web := pin(srv.Admin, "h1", poolGroup(bed, "web", "mkdir -p /srv && echo pool-web > /srv/index.html && dd if=/dev/zero of=/srv/big bs=1024 count=4096 2>/dev/null && exec httpd -f -p 8080 -h /srv"))
 	ip := web.Status.IP
 	// (This busybox's wget crashes with -T.)
-	client := pin("h2", poolGroup(bed, "client", fmt.Sprintf(`for i in $(seq 1 60); do wget -q -O - http://%[1]s:8080/ && break; sleep 1; done
+	client := pin(srv.Admin, "h2", poolGroup(bed, "client", fmt.Sprintf(`for i in $(seq 1 60); do wget -q -O - http://%[1]s:8080/ && break; sleep 1; done
 echo "bytes=$(wget -q -O - http://%[1]s:8080/big | wc -c)"
 traceroute -n -q 1 -w 2 -m 5 %[1]s 2>&1 | tail -1
 echo end; exec sleep 3600`, ip)))
@@ -86,6 +73,110 @@ echo end; exec sleep 3600`, ip)))
 			return fmt.Errorf("%s (%v)", routes, err)
 		}
 		return nil
+	})
+}
+
+func testVPCs(t *testing.T, p *pool) {
+	p.t = t
+	bed, srv := p.bed, p.srv
+	cidr := bed.Network.VSwitchCIDR
+	at := func(n byte) string { a := cidr.Addr().As4(); a[3] = n; return netip.AddrFrom4(a).String() }
+	tenants := map[string]*client.Client{}
+	for _, x := range []string{"a", "b"} {
+		tenants[x] = srv.TenantClient(t, x)
+		if _, err := srv.Admin.CreateVPC(p.ctx, &apiv1.VPC{Metadata: apiv1.ObjectMeta{Name: "vpc-" + x, Tenant: x}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := srv.Admin.CreateVSwitch(p.ctx, &apiv1.VSwitch{Metadata: apiv1.ObjectMeta{Name: "vsw-" + x, Tenant: x},
+			Spec: apiv1.VSwitchSpec{Zone: "zone-a", CIDR: cidr.String(), VPCID: "vpc-" + x}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	group := func(x, name, ip, script string) *apiv1.ContainerGroup {
+		g := poolGroup(bed, name, script)
+		g.Spec.VSwitchIDs, g.Spec.PrivateIPAddress = []string{"vsw-" + x}, ip
+		return g
+	}
+	serve := func(reply string) string {
+		return "mkdir -p /srv && echo " + reply + " > /srv/index.html && exec httpd -f -p 8080 -h /srv"
+	}
+	// The first address is fetched until it answers (the far host's route
+	// comes with the watch); the others once, after it (their groups were
+	// made before the client: their routes are there by then).
+	fetch := func(ips ...string) string {
+		script := fmt.Sprintf(`for i in $(seq 1 20); do out=$(wget -q -O - http://%[1]s:8080/ 2>&1) && break; sleep 1; done; echo "%[1]s: $out"`+"\n", ips[0])
+		for _, ip := range ips[1:] {
+			script += fmt.Sprintf(`echo "%[1]s: $(wget -q -O - http://%[1]s:8080/ 2>&1)"`+"\n", ip)
+		}
+		return script + "echo end; exec sleep 3600"
+	}
+	// .10 in both VPCs; .20 in b's alone.
+	p.pin(tenants["a"], "h1", group("a", "web-a", at(10), serve("web-a")))
+	p.pin(tenants["b"], "h1", group("b", "web-b", at(10), serve("web-b")))
+	p.pin(tenants["b"], "h1", group("b", "only-b", at(20), serve("only-b")))
+	clients := map[string]*apiv1.ContainerGroup{
+		"a": p.pin(tenants["a"], "h2", group("a", "client-a", at(30), fetch(at(10), at(20)))),
+		"b": p.pin(tenants["b"], "h2", group("b", "client-b", at(30), fetch(at(10), at(20)))),
+	}
+	want := map[string][]string{
+		"a": {at(10) + ": web-a\n", at(20) + ": wget: "}, // .20 is b's alone: unreachable from a's VPC
+		"b": {at(10) + ": web-b\n", at(20) + ": only-b\n"},
+	}
+	for x, c := range clients {
+		var out string
+		poll.Eventually(t, 90*time.Second, "client-"+x+"'s fetches end", func() error {
+			out = groupLog(p.ctx, srv, c.Metadata.ID)
+			if !strings.Contains(out, "end\n") {
+				return fmt.Errorf("log so far: %q", out)
+			}
+			return nil
+		})
+		for _, w := range want[x] {
+			if !strings.Contains(out, w) {
+				t.Errorf("tenant %s's client: %q, want %q in it", x, out, w)
+			}
+		}
+	}
+}
+
+// pool is a test bed of two hosts with an eci server and an agent on each.
+type pool struct {
+	bed *testbed.Bed
+	srv *servertest.Server
+	ctx context.Context
+	t   *testing.T
+}
+
+// startPool starts a pool of two hosts, with a shared vSwitch vsw-pool on
+// the bed's vSwitch range in the default VPC.
+func startPool(t *testing.T) *pool {
+	bed := testbed.New(t, testbed.Options{Hosts: 2})
+	eciBin := buildEci(t)
+	gw := bed.Network.UnderlayGateway.String()
+	srv := servertest.Start(t, func(c *server.Config) { c.Addr = gw + ":0"; c.TLSNames = []string{gw} })
+	srv.VSwitch(t, "vsw-pool", "zone-a", bed.Network.VSwitchCIDR.String())
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	t.Cleanup(cancel)
+	startPoolAgents(t, srv, bed, eciBin)
+	return &pool{bed: bed, srv: srv, ctx: ctx, t: t}
+}
+
+// pin makes g with c on host alone (the other hosts cordoned meanwhile)
+// and returns it Running.
+func (p *pool) pin(c *client.Client, host string, g *apiv1.ContainerGroup) *apiv1.ContainerGroup {
+	p.t.Helper()
+	for _, h := range p.bed.Hosts {
+		cordon := h.Name != host
+		if _, err := p.srv.Admin.UpdateHost(p.ctx, h.Name, apiv1.HostUpdate{Unschedulable: &cordon}); err != nil {
+			p.t.Fatal(err)
+		}
+	}
+	out, _, err := c.CreateGroup(p.ctx, g)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return p.srv.WaitGroup(p.t, out.Metadata.ID, "Running on "+host, func(g *apiv1.ContainerGroup) bool {
+		return g.Status.State == apiv1.StateRunning && g.Status.Host == host
 	})
 }
 

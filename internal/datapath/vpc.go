@@ -1,0 +1,229 @@
+package datapath
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+	"sigs.k8s.io/knftables"
+)
+
+// DefaultVNI is the VPC the host routes in its main table (api/v1's
+// DefaultVNI): its links carry no mark.
+const DefaultVNI = 1
+
+// Every other VPC of a host has a routing table of its own (TableOf), a
+// packet mark (MarkOf) that its instances' links and its tunnel give what
+// they receive, a policy rule that sends marked packets to its table, and
+// a connection-tracking zone (its VNI): instances of two VPCs never share
+// a route or a connection, whatever their addresses.
+const (
+	tableBase = 100000
+	markMask  = 0xffff0000
+	// RulePriority of the VPCs' policy rules: after the local table's
+	// (0), before the main table's (32766).
+	RulePriority = 100
+)
+
+// TableOf is the routing table of VPC vni (the main table for the
+// default VPC).
+func TableOf(vni int) int {
+	if vni == DefaultVNI {
+		return unix.RT_TABLE_MAIN
+	}
+	return tableBase + vni
+}
+
+// MarkOf is the packet mark of VPC vni (0 for the default VPC): the VNI in
+// the mark's upper 16 bits, so that the lower ones stay free for others
+// (virtual services' masquerade bit).
+func MarkOf(vni int) uint32 {
+	if vni == DefaultVNI {
+		return 0
+	}
+	return uint32(vni) << 16
+}
+
+// IsolationTable is the nftables table (family ip) of network's VPC marks
+// and zones.
+func IsolationTable(network string) string { return "eci-net-" + network }
+
+// Isolation keeps the host's VPCs apart: the marks and zones of their
+// links (one nftables table, whole in one transaction) and their policy
+// rules and tables. What belongs to which VPC is read from the kernel: an
+// instance's link belongs to the VPC whose table holds its /32 route (this
+// package's routes), a tunnel to the VPC its name says; so an agent that
+// restarts finds it all again.
+type Isolation struct {
+	NFT knftables.Interface
+	// Network names the agent's network (its tunnels: TunnelDevice).
+	Network string
+}
+
+// TunnelDevice is the VXLAN device of VPC vni on network.
+func TunnelDevice(network string, vni int) string { return "vx" + strconv.Itoa(vni) + "-" + network }
+
+// Add gives link (not up yet) the mark and zone of VPC vni, at once, so
+// that its first packet is the VPC's.
+func (i *Isolation) Add(ctx context.Context, link string, vni int) error {
+	if vni == DefaultVNI {
+		return nil
+	}
+	tx := i.NFT.NewTransaction()
+	i.base(tx)
+	i.elements(tx, map[string]int{link: vni})
+	if err := i.NFT.Run(ctx, tx); err != nil {
+		return fmt.Errorf("VPC %d's mark for %s: %w", vni, link, err)
+	}
+	return i.ensureRules(vni)
+}
+
+// Sync writes the whole table from the kernel's routes and tunnels, adds
+// the rules of every VPC in use and removes the others'.
+func (i *Isolation) Sync(ctx context.Context) error {
+	links, err := i.links()
+	if err != nil {
+		return err
+	}
+	tx := i.NFT.NewTransaction()
+	i.base(tx)
+	for _, m := range []string{"vpc-mark", "vpc-zone", "mark-zone"} {
+		tx.Flush(&knftables.Map{Name: m})
+	}
+	i.elements(tx, links)
+	if err := i.NFT.Run(ctx, tx); err != nil {
+		return fmt.Errorf("VPC marks: %w", err)
+	}
+	used := map[int]bool{}
+	for _, vni := range links {
+		used[vni] = true
+		if err := i.ensureRules(vni); err != nil {
+			return err
+		}
+	}
+	return i.removeRules(used)
+}
+
+// base adds the table, maps and chains (idempotent).
+func (i *Isolation) base(tx *knftables.Transaction) {
+	tx.Add(&knftables.Table{Comment: knftables.PtrTo("eci: the marks and zones of the host's VPCs")})
+	tx.Add(&knftables.Map{Name: "vpc-mark", Type: "ifname : mark"})
+	tx.Add(&knftables.Map{Name: "vpc-zone", TypeOf: "iifname : ct zone"})
+	tx.Add(&knftables.Map{Name: "mark-zone", TypeOf: "meta mark : ct zone"})
+	raw := knftables.RawPriority
+	for _, c := range []struct {
+		name  string
+		hook  knftables.BaseChainHook
+		rules []string
+	}{
+		// Before connection tracking: the link's VPC gives the packet its
+		// mark (routing: the VPC's table) and its zone.
+		{"prerouting", knftables.PreroutingHook, []string{"meta mark set iifname map @vpc-mark", "ct zone set iifname map @vpc-zone"}},
+		// The host's own answers (marked by fwmark_reflect and
+		// tcp_fwmark_accept) go in their VPC's zone.
+		{"output", knftables.OutputHook, []string{fmt.Sprintf("ct zone set meta mark and %#x map @mark-zone", markMask)}},
+	} {
+		tx.Add(&knftables.Chain{Name: c.name, Type: knftables.PtrTo(knftables.FilterType), Hook: knftables.PtrTo(c.hook), Priority: knftables.PtrTo(raw)})
+		tx.Flush(&knftables.Chain{Name: c.name})
+		for _, r := range c.rules {
+			tx.Add(&knftables.Rule{Chain: c.name, Rule: r})
+		}
+	}
+}
+
+// elements adds links' marks and zones, and their VPCs' mark-to-zone.
+func (i *Isolation) elements(tx *knftables.Transaction, links map[string]int) {
+	for link, vni := range links {
+		mark := fmt.Sprintf("%#x", MarkOf(vni))
+		tx.Add(&knftables.Element{Map: "vpc-mark", Key: []string{fmt.Sprintf("%q", link)}, Value: []string{mark}})
+		tx.Add(&knftables.Element{Map: "vpc-zone", Key: []string{fmt.Sprintf("%q", link)}, Value: []string{strconv.Itoa(vni)}})
+		tx.Add(&knftables.Element{Map: "mark-zone", Key: []string{mark}, Value: []string{strconv.Itoa(vni)}})
+	}
+}
+
+// links are the host's links of VPCs other than the default: instances'
+// (their /32 route's table) and tunnels (their name).
+func (i *Isolation) links() (map[string]int, error) {
+	routes, err := netlink.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC, Protocol: RouteProtocol},
+		netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+	if err != nil {
+		return nil, fmt.Errorf("instance routes: %w", err)
+	}
+	byIndex := map[int]int{}
+	for _, r := range routes {
+		if r.Table > tableBase && r.Table <= tableBase+0xffff && r.LinkIndex > 0 {
+			byIndex[r.LinkIndex] = r.Table - tableBase
+		}
+	}
+	all, err := netlink.LinkList()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	suffix := "-" + i.Network
+	for _, l := range all {
+		name := l.Attrs().Name
+		if vni, ok := byIndex[l.Attrs().Index]; ok && strings.HasPrefix(name, InterfacePrefix) {
+			out[name] = vni
+		} else if strings.HasPrefix(name, "vx") && strings.HasSuffix(name, suffix) {
+			if vni, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(name, "vx"), suffix)); err == nil && vni != DefaultVNI && vni > 0 {
+				out[name] = vni
+			}
+		}
+	}
+	return out, nil
+}
+
+// ensureRules makes VPC vni's policy rule and its table's last route
+// (unreachable: a lookup never falls through to the main table).
+func (i *Isolation) ensureRules(vni int) error {
+	table := TableOf(vni)
+	rule := netlink.NewRule()
+	rule.Priority, rule.Table = RulePriority, table
+	rule.Mark, rule.Mask = MarkOf(vni), knftables.PtrTo(uint32(markMask))
+	rule.Family = unix.AF_INET
+	if err := netlink.RuleAdd(rule); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("policy rule of VPC %d: %w", vni, err)
+	}
+	stop := &netlink.Route{Table: table, Type: unix.RTN_UNREACHABLE, Dst: ipNet(netip.MustParsePrefix("0.0.0.0/0")), Priority: 4294967295}
+	if err := netlink.RouteReplace(stop); err != nil {
+		return fmt.Errorf("last route of VPC %d's table: %w", vni, err)
+	}
+	return nil
+}
+
+// removeRules deletes the rules (and tables' last routes) of VPCs not in
+// used.
+func (i *Isolation) removeRules(used map[int]bool) error {
+	rules, err := netlink.RuleList(unix.AF_INET)
+	if err != nil {
+		return err
+	}
+	for _, r := range rules {
+		if r.Priority != RulePriority || r.Table <= tableBase || r.Table > tableBase+0xffff || used[r.Table-tableBase] {
+			continue
+		}
+		if err := netlink.RuleDel(&r); err != nil && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("policy rule of table %d: %w", r.Table, err)
+		}
+		_ = netlink.RouteDel(&netlink.Route{Table: r.Table, Type: unix.RTN_UNREACHABLE, Dst: ipNet(netip.MustParsePrefix("0.0.0.0/0")), Priority: 4294967295})
+	}
+	return nil
+}
+
+// HostSysctls makes the host's own answers to an instance (ICMP, a TCP
+// reset, an accepted connection) carry the mark of what they answer, so
+// they are routed in the instance's VPC.
+func HostSysctls() error {
+	for _, k := range []string{"net/ipv4/fwmark_reflect", "net/ipv4/tcp_fwmark_accept"} {
+		if err := sysctl(k, "1"); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,169 @@
+package datapath
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+
+	"sigs.k8s.io/knftables"
+
+	"github.com/eci-dev/eci/internal/netnstest"
+)
+
+// vpcHost is a test host with its VPC isolation.
+type vpcHost struct {
+	ns  string
+	iso *Isolation
+}
+
+func newVPCHost(t *testing.T, ns, network string) *vpcHost {
+	t.Helper()
+	h := &vpcHost{ns: netnstest.New(t, ns)}
+	err := netnstest.In(ns, func() error {
+		nft, err := knftables.New(knftables.IPv4Family, IsolationTable(network))
+		h.iso = &Isolation{NFT: nft, Network: network}
+		if err != nil {
+			return err
+		}
+		return HostSysctls()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// attach makes instance name (a namespace of its own) of VPC vni on h, as
+// the agent does: the link's mark first, then the link.
+func (h *vpcHost) attach(t *testing.T, name string, vni int, ip, gw string) {
+	t.Helper()
+	netnstest.New(t, name)
+	err := netnstest.In(h.ns, func() error {
+		if err := h.iso.Add(context.Background(), HostInterfaceName("sb-"+name), vni); err != nil {
+			return err
+		}
+		_, err := Attach(Attachment{ContainerID: "sb-" + name, NetNS: netnstest.Path(name), IfName: "eth0",
+			Address: netip.PrefixFrom(netip.MustParseAddr(ip), 24), Gateway: netip.MustParseAddr(gw), MTU: 1450, VNI: vni})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("attach %s: %v", name, err)
+	}
+}
+
+// Three VPCs on one host with the same addresses: each instance reaches
+// its own VPC's neighbour at an address another VPC has too, nothing of the
+// others; the host's own answers (its gateway's service) go back to the
+// right one of two instances with one address; an agent that starts again
+// rebuilds the marks from the kernel's routes alone.
+func TestVPCsApartOnAHost(t *testing.T) {
+	netnstest.NeedRoot(t)
+	h := newVPCHost(t, "dpv-host", "dpv")
+	const gw = "198.18.55.1"
+	h.attach(t, "dpv-d1", DefaultVNI, "198.18.55.10", gw) // default VPC
+	h.attach(t, "dpv-x1", 7, "198.18.55.10", gw)          // VPC 7, the same address
+	h.attach(t, "dpv-x2", 7, "198.18.55.11", gw)
+	h.attach(t, "dpv-y1", 8, "198.18.55.11", gw) // VPC 8, x2's address
+	h.attach(t, "dpv-y2", 8, "198.18.55.12", gw)
+	for name, reply := range map[string]string{"dpv-d1": "d1", "dpv-x1": "x1", "dpv-x2": "x2", "dpv-y1": "y1", "dpv-y2": "y2"} {
+		serveTCP(t, name, 7200, reply)
+	}
+	serveTCP(t, h.ns, 7201, "host") // the gateway's service, on every address of the host
+
+	check := func(when string) {
+		t.Helper()
+		for _, c := range []struct{ from, to, want string }{
+			{"dpv-x1", "198.18.55.11", "x2"}, // not y1
+			{"dpv-x2", "198.18.55.10", "x1"}, // not d1
+			{"dpv-y1", "198.18.55.12", "y2"},
+			{"dpv-y2", "198.18.55.11", "y1"}, // not x2
+			{"dpv-x1", gw + ":7201", "host"},
+			{"dpv-d1", gw + ":7201", "host"},
+		} {
+			to := c.to
+			if !containsPort(to) {
+				to += ":7200"
+			}
+			if got, err := dialTCP(c.from, to, ""); err != nil || got != c.want {
+				t.Errorf("%s: %s to %s: %q, %v; want %q", when, c.from, to, got, err, c.want)
+			}
+		}
+		for _, c := range []struct{ from, to string }{
+			{"dpv-y1", "198.18.55.10"}, // x1 and d1 have it; VPC 8 does not
+			{"dpv-d1", "198.18.55.11"}, // x2 and y1 have it; the default VPC does not
+			{"dpv-x1", "198.18.55.12"}, // y2's
+		} {
+			if got, err := dialTCP(c.from, c.to+":7200", ""); err == nil {
+				t.Errorf("%s: %s reached %s in another VPC: %q", when, c.from, c.to, got)
+			}
+		}
+	}
+	check("attached")
+
+	// The agent starts again: its table is gone, Sync rebuilds it.
+	err := netnstest.In(h.ns, func() error {
+		tx := h.iso.NFT.NewTransaction()
+		tx.Delete(&knftables.Table{})
+		if err := h.iso.NFT.Run(context.Background(), tx); err != nil {
+			return err
+		}
+		return h.iso.Sync(context.Background())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("rebuilt")
+}
+
+func containsPort(s string) bool {
+	_, err := netip.ParseAddrPort(s)
+	return err == nil
+}
+
+// Two VPCs with the same addresses across two hosts: each VPC has its
+// tunnel (its VNI), and an instance reaches the far instance of its own
+// VPC, never the other VPC's at the same address.
+func TestVPCsAcrossHosts(t *testing.T) {
+	netnstest.NeedRoot(t)
+	hosts := []*vpcHost{newVPCHost(t, "dpw-h1", "dpw"), newVPCHost(t, "dpw-h2", "dpw")}
+	netnstest.IP(t, "-n", "dpw-h1", "link", "add", "ul0", "type", "veth", "peer", "name", "ul0", "netns", "dpw-h2")
+	under := []netip.Addr{netip.MustParseAddr("198.18.57.1"), netip.MustParseAddr("198.18.57.2")}
+	for i, h := range hosts {
+		netnstest.IP(t, "-n", h.ns, "addr", "add", under[i].String()+"/24", "dev", "ul0")
+		netnstest.IP(t, "-n", h.ns, "link", "set", "ul0", "up")
+	}
+	const gw = "198.18.58.1"
+	hosts[0].attach(t, "dpw-x1", 7, "198.18.58.10", gw)
+	hosts[1].attach(t, "dpw-x2", 7, "198.18.58.11", gw)
+	hosts[0].attach(t, "dpw-y1", 8, "198.18.58.10", gw)
+	hosts[1].attach(t, "dpw-y2", 8, "198.18.58.11", gw)
+	far := map[int]netip.Addr{0: netip.MustParseAddr("198.18.58.11"), 1: netip.MustParseAddr("198.18.58.10")}
+	for i, h := range hosts {
+		err := netnstest.In(h.ns, func() error {
+			for _, vni := range []int{7, 8} {
+				o := &Overlay{Device: TunnelDevice("dpw", vni), VNI: vni, Local: under[i], MTU: 1450, Table: TableOf(vni)}
+				if err := o.Ensure(); err != nil {
+					return err
+				}
+				if err := o.Sync([]Remote{{IP: far[i], Host: under[1-i]}}); err != nil {
+					return err
+				}
+			}
+			return h.iso.Sync(context.Background()) // the tunnels' marks
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, reply := range map[string]string{"dpw-x1": "x1", "dpw-x2": "x2", "dpw-y1": "y1", "dpw-y2": "y2"} {
+		serveTCP(t, name, 7300, reply)
+	}
+	for _, c := range []struct{ from, to, want string }{
+		{"dpw-x1", "198.18.58.11:7300", "x2"}, {"dpw-y1", "198.18.58.11:7300", "y2"},
+		{"dpw-x2", "198.18.58.10:7300", "x1"}, {"dpw-y2", "198.18.58.10:7300", "y1"},
+	} {
+		if got, err := dialTCP(c.from, c.to, ""); err != nil || got != c.want {
+			t.Errorf("%s to %s: %q, %v; want %q", c.from, c.to, got, err, c.want)
+		}
+	}
+}
