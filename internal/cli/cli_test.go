@@ -113,3 +113,27 @@ spec:
 		t.Fatalf("ps without a server: %v", err)
 	}
 }
+
+func TestVPCVerbs(t *testing.T) {
+	t.Setenv("ECI_CONFIG", startServer(t))
+	if out, err := eci(t, "vpcs", "create", "vpc-a", "--cidr", "198.19.0.0/16"); err != nil || !strings.Contains(out, "vpc-a created (VNI 2)") {
+		t.Fatalf("vpcs create: %v %q", err, out)
+	}
+	for _, args := range [][]string{{"vsw-d", "--cidr", "198.19.128.0/24"}, {"vsw-a", "--cidr", "198.19.128.0/24", "--vpc", "vpc-a"}} {
+		if out, err := eci(t, append([]string{"vswitches", "create", "--zone", "zone-a"}, args...)...); err != nil || !strings.Contains(out, args[0]+" created") {
+			t.Fatalf("vswitches create %v: %v %q", args, err, out)
+		}
+	}
+	out, err := eci(t, "vswitches")
+	if err != nil || !strings.Contains(out, "vsw-a") || !strings.Contains(out, "vpc-a") || !strings.Contains(out, apiv1.DefaultVPC) {
+		t.Fatalf("vswitches: %v %q", err, out)
+	}
+	out, err = eci(t, "vpcs")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if err != nil || len(lines) != 3 || !strings.HasPrefix(lines[1], apiv1.DefaultVPC) || !strings.Contains(lines[2], "vpc-a") || strings.Fields(lines[2])[4] != "1" || strings.Fields(lines[1])[4] != "1" {
+		t.Fatalf("vpcs: %v %q", err, out)
+	}
+	if out, err := eci(t, "vpcs", "delete", "vpc-a"); err == nil || !strings.Contains(err.Error()+out, "vSwitch") {
+		t.Fatalf("delete a VPC with a vSwitch: %v %q", err, out)
+	}
+}

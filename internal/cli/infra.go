@@ -66,17 +66,21 @@ func newVSwitchesCommand(f *Flags) *cobra.Command {
 				return err
 			}
 			return output(cmd.OutOrStdout(), f.Output, apiv1.List[apiv1.VSwitch]{Items: vs}, func(tw *tabwriter.Writer, _ bool) {
-				row(tw, "ID", "TENANT", "ZONE", "CIDR", "GATEWAY", "USED", "FREE")
+				row(tw, "ID", "TENANT", "VPC", "ZONE", "CIDR", "GATEWAY", "USED", "FREE")
 				for _, v := range vs {
-					row(tw, v.Metadata.ID, v.Metadata.Tenant, v.Spec.Zone, v.Spec.CIDR, v.Spec.Gateway, v.Status.Allocated, v.Status.Total-v.Status.Allocated)
+					vpc := v.Spec.VPCID
+					if vpc == "" {
+						vpc = apiv1.DefaultVPC
+					}
+					row(tw, v.Metadata.ID, v.Metadata.Tenant, vpc, v.Spec.Zone, v.Spec.CIDR, v.Spec.Gateway, v.Status.Allocated, v.Status.Total-v.Status.Allocated)
 				}
 			})
 		},
 	}
 	cmd.Flags().StringVarP(&f.Output, "output", "o", "", "json or yaml")
-	var zone, cidr, gateway, tenant string
+	var zone, cidr, gateway, tenant, vpc string
 	create := &cobra.Command{
-		Use:   "create NAME --zone ZONE --cidr CIDR [--tenant NAME]",
+		Use:   "create NAME --zone ZONE --cidr CIDR [--tenant NAME] [--vpc ID]",
 		Short: "Add a vSwitch, shared or one tenant's (admin)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -85,7 +89,7 @@ func newVSwitchesCommand(f *Flags) *cobra.Command {
 				return err
 			}
 			v, err := c.CreateVSwitch(cmd.Context(), &apiv1.VSwitch{
-				Metadata: apiv1.ObjectMeta{Name: args[0], Tenant: tenant}, Spec: apiv1.VSwitchSpec{Zone: zone, CIDR: cidr, Gateway: gateway},
+				Metadata: apiv1.ObjectMeta{Name: args[0], Tenant: tenant}, Spec: apiv1.VSwitchSpec{Zone: zone, CIDR: cidr, Gateway: gateway, VPCID: vpc},
 			})
 			if err != nil {
 				return err
@@ -98,6 +102,7 @@ func newVSwitchesCommand(f *Flags) *cobra.Command {
 	create.Flags().StringVar(&cidr, "cidr", "", "IPv4 CIDR, /16 to /29")
 	create.Flags().StringVar(&gateway, "gateway", "", "gateway (default: the first address)")
 	create.Flags().StringVar(&tenant, "tenant", "", "the tenant whose groups alone use it and see it (default: shared by every tenant)")
+	create.Flags().StringVar(&vpc, "vpc", "", "the VPC it belongs to (default: "+apiv1.DefaultVPC+")")
 	cmd.AddCommand(create)
 	return cmd
 }
@@ -210,7 +215,7 @@ func Commands() []*cobra.Command {
 	cmds := []*cobra.Command{
 		newRunCommand(f), newPsCommand(f), newDescribeCommand(f), newRmCommand(f), newEventsCommand(f),
 		newLogsCommand(f), newExecCommand(f), newAttachCommand(f), newPortForwardCommand(f), newTopCommand(f),
-		newHostsCommand(f), newVSwitchesCommand(f), newTokenCommand(f),
+		newHostsCommand(f), newVSwitchesCommand(f), newVPCsCommand(f), newTokenCommand(f),
 	}
 	for _, c := range cmds {
 		f.bind(c)

@@ -98,10 +98,25 @@ func (s *Service) CreateVPC(ctx context.Context, p auth.Principal, v *apiv1.VPC)
 	return nil, fmt.Errorf("create VPC %s: too many concurrent changes: %w", v.Metadata.Name, errdefs.ErrConflict)
 }
 
+// defaultVPCWith is the default VPC with its count of the vSwitches p sees.
+func (s *Service) defaultVPCWith(ctx context.Context, p auth.Principal) (*apiv1.VPC, error) {
+	vsws, err := s.ListVSwitches(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	v := defaultVPC()
+	for i := range vsws {
+		if vpcID(&vsws[i]) == apiv1.DefaultVPC {
+			v.Status.VSwitches++
+		}
+	}
+	return v, nil
+}
+
 // GetVPC reads a VPC p may see (the default VPC too).
 func (s *Service) GetVPC(ctx context.Context, p auth.Principal, id string) (*apiv1.VPC, error) {
 	if id == apiv1.DefaultVPC || id == "" {
-		return defaultVPC(), nil
+		return s.defaultVPCWith(ctx, p)
 	}
 	v, err := s.vpcs.Get(ctx, id)
 	if err != nil {
@@ -119,7 +134,11 @@ func (s *Service) ListVPCs(ctx context.Context, p auth.Principal) ([]apiv1.VPC, 
 	if err != nil {
 		return nil, err
 	}
-	out := []apiv1.VPC{*defaultVPC()}
+	def, err := s.defaultVPCWith(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	out := []apiv1.VPC{*def}
 	for _, v := range items {
 		if vpcVisibleTo(v, p) {
 			out = append(out, *v)
