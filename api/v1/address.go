@@ -15,4 +15,7 @@ type InstanceAddressSpec struct {
 	IP        string `json:"ip"`
 	VSwitchID string `json:"vSwitchId"`
 	Host      string `json:"host"`
+	// SecurityGroups the group names, as "<tenant>/<name>" (the members'
+	// addresses of a rule's groupId).
+	SecurityGroups []string `json:"securityGroups,omitempty"`
 }

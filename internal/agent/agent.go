@@ -35,6 +35,8 @@ type Agent struct {
 	hostDNS     *hostResolv               // what --resolv-conf says (dns.go)
 	svcs        *services                 // the host's virtual services (services.go); nil: none
 	tunnel      *overlay                  // the tunnels to the other hosts (overlay.go); nil: none
+	book        *addressBook              // where every group's address is (addressbook.go); with a CNI config dir
+	fw          *firewall                 // the security groups (firewall.go); nil: none
 	net         *hostNetwork              // the VPCs' isolation (hostnet.go); with a CNI config dir
 	mtu         int                       // of the instances' links
 
@@ -134,9 +136,15 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			}
 		})
 	}
+	if a.book != nil {
+		run(func(ctx context.Context) { a.book.watch(ctx, a.cfg.Client) })
+	}
 	if a.tunnel != nil {
-		run(a.tunnel.watch)
 		run(a.tunnel.run)
+	}
+	if a.fw != nil {
+		run(func(ctx context.Context) { a.fw.watch(ctx, a.cfg.Client) })
+		run(a.fw.run)
 	}
 	if a.svcs != nil {
 		run(func(ctx context.Context) { a.svcs.watch(ctx, a.cfg.Client) })
@@ -200,6 +208,14 @@ func (a *Agent) startOverlay(ctx context.Context) error {
 	a.mtu = a.cfg.MTU
 	if a.cfg.CNIConfDir != "" {
 		a.net = newHostNetwork(ctx, a.cfg.NetworkName)
+		a.book = newAddressBook()
+		fw, err := newFirewall(a.cfg.NetworkName, a.name, a.book, a.vniOfVSwitch)
+		if err != nil {
+			// A group that names security groups then waits (await) and
+			// starts unfiltered: said, loudly.
+			log.G(ctx).Error("security groups are off: groups that name them run unfiltered on this host", "err", err)
+		}
+		a.fw = fw
 	}
 	if !a.cfg.TunnelIP.IsValid() || a.cfg.CNIConfDir == "" {
 		if a.mtu == 0 {
@@ -215,7 +231,7 @@ func (a *Agent) startOverlay(ctx context.Context) error {
 		a.mtu = mtu
 	}
 	a.cfg.Host.Spec.TunnelIP = a.cfg.TunnelIP.String()
-	a.tunnel = newOverlay(a.cfg.Client, a.name, a.cfg.NetworkName, a.cfg.TunnelIP, a.mtu, a.net, a.vniOfVSwitch)
+	a.tunnel = newOverlay(a.cfg.Client, a.name, a.cfg.NetworkName, a.cfg.TunnelIP, a.mtu, a.net, a.book, a.vniOfVSwitch)
 	return nil
 }
 

@@ -12,7 +12,6 @@ import (
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/datapath"
 	"github.com/eci-dev/eci/internal/errdefs"
-	"github.com/eci-dev/eci/internal/log"
 )
 
 // overlay keeps the host's tunnels (datapath.Overlay, one per VPC the
@@ -29,24 +28,24 @@ type overlay struct {
 	net           *hostNetwork                               // the VPCs' marks (network.go)
 	vniOf         func(context.Context, string) (int, error) // a vSwitch's VPC
 
+	book *addressBook // where every group's address is
+
 	mu      sync.Mutex
-	addrs   map[string]apiv1.InstanceAddressSpec // group id: where its address is
-	seen    map[string]bool                      // replayed by a relist in progress
-	synced  bool                                 // the first list is in
-	tunnels map[string]netip.Addr                // host: its tunnel IP
-	read    time.Time                            // when tunnels were read
-	devices map[int]*datapath.Overlay            // VNI: its tunnel
+	tunnels map[string]netip.Addr     // host: its tunnel IP
+	read    time.Time                 // when tunnels were read
+	devices map[int]*datapath.Overlay // VNI: its tunnel
 	changed chan struct{}
 }
 
 // newOverlay is the tunnels of host self, from its tunnel IP local, with
 // links of mtu.
-func newOverlay(c *client.Client, self, network string, local netip.Addr, mtu int, hn *hostNetwork, vniOf func(context.Context, string) (int, error)) *overlay {
-	return &overlay{
-		self: self, network: network, local: local, mtu: mtu, client: c, net: hn, vniOf: vniOf,
-		addrs: map[string]apiv1.InstanceAddressSpec{}, tunnels: map[string]netip.Addr{},
-		devices: map[int]*datapath.Overlay{}, changed: make(chan struct{}, 1),
+func newOverlay(c *client.Client, self, network string, local netip.Addr, mtu int, hn *hostNetwork, book *addressBook, vniOf func(context.Context, string) (int, error)) *overlay {
+	o := &overlay{
+		self: self, network: network, local: local, mtu: mtu, client: c, net: hn, vniOf: vniOf, book: book,
+		tunnels: map[string]netip.Addr{}, devices: map[int]*datapath.Overlay{}, changed: make(chan struct{}, 1),
 	}
+	book.subscribe(o.kick)
+	return o
 }
 
 func (o *overlay) kick() {
@@ -56,68 +55,17 @@ func (o *overlay) kick() {
 	}
 }
 
-// watch keeps the copy of every group's address.
-func (o *overlay) watch(ctx context.Context) {
-	o.client.InformAddresses(ctx, client.Handler[apiv1.InstanceAddress]{
-		Relist: func() { o.mu.Lock(); o.seen = map[string]bool{}; o.mu.Unlock() },
-		Relisted: func() {
-			o.mu.Lock()
-			for id := range o.addrs {
-				if !o.seen[id] {
-					delete(o.addrs, id)
-				}
-			}
-			o.seen = nil
-			o.mu.Unlock()
-			o.kick()
-		},
-		Synced: func() { o.mu.Lock(); o.synced = true; o.mu.Unlock(); o.kick() },
-		Event: func(ev client.WatchEvent[apiv1.InstanceAddress]) {
-			o.mu.Lock()
-			id := ev.Object.Metadata.ID
-			if ev.Type == apiv1.Deleted {
-				delete(o.addrs, id)
-			} else {
-				o.addrs[id] = ev.Object.Spec
-				if o.seen != nil {
-					o.seen[id] = true
-				}
-			}
-			o.mu.Unlock()
-			o.kick()
-		},
-		Error: func(err error) { log.G(ctx).Warn("watch the instances' addresses", "err", err) },
-	})
-}
-
-// run makes the tunnel and syncs it until ctx ends.
+// run makes the tunnels and syncs them until ctx ends (the hosts' tunnel
+// IPs read again every 30 s).
 func (o *overlay) run(ctx context.Context) {
-	backoff := time.Second
-	resync := time.NewTicker(30 * time.Second)
-	defer resync.Stop()
-	for {
-		if err := o.sync(ctx); err != nil {
-			log.G(ctx).Warn("tunnel to the other hosts: sync failed; trying again", "in", backoff, "err", err)
-			if sleep(ctx, backoff); ctx.Err() != nil {
-				return
-			}
-			backoff = min(2*backoff, 30*time.Second)
-			continue // changes wait for the retry
-		}
-		backoff = time.Second
-		if sleep(ctx, 100*time.Millisecond); ctx.Err() != nil { // changes meanwhile go into the next sync
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-o.changed:
-		case <-resync.C:
+	syncLoop(ctx, "tunnels to the other hosts", o.changed, 30*time.Second, func(ctx context.Context, full bool) error {
+		if full {
 			o.mu.Lock()
-			o.read = time.Time{} // the hosts' tunnel IPs are read again
+			o.read = time.Time{}
 			o.mu.Unlock()
 		}
-	}
+		return o.sync(ctx)
+	})
 }
 
 // sync writes the tunnels' routes for the instances of the other hosts
@@ -125,13 +73,13 @@ func (o *overlay) run(ctx context.Context) {
 // the host's own instances (the default VPC's always), each routing the
 // other hosts' instances of its VPC.
 func (o *overlay) sync(ctx context.Context) error {
-	o.mu.Lock()
-	if !o.synced {
-		o.mu.Unlock()
+	addrs, synced := o.book.snapshot()
+	if !synced {
 		return nil
 	}
+	o.mu.Lock()
 	need := false
-	for _, a := range o.addrs {
+	for _, a := range addrs {
 		if _, ok := o.tunnels[a.Host]; !ok && a.Host != o.self {
 			need = true
 		}
@@ -143,7 +91,7 @@ func (o *overlay) sync(ctx context.Context) error {
 			return err
 		}
 	}
-	remotes, local, err := o.remotes(ctx)
+	remotes, local, err := o.remotes(ctx, addrs)
 	if err != nil {
 		return err
 	}
@@ -202,12 +150,8 @@ func (o *overlay) readTunnels(ctx context.Context) error {
 
 // remotes are the instances of the other hosts whose tunnel IP is known,
 // by VPC, and the VPCs of this host's own.
-func (o *overlay) remotes(ctx context.Context) (map[int][]datapath.Remote, map[int]bool, error) {
+func (o *overlay) remotes(ctx context.Context, addrs map[string]apiv1.InstanceAddressSpec) (map[int][]datapath.Remote, map[int]bool, error) {
 	o.mu.Lock()
-	addrs := make([]apiv1.InstanceAddressSpec, 0, len(o.addrs))
-	for _, a := range o.addrs {
-		addrs = append(addrs, a)
-	}
 	tunnels := o.tunnels
 	o.mu.Unlock()
 	out, local := map[int][]datapath.Remote{}, map[int]bool{}

@@ -20,13 +20,13 @@ import (
 // tunnel).
 func TestOverlayRoutesOtherHostsOnly(t *testing.T) {
 	vnis := map[string]int{"vsw-a": 1, "vsw-x": 7}
-	o := newOverlay(nil, "h1", "eci0", netip.MustParseAddr("198.18.192.11"), 1450, nil, func(_ context.Context, id string) (int, error) {
+	o := newOverlay(nil, "h1", "eci0", netip.MustParseAddr("198.18.192.11"), 1450, nil, newAddressBook(), func(_ context.Context, id string) (int, error) {
 		if vni, ok := vnis[id]; ok {
 			return vni, nil
 		}
 		return 0, fmt.Errorf("vSwitch %s: %w", id, errdefs.ErrNotFound)
 	})
-	o.addrs = map[string]apiv1.InstanceAddressSpec{
+	addrs := map[string]apiv1.InstanceAddressSpec{
 		"own":     {IP: "198.19.128.2", Host: "h1", VSwitchID: "vsw-x"},
 		"remote":  {IP: "198.19.128.3", Host: "h2", VSwitchID: "vsw-a"},
 		"remote7": {IP: "198.19.128.3", Host: "h2", VSwitchID: "vsw-x"},
@@ -34,14 +34,14 @@ func TestOverlayRoutesOtherHostsOnly(t *testing.T) {
 		"bad":     {IP: "x", Host: "h2", VSwitchID: "vsw-a"},
 	}
 	o.tunnels = map[string]netip.Addr{"h1": netip.MustParseAddr("198.18.192.11"), "h2": netip.MustParseAddr("198.18.192.12")}
-	got, local, err := o.remotes(context.Background())
+	got, local, err := o.remotes(context.Background(), addrs)
 	h2 := netip.MustParseAddr("198.18.192.12")
 	want := map[int][]datapath.Remote{1: {{IP: netip.MustParseAddr("198.19.128.3"), Host: h2}}, 7: {{IP: netip.MustParseAddr("198.19.128.3"), Host: h2}}}
 	if err != nil || len(got) != 2 || !slices.Equal(got[1], want[1]) || !slices.Equal(got[7], want[7]) || len(local) != 1 || !local[7] {
 		t.Fatalf("remotes %v, local %v (%v); want %v, local VPC 7", got, local, err, want)
 	}
-	o.addrs["gone"] = apiv1.InstanceAddressSpec{IP: "198.19.128.9", Host: "h2", VSwitchID: "vsw-gone"}
-	if got, _, err := o.remotes(context.Background()); err != nil || len(got[1]) != 1 {
+	addrs["gone"] = apiv1.InstanceAddressSpec{IP: "198.19.128.9", Host: "h2", VSwitchID: "vsw-gone"}
+	if got, _, err := o.remotes(context.Background(), addrs); err != nil || len(got[1]) != 1 {
 		t.Fatalf("an address of a vSwitch that is gone: %v, %v", got, err)
 	}
 }

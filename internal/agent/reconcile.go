@@ -169,6 +169,10 @@ func (a *Agent) runGroup(ctx context.Context, g *apiv1.ContainerGroup, sandbox s
 	if a.svcs != nil && len(ctrs) == 0 && !a.svcs.await(ctx, g) {
 		log.G(ctx).Warn("virtual services: the group's address is not served yet; starting its containers all the same", "table", g.Spec.ServiceTable)
 	}
+	// So are its security groups' rules.
+	if a.fw != nil && len(ctrs) == 0 && !a.fw.await(ctx, g) {
+		log.G(ctx).Warn("security groups: the group's rules are not enforced yet; starting its containers all the same", "groups", g.Spec.SecurityGroupIDs)
+	}
 	initDone, failed, err := a.runInit(ctx, g, sandbox, sbCfg, ctrs)
 	if err != nil {
 		return err

@@ -137,3 +137,27 @@ func TestVPCVerbs(t *testing.T) {
 		t.Fatalf("delete a VPC with a vSwitch: %v %q", err, out)
 	}
 }
+
+func TestSecurityGroupVerbs(t *testing.T) {
+	t.Setenv("ECI_CONFIG", startServer(t))
+	if out, err := eci(t, "token", "create", "--tenant", "a"); err != nil {
+		t.Fatalf("token: %v %q", err, out)
+	}
+	out, err := eci(t, "securitygroups", "apply", "web", "--tenant", "a", "--ingress", "tcp:80/80:sg=web", "--ingress", "icmp::198.18.0.0/15")
+	if err != nil || !strings.Contains(out, "web applied (2 ingress, 0 egress rules)") {
+		t.Fatalf("apply: %v %q", err, out)
+	}
+	out, err = eci(t, "sg")
+	if err != nil || !strings.Contains(out, "tcp:80/80:sg=web,icmp::198.18.0.0/15") || !strings.Contains(out, "all") {
+		t.Fatalf("list: %v %q", err, out)
+	}
+	if out, err := eci(t, "sg", "apply", "bad", "--tenant", "a", "--ingress", "tcp:80/80"); err == nil || !strings.Contains(err.Error()+out, "PROTOCOL:PORTS:PEER") {
+		t.Fatalf("a rule without its peer: %v %q", err, out)
+	}
+	if out, err := eci(t, "sg", "apply", "bad", "--tenant", "a", "--ingress", "tcp:99/80:0.0.0.0/0"); err == nil || !strings.Contains(err.Error()+out, "spec.ingress[0].portRange") {
+		t.Fatalf("a bad port range: %v %q", err, out)
+	}
+	if out, err := eci(t, "sg", "delete", "web", "--tenant", "a"); err != nil || !strings.Contains(out, "web deleted") {
+		t.Fatalf("delete: %v %q", err, out)
+	}
+}

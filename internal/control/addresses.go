@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"slices"
 	"strconv"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
@@ -16,10 +17,18 @@ func addressOf(g *apiv1.ContainerGroup) *apiv1.InstanceAddress {
 	if !st.Allocated || st.IP == "" || st.Host == "" || st.State.Terminal() {
 		return nil
 	}
-	return &apiv1.InstanceAddress{
+	a := &apiv1.InstanceAddress{
 		Metadata: apiv1.ObjectMeta{ID: g.Metadata.ID, ResourceVersion: g.Metadata.ResourceVersion},
 		Spec:     apiv1.InstanceAddressSpec{IP: st.IP, VSwitchID: st.VSwitchID, Host: st.Host},
 	}
+	for _, sg := range g.Spec.SecurityGroupIDs {
+		a.Spec.SecurityGroups = append(a.Spec.SecurityGroups, SecurityGroupKey(g.Metadata.Tenant, sg))
+	}
+	return a
+}
+
+func sameAddress(a, b apiv1.InstanceAddressSpec) bool {
+	return a.IP == b.IP && a.VSwitchID == b.VSwitchID && a.Host == b.Host && slices.Equal(a.SecurityGroups, b.SecurityGroups)
 }
 
 // ListAddresses lists where every group's address is routed; hosts and
@@ -108,7 +117,7 @@ func addressEvents(ctx context.Context, in <-chan store.Event[apiv1.ContainerGro
 					if !had && ev.Type != apiv1.Deleted && ev.Object.Status.IP == "" {
 						continue // never held one here: nothing to say
 					}
-				case had && prev == a.Spec:
+				case had && sameAddress(prev, a.Spec):
 					continue
 				default:
 					last[id] = a.Spec

@@ -46,6 +46,7 @@ type Service struct {
 	ips     *store.Collection[ipRecord, *ipRecord]
 	vpcs    *store.Collection[apiv1.VPC, *apiv1.VPC]                       // vpcs.go
 	vnis    *store.Collection[vniRecord, *vniRecord]                       // vpcs.go
+	sgs     *store.Collection[apiv1.SecurityGroup, *apiv1.SecurityGroup]   // securitygroups.go
 	vsvcs   *store.Collection[apiv1.VirtualService, *apiv1.VirtualService] // virtualservices.go
 	vsusage *store.Collection[vsUsage, *vsUsage]                           // vsusage.go
 	idxs    *store.Collection[tokenIndex, *tokenIndex]
@@ -134,6 +135,7 @@ func New(st *store.Store, opts Options) *Service {
 		ips:     store.NewCollection[ipRecord](st, "ips"),
 		vpcs:    store.NewCollection[apiv1.VPC](st, "vpcs"),
 		vnis:    store.NewCollection[vniRecord](st, "vnis"),
+		sgs:     store.NewCollection[apiv1.SecurityGroup](st, "securitygroups"),
 		vsvcs:   store.NewCollection[apiv1.VirtualService](st, "virtualservices"),
 		vsusage: store.NewCollection[vsUsage](st, "virtualserviceusage"),
 		idxs:    store.NewCollection[tokenIndex](st, "clienttokens"),

@@ -65,6 +65,9 @@ func (s *Server) routes() []route {
 		{method: "GET", path: "/v1/virtualservices", handler: s.listVirtualServices},
 		{method: "DELETE", path: "/v1/virtualservices/{table}/{ip}", handler: s.deleteVirtualService},
 		{method: "GET", path: "/v1/addresses", handler: s.listAddresses},
+		{method: "PUT", path: "/v1/securitygroups", handler: s.putSecurityGroup},
+		{method: "GET", path: "/v1/securitygroups", handler: s.listSecurityGroups},
+		{method: "DELETE", path: "/v1/securitygroups/{name}", handler: s.deleteSecurityGroup},
 
 		{method: "PUT", path: "/v1/tenants/{name}", handler: s.putTenant},
 		{method: "GET", path: "/v1/tenants", handler: s.listTenants},

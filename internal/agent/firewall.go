@@ -1,0 +1,216 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"sigs.k8s.io/knftables"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/datapath"
+	"github.com/eci-dev/eci/internal/log"
+)
+
+// firewallWait bounds how long a group's start waits for its security
+// groups' rules.
+const firewallWait = 5 * time.Second
+
+// firewall enforces the security groups of the host's instances
+// (datapath.Firewall): it watches every tenant's security groups and reads
+// the address book (the members, wherever they run, and this host's
+// instances that name groups), and writes the whole table on every change,
+// at most every 100 ms.
+type firewall struct {
+	fw    *datapath.Firewall
+	self  string
+	book  *addressBook
+	vniOf func(context.Context, string) (int, error)
+
+	mu       sync.Mutex
+	sgs      map[string]*apiv1.SecurityGroup // by key "<tenant>/<name>"
+	seen     map[string]bool
+	synced   bool
+	enforced map[datapath.Endpoint]bool // this host's protected instances, as last synced
+	syncedCh chan struct{}              // closed and replaced after every sync
+	changed  chan struct{}
+}
+
+func newFirewall(network, self string, book *addressBook, vniOf func(context.Context, string) (int, error)) (*firewall, error) {
+	nft, err := knftables.New(knftables.IPv4Family, datapath.FirewallTable(network))
+	if err != nil {
+		return nil, fmt.Errorf("security groups need nftables (nft 1.0.1 or later): %w", err)
+	}
+	f := &firewall{fw: &datapath.Firewall{NFT: nft}, self: self, book: book, vniOf: vniOf,
+		sgs: map[string]*apiv1.SecurityGroup{}, enforced: map[datapath.Endpoint]bool{},
+		syncedCh: make(chan struct{}), changed: make(chan struct{}, 1)}
+	book.subscribe(f.kick)
+	return f, nil
+}
+
+func (f *firewall) kick() {
+	select {
+	case f.changed <- struct{}{}:
+	default:
+	}
+}
+
+// watch keeps the copy of every security group.
+func (f *firewall) watch(ctx context.Context, c *client.Client) {
+	c.InformSecurityGroups(ctx, client.Handler[apiv1.SecurityGroup]{
+		Relist: func() { f.mu.Lock(); f.seen = map[string]bool{}; f.mu.Unlock() },
+		Relisted: func() {
+			f.mu.Lock()
+			for k := range f.sgs {
+				if !f.seen[k] {
+					delete(f.sgs, k)
+				}
+			}
+			f.seen = nil
+			f.mu.Unlock()
+			f.kick()
+		},
+		Synced: func() { f.mu.Lock(); f.synced = true; f.mu.Unlock(); f.kick() },
+		Event: func(ev client.WatchEvent[apiv1.SecurityGroup]) {
+			f.mu.Lock()
+			k := ev.Object.Metadata.ID
+			if ev.Type == apiv1.Deleted {
+				delete(f.sgs, k)
+			} else {
+				f.sgs[k] = ev.Object
+				if f.seen != nil {
+					f.seen[k] = true
+				}
+			}
+			f.mu.Unlock()
+			f.kick()
+		},
+		Error: func(err error) { log.G(ctx).Warn("watch the security groups", "err", err) },
+	})
+}
+
+// run syncs until ctx ends.
+func (f *firewall) run(ctx context.Context) {
+	syncLoop(ctx, "security groups", f.changed, 5*time.Minute, func(ctx context.Context, _ bool) error { return f.sync(ctx) })
+}
+
+// sync writes the rules; nothing before both the security groups and the
+// addresses were listed (the table an earlier run left stays meanwhile).
+func (f *firewall) sync(ctx context.Context) error {
+	addrs, booked := f.book.snapshot()
+	f.mu.Lock()
+	ready := f.synced && booked
+	sgs := make([]*apiv1.SecurityGroup, 0, len(f.sgs))
+	for _, g := range f.sgs {
+		sgs = append(sgs, g)
+	}
+	f.mu.Unlock()
+	if !ready {
+		return nil
+	}
+	members := map[string][]datapath.Endpoint{}
+	var local []datapath.Protected
+	for _, a := range addrs {
+		if len(a.SecurityGroups) == 0 {
+			continue
+		}
+		ip, err := netip.ParseAddr(a.IP)
+		if err != nil {
+			continue
+		}
+		vni, err := f.vniOf(ctx, a.VSwitchID)
+		if err != nil {
+			continue // a vSwitch gone (none is while it has addresses)
+		}
+		ep := datapath.Endpoint{Addr: ip, Mark: datapath.MarkOf(vni)}
+		for _, k := range a.SecurityGroups {
+			members[k] = append(members[k], ep)
+		}
+		if a.Host == f.self {
+			local = append(local, datapath.Protected{Endpoint: ep, Groups: a.SecurityGroups})
+		}
+	}
+	groups := make([]datapath.SecurityGroup, 0, len(sgs))
+	for _, g := range sgs {
+		groups = append(groups, toDatapath(g, members[g.Metadata.ID]))
+	}
+	slices.SortFunc(groups, func(a, b datapath.SecurityGroup) int { return strings.Compare(a.Key, b.Key) })
+	if err := f.fw.Sync(ctx, groups, local); err != nil {
+		return err
+	}
+	enforced := map[datapath.Endpoint]bool{}
+	for _, p := range local {
+		enforced[p.Endpoint] = true
+	}
+	f.mu.Lock()
+	f.enforced = enforced
+	close(f.syncedCh)
+	f.syncedCh = make(chan struct{})
+	f.mu.Unlock()
+	return nil
+}
+
+// toDatapath is g as the host enforces it, with its members.
+func toDatapath(g *apiv1.SecurityGroup, members []datapath.Endpoint) datapath.SecurityGroup {
+	rules := func(in []apiv1.SecurityRule) []datapath.Rule {
+		var out []datapath.Rule
+		for _, r := range in {
+			dr := datapath.Rule{Protocol: strings.ToLower(r.Protocol)}
+			if dr.Protocol == "all" {
+				dr.Protocol = ""
+			}
+			if from, to, ok := apiv1.ParsePortRange(r.PortRange); ok {
+				dr.From, dr.To = from, to
+			}
+			if r.GroupID != "" {
+				dr.Group = g.Metadata.Tenant + "/" + r.GroupID
+			} else if p, err := netip.ParsePrefix(r.CIDR); err == nil {
+				dr.CIDR = p
+			} else {
+				continue // validated by the server: never here
+			}
+			out = append(out, dr)
+		}
+		return out
+	}
+	return datapath.SecurityGroup{Key: g.Metadata.ID, InnerAccept: g.Spec.InnerAccessPolicy != apiv1.InnerDrop,
+		Ingress: rules(g.Spec.Ingress), Egress: rules(g.Spec.Egress), Members: members}
+}
+
+// await waits until g's security groups are enforced for its address (or
+// firewallWait passes, or ctx ends), so that its containers never run
+// unfiltered. It tells whether they are.
+func (f *firewall) await(ctx context.Context, g *apiv1.ContainerGroup) bool {
+	ip, err := netip.ParseAddr(g.Status.IP)
+	if len(g.Spec.SecurityGroupIDs) == 0 || err != nil {
+		return true
+	}
+	vni, err := f.vniOf(ctx, g.Status.VSwitchID)
+	if err != nil {
+		return false
+	}
+	ep := datapath.Endpoint{Addr: ip, Mark: datapath.MarkOf(vni)}
+	deadline := time.NewTimer(firewallWait)
+	defer deadline.Stop()
+	f.kick()
+	for {
+		f.mu.Lock()
+		ok, next := f.enforced[ep], f.syncedCh
+		f.mu.Unlock()
+		if ok {
+			return true
+		}
+		select {
+		case <-next:
+		case <-deadline.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+}

@@ -1,0 +1,61 @@
+package agent
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/knftables"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/datapath"
+)
+
+// The host enforces the groups of its own instances, with members from the
+// whole pool (each in its VPC's mark); a rule's group is the tenant's; ALL
+// is every protocol; nothing is written before both lists are in.
+func TestFirewallOfTheHost(t *testing.T) {
+	book := newAddressBook()
+	vnis := map[string]int{"vsw-a": 1, "vsw-x": 7}
+	f, err := newFirewall("eci0", "h1", book, func(_ context.Context, id string) (int, error) { return vnis[id], nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := knftables.NewFake(knftables.IPv4Family, datapath.FirewallTable("eci0"))
+	f.fw.NFT = fake
+	ctx := context.Background()
+	if err := f.sync(ctx); err != nil || fake.Table != nil {
+		t.Fatalf("a sync before the lists: %v, table %v", err, fake.Table)
+	}
+	book.addrs = map[string]apiv1.InstanceAddressSpec{
+		"web":    {IP: "198.19.1.10", VSwitchID: "vsw-x", Host: "h1", SecurityGroups: []string{"t/web"}},
+		"client": {IP: "198.19.1.11", VSwitchID: "vsw-x", Host: "h2", SecurityGroups: []string{"t/client"}},
+		"plain":  {IP: "198.19.1.12", VSwitchID: "vsw-a", Host: "h1"},
+	}
+	book.synced, f.synced = true, true
+	f.sgs["t/web"] = &apiv1.SecurityGroup{Metadata: apiv1.ObjectMeta{ID: "t/web", Name: "web", Tenant: "t"}, Spec: apiv1.SecurityGroupSpec{
+		Ingress: []apiv1.SecurityRule{{Protocol: "TCP", PortRange: "80/81", GroupID: "client"}, {Protocol: "ALL", CIDR: "198.18.0.0/15"}}}}
+	f.sgs["t/client"] = &apiv1.SecurityGroup{Metadata: apiv1.ObjectMeta{ID: "t/client", Name: "client", Tenant: "t"}}
+	if err := f.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dump := fake.Dump()
+	for _, want := range []string{
+		"0x70000 . 198.19.1.10 : jump p-",        // web is this host's, in VPC 7
+		"meta l4proto tcp th dport 80-81 accept", // the group rule's protocol and ports
+		"ip saddr 198.18.0.0/15 accept",          // ALL: no protocol match
+		"0x70000 . 198.19.1.11",                  // client is a member, though on h2
+	} {
+		if !strings.Contains(dump, want) {
+			t.Errorf("the table lacks %q:\n%s", want, dump)
+		}
+	}
+	if strings.Contains(dump, "198.19.1.12") {
+		t.Errorf("an instance in no group is in the table:\n%s", dump)
+	}
+	ep := datapath.Endpoint{Addr: netip.MustParseAddr("198.19.1.10"), Mark: 7 << 16}
+	if !f.enforced[ep] || len(f.enforced) != 1 {
+		t.Errorf("enforced %v", f.enforced)
+	}
+}

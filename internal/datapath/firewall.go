@@ -1,0 +1,184 @@
+package datapath
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"sigs.k8s.io/knftables"
+)
+
+// FirewallTable is the nftables table (family ip) of network's security
+// groups.
+func FirewallTable(network string) string { return "eci-sg-" + network }
+
+// SecurityGroup is a security group as a host enforces it.
+type SecurityGroup struct {
+	// Key names it ("<tenant>/<name>"); rules' Group name others by it.
+	Key string
+	// InnerAccept lets its members reach each other.
+	InnerAccept bool
+	Ingress     []Rule
+	// Egress rules; nil: every destination.
+	Egress []Rule
+	// Members are every instance of the pool that names it.
+	Members []Endpoint
+}
+
+// Rule allows a protocol (tcp, udp, icmp, or "" for all), a port range
+// (From 0: every port) from or to a CIDR or a group's members.
+type Rule struct {
+	Protocol string
+	From, To int
+	CIDR     netip.Prefix
+	Group    string
+}
+
+// Endpoint is an instance as the host's packets show it: its address and
+// its VPC's mark.
+type Endpoint struct {
+	Addr netip.Addr
+	Mark uint32
+}
+
+// Protected is an instance of this host that names security groups.
+type Protected struct {
+	Endpoint
+	Groups []string
+}
+
+// Firewall enforces the security groups of the host's instances in one
+// nftables table, hooked at forward (every packet to or from an instance
+// is routed): answers of allowed connections pass; a packet an instance
+// sends must be allowed by the egress of one of its groups; a packet to an
+// instance by the ingress (or inner access) of one of its groups. Each
+// sync writes the whole table in one transaction.
+type Firewall struct{ NFT knftables.Interface }
+
+// Sync writes the rules of groups for the host's protected instances.
+func (f *Firewall) Sync(ctx context.Context, groups []SecurityGroup, local []Protected) error {
+	byKey := map[string]*SecurityGroup{}
+	for i := range groups {
+		byKey[groups[i].Key] = &groups[i]
+	}
+	tx := f.NFT.NewTransaction()
+	tx.Add(&knftables.Table{})
+	tx.Delete(&knftables.Table{})
+	tx.Add(&knftables.Table{Comment: knftables.PtrTo("eci: the security groups of the host's instances")})
+	// A set for every group, and for every group a rule names (one that
+	// is gone has no members).
+	for _, g := range groups {
+		tx.Add(&knftables.Set{Name: memberSet(g.Key), Type: "mark . ipv4_addr"})
+		for _, m := range g.Members {
+			tx.Add(&knftables.Element{Set: memberSet(g.Key), Key: []string{fmt.Sprintf("%#x", m.Mark), m.Addr.String()}})
+		}
+		for _, r := range slices.Concat(g.Ingress, g.Egress) {
+			if r.Group != "" && byKey[r.Group] == nil {
+				tx.Add(&knftables.Set{Name: memberSet(r.Group), Type: "mark . ipv4_addr"})
+			}
+		}
+	}
+	tx.Add(&knftables.Map{Name: "egress", Type: "mark . ipv4_addr : verdict"})
+	tx.Add(&knftables.Map{Name: "ingress", Type: "mark . ipv4_addr : verdict"})
+	made := map[string]bool{}
+	for _, p := range local {
+		set := slices.Clone(p.Groups)
+		slices.Sort(set)
+		name := "p-" + shortHash(strings.Join(set, ","))
+		if !made[name] {
+			made[name] = true
+			f.chains(tx, name, set, byKey)
+		}
+		key := []string{fmt.Sprintf("%#x", p.Mark), p.Addr.String()}
+		tx.Add(&knftables.Element{Map: "egress", Key: key, Value: []string{"jump " + name + "-out"}})
+		tx.Add(&knftables.Element{Map: "ingress", Key: key, Value: []string{"goto " + name + "-in"}})
+	}
+	tx.Add(&knftables.Chain{Name: "forward", Type: knftables.PtrTo(knftables.FilterType), Hook: knftables.PtrTo(knftables.ForwardHook), Priority: knftables.PtrTo(knftables.FilterPriority)})
+	iif, oif := fmt.Sprintf("iifname %q", InterfacePrefix+"*"), fmt.Sprintf("oifname %q", InterfacePrefix+"*")
+	vpc := fmt.Sprintf("meta mark & %#x", markMask)
+	for _, r := range []string{
+		"ct state established,related accept",
+		iif + " " + vpc + " . ip saddr vmap @egress",
+		oif + " " + vpc + " . ip daddr vmap @ingress",
+	} {
+		tx.Add(&knftables.Rule{Chain: "forward", Rule: r})
+	}
+	if err := f.NFT.Run(ctx, tx); err != nil {
+		return fmt.Errorf("security groups: %w", err)
+	}
+	return nil
+}
+
+// chains adds the egress and ingress chains of instances naming set: the
+// egress one returns (to the ingress check) when one group allows, else
+// drops; the ingress one accepts when one group allows, else drops. A
+// group that does not exist allows nothing in (and, having no egress
+// rules, everything out).
+func (f *Firewall) chains(tx *knftables.Transaction, name string, set []string, byKey map[string]*SecurityGroup) {
+	out, in := name+"-out", name+"-in"
+	tx.Add(&knftables.Chain{Name: out})
+	tx.Add(&knftables.Chain{Name: in})
+	vpc := fmt.Sprintf("meta mark & %#x", markMask)
+	allOut := false
+	for _, key := range set {
+		g := byKey[key]
+		if g == nil || len(g.Egress) == 0 {
+			allOut = true
+			continue
+		}
+		for _, r := range g.Egress {
+			tx.Add(&knftables.Rule{Chain: out, Rule: strings.TrimSpace(ruleText(r, "daddr", vpc) + " return")})
+		}
+	}
+	if allOut {
+		tx.Add(&knftables.Rule{Chain: out, Rule: "return"})
+	} else {
+		tx.Add(&knftables.Rule{Chain: out, Rule: "drop"})
+	}
+	for _, key := range set {
+		g := byKey[key]
+		if g == nil {
+			continue
+		}
+		if g.InnerAccept {
+			tx.Add(&knftables.Rule{Chain: in, Rule: vpc + " . ip saddr @" + memberSet(g.Key) + " accept"})
+		}
+		for _, r := range g.Ingress {
+			tx.Add(&knftables.Rule{Chain: in, Rule: strings.TrimSpace(ruleText(r, "saddr", vpc) + " accept")})
+		}
+	}
+	tx.Add(&knftables.Rule{Chain: in, Rule: "drop"})
+}
+
+// ruleText is r's match: the peer (the packet's saddr or daddr) and the
+// protocol and ports.
+func ruleText(r Rule, peer, vpc string) string {
+	var parts []string
+	if r.Group != "" {
+		parts = append(parts, vpc+" . ip "+peer+" @"+memberSet(r.Group))
+	} else if r.CIDR.IsValid() && r.CIDR.Bits() > 0 {
+		parts = append(parts, "ip "+peer+" "+r.CIDR.Masked().String())
+	}
+	switch r.Protocol {
+	case "tcp", "udp":
+		parts = append(parts, "meta l4proto "+r.Protocol)
+		if r.From > 0 {
+			parts = append(parts, fmt.Sprintf("th dport %d-%d", r.From, r.To))
+		}
+	case "icmp":
+		parts = append(parts, "meta l4proto icmp")
+	}
+	return strings.Join(parts, " ") // "": every packet
+}
+
+// memberSet is the set of a group's members' (mark, address).
+func memberSet(key string) string { return "m-" + shortHash(key) }
+
+func shortHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])[:16]
+}
