@@ -29,16 +29,17 @@ type Agent struct {
 	pulls  *pullGuard // one pull at a time per registry, unverified images (pullguard.go)
 	lease  fence      // the host's lease and whether the agent fenced itself (fence.go)
 
-	mu          sync.Mutex
-	vswitches   map[string]*apiv1.VSwitch // cache (a vSwitch's CIDR never changes)
-	streamToken string                    // the secret the server presents to the stream server
-	hostDNS     *hostResolv               // what --resolv-conf says (dns.go)
-	svcs        *services                 // the host's virtual services (services.go); nil: none
-	tunnel      *overlay                  // the tunnels to the other hosts (overlay.go); nil: none
-	book        *addressBook              // where every group's address is (addressbook.go); with a CNI config dir
-	fw          *firewall                 // the security groups (firewall.go); nil: none
-	net         *hostNetwork              // the VPCs' isolation (hostnet.go); with a CNI config dir
-	mtu         int                       // of the instances' links
+	mu            sync.Mutex
+	vswitches     map[string]*apiv1.VSwitch // copy (network.go: vswitchesTTL)
+	vswitchesRead time.Time
+	streamToken   string       // the secret the server presents to the stream server
+	hostDNS       *hostResolv  // what --resolv-conf says (dns.go)
+	svcs          *services    // the host's virtual services (services.go); nil: none
+	tunnel        *overlay     // the tunnels to the other hosts (overlay.go); nil: none
+	book          *addressBook // where every group's address is (addressbook.go); with a CNI config dir
+	fw            *firewall    // the security groups (firewall.go); nil: none
+	net           *hostNetwork // the VPCs' isolation (hostnet.go); with a CNI config dir
+	mtu           int          // of the instances' links
 
 	ready chan struct{}
 	done  chan struct{}
@@ -119,6 +120,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			_ = streamLn.Close()
 		}
 		return err
+	}
+	// The vSwitches (their VPCs) of the groups it adopts, for their
+	// Services' rules before any attach reads them.
+	if err := a.readVSwitches(ctx); err != nil {
+		log.G(ctx).Warn("read the vSwitches; they are read again when needed", "err", err)
 	}
 	run(a.heartbeat)
 	run(a.watchGroups)
@@ -207,7 +213,7 @@ func (a *Agent) startServices(ctx context.Context) {
 func (a *Agent) startOverlay(ctx context.Context) error {
 	a.mtu = a.cfg.MTU
 	if a.cfg.CNIConfDir != "" {
-		a.net = newHostNetwork(ctx, a.cfg.NetworkName)
+		a.net = newHostNetwork(ctx, a.cfg.NetworkName, a.cfg.TunnelIP.IsValid())
 		a.book = newAddressBook()
 		fw, err := newFirewall(a.cfg.NetworkName, a.name, a.book, a.vniOfVSwitch)
 		if err != nil {

@@ -135,6 +135,9 @@ func (c *Config) validate() error {
 	if c.LogMaxFiles < 2 {
 		return errors.New("agent: --log-max-files must be at least 2 (the live file and one rotated)")
 	}
+	if c.TunnelIP.IsValid() && c.CNIConfDir == "" {
+		return errors.New("agent: --tunnel-ip needs --cni-conf-dir: the tunnels route the instances the agent attaches")
+	}
 	if c.TunnelIP.IsValid() && (!c.TunnelIP.Is4() || !c.TunnelIP.IsGlobalUnicast()) {
 		return fmt.Errorf("agent: --tunnel-ip %s: allowed: a unicast IPv4 address of this host", c.TunnelIP)
 	}

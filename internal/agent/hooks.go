@@ -68,7 +68,7 @@ func (a *Agent) postStart(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.
 	timeout := time.Duration(max(grace(g), 30)) * time.Second
 	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	err := a.runHook(hctx, c.Lifecycle.PostStart, id, a.sandboxIP(ctx, sandboxID), timeout)
+	err := a.runHook(a.probeContext(hctx, g), c.Lifecycle.PostStart, id, a.sandboxIP(ctx, sandboxID), timeout)
 	if err == nil || ctx.Err() != nil {
 		return
 	}
@@ -85,7 +85,7 @@ func (a *Agent) stopContainer(ctx context.Context, g *apiv1.ContainerGroup, name
 	deadline := time.Now().Add(time.Duration(grace) * time.Second)
 	if c := spec(g, name); grace > 0 && c != nil && c.Lifecycle != nil && c.Lifecycle.PreStop != nil {
 		hctx, cancel := context.WithDeadline(ctx, deadline)
-		err := a.runHook(hctx, c.Lifecycle.PreStop, id, ip, time.Until(deadline))
+		err := a.runHook(a.probeContext(hctx, g), c.Lifecycle.PreStop, id, ip, time.Until(deadline))
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			a.event(ctx, g, apiv1.EventWarning, "FailedPreStopHook", fmt.Sprintf("container %s: preStop hook failed: %v", name, err))

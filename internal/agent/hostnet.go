@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"sync"
 
 	"sigs.k8s.io/knftables"
@@ -23,7 +24,7 @@ type hostNetwork struct {
 // the kernel's routes (an agent that starts again keeps its instances
 // apart). Without nftables the host serves the default VPC alone, and says
 // why.
-func newHostNetwork(ctx context.Context, network string) *hostNetwork {
+func newHostNetwork(ctx context.Context, network string, tunnel bool) *hostNetwork {
 	hn := &hostNetwork{}
 	nft, err := knftables.New(knftables.IPv4Family, datapath.IsolationTable(network))
 	if err != nil {
@@ -34,39 +35,63 @@ func newHostNetwork(ctx context.Context, network string) *hostNetwork {
 		log.G(ctx).Error("VPCs are off: groups of vSwitches outside the default VPC can't start on this host", "err", err)
 		return hn
 	}
-	hn.iso = &datapath.Isolation{NFT: nft, Network: network}
+	hn.iso = &datapath.Isolation{NFT: nft, Network: network, Tunnel: tunnel}
 	if err := hn.iso.Sync(ctx); err != nil {
-		// Every attach gives its link its mark anyway; the next detach
-		// tries the whole table again.
+		// Every attach gives its link its mark anyway.
 		log.G(ctx).Error("VPCs: rebuild the marks of the host's links", "err", err)
 	}
 	return hn
 }
 
-// mark gives link (before it is up) VPC vni's mark and zone.
-func (hn *hostNetwork) mark(ctx context.Context, link string, vni int) error {
+// attach makes a sandbox's link, given its VPC's mark and zone before it
+// is up, under the lock a rebuild of the marks takes too.
+func (hn *hostNetwork) attach(ctx context.Context, a datapath.Attachment) (*datapath.Attached, error) {
+	hn.mu.Lock()
+	defer hn.mu.Unlock()
+	link := datapath.HostInterfaceName(a.ContainerID)
+	if err := hn.markLocked(ctx, link, a.VNI); err != nil {
+		return nil, err
+	}
+	at, err := datapath.Attach(a)
+	if err != nil && hn.iso != nil && a.VNI > datapath.DefaultVNI {
+		_ = hn.iso.Remove(ctx, link)
+	}
+	return at, err
+}
+
+// ensureTunnel makes (or checks) a VPC's tunnel, marked before it is up.
+func (hn *hostNetwork) ensureTunnel(ctx context.Context, dev *datapath.Overlay) error {
+	hn.mu.Lock()
+	defer hn.mu.Unlock()
+	if err := hn.markLocked(ctx, dev.Device, dev.VNI); err != nil {
+		return err
+	}
+	return dev.Ensure()
+}
+
+// markLocked gives link VPC vni's mark and zone (hn.mu held).
+func (hn *hostNetwork) markLocked(ctx context.Context, link string, vni int) error {
 	if vni <= datapath.DefaultVNI {
 		return nil
 	}
 	if hn.iso == nil {
 		return fmt.Errorf("VPC %d: this host serves the default VPC alone (no nftables; see the agent's log)", vni)
 	}
-	hn.mu.Lock()
-	defer hn.mu.Unlock()
 	return hn.iso.Add(ctx, link, vni)
 }
 
-// attach makes a sandbox's link, marked for its VPC before it is up.
-func (hn *hostNetwork) attach(ctx context.Context, a datapath.Attachment) (*datapath.Attached, error) {
-	if err := hn.mark(ctx, datapath.HostInterfaceName(a.ContainerID), a.VNI); err != nil {
-		return nil, err
+// setPeers makes the other hosts' tunnel IPs the only senders to the
+// tunnels' port.
+func (hn *hostNetwork) setPeers(ctx context.Context, peers []netip.Addr) error {
+	if hn.iso == nil {
+		return nil
 	}
 	hn.mu.Lock()
 	defer hn.mu.Unlock()
-	return datapath.Attach(a)
+	return hn.iso.SetPeers(ctx, peers)
 }
 
-// detach removes a sandbox's link and the marks of links that are gone.
+// detach removes a sandbox's link and forgets its mark.
 func (hn *hostNetwork) detach(ctx context.Context, containerID string) error {
 	hn.mu.Lock()
 	defer hn.mu.Unlock()
@@ -74,8 +99,8 @@ func (hn *hostNetwork) detach(ctx context.Context, containerID string) error {
 		return err
 	}
 	if hn.iso != nil {
-		if err := hn.iso.Sync(ctx); err != nil {
-			log.G(ctx).Warn("VPCs: the marks of links that are gone stay until the next detach", "err", err)
+		if err := hn.iso.Remove(ctx, datapath.HostInterfaceName(containerID)); err != nil {
+			log.G(ctx).Warn("VPCs: the mark of a link that is gone stays until the agent starts again", "err", err)
 		}
 	}
 	return nil

@@ -55,7 +55,11 @@ func (a *Agent) serveNetwork(ctx context.Context) error {
 		req.NetNS = netns
 		attached, err := a.attach(log.WithLogger(r.Context(), log.G(ctx)), req)
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusNotFound)
+			code := http.StatusInternalServerError
+			if errdefs.IsNotFound(err) {
+				code = http.StatusNotFound
+			}
+			http.Error(w, err.Error(), code)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -141,11 +145,11 @@ func (a *Agent) attach(ctx context.Context, req cni.AttachRequest) (*cni.Attache
 func (a *Agent) addressOf(ctx context.Context, id string) (addr netip.Prefix, gw netip.Addr, vni int, err error) {
 	g := a.desired(id)
 	if g == nil || g.Status.IP == "" {
-		return addr, gw, 0, fmt.Errorf("group %s has no address on host %s", id, a.name)
+		return addr, gw, 0, fmt.Errorf("group %s has no address on host %s: %w", id, a.name, errdefs.ErrNotFound)
 	}
 	ip, err := netip.ParseAddr(g.Status.IP)
 	if err != nil {
-		return addr, gw, 0, err
+		return addr, gw, 0, fmt.Errorf("group %s: status.ip: %w", id, err)
 	}
 	v, err := a.vswitch(ctx, g.Status.VSwitchID)
 	if err != nil {
@@ -153,7 +157,7 @@ func (a *Agent) addressOf(ctx context.Context, id string) (addr netip.Prefix, gw
 	}
 	prefix, err := netip.ParsePrefix(v.Spec.CIDR)
 	if err != nil {
-		return addr, gw, 0, err
+		return addr, gw, 0, fmt.Errorf("vSwitch %s: spec.cidr: %w", v.Metadata.ID, err)
 	}
 	if gw, err = netip.ParseAddr(v.Spec.Gateway); err != nil {
 		return addr, gw, 0, fmt.Errorf("vSwitch %s gateway %q: %w", v.Metadata.ID, v.Spec.Gateway, err)
@@ -164,6 +168,22 @@ func (a *Agent) addressOf(ctx context.Context, id string) (addr netip.Prefix, gw
 // vniOf is vSwitch v's VPC (the default one for a vSwitch made before
 // VPCs).
 func vniOf(v *apiv1.VSwitch) int { return max(v.Status.VNI, datapath.DefaultVNI) }
+
+// readVSwitches replaces the agent's copy of the vSwitches.
+func (a *Agent) readVSwitches(ctx context.Context) error {
+	vsws, err := a.cfg.Client.ListVSwitches(ctx)
+	if err != nil {
+		return err
+	}
+	m := make(map[string]*apiv1.VSwitch, len(vsws))
+	for i := range vsws {
+		m[vsws[i].Metadata.ID] = &vsws[i]
+	}
+	a.mu.Lock()
+	a.vswitches, a.vswitchesRead = m, time.Now()
+	a.mu.Unlock()
+	return nil
+}
 
 // cachedVNI is vSwitch id's VPC from the agent's cache alone (false: not
 // read yet).
@@ -186,24 +206,26 @@ func (a *Agent) vniOfVSwitch(ctx context.Context, id string) (int, error) {
 	return vniOf(v), nil
 }
 
-// vswitch returns a vSwitch, from the agent's cache (a vSwitch's CIDR never
-// changes) or, on a miss, from the server.
+// vswitchesTTL is how long the agent trusts its copy of the vSwitches: a
+// vSwitch never changes, but one deleted (none is while it has addresses)
+// may be made again under its name, in another VPC.
+const vswitchesTTL = 30 * time.Second
+
+// vswitch returns a vSwitch, from the agent's copy (read again after
+// vswitchesTTL) or, on a miss, from the server.
 func (a *Agent) vswitch(ctx context.Context, id string) (*apiv1.VSwitch, error) {
 	a.mu.Lock()
 	v, ok := a.vswitches[id]
+	fresh := time.Since(a.vswitchesRead) < vswitchesTTL
 	a.mu.Unlock()
-	if ok {
+	if ok && fresh {
 		return v, nil
 	}
-	vsws, err := a.cfg.Client.ListVSwitches(ctx)
-	if err != nil {
+	if err := a.readVSwitches(ctx); err != nil {
 		return nil, fmt.Errorf("read vSwitch %s: %w", id, err)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for i := range vsws {
-		a.vswitches[vsws[i].Metadata.ID] = &vsws[i]
-	}
 	if v, ok := a.vswitches[id]; ok {
 		return v, nil
 	}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -84,9 +85,9 @@ func (o *overlay) sync(ctx context.Context) error {
 			need = true
 		}
 	}
-	stale := time.Since(o.read) > 30*time.Second || need && time.Since(o.read) > 2*time.Second
+	reread := time.Since(o.read) > 30*time.Second || need && time.Since(o.read) > 2*time.Second
 	o.mu.Unlock()
-	if stale {
+	if reread {
 		if err := o.readTunnels(ctx); err != nil {
 			return err
 		}
@@ -96,24 +97,32 @@ func (o *overlay) sync(ctx context.Context) error {
 		return err
 	}
 	local[datapath.DefaultVNI] = true
+	var errs []error
 	for vni := range local {
 		dev, err := o.device(ctx, vni)
+		if err == nil {
+			err = dev.Sync(remotes[vni])
+		}
 		if err != nil {
-			return err
-		}
-		if err := dev.Sync(remotes[vni]); err != nil {
-			return err
+			errs = append(errs, fmt.Errorf("tunnel of VPC %d: %w", vni, err))
 		}
 	}
-	for vni, dev := range o.devices {
-		if !local[vni] {
-			if err := dev.Remove(); err != nil {
-				return fmt.Errorf("tunnel of VPC %d: %w", vni, err)
-			}
-			delete(o.devices, vni)
-		}
+	// Tunnels of VPCs the host has no instance of any more, this run's or
+	// an earlier run's.
+	stale, err := datapath.Tunnels(o.network)
+	if err != nil {
+		errs = append(errs, err)
 	}
-	return nil
+	for vni, dev := range stale {
+		if local[vni] {
+			continue
+		}
+		if err := dev.Remove(); err != nil {
+			errs = append(errs, fmt.Errorf("tunnel of VPC %d: %w", vni, err))
+		}
+		delete(o.devices, vni)
+	}
+	return errors.Join(errs...)
 }
 
 // device is VPC vni's tunnel, made (with its VPC's mark before it is up)
@@ -122,12 +131,10 @@ func (o *overlay) device(ctx context.Context, vni int) (*datapath.Overlay, error
 	dev := o.devices[vni]
 	if dev == nil {
 		dev = &datapath.Overlay{Device: datapath.TunnelDevice(o.network, vni), VNI: vni, Local: o.local, MTU: o.mtu, Table: datapath.TableOf(vni)}
-		if err := o.net.mark(ctx, dev.Device, vni); err != nil {
-			return nil, err
-		}
 		o.devices[vni] = dev
 	}
-	return dev, dev.Ensure()
+	// Marked (again: a rebuild may have run meanwhile) and made.
+	return dev, o.net.ensureTunnel(ctx, dev)
 }
 
 // readTunnels reads every host's tunnel IP.
@@ -145,7 +152,13 @@ func (o *overlay) readTunnels(ctx context.Context) error {
 	o.mu.Lock()
 	o.tunnels, o.read = tunnels, time.Now()
 	o.mu.Unlock()
-	return nil
+	peers := make([]netip.Addr, 0, len(tunnels))
+	for name, ip := range tunnels {
+		if name != o.self {
+			peers = append(peers, ip)
+		}
+	}
+	return o.net.setPeers(ctx, peers)
 }
 
 // remotes are the instances of the other hosts whose tunnel IP is known,

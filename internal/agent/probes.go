@@ -81,7 +81,7 @@ func (a *Agent) startProbe(ctx context.Context, g *apiv1.ContainerGroup, c apiv1
 		}
 	})
 	if pctx != nil {
-		go a.runProbe(pctx, g, c, kind, pr, containerID, ip)
+		go a.runProbe(a.probeContext(pctx, g), g, c, kind, pr, containerID, ip)
 	}
 }
 
@@ -225,13 +225,14 @@ func (a *Agent) probeOnce(ctx context.Context, pr *apiv1.Probe, containerID, ip 
 		}
 		return nil
 	case pr.TCPSocket != nil:
-		conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", net.JoinHostPort(ip, strconv.Itoa(int(pr.TCPSocket.Port))))
+		conn, err := dialProbe(ctx, "tcp", net.JoinHostPort(ip, strconv.Itoa(int(pr.TCPSocket.Port))))
 		if err != nil {
 			return err
 		}
 		return conn.Close()
 	case pr.GRPC != nil:
-		conn, err := grpc.NewClient(net.JoinHostPort(ip, strconv.Itoa(int(pr.GRPC.Port))), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(net.JoinHostPort(ip, strconv.Itoa(int(pr.GRPC.Port))), grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithContextDialer(func(_ context.Context, addr string) (net.Conn, error) { return dialProbe(ctx, "tcp", addr) }))
 		if err != nil {
 			return err
 		}
@@ -256,6 +257,7 @@ func (a *Agent) probeOnce(ctx context.Context, pr *apiv1.Probe, containerID, ip 
 var probeHTTP = &http.Client{
 	Transport: &http.Transport{
 		DisableKeepAlives: true,
+		DialContext:       dialProbe,                             // the request's context: the instance's VPC mark
 		Proxy:             nil,                                   // never the host's proxy settings
 		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // as the kubelet's HTTPS probes
 	},

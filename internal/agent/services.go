@@ -255,8 +255,7 @@ func (s *services) tables(groups []*apiv1.ContainerGroup) ([]vservice.Table, map
 // passes, or ctx ends), so that its containers start with their Services
 // reachable. It tells whether the address is served.
 func (s *services) await(ctx context.Context, g *apiv1.ContainerGroup) bool {
-	addr, ok := s.client(g)
-	if g.Spec.ServiceTable == "" || !ok {
+	if _, err := netip.ParseAddr(g.Status.IP); g.Spec.ServiceTable == "" || err != nil {
 		return true
 	}
 	want := g.Metadata.Tenant + "/" + g.Spec.ServiceTable
@@ -265,7 +264,8 @@ func (s *services) await(ctx context.Context, g *apiv1.ContainerGroup) bool {
 	s.kick()
 	for {
 		s.mu.Lock()
-		ok, next := s.served[addr] == want, s.syncedCh
+		addr, known := s.client(g) // its vSwitch may be read meanwhile
+		ok, next := known && s.served[addr] == want, s.syncedCh
 		s.mu.Unlock()
 		if ok {
 			return true

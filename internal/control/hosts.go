@@ -26,6 +26,9 @@ func (s *Service) RegisterHost(ctx context.Context, p auth.Principal, h *apiv1.H
 	if err := apiv1.ValidateHost(h); err != nil {
 		return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
 	}
+	if err := s.checkTunnelIP(ctx, h); err != nil {
+		return nil, err
+	}
 	now := s.now()
 	name := h.Metadata.Name
 	for attempt := 0; attempt < 20; attempt++ {
@@ -124,6 +127,26 @@ func (s *Service) ListHosts(ctx context.Context, p auth.Principal) ([]apiv1.Host
 		out = append(out, *h)
 	}
 	return out, nil
+}
+
+// checkTunnelIP refuses a tunnel IP another host has: the others' tunnels
+// would send its instances' traffic to both (and a host token could draw
+// another host's).
+func (s *Service) checkTunnelIP(ctx context.Context, h *apiv1.Host) error {
+	if h.Spec.TunnelIP == "" {
+		return nil
+	}
+	hosts, _, _, err := s.hosts.List(ctx, storeOpts(0, 0, ""))
+	if err != nil {
+		return err
+	}
+	for _, o := range hosts {
+		if o.Metadata.Name != h.Metadata.Name && o.Spec.TunnelIP == h.Spec.TunnelIP {
+			return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: "spec.tunnelIP",
+				Message: fmt.Sprintf("%s is host %s's tunnel IP; allowed: an address no other host has", h.Spec.TunnelIP, o.Metadata.Name)}})
+		}
+	}
+	return nil
 }
 
 // tunnels is what a host reads of the others: where its tunnels reach

@@ -73,16 +73,27 @@ func (s *Service) writerTenant(ctx context.Context, p auth.Principal, named stri
 	return named, nil
 }
 
-// checkBackends refuses backends inside a vSwitch the tenant may not use: a
-// virtual IP must not lead into another tenant's instances.
+// checkBackends refuses backends inside a vSwitch the tenant may not use,
+// of a VPC that routes between tenants (the default one, a shared one): a
+// virtual IP must not lead into another tenant's instances. Another
+// tenant's own VPC is not checked: a translated packet is routed in its
+// client's VPC, which never reaches it (and may hold the same addresses).
 func (s *Service) checkBackends(ctx context.Context, tenant string, v *apiv1.VirtualService) error {
 	vsws, _, _, err := s.vsws.List(ctx, storeOpts(0, 0, ""))
 	if err != nil {
 		return fmt.Errorf("list vSwitches: %w", err)
 	}
+	vpcs, _, _, err := s.vpcs.List(ctx, storeOpts(0, 0, ""))
+	if err != nil {
+		return fmt.Errorf("list VPCs: %w", err)
+	}
+	owned := map[string]bool{} // VPCs of a single tenant
+	for _, vpc := range vpcs {
+		owned[vpc.Metadata.ID] = vpc.Metadata.Tenant != ""
+	}
 	var others []netip.Prefix
 	for _, vsw := range vsws {
-		if pfx, err := netip.ParsePrefix(vsw.Spec.CIDR); err == nil && !usableBy(vsw, tenant) {
+		if pfx, err := netip.ParsePrefix(vsw.Spec.CIDR); err == nil && !usableBy(vsw, tenant) && !owned[vsw.Spec.VPCID] {
 			others = append(others, pfx)
 		}
 	}

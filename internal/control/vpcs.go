@@ -50,8 +50,8 @@ func (s *Service) CreateVPC(ctx context.Context, p auth.Principal, v *apiv1.VPC)
 		}
 	}
 	cidr := ""
-	if v.Spec.CIDR != "" {
-		cidr = netip.MustParsePrefix(v.Spec.CIDR).Masked().String()
+	if p, err := netip.ParsePrefix(v.Spec.CIDR); err == nil {
+		cidr = p.Masked().String() // validated above
 	}
 	for attempt := 0; attempt < 20; attempt++ {
 		vnis, _, _, err := s.vnis.List(ctx, storeOpts(0, 0, ""))
@@ -71,7 +71,7 @@ func (s *Service) CreateVPC(ctx context.Context, p auth.Principal, v *apiv1.VPC)
 			}
 		}
 		if vni == 0 {
-			return nil, fmt.Errorf("every VNI up to %d is taken: %w", apiv1.MaxVNI, errdefs.ErrPermissionDenied)
+			return nil, fmt.Errorf("every VNI up to %d is taken (delete a VPC): %w", apiv1.MaxVNI, errdefs.ErrConflict)
 		}
 		obj := &apiv1.VPC{
 			Metadata: apiv1.ObjectMeta{ID: v.Metadata.Name, Name: v.Metadata.Name, Tenant: v.Metadata.Tenant, Labels: v.Metadata.Labels, CreatedAt: s.now()},
@@ -187,9 +187,15 @@ func (s *Service) vpcOfNewVSwitch(ctx context.Context, v *apiv1.VSwitch, prefix 
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		if got.Spec.CIDR != "" && !netip.MustParsePrefix(got.Spec.CIDR).Contains(prefix.Addr()) || got.Spec.CIDR != "" && netip.MustParsePrefix(got.Spec.CIDR).Bits() > prefix.Bits() {
-			return nil, nil, nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: "spec.cidr",
-				Message: fmt.Sprintf("%s is not inside VPC %s's CIDR %s", prefix, id, got.Spec.CIDR)}})
+		if got.Spec.CIDR != "" {
+			vpcPrefix, err := netip.ParsePrefix(got.Spec.CIDR)
+			if err != nil {
+				return nil, nil, nil, fmt.Errorf("VPC %s: spec.cidr: %w", id, err)
+			}
+			if !vpcPrefix.Contains(prefix.Addr()) || vpcPrefix.Bits() > prefix.Bits() {
+				return nil, nil, nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: "spec.cidr",
+					Message: fmt.Sprintf("%s is not inside VPC %s's CIDR %s", prefix, id, got.Spec.CIDR)}})
+			}
 		}
 		cond, err := s.vpcs.Unchanged(got)
 		if err != nil {

@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -126,10 +128,16 @@ func (o *Overlay) Sync(remotes []Remote) error {
 		return fmt.Errorf("tunnel %s: %w", o.Device, err)
 	}
 	idx := link.Attrs().Index
+	own, err := o.ownInstances()
+	if err != nil {
+		return err
+	}
 	hosts := map[netip.Addr]bool{}
 	ips := map[netip.Addr]netip.Addr{}
 	for _, r := range remotes {
-		if r.Host == o.Local || !r.IP.Is4() || !r.Host.Is4() {
+		// An address this host routes to an instance's link is that
+		// instance's, whatever a view that lags behind says.
+		if r.Host == o.Local || !r.IP.Is4() || !r.Host.Is4() || own[r.IP] {
 			continue
 		}
 		hosts[r.Host] = true
@@ -142,6 +150,35 @@ func (o *Overlay) Sync(remotes []Remote) error {
 		return err
 	}
 	return o.syncRoutes(idx, ips)
+}
+
+// ownInstances are the addresses the table routes to this host's
+// instances' links.
+func (o *Overlay) ownInstances() (map[netip.Addr]bool, error) {
+	routes, err := netlink.RouteListFiltered(unix.AF_INET, &netlink.Route{Protocol: RouteProtocol, Table: o.table()},
+		netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return nil, fmt.Errorf("routes of table %d: %w", o.table(), err)
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	instance := map[int]bool{}
+	for _, l := range links {
+		if strings.HasPrefix(l.Attrs().Name, InterfacePrefix) {
+			instance[l.Attrs().Index] = true
+		}
+	}
+	out := map[netip.Addr]bool{}
+	for _, r := range routes {
+		if r.Dst != nil && instance[r.LinkIndex] {
+			if ip, ok := netip.AddrFromSlice(r.Dst.IP); ok {
+				out[ip.Unmap()] = true
+			}
+		}
+	}
+	return out, nil
 }
 
 // syncForwarding: one entry per host, its tunnel MAC to its tunnel IP.
@@ -256,6 +293,27 @@ func (o *Overlay) table() int {
 	return o.Table
 }
 
+// Tunnels are the tunnel devices of network on the host, by VNI (an
+// earlier run's too).
+func Tunnels(network string) (map[int]*Overlay, error) {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	out := map[int]*Overlay{}
+	suffix := "-" + network
+	for _, l := range links {
+		name := l.Attrs().Name
+		if _, ok := l.(*netlink.Vxlan); !ok || !strings.HasPrefix(name, "vx") || !strings.HasSuffix(name, suffix) {
+			continue
+		}
+		if vni, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(name, "vx"), suffix)); err == nil && vni > 0 {
+			out[vni] = &Overlay{Device: name, VNI: vni}
+		}
+	}
+	return out, nil
+}
+
 // Remove deletes the device (its routes and entries go with it); a device
 // that is gone is no error.
 func (o *Overlay) Remove() error {
@@ -264,7 +322,10 @@ func (o *Overlay) Remove() error {
 		return nil
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("tunnel %s: %w", o.Device, err)
 	}
-	return netlink.LinkDel(link)
+	if err := netlink.LinkDel(link); err != nil {
+		return fmt.Errorf("delete tunnel %s: %w", o.Device, err)
+	}
+	return nil
 }

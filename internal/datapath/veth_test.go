@@ -151,6 +151,23 @@ func sendUDP(t *testing.T, ns, src, addr string) {
 	}
 }
 
+// sendUDPPayload sends payload in one datagram from ns to addr.
+func sendUDPPayload(t *testing.T, ns, addr string, payload []byte) {
+	t.Helper()
+	err := netnstest.In(ns, func() error {
+		c, err := net.Dial("udp4", addr)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write(payload)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // serveTCP answers every connection to port in ns with reply.
 func serveTCP(t *testing.T, ns string, port int, reply string) {
 	var l net.Listener

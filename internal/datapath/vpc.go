@@ -63,7 +63,15 @@ type Isolation struct {
 	NFT knftables.Interface
 	// Network names the agent's network (its tunnels: TunnelDevice).
 	Network string
+	// Tunnel: the host has tunnels; their UDP port takes packets from the
+	// other hosts' tunnel IPs alone (SetPeers).
+	Tunnel bool
 }
+
+// prePriority is the isolation's prerouting priority: before IPv4
+// defragmentation (-400), so that fragments are reassembled within their
+// VPC's zone, never with another VPC's of the same addresses.
+const prePriority = knftables.BaseChainPriority("-450")
 
 // TunnelDevice is the VXLAN device of VPC vni on network.
 func TunnelDevice(network string, vni int) string { return "vx" + strconv.Itoa(vni) + "-" + network }
@@ -115,25 +123,77 @@ func (i *Isolation) base(tx *knftables.Transaction) {
 	tx.Add(&knftables.Map{Name: "vpc-mark", Type: "ifname : mark"})
 	tx.Add(&knftables.Map{Name: "vpc-zone", TypeOf: "iifname : ct zone"})
 	tx.Add(&knftables.Map{Name: "mark-zone", TypeOf: "meta mark : ct zone"})
-	raw := knftables.RawPriority
+	tx.Add(&knftables.Set{Name: "tunnel-peers", Type: "ipv4_addr"})
+	// No instance sends into a tunnel: the tunnels' port is the host's, and
+	// (with tunnels) the other hosts' alone.
+	input := []string{fmt.Sprintf("iifname %q udp dport %d drop", InterfacePrefix+"*", VXLANPort)}
+	if i.Tunnel {
+		input = append(input, fmt.Sprintf("udp dport %d ip saddr != @tunnel-peers drop", VXLANPort))
+	}
 	for _, c := range []struct {
 		name  string
 		hook  knftables.BaseChainHook
+		prio  knftables.BaseChainPriority
 		rules []string
 	}{
 		// Before connection tracking: the link's VPC gives the packet its
 		// mark (routing: the VPC's table) and its zone.
-		{"prerouting", knftables.PreroutingHook, []string{"meta mark set iifname map @vpc-mark", "ct zone set iifname map @vpc-zone"}},
-		// The host's own answers (marked by fwmark_reflect and
-		// tcp_fwmark_accept) go in their VPC's zone.
-		{"output", knftables.OutputHook, []string{fmt.Sprintf("ct zone set meta mark and %#x map @mark-zone", markMask)}},
+		{"prerouting", knftables.PreroutingHook, prePriority, []string{"meta mark set iifname map @vpc-mark", "ct zone set iifname map @vpc-zone"}},
+		// The host's own packets to an instance (its answers, marked by
+		// fwmark_reflect and tcp_fwmark_accept; probes, marked by the
+		// agent) go in their VPC's zone.
+		{"output", knftables.OutputHook, knftables.RawPriority, []string{fmt.Sprintf("ct zone set meta mark and %#x map @mark-zone", markMask)}},
+		{"input", knftables.InputHook, knftables.FilterPriority, input},
 	} {
-		tx.Add(&knftables.Chain{Name: c.name, Type: knftables.PtrTo(knftables.FilterType), Hook: knftables.PtrTo(c.hook), Priority: knftables.PtrTo(raw)})
+		tx.Add(&knftables.Chain{Name: c.name, Type: knftables.PtrTo(knftables.FilterType), Hook: knftables.PtrTo(c.hook), Priority: knftables.PtrTo(c.prio)})
 		tx.Flush(&knftables.Chain{Name: c.name})
 		for _, r := range c.rules {
 			tx.Add(&knftables.Rule{Chain: c.name, Rule: r})
 		}
 	}
+}
+
+// Remove forgets link's mark and zone (a link that is gone).
+func (i *Isolation) Remove(ctx context.Context, link string) error {
+	tx := i.NFT.NewTransaction()
+	found := false
+	for _, m := range []string{"vpc-mark", "vpc-zone"} {
+		elems, err := i.NFT.ListElements(ctx, "map", m)
+		if knftables.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("forget the VPC mark of %s: %w", link, err)
+		}
+		for _, e := range elems {
+			if len(e.Key) == 1 && strings.Trim(e.Key[0], `"`) == link {
+				tx.Delete(&knftables.Element{Map: m, Key: e.Key})
+				found = true
+			}
+		}
+	}
+	if !found {
+		return nil
+	}
+	if err := i.NFT.Run(ctx, tx); err != nil {
+		return fmt.Errorf("forget the VPC mark of %s: %w", link, err)
+	}
+	return nil
+}
+
+// SetPeers makes the other hosts' tunnel IPs the only senders to the
+// tunnels' port.
+func (i *Isolation) SetPeers(ctx context.Context, peers []netip.Addr) error {
+	tx := i.NFT.NewTransaction()
+	i.base(tx)
+	tx.Flush(&knftables.Set{Name: "tunnel-peers"})
+	for _, p := range peers {
+		tx.Add(&knftables.Element{Set: "tunnel-peers", Key: []string{p.String()}})
+	}
+	if err := i.NFT.Run(ctx, tx); err != nil {
+		return fmt.Errorf("the tunnels' peers: %w", err)
+	}
+	return nil
 }
 
 // elements adds links' marks and zones, and their VPCs' mark-to-zone.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"net/netip"
 	"testing"
+	"time"
 
+	"github.com/vishvananda/netlink"
 	"sigs.k8s.io/knftables"
 
 	"github.com/eci-dev/eci/internal/netnstest"
@@ -149,7 +151,11 @@ func TestVPCsAcrossHosts(t *testing.T) {
 					return err
 				}
 			}
-			return h.iso.Sync(context.Background()) // the tunnels' marks
+			h.iso.Tunnel = true
+			if err := h.iso.Sync(context.Background()); err != nil { // the tunnels' marks
+				return err
+			}
+			return h.iso.SetPeers(context.Background(), []netip.Addr{under[1-i]})
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -166,4 +172,51 @@ func TestVPCsAcrossHosts(t *testing.T) {
 			t.Errorf("%s to %s: %q, %v; want %q", c.from, c.to, got, err, c.want)
 		}
 	}
+
+	// An instance of VPC 7 sends VXLAN frames of VPC 8 to its host's
+	// tunnel port (its gateway and the tunnel IP): nothing is decapsulated.
+	rx := func() uint64 {
+		var n uint64
+		_ = netnstest.In("dpw-h1", func() error {
+			l, err := netlink.LinkByName(TunnelDevice("dpw", 8))
+			if err == nil {
+				n = l.Attrs().Statistics.RxPackets
+			}
+			return err
+		})
+		return n
+	}
+	time.Sleep(300 * time.Millisecond) // the connections above have ended
+	before := rx()
+	frame := vxlanFrame(8, TunnelMAC(under[0]), netip.MustParseAddr("198.18.58.11"), netip.MustParseAddr("198.18.58.10"))
+	for _, dst := range []string{gw, under[0].String()} {
+		for range 3 {
+			sendUDPPayload(t, "dpw-x1", dst+":4789", frame)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if after := rx(); after != before {
+		t.Errorf("VPC 8's tunnel on h1 took %d frames an instance sent", after-before)
+	}
+}
+
+// vxlanFrame is a VXLAN packet of vni carrying an IPv4/UDP datagram from
+// src to dst, to the tunnel MAC mac.
+func vxlanFrame(vni int, mac []byte, src, dst netip.Addr) []byte {
+	ip := []byte{0x45, 0, 0, 28, 0, 1, 0, 0, 64, 17, 0, 0}
+	ip = append(ip, src.AsSlice()...)
+	ip = append(ip, dst.AsSlice()...)
+	var sum uint32
+	for i := 0; i < len(ip); i += 2 {
+		sum += uint32(ip[i])<<8 | uint32(ip[i+1])
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	ip[10], ip[11] = byte(^sum>>8), byte(^sum)
+	udp := []byte{0x30, 0x39, 0x1e, 0x90, 0, 8, 0, 0}
+	frame := []byte{0x08, 0, 0, 0, byte(vni >> 16), byte(vni >> 8), byte(vni), 0}
+	frame = append(frame, mac...)
+	frame = append(frame, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00)
+	return append(append(frame, ip...), udp...)
 }

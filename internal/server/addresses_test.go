@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -68,6 +69,16 @@ func TestAddressesForHosts(t *testing.T) {
 	hosts, err := other.ListHosts(ctx)
 	if err != nil || len(hosts) != 1 || hosts[0].Metadata.Name != "h1" || hosts[0].Spec.Capacity.MilliCPU != 0 || hosts[0].Spec.StreamCA != "" || !hosts[0].Status.Ready {
 		t.Fatalf("hosts as a host reads them: %+v, %v", hosts, err)
+	}
+	// A second host may not take h1's tunnel IP.
+	res := apiv1.Resources{MilliCPU: 1000, MemoryMiB: 1024, Pods: 10}
+	spec := apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res, TunnelIP: "198.18.192.11"}
+	h1 := r.token(t, apiv1.TokenSpec{Kind: apiv1.TokenHost, Host: "h1"})
+	if _, err := h1.RegisterHost(ctx, &apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: spec}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.RegisterHost(ctx, &apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "h2"}, Spec: spec}); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "tunnelIP") {
+		t.Fatalf("h2 registers h1's tunnel IP: %v", err)
 	}
 	if _, err := tenant.ListAddresses(ctx); !errdefs.IsPermissionDenied(err) {
 		t.Fatalf("a tenant lists the addresses: %v", err)

@@ -87,6 +87,12 @@ func TestVPCs(t *testing.T) {
 	if _, err := ta.CreateVPC(ctx, &apiv1.VPC{Metadata: apiv1.ObjectMeta{Name: "mine"}}); !errdefs.IsPermissionDenied(err) {
 		t.Fatalf("a tenant creates a VPC: %v", err)
 	}
+	// a's virtual IP may lead to an address of its VPC that b's VPC has too.
+	vip := &apiv1.VirtualService{Spec: apiv1.VirtualServiceSpec{Table: "c1", IP: "198.18.100.10",
+		Ports: []apiv1.VirtualPort{{Protocol: apiv1.ProtocolTCP, Port: 80, Backends: []apiv1.Backend{{IP: "198.19.10.5", Port: 8080}}}}}}
+	if _, err := ta.PutVirtualService(ctx, vip); err != nil {
+		t.Fatalf("a backend in a's VPC that b's VPC overlaps: %v", err)
+	}
 
 	if err := r.admin.DeleteVPC(ctx, "vpc-a"); !errdefs.IsConflict(err) {
 		t.Fatalf("delete a VPC with a vSwitch: %v", err)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eci-dev/eci/internal/datapath"
 	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/vservice"
 )
@@ -50,13 +51,18 @@ func traceOf(t *testing.T, slotIndex int, dir string) trace {
 		}
 	}
 	n := networkFor(slotIndex)
-	for _, l := range []string{n.Bridge, n.NodeLink, n.NodePeer, n.AgentNetwork} {
+	for _, l := range []string{n.Bridge, n.NodeLink, n.NodePeer, n.AgentNetwork, n.UnderlayBridge} {
 		if linkExists(l) {
 			tr.links = append(tr.links, l)
 		}
 	}
-	if table := vservice.TableFor(n.AgentNetwork); nftTableExists(table) {
-		tr.links = append(tr.links, "nftables table "+table)
+	for _, table := range []string{vservice.TableFor(n.AgentNetwork), datapath.IsolationTable(n.AgentNetwork), datapath.FirewallTable(n.AgentNetwork)} {
+		if nftTableExists(table) {
+			tr.links = append(tr.links, "nftables table "+table)
+		}
+	}
+	if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), hostNetNS(slotIndex, 1)) {
+		tr.links = append(tr.links, "network namespace "+hostNetNS(slotIndex, 1))
 	}
 	// veths whose peer was in a pod's netns are gone with the netns; any
 	// interface still enslaved to the bridge would show here too.

@@ -187,8 +187,12 @@ func (s *slot) clean() error {
 	if err := removeAttachments(n); err != nil {
 		return err
 	}
-	// The agent's nftables table of virtual services goes with its network.
-	if table := vservice.TableFor(n.AgentNetwork); nftTableExists(table) {
+	// The agent's nftables tables (virtual services, VPCs, security groups)
+	// go with its network.
+	for _, table := range []string{vservice.TableFor(n.AgentNetwork), datapath.IsolationTable(n.AgentNetwork), datapath.FirewallTable(n.AgentNetwork)} {
+		if !nftTableExists(table) {
+			continue
+		}
 		if out, err := exec.Command("nft", "delete", "table", "ip", table).CombinedOutput(); err != nil {
 			return fmt.Errorf("delete nftables table %s: %w: %s", table, err, out)
 		}
@@ -220,7 +224,7 @@ func nftTableExists(table string) bool {
 // slot left (their sandboxes' namespaces outlived it): those the host
 // routes an address of the slot's vSwitches to (internal/datapath's routes).
 func removeAttachments(n Network) error {
-	out, err := exec.Command("ip", "-o", "-4", "route", "show", "proto", strconv.Itoa(int(datapath.RouteProtocol))).Output()
+	out, err := exec.Command("ip", "-o", "-4", "route", "show", "table", "all", "proto", strconv.Itoa(int(datapath.RouteProtocol))).Output()
 	if err != nil {
 		return fmt.Errorf("list instance routes: %w", err)
 	}

@@ -33,6 +33,7 @@ func TestPoolOfHosts(t *testing.T) {
 	p := startPool(t)
 	t.Run("one vSwitch across hosts", func(t *testing.T) { testAcrossHosts(t, p) })
 	t.Run("VPCs apart, one address in two of them", func(t *testing.T) { testVPCs(t, p) })
+	t.Run("security groups across hosts, a rule change", func(t *testing.T) { testSecurityGroups(t, p) })
 }
 
 func testAcrossHosts(t *testing.T, p *pool) {
@@ -119,7 +120,7 @@ func testVPCs(t *testing.T, p *pool) {
 		"b": p.pin(tenants["b"], "h2", group("b", "client-b", at(30), fetch(at(10), at(20)))),
 	}
 	want := map[string][]string{
-		"a": {at(10) + ": web-a\n", at(20) + ": wget: "}, // .20 is b's alone: unreachable from a's VPC
+		"a": {at(10) + ": web-a\n", at(20) + ": wget: can't connect to remote host (" + at(20) + "): No route to host\n"}, // .20 is b's alone
 		"b": {at(10) + ": web-b\n", at(20) + ": only-b\n"},
 	}
 	for x, c := range clients {
@@ -137,6 +138,56 @@ func testVPCs(t *testing.T, p *pool) {
 			}
 		}
 	}
+}
+
+// testSecurityGroups: web (h1) takes 8080 from client's group alone; client
+// (h2) reaches it, a stranger (h2, in no group) does not, until a rule lets
+// every address in, which every host enforces at once.
+func testSecurityGroups(t *testing.T, p *pool) {
+	p.t = t
+	bed, srv := p.bed, p.srv
+	c := srv.TenantClient(t, "sg")
+	for _, g := range []*apiv1.SecurityGroup{
+		{Metadata: apiv1.ObjectMeta{Name: "client"}},
+		{Metadata: apiv1.ObjectMeta{Name: "web"}, Spec: apiv1.SecurityGroupSpec{Ingress: []apiv1.SecurityRule{{Protocol: "TCP", PortRange: "8080/8080", GroupID: "client"}}}},
+	} {
+		if _, err := c.PutSecurityGroup(p.ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	web := poolGroup(bed, "sg-web", "mkdir -p /srv && echo pool-sg > /srv/index.html && exec httpd -f -p 8080 -h /srv")
+	web.Spec.SecurityGroupIDs = []string{"web"}
+	ip := p.pin(c, "h1", web).Status.IP
+	// Every 100 ms a connection (nc gives up after a second: a dropped SYN
+	// has no answer); the time of the first page.
+	try := fmt.Sprintf(`while true; do if printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 1 %s 8080 2>/dev/null | grep -q pool-sg; then echo "reached $(cut -d' ' -f1 /proc/uptime)"; break; fi; sleep 0.1; done; exec sleep 3600`, ip)
+	client := poolGroup(bed, "sg-client", try)
+	client.Spec.SecurityGroupIDs = []string{"client"}
+	clientID := p.pin(c, "h2", client).Metadata.ID
+	strangerID := p.pin(c, "h2", poolGroup(bed, "sg-stranger", try)).Metadata.ID
+	poll.Eventually(t, 30*time.Second, "the client reaches web", func() error {
+		if out := groupLog(p.ctx, srv, clientID); !strings.Contains(out, "reached") {
+			return fmt.Errorf("log: %q", out)
+		}
+		return nil
+	})
+	poll.Consistently(t, 3*time.Second, "the stranger does not reach web", func() error {
+		if out := groupLog(p.ctx, srv, strangerID); out != "" {
+			return fmt.Errorf("log: %q", out)
+		}
+		return nil
+	})
+	open := &apiv1.SecurityGroup{Metadata: apiv1.ObjectMeta{Name: "web"}, Spec: apiv1.SecurityGroupSpec{Ingress: []apiv1.SecurityRule{
+		{Protocol: "TCP", PortRange: "8080/8080", GroupID: "client"}, {Protocol: "TCP", PortRange: "8080/8080", CIDR: "0.0.0.0/0"}}}}
+	if _, err := c.PutSecurityGroup(p.ctx, open); err != nil {
+		t.Fatal(err)
+	}
+	poll.Eventually(t, 5*time.Second, "the stranger reaches web once a rule lets every address in", func() error {
+		if out := groupLog(p.ctx, srv, strangerID); !strings.Contains(out, "reached") {
+			return fmt.Errorf("log: %q", out)
+		}
+		return nil
+	})
 }
 
 // pool is a test bed of two hosts with an eci server and an agent on each.
@@ -201,7 +252,7 @@ func startPoolAgents(t *testing.T, srv *servertest.Server, bed *testbed.Bed, eci
 		}
 		startProc(t, "agent-"+h.Name, logs, "nsenter", "--net=/var/run/netns/"+h.NetNS, "--", eciBin, "agent",
 			"--server", srv.URL(), "--ca-file", srv.CAFile(), "--token-file", tokenFile, "--host-name", h.Name, "--zone", "zone-a",
-			"--cpu", "8", "--memory", "16", "--max-groups", "50", "--cri-endpoint", h.Containerd.Endpoint,
+			"--cpu", "32", "--memory", "128", "--max-groups", "50", "--cri-endpoint", h.Containerd.Endpoint,
 			"--cgroup-parent", bed.CgroupParent+"/"+h.Name, "--log-dir", filepath.Join(h.Dir, "group-logs"), "--state-dir", filepath.Join(h.Dir, "agent"),
 			"--cni-conf-dir", h.Containerd.CNIConfDir, "--network-name", bed.Network.AgentNetwork, "--cni-socket", filepath.Join(h.Dir, "cni.sock"),
 			"--resolv-conf", "", "--stream-address", h.TunnelIP.String()+":0", "--registry-config-dir", h.Containerd.CertsDir,
