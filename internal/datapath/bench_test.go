@@ -18,11 +18,13 @@ import (
 	"github.com/eci-dev/eci/internal/netnstest"
 )
 
-// BenchmarkCrossHost: TCP throughput (256 MiB) and round trips (2,000 of
+// BenchmarkCrossHost: TCP throughput (512 MiB) and round trips (2,000 of
 // one byte each way) between two instances on two hosts through their
 // tunnel, against the same between the two hosts' own namespaces over the
-// underlay (no eci) in the same run. Hosts are network namespaces joined by
-// a veth pair of MTU 1500 (the instances' links: 1450).
+// underlay (no eci) in the same run, three times each, alternating (the
+// best throughput and the median of the round trips' p50 and p99 are
+// reported). Hosts are network namespaces joined by a veth pair of MTU
+// 1500 (the instances' links: 1450).
 func BenchmarkCrossHost(b *testing.B) {
 	netnstest.NeedRoot(b)
 	h1, h2 := netnstest.New(b, "dpb-h1"), netnstest.New(b, "dpb-h2")
@@ -61,19 +63,37 @@ func BenchmarkCrossHost(b *testing.B) {
 		}
 	}
 	for i := 0; i < b.N; i++ {
-		rawMBs, rawRTT := measurePath(b, h2, h1, under[h2])
-		eciMBs, eciRTT := measurePath(b, "dpb-b", "dpb-a", inst["dpb-b"])
+		var rawMBs, eciMBs float64
+		var raw50, raw99, eci50, eci99 []time.Duration
+		for r := range 3 {
+			paths := []func(){
+				func() {
+					mbs, rtt := measurePath(b, h2, h1, under[h2])
+					rawMBs, raw50, raw99 = max(rawMBs, mbs), append(raw50, quantile(rtt, 0.5)), append(raw99, quantile(rtt, 0.99))
+				},
+				func() {
+					mbs, rtt := measurePath(b, "dpb-b", "dpb-a", inst["dpb-b"])
+					eciMBs, eci50, eci99 = max(eciMBs, mbs), append(eci50, quantile(rtt, 0.5)), append(eci99, quantile(rtt, 0.99))
+				},
+			}
+			if r%2 == 1 {
+				slices.Reverse(paths)
+			}
+			for _, p := range paths {
+				p()
+			}
+		}
 		b.ReportMetric(rawMBs, "raw-MB/s")
 		b.ReportMetric(eciMBs, "eci-MB/s")
 		b.ReportMetric(eciMBs/rawMBs, "throughput-ratio")
-		b.ReportMetric(us(quantile(rawRTT, 0.5)), "raw-rtt-p50-us")
-		b.ReportMetric(us(quantile(eciRTT, 0.5)), "eci-rtt-p50-us")
-		b.ReportMetric(us(quantile(rawRTT, 0.99)), "raw-rtt-p99-us")
-		b.ReportMetric(us(quantile(eciRTT, 0.99)), "eci-rtt-p99-us")
+		b.ReportMetric(us(quantile(raw50, 0.5)), "raw-rtt-p50-us")
+		b.ReportMetric(us(quantile(eci50, 0.5)), "eci-rtt-p50-us")
+		b.ReportMetric(us(quantile(raw99, 0.5)), "raw-rtt-p99-us")
+		b.ReportMetric(us(quantile(eci99, 0.5)), "eci-rtt-p99-us")
 	}
 }
 
-// measurePath is the throughput (MB/s) of 256 MiB from client to a server
+// measurePath is the throughput (MB/s) of 512 MiB from client to a server
 // in server at ip, and 2,000 round trips of one byte.
 func measurePath(b *testing.B, server, client string, ip netip.Addr) (float64, []time.Duration) {
 	b.Helper()
@@ -117,7 +137,7 @@ func measurePath(b *testing.B, server, client string, ip netip.Addr) (float64, [
 		}
 		return c
 	}
-	const size = 256 << 20
+	const size = 512 << 20
 	c := dial()
 	start := time.Now()
 	_, _ = c.Write([]byte{'t'})

@@ -33,7 +33,7 @@ type proc struct {
 	log  string
 }
 
-func startProc(t *testing.T, name, logDir string, bin string, args ...string) *proc {
+func startProc(t testing.TB, name, logDir string, bin string, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: name, cmd: exec.Command(bin, args...), log: filepath.Join(logDir, name+".log")}
 	f, err := os.Create(p.log)

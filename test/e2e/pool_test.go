@@ -195,12 +195,12 @@ type pool struct {
 	bed *testbed.Bed
 	srv *servertest.Server
 	ctx context.Context
-	t   *testing.T
+	t   testing.TB
 }
 
 // startPool starts a pool of two hosts, with a shared vSwitch vsw-pool on
 // the bed's vSwitch range in the default VPC.
-func startPool(t *testing.T) *pool {
+func startPool(t testing.TB) *pool {
 	bed := testbed.New(t, testbed.Options{Hosts: 2})
 	eciBin := buildEci(t)
 	gw := bed.Network.UnderlayGateway.String()
@@ -233,7 +233,7 @@ func (p *pool) pin(c *client.Client, host string, g *apiv1.ContainerGroup) *apiv
 
 // startPoolAgents runs an eci agent process in each host of the bed's
 // pool, with the host's tunnel IP, and waits until every host is Ready.
-func startPoolAgents(t *testing.T, srv *servertest.Server, bed *testbed.Bed, eciBin string) {
+func startPoolAgents(t testing.TB, srv *servertest.Server, bed *testbed.Bed, eciBin string) {
 	t.Helper()
 	dir := t.TempDir()
 	logs := filepath.Join(dir, "logs")

@@ -24,7 +24,7 @@ import (
 )
 
 // buildEci builds the eci binary and its CNI plugin from this checkout.
-func buildEci(t *testing.T) (eci string) {
+func buildEci(t testing.TB) (eci string) {
 	t.Helper()
 	dir := t.TempDir()
 	for _, b := range []struct{ out, pkg string }{{"eci", "./cmd/eci"}, {"eci-cni", "./cmd/eci-cni"}} {
