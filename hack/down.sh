@@ -12,4 +12,9 @@ if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   echo "down: eci up stopped"
 fi
 rm -f "$pidfile"
+for hpid in "$ECI_OUT"/local-cluster/agent-h*.pid; do
+  [ -f "$hpid" ] || continue
+  kill -TERM "$(cat "$hpid")" 2>/dev/null || true
+  rm -f "$hpid"
+done
 "$(dirname "$0")/local-cluster.sh" down

@@ -38,7 +38,8 @@ up)
   hack/build.sh
   mkdir -p "$state"
   rm -f "$info"
-  nohup "$ECI_OUT/bin/eci-devbed" --info-file "$info" > "$state/bed.log" 2>&1 < /dev/null &
+  # HOSTS=N (make up): N-1 pool hosts besides this machine's containerd.
+  nohup "$ECI_OUT/bin/eci-devbed" --info-file "$info" --hosts "$(( ${HOSTS:-1} - 1 ))" > "$state/bed.log" 2>&1 < /dev/null &
   echo $! > "$pidfile"
   for _ in $(seq 1200); do
     [ -f "$info" ] && break

@@ -24,12 +24,21 @@ k() { "$kubectl" --kubeconfig "$kubeconfig" "$@"; }
 IFS=. read -r o1 o2 o3 o4 <<< "$(get service_cidr | cut -d/ -f1)"
 cluster_dns=$o1.$o2.$o3.$((o4 + 10))
 
+# HOSTS=N: this machine's containerd is one host; N-1 more are network
+# namespaces of the bed, each with its containerd and an eci agent; the API
+# listens on the underlay, where they reach it, and the agents' tunnels join
+# their instances.
+hosts=$(get hosts); hosts=${hosts:-0}
+listen=127.0.0.1:8443; tunnel=()
+if [ "$hosts" -gt 0 ]; then
+  listen=$(get underlay_gateway):8443; tunnel=(--tunnel-ip "$(get underlay_gateway)")
+fi
 ready=$(get dir)/eci/ready
 if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   echo "up: eci up already runs (pid $(cat "$pidfile"))"
 else
   rm -f "$ready"
-  nohup "$ECI_BIN" up --data-dir "$(get dir)/eci" --listen 127.0.0.1:8443 \
+  nohup "$ECI_BIN" up --data-dir "$(get dir)/eci" --listen "$listen" "${tunnel[@]}" \
     --cri-endpoint "$(get cri)" --cni-conf-dir "$(get cni_conf_dir)" --cni-bin-dir "$(get cni_bin_dir)" \
     --registry-config-dir "$(get certs_dir)" --allowed-local-registry "$(get busybox | cut -d/ -f1)" --cgroup-parent "$(get cgroup_parent)/eci" \
     --log-dir "$(get dir)/eci/logs" --pod-cidr "$(get pod_cidr)" --network-name "$(get network)" --resolv-conf "" \
@@ -48,6 +57,25 @@ for i in $(seq 601); do
   sleep 0.2
 done
 k wait --for=condition=Ready node/eci-vnode --timeout=120s > /dev/null
+
+admin=$(get dir)/eci/server/admin.conf
+for i in $(seq "$hosts"); do
+  h=h$i; hpid=$state/agent-$h.pid
+  if [ -f "$hpid" ] && kill -0 "$(cat "$hpid")" 2>/dev/null; then continue; fi
+  hdir=$(get "${h}_dir")
+  [ -s "$hdir/host.token" ] || ECI_CONFIG=$admin "$ECI_BIN" token create --host "$h" > "$hdir/host.token"
+  chmod 600 "$hdir/host.token"
+  cp "$ECI_OUT/bin/eci-cni" "$(get "${h}_cni_bin_dir")/eci-cni"
+  nohup nsenter --net="/var/run/netns/$(get "${h}_netns")" -- "$ECI_BIN" agent --server "https://$listen" \
+    --ca-file "$(get dir)/eci/server/tls/ca.crt" --token-file "$hdir/host.token" --host-name "$h" --zone local \
+    --cri-endpoint "$(get "${h}_cri")" --cni-conf-dir "$(get "${h}_cni_conf_dir")" --network-name "$(get network)" \
+    --cni-socket "$hdir/cni.sock" --registry-config-dir "$(get "${h}_certs_dir")" --cgroup-parent "$(get cgroup_parent)/$h" \
+    --log-dir "$hdir/logs" --state-dir "$hdir/agent" --resolv-conf "" \
+    --stream-address "$(get "${h}_tunnel_ip"):0" --tunnel-ip "$(get "${h}_tunnel_ip")" \
+    > "$state/agent-$h.log" 2>&1 < /dev/null &
+  echo $! > "$hpid"
+  echo "up: host $h (network namespace $(get "${h}_netns"), tunnel IP $(get "${h}_tunnel_ip")) joins the pool"
+done
 
 # eci-profile sends every pod of the namespace to the virtual node: the
 # samples below are plain manifests. Wait until the webhook sees the label.
@@ -124,5 +152,7 @@ the virtual node unchanged (docs/profile.md).
   kubectl run hi --image=$busybox --restart=Never -- echo hi   # any pod: an instance
 
 The instance service itself: $ECI_BIN --config $(get dir)/eci/server/admin.conf ps
+  (hosts of the pool: ... hosts; make up HOSTS=3 runs this machine and two more
+  hosts in network namespaces, joined by tunnels: docs/networking.md)
 Logs: $state/eci-up.log, $state/bed.log. Stop everything: make down
 EOF2

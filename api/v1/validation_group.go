@@ -194,6 +194,15 @@ func validatePlacementSpec(e *errs, p fpath, s *ContainerGroupSpec) {
 	e.oneOf(p.child("scheduleStrategy"), string(s.ScheduleStrategy), "", string(VSwitchOrdered), string(VSwitchRandom))
 	if len(s.SecurityGroupIDs) > MaxSecGroups {
 		e.add(p.child("securityGroupIds"), "%d security groups is too many; allowed: at most %d", len(s.SecurityGroupIDs), MaxSecGroups)
+	} else {
+		sgSeen := map[string]bool{}
+		for i, id := range s.SecurityGroupIDs {
+			if sgSeen[id] {
+				e.add(p.child("securityGroupIds").index(i), "%q is repeated", id)
+			}
+			sgSeen[id] = true
+			e.dnsLabel(p.child("securityGroupIds").index(i), id, 63)
+		}
 	}
 	if s.PrivateIPAddress != "" {
 		e.ipv4(p.child("privateIpAddress"), s.PrivateIPAddress)

@@ -10,6 +10,7 @@ import (
 func ValidateSecurityGroup(g *SecurityGroup) error {
 	e := &errs{}
 	e.dnsLabel("metadata.name", g.Metadata.Name, 63)
+	e.labels("metadata.labels", g.Metadata.Labels, "label")
 	switch g.Spec.InnerAccessPolicy {
 	case "", InnerAccept, InnerDrop:
 	default:

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 
@@ -31,6 +32,10 @@ The admin's client config is written to <data-dir>/server/admin.conf
 	fl := cmd.Flags()
 	fl.StringVar(&cfg.DataDir, "data-dir", "/var/lib/eci", "the server's etcd, the agent's state and the tokens")
 	fl.StringVar(&cfg.Listen, "listen", "127.0.0.1:8443", "the API's address")
+	fl.Func("tunnel-ip", "this machine's address on the network between the pool's hosts: its agent's tunnels start there (other hosts' agents join with eci agent --tunnel-ip; the API must listen where they reach it)", func(s string) (err error) {
+		cfg.TunnelIP, err = netip.ParseAddr(s)
+		return err
+	})
 	fl.StringVar(&cfg.CRIEndpoint, "cri-endpoint", "unix:///run/containerd/containerd.sock", "containerd's CRI socket")
 	fl.StringVar(&cfg.CNIConfDir, "cni-conf-dir", "/etc/cni/net.d", "containerd's CNI config dir")
 	fl.StringVar(&cfg.CNIBinDir, "cni-bin-dir", "/opt/cni/bin", "a CNI plugin dir of containerd's, where eci-cni is installed")

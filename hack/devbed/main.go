@@ -63,6 +63,7 @@ leaving nothing behind, on SIGINT or SIGTERM. hack/local-cluster.sh wraps it.`,
 	fl.BoolVar(&noKube, "no-kube", false, "do not start the Kubernetes control plane")
 	fl.BoolVar(&noContainerd, "no-containerd", false, "do not start containerd")
 	fl.BoolVar(&opts.Kubelet, "kubelet", false, "also run a real node: the upstream kubelet on the bed's containerd")
+	fl.IntVar(&opts.Hosts, "hosts", 0, "also make this many pool hosts: network namespaces on an underlay, each with its own containerd (the registry then listens on the underlay)")
 	fl.Int32Var(&opts.KubeletMaxPods, "kubelet-max-pods", 110, "pods the real node takes (a small number makes overflow easy to see)")
 	fl.StringVar(&opts.RegistryAddr, "registry-addr", "", "address of the registry (default: a free loopback port)")
 	fl.StringVar(&opts.BaseDir, "base-dir", testbed.DefaultBaseDir, "directory holding the beds' slots")
@@ -94,6 +95,13 @@ func run(ctx context.Context, out io.Writer, opts testbed.Options, infoFile stri
 		info += fmt.Sprintf("cri=%s\ncni_conf_dir=%s\ncni_bin_dir=%s\ncerts_dir=%s\ncgroup_parent=%s\npod_cidr=%s\nnetwork=%s\n",
 			bed.Containerd.Endpoint, bed.Containerd.CNIConfDir, bed.Containerd.CNIBinDir, bed.Containerd.CertsDir,
 			bed.CgroupParent, bed.Network.VSwitchCIDR, bed.Network.AgentNetwork)
+	}
+	if len(bed.Hosts) > 0 {
+		info += fmt.Sprintf("hosts=%d\nunderlay_gateway=%s\n", len(bed.Hosts), bed.Network.UnderlayGateway)
+		for _, h := range bed.Hosts {
+			info += fmt.Sprintf("%[1]s_netns=%[2]s\n%[1]s_tunnel_ip=%[3]s\n%[1]s_dir=%[4]s\n%[1]s_cri=%[5]s\n%[1]s_cni_conf_dir=%[6]s\n%[1]s_cni_bin_dir=%[7]s\n%[1]s_certs_dir=%[8]s\n",
+				h.Name, h.NetNS, h.TunnelIP, h.Dir, h.Containerd.Endpoint, h.Containerd.CNIConfDir, h.Containerd.CNIBinDir, h.Containerd.CertsDir)
+		}
 	}
 	fmt.Fprint(out, info)
 	if infoFile != "" {

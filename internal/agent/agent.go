@@ -135,27 +135,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if streamLn != nil {
 		run(func(ctx context.Context) { a.serveStream(ctx, streamLn, streamTLS) })
 	}
-	if a.cfg.CNIConfDir != "" {
-		run(func(ctx context.Context) {
-			if err := a.serveNetwork(ctx); err != nil {
-				log.G(ctx).Error("network service for the eci-cni CNI plugin", "err", err)
-			}
-		})
-	}
-	if a.book != nil {
-		run(func(ctx context.Context) { a.book.watch(ctx, a.cfg.Client) })
-	}
-	if a.tunnel != nil {
-		run(a.tunnel.run)
-	}
-	if a.fw != nil {
-		run(func(ctx context.Context) { a.fw.watch(ctx, a.cfg.Client) })
-		run(a.fw.run)
-	}
-	if a.svcs != nil {
-		run(func(ctx context.Context) { a.svcs.watch(ctx, a.cfg.Client) })
-		run(func(ctx context.Context) { a.svcs.run(ctx, a.view.complete) })
-	}
+	a.runNetwork(run)
 	for i := 0; i < 4; i++ {
 		run(a.worker)
 	}
@@ -208,6 +188,32 @@ func (a *Agent) startServices(ctx context.Context) {
 	a.svcs = svcs
 }
 
+// runNetwork starts the network's loops: the CNI plugin's service, the
+// pool's addresses, the tunnels, the security groups, the virtual services.
+func (a *Agent) runNetwork(run func(func(context.Context))) {
+	if a.cfg.CNIConfDir != "" {
+		run(func(ctx context.Context) {
+			if err := a.serveNetwork(ctx); err != nil {
+				log.G(ctx).Error("network service for the eci-cni CNI plugin", "err", err)
+			}
+		})
+	}
+	if a.book != nil {
+		run(func(ctx context.Context) { a.book.watch(ctx, a.cfg.Client) })
+	}
+	if a.tunnel != nil {
+		run(a.tunnel.run)
+	}
+	if a.fw != nil {
+		run(func(ctx context.Context) { a.fw.watch(ctx, a.cfg.Client) })
+		run(a.fw.run)
+	}
+	if a.svcs != nil {
+		run(func(ctx context.Context) { a.svcs.watch(ctx, a.cfg.Client) })
+		run(func(ctx context.Context) { a.svcs.run(ctx, a.view.complete) })
+	}
+}
+
 // startOverlay sets the instances' MTU and, with a tunnel IP, the tunnel
 // to the other hosts, whose tunnel IP the host registers.
 func (a *Agent) startOverlay(ctx context.Context) error {
@@ -217,9 +223,8 @@ func (a *Agent) startOverlay(ctx context.Context) error {
 		a.book = newAddressBook()
 		fw, err := newFirewall(a.cfg.NetworkName, a.name, a.book, a.vniOfVSwitch)
 		if err != nil {
-			// A group that names security groups then waits (await) and
-			// starts unfiltered: said, loudly.
-			log.G(ctx).Error("security groups are off: groups that name them run unfiltered on this host", "err", err)
+			// A group that names security groups then never starts here.
+			log.G(ctx).Error("security groups are off: groups that name them can't start on this host", "err", err)
 		}
 		a.fw = fw
 	}

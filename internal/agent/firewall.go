@@ -125,6 +125,11 @@ func (f *firewall) sync(ctx context.Context) error {
 		}
 		vni, err := f.vniOf(ctx, a.VSwitchID)
 		if err != nil {
+			if a.Host == f.self {
+				// Never a table without one of this host's instances:
+				// the last one stays until the vSwitch is read.
+				return fmt.Errorf("the VPC of %s: %w", a.IP, err)
+			}
 			continue // a vSwitch gone (none is while it has addresses)
 		}
 		ep := datapath.Endpoint{Addr: ip, Mark: datapath.MarkOf(vni)}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -57,5 +58,39 @@ func TestFirewallOfTheHost(t *testing.T) {
 	ep := datapath.Endpoint{Addr: netip.MustParseAddr("198.19.1.10"), Mark: 7 << 16}
 	if !f.enforced[ep] || len(f.enforced) != 1 {
 		t.Errorf("enforced %v", f.enforced)
+	}
+}
+
+// Fail closed: a group of this host whose VPC can't be read keeps the last
+// table (the sync fails); a group that names a security group the host has
+// not seen gets nothing either way.
+func TestFirewallFailsClosed(t *testing.T) {
+	book := newAddressBook()
+	f, err := newFirewall("eci0", "h1", book, func(_ context.Context, id string) (int, error) {
+		if id == "vsw-unread" {
+			return 0, errors.New("the server can't be reached")
+		}
+		return 1, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := knftables.NewFake(knftables.IPv4Family, datapath.FirewallTable("eci0"))
+	f.fw.NFT = fake
+	book.synced, f.synced = true, true
+	book.addrs = map[string]apiv1.InstanceAddressSpec{"web": {IP: "198.19.1.10", VSwitchID: "vsw-a", Host: "h1", SecurityGroups: []string{"t/gone"}}}
+	if err := f.sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	dump := fake.Dump()
+	if !strings.Contains(dump, "-out drop") || strings.Contains(dump, "-out return") {
+		t.Errorf("egress of a group not seen is not refused:\n%s", dump)
+	}
+	book.addrs["db"] = apiv1.InstanceAddressSpec{IP: "198.19.1.11", VSwitchID: "vsw-unread", Host: "h1", SecurityGroups: []string{"t/gone"}}
+	if err := f.sync(context.Background()); err == nil {
+		t.Fatal("a sync without one of the host's instances succeeded")
+	}
+	if fake.Dump() != dump {
+		t.Error("the table changed on a failed sync")
 	}
 }

@@ -222,6 +222,9 @@ func (a *Agent) vswitch(ctx context.Context, id string) (*apiv1.VSwitch, error) 
 		return v, nil
 	}
 	if err := a.readVSwitches(ctx); err != nil {
+		if ok {
+			return v, nil // the last copy, while the server can't be reached
+		}
 		return nil, fmt.Errorf("read vSwitch %s: %w", id, err)
 	}
 	a.mu.Lock()

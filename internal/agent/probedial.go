@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"net"
 	"syscall"
 
@@ -30,15 +31,26 @@ func (a *Agent) probeContext(ctx context.Context, g *apiv1.ContainerGroup) conte
 		}
 	}
 	if !ok {
-		return ctx
+		// Unmarked, the probe could reach another VPC's instance of the
+		// same address: it fails instead, until the vSwitch is read.
+		return context.WithValue(ctx, probeMarkKey{}, unknownVPC)
 	}
 	return context.WithValue(ctx, probeMarkKey{}, datapath.MarkOf(vni))
 }
+
+// unknownVPC marks a probe context whose instance's VPC is not known.
+const unknownVPC = ^uint32(0)
 
 // probeDialer is a dialer whose sockets carry ctx's VPC mark.
 func probeDialer(ctx context.Context) *net.Dialer {
 	mark, _ := ctx.Value(probeMarkKey{}).(uint32)
 	d := &net.Dialer{}
+	if mark == unknownVPC {
+		d.Control = func(string, string, syscall.RawConn) error {
+			return errors.New("the instance's VPC is not known yet (its vSwitch can't be read)")
+		}
+		return d
+	}
 	if mark == 0 {
 		return d
 	}

@@ -169,9 +169,10 @@ func (a *Agent) runGroup(ctx context.Context, g *apiv1.ContainerGroup, sandbox s
 	if a.svcs != nil && len(ctrs) == 0 && !a.svcs.await(ctx, g) {
 		log.G(ctx).Warn("virtual services: the group's address is not served yet; starting its containers all the same", "table", g.Spec.ServiceTable)
 	}
-	// So are its security groups' rules.
-	if a.fw != nil && len(ctrs) == 0 && !a.fw.await(ctx, g) {
-		log.G(ctx).Warn("security groups: the group's rules are not enforced yet; starting its containers all the same", "groups", g.Spec.SecurityGroupIDs)
+	// Its security groups' rules are enforced before anything of it runs:
+	// never unfiltered (it is tried again later).
+	if len(g.Spec.SecurityGroupIDs) > 0 && len(ctrs) == 0 && (a.fw == nil || !a.fw.await(ctx, g)) {
+		return fmt.Errorf("security groups %v: their rules are not enforced on host %s yet", g.Spec.SecurityGroupIDs, a.name)
 	}
 	initDone, failed, err := a.runInit(ctx, g, sandbox, sbCfg, ctrs)
 	if err != nil {

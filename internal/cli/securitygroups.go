@@ -40,6 +40,12 @@ func newSecurityGroupsCommand(f *Flags) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&f.Output, "output", "o", "", "json or yaml")
+	cmd.AddCommand(newSGApplyCommand(f), newSGDeleteCommand(f))
+	return cmd
+}
+
+// newSGApplyCommand is `eci securitygroups apply`.
+func newSGApplyCommand(f *Flags) *cobra.Command {
 	var ingress, egress []string
 	var inner, tenant string
 	apply := &cobra.Command{
@@ -77,6 +83,12 @@ func newSecurityGroupsCommand(f *Flags) *cobra.Command {
 	apply.Flags().StringArrayVar(&egress, "egress", nil, "an egress rule, PROTOCOL:PORTS:DESTINATION (repeatable; none: every destination)")
 	apply.Flags().StringVar(&inner, "inner-access", "", "Accept (default): members reach each other; Drop: only by the rules")
 	apply.Flags().StringVar(&tenant, "tenant", "", "the tenant whose group it is (the admin names one)")
+	return apply
+}
+
+// newSGDeleteCommand is `eci securitygroups delete`.
+func newSGDeleteCommand(f *Flags) *cobra.Command {
+	var tenant string
 	del := &cobra.Command{
 		Use:   "delete NAME",
 		Short: "Remove a security group (instances naming it take no new connections)",
@@ -94,8 +106,7 @@ func newSecurityGroupsCommand(f *Flags) *cobra.Command {
 		},
 	}
 	del.Flags().StringVar(&tenant, "tenant", "", "the tenant whose group it is (the admin names one)")
-	cmd.AddCommand(apply, del)
-	return cmd
+	return del
 }
 
 // parseRule reads PROTOCOL:PORTS:PEER, PEER a CIDR or sg=NAME (the server

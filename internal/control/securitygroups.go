@@ -3,6 +3,8 @@ package control
 import (
 	"context"
 	"fmt"
+	"maps"
+	"reflect"
 	"strconv"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
@@ -42,7 +44,7 @@ func (s *Service) PutSecurityGroup(ctx context.Context, p auth.Principal, g *api
 	for _, o := range existing {
 		names[o.Metadata.Name] = true
 	}
-	if !names[g.Metadata.Name] || len(names) > maxSecurityGroupsPerTenant {
+	if len(names) > maxSecurityGroupsPerTenant {
 		return nil, fmt.Errorf("tenant %s has %d security groups, the most it may: %w", tenant, maxSecurityGroupsPerTenant, errdefs.ErrPermissionDenied)
 	}
 	for _, d := range []struct {
@@ -64,6 +66,9 @@ func (s *Service) PutSecurityGroup(ctx context.Context, p auth.Principal, g *api
 		obj.Spec.InnerAccessPolicy = apiv1.InnerAccept
 	}
 	if cur, err := s.sgs.Get(ctx, key); err == nil {
+		if reflect.DeepEqual(cur.Spec, obj.Spec) && maps.Equal(cur.Metadata.Labels, obj.Metadata.Labels) {
+			return cur, nil // unchanged: no write, no event for every host
+		}
 		obj.Metadata.CreatedAt = cur.Metadata.CreatedAt
 		cond, err := s.sgs.Unchanged(cur)
 		if err != nil {
@@ -142,8 +147,9 @@ func (s *Service) WatchSecurityGroups(ctx context.Context, p auth.Principal, res
 }
 
 // DeleteSecurityGroup removes a security group of the caller's tenant (the
-// admin names the tenant). Instances that name it are then allowed no
-// ingress but their answers (a host fails closed).
+// admin names the tenant). Instances that name it are then allowed no new
+// connection either way but those another group of theirs allows (a host
+// fails closed).
 func (s *Service) DeleteSecurityGroup(ctx context.Context, p auth.Principal, tenant, name string) error {
 	if err := p.Require("delete security groups", apiv1.TokenAdmin, apiv1.TokenTenant); err != nil {
 		return err

@@ -102,6 +102,9 @@ func (f *Firewall) Sync(ctx context.Context, groups []SecurityGroup, local []Pro
 	vpc := fmt.Sprintf("meta mark & %#x", markMask)
 	for _, r := range []string{
 		"ct state established,related accept",
+		// A source that the host would not route back the way it came
+		// (a member's address from the underlay) is no member.
+		oif + " fib saddr . mark . iif oif missing drop",
 		iif + " " + vpc + " . ip saddr vmap @egress",
 		oif + " " + vpc + " . ip daddr vmap @ingress",
 	} {
@@ -115,9 +118,9 @@ func (f *Firewall) Sync(ctx context.Context, groups []SecurityGroup, local []Pro
 
 // chains adds the egress and ingress chains of instances naming set: the
 // egress one returns (to the ingress check) when one group allows, else
-// drops; the ingress one accepts when one group allows, else drops. A
-// group that does not exist allows nothing in (and, having no egress
-// rules, everything out).
+// drops; the ingress one accepts when one group allows, else drops. Inner
+// access lets members reach each other both ways. A group that does not
+// exist (deleted, or not seen yet) allows nothing either way.
 func (f *Firewall) chains(tx *knftables.Transaction, name string, set []string, byKey map[string]*SecurityGroup) {
 	out, in := name+"-out", name+"-in"
 	tx.Add(&knftables.Chain{Name: out})
@@ -126,9 +129,15 @@ func (f *Firewall) chains(tx *knftables.Transaction, name string, set []string, 
 	allOut := false
 	for _, key := range set {
 		g := byKey[key]
-		if g == nil || len(g.Egress) == 0 {
+		if g == nil {
+			continue // a group that is gone (or not seen yet) allows nothing
+		}
+		if len(g.Egress) == 0 {
 			allOut = true
 			continue
+		}
+		if g.InnerAccept {
+			tx.Add(&knftables.Rule{Chain: out, Rule: vpc + " . ip daddr @" + memberSet(g.Key) + " return"})
 		}
 		for _, r := range g.Egress {
 			tx.Add(&knftables.Rule{Chain: out, Rule: strings.TrimSpace(ruleText(r, "daddr", vpc) + " return")})

@@ -32,6 +32,10 @@ type Config struct {
 	DataDir string
 	// Listen is the server's API address (127.0.0.1:8443).
 	Listen string
+	// TunnelIP, when set, is the agent's address on the network between
+	// the pool's hosts: other hosts' agents reach the server at Listen and
+	// its instances through the tunnels (make up HOSTS=N).
+	TunnelIP netip.Addr
 	// CRIEndpoint is containerd's CRI socket; CNIConfDir and CNIBinDir are
 	// its CNI directories (the agent writes its network config into the
 	// first and the eci-cni plugin, from Plugin, into the second);
@@ -75,7 +79,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer func() { _ = os.Remove(ReadyFile(cfg.DataDir)) }()
-	srv, err := server.New(server.Config{Addr: cfg.Listen, DataDir: filepath.Join(cfg.DataDir, "server"), Name: "eci-up"})
+	listenHost, _, _ := net.SplitHostPort(cfg.Listen)
+	srv, err := server.New(server.Config{Addr: cfg.Listen, DataDir: filepath.Join(cfg.DataDir, "server"), Name: "eci-up", TLSNames: []string{listenHost}})
 	if err != nil {
 		return err
 	}
@@ -242,7 +247,7 @@ func newAgent(ctx context.Context, cfg Config, srv *server.Server, token string)
 	ac.CNIConfDir, ac.NetworkName, ac.CNISocket = cfg.CNIConfDir, cfg.NetworkName, filepath.Join(cfg.DataDir, "cni.sock")
 	ac.RegistryConfigDir, ac.AllowedLocalRegistries = cfg.RegistryConfigDir, cfg.LocalRegistries
 	ac.StreamAddress, ac.HeartbeatInterval = "127.0.0.1:0", 5*time.Second
-	ac.ResolvConf = cfg.ResolvConf
+	ac.ResolvConf, ac.TunnelIP = cfg.ResolvConf, cfg.TunnelIP
 	return agent.New(ac)
 }
 

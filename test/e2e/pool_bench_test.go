@@ -14,7 +14,7 @@ import (
 // BenchmarkSecurityGroupUpdate: a security group whose members run on both
 // hosts of a pool (eci agents as processes); 20 rule changes, each timed
 // from the API's answer to the new rule in the table of every host (read
-// with nft every 5 ms).
+// with nft every 5 ms): the median and the slowest.
 func BenchmarkSecurityGroupUpdate(b *testing.B) {
 	p := startPool(b)
 	c := p.srv.TenantClient(b, "bench")
@@ -53,6 +53,6 @@ func BenchmarkSecurityGroupUpdate(b *testing.B) {
 			took = append(took, time.Since(start))
 		}
 		b.ReportMetric(ms(quantile(took, 0.5)), "enforced-p50-ms")
-		b.ReportMetric(ms(quantile(took, 0.99)), "enforced-p99-ms")
+		b.ReportMetric(ms(quantile(took, 1)), "enforced-max-ms") // of 20: no p99 to speak of
 	}
 }

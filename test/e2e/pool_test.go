@@ -172,8 +172,9 @@ func testSecurityGroups(t *testing.T, p *pool) {
 		return nil
 	})
 	poll.Consistently(t, 3*time.Second, "the stranger does not reach web", func() error {
-		if out := groupLog(p.ctx, srv, strangerID); out != "" {
-			return fmt.Errorf("log: %q", out)
+		out, err := readGroupLog(p.ctx, srv, strangerID)
+		if err != nil || out != "" {
+			return fmt.Errorf("log: %q (%v)", out, err)
 		}
 		return nil
 	})
@@ -284,11 +285,17 @@ func poolGroup(bed *testbed.Bed, name, script string) *apiv1.ContainerGroup {
 
 // groupLog is the log of a group's main container ("" when unreadable).
 func groupLog(ctx context.Context, srv *servertest.Server, id string) string {
+	out, _ := readGroupLog(ctx, srv, id)
+	return out
+}
+
+// readGroupLog is the log of a group's main container.
+func readGroupLog(ctx context.Context, srv *servertest.Server, id string) (string, error) {
 	rc, err := srv.Admin.Logs(ctx, id, apiv1.LogOptions{Container: "main"})
 	if err != nil {
-		return ""
+		return "", err
 	}
 	defer rc.Close()
-	data, _ := io.ReadAll(rc)
-	return string(data)
+	data, err := io.ReadAll(rc)
+	return string(data), err
 }
