@@ -137,7 +137,7 @@ func TestKilledRunIsCleanedByNextBed(t *testing.T) {
 	}
 	var slotIndex int
 	var dir string
-	poll.Eventually(t, 2*time.Minute, "the helper's bed runs a pod", func() error {
+	poll.Eventually(t, 4*time.Minute, "the helper's bed runs a pod", func() error {
 		for _, line := range strings.Split(out.String(), "\n") {
 			if i := strings.Index(line, "HELPER-READY "); i >= 0 {
 				if _, err := fmt.Sscanf(line[i:], "HELPER-READY %d %s", &slotIndex, &dir); err == nil {
