@@ -15,8 +15,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// InterfacePrefix begins the name of every host end of an instance's veth.
-const InterfacePrefix = "eci"
+// InterfacePrefix begins the name of every host end of an instance's veth,
+// and no other interface's: the host's rules take any interface whose name
+// begins so for an instance's (a bridge named eci0 must not be one).
+const InterfacePrefix = "eci-"
 
 // RouteProtocol marks the routes this package makes (rtnetlink's protocol
 // field; `ip route show proto 236`), so that they are told from others'.
@@ -53,11 +55,11 @@ type Attached struct {
 }
 
 // HostInterfaceName is the host end of sandbox containerID's veth: the
-// prefix and 12 hex digits of the id's SHA-256 (15 characters, the
+// prefix and 11 hex digits of the id's SHA-256 (15 characters, the
 // kernel's limit).
 func HostInterfaceName(containerID string) string {
 	sum := sha256.Sum256([]byte(containerID))
-	return InterfacePrefix + hex.EncodeToString(sum[:])[:12]
+	return InterfacePrefix + hex.EncodeToString(sum[:])[:15-len(InterfacePrefix)]
 }
 
 // Attach makes the sandbox's interface: a veth pair whose instance end has

@@ -214,7 +214,7 @@ func dialTCP(ns, addr, src string) (string, error) {
 
 func TestHostInterfaceName(t *testing.T) {
 	a, b := HostInterfaceName("0123456789abcdef"), HostInterfaceName("0123456789abcdee")
-	if len(a) != 15 || a == b || a[:3] != InterfacePrefix {
+	if len(a) != 15 || a == b || a[:len(InterfacePrefix)] != InterfacePrefix {
 		t.Fatalf("names %q, %q", a, b)
 	}
 }
