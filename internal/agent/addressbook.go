@@ -2,8 +2,6 @@ package agent
 
 import (
 	"context"
-	"maps"
-	"sync"
 	"time"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
@@ -15,65 +13,38 @@ import (
 // (/v1/addresses), which the tunnels (overlay.go) and the security groups
 // (firewall.go) read; each change kicks them.
 type addressBook struct {
-	mu     sync.Mutex
-	addrs  map[string]apiv1.InstanceAddressSpec // group id: where its address is
-	seen   map[string]bool                      // replayed by a relist in progress
-	synced bool                                 // the first list is in
-	kicks  []func()
+	m *mirror[apiv1.InstanceAddress]
 }
 
-func newAddressBook() *addressBook {
-	return &addressBook{addrs: map[string]apiv1.InstanceAddressSpec{}}
-}
+func newAddressBook() *addressBook { return &addressBook{m: newMirror[apiv1.InstanceAddress](nil)} }
 
 // subscribe calls kick after every change (set before watch runs).
-func (b *addressBook) subscribe(kick func()) { b.kicks = append(b.kicks, kick) }
+func (b *addressBook) subscribe(kick func()) { b.m.subscribe(kick) }
 
-func (b *addressBook) kick() {
-	for _, k := range b.kicks {
-		k()
+// snapshot is a copy of the addresses by group id, and whether the first
+// list is in.
+func (b *addressBook) snapshot() (map[string]apiv1.InstanceAddressSpec, bool) {
+	items, synced := b.m.snapshot()
+	out := make(map[string]apiv1.InstanceAddressSpec, len(items))
+	for id, a := range items {
+		out[id] = a.Spec
 	}
+	return out, synced
 }
 
-// snapshot is a copy of the addresses, and whether the first list is in.
-func (b *addressBook) snapshot() (map[string]apiv1.InstanceAddressSpec, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return maps.Clone(b.addrs), b.synced
+// set replaces the copy (tests).
+func (b *addressBook) set(addrs map[string]apiv1.InstanceAddressSpec) {
+	b.m.mu.Lock()
+	defer b.m.mu.Unlock()
+	b.m.items, b.m.synced = map[string]*apiv1.InstanceAddress{}, true
+	for id, spec := range addrs {
+		b.m.items[id] = &apiv1.InstanceAddress{Metadata: apiv1.ObjectMeta{ID: id}, Spec: spec}
+	}
 }
 
 // watch keeps the copy until ctx ends.
 func (b *addressBook) watch(ctx context.Context, c *client.Client) {
-	c.InformAddresses(ctx, client.Handler[apiv1.InstanceAddress]{
-		Relist: func() { b.mu.Lock(); b.seen = map[string]bool{}; b.mu.Unlock() },
-		Relisted: func() {
-			b.mu.Lock()
-			for id := range b.addrs {
-				if !b.seen[id] {
-					delete(b.addrs, id)
-				}
-			}
-			b.seen = nil
-			b.mu.Unlock()
-			b.kick()
-		},
-		Synced: func() { b.mu.Lock(); b.synced = true; b.mu.Unlock(); b.kick() },
-		Event: func(ev client.WatchEvent[apiv1.InstanceAddress]) {
-			b.mu.Lock()
-			id := ev.Object.Metadata.ID
-			if ev.Type == apiv1.Deleted {
-				delete(b.addrs, id)
-			} else {
-				b.addrs[id] = ev.Object.Spec
-				if b.seen != nil {
-					b.seen[id] = true
-				}
-			}
-			b.mu.Unlock()
-			b.kick()
-		},
-		Error: func(err error) { log.G(ctx).Warn("watch the instances' addresses", "err", err) },
-	})
+	c.InformAddresses(ctx, b.m.handler(ctx, "the instances' addresses", func(a *apiv1.InstanceAddress) string { return a.Metadata.ID }))
 }
 
 // syncLoop runs sync at once and after every change on changed (at most

@@ -179,7 +179,7 @@ func (a *Agent) startServices(ctx context.Context) {
 		removeServicesTable(ctx, a.cfg.NetworkName)
 		return
 	}
-	svcs, err := newServices(a.cfg.NetworkName, a.cachedVNI)
+	svcs, err := newServices(ctx, a.cfg.NetworkName, a.cachedVNI)
 	if err != nil {
 		log.G(ctx).Error("virtual services are off: the groups of this host reach no Service", "err", err)
 		removeServicesTable(ctx, a.cfg.NetworkName)

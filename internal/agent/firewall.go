@@ -14,7 +14,6 @@ import (
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/datapath"
-	"github.com/eci-dev/eci/internal/log"
 )
 
 // firewallWait bounds how long a group's start waits for its security
@@ -32,10 +31,9 @@ type firewall struct {
 	book  *addressBook
 	vniOf func(context.Context, string) (int, error)
 
+	sgs *mirror[apiv1.SecurityGroup] // by key "<tenant>/<name>"
+
 	mu       sync.Mutex
-	sgs      map[string]*apiv1.SecurityGroup // by key "<tenant>/<name>"
-	seen     map[string]bool
-	synced   bool
 	enforced map[datapath.Endpoint]bool // this host's protected instances, as last synced
 	syncedCh chan struct{}              // closed and replaced after every sync
 	changed  chan struct{}
@@ -47,51 +45,20 @@ func newFirewall(network, self string, book *addressBook, vniOf func(context.Con
 		return nil, fmt.Errorf("security groups need nftables (nft 1.0.1 or later): %w", err)
 	}
 	f := &firewall{fw: &datapath.Firewall{NFT: nft}, self: self, book: book, vniOf: vniOf,
-		sgs: map[string]*apiv1.SecurityGroup{}, enforced: map[datapath.Endpoint]bool{},
+		sgs: newMirror[apiv1.SecurityGroup](nil), enforced: map[datapath.Endpoint]bool{},
 		syncedCh: make(chan struct{}), changed: make(chan struct{}, 1)}
 	book.subscribe(f.kick)
+	f.sgs.subscribe(f.kick)
 	return f, nil
 }
 
 func (f *firewall) kick() {
-	select {
-	case f.changed <- struct{}{}:
-	default:
-	}
+	notify(f.changed)
 }
 
 // watch keeps the copy of every security group.
 func (f *firewall) watch(ctx context.Context, c *client.Client) {
-	c.InformSecurityGroups(ctx, client.Handler[apiv1.SecurityGroup]{
-		Relist: func() { f.mu.Lock(); f.seen = map[string]bool{}; f.mu.Unlock() },
-		Relisted: func() {
-			f.mu.Lock()
-			for k := range f.sgs {
-				if !f.seen[k] {
-					delete(f.sgs, k)
-				}
-			}
-			f.seen = nil
-			f.mu.Unlock()
-			f.kick()
-		},
-		Synced: func() { f.mu.Lock(); f.synced = true; f.mu.Unlock(); f.kick() },
-		Event: func(ev client.WatchEvent[apiv1.SecurityGroup]) {
-			f.mu.Lock()
-			k := ev.Object.Metadata.ID
-			if ev.Type == apiv1.Deleted {
-				delete(f.sgs, k)
-			} else {
-				f.sgs[k] = ev.Object
-				if f.seen != nil {
-					f.seen[k] = true
-				}
-			}
-			f.mu.Unlock()
-			f.kick()
-		},
-		Error: func(err error) { log.G(ctx).Warn("watch the security groups", "err", err) },
-	})
+	c.InformSecurityGroups(ctx, f.sgs.handler(ctx, "the security groups", func(g *apiv1.SecurityGroup) string { return g.Metadata.ID }))
 }
 
 // run syncs until ctx ends.
@@ -103,14 +70,8 @@ func (f *firewall) run(ctx context.Context) {
 // addresses were listed (the table an earlier run left stays meanwhile).
 func (f *firewall) sync(ctx context.Context) error {
 	addrs, booked := f.book.snapshot()
-	f.mu.Lock()
-	ready := f.synced && booked
-	sgs := make([]*apiv1.SecurityGroup, 0, len(f.sgs))
-	for _, g := range f.sgs {
-		sgs = append(sgs, g)
-	}
-	f.mu.Unlock()
-	if !ready {
+	sgs, listed := f.sgs.snapshot()
+	if !booked || !listed {
 		return nil
 	}
 	members := map[string][]datapath.Endpoint{}

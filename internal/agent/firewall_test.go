@@ -29,15 +29,15 @@ func TestFirewallOfTheHost(t *testing.T) {
 	if err := f.sync(ctx); err != nil || fake.Table != nil {
 		t.Fatalf("a sync before the lists: %v, table %v", err, fake.Table)
 	}
-	book.addrs = map[string]apiv1.InstanceAddressSpec{
+	book.set(map[string]apiv1.InstanceAddressSpec{
 		"web":    {IP: "198.19.1.10", VSwitchID: "vsw-x", Host: "h1", SecurityGroups: []string{"t/web"}},
 		"client": {IP: "198.19.1.11", VSwitchID: "vsw-x", Host: "h2", SecurityGroups: []string{"t/client"}},
 		"plain":  {IP: "198.19.1.12", VSwitchID: "vsw-a", Host: "h1"},
-	}
-	book.synced, f.synced = true, true
-	f.sgs["t/web"] = &apiv1.SecurityGroup{Metadata: apiv1.ObjectMeta{ID: "t/web", Name: "web", Tenant: "t"}, Spec: apiv1.SecurityGroupSpec{
+	})
+	f.sgs.synced = true
+	f.sgs.items["t/web"] = &apiv1.SecurityGroup{Metadata: apiv1.ObjectMeta{ID: "t/web", Name: "web", Tenant: "t"}, Spec: apiv1.SecurityGroupSpec{
 		Ingress: []apiv1.SecurityRule{{Protocol: "TCP", PortRange: "80/81", GroupID: "client"}, {Protocol: "ALL", CIDR: "198.18.0.0/15"}}}}
-	f.sgs["t/client"] = &apiv1.SecurityGroup{Metadata: apiv1.ObjectMeta{ID: "t/client", Name: "client", Tenant: "t"}}
+	f.sgs.items["t/client"] = &apiv1.SecurityGroup{Metadata: apiv1.ObjectMeta{ID: "t/client", Name: "client", Tenant: "t"}}
 	if err := f.sync(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -77,8 +77,9 @@ func TestFirewallFailsClosed(t *testing.T) {
 	}
 	fake := knftables.NewFake(knftables.IPv4Family, datapath.FirewallTable("eci0"))
 	f.fw.NFT = fake
-	book.synced, f.synced = true, true
-	book.addrs = map[string]apiv1.InstanceAddressSpec{"web": {IP: "198.19.1.10", VSwitchID: "vsw-a", Host: "h1", SecurityGroups: []string{"t/gone"}}}
+	f.sgs.synced = true
+	addrs := map[string]apiv1.InstanceAddressSpec{"web": {IP: "198.19.1.10", VSwitchID: "vsw-a", Host: "h1", SecurityGroups: []string{"t/gone"}}}
+	book.set(addrs)
 	if err := f.sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +87,8 @@ func TestFirewallFailsClosed(t *testing.T) {
 	if !strings.Contains(dump, "-out drop") || strings.Contains(dump, "-out return") {
 		t.Errorf("egress of a group not seen is not refused:\n%s", dump)
 	}
-	book.addrs["db"] = apiv1.InstanceAddressSpec{IP: "198.19.1.11", VSwitchID: "vsw-unread", Host: "h1", SecurityGroups: []string{"t/gone"}}
+	addrs["db"] = apiv1.InstanceAddressSpec{IP: "198.19.1.11", VSwitchID: "vsw-unread", Host: "h1", SecurityGroups: []string{"t/gone"}}
+	book.set(addrs)
 	if err := f.sync(context.Background()); err == nil {
 		t.Fatal("a sync without one of the host's instances succeeded")
 	}

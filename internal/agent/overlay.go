@@ -50,10 +50,7 @@ func newOverlay(c *client.Client, self, network string, local netip.Addr, mtu in
 }
 
 func (o *overlay) kick() {
-	select {
-	case o.changed <- struct{}{}:
-	default:
-	}
+	notify(o.changed)
 }
 
 // run makes the tunnels and syncs them until ctx ends (the hosts' tunnel

@@ -38,11 +38,10 @@ type services struct {
 	// not there yet (a group's attach puts it there before its start).
 	vniOf func(vswitch string) (int, bool)
 
+	vips *mirror[apiv1.VirtualService] // by id: "<tenant>/<table>_<ip>"
+
 	mu       sync.Mutex
-	vips     map[string]*apiv1.VirtualService // by id: "<tenant>/<table>_<ip>"
-	seen     map[string]bool                  // ids replayed during a relist
-	synced   bool                             // the first list was replayed
-	served   map[vservice.Client]string       // instance -> its table, as last synced
+	served   map[vservice.Client]string // instance -> its table, as last synced
 	changed  chan struct{}
 	syncedCh chan struct{} // closed and replaced after every successful sync
 	stats    ServiceSyncStats
@@ -69,63 +68,39 @@ func (a *Agent) ServiceSyncs() ServiceSyncStats {
 // its network (vservice.TableFor). The host routes every packet of an
 // instance (internal/datapath): netfilter sees them all, no bridge hook is
 // needed.
-func newServices(network string, vniOf func(string) (int, bool)) (*services, error) {
+func newServices(ctx context.Context, network string, vniOf func(string) (int, bool)) (*services, error) {
 	nft, err := knftables.New(knftables.IPv4Family, vservice.TableFor(network))
 	if err != nil {
 		return nil, fmt.Errorf("virtual services need nftables (nft 1.0.1 or later): %w", err)
 	}
-	return &services{
-		proxy: vservice.New(nft), vniOf: vniOf, vips: map[string]*apiv1.VirtualService{},
+	s := &services{
+		proxy: vservice.New(nft), vniOf: vniOf, vips: newMirror(validVIP(ctx)),
 		served: map[vservice.Client]string{}, changed: make(chan struct{}, 1), syncedCh: make(chan struct{}),
-	}, nil
+	}
+	s.vips.subscribe(s.kick)
+	return s, nil
 }
 
 // kick asks for a sync.
 func (s *services) kick() {
-	select {
-	case s.changed <- struct{}{}:
-	default:
-	}
+	notify(s.changed)
 }
 
 // watch keeps the agent's copy of every tenant's virtual IPs.
 func (s *services) watch(ctx context.Context, c *client.Client) {
-	c.InformVirtualServices(ctx, "", client.Handler[apiv1.VirtualService]{
-		Relist: func() { s.mu.Lock(); s.seen = map[string]bool{}; s.mu.Unlock() },
-		Relisted: func() {
-			s.mu.Lock()
-			for id := range s.vips {
-				if !s.seen[id] {
-					delete(s.vips, id)
-				}
-			}
-			s.seen = nil
-			s.mu.Unlock()
-			s.kick()
-		},
-		Synced: func() { s.mu.Lock(); s.synced = true; s.mu.Unlock(); s.kick() },
-		Event: func(ev client.VirtualServiceEvent) {
-			// The server validated it; the agent checks again what it
-			// writes into its rules.
-			invalid := apiv1.ValidateVirtualService(ev.Object)
-			if invalid != nil && ev.Type != apiv1.Deleted {
-				log.G(ctx).Warn("virtual services: ignored", "id", ev.Object.Metadata.ID, "err", invalid)
-			}
-			s.mu.Lock()
-			id := ev.Object.Metadata.ID
-			if ev.Type == apiv1.Deleted || invalid != nil {
-				delete(s.vips, id)
-			} else {
-				s.vips[id] = ev.Object
-				if s.seen != nil {
-					s.seen[id] = true
-				}
-			}
-			s.mu.Unlock()
-			s.kick()
-		},
-		Error: func(err error) { log.G(ctx).Warn("watch virtual services", "err", err) },
-	})
+	c.InformVirtualServices(ctx, "", s.vips.handler(ctx, "virtual services", func(v *apiv1.VirtualService) string { return v.Metadata.ID }))
+}
+
+// validVIP is the check of what the agent writes into its rules (the
+// server validated it already); a virtual IP it refuses is dropped.
+func validVIP(ctx context.Context) func(*apiv1.VirtualService) bool {
+	return func(v *apiv1.VirtualService) bool {
+		if err := apiv1.ValidateVirtualService(v); err != nil {
+			log.G(ctx).Warn("virtual services: ignored", "id", v.Metadata.ID, "err", err)
+			return false
+		}
+		return true
+	}
 }
 
 // minSyncInterval spaces syncs (kube-proxy's minSyncPeriod): changes that
@@ -180,12 +155,12 @@ func (s *services) run(ctx context.Context, groups func() ([]*apiv1.ContainerGro
 // of virtual IPs and of groups were replayed (an empty table would refuse
 // every port; a partial list of groups would drop the others' addresses).
 func (s *services) sync(ctx context.Context, groups []*apiv1.ContainerGroup, complete bool) error {
-	s.mu.Lock()
-	if !s.synced || !complete {
-		s.mu.Unlock()
+	vips, listed := s.vips.snapshot()
+	if !listed || !complete {
 		return nil
 	}
-	tables, served := s.tables(groups)
+	s.mu.Lock()
+	tables, served := s.tables(groups, vips)
 	s.mu.Unlock()
 	start := time.Now()
 	wrote, err := s.proxy.Sync(ctx, tables)
@@ -207,7 +182,7 @@ func (s *services) sync(ctx context.Context, groups []*apiv1.ContainerGroup, com
 
 // tables are the tables the groups name, with their addresses and virtual
 // IPs (s.mu held).
-func (s *services) tables(groups []*apiv1.ContainerGroup) ([]vservice.Table, map[vservice.Client]string) {
+func (s *services) tables(groups []*apiv1.ContainerGroup, vips map[string]*apiv1.VirtualService) ([]vservice.Table, map[vservice.Client]string) {
 	byKey := map[string]*vservice.Table{}
 	served := map[vservice.Client]string{}
 	// One address of a VPC, one table: when two groups of the view hold one
@@ -236,7 +211,7 @@ func (s *services) tables(groups []*apiv1.ContainerGroup) ([]vservice.Table, map
 		t.Clients = append(t.Clients, addr)
 		served[addr] = key
 	}
-	for _, v := range s.vips {
+	for _, v := range vips {
 		if t := byKey[v.Metadata.Tenant+"/"+v.Spec.Table]; t != nil {
 			t.Services = append(t.Services, v)
 		}

@@ -21,9 +21,10 @@ func TestServiceTablesOfTheHost(t *testing.T) {
 		return &apiv1.VirtualService{Metadata: apiv1.ObjectMeta{ID: tenant + "/" + table + "_" + ip, Tenant: tenant},
 			Spec: apiv1.VirtualServiceSpec{Table: table, IP: ip, Ports: []apiv1.VirtualPort{{Protocol: apiv1.ProtocolTCP, Port: 80}}}}
 	}
-	s := &services{vips: map[string]*apiv1.VirtualService{}}
+	s := &services{}
+	vips := map[string]*apiv1.VirtualService{}
 	for _, v := range []*apiv1.VirtualService{vs("a", "c1", "198.18.0.10"), vs("b", "c1", "198.18.0.10"), vs("c", "c9", "198.18.0.10")} {
-		s.vips[v.Metadata.ID] = v
+		vips[v.Metadata.ID] = v
 	}
 	tables, served := s.tables([]*apiv1.ContainerGroup{
 		g("old", "b", "c1", "198.19.1.5", "10", true), // gone; its address now...
@@ -31,7 +32,7 @@ func TestServiceTablesOfTheHost(t *testing.T) {
 		g("b2", "b", "c1", "198.19.1.6", "11", true),
 		g("done", "a", "c1", "198.19.1.7", "12", false), // holds no address
 		g("plain", "a", "", "198.19.1.8", "13", true),   // names no table
-	})
+	}, vips)
 	if len(tables) != 2 || tables[0].Key != "a/c1" || tables[1].Key != "b/c1" {
 		t.Fatalf("tables %+v", tables)
 	}
@@ -57,8 +58,8 @@ func TestServiceTablesOfTwoVPCs(t *testing.T) {
 			Spec: apiv1.ContainerGroupSpec{ServiceTable: "c1"}, Status: apiv1.ContainerGroupStatus{IP: "198.19.1.5", VSwitchID: vsw, Allocated: true}}
 	}
 	vnis := map[string]int{"vsw-a": 7, "vsw-b": 8}
-	s := &services{vips: map[string]*apiv1.VirtualService{}, vniOf: func(id string) (int, bool) { vni, ok := vnis[id]; return vni, ok }}
-	tables, served := s.tables([]*apiv1.ContainerGroup{g("a1", "a", "vsw-a"), g("b1", "b", "vsw-b"), g("c1", "c", "vsw-unread")})
+	s := &services{vniOf: func(id string) (int, bool) { vni, ok := vnis[id]; return vni, ok }}
+	tables, served := s.tables([]*apiv1.ContainerGroup{g("a1", "a", "vsw-a"), g("b1", "b", "vsw-b"), g("c1", "c", "vsw-unread")}, nil)
 	a := vservice.Client{Addr: netip.MustParseAddr("198.19.1.5"), Mark: 7 << 16}
 	b := vservice.Client{Addr: netip.MustParseAddr("198.19.1.5"), Mark: 8 << 16}
 	if len(tables) != 2 || tables[0].Clients[0] != a || tables[1].Clients[0] != b || served[a] != "a/c1" || served[b] != "b/c1" || len(served) != 2 {

@@ -64,28 +64,14 @@ func (s *Service) ListAddresses(ctx context.Context, p auth.Principal) (*apiv1.L
 // A group that stops holding its address is a DELETED event (of its id);
 // a group's change that leaves its address as it was is none.
 func (s *Service) WatchAddresses(ctx context.Context, p auth.Principal, resourceVersion string) (*Watch[apiv1.InstanceAddress], error) {
-	rev, err := store.ParseRevision(resourceVersion)
-	if err != nil {
-		return nil, err
-	}
 	if err := p.Require("read the instances' addresses", apiv1.TokenAdmin, apiv1.TokenHost); err != nil {
 		return nil, err
 	}
-	w := &Watch[apiv1.InstanceAddress]{}
-	if rev == 0 {
-		list, err := s.ListAddresses(ctx, p)
-		if err != nil {
-			return nil, err
-		}
-		for i := range list.Items {
-			w.Initial = append(w.Initial, &list.Items[i])
-		}
-		rev, _ = strconv.ParseInt(list.ResourceVersion, 10, 64)
-	} else if err := s.st.CheckRevision(ctx, rev); err != nil {
+	w, err := startWatch(ctx, s.st, resourceVersion, func() (*apiv1.List[apiv1.InstanceAddress], error) { return s.ListAddresses(ctx, p) })
+	if err != nil {
 		return nil, err
 	}
-	w.Revision = rev
-	w.Events = addressEvents(ctx, s.groups.Watch(ctx, rev))
+	w.Events = addressEvents(ctx, s.groups.Watch(ctx, w.Revision))
 	return w, nil
 }
 

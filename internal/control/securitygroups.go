@@ -119,25 +119,11 @@ func (s *Service) ListSecurityGroups(ctx context.Context, p auth.Principal) (*ap
 // WatchSecurityGroups lists and watches the security groups p may read, as
 // WatchGroups does groups.
 func (s *Service) WatchSecurityGroups(ctx context.Context, p auth.Principal, resourceVersion string) (*Watch[apiv1.SecurityGroup], error) {
-	rev, err := store.ParseRevision(resourceVersion)
+	w, err := startWatch(ctx, s.st, resourceVersion, func() (*apiv1.List[apiv1.SecurityGroup], error) { return s.ListSecurityGroups(ctx, p) })
 	if err != nil {
 		return nil, err
 	}
-	w := &Watch[apiv1.SecurityGroup]{}
-	if rev == 0 {
-		list, err := s.ListSecurityGroups(ctx, p)
-		if err != nil {
-			return nil, err
-		}
-		for i := range list.Items {
-			w.Initial = append(w.Initial, &list.Items[i])
-		}
-		rev, _ = strconv.ParseInt(list.ResourceVersion, 10, 64)
-	} else if err := s.st.CheckRevision(ctx, rev); err != nil {
-		return nil, err
-	}
-	w.Revision = rev
-	w.Events = watchAs(ctx, s.sgs.Watch(ctx, rev), func(g *apiv1.SecurityGroup) *apiv1.SecurityGroup {
+	w.Events = watchAs(ctx, s.sgs.Watch(ctx, w.Revision), func(g *apiv1.SecurityGroup) *apiv1.SecurityGroup {
 		if !sgVisible(p, g) {
 			return nil
 		}

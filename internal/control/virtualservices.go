@@ -176,25 +176,11 @@ func (s *Service) ListVirtualServices(ctx context.Context, p auth.Principal, f V
 // WatchVirtualServices lists and watches the virtual IPs p may read that f
 // selects, as WatchGroups does groups.
 func (s *Service) WatchVirtualServices(ctx context.Context, p auth.Principal, f VirtualServiceFilter, resourceVersion string) (*Watch[apiv1.VirtualService], error) {
-	rev, err := store.ParseRevision(resourceVersion)
+	w, err := startWatch(ctx, s.st, resourceVersion, func() (*apiv1.List[apiv1.VirtualService], error) { return s.ListVirtualServices(ctx, p, f) })
 	if err != nil {
 		return nil, err
 	}
-	w := &Watch[apiv1.VirtualService]{}
-	if rev == 0 {
-		list, err := s.ListVirtualServices(ctx, p, f)
-		if err != nil {
-			return nil, err
-		}
-		for i := range list.Items {
-			w.Initial = append(w.Initial, &list.Items[i])
-		}
-		rev, _ = strconv.ParseInt(list.ResourceVersion, 10, 64)
-	} else if err := s.st.CheckRevision(ctx, rev); err != nil {
-		return nil, err
-	}
-	w.Revision = rev
-	w.Events = watchAs(ctx, s.vsvcs.Watch(ctx, rev), func(v *apiv1.VirtualService) *apiv1.VirtualService {
+	w.Events = watchAs(ctx, s.vsvcs.Watch(ctx, w.Revision), func(v *apiv1.VirtualService) *apiv1.VirtualService {
 		if !f.visible(p, v) {
 			return nil
 		}

@@ -89,6 +89,32 @@ func (s *Service) groupEvents(ctx context.Context, p auth.Principal, f GroupFilt
 	})
 }
 
+// startWatch begins a watch of a list: with resourceVersion "", the list
+// (its items as Initial, its revision to watch from); else a check that
+// the history after resourceVersion is still there (ErrGone when it was
+// compacted).
+func startWatch[T any](ctx context.Context, st *store.Store, resourceVersion string, list func() (*apiv1.List[T], error)) (*Watch[T], error) {
+	rev, err := store.ParseRevision(resourceVersion)
+	if err != nil {
+		return nil, err
+	}
+	w := &Watch[T]{}
+	if rev == 0 {
+		l, err := list()
+		if err != nil {
+			return nil, err
+		}
+		for i := range l.Items {
+			w.Initial = append(w.Initial, &l.Items[i])
+		}
+		rev, _ = strconv.ParseInt(l.ResourceVersion, 10, 64)
+	} else if err := st.CheckRevision(ctx, rev); err != nil {
+		return nil, err
+	}
+	w.Revision = rev
+	return w, nil
+}
+
 // watchAs turns a store watch into a principal's: show gives what of an
 // object it may see (nil: nothing); bookmarks and the final error pass.
 func watchAs[T any, PT store.Object[T]](ctx context.Context, in <-chan store.Event[T, PT], show func(PT) *T) <-chan Event[T] {
