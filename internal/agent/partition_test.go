@@ -120,7 +120,9 @@ func TestAgentPartition(t *testing.T) {
 		return createGroup(t, srv, &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{Name: name}, Spec: apiv1.ContainerGroupSpec{
 			PrivateIPAddress: ip, Containers: []apiv1.Container{{Name: "main", Image: bed.Registry.Busybox, Command: []string{"sleep", "3600"}}}}})
 	}
-	first := srv.WaitGroup(t, sleeper("first", ""), "Running", inState(apiv1.StateRunning))
+	first := srv.WaitGroup(t, sleeper("first", ""), "Running with its container ready", func(g *apiv1.ContainerGroup) bool {
+		return g.Status.State == apiv1.StateRunning && len(g.Status.Containers) == 1 && g.Status.Containers[0].Ready && g.Status.Containers[0].ContainerID != ""
+	})
 	ip := first.Status.IP
 
 	t.Run("a partition shorter than the fence changes nothing", func(t *testing.T) {
@@ -132,9 +134,13 @@ func TestAgentPartition(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if g.Status.State != apiv1.StateRunning || g.Status.Containers[0].ContainerID != first.Status.Containers[0].ContainerID ||
-				g.Status.Containers[0].RestartCount != 0 || sandboxIP(t, rt, first.Metadata.ID) != ip {
-				return fmt.Errorf("status %+v", g.Status)
+			switch now := sandboxIP(t, rt, first.Metadata.ID); {
+			case g.Status.State != apiv1.StateRunning:
+				return fmt.Errorf("state %s (%s)", g.Status.State, g.Status.Reason)
+			case g.Status.Containers[0].ContainerID != first.Status.Containers[0].ContainerID || g.Status.Containers[0].RestartCount != 0:
+				return fmt.Errorf("container %s (restarts %d), was %s", g.Status.Containers[0].ContainerID, g.Status.Containers[0].RestartCount, first.Status.Containers[0].ContainerID)
+			case now != ip:
+				return fmt.Errorf("the sandbox's address %q, was %s", now, ip)
 			}
 			return nil
 		})
