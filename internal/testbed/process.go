@@ -126,10 +126,15 @@ func (p *process) waitReady(ctx context.Context, timeout time.Duration, check fu
 }
 
 // killRecorded kills a pid recorded by an earlier owner of a slot, if it still
-// runs the recorded binary (a pid may have been reused since).
-func killRecorded(pid int, bin string) {
+// runs the recorded binary with the slot's directory dir in its arguments
+// (a pid may have been reused since, by another bed's process of the same
+// binary: every process of a bed names its slot's directory).
+func killRecorded(pid int, bin, dir string) {
 	exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
 	if err != nil || filepath.Base(exe) != filepath.Base(bin) {
+		return
+	}
+	if cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline"); err != nil || !bytes.Contains(cmdline, []byte(dir+"/")) {
 		return
 	}
 	_ = syscall.Kill(-pid, syscall.SIGKILL)

@@ -168,7 +168,7 @@ func (s *slot) clean() error {
 				continue
 			}
 			if pid, err := strconv.Atoi(fields[0]); err == nil {
-				killRecorded(pid, fields[1])
+				killRecorded(pid, fields[1], s.dir)
 			}
 		}
 		f.Close()
