@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -130,14 +131,27 @@ func TestKilledRunIsCleanedByNextBed(t *testing.T) {
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledRunIsCleanedByNextBed$", "-test.v")
 	cmd.Env = append(os.Environ(), "ECI_BED_HELPER=1")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	// However the test ends, no helper outlives it (an orphan's bed would
+	// hold a slot, and its end kill its pods, under the next tests).
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
 	var slotIndex int
 	var dir string
-	poll.Eventually(t, 4*time.Minute, "the helper's bed runs a pod", func() error {
+	// The helper's bed has its own bound (helperStart); beside the other
+	// packages' beds on 2 cores, starting a control plane and a kubelet
+	// takes minutes.
+	poll.Eventually(t, helperStart+time.Minute, "the helper's bed runs a pod", func() error {
+		select {
+		case <-exited:
+			t.Fatalf("the helper exited: %s", out.String())
+		default:
+		}
 		for _, line := range strings.Split(out.String(), "\n") {
 			if i := strings.Index(line, "HELPER-READY "); i >= 0 {
 				if _, err := fmt.Sscanf(line[i:], "HELPER-READY %d %s", &slotIndex, &dir); err == nil {
@@ -145,15 +159,12 @@ func TestKilledRunIsCleanedByNextBed(t *testing.T) {
 				}
 			}
 		}
-		if cmd.ProcessState != nil {
-			return fmt.Errorf("helper exited: %s", out.String())
-		}
 		return fmt.Errorf("not yet")
 	})
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	_ = cmd.Wait()
+	<-exited
 
 	poll.Eventually(t, 15*time.Second, "the killed run's daemons die with it", func() error {
 		if p := traceOf(t, slotIndex, dir).processes; len(p) > 0 {
@@ -178,8 +189,29 @@ func TestKilledRunIsCleanedByNextBed(t *testing.T) {
 	}
 }
 
+// helperStart bounds the helper's bed's start and first pods.
+const helperStart = 4 * time.Minute
+
+// lockedBuffer is a buffer a process writes while a test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 func runHelperBed(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), helperStart)
 	defer cancel()
 	b, err := Start(ctx, Options{Kube: true, Containerd: true, Kubelet: true})
 	if err != nil {
