@@ -1,7 +1,6 @@
 package datapath
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -168,49 +167,11 @@ func sendUDPPayload(t *testing.T, ns, addr string, payload []byte) {
 	}
 }
 
-// serveTCP answers every connection to port in ns with reply.
 func serveTCP(t *testing.T, ns string, port int, reply string) {
-	var l net.Listener
-	if err := netnstest.In(ns, func() (err error) { l, err = net.Listen("tcp4", fmt.Sprintf(":%d", port)); return err }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = c.Write([]byte(reply))
-			c.Close()
-		}
-	}()
+	netnstest.ServeTCP(t, ns, port, reply)
 }
 
-// dialTCP connects from ns (from src when not "") to addr and returns what
-// the server said.
-func dialTCP(ns, addr, src string) (string, error) {
-	var c net.Conn
-	err := netnstest.In(ns, func() (err error) {
-		d := net.Dialer{Timeout: 2 * time.Second}
-		if src != "" {
-			d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
-		}
-		c, err = d.Dial("tcp4", addr)
-		return err
-	})
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	buf := make([]byte, 64)
-	n, err := c.Read(buf)
-	if err != nil && !errors.Is(err, net.ErrClosed) && n == 0 {
-		return "", err
-	}
-	return string(buf[:n]), nil
-}
+func dialTCP(ns, addr, src string) (string, error) { return netnstest.DialTCP(ns, addr, src) }
 
 func TestHostInterfaceName(t *testing.T) {
 	a, b := HostInterfaceName("0123456789abcdef"), HostInterfaceName("0123456789abcdee")

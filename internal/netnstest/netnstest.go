@@ -6,11 +6,15 @@
 package netnstest
 
 import (
+	"errors"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netns"
 )
@@ -66,4 +70,50 @@ func In(name string, fn func() error) error {
 		errc <- fn()
 	}()
 	return <-errc
+}
+
+// ServeTCP answers every connection to port in namespace ns with reply,
+// until the test ends.
+func ServeTCP(t testing.TB, ns string, port int, reply string) {
+	t.Helper()
+	var l net.Listener
+	if err := In(ns, func() (err error) { l, err = net.Listen("tcp4", fmt.Sprintf(":%d", port)); return err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte(reply))
+			c.Close()
+		}
+	}()
+}
+
+// DialTCP connects from namespace ns (from src when not "") to addr within
+// 2 s and returns what the server said.
+func DialTCP(ns, addr, src string) (string, error) {
+	var c net.Conn
+	err := In(ns, func() (err error) {
+		d := net.Dialer{Timeout: 2 * time.Second}
+		if src != "" {
+			d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+		}
+		c, err = d.Dial("tcp4", addr)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 64)
+	n, err := c.Read(buf)
+	if err != nil && !errors.Is(err, net.ErrClosed) && n == 0 {
+		return "", err
+	}
+	return string(buf[:n]), nil
 }

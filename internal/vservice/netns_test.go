@@ -2,7 +2,6 @@ package vservice
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -31,6 +30,12 @@ func newNetns(t testing.TB, name string) string { t.Helper(); return netnstest.N
 
 func inNetns(name string, fn func() error) error { return netnstest.In(name, fn) }
 
+func serveTCP(t testing.TB, ns string, port int, reply string) {
+	netnstest.ServeTCP(t, ns, port, reply)
+}
+
+func dialTCP(ns, addr string) (string, error) { return netnstest.DialTCP(ns, addr, "") }
+
 // attach makes an instance namespace with address addr/24 attached to host
 // as the agent attaches a sandbox (internal/datapath: a routed veth pair,
 // the gateway gw on the host's end).
@@ -46,26 +51,6 @@ func attach(t testing.TB, host, name, addr, gw string) string {
 		t.Fatal(err)
 	}
 	return ns
-}
-
-// serveTCP answers every connection to port in ns with reply.
-func serveTCP(t testing.TB, ns string, port int, reply string) {
-	t.Helper()
-	var l net.Listener
-	if err := inNetns(ns, func() (err error) { l, err = net.Listen("tcp4", fmt.Sprintf(":%d", port)); return err }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = c.Write([]byte(reply))
-			c.Close()
-		}
-	}()
 }
 
 // serveUDP answers every datagram to port in ns with reply.
@@ -86,22 +71,6 @@ func serveUDP(t testing.TB, ns string, port int, reply string) {
 			_, _ = pc.WriteTo([]byte(reply), from)
 		}
 	}()
-}
-
-// dialTCP connects from ns to addr and returns what the server said.
-func dialTCP(ns, addr string) (string, error) {
-	var c net.Conn
-	if err := inNetns(ns, func() (err error) { c, err = net.DialTimeout("tcp4", addr, 2*time.Second); return err }); err != nil {
-		return "", err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	buf := make([]byte, 64)
-	n, err := c.Read(buf)
-	if err != nil && !errors.Is(err, net.ErrClosed) && n == 0 {
-		return "", err
-	}
-	return string(buf[:n]), nil
 }
 
 // askUDP sends a datagram from ns to addr and returns the answer and where
