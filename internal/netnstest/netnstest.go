@@ -76,6 +76,19 @@ func In(name string, fn func() error) error {
 // until the test ends.
 func ServeTCP(t testing.TB, ns string, port int, reply string) {
 	t.Helper()
+	serve(t, ns, port, func(net.Conn) string { return reply })
+}
+
+// ServePeer answers every connection to port in namespace ns with the
+// address it came from (what a NAT made of its source), until the test
+// ends.
+func ServePeer(t testing.TB, ns string, port int) {
+	t.Helper()
+	serve(t, ns, port, func(c net.Conn) string { return c.RemoteAddr().(*net.TCPAddr).IP.String() })
+}
+
+func serve(t testing.TB, ns string, port int, reply func(net.Conn) string) {
+	t.Helper()
 	var l net.Listener
 	if err := In(ns, func() (err error) { l, err = net.Listen("tcp4", fmt.Sprintf(":%d", port)); return err }); err != nil {
 		t.Fatal(err)
@@ -87,7 +100,7 @@ func ServeTCP(t testing.TB, ns string, port int, reply string) {
 			if err != nil {
 				return
 			}
-			_, _ = c.Write([]byte(reply))
+			_, _ = c.Write([]byte(reply(c)))
 			c.Close()
 		}
 	}()

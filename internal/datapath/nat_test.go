@@ -1,0 +1,118 @@
+package datapath
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"sigs.k8s.io/knftables"
+
+	"github.com/eci-dev/eci/internal/netnstest"
+)
+
+// newNATHost is a VPC host with an underlay link to namespace out
+// (host 198.18.61.1, out 198.18.61.2; out has no route to the instances)
+// and a NAT gateway.
+func newNATHost(t *testing.T, ns, out, network string) (*vpcHost, *NATGateway) {
+	t.Helper()
+	h := newVPCHost(t, ns, network)
+	netnstest.New(t, out)
+	netnstest.IP(t, "-n", ns, "link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", out)
+	netnstest.IP(t, "-n", ns, "addr", "add", "198.18.61.1/24", "dev", "up0")
+	netnstest.IP(t, "-n", ns, "link", "set", "up0", "up")
+	netnstest.IP(t, "-n", out, "addr", "add", "198.18.61.2/24", "dev", "eth0")
+	netnstest.IP(t, "-n", out, "link", "set", "eth0", "up")
+	gw := &NATGateway{Network: network}
+	if err := netnstest.In(ns, func() (err error) {
+		gw.NFT, err = knftables.New(knftables.IPv4Family, NATTable(network))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return h, gw
+}
+
+func (h *vpcHost) syncNAT(t *testing.T, gw *NATGateway, sources ...NATSource) {
+	t.Helper()
+	if err := netnstest.In(h.ns, func() error { return gw.Sync(context.Background(), sources) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Instances of vSwitches with a NAT gateway reach a server outside, which
+// sees the host's address, from the default VPC and from another with the
+// same address at once; an instance of a vSwitch without one does not,
+// nor does a packet that went round the hairpin enter another VPC; nothing
+// outside reaches the hairpin's addresses; a gateway removed is gone.
+func TestNATGatewayOnAHost(t *testing.T) {
+	netnstest.NeedRoot(t)
+	h, gw := newNATHost(t, "dpn-host", "dpn-out", "dpn")
+	const vgw = "198.18.60.1"
+	h.attach(t, "dpn-d1", DefaultVNI, "198.18.60.10", vgw)
+	h.attach(t, "dpn-d2", DefaultVNI, "198.18.60.200", vgw) // outside the default VPC's gateway vSwitch
+	h.attach(t, "dpn-x1", 7, "198.18.60.10", vgw)           // VPC 7: d1's address
+	h.attach(t, "dpn-y1", 8, "198.18.60.10", vgw)           // VPC 8: no gateway
+	serveTCP(t, "dpn-d2", 7200, "d2")
+	netnstest.ServePeer(t, "dpn-out", 7300)
+	h.syncNAT(t, gw, NATSource{VNI: DefaultVNI, CIDR: netip.MustParsePrefix("198.18.60.0/25")}, NATSource{VNI: 7, CIDR: netip.MustParsePrefix("198.18.60.0/24")})
+
+	for _, from := range []string{"dpn-d1", "dpn-x1"} {
+		if got, err := dialTCP(from, "198.18.61.2:7300", ""); err != nil || got != "198.18.61.1" {
+			t.Errorf("%s to the outside: %q, %v; want the host's address 198.18.61.1", from, got, err)
+		}
+	}
+	for _, from := range []string{"dpn-d2", "dpn-y1"} {
+		if got, err := dialTCP(from, "198.18.61.2:7300", ""); err == nil {
+			t.Errorf("%s (no gateway) reached the outside: %q", from, got)
+		}
+	}
+	if got, err := dialTCP("dpn-x1", "198.18.60.200:7200", ""); err == nil {
+		t.Errorf("VPC 7 reached the default VPC's d2 through the gateway: %q", got)
+	}
+	// The outside, with a route to the hairpin's addresses, reaches none.
+	netnstest.IP(t, "-n", "dpn-out", "route", "add", DefaultNATRange.String(), "via", "198.18.61.1")
+	addr7, _ := gw.Address(7)
+	if got, err := dialTCP("dpn-out", addr7.String()+":7200", ""); err == nil {
+		t.Errorf("the outside reached VPC 7's hairpin address: %q", got)
+	}
+
+	// VPC 7's gateway goes: so do its routes.
+	h.syncNAT(t, gw, NATSource{VNI: DefaultVNI, CIDR: netip.MustParsePrefix("198.18.60.0/25")})
+	if got, err := dialTCP("dpn-x1", "198.18.61.2:7300", ""); err == nil {
+		t.Errorf("VPC 7 reached the outside after its gateway went: %q", got)
+	}
+	if got, err := dialTCP("dpn-d1", "198.18.61.2:7300", ""); err != nil || got != "198.18.61.1" {
+		t.Errorf("d1 after VPC 7's gateway went: %q, %v", got, err)
+	}
+	err := netnstest.In(h.ns, func() error {
+		routes, err := netlink.RouteListFiltered(0, &netlink.Route{Table: TableOf(7), Protocol: RouteProtocolNAT}, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+		if err == nil && len(routes) > 0 {
+			t.Errorf("VPC 7's table keeps the gateway's route: %v", routes)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNATAddress(t *testing.T) {
+	gw := &NATGateway{}
+	if a, err := gw.Address(7); err != nil || a.String() != "169.254.0.7" {
+		t.Errorf("VNI 7: %v, %v", a, err)
+	}
+	if a, err := gw.Address(300); err != nil || a.String() != "169.254.1.44" {
+		t.Errorf("VNI 300: %v, %v", a, err)
+	}
+	if _, err := gw.Address(DefaultVNI); err == nil {
+		t.Error("the default VPC got a hairpin address")
+	}
+	small := &NATGateway{Range: netip.MustParsePrefix("198.18.250.0/24")}
+	if _, err := small.Address(256); err == nil {
+		t.Error("VNI 256 got an address in a /24")
+	}
+	if gw.nextHop().String() != "169.254.0.1" {
+		t.Errorf("next hop %s", gw.nextHop())
+	}
+}
