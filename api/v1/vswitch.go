@@ -17,6 +17,10 @@ type VSwitchSpec struct {
 	// VPCID is the VPC the vSwitch belongs to (DefaultVPC when empty): it
 	// may overlap vSwitches of other VPCs, never one of its own.
 	VPCID string `json:"vpcId,omitempty"`
+	// NATGateway lets the vSwitch's instances reach addresses outside their
+	// VPC from the address of the host they run on (SNAT); without it they
+	// reach nothing outside (the default VPC's: what the hosts route).
+	NATGateway bool `json:"natGateway,omitempty"`
 }
 
 // VSwitchStatus counts addresses, and gives its VPC's network identifier.

@@ -38,6 +38,7 @@ type Agent struct {
 	tunnel        *overlay     // the tunnels to the other hosts (overlay.go); nil: none
 	book          *addressBook // where every group's address is (addressbook.go); with a CNI config dir
 	fw            *firewall    // the security groups (firewall.go); nil: none
+	nat           *natGateway  // the NAT gateway (nat.go); nil: none
 	net           *hostNetwork // the VPCs' isolation (hostnet.go); with a CNI config dir
 	mtu           int          // of the instances' links
 
@@ -208,6 +209,9 @@ func (a *Agent) runNetwork(run func(func(context.Context))) {
 		run(func(ctx context.Context) { a.fw.watch(ctx, a.cfg.Client) })
 		run(a.fw.run)
 	}
+	if a.nat != nil {
+		run(a.nat.run)
+	}
 	if a.svcs != nil {
 		run(func(ctx context.Context) { a.svcs.watch(ctx, a.cfg.Client) })
 		run(func(ctx context.Context) { a.svcs.run(ctx, a.view.complete) })
@@ -227,6 +231,11 @@ func (a *Agent) startOverlay(ctx context.Context) error {
 			log.G(ctx).Error("security groups are off: groups that name them can't start on this host", "err", err)
 		}
 		a.fw = fw
+		if nat, err := newNATGateway(a.cfg.NetworkName, a.natSources); err != nil {
+			log.G(ctx).Error("NAT gateways are off: no instance of this host reaches the outside through one", "err", err)
+		} else {
+			a.nat = nat
+		}
 	}
 	if !a.cfg.TunnelIP.IsValid() || a.cfg.CNIConfDir == "" {
 		if a.mtu == 0 {

@@ -66,21 +66,26 @@ func newVSwitchesCommand(f *Flags) *cobra.Command {
 				return err
 			}
 			return output(cmd.OutOrStdout(), f.Output, apiv1.List[apiv1.VSwitch]{Items: vs}, func(tw *tabwriter.Writer, _ bool) {
-				row(tw, "ID", "TENANT", "VPC", "ZONE", "CIDR", "GATEWAY", "USED", "FREE")
+				row(tw, "ID", "TENANT", "VPC", "ZONE", "CIDR", "GATEWAY", "NAT", "USED", "FREE")
 				for _, v := range vs {
 					vpc := v.Spec.VPCID
 					if vpc == "" {
 						vpc = apiv1.DefaultVPC
 					}
-					row(tw, v.Metadata.ID, v.Metadata.Tenant, vpc, v.Spec.Zone, v.Spec.CIDR, v.Spec.Gateway, v.Status.Allocated, v.Status.Total-v.Status.Allocated)
+					nat := "-"
+					if v.Spec.NATGateway {
+						nat = "yes"
+					}
+					row(tw, v.Metadata.ID, v.Metadata.Tenant, vpc, v.Spec.Zone, v.Spec.CIDR, v.Spec.Gateway, nat, v.Status.Allocated, v.Status.Total-v.Status.Allocated)
 				}
 			})
 		},
 	}
 	cmd.Flags().StringVarP(&f.Output, "output", "o", "", "json or yaml")
 	var zone, cidr, gateway, tenant, vpc string
+	var natGateway bool
 	create := &cobra.Command{
-		Use:   "create NAME --zone ZONE --cidr CIDR [--tenant NAME] [--vpc ID]",
+		Use:   "create NAME --zone ZONE --cidr CIDR [--tenant NAME] [--vpc ID] [--nat-gateway]",
 		Short: "Add a vSwitch, shared or one tenant's (admin)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -89,7 +94,7 @@ func newVSwitchesCommand(f *Flags) *cobra.Command {
 				return err
 			}
 			v, err := c.CreateVSwitch(cmd.Context(), &apiv1.VSwitch{
-				Metadata: apiv1.ObjectMeta{Name: args[0], Tenant: tenant}, Spec: apiv1.VSwitchSpec{Zone: zone, CIDR: cidr, Gateway: gateway, VPCID: vpc},
+				Metadata: apiv1.ObjectMeta{Name: args[0], Tenant: tenant}, Spec: apiv1.VSwitchSpec{Zone: zone, CIDR: cidr, Gateway: gateway, VPCID: vpc, NATGateway: natGateway},
 			})
 			if err != nil {
 				return err
@@ -103,6 +108,7 @@ func newVSwitchesCommand(f *Flags) *cobra.Command {
 	create.Flags().StringVar(&gateway, "gateway", "", "gateway (default: the first address)")
 	create.Flags().StringVar(&tenant, "tenant", "", "the tenant whose groups alone use it and see it (default: shared by every tenant)")
 	create.Flags().StringVar(&vpc, "vpc", "", "the VPC it belongs to (default: "+apiv1.DefaultVPC+")")
+	create.Flags().BoolVar(&natGateway, "nat-gateway", false, "its instances reach addresses outside the VPC from their host's address (SNAT)")
 	cmd.AddCommand(create)
 	return cmd
 }

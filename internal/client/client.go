@@ -46,6 +46,9 @@ type Client struct {
 	caData  []byte // the server CA, for the streaming clients
 }
 
+// Server is the server's URL.
+func (c *Client) Server() string { return c.base }
+
 // New checks cfg and returns a client.
 func New(cfg Config) (*Client, error) {
 	u, err := url.Parse(cfg.Server)

@@ -46,7 +46,7 @@ func (s *Service) CreateVSwitch(ctx context.Context, p auth.Principal, v *apiv1.
 	}
 	obj := &apiv1.VSwitch{
 		Metadata: apiv1.ObjectMeta{ID: v.Metadata.Name, Name: v.Metadata.Name, Tenant: v.Metadata.Tenant, Labels: v.Metadata.Labels, CreatedAt: s.now()},
-		Spec:     apiv1.VSwitchSpec{Zone: v.Spec.Zone, CIDR: pool.Prefix.String(), Gateway: pool.Gateway.String(), VPCID: v.Spec.VPCID},
+		Spec:     apiv1.VSwitchSpec{Zone: v.Spec.Zone, CIDR: pool.Prefix.String(), Gateway: pool.Gateway.String(), VPCID: v.Spec.VPCID, NATGateway: v.Spec.NATGateway},
 		Status:   apiv1.VSwitchStatus{Total: pool.Size(), VNI: vpc.Status.VNI},
 	}
 	if obj.Spec.VPCID == apiv1.DefaultVPC {

@@ -36,6 +36,14 @@ type NATSource struct {
 	CIDR netip.Prefix
 }
 
+// NATProtected is what no packet through a NAT gateway may reach: the pool's
+// hosts (all of their ports) and the server's API (its address and port),
+// which would take it for the host whose address it has.
+type NATProtected struct {
+	Hosts    []netip.Addr
+	Services []netip.AddrPort // TCP
+}
+
 // NATGateway lets instances of the vSwitches that have one reach addresses
 // outside their VPC, from the host's own address (masquerade), and nothing
 // outside reach them.
@@ -87,7 +95,7 @@ func (n *NATGateway) nextHop() netip.Addr { return n.natRange().Addr().Next() }
 
 // Sync makes the hairpin, the routes of every VPC with sources, and the
 // whole table (one transaction).
-func (n *NATGateway) Sync(ctx context.Context, sources []NATSource) error {
+func (n *NATGateway) Sync(ctx context.Context, sources []NATSource, protected NATProtected) error {
 	vpcSide, underlaySide, err := n.hairpin()
 	if err != nil {
 		return err
@@ -106,7 +114,7 @@ func (n *NATGateway) Sync(ctx context.Context, sources []NATSource) error {
 		return err
 	}
 	tx := n.NFT.NewTransaction()
-	n.table(tx, sources, vnis)
+	n.table(tx, sources, vnis, protected)
 	if err := n.NFT.Run(ctx, tx); err != nil {
 		return fmt.Errorf("NAT gateways: %w", err)
 	}
@@ -215,7 +223,7 @@ func routeKey(r *netlink.Route) string {
 const natPriority = knftables.BaseChainPriority("-449")
 
 // table writes the gateway's rules (see NATGateway).
-func (n *NATGateway) table(tx *knftables.Transaction, sources []NATSource, vnis map[int]netip.Addr) {
+func (n *NATGateway) table(tx *knftables.Transaction, sources []NATSource, vnis map[int]netip.Addr, protected NATProtected) {
 	vName, uName := NATDevices(n.Network)
 	tx.Add(&knftables.Table{})
 	tx.Delete(&knftables.Table{})
@@ -225,6 +233,14 @@ func (n *NATGateway) table(tx *knftables.Transaction, sources []NATSource, vnis 
 	tx.Add(&knftables.Set{Name: "addresses", Type: "ipv4_addr"})
 	tx.Add(&knftables.Map{Name: "address-mark", Type: "ipv4_addr : mark"})
 	tx.Add(&knftables.Map{Name: "address-zone", TypeOf: "ip daddr : ct zone"})
+	tx.Add(&knftables.Set{Name: "protected-hosts", Type: "ipv4_addr"})
+	tx.Add(&knftables.Set{Name: "protected-services", Type: "ipv4_addr . inet_service"})
+	for _, h := range protected.Hosts {
+		tx.Add(&knftables.Element{Set: "protected-hosts", Key: []string{h.String()}})
+	}
+	for _, s := range protected.Services {
+		tx.Add(&knftables.Element{Set: "protected-services", Key: []string{s.Addr().String(), strconv.Itoa(int(s.Port()))}})
+	}
 	for _, s := range sources {
 		tx.Add(&knftables.Element{Set: "sources", Key: []string{fmt.Sprintf("%#x", MarkOf(max(s.VNI, DefaultVNI))), s.CIDR.Masked().String()}})
 	}
@@ -259,6 +275,12 @@ func (n *NATGateway) table(tx *knftables.Transaction, sources []NATSource, vnis 
 			"iifname " + u + " oifname " + inst + " drop",
 			"iifname " + u + " oifname \"vx*\" drop",
 			"iifname " + u + " oifname " + v + " drop",
+			// Never the pool's own hosts and server, from the host's
+			// address (the default VPC's gateways' too).
+			"iifname " + u + " ip daddr @protected-hosts drop",
+			"iifname " + u + " ip daddr . tcp dport @protected-services drop",
+			"iifname " + inst + " " + vpc + " . ip saddr @sources ip daddr @protected-hosts drop",
+			"iifname " + inst + " " + vpc + " . ip saddr @sources ip daddr . tcp dport @protected-services drop",
 			// Back in: answers alone.
 			"oifname " + u + " ct state != { established, related } drop",
 		}},

@@ -22,6 +22,7 @@ func newNATHost(t *testing.T, ns, out, network string) (*vpcHost, *NATGateway) {
 	netnstest.IP(t, "-n", ns, "addr", "add", "198.18.61.1/24", "dev", "up0")
 	netnstest.IP(t, "-n", ns, "link", "set", "up0", "up")
 	netnstest.IP(t, "-n", out, "addr", "add", "198.18.61.2/24", "dev", "eth0")
+	netnstest.IP(t, "-n", out, "addr", "add", "198.18.61.3/24", "dev", "eth0") // a host of the pool
 	netnstest.IP(t, "-n", out, "link", "set", "eth0", "up")
 	gw := &NATGateway{Network: network}
 	if err := netnstest.In(ns, func() (err error) {
@@ -35,14 +36,16 @@ func newNATHost(t *testing.T, ns, out, network string) (*vpcHost, *NATGateway) {
 
 func (h *vpcHost) syncNAT(t *testing.T, gw *NATGateway, sources ...NATSource) {
 	t.Helper()
-	if err := netnstest.In(h.ns, func() error { return gw.Sync(context.Background(), sources) }); err != nil {
+	protected := NATProtected{Hosts: []netip.Addr{netip.MustParseAddr("198.18.61.3")}, Services: []netip.AddrPort{netip.MustParseAddrPort("198.18.61.2:7301")}}
+	if err := netnstest.In(h.ns, func() error { return gw.Sync(context.Background(), sources, protected) }); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // Instances of vSwitches with a NAT gateway reach a server outside, which
 // sees the host's address, from the default VPC and from another with the
-// same address at once; an instance of a vSwitch without one does not,
+// same address at once, but not the pool's hosts or the server's API; an
+// instance of a vSwitch without one does not,
 // nor does a packet that went round the hairpin enter another VPC; nothing
 // outside reaches the hairpin's addresses; a gateway removed is gone.
 func TestNATGatewayOnAHost(t *testing.T) {
@@ -55,11 +58,20 @@ func TestNATGatewayOnAHost(t *testing.T) {
 	h.attach(t, "dpn-y1", 8, "198.18.60.10", vgw)           // VPC 8: no gateway
 	serveTCP(t, "dpn-d2", 7200, "d2")
 	netnstest.ServePeer(t, "dpn-out", 7300)
+	netnstest.ServePeer(t, "dpn-out", 7301) // the server's API on .2
 	h.syncNAT(t, gw, NATSource{VNI: DefaultVNI, CIDR: netip.MustParsePrefix("198.18.60.0/25")}, NATSource{VNI: 7, CIDR: netip.MustParsePrefix("198.18.60.0/24")})
 
 	for _, from := range []string{"dpn-d1", "dpn-x1"} {
 		if got, err := dialTCP(from, "198.18.61.2:7300", ""); err != nil || got != "198.18.61.1" {
 			t.Errorf("%s to the outside: %q, %v; want the host's address 198.18.61.1", from, got, err)
+		}
+	}
+	// Not the pool's hosts nor the server's API, from the host's address.
+	for _, from := range []string{"dpn-d1", "dpn-x1"} {
+		for _, to := range []string{"198.18.61.3:7300", "198.18.61.2:7301"} {
+			if got, err := dialTCP(from, to, ""); err == nil {
+				t.Errorf("%s reached %s, which is protected: %q", from, to, got)
+			}
 		}
 	}
 	for _, from := range []string{"dpn-d2", "dpn-y1"} {

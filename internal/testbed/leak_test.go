@@ -17,7 +17,6 @@ import (
 
 	"github.com/eci-dev/eci/internal/datapath"
 	"github.com/eci-dev/eci/internal/poll"
-	"github.com/eci-dev/eci/internal/vservice"
 )
 
 // trace is what a bed can leave on the machine.
@@ -52,12 +51,13 @@ func traceOf(t *testing.T, slotIndex int, dir string) trace {
 		}
 	}
 	n := networkFor(slotIndex)
-	for _, l := range []string{n.Bridge, n.NodeLink, n.NodePeer, n.AgentNetwork, n.UnderlayBridge} {
+	natSide, natPeer := datapath.NATDevices(n.AgentNetwork)
+	for _, l := range []string{n.Bridge, n.NodeLink, n.NodePeer, n.AgentNetwork, n.UnderlayBridge, natSide, natPeer} {
 		if linkExists(l) {
 			tr.links = append(tr.links, l)
 		}
 	}
-	for _, table := range []string{vservice.TableFor(n.AgentNetwork), datapath.IsolationTable(n.AgentNetwork), datapath.FirewallTable(n.AgentNetwork)} {
+	for _, table := range agentTables(n.AgentNetwork) {
 		if nftTableExists(table) {
 			tr.links = append(tr.links, "nftables table "+table)
 		}

@@ -177,7 +177,8 @@ func (s *slot) clean() error {
 	if err := removeHosts(s.index); err != nil {
 		return err
 	}
-	for _, link := range []string{n.Bridge, n.NodeLink, n.AgentNetwork, n.UnderlayBridge} {
+	natSide, _ := datapath.NATDevices(n.AgentNetwork) // its peer goes with it
+	for _, link := range []string{n.Bridge, n.NodeLink, n.AgentNetwork, n.UnderlayBridge, natSide} {
 		if linkExists(link) {
 			if out, err := exec.Command("ip", "link", "del", link).CombinedOutput(); err != nil {
 				return fmt.Errorf("delete link %s: %w: %s", link, err, out)
@@ -187,9 +188,8 @@ func (s *slot) clean() error {
 	if err := removeAttachments(n); err != nil {
 		return err
 	}
-	// The agent's nftables tables (virtual services, VPCs, security groups)
-	// go with its network.
-	for _, table := range []string{vservice.TableFor(n.AgentNetwork), datapath.IsolationTable(n.AgentNetwork), datapath.FirewallTable(n.AgentNetwork)} {
+	// The agent's nftables tables go with its network.
+	for _, table := range agentTables(n.AgentNetwork) {
 		if !nftTableExists(table) {
 			continue
 		}
@@ -214,6 +214,12 @@ func (s *slot) release() {
 		s.lock.Close()
 		s.lock = nil
 	}
+}
+
+// agentTables are the nftables tables of an agent's network: virtual
+// services, VPCs, security groups, NAT gateway.
+func agentTables(network string) []string {
+	return []string{vservice.TableFor(network), datapath.IsolationTable(network), datapath.FirewallTable(network), datapath.NATTable(network)}
 }
 
 func nftTableExists(table string) bool {

@@ -34,6 +34,7 @@ func TestPoolOfHosts(t *testing.T) {
 	t.Run("one vSwitch across hosts", func(t *testing.T) { testAcrossHosts(t, p) })
 	t.Run("VPCs apart, one address in two of them", func(t *testing.T) { testVPCs(t, p) })
 	t.Run("security groups across hosts, a rule change", func(t *testing.T) { testSecurityGroups(t, p) })
+	t.Run("NAT gateways, out from the host's address", func(t *testing.T) { testNATGateways(t, p) })
 }
 
 func testAcrossHosts(t *testing.T, p *pool) {
