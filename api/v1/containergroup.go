@@ -63,6 +63,11 @@ type ContainerGroupSpec struct {
 	// PrivateIPAddress asks for this IPv4 address; it must be idle and inside
 	// one of the allowed vSwitches.
 	PrivateIPAddress string `json:"privateIpAddress,omitempty"`
+	// IngressBandwidth and EgressBandwidth limit what the instance receives
+	// and what it sends, in bits per second (0: no limit; else
+	// MinBandwidth to MaxBandwidth).
+	IngressBandwidth int64 `json:"ingressBandwidth,omitempty"`
+	EgressBandwidth  int64 `json:"egressBandwidth,omitempty"`
 
 	ImageRegistryCredentials []RegistryCredential `json:"imageRegistryCredentials,omitempty"`
 	// PlainHTTPRegistries and InsecureRegistries are host[:port] lists.

@@ -9,10 +9,14 @@ import (
 
 // Limits per instance (docs/spec.md section 3).
 const (
-	MaxContainers  = 20 // init containers and containers together
-	MaxVolumes     = 20
-	MaxSpecs       = 5
-	MaxSecGroups   = 5
+	MaxContainers = 20 // init containers and containers together
+	MaxVolumes    = 20
+	MaxSpecs      = 5
+	MaxSecGroups  = 5
+	// MinBandwidth and MaxBandwidth bound an instance's bandwidth limits,
+	// in bits per second.
+	MinBandwidth   = 1e3
+	MaxBandwidth   = 32e9
 	MaxTags        = 20
 	MaxNameservers = 3
 	// MaxExtraEphemeralStorage in GiB.

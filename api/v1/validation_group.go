@@ -207,6 +207,14 @@ func validatePlacementSpec(e *errs, p fpath, s *ContainerGroupSpec) {
 	if s.PrivateIPAddress != "" {
 		e.ipv4(p.child("privateIpAddress"), s.PrivateIPAddress)
 	}
+	for _, f := range []struct {
+		field string
+		bw    int64
+	}{{"ingressBandwidth", s.IngressBandwidth}, {"egressBandwidth", s.EgressBandwidth}} {
+		if field, bw := f.field, f.bw; bw != 0 && (bw < MinBandwidth || bw > MaxBandwidth) {
+			e.add(p.child(field), "%d bits/s is not allowed; allowed: 0 (no limit) or %d (1 kbit/s) to %d (32 Gbit/s)", bw, int64(MinBandwidth), int64(MaxBandwidth))
+		}
+	}
 	if s.ServiceTable != "" {
 		e.dnsLabel(p.child("serviceTable"), s.ServiceTable, 63)
 	}

@@ -203,6 +203,8 @@ func TestValidationRules(t *testing.T) {
 		{"schedule strategy", func(g *ContainerGroup) { g.Spec.ScheduleStrategy = "Spread" }, "spec.scheduleStrategy", "VSwitchOrdered"},
 		{"security groups", func(g *ContainerGroup) { g.Spec.SecurityGroupIDs = []string{"a", "b", "c", "d", "e", "f"} }, "spec.securityGroupIds", "at most 5"},
 		{"private ip", func(g *ContainerGroup) { g.Spec.PrivateIPAddress = "2001:db8::1" }, "spec.privateIpAddress", "IPv4"},
+		{"bandwidth below 1 kbit/s", func(g *ContainerGroup) { g.Spec.IngressBandwidth = 500 }, "spec.ingressBandwidth", "1 kbit/s"},
+		{"bandwidth above 32 Gbit/s", func(g *ContainerGroup) { g.Spec.EgressBandwidth = 40e9 }, "spec.egressBandwidth", "32 Gbit/s"},
 		{"credential server", func(g *ContainerGroup) {
 			g.Spec.ImageRegistryCredentials = []RegistryCredential{{Username: "u"}}
 		}, "spec.imageRegistryCredentials[0].server", "required"},

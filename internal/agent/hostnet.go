@@ -26,6 +26,9 @@ type hostNetwork struct {
 // why.
 func newHostNetwork(ctx context.Context, network string, tunnel bool) *hostNetwork {
 	hn := &hostNetwork{}
+	if err := datapath.SweepShapers(); err != nil {
+		log.G(ctx).Warn("remove the bandwidth shapers of instances gone", "err", err)
+	}
 	nft, err := knftables.New(knftables.IPv4Family, datapath.IsolationTable(network))
 	if err != nil {
 		log.G(ctx).Error("VPCs are off: groups of vSwitches outside the default VPC can't start on this host", "err", err)

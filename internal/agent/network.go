@@ -131,7 +131,11 @@ func (a *Agent) attach(ctx context.Context, req cni.AttachRequest) (*cni.Attache
 	if err != nil {
 		return nil, err
 	}
-	at, err := a.net.attach(ctx, datapath.Attachment{ContainerID: req.ContainerID, NetNS: req.NetNS, IfName: req.IfName, Address: addr, Gateway: gw, MTU: a.mtu, VNI: vni})
+	var bw datapath.Bandwidth
+	if g := a.desired(req.Group); g != nil {
+		bw = datapath.Bandwidth{Ingress: uint64(max(g.Spec.IngressBandwidth, 0)), Egress: uint64(max(g.Spec.EgressBandwidth, 0))}
+	}
+	at, err := a.net.attach(ctx, datapath.Attachment{ContainerID: req.ContainerID, NetNS: req.NetNS, IfName: req.IfName, Address: addr, Gateway: gw, MTU: a.mtu, VNI: vni, Bandwidth: bw})
 	if err != nil {
 		return nil, fmt.Errorf("attach group %s: %w", req.Group, err)
 	}

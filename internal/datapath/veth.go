@@ -44,6 +44,8 @@ type Attachment struct {
 	// instance goes in its table (TableOf). The caller gives the link its
 	// VPC's mark first (Isolation.Add).
 	VNI int
+	// Bandwidth limits the instance's traffic (zero: none).
+	Bandwidth Bandwidth
 }
 
 // Attached is what was made: the host end's name, and the instance's
@@ -186,6 +188,9 @@ func hostSide(link netlink.Link, a Attachment, mac net.HardwareAddr) error {
 	if err := netlink.AddrAdd(link, gw); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("gateway %s on %s: %w", a.Gateway, name, err)
 	}
+	if err := setBandwidth(link, a.Bandwidth); err != nil {
+		return err
+	}
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fmt.Errorf("%s up: %w", name, err)
 	}
@@ -205,6 +210,9 @@ func hostSide(link netlink.Link, a Attachment, mac net.HardwareAddr) error {
 // instance goes with it); a pair that is gone is no error.
 func Detach(containerID string) error {
 	name := HostInterfaceName(containerID)
+	if err := removeShaper(shaperName(name)); err != nil {
+		return err
+	}
 	link, err := netlink.LinkByName(name)
 	var notFound netlink.LinkNotFoundError
 	if errors.As(err, &notFound) {

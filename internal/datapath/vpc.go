@@ -79,7 +79,7 @@ func TunnelDevice(network string, vni int) string { return "vx" + strconv.Itoa(v
 // Add gives link (not up yet) the mark and zone of VPC vni, at once, so
 // that its first packet is the VPC's.
 func (i *Isolation) Add(ctx context.Context, link string, vni int) error {
-	if vni == DefaultVNI {
+	if vni <= DefaultVNI {
 		return nil
 	}
 	tx := i.NFT.NewTransaction()

@@ -39,13 +39,20 @@ func newVPCHost(t *testing.T, ns, network string) *vpcHost {
 // the agent does: the link's mark first, then the link.
 func (h *vpcHost) attach(t *testing.T, name string, vni int, ip, gw string) {
 	t.Helper()
+	h.attachWith(t, name, Attachment{Address: netip.PrefixFrom(netip.MustParseAddr(ip), 24), Gateway: netip.MustParseAddr(gw), VNI: vni})
+}
+
+// attachWith makes instance name with a's address, gateway, VPC and
+// bandwidth.
+func (h *vpcHost) attachWith(t *testing.T, name string, a Attachment) {
+	t.Helper()
 	netnstest.New(t, name)
+	a.ContainerID, a.NetNS, a.IfName, a.MTU = "sb-"+name, netnstest.Path(name), "eth0", 1450
 	err := netnstest.In(h.ns, func() error {
-		if err := h.iso.Add(context.Background(), HostInterfaceName("sb-"+name), vni); err != nil {
+		if err := h.iso.Add(context.Background(), HostInterfaceName(a.ContainerID), a.VNI); err != nil {
 			return err
 		}
-		_, err := Attach(Attachment{ContainerID: "sb-" + name, NetNS: netnstest.Path(name), IfName: "eth0",
-			Address: netip.PrefixFrom(netip.MustParseAddr(ip), 24), Gateway: netip.MustParseAddr(gw), MTU: 1450, VNI: vni})
+		_, err := Attach(a)
 		return err
 	})
 	if err != nil {

@@ -65,6 +65,25 @@ func numericAnnotations(a map[string]string, s *apiv1.ContainerGroupSpec) error 
 		}
 		s.ExtraEphemeralStorage = int((q.Value() + (1<<30 - 1)) >> 30)
 	}
+	for _, b := range []struct {
+		keys []string
+		to   *int64
+	}{
+		{[]string{AnnIngressBandwidth, AnnECIIngressBandwidth}, &s.IngressBandwidth},
+		{[]string{AnnEgressBandwidth, AnnECIEgressBandwidth}, &s.EgressBandwidth},
+	} {
+		for _, k := range b.keys {
+			v, ok := a[k]
+			if !ok {
+				continue
+			}
+			q, err := resource.ParseQuantity(v)
+			if err != nil || q.Sign() <= 0 {
+				return refuse("InvalidAnnotation", "annotation %s=%q is not valid: expected bits per second such as 10M (1k to 32G)", k, v)
+			}
+			*b.to = q.Value()
+		}
+	}
 	if v, ok := a[AnnCustomTags]; ok {
 		s.Tags = map[string]string{}
 		for _, kv := range profile.SplitList(a[AnnCustomTags]) {

@@ -35,11 +35,17 @@ const (
 	AnnInsecure       = annPrefix + "insecure-registry"
 	AnnInstanceID     = annPrefix + "eci-instance-id"
 	AnnInstanceSpec   = annPrefix + "eci-instance-spec"
-	labelPrefix       = "eci.dev/"
-	LabelCluster      = labelPrefix + "cluster"
-	LabelPodNamespace = labelPrefix + "pod-namespace"
-	LabelPodName      = labelPrefix + "pod-name"
-	LabelPodUID       = labelPrefix + "pod-uid"
+	// The bandwidth limits: Kubernetes' own names (the CNI bandwidth
+	// plugin's) and the service's; the service's win.
+	AnnIngressBandwidth    = "kubernetes.io/ingress-bandwidth"
+	AnnEgressBandwidth     = "kubernetes.io/egress-bandwidth"
+	AnnECIIngressBandwidth = annPrefix + "eci-ingress-bandwidth"
+	AnnECIEgressBandwidth  = annPrefix + "eci-egress-bandwidth"
+	labelPrefix            = "eci.dev/"
+	LabelCluster           = labelPrefix + "cluster"
+	LabelPodNamespace      = labelPrefix + "pod-namespace"
+	LabelPodName           = labelPrefix + "pod-name"
+	LabelPodUID            = labelPrefix + "pod-uid"
 	// LabelNode is the virtual node that made the group: two virtual nodes
 	// of one cluster (one --cluster-id) each keep to their own groups.
 	LabelNode          = labelPrefix + "node"

@@ -92,6 +92,18 @@ func TestPodToGroup(t *testing.T) {
 			}
 			return ""
 		}},
+		{name: "bandwidth annotations, the service's winning over Kubernetes'", pod: pod(func(p *corev1.Pod) {
+			p.Annotations[AnnIngressBandwidth] = "10M"
+			p.Annotations[AnnEgressBandwidth] = "1M"
+			p.Annotations[AnnECIEgressBandwidth] = "5M"
+		}), check: func(g *apiv1.ContainerGroup) string {
+			if g.Spec.IngressBandwidth != 10e6 || g.Spec.EgressBandwidth != 5e6 {
+				return "bandwidth"
+			}
+			return ""
+		}},
+		{name: "a bandwidth that is no quantity", pod: pod(func(p *corev1.Pod) { p.Annotations[AnnEgressBandwidth] = "fast" }),
+			refuse: "InvalidAnnotation:such as 10M"},
 		{name: "a malformed annotation is quoted with the expected form", pod: pod(func(p *corev1.Pod) { p.Annotations[AnnCustomHosts] = "db=1.2.3.4" }),
 			refuse: "InvalidAnnotation:expected a JSON list"},
 		{name: "too many tags", pod: pod(func(p *corev1.Pod) { p.Annotations[AnnCustomTags] = "a:1,b:2,c:3,d:4" }), refuse: "InvalidAnnotation:at most 3"},

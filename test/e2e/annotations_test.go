@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 
 	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/datapath"
 	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/vnode"
 )
@@ -36,11 +38,13 @@ func testAnnotations(t *testing.T, c *cluster, ns string) {
 			ip = ip.Next()
 		}
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "annotated", Annotations: map[string]string{
-			vnode.AnnUseSpecs:       "1-2Gi",
-			vnode.AnnPrivateIP:      ip.String(),
-			vnode.AnnCustomHosts:    `[{"host":"db.internal","ip":"198.18.0.9"}]`,
-			vnode.AnnCustomTags:     "team:web,env:test",
-			vnode.AnnExtraEphemeral: "20Gi",
+			vnode.AnnUseSpecs:         "1-2Gi",
+			vnode.AnnPrivateIP:        ip.String(),
+			vnode.AnnCustomHosts:      `[{"host":"db.internal","ip":"198.18.0.9"}]`,
+			vnode.AnnCustomTags:       "team:web,env:test",
+			vnode.AnnExtraEphemeral:   "20Gi",
+			vnode.AnnIngressBandwidth: "8M",
+			vnode.AnnEgressBandwidth:  "4M",
 		}}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: busybox,
 			Command: []string{"sh", "-c", "cat /etc/hosts; exec sleep 3600"}}}}}
 		c.createPod(t, ns, pod)
@@ -66,6 +70,10 @@ func testAnnotations(t *testing.T, c *cluster, ns string) {
 		if g.Spec.Tags["team"] != "web" || g.Spec.Tags["env"] != "test" || g.Spec.ExtraEphemeralStorage != 20 {
 			t.Errorf("group tags %v, extra storage %d GiB", g.Spec.Tags, g.Spec.ExtraEphemeralStorage)
 		}
+		if g.Spec.IngressBandwidth != 8e6 || g.Spec.EgressBandwidth != 4e6 {
+			t.Errorf("group bandwidth %d in, %d out", g.Spec.IngressBandwidth, g.Spec.EgressBandwidth)
+		}
+		checkShapers(t, ip.String(), "8Mbit", "4Mbit")
 		poll.Eventually(t, 10*time.Second, "the custom host in /etc/hosts", func() error {
 			raw, err := c.kube.CoreV1().Pods(ns).GetLogs("annotated", &corev1.PodLogOptions{}).Do(ctx).Raw()
 			if err != nil || !strings.Contains(string(raw), "198.18.0.9") || !strings.Contains(string(raw), "db.internal") {
@@ -155,5 +163,31 @@ func noGroupFor(t *testing.T, c *cluster, pod *corev1.Pod) {
 	}
 	if len(groups.Items) != 0 {
 		t.Errorf("pod %s has %d groups, want none", pod.Name, len(groups.Items))
+	}
+}
+
+// checkShapers checks the host's token buckets of the instance at ip: the
+// rate of what its link sends it, and of its egress shaper.
+func checkShapers(t *testing.T, ip, in, out string) {
+	t.Helper()
+	route, err := exec.Command("ip", "-4", "-o", "route", "get", ip).CombinedOutput()
+	if err != nil {
+		t.Fatalf("route to %s: %v: %s", ip, err, route)
+	}
+	f := strings.Fields(string(route))
+	link := ""
+	for i := range f[:len(f)-1] {
+		if f[i] == "dev" {
+			link = f[i+1]
+		}
+	}
+	if !strings.HasPrefix(link, datapath.InterfacePrefix) {
+		t.Fatalf("route to %s: %s", ip, route)
+	}
+	for dev, rate := range map[string]string{link: in, datapath.ShaperPrefix + strings.TrimPrefix(link, datapath.InterfacePrefix): out} {
+		qd, err := exec.Command("tc", "qdisc", "show", "dev", dev).CombinedOutput()
+		if err != nil || !strings.Contains(string(qd), "tbf") || !strings.Contains(string(qd), "rate "+rate) {
+			t.Errorf("qdiscs of %s: %s (%v); want a token bucket of %s", dev, qd, err, rate)
+		}
 	}
 }
