@@ -31,7 +31,7 @@ cluster_dns=$o1.$o2.$o3.$((o4 + 10))
 hosts=$(get hosts); hosts=${hosts:-0}
 listen=127.0.0.1:8443; tunnel=()
 if [ "$hosts" -gt 0 ]; then
-  listen=$(get underlay_gateway):8443; tunnel=(--tunnel-ip "$(get underlay_gateway)")
+  listen=$(get underlay_gateway):8443; tunnel=(--tunnel-ip "$(get underlay_gateway)" --eip-range "$(get eip_range)")
 fi
 ready=$(get dir)/eci/ready
 if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then

@@ -68,6 +68,11 @@ type ContainerGroupSpec struct {
 	// MinBandwidth to MaxBandwidth).
 	IngressBandwidth int64 `json:"ingressBandwidth,omitempty"`
 	EgressBandwidth  int64 `json:"egressBandwidth,omitempty"`
+	// EIPID binds the tenant's EIP (eci eips allocate) to the instance
+	// while it holds its resources; WithEIP allocates one for it, released
+	// with it. Not both.
+	EIPID   string `json:"eipId,omitempty"`
+	WithEIP bool   `json:"withEip,omitempty"`
 
 	ImageRegistryCredentials []RegistryCredential `json:"imageRegistryCredentials,omitempty"`
 	// PlainHTTPRegistries and InsecureRegistries are host[:port] lists.
@@ -190,6 +195,10 @@ type ContainerGroupStatus struct {
 	Zone      string `json:"zone,omitempty"`
 	VSwitchID string `json:"vSwitchId,omitempty"`
 	IP        string `json:"ip,omitempty"`
+	// EIPAddress and EIPID: the EIP bound to the group while it holds its
+	// resources (spec.eipId or spec.withEip).
+	EIPAddress string `json:"eipAddress,omitempty"`
+	EIPID      string `json:"eipId,omitempty"`
 
 	InitContainers []ContainerStatus `json:"initContainers,omitempty"`
 	Containers     []ContainerStatus `json:"containers,omitempty"`

@@ -27,6 +27,7 @@ const (
 )
 
 var (
+	eipID    = regexp.MustCompile(`^eip-[0-9a-f]{8}$`)
 	dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	// dnsSubdomain is RFC 1123's (its length checked apart).
 	dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)

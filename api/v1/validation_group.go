@@ -218,6 +218,14 @@ func validatePlacementSpec(e *errs, p fpath, s *ContainerGroupSpec) {
 	if s.ServiceTable != "" {
 		e.dnsLabel(p.child("serviceTable"), s.ServiceTable, 63)
 	}
+	if s.EIPID != "" {
+		if !eipID.MatchString(s.EIPID) {
+			e.add(p.child("eipId"), "%q is no EIP id; allowed: eip- and 8 hex digits (eci eips lists them)", s.EIPID)
+		}
+		if s.WithEIP {
+			e.add(p.child("withEip"), "with eipId set: allowed: one of eipId (an EIP of yours) and withEip (one of its own)")
+		}
+	}
 }
 
 // validatePulls checks registries, ephemeral storage, tags and the create options.

@@ -78,6 +78,18 @@ func ValidateVPC(v *VPC) error {
 	return e.result()
 }
 
+// ValidateEIP checks an EIP to allocate: an optional name and tenant.
+func ValidateEIP(v *EIP) error {
+	e := &errs{}
+	if v.Metadata.Name != "" {
+		e.dnsLabel("metadata.name", v.Metadata.Name, 63)
+	}
+	if v.Metadata.Tenant != "" {
+		e.dnsLabel("metadata.tenant", v.Metadata.Tenant, 63)
+	}
+	return e.result()
+}
+
 // ValidateTenant checks a tenant.
 func ValidateTenant(t *Tenant) error {
 	e := &errs{}

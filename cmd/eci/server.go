@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,7 +18,7 @@ import (
 
 func newServerCommand() *cobra.Command {
 	var cfg server.Config
-	var policy string
+	var policy, eipRange string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the control plane: container group API, placement, IPAM, metering",
@@ -48,6 +49,13 @@ Serves /metrics (Prometheus), /healthz and /readyz.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			cfg.Policy = scheduler.Policy(policy)
+			if eipRange != "" {
+				r, err := netip.ParsePrefix(eipRange)
+				if err != nil || !r.Addr().Is4() || r.Bits() > 30 {
+					return fmt.Errorf("--eip-range %q: allowed: an IPv4 CIDR of /30 or larger on the hosts' network, such as 198.18.192.128/25", eipRange)
+				}
+				cfg.Control.EIPRange = r.Masked()
+			}
 			if cfg.AdminToken == "" {
 				cfg.AdminToken = os.Getenv("ECI_ADMIN_TOKEN")
 			}
@@ -89,6 +97,7 @@ Serves /metrics (Prometheus), /healthz and /readyz.`,
 	fl.IntVar(&cfg.TenantRateLimit.Burst, "tenant-burst", server.DefaultTenantRateLimit.Burst, "requests one tenant token may make at once")
 	fl.Float64Var(&cfg.HostRateLimit.QPS, "host-qps", server.DefaultHostRateLimit.QPS, "requests a second one host (agent) token may make to this server (-1: no limit)")
 	fl.IntVar(&cfg.HostRateLimit.Burst, "host-burst", server.DefaultHostRateLimit.Burst, "requests one host token may make at once")
+	fl.StringVar(&eipRange, "eip-range", "", "addresses of the hosts' network that EIPs are given from (none: no EIPs)")
 	fl.IntVar(&cfg.Control.MaxStoredGroups, "max-stored-groups-per-tenant", control.DefaultMaxStoredGroups, "groups one tenant may store, every state (ended ones count until they are deleted or retention removes them)")
 	fl.IntVar(&cfg.Control.MaxLargeGroups, "max-large-groups-per-tenant", control.DefaultMaxLargeGroups, fmt.Sprintf("groups over %d KiB (files volumes) one tenant may store while they run", control.LargeGroupBytes>>10))
 	return cmd

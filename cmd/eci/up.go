@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -35,6 +36,14 @@ The admin's client config is written to <data-dir>/server/admin.conf
 	fl.Func("tunnel-ip", "this machine's address on the network between the pool's hosts: its agent's tunnels start there (other hosts' agents join with eci agent --tunnel-ip; the API must listen where they reach it)", func(s string) (err error) {
 		cfg.TunnelIP, err = netip.ParseAddr(s)
 		return err
+	})
+	fl.Func("eip-range", "addresses of the hosts' network that EIPs are given from (eci server --eip-range; none: no EIPs)", func(s string) (err error) {
+		cfg.EIPRange, err = netip.ParsePrefix(s)
+		if err != nil || !cfg.EIPRange.Addr().Is4() || cfg.EIPRange.Bits() > 30 {
+			return fmt.Errorf("allowed: an IPv4 CIDR of /30 or larger, such as 198.18.192.128/25")
+		}
+		cfg.EIPRange = cfg.EIPRange.Masked()
+		return nil
 	})
 	fl.StringVar(&cfg.CRIEndpoint, "cri-endpoint", "unix:///run/containerd/containerd.sock", "containerd's CRI socket")
 	fl.StringVar(&cfg.CNIConfDir, "cni-conf-dir", "/etc/cni/net.d", "containerd's CNI config dir")

@@ -97,7 +97,7 @@ func run(ctx context.Context, out io.Writer, opts testbed.Options, infoFile stri
 			bed.CgroupParent, bed.Network.VSwitchCIDR, bed.Network.AgentNetwork)
 	}
 	if len(bed.Hosts) > 0 {
-		info += fmt.Sprintf("hosts=%d\nunderlay_gateway=%s\n", len(bed.Hosts), bed.Network.UnderlayGateway)
+		info += fmt.Sprintf("hosts=%d\nunderlay_gateway=%s\neip_range=%s\n", len(bed.Hosts), bed.Network.UnderlayGateway, bed.Network.EIPRange)
 		for _, h := range bed.Hosts {
 			info += fmt.Sprintf("%[1]s_netns=%[2]s\n%[1]s_tunnel_ip=%[3]s\n%[1]s_dir=%[4]s\n%[1]s_cri=%[5]s\n%[1]s_cni_conf_dir=%[6]s\n%[1]s_cni_bin_dir=%[7]s\n%[1]s_certs_dir=%[8]s\n",
 				h.Name, h.NetNS, h.TunnelIP, h.Dir, h.Containerd.Endpoint, h.Containerd.CNIConfDir, h.Containerd.CNIBinDir, h.Containerd.CertsDir)

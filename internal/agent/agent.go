@@ -156,13 +156,13 @@ func (a *Agent) watchGroups(ctx context.Context) {
 			for _, id := range a.view.relisted() {
 				a.queue.add(id)
 			}
-			a.servicesChanged()
+			a.groupsChanged()
 		},
-		Synced: func() { a.view.markSynced(); close(a.ready); a.servicesChanged() },
+		Synced: func() { a.view.markSynced(); close(a.ready); a.groupsChanged() },
 		Event: func(ev client.GroupEvent) {
 			a.view.apply(ev)
 			a.queue.add(ev.Object.Metadata.ID)
-			a.servicesChanged()
+			a.groupsChanged()
 		},
 		Error: func(err error) { log.G(ctx).Warn("watch groups", "err", err) },
 	})
@@ -231,7 +231,7 @@ func (a *Agent) startOverlay(ctx context.Context) error {
 			log.G(ctx).Error("security groups are off: groups that name them can't start on this host", "err", err)
 		}
 		a.fw = fw
-		if nat, err := newNATGateway(a.cfg.NetworkName, a.natSources); err != nil {
+		if nat, err := newNATGateway(a.cfg.NetworkName, a.natPool, a.localEIPs); err != nil {
 			log.G(ctx).Error("NAT gateways are off: no instance of this host reaches the outside through one", "err", err)
 		} else {
 			a.nat = nat
@@ -255,11 +255,14 @@ func (a *Agent) startOverlay(ctx context.Context) error {
 	return nil
 }
 
-// servicesChanged asks for a sync of the virtual services (a group's
-// address or table may have changed).
-func (a *Agent) servicesChanged() {
+// groupsChanged asks for a sync of the virtual services and the NAT
+// gateway (a group's address, table or EIP may have changed).
+func (a *Agent) groupsChanged() {
 	if a.svcs != nil {
 		a.svcs.kick()
+	}
+	if a.nat != nil {
+		a.nat.kick()
 	}
 }
 

@@ -14,41 +14,42 @@ import (
 	"github.com/eci-dev/eci/internal/datapath"
 )
 
-// natInterval is how often the host reads the vSwitches again for their
-// NAT gateways (a gateway added or gone is seen within it).
+// natInterval is how often the host reads the vSwitches (their NAT
+// gateways) and the hosts (their addresses) again: a gateway added or gone
+// is seen within it.
 const natInterval = 10 * time.Second
 
-// natGateway keeps the host's NAT gateway (datapath.NATGateway) letting
-// out the instances of every vSwitch of the pool that has one: the
-// vSwitches are read again every natInterval, and the table and routes
-// written when they changed (and every 5 minutes in any case).
+// natGateway keeps the host's NAT gateway (datapath.NATGateway): it lets
+// out the instances of every vSwitch of the pool that has one, and
+// translates the EIPs of the host's own groups. It writes the gateway when
+// what it lets through changed: on a group's change (an EIP placed here or
+// gone), every natInterval (the pool read again), every 5 minutes in any
+// case.
 type natGateway struct {
-	gw   *datapath.NATGateway
-	read func(context.Context) ([]datapath.NATSource, datapath.NATProtected, error)
-	last *natState
-}
+	gw       *datapath.NATGateway
+	readPool func(context.Context) ([]datapath.NATSource, datapath.NATProtected, error)
+	eips     func() []datapath.EIP
+	changed  chan struct{}
 
-// natState is what the gateway was last written with.
-type natState struct {
+	// Only the sync loop uses these.
 	sources   []datapath.NATSource
 	protected datapath.NATProtected
+	poolRead  time.Time
+	last      *datapath.NATConfig
 }
 
-func (s *natState) equal(o *natState) bool {
-	return o != nil && slices.Equal(s.sources, o.sources) && slices.Equal(s.protected.Hosts, o.protected.Hosts) && slices.Equal(s.protected.Services, o.protected.Services)
-}
-
-func newNATGateway(network string, read func(context.Context) ([]datapath.NATSource, datapath.NATProtected, error)) (*natGateway, error) {
+func newNATGateway(network string, readPool func(context.Context) ([]datapath.NATSource, datapath.NATProtected, error), eips func() []datapath.EIP) (*natGateway, error) {
 	nft, err := knftables.New(knftables.IPv4Family, datapath.NATTable(network))
 	if err != nil {
 		return nil, fmt.Errorf("NAT gateways need nftables (nft 1.0.1 or later): %w", err)
 	}
-	return &natGateway{gw: &datapath.NATGateway{NFT: nft, Network: network}, read: read}, nil
+	return &natGateway{gw: &datapath.NATGateway{NFT: nft, Network: network}, readPool: readPool, eips: eips, changed: make(chan struct{}, 1)}, nil
 }
+
+func (n *natGateway) kick() { notify(n.changed) }
 
 // run syncs until ctx ends.
 func (n *natGateway) run(ctx context.Context) {
-	tick := make(chan struct{}, 1)
 	go func() {
 		t := time.NewTicker(natInterval)
 		defer t.Stop()
@@ -57,35 +58,43 @@ func (n *natGateway) run(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				notify(tick)
+				n.kick()
 			}
 		}
 	}()
-	syncLoop(ctx, "NAT gateways", tick, 5*time.Minute, n.sync)
+	syncLoop(ctx, "NAT gateways and EIPs", n.changed, 5*time.Minute, n.sync)
 }
 
-// sync writes the gateway when the sources changed (or full).
+// sync writes the gateway when what it lets through changed (or full).
 func (n *natGateway) sync(ctx context.Context, full bool) error {
-	sources, protected, err := n.read(ctx)
-	if err != nil {
-		return err
+	if full || time.Since(n.poolRead) >= natInterval {
+		sources, protected, err := n.readPool(ctx)
+		if err != nil {
+			return err
+		}
+		n.sources, n.protected, n.poolRead = sources, protected, time.Now()
 	}
-	now := &natState{sources: sources, protected: protected}
-	if !full && now.equal(n.last) {
+	cfg := &datapath.NATConfig{Sources: n.sources, Protected: n.protected, EIPs: n.eips()}
+	if !full && natEqual(cfg, n.last) {
 		return nil
 	}
-	if err := n.gw.Sync(ctx, sources, protected); err != nil {
+	if err := n.gw.Sync(ctx, *cfg); err != nil {
 		return err
 	}
-	n.last = now
+	n.last = cfg
 	return nil
 }
 
-// natSources reads the vSwitches again (the agent's copy too) and returns
+func natEqual(a, b *datapath.NATConfig) bool {
+	return b != nil && slices.Equal(a.Sources, b.Sources) && slices.Equal(a.EIPs, b.EIPs) &&
+		slices.Equal(a.Protected.Hosts, b.Protected.Hosts) && slices.Equal(a.Protected.Services, b.Protected.Services)
+}
+
+// natPool reads the vSwitches again (the agent's copy too) and returns
 // those with a NAT gateway, in a stable order, and the addresses no
 // packet through one may reach: every host's tunnel IP and the server's
 // API (when its URL names an address).
-func (a *Agent) natSources(ctx context.Context) ([]datapath.NATSource, datapath.NATProtected, error) {
+func (a *Agent) natPool(ctx context.Context) ([]datapath.NATSource, datapath.NATProtected, error) {
 	var protected datapath.NATProtected
 	if err := a.readVSwitches(ctx); err != nil {
 		return nil, protected, err
@@ -129,4 +138,24 @@ func (a *Agent) natSources(ctx context.Context) ([]datapath.NATSource, datapath.
 		return x.CIDR.Addr().Compare(y.CIDR.Addr())
 	})
 	return out, protected, nil
+}
+
+// localEIPs are the EIPs of the groups placed on this host and not ended,
+// whose vSwitch (VPC) the agent knows, in a stable order.
+func (a *Agent) localEIPs() []datapath.EIP {
+	out := []datapath.EIP{}
+	for _, g := range a.view.all() {
+		if g.Status.EIPAddress == "" || g.Status.State.Terminal() {
+			continue
+		}
+		eip, err1 := netip.ParseAddr(g.Status.EIPAddress)
+		inst, err2 := netip.ParseAddr(g.Status.IP)
+		vni, ok := a.cachedVNI(g.Status.VSwitchID)
+		if err1 != nil || err2 != nil || !ok || !eip.Is4() || !inst.Is4() {
+			continue
+		}
+		out = append(out, datapath.EIP{Addr: eip, Instance: inst, VNI: vni})
+	}
+	slices.SortFunc(out, func(x, y datapath.EIP) int { return x.Addr.Compare(y.Addr) })
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/server"
 	"github.com/eci-dev/eci/internal/server/servertest"
 )
 
@@ -30,9 +32,9 @@ func eci(t *testing.T, args ...string) (string, error) {
 	return out.String(), err
 }
 
-func startServer(t *testing.T) (conf string) {
+func startServer(t *testing.T, tune ...func(*server.Config)) (conf string) {
 	t.Helper()
-	srv := servertest.Start(t)
+	srv := servertest.Start(t, tune...)
 	conf = filepath.Join(t.TempDir(), "admin.conf")
 	if err := client.WriteConfigFile(conf, client.ConfigFile{Server: srv.URL(), Token: srv.AdminToken(), CAFile: srv.CAFile()}); err != nil {
 		t.Fatal(err)
@@ -159,5 +161,22 @@ func TestSecurityGroupVerbs(t *testing.T) {
 	}
 	if out, err := eci(t, "sg", "delete", "web", "--tenant", "a"); err != nil || !strings.Contains(out, "web deleted") {
 		t.Fatalf("delete: %v %q", err, out)
+	}
+}
+
+func TestEIPVerbs(t *testing.T) {
+	t.Setenv("ECI_CONFIG", startServer(t, func(c *server.Config) { c.Control.EIPRange = netip.MustParsePrefix("198.18.200.0/29") }))
+	if out, err := eci(t, "eips", "allocate", "web", "--tenant", "a"); err != nil || !strings.Contains(out, "eip-c612c801 allocated (198.18.200.1)") {
+		t.Fatalf("allocate: %v %q", err, out)
+	}
+	out, err := eci(t, "eips")
+	if err != nil || !strings.Contains(out, "eip-c612c801") || !strings.Contains(out, "web") || !strings.Contains(out, "198.18.200.1") {
+		t.Fatalf("eips: %v %q", err, out)
+	}
+	if out, err := eci(t, "eips", "release", "eip-c612c801"); err != nil || !strings.Contains(out, "released") {
+		t.Fatalf("release: %v %q", err, out)
+	}
+	if out, err := eci(t, "run", "x", "--image", "busybox", "--cpu", "1", "--memory", "2", "--eip", "eip-1", "--with-eip"); err == nil || !strings.Contains(err.Error()+out, "spec.eipId") {
+		t.Fatalf("run with a bad EIP id and --with-eip: %v %q", err, out)
 	}
 }

@@ -19,10 +19,11 @@ import (
 
 func newRunCommand(f *Flags) *cobra.Command {
 	var (
-		file, image, restart, clientToken, privateIP, failStrategy string
-		cpu, memory                                                float64
-		specs, env, labels, tags, vswitches, command               []string
-		ports                                                      []int32
+		file, image, restart, clientToken, privateIP, failStrategy, eipID string
+		withEIP                                                           bool
+		cpu, memory                                                       float64
+		specs, env, labels, tags, vswitches, command                      []string
+		ports                                                             []int32
 	)
 	cmd := &cobra.Command{
 		Use:   "run NAME --image IMAGE [flags] [-- ARGS...]  |  run -f GROUP.yaml",
@@ -59,6 +60,7 @@ func newRunCommand(f *Flags) *cobra.Command {
 					CPU: cpu, Memory: memory, Specs: specs, Containers: []apiv1.Container{c},
 					RestartPolicy: apiv1.RestartPolicy(restart), VSwitchIDs: vswitches, ClientToken: clientToken,
 					PrivateIPAddress: privateIP, FailStrategy: apiv1.FailStrategy(failStrategy),
+					EIPID: eipID, WithEIP: withEIP,
 				}
 				var err error
 				if g.Metadata.Labels, err = KeyValues("--label", labels); err != nil {
@@ -102,6 +104,8 @@ func newRunCommand(f *Flags) *cobra.Command {
 	fl.StringVar(&restart, "restart-policy", "", "Always (default), OnFailure, Never")
 	fl.StringVar(&clientToken, "client-token", "", "makes the create idempotent")
 	fl.StringVar(&privateIP, "private-ip", "", "a fixed, idle IPv4 of an allowed vSwitch")
+	fl.StringVar(&eipID, "eip", "", "an EIP of yours (eci eips) to reach the group at")
+	fl.BoolVar(&withEIP, "with-eip", false, "give the group an EIP of its own, released with it")
 	fl.StringVar(&failStrategy, "fail-strategy", "", "fail-back (default), fail-over, fail-fast")
 	fl.StringVarP(&f.Output, "output", "o", "", "json or yaml to print the created group")
 	return cmd

@@ -55,6 +55,9 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 	if err := s.checkSecurityGroups(ctx, tenant, g.Spec.SecurityGroupIDs); err != nil {
 		return nil, false, err
 	}
+	if err := s.checkEIP(ctx, tenant, &g.Spec); err != nil {
+		return nil, false, err
+	}
 	now := s.now()
 	obj := &apiv1.ContainerGroup{
 		Metadata: apiv1.ObjectMeta{ID: newGroupID(), Name: g.Metadata.Name, Tenant: tenant, Labels: g.Metadata.Labels, CreatedAt: now},

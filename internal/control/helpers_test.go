@@ -35,7 +35,7 @@ type env struct {
 
 // newEnv opens a real embedded etcd in t.TempDir and a service on it; with
 // placer, the placer daemon runs until the test ends.
-func newEnv(t *testing.T, placer bool) *env {
+func newEnv(t *testing.T, placer bool, tune ...func(*Options)) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := store.Open(ctx, store.Config{DataDir: t.TempDir()})
@@ -43,7 +43,11 @@ func newEnv(t *testing.T, placer bool) *env {
 		t.Fatal(err)
 	}
 	c := &clock{t: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
-	svc := New(st, Options{Now: c.Now, RetryInterval: 100 * time.Millisecond})
+	opts := Options{Now: c.Now, RetryInterval: 100 * time.Millisecond}
+	for _, f := range tune {
+		f(&opts)
+	}
+	svc := New(st, opts)
 	done := make(chan struct{})
 	if placer {
 		go func() { defer close(done); _ = svc.RunPlacer(ctx) }()

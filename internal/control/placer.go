@@ -348,13 +348,20 @@ func (s *Service) placeOne(ctx context.Context, st *placementState, g *apiv1.Con
 			return s.unschedulable(ctx, g, fmt.Sprintf("no capacity: vSwitch %s has no free IP", d.VSwitch))
 		}
 	}
-	return s.commitPlacement(ctx, st, g, d, ip)
+	eip, eipCond, why, err := s.bindEIP(ctx, g)
+	if err != nil {
+		return err
+	}
+	if why != "" {
+		return s.unschedulable(ctx, g, "no EIP: "+why)
+	}
+	return s.commitPlacement(ctx, st, g, d, ip, eip, eipCond)
 }
 
 // commitPlacement writes the group (Pending, on its host, with its IP), the
 // host's usage and the IP key in one transaction that fails if any of them
 // changed since the state was read.
-func (s *Service) commitPlacement(ctx context.Context, st *placementState, g *apiv1.ContainerGroup, d scheduler.Decision, ip netip.Addr) error {
+func (s *Service) commitPlacement(ctx context.Context, st *placementState, g *apiv1.ContainerGroup, d scheduler.Decision, ip netip.Addr, eip *apiv1.EIP, eipCond store.Cond) error {
 	now := s.now()
 	add := apiv1.Resources{MilliCPU: d.Size.MilliCPU, MemoryMiB: d.Size.MemoryMiB, GPU: g.Spec.GPU, Pods: 1}
 	hostCmp, hostPut, hostNext, err := usageChange(s.usage, d.Host, st.usage[d.Host], add)
@@ -375,6 +382,16 @@ func (s *Service) commitPlacement(ctx context.Context, st *placementState, g *ap
 	placed.Status.InstanceSpec, placed.Status.MilliCPU, placed.Status.MemoryMiB = d.Size.String(), d.Size.MilliCPU, d.Size.MemoryMiB
 	placed.Status.SchedulingAttempts++
 	placed.Status.Allocated = true
+	conds := []store.Cond{s.ips.Absent(rec.Metadata.ID)}
+	var ops []store.Op
+	if eip != nil {
+		placed.Status.EIPAddress, placed.Status.EIPID = eip.Status.Address, eip.Metadata.ID
+		put, err := s.eips.PutOp(eip)
+		if err != nil {
+			return err
+		}
+		conds, ops = append(conds, eipCond), append(ops, put)
+	}
 
 	groupCmp, err := s.groups.Unchanged(g)
 	if err != nil {
@@ -389,8 +406,8 @@ func (s *Service) commitPlacement(ctx context.Context, st *placementState, g *ap
 		return err
 	}
 	rev, err := s.st.Commit(ctx,
-		[]store.Cond{groupCmp, hostCmp, tenantCmp, s.ips.Absent(rec.Metadata.ID)},
-		[]store.Op{putGroup, hostPut, tenantPut, putIP})
+		append([]store.Cond{groupCmp, hostCmp, tenantCmp}, conds...),
+		append([]store.Op{putGroup, hostPut, tenantPut, putIP}, ops...))
 	if err != nil {
 		return err
 	}

@@ -43,6 +43,16 @@ func (s *Service) releaseOps(ctx context.Context, g *apiv1.ContainerGroup, quara
 			return nil, nil, err
 		}
 	}
+	var until *time.Time
+	if quarantine > 0 {
+		t := s.now().Add(quarantine)
+		until = &t
+	}
+	eipOps, err := s.releaseEIPOps(ctx, g, until)
+	if err != nil {
+		return nil, nil, err
+	}
+	ops = append(ops, eipOps...)
 	take := apiv1.Resources{MilliCPU: -g.Status.MilliCPU, MemoryMiB: -g.Status.MemoryMiB, GPU: -g.Spec.GPU, Pods: -1}
 	for _, u := range []struct {
 		coll *store.Collection[usageRecord, *usageRecord]

@@ -2,6 +2,7 @@ package control
 
 import (
 	"log/slog"
+	"net/netip"
 	"time"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
@@ -26,6 +27,9 @@ type Options struct {
 	// (DefaultMaxStoredGroups); MaxLargeGroups those over LargeGroupBytes
 	// (DefaultMaxLargeGroups).
 	MaxStoredGroups, MaxLargeGroups int
+	// EIPRange holds the addresses EIPs are given from (eips.go; invalid:
+	// none are).
+	EIPRange netip.Prefix
 	// Now is the clock (tests move it).
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -45,6 +49,7 @@ type Service struct {
 	tusage  *store.Collection[usageRecord, *usageRecord] // per tenant
 	ips     *store.Collection[ipRecord, *ipRecord]
 	vpcs    *store.Collection[apiv1.VPC, *apiv1.VPC]                       // vpcs.go
+	eips    *store.Collection[apiv1.EIP, *apiv1.EIP]                       // eips.go
 	vnis    *store.Collection[vniRecord, *vniRecord]                       // vpcs.go
 	sgs     *store.Collection[apiv1.SecurityGroup, *apiv1.SecurityGroup]   // securitygroups.go
 	vsvcs   *store.Collection[apiv1.VirtualService, *apiv1.VirtualService] // virtualservices.go
@@ -134,6 +139,7 @@ func New(st *store.Store, opts Options) *Service {
 		tusage:  store.NewCollection[usageRecord](st, "tenantusage"),
 		ips:     store.NewCollection[ipRecord](st, "ips"),
 		vpcs:    store.NewCollection[apiv1.VPC](st, "vpcs"),
+		eips:    store.NewCollection[apiv1.EIP](st, "eips"),
 		vnis:    store.NewCollection[vniRecord](st, "vnis"),
 		sgs:     store.NewCollection[apiv1.SecurityGroup](st, "securitygroups"),
 		vsvcs:   store.NewCollection[apiv1.VirtualService](st, "virtualservices"),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 
 	"github.com/vishvananda/netlink"
@@ -42,6 +43,22 @@ type NATSource struct {
 type NATProtected struct {
 	Hosts    []netip.Addr
 	Services []netip.AddrPort // TCP
+}
+
+// NATConfig is what a host's gateway lets through.
+type NATConfig struct {
+	Sources   []NATSource
+	Protected NATProtected
+	// EIPs of the host's instances.
+	EIPs []EIP
+}
+
+// EIP is an address of the underlay an instance of the host is reached at
+// from outside its VPC (DNAT), and leaves from (SNAT).
+type EIP struct {
+	Addr     netip.Addr
+	Instance netip.Addr
+	VNI      int
 }
 
 // NATGateway lets instances of the vSwitches that have one reach addresses
@@ -93,32 +110,49 @@ func (n *NATGateway) Address(vni int) (netip.Addr, error) {
 // which no VPC's address is).
 func (n *NATGateway) nextHop() netip.Addr { return n.natRange().Addr().Next() }
 
-// Sync makes the hairpin, the routes of every VPC with sources, and the
-// whole table (one transaction).
-func (n *NATGateway) Sync(ctx context.Context, sources []NATSource, protected NATProtected) error {
+// Sync makes the hairpin, the routes of every VPC with sources or EIPs,
+// the EIPs' answers to ARP, and the whole table (one transaction).
+func (n *NATGateway) Sync(ctx context.Context, cfg NATConfig) error {
 	vpcSide, underlaySide, err := n.hairpin()
 	if err != nil {
 		return err
 	}
+	var errs []error
+	cfg.EIPs, err = n.usableEIPs(cfg.EIPs)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	vnis := map[int]netip.Addr{}
-	for _, s := range sources {
-		if s.VNI > DefaultVNI {
-			a, err := n.Address(s.VNI)
+	for _, vni := range slices.Concat(sourceVNIs(cfg.Sources), eipVNIs(cfg.EIPs)) {
+		if vni > DefaultVNI {
+			a, err := n.Address(vni)
 			if err != nil {
 				return err
 			}
-			vnis[s.VNI] = a
+			vnis[vni] = a
 		}
 	}
-	if err := n.routes(vpcSide, underlaySide, vnis); err != nil {
-		return err
+	// ARP first: the stale EIPs are known by their routes.
+	if err := n.proxyARP(underlaySide, cfg.EIPs); err != nil {
+		errs = append(errs, err)
+	}
+	if err := n.routes(vpcSide, underlaySide, vnis, cfg.EIPs); err != nil {
+		errs = append(errs, err)
 	}
 	tx := n.NFT.NewTransaction()
-	n.table(tx, sources, vnis, protected)
+	n.table(tx, cfg, vnis)
 	if err := n.NFT.Run(ctx, tx); err != nil {
-		return fmt.Errorf("NAT gateways: %w", err)
+		errs = append(errs, fmt.Errorf("NAT gateways: %w", err))
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+func sourceVNIs(sources []NATSource) []int {
+	out := make([]int, 0, len(sources))
+	for _, s := range sources {
+		out = append(out, s.VNI)
+	}
+	return out
 }
 
 // hairpin makes (or finds) the veth pair, each end's neighbour entry for
@@ -174,18 +208,20 @@ func (n *NATGateway) hairpin() (vpcSide, underlaySide netlink.Link, err error) {
 
 // routes makes exactly the gateway's routes: each VPC's default route to
 // the hairpin (in its table; before its unreachable one), and the way back
-// to its hairpin address (main table).
-func (n *NATGateway) routes(vpcSide, underlaySide netlink.Link, vnis map[int]netip.Addr) error {
+// to its hairpin address and its EIPs (main table).
+func (n *NATGateway) routes(vpcSide, underlaySide netlink.Link, vnis map[int]netip.Addr, eips []EIP) error {
 	hop := n.nextHop().AsSlice()
 	want := map[string]*netlink.Route{}
+	add := func(r *netlink.Route) {
+		r.Flags, r.Protocol, r.Gw = int(netlink.FLAG_ONLINK), RouteProtocolNAT, hop
+		want[routeKey(r)] = r
+	}
 	for vni, addr := range vnis {
-		for _, r := range []*netlink.Route{
-			{Table: TableOf(vni), Dst: ipNet(netip.MustParsePrefix("0.0.0.0/0")), Gw: hop, LinkIndex: vpcSide.Attrs().Index},
-			{Table: unix.RT_TABLE_MAIN, Dst: ipNet(netip.PrefixFrom(addr, 32)), Gw: hop, LinkIndex: underlaySide.Attrs().Index},
-		} {
-			r.Flags, r.Protocol = int(netlink.FLAG_ONLINK), RouteProtocolNAT
-			want[routeKey(r)] = r
-		}
+		add(&netlink.Route{Table: TableOf(vni), Dst: ipNet(netip.MustParsePrefix("0.0.0.0/0")), LinkIndex: vpcSide.Attrs().Index})
+		add(&netlink.Route{Table: unix.RT_TABLE_MAIN, Dst: ipNet(netip.PrefixFrom(addr, 32)), LinkIndex: underlaySide.Attrs().Index})
+	}
+	for _, e := range eips {
+		add(&netlink.Route{Table: unix.RT_TABLE_MAIN, Dst: ipNet(netip.PrefixFrom(e.Addr, 32)), LinkIndex: underlaySide.Attrs().Index})
 	}
 	have, err := netlink.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC, Protocol: RouteProtocolNAT},
 		netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
@@ -216,90 +252,6 @@ func routeKey(r *netlink.Route) string {
 		dst = r.Dst.String()
 	}
 	return strconv.Itoa(r.Table) + " " + dst
-}
-
-// natPriority: after the VPCs' marks (prePriority), before defragmentation
-// and connection tracking.
-const natPriority = knftables.BaseChainPriority("-449")
-
-// table writes the gateway's rules (see NATGateway).
-func (n *NATGateway) table(tx *knftables.Transaction, sources []NATSource, vnis map[int]netip.Addr, protected NATProtected) {
-	vName, uName := NATDevices(n.Network)
-	tx.Add(&knftables.Table{})
-	tx.Delete(&knftables.Table{})
-	tx.Add(&knftables.Table{Comment: knftables.PtrTo("eci: the NAT gateways of the host's VPCs")})
-	tx.Add(&knftables.Set{Name: "sources", Type: "mark . ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag}})
-	tx.Add(&knftables.Map{Name: "vpc-address", Type: "mark : ipv4_addr"})
-	tx.Add(&knftables.Set{Name: "addresses", Type: "ipv4_addr"})
-	tx.Add(&knftables.Map{Name: "address-mark", Type: "ipv4_addr : mark"})
-	tx.Add(&knftables.Map{Name: "address-zone", TypeOf: "ip daddr : ct zone"})
-	tx.Add(&knftables.Set{Name: "protected-hosts", Type: "ipv4_addr"})
-	tx.Add(&knftables.Set{Name: "protected-services", Type: "ipv4_addr . inet_service"})
-	for _, h := range protected.Hosts {
-		tx.Add(&knftables.Element{Set: "protected-hosts", Key: []string{h.String()}})
-	}
-	for _, s := range protected.Services {
-		tx.Add(&knftables.Element{Set: "protected-services", Key: []string{s.Addr().String(), strconv.Itoa(int(s.Port()))}})
-	}
-	for _, s := range sources {
-		tx.Add(&knftables.Element{Set: "sources", Key: []string{fmt.Sprintf("%#x", MarkOf(max(s.VNI, DefaultVNI))), s.CIDR.Masked().String()}})
-	}
-	for vni, addr := range vnis {
-		mark := fmt.Sprintf("%#x", MarkOf(vni))
-		tx.Add(&knftables.Element{Map: "vpc-address", Key: []string{mark}, Value: []string{addr.String()}})
-		tx.Add(&knftables.Element{Set: "addresses", Key: []string{addr.String()}})
-		tx.Add(&knftables.Element{Map: "address-mark", Key: []string{addr.String()}, Value: []string{mark}})
-		tx.Add(&knftables.Element{Map: "address-zone", Key: []string{addr.String()}, Value: []string{strconv.Itoa(vni)}})
-	}
-	v, u := fmt.Sprintf("%q", vName), fmt.Sprintf("%q", uName)
-	inst, vpc := fmt.Sprintf("%q", InterfacePrefix+"*"), fmt.Sprintf("meta mark & %#x", markMask)
-	for _, c := range []struct {
-		name  string
-		typ   knftables.BaseChainType
-		hook  knftables.BaseChainHook
-		prio  knftables.BaseChainPriority
-		rules []string
-	}{
-		{"prerouting", knftables.FilterType, knftables.PreroutingHook, natPriority, []string{
-			// Round the hairpin: the host's own traffic, in the main table.
-			"iifname " + u + " meta mark set 0",
-			// Back in: only answers to a VPC's address, in its VPC.
-			"iifname " + v + " ip daddr != @addresses drop",
-			"iifname " + v + " meta mark set ip daddr map @address-mark",
-			"iifname " + v + " ct zone set ip daddr map @address-zone",
-		}},
-		{"forward", knftables.FilterType, knftables.ForwardHook, knftables.FilterPriority, []string{
-			// Out: only the gateways' vSwitches.
-			"oifname " + v + " " + vpc + " . ip saddr != @sources drop",
-			// Round the hairpin: to the underlay, never into a VPC.
-			"iifname " + u + " oifname " + inst + " drop",
-			"iifname " + u + " oifname \"vx*\" drop",
-			"iifname " + u + " oifname " + v + " drop",
-			// Never the pool's own hosts and server, from the host's
-			// address (the default VPC's gateways' too).
-			"iifname " + u + " ip daddr @protected-hosts drop",
-			"iifname " + u + " ip daddr . tcp dport @protected-services drop",
-			"iifname " + inst + " " + vpc + " . ip saddr @sources ip daddr @protected-hosts drop",
-			"iifname " + inst + " " + vpc + " . ip saddr @sources ip daddr . tcp dport @protected-services drop",
-			// Back in: answers alone.
-			"oifname " + u + " ct state != { established, related } drop",
-		}},
-		{"input", knftables.FilterType, knftables.InputHook, knftables.FilterPriority, []string{
-			"iifname " + u + " drop",
-			"iifname " + v + " drop",
-		}},
-		{"postrouting", knftables.NATType, knftables.PostroutingHook, knftables.SNATPriority, []string{
-			"oifname " + v + " snat ip to " + vpc + " map @vpc-address",
-			"iifname " + u + " masquerade",
-			// The default VPC's, where they leave the host.
-			"iifname " + inst + " oifname != " + inst + " oifname != \"vx*\" oifname != " + v + " " + vpc + " . ip saddr @sources masquerade",
-		}},
-	} {
-		tx.Add(&knftables.Chain{Name: c.name, Type: knftables.PtrTo(c.typ), Hook: knftables.PtrTo(c.hook), Priority: knftables.PtrTo(c.prio)})
-		for _, r := range c.rules {
-			tx.Add(&knftables.Rule{Chain: c.name, Rule: r})
-		}
-	}
 }
 
 // RemoveNAT removes network's NAT gateway: its table, hairpin and routes

@@ -3,6 +3,7 @@ package datapath
 import (
 	"context"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -36,8 +37,14 @@ func newNATHost(t *testing.T, ns, out, network string) (*vpcHost, *NATGateway) {
 
 func (h *vpcHost) syncNAT(t *testing.T, gw *NATGateway, sources ...NATSource) {
 	t.Helper()
-	protected := NATProtected{Hosts: []netip.Addr{netip.MustParseAddr("198.18.61.3")}, Services: []netip.AddrPort{netip.MustParseAddrPort("198.18.61.2:7301")}}
-	if err := netnstest.In(h.ns, func() error { return gw.Sync(context.Background(), sources, protected) }); err != nil {
+	h.syncNATWith(t, gw, NATConfig{Sources: sources})
+}
+
+// syncNATWith syncs cfg, with the test's protected addresses.
+func (h *vpcHost) syncNATWith(t *testing.T, gw *NATGateway, cfg NATConfig) {
+	t.Helper()
+	cfg.Protected = NATProtected{Hosts: []netip.Addr{netip.MustParseAddr("198.18.61.3")}, Services: []netip.AddrPort{netip.MustParseAddrPort("198.18.61.2:7301")}}
+	if err := netnstest.In(h.ns, func() error { return gw.Sync(context.Background(), cfg) }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -126,5 +133,73 @@ func TestNATAddress(t *testing.T) {
 	}
 	if gw.nextHop().String() != "169.254.0.1" {
 		t.Errorf("next hop %s", gw.nextHop())
+	}
+}
+
+// Instances with EIPs, one of the default VPC and one of VPC 7 with the
+// same address, are reached from outside at their EIPs (the host answers
+// ARP for them) and reach the outside from them, while the gateway of the
+// default VPC's vSwitch goes on masquerading its others; an EIP gone is
+// neither answered nor translated.
+func TestEIPsOnAHost(t *testing.T) {
+	netnstest.NeedRoot(t)
+	h, gw := newNATHost(t, "dpe-host", "dpe-out", "dpe")
+	const vgw = "198.18.60.1"
+	h.attach(t, "dpe-d1", DefaultVNI, "198.18.60.10", vgw)
+	h.attach(t, "dpe-d2", DefaultVNI, "198.18.60.11", vgw)
+	h.attach(t, "dpe-x1", 7, "198.18.60.10", vgw)
+	for name, reply := range map[string]string{"dpe-d1": "d1", "dpe-d2": "d2", "dpe-x1": "x1"} {
+		serveTCP(t, name, 7200, reply)
+	}
+	netnstest.ServePeer(t, "dpe-out", 7300)
+	inst := netip.MustParseAddr("198.18.60.10")
+	eipD, eipX := netip.MustParseAddr("198.18.61.100"), netip.MustParseAddr("198.18.61.101")
+	h.syncNATWith(t, gw, NATConfig{
+		Sources: []NATSource{{VNI: DefaultVNI, CIDR: netip.MustParsePrefix("198.18.60.11/32")}},
+		EIPs:    []EIP{{Addr: eipD, Instance: inst, VNI: DefaultVNI}, {Addr: eipX, Instance: inst, VNI: 7}},
+	})
+	for _, c := range []struct{ eip, want string }{{eipD.String(), "d1"}, {eipX.String(), "x1"}} {
+		if got, err := dialTCP("dpe-out", c.eip+":7200", ""); err != nil || got != c.want {
+			t.Errorf("the outside to EIP %s: %q, %v; want %q", c.eip, got, err, c.want)
+		}
+	}
+	for _, c := range []struct{ from, want string }{{"dpe-d1", eipD.String()}, {"dpe-x1", eipX.String()}, {"dpe-d2", "198.18.61.1"}} {
+		if got, err := dialTCP(c.from, "198.18.61.2:7300", ""); err != nil || got != c.want {
+			t.Errorf("%s to the outside: %q, %v; want it from %s", c.from, got, err, c.want)
+		}
+	}
+	// An EIP that is the host's own address is refused, the others kept.
+	err := netnstest.In(h.ns, func() error {
+		return gw.Sync(context.Background(), NATConfig{EIPs: []EIP{{Addr: eipD, Instance: inst, VNI: DefaultVNI}, {Addr: netip.MustParseAddr("198.18.61.1"), Instance: inst, VNI: 7}}})
+	})
+	if err == nil || !strings.Contains(err.Error(), "198.18.61.1 is an address of this host") {
+		t.Errorf("an EIP of the host's own address: %v", err)
+	}
+	if got, err := dialTCP("dpe-out", eipD.String()+":7200", ""); err != nil || got != "d1" {
+		t.Errorf("d1's EIP beside a refused one: %q, %v", got, err)
+	}
+	// VPC 7's EIP goes: nothing answers it, x1 reaches nothing outside.
+	h.syncNATWith(t, gw, NATConfig{EIPs: []EIP{{Addr: eipD, Instance: inst, VNI: DefaultVNI}}})
+	netnstest.IP(t, "-n", "dpe-out", "neigh", "flush", "dev", "eth0")
+	if got, err := dialTCP("dpe-out", eipX.String()+":7200", ""); err == nil {
+		t.Errorf("the outside reached a released EIP: %q", got)
+	}
+	if got, err := dialTCP("dpe-x1", "198.18.61.2:7300", ""); err == nil {
+		t.Errorf("x1 reached the outside after its EIP went: %q", got)
+	}
+	if got, err := dialTCP("dpe-out", eipD.String()+":7200", ""); err != nil || got != "d1" {
+		t.Errorf("d1's EIP after x1's went: %q, %v", got, err)
+	}
+	err = netnstest.In(h.ns, func() error {
+		proxies, err := netlink.NeighProxyList(0, 0)
+		for _, p := range proxies {
+			if p.IP.String() == eipX.String() {
+				t.Errorf("the host still answers ARP for %s", eipX)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -58,7 +58,10 @@ type Network struct {
 	// and registry listen.
 	UnderlayCIDR    netip.Prefix
 	UnderlayGateway netip.Addr
-	UnderlayBridge  string
+	// EIPRange is the underlay's upper half, for the server's EIPs (the
+	// hosts are low in it).
+	EIPRange       netip.Prefix
+	UnderlayBridge string
 	// LocalAddr is an address a test may put on the host's loopback, to
 	// serve on an address of the host that is not a loopback one (a
 	// private registry).
@@ -83,6 +86,7 @@ func networkFor(slot int) Network {
 		LocalAddr:       netip.AddrFrom4([4]byte{198, 18, 64 + s, 200}),
 		UnderlayCIDR:    netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 192 + s, 0}), 24),
 		UnderlayGateway: netip.AddrFrom4([4]byte{198, 18, 192 + s, 1}),
+		EIPRange:        netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 192 + s, 128}), 25),
 		UnderlayBridge:  fmt.Sprintf("eciul%d", slot),
 	}
 	if slot < 16 {

@@ -36,6 +36,9 @@ type Config struct {
 	// the pool's hosts: other hosts' agents reach the server at Listen and
 	// its instances through the tunnels (make up HOSTS=N).
 	TunnelIP netip.Addr
+	// EIPRange holds the addresses of the hosts' network the server gives
+	// EIPs from (server.Config's; invalid: none).
+	EIPRange netip.Prefix
 	// CRIEndpoint is containerd's CRI socket; CNIConfDir and CNIBinDir are
 	// its CNI directories (the agent writes its network config into the
 	// first and the eci-cni plugin, from Plugin, into the second);
@@ -80,7 +83,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer func() { _ = os.Remove(ReadyFile(cfg.DataDir)) }()
 	listenHost, _, _ := net.SplitHostPort(cfg.Listen)
-	srv, err := server.New(server.Config{Addr: cfg.Listen, DataDir: filepath.Join(cfg.DataDir, "server"), Name: "eci-up", TLSNames: []string{listenHost}})
+	scfg := server.Config{Addr: cfg.Listen, DataDir: filepath.Join(cfg.DataDir, "server"), Name: "eci-up", TLSNames: []string{listenHost}}
+	scfg.Control.EIPRange = cfg.EIPRange
+	srv, err := server.New(scfg)
 	if err != nil {
 		return err
 	}

@@ -34,6 +34,14 @@ func annotations(pod *corev1.Pod, s *apiv1.ContainerGroupSpec) error {
 		s.SecurityGroupIDs = list(AnnSecurityGroup)
 	}
 	s.PrivateIPAddress = a[AnnPrivateIP]
+	s.EIPID = a[AnnEIPInstanceID]
+	if v, ok := a[AnnWithEIP]; ok {
+		with, err := strconv.ParseBool(v)
+		if err != nil {
+			return refuse("InvalidAnnotation", "annotation %s=%q is not valid: expected true or false", AnnWithEIP, v)
+		}
+		s.WithEIP = with
+	}
 	if _, ok := a[AnnPlainHTTP]; ok {
 		s.PlainHTTPRegistries = list(AnnPlainHTTP)
 	}

@@ -94,21 +94,43 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 	return p.annotate(ctx, podKey(pod.Namespace, pod.Name), out)
 }
 
-// annotate writes the group id and its size (once placed) back on the pod
-// (docs/spec.md section 6: eci-instance-id, eci-instance-spec), and keeps the pod
+// writtenBackKeys are the annotations the node writes on its pods.
+var writtenBackKeys = []string{AnnInstanceID, AnnInstanceSpec, AnnAllocatedEIP}
+
+// writtenBack are g's annotations for its pod: its id, and once placed its
+// size and EIP.
+func writtenBack(g *apiv1.ContainerGroup) map[string]string {
+	ann := map[string]string{AnnInstanceID: g.Metadata.ID}
+	if g.Status.InstanceSpec != "" {
+		ann[AnnInstanceSpec] = g.Status.InstanceSpec
+	}
+	if g.Status.EIPAddress != "" {
+		ann[AnnAllocatedEIP] = g.Status.EIPAddress
+	}
+	return ann
+}
+
+// carries tells whether pod has every annotation of ann.
+func carries(pod *corev1.Pod, ann map[string]string) bool {
+	for k, v := range ann {
+		if pod.Annotations[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// annotate writes the group id, its size and its EIP (once placed) back on the pod
+// (docs/spec.md section 6: eci-instance-id, eci-instance-spec, allocated-eipAddress), and keeps the pod
 // this provider reports in step: virtual-kubelet writes the status with the
 // provider's copy, which must carry them.
 func (p *Provider) annotate(ctx context.Context, key string, g *apiv1.ContainerGroup) error {
 	p.mu.Lock()
 	pod := p.pods[key]
 	p.mu.Unlock()
-	if pod == nil || string(pod.UID) != g.Metadata.Labels[LabelPodUID] ||
-		(pod.Annotations[AnnInstanceID] == g.Metadata.ID && pod.Annotations[AnnInstanceSpec] == g.Status.InstanceSpec) {
+	ann := writtenBack(g)
+	if pod == nil || string(pod.UID) != g.Metadata.Labels[LabelPodUID] || carries(pod, ann) {
 		return nil
-	}
-	ann := map[string]string{AnnInstanceID: g.Metadata.ID}
-	if g.Status.InstanceSpec != "" {
-		ann[AnnInstanceSpec] = g.Status.InstanceSpec
 	}
 	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": ann}})
 	updated, err := p.cfg.Kube.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{})
@@ -271,7 +293,7 @@ func (p *Provider) push(pod *corev1.Pod) {
 	if p.cfg.Pods != nil {
 		if cur, err := p.cfg.Pods.Pods(pod.Namespace).Get(pod.Name); err == nil && cur.UID == pod.UID {
 			meta := cur.ObjectMeta.DeepCopy()
-			for _, k := range []string{AnnInstanceID, AnnInstanceSpec} {
+			for _, k := range writtenBackKeys {
 				if v := pod.Annotations[k]; v != "" {
 					if meta.Annotations == nil {
 						meta.Annotations = map[string]string{}
@@ -308,7 +330,7 @@ func (p *Provider) remember(ctx context.Context, g *apiv1.ContainerGroup) {
 	p.mu.Unlock()
 	if out != nil {
 		p.push(out)
-		if g.Status.InstanceSpec != "" && out.Annotations[AnnInstanceSpec] != g.Status.InstanceSpec && p.startAnnotating(key) {
+		if g.Status.InstanceSpec != "" && !carries(out, writtenBack(g)) && p.startAnnotating(key) {
 			bg := p.background(ctx)
 			go func() {
 				defer p.doneAnnotating(key)

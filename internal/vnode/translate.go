@@ -35,6 +35,9 @@ const (
 	AnnInsecure       = annPrefix + "insecure-registry"
 	AnnInstanceID     = annPrefix + "eci-instance-id"
 	AnnInstanceSpec   = annPrefix + "eci-instance-spec"
+	AnnWithEIP        = annPrefix + "eci-with-eip"
+	AnnEIPInstanceID  = annPrefix + "eci-eip-instanceid"
+	AnnAllocatedEIP   = annPrefix + "allocated-eipAddress"
 	// The bandwidth limits: Kubernetes' own names (the CNI bandwidth
 	// plugin's) and the service's; the service's win.
 	AnnIngressBandwidth    = "kubernetes.io/ingress-bandwidth"

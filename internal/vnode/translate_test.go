@@ -102,6 +102,17 @@ func TestPodToGroup(t *testing.T) {
 			}
 			return ""
 		}},
+		{name: "an EIP of the pod's own, or the tenant's", pod: pod(func(p *corev1.Pod) {
+			p.Annotations[AnnWithEIP] = "true"
+			p.Annotations[AnnEIPInstanceID] = "eip-c612c081"
+		}), check: func(g *apiv1.ContainerGroup) string {
+			if !g.Spec.WithEIP || g.Spec.EIPID != "eip-c612c081" {
+				return "eip"
+			}
+			return ""
+		}},
+		{name: "eci-with-eip that is no boolean", pod: pod(func(p *corev1.Pod) { p.Annotations[AnnWithEIP] = "yes please" }),
+			refuse: "InvalidAnnotation:true or false"},
 		{name: "a bandwidth that is no quantity", pod: pod(func(p *corev1.Pod) { p.Annotations[AnnEgressBandwidth] = "fast" }),
 			refuse: "InvalidAnnotation:such as 10M"},
 		{name: "a malformed annotation is quoted with the expected form", pod: pod(func(p *corev1.Pod) { p.Annotations[AnnCustomHosts] = "db=1.2.3.4" }),

@@ -27,7 +27,7 @@ func testAnnotations(t *testing.T, c *cluster, ns string) {
 	ctx := context.Background()
 	busybox := c.bed.Registry.Busybox
 
-	t.Run("annotations reach the instance: size, private IP, hosts, tags, extra storage", func(t *testing.T) {
+	t.Run("annotations reach the instance: size, private IP, hosts, tags, extra storage, bandwidth, EIP", func(t *testing.T) {
 		vs, err := c.eci.ListVSwitches(ctx)
 		if err != nil || len(vs) == 0 {
 			t.Fatalf("vSwitches %v (%v)", vs, err)
@@ -45,6 +45,7 @@ func testAnnotations(t *testing.T, c *cluster, ns string) {
 			vnode.AnnExtraEphemeral:   "20Gi",
 			vnode.AnnIngressBandwidth: "8M",
 			vnode.AnnEgressBandwidth:  "4M",
+			vnode.AnnWithEIP:          "true",
 		}}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: busybox,
 			Command: []string{"sh", "-c", "cat /etc/hosts; exec sleep 3600"}}}}}
 		c.createPod(t, ns, pod)
@@ -57,7 +58,7 @@ func testAnnotations(t *testing.T, c *cluster, ns string) {
 			if err != nil {
 				return err
 			}
-			if cur.Annotations[vnode.AnnInstanceSpec] != "1.0-2.0Gi" || cur.Annotations[vnode.AnnInstanceID] == "" {
+			if cur.Annotations[vnode.AnnInstanceSpec] != "1.0-2.0Gi" || cur.Annotations[vnode.AnnInstanceID] == "" || cur.Annotations[vnode.AnnAllocatedEIP] == "" {
 				return fmt.Errorf("annotations %v", cur.Annotations)
 			}
 			p = cur
@@ -69,6 +70,9 @@ func testAnnotations(t *testing.T, c *cluster, ns string) {
 		}
 		if g.Spec.Tags["team"] != "web" || g.Spec.Tags["env"] != "test" || g.Spec.ExtraEphemeralStorage != 20 {
 			t.Errorf("group tags %v, extra storage %d GiB", g.Spec.Tags, g.Spec.ExtraEphemeralStorage)
+		}
+		if g.Status.EIPAddress != p.Annotations[vnode.AnnAllocatedEIP] || !strings.HasSuffix(g.Status.EIPAddress, ".241") {
+			t.Errorf("group EIP %q, the pod's %q; want the range's first", g.Status.EIPAddress, p.Annotations[vnode.AnnAllocatedEIP])
 		}
 		if g.Spec.IngressBandwidth != 8e6 || g.Spec.EgressBandwidth != 4e6 {
 			t.Errorf("group bandwidth %d in, %d out", g.Spec.IngressBandwidth, g.Spec.EgressBandwidth)

@@ -35,6 +35,7 @@ func TestPoolOfHosts(t *testing.T) {
 	t.Run("VPCs apart, one address in two of them", func(t *testing.T) { testVPCs(t, p) })
 	t.Run("security groups across hosts, a rule change", func(t *testing.T) { testSecurityGroups(t, p) })
 	t.Run("NAT gateways, out from the host's address", func(t *testing.T) { testNATGateways(t, p) })
+	t.Run("EIPs, in and out", func(t *testing.T) { testEIPs(t, p) })
 }
 
 func testAcrossHosts(t *testing.T, p *pool) {
@@ -206,7 +207,9 @@ func startPool(t testing.TB) *pool {
 	bed := testbed.New(t, testbed.Options{Hosts: 2})
 	eciBin := buildEci(t)
 	gw := bed.Network.UnderlayGateway.String()
-	srv := servertest.Start(t, func(c *server.Config) { c.Addr = gw + ":0"; c.TLSNames = []string{gw} })
+	srv := servertest.Start(t, func(c *server.Config) {
+		c.Addr, c.TLSNames, c.Control.EIPRange = gw+":0", []string{gw}, bed.Network.EIPRange
+	})
 	srv.VSwitch(t, "vsw-pool", "zone-a", bed.Network.VSwitchCIDR.String())
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	t.Cleanup(cancel)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/eci-dev/eci/internal/agent/agenttest"
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/poll"
+	"github.com/eci-dev/eci/internal/server"
 	"github.com/eci-dev/eci/internal/server/servertest"
 	"github.com/eci-dev/eci/internal/testbed"
 	"github.com/eci-dev/eci/internal/vnode"
@@ -60,7 +62,10 @@ func fastClient(t testing.TB, bed *testbed.Bed) kubernetes.Interface {
 func start(t *testing.T) *cluster {
 	t.Helper()
 	bed := testbed.New(t, testbed.Options{Kube: true, Containerd: true})
-	srv := servertest.Start(t)
+	// EIPs from the top of the node network, which the agent's host holds.
+	eips := bed.Network.NodeCIDR.Addr().As4()
+	eips[3] = 240
+	srv := servertest.Start(t, func(c *server.Config) { c.Control.EIPRange = netip.PrefixFrom(netip.AddrFrom4(eips), 30) })
 	agenttest.Start(t, srv, bed, "host-1")
 	c := &cluster{bed: bed, srv: srv, eci: srv.TenantClient(t, "cluster-a"), kube: fastClient(t, bed)}
 	c.stopVNode = c.startVNode(t)

@@ -1,0 +1,139 @@
+package control
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/auth"
+	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/poll"
+)
+
+// Without a range no EIP is given, and a group asking for one is refused
+// naming the field.
+func TestEIPsOff(t *testing.T) {
+	e := newEnv(t, false)
+	if _, err := e.svc.AllocateEIP(e.ctx, tenantPrincipal("a"), &apiv1.EIP{}); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "--eip-range") {
+		t.Fatalf("allocate without a range: %v", err)
+	}
+	g := groupSpec("web", 1, 2)
+	g.Spec.WithEIP = true
+	if _, _, err := e.svc.CreateGroup(e.ctx, tenantPrincipal("a"), g); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "spec.withEip") {
+		t.Fatalf("a group with an EIP without a range: %v", err)
+	}
+}
+
+// A tenant's EIP: the range's lowest free address, seen by its tenant
+// alone, bound to the group that names it while it is placed (release
+// refused meanwhile), free again when the group ends; another tenant
+// can't name it. A group's own EIP comes with its placement and goes with
+// it; when the range is spent, a group that asks for one waits, saying
+// why.
+func TestEIPs(t *testing.T) {
+	e := newEnv(t, true, func(o *Options) { o.EIPRange = netip.MustParsePrefix("198.18.200.0/30") }) // .1 and .2
+	e.vswitch(t, "vsw-a", "zone-a", "198.19.128.0/24")
+	e.host(t, "h1", "zone-a", 16000, 65536, 100)
+	a, b := tenantPrincipal("a"), tenantPrincipal("b")
+
+	eip, err := e.svc.AllocateEIP(e.ctx, a, &apiv1.EIP{Metadata: apiv1.ObjectMeta{Name: "web"}})
+	if err != nil || eip.Status.Address != "198.18.200.1" || eip.Metadata.ID != "eip-c612c801" || eip.Metadata.Tenant != "a" {
+		t.Fatalf("allocate: %+v, %v", eip, err)
+	}
+	if _, err := e.svc.GetEIP(e.ctx, b, eip.Metadata.ID); !errdefs.IsNotFound(err) {
+		t.Fatalf("another tenant read the EIP: %v", err)
+	}
+	if list, err := e.svc.ListEIPs(e.ctx, b); err != nil || len(list) != 0 {
+		t.Fatalf("another tenant's list: %v, %v", list, err)
+	}
+	stranger := groupSpec("stranger", 1, 2)
+	stranger.Spec.EIPID = eip.Metadata.ID
+	if _, _, err := e.svc.CreateGroup(e.ctx, b, stranger); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "spec.eipId") {
+		t.Fatalf("another tenant named the EIP: %v", err)
+	}
+
+	g := groupSpec("web", 1, 2)
+	g.Spec.EIPID = eip.Metadata.ID
+	g, _, err = e.svc.CreateGroup(e.ctx, a, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	placed := e.waitState(t, g.Metadata.ID, apiv1.StatePending)
+	if placed.Status.EIPAddress != "198.18.200.1" || placed.Status.EIPID != eip.Metadata.ID {
+		t.Fatalf("placed with EIP %q (%s)", placed.Status.EIPAddress, placed.Status.EIPID)
+	}
+	if err := e.svc.ReleaseEIP(e.ctx, a, eip.Metadata.ID); !errdefs.IsConflict(err) {
+		t.Fatalf("released a bound EIP: %v", err)
+	}
+
+	own := groupSpec("own", 1, 2)
+	own.Spec.WithEIP = true
+	own, _, err = e.svc.CreateGroup(e.ctx, a, own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ownPlaced := e.waitState(t, own.Metadata.ID, apiv1.StatePending)
+	if ownPlaced.Status.EIPAddress != "198.18.200.2" {
+		t.Fatalf("a group's own EIP: %q", ownPlaced.Status.EIPAddress)
+	}
+	third := groupSpec("third", 1, 2)
+	third.Spec.WithEIP = true
+	third, _, err = e.svc.CreateGroup(e.ctx, a, third)
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll.Eventually(t, 10*time.Second, "the third waits for an EIP", e.scheduling(t, third.Metadata.ID, "every EIP of 198.18.200.0/30 is taken"))
+
+	// The groups end (their host confirms): web's EIP is free again, own's
+	// is gone and given to the third.
+	for _, id := range []string{g.Metadata.ID, own.Metadata.ID} {
+		if _, err := e.svc.ReportStatus(e.ctx, hostPrincipal("h1"), id, apiv1.StatusReport{State: apiv1.StateSucceeded, Reason: "Completed"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := e.svc.GetEIP(e.ctx, a, eip.Metadata.ID)
+	if err != nil || got.Status.GroupID != "" {
+		t.Fatalf("web's EIP after it ended: %+v, %v", got, err)
+	}
+	if _, err := e.svc.GetEIP(e.ctx, auth.Admin, ownPlaced.Status.EIPID); !errdefs.IsNotFound(err) {
+		t.Fatalf("own's EIP outlived it: %v", err)
+	}
+	if p := e.waitState(t, third.Metadata.ID, apiv1.StatePending); p.Status.EIPAddress != "198.18.200.2" {
+		t.Fatalf("the third's EIP: %q", p.Status.EIPAddress)
+	}
+	if err := e.svc.ReleaseEIP(e.ctx, a, eip.Metadata.ID); err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	if list, err := e.svc.ListEIPs(e.ctx, a); err != nil || len(list) != 1 || list[0].Status.Address != "198.18.200.2" {
+		t.Fatalf("after the release: %+v, %v", list, err)
+	}
+}
+
+// No EIP is a host's own address, and a tenant allocates at most
+// MaxEIPsPerTenant.
+func TestEIPsBounded(t *testing.T) {
+	e := newEnv(t, false, func(o *Options) { o.EIPRange = netip.MustParsePrefix("198.18.200.0/26") })
+	r := apiv1.Resources{MilliCPU: 1000, MemoryMiB: 1024, Pods: 1}
+	h := &apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: r, Allocatable: r, TunnelIP: "198.18.200.1"}}
+	if _, err := e.svc.RegisterHost(e.ctx, hostPrincipal("h1"), h); err != nil {
+		t.Fatal(err)
+	}
+	a := tenantPrincipal("a")
+	for i := range MaxEIPsPerTenant {
+		eip, err := e.svc.AllocateEIP(e.ctx, a, &apiv1.EIP{})
+		if err != nil {
+			t.Fatalf("EIP %d: %v", i, err)
+		}
+		if i == 0 && eip.Status.Address != "198.18.200.2" {
+			t.Fatalf("the first EIP is %s, not the one after the host's address", eip.Status.Address)
+		}
+	}
+	if _, err := e.svc.AllocateEIP(e.ctx, a, &apiv1.EIP{}); !errdefs.IsPermissionDenied(err) || !strings.Contains(err.Error(), "release one") {
+		t.Fatalf("EIP %d: %v", MaxEIPsPerTenant+1, err)
+	}
+	if _, err := e.svc.AllocateEIP(e.ctx, tenantPrincipal("b"), &apiv1.EIP{}); err != nil {
+		t.Fatalf("another tenant: %v", err)
+	}
+}
