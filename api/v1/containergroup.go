@@ -73,6 +73,11 @@ type ContainerGroupSpec struct {
 	// with it. Not both.
 	EIPID   string `json:"eipId,omitempty"`
 	WithEIP bool   `json:"withEip,omitempty"`
+	// FixedIPKey keeps the group's address for the next group of the
+	// tenant with the same key (a StatefulSet pod made again) for
+	// FixedIPRetainHours after it ends (48 when 0; at most MaxFixedIPRetainHours).
+	FixedIPKey         string `json:"fixedIpKey,omitempty"`
+	FixedIPRetainHours int    `json:"fixedIpRetainHours,omitempty"`
 
 	ImageRegistryCredentials []RegistryCredential `json:"imageRegistryCredentials,omitempty"`
 	// PlainHTTPRegistries and InsecureRegistries are host[:port] lists.

@@ -15,10 +15,12 @@ const (
 	MaxSecGroups  = 5
 	// MinBandwidth and MaxBandwidth bound an instance's bandwidth limits,
 	// in bits per second.
-	MinBandwidth   = 1e3
-	MaxBandwidth   = 32e9
-	MaxTags        = 20
-	MaxNameservers = 3
+	// MaxFixedIPRetainHours bounds how long a fixed IP is kept (a year).
+	MaxFixedIPRetainHours = 8760
+	MinBandwidth          = 1e3
+	MaxBandwidth          = 32e9
+	MaxTags               = 20
+	MaxNameservers        = 3
 	// MaxExtraEphemeralStorage in GiB.
 	MaxExtraEphemeralStorage = 2048
 	// MaxFilesBytes bounds the content of a group's files volumes together
@@ -27,8 +29,9 @@ const (
 )
 
 var (
-	eipID    = regexp.MustCompile(`^eip-[0-9a-f]{8}$`)
-	dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	eipID      = regexp.MustCompile(`^eip-[0-9a-f]{8}$`)
+	fixedIPKey = regexp.MustCompile(`^[a-z0-9]([-a-z0-9./]*[a-z0-9])?$`)
+	dnsLabel   = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	// dnsSubdomain is RFC 1123's (its length checked apart).
 	dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 	envName      = regexp.MustCompile(`^[-._a-zA-Z][-._a-zA-Z0-9]*$`)

@@ -218,6 +218,17 @@ func validatePlacementSpec(e *errs, p fpath, s *ContainerGroupSpec) {
 	if s.ServiceTable != "" {
 		e.dnsLabel(p.child("serviceTable"), s.ServiceTable, 63)
 	}
+	if s.FixedIPKey != "" {
+		if len(s.FixedIPKey) > 253 || !fixedIPKey.MatchString(s.FixedIPKey) {
+			e.add(p.child("fixedIpKey"), "%q: allowed: up to 253 of a-z, 0-9, '-', '.', '/', beginning and ending with a letter or digit (such as cluster/namespace/pod)", s.FixedIPKey)
+		}
+		if s.PrivateIPAddress != "" {
+			e.add(p.child("fixedIpKey"), "with privateIpAddress set: allowed: one of them")
+		}
+	}
+	if s.FixedIPRetainHours < 0 || s.FixedIPRetainHours > MaxFixedIPRetainHours {
+		e.add(p.child("fixedIpRetainHours"), "%d: allowed: 0 (48 hours) to %d", s.FixedIPRetainHours, MaxFixedIPRetainHours)
+	}
 	if s.EIPID != "" {
 		if !eipID.MatchString(s.EIPID) {
 			e.add(p.child("eipId"), "%q is no EIP id; allowed: eip- and 8 hex digits (eci eips lists them)", s.EIPID)

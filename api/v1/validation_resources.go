@@ -60,6 +60,21 @@ func ValidateVSwitch(v *VSwitch) error {
 	return e.result()
 }
 
+// ValidateRouteEntry checks a route entry to add: a name, a destination
+// that is neither everything (a NAT gateway is the way out) nor a host, and
+// a unicast next hop.
+func ValidateRouteEntry(r *RouteEntry) error {
+	e := &errs{}
+	e.dnsLabel("metadata.name", r.Metadata.Name, 63)
+	if d, err := netip.ParsePrefix(r.Spec.Destination); err != nil || !d.Addr().Is4() || d.Bits() == 0 {
+		e.add("spec.destination", "%q: allowed: an IPv4 CIDR other than 0.0.0.0/0, such as a node's pod CIDR 198.18.10.0/24", r.Spec.Destination)
+	}
+	if h, err := netip.ParseAddr(r.Spec.NextHop); err != nil || !h.Is4() || !h.IsGlobalUnicast() {
+		e.add("spec.nextHop", "%q: allowed: a unicast IPv4 address on the hosts' network (the node's)", r.Spec.NextHop)
+	}
+	return e.result()
+}
+
 // ValidateVPC checks a VPC to create.
 func ValidateVPC(v *VPC) error {
 	e := &errs{}

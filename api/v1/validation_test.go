@@ -203,6 +203,10 @@ func TestValidationRules(t *testing.T) {
 		{"schedule strategy", func(g *ContainerGroup) { g.Spec.ScheduleStrategy = "Spread" }, "spec.scheduleStrategy", "VSwitchOrdered"},
 		{"security groups", func(g *ContainerGroup) { g.Spec.SecurityGroupIDs = []string{"a", "b", "c", "d", "e", "f"} }, "spec.securityGroupIds", "at most 5"},
 		{"private ip", func(g *ContainerGroup) { g.Spec.PrivateIPAddress = "2001:db8::1" }, "spec.privateIpAddress", "IPv4"},
+		{"fixed IP key", func(g *ContainerGroup) { g.Spec.FixedIPKey = "Web_0" }, "spec.fixedIpKey", "a-z, 0-9"},
+		{"fixed IP and private IP", func(g *ContainerGroup) { g.Spec.FixedIPKey, g.Spec.PrivateIPAddress = "c/ns/web-0", "198.19.128.9" }, "spec.fixedIpKey", "one of them"},
+		{"fixed IP kept too long", func(g *ContainerGroup) { g.Spec.FixedIPRetainHours = 9000 }, "spec.fixedIpRetainHours", "8760"},
+		{"an EIP id", func(g *ContainerGroup) { g.Spec.EIPID = "eip-x" }, "spec.eipId", "8 hex digits"},
 		{"bandwidth below 1 kbit/s", func(g *ContainerGroup) { g.Spec.IngressBandwidth = 500 }, "spec.ingressBandwidth", "1 kbit/s"},
 		{"bandwidth above 32 Gbit/s", func(g *ContainerGroup) { g.Spec.EgressBandwidth = 40e9 }, "spec.egressBandwidth", "32 Gbit/s"},
 		{"credential server", func(g *ContainerGroup) {

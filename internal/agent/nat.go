@@ -27,18 +27,17 @@ const natInterval = 10 * time.Second
 // case.
 type natGateway struct {
 	gw       *datapath.NATGateway
-	readPool func(context.Context) ([]datapath.NATSource, datapath.NATProtected, error)
+	readPool func(context.Context) (datapath.NATConfig, error) // all but the EIPs
 	eips     func() []datapath.EIP
 	changed  chan struct{}
 
 	// Only the sync loop uses these.
-	sources   []datapath.NATSource
-	protected datapath.NATProtected
-	poolRead  time.Time
-	last      *datapath.NATConfig
+	pool     datapath.NATConfig
+	poolRead time.Time
+	last     *datapath.NATConfig
 }
 
-func newNATGateway(network string, readPool func(context.Context) ([]datapath.NATSource, datapath.NATProtected, error), eips func() []datapath.EIP) (*natGateway, error) {
+func newNATGateway(network string, readPool func(context.Context) (datapath.NATConfig, error), eips func() []datapath.EIP) (*natGateway, error) {
 	nft, err := knftables.New(knftables.IPv4Family, datapath.NATTable(network))
 	if err != nil {
 		return nil, fmt.Errorf("NAT gateways need nftables (nft 1.0.1 or later): %w", err)
@@ -68,41 +67,60 @@ func (n *natGateway) run(ctx context.Context) {
 // sync writes the gateway when what it lets through changed (or full).
 func (n *natGateway) sync(ctx context.Context, full bool) error {
 	if full || time.Since(n.poolRead) >= natInterval {
-		sources, protected, err := n.readPool(ctx)
+		pool, err := n.readPool(ctx)
 		if err != nil {
 			return err
 		}
-		n.sources, n.protected, n.poolRead = sources, protected, time.Now()
+		n.pool, n.poolRead = pool, time.Now()
 	}
-	cfg := &datapath.NATConfig{Sources: n.sources, Protected: n.protected, EIPs: n.eips()}
-	if !full && natEqual(cfg, n.last) {
+	cfg := n.pool
+	cfg.EIPs = n.eips()
+	if !full && natEqual(&cfg, n.last) {
 		return nil
 	}
-	if err := n.gw.Sync(ctx, *cfg); err != nil {
+	if err := n.gw.Sync(ctx, cfg); err != nil {
 		return err
 	}
-	n.last = cfg
+	n.last = &cfg
 	return nil
 }
 
 func natEqual(a, b *datapath.NATConfig) bool {
-	return b != nil && slices.Equal(a.Sources, b.Sources) && slices.Equal(a.EIPs, b.EIPs) &&
+	return b != nil && slices.Equal(a.Sources, b.Sources) && slices.Equal(a.EIPs, b.EIPs) && slices.Equal(a.Routes, b.Routes) &&
 		slices.Equal(a.Protected.Hosts, b.Protected.Hosts) && slices.Equal(a.Protected.Services, b.Protected.Services)
 }
 
-// natPool reads the vSwitches again (the agent's copy too) and returns
-// those with a NAT gateway, in a stable order, and the addresses no
-// packet through one may reach: every host's tunnel IP and the server's
-// API (when its URL names an address).
-func (a *Agent) natPool(ctx context.Context) ([]datapath.NATSource, datapath.NATProtected, error) {
+// natPool reads the vSwitches again (the agent's copy too) for those with
+// a NAT gateway, the addresses no packet through one may reach (every
+// host's tunnel IP and the server's API, when its URL names an address),
+// and the default VPC's route entries; each in a stable order.
+func (a *Agent) natPool(ctx context.Context) (datapath.NATConfig, error) {
 	var protected datapath.NATProtected
 	if err := a.readVSwitches(ctx); err != nil {
-		return nil, protected, err
+		return datapath.NATConfig{}, err
 	}
 	hosts, err := a.cfg.Client.ListHosts(ctx)
 	if err != nil {
-		return nil, protected, fmt.Errorf("read the hosts' addresses: %w", err)
+		return datapath.NATConfig{}, fmt.Errorf("read the hosts' addresses: %w", err)
 	}
+	entries, err := a.cfg.Client.ListRouteEntries(ctx)
+	if err != nil {
+		return datapath.NATConfig{}, fmt.Errorf("read the route entries: %w", err)
+	}
+	var routes []datapath.RouteEntry
+	for _, e := range entries {
+		d, err1 := netip.ParsePrefix(e.Spec.Destination)
+		h, err2 := netip.ParseAddr(e.Spec.NextHop)
+		if err1 == nil && err2 == nil {
+			routes = append(routes, datapath.RouteEntry{Destination: d.Masked(), NextHop: h})
+		}
+	}
+	slices.SortFunc(routes, func(x, y datapath.RouteEntry) int {
+		if c := x.Destination.Addr().Compare(y.Destination.Addr()); c != 0 {
+			return c
+		}
+		return x.Destination.Bits() - y.Destination.Bits()
+	})
 	for _, h := range hosts {
 		if ip, err := netip.ParseAddr(h.Spec.TunnelIP); err == nil && ip.Is4() {
 			protected.Hosts = append(protected.Hosts, ip)
@@ -137,7 +155,7 @@ func (a *Agent) natPool(ctx context.Context) ([]datapath.NATSource, datapath.NAT
 		}
 		return x.CIDR.Addr().Compare(y.CIDR.Addr())
 	})
-	return out, protected, nil
+	return datapath.NATConfig{Sources: out, Protected: protected, Routes: routes}, nil
 }
 
 // localEIPs are the EIPs of the groups placed on this host and not ended,

@@ -180,3 +180,19 @@ func TestEIPVerbs(t *testing.T) {
 		t.Fatalf("run with a bad EIP id and --with-eip: %v %q", err, out)
 	}
 }
+
+func TestRouteVerbs(t *testing.T) {
+	t.Setenv("ECI_CONFIG", startServer(t))
+	if out, err := eci(t, "routes", "add", "node-1", "--destination", "198.18.10.0/24", "--next-hop", "198.18.192.5"); err != nil || !strings.Contains(out, "node-1 added (198.18.10.0/24 via 198.18.192.5)") {
+		t.Fatalf("routes add: %v %q", err, out)
+	}
+	if out, err := eci(t, "routes"); err != nil || !strings.Contains(out, "node-1") || !strings.Contains(out, "198.18.192.5") {
+		t.Fatalf("routes: %v %q", err, out)
+	}
+	if out, err := eci(t, "routes", "add", "bad", "--destination", "198.18.10.0/24", "--next-hop", "ff02::1"); err == nil || !strings.Contains(err.Error()+out, "spec.nextHop") {
+		t.Fatalf("routes add with a bad next hop: %v %q", err, out)
+	}
+	if out, err := eci(t, "routes", "delete", "node-1"); err != nil || !strings.Contains(out, "deleted") {
+		t.Fatalf("routes delete: %v %q", err, out)
+	}
+}

@@ -221,7 +221,7 @@ func Commands() []*cobra.Command {
 	cmds := []*cobra.Command{
 		newRunCommand(f), newPsCommand(f), newDescribeCommand(f), newRmCommand(f), newEventsCommand(f),
 		newLogsCommand(f), newExecCommand(f), newAttachCommand(f), newPortForwardCommand(f), newTopCommand(f),
-		newHostsCommand(f), newVSwitchesCommand(f), newVPCsCommand(f), newEIPsCommand(f), newSecurityGroupsCommand(f), newTokenCommand(f),
+		newHostsCommand(f), newVSwitchesCommand(f), newVPCsCommand(f), newEIPsCommand(f), newRoutesCommand(f), newSecurityGroupsCommand(f), newTokenCommand(f),
 	}
 	for _, c := range cmds {
 		f.bind(c)

@@ -149,6 +149,7 @@ type placementState struct {
 	tenants map[string]*apiv1.Tenant
 	vsws    map[string]*apiv1.VSwitch
 	alloc   map[string]*addrpool.Allocator
+	fixed   map[string]*ipRecord // by fixed-IP key (fixedip.go)
 }
 
 // loadVSwitches reads the vSwitches into an empty state (no addresses marked).
@@ -156,6 +157,7 @@ func (s *Service) loadVSwitches(ctx context.Context) (*placementState, error) {
 	st := &placementState{
 		hosts: map[string]*apiv1.Host{}, usage: map[string]*usageRecord{}, tusage: map[string]*usageRecord{},
 		tenants: map[string]*apiv1.Tenant{}, vsws: map[string]*apiv1.VSwitch{}, alloc: map[string]*addrpool.Allocator{},
+		fixed: map[string]*ipRecord{},
 	}
 	vsws, _, _, err := s.vsws.List(ctx, storeOpts(0, 0, ""))
 	if err != nil {
@@ -209,6 +211,7 @@ func (s *Service) loadPlacementState(ctx context.Context) (*placementState, erro
 		return nil, err
 	}
 	for _, r := range ips {
+		st.markFixed(r)
 		if a, ok := st.alloc[r.VSwitch]; ok {
 			if addr, err := netip.ParseAddr(r.IP); err == nil {
 				owner := r.Group
@@ -316,7 +319,13 @@ func (s *Service) placeOne(ctx context.Context, st *placementState, g *apiv1.Con
 		Ordered: g.Spec.ScheduleStrategy == apiv1.VSwitchOrdered, Seed: seedOf(g.Metadata.ID),
 	}
 	var wantIP netip.Addr
-	if g.Spec.PrivateIPAddress != "" {
+	vsw, fixedIP, kept, why := st.fixedAddress(g, usable, s.now())
+	if why != "" {
+		return s.unschedulable(ctx, g, why)
+	}
+	if kept != nil {
+		wantIP, req.VSwitchIDs, req.Ordered = fixedIP, []string{vsw}, true
+	} else if g.Spec.PrivateIPAddress != "" {
 		wantIP = netip.MustParseAddr(g.Spec.PrivateIPAddress)
 		vsw, owner, err := st.findAddress(wantIP, usable)
 		if err != nil {
@@ -355,13 +364,21 @@ func (s *Service) placeOne(ctx context.Context, st *placementState, g *apiv1.Con
 	if why != "" {
 		return s.unschedulable(ctx, g, "no EIP: "+why)
 	}
-	return s.commitPlacement(ctx, st, g, d, ip, eip, eipCond)
+	return s.commitPlacement(ctx, st, g, d, placedIP{ip, kept}, eip, eipCond)
+}
+
+// placedIP is a group's address at placement, and the kept record of its
+// fixed IP that it takes again (nil: a new record).
+type placedIP struct {
+	addr netip.Addr
+	kept *ipRecord
 }
 
 // commitPlacement writes the group (Pending, on its host, with its IP), the
 // host's usage and the IP key in one transaction that fails if any of them
 // changed since the state was read.
-func (s *Service) commitPlacement(ctx context.Context, st *placementState, g *apiv1.ContainerGroup, d scheduler.Decision, ip netip.Addr, eip *apiv1.EIP, eipCond store.Cond) error {
+func (s *Service) commitPlacement(ctx context.Context, st *placementState, g *apiv1.ContainerGroup, d scheduler.Decision, pip placedIP, eip *apiv1.EIP, eipCond store.Cond) error {
+	ip := pip.addr
 	now := s.now()
 	add := apiv1.Resources{MilliCPU: d.Size.MilliCPU, MemoryMiB: d.Size.MemoryMiB, GPU: g.Spec.GPU, Pods: 1}
 	hostCmp, hostPut, hostNext, err := usageChange(s.usage, d.Host, st.usage[d.Host], add)
@@ -382,7 +399,11 @@ func (s *Service) commitPlacement(ctx context.Context, st *placementState, g *ap
 	placed.Status.InstanceSpec, placed.Status.MilliCPU, placed.Status.MemoryMiB = d.Size.String(), d.Size.MilliCPU, d.Size.MemoryMiB
 	placed.Status.SchedulingAttempts++
 	placed.Status.Allocated = true
-	conds := []store.Cond{s.ips.Absent(rec.Metadata.ID)}
+	ipCond, putIP, err := s.ipWrite(g, rec, pip.kept)
+	if err != nil {
+		return err
+	}
+	conds := []store.Cond{ipCond}
 	var ops []store.Op
 	if eip != nil {
 		placed.Status.EIPAddress, placed.Status.EIPID = eip.Status.Address, eip.Metadata.ID
@@ -398,10 +419,6 @@ func (s *Service) commitPlacement(ctx context.Context, st *placementState, g *ap
 		return err
 	}
 	putGroup, err := s.groups.PutOp(&placed)
-	if err != nil {
-		return err
-	}
-	putIP, err := s.ips.PutOp(rec)
 	if err != nil {
 		return err
 	}

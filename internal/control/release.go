@@ -29,6 +29,12 @@ func (s *Service) releaseOps(ctx context.Context, g *apiv1.ContainerGroup, quara
 		id := ipID(g.Status.VSwitchID, g.Status.IP)
 		rec, err := s.ips.Get(ctx, id)
 		switch {
+		case err == nil && rec.Group == g.Metadata.ID && fixedKey(g) != "":
+			op, err := s.fixedReleaseOp(g, rec, quarantine)
+			if err != nil {
+				return nil, nil, err
+			}
+			ops = append(ops, op)
 		case err == nil && rec.Group == g.Metadata.ID && quarantine > 0:
 			until := s.now().Add(quarantine)
 			rec.ReleaseAfter = &until

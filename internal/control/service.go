@@ -50,6 +50,7 @@ type Service struct {
 	ips     *store.Collection[ipRecord, *ipRecord]
 	vpcs    *store.Collection[apiv1.VPC, *apiv1.VPC]                       // vpcs.go
 	eips    *store.Collection[apiv1.EIP, *apiv1.EIP]                       // eips.go
+	routes  *store.Collection[apiv1.RouteEntry, *apiv1.RouteEntry]         // routeentries.go
 	vnis    *store.Collection[vniRecord, *vniRecord]                       // vpcs.go
 	sgs     *store.Collection[apiv1.SecurityGroup, *apiv1.SecurityGroup]   // securitygroups.go
 	vsvcs   *store.Collection[apiv1.VirtualService, *apiv1.VirtualService] // virtualservices.go
@@ -83,6 +84,11 @@ type ipRecord struct {
 	IP           string           `json:"ip"`
 	Group        string           `json:"group"`
 	ReleaseAfter *time.Time       `json:"releaseAfter,omitempty"`
+	// Fixed is the fixed-IP key ("<tenant>/<spec.fixedIpKey>") the address
+	// is kept for (fixedip.go): while its group runs, and after it until
+	// ReleaseAfter; HeldUntil, the quarantine of its last group's host.
+	Fixed     string     `json:"fixed,omitempty"`
+	HeldUntil *time.Time `json:"heldUntil,omitempty"`
 }
 
 func (r *ipRecord) Meta() *apiv1.ObjectMeta { return &r.Metadata }
@@ -140,6 +146,7 @@ func New(st *store.Store, opts Options) *Service {
 		ips:     store.NewCollection[ipRecord](st, "ips"),
 		vpcs:    store.NewCollection[apiv1.VPC](st, "vpcs"),
 		eips:    store.NewCollection[apiv1.EIP](st, "eips"),
+		routes:  store.NewCollection[apiv1.RouteEntry](st, "routeentries"),
 		vnis:    store.NewCollection[vniRecord](st, "vnis"),
 		sgs:     store.NewCollection[apiv1.SecurityGroup](st, "securitygroups"),
 		vsvcs:   store.NewCollection[apiv1.VirtualService](st, "virtualservices"),

@@ -44,6 +44,14 @@ func (s *Service) CreateVSwitch(ctx context.Context, p auth.Principal, v *apiv1.
 	if err != nil {
 		return nil, err
 	}
+	if vpc.Metadata.ID == apiv1.DefaultVPC {
+		if r, err := s.routeEntryOverlapping(ctx, pool.Prefix); err != nil {
+			return nil, err
+		} else if r != nil {
+			return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: "spec.cidr",
+				Message: fmt.Sprintf("%s overlaps route entry %s (%s) of the default VPC; allowed: a CIDR outside its route entries", pool.Prefix, r.Metadata.ID, r.Spec.Destination)}})
+		}
+	}
 	obj := &apiv1.VSwitch{
 		Metadata: apiv1.ObjectMeta{ID: v.Metadata.Name, Name: v.Metadata.Name, Tenant: v.Metadata.Tenant, Labels: v.Metadata.Labels, CreatedAt: s.now()},
 		Spec:     apiv1.VSwitchSpec{Zone: v.Spec.Zone, CIDR: pool.Prefix.String(), Gateway: pool.Gateway.String(), VPCID: v.Spec.VPCID, NATGateway: v.Spec.NATGateway},

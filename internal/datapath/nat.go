@@ -51,6 +51,14 @@ type NATConfig struct {
 	Protected NATProtected
 	// EIPs of the host's instances.
 	EIPs []EIP
+	// Routes of the default VPC's route table: routed, never translated.
+	Routes []RouteEntry
+}
+
+// RouteEntry routes Destination through NextHop (main table).
+type RouteEntry struct {
+	Destination netip.Prefix
+	NextHop     netip.Addr
 }
 
 // EIP is an address of the underlay an instance of the host is reached at
@@ -136,7 +144,7 @@ func (n *NATGateway) Sync(ctx context.Context, cfg NATConfig) error {
 	if err := n.proxyARP(underlaySide, cfg.EIPs); err != nil {
 		errs = append(errs, err)
 	}
-	if err := n.routes(vpcSide, underlaySide, vnis, cfg.EIPs); err != nil {
+	if err := n.routes(vpcSide, underlaySide, vnis, cfg); err != nil {
 		errs = append(errs, err)
 	}
 	tx := n.NFT.NewTransaction()
@@ -209,7 +217,7 @@ func (n *NATGateway) hairpin() (vpcSide, underlaySide netlink.Link, err error) {
 // routes makes exactly the gateway's routes: each VPC's default route to
 // the hairpin (in its table; before its unreachable one), and the way back
 // to its hairpin address and its EIPs (main table).
-func (n *NATGateway) routes(vpcSide, underlaySide netlink.Link, vnis map[int]netip.Addr, eips []EIP) error {
+func (n *NATGateway) routes(vpcSide, underlaySide netlink.Link, vnis map[int]netip.Addr, cfg NATConfig) error {
 	hop := n.nextHop().AsSlice()
 	want := map[string]*netlink.Route{}
 	add := func(r *netlink.Route) {
@@ -220,8 +228,13 @@ func (n *NATGateway) routes(vpcSide, underlaySide netlink.Link, vnis map[int]net
 		add(&netlink.Route{Table: TableOf(vni), Dst: ipNet(netip.MustParsePrefix("0.0.0.0/0")), LinkIndex: vpcSide.Attrs().Index})
 		add(&netlink.Route{Table: unix.RT_TABLE_MAIN, Dst: ipNet(netip.PrefixFrom(addr, 32)), LinkIndex: underlaySide.Attrs().Index})
 	}
-	for _, e := range eips {
+	for _, e := range cfg.EIPs {
 		add(&netlink.Route{Table: unix.RT_TABLE_MAIN, Dst: ipNet(netip.PrefixFrom(e.Addr, 32)), LinkIndex: underlaySide.Attrs().Index})
+	}
+	for _, r := range cfg.Routes {
+		// Through the next hop's own network (the kernel finds its link).
+		want[routeKey(&netlink.Route{Table: unix.RT_TABLE_MAIN, Dst: ipNet(r.Destination.Masked())})] = &netlink.Route{
+			Table: unix.RT_TABLE_MAIN, Dst: ipNet(r.Destination.Masked()), Gw: r.NextHop.AsSlice(), Protocol: RouteProtocolNAT}
 	}
 	have, err := netlink.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_UNSPEC, Protocol: RouteProtocolNAT},
 		netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
@@ -230,7 +243,7 @@ func (n *NATGateway) routes(vpcSide, underlaySide netlink.Link, vnis map[int]net
 	}
 	var errs []error
 	for _, r := range have {
-		if w, ok := want[routeKey(&r)]; ok && r.LinkIndex == w.LinkIndex {
+		if w, ok := want[routeKey(&r)]; ok && (r.LinkIndex == w.LinkIndex || w.LinkIndex == 0) && r.Gw.Equal(w.Gw) {
 			delete(want, routeKey(&r))
 			continue
 		}

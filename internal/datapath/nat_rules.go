@@ -36,13 +36,15 @@ func (n *NATGateway) table(tx *knftables.Transaction, cfg NATConfig, vnis map[in
 //   - default-eips, vpc-eips, eip-instance, instance-eip: the EIPs of the
 //     default VPC (translated where they arrive) and of the others (on the
 //     hairpin), and their instances;
-//   - protected-hosts, protected-services (NATProtected).
+//   - protected-hosts, protected-services (NATProtected);
+//   - routed: the default VPC's route entries' destinations.
 func (n *NATGateway) elements(tx *knftables.Transaction, cfg NATConfig, vnis map[int]netip.Addr) {
 	for _, s := range []*knftables.Set{
 		{Name: "sources", Type: "mark . ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag}},
 		{Name: "addresses", Type: "ipv4_addr"},
 		{Name: "default-eips", Type: "ipv4_addr"},
 		{Name: "vpc-eips", Type: "ipv4_addr"},
+		{Name: "routed", Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag}},
 		{Name: "protected-hosts", Type: "ipv4_addr"},
 		{Name: "protected-services", Type: "ipv4_addr . inet_service"},
 	} {
@@ -66,6 +68,9 @@ func (n *NATGateway) elements(tx *knftables.Transaction, cfg NATConfig, vnis map
 	}
 	for _, s := range cfg.Protected.Services {
 		elem("protected-services", s.Addr().String(), strconv.Itoa(int(s.Port())))
+	}
+	for _, r := range cfg.Routes {
+		elem("routed", r.Destination.Masked().String())
 	}
 	for _, s := range cfg.Sources {
 		elem("sources", markText(s.VNI), s.CIDR.Masked().String())
@@ -151,6 +156,8 @@ func (n *NATGateway) chains() []natChain {
 			"oifname " + v + " snat ip to " + vpc + " map @vpc-address",
 			"iifname " + u + " ip saddr @vpc-eips accept",
 			"iifname " + u + " masquerade",
+			// The default VPC's route entries: routed as they are.
+			out + "ip daddr @routed accept",
 			out + "snat ip to " + vpc + " . ip saddr map @instance-eip",
 			out + vpc + " . ip saddr @sources masquerade",
 		}},

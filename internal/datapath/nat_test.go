@@ -203,3 +203,40 @@ func TestEIPsOnAHost(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A route entry: the host routes a real node's pod network through the
+// node, and its instance and the node's pod reach each other by their own
+// addresses both ways, the gateway of the instance's vSwitch translating
+// nothing to it; the entry gone, the host routes it no more.
+func TestRouteEntriesOnAHost(t *testing.T) {
+	netnstest.NeedRoot(t)
+	h, gw := newNATHost(t, "dpr-host", "dpr-node", "dpr")
+	h.attach(t, "dpr-d1", DefaultVNI, "198.18.60.10", "198.18.60.1")
+	serveTCP(t, "dpr-d1", 7200, "d1")
+	// The node's pod, behind the node (which routes the vSwitch back
+	// through the host).
+	netnstest.New(t, "dpr-pod")
+	netnstest.IP(t, "-n", "dpr-node", "link", "add", "cni0", "type", "veth", "peer", "name", "eth0", "netns", "dpr-pod")
+	netnstest.IP(t, "-n", "dpr-node", "addr", "add", "198.18.63.1/24", "dev", "cni0")
+	netnstest.IP(t, "-n", "dpr-node", "link", "set", "cni0", "up")
+	netnstest.IP(t, "-n", "dpr-pod", "addr", "add", "198.18.63.10/24", "dev", "eth0")
+	netnstest.IP(t, "-n", "dpr-pod", "link", "set", "eth0", "up")
+	netnstest.IP(t, "-n", "dpr-pod", "route", "add", "default", "via", "198.18.63.1")
+	netnstest.IP(t, "-n", "dpr-node", "route", "add", "198.18.60.0/24", "via", "198.18.61.1")
+	if err := netnstest.In("dpr-node", func() error { return EnableForwarding() }); err != nil {
+		t.Fatal(err)
+	}
+	netnstest.ServePeer(t, "dpr-pod", 7300)
+	entry := RouteEntry{Destination: netip.MustParsePrefix("198.18.63.0/24"), NextHop: netip.MustParseAddr("198.18.61.2")}
+	h.syncNATWith(t, gw, NATConfig{Sources: []NATSource{{VNI: DefaultVNI, CIDR: netip.MustParsePrefix("198.18.60.0/24")}}, Routes: []RouteEntry{entry}})
+	if got, err := dialTCP("dpr-d1", "198.18.63.10:7300", ""); err != nil || got != "198.18.60.10" {
+		t.Errorf("the instance to the node's pod: %q, %v; want it seen from 198.18.60.10", got, err)
+	}
+	if got, err := dialTCP("dpr-pod", "198.18.60.10:7200", ""); err != nil || got != "d1" {
+		t.Errorf("the node's pod to the instance: %q, %v", got, err)
+	}
+	h.syncNATWith(t, gw, NATConfig{Sources: []NATSource{{VNI: DefaultVNI, CIDR: netip.MustParsePrefix("198.18.60.0/24")}}})
+	if got, err := dialTCP("dpr-d1", "198.18.63.10:7300", ""); err == nil {
+		t.Errorf("the instance reached the pod after the entry went: %q", got)
+	}
+}

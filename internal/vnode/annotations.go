@@ -1,6 +1,8 @@
 package vnode
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strconv"
@@ -8,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/profile"
@@ -208,4 +211,39 @@ func podDNSConfig(c *corev1.PodDNSConfig) *apiv1.DNSConfig {
 		d.Options = append(d.Options, opt)
 	}
 	return d
+}
+
+// fixedIP applies eci-fixed-ip: a StatefulSet's pod keeps its address
+// across its re-creation (its name is stable), keyed by the cluster, its
+// namespace and name, for eci-fixed-ip-retain-hour hours after it goes.
+func fixedIP(pod *corev1.Pod, cluster string, s *apiv1.ContainerGroupSpec) error {
+	a := pod.Annotations
+	v, ok := a[AnnFixedIP]
+	if !ok {
+		return nil
+	}
+	on, err := strconv.ParseBool(v)
+	if err != nil {
+		return refuse("InvalidAnnotation", "annotation %s=%q is not valid: expected true or false", AnnFixedIP, v)
+	}
+	if !on {
+		return nil
+	}
+	if !slices.ContainsFunc(pod.OwnerReferences, func(o metav1.OwnerReference) bool { return o.Kind == "StatefulSet" }) {
+		return refuse("FixedIPNotSupported", "annotation %s is for a StatefulSet's pods, whose names are stable; a pod of its own keeps one address with %s", AnnFixedIP, AnnPrivateIP)
+	}
+	key := strings.ToLower(cluster + "/" + pod.Namespace + "/" + pod.Name)
+	if len(key) > 253 {
+		sum := sha256.Sum256([]byte(key))
+		key = "h/" + hex.EncodeToString(sum[:20])
+	}
+	s.FixedIPKey = key
+	if h, ok := a[AnnFixedIPRetain]; ok {
+		n, err := strconv.Atoi(h)
+		if err != nil || n < 1 {
+			return refuse("InvalidAnnotation", "annotation %s=%q is not valid: expected hours, an integer from 1 to %d", AnnFixedIPRetain, h, apiv1.MaxFixedIPRetainHours)
+		}
+		s.FixedIPRetainHours = n
+	}
+	return nil
 }

@@ -35,6 +35,8 @@ const (
 	AnnInsecure       = annPrefix + "insecure-registry"
 	AnnInstanceID     = annPrefix + "eci-instance-id"
 	AnnInstanceSpec   = annPrefix + "eci-instance-spec"
+	AnnFixedIP        = annPrefix + "eci-fixed-ip"
+	AnnFixedIPRetain  = annPrefix + "eci-fixed-ip-retain-hour"
 	AnnWithEIP        = annPrefix + "eci-with-eip"
 	AnnEIPInstanceID  = annPrefix + "eci-eip-instanceid"
 	AnnAllocatedEIP   = annPrefix + "allocated-eipAddress"
@@ -129,6 +131,9 @@ func (p *Provider) toGroup(ctx context.Context, pod *corev1.Pod) (*apiv1.Contain
 	}
 	g.Spec.Volumes = vols
 	if err := p.pullSecrets(pod, &g.Spec); err != nil {
+		return nil, err
+	}
+	if err := fixedIP(pod, p.cfg.ClusterID, &g.Spec); err != nil {
 		return nil, err
 	}
 	if err := annotations(pod, &g.Spec); err != nil {

@@ -102,6 +102,18 @@ func TestPodToGroup(t *testing.T) {
 			}
 			return ""
 		}},
+		{name: "a StatefulSet pod's fixed IP, keyed by the cluster, namespace and name", pod: pod(func(p *corev1.Pod) {
+			p.OwnerReferences = []metav1.OwnerReference{{Kind: "StatefulSet", Name: "db"}}
+			p.Annotations[AnnFixedIP] = "true"
+			p.Annotations[AnnFixedIPRetain] = "12"
+		}), check: func(g *apiv1.ContainerGroup) string {
+			if !strings.HasSuffix(g.Spec.FixedIPKey, "/"+g.Metadata.Labels[LabelPodNamespace]+"/"+g.Metadata.Labels[LabelPodName]) || g.Spec.FixedIPRetainHours != 12 {
+				return "fixed IP"
+			}
+			return ""
+		}},
+		{name: "a fixed IP for a pod of its own", pod: pod(func(p *corev1.Pod) { p.Annotations[AnnFixedIP] = "true" }),
+			refuse: "FixedIPNotSupported:eci-private-ip-address"},
 		{name: "an EIP of the pod's own, or the tenant's", pod: pod(func(p *corev1.Pod) {
 			p.Annotations[AnnWithEIP] = "true"
 			p.Annotations[AnnEIPInstanceID] = "eip-c612c081"

@@ -87,6 +87,38 @@ func testAnnotations(t *testing.T, c *cluster, ns string) {
 		})
 	})
 
+	t.Run("a StatefulSet's pod made again keeps its fixed IP", func(t *testing.T) {
+		labels := map[string]string{"app": "fixed"}
+		replicas := int32(1)
+		sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "fixed"}, Spec: appsv1.StatefulSetSpec{
+			Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels}, ServiceName: "fixed",
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{vnode.AnnFixedIP: "true", vnode.AnnFixedIPRetain: "1"}},
+				Spec:       onVNode(corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: busybox, Command: []string{"sleep", "3600"}}}}),
+			},
+		}}
+		if _, err := c.kube.AppsV1().StatefulSets(ns).Create(ctx, sts, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = c.kube.AppsV1().StatefulSets(ns).Delete(ctx, "fixed", metav1.DeleteOptions{}) }()
+		first := c.waitPod(t, ns, "fixed-0", "Running", 90*time.Second, running)
+		if first.Status.PodIP == "" {
+			t.Fatal("no pod IP")
+		}
+		if err := c.kube.CoreV1().Pods(ns).Delete(ctx, "fixed-0", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		again := c.waitPod(t, ns, "fixed-0", "made again and Running", 120*time.Second, func(p *corev1.Pod) error {
+			if p.UID == first.UID {
+				return fmt.Errorf("still the first pod")
+			}
+			return running(p)
+		})
+		if again.Status.PodIP != first.Status.PodIP {
+			t.Errorf("the pod made again has IP %s, the first had %s", again.Status.PodIP, first.Status.PodIP)
+		}
+	})
+
 	t.Run("a malformed annotation fails the pod with an Event quoting it and the expected form", func(t *testing.T) {
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "malformed", Annotations: map[string]string{vnode.AnnMaxPending: "soon"}},
 			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: busybox, Command: []string{"sleep", "3600"}}}}}
