@@ -100,11 +100,18 @@ func (f *Firewall) Sync(ctx context.Context, groups []SecurityGroup, local []Pro
 	tx.Add(&knftables.Chain{Name: "forward", Type: knftables.PtrTo(knftables.FilterType), Hook: knftables.PtrTo(knftables.ForwardHook), Priority: knftables.PtrTo(knftables.FilterPriority)})
 	iif, oif := fmt.Sprintf("iifname %q", InterfacePrefix+"*"), fmt.Sprintf("oifname %q", InterfacePrefix+"*")
 	vpc := fmt.Sprintf("meta mark & %#x", markMask)
+	outside := fmt.Sprintf("iifname != %q iifname != \"vx*\" ", InterfacePrefix+"*")
 	for _, r := range []string{
 		"ct state established,related accept",
 		// A source that the host would not route back the way it came
-		// (a member's address from the underlay) is no member.
-		oif + " fib saddr . mark . iif oif missing drop",
+		// (a member's address from the underlay) is no member: checked
+		// where a packet enters the instances' network from outside, on
+		// its way to an instance or into a tunnel. What comes out of a
+		// tunnel was checked by the host it entered (its answers may take
+		// another way back: a real node's pods reach an instance through
+		// one host, which its answers leave without).
+		outside + oif + " fib saddr . mark . iif oif missing drop",
+		outside + `oifname "vx*" fib saddr . mark . iif oif missing drop`,
 		iif + " " + vpc + " . ip saddr vmap @egress",
 		oif + " " + vpc + " . ip daddr vmap @ingress",
 	} {

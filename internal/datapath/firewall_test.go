@@ -2,7 +2,11 @@ package datapath
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 
 	"sigs.k8s.io/knftables"
@@ -64,4 +68,98 @@ func TestFirewallOnAHost(t *testing.T) {
 	check("rule added", "other", "web", "8080", true)
 	sync(client) // web's group is gone: nothing in
 	check("group gone", "client", "web", "8080", false)
+}
+
+// A packet from outside the instances' network (the underlay) is checked
+// where it enters: one whose source the host would not route back that
+// way (an instance's address, a member's) reaches neither an instance nor
+// a tunnel; one from an address the host routes there passes. What comes
+// out of a tunnel was checked by the host it entered.
+func TestFirewallChecksSourcesFromOutside(t *testing.T) {
+	netnstest.NeedRoot(t)
+	h, _ := newNATHost(t, "dpg-host", "dpg-out", "dpg")
+	const gw = "198.18.59.1"
+	ips := map[string]string{"web": "198.18.59.10", "client": "198.18.59.11"}
+	for name, ip := range ips {
+		h.attach(t, "dpg-"+name, DefaultVNI, ip, gw)
+		serveTCP(t, "dpg-"+name, 8080, name)
+	}
+	// A stand-in tunnel: a link named as the tunnels are, to a namespace
+	// holding a "remote" instance's address.
+	netnstest.New(t, "dpg-remote")
+	netnstest.IP(t, "-n", "dpg-host", "link", "add", "vx9-dpg", "type", "veth", "peer", "name", "eth0", "netns", "dpg-remote")
+	netnstest.IP(t, "-n", "dpg-host", "link", "set", "vx9-dpg", "up")
+	netnstest.IP(t, "-n", "dpg-host", "route", "add", "198.18.59.50/32", "dev", "vx9-dpg")
+	netnstest.IP(t, "-n", "dpg-remote", "addr", "add", "198.18.59.50/24", "dev", "eth0")
+	netnstest.IP(t, "-n", "dpg-remote", "link", "set", "eth0", "up")
+	netnstest.IP(t, "-n", "dpg-remote", "route", "add", "default", "dev", "eth0")
+	netnstest.IP(t, "-n", "dpg-out", "route", "add", "198.18.59.0/24", "via", "198.18.61.1")
+	var fw *Firewall
+	if err := netnstest.In(h.ns, func() error {
+		nft, err := knftables.New(knftables.IPv4Family, FirewallTable("dpg"))
+		fw = &Firewall{NFT: nft}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	at := func(name string) Endpoint { return Endpoint{Addr: netip.MustParseAddr(ips[name])} }
+	web := SecurityGroup{Key: "t/web", Ingress: []Rule{{Protocol: "tcp", From: 8080, To: 8080, Group: "t/client"}}, Members: []Endpoint{at("web")}}
+	client := SecurityGroup{Key: "t/client", Members: []Endpoint{at("client")}}
+	if err := netnstest.In(h.ns, func() error {
+		return fw.Sync(context.Background(), []SecurityGroup{web, client}, []Protected{{Endpoint: at("web"), Groups: []string{"t/web"}}})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := dialTCP("dpg-client", ips["web"]+":8080", ""); err != nil || got != "web" {
+		t.Fatalf("the member to web: %q, %v", got, err)
+	}
+	// Packets received by the IP layer of namespace ns.
+	received := func(ns string) int {
+		var n int
+		err := netnstest.In(ns, func() error {
+			raw, err := os.ReadFile("/proc/thread-self/net/snmp")
+			if err != nil {
+				return err
+			}
+			lines := strings.Split(string(raw), "\n")
+			for i := 0; i+1 < len(lines); i += 2 {
+				if strings.HasPrefix(lines[i], "Ip:") {
+					keys, vals := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+					for k := range keys {
+						if keys[k] == "InReceives" {
+							n, err = strconv.Atoi(vals[k])
+							return err
+						}
+					}
+				}
+			}
+			return fmt.Errorf("no Ip InReceives in %s", raw)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// The outside takes the member's address: nothing of it reaches web
+	// (its answers would go to the member, but what it sends one way
+	// would count).
+	before := received("dpg-web")
+	netnstest.IP(t, "-n", "dpg-out", "addr", "add", ips["client"]+"/32", "dev", "eth0")
+	if got, err := dialTCP("dpg-out", ips["web"]+":8080", ips["client"]); err == nil {
+		t.Errorf("the outside reached web as a member: %q", got)
+	}
+	if got := received("dpg-web"); got != before {
+		t.Errorf("%d packets from the outside with the member's address reached web", got-before)
+	}
+	// Into the tunnel: the outside's own address passes, web's does not.
+	before = received("dpg-remote")
+	netnstest.IP(t, "-n", "dpg-out", "addr", "add", ips["web"]+"/32", "dev", "eth0")
+	_, _ = dialTCP("dpg-out", "198.18.59.50:8080", ips["web"])
+	if got := received("dpg-remote"); got != before {
+		t.Errorf("%d packets from the outside with web's address went into the tunnel", got-before)
+	}
+	_, _ = dialTCP("dpg-out", "198.18.59.50:8080", "198.18.61.2")
+	if got := received("dpg-remote"); got == before {
+		t.Error("nothing from the outside's own address went into the tunnel")
+	}
 }

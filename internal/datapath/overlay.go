@@ -92,9 +92,19 @@ func (o *Overlay) Ensure() error {
 			return fmt.Errorf("tunnel %s MTU %d: %w", o.Device, o.MTU, err)
 		}
 	}
-	// What arrives through the tunnel claims an instance of the host it
-	// came from: strict reverse-path filtering holds it to the /32 routes.
-	if err := sysctl("net/ipv4/conf/"+o.Device+"/rp_filter", "1"); err != nil {
+	// What arrives through another VPC's tunnel claims an instance of the
+	// host it came from: strict reverse-path filtering holds it to the /32
+	// routes. The default VPC's also carries what its route table's
+	// networks (a real node's pods) send to an instance through the host
+	// they reach first, which checked their source where they entered
+	// (datapath.Firewall): none there (the kernel's loose check fails on a
+	// link without an address, as a tunnel is, for a source routed
+	// elsewhere; net.ipv4.conf.all.rp_filter must then be 0 too).
+	rp := "1"
+	if o.VNI <= DefaultVNI {
+		rp = "0"
+	}
+	if err := sysctl("net/ipv4/conf/"+o.Device+"/rp_filter", rp); err != nil {
 		return err
 	}
 	if o.Table != 0 && o.Table != unix.RT_TABLE_MAIN {
