@@ -13,14 +13,14 @@ const (
 	MaxVolumes    = 20
 	MaxSpecs      = 5
 	MaxSecGroups  = 5
-	// MinBandwidth and MaxBandwidth bound an instance's bandwidth limits,
-	// in bits per second.
 	// MaxFixedIPRetainHours bounds how long a fixed IP is kept (a year).
 	MaxFixedIPRetainHours = 8760
-	MinBandwidth          = 1e3
-	MaxBandwidth          = 32e9
-	MaxTags               = 20
-	MaxNameservers        = 3
+	// MinBandwidth and MaxBandwidth bound an instance's bandwidth limits,
+	// in bits per second.
+	MinBandwidth   = 1e3
+	MaxBandwidth   = 32e9
+	MaxTags        = 20
+	MaxNameservers = 3
 	// MaxExtraEphemeralStorage in GiB.
 	MaxExtraEphemeralStorage = 2048
 	// MaxFilesBytes bounds the content of a group's files volumes together

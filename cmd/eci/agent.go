@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 
@@ -118,6 +119,14 @@ func newAgentCommand() *cobra.Command {
 	fl.StringVar(&cfg.CNIConfDir, "cni-conf-dir", cfg.CNIConfDir, "the runtime's CNI config dir, where the agent writes its network (empty: leave networking to the runtime's own config)")
 	fl.StringVar(&cfg.NetworkName, "network-name", cfg.NetworkName, "name of the groups' network: its CNI network and the agent's nftables tables")
 	fl.BoolVar(&cfg.VirtualServices, "virtual-services", cfg.VirtualServices, "program the virtual IPs (Services) of the tables the groups name, in nftables (needs nft)")
+	fl.Func("nat-protected", "a CIDR no instance reaches through a NAT gateway from this host's address (repeatable; the pool's hosts and the server always are): NFS servers, a management network", func(s string) error {
+		p, err := netip.ParsePrefix(s)
+		if err != nil || !p.Addr().Is4() {
+			return fmt.Errorf("allowed: an IPv4 CIDR such as 198.18.0.0/24")
+		}
+		cfg.ProtectedNetworks = append(cfg.ProtectedNetworks, p.Masked())
+		return nil
+	})
 	fl.Func("tunnel-ip", "this host's address on the network between the pool's hosts: the host registers it and reaches the other hosts' instances through a VXLAN tunnel (UDP 4789) from it (empty: this host's instances reach only each other)", func(s string) (err error) {
 		cfg.TunnelIP, err = netip.ParseAddr(s)
 		return err

@@ -50,9 +50,9 @@ Serves /metrics (Prometheus), /healthz and /readyz.`,
 			ctx := cmd.Context()
 			cfg.Policy = scheduler.Policy(policy)
 			if eipRange != "" {
-				r, err := netip.ParsePrefix(eipRange)
-				if err != nil || !r.Addr().Is4() || r.Bits() > 30 {
-					return fmt.Errorf("--eip-range %q: allowed: an IPv4 CIDR of /30 or larger on the hosts' network, such as 198.18.192.128/25", eipRange)
+				r, _ := netip.ParsePrefix(eipRange)
+				if err := control.CheckEIPRange(r, cfg.Addr); err != nil {
+					return err
 				}
 				cfg.Control.EIPRange = r.Masked()
 			}

@@ -1,13 +1,13 @@
 package main
 
 import (
-	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/eci-dev/eci/internal/control"
 	"github.com/eci-dev/eci/internal/up"
 )
 
@@ -38,9 +38,9 @@ The admin's client config is written to <data-dir>/server/admin.conf
 		return err
 	})
 	fl.Func("eip-range", "addresses of the hosts' network that EIPs are given from (eci server --eip-range; none: no EIPs)", func(s string) (err error) {
-		cfg.EIPRange, err = netip.ParsePrefix(s)
-		if err != nil || !cfg.EIPRange.Addr().Is4() || cfg.EIPRange.Bits() > 30 {
-			return fmt.Errorf("allowed: an IPv4 CIDR of /30 or larger, such as 198.18.192.128/25")
+		cfg.EIPRange, _ = netip.ParsePrefix(s)
+		if err := control.CheckEIPRange(cfg.EIPRange, ""); err != nil {
+			return err
 		}
 		cfg.EIPRange = cfg.EIPRange.Masked()
 		return nil

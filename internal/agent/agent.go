@@ -223,7 +223,7 @@ func (a *Agent) runNetwork(run func(func(context.Context))) {
 func (a *Agent) startOverlay(ctx context.Context) error {
 	a.mtu = a.cfg.MTU
 	if a.cfg.CNIConfDir != "" {
-		a.net = newHostNetwork(ctx, a.cfg.NetworkName, a.cfg.TunnelIP.IsValid())
+		a.net = newHostNetwork(ctx, a.cfg.NetworkName, a.cfg.TunnelIP)
 		a.book = newAddressBook()
 		fw, err := newFirewall(a.cfg.NetworkName, a.name, a.book, a.vniOfVSwitch)
 		if err != nil {
@@ -231,7 +231,7 @@ func (a *Agent) startOverlay(ctx context.Context) error {
 			log.G(ctx).Error("security groups are off: groups that name them can't start on this host", "err", err)
 		}
 		a.fw = fw
-		if nat, err := newNATGateway(a.cfg.NetworkName, a.natPool, a.localEIPs); err != nil {
+		if nat, err := newNATGateway(ctx, a.cfg.NetworkName, a.natPool, a.localEIPs); err != nil {
 			log.G(ctx).Error("NAT gateways are off: no instance of this host reaches the outside through one", "err", err)
 		} else {
 			a.nat = nat

@@ -58,6 +58,11 @@ type Config struct {
 	// hosts' instances through a VXLAN tunnel from it (overlay.go). Invalid
 	// (unset): the host routes only its own instances.
 	TunnelIP netip.Addr
+	// ProtectedNetworks are what no packet through a NAT gateway or from an
+	// EIP reaches, beside the pool's hosts and the server (the storage the
+	// hosts mount volumes from, a management network): packets from there
+	// carry the host's address.
+	ProtectedNetworks []netip.Prefix
 	// MTU of the instances' links; 0: the tunnel IP's interface's, less the
 	// tunnel's 50 bytes (1500 without a tunnel).
 	MTU int

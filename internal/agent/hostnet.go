@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
+	"strings"
 	"sync"
 
 	"sigs.k8s.io/knftables"
@@ -24,7 +26,7 @@ type hostNetwork struct {
 // the kernel's routes (an agent that starts again keeps its instances
 // apart). Without nftables the host serves the default VPC alone, and says
 // why.
-func newHostNetwork(ctx context.Context, network string, tunnel bool) *hostNetwork {
+func newHostNetwork(ctx context.Context, network string, tunnelIP netip.Addr) *hostNetwork {
 	hn := &hostNetwork{}
 	if err := datapath.SweepShapers(); err != nil {
 		log.G(ctx).Warn("remove the bandwidth shapers of instances gone", "err", err)
@@ -38,7 +40,15 @@ func newHostNetwork(ctx context.Context, network string, tunnel bool) *hostNetwo
 		log.G(ctx).Error("VPCs are off: groups of vSwitches outside the default VPC can't start on this host", "err", err)
 		return hn
 	}
-	hn.iso = &datapath.Isolation{NFT: nft, Network: network, Tunnel: tunnel}
+	hn.iso = &datapath.Isolation{NFT: nft, Network: network, Tunnel: tunnelIP.IsValid(), Local: tunnelIP}
+	if tunnelIP.IsValid() {
+		// The default VPC's tunnel takes what a real node's pods send
+		// through another host (route entries): the kernel's check of
+		// its sources must be off (datapath.Overlay).
+		if raw, err := os.ReadFile("/proc/sys/net/ipv4/conf/all/rp_filter"); err == nil && strings.TrimSpace(string(raw)) != "0" {
+			log.G(ctx).Warn("net.ipv4.conf.all.rp_filter is not 0: a real node's pods reach no instance of another host through this one (route entries)", "rp_filter", strings.TrimSpace(string(raw)))
+		}
+	}
 	if err := hn.iso.Sync(ctx); err != nil {
 		// Every attach gives its link its mark anyway.
 		log.G(ctx).Error("VPCs: rebuild the marks of the host's links", "err", err)

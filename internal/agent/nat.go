@@ -7,11 +7,13 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"time"
 
 	"sigs.k8s.io/knftables"
 
 	"github.com/eci-dev/eci/internal/datapath"
+	"github.com/eci-dev/eci/internal/log"
 )
 
 // natInterval is how often the host reads the vSwitches (their NAT
@@ -28,8 +30,10 @@ const natInterval = 10 * time.Second
 type natGateway struct {
 	gw       *datapath.NATGateway
 	readPool func(context.Context) (datapath.NATConfig, error) // all but the EIPs
-	eips     func() []datapath.EIP
-	changed  chan struct{}
+	// eips are the host's instances' EIPs; false: not known yet (the
+	// groups not listed since the agent started).
+	eips    func() ([]datapath.EIP, bool)
+	changed chan struct{}
 
 	// Only the sync loop uses these.
 	pool     datapath.NATConfig
@@ -37,12 +41,15 @@ type natGateway struct {
 	last     *datapath.NATConfig
 }
 
-func newNATGateway(network string, readPool func(context.Context) (datapath.NATConfig, error), eips func() []datapath.EIP) (*natGateway, error) {
+func newNATGateway(ctx context.Context, network string, readPool func(context.Context) (datapath.NATConfig, error), eips func() ([]datapath.EIP, bool)) (*natGateway, error) {
 	nft, err := knftables.New(knftables.IPv4Family, datapath.NATTable(network))
 	if err != nil {
 		return nil, fmt.Errorf("NAT gateways need nftables (nft 1.0.1 or later): %w", err)
 	}
-	return &natGateway{gw: &datapath.NATGateway{NFT: nft, Network: network}, readPool: readPool, eips: eips, changed: make(chan struct{}, 1)}, nil
+	// What one EIP can't have (its address is the host's, or on none of
+	// its networks) is said, and the others are served.
+	warn := func(err error) { log.G(ctx).Warn("EIP not served on this host", "err", err) }
+	return &natGateway{gw: &datapath.NATGateway{NFT: nft, Network: network, Warn: warn}, readPool: readPool, eips: eips, changed: make(chan struct{}, 1)}, nil
 }
 
 func (n *natGateway) kick() { notify(n.changed) }
@@ -73,8 +80,12 @@ func (n *natGateway) sync(ctx context.Context, full bool) error {
 		}
 		n.pool, n.poolRead = pool, time.Now()
 	}
+	eips, known := n.eips()
+	if !known {
+		return nil // an agent that starts again keeps the EIPs it left until it knows its groups
+	}
 	cfg := n.pool
-	cfg.EIPs = n.eips()
+	cfg.EIPs = eips
 	if !full && natEqual(&cfg, n.last) {
 		return nil
 	}
@@ -87,7 +98,8 @@ func (n *natGateway) sync(ctx context.Context, full bool) error {
 
 func natEqual(a, b *datapath.NATConfig) bool {
 	return b != nil && slices.Equal(a.Sources, b.Sources) && slices.Equal(a.EIPs, b.EIPs) && slices.Equal(a.Routes, b.Routes) &&
-		slices.Equal(a.Protected.Hosts, b.Protected.Hosts) && slices.Equal(a.Protected.Services, b.Protected.Services)
+		slices.Equal(a.Inside, b.Inside) && slices.Equal(a.Protected.Hosts, b.Protected.Hosts) &&
+		slices.Equal(a.Protected.Services, b.Protected.Services) && slices.Equal(a.Protected.Networks, b.Protected.Networks)
 }
 
 // natPool reads the vSwitches again (the agent's copy too) for those with
@@ -127,42 +139,70 @@ func (a *Agent) natPool(ctx context.Context) (datapath.NATConfig, error) {
 		}
 	}
 	slices.SortFunc(protected.Hosts, netip.Addr.Compare)
-	if u, err := url.Parse(a.cfg.Client.Server()); err == nil {
-		port := u.Port()
-		if port == "" {
-			port = "443"
-		}
-		if ap, err := netip.ParseAddrPort(net.JoinHostPort(u.Hostname(), port)); err == nil && ap.Addr().Is4() {
-			protected.Services = []netip.AddrPort{ap}
-		}
-	}
+	protected.Services = a.serverAddrs(ctx)
+	protected.Networks = a.cfg.ProtectedNetworks
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	out := []datapath.NATSource{}
+	out, inside := []datapath.NATSource{}, []datapath.NATSource{}
 	for _, v := range a.vswitches {
-		if !v.Spec.NATGateway {
-			continue
-		}
 		p, err := netip.ParsePrefix(v.Spec.CIDR)
 		if err != nil {
 			continue // the server checked it; a bad one lets nothing out
 		}
-		out = append(out, datapath.NATSource{VNI: vniOf(v), CIDR: p})
+		inside = append(inside, datapath.NATSource{VNI: vniOf(v), CIDR: p})
+		if v.Spec.NATGateway {
+			out = append(out, datapath.NATSource{VNI: vniOf(v), CIDR: p})
+		}
 	}
-	slices.SortFunc(out, func(x, y datapath.NATSource) int {
+	bySource := func(x, y datapath.NATSource) int {
 		if x.VNI != y.VNI {
 			return x.VNI - y.VNI
 		}
 		return x.CIDR.Addr().Compare(y.CIDR.Addr())
-	})
-	return datapath.NATConfig{Sources: out, Protected: protected, Routes: routes}, nil
+	}
+	slices.SortFunc(out, bySource)
+	slices.SortFunc(inside, bySource)
+	return datapath.NATConfig{Sources: out, Protected: protected, Routes: routes, Inside: inside}, nil
+}
+
+// serverAddrs are the addresses and port of the server's API (its URL's
+// host resolved when it is a name).
+func (a *Agent) serverAddrs(ctx context.Context) []netip.AddrPort {
+	u, err := url.Parse(a.cfg.Client.Server())
+	if err != nil {
+		return nil
+	}
+	port, err := strconv.Atoi(u.Port())
+	if err != nil {
+		port = 443
+	}
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", u.Hostname())
+	if err != nil {
+		log.G(ctx).Warn("resolve the server's address to keep it from NAT gateways", "err", err)
+		return nil
+	}
+	out := make([]netip.AddrPort, 0, len(addrs))
+	for _, ad := range addrs {
+		out = append(out, netip.AddrPortFrom(ad.Unmap(), uint16(port)))
+	}
+	slices.SortFunc(out, netip.AddrPort.Compare)
+	return out
 }
 
 // localEIPs are the EIPs of the groups placed on this host and not ended,
-// whose vSwitch (VPC) the agent knows, in a stable order.
-func (a *Agent) localEIPs() []datapath.EIP {
+// whose vSwitch (VPC) the agent knows, in a stable order; none while the
+// host is fenced (another host may be given them); false until the groups
+// are listed.
+func (a *Agent) localEIPs() ([]datapath.EIP, bool) {
+	groups, complete := a.view.complete()
+	if !complete {
+		return nil, false
+	}
 	out := []datapath.EIP{}
-	for _, g := range a.view.all() {
+	if a.lease.isFenced() {
+		return out, true
+	}
+	for _, g := range groups {
 		if g.Status.EIPAddress == "" || g.Status.State.Terminal() {
 			continue
 		}
@@ -175,5 +215,5 @@ func (a *Agent) localEIPs() []datapath.EIP {
 		out = append(out, datapath.EIP{Addr: eip, Instance: inst, VNI: vni})
 	}
 	slices.SortFunc(out, func(x, y datapath.EIP) int { return x.Addr.Compare(y.Addr) })
-	return out
+	return out, true
 }

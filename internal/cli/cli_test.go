@@ -166,6 +166,12 @@ func TestSecurityGroupVerbs(t *testing.T) {
 
 func TestEIPVerbs(t *testing.T) {
 	t.Setenv("ECI_CONFIG", startServer(t, func(c *server.Config) { c.Control.EIPRange = netip.MustParsePrefix("198.18.200.0/29") }))
+	if out, err := eci(t, "token", "create", "--tenant", "a"); err != nil {
+		t.Fatalf("token: %v %q", err, out)
+	}
+	if out, err := eci(t, "eips", "allocate", "web", "--tenant", "nobody"); err == nil || !strings.Contains(err.Error()+out, "metadata.tenant") {
+		t.Fatalf("allocate for no tenant: %v %q", err, out)
+	}
 	if out, err := eci(t, "eips", "allocate", "web", "--tenant", "a"); err != nil || !strings.Contains(out, "eip-c612c801 allocated (198.18.200.1)") {
 		t.Fatalf("allocate: %v %q", err, out)
 	}

@@ -47,6 +47,13 @@ func (s *Service) AllocateEIP(ctx context.Context, p auth.Principal, e *apiv1.EI
 		tenant = p.Tenant
 	case tenant == "":
 		tenant = s.opts.DefaultTenant
+	default:
+		if _, err := s.tenants.Get(ctx, tenant); errdefs.IsNotFound(err) {
+			return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: "metadata.tenant",
+				Message: fmt.Sprintf("%q is not a tenant; allowed: a tenant's name (eci token create --tenant makes one)", tenant)}})
+		} else if err != nil {
+			return nil, err
+		}
 	}
 	if !s.opts.EIPRange.IsValid() {
 		return nil, eipsOff("metadata")
@@ -71,6 +78,30 @@ func (s *Service) AllocateEIP(ctx context.Context, p auth.Principal, e *apiv1.EI
 		return nil, err
 	}
 	return rec, nil
+}
+
+// CheckEIPRange checks an EIP range for a server listening at listen
+// (host:port): IPv4, /16 to /30, none of the addresses that are never an
+// instance's (loopback, link-local, multicast, the server's own).
+func CheckEIPRange(r netip.Prefix, listen string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("--eip-range %s: %s; allowed: an IPv4 CIDR of /16 to /30 on the hosts' network, outside its router's, the hosts' and the server's addresses, such as 198.18.192.128/25", r, why)
+	}
+	switch {
+	case !r.IsValid() || !r.Addr().Is4():
+		return bad("not an IPv4 CIDR")
+	case r.Bits() < 16 || r.Bits() > 30:
+		return bad("its size")
+	}
+	for _, special := range []string{"127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/3", "0.0.0.0/8"} {
+		if netip.MustParsePrefix(special).Overlaps(r) {
+			return bad("it overlaps " + special)
+		}
+	}
+	if ap, err := netip.ParseAddrPort(listen); err == nil && r.Contains(ap.Addr()) {
+		return bad("it holds the server's address " + ap.Addr().String())
+	}
+	return nil
 }
 
 // MaxEIPsPerTenant bounds the EIPs a tenant allocates (those of groups'
@@ -231,6 +262,11 @@ func (s *Service) bindEIP(ctx context.Context, g *apiv1.ContainerGroup) (*apiv1.
 		}
 		if err != nil {
 			return nil, store.Cond{}, "", err
+		}
+		// Checked again here, not only at creation: the EIP may have been
+		// released and its address (its id) given to another tenant since.
+		if e.Metadata.Tenant != g.Metadata.Tenant || e.Status.AutoRelease {
+			return nil, store.Cond{}, fmt.Sprintf("EIP %s was released", g.Spec.EIPID), nil
 		}
 		if e.Status.GroupID != g.Metadata.ID && !s.eipFree(e) {
 			return nil, store.Cond{}, fmt.Sprintf("EIP %s is bound to another group", g.Spec.EIPID), nil

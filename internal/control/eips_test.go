@@ -111,13 +111,19 @@ func TestEIPs(t *testing.T) {
 	}
 }
 
-// No EIP is a host's own address, and a tenant allocates at most
-// MaxEIPsPerTenant.
+// No host registers a tunnel IP in the EIP range, no EIP is a host's own
+// address (one registered before the range), and a tenant allocates at
+// most MaxEIPsPerTenant.
 func TestEIPsBounded(t *testing.T) {
 	e := newEnv(t, false, func(o *Options) { o.EIPRange = netip.MustParsePrefix("198.18.200.0/26") })
 	r := apiv1.Resources{MilliCPU: 1000, MemoryMiB: 1024, Pods: 1}
 	h := &apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: r, Allocatable: r, TunnelIP: "198.18.200.1"}}
-	if _, err := e.svc.RegisterHost(e.ctx, hostPrincipal("h1"), h); err != nil {
+	if _, err := e.svc.RegisterHost(e.ctx, hostPrincipal("h1"), h); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "spec.tunnelIP") {
+		t.Fatalf("a host whose tunnel IP is in the EIP range: %v", err)
+	}
+	// One registered before the range was: its address is never given.
+	h.Metadata.ID = "h1"
+	if err := e.svc.hosts.Create(e.ctx, h, nil); err != nil {
 		t.Fatal(err)
 	}
 	a := tenantPrincipal("a")
@@ -135,5 +141,53 @@ func TestEIPsBounded(t *testing.T) {
 	}
 	if _, err := e.svc.AllocateEIP(e.ctx, tenantPrincipal("b"), &apiv1.EIP{}); err != nil {
 		t.Fatalf("another tenant: %v", err)
+	}
+}
+
+// An EIP released while a group of its tenant names it, then given (with
+// its id) to another tenant, is not bound to the first tenant's group when
+// it is placed.
+func TestEIPNotBoundAcrossTenants(t *testing.T) {
+	e := newEnv(t, true, func(o *Options) { o.EIPRange = netip.MustParsePrefix("198.18.200.0/30") })
+	e.vswitch(t, "vsw-a", "zone-a", "198.19.128.0/24")
+	a, b := tenantPrincipal("a"), tenantPrincipal("b")
+	eip, err := e.svc.AllocateEIP(e.ctx, a, &apiv1.EIP{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := groupSpec("web", 1, 2)
+	g.Spec.EIPID = eip.Metadata.ID
+	g, _, err = e.svc.CreateGroup(e.ctx, a, g) // no host yet: it waits
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll.Eventually(t, 10*time.Second, "the group waits for a host", e.scheduling(t, g.Metadata.ID, "no capacity"))
+	if err := e.svc.ReleaseEIP(e.ctx, a, eip.Metadata.ID); err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := e.svc.AllocateEIP(e.ctx, b, &apiv1.EIP{})
+	if err != nil || theirs.Metadata.ID != eip.Metadata.ID {
+		t.Fatalf("b's EIP %+v (%v): want the same address again", theirs, err)
+	}
+	e.host(t, "h1", "zone-a", 16000, 65536, 100)
+	e.svc.wake()
+	poll.Eventually(t, 10*time.Second, "a's group does not get b's EIP", e.scheduling(t, g.Metadata.ID, "was released"))
+	if got, err := e.svc.GetEIP(e.ctx, b, theirs.Metadata.ID); err != nil || got.Status.GroupID != "" {
+		t.Fatalf("b's EIP: %+v, %v", got, err)
+	}
+}
+
+func TestCheckEIPRange(t *testing.T) {
+	for r, want := range map[string]string{
+		"198.18.192.128/25": "",
+		"0.0.0.0/0":         "its size",
+		"198.18.192.0/31":   "its size",
+		"169.254.0.0/24":    "169.254.0.0/16",
+		"198.18.192.0/24":   "the server's address",
+	} {
+		err := CheckEIPRange(netip.MustParsePrefix(r), "198.18.192.1:8443")
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("%s: %v, want %q", r, err, want)
+		}
 	}
 }

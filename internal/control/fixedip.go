@@ -1,9 +1,11 @@
 package control
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
@@ -53,9 +55,29 @@ func (st *placementState) fixedAddress(g *apiv1.ContainerGroup, usable []string,
 	return rec.VSwitch, a, rec, ""
 }
 
+// MaxKeptFixedIPs bounds the addresses a tenant's ended groups keep for
+// their keys: past it, an ended group's address is freed (its key's next
+// group gets another), so that no tenant holds a shared vSwitch's
+// addresses with groups it deletes.
+const MaxKeptFixedIPs = 64
+
 // fixedReleaseOp is the write that keeps g's address for its key when g
-// ends (rec is its record): without a group, until the retention ends.
-func (s *Service) fixedReleaseOp(g *apiv1.ContainerGroup, rec *ipRecord, quarantine time.Duration) (store.Op, error) {
+// ends (rec is its record): without a group, until the retention ends; or,
+// when its tenant keeps MaxKeptFixedIPs already, frees it (quarantined as
+// any other when its host did not confirm).
+func (s *Service) fixedReleaseOp(ctx context.Context, g *apiv1.ContainerGroup, rec *ipRecord, quarantine time.Duration) (store.Op, error) {
+	kept, err := s.keptFixedIPs(ctx, g.Metadata.Tenant)
+	if err != nil {
+		return store.Op{}, err
+	}
+	if kept >= MaxKeptFixedIPs {
+		if quarantine == 0 {
+			return s.ips.DeleteOp(rec.Metadata.ID), nil
+		}
+		until := s.now().Add(quarantine)
+		rec.Group, rec.Fixed, rec.ReleaseAfter = "", "", &until
+		return s.ips.PutOp(rec)
+	}
 	hours := g.Spec.FixedIPRetainHours
 	if hours == 0 {
 		hours = DefaultFixedIPRetainHours
@@ -93,4 +115,30 @@ func (st *placementState) markFixed(r *ipRecord) {
 	if r.Fixed != "" {
 		st.fixed[r.Fixed] = r
 	}
+}
+
+// keptFixedIPs counts the addresses tenant's ended groups keep.
+func (s *Service) keptFixedIPs(ctx context.Context, tenant string) (int, error) {
+	items, _, _, err := s.ips.List(ctx, storeOpts(0, 0, ""))
+	if err != nil {
+		return 0, fmt.Errorf("count the kept fixed IPs: %w", err)
+	}
+	n := 0
+	for _, r := range items {
+		if r.Group == "" && strings.HasPrefix(r.Fixed, tenant+"/") {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// staleFixed is the record an earlier group of g's key kept that g does
+// not take again (its vSwitch is not one g may use): deleted in g's
+// placement, so that a key keeps one address at most.
+func (st *placementState) staleFixed(g *apiv1.ContainerGroup, kept *ipRecord) *ipRecord {
+	rec := st.fixed[fixedKey(g)]
+	if fixedKey(g) == "" || kept != nil || rec == nil || rec.Group != "" {
+		return nil
+	}
+	return rec
 }

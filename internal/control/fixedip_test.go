@@ -1,10 +1,12 @@
 package control
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/poll"
 )
 
@@ -83,5 +85,35 @@ func TestFixedIP(t *testing.T) {
 	}
 	if !got[ip] {
 		t.Fatalf("after the retention %s was not given again: %v", ip, got)
+	}
+}
+
+// A tenant keeps at most MaxKeptFixedIPs addresses for its ended groups:
+// past them an ended group's address is freed.
+func TestFixedIPsBoundedPerTenant(t *testing.T) {
+	e := newEnv(t, true)
+	e.vswitch(t, "vsw-a", "zone-a", "198.19.128.0/24")
+	e.host(t, "h1", "zone-a", 16000, 65536, 100)
+	for i := range MaxKeptFixedIPs {
+		rec := &ipRecord{Metadata: apiv1.ObjectMeta{ID: ipID("vsw-a", fmt.Sprintf("198.19.128.%d", 100+i))}, VSwitch: "vsw-a",
+			IP: fmt.Sprintf("198.19.128.%d", 100+i), Fixed: fmt.Sprintf("a/key-%d", i)}
+		until := e.svc.now().Add(time.Hour)
+		rec.ReleaseAfter = &until
+		if err := e.svc.ips.Create(e.ctx, rec, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g := groupSpec("web-0", 1, 2)
+	g.Spec.FixedIPKey = "cluster-a/default/web-0"
+	g, _, err := e.svc.CreateGroup(e.ctx, tenantPrincipal("a"), g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	placed := e.waitState(t, g.Metadata.ID, apiv1.StatePending)
+	if _, err := e.svc.ReportStatus(e.ctx, hostPrincipal("h1"), g.Metadata.ID, apiv1.StatusReport{State: apiv1.StateSucceeded}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.ips.Get(e.ctx, ipID("vsw-a", placed.Status.IP)); !errdefs.IsNotFound(err) {
+		t.Fatalf("the %dth kept address was kept: %v", MaxKeptFixedIPs+1, err)
 	}
 }

@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"time"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
@@ -135,6 +136,10 @@ func (s *Service) ListHosts(ctx context.Context, p auth.Principal) ([]apiv1.Host
 func (s *Service) checkTunnelIP(ctx context.Context, h *apiv1.Host) error {
 	if h.Spec.TunnelIP == "" {
 		return nil
+	}
+	if a, err := netip.ParseAddr(h.Spec.TunnelIP); err == nil && s.opts.EIPRange.IsValid() && s.opts.EIPRange.Contains(a) {
+		return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: "spec.tunnelIP",
+			Message: fmt.Sprintf("%s is inside the EIP range %s, whose addresses instances are reached at; allowed: an address outside it", h.Spec.TunnelIP, s.opts.EIPRange)}})
 	}
 	hosts, _, _, err := s.hosts.List(ctx, storeOpts(0, 0, ""))
 	if err != nil {

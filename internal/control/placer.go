@@ -364,14 +364,15 @@ func (s *Service) placeOne(ctx context.Context, st *placementState, g *apiv1.Con
 	if why != "" {
 		return s.unschedulable(ctx, g, "no EIP: "+why)
 	}
-	return s.commitPlacement(ctx, st, g, d, placedIP{ip, kept}, eip, eipCond)
+	return s.commitPlacement(ctx, st, g, d, placedIP{ip, kept, st.staleFixed(g, kept)}, eip, eipCond)
 }
 
-// placedIP is a group's address at placement, and the kept record of its
-// fixed IP that it takes again (nil: a new record).
+// placedIP is a group's address at placement, the kept record of its
+// fixed IP that it takes again (nil: a new record), and one its key kept
+// elsewhere that goes (nil: none).
 type placedIP struct {
-	addr netip.Addr
-	kept *ipRecord
+	addr        netip.Addr
+	kept, stale *ipRecord
 }
 
 // commitPlacement writes the group (Pending, on its host, with its IP), the
@@ -405,6 +406,13 @@ func (s *Service) commitPlacement(ctx context.Context, st *placementState, g *ap
 	}
 	conds := []store.Cond{ipCond}
 	var ops []store.Op
+	if pip.stale != nil {
+		cond, err := s.ips.Unchanged(pip.stale)
+		if err != nil {
+			return err
+		}
+		conds, ops = append(conds, cond), append(ops, s.ips.DeleteOp(pip.stale.Metadata.ID))
+	}
 	if eip != nil {
 		placed.Status.EIPAddress, placed.Status.EIPID = eip.Status.Address, eip.Metadata.ID
 		put, err := s.eips.PutOp(eip)

@@ -30,7 +30,7 @@ func (s *Service) releaseOps(ctx context.Context, g *apiv1.ContainerGroup, quara
 		rec, err := s.ips.Get(ctx, id)
 		switch {
 		case err == nil && rec.Group == g.Metadata.ID && fixedKey(g) != "":
-			op, err := s.fixedReleaseOp(g, rec, quarantine)
+			op, err := s.fixedReleaseOp(ctx, g, rec, quarantine)
 			if err != nil {
 				return nil, nil, err
 			}

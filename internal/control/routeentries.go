@@ -34,6 +34,12 @@ func (s *Service) AddRouteEntry(ctx context.Context, p auth.Principal, r *apiv1.
 				Message: fmt.Sprintf("%s overlaps vSwitch %s (%s) of the default VPC; allowed: a network outside its vSwitches", dst, v.Metadata.ID, v.Spec.CIDR)}})
 		}
 	}
+	if why, err := s.routeEntryClash(ctx, dst); err != nil {
+		return nil, err
+	} else if why != "" {
+		return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: "spec.destination",
+			Message: fmt.Sprintf("%s overlaps %s; allowed: a network of no host, EIP or other route entry", dst, why)}})
+	}
 	obj := &apiv1.RouteEntry{
 		Metadata: apiv1.ObjectMeta{ID: r.Metadata.Name, Name: r.Metadata.Name, CreatedAt: s.now()},
 		Spec:     apiv1.RouteEntrySpec{Destination: dst.String(), NextHop: r.Spec.NextHop},
@@ -86,4 +92,34 @@ func (s *Service) routeEntryOverlapping(ctx context.Context, prefix netip.Prefix
 		}
 	}
 	return nil, nil
+}
+
+// routeEntryClash names what a new entry's destination dst would take
+// from the hosts: their own addresses, the EIP range, link-local,
+// loopback or multicast addresses, or another entry's ("" when none).
+func (s *Service) routeEntryClash(ctx context.Context, dst netip.Prefix) (string, error) {
+	for _, special := range []string{"127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/3"} {
+		if netip.MustParsePrefix(special).Overlaps(dst) {
+			return special, nil
+		}
+	}
+	if r := s.opts.EIPRange; r.IsValid() && r.Overlaps(dst) {
+		return "the EIP range " + r.String(), nil
+	}
+	hosts, _, _, err := s.hosts.List(ctx, storeOpts(0, 0, ""))
+	if err != nil {
+		return "", err
+	}
+	for _, h := range hosts {
+		if a, err := netip.ParseAddr(h.Spec.TunnelIP); err == nil && dst.Contains(a) {
+			return "host " + h.Metadata.Name + "'s address " + a.String(), nil
+		}
+	}
+	if r, err := s.routeEntryOverlapping(ctx, dst); err != nil || r != nil {
+		if r != nil {
+			return "route entry " + r.Metadata.ID + " (" + r.Spec.Destination + ")", nil
+		}
+		return "", err
+	}
+	return "", nil
 }

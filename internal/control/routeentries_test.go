@@ -15,6 +15,11 @@ import (
 func TestRouteEntries(t *testing.T) {
 	e := newEnv(t, false)
 	e.vswitch(t, "vsw-a", "zone-a", "198.19.128.0/24")
+	r := apiv1.Resources{MilliCPU: 1000, MemoryMiB: 1024, Pods: 1}
+	if _, err := e.svc.RegisterHost(e.ctx, hostPrincipal("h1"), &apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "h1"},
+		Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: r, Allocatable: r, TunnelIP: "198.18.192.11"}}); err != nil {
+		t.Fatal(err)
+	}
 	entry := func(name, dst, hop string) *apiv1.RouteEntry {
 		return &apiv1.RouteEntry{Metadata: apiv1.ObjectMeta{Name: name}, Spec: apiv1.RouteEntrySpec{Destination: dst, NextHop: hop}}
 	}
@@ -32,6 +37,15 @@ func TestRouteEntries(t *testing.T) {
 	}
 	if _, err := e.svc.CreateVSwitch(e.ctx, auth.Admin, &apiv1.VSwitch{Metadata: apiv1.ObjectMeta{Name: "vsw-b"}, Spec: apiv1.VSwitchSpec{Zone: "zone-a", CIDR: "198.18.10.0/25"}}); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "node-1") {
 		t.Fatalf("a vSwitch over an entry: %v", err)
+	}
+	for _, c := range []struct{ dst, why string }{
+		{"198.18.10.128/25", "route entry node-1"},
+		{"169.254.169.0/24", "169.254.0.0/16"},
+		{"198.18.192.0/24", "host h1's address"},
+	} {
+		if _, err := e.svc.AddRouteEntry(e.ctx, auth.Admin, entry("clash", c.dst, "198.18.192.5")); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), c.why) {
+			t.Errorf("an entry over %s: %v", c.why, err)
+		}
 	}
 	list, err := e.svc.ListRouteEntries(e.ctx, hostPrincipal("h1"))
 	if err != nil || len(list) != 1 || list[0].Spec.Destination != "198.18.10.0/24" {

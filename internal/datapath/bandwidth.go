@@ -47,7 +47,7 @@ func setBandwidth(link netlink.Link, bw Bandwidth) error {
 	}
 	ifb, err := netlink.LinkByName(name)
 	if err != nil {
-		return err
+		return fmt.Errorf("egress shaper %s: %w", name, err)
 	}
 	if err := netlink.LinkSetUp(ifb); err != nil {
 		return fmt.Errorf("%s up: %w", name, err)
@@ -62,7 +62,6 @@ func setBandwidth(link netlink.Link, bw Bandwidth) error {
 	filter := &netlink.U32{
 		FilterAttrs: netlink.FilterAttrs{LinkIndex: link.Attrs().Index, Parent: ingress.Handle, Priority: 1, Protocol: unix.ETH_P_ALL},
 		ClassId:     netlink.MakeHandle(1, 1),
-		RedirIndex:  ifb.Attrs().Index,
 		Actions:     []netlink.Action{netlink.NewMirredAction(ifb.Attrs().Index)},
 	}
 	if err := netlink.FilterAdd(filter); err != nil {
@@ -72,10 +71,10 @@ func setBandwidth(link netlink.Link, bw Bandwidth) error {
 }
 
 // tokenBucket puts a token bucket filter of rate bits/s at the root of
-// link index, with a burst of 100 ms of it (32 KiB at least).
+// link index, with a burst of 100 ms of it (32 KiB to 16 MiB).
 func tokenBucket(index int, rate uint64) error {
 	bytes := rate / 8
-	burst := max(bytes/10, 32<<10)
+	burst := min(max(bytes/10, 32<<10), 16<<20)
 	qdisc := &netlink.Tbf{
 		QdiscAttrs: netlink.QdiscAttrs{LinkIndex: index, Handle: netlink.MakeHandle(1, 0), Parent: netlink.HANDLE_ROOT},
 		Rate:       bytes,
@@ -95,7 +94,7 @@ func removeShaper(name string) error {
 		return nil
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("egress shaper %s: %w", name, err)
 	}
 	if err := netlink.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("delete %s: %w", name, err)
@@ -108,7 +107,7 @@ func removeShaper(name string) error {
 func SweepShapers() error {
 	links, err := netlink.LinkList()
 	if err != nil {
-		return err
+		return fmt.Errorf("the host's links: %w", err)
 	}
 	have := map[string]bool{}
 	for _, l := range links {

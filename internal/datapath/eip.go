@@ -26,12 +26,12 @@ import (
 // would be; security groups filter what reaches it as anything else.
 
 // usableEIPs are those of eips that are neither the host's own addresses
-// (what comes to the host would go to the instance) nor the hairpin's; the
-// others are named in the error.
-func (n *NATGateway) usableEIPs(eips []EIP) ([]EIP, error) {
+// (what comes to the host would go to the instance) nor the hairpin's;
+// the others are named in errs.
+func (n *NATGateway) usableEIPs(eips []EIP) (out []EIP, errs []error) {
 	addrs, err := netlink.AddrList(nil, unix.AF_INET)
 	if err != nil {
-		return nil, fmt.Errorf("the host's addresses: %w", err)
+		return nil, []error{fmt.Errorf("the host's addresses, to check the EIPs against: %w", err)}
 	}
 	local := map[netip.Addr]bool{}
 	for _, a := range addrs {
@@ -39,8 +39,6 @@ func (n *NATGateway) usableEIPs(eips []EIP) ([]EIP, error) {
 			local[ip.Unmap()] = true
 		}
 	}
-	var out []EIP
-	var errs []error
 	for _, e := range eips {
 		if local[e.Addr] || n.natRange().Contains(e.Addr) {
 			errs = append(errs, fmt.Errorf("EIP %s is an address of this host or its NAT hairpin: not translated", e.Addr))
@@ -48,7 +46,15 @@ func (n *NATGateway) usableEIPs(eips []EIP) ([]EIP, error) {
 		}
 		out = append(out, e)
 	}
-	return out, errors.Join(errs...)
+	return out, errs
+}
+
+func eipAddrs(eips []EIP) []netip.Addr {
+	out := make([]netip.Addr, 0, len(eips))
+	for _, e := range eips {
+		out = append(out, e.Addr)
+	}
+	return out
 }
 
 func eipVNIs(eips []EIP) []int {
@@ -62,7 +68,10 @@ func eipVNIs(eips []EIP) []int {
 // proxyARP answers ARP for the EIPs on the link of the network each is on,
 // and stops answering for those an earlier sync had (their routes through
 // the hairpin tell them, so an agent that starts again finds them too).
-func (n *NATGateway) proxyARP(underlaySide netlink.Link, eips []EIP) error {
+// kept are stale ones whose answers could not be taken back (their routes
+// stay, so that the next sync finds them again); unanswered, the EIPs on
+// none of the host's networks.
+func (n *NATGateway) proxyARP(underlaySide netlink.Link, eips []EIP) (kept []netip.Addr, unanswered []error, err error) {
 	want := map[netip.Addr]bool{}
 	for _, e := range eips {
 		want[e.Addr] = true
@@ -70,7 +79,7 @@ func (n *NATGateway) proxyARP(underlaySide netlink.Link, eips []EIP) error {
 	routes, err := netlink.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_MAIN, Protocol: RouteProtocolNAT},
 		netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
 	if err != nil {
-		return fmt.Errorf("EIP routes: %w", err)
+		return nil, nil, fmt.Errorf("EIP routes: %w", err)
 	}
 	var errs []error
 	for _, r := range routes {
@@ -81,12 +90,16 @@ func (n *NATGateway) proxyARP(underlaySide netlink.Link, eips []EIP) error {
 		if ones, _ := r.Dst.Mask.Size(); !ok || ones != 32 || want[p.Unmap()] || n.natRange().Contains(p.Unmap()) {
 			continue
 		}
-		errs = append(errs, deleteProxy(p.Unmap()))
+		if err := deleteProxy(p.Unmap()); err != nil {
+			errs, kept = append(errs, err), append(kept, p.Unmap())
+			continue
+		}
+		forgetConnections(p.Unmap())
 	}
 	for a := range want {
 		link, err := linkOfNetwork(a)
 		if err != nil {
-			errs = append(errs, err)
+			unanswered = append(unanswered, err)
 			continue
 		}
 		name := link.Attrs().Name
@@ -99,7 +112,19 @@ func (n *NATGateway) proxyARP(underlaySide netlink.Link, eips []EIP) error {
 			errs = append(errs, fmt.Errorf("answer ARP for EIP %s on %s: %w", a, name, err))
 		}
 	}
-	return errors.Join(errs...)
+	return kept, unanswered, errors.Join(errs...)
+}
+
+// forgetConnections deletes the tracked connections of an EIP that went
+// (to it, or translated from it): none goes on to the instance that had
+// it, whose address may be another's next.
+func forgetConnections(a netip.Addr) {
+	for _, f := range []netlink.ConntrackFilterType{netlink.ConntrackOrigDstIP, netlink.ConntrackReplyDstIP} {
+		filter := &netlink.ConntrackFilter{}
+		if err := filter.AddIP(f, a.AsSlice()); err == nil {
+			_, _ = netlink.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, filter)
+		}
+	}
 }
 
 // linkOfNetwork is the link of the host's network that holds a (its

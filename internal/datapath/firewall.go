@@ -112,6 +112,10 @@ func (f *Firewall) Sync(ctx context.Context, groups []SecurityGroup, local []Pro
 		// one host, which its answers leave without).
 		outside + oif + " fib saddr . mark . iif oif missing drop",
 		outside + `oifname "vx*" fib saddr . mark . iif oif missing drop`,
+		// Nor does a tunnel bring this host's own instances' addresses or
+		// its own: whoever sent them made them up.
+		`iifname "vx*" fib saddr . mark oifname "` + InterfacePrefix + `*" drop`,
+		`iifname "vx*" fib saddr type local drop`,
 		iif + " " + vpc + " . ip saddr vmap @egress",
 		oif + " " + vpc + " . ip daddr vmap @ingress",
 	} {

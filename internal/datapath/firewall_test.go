@@ -8,7 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/vishvananda/netlink"
 	"sigs.k8s.io/knftables"
 
 	"github.com/eci-dev/eci/internal/netnstest"
@@ -74,7 +76,8 @@ func TestFirewallOnAHost(t *testing.T) {
 // where it enters: one whose source the host would not route back that
 // way (an instance's address, a member's) reaches neither an instance nor
 // a tunnel; one from an address the host routes there passes. What comes
-// out of a tunnel was checked by the host it entered.
+// out of a tunnel was checked by the host it entered, but never claims
+// this host's own instances.
 func TestFirewallChecksSourcesFromOutside(t *testing.T) {
 	netnstest.NeedRoot(t)
 	h, _ := newNATHost(t, "dpg-host", "dpg-out", "dpg")
@@ -93,6 +96,20 @@ func TestFirewallChecksSourcesFromOutside(t *testing.T) {
 	netnstest.IP(t, "-n", "dpg-remote", "addr", "add", "198.18.59.50/24", "dev", "eth0")
 	netnstest.IP(t, "-n", "dpg-remote", "link", "set", "eth0", "up")
 	netnstest.IP(t, "-n", "dpg-remote", "route", "add", "default", "dev", "eth0")
+	// The tunnel answers no ARP: the remote side knows the host's MAC.
+	var hostMAC string
+	if err := netnstest.In("dpg-host", func() error {
+		l, err := netlink.LinkByName("vx9-dpg")
+		if err == nil {
+			hostMAC = l.Attrs().HardwareAddr.String()
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ip := range ips {
+		netnstest.IP(t, "-n", "dpg-remote", "neigh", "replace", ip, "lladdr", hostMAC, "dev", "eth0", "nud", "permanent")
+	}
 	netnstest.IP(t, "-n", "dpg-out", "route", "add", "198.18.59.0/24", "via", "198.18.61.1")
 	var fw *Firewall
 	if err := netnstest.In(h.ns, func() error {
@@ -140,10 +157,24 @@ func TestFirewallChecksSourcesFromOutside(t *testing.T) {
 		}
 		return n
 	}
+	// settled is received(ns) once it holds still (the last connection's
+	// last packets in).
+	settled := func(ns string) int {
+		n := received(ns)
+		for range 20 {
+			time.Sleep(300 * time.Millisecond)
+			m := received(ns)
+			if m == n {
+				return n
+			}
+			n = m
+		}
+		return n
+	}
 	// The outside takes the member's address: nothing of it reaches web
 	// (its answers would go to the member, but what it sends one way
 	// would count).
-	before := received("dpg-web")
+	before := settled("dpg-web")
 	netnstest.IP(t, "-n", "dpg-out", "addr", "add", ips["client"]+"/32", "dev", "eth0")
 	if got, err := dialTCP("dpg-out", ips["web"]+":8080", ips["client"]); err == nil {
 		t.Errorf("the outside reached web as a member: %q", got)
@@ -152,7 +183,7 @@ func TestFirewallChecksSourcesFromOutside(t *testing.T) {
 		t.Errorf("%d packets from the outside with the member's address reached web", got-before)
 	}
 	// Into the tunnel: the outside's own address passes, web's does not.
-	before = received("dpg-remote")
+	before = settled("dpg-remote")
 	netnstest.IP(t, "-n", "dpg-out", "addr", "add", ips["web"]+"/32", "dev", "eth0")
 	_, _ = dialTCP("dpg-out", "198.18.59.50:8080", ips["web"])
 	if got := received("dpg-remote"); got != before {
@@ -161,5 +192,17 @@ func TestFirewallChecksSourcesFromOutside(t *testing.T) {
 	_, _ = dialTCP("dpg-out", "198.18.59.50:8080", "198.18.61.2")
 	if got := received("dpg-remote"); got == before {
 		t.Error("nothing from the outside's own address went into the tunnel")
+	}
+	// Out of the tunnel: a remote instance's address reaches client (in no
+	// group of this host: not filtered); web's, a local instance's, does
+	// not.
+	before = settled("dpg-client")
+	netnstest.IP(t, "-n", "dpg-remote", "addr", "add", ips["web"]+"/32", "dev", "eth0")
+	_, _ = dialTCP("dpg-remote", ips["client"]+":8080", ips["web"])
+	if got := received("dpg-client"); got != before {
+		t.Errorf("%d packets out of the tunnel with a local instance's address reached client", got-before)
+	}
+	if got, err := dialTCP("dpg-remote", ips["client"]+":8080", "198.18.59.50"); err != nil || got != "client" {
+		t.Errorf("a remote instance's address out of the tunnel to client: %q, %v", got, err)
 	}
 }

@@ -27,6 +27,10 @@ func NATDevices(network string) (vpcSide, underlaySide string) {
 // address plus the VPC's VNI); none of them leaves the host.
 var DefaultNATRange = netip.MustParsePrefix("169.254.0.0/16")
 
+// reservedLinkLocal holds clouds' link-local services (metadata at .254,
+// DNS at .253, NTP at .123): never a VPC's hairpin address.
+var reservedLinkLocal = netip.MustParsePrefix("169.254.169.0/24")
+
 // RouteProtocolNAT marks the NAT gateway's routes (`ip route show proto 237`).
 const RouteProtocolNAT netlink.RouteProtocol = 237
 
@@ -43,6 +47,9 @@ type NATSource struct {
 type NATProtected struct {
 	Hosts    []netip.Addr
 	Services []netip.AddrPort // TCP
+	// Networks the operator names (the storage servers the hosts mount
+	// volumes from, the hosts' management network).
+	Networks []netip.Prefix
 }
 
 // NATConfig is what a host's gateway lets through.
@@ -53,6 +60,9 @@ type NATConfig struct {
 	EIPs []EIP
 	// Routes of the default VPC's route table: routed, never translated.
 	Routes []RouteEntry
+	// Inside are every vSwitch of the pool (their VPC and CIDR): what
+	// comes to an EIP from outside never has their sources.
+	Inside []NATSource
 }
 
 // RouteEntry routes Destination through NextHop (main table).
@@ -93,6 +103,9 @@ type NATGateway struct {
 	// Range holds the VPCs' hairpin addresses (DefaultNATRange when not
 	// valid).
 	Range netip.Prefix
+	// Warn hears of what one EIP can't have (the others are served);
+	// nil: Sync returns it.
+	Warn func(error)
 }
 
 func (n *NATGateway) natRange() netip.Prefix {
@@ -111,7 +124,11 @@ func (n *NATGateway) Address(vni int) (netip.Addr, error) {
 	a := r.Addr().As4()
 	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
 	v += uint32(vni)
-	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), nil
+	out := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+	if reservedLinkLocal.Contains(out) {
+		return netip.Addr{}, fmt.Errorf("VPC %d's NAT address %s is a cloud's (metadata, DNS, NTP): its gateway is not served", vni, out)
+	}
+	return out, nil
 }
 
 // nextHop is the address both ends of the hairpin route to (VNI 1's,
@@ -125,11 +142,9 @@ func (n *NATGateway) Sync(ctx context.Context, cfg NATConfig) error {
 	if err != nil {
 		return err
 	}
-	var errs []error
-	cfg.EIPs, err = n.usableEIPs(cfg.EIPs)
-	if err != nil {
-		errs = append(errs, err)
-	}
+	// What one EIP can't have is said (Warn); the others are served.
+	var bad []error
+	cfg.EIPs, bad = n.usableEIPs(cfg.EIPs)
 	vnis := map[int]netip.Addr{}
 	for _, vni := range slices.Concat(sourceVNIs(cfg.Sources), eipVNIs(cfg.EIPs)) {
 		if vni > DefaultVNI {
@@ -140,17 +155,28 @@ func (n *NATGateway) Sync(ctx context.Context, cfg NATConfig) error {
 			vnis[vni] = a
 		}
 	}
-	// ARP first: the stale EIPs are known by their routes.
-	if err := n.proxyARP(underlaySide, cfg.EIPs); err != nil {
+	var errs []error
+	// ARP first: the stale EIPs are known by their routes, kept while
+	// their answers could not be taken back.
+	kept, unanswered, err := n.proxyARP(underlaySide, cfg.EIPs)
+	bad = append(bad, unanswered...)
+	if err != nil {
 		errs = append(errs, err)
 	}
-	if err := n.routes(vpcSide, underlaySide, vnis, cfg); err != nil {
+	if err := n.routes(vpcSide, underlaySide, vnis, cfg, kept); err != nil {
 		errs = append(errs, err)
 	}
 	tx := n.NFT.NewTransaction()
 	n.table(tx, cfg, vnis)
 	if err := n.NFT.Run(ctx, tx); err != nil {
 		errs = append(errs, fmt.Errorf("NAT gateways: %w", err))
+	}
+	for _, e := range bad {
+		if n.Warn != nil {
+			n.Warn(e)
+		} else {
+			errs = append(errs, e)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -217,7 +243,7 @@ func (n *NATGateway) hairpin() (vpcSide, underlaySide netlink.Link, err error) {
 // routes makes exactly the gateway's routes: each VPC's default route to
 // the hairpin (in its table; before its unreachable one), and the way back
 // to its hairpin address and its EIPs (main table).
-func (n *NATGateway) routes(vpcSide, underlaySide netlink.Link, vnis map[int]netip.Addr, cfg NATConfig) error {
+func (n *NATGateway) routes(vpcSide, underlaySide netlink.Link, vnis map[int]netip.Addr, cfg NATConfig, kept []netip.Addr) error {
 	hop := n.nextHop().AsSlice()
 	want := map[string]*netlink.Route{}
 	add := func(r *netlink.Route) {
@@ -228,8 +254,8 @@ func (n *NATGateway) routes(vpcSide, underlaySide netlink.Link, vnis map[int]net
 		add(&netlink.Route{Table: TableOf(vni), Dst: ipNet(netip.MustParsePrefix("0.0.0.0/0")), LinkIndex: vpcSide.Attrs().Index})
 		add(&netlink.Route{Table: unix.RT_TABLE_MAIN, Dst: ipNet(netip.PrefixFrom(addr, 32)), LinkIndex: underlaySide.Attrs().Index})
 	}
-	for _, e := range cfg.EIPs {
-		add(&netlink.Route{Table: unix.RT_TABLE_MAIN, Dst: ipNet(netip.PrefixFrom(e.Addr, 32)), LinkIndex: underlaySide.Attrs().Index})
+	for _, a := range slices.Concat(eipAddrs(cfg.EIPs), kept) {
+		add(&netlink.Route{Table: unix.RT_TABLE_MAIN, Dst: ipNet(netip.PrefixFrom(a, 32)), LinkIndex: underlaySide.Attrs().Index})
 	}
 	for _, r := range cfg.Routes {
 		// Through the next hop's own network (the kernel finds its link).
@@ -252,6 +278,14 @@ func (n *NATGateway) routes(vpcSide, underlaySide netlink.Link, vnis map[int]net
 		}
 	}
 	for _, r := range want {
+		if r.LinkIndex == 0 {
+			// A route entry's: never over a route of the host's own (the
+			// kernel's to its networks, an operator's).
+			if err := netlink.RouteAdd(r); err != nil {
+				errs = append(errs, fmt.Errorf("route entry %s via %s (a route of the host's own has its destination?): %w", r.Dst, r.Gw, err))
+			}
+			continue
+		}
 		if err := netlink.RouteReplace(r); err != nil {
 			errs = append(errs, fmt.Errorf("NAT route %s: %w", r, err))
 		}
@@ -265,23 +299,4 @@ func routeKey(r *netlink.Route) string {
 		dst = r.Dst.String()
 	}
 	return strconv.Itoa(r.Table) + " " + dst
-}
-
-// RemoveNAT removes network's NAT gateway: its table, hairpin and routes
-// (an agent whose network has no gateway any more).
-func RemoveNAT(ctx context.Context, nft knftables.Interface, network string) error {
-	tx := nft.NewTransaction()
-	tx.Add(&knftables.Table{})
-	tx.Delete(&knftables.Table{})
-	var errs []error
-	if err := nft.Run(ctx, tx); err != nil {
-		errs = append(errs, fmt.Errorf("NAT table: %w", err))
-	}
-	vName, _ := NATDevices(network)
-	if l, err := netlink.LinkByName(vName); err == nil {
-		if err := netlink.LinkDel(l); err != nil {
-			errs = append(errs, fmt.Errorf("NAT hairpin: %w", err))
-		}
-	}
-	return errors.Join(errs...)
 }

@@ -37,15 +37,17 @@ func (n *NATGateway) table(tx *knftables.Transaction, cfg NATConfig, vnis map[in
 //     default VPC (translated where they arrive) and of the others (on the
 //     hairpin), and their instances;
 //   - protected-hosts, protected-services (NATProtected);
-//   - routed: the default VPC's route entries' destinations.
+//   - routed: the default VPC's route entries' destinations;
+//   - inside: every vSwitch's (VPC mark, CIDR).
 func (n *NATGateway) elements(tx *knftables.Transaction, cfg NATConfig, vnis map[int]netip.Addr) {
 	for _, s := range []*knftables.Set{
 		{Name: "sources", Type: "mark . ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag}},
+		{Name: "inside", Type: "mark . ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag}},
 		{Name: "addresses", Type: "ipv4_addr"},
 		{Name: "default-eips", Type: "ipv4_addr"},
 		{Name: "vpc-eips", Type: "ipv4_addr"},
 		{Name: "routed", Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag}},
-		{Name: "protected-hosts", Type: "ipv4_addr"},
+		{Name: "protected-hosts", Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag}},
 		{Name: "protected-services", Type: "ipv4_addr . inet_service"},
 	} {
 		tx.Add(s)
@@ -66,11 +68,17 @@ func (n *NATGateway) elements(tx *knftables.Transaction, cfg NATConfig, vnis map
 	for _, h := range cfg.Protected.Hosts {
 		elem("protected-hosts", h.String())
 	}
+	for _, p := range cfg.Protected.Networks {
+		elem("protected-hosts", p.Masked().String())
+	}
 	for _, s := range cfg.Protected.Services {
 		elem("protected-services", s.Addr().String(), strconv.Itoa(int(s.Port())))
 	}
 	for _, r := range cfg.Routes {
 		elem("routed", r.Destination.Masked().String())
+	}
+	for _, v := range cfg.Inside {
+		elem("inside", markText(v.VNI), v.CIDR.Masked().String())
 	}
 	for _, s := range cfg.Sources {
 		elem("sources", markText(s.VNI), s.CIDR.Masked().String())
@@ -123,17 +131,27 @@ func (n *NATGateway) chains() []natChain {
 			"iifname " + v + " ip daddr != @addresses drop",
 			"iifname " + v + " meta mark set ip daddr map @address-mark",
 			"iifname " + v + " ct zone set ip daddr map @address-zone",
+			// To an EIP from outside: never from an address of the VPCs
+			// (which security groups may trust).
+			"iifname " + v + " ip daddr @vpc-eips " + vpc + " . ip saddr @inside drop",
+			"iifname != " + inst + " iifname != \"vx*\" iifname != " + v + " ip daddr @default-eips " + vpc + " . ip saddr @inside drop",
 		}},
 		{"to-eips", knftables.NATType, knftables.PreroutingHook, knftables.DNATPriority, []string{
-			// An EIP of the default VPC where it arrives; another VPC's
-			// once round the hairpin, in its zone.
-			"iifname != " + inst + " iifname != " + v + " ip daddr @default-eips dnat ip to ip daddr map @eip-instance",
+			// An EIP of the default VPC where it arrives from outside (not
+			// from an instance, a tunnel or the hairpin, never marked for
+			// another VPC); another VPC's once round the hairpin, in its zone.
+			"iifname != " + inst + " iifname != \"vx*\" iifname != " + v + " " + vpc + " 0 ip daddr @default-eips dnat ip to ip daddr map @eip-instance",
 			"iifname " + v + " ip daddr @vpc-eips dnat ip to ip daddr map @eip-instance",
 		}},
 		{"forward", knftables.FilterType, knftables.ForwardHook, knftables.FilterPriority, []string{
 			// Out: only the gateways' vSwitches and the EIPs' instances.
 			"oifname " + v + " " + vpc + " . ip saddr != @sources drop",
-			// Round the hairpin: to the underlay, never into a VPC.
+			// Round the hairpin: to the underlay, never into a VPC; no
+			// tunnel packet (with the host's address, it would pass for a
+			// host's).
+			"iifname " + u + " udp dport " + strconv.Itoa(VXLANPort) + " drop",
+			"iifname " + inst + " " + vpc + " . ip saddr @sources udp dport " + strconv.Itoa(VXLANPort) + " drop",
+			"iifname " + inst + " oifname " + u + " drop",
 			"iifname " + u + " oifname " + inst + " drop",
 			"iifname " + u + " oifname \"vx*\" drop",
 			"iifname " + u + " oifname " + v + " drop",
@@ -155,10 +173,14 @@ func (n *NATGateway) chains() []natChain {
 			"oifname " + v + " snat ip to " + vpc + " . ip saddr map @instance-eip",
 			"oifname " + v + " snat ip to " + vpc + " map @vpc-address",
 			"iifname " + u + " ip saddr @vpc-eips accept",
+			// Ports above 1023: no server takes the host's privileged ports
+			// from an instance (NFS's "secure" exports).
+			"iifname " + u + " meta l4proto { tcp, udp } masquerade to :1024-65535",
 			"iifname " + u + " masquerade",
 			// The default VPC's route entries: routed as they are.
 			out + "ip daddr @routed accept",
 			out + "snat ip to " + vpc + " . ip saddr map @instance-eip",
+			out + vpc + " . ip saddr @sources meta l4proto { tcp, udp } masquerade to :1024-65535",
 			out + vpc + " . ip saddr @sources masquerade",
 		}},
 	}

@@ -2,9 +2,11 @@ package datapath
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"sigs.k8s.io/knftables"
@@ -72,6 +74,37 @@ func TestNATGatewayOnAHost(t *testing.T) {
 		if got, err := dialTCP(from, "198.18.61.2:7300", ""); err != nil || got != "198.18.61.1" {
 			t.Errorf("%s to the outside: %q, %v; want the host's address 198.18.61.1", from, got, err)
 		}
+	}
+	// A privileged source port is not kept: the host's own are not given.
+	var l net.Listener
+	if err := netnstest.In("dpn-out", func() (err error) { l, err = net.Listen("tcp4", ":7302"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	seen := make(chan string, 1)
+	go func() {
+		if c, err := l.Accept(); err == nil {
+			seen <- c.RemoteAddr().String()
+			c.Close()
+		}
+	}()
+	if err := netnstest.In("dpn-d1", func() error {
+		d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("198.18.60.10"), Port: 700}}
+		c, err := d.Dial("tcp4", "198.18.61.2:7302")
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case from := <-seen:
+		if ap := netip.MustParseAddrPort(from); ap.Port() < 1024 {
+			t.Errorf("the outside saw %s: a privileged port of the host's", from)
+		}
+	case <-time.After(3 * time.Second):
+		t.Error("the server saw no connection")
 	}
 	// Not the pool's hosts nor the server's API, from the host's address.
 	for _, from := range []string{"dpn-d1", "dpn-x1"} {
@@ -154,13 +187,24 @@ func TestEIPsOnAHost(t *testing.T) {
 	netnstest.ServePeer(t, "dpe-out", 7300)
 	inst := netip.MustParseAddr("198.18.60.10")
 	eipD, eipX := netip.MustParseAddr("198.18.61.100"), netip.MustParseAddr("198.18.61.101")
+	vsw := netip.MustParsePrefix("198.18.60.0/24")
 	h.syncNATWith(t, gw, NATConfig{
 		Sources: []NATSource{{VNI: DefaultVNI, CIDR: netip.MustParsePrefix("198.18.60.11/32")}},
 		EIPs:    []EIP{{Addr: eipD, Instance: inst, VNI: DefaultVNI}, {Addr: eipX, Instance: inst, VNI: 7}},
+		Inside:  []NATSource{{VNI: DefaultVNI, CIDR: vsw}, {VNI: 7, CIDR: vsw}},
 	})
 	for _, c := range []struct{ eip, want string }{{eipD.String(), "d1"}, {eipX.String(), "x1"}} {
 		if got, err := dialTCP("dpe-out", c.eip+":7200", ""); err != nil || got != c.want {
 			t.Errorf("the outside to EIP %s: %q, %v; want %q", c.eip, got, err, c.want)
+		}
+	}
+	// From outside with an address of the VPCs (which security groups may
+	// trust): nothing reaches either instance.
+	netnstest.IP(t, "-n", "dpe-out", "addr", "add", "198.18.60.99/32", "dev", "eth0")
+	netnstest.IP(t, "-n", "dpe-host", "route", "add", "198.18.60.99/32", "via", "198.18.61.2") // answers could go back
+	for _, eip := range []string{eipD.String(), eipX.String()} {
+		if got, err := dialTCP("dpe-out", eip+":7200", "198.18.60.99"); err == nil {
+			t.Errorf("the outside reached EIP %s with an address of the VPCs: %q", eip, got)
 		}
 	}
 	for _, c := range []struct{ from, want string }{{"dpe-d1", eipD.String()}, {"dpe-x1", eipX.String()}, {"dpe-d2", "198.18.61.1"}} {

@@ -63,9 +63,11 @@ type Isolation struct {
 	NFT knftables.Interface
 	// Network names the agent's network (its tunnels: TunnelDevice).
 	Network string
-	// Tunnel: the host has tunnels; their UDP port takes packets from the
-	// other hosts' tunnel IPs alone (SetPeers).
+	// Tunnel: the host has tunnels from its address Local; their UDP port
+	// takes packets to Local from the other hosts' tunnel IPs alone
+	// (SetPeers).
 	Tunnel bool
+	Local  netip.Addr
 }
 
 // prePriority is the isolation's prerouting priority: before IPv4
@@ -129,6 +131,9 @@ func (i *Isolation) base(tx *knftables.Transaction) {
 	input := []string{fmt.Sprintf("iifname %q udp dport %d drop", InterfacePrefix+"*", VXLANPort)}
 	if i.Tunnel {
 		input = append(input, fmt.Sprintf("udp dport %d ip saddr != @tunnel-peers drop", VXLANPort))
+		if i.Local.IsValid() {
+			input = append(input, fmt.Sprintf("udp dport %d ip daddr != %s drop", VXLANPort, i.Local))
+		}
 	}
 	for _, c := range []struct {
 		name  string
