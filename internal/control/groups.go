@@ -49,13 +49,7 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 	if _, err := sizeCandidates(&g.Spec); err != nil {
 		return nil, false, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
 	}
-	if err := s.checkVSwitches(ctx, tenant, &g.Spec); err != nil {
-		return nil, false, err
-	}
-	if err := s.checkSecurityGroups(ctx, tenant, g.Spec.SecurityGroupIDs); err != nil {
-		return nil, false, err
-	}
-	if err := s.checkEIP(ctx, tenant, &g.Spec); err != nil {
+	if err := s.checkReferences(ctx, tenant, &g.Spec); err != nil {
 		return nil, false, err
 	}
 	now := s.now()
@@ -112,6 +106,18 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 	s.recordEvent(ctx, "ContainerGroup", obj.Metadata.ID, obj.Metadata.Tenant, apiv1.EventNormal, "Created", "created by "+p.String(), "server")
 	s.wake()
 	return obj, true, nil
+}
+
+// checkReferences checks what a new group of tenant names: its vSwitches
+// (and private IP), security groups and EIP.
+func (s *Service) checkReferences(ctx context.Context, tenant string, spec *apiv1.ContainerGroupSpec) error {
+	if err := s.checkVSwitches(ctx, tenant, spec); err != nil {
+		return err
+	}
+	if err := s.checkSecurityGroups(ctx, tenant, spec.SecurityGroupIDs); err != nil {
+		return err
+	}
+	return s.checkEIP(ctx, tenant, spec)
 }
 
 // madeBefore is the group tenant's client token tok created, if it still
