@@ -191,3 +191,35 @@ func TestCheckEIPRange(t *testing.T) {
 		}
 	}
 }
+
+// A group whose host is lost keeps its EIP for the quarantine (its host
+// may still answer for it): no other group gets the address until then.
+func TestEIPQuarantined(t *testing.T) {
+	e := newEnv(t, true, func(o *Options) { o.EIPRange = netip.MustParsePrefix("198.18.200.0/30") })
+	e.vswitch(t, "vsw-a", "zone-a", "198.19.128.0/24")
+	e.host(t, "h1", "zone-a", 16000, 65536, 100)
+	a := tenantPrincipal("a")
+	own := func(name string) *apiv1.ContainerGroup {
+		g := groupSpec(name, 1, 2)
+		g.Spec.WithEIP = true
+		g, _, err := e.svc.CreateGroup(e.ctx, a, g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	first := e.waitState(t, own("first").Metadata.ID, apiv1.StatePending)
+	second := e.waitState(t, own("second").Metadata.ID, apiv1.StatePending)
+	if _, err := e.svc.transitionWith(e.ctx, first.Metadata.ID, time.Minute, func(g *apiv1.ContainerGroup) bool {
+		return applyEvent(&g.Status, evHostLost, "HostLost", "lost", e.svc.now()) == nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	third := own("third")
+	poll.Eventually(t, 10*time.Second, "the third waits: the lost group's EIP is quarantined", e.scheduling(t, third.Metadata.ID, "every EIP"))
+	e.clock.Add(2 * time.Minute)
+	e.svc.wake()
+	if p := e.waitState(t, third.Metadata.ID, apiv1.StatePending); p.Status.EIPAddress != first.Status.EIPAddress || p.Status.EIPAddress == second.Status.EIPAddress {
+		t.Fatalf("after the quarantine the third got %q; the first had %q", p.Status.EIPAddress, first.Status.EIPAddress)
+	}
+}
