@@ -157,10 +157,12 @@ func (n *NATGateway) chains() []natChain {
 			"iifname " + u + " oifname " + v + " drop",
 			// Never the pool's own hosts and server, from the host's
 			// address or an EIP (the default VPC's too).
-			"iifname " + u + " ip daddr @protected-hosts drop",
-			"iifname " + u + " ip daddr . tcp dport @protected-services drop",
-			"iifname " + inst + " " + vpc + " . ip saddr @sources ip daddr @protected-hosts drop",
-			"iifname " + inst + " " + vpc + " . ip saddr @sources ip daddr . tcp dport @protected-services drop",
+			// (What they open: their answers to what a host opened to an
+			// EIP pass.)
+			"iifname " + u + " ct direction original ip daddr @protected-hosts drop",
+			"iifname " + u + " ct direction original ip daddr . tcp dport @protected-services drop",
+			"iifname " + inst + " ct direction original " + vpc + " . ip saddr @sources ip daddr @protected-hosts drop",
+			"iifname " + inst + " ct direction original " + vpc + " . ip saddr @sources ip daddr . tcp dport @protected-services drop",
 			// Back in: answers, and what comes to an EIP.
 			"oifname " + u + " ip daddr @vpc-eips accept",
 			"oifname " + u + " ct state != { established, related } drop",

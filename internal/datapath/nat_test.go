@@ -197,6 +197,11 @@ func TestEIPsOnAHost(t *testing.T) {
 		if got, err := dialTCP("dpe-out", c.eip+":7200", ""); err != nil || got != c.want {
 			t.Errorf("the outside to EIP %s: %q, %v; want %q", c.eip, got, err, c.want)
 		}
+		// A host of the pool (protected: no instance opens a connection
+		// to it) gets its answers.
+		if got, err := dialTCP("dpe-out", c.eip+":7200", "198.18.61.3"); err != nil || got != c.want {
+			t.Errorf("a host of the pool to EIP %s: %q, %v; want %q", c.eip, got, err, c.want)
+		}
 	}
 	// From outside with an address of the VPCs (which security groups may
 	// trust): nothing reaches either instance.
