@@ -54,34 +54,23 @@ func timedTransfer(ns, addr string, n int, up bool) (time.Duration, error) {
 // answers one, 'd' sends n bytes.
 func serveBytes(t *testing.T, ns string, port, n int) {
 	t.Helper()
-	var l net.Listener
-	if err := netnstest.In(ns, func() (err error) { l, err = net.Listen("tcp4", fmt.Sprintf(":%d", port)); return err }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
+	netnstest.ServeConns(t, ns, port, func(c net.Conn) {
+		go func() {
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+			dir := make([]byte, 1)
+			if _, err := io.ReadFull(c, dir); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-				dir := make([]byte, 1)
-				if _, err := io.ReadFull(c, dir); err != nil {
-					return
+			if dir[0] == 'u' {
+				if _, err := io.CopyN(io.Discard, c, int64(n)); err == nil {
+					_, _ = c.Write([]byte{1})
 				}
-				if dir[0] == 'u' {
-					if _, err := io.CopyN(io.Discard, c, int64(n)); err == nil {
-						_, _ = c.Write([]byte{1})
-					}
-					return
-				}
-				_, _ = c.Write(make([]byte, n))
-			}()
-		}
-	}()
+				return
+			}
+			_, _ = c.Write(make([]byte, n))
+		}()
+	})
 }
 
 // An instance limited to 4 Mbit/s each way takes at least 1.4 s to send or

@@ -76,18 +76,14 @@ func TestNATGatewayOnAHost(t *testing.T) {
 		}
 	}
 	// A privileged source port is not kept: the host's own are not given.
-	var l net.Listener
-	if err := netnstest.In("dpn-out", func() (err error) { l, err = net.Listen("tcp4", ":7302"); return err }); err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
 	seen := make(chan string, 1)
-	go func() {
-		if c, err := l.Accept(); err == nil {
-			seen <- c.RemoteAddr().String()
-			c.Close()
+	netnstest.ServeConns(t, "dpn-out", 7302, func(c net.Conn) {
+		select {
+		case seen <- c.RemoteAddr().String():
+		default:
 		}
-	}()
+		c.Close()
+	})
 	if err := netnstest.In("dpn-d1", func() error {
 		d := net.Dialer{Timeout: 2 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("198.18.60.10"), Port: 700}}
 		c, err := d.Dial("tcp4", "198.18.61.2:7302")

@@ -89,6 +89,16 @@ func ServePeer(t testing.TB, ns string, port int) {
 
 func serve(t testing.TB, ns string, port int, reply func(net.Conn) string) {
 	t.Helper()
+	ServeConns(t, ns, port, func(c net.Conn) {
+		_, _ = c.Write([]byte(reply(c)))
+		c.Close()
+	})
+}
+
+// ServeConns hands every connection to port in namespace ns to handle, in
+// the accepting goroutine (handle may start its own), until the test ends.
+func ServeConns(t testing.TB, ns string, port int, handle func(net.Conn)) {
+	t.Helper()
 	var l net.Listener
 	if err := In(ns, func() (err error) { l, err = net.Listen("tcp4", fmt.Sprintf(":%d", port)); return err }); err != nil {
 		t.Fatal(err)
@@ -100,8 +110,7 @@ func serve(t testing.TB, ns string, port int, reply func(net.Conn) string) {
 			if err != nil {
 				return
 			}
-			_, _ = c.Write([]byte(reply(c)))
-			c.Close()
+			handle(c)
 		}
 	}()
 }
