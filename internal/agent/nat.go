@@ -39,6 +39,7 @@ type natGateway struct {
 	pool     datapath.NATConfig
 	poolRead time.Time
 	last     *datapath.NATConfig
+	warned   bool // the last write warned: written again at the next tick
 }
 
 func newNATGateway(ctx context.Context, network string, readPool func(context.Context) (datapath.NATConfig, error), eips func() ([]datapath.EIP, bool)) (*natGateway, error) {
@@ -46,10 +47,16 @@ func newNATGateway(ctx context.Context, network string, readPool func(context.Co
 	if err != nil {
 		return nil, fmt.Errorf("NAT gateways need nftables (nft 1.0.1 or later): %w", err)
 	}
-	// What one EIP can't have (its address is the host's, or on none of
-	// its networks) is said, and the others are served.
-	warn := func(err error) { log.G(ctx).Warn("EIP not served on this host", "err", err) }
-	return &natGateway{gw: &datapath.NATGateway{NFT: nft, Network: network, Warn: warn}, readPool: readPool, eips: eips, changed: make(chan struct{}, 1)}, nil
+	n := &natGateway{readPool: readPool, eips: eips, changed: make(chan struct{}, 1)}
+	// What one EIP, VPC or route entry can't have (an EIP that is the
+	// host's address, or on none of its networks) is said, and the others
+	// are served; the write is tried again at the next tick.
+	warn := func(err error) {
+		n.warned = true
+		log.G(ctx).Warn("NAT gateway: not served on this host", "err", err)
+	}
+	n.gw = &datapath.NATGateway{NFT: nft, Network: network, Warn: warn}
+	return n, nil
 }
 
 func (n *natGateway) kick() { notify(n.changed) }
@@ -89,10 +96,14 @@ func (n *natGateway) sync(ctx context.Context, full bool) error {
 	if !full && natEqual(&cfg, n.last) {
 		return nil
 	}
+	n.warned = false
 	if err := n.gw.Sync(ctx, cfg); err != nil {
 		return err
 	}
 	n.last = &cfg
+	if n.warned {
+		n.last = nil
+	}
 	return nil
 }
 
@@ -139,7 +150,9 @@ func (a *Agent) natPool(ctx context.Context) (datapath.NATConfig, error) {
 		}
 	}
 	slices.SortFunc(protected.Hosts, netip.Addr.Compare)
-	protected.Services = a.serverAddrs(ctx)
+	if protected.Services, err = a.serverAddrs(ctx); err != nil {
+		return datapath.NATConfig{}, err // the last pool stays, with the server's addresses
+	}
 	protected.Networks = a.cfg.ProtectedNetworks
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -167,10 +180,10 @@ func (a *Agent) natPool(ctx context.Context) (datapath.NATConfig, error) {
 
 // serverAddrs are the addresses and port of the server's API (its URL's
 // host resolved when it is a name).
-func (a *Agent) serverAddrs(ctx context.Context) []netip.AddrPort {
+func (a *Agent) serverAddrs(ctx context.Context) ([]netip.AddrPort, error) {
 	u, err := url.Parse(a.cfg.Client.Server())
 	if err != nil {
-		return nil
+		return nil, fmt.Errorf("the server's URL: %w", err)
 	}
 	port, err := strconv.Atoi(u.Port())
 	if err != nil {
@@ -178,15 +191,14 @@ func (a *Agent) serverAddrs(ctx context.Context) []netip.AddrPort {
 	}
 	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", u.Hostname())
 	if err != nil {
-		log.G(ctx).Warn("resolve the server's address to keep it from NAT gateways", "err", err)
-		return nil
+		return nil, fmt.Errorf("resolve the server's address, to keep it from the NAT gateways: %w", err)
 	}
 	out := make([]netip.AddrPort, 0, len(addrs))
 	for _, ad := range addrs {
 		out = append(out, netip.AddrPortFrom(ad.Unmap(), uint16(port)))
 	}
 	slices.SortFunc(out, netip.AddrPort.Compare)
-	return out
+	return out, nil
 }
 
 // localEIPs are the EIPs of the groups placed on this host and not ended,

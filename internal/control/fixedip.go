@@ -135,10 +135,13 @@ func (s *Service) keptFixedIPs(ctx context.Context, tenant string) (int, error) 
 // staleFixed is the record an earlier group of g's key kept that g does
 // not take again (its vSwitch is not one g may use): deleted in g's
 // placement, so that a key keeps one address at most.
-func (st *placementState) staleFixed(g *apiv1.ContainerGroup, kept *ipRecord) *ipRecord {
+func (st *placementState) staleFixed(g *apiv1.ContainerGroup, kept *ipRecord, now time.Time) *ipRecord {
 	rec := st.fixed[fixedKey(g)]
 	if fixedKey(g) == "" || kept != nil || rec == nil || rec.Group != "" {
 		return nil
+	}
+	if rec.HeldUntil != nil && now.Before(*rec.HeldUntil) {
+		return nil // its last host may still use it: the quarantine holds
 	}
 	return rec
 }

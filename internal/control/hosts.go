@@ -137,7 +137,12 @@ func (s *Service) checkTunnelIP(ctx context.Context, h *apiv1.Host) error {
 	if h.Spec.TunnelIP == "" {
 		return nil
 	}
-	if a, err := netip.ParseAddr(h.Spec.TunnelIP); err == nil && s.opts.EIPRange.IsValid() && s.opts.EIPRange.Contains(a) {
+	known, err := s.hosts.Get(ctx, h.Metadata.Name)
+	if err != nil && !errdefs.IsNotFound(err) {
+		return err
+	}
+	again := err == nil && known.Spec.TunnelIP == h.Spec.TunnelIP // a host that registered before the range holds it
+	if a, err := netip.ParseAddr(h.Spec.TunnelIP); err == nil && !again && s.opts.EIPRange.IsValid() && s.opts.EIPRange.Contains(a) {
 		return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: "spec.tunnelIP",
 			Message: fmt.Sprintf("%s is inside the EIP range %s, whose addresses instances are reached at; allowed: an address outside it", h.Spec.TunnelIP, s.opts.EIPRange)}})
 	}

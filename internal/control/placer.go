@@ -364,7 +364,7 @@ func (s *Service) placeOne(ctx context.Context, st *placementState, g *apiv1.Con
 	if why != "" {
 		return s.unschedulable(ctx, g, "no EIP: "+why)
 	}
-	return s.commitPlacement(ctx, st, g, d, placedIP{ip, kept, st.staleFixed(g, kept)}, eip, eipCond)
+	return s.commitPlacement(ctx, st, g, d, placedIP{ip, kept, st.staleFixed(g, kept, s.now())}, eip, eipCond)
 }
 
 // placedIP is a group's address at placement, the kept record of its

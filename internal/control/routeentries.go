@@ -34,6 +34,11 @@ func (s *Service) AddRouteEntry(ctx context.Context, p auth.Principal, r *apiv1.
 				Message: fmt.Sprintf("%s overlaps vSwitch %s (%s) of the default VPC; allowed: a network outside its vSwitches", dst, v.Metadata.ID, v.Spec.CIDR)}})
 		}
 	}
+	if _, err := s.routes.Get(ctx, r.Metadata.Name); err == nil {
+		return nil, fmt.Errorf("route entry %s exists: %w", r.Metadata.Name, errdefs.ErrAlreadyExists)
+	} else if !errdefs.IsNotFound(err) {
+		return nil, err
+	}
 	if why, err := s.routeEntryClash(ctx, dst); err != nil {
 		return nil, err
 	} else if why != "" {

@@ -38,6 +38,9 @@ func TestRouteEntries(t *testing.T) {
 	if _, err := e.svc.CreateVSwitch(e.ctx, auth.Admin, &apiv1.VSwitch{Metadata: apiv1.ObjectMeta{Name: "vsw-b"}, Spec: apiv1.VSwitchSpec{Zone: "zone-a", CIDR: "198.18.10.0/25"}}); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "node-1") {
 		t.Fatalf("a vSwitch over an entry: %v", err)
 	}
+	if _, err := e.svc.AddRouteEntry(e.ctx, auth.Admin, entry("node-1", "198.18.10.0/24", "198.18.192.5")); !errdefs.IsAlreadyExists(err) {
+		t.Errorf("the same entry again: %v", err)
+	}
 	for _, c := range []struct{ dst, why string }{
 		{"198.18.10.128/25", "route entry node-1"},
 		{"169.254.169.0/24", "169.254.0.0/16"},

@@ -27,11 +27,11 @@ import (
 
 // usableEIPs are those of eips that are neither the host's own addresses
 // (what comes to the host would go to the instance) nor the hairpin's;
-// the others are named in errs.
-func (n *NATGateway) usableEIPs(eips []EIP) (out []EIP, errs []error) {
+// the others are warned of.
+func (n *NATGateway) usableEIPs(eips []EIP) ([]EIP, error) {
 	addrs, err := netlink.AddrList(nil, unix.AF_INET)
 	if err != nil {
-		return nil, []error{fmt.Errorf("the host's addresses, to check the EIPs against: %w", err)}
+		return nil, fmt.Errorf("the host's addresses, to check the EIPs against: %w", err)
 	}
 	local := map[netip.Addr]bool{}
 	for _, a := range addrs {
@@ -39,14 +39,15 @@ func (n *NATGateway) usableEIPs(eips []EIP) (out []EIP, errs []error) {
 			local[ip.Unmap()] = true
 		}
 	}
+	var out []EIP
 	for _, e := range eips {
 		if local[e.Addr] || n.natRange().Contains(e.Addr) {
-			errs = append(errs, fmt.Errorf("EIP %s is an address of this host or its NAT hairpin: not translated", e.Addr))
+			n.warn(fmt.Errorf("EIP %s is an address of this host or its NAT hairpin: not translated", e.Addr))
 			continue
 		}
 		out = append(out, e)
 	}
-	return out, errs
+	return out, nil
 }
 
 func eipAddrs(eips []EIP) []netip.Addr {
@@ -69,9 +70,9 @@ func eipVNIs(eips []EIP) []int {
 // and stops answering for those an earlier sync had (their routes through
 // the hairpin tell them, so an agent that starts again finds them too).
 // kept are stale ones whose answers could not be taken back (their routes
-// stay, so that the next sync finds them again); unanswered, the EIPs on
-// none of the host's networks.
-func (n *NATGateway) proxyARP(underlaySide netlink.Link, eips []EIP) (kept []netip.Addr, unanswered []error, err error) {
+// stay, so that the next sync finds them again); an EIP on none of the
+// host's networks is warned of.
+func (n *NATGateway) proxyARP(underlaySide netlink.Link, eips []EIP) (kept []netip.Addr, err error) {
 	want := map[netip.Addr]bool{}
 	for _, e := range eips {
 		want[e.Addr] = true
@@ -79,7 +80,7 @@ func (n *NATGateway) proxyARP(underlaySide netlink.Link, eips []EIP) (kept []net
 	routes, err := netlink.RouteListFiltered(unix.AF_INET, &netlink.Route{Table: unix.RT_TABLE_MAIN, Protocol: RouteProtocolNAT},
 		netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
 	if err != nil {
-		return nil, nil, fmt.Errorf("EIP routes: %w", err)
+		return nil, fmt.Errorf("EIP routes: %w", err)
 	}
 	var errs []error
 	for _, r := range routes {
@@ -99,7 +100,7 @@ func (n *NATGateway) proxyARP(underlaySide netlink.Link, eips []EIP) (kept []net
 	for a := range want {
 		link, err := linkOfNetwork(a)
 		if err != nil {
-			unanswered = append(unanswered, err)
+			n.warn(err)
 			continue
 		}
 		name := link.Attrs().Name
@@ -112,7 +113,7 @@ func (n *NATGateway) proxyARP(underlaySide netlink.Link, eips []EIP) (kept []net
 			errs = append(errs, fmt.Errorf("answer ARP for EIP %s on %s: %w", a, name, err))
 		}
 	}
-	return kept, unanswered, errors.Join(errs...)
+	return kept, errors.Join(errs...)
 }
 
 // forgetConnections deletes the tracked connections of an EIP that went

@@ -142,24 +142,28 @@ func (n *NATGateway) Sync(ctx context.Context, cfg NATConfig) error {
 	if err != nil {
 		return err
 	}
-	// What one EIP can't have is said (Warn); the others are served.
-	var bad []error
-	cfg.EIPs, bad = n.usableEIPs(cfg.EIPs)
+	// What one EIP, VPC or route entry can't have is said (Warn); the
+	// others are served.
+	cfg.EIPs, err = n.usableEIPs(cfg.EIPs)
+	if err != nil {
+		return err
+	}
 	vnis := map[int]netip.Addr{}
 	for _, vni := range slices.Concat(sourceVNIs(cfg.Sources), eipVNIs(cfg.EIPs)) {
 		if vni > DefaultVNI {
 			a, err := n.Address(vni)
 			if err != nil {
-				return err
+				n.warn(err)
+				continue
 			}
 			vnis[vni] = a
 		}
 	}
+	cfg = withVPCs(cfg, vnis)
 	var errs []error
 	// ARP first: the stale EIPs are known by their routes, kept while
 	// their answers could not be taken back.
-	kept, unanswered, err := n.proxyARP(underlaySide, cfg.EIPs)
-	bad = append(bad, unanswered...)
+	kept, err := n.proxyARP(underlaySide, cfg.EIPs)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -171,14 +175,23 @@ func (n *NATGateway) Sync(ctx context.Context, cfg NATConfig) error {
 	if err := n.NFT.Run(ctx, tx); err != nil {
 		errs = append(errs, fmt.Errorf("NAT gateways: %w", err))
 	}
-	for _, e := range bad {
-		if n.Warn != nil {
-			n.Warn(e)
-		} else {
-			errs = append(errs, e)
-		}
-	}
 	return errors.Join(errs...)
+}
+
+// warn hears of what one EIP, VPC or route entry can't have.
+func (n *NATGateway) warn(err error) {
+	if n.Warn != nil {
+		n.Warn(err)
+	}
+}
+
+// withVPCs is cfg without the sources and EIPs of VPCs that have no
+// hairpin address (vnis; the default VPC needs none).
+func withVPCs(cfg NATConfig, vnis map[int]netip.Addr) NATConfig {
+	served := func(vni int) bool { _, ok := vnis[vni]; return vni <= DefaultVNI || ok }
+	cfg.Sources = slices.DeleteFunc(slices.Clone(cfg.Sources), func(s NATSource) bool { return !served(s.VNI) })
+	cfg.EIPs = slices.DeleteFunc(slices.Clone(cfg.EIPs), func(e EIP) bool { return !served(e.VNI) })
+	return cfg
 }
 
 func sourceVNIs(sources []NATSource) []int {
@@ -282,7 +295,7 @@ func (n *NATGateway) routes(vpcSide, underlaySide netlink.Link, vnis map[int]net
 			// A route entry's: never over a route of the host's own (the
 			// kernel's to its networks, an operator's).
 			if err := netlink.RouteAdd(r); err != nil {
-				errs = append(errs, fmt.Errorf("route entry %s via %s (a route of the host's own has its destination?): %w", r.Dst, r.Gw, err))
+				n.warn(fmt.Errorf("route entry %s via %s not routed (a route of the host's own has its destination?): %w", r.Dst, r.Gw, err))
 			}
 			continue
 		}

@@ -46,8 +46,8 @@ func (n *NATGateway) elements(tx *knftables.Transaction, cfg NATConfig, vnis map
 		{Name: "addresses", Type: "ipv4_addr"},
 		{Name: "default-eips", Type: "ipv4_addr"},
 		{Name: "vpc-eips", Type: "ipv4_addr"},
-		{Name: "routed", Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag}},
-		{Name: "protected-hosts", Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag}},
+		{Name: "routed", Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag}, AutoMerge: knftables.PtrTo(true)},
+		{Name: "protected-hosts", Type: "ipv4_addr", Flags: []knftables.SetFlag{knftables.IntervalFlag}, AutoMerge: knftables.PtrTo(true)},
 		{Name: "protected-services", Type: "ipv4_addr . inet_service"},
 	} {
 		tx.Add(s)
@@ -93,7 +93,9 @@ func (n *NATGateway) elements(tx *knftables.Transaction, cfg NATConfig, vnis map
 		back(addr, vni)
 	}
 	for _, e := range cfg.EIPs {
-		elem("sources", markText(e.VNI), netip.PrefixFrom(e.Instance, 32).String())
+		if !covered(cfg.Sources, e) {
+			elem("sources", markText(e.VNI), netip.PrefixFrom(e.Instance, 32).String())
+		}
 		mapElem("eip-instance", e.Instance.String(), e.Addr.String())
 		mapElem("instance-eip", e.Addr.String(), markText(e.VNI), e.Instance.String())
 		if e.VNI <= DefaultVNI {
@@ -103,6 +105,17 @@ func (n *NATGateway) elements(tx *knftables.Transaction, cfg NATConfig, vnis map
 		elem("vpc-eips", e.Addr.String())
 		back(e.Addr, e.VNI)
 	}
+}
+
+// covered tells whether a source of e's VPC holds its instance (the
+// concatenated interval set takes no overlapping elements).
+func covered(sources []NATSource, e EIP) bool {
+	for _, s := range sources {
+		if max(s.VNI, DefaultVNI) == max(e.VNI, DefaultVNI) && s.CIDR.Contains(e.Instance) {
+			return true
+		}
+	}
+	return false
 }
 
 func markText(vni int) string { return fmt.Sprintf("%#x", MarkOf(max(vni, DefaultVNI))) }
@@ -131,10 +144,6 @@ func (n *NATGateway) chains() []natChain {
 			"iifname " + v + " ip daddr != @addresses drop",
 			"iifname " + v + " meta mark set ip daddr map @address-mark",
 			"iifname " + v + " ct zone set ip daddr map @address-zone",
-			// To an EIP from outside: never from an address of the VPCs
-			// (which security groups may trust).
-			"iifname " + v + " ip daddr @vpc-eips " + vpc + " . ip saddr @inside drop",
-			"iifname != " + inst + " iifname != \"vx*\" iifname != " + v + " ip daddr @default-eips " + vpc + " . ip saddr @inside drop",
 		}},
 		{"to-eips", knftables.NATType, knftables.PreroutingHook, knftables.DNATPriority, []string{
 			// An EIP of the default VPC where it arrives from outside (not
@@ -144,13 +153,22 @@ func (n *NATGateway) chains() []natChain {
 			"iifname " + v + " ip daddr @vpc-eips dnat ip to ip daddr map @eip-instance",
 		}},
 		{"forward", knftables.FilterType, knftables.ForwardHook, knftables.FilterPriority, []string{
+			// To an EIP from outside: never from an address of the VPCs
+			// (which security groups may trust); answers to what its
+			// instance opened are not checked.
+			"ct direction original ct original ip daddr @default-eips " + vpc + " . ip saddr @inside drop",
+			"ct direction original ct original ip daddr @vpc-eips " + vpc + " . ip saddr @inside drop",
 			// Out: only the gateways' vSwitches and the EIPs' instances.
 			"oifname " + v + " " + vpc + " . ip saddr != @sources drop",
 			// Round the hairpin: to the underlay, never into a VPC; no
 			// tunnel packet (with the host's address, it would pass for a
 			// host's).
 			"iifname " + u + " udp dport " + strconv.Itoa(VXLANPort) + " drop",
-			"iifname " + inst + " " + vpc + " . ip saddr @sources udp dport " + strconv.Itoa(VXLANPort) + " drop",
+			out + vpc + " . ip saddr @sources udp dport " + strconv.Itoa(VXLANPort) + " drop",
+			// Nothing untracked goes out (it would be neither translated
+			// nor checked as what an instance opens).
+			"iifname " + u + " ct state invalid drop",
+			out + vpc + " . ip saddr @sources ct state invalid drop",
 			"iifname " + inst + " oifname " + u + " drop",
 			"iifname " + u + " oifname " + inst + " drop",
 			"iifname " + u + " oifname \"vx*\" drop",
