@@ -229,6 +229,11 @@ func TestEIPsOnAHost(t *testing.T) {
 	if got, err := dialTCP("dpe-out", eipD.String()+":7200", ""); err != nil || got != "d1" {
 		t.Errorf("d1's EIP beside a refused one: %q, %v", got, err)
 	}
+	// An EIP's instance inside a vSwitch with a gateway: one source.
+	h.syncNATWith(t, gw, NATConfig{Sources: []NATSource{{VNI: DefaultVNI, CIDR: vsw}}, EIPs: []EIP{{Addr: eipD, Instance: inst, VNI: DefaultVNI}}, Inside: []NATSource{{VNI: DefaultVNI, CIDR: vsw}}})
+	if got, err := dialTCP("dpe-d1", "198.18.61.2:7300", ""); err != nil || got != eipD.String() {
+		t.Errorf("d1 with an EIP in a vSwitch with a gateway: %q, %v; want it from its EIP", got, err)
+	}
 	// VPC 7's EIP goes: nothing answers it, x1 reaches nothing outside.
 	h.syncNATWith(t, gw, NATConfig{EIPs: []EIP{{Addr: eipD, Instance: inst, VNI: DefaultVNI}}})
 	netnstest.IP(t, "-n", "dpe-out", "neigh", "flush", "dev", "eth0")
