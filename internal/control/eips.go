@@ -48,22 +48,21 @@ func (s *Service) AllocateEIP(ctx context.Context, p auth.Principal, e *apiv1.EI
 	case tenant == "":
 		tenant = s.opts.DefaultTenant
 	default:
-		if _, err := s.tenants.Get(ctx, tenant); errdefs.IsNotFound(err) {
-			return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: "metadata.tenant",
-				Message: fmt.Sprintf("%q is not a tenant; allowed: a tenant's name (eci token create --tenant makes one)", tenant)}})
-		} else if err != nil {
+		if err := s.checkTenant(ctx, tenant, "a tenant's name (eci token create --tenant makes one)"); err != nil {
 			return nil, err
 		}
 	}
 	if !s.opts.EIPRange.IsValid() {
 		return nil, eipsOff("metadata")
 	}
-	if n, err := s.tenantEIPs(ctx, tenant); err != nil {
+	items, _, _, err := s.eips.List(ctx, storeOpts(0, 0, ""))
+	if err != nil {
 		return nil, err
-	} else if n >= MaxEIPsPerTenant {
+	}
+	if n := allocatedBy(items, tenant); n >= MaxEIPsPerTenant {
 		return nil, fmt.Errorf("tenant %s has %d EIPs, the most one may allocate; release one (eci eips release): %w", tenant, n, errdefs.ErrPermissionDenied)
 	}
-	rec, cond, err := s.newEIP(ctx, tenant, e.Metadata.Name, "")
+	rec, cond, err := s.newEIP(ctx, items, tenant, e.Metadata.Name, "")
 	if err != nil {
 		return nil, err
 	}
@@ -108,29 +107,22 @@ func CheckEIPRange(r netip.Prefix, listen string) error {
 // own are bounded by its groups).
 const MaxEIPsPerTenant = 20
 
-// tenantEIPs counts the EIPs tenant allocated.
-func (s *Service) tenantEIPs(ctx context.Context, tenant string) (int, error) {
-	items, _, _, err := s.eips.List(ctx, storeOpts(0, 0, ""))
-	if err != nil {
-		return 0, err
-	}
+// allocatedBy counts the EIPs of items tenant allocated.
+func allocatedBy(items []*apiv1.EIP, tenant string) int {
 	n := 0
 	for _, e := range items {
 		if e.Metadata.Tenant == tenant && !e.Status.AutoRelease {
 			n++
 		}
 	}
-	return n, nil
+	return n
 }
 
-// newEIP is a record for the lowest free address of the range, for tenant
+// newEIP is a record for the lowest free address of the range (items: the
+// EIPs stored), for tenant
 // (bound to group, auto-released, when group is not ""), and the
 // condition its write needs.
-func (s *Service) newEIP(ctx context.Context, tenant, name, group string) (*apiv1.EIP, store.Cond, error) {
-	items, _, _, err := s.eips.List(ctx, storeOpts(0, 0, ""))
-	if err != nil {
-		return nil, store.Cond{}, err
-	}
+func (s *Service) newEIP(ctx context.Context, items []*apiv1.EIP, tenant, name, group string) (*apiv1.EIP, store.Cond, error) {
 	byID := map[string]*apiv1.EIP{}
 	for _, e := range items {
 		byID[e.Metadata.ID] = e
@@ -250,7 +242,11 @@ func (s *Service) checkEIP(ctx context.Context, tenant string, spec *apiv1.Conta
 func (s *Service) bindEIP(ctx context.Context, g *apiv1.ContainerGroup) (*apiv1.EIP, store.Cond, string, error) {
 	switch {
 	case g.Spec.WithEIP:
-		rec, cond, err := s.newEIP(ctx, g.Metadata.Tenant, "", g.Metadata.ID)
+		items, _, _, err := s.eips.List(ctx, storeOpts(0, 0, ""))
+		if err != nil {
+			return nil, store.Cond{}, "", err
+		}
+		rec, cond, err := s.newEIP(ctx, items, g.Metadata.Tenant, "", g.Metadata.ID)
 		if errors.Is(err, errNoFreeEIP) {
 			return nil, cond, err.Error(), nil
 		}

@@ -188,3 +188,14 @@ func (s *Service) EnsureAdminToken(ctx context.Context, secret string, rotate bo
 const tokenRevoked apiv1.TokenKind = "Revoked"
 
 func revokedID(id string) string { return "revoked-" + id }
+
+// checkTenant checks that tenant (named in metadata.tenant) exists; allowed
+// ends the error's message.
+func (s *Service) checkTenant(ctx context.Context, tenant, allowed string) error {
+	_, err := s.tenants.Get(ctx, tenant)
+	if errdefs.IsNotFound(err) {
+		return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: "metadata.tenant",
+			Message: fmt.Sprintf("%q is not a tenant; allowed: %s", tenant, allowed)}})
+	}
+	return err
+}

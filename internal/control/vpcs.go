@@ -42,10 +42,7 @@ func (s *Service) CreateVPC(ctx context.Context, p auth.Principal, v *apiv1.VPC)
 		return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
 	}
 	if t := v.Metadata.Tenant; t != "" {
-		if _, err := s.tenants.Get(ctx, t); errdefs.IsNotFound(err) {
-			return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: "metadata.tenant",
-				Message: fmt.Sprintf("%q is not a tenant; allowed: a tenant's name, or none for a VPC every tenant may use", t)}})
-		} else if err != nil {
+		if err := s.checkTenant(ctx, t, "a tenant's name, or none for a VPC every tenant may use"); err != nil {
 			return nil, err
 		}
 	}

@@ -33,10 +33,7 @@ func (s *Service) CreateVSwitch(ctx context.Context, p auth.Principal, v *apiv1.
 		}
 	}
 	if t := v.Metadata.Tenant; t != "" {
-		if _, err := s.tenants.Get(ctx, t); errdefs.IsNotFound(err) {
-			return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: "metadata.tenant",
-				Message: fmt.Sprintf("%q is not a tenant; allowed: a tenant's name (eci token create --tenant makes one), or none for a vSwitch every tenant may use", t)}})
-		} else if err != nil {
+		if err := s.checkTenant(ctx, t, "a tenant's name (eci token create --tenant makes one), or none for a vSwitch every tenant may use"); err != nil {
 			return nil, err
 		}
 	}
