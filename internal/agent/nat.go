@@ -18,14 +18,18 @@ import (
 
 // natInterval is how often the host reads the vSwitches (their NAT
 // gateways) and the hosts (their addresses) again: a gateway added or gone
-// is seen within it.
-const natInterval = 10 * time.Second
+// is seen within it. natRewrite: the gateway is written whole that often
+// even when nothing changed.
+const (
+	natInterval = 10 * time.Second
+	natRewrite  = 5 * time.Minute
+)
 
 // natGateway keeps the host's NAT gateway (datapath.NATGateway): it lets
 // out the instances of every vSwitch of the pool that has one, and
 // translates the EIPs of the host's own groups. It writes the gateway when
 // what it lets through changed: on a group's change (an EIP placed here or
-// gone), every natInterval (the pool read again), every 5 minutes in any
+// gone), every natInterval (the pool read again), every natRewrite in any
 // case.
 type natGateway struct {
 	gw       *datapath.NATGateway
@@ -36,10 +40,11 @@ type natGateway struct {
 	changed chan struct{}
 
 	// Only the sync loop uses these.
-	pool     datapath.NATConfig
-	poolRead time.Time
-	last     *datapath.NATConfig
-	warned   bool // the last write warned: written again at the next tick
+	pool    datapath.NATConfig
+	read    bool // pool was read
+	last    *datapath.NATConfig
+	written time.Time
+	warned  bool // the last write warned: written again at the next tick
 }
 
 func newNATGateway(ctx context.Context, network string, readPool func(context.Context) (datapath.NATConfig, error), eips func() ([]datapath.EIP, bool)) (*natGateway, error) {
@@ -61,31 +66,22 @@ func newNATGateway(ctx context.Context, network string, readPool func(context.Co
 
 func (n *natGateway) kick() { notify(n.changed) }
 
-// run syncs until ctx ends.
+// run syncs until ctx ends: on a group's change, and every natInterval
+// with the pool read again.
 func (n *natGateway) run(ctx context.Context) {
-	go func() {
-		t := time.NewTicker(natInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				n.kick()
-			}
-		}
-	}()
-	syncLoop(ctx, "NAT gateways and EIPs", n.changed, 5*time.Minute, n.sync)
+	syncLoop(ctx, "NAT gateways and EIPs", n.changed, natInterval, n.sync)
 }
 
-// sync writes the gateway when what it lets through changed (or full).
-func (n *natGateway) sync(ctx context.Context, full bool) error {
-	if full || time.Since(n.poolRead) >= natInterval {
+// sync writes the gateway when what it lets through changed (or natRewrite
+// after its last write); with reread (every natInterval), the pool read
+// again first.
+func (n *natGateway) sync(ctx context.Context, reread bool) error {
+	if reread || !n.read {
 		pool, err := n.readPool(ctx)
 		if err != nil {
 			return err
 		}
-		n.pool, n.poolRead = pool, time.Now()
+		n.pool, n.read = pool, true
 	}
 	eips, known := n.eips()
 	if !known {
@@ -93,14 +89,14 @@ func (n *natGateway) sync(ctx context.Context, full bool) error {
 	}
 	cfg := n.pool
 	cfg.EIPs = eips
-	if !full && natEqual(&cfg, n.last) {
+	if natEqual(&cfg, n.last) && time.Since(n.written) < natRewrite {
 		return nil
 	}
 	n.warned = false
 	if err := n.gw.Sync(ctx, cfg); err != nil {
 		return err
 	}
-	n.last = &cfg
+	n.last, n.written = &cfg, time.Now()
 	if n.warned {
 		n.last = nil
 	}
