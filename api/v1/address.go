@@ -15,6 +15,8 @@ type InstanceAddressSpec struct {
 	IP        string `json:"ip"`
 	VSwitchID string `json:"vSwitchId"`
 	Host      string `json:"host"`
+	// IPv6 is the group's IPv6 address, if it has one.
+	IPv6 string `json:"ipv6,omitempty"`
 	// SecurityGroups the group names, as "<tenant>/<name>" (the members'
 	// addresses of a rule's groupId).
 	SecurityGroups []string `json:"securityGroups,omitempty"`

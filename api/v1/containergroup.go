@@ -78,6 +78,9 @@ type ContainerGroupSpec struct {
 	// FixedIPRetainHours after it ends (48 when 0; at most MaxFixedIPRetainHours).
 	FixedIPKey         string `json:"fixedIpKey,omitempty"`
 	FixedIPRetainHours int    `json:"fixedIpRetainHours,omitempty"`
+	// EnableIPv6 gives the instance an IPv6 address as well (dual stack):
+	// only a vSwitch with an ipv6Cidr is used.
+	EnableIPv6 bool `json:"enableIpv6,omitempty"`
 
 	ImageRegistryCredentials []RegistryCredential `json:"imageRegistryCredentials,omitempty"`
 	// PlainHTTPRegistries and InsecureRegistries are host[:port] lists.
@@ -200,6 +203,9 @@ type ContainerGroupStatus struct {
 	Zone      string `json:"zone,omitempty"`
 	VSwitchID string `json:"vSwitchId,omitempty"`
 	IP        string `json:"ip,omitempty"`
+	// IPv6Address is the group's IPv6 address (spec.enableIpv6), held with
+	// its IP.
+	IPv6Address string `json:"ipv6Address,omitempty"`
 	// EIPAddress and EIPID: the EIP bound to the group while it holds its
 	// resources (spec.eipId or spec.withEip).
 	EIPAddress string `json:"eipAddress,omitempty"`

@@ -21,6 +21,14 @@ type VSwitchSpec struct {
 	// VPC from the address of the host they run on (SNAT); without it they
 	// reach nothing outside (the default VPC's: what the hosts route).
 	NATGateway bool `json:"natGateway,omitempty"`
+	// IPv6CIDR gives the vSwitch IPv6 too (dual stack): a group that asks
+	// for it (ContainerGroupSpec.EnableIPv6) gets the address of IPv6CIDR
+	// at its IPv4 address's offset in CIDR, so that it holds one with the
+	// other. A /48 to /120 of unique-local or global unicast addresses
+	// with at least as many host bits as CIDR; IPv6Gateway is its address
+	// at the gateway's offset (set by the server).
+	IPv6CIDR    string `json:"ipv6Cidr,omitempty"`
+	IPv6Gateway string `json:"ipv6Gateway,omitempty"`
 }
 
 // VSwitchStatus counts addresses, and gives its VPC's network identifier.
