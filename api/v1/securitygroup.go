@@ -31,7 +31,9 @@ type SecurityRule struct {
 	// PortRange "from/to" (TCP and UDP only; "80/80" is one port); empty:
 	// every port.
 	PortRange string `json:"portRange,omitempty"`
-	CIDR      string `json:"cidr,omitempty"`
+	// CIDR is an IPv4 or IPv6 CIDR (0.0.0.0/0: any IPv4 address, ::/0:
+	// any IPv6 address); a rule of one family says nothing of the other.
+	CIDR string `json:"cidr,omitempty"`
 	// GroupID names a security group of the tenant: its members'
 	// addresses, wherever they run.
 	GroupID string `json:"groupId,omitempty"`

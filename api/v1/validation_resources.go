@@ -46,7 +46,8 @@ func ValidateHost(h *Host) error {
 	return e.result()
 }
 
-// ValidateVSwitch checks a vSwitch (the CIDR itself is checked by the IPAM).
+// ValidateVSwitch checks a vSwitch (the CIDRs' lengths and ranges are
+// checked by the IPAM, internal/addrpool).
 func ValidateVSwitch(v *VSwitch) error {
 	e := &errs{}
 	e.dnsLabel("metadata.name", v.Metadata.Name, 63)
@@ -56,6 +57,11 @@ func ValidateVSwitch(v *VSwitch) error {
 	}
 	if v.Spec.VPCID != "" {
 		e.dnsLabel("spec.vpcId", v.Spec.VPCID, 63)
+	}
+	if c := v.Spec.IPv6CIDR; c != "" {
+		if p, err := netip.ParsePrefix(c); err != nil || !p.Addr().Is6() || p.Addr().Is4In6() {
+			e.add("spec.ipv6Cidr", "%q: allowed: an IPv6 CIDR such as fd00:1:2::/64 (a /48 to /120 of unique-local or global unicast addresses), or none for IPv4 only", c)
+		}
 	}
 	return e.result()
 }

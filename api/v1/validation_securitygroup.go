@@ -51,8 +51,8 @@ func validateSecurityRule(e *errs, p fpath, r SecurityRule) {
 	case r.CIDR != "" && r.GroupID != "":
 		e.add(p.child("groupId"), "give cidr or groupId, not both")
 	case r.CIDR != "":
-		if pfx, err := netip.ParsePrefix(r.CIDR); err != nil || !pfx.Addr().Is4() {
-			e.add(p.child("cidr"), "%q: allowed: an IPv4 CIDR such as 198.18.0.0/15 (0.0.0.0/0: any)", r.CIDR)
+		if pfx, err := netip.ParsePrefix(r.CIDR); err != nil || pfx.Addr().Is4In6() {
+			e.add(p.child("cidr"), "%q: allowed: an IPv4 or IPv6 CIDR such as 198.18.0.0/15 or fd00::/8 (0.0.0.0/0: any IPv4 address, ::/0: any IPv6 address)", r.CIDR)
 		}
 	case r.GroupID != "":
 		e.dnsLabel(p.child("groupId"), r.GroupID, 63)

@@ -47,7 +47,7 @@ func TestSecurityGroups(t *testing.T) {
 		{apiv1.SecurityRule{Protocol: "SCTP", CIDR: "198.18.0.0/15"}, "spec.ingress[0].protocol"},
 		{apiv1.SecurityRule{Protocol: "TCP", PortRange: "90/80", CIDR: "198.18.0.0/15"}, "spec.ingress[0].portRange"},
 		{apiv1.SecurityRule{Protocol: "ICMP", PortRange: "1/2", CIDR: "198.18.0.0/15"}, "spec.ingress[0].portRange"},
-		{apiv1.SecurityRule{Protocol: "TCP", CIDR: "fd00::/8"}, "spec.ingress[0].cidr"},
+		{apiv1.SecurityRule{Protocol: "TCP", CIDR: "::ffff:198.18.0.0/111"}, "spec.ingress[0].cidr"},
 		{apiv1.SecurityRule{Protocol: "TCP"}, "spec.ingress[0].cidr"},
 		{apiv1.SecurityRule{Protocol: "TCP", CIDR: "198.18.0.0/15", GroupID: "client"}, "spec.ingress[0].groupId"},
 		{apiv1.SecurityRule{Protocol: "TCP", GroupID: "nope"}, "spec.ingress[0].groupId"},
