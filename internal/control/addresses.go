@@ -10,8 +10,9 @@ import (
 	"github.com/eci-dev/eci/internal/store"
 )
 
-// addressOf is where g's address is routed, nil while g holds none on a
-// host (not placed yet, ended, released).
+// addressOf is where g's address (and its IPv6 address, if it has one) is
+// routed, nil while g holds none on a host (not placed yet, ended,
+// released).
 func addressOf(g *apiv1.ContainerGroup) *apiv1.InstanceAddress {
 	st := &g.Status
 	if !st.Allocated || st.IP == "" || st.Host == "" || st.State.Terminal() {
@@ -19,7 +20,7 @@ func addressOf(g *apiv1.ContainerGroup) *apiv1.InstanceAddress {
 	}
 	a := &apiv1.InstanceAddress{
 		Metadata: apiv1.ObjectMeta{ID: g.Metadata.ID, ResourceVersion: g.Metadata.ResourceVersion},
-		Spec:     apiv1.InstanceAddressSpec{IP: st.IP, VSwitchID: st.VSwitchID, Host: st.Host},
+		Spec:     apiv1.InstanceAddressSpec{IP: st.IP, VSwitchID: st.VSwitchID, Host: st.Host, IPv6: st.IPv6Address},
 	}
 	for _, sg := range g.Spec.SecurityGroupIDs {
 		a.Spec.SecurityGroups = append(a.Spec.SecurityGroups, SecurityGroupKey(g.Metadata.Tenant, sg))
@@ -28,7 +29,7 @@ func addressOf(g *apiv1.ContainerGroup) *apiv1.InstanceAddress {
 }
 
 func sameAddress(a, b apiv1.InstanceAddressSpec) bool {
-	return a.IP == b.IP && a.VSwitchID == b.VSwitchID && a.Host == b.Host && slices.Equal(a.SecurityGroups, b.SecurityGroups)
+	return a.IP == b.IP && a.IPv6 == b.IPv6 && a.VSwitchID == b.VSwitchID && a.Host == b.Host && slices.Equal(a.SecurityGroups, b.SecurityGroups)
 }
 
 // ListAddresses lists where every group's address is routed; hosts and

@@ -356,7 +356,7 @@ func keepUnchanged(name string, files apiv1.FilesVolume, cur *apiv1.FilesVolume)
 
 // checkVSwitches refuses at once a vSwitch the tenant may not use (NotFound
 // and another tenant's alike), an address outside every vSwitch it may use,
-// or one a group holds. (Placement checks again: the address may be taken
+// in one without IPv6 when the group asks for IPv6, or one a group holds. (Placement checks again: the address may be taken
 // in between, and then the group fails with reason PrivateIPInUse.)
 func (s *Service) checkVSwitches(ctx context.Context, tenant string, spec *apiv1.ContainerGroupSpec) error {
 	if len(spec.VSwitchIDs) == 0 && spec.PrivateIPAddress == "" {
@@ -383,6 +383,10 @@ func (s *Service) checkVSwitches(ctx context.Context, tenant string, spec *apiv1
 	vsw, owner, err := st.findAddress(netip.MustParseAddr(ip), st.usable(tenant, spec.VSwitchIDs))
 	if err != nil {
 		return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: "spec.privateIpAddress", Message: err.Error()}})
+	}
+	if spec.EnableIPv6 && st.ipv6[vsw] == nil {
+		return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: "spec.privateIpAddress",
+			Message: fmt.Sprintf("%s is in vSwitch %s, which has no IPv6 (ipv6Cidr): with enableIpv6, allowed: an address of a vSwitch with IPv6", ip, vsw)}})
 	}
 	if owner == "" {
 		if rec, err := s.ips.Get(ctx, ipID(vsw, ip)); err == nil {

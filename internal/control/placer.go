@@ -149,7 +149,8 @@ type placementState struct {
 	tenants map[string]*apiv1.Tenant
 	vsws    map[string]*apiv1.VSwitch
 	alloc   map[string]*addrpool.Allocator
-	fixed   map[string]*ipRecord // by fixed-IP key (fixedip.go)
+	ipv6    map[string]*addrpool.IPv6Pool // the vSwitches with an ipv6Cidr (ipv6.go)
+	fixed   map[string]*ipRecord          // by fixed-IP key (fixedip.go)
 }
 
 // loadVSwitches reads the vSwitches into an empty state (no addresses marked).
@@ -157,7 +158,7 @@ func (s *Service) loadVSwitches(ctx context.Context) (*placementState, error) {
 	st := &placementState{
 		hosts: map[string]*apiv1.Host{}, usage: map[string]*usageRecord{}, tusage: map[string]*usageRecord{},
 		tenants: map[string]*apiv1.Tenant{}, vsws: map[string]*apiv1.VSwitch{}, alloc: map[string]*addrpool.Allocator{},
-		fixed: map[string]*ipRecord{},
+		ipv6: map[string]*addrpool.IPv6Pool{}, fixed: map[string]*ipRecord{},
 	}
 	vsws, _, _, err := s.vsws.List(ctx, storeOpts(0, 0, ""))
 	if err != nil {
@@ -169,6 +170,9 @@ func (s *Service) loadVSwitches(ctx context.Context) (*placementState, error) {
 			return nil, fmt.Errorf("vSwitch %s: %w", v.Metadata.ID, err)
 		}
 		st.vsws[v.Metadata.ID], st.alloc[v.Metadata.ID] = v, addrpool.NewAllocator(pool)
+		if st.ipv6[v.Metadata.ID], err = ipv6PoolOf(v, pool); err != nil {
+			return nil, fmt.Errorf("vSwitch %s: %w", v.Metadata.ID, err)
+		}
 	}
 	return st, nil
 }
@@ -314,6 +318,9 @@ func (s *Service) placeOne(ctx context.Context, st *placementState, g *apiv1.Con
 	if len(usable) == 0 {
 		return s.unschedulable(ctx, g, fmt.Sprintf("no capacity: no vSwitch of tenant %s or shared among %v", g.Metadata.Tenant, g.Spec.VSwitchIDs))
 	}
+	if usable, err = s.dualStack(ctx, st, g, usable); usable == nil {
+		return err
+	}
 	req := scheduler.Request{
 		Sizes: candidates, GPU: g.Spec.GPU, VSwitchIDs: usable,
 		Ordered: g.Spec.ScheduleStrategy == apiv1.VSwitchOrdered, Seed: seedOf(g.Metadata.ID),
@@ -397,6 +404,7 @@ func (s *Service) commitPlacement(ctx context.Context, st *placementState, g *ap
 		return fmt.Errorf("place %s: %w", g.Metadata.ID, err)
 	}
 	placed.Status.Host, placed.Status.Zone, placed.Status.VSwitchID, placed.Status.IP = d.Host, d.Zone, d.VSwitch, ip.String()
+	placed.Status.IPv6Address = st.ipv6Of(g, d.VSwitch, ip)
 	placed.Status.InstanceSpec, placed.Status.MilliCPU, placed.Status.MemoryMiB = d.Size.String(), d.Size.MilliCPU, d.Size.MemoryMiB
 	placed.Status.SchedulingAttempts++
 	placed.Status.Allocated = true
@@ -445,7 +453,7 @@ func (s *Service) commitPlacement(ctx context.Context, st *placementState, g *ap
 		s.waiting.update(&placed, true)
 	}
 	s.recordEvent(ctx, "ContainerGroup", g.Metadata.ID, g.Metadata.Tenant, apiv1.EventNormal, "Scheduled",
-		fmt.Sprintf("placed on %s (%s, vSwitch %s, IP %s) at %s", d.Host, d.Zone, d.VSwitch, ip, d.Size), "server")
+		fmt.Sprintf("placed on %s (%s, vSwitch %s, IP %s) at %s", d.Host, d.Zone, d.VSwitch, ipText(&placed.Status), d.Size), "server")
 	return nil
 }
 

@@ -11,7 +11,8 @@ import (
 	"github.com/eci-dev/eci/internal/store"
 )
 
-// CreateVSwitch adds a subnet groups get their IPs from (admin only).
+// CreateVSwitch adds a subnet groups get their IPs from (admin only), and
+// their IPv6 addresses with spec.ipv6Cidr (ipv6.go).
 func (s *Service) CreateVSwitch(ctx context.Context, p auth.Principal, v *apiv1.VSwitch) (*apiv1.VSwitch, error) {
 	if err := p.Require("create vSwitches", apiv1.TokenAdmin); err != nil {
 		return nil, err
@@ -41,6 +42,10 @@ func (s *Service) CreateVSwitch(ctx context.Context, p auth.Principal, v *apiv1.
 	if err != nil {
 		return nil, err
 	}
+	pool6, err := newVSwitchIPv6(v, pool, vpc.Metadata.ID, existing)
+	if err != nil {
+		return nil, err
+	}
 	if vpc.Metadata.ID == apiv1.DefaultVPC {
 		if r, err := s.routeEntryOverlapping(ctx, pool.Prefix); err != nil {
 			return nil, err
@@ -53,6 +58,9 @@ func (s *Service) CreateVSwitch(ctx context.Context, p auth.Principal, v *apiv1.
 		Metadata: apiv1.ObjectMeta{ID: v.Metadata.Name, Name: v.Metadata.Name, Tenant: v.Metadata.Tenant, Labels: v.Metadata.Labels, CreatedAt: s.now()},
 		Spec:     apiv1.VSwitchSpec{Zone: v.Spec.Zone, CIDR: pool.Prefix.String(), Gateway: pool.Gateway.String(), VPCID: v.Spec.VPCID, NATGateway: v.Spec.NATGateway},
 		Status:   apiv1.VSwitchStatus{Total: pool.Size(), VNI: vpc.Status.VNI},
+	}
+	if pool6 != nil {
+		obj.Spec.IPv6CIDR, obj.Spec.IPv6Gateway = pool6.Prefix.String(), pool6.Gateway.String()
 	}
 	if obj.Spec.VPCID == apiv1.DefaultVPC {
 		obj.Spec.VPCID = ""
