@@ -14,6 +14,7 @@ import (
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/fakeagent"
 	"github.com/eci-dev/eci/internal/server"
 	"github.com/eci-dev/eci/internal/server/servertest"
 )
@@ -200,5 +201,58 @@ func TestRouteVerbs(t *testing.T) {
 	}
 	if out, err := eci(t, "routes", "delete", "node-1"); err != nil || !strings.Contains(out, "deleted") {
 		t.Fatalf("routes delete: %v %q", err, out)
+	}
+}
+
+// Dual stack: a vSwitch with --ipv6-cidr, a group with --ipv6 placed on it
+// shows its IPv6 address (ps -o wide, describe); an IPv6 security rule.
+func TestIPv6Verbs(t *testing.T) {
+	srv := servertest.Start(t)
+	conf := filepath.Join(t.TempDir(), "admin.conf")
+	if err := client.WriteConfigFile(conf, client.ConfigFile{Server: srv.URL(), Token: srv.AdminToken(), CAFile: srv.CAFile()}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("ECI_CONFIG", conf)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	res := apiv1.Resources{MilliCPU: 16000, MemoryMiB: 65536, Pods: 10}
+	agent := fakeagent.New(fakeagent.Config{Client: srv.HostClient(t, "h1"),
+		Hosts: []apiv1.Host{{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}}}})
+	go func() { _ = agent.Run(ctx) }()
+	<-agent.Ready()
+
+	out, err := eci(t, "vswitches", "create", "vsw-6", "--zone", "zone-a", "--cidr", "198.19.128.0/24", "--ipv6-cidr", "2001:2:0:1::/64")
+	if err != nil || !strings.Contains(out, "vsw-6 created (198.19.128.0/24 and 2001:2:0:1::/64 in zone-a, 253 addresses)") {
+		t.Fatalf("vswitches create --ipv6-cidr: %v %q", err, out)
+	}
+	if out, err := eci(t, "vswitches", "create", "vsw-x", "--zone", "zone-a", "--cidr", "198.19.129.0/24", "--ipv6-cidr", "2001:2:0:1::/96"); err == nil || !strings.Contains(err.Error()+out, "spec.ipv6Cidr") {
+		t.Fatalf("an overlapping --ipv6-cidr: %v %q", err, out)
+	}
+	out, err = eci(t, "vswitches")
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); err != nil || len(lines) != 2 || strings.Fields(lines[0])[6] != "IPV6-CIDR" || strings.Fields(lines[1])[6] != "2001:2:0:1::/64" {
+		t.Fatalf("vswitches: %v\n%s", err, out)
+	}
+	if out, err = eci(t, "run", "web", "--image", "busybox", "--cpu", "1", "--memory", "2", "--ipv6", "-o", "json"); err != nil {
+		t.Fatalf("run --ipv6: %v %q", err, out)
+	}
+	var g apiv1.ContainerGroup
+	if err := json.Unmarshal([]byte(out), &g); err != nil || !g.Spec.EnableIPv6 {
+		t.Fatalf("run --ipv6 -o json printed %q (%v)", out, err)
+	}
+	placed := srv.WaitGroup(t, g.Metadata.ID, "placed with IPv6", func(g *apiv1.ContainerGroup) bool { return g.Status.IPv6Address != "" })
+	if out, err = eci(t, "ps", "-o", "wide"); err != nil || !strings.Contains(out, "IPV6") || !strings.Contains(out, placed.Status.IP+"  ") || !strings.Contains(out, placed.Status.IPv6Address) {
+		t.Fatalf("ps -o wide: %v\n%s", err, out)
+	}
+	if out, err = eci(t, "describe", g.Metadata.ID); err != nil || !strings.Contains(out, "ipv6Address: "+placed.Status.IPv6Address) || !strings.Contains(out, "enableIpv6: true") {
+		t.Fatalf("describe: %v\n%s", err, out)
+	}
+	if _, err := eci(t, "token", "create", "--tenant", "a"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err = eci(t, "sg", "apply", "web6", "--tenant", "a", "--ingress", "tcp:80/80:2001:2::/48", "--egress", "all::::/0"); err != nil || !strings.Contains(out, "web6 applied (1 ingress, 1 egress rules)") {
+		t.Fatalf("an IPv6 security rule: %v %q", err, out)
+	}
+	if out, err = eci(t, "sg"); err != nil || !strings.Contains(out, "tcp:80/80:2001:2::/48") || !strings.Contains(out, "all::::/0") {
+		t.Fatalf("sg: %v %q", err, out)
 	}
 }

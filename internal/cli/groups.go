@@ -20,7 +20,7 @@ import (
 func newRunCommand(f *Flags) *cobra.Command {
 	var (
 		file, image, restart, clientToken, privateIP, failStrategy, eipID string
-		withEIP                                                           bool
+		withEIP, ipv6                                                     bool
 		cpu, memory                                                       float64
 		specs, env, labels, tags, vswitches, command                      []string
 		ports                                                             []int32
@@ -60,7 +60,7 @@ func newRunCommand(f *Flags) *cobra.Command {
 					CPU: cpu, Memory: memory, Specs: specs, Containers: []apiv1.Container{c},
 					RestartPolicy: apiv1.RestartPolicy(restart), VSwitchIDs: vswitches, ClientToken: clientToken,
 					PrivateIPAddress: privateIP, FailStrategy: apiv1.FailStrategy(failStrategy),
-					EIPID: eipID, WithEIP: withEIP,
+					EIPID: eipID, WithEIP: withEIP, EnableIPv6: ipv6,
 				}
 				var err error
 				if g.Metadata.Labels, err = KeyValues("--label", labels); err != nil {
@@ -106,6 +106,7 @@ func newRunCommand(f *Flags) *cobra.Command {
 	fl.StringVar(&privateIP, "private-ip", "", "a fixed, idle IPv4 of an allowed vSwitch")
 	fl.StringVar(&eipID, "eip", "", "an EIP of yours (eci eips) to reach the group at")
 	fl.BoolVar(&withEIP, "with-eip", false, "give the group an EIP of its own, released with it")
+	fl.BoolVar(&ipv6, "ipv6", false, "give the group an IPv6 address too (dual stack): only a vSwitch with an IPv6 CIDR is used")
 	fl.StringVar(&failStrategy, "fail-strategy", "", "fail-back (default), fail-over, fail-fast")
 	fl.StringVarP(&f.Output, "output", "o", "", "json or yaml to print the created group")
 	return cmd
@@ -169,14 +170,14 @@ func newPsCommand(f *Flags) *cobra.Command {
 			}
 			return output(cmd.OutOrStdout(), f.Output, apiv1.List[apiv1.ContainerGroup]{Items: items}, func(tw *tabwriter.Writer, wide bool) {
 				if wide {
-					row(tw, "ID", "NAME", "TENANT", "STATE", "REASON", "SPEC", "IP", "HOST", "ZONE", "VSWITCH", "AGE")
+					row(tw, "ID", "NAME", "TENANT", "STATE", "REASON", "SPEC", "IP", "IPV6", "HOST", "ZONE", "VSWITCH", "AGE")
 				} else {
 					row(tw, "ID", "NAME", "STATE", "SPEC", "IP", "HOST", "AGE")
 				}
 				for _, g := range items {
 					st := g.Status
 					if wide {
-						row(tw, g.Metadata.ID, g.Metadata.Name, g.Metadata.Tenant, st.State, st.Reason, st.InstanceSpec, st.IP, st.Host, st.Zone, st.VSwitchID, age(g.Metadata.CreatedAt))
+						row(tw, g.Metadata.ID, g.Metadata.Name, g.Metadata.Tenant, st.State, st.Reason, st.InstanceSpec, st.IP, st.IPv6Address, st.Host, st.Zone, st.VSwitchID, age(g.Metadata.CreatedAt))
 					} else {
 						row(tw, g.Metadata.ID, g.Metadata.Name, st.State, st.InstanceSpec, st.IP, st.Host, age(g.Metadata.CreatedAt))
 					}

@@ -66,7 +66,7 @@ func newVSwitchesCommand(f *Flags) *cobra.Command {
 				return err
 			}
 			return output(cmd.OutOrStdout(), f.Output, apiv1.List[apiv1.VSwitch]{Items: vs}, func(tw *tabwriter.Writer, _ bool) {
-				row(tw, "ID", "TENANT", "VPC", "ZONE", "CIDR", "GATEWAY", "NAT", "USED", "FREE")
+				row(tw, "ID", "TENANT", "VPC", "ZONE", "CIDR", "GATEWAY", "IPV6-CIDR", "NAT", "USED", "FREE")
 				for _, v := range vs {
 					vpc := v.Spec.VPCID
 					if vpc == "" {
@@ -76,16 +76,16 @@ func newVSwitchesCommand(f *Flags) *cobra.Command {
 					if v.Spec.NATGateway {
 						nat = "yes"
 					}
-					row(tw, v.Metadata.ID, v.Metadata.Tenant, vpc, v.Spec.Zone, v.Spec.CIDR, v.Spec.Gateway, nat, v.Status.Allocated, v.Status.Total-v.Status.Allocated)
+					row(tw, v.Metadata.ID, v.Metadata.Tenant, vpc, v.Spec.Zone, v.Spec.CIDR, v.Spec.Gateway, v.Spec.IPv6CIDR, nat, v.Status.Allocated, v.Status.Total-v.Status.Allocated)
 				}
 			})
 		},
 	}
 	cmd.Flags().StringVarP(&f.Output, "output", "o", "", "json or yaml")
-	var zone, cidr, gateway, tenant, vpc string
+	var zone, cidr, gateway, tenant, vpc, ipv6CIDR string
 	var natGateway bool
 	create := &cobra.Command{
-		Use:   "create NAME --zone ZONE --cidr CIDR [--tenant NAME] [--vpc ID] [--nat-gateway]",
+		Use:   "create NAME --zone ZONE --cidr CIDR [--ipv6-cidr CIDR] [--tenant NAME] [--vpc ID] [--nat-gateway]",
 		Short: "Add a vSwitch, shared or one tenant's (admin)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -94,18 +94,23 @@ func newVSwitchesCommand(f *Flags) *cobra.Command {
 				return err
 			}
 			v, err := c.CreateVSwitch(cmd.Context(), &apiv1.VSwitch{
-				Metadata: apiv1.ObjectMeta{Name: args[0], Tenant: tenant}, Spec: apiv1.VSwitchSpec{Zone: zone, CIDR: cidr, Gateway: gateway, VPCID: vpc, NATGateway: natGateway},
+				Metadata: apiv1.ObjectMeta{Name: args[0], Tenant: tenant}, Spec: apiv1.VSwitchSpec{Zone: zone, CIDR: cidr, Gateway: gateway, VPCID: vpc, NATGateway: natGateway, IPv6CIDR: ipv6CIDR},
 			})
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s created (%s in %s, %d addresses)\n", v.Metadata.ID, v.Spec.CIDR, v.Spec.Zone, v.Status.Total)
+			cidrs := v.Spec.CIDR
+			if v.Spec.IPv6CIDR != "" {
+				cidrs += " and " + v.Spec.IPv6CIDR
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s created (%s in %s, %d addresses)\n", v.Metadata.ID, cidrs, v.Spec.Zone, v.Status.Total)
 			return nil
 		},
 	}
 	create.Flags().StringVar(&zone, "zone", "", "zone of the vSwitch")
 	create.Flags().StringVar(&cidr, "cidr", "", "IPv4 CIDR, /16 to /29")
 	create.Flags().StringVar(&gateway, "gateway", "", "gateway (default: the first address)")
+	create.Flags().StringVar(&ipv6CIDR, "ipv6-cidr", "", "IPv6 CIDR too (dual stack), /48 to /120 with as many host bits as --cidr: a group with IPv6 (eci run --ipv6) gets its address at its IPv4 address's offset")
 	create.Flags().StringVar(&tenant, "tenant", "", "the tenant whose groups alone use it and see it (default: shared by every tenant)")
 	create.Flags().StringVar(&vpc, "vpc", "", "the VPC it belongs to (default: "+apiv1.DefaultVPC+")")
 	create.Flags().BoolVar(&natGateway, "nat-gateway", false, "its instances reach addresses outside the VPC from their host's address (SNAT)")

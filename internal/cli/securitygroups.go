@@ -50,7 +50,7 @@ func newSGApplyCommand(f *Flags) *cobra.Command {
 	var inner, tenant string
 	apply := &cobra.Command{
 		Use:   "apply NAME [--ingress RULE]... [--egress RULE]... [--inner-access Accept|Drop]",
-		Short: "Create or replace a security group whole; RULE is PROTOCOL:PORTS:PEER, e.g. tcp:80/80:198.18.0.0/15, udp:53/53:sg=dns, icmp::0.0.0.0/0, all::sg=web",
+		Short: "Create or replace a security group whole; RULE is PROTOCOL:PORTS:PEER, e.g. tcp:80/80:198.18.0.0/15, tcp:80/80:fd00::/8 (IPv6; ::/0 is any), udp:53/53:sg=dns, icmp::0.0.0.0/0, all::sg=web",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.client()
