@@ -40,9 +40,12 @@ type firewall struct {
 }
 
 func newFirewall(network, self string, book *addressBook, vniOf func(context.Context, string) (int, error)) (*firewall, error) {
-	nft, err := knftables.New(knftables.IPv4Family, datapath.FirewallTable(network))
+	nft, err := knftables.New(datapath.InetFamily, datapath.FirewallTable(network))
 	if err != nil {
 		return nil, fmt.Errorf("security groups need nftables (nft 1.0.1 or later): %w", err)
+	}
+	if err := datapath.DropIPv4Table(context.Background(), datapath.FirewallTable(network)); err != nil {
+		return nil, err
 	}
 	f := &firewall{fw: &datapath.Firewall{NFT: nft}, self: self, book: book, vniOf: vniOf,
 		sgs: newMirror[apiv1.SecurityGroup](nil), enforced: map[datapath.Endpoint]bool{},
@@ -93,12 +96,17 @@ func (f *firewall) sync(ctx context.Context) error {
 			}
 			continue // a vSwitch gone (none is while it has addresses)
 		}
-		ep := datapath.Endpoint{Addr: ip, Mark: datapath.MarkOf(vni)}
-		for _, k := range a.SecurityGroups {
-			members[k] = append(members[k], ep)
-		}
-		if a.Host == f.self {
-			local = append(local, datapath.Protected{Endpoint: ep, Groups: a.SecurityGroups})
+		for _, addr := range []netip.Addr{ip, ipv6Of(a)} {
+			if !addr.IsValid() {
+				continue
+			}
+			ep := datapath.Endpoint{Addr: addr, Mark: datapath.MarkOf(vni)}
+			for _, k := range a.SecurityGroups {
+				members[k] = append(members[k], ep)
+			}
+			if a.Host == f.self {
+				local = append(local, datapath.Protected{Endpoint: ep, Groups: a.SecurityGroups})
+			}
 		}
 	}
 	groups := make([]datapath.SecurityGroup, 0, len(sgs))

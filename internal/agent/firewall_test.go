@@ -23,7 +23,7 @@ func TestFirewallOfTheHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fake := knftables.NewFake(knftables.IPv4Family, datapath.FirewallTable("eci0"))
+	fake := knftables.NewFake(datapath.InetFamily, datapath.FirewallTable("eci0"))
 	f.fw.NFT = fake
 	ctx := context.Background()
 	if err := f.sync(ctx); err != nil || fake.Table != nil {
@@ -75,7 +75,7 @@ func TestFirewallFailsClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fake := knftables.NewFake(knftables.IPv4Family, datapath.FirewallTable("eci0"))
+	fake := knftables.NewFake(datapath.InetFamily, datapath.FirewallTable("eci0"))
 	f.fw.NFT = fake
 	f.sgs.synced = true
 	addrs := map[string]apiv1.InstanceAddressSpec{"web": {IP: "198.19.1.10", VSwitchID: "vsw-a", Host: "h1", SecurityGroups: []string{"t/gone"}}}

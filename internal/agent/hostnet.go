@@ -31,10 +31,13 @@ func newHostNetwork(ctx context.Context, network string, tunnelIP netip.Addr) *h
 	if err := datapath.SweepShapers(); err != nil {
 		log.G(ctx).Warn("remove the bandwidth shapers of instances gone", "err", err)
 	}
-	nft, err := knftables.New(knftables.IPv4Family, datapath.IsolationTable(network))
+	nft, err := knftables.New(datapath.InetFamily, datapath.IsolationTable(network))
 	if err != nil {
 		log.G(ctx).Error("VPCs are off: groups of vSwitches outside the default VPC can't start on this host", "err", err)
 		return hn
+	}
+	if err := datapath.DropIPv4Table(ctx, datapath.IsolationTable(network)); err != nil {
+		log.G(ctx).Warn("the VPCs' table of before IPv6 stays", "err", err)
 	}
 	if err := datapath.HostSysctls(); err != nil {
 		log.G(ctx).Error("VPCs are off: groups of vSwitches outside the default VPC can't start on this host", "err", err)
@@ -64,6 +67,16 @@ func (hn *hostNetwork) attach(ctx context.Context, a datapath.Attachment) (*data
 	link := datapath.HostInterfaceName(a.ContainerID)
 	if err := hn.markLocked(ctx, link, a.VNI); err != nil {
 		return nil, err
+	}
+	if a.Address6.IsValid() {
+		// IPv6 has no reverse-path filter and no NAT: the table's guards
+		// must be in before the link is up.
+		if hn.iso == nil {
+			return nil, fmt.Errorf("IPv6 address %s: this host serves IPv4 alone (no nftables; see the agent's log)", a.Address6)
+		}
+		if err := hn.iso.Ensure(ctx); err != nil {
+			return nil, err
+		}
 	}
 	at, err := datapath.Attach(a)
 	if err != nil && hn.iso != nil && a.VNI > datapath.DefaultVNI {

@@ -131,16 +131,25 @@ func (a *Agent) attach(ctx context.Context, req cni.AttachRequest) (*cni.Attache
 	if err != nil {
 		return nil, err
 	}
+	addr6, gw6, err := a.ipv6Of(ctx, req.Group)
+	if err != nil {
+		return nil, err
+	}
 	var bw datapath.Bandwidth
 	if g := a.desired(req.Group); g != nil {
 		bw = datapath.Bandwidth{Ingress: uint64(max(g.Spec.IngressBandwidth, 0)), Egress: uint64(max(g.Spec.EgressBandwidth, 0))}
 	}
-	at, err := a.net.attach(ctx, datapath.Attachment{ContainerID: req.ContainerID, NetNS: req.NetNS, IfName: req.IfName, Address: addr, Gateway: gw, MTU: a.mtu, VNI: vni, Bandwidth: bw})
+	at, err := a.net.attach(ctx, datapath.Attachment{ContainerID: req.ContainerID, NetNS: req.NetNS, IfName: req.IfName, Address: addr, Gateway: gw,
+		Address6: addr6, Gateway6: gw6, MTU: a.mtu, VNI: vni, Bandwidth: bw})
 	if err != nil {
 		return nil, fmt.Errorf("attach group %s: %w", req.Group, err)
 	}
 	log.G(ctx).Debug("attached", "group", req.Group, "ip", addr, "interface", at.HostInterface)
-	return &cni.Attached{HostInterface: at.HostInterface, Interface: at.Interface, MAC: at.MAC, Address: addr.String(), Gateway: gw.String()}, nil
+	out := &cni.Attached{HostInterface: at.HostInterface, Interface: at.Interface, MAC: at.MAC, Address: addr.String(), Gateway: gw.String()}
+	if addr6.IsValid() {
+		out.Address6, out.Gateway6 = addr6.String(), gw6.String()
+	}
+	return out, nil
 }
 
 // addressOf is group id's address (with its vSwitch's prefix length),
@@ -237,4 +246,39 @@ func (a *Agent) vswitch(ctx context.Context, id string) (*apiv1.VSwitch, error) 
 		return v, nil
 	}
 	return nil, fmt.Errorf("vSwitch %s: %w", id, errdefs.ErrNotFound)
+}
+
+// ipv6Of is group id's IPv6 address (with its vSwitch's IPv6 prefix
+// length) and its vSwitch's IPv6 gateway; none when the group has no IPv6
+// address.
+func (a *Agent) ipv6Of(ctx context.Context, id string) (addr netip.Prefix, gw netip.Addr, err error) {
+	g := a.desired(id)
+	if g == nil || g.Status.IPv6Address == "" {
+		return addr, gw, nil
+	}
+	ip, err := netip.ParseAddr(g.Status.IPv6Address)
+	if err != nil || !ip.Is6() || ip.Is4In6() {
+		return addr, gw, fmt.Errorf("group %s: status.ipv6Address %q: not an IPv6 address", id, g.Status.IPv6Address)
+	}
+	v, err := a.vswitch(ctx, g.Status.VSwitchID)
+	if err != nil {
+		return addr, gw, err
+	}
+	prefix, err := netip.ParsePrefix(v.Spec.IPv6CIDR)
+	if err != nil || !prefix.Contains(ip) {
+		return addr, gw, fmt.Errorf("vSwitch %s: spec.ipv6Cidr %q does not hold group %s's %s", v.Metadata.ID, v.Spec.IPv6CIDR, id, ip)
+	}
+	if gw, err = netip.ParseAddr(v.Spec.IPv6Gateway); err != nil || !prefix.Contains(gw) || gw == ip {
+		return addr, gw, fmt.Errorf("vSwitch %s: spec.ipv6Gateway %q: not an address of %s", v.Metadata.ID, v.Spec.IPv6Gateway, prefix)
+	}
+	return netip.PrefixFrom(ip, prefix.Bits()), gw, nil
+}
+
+// ipv6Of is an address book entry's IPv6 address (invalid: none).
+func ipv6Of(a apiv1.InstanceAddressSpec) netip.Addr {
+	ip, err := netip.ParseAddr(a.IPv6)
+	if err != nil || !ip.Is6() || ip.Is4In6() || !ip.IsGlobalUnicast() {
+		return netip.Addr{}
+	}
+	return ip
 }

@@ -51,6 +51,9 @@ type Attached struct {
 	MAC           string `json:"mac"`
 	Address       string `json:"address"`
 	Gateway       string `json:"gateway"`
+	// Address6 and Gateway6: the IPv6 ones, when the instance has IPv6.
+	Address6 string `json:"address6,omitempty"`
+	Gateway6 string `json:"gateway6,omitempty"`
 }
 
 type cniError struct {
@@ -119,14 +122,22 @@ func run(env func(string) string, stdin io.Reader, stdout io.Writer) error {
 // result is the CNI result of an attach in the config's version.
 func result(version string, req AttachRequest, a *Attached) map[string]any {
 	ip := map[string]any{"address": a.Address, "gateway": a.Gateway, "interface": 1}
+	ips, routes := []map[string]any{ip}, []map[string]string{{"dst": "0.0.0.0/0", "gw": a.Gateway}}
+	if a.Address6 != "" {
+		ips = append(ips, map[string]any{"address": a.Address6, "gateway": a.Gateway6, "interface": 1})
+		routes = append(routes, map[string]string{"dst": "::/0", "gw": a.Gateway6})
+	}
 	if strings.HasPrefix(version, "0.") {
 		ip["version"] = "4"
+		if len(ips) > 1 {
+			ips[1]["version"] = "6"
+		}
 	}
 	return map[string]any{
 		"cniVersion": version,
 		"interfaces": []map[string]string{{"name": a.HostInterface}, {"name": a.Interface, "mac": a.MAC, "sandbox": req.NetNS}},
-		"ips":        []map[string]any{ip},
-		"routes":     []map[string]string{{"dst": "0.0.0.0/0", "gw": a.Gateway}},
+		"ips":        ips,
+		"routes":     routes,
 	}
 }
 

@@ -84,3 +84,26 @@ func TestPluginAsksTheAgent(t *testing.T) {
 		t.Fatalf("VERSION: %s", out)
 	}
 }
+
+// A dual-stack instance's result has both addresses and both default
+// routes, IPv4 first (the runtime's pod IP).
+func TestResultDualStack(t *testing.T) {
+	a := &Attached{HostInterface: "eci-0123456789a", Interface: "eth0", MAC: "02:00:00:00:00:01",
+		Address: "198.19.128.7/24", Gateway: "198.19.128.1", Address6: "2001:2:0:60::7/64", Gateway6: "2001:2:0:60::1"}
+	for _, version := range []string{"1.0.0", "0.3.1"} {
+		raw, _ := json.Marshal(result(version, AttachRequest{NetNS: "/run/netns/cni-1"}, a))
+		var res struct {
+			IPs    []struct{ Address, Gateway, Version string }
+			Routes []struct{ Dst, Gw string }
+		}
+		if err := json.Unmarshal(raw, &res); err != nil || len(res.IPs) != 2 || len(res.Routes) != 2 {
+			t.Fatalf("%s: %s (%v)", version, raw, err)
+		}
+		if res.IPs[0].Address != a.Address || res.IPs[1].Address != a.Address6 || res.IPs[1].Gateway != a.Gateway6 || res.Routes[1].Dst != "::/0" || res.Routes[1].Gw != a.Gateway6 {
+			t.Errorf("%s: %s", version, raw)
+		}
+		if wantV := map[string]string{"1.0.0": "", "0.3.1": "6"}[version]; res.IPs[1].Version != wantV {
+			t.Errorf("%s: the IPv6 address's version %q, want %q", version, res.IPs[1].Version, wantV)
+		}
+	}
+}

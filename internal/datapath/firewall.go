@@ -12,8 +12,8 @@ import (
 	"sigs.k8s.io/knftables"
 )
 
-// FirewallTable is the nftables table (family ip) of network's security
-// groups.
+// FirewallTable is the nftables table (family inet: IPv4 and IPv6) of
+// network's security groups.
 func FirewallTable(network string) string { return "eci-sg-" + network }
 
 // SecurityGroup is a security group as a host enforces it.
@@ -29,8 +29,9 @@ type SecurityGroup struct {
 	Members []Endpoint
 }
 
-// Rule allows a protocol (tcp, udp, icmp, or "" for all), a port range
-// (From 0: every port) from or to a CIDR or a group's members.
+// Rule allows a protocol (tcp, udp, icmp (ICMPv6 too), or "" for all), a
+// port range (From 0: every port) from or to a CIDR (0.0.0.0/0: every IPv4
+// address, ::/0 every IPv6 one) or a group's members (either family).
 type Rule struct {
 	Protocol string
 	From, To int
@@ -38,8 +39,8 @@ type Rule struct {
 	Group    string
 }
 
-// Endpoint is an instance as the host's packets show it: its address and
-// its VPC's mark.
+// Endpoint is an instance as the host's packets show it: an address of
+// it (IPv4 or IPv6: an instance with both is two) and its VPC's mark.
 type Endpoint struct {
 	Addr netip.Addr
 	Mark uint32
@@ -72,18 +73,20 @@ func (f *Firewall) Sync(ctx context.Context, groups []SecurityGroup, local []Pro
 	// A set for every group, and for every group a rule names (one that
 	// is gone has no members).
 	for _, g := range groups {
-		tx.Add(&knftables.Set{Name: memberSet(g.Key), Type: "mark . ipv4_addr"})
+		addMemberSets(tx, g.Key)
 		for _, m := range g.Members {
-			tx.Add(&knftables.Element{Set: memberSet(g.Key), Key: []string{fmt.Sprintf("%#x", m.Mark), m.Addr.String()}})
+			tx.Add(&knftables.Element{Set: memberSet(g.Key, m.Addr.Is6()), Key: []string{fmt.Sprintf("%#x", m.Mark), m.Addr.String()}})
 		}
 		for _, r := range slices.Concat(g.Ingress, g.Egress) {
 			if r.Group != "" && byKey[r.Group] == nil {
-				tx.Add(&knftables.Set{Name: memberSet(r.Group), Type: "mark . ipv4_addr"})
+				addMemberSets(tx, r.Group)
 			}
 		}
 	}
-	tx.Add(&knftables.Map{Name: "egress", Type: "mark . ipv4_addr : verdict"})
-	tx.Add(&knftables.Map{Name: "ingress", Type: "mark . ipv4_addr : verdict"})
+	for _, fam := range families {
+		tx.Add(&knftables.Map{Name: "egress" + fam.suffix, Type: "mark . " + fam.addrType + " : verdict"})
+		tx.Add(&knftables.Map{Name: "ingress" + fam.suffix, Type: "mark . " + fam.addrType + " : verdict"})
+	}
 	made := map[string]bool{}
 	for _, p := range local {
 		set := slices.Clone(p.Groups)
@@ -93,9 +96,12 @@ func (f *Firewall) Sync(ctx context.Context, groups []SecurityGroup, local []Pro
 			made[name] = true
 			f.chains(tx, name, set, byKey)
 		}
-		key := []string{fmt.Sprintf("%#x", p.Mark), p.Addr.String()}
-		tx.Add(&knftables.Element{Map: "egress", Key: key, Value: []string{"jump " + name + "-out"}})
-		tx.Add(&knftables.Element{Map: "ingress", Key: key, Value: []string{"goto " + name + "-in"}})
+		key, suffix := []string{fmt.Sprintf("%#x", p.Mark), p.Addr.String()}, ""
+		if p.Addr.Is6() {
+			suffix = "6"
+		}
+		tx.Add(&knftables.Element{Map: "egress" + suffix, Key: key, Value: []string{"jump " + name + "-out"}})
+		tx.Add(&knftables.Element{Map: "ingress" + suffix, Key: key, Value: []string{"goto " + name + "-in"}})
 	}
 	tx.Add(&knftables.Chain{Name: "forward", Type: knftables.PtrTo(knftables.FilterType), Hook: knftables.PtrTo(knftables.ForwardHook), Priority: knftables.PtrTo(knftables.FilterPriority)})
 	iif, oif := fmt.Sprintf("iifname %q", InterfacePrefix+"*"), fmt.Sprintf("oifname %q", InterfacePrefix+"*")
@@ -118,6 +124,8 @@ func (f *Firewall) Sync(ctx context.Context, groups []SecurityGroup, local []Pro
 		`iifname "vx*" fib saddr type local drop`,
 		iif + " " + vpc + " . ip saddr vmap @egress",
 		oif + " " + vpc + " . ip daddr vmap @ingress",
+		iif + " " + vpc + " . ip6 saddr vmap @egress6",
+		oif + " " + vpc + " . ip6 daddr vmap @ingress6",
 	} {
 		tx.Add(&knftables.Rule{Chain: "forward", Rule: r})
 	}
@@ -148,10 +156,14 @@ func (f *Firewall) chains(tx *knftables.Transaction, name string, set []string, 
 			continue
 		}
 		if g.InnerAccept {
-			tx.Add(&knftables.Rule{Chain: out, Rule: vpc + " . ip daddr @" + memberSet(g.Key) + " return"})
+			for _, fam := range families {
+				tx.Add(&knftables.Rule{Chain: out, Rule: vpc + " . " + fam.proto + " daddr @" + memberSet(g.Key, fam.suffix != "") + " return"})
+			}
 		}
 		for _, r := range g.Egress {
-			tx.Add(&knftables.Rule{Chain: out, Rule: strings.TrimSpace(ruleText(r, "daddr", vpc) + " return")})
+			for _, m := range ruleText(r, "daddr", vpc) {
+				tx.Add(&knftables.Rule{Chain: out, Rule: strings.TrimSpace(m + " return")})
+			}
 		}
 	}
 	if allOut {
@@ -165,24 +177,49 @@ func (f *Firewall) chains(tx *knftables.Transaction, name string, set []string, 
 			continue
 		}
 		if g.InnerAccept {
-			tx.Add(&knftables.Rule{Chain: in, Rule: vpc + " . ip saddr @" + memberSet(g.Key) + " accept"})
+			for _, fam := range families {
+				tx.Add(&knftables.Rule{Chain: in, Rule: vpc + " . " + fam.proto + " saddr @" + memberSet(g.Key, fam.suffix != "") + " accept"})
+			}
 		}
 		for _, r := range g.Ingress {
-			tx.Add(&knftables.Rule{Chain: in, Rule: strings.TrimSpace(ruleText(r, "saddr", vpc) + " accept")})
+			for _, m := range ruleText(r, "saddr", vpc) {
+				tx.Add(&knftables.Rule{Chain: in, Rule: strings.TrimSpace(m + " accept")})
+			}
 		}
 	}
 	tx.Add(&knftables.Rule{Chain: in, Rule: "drop"})
 }
 
-// ruleText is r's match: the peer (the packet's saddr or daddr) and the
-// protocol and ports.
-func ruleText(r Rule, peer, vpc string) string {
-	var parts []string
-	if r.Group != "" {
-		parts = append(parts, vpc+" . ip "+peer+" @"+memberSet(r.Group))
-	} else if r.CIDR.IsValid() && r.CIDR.Bits() > 0 {
-		parts = append(parts, "ip "+peer+" "+r.CIDR.Masked().String())
+// family is what an inet table's rules say of IPv4 or IPv6: the address's
+// protocol word, its type, and the suffix of the maps and sets of it.
+type family struct{ proto, addrType, suffix string }
+
+var families = []family{{"ip", "ipv4_addr", ""}, {"ip6", "ipv6_addr", "6"}}
+
+// ruleText is r's matches (one per family for a group's members: either
+// matches): the peer (the packet's saddr or daddr) and the protocol and
+// ports.
+func ruleText(r Rule, peer, vpc string) []string {
+	var peers []string
+	switch {
+	case r.Group != "":
+		for _, fam := range families {
+			peers = append(peers, vpc+" . "+fam.proto+" "+peer+" @"+memberSet(r.Group, fam.suffix != ""))
+		}
+	case r.CIDR.IsValid() && r.CIDR.Bits() > 0:
+		proto := "ip "
+		if r.CIDR.Addr().Is6() {
+			proto = "ip6 "
+		}
+		peers = append(peers, proto+peer+" "+r.CIDR.Masked().String())
+	case r.CIDR.IsValid() && r.CIDR.Addr().Is6():
+		peers = append(peers, "meta nfproto ipv6")
+	case r.CIDR.IsValid():
+		peers = append(peers, "meta nfproto ipv4")
+	default:
+		peers = append(peers, "") // every packet
 	}
+	var parts []string
 	switch r.Protocol {
 	case "tcp", "udp":
 		parts = append(parts, "meta l4proto "+r.Protocol)
@@ -190,13 +227,31 @@ func ruleText(r Rule, peer, vpc string) string {
 			parts = append(parts, fmt.Sprintf("th dport %d-%d", r.From, r.To))
 		}
 	case "icmp":
-		parts = append(parts, "meta l4proto icmp")
+		parts = append(parts, "meta l4proto { icmp, ipv6-icmp }")
 	}
-	return strings.Join(parts, " ") // "": every packet
+	out := make([]string, len(peers))
+	for i, p := range peers {
+		out[i] = strings.TrimSpace(p + " " + strings.Join(parts, " "))
+	}
+	return out
 }
 
-// memberSet is the set of a group's members' (mark, address).
-func memberSet(key string) string { return "m-" + shortHash(key) }
+// addMemberSets adds the sets of a group's members' (mark, address), one
+// per family.
+func addMemberSets(tx *knftables.Transaction, key string) {
+	for _, fam := range families {
+		tx.Add(&knftables.Set{Name: memberSet(key, fam.suffix != ""), Type: "mark . " + fam.addrType})
+	}
+}
+
+// memberSet is the set of a group's members' (mark, address) of IPv4, or
+// of IPv6.
+func memberSet(key string, v6 bool) string {
+	if v6 {
+		return "m6-" + shortHash(key)
+	}
+	return "m-" + shortHash(key)
+}
 
 func shortHash(s string) string {
 	sum := sha256.Sum256([]byte(s))

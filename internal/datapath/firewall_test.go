@@ -33,7 +33,7 @@ func TestFirewallOnAHost(t *testing.T) {
 	at := func(name string) Endpoint { return Endpoint{Addr: netip.MustParseAddr(ips[name])} }
 	var fw *Firewall
 	if err := netnstest.In(h.ns, func() error {
-		nft, err := knftables.New(knftables.IPv4Family, FirewallTable("dpf"))
+		nft, err := knftables.New(InetFamily, FirewallTable("dpf"))
 		fw = &Firewall{NFT: nft}
 		return err
 	}); err != nil {
@@ -113,7 +113,7 @@ func TestFirewallChecksSourcesFromOutside(t *testing.T) {
 	netnstest.IP(t, "-n", "dpg-out", "route", "add", "198.18.59.0/24", "via", "198.18.61.1")
 	var fw *Firewall
 	if err := netnstest.In(h.ns, func() error {
-		nft, err := knftables.New(knftables.IPv4Family, FirewallTable("dpg"))
+		nft, err := knftables.New(InetFamily, FirewallTable("dpg"))
 		fw = &Firewall{NFT: nft}
 		return err
 	}); err != nil {

@@ -122,7 +122,14 @@ func (o *Overlay) Ensure() error {
 			return fmt.Errorf("policy rule of the tunnel's packets: %w", err)
 		}
 	}
-	_ = sysctl("net/ipv6/conf/"+o.Device+"/disable_ipv6", "1")
+	// IPv6 on: the instances' IPv6 addresses are routed through it too
+	// (from instance to instance alone: Isolation), with entries of the
+	// server's, no router advertisements and no autoconf address.
+	for _, kv := range [][2]string{{"accept_ra", "0"}, {"autoconf", "0"}, {"accept_redirects", "0"}, {"disable_ipv6", "0"}} {
+		if err := sysctl("net/ipv6/conf/"+o.Device+"/"+kv[0], kv[1]); err != nil {
+			return err
+		}
+	}
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fmt.Errorf("tunnel %s up: %w", o.Device, err)
 	}
@@ -147,7 +154,7 @@ func (o *Overlay) Sync(remotes []Remote) error {
 	for _, r := range remotes {
 		// An address this host routes to an instance's link is that
 		// instance's, whatever a view that lags behind says.
-		if r.Host == o.Local || !r.IP.Is4() || !r.Host.Is4() || own[r.IP] {
+		if r.Host == o.Local || !r.IP.IsGlobalUnicast() || r.IP.Is4In6() || !r.Host.Is4() || own[r.IP] {
 			continue
 		}
 		hosts[r.Host] = true
@@ -165,7 +172,7 @@ func (o *Overlay) Sync(remotes []Remote) error {
 // ownInstances are the addresses the table routes to this host's
 // instances' links.
 func (o *Overlay) ownInstances() (map[netip.Addr]bool, error) {
-	routes, err := netlink.RouteListFiltered(unix.AF_INET, &netlink.Route{Protocol: RouteProtocol, Table: o.table()},
+	routes, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Protocol: RouteProtocol, Table: o.table()},
 		netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
 	if err != nil {
 		return nil, fmt.Errorf("routes of table %d: %w", o.table(), err)
@@ -232,11 +239,15 @@ func (o *Overlay) syncNeighbours(idx int, ips map[netip.Addr]netip.Addr) error {
 	if err != nil {
 		return fmt.Errorf("neighbours of %s: %w", o.Device, err)
 	}
+	cur6, err := netlink.NeighList(idx, unix.AF_INET6)
+	if err != nil {
+		return fmt.Errorf("IPv6 neighbours of %s: %w", o.Device, err)
+	}
 	have := map[netip.Addr]bool{}
-	for _, n := range cur {
+	for _, n := range slices.Concat(cur, cur6) {
 		ip, ok := netip.AddrFromSlice(n.IP)
-		if !ok {
-			continue
+		if !ok || !ip.IsGlobalUnicast() {
+			continue // the kernel's own (link-local, multicast)
 		}
 		ip = ip.Unmap()
 		if h, want := ips[ip]; want && n.State == netlink.NUD_PERMANENT && slices.Equal(n.HardwareAddr, TunnelMAC(h)) {
@@ -251,7 +262,7 @@ func (o *Overlay) syncNeighbours(idx int, ips map[netip.Addr]netip.Addr) error {
 		if have[ip] {
 			continue
 		}
-		n := &netlink.Neigh{LinkIndex: idx, Family: unix.AF_INET, State: netlink.NUD_PERMANENT, IP: ip.AsSlice(), HardwareAddr: TunnelMAC(h)}
+		n := &netlink.Neigh{LinkIndex: idx, Family: familyOf(ip), State: netlink.NUD_PERMANENT, IP: ip.AsSlice(), HardwareAddr: TunnelMAC(h)}
 		if err := netlink.NeighSet(n); err != nil {
 			return fmt.Errorf("neighbour %s of %s: %w", ip, o.Device, err)
 		}
@@ -259,9 +270,9 @@ func (o *Overlay) syncNeighbours(idx int, ips map[netip.Addr]netip.Addr) error {
 	return nil
 }
 
-// syncRoutes: a /32 route on the device per remote instance.
+// syncRoutes: a /32 (or /128) route on the device per remote instance.
 func (o *Overlay) syncRoutes(idx int, ips map[netip.Addr]netip.Addr) error {
-	cur, err := netlink.RouteListFiltered(unix.AF_INET, &netlink.Route{LinkIndex: idx, Protocol: RouteProtocol, Table: o.table()},
+	cur, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{LinkIndex: idx, Protocol: RouteProtocol, Table: o.table()},
 		netlink.RT_FILTER_OIF|netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
 	if err != nil {
 		return fmt.Errorf("routes of %s: %w", o.Device, err)
@@ -273,7 +284,7 @@ func (o *Overlay) syncRoutes(idx int, ips map[netip.Addr]netip.Addr) error {
 		}
 		p, ok := netip.AddrFromSlice(r.Dst.IP)
 		ones, _ := r.Dst.Mask.Size()
-		if ok && ones == 32 {
+		if ok && ones == p.Unmap().BitLen() {
 			if _, want := ips[p.Unmap()]; want {
 				have[p.Unmap()] = true
 				continue
@@ -287,12 +298,20 @@ func (o *Overlay) syncRoutes(idx int, ips map[netip.Addr]netip.Addr) error {
 		if have[ip] {
 			continue
 		}
-		r := &netlink.Route{LinkIndex: idx, Dst: ipNet(netip.PrefixFrom(ip, 32)), Scope: netlink.SCOPE_LINK, Protocol: RouteProtocol, Table: o.table()}
+		r := &netlink.Route{LinkIndex: idx, Dst: ipNet(netip.PrefixFrom(ip, ip.BitLen())), Scope: netlink.SCOPE_LINK, Protocol: RouteProtocol, Table: o.table()}
 		if err := netlink.RouteReplace(r); err != nil {
 			return fmt.Errorf("route to %s on %s: %w", ip, o.Device, err)
 		}
 	}
 	return nil
+}
+
+// familyOf is addr's address family (netlink's).
+func familyOf(addr netip.Addr) int {
+	if addr.Is4() {
+		return unix.AF_INET
+	}
+	return unix.AF_INET6
 }
 
 // table is the routes' table (main when unset).

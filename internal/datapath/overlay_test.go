@@ -117,8 +117,12 @@ func eventually(cond func() error) error {
 // transfer sends size bytes from client to a server in server (at ip:port)
 // and returns how many the server read.
 func transfer(t *testing.T, server, client string, ip netip.Addr, port, size int) (int64, error) {
+	network := "tcp4"
+	if ip.Is6() {
+		network = "tcp6"
+	}
 	var l net.Listener
-	if err := netnstest.In(server, func() (err error) { l, err = net.Listen("tcp4", fmt.Sprintf(":%d", port)); return err }); err != nil {
+	if err := netnstest.In(server, func() (err error) { l, err = net.Listen(network, fmt.Sprintf(":%d", port)); return err }); err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
@@ -136,7 +140,7 @@ func transfer(t *testing.T, server, client string, ip netip.Addr, port, size int
 	}()
 	var c net.Conn
 	if err := netnstest.In(client, func() (err error) {
-		c, err = net.DialTimeout("tcp4", netip.AddrPortFrom(ip, uint16(port)).String(), 2*time.Second)
+		c, err = net.DialTimeout(network, netip.AddrPortFrom(ip, uint16(port)).String(), 2*time.Second)
 		return err
 	}); err != nil {
 		return 0, err

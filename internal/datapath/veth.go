@@ -38,6 +38,10 @@ type Attachment struct {
 	// Gateway the vSwitch's gateway, which the host answers for on the link.
 	Address netip.Prefix
 	Gateway netip.Addr
+	// Address6 and Gateway6 are the group's IPv6 address and its
+	// vSwitch's IPv6 gateway (invalid: IPv4 alone).
+	Address6 netip.Prefix
+	Gateway6 netip.Addr
 	// MTU of the link (0: 1500).
 	MTU int
 	// VNI is the VPC's (0: the default VPC): the host's route to the
@@ -73,7 +77,10 @@ func HostInterfaceName(containerID string) string {
 // the instance. A second Attach of one sandbox makes it again.
 func Attach(a Attachment) (*Attached, error) {
 	if !a.Address.Addr().Is4() || !a.Gateway.Is4() {
-		return nil, fmt.Errorf("address %s, gateway %s: only IPv4 is served", a.Address, a.Gateway)
+		return nil, fmt.Errorf("address %s, gateway %s: allowed: IPv4 ones (and Address6, Gateway6 for IPv6)", a.Address, a.Gateway)
+	}
+	if a.Address6.IsValid() && (!a.Address6.Addr().Is6() || a.Address6.Addr().Is4In6() || !a.Gateway6.Is6() || a.Gateway6.Is4In6()) {
+		return nil, fmt.Errorf("IPv6 address %s, gateway %s: allowed: IPv6 ones", a.Address6, a.Gateway6)
 	}
 	if a.IfName == "" || len(a.IfName) > 15 || strings.ContainsAny(a.IfName, "/ \t\n") {
 		return nil, fmt.Errorf("interface name %q: allowed: 1 to 15 characters, no '/' or space", a.IfName)
@@ -158,6 +165,11 @@ func instanceSide(h *netlink.Handle, a Attachment, hostMAC net.HardwareAddr) (ne
 	if err := h.NeighSet(gwNeigh); err != nil {
 		return nil, fmt.Errorf("the gateway's neighbour entry in the sandbox: %w", err)
 	}
+	if a.Address6.IsValid() {
+		if err := instanceSide6(h, link, a, hostMAC); err != nil {
+			return nil, err
+		}
+	}
 	return link.Attrs().HardwareAddr, nil
 }
 
@@ -171,9 +183,13 @@ func hostSide(link netlink.Link, a Attachment, mac net.HardwareAddr) error {
 	if err := sysctl("net/ipv4/conf/"+name+"/rp_filter", "1"); err != nil {
 		return err
 	}
-	// No IPv6 on the link until a vSwitch has it: no autoconf address, no
-	// router solicitations, less for the kernel to do per sandbox.
-	_ = sysctl("net/ipv6/conf/"+name+"/disable_ipv6", "1")
+	// No IPv6 on the link unless the instance has it: no autoconf
+	// address, no router solicitations, nothing of IPv6 forwarded.
+	if !a.Address6.IsValid() {
+		_ = sysctl("net/ipv6/conf/"+name+"/disable_ipv6", "1")
+	} else if err := hostSide6(link, a); err != nil {
+		return err
+	}
 	if a.VNI > DefaultVNI {
 		// The reverse-path check looks up the source in the VPC's table
 		// (the packet's mark), not the main one.
@@ -202,6 +218,11 @@ func hostSide(link netlink.Link, a Attachment, mac net.HardwareAddr) error {
 		Scope: netlink.SCOPE_LINK, Protocol: RouteProtocol, Table: TableOf(max(a.VNI, DefaultVNI))}
 	if err := netlink.RouteReplace(route); err != nil {
 		return fmt.Errorf("route to %s on %s: %w", a.Address.Addr(), name, err)
+	}
+	if a.Address6.IsValid() {
+		if err := hostRoute6(link, a, mac); err != nil {
+			return err
+		}
 	}
 	return EnableForwarding()
 }

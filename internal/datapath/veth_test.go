@@ -107,8 +107,13 @@ func atLeast(n, want int) error {
 // listenUDP records the sources of datagrams to port in ns; the function
 // it returns counts those from ip.
 func listenUDP(t *testing.T, ns string, port int) func(ip string) int {
+	return listenUDPOn(t, "udp4", ns, port)
+}
+
+// listenUDPOn is listenUDP on network udp4 or udp6.
+func listenUDPOn(t *testing.T, network, ns string, port int) func(ip string) int {
 	var pc net.PacketConn
-	if err := netnstest.In(ns, func() (err error) { pc, err = net.ListenPacket("udp4", fmt.Sprintf(":%d", port)); return err }); err != nil {
+	if err := netnstest.In(ns, func() (err error) { pc, err = net.ListenPacket(network, fmt.Sprintf(":%d", port)); return err }); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pc.Close() })
@@ -137,7 +142,7 @@ func sendUDP(t *testing.T, ns, src, addr string) {
 		if src != "" {
 			d.LocalAddr = &net.UDPAddr{IP: net.ParseIP(src)}
 		}
-		c, err := d.Dial("udp4", addr)
+		c, err := d.Dial("udp", addr) // addr's family
 		if err != nil {
 			return err
 		}

@@ -49,9 +49,31 @@ func MarkOf(vni int) uint32 {
 	return uint32(vni) << 16
 }
 
-// IsolationTable is the nftables table (family ip) of network's VPC marks
-// and zones.
+// IsolationTable is the nftables table (family inet: IPv4 and IPv6) of
+// network's VPC marks and zones.
 func IsolationTable(network string) string { return "eci-net-" + network }
+
+// InetFamily is the family of the isolation and firewall tables (IPv4 and
+// IPv6 in one; before IPv6 they were of family ip: DropIPv4Table).
+const InetFamily = knftables.InetFamily
+
+// DropIPv4Table deletes table of family ip, an agent's of before IPv6
+// (the same name, of family inet now), if it is there.
+func DropIPv4Table(ctx context.Context, table string) error {
+	nft, err := knftables.New(knftables.IPv4Family, table)
+	if err != nil {
+		return err
+	}
+	if _, err := nft.List(ctx, "chain"); knftables.IsNotFound(err) {
+		return nil
+	}
+	tx := nft.NewTransaction()
+	tx.Delete(&knftables.Table{})
+	if err := nft.Run(ctx, tx); err != nil && !knftables.IsNotFound(err) {
+		return fmt.Errorf("delete the old table ip %s: %w", table, err)
+	}
+	return nil
+}
 
 // Isolation keeps the host's VPCs apart: the marks and zones of their
 // links (one nftables table, whole in one transaction) and their policy
@@ -128,12 +150,24 @@ func (i *Isolation) base(tx *knftables.Transaction) {
 	tx.Add(&knftables.Set{Name: "tunnel-peers", Type: "ipv4_addr"})
 	// No instance sends into a tunnel: the tunnels' port is the host's, and
 	// (with tunnels) the other hosts' alone.
-	input := []string{fmt.Sprintf("iifname %q udp dport %d drop", InterfacePrefix+"*", VXLANPort)}
+	input := []string{
+		fmt.Sprintf("iifname %q udp dport %d drop", InterfacePrefix+"*", VXLANPort),
+		fmt.Sprintf("meta nfproto ipv6 udp dport %d drop", VXLANPort), // the tunnels are IPv4's
+	}
 	if i.Tunnel {
 		input = append(input, fmt.Sprintf("udp dport %d ip saddr != @tunnel-peers drop", VXLANPort))
 		if i.Local.IsValid() {
 			input = append(input, fmt.Sprintf("udp dport %d ip daddr != %s drop", VXLANPort, i.Local))
 		}
+	}
+	// IPv6 goes from instance to instance alone, through the tunnels or
+	// not: no way out of the VPC (no NAT gateway, EIP or route entry has
+	// IPv6 yet) and none in.
+	eci, vx := fmt.Sprintf("%q", InterfacePrefix+"*"), `"vx*"`
+	forward6 := []string{
+		"meta nfproto ipv6 iifname " + eci + " oifname != " + eci + " oifname != " + vx + " drop",
+		"meta nfproto ipv6 oifname " + eci + " iifname != " + eci + " iifname != " + vx + " drop",
+		"meta nfproto ipv6 iifname " + vx + " oifname != " + eci + " drop",
 	}
 	for _, c := range []struct {
 		name  string
@@ -143,12 +177,23 @@ func (i *Isolation) base(tx *knftables.Transaction) {
 	}{
 		// Before connection tracking: the link's VPC gives the packet its
 		// mark (routing: the VPC's table) and its zone.
-		{"prerouting", knftables.PreroutingHook, prePriority, []string{"meta mark set iifname map @vpc-mark", "ct zone set iifname map @vpc-zone"}},
+		// IPv6 has no reverse-path filter: what an instance sends from an
+		// address the host would not route back to its link (in its
+		// VPC's table) is dropped here (link-local sources never leave
+		// the link).
+		{"prerouting", knftables.PreroutingHook, prePriority, []string{
+			"meta mark set iifname map @vpc-mark", "ct zone set iifname map @vpc-zone",
+			fmt.Sprintf("iifname %q ip6 saddr != fe80::/10 fib saddr . mark . iif oif missing drop", InterfacePrefix+"*"),
+			// Nor does a tunnel bring an instance's IPv6 address that the
+			// host routes elsewhere (IPv4's: the tunnel's rp_filter).
+			`iifname "vx*" ip6 saddr != fe80::/10 fib saddr . mark . iif oif missing drop`,
+		}},
 		// The host's own packets to an instance (its answers, marked by
 		// fwmark_reflect and tcp_fwmark_accept; probes, marked by the
 		// agent) go in their VPC's zone.
 		{"output", knftables.OutputHook, knftables.RawPriority, []string{fmt.Sprintf("ct zone set meta mark and %#x map @mark-zone", markMask)}},
 		{"input", knftables.InputHook, knftables.FilterPriority, input},
+		{"forward", knftables.ForwardHook, knftables.FilterPriority, forward6},
 	} {
 		tx.Add(&knftables.Chain{Name: c.name, Type: knftables.PtrTo(knftables.FilterType), Hook: knftables.PtrTo(c.hook), Priority: knftables.PtrTo(c.prio)})
 		tx.Flush(&knftables.Chain{Name: c.name})
@@ -156,6 +201,17 @@ func (i *Isolation) base(tx *knftables.Transaction) {
 			tx.Add(&knftables.Rule{Chain: c.name, Rule: r})
 		}
 	}
+}
+
+// Ensure writes the table's maps and chains, IPv6's guards among them,
+// before a link with IPv6 is up.
+func (i *Isolation) Ensure(ctx context.Context) error {
+	tx := i.NFT.NewTransaction()
+	i.base(tx)
+	if err := i.NFT.Run(ctx, tx); err != nil {
+		return fmt.Errorf("the VPCs' table: %w", err)
+	}
+	return nil
 }
 
 // Remove forgets link's mark and zone (a link that is gone).
@@ -251,13 +307,18 @@ func (i *Isolation) ensureRules(vni int) error {
 	rule := netlink.NewRule()
 	rule.Priority, rule.Table = RulePriority, table
 	rule.Mark, rule.Mask = MarkOf(vni), knftables.PtrTo(uint32(markMask))
-	rule.Family = unix.AF_INET
-	if err := netlink.RuleAdd(rule); err != nil && !errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("policy rule of VPC %d: %w", vni, err)
-	}
-	stop := &netlink.Route{Table: table, Type: unix.RTN_UNREACHABLE, Dst: ipNet(netip.MustParsePrefix("0.0.0.0/0")), Priority: 4294967295}
-	if err := netlink.RouteReplace(stop); err != nil {
-		return fmt.Errorf("last route of VPC %d's table: %w", vni, err)
+	for _, fam := range []struct {
+		family int
+		all    netip.Prefix
+	}{{unix.AF_INET, netip.MustParsePrefix("0.0.0.0/0")}, {unix.AF_INET6, netip.MustParsePrefix("::/0")}} {
+		rule.Family = fam.family
+		if err := netlink.RuleAdd(rule); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("policy rule of VPC %d: %w", vni, err)
+		}
+		stop := &netlink.Route{Table: table, Type: unix.RTN_UNREACHABLE, Dst: ipNet(fam.all), Priority: 4294967295}
+		if err := netlink.RouteReplace(stop); err != nil {
+			return fmt.Errorf("last route of VPC %d's table: %w", vni, err)
+		}
 	}
 	return nil
 }
@@ -265,18 +326,23 @@ func (i *Isolation) ensureRules(vni int) error {
 // removeRules deletes the rules (and tables' last routes) of VPCs not in
 // used.
 func (i *Isolation) removeRules(used map[int]bool) error {
-	rules, err := netlink.RuleList(unix.AF_INET)
-	if err != nil {
-		return err
-	}
-	for _, r := range rules {
-		if r.Priority != RulePriority || r.Table <= tableBase || r.Table > tableBase+0xffff || used[r.Table-tableBase] {
-			continue
+	for _, fam := range []struct {
+		family int
+		all    netip.Prefix
+	}{{unix.AF_INET, netip.MustParsePrefix("0.0.0.0/0")}, {unix.AF_INET6, netip.MustParsePrefix("::/0")}} {
+		rules, err := netlink.RuleList(fam.family)
+		if err != nil {
+			return err
 		}
-		if err := netlink.RuleDel(&r); err != nil && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("policy rule of table %d: %w", r.Table, err)
+		for _, r := range rules {
+			if r.Priority != RulePriority || r.Table <= tableBase || r.Table > tableBase+0xffff || used[r.Table-tableBase] {
+				continue
+			}
+			if err := netlink.RuleDel(&r); err != nil && !errors.Is(err, unix.ENOENT) {
+				return fmt.Errorf("policy rule of table %d: %w", r.Table, err)
+			}
+			_ = netlink.RouteDel(&netlink.Route{Table: r.Table, Type: unix.RTN_UNREACHABLE, Dst: ipNet(fam.all), Priority: 4294967295})
 		}
-		_ = netlink.RouteDel(&netlink.Route{Table: r.Table, Type: unix.RTN_UNREACHABLE, Dst: ipNet(netip.MustParsePrefix("0.0.0.0/0")), Priority: 4294967295})
 	}
 	return nil
 }
@@ -285,7 +351,7 @@ func (i *Isolation) removeRules(used map[int]bool) error {
 // reset, an accepted connection) carry the mark of what they answer, so
 // they are routed in the instance's VPC.
 func HostSysctls() error {
-	for _, k := range []string{"net/ipv4/fwmark_reflect", "net/ipv4/tcp_fwmark_accept"} {
+	for _, k := range []string{"net/ipv4/fwmark_reflect", "net/ipv6/fwmark_reflect", "net/ipv4/tcp_fwmark_accept"} {
 		if err := sysctl(k, "1"); err != nil {
 			return err
 		}

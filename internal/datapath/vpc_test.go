@@ -22,7 +22,7 @@ func newVPCHost(t *testing.T, ns, network string) *vpcHost {
 	t.Helper()
 	h := &vpcHost{ns: netnstest.New(t, ns)}
 	err := netnstest.In(ns, func() error {
-		nft, err := knftables.New(knftables.IPv4Family, IsolationTable(network))
+		nft, err := knftables.New(InetFamily, IsolationTable(network))
 		h.iso = &Isolation{NFT: nft, Network: network}
 		if err != nil {
 			return err

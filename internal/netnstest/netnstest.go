@@ -99,8 +99,23 @@ func serve(t testing.TB, ns string, port int, reply func(net.Conn) string) {
 // the accepting goroutine (handle may start its own), until the test ends.
 func ServeConns(t testing.TB, ns string, port int, handle func(net.Conn)) {
 	t.Helper()
+	serveOn(t, ns, "tcp4", port, handle)
+}
+
+// ServeTCP6 answers every connection to port (over IPv6) in namespace ns
+// with reply, until the test ends.
+func ServeTCP6(t testing.TB, ns string, port int, reply string) {
+	t.Helper()
+	serveOn(t, ns, "tcp6", port, func(c net.Conn) {
+		_, _ = c.Write([]byte(reply))
+		c.Close()
+	})
+}
+
+func serveOn(t testing.TB, ns, network string, port int, handle func(net.Conn)) {
+	t.Helper()
 	var l net.Listener
-	if err := In(ns, func() (err error) { l, err = net.Listen("tcp4", fmt.Sprintf(":%d", port)); return err }); err != nil {
+	if err := In(ns, func() (err error) { l, err = net.Listen(network, fmt.Sprintf(":%d", port)); return err }); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
@@ -115,8 +130,8 @@ func ServeConns(t testing.TB, ns string, port int, handle func(net.Conn)) {
 	}()
 }
 
-// DialTCP connects from namespace ns (from src when not "") to addr within
-// 2 s and returns what the server said.
+// DialTCP connects from namespace ns (from src when not "") to addr (IPv4
+// or IPv6: [address]:port) within 2 s and returns what the server said.
 func DialTCP(ns, addr, src string) (string, error) {
 	var c net.Conn
 	err := In(ns, func() (err error) {
@@ -124,7 +139,7 @@ func DialTCP(ns, addr, src string) (string, error) {
 		if src != "" {
 			d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
 		}
-		c, err = d.Dial("tcp4", addr)
+		c, err = d.Dial("tcp", addr) // addr's family
 		return err
 	})
 	if err != nil {

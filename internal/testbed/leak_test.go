@@ -59,7 +59,7 @@ func traceOf(t *testing.T, slotIndex int, dir string) trace {
 	}
 	for _, table := range agentTables(n.AgentNetwork) {
 		if nftTableExists(table) {
-			tr.links = append(tr.links, "nftables table "+table)
+			tr.links = append(tr.links, "nftables table "+table.String())
 		}
 	}
 	if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), hostNetNS(slotIndex, 1)) {

@@ -197,7 +197,7 @@ func (s *slot) clean() error {
 		if !nftTableExists(table) {
 			continue
 		}
-		if out, err := exec.Command("nft", "delete", "table", "ip", table).CombinedOutput(); err != nil {
+		if out, err := exec.Command("nft", "delete", "table", table.family, table.name).CombinedOutput(); err != nil {
 			return fmt.Errorf("delete nftables table %s: %w: %s", table, err, out)
 		}
 	}
@@ -220,14 +220,22 @@ func (s *slot) release() {
 	}
 }
 
+// nftTable is an nftables table: its family and name.
+type nftTable struct{ family, name string }
+
+func (t nftTable) String() string { return t.family + " " + t.name }
+
 // agentTables are the nftables tables of an agent's network: virtual
-// services, VPCs, security groups, NAT gateway.
-func agentTables(network string) []string {
-	return []string{vservice.TableFor(network), datapath.IsolationTable(network), datapath.FirewallTable(network), datapath.NATTable(network)}
+// services, VPCs, security groups (family ip before IPv6, inet now), NAT
+// gateway.
+func agentTables(network string) []nftTable {
+	inet := string(datapath.InetFamily)
+	return []nftTable{{"ip", vservice.TableFor(network)}, {inet, datapath.IsolationTable(network)}, {inet, datapath.FirewallTable(network)},
+		{"ip", datapath.IsolationTable(network)}, {"ip", datapath.FirewallTable(network)}, {"ip", datapath.NATTable(network)}}
 }
 
-func nftTableExists(table string) bool {
-	return exec.Command("nft", "list", "table", "ip", table).Run() == nil
+func nftTableExists(t nftTable) bool {
+	return exec.Command("nft", "list", "table", t.family, t.name).Run() == nil
 }
 
 // removeAttachments deletes the instances' interfaces a dead agent of the

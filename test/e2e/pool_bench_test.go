@@ -40,7 +40,7 @@ func BenchmarkSecurityGroupUpdate(b *testing.B) {
 			want := fmt.Sprintf("dport %d-%d", 1000+n, 1000+n)
 			for _, h := range p.bed.Hosts {
 				for {
-					out, _ := exec.Command("ip", "netns", "exec", h.NetNS, "nft", "list", "table", "ip", table).Output()
+					out, _ := exec.Command("ip", "netns", "exec", h.NetNS, "nft", "list", "table", "inet", table).Output()
 					if strings.Contains(string(out), want) {
 						break
 					}
