@@ -38,12 +38,17 @@ func annotations(pod *corev1.Pod, s *apiv1.ContainerGroupSpec) error {
 	}
 	s.PrivateIPAddress = a[AnnPrivateIP]
 	s.EIPID = a[AnnEIPInstanceID]
-	if v, ok := a[AnnWithEIP]; ok {
-		with, err := strconv.ParseBool(v)
-		if err != nil {
-			return refuse("InvalidAnnotation", "annotation %s=%q is not valid: expected true or false", AnnWithEIP, v)
+	for _, f := range []struct {
+		key string
+		to  *bool
+	}{{AnnWithEIP, &s.WithEIP}, {AnnEnableIPv6, &s.EnableIPv6}} {
+		if v, ok := a[f.key]; ok {
+			on, err := strconv.ParseBool(v)
+			if err != nil {
+				return refuse("InvalidAnnotation", "annotation %s=%q is not valid: expected true or false", f.key, v)
+			}
+			*f.to = on
 		}
-		s.WithEIP = with
 	}
 	if _, ok := a[AnnPlainHTTP]; ok {
 		s.PlainHTTPRegistries = list(AnnPlainHTTP)

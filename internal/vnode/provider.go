@@ -95,10 +95,10 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 }
 
 // writtenBackKeys are the annotations the node writes on its pods.
-var writtenBackKeys = []string{AnnInstanceID, AnnInstanceSpec, AnnAllocatedEIP}
+var writtenBackKeys = []string{AnnInstanceID, AnnInstanceSpec, AnnAllocatedEIP, AnnAllocatedIPv6}
 
 // writtenBack are g's annotations for its pod: its id, and once placed its
-// size and EIP.
+// size, EIP and IPv6 address.
 func writtenBack(g *apiv1.ContainerGroup) map[string]string {
 	ann := map[string]string{AnnInstanceID: g.Metadata.ID}
 	if g.Status.InstanceSpec != "" {
@@ -106,6 +106,9 @@ func writtenBack(g *apiv1.ContainerGroup) map[string]string {
 	}
 	if g.Status.EIPAddress != "" {
 		ann[AnnAllocatedEIP] = g.Status.EIPAddress
+	}
+	if g.Status.IPv6Address != "" {
+		ann[AnnAllocatedIPv6] = g.Status.IPv6Address
 	}
 	return ann
 }
@@ -120,8 +123,9 @@ func carries(pod *corev1.Pod, ann map[string]string) bool {
 	return true
 }
 
-// annotate writes the group id, its size and its EIP (once placed) back on the pod
-// (docs/spec.md section 6: eci-instance-id, eci-instance-spec, allocated-eipAddress), and keeps the pod
+// annotate writes the group id, its size, its EIP and its IPv6 address (once placed) back on the pod
+// (docs/spec.md section 6: eci-instance-id, eci-instance-spec, allocated-eipAddress,
+// allocated-ipv6Address), and keeps the pod
 // this provider reports in step: virtual-kubelet writes the status with the
 // provider's copy, which must carry them.
 func (p *Provider) annotate(ctx context.Context, key string, g *apiv1.ContainerGroup) error {

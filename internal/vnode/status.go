@@ -24,6 +24,9 @@ func (p *Provider) podStatus(pod *corev1.Pod, g *apiv1.ContainerGroup) corev1.Po
 	}
 	if st.IP != "" {
 		out.PodIPs = []corev1.PodIP{{IP: st.IP}}
+		if st.IPv6Address != "" { // dual stack: podIP (IPv4) first, as the kubelet's
+			out.PodIPs = append(out.PodIPs, corev1.PodIP{IP: st.IPv6Address})
+		}
 	}
 	if out.Phase == corev1.PodPending || out.Phase == corev1.PodRunning {
 		out.Reason, out.Message = "", "" // the containers say why

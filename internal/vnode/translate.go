@@ -40,6 +40,8 @@ const (
 	AnnWithEIP        = annPrefix + "eci-with-eip"
 	AnnEIPInstanceID  = annPrefix + "eci-eip-instanceid"
 	AnnAllocatedEIP   = annPrefix + "allocated-eipAddress"
+	AnnEnableIPv6     = annPrefix + "eci-enable-ipv6"
+	AnnAllocatedIPv6  = annPrefix + "allocated-ipv6Address"
 	// The bandwidth limits: Kubernetes' own names (the CNI bandwidth
 	// plugin's) and the service's; the service's win.
 	AnnIngressBandwidth    = "kubernetes.io/ingress-bandwidth"

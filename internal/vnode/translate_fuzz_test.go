@@ -282,7 +282,7 @@ func (g *podGen) handler(c corev1.Container) *corev1.LifecycleHandler {
 }
 
 func (g *podGen) annotation() (string, string) {
-	switch g.n(14) {
+	switch g.n(15) {
 	case 0:
 		return AnnUseSpecs, pick(g, "2-4Gi", "1-2Gi,4-8Gi", "ecs.c6.large", "0.25-0.5Gi", "128-1024Gi")
 	case 1:
@@ -309,6 +309,8 @@ func (g *podGen) annotation() (string, string) {
 		return AnnPlainHTTP, pick(g, "reg.local:5000", "bad host")
 	case 12:
 		return AnnInsecure, pick(g, "reg.local", "a b")
+	case 13:
+		return AnnEnableIPv6, pick(g, "true", "false", "dual")
 	}
 	return "k8s.aliyun.com/eci-unknown", "x"
 }

@@ -125,6 +125,20 @@ func TestPodToGroup(t *testing.T) {
 		}},
 		{name: "eci-with-eip that is no boolean", pod: pod(func(p *corev1.Pod) { p.Annotations[AnnWithEIP] = "yes please" }),
 			refuse: "InvalidAnnotation:true or false"},
+		{name: "IPv6 dual stack", pod: pod(func(p *corev1.Pod) { p.Annotations[AnnEnableIPv6] = "true" }), check: func(g *apiv1.ContainerGroup) string {
+			if !g.Spec.EnableIPv6 {
+				return "enableIpv6"
+			}
+			return ""
+		}},
+		{name: "no IPv6 unless asked", pod: pod(func(p *corev1.Pod) { p.Annotations[AnnEnableIPv6] = "false" }), check: func(g *apiv1.ContainerGroup) string {
+			if g.Spec.EnableIPv6 {
+				return "enableIpv6"
+			}
+			return ""
+		}},
+		{name: "eci-enable-ipv6 that is no boolean", pod: pod(func(p *corev1.Pod) { p.Annotations[AnnEnableIPv6] = "dual" }),
+			refuse: `InvalidAnnotation:k8s.aliyun.com/eci-enable-ipv6="dual" is not valid: expected true or false`},
 		{name: "a bandwidth that is no quantity", pod: pod(func(p *corev1.Pod) { p.Annotations[AnnEgressBandwidth] = "fast" }),
 			refuse: "InvalidAnnotation:such as 10M"},
 		{name: "a malformed annotation is quoted with the expected form", pod: pod(func(p *corev1.Pod) { p.Annotations[AnnCustomHosts] = "db=1.2.3.4" }),

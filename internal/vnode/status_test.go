@@ -1,0 +1,47 @@
+package vnode
+
+import (
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+)
+
+// A dual-stack group's pod has both addresses in status.podIPs, IPv4
+// first (status.podIP), and its IPv6 address written back as
+// allocated-ipv6Address; an IPv4-only group's has one address and no such
+// annotation.
+func TestDualStackPodStatus(t *testing.T) {
+	p := &Provider{cfg: Config{InternalIP: "198.18.64.1"}}
+	group := func(ipv6 string) *apiv1.ContainerGroup {
+		return &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{ID: "eci-1"}, Status: apiv1.ContainerGroupStatus{
+			State: apiv1.StateRunning, Host: "h1", IP: "198.19.128.5", IPv6Address: ipv6, InstanceSpec: "2.0-4.0Gi"}}
+	}
+	dual := group("2001:2:0:1::5")
+	st := p.podStatus(pod(nil), dual)
+	if st.PodIP != "198.19.128.5" || len(st.PodIPs) != 2 || st.PodIPs[0].IP != "198.19.128.5" || st.PodIPs[1].IP != "2001:2:0:1::5" {
+		t.Fatalf("dual stack: podIP %q, podIPs %v", st.PodIP, st.PodIPs)
+	}
+	ann := writtenBack(dual)
+	if ann[AnnAllocatedIPv6] != "2001:2:0:1::5" || ann[AnnInstanceSpec] != "2.0-4.0Gi" {
+		t.Fatalf("written back: %v", ann)
+	}
+	annotated := pod(func(p *corev1.Pod) { p.Annotations = ann })
+	if !carries(annotated, ann) || carries(pod(nil), ann) {
+		t.Fatal("carries: the annotated pod must carry them, a bare one must not")
+	}
+
+	v4 := group("")
+	if st := p.podStatus(pod(nil), v4); st.PodIP != "198.19.128.5" || len(st.PodIPs) != 1 {
+		t.Fatalf("IPv4 only: podIP %q, podIPs %v", st.PodIP, st.PodIPs)
+	}
+	if _, ok := writtenBack(v4)[AnnAllocatedIPv6]; ok {
+		t.Fatalf("IPv4 only: written back %v", writtenBack(v4))
+	}
+	pending := group("")
+	pending.Status = apiv1.ContainerGroupStatus{State: apiv1.StateScheduling}
+	if st := p.podStatus(pod(nil), pending); st.PodIP != "" || len(st.PodIPs) != 0 {
+		t.Fatalf("not placed: podIP %q, podIPs %v", st.PodIP, st.PodIPs)
+	}
+}
