@@ -30,8 +30,8 @@ func TestFirewallOfTheHost(t *testing.T) {
 		t.Fatalf("a sync before the lists: %v, table %v", err, fake.Table)
 	}
 	book.set(map[string]apiv1.InstanceAddressSpec{
-		"web":    {IP: "198.19.1.10", VSwitchID: "vsw-x", Host: "h1", SecurityGroups: []string{"t/web"}},
-		"client": {IP: "198.19.1.11", VSwitchID: "vsw-x", Host: "h2", SecurityGroups: []string{"t/client"}},
+		"web":    {IP: "198.19.1.10", IPv6: "2001:2:0:1::a", VSwitchID: "vsw-x", Host: "h1", SecurityGroups: []string{"t/web"}},
+		"client": {IP: "198.19.1.11", IPv6: "2001:2:0:1::b", VSwitchID: "vsw-x", Host: "h2", SecurityGroups: []string{"t/client"}},
 		"plain":  {IP: "198.19.1.12", VSwitchID: "vsw-a", Host: "h1"},
 	})
 	f.sgs.synced = true
@@ -47,6 +47,8 @@ func TestFirewallOfTheHost(t *testing.T) {
 		"meta l4proto tcp th dport 80-81 accept", // the group rule's protocol and ports
 		"ip saddr 198.18.0.0/15 accept",          // ALL: no protocol match
 		"0x70000 . 198.19.1.11",                  // client is a member, though on h2
+		"0x70000 . 2001:2:0:1::a : jump p-",      // web's IPv6 address too
+		"0x70000 . 2001:2:0:1::b",                // and client's, a member by IPv6
 	} {
 		if !strings.Contains(dump, want) {
 			t.Errorf("the table lacks %q:\n%s", want, dump)
@@ -56,7 +58,8 @@ func TestFirewallOfTheHost(t *testing.T) {
 		t.Errorf("an instance in no group is in the table:\n%s", dump)
 	}
 	ep := datapath.Endpoint{Addr: netip.MustParseAddr("198.19.1.10"), Mark: 7 << 16}
-	if !f.enforced[ep] || len(f.enforced) != 1 {
+	ep6 := datapath.Endpoint{Addr: netip.MustParseAddr("2001:2:0:1::a"), Mark: 7 << 16}
+	if !f.enforced[ep] || !f.enforced[ep6] || len(f.enforced) != 2 {
 		t.Errorf("enforced %v", f.enforced)
 	}
 }

@@ -29,16 +29,21 @@ func TestOverlayRoutesOtherHostsOnly(t *testing.T) {
 	addrs := map[string]apiv1.InstanceAddressSpec{
 		"own":     {IP: "198.19.128.2", Host: "h1", VSwitchID: "vsw-x"},
 		"remote":  {IP: "198.19.128.3", Host: "h2", VSwitchID: "vsw-a"},
-		"remote7": {IP: "198.19.128.3", Host: "h2", VSwitchID: "vsw-x"},
+		"remote7": {IP: "198.19.128.3", IPv6: "2001:2:0:1::3", Host: "h2", VSwitchID: "vsw-x"},
 		"unknown": {IP: "198.19.128.4", Host: "h3", VSwitchID: "vsw-a"}, // no tunnel IP read yet
 		"bad":     {IP: "x", Host: "h2", VSwitchID: "vsw-a"},
 	}
 	o.tunnels = map[string]netip.Addr{"h1": netip.MustParseAddr("198.18.192.11"), "h2": netip.MustParseAddr("198.18.192.12")}
 	got, local, err := o.remotes(context.Background(), addrs)
 	h2 := netip.MustParseAddr("198.18.192.12")
-	want := map[int][]datapath.Remote{1: {{IP: netip.MustParseAddr("198.19.128.3"), Host: h2}}, 7: {{IP: netip.MustParseAddr("198.19.128.3"), Host: h2}}}
+	want := map[int][]datapath.Remote{1: {{IP: netip.MustParseAddr("198.19.128.3"), Host: h2}}, 7: {{IP: netip.MustParseAddr("198.19.128.3"), Host: h2}, {IP: netip.MustParseAddr("2001:2:0:1::3"), Host: h2}}}
 	if err != nil || len(got) != 2 || !slices.Equal(got[1], want[1]) || !slices.Equal(got[7], want[7]) || len(local) != 1 || !local[7] {
 		t.Fatalf("remotes %v, local %v (%v); want %v, local VPC 7", got, local, err, want)
+	}
+	for _, bad := range []string{"::ffff:198.19.128.5", "198.19.128.5", "fe80::1", "ff02::1", "x"} {
+		if ip := ipv6Of(apiv1.InstanceAddressSpec{IPv6: bad}); ip.IsValid() {
+			t.Errorf("ipv6Of(%q) = %s, want none", bad, ip)
+		}
 	}
 	addrs["gone"] = apiv1.InstanceAddressSpec{IP: "198.19.128.9", Host: "h2", VSwitchID: "vsw-gone"}
 	if got, _, err := o.remotes(context.Background(), addrs); err != nil || len(got[1]) != 1 {
