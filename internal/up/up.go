@@ -55,6 +55,9 @@ type Config struct {
 	// PodCIDR is the vSwitch the groups get their IPs from; NetworkName
 	// names the agent's network (its CNI network and nftables tables).
 	PodCIDR, NetworkName string
+	// PodIPv6CIDR, when set, makes that vSwitch dual stack (its ipv6Cidr):
+	// groups with IPv6 get their IPv6 addresses from it.
+	PodIPv6CIDR string
 	// Overcommit multiplies the machine's CPU and memory offered to groups
 	// (0: 1): one small machine then fits default-size pods (2 vCPU, 4 GiB);
 	// each group's cgroup limits still hold.
@@ -192,19 +195,8 @@ func prepare(ctx context.Context, cfg Config, srv *server.Server) ([]daemon, err
 // bootstrap makes what one machine needs: a vSwitch, a host token and the
 // vnode's tenant with its token (kept in DataDir, so a restart reuses them).
 func bootstrap(ctx context.Context, admin *client.Client, cfg Config) (hostToken, tenantToken string, err error) {
-	// A restart on the same data dir finds its vSwitch: the same one is
-	// fine, another CIDR is the operator's to resolve.
-	_, err = admin.CreateVSwitch(ctx, &apiv1.VSwitch{Metadata: apiv1.ObjectMeta{Name: "vsw-local"}, Spec: apiv1.VSwitchSpec{Zone: "local", CIDR: cfg.PodCIDR}})
-	if errdefs.IsAlreadyExists(err) {
-		cur, gerr := admin.GetVSwitch(ctx, "vsw-local")
-		if gerr != nil {
-			return "", "", gerr
-		}
-		if want, _ := netip.ParsePrefix(cfg.PodCIDR); cur.Spec.CIDR != want.Masked().String() {
-			return "", "", fmt.Errorf("--pod-cidr %s: the data dir's vSwitch vsw-local is %s; use that CIDR or another --data-dir", cfg.PodCIDR, cur.Spec.CIDR)
-		}
-	} else if err != nil {
-		return "", "", fmt.Errorf("vSwitch %s: %w", cfg.PodCIDR, err)
+	if err := localVSwitch(ctx, admin, cfg); err != nil {
+		return "", "", err
 	}
 	if _, err := admin.PutTenant(ctx, &apiv1.Tenant{Metadata: apiv1.ObjectMeta{Name: "default"}}); err != nil {
 		return "", "", err
@@ -226,6 +218,40 @@ func bootstrap(ctx context.Context, admin *client.Client, cfg Config) (hostToken
 	}
 	tenantToken, err = token("tenant.token", apiv1.TokenSpec{Kind: apiv1.TokenTenant, Tenant: "default"})
 	return hostToken, tenantToken, err
+}
+
+// localVSwitch makes the groups' vSwitch, vsw-local: cfg.PodCIDR, and
+// cfg.PodIPv6CIDR when set. A restart on the same data dir finds it: the
+// same one is fine, other CIDRs are the operator's to resolve.
+func localVSwitch(ctx context.Context, admin *client.Client, cfg Config) error {
+	_, err := admin.CreateVSwitch(ctx, &apiv1.VSwitch{Metadata: apiv1.ObjectMeta{Name: "vsw-local"},
+		Spec: apiv1.VSwitchSpec{Zone: "local", CIDR: cfg.PodCIDR, IPv6CIDR: cfg.PodIPv6CIDR}})
+	if err != nil && !errdefs.IsAlreadyExists(err) {
+		return fmt.Errorf("vSwitch %s: %w", cfg.PodCIDR, err)
+	}
+	if err == nil {
+		return nil
+	}
+	cur, err := admin.GetVSwitch(ctx, "vsw-local")
+	if err != nil {
+		return err
+	}
+	if want, _ := netip.ParsePrefix(cfg.PodCIDR); cur.Spec.CIDR != want.Masked().String() {
+		return fmt.Errorf("--pod-cidr %s: the data dir's vSwitch vsw-local is %s; use that CIDR or another --data-dir", cfg.PodCIDR, cur.Spec.CIDR)
+	}
+	want6 := ""
+	if cfg.PodIPv6CIDR != "" {
+		p, _ := netip.ParsePrefix(cfg.PodIPv6CIDR)
+		want6 = p.Masked().String()
+	}
+	if cur.Spec.IPv6CIDR != want6 {
+		has := cur.Spec.IPv6CIDR
+		if has == "" {
+			has = "none"
+		}
+		return fmt.Errorf("--pod-ipv6-cidr %q: the data dir's vSwitch vsw-local has IPv6 CIDR %s; use that one or another --data-dir", cfg.PodIPv6CIDR, has)
+	}
+	return nil
 }
 
 func newAgent(ctx context.Context, cfg Config, srv *server.Server, token string) (*agent.Agent, error) {
