@@ -42,7 +42,7 @@ type IPv6Pool struct {
 func NewIPv6Pool(v4 *Pool, cidr string) (*IPv6Pool, error) {
 	prefix, err := netip.ParsePrefix(cidr)
 	if err != nil || !prefix.Addr().Is6() || prefix.Addr().Is4In6() {
-		return nil, fmt.Errorf("ipv6Cidr %q is not an IPv6 CIDR such as fd00:eci:1::/64", cidr)
+		return nil, fmt.Errorf("ipv6Cidr %q is not an IPv6 CIDR such as fd00:ec1:1::/64", cidr)
 	}
 	if prefix != prefix.Masked() {
 		return nil, fmt.Errorf("ipv6Cidr %q has host bits set; did you mean %s?", cidr, prefix.Masked())
