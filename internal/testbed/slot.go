@@ -50,6 +50,9 @@ type Network struct {
 	// tables).
 	VSwitchCIDR  netip.Prefix
 	AgentNetwork string
+	// VSwitchIPv6CIDR is an IPv6 range (2001:2::/48, for benchmarks) for a
+	// dual-stack vSwitch in tests.
+	VSwitchIPv6CIDR netip.Prefix
 	// LargeVSwitchCIDR is a /22 for bursts of more groups than VSwitchCIDR
 	// holds; only slots 0-15 have one (invalid otherwise).
 	LargeVSwitchCIDR netip.Prefix
@@ -83,6 +86,7 @@ func networkFor(slot int) Network {
 		NodePeer:        fmt.Sprintf("ecinp%d", slot),
 		VSwitchCIDR:     netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, 128 + s, 0}), 24),
 		AgentNetwork:    fmt.Sprintf("eciag%d", slot),
+		VSwitchIPv6CIDR: netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0, 0x02, 0, 0, 0, 0x80 + s}), 64),
 		LocalAddr:       netip.AddrFrom4([4]byte{198, 18, 64 + s, 200}),
 		UnderlayCIDR:    netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 192 + s, 0}), 24),
 		UnderlayGateway: netip.AddrFrom4([4]byte{198, 18, 192 + s, 1}),

@@ -36,6 +36,7 @@ func TestPoolOfHosts(t *testing.T) {
 	t.Run("security groups across hosts, a rule change", func(t *testing.T) { testSecurityGroups(t, p) })
 	t.Run("NAT gateways, out from the host's address", func(t *testing.T) { testNATGateways(t, p) })
 	t.Run("EIPs, in and out", func(t *testing.T) { testEIPs(t, p) })
+	t.Run("IPv6 across hosts in a VPC", func(t *testing.T) { testIPv6(t, p) })
 }
 
 func testAcrossHosts(t *testing.T, p *pool) {
@@ -302,4 +303,50 @@ func readGroupLog(ctx context.Context, srv *servertest.Server, id string) (strin
 	defer rc.Close()
 	data, err := io.ReadAll(rc)
 	return string(data), err
+}
+
+// testIPv6 runs two dual-stack instances of a tenant's VPC on the two
+// hosts: one fetches the other's page and a 4 MiB file by its IPv6
+// address, through the VPC's tunnel.
+func testIPv6(t *testing.T, p *pool) {
+	p.t = t
+	bed, srv := p.bed, p.srv
+	c := srv.TenantClient(t, "six")
+	if _, err := srv.Admin.CreateVPC(p.ctx, &apiv1.VPC{Metadata: apiv1.ObjectMeta{Name: "vpc-six", Tenant: "six"}}); err != nil {
+		t.Fatal(err)
+	}
+	vsw, err := srv.Admin.CreateVSwitch(p.ctx, &apiv1.VSwitch{Metadata: apiv1.ObjectMeta{Name: "vsw-six", Tenant: "six"},
+		Spec: apiv1.VSwitchSpec{Zone: "zone-a", CIDR: bed.Network.VSwitchCIDR.String(), IPv6CIDR: bed.Network.VSwitchIPv6CIDR.String(), VPCID: "vpc-six"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	group := func(name, script string) *apiv1.ContainerGroup {
+		g := poolGroup(bed, name, script)
+		g.Spec.VSwitchIDs, g.Spec.EnableIPv6 = []string{vsw.Metadata.ID}, true
+		return g
+	}
+	web := p.pin(c, "h1", group("web6", "mkdir -p /srv && echo web6 > /srv/index.html && dd if=/dev/zero of=/srv/big bs=1024 count=4096 2>/dev/null && exec httpd -f -p 8080 -h /srv"))
+	ip6, err := netip.ParseAddr(web.Status.IPv6Address)
+	if err != nil || !bed.Network.VSwitchIPv6CIDR.Contains(ip6) {
+		t.Fatalf("web6's status.ipv6Address %q: not in %s", web.Status.IPv6Address, bed.Network.VSwitchIPv6CIDR)
+	}
+	client := p.pin(c, "h2", group("client6", fmt.Sprintf(`for i in $(seq 1 30); do out=$(timeout 3 wget -q -O - http://[%[1]s]:8080/ 2>&1) && break; sleep 1; done
+echo "page: $out"
+echo "bytes=$(timeout 20 wget -q -O - http://[%[1]s]:8080/big | wc -c)"
+ip addr show dev eth0 | grep -o 'inet6 [^ ]*'
+echo end; exec sleep 3600`, ip6)))
+	var out string
+	poll.Eventually(t, 90*time.Second, "client6's fetches end", func() error {
+		out = groupLog(p.ctx, srv, client.Metadata.ID)
+		if !strings.Contains(out, "end\n") {
+			return fmt.Errorf("log so far: %q", out)
+		}
+		return nil
+	})
+	got, _ := srv.Admin.GetGroup(p.ctx, client.Metadata.ID)
+	for _, want := range []string{"page: web6\n", "bytes=4194304\n", "inet6 " + got.Status.IPv6Address + "/64\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("client6 on h2: %q, want %q in it", out, want)
+		}
+	}
 }
