@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"os/exec"
 	"strings"
 	"testing"
@@ -96,6 +97,50 @@ echo "out: $out"; echo "seen $(timeout 3 wget -q -O - http://%[1]s:8080/cgi-bin/
 			}
 			return nil
 		})
+	}
+
+	// Dual stack: a vSwitch with IPv6, and two pods that ask for it, one
+	// on each host, fetch each other by their IPv6 pod IPs (the default
+	// VPC's tunnel), each seen from its own.
+	if _, err := srv.Admin.CreateVSwitch(ctx, &apiv1.VSwitch{Metadata: apiv1.ObjectMeta{Name: "vsw-six"},
+		Spec: apiv1.VSwitchSpec{Zone: "zone-a", CIDR: bed.Network.LargeVSwitchCIDR.String(), IPv6CIDR: bed.Network.VSwitchIPv6CIDR.String()}}); err != nil {
+		t.Fatal(err)
+	}
+	dual := func(name string, command []string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{vnode.AnnEnableIPv6: "true"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: busybox, Command: command}}}}
+	}
+	ipv6Of := func(p *corev1.Pod) error {
+		if len(p.Status.PodIPs) != 2 || p.Annotations[vnode.AnnAllocatedIPv6] == "" || p.Status.PodIPs[1].IP != p.Annotations[vnode.AnnAllocatedIPv6] ||
+			!bed.Network.VSwitchIPv6CIDR.Contains(netip.MustParseAddr(p.Annotations[vnode.AnnAllocatedIPv6])) || p.Status.PodIPs[0].IP != p.Status.PodIP {
+			return fmt.Errorf("podIPs %v, %s %q", p.Status.PodIPs, vnode.AnnAllocatedIPv6, p.Annotations[vnode.AnnAllocatedIPv6])
+		}
+		return running(p)
+	}
+	c.createPod(t, ns, dual("six-web", web("six-web")))
+	six := c.waitPod(t, ns, "six-web", "Running with an IPv6 address", 90*time.Second, ipv6Of).Status.PodIPs[1].IP
+	setCordons(t, c, map[string]bool{"h1": false, "h2": true})
+	c.createPod(t, ns, dual("six-client", []string{"sh", "-c", fetch("[" + six + "]")}))
+	client := c.waitPod(t, ns, "six-client", "Running with an IPv6 address", 90*time.Second, ipv6Of)
+	if h1, h2 := hostOfPod(t, c, ns, "six-web"), hostOfPod(t, c, ns, "six-client"); h1 == h2 {
+		t.Fatalf("both dual-stack pods run on %s", h1)
+	}
+	c.waitPod(t, ns, "six-client", "fetched six-web by IPv6, seen from its own", 90*time.Second, func(p *corev1.Pod) error {
+		raw, err := c.kube.CoreV1().Pods(ns).GetLogs("six-client", &corev1.PodLogOptions{}).DoRaw(ctx)
+		if err != nil || !strings.Contains(string(raw), "out: six-web") || !strings.Contains(string(raw), "["+client.Status.PodIPs[1].IP+"]\n") {
+			return fmt.Errorf("log %q (%v)", raw, err)
+		}
+		return nil
+	})
+}
+
+// setCordons cordons (true) or uncordons the named hosts.
+func setCordons(t *testing.T, c *cluster, cordons map[string]bool) {
+	t.Helper()
+	for h, cordon := range cordons {
+		if _, err := c.srv.Admin.UpdateHost(context.Background(), h, apiv1.HostUpdate{Unschedulable: &cordon}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
