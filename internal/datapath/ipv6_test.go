@@ -2,12 +2,16 @@ package datapath
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"sigs.k8s.io/knftables"
 
 	"github.com/eci-dev/eci/internal/netnstest"
@@ -134,6 +138,13 @@ func TestIPv6OnAHost(t *testing.T) {
 		t.Errorf("b received %d datagrams from ::99 and %d from y's ::c, all sent by a", n, m)
 	}
 
+	// a solicits its gateway from its link-local address: the host learns
+	// no neighbour of it (a flood of made-up ones would fill its table).
+	linkLocal := solicit(t, "dp6-a", netip.MustParseAddr(gw6))
+	if out, err := exec.Command("ip", "-n", h.ns, "-6", "neigh", "show").CombinedOutput(); err != nil || strings.Contains(string(out), linkLocal.String()) {
+		t.Errorf("the host's neighbours after a's solicitation from %s: %s (%v)", linkLocal, out, err)
+	}
+
 	// A security group: b takes TCP from its group's members alone (by
 	// IPv6 too), and from ::/0 on 7401; a is a member.
 	var fw *Firewall
@@ -250,4 +261,55 @@ func TestIPv6AcrossHosts(t *testing.T) {
 	if n := received("2001:2:0:60::77"); n != 0 {
 		t.Errorf("a received %d datagrams h2 sent through the tunnel from an address h1 routes elsewhere", n)
 	}
+}
+
+// solicit sends 3 neighbour solicitations for target from ns's eth0, from
+// its link-local address, which it returns.
+func solicit(t *testing.T, ns string, target netip.Addr) netip.Addr {
+	t.Helper()
+	var src netip.Addr
+	err := netnstest.In(ns, func() error {
+		ifi, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			return err
+		}
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().IsLinkLocalUnicast() {
+				src = p.Addr().WithZone("")
+			}
+		}
+		if !src.IsValid() {
+			return fmt.Errorf("no link-local address on eth0: %v", addrs)
+		}
+		fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_RAW, unix.IPPROTO_ICMPV6)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS, 255); err != nil {
+			return err
+		}
+		if err := unix.Bind(fd, &unix.SockaddrInet6{Addr: src.As16(), ZoneId: uint32(ifi.Index)}); err != nil {
+			return err
+		}
+		// type 135, code 0, checksum (the kernel's), reserved, target,
+		// and the source's link-layer address option.
+		msg := append([]byte{135, 0, 0, 0, 0, 0, 0, 0}, target.AsSlice()...)
+		msg = append(append(msg, 1, 1), ifi.HardwareAddr...)
+		for range 3 {
+			if err := unix.Sendto(fd, msg, 0, &unix.SockaddrInet6{Addr: target.As16(), ZoneId: uint32(ifi.Index)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	return src
 }

@@ -183,6 +183,11 @@ func (i *Isolation) base(tx *knftables.Transaction) {
 		// the link).
 		{"prerouting", knftables.PreroutingHook, prePriority, []string{
 			"meta mark set iifname map @vpc-mark", "ct zone set iifname map @vpc-zone",
+			// Neighbour discovery has nothing to do on an instance's link
+			// (the entries are permanent both ways): none from an
+			// instance, whose solicitations from made-up link-local
+			// addresses would fill the host's neighbour table.
+			fmt.Sprintf("iifname %q icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } drop", InterfacePrefix+"*"),
 			fmt.Sprintf("iifname %q ip6 saddr != fe80::/10 fib saddr . mark . iif oif missing drop", InterfacePrefix+"*"),
 			// Nor does a tunnel bring an instance's IPv6 address that the
 			// host routes elsewhere (IPv4's: the tunnel's rp_filter).
