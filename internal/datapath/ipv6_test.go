@@ -188,12 +188,8 @@ func TestIPv6OnAHost(t *testing.T) {
 // host routes to one of its own instances.
 func TestIPv6AcrossHosts(t *testing.T) {
 	netnstest.NeedRoot(t)
-	hosts := []*vpcHost{newVPCHost(t, "dp6w-h1", "dp6w"), newVPCHost(t, "dp6w-h2", "dp6w")}
-	netnstest.IP(t, "-n", "dp6w-h1", "link", "add", "ul0", "type", "veth", "peer", "name", "ul0", "netns", "dp6w-h2")
-	under := []netip.Addr{netip.MustParseAddr("198.18.62.1"), netip.MustParseAddr("198.18.62.2")}
-	for i, h := range hosts {
-		netnstest.IP(t, "-n", h.ns, "addr", "add", under[i].String()+"/24", "dev", "ul0")
-		netnstest.IP(t, "-n", h.ns, "link", "set", "ul0", "up")
+	hosts, under := newHostPair(t, "dp6w", "198.18.62")
+	for _, h := range hosts {
 		ensureGuards(t, h)
 	}
 	inst := [][]dualStack{

@@ -125,10 +125,8 @@ func (o *Overlay) Ensure() error {
 	// IPv6 on: the instances' IPv6 addresses are routed through it too
 	// (from instance to instance alone: Isolation), with entries of the
 	// server's, no router advertisements and no autoconf address.
-	for _, kv := range [][2]string{{"accept_ra", "0"}, {"autoconf", "0"}, {"accept_redirects", "0"}, {"disable_ipv6", "0"}} {
-		if err := sysctl("net/ipv6/conf/"+o.Device+"/"+kv[0], kv[1]); err != nil {
-			return err
-		}
+	if err := enableIPv6(o.Device); err != nil {
+		return err
 	}
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fmt.Errorf("tunnel %s up: %w", o.Device, err)

@@ -51,14 +51,23 @@ func instanceSide6(h *netlink.Handle, link netlink.Link, a Attachment, hostMAC n
 // gateway's.
 func hostSide6(link netlink.Link, a Attachment) error {
 	name := link.Attrs().Name
-	for _, kv := range [][2]string{{"accept_ra", "0"}, {"autoconf", "0"}, {"accept_redirects", "0"}, {"disable_ipv6", "0"}} {
-		if err := sysctl("net/ipv6/conf/"+name+"/"+kv[0], kv[1]); err != nil {
-			return err
-		}
+	if err := enableIPv6(name); err != nil {
+		return err
 	}
 	gw := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(a.Gateway6, 128)), Flags: unix.IFA_F_NODAD}
 	if err := netlink.AddrAdd(link, gw); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("IPv6 gateway %s on %s: %w", a.Gateway6, name, err)
+	}
+	return nil
+}
+
+// enableIPv6 turns IPv6 on on device dev, taking no router
+// advertisements, redirects or autoconf addresses.
+func enableIPv6(dev string) error {
+	for _, kv := range [][2]string{{"accept_ra", "0"}, {"autoconf", "0"}, {"accept_redirects", "0"}, {"disable_ipv6", "0"}} {
+		if err := sysctl("net/ipv6/conf/"+dev+"/"+kv[0], kv[1]); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -60,6 +60,20 @@ func (h *vpcHost) attachWith(t *testing.T, name string, a Attachment) {
 	}
 }
 
+// newHostPair makes two hosts (<network>-h1, -h2) of network joined by an
+// underlay (a veth pair ul0) with the addresses <net24>.1 and .2.
+func newHostPair(t *testing.T, network, net24 string) ([]*vpcHost, []netip.Addr) {
+	t.Helper()
+	hosts := []*vpcHost{newVPCHost(t, network+"-h1", network), newVPCHost(t, network+"-h2", network)}
+	netnstest.IP(t, "-n", hosts[0].ns, "link", "add", "ul0", "type", "veth", "peer", "name", "ul0", "netns", hosts[1].ns)
+	under := []netip.Addr{netip.MustParseAddr(net24 + ".1"), netip.MustParseAddr(net24 + ".2")}
+	for i, h := range hosts {
+		netnstest.IP(t, "-n", h.ns, "addr", "add", under[i].String()+"/24", "dev", "ul0")
+		netnstest.IP(t, "-n", h.ns, "link", "set", "ul0", "up")
+	}
+	return hosts, under
+}
+
 // Three VPCs on one host with the same addresses: each instance reaches
 // its own VPC's neighbour at an address another VPC has too, nothing of the
 // others; the host's own answers (its gateway's service) go back to the
@@ -134,13 +148,7 @@ func containsPort(s string) bool {
 // VPC, never the other VPC's at the same address.
 func TestVPCsAcrossHosts(t *testing.T) {
 	netnstest.NeedRoot(t)
-	hosts := []*vpcHost{newVPCHost(t, "dpw-h1", "dpw"), newVPCHost(t, "dpw-h2", "dpw")}
-	netnstest.IP(t, "-n", "dpw-h1", "link", "add", "ul0", "type", "veth", "peer", "name", "ul0", "netns", "dpw-h2")
-	under := []netip.Addr{netip.MustParseAddr("198.18.57.1"), netip.MustParseAddr("198.18.57.2")}
-	for i, h := range hosts {
-		netnstest.IP(t, "-n", h.ns, "addr", "add", under[i].String()+"/24", "dev", "ul0")
-		netnstest.IP(t, "-n", h.ns, "link", "set", "ul0", "up")
-	}
+	hosts, under := newHostPair(t, "dpw", "198.18.57")
 	const gw = "198.18.58.1"
 	hosts[0].attach(t, "dpw-x1", 7, "198.18.58.10", gw)
 	hosts[1].attach(t, "dpw-x2", 7, "198.18.58.11", gw)
