@@ -11,20 +11,21 @@ const (
 	MaxIPv6Bits = 120
 )
 
-// special are the IPv6 ranges no vSwitch may use: unspecified, loopback
-// and IPv4-mapped/compatible (::/8), discard (100::/64), IPv4/IPv6
-// translation (64:ff9b::/96 inside ::/8's neighbour), Teredo and the
-// other IETF protocol assignments (2001::/23), 6to4 (2002::/16),
-// link-local (fe80::/10), site-local (fec0::/10) and multicast (ff00::/8).
+// unicast are the IPv6 ranges a vSwitch may take its range from:
+// unique-local (fc00::/7) and global unicast (2000::/3) addresses.
+var unicast = []netip.Prefix{netip.MustParsePrefix("fc00::/7"), netip.MustParsePrefix("2000::/3")}
+
+// special are the ranges of those no vSwitch may use: the IETF protocol
+// assignments' Teredo (2001::/32), ORCHID (2001:10::/28, 2001:20::/28),
+// documentation (2001:db8::/32, 3fff::/20) and 6to4 (2002::/16). (The
+// benchmarking range 2001:2::/48 is allowed: the tests use it.)
 var special = []netip.Prefix{
-	netip.MustParsePrefix("::/8"),
-	netip.MustParsePrefix("64:ff9b::/96"),
-	netip.MustParsePrefix("100::/64"),
 	netip.MustParsePrefix("2001::/32"),
+	netip.MustParsePrefix("2001:10::/28"),
+	netip.MustParsePrefix("2001:20::/28"),
+	netip.MustParsePrefix("2001:db8::/32"),
 	netip.MustParsePrefix("2002::/16"),
-	netip.MustParsePrefix("fe80::/10"),
-	netip.MustParsePrefix("fec0::/10"),
-	netip.MustParsePrefix("ff00::/8"),
+	netip.MustParsePrefix("3fff::/20"),
 }
 
 // IPv6Pool is a vSwitch's IPv6 CIDR over its IPv4 pool: an address of the
@@ -50,6 +51,9 @@ func NewIPv6Pool(v4 *Pool, cidr string) (*IPv6Pool, error) {
 	if hostBits := 32 - v4.Prefix.Bits(); prefix.Bits() < MinIPv6Bits || prefix.Bits() > 128-hostBits || prefix.Bits() > MaxIPv6Bits {
 		return nil, fmt.Errorf("ipv6Cidr %q: the prefix length must be between /%d and /%d (the IPv4 cidr %s has %d host bits)",
 			cidr, MinIPv6Bits, min(MaxIPv6Bits, 128-hostBits), v4.Prefix, hostBits)
+	}
+	if !unicast[0].Contains(prefix.Addr()) && !unicast[1].Contains(prefix.Addr()) {
+		return nil, fmt.Errorf("ipv6Cidr %q: allowed: unique-local (fc00::/7) or global unicast (2000::/3) addresses", cidr)
 	}
 	for _, s := range special {
 		if s.Overlaps(prefix) {

@@ -40,11 +40,15 @@ func TestIPv6Pool(t *testing.T) {
 		"2001:2::1/64":          "host bits",
 		"2001:2::/40":           "between /48 and /112",
 		"fd00:1:2::/113":        "between /48 and /112",
-		"fe80::/64":             "overlaps fe80::/10",
-		"ff02::/64":             "overlaps ff00::/8",
-		"::/64":                 "overlaps ::/8",
-		"64:ff9b::/96":          "overlaps",
+		"fe80::/64":             "unique-local (fc00::/7) or global unicast (2000::/3)",
+		"ff02::/64":             "unique-local (fc00::/7) or global unicast (2000::/3)",
+		"::/64":                 "unique-local (fc00::/7) or global unicast (2000::/3)",
+		"64:ff9b::/96":          "unique-local (fc00::/7) or global unicast (2000::/3)",
+		"4000::/64":             "unique-local (fc00::/7) or global unicast (2000::/3)",
 		"2002:c613::/64":        "overlaps 2002::/16",
+		"2001:db8:1::/64":       "overlaps 2001:db8::/32",
+		"2001:0:1::/64":         "overlaps 2001::/32",
+		"3fff:1::/64":           "overlaps 3fff::/20",
 	} {
 		if _, err := NewIPv6Pool(wide, cidr); err == nil || !strings.Contains(err.Error(), why) {
 			t.Errorf("%s: %v, want an error with %q", cidr, err, why)

@@ -35,8 +35,11 @@ type firewall struct {
 
 	mu       sync.Mutex
 	enforced map[datapath.Endpoint]bool // this host's protected instances, as last synced
-	syncedCh chan struct{}              // closed and replaced after every sync
-	changed  chan struct{}
+	// oldDropped: the table of family ip of an agent of before IPv6 is
+	// gone (after the first sync).
+	oldDropped bool
+	syncedCh   chan struct{} // closed and replaced after every sync
+	changed    chan struct{}
 }
 
 func newFirewall(network, self string, book *addressBook, vniOf func(context.Context, string) (int, error)) (*firewall, error) {
@@ -44,10 +47,7 @@ func newFirewall(network, self string, book *addressBook, vniOf func(context.Con
 	if err != nil {
 		return nil, fmt.Errorf("security groups need nftables (nft 1.0.1 or later): %w", err)
 	}
-	if err := datapath.DropIPv4Table(context.Background(), datapath.FirewallTable(network)); err != nil {
-		return nil, err
-	}
-	f := &firewall{fw: &datapath.Firewall{NFT: nft}, self: self, book: book, vniOf: vniOf,
+	f := &firewall{fw: &datapath.Firewall{NFT: nft, Network: network}, self: self, book: book, vniOf: vniOf,
 		sgs: newMirror[apiv1.SecurityGroup](nil), enforced: map[datapath.Endpoint]bool{},
 		syncedCh: make(chan struct{}), changed: make(chan struct{}, 1)}
 	book.subscribe(f.kick)
@@ -96,7 +96,7 @@ func (f *firewall) sync(ctx context.Context) error {
 			}
 			continue // a vSwitch gone (none is while it has addresses)
 		}
-		for _, addr := range []netip.Addr{ip, ipv6Of(a)} {
+		for _, addr := range []netip.Addr{ip, bookIPv6(a)} {
 			if !addr.IsValid() {
 				continue
 			}
@@ -116,6 +116,14 @@ func (f *firewall) sync(ctx context.Context) error {
 	slices.SortFunc(groups, func(a, b datapath.SecurityGroup) int { return strings.Compare(a.Key, b.Key) })
 	if err := f.fw.Sync(ctx, groups, local); err != nil {
 		return err
+	}
+	if !f.oldDropped {
+		// The table of family ip an agent of before IPv6 left filtered
+		// until now (the new one is in).
+		if err := datapath.DropIPv4Table(ctx, datapath.FirewallTable(f.fw.Network)); err != nil {
+			return err
+		}
+		f.oldDropped = true
 	}
 	enforced := map[datapath.Endpoint]bool{}
 	for _, p := range local {

@@ -24,7 +24,7 @@ func TestFirewallOfTheHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	fake := knftables.NewFake(datapath.InetFamily, datapath.FirewallTable("eci0"))
-	f.fw.NFT = fake
+	f.fw.NFT, f.oldDropped = fake, true // no table of the machine's
 	ctx := context.Background()
 	if err := f.sync(ctx); err != nil || fake.Table != nil {
 		t.Fatalf("a sync before the lists: %v, table %v", err, fake.Table)
@@ -79,7 +79,7 @@ func TestFirewallFailsClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	fake := knftables.NewFake(datapath.InetFamily, datapath.FirewallTable("eci0"))
-	f.fw.NFT = fake
+	f.fw.NFT, f.oldDropped = fake, true // no table of the machine's
 	f.sgs.synced = true
 	addrs := map[string]apiv1.InstanceAddressSpec{"web": {IP: "198.19.1.10", VSwitchID: "vsw-a", Host: "h1", SecurityGroups: []string{"t/gone"}}}
 	book.set(addrs)

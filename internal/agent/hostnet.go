@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -18,6 +19,7 @@ import (
 // isolation of the host's VPCs (datapath.Isolation), changed one at a time
 // so that a rebuild of the marks never drops a link being attached.
 type hostNetwork struct {
+	ra  sync.Once // the warning of warnRouterAdvertisements
 	mu  sync.Mutex
 	iso *datapath.Isolation // nil: no nftables; only the default VPC is served
 }
@@ -36,9 +38,6 @@ func newHostNetwork(ctx context.Context, network string, tunnelIP netip.Addr) *h
 		log.G(ctx).Error("VPCs are off: groups of vSwitches outside the default VPC can't start on this host", "err", err)
 		return hn
 	}
-	if err := datapath.DropIPv4Table(ctx, datapath.IsolationTable(network)); err != nil {
-		log.G(ctx).Warn("the VPCs' table of before IPv6 stays", "err", err)
-	}
 	if err := datapath.HostSysctls(); err != nil {
 		log.G(ctx).Error("VPCs are off: groups of vSwitches outside the default VPC can't start on this host", "err", err)
 		return hn
@@ -55,6 +54,10 @@ func newHostNetwork(ctx context.Context, network string, tunnelIP netip.Addr) *h
 	if err := hn.iso.Sync(ctx); err != nil {
 		// Every attach gives its link its mark anyway.
 		log.G(ctx).Error("VPCs: rebuild the marks of the host's links", "err", err)
+	} else if err := datapath.DropIPv4Table(ctx, datapath.IsolationTable(network)); err != nil {
+		// (The new table is in: the old one, of family ip, of an agent
+		// of before IPv6, only repeats it.)
+		log.G(ctx).Warn("the VPCs' table of before IPv6 stays", "err", err)
 	}
 	return hn
 }
@@ -77,6 +80,7 @@ func (hn *hostNetwork) attach(ctx context.Context, a datapath.Attachment) (*data
 		if err := hn.iso.Ensure(ctx); err != nil {
 			return nil, err
 		}
+		hn.ra.Do(func() { warnRouterAdvertisements(ctx) })
 	}
 	at, err := datapath.Attach(a)
 	if err != nil && hn.iso != nil && a.VNI > datapath.DefaultVNI {
@@ -130,4 +134,26 @@ func (hn *hostNetwork) detach(ctx context.Context, containerID string) error {
 		}
 	}
 	return nil
+}
+
+// warnRouterAdvertisements says, before the host's first instance with
+// IPv6 makes it forward IPv6, which of its interfaces take router
+// advertisements (accept_ra=1): a router ignores them, so that an address
+// or a default route learned from them would expire.
+func warnRouterAdvertisements(ctx context.Context) {
+	if raw, err := os.ReadFile("/proc/sys/net/ipv6/conf/all/forwarding"); err != nil || strings.TrimSpace(string(raw)) == "1" {
+		return
+	}
+	dirs, _ := filepath.Glob("/proc/sys/net/ipv6/conf/*/accept_ra")
+	var ifaces []string
+	for _, d := range dirs {
+		name := filepath.Base(filepath.Dir(d))
+		if raw, err := os.ReadFile(d); err == nil && strings.TrimSpace(string(raw)) == "1" && name != "all" && name != "default" && name != "lo" &&
+			!strings.HasPrefix(name, datapath.InterfacePrefix) {
+			ifaces = append(ifaces, name)
+		}
+	}
+	if len(ifaces) > 0 {
+		log.G(ctx).Warn("the host forwards IPv6 from now on (an instance has IPv6): these interfaces take router advertisements, which a router ignores; set net.ipv6.conf.<interface>.accept_ra=2 on those whose address or route comes from them", "interfaces", ifaces)
+	}
 }

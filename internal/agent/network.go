@@ -274,8 +274,8 @@ func (a *Agent) ipv6Of(ctx context.Context, id string) (addr netip.Prefix, gw ne
 	return netip.PrefixFrom(ip, prefix.Bits()), gw, nil
 }
 
-// ipv6Of is an address book entry's IPv6 address (invalid: none).
-func ipv6Of(a apiv1.InstanceAddressSpec) netip.Addr {
+// bookIPv6 is an address book entry's IPv6 address (invalid: none).
+func bookIPv6(a apiv1.InstanceAddressSpec) netip.Addr {
 	ip, err := netip.ParseAddr(a.IPv6)
 	if err != nil || !ip.Is6() || ip.Is4In6() || !ip.IsGlobalUnicast() {
 		return netip.Addr{}

@@ -183,7 +183,7 @@ func (o *overlay) remotes(ctx context.Context, addrs map[string]apiv1.InstanceAd
 			continue
 		}
 		out[vni] = append(out[vni], datapath.Remote{IP: ip, Host: host})
-		if ip6 := ipv6Of(a); ip6.IsValid() {
+		if ip6 := bookIPv6(a); ip6.IsValid() {
 			out[vni] = append(out[vni], datapath.Remote{IP: ip6, Host: host})
 		}
 	}

@@ -41,8 +41,8 @@ func TestOverlayRoutesOtherHostsOnly(t *testing.T) {
 		t.Fatalf("remotes %v, local %v (%v); want %v, local VPC 7", got, local, err, want)
 	}
 	for _, bad := range []string{"::ffff:198.19.128.5", "198.19.128.5", "fe80::1", "ff02::1", "x"} {
-		if ip := ipv6Of(apiv1.InstanceAddressSpec{IPv6: bad}); ip.IsValid() {
-			t.Errorf("ipv6Of(%q) = %s, want none", bad, ip)
+		if ip := bookIPv6(apiv1.InstanceAddressSpec{IPv6: bad}); ip.IsValid() {
+			t.Errorf("bookIPv6(%q) = %s, want none", bad, ip)
 		}
 	}
 	addrs["gone"] = apiv1.InstanceAddressSpec{IP: "198.19.128.9", Host: "h2", VSwitchID: "vsw-gone"}

@@ -74,8 +74,8 @@ func (s *Service) dualStack(ctx context.Context, st *placementState, g *apiv1.Co
 	if !g.Spec.EnableIPv6 {
 		return usable, nil
 	}
-	if a := g.Spec.PrivateIPAddress; a != "" {
-		if vsw, _, err := st.findAddress(netip.MustParseAddr(a), usable); err == nil && st.ipv6[vsw] == nil {
+	if a, err := netip.ParseAddr(g.Spec.PrivateIPAddress); err == nil {
+		if vsw, _, err := st.findAddress(a, usable); err == nil && st.ipv6[vsw] == nil {
 			return nil, s.scheduleFailed(ctx, g, "InvalidPrivateIP",
 				fmt.Sprintf("privateIpAddress %s is in vSwitch %s, which has no IPv6 (ipv6Cidr): with enableIpv6, allowed: an address of a vSwitch with IPv6", a, vsw))
 		}

@@ -58,7 +58,11 @@ type Protected struct {
 // sends must be allowed by the egress of one of its groups; a packet to an
 // instance by the ingress (or inner access) of one of its groups. Each
 // sync writes the whole table in one transaction.
-type Firewall struct{ NFT knftables.Interface }
+type Firewall struct {
+	NFT knftables.Interface
+	// Network names the agent's network (its tunnels: TunnelGroup).
+	Network string
+}
 
 // Sync writes the rules of groups for the host's protected instances.
 func (f *Firewall) Sync(ctx context.Context, groups []SecurityGroup, local []Protected) error {
@@ -106,7 +110,8 @@ func (f *Firewall) Sync(ctx context.Context, groups []SecurityGroup, local []Pro
 	tx.Add(&knftables.Chain{Name: "forward", Type: knftables.PtrTo(knftables.FilterType), Hook: knftables.PtrTo(knftables.ForwardHook), Priority: knftables.PtrTo(knftables.FilterPriority)})
 	iif, oif := fmt.Sprintf("iifname %q", InterfacePrefix+"*"), fmt.Sprintf("oifname %q", InterfacePrefix+"*")
 	vpc := fmt.Sprintf("meta mark & %#x", markMask)
-	outside := fmt.Sprintf("iifname != %q iifname != \"vx*\" ", InterfacePrefix+"*")
+	outside := fmt.Sprintf("iifname != %q %s ", InterfacePrefix+"*", tunnelMatch("iif", f.Network, true))
+	fromTunnel := tunnelMatch("iif", f.Network, false)
 	for _, r := range []string{
 		"ct state established,related accept",
 		// A source that the host would not route back the way it came
@@ -117,11 +122,11 @@ func (f *Firewall) Sync(ctx context.Context, groups []SecurityGroup, local []Pro
 		// another way back: a real node's pods reach an instance through
 		// one host, which its answers leave without).
 		outside + oif + " fib saddr . mark . iif oif missing drop",
-		outside + `oifname "vx*" fib saddr . mark . iif oif missing drop`,
+		outside + tunnelMatch("oif", f.Network, false) + " fib saddr . mark . iif oif missing drop",
 		// Nor does a tunnel bring this host's own instances' addresses or
 		// its own: whoever sent them made them up.
-		`iifname "vx*" fib saddr . mark oifname "` + InterfacePrefix + `*" drop`,
-		`iifname "vx*" fib saddr type local drop`,
+		fromTunnel + ` fib saddr . mark oifname "` + InterfacePrefix + `*" drop`,
+		fromTunnel + " fib saddr type local drop",
 		iif + " " + vpc + " . ip saddr vmap @egress",
 		oif + " " + vpc + " . ip daddr vmap @ingress",
 		iif + " " + vpc + " . ip6 saddr vmap @egress6",

@@ -34,7 +34,7 @@ func TestFirewallOnAHost(t *testing.T) {
 	var fw *Firewall
 	if err := netnstest.In(h.ns, func() error {
 		nft, err := knftables.New(InetFamily, FirewallTable("dpf"))
-		fw = &Firewall{NFT: nft}
+		fw = &Firewall{NFT: nft, Network: "dpf"}
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -87,10 +87,12 @@ func TestFirewallChecksSourcesFromOutside(t *testing.T) {
 		h.attach(t, "dpg-"+name, DefaultVNI, ip, gw)
 		serveTCP(t, "dpg-"+name, 8080, name)
 	}
-	// A stand-in tunnel: a link named as the tunnels are, to a namespace
-	// holding a "remote" instance's address.
+	// A stand-in tunnel: a link named as the tunnels are, in their
+	// interface group, to a namespace holding a "remote" instance's
+	// address.
 	netnstest.New(t, "dpg-remote")
 	netnstest.IP(t, "-n", "dpg-host", "link", "add", "vx9-dpg", "type", "veth", "peer", "name", "eth0", "netns", "dpg-remote")
+	netnstest.IP(t, "-n", "dpg-host", "link", "set", "vx9-dpg", "group", strconv.FormatUint(uint64(TunnelGroup("dpg")), 10))
 	netnstest.IP(t, "-n", "dpg-host", "link", "set", "vx9-dpg", "up")
 	netnstest.IP(t, "-n", "dpg-host", "route", "add", "198.18.59.50/32", "dev", "vx9-dpg")
 	netnstest.IP(t, "-n", "dpg-remote", "addr", "add", "198.18.59.50/24", "dev", "eth0")
@@ -114,7 +116,7 @@ func TestFirewallChecksSourcesFromOutside(t *testing.T) {
 	var fw *Firewall
 	if err := netnstest.In(h.ns, func() error {
 		nft, err := knftables.New(InetFamily, FirewallTable("dpg"))
-		fw = &Firewall{NFT: nft}
+		fw = &Firewall{NFT: nft, Network: "dpg"}
 		return err
 	}); err != nil {
 		t.Fatal(err)

@@ -72,12 +72,13 @@ func TestIPv6OnAHost(t *testing.T) {
 	}
 	netnstest.ServeTCP6(t, h.ns, 7401, "host")
 
-	// The outside: a network the host routes, with a server.
+	// The outside: a network the host routes, with a server, on a link
+	// named as another product's VXLAN device (no tunnel of eci's).
 	out := netnstest.New(t, "dp6-out")
-	netnstest.IP(t, "-n", h.ns, "link", "add", "out6", "type", "veth", "peer", "name", "eth0", "netns", out)
-	netnstest.IP(t, "-n", h.ns, "addr", "add", "2001:2:0:61::1/64", "dev", "out6", "nodad")
+	netnstest.IP(t, "-n", h.ns, "link", "add", "vxlan.calico", "type", "veth", "peer", "name", "eth0", "netns", out)
+	netnstest.IP(t, "-n", h.ns, "addr", "add", "2001:2:0:61::1/64", "dev", "vxlan.calico", "nodad")
 	netnstest.IP(t, "-n", out, "addr", "add", "2001:2:0:61::2/64", "dev", "eth0", "nodad")
-	netnstest.IP(t, "-n", h.ns, "link", "set", "out6", "up")
+	netnstest.IP(t, "-n", h.ns, "link", "set", "vxlan.calico", "up")
 	netnstest.IP(t, "-n", out, "link", "set", "eth0", "up")
 	netnstest.IP(t, "-n", out, "-6", "route", "add", "2001:2:0:60::/64", "via", "2001:2:0:61::1")
 	netnstest.ServeTCP6(t, out, 7402, "out")
@@ -108,13 +109,23 @@ func TestIPv6OnAHost(t *testing.T) {
 	netnstest.IP(t, "-n", "dp6-a", "addr", "add", "2001:2:0:60::c/128", "dev", "eth0", "nodad")
 	netnstest.IP(t, "-n", "dp6-a", "addr", "add", "2001:2:0:60::99/128", "dev", "eth0", "nodad")
 	netnstest.IP(t, "-n", "dp6-d", "addr", "add", "2001:2:0:60::d/64", "dev", "eth0", "nodad")
-	netnstest.IP(t, "-n", "dp6-d", "-6", "route", "add", "default", "dev", "eth0")
+	// (with its gateway's neighbour entry, as IPv4's: nothing waits for
+	// neighbour discovery)
+	gwMAC, err := exec.Command("ip", "-n", "dp6-d", "neigh", "show", gw4).Output()
+	if f := strings.Fields(string(gwMAC)); err != nil || len(f) < 5 || f[3] != "lladdr" {
+		t.Fatalf("d's gateway's neighbour entry: %q, %v", gwMAC, err)
+	} else {
+		netnstest.IP(t, "-n", "dp6-d", "-6", "neigh", "replace", gw6, "lladdr", f[4], "dev", "eth0", "nud", "permanent")
+	}
+	netnstest.IP(t, "-n", "dp6-d", "-6", "route", "add", "default", "via", gw6, "dev", "eth0", "onlink")
 	for _, c := range []struct{ from, to, src, why string }{
 		{"dp6-a", at6("2001:2:0:60::b", "7400"), "2001:2:0:60::99", "from an address nobody has"},
 		{"dp6-a", at6("2001:2:0:60::b", "7400"), "2001:2:0:60::c", "from another VPC's instance's address"},
 		{"dp6-b", at6("2001:2:0:60::c", "7400"), "", "to another VPC's instance"},
 		{"dp6-x", at6("2001:2:0:60::a", "7400"), "", "to another VPC's instance"},
 		{"dp6-d", at6("2001:2:0:60::a", "7400"), "", "from an instance without IPv6"},
+		{"dp6-a", at6("2001:2:0:61::1", "7401"), "", "to the host's address on another network"},
+		{"dp6-x", at6("2001:2:0:61::1", "7401"), "", "to the host's address on another network"},
 		{"dp6-a", at6("2001:2:0:61::2", "7402"), "", "out of the instances' network"},
 		{out, at6("2001:2:0:60::a", "7400"), "", "into the instances' network from outside"},
 	} {
@@ -126,23 +137,42 @@ func TestIPv6OnAHost(t *testing.T) {
 		t.Errorf("a to b from its own address, after: %q, %v", got, err)
 	}
 	// The same by UDP, which needs no answer: b receives a's own datagrams
-	// alone.
+	// alone, and none of d's.
 	received := listenUDPOn(t, "udp6", "dp6-b", 7403)
 	for _, src := range []string{"2001:2:0:60::99", "2001:2:0:60::c", ""} {
 		for range 3 {
 			sendUDP(t, "dp6-a", src, at6("2001:2:0:60::b", "7403"))
+			sendUDP(t, "dp6-d", "", at6("2001:2:0:60::b", "7403"))
 		}
 	}
 	poll.Eventually(t, 5*time.Second, "b receives a's datagrams", func() error { return atLeast(received("2001:2:0:60::a"), 3) })
-	if n, m := received("2001:2:0:60::99"), received("2001:2:0:60::c"); n != 0 || m != 0 {
-		t.Errorf("b received %d datagrams from ::99 and %d from y's ::c, all sent by a", n, m)
+	if n, m, d := received("2001:2:0:60::99"), received("2001:2:0:60::c"), received("2001:2:0:60::d"); n != 0 || m != 0 || d != 0 {
+		t.Errorf("b received %d datagrams from ::99 and %d from y's ::c, all sent by a, and %d of d's (no IPv6)", n, m, d)
 	}
 
-	// a solicits its gateway from its link-local address: the host learns
-	// no neighbour of it (a flood of made-up ones would fill its table).
+	// a solicits its gateway from its link-local address, and sends to
+	// a port of it with none listening (an answer is due) from a made-up
+	// one: the host learns no neighbour of either (a flood of made-up
+	// ones would fill its table).
 	linkLocal := solicit(t, "dp6-a", netip.MustParseAddr(gw6))
-	if out, err := exec.Command("ip", "-n", h.ns, "-6", "neigh", "show").CombinedOutput(); err != nil || strings.Contains(string(out), linkLocal.String()) {
-		t.Errorf("the host's neighbours after a's solicitation from %s: %s (%v)", linkLocal, out, err)
+	netnstest.IP(t, "-n", "dp6-a", "addr", "add", "fe80::1234/64", "dev", "eth0", "nodad")
+	if err := netnstest.In("dp6-a", func() error {
+		c, err := net.DialUDP("udp6", &net.UDPAddr{IP: net.ParseIP("fe80::1234"), Zone: "eth0"}, &net.UDPAddr{IP: net.ParseIP(gw6), Port: 7499})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		for range 3 {
+			_, _ = c.Write([]byte("q"))
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if out, err := exec.Command("ip", "-n", h.ns, "-6", "neigh", "show").CombinedOutput(); err != nil ||
+		strings.Contains(string(out), linkLocal.String()) || strings.Contains(string(out), "fe80::1234") {
+		t.Errorf("the host's neighbours after a's solicitation from %s and datagrams from fe80::1234: %s (%v)", linkLocal, out, err)
 	}
 
 	// A security group: b takes TCP from its group's members alone (by
@@ -150,7 +180,7 @@ func TestIPv6OnAHost(t *testing.T) {
 	var fw *Firewall
 	if err := netnstest.In(h.ns, func() error {
 		nft, err := knftables.New(InetFamily, FirewallTable("dp6"))
-		fw = &Firewall{NFT: nft}
+		fw = &Firewall{NFT: nft, Network: "dp6"}
 		return err
 	}); err != nil {
 		t.Fatal(err)

@@ -135,7 +135,7 @@ func (n *NATGateway) chains() []natChain {
 	inst, vpc := fmt.Sprintf("%q", InterfacePrefix+"*"), fmt.Sprintf("meta mark & %#x", markMask)
 	// Where packets leave the host (not into an instance, a tunnel or the
 	// hairpin): the default VPC's are translated there.
-	out := "iifname " + inst + " oifname != " + inst + " oifname != \"vx*\" oifname != " + v + " "
+	out := "iifname " + inst + " oifname != " + inst + " " + tunnelMatch("oif", n.Network, true) + " oifname != " + v + " "
 	return []natChain{
 		{"prerouting", knftables.FilterType, knftables.PreroutingHook, natPriority, []string{
 			// Round the hairpin: the host's own traffic, in the main table.
@@ -149,7 +149,7 @@ func (n *NATGateway) chains() []natChain {
 			// An EIP of the default VPC where it arrives from outside (not
 			// from an instance, a tunnel or the hairpin, never marked for
 			// another VPC); another VPC's once round the hairpin, in its zone.
-			"iifname != " + inst + " iifname != \"vx*\" iifname != " + v + " " + vpc + " 0 ip daddr @default-eips dnat ip to ip daddr map @eip-instance",
+			"iifname != " + inst + " " + tunnelMatch("iif", n.Network, true) + " iifname != " + v + " " + vpc + " 0 ip daddr @default-eips dnat ip to ip daddr map @eip-instance",
 			"iifname " + v + " ip daddr @vpc-eips dnat ip to ip daddr map @eip-instance",
 		}},
 		{"forward", knftables.FilterType, knftables.ForwardHook, knftables.FilterPriority, []string{
@@ -171,7 +171,7 @@ func (n *NATGateway) chains() []natChain {
 			out + vpc + " . ip saddr @sources ct state invalid drop",
 			"iifname " + inst + " oifname " + u + " drop",
 			"iifname " + u + " oifname " + inst + " drop",
-			"iifname " + u + " oifname \"vx*\" drop",
+			"iifname " + u + " " + tunnelMatch("oif", n.Network, false) + " drop",
 			"iifname " + u + " oifname " + v + " drop",
 			// Never the pool's own hosts and server, from the host's
 			// address or an EIP (the default VPC's too).

@@ -3,6 +3,7 @@ package datapath
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/netip"
 	"slices"
@@ -47,6 +48,34 @@ type Remote struct {
 	Host netip.Addr // its host's tunnel IP
 }
 
+// TunnelGroup is the interface group (`ip link set ... group`) of the
+// tunnels of network: the rules of its tables know its tunnels by it
+// (`iifgroup`), so that no other interface passes for one whatever its
+// name (another product's VXLAN device, vxlan.calico). 0x0ec and 20
+// bits of the network name's FNV-1a hash (below 2^31: iproute2 reads a
+// group as a signed int).
+func TunnelGroup(network string) uint32 {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(network))
+	return 0x0ec00000 | h.Sum32()&0xfffff
+}
+
+// tunnelMatch is a rule's match of the packets that come in (dir "iif")
+// or go out ("oif") through a tunnel of network, or (not) that do not.
+func tunnelMatch(dir, network string, not bool) string {
+	op := ""
+	if not {
+		op = "!= "
+	}
+	return fmt.Sprintf("meta %sgroup %s%#x", dir, op, TunnelGroup(network))
+}
+
+// networkOf is the network of tunnel device dev (TunnelDevice).
+func networkOf(dev string) string {
+	_, network, _ := strings.Cut(dev, "-")
+	return network
+}
+
 // TunnelMAC is the MAC address of the tunnel device of the host whose
 // tunnel IP is ip: locally administered, derived from the address, so that
 // hosts need not tell each other theirs.
@@ -87,11 +116,28 @@ func (o *Overlay) Ensure() error {
 			return fmt.Errorf("tunnel %s: %w", o.Device, err)
 		}
 	}
+	if group := TunnelGroup(networkOf(o.Device)); link.Attrs().Group != group {
+		if err := netlink.LinkSetGroup(link, int(group)); err != nil {
+			return fmt.Errorf("tunnel %s group %#x: %w", o.Device, group, err)
+		}
+	}
 	if link.Attrs().MTU != o.MTU {
 		if err := netlink.LinkSetMTU(link, o.MTU); err != nil {
 			return fmt.Errorf("tunnel %s MTU %d: %w", o.Device, o.MTU, err)
 		}
 	}
+	if err := o.configure(); err != nil {
+		return err
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("tunnel %s up: %w", o.Device, err)
+	}
+	return EnableForwarding()
+}
+
+// configure sets the device's sysctls (the device is down) and the policy
+// rule of its own packets.
+func (o *Overlay) configure() error {
 	// What arrives through another VPC's tunnel claims an instance of the
 	// host it came from: strict reverse-path filtering holds it to the /32
 	// routes. The default VPC's also carries what its route table's
@@ -125,13 +171,10 @@ func (o *Overlay) Ensure() error {
 	// IPv6 on: the instances' IPv6 addresses are routed through it too
 	// (from instance to instance alone: Isolation), with entries of the
 	// server's, no router advertisements and no autoconf address.
-	if err := enableIPv6(o.Device); err != nil {
-		return err
+	if !hostHasIPv6() {
+		return nil // (ipv6.disable=1: the instances have none either)
 	}
-	if err := netlink.LinkSetUp(link); err != nil {
-		return fmt.Errorf("tunnel %s up: %w", o.Device, err)
-	}
-	return EnableForwarding()
+	return enableIPv6(o.Device)
 }
 
 // Sync makes the device's routes, neighbour and forwarding entries exactly

@@ -186,7 +186,11 @@ func hostSide(link netlink.Link, a Attachment, mac net.HardwareAddr) error {
 	// No IPv6 on the link unless the instance has it: no autoconf
 	// address, no router solicitations, nothing of IPv6 forwarded.
 	if !a.Address6.IsValid() {
-		_ = sysctl("net/ipv6/conf/"+name+"/disable_ipv6", "1")
+		// The only barrier to an instance without IPv6: an error is one
+		// (unless the host has no IPv6 at all).
+		if err := sysctl("net/ipv6/conf/"+name+"/disable_ipv6", "1"); err != nil && hostHasIPv6() {
+			return err
+		}
 	} else if err := hostSide6(link, a); err != nil {
 		return err
 	}
@@ -254,6 +258,12 @@ func EnableForwarding() error {
 		return fmt.Errorf("enable IPv4 forwarding: %w", err)
 	}
 	return nil
+}
+
+// hostHasIPv6 tells whether the kernel has IPv6 (not ipv6.disable=1).
+func hostHasIPv6() bool {
+	_, err := os.Stat("/proc/sys/net/ipv6")
+	return err == nil
 }
 
 // sysctl sets /proc/sys/<key> to value unless it is.

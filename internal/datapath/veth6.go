@@ -54,7 +54,9 @@ func hostSide6(link netlink.Link, a Attachment) error {
 	if err := enableIPv6(name); err != nil {
 		return err
 	}
-	gw := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(a.Gateway6, 128)), Flags: unix.IFA_F_NODAD}
+	// No prefix route either: the host routes the instance alone to the
+	// link, in its VPC's table.
+	gw := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(a.Gateway6, 128)), Flags: unix.IFA_F_NODAD | unix.IFA_F_NOPREFIXROUTE}
 	if err := netlink.AddrAdd(link, gw); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("IPv6 gateway %s on %s: %w", a.Gateway6, name, err)
 	}

@@ -62,7 +62,7 @@ const InetFamily = knftables.InetFamily
 func DropIPv4Table(ctx context.Context, table string) error {
 	nft, err := knftables.New(knftables.IPv4Family, table)
 	if err != nil {
-		return err
+		return fmt.Errorf("the old table ip %s: %w", table, err)
 	}
 	if _, err := nft.List(ctx, "chain"); knftables.IsNotFound(err) {
 		return nil
@@ -152,7 +152,9 @@ func (i *Isolation) base(tx *knftables.Transaction) {
 	// (with tunnels) the other hosts' alone.
 	input := []string{
 		fmt.Sprintf("iifname %q udp dport %d drop", InterfacePrefix+"*", VXLANPort),
-		fmt.Sprintf("meta nfproto ipv6 udp dport %d drop", VXLANPort), // the tunnels are IPv4's
+		// IPv6 from an instance reaches the host at its gateway's address
+		// alone (the one on its link), none of the host's others.
+		fmt.Sprintf("iifname %q meta nfproto ipv6 fib daddr . iif type != local drop", InterfacePrefix+"*"),
 	}
 	if i.Tunnel {
 		input = append(input, fmt.Sprintf("udp dport %d ip saddr != @tunnel-peers drop", VXLANPort))
@@ -163,11 +165,11 @@ func (i *Isolation) base(tx *knftables.Transaction) {
 	// IPv6 goes from instance to instance alone, through the tunnels or
 	// not: no way out of the VPC (no NAT gateway, EIP or route entry has
 	// IPv6 yet) and none in.
-	eci, vx := fmt.Sprintf("%q", InterfacePrefix+"*"), `"vx*"`
+	eci := fmt.Sprintf("%q", InterfacePrefix+"*")
 	forward6 := []string{
-		"meta nfproto ipv6 iifname " + eci + " oifname != " + eci + " oifname != " + vx + " drop",
-		"meta nfproto ipv6 oifname " + eci + " iifname != " + eci + " iifname != " + vx + " drop",
-		"meta nfproto ipv6 iifname " + vx + " oifname != " + eci + " drop",
+		"meta nfproto ipv6 iifname " + eci + " oifname != " + eci + " " + tunnelMatch("oif", i.Network, true) + " drop",
+		"meta nfproto ipv6 oifname " + eci + " iifname != " + eci + " " + tunnelMatch("iif", i.Network, true) + " drop",
+		"meta nfproto ipv6 " + tunnelMatch("iif", i.Network, false) + " oifname != " + eci + " drop",
 	}
 	for _, c := range []struct {
 		name  string
@@ -179,8 +181,7 @@ func (i *Isolation) base(tx *knftables.Transaction) {
 		// mark (routing: the VPC's table) and its zone.
 		// IPv6 has no reverse-path filter: what an instance sends from an
 		// address the host would not route back to its link (in its
-		// VPC's table) is dropped here (link-local sources never leave
-		// the link).
+		// VPC's table) is dropped here.
 		{"prerouting", knftables.PreroutingHook, prePriority, []string{
 			"meta mark set iifname map @vpc-mark", "ct zone set iifname map @vpc-zone",
 			// Neighbour discovery has nothing to do on an instance's link
@@ -188,10 +189,14 @@ func (i *Isolation) base(tx *knftables.Transaction) {
 			// instance, whose solicitations from made-up link-local
 			// addresses would fill the host's neighbour table.
 			fmt.Sprintf("iifname %q icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } drop", InterfacePrefix+"*"),
-			fmt.Sprintf("iifname %q ip6 saddr != fe80::/10 fib saddr . mark . iif oif missing drop", InterfacePrefix+"*"),
+			// Nor from a link-local address (nothing needs one: the
+			// neighbour entries are permanent, the routes have global
+			// sources), whose answers would fill it too.
+			fmt.Sprintf("iifname %q ip6 saddr fe80::/10 drop", InterfacePrefix+"*"),
+			fmt.Sprintf("iifname %q meta nfproto ipv6 fib saddr . mark . iif oif missing drop", InterfacePrefix+"*"),
 			// Nor does a tunnel bring an instance's IPv6 address that the
 			// host routes elsewhere (IPv4's: the tunnel's rp_filter).
-			`iifname "vx*" ip6 saddr != fe80::/10 fib saddr . mark . iif oif missing drop`,
+			tunnelMatch("iif", i.Network, false) + " meta nfproto ipv6 fib saddr . mark . iif oif missing drop",
 		}},
 		// The host's own packets to an instance (its answers, marked by
 		// fwmark_reflect and tcp_fwmark_accept; probes, marked by the
