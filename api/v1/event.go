@@ -13,6 +13,9 @@ type Event struct {
 	// Created, Started, Killing, BackOff, Unhealthy, Evicted, HostLost, ...
 	Reason  string `json:"reason"`
 	Message string `json:"message"`
+	// Container names the group's container it is about, if one (a
+	// virtual node's pod Event then refers to it: spec.containers{name}).
+	Container string `json:"container,omitempty"`
 	// Count of occurrences folded into this event, FirstTime to LastTime.
 	Count     int       `json:"count"`
 	FirstTime time.Time `json:"firstTime"`

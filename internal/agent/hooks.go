@@ -72,7 +72,7 @@ func (a *Agent) postStart(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.
 	if err == nil || ctx.Err() != nil {
 		return
 	}
-	a.event(ctx, g, apiv1.EventWarning, "FailedPostStartHook", fmt.Sprintf("container %s: postStart hook failed: %v; killing it", c.Name, err))
+	a.containerEvent(ctx, g, c.Name, apiv1.EventWarning, "FailedPostStartHook", fmt.Sprintf("PostStartHook failed: %v", err))
 	if err := a.cfg.Runtime.StopContainer(ctx, id, 0); err != nil {
 		log.G(ctx).Warn("kill a container whose postStart hook failed", "group", g.Metadata.ID, "container", c.Name, "err", err)
 	}
@@ -88,7 +88,7 @@ func (a *Agent) stopContainer(ctx context.Context, g *apiv1.ContainerGroup, name
 		err := a.runHook(a.probeContext(hctx, g), c.Lifecycle.PreStop, id, ip, time.Until(deadline))
 		cancel()
 		if err != nil && ctx.Err() == nil {
-			a.event(ctx, g, apiv1.EventWarning, "FailedPreStopHook", fmt.Sprintf("container %s: preStop hook failed: %v", name, err))
+			a.containerEvent(ctx, g, name, apiv1.EventWarning, "FailedPreStopHook", fmt.Sprintf("PreStopHook failed: %v", err))
 		}
 		grace = max(int64(time.Until(deadline).Seconds()), minGrace)
 		log.G(ctx).Debug("preStop hook ran", "container", name, "err", err, "grace left", grace)
@@ -117,7 +117,7 @@ func (a *Agent) stopContainers(ctx context.Context, g *apiv1.ContainerGroup, san
 			defer wg.Done()
 			name := c.Labels[LabelContainer]
 			if g != nil {
-				a.event(ctx, g, apiv1.EventNormal, "Killing", fmt.Sprintf("stopping container %s (grace %ds)", name, grace))
+				a.containerEvent(ctx, g, name, apiv1.EventNormal, "Killing", "Stopping container "+name)
 			}
 			if err := a.stopContainer(ctx, g, name, c.Id, ip, grace); err != nil {
 				errs[i] = fmt.Errorf("stop container %s: %w", short(c.Id), err)

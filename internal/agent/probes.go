@@ -118,11 +118,11 @@ func (a *Agent) runProbe(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.C
 			if ctx.Err() != nil {
 				return
 			}
-			a.event(ctx, g, apiv1.EventWarning, "Unhealthy", fmt.Sprintf("%s probe of container %s failed: %v", kind, name, err))
+			a.containerEvent(ctx, g, name, apiv1.EventWarning, "Unhealthy", fmt.Sprintf("%s probe failed: %v", probeTitle(kind), err))
 			if kind == readiness {
 				a.setProbe(g.Metadata.ID, name, kind, containerID, false)
 			} else if fails >= failureThreshold {
-				a.event(ctx, g, apiv1.EventNormal, "Killing", fmt.Sprintf("container %s failed its %s probe %d times; restarting it", name, kind, fails))
+				a.containerEvent(ctx, g, name, apiv1.EventNormal, "Killing", fmt.Sprintf("Container %s failed %s probe, will be restarted", name, kind))
 				if err := a.stopContainer(ctx, g, name, containerID, ip, grace(g)); err != nil {
 					log.G(ctx).Warn("kill an unhealthy container", "group", g.Metadata.ID, "container", name, "err", err)
 				}

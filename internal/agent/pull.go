@@ -22,7 +22,7 @@ func (a *Agent) pull(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Conta
 	if auth != nil {
 		how = " with the credential for " + auth.ServerAddress
 	}
-	a.event(ctx, g, apiv1.EventNormal, "Pulling", "pulling image "+c.Image+how)
+	a.containerEvent(ctx, g, c.Name, apiv1.EventNormal, "Pulling", fmt.Sprintf("Pulling image %q%s", c.Image, how))
 	start := time.Now()
 	done := make(chan struct{})
 	defer close(done)
@@ -34,7 +34,7 @@ func (a *Agent) pull(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Conta
 			case <-done:
 				return
 			case <-t.C:
-				a.event(ctx, g, apiv1.EventNormal, "Pulling", fmt.Sprintf("still pulling image %s (%s)", c.Image, time.Since(start).Round(time.Second)))
+				a.containerEvent(ctx, g, c.Name, apiv1.EventNormal, "Pulling", fmt.Sprintf("Still pulling image %q (%s)", c.Image, time.Since(start).Round(time.Second)))
 			}
 		}
 	}()
@@ -44,8 +44,9 @@ func (a *Agent) pull(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Conta
 	}
 	size := ""
 	if st, err := a.cfg.Runtime.ImageStatus(ctx, &runtimeapi.ImageSpec{Image: ref}, false); err == nil && st.GetImage() != nil {
-		size = fmt.Sprintf(" (%s)", bytesString(st.GetImage().GetSize()))
+		size = fmt.Sprintf(" Image size: %d bytes.", st.GetImage().GetSize())
 	}
-	a.event(ctx, g, apiv1.EventNormal, "Pulled", fmt.Sprintf("pulled image %s%s in %s", c.Image, size, time.Since(start).Round(time.Millisecond)))
+	took := time.Since(start).Round(time.Millisecond)
+	a.containerEvent(ctx, g, c.Name, apiv1.EventNormal, "Pulled", fmt.Sprintf("Successfully pulled image %q in %s (%s including waiting).%s", c.Image, took, took, size))
 	return ref, nil
 }

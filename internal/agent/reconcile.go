@@ -348,7 +348,7 @@ func (a *Agent) restart(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Co
 		a.queue.addAfter(ctx, g.Metadata.ID, wait)
 		return nil
 	}
-	a.event(ctx, g, apiv1.EventWarning, "BackOff", fmt.Sprintf("restarting container %s (exit code %d)", c.Name, last.ExitCode))
+	a.containerEvent(ctx, g, c.Name, apiv1.EventWarning, "BackOff", fmt.Sprintf("Back-off restarting failed container %s in pod %s (exit code %d)", c.Name, podName(g), last.ExitCode))
 	return a.start(ctx, g, c, last.Metadata.Attempt+1, init, sbID, sbCfg)
 }
 
@@ -383,15 +383,15 @@ func (a *Agent) start(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Cont
 	}
 	id, err := a.cfg.Runtime.CreateContainer(ctx, sbID, containerConfig(g, c, image, n, init, mounts), sbCfg)
 	if err != nil {
-		a.event(ctx, g, apiv1.EventWarning, "Failed", fmt.Sprintf("create container %s: %v", c.Name, err))
+		a.containerEvent(ctx, g, c.Name, apiv1.EventWarning, "Failed", fmt.Sprintf("Error: %v", err))
 		return fmt.Errorf("create container %s: %w", c.Name, err)
 	}
-	a.event(ctx, g, apiv1.EventNormal, "Created", "container "+c.Name)
+	a.containerEvent(ctx, g, c.Name, apiv1.EventNormal, "Created", "Created container: "+c.Name)
 	if err := a.cfg.Runtime.StartContainer(ctx, id); err != nil {
-		a.event(ctx, g, apiv1.EventWarning, "Failed", fmt.Sprintf("start container %s: %v", c.Name, err))
+		a.containerEvent(ctx, g, c.Name, apiv1.EventWarning, "Failed", fmt.Sprintf("Error: %v", err))
 		return fmt.Errorf("start container %s: %w", c.Name, err)
 	}
-	a.event(ctx, g, apiv1.EventNormal, "Started", "container "+c.Name)
+	a.containerEvent(ctx, g, c.Name, apiv1.EventNormal, "Started", "Started container "+c.Name)
 	a.postStart(ctx, g, c, id, sbID)
 	return nil
 }
@@ -419,6 +419,7 @@ func (a *Agent) ensureImage(ctx context.Context, g *apiv1.ContainerGroup, c apiv
 			switch {
 			case present && !unverified:
 				image = st.GetImage().GetId()
+				a.containerEvent(ctx, g, c.Name, apiv1.EventNormal, "Pulled", fmt.Sprintf("Container image %q already present on machine", c.Image))
 				return nil
 			case c.ImagePullPolicy == apiv1.PullNever && unverified:
 				return &waitingError{reason: "ErrImageNeverPull", err: fmt.Errorf("image %s on this host was pulled without TLS verification for another group, and imagePullPolicy Never forbids pulling it again", c.Image)}
@@ -553,7 +554,7 @@ func (a *Agent) waiting(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Co
 		cs.wait = &apiv1.ContainerStateWaiting{Reason: we.reason, Message: msg}
 	})
 	if prev.Message != msg || prev.Reason != we.reason {
-		a.event(ctx, g, apiv1.EventWarning, "Failed", fmt.Sprintf("container %s: %v", c.Name, we))
+		a.containerEvent(ctx, g, c.Name, apiv1.EventWarning, "Failed", fmt.Sprintf("Error: %v", we))
 	}
 	a.queue.addAfter(ctx, g.Metadata.ID, a.retryWait(g.Metadata.ID, c.Name))
 	return nil

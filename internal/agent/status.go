@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -138,7 +139,13 @@ func (a *Agent) report(ctx context.Context, g *apiv1.ContainerGroup, r apiv1.Sta
 // one sender, so they never slow a reconcile; if the server is slow and the
 // buffer is full, the event is dropped and logged.
 func (a *Agent) event(ctx context.Context, g *apiv1.ContainerGroup, typ, reason, msg string) {
-	ev := &apiv1.Event{Object: apiv1.ObjectReference{Kind: "ContainerGroup", ID: g.Metadata.ID}, Type: typ, Reason: reason, Message: msg}
+	a.containerEvent(ctx, g, "", typ, reason, msg)
+}
+
+// containerEvent is event of g's container (its name, when not ""): the
+// kubelet's reasons and wording, which a virtual node gives the pod.
+func (a *Agent) containerEvent(ctx context.Context, g *apiv1.ContainerGroup, container, typ, reason, msg string) {
+	ev := &apiv1.Event{Object: apiv1.ObjectReference{Kind: "ContainerGroup", ID: g.Metadata.ID}, Type: typ, Reason: reason, Message: msg, Container: container}
 	select {
 	case a.events <- ev:
 	default:
@@ -158,4 +165,17 @@ func (a *Agent) sendEvents(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// podName is how the kubelet's events name g's pod: its name and id.
+func podName(g *apiv1.ContainerGroup) string { return g.Metadata.Name + "(" + g.Metadata.ID + ")" }
+
+// probeTitle is a probe's kind as the kubelet's events begin with it
+// ("Liveness probe failed: ...").
+func probeTitle(k probeKind) string {
+	s := string(k)
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }

@@ -110,6 +110,14 @@ func (c *Client) ListEvents(ctx context.Context, id string) ([]apiv1.Event, erro
 	return out.Items, err
 }
 
+// InformEvents keeps watching the events the caller may see (a tenant's:
+// those of its groups) until ctx ends, as InformGroups does groups.
+func (c *Client) InformEvents(ctx context.Context, h Handler[apiv1.Event]) {
+	inform(ctx, func(rv string) (<-chan WatchEvent[apiv1.Event], error) {
+		return watch[apiv1.Event](ctx, c, "/v1/events", nil, rv)
+	}, h)
+}
+
 // AddEvent records an event (host tokens, for their groups).
 func (c *Client) AddEvent(ctx context.Context, ev *apiv1.Event) error {
 	_, err := c.do(ctx, http.MethodPost, "/v1/events", nil, ev, nil)

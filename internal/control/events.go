@@ -23,13 +23,18 @@ const MaxEventsPerObject = 100
 // type, reason, message and source are one series, as Kubernetes' event
 // correlator makes them: its count and lastTime move, nothing new is stored.
 func (s *Service) recordEvent(ctx context.Context, kind, id, tenant, typ, reason, message, source string) {
+	s.recordContainerEvent(ctx, kind, id, tenant, "", typ, reason, message, source)
+}
+
+// recordContainerEvent is recordEvent of one of the group's containers.
+func (s *Service) recordContainerEvent(ctx context.Context, kind, id, tenant, container, typ, reason, message, source string) {
 	now := s.now()
-	sum := sha256.Sum256([]byte(typ + "\x00" + reason + "\x00" + message + "\x00" + source))
+	sum := sha256.Sum256([]byte(typ + "\x00" + reason + "\x00" + message + "\x00" + source + "\x00" + container))
 	key := id + "." + hex.EncodeToString(sum[:12])
 	ev := &apiv1.Event{
 		Metadata: apiv1.ObjectMeta{ID: key, Name: reason, Tenant: tenant, CreatedAt: now},
 		Object:   apiv1.ObjectReference{Kind: kind, ID: id},
-		Type:     typ, Reason: reason, Message: message, Count: 1, FirstTime: now, LastTime: now, Source: source,
+		Type:     typ, Reason: reason, Message: message, Container: container, Count: 1, FirstTime: now, LastTime: now, Source: source,
 	}
 	err := s.events.Create(ctx, ev, nil)
 	if errdefs.IsAlreadyExists(err) {
@@ -104,7 +109,10 @@ func (s *Service) AddEvent(ctx context.Context, p auth.Principal, ev *apiv1.Even
 	if p.Kind == apiv1.TokenHost {
 		source = "agent/" + p.Host
 	}
-	s.recordEvent(ctx, ev.Object.Kind, ev.Object.ID, tenant, ev.Type, ev.Reason, ev.Message, source)
+	if ev.Container != "" && (ev.Object.Kind != "ContainerGroup" || len(ev.Container) > 63) {
+		return nil, fmt.Errorf("container %q: allowed: a container's name (63 characters at most), of a ContainerGroup's event: %w", ev.Container, errdefs.ErrInvalidArgument)
+	}
+	s.recordContainerEvent(ctx, ev.Object.Kind, ev.Object.ID, tenant, ev.Container, ev.Type, ev.Reason, ev.Message, source)
 	return ev, nil
 }
 

@@ -117,6 +117,20 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
+	watch, err := queryBool(r, "watch")
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if watch {
+		ew, err := s.svc.WatchEvents(r.Context(), principal(r), r.URL.Query().Get("resourceVersion"))
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		serveWatch(s, w, r, ew)
+		return
+	}
 	evs, err := s.svc.ListEvents(r.Context(), principal(r), r.URL.Query().Get("object"))
 	respond(w, r, http.StatusOK, apiv1.List[apiv1.Event]{Items: evs}, err)
 }

@@ -46,10 +46,13 @@ type VNode struct {
 	profile *profile.Source // eci-profile's configuration
 	// services fills the cluster's table of virtual IPs (nil: NoServices).
 	services *servicesController
-	ready    chan struct{}
-	done     chan struct{}
-	mu       sync.Mutex
-	err      error
+	// podEvents gives pods their instances' events (set by Run's
+	// startEvents).
+	podEvents *podEvents
+	ready     chan struct{}
+	done      chan struct{}
+	mu        sync.Mutex
+	err       error
 }
 
 // New checks cfg and builds the node. It starts nothing: the event
@@ -181,10 +184,12 @@ func (v *VNode) Run(ctx context.Context) (err error) {
 }
 
 // background starts what runs beside the controllers until ctx ends: the
-// groups' watch, the tokens' refresh and the Services' table.
+// groups' watch, the pods' events, the tokens' refresh and the Services'
+// table.
 func (v *VNode) background(ctx context.Context, wg *sync.WaitGroup) {
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); v.watchGroups(ctx) }()
+	go func() { defer wg.Done(); v.podEvents.run(ctx) }()
 	go func() { defer wg.Done(); v.refreshTokens(ctx) }()
 	if v.services != nil {
 		wg.Add(1)
@@ -231,6 +236,9 @@ func (v *VNode) startEvents() record.EventBroadcaster {
 	eb.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: v.cfg.Kube.CoreV1().Events("")})
 	v.cfg.Recorder = eb.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "eci-vnode", Host: v.cfg.NodeName})
 	v.provider.cfg.Recorder = v.cfg.Recorder
+	// The instances' own events come from the node's kubelet, as a
+	// kubelet's do.
+	v.podEvents = newPodEvents(v.provider, eb.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: v.cfg.NodeName}))
 	return eb
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +96,16 @@ func TestWorkloads(t *testing.T) {
 				return fmt.Errorf("restarts %d state %+v last %+v", cs.RestartCount, cs.State, cs.LastTerminationState)
 			}
 			return nil
+		})
+		// Its Events, as a kubelet records them: from the node's kubelet,
+		// on the container, in the kubelet's words, BackOff counted.
+		poll.Eventually(t, 30*time.Second, "the crasher's Events", func() error {
+			return podEventsLike(ctx, c, ns, "crasher", map[string]string{
+				"Pulled":  `Container image "` + busybox + `" already present on machine|Successfully pulled image "` + busybox + `" in `,
+				"Created": "Created container: main",
+				"Started": "Started container main",
+				"BackOff": "Back-off restarting failed container main in pod ",
+			})
 		})
 	})
 
@@ -247,4 +258,35 @@ func TestWorkloads(t *testing.T) {
 
 	t.Run("Service links in the env, and no machine resolver without cluster DNS", func(t *testing.T) { testServiceLinks(t, c, ns) })
 	t.Run("ClusterIP Services and kubernetes.default from an instance", func(t *testing.T) { testClusterIP(t, c, ns) })
+}
+
+// podEventsLike checks that pod name has an Event of each reason whose
+// message begins with the one given (or one of those between '|'), from the kubelet of the virtual node,
+// on the container main, and that no reason is recorded as two Events
+// (the recorder counts a series).
+func podEventsLike(ctx context.Context, c *cluster, ns, name string, want map[string]string) error {
+	evs, err := c.kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + name})
+	if err != nil {
+		return err
+	}
+	seen := map[string]int{}
+	for _, ev := range evs.Items {
+		prefixes, ok := want[ev.Reason]
+		if !ok || !slices.ContainsFunc(strings.Split(prefixes, "|"), func(p string) bool { return strings.HasPrefix(ev.Message, p) }) {
+			continue
+		}
+		if ev.Source.Component != "kubelet" || ev.Source.Host != nodeName || ev.InvolvedObject.FieldPath != "spec.containers{main}" {
+			return fmt.Errorf("event %s %q from %+v on %q", ev.Reason, ev.Message, ev.Source, ev.InvolvedObject.FieldPath)
+		}
+		seen[ev.Reason]++
+	}
+	for reason := range want {
+		if seen[reason] == 0 {
+			return fmt.Errorf("no %s event (%d events)", reason, len(evs.Items))
+		}
+	}
+	if seen["BackOff"] > 1 {
+		return fmt.Errorf("%d BackOff events: one series each container, counted", seen["BackOff"])
+	}
+	return nil
 }

@@ -1,0 +1,78 @@
+package vnode
+
+import (
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+)
+
+// recorded is one Event a test recorder took.
+type recorded struct {
+	ref                  *corev1.ObjectReference
+	typ, reason, message string
+}
+
+// testRecorder keeps what it is given (record.EventRecorder).
+type testRecorder struct{ got []recorded }
+
+func (r *testRecorder) Event(obj runtime.Object, typ, reason, message string) {
+	ref, _ := obj.(*corev1.ObjectReference)
+	r.got = append(r.got, recorded{ref, typ, reason, message})
+}
+func (r *testRecorder) Eventf(obj runtime.Object, typ, reason, format string, args ...any) {
+	r.Event(obj, typ, reason, format)
+}
+func (r *testRecorder) AnnotatedEventf(obj runtime.Object, _ map[string]string, typ, reason, format string, args ...any) {
+	r.Event(obj, typ, reason, format)
+}
+
+// A pod gets its instance's events once each (a relist replays them), a
+// series' next occurrence again; a container's event refers to the
+// container; the server's own Created and Scheduled, events of groups of
+// no pod of the node, and those from before the node started, are not
+// given.
+func TestPodEvents(t *testing.T) {
+	p := newProvider(Config{})
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web", UID: types.UID("uid-1")},
+		Spec: corev1.PodSpec{InitContainers: []corev1.Container{{Name: "setup"}}, Containers: []corev1.Container{{Name: "app"}}}}
+	p.pods["default/web"] = pod
+	p.groups["uid-1"] = &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{ID: "eci-1",
+		Labels: map[string]string{LabelPodNamespace: "default", LabelPodName: "web", LabelPodUID: "uid-1"}}}
+	rec := &testRecorder{}
+	e := newPodEvents(p, rec)
+	now := time.Now()
+	ev := func(id, group, container, source, typ, reason string, count int, at time.Time) *apiv1.Event {
+		return &apiv1.Event{Metadata: apiv1.ObjectMeta{ID: id}, Object: apiv1.ObjectReference{Kind: "ContainerGroup", ID: group},
+			Container: container, Source: source, Type: typ, Reason: reason, Message: reason + " " + container, Count: count, LastTime: at}
+	}
+	for _, x := range []*apiv1.Event{
+		ev("e1", "eci-1", "app", "agent/h1", apiv1.EventNormal, "Started", 1, now.Add(time.Second)),
+		ev("e1", "eci-1", "app", "agent/h1", apiv1.EventNormal, "Started", 1, now.Add(time.Second)), // a relist
+		ev("e2", "eci-1", "setup", "agent/h1", apiv1.EventWarning, "BackOff", 1, now.Add(time.Second)),
+		ev("e2", "eci-1", "setup", "agent/h1", apiv1.EventWarning, "BackOff", 2, now.Add(2*time.Second)), // again
+		ev("e3", "eci-1", "", "server", apiv1.EventNormal, "Scheduled", 1, now.Add(time.Second)),
+		ev("e4", "eci-1", "", "server", apiv1.EventWarning, "FailedScheduling", 1, now.Add(time.Second)),
+		ev("e5", "eci-1", "app", "agent/h1", apiv1.EventNormal, "Pulled", 1, now.Add(-time.Hour)),  // before the node
+		ev("e6", "eci-2", "app", "agent/h1", apiv1.EventNormal, "Pulled", 1, now.Add(time.Second)), // no pod's
+	} {
+		e.record(x)
+	}
+	want := []struct{ reason, fieldPath string }{
+		{"Started", "spec.containers{app}"}, {"BackOff", "spec.initContainers{setup}"}, {"BackOff", "spec.initContainers{setup}"}, {"FailedScheduling", ""},
+	}
+	if len(rec.got) != len(want) {
+		t.Fatalf("recorded %d events, want %d: %+v", len(rec.got), len(want), rec.got)
+	}
+	for i, w := range want {
+		g := rec.got[i]
+		if g.reason != w.reason || g.ref == nil || g.ref.FieldPath != w.fieldPath || g.ref.Name != "web" || g.ref.UID != "uid-1" || g.ref.Kind != "Pod" {
+			t.Errorf("event %d: %+v (%+v), want %s at %q of pod web", i, g, g.ref, w.reason, w.fieldPath)
+		}
+	}
+}
