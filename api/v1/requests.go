@@ -21,6 +21,11 @@ type GroupUpdate struct {
 	// Files replaces the payload of files volumes, by volume name; the agent
 	// rewrites the files in place.
 	Files map[string]FilesVolume `json:"files,omitempty"`
+	// Images changes containers' images, by container name (app or init):
+	// a running container whose image changed is stopped and started
+	// again with the new one, as a kubelet does when a pod's image
+	// changes.
+	Images map[string]string `json:"images,omitempty"`
 	// ResourceVersion, when set, must be the group's current version.
 	ResourceVersion string `json:"resourceVersion,omitempty"`
 }

@@ -51,7 +51,7 @@ func containerConfig(g *apiv1.ContainerGroup, c apiv1.Container, image string, n
 		Command:    c.Command,
 		Args:       c.Args,
 		WorkingDir: c.WorkingDir,
-		Labels:     map[string]string{LabelGroup: g.Metadata.ID, LabelContainer: c.Name, LabelManaged: "true"},
+		Labels:     map[string]string{LabelGroup: g.Metadata.ID, LabelContainer: c.Name, LabelManaged: "true", LabelImage: c.Image},
 		LogPath:    filepath.Join(c.Name, fmt.Sprintf("%d.log", n)),
 		Stdin:      c.Stdin,
 		Tty:        c.TTY,

@@ -287,6 +287,13 @@ func (s *Service) UpdateGroup(ctx context.Context, p auth.Principal, id string, 
 		if u.Tags != nil {
 			next.Spec.Tags = u.Tags
 		}
+		if u.Images != nil {
+			spec, err := withImages(g.Spec, u.Images)
+			if err != nil {
+				return err
+			}
+			next.Spec = spec
+		}
 		if u.Files != nil {
 			vols := append([]apiv1.Volume(nil), g.Spec.Volumes...)
 			for name, files := range u.Files {

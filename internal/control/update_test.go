@@ -65,3 +65,30 @@ func TestUpdateAndRestart(t *testing.T) {
 		t.Fatalf("restart of a Failed group: want Conflict, got %v", err)
 	}
 }
+
+// An update of images changes the named containers' (app or init) alone;
+// a name of no container, or an image that is no reference, is refused
+// naming it, and changes nothing.
+func TestUpdateImages(t *testing.T) {
+	e := newEnv(t, false)
+	spec := groupSpec("img", 1, 2)
+	spec.Spec.InitContainers = []apiv1.Container{{Name: "setup", Image: "busybox"}}
+	g, _, err := e.svc.CreateGroup(e.ctx, auth.Admin, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := g.Spec.Containers[0].Name
+	up, err := e.svc.UpdateGroup(e.ctx, auth.Admin, g.Metadata.ID, apiv1.GroupUpdate{Images: map[string]string{app: "busybox:2", "setup": "busybox:3"}})
+	if err != nil || up.Spec.Containers[0].Image != "busybox:2" || up.Spec.InitContainers[0].Image != "busybox:3" {
+		t.Fatalf("update: %v, %+v", err, up)
+	}
+	for name, image := range map[string]string{"nope": "busybox", app: "Not An Image!"} {
+		_, err := e.svc.UpdateGroup(e.ctx, auth.Admin, g.Metadata.ID, apiv1.GroupUpdate{Images: map[string]string{name: image}})
+		if !errdefs.IsInvalid(err) || (name == "nope" && !strings.Contains(err.Error(), `images["nope"]`)) {
+			t.Errorf("images[%q] = %q: %v, want InvalidArgument naming it", name, image, err)
+		}
+	}
+	if cur, _ := e.svc.GetGroup(e.ctx, auth.Admin, g.Metadata.ID); cur.Spec.Containers[0].Image != "busybox:2" {
+		t.Errorf("a refused update changed the image: %q", cur.Spec.Containers[0].Image)
+	}
+}

@@ -76,3 +76,22 @@ func TestPodEvents(t *testing.T) {
 		}
 	}
 }
+
+// A pod's changed images, by container, against its group's (app and
+// init); none when they are the same.
+func TestChangedImages(t *testing.T) {
+	g := &apiv1.ContainerGroup{Spec: apiv1.ContainerGroupSpec{
+		InitContainers: []apiv1.Container{{Name: "setup", Image: "busybox:1"}},
+		Containers:     []apiv1.Container{{Name: "app", Image: "busybox:1"}, {Name: "side", Image: "busybox:1"}}}}
+	pod := &corev1.Pod{Spec: corev1.PodSpec{
+		InitContainers: []corev1.Container{{Name: "setup", Image: "busybox:2"}},
+		Containers:     []corev1.Container{{Name: "app", Image: "busybox:3"}, {Name: "side", Image: "busybox:1"}}}}
+	got := changedImages(pod, g)
+	if len(got) != 2 || got["setup"] != "busybox:2" || got["app"] != "busybox:3" {
+		t.Errorf("changed %v", got)
+	}
+	pod.Spec.InitContainers[0].Image, pod.Spec.Containers[0].Image = "busybox:1", "busybox:1"
+	if got := changedImages(pod, g); len(got) != 0 {
+		t.Errorf("unchanged: %v", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -154,18 +155,47 @@ func (p *Provider) annotate(ctx context.Context, key string, g *apiv1.ContainerG
 	return nil
 }
 
-// UpdatePod: a pod's spec is immutable in what the instance runs; nothing
-// to change in the group yet (labels and annotations stay the pod's).
+// UpdatePod: of what a pod may change (its metadata, its containers'
+// images, activeDeadlineSeconds, tolerations), a container's image changes
+// the group (its container restarts with it, as on a kubelet); labels and
+// annotations stay the pod's.
 func (p *Provider) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if cur, ok := p.pods[podKey(pod.Namespace, pod.Name)]; ok {
 		st := cur.Status
 		cur = pod.DeepCopy()
 		cur.Status = st
 		p.pods[podKey(pod.Namespace, pod.Name)] = cur
 	}
+	g := p.groups[string(pod.UID)]
+	p.mu.Unlock()
+	if g == nil || g.Status.State.Terminal() {
+		return nil
+	}
+	images := changedImages(pod, g)
+	if len(images) == 0 {
+		return nil
+	}
+	if _, err := p.cfg.ECI.UpdateGroup(ctx, g.Metadata.ID, apiv1.GroupUpdate{Images: images}); err != nil {
+		return fmt.Errorf("change the images of pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
 	return nil
+}
+
+// changedImages are the images of pod's containers that g's differ from,
+// by container name.
+func changedImages(pod *corev1.Pod, g *apiv1.ContainerGroup) map[string]string {
+	have := map[string]string{}
+	for _, c := range append(slices.Clone(g.Spec.InitContainers), g.Spec.Containers...) {
+		have[c.Name] = c.Image
+	}
+	out := map[string]string{}
+	for _, c := range append(slices.Clone(pod.Spec.InitContainers), pod.Spec.Containers...) {
+		if img, ok := have[c.Name]; ok && img != c.Image {
+			out[c.Name] = c.Image
+		}
+	}
+	return out
 }
 
 // DeletePod deletes the pod's group with the pod's grace period; once the

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/eci-dev/eci/internal/testbed"
 	"io"
+	"k8s.io/apimachinery/pkg/types"
 	"net/http"
 	"slices"
 	"strings"
@@ -106,6 +108,38 @@ func TestWorkloads(t *testing.T) {
 				"Started": "Started container main",
 				"BackOff": "Back-off restarting failed container main in pod ",
 			})
+		})
+	})
+
+	t.Run("a changed image restarts the container with it", func(t *testing.T) {
+		img, err := testbed.BusyboxImage(testbed.ImageConfig{Cmd: []string{"sh"}, Env: []string{"IMAGE=two"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		two, err := c.bed.Registry.Push(ctx, "busybox:two", img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.createPod(t, ns, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "imaged"}, Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "main", Image: busybox, Command: []string{"sh", "-c", "echo image=${IMAGE:-one}; exec sleep 3600"}}}}})
+		c.waitPod(t, ns, "imaged", "Running", 60*time.Second, running)
+		patch := fmt.Sprintf(`{"spec":{"containers":[{"name":"main","image":%q}]}}`, two)
+		if _, err := c.kube.CoreV1().Pods(ns).Patch(ctx, "imaged", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		c.waitPod(t, ns, "imaged", "running the new image, restarted once", 60*time.Second, func(p *corev1.Pod) error {
+			if len(p.Status.ContainerStatuses) != 1 {
+				return fmt.Errorf("statuses %v", p.Status.ContainerStatuses)
+			}
+			cs := p.Status.ContainerStatuses[0]
+			raw, err := c.kube.CoreV1().Pods(ns).GetLogs("imaged", &corev1.PodLogOptions{}).DoRaw(ctx)
+			if cs.RestartCount != 1 || cs.State.Running == nil || err != nil || string(raw) != "image=two\n" {
+				return fmt.Errorf("restarts %d, state %+v, log %q (%v)", cs.RestartCount, cs.State, raw, err)
+			}
+			return nil
+		})
+		poll.Eventually(t, 30*time.Second, "its Killing event", func() error {
+			return podEventsLike(ctx, c, ns, "imaged", map[string]string{"Killing": "Container main definition changed, will be restarted"})
 		})
 	})
 
