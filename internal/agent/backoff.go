@@ -16,16 +16,34 @@ const (
 type backoffEntry struct {
 	delay time.Duration // the wait before the restart after the next one
 	next  time.Time     // no restart before this
+	// image is the one the container was (to be) made of: a new image
+	// starts without back-off, as the kubelet's keys (the container's
+	// hash, the image) do.
+	image string
+}
+
+// forgetOtherImage drops container name's back-offs of another image than
+// image (the spec's image changed).
+func (a *Agent) forgetOtherImage(id, name, image string) {
+	a.states.edit(id, func(g *groupState) {
+		c := g.container(name)
+		if c.restart != nil && c.restart.image != image {
+			c.restart = nil
+		}
+		if c.retry != nil && c.retry.image != image {
+			c.retry = nil
+		}
+	})
 }
 
 // restartWait says how long to wait before restarting container name of
 // group id, which ran from started to finished; zero means restart now (and
 // the restart is counted).
-func (a *Agent) restartWait(id, name string, started, finished, now time.Time) (wait time.Duration) {
+func (a *Agent) restartWait(id, name, image string, started, finished, now time.Time) (wait time.Duration) {
 	a.states.edit(id, func(g *groupState) {
 		c := g.container(name)
-		if c.restart == nil || finished.Sub(started) >= backoffReset {
-			c.restart = &backoffEntry{delay: backoffInitial}
+		if c.restart == nil || finished.Sub(started) >= backoffReset || c.restart.image != image {
+			c.restart = &backoffEntry{delay: backoffInitial, image: image}
 		}
 		wait = c.restart.take(now)
 	})
@@ -40,11 +58,11 @@ func (a *Agent) inBackoff(id, name string, now time.Time) bool {
 // retryWait is the next wait before container name of group id (which can't
 // start) is tried again: 10 s, doubling up to 5 minutes, as the kubelet's
 // image pull back-off. A start that succeeds forgets it (started).
-func (a *Agent) retryWait(id, name string) (wait time.Duration) {
+func (a *Agent) retryWait(id, name, image string) (wait time.Duration) {
 	a.states.edit(id, func(g *groupState) {
 		c := g.container(name)
-		if c.retry == nil {
-			c.retry = &backoffEntry{delay: backoffInitial}
+		if c.retry == nil || c.retry.image != image {
+			c.retry = &backoffEntry{delay: backoffInitial, image: image}
 		}
 		wait = c.retry.delay
 		c.retry.next = time.Now().Add(wait)

@@ -67,10 +67,12 @@ func TestImageChangeRestartsTheContainer(t *testing.T) {
 	if _, err := srv.Admin.UpdateGroup(ctx, job, apiv1.GroupUpdate{Images: map[string]string{"main": "busybox:2"}}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second) // a few resyncs
-	for _, c := range containersOf(t, rt, job) {
-		if c.Labels[LabelImage] == "busybox:2" {
-			t.Errorf("an ended Never group's container was made again of the new image: %+v", c)
+	poll.Consistently(t, 2*time.Second, "no container of the ended Never group made again", func() error {
+		for _, c := range containersOf(t, rt, job) {
+			if c.Labels[LabelImage] == "busybox:2" {
+				return fmt.Errorf("made again of the new image: %+v", c)
+			}
 		}
-	}
+		return nil
+	})
 }

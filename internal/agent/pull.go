@@ -18,11 +18,7 @@ const pullProgressEvery = 10 * time.Second
 // how long every pullProgressEvery; Pulled gives the time and the size.
 func (a *Agent) pull(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Container, spec *runtimeapi.ImageSpec, sbCfg *runtimeapi.PodSandboxConfig) (string, error) {
 	auth := pullAuth(g, c.Image)
-	how := ""
-	if auth != nil {
-		how = " with the credential for " + auth.ServerAddress
-	}
-	a.containerEvent(ctx, g, c.Name, apiv1.EventNormal, "Pulling", fmt.Sprintf("Pulling image %q%s", c.Image, how))
+	a.containerEvent(ctx, g, c.Name, apiv1.EventNormal, "Pulling", fmt.Sprintf("Pulling image %q", c.Image))
 	start := time.Now()
 	done := make(chan struct{})
 	defer close(done)

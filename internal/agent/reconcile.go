@@ -306,6 +306,10 @@ func (a *Agent) runContainers(ctx context.Context, g *apiv1.ContainerGroup, sbID
 // not) by its restart policy, with the new image.
 func imageChanged(last *runtimeapi.ContainerStatus, c apiv1.Container) bool {
 	made := last.GetLabels()[LabelImage]
+	if made == "" {
+		// Made before the label: the image the runtime was asked for.
+		made = last.GetImage().GetUserSpecifiedImage()
+	}
 	live := last.State == runtimeapi.ContainerState_CONTAINER_RUNNING || last.State == runtimeapi.ContainerState_CONTAINER_CREATED
 	return live && made != "" && made != c.Image
 }
@@ -368,11 +372,11 @@ func grace(g *apiv1.ContainerGroup) int64 {
 // restart starts the next attempt of an exited container, after its back-off.
 func (a *Agent) restart(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Container, last *runtimeapi.ContainerStatus, init bool, sbID string, sbCfg *runtimeapi.PodSandboxConfig) error {
 	now := time.Now()
-	if wait := a.restartWait(g.Metadata.ID, c.Name, time.Unix(0, last.StartedAt), time.Unix(0, last.FinishedAt), now); wait > 0 {
+	if wait := a.restartWait(g.Metadata.ID, c.Name, c.Image, time.Unix(0, last.StartedAt), time.Unix(0, last.FinishedAt), now); wait > 0 {
 		a.queue.addAfter(ctx, g.Metadata.ID, wait)
 		return nil
 	}
-	a.containerEvent(ctx, g, c.Name, apiv1.EventWarning, "BackOff", fmt.Sprintf("Back-off restarting failed container %s in pod %s (exit code %d)", c.Name, podName(g), last.ExitCode))
+	a.containerEvent(ctx, g, c.Name, apiv1.EventWarning, "BackOff", fmt.Sprintf("Back-off restarting failed container %s in pod %s", c.Name, podName(g)))
 	return a.start(ctx, g, c, last.Metadata.Attempt+1, init, sbID, sbCfg)
 }
 
@@ -383,6 +387,7 @@ var errStillWaiting = errors.New("waiting for the retry")
 // container that could not start is not tried again before its back-off
 // ends; meanwhile a failed pull shows as ImagePullBackOff, as the kubelet's.
 func (a *Agent) start(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Container, n uint32, init bool, sbID string, sbCfg *runtimeapi.PodSandboxConfig) error {
+	a.forgetOtherImage(g.Metadata.ID, c.Name, c.Image)
 	if a.retrying(g.Metadata.ID, c.Name, time.Now()) {
 		a.states.update(g.Metadata.ID, func(s *groupState) {
 			if w := s.containerOf(c.Name).wait; w != nil && w.Reason == "ErrImagePull" {
@@ -580,6 +585,6 @@ func (a *Agent) waiting(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Co
 	if prev.Message != msg || prev.Reason != we.reason {
 		a.containerEvent(ctx, g, c.Name, apiv1.EventWarning, "Failed", fmt.Sprintf("Error: %v", we))
 	}
-	a.queue.addAfter(ctx, g.Metadata.ID, a.retryWait(g.Metadata.ID, c.Name))
+	a.queue.addAfter(ctx, g.Metadata.ID, a.retryWait(g.Metadata.ID, c.Name, c.Image))
 	return nil
 }

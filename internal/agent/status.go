@@ -142,9 +142,17 @@ func (a *Agent) event(ctx context.Context, g *apiv1.ContainerGroup, typ, reason,
 	a.containerEvent(ctx, g, "", typ, reason, msg)
 }
 
+// maxEventMessage bounds an event's message: a probe's or a hook's output
+// (the tenant's) goes into it, and on to the pod's Events (the kubelet's
+// are about as long).
+const maxEventMessage = 1024
+
 // containerEvent is event of g's container (its name, when not ""): the
 // kubelet's reasons and wording, which a virtual node gives the pod.
 func (a *Agent) containerEvent(ctx context.Context, g *apiv1.ContainerGroup, container, typ, reason, msg string) {
+	if len(msg) > maxEventMessage {
+		msg = msg[:maxEventMessage] + "..."
+	}
 	ev := &apiv1.Event{Object: apiv1.ObjectReference{Kind: "ContainerGroup", ID: g.Metadata.ID}, Type: typ, Reason: reason, Message: msg, Container: container}
 	select {
 	case a.events <- ev:

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -29,7 +30,11 @@ func (s *Service) recordEvent(ctx context.Context, kind, id, tenant, typ, reason
 // recordContainerEvent is recordEvent of one of the group's containers.
 func (s *Service) recordContainerEvent(ctx context.Context, kind, id, tenant, container, typ, reason, message, source string) {
 	now := s.now()
-	sum := sha256.Sum256([]byte(typ + "\x00" + reason + "\x00" + message + "\x00" + source + "\x00" + container))
+	series := typ + "\x00" + reason + "\x00" + message + "\x00" + source
+	if container != "" {
+		series += "\x00" + container // (the series of before containers keep their keys)
+	}
+	sum := sha256.Sum256([]byte(series))
 	key := id + "." + hex.EncodeToString(sum[:12])
 	ev := &apiv1.Event{
 		Metadata: apiv1.ObjectMeta{ID: key, Name: reason, Tenant: tenant, CreatedAt: now},
@@ -78,6 +83,20 @@ func (s *Service) capEvents(ctx context.Context, id string) error {
 	return nil
 }
 
+// MaxEventMessage bounds an event's message (bytes; longer ones are cut):
+// a probe's or a hook's output, a tenant's, is in it.
+const MaxEventMessage = 4096
+
+// hasContainer tells whether g has a container (app or init) named name.
+func hasContainer(g *apiv1.ContainerGroup, name string) bool {
+	for _, c := range append(slices.Clone(g.Spec.InitContainers), g.Spec.Containers...) {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // AddEvent records an event reported by an agent about one of its groups.
 func (s *Service) AddEvent(ctx context.Context, p auth.Principal, ev *apiv1.Event) (*apiv1.Event, error) {
 	if err := p.Require("record events", apiv1.TokenAdmin, apiv1.TokenHost); err != nil {
@@ -93,10 +112,11 @@ func (s *Service) AddEvent(ctx context.Context, p auth.Principal, ev *apiv1.Even
 		return nil, fmt.Errorf("type: %q is not allowed; allowed: Normal, Warning: %w", ev.Type, errdefs.ErrInvalidArgument)
 	}
 	tenant := ""
+	var g *apiv1.ContainerGroup
 	switch ev.Object.Kind {
 	case "ContainerGroup":
-		g, err := s.GetGroup(ctx, p, ev.Object.ID)
-		if err != nil {
+		var err error
+		if g, err = s.GetGroup(ctx, p, ev.Object.ID); err != nil {
 			return nil, err
 		}
 		tenant = g.Metadata.Tenant
@@ -109,8 +129,11 @@ func (s *Service) AddEvent(ctx context.Context, p auth.Principal, ev *apiv1.Even
 	if p.Kind == apiv1.TokenHost {
 		source = "agent/" + p.Host
 	}
-	if ev.Container != "" && (ev.Object.Kind != "ContainerGroup" || len(ev.Container) > 63) {
-		return nil, fmt.Errorf("container %q: allowed: a container's name (63 characters at most), of a ContainerGroup's event: %w", ev.Container, errdefs.ErrInvalidArgument)
+	if ev.Container != "" && (ev.Object.Kind != "ContainerGroup" || !hasContainer(g, ev.Container)) {
+		return nil, fmt.Errorf("container %q: allowed: the name of a container of the event's group: %w", ev.Container, errdefs.ErrInvalidArgument)
+	}
+	if len(ev.Message) > MaxEventMessage {
+		ev.Message = ev.Message[:MaxEventMessage] + "..."
 	}
 	s.recordContainerEvent(ctx, ev.Object.Kind, ev.Object.ID, tenant, ev.Container, ev.Type, ev.Reason, ev.Message, source)
 	return ev, nil

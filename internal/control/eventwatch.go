@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
@@ -22,7 +23,7 @@ func (s *Service) WatchEvents(ctx context.Context, p auth.Principal, resourceVer
 	w, err := startWatch(ctx, s.st, resourceVersion, func() (*apiv1.List[apiv1.Event], error) {
 		items, rev, _, err := s.events.List(ctx, storeOpts(0, 0, ""))
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("list events: %w", err)
 		}
 		out := &apiv1.List[apiv1.Event]{Items: []apiv1.Event{}, ResourceVersion: strconv.FormatInt(rev, 10)}
 		for _, ev := range items {

@@ -33,10 +33,15 @@ func TestWatchEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	created := false
 	for _, ev := range w.Initial {
 		if ev.Object.ID != mine.Metadata.ID {
 			t.Fatalf("acme's initial list has %+v", ev)
 		}
+		created = created || ev.Reason == "Created"
+	}
+	if !created {
+		t.Fatalf("acme's initial list lacks its group's Created: %+v", w.Initial)
 	}
 	e.svc.recordContainerEvent(e.ctx, "ContainerGroup", theirs.Metadata.ID, "other", "app", apiv1.EventNormal, "Pulled", "theirs", "agent/h1")
 	for range 2 {

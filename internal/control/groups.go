@@ -288,7 +288,7 @@ func (s *Service) UpdateGroup(ctx context.Context, p auth.Principal, id string, 
 			next.Spec.Tags = u.Tags
 		}
 		if u.Images != nil {
-			spec, err := withImages(g.Spec, u.Images)
+			spec, err := withImages(next.Spec, u.Images)
 			if err != nil {
 				return err
 			}

@@ -66,9 +66,10 @@ func TestUpdateAndRestart(t *testing.T) {
 	}
 }
 
-// An update of images changes the named containers' (app or init) alone;
-// a name of no container, or an image that is no reference, is refused
-// naming it, and changes nothing.
+// An update of images changes the named containers' (app or init) alone,
+// with the tags of the same update; a name of no container, or an image
+// the spec's validation refuses, is refused naming it, and changes
+// nothing.
 func TestUpdateImages(t *testing.T) {
 	e := newEnv(t, false)
 	spec := groupSpec("img", 1, 2)
@@ -78,8 +79,8 @@ func TestUpdateImages(t *testing.T) {
 		t.Fatal(err)
 	}
 	app := g.Spec.Containers[0].Name
-	up, err := e.svc.UpdateGroup(e.ctx, auth.Admin, g.Metadata.ID, apiv1.GroupUpdate{Images: map[string]string{app: "busybox:2", "setup": "busybox:3"}})
-	if err != nil || up.Spec.Containers[0].Image != "busybox:2" || up.Spec.InitContainers[0].Image != "busybox:3" {
+	up, err := e.svc.UpdateGroup(e.ctx, auth.Admin, g.Metadata.ID, apiv1.GroupUpdate{Images: map[string]string{app: "busybox:2", "setup": "busybox:3"}, Tags: map[string]string{"team": "red"}})
+	if err != nil || up.Spec.Containers[0].Image != "busybox:2" || up.Spec.InitContainers[0].Image != "busybox:3" || up.Spec.Tags["team"] != "red" {
 		t.Fatalf("update: %v, %+v", err, up)
 	}
 	for name, image := range map[string]string{"nope": "busybox", app: "Not An Image!"} {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 	"sync"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/record"
@@ -21,24 +20,39 @@ import (
 // Killing, Unhealthy, BackOff, Failed, FailedMount, Evicted...) and the
 // server's warnings (FailedScheduling: the instance waits for capacity).
 // A series' new occurrence is recorded again: the recorder's correlator
-// counts it, as the kubelet's does. Events from before the node started
-// are not (its pods had them then).
+// counts it, as the kubelet's does. What the first list of the watch
+// holds is not (the pods had it before the node started); a relist gives
+// nothing twice.
 type podEvents struct {
 	p        *Provider
 	recorder record.EventRecorder
-	since    time.Time
 
-	mu   sync.Mutex
-	seen map[string]int // event id: the count recorded
+	mu     sync.Mutex
+	listed bool           // the first list is replayed
+	seen   map[string]int // event id: the count recorded (or listed)
+	// relisted are the events a relist replays, to forget the others.
+	relisted map[string]bool
 }
 
 func newPodEvents(p *Provider, recorder record.EventRecorder) *podEvents {
-	return &podEvents{p: p, recorder: recorder, since: time.Now(), seen: map[string]int{}}
+	return &podEvents{p: p, recorder: recorder, seen: map[string]int{}}
 }
 
 // run watches the tenant's events until ctx ends.
 func (e *podEvents) run(ctx context.Context) {
 	e.p.cfg.ECI.InformEvents(ctx, client.Handler[apiv1.Event]{
+		Synced: func() { e.mu.Lock(); e.listed = true; e.mu.Unlock() },
+		Relist: func() { e.mu.Lock(); e.relisted = map[string]bool{}; e.mu.Unlock() },
+		Relisted: func() {
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			for id := range e.seen {
+				if !e.relisted[id] {
+					delete(e.seen, id) // deleted while the watch was gone
+				}
+			}
+			e.relisted = nil
+		},
 		Event: func(ev client.WatchEvent[apiv1.Event]) {
 			if ev.Object == nil {
 				return
@@ -55,25 +69,28 @@ func (e *podEvents) run(ctx context.Context) {
 	})
 }
 
-// record gives ev to its pod, unless it was given already (a relist
-// replays every event), is from before the node started, or is none of a
-// pod's.
+// record gives ev to its pod, unless it was given already, is of the
+// first list, or is none of the node's pods'. Only events of its pods are
+// remembered.
 func (e *podEvents) record(ev *apiv1.Event) {
 	if ev.Object.Kind != "ContainerGroup" || !forPods(ev) {
-		return
-	}
-	e.mu.Lock()
-	prev, known := e.seen[ev.Metadata.ID]
-	e.seen[ev.Metadata.ID] = ev.Count
-	e.mu.Unlock()
-	if (known && ev.Count <= prev) || (!known && ev.LastTime.Before(e.since)) {
 		return
 	}
 	pod := e.p.podOfGroup(ev.Object.ID)
 	if pod == nil {
 		return
 	}
-	e.recorder.Event(containerRef(pod, ev.Container), ev.Type, ev.Reason, ev.Message)
+	e.mu.Lock()
+	prev, known := e.seen[ev.Metadata.ID]
+	e.seen[ev.Metadata.ID] = ev.Count
+	if e.relisted != nil {
+		e.relisted[ev.Metadata.ID] = true
+	}
+	give := e.listed && (!known || ev.Count > prev)
+	e.mu.Unlock()
+	if give {
+		e.recorder.Event(containerRef(pod, ev.Container), ev.Type, ev.Reason, ev.Message)
+	}
 }
 
 // forPods tells whether a pod shows ev: what the agents say, and the

@@ -2,7 +2,6 @@ package vnode
 
 import (
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -35,8 +34,8 @@ func (r *testRecorder) AnnotatedEventf(obj runtime.Object, _ map[string]string, 
 // A pod gets its instance's events once each (a relist replays them), a
 // series' next occurrence again; a container's event refers to the
 // container; the server's own Created and Scheduled, events of groups of
-// no pod of the node, and those from before the node started, are not
-// given.
+// no pod of the node, and those of the first list (from before the node
+// started) are not given, but a listed series' next occurrence is.
 func TestPodEvents(t *testing.T) {
 	p := newProvider(Config{})
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web", UID: types.UID("uid-1")},
@@ -46,25 +45,28 @@ func TestPodEvents(t *testing.T) {
 		Labels: map[string]string{LabelPodNamespace: "default", LabelPodName: "web", LabelPodUID: "uid-1"}}}
 	rec := &testRecorder{}
 	e := newPodEvents(p, rec)
-	now := time.Now()
-	ev := func(id, group, container, source, typ, reason string, count int, at time.Time) *apiv1.Event {
+	ev := func(id, group, container, source, typ, reason string, count int) *apiv1.Event {
 		return &apiv1.Event{Metadata: apiv1.ObjectMeta{ID: id}, Object: apiv1.ObjectReference{Kind: "ContainerGroup", ID: group},
-			Container: container, Source: source, Type: typ, Reason: reason, Message: reason + " " + container, Count: count, LastTime: at}
+			Container: container, Source: source, Type: typ, Reason: reason, Message: reason + " " + container, Count: count}
 	}
+	e.record(ev("e0", "eci-1", "app", "agent/h1", apiv1.EventNormal, "Pulled", 1)) // the first list
+	e.listed = true
 	for _, x := range []*apiv1.Event{
-		ev("e1", "eci-1", "app", "agent/h1", apiv1.EventNormal, "Started", 1, now.Add(time.Second)),
-		ev("e1", "eci-1", "app", "agent/h1", apiv1.EventNormal, "Started", 1, now.Add(time.Second)), // a relist
-		ev("e2", "eci-1", "setup", "agent/h1", apiv1.EventWarning, "BackOff", 1, now.Add(time.Second)),
-		ev("e2", "eci-1", "setup", "agent/h1", apiv1.EventWarning, "BackOff", 2, now.Add(2*time.Second)), // again
-		ev("e3", "eci-1", "", "server", apiv1.EventNormal, "Scheduled", 1, now.Add(time.Second)),
-		ev("e4", "eci-1", "", "server", apiv1.EventWarning, "FailedScheduling", 1, now.Add(time.Second)),
-		ev("e5", "eci-1", "app", "agent/h1", apiv1.EventNormal, "Pulled", 1, now.Add(-time.Hour)),  // before the node
-		ev("e6", "eci-2", "app", "agent/h1", apiv1.EventNormal, "Pulled", 1, now.Add(time.Second)), // no pod's
+		ev("e0", "eci-1", "app", "agent/h1", apiv1.EventNormal, "Pulled", 1), // replayed
+		ev("e1", "eci-1", "app", "agent/h1", apiv1.EventNormal, "Started", 1),
+		ev("e1", "eci-1", "app", "agent/h1", apiv1.EventNormal, "Started", 1), // a relist
+		ev("e2", "eci-1", "setup", "agent/h1", apiv1.EventWarning, "BackOff", 1),
+		ev("e2", "eci-1", "setup", "agent/h1", apiv1.EventWarning, "BackOff", 2), // again
+		ev("e3", "eci-1", "", "server", apiv1.EventNormal, "Scheduled", 1),
+		ev("e4", "eci-1", "", "server", apiv1.EventWarning, "FailedScheduling", 1),
+		ev("e6", "eci-2", "app", "agent/h1", apiv1.EventNormal, "Pulled", 1), // no pod's
+		ev("e0", "eci-1", "app", "agent/h1", apiv1.EventNormal, "Pulled", 2), // a listed series, again
 	} {
 		e.record(x)
 	}
 	want := []struct{ reason, fieldPath string }{
-		{"Started", "spec.containers{app}"}, {"BackOff", "spec.initContainers{setup}"}, {"BackOff", "spec.initContainers{setup}"}, {"FailedScheduling", ""},
+		{"Started", "spec.containers{app}"}, {"BackOff", "spec.initContainers{setup}"}, {"BackOff", "spec.initContainers{setup}"},
+		{"FailedScheduling", ""}, {"Pulled", "spec.containers{app}"},
 	}
 	if len(rec.got) != len(want) {
 		t.Fatalf("recorded %d events, want %d: %+v", len(rec.got), len(want), rec.got)
@@ -74,6 +76,9 @@ func TestPodEvents(t *testing.T) {
 		if g.reason != w.reason || g.ref == nil || g.ref.FieldPath != w.fieldPath || g.ref.Name != "web" || g.ref.UID != "uid-1" || g.ref.Kind != "Pod" {
 			t.Errorf("event %d: %+v (%+v), want %s at %q of pod web", i, g, g.ref, w.reason, w.fieldPath)
 		}
+	}
+	if _, ok := e.seen["e6"]; ok || len(e.seen) != 4 {
+		t.Errorf("remembered %v: the node's pods' events alone", e.seen)
 	}
 }
 

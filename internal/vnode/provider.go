@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -37,17 +36,21 @@ type Provider struct {
 	// annotating are pods whose instance annotations are being written: the
 	// watch's next events need not write them again.
 	annotating map[string]bool
-	notify     func(*corev1.Pod)
-	synced     chan struct{}
-	started    time.Time // the node's start, as /stats/summary's
-	cpu        nodeCPU   // the node's cumulative CPU
+	// imaging are pods whose images are being sent to their group;
+	// refused the images their group refused, by pod UID (images.go).
+	imaging map[string]bool
+	refused map[string]string
+	notify  func(*corev1.Pod)
+	synced  chan struct{}
+	started time.Time // the node's start, as /stats/summary's
+	cpu     nodeCPU   // the node's cumulative CPU
 	// runCtx is Run's: work a request starts and must finish lives on it.
 	runCtx context.Context
 }
 
 func newProvider(cfg Config) *Provider {
 	return &Provider{cfg: cfg, pods: map[string]*corev1.Pod{}, groups: map[string]*apiv1.ContainerGroup{}, waiting: map[string]*corev1.Pod{},
-		annotating: map[string]bool{}, synced: make(chan struct{}), started: time.Now()}
+		annotating: map[string]bool{}, imaging: map[string]bool{}, refused: map[string]string{}, synced: make(chan struct{}), started: time.Now()}
 }
 
 func podKey(namespace, name string) string { return namespace + "/" + name }
@@ -157,45 +160,20 @@ func (p *Provider) annotate(ctx context.Context, key string, g *apiv1.ContainerG
 
 // UpdatePod: of what a pod may change (its metadata, its containers'
 // images, activeDeadlineSeconds, tolerations), a container's image changes
-// the group (its container restarts with it, as on a kubelet); labels and
-// annotations stay the pod's.
+// the group (images.go); labels and annotations stay the pod's. It never
+// fails: virtual-kubelet would mark the pod as failed by the provider.
 func (p *Provider) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
+	key := podKey(pod.Namespace, pod.Name)
 	p.mu.Lock()
-	if cur, ok := p.pods[podKey(pod.Namespace, pod.Name)]; ok {
+	if cur, ok := p.pods[key]; ok {
 		st := cur.Status
 		cur = pod.DeepCopy()
 		cur.Status = st
-		p.pods[podKey(pod.Namespace, pod.Name)] = cur
+		p.pods[key] = cur
 	}
-	g := p.groups[string(pod.UID)]
 	p.mu.Unlock()
-	if g == nil || g.Status.State.Terminal() {
-		return nil
-	}
-	images := changedImages(pod, g)
-	if len(images) == 0 {
-		return nil
-	}
-	if _, err := p.cfg.ECI.UpdateGroup(ctx, g.Metadata.ID, apiv1.GroupUpdate{Images: images}); err != nil {
-		return fmt.Errorf("change the images of pod %s/%s: %w", pod.Namespace, pod.Name, err)
-	}
+	p.syncImages(ctx, key)
 	return nil
-}
-
-// changedImages are the images of pod's containers that g's differ from,
-// by container name.
-func changedImages(pod *corev1.Pod, g *apiv1.ContainerGroup) map[string]string {
-	have := map[string]string{}
-	for _, c := range append(slices.Clone(g.Spec.InitContainers), g.Spec.Containers...) {
-		have[c.Name] = c.Image
-	}
-	out := map[string]string{}
-	for _, c := range append(slices.Clone(pod.Spec.InitContainers), pod.Spec.Containers...) {
-		if img, ok := have[c.Name]; ok && img != c.Image {
-			out[c.Name] = c.Image
-		}
-	}
-	return out
 }
 
 // DeletePod deletes the pod's group with the pod's grace period; once the
@@ -232,6 +210,7 @@ func (p *Provider) gone(ctx context.Context, pod *corev1.Pod) {
 	delete(p.pods, key)
 	delete(p.waiting, key)
 	delete(p.groups, string(pod.UID))
+	delete(p.refused, string(pod.UID))
 	p.mu.Unlock()
 	if cur == nil {
 		cur = pod.DeepCopy()
@@ -364,6 +343,7 @@ func (p *Provider) remember(ctx context.Context, g *apiv1.ContainerGroup) {
 	p.mu.Unlock()
 	if out != nil {
 		p.push(out)
+		p.syncImages(ctx, key)
 		if g.Status.InstanceSpec != "" && !carries(out, writtenBack(g)) && p.startAnnotating(key) {
 			bg := p.background(ctx)
 			go func() {

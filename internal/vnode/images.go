@@ -1,0 +1,116 @@
+package vnode
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/log"
+)
+
+// syncImages sends the images of pod key that its group does not have yet
+// to the group (UpdateContainerGroup), in the background, until the group
+// has them: called on every change of the pod and of its group, so that
+// none is lost (a failed update, one made while the node was down). A set
+// of images the service refuses is said once, as an Event on the
+// container, and not sent again.
+func (p *Provider) syncImages(ctx context.Context, key string) {
+	if _, _, images := p.imagesToSend(key); len(images) == 0 {
+		return
+	}
+	p.mu.Lock()
+	if p.imaging[key] {
+		p.mu.Unlock()
+		return
+	}
+	p.imaging[key] = true
+	p.mu.Unlock()
+	bg := p.background(ctx)
+	go func() {
+		defer func() { p.mu.Lock(); delete(p.imaging, key); p.mu.Unlock() }()
+		wait := time.Second
+		for range 8 {
+			retry, err := p.sendImages(bg, key)
+			if !retry {
+				return
+			}
+			log.G(bg).Warn("change the images of a pod's group (will retry)", "pod", key, "err", err)
+			select {
+			case <-bg.Done():
+				return
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, 30*time.Second)
+		}
+	}()
+}
+
+// imagesToSend is pod key, its group, and the images of the pod's
+// containers its group does not have (none for a group that ended, or a
+// set its group refused).
+func (p *Provider) imagesToSend(key string) (*corev1.Pod, *apiv1.ContainerGroup, map[string]string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pod := p.pods[key]
+	if pod == nil {
+		return nil, nil, nil
+	}
+	g := p.groups[string(pod.UID)]
+	if g == nil || g.Status.State.Terminal() {
+		return nil, nil, nil
+	}
+	images := changedImages(pod, g)
+	if len(images) == 0 || p.refused[string(pod.UID)] == fmt.Sprint(images) {
+		return nil, nil, nil
+	}
+	return pod, g, images
+}
+
+// sendImages sends what imagesToSend finds; retry says a failure may pass.
+func (p *Provider) sendImages(ctx context.Context, key string) (retry bool, err error) {
+	pod, g, images := p.imagesToSend(key)
+	if len(images) == 0 {
+		return false, nil
+	}
+	out, err := p.cfg.ECI.UpdateGroup(ctx, g.Metadata.ID, apiv1.GroupUpdate{Images: images})
+	switch {
+	case errdefs.IsInvalid(err):
+		p.mu.Lock()
+		p.refused[string(pod.UID)] = fmt.Sprint(images)
+		p.mu.Unlock()
+		for _, name := range slices.Sorted(maps.Keys(images)) {
+			if p.cfg.Recorder != nil {
+				p.cfg.Recorder.Event(containerRef(pod, name), corev1.EventTypeWarning, "InspectFailed", fmt.Sprintf("Failed to apply image %q: %v", images[name], err))
+			}
+		}
+		return false, err
+	case errdefs.IsNotFound(err):
+		return false, err // the group is gone: the pod gets its end
+	case err != nil:
+		return true, err
+	}
+	p.remember(ctx, out)
+	return false, nil
+}
+
+// changedImages are the images of pod's containers that g's differ from,
+// by container name.
+func changedImages(pod *corev1.Pod, g *apiv1.ContainerGroup) map[string]string {
+	have := map[string]string{}
+	for _, c := range append(slices.Clone(g.Spec.InitContainers), g.Spec.Containers...) {
+		have[c.Name] = c.Image
+	}
+	out := map[string]string{}
+	for _, c := range append(slices.Clone(pod.Spec.InitContainers), pod.Spec.Containers...) {
+		if img, ok := have[c.Name]; ok && img != c.Image {
+			out[c.Name] = c.Image
+		}
+	}
+	return out
+}
