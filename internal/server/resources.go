@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/control"
 )
 
 // The handlers of hosts, vSwitches, tenants, tokens and events: decode, call
@@ -117,22 +118,12 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
-	watch, err := queryBool(r, "watch")
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	if watch {
-		ew, err := s.svc.WatchEvents(r.Context(), principal(r), r.URL.Query().Get("resourceVersion"))
-		if err != nil {
-			writeError(w, r, err)
-			return
-		}
-		serveWatch(s, w, r, ew)
-		return
-	}
-	evs, err := s.svc.ListEvents(r.Context(), principal(r), r.URL.Query().Get("object"))
-	respond(w, r, http.StatusOK, apiv1.List[apiv1.Event]{Items: evs}, err)
+	listOrWatch(s, w, r, func(rv string) (*control.Watch[apiv1.Event], error) {
+		return s.svc.WatchEvents(r.Context(), principal(r), rv)
+	}, func() (any, error) {
+		evs, err := s.svc.ListEvents(r.Context(), principal(r), r.URL.Query().Get("object"))
+		return apiv1.List[apiv1.Event]{Items: evs}, err
+	})
 }
 
 func (s *Server) addEvent(w http.ResponseWriter, r *http.Request) {

@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/control"
 )
 
 func (s *Server) putSecurityGroup(w http.ResponseWriter, r *http.Request) {
@@ -19,22 +20,9 @@ func (s *Server) putSecurityGroup(w http.ResponseWriter, r *http.Request) {
 // listSecurityGroups lists (or, with watch=true, watches) the security
 // groups the caller may read.
 func (s *Server) listSecurityGroups(w http.ResponseWriter, r *http.Request) {
-	watch, err := queryBool(r, "watch")
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	if watch {
-		sw, err := s.svc.WatchSecurityGroups(r.Context(), principal(r), r.URL.Query().Get("resourceVersion"))
-		if err != nil {
-			writeError(w, r, err)
-			return
-		}
-		serveWatch(s, w, r, sw)
-		return
-	}
-	list, err := s.svc.ListSecurityGroups(r.Context(), principal(r))
-	respond(w, r, http.StatusOK, list, err)
+	listOrWatch(s, w, r, func(rv string) (*control.Watch[apiv1.SecurityGroup], error) {
+		return s.svc.WatchSecurityGroups(r.Context(), principal(r), rv)
+	}, func() (any, error) { return s.svc.ListSecurityGroups(r.Context(), principal(r)) })
 }
 
 // deleteSecurityGroup removes a security group of the caller's tenant (the

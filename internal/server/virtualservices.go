@@ -49,20 +49,7 @@ func (s *Server) deleteVirtualService(w http.ResponseWriter, r *http.Request) {
 // listAddresses lists (or, with watch=true, watches) where every group's
 // address is routed: the hosts' view of the network.
 func (s *Server) listAddresses(w http.ResponseWriter, r *http.Request) {
-	watch, err := queryBool(r, "watch")
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	if watch {
-		aw, err := s.svc.WatchAddresses(r.Context(), principal(r), r.URL.Query().Get("resourceVersion"))
-		if err != nil {
-			writeError(w, r, err)
-			return
-		}
-		serveWatch(s, w, r, aw)
-		return
-	}
-	list, err := s.svc.ListAddresses(r.Context(), principal(r))
-	respond(w, r, http.StatusOK, list, err)
+	listOrWatch(s, w, r, func(rv string) (*control.Watch[apiv1.InstanceAddress], error) {
+		return s.svc.WatchAddresses(r.Context(), principal(r), rv)
+	}, func() (any, error) { return s.svc.ListAddresses(r.Context(), principal(r)) })
 }

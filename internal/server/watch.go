@@ -33,6 +33,27 @@ func (s *Server) watchGroups(w http.ResponseWriter, r *http.Request, f control.G
 // resourceVersion the watch first sends every matching object as ADDED; with
 // one, every change after it (410 Gone when that history was compacted:
 // list again). BOOKMARK lines carry the revision reached.
+// listOrWatch serves a list, or with watch=true a watch from the query's
+// resourceVersion.
+func listOrWatch[T any](s *Server, w http.ResponseWriter, r *http.Request, watch func(resourceVersion string) (*control.Watch[T], error), list func() (any, error)) {
+	on, err := queryBool(r, "watch")
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if on {
+		ww, err := watch(r.URL.Query().Get("resourceVersion"))
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		serveWatch(s, w, r, ww)
+		return
+	}
+	out, err := list()
+	respond(w, r, http.StatusOK, out, err)
+}
+
 func serveWatch[T any](s *Server, w http.ResponseWriter, r *http.Request, gw *control.Watch[T]) {
 	ctx := r.Context()
 	flusher, _ := w.(http.Flusher)

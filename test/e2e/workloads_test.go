@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/eci-dev/eci/internal/testbed"
 	"io"
-	"k8s.io/apimachinery/pkg/types"
 	"net/http"
 	"slices"
 	"strings"
@@ -19,6 +17,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/tools/remotecommand"
@@ -26,6 +25,7 @@ import (
 	utilexec "k8s.io/client-go/util/exec"
 
 	"github.com/eci-dev/eci/internal/poll"
+	"github.com/eci-dev/eci/internal/testbed"
 )
 
 // waitPod polls pod name until cond holds.
