@@ -46,9 +46,12 @@ func podControllerConfig(cfg Config, p *Provider, pods, objects informers.Shared
 }
 
 // kubeletAPI is the kubelet's HTTP API over the provider (logs, exec,
-// attach, port-forward, pods, stats, resource metrics).
+// attach, port-forward, pods, stats, resource metrics, health, metrics).
 func kubeletAPI(p *Provider, pods corev1listers.PodLister) http.Handler {
 	mux := http.NewServeMux()
+	// The kubelet's own: its health, and its metrics (Prometheus').
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	mux.Handle("/metrics", p.metrics.handler())
 	mux.Handle("/", api.PodHandler(api.PodHandlerConfig{
 		RunInContainer:    p.RunInContainer,
 		AttachToContainer: p.AttachToContainer,

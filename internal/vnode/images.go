@@ -78,7 +78,9 @@ func (p *Provider) sendImages(ctx context.Context, key string) (retry bool, err 
 	if len(images) == 0 {
 		return false, nil
 	}
+	began := time.Now()
 	out, err := p.cfg.ECI.UpdateGroup(ctx, g.Metadata.ID, apiv1.GroupUpdate{Images: images})
+	p.metrics.operation("update_container_group", began)
 	switch {
 	case errdefs.IsInvalid(err):
 		p.mu.Lock()

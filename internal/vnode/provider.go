@@ -42,15 +42,18 @@ type Provider struct {
 	refused map[string]string
 	notify  func(*corev1.Pod)
 	synced  chan struct{}
-	started time.Time // the node's start, as /stats/summary's
-	cpu     nodeCPU   // the node's cumulative CPU
+	started time.Time       // the node's start, as /stats/summary's
+	cpu     nodeCPU         // the node's cumulative CPU
+	metrics *kubeletMetrics // the node's /metrics (kubeletmetrics.go)
 	// runCtx is Run's: work a request starts and must finish lives on it.
 	runCtx context.Context
 }
 
 func newProvider(cfg Config) *Provider {
-	return &Provider{cfg: cfg, pods: map[string]*corev1.Pod{}, groups: map[string]*apiv1.ContainerGroup{}, waiting: map[string]*corev1.Pod{},
+	p := &Provider{cfg: cfg, pods: map[string]*corev1.Pod{}, groups: map[string]*apiv1.ContainerGroup{}, waiting: map[string]*corev1.Pod{},
 		annotating: map[string]bool{}, imaging: map[string]bool{}, refused: map[string]string{}, synced: make(chan struct{}), started: time.Now()}
+	p.metrics = newKubeletMetrics(p, cfg.NodeName)
+	return p
 }
 
 func podKey(namespace, name string) string { return namespace + "/" + name }
@@ -82,7 +85,9 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 	case err != nil:
 		return err
 	}
+	began := time.Now()
 	out, _, err := p.cfg.ECI.CreateGroup(ctx, g)
+	p.metrics.operation("create_container_group", began)
 	if errdefs.IsInvalid(err) || errdefs.IsTooLarge(err) {
 		r := &refusal{Reason: "InvalidInstance", Message: err.Error()}
 		p.event(pod, corev1.EventTypeWarning, r.Reason, r.Message)
@@ -187,7 +192,10 @@ func (p *Provider) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 		return nil
 	}
 	opts := client.DeleteOptions{GracePeriodSeconds: pod.DeletionGracePeriodSeconds}
-	if _, err := p.cfg.ECI.DeleteGroup(ctx, g.Metadata.ID, opts); err != nil {
+	began := time.Now()
+	_, err := p.cfg.ECI.DeleteGroup(ctx, g.Metadata.ID, opts)
+	p.metrics.operation("delete_container_group", began)
+	if err != nil {
 		if errdefs.IsNotFound(err) {
 			p.gone(ctx, pod)
 			return nil
@@ -211,6 +219,7 @@ func (p *Provider) gone(ctx context.Context, pod *corev1.Pod) {
 	delete(p.waiting, key)
 	delete(p.groups, string(pod.UID))
 	delete(p.refused, string(pod.UID))
+	p.metrics.forget(string(pod.UID))
 	p.mu.Unlock()
 	if cur == nil {
 		cur = pod.DeepCopy()
@@ -343,6 +352,9 @@ func (p *Provider) remember(ctx context.Context, g *apiv1.ContainerGroup) {
 	p.mu.Unlock()
 	if out != nil {
 		p.push(out)
+		if g.Status.RunningAt != nil {
+			p.metrics.observeStart(uid, pod.CreationTimestamp.Time, *g.Status.RunningAt)
+		}
 		p.syncImages(ctx, key)
 		if g.Status.InstanceSpec != "" && !carries(out, writtenBack(g)) && p.startAnnotating(key) {
 			bg := p.background(ctx)

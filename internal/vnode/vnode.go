@@ -301,6 +301,7 @@ func (p *Provider) groupGone(ctx context.Context, g *apiv1.ContainerGroup) {
 	p.mu.Lock()
 	delete(p.groups, g.Metadata.Labels[LabelPodUID])
 	delete(p.refused, g.Metadata.Labels[LabelPodUID])
+	p.metrics.forget(g.Metadata.Labels[LabelPodUID])
 	p.mu.Unlock()
 }
 

@@ -237,6 +237,24 @@ func TestWorkloads(t *testing.T) {
 		})
 	})
 
+	t.Run("the node's /healthz and /metrics through the apiserver", func(t *testing.T) {
+		proxy := "/api/v1/nodes/" + nodeName + "/proxy/"
+		raw, err := c.kube.CoreV1().RESTClient().Get().AbsPath(proxy + "healthz").DoRaw(ctx)
+		if err != nil || string(raw) != "ok" {
+			t.Fatalf("/healthz: %q, %v", raw, err)
+		}
+		raw, err = c.kube.CoreV1().RESTClient().Get().AbsPath(proxy + "metrics").DoRaw(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{`kubelet_node_name{node="` + nodeName + `"} 1`, "kubelet_running_pods ", `kubelet_running_containers{container_state="running"} `,
+			"kubelet_pod_start_duration_seconds_count ", `kubelet_runtime_operations_duration_seconds_count{operation_type="create_container_group"} `} {
+			if !strings.Contains(string(raw), want) {
+				t.Errorf("/metrics lacks %q", want)
+			}
+		}
+	})
+
 	t.Run("a configMap update reaches the mounted file", func(t *testing.T) {
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "app"}, Data: map[string]string{"mode": "one"}}
 		if _, err := c.kube.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {

@@ -1,0 +1,116 @@
+package vnode
+
+import (
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+)
+
+// kubeletMetrics are the node's /metrics, as a kubelet's (names of
+// pkg/kubelet/metrics): the running pods and containers, how long pods
+// took to start, how long its calls to the instance service (its runtime)
+// took, its node name, and the process's own.
+type kubeletMetrics struct {
+	reg      *prometheus.Registry
+	start    prometheus.Histogram
+	ops      *prometheus.HistogramVec
+	mu       sync.Mutex
+	observed map[string]bool // pod UIDs whose start was observed
+}
+
+func newKubeletMetrics(p *Provider, nodeName string) *kubeletMetrics {
+	m := &kubeletMetrics{reg: prometheus.NewRegistry(), observed: map[string]bool{}}
+	m.start = prometheus.NewHistogram(prometheus.HistogramOpts{Subsystem: "kubelet", Name: "pod_start_duration_seconds",
+		Help:    "Duration in seconds from the pod's creation to its instance running (the kubelet's: from the kubelet seeing it)",
+		Buckets: []float64{0.5, 1, 2, 3, 4, 5, 6, 8, 10, 20, 30, 45, 60, 120, 180, 240, 300, 360, 480, 600, 900, 1200, 1800, 2700, 3600}})
+	m.ops = prometheus.NewHistogramVec(prometheus.HistogramOpts{Subsystem: "kubelet", Name: "runtime_operations_duration_seconds",
+		Help: "Duration in seconds of the node's calls to the instance service, by operation", Buckets: prometheus.ExponentialBuckets(.005, 2.5, 14)},
+		[]string{"operation_type"})
+	nodeName0 := prometheus.NewGaugeVec(prometheus.GaugeOpts{Subsystem: "kubelet", Name: "node_name", Help: "The node's name. The count is always 1."}, []string{"node"})
+	nodeName0.WithLabelValues(nodeName).Set(1)
+	running := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Subsystem: "kubelet", Name: "running_pods", Help: "Number of pods whose instance runs"},
+		func() float64 { pods, _ := p.counts(); return float64(pods) })
+	containers := &containerCounts{p: p, desc: prometheus.NewDesc("kubelet_running_containers", "Number of containers currently running (and in other states)", []string{"container_state"}, nil)}
+	m.reg.MustRegister(m.start, m.ops, nodeName0, running, containers,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// handler serves the metrics in Prometheus' text format.
+func (m *kubeletMetrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// observeStart records how long the pod of uid, created at created, took
+// to run, once.
+func (m *kubeletMetrics) observeStart(uid string, created, running time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.observed[uid] || created.IsZero() || running.Before(created) {
+		return
+	}
+	m.observed[uid] = true
+	m.start.Observe(running.Sub(created).Seconds())
+}
+
+// forget drops pod uid (gone).
+func (m *kubeletMetrics) forget(uid string) {
+	m.mu.Lock()
+	delete(m.observed, uid)
+	m.mu.Unlock()
+}
+
+// operation times one call to the instance service.
+func (m *kubeletMetrics) operation(op string, start time.Time) {
+	m.ops.WithLabelValues(op).Observe(time.Since(start).Seconds())
+}
+
+// containerCounts is kubelet_running_containers by state, read at scrape.
+type containerCounts struct {
+	p    *Provider
+	desc *prometheus.Desc
+}
+
+func (c *containerCounts) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *containerCounts) Collect(ch chan<- prometheus.Metric) {
+	_, states := c.p.counts()
+	for _, s := range []string{"running", "created", "exited", "unknown"} {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(states[s]), s)
+	}
+}
+
+// counts are the node's running pods and its containers by state (as the
+// kubelet's container_state label has them).
+func (p *Provider) counts() (running int, states map[string]int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	states = map[string]int{}
+	for uid, g := range p.groups {
+		if pod := p.pods[podKey(g.Metadata.Labels[LabelPodNamespace], g.Metadata.Labels[LabelPodName])]; pod == nil || string(pod.UID) != uid {
+			continue
+		}
+		if g.Status.State == apiv1.StateRunning {
+			running++
+		}
+		for _, cs := range append(append([]apiv1.ContainerStatus(nil), g.Status.InitContainers...), g.Status.Containers...) {
+			switch {
+			case cs.State.Running != nil:
+				states["running"]++
+			case cs.State.Terminated != nil:
+				states["exited"]++
+			case cs.State.Waiting != nil:
+				states["created"]++
+			default:
+				states["unknown"]++
+			}
+		}
+	}
+	return running, states
+}

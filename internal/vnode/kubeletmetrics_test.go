@@ -1,0 +1,58 @@
+package vnode
+
+import (
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+)
+
+// The kubelet API's /healthz says ok; /metrics has the kubelet's names:
+// the node's name, its running pods and containers by state, the start
+// of a pod that runs (observed once), the Go runtime's.
+func TestKubeletHealthAndMetrics(t *testing.T) {
+	p := newProvider(Config{NodeName: "vn-test"})
+	created := time.Now().Add(-3 * time.Second)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web", UID: types.UID("uid-1"), CreationTimestamp: metav1.NewTime(created)}}
+	p.pods["default/web"] = pod
+	running := created.Add(2 * time.Second)
+	g := &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{ID: "eci-1", ResourceVersion: "3",
+		Labels: map[string]string{LabelPodNamespace: "default", LabelPodName: "web", LabelPodUID: "uid-1"}},
+		Status: apiv1.ContainerGroupStatus{State: apiv1.StateRunning, RunningAt: &running, Containers: []apiv1.ContainerStatus{
+			{Name: "app", State: apiv1.ContainerState{Running: &apiv1.ContainerStateRunning{}}},
+			{Name: "side", State: apiv1.ContainerState{Terminated: &apiv1.ContainerStateTerminated{}}}}}}
+	p.remember(t.Context(), g)
+	p.remember(t.Context(), g) // observed once
+	api := kubeletAPI(p, nil)
+	get := func(path string) string {
+		w := httptest.NewRecorder()
+		api.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		if w.Code != 200 {
+			t.Fatalf("%s: %d %s", path, w.Code, w.Body)
+		}
+		return w.Body.String()
+	}
+	if got := get("/healthz"); got != "ok" {
+		t.Errorf("/healthz: %q", got)
+	}
+	m := get("/metrics")
+	for _, want := range []string{
+		`kubelet_node_name{node="vn-test"} 1`,
+		"kubelet_running_pods 1",
+		`kubelet_running_containers{container_state="running"} 1`,
+		`kubelet_running_containers{container_state="exited"} 1`,
+		"kubelet_pod_start_duration_seconds_count 1",
+		`kubelet_pod_start_duration_seconds_bucket{le="2"} 1`,
+		"go_goroutines",
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
