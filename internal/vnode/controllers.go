@@ -50,7 +50,14 @@ func podControllerConfig(cfg Config, p *Provider, pods, objects informers.Shared
 func kubeletAPI(p *Provider, pods corev1listers.PodLister) http.Handler {
 	mux := http.NewServeMux()
 	// The kubelet's own: its health, and its metrics (Prometheus').
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		select {
+		case <-p.synced:
+			_, _ = w.Write([]byte("ok"))
+		default:
+			http.Error(w, "the instance service's groups are not listed yet", http.StatusInternalServerError)
+		}
+	})
 	mux.Handle("/metrics", p.metrics.handler())
 	mux.Handle("/", api.PodHandler(api.PodHandlerConfig{
 		RunInContainer:    p.RunInContainer,

@@ -26,8 +26,8 @@ type kubeletMetrics struct {
 
 func newKubeletMetrics(p *Provider, nodeName string) *kubeletMetrics {
 	m := &kubeletMetrics{reg: prometheus.NewRegistry(), observed: map[string]bool{}}
-	m.start = prometheus.NewHistogram(prometheus.HistogramOpts{Subsystem: "kubelet", Name: "pod_start_duration_seconds",
-		Help:    "Duration in seconds from the pod's creation to its instance running (the kubelet's: from the kubelet seeing it)",
+	m.start = prometheus.NewHistogram(prometheus.HistogramOpts{Subsystem: "kubelet", Name: "pod_start_total_duration_seconds",
+		Help:    "Duration in seconds to start a pod since creation, measured from the pod's creation timestamp to its instance running",
 		Buckets: []float64{0.5, 1, 2, 3, 4, 5, 6, 8, 10, 20, 30, 45, 60, 120, 180, 240, 300, 360, 480, 600, 900, 1200, 1800, 2700, 3600}})
 	m.ops = prometheus.NewHistogramVec(prometheus.HistogramOpts{Subsystem: "kubelet", Name: "runtime_operations_duration_seconds",
 		Help: "Duration in seconds of the node's calls to the instance service, by operation", Buckets: prometheus.ExponentialBuckets(.005, 2.5, 14)},
@@ -48,7 +48,8 @@ func (m *kubeletMetrics) handler() http.Handler {
 }
 
 // observeStart records how long the pod of uid, created at created, took
-// to run, once.
+// to run, once (the caller saw it start: a node that starts again does
+// not count its running pods again).
 func (m *kubeletMetrics) observeStart(uid string, created, running time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -96,19 +97,18 @@ func (p *Provider) counts() (running int, states map[string]int) {
 		if pod := p.pods[podKey(g.Metadata.Labels[LabelPodNamespace], g.Metadata.Labels[LabelPodName])]; pod == nil || string(pod.UID) != uid {
 			continue
 		}
-		if g.Status.State == apiv1.StateRunning {
-			running++
+		switch g.Status.State {
+		case apiv1.StateRunning, apiv1.StateRestarting, apiv1.StateUpdating:
+			running++ // its sandbox runs
 		}
+		// As the runtime has them: a container waiting for its next start
+		// is an exited one; one waiting for its first (a pull) is none.
 		for _, cs := range append(append([]apiv1.ContainerStatus(nil), g.Status.InitContainers...), g.Status.Containers...) {
 			switch {
 			case cs.State.Running != nil:
 				states["running"]++
-			case cs.State.Terminated != nil:
+			case cs.State.Terminated != nil, cs.State.Waiting != nil && cs.LastState.Terminated != nil:
 				states["exited"]++
-			case cs.State.Waiting != nil:
-				states["created"]++
-			default:
-				states["unknown"]++
 			}
 		}
 	}

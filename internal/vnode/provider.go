@@ -338,7 +338,8 @@ func (p *Provider) remember(ctx context.Context, g *apiv1.ContainerGroup) {
 	uid := g.Metadata.Labels[LabelPodUID]
 	key := podKey(g.Metadata.Labels[LabelPodNamespace], g.Metadata.Labels[LabelPodName])
 	p.mu.Lock()
-	if cur := p.groups[uid]; cur != nil && newer(cur.Metadata.ResourceVersion, g.Metadata.ResourceVersion) {
+	cur := p.groups[uid]
+	if cur != nil && newer(cur.Metadata.ResourceVersion, g.Metadata.ResourceVersion) {
 		p.mu.Unlock()
 		return // an older version than what is known
 	}
@@ -348,13 +349,13 @@ func (p *Provider) remember(ctx context.Context, g *apiv1.ContainerGroup) {
 	if pod != nil && string(pod.UID) == uid {
 		out = p.withStatus(pod)
 		pod.Status = out.Status
+		if cur != nil && cur.Status.RunningAt == nil && g.Status.RunningAt != nil {
+			p.metrics.observeStart(uid, pod.CreationTimestamp.Time, *g.Status.RunningAt)
+		}
 	}
 	p.mu.Unlock()
 	if out != nil {
 		p.push(out)
-		if g.Status.RunningAt != nil {
-			p.metrics.observeStart(uid, pod.CreationTimestamp.Time, *g.Status.RunningAt)
-		}
 		p.syncImages(ctx, key)
 		if g.Status.InstanceSpec != "" && !carries(out, writtenBack(g)) && p.startAnnotating(key) {
 			bg := p.background(ctx)

@@ -119,7 +119,9 @@ func (p *Provider) refreshFiles(ctx context.Context, pod *corev1.Pod) {
 	if len(changed) == 0 {
 		return
 	}
+	began := time.Now()
 	out, err := p.cfg.ECI.UpdateGroup(ctx, g.Metadata.ID, apiv1.GroupUpdate{Files: changed})
+	p.metrics.operation("update_container_group", began)
 	if err != nil {
 		log.G(ctx).Warn("update the files of a pod", "pod", podKey(pod.Namespace, pod.Name), "err", err)
 		return

@@ -267,6 +267,10 @@ func testKubeletAuth(t *testing.T, c *cluster, ns string) {
 		{"metrics-server's rights (a token)", "GET", "/metrics/resource", nil, metricsReader, http.StatusOK},
 		{"metrics-server's rights (a token)", "POST", exec, nil, metricsReader, http.StatusForbidden},
 		{"metrics-server's rights (a token)", "GET", "/containerLogs/" + ns + "/x/y", nil, metricsReader, http.StatusForbidden},
+		{"nobody", "GET", "/metrics", nil, "", http.StatusUnauthorized},
+		{"metrics-server's rights (a token)", "GET", "/metrics", nil, metricsReader, http.StatusOK},
+		{"metrics-server's rights (a token)", "GET", "/healthz", nil, metricsReader, http.StatusForbidden},
+		{"get nodes/proxy (a token)", "GET", "/healthz", nil, proxyReader, http.StatusOK},
 		{"get nodes/proxy (a token)", "GET", "/pods", nil, proxyReader, http.StatusOK},
 		{"get nodes/proxy (a token): exec over a GET is still create", "GET", exec, nil, proxyReader, http.StatusForbidden},
 	} {

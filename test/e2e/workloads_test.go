@@ -248,9 +248,9 @@ func TestWorkloads(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, want := range []string{`kubelet_node_name{node="` + nodeName + `"} 1`, "kubelet_running_pods ", `kubelet_running_containers{container_state="running"} `,
-			"kubelet_pod_start_duration_seconds_count ", `kubelet_runtime_operations_duration_seconds_count{operation_type="create_container_group"} `} {
-			if !strings.Contains(string(raw), want) {
-				t.Errorf("/metrics lacks %q", want)
+			"kubelet_pod_start_total_duration_seconds_count ", `kubelet_runtime_operations_duration_seconds_count{operation_type="create_container_group"} `} {
+			if !strings.Contains(string(raw), want) || strings.Contains(string(raw), want+"0\n") {
+				t.Errorf("/metrics lacks %q with a value above 0", want)
 			}
 		}
 	})
