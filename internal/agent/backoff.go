@@ -23,7 +23,8 @@ type backoffEntry struct {
 }
 
 // forgetOtherImage drops container name's back-offs of another image than
-// image (the spec's image changed).
+// image (the spec's image changed): start and restart call it first, so
+// that an entry is always of the image its container is made of.
 func (a *Agent) forgetOtherImage(id, name, image string) {
 	a.states.edit(id, func(g *groupState) {
 		c := g.container(name)
@@ -42,7 +43,7 @@ func (a *Agent) forgetOtherImage(id, name, image string) {
 func (a *Agent) restartWait(id, name, image string, started, finished, now time.Time) (wait time.Duration) {
 	a.states.edit(id, func(g *groupState) {
 		c := g.container(name)
-		if c.restart == nil || finished.Sub(started) >= backoffReset || c.restart.image != image {
+		if c.restart == nil || finished.Sub(started) >= backoffReset {
 			c.restart = &backoffEntry{delay: backoffInitial, image: image}
 		}
 		wait = c.restart.take(now)
@@ -61,7 +62,7 @@ func (a *Agent) inBackoff(id, name string, now time.Time) bool {
 func (a *Agent) retryWait(id, name, image string) (wait time.Duration) {
 	a.states.edit(id, func(g *groupState) {
 		c := g.container(name)
-		if c.retry == nil || c.retry.image != image {
+		if c.retry == nil {
 			c.retry = &backoffEntry{delay: backoffInitial, image: image}
 		}
 		wait = c.retry.delay

@@ -372,6 +372,7 @@ func grace(g *apiv1.ContainerGroup) int64 {
 // restart starts the next attempt of an exited container, after its back-off.
 func (a *Agent) restart(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Container, last *runtimeapi.ContainerStatus, init bool, sbID string, sbCfg *runtimeapi.PodSandboxConfig) error {
 	now := time.Now()
+	a.forgetOtherImage(g.Metadata.ID, c.Name, c.Image)
 	if wait := a.restartWait(g.Metadata.ID, c.Name, c.Image, time.Unix(0, last.StartedAt), time.Unix(0, last.FinishedAt), now); wait > 0 {
 		a.queue.addAfter(ctx, g.Metadata.ID, wait)
 		return nil
