@@ -44,7 +44,7 @@ func TestImagesReachTheGroup(t *testing.T) {
 			_ = json.NewEncoder(w).Encode(apiv1.Status{Code: http.StatusUnprocessableEntity, Reason: "Invalid", Message: "spec.containers[0].image: not a reference"})
 		default:
 			g := apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{ID: "eci-1", ResourceVersion: "9",
-				Labels: map[string]string{LabelPodNamespace: "default", LabelPodName: "web", LabelPodUID: "uid-1"}},
+				Labels: podLabels("web", "uid-1")},
 				Spec: apiv1.ContainerGroupSpec{Containers: []apiv1.Container{{Name: "app", Image: u.Images["app"]}}}}
 			_ = json.NewEncoder(w).Encode(g)
 		}
@@ -60,7 +60,7 @@ func TestImagesReachTheGroup(t *testing.T) {
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "busybox:1"}}}}
 	p.pods["default/web"] = pod
 	p.groups["uid-1"] = &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{ID: "eci-1", ResourceVersion: "5",
-		Labels: map[string]string{LabelPodNamespace: "default", LabelPodName: "web", LabelPodUID: "uid-1"}},
+		Labels: podLabels("web", "uid-1")},
 		Spec: apiv1.ContainerGroupSpec{Containers: []apiv1.Container{{Name: "app", Image: "busybox:1"}}}}
 	ctx := context.Background()
 

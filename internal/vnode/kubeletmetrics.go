@@ -34,10 +34,10 @@ func newKubeletMetrics(p *Provider, nodeName string) *kubeletMetrics {
 		[]string{"operation_type"})
 	nodeName0 := prometheus.NewGaugeVec(prometheus.GaugeOpts{Subsystem: "kubelet", Name: "node_name", Help: "The node's name. The count is always 1."}, []string{"node"})
 	nodeName0.WithLabelValues(nodeName).Set(1)
-	running := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Subsystem: "kubelet", Name: "running_pods", Help: "Number of pods whose instance runs"},
-		func() float64 { pods, _ := p.counts(); return float64(pods) })
-	containers := &containerCounts{p: p, desc: prometheus.NewDesc("kubelet_running_containers", "Number of containers currently running (and in other states)", []string{"container_state"}, nil)}
-	m.reg.MustRegister(m.start, m.ops, nodeName0, running, containers,
+	counts := &nodeCounts{p: p,
+		pods:       prometheus.NewDesc("kubelet_running_pods", "Number of pods whose instance runs", nil, nil),
+		containers: prometheus.NewDesc("kubelet_running_containers", "Number of containers currently running (and in other states)", []string{"container_state"}, nil)}
+	m.reg.MustRegister(m.start, m.ops, nodeName0, counts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -72,18 +72,20 @@ func (m *kubeletMetrics) operation(op string, start time.Time) {
 	m.ops.WithLabelValues(op).Observe(time.Since(start).Seconds())
 }
 
-// containerCounts is kubelet_running_containers by state, read at scrape.
-type containerCounts struct {
-	p    *Provider
-	desc *prometheus.Desc
+// nodeCounts are kubelet_running_pods and kubelet_running_containers by
+// state, read in one pass at each scrape.
+type nodeCounts struct {
+	p                *Provider
+	pods, containers *prometheus.Desc
 }
 
-func (c *containerCounts) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *nodeCounts) Describe(ch chan<- *prometheus.Desc) { ch <- c.pods; ch <- c.containers }
 
-func (c *containerCounts) Collect(ch chan<- prometheus.Metric) {
-	_, states := c.p.counts()
+func (c *nodeCounts) Collect(ch chan<- prometheus.Metric) {
+	pods, states := c.p.counts()
+	ch <- prometheus.MustNewConstMetric(c.pods, prometheus.GaugeValue, float64(pods))
 	for _, s := range []string{"running", "created", "exited", "unknown"} {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(states[s]), s)
+		ch <- prometheus.MustNewConstMetric(c.containers, prometheus.GaugeValue, float64(states[s]), s)
 	}
 }
 

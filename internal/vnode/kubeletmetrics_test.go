@@ -24,7 +24,7 @@ func TestKubeletHealthAndMetrics(t *testing.T) {
 	p.pods["default/web"] = pod
 	running := created.Add(2 * time.Second)
 	g := &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{ID: "eci-1", ResourceVersion: "3",
-		Labels: map[string]string{LabelPodNamespace: "default", LabelPodName: "web", LabelPodUID: "uid-1"}},
+		Labels: podLabels("web", "uid-1")},
 		Status: apiv1.ContainerGroupStatus{State: apiv1.StateRunning, RunningAt: &running, Containers: []apiv1.ContainerStatus{
 			{Name: "app", State: apiv1.ContainerState{Running: &apiv1.ContainerStateRunning{}}},
 			{Name: "side", State: apiv1.ContainerState{Terminated: &apiv1.ContainerStateTerminated{}}}}}}
@@ -51,7 +51,7 @@ func TestKubeletHealthAndMetrics(t *testing.T) {
 	other := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "old", UID: types.UID("uid-2"), CreationTimestamp: metav1.NewTime(created)}}
 	p.pods["default/old"] = other
 	old := *g
-	old.Metadata = apiv1.ObjectMeta{ID: "eci-2", ResourceVersion: "4", Labels: map[string]string{LabelPodNamespace: "default", LabelPodName: "old", LabelPodUID: "uid-2"}}
+	old.Metadata = apiv1.ObjectMeta{ID: "eci-2", ResourceVersion: "4", Labels: podLabels("old", "uid-2")}
 	p.remember(t.Context(), &old) // running before the node started: not a start it saw
 	if got := get("/healthz"); got != "ok" {
 		t.Errorf("/healthz: %q", got)

@@ -31,6 +31,11 @@ func (r *testRecorder) AnnotatedEventf(obj runtime.Object, _ map[string]string, 
 	r.Event(obj, typ, reason, format)
 }
 
+// podLabels are the labels of the group of pod default/name of uid.
+func podLabels(name, uid string) map[string]string {
+	return map[string]string{LabelPodNamespace: "default", LabelPodName: name, LabelPodUID: uid}
+}
+
 // A pod gets its instance's events once each (a relist replays them), a
 // series' next occurrence again; a container's event refers to the
 // container; the server's own Created and Scheduled, events of groups of
@@ -42,7 +47,7 @@ func TestPodEvents(t *testing.T) {
 		Spec: corev1.PodSpec{InitContainers: []corev1.Container{{Name: "setup"}}, Containers: []corev1.Container{{Name: "app"}}}}
 	p.pods["default/web"] = pod
 	p.groups["uid-1"] = &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{ID: "eci-1",
-		Labels: map[string]string{LabelPodNamespace: "default", LabelPodName: "web", LabelPodUID: "uid-1"}}}
+		Labels: podLabels("web", "uid-1")}}
 	rec := &testRecorder{}
 	e := newPodEvents(p, rec)
 	ev := func(id, group, container, source, typ, reason string, count int) *apiv1.Event {
