@@ -8,4 +8,5 @@ cd "$ECI_ROOT"
 hack/install-deps.sh
 hack/build-kube.sh
 hack/build-coredns.sh
+hack/build-metrics-server.sh
 go test -run '^$' -bench "${BENCH:-.}" -benchtime "${BENCHTIME:-1x}" -count "${COUNT:-1}" -timeout 30m ./...

@@ -35,6 +35,7 @@ up)
   hack/install-deps.sh
   hack/build-kube.sh
   hack/build-coredns.sh
+  hack/build-metrics-server.sh
   hack/build.sh
   mkdir -p "$state"
   rm -f "$info"

@@ -90,6 +90,9 @@ sed -e "s|\${COREDNS_IMAGE}|$(get coredns)|" -e "s|\${CLUSTER_DNS}|$cluster_dns|
   "$ECI_ROOT/deploy/addons/coredns.yaml" | k apply -f - > /dev/null
 k -n kube-system rollout status deployment/coredns --timeout=180s > /dev/null
 
+echo "up: starting metrics-server (kubectl top, HorizontalPodAutoscalers; an instance on the virtual node)"
+sed -e "s|\${METRICS_SERVER_IMAGE}|$(get metrics_server)|" "$ECI_ROOT/deploy/addons/metrics-server.yaml" | k apply -f - > /dev/null
+
 busybox=$(get busybox)
 k apply -f - > /dev/null <<YAML
 apiVersion: apps/v1
@@ -130,6 +133,7 @@ spec:
 YAML
 k rollout status deployment/web --timeout=180s > /dev/null
 k wait --for=condition=complete job/hello --timeout=180s > /dev/null
+k -n kube-system rollout status deployment/metrics-server --timeout=180s > /dev/null
 
 cat <<EOF2
 
@@ -149,6 +153,8 @@ the virtual node unchanged (docs/profile.md).
   kubectl exec deploy/web -- cat /srv/index.html
   kubectl exec deploy/web -- wget -qO- http://web/   # the Service by name: cluster DNS, ClusterIP
   kubectl scale deployment/web --replicas=5
+  kubectl top pods; kubectl top node eci-vnode   # metrics-server (a minute after start)
+  kubectl autoscale deployment/web --cpu=50% --min=1 --max=5
   kubectl run hi --image=$busybox --restart=Never -- echo hi   # any pod: an instance
 
 The instance service itself: $ECI_BIN --config $(get dir)/eci/server/admin.conf ps

@@ -96,6 +96,8 @@ func newVnodeCommand() *cobra.Command {
 	fl.StringVar(&cfg.ListenAddr, "listen", ":10250", "kubelet API address")
 	fl.StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "serving certificate of the kubelet API (default: self-signed)")
 	fl.StringVar(&cfg.TLSKeyFile, "tls-key-file", "", "its key")
+	fl.BoolVar(&cfg.RotateServerCertificates, "rotate-server-certificates", false, "ask the cluster's kubernetes.io/kubelet-serving signer for the serving certificate and renew it, as the kubelet's flag (the node approves its own request when its identity may; otherwise: kubectl certificate approve)")
+	fl.StringVar(&cfg.CertDir, "cert-dir", "", "keep the certificate of --rotate-server-certificates here across restarts (default: in memory, asked for again at each start)")
 	fl.StringVar(&cfg.ClientCAFile, "client-ca-file", "", "CA of the apiserver's kubelet client certificate (required)")
 	fl.BoolVar(&services, "services", true, "fill the cluster's table of virtual IPs from its Services and EndpointSlices, so that instances reach ClusterIPs")
 	fl.StringSliceVar(&cfg.ClusterDNS, "cluster-dns", nil, "DNS servers of ClusterFirst pods")

@@ -54,7 +54,7 @@ leaving nothing behind, on SIGINT or SIGTERM. hack/local-cluster.sh wraps it.`,
 			}
 			ctx := log.WithLogger(cmd.Context(), l.With("component", "devbed"))
 			opts.Kube, opts.Containerd, opts.Registry = !noKube, !noContainerd, true
-			opts.CoreDNS = opts.Kube
+			opts.Addons = opts.Kube
 			opts.Logger = log.G(ctx)
 			return run(ctx, cmd.OutOrStdout(), opts, infoFile)
 		},
@@ -89,7 +89,7 @@ func run(ctx context.Context, out io.Writer, opts testbed.Options, infoFile stri
 		info += fmt.Sprintf("node=%s\n", bed.Kubelet.NodeName)
 	}
 	if bed.Kube != nil {
-		info += fmt.Sprintf("ca_file=%s\nnode_ip=%s\nservice_cidr=%s\ncoredns=%s\n", bed.Kube.CAFile, bed.Network.NodeIP, bed.Network.ServiceCIDR, bed.Registry.CoreDNS)
+		info += fmt.Sprintf("ca_file=%s\nnode_ip=%s\nservice_cidr=%s\ncoredns=%s\nmetrics_server=%s\n", bed.Kube.CAFile, bed.Network.NodeIP, bed.Network.ServiceCIDR, bed.Registry.CoreDNS, bed.Registry.MetricsServer)
 	}
 	if bed.Containerd != nil {
 		info += fmt.Sprintf("cri=%s\ncni_conf_dir=%s\ncni_bin_dir=%s\ncerts_dir=%s\ncgroup_parent=%s\npod_cidr=%s\nnetwork=%s\n",

@@ -18,9 +18,10 @@ type Options struct {
 	Kube       bool // etcd + kube-apiserver + kube-controller-manager + kube-scheduler
 	Containerd bool // containerd with its CRI plugin and a CNI network
 	Registry   bool // an in-process OCI registry with the test images pushed
-	// CoreDNS pushes the CoreDNS image (hack/build-coredns.sh's binary) to
-	// the registry too: Registry.CoreDNS.
-	CoreDNS bool
+	// Addons pushes the cluster addons' images (CoreDNS, MetricsServer:
+	// the binaries of hack/build-coredns.sh and build-metrics-server.sh) to
+	// the registry too: Registry.CoreDNS, Registry.MetricsServer.
+	Addons bool
 	// Kubelet adds a real node: the upstream kubelet on the bed's containerd
 	// (needs Kube and Containerd). KubeletMaxPods caps its pods (default 110).
 	Kubelet        bool
@@ -114,7 +115,7 @@ func Start(ctx context.Context, opts Options) (b *Bed, err error) {
 	if opts.SharedRegistry != nil {
 		b.Registry = opts.SharedRegistry
 	} else if opts.Registry || opts.Containerd || opts.Hosts > 0 {
-		if b.Registry, err = b.startRegistry(ctx, opts.RegistryAddr, opts.CoreDNS); err != nil {
+		if b.Registry, err = b.startRegistry(ctx, opts.RegistryAddr, opts.Addons); err != nil {
 			return b, fmt.Errorf("registry: %w", err)
 		}
 	}

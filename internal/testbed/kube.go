@@ -173,6 +173,16 @@ func (b *Bed) startAPIServer(ctx context.Context, k *Kube, dir, etcdURL string, 
 		"--service-account-signing-key-file="+filepath.Join(dir, "sa.key"),
 		"--service-cluster-ip-range="+b.Network.ServiceCIDR.String(),
 		"--kubelet-preferred-address-types=InternalIP,Hostname",
+		// The aggregation layer (metrics.k8s.io from metrics-server), its
+		// backends reached at their endpoints' addresses as no kube-proxy
+		// runs beside the apiserver.
+		"--requestheader-client-ca-file="+filepath.Join(dir, "front-proxy-ca.crt"),
+		"--requestheader-allowed-names=front-proxy-client",
+		"--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--proxy-client-cert-file="+filepath.Join(dir, "front-proxy-client.crt"),
+		"--proxy-client-key-file="+filepath.Join(dir, "front-proxy-client.key"),
+		"--enable-aggregator-routing=true",
 		"--allow-privileged=true", "--profiling=false", "--v=1")
 	if err != nil {
 		return err
@@ -240,6 +250,9 @@ func (k *Kube) writePKI(dir string, n Network) error {
 	if err := pki.WriteKeyPair(filepath.Join(dir, "apiserver-kubelet-client.crt"), filepath.Join(dir, "apiserver-kubelet-client.key"), kc.Cert, kc.Key); err != nil {
 		return err
 	}
+	if err := writeFrontProxy(dir); err != nil {
+		return err
+	}
 	sa, err := pki.NewSigningKey()
 	if err != nil {
 		return err
@@ -256,6 +269,25 @@ func (k *Kube) writePKI(dir string, n Network) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "sa.key"), key, 0o600)
+}
+
+// writeFrontProxy makes the aggregation layer's CA and the apiserver's
+// client certificate towards extension apiservers (metrics-server), as
+// kubeadm does: a CA of their own, so that no client certificate of the
+// cluster's CA passes for the front proxy.
+func writeFrontProxy(dir string) error {
+	ca, err := pki.NewCA("eci-testbed-front-proxy-ca", 10*365*24*time.Hour)
+	if err != nil {
+		return err
+	}
+	if err := pki.WriteKeyPair(filepath.Join(dir, "front-proxy-ca.crt"), filepath.Join(dir, "front-proxy-ca.key"), ca.Cert, ca.Key); err != nil {
+		return err
+	}
+	client, err := ca.Issue(pki.CertRequest{CommonName: "front-proxy-client", Client: true})
+	if err != nil {
+		return err
+	}
+	return pki.WriteKeyPair(filepath.Join(dir, "front-proxy-client.crt"), filepath.Join(dir, "front-proxy-client.key"), client.Cert, client.Key)
 }
 
 func writeKubeconfig(path, server, caFile, user, token string) error {

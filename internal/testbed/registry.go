@@ -24,14 +24,14 @@ type Registry struct {
 	Busybox string
 	// Pause is the reference of the sandbox image containerd starts pods with.
 	Pause string
-	// CoreDNS is the reference of the CoreDNS image (Options.CoreDNS; empty
-	// without).
-	CoreDNS string
+	// CoreDNS and MetricsServer are the references of the addons' images
+	// (Options.Addons; empty without).
+	CoreDNS, MetricsServer string
 
 	srv *http.Server
 }
 
-func (b *Bed) startRegistry(ctx context.Context, addr string, coreDNS bool) (*Registry, error) {
+func (b *Bed) startRegistry(ctx context.Context, addr string, addons bool) (*Registry, error) {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	} else if err := checkPortFree(addr); err != nil {
@@ -69,17 +69,22 @@ func (b *Bed) startRegistry(ctx context.Context, addr string, coreDNS bool) (*Re
 			return nil, err
 		}
 	}
-	if coreDNS {
-		bin, err := CoreDNSBinary()
-		if err != nil {
-			return nil, err
-		}
-		img, err := CoreDNSImage(bin)
-		if err != nil {
-			return nil, fmt.Errorf("the CoreDNS image: %w", err)
-		}
-		if r.CoreDNS, err = r.Push(ctx, CoreDNSTag, img); err != nil {
-			return nil, err
+	if addons {
+		for _, a := range []struct {
+			ref   *string
+			addon Addon
+		}{{&r.CoreDNS, CoreDNS}, {&r.MetricsServer, MetricsServer}} {
+			bin, err := a.addon.Binary()
+			if err != nil {
+				return nil, err
+			}
+			img, err := a.addon.Image(bin)
+			if err != nil {
+				return nil, fmt.Errorf("the %s image: %w", a.addon.File, err)
+			}
+			if *a.ref, err = r.Push(ctx, a.addon.Tag, img); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return r, nil

@@ -184,6 +184,7 @@ func prepare(ctx context.Context, cfg Config, srv *server.Server) ([]daemon, err
 	}
 	v, err := vnode.New(vnode.Config{NodeName: cfg.NodeName, Kube: kube, ECI: eci, Taint: vnode.Taint(),
 		InternalIP: cfg.NodeIP, ListenAddr: net.JoinHostPort(cfg.NodeIP, "10250"), ClientCAFile: cfg.ClientCAFile,
+		RotateServerCertificates: true, CertDir: filepath.Join(cfg.DataDir, "vnode-pki"),
 		ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,
 		Profile: vnode.ProfileConfig{ListenAddr: net.JoinHostPort(cfg.NodeIP, "10251")}})
 	if err != nil {

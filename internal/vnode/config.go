@@ -46,6 +46,12 @@ type Config struct {
 	// certificate. ClientCAFile verifies the apiserver's client certificate
 	// (its --kubelet-client-certificate); required.
 	TLSCertFile, TLSKeyFile, ClientCAFile string
+	// RotateServerCertificates asks the cluster's kubelet-serving signer
+	// for the serving certificate and renews it (servingcert.go), as the
+	// kubelet's flag of that name; CertDir keeps it across restarts (empty:
+	// in memory). Not with TLSCertFile.
+	RotateServerCertificates bool
+	CertDir                  string
 	// ClusterDNS and ClusterDomain make ClusterFirst pods' resolv.conf.
 	ClusterDNS    []string
 	ClusterDomain string
@@ -135,6 +141,10 @@ func (c *Config) validate() error {
 		return errors.New("vnode: a client of the instance service is required (--server, --token)")
 	case net.ParseIP(c.InternalIP) == nil:
 		return errors.New("vnode: --internal-ip must be the IP the apiserver reaches this node's kubelet API at")
+	case c.RotateServerCertificates && c.TLSCertFile != "":
+		return errors.New("vnode: --rotate-server-certificates and --tls-cert-file both name the serving certificate: choose one")
+	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
+		return errors.New("vnode: --tls-cert-file and --tls-key-file go together")
 	case c.ClientCAFile == "":
 		return errors.New("vnode: --client-ca-file is required: the CA of the apiserver's kubelet client certificate (the kubelet API takes no anonymous callers)")
 	}

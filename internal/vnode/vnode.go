@@ -3,12 +3,10 @@ package vnode
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"time"
 
@@ -26,7 +24,6 @@ import (
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/log"
-	"github.com/eci-dev/eci/internal/pki"
 	"github.com/eci-dev/eci/internal/profile"
 	"github.com/eci-dev/eci/internal/version"
 )
@@ -43,6 +40,7 @@ type VNode struct {
 	nc      *node.NodeController
 	kubelet *http.Server
 	tls     *tls.Config
+	serving *servingCert    // the kubelet API's certificate (servingcert.go)
 	profile *profile.Source // eci-profile's configuration
 	// services fills the cluster's table of virtual IPs (nil: NoServices).
 	services *servicesController
@@ -62,7 +60,7 @@ func New(cfg Config) (*VNode, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	tlsCfg, err := kubeletTLS(cfg)
+	tlsCfg, serving, err := kubeletTLS(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +71,7 @@ func New(cfg Config) (*VNode, error) {
 	cfg.Files = listerFiles{configMaps: objects.Core().V1().ConfigMaps().Lister(), secrets: objects.Core().V1().Secrets().Lister()}
 	pods := informers.NewSharedInformerFactoryWithOptions(cfg.Kube, time.Minute, nodeutil.PodInformerFilter(cfg.NodeName))
 	cfg.Pods = pods.Core().V1().Pods().Lister()
-	v := &VNode{cfg: cfg, ready: make(chan struct{}), done: make(chan struct{}), objects: objects, pods: pods, tls: tlsCfg}
+	v := &VNode{cfg: cfg, ready: make(chan struct{}), done: make(chan struct{}), objects: objects, pods: pods, tls: tlsCfg, serving: serving}
 	v.provider = newProvider(cfg)
 	spec := v.nodeSpec()
 	if v.nc, err = node.NewNodeController(&nodeStatus{eci: cfg.ECI, node: &spec}, &spec, cfg.Kube.CoreV1().Nodes(),
@@ -126,6 +124,13 @@ func (v *VNode) Run(ctx context.Context) (err error) {
 	defer stopInformers()
 	if err != nil {
 		return err
+	}
+	if v.cfg.RotateServerCertificates {
+		if err := v.serving.startRotation(ctx, v.cfg); err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); v.approveOwnCSRs(ctx) }()
 	}
 	ln, err := tls.Listen("tcp", v.cfg.ListenAddr, v.tls)
 	if err != nil {
@@ -391,35 +396,4 @@ func (l listerFiles) secret(namespace, name string) (map[string][]byte, error) {
 		return nil, err
 	}
 	return s.Data, nil
-}
-
-// kubeletTLS serves the kubelet API with the given certificate or a
-// self-signed one, and asks for a client certificate (kubeletauth.go checks
-// it, or a bearer token, and what its holder may do).
-func kubeletTLS(c Config) (*tls.Config, error) {
-	ca, err := os.ReadFile(c.ClientCAFile)
-	if err != nil {
-		return nil, fmt.Errorf("vnode: --client-ca-file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(ca) {
-		return nil, fmt.Errorf("vnode: --client-ca-file %s holds no PEM certificate", c.ClientCAFile)
-	}
-	var cert tls.Certificate
-	if c.TLSCertFile != "" {
-		if cert, err = tls.LoadX509KeyPair(c.TLSCertFile, c.TLSKeyFile); err != nil {
-			return nil, fmt.Errorf("vnode: serving certificate: %w", err)
-		}
-	} else {
-		self, err := pki.NewCA("eci-vnode-"+c.NodeName, 10*365*24*time.Hour)
-		if err != nil {
-			return nil, err
-		}
-		kp, err := self.Issue(pki.CertRequest{CommonName: c.NodeName, DNSNames: []string{c.NodeName}, IPs: []net.IP{net.ParseIP(c.InternalIP)}, Server: true})
-		if err != nil {
-			return nil, err
-		}
-		cert = tls.Certificate{Certificate: [][]byte{kp.Cert.Raw, self.Cert.Raw}, PrivateKey: kp.Key, Leaf: kp.Cert}
-	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12}, nil
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -26,20 +27,32 @@ import (
 // image, the cluster DNS address dns and the cluster domain.
 func (c *cluster) applyCoreDNS(t *testing.T, dns string) {
 	t.Helper()
+	c.applyAddon(t, "coredns.yaml", "${COREDNS_IMAGE}", c.bed.Registry.CoreDNS, "${CLUSTER_DNS}", dns, "${CLUSTER_DOMAIN}", "cluster.local")
+}
+
+// applyAddon applies deploy/addons/<file> with kubectl, its placeholders
+// replaced (pairs of placeholder and value, as strings.NewReplacer).
+func (c *cluster) applyAddon(t *testing.T, file string, replace ...string) {
+	t.Helper()
 	root, err := testbed.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := os.ReadFile(filepath.Join(root, "deploy", "addons", "coredns.yaml"))
+	raw, err := os.ReadFile(filepath.Join(root, "deploy", "addons", file))
 	if err != nil {
 		t.Fatal(err)
 	}
-	manifest := strings.NewReplacer("${COREDNS_IMAGE}", c.bed.Registry.CoreDNS, "${CLUSTER_DNS}", dns, "${CLUSTER_DOMAIN}", "cluster.local").Replace(string(raw))
-	cmd := exec.Command(filepath.Join(c.bed.Kube.BinDir, "kubectl"), "--kubeconfig", c.bed.Kube.Kubeconfig, "apply", "-f", "-")
-	cmd.Stdin = strings.NewReader(manifest)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("kubectl apply coredns.yaml: %v\n%s", err, out)
+	manifest := strings.NewReplacer(replace...).Replace(string(raw))
+	if out, err := c.kubectlIn(strings.NewReader(manifest), "apply", "-f", "-"); err != nil {
+		t.Fatalf("kubectl apply %s: %v\n%s", file, err, out)
 	}
+}
+
+// kubectlIn runs the bed's kubectl with stdin and returns its output.
+func (c *cluster) kubectlIn(stdin io.Reader, args ...string) ([]byte, error) {
+	cmd := exec.Command(filepath.Join(c.bed.Kube.BinDir, "kubectl"), append([]string{"--kubeconfig", c.bed.Kube.Kubeconfig}, args...)...)
+	cmd.Stdin = stdin
+	return cmd.CombinedOutput()
 }
 
 // The cluster's DNS from instances: CoreDNS (built from its Go module) runs
@@ -48,7 +61,7 @@ func (c *cluster) applyCoreDNS(t *testing.T, dns string) {
 // dnsPolicy ClusterFirst resolves a Service by its short and full names, a
 // headless Service to its pod, and reaches kubernetes.default by name.
 func TestClusterDNS(t *testing.T) {
-	bed := testbed.New(t, testbed.Options{Kube: true, Containerd: true, CoreDNS: true})
+	bed := testbed.New(t, testbed.Options{Kube: true, Containerd: true, Addons: true})
 	srv := servertest.Start(t)
 	agenttest.Start(t, srv, bed, "host-1")
 	c := &cluster{bed: bed, srv: srv, eci: srv.TenantClient(t, "cluster-a"), kube: fastClient(t, bed)}
