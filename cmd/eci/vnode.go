@@ -98,6 +98,10 @@ func newVnodeCommand() *cobra.Command {
 	fl.StringVar(&cfg.TLSKeyFile, "tls-key-file", "", "its key")
 	fl.BoolVar(&cfg.RotateServerCertificates, "rotate-server-certificates", false, "ask the cluster's kubernetes.io/kubelet-serving signer for the serving certificate and renew it, as the kubelet's flag (the node approves its own request when its identity may; otherwise: kubectl certificate approve)")
 	fl.StringVar(&cfg.CertDir, "cert-dir", "", "keep the certificate of --rotate-server-certificates here across restarts (default: in memory, asked for again at each start)")
+	fl.Func("default-size", "size of pods that ask for no CPU or memory, as 0.5-1Gi (default: 2-4Gi, docs/spec.md section 4; eci-profile's defaultSize wins)", func(s string) (err error) {
+		cfg.DefaultSize, err = vnode.ParseDefaultSize(s)
+		return err
+	})
 	fl.StringVar(&cfg.ClientCAFile, "client-ca-file", "", "CA of the apiserver's kubelet client certificate (required)")
 	fl.BoolVar(&services, "services", true, "fill the cluster's table of virtual IPs from its Services and EndpointSlices, so that instances reach ClusterIPs")
 	fl.StringSliceVar(&cfg.ClusterDNS, "cluster-dns", nil, "DNS servers of ClusterFirst pods")

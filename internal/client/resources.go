@@ -30,6 +30,14 @@ func (c *Client) ListHosts(ctx context.Context) ([]apiv1.Host, error) {
 	return out.Items, err
 }
 
+// Capacity reads what the pool can place for the caller (a tenant: its
+// usage and quota too).
+func (c *Client) Capacity(ctx context.Context) (*apiv1.Capacity, error) {
+	var out apiv1.Capacity
+	_, err := c.do(ctx, http.MethodGet, "/v1/capacity", nil, nil, &out)
+	return &out, err
+}
+
 // GetHost reads a host.
 func (c *Client) GetHost(ctx context.Context, name string) (*apiv1.Host, error) {
 	var out apiv1.Host

@@ -13,6 +13,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/eci-dev/eci/internal/sizes"
 )
 
 // The ConfigMap's keys (docs/spec.md section 2).
@@ -23,6 +25,9 @@ const (
 	KeyEnableClusterIP = "enableClusterIp"
 	KeyFeatureGates    = "featureGates"
 	KeySelectors       = "selectors"
+	// KeyDefaultSize is eci's own: the size of a pod that asks for no CPU
+	// or memory ("0.5-1Gi"), over the virtual node's --default-size.
+	KeyDefaultSize = "defaultSize"
 )
 
 // ConfigMapNamespace and ConfigMapName locate the profile.
@@ -56,6 +61,7 @@ type Profile struct {
 	EnableClusterIP bool
 	FeatureGates    map[string]bool
 	Selectors       []Selector
+	DefaultSize     sizes.Size // zero: the virtual node's
 	// Ignored are keys the profile does not know (kept by other tools).
 	Ignored []string
 }
@@ -120,6 +126,18 @@ func Parse(data map[string]string) (*Profile, error) {
 				errs = append(errs, fmt.Errorf("%s: %w", k, err))
 			}
 			p.FeatureGates = gates
+		case KeyDefaultSize:
+			if v == "" {
+				continue
+			}
+			size, err := sizes.Parse(v)
+			if err == nil && !sizes.IsSupported(size) {
+				err = fmt.Errorf("%q is not a supported size (docs/spec.md section 4: 0.25-0.5Gi, 0.5-1Gi, 1-2Gi, 2-4Gi, ...)", v)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", k, err))
+			}
+			p.DefaultSize = size
 		case KeySelectors:
 			sels, err := parseSelectors(v) // its errors say selectors[i]
 			if err != nil {

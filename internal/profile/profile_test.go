@@ -8,7 +8,7 @@ import (
 func TestParse(t *testing.T) {
 	good := map[string]string{
 		KeyVSwitchIDs: "vsw-a, vsw-b", KeySecurityGroupID: "sg-1", KeyVpcID: "vpc-1", KeyEnableClusterIP: "true",
-		KeyFeatureGates: "A=true,B=false", "resourceGroupId": "rg-1",
+		KeyFeatureGates: "A=true,B=false", "resourceGroupId": "rg-1", KeyDefaultSize: "0.5-1Gi",
 		KeySelectors: `[{"name":"web","objectSelector":{"matchLabels":{"app":"web"}},"effect":{"annotations":{"k8s.aliyun.com/eci-use-specs":"2-4Gi"}}},
 		               {"name":"batch","namespaceSelector":{"matchExpressions":[{"key":"team","operator":"In","values":["data"]}]},"policy":"normalNodePrefer","unschedulableSeconds":5}]`,
 	}
@@ -18,7 +18,7 @@ func TestParse(t *testing.T) {
 	}
 	if strings.Join(p.VSwitchIDs, "|") != "vsw-a|vsw-b" || p.SecurityGroupID != "sg-1" || p.VpcID != "vpc-1" || !p.EnableClusterIP ||
 		!p.FeatureGates["A"] || p.FeatureGates["B"] || len(p.Selectors) != 2 || p.Selectors[1].UnschedulableSeconds != 5 ||
-		strings.Join(p.Ignored, ",") != "resourceGroupId" {
+		strings.Join(p.Ignored, ",") != "resourceGroupId" || p.DefaultSize.MilliCPU != 500 || p.DefaultSize.MemoryMiB != 1024 {
 		t.Fatalf("parsed %+v", p)
 	}
 
@@ -39,6 +39,8 @@ func TestParse(t *testing.T) {
 		{"bad label value", map[string]string{KeySelectors: `[{"name":"a","effect":{"labels":{"x":"a b"}}}]`}, []string{"effect.labels", `"a b"`}},
 		{"bad annotation key", map[string]string{KeySelectors: `[{"name":"a","effect":{"annotations":{"a b":"x"}}}]`}, []string{"effect.annotations", `"a b"`}},
 		{"bad bool", map[string]string{KeyEnableClusterIP: "yes please"}, []string{"enableClusterIp", "true or false"}},
+		{"unsupported default size", map[string]string{KeyDefaultSize: "3-3Gi"}, []string{"defaultSize", `"3-3Gi"`, "not a supported size"}},
+		{"default size not a size", map[string]string{KeyDefaultSize: "big"}, []string{"defaultSize", "want <vCPU>-<memory>Gi"}},
 		{"bad gates", map[string]string{KeyFeatureGates: "A"}, []string{"featureGates", "name=true"}},
 		{"more after the array", map[string]string{KeySelectors: `[]]`}, []string{"selectors", "more after the JSON array"}},
 		{"not an array", map[string]string{KeySelectors: `{"name":"a"}`}, []string{"selectors", "line 1, column 1", "object is not a JSON array"}},

@@ -25,6 +25,11 @@ func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
 	respond(w, r, http.StatusOK, apiv1.List[apiv1.Host]{Items: hosts}, err)
 }
 
+func (s *Server) capacity(w http.ResponseWriter, r *http.Request) {
+	c, err := s.svc.Capacity(r.Context(), principal(r))
+	respond(w, r, http.StatusOK, c, err)
+}
+
 func (s *Server) getHost(w http.ResponseWriter, r *http.Request) {
 	h, err := s.svc.GetHost(r.Context(), principal(r), r.PathValue("name"))
 	respond(w, r, http.StatusOK, h, err)

@@ -50,6 +50,7 @@ func (s *Server) routes() []route {
 		{method: "POST", path: "/v1/hosts", handler: s.registerHost},
 		{method: "GET", path: "/v1/hosts", handler: s.listHosts},
 		{method: "GET", path: "/v1/hosts/{name}", handler: s.getHost},
+		{method: "GET", path: "/v1/capacity", handler: s.capacity},
 		{method: "PATCH", path: "/v1/hosts/{name}", handler: s.updateHost},
 		{method: "PUT", path: "/v1/hosts/{name}/heartbeat", handler: s.heartbeat},
 

@@ -70,6 +70,9 @@ type Config struct {
 	// vnode's --cluster-dns, --cluster-domain).
 	ClusterDNS    []string
 	ClusterDomain string
+	// DefaultSize is the size of pods that ask for none ("0.5-1Gi"); empty:
+	// chosen for the machine (defaultsize.go).
+	DefaultSize string
 }
 
 // Run starts everything and serves until ctx ends. Every daemon logs with
@@ -166,7 +169,11 @@ func prepare(ctx context.Context, cfg Config, srv *server.Server) ([]daemon, err
 	if err != nil {
 		return nil, err
 	}
-	a, err := newAgent(ctx, cfg, srv, host)
+	machine, err := localHost(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a, err := newAgent(ctx, cfg, srv, host, machine)
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +189,12 @@ func prepare(ctx context.Context, cfg Config, srv *server.Server) ([]daemon, err
 	if err != nil {
 		return nil, err
 	}
-	v, err := vnode.New(vnode.Config{NodeName: cfg.NodeName, Kube: kube, ECI: eci, Taint: vnode.Taint(),
+	size, err := defaultSize(cfg.DefaultSize, machine.Spec.Allocatable)
+	if err != nil {
+		return nil, err
+	}
+	log.G(ctx).Info("pods that ask for no CPU or memory run at the default size", "size", size.String(), "chosen", cfg.DefaultSize == "")
+	v, err := vnode.New(vnode.Config{DefaultSize: size, NodeName: cfg.NodeName, Kube: kube, ECI: eci, Taint: vnode.Taint(),
 		InternalIP: cfg.NodeIP, ListenAddr: net.JoinHostPort(cfg.NodeIP, "10250"), ClientCAFile: cfg.ClientCAFile,
 		RotateServerCertificates: true, CertDir: filepath.Join(cfg.DataDir, "vnode-pki"),
 		ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,
@@ -255,7 +267,14 @@ func localVSwitch(ctx context.Context, admin *client.Client, cfg Config) error {
 	return nil
 }
 
-func newAgent(ctx context.Context, cfg Config, srv *server.Server, token string) (*agent.Agent, error) {
+// localHost is this machine as the agent registers it.
+func localHost(cfg Config) (apiv1.Host, error) {
+	m := agent.DefaultMachine()
+	m.Zone, m.ReservedMemoryGiB, m.Overcommit = "local", 0, cfg.Overcommit
+	return m.Host()
+}
+
+func newAgent(ctx context.Context, cfg Config, srv *server.Server, token string, host apiv1.Host) (*agent.Agent, error) {
 	if err := installPlugin(cfg.Plugin, filepath.Join(cfg.CNIBinDir, cni.PluginName)); err != nil {
 		return nil, err
 	}
@@ -264,12 +283,6 @@ func newAgent(ctx context.Context, cfg Config, srv *server.Server, token string)
 		return nil, err
 	}
 	rt, err := runtime.NewCRI(cfg.CRIEndpoint, log.G(ctx))
-	if err != nil {
-		return nil, err
-	}
-	m := agent.DefaultMachine()
-	m.Zone, m.ReservedMemoryGiB, m.Overcommit = "local", 0, cfg.Overcommit
-	host, err := m.Host()
 	if err != nil {
 		return nil, err
 	}

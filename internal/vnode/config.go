@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/sizes"
 )
 
 // Config of a virtual node.
@@ -52,6 +53,10 @@ type Config struct {
 	// in memory). Not with TLSCertFile.
 	RotateServerCertificates bool
 	CertDir                  string
+	// DefaultSize is the size of a pod that asks for no CPU or memory
+	// (defaultsize.go); zero: the spec's 2 vCPU / 4 GiB. eci-profile's
+	// defaultSize wins over it.
+	DefaultSize sizes.Size
 	// ClusterDNS and ClusterDomain make ClusterFirst pods' resolv.conf.
 	ClusterDNS    []string
 	ClusterDomain string

@@ -13,7 +13,10 @@ import (
 
 // nodeStatus keeps the node Ready only while the instance service answers.
 type nodeStatus struct {
-	eci  *client.Client
+	eci *client.Client
+	// max is the configured capacity; the node shows what the pool can
+	// place for its tenant, up to it (capacity.go).
+	max  corev1.ResourceList
 	mu   sync.Mutex
 	node *corev1.Node
 }
@@ -31,22 +34,64 @@ func (s *nodeStatus) Ping(ctx context.Context) error {
 // NotifyNodeStatus reports the Ready condition each time it changes.
 func (s *nodeStatus) NotifyNodeStatus(ctx context.Context, cb func(*corev1.Node)) {
 	ready := true
-	go every(ctx, statusEvery, func() {
-		err := s.Ping(ctx)
-		if (err == nil) == ready {
-			return
-		}
-		ready = err == nil
-		msg := "the instance service answers"
-		if err != nil {
-			msg = "the instance service does not answer: " + err.Error()
-		}
+	if s.followCapacity(ctx) {
 		s.mu.Lock()
-		s.node.Status.Conditions = readyConditions(ready, msg)
 		n := s.node.DeepCopy()
 		s.mu.Unlock()
 		cb(n)
+	}
+	go every(ctx, statusEvery, func() {
+		err := s.Ping(ctx)
+		changed := s.followCapacity(ctx)
+		if (err == nil) != ready {
+			ready, changed = err == nil, true
+			msg := "the instance service answers"
+			if err != nil {
+				msg = "the instance service does not answer: " + err.Error()
+			}
+			s.mu.Lock()
+			s.node.Status.Conditions = readyConditions(ready, msg)
+			s.mu.Unlock()
+		}
+		if changed {
+			s.mu.Lock()
+			n := s.node.DeepCopy()
+			s.mu.Unlock()
+			cb(n)
+		}
 	})
+}
+
+// followCapacity sets the node's capacity and allocatable to what the pool
+// can place (capacity.go) and reports whether they changed. When the
+// service does not answer, they stay as they were.
+func (s *nodeStatus) followCapacity(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c, err := s.eci.Capacity(ctx)
+	if err != nil {
+		return false
+	}
+	capacity, allocatable := nodeResources(c, s.max)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if equalResources(s.node.Status.Capacity, capacity) && equalResources(s.node.Status.Allocatable, allocatable) {
+		return false
+	}
+	s.node.Status.Capacity, s.node.Status.Allocatable = capacity, allocatable
+	return true
+}
+
+func equalResources(a, b corev1.ResourceList) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for name, q := range a {
+		if o, ok := b[name]; !ok || o.Cmp(q) != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func readyConditions(ready bool, msg string) []corev1.NodeCondition {

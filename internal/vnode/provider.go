@@ -18,6 +18,7 @@ import (
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/log"
+	"github.com/eci-dev/eci/internal/profile"
 	vkerrdefs "github.com/virtual-kubelet/virtual-kubelet/errdefs"
 )
 
@@ -27,6 +28,9 @@ import (
 // watch reports changes.
 type Provider struct {
 	cfg Config
+	// profile is eci-profile's configuration (its defaultSize), when the
+	// node serves the webhook; set before the pod controller runs.
+	profile func() *profile.Profile
 
 	mu     sync.Mutex
 	pods   map[string]*corev1.Pod           // by namespace/name: the pods this node runs
@@ -86,7 +90,7 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 		return err
 	}
 	began := time.Now()
-	out, _, err := p.cfg.ECI.CreateGroup(ctx, g)
+	out, created, err := p.cfg.ECI.CreateGroup(ctx, g)
 	p.metrics.operation("create_container_group", began)
 	if errdefs.IsInvalid(err) || errdefs.IsTooLarge(err) {
 		r := &refusal{Reason: "InvalidInstance", Message: err.Error()}
@@ -97,6 +101,9 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 	}
 	if err != nil {
 		return fmt.Errorf("create the instance of pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	if size, from, ok := p.defaultSize(pod); ok && created {
+		p.event(pod, corev1.EventTypeNormal, "DefaultSize", defaultSizeMessage(size, from))
 	}
 	log.G(ctx).Info("pod created as a container group", "pod", podKey(pod.Namespace, pod.Name), "group", out.Metadata.ID, "spec", out.Status.InstanceSpec)
 	p.remember(ctx, out)

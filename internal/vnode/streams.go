@@ -85,14 +85,14 @@ func streams(a api.AttachIO) remotecommand.StreamOptions {
 		s.Stderr = e
 	}
 	if a.TTY() && a.Resize() != nil {
-		s.TerminalSizeQueue = sizes(a.Resize())
+		s.TerminalSizeQueue = termSizes(a.Resize())
 	}
 	return s
 }
 
-type sizes <-chan api.TermSize
+type termSizes <-chan api.TermSize
 
-func (q sizes) Next() *remotecommand.TerminalSize {
+func (q termSizes) Next() *remotecommand.TerminalSize {
 	s, ok := <-q
 	if !ok {
 		return nil

@@ -110,8 +110,10 @@ func (p *Provider) toGroup(ctx context.Context, pod *corev1.Pod) (*apiv1.Contain
 	}
 	g.Spec.Sysctls = append(g.Spec.Sysctls, podSysctls(pod)...)
 	g.Spec.DNSPolicy, g.Spec.DNSConfig = p.dnsConfig(pod)
-	if cpu, mem := podSize(pod); cpu > 0 && mem > 0 {
+	if cpu, mem := podSize(pod); cpu > 0 || mem > 0 {
 		g.Spec.CPU, g.Spec.Memory = cpu, mem
+	} else if size, _, ok := p.defaultSize(pod); ok {
+		g.Spec.CPU, g.Spec.Memory = size.VCPU(), size.GiB()
 	}
 	for _, c := range pod.Spec.InitContainers {
 		ct, err := container(pod, c)

@@ -48,8 +48,8 @@ func TestPodToGroup(t *testing.T) {
 		check  func(*apiv1.ContainerGroup) string
 		refuse string // the refusal reason, and a word of its message after ':'
 	}{
-		{name: "nothing given: the service's default size; ClusterFirst DNS; idempotent by UID", pod: pod(nil), check: func(g *apiv1.ContainerGroup) string {
-			if g.Spec.CPU != 0 || g.Spec.Memory != 0 || g.Spec.ClientToken != "c1/uid-1" || g.Metadata.Labels[LabelPodUID] != "uid-1" {
+		{name: "nothing given: the spec's default size; ClusterFirst DNS; idempotent by UID", pod: pod(nil), check: func(g *apiv1.ContainerGroup) string {
+			if g.Spec.CPU != 2 || g.Spec.Memory != 4 || g.Spec.ClientToken != "c1/uid-1" || g.Metadata.Labels[LabelPodUID] != "uid-1" {
 				return "size or identity"
 			}
 			if g.Spec.ServiceTable != "c1" {

@@ -74,7 +74,7 @@ func New(cfg Config) (*VNode, error) {
 	v := &VNode{cfg: cfg, ready: make(chan struct{}), done: make(chan struct{}), objects: objects, pods: pods, tls: tlsCfg, serving: serving}
 	v.provider = newProvider(cfg)
 	spec := v.nodeSpec()
-	if v.nc, err = node.NewNodeController(&nodeStatus{eci: cfg.ECI, node: &spec}, &spec, cfg.Kube.CoreV1().Nodes(),
+	if v.nc, err = node.NewNodeController(&nodeStatus{eci: cfg.ECI, max: cfg.Capacity, node: &spec}, &spec, cfg.Kube.CoreV1().Nodes(),
 		node.WithNodeEnableLeaseV1(nodeutil.NodeLeaseV1Client(cfg.Kube), node.DefaultLeaseDuration)); err != nil {
 		return nil, fmt.Errorf("vnode: node controller: %w", err)
 	}
@@ -226,6 +226,7 @@ func (v *VNode) controllers(ctx context.Context) (err error) {
 	}
 	if v.cfg.Profile.ListenAddr != "" {
 		v.profile = &profile.Source{Recorder: v.cfg.Recorder, Logger: log.G(ctx)}
+		v.provider.profile = v.profile.Current
 		v.watchProfile()
 	}
 	if !v.cfg.NoServices {

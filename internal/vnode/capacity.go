@@ -1,0 +1,75 @@
+package vnode
+
+import (
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	corev1 "k8s.io/api/core/v1"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+)
+
+// The node's capacity and allocatable follow what the pool can place for
+// its tenant (GET /v1/capacity), so that the cluster's scheduler keeps
+// Pending, with its usual Unschedulable events, the pods the pool cannot
+// run, instead of binding pods that would wait inside the instance
+// service. The configured capacity (--cpu, --memory, --pods) is the most it
+// ever shows.
+//
+//   - capacity: the schedulable hosts' allocatable, or the tenant's quota
+//     when smaller;
+//   - allocatable: what the tenant's groups hold plus what it can still
+//     place: the pool's free resources, or what its quota leaves when less.
+//
+// The pool's free resources are summed over hosts: a pod larger than any
+// one host's free part is still bound, and waits in the service, its status
+// saying so. Pods that ask for nothing count as zero for the scheduler (as
+// on any node) while their instances have the default size.
+
+// nodeResources is the node's capacity and allocatable for c, neither
+// above max (the configured capacity).
+func nodeResources(c *apiv1.Capacity, max corev1.ResourceList) (capacity, allocatable corev1.ResourceList) {
+	q, u := c.Quota, c.Used
+	pool := apiv1.Resources{MilliCPU: limit(c.Pool.MilliCPU, q.MilliCPU), MemoryMiB: limit(c.Pool.MemoryMiB, q.MemoryMiB),
+		Pods: int(limit(int64(c.Pool.Pods), int64(q.Groups)))}
+	left := apiv1.Resources{
+		MilliCPU:  u.MilliCPU + min(c.Free.MilliCPU, quotaLeft(q.MilliCPU, u.MilliCPU)),
+		MemoryMiB: u.MemoryMiB + min(c.Free.MemoryMiB, quotaLeft(q.MemoryMiB, u.MemoryMiB)),
+		Pods:      u.Pods + int(min(int64(c.Free.Pods), quotaLeft(int64(q.Groups), int64(u.Pods)))),
+	}
+	// A quota lowered below what the groups hold: allocatable is no more
+	// than capacity, as on any node.
+	left = apiv1.Resources{MilliCPU: min(left.MilliCPU, pool.MilliCPU), MemoryMiB: min(left.MemoryMiB, pool.MemoryMiB), Pods: min(left.Pods, pool.Pods)}
+	return resourceList(pool, max), resourceList(left, max)
+}
+
+// limit is v, or quota when set and smaller.
+func limit(v, quota int64) int64 {
+	if quota > 0 {
+		return min(v, quota)
+	}
+	return v
+}
+
+// quotaLeft is what a quota leaves beside used; unlimited without one.
+func quotaLeft(quota, used int64) int64 {
+	if quota <= 0 {
+		return 1 << 62
+	}
+	return max(quota-used, 0)
+}
+
+// resourceList is r as the node's cpu, memory and pods, each no more than
+// max's.
+func resourceList(r apiv1.Resources, max corev1.ResourceList) corev1.ResourceList {
+	out := corev1.ResourceList{
+		corev1.ResourceCPU:    *resource.NewMilliQuantity(r.MilliCPU, resource.DecimalSI),
+		corev1.ResourceMemory: *resource.NewQuantity(r.MemoryMiB<<20, resource.BinarySI),
+		corev1.ResourcePods:   *resource.NewQuantity(int64(r.Pods), resource.DecimalSI),
+	}
+	for name, q := range out {
+		if m, ok := max[name]; ok && m.Cmp(q) < 0 {
+			out[name] = m.DeepCopy()
+		}
+	}
+	return out
+}
