@@ -10,7 +10,13 @@ type Container struct {
 	Args            []string   `json:"args,omitempty"`
 	WorkingDir      string     `json:"workingDir,omitempty"`
 	Env             []EnvVar   `json:"env,omitempty"`
-	Ports           []Port     `json:"ports,omitempty"`
+	// ExpandEnv expands $(NAME) references, as the kubelet does, when the
+	// host starts the container: in each env value from the variables
+	// before it, then in command, args and volume mounts' subPathExpr from
+	// them all; $$ is a literal $ and a name not defined stays as written.
+	// A virtual node sets it (and escapes the values it resolved).
+	ExpandEnv bool   `json:"expandEnv,omitempty"`
+	Ports     []Port `json:"ports,omitempty"`
 
 	// CPU (vCPU) and Memory (GiB) of this container, within the group's size.
 	CPU    float64 `json:"cpu,omitempty"`
@@ -38,10 +44,19 @@ const (
 	PullNever        PullPolicy = "Never"
 )
 
-// EnvVar is one environment variable.
+// EnvVar is one environment variable: a value, or a field only the host
+// knows when the container starts.
 type EnvVar struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
+	Name     string       `json:"name"`
+	Value    string       `json:"value"`
+	FieldRef *EnvFieldRef `json:"fieldRef,omitempty"`
+}
+
+// EnvFieldRef names a field of the running group: status.podIP (its IPv4
+// address) or status.podIPs (its addresses, IPv4 first, comma-separated),
+// as the downward API's.
+type EnvFieldRef struct {
+	FieldPath string `json:"fieldPath"`
 }
 
 // Port is a port the container listens on.
@@ -136,7 +151,11 @@ type VolumeMount struct {
 	Name      string `json:"name"`
 	MountPath string `json:"mountPath"`
 	SubPath   string `json:"subPath,omitempty"`
-	ReadOnly  bool   `json:"readOnly,omitempty"`
+	// SubPathExpr is a subPath with $(NAME) references to the container's
+	// env (Container.ExpandEnv's rules), expanded when it starts; the
+	// result must be relative and without "..". Not with SubPath.
+	SubPathExpr string `json:"subPathExpr,omitempty"`
+	ReadOnly    bool   `json:"readOnly,omitempty"`
 }
 
 // Volume of a group: exactly one of EmptyDir, Files, NFS.

@@ -226,6 +226,12 @@ func validateContainer(e *errs, p fpath, c Container, volumes map[string]bool, n
 		if !envName.MatchString(env.Name) {
 			e.add(p.child("env").index(i).child("name"), "%q is not allowed; allowed: letters, digits, '_', '-', '.', not starting with a digit", env.Name)
 		}
+		if env.FieldRef != nil {
+			e.oneOf(p.child("env").index(i).child("fieldRef").child("fieldPath"), env.FieldRef.FieldPath, "status.podIP", "status.podIPs")
+			if env.Value != "" {
+				e.add(p.child("env").index(i).child("value"), "set with fieldRef; allowed: one of them")
+			}
+		}
 	}
 	portNames := map[string]bool{}
 	for i, port := range c.Ports {
@@ -269,8 +275,24 @@ func validateContainer(e *errs, p fpath, c Container, volumes map[string]bool, n
 			e.add(mp.child("mountPath"), "%q is mounted twice", m.MountPath)
 		}
 		mounts[path.Clean(m.MountPath)] = true
-		if strings.HasPrefix(m.SubPath, "/") || strings.Contains("/"+m.SubPath+"/", "/../") {
+		if !RelativeSubPath(m.SubPath) {
 			e.add(mp.child("subPath"), "%q must be a relative path without ..", m.SubPath)
+		}
+		switch {
+		case m.SubPathExpr != "" && m.SubPath != "":
+			e.add(mp.child("subPathExpr"), "set with subPath; allowed: one of them")
+		case !RelativeSubPath(m.SubPathExpr):
+			e.add(mp.child("subPathExpr"), "%q must be a relative path without ..", m.SubPathExpr)
 		}
 	}
 }
+
+// RelativeSubPath: p is empty, or relative and without "..", as a subPath
+// (and a subPathExpr before and after expansion) must be.
+func RelativeSubPath(p string) bool {
+	return !strings.HasPrefix(p, "/") && !strings.Contains("/"+p+"/", "/../")
+}
+
+// ValidEnvName tells whether name may name a container's environment
+// variable.
+func ValidEnvName(name string) bool { return envName.MatchString(name) }

@@ -400,6 +400,10 @@ func (a *Agent) start(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Cont
 	if err := checkSecurity(c); err != nil {
 		return &waitingError{reason: "CreateContainerConfigError", err: err}
 	}
+	c, err := resolveContainer(g, c) // expand.go
+	if err != nil {
+		return &waitingError{reason: "CreateContainerConfigError", err: err}
+	}
 	image, err := a.ensureImage(ctx, g, c, sbCfg)
 	if err != nil {
 		return err

@@ -77,7 +77,10 @@ type Config struct {
 	// Pods is the pod lister, set by New; Recorder records Events on pods,
 	// set by Run (its broadcaster runs while Run does). The node logs with
 	// the logger of Run's context (internal/log), as every daemon does.
-	Files    files
+	Files files
+	// Services lists the cluster's Services (the containers' Service
+	// variables, servicelinks.go), set by New.
+	Services corev1listers.ServiceLister
 	Recorder record.EventRecorder
 	Pods     corev1listers.PodLister
 }

@@ -42,6 +42,8 @@ func podControllerConfig(cfg Config, p *Provider, pods, objects informers.Shared
 		SyncPodsFromKubernetesRateLimiter:    queueRateLimiter(),
 		DeletePodsFromKubernetesRateLimiter:  queueRateLimiter(),
 		SyncPodStatusFromProviderRateLimiter: queueRateLimiter(),
+		// The node builds the containers' environment itself (env.go).
+		SkipDownwardAPIResolution: true,
 	}
 }
 

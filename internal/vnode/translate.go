@@ -143,7 +143,28 @@ func (p *Provider) toGroup(ctx context.Context, pod *corev1.Pod) (*apiv1.Contain
 	if err := annotations(pod, &g.Spec); err != nil {
 		return nil, err
 	}
+	// Last: a resourceFieldRef without limits reads the group's size.
+	if err := p.envs(pod, &g.Spec); err != nil {
+		return nil, err
+	}
 	return g, nil
+}
+
+// envs sets each container's environment (env.go).
+func (p *Provider) envs(pod *corev1.Pod, s *apiv1.ContainerGroupSpec) error {
+	for _, set := range []struct {
+		from []corev1.Container
+		to   []apiv1.Container
+	}{{pod.Spec.InitContainers, s.InitContainers}, {pod.Spec.Containers, s.Containers}} {
+		for i, c := range set.from {
+			env, err := p.containerEnv(pod, c, s)
+			if err != nil {
+				return err
+			}
+			set.to[i].Env, set.to[i].ExpandEnv = env, true
+		}
+	}
+	return nil
 }
 
 // unsupported refuses what an instance can't do, naming the alternative.
@@ -238,9 +259,6 @@ func container(pod *corev1.Pod, c corev1.Container) (apiv1.Container, error) {
 		Name: c.Name, Image: c.Image, ImagePullPolicy: apiv1.PullPolicy(c.ImagePullPolicy),
 		Command: c.Command, Args: c.Args, WorkingDir: c.WorkingDir, Stdin: c.Stdin, TTY: c.TTY,
 	}
-	for _, e := range c.Env {
-		out.Env = append(out.Env, apiv1.EnvVar{Name: e.Name, Value: e.Value})
-	}
 	for _, p := range c.Ports {
 		out.Ports = append(out.Ports, apiv1.Port{Name: p.Name, ContainerPort: p.ContainerPort, Protocol: string(p.Protocol)})
 	}
@@ -263,7 +281,7 @@ func container(pod *corev1.Pod, c corev1.Container) (apiv1.Container, error) {
 		return out, err
 	}
 	for _, m := range c.VolumeMounts {
-		out.VolumeMounts = append(out.VolumeMounts, apiv1.VolumeMount{Name: m.Name, MountPath: m.MountPath, SubPath: m.SubPath, ReadOnly: m.ReadOnly})
+		out.VolumeMounts = append(out.VolumeMounts, apiv1.VolumeMount{Name: m.Name, MountPath: m.MountPath, SubPath: m.SubPath, SubPathExpr: m.SubPathExpr, ReadOnly: m.ReadOnly})
 	}
 	return out, nil
 }
