@@ -40,6 +40,7 @@ up)
   mkdir -p "$state"
   rm -f "$info"
   # HOSTS=N (make up): N-1 pool hosts besides this machine's containerd.
+  echo "local-cluster: starting the control plane (etcd, apiserver, controller-manager, scheduler), containerd and the registry (about 20 s)"
   nohup "$ECI_OUT/bin/eci-devbed" --info-file "$info" --hosts "$(( ${HOSTS:-1} - 1 ))" > "$state/bed.log" 2>&1 < /dev/null &
   echo $! > "$pidfile"
   for _ in $(seq 1200); do
@@ -51,7 +52,7 @@ up)
   done
   [ -f "$info" ] || { echo "local-cluster: not ready after 120s; see $state/bed.log" >&2; exit 1; }
   echo "local-cluster: up (pid $(cat "$pidfile"), log $state/bed.log)"
-  print_info
+  [ -n "${QUIET_INFO:-}" ] || print_info
   ;;
 down)
   if ! running; then echo "local-cluster: not running"; rm -f "$pidfile"; exit 0; fi

@@ -13,7 +13,10 @@ state=$ECI_OUT/local-cluster
 info=$state/info
 pidfile=$state/eci-up.pid
 
-"$ECI_ROOT/hack/local-cluster.sh" up > /dev/null
+# Each step says what it does and, the first time, how long it takes (the
+# Kubernetes build: 5-11 minutes on 2 cores); later runs find them built.
+echo "up: preparing this machine: Debian packages and containerd, Kubernetes, CoreDNS, metrics-server and eci built from source"
+QUIET_INFO=1 "$ECI_ROOT/hack/local-cluster.sh" up
 get() { sed -n "s/^$1=//p" "$info"; }
 kubeconfig=$(get kubeconfig)
 kubectl=$(get kubectl)
@@ -37,6 +40,7 @@ ready=$(get dir)/eci/ready
 if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   echo "up: eci up already runs (pid $(cat "$pidfile"))"
 else
+  echo "up: starting eci up: the eci server, an agent on containerd and the virtual node eci-vnode (about 10 s)"
   rm -f "$ready"
   nohup "$ECI_BIN" up --data-dir "$(get dir)/eci" --listen "$listen" "${tunnel[@]}" \
     --cri-endpoint "$(get cri)" --cni-conf-dir "$(get cni_conf_dir)" --cni-bin-dir "$(get cni_bin_dir)" \
@@ -93,6 +97,7 @@ k -n kube-system rollout status deployment/coredns --timeout=180s > /dev/null
 echo "up: starting metrics-server (kubectl top, HorizontalPodAutoscalers; an instance on the virtual node)"
 sed -e "s|\${METRICS_SERVER_IMAGE}|$(get metrics_server)|" "$ECI_ROOT/deploy/addons/metrics-server.yaml" | k apply -f - > /dev/null
 
+echo "up: deploying the sample: a Deployment of 3 httpd replicas, its Service and a Job (about 30 s)"
 busybox=$(get busybox)
 k apply -f - > /dev/null <<YAML
 apiVersion: apps/v1

@@ -50,7 +50,9 @@ eci virtual node becomes a container group with its own sandbox, its own IP and 
 own vCPU/memory size, placed on a pool of hosts and billed per second while it runs.
 
 Daemons:   server, agent, vnode, up
-Client:    run, ps, describe, logs, exec, rm, events, bill
+Client:    run, ps (get, -w), describe, logs, exec, attach, port-forward, top, restart, update, rm, events,
+           quota, bill; admin: hosts (cordon, uncordon, drain), tenants, vswitches, vpcs, eips,
+           routes, securitygroups, token
 Other:     version, profile`,
 		SilenceUsage:  true,
 		SilenceErrors: true,

@@ -22,6 +22,12 @@ import (
 // eci runs the client verbs as the binary does.
 func eci(t *testing.T, args ...string) (string, error) {
 	t.Helper()
+	return eciCtx(t, context.Background(), args...)
+}
+
+// eciCtx runs them until ctx ends.
+func eciCtx(t *testing.T, ctx context.Context, args ...string) (string, error) {
+	t.Helper()
 	root := &cobra.Command{Use: "eci", SilenceUsage: true, SilenceErrors: true}
 	root.AddCommand(Commands()...)
 	root.AddCommand(ProfileCommand())
@@ -29,7 +35,7 @@ func eci(t *testing.T, args ...string) (string, error) {
 	root.SetOut(&out)
 	root.SetErr(&out)
 	root.SetArgs(args)
-	err := root.ExecuteContext(context.Background())
+	err := root.ExecuteContext(ctx)
 	return out.String(), err
 }
 

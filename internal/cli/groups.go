@@ -15,6 +15,7 @@ import (
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/errdefs"
 )
 
 func newRunCommand(f *Flags) *cobra.Command {
@@ -154,33 +155,32 @@ func KeyValues(flag string, kvs []string) (map[string]string, error) {
 func newPsCommand(f *Flags) *cobra.Command {
 	var o client.ListOptions
 	var state string
+	var watch bool
 	cmd := &cobra.Command{
-		Use:   "ps",
-		Short: "List container groups with their state, IP, host and size (DescribeContainerGroups)",
-		Args:  cobra.NoArgs,
+		Use:     "ps",
+		Aliases: []string{"get"},
+		Short:   "List container groups with their state, IP, host and size (DescribeContainerGroups); -w watches",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := f.client()
 			if err != nil {
 				return err
 			}
 			o.State = apiv1.State(state)
+			if watch {
+				if f.Output != "" && f.Output != "wide" {
+					return fmt.Errorf("--watch prints rows: -o %q; allowed with --watch: wide: %w", f.Output, errdefs.ErrInvalidArgument)
+				}
+				return watchGroups(cmd, c, o, f.Output == "wide")
+			}
 			items, err := listAll(cmd.Context(), c, o)
 			if err != nil {
 				return err
 			}
 			return output(cmd.OutOrStdout(), f.Output, apiv1.List[apiv1.ContainerGroup]{Items: items}, func(tw *tabwriter.Writer, wide bool) {
-				if wide {
-					row(tw, "ID", "NAME", "TENANT", "STATE", "REASON", "SPEC", "IP", "IPV6", "HOST", "ZONE", "VSWITCH", "AGE")
-				} else {
-					row(tw, "ID", "NAME", "STATE", "SPEC", "IP", "HOST", "AGE")
-				}
-				for _, g := range items {
-					st := g.Status
-					if wide {
-						row(tw, g.Metadata.ID, g.Metadata.Name, g.Metadata.Tenant, st.State, st.Reason, st.InstanceSpec, st.IP, st.IPv6Address, st.Host, st.Zone, st.VSwitchID, age(g.Metadata.CreatedAt))
-					} else {
-						row(tw, g.Metadata.ID, g.Metadata.Name, st.State, st.InstanceSpec, st.IP, st.Host, age(g.Metadata.CreatedAt))
-					}
+				groupHeader(tw, wide)
+				for i := range items {
+					groupRow(tw, &items[i], wide)
 				}
 			})
 		},
@@ -191,7 +191,25 @@ func newPsCommand(f *Flags) *cobra.Command {
 	fl.StringVar(&o.Tag, "tag", "", "only groups with these tags, k=v,k2=v2")
 	fl.StringVarP(&o.LabelSelector, "selector", "l", "", "label selector: k=v, k!=v, k, !k")
 	fl.StringVarP(&f.Output, "output", "o", "", "json, yaml or wide")
+	fl.BoolVarP(&watch, "watch", "w", false, "after the list, print a row for each change until interrupted")
 	return cmd
+}
+
+func groupHeader(tw io.Writer, wide bool) {
+	if wide {
+		row(tw, "ID", "NAME", "TENANT", "STATE", "REASON", "SPEC", "IP", "IPV6", "HOST", "ZONE", "VSWITCH", "AGE")
+	} else {
+		row(tw, "ID", "NAME", "STATE", "SPEC", "IP", "HOST", "AGE")
+	}
+}
+
+func groupRow(tw io.Writer, g *apiv1.ContainerGroup, wide bool) {
+	st := g.Status
+	if wide {
+		row(tw, g.Metadata.ID, g.Metadata.Name, g.Metadata.Tenant, st.State, st.Reason, st.InstanceSpec, st.IP, st.IPv6Address, st.Host, st.Zone, st.VSwitchID, age(g.Metadata.CreatedAt))
+	} else {
+		row(tw, g.Metadata.ID, g.Metadata.Name, st.State, st.InstanceSpec, st.IP, st.Host, age(g.Metadata.CreatedAt))
+	}
 }
 
 func listAll(ctx context.Context, c *client.Client, o client.ListOptions) ([]apiv1.ContainerGroup, error) {

@@ -48,6 +48,9 @@ func newHostsCommand(f *Flags) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&f.Output, "output", "o", "", "json, yaml or wide")
+	for _, verb := range []string{"cordon", "uncordon", "drain"} {
+		cmd.AddCommand(newHostUpdateCommand(f, verb))
+	}
 	return cmd
 }
 
@@ -226,6 +229,7 @@ func Commands() []*cobra.Command {
 	cmds := []*cobra.Command{
 		newRunCommand(f), newPsCommand(f), newDescribeCommand(f), newRmCommand(f), newEventsCommand(f),
 		newLogsCommand(f), newExecCommand(f), newAttachCommand(f), newPortForwardCommand(f), newTopCommand(f),
+		newRestartCommand(f), newUpdateCommand(f), newTenantsCommand(f), newQuotaCommand(f),
 		newHostsCommand(f), newVSwitchesCommand(f), newVPCsCommand(f), newEIPsCommand(f), newRoutesCommand(f), newSecurityGroupsCommand(f), newTokenCommand(f),
 	}
 	for _, c := range cmds {

@@ -86,6 +86,13 @@ func (c *Client) PutTenant(ctx context.Context, t *apiv1.Tenant) (*apiv1.Tenant,
 	return &out, err
 }
 
+// ListTenants lists the tenants with their quotas (admin).
+func (c *Client) ListTenants(ctx context.Context) ([]apiv1.Tenant, error) {
+	var out apiv1.List[apiv1.Tenant]
+	_, err := c.do(ctx, http.MethodGet, "/v1/tenants", nil, nil, &out)
+	return out.Items, err
+}
+
 // CreateToken makes a tenant or host token (admin); the answer holds the secret.
 func (c *Client) CreateToken(ctx context.Context, t *apiv1.Token) (*apiv1.Token, error) {
 	var out apiv1.Token

@@ -46,6 +46,22 @@ func (p *Provider) podStatus(pod *corev1.Pod, g *apiv1.ContainerGroup) corev1.Po
 	}
 	out.InitContainerStatuses = containerStatuses(pod.Spec.InitContainers, st.InitContainers, out.Phase)
 	out.ContainerStatuses = containerStatuses(pod.Spec.Containers, st.Containers, out.Phase)
+	if !initDone(pod.Spec.InitContainers, out.InitContainerStatuses) {
+		// The kubelet's word for containers that wait for the init ones;
+		// kubectl then shows Init:N/M, or Init:<reason> of a failing one.
+		// A pod failed by an init container never started the others.
+		for _, list := range [][]corev1.ContainerStatus{out.InitContainerStatuses, out.ContainerStatuses} {
+			for i := range list {
+				cs := &list[i]
+				if w := cs.State.Waiting; w != nil && w.Reason == "ContainerCreating" && out.Phase == corev1.PodPending {
+					w.Reason = "PodInitializing"
+				}
+				if cs.ContainerID == "" && out.Phase == corev1.PodFailed {
+					cs.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "PodInitializing"}}
+				}
+			}
+		}
+	}
 	if st.State == apiv1.StateScheduling && st.Message != "" {
 		// Not placed yet: say why where kubectl shows it.
 		for i := range out.ContainerStatuses {
@@ -120,6 +136,19 @@ func containerStatuses(spec []corev1.Container, got []apiv1.ContainerStatus, ph 
 		out = append(out, cs)
 	}
 	return out
+}
+
+// initDone: every init container has exited with 0 (or there are none).
+func initDone(spec []corev1.Container, got []corev1.ContainerStatus) bool {
+	if len(spec) == 0 {
+		return true
+	}
+	for _, cs := range got {
+		if t := cs.State.Terminated; t == nil || t.ExitCode != 0 {
+			return false
+		}
+	}
+	return len(got) == len(spec)
 }
 
 func containerState(s apiv1.ContainerState) corev1.ContainerState {

@@ -45,3 +45,49 @@ func TestDualStackPodStatus(t *testing.T) {
 		t.Fatalf("not placed: podIP %q, podIPs %v", st.PodIP, st.PodIPs)
 	}
 }
+
+// While init containers have not all succeeded, the containers that wait
+// for them say PodInitializing, as on a kubelet; a failing init container
+// keeps its own reason (kubectl: Init:CrashLoopBackOff).
+func TestPodInitializing(t *testing.T) {
+	p := &Provider{cfg: Config{InternalIP: "198.18.64.1"}}
+	po := pod(func(p *corev1.Pod) {
+		p.Spec.InitContainers = []corev1.Container{{Name: "a", Image: "busybox"}, {Name: "b", Image: "busybox"}}
+	})
+	g := &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{ID: "eci-1"}, Status: apiv1.ContainerGroupStatus{State: apiv1.StatePending, Host: "h1", IP: "198.19.128.5",
+		InitContainers: []apiv1.ContainerStatus{{Name: "a", RestartCount: 2, State: apiv1.ContainerState{Waiting: &apiv1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}}}}}
+	st := p.podStatus(po, g)
+	if r := st.InitContainerStatuses[0].State.Waiting.Reason; r != "CrashLoopBackOff" {
+		t.Errorf("failing init container: %s", r)
+	}
+	if r := st.InitContainerStatuses[1].State.Waiting.Reason; r != "PodInitializing" {
+		t.Errorf("next init container: %s", r)
+	}
+	if r := st.ContainerStatuses[0].State.Waiting.Reason; r != "PodInitializing" {
+		t.Errorf("app container: %s", r)
+	}
+	done := apiv1.ContainerState{Terminated: &apiv1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed"}}
+	g.Status.InitContainers = []apiv1.ContainerStatus{{Name: "a", State: done}, {Name: "b", State: done}}
+	if r := p.podStatus(po, g).ContainerStatuses[0].State.Waiting.Reason; r != "ContainerCreating" {
+		t.Errorf("app container after init: %s", r)
+	}
+}
+
+// A restartPolicy Never pod failed by an init container: the containers
+// that never ran wait (PodInitializing), they did not end.
+func TestInitFailedPod(t *testing.T) {
+	p := &Provider{cfg: Config{InternalIP: "198.18.64.1"}}
+	po := pod(func(p *corev1.Pod) {
+		p.Spec.RestartPolicy = corev1.RestartPolicyNever
+		p.Spec.InitContainers = []corev1.Container{{Name: "a", Image: "busybox"}}
+	})
+	g := &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{ID: "eci-1"}, Status: apiv1.ContainerGroupStatus{State: apiv1.StateFailed, Host: "h1",
+		InitContainers: []apiv1.ContainerStatus{{Name: "a", ContainerID: "c1", State: apiv1.ContainerState{Terminated: &apiv1.ContainerStateTerminated{ExitCode: 3, Reason: "Error"}}}}}}
+	st := p.podStatus(po, g)
+	if st.Phase != corev1.PodFailed || st.InitContainerStatuses[0].State.Terminated == nil || st.InitContainerStatuses[0].State.Terminated.ExitCode != 3 {
+		t.Fatalf("init: %s %+v", st.Phase, st.InitContainerStatuses)
+	}
+	if w := st.ContainerStatuses[0].State.Waiting; w == nil || w.Reason != "PodInitializing" {
+		t.Fatalf("app container: %+v", st.ContainerStatuses[0].State)
+	}
+}
