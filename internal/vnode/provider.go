@@ -102,8 +102,13 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 	if err != nil {
 		return fmt.Errorf("create the instance of pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
-	if size, from, ok := p.defaultSize(pod); ok && created {
-		p.event(pod, corev1.EventTypeNormal, "DefaultSize", defaultSizeMessage(size, from))
+	if created {
+		if size, from, ok := p.defaultSize(pod); ok {
+			p.event(pod, corev1.EventTypeNormal, "DefaultSize", defaultSizeMessage(size, from))
+		}
+		for _, w := range annotationWarnings(pod) {
+			p.event(pod, corev1.EventTypeWarning, "AnnotationNotSupported", w)
+		}
 	}
 	log.G(ctx).Info("pod created as a container group", "pod", podKey(pod.Namespace, pod.Name), "group", out.Metadata.ID, "spec", out.Status.InstanceSpec)
 	p.remember(ctx, out)

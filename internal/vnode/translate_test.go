@@ -84,11 +84,20 @@ func TestPodToGroup(t *testing.T) {
 			p.Annotations[AnnExtraEphemeral] = "50Gi"
 			p.Annotations[AnnCustomHosts] = `[{"host":"db","ip":"198.18.0.9"}]`
 			p.Annotations[AnnPlainHTTP] = "reg.local:5000"
+			p.Annotations[AnnInsecure] = "reg.local:5443"
+			p.Annotations[AnnScheduleStrat] = "VSwitchRandom"
+			p.Annotations[AnnSecurityGroup] = "sg-a, sg-b"
+			p.Annotations[AnnMaxPending] = "30"
+			p.Annotations[AnnFailStrategy] = "fail-fast"
 		}), check: func(g *apiv1.ContainerGroup) string {
 			s := g.Spec
 			if len(s.Specs) != 2 || s.Specs[1] != "4-8Gi" || len(s.VSwitchIDs) != 2 || s.Tags["env"] != "prod" || s.ExtraEphemeralStorage != 50 ||
 				len(s.HostAliases) != 1 || s.HostAliases[0].Hostnames[0] != "db" || s.PlainHTTPRegistries[0] != "reg.local:5000" {
 				return "annotations"
+			}
+			if s.InsecureRegistries[0] != "reg.local:5443" || s.ScheduleStrategy != "VSwitchRandom" || len(s.SecurityGroupIDs) != 2 || s.SecurityGroupIDs[1] != "sg-b" ||
+				s.MaxPendingMinutes != 30 || s.FailStrategy != "fail-fast" {
+				return "annotations (network, pending)"
 			}
 			return ""
 		}},
