@@ -9,4 +9,5 @@ hack/install-deps.sh
 hack/build-kube.sh
 hack/build-coredns.sh
 hack/build-metrics-server.sh
+hack/build-helm.sh
 go test -run '^$' -bench "${BENCH:-.}" -benchtime "${BENCHTIME:-1x}" -count "${COUNT:-1}" -timeout 30m ./...

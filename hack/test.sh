@@ -13,6 +13,7 @@ hack/install-deps.sh
 hack/build-kube.sh
 hack/build-coredns.sh
 hack/build-metrics-server.sh
+hack/build-helm.sh
 hack/build.sh
 hack/lint.sh --fast
 echo "test: running go test (setup took $(( $(date +%s) - start ))s)"

@@ -12,9 +12,8 @@ import (
 // decides which sizes a group is tried at.
 
 // sizeCandidates returns the sizes to try for a valid group, in order, each
-// rounded up to a supported size: the specs list; else cpu and memory
-// (either alone: the smallest size with it); else what the containers ask
-// for; else the default 2 vCPU / 4 GiB.
+// rounded up to a supported size: the specs list; else cpu and memory; else what
+// the containers ask for; else the default 2 vCPU / 4 GiB.
 func sizeCandidates(s *apiv1.ContainerGroupSpec) ([]sizes.Size, error) {
 	var reqs []sizes.Size
 	switch {
@@ -26,7 +25,7 @@ func sizeCandidates(s *apiv1.ContainerGroupSpec) ([]sizes.Size, error) {
 			}
 			reqs = append(reqs, size)
 		}
-	case s.CPU > 0 || s.Memory > 0:
+	case s.CPU > 0:
 		reqs = append(reqs, sizes.FromGiB(s.CPU, s.Memory))
 	default:
 		want := s.ContainersSize()

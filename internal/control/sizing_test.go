@@ -17,8 +17,6 @@ func TestSizeCandidates(t *testing.T) {
 	}{
 		{"nothing given", apiv1.ContainerGroupSpec{Containers: []apiv1.Container{{}}}, []sizes.Size{s(2, 4)}},
 		{"group size rounded", apiv1.ContainerGroupSpec{CPU: 7, Memory: 13}, []sizes.Size{s(8, 16)}},
-		{"memory alone", apiv1.ContainerGroupSpec{Memory: 2, Containers: []apiv1.Container{{}}}, []sizes.Size{s(0.5, 2)}},
-		{"cpu alone", apiv1.ContainerGroupSpec{CPU: 0.5, Containers: []apiv1.Container{{}}}, []sizes.Size{s(0.5, 1)}},
 		{"containers summed", apiv1.ContainerGroupSpec{Containers: []apiv1.Container{{CPU: 0.5, Memory: 1}, {CPU: 1, Memory: 1.5}}}, []sizes.Size{s(2, 4)}},
 		{"cpu only from containers", apiv1.ContainerGroupSpec{Containers: []apiv1.Container{{CPU: 1}}}, []sizes.Size{s(1, 2)}},
 		{"init container larger", apiv1.ContainerGroupSpec{

@@ -30,8 +30,8 @@ func TestDefaultSize(t *testing.T) {
 		{name: "the spec's", pod: pod(nil), cpu: 2, mem: 4, from: "docs/spec.md", defaulted: true},
 		{name: "the node's", node: half, pod: pod(nil), cpu: 0.5, mem: 1, from: "--default-size", defaulted: true},
 		{name: "the profile's over the node's", node: half, prof: quarter, pod: pod(nil), cpu: 0.25, mem: 0.5, from: "eci-profile's defaultSize", defaulted: true},
-		{name: "a CPU request alone", node: half, pod: pod(func(p *corev1.Pod) { p.Spec.Containers[0].Resources.Requests = res("1", "") }), cpu: 1},
-		{name: "a memory limit alone", node: half, pod: pod(func(p *corev1.Pod) { p.Spec.Containers[0].Resources.Limits = res("", "2Gi") }), mem: 2},
+		{name: "a CPU request alone: the smallest size's memory", node: half, pod: pod(func(p *corev1.Pod) { p.Spec.Containers[0].Resources.Requests = res("1", "") }), cpu: 1, mem: 2},
+		{name: "a memory limit alone: the smallest size's CPU", node: half, pod: pod(func(p *corev1.Pod) { p.Spec.Containers[0].Resources.Limits = res("", "2Gi") }), cpu: 0.5, mem: 2},
 		{name: "an init container's limits", node: half, pod: pod(func(p *corev1.Pod) {
 			p.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "busybox", Resources: corev1.ResourceRequirements{Limits: res("1", "2Gi")}}}
 		})},

@@ -1,6 +1,7 @@
 package vnode
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/sizes"
 )
 
 // Annotations of docs/spec.md section 6, prefix k8s.aliyun.com/.
@@ -111,6 +113,11 @@ func (p *Provider) toGroup(ctx context.Context, pod *corev1.Pod) (*apiv1.Contain
 	g.Spec.Sysctls = append(g.Spec.Sysctls, podSysctls(pod)...)
 	g.Spec.DNSPolicy, g.Spec.DNSConfig = p.dnsConfig(pod)
 	if cpu, mem := podSize(pod); cpu > 0 || mem > 0 {
+		// One of them alone: the other is the smallest size's with it
+		// (docs/spec.md section 4), as the service wants both.
+		if r, ok := sizes.Round(sizes.FromGiB(cpu, mem)); ok {
+			cpu, mem = cmp.Or(cpu, r.VCPU()), cmp.Or(mem, r.GiB())
+		}
 		g.Spec.CPU, g.Spec.Memory = cpu, mem
 	} else if size, _, ok := p.defaultSize(pod); ok {
 		g.Spec.CPU, g.Spec.Memory = size.VCPU(), size.GiB()

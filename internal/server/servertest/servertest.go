@@ -132,6 +132,12 @@ func (s *Server) DeleteGroup(t testing.TB, id string, timeout time.Duration, wha
 // its client.
 func (s *Server) TenantClient(t testing.TB, tenant string) *client.Client {
 	t.Helper()
+	return s.Client(t, s.TenantToken(t, tenant))
+}
+
+// TenantToken makes tenant (without quota) and returns a token of it.
+func (s *Server) TenantToken(t testing.TB, tenant string) string {
+	t.Helper()
 	if _, err := s.Admin.PutTenant(context.Background(), &apiv1.Tenant{Metadata: apiv1.ObjectMeta{Name: tenant}}); err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +145,7 @@ func (s *Server) TenantClient(t testing.TB, tenant string) *client.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s.Client(t, tok.Status.Token)
+	return tok.Status.Token
 }
 
 // AdminRequest sends a raw request with the admin token (for what the Go
