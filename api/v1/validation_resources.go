@@ -5,6 +5,15 @@ import (
 	"net/netip"
 )
 
+// The most one host may offer: far above any machine (about a million vCPU,
+// 64 TiB, 100 000 groups, 1024 GPUs), far below overflowing a pool's sum.
+const (
+	MaxHostMilliCPU  = 1 << 20 * 1000
+	MaxHostMemoryMiB = 64 << 20
+	MaxHostPods      = 100000
+	MaxHostGPU       = 1024
+)
+
 // ValidateHost checks a host an agent registers.
 func ValidateHost(h *Host) error {
 	e := &errs{}
@@ -12,16 +21,20 @@ func ValidateHost(h *Host) error {
 	e.dnsLabel("spec.zone", h.Spec.Zone, 63)
 	for name, r := range map[string]Resources{"capacity": h.Spec.Capacity, "allocatable": h.Spec.Allocatable} {
 		p := fpath("spec").child(name)
-		if r.MilliCPU <= 0 {
-			e.add(p.child("milliCPU"), "%d is not allowed; allowed: 1 or more millicores", r.MilliCPU)
+		// Bounded, so that sums over a pool never overflow (a host token
+		// must not make every node's capacity negative).
+		if r.MilliCPU <= 0 || r.MilliCPU > MaxHostMilliCPU {
+			e.add(p.child("milliCPU"), "%d is not allowed; allowed: 1 to %d millicores", r.MilliCPU, MaxHostMilliCPU)
 		}
-		if r.MemoryMiB <= 0 {
-			e.add(p.child("memoryMiB"), "%d is not allowed; allowed: 1 or more MiB", r.MemoryMiB)
+		if r.MemoryMiB <= 0 || r.MemoryMiB > MaxHostMemoryMiB {
+			e.add(p.child("memoryMiB"), "%d is not allowed; allowed: 1 to %d MiB", r.MemoryMiB, MaxHostMemoryMiB)
 		}
-		if r.Pods <= 0 {
-			e.add(p.child("pods"), "%d is not allowed; allowed: 1 or more", r.Pods)
+		if r.Pods <= 0 || r.Pods > MaxHostPods {
+			e.add(p.child("pods"), "%d is not allowed; allowed: 1 to %d", r.Pods, MaxHostPods)
 		}
-		e.nonNegative(p.child("gpu"), int64(r.GPU))
+		if r.GPU < 0 || r.GPU > MaxHostGPU {
+			e.add(p.child("gpu"), "%d is not allowed; allowed: 0 to %d", r.GPU, MaxHostGPU)
+		}
 	}
 	a, c := h.Spec.Allocatable, h.Spec.Capacity
 	if a.MilliCPU > c.MilliCPU || a.MemoryMiB > c.MemoryMiB || a.GPU > c.GPU || a.Pods > c.Pods {

@@ -28,7 +28,18 @@ func resolveContainer(g *apiv1.ContainerGroup, c apiv1.Container) (apiv1.Contain
 		vars[e.Name] = v
 		env = append(env, apiv1.EnvVar{Name: e.Name, Value: v})
 	}
-	c.Env = env
+	// One value per name, the last (as the kubelet's map of them): a
+	// runtime given two would keep one or the other.
+	last := make(map[string]int, len(env))
+	for i, e := range env {
+		last[e.Name] = i
+	}
+	c.Env = make([]apiv1.EnvVar, 0, len(last))
+	for i, e := range env {
+		if last[e.Name] == i {
+			c.Env = append(c.Env, e)
+		}
+	}
 	mounts := make([]apiv1.VolumeMount, len(c.VolumeMounts))
 	for i, m := range c.VolumeMounts {
 		if m.SubPathExpr != "" {
@@ -74,6 +85,9 @@ func expandAll(in []string, vars map[string]string) []string {
 func expand(in string, vars map[string]string) string {
 	var b strings.Builder
 	checkpoint := 0
+	// A "$(" past the last ")" is never closed: no scan for it (a value
+	// of many unclosed "$(" would take quadratic time).
+	lastClose := strings.LastIndexByte(in, ')')
 	for i := 0; i < len(in); i++ {
 		if in[i] != '$' || i+1 >= len(in) {
 			continue
@@ -84,7 +98,10 @@ func expand(in string, vars map[string]string) string {
 			b.WriteByte('$')
 			i++
 		case next == '(':
-			end := strings.IndexByte(in[i+2:], ')')
+			end := -1
+			if i+2 <= lastClose {
+				end = strings.IndexByte(in[i+2:], ')')
+			}
 			if end < 0 {
 				b.WriteString("$(")
 				i++

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 )
@@ -38,6 +39,19 @@ func TestExpand(t *testing.T) {
 	}
 }
 
+// Many unclosed "$(" take linear time, not quadratic (a tenant's 1 MiB
+// value must not hold the agent's worker for seconds).
+func TestExpandUnclosed(t *testing.T) {
+	in := strings.Repeat("$(", 512<<10)
+	start := time.Now()
+	if got := expand(in, map[string]string{"A": "x"}); got != in {
+		t.Fatal("unclosed references changed")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("1 MiB of unclosed references took %s", d)
+	}
+}
+
 func TestResolveContainer(t *testing.T) {
 	g := &apiv1.ContainerGroup{Status: apiv1.ContainerGroupStatus{IP: "198.18.0.7", IPv6Address: "2001:2::7"}}
 	c := apiv1.Container{
@@ -48,6 +62,9 @@ func TestResolveContainer(t *testing.T) {
 			{Name: "POD_IPS", FieldRef: &apiv1.EnvFieldRef{FieldPath: "status.podIPs"}},
 			{Name: "URL", Value: "http://$(POD_IP):8080/$$(POD_IP)"},
 			{Name: "SECRET", Value: "pa$$(POD_IP)ss"}, // a resolved secret, escaped by the vnode
+			{Name: "TWICE", Value: "first"},
+			{Name: "SEES_FIRST", Value: "$(TWICE)"},
+			{Name: "TWICE", Value: "second"},
 		},
 		Command:      []string{"echo", "$(URL)", "$(MISSING)"},
 		Args:         []string{"$(POD_IPS)"},
@@ -59,13 +76,16 @@ func TestResolveContainer(t *testing.T) {
 	}
 	env := map[string]string{}
 	for _, e := range got.Env {
+		if _, dup := env[e.Name]; dup {
+			t.Errorf("%s is set twice", e.Name)
+		}
 		env[e.Name] = e.Value
 		if e.FieldRef != nil {
 			t.Errorf("%s still has a fieldRef", e.Name)
 		}
 	}
 	for name, want := range map[string]string{"LATER_REF": "$(POD_IP)", "POD_IP": "198.18.0.7", "POD_IPS": "198.18.0.7,2001:2::7",
-		"URL": "http://198.18.0.7:8080/$(POD_IP)", "SECRET": "pa$(POD_IP)ss"} {
+		"URL": "http://198.18.0.7:8080/$(POD_IP)", "SECRET": "pa$(POD_IP)ss", "SEES_FIRST": "first", "TWICE": "second"} {
 		if env[name] != want {
 			t.Errorf("%s = %q, want %q", name, env[name], want)
 		}
@@ -83,7 +103,7 @@ func TestResolveContainer(t *testing.T) {
 	// Without ExpandEnv (an API user's container) nothing is expanded.
 	c.ExpandEnv = false
 	got, _ = resolveContainer(g, c)
-	if got.Command[1] != "$(URL)" || got.Env[3].Value != "http://$(POD_IP):8080/$$(POD_IP)" || got.Env[1].Value != "198.18.0.7" {
+	if got.Command[1] != "$(URL)" || got.Env[3].Value != "http://$(POD_IP):8080/$$(POD_IP)" || got.Env[1].Value != "198.18.0.7" || got.Env[5].Value != "$(TWICE)" {
 		t.Errorf("expanded without ExpandEnv: %q %+v", got.Command, got.Env)
 	}
 

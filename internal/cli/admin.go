@@ -43,10 +43,11 @@ func newHostUpdateCommand(f *Flags, verb string) *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "host %s %sed\n", h.Metadata.Name, verb)
 			if verb != "drain" {
+				fmt.Fprintf(out, "host %s %sed\n", h.Metadata.Name, verb)
 				return nil
 			}
+			fmt.Fprintf(out, "host %s cordoned and draining\n", h.Metadata.Name)
 			return waitDrained(cmd, c, h, wait)
 		},
 	}
@@ -169,7 +170,7 @@ func newQuotaCommand(f *Flags) *cobra.Command {
 			}
 			return output(cmd.OutOrStdout(), f.Output, cp, func(tw *tabwriter.Writer, _ bool) {
 				row(tw, "RESOURCE", "USED", "QUOTA", "POOL FREE", "POOL", "LARGEST FREE ON ONE HOST")
-				row(tw, "cpu", cp.Used.MilliCPU/1000, limitText(float64(cp.Quota.MilliCPU)/1000, ""), float64(cp.Free.MilliCPU)/1000, float64(cp.Pool.MilliCPU)/1000, float64(cp.LargestFree.MilliCPU)/1000)
+				row(tw, "cpu", float64(cp.Used.MilliCPU)/1000, limitText(float64(cp.Quota.MilliCPU)/1000, ""), float64(cp.Free.MilliCPU)/1000, float64(cp.Pool.MilliCPU)/1000, float64(cp.LargestFree.MilliCPU)/1000)
 				row(tw, "memory", fmt.Sprintf("%.1fGi", float64(cp.Used.MemoryMiB)/1024), limitText(float64(cp.Quota.MemoryMiB)/1024, "Gi"),
 					fmt.Sprintf("%.1fGi", float64(cp.Free.MemoryMiB)/1024), fmt.Sprintf("%.1fGi", float64(cp.Pool.MemoryMiB)/1024), fmt.Sprintf("%.1fGi", float64(cp.LargestFree.MemoryMiB)/1024))
 				row(tw, "gpu", cp.Used.GPU, limitText(float64(cp.Quota.GPU), ""), cp.Free.GPU, cp.Pool.GPU, cp.LargestFree.GPU)

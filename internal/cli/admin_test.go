@@ -67,12 +67,18 @@ func TestAdminVerbs(t *testing.T) {
 		t.Fatalf("restart: %v %q", err, out)
 	}
 
-	// ps -w: the list, then the group's changes, until interrupted.
-	wctx, wcancel := context.WithTimeout(context.Background(), 3*time.Second)
+	// ps -w: the list, then a row for the group's change, until
+	// interrupted.
+	wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer wcancel()
-	out, err = eciCtx(t, wctx, "get", "-w")
-	if !strings.Contains(out, "STATE") || !strings.Contains(out, id) {
-		t.Fatalf("get -w: %v %q", err, out)
+	watched := make(chan string, 1)
+	go func() { o, _ := eciCtx(t, wctx, "get", "-w"); watched <- o }()
+	time.Sleep(time.Second)
+	if _, err := eci(t, "update", id, "--tag", "team=web"); err != nil {
+		t.Fatal(err)
+	}
+	if out = <-watched; !strings.Contains(out, "STATE") || strings.Count(out, id) < 2 {
+		t.Fatalf("get -w: want the list and a change row of %s:\n%s", id, out)
 	}
 
 	for _, verb := range []string{"cordon", "uncordon"} {
@@ -89,7 +95,7 @@ func TestAdminVerbs(t *testing.T) {
 	if _, err = eci(t, "rm", id); err != nil {
 		t.Fatal(err)
 	}
-	if out, err = eci(t, "hosts", "drain", "h1", "--timeout", "30s"); err != nil || !strings.Contains(out, "host h1 drained") {
+	if out, err = eci(t, "hosts", "drain", "h1", "--timeout", "30s"); err != nil || !strings.Contains(out, "host h1 drained: no groups left") {
 		t.Fatalf("drain: %v %q", err, out)
 	}
 }

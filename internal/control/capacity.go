@@ -10,7 +10,8 @@ import (
 
 // Capacity sums what the schedulable hosts can hold and have free, with
 // what the caller's tenant holds and may hold. A tenant learns the pool's
-// totals, never a host's name or another tenant's use.
+// totals and never a host's name; free minus its own use still moves with
+// the other tenants' groups (docs/security.md).
 func (s *Service) Capacity(ctx context.Context, p auth.Principal) (*apiv1.Capacity, error) {
 	if err := p.Require("read the pool's capacity", apiv1.TokenAdmin, apiv1.TokenTenant); err != nil {
 		return nil, err

@@ -26,7 +26,7 @@ var readAnnotations = []string{
 
 // writtenAnnotations are the node's to write; a pod's own value is
 // replaced.
-var writtenAnnotations = []string{AnnInstanceID, AnnInstanceSpec, AnnAllocatedEIP, AnnAllocatedIPv6, annPrefix + "eci-matched-image-cache"}
+var writtenAnnotations = []string{AnnInstanceID, AnnInstanceSpec, AnnAllocatedEIP, AnnAllocatedIPv6}
 
 // unsupportedAnnotations: what happens instead, and what to use.
 var unsupportedAnnotations = map[string]string{
@@ -44,6 +44,8 @@ var unsupportedAnnotations = map[string]string{
 	"eci-data-cache-bucket":  "no data caches yet: mount the data with an NFS volume",
 	"eci-ntp-server":         "the instance keeps the host's clock (a container shares its kernel's time)",
 	"eci-core-pattern":       "the host's kernel.core_pattern applies (it is not per instance)",
+	// Written back by the system where image caches exist.
+	"eci-matched-image-cache": "no image caches yet: it is never written back, and a pod's own value means nothing",
 }
 
 // annotationWarnings are the Warning Events for pod's annotations that do

@@ -1,6 +1,8 @@
 package vnode
 
 import (
+	"math"
+
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	corev1 "k8s.io/api/core/v1"
@@ -60,14 +62,14 @@ func quotaLeft(quota, used int64) int64 {
 
 // resourceList is r as the node's cpu, memory and pods, each no more than
 // max's.
-func resourceList(r apiv1.Resources, max corev1.ResourceList) corev1.ResourceList {
+func resourceList(r apiv1.Resources, most corev1.ResourceList) corev1.ResourceList {
 	out := corev1.ResourceList{
-		corev1.ResourceCPU:    *resource.NewMilliQuantity(r.MilliCPU, resource.DecimalSI),
-		corev1.ResourceMemory: *resource.NewQuantity(r.MemoryMiB<<20, resource.BinarySI),
-		corev1.ResourcePods:   *resource.NewQuantity(int64(r.Pods), resource.DecimalSI),
+		corev1.ResourceCPU:    *resource.NewMilliQuantity(max(r.MilliCPU, 0), resource.DecimalSI),
+		corev1.ResourceMemory: *resource.NewQuantity(min(max(r.MemoryMiB, 0), math.MaxInt64>>20)<<20, resource.BinarySI),
+		corev1.ResourcePods:   *resource.NewQuantity(int64(max(r.Pods, 0)), resource.DecimalSI),
 	}
 	for name, q := range out {
-		if m, ok := max[name]; ok && m.Cmp(q) < 0 {
+		if m, ok := most[name]; ok && m.Cmp(q) < 0 {
 			out[name] = m.DeepCopy()
 		}
 	}

@@ -36,40 +36,35 @@ func pkixNode(name string) pkix.Name {
 // subject, name and InternalIP. It approves nothing else: not another
 // node's request, not its own for other names or addresses. When the
 // identity may not approve (no "approve" on signers
-// kubernetes.io/kubelet-serving), it says so once and leaves the request to
-// an admin.
+// kubernetes.io/kubelet-serving), it says so once per request and leaves
+// it to an admin; the certificate manager's next request is tried again.
 func (v *VNode) approveOwnCSRs(ctx context.Context) {
 	l := log.G(ctx)
-	review, err := v.cfg.Kube.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
-	if err != nil {
-		l.Warn("serving certificate: who am I (SelfSubjectReview) failed; approve the node's CSR by hand (kubectl certificate approve)", "err", err)
+	me, ok := v.whoAmI(ctx)
+	if !ok {
 		return
 	}
-	me := review.Status.UserInfo.Username
 	factory := informers.NewSharedInformerFactoryWithOptions(v.cfg.Kube, 10*time.Minute, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("spec.signerName", certificatesv1.KubeletServingSignerName).String()
 	}))
 	informer := factory.Certificates().V1().CertificateSigningRequests().Informer()
-	forbidden := false
+	warned := map[string]bool{} // requests it may not approve, said once each
 	handle := func(obj any) {
 		csr, ok := obj.(*certificatesv1.CertificateSigningRequest)
-		if !ok || forbidden || decided(csr) || csr.Spec.Username != me {
+		if !ok || decided(csr) || csr.Spec.Username != me {
 			return
 		}
 		if err := v.ownRequest(csr); err != nil {
 			l.Warn("serving certificate: not approving a request of this node's identity", "csr", csr.Name, "err", err)
 			return
 		}
-		csr = csr.DeepCopy()
-		csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
-			Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: approveReason,
-			Message: "the virtual node approved its own kubelet serving certificate", LastUpdateTime: metav1.Now(),
-		})
-		_, err := v.cfg.Kube.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, csr.Name, csr, metav1.UpdateOptions{})
+		err := v.approve(ctx, csr)
 		switch {
 		case apierrors.IsForbidden(err):
-			forbidden = true
-			l.Warn("serving certificate: this node may not approve its request; an admin approves it", "csr", csr.Name, "run", "kubectl certificate approve "+csr.Name, "err", err)
+			if !warned[csr.Name] {
+				warned[csr.Name] = true
+				l.Warn("serving certificate: this node may not approve its request; an admin approves it", "csr", csr.Name, "run", "kubectl certificate approve "+csr.Name, "err", err)
+			}
 		case err != nil:
 			l.Warn("serving certificate: approving", "csr", csr.Name, "err", err)
 		default:
@@ -83,6 +78,46 @@ func (v *VNode) approveOwnCSRs(ctx context.Context) {
 	factory.Start(ctx.Done())
 	<-ctx.Done()
 	factory.Shutdown()
+}
+
+// whoAmI is the node's user name (a SelfSubjectReview), asked until it
+// answers or ctx ends.
+func (v *VNode) whoAmI(ctx context.Context) (string, bool) {
+	for wait := time.Second; ; wait = min(2*wait, time.Minute) {
+		review, err := v.cfg.Kube.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+		if err == nil {
+			return review.Status.UserInfo.Username, true
+		}
+		log.G(ctx).Warn("serving certificate: who am I (SelfSubjectReview)? until it answers, an admin approves the node's request", "err", err, "retry in", wait)
+		select {
+		case <-ctx.Done():
+			return "", false
+		case <-time.After(wait):
+		}
+	}
+}
+
+// approve marks csr Approved, reading it again after a conflict.
+func (v *VNode) approve(ctx context.Context, csr *certificatesv1.CertificateSigningRequest) error {
+	api := v.cfg.Kube.CertificatesV1().CertificateSigningRequests()
+	var err error
+	for range 5 {
+		csr = csr.DeepCopy()
+		csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
+			Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: approveReason,
+			Message: "the virtual node approved its own kubelet serving certificate", LastUpdateTime: metav1.Now(),
+		})
+		if _, err = api.UpdateApproval(ctx, csr.Name, csr, metav1.UpdateOptions{}); !apierrors.IsConflict(err) {
+			return err
+		}
+		if csr, err = api.Get(ctx, csr.Name, metav1.GetOptions{}); err != nil {
+			return err
+		}
+		if decided(csr) {
+			return nil
+		}
+	}
+	return err
 }
 
 // decided: approved or denied already, or failed.

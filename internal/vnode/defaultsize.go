@@ -28,7 +28,8 @@ func ParseDefaultSize(v string) (sizes.Size, error) {
 }
 
 // asksForNoSize: no container (init ones included) requests or limits CPU
-// or memory, and no eci-use-specs annotation names a size.
+// or memory (a zero counts as none), and no eci-use-specs annotation names
+// a size.
 func asksForNoSize(pod *corev1.Pod) bool {
 	if _, ok := pod.Annotations[AnnUseSpecs]; ok {
 		return false
@@ -36,10 +37,10 @@ func asksForNoSize(pod *corev1.Pod) bool {
 	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
 		for _, c := range cs {
 			for _, l := range []corev1.ResourceList{c.Resources.Requests, c.Resources.Limits} {
-				if _, ok := l[corev1.ResourceCPU]; ok {
+				if q, ok := l[corev1.ResourceCPU]; ok && !q.IsZero() {
 					return false
 				}
-				if _, ok := l[corev1.ResourceMemory]; ok {
+				if q, ok := l[corev1.ResourceMemory]; ok && !q.IsZero() {
 					return false
 				}
 			}

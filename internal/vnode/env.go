@@ -167,11 +167,12 @@ func resourceValue(pod *corev1.Pod, self string, ref *corev1.ResourceFieldSelect
 	if name == "" {
 		name = self
 	}
-	i := slices.IndexFunc(pod.Spec.Containers, func(c corev1.Container) bool { return c.Name == name })
+	all := slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers)
+	i := slices.IndexFunc(all, func(c corev1.Container) bool { return c.Name == name })
 	if i < 0 {
 		return "", fmt.Errorf("resourceFieldRef: no container %q", name)
 	}
-	c := pod.Spec.Containers[i]
+	c := all[i]
 	size := instanceSize(s)
 	divisor := ref.Divisor
 	if divisor.IsZero() {

@@ -120,6 +120,20 @@ func TestContainerEnv(t *testing.T) {
 		}
 	}
 
+	// An init container reads its own resources (the kubelet looks in
+	// both lists).
+	initPod := pod(func(p *corev1.Pod) {
+		p.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "busybox", Resources: corev1.ResourceRequirements{Limits: res("250m", "")},
+			Env: []corev1.EnvVar{{Name: "CPU_M", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{Resource: "limits.cpu", Divisor: resource.MustParse("1m")}}}}}}
+	})
+	g, err = p.toGroup(context.Background(), initPod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env := g.Spec.InitContainers[0].Env; env[len(env)-1].Value != "250" {
+		t.Errorf("init container's limits.cpu: %+v", env)
+	}
+
 	// A missing secret waits (CreateContainerConfigError); an unknown field
 	// is refused.
 	missing := pod(func(p *corev1.Pod) {

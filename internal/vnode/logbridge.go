@@ -3,8 +3,11 @@ package vnode
 import (
 	"context"
 	"fmt"
+	"io"
+	stdlog "log"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -187,3 +190,19 @@ func (v vkLogger) WithFields(f vklog.Fields) vklog.Logger {
 }
 
 func (v vkLogger) WithError(err error) vklog.Logger { return v.with("err", err) }
+
+// httpErrorLog is net/http's error log for the node's servers, at warn:
+// what it writes, but for the handshakes that end before a byte (EOF): a
+// TCP probe or a load balancer's health check every few seconds.
+func httpErrorLog(l *slog.Logger) *stdlog.Logger {
+	return stdlog.New(probeFilter{slog.NewLogLogger(l.Handler(), slog.LevelWarn).Writer()}, "", 0)
+}
+
+type probeFilter struct{ w io.Writer }
+
+func (f probeFilter) Write(p []byte) (int, error) {
+	if line := strings.TrimSpace(string(p)); strings.Contains(line, "TLS handshake error") && strings.HasSuffix(line, ": EOF") {
+		return len(p), nil
+	}
+	return f.w.Write(p)
+}

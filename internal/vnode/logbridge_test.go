@@ -126,3 +126,18 @@ func TestKlogVerbosityIsCapped(t *testing.T) {
 		}
 	}
 }
+
+// A handshake that ends before a byte (a TCP probe) is not logged; other
+// handshake errors are.
+func TestHTTPErrorLogDropsProbes(t *testing.T) {
+	var buf bytes.Buffer
+	l := httpErrorLog(slog.New(slog.NewTextHandler(&buf, nil)))
+	l.Printf("http: TLS handshake error from 198.19.0.1:54230: EOF")
+	if buf.Len() != 0 {
+		t.Fatalf("a probe's handshake was logged: %q", buf.String())
+	}
+	l.Printf("http: TLS handshake error from 198.19.0.1:54230: remote error: tls: bad certificate")
+	if !strings.Contains(buf.String(), "bad certificate") {
+		t.Fatalf("a real handshake error was not logged: %q", buf.String())
+	}
+}

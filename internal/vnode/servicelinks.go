@@ -25,19 +25,18 @@ func (p *Provider) serviceEnv(pod *corev1.Pod) []apiv1.EnvVar {
 	}
 	links := pod.Spec.EnableServiceLinks == nil || *pod.Spec.EnableServiceLinks
 	byName := map[string]*corev1.Service{}
-	if all, err := p.cfg.Services.List(labels.Everything()); err == nil {
-		for _, svc := range all {
-			if !hasClusterIP(svc) {
-				continue
-			}
-			switch {
-			case svc.Namespace == "default" && svc.Name == "kubernetes":
-				if _, ok := byName[svc.Name]; !ok {
-					byName[svc.Name] = svc
-				}
-			case svc.Namespace == pod.Namespace && links:
+	if links {
+		// A lister's error is only ever "not found"; an empty list then.
+		own, _ := p.cfg.Services.Services(pod.Namespace).List(labels.Everything())
+		for _, svc := range own {
+			if hasClusterIP(svc) {
 				byName[svc.Name] = svc
 			}
+		}
+	}
+	if _, ok := byName["kubernetes"]; !ok { // the namespace's own wins, as on a kubelet
+		if svc, err := p.cfg.Services.Services("default").Get("kubernetes"); err == nil && hasClusterIP(svc) {
+			byName["kubernetes"] = svc
 		}
 	}
 	names := make([]string, 0, len(byName))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -75,7 +74,10 @@ func New(cfg Config) (*VNode, error) {
 	v := &VNode{cfg: cfg, ready: make(chan struct{}), done: make(chan struct{}), objects: objects, pods: pods, tls: tlsCfg, serving: serving}
 	v.provider = newProvider(cfg)
 	spec := v.nodeSpec()
-	if v.nc, err = node.NewNodeController(&nodeStatus{eci: cfg.ECI, max: cfg.Capacity, node: &spec}, &spec, cfg.Kube.CoreV1().Nodes(),
+	// The status keeper has its own copy: virtual-kubelet reads spec
+	// under its own lock, and the keeper changes its copy under its own.
+	own := spec.DeepCopy()
+	if v.nc, err = node.NewNodeController(&nodeStatus{eci: cfg.ECI, max: cfg.Capacity, node: own}, &spec, cfg.Kube.CoreV1().Nodes(),
 		node.WithNodeEnableLeaseV1(nodeutil.NodeLeaseV1Client(cfg.Kube), node.DefaultLeaseDuration)); err != nil {
 		return nil, fmt.Errorf("vnode: node controller: %w", err)
 	}
@@ -126,12 +128,8 @@ func (v *VNode) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if v.cfg.RotateServerCertificates {
-		if err := v.serving.startRotation(ctx, v.cfg); err != nil {
-			return err
-		}
-		wg.Add(1)
-		go func() { defer wg.Done(); v.approveOwnCSRs(ctx) }()
+	if err := v.startServingCert(ctx, &wg); err != nil {
+		return err
 	}
 	ln, err := tls.Listen("tcp", v.cfg.ListenAddr, v.tls)
 	if err != nil {
@@ -139,7 +137,7 @@ func (v *VNode) Run(ctx context.Context) (err error) {
 	}
 	// Its handlers log with the node's logger; net/http's own errors go to it too.
 	v.kubelet.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
-	v.kubelet.ErrorLog = slog.NewLogLogger(log.G(ctx).Handler(), slog.LevelWarn)
+	v.kubelet.ErrorLog = httpErrorLog(log.G(ctx))
 	go func() { _ = v.kubelet.Serve(ln) }()
 	defer func() { _ = v.kubelet.Close() }()
 	if v.profile != nil {
@@ -187,6 +185,21 @@ func (v *VNode) Run(ctx context.Context) (err error) {
 	case <-v.nc.Done():
 		return fmt.Errorf("vnode: node controller: %w", v.nc.Err())
 	}
+}
+
+// startServingCert asks the cluster for the kubelet API's certificate and
+// approves the node's own requests while ctx lasts, with
+// RotateServerCertificates (servingcert.go).
+func (v *VNode) startServingCert(ctx context.Context, wg *sync.WaitGroup) error {
+	if !v.cfg.RotateServerCertificates {
+		return nil
+	}
+	if err := v.serving.startRotation(ctx, v.cfg); err != nil {
+		return err
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); v.approveOwnCSRs(ctx) }()
+	return nil
 }
 
 // background starts what runs beside the controllers until ctx ends: the

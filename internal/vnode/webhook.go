@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -79,7 +78,7 @@ func (v *VNode) runProfile(ctx context.Context, started chan<- error) {
 	mux := http.NewServeMux()
 	namespaces := namespaceLabels{lister: v.objects.Core().V1().Namespaces().Lister(), kube: v.cfg.Kube}
 	mux.Handle(profile.Path, &profile.Webhook{Profile: v.profile.Current, Namespaces: namespaces, Node: v.profileNode(), Logger: log.G(ctx)})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.G(ctx).Handler(), slog.LevelWarn)}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: httpErrorLog(log.G(ctx))}
 	go func() { _ = srv.Serve(ln) }()
 	defer func() { _ = srv.Close() }()
 	hookURL := pc.URL

@@ -41,7 +41,10 @@ func TestHelmChart(t *testing.T) {
 	bed := testbed.New(t, testbed.Options{Kube: true, Containerd: true, Kubelet: true})
 	nodeIP := bed.Network.NodeIP.String()
 	srv := servertest.Start(t, func(c *server.Config) { c.Addr, c.TLSNames = nodeIP+":0", []string{nodeIP} })
-	agenttest.Start(t, srv, bed, "host-1")
+	// The instances' host has a containerd of its own: the real kubelet's
+	// pods must not get the agent's CNI plugin.
+	host := testbed.New(t, testbed.Options{Containerd: true, SharedRegistry: bed.Registry})
+	agenttest.Start(t, srv, host, "host-1")
 	c := &cluster{bed: bed, srv: srv, kube: fastClient(t, bed)}
 	ctx := context.Background()
 	root, err := testbed.RepoRoot()
@@ -106,16 +109,56 @@ func TestHelmChart(t *testing.T) {
 	c.createPod(t, ns, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "via-chart"}, Spec: corev1.PodSpec{
 		NodeSelector: map[string]string{"kubernetes.io/hostname": node},
 		Tolerations:  []corev1.Toleration{{Key: "virtual-kubelet.io/provider", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
-		Containers:   []corev1.Container{{Name: "main", Image: bed.Registry.Busybox, Command: []string{"sh", "-c", "echo hello from the chart's node; sleep 3600"}}}}})
+		Containers:   []corev1.Container{{Name: "main", Image: bed.Registry.Busybox, Command: []string{"sh", "-c", "echo hello from the node of the chart; sleep 3600"}}}}})
 	c.waitPod(t, ns, "via-chart", "Running", 120*time.Second, running)
-	c.logsUntil(t, ns, "via-chart", []string{"hello from the chart's node"})
-	poll.Eventually(t, 60*time.Second, "the node serves a certificate of the cluster's CA", func() error {
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := c.kubectlIn(nil, "-n", "eci-system", "logs", "deploy/eci-vnode", "--tail=40")
+			t.Logf("the node's log:\n%s", out)
+		}
+	})
+	c.logsUntil(t, ns, "via-chart", []string{"hello from the node of the chart"})
+	// An admin approves the node's serving certificate, as a kubelet's (the
+	// chart's default: the node may not approve it itself).
+	sa := "system:serviceaccount:eci-system:eci-vnode"
+	poll.Eventually(t, 90*time.Second, "the node serves a certificate of the cluster's CA once approved", func() error {
+		csrs, err := c.kube.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, csr := range csrs.Items {
+			if csr.Spec.Username == sa && len(csr.Status.Conditions) == 0 {
+				if out, err := c.kubectlIn(nil, "certificate", "approve", csr.Name); err != nil {
+					return fmt.Errorf("approve: %v: %s", err, out)
+				}
+			}
+		}
 		n, err := c.kube.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
 		if err != nil || len(n.Status.Addresses) == 0 {
 			return fmt.Errorf("node %v", err)
 		}
 		return verifyServing(fmt.Sprintf("%s:%d", n.Status.Addresses[0].Address, n.Status.DaemonEndpoints.KubeletEndpoint.Port), bed.Kube.CA.Cert)
 	})
+
+	// What its service account may not do: change another node or a pod
+	// not bound to it, request a token bound to no pod, approve a
+	// certificate.
+	as := []string{"--as=" + sa, "--as-group=system:serviceaccounts", "--as-group=system:serviceaccounts:eci-system", "--as-group=system:authenticated"}
+	vnodePodName := strings.Fields(vnodePod)[0]
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"label", "node", bed.Kubelet.NodeName, "x=y"}, "forbidden"},
+		{[]string{"-n", "eci-system", "annotate", "pod", vnodePodName, "x=y"}, "may change or delete only the pods bound to it"},
+		{[]string{"-n", "eci-system", "delete", "pod", vnodePodName}, "may change or delete only the pods bound to it"},
+		{[]string{"-n", "default", "create", "token", "default"}, "must be bound to a pod"},
+	} {
+		out, err := c.kubectlIn(nil, append(as, tc.args...)...)
+		if err == nil || !strings.Contains(strings.ToLower(string(out)), strings.ToLower(tc.want)) {
+			t.Errorf("as the node's service account, kubectl %s: %v %s; want %q", strings.Join(tc.args, " "), err, out, tc.want)
+		}
+	}
 
 	// deploy/vnode holds the chart rendered with its defaults (and an
 	// existing Secret), and the apiserver takes the kustomization.
@@ -150,7 +193,12 @@ func (c *cluster) podsIn(ns string) string {
 	}
 	var b strings.Builder
 	for _, p := range pods.Items {
-		fmt.Fprintf(&b, "%s on %s: %s %v; ", p.Name, p.Spec.NodeName, p.Status.Phase, p.Status.ContainerStatuses)
+		fmt.Fprintf(&b, "%s on %s: %s %v; events:", p.Name, p.Spec.NodeName, p.Status.Phase, p.Status.ContainerStatuses)
+		evs, _ := c.kube.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=" + p.Name})
+		for _, ev := range evs.Items {
+			fmt.Fprintf(&b, " [%s %s: %s]", ev.Type, ev.Reason, ev.Message)
+		}
+		b.WriteString("; ")
 	}
 	return b.String()
 }
