@@ -2,34 +2,18 @@ package cli
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
-	"github.com/eci-dev/eci/internal/client"
-	"github.com/eci-dev/eci/internal/fakeagent"
-	"github.com/eci-dev/eci/internal/server/servertest"
 )
 
 // The verbs of issue #17's item 7: tenants and their quotas, quota, hosts
 // cordon/uncordon/drain (drain waits for the groups to end and moves
 // nothing), restart, update, ps -w.
 func TestAdminVerbs(t *testing.T) {
-	srv := servertest.Start(t)
-	conf := filepath.Join(t.TempDir(), "admin.conf")
-	if err := client.WriteConfigFile(conf, client.ConfigFile{Server: srv.URL(), Token: srv.AdminToken(), CAFile: srv.CAFile()}); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("ECI_CONFIG", conf)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	res := apiv1.Resources{MilliCPU: 16000, MemoryMiB: 65536, Pods: 10}
-	agent := fakeagent.New(fakeagent.Config{Client: srv.HostClient(t, "h1"),
-		Hosts: []apiv1.Host{{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}}}})
-	go func() { _ = agent.Run(ctx) }()
-	<-agent.Ready()
+	srv := startWithHost(t)
 	if _, err := eci(t, "vswitches", "create", "vsw-a", "--zone", "zone-a", "--cidr", "198.19.128.0/24"); err != nil {
 		t.Fatal(err)
 	}

@@ -213,19 +213,7 @@ func TestRouteVerbs(t *testing.T) {
 // Dual stack: a vSwitch with --ipv6-cidr, a group with --ipv6 placed on it
 // shows its IPv6 address (ps -o wide, describe); an IPv6 security rule.
 func TestIPv6Verbs(t *testing.T) {
-	srv := servertest.Start(t)
-	conf := filepath.Join(t.TempDir(), "admin.conf")
-	if err := client.WriteConfigFile(conf, client.ConfigFile{Server: srv.URL(), Token: srv.AdminToken(), CAFile: srv.CAFile()}); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("ECI_CONFIG", conf)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	res := apiv1.Resources{MilliCPU: 16000, MemoryMiB: 65536, Pods: 10}
-	agent := fakeagent.New(fakeagent.Config{Client: srv.HostClient(t, "h1"),
-		Hosts: []apiv1.Host{{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}}}})
-	go func() { _ = agent.Run(ctx) }()
-	<-agent.Ready()
+	srv := startWithHost(t)
 
 	out, err := eci(t, "vswitches", "create", "vsw-6", "--zone", "zone-a", "--cidr", "198.19.128.0/24", "--ipv6-cidr", "2001:2:0:1::/64")
 	if err != nil || !strings.Contains(out, "vsw-6 created (198.19.128.0/24 and 2001:2:0:1::/64 in zone-a, 253 addresses)") {
@@ -261,4 +249,25 @@ func TestIPv6Verbs(t *testing.T) {
 	if out, err = eci(t, "sg"); err != nil || !strings.Contains(out, "tcp:80/80:2001:2::/48") || !strings.Contains(out, "all::::/0") {
 		t.Fatalf("sg: %v %q", err, out)
 	}
+}
+
+// startWithHost runs a server whose admin config $ECI_CONFIG names, with
+// one fake host h1 (16 vCPU, 64 GiB, 10 groups) in zone-a, until the test
+// ends.
+func startWithHost(t *testing.T) *servertest.Server {
+	t.Helper()
+	srv := servertest.Start(t)
+	conf := filepath.Join(t.TempDir(), "admin.conf")
+	if err := client.WriteConfigFile(conf, client.ConfigFile{Server: srv.URL(), Token: srv.AdminToken(), CAFile: srv.CAFile()}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("ECI_CONFIG", conf)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	res := apiv1.Resources{MilliCPU: 16000, MemoryMiB: 65536, Pods: 10}
+	agent := fakeagent.New(fakeagent.Config{Client: srv.HostClient(t, "h1"),
+		Hosts: []apiv1.Host{{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}}}})
+	go func() { _ = agent.Run(ctx) }()
+	<-agent.Ready()
+	return srv
 }
