@@ -44,6 +44,13 @@ func (p *Provider) podStatus(pod *corev1.Pod, g *apiv1.ContainerGroup) corev1.Po
 		podCondition(corev1.ContainersReady, cond["ContainersReady"].Status && out.Phase == corev1.PodRunning, cond["ContainersReady"].LastTransitionTime),
 		podCondition(corev1.PodReady, cond["Ready"].Status && out.Phase == corev1.PodRunning, cond["Ready"].LastTransitionTime),
 	}
+	// The generation of the spec this status is of, as a 1.35 kubelet
+	// writes it (PodObservedGenerationTracking): the pod's, which the node
+	// translated and sent on (images, files) when it changed.
+	out.ObservedGeneration = pod.Generation
+	for i := range out.Conditions {
+		out.Conditions[i].ObservedGeneration = pod.Generation
+	}
 	out.InitContainerStatuses = containerStatuses(pod.Spec.InitContainers, st.InitContainers, out.Phase)
 	out.ContainerStatuses = containerStatuses(pod.Spec.Containers, st.Containers, out.Phase)
 	if !initDone(pod.Spec.InitContainers, out.InitContainerStatuses) {

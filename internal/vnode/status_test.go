@@ -91,3 +91,19 @@ func TestInitFailedPod(t *testing.T) {
 		t.Fatalf("app container: %+v", st.ContainerStatuses[0].State)
 	}
 }
+
+// The status says which generation of the pod it is of, on the pod and on
+// each condition, as a 1.35 kubelet's.
+func TestObservedGeneration(t *testing.T) {
+	p := &Provider{cfg: Config{InternalIP: "198.18.64.1"}}
+	po := pod(func(p *corev1.Pod) { p.Generation = 3 })
+	st := p.podStatus(po, &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{ID: "eci-1"}, Status: apiv1.ContainerGroupStatus{State: apiv1.StateRunning, Host: "h1"}})
+	if st.ObservedGeneration != 3 || len(st.Conditions) == 0 {
+		t.Fatalf("observedGeneration %d, conditions %v", st.ObservedGeneration, st.Conditions)
+	}
+	for _, c := range st.Conditions {
+		if c.ObservedGeneration != 3 {
+			t.Errorf("condition %s: observedGeneration %d", c.Type, c.ObservedGeneration)
+		}
+	}
+}

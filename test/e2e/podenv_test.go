@@ -59,6 +59,9 @@ func TestPodEnvironment(t *testing.T) {
 		Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
 	}})
 	p := c.waitPod(t, ns, "env-kubelet", "Running", 90*time.Second, running)
+	if p.Generation == 0 || p.Status.ObservedGeneration != p.Generation {
+		t.Errorf("generation %d, status.observedGeneration %d: want them equal, as a 1.35 kubelet writes it", p.Generation, p.Status.ObservedGeneration)
+	}
 	k8s, err := c.kube.CoreV1().Services("default").Get(ctx, "kubernetes", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
