@@ -26,6 +26,9 @@ type GroupUpdate struct {
 	// again with the new one, as a kubelet does when a pod's image
 	// changes.
 	Images map[string]string `json:"images,omitempty"`
+	// ActiveDeadlineSeconds sets the group's deadline, or lowers it, as a
+	// pod's may only be set or lowered; a higher one is refused.
+	ActiveDeadlineSeconds *int64 `json:"activeDeadlineSeconds,omitempty"`
 	// ResourceVersion, when set, must be the group's current version.
 	ResourceVersion string `json:"resourceVersion,omitempty"`
 }

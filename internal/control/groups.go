@@ -294,6 +294,12 @@ func (s *Service) UpdateGroup(ctx context.Context, p auth.Principal, id string, 
 			}
 			next.Spec = spec
 		}
+		if d := u.ActiveDeadlineSeconds; d != nil {
+			if cur := next.Spec.ActiveDeadlineSeconds; cur != nil && *d > *cur {
+				return fmt.Errorf("activeDeadlineSeconds: %d is more than the group's %d; allowed: set it, or lower it: %w", *d, *cur, errdefs.ErrInvalidArgument)
+			}
+			next.Spec.ActiveDeadlineSeconds = d
+		}
 		if u.Files != nil {
 			vols := append([]apiv1.Volume(nil), g.Spec.Volumes...)
 			for name, files := range u.Files {

@@ -93,3 +93,30 @@ func TestUpdateImages(t *testing.T) {
 		t.Errorf("a refused update changed the image: %q", cur.Spec.Containers[0].Image)
 	}
 }
+
+// activeDeadlineSeconds is set or lowered by an update, as a pod's; a
+// higher one or zero is refused and changes nothing.
+func TestUpdateDeadline(t *testing.T) {
+	e := newEnv(t, false)
+	g, _, err := e.svc.CreateGroup(e.ctx, auth.Admin, groupSpec("deadline", 1, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := func(d int64) (*apiv1.ContainerGroup, error) {
+		return e.svc.UpdateGroup(e.ctx, auth.Admin, g.Metadata.ID, apiv1.GroupUpdate{ActiveDeadlineSeconds: &d})
+	}
+	for _, d := range []int64{600, 60} {
+		if up, err := set(d); err != nil || *up.Spec.ActiveDeadlineSeconds != d {
+			t.Fatalf("set %d: %v %+v", d, err, up)
+		}
+	}
+	if _, err := set(120); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "activeDeadlineSeconds: 120 is more than the group's 60") {
+		t.Fatalf("raised: %v", err)
+	}
+	if _, err := set(0); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "activeDeadlineSeconds") {
+		t.Fatalf("zero: %v", err)
+	}
+	if cur, _ := e.svc.GetGroup(e.ctx, auth.Admin, g.Metadata.ID); *cur.Spec.ActiveDeadlineSeconds != 60 {
+		t.Fatalf("a refused update changed it: %d", *cur.Spec.ActiveDeadlineSeconds)
+	}
+}

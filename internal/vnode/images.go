@@ -15,13 +15,13 @@ import (
 )
 
 // syncImages sends the images of pod key that its group does not have yet
-// to the group (UpdateContainerGroup), in the background, until the group
-// has them: called on every change of the pod and of its group, so that
+// (and a changed activeDeadlineSeconds) to the group
+// (UpdateContainerGroup), in the background, until the group has them: called on every change of the pod and of its group, so that
 // none is lost (a failed update, one made while the node was down). A set
 // of images the service refuses is said once, as an Event on the
 // container, and not sent again.
 func (p *Provider) syncImages(ctx context.Context, key string) {
-	if _, _, images := p.imagesToSend(key); len(images) == 0 {
+	if pod, _, _ := p.imagesToSend(key); pod == nil {
 		return
 	}
 	p.mu.Lock()
@@ -67,19 +67,34 @@ func (p *Provider) imagesToSend(key string) (*corev1.Pod, *apiv1.ContainerGroup,
 	}
 	images := changedImages(pod, g)
 	if len(images) == 0 || p.refused[string(pod.UID)] == fmt.Sprint(images) {
+		images = nil
+	}
+	if len(images) == 0 && deadlineToSend(pod, g) == nil {
 		return nil, nil, nil
 	}
 	return pod, g, images
 }
 
-// sendImages sends what imagesToSend finds; retry says a failure may pass.
+// deadlineToSend is the pod's activeDeadlineSeconds when its group's
+// differs: Kubernetes lets a pod's be set or lowered, and the service
+// takes both.
+func deadlineToSend(pod *corev1.Pod, g *apiv1.ContainerGroup) *int64 {
+	want, have := pod.Spec.ActiveDeadlineSeconds, g.Spec.ActiveDeadlineSeconds
+	if want == nil || (have != nil && *have == *want) {
+		return nil
+	}
+	return want
+}
+
+// sendImages sends what imagesToSend finds, with a changed
+// activeDeadlineSeconds; retry says a failure may pass.
 func (p *Provider) sendImages(ctx context.Context, key string) (retry bool, err error) {
 	pod, g, images := p.imagesToSend(key)
-	if len(images) == 0 {
+	if pod == nil {
 		return false, nil
 	}
 	began := time.Now()
-	out, err := p.cfg.ECI.UpdateGroup(ctx, g.Metadata.ID, apiv1.GroupUpdate{Images: images})
+	out, err := p.cfg.ECI.UpdateGroup(ctx, g.Metadata.ID, apiv1.GroupUpdate{Images: images, ActiveDeadlineSeconds: deadlineToSend(pod, g)})
 	p.metrics.operation("update_container_group", began)
 	switch {
 	case errdefs.IsInvalid(err):

@@ -109,3 +109,47 @@ func mapString(m map[string]string) string {
 	b, _ := json.Marshal(m)
 	return string(b)
 }
+
+// A pod's activeDeadlineSeconds, set or lowered after it was created,
+// reaches its group; an equal one is not sent.
+func TestDeadlineReachesTheGroup(t *testing.T) {
+	var mu sync.Mutex
+	var sent []apiv1.GroupUpdate
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var u apiv1.GroupUpdate
+		if r.Method != http.MethodPatch || json.NewDecoder(r.Body).Decode(&u) != nil {
+			http.Error(w, "not in this test", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		sent = append(sent, u)
+		g := apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{ID: "eci-1", ResourceVersion: "9", Labels: podLabels("web", "uid-1")},
+			Spec: apiv1.ContainerGroupSpec{ActiveDeadlineSeconds: u.ActiveDeadlineSeconds, Containers: []apiv1.Container{{Name: "app", Image: "busybox:1"}}}}
+		_ = json.NewEncoder(w).Encode(g)
+	}))
+	t.Cleanup(svc.Close)
+	eci, err := client.New(client.Config{Server: svc.URL, Token: "t", Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newProvider(Config{ECI: eci, Recorder: &testRecorder{}})
+	d := int64(30)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web", UID: types.UID("uid-1")},
+		Spec: corev1.PodSpec{ActiveDeadlineSeconds: &d, Containers: []corev1.Container{{Name: "app", Image: "busybox:1"}}}}
+	p.pods["default/web"] = pod
+	p.groups["uid-1"] = &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{ID: "eci-1", ResourceVersion: "5", Labels: podLabels("web", "uid-1")},
+		Spec: apiv1.ContainerGroupSpec{Containers: []apiv1.Container{{Name: "app", Image: "busybox:1"}}}}
+	p.syncImages(context.Background(), "default/web")
+	poll.Eventually(t, 10*time.Second, "the deadline sent", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(sent) != 1 || sent[0].ActiveDeadlineSeconds == nil || *sent[0].ActiveDeadlineSeconds != 30 || len(sent[0].Images) != 0 {
+			return errLeft(map[string]string{"sent": "not yet"})
+		}
+		return nil
+	})
+	if pod, _, _ := p.imagesToSend("default/web"); pod != nil {
+		t.Fatal("the group has the deadline; something is still to send")
+	}
+}
