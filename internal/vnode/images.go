@@ -14,14 +14,14 @@ import (
 	"github.com/eci-dev/eci/internal/log"
 )
 
-// syncImages sends the images of pod key that its group does not have yet
+// syncUpdates sends the images of pod key that its group does not have yet
 // (and a changed activeDeadlineSeconds) to the group
 // (UpdateContainerGroup), in the background, until the group has them: called on every change of the pod and of its group, so that
 // none is lost (a failed update, one made while the node was down). A set
 // of images the service refuses is said once, as an Event on the
 // container, and not sent again.
-func (p *Provider) syncImages(ctx context.Context, key string) {
-	if pod, _, _ := p.imagesToSend(key); pod == nil {
+func (p *Provider) syncUpdates(ctx context.Context, key string) {
+	if pod, _, _ := p.updateToSend(key); pod == nil {
 		return
 	}
 	p.mu.Lock()
@@ -36,7 +36,7 @@ func (p *Provider) syncImages(ctx context.Context, key string) {
 		defer func() { p.mu.Lock(); delete(p.imaging, key); p.mu.Unlock() }()
 		wait := time.Second
 		for range 8 {
-			retry, err := p.sendImages(bg, key)
+			retry, err := p.sendUpdate(bg, key)
 			if !retry {
 				return
 			}
@@ -51,10 +51,10 @@ func (p *Provider) syncImages(ctx context.Context, key string) {
 	}()
 }
 
-// imagesToSend is pod key, its group, and the images of the pod's
+// updateToSend is pod key, its group, and the images of the pod's
 // containers its group does not have (none for a group that ended, or a
 // set its group refused).
-func (p *Provider) imagesToSend(key string) (*corev1.Pod, *apiv1.ContainerGroup, map[string]string) {
+func (p *Provider) updateToSend(key string) (*corev1.Pod, *apiv1.ContainerGroup, map[string]string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pod := p.pods[key]
@@ -86,10 +86,10 @@ func deadlineToSend(pod *corev1.Pod, g *apiv1.ContainerGroup) *int64 {
 	return want
 }
 
-// sendImages sends what imagesToSend finds, with a changed
+// sendUpdate sends what updateToSend finds, with a changed
 // activeDeadlineSeconds; retry says a failure may pass.
-func (p *Provider) sendImages(ctx context.Context, key string) (retry bool, err error) {
-	pod, g, images := p.imagesToSend(key)
+func (p *Provider) sendUpdate(ctx context.Context, key string) (retry bool, err error) {
+	pod, g, images := p.updateToSend(key)
 	if pod == nil {
 		return false, nil
 	}

@@ -26,12 +26,7 @@ func TestImagesReachTheGroup(t *testing.T) {
 	var mu sync.Mutex
 	var sent []string
 	fail := 1 // the first update: a 503
-	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var u apiv1.GroupUpdate
-		if r.Method != http.MethodPatch || json.NewDecoder(r.Body).Decode(&u) != nil {
-			http.Error(w, "not in this test", http.StatusBadRequest)
-			return
-		}
+	eci := updateService(t, func(w http.ResponseWriter, u apiv1.GroupUpdate) {
 		mu.Lock()
 		defer mu.Unlock()
 		sent = append(sent, u.Images["app"])
@@ -48,12 +43,7 @@ func TestImagesReachTheGroup(t *testing.T) {
 				Spec: apiv1.ContainerGroupSpec{Containers: []apiv1.Container{{Name: "app", Image: u.Images["app"]}}}}
 			_ = json.NewEncoder(w).Encode(g)
 		}
-	}))
-	t.Cleanup(svc.Close)
-	eci, err := client.New(client.Config{Server: svc.URL, Token: "t", Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	rec := &testRecorder{}
 	p := newProvider(Config{ECI: eci, Recorder: rec})
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web", UID: types.UID("uid-1")},
@@ -74,7 +64,7 @@ func TestImagesReachTheGroup(t *testing.T) {
 	}
 	update("busybox:2")
 	poll.Eventually(t, 10*time.Second, "the group has busybox:2", func() error {
-		if _, _, left := p.imagesToSend("default/web"); len(left) != 0 {
+		if _, _, left := p.updateToSend("default/web"); len(left) != 0 {
 			return errLeft(left)
 		}
 		return nil
@@ -92,7 +82,7 @@ func TestImagesReachTheGroup(t *testing.T) {
 		}
 		return nil
 	})
-	p.syncImages(ctx, "default/web") // as the next change of the group would
+	p.syncUpdates(ctx, "default/web") // as the next change of the group would
 	time.Sleep(200 * time.Millisecond)
 	mu.Lock()
 	defer mu.Unlock()
@@ -115,24 +105,14 @@ func mapString(m map[string]string) string {
 func TestDeadlineReachesTheGroup(t *testing.T) {
 	var mu sync.Mutex
 	var sent []apiv1.GroupUpdate
-	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var u apiv1.GroupUpdate
-		if r.Method != http.MethodPatch || json.NewDecoder(r.Body).Decode(&u) != nil {
-			http.Error(w, "not in this test", http.StatusBadRequest)
-			return
-		}
+	eci := updateService(t, func(w http.ResponseWriter, u apiv1.GroupUpdate) {
 		mu.Lock()
 		defer mu.Unlock()
 		sent = append(sent, u)
 		g := apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{ID: "eci-1", ResourceVersion: "9", Labels: podLabels("web", "uid-1")},
 			Spec: apiv1.ContainerGroupSpec{ActiveDeadlineSeconds: u.ActiveDeadlineSeconds, Containers: []apiv1.Container{{Name: "app", Image: "busybox:1"}}}}
 		_ = json.NewEncoder(w).Encode(g)
-	}))
-	t.Cleanup(svc.Close)
-	eci, err := client.New(client.Config{Server: svc.URL, Token: "t", Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	p := newProvider(Config{ECI: eci, Recorder: &testRecorder{}})
 	d := int64(30)
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web", UID: types.UID("uid-1")},
@@ -140,7 +120,7 @@ func TestDeadlineReachesTheGroup(t *testing.T) {
 	p.pods["default/web"] = pod
 	p.groups["uid-1"] = &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{ID: "eci-1", ResourceVersion: "5", Labels: podLabels("web", "uid-1")},
 		Spec: apiv1.ContainerGroupSpec{Containers: []apiv1.Container{{Name: "app", Image: "busybox:1"}}}}
-	p.syncImages(context.Background(), "default/web")
+	p.syncUpdates(context.Background(), "default/web")
 	poll.Eventually(t, 10*time.Second, "the deadline sent", func() error {
 		mu.Lock()
 		defer mu.Unlock()
@@ -149,7 +129,27 @@ func TestDeadlineReachesTheGroup(t *testing.T) {
 		}
 		return nil
 	})
-	if pod, _, _ := p.imagesToSend("default/web"); pod != nil {
+	if pod, _, _ := p.updateToSend("default/web"); pod != nil {
 		t.Fatal("the group has the deadline; something is still to send")
 	}
+}
+
+// updateService is an instance service that answers UpdateContainerGroup
+// (PATCH) with answer, and a client of it.
+func updateService(t *testing.T, answer func(http.ResponseWriter, apiv1.GroupUpdate)) *client.Client {
+	t.Helper()
+	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var u apiv1.GroupUpdate
+		if r.Method != http.MethodPatch || json.NewDecoder(r.Body).Decode(&u) != nil {
+			http.Error(w, "not in this test", http.StatusBadRequest)
+			return
+		}
+		answer(w, u)
+	}))
+	t.Cleanup(svc.Close)
+	eci, err := client.New(client.Config{Server: svc.URL, Token: "t", Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eci
 }

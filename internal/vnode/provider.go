@@ -189,7 +189,7 @@ func (p *Provider) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
 		p.pods[key] = cur
 	}
 	p.mu.Unlock()
-	p.syncImages(ctx, key)
+	p.syncUpdates(ctx, key)
 	return nil
 }
 
@@ -368,7 +368,7 @@ func (p *Provider) remember(ctx context.Context, g *apiv1.ContainerGroup) {
 	p.mu.Unlock()
 	if out != nil {
 		p.push(out)
-		p.syncImages(ctx, key)
+		p.syncUpdates(ctx, key)
 		if g.Status.InstanceSpec != "" && !carries(out, writtenBack(g)) && p.startAnnotating(key) {
 			bg := p.background(ctx)
 			go func() {
