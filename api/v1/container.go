@@ -22,6 +22,11 @@ type Container struct {
 	CPU    float64 `json:"cpu,omitempty"`
 	Memory float64 `json:"memory,omitempty"`
 	GPU    int     `json:"gpu,omitempty"`
+	// ResizePolicy says, per resource, what a change of CPU or memory
+	// (GroupUpdate.Resources) does to the running container: applied in
+	// place (NotRequired, the default) or by restarting it
+	// (RestartContainer), as a pod's resizePolicy.
+	ResizePolicy []ResizePolicy `json:"resizePolicy,omitempty"`
 
 	StartupProbe   *Probe     `json:"startupProbe,omitempty"`
 	LivenessProbe  *Probe     `json:"livenessProbe,omitempty"`
@@ -33,6 +38,31 @@ type Container struct {
 
 	Stdin bool `json:"stdin,omitempty"`
 	TTY   bool `json:"tty,omitempty"`
+}
+
+// ResizePolicy is a container's answer to a change of one resource.
+type ResizePolicy struct {
+	// ResourceName: cpu or memory.
+	ResourceName string `json:"resourceName"`
+	// RestartPolicy: NotRequired or RestartContainer.
+	RestartPolicy string `json:"restartPolicy"`
+}
+
+// The restart policies of a resize.
+const (
+	ResizeNotRequired      = "NotRequired"
+	ResizeRestartContainer = "RestartContainer"
+)
+
+// RestartsOnResize tells whether a change of resource (cpu, memory)
+// restarts c.
+func (c *Container) RestartsOnResize(resource string) bool {
+	for _, p := range c.ResizePolicy {
+		if p.ResourceName == resource {
+			return p.RestartPolicy == ResizeRestartContainer
+		}
+	}
+	return false
 }
 
 // PullPolicy says when an image is pulled.

@@ -1,6 +1,11 @@
 package v1
 
-import "time"
+import (
+	"cmp"
+	"time"
+
+	"github.com/eci-dev/eci/internal/sizes"
+)
 
 // ContainerGroup is one elastic container instance: a sandbox with its own IP and
 // size, holding init containers and containers that share its volumes.
@@ -277,6 +282,25 @@ type ContainerStatus struct {
 	RestartCount int            `json:"restartCount"`
 	State        ContainerState `json:"state"`
 	LastState    ContainerState `json:"lastState,omitzero"`
+	// Limits are the CPU and memory the container runs with now: its
+	// spec's, or the group's size where it gives none (Limits). They
+	// differ from those while a resize is applied, or can't be:
+	// ResizeError says why (a memory limit below what it uses).
+	Limits      *Limits `json:"limits,omitempty"`
+	ResizeError string  `json:"resizeError,omitempty"`
+}
+
+// Limits are a container's CPU (milli-vCPU) and memory (MiB) bounds.
+type Limits struct {
+	MilliCPU  int64 `json:"milliCPU"`
+	MemoryMiB int64 `json:"memoryMiB"`
+}
+
+// Limits are what bounds container c of the group: its own CPU and
+// memory, or the group's size for what it gives none of.
+func (g *ContainerGroup) Limits(c Container) Limits {
+	own := sizes.FromGiB(c.CPU, c.Memory)
+	return Limits{MilliCPU: cmp.Or(own.MilliCPU, g.Status.MilliCPU), MemoryMiB: cmp.Or(own.MemoryMiB, g.Status.MemoryMiB)}
 }
 
 // ContainerState: exactly one of its fields is set.

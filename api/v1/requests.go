@@ -29,8 +29,20 @@ type GroupUpdate struct {
 	// ActiveDeadlineSeconds sets the group's deadline, or lowers it, as a
 	// pod's may only be set or lowered; a higher one is refused.
 	ActiveDeadlineSeconds *int64 `json:"activeDeadlineSeconds,omitempty"`
+	// Resources changes app containers' CPU and memory, by container name
+	// (in-place resize): within the group's size, never beyond it (a
+	// larger one is refused). Each container takes it by its
+	// resizePolicy.
+	Resources map[string]ContainerResources `json:"resources,omitempty"`
 	// ResourceVersion, when set, must be the group's current version.
 	ResourceVersion string `json:"resourceVersion,omitempty"`
+}
+
+// ContainerResources are a container's CPU (vCPU) and memory (GiB); zero:
+// bounded by the group's size alone.
+type ContainerResources struct {
+	CPU    float64 `json:"cpu"`
+	Memory float64 `json:"memory"`
 }
 
 // HostUpdate is the body of PATCH /v1/hosts/{name}: cordon, uncordon, drain.

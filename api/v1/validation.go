@@ -252,6 +252,16 @@ func validateContainer(e *errs, p fpath, c Container, volumes map[string]bool, n
 		e.add(p.child("memory"), "%v is not allowed; allowed: 0 to 512 GiB", c.Memory)
 	}
 	e.nonNegative(p.child("gpu"), int64(c.GPU))
+	seen := map[string]bool{}
+	for i, rp := range c.ResizePolicy {
+		pp := p.child("resizePolicy").index(i)
+		e.oneOf(pp.child("resourceName"), rp.ResourceName, "cpu", "memory")
+		e.oneOf(pp.child("restartPolicy"), rp.RestartPolicy, ResizeNotRequired, ResizeRestartContainer)
+		if seen[rp.ResourceName] {
+			e.add(pp.child("resourceName"), "%q appears twice", rp.ResourceName)
+		}
+		seen[rp.ResourceName] = true
+	}
 	if init && (c.LivenessProbe != nil || c.ReadinessProbe != nil || c.StartupProbe != nil || c.Lifecycle != nil) {
 		e.add(p, "init containers may not have probes or lifecycle hooks")
 	}

@@ -299,12 +299,16 @@ func validateSize(e *errs, p fpath, s *ContainerGroupSpec) {
 	// Containers must fit the size the group will be given.
 	want := s.ContainersSize()
 	if s.CPU > 0 {
+		// The size the group is given: cpu and memory rounded up.
 		got := sizes.FromGiB(s.CPU, s.Memory)
+		if r, ok := sizes.Round(got); ok {
+			got = r
+		}
 		if want.MilliCPU > got.MilliCPU {
-			e.add(p.child("containers"), "containers ask for %v vCPU, more than the group's %v", float64(want.MilliCPU)/1000, s.CPU)
+			e.add(p.child("containers"), "containers ask for %v vCPU, more than the group's %v", float64(want.MilliCPU)/1000, got.VCPU())
 		}
 		if want.MemoryMiB > got.MemoryMiB {
-			e.add(p.child("containers"), "containers ask for %v GiB, more than the group's %v", float64(want.MemoryMiB)/1024, s.Memory)
+			e.add(p.child("containers"), "containers ask for %v GiB, more than the group's %v", float64(want.MemoryMiB)/1024, got.GiB())
 		}
 	} else if _, ok := sizes.Round(want); !ok {
 		e.add(p.child("containers"), "containers ask for %v vCPU / %v GiB, more than the largest size (64 vCPU, 512 GiB)",

@@ -30,6 +30,8 @@ type containerState struct {
 	wait    *apiv1.ContainerStateWaiting // why it can't start, while it can't
 	ready   bool                         // its readiness probe's result
 	started bool                         // its startup probe succeeded
+	// resizeError says why its resize can't be applied, while it can't.
+	resizeError string
 }
 
 type probeKey struct {

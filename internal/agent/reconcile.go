@@ -274,7 +274,12 @@ func (a *Agent) runContainers(ctx context.Context, g *apiv1.ContainerGroup, sbID
 				return err
 			}
 		case imageChanged(last, c):
-			if err := a.replace(ctx, g, c, last, sbID, sbCfg); err != nil {
+			msg := fmt.Sprintf("Container %s definition changed, will be restarted", c.Name)
+			if err := a.replace(ctx, g, c, last, msg, sbID, sbCfg); err != nil {
+				return err
+			}
+		case resizeOf(g, c, last) != nil:
+			if err := a.resize(ctx, g, c, last, sbID, sbCfg); err != nil {
 				return err
 			}
 		case last.State == runtimeapi.ContainerState_CONTAINER_CREATED:
@@ -298,30 +303,6 @@ func (a *Agent) runContainers(ctx context.Context, g *apiv1.ContainerGroup, sbID
 		}
 	}
 	return nil
-}
-
-// imageChanged tells whether c's running (or created) container last was
-// made of another image than the spec's now: the kubelet restarts a
-// container whose definition changed; an exited one starts again (or
-// not) by its restart policy, with the new image.
-func imageChanged(last *runtimeapi.ContainerStatus, c apiv1.Container) bool {
-	made := last.GetLabels()[LabelImage]
-	if made == "" {
-		// Made before the label: the image the runtime was asked for.
-		made = last.GetImage().GetUserSpecifiedImage()
-	}
-	live := last.State == runtimeapi.ContainerState_CONTAINER_RUNNING || last.State == runtimeapi.ContainerState_CONTAINER_CREATED
-	return live && made != "" && made != c.Image
-}
-
-// replace stops c's container last and starts its next attempt (with c's
-// image now).
-func (a *Agent) replace(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Container, last *runtimeapi.ContainerStatus, sbID string, sbCfg *runtimeapi.PodSandboxConfig) error {
-	a.containerEvent(ctx, g, c.Name, apiv1.EventNormal, "Killing", fmt.Sprintf("Container %s definition changed, will be restarted", c.Name))
-	if err := a.stopContainer(ctx, g, c.Name, last.Id, a.sandboxIP(ctx, sbID), grace(g)); err != nil {
-		return err
-	}
-	return a.waiting(ctx, g, c, a.start(ctx, g, c, last.Metadata.Attempt+1, false, sbID, sbCfg))
 }
 
 func shouldRestart(p apiv1.RestartPolicy, exitCode int32) bool {

@@ -71,19 +71,13 @@ func containerConfig(g *apiv1.ContainerGroup, c apiv1.Container, image string, n
 // resources bounds a container: its own cpu/memory when given, else the
 // group's size (the group's cgroup bounds them all together).
 func resources(g *apiv1.ContainerGroup, c apiv1.Container) *runtimeapi.LinuxContainerResources {
-	milli, mem := int64(c.CPU*1000), int64(c.Memory*1024)*1024*1024
-	if milli == 0 {
-		milli = g.Status.MilliCPU
-	}
-	if mem == 0 {
-		mem = g.Status.MemoryMiB * 1024 * 1024
-	}
+	l := g.Limits(c)
 	r := &runtimeapi.LinuxContainerResources{CpuPeriod: 100000, CpuShares: 2}
-	if milli > 0 {
-		r.CpuQuota, r.CpuShares = milli*100, max(2, milli*1024/1000)
+	if l.MilliCPU > 0 {
+		r.CpuQuota, r.CpuShares = l.MilliCPU*100, max(2, l.MilliCPU*1024/1000)
 	}
-	if mem > 0 {
-		r.MemoryLimitInBytes = mem
+	if l.MemoryMiB > 0 {
+		r.MemoryLimitInBytes = l.MemoryMiB << 20
 	}
 	return r
 }

@@ -95,6 +95,10 @@ func (a *Agent) containerStatus(g *apiv1.ContainerGroup, c apiv1.Container, at a
 			Reason: "CrashLoopBackOff", Message: "back-off restarting failed container " + c.Name,
 		}}
 	}
+	if r := last.GetResources().GetLinux(); r != nil && st.State.Running != nil {
+		st.Limits = &apiv1.Limits{MilliCPU: r.CpuQuota / 100, MemoryMiB: r.MemoryLimitInBytes >> 20}
+		a.states.read(g.Metadata.ID, func(s groupState) { st.ResizeError = s.containerOf(c.Name).resizeError })
+	}
 	st.Started = st.State.Running != nil && a.startedOK(g.Metadata.ID, c)
 	st.Ready = st.Started && a.readyOK(g.Metadata.ID, c.Name, c.ReadinessProbe != nil)
 	return st

@@ -294,6 +294,13 @@ func (s *Service) UpdateGroup(ctx context.Context, p auth.Principal, id string, 
 			}
 			next.Spec = spec
 		}
+		if u.Resources != nil {
+			spec, err := withResources(&next, u.Resources)
+			if err != nil {
+				return err
+			}
+			next.Spec = spec
+		}
 		if d := u.ActiveDeadlineSeconds; d != nil {
 			if cur := next.Spec.ActiveDeadlineSeconds; cur != nil && *d > *cur {
 				return fmt.Errorf("activeDeadlineSeconds: %d is more than the group's %d; allowed: set it, or lower it: %w", *d, *cur, errdefs.ErrInvalidArgument)

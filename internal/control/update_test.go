@@ -120,3 +120,48 @@ func TestUpdateDeadline(t *testing.T) {
 		t.Fatalf("a refused update changed it: %d", *cur.Spec.ActiveDeadlineSeconds)
 	}
 }
+
+// A resize changes app containers' CPU and memory within the size the
+// group was given (rounded up: cpu 0.3 is a 0.5 vCPU instance); a name of
+// no app container, an init container, or more than the instance has is
+// refused, naming it, and changes nothing.
+func TestUpdateResources(t *testing.T) {
+	e := newEnv(t, true)
+	e.vswitch(t, "vsw-a", "zone-a", "198.19.128.0/24")
+	e.host(t, "h1", "zone-a", 16000, 65536, 100)
+	spec := groupSpec("resize", 0.3, 1)
+	spec.Spec.Containers = []apiv1.Container{{Name: "a", Image: "busybox", CPU: 0.2, Memory: 0.25}, {Name: "b", Image: "busybox", CPU: 0.1}}
+	spec.Spec.InitContainers = []apiv1.Container{{Name: "setup", Image: "busybox"}}
+	g, _, err := e.svc.CreateGroup(e.ctx, auth.Admin, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g = e.waitState(t, g.Metadata.ID, apiv1.StatePending)
+	if g.Status.MilliCPU != 500 || g.Status.MemoryMiB != 1024 {
+		t.Fatalf("size %d/%d, want 500/1024", g.Status.MilliCPU, g.Status.MemoryMiB)
+	}
+	resize := func(r map[string]apiv1.ContainerResources) (*apiv1.ContainerGroup, error) {
+		return e.svc.UpdateGroup(e.ctx, auth.Admin, g.Metadata.ID, apiv1.GroupUpdate{Resources: r})
+	}
+	up, err := resize(map[string]apiv1.ContainerResources{"a": {CPU: 0.4, Memory: 0.5}})
+	if err != nil || up.Spec.Containers[0].CPU != 0.4 || up.Spec.Containers[0].Memory != 0.5 || up.Spec.Containers[1].CPU != 0.1 {
+		t.Fatalf("resize within the size: %v %+v", err, up)
+	}
+	for _, c := range []struct {
+		res  map[string]apiv1.ContainerResources
+		says string
+	}{
+		{map[string]apiv1.ContainerResources{"a": {CPU: 0.5, Memory: 0.5}}, "0.6 vCPU / 0.5 GiB together, more than the instance's size, 0.5 vCPU / 1 GiB"},
+		{map[string]apiv1.ContainerResources{"b": {CPU: 0.1, Memory: 2}}, "more than the instance's size"},
+		{map[string]apiv1.ContainerResources{"nope": {CPU: 0.1}}, `resources["nope"]: the group has no container of that name`},
+		{map[string]apiv1.ContainerResources{"setup": {CPU: 0.1}}, `resources["setup"]: init containers are not resized`},
+		{map[string]apiv1.ContainerResources{"a": {CPU: -1}}, "cpu"},
+	} {
+		if _, err := resize(c.res); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("resize %v: %v, want InvalidArgument saying %q", c.res, err, c.says)
+		}
+	}
+	if cur, _ := e.svc.GetGroup(e.ctx, auth.Admin, g.Metadata.ID); cur.Spec.Containers[0].CPU != 0.4 || cur.Spec.Containers[1].Memory != 0 {
+		t.Errorf("a refused resize changed the spec: %+v", cur.Spec.Containers)
+	}
+}

@@ -21,6 +21,7 @@ type Fake struct {
 	containers map[string]*fakeContainer
 	images     map[string]bool
 	subs       []chan<- *runtimeapi.ContainerEventResponse
+	updates    int // calls of UpdateContainerResources
 }
 
 type fakeSandbox struct {
@@ -34,6 +35,7 @@ type fakeContainer struct {
 	sandbox string
 	config  *runtimeapi.ContainerConfig
 	status  runtimeapi.ContainerStatus
+	memory  uint64 // its memory usage (SetMemoryUsage)
 }
 
 // NewFake returns an empty fake runtime whose sandboxes get IPs from base on.
@@ -129,6 +131,10 @@ func (f *Fake) CreateContainer(_ context.Context, sandboxID string, config *runt
 		Id: id, Metadata: config.Metadata, State: runtimeapi.ContainerState_CONTAINER_CREATED, CreatedAt: time.Now().UnixNano(),
 		Image: config.Image, ImageRef: config.Image.GetImage(), Labels: config.Labels, Annotations: config.Annotations,
 	}}
+	if r := config.GetLinux().GetResources(); r != nil {
+		// As containerd's: the status reports the resources it runs with.
+		f.containers[id].status.Resources = &runtimeapi.ContainerResources{Linux: proto.Clone(r).(*runtimeapi.LinuxContainerResources)}
+	}
 	f.emitLocked(id, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
 	return id, nil
 }
@@ -209,6 +215,35 @@ func (f *Fake) ContainerStatus(_ context.Context, id string, _ bool) (*runtimeap
 		return nil, fmt.Errorf("container %s not found", id)
 	}
 	return &runtimeapi.ContainerStatusResponse{Status: proto.Clone(&c.status).(*runtimeapi.ContainerStatus)}, nil
+}
+
+// UpdateContainerResources changes the resources its status reports.
+func (f *Fake) UpdateContainerResources(_ context.Context, id string, r *runtimeapi.ContainerResources) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[id]
+	if !ok {
+		return fmt.Errorf("container %s not found", id)
+	}
+	f.updates++
+	c.status.Resources = proto.Clone(r).(*runtimeapi.ContainerResources)
+	return nil
+}
+
+// ResourceUpdates counts the calls of UpdateContainerResources (tests).
+func (f *Fake) ResourceUpdates() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.updates
+}
+
+// SetMemoryUsage makes container id report using bytes of memory (tests).
+func (f *Fake) SetMemoryUsage(id string, bytes uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c, ok := f.containers[id]; ok {
+		c.memory = bytes
+	}
 }
 
 // ExecSync runs nothing: it succeeds while the container runs, unless the

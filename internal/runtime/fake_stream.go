@@ -39,7 +39,8 @@ func (f *Fake) ReopenContainerLog(_ context.Context, id string) error {
 	return nil
 }
 
-// ListContainerStats reports zero usage for each running container.
+// ListContainerStats reports each running container's memory usage
+// (SetMemoryUsage) and no other.
 func (f *Fake) ListContainerStats(_ context.Context, filter *runtimeapi.ContainerStatsFilter) ([]*runtimeapi.ContainerStats, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -55,7 +56,7 @@ func (f *Fake) ListContainerStats(_ context.Context, filter *runtimeapi.Containe
 		out = append(out, &runtimeapi.ContainerStats{
 			Attributes:    &runtimeapi.ContainerAttributes{Id: id, Metadata: c.config.Metadata, Labels: c.config.Labels},
 			Cpu:           &runtimeapi.CpuUsage{Timestamp: now, UsageCoreNanoSeconds: &runtimeapi.UInt64Value{}},
-			Memory:        &runtimeapi.MemoryUsage{Timestamp: now, WorkingSetBytes: &runtimeapi.UInt64Value{}},
+			Memory:        &runtimeapi.MemoryUsage{Timestamp: now, WorkingSetBytes: &runtimeapi.UInt64Value{Value: c.memory}, UsageBytes: &runtimeapi.UInt64Value{Value: c.memory}},
 			WritableLayer: &runtimeapi.FilesystemUsage{Timestamp: now, UsedBytes: &runtimeapi.UInt64Value{}},
 		})
 	}

@@ -1,6 +1,7 @@
 package vnode
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -15,13 +16,15 @@ import (
 )
 
 // syncUpdates sends the images of pod key that its group does not have yet
-// (and a changed activeDeadlineSeconds) to the group
+// (and a changed activeDeadlineSeconds, and its containers' resized CPU and
+// memory: resize.go) to the group
 // (UpdateContainerGroup), in the background, until the group has them: called on every change of the pod and of its group, so that
 // none is lost (a failed update, one made while the node was down). A set
 // of images the service refuses is said once, as an Event on the
 // container, and not sent again.
 func (p *Provider) syncUpdates(ctx context.Context, key string) {
-	if pod, _, _ := p.updateToSend(key); pod == nil {
+	pod, _, _ := p.updateToSend(key)
+	if resized, _, _ := p.resizeToSend(key); pod == nil && resized == nil {
 		return
 	}
 	p.mu.Lock()
@@ -37,9 +40,11 @@ func (p *Provider) syncUpdates(ctx context.Context, key string) {
 		wait := time.Second
 		for range 8 {
 			retry, err := p.sendUpdate(bg, key)
-			if !retry {
+			retryResize, errResize := p.sendResize(bg, key) // resize.go
+			if !retry && !retryResize {
 				return
 			}
+			err = cmp.Or(err, errResize)
 			log.G(bg).Warn("change the images of a pod's group (will retry)", "pod", key, "err", err)
 			select {
 			case <-bg.Done():

@@ -44,6 +44,8 @@ type Provider struct {
 	// refused the images their group refused, by pod UID (images.go).
 	imaging map[string]bool
 	refused map[string]string
+	// resizes are the pods' in-place resizes, by pod UID (resize.go).
+	resizes map[string]*resizeState
 	notify  func(*corev1.Pod)
 	synced  chan struct{}
 	started time.Time       // the node's start, as /stats/summary's
@@ -55,7 +57,7 @@ type Provider struct {
 
 func newProvider(cfg Config) *Provider {
 	p := &Provider{cfg: cfg, pods: map[string]*corev1.Pod{}, groups: map[string]*apiv1.ContainerGroup{}, waiting: map[string]*corev1.Pod{},
-		annotating: map[string]bool{}, imaging: map[string]bool{}, refused: map[string]string{}, synced: make(chan struct{}), started: time.Now()}
+		annotating: map[string]bool{}, imaging: map[string]bool{}, refused: map[string]string{}, resizes: map[string]*resizeState{}, synced: make(chan struct{}), started: time.Now()}
 	p.metrics = newKubeletMetrics(p, cfg.NodeName)
 	return p
 }
@@ -176,8 +178,9 @@ func (p *Provider) annotate(ctx context.Context, key string, g *apiv1.ContainerG
 }
 
 // UpdatePod: of what a pod may change (its metadata, its containers'
-// images, activeDeadlineSeconds, tolerations), a container's image changes
-// the group (images.go); labels and annotations stay the pod's. It never
+// images and resources, activeDeadlineSeconds, tolerations), images and
+// the deadline change the group (images.go), and so do resources
+// (resize.go); labels and annotations stay the pod's. It never
 // fails: virtual-kubelet would mark the pod as failed by the provider.
 func (p *Provider) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
 	key := podKey(pod.Namespace, pod.Name)
@@ -231,6 +234,7 @@ func (p *Provider) gone(ctx context.Context, pod *corev1.Pod) {
 	delete(p.waiting, key)
 	delete(p.groups, string(pod.UID))
 	delete(p.refused, string(pod.UID))
+	delete(p.resizes, string(pod.UID))
 	p.metrics.forget(string(pod.UID))
 	p.mu.Unlock()
 	if cur == nil {
@@ -358,14 +362,19 @@ func (p *Provider) remember(ctx context.Context, g *apiv1.ContainerGroup) {
 	p.groups[uid] = g
 	pod := p.pods[key]
 	var out *corev1.Pod
+	var news []func()
 	if pod != nil && string(pod.UID) == uid {
 		out = p.withStatus(pod)
+		news = p.resizeNews(pod, &out.Status)
 		pod.Status = out.Status
 		if cur != nil && cur.Status.RunningAt == nil && g.Status.RunningAt != nil {
 			p.metrics.observeStart(uid, pod.CreationTimestamp.Time, *g.Status.RunningAt)
 		}
 	}
 	p.mu.Unlock()
+	for _, say := range news {
+		say()
+	}
 	if out != nil {
 		p.push(out)
 		p.syncUpdates(ctx, key)

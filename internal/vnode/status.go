@@ -77,6 +77,7 @@ func (p *Provider) podStatus(pod *corev1.Pod, g *apiv1.ContainerGroup) corev1.Po
 			}
 		}
 	}
+	p.resizeStatus(pod, g, &out)
 	return out
 }
 
