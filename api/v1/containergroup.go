@@ -32,6 +32,10 @@ type ContainerGroupSpec struct {
 	InstanceType string `json:"instanceType,omitempty"`
 	// GPU is the number of GPUs of the instance.
 	GPU int `json:"gpu,omitempty"`
+	// RuntimeHandler, when set, runs the group with that runtime handler of
+	// its host (kata, gvisor: a pod's runtimeClassName's handler); only a
+	// host offering it takes the group. Empty: the host's default (runc).
+	RuntimeHandler string `json:"runtimeHandler,omitempty"`
 
 	Containers     []Container `json:"containers"`
 	InitContainers []Container `json:"initContainers,omitempty"`

@@ -270,6 +270,10 @@ func validateSize(e *errs, p fpath, s *ContainerGroupSpec) {
 		e.add(p.child("instanceType"), "%q is not a configured instance type (none are); give a size with specs (for example [\"2-4Gi\"]) or cpu and memory", s.InstanceType)
 	}
 	e.nonNegative(p.child("gpu"), int64(s.GPU))
+	if s.RuntimeHandler != "" {
+		// As a RuntimeClass's handler: a DNS label.
+		e.dnsLabel(p.child("runtimeHandler"), s.RuntimeHandler, 63)
+	}
 	if len(s.Specs) > MaxSpecs {
 		e.add(p.child("specs"), "%d sizes is too many; allowed: at most %d", len(s.Specs), MaxSpecs)
 	}

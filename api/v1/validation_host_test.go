@@ -22,3 +22,16 @@ func TestValidateHostTunnelIP(t *testing.T) {
 		}
 	}
 }
+
+// A host's runtime handlers are names as a RuntimeClass's handler is.
+func TestValidateHostRuntimeHandlers(t *testing.T) {
+	res := Resources{MilliCPU: 1000, MemoryMiB: 1024, Pods: 10}
+	h := &Host{Metadata: ObjectMeta{Name: "h1"}, Spec: HostSpec{Zone: "z", Capacity: res, Allocatable: res, RuntimeHandlers: []string{"runc", "kata"}}}
+	if err := ValidateHost(h); err != nil {
+		t.Fatal(err)
+	}
+	h.Spec.RuntimeHandlers = append(h.Spec.RuntimeHandlers, "Not/A Handler")
+	if err := ValidateHost(h); err == nil || !strings.Contains(err.Error(), "spec.runtimeHandlers[2]") {
+		t.Errorf("a bad handler: %v", err)
+	}
+}

@@ -12,6 +12,8 @@ const (
 	MaxHostMemoryMiB = 64 << 20
 	MaxHostPods      = 100000
 	MaxHostGPU       = 1024
+	// MaxRuntimeHandlers a host may offer.
+	MaxRuntimeHandlers = 16
 )
 
 // ValidateHost checks a host an agent registers.
@@ -35,6 +37,12 @@ func ValidateHost(h *Host) error {
 		if r.GPU < 0 || r.GPU > MaxHostGPU {
 			e.add(p.child("gpu"), "%d is not allowed; allowed: 0 to %d", r.GPU, MaxHostGPU)
 		}
+	}
+	if len(h.Spec.RuntimeHandlers) > MaxRuntimeHandlers {
+		e.add("spec.runtimeHandlers", "%d handlers is too many; allowed: at most %d", len(h.Spec.RuntimeHandlers), MaxRuntimeHandlers)
+	}
+	for i, rh := range h.Spec.RuntimeHandlers {
+		e.dnsLabel(fpath("spec").child("runtimeHandlers").index(i), rh, 63)
 	}
 	a, c := h.Spec.Allocatable, h.Spec.Capacity
 	if a.MilliCPU > c.MilliCPU || a.MemoryMiB > c.MemoryMiB || a.GPU > c.GPU || a.Pods > c.Pods {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -111,7 +112,11 @@ func newAgentCommand() *cobra.Command {
 	fl.Float64Var(&m.ReservedMemoryGiB, "reserved-memory", m.ReservedMemoryGiB, "GiB kept for the system, not given to groups")
 	fl.IntVar(&m.MaxGroups, "max-groups", m.MaxGroups, "groups this host runs at most")
 	fl.StringVar(&endpoint, "cri-endpoint", "unix:///run/containerd/containerd.sock", "the CRI runtime")
-	fl.StringVar(&m.RuntimeHandler, "runtime-handler", m.RuntimeHandler, "runtime handler the host offers")
+	fl.StringVar(&m.RuntimeHandler, "runtime-handler", m.RuntimeHandler, "the host's default runtime handler")
+	fl.Func("runtime-handlers", "other runtime handlers the host offers, comma-separated, named as in the runtime's config (kata,gvisor): a pod's RuntimeClass names one", func(v string) error {
+		m.RuntimeHandlers = append(m.RuntimeHandlers, strings.Split(v, ",")...)
+		return nil
+	})
 	fl.StringVar(&cfg.CgroupParent, "cgroup-parent", cfg.CgroupParent, "cgroup under which each group gets its own")
 	fl.Int64Var(&cfg.PidsLimit, "pids-limit", cfg.PidsLimit, "processes and threads one group may have together (its cgroup's pids.max; -1: no limit); the host's kernel.pid_max must leave room for every group's")
 	fl.StringVar(&cfg.LogDir, "log-dir", cfg.LogDir, "CRI log files, a directory per group")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -197,7 +198,12 @@ type Machine struct {
 	// minus them is what groups may be given (allocatable).
 	ReservedCPU, ReservedMemoryGiB float64
 	MaxGroups                      int
-	RuntimeHandler                 string
+	// RuntimeHandler is the host's default runtime handler (runc);
+	// RuntimeHandlers the others it offers, named as in the runtime's
+	// config (kata, gvisor): groups asking for one (a pod's
+	// runtimeClassName) are placed only on hosts that offer it.
+	RuntimeHandler  string
+	RuntimeHandlers []string
 }
 
 // DefaultMachine is a host as eci agent's flags describe it before the
@@ -245,8 +251,19 @@ func (m Machine) Host() (apiv1.Host, error) {
 	}
 	return apiv1.Host{
 		Metadata: apiv1.ObjectMeta{Name: m.Name},
-		Spec:     apiv1.HostSpec{Zone: m.Zone, Capacity: capacity, Allocatable: alloc, RuntimeHandlers: []string{m.RuntimeHandler}},
+		Spec:     apiv1.HostSpec{Zone: m.Zone, Capacity: capacity, Allocatable: alloc, RuntimeHandlers: m.handlers()},
 	}, nil
+}
+
+// handlers are the host's runtime handlers, its default first, each once.
+func (m Machine) handlers() []string {
+	out := []string{m.RuntimeHandler}
+	for _, h := range m.RuntimeHandlers {
+		if !slices.Contains(out, h) {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // ParseMirrors reads REGISTRY=URL pairs (--registry-mirror) into

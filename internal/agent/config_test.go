@@ -22,6 +22,11 @@ func TestMachineHost(t *testing.T) {
 	if h, err = m.Host(); err != nil || h.Spec.Capacity.MilliCPU != 4000 || h.Spec.Capacity.MemoryMiB != 8192 || h.Spec.Allocatable.MilliCPU != 3000 {
 		t.Fatalf("2 vCPU / 4 GiB overcommitted twice, 1 vCPU kept: %+v, %v", h.Spec, err)
 	}
+	m = DefaultMachine()
+	m.RuntimeHandlers = []string{"kata", "runc", "kata", "gvisor"}
+	if h, err = m.Host(); err != nil || strings.Join(h.Spec.RuntimeHandlers, ",") != "runc,kata,gvisor" {
+		t.Fatalf("--runtime-handlers kata,runc,kata,gvisor: %v, %v; want the default first, each once", h.Spec.RuntimeHandlers, err)
+	}
 	for _, tc := range []struct {
 		mutate func(*Machine)
 		says   string

@@ -128,7 +128,8 @@ func (a *Agent) ensureSandbox(ctx context.Context, g *apiv1.ContainerGroup, sbs 
 	}
 	tr.step("cgroup")
 	sbCfg.DnsConfig = a.dnsConfigOf(ctx, g) // only a new sandbox reads it
-	id, err = a.cfg.Runtime.RunPodSandbox(ctx, sbCfg, "")
+	// A pod's RuntimeClass's handler, else the runtime's default.
+	id, err = a.cfg.Runtime.RunPodSandbox(ctx, sbCfg, g.Spec.RuntimeHandler)
 	tr.step("sandbox")
 	if err != nil {
 		return "", true, a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "SandboxCreateFailed", Message: err.Error()})

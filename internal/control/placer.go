@@ -234,8 +234,9 @@ func (st *placementState) snapshot() scheduler.Snapshot {
 	for _, h := range st.hosts {
 		host := scheduler.Host{
 			Name: h.Metadata.Name, Zone: h.Spec.Zone,
-			Allocatable: resources(h.Spec.Allocatable),
-			Schedulable: h.Status.Ready && !h.Spec.Unschedulable && !h.Spec.Draining,
+			Allocatable:     resources(h.Spec.Allocatable),
+			Schedulable:     h.Status.Ready && !h.Spec.Unschedulable && !h.Spec.Draining,
+			RuntimeHandlers: h.Spec.RuntimeHandlers,
 		}
 		if u, ok := st.usage[h.Metadata.Name]; ok {
 			host.Allocated = resources(u.Used)
@@ -322,7 +323,7 @@ func (s *Service) placeOne(ctx context.Context, st *placementState, g *apiv1.Con
 		return err
 	}
 	req := scheduler.Request{
-		Sizes: candidates, GPU: g.Spec.GPU, VSwitchIDs: usable,
+		Sizes: candidates, GPU: g.Spec.GPU, RuntimeHandler: g.Spec.RuntimeHandler, VSwitchIDs: usable,
 		Ordered: g.Spec.ScheduleStrategy == apiv1.VSwitchOrdered, Seed: seedOf(g.Metadata.ID),
 	}
 	var wantIP netip.Addr

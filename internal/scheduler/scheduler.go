@@ -9,6 +9,7 @@ package scheduler
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 
@@ -43,6 +44,8 @@ type Host struct {
 	Allocated   Resources
 	// Schedulable is false for hosts that are not Ready, cordoned or draining.
 	Schedulable bool
+	// RuntimeHandlers the host runs groups with (its first is its default).
+	RuntimeHandlers []string
 }
 
 func (h Host) free() Resources {
@@ -77,6 +80,9 @@ type Request struct {
 	// Sizes to try in order (already rounded to supported sizes).
 	Sizes []sizes.Size
 	GPU   int
+	// RuntimeHandler, when set, is one the host must offer (a pod's
+	// runtimeClassName: kata, gvisor).
+	RuntimeHandler string
 	// VSwitchIDs allowed, in the user's order; empty allows every vSwitch.
 	VSwitchIDs []string
 	// Ordered tries the vSwitches in order (VSwitchOrdered); otherwise their
@@ -119,7 +125,7 @@ func Place(snap Snapshot, req Request, policy Policy) (Decision, error) {
 				sizeReasons = append(sizeReasons, fmt.Sprintf("vSwitch %s (%s) has no free IP", vsw.ID, vsw.Zone))
 				continue
 			}
-			host, why := pickHost(snap.Hosts, vsw.Zone, size, req.GPU, policy)
+			host, why := pickHost(snap.Hosts, vsw.Zone, size, req, policy)
 			if host != "" {
 				return Decision{Host: host, Zone: vsw.Zone, VSwitch: vsw.ID, Size: size}, nil
 			}
@@ -160,11 +166,12 @@ func candidateVSwitches(snap Snapshot, req Request) ([]VSwitch, []string) {
 	return out, missing
 }
 
-// pickHost chooses a host of zone that fits size, or says why none does.
-func pickHost(hosts []Host, zone string, size sizes.Size, gpu int, policy Policy) (string, string) {
-	best := -1
+// pickHost chooses a host of zone that fits size (with req's GPUs and
+// runtime handler), or says why none does.
+func pickHost(hosts []Host, zone string, size sizes.Size, req Request, policy Policy) (string, string) {
+	best, gpu := -1, req.GPU
 	var bestFree Resources
-	inZone, ready, full := 0, 0, 0
+	inZone, ready, full, handler := 0, 0, 0, 0
 	var largest Resources
 	for i, h := range hosts {
 		if h.Zone != zone {
@@ -175,6 +182,10 @@ func pickHost(hosts []Host, zone string, size sizes.Size, gpu int, policy Policy
 			continue
 		}
 		ready++
+		if req.RuntimeHandler != "" && !slices.Contains(h.RuntimeHandlers, req.RuntimeHandler) {
+			continue
+		}
+		handler++
 		free := h.free()
 		if free.MilliCPU > largest.MilliCPU || (free.MilliCPU == largest.MilliCPU && free.MemoryMiB > largest.MemoryMiB) {
 			largest = free
@@ -197,7 +208,9 @@ func pickHost(hosts []Host, zone string, size sizes.Size, gpu int, policy Policy
 		return "", fmt.Sprintf("no host in %s", zone)
 	case ready == 0:
 		return "", fmt.Sprintf("no ready, schedulable host in %s", zone)
-	case full > 0 && full == ready:
+	case handler == 0:
+		return "", fmt.Sprintf("no ready host in %s offers runtime handler %q", zone, req.RuntimeHandler)
+	case full > 0 && full == handler:
 		return "", fmt.Sprintf("every host in %s with room for %v vCPU / %v GiB runs as many groups as it may", zone, size.VCPU(), size.GiB())
 	case gpu > 0:
 		return "", fmt.Sprintf("no host in %s has %v vCPU, %v GiB and %d GPU free", zone, size.VCPU(), size.GiB(), gpu)

@@ -102,7 +102,18 @@ disabled_plugins = ['io.containerd.nri.v1.nri']
         [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
           BinaryName = '{{.Runc}}'
           SystemdCgroup = false
+      # A second handler name for the same runc, which tests ask for by
+      # name as a RuntimeClass's handler (AltRuntimeHandler).
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.{{.AltHandler}}]
+        runtime_type = 'io.containerd.runc.v2'
+        [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.{{.AltHandler}}.options]
+          BinaryName = '{{.Runc}}'
+          SystemdCgroup = false
 `))
+
+// AltRuntimeHandler is a runtime handler the bed's containerd offers
+// besides runc (runc again, under another name).
+const AltRuntimeHandler = "test-alt"
 
 var cniConfig = template.Must(template.New("cni").Parse(`{
   "cniVersion": "1.0.0",
@@ -238,7 +249,7 @@ func (b *Bed) writeContainerdConfig(c *Containerd, dir, runc string, bedNetwork 
 	configPath := filepath.Join(dir, "config.toml")
 	if err := renderFile(configPath, containerdConfig, map[string]string{
 		"Root": c.Root, "State": c.State, "Socket": c.Socket, "PauseImage": b.Registry.Pause,
-		"CertsDir": certsDir, "CNIBinDir": cniBinDir, "ExtraCNIBinDir": c.CNIBinDir, "CNIConfDir": cniConfDir, "Runc": runc,
+		"CertsDir": certsDir, "CNIBinDir": cniBinDir, "ExtraCNIBinDir": c.CNIBinDir, "CNIConfDir": cniConfDir, "Runc": runc, "AltHandler": AltRuntimeHandler,
 	}); err != nil {
 		return "", err
 	}

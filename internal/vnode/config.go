@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/kubernetes"
 	corev1listers "k8s.io/client-go/listers/core/v1"
+	nodev1listers "k8s.io/client-go/listers/node/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 
@@ -81,8 +82,11 @@ type Config struct {
 	// Services lists the cluster's Services (the containers' Service
 	// variables, servicelinks.go), set by New.
 	Services corev1listers.ServiceLister
-	Recorder record.EventRecorder
-	Pods     corev1listers.PodLister
+	// RuntimeClasses resolves a pod's runtimeClassName to its handler,
+	// set by New.
+	RuntimeClasses nodev1listers.RuntimeClassLister
+	Recorder       record.EventRecorder
+	Pods           corev1listers.PodLister
 }
 
 // ProfileConfig: where and how the vnode serves the eci-profile webhook.

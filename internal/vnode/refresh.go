@@ -43,6 +43,7 @@ func (v *VNode) handleObjects(ctx context.Context) {
 	}
 	_, _ = v.objects.Core().V1().ConfigMaps().Informer().AddEventHandler(handle("configmap"))
 	_, _ = v.objects.Core().V1().Secrets().Informer().AddEventHandler(handle("secret"))
+	_, _ = v.objects.Node().V1().RuntimeClasses().Informer().AddEventHandler(handle("runtimeclass"))
 }
 
 // refreshTokens rebuilds every running pod's payloads (so its tokens) every
@@ -61,7 +62,7 @@ func (p *Provider) onObject(ctx context.Context, kind, namespace, name string) {
 	p.mu.Lock()
 	var retry []*corev1.Pod
 	for key, pod := range p.waiting {
-		if pod.Namespace == namespace && references(pod, kind, name) {
+		if (pod.Namespace == namespace || namespace == "") && references(pod, kind, name) {
 			retry = append(retry, pod)
 			delete(p.waiting, key)
 		}
@@ -157,6 +158,9 @@ func sameMode(a, b *int32) bool { return (a == nil && b == nil) || (a != nil && 
 // references tells whether pod mounts (or takes env from) the configMap or
 // secret name.
 func references(pod *corev1.Pod, kind, name string) bool {
+	if kind == "runtimeclass" {
+		return pod.Spec.RuntimeClassName != nil && *pod.Spec.RuntimeClassName == name
+	}
 	for _, v := range pod.Spec.Volumes {
 		switch {
 		case kind == "configmap" && v.ConfigMap != nil && v.ConfigMap.Name == name,

@@ -111,6 +111,11 @@ func (p *Provider) toGroup(ctx context.Context, pod *corev1.Pod) (*apiv1.Contain
 		g.Spec.HostAliases = append(g.Spec.HostAliases, apiv1.HostAlias{IP: h.IP, Hostnames: h.Hostnames})
 	}
 	g.Spec.Sysctls = append(g.Spec.Sysctls, podSysctls(pod)...)
+	handler, err := p.runtimeHandler(pod) // runtimeclass.go
+	if err != nil {
+		return nil, err
+	}
+	g.Spec.RuntimeHandler = handler
 	g.Spec.DNSPolicy, g.Spec.DNSConfig = p.dnsConfig(pod)
 	if cpu, mem := podSize(pod); cpu > 0 || mem > 0 {
 		// One of them alone: the other is the smallest size's with it

@@ -71,6 +71,7 @@ func New(cfg Config) (*VNode, error) {
 	pods := informers.NewSharedInformerFactoryWithOptions(cfg.Kube, time.Minute, nodeutil.PodInformerFilter(cfg.NodeName))
 	cfg.Pods = pods.Core().V1().Pods().Lister()
 	cfg.Services = objects.Core().V1().Services().Lister()
+	cfg.RuntimeClasses = objects.Node().V1().RuntimeClasses().Lister()
 	v := &VNode{cfg: cfg, ready: make(chan struct{}), done: make(chan struct{}), objects: objects, pods: pods, tls: tlsCfg, serving: serving}
 	v.provider = newProvider(cfg)
 	spec := v.nodeSpec()

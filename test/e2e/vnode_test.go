@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/eci-dev/eci/internal/agent"
 	"github.com/eci-dev/eci/internal/agent/agenttest"
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/poll"
@@ -59,14 +60,14 @@ func fastClient(t testing.TB, bed *testbed.Bed) kubernetes.Interface {
 	return kube
 }
 
-func start(t *testing.T) *cluster {
+func start(t *testing.T, agentConfig ...func(*agent.Config)) *cluster {
 	t.Helper()
 	bed := testbed.New(t, testbed.Options{Kube: true, Containerd: true})
 	// EIPs from the top of the node network, which the agent's host holds.
 	eips := bed.Network.NodeCIDR.Addr().As4()
 	eips[3] = 240
 	srv := servertest.Start(t, func(c *server.Config) { c.Control.EIPRange = netip.PrefixFrom(netip.AddrFrom4(eips), 30) })
-	agenttest.Start(t, srv, bed, "host-1")
+	agenttest.Start(t, srv, bed, "host-1", agentConfig...)
 	c := &cluster{bed: bed, srv: srv, eci: srv.TenantClient(t, "cluster-a"), kube: fastClient(t, bed)}
 	c.stopVNode = c.startVNode(t)
 	return c
