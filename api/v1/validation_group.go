@@ -270,6 +270,9 @@ func validateSize(e *errs, p fpath, s *ContainerGroupSpec) {
 		e.add(p.child("instanceType"), "%q is not a configured instance type (none are); give a size with specs (for example [\"2-4Gi\"]) or cpu and memory", s.InstanceType)
 	}
 	e.nonNegative(p.child("gpu"), int64(s.GPU))
+	if want := s.ContainersGPU(); want > s.GPU {
+		e.add(p.child("gpu"), "%d is less than the containers ask for together (%d); allowed: at least %d", s.GPU, want, want)
+	}
 	if s.RuntimeHandler != "" {
 		// As a RuntimeClass's handler: a DNS label.
 		e.dnsLabel(p.child("runtimeHandler"), s.RuntimeHandler, 63)
@@ -327,6 +330,19 @@ func (e *errs) hasPrefix(p fpath) bool {
 		}
 	}
 	return false
+}
+
+// ContainersGPU is how many GPUs the group's containers ask for together:
+// the app containers' sum, or an init container's own if it asks more.
+func (s *ContainerGroupSpec) ContainersGPU() int {
+	sum, most := 0, 0
+	for _, c := range s.Containers {
+		sum += c.GPU
+	}
+	for _, c := range s.InitContainers {
+		most = max(most, c.GPU)
+	}
+	return max(sum, most)
 }
 
 // ContainersSize is what the group's containers ask for together

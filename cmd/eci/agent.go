@@ -58,6 +58,8 @@ func newAgentCommand() *cobra.Command {
 		ephemeralGiB float64
 		logMaxMiB    float64
 		mirrors      []string
+		cdiDirs      []string
+		gpuKind      string
 		cfg          = agent.DefaultConfig()
 		m            = agent.DefaultMachine()
 	)
@@ -79,6 +81,11 @@ func newAgentCommand() *cobra.Command {
 			if cfg.Host, err = m.Host(); err != nil {
 				return err
 			}
+			gpus, err := agent.DiscoverGPUs(cdiDirs, gpuKind)
+			if err != nil {
+				return err
+			}
+			cfg.UseGPUs(gpus)
 			if host, _, err := net.SplitHostPort(cfg.StreamAddress); err == nil && cfg.AdvertiseIP == "" {
 				if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 					if cfg.AdvertiseIP, err = agent.HostIP(); err != nil {
@@ -117,6 +124,8 @@ func newAgentCommand() *cobra.Command {
 		m.RuntimeHandlers = append(m.RuntimeHandlers, strings.Split(v, ",")...)
 		return nil
 	})
+	fl.StringSliceVar(&cdiDirs, "cdi-spec-dirs", []string{"/etc/cdi", "/var/run/cdi"}, "the runtime's CDI spec directories (containerd's cdi_spec_dirs), where the host's GPUs are found")
+	fl.StringVar(&gpuKind, "gpu-cdi-kind", "nvidia.com/gpu", "the CDI kind of the host's GPUs: each device of that kind in --cdi-spec-dirs is a GPU groups may be given (nvidia-ctk cdi generate writes them)")
 	fl.StringVar(&cfg.CgroupParent, "cgroup-parent", cfg.CgroupParent, "cgroup under which each group gets its own")
 	fl.Int64Var(&cfg.PidsLimit, "pids-limit", cfg.PidsLimit, "processes and threads one group may have together (its cgroup's pids.max; -1: no limit); the host's kernel.pid_max must leave room for every group's")
 	fl.StringVar(&cfg.LogDir, "log-dir", cfg.LogDir, "CRI log files, a directory per group")

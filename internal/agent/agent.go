@@ -28,6 +28,7 @@ type Agent struct {
 	events chan *apiv1.Event
 	pulls  *pullGuard // one pull at a time per registry, unverified images (pullguard.go)
 	lease  fence      // the host's lease and whether the agent fenced itself (fence.go)
+	gpuMu  sync.Mutex // one sandbox at a time takes GPUs (gpus.go)
 
 	mu            sync.Mutex
 	vswitches     map[string]*apiv1.VSwitch // copy (network.go: vswitchesTTL)

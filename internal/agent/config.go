@@ -36,6 +36,9 @@ type Config struct {
 	// cgroup's pids.max), so that a fork bomb stays inside its instance
 	// (2048; the kubelet's --pod-max-pids). Negative: no limit.
 	PidsLimit int64
+	// GPUDevices are the host's GPUs, as CDI device names the runtime
+	// knows (nvidia.com/gpu=0: DiscoverGPUs); Host's capacity counts them.
+	GPUDevices []string
 	// LogDir holds the CRI log files, one directory per group.
 	LogDir string
 	// StateDir holds the groups' volumes (emptyDir, files payloads).
@@ -116,6 +119,8 @@ func (c *Config) validate() error {
 		return errors.New("agent: --log-dir is required")
 	case c.StateDir == "":
 		return errors.New("agent: --state-dir is required")
+	case c.Host.Spec.Allocatable.GPU > len(c.GPUDevices):
+		return fmt.Errorf("agent: the host offers %d GPUs, but knows %d GPU devices", c.Host.Spec.Allocatable.GPU, len(c.GPUDevices))
 	}
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = 10 * time.Second

@@ -121,6 +121,7 @@ func (a *Agent) ensureSandbox(ctx context.Context, g *apiv1.ContainerGroup, sbs 
 		defer func() { _ = a.removeSandboxes(ctx, g, dead, 0, "a newer sandbox is ready") }()
 	}
 	if ready != nil {
+		sbCfg.Labels[LabelGPUs] = ready.Labels[LabelGPUs] // gpus.go
 		return ready.Id, false, nil
 	}
 	if err := a.limitCgroup(g); err != nil {
@@ -128,8 +129,13 @@ func (a *Agent) ensureSandbox(ctx context.Context, g *apiv1.ContainerGroup, sbs 
 	}
 	tr.step("cgroup")
 	sbCfg.DnsConfig = a.dnsConfigOf(ctx, g) // only a new sandbox reads it
+	unlock, err := a.assignGPUs(ctx, g, sbCfg)
+	if err != nil {
+		return "", false, a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "GPUsUnavailable", Message: err.Error()})
+	}
 	// A pod's RuntimeClass's handler, else the runtime's default.
 	id, err = a.cfg.Runtime.RunPodSandbox(ctx, sbCfg, g.Spec.RuntimeHandler)
+	unlock()
 	tr.step("sandbox")
 	if err != nil {
 		return "", true, a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "SandboxCreateFailed", Message: err.Error()})
@@ -397,7 +403,9 @@ func (a *Agent) start(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Cont
 	if err != nil {
 		return &waitingError{reason: "CreateContainerConfigError", err: err}
 	}
-	id, err := a.cfg.Runtime.CreateContainer(ctx, sbID, containerConfig(g, c, image, n, init, mounts), sbCfg)
+	cfg := containerConfig(g, c, image, n, init, mounts)
+	cfg.CDIDevices = gpusOf(g, c, init, sbCfg.GetLabels()[LabelGPUs])
+	id, err := a.cfg.Runtime.CreateContainer(ctx, sbID, cfg, sbCfg)
 	if err != nil {
 		a.containerEvent(ctx, g, c.Name, apiv1.EventWarning, "Failed", fmt.Sprintf("Error: %v", err))
 		return fmt.Errorf("create container %s: %w", c.Name, err)

@@ -35,6 +35,10 @@ type Containerd struct {
 	// CertsDir is containerd's registry hosts directory (config_path): one
 	// <registry>/hosts.toml each; the bed's registry has one.
 	CertsDir string
+	// CDIDir is containerd's only CDI spec directory (cdi_spec_dirs), empty
+	// at start: a test writes the devices it pretends to have there
+	// (containerd reads specs as they change).
+	CDIDir string
 
 	Runtime internalapi.RuntimeService
 	Images  internalapi.ImageManagerService
@@ -90,6 +94,7 @@ disabled_plugins = ['io.containerd.nri.v1.nri']
     tolerate_missing_hugetlb_controller = true
     disable_hugetlb_controller = false
     netns_mounts_under_state_dir = true
+    cdi_spec_dirs = ['{{.CDIDir}}']
     # This kind of machine has cgroup v1 only (docs/dependencies.md).
     ignore_deprecation_warnings = ['io.containerd.deprecation/cgroup-v1']
     [plugins.'io.containerd.cri.v1.runtime'.cni]
@@ -168,7 +173,7 @@ func (b *Bed) startContainerdIn(ctx context.Context, netns, dir string) (*Contai
 	cniConfDir := filepath.Join(dir, "net.d")
 	c.CNIConfDir, c.CNIBinDir = cniConfDir, filepath.Join(dir, "cni-bin")
 	certsDir := filepath.Join(dir, "certs.d")
-	c.CertsDir = certsDir
+	c.CertsDir, c.CDIDir = certsDir, filepath.Join(dir, "cdi")
 	configPath, err := b.writeContainerdConfig(c, dir, runc, netns == "")
 	if err != nil {
 		return nil, err
@@ -231,7 +236,7 @@ func (b *Bed) shareDir() error {
 // the config's path.
 func (b *Bed) writeContainerdConfig(c *Containerd, dir, runc string, bedNetwork bool) (string, error) {
 	cniConfDir, certsDir := c.CNIConfDir, c.CertsDir
-	for _, d := range []string{c.Root, c.State, c.LogDir, cniConfDir, c.CNIBinDir, filepath.Join(certsDir, b.Registry.Host)} {
+	for _, d := range []string{c.Root, c.State, c.LogDir, cniConfDir, c.CNIBinDir, c.CDIDir, filepath.Join(certsDir, b.Registry.Host)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return "", err
 		}
@@ -250,6 +255,7 @@ func (b *Bed) writeContainerdConfig(c *Containerd, dir, runc string, bedNetwork 
 	if err := renderFile(configPath, containerdConfig, map[string]string{
 		"Root": c.Root, "State": c.State, "Socket": c.Socket, "PauseImage": b.Registry.Pause,
 		"CertsDir": certsDir, "CNIBinDir": cniBinDir, "ExtraCNIBinDir": c.CNIBinDir, "CNIConfDir": cniConfDir, "Runc": runc, "AltHandler": AltRuntimeHandler,
+		"CDIDir": c.CDIDir,
 	}); err != nil {
 		return "", err
 	}

@@ -32,15 +32,17 @@ import (
 func nodeResources(c *apiv1.Capacity, max corev1.ResourceList) (capacity, allocatable corev1.ResourceList) {
 	q, u := c.Quota, c.Used
 	pool := apiv1.Resources{MilliCPU: limit(c.Pool.MilliCPU, q.MilliCPU), MemoryMiB: limit(c.Pool.MemoryMiB, q.MemoryMiB),
-		Pods: int(limit(int64(c.Pool.Pods), int64(q.Groups)))}
+		Pods: int(limit(int64(c.Pool.Pods), int64(q.Groups))), GPU: int(limit(int64(c.Pool.GPU), int64(q.GPU)))}
 	left := apiv1.Resources{
 		MilliCPU:  u.MilliCPU + min(c.Free.MilliCPU, quotaLeft(q.MilliCPU, u.MilliCPU)),
 		MemoryMiB: u.MemoryMiB + min(c.Free.MemoryMiB, quotaLeft(q.MemoryMiB, u.MemoryMiB)),
 		Pods:      u.Pods + int(min(int64(c.Free.Pods), quotaLeft(int64(q.Groups), int64(u.Pods)))),
+		GPU:       u.GPU + int(min(int64(c.Free.GPU), quotaLeft(int64(q.GPU), int64(u.GPU)))),
 	}
 	// A quota lowered below what the groups hold: allocatable is no more
 	// than capacity, as on any node.
-	left = apiv1.Resources{MilliCPU: min(left.MilliCPU, pool.MilliCPU), MemoryMiB: min(left.MemoryMiB, pool.MemoryMiB), Pods: min(left.Pods, pool.Pods)}
+	left = apiv1.Resources{MilliCPU: min(left.MilliCPU, pool.MilliCPU), MemoryMiB: min(left.MemoryMiB, pool.MemoryMiB), Pods: min(left.Pods, pool.Pods),
+		GPU: min(left.GPU, pool.GPU)}
 	return resourceList(pool, max), resourceList(left, max)
 }
 
@@ -60,13 +62,20 @@ func quotaLeft(quota, used int64) int64 {
 	return max(quota-used, 0)
 }
 
-// resourceList is r as the node's cpu, memory and pods, each no more than
-// max's.
+// resourceGPU is the node's extended resource of the pool's GPUs, as the
+// NVIDIA device plugin names it on a kubelet's node.
+const resourceGPU corev1.ResourceName = "nvidia.com/gpu"
+
+// resourceList is r as the node's cpu, memory, pods and GPUs (when the
+// pool has any), each no more than max's.
 func resourceList(r apiv1.Resources, most corev1.ResourceList) corev1.ResourceList {
 	out := corev1.ResourceList{
 		corev1.ResourceCPU:    *resource.NewMilliQuantity(max(r.MilliCPU, 0), resource.DecimalSI),
 		corev1.ResourceMemory: *resource.NewQuantity(min(max(r.MemoryMiB, 0), math.MaxInt64>>20)<<20, resource.BinarySI),
 		corev1.ResourcePods:   *resource.NewQuantity(int64(max(r.Pods, 0)), resource.DecimalSI),
+	}
+	if r.GPU > 0 {
+		out[resourceGPU] = *resource.NewQuantity(int64(r.GPU), resource.DecimalSI)
 	}
 	for name, q := range out {
 		if m, ok := most[name]; ok && m.Cmp(q) < 0 {

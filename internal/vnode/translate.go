@@ -141,6 +141,9 @@ func (p *Provider) toGroup(ctx context.Context, pod *corev1.Pod) (*apiv1.Contain
 		}
 		g.Spec.Containers = append(g.Spec.Containers, ct)
 	}
+	// The instance has the GPUs its containers' nvidia.com/gpu limits ask
+	// for (docs/spec.md section 4): only a host with them free takes it.
+	g.Spec.GPU = g.Spec.ContainersGPU()
 	vols, err := p.volumes(ctx, pod)
 	if err != nil {
 		return nil, err

@@ -62,7 +62,12 @@ func fastClient(t testing.TB, bed *testbed.Bed) kubernetes.Interface {
 
 func start(t *testing.T, agentConfig ...func(*agent.Config)) *cluster {
 	t.Helper()
-	bed := testbed.New(t, testbed.Options{Kube: true, Containerd: true})
+	return startOn(t, testbed.New(t, testbed.Options{Kube: true, Containerd: true}), agentConfig...)
+}
+
+// startOn is start on bed.
+func startOn(t *testing.T, bed *testbed.Bed, agentConfig ...func(*agent.Config)) *cluster {
+	t.Helper()
 	// EIPs from the top of the node network, which the agent's host holds.
 	eips := bed.Network.NodeCIDR.Addr().As4()
 	eips[3] = 240
