@@ -108,6 +108,16 @@ type ContainerGroupSpec struct {
 	// fail-fast (ScheduleFailed at once).
 	FailStrategy FailStrategy `json:"failStrategy,omitempty"`
 
+	// SpotStrategy makes a preemptible (spot) instance: SpotAsPriceGo or
+	// SpotWithPriceLimit (with SpotPriceLimit, per hour); empty or NoSpot:
+	// pay-as-you-go. A spot instance's capacity goes to a pay-as-you-go
+	// instance that has none, once SpotDurationHours (0-6, default 1)
+	// after it started: it is told (SpotReleaseAt, an Event
+	// SpotToBeReleased) a notice period before, then it is Expired.
+	SpotStrategy      SpotStrategy `json:"spotStrategy,omitempty"`
+	SpotPriceLimit    float64      `json:"spotPriceLimit,omitempty"`
+	SpotDurationHours *int         `json:"spotDurationHours,omitempty"`
+
 	// ClientToken makes create idempotent: the same token returns the same group.
 	ClientToken string `json:"clientToken,omitempty"`
 }
@@ -137,6 +147,30 @@ const (
 	FailOver FailStrategy = "fail-over"
 	FailFast FailStrategy = "fail-fast"
 )
+
+// SpotStrategy says whether an instance is preemptible (docs/spec.md
+// section 5).
+type SpotStrategy string
+
+const (
+	NoSpot             SpotStrategy = "NoSpot"
+	SpotAsPriceGo      SpotStrategy = "SpotAsPriceGo"
+	SpotWithPriceLimit SpotStrategy = "SpotWithPriceLimit"
+)
+
+// Spot tells whether the group is a spot instance.
+func (s *ContainerGroupSpec) Spot() bool {
+	return s.SpotStrategy == SpotAsPriceGo || s.SpotStrategy == SpotWithPriceLimit
+}
+
+// SpotProtection is how long a spot instance runs before its capacity may
+// be taken back (SpotDurationHours, 1 by default).
+func (s *ContainerGroupSpec) SpotProtection() time.Duration {
+	if s.SpotDurationHours == nil {
+		return time.Hour
+	}
+	return time.Duration(*s.SpotDurationHours) * time.Hour
+}
 
 // DNSPolicy is what a group's DNSConfig adds to.
 type DNSPolicy string
@@ -232,6 +266,9 @@ type ContainerGroupStatus struct {
 	// RestartRequestedAt asks the agent to restart every container
 	// (RestartContainerGroup); the group is Restarting until they run again.
 	RestartRequestedAt *time.Time `json:"restartRequestedAt,omitempty"`
+	// SpotReleaseAt is when a spot instance whose capacity is taken back
+	// ends (Expired).
+	SpotReleaseAt *time.Time `json:"spotReleaseAt,omitempty"`
 
 	// Billing timestamps: billed from PendingAt (image pull and storage mount
 	// start) until FinishedAt.

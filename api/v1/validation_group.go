@@ -259,6 +259,7 @@ func validatePulls(e *errs, p fpath, s *ContainerGroupSpec) {
 		e.add(p.child("maxPendingMinutes"), "%d is not allowed; allowed: 10 to 1440 minutes (default 240)", m)
 	}
 	e.oneOf(p.child("failStrategy"), string(s.FailStrategy), "", string(FailBack), string(FailOver), string(FailFast))
+	validateSpot(e, p, s)
 	if len(s.ClientToken) > 64 {
 		e.add(p.child("clientToken"), "%d characters is too long; allowed: at most 64", len(s.ClientToken))
 	}
@@ -356,4 +357,22 @@ func (s *ContainerGroupSpec) ContainersSize() sizes.Size {
 		is = append(is, sizes.FromGiB(c.CPU, c.Memory))
 	}
 	return sizes.Together(cs, is)
+}
+
+// validateSpot checks a spot instance's strategy, price limit and
+// protected hours.
+func validateSpot(e *errs, p fpath, s *ContainerGroupSpec) {
+	e.oneOf(p.child("spotStrategy"), string(s.SpotStrategy), "", string(NoSpot), string(SpotAsPriceGo), string(SpotWithPriceLimit))
+	switch {
+	case s.SpotStrategy == SpotWithPriceLimit && s.SpotPriceLimit <= 0:
+		e.add(p.child("spotPriceLimit"), "%v is not allowed with SpotWithPriceLimit; allowed: a price per hour above 0", s.SpotPriceLimit)
+	case s.SpotPriceLimit != 0 && s.SpotStrategy != SpotWithPriceLimit:
+		e.add(p.child("spotPriceLimit"), "is set but spotStrategy is %q; allowed: only with SpotWithPriceLimit", s.SpotStrategy)
+	}
+	if d := s.SpotDurationHours; d != nil && (*d < 0 || *d > 6) {
+		e.add(p.child("spotDurationHours"), "%d is not allowed; allowed: 0 to 6 hours", *d)
+	}
+	if s.SpotDurationHours != nil && !s.Spot() {
+		e.add(p.child("spotDurationHours"), "is set but the group is no spot instance; allowed: only with a spotStrategy")
+	}
 }

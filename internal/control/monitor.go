@@ -18,6 +18,7 @@ import (
 //     DeletionTimeout is completed by the server;
 //   - a placed group that is still not Running after its maxPendingMinutes
 //     fails with reason PendingTimeout;
+//   - a spot instance whose release time came ends Expired (spot.go);
 //   - once a minute, ended groups and events past their retention go
 //     (CollectGarbage).
 func (s *Service) RunMonitor(ctx context.Context) error {
@@ -95,7 +96,7 @@ func (s *Service) MonitorOnce(ctx context.Context) error {
 		case st.Host != "" && !st.State.Terminal() && g.Metadata.DeletionRequestedAt == nil:
 			if since, isLost := lost[st.Host]; isLost {
 				s.failGroup(ctx, g, evHostLost, fmt.Sprintf("host %s stopped renewing its lease (last heartbeat %s)", st.Host, since.Format(time.RFC3339)))
-			} else if st.State == apiv1.StatePending && pendingOverdue(g, now) {
+			} else if !s.expireSpot(ctx, g, now) && st.State == apiv1.StatePending && pendingOverdue(g, now) { // spot.go
 				s.failGroup(ctx, g, evPendingTimeout, fmt.Sprintf("not running %d minutes after creation (maxPendingMinutes)", maxPendingMinutes(g)))
 			}
 		}

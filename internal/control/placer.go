@@ -149,8 +149,9 @@ type placementState struct {
 	tenants map[string]*apiv1.Tenant
 	vsws    map[string]*apiv1.VSwitch
 	alloc   map[string]*addrpool.Allocator
-	ipv6    map[string]*addrpool.IPv6Pool // the vSwitches with an ipv6Cidr (ipv6.go)
-	fixed   map[string]*ipRecord          // by fixed-IP key (fixedip.go)
+	ipv6    map[string]*addrpool.IPv6Pool      // the vSwitches with an ipv6Cidr (ipv6.go)
+	fixed   map[string]*ipRecord               // by fixed-IP key (fixedip.go)
+	spot    map[string][]*apiv1.ContainerGroup // live spot groups by host, read when needed (spot.go)
 }
 
 // loadVSwitches reads the vSwitches into an empty state (no addresses marked).
@@ -350,7 +351,7 @@ func (s *Service) placeOne(ctx context.Context, st *placementState, g *apiv1.Con
 	d, err := scheduler.Place(st.snapshot(), req, s.opts.Policy)
 	var nc *scheduler.NoCapacityError
 	if errors.As(err, &nc) {
-		return s.unschedulable(ctx, g, nc.Error())
+		return s.unschedulable(ctx, g, nc.Error()+s.preemptFor(ctx, st, g, req))
 	}
 	if err != nil {
 		return err

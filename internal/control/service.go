@@ -27,6 +27,9 @@ type Options struct {
 	// (DefaultMaxStoredGroups); MaxLargeGroups those over LargeGroupBytes
 	// (DefaultMaxLargeGroups).
 	MaxStoredGroups, MaxLargeGroups int
+	// SpotNotice is how long before it ends a spot instance whose capacity
+	// is taken back is told (DefaultSpotNotice).
+	SpotNotice time.Duration
 	// EIPRange holds the addresses EIPs are given from (eips.go; invalid:
 	// none are).
 	EIPRange netip.Prefix
@@ -110,6 +113,9 @@ func New(st *store.Store, opts Options) *Service {
 	}
 	if opts.HostLeaseTTL == 0 {
 		opts.HostLeaseTTL = 40 * time.Second
+	}
+	if opts.SpotNotice == 0 {
+		opts.SpotNotice = DefaultSpotNotice
 	}
 	if opts.RetryInterval == 0 {
 		opts.RetryInterval = 5 * time.Second

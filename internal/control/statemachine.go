@@ -39,13 +39,14 @@ const (
 	evDeleteRequested  event = "DeleteRequested"  // a graceful DeleteGroup of a placed group
 	evHostLost         event = "HostLost"         // the monitor: the host stopped renewing its lease
 	evPendingTimeout   event = "PendingTimeout"   // the monitor: not Running after maxPendingMinutes
+	evSpotReleased     event = "SpotReleased"     // the monitor: a spot instance's notice ended (spot.go)
 )
 
 // events lists every event, in the order the table's columns are read.
 var events = []event{
 	evCreated, evPlaced, evUnschedulable, evScheduleFailed,
 	evReportPending, evReportRunning, evReportRestarting, evReportSucceeded, evReportFailed,
-	evRestartRequested, evDeleteRequested, evHostLost, evPendingTimeout,
+	evRestartRequested, evDeleteRequested, evHostLost, evPendingTimeout, evSpotReleased,
 }
 
 // stateNew is the state of a group not stored yet: only evCreated moves it.
@@ -95,8 +96,9 @@ func reports(m map[event]move) map[event]move {
 // ScheduleFailed, Succeeded, Failed and Expired take nothing (the record is
 // kept, then removed). Terminating takes only the end of the group: until
 // then the group stays Terminating whatever the agent reports. No event
-// leads to Updating or Expired yet (spot instances and updates in place are
-// not built); Updating takes what any running group takes.
+// leads to Updating yet (updates in place keep a group Running); a spot
+// instance whose capacity was taken back ends Expired; Updating takes what
+// any running group takes.
 var moves = map[apiv1.State]map[event]move{
 	stateNew: {
 		evCreated: {apiv1.StateScheduling, 0},
@@ -111,19 +113,23 @@ var moves = map[apiv1.State]map[event]move{
 		evDeleteRequested:  {apiv1.StateTerminating, 0},
 		evHostLost:         {apiv1.StateFailed, stampFinished},
 		evPendingTimeout:   {apiv1.StateFailed, stampFinished},
+		evSpotReleased:     {apiv1.StateExpired, stampFinished},
 	}),
 	apiv1.StateRunning: reports(map[event]move{
 		evRestartRequested: {apiv1.StateRestarting, stampRestart},
 		evDeleteRequested:  {apiv1.StateTerminating, 0},
 		evHostLost:         {apiv1.StateFailed, stampFinished},
+		evSpotReleased:     {apiv1.StateExpired, stampFinished},
 	}),
 	apiv1.StateRestarting: reports(map[event]move{
 		evDeleteRequested: {apiv1.StateTerminating, 0},
 		evHostLost:        {apiv1.StateFailed, stampFinished},
+		evSpotReleased:    {apiv1.StateExpired, stampFinished},
 	}),
 	apiv1.StateUpdating: reports(map[event]move{
 		evDeleteRequested: {apiv1.StateTerminating, 0},
 		evHostLost:        {apiv1.StateFailed, stampFinished},
+		evSpotReleased:    {apiv1.StateExpired, stampFinished},
 	}),
 	apiv1.StateTerminating: {
 		evReportSucceeded: {apiv1.StateSucceeded, stampFinished},

@@ -18,18 +18,18 @@ import (
 // reached, and after "+" the timestamps the move sets: S ScheduledAt, P
 // PendingAt, R RunningAt, F FinishedAt, X RestartRequestedAt.
 const stateMachineTable = `
-from            Created     Placed      Unschedulable  ScheduleFailed    ReportedPending  ReportedRunning  ReportedRestarting  ReportedSucceeded  ReportedFailed  RestartRequested  DeleteRequested  HostLost  PendingTimeout
-new             Scheduling  -           -              -                 -                -                -                   -                  -               -                 -                -         -
-Scheduling      -           Pending+SP  Scheduling     ScheduleFailed+F  Pending          Running+R        Restarting          Succeeded+F        Failed+F        -                 -                -         -
-ScheduleFailed  -           -           -              -                 -                -                -                   -                  -               -                 -                -         -
-Pending         -           -           -              -                 Pending          Running+R        Restarting          Succeeded+F        Failed+F        Restarting+X      Terminating      Failed+F  Failed+F
-Running         -           -           -              -                 Pending          Running+R        Restarting          Succeeded+F        Failed+F        Restarting+X      Terminating      Failed+F  -
-Restarting      -           -           -              -                 Pending          Running+R        Restarting          Succeeded+F        Failed+F        -                 Terminating      Failed+F  -
-Updating        -           -           -              -                 Pending          Running+R        Restarting          Succeeded+F        Failed+F        -                 Terminating      Failed+F  -
-Terminating     -           -           -              -                 -                -                -                   Succeeded+F        Failed+F        -                 -                -         -
-Succeeded       -           -           -              -                 -                -                -                   -                  -               -                 -                -         -
-Failed          -           -           -              -                 -                -                -                   -                  -               -                 -                -         -
-Expired         -           -           -              -                 -                -                -                   -                  -               -                 -                -         -
+from            Created     Placed      Unschedulable  ScheduleFailed    ReportedPending  ReportedRunning  ReportedRestarting  ReportedSucceeded  ReportedFailed  RestartRequested  DeleteRequested  HostLost  PendingTimeout  SpotReleased
+new             Scheduling  -           -              -                 -                -                -                   -                  -               -                 -                -         -               -
+Scheduling      -           Pending+SP  Scheduling     ScheduleFailed+F  Pending          Running+R        Restarting          Succeeded+F        Failed+F        -                 -                -         -               -
+ScheduleFailed  -           -           -              -                 -                -                -                   -                  -               -                 -                -         -               -
+Pending         -           -           -              -                 Pending          Running+R        Restarting          Succeeded+F        Failed+F        Restarting+X      Terminating      Failed+F  Failed+F        Expired+F
+Running         -           -           -              -                 Pending          Running+R        Restarting          Succeeded+F        Failed+F        Restarting+X      Terminating      Failed+F  -               Expired+F
+Restarting      -           -           -              -                 Pending          Running+R        Restarting          Succeeded+F        Failed+F        -                 Terminating      Failed+F  -               Expired+F
+Updating        -           -           -              -                 Pending          Running+R        Restarting          Succeeded+F        Failed+F        -                 Terminating      Failed+F  -               Expired+F
+Terminating     -           -           -              -                 -                -                -                   Succeeded+F        Failed+F        -                 -                -         -               -
+Succeeded       -           -           -              -                 -                -                -                   -                  -               -                 -                -         -               -
+Failed          -           -           -              -                 -                -                -                   -                  -               -                 -                -         -               -
+Expired         -           -           -              -                 -                -                -                   -                  -               -                 -                -         -               -
 `
 
 type stateMachineRow struct {

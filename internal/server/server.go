@@ -77,6 +77,9 @@ func (c *Config) Validate() error {
 	if len(c.EtcdEndpoints) > 0 && c.EncryptionKeyFile == "" {
 		return errors.New("--encryption-key-file is required with --etcd-endpoints: every server on that etcd must seal and open stored values with the same keys (docs/security.md)")
 	}
+	if c.Control.SpotNotice < 0 {
+		return fmt.Errorf("--spot-notice %s: must be positive", c.Control.SpotNotice)
+	}
 	if c.HostLeaseTTL < 0 {
 		return fmt.Errorf("--host-lease-ttl %s: must be positive", c.HostLeaseTTL)
 	}

@@ -62,6 +62,9 @@ func annotations(pod *corev1.Pod, s *apiv1.ContainerGroupSpec) error {
 	if err := numericAnnotations(a, s); err != nil {
 		return err
 	}
+	if err := spotAnnotations(a, s); err != nil {
+		return err
+	}
 	return jsonAnnotations(pod, s)
 }
 
@@ -112,6 +115,28 @@ func numericAnnotations(a map[string]string, s *apiv1.ContainerGroupSpec) error 
 		if len(s.Tags) > 3 {
 			return refuse("InvalidAnnotation", "annotation %s=%q has %d tags: at most 3 are allowed", AnnCustomTags, v, len(s.Tags))
 		}
+	}
+	return nil
+}
+
+// spotAnnotations make a spot instance (docs/spec.md section 5): its
+// strategy, price limit and protected hours; the service checks the
+// combination.
+func spotAnnotations(a map[string]string, s *apiv1.ContainerGroupSpec) error {
+	s.SpotStrategy = apiv1.SpotStrategy(a[AnnSpotStrategy])
+	if v, ok := a[AnnSpotPriceLimit]; ok {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f <= 0 {
+			return refuse("InvalidAnnotation", "annotation %s=%q is not valid: expected a price per hour above 0, such as 0.25", AnnSpotPriceLimit, v)
+		}
+		s.SpotPriceLimit = f
+	}
+	if v, ok := a[AnnSpotDuration]; ok {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return refuse("InvalidAnnotation", "annotation %s=%q is not valid: expected protected hours, an integer from 0 to 6", AnnSpotDuration, v)
+		}
+		s.SpotDurationHours = &n
 	}
 	return nil
 }

@@ -21,7 +21,7 @@ import (
 var readAnnotations = []string{
 	AnnUseSpecs, AnnVSwitch, AnnScheduleStrat, AnnSecurityGroup, AnnPrivateIP, AnnCustomTags, AnnCustomHosts, AnnCustomDNS,
 	AnnExtraEphemeral, AnnMaxPending, AnnFailStrategy, AnnPlainHTTP, AnnInsecure, AnnFixedIP, AnnFixedIPRetain, AnnWithEIP,
-	AnnEIPInstanceID, AnnEnableIPv6, AnnECIIngressBandwidth, AnnECIEgressBandwidth,
+	AnnEIPInstanceID, AnnEnableIPv6, AnnECIIngressBandwidth, AnnECIEgressBandwidth, AnnSpotStrategy, AnnSpotPriceLimit, AnnSpotDuration,
 }
 
 // writtenAnnotations are the node's to write; a pod's own value is
@@ -34,9 +34,6 @@ var unsupportedAnnotations = map[string]string{
 	"eci-instance-type":      "no named instance types: give the size with eci-use-specs (for example 2-4Gi) or the containers' resources",
 	"eci-compute-category":   "one compute category: every instance runs on the pool's hosts",
 	"eci-gpu-driver-version": "the host's GPU driver is used: GPUs are given by nvidia.com/gpu limits",
-	"eci-spot-strategy":      "no spot instances: the instance runs pay-as-you-go and is never reclaimed",
-	"eci-spot-price-limit":   "no spot instances: the instance runs pay-as-you-go and is never reclaimed",
-	"eci-spot-duration":      "no spot instances: the instance runs pay-as-you-go and is never reclaimed",
 	"eip-bandwidth":          "an EIP's bandwidth is not limited by this annotation: use kubernetes.io/egress-bandwidth and ingress-bandwidth",
 	"eci-auto-imc":           "no image caches yet: the images are pulled (the host's image store still keeps what it pulled)",
 	"eci-imc-id":             "no image caches yet: the images are pulled",

@@ -56,11 +56,11 @@ func TestEveryAnnotationHasAState(t *testing.T) {
 		}
 	}
 	po := pod(func(p *corev1.Pod) {
-		p.Annotations = map[string]string{annPrefix + "eci-spot-strategy": "SpotAsPriceGo", annPrefix + "eci-use-spec": "2-4Gi",
+		p.Annotations = map[string]string{annPrefix + "eci-compute-category": "economy", annPrefix + "eci-use-spec": "2-4Gi",
 			AnnUseSpecs: "2-4Gi", AnnInstanceID: "x", "example.com/other": "y"}
 	})
 	w := annotationWarnings(po)
-	if len(w) != 2 || !strings.Contains(w[0], "eci-spot-strategy is not supported") || !strings.Contains(w[0], "pay-as-you-go") ||
+	if len(w) != 2 || !strings.Contains(w[0], "eci-compute-category is not supported") || !strings.Contains(w[0], "one compute category") ||
 		!strings.Contains(w[1], "eci-use-spec is not one eci knows") {
 		t.Fatalf("warnings %q", w)
 	}

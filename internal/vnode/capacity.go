@@ -2,6 +2,7 @@ package vnode
 
 import (
 	"math"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 
@@ -28,8 +29,11 @@ import (
 // on any node) while their instances have the default size.
 
 // nodeResources is the node's capacity and allocatable for c, neither
-// above max (the configured capacity).
-func nodeResources(c *apiv1.Capacity, max corev1.ResourceList) (capacity, allocatable corev1.ResourceList) {
+// above max (the configured capacity). spot, what the node's spot
+// instances past their protected hours hold, is counted twice: held by
+// them, and offered again, since a pay-as-you-go pod bound on it takes it
+// back (their instances end after a notice; docs/vnode.md).
+func nodeResources(c *apiv1.Capacity, spot apiv1.Resources, max corev1.ResourceList) (capacity, allocatable corev1.ResourceList) {
 	q, u := c.Quota, c.Used
 	pool := apiv1.Resources{MilliCPU: limit(c.Pool.MilliCPU, q.MilliCPU), MemoryMiB: limit(c.Pool.MemoryMiB, q.MemoryMiB),
 		Pods: int(limit(int64(c.Pool.Pods), int64(q.Groups))), GPU: int(limit(int64(c.Pool.GPU), int64(q.GPU)))}
@@ -43,7 +47,7 @@ func nodeResources(c *apiv1.Capacity, max corev1.ResourceList) (capacity, alloca
 	// than capacity, as on any node.
 	left = apiv1.Resources{MilliCPU: min(left.MilliCPU, pool.MilliCPU), MemoryMiB: min(left.MemoryMiB, pool.MemoryMiB), Pods: min(left.Pods, pool.Pods),
 		GPU: min(left.GPU, pool.GPU)}
-	return resourceList(pool, max), resourceList(left, max)
+	return resourceList(addResources(pool, spot), max), resourceList(addResources(left, spot), max)
 }
 
 // limit is v, or quota when set and smaller.
@@ -80,6 +84,26 @@ func resourceList(r apiv1.Resources, most corev1.ResourceList) corev1.ResourceLi
 	for name, q := range out {
 		if m, ok := most[name]; ok && m.Cmp(q) < 0 {
 			out[name] = m.DeepCopy()
+		}
+	}
+	return out
+}
+
+func addResources(a, b apiv1.Resources) apiv1.Resources {
+	return apiv1.Resources{MilliCPU: a.MilliCPU + b.MilliCPU, MemoryMiB: a.MemoryMiB + b.MemoryMiB, GPU: a.GPU + b.GPU, Pods: a.Pods + b.Pods}
+}
+
+// reclaimableSpot is what this node's spot instances past their protected
+// hours hold: capacity a pay-as-you-go pod may take back.
+func (p *Provider) reclaimableSpot() apiv1.Resources {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	var out apiv1.Resources
+	for _, g := range p.groups {
+		st := g.Status
+		if g.Spec.Spot() && !st.State.Terminal() && st.Host != "" && st.PendingAt != nil && !now.Before(st.PendingAt.Add(g.Spec.SpotProtection())) {
+			out = addResources(out, apiv1.Resources{MilliCPU: st.MilliCPU, MemoryMiB: st.MemoryMiB, GPU: g.Spec.GPU, Pods: 1})
 		}
 	}
 	return out

@@ -18,6 +18,7 @@ func TestNodeResources(t *testing.T) {
 	for _, tc := range []struct {
 		name                  string
 		c                     apiv1.Capacity
+		spot                  apiv1.Resources
 		max                   corev1.ResourceList
 		capCPU, cpu, mem, pod string
 	}{
@@ -36,8 +37,11 @@ func TestNodeResources(t *testing.T) {
 			max:    corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("4Ti"), corev1.ResourcePods: resource.MustParse("10")},
 			capCPU: "2", cpu: "2", mem: "16Gi", pod: "10"},
 		{name: "no host", c: apiv1.Capacity{}, max: max, capCPU: "0", cpu: "0", mem: "0", pod: "0"},
+		{name: "spot instances past their protection count twice", c: apiv1.Capacity{Pool: pool, Free: apiv1.Resources{MilliCPU: 6000, MemoryMiB: 12288, Pods: 109},
+			Used: apiv1.Resources{MilliCPU: 2000, MemoryMiB: 4096, Pods: 1}}, spot: apiv1.Resources{MilliCPU: 2000, MemoryMiB: 4096, Pods: 1},
+			max: max, capCPU: "10", cpu: "10", mem: "20Gi", pod: "111"},
 	} {
-		capacity, alloc := nodeResources(&tc.c, tc.max)
+		capacity, alloc := nodeResources(&tc.c, tc.spot, tc.max)
 		for name, want := range map[string]struct {
 			got  resource.Quantity
 			want string

@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
 )
 
@@ -16,9 +17,12 @@ type nodeStatus struct {
 	eci *client.Client
 	// max is the configured capacity; the node shows what the pool can
 	// place for its tenant, up to it (capacity.go).
-	max  corev1.ResourceList
-	mu   sync.Mutex
-	node *corev1.Node
+	max corev1.ResourceList
+	// reclaimable is what the node's spot instances past their protected
+	// hours hold (Provider.reclaimableSpot).
+	reclaimable func() apiv1.Resources
+	mu          sync.Mutex
+	node        *corev1.Node
 }
 
 // statusEvery is how often the instance service is checked.
@@ -72,7 +76,11 @@ func (s *nodeStatus) followCapacity(ctx context.Context) bool {
 	if err != nil {
 		return false
 	}
-	capacity, allocatable := nodeResources(c, s.max)
+	var spot apiv1.Resources
+	if s.reclaimable != nil {
+		spot = s.reclaimable()
+	}
+	capacity, allocatable := nodeResources(c, spot, s.max)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if equalResources(s.node.Status.Capacity, capacity) && equalResources(s.node.Status.Allocatable, allocatable) {

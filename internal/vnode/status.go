@@ -44,6 +44,14 @@ func (p *Provider) podStatus(pod *corev1.Pod, g *apiv1.ContainerGroup) corev1.Po
 		podCondition(corev1.ContainersReady, cond["ContainersReady"].Status && out.Phase == corev1.PodRunning, cond["ContainersReady"].LastTransitionTime),
 		podCondition(corev1.PodReady, cond["Ready"].Status && out.Phase == corev1.PodRunning, cond["Ready"].LastTransitionTime),
 	}
+	if at := st.SpotReleaseAt; at != nil {
+		// A spot instance whose capacity is taken back: the condition a
+		// Job's podFailurePolicy and disruption-aware controllers read,
+		// before and after it ends.
+		c := podCondition(corev1.DisruptionTarget, true, time.Time{})
+		c.Reason, c.Message = "SpotToBeReleased", "the spot instance is released at "+at.UTC().Format(time.RFC3339)+": its capacity goes to a pay-as-you-go instance"
+		out.Conditions = append(out.Conditions, c)
+	}
 	// The generation of the spec this status is of, as a 1.35 kubelet
 	// writes it (PodObservedGenerationTracking): the pod's, which the node
 	// translated and sent on (images, files) when it changed.

@@ -44,6 +44,9 @@ const (
 	AnnAllocatedEIP   = annPrefix + "allocated-eipAddress"
 	AnnEnableIPv6     = annPrefix + "eci-enable-ipv6"
 	AnnAllocatedIPv6  = annPrefix + "allocated-ipv6Address"
+	AnnSpotStrategy   = annPrefix + "eci-spot-strategy"
+	AnnSpotPriceLimit = annPrefix + "eci-spot-price-limit"
+	AnnSpotDuration   = annPrefix + "eci-spot-duration"
 	// The bandwidth limits: Kubernetes' own names (the CNI bandwidth
 	// plugin's) and the service's; the service's win.
 	AnnIngressBandwidth    = "kubernetes.io/ingress-bandwidth"

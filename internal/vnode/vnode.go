@@ -78,7 +78,7 @@ func New(cfg Config) (*VNode, error) {
 	// The status keeper has its own copy: virtual-kubelet reads spec
 	// under its own lock, and the keeper changes its copy under its own.
 	own := spec.DeepCopy()
-	if v.nc, err = node.NewNodeController(&nodeStatus{eci: cfg.ECI, max: cfg.Capacity, node: own}, &spec, cfg.Kube.CoreV1().Nodes(),
+	if v.nc, err = node.NewNodeController(&nodeStatus{eci: cfg.ECI, max: cfg.Capacity, node: own, reclaimable: v.provider.reclaimableSpot}, &spec, cfg.Kube.CoreV1().Nodes(),
 		node.WithNodeEnableLeaseV1(nodeutil.NodeLeaseV1Client(cfg.Kube), node.DefaultLeaseDuration)); err != nil {
 		return nil, fmt.Errorf("vnode: node controller: %w", err)
 	}

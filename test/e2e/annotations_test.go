@@ -47,12 +47,12 @@ func testAnnotations(t *testing.T, c *cluster, ns string) {
 			vnode.AnnEgressBandwidth:  "4M",
 			vnode.AnnWithEIP:          "true",
 			// Not supported: a Warning Event says so and what happens instead.
-			"k8s.aliyun.com/eci-spot-strategy": "SpotAsPriceGo",
+			"k8s.aliyun.com/eci-compute-category": "economy",
 		}}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: busybox,
 			Command: []string{"sh", "-c", "cat /etc/hosts; exec sleep 3600"}}}}}
 		c.createPod(t, ns, pod)
 		p := c.waitPod(t, ns, "annotated", "Running", 60*time.Second, running)
-		podEvent(t, c, ns, p, "AnnotationNotSupported", "k8s.aliyun.com/eci-spot-strategy is not supported and has no effect: no spot instances")
+		podEvent(t, c, ns, p, "AnnotationNotSupported", "k8s.aliyun.com/eci-compute-category is not supported and has no effect: one compute category")
 		if p.Status.PodIP != ip.String() {
 			t.Errorf("pod IP %s, asked %s", p.Status.PodIP, ip)
 		}

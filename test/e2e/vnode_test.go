@@ -68,10 +68,21 @@ func start(t *testing.T, agentConfig ...func(*agent.Config)) *cluster {
 // startOn is start on bed.
 func startOn(t *testing.T, bed *testbed.Bed, agentConfig ...func(*agent.Config)) *cluster {
 	t.Helper()
+	return startServing(t, bed, nil, agentConfig...)
+}
+
+// startServing is startOn with the server's config tuned by serverConfig.
+func startServing(t *testing.T, bed *testbed.Bed, serverConfig func(*server.Config), agentConfig ...func(*agent.Config)) *cluster {
+	t.Helper()
 	// EIPs from the top of the node network, which the agent's host holds.
 	eips := bed.Network.NodeCIDR.Addr().As4()
 	eips[3] = 240
-	srv := servertest.Start(t, func(c *server.Config) { c.Control.EIPRange = netip.PrefixFrom(netip.AddrFrom4(eips), 30) })
+	srv := servertest.Start(t, func(c *server.Config) {
+		c.Control.EIPRange = netip.PrefixFrom(netip.AddrFrom4(eips), 30)
+		if serverConfig != nil {
+			serverConfig(c)
+		}
+	})
 	agenttest.Start(t, srv, bed, "host-1", agentConfig...)
 	c := &cluster{bed: bed, srv: srv, eci: srv.TenantClient(t, "cluster-a"), kube: fastClient(t, bed)}
 	c.stopVNode = c.startVNode(t)
