@@ -27,8 +27,10 @@ type ContainerGroupSpec struct {
 	// one that can be placed is used (k8s.aliyun.com/eci-use-specs). It wins
 	// over CPU and Memory.
 	Specs []string `json:"specs,omitempty"`
-	// InstanceType names a type instead of a size (reserved; no types are
-	// configured yet, so any value is refused).
+	// InstanceType names a type the server offers instead of a size: it
+	// sets cpu, memory and gpu from it at creation (the server's
+	// --instance-type; none by default); a name no type has is refused,
+	// naming the configured ones. Specs may name types too.
 	InstanceType string `json:"instanceType,omitempty"`
 	// GPU is the number of GPUs of the instance.
 	GPU int `json:"gpu,omitempty"`

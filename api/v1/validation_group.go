@@ -267,8 +267,9 @@ func validatePulls(e *errs, p fpath, s *ContainerGroupSpec) {
 
 // validateSize checks every way of giving a size, and that the containers fit.
 func validateSize(e *errs, p fpath, s *ContainerGroupSpec) {
-	if s.InstanceType != "" {
-		e.add(p.child("instanceType"), "%q is not a configured instance type (none are); give a size with specs (for example [\"2-4Gi\"]) or cpu and memory", s.InstanceType)
+	if s.InstanceType != "" && s.CPU == 0 {
+		// The server turns a configured type into cpu and memory first.
+		e.add(p.child("instanceType"), "%q is not a configured instance type; give a size with specs (for example [\"2-4Gi\"]) or cpu and memory", s.InstanceType)
 	}
 	e.nonNegative(p.child("gpu"), int64(s.GPU))
 	if want := s.ContainersGPU(); want > s.GPU {

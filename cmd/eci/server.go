@@ -93,6 +93,17 @@ Serves /metrics (Prometheus), /healthz and /readyz.`,
 	fl.StringVar(&cfg.AdminToken, "admin-token", "", "the admin's bearer token (default $ECI_ADMIN_TOKEN, or generated into <data-dir>/admin.token)")
 	fl.StringVar(&policy, "placement-policy", "spread", "how hosts are chosen: "+strings.Join([]string{string(scheduler.Spread), string(scheduler.Binpack)}, ", "))
 	fl.DurationVar(&cfg.HostLeaseTTL, "host-lease-ttl", 0, "a host without a heartbeat for this long is lost (default 40s)")
+	fl.Func("instance-type", "NAME=VCPU,GIB[,GPUS]: a named instance type groups may ask for (spec.instanceType, eci-instance-type, eci-use-specs); repeat for several", func(v string) error {
+		name, t, err := control.ParseInstanceType(v)
+		if err != nil {
+			return err
+		}
+		if cfg.Control.InstanceTypes == nil {
+			cfg.Control.InstanceTypes = map[string]control.InstanceType{}
+		}
+		cfg.Control.InstanceTypes[name] = t
+		return nil
+	})
 	fl.DurationVar(&cfg.Control.SpotNotice, "spot-notice", control.DefaultSpotNotice, "how long before it ends a spot instance whose capacity a pay-as-you-go one takes is told (SpotToBeReleased)")
 	fl.Float64Var(&cfg.TenantRateLimit.QPS, "tenant-qps", server.DefaultTenantRateLimit.QPS, "requests a second one tenant token may make to this server (past it: 429 with Retry-After; -1: no limit)")
 	fl.IntVar(&cfg.TenantRateLimit.Burst, "tenant-burst", server.DefaultTenantRateLimit.Burst, "requests one tenant token may make at once")

@@ -33,6 +33,11 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 	if err := p.Require("create container groups", apiv1.TokenAdmin, apiv1.TokenTenant); err != nil {
 		return nil, false, err
 	}
+	spec, err := s.withInstanceTypes(g.Spec) // instancetypes.go
+	if err != nil {
+		return nil, false, err
+	}
+	g = &apiv1.ContainerGroup{Metadata: g.Metadata, Spec: spec}
 	if err := apiv1.ValidateContainerGroup(g); err != nil {
 		return nil, false, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
 	}

@@ -30,6 +30,9 @@ type Options struct {
 	// SpotNotice is how long before it ends a spot instance whose capacity
 	// is taken back is told (DefaultSpotNotice).
 	SpotNotice time.Duration
+	// InstanceTypes are the named sizes groups may ask for
+	// (instancetypes.go).
+	InstanceTypes map[string]InstanceType
 	// EIPRange holds the addresses EIPs are given from (eips.go; invalid:
 	// none are).
 	EIPRange netip.Prefix

@@ -59,6 +59,9 @@ func annotations(pod *corev1.Pod, s *apiv1.ContainerGroupSpec) error {
 	if v, ok := a[AnnFailStrategy]; ok {
 		s.FailStrategy = apiv1.FailStrategy(v)
 	}
+	// A named type: the service sizes the instance by it (and refuses a
+	// name it does not offer, naming those it does).
+	s.InstanceType = a[AnnInstanceType]
 	if err := numericAnnotations(a, s); err != nil {
 		return err
 	}

@@ -21,7 +21,7 @@ import (
 var readAnnotations = []string{
 	AnnUseSpecs, AnnVSwitch, AnnScheduleStrat, AnnSecurityGroup, AnnPrivateIP, AnnCustomTags, AnnCustomHosts, AnnCustomDNS,
 	AnnExtraEphemeral, AnnMaxPending, AnnFailStrategy, AnnPlainHTTP, AnnInsecure, AnnFixedIP, AnnFixedIPRetain, AnnWithEIP,
-	AnnEIPInstanceID, AnnEnableIPv6, AnnECIIngressBandwidth, AnnECIEgressBandwidth, AnnSpotStrategy, AnnSpotPriceLimit, AnnSpotDuration,
+	AnnEIPInstanceID, AnnEnableIPv6, AnnECIIngressBandwidth, AnnECIEgressBandwidth, AnnSpotStrategy, AnnSpotPriceLimit, AnnSpotDuration, AnnInstanceType,
 }
 
 // writtenAnnotations are the node's to write; a pod's own value is
@@ -31,7 +31,6 @@ var writtenAnnotations = []string{AnnInstanceID, AnnInstanceSpec, AnnAllocatedEI
 // unsupportedAnnotations: what happens instead, and what to use.
 var unsupportedAnnotations = map[string]string{
 	"eci-instance-family":    "no instance families: the size comes from eci-use-specs or the containers' resources",
-	"eci-instance-type":      "no named instance types: give the size with eci-use-specs (for example 2-4Gi) or the containers' resources",
 	"eci-compute-category":   "one compute category: every instance runs on the pool's hosts",
 	"eci-gpu-driver-version": "the host's GPU driver is used: GPUs are given by nvidia.com/gpu limits",
 	"eip-bandwidth":          "an EIP's bandwidth is not limited by this annotation: use kubernetes.io/egress-bandwidth and ingress-bandwidth",

@@ -28,10 +28,13 @@ func ParseDefaultSize(v string) (sizes.Size, error) {
 }
 
 // asksForNoSize: no container (init ones included) requests or limits CPU
-// or memory (a zero counts as none), and no eci-use-specs annotation names
-// a size.
+// or memory (a zero counts as none), and no eci-use-specs or
+// eci-instance-type annotation names a size.
 func asksForNoSize(pod *corev1.Pod) bool {
 	if _, ok := pod.Annotations[AnnUseSpecs]; ok {
+		return false
+	}
+	if pod.Annotations[AnnInstanceType] != "" {
 		return false
 	}
 	for _, cs := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {

@@ -13,8 +13,9 @@ import (
 
 // A pod that asks for no size gets eci-profile's defaultSize, else the
 // node's --default-size, else 2 vCPU / 4 GiB; a pod that asks for any part
-// of a size (an init container's limit, a CPU request alone, eci-use-specs)
-// gets no default.
+// of a size (an init container's limit, a CPU request alone, eci-use-specs,
+// a named instance type) gets no default; a named type wins over the
+// containers' resources (the service sizes the group by it).
 func TestDefaultSize(t *testing.T) {
 	half := sizes.Size{MilliCPU: 500, MemoryMiB: 1024}
 	quarter := sizes.Size{MilliCPU: 250, MemoryMiB: 512}
@@ -36,6 +37,10 @@ func TestDefaultSize(t *testing.T) {
 			p.Spec.InitContainers = []corev1.Container{{Name: "init", Image: "busybox", Resources: corev1.ResourceRequirements{Limits: res("1", "2Gi")}}}
 		})},
 		{name: "eci-use-specs", node: half, pod: pod(func(p *corev1.Pod) { p.Annotations[AnnUseSpecs] = "1-2Gi" })},
+		{name: "eci-instance-type, over the containers' resources", node: half, pod: pod(func(p *corev1.Pod) {
+			p.Annotations[AnnInstanceType] = "ecs.c6.large"
+			p.Spec.Containers[0].Resources.Limits = res("1", "2Gi")
+		})},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := &Provider{cfg: Config{ClusterID: "c1", Files: noFiles{}, DefaultSize: tc.node}}

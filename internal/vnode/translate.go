@@ -44,6 +44,7 @@ const (
 	AnnAllocatedEIP   = annPrefix + "allocated-eipAddress"
 	AnnEnableIPv6     = annPrefix + "eci-enable-ipv6"
 	AnnAllocatedIPv6  = annPrefix + "allocated-ipv6Address"
+	AnnInstanceType   = annPrefix + "eci-instance-type"
 	AnnSpotStrategy   = annPrefix + "eci-spot-strategy"
 	AnnSpotPriceLimit = annPrefix + "eci-spot-price-limit"
 	AnnSpotDuration   = annPrefix + "eci-spot-duration"
@@ -120,7 +121,9 @@ func (p *Provider) toGroup(ctx context.Context, pod *corev1.Pod) (*apiv1.Contain
 	}
 	g.Spec.RuntimeHandler = handler
 	g.Spec.DNSPolicy, g.Spec.DNSConfig = p.dnsConfig(pod)
-	if cpu, mem := podSize(pod); cpu > 0 || mem > 0 {
+	// A named type (eci-instance-type) sizes the instance: the service sets
+	// cpu and memory from it.
+	if cpu, mem := podSize(pod); (cpu > 0 || mem > 0) && pod.Annotations[AnnInstanceType] == "" {
 		// One of them alone: the other is the smallest size's with it
 		// (docs/spec.md section 4), as the service wants both.
 		if r, ok := sizes.Round(sizes.FromGiB(cpu, mem)); ok {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/agent"
+	"github.com/eci-dev/eci/internal/control"
 	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/server"
 	"github.com/eci-dev/eci/internal/testbed"
@@ -23,10 +23,14 @@ import (
 // the node offers its capacity again, so a pay-as-you-go pod is bound and
 // takes it back: the spot pod gets the DisruptionTarget condition and a
 // SpotToBeReleased Event, ends Failed (its instance Expired) after the
-// notice, and the pay-as-you-go pod runs on its capacity.
+// notice, and the pay-as-you-go pod, of a named instance type, runs on its
+// capacity at that type's size.
 func TestSpotInstances(t *testing.T) {
 	bed := testbed.New(t, testbed.Options{Kube: true, Containerd: true})
-	c := startServing(t, bed, func(cfg *server.Config) { cfg.Control.SpotNotice = 5 * time.Second }, func(cfg *agent.Config) {
+	c := startServing(t, bed, func(cfg *server.Config) {
+		cfg.Control.SpotNotice = 5 * time.Second
+		cfg.Control.InstanceTypes = map[string]control.InstanceType{"ecs.test.c2m2": {CPU: 2, Memory: 2}}
+	}, func(cfg *agent.Config) {
 		res := apiv1.Resources{MilliCPU: 2000, MemoryMiB: 4096, Pods: 20}
 		cfg.Host.Spec.Capacity, cfg.Host.Spec.Allocatable = res, res
 	})
@@ -50,7 +54,8 @@ func TestSpotInstances(t *testing.T) {
 		return nil
 	})
 
-	c.createPod(t, ns, pod("paid", nil))
+	// A named instance type sizes it (over its containers' resources).
+	c.createPod(t, ns, pod("paid", map[string]string{vnode.AnnInstanceType: "ecs.test.c2m2"}))
 	c.waitPod(t, ns, "spot", "told it is released", 60*time.Second, func(p *corev1.Pod) error {
 		for _, cond := range p.Status.Conditions {
 			if cond.Type == corev1.DisruptionTarget && cond.Status == corev1.ConditionTrue && cond.Reason == "SpotToBeReleased" {
@@ -67,7 +72,7 @@ func TestSpotInstances(t *testing.T) {
 		return nil
 	})
 	paid := c.waitPod(t, ns, "paid", "Running on the spot instance's capacity", 90*time.Second, running)
-	if !strings.HasPrefix(paid.Annotations[vnode.AnnInstanceSpec], "2.0-") {
+	if paid.Annotations[vnode.AnnInstanceSpec] != "2.0-2.0Gi" {
 		t.Errorf("the paid pod's size: %q", paid.Annotations[vnode.AnnInstanceSpec])
 	}
 }
