@@ -40,6 +40,15 @@ type Container struct {
 	TTY   bool `json:"tty,omitempty"`
 }
 
+// EphemeralContainer is a container added to a running group to look into
+// it (kubectl debug): no ports, probes, lifecycle hooks or resources of its
+// own. TargetContainerName, when set, names the app container whose
+// processes it sees (it joins that container's process namespace).
+type EphemeralContainer struct {
+	Container
+	TargetContainerName string `json:"targetContainerName,omitempty"`
+}
+
 // ResizePolicy is a container's answer to a change of one resource.
 type ResizePolicy struct {
 	// ResourceName: cpu or memory.

@@ -41,7 +41,11 @@ type ContainerGroupSpec struct {
 
 	Containers     []Container `json:"containers"`
 	InitContainers []Container `json:"initContainers,omitempty"`
-	Volumes        []Volume    `json:"volumes,omitempty"`
+	// EphemeralContainers are added to a running group (GroupUpdate), as a
+	// pod's by kubectl debug: each runs once in the sandbox, never
+	// restarted, and none is changed or removed.
+	EphemeralContainers []EphemeralContainer `json:"ephemeralContainers,omitempty"`
+	Volumes             []Volume             `json:"volumes,omitempty"`
 
 	// RestartPolicy applies to the containers: Always (default), OnFailure, Never.
 	RestartPolicy                 RestartPolicy `json:"restartPolicy,omitempty"`
@@ -256,9 +260,10 @@ type ContainerGroupStatus struct {
 	EIPAddress string `json:"eipAddress,omitempty"`
 	EIPID      string `json:"eipId,omitempty"`
 
-	InitContainers []ContainerStatus `json:"initContainers,omitempty"`
-	Containers     []ContainerStatus `json:"containers,omitempty"`
-	Conditions     []Condition       `json:"conditions,omitempty"`
+	InitContainers      []ContainerStatus `json:"initContainers,omitempty"`
+	Containers          []ContainerStatus `json:"containers,omitempty"`
+	EphemeralContainers []ContainerStatus `json:"ephemeralContainers,omitempty"`
+	Conditions          []Condition       `json:"conditions,omitempty"`
 
 	// SchedulingAttempts counts placement tries (fail-back retries).
 	SchedulingAttempts int `json:"schedulingAttempts,omitempty"`

@@ -5,12 +5,13 @@ package v1
 type StatusReport struct {
 	// State: Pending (pulling, mounting), Running, Restarting, Succeeded or
 	// Failed. Terminating is the server's to set.
-	State          State             `json:"state"`
-	Reason         string            `json:"reason,omitempty"`
-	Message        string            `json:"message,omitempty"`
-	InitContainers []ContainerStatus `json:"initContainers,omitempty"`
-	Containers     []ContainerStatus `json:"containers,omitempty"`
-	Conditions     []Condition       `json:"conditions,omitempty"`
+	State               State             `json:"state"`
+	Reason              string            `json:"reason,omitempty"`
+	Message             string            `json:"message,omitempty"`
+	InitContainers      []ContainerStatus `json:"initContainers,omitempty"`
+	Containers          []ContainerStatus `json:"containers,omitempty"`
+	EphemeralContainers []ContainerStatus `json:"ephemeralContainers,omitempty"`
+	Conditions          []Condition       `json:"conditions,omitempty"`
 }
 
 // GroupUpdate is the body of PATCH /v1/containergroups/{id}
@@ -34,6 +35,10 @@ type GroupUpdate struct {
 	// larger one is refused). Each container takes it by its
 	// resizePolicy.
 	Resources map[string]ContainerResources `json:"resources,omitempty"`
+	// EphemeralContainers adds these to the group (kubectl debug); one
+	// given again as it is changes nothing, and none is changed or
+	// removed.
+	EphemeralContainers []EphemeralContainer `json:"ephemeralContainers,omitempty"`
 	// ResourceVersion, when set, must be the group's current version.
 	ResourceVersion string `json:"resourceVersion,omitempty"`
 }

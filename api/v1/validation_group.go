@@ -2,6 +2,7 @@ package v1
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/eci-dev/eci/internal/sizes"
@@ -31,8 +32,8 @@ func validateMembers(e *errs, p fpath, s *ContainerGroupSpec) {
 	if len(s.Containers) == 0 {
 		e.required(p.child("containers"), "at least one container")
 	}
-	if n := len(s.Containers) + len(s.InitContainers); n > MaxContainers {
-		e.add(p.child("containers"), "%d containers (with init containers) is too many; allowed: at most %d", n, MaxContainers)
+	if n := len(s.Containers) + len(s.InitContainers) + len(s.EphemeralContainers); n > MaxContainers {
+		e.add(p.child("containers"), "%d containers (with init and ephemeral containers) is too many; allowed: at most %d", n, MaxContainers)
 	}
 	if len(s.Volumes) > MaxVolumes {
 		e.add(p.child("volumes"), "%d volumes is too many; allowed: at most %d", len(s.Volumes), MaxVolumes)
@@ -62,6 +63,25 @@ func validateMembers(e *errs, p fpath, s *ContainerGroupSpec) {
 	}
 	for i, c := range s.Containers {
 		validateContainer(e, p.child("containers").index(i), c, volumes, names, false)
+	}
+	for i, c := range s.EphemeralContainers {
+		validateEphemeral(e, p.child("ephemeralContainers").index(i), s, c, volumes, names)
+	}
+}
+
+// validateEphemeral checks an ephemeral container: a container with none
+// of ports, probes, hooks, resources, and a target that is an app
+// container.
+func validateEphemeral(e *errs, p fpath, s *ContainerGroupSpec, c EphemeralContainer, volumes, names map[string]bool) {
+	validateContainer(e, p, c.Container, volumes, names, false)
+	if len(c.Ports) > 0 || c.StartupProbe != nil || c.LivenessProbe != nil || c.ReadinessProbe != nil || c.Lifecycle != nil {
+		e.add(p, "ephemeral containers may not have ports, probes or lifecycle hooks")
+	}
+	if c.CPU != 0 || c.Memory != 0 || c.GPU != 0 || len(c.ResizePolicy) > 0 {
+		e.add(p, "ephemeral containers may not have resources of their own: they share the group's")
+	}
+	if t := c.TargetContainerName; t != "" && !slices.ContainsFunc(s.Containers, func(a Container) bool { return a.Name == t }) {
+		e.add(p.child("targetContainerName"), "%q is no app container of the group", t)
 	}
 }
 

@@ -189,6 +189,9 @@ func (a *Agent) runGroup(ctx context.Context, g *apiv1.ContainerGroup, sandbox s
 		if err := a.runContainers(ctx, g, sandbox, sbCfg, ctrs); err != nil {
 			return err
 		}
+		if err := a.runEphemeral(ctx, g, sandbox, sbCfg, ctrs); err != nil { // ephemeral.go
+			return err
+		}
 		tr.step("start")
 		if ctrs, err = a.containers(ctx, sandbox); err != nil {
 			return err
@@ -405,6 +408,9 @@ func (a *Agent) start(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Cont
 	}
 	cfg := containerConfig(g, c, image, n, init, mounts)
 	cfg.CDIDevices = gpusOf(g, c, init, sbCfg.GetLabels()[LabelGPUs])
+	if err := a.joinTarget(ctx, g, c.Name, sbID, cfg); err != nil {
+		return err
+	}
 	id, err := a.cfg.Runtime.CreateContainer(ctx, sbID, cfg, sbCfg)
 	if err != nil {
 		a.containerEvent(ctx, g, c.Name, apiv1.EventWarning, "Failed", fmt.Sprintf("Error: %v", err))

@@ -62,6 +62,7 @@ func (a *Agent) status(_ context.Context, g *apiv1.ContainerGroup, ctrs map[stri
 	default:
 		r.State, r.Reason = apiv1.StatePending, "ContainerCreating"
 	}
+	r.EphemeralContainers = a.ephemeralStatuses(g, ctrs, now) // ephemeral.go
 	r.Conditions = []apiv1.Condition{
 		{Type: "Initialized", Status: initDone},
 		{Type: "ContainersReady", Status: ready == n},

@@ -87,14 +87,15 @@ func (s *Service) capEvents(ctx context.Context, id string) error {
 // a probe's or a hook's output, a tenant's, is in it.
 const MaxEventMessage = 4096
 
-// hasContainer tells whether g has a container (app or init) named name.
+// hasContainer tells whether g has a container (app, init or ephemeral)
+// named name.
 func hasContainer(g *apiv1.ContainerGroup, name string) bool {
 	for _, c := range append(slices.Clone(g.Spec.InitContainers), g.Spec.Containers...) {
 		if c.Name == name {
 			return true
 		}
 	}
-	return false
+	return slices.ContainsFunc(g.Spec.EphemeralContainers, func(c apiv1.EphemeralContainer) bool { return c.Name == name })
 }
 
 // AddEvent records an event reported by an agent about one of its groups.

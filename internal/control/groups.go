@@ -299,6 +299,13 @@ func (s *Service) UpdateGroup(ctx context.Context, p auth.Principal, id string, 
 			}
 			next.Spec = spec
 		}
+		if u.EphemeralContainers != nil {
+			spec, err := withEphemeral(next.Spec, u.EphemeralContainers) // ephemeral.go
+			if err != nil {
+				return err
+			}
+			next.Spec = spec
+		}
 		if u.Resources != nil {
 			spec, err := withResources(&next, u.Resources)
 			if err != nil {

@@ -34,6 +34,7 @@ func (s *Service) ReportStatus(ctx context.Context, p auth.Principal, id string,
 			return false
 		}
 		g.Status.InitContainers, g.Status.Containers, g.Status.Conditions = r.InitContainers, r.Containers, r.Conditions
+		g.Status.EphemeralContainers = r.EphemeralContainers
 		// A group being deleted takes only its end: it stays Terminating
 		// (with its containers' states) whatever else the agent says.
 		if err := applyEvent(&g.Status, ev, r.Reason, r.Message, s.now()); err != nil && g.Status.State != apiv1.StateTerminating {

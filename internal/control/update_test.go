@@ -165,3 +165,44 @@ func TestUpdateResources(t *testing.T) {
 		t.Errorf("a refused resize changed the spec: %+v", cur.Spec.Containers)
 	}
 }
+
+// Ephemeral containers are added to a group (kubectl debug): one given
+// again as it is changes nothing, one changed is refused, and one with
+// ports or resources, or a target that is no app container, is refused
+// naming the field.
+func TestUpdateEphemeralContainers(t *testing.T) {
+	e := newEnv(t, false)
+	g, _, err := e.svc.CreateGroup(e.ctx, auth.Admin, groupSpec("debug", 1, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbg := apiv1.EphemeralContainer{Container: apiv1.Container{Name: "debugger", Image: "busybox", Stdin: true, TTY: true}, TargetContainerName: "app"}
+	add := func(cs ...apiv1.EphemeralContainer) (*apiv1.ContainerGroup, error) {
+		return e.svc.UpdateGroup(e.ctx, auth.Admin, g.Metadata.ID, apiv1.GroupUpdate{EphemeralContainers: cs})
+	}
+	for range 2 {
+		if up, err := add(dbg); err != nil || len(up.Spec.EphemeralContainers) != 1 || up.Spec.EphemeralContainers[0].TargetContainerName != "app" {
+			t.Fatalf("add: %v %+v", err, up)
+		}
+	}
+	changed := dbg
+	changed.Image = "busybox:2"
+	withPort := apiv1.EphemeralContainer{Container: apiv1.Container{Name: "p", Image: "busybox", Ports: []apiv1.Port{{ContainerPort: 80}}}}
+	withCPU := apiv1.EphemeralContainer{Container: apiv1.Container{Name: "c", Image: "busybox", CPU: 1}}
+	noTarget := apiv1.EphemeralContainer{Container: apiv1.Container{Name: "t", Image: "busybox"}, TargetContainerName: "nope"}
+	clash := apiv1.EphemeralContainer{Container: apiv1.Container{Name: "app", Image: "busybox"}}
+	for _, c := range []struct {
+		add  apiv1.EphemeralContainer
+		says string
+	}{
+		{changed, `ephemeralContainers["debugger"]: the group has it already`},
+		{withPort, "ports, probes or lifecycle hooks"},
+		{withCPU, "resources of their own"},
+		{noTarget, `targetContainerName: "nope" is no app container`},
+		{clash, `"app"`},
+	} {
+		if _, err := add(c.add); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("%s: %v, want InvalidArgument saying %q", c.add.Name, err, c.says)
+		}
+	}
+}

@@ -24,7 +24,7 @@ import (
 // container, and not sent again.
 func (p *Provider) syncUpdates(ctx context.Context, key string) {
 	pod, _, _ := p.updateToSend(key)
-	if resized, _, _ := p.resizeToSend(key); pod == nil && resized == nil {
+	if resized, _, _ := p.resizeToSend(key); pod == nil && resized == nil && !p.hasNewEphemeral(key) {
 		return
 	}
 	p.mu.Lock()
@@ -40,11 +40,12 @@ func (p *Provider) syncUpdates(ctx context.Context, key string) {
 		wait := time.Second
 		for range 8 {
 			retry, err := p.sendUpdate(bg, key)
-			retryResize, errResize := p.sendResize(bg, key) // resize.go
-			if !retry && !retryResize {
+			retryResize, errResize := p.sendResize(bg, key)          // resize.go
+			retryEphemeral, errEphemeral := p.sendEphemeral(bg, key) // ephemeral.go
+			if !retry && !retryResize && !retryEphemeral {
 				return
 			}
-			err = cmp.Or(err, errResize)
+			err = cmp.Or(err, errResize, errEphemeral)
 			log.G(bg).Warn("change the images of a pod's group (will retry)", "pod", key, "err", err)
 			select {
 			case <-bg.Done():

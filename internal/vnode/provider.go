@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,18 +47,21 @@ type Provider struct {
 	refused map[string]string
 	// resizes are the pods' in-place resizes, by pod UID (resize.go).
 	resizes map[string]*resizeState
-	notify  func(*corev1.Pod)
-	synced  chan struct{}
-	started time.Time       // the node's start, as /stats/summary's
-	cpu     nodeCPU         // the node's cumulative CPU
-	metrics *kubeletMetrics // the node's /metrics (kubeletmetrics.go)
+	// refusedEphemeral are ephemeral containers refused, said once, by
+	// pod UID/name (ephemeral.go).
+	refusedEphemeral map[string]bool
+	notify           func(*corev1.Pod)
+	synced           chan struct{}
+	started          time.Time       // the node's start, as /stats/summary's
+	cpu              nodeCPU         // the node's cumulative CPU
+	metrics          *kubeletMetrics // the node's /metrics (kubeletmetrics.go)
 	// runCtx is Run's: work a request starts and must finish lives on it.
 	runCtx context.Context
 }
 
 func newProvider(cfg Config) *Provider {
 	p := &Provider{cfg: cfg, pods: map[string]*corev1.Pod{}, groups: map[string]*apiv1.ContainerGroup{}, waiting: map[string]*corev1.Pod{},
-		annotating: map[string]bool{}, imaging: map[string]bool{}, refused: map[string]string{}, resizes: map[string]*resizeState{}, synced: make(chan struct{}), started: time.Now()}
+		annotating: map[string]bool{}, imaging: map[string]bool{}, refused: map[string]string{}, resizes: map[string]*resizeState{}, refusedEphemeral: map[string]bool{}, synced: make(chan struct{}), started: time.Now()}
 	p.metrics = newKubeletMetrics(p, cfg.NodeName)
 	return p
 }
@@ -235,6 +239,11 @@ func (p *Provider) gone(ctx context.Context, pod *corev1.Pod) {
 	delete(p.groups, string(pod.UID))
 	delete(p.refused, string(pod.UID))
 	delete(p.resizes, string(pod.UID))
+	for key := range p.refusedEphemeral {
+		if strings.HasPrefix(key, string(pod.UID)+"/") {
+			delete(p.refusedEphemeral, key)
+		}
+	}
 	p.metrics.forget(string(pod.UID))
 	p.mu.Unlock()
 	if cur == nil {

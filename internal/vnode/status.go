@@ -61,6 +61,7 @@ func (p *Provider) podStatus(pod *corev1.Pod, g *apiv1.ContainerGroup) corev1.Po
 	}
 	out.InitContainerStatuses = containerStatuses(pod.Spec.InitContainers, st.InitContainers, out.Phase)
 	out.ContainerStatuses = containerStatuses(pod.Spec.Containers, st.Containers, out.Phase)
+	out.EphemeralContainerStatuses = ephemeralStatuses(pod, g, out.Phase) // ephemeral.go
 	if !initDone(pod.Spec.InitContainers, out.InitContainerStatuses) {
 		// The kubelet's word for containers that wait for the init ones;
 		// kubectl then shows Init:N/M, or Init:<reason> of a failing one.
