@@ -38,7 +38,20 @@ type Container struct {
 
 	Stdin bool `json:"stdin,omitempty"`
 	TTY   bool `json:"tty,omitempty"`
+
+	// TerminationMessagePath, when set, is a file the container may write
+	// (any user may) whose last 4096 bytes become its terminated state's
+	// message; TerminationMessagePolicy FallbackToLogsOnError takes the
+	// end of its log when a failed attempt wrote nothing (File: never).
+	TerminationMessagePath   string `json:"terminationMessagePath,omitempty"`
+	TerminationMessagePolicy string `json:"terminationMessagePolicy,omitempty"`
 }
+
+// The termination message policies.
+const (
+	TerminationMessageFile                  = "File"
+	TerminationMessageFallbackToLogsOnError = "FallbackToLogsOnError"
+)
 
 // EphemeralContainer is a container added to a running group to look into
 // it (kubectl debug): no ports, probes, lifecycle hooks or resources of its

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -252,6 +253,10 @@ func validateContainer(e *errs, p fpath, c Container, volumes map[string]bool, n
 		e.add(p.child("memory"), "%v is not allowed; allowed: 0 to 512 GiB", c.Memory)
 	}
 	e.nonNegative(p.child("gpu"), int64(c.GPU))
+	if tp := c.TerminationMessagePath; tp != "" && (!path.IsAbs(tp) || len(tp) > 4096 || slices.Contains(strings.Split(tp, "/"), "..")) {
+		e.add(p.child("terminationMessagePath"), "%q is not allowed; allowed: an absolute path without '..', up to 4096 characters", tp)
+	}
+	e.oneOf(p.child("terminationMessagePolicy"), c.TerminationMessagePolicy, "", TerminationMessageFile, TerminationMessageFallbackToLogsOnError)
 	seen := map[string]bool{}
 	for i, rp := range c.ResizePolicy {
 		pp := p.child("resizePolicy").index(i)

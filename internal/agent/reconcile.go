@@ -406,6 +406,11 @@ func (a *Agent) start(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Cont
 	if err != nil {
 		return &waitingError{reason: "CreateContainerConfigError", err: err}
 	}
+	if m, err := a.terminationMount(g, c, n); err != nil { // termination.go
+		return &waitingError{reason: "CreateContainerConfigError", err: err}
+	} else if m != nil {
+		mounts = append(mounts, m)
+	}
 	cfg := containerConfig(g, c, image, n, init, mounts)
 	cfg.CDIDevices = gpusOf(g, c, init, sbCfg.GetLabels()[LabelGPUs])
 	if err := a.joinTarget(ctx, g, c.Name, sbID, cfg); err != nil {

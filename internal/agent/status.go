@@ -87,8 +87,14 @@ func (a *Agent) containerStatus(g *apiv1.ContainerGroup, c apiv1.Container, at a
 	}
 	st.ContainerID, st.ImageID, st.RestartCount = last.Id, last.ImageRef, int(last.Metadata.Attempt)
 	st.State = state(last)
+	if t := st.State.Terminated; t != nil {
+		t.Message = joinMessage(t.Message, a.terminationMessage(g, c, last)) // termination.go
+	}
 	if len(at) > 1 {
 		st.LastState = state(at[len(at)-2])
+		if t := st.LastState.Terminated; t != nil {
+			t.Message = joinMessage(t.Message, a.terminationMessage(g, c, at[len(at)-2]))
+		}
 	}
 	if st.State.Terminated != nil && shouldRestart(g.Spec.RestartPolicy, st.State.Terminated.ExitCode) &&
 		a.inBackoff(g.Metadata.ID, c.Name, now) {

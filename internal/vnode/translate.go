@@ -279,6 +279,7 @@ func container(pod *corev1.Pod, c corev1.Container) (apiv1.Container, error) {
 	out := apiv1.Container{
 		Name: c.Name, Image: c.Image, ImagePullPolicy: apiv1.PullPolicy(c.ImagePullPolicy),
 		Command: c.Command, Args: c.Args, WorkingDir: c.WorkingDir, Stdin: c.Stdin, TTY: c.TTY,
+		TerminationMessagePath: c.TerminationMessagePath, TerminationMessagePolicy: string(c.TerminationMessagePolicy),
 	}
 	for _, p := range c.Ports {
 		out.Ports = append(out.Ports, apiv1.Port{Name: p.Name, ContainerPort: p.ContainerPort, Protocol: string(p.Protocol)})

@@ -1,0 +1,59 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// More of what a kubelet does, on the virtual node.
+func TestMorePodSemantics(t *testing.T) {
+	c := start(t)
+	ns := "default"
+	busybox := c.bed.Registry.Busybox
+	user := int64(1000)
+
+	t.Run("a termination message written by a non-root user at its own path, and one from the log", func(t *testing.T) {
+		c.createPod(t, ns, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "ends"}, Spec: corev1.PodSpec{
+			RestartPolicy:   corev1.RestartPolicyNever,
+			SecurityContext: &corev1.PodSecurityContext{RunAsUser: &user, RunAsGroup: &user},
+			Containers: []corev1.Container{
+				{Name: "written", Image: busybox, TerminationMessagePath: "/tmp/why",
+					Command: []string{"sh", "-c", "echo finished as $(id -u) > /tmp/why; exit 3"}},
+				{Name: "logged", Image: busybox, TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+					Command: []string{"sh", "-c", "echo panic: the end >&2; exit 1"}},
+			}}})
+		c.waitPod(t, ns, "ends", "Failed with both messages", 90*time.Second, func(p *corev1.Pod) error {
+			if p.Status.Phase != corev1.PodFailed || len(p.Status.ContainerStatuses) != 2 {
+				return fmt.Errorf("phase %s", p.Status.Phase)
+			}
+			want := map[string]string{"written": "finished as 1000\n", "logged": "panic: the end\n"}
+			for _, cs := range p.Status.ContainerStatuses {
+				if tm := cs.State.Terminated; tm == nil || tm.Message != want[cs.Name] {
+					return fmt.Errorf("%s: %+v, want message %q", cs.Name, cs.State, want[cs.Name])
+				}
+			}
+			return nil
+		})
+	})
+
+	t.Run("the kubelet's safe sysctls are set in the instance", func(t *testing.T) {
+		c.createPod(t, ns, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "tuned"}, Spec: corev1.PodSpec{
+			SecurityContext: &corev1.PodSecurityContext{Sysctls: []corev1.Sysctl{
+				{Name: "net.ipv4.ip_local_port_range", Value: "20000 30000"},
+				{Name: "net.ipv4.tcp_keepalive_time", Value: "600"},
+				{Name: "net.ipv4.ip_unprivileged_port_start", Value: "80"},
+			}},
+			Containers: []corev1.Container{{Name: "main", Image: busybox, Command: []string{"sh", "-c",
+				"cat /proc/sys/net/ipv4/ip_local_port_range /proc/sys/net/ipv4/tcp_keepalive_time /proc/sys/net/ipv4/ip_unprivileged_port_start; sleep 3600"}}}}})
+		c.waitPod(t, ns, "tuned", "Running", 90*time.Second, running)
+		logs := c.logsUntil(t, ns, "tuned", []string{"600", "80"})
+		if f := strings.Fields(logs); len(f) != 4 || f[0] != "20000" || f[1] != "30000" {
+			t.Errorf("the instance's sysctls: %q", logs)
+		}
+	})
+}
