@@ -213,6 +213,25 @@ func validateVolume(e *errs, p fpath, v Volume) {
 	}
 }
 
+// validateContainerPolicies checks what a container says of its
+// termination message and its resizes.
+func validateContainerPolicies(e *errs, p fpath, c Container) {
+	if tp := c.TerminationMessagePath; tp != "" && (!path.IsAbs(tp) || len(tp) > 4096 || slices.Contains(strings.Split(tp, "/"), "..")) {
+		e.add(p.child("terminationMessagePath"), "%q is not allowed; allowed: an absolute path without '..', up to 4096 characters", tp)
+	}
+	e.oneOf(p.child("terminationMessagePolicy"), c.TerminationMessagePolicy, "", TerminationMessageFile, TerminationMessageFallbackToLogsOnError)
+	seen := map[string]bool{}
+	for i, rp := range c.ResizePolicy {
+		pp := p.child("resizePolicy").index(i)
+		e.oneOf(pp.child("resourceName"), rp.ResourceName, "cpu", "memory")
+		e.oneOf(pp.child("restartPolicy"), rp.RestartPolicy, ResizeNotRequired, ResizeRestartContainer)
+		if seen[rp.ResourceName] {
+			e.add(pp.child("resourceName"), "%q appears twice", rp.ResourceName)
+		}
+		seen[rp.ResourceName] = true
+	}
+}
+
 func validateContainer(e *errs, p fpath, c Container, volumes map[string]bool, names map[string]bool, init bool) {
 	e.dnsLabel(p.child("name"), c.Name, 63)
 	if c.Name != "" && names[c.Name] {
@@ -253,20 +272,7 @@ func validateContainer(e *errs, p fpath, c Container, volumes map[string]bool, n
 		e.add(p.child("memory"), "%v is not allowed; allowed: 0 to 512 GiB", c.Memory)
 	}
 	e.nonNegative(p.child("gpu"), int64(c.GPU))
-	if tp := c.TerminationMessagePath; tp != "" && (!path.IsAbs(tp) || len(tp) > 4096 || slices.Contains(strings.Split(tp, "/"), "..")) {
-		e.add(p.child("terminationMessagePath"), "%q is not allowed; allowed: an absolute path without '..', up to 4096 characters", tp)
-	}
-	e.oneOf(p.child("terminationMessagePolicy"), c.TerminationMessagePolicy, "", TerminationMessageFile, TerminationMessageFallbackToLogsOnError)
-	seen := map[string]bool{}
-	for i, rp := range c.ResizePolicy {
-		pp := p.child("resizePolicy").index(i)
-		e.oneOf(pp.child("resourceName"), rp.ResourceName, "cpu", "memory")
-		e.oneOf(pp.child("restartPolicy"), rp.RestartPolicy, ResizeNotRequired, ResizeRestartContainer)
-		if seen[rp.ResourceName] {
-			e.add(pp.child("resourceName"), "%q appears twice", rp.ResourceName)
-		}
-		seen[rp.ResourceName] = true
-	}
+	validateContainerPolicies(e, p, c)
 	if init && (c.LivenessProbe != nil || c.ReadinessProbe != nil || c.StartupProbe != nil || c.Lifecycle != nil) {
 		e.add(p, "init containers may not have probes or lifecycle hooks")
 	}

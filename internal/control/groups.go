@@ -33,13 +33,9 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 	if err := p.Require("create container groups", apiv1.TokenAdmin, apiv1.TokenTenant); err != nil {
 		return nil, false, err
 	}
-	spec, err := s.withInstanceTypes(g.Spec) // instancetypes.go
+	g, err = s.checkedNew(g)
 	if err != nil {
 		return nil, false, err
-	}
-	g = &apiv1.ContainerGroup{Metadata: g.Metadata, Spec: spec}
-	if err := apiv1.ValidateContainerGroup(g); err != nil {
-		return nil, false, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
 	}
 	tenant := g.Metadata.Tenant
 	switch {
@@ -285,58 +281,9 @@ func (s *Service) UpdateGroup(ctx context.Context, p auth.Principal, id string, 
 		if u.ResourceVersion != "" && u.ResourceVersion != g.Metadata.ResourceVersion {
 			return fmt.Errorf("group %s is at version %s, not %s: %w", id, g.Metadata.ResourceVersion, u.ResourceVersion, errdefs.ErrConflict)
 		}
-		next := *g
-		if u.Labels != nil {
-			next.Metadata.Labels = u.Labels
-		}
-		if u.Tags != nil {
-			next.Spec.Tags = u.Tags
-		}
-		if u.Images != nil {
-			spec, err := withImages(next.Spec, u.Images)
-			if err != nil {
-				return err
-			}
-			next.Spec = spec
-		}
-		if u.EphemeralContainers != nil {
-			spec, err := withEphemeral(next.Spec, u.EphemeralContainers) // ephemeral.go
-			if err != nil {
-				return err
-			}
-			next.Spec = spec
-		}
-		if u.Resources != nil {
-			spec, err := withResources(&next, u.Resources)
-			if err != nil {
-				return err
-			}
-			next.Spec = spec
-		}
-		if d := u.ActiveDeadlineSeconds; d != nil {
-			if cur := next.Spec.ActiveDeadlineSeconds; cur != nil && *d > *cur {
-				return fmt.Errorf("activeDeadlineSeconds: %d is more than the group's %d; allowed: set it, or lower it: %w", *d, *cur, errdefs.ErrInvalidArgument)
-			}
-			next.Spec.ActiveDeadlineSeconds = d
-		}
-		if u.Files != nil {
-			vols := append([]apiv1.Volume(nil), g.Spec.Volumes...)
-			for name, files := range u.Files {
-				found := false
-				for i := range vols {
-					if vols[i].Name == name && vols[i].Files != nil {
-						f, err := keepUnchanged(name, files, vols[i].Files)
-						if err != nil {
-							return err
-						}
-						vols[i].Files, found = f, true
-					}
-				}
-				if !found {
-					return fmt.Errorf("files[%q]: the group has no files volume of that name: %w", name, errdefs.ErrInvalidArgument)
-				}
-			}
-			next.Spec.Volumes = vols
+		next, err := updated(g, u)
+		if err != nil {
+			return err
 		}
 		if err := apiv1.ValidateContainerGroup(&next); err != nil {
 			return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
@@ -356,6 +303,65 @@ func (s *Service) UpdateGroup(ctx context.Context, p auth.Principal, id string, 
 		}
 	}
 	return out, err
+}
+
+// updated is g with u applied (not validated yet: the caller validates
+// the whole group).
+func updated(g *apiv1.ContainerGroup, u apiv1.GroupUpdate) (apiv1.ContainerGroup, error) {
+	next := *g
+	if u.Labels != nil {
+		next.Metadata.Labels = u.Labels
+	}
+	if u.Tags != nil {
+		next.Spec.Tags = u.Tags
+	}
+	if u.Images != nil {
+		spec, err := withImages(next.Spec, u.Images)
+		if err != nil {
+			return next, err
+		}
+		next.Spec = spec
+	}
+	if u.EphemeralContainers != nil {
+		spec, err := withEphemeral(next.Spec, u.EphemeralContainers) // ephemeral.go
+		if err != nil {
+			return next, err
+		}
+		next.Spec = spec
+	}
+	if u.Resources != nil {
+		spec, err := withResources(&next, u.Resources)
+		if err != nil {
+			return next, err
+		}
+		next.Spec = spec
+	}
+	if d := u.ActiveDeadlineSeconds; d != nil {
+		if cur := next.Spec.ActiveDeadlineSeconds; cur != nil && *d > *cur {
+			return next, fmt.Errorf("activeDeadlineSeconds: %d is more than the group's %d; allowed: set it, or lower it: %w", *d, *cur, errdefs.ErrInvalidArgument)
+		}
+		next.Spec.ActiveDeadlineSeconds = d
+	}
+	if u.Files != nil {
+		vols := append([]apiv1.Volume(nil), g.Spec.Volumes...)
+		for name, files := range u.Files {
+			found := false
+			for i := range vols {
+				if vols[i].Name == name && vols[i].Files != nil {
+					f, err := keepUnchanged(name, files, vols[i].Files)
+					if err != nil {
+						return next, err
+					}
+					vols[i].Files, found = f, true
+				}
+			}
+			if !found {
+				return next, fmt.Errorf("files[%q]: the group has no files volume of that name: %w", name, errdefs.ErrInvalidArgument)
+			}
+		}
+		next.Spec.Volumes = vols
+	}
+	return next, nil
 }
 
 // keepUnchanged is files as sent, where a file sent without content but

@@ -50,6 +50,20 @@ func ParseInstanceType(v string) (string, InstanceType, error) {
 	return name, t, nil
 }
 
+// checkedNew is a new group g with its named instance types turned into
+// sizes, validated.
+func (s *Service) checkedNew(g *apiv1.ContainerGroup) (*apiv1.ContainerGroup, error) {
+	spec, err := s.withInstanceTypes(g.Spec)
+	if err != nil {
+		return nil, err
+	}
+	g = &apiv1.ContainerGroup{Metadata: g.Metadata, Spec: spec}
+	if err := apiv1.ValidateContainerGroup(g); err != nil {
+		return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
+	}
+	return g, nil
+}
+
 // withInstanceTypes is spec with its instanceType, and the names of types
 // among its specs, turned into sizes (and GPUs). A name that is neither a
 // size nor a configured type is refused, naming the configured ones.

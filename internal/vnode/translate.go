@@ -133,23 +133,9 @@ func (p *Provider) toGroup(ctx context.Context, pod *corev1.Pod) (*apiv1.Contain
 	} else if size, _, ok := p.defaultSize(pod); ok {
 		g.Spec.CPU, g.Spec.Memory = size.VCPU(), size.GiB()
 	}
-	for _, c := range pod.Spec.InitContainers {
-		ct, err := container(pod, c)
-		if err != nil {
-			return nil, err
-		}
-		g.Spec.InitContainers = append(g.Spec.InitContainers, ct)
+	if err := containers(pod, &g.Spec); err != nil {
+		return nil, err
 	}
-	for _, c := range pod.Spec.Containers {
-		ct, err := container(pod, c)
-		if err != nil {
-			return nil, err
-		}
-		g.Spec.Containers = append(g.Spec.Containers, ct)
-	}
-	// The instance has the GPUs its containers' nvidia.com/gpu limits ask
-	// for (docs/spec.md section 4): only a host with them free takes it.
-	g.Spec.GPU = g.Spec.ContainersGPU()
 	vols, err := p.volumes(ctx, pod)
 	if err != nil {
 		return nil, err
@@ -169,6 +155,26 @@ func (p *Provider) toGroup(ctx context.Context, pod *corev1.Pod) (*apiv1.Contain
 		return nil, err
 	}
 	return g, nil
+}
+
+// containers translates pod's init and app containers into s, with the
+// GPUs they ask for: the instance has those (docs/spec.md section 4), and
+// only a host with them free takes it.
+func containers(pod *corev1.Pod, s *apiv1.ContainerGroupSpec) error {
+	for _, set := range []struct {
+		from []corev1.Container
+		to   *[]apiv1.Container
+	}{{pod.Spec.InitContainers, &s.InitContainers}, {pod.Spec.Containers, &s.Containers}} {
+		for _, c := range set.from {
+			ct, err := container(pod, c)
+			if err != nil {
+				return err
+			}
+			*set.to = append(*set.to, ct)
+		}
+	}
+	s.GPU = s.ContainersGPU()
+	return nil
 }
 
 // envs sets each container's environment (env.go).

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // More of what a kubelet does, on the virtual node.
@@ -39,6 +41,32 @@ func TestMorePodSemantics(t *testing.T) {
 			}
 			return nil
 		})
+	})
+
+	t.Run("postStart exec and httpGet and preStop exec hooks, as another pod sees them", func(t *testing.T) {
+		c.createPod(t, ns, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "observer"}, Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "main", Image: busybox, Command: []string{"sh", "-c",
+				"while true; do printf 'HTTP/1.0 200 OK\\r\\n\\r\\nok' | nc -l -p 8080; done"}}}}})
+		obs := c.waitPod(t, ns, "observer", "Running", 90*time.Second, running)
+		url := "http://" + obs.Status.PodIP + ":8080/"
+		grace := int64(30)
+		c.createPod(t, ns, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "hooked"}, Spec: corev1.PodSpec{
+			TerminationGracePeriodSeconds: &grace,
+			Containers: []corev1.Container{
+				{Name: "exec", Image: busybox, Command: []string{"sleep", "3600"}, Lifecycle: &corev1.Lifecycle{
+					PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"wget", "-q", "-O-", url + "poststart-exec"}}},
+					PreStop:   &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"wget", "-q", "-O-", url + "prestop-exec"}}},
+				}},
+				{Name: "http", Image: busybox, Command: []string{"sleep", "3600"}, Lifecycle: &corev1.Lifecycle{
+					PostStart: &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Host: obs.Status.PodIP, Port: intstr.FromInt32(8080), Path: "/poststart-http"}},
+				}},
+			}}})
+		c.waitPod(t, ns, "hooked", "Running", 90*time.Second, running)
+		c.logsUntil(t, ns, "observer", []string{"GET /poststart-exec", "GET /poststart-http"})
+		if err := c.kube.CoreV1().Pods(ns).Delete(context.Background(), "hooked", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		c.logsUntil(t, ns, "observer", []string{"GET /prestop-exec"})
 	})
 
 	t.Run("the kubelet's safe sysctls are set in the instance", func(t *testing.T) {
