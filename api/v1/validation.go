@@ -216,8 +216,9 @@ func validateVolume(e *errs, p fpath, v Volume) {
 // validateContainerPolicies checks what a container says of its
 // termination message and its resizes.
 func validateContainerPolicies(e *errs, p fpath, c Container) {
-	if tp := c.TerminationMessagePath; tp != "" && (!path.IsAbs(tp) || len(tp) > 4096 || slices.Contains(strings.Split(tp, "/"), "..")) {
-		e.add(p.child("terminationMessagePath"), "%q is not allowed; allowed: an absolute path without '..', up to 4096 characters", tp)
+	if tp := c.TerminationMessagePath; tp != "" && (!path.IsAbs(tp) || len(tp) > 4096 || slices.Contains(strings.Split(tp, "/"), "..") ||
+		path.Clean(tp) == "/" || strings.HasPrefix(path.Clean(tp)+"/", "/proc/") || strings.HasPrefix(path.Clean(tp)+"/", "/sys/")) {
+		e.add(p.child("terminationMessagePath"), "%q is not allowed; allowed: an absolute path of a file without '..', outside /proc and /sys, up to 4096 characters", tp)
 	}
 	e.oneOf(p.child("terminationMessagePolicy"), c.TerminationMessagePolicy, "", TerminationMessageFile, TerminationMessageFallbackToLogsOnError)
 	seen := map[string]bool{}

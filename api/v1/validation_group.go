@@ -1,6 +1,7 @@
 package v1
 
 import (
+	"math"
 	"regexp"
 	"slices"
 	"strings"
@@ -63,6 +64,11 @@ func validateMembers(e *errs, p fpath, s *ContainerGroupSpec) {
 	}
 	for i, c := range s.Containers {
 		validateContainer(e, p.child("containers").index(i), c, volumes, names, false)
+		for j, rp := range c.ResizePolicy {
+			if s.RestartPolicy == RestartNever && rp.RestartPolicy != ResizeNotRequired {
+				e.add(p.child("containers").index(i).child("resizePolicy").index(j).child("restartPolicy"), "%q is not allowed when restartPolicy is Never; allowed: NotRequired", rp.RestartPolicy)
+			}
+		}
 	}
 	for i, c := range s.EphemeralContainers {
 		validateEphemeral(e, p.child("ephemeralContainers").index(i), s, c, volumes, names)
@@ -385,7 +391,7 @@ func (s *ContainerGroupSpec) ContainersSize() sizes.Size {
 func validateSpot(e *errs, p fpath, s *ContainerGroupSpec) {
 	e.oneOf(p.child("spotStrategy"), string(s.SpotStrategy), "", string(NoSpot), string(SpotAsPriceGo), string(SpotWithPriceLimit))
 	switch {
-	case s.SpotStrategy == SpotWithPriceLimit && s.SpotPriceLimit <= 0:
+	case s.SpotStrategy == SpotWithPriceLimit && (!(s.SpotPriceLimit > 0) || math.IsInf(s.SpotPriceLimit, 0)):
 		e.add(p.child("spotPriceLimit"), "%v is not allowed with SpotWithPriceLimit; allowed: a price per hour above 0", s.SpotPriceLimit)
 	case s.SpotPriceLimit != 0 && s.SpotStrategy != SpotWithPriceLimit:
 		e.add(p.child("spotPriceLimit"), "is set but spotStrategy is %q; allowed: only with SpotWithPriceLimit", s.SpotStrategy)

@@ -227,6 +227,23 @@ func TestValidationRules(t *testing.T) {
 		{"client token", func(g *ContainerGroup) { g.Spec.ClientToken = strings.Repeat("t", 65) }, "spec.clientToken", "at most 64"},
 		{"instance type", func(g *ContainerGroup) { g.Spec.InstanceType = "ecs.c6.large" }, "spec.instanceType", "2-4Gi"},
 		{"gpu", func(g *ContainerGroup) { g.Spec.GPU = -1 }, "spec.gpu", "0 or more"},
+		{"containers' gpus over the group's", func(g *ContainerGroup) { g.Spec.Containers[0].GPU = 2 }, "spec.gpu", "at least 2"},
+		{"resize restart in a Never group", func(g *ContainerGroup) {
+			g.Spec.RestartPolicy = RestartNever
+			g.Spec.Containers[0].ResizePolicy = []ResizePolicy{{ResourceName: "cpu", RestartPolicy: ResizeRestartContainer}}
+		}, "spec.containers[0].resizePolicy[0].restartPolicy", "NotRequired"},
+		{"resize policy resource", func(g *ContainerGroup) {
+			g.Spec.Containers[0].ResizePolicy = []ResizePolicy{{ResourceName: "gpu", RestartPolicy: ResizeNotRequired}}
+		}, "spec.containers[0].resizePolicy[0].resourceName", "cpu"},
+		{"termination message under /proc", func(g *ContainerGroup) { g.Spec.Containers[0].TerminationMessagePath = "/proc/self/x" }, "spec.containers[0].terminationMessagePath", "outside /proc"},
+		{"termination message policy", func(g *ContainerGroup) { g.Spec.Containers[0].TerminationMessagePolicy = "Always" }, "spec.containers[0].terminationMessagePolicy", "FallbackToLogsOnError"},
+		{"spot strategy", func(g *ContainerGroup) { g.Spec.SpotStrategy = "Cheap" }, "spec.spotStrategy", "SpotAsPriceGo"},
+		{"spot price without its strategy", func(g *ContainerGroup) { g.Spec.SpotPriceLimit = 1 }, "spec.spotPriceLimit", "only with SpotWithPriceLimit"},
+		{"spot hours", func(g *ContainerGroup) {
+			h := 7
+			g.Spec.SpotStrategy, g.Spec.SpotDurationHours = SpotAsPriceGo, &h
+		}, "spec.spotDurationHours", "0 to 6"},
+		{"runtime handler", func(g *ContainerGroup) { g.Spec.RuntimeHandler = "Kata!" }, "spec.runtimeHandler", "lowercase"},
 		{"specs count", func(g *ContainerGroup) {
 			g.Spec.Specs = []string{"1-2Gi", "2-4Gi", "4-8Gi", "8-16Gi", "16-32Gi", "32-64Gi"}
 		}, "spec.specs", "at most 5"},

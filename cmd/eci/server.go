@@ -101,9 +101,13 @@ Serves /metrics (Prometheus), /healthz and /readyz.`,
 		if cfg.Control.InstanceTypes == nil {
 			cfg.Control.InstanceTypes = map[string]control.InstanceType{}
 		}
+		if _, twice := cfg.Control.InstanceTypes[name]; twice {
+			return fmt.Errorf("--instance-type %q: %s is named twice", v, name)
+		}
 		cfg.Control.InstanceTypes[name] = t
 		return nil
 	})
+	fl.StringSliceVar(&cfg.Control.TenantRuntimeHandlers, "tenant-runtime-handlers", nil, "the only runtime handlers tenants' groups may ask for (a pod's RuntimeClass), comma-separated; empty: any a host offers")
 	fl.DurationVar(&cfg.Control.SpotNotice, "spot-notice", control.DefaultSpotNotice, "how long before it ends a spot instance whose capacity a pay-as-you-go one takes is told (SpotToBeReleased)")
 	fl.Float64Var(&cfg.TenantRateLimit.QPS, "tenant-qps", server.DefaultTenantRateLimit.QPS, "requests a second one tenant token may make to this server (past it: 429 with Retry-After; -1: no limit)")
 	fl.IntVar(&cfg.TenantRateLimit.Burst, "tenant-burst", server.DefaultTenantRateLimit.Burst, "requests one tenant token may make at once")

@@ -2,8 +2,12 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"time"
+
+	"google.golang.org/grpc/status"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -82,9 +86,12 @@ func (a *Agent) resize(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Con
 		}
 	}
 	if err := a.cfg.Runtime.UpdateContainerResources(ctx, last.Id, &runtimeapi.ContainerResources{Linux: want}); err != nil {
-		a.setResizeError(g, c.Name, err.Error())
+		// Said in the status and tried again; the group's other
+		// containers go on.
+		log.G(ctx).Warn("resize a container in place (will retry)", "group", g.Metadata.ID, "container", c.Name, "err", err)
+		a.setResizeError(g, c.Name, "the runtime refused the new resources: "+runtimeWords(err))
 		a.queue.addAfter(ctx, g.Metadata.ID, resizeRetry)
-		return fmt.Errorf("resize container %s: %w", c.Name, err)
+		return nil
 	}
 	a.setResizeError(g, c.Name, "")
 	log.G(ctx).Info("resized a container in place", "group", g.Metadata.ID, "container", c.Name,
@@ -115,4 +122,17 @@ func (a *Agent) setResizeError(g *apiv1.ContainerGroup, name, msg string) {
 			s.container(name).resizeError = msg
 		}
 	})
+}
+
+// runtimeWords is err without the host's paths a runtime may name (a
+// tenant reads it): the gRPC status's message when it has one.
+func runtimeWords(err error) string {
+	if st, ok := status.FromError(err); ok {
+		err = errors.New(st.Message())
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Op + ": " + pe.Err.Error()
+	}
+	return err.Error()
 }

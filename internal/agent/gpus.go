@@ -32,15 +32,23 @@ const LabelGPUs = "eci.dev/gpus"
 type cdiSpec struct {
 	Kind    string `json:"kind"`
 	Devices []struct {
-		Name string `json:"name"`
+		Name           string `json:"name"`
+		ContainerEdits struct {
+			DeviceNodes []struct {
+				Path string `json:"path"`
+			} `json:"deviceNodes"`
+		} `json:"containerEdits"`
 	} `json:"devices"`
 }
 
 // DiscoverGPUs lists the devices of kind (nvidia.com/gpu) in the CDI spec
 // files (.yaml, .yml, .json) of dirs, as kind=name, sorted; the "all"
-// device a vendor's spec also has is no GPU of its own. Missing dirs hold
-// none.
+// device a vendor's spec also has is no GPU of its own, and a device
+// sharing a device node with one listed before it is the same GPU under
+// another name (its UUID, a MIG slice of it): it is left out, so that no
+// two groups get one GPU. Missing dirs hold none.
 func DiscoverGPUs(dirs []string, kind string) ([]string, error) {
+	nodes := map[string][]string{} // device nodes by kind=name
 	var out []string
 	for _, dir := range dirs {
 		entries, err := os.ReadDir(dir)
@@ -65,12 +73,26 @@ func DiscoverGPUs(dirs []string, kind string) ([]string, error) {
 			for _, d := range spec.Devices {
 				if spec.Kind == kind && d.Name != "" && d.Name != "all" && !slices.Contains(out, kind+"="+d.Name) {
 					out = append(out, kind+"="+d.Name)
+					for _, n := range d.ContainerEdits.DeviceNodes {
+						nodes[kind+"="+d.Name] = append(nodes[kind+"="+d.Name], n.Path)
+					}
 				}
 			}
 		}
 	}
 	slices.Sort(out)
-	return out, nil
+	held := map[string]bool{}
+	return slices.DeleteFunc(out, func(name string) bool {
+		for _, n := range nodes[name] {
+			if held[n] {
+				return true
+			}
+		}
+		for _, n := range nodes[name] {
+			held[n] = true
+		}
+		return false
+	}), nil
 }
 
 // UseGPUs gives the host devices (DiscoverGPUs) as its GPUs: its capacity
@@ -81,7 +103,7 @@ func (c *Config) UseGPUs(devices []string) {
 }
 
 // assignGPUs writes on sbCfg the GPUs g's new sandbox gets: g.Spec.GPU of
-// the host's that no other live sandbox holds. The caller creates the
+// the host's that no other sandbox holds (until it is removed). The caller creates the
 // sandbox, then calls unlock: no two groups take the same device.
 func (a *Agent) assignGPUs(ctx context.Context, g *apiv1.ContainerGroup, sbCfg *runtimeapi.PodSandboxConfig) (unlock func(), err error) {
 	if g.Spec.GPU == 0 {
@@ -95,7 +117,9 @@ func (a *Agent) assignGPUs(ctx context.Context, g *apiv1.ContainerGroup, sbCfg *
 	}
 	held := map[string]bool{}
 	for _, sb := range sbs {
-		if sb.State == runtimeapi.PodSandboxState_SANDBOX_READY && sb.Labels[LabelGroup] != g.Metadata.ID {
+		// Every sandbox holds its GPUs until it is removed (a stopped
+		// one's containers may still be stopping).
+		if sb.Labels[LabelGroup] != g.Metadata.ID {
 			for _, d := range strings.Split(sb.Labels[LabelGPUs], ",") {
 				held[d] = true
 			}

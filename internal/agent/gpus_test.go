@@ -21,13 +21,16 @@ import (
 )
 
 // The GPUs of a host are the devices of its kind in the CDI spec files (a
-// vendor's "all" and other kinds are not); a missing directory has none.
+// vendor's "all", other kinds, and a second name of the same device
+// nodes, such as its UUID, are not); a missing directory has none.
 func TestDiscoverGPUs(t *testing.T) {
 	dir := t.TempDir()
 	for name, body := range map[string]string{
-		"nvidia.yaml": "cdiVersion: 0.6.0\nkind: nvidia.com/gpu\ndevices:\n- name: \"1\"\n- name: \"0\"\n- name: all\n",
-		"other.json":  `{"cdiVersion": "0.6.0", "kind": "vendor.example/fpga", "devices": [{"name": "0"}]}`,
-		"notes.txt":   "not a spec",
+		"nvidia.yaml": "cdiVersion: 0.6.0\nkind: nvidia.com/gpu\ndevices:\n- name: \"1\"\n  containerEdits: {deviceNodes: [{path: /dev/nvidia1}]}\n" +
+			"- name: \"0\"\n  containerEdits: {deviceNodes: [{path: /dev/nvidia0}]}\n- name: all\n" +
+			"- name: GPU-0f3a\n  containerEdits: {deviceNodes: [{path: /dev/nvidia0}]}\n",
+		"other.json": `{"cdiVersion": "0.6.0", "kind": "vendor.example/fpga", "devices": [{"name": "0"}]}`,
+		"notes.txt":  "not a spec",
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
 			t.Fatal(err)

@@ -133,8 +133,12 @@ func (a *Agent) ensureSandbox(ctx context.Context, g *apiv1.ContainerGroup, sbs 
 	if err != nil {
 		return "", false, a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "GPUsUnavailable", Message: err.Error()})
 	}
-	// A pod's RuntimeClass's handler, else the runtime's default.
-	id, err = a.cfg.Runtime.RunPodSandbox(ctx, sbCfg, g.Spec.RuntimeHandler)
+	// A pod's RuntimeClass's handler, else the host's default (its first).
+	handler := g.Spec.RuntimeHandler
+	if hs := a.cfg.Host.Spec.RuntimeHandlers; handler == "" && len(hs) > 0 {
+		handler = hs[0]
+	}
+	id, err = a.cfg.Runtime.RunPodSandbox(ctx, sbCfg, handler)
 	unlock()
 	tr.step("sandbox")
 	if err != nil {

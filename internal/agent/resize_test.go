@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -76,6 +77,20 @@ func TestResizeInPlace(t *testing.T) {
 	if a := running(t, rt, id, "a"); a.Id != aID {
 		t.Errorf("a was restarted: %s", a.Id)
 	}
+
+	// A runtime that refuses: said in the status, the group goes on, and
+	// it is applied once the runtime takes it.
+	rt.FailUpdates(errors.New("cgroup busy"))
+	if _, err := srv.Admin.UpdateGroup(ctx, id, apiv1.GroupUpdate{Resources: map[string]apiv1.ContainerResources{"a": {CPU: 0.25, Memory: 0.25}}}); err != nil {
+		t.Fatal(err)
+	}
+	srv.WaitGroup(t, id, "the refusal reported, the group Running", func(g *apiv1.ContainerGroup) bool {
+		return g.Status.State == apiv1.StateRunning && g.Status.Containers[0].ResizeError == "the runtime refused the new resources: cgroup busy"
+	})
+	rt.FailUpdates(nil)
+	srv.WaitGroup(t, id, "a resized once the runtime takes it", func(g *apiv1.ContainerGroup) bool {
+		return limitsAre(g, "a", 250, 256) && g.Status.Containers[0].ResizeError == ""
+	})
 }
 
 func limitsAre(g *apiv1.ContainerGroup, name string, milliCPU, memoryMiB int64) bool {

@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -66,7 +67,7 @@ func (a *Agent) terminationMessage(g *apiv1.ContainerGroup, c apiv1.Container, s
 	if c.TerminationMessagePath != "" {
 		b, err := readTail(a.terminationFile(g.Metadata.ID, c.Name, st.GetMetadata().GetAttempt()), maxTerminationMessage)
 		if err != nil && !os.IsNotExist(err) {
-			return fmt.Sprintf("Error on reading termination log: %v", err)
+			return "Error on reading termination log: " + runtimeWords(err)
 		}
 		msg = string(b)
 	}
@@ -89,7 +90,7 @@ func readTail(path string, most int64) ([]byte, error) {
 		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", path)
+		return nil, errors.New("the termination log is not a regular file")
 	}
 	off := max(fi.Size()-most, 0)
 	return io.ReadAll(io.NewSectionReader(f, off, most))
@@ -102,7 +103,7 @@ func (a *Agent) logTail(g *apiv1.ContainerGroup, c apiv1.Container, n uint32) st
 	lines := int64(maxTerminationMessageLogTail)
 	path := filepath.Join(a.cfg.LogDir, g.Metadata.ID, c.Name, fmt.Sprintf("%d.log", n))
 	if err := readLog(context.Background(), path, apiv1.LogOptions{TailLines: &lines}, &buf, func() {}, func() bool { return false }); err != nil {
-		return fmt.Sprintf("Error on reading termination message from logs: %v", err)
+		return "Error on reading termination message from logs: " + runtimeWords(err)
 	}
 	b := buf.Bytes()
 	return string(b[max(len(b)-maxTerminationMessageLog, 0):])

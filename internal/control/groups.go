@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
@@ -36,6 +38,9 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 	g, err = s.checkedNew(g)
 	if err != nil {
 		return nil, false, err
+	}
+	if h, allowed := g.Spec.RuntimeHandler, s.opts.TenantRuntimeHandlers; p.Kind == apiv1.TokenTenant && h != "" && len(allowed) > 0 && !slices.Contains(allowed, h) {
+		return nil, false, fmt.Errorf("spec.runtimeHandler: %q is not one tenants may ask for; allowed: %s: %w", h, strings.Join(allowed, ", "), errdefs.ErrPermissionDenied)
 	}
 	tenant := g.Metadata.Tenant
 	switch {

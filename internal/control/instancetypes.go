@@ -44,6 +44,9 @@ func ParseInstanceType(v string) (string, InstanceType, error) {
 	if err1 != nil || err2 != nil || err3 != nil || t.CPU <= 0 || t.Memory <= 0 || t.GPU < 0 {
 		return "", InstanceType{}, bad
 	}
+	if _, err := sizes.Parse(name); err == nil {
+		return "", InstanceType{}, fmt.Errorf("--instance-type %q: %q reads as a size; name a type otherwise", v, name)
+	}
 	if _, ok := sizes.Round(sizes.FromGiB(t.CPU, t.Memory)); !ok {
 		return "", InstanceType{}, fmt.Errorf("--instance-type %q: larger than the largest size (64 vCPU, 512 GiB)", v)
 	}
@@ -58,6 +61,9 @@ func (s *Service) checkedNew(g *apiv1.ContainerGroup) (*apiv1.ContainerGroup, er
 		return nil, err
 	}
 	g = &apiv1.ContainerGroup{Metadata: g.Metadata, Spec: spec}
+	if len(spec.EphemeralContainers) > 0 {
+		return nil, fmt.Errorf("spec.ephemeralContainers: added to a running group only (UpdateContainerGroup), as a pod's: %w", errdefs.ErrInvalidArgument)
+	}
 	if err := apiv1.ValidateContainerGroup(g); err != nil {
 		return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
 	}
@@ -88,8 +94,10 @@ func (s *Service) withInstanceTypes(spec apiv1.ContainerGroupSpec) (apiv1.Contai
 		spec.CPU, spec.Memory, spec.GPU = t.CPU, t.Memory, max(spec.GPU, t.GPU)
 	}
 	spec.Specs = slices.Clone(spec.Specs)
+	gpus := map[int]bool{} // the GPUs of each entry: one count for all
 	for i, sp := range spec.Specs {
 		if _, err := sizes.Parse(sp); err == nil {
+			gpus[0] = true
 			continue
 		}
 		t, ok := types[sp]
@@ -97,7 +105,10 @@ func (s *Service) withInstanceTypes(spec apiv1.ContainerGroupSpec) (apiv1.Contai
 			return spec, unknown(fmt.Sprintf("spec.specs[%d]", i), sp)
 		}
 		spec.Specs[i] = sizes.FromGiB(t.CPU, t.Memory).String()
-		spec.GPU = max(spec.GPU, t.GPU)
+		spec.GPU, gpus[t.GPU] = max(spec.GPU, t.GPU), true
+	}
+	if len(gpus) > 1 {
+		return spec, fmt.Errorf("spec.specs: %v names sizes with different GPU counts; allowed: entries of one GPU count (an instance's GPUs are the same whichever size it gets): %w", spec.Specs, errdefs.ErrInvalidArgument)
 	}
 	return spec, nil
 }

@@ -13,7 +13,7 @@ import (
 // GPUs) by its instanceType or by names among its specs, and a name no
 // type has refused, naming the configured ones.
 func TestInstanceTypes(t *testing.T) {
-	for _, bad := range []string{"x", "x=2", "x=a,4", "x=2,4,1,1", "x=0,4", "x=2,4,-1", "=2,4", "x=128,1024"} {
+	for _, bad := range []string{"x", "x=2", "x=a,4", "x=2,4,1,1", "x=0,4", "x=2,4,-1", "=2,4", "x=128,1024", "2-4Gi=2,4"} {
 		if _, _, err := ParseInstanceType(bad); err == nil {
 			t.Errorf("--instance-type %q was taken", bad)
 		}
@@ -46,9 +46,36 @@ func TestInstanceTypes(t *testing.T) {
 		{func(s *apiv1.ContainerGroupSpec) { s.InstanceType = "ecs.nope" }, `spec.instanceType: "ecs.nope" is not a configured instance type (configured: ecs.c6.large, ecs.gn6i-c4g1.xlarge)`},
 		{func(s *apiv1.ContainerGroupSpec) { s.Specs = []string{"1-2Gi", "ecs.nope"} }, `spec.specs[1]: "ecs.nope" is not a configured instance type`},
 		{func(s *apiv1.ContainerGroupSpec) { s.InstanceType, s.CPU, s.Memory = "ecs.c6.large", 1, 2 }, "give one of them"},
+		{func(s *apiv1.ContainerGroupSpec) { s.Specs = []string{name, "2-4Gi"} }, "different GPU counts"},
+		{func(s *apiv1.ContainerGroupSpec) {
+			s.EphemeralContainers = []apiv1.EphemeralContainer{{Container: apiv1.Container{Name: "dbg", Image: "busybox"}}}
+		}, "spec.ephemeralContainers: added to a running group only"},
 	} {
 		if _, err := create(c.mutate); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), c.says) {
 			t.Errorf("%v, want InvalidArgument saying %q", err, c.says)
+		}
+	}
+}
+
+// With --tenant-runtime-handlers a tenant's group may ask only for those
+// (the admin for any); without, for any a host offers.
+func TestTenantRuntimeHandlers(t *testing.T) {
+	e := newEnv(t, false, func(o *Options) { o.TenantRuntimeHandlers = []string{"kata"} })
+	for _, c := range []struct {
+		p       auth.Principal
+		handler string
+		ok      bool
+	}{
+		{tenantPrincipal("acme"), "kata", true},
+		{tenantPrincipal("acme"), "", true},
+		{tenantPrincipal("acme"), "runc", false},
+		{auth.Admin, "runc", true},
+	} {
+		g := groupSpec("rh", 1, 2)
+		g.Spec.RuntimeHandler = c.handler
+		_, _, err := e.svc.CreateGroup(e.ctx, c.p, g)
+		if (err == nil) != c.ok || (!c.ok && (!errdefs.IsPermissionDenied(err) || !strings.Contains(err.Error(), `spec.runtimeHandler: "runc" is not one tenants may ask for; allowed: kata`))) {
+			t.Errorf("%v asking for %q: %v", c.p, c.handler, err)
 		}
 	}
 }

@@ -83,6 +83,7 @@ func (s *Service) MonitorOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	paid := waitingPaid(groups) // spot.go
 	for _, g := range groups {
 		st := g.Status
 		switch {
@@ -96,7 +97,7 @@ func (s *Service) MonitorOnce(ctx context.Context) error {
 		case st.Host != "" && !st.State.Terminal() && g.Metadata.DeletionRequestedAt == nil:
 			if since, isLost := lost[st.Host]; isLost {
 				s.failGroup(ctx, g, evHostLost, fmt.Sprintf("host %s stopped renewing its lease (last heartbeat %s)", st.Host, since.Format(time.RFC3339)))
-			} else if !s.expireSpot(ctx, g, now) && st.State == apiv1.StatePending && pendingOverdue(g, now) { // spot.go
+			} else if !s.expireSpot(ctx, g, now, paid) && st.State == apiv1.StatePending && pendingOverdue(g, now) { // spot.go
 				s.failGroup(ctx, g, evPendingTimeout, fmt.Sprintf("not running %d minutes after creation (maxPendingMinutes)", maxPendingMinutes(g)))
 			}
 		}

@@ -30,6 +30,11 @@ type Options struct {
 	// SpotNotice is how long before it ends a spot instance whose capacity
 	// is taken back is told (DefaultSpotNotice).
 	SpotNotice time.Duration
+	// TenantRuntimeHandlers, when set, are the only runtime handlers a
+	// tenant's group may ask for (a pod's RuntimeClass): an operator who
+	// offers runc beside kata keeps tenants on kata. Empty: any a host
+	// offers.
+	TenantRuntimeHandlers []string
 	// InstanceTypes are the named sizes groups may ask for
 	// (instancetypes.go).
 	InstanceTypes map[string]InstanceType

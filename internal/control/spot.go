@@ -35,7 +35,7 @@ const DefaultSpotNotice = 3 * time.Minute
 // found no capacity for; it returns what g's status adds ("" when no spot
 // instance can make room).
 func (s *Service) preemptFor(ctx context.Context, st *placementState, g *apiv1.ContainerGroup, req scheduler.Request) string {
-	if g.Spec.Spot() {
+	if g.Spec.Spot() || !st.couldTake(g, req) {
 		return ""
 	}
 	spots, err := st.spotGroups(ctx, s)
@@ -43,9 +43,9 @@ func (s *Service) preemptFor(ctx context.Context, st *placementState, g *apiv1.C
 		log.G(ctx).Warn("spot instances: list groups", "err", err)
 		return ""
 	}
-	zones := map[string]bool{}
+	zones := map[string]bool{} // of its vSwitches with a free address
 	for _, id := range req.VSwitchIDs {
-		if v := st.vsws[id]; v != nil {
+		if v := st.vsws[id]; v != nil && st.alloc[id] != nil && st.alloc[id].Free() > 0 {
 			zones[v.Spec.Zone] = true
 		}
 	}
@@ -75,6 +75,9 @@ func (s *Service) preemptFor(ctx context.Context, st *placementState, g *apiv1.C
 		if releasing && fitsAny(free, req) {
 			return "; spot instances are being released for it"
 		}
+		if len(candidates) == 0 {
+			continue
+		}
 		sort.Slice(candidates, func(i, j int) bool { return candidates[i].Status.PendingAt.After(*candidates[j].Status.PendingAt) })
 		var take []*apiv1.ContainerGroup
 		for _, sg := range candidates {
@@ -95,7 +98,48 @@ func (s *Service) preemptFor(ctx context.Context, st *placementState, g *apiv1.C
 		s.noticeSpot(ctx, sg, at)
 	}
 	log.G(ctx).Info("spot instances released for a pay-as-you-go group", "group", g.Metadata.ID, "host", bestHost, "spot", len(best), "at", at)
-	return fmt.Sprintf("; %d spot instances are released for it at %s", len(best), at.UTC().Format(time.RFC3339))
+	return "; spot instances are released for it at " + at.UTC().Format(time.RFC3339)
+}
+
+// couldTake tells whether g could be placed on capacity a spot instance
+// gives back: its tenant's quota leaves room for one of its sizes (a
+// group that could never run takes nothing from anyone).
+func (st *placementState) couldTake(g *apiv1.ContainerGroup, req scheduler.Request) bool {
+	for _, size := range req.Sizes {
+		if st.overQuota(g, size) == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// waitingPaid tells whether a pay-as-you-go group still waits for
+// capacity among groups: else a spot instance's release is called off.
+func waitingPaid(groups []*apiv1.ContainerGroup) bool {
+	for _, g := range groups {
+		if !g.Spec.Spot() && g.Status.State == apiv1.StateScheduling && g.Metadata.DeletionRequestedAt == nil && g.Status.SchedulingAttempts > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// keepSpot calls off spot group g's release: the group it was for is
+// gone or placed (the monitor).
+func (s *Service) keepSpot(ctx context.Context, g *apiv1.ContainerGroup) {
+	_, err := s.transition(ctx, g.Metadata.ID, func(cur *apiv1.ContainerGroup) bool {
+		if cur.Status.SpotReleaseAt == nil || cur.Status.State.Terminal() {
+			return false
+		}
+		cur.Status.SpotReleaseAt = nil
+		return true
+	})
+	if err != nil {
+		log.G(ctx).Warn("spot instance: call off its release", "group", g.Metadata.ID, "err", err)
+		return
+	}
+	s.recordEvent(ctx, "ContainerGroup", g.Metadata.ID, g.Metadata.Tenant, apiv1.EventNormal, "SpotReleaseCancelled",
+		"the spot instance is not released: no pay-as-you-go instance waits for its capacity any more", "server")
 }
 
 // noticeSpot tells spot group sg it ends at at (and marks the pass's copy).
@@ -116,11 +160,17 @@ func (s *Service) noticeSpot(ctx context.Context, sg *apiv1.ContainerGroup, at t
 		fmt.Sprintf("the spot instance is released at %s: its capacity goes to a pay-as-you-go instance", at.UTC().Format(time.RFC3339)), "server")
 }
 
-// expireSpot ends a spot group whose release time came (the monitor).
-func (s *Service) expireSpot(ctx context.Context, g *apiv1.ContainerGroup, now time.Time) bool {
+// expireSpot ends a spot group whose release time came (the monitor),
+// unless no pay-as-you-go group waits any more (paid): then its release
+// is called off.
+func (s *Service) expireSpot(ctx context.Context, g *apiv1.ContainerGroup, now time.Time, paid bool) bool {
 	at := g.Status.SpotReleaseAt
 	if at == nil || now.Before(*at) || g.Status.State.Terminal() || g.Metadata.DeletionRequestedAt != nil {
 		return false
+	}
+	if !paid {
+		s.keepSpot(ctx, g)
+		return true
 	}
 	s.failGroup(ctx, g, evSpotReleased, "the spot instance's capacity was taken back for a pay-as-you-go instance")
 	return true

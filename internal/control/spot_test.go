@@ -76,6 +76,52 @@ func TestSpotInstancesYieldCapacity(t *testing.T) {
 	}
 }
 
+// A group that could never run (its tenant's quota is spent) takes no
+// spot instance's capacity; a release whose pay-as-you-go group went away
+// before its notice ended is called off, and the spot instance runs on.
+func TestSpotReleaseNeedsAWaitingGroup(t *testing.T) {
+	e := newEnv(t, true, func(o *Options) { o.SpotNotice = 10 * time.Second })
+	e.vswitch(t, "vsw-a", "zone-a", "198.19.128.0/24")
+	e.host(t, "h1", "zone-a", 2000, 4096, 10)
+	zero := 0
+	sg := groupSpec("spot", 2, 4)
+	sg.Spec.SpotStrategy, sg.Spec.SpotDurationHours = apiv1.SpotAsPriceGo, &zero
+	spot := e.create(t, sg)
+	e.waitState(t, spot, apiv1.StatePending)
+
+	if _, err := e.svc.PutTenant(e.ctx, auth.Admin, &apiv1.Tenant{Metadata: apiv1.ObjectMeta{Name: "capped"}, Spec: apiv1.TenantSpec{Quota: apiv1.Quota{MilliCPU: 1000}}}); err != nil {
+		t.Fatal(err)
+	}
+	capped := groupSpec("capped", 2, 4)
+	capped.Metadata.Tenant = "capped"
+	id := e.create(t, capped)
+	e.waitMessage(t, id, "no host in zone-a has 2 vCPU / 4 GiB free")
+	if g, _ := e.svc.GetGroup(e.ctx, auth.Admin, spot); g.Status.SpotReleaseAt != nil {
+		t.Fatal("a group over its quota released a spot instance")
+	}
+	if _, err := e.svc.DeleteGroup(e.ctx, auth.Admin, id, nil, true); err != nil {
+		t.Fatal(err)
+	}
+
+	paid := e.create(t, groupSpec("paid", 2, 4))
+	e.waitMessage(t, paid, "spot instances are")
+	if _, err := e.svc.DeleteGroup(e.ctx, auth.Admin, paid, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Add(11 * time.Second)
+	if err := e.svc.MonitorOnce(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	g, _ := e.svc.GetGroup(e.ctx, auth.Admin, spot)
+	if g.Status.State != apiv1.StatePending || g.Status.SpotReleaseAt != nil {
+		t.Fatalf("the spot instance: %s, release %v", g.Status.State, g.Status.SpotReleaseAt)
+	}
+	evs, _ := e.svc.ListEvents(e.ctx, auth.Admin, spot)
+	if !hasEventSaying(evs, "SpotReleaseCancelled", "the spot instance is not released: no pay-as-you-go instance waits for its capacity any more") {
+		t.Errorf("no SpotReleaseCancelled event: %+v", evs)
+	}
+}
+
 func (e *env) create(t *testing.T, g *apiv1.ContainerGroup) string {
 	t.Helper()
 	out, _, err := e.svc.CreateGroup(e.ctx, auth.Admin, g)

@@ -21,7 +21,8 @@ type Fake struct {
 	containers map[string]*fakeContainer
 	images     map[string]bool
 	subs       []chan<- *runtimeapi.ContainerEventResponse
-	updates    int // calls of UpdateContainerResources
+	updates    int   // calls of UpdateContainerResources
+	updateErr  error // what UpdateContainerResources answers (FailUpdates)
 }
 
 type fakeSandbox struct {
@@ -226,6 +227,9 @@ func (f *Fake) UpdateContainerResources(_ context.Context, id string, r *runtime
 		return fmt.Errorf("container %s not found", id)
 	}
 	f.updates++
+	if f.updateErr != nil {
+		return f.updateErr
+	}
 	c.status.Resources = proto.Clone(r).(*runtimeapi.ContainerResources)
 	return nil
 }
@@ -235,6 +239,13 @@ func (f *Fake) ResourceUpdates() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.updates
+}
+
+// FailUpdates makes UpdateContainerResources answer err (nil: succeed).
+func (f *Fake) FailUpdates(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.updateErr = err
 }
 
 // SetMemoryUsage makes container id report using bytes of memory (tests).

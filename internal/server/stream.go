@@ -98,6 +98,9 @@ func pickContainer(g *apiv1.ContainerGroup, name string) (string, error) {
 	for _, c := range g.Spec.Containers {
 		names = append(names, c.Name)
 	}
+	for _, c := range g.Spec.EphemeralContainers {
+		names = append(names, c.Name)
+	}
 	switch {
 	case name == "" && len(g.Spec.Containers) == 1:
 		return g.Spec.Containers[0].Name, nil

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -129,7 +130,7 @@ func spotAnnotations(a map[string]string, s *apiv1.ContainerGroupSpec) error {
 	s.SpotStrategy = apiv1.SpotStrategy(a[AnnSpotStrategy])
 	if v, ok := a[AnnSpotPriceLimit]; ok {
 		f, err := strconv.ParseFloat(v, 64)
-		if err != nil || f <= 0 {
+		if err != nil || !(f > 0) || math.IsInf(f, 0) {
 			return refuse("InvalidAnnotation", "annotation %s=%q is not valid: expected a price per hour above 0, such as 0.25", AnnSpotPriceLimit, v)
 		}
 		s.SpotPriceLimit = f

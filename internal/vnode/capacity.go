@@ -102,7 +102,9 @@ func (p *Provider) reclaimableSpot() apiv1.Resources {
 	var out apiv1.Resources
 	for _, g := range p.groups {
 		st := g.Status
-		if g.Spec.Spot() && !st.State.Terminal() && st.Host != "" && st.PendingAt != nil && !now.Before(st.PendingAt.Add(g.Spec.SpotProtection())) {
+		// One already told it is released counts once: it is given back.
+		if g.Spec.Spot() && !st.State.Terminal() && st.Host != "" && st.SpotReleaseAt == nil && st.PendingAt != nil &&
+			!now.Before(st.PendingAt.Add(g.Spec.SpotProtection())) {
 			out = addResources(out, apiv1.Resources{MilliCPU: st.MilliCPU, MemoryMiB: st.MemoryMiB, GPU: g.Spec.GPU, Pods: 1})
 		}
 	}

@@ -46,7 +46,7 @@ func (p *Provider) syncUpdates(ctx context.Context, key string) {
 				return
 			}
 			err = cmp.Or(err, errResize, errEphemeral)
-			log.G(bg).Warn("change the images of a pod's group (will retry)", "pod", key, "err", err)
+			log.G(bg).Warn("update a pod's group: images, deadline, resources or ephemeral containers (will retry)", "pod", key, "err", err)
 			select {
 			case <-bg.Done():
 				return

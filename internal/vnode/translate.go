@@ -307,6 +307,9 @@ func container(pod *corev1.Pod, c corev1.Container) (apiv1.Container, error) {
 	if ports.err != nil {
 		return out, ports.err
 	}
+	if err := checkProbeHosts(c); err != nil {
+		return out, err
+	}
 	out.SecurityContext = securityContext(pod, c)
 	if err := checkSecurity(c.Name, out.SecurityContext); err != nil {
 		return out, err
@@ -411,6 +414,43 @@ func (r *portResolver) at(where string) func(string, intstr.IntOrString) int32 {
 		}
 		return 0
 	}
+}
+
+// checkProbeHosts refuses a probe or hook of c that names a host: the
+// service reaches the pod's own address only, from the instance's network
+// (a request to any other address, made by the host, could reach what the
+// instance may not: the host itself, its metadata services).
+func checkProbeHosts(c corev1.Container) error {
+	check := func(where string, http *corev1.HTTPGetAction, tcp *corev1.TCPSocketAction) error {
+		host := ""
+		if http != nil {
+			host = http.Host
+		} else if tcp != nil {
+			host = tcp.Host
+		}
+		if host == "" {
+			return nil
+		}
+		return refuse("ProbeHostNotSupported", "container %q: %s: host %q: on a virtual node probes and hooks reach the pod's own address only; "+
+			"to reach another, use an exec action (such as wget) from the container", c.Name, where, host)
+	}
+	for where, p := range map[string]*corev1.Probe{"startupProbe": c.StartupProbe, "livenessProbe": c.LivenessProbe, "readinessProbe": c.ReadinessProbe} {
+		if p != nil {
+			if err := check(where, p.HTTPGet, p.TCPSocket); err != nil {
+				return err
+			}
+		}
+	}
+	if l := c.Lifecycle; l != nil {
+		for where, h := range map[string]*corev1.LifecycleHandler{"lifecycle.postStart": l.PostStart, "lifecycle.preStop": l.PreStop} {
+			if h != nil {
+				if err := check(where, h.HTTPGet, h.TCPSocket); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }
 
 func handler(h *corev1.LifecycleHandler, port func(string, intstr.IntOrString) int32) *apiv1.Handler {
