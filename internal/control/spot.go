@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"time"
@@ -52,7 +53,7 @@ func (s *Service) preemptFor(ctx context.Context, st *placementState, g *apiv1.C
 	now := s.now()
 	var best []*apiv1.ContainerGroup
 	bestHost := ""
-	for _, name := range sortedKeys(st.hosts) {
+	for _, name := range slices.Sorted(maps.Keys(st.hosts)) {
 		h := st.hosts[name]
 		if len(spots[name]) == 0 || !zones[h.Spec.Zone] || !h.Status.Ready || h.Spec.Unschedulable || h.Spec.Draining ||
 			(req.RuntimeHandler != "" && !slices.Contains(h.Spec.RuntimeHandlers, req.RuntimeHandler)) {
@@ -212,13 +213,4 @@ func fitsAny(free apiv1.Resources, req scheduler.Request) bool {
 		}
 	}
 	return false
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -67,13 +67,9 @@ func (p *Provider) refuseEphemeral(pod *corev1.Pod, name string, err error) {
 // retry says a failure may pass.
 func (p *Provider) sendEphemeral(ctx context.Context, key string) (retry bool, err error) {
 	p.mu.Lock()
-	pod := p.pods[key]
-	var g *apiv1.ContainerGroup
-	if pod != nil {
-		g = p.groups[string(pod.UID)]
-	}
+	pod, g := p.liveGroup(key)
 	p.mu.Unlock()
-	if pod == nil || g == nil || g.Status.State.Terminal() || len(pod.Spec.EphemeralContainers) == 0 {
+	if pod == nil || len(pod.Spec.EphemeralContainers) == 0 {
 		return false, nil
 	}
 	add := p.ephemeralToSend(pod, g)
@@ -116,12 +112,8 @@ func ephemeralStatuses(pod *corev1.Pod, g *apiv1.ContainerGroup, ph corev1.PodPh
 func (p *Provider) hasNewEphemeral(key string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	pod := p.pods[key]
+	pod, g := p.liveGroup(key)
 	if pod == nil {
-		return false
-	}
-	g := p.groups[string(pod.UID)]
-	if g == nil || g.Status.State.Terminal() {
 		return false
 	}
 	for _, e := range pod.Spec.EphemeralContainers {

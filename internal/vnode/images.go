@@ -63,12 +63,8 @@ func (p *Provider) syncUpdates(ctx context.Context, key string) {
 func (p *Provider) updateToSend(key string) (*corev1.Pod, *apiv1.ContainerGroup, map[string]string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	pod := p.pods[key]
+	pod, g := p.liveGroup(key)
 	if pod == nil {
-		return nil, nil, nil
-	}
-	g := p.groups[string(pod.UID)]
-	if g == nil || g.Status.State.Terminal() {
 		return nil, nil, nil
 	}
 	images := changedImages(pod, g)
@@ -136,4 +132,18 @@ func changedImages(pod *corev1.Pod, g *apiv1.ContainerGroup) map[string]string {
 		}
 	}
 	return out
+}
+
+// liveGroup is pod key and its group while the group lives (nils
+// otherwise), mu held: what an update of the group starts from.
+func (p *Provider) liveGroup(key string) (*corev1.Pod, *apiv1.ContainerGroup) {
+	pod := p.pods[key]
+	if pod == nil {
+		return nil, nil
+	}
+	g := p.groups[string(pod.UID)]
+	if g == nil || g.Status.State.Terminal() {
+		return nil, nil
+	}
+	return pod, g
 }

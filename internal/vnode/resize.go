@@ -65,12 +65,8 @@ func changedResources(pod *corev1.Pod, g *apiv1.ContainerGroup) map[string]apiv1
 func (p *Provider) resizeToSend(key string) (*corev1.Pod, *apiv1.ContainerGroup, map[string]apiv1.ContainerResources) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	pod := p.pods[key]
+	pod, g := p.liveGroup(key)
 	if pod == nil {
-		return nil, nil, nil
-	}
-	g := p.groups[string(pod.UID)]
-	if g == nil || g.Status.State.Terminal() {
 		return nil, nil, nil
 	}
 	res := changedResources(pod, g)
