@@ -81,6 +81,9 @@ func newAgentCommand() *cobra.Command {
 			if cfg.Host, err = m.Host(); err != nil {
 				return err
 			}
+			if cmd.Flags().Changed("runtime-handler") {
+				cfg.DefaultRuntimeHandler = m.RuntimeHandler
+			}
 			gpus, err := agent.DiscoverGPUs(cdiDirs, gpuKind)
 			if err != nil {
 				return err
@@ -119,7 +122,7 @@ func newAgentCommand() *cobra.Command {
 	fl.Float64Var(&m.ReservedMemoryGiB, "reserved-memory", m.ReservedMemoryGiB, "GiB kept for the system, not given to groups")
 	fl.IntVar(&m.MaxGroups, "max-groups", m.MaxGroups, "groups this host runs at most")
 	fl.StringVar(&endpoint, "cri-endpoint", "unix:///run/containerd/containerd.sock", "the CRI runtime")
-	fl.StringVar(&m.RuntimeHandler, "runtime-handler", m.RuntimeHandler, "the host's default runtime handler")
+	fl.StringVar(&m.RuntimeHandler, "runtime-handler", m.RuntimeHandler, "the host's default runtime handler: when given, groups naming none run with it; unset, with the runtime's own default (offered as runc)")
 	fl.Func("runtime-handlers", "other runtime handlers the host offers, comma-separated, named as in the runtime's config (kata,gvisor): a pod's RuntimeClass names one", func(v string) error {
 		m.RuntimeHandlers = append(m.RuntimeHandlers, strings.Split(v, ",")...)
 		return nil

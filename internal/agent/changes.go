@@ -125,10 +125,11 @@ func (a *Agent) setResizeError(g *apiv1.ContainerGroup, name, msg string) {
 }
 
 // runtimeWords is err without the host's paths a runtime may name (a
-// tenant reads it): the gRPC status's message when it has one.
+// tenant reads it; the agent's log has the whole): a runtime's gRPC error
+// by its code alone.
 func runtimeWords(err error) string {
 	if st, ok := status.FromError(err); ok {
-		err = errors.New(st.Message())
+		return "the runtime's " + st.Code().String() + " error (the host's log has it)"
 	}
 	var pe *fs.PathError
 	if errors.As(err, &pe) {

@@ -36,6 +36,9 @@ type Config struct {
 	// cgroup's pids.max), so that a fork bomb stays inside its instance
 	// (2048; the kubelet's --pod-max-pids). Negative: no limit.
 	PidsLimit int64
+	// DefaultRuntimeHandler runs the groups that name no runtime handler
+	// (--runtime-handler, when given); empty: the runtime's default.
+	DefaultRuntimeHandler string
 	// GPUDevices are the host's GPUs, as CDI device names the runtime
 	// knows (nvidia.com/gpu=0: DiscoverGPUs); Host's capacity counts them.
 	GPUDevices []string

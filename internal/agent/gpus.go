@@ -43,10 +43,12 @@ type cdiSpec struct {
 
 // DiscoverGPUs lists the devices of kind (nvidia.com/gpu) in the CDI spec
 // files (.yaml, .yml, .json) of dirs, as kind=name, sorted; the "all"
-// device a vendor's spec also has is no GPU of its own, and a device
-// sharing a device node with one listed before it is the same GPU under
-// another name (its UUID, a MIG slice of it): it is left out, so that no
-// two groups get one GPU. Missing dirs hold none.
+// device a vendor's spec also has is no GPU of its own, and a device whose
+// device nodes are all among those of one listed before it, or the other
+// way round, is the same GPU under another name (its UUID, a MIG slice of
+// it): it is left out, so that no two groups get one GPU (a node every GPU
+// lists beside its own, such as /dev/kfd, does not make them one).
+// Missing dirs hold none.
 func DiscoverGPUs(dirs []string, kind string) ([]string, error) {
 	nodes := map[string][]string{} // device nodes by kind=name
 	var out []string
@@ -81,18 +83,27 @@ func DiscoverGPUs(dirs []string, kind string) ([]string, error) {
 		}
 	}
 	slices.Sort(out)
-	held := map[string]bool{}
+	var kept [][]string
 	return slices.DeleteFunc(out, func(name string) bool {
-		for _, n := range nodes[name] {
-			if held[n] {
+		mine := nodes[name]
+		for _, k := range kept {
+			if len(mine) > 0 && len(k) > 0 && (subset(mine, k) || subset(k, mine)) {
 				return true
 			}
 		}
-		for _, n := range nodes[name] {
-			held[n] = true
-		}
+		kept = append(kept, mine)
 		return false
 	}), nil
+}
+
+// subset: every device node of a is one of b's.
+func subset(a, b []string) bool {
+	for _, n := range a {
+		if !slices.Contains(b, n) {
+			return false
+		}
+	}
+	return true
 }
 
 // UseGPUs gives the host devices (DiscoverGPUs) as its GPUs: its capacity

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -133,12 +134,9 @@ func (a *Agent) ensureSandbox(ctx context.Context, g *apiv1.ContainerGroup, sbs 
 	if err != nil {
 		return "", false, a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "GPUsUnavailable", Message: err.Error()})
 	}
-	// A pod's RuntimeClass's handler, else the host's default (its first).
-	handler := g.Spec.RuntimeHandler
-	if hs := a.cfg.Host.Spec.RuntimeHandlers; handler == "" && len(hs) > 0 {
-		handler = hs[0]
-	}
-	id, err = a.cfg.Runtime.RunPodSandbox(ctx, sbCfg, handler)
+	// A pod's RuntimeClass's handler, else the operator's default, else
+	// the runtime's own.
+	id, err = a.cfg.Runtime.RunPodSandbox(ctx, sbCfg, cmp.Or(g.Spec.RuntimeHandler, a.cfg.DefaultRuntimeHandler))
 	unlock()
 	tr.step("sandbox")
 	if err != nil {
@@ -292,10 +290,6 @@ func (a *Agent) runContainers(ctx context.Context, g *apiv1.ContainerGroup, sbID
 			if err := a.replace(ctx, g, c, last, msg, sbID, sbCfg); err != nil {
 				return err
 			}
-		case resizeOf(g, c, last) != nil:
-			if err := a.resize(ctx, g, c, last, sbID, sbCfg); err != nil {
-				return err
-			}
 		case last.State == runtimeapi.ContainerState_CONTAINER_CREATED:
 			if err := a.cfg.Runtime.StartContainer(ctx, last.Id); err != nil {
 				return err
@@ -308,6 +302,10 @@ func (a *Agent) runContainers(ctx context.Context, g *apiv1.ContainerGroup, sbID
 				}
 			}
 			if err := a.start(ctx, g, c, last.Metadata.Attempt+1, false, sbID, sbCfg); err != nil {
+				return err
+			}
+		case resizeOf(g, c, last) != nil:
+			if err := a.resize(ctx, g, c, last, sbID, sbCfg); err != nil {
 				return err
 			}
 		case last.State == runtimeapi.ContainerState_CONTAINER_EXITED && shouldRestart(g.Spec.RestartPolicy, last.ExitCode):

@@ -39,8 +39,13 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 	if err != nil {
 		return nil, false, err
 	}
-	if h, allowed := g.Spec.RuntimeHandler, s.opts.TenantRuntimeHandlers; p.Kind == apiv1.TokenTenant && h != "" && len(allowed) > 0 && !slices.Contains(allowed, h) {
-		return nil, false, fmt.Errorf("spec.runtimeHandler: %q is not one tenants may ask for; allowed: %s: %w", h, strings.Join(allowed, ", "), errdefs.ErrPermissionDenied)
+	if allowed := s.opts.TenantRuntimeHandlers; p.Kind == apiv1.TokenTenant && len(allowed) > 0 {
+		switch h := g.Spec.RuntimeHandler; {
+		case h == "":
+			g.Spec.RuntimeHandler = allowed[0] // a tenant's group runs with one of those, always
+		case !slices.Contains(allowed, h):
+			return nil, false, fmt.Errorf("spec.runtimeHandler: %q is not one tenants may ask for; allowed: %s: %w", h, strings.Join(allowed, ", "), errdefs.ErrPermissionDenied)
+		}
 	}
 	tenant := g.Metadata.Tenant
 	switch {

@@ -93,6 +93,7 @@ func (s *Service) withInstanceTypes(spec apiv1.ContainerGroupSpec) (apiv1.Contai
 		}
 		spec.CPU, spec.Memory, spec.GPU = t.CPU, t.Memory, max(spec.GPU, t.GPU)
 	}
+	asked := spec.Specs
 	spec.Specs = slices.Clone(spec.Specs)
 	gpus := map[int]bool{} // the GPUs of each entry: one count for all
 	for i, sp := range spec.Specs {
@@ -108,7 +109,7 @@ func (s *Service) withInstanceTypes(spec apiv1.ContainerGroupSpec) (apiv1.Contai
 		spec.GPU, gpus[t.GPU] = max(spec.GPU, t.GPU), true
 	}
 	if len(gpus) > 1 {
-		return spec, fmt.Errorf("spec.specs: %v names sizes with different GPU counts; allowed: entries of one GPU count (an instance's GPUs are the same whichever size it gets): %w", spec.Specs, errdefs.ErrInvalidArgument)
+		return spec, fmt.Errorf("spec.specs: %v names sizes with different GPU counts; allowed: entries of one GPU count (an instance's GPUs are the same whichever size it gets): %w", asked, errdefs.ErrInvalidArgument)
 	}
 	return spec, nil
 }

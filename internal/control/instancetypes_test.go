@@ -57,25 +57,29 @@ func TestInstanceTypes(t *testing.T) {
 	}
 }
 
-// With --tenant-runtime-handlers a tenant's group may ask only for those
-// (the admin for any); without, for any a host offers.
+// With --tenant-runtime-handlers a tenant's group may ask only for those,
+// and one asking for none gets the first (the admin any, or none).
 func TestTenantRuntimeHandlers(t *testing.T) {
 	e := newEnv(t, false, func(o *Options) { o.TenantRuntimeHandlers = []string{"kata"} })
 	for _, c := range []struct {
-		p       auth.Principal
-		handler string
-		ok      bool
+		p             auth.Principal
+		handler, gets string
+		ok            bool
 	}{
-		{tenantPrincipal("acme"), "kata", true},
-		{tenantPrincipal("acme"), "", true},
-		{tenantPrincipal("acme"), "runc", false},
-		{auth.Admin, "runc", true},
+		{tenantPrincipal("acme"), "kata", "kata", true},
+		{tenantPrincipal("acme"), "", "kata", true},
+		{tenantPrincipal("acme"), "runc", "", false},
+		{auth.Admin, "runc", "runc", true},
+		{auth.Admin, "", "", true},
 	} {
 		g := groupSpec("rh", 1, 2)
 		g.Spec.RuntimeHandler = c.handler
-		_, _, err := e.svc.CreateGroup(e.ctx, c.p, g)
+		out, _, err := e.svc.CreateGroup(e.ctx, c.p, g)
 		if (err == nil) != c.ok || (!c.ok && (!errdefs.IsPermissionDenied(err) || !strings.Contains(err.Error(), `spec.runtimeHandler: "runc" is not one tenants may ask for; allowed: kata`))) {
 			t.Errorf("%v asking for %q: %v", c.p, c.handler, err)
+		}
+		if err == nil && out.Spec.RuntimeHandler != c.gets {
+			t.Errorf("%v asking for %q got %q, want %q", c.p, c.handler, out.Spec.RuntimeHandler, c.gets)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
@@ -36,7 +37,7 @@ const DefaultSpotNotice = 3 * time.Minute
 // found no capacity for; it returns what g's status adds ("" when no spot
 // instance can make room).
 func (s *Service) preemptFor(ctx context.Context, st *placementState, g *apiv1.ContainerGroup, req scheduler.Request) string {
-	if g.Spec.Spot() || !st.couldTake(g, req) {
+	if g.Spec.Spot() || !st.couldTake(g, req, s.now()) {
 		return ""
 	}
 	spots, err := st.spotGroups(ctx, s)
@@ -74,7 +75,7 @@ func (s *Service) preemptFor(ctx context.Context, st *placementState, g *apiv1.C
 			}
 		}
 		if releasing && fitsAny(free, req) {
-			return "; spot instances are being released for it"
+			return "; " + spotWait + " being released for it"
 		}
 		if len(candidates) == 0 {
 			continue
@@ -99,13 +100,20 @@ func (s *Service) preemptFor(ctx context.Context, st *placementState, g *apiv1.C
 		s.noticeSpot(ctx, sg, at)
 	}
 	log.G(ctx).Info("spot instances released for a pay-as-you-go group", "group", g.Metadata.ID, "host", bestHost, "spot", len(best), "at", at)
-	return "; spot instances are released for it at " + at.UTC().Format(time.RFC3339)
+	return "; " + spotWait + " released for it at " + at.UTC().Format(time.RFC3339)
 }
+
+// spotWait begins what a group waiting for spot instances' capacity says:
+// the monitor reads it (waitingPaid).
+const spotWait = "spot instances are"
 
 // couldTake tells whether g could be placed on capacity a spot instance
 // gives back: its tenant's quota leaves room for one of its sizes (a
 // group that could never run takes nothing from anyone).
-func (st *placementState) couldTake(g *apiv1.ContainerGroup, req scheduler.Request) bool {
+func (st *placementState) couldTake(g *apiv1.ContainerGroup, req scheduler.Request, now time.Time) bool {
+	if g.Spec.FailStrategy == apiv1.FailFast || pendingOverdue(g, now) {
+		return false // it fails now rather than wait
+	}
 	for _, size := range req.Sizes {
 		if st.overQuota(g, size) == "" {
 			return true
@@ -114,11 +122,13 @@ func (st *placementState) couldTake(g *apiv1.ContainerGroup, req scheduler.Reque
 	return false
 }
 
-// waitingPaid tells whether a pay-as-you-go group still waits for
-// capacity among groups: else a spot instance's release is called off.
+// waitingPaid tells whether a pay-as-you-go group still waits for spot
+// instances' capacity among groups (its status says so: spotWait): else a
+// spot instance's release is called off.
 func waitingPaid(groups []*apiv1.ContainerGroup) bool {
 	for _, g := range groups {
-		if !g.Spec.Spot() && g.Status.State == apiv1.StateScheduling && g.Metadata.DeletionRequestedAt == nil && g.Status.SchedulingAttempts > 0 {
+		if !g.Spec.Spot() && g.Status.State == apiv1.StateScheduling && g.Metadata.DeletionRequestedAt == nil &&
+			strings.Contains(g.Status.Message, spotWait) {
 			return true
 		}
 	}
@@ -128,15 +138,18 @@ func waitingPaid(groups []*apiv1.ContainerGroup) bool {
 // keepSpot calls off spot group g's release: the group it was for is
 // gone or placed (the monitor).
 func (s *Service) keepSpot(ctx context.Context, g *apiv1.ContainerGroup) {
+	changed := false
 	_, err := s.transition(ctx, g.Metadata.ID, func(cur *apiv1.ContainerGroup) bool {
 		if cur.Status.SpotReleaseAt == nil || cur.Status.State.Terminal() {
 			return false
 		}
-		cur.Status.SpotReleaseAt = nil
+		cur.Status.SpotReleaseAt, changed = nil, true
 		return true
 	})
-	if err != nil {
-		log.G(ctx).Warn("spot instance: call off its release", "group", g.Metadata.ID, "err", err)
+	if err != nil || !changed {
+		if err != nil {
+			log.G(ctx).Warn("spot instance: call off its release", "group", g.Metadata.ID, "err", err)
+		}
 		return
 	}
 	s.recordEvent(ctx, "ContainerGroup", g.Metadata.ID, g.Metadata.Tenant, apiv1.EventNormal, "SpotReleaseCancelled",

@@ -434,20 +434,33 @@ func checkProbeHosts(c corev1.Container) error {
 		return refuse("ProbeHostNotSupported", "container %q: %s: host %q: on a virtual node probes and hooks reach the pod's own address only; "+
 			"to reach another, use an exec action (such as wget) from the container", c.Name, where, host)
 	}
-	for where, p := range map[string]*corev1.Probe{"startupProbe": c.StartupProbe, "livenessProbe": c.LivenessProbe, "readinessProbe": c.ReadinessProbe} {
-		if p != nil {
-			if err := check(where, p.HTTPGet, p.TCPSocket); err != nil {
-				return err
-			}
+	type action struct {
+		where string
+		http  *corev1.HTTPGetAction
+		tcp   *corev1.TCPSocketAction
+	}
+	var actions []action
+	for _, p := range []struct {
+		where string
+		probe *corev1.Probe
+	}{{"startupProbe", c.StartupProbe}, {"livenessProbe", c.LivenessProbe}, {"readinessProbe", c.ReadinessProbe}} {
+		if p.probe != nil {
+			actions = append(actions, action{p.where, p.probe.HTTPGet, p.probe.TCPSocket})
 		}
 	}
 	if l := c.Lifecycle; l != nil {
-		for where, h := range map[string]*corev1.LifecycleHandler{"lifecycle.postStart": l.PostStart, "lifecycle.preStop": l.PreStop} {
-			if h != nil {
-				if err := check(where, h.HTTPGet, h.TCPSocket); err != nil {
-					return err
-				}
+		for _, h := range []struct {
+			where string
+			h     *corev1.LifecycleHandler
+		}{{"lifecycle.postStart", l.PostStart}, {"lifecycle.preStop", l.PreStop}} {
+			if h.h != nil {
+				actions = append(actions, action{h.where, h.h.HTTPGet, h.h.TCPSocket})
 			}
+		}
+	}
+	for _, a := range actions {
+		if err := check(a.where, a.http, a.tcp); err != nil {
+			return err
 		}
 	}
 	return nil
