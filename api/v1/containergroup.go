@@ -344,6 +344,18 @@ type Limits struct {
 	MemoryMiB int64 `json:"memoryMiB"`
 }
 
+// Container is the app or init container name of the spec (nil: none).
+func (s *ContainerGroupSpec) Container(name string) *Container {
+	for _, list := range [][]Container{s.Containers, s.InitContainers} {
+		for i := range list {
+			if list[i].Name == name {
+				return &list[i]
+			}
+		}
+	}
+	return nil
+}
+
 // Limits are what bounds container c of the group: its own CPU and
 // memory, or the group's size for what it gives none of.
 func (g *ContainerGroup) Limits(c Container) Limits {

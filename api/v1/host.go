@@ -48,6 +48,22 @@ type Resources struct {
 	Pods      int   `json:"pods"`
 }
 
+// Add is r and o together.
+func (r Resources) Add(o Resources) Resources {
+	return Resources{MilliCPU: r.MilliCPU + o.MilliCPU, MemoryMiB: r.MemoryMiB + o.MemoryMiB, GPU: r.GPU + o.GPU, Pods: r.Pods + o.Pods}
+}
+
+// Sub is r less o.
+func (r Resources) Sub(o Resources) Resources {
+	return r.Add(Resources{MilliCPU: -o.MilliCPU, MemoryMiB: -o.MemoryMiB, GPU: -o.GPU, Pods: -o.Pods})
+}
+
+// Held is what placed group g holds of its host: its size, its GPUs and
+// one group.
+func (g *ContainerGroup) Held() Resources {
+	return Resources{MilliCPU: g.Status.MilliCPU, MemoryMiB: g.Status.MemoryMiB, GPU: g.Spec.GPU, Pods: 1}
+}
+
 // HostStatus is kept by the server.
 type HostStatus struct {
 	// Ready while the agent's lease is fresh.

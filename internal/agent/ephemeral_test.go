@@ -14,8 +14,8 @@ import (
 	"github.com/eci-dev/eci/internal/server/servertest"
 )
 
-// An ephemeral container added to a running group starts once, is
-// reported, and once it exits is not started again (the group's policy is
+// An ephemeral container added to a running group starts once, in its
+// target's process namespace, is reported, and once it exits is not started again (the group's policy is
 // Always); the group stays Running.
 func TestEphemeralContainerRunsOnce(t *testing.T) {
 	srv := servertest.Start(t)
@@ -32,6 +32,10 @@ func TestEphemeralContainerRunsOnce(t *testing.T) {
 		return len(g.Status.EphemeralContainers) == 1 && g.Status.EphemeralContainers[0].State.Running != nil
 	})
 	d := running(t, rt, id, "debugger")
+	ns := rt.ContainerConfig(d.Id).GetLinux().GetSecurityContext().GetNamespaceOptions()
+	if main := running(t, rt, id, "main"); ns.GetPid() != runtimeapi.NamespaceMode_TARGET || ns.GetTargetId() != main.Id {
+		t.Errorf("the debugger's namespaces %v, want its target's (%s) process namespace", ns, main.Id)
+	}
 	rt.Exit(d.Id, 0)
 	srv.WaitGroup(t, id, "the debugger reported exited, the group Running", func(g *apiv1.ContainerGroup) bool {
 		return g.Status.State == apiv1.StateRunning && len(g.Status.EphemeralContainers) == 1 && g.Status.EphemeralContainers[0].State.Terminated != nil

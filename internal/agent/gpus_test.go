@@ -40,6 +40,16 @@ func TestDiscoverGPUs(t *testing.T) {
 	if err != nil || strings.Join(got, ",") != "nvidia.com/gpu=0,nvidia.com/gpu=1" {
 		t.Fatalf("DiscoverGPUs: %v, %v", got, err)
 	}
+	// A node every GPU lists beside its own does not make them one.
+	amd := "cdiVersion: 0.6.0\nkind: amd.com/gpu\ndevices:\n" +
+		"- name: \"0\"\n  containerEdits: {deviceNodes: [{path: /dev/dri/renderD128}, {path: /dev/kfd}]}\n" +
+		"- name: \"1\"\n  containerEdits: {deviceNodes: [{path: /dev/dri/renderD129}, {path: /dev/kfd}]}\n"
+	if err := os.WriteFile(filepath.Join(dir, "amd.yaml"), []byte(amd), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := DiscoverGPUs([]string{dir}, "amd.com/gpu"); err != nil || strings.Join(got, ",") != "amd.com/gpu=0,amd.com/gpu=1" {
+		t.Fatalf("GPUs sharing /dev/kfd: %v, %v", got, err)
+	}
 }
 
 // Each container gets its own share of its group's GPUs, in order; init
@@ -98,6 +108,10 @@ func TestGPUAssignment(t *testing.T) {
 	}
 	if ga, gb := gpusLabel(t, rt, a), gpusLabel(t, rt, b); ga == gb || !slices.Contains(cfg.GPUDevices, ga) || !slices.Contains(cfg.GPUDevices, gb) {
 		t.Fatalf("a holds %q, b %q", ga, gb)
+	}
+	// The container is given its sandbox's device.
+	if devs := rt.ContainerConfig(running(t, rt, a, "main").Id).GetCDIDevices(); len(devs) != 1 || devs[0].Name != gpusLabel(t, rt, a) {
+		t.Errorf("a's container has CDI devices %v, want its sandbox's %q", devs, gpusLabel(t, rt, a))
 	}
 	freed := gpusLabel(t, rt, a)
 	if _, err := srv.Admin.DeleteGroup(context.Background(), a, client.DeleteOptions{}); err != nil {

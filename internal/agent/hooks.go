@@ -27,14 +27,7 @@ func spec(g *apiv1.ContainerGroup, name string) *apiv1.Container {
 	if g == nil {
 		return nil
 	}
-	for _, list := range [][]apiv1.Container{g.Spec.Containers, g.Spec.InitContainers} {
-		for i := range list {
-			if list[i].Name == name {
-				return &list[i]
-			}
-		}
-	}
-	return nil
+	return g.Spec.Container(name)
 }
 
 // runHook runs a lifecycle handler against a container; ip is the group's.

@@ -32,14 +32,14 @@ func (s *Service) Capacity(ctx context.Context, p auth.Principal) (*apiv1.Capaci
 		alloc, used := h.Spec.Allocatable, usage[h.Metadata.Name]
 		free := apiv1.Resources{MilliCPU: max(alloc.MilliCPU-used.MilliCPU, 0), MemoryMiB: max(alloc.MemoryMiB-used.MemoryMiB, 0),
 			GPU: max(alloc.GPU-used.GPU, 0), Pods: max(alloc.Pods-used.Pods, 0)}
-		out.Pool = addResources(out.Pool, alloc)
-		out.Free = addResources(out.Free, free)
+		out.Pool = out.Pool.Add(alloc)
+		out.Free = out.Free.Add(free)
 		out.LargestFree = apiv1.Resources{MilliCPU: max(out.LargestFree.MilliCPU, free.MilliCPU), MemoryMiB: max(out.LargestFree.MemoryMiB, free.MemoryMiB),
 			GPU: max(out.LargestFree.GPU, free.GPU), Pods: max(out.LargestFree.Pods, free.Pods)}
 	}
 	if p.IsAdmin() {
 		for _, u := range usage {
-			out.Used = addResources(out.Used, u)
+			out.Used = out.Used.Add(u)
 		}
 		return &out, nil
 	}
@@ -54,8 +54,4 @@ func (s *Service) Capacity(ctx context.Context, p auth.Principal) (*apiv1.Capaci
 		return nil, err
 	}
 	return &out, nil
-}
-
-func addResources(a, b apiv1.Resources) apiv1.Resources {
-	return apiv1.Resources{MilliCPU: a.MilliCPU + b.MilliCPU, MemoryMiB: a.MemoryMiB + b.MemoryMiB, GPU: a.GPU + b.GPU, Pods: a.Pods + b.Pods}
 }

@@ -59,7 +59,7 @@ func (s *Service) releaseOps(ctx context.Context, g *apiv1.ContainerGroup, quara
 		return nil, nil, err
 	}
 	ops = append(ops, eipOps...)
-	take := apiv1.Resources{MilliCPU: -g.Status.MilliCPU, MemoryMiB: -g.Status.MemoryMiB, GPU: -g.Spec.GPU, Pods: -1}
+	take := apiv1.Resources{}.Sub(g.Held())
 	for _, u := range []struct {
 		coll *store.Collection[usageRecord, *usageRecord]
 		id   string

@@ -12,6 +12,7 @@ import (
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/log"
 	"github.com/eci-dev/eci/internal/scheduler"
+	"github.com/eci-dev/eci/internal/sizes"
 )
 
 // Spot instances (docs/spec.md section 5): a group with a spotStrategy is
@@ -62,14 +63,14 @@ func (s *Service) preemptFor(ctx context.Context, st *placementState, g *apiv1.C
 		}
 		free := h.Spec.Allocatable
 		if u := st.usage[name]; u != nil {
-			free = addResources(free, negate(u.Used))
+			free = free.Sub(u.Used)
 		}
 		var candidates []*apiv1.ContainerGroup
 		releasing := false
 		for _, sg := range spots[name] {
 			switch {
 			case sg.Status.SpotReleaseAt != nil:
-				free, releasing = addResources(free, held(sg)), true
+				free, releasing = free.Add(sg.Held()), true
 			case sg.Status.PendingAt != nil && !now.Before(sg.Status.PendingAt.Add(sg.Spec.SpotProtection())):
 				candidates = append(candidates, sg)
 			}
@@ -86,7 +87,7 @@ func (s *Service) preemptFor(ctx context.Context, st *placementState, g *apiv1.C
 			if fitsAny(free, req) {
 				break
 			}
-			take, free = append(take, sg), addResources(free, held(sg))
+			take, free = append(take, sg), free.Add(sg.Held())
 		}
 		if len(take) > 0 && fitsAny(free, req) && (best == nil || len(take) < len(best)) {
 			best, bestHost = take, name
@@ -209,21 +210,7 @@ func (st *placementState) spotGroups(ctx context.Context, s *Service) (map[strin
 	return st.spot, nil
 }
 
-// held is what a placed group holds of its host.
-func held(g *apiv1.ContainerGroup) apiv1.Resources {
-	return apiv1.Resources{MilliCPU: g.Status.MilliCPU, MemoryMiB: g.Status.MemoryMiB, GPU: g.Spec.GPU, Pods: 1}
-}
-
-func negate(r apiv1.Resources) apiv1.Resources {
-	return apiv1.Resources{MilliCPU: -r.MilliCPU, MemoryMiB: -r.MemoryMiB, GPU: -r.GPU, Pods: -r.Pods}
-}
-
 // fitsAny: one of req's sizes, with its GPUs and one more group, fits free.
 func fitsAny(free apiv1.Resources, req scheduler.Request) bool {
-	for _, size := range req.Sizes {
-		if free.MilliCPU >= size.MilliCPU && free.MemoryMiB >= size.MemoryMiB && free.GPU >= req.GPU && free.Pods >= 1 {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(req.Sizes, func(size sizes.Size) bool { return resources(free).Fits(size, req.GPU) })
 }

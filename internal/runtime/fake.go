@@ -234,6 +234,17 @@ func (f *Fake) UpdateContainerResources(_ context.Context, id string, r *runtime
 	return nil
 }
 
+// ContainerConfig is the config container id was made with (tests; nil
+// for none).
+func (f *Fake) ContainerConfig(id string) *runtimeapi.ContainerConfig {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c, ok := f.containers[id]; ok {
+		return proto.Clone(c.config).(*runtimeapi.ContainerConfig)
+	}
+	return nil
+}
+
 // ResourceUpdates counts the calls of UpdateContainerResources (tests).
 func (f *Fake) ResourceUpdates() int {
 	f.mu.Lock()

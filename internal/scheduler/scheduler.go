@@ -57,7 +57,8 @@ func (h Host) free() Resources {
 	}
 }
 
-func (r Resources) fits(size sizes.Size, gpu int) bool {
+// Fits: size, gpu GPUs and one more group fit in r.
+func (r Resources) Fits(size sizes.Size, gpu int) bool {
 	return r.MilliCPU >= size.MilliCPU && r.MemoryMiB >= size.MemoryMiB && r.GPU >= gpu && r.Pods >= 1
 }
 
@@ -190,7 +191,7 @@ func pickHost(hosts []Host, zone string, size sizes.Size, req Request, policy Po
 		if free.MilliCPU > largest.MilliCPU || (free.MilliCPU == largest.MilliCPU && free.MemoryMiB > largest.MemoryMiB) {
 			largest = free
 		}
-		if !free.fits(size, gpu) {
+		if !free.Fits(size, gpu) {
 			if free.MilliCPU >= size.MilliCPU && free.MemoryMiB >= size.MemoryMiB && free.GPU >= gpu && free.Pods < 1 {
 				full++
 			}

@@ -47,7 +47,7 @@ func nodeResources(c *apiv1.Capacity, spot apiv1.Resources, max corev1.ResourceL
 	// than capacity, as on any node.
 	left = apiv1.Resources{MilliCPU: min(left.MilliCPU, pool.MilliCPU), MemoryMiB: min(left.MemoryMiB, pool.MemoryMiB), Pods: min(left.Pods, pool.Pods),
 		GPU: min(left.GPU, pool.GPU)}
-	return resourceList(addResources(pool, spot), max), resourceList(addResources(left, spot), max)
+	return resourceList(pool.Add(spot), max), resourceList(left.Add(spot), max)
 }
 
 // limit is v, or quota when set and smaller.
@@ -89,10 +89,6 @@ func resourceList(r apiv1.Resources, most corev1.ResourceList) corev1.ResourceLi
 	return out
 }
 
-func addResources(a, b apiv1.Resources) apiv1.Resources {
-	return apiv1.Resources{MilliCPU: a.MilliCPU + b.MilliCPU, MemoryMiB: a.MemoryMiB + b.MemoryMiB, GPU: a.GPU + b.GPU, Pods: a.Pods + b.Pods}
-}
-
 // reclaimableSpot is what this node's spot instances past their protected
 // hours hold: capacity a pay-as-you-go pod may take back.
 func (p *Provider) reclaimableSpot() apiv1.Resources {
@@ -105,7 +101,7 @@ func (p *Provider) reclaimableSpot() apiv1.Resources {
 		// One already told it is released counts once: it is given back.
 		if g.Spec.Spot() && !st.State.Terminal() && st.Host != "" && st.SpotReleaseAt == nil && st.PendingAt != nil &&
 			!now.Before(st.PendingAt.Add(g.Spec.SpotProtection())) {
-			out = addResources(out, apiv1.Resources{MilliCPU: st.MilliCPU, MemoryMiB: st.MemoryMiB, GPU: g.Spec.GPU, Pods: 1})
+			out = out.Add(g.Held())
 		}
 	}
 	return out

@@ -24,13 +24,10 @@ import (
 // an Event on the container and the rest are sent.
 func (p *Provider) ephemeralToSend(pod *corev1.Pod, g *apiv1.ContainerGroup) []apiv1.EphemeralContainer {
 	var out []apiv1.EphemeralContainer
-	for _, e := range pod.Spec.EphemeralContainers {
-		p.mu.Lock()
-		refused := p.refusedEphemeral[string(pod.UID)+"/"+e.Name]
-		p.mu.Unlock()
-		if refused || slices.ContainsFunc(g.Spec.EphemeralContainers, func(h apiv1.EphemeralContainer) bool { return h.Name == e.Name }) {
-			continue
-		}
+	p.mu.Lock()
+	unsent := p.unsentEphemeral(pod, g)
+	p.mu.Unlock()
+	for _, e := range unsent {
 		c := corev1.Container(e.EphemeralContainerCommon)
 		ct, err := container(pod, c)
 		if err == nil {
@@ -113,14 +110,18 @@ func (p *Provider) hasNewEphemeral(key string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pod, g := p.liveGroup(key)
-	if pod == nil {
-		return false
-	}
+	return pod != nil && len(p.unsentEphemeral(pod, g)) > 0
+}
+
+// unsentEphemeral are pod's ephemeral containers that g lacks and that
+// were not refused (mu held).
+func (p *Provider) unsentEphemeral(pod *corev1.Pod, g *apiv1.ContainerGroup) []corev1.EphemeralContainer {
+	var out []corev1.EphemeralContainer
 	for _, e := range pod.Spec.EphemeralContainers {
 		if !slices.ContainsFunc(g.Spec.EphemeralContainers, func(h apiv1.EphemeralContainer) bool { return h.Name == e.Name }) &&
 			!p.refusedEphemeral[string(pod.UID)+"/"+e.Name] {
-			return true
+			out = append(out, e)
 		}
 	}
-	return false
+	return out
 }

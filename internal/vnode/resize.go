@@ -34,15 +34,21 @@ type resizeState struct {
 	errorSaid  string    // the last ResizeError said as an Event
 }
 
+// limitsOf is a container's own CPU (vCPU) and memory (GiB) in its
+// group: its limits, as translated.
+func limitsOf(c corev1.Container) apiv1.ContainerResources {
+	return apiv1.ContainerResources{
+		CPU:    quantity(c.Resources.Limits, corev1.ResourceCPU) / 1000,
+		Memory: quantity(c.Resources.Limits, corev1.ResourceMemory) / (1 << 30),
+	}
+}
+
 // wantedResources are the CPU and memory of pod's app containers, as
-// translated for a group (their limits).
+// translated for a group.
 func wantedResources(pod *corev1.Pod) map[string]apiv1.ContainerResources {
 	out := map[string]apiv1.ContainerResources{}
 	for _, c := range pod.Spec.Containers {
-		out[c.Name] = apiv1.ContainerResources{
-			CPU:    quantity(c.Resources.Limits, corev1.ResourceCPU) / 1000,
-			Memory: quantity(c.Resources.Limits, corev1.ResourceMemory) / (1 << 30),
-		}
+		out[c.Name] = limitsOf(c)
 	}
 	return out
 }
@@ -165,7 +171,8 @@ func (p *Provider) resizeStatus(pod *corev1.Pod, g *apiv1.ContainerGroup, out *c
 		if cs.State.Running == nil || a.State.Running == nil {
 			continue
 		}
-		done := a.Limits == nil || *a.Limits == g.Limits(specOf(g, c.Name))
+		gc := g.Spec.Container(c.Name)
+		done := a.Limits == nil || gc == nil || *a.Limits == g.Limits(*gc)
 		if a.ResizeError != "" {
 			errs = append(errs, a.ResizeError)
 		}
@@ -196,16 +203,6 @@ func (p *Provider) resizeStatus(pod *corev1.Pod, g *apiv1.ContainerGroup, out *c
 		cond.Reason, cond.Message = corev1.PodReasonError, strings.Join(errs, "; ")
 	}
 	out.Conditions = append(out.Conditions, cond)
-}
-
-// specOf is g's app container name.
-func specOf(g *apiv1.ContainerGroup, name string) apiv1.Container {
-	for _, c := range g.Spec.Containers {
-		if c.Name == name {
-			return c
-		}
-	}
-	return apiv1.Container{}
 }
 
 // actualLimits are the limits container c of the pod runs with, of those

@@ -290,7 +290,8 @@ func container(pod *corev1.Pod, c corev1.Container) (apiv1.Container, error) {
 	for _, p := range c.Ports {
 		out.Ports = append(out.Ports, apiv1.Port{Name: p.Name, ContainerPort: p.ContainerPort, Protocol: string(p.Protocol)})
 	}
-	out.CPU, out.Memory = quantity(c.Resources.Limits, corev1.ResourceCPU)/1000, quantity(c.Resources.Limits, corev1.ResourceMemory)/(1<<30)
+	lim := limitsOf(c)
+	out.CPU, out.Memory = lim.CPU, lim.Memory
 	for _, rp := range c.ResizePolicy {
 		out.ResizePolicy = append(out.ResizePolicy, apiv1.ResizePolicy{ResourceName: string(rp.ResourceName), RestartPolicy: string(rp.RestartPolicy)})
 	}
