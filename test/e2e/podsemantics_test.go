@@ -55,22 +55,28 @@ func TestMorePodSemantics(t *testing.T) {
 		c.createPod(t, ns, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "hooked"}, Spec: corev1.PodSpec{
 			TerminationGracePeriodSeconds: &grace,
 			Containers: []corev1.Container{
+				// A server on the pod's own address, answering before the
+				// next container starts (its postStart waits for it, and
+				// containers start one after another, as on a kubelet).
+				{Name: "server", Image: busybox, Command: []string{"sh", "-c",
+					"mkdir -p /tmp/www && echo ok > /tmp/www/poststart-http && echo ok > /tmp/www/ready && exec httpd -f -vv -p 8081 -h /tmp/www"},
+					Lifecycle: &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"sh", "-c",
+						"for i in $(seq 100); do wget -q -O- http://127.0.0.1:8081/ready && exit 0; sleep 0.1; done; exit 1"}}}}},
 				{Name: "exec", Image: busybox, Command: []string{"sleep", "3600"}, Lifecycle: &corev1.Lifecycle{
 					PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"wget", "-q", "-O-", url + "poststart-exec"}}},
 					PreStop:   &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"wget", "-q", "-O-", url + "prestop-exec"}}},
 				}},
 				// An httpGet hook reaches the pod's own address (its host,
-				// if named, would be refused): this container's server.
-				{Name: "http", Image: busybox, Command: []string{"sh", "-c",
-					"while true; do printf 'HTTP/1.0 200 OK\\r\\n\\r\\nok' | nc -l -p 8081; done"}, Lifecycle: &corev1.Lifecycle{
+				// if named, would be refused): the server above.
+				{Name: "http", Image: busybox, Command: []string{"sleep", "3600"}, Lifecycle: &corev1.Lifecycle{
 					PostStart: &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Port: intstr.FromInt32(8081), Path: "/poststart-http"}},
 				}},
 			}}})
 		c.waitPod(t, ns, "hooked", "Running", 90*time.Second, running)
 		c.logsUntil(t, ns, "observer", []string{"GET /poststart-exec"})
-		poll.Eventually(t, 60*time.Second, "the httpGet hook in the http container's log", func() error {
-			out, err := c.kubectlIn(nil, "logs", "-n", ns, "hooked", "-c", "http")
-			if err != nil || !strings.Contains(string(out), "GET /poststart-http") {
+		poll.Eventually(t, 60*time.Second, "the httpGet hook in the server's log", func() error {
+			out, err := c.kubectlIn(nil, "logs", "-n", ns, "hooked", "-c", "server")
+			if err != nil || !strings.Contains(string(out), "url:/poststart-http") {
 				return fmt.Errorf("%v: %s", err, out)
 			}
 			return nil
