@@ -63,6 +63,10 @@ type ContainerGroupSpec struct {
 	HostAliases []HostAlias `json:"hostAliases,omitempty"`
 	// Sysctls of the group's namespaces: the kubelet's safe set.
 	Sysctls []Sysctl `json:"sysctls,omitempty"`
+	// ShareProcessNamespace puts the containers in one process namespace,
+	// the sandbox's (its pause is PID 1), as a pod's field of that name
+	// does; else each container has its own and is PID 1 in it.
+	ShareProcessNamespace bool `json:"shareProcessNamespace,omitempty"`
 
 	// VSwitchIDs the group may get its IP from (and so the zones it may run in).
 	// Empty: any vSwitch of the tenant.

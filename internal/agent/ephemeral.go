@@ -54,8 +54,9 @@ func (a *Agent) joinTarget(ctx context.Context, g *apiv1.ContainerGroup, name, s
 	if len(list) == 0 {
 		return &waitingError{reason: "CreateContainerError", err: fmt.Errorf("target container %q is not running", e.TargetContainerName)}
 	}
-	cfg.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_POD,
-		Pid: runtimeapi.NamespaceMode_TARGET, Ipc: runtimeapi.NamespaceMode_POD, TargetId: list[0].Id}
+	ns := namespaces(g)
+	ns.Pid, ns.TargetId = runtimeapi.NamespaceMode_TARGET, list[0].Id
+	cfg.Linux.SecurityContext.NamespaceOptions = ns
 	return nil
 }
 

@@ -80,11 +80,22 @@ func runAgentOf(t testing.TB, cfg Config) (a *Agent, stop func()) {
 
 func createGroup(t testing.TB, srv *servertest.Server, g *apiv1.ContainerGroup) string {
 	t.Helper()
-	out, _, err := srv.Admin.CreateGroup(context.Background(), g)
+	out, _, err := srv.Admin.CreateGroup(context.Background(), quickStop(g))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return out.Metadata.ID
+}
+
+// quickStop gives g a grace period of 1 s unless it has one: the tests'
+// commands (sleep, sh, httpd) are their containers' PID 1 and ignore
+// SIGTERM, as on a kubelet, so a delete would wait out the default 30 s.
+func quickStop(g *apiv1.ContainerGroup) *apiv1.ContainerGroup {
+	if g.Spec.TerminationGracePeriodSeconds == nil {
+		one := int64(1)
+		g.Spec.TerminationGracePeriodSeconds = &one
+	}
+	return g
 }
 
 func simpleGroup(name string, policy apiv1.RestartPolicy, containers ...string) *apiv1.ContainerGroup {

@@ -175,8 +175,8 @@ func TestAgentPartition(t *testing.T) {
 		second := srv.WaitGroup(t, func() string {
 			var id string
 			poll.Eventually(t, 30*time.Second, "the address free again", func() error {
-				g, _, err := srv.Admin.CreateGroup(ctx, &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{Name: "second"}, Spec: apiv1.ContainerGroupSpec{
-					PrivateIPAddress: ip, Containers: []apiv1.Container{{Name: "main", Image: bed.Registry.Busybox, Command: []string{"sleep", "3600"}}}}})
+				g, _, err := srv.Admin.CreateGroup(ctx, quickStop(&apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{Name: "second"}, Spec: apiv1.ContainerGroupSpec{
+					PrivateIPAddress: ip, Containers: []apiv1.Container{{Name: "main", Image: bed.Registry.Busybox, Command: []string{"sleep", "3600"}}}}}))
 				if err != nil {
 					return err
 				}

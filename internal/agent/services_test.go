@@ -26,7 +26,7 @@ func testServices(t *testing.T, bed *testbed.Bed, srv *servertest.Server, rt Run
 		t.Helper()
 		g := &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{Name: name}, Spec: apiv1.ContainerGroupSpec{Containers: []apiv1.Container{
 			{Name: "web", Image: bed.Registry.Busybox, Command: []string{"sh", "-c", "mkdir -p /srv && echo " + name + " > /srv/index.html && exec httpd -f -p 8080 -h /srv"}}}}}
-		out, _, err := c.CreateGroup(ctx, g)
+		out, _, err := c.CreateGroup(ctx, quickStop(g))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -55,7 +55,7 @@ func testServices(t *testing.T, bed *testbed.Bed, srv *servertest.Server, rt Run
 		t.Helper()
 		g := &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{Name: name}, Spec: apiv1.ContainerGroupSpec{ServiceTable: "c1", Containers: []apiv1.Container{
 			{Name: "main", Image: bed.Registry.Busybox, Command: []string{"sh", "-c", "wget -q -O /tmp/first http://" + vip + "/; sleep 3600"}}}}}
-		out, _, err := c.CreateGroup(ctx, g)
+		out, _, err := c.CreateGroup(ctx, quickStop(g))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -24,7 +24,7 @@ func (a *Agent) sandboxConfig(g *apiv1.ContainerGroup) *runtimeapi.PodSandboxCon
 		Linux: &runtimeapi.LinuxPodSandboxConfig{
 			CgroupParent: a.cgroupOf(g.Metadata.ID),
 			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
-				NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_POD, Pid: runtimeapi.NamespaceMode_CONTAINER, Ipc: runtimeapi.NamespaceMode_POD},
+				NamespaceOptions: namespaces(g),
 			},
 		},
 	}
@@ -35,6 +35,17 @@ func (a *Agent) sandboxConfig(g *apiv1.ContainerGroup) *runtimeapi.PodSandboxCon
 		}
 	}
 	return cfg
+}
+
+// namespaces are a group's sandbox's and containers' namespaces, as the
+// kubelet's for a pod: network and IPC the sandbox's; the process
+// namespace the sandbox's with ShareProcessNamespace, else each its own.
+func namespaces(g *apiv1.ContainerGroup) *runtimeapi.NamespaceOption {
+	pid := runtimeapi.NamespaceMode_CONTAINER
+	if g.Spec.ShareProcessNamespace {
+		pid = runtimeapi.NamespaceMode_POD
+	}
+	return &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_POD, Pid: pid, Ipc: runtimeapi.NamespaceMode_POD}
 }
 
 // cgroupOf is the cgroup parent of a group's sandbox and containers.
@@ -62,6 +73,7 @@ func containerConfig(g *apiv1.ContainerGroup, c apiv1.Container, image string, n
 		cfg.Labels[LabelInit] = "true"
 	}
 	cfg.Linux.SecurityContext = securityContext(c.SecurityContext)
+	cfg.Linux.SecurityContext.NamespaceOptions = namespaces(g)
 	for _, e := range c.Env {
 		cfg.Envs = append(cfg.Envs, &runtimeapi.KeyValue{Key: e.Name, Value: e.Value})
 	}

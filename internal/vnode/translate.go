@@ -108,6 +108,7 @@ func (p *Provider) toGroup(ctx context.Context, pod *corev1.Pod) (*apiv1.Contain
 			TerminationGracePeriodSeconds: pod.Spec.TerminationGracePeriodSeconds,
 			ActiveDeadlineSeconds:         pod.Spec.ActiveDeadlineSeconds,
 			Hostname:                      hostname(pod),
+			ShareProcessNamespace:         pod.Spec.ShareProcessNamespace != nil && *pod.Spec.ShareProcessNamespace,
 			ServiceTable:                  tableName(p.cfg.ClusterID),
 		},
 	}

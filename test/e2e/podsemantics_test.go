@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -100,6 +101,44 @@ func TestMorePodSemantics(t *testing.T) {
 		logs := c.logsUntil(t, ns, "tuned", []string{"600", "80"})
 		if f := strings.Fields(logs); len(f) != 4 || f[0] != "20000" || f[1] != "30000" {
 			t.Errorf("the instance's sysctls: %q", logs)
+		}
+	})
+
+	t.Run("each container has its own process namespace, unless shareProcessNamespace", func(t *testing.T) {
+		share, zero := true, int64(0)
+		for _, p := range []struct {
+			name  string
+			share *bool
+		}{{"own-pids", nil}, {"shared-pids", &share}} {
+			c.createPod(t, ns, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: p.name}, Spec: corev1.PodSpec{
+				ShareProcessNamespace: p.share, TerminationGracePeriodSeconds: &zero,
+				Containers: []corev1.Container{
+					{Name: "a", Image: busybox, Command: []string{"sleep", "3602"}},
+					{Name: "b", Image: busybox, Command: []string{"sleep", "3603"}},
+				}}})
+		}
+		for _, name := range []string{"own-pids", "shared-pids"} {
+			c.waitPod(t, ns, name, "Running", 90*time.Second, running)
+			out, err := c.kubectlIn(nil, "exec", "-n", ns, name, "-c", "b", "--", "ps", "-o", "pid,args")
+			if err != nil {
+				t.Fatalf("ps in %s: %v: %s", name, err, out)
+			}
+			var procs []string
+			for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n")[1:] {
+				if f := strings.Fields(l); len(f) > 1 && f[1] != "ps" {
+					procs = append(procs, strings.Join(f, " "))
+				}
+			}
+			switch {
+			// PID 1 is the container's own process; a's is not there.
+			case name == "own-pids" && !slices.Equal(procs, []string{"1 sleep 3603"}):
+				t.Errorf("%s: container b sees %q, want only itself as PID 1", name, procs)
+			// PID 1 is the sandbox's pause (the bed's is a shell script);
+			// a's sleep is seen.
+			case name == "shared-pids" && (len(procs) == 0 || !strings.HasPrefix(procs[0], "1 /bin/sh -c trap") ||
+				!slices.ContainsFunc(procs, func(p string) bool { return strings.HasSuffix(p, " sleep 3602") })):
+				t.Errorf("%s: container b sees %q, want the pause as PID 1 and a's sleep 3602", name, procs)
+			}
 		}
 	})
 }

@@ -144,7 +144,15 @@ func (c *cluster) startVNodeAs(t testing.TB, name, id string, eci *client.Client
 }
 
 // onVNode sends a pod spec to the virtual node, as eci-profile will.
+//
+// A pod with no grace period gets 1 s: the tests' commands (sleep, sh) are
+// their containers' PID 1 and ignore SIGTERM, as on a kubelet, so a delete
+// would wait out the default 30 s.
 func onVNode(spec corev1.PodSpec) corev1.PodSpec {
+	if spec.TerminationGracePeriodSeconds == nil {
+		one := int64(1)
+		spec.TerminationGracePeriodSeconds = &one
+	}
 	spec.NodeSelector = map[string]string{"type": "virtual-kubelet"}
 	spec.Tolerations = append(spec.Tolerations, corev1.Toleration{Key: "virtual-kubelet.io/provider", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule})
 	return spec
