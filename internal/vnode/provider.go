@@ -189,6 +189,13 @@ func (p *Provider) annotate(ctx context.Context, key string, g *apiv1.ContainerG
 func (p *Provider) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
 	key := podKey(pod.Namespace, pod.Name)
 	p.mu.Lock()
+	if cur, ok := p.pods[key]; ok && cur.UID != pod.UID {
+		// Made again under its name (a StatefulSet's pod) while the old
+		// one's instance ends: virtual-kubelet, which knows pods by name,
+		// calls it an update. It is a new pod, with a new instance.
+		p.mu.Unlock()
+		return p.CreatePod(ctx, pod)
+	}
 	if cur, ok := p.pods[key]; ok {
 		st := cur.Status
 		cur = pod.DeepCopy()
@@ -234,8 +241,13 @@ func (p *Provider) gone(ctx context.Context, pod *corev1.Pod) {
 	p.mu.Lock()
 	key := podKey(pod.Namespace, pod.Name)
 	cur := p.pods[key]
-	delete(p.pods, key)
-	delete(p.waiting, key)
+	// A new pod of the same name means this one has left the apiserver:
+	// its name, and what the node holds by name, are the new one's.
+	renamed := cur != nil && cur.UID != pod.UID
+	if !renamed {
+		delete(p.pods, key)
+		delete(p.waiting, key)
+	}
 	delete(p.groups, string(pod.UID))
 	delete(p.refused, string(pod.UID))
 	delete(p.resizes, string(pod.UID))
@@ -246,6 +258,9 @@ func (p *Provider) gone(ctx context.Context, pod *corev1.Pod) {
 	}
 	p.metrics.forget(string(pod.UID))
 	p.mu.Unlock()
+	if renamed {
+		return
+	}
 	if cur == nil {
 		cur = pod.DeepCopy()
 	}
