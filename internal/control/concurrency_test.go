@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -13,9 +14,24 @@ import (
 )
 
 // 1,000 concurrent creates on hosts that fit 600: exactly 600 are placed, the
-// other 400 fail (fail-fast), no host is over-committed and no IP is given twice.
+// other 400 fail (fail-fast), no host is over-committed and no IP is given
+// twice. The placer commits its decisions in batches (placebatch.go); with
+// a second placer on the same store, batches conflict and their groups are
+// placed again one by one.
 func TestConcurrentCreatesNeverOvercommit(t *testing.T) {
+	t.Run("one placer", func(t *testing.T) { testConcurrentCreates(t, false) })
+	t.Run("two placers", func(t *testing.T) { testConcurrentCreates(t, true) })
+}
+
+func testConcurrentCreates(t *testing.T, second bool) {
 	e := newEnv(t, true)
+	if second {
+		other := New(e.svc.st, e.svc.opts)
+		ctx, cancel := context.WithCancel(e.ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); _ = other.RunPlacer(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
 	e.vswitch(t, "vsw-a", "zone-a", "198.19.128.0/22")
 	for i := 0; i < 6; i++ {
 		// 100 vCPU each: 100 groups of 1 vCPU / 2 GiB.

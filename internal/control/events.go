@@ -30,17 +30,8 @@ func (s *Service) recordEvent(ctx context.Context, kind, id, tenant, typ, reason
 // recordContainerEvent is recordEvent of one of the group's containers.
 func (s *Service) recordContainerEvent(ctx context.Context, kind, id, tenant, container, typ, reason, message, source string) {
 	now := s.now()
-	series := typ + "\x00" + reason + "\x00" + message + "\x00" + source
-	if container != "" {
-		series += "\x00" + container // (the series of before containers keep their keys)
-	}
-	sum := sha256.Sum256([]byte(series))
-	key := id + "." + hex.EncodeToString(sum[:12])
-	ev := &apiv1.Event{
-		Metadata: apiv1.ObjectMeta{ID: key, Name: reason, Tenant: tenant, CreatedAt: now},
-		Object:   apiv1.ObjectReference{Kind: kind, ID: id},
-		Type:     typ, Reason: reason, Message: message, Container: container, Count: 1, FirstTime: now, LastTime: now, Source: source,
-	}
+	ev := s.newEvent(kind, id, tenant, container, typ, reason, message, source)
+	key := ev.Metadata.ID
 	err := s.events.Create(ctx, ev, nil)
 	if errdefs.IsAlreadyExists(err) {
 		_, err = s.events.Mutate(ctx, key, func(cur *apiv1.Event) error {
@@ -55,6 +46,22 @@ func (s *Service) recordContainerEvent(ctx context.Context, kind, id, tenant, co
 	}
 	if err != nil {
 		s.log.Warn("record event", "object", id, "reason", reason, "err", err)
+	}
+}
+
+// newEvent is the first of an event's series: its key is the object's id
+// and a hash of what the series has in common.
+func (s *Service) newEvent(kind, id, tenant, container, typ, reason, message, source string) *apiv1.Event {
+	now := s.now()
+	series := typ + "\x00" + reason + "\x00" + message + "\x00" + source
+	if container != "" {
+		series += "\x00" + container // (the series of before containers keep their keys)
+	}
+	sum := sha256.Sum256([]byte(series))
+	return &apiv1.Event{
+		Metadata: apiv1.ObjectMeta{ID: id + "." + hex.EncodeToString(sum[:12]), Name: reason, Tenant: tenant, CreatedAt: now},
+		Object:   apiv1.ObjectReference{Kind: kind, ID: id},
+		Type:     typ, Reason: reason, Message: message, Container: container, Count: 1, FirstTime: now, LastTime: now, Source: source,
 	}
 }
 

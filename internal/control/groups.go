@@ -90,6 +90,12 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 	if err != nil {
 		return nil, false, err
 	}
+	// A new group's first event is new too: it joins the create.
+	createdEv, err := s.events.PutOp(s.newEvent("ContainerGroup", obj.Metadata.ID, tenant, "", apiv1.EventNormal, "Created", "created by "+p.String(), "server"))
+	if err != nil {
+		return nil, false, err
+	}
+	ops = append(ops, createdEv)
 	if tok := g.Spec.ClientToken; tok != "" {
 		idx = &tokenIndex{Metadata: apiv1.ObjectMeta{ID: clientTokenKey(tenant, tok)}, Group: obj.Metadata.ID}
 		put, err := s.idxs.PutOp(idx)
@@ -114,7 +120,6 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 		return nil, false, err
 	}
 	s.counted(tenant, isLarge)
-	s.recordEvent(ctx, "ContainerGroup", obj.Metadata.ID, obj.Metadata.Tenant, apiv1.EventNormal, "Created", "created by "+p.String(), "server")
 	s.wake()
 	return obj, true, nil
 }

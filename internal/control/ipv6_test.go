@@ -170,7 +170,7 @@ func TestIPv6PrivateIP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.svc.placeOne(e.ctx, st, g); err != nil {
+	if err := e.svc.placeOne(e.ctx, st, g, nil); err != nil {
 		t.Fatal(err)
 	}
 	if f := e.waitState(t, g.Metadata.ID, apiv1.StateScheduleFailed); f.Status.Reason != "InvalidPrivateIP" || !strings.Contains(f.Status.Message, "vSwitch vsw-4, which has no IPv6") {

@@ -7,17 +7,14 @@ import (
 	"hash/fnv"
 	"net/netip"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/addrpool"
-	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/log"
 	"github.com/eci-dev/eci/internal/scheduler"
-	"github.com/eci-dev/eci/internal/sizes"
 	"github.com/eci-dev/eci/internal/store"
 )
 
@@ -280,28 +277,22 @@ func (s *Service) place(ctx context.Context, groups []*apiv1.ContainerGroup) err
 	if err != nil {
 		return err
 	}
+	b := newPlaceBatch()
 	for _, g := range waiting {
 		if ctx.Err() != nil {
 			return nil
 		}
-		for attempt := 0; ; attempt++ {
-			err := s.placeOne(ctx, st, g)
-			if err == nil || !errdefs.IsConflict(err) || attempt >= 3 {
-				if err != nil && !errdefs.IsConflict(err) && !errdefs.IsNotFound(err) {
-					log.G(ctx).Warn("place group", "group", g.Metadata.ID, "err", err)
-				}
-				break
-			}
-			// Someone else changed a host's usage, an IP or the group: read again.
-			if st, err = s.loadPlacementState(ctx); err != nil {
+		if st, err = s.placeWithRetry(ctx, st, g, b); err != nil {
+			return err
+		}
+		if b.full() {
+			if st, err = s.flushBatch(ctx, st, b); err != nil {
 				return err
-			}
-			if g, err = s.groups.Get(ctx, g.Metadata.ID); err != nil || g.Status.State != apiv1.StateScheduling {
-				break
 			}
 		}
 	}
-	return nil
+	_, err = s.flushBatch(ctx, st, b)
+	return err
 }
 
 func seedOf(id string) uint64 {
@@ -310,8 +301,9 @@ func seedOf(id string) uint64 {
 	return h.Sum64()
 }
 
-// placeOne places g or records why it can't be placed.
-func (s *Service) placeOne(ctx context.Context, st *placementState, g *apiv1.ContainerGroup) error {
+// placeOne places g, into b when not nil (placebatch.go), or records why it
+// can't be placed.
+func (s *Service) placeOne(ctx context.Context, st *placementState, g *apiv1.ContainerGroup, b *placeBatch) error {
 	candidates, err := sizeCandidates(&g.Spec)
 	if err != nil {
 		return s.scheduleFailed(ctx, g, "InvalidSize", err.Error())
@@ -330,7 +322,7 @@ func (s *Service) placeOne(ctx context.Context, st *placementState, g *apiv1.Con
 	var wantIP netip.Addr
 	vsw, fixedIP, kept, why := st.fixedAddress(g, usable, s.now())
 	if why != "" {
-		return s.unschedulable(ctx, g, why)
+		return b.settled(func() error { return s.unschedulable(ctx, g, why) })
 	}
 	if kept != nil {
 		wantIP, req.VSwitchIDs, req.Ordered = fixedIP, []string{vsw}, true
@@ -341,29 +333,35 @@ func (s *Service) placeOne(ctx context.Context, st *placementState, g *apiv1.Con
 			return s.scheduleFailed(ctx, g, "InvalidPrivateIP", err.Error())
 		}
 		if until, ok := strings.CutPrefix(owner, quarantined); ok {
-			return s.unschedulable(ctx, g, fmt.Sprintf("privateIpAddress %s is being released until %s (the host of the group that had it may still use it)", wantIP, until))
+			return b.settled(func() error {
+				return s.unschedulable(ctx, g, fmt.Sprintf("privateIpAddress %s is being released until %s (the host of the group that had it may still use it)", wantIP, until))
+			})
 		}
 		if owner != "" && owner != g.Metadata.ID {
-			return s.scheduleFailed(ctx, g, "PrivateIPInUse", fmt.Sprintf("privateIpAddress %s is in use by %s", wantIP, s.ownerName(ctx, owner, g.Metadata.Tenant)))
+			return b.settled(func() error {
+				return s.scheduleFailed(ctx, g, "PrivateIPInUse", fmt.Sprintf("privateIpAddress %s is in use by %s", wantIP, s.ownerName(ctx, owner, g.Metadata.Tenant)))
+			})
 		}
 		req.VSwitchIDs, req.Ordered = []string{vsw}, true
 	}
 	d, err := scheduler.Place(st.snapshot(), req, s.opts.Policy)
 	var nc *scheduler.NoCapacityError
 	if errors.As(err, &nc) {
-		return s.unschedulable(ctx, g, nc.Error()+s.preemptFor(ctx, st, g, req))
+		return b.settled(func() error { return s.unschedulable(ctx, g, nc.Error()+s.preemptFor(ctx, st, g, req)) })
 	}
 	if err != nil {
 		return err
 	}
 	if why := st.overQuota(g, d.Size); why != "" {
-		return s.unschedulable(ctx, g, why)
+		return b.settled(func() error { return s.unschedulable(ctx, g, why) })
 	}
 	ip := wantIP
 	if !ip.IsValid() {
 		var ok bool
 		if ip, ok = st.alloc[d.VSwitch].Next(); !ok {
-			return s.unschedulable(ctx, g, fmt.Sprintf("no capacity: vSwitch %s has no free IP", d.VSwitch))
+			return b.settled(func() error {
+				return s.unschedulable(ctx, g, fmt.Sprintf("no capacity: vSwitch %s has no free IP", d.VSwitch))
+			})
 		}
 	}
 	eip, eipCond, why, err := s.bindEIP(ctx, g)
@@ -371,9 +369,9 @@ func (s *Service) placeOne(ctx context.Context, st *placementState, g *apiv1.Con
 		return err
 	}
 	if why != "" {
-		return s.unschedulable(ctx, g, "no EIP: "+why)
+		return b.settled(func() error { return s.unschedulable(ctx, g, "no EIP: "+why) })
 	}
-	return s.commitPlacement(ctx, st, g, d, placedIP{ip, kept, st.staleFixed(g, kept, s.now())}, eip, eipCond)
+	return s.commitPlacement(ctx, st, b, g, d, placedIP{ip, kept, st.staleFixed(g, kept, s.now())}, eip, eipCond)
 }
 
 // placedIP is a group's address at placement, the kept record of its
@@ -386,36 +384,36 @@ type placedIP struct {
 
 // commitPlacement writes the group (Pending, on its host, with its IP), the
 // host's usage and the IP key in one transaction that fails if any of them
-// changed since the state was read.
-func (s *Service) commitPlacement(ctx context.Context, st *placementState, g *apiv1.ContainerGroup, d scheduler.Decision, pip placedIP, eip *apiv1.EIP, eipCond store.Cond) error {
+// changed since the state was read: b's (placebatch.go) when not nil, else
+// its own. The state has the placement at once.
+func (s *Service) commitPlacement(ctx context.Context, st *placementState, b *placeBatch, g *apiv1.ContainerGroup, d scheduler.Decision, pip placedIP, eip *apiv1.EIP, eipCond store.Cond) error {
+	if pip.stale != nil || pip.kept != nil || eip != nil {
+		if !b.empty() {
+			return errBatchFirst
+		}
+		b = nil // committed alone
+	}
 	ip := pip.addr
-	now := s.now()
 	add := apiv1.Resources{MilliCPU: d.Size.MilliCPU, MemoryMiB: d.Size.MemoryMiB, GPU: g.Spec.GPU, Pods: 1}
-	hostCmp, hostPut, hostNext, err := usageChange(s.usage, d.Host, st.usage[d.Host], add)
+	hostCmps, hostPut, hostNext, err := usageChangeIn(b, s.usage, d.Host, st.usage[d.Host], add)
 	if err != nil {
 		return err
 	}
-	tenantCmp, tenantPut, tenantNext, err := usageChange(s.tusage, g.Metadata.Tenant, st.tusage[g.Metadata.Tenant], add)
+	tenantCmps, tenantPut, tenantNext, err := usageChangeIn(b, s.tusage, g.Metadata.Tenant, st.tusage[g.Metadata.Tenant], add)
+	if err != nil {
+		return err
+	}
+	placed, err := s.placedGroup(st, g, d, ip)
 	if err != nil {
 		return err
 	}
 	rec := &ipRecord{Metadata: apiv1.ObjectMeta{ID: ipID(d.VSwitch, ip.String())}, VSwitch: d.VSwitch, IP: ip.String(), Group: g.Metadata.ID}
-
-	placed := *g
-	if err := applyEvent(&placed.Status, evPlaced, "Scheduled", fmt.Sprintf("placed on %s in %s", d.Host, d.Zone), now); err != nil {
-		return fmt.Errorf("place %s: %w", g.Metadata.ID, err)
-	}
-	placed.Status.Host, placed.Status.Zone, placed.Status.VSwitchID, placed.Status.IP = d.Host, d.Zone, d.VSwitch, ip.String()
-	placed.Status.IPv6Address = st.ipv6Of(g, d.VSwitch, ip)
-	placed.Status.InstanceSpec, placed.Status.MilliCPU, placed.Status.MemoryMiB = d.Size.String(), d.Size.MilliCPU, d.Size.MemoryMiB
-	placed.Status.SchedulingAttempts++
-	placed.Status.Allocated = true
 	ipCond, putIP, err := s.ipWrite(g, rec, pip.kept)
 	if err != nil {
 		return err
 	}
-	conds := []store.Cond{ipCond}
-	var ops []store.Op
+	conds := append(append([]store.Cond{ipCond}, hostCmps...), tenantCmps...)
+	ops := []store.Op{hostPut, tenantPut, putIP}
 	if pip.stale != nil {
 		cond, err := s.ips.Unchanged(pip.stale)
 		if err != nil {
@@ -431,32 +429,64 @@ func (s *Service) commitPlacement(ctx context.Context, st *placementState, g *ap
 		}
 		conds, ops = append(conds, eipCond), append(ops, put)
 	}
-
 	groupCmp, err := s.groups.Unchanged(g)
 	if err != nil {
 		return err
 	}
-	putGroup, err := s.groups.PutOp(&placed)
+	putGroup, err := s.groups.PutOp(placed)
 	if err != nil {
 		return err
 	}
-	rev, err := s.st.Commit(ctx,
-		append([]store.Cond{groupCmp, hostCmp, tenantCmp}, conds...),
-		append([]store.Op{putGroup, hostPut, tenantPut, putIP}, ops...))
-	if err != nil {
-		return err
+	conds, ops = append(conds, groupCmp), append(ops, putGroup)
+	done := func(rev int64) {
+		st.stampUsage(d.Host, g.Metadata.Tenant, rev)
+		if s.waiting != nil {
+			// Placed: the next pass need not wait for the watch to know it.
+			s.waiting.update(placed, true)
+		}
 	}
-	rv := strconv.FormatInt(rev, 10)
-	hostNext.Metadata.ResourceVersion, tenantNext.Metadata.ResourceVersion = rv, rv
+	msg := fmt.Sprintf("placed on %s (%s, vSwitch %s, IP %s) at %s", d.Host, d.Zone, d.VSwitch, ipText(&placed.Status), d.Size)
+	event := func() {
+		s.recordEvent(ctx, "ContainerGroup", g.Metadata.ID, g.Metadata.Tenant, apiv1.EventNormal, "Scheduled", msg, "server")
+	}
+	if g.Status.ScheduledAt == nil {
+		// Placed for the first time: its Scheduled event is new, and
+		// joins the placement's transaction.
+		put, err := s.events.PutOp(s.newEvent("ContainerGroup", g.Metadata.ID, g.Metadata.Tenant, "", apiv1.EventNormal, "Scheduled", msg, "server"))
+		if err != nil {
+			return err
+		}
+		ops, event = append(ops, put), func() {}
+	}
+	if b == nil {
+		rev, err := s.st.Commit(ctx, conds, ops)
+		if err != nil {
+			return err
+		}
+		st.usage[d.Host], st.tusage[g.Metadata.Tenant] = hostNext, tenantNext
+		st.alloc[d.VSwitch].Mark(ip, g.Metadata.ID)
+		done(rev)
+		event()
+		return nil
+	}
+	b.add(g, conds, ops, done, event)
 	st.usage[d.Host], st.tusage[g.Metadata.Tenant] = hostNext, tenantNext
 	st.alloc[d.VSwitch].Mark(ip, g.Metadata.ID)
-	if s.waiting != nil {
-		// Placed: the next pass need not wait for the watch to know it.
-		s.waiting.update(&placed, true)
-	}
-	s.recordEvent(ctx, "ContainerGroup", g.Metadata.ID, g.Metadata.Tenant, apiv1.EventNormal, "Scheduled",
-		fmt.Sprintf("placed on %s (%s, vSwitch %s, IP %s) at %s", d.Host, d.Zone, d.VSwitch, ipText(&placed.Status), d.Size), "server")
 	return nil
+}
+
+// placedGroup is g placed by d at ip.
+func (s *Service) placedGroup(st *placementState, g *apiv1.ContainerGroup, d scheduler.Decision, ip netip.Addr) (*apiv1.ContainerGroup, error) {
+	placed := *g
+	if err := applyEvent(&placed.Status, evPlaced, "Scheduled", fmt.Sprintf("placed on %s in %s", d.Host, d.Zone), s.now()); err != nil {
+		return nil, fmt.Errorf("place %s: %w", g.Metadata.ID, err)
+	}
+	placed.Status.Host, placed.Status.Zone, placed.Status.VSwitchID, placed.Status.IP = d.Host, d.Zone, d.VSwitch, ip.String()
+	placed.Status.IPv6Address = st.ipv6Of(g, d.VSwitch, ip)
+	placed.Status.InstanceSpec, placed.Status.MilliCPU, placed.Status.MemoryMiB = d.Size.String(), d.Size.MilliCPU, d.Size.MemoryMiB
+	placed.Status.SchedulingAttempts++
+	placed.Status.Allocated = true
+	return &placed, nil
 }
 
 // findAddress finds the allowed vSwitch that holds addr and who uses addr.
@@ -497,80 +527,4 @@ func (st *placementState) usable(tenant string, named []string) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// ownerName names the group that holds an address to a group of tenant: by
-// id when it is the same tenant's, never another tenant's id.
-func (s *Service) ownerName(ctx context.Context, owner, tenant string) string {
-	if g, err := s.groups.Get(ctx, owner); err == nil && g.Metadata.Tenant == tenant {
-		return "group " + owner
-	}
-	return "a group of another tenant"
-}
-
-// unschedulable records why g waits, or fails it when its strategy or its
-// pending deadline says so.
-func (s *Service) unschedulable(ctx context.Context, g *apiv1.ContainerGroup, why string) error {
-	maxPending := g.Spec.MaxPendingMinutes
-	if maxPending == 0 {
-		maxPending = DefaultMaxPendingMinutes
-	}
-	if g.Spec.FailStrategy == apiv1.FailFast || s.now().Sub(g.Metadata.CreatedAt) > time.Duration(maxPending)*time.Minute {
-		return s.scheduleFailed(ctx, g, "NoCapacity", why)
-	}
-	if g.Status.Reason == "Unschedulable" && g.Status.Message == why {
-		return nil
-	}
-	first := g.Status.Reason != "Unschedulable"
-	_, err := s.transition(ctx, g.Metadata.ID, func(cur *apiv1.ContainerGroup) bool {
-		if applyEvent(&cur.Status, evUnschedulable, "Unschedulable", why, s.now()) != nil {
-			return false // no longer Scheduling
-		}
-		cur.Status.SchedulingAttempts++
-		return true
-	})
-	if err == nil && first {
-		s.recordEvent(ctx, "ContainerGroup", g.Metadata.ID, g.Metadata.Tenant, apiv1.EventWarning, "FailedScheduling", why+" (will retry)", "server")
-	}
-	return err
-}
-
-// scheduleFailed ends g in ScheduleFailed.
-func (s *Service) scheduleFailed(ctx context.Context, g *apiv1.ContainerGroup, reason, why string) error {
-	_, err := s.transition(ctx, g.Metadata.ID, func(cur *apiv1.ContainerGroup) bool {
-		if applyEvent(&cur.Status, evScheduleFailed, reason, why, s.now()) != nil {
-			return false // no longer Scheduling
-		}
-		cur.Status.SchedulingAttempts++
-		return true
-	})
-	if err == nil {
-		s.recordEvent(ctx, "ContainerGroup", g.Metadata.ID, g.Metadata.Tenant, apiv1.EventWarning, "ScheduleFailed", why, "server")
-	}
-	return err
-}
-
-// overQuota says how placing g at size would exceed its tenant's quota, or "".
-func (st *placementState) overQuota(g *apiv1.ContainerGroup, size sizes.Size) string {
-	t, ok := st.tenants[g.Metadata.Tenant]
-	if !ok {
-		return ""
-	}
-	q := t.Spec.Quota
-	var used apiv1.Resources
-	if u, ok := st.tusage[g.Metadata.Tenant]; ok {
-		used = u.Used
-	}
-	name := g.Metadata.Tenant
-	switch {
-	case q.MilliCPU > 0 && used.MilliCPU+size.MilliCPU > q.MilliCPU:
-		return fmt.Sprintf("quota of tenant %s exceeded: %g of %g vCPU in use, %s asked", name, float64(used.MilliCPU)/1000, float64(q.MilliCPU)/1000, size)
-	case q.MemoryMiB > 0 && used.MemoryMiB+size.MemoryMiB > q.MemoryMiB:
-		return fmt.Sprintf("quota of tenant %s exceeded: %g of %g GiB in use, %s asked", name, float64(used.MemoryMiB)/1024, float64(q.MemoryMiB)/1024, size)
-	case q.GPU > 0 && used.GPU+g.Spec.GPU > q.GPU:
-		return fmt.Sprintf("quota of tenant %s exceeded: %d of %d GPUs in use", name, used.GPU, q.GPU)
-	case q.Groups > 0 && used.Pods+1 > q.Groups:
-		return fmt.Sprintf("quota of tenant %s exceeded: %d of %d groups running", name, used.Pods, q.Groups)
-	}
-	return ""
 }

@@ -86,21 +86,30 @@ func (s *Service) releaseOps(ctx context.Context, g *apiv1.ContainerGroup, quara
 // usageChange returns the condition and operation that add delta to the usage
 // record id (cur, or nil when it does not exist yet), and the new record.
 func usageChange(coll *store.Collection[usageRecord, *usageRecord], id string, cur *usageRecord, delta apiv1.Resources) (store.Cond, store.Op, *usageRecord, error) {
-	next := &usageRecord{Metadata: apiv1.ObjectMeta{ID: id, Name: id}}
 	cmp := coll.Absent(id)
 	if cur != nil {
-		next.Metadata, next.Used = cur.Metadata, cur.Used
 		var err error
 		if cmp, err = coll.Unchanged(cur); err != nil {
 			return store.Cond{}, store.Op{}, nil, err
 		}
 	}
+	next := usageNext(id, cur, delta)
+	op, err := coll.PutOp(next)
+	return cmp, op, next, err
+}
+
+// usageNext is usage record id (cur, or nil when there is none) with delta
+// added.
+func usageNext(id string, cur *usageRecord, delta apiv1.Resources) *usageRecord {
+	next := &usageRecord{Metadata: apiv1.ObjectMeta{ID: id, Name: id}}
+	if cur != nil {
+		next.Metadata, next.Used = cur.Metadata, cur.Used
+	}
 	next.Used.MilliCPU += delta.MilliCPU
 	next.Used.MemoryMiB += delta.MemoryMiB
 	next.Used.GPU += delta.GPU
 	next.Used.Pods += delta.Pods
-	op, err := coll.PutOp(next)
-	return cmp, op, next, err
+	return next
 }
 
 // transition applies mutate to group id and stores it, retrying on concurrent

@@ -22,7 +22,7 @@ func TestRetentionOfEndedGroups(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := e.svc.placeOne(e.ctx, st, g); err != nil {
+		if err := e.svc.placeOne(e.ctx, st, g, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -82,10 +82,16 @@ func (r *running) token(t testing.TB, spec apiv1.TokenSpec) *client.Client {
 // for host name until ctx ends: groups are placed on it and reported Running.
 func (r *running) fakeHost(ctx context.Context, t testing.TB, name string) {
 	t.Helper()
-	if _, err := r.admin.CreateVSwitch(ctx, &apiv1.VSwitch{Metadata: apiv1.ObjectMeta{Name: "vsw-a"}, Spec: apiv1.VSwitchSpec{Zone: "zone-a", CIDR: "198.19.128.0/24"}}); err != nil {
+	r.fakeHostOf(ctx, t, name, "198.19.128.0/24", 50)
+}
+
+// fakeHostOf is fakeHost with vsw-a's range and the host's pods.
+func (r *running) fakeHostOf(ctx context.Context, t testing.TB, name, cidr string, pods int) {
+	t.Helper()
+	if _, err := r.admin.CreateVSwitch(ctx, &apiv1.VSwitch{Metadata: apiv1.ObjectMeta{Name: "vsw-a"}, Spec: apiv1.VSwitchSpec{Zone: "zone-a", CIDR: cidr}}); err != nil {
 		t.Fatal(err)
 	}
-	res := apiv1.Resources{MilliCPU: 16000, MemoryMiB: 65536, Pods: 50}
+	res := apiv1.Resources{MilliCPU: int64(16000 * pods / 50), MemoryMiB: int64(65536 * pods / 50), Pods: pods}
 	agent := fakeagent.New(fakeagent.Config{Client: r.token(t, apiv1.TokenSpec{Kind: apiv1.TokenHost, Host: name}),
 		Hosts: []apiv1.Host{{Metadata: apiv1.ObjectMeta{Name: name}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}}}})
 	go func() { _ = agent.Run(ctx) }()

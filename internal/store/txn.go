@@ -16,6 +16,12 @@ type Cond struct{ cmp clientv3.Cmp }
 // Op is one write of a transaction, made by a collection (PutOp, DeleteOp).
 type Op struct{ op clientv3.Op }
 
+// Key is the store key the condition reads.
+func (c Cond) Key() string { return string(c.cmp.Key) }
+
+// Key is the store key the write changes.
+func (o Op) Key() string { return string(o.op.KeyBytes()) }
+
 func cmps(conds []Cond) []clientv3.Cmp {
 	out := make([]clientv3.Cmp, len(conds))
 	for i, c := range conds {
