@@ -39,13 +39,8 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 	if err != nil {
 		return nil, false, err
 	}
-	if allowed := s.opts.TenantRuntimeHandlers; p.Kind == apiv1.TokenTenant && len(allowed) > 0 {
-		switch h := g.Spec.RuntimeHandler; {
-		case h == "":
-			g.Spec.RuntimeHandler = allowed[0] // a tenant's group runs with one of those, always
-		case !slices.Contains(allowed, h):
-			return nil, false, fmt.Errorf("spec.runtimeHandler: %q is not one tenants may ask for; allowed: %s: %w", h, strings.Join(allowed, ", "), errdefs.ErrPermissionDenied)
-		}
+	if err := s.tenantHandler(p, &g.Spec); err != nil {
+		return nil, false, err
 	}
 	tenant := g.Metadata.Tenant
 	switch {
@@ -106,15 +101,8 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 	}
 	err = s.groups.Create(ctx, obj, cmps, ops...)
 	if errors.Is(err, errdefs.ErrConflict) && idx != nil {
-		prev, ierr := s.idxs.Get(ctx, idx.Metadata.ID)
-		if ierr != nil {
-			return nil, false, ierr
-		}
-		existing, gerr := s.groups.Get(ctx, prev.Group)
-		if gerr != nil {
-			return nil, false, fmt.Errorf("client token %q was used for group %s: %w", g.Spec.ClientToken, prev.Group, gerr)
-		}
-		return existing, false, nil
+		existing, err := s.tokenWinner(ctx, idx.Metadata.ID, g.Spec.ClientToken)
+		return existing, false, err
 	}
 	if err != nil {
 		return nil, false, err
@@ -122,6 +110,36 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 	s.counted(tenant, isLarge)
 	s.wake()
 	return obj, true, nil
+}
+
+// tokenWinner is the group a concurrent create with the same client token
+// made (its index key is key).
+func (s *Service) tokenWinner(ctx context.Context, key, tok string) (*apiv1.ContainerGroup, error) {
+	prev, err := s.idxs.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	existing, err := s.groups.Get(ctx, prev.Group)
+	if err != nil {
+		return nil, fmt.Errorf("client token %q was used for group %s: %w", tok, prev.Group, err)
+	}
+	return existing, nil
+}
+
+// tenantHandler holds a tenant's group to the runtime handlers tenants may
+// ask for (--tenant-runtime-handlers): one naming none gets the first.
+func (s *Service) tenantHandler(p auth.Principal, spec *apiv1.ContainerGroupSpec) error {
+	allowed := s.opts.TenantRuntimeHandlers
+	if p.Kind != apiv1.TokenTenant || len(allowed) == 0 {
+		return nil
+	}
+	switch h := spec.RuntimeHandler; {
+	case h == "":
+		spec.RuntimeHandler = allowed[0] // a tenant's group runs with one of those, always
+	case !slices.Contains(allowed, h):
+		return fmt.Errorf("spec.runtimeHandler: %q is not one tenants may ask for; allowed: %s: %w", h, strings.Join(allowed, ", "), errdefs.ErrPermissionDenied)
+	}
+	return nil
 }
 
 // checkReferences checks what a new group of tenant names: its vSwitches

@@ -412,23 +412,12 @@ func (s *Service) commitPlacement(ctx context.Context, st *placementState, b *pl
 	if err != nil {
 		return err
 	}
-	conds := append(append([]store.Cond{ipCond}, hostCmps...), tenantCmps...)
-	ops := []store.Op{hostPut, tenantPut, putIP}
-	if pip.stale != nil {
-		cond, err := s.ips.Unchanged(pip.stale)
-		if err != nil {
-			return err
-		}
-		conds, ops = append(conds, cond), append(ops, s.ips.DeleteOp(pip.stale.Metadata.ID))
+	conds, ops, err := s.extraWrites(placed, pip, eip, eipCond)
+	if err != nil {
+		return err
 	}
-	if eip != nil {
-		placed.Status.EIPAddress, placed.Status.EIPID = eip.Status.Address, eip.Metadata.ID
-		put, err := s.eips.PutOp(eip)
-		if err != nil {
-			return err
-		}
-		conds, ops = append(conds, eipCond), append(ops, put)
-	}
+	conds = append(append(append(conds, ipCond), hostCmps...), tenantCmps...)
+	ops = append(ops, hostPut, tenantPut, putIP)
 	groupCmp, err := s.groups.Unchanged(g)
 	if err != nil {
 		return err
@@ -473,6 +462,29 @@ func (s *Service) commitPlacement(ctx context.Context, st *placementState, b *pl
 	st.usage[d.Host], st.tusage[g.Metadata.Tenant] = hostNext, tenantNext
 	st.alloc[d.VSwitch].Mark(ip, g.Metadata.ID)
 	return nil
+}
+
+// extraWrites are a placement's writes beyond its group, address and usage:
+// the stale record of its fixed IP removed, its EIP bound (placed gets it).
+func (s *Service) extraWrites(placed *apiv1.ContainerGroup, pip placedIP, eip *apiv1.EIP, eipCond store.Cond) ([]store.Cond, []store.Op, error) {
+	var conds []store.Cond
+	var ops []store.Op
+	if pip.stale != nil {
+		cond, err := s.ips.Unchanged(pip.stale)
+		if err != nil {
+			return nil, nil, err
+		}
+		conds, ops = append(conds, cond), append(ops, s.ips.DeleteOp(pip.stale.Metadata.ID))
+	}
+	if eip != nil {
+		placed.Status.EIPAddress, placed.Status.EIPID = eip.Status.Address, eip.Metadata.ID
+		put, err := s.eips.PutOp(eip)
+		if err != nil {
+			return nil, nil, err
+		}
+		conds, ops = append(conds, eipCond), append(ops, put)
+	}
+	return conds, ops, nil
 }
 
 // placedGroup is g placed by d at ip.
