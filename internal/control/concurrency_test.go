@@ -104,6 +104,13 @@ func testConcurrentCreates(t *testing.T, second bool) {
 			t.Fatalf("host %s: %d groups, usage %+v; want exactly full", h, n, u)
 		}
 	}
+	tusage, _, _, err := e.svc.tusage.List(e.ctx, store.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tusage) != 1 || tusage[0].Used.Pods != 600 || tusage[0].Used.MilliCPU != 600000 {
+		t.Fatalf("tenant usage %+v, want one tenant holding exactly 600 groups of 1 vCPU", tusage)
+	}
 	if n := e.ipCount(t); n != 600 {
 		t.Fatalf("%d IP records for 600 placed groups", n)
 	}

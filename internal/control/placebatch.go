@@ -3,7 +3,7 @@ package control
 import (
 	"context"
 	"errors"
-	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -30,6 +30,7 @@ type placeBatch struct {
 	ops    []store.Op
 	opAt   map[string]int  // ops' index by key
 	read   map[string]bool // the conditions' keys
+	bytes  int             // of ops
 	groups []*apiv1.ContainerGroup
 	done   []func(rev int64) // after the commit: versions, waiting set
 	events []func()          // after the commit, together
@@ -39,6 +40,12 @@ type placeBatch struct {
 // address, its first event, the host's and tenant's usage), within etcd's
 // default of 128 operations a transaction.
 const maxBatch = 20
+
+// maxBatchBytes bounds what a batch writes, well within etcd's request
+// limit (1.5 MiB by default): a group may be up to 1 MiB, and a batch of
+// large ones must not fail where each alone would pass. A placement that
+// would pass it is committed alone.
+const maxBatchBytes = 512 << 10
 
 // errBatchFirst: the placement can't join the batch; commit the batch, then
 // place the group alone.
@@ -62,9 +69,20 @@ func (b *placeBatch) has(key string) bool {
 }
 
 // add joins a placement of g to the batch; a condition on a key the batch
-// already reads is left out, a write of a key it writes replaces that
-// write (usage records only, as placeOne sees to).
-func (b *placeBatch) add(g *apiv1.ContainerGroup, conds []store.Cond, ops []store.Op, done func(int64), event func()) {
+// already reads is left out, a write of a usage record it writes (merge)
+// replaces that write. errBatchFirst when the placement can't join: it
+// writes another key the batch writes, or would make the batch too large.
+func (b *placeBatch) add(g *apiv1.ContainerGroup, conds []store.Cond, ops []store.Op, merge []string, done func(int64), event func()) error {
+	size := 0
+	for _, o := range ops {
+		if b.has(o.Key()) && !slices.Contains(merge, o.Key()) {
+			return errBatchFirst
+		}
+		size += o.Size()
+	}
+	if b.bytes+size > maxBatchBytes {
+		return errBatchFirst
+	}
 	for _, c := range conds {
 		if k := c.Key(); !b.read[k] && !b.has(k) {
 			b.read[k] = true
@@ -73,13 +91,16 @@ func (b *placeBatch) add(g *apiv1.ContainerGroup, conds []store.Cond, ops []stor
 	}
 	for _, o := range ops {
 		if i, ok := b.opAt[o.Key()]; ok {
+			b.bytes -= b.ops[i].Size()
 			b.ops[i] = o
-			continue
+		} else {
+			b.opAt[o.Key()] = len(b.ops)
+			b.ops = append(b.ops, o)
 		}
-		b.opAt[o.Key()] = len(b.ops)
-		b.ops = append(b.ops, o)
+		b.bytes += o.Size()
 	}
 	b.groups, b.done, b.events = append(b.groups, g), append(b.done, done), append(b.events, event)
+	return nil
 }
 
 // settled makes a refusal the state decided (no room, an address taken):
@@ -97,8 +118,7 @@ func (b *placeBatch) reset() {
 	*b = *newPlaceBatch()
 }
 
-// flushBatch commits b. When a condition failed (another writer changed a
-// host's usage, an address or a group), nothing of it was written: the
+// flushBatch commits b. When that fails, nothing of it was written: the
 // state is read again and b's groups are placed one at a time.
 func (s *Service) flushBatch(ctx context.Context, st *placementState, b *placeBatch) (*placementState, error) {
 	if b.empty() {
@@ -115,10 +135,11 @@ func (s *Service) flushBatch(ctx context.Context, st *placementState, b *placeBa
 		recordTogether(events)
 		return st, nil
 	}
-	if !errdefs.IsConflict(err) {
-		return nil, fmt.Errorf("commit %d placements: %w", len(groups), err)
-	}
-	log.G(ctx).Debug("a batch of placements conflicted; placing each alone", "groups", len(groups))
+	// Nothing of it was written: a condition failed (another writer
+	// changed a host's usage, an address or a group), or the store
+	// refused the write. Each is placed alone, as before batches.
+	s.batchFallbacks.Add(1)
+	log.G(ctx).Debug("a batch of placements was not committed; placing each alone", "groups", len(groups), "err", err)
 	if st, err = s.loadPlacementState(ctx); err != nil {
 		return nil, err
 	}

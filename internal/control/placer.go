@@ -458,7 +458,9 @@ func (s *Service) commitPlacement(ctx context.Context, st *placementState, b *pl
 		event()
 		return nil
 	}
-	b.add(g, conds, ops, done, event)
+	if err := b.add(g, conds, ops, []string{s.usage.Key(d.Host), s.tusage.Key(g.Metadata.Tenant)}, done, event); err != nil {
+		return err
+	}
 	st.usage[d.Host], st.tusage[g.Metadata.Tenant] = hostNext, tenantNext
 	st.alloc[d.VSwitch].Mark(ip, g.Metadata.ID)
 	return nil

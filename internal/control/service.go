@@ -3,6 +3,7 @@ package control
 import (
 	"log/slog"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
@@ -75,6 +76,9 @@ type Service struct {
 	kick chan struct{}
 	// waiting is the leading placer's set of Scheduling groups.
 	waiting *waitingSet
+	// batchFallbacks counts the placer's batches that were not committed
+	// and placed one by one (placebatch.go).
+	batchFallbacks atomic.Int64
 }
 
 // usageRecord is what the placed groups of one host (or one tenant) hold;

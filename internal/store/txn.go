@@ -22,6 +22,9 @@ func (c Cond) Key() string { return string(c.cmp.Key) }
 // Key is the store key the write changes.
 func (o Op) Key() string { return string(o.op.KeyBytes()) }
 
+// Size is the bytes the write sends: its key and value.
+func (o Op) Size() int { return len(o.op.KeyBytes()) + len(o.op.ValueBytes()) }
+
 func cmps(conds []Cond) []clientv3.Cmp {
 	out := make([]clientv3.Cmp, len(conds))
 	for i, c := range conds {

@@ -192,8 +192,19 @@ func (p *Provider) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
 	if cur, ok := p.pods[key]; ok && cur.UID != pod.UID {
 		// Made again under its name (a StatefulSet's pod) while the old
 		// one's instance ends: virtual-kubelet, which knows pods by name,
-		// calls it an update. It is a new pod, with a new instance.
+		// calls it an update, and may never call DeletePod for the old
+		// one (both events were queued under the name). The old pod has
+		// left the apiserver: its instance goes; the new pod gets its own.
+		old := p.groups[string(cur.UID)]
+		if w := p.waiting[key]; w != nil && w.UID == cur.UID {
+			delete(p.waiting, key)
+		}
 		p.mu.Unlock()
+		if old != nil {
+			if _, err := p.cfg.ECI.DeleteGroup(ctx, old.Metadata.ID, client.DeleteOptions{}); err != nil && !errdefs.IsNotFound(err) {
+				return fmt.Errorf("delete the instance of pod %s (uid %s), made again: %w", key, cur.UID, err)
+			}
+		}
 		return p.CreatePod(ctx, pod)
 	}
 	if cur, ok := p.pods[key]; ok {

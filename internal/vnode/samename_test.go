@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"path"
 	"sync"
 	"testing"
 	"time"
@@ -22,11 +23,20 @@ import (
 // apiserver (virtual-kubelet force-deletes it) while its instance still
 // ends, and made again under its name: virtual-kubelet, which finds the
 // old pod by that name, calls UpdatePod with the new one. The new pod gets
-// its own instance, and the old one's end leaves it alone.
+// its own instance, the old pod's instance is deleted (virtual-kubelet may
+// never call DeletePod for it), and the old one's end leaves the new alone.
 func TestPodMadeAgainUnderItsName(t *testing.T) {
 	var mu sync.Mutex
 	var created []string // the pod UIDs of the groups created
+	var deleted []string // the paths of the groups deleted
 	svc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodDelete {
+			mu.Lock()
+			deleted = append(deleted, r.URL.Path)
+			mu.Unlock()
+			_ = json.NewEncoder(w).Encode(apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{ID: path.Base(r.URL.Path)}})
+			return
+		}
 		var g apiv1.ContainerGroup
 		if r.Method != http.MethodPost || json.NewDecoder(r.Body).Decode(&g) != nil {
 			http.Error(w, "not in this test", http.StatusBadRequest)
@@ -60,6 +70,11 @@ func TestPodMadeAgainUnderItsName(t *testing.T) {
 	mu.Lock()
 	if len(created) != 2 || created[0] != "uid-1" || created[1] != "uid-2" {
 		t.Fatalf("groups created for pods %v, want uid-1 then uid-2", created)
+	}
+	// virtual-kubelet may never call DeletePod for the old pod: its
+	// instance goes all the same.
+	if len(deleted) != 1 || path.Base(deleted[0]) != "eci-uid-1" {
+		t.Fatalf("groups deleted: %v, want the old pod's eci-uid-1", deleted)
 	}
 	mu.Unlock()
 	// The old pod's instance ends.
