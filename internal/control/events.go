@@ -29,9 +29,8 @@ func (s *Service) recordEvent(ctx context.Context, kind, id, tenant, typ, reason
 
 // recordContainerEvent is recordEvent of one of the group's containers.
 func (s *Service) recordContainerEvent(ctx context.Context, kind, id, tenant, container, typ, reason, message, source string) {
-	now := s.now()
 	ev := s.newEvent(kind, id, tenant, container, typ, reason, message, source)
-	key := ev.Metadata.ID
+	key, now := ev.Metadata.ID, ev.LastTime
 	err := s.events.Create(ctx, ev, nil)
 	if errdefs.IsAlreadyExists(err) {
 		_, err = s.events.Mutate(ctx, key, func(cur *apiv1.Event) error {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"slices"
 	"strconv"
-	"sync"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/errdefs"
@@ -28,12 +27,10 @@ import (
 type placeBatch struct {
 	conds  []store.Cond
 	ops    []store.Op
-	opAt   map[string]int  // ops' index by key
-	read   map[string]bool // the conditions' keys
-	bytes  int             // of ops
+	opAt   map[string]int // ops' index by key
+	bytes  int            // of ops
 	groups []*apiv1.ContainerGroup
-	done   []func(rev int64) // after the commit: versions, waiting set
-	events []func()          // after the commit, together
+	done   []func(rev int64) // after the commit: versions, waiting set, events
 }
 
 // maxBatch bounds a batch: up to 5 writes a group (its record, its
@@ -52,7 +49,7 @@ const maxBatchBytes = 512 << 10
 var errBatchFirst = errors.New("the batch must be committed first")
 
 func newPlaceBatch() *placeBatch {
-	return &placeBatch{opAt: map[string]int{}, read: map[string]bool{}}
+	return &placeBatch{opAt: map[string]int{}}
 }
 
 func (b *placeBatch) empty() bool { return b == nil || len(b.groups) == 0 }
@@ -68,11 +65,12 @@ func (b *placeBatch) has(key string) bool {
 	return ok
 }
 
-// add joins a placement of g to the batch; a condition on a key the batch
-// already reads is left out, a write of a usage record it writes (merge)
-// replaces that write. errBatchFirst when the placement can't join: it
-// writes another key the batch writes, or would make the batch too large.
-func (b *placeBatch) add(g *apiv1.ContainerGroup, conds []store.Cond, ops []store.Op, merge []string, done func(int64), event func()) error {
+// add joins a placement of g to the batch: its conditions (usageChangeIn
+// leaves out those on usage records the batch writes), and its writes, a
+// usage record's (merge) replacing the batch's write of it. errBatchFirst
+// when the placement can't join: it writes another key the batch writes,
+// or would make the batch too large.
+func (b *placeBatch) add(g *apiv1.ContainerGroup, conds []store.Cond, ops []store.Op, merge []string, done func(int64)) error {
 	size := 0
 	for _, o := range ops {
 		if b.has(o.Key()) && !slices.Contains(merge, o.Key()) {
@@ -83,12 +81,7 @@ func (b *placeBatch) add(g *apiv1.ContainerGroup, conds []store.Cond, ops []stor
 	if b.bytes+size > maxBatchBytes {
 		return errBatchFirst
 	}
-	for _, c := range conds {
-		if k := c.Key(); !b.read[k] && !b.has(k) {
-			b.read[k] = true
-			b.conds = append(b.conds, c)
-		}
-	}
+	b.conds = append(b.conds, conds...)
 	for _, o := range ops {
 		if i, ok := b.opAt[o.Key()]; ok {
 			b.bytes -= b.ops[i].Size()
@@ -99,7 +92,7 @@ func (b *placeBatch) add(g *apiv1.ContainerGroup, conds []store.Cond, ops []stor
 		}
 		b.bytes += o.Size()
 	}
-	b.groups, b.done, b.events = append(b.groups, g), append(b.done, done), append(b.events, event)
+	b.groups, b.done = append(b.groups, g), append(b.done, done)
 	return nil
 }
 
@@ -124,7 +117,7 @@ func (s *Service) flushBatch(ctx context.Context, st *placementState, b *placeBa
 	if b.empty() {
 		return st, nil
 	}
-	groups, done, events := b.groups, b.done, b.events
+	groups, done := b.groups, b.done
 	conds, ops := b.conds, b.ops
 	b.reset()
 	rev, err := s.st.Commit(ctx, conds, ops)
@@ -132,7 +125,6 @@ func (s *Service) flushBatch(ctx context.Context, st *placementState, b *placeBa
 		for _, f := range done {
 			f(rev)
 		}
-		recordTogether(events)
 		return st, nil
 	}
 	// Nothing of it was written: a condition failed (another writer
@@ -153,23 +145,6 @@ func (s *Service) flushBatch(ctx context.Context, st *placementState, b *placeBa
 		}
 	}
 	return st, nil
-}
-
-// recordTogether records a batch's events at once: the store groups their
-// writes, where one after another each waits for its own.
-func recordTogether(events []func()) {
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for _, ev := range events {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			ev()
-		}()
-	}
-	wg.Wait()
 }
 
 // placeWithRetry places g (into b when not nil), reading the state again

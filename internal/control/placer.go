@@ -427,42 +427,40 @@ func (s *Service) commitPlacement(ctx context.Context, st *placementState, b *pl
 		return err
 	}
 	conds, ops = append(conds, groupCmp), append(ops, putGroup)
-	done := func(rev int64) {
-		st.stampUsage(d.Host, g.Metadata.Tenant, rev)
-		if s.waiting != nil {
-			// Placed: the next pass need not wait for the watch to know it.
-			s.waiting.update(placed, true)
-		}
-	}
 	msg := fmt.Sprintf("placed on %s (%s, vSwitch %s, IP %s) at %s", d.Host, d.Zone, d.VSwitch, ipText(&placed.Status), d.Size)
-	event := func() {
-		s.recordEvent(ctx, "ContainerGroup", g.Metadata.ID, g.Metadata.Tenant, apiv1.EventNormal, "Scheduled", msg, "server")
-	}
-	if g.Status.ScheduledAt == nil {
+	first := g.Status.ScheduledAt == nil
+	if first {
 		// Placed for the first time: its Scheduled event is new, and
 		// joins the placement's transaction.
 		put, err := s.events.PutOp(s.newEvent("ContainerGroup", g.Metadata.ID, g.Metadata.Tenant, "", apiv1.EventNormal, "Scheduled", msg, "server"))
 		if err != nil {
 			return err
 		}
-		ops, event = append(ops, put), func() {}
+		ops = append(ops, put)
 	}
+	done := func(rev int64) {
+		st.stampUsage(d.Host, g.Metadata.Tenant, rev)
+		if s.waiting != nil {
+			// Placed: the next pass need not wait for the watch to know it.
+			s.waiting.update(placed, true)
+		}
+		if !first { // a series that may exist: counted
+			s.recordEvent(ctx, "ContainerGroup", g.Metadata.ID, g.Metadata.Tenant, apiv1.EventNormal, "Scheduled", msg, "server")
+		}
+	}
+	var rev int64
 	if b == nil {
-		rev, err := s.st.Commit(ctx, conds, ops)
-		if err != nil {
+		if rev, err = s.st.Commit(ctx, conds, ops); err != nil {
 			return err
 		}
-		st.usage[d.Host], st.tusage[g.Metadata.Tenant] = hostNext, tenantNext
-		st.alloc[d.VSwitch].Mark(ip, g.Metadata.ID)
-		done(rev)
-		event()
-		return nil
-	}
-	if err := b.add(g, conds, ops, []string{s.usage.Key(d.Host), s.tusage.Key(g.Metadata.Tenant)}, done, event); err != nil {
+	} else if err := b.add(g, conds, ops, []string{s.usage.Key(d.Host), s.tusage.Key(g.Metadata.Tenant)}, done); err != nil {
 		return err
 	}
 	st.usage[d.Host], st.tusage[g.Metadata.Tenant] = hostNext, tenantNext
 	st.alloc[d.VSwitch].Mark(ip, g.Metadata.ID)
+	if b == nil {
+		done(rev)
+	}
 	return nil
 }
 
