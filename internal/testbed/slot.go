@@ -112,12 +112,22 @@ type slot struct {
 // cgroupName is the cgroup (in every hierarchy) under which the slot's pods live.
 func (s *slot) cgroupName() string { return fmt.Sprintf("eci-bed-%d", s.index) }
 
+// claimFromTop makes claimSlot search from the last slot down. A test that
+// kills a bed and then claims its slot again sets it, so that the beds other
+// test processes start meanwhile (from the first slot up) do not take the
+// slot it waits for.
+var claimFromTop bool
+
 // claimSlot takes the first free slot, cleaning what a dead owner left in it.
 func claimSlot(base string) (*slot, error) {
 	if err := os.MkdirAll(base, 0o755); err != nil {
 		return nil, fmt.Errorf("test bed base dir %s: %w", base, err)
 	}
-	for i := 0; i < MaxSlots; i++ {
+	for n := 0; n < MaxSlots; n++ {
+		i := n
+		if claimFromTop {
+			i = MaxSlots - 1 - n
+		}
 		s, err := tryClaimSlot(base, i)
 		if err != nil {
 			return nil, err
