@@ -38,6 +38,12 @@ type HostSpec struct {
 	// docs/networking.md). Empty: the host routes to no other host's
 	// instances.
 	TunnelIP string `json:"tunnelIP,omitempty"`
+	// WarmPool is the agent's pool of ready sandboxes (warmpool.go).
+	WarmPool *WarmPoolSpec `json:"warmPool,omitempty"`
+	// WarmPoolTarget, set by an operator (HostUpdate), replaces the
+	// agent's pool size (raised before an expected burst); kept when
+	// the agent registers again.
+	WarmPoolTarget *int `json:"warmPoolTarget,omitempty"`
 }
 
 // Resources of a host.
@@ -77,4 +83,7 @@ type HostStatus struct {
 	// Allocated is the sum of the sizes of the groups placed on the host.
 	Allocated Resources `json:"allocated"`
 	Groups    int       `json:"groups"`
+	// WarmPool is the host's pool of ready sandboxes, as its agent last
+	// told (none: no pool).
+	WarmPool *WarmPoolStatus `json:"warmPool,omitempty"`
 }

@@ -54,4 +54,8 @@ type ContainerResources struct {
 type HostUpdate struct {
 	Unschedulable *bool `json:"unschedulable,omitempty"`
 	Draining      *bool `json:"draining,omitempty"`
+	// WarmPoolTarget sets the host's warm pool size (0 to
+	// MaxWarmPoolSize), replacing its agent's; -1 gives it back to the
+	// agent's.
+	WarmPoolTarget *int `json:"warmPoolTarget,omitempty"`
 }

@@ -2,6 +2,7 @@ package v1
 
 import (
 	"encoding/pem"
+	"fmt"
 	"net/netip"
 )
 
@@ -64,7 +65,36 @@ func ValidateHost(h *Host) error {
 			e.add("spec.streamToken", "required with spec.address: a secret of at least 32 characters")
 		}
 	}
+	if wp := h.Spec.WarmPool; wp != nil {
+		if wp.Size < 0 || wp.Size > MaxWarmPoolSize {
+			e.add("spec.warmPool.size", "%d is not allowed; allowed: 0 to %d", wp.Size, MaxWarmPoolSize)
+		}
+		if len(wp.VSwitchIDs) > MaxWarmPoolVSwitches {
+			e.add("spec.warmPool.vSwitchIds", "%d vSwitches is too many; allowed: at most %d", len(wp.VSwitchIDs), MaxWarmPoolVSwitches)
+		}
+		seen := map[string]bool{}
+		for i, id := range wp.VSwitchIDs {
+			if id == "" || seen[id] {
+				e.add(fpath("spec").child("warmPool").child("vSwitchIds").index(i), "%q is empty or repeated", id)
+			}
+			seen[id] = true
+		}
+	}
+	if h.Spec.WarmPoolTarget != nil {
+		e.add("spec.warmPoolTarget", "is the operator's (PATCH /v1/hosts/{name}, warmPoolTarget); an agent does not register it")
+	}
 	return e.result()
+}
+
+// MaxWarmPoolVSwitches bounds the vSwitches a host keeps a warm pool on.
+const MaxWarmPoolVSwitches = 16
+
+// ValidateWarmPoolTarget checks an operator's warm pool size (HostUpdate).
+func ValidateWarmPoolTarget(n int) error {
+	if n < -1 || n > MaxWarmPoolSize {
+		return FieldErrors{{Field: "warmPoolTarget", Message: fmt.Sprintf("%d is not allowed; allowed: 0 to %d, or -1 for the agent's own size", n, MaxWarmPoolSize)}}
+	}
+	return nil
 }
 
 // ValidateVSwitch checks a vSwitch (the CIDRs' lengths and ranges are

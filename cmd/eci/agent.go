@@ -127,6 +127,8 @@ func newAgentCommand() *cobra.Command {
 		m.RuntimeHandlers = append(m.RuntimeHandlers, strings.Split(v, ",")...)
 		return nil
 	})
+	fl.IntVar(&m.WarmPoolSize, "warm-pool-size", 0, "ready sandboxes (network, address, pause, cgroup) this host keeps on each vSwitch of --warm-pool-vswitches, so that a group placed on one only starts its containers; each holds an address the server reserves (docs/fast-start.md)")
+	fl.StringSliceVar(&m.WarmPoolVSwitches, "warm-pool-vswitches", nil, "the vSwitches of the warm pool, comma-separated (default: every vSwitch of the host's zone without IPv6)")
 	fl.StringSliceVar(&cdiDirs, "cdi-spec-dirs", []string{"/etc/cdi", "/var/run/cdi"}, "the runtime's CDI spec directories (containerd's cdi_spec_dirs), where the host's GPUs are found")
 	fl.StringVar(&gpuKind, "gpu-cdi-kind", "nvidia.com/gpu", "the CDI kind of the host's GPUs: each device of that kind in --cdi-spec-dirs is a GPU groups may be given (nvidia-ctk cdi generate writes them)")
 	fl.StringVar(&cfg.CgroupParent, "cgroup-parent", cfg.CgroupParent, "cgroup under which each group gets its own")

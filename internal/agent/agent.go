@@ -39,6 +39,7 @@ type Agent struct {
 	tunnel        *overlay     // the tunnels to the other hosts (overlay.go); nil: none
 	book          *addressBook // where every group's address is (addressbook.go); with a CNI config dir
 	fw            *firewall    // the security groups (firewall.go); nil: none
+	pool          *warmPool    // ready sandboxes (warmpool.go); with a CNI config dir
 	nat           *natGateway  // the NAT gateway (nat.go); nil: none
 	net           *hostNetwork // the VPCs' isolation (hostnet.go); with a CNI config dir
 	mtu           int          // of the instances' links
@@ -127,6 +128,14 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	// Services' rules before any attach reads them.
 	if err := a.readVSwitches(ctx); err != nil {
 		log.G(ctx).Warn("read the vSwitches; they are read again when needed", "err", err)
+	}
+	if a.pool != nil {
+		// Before the workers: a group that took a sandbox of the pool
+		// finds it (a failure is tried again by the pool's loop).
+		if err := a.pool.load(ctx); err != nil {
+			log.G(ctx).Warn("warm pool", "err", err)
+		}
+		run(a.pool.run)
 	}
 	run(a.heartbeat)
 	run(a.watchGroups)
@@ -226,6 +235,7 @@ func (a *Agent) startOverlay(ctx context.Context) error {
 	if a.cfg.CNIConfDir != "" {
 		a.net = newHostNetwork(ctx, a.cfg.NetworkName, a.cfg.TunnelIP)
 		a.book = newAddressBook()
+		a.pool = newWarmPool(a)
 		fw, err := newFirewall(a.cfg.NetworkName, a.name, a.book, a.vniOfVSwitch)
 		if err != nil {
 			// A group that names security groups then never starts here.
@@ -285,7 +295,11 @@ func (a *Agent) runtimeEvents(ctx context.Context) {
 				}
 				break loop
 			case ev := <-ch:
-				a.queue.add(ev.GetPodSandboxStatus().GetLabels()[LabelGroup])
+				id := ev.GetPodSandboxStatus().GetLabels()[LabelGroup]
+				if id == "" { // a sandbox of the warm pool a group took
+					id = a.pool.groupOf(ev.GetPodSandboxStatus().GetId())
+				}
+				a.queue.add(id)
 			}
 		}
 		cancel()

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
+	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/runtime"
 	"github.com/eci-dev/eci/internal/server/servertest"
 	"github.com/eci-dev/eci/internal/testbed"
@@ -43,8 +46,17 @@ func BenchmarkGroupStart(b *testing.B) {
 	_ = startAgentOn(b, srv, rt, bed, buildPlugin(b))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		seq, place := groupStarts(b, srv, bed, 20, 1)
-		par, _ := groupStarts(b, srv, bed, 50, 50)
+		seq, place, _ := groupStarts(b, srv, bed, 20, 1)
+		par, _, _ := groupStarts(b, srv, bed, 50, 50)
+		// The same on a warm pool of 50 sandboxes (docs/fast-start.md).
+		fillPool(b, srv, "h1", 50)
+		warmPar, _, took := groupStarts(b, srv, bed, 50, 50)
+		fillPool(b, srv, "h1", 50)
+		warmSeq, _, tookSeq := groupStarts(b, srv, bed, 20, 1)
+		b.ReportMetric(ms(quantile(warmSeq, 0.5)), "warm-seq-p50-ms")
+		b.ReportMetric(ms(quantile(warmPar, 0.5)), "warm-50par-p50-ms")
+		b.ReportMetric(ms(quantile(warmPar, 0.99)), "warm-50par-p99-ms")
+		b.ReportMetric(float64(took+tookSeq), "warm-taken")
 		b.ReportMetric(ms(quantile(floor, 0.5)), "cri-floor-p50-ms")
 		b.ReportMetric(ms(quantile(sized, 0.5)), "cri-sized-floor-p50-ms")
 		b.ReportMetric(ms(quantile(seq, 0.5)-quantile(sized, 0.5)), "seq-overhead-vs-sized-p50-ms")
@@ -109,7 +121,7 @@ func criFloor(b *testing.B, rt Runtime, bed *testbed.Bed, img *runtimeapi.ImageS
 // groupStarts creates n groups, parallel at a time, and measures each from
 // its create request until a watch sees it Running (and, by the server's
 // clock, from creation to placement); then deletes them.
-func groupStarts(b *testing.B, srv *servertest.Server, bed *testbed.Bed, n, parallel int) (toRunning, toPlaced []time.Duration) {
+func groupStarts(b *testing.B, srv *servertest.Server, bed *testbed.Bed, n, parallel int) (toRunning, toPlaced []time.Duration, tookWarm int) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var mu sync.Mutex
@@ -178,12 +190,35 @@ func groupStarts(b *testing.B, srv *servertest.Server, bed *testbed.Bed, n, para
 	}
 	mu.Unlock()
 	for _, id := range ids {
+		if evs, err := srv.Admin.GroupEvents(ctx, id); err == nil && slices.ContainsFunc(evs, func(e apiv1.Event) bool {
+			return strings.Contains(e.Message, "taken from the host's warm pool")
+		}) {
+			tookWarm++
+		}
+	}
+	for _, id := range ids {
 		g, err := srv.Admin.DeleteGroup(context.Background(), id, client.DeleteOptions{Force: true})
 		if err == nil && g.Status.ScheduledAt != nil {
 			toPlaced = append(toPlaced, g.Status.ScheduledAt.Sub(g.Metadata.CreatedAt))
 		}
 	}
-	return toRunning, toPlaced
+	return toRunning, toPlaced, tookWarm
+}
+
+// fillPool sets host's warm pool to n and waits until n sandboxes are
+// ready and the agent is idle.
+func fillPool(b *testing.B, srv *servertest.Server, host string, n int) {
+	ctx := context.Background()
+	if _, err := srv.Admin.UpdateHost(ctx, host, apiv1.HostUpdate{WarmPoolTarget: &n}); err != nil {
+		b.Fatal(err)
+	}
+	poll.Eventually(b, 5*time.Minute, fmt.Sprintf("%d ready sandboxes in the warm pool", n), func() error {
+		h, err := srv.Admin.GetHost(ctx, host)
+		if err != nil || h.Status.WarmPool == nil || len(h.Status.WarmPool.Ready) < n {
+			return fmt.Errorf("pool %+v (%v)", h.Status.WarmPool, err)
+		}
+		return nil
+	})
 }
 
 func waitRunning(b *testing.B, mu *sync.Mutex, running map[string]time.Time, changed chan struct{}, ids []string) {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -32,7 +33,11 @@ func (a *Agent) removeCgroup(id string) error {
 	if a.cfg.NoCgroups {
 		return nil
 	}
-	return removeCgroup(a.cgroupOf(id))
+	if err := removeCgroup(a.groupCgroup(id)); err != nil {
+		return err
+	}
+	a.pool.forget(id) // its sandbox was removed before (warmclaim.go)
+	return nil
 }
 
 // removeCgroup removes the cgroup a group's sandbox and containers lived under,
@@ -148,4 +153,24 @@ func writeFiles(dir string, files map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// cgroupPID is the first process of cgroup rel (cgroup v2, or v1's pids,
+// memory or cpu hierarchy), in the agent's pid namespace.
+func cgroupPID(rel string) (int, error) {
+	var last error
+	for _, dir := range []string{cgroupRoot, filepath.Join(cgroupRoot, "pids"), filepath.Join(cgroupRoot, "memory"), filepath.Join(cgroupRoot, "cpu")} {
+		data, err := os.ReadFile(filepath.Join(dir, rel, "cgroup.procs"))
+		if err != nil {
+			last = err
+			continue
+		}
+		for _, f := range strings.Fields(string(data)) {
+			if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
+				return pid, nil
+			}
+		}
+		last = fmt.Errorf("cgroup %s has no process", rel)
+	}
+	return 0, last
 }

@@ -212,6 +212,11 @@ type Machine struct {
 	// runtimeClassName) are placed only on hosts that offer it.
 	RuntimeHandler  string
 	RuntimeHandlers []string
+	// WarmPoolSize is how many ready sandboxes the host keeps on each of
+	// WarmPoolVSwitches (empty: every vSwitch of its zone without IPv6);
+	// an operator may set another size (eci hosts warm-pool).
+	WarmPoolSize      int
+	WarmPoolVSwitches []string
 }
 
 // DefaultMachine is a host as eci agent's flags describe it before the
@@ -257,10 +262,17 @@ func (m Machine) Host() (apiv1.Host, error) {
 	if alloc.MilliCPU <= 0 || alloc.MemoryMiB <= 0 {
 		return apiv1.Host{}, fmt.Errorf("--reserved-cpu/--reserved-memory leave nothing of %g vCPU / %g GiB", float64(milli)/1000, float64(mem)/1024)
 	}
-	return apiv1.Host{
+	if m.WarmPoolSize < 0 || m.WarmPoolSize > apiv1.MaxWarmPoolSize {
+		return apiv1.Host{}, fmt.Errorf("--warm-pool-size %d: allowed: 0 to %d", m.WarmPoolSize, apiv1.MaxWarmPoolSize)
+	}
+	h := apiv1.Host{
 		Metadata: apiv1.ObjectMeta{Name: m.Name},
 		Spec:     apiv1.HostSpec{Zone: m.Zone, Capacity: capacity, Allocatable: alloc, RuntimeHandlers: m.handlers()},
-	}, nil
+	}
+	if m.WarmPoolSize > 0 || len(m.WarmPoolVSwitches) > 0 {
+		h.Spec.WarmPool = &apiv1.WarmPoolSpec{Size: m.WarmPoolSize, VSwitchIDs: m.WarmPoolVSwitches}
+	}
+	return h, nil
 }
 
 // handlers are the host's runtime handlers, its default first, each once.

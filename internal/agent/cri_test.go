@@ -410,13 +410,19 @@ func TestAgentOnContainerd(t *testing.T) {
 // binary when "") as the eci-cni CNI plugin.
 func startAgentOn(t testing.TB, srv *servertest.Server, rt Runtime, bed *testbed.Bed, plugin string) (stop func()) {
 	t.Helper()
+	return startAgentWith(t, srv, rt, bed, plugin, nil)
+}
+
+// startAgentWith is startAgentOn with the config changed by edit.
+func startAgentWith(t testing.TB, srv *servertest.Server, rt Runtime, bed *testbed.Bed, plugin string, edit func(*Config)) (stop func()) {
+	t.Helper()
 	installPlugin(t, bed, plugin)
 	res := apiv1.Resources{MilliCPU: 32000, MemoryMiB: 65536, Pods: 200}
 	resolvConf := filepath.Join(bed.Dir, "agent-resolv.conf")
 	if err := os.WriteFile(resolvConf, []byte(testResolvConf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return runAgent(t, Config{
+	cfg := Config{
 		ResolvConf: resolvConf,
 		Client:     srv.HostClient(t, "h1"), Runtime: rt, CgroupParent: bed.CgroupParent, LogDir: bed.Containerd.LogDir, StateDir: filepath.Join(bed.Dir, "agent", "state"),
 		Host:       apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}},
@@ -427,7 +433,11 @@ func startAgentOn(t testing.TB, srv *servertest.Server, rt Runtime, bed *testbed
 		// another address of the host.
 		AllowInsecureRegistries: true, AllowedLocalRegistries: []string{bed.Registry.Host, bed.Network.LocalAddr.String()},
 		StreamAddress: "127.0.0.1:0", EvictionInterval: time.Second, PidsLimit: testPidsLimit, EphemeralStorageBase: 32 << 20, LogMaxSize: 128 << 10, LogMaxFiles: 3,
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	return runAgent(t, cfg)
 }
 
 // installPlugin makes plugin (this test binary when "") the bed's eci-cni.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -57,7 +58,11 @@ func runAgentOf(t testing.TB, cfg Config) (a *Agent, stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(log.WithLogger(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil))))
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("ECI_TEST_VERBOSE") != "" {
+		logger = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(log.WithLogger(context.Background(), logger))
 	go func() { _ = a.Run(ctx) }()
 	stopped := false
 	stop = func() {

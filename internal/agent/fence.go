@@ -202,6 +202,12 @@ func (a *Agent) stopAll(ctx context.Context) {
 		log.G(ctx).Error("fencing: list sandboxes", "err", err)
 		return
 	}
+	// The warm pool's too: a group may have taken one.
+	warm, err := a.cfg.Runtime.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{LabelWarm: "true"}})
+	if err != nil {
+		log.G(ctx).Error("fencing: list the warm pool's sandboxes", "err", err)
+	}
+	sbs = append(sbs, warm...)
 	for _, sb := range sbs { // one that fails does not keep the others running
 		if err := a.removeSandboxes(ctx, nil, []*runtimeapi.PodSandbox{sb}, 0, "fenced: the host's lease was not renewed"); err != nil {
 			log.G(ctx).Error("fencing: remove a sandbox (tried again in a second)", "sandbox", short(sb.Id), "err", err)

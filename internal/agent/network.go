@@ -128,6 +128,9 @@ func peerPath(ctx context.Context, path string) (string, error) {
 // attach makes req's sandbox interface with its group's address.
 func (a *Agent) attach(ctx context.Context, req cni.AttachRequest) (*cni.Attached, error) {
 	addr, gw, vni, err := a.addressOf(ctx, req.Group)
+	if vsw, ip, ok := a.pool.reservedAddress(req.Group); ok { // a sandbox of the warm pool
+		addr, gw, vni, err = a.vswitchAddress(ctx, vsw, ip)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -160,11 +163,17 @@ func (a *Agent) addressOf(ctx context.Context, id string) (addr netip.Prefix, gw
 	if g == nil || g.Status.IP == "" {
 		return addr, gw, 0, fmt.Errorf("group %s has no address on host %s: %w", id, a.name, errdefs.ErrNotFound)
 	}
-	ip, err := netip.ParseAddr(g.Status.IP)
-	if err != nil {
-		return addr, gw, 0, fmt.Errorf("group %s: status.ip: %w", id, err)
+	return a.vswitchAddress(ctx, g.Status.VSwitchID, g.Status.IP)
+}
+
+// vswitchAddress is address ip of vSwitch vsw with its prefix length, the
+// vSwitch's gateway and its VPC (VNI).
+func (a *Agent) vswitchAddress(ctx context.Context, vsw, addrText string) (addr netip.Prefix, gw netip.Addr, vni int, err error) {
+	ip, err := netip.ParseAddr(addrText)
+	if err != nil || !ip.Is4() {
+		return addr, gw, 0, fmt.Errorf("address %q of vSwitch %s: not an IPv4 address", addrText, vsw)
 	}
-	v, err := a.vswitch(ctx, g.Status.VSwitchID)
+	v, err := a.vswitch(ctx, vsw)
 	if err != nil {
 		return addr, gw, 0, err
 	}

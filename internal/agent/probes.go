@@ -278,3 +278,13 @@ func localRedirects(req *http.Request, via []*http.Request) error {
 // probeUserAgent is the kubelet's, so that applications that tell probes
 // apart keep doing so.
 const probeUserAgent = "kube-probe/1.35"
+
+// hasProbes tells whether a container of g has a probe.
+func hasProbes(g *apiv1.ContainerGroup) bool {
+	for _, c := range g.Spec.Containers {
+		if c.StartupProbe != nil || c.LivenessProbe != nil || c.ReadinessProbe != nil {
+			return true
+		}
+	}
+	return false
+}

@@ -22,7 +22,7 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 	}
 	tr := newTrace(ctx)
 	g, complete := a.view.get(id)
-	sbs, err := a.cfg.Runtime.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{LabelGroup: id}})
+	sbs, err := a.groupSandboxes(ctx, id, nil)
 	if err != nil {
 		return fmt.Errorf("list sandboxes: %w", err)
 	}
@@ -124,6 +124,10 @@ func (a *Agent) ensureSandbox(ctx context.Context, g *apiv1.ContainerGroup, sbs 
 	if ready != nil {
 		sbCfg.Labels[LabelGPUs] = ready.Labels[LabelGPUs] // gpus.go
 		return ready.Id, false, nil
+	}
+	if id := a.takeWarm(ctx, g, sbCfg); id != "" { // warmclaim.go
+		tr.step("warm")
+		return id, true, nil
 	}
 	if err := a.limitCgroup(g); err != nil {
 		return "", false, a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "CgroupFailed", Message: err.Error()})
@@ -522,15 +526,6 @@ func short(id string) string {
 		return id[:12]
 	}
 	return id
-}
-
-func hasProbes(g *apiv1.ContainerGroup) bool {
-	for _, c := range g.Spec.Containers {
-		if c.StartupProbe != nil || c.LivenessProbe != nil || c.ReadinessProbe != nil {
-			return true
-		}
-	}
-	return false
 }
 
 // checkNonRoot refuses, as the kubelet does, to run as root a container that

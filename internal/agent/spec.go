@@ -22,7 +22,7 @@ func (a *Agent) sandboxConfig(g *apiv1.ContainerGroup) *runtimeapi.PodSandboxCon
 		Labels:       map[string]string{LabelGroup: g.Metadata.ID, LabelManaged: "true"},
 		Annotations:  map[string]string{"eci.dev/instance-spec": g.Status.InstanceSpec},
 		Linux: &runtimeapi.LinuxPodSandboxConfig{
-			CgroupParent: a.cgroupOf(g.Metadata.ID),
+			CgroupParent: a.groupCgroup(g.Metadata.ID),
 			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
 				NamespaceOptions: namespaces(g),
 			},

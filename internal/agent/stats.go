@@ -78,7 +78,7 @@ func (a *Agent) groupStats(ctx context.Context, g *apiv1.ContainerGroup) (*apiv1
 	st.CPU = apiv1.CPUStats{UsageCoreNanoSeconds: sumCPU, UsageNanoCores: sumNano}
 	st.Memory = apiv1.MemoryStats{UsageBytes: sumMem, WorkingSetBytes: sumWS}
 	if !a.cfg.NoCgroups {
-		if cpu, mem, ok := cgroupUsage(a.cgroupOf(id)); ok {
+		if cpu, mem, ok := cgroupUsage(a.groupCgroup(id)); ok {
 			st.CPU = apiv1.CPUStats{UsageCoreNanoSeconds: cpu, UsageNanoCores: a.cpuRate(id, cpu)}
 			st.Memory = mem
 		}

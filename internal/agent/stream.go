@@ -117,10 +117,7 @@ func (a *Agent) streamGroup(r *http.Request) (*apiv1.ContainerGroup, error) {
 
 // readySandbox is the group's running sandbox.
 func (a *Agent) readySandbox(ctx context.Context, id string) (string, error) {
-	sbs, err := a.cfg.Runtime.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{
-		LabelSelector: map[string]string{LabelGroup: id},
-		State:         &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY},
-	})
+	sbs, err := a.groupSandboxes(ctx, id, &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY})
 	if err != nil {
 		return "", fmt.Errorf("list sandboxes: %w", err)
 	}

@@ -157,9 +157,9 @@ func (a *Agent) mounts(g *apiv1.ContainerGroup, c apiv1.Container) ([]*runtimeap
 		kinds[v.Name] = v
 	}
 	var out []*runtimeapi.Mount
-	ownHosts := false
+	own := map[string]bool{}
 	for i, m := range c.VolumeMounts {
-		ownHosts = ownHosts || filepath.Clean(m.MountPath) == "/etc/hosts"
+		own[filepath.Clean(m.MountPath)] = true
 		host := a.volumeDir(g.Metadata.ID, m.Name)
 		if m.SubPath != "" {
 			target := filepath.Join(a.subpathDir(g.Metadata.ID), c.Name, strconv.Itoa(i))
@@ -171,10 +171,10 @@ func (a *Agent) mounts(g *apiv1.ContainerGroup, c apiv1.Container) ([]*runtimeap
 		readonly := m.ReadOnly || kinds[m.Name].Files != nil || (kinds[m.Name].NFS != nil && kinds[m.Name].NFS.ReadOnly)
 		out = append(out, &runtimeapi.Mount{ContainerPath: m.MountPath, HostPath: host, Readonly: readonly})
 	}
-	if !ownHosts {
+	if !own["/etc/hosts"] {
 		out = append(out, &runtimeapi.Mount{ContainerPath: "/etc/hosts", HostPath: a.hostsFile(g.Metadata.ID)})
 	}
-	return out, nil
+	return append(out, a.warmMounts(g, c, own)...), nil
 }
 
 func (a *Agent) hostsFile(id string) string { return filepath.Join(a.groupDir(id), "etc-hosts") }

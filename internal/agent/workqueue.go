@@ -97,6 +97,21 @@ func (q *workQueue) retry(ctx context.Context, id string, d time.Duration) {
 	q.addAfter(ctx, id, d)
 }
 
+// waitIdle returns once no id waits or is worked on, or after most (the
+// background work that waits for it must not starve).
+func (q *workQueue) waitIdle(ctx context.Context, most time.Duration) {
+	end := time.Now().Add(most)
+	for time.Now().Before(end) && ctx.Err() == nil {
+		q.mu.Lock()
+		idle := len(q.items) == 0 && len(q.active) == 0
+		q.mu.Unlock()
+		if idle {
+			return
+		}
+		sleep(ctx, 50*time.Millisecond)
+	}
+}
+
 // len is how many ids wait.
 func (q *workQueue) len() int {
 	q.mu.Lock()

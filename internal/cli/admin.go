@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -55,6 +56,39 @@ func newHostUpdateCommand(f *Flags, verb string) *cobra.Command {
 		cmd.Flags().DurationVar(&wait, "timeout", 0, "stop waiting after this long (0: wait until the host has no groups)")
 	}
 	return cmd
+}
+
+// newWarmPoolCommand is "hosts warm-pool HOST SIZE": the operator's size of
+// a host's warm pool, replacing its agent's ("agent" gives it back).
+func newWarmPoolCommand(f *Flags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "warm-pool HOST SIZE|agent",
+		Short: "Set how many ready sandboxes a host keeps on each vSwitch, e.g. before an expected burst; 'agent' gives the choice back to its agent's --warm-pool-size (admin)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n, err := strconv.Atoi(args[1])
+			if args[1] == "agent" {
+				n, err = -1, nil
+			}
+			if err != nil || (n < 0 && args[1] != "agent") {
+				return fmt.Errorf("SIZE %q: allowed: a number from 0 to %d, or agent", args[1], apiv1.MaxWarmPoolSize)
+			}
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			h, err := c.UpdateHost(cmd.Context(), args[0], apiv1.HostUpdate{WarmPoolTarget: &n})
+			if err != nil {
+				return err
+			}
+			if h.Spec.WarmPoolTarget == nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "host %s keeps its agent's warm pool size\n", h.Metadata.Name)
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "host %s keeps %d ready sandboxes on each vSwitch\n", h.Metadata.Name, *h.Spec.WarmPoolTarget)
+			return nil
+		},
+	}
 }
 
 // waitDrained polls the host until it holds no group, saying how many are

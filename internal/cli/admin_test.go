@@ -70,6 +70,15 @@ func TestAdminVerbs(t *testing.T) {
 			t.Fatalf("hosts %s: %v %q", verb, err, out)
 		}
 	}
+	if out, err = eci(t, "hosts", "warm-pool", "h1", "4"); err != nil || !strings.Contains(out, "host h1 keeps 4 ready sandboxes on each vSwitch") {
+		t.Fatalf("hosts warm-pool: %v %q", err, out)
+	}
+	if out, err = eci(t, "hosts", "warm-pool", "h1", "1000"); err == nil || !strings.Contains(err.Error(), "warmPoolTarget") {
+		t.Fatalf("hosts warm-pool 1000: %v %q", err, out)
+	}
+	if out, err = eci(t, "hosts", "warm-pool", "h1", "agent"); err != nil || !strings.Contains(out, "keeps its agent's warm pool size") {
+		t.Fatalf("hosts warm-pool agent: %v %q", err, out)
+	}
 	if out, err = eci(t, "hosts", "drain", "h1", "--timeout", "3s"); err == nil || !strings.Contains(out, "waiting for 1 group(s) on h1") || !strings.Contains(err.Error(), "still holds 1") {
 		t.Fatalf("drain of a host with a group: %v %q", err, out)
 	}

@@ -27,7 +27,7 @@ func newHostsCommand(f *Flags) *cobra.Command {
 				return err
 			}
 			return output(cmd.OutOrStdout(), f.Output, apiv1.List[apiv1.Host]{Items: hosts}, func(tw *tabwriter.Writer, wide bool) {
-				row(tw, "NAME", "ZONE", "STATUS", "CPU", "MEMORY", "GROUPS", "AGE")
+				row(tw, "NAME", "ZONE", "STATUS", "CPU", "MEMORY", "GROUPS", "WARM", "AGE")
 				for _, h := range hosts {
 					status := "Ready"
 					switch {
@@ -42,7 +42,7 @@ func newHostsCommand(f *Flags) *cobra.Command {
 					row(tw, h.Metadata.Name, h.Spec.Zone, status,
 						fmt.Sprintf("%g/%g", float64(u.MilliCPU)/1000, float64(a.MilliCPU)/1000),
 						fmt.Sprintf("%.1fGi/%.1fGi", float64(u.MemoryMiB)/1024, float64(a.MemoryMiB)/1024),
-						fmt.Sprintf("%d/%d", u.Pods, a.Pods), age(h.Metadata.CreatedAt))
+						fmt.Sprintf("%d/%d", u.Pods, a.Pods), warmColumn(h), age(h.Metadata.CreatedAt))
 				}
 			})
 		},
@@ -51,7 +51,18 @@ func newHostsCommand(f *Flags) *cobra.Command {
 	for _, verb := range []string{"cordon", "uncordon", "drain"} {
 		cmd.AddCommand(newHostUpdateCommand(f, verb))
 	}
+	cmd.AddCommand(newWarmPoolCommand(f))
 	return cmd
+}
+
+// warmColumn is a host's warm pool: ready sandboxes/reserved addresses
+// (size on each vSwitch), "-" without one.
+func warmColumn(h apiv1.Host) string {
+	w := h.Status.WarmPool
+	if w == nil || (w.Size == 0 && w.Reserved == 0) {
+		return "-"
+	}
+	return fmt.Sprintf("%d/%d (size %d)", len(w.Ready), w.Reserved, w.Size)
 }
 
 func newVSwitchesCommand(f *Flags) *cobra.Command {

@@ -23,6 +23,14 @@ func (c *Client) Heartbeat(ctx context.Context, name string) (*apiv1.Host, error
 	return &out, err
 }
 
+// SyncWarmPool tells the server which addresses of host name's warm pool
+// have a ready sandbox, and returns the pool's reserved addresses.
+func (c *Client) SyncWarmPool(ctx context.Context, name string, req apiv1.WarmPoolSync) (*apiv1.WarmPool, error) {
+	var out apiv1.WarmPool
+	_, err := c.do(ctx, http.MethodPut, "/v1/hosts/"+url.PathEscape(name)+"/warmpool", nil, req, &out)
+	return &out, err
+}
+
 // ListHosts lists hosts (admin).
 func (c *Client) ListHosts(ctx context.Context) ([]apiv1.Host, error) {
 	var out apiv1.List[apiv1.Host]

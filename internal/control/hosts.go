@@ -49,7 +49,7 @@ func (s *Service) RegisterHost(ctx context.Context, p auth.Principal, h *apiv1.H
 			}
 		case err == nil:
 			spec := h.Spec
-			spec.Unschedulable, spec.Draining = cur.Spec.Unschedulable, cur.Spec.Draining
+			spec.Unschedulable, spec.Draining, spec.WarmPoolTarget = cur.Spec.Unschedulable, cur.Spec.Draining, cur.Spec.WarmPoolTarget
 			cur.Spec, cur.Metadata.Labels = spec, h.Metadata.Labels
 			wasReady := cur.Status.Ready
 			cur.Status.Ready, cur.Status.LastHeartbeat = true, now
@@ -174,10 +174,16 @@ func tunnels(hosts []*apiv1.Host) []apiv1.Host {
 	return out
 }
 
-// UpdateHost cordons, uncordons or drains a host (admin only).
+// UpdateHost cordons, uncordons or drains a host, or sets its warm pool's
+// size (admin only).
 func (s *Service) UpdateHost(ctx context.Context, p auth.Principal, name string, u apiv1.HostUpdate) (*apiv1.Host, error) {
 	if err := p.Require("change hosts", apiv1.TokenAdmin); err != nil {
 		return nil, err
+	}
+	if u.WarmPoolTarget != nil {
+		if err := apiv1.ValidateWarmPoolTarget(*u.WarmPoolTarget); err != nil {
+			return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
+		}
 	}
 	h, err := s.hosts.Mutate(ctx, name, func(h *apiv1.Host) error {
 		if u.Unschedulable != nil {
@@ -185,6 +191,13 @@ func (s *Service) UpdateHost(ctx context.Context, p auth.Principal, name string,
 		}
 		if u.Draining != nil {
 			h.Spec.Draining = *u.Draining
+		}
+		if t := u.WarmPoolTarget; t != nil {
+			h.Spec.WarmPoolTarget = nil
+			if *t >= 0 {
+				n := *t
+				h.Spec.WarmPoolTarget = &n
+			}
 		}
 		return nil
 	})

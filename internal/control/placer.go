@@ -149,6 +149,7 @@ type placementState struct {
 	ipv6    map[string]*addrpool.IPv6Pool      // the vSwitches with an ipv6Cidr (ipv6.go)
 	fixed   map[string]*ipRecord               // by fixed-IP key (fixedip.go)
 	spot    map[string][]*apiv1.ContainerGroup // live spot groups by host, read when needed (spot.go)
+	warm    map[string]map[string][]*ipRecord  // ready sandboxes of warm pools by host and vSwitch (warmpool.go)
 }
 
 // loadVSwitches reads the vSwitches into an empty state (no addresses marked).
@@ -217,10 +218,14 @@ func (s *Service) loadPlacementState(ctx context.Context) (*placementState, erro
 		if a, ok := st.alloc[r.VSwitch]; ok {
 			if addr, err := netip.ParseAddr(r.IP); err == nil {
 				owner := r.Group
-				if r.ReleaseAfter != nil {
+				switch {
+				case r.ReleaseAfter != nil:
 					owner = quarantined + r.ReleaseAfter.Format(time.RFC3339)
+				case r.Warm != "":
+					owner = warmOwner + r.Warm
 				}
 				a.Mark(addr, owner)
+				st.markWarm(r)
 			}
 		}
 	}
@@ -235,6 +240,7 @@ func (st *placementState) snapshot() scheduler.Snapshot {
 			Allocatable:     resources(h.Spec.Allocatable),
 			Schedulable:     h.Status.Ready && !h.Spec.Unschedulable && !h.Spec.Draining,
 			RuntimeHandlers: h.Spec.RuntimeHandlers,
+			Warm:            st.warmCounts(h.Metadata.Name),
 		}
 		if u, ok := st.usage[h.Metadata.Name]; ok {
 			host.Allocated = resources(u.Used)
@@ -318,6 +324,7 @@ func (s *Service) placeOne(ctx context.Context, st *placementState, g *apiv1.Con
 	req := scheduler.Request{
 		Sizes: candidates, GPU: g.Spec.GPU, RuntimeHandler: g.Spec.RuntimeHandler, VSwitchIDs: usable,
 		Ordered: g.Spec.ScheduleStrategy == apiv1.VSwitchOrdered, Seed: seedOf(g.Metadata.ID),
+		Warm: apiv1.Warmable(&g.Spec),
 	}
 	var wantIP netip.Addr
 	vsw, fixedIP, kept, why := st.fixedAddress(g, usable, s.now())
@@ -328,19 +335,9 @@ func (s *Service) placeOne(ctx context.Context, st *placementState, g *apiv1.Con
 		wantIP, req.VSwitchIDs, req.Ordered = fixedIP, []string{vsw}, true
 	} else if g.Spec.PrivateIPAddress != "" {
 		wantIP = netip.MustParseAddr(g.Spec.PrivateIPAddress)
-		vsw, owner, err := st.findAddress(wantIP, usable)
-		if err != nil {
-			return s.scheduleFailed(ctx, g, "InvalidPrivateIP", err.Error())
-		}
-		if until, ok := strings.CutPrefix(owner, quarantined); ok {
-			return b.settled(func() error {
-				return s.unschedulable(ctx, g, fmt.Sprintf("privateIpAddress %s is being released until %s (the host of the group that had it may still use it)", wantIP, until))
-			})
-		}
-		if owner != "" && owner != g.Metadata.ID {
-			return b.settled(func() error {
-				return s.scheduleFailed(ctx, g, "PrivateIPInUse", fmt.Sprintf("privateIpAddress %s is in use by %s", wantIP, s.ownerName(ctx, owner, g.Metadata.Tenant)))
-			})
+		vsw, refused, err := s.privateAddress(ctx, st, g, wantIP, usable, b)
+		if refused || err != nil {
+			return err
 		}
 		req.VSwitchIDs, req.Ordered = []string{vsw}, true
 	}
@@ -356,6 +353,12 @@ func (s *Service) placeOne(ctx context.Context, st *placementState, g *apiv1.Con
 		return b.settled(func() error { return s.unschedulable(ctx, g, why) })
 	}
 	ip := wantIP
+	var warm *ipRecord
+	if req.Warm {
+		if warm = st.takeWarm(d.Host, d.VSwitch); warm != nil {
+			ip, _ = netip.ParseAddr(warm.IP)
+		}
+	}
 	if !ip.IsValid() {
 		var ok bool
 		if ip, ok = st.alloc[d.VSwitch].Next(); !ok {
@@ -371,7 +374,35 @@ func (s *Service) placeOne(ctx context.Context, st *placementState, g *apiv1.Con
 	if why != "" {
 		return b.settled(func() error { return s.unschedulable(ctx, g, "no EIP: "+why) })
 	}
-	return s.commitPlacement(ctx, st, b, g, d, placedIP{ip, kept, st.staleFixed(g, kept, s.now())}, eip, eipCond)
+	return s.commitPlacement(ctx, st, b, g, d, placedIP{ip, kept, st.staleFixed(g, kept, s.now()), warm}, eip, eipCond)
+}
+
+// privateAddress finds the vSwitch of g's privateIpAddress ip among
+// usable, or refuses g (refused: it waits or failed) when ip is not free.
+func (s *Service) privateAddress(ctx context.Context, st *placementState, g *apiv1.ContainerGroup, ip netip.Addr, usable []string, b *placeBatch) (vsw string, refused bool, err error) {
+	vsw, owner, err := st.findAddress(ip, usable)
+	switch {
+	case err != nil:
+		return "", true, s.scheduleFailed(ctx, g, "InvalidPrivateIP", err.Error())
+	case isWarmOwner(owner):
+		return "", true, b.settled(func() error {
+			why, err := s.reclaimWarm(ctx, vsw, ip)
+			if err != nil || why == "" {
+				return err
+			}
+			return s.unschedulable(ctx, g, why)
+		})
+	case strings.HasPrefix(owner, quarantined):
+		until := strings.TrimPrefix(owner, quarantined)
+		return "", true, b.settled(func() error {
+			return s.unschedulable(ctx, g, fmt.Sprintf("privateIpAddress %s is being released until %s (the host of the group that had it may still use it)", ip, until))
+		})
+	case owner != "" && owner != g.Metadata.ID:
+		return "", true, b.settled(func() error {
+			return s.scheduleFailed(ctx, g, "PrivateIPInUse", fmt.Sprintf("privateIpAddress %s is in use by %s", ip, s.ownerName(ctx, owner, g.Metadata.Tenant)))
+		})
+	}
+	return vsw, false, nil
 }
 
 // placedIP is a group's address at placement, the kept record of its
@@ -380,6 +411,9 @@ func (s *Service) placeOne(ctx context.Context, st *placementState, g *apiv1.Con
 type placedIP struct {
 	addr        netip.Addr
 	kept, stale *ipRecord
+	// warm is the record of a host's warm pool the group takes (its
+	// sandbox is ready there: warmpool.go).
+	warm *ipRecord
 }
 
 // commitPlacement writes the group (Pending, on its host, with its IP), the
@@ -408,7 +442,11 @@ func (s *Service) commitPlacement(ctx context.Context, st *placementState, b *pl
 		return err
 	}
 	rec := &ipRecord{Metadata: apiv1.ObjectMeta{ID: ipID(d.VSwitch, ip.String())}, VSwitch: d.VSwitch, IP: ip.String(), Group: g.Metadata.ID}
-	ipCond, putIP, err := s.ipWrite(g, rec, pip.kept)
+	was := pip.kept
+	if was == nil {
+		was = pip.warm
+	}
+	ipCond, putIP, err := s.ipWrite(g, rec, was)
 	if err != nil {
 		return err
 	}

@@ -104,6 +104,9 @@ type ipRecord struct {
 	// ReleaseAfter; HeldUntil, the quarantine of its last group's host.
 	Fixed     string     `json:"fixed,omitempty"`
 	HeldUntil *time.Time `json:"heldUntil,omitempty"`
+	// Warm is the host whose warm pool holds the address for a sandbox
+	// made before any group asked (warmpool.go); Group is empty.
+	Warm string `json:"warm,omitempty"`
 }
 
 func (r *ipRecord) Meta() *apiv1.ObjectMeta { return &r.Metadata }

@@ -46,6 +46,8 @@ type Host struct {
 	Schedulable bool
 	// RuntimeHandlers the host runs groups with (its first is its default).
 	RuntimeHandlers []string
+	// Warm counts the host's ready sandboxes of its warm pool by vSwitch.
+	Warm map[string]int
 }
 
 func (h Host) free() Resources {
@@ -90,6 +92,10 @@ type Request struct {
 	// order is shuffled with Seed so groups spread over zones.
 	Ordered bool
 	Seed    uint64
+	// Warm: the group can take a sandbox of a warm pool; a host with one
+	// ready on the vSwitch is preferred to any other that fits, and a
+	// vSwitch with one to the others (unless Ordered).
+	Warm bool
 }
 
 // Decision is where a group goes.
@@ -112,6 +118,9 @@ func (e *NoCapacityError) Error() string {
 // Place picks a size, a vSwitch and a host for req.
 func Place(snap Snapshot, req Request, policy Policy) (Decision, error) {
 	vsws, missing := candidateVSwitches(snap, req)
+	if req.Warm && !req.Ordered {
+		sort.SliceStable(vsws, func(i, j int) bool { return warmIn(snap.Hosts, vsws[i].ID) && !warmIn(snap.Hosts, vsws[j].ID) })
+	}
 	var reasons []string
 	if len(missing) > 0 {
 		reasons = append(reasons, "vSwitch "+strings.Join(missing, ", ")+" does not exist")
@@ -126,7 +135,7 @@ func Place(snap Snapshot, req Request, policy Policy) (Decision, error) {
 				sizeReasons = append(sizeReasons, fmt.Sprintf("vSwitch %s (%s) has no free IP", vsw.ID, vsw.Zone))
 				continue
 			}
-			host, why := pickHost(snap.Hosts, vsw.Zone, size, req, policy)
+			host, why := pickHost(snap.Hosts, vsw, size, req, policy)
 			if host != "" {
 				return Decision{Host: host, Zone: vsw.Zone, VSwitch: vsw.ID, Size: size}, nil
 			}
@@ -167,10 +176,22 @@ func candidateVSwitches(snap Snapshot, req Request) ([]VSwitch, []string) {
 	return out, missing
 }
 
-// pickHost chooses a host of zone that fits size (with req's GPUs and
-// runtime handler), or says why none does.
-func pickHost(hosts []Host, zone string, size sizes.Size, req Request, policy Policy) (string, string) {
+// warmIn tells whether a host has a ready warm sandbox on vSwitch vsw.
+func warmIn(hosts []Host, vsw string) bool {
+	for _, h := range hosts {
+		if h.Warm[vsw] > 0 && h.Schedulable {
+			return true
+		}
+	}
+	return false
+}
+
+// pickHost chooses a host of vsw's zone that fits size (with req's GPUs
+// and runtime handler), or says why none does.
+func pickHost(hosts []Host, vsw VSwitch, size sizes.Size, req Request, policy Policy) (string, string) {
+	zone := vsw.Zone
 	best, gpu := -1, req.GPU
+	bestWarm := false
 	var bestFree Resources
 	inZone, ready, full, handler := 0, 0, 0, 0
 	var largest Resources
@@ -197,8 +218,9 @@ func pickHost(hosts []Host, zone string, size sizes.Size, req Request, policy Po
 			}
 			continue
 		}
-		if best < 0 || better(free, bestFree, policy) || (free == bestFree && h.Name < hosts[best].Name) {
-			best, bestFree = i, free
+		warm := req.Warm && h.Warm[vsw.ID] > 0
+		if best < 0 || (warm && !bestWarm) || (warm == bestWarm && (better(free, bestFree, policy) || (free == bestFree && h.Name < hosts[best].Name))) {
+			best, bestFree, bestWarm = i, free, warm
 		}
 	}
 	if best >= 0 {

@@ -50,6 +50,16 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 	respond(w, r, http.StatusOK, h, err)
 }
 
+func (s *Server) syncWarmPool(w http.ResponseWriter, r *http.Request) {
+	var req apiv1.WarmPoolSync
+	if err := decode(r, &req); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	out, err := s.svc.SyncWarmPool(r.Context(), principal(r), r.PathValue("name"), req)
+	respond(w, r, http.StatusOK, out, err)
+}
+
 func (s *Server) createVSwitch(w http.ResponseWriter, r *http.Request) {
 	var v apiv1.VSwitch
 	if err := decode(r, &v); err != nil {

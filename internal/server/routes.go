@@ -53,6 +53,7 @@ func (s *Server) routes() []route {
 		{method: "GET", path: "/v1/capacity", handler: s.capacity},
 		{method: "PATCH", path: "/v1/hosts/{name}", handler: s.updateHost},
 		{method: "PUT", path: "/v1/hosts/{name}/heartbeat", handler: s.heartbeat},
+		{method: "PUT", path: "/v1/hosts/{name}/warmpool", handler: s.syncWarmPool},
 
 		{method: "POST", path: "/v1/vswitches", handler: s.createVSwitch},
 		{method: "GET", path: "/v1/vswitches", handler: s.listVSwitches},

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -40,9 +42,12 @@ func BenchmarkPodBurst(b *testing.B) {
 	// ECI_BENCH_KUBELET=0 leaves the kubelet column out (a quicker run).
 	withKubelet := os.Getenv("ECI_BENCH_KUBELET") != "0"
 	for i := 0; i < b.N; i++ {
-		vn, thr := vnodeBursts(b, big)
+		vn, warm, thr := vnodeBursts(b, big)
 		for _, q := range []float64{0.5, 0.9, 0.99} {
 			b.ReportMetric(ms(quantile(vn, q)), fmt.Sprintf("vnode-100-p%02.0f-ms", q*100))
+		}
+		for _, q := range []float64{0.5, 0.9, 0.99} {
+			b.ReportMetric(ms(quantile(warm, q)), fmt.Sprintf("vnode-warm-100-p%02.0f-ms", q*100))
 		}
 		b.ReportMetric(thr, fmt.Sprintf("vnode-%d-pods/s", big))
 		if withKubelet {
@@ -54,7 +59,10 @@ func BenchmarkPodBurst(b *testing.B) {
 	}
 }
 
-func vnodeBursts(b *testing.B, big int) ([]time.Duration, float64) {
+// vnodeBursts runs the virtual node's bursts: 100 pods cold, 100 pods on
+// a full warm pool of 100 sandboxes (docs/fast-start.md), and big pods
+// with the pool refilled in the background.
+func vnodeBursts(b *testing.B, big int) (cold, warm []time.Duration, thr float64) {
 	bed := testbed.New(b, testbed.Options{Kube: true, Containerd: true})
 	defer func() { _ = bed.Stop() }()
 	srv := servertest.Start(b)
@@ -73,12 +81,56 @@ func vnodeBursts(b *testing.B, big int) ([]time.Duration, float64) {
 	defer c.stopVNode()
 	toVNode := func(p *corev1.Pod) { p.Spec = onVNode(p.Spec) }
 	c.burst(b, "warm", 1, toVNode, burstOpts{})
-	vn, _ := c.burst(b, "vnode-100", 100, toVNode, burstOpts{})
+	cold, _ = c.burst(b, "vnode-100", 100, toVNode, burstOpts{})
+	fillWarmPool(b, c, "host-1", 100)
+	warm, _ = c.burst(b, "vnode-warm-100", 100, toVNode, burstOpts{})
 	// The big burst may not finish on a small machine: its throughput is
 	// what ran before the deadline.
 	ran, took := c.burst(b, "vnode-big", big, toVNode, burstOpts{partial: true, last: true})
 	b.ReportMetric(float64(len(ran)), fmt.Sprintf("vnode-%d-ran", big))
-	return vn, float64(len(ran)) / took.Seconds()
+	return cold, warm, float64(len(ran)) / took.Seconds()
+}
+
+// fillWarmPool sets host's warm pool to n sandboxes and waits until they
+// are ready, reporting how fast they were made and the memory each takes
+// (the machine's MemAvailable before and after, over n).
+func fillWarmPool(b *testing.B, c *cluster, host string, n int) {
+	ctx := context.Background()
+	before := memAvailable(b)
+	start := time.Now()
+	if _, err := c.srv.Admin.UpdateHost(ctx, host, apiv1.HostUpdate{WarmPoolTarget: &n}); err != nil {
+		b.Fatal(err)
+	}
+	poll.Eventually(b, 10*time.Minute, fmt.Sprintf("%d ready sandboxes in %s's warm pool", n, host), func() error {
+		h, err := c.srv.Admin.GetHost(ctx, host)
+		if err != nil || h.Status.WarmPool == nil || len(h.Status.WarmPool.Ready) < n {
+			return fmt.Errorf("pool %+v (%v)", h.Status.WarmPool, err)
+		}
+		return nil
+	})
+	took := time.Since(start)
+	perSandbox := float64(before-memAvailable(b)) / float64(n) / (1 << 20)
+	b.ReportMetric(float64(n)/took.Seconds(), "warm-pool-fill-sandboxes/s")
+	b.ReportMetric(perSandbox, "warm-sandbox-MiB")
+	fmt.Printf("warm pool of %d: filled in %s (%.1f sandboxes/s), %.1f MiB of the machine's memory each\n", n, took.Round(time.Millisecond), float64(n)/took.Seconds(), perSandbox)
+}
+
+// memAvailable is the machine's MemAvailable, in bytes.
+func memAvailable(b *testing.B) int64 {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			var kb int64
+			if _, err := fmt.Sscan(rest, &kb); err == nil {
+				return kb << 10
+			}
+		}
+	}
+	b.Fatal("no MemAvailable in /proc/meminfo")
+	return 0
 }
 
 func kubeletBurst(b *testing.B) []time.Duration {
@@ -115,7 +167,7 @@ func (c *cluster) burst(b *testing.B, ns string, n int, place func(*corev1.Pod),
 	defer func() { w.Stop() }()
 	lastRV := ""
 	var mu sync.Mutex
-	created, running := map[string]time.Time{}, map[string]time.Time{}
+	created, bound, running := map[string]time.Time{}, map[string]time.Time{}, map[string]time.Time{}
 	start := time.Now()
 	sem := make(chan struct{}, 50)
 	var wg sync.WaitGroup
@@ -161,6 +213,13 @@ wait:
 			if isPod {
 				lastRV = p.ResourceVersion
 			}
+			if isPod && ev.Type != watch.Deleted && p.Spec.NodeName != "" {
+				mu.Lock()
+				if _, seen := bound[p.Name]; !seen {
+					bound[p.Name] = time.Now()
+				}
+				mu.Unlock()
+			}
 			if isPod && ev.Type != watch.Deleted && p.Status.Phase == corev1.PodRunning {
 				mu.Lock()
 				if _, seen := running[p.Name]; !seen {
@@ -185,7 +244,7 @@ wait:
 		out = append(out, t1.Sub(created[name]))
 	}
 	if c.eci != nil {
-		c.stages(b, ns, created, running)
+		c.stages(b, ns, created, bound, running)
 	}
 	// The next burst starts once this one's pods are gone (the namespace
 	// is removed after its last pod), so that it never competes with
@@ -205,24 +264,33 @@ wait:
 // stages splits each virtual-node pod's create -> Running time by its
 // group's timestamps, and logs the p50/p99 of each stage: where a burst's
 // time goes.
-func (c *cluster) stages(b *testing.B, ns string, created, running map[string]time.Time) {
+func (c *cluster) stages(b *testing.B, ns string, created, bound, running map[string]time.Time) {
 	groups, err := c.eci.ListGroups(context.Background(), client.ListOptions{LabelSelector: vnode.LabelPodNamespace + "=" + ns})
 	if err != nil {
 		b.Logf("%s: stages: %v", ns, err)
 		return
 	}
-	names := []string{"pod create -> group created (apiserver, scheduler, vnode)", "group created -> placed (server)", "placed -> Running reported (agent, containerd)", "Running reported -> pod Running watched (vnode, apiserver)"}
+	names := []string{"pod create -> bound watched (apiserver, scheduler)", "bound watched -> group created (vnode)", "group created -> placed (server)", "placed -> Running reported (agent, containerd)", "Running reported -> pod Running watched (vnode, apiserver)"}
 	stages := make([][]time.Duration, len(names))
 	for _, g := range groups.Items {
 		pod := g.Metadata.Labels[vnode.LabelPodName]
 		st := g.Status
-		if st.ScheduledAt == nil || st.RunningAt == nil || created[pod].IsZero() || running[pod].IsZero() {
+		if st.ScheduledAt == nil || st.RunningAt == nil || created[pod].IsZero() || bound[pod].IsZero() || running[pod].IsZero() {
 			continue
 		}
-		for i, d := range []time.Duration{g.Metadata.CreatedAt.Sub(created[pod]), st.ScheduledAt.Sub(g.Metadata.CreatedAt), st.RunningAt.Sub(*st.ScheduledAt), running[pod].Sub(*st.RunningAt)} {
+		for i, d := range []time.Duration{bound[pod].Sub(created[pod]), g.Metadata.CreatedAt.Sub(bound[pod]), st.ScheduledAt.Sub(g.Metadata.CreatedAt), st.RunningAt.Sub(*st.ScheduledAt), running[pod].Sub(*st.RunningAt)} {
 			stages[i] = append(stages[i], d)
 		}
 	}
+	warm := 0
+	for _, g := range groups.Items {
+		if evs, err := c.eci.GroupEvents(context.Background(), g.Metadata.ID); err == nil && slices.ContainsFunc(evs, func(e apiv1.Event) bool {
+			return strings.Contains(e.Message, "taken from the host's warm pool")
+		}) {
+			warm++
+		}
+	}
+	fmt.Printf("%s: %d of %d groups took a sandbox of the warm pool\n", ns, warm, len(groups.Items))
 	for i, name := range names {
 		if len(stages[i]) > 0 {
 			// To stdout: a benchmark's b.Log output is not always shown whole.

@@ -1,0 +1,263 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strings"
+
+	"golang.org/x/sys/unix"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/log"
+)
+
+// A group takes a sandbox of the warm pool (warmpool.go) when it is placed
+// on the address of one and can use a sandbox made for no group in
+// particular (apiv1.Warmable). What the runtime made for the pool and is
+// the group's own is set when it takes it: its cgroup's limits (the
+// group's size, before its first container starts), its hostname (in the
+// sandbox's UTS namespace), and its /etc/hostname and /etc/resolv.conf,
+// which the agent writes and mounts into each container (as it does
+// /etc/hosts). The container's HOSTNAME and log directory come from the
+// sandbox config each CreateContainer carries, the group's.
+
+// claim gives group g the pool's ready sandbox on g's address (nil: none).
+func (p *warmPool) claim(g *apiv1.ContainerGroup) *warmSandbox {
+	key := g.Status.VSwitchID + "_" + g.Status.IP
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, w := range p.sandboxes {
+		if w.key() == key && w.ready && w.group == "" {
+			w.group = g.Metadata.ID
+			p.claims[g.Metadata.ID] = w.id
+			cp := *w
+			return &cp
+		}
+	}
+	return nil
+}
+
+// claimOf is the sandbox group took, nil when it took none.
+func (p *warmPool) claimOf(group string) *warmSandbox {
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w := p.sandboxes[p.claims[group]]
+	if w == nil {
+		return nil
+	}
+	cp := *w
+	return &cp
+}
+
+// groupOf is the group that took sandbox id ("": none).
+func (p *warmPool) groupOf(id string) string {
+	if p == nil {
+		return ""
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if w := p.sandboxes[id]; w != nil {
+		return w.group
+	}
+	return ""
+}
+
+// forget drops what the pool knew of group's sandbox, once removed.
+func (p *warmPool) forget(group string) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if id, ok := p.claims[group]; ok {
+		delete(p.sandboxes, id)
+		delete(p.claims, group)
+	}
+}
+
+// groupSandboxes are group id's sandboxes: those made for it, and the one
+// it took from the warm pool.
+func (a *Agent) groupSandboxes(ctx context.Context, id string, state *runtimeapi.PodSandboxStateValue) ([]*runtimeapi.PodSandbox, error) {
+	sbs, err := a.cfg.Runtime.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{LabelSelector: map[string]string{LabelGroup: id}, State: state})
+	if err != nil {
+		return nil, err
+	}
+	if w := a.pool.claimOf(id); w != nil {
+		warm, err := a.cfg.Runtime.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{Id: w.id, State: state})
+		if err != nil {
+			return nil, err
+		}
+		sbs = append(sbs, warm...)
+	}
+	return sbs, nil
+}
+
+// groupCgroup is the cgroup of group id's sandbox and containers: the
+// warm sandbox's it took, else its own.
+func (a *Agent) groupCgroup(id string) string {
+	if w := a.pool.claimOf(id); w != nil {
+		return a.cgroupOf(w.name)
+	}
+	return a.cgroupOf(id)
+}
+
+// takeWarm gives g (placed, never started) the pool's sandbox on its
+// address when there is one: its id, or "" for a sandbox of its own.
+func (a *Agent) takeWarm(ctx context.Context, g *apiv1.ContainerGroup, sbCfg *runtimeapi.PodSandboxConfig) string {
+	if a.pool == nil || !apiv1.Warmable(&g.Spec) || g.Status.RunningAt != nil {
+		return ""
+	}
+	w := a.pool.claim(g)
+	if w == nil {
+		return ""
+	}
+	if err := a.prepareWarm(ctx, g, w); err != nil {
+		// Half the group's, it is nobody's now; the group gets its own.
+		log.G(ctx).Warn("warm pool: the group could not take its sandbox; making its own", "group", g.Metadata.ID, "sandbox", short(w.id), "err", err)
+		w.group = g.Metadata.ID
+		a.pool.remove(ctx, w, "the group that took it could not be given it")
+		return ""
+	}
+	sbCfg.Linux.CgroupParent = a.cgroupOf(w.name)
+	a.pool.poke() // the server refills the pool
+	a.event(ctx, g, apiv1.EventNormal, "SandboxCreated", "sandbox "+short(w.id)+" taken from the host's warm pool")
+	return w.id
+}
+
+// prepareWarm makes sandbox w group g's: its size, hostname and files.
+func (a *Agent) prepareWarm(ctx context.Context, g *apiv1.ContainerGroup, w *warmSandbox) error {
+	if !a.cfg.NoCgroups {
+		if err := limitCgroup(a.cgroupOf(w.name), g.Status.MilliCPU, g.Status.MemoryMiB, a.cfg.PidsLimit); err != nil {
+			return fmt.Errorf("size the sandbox's cgroup: %w", err)
+		}
+	}
+	hostname := a.sandboxConfig(g).Hostname
+	if err := a.writeWarmFiles(ctx, g, hostname); err != nil {
+		return err
+	}
+	pid, err := a.pausePID(ctx, w)
+	if err != nil {
+		return err
+	}
+	return setHostname(pid, hostname)
+}
+
+// pausePID is the pid of sandbox w's pause process as the agent sees it:
+// from its cgroup (the runtime's pid is in the runtime's own pid
+// namespace, which may not be the agent's), else from the runtime's
+// verbose status (containerd's "info").
+func (a *Agent) pausePID(ctx context.Context, w *warmSandbox) (int, error) {
+	if !a.cfg.NoCgroups {
+		if pid, err := cgroupPID(filepath.Join(a.cgroupOf(w.name), w.id)); err == nil {
+			return pid, nil
+		}
+	}
+	st, err := a.cfg.Runtime.PodSandboxStatus(ctx, w.id, true)
+	if err != nil {
+		return 0, fmt.Errorf("sandbox status: %w", err)
+	}
+	var info struct {
+		Pid int `json:"pid"`
+	}
+	raw, ok := st.GetInfo()["info"]
+	if !ok {
+		return 0, errors.New("the runtime tells no pid of the sandbox's process")
+	}
+	if err := json.Unmarshal([]byte(raw), &info); err != nil || info.Pid <= 0 {
+		return 0, fmt.Errorf("the sandbox's process: no pid in the runtime's status (%v)", err)
+	}
+	return info.Pid, nil
+}
+
+// setHostname sets the hostname of process pid's UTS namespace, from a
+// thread that enters it and returns to its own. A thread that could not
+// return is never given back to Go's scheduler and ends with its goroutine
+// (a child started from that thread with a parent-death signal would get
+// it: the test bed's daemons are).
+func setHostname(pid int, name string) error {
+	errc := make(chan error, 1)
+	go func() {
+		goruntime.LockOSThread()
+		own, err := os.Open("/proc/thread-self/ns/uts")
+		if err != nil {
+			goruntime.UnlockOSThread()
+			errc <- fmt.Errorf("this thread's UTS namespace: %w", err)
+			return
+		}
+		defer own.Close()
+		target, err := os.Open(fmt.Sprintf("/proc/%d/ns/uts", pid))
+		if err != nil {
+			goruntime.UnlockOSThread()
+			errc <- fmt.Errorf("the sandbox's UTS namespace: %w", err)
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWUTS); err != nil {
+			goruntime.UnlockOSThread()
+			errc <- fmt.Errorf("enter the sandbox's UTS namespace: %w", err)
+			return
+		}
+		err = unix.Sethostname([]byte(name))
+		if unix.Setns(int(own.Fd()), unix.CLONE_NEWUTS) == nil {
+			goruntime.UnlockOSThread()
+		}
+		errc <- err
+	}()
+	return <-errc
+}
+
+// The files of a group on a warm sandbox, in its directory.
+func (a *Agent) hostnameFile(id string) string { return filepath.Join(a.groupDir(id), "etc-hostname") }
+func (a *Agent) resolvFile(id string) string   { return filepath.Join(a.groupDir(id), "etc-resolv.conf") }
+
+// writeWarmFiles writes g's /etc/hostname and /etc/resolv.conf as the
+// runtime writes a sandbox's.
+func (a *Agent) writeWarmFiles(ctx context.Context, g *apiv1.ContainerGroup, hostname string) error {
+	if err := os.MkdirAll(a.groupDir(g.Metadata.ID), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(a.hostnameFile(g.Metadata.ID), []byte(hostname+"\n"), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(a.resolvFile(g.Metadata.ID), []byte(resolvConf(a.dnsConfigOf(ctx, g))), 0o644)
+}
+
+// resolvConf is a resolv.conf of d, as containerd writes one.
+func resolvConf(d *runtimeapi.DNSConfig) string {
+	var b strings.Builder
+	if len(d.Searches) > 0 {
+		b.WriteString("search " + strings.Join(d.Searches, " ") + "\n")
+	}
+	for _, s := range d.Servers {
+		b.WriteString("nameserver " + s + "\n")
+	}
+	if len(d.Options) > 0 {
+		b.WriteString("options " + strings.Join(d.Options, " ") + "\n")
+	}
+	return b.String()
+}
+
+// warmMounts are the files a container of a group on a warm sandbox gets
+// from the agent rather than the runtime, unless it mounts them itself.
+func (a *Agent) warmMounts(g *apiv1.ContainerGroup, c apiv1.Container, own map[string]bool) []*runtimeapi.Mount {
+	if a.pool.claimOf(g.Metadata.ID) == nil {
+		return nil
+	}
+	ro := c.SecurityContext != nil && c.SecurityContext.ReadOnlyRootFilesystem
+	var out []*runtimeapi.Mount
+	for _, f := range [][2]string{{"/etc/hostname", a.hostnameFile(g.Metadata.ID)}, {"/etc/resolv.conf", a.resolvFile(g.Metadata.ID)}} {
+		if !own[f[0]] {
+			out = append(out, &runtimeapi.Mount{ContainerPath: f[0], HostPath: f[1], Readonly: ro})
+		}
+	}
+	return out
+}

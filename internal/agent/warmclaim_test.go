@@ -1,0 +1,58 @@
+package agent
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// setHostname changes the hostname of another process's UTS namespace,
+// and neither the agent's nor the thread's it ran on.
+func TestSetHostnameInAnotherNamespace(t *testing.T) {
+	before, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", "-c", "read go; hostname")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUTS}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	// Many times: each call's thread goes back to the scheduler in the
+	// agent's own namespace.
+	for i := 0; i < 20; i++ {
+		if err := setHostname(cmd.Process.Pid, "warm-taken"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := in.Write([]byte("now\n")); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(line) != "warm-taken" {
+		t.Fatalf("the other namespace's hostname is %q, want warm-taken", line)
+	}
+	for i := 0; i < 20; i++ { // on whichever threads the scheduler runs this
+		if after, err := os.Hostname(); err != nil || after != before {
+			t.Fatalf("the agent's hostname changed: %q, was %q (%v)", after, before, err)
+		}
+	}
+	if data, err := os.ReadFile("/proc/sys/kernel/hostname"); err != nil || strings.TrimSpace(string(data)) != before {
+		t.Fatalf("the machine's hostname is %q, was %q (%v)", data, before, err)
+	}
+}
