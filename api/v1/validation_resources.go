@@ -74,8 +74,12 @@ func ValidateHost(h *Host) error {
 		}
 		seen := map[string]bool{}
 		for i, id := range wp.VSwitchIDs {
-			if id == "" || seen[id] {
-				e.add(fpath("spec").child("warmPool").child("vSwitchIds").index(i), "%q is empty or repeated", id)
+			p := fpath("spec").child("warmPool").child("vSwitchIds").index(i)
+			switch {
+			case seen[id]:
+				e.add(p, "%q is repeated; allowed: each vSwitch once", id)
+			case id == "" || len(id) > 63:
+				e.add(p, "%q: allowed: a vSwitch id of 1 to 63 characters", id)
 			}
 			seen[id] = true
 		}

@@ -131,10 +131,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	if a.pool != nil {
 		// Before the workers: a group that took a sandbox of the pool
-		// finds it (a failure is tried again by the pool's loop).
-		if err := a.pool.load(ctx); err != nil {
-			log.G(ctx).Warn("warm pool", "err", err)
-		}
+		// finds it.
+		a.pool.load(ctx)
 		run(a.pool.run)
 	}
 	run(a.heartbeat)
@@ -235,7 +233,9 @@ func (a *Agent) startOverlay(ctx context.Context) error {
 	if a.cfg.CNIConfDir != "" {
 		a.net = newHostNetwork(ctx, a.cfg.NetworkName, a.cfg.TunnelIP)
 		a.book = newAddressBook()
-		a.pool = newWarmPool(a)
+		if !a.cfg.NoCgroups { // a taken sandbox's process is found by its cgroup (warmclaim.go)
+			a.pool = newWarmPool(a)
+		}
 		fw, err := newFirewall(a.cfg.NetworkName, a.name, a.book, a.vniOfVSwitch)
 		if err != nil {
 			// A group that names security groups then never starts here.

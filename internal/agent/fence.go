@@ -155,6 +155,7 @@ func (a *Agent) heartbeat(ctx context.Context) {
 			continue
 		}
 		wait = every
+		a.pool.setTarget(h.Spec.WarmPoolTarget)
 		refreshed := false
 		if a.lease.isFenced() {
 			// The view of the groups may be stale (the watch was cut too):
@@ -225,6 +226,7 @@ func (a *Agent) register(ctx context.Context) error {
 		registered, err := a.cfg.Client.RegisterHost(ctx, &a.cfg.Host)
 		if err == nil {
 			a.lease.renewed(sent, registered.Status.LeaseSeconds, false)
+			a.pool.setTarget(registered.Spec.WarmPoolTarget)
 			return nil
 		}
 		if errdefs.IsUnauthenticated(err) || errdefs.IsPermissionDenied(err) || errdefs.IsInvalid(err) || ctx.Err() != nil {

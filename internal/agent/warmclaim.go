@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -27,13 +26,18 @@ import (
 // /etc/hosts). The container's HOSTNAME and log directory come from the
 // sandbox config each CreateContainer carries, the group's.
 
-// claim gives group g the pool's ready sandbox on g's address (nil: none).
+// claim gives group g the pool's ready sandbox on g's address (nil: none),
+// recording the take on disk first: an agent started again knows it even
+// before the group's first container exists.
 func (p *warmPool) claim(g *apiv1.ContainerGroup) *warmSandbox {
 	key := g.Status.VSwitchID + "_" + g.Status.IP
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, w := range p.sandboxes {
-		if w.key() == key && w.ready && w.group == "" {
+		if w.key() == key && w.ready && w.group == "" && !w.removing {
+			if err := p.a.recordTake(w.id, g.Metadata.ID); err != nil {
+				return nil
+			}
 			w.group = g.Metadata.ID
 			p.claims[g.Metadata.ID] = w.id
 			cp := *w
@@ -41,6 +45,49 @@ func (p *warmPool) claim(g *apiv1.ContainerGroup) *warmSandbox {
 		}
 	}
 	return nil
+}
+
+// giveUp ends group's take of sandbox w, which the group could not be
+// given: it is nobody's and is removed.
+func (p *warmPool) giveUp(ctx context.Context, group string, w *warmSandbox) {
+	p.mu.Lock()
+	if cur := p.sandboxes[w.id]; cur != nil {
+		cur.removing, cur.ready = true, false
+	}
+	if p.claims[group] == w.id {
+		delete(p.claims, group)
+	}
+	p.mu.Unlock()
+	cp := *w
+	cp.group = ""
+	p.remove(ctx, cp, "the group that took it could not be given it")
+}
+
+// takesDir holds a file per taken sandbox, naming the group that took it.
+func (a *Agent) takesDir() string { return filepath.Join(a.cfg.StateDir, "warm-taken") }
+
+func (a *Agent) recordTake(sandbox, group string) error {
+	if err := os.MkdirAll(a.takesDir(), 0o700); err != nil {
+		return fmt.Errorf("record a take of a warm sandbox: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(a.takesDir(), sandbox), []byte(group), 0o600); err != nil {
+		return fmt.Errorf("record a take of a warm sandbox: %w", err)
+	}
+	return nil
+}
+
+func (a *Agent) dropTake(sandbox string) { _ = os.Remove(filepath.Join(a.takesDir(), sandbox)) }
+
+// readTakes are the takes on disk, by sandbox.
+func (a *Agent) readTakes() map[string]string {
+	out := map[string]string{}
+	entries, _ := os.ReadDir(a.takesDir())
+	for _, e := range entries {
+		if data, err := os.ReadFile(filepath.Join(a.takesDir(), e.Name())); err == nil {
+			out[e.Name()] = strings.TrimSpace(string(data))
+		}
+	}
+	return out
 }
 
 // claimOf is the sandbox group took, nil when it took none.
@@ -81,6 +128,7 @@ func (p *warmPool) forget(group string) {
 	if id, ok := p.claims[group]; ok {
 		delete(p.sandboxes, id)
 		delete(p.claims, group)
+		p.a.dropTake(id)
 	}
 }
 
@@ -123,8 +171,7 @@ func (a *Agent) takeWarm(ctx context.Context, g *apiv1.ContainerGroup, sbCfg *ru
 	if err := a.prepareWarm(ctx, g, w); err != nil {
 		// Half the group's, it is nobody's now; the group gets its own.
 		log.G(ctx).Warn("warm pool: the group could not take its sandbox; making its own", "group", g.Metadata.ID, "sandbox", short(w.id), "err", err)
-		w.group = g.Metadata.ID
-		a.pool.remove(ctx, w, "the group that took it could not be given it")
+		a.pool.giveUp(ctx, g.Metadata.ID, w)
 		return ""
 	}
 	sbCfg.Linux.CgroupParent = a.cgroupOf(w.name)
@@ -135,84 +182,79 @@ func (a *Agent) takeWarm(ctx context.Context, g *apiv1.ContainerGroup, sbCfg *ru
 
 // prepareWarm makes sandbox w group g's: its size, hostname and files.
 func (a *Agent) prepareWarm(ctx context.Context, g *apiv1.ContainerGroup, w *warmSandbox) error {
-	if !a.cfg.NoCgroups {
-		if err := limitCgroup(a.cgroupOf(w.name), g.Status.MilliCPU, g.Status.MemoryMiB, a.cfg.PidsLimit); err != nil {
-			return fmt.Errorf("size the sandbox's cgroup: %w", err)
-		}
+	if err := limitCgroup(a.cgroupOf(w.name), g.Status.MilliCPU, g.Status.MemoryMiB, a.cfg.PidsLimit); err != nil {
+		return fmt.Errorf("size the sandbox's cgroup: %w", err)
 	}
 	hostname := a.sandboxConfig(g).Hostname
 	if err := a.writeWarmFiles(ctx, g, hostname); err != nil {
 		return err
 	}
-	pid, err := a.pausePID(ctx, w)
+	// The pause's pid as the agent sees it, from the sandbox's cgroup (the
+	// runtime's own pid may be in another pid namespace).
+	pid, err := cgroupPID(filepath.Join(a.cgroupOf(w.name), w.id))
 	if err != nil {
-		return err
+		return fmt.Errorf("the sandbox's process: %w", err)
 	}
-	return setHostname(pid, hostname)
+	return setHostname(pid, w.id, hostname)
 }
 
-// pausePID is the pid of sandbox w's pause process as the agent sees it:
-// from its cgroup (the runtime's pid is in the runtime's own pid
-// namespace, which may not be the agent's), else from the runtime's
-// verbose status (containerd's "info").
-func (a *Agent) pausePID(ctx context.Context, w *warmSandbox) (int, error) {
-	if !a.cfg.NoCgroups {
-		if pid, err := cgroupPID(filepath.Join(a.cgroupOf(w.name), w.id)); err == nil {
-			return pid, nil
-		}
-	}
-	st, err := a.cfg.Runtime.PodSandboxStatus(ctx, w.id, true)
-	if err != nil {
-		return 0, fmt.Errorf("sandbox status: %w", err)
-	}
-	var info struct {
-		Pid int `json:"pid"`
-	}
-	raw, ok := st.GetInfo()["info"]
-	if !ok {
-		return 0, errors.New("the runtime tells no pid of the sandbox's process")
-	}
-	if err := json.Unmarshal([]byte(raw), &info); err != nil || info.Pid <= 0 {
-		return 0, fmt.Errorf("the sandbox's process: no pid in the runtime's status (%v)", err)
-	}
-	return info.Pid, nil
-}
-
-// setHostname sets the hostname of process pid's UTS namespace, from a
-// thread that enters it and returns to its own. A thread that could not
-// return is never given back to Go's scheduler and ends with its goroutine
-// (a child started from that thread with a parent-death signal would get
-// it: the test bed's daemons are).
-func setHostname(pid int, name string) error {
+// setHostname sets the hostname of process pid's UTS namespace, once it
+// is sure the namespace is sandbox's: the process it opened is in the
+// sandbox's cgroup (checked after the open: a pid reused meanwhile fails
+// it), and the namespace is not the agent's own. The thread that enters it
+// returns to its own namespace; one that could not is never given back to
+// Go's scheduler and ends with its goroutine (a child started from that
+// thread with a parent-death signal would get it: the test bed's daemons
+// are).
+func setHostname(pid int, sandbox, name string) error {
 	errc := make(chan error, 1)
 	go func() {
 		goruntime.LockOSThread()
-		own, err := os.Open("/proc/thread-self/ns/uts")
-		if err != nil {
-			goruntime.UnlockOSThread()
-			errc <- fmt.Errorf("this thread's UTS namespace: %w", err)
-			return
-		}
-		defer own.Close()
-		target, err := os.Open(fmt.Sprintf("/proc/%d/ns/uts", pid))
-		if err != nil {
-			goruntime.UnlockOSThread()
-			errc <- fmt.Errorf("the sandbox's UTS namespace: %w", err)
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWUTS); err != nil {
-			goruntime.UnlockOSThread()
-			errc <- fmt.Errorf("enter the sandbox's UTS namespace: %w", err)
-			return
-		}
-		err = unix.Sethostname([]byte(name))
-		if unix.Setns(int(own.Fd()), unix.CLONE_NEWUTS) == nil {
+		err := inUTS(pid, sandbox, func() error { return unix.Sethostname([]byte(name)) })
+		if !errors.Is(err, errStuckInNamespace) {
 			goruntime.UnlockOSThread()
 		}
 		errc <- err
 	}()
 	return <-errc
+}
+
+var errStuckInNamespace = errors.New("could not return to the agent's UTS namespace")
+
+// inUTS runs f in process pid's UTS namespace (the calling thread locked).
+func inUTS(pid int, sandbox string, f func() error) error {
+	own, err := os.Open("/proc/thread-self/ns/uts")
+	if err != nil {
+		return fmt.Errorf("this thread's UTS namespace: %w", err)
+	}
+	defer own.Close()
+	target, err := os.Open(fmt.Sprintf("/proc/%d/ns/uts", pid))
+	if err != nil {
+		return fmt.Errorf("the sandbox's UTS namespace: %w", err)
+	}
+	defer target.Close()
+	cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil || !strings.Contains(string(cg), sandbox) {
+		return fmt.Errorf("process %d is not the sandbox's (its cgroups: %q)", pid, cg)
+	}
+	var ownSt, targetSt unix.Stat_t
+	if err := unix.Fstat(int(own.Fd()), &ownSt); err != nil {
+		return err
+	}
+	if err := unix.Fstat(int(target.Fd()), &targetSt); err != nil {
+		return err
+	}
+	if ownSt.Ino == targetSt.Ino && ownSt.Dev == targetSt.Dev {
+		return fmt.Errorf("process %d shares the agent's UTS namespace", pid)
+	}
+	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWUTS); err != nil {
+		return fmt.Errorf("enter the sandbox's UTS namespace: %w", err)
+	}
+	err = f()
+	if unix.Setns(int(own.Fd()), unix.CLONE_NEWUTS) != nil {
+		return errStuckInNamespace
+	}
+	return err
 }
 
 // The files of a group on a warm sandbox, in its directory.
@@ -223,12 +265,15 @@ func (a *Agent) resolvFile(id string) string   { return filepath.Join(a.groupDir
 // runtime writes a sandbox's.
 func (a *Agent) writeWarmFiles(ctx context.Context, g *apiv1.ContainerGroup, hostname string) error {
 	if err := os.MkdirAll(a.groupDir(g.Metadata.ID), 0o755); err != nil {
-		return err
+		return fmt.Errorf("the group's files: %w", err)
 	}
 	if err := os.WriteFile(a.hostnameFile(g.Metadata.ID), []byte(hostname+"\n"), 0o644); err != nil {
-		return err
+		return fmt.Errorf("the group's /etc/hostname: %w", err)
 	}
-	return os.WriteFile(a.resolvFile(g.Metadata.ID), []byte(resolvConf(a.dnsConfigOf(ctx, g))), 0o644)
+	if err := os.WriteFile(a.resolvFile(g.Metadata.ID), []byte(resolvConf(a.dnsConfigOf(ctx, g))), 0o644); err != nil {
+		return fmt.Errorf("the group's /etc/resolv.conf: %w", err)
+	}
+	return nil
 }
 
 // resolvConf is a resolv.conf of d, as containerd writes one.

@@ -30,10 +30,18 @@ func TestSetHostnameInAnotherNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	// Never a process outside the sandbox's cgroup, nor one in the agent's
+	// own namespace.
+	if err := setHostname(cmd.Process.Pid, "no-such-sandbox", "wrong"); err == nil || !strings.Contains(err.Error(), "is not the sandbox's") {
+		t.Fatalf("a process outside the sandbox's cgroup: %v", err)
+	}
+	if err := setHostname(os.Getpid(), "/", "wrong"); err == nil || !strings.Contains(err.Error(), "shares the agent's UTS namespace") {
+		t.Fatalf("a process in the agent's UTS namespace: %v", err)
+	}
 	// Many times: each call's thread goes back to the scheduler in the
 	// agent's own namespace.
 	for i := 0; i < 20; i++ {
-		if err := setHostname(cmd.Process.Pid, "warm-taken"); err != nil {
+		if err := setHostname(cmd.Process.Pid, "/", "warm-taken"); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -27,8 +27,9 @@ import (
 // sandboxes whose addresses the server reserved; a group placed there
 // takes one with its own size, hostname and DNS, and the pool makes
 // another; a sandbox is used once; a group that needs its own sandbox
-// gets one; an agent started again finds the group's sandbox; the
-// operator's size of 0 empties the pool.
+// gets one; an agent started again finds the group's sandbox; a sandbox
+// the runtime lost is made again; the operator's size of 0 empties the
+// pool.
 func TestWarmPool(t *testing.T) {
 	bed := testbed.New(t, testbed.Options{Containerd: true})
 	srv := servertest.Start(t)
@@ -121,6 +122,27 @@ func TestWarmPool(t *testing.T) {
 		left, err := rt.ListPodSandbox(ctx, &runtimeapi.PodSandboxFilter{Id: taken})
 		if err != nil || len(left) != 0 {
 			return fmt.Errorf("%d left (%v)", len(left), err)
+		}
+		return nil
+	})
+
+	// A sandbox the runtime lost (a containerd restart, a fence) is made
+	// again, and never told ready meanwhile.
+	ready := waitWarm(t, srv, rt, 2, nil)
+	var lostIP, lostID string
+	for ip, id := range ready {
+		lostIP, lostID = ip, id
+		break
+	}
+	if err := rt.StopPodSandbox(ctx, lostID); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.RemovePodSandbox(ctx, lostID); err != nil {
+		t.Fatal(err)
+	}
+	waitWarm(t, srv, rt, 2, func(now map[string]string) error {
+		if now[lostIP] == lostID {
+			return fmt.Errorf("the lost sandbox %s is still told ready", short(lostID))
 		}
 		return nil
 	})

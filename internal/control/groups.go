@@ -466,6 +466,9 @@ func (s *Service) checkVSwitches(ctx context.Context, tenant string, spec *apiv1
 					ip, rec.ReleaseAfter.Format(time.RFC3339), errdefs.ErrConflict)
 			}
 			owner = rec.Group
+			if rec.Warm != "" {
+				owner = warmOwner + rec.Warm
+			}
 		}
 	}
 	if owner != "" {

@@ -76,6 +76,9 @@ func (s *Service) MonitorOnce(ctx context.Context) error {
 			fmt.Sprintf("no heartbeat since %s (lease %s)", h.Status.LastHeartbeat.Format(time.RFC3339), s.opts.HostLeaseTTL), "server")
 	}
 
+	if err := s.releaseWarmOf(ctx, lost); err != nil {
+		return err
+	}
 	if err := s.releaseQuarantined(ctx, now); err != nil {
 		return err
 	}

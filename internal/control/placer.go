@@ -1,6 +1,7 @@
 package control
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -384,14 +385,6 @@ func (s *Service) privateAddress(ctx context.Context, st *placementState, g *api
 	switch {
 	case err != nil:
 		return "", true, s.scheduleFailed(ctx, g, "InvalidPrivateIP", err.Error())
-	case isWarmOwner(owner):
-		return "", true, b.settled(func() error {
-			why, err := s.reclaimWarm(ctx, vsw, ip)
-			if err != nil || why == "" {
-				return err
-			}
-			return s.unschedulable(ctx, g, why)
-		})
 	case strings.HasPrefix(owner, quarantined):
 		until := strings.TrimPrefix(owner, quarantined)
 		return "", true, b.settled(func() error {
@@ -442,11 +435,7 @@ func (s *Service) commitPlacement(ctx context.Context, st *placementState, b *pl
 		return err
 	}
 	rec := &ipRecord{Metadata: apiv1.ObjectMeta{ID: ipID(d.VSwitch, ip.String())}, VSwitch: d.VSwitch, IP: ip.String(), Group: g.Metadata.ID}
-	was := pip.kept
-	if was == nil {
-		was = pip.warm
-	}
-	ipCond, putIP, err := s.ipWrite(g, rec, was)
+	ipCond, putIP, err := s.ipWrite(g, rec, cmp.Or(pip.kept, pip.warm)) // the record it takes over, if any
 	if err != nil {
 		return err
 	}

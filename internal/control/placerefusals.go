@@ -12,6 +12,9 @@ import (
 // ownerName names the group that holds an address to a group of tenant: by
 // id when it is the same tenant's, never another tenant's id.
 func (s *Service) ownerName(ctx context.Context, owner, tenant string) string {
+	if isWarmOwner(owner) {
+		return "a host's warm pool (eci hosts warm-pool HOST 0 lets its addresses go)"
+	}
 	if g, err := s.groups.Get(ctx, owner); err == nil && g.Metadata.Tenant == tenant {
 		return "group " + owner
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/addrpool"
@@ -81,8 +82,9 @@ func warmSize(h *apiv1.Host) int {
 	return 0
 }
 
-// warmVSwitches are the vSwitches host h keeps its pool on: those it
-// names that exist in its zone, else every one of its zone without IPv6.
+// warmVSwitches are the vSwitches host h keeps its pool on: the shared
+// ones (no tenant's) of its zone without IPv6, those it names among them
+// when it names some. A host's token never reserves a tenant's addresses.
 func (s *Service) warmVSwitches(ctx context.Context, h *apiv1.Host) ([]*apiv1.VSwitch, error) {
 	all, _, _, err := s.vsws.List(ctx, storeOpts(0, 0, ""))
 	if err != nil {
@@ -94,7 +96,7 @@ func (s *Service) warmVSwitches(ctx context.Context, h *apiv1.Host) ([]*apiv1.VS
 	}
 	var out []*apiv1.VSwitch
 	for _, v := range all {
-		if v.Spec.Zone != h.Spec.Zone || v.Spec.IPv6CIDR != "" {
+		if v.Spec.Zone != h.Spec.Zone || v.Spec.IPv6CIDR != "" || v.Metadata.Tenant != "" {
 			continue
 		}
 		if len(named) == 0 || slices.Contains(named, v.Metadata.ID) {
@@ -135,7 +137,7 @@ func (s *Service) warmChanges(ctx context.Context, host string, size int, vsws [
 		if err != nil {
 			return err
 		}
-		until := s.now().Add(s.opts.HostLeaseTTL)
+		until := s.now().Add(s.warmQuarantine())
 		cp := *r
 		cp.ReleaseAfter = &until
 		op, err := s.ips.PutOp(&cp)
@@ -176,8 +178,18 @@ func (s *Service) warmChanges(ctx context.Context, host string, size int, vsws [
 	return mine, conds, ops, nil
 }
 
+// warmQuarantine is how long an address a pool let go stays taken: a host
+// lease (a fenced agent has removed its sandboxes), and at least as long
+// as an agent takes to remove a sandbox whose address is no longer
+// reserved (its grace, a sync, the removal: agent/warmpool.go).
+func (s *Service) warmQuarantine() time.Duration { return max(s.opts.HostLeaseTTL, 45*time.Second) }
+
+// warmShare is the part of a vSwitch's addresses the pools may hold: they
+// stop reserving when fewer than a quarter would be left free.
+const warmShare = 4
+
 // reserve takes up to n free addresses of vSwitch v for host's pool (fewer
-// when v has fewer free).
+// when v has fewer free than a quarter of its addresses besides).
 func (s *Service) reserve(v *apiv1.VSwitch, host string, n int, ips []*ipRecord) ([]*ipRecord, []store.Cond, []store.Op, error) {
 	pool, err := addrpool.NewPool(v.Spec.CIDR, v.Spec.Gateway)
 	if err != nil {
@@ -196,6 +208,9 @@ func (s *Service) reserve(v *apiv1.VSwitch, host string, n int, ips []*ipRecord)
 	var conds []store.Cond
 	var ops []store.Op
 	for range n {
+		if alloc.Free() <= pool.Size()/warmShare {
+			break
+		}
 		ip, ok := alloc.Next()
 		if !ok {
 			break
@@ -276,24 +291,29 @@ func (st *placementState) warmCounts(host string) map[string]int {
 	return out
 }
 
-// reclaimWarm frees an address a host's pool holds for a group that asks
-// for it (privateIpAddress): quarantined, as the pool's sandbox may hold
-// it until its agent removes it, and the group waits until then.
-func (s *Service) reclaimWarm(ctx context.Context, vsw string, ip netip.Addr) (string, error) {
-	rec, err := s.ips.Get(ctx, ipID(vsw, ip.String()))
-	if err != nil {
-		return "", err
-	}
-	if rec.Warm == "" || rec.ReleaseAfter != nil {
-		return "", nil
-	}
-	until := s.now().Add(s.opts.HostLeaseTTL)
-	rec.ReleaseAfter = &until
-	if err := s.ips.Update(ctx, rec, nil); err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("privateIpAddress %s was reserved for host %s's warm pool: it is released until %s", ip, rec.Warm, until.Format("2006-01-02T15:04:05Z07:00")), nil
-}
-
 // isWarmOwner tells whether an allocator's owner is a warm pool.
 func isWarmOwner(owner string) bool { return strings.HasPrefix(owner, warmOwner) }
+
+// releaseWarmOf quarantines the pool addresses of hosts that are lost (the
+// monitor's): a host that never comes back must not hold them, and its
+// agent, fenced, removed their sandboxes within the lease.
+func (s *Service) releaseWarmOf(ctx context.Context, lost map[string]time.Time) error {
+	if len(lost) == 0 {
+		return nil
+	}
+	ips, _, _, err := s.ips.List(ctx, storeOpts(0, 0, ""))
+	if err != nil {
+		return fmt.Errorf("the lost hosts' warm pools: %w", err)
+	}
+	for _, r := range ips {
+		if _, gone := lost[r.Warm]; !gone || r.ReleaseAfter != nil {
+			continue
+		}
+		until := s.now().Add(s.warmQuarantine())
+		r.ReleaseAfter = &until
+		if err := s.ips.Update(ctx, r, nil); err != nil && !errdefs.IsConflict(err) && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("release the warm pool address %s of lost host %s: %w", r.IP, r.Warm, err)
+		}
+	}
+	return nil
+}

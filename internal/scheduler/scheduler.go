@@ -131,7 +131,7 @@ func Place(snap Snapshot, req Request, policy Policy) (Decision, error) {
 	for _, size := range req.Sizes {
 		var sizeReasons []string
 		for _, vsw := range vsws {
-			if vsw.FreeIPs <= 0 {
+			if vsw.FreeIPs <= 0 && !(req.Warm && warmIn(snap.Hosts, vsw.ID)) { // a warm sandbox has its address
 				sizeReasons = append(sizeReasons, fmt.Sprintf("vSwitch %s (%s) has no free IP", vsw.ID, vsw.Zone))
 				continue
 			}

@@ -80,7 +80,7 @@ func vnodeBursts(b *testing.B, big int) (cold, warm []time.Duration, thr float64
 	c.stopVNode = c.startVNode(b)
 	defer c.stopVNode()
 	toVNode := func(p *corev1.Pod) { p.Spec = onVNode(p.Spec) }
-	c.burst(b, "warm", 1, toVNode, burstOpts{})
+	c.burst(b, "first-pod", 1, toVNode, burstOpts{})
 	cold, _ = c.burst(b, "vnode-100", 100, toVNode, burstOpts{})
 	fillWarmPool(b, c, "host-1", 100)
 	warm, _ = c.burst(b, "vnode-warm-100", 100, toVNode, burstOpts{})
@@ -140,7 +140,7 @@ func kubeletBurst(b *testing.B) []time.Duration {
 	onKubelet := func(p *corev1.Pod) {
 		p.Spec.NodeSelector = map[string]string{"kubernetes.io/hostname": bed.Kubelet.NodeName}
 	}
-	c.burst(b, "warm", 1, onKubelet, burstOpts{})
+	c.burst(b, "first-pod", 1, onKubelet, burstOpts{})
 	kl, _ := c.burst(b, "kubelet-100", 100, onKubelet, burstOpts{last: true})
 	return kl
 }
