@@ -58,6 +58,7 @@ The admin's client config is written to <data-dir>/server/admin.conf
 	fl.StringVar(&cfg.PodIPv6CIDR, "pod-ipv6-cidr", "", "an IPv6 CIDR that makes that vSwitch dual stack (e.g. fd00:ec1::/64): groups with IPv6 (eci-enable-ipv6, eci run --ipv6) get their IPv6 addresses from it; empty: IPv4 only")
 	fl.StringVar(&cfg.DefaultSize, "default-size", "", "size of pods that ask for no CPU or memory, as 0.5-1Gi (default: the spec's 2-4Gi, halved until 32 such pods fit on this machine)")
 	fl.Float64Var(&cfg.Overcommit, "overcommit", 4, "offer this many times the machine's CPU and memory to groups, so that default-size pods (2 vCPU, 4 GiB) fit on a small machine; each group's limits still hold")
+	fl.IntVar(&cfg.WarmPoolSize, "warm-pool-size", 0, "ready sandboxes the agent keeps, so that a group placed on one only starts its containers; each holds an address of the vSwitch (docs/fast-start.md)")
 	fl.StringVar(&cfg.NetworkName, "network-name", "eci0", "name of the groups' network (its CNI network, the agent's nftables tables)")
 	fl.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "join this cluster with a virtual node")
 	fl.StringVar(&cfg.NodeName, "node-name", "eci-vnode", "the virtual node's name")

@@ -52,6 +52,9 @@ type Config struct {
 	ResolvConf string
 	// CgroupParent and LogDir of the groups.
 	CgroupParent, LogDir string
+	// WarmPoolSize is how many ready sandboxes the agent keeps
+	// (docs/fast-start.md); 0: none.
+	WarmPoolSize int
 	// PodCIDR is the vSwitch the groups get their IPs from; NetworkName
 	// names the agent's network (its CNI network and nftables tables).
 	PodCIDR, NetworkName string
@@ -270,7 +273,7 @@ func localVSwitch(ctx context.Context, admin *client.Client, cfg Config) error {
 // localHost is this machine as the agent registers it.
 func localHost(cfg Config) (apiv1.Host, error) {
 	m := agent.DefaultMachine()
-	m.Zone, m.ReservedMemoryGiB, m.Overcommit = "local", 0, cfg.Overcommit
+	m.Zone, m.ReservedMemoryGiB, m.Overcommit, m.WarmPoolSize = "local", 0, cfg.Overcommit, cfg.WarmPoolSize
 	return m.Host()
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -92,11 +93,12 @@ func vnodeBursts(b *testing.B, big int) (cold, warm []time.Duration, thr float64
 }
 
 // fillWarmPool sets host's warm pool to n sandboxes and waits until they
-// are ready, reporting how fast they were made and the memory each takes
-// (the machine's MemAvailable before and after, over n).
+// are ready, reporting how fast they were made and the memory each takes:
+// the proportional set size (Pss) of its pause and its runtime shim, found
+// from the pool's cgroups (the kernel's own memory for its namespaces and
+// links is not counted).
 func fillWarmPool(b *testing.B, c *cluster, host string, n int) {
 	ctx := context.Background()
-	before := memAvailable(b)
 	start := time.Now()
 	if _, err := c.srv.Admin.UpdateHost(ctx, host, apiv1.HostUpdate{WarmPoolTarget: &n}); err != nil {
 		b.Fatal(err)
@@ -109,29 +111,80 @@ func fillWarmPool(b *testing.B, c *cluster, host string, n int) {
 		return nil
 	})
 	took := time.Since(start)
-	perSandbox := float64(before-memAvailable(b)) / float64(n) / (1 << 20)
+	pss, count := warmPoolPss(b, c.bed.CgroupParent)
+	perSandbox := float64(pss) / float64(max(count, 1)) / (1 << 20)
 	b.ReportMetric(float64(n)/took.Seconds(), "warm-pool-fill-sandboxes/s")
 	b.ReportMetric(perSandbox, "warm-sandbox-MiB")
-	fmt.Printf("warm pool of %d: filled in %s (%.1f sandboxes/s), %.1f MiB of the machine's memory each\n", n, took.Round(time.Millisecond), float64(n)/took.Seconds(), perSandbox)
+	fmt.Printf("warm pool of %d: filled in %s (%.1f sandboxes/s); %d sandboxes' pause and shim: %.1f MiB each (Pss)\n", n, took.Round(time.Millisecond), float64(n)/took.Seconds(), count, perSandbox)
 }
 
-// memAvailable is the machine's MemAvailable, in bytes.
-func memAvailable(b *testing.B) int64 {
-	data, err := os.ReadFile("/proc/meminfo")
+// warmPoolPss sums the Pss of the pause processes of the warm pool's
+// cgroups under parent (cgroup v1's memory hierarchy, or v2) and of their
+// parents, the runtime's shims; and counts the pauses.
+func warmPoolPss(b *testing.B, parent string) (int64, int) {
+	var pauses []string
+	for _, root := range []string{"/sys/fs/cgroup/memory", "/sys/fs/cgroup"} {
+		found, _ := filepath.Glob(filepath.Join(root, parent, "warm-*", "*", "cgroup.procs"))
+		if len(found) > 0 {
+			pauses = found
+			break
+		}
+	}
+	seen := map[string]bool{}
+	var total int64
+	count := 0
+	for _, procs := range pauses {
+		data, err := os.ReadFile(procs)
+		if err != nil {
+			continue
+		}
+		for _, pid := range strings.Fields(string(data)) {
+			count++
+			for _, p := range []string{pid, parentPID(pid)} {
+				if p != "" && !seen[p] {
+					seen[p] = true
+					total += pssOf(p)
+				}
+			}
+		}
+	}
+	if count == 0 {
+		b.Logf("no warm pool cgroups under %s", parent)
+	}
+	return total, count
+}
+
+// parentPID is process pid's parent ("" when gone).
+func parentPID(pid string) string {
+	data, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
-		b.Fatal(err)
+		return ""
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+		if rest, ok := strings.CutPrefix(line, "PPid:"); ok {
+			return strings.TrimSpace(rest)
+		}
+	}
+	return ""
+}
+
+// pssOf is process pid's proportional set size, in bytes.
+func pssOf(pid string) int64 {
+	data, err := os.ReadFile("/proc/" + pid + "/smaps_rollup")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Pss:"); ok {
 			var kb int64
 			if _, err := fmt.Sscan(rest, &kb); err == nil {
 				return kb << 10
 			}
 		}
 	}
-	b.Fatal("no MemAvailable in /proc/meminfo")
 	return 0
 }
+
 
 func kubeletBurst(b *testing.B) []time.Duration {
 	bed := testbed.New(b, testbed.Options{Kube: true, Containerd: true, Kubelet: true, KubeletMaxPods: 110})
