@@ -185,7 +185,6 @@ func pssOf(pid string) int64 {
 	return 0
 }
 
-
 func kubeletBurst(b *testing.B) []time.Duration {
 	bed := testbed.New(b, testbed.Options{Kube: true, Containerd: true, Kubelet: true, KubeletMaxPods: 110})
 	defer func() { _ = bed.Stop() }()
