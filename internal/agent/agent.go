@@ -129,12 +129,6 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err := a.readVSwitches(ctx); err != nil {
 		log.G(ctx).Warn("read the vSwitches; they are read again when needed", "err", err)
 	}
-	if a.pool != nil {
-		// Before the workers: a group that took a sandbox of the pool
-		// finds it.
-		a.pool.load(ctx)
-		run(a.pool.run)
-	}
 	run(a.heartbeat)
 	run(a.watchGroups)
 	run(a.runtimeEvents)
@@ -145,6 +139,12 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		run(func(ctx context.Context) { a.serveStream(ctx, streamLn, streamTLS) })
 	}
 	a.runNetwork(run)
+	if a.pool != nil {
+		// Before the workers (the lease is renewed meanwhile): a group
+		// that took a sandbox of the pool finds it.
+		a.pool.load(ctx)
+		run(a.pool.run)
+	}
 	for i := 0; i < 4; i++ {
 		run(a.worker)
 	}

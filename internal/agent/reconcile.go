@@ -121,9 +121,12 @@ func (a *Agent) ensureSandbox(ctx context.Context, g *apiv1.ContainerGroup, sbs 
 	if len(dead) > 0 {
 		defer func() { _ = a.removeSandboxes(ctx, g, dead, 0, "a newer sandbox is ready") }()
 	}
-	if ready != nil {
+	if ready != nil && a.prepareAgain(ctx, g, ready.Id) { // warmclaim.go
 		sbCfg.Labels[LabelGPUs] = ready.Labels[LabelGPUs] // gpus.go
 		return ready.Id, false, nil
+	}
+	if ready != nil {
+		return "", false, fmt.Errorf("the warm sandbox %s was given up; the group gets its own", short(ready.Id))
 	}
 	if id := a.takeWarm(ctx, g, sbCfg); id != "" { // warmclaim.go
 		tr.step("warm")

@@ -35,7 +35,7 @@ func (p *warmPool) claim(g *apiv1.ContainerGroup) *warmSandbox {
 	defer p.mu.Unlock()
 	for _, w := range p.sandboxes {
 		if w.key() == key && w.ready && w.group == "" && !w.removing {
-			if err := p.a.recordTake(w.id, g.Metadata.ID); err != nil {
+			if err := p.a.recordTake(w.id, take{group: g.Metadata.ID}); err != nil {
 				return nil
 			}
 			w.group = g.Metadata.ID
@@ -52,25 +52,49 @@ func (p *warmPool) claim(g *apiv1.ContainerGroup) *warmSandbox {
 func (p *warmPool) giveUp(ctx context.Context, group string, w *warmSandbox) {
 	p.mu.Lock()
 	if cur := p.sandboxes[w.id]; cur != nil {
-		cur.removing, cur.ready = true, false
+		cur.removing, cur.ready, cur.group = true, false, ""
 	}
 	if p.claims[group] == w.id {
 		delete(p.claims, group)
 	}
+	p.a.dropTake(w.id)
 	p.mu.Unlock()
 	cp := *w
 	cp.group = ""
 	p.remove(ctx, cp, "the group that took it could not be given it")
 }
 
-// takesDir holds a file per taken sandbox, naming the group that took it.
+// prepared records that group's sandbox was made the group's.
+func (p *warmPool) prepared(group string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w := p.sandboxes[p.claims[group]]
+	if w == nil {
+		return nil
+	}
+	w.prepared = true
+	return p.a.recordTake(w.id, take{group: group, prepared: true})
+}
+
+// take is a file per taken sandbox in takesDir: the group that took it,
+// and whether the sandbox was made the group's.
+type take struct {
+	group    string
+	prepared bool
+}
+
+// takesDir holds the takes.
 func (a *Agent) takesDir() string { return filepath.Join(a.cfg.StateDir, "warm-taken") }
 
-func (a *Agent) recordTake(sandbox, group string) error {
+func (a *Agent) recordTake(sandbox string, t take) error {
 	if err := os.MkdirAll(a.takesDir(), 0o700); err != nil {
 		return fmt.Errorf("record a take of a warm sandbox: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(a.takesDir(), sandbox), []byte(group), 0o600); err != nil {
+	data := t.group
+	if t.prepared {
+		data += "\nprepared"
+	}
+	if err := os.WriteFile(filepath.Join(a.takesDir(), sandbox), []byte(data), 0o600); err != nil {
 		return fmt.Errorf("record a take of a warm sandbox: %w", err)
 	}
 	return nil
@@ -79,12 +103,13 @@ func (a *Agent) recordTake(sandbox, group string) error {
 func (a *Agent) dropTake(sandbox string) { _ = os.Remove(filepath.Join(a.takesDir(), sandbox)) }
 
 // readTakes are the takes on disk, by sandbox.
-func (a *Agent) readTakes() map[string]string {
-	out := map[string]string{}
+func (a *Agent) readTakes() map[string]take {
+	out := map[string]take{}
 	entries, _ := os.ReadDir(a.takesDir())
 	for _, e := range entries {
 		if data, err := os.ReadFile(filepath.Join(a.takesDir(), e.Name())); err == nil {
-			out[e.Name()] = strings.TrimSpace(string(data))
+			group, rest, _ := strings.Cut(strings.TrimSpace(string(data)), "\n")
+			out[e.Name()] = take{group: group, prepared: rest == "prepared"}
 		}
 	}
 	return out
@@ -158,6 +183,25 @@ func (a *Agent) groupCgroup(id string) string {
 	return a.cgroupOf(id)
 }
 
+// prepareAgain makes the sandbox g took its own again when the agent
+// stopped before it was (a take without "prepared"): false when it can't
+// and the take was given up (the group gets a sandbox of its own).
+func (a *Agent) prepareAgain(ctx context.Context, g *apiv1.ContainerGroup, sandboxID string) bool {
+	w := a.pool.claimOf(g.Metadata.ID)
+	if w == nil || w.id != sandboxID || w.prepared {
+		return true
+	}
+	if err := a.prepareWarm(ctx, g, w); err != nil {
+		log.G(ctx).Warn("warm pool: the group could not take its sandbox again; making its own", "group", g.Metadata.ID, "sandbox", short(w.id), "err", err)
+		a.pool.giveUp(ctx, g.Metadata.ID, w)
+		return false
+	}
+	if err := a.pool.prepared(g.Metadata.ID); err != nil {
+		log.G(ctx).Warn("warm pool: record a prepared take", "group", g.Metadata.ID, "err", err)
+	}
+	return true
+}
+
 // takeWarm gives g (placed, never started) the pool's sandbox on its
 // address when there is one: its id, or "" for a sandbox of its own.
 func (a *Agent) takeWarm(ctx context.Context, g *apiv1.ContainerGroup, sbCfg *runtimeapi.PodSandboxConfig) string {
@@ -173,6 +217,9 @@ func (a *Agent) takeWarm(ctx context.Context, g *apiv1.ContainerGroup, sbCfg *ru
 		log.G(ctx).Warn("warm pool: the group could not take its sandbox; making its own", "group", g.Metadata.ID, "sandbox", short(w.id), "err", err)
 		a.pool.giveUp(ctx, g.Metadata.ID, w)
 		return ""
+	}
+	if err := a.pool.prepared(g.Metadata.ID); err != nil {
+		log.G(ctx).Warn("warm pool: record a prepared take", "group", g.Metadata.ID, "err", err)
 	}
 	sbCfg.Linux.CgroupParent = a.cgroupOf(w.name)
 	a.pool.poke() // the server refills the pool

@@ -4,9 +4,13 @@ import (
 	"bufio"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
 )
 
 // setHostname changes the hostname of another process's UTS namespace,
@@ -62,5 +66,38 @@ func TestSetHostnameInAnotherNamespace(t *testing.T) {
 	}
 	if data, err := os.ReadFile("/proc/sys/kernel/hostname"); err != nil || strings.TrimSpace(string(data)) != before {
 		t.Fatalf("the machine's hostname is %q, was %q (%v)", data, before, err)
+	}
+}
+
+// The pool's plan never removes a sandbox a group took, removes any other
+// sandbox on that group's address and a second one on a reserved
+// address, and keeps the newest ready one.
+func TestWarmPlanKeepsTakenSandboxes(t *testing.T) {
+	a := &Agent{view: newGroupView(), cfg: Config{}}
+	p := newWarmPool(a)
+	now := time.Now()
+	p.sandboxes = map[string]*warmSandbox{
+		"taken":   {id: "taken", vsw: "v", ip: "198.18.0.2", group: "eci-a", ready: false, created: 1},
+		"beside":  {id: "beside", vsw: "v", ip: "198.18.0.2", ready: true, created: 2},
+		"old":     {id: "old", vsw: "v", ip: "198.18.0.3", ready: true, created: 1},
+		"new":     {id: "new", vsw: "v", ip: "198.18.0.3", ready: true, created: 2},
+		"stopped": {id: "stopped", vsw: "v", ip: "198.18.0.4", ready: false, created: 3},
+	}
+	res := &apiv1.WarmPool{Size: 3, Reserved: []apiv1.WarmAddress{{VSwitchID: "v", IP: "198.18.0.2"}, {VSwitchID: "v", IP: "198.18.0.3"}, {VSwitchID: "v", IP: "198.18.0.4"}}}
+	gone, missing, _ := p.plan(res, now)
+	var ids []string
+	for _, w := range gone {
+		ids = append(ids, w.id)
+	}
+	slices.Sort(ids)
+	if !slices.Equal(ids, []string{"beside", "old", "stopped"}) {
+		t.Errorf("removed %v, want beside, old and stopped (never the taken one)", ids)
+	}
+	if len(missing) != 1 || missing[0].IP != "198.18.0.4" {
+		t.Errorf("missing %v, want only 198.18.0.4 (198.18.0.2 is a group's)", missing)
+	}
+	// A second plan removes nothing twice and never the taken one.
+	if gone, _, _ := p.plan(res, now); len(gone) != 0 {
+		t.Errorf("the second plan removes %v again", gone)
 	}
 }

@@ -59,6 +59,7 @@ type warmSandbox struct {
 	created           int64
 	ready             bool
 	group             string    // the group that took it ("": none)
+	prepared          bool      // made the group's (warmclaim.go)
 	removing          bool      // being removed: no group may take it
 	unreservedSince   time.Time // its address left the reserved ones
 }
@@ -167,9 +168,8 @@ func (p *warmPool) refresh(ctx context.Context) error {
 	for _, c := range ctrs {
 		holder[c.PodSandboxId] = c.Labels[LabelGroup]
 	}
-	taken := p.a.readTakes() // sandbox id -> group, from the disk
+	taken := p.a.readTakes() // sandbox id -> take, from the disk
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	next := make(map[string]*warmSandbox, len(sbs))
 	for _, sb := range sbs {
 		w := p.sandboxes[sb.Id]
@@ -177,18 +177,37 @@ func (p *warmPool) refresh(ctx context.Context) error {
 			w = &warmSandbox{id: sb.Id, vsw: sb.Labels[LabelWarmVSwitch], ip: sb.Labels[LabelWarmIP], name: sb.GetMetadata().GetName(), created: sb.CreatedAt}
 		}
 		w.ready = sb.State == runtimeapi.PodSandboxState_SANDBOX_READY
-		if g := taken[sb.Id]; g != "" && w.group == "" {
-			w.group = g
-		} else if g := holder[sb.Id]; g != "" && w.group == "" {
-			w.group = g
+		if t, ok := taken[sb.Id]; ok && w.group == "" && !w.removing {
+			w.group, w.prepared = t.group, t.prepared
+		} else if g := holder[sb.Id]; g != "" && w.group == "" && !w.removing {
+			w.group, w.prepared = g, true // it ran a container of the group
 		}
 		next[sb.Id] = w
 	}
+	var vanished []warmSandbox
+	for id, w := range p.sandboxes {
+		switch {
+		case next[id] != nil:
+		case w.group != "":
+			// Gone under its group (a fence, the runtime): kept, not
+			// ready, until the group's reconcile forgets it (its cgroup
+			// is the group's).
+			w.ready = false
+			next[id] = w
+		default:
+			vanished = append(vanished, *w)
+		}
+	}
 	p.sandboxes, p.claims = next, map[string]string{}
 	for id, w := range next {
-		if w.group != "" {
+		if w.group != "" && !w.removing {
 			p.claims[w.group] = id
 		}
+	}
+	p.mu.Unlock()
+	for _, w := range vanished { // what an untaken sandbox the runtime lost left
+		_ = removeCgroup(p.a.cgroupOf(w.name))
+		p.a.dropTake(w.id)
 	}
 	return nil
 }
@@ -258,20 +277,23 @@ func (p *warmPool) plan(res *apiv1.WarmPool, now time.Time) (gone []warmSandbox,
 	for _, r := range res.Reserved {
 		p.reserved[r.VSwitchID+"_"+r.IP] = r
 	}
-	// The one sandbox each address keeps: a taken one, else a ready one,
-	// else the newest; any other for it goes.
+	// A taken sandbox is its group's: only the group's reconcile removes
+	// it. Among the others, each address keeps one, a ready one, else
+	// the newest; any other for it goes, and so does one beside a taken
+	// one (the address is a group's).
 	better := func(w, k *warmSandbox) bool {
-		switch {
-		case k.group != "" || w.group != "":
-			return k.group == ""
-		case w.ready != k.ready:
+		if w.ready != k.ready {
 			return w.ready
 		}
 		return w.created > k.created
 	}
+	taken := map[string]bool{}
 	keeper := map[string]*warmSandbox{}
 	for _, w := range p.sandboxes {
-		if k := keeper[w.key()]; !w.removing && (k == nil || better(w, k)) {
+		switch k := keeper[w.key()]; {
+		case w.group != "":
+			taken[w.key()] = true
+		case !w.removing && (k == nil || better(w, k)):
 			keeper[w.key()] = w
 		}
 	}
@@ -283,14 +305,14 @@ func (p *warmPool) plan(res *apiv1.WarmPool, now time.Time) (gone []warmSandbox,
 		if w.removing {
 			continue
 		}
-		if keeper[w.key()] != w {
-			drop(w)
-			continue
-		}
 		if w.group != "" {
 			if g, complete := p.a.view.get(w.group); g == nil && complete {
 				ended = append(ended, w.group)
 			}
+			continue
+		}
+		if taken[w.key()] || keeper[w.key()] != w {
+			drop(w)
 			continue
 		}
 		_, reserved := p.reserved[w.key()]
@@ -308,7 +330,7 @@ func (p *warmPool) plan(res *apiv1.WarmPool, now time.Time) (gone []warmSandbox,
 		}
 	}
 	for key, r := range p.reserved {
-		if k := keeper[key]; k == nil || !k.ready || k.removing {
+		if k := keeper[key]; !taken[key] && (k == nil || !k.ready || k.removing) {
 			missing = append(missing, r)
 		}
 	}
@@ -370,7 +392,12 @@ func (p *warmPool) make(ctx context.Context, addr apiv1.WarmAddress) error {
 func (p *warmPool) remove(ctx context.Context, w warmSandbox, why string) {
 	sb := &runtimeapi.PodSandbox{Id: w.id, Labels: map[string]string{LabelGroup: w.group}}
 	if err := p.a.removeSandboxes(ctx, nil, []*runtimeapi.PodSandbox{sb}, 0, why); err != nil && !errdefs.IsNotFound(err) {
-		log.G(ctx).Warn("warm pool: remove a sandbox (tried again)", "sandbox", short(w.id), "err", err)
+		log.G(ctx).Warn("warm pool: remove a sandbox (tried again at the next sync)", "sandbox", short(w.id), "err", err)
+		p.mu.Lock()
+		if cur := p.sandboxes[w.id]; cur != nil {
+			cur.removing = false
+		}
+		p.mu.Unlock()
 		return
 	}
 	if err := removeCgroup(p.a.cgroupOf(w.name)); err != nil {

@@ -131,11 +131,14 @@ func Place(snap Snapshot, req Request, policy Policy) (Decision, error) {
 	for _, size := range req.Sizes {
 		var sizeReasons []string
 		for _, vsw := range vsws {
-			if vsw.FreeIPs <= 0 && !(req.Warm && warmIn(snap.Hosts, vsw.ID)) { // a warm sandbox has its address
+			// Without a free IP, only a host with a warm sandbox there
+			// (it has its address) can take the group.
+			warmOnly := vsw.FreeIPs <= 0
+			if warmOnly && !(req.Warm && warmIn(snap.Hosts, vsw.ID)) {
 				sizeReasons = append(sizeReasons, fmt.Sprintf("vSwitch %s (%s) has no free IP", vsw.ID, vsw.Zone))
 				continue
 			}
-			host, why := pickHost(snap.Hosts, vsw, size, req, policy)
+			host, why := pickHost(snap.Hosts, vsw, size, req, policy, warmOnly)
 			if host != "" {
 				return Decision{Host: host, Zone: vsw.Zone, VSwitch: vsw.ID, Size: size}, nil
 			}
@@ -188,7 +191,7 @@ func warmIn(hosts []Host, vsw string) bool {
 
 // pickHost chooses a host of vsw's zone that fits size (with req's GPUs
 // and runtime handler), or says why none does.
-func pickHost(hosts []Host, vsw VSwitch, size sizes.Size, req Request, policy Policy) (string, string) {
+func pickHost(hosts []Host, vsw VSwitch, size sizes.Size, req Request, policy Policy, warmOnly bool) (string, string) {
 	zone := vsw.Zone
 	best, gpu := -1, req.GPU
 	bestWarm := false
@@ -200,7 +203,7 @@ func pickHost(hosts []Host, vsw VSwitch, size sizes.Size, req Request, policy Po
 			continue
 		}
 		inZone++
-		if !h.Schedulable {
+		if !h.Schedulable || (warmOnly && h.Warm[vsw.ID] <= 0) {
 			continue
 		}
 		ready++
