@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -145,6 +146,15 @@ func instanceSide(h *netlink.Handle, a Attachment, hostMAC net.HardwareAddr) (ne
 	addr := &netlink.Addr{IPNet: ipNet(a.Address), Flags: unix.IFA_F_NOPREFIXROUTE}
 	if err := h.AddrAdd(link, addr); err != nil {
 		return nil, fmt.Errorf("address %s on %s: %w", a.Address, a.IfName, err)
+	}
+	if !a.Address6.IsValid() && hostHasIPv6() {
+		// No link-local address, so none of autoconf's work (duplicate
+		// address detection, router solicitations, multicast listener
+		// reports): waste where the vSwitch has no IPv6, and the host
+		// end drops all of it.
+		if err := h.LinkSetIP6AddrGenMode(link, nl.IN6_ADDR_GEN_MODE_NONE); err != nil {
+			return nil, fmt.Errorf("no IPv6 autoconf on %s: %w", a.IfName, err)
+		}
 	}
 	if err := h.LinkSetUp(link); err != nil {
 		return nil, fmt.Errorf("%s up: %w", a.IfName, err)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -183,4 +185,50 @@ func TestHostInterfaceName(t *testing.T) {
 	if len(a) != 15 || a == b || a[:len(InterfacePrefix)] != InterfacePrefix {
 		t.Fatalf("names %q, %q", a, b)
 	}
+}
+
+// An instance without IPv6 sends nothing of IPv6 (no link-local address,
+// so no duplicate address detection, router solicitation or multicast
+// listener report): the per-sandbox kernel work of autoconf is waste when
+// the vSwitch has no IPv6. Its host end receives no packet at all while
+// the instance is idle.
+func TestInstanceWithoutIPv6SendsNothing(t *testing.T) {
+	netnstest.NeedRoot(t)
+	host := netnstest.New(t, "dpq-host")
+	netnstest.New(t, "dpq-a")
+	var hostEnd string
+	err := netnstest.In(host, func() error {
+		at, err := Attach(Attachment{ContainerID: "sb-q", NetNS: netnstest.Path("dpq-a"), IfName: "eth0",
+			Address: netip.MustParsePrefix("198.18.53.10/24"), Gateway: netip.MustParseAddr("198.18.53.1")})
+		if at != nil {
+			hostEnd = at.HostInterface
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("ip", "-n", "dpq-a", "-6", "addr", "show", "dev", "eth0").CombinedOutput()
+	if err != nil || strings.Contains(string(out), "inet6") {
+		t.Errorf("the instance's eth0 has IPv6 addresses (%v):\n%s", err, out)
+	}
+	// Autoconf's first packets come within a second or two of the link
+	// going up (DAD, then router solicitations every 4 s).
+	poll.Consistently(t, 3*time.Second, "the instance sends nothing", func() error {
+		var rx uint64
+		err := netnstest.In(host, func() error {
+			l, err := netlink.LinkByName(hostEnd)
+			if err == nil {
+				rx = l.Attrs().Statistics.RxPackets
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if rx != 0 {
+			return fmt.Errorf("the host end received %d packets from an idle instance", rx)
+		}
+		return nil
+	})
 }

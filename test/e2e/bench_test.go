@@ -118,9 +118,9 @@ func fillWarmPool(b *testing.B, c *cluster, host string, n int) {
 	fmt.Printf("warm pool of %d: filled in %s (%.1f sandboxes/s); %d sandboxes' pause and shim: %.1f MiB each (Pss)\n", n, took.Round(time.Millisecond), float64(n)/took.Seconds(), count, perSandbox)
 }
 
-// warmPoolPss sums the Pss of the pause processes of the warm pool's
-// cgroups under parent (cgroup v1's memory hierarchy, or v2) and of their
-// parents, the runtime's shims; and counts the pauses.
+// warmPoolPss sums the Pss of the processes of the warm pool's sandboxes'
+// cgroups under parent (cgroup v1's memory hierarchy, or v2: the pause and
+// the runtime's shim) and of their parents; and counts the sandboxes.
 func warmPoolPss(b *testing.B, parent string) (int64, int) {
 	var pauses []string
 	for _, root := range []string{"/sys/fs/cgroup/memory", "/sys/fs/cgroup"} {
@@ -138,8 +138,11 @@ func warmPoolPss(b *testing.B, parent string) (int64, int) {
 		if err != nil {
 			continue
 		}
-		for _, pid := range strings.Fields(string(data)) {
+		pids := strings.Fields(string(data)) // the pause, and the runtime's shim, which joins it
+		if len(pids) > 0 {
 			count++
+		}
+		for _, pid := range pids {
 			for _, p := range []string{pid, parentPID(pid)} {
 				if p != "" && !seen[p] {
 					seen[p] = true
