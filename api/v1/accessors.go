@@ -21,3 +21,5 @@ func (v *VirtualService) Meta() *ObjectMeta { return &v.Metadata }
 
 // Meta is the address's metadata.
 func (a *InstanceAddress) Meta() *ObjectMeta { return &a.Metadata }
+
+func (c *ImageCache) Meta() *ObjectMeta { return &c.Metadata }

@@ -105,6 +105,15 @@ type ContainerGroupSpec struct {
 	// PlainHTTPRegistries and InsecureRegistries are host[:port] lists.
 	PlainHTTPRegistries []string `json:"plainHttpRegistries,omitempty"`
 	InsecureRegistries  []string `json:"insecureRegistries,omitempty"`
+	// ImageCacheID names a cache of the tenant to start from
+	// (k8s.aliyun.com/eci-imc-id): the placer prefers the hosts that hold
+	// it, and matches no other. DisableImageCacheMatch
+	// (eci-auto-imc: "false") matches none; ImageCachePerfectMatch
+	// (imc-perfect-match) only a cache holding every image of the group
+	// (imagecache.go).
+	ImageCacheID           string `json:"imageCacheId,omitempty"`
+	DisableImageCacheMatch bool   `json:"disableImageCacheMatch,omitempty"`
+	ImageCachePerfectMatch bool   `json:"imageCachePerfectMatch,omitempty"`
 
 	// ExtraEphemeralStorage adds GiB to the 30 GiB every instance has.
 	ExtraEphemeralStorage int `json:"extraEphemeralStorage,omitempty"`
@@ -263,6 +272,9 @@ type ContainerGroupStatus struct {
 	// resources (spec.eipId or spec.withEip).
 	EIPAddress string `json:"eipAddress,omitempty"`
 	EIPID      string `json:"eipId,omitempty"`
+	// MatchedImageCache is the tenant's image cache the group's host held
+	// its images from when it was placed (none: it pulls them).
+	MatchedImageCache string `json:"matchedImageCache,omitempty"`
 
 	InitContainers      []ContainerStatus `json:"initContainers,omitempty"`
 	Containers          []ContainerStatus `json:"containers,omitempty"`

@@ -30,9 +30,11 @@ const (
 )
 
 var (
-	eipID      = regexp.MustCompile(`^eip-[0-9a-f]{8}$`)
-	fixedIPKey = regexp.MustCompile(`^[a-z0-9]([-a-z0-9./]*[a-z0-9])?$`)
-	dnsLabel   = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	eipID = regexp.MustCompile(`^eip-[0-9a-f]{8}$`)
+	// ImageCacheIDPattern is the form of an image cache's id.
+	ImageCacheIDPattern = regexp.MustCompile(`^imc-[0-9a-f]{16}$`)
+	fixedIPKey          = regexp.MustCompile(`^[a-z0-9]([-a-z0-9./]*[a-z0-9])?$`)
+	dnsLabel            = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	// dnsSubdomain is RFC 1123's (its length checked apart).
 	dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 	envName      = regexp.MustCompile(`^[-._a-zA-Z][-._a-zA-Z0-9]*$`)

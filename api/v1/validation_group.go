@@ -273,6 +273,14 @@ func validatePulls(e *errs, p fpath, s *ContainerGroupSpec) {
 		}
 	}
 	e.hostPorts(p.child("plainHttpRegistries"), s.PlainHTTPRegistries)
+	if s.ImageCacheID != "" {
+		if !ImageCacheIDPattern.MatchString(s.ImageCacheID) {
+			e.add(p.child("imageCacheId"), "%q is no image cache id; allowed: imc- and 16 hex digits (eci imagecaches lists them)", s.ImageCacheID)
+		}
+		if s.DisableImageCacheMatch {
+			e.add(p.child("disableImageCacheMatch"), "with imageCacheId set: allowed: one of imageCacheId (match that cache) and disableImageCacheMatch (match none)")
+		}
+	}
 	e.hostPorts(p.child("insecureRegistries"), s.InsecureRegistries)
 	if s.ExtraEphemeralStorage < 0 || s.ExtraEphemeralStorage > MaxExtraEphemeralStorage {
 		e.add(p.child("extraEphemeralStorage"), "%d is not allowed; allowed: 0 to %d GiB", s.ExtraEphemeralStorage, MaxExtraEphemeralStorage)

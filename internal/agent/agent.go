@@ -26,9 +26,10 @@ type Agent struct {
 	states *groupStates // what the agent holds of each group (groupstate.go)
 	queue  *workQueue   // the groups to reconcile (workqueue.go)
 	events chan *apiv1.Event
-	pulls  *pullGuard // one pull at a time per registry, unverified images (pullguard.go)
-	lease  fence      // the host's lease and whether the agent fenced itself (fence.go)
-	gpuMu  sync.Mutex // one sandbox at a time takes GPUs (gpus.go)
+	pulls  *pullGuard   // one pull at a time per registry, unverified images (pullguard.go)
+	owners *imageOwners // the tenants that pulled each private image (imageowners.go)
+	lease  fence        // the host's lease and whether the agent fenced itself (fence.go)
+	gpuMu  sync.Mutex   // one sandbox at a time takes GPUs (gpus.go)
 
 	mu            sync.Mutex
 	vswitches     map[string]*apiv1.VSwitch // copy (network.go: vswitchesTTL)
@@ -58,7 +59,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg: cfg, name: cfg.Host.Metadata.Name,
 		view: newGroupView(), states: newGroupStates(), queue: newWorkQueue(),
 		events: make(chan *apiv1.Event, 1024), vswitches: map[string]*apiv1.VSwitch{},
-		pulls: newPullGuard(cfg.StateDir), hostDNS: &hostResolv{path: cfg.ResolvConf},
+		pulls: newPullGuard(cfg.StateDir), owners: newImageOwners(cfg.StateDir), hostDNS: &hostResolv{path: cfg.ResolvConf},
 		ready: make(chan struct{}), done: make(chan struct{}),
 	}, nil
 }
@@ -135,6 +136,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	run(a.resync)
 	run(a.sendEvents)
 	run(a.housekeeping)
+	run(a.keepImageCaches)
 	if streamLn != nil {
 		run(func(ctx context.Context) { a.serveStream(ctx, streamLn, streamTLS) })
 	}

@@ -87,6 +87,11 @@ type Config struct {
 	// EvictionInterval is how often usage is measured (10 s).
 	EphemeralStorageBase uint64
 	EvictionInterval     time.Duration
+	// ImageCacheInterval is how often the host's image caches are pulled,
+	// pruned and reported (15 s); ImageCacheMinFreePercent the share of
+	// the image filesystem a cache's pull leaves free (15).
+	ImageCacheInterval       time.Duration
+	ImageCacheMinFreePercent int
 	// LogMaxSize rotates a container's log file when it grows past it
 	// (10 MiB); LogMaxFiles files are kept per container, the live one
 	// included (5).
@@ -139,6 +144,12 @@ func (c *Config) validate() error {
 	}
 	if c.EvictionInterval == 0 {
 		c.EvictionInterval = 10 * time.Second
+	}
+	if c.ImageCacheInterval == 0 {
+		c.ImageCacheInterval = 15 * time.Second
+	}
+	if c.ImageCacheMinFreePercent == 0 {
+		c.ImageCacheMinFreePercent = 15
 	}
 	if c.LogMaxSize == 0 {
 		c.LogMaxSize = 10 << 20

@@ -12,6 +12,7 @@ import (
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/imageref"
 	"github.com/eci-dev/eci/internal/log"
 )
 
@@ -448,7 +449,7 @@ func (a *Agent) start(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Cont
 // that did not ask for that; the check, the pull and the mark are made
 // under the registry's lock (pullguard.go).
 func (a *Agent) ensureImage(ctx context.Context, g *apiv1.ContainerGroup, c apiv1.Container, sbCfg *runtimeapi.PodSandboxConfig) (string, error) {
-	reg, err := registryHost(c.Image)
+	reg, err := imageref.RegistryOf(c.Image)
 	if err != nil {
 		return "", &waitingError{reason: "InvalidImageName", err: err}
 	}
@@ -460,13 +461,16 @@ func (a *Agent) ensureImage(ctx context.Context, g *apiv1.ContainerGroup, c apiv
 			st, err := a.cfg.Runtime.ImageStatus(ctx, spec, false)
 			present := err == nil && st.GetImage() != nil
 			unverified := present && wish == "" && a.pulls.isTainted(c.Image)
+			private := present && !a.owners.mayUse(st.GetImage().GetId(), g.Metadata.Tenant)
 			switch {
-			case present && !unverified:
+			case present && !unverified && !private:
 				image = st.GetImage().GetId()
 				a.containerEvent(ctx, g, c.Name, apiv1.EventNormal, "Pulled", fmt.Sprintf("Container image %q already present on machine", c.Image))
 				return nil
 			case c.ImagePullPolicy == apiv1.PullNever && unverified:
 				return &waitingError{reason: "ErrImageNeverPull", err: fmt.Errorf("image %s on this host was pulled without TLS verification for another group, and imagePullPolicy Never forbids pulling it again", c.Image)}
+			case c.ImagePullPolicy == apiv1.PullNever && private:
+				return &waitingError{reason: "ErrImageNeverPull", err: fmt.Errorf("image %s on this host was pulled with another tenant's registry credential, and imagePullPolicy Never forbids pulling it with this group's", c.Image)}
 			case c.ImagePullPolicy == apiv1.PullNever:
 				return &waitingError{reason: "ErrImageNeverPull", err: fmt.Errorf("image %s is not present and imagePullPolicy is Never", c.Image)}
 			}
@@ -487,6 +491,9 @@ func (a *Agent) ensureImage(ctx context.Context, g *apiv1.ContainerGroup, c apiv
 			return err
 		}
 		image = ref
+		if err := a.owners.pulled(ref, g.Metadata.Tenant, pullAuth(g, c.Image) != nil); err != nil {
+			return err
+		}
 		if wish == "" {
 			return a.pulls.mark(c.Image, false)
 		}

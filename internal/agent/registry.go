@@ -8,10 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/imageref"
 )
 
 // Registry settings reach containerd through its hosts directory
@@ -33,36 +33,26 @@ const (
 	markGroup  = "# written by the eci agent: a group's plainHttpRegistries/insecureRegistries; removed when no group needs it\n"
 )
 
-// registryHost is the containerd hosts-dir name of an image's registry.
-func registryHost(image string) (string, error) {
-	ref, err := name.ParseReference(image, name.WeakValidation)
-	if err != nil {
-		return "", fmt.Errorf("image %q: %w", image, err)
-	}
-	return normalRegistry(ref.Context().RegistryStr()), nil
-}
-
-// normalRegistry writes a registry as containerd names it: Docker Hub is
-// docker.io, whatever the spelling; no scheme, no path.
-func normalRegistry(s string) string {
-	s = strings.TrimPrefix(strings.TrimPrefix(s, "https://"), "http://")
-	s, _, _ = strings.Cut(s, "/")
-	switch s {
-	case "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com":
-		return "docker.io"
-	}
-	return s
-}
-
 // pullAuth is the group's credential for image's registry, if it has one.
 func pullAuth(g *apiv1.ContainerGroup, image string) *runtimeapi.AuthConfig {
-	host, err := registryHost(image)
+	return credentialFor(g.Spec.ImageRegistryCredentials, image)
+}
+
+// credentialFor is the credential among creds for image's registry, if any.
+func credentialFor(creds []apiv1.RegistryCredential, image string) *runtimeapi.AuthConfig {
+	host, err := imageref.RegistryOf(image)
 	if err != nil {
 		return nil
 	}
-	for _, c := range g.Spec.ImageRegistryCredentials {
-		if normalRegistry(c.Server) == host {
-			return &runtimeapi.AuthConfig{Username: c.Username, Password: c.Password, ServerAddress: c.Server}
+	for _, c := range creds {
+		if imageref.Registry(c.Server) == host {
+			// containerd sends it only to the host of the server's URL
+			// (not to a mirror), and finds no host in one without a
+			// scheme ("reg:5000" is a path to url.Parse): given a URL.
+			if host == "docker.io" {
+				host = "registry-1.docker.io"
+			}
+			return &runtimeapi.AuthConfig{Username: c.Username, Password: c.Password, ServerAddress: "https://" + host}
 		}
 	}
 	return nil
@@ -77,7 +67,7 @@ func (a *Agent) writeMirrors() error {
 		for _, m := range mirrors {
 			fmt.Fprintf(&b, "\n[host.%q]\n  capabilities = [\"pull\", \"resolve\"]\n", strings.TrimRight(m, "/"))
 		}
-		if err := a.writeHosts(normalRegistry(reg), b.String(), markMirror); err != nil {
+		if err := a.writeHosts(imageref.Registry(reg), b.String(), markMirror); err != nil {
 			return err
 		}
 	}
@@ -85,10 +75,10 @@ func (a *Agent) writeMirrors() error {
 }
 
 func upstream(reg string) string {
-	if normalRegistry(reg) == "docker.io" {
+	if imageref.Registry(reg) == "docker.io" {
 		return "https://registry-1.docker.io"
 	}
-	return "https://" + normalRegistry(reg)
+	return "https://" + imageref.Registry(reg)
 }
 
 // withTransport runs pull with reg's transport as g asks (wish: "http",
@@ -152,10 +142,10 @@ func (a *Agent) removeWish(reg string) error {
 func registryWishes(g *apiv1.ContainerGroup) map[string]string {
 	want := map[string]string{}
 	for _, r := range g.Spec.InsecureRegistries {
-		want[normalRegistry(r)] = "insecure"
+		want[imageref.Registry(r)] = "insecure"
 	}
 	for _, r := range g.Spec.PlainHTTPRegistries {
-		want[normalRegistry(r)] = "http"
+		want[imageref.Registry(r)] = "http"
 	}
 	return want
 }

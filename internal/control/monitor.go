@@ -19,6 +19,8 @@ import (
 //   - a placed group that is still not Running after its maxPendingMinutes
 //     fails with reason PendingTimeout;
 //   - a spot instance whose release time came ends Expired (spot.go);
+//   - every imageCacheSyncEvery, the image caches' status is made again
+//     from the hosts' reports (imagecachestatus.go);
 //   - once a minute, ended groups and events past their retention go
 //     (CollectGarbage).
 func (s *Service) RunMonitor(ctx context.Context) error {
@@ -26,7 +28,7 @@ func (s *Service) RunMonitor(ctx context.Context) error {
 	interval := min(s.opts.HostLeaseTTL/4, 2*time.Second)
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
-	var lastGC time.Time
+	var lastGC, lastCaches time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -35,6 +37,12 @@ func (s *Service) RunMonitor(ctx context.Context) error {
 		}
 		if err := s.MonitorOnce(ctx); err != nil && ctx.Err() == nil {
 			log.G(ctx).Warn("monitor pass", "err", err)
+		}
+		if time.Since(lastCaches) >= imageCacheSyncEvery {
+			lastCaches = time.Now()
+			if err := s.SyncImageCaches(ctx); err != nil && ctx.Err() == nil {
+				log.G(ctx).Warn("image caches", "err", err)
+			}
 		}
 		if time.Since(lastGC) > time.Minute {
 			lastGC = time.Now()

@@ -151,6 +151,8 @@ type placementState struct {
 	fixed   map[string]*ipRecord               // by fixed-IP key (fixedip.go)
 	spot    map[string][]*apiv1.ContainerGroup // live spot groups by host, read when needed (spot.go)
 	warm    map[string]map[string][]*ipRecord  // ready sandboxes of warm pools by host and vSwitch (warmpool.go)
+	images  map[string]map[string]int64        // the images each host holds, with their size (imagecachematch.go)
+	caches  []*apiv1.ImageCache
 }
 
 // loadVSwitches reads the vSwitches into an empty state (no addresses marked).
@@ -203,6 +205,9 @@ func (s *Service) loadPlacementState(ctx context.Context) (*placementState, erro
 	for _, u := range tusage {
 		st.tusage[u.Metadata.ID] = u
 	}
+	if err := s.loadImages(ctx, st); err != nil {
+		return nil, err
+	}
 	tenants, _, _, err := s.tenants.List(ctx, storeOpts(0, 0, ""))
 	if err != nil {
 		return nil, err
@@ -242,6 +247,7 @@ func (st *placementState) snapshot() scheduler.Snapshot {
 			Schedulable:     h.Status.Ready && !h.Spec.Unschedulable && !h.Spec.Draining,
 			RuntimeHandlers: h.Spec.RuntimeHandlers,
 			Warm:            st.warmCounts(h.Metadata.Name),
+			Images:          st.images[h.Metadata.Name],
 		}
 		if u, ok := st.usage[h.Metadata.Name]; ok {
 			host.Allocated = resources(u.Used)
@@ -325,7 +331,7 @@ func (s *Service) placeOne(ctx context.Context, st *placementState, g *apiv1.Con
 	req := scheduler.Request{
 		Sizes: candidates, GPU: g.Spec.GPU, RuntimeHandler: g.Spec.RuntimeHandler, VSwitchIDs: usable,
 		Ordered: g.Spec.ScheduleStrategy == apiv1.VSwitchOrdered, Seed: seedOf(g.Metadata.ID),
-		Warm: apiv1.Warmable(&g.Spec),
+		Warm: apiv1.Warmable(&g.Spec), Images: groupImages(&g.Spec),
 	}
 	var wantIP netip.Addr
 	vsw, fixedIP, kept, why := st.fixedAddress(g, usable, s.now())
@@ -463,7 +469,11 @@ func (s *Service) commitPlacement(ctx context.Context, st *placementState, b *pl
 		if err != nil {
 			return err
 		}
-		ops = append(ops, put)
+		hit, err := s.hitEventOp(placed)
+		if err != nil {
+			return err
+		}
+		ops = append(append(ops, put), hit...)
 	}
 	done := func(rev int64) {
 		st.stampUsage(d.Host, g.Metadata.Tenant, rev)
@@ -474,6 +484,7 @@ func (s *Service) commitPlacement(ctx context.Context, st *placementState, b *pl
 		if !first { // a series that may exist: counted
 			s.recordEvent(ctx, "ContainerGroup", g.Metadata.ID, g.Metadata.Tenant, apiv1.EventNormal, "Scheduled", msg, "server")
 		}
+		s.cacheHit(ctx, placed, first)
 	}
 	var rev int64
 	if b == nil {
@@ -524,6 +535,10 @@ func (s *Service) placedGroup(st *placementState, g *apiv1.ContainerGroup, d sch
 	placed.Status.IPv6Address = st.ipv6Of(g, d.VSwitch, ip)
 	placed.Status.InstanceSpec, placed.Status.MilliCPU, placed.Status.MemoryMiB = d.Size.String(), d.Size.MilliCPU, d.Size.MemoryMiB
 	placed.Status.SchedulingAttempts++
+	placed.Status.MatchedImageCache = ""
+	if c := st.matchCache(g, d.Host); c != nil {
+		placed.Status.MatchedImageCache = c.Metadata.ID
+	}
 	placed.Status.Allocated = true
 	return &placed, nil
 }

@@ -68,8 +68,11 @@ type Service struct {
 	vsvcs   *store.Collection[apiv1.VirtualService, *apiv1.VirtualService] // virtualservices.go
 	vsusage *store.Collection[vsUsage, *vsUsage]                           // vsusage.go
 	idxs    *store.Collection[tokenIndex, *tokenIndex]
-	members *store.Collection[member, *member] // membership.go
-	counts  counts                             // membership.go
+	imcs    *store.Collection[apiv1.ImageCache, *apiv1.ImageCache] // imagecaches.go
+	himgs   *store.Collection[hostImages, *hostImages]             // imagecachehosts.go
+	matches cacheMatches                                           // imagecachestatus.go
+	members *store.Collection[member, *member]                     // membership.go
+	counts  counts                                                 // membership.go
 	log     *slog.Logger
 
 	// kick wakes the placer when a group waits or capacity is freed.
@@ -173,6 +176,8 @@ func New(st *store.Store, opts Options) *Service {
 		vsvcs:   store.NewCollection[apiv1.VirtualService](st, "virtualservices"),
 		vsusage: store.NewCollection[vsUsage](st, "virtualserviceusage"),
 		idxs:    store.NewCollection[tokenIndex](st, "clienttokens"),
+		imcs:    store.NewCollection[apiv1.ImageCache](st, "imagecaches"),
+		himgs:   store.NewCollection[hostImages](st, "hostimages"),
 		members: store.NewCollection[member](st, "tenantgroups"),
 		counts:  counts{m: map[string]cachedCount{}},
 		log:     opts.Logger,

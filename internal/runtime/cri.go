@@ -50,6 +50,21 @@ func (c *CRI) PullImage(ctx context.Context, image *runtimeapi.ImageSpec, auth *
 	return c.images.PullImage(ctx, image, auth, sandboxConfig)
 }
 
+// ListImages lists the images the runtime holds.
+func (c *CRI) ListImages(ctx context.Context, filter *runtimeapi.ImageFilter) ([]*runtimeapi.Image, error) {
+	return c.images.ListImages(ctx, filter)
+}
+
+// RemoveImage removes an image (all its names).
+func (c *CRI) RemoveImage(ctx context.Context, image *runtimeapi.ImageSpec) error {
+	return c.images.RemoveImage(ctx, image)
+}
+
+// ImageFsInfo reports the filesystems that hold images.
+func (c *CRI) ImageFsInfo(ctx context.Context) (*runtimeapi.ImageFsInfoResponse, error) {
+	return c.images.ImageFsInfo(ctx)
+}
+
 // Events streams CRI container events (containerd implements them).
 func (c *CRI) Events(ctx context.Context, out chan<- *runtimeapi.ContainerEventResponse) error {
 	ch := make(chan *runtimeapi.ContainerEventResponse, 128)

@@ -301,6 +301,30 @@ func (f *Fake) PullImage(_ context.Context, image *runtimeapi.ImageSpec, _ *runt
 	return image.Image, nil
 }
 
+// ListImages lists the images pulled (each its own id and name, 1 MiB).
+func (f *Fake) ListImages(_ context.Context, _ *runtimeapi.ImageFilter) ([]*runtimeapi.Image, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*runtimeapi.Image
+	for img := range f.images {
+		out = append(out, &runtimeapi.Image{Id: img, RepoTags: []string{img}, Size: 1 << 20})
+	}
+	return out, nil
+}
+
+// RemoveImage forgets an image.
+func (f *Fake) RemoveImage(_ context.Context, image *runtimeapi.ImageSpec) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.images, image.Image)
+	return nil
+}
+
+// ImageFsInfo reports no filesystem.
+func (f *Fake) ImageFsInfo(context.Context) (*runtimeapi.ImageFsInfoResponse, error) {
+	return &runtimeapi.ImageFsInfoResponse{}, nil
+}
+
 // Events delivers container events until ctx ends.
 func (f *Fake) Events(ctx context.Context, out chan<- *runtimeapi.ContainerEventResponse) error {
 	f.mu.Lock()

@@ -48,6 +48,17 @@ type Host struct {
 	RuntimeHandlers []string
 	// Warm counts the host's ready sandboxes of its warm pool by vSwitch.
 	Warm map[string]int
+	// Images the host holds (as containerd names them), with their size.
+	Images map[string]int64
+}
+
+// held is how many bytes of images h holds.
+func (h Host) held(images []string) int64 {
+	var n int64
+	for _, img := range images {
+		n += h.Images[img]
+	}
+	return n
 }
 
 func (h Host) free() Resources {
@@ -96,6 +107,10 @@ type Request struct {
 	// ready on the vSwitch is preferred to any other that fits, and a
 	// vSwitch with one to the others (unless Ordered).
 	Warm bool
+	// Images of the group (as containerd names them): a host holding more
+	// of them, by size, is preferred to any other that fits (it starts
+	// without pulling them), before a warm sandbox.
+	Images []string
 }
 
 // Decision is where a group goes.
@@ -194,8 +209,7 @@ func warmIn(hosts []Host, vsw string) bool {
 func pickHost(hosts []Host, vsw VSwitch, size sizes.Size, req Request, policy Policy, warmOnly bool) (string, string) {
 	zone := vsw.Zone
 	best, gpu := -1, req.GPU
-	bestWarm := false
-	var bestFree Resources
+	var top score
 	inZone, ready, full, handler := 0, 0, 0, 0
 	var largest Resources
 	for i, h := range hosts {
@@ -221,9 +235,9 @@ func pickHost(hosts []Host, vsw VSwitch, size sizes.Size, req Request, policy Po
 			}
 			continue
 		}
-		warm := req.Warm && h.Warm[vsw.ID] > 0
-		if best < 0 || (warm && !bestWarm) || (warm == bestWarm && (better(free, bestFree, policy) || (free == bestFree && h.Name < hosts[best].Name))) {
-			best, bestFree, bestWarm = i, free, warm
+		sc := score{held: h.held(req.Images), warm: req.Warm && h.Warm[vsw.ID] > 0, free: free, name: h.Name}
+		if best < 0 || sc.beats(top, policy) {
+			best, top = i, sc
 		}
 	}
 	if best >= 0 {
@@ -244,6 +258,28 @@ func pickHost(hosts []Host, vsw VSwitch, size sizes.Size, req Request, policy Po
 		return "", fmt.Sprintf("no host in %s has %v vCPU / %v GiB free (most free: %v vCPU / %v GiB)",
 			zone, size.VCPU(), size.GiB(), float64(largest.MilliCPU)/1000, float64(largest.MemoryMiB)/1024)
 	}
+}
+
+// score is what orders the hosts that fit a group: the bytes of its images
+// they hold, then a warm sandbox, then the policy on their free room, then
+// the name.
+type score struct {
+	held int64
+	warm bool
+	free Resources
+	name string
+}
+
+func (a score) beats(b score, policy Policy) bool {
+	switch {
+	case a.held != b.held:
+		return a.held > b.held
+	case a.warm != b.warm:
+		return a.warm
+	case a.free != b.free:
+		return better(a.free, b.free, policy)
+	}
+	return a.name < b.name
 }
 
 // better tells whether free a is preferred to b under policy.

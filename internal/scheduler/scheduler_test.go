@@ -136,3 +136,24 @@ func TestRandomVSwitchOrderSpreads(t *testing.T) {
 		t.Fatalf("200 random placements went %v: not spread", zones)
 	}
 }
+
+// A host holding more of a group's images (by size) comes first, before a
+// warm sandbox and the policy; a host that can't fit the group does not.
+func TestImageLocality(t *testing.T) {
+	snap := snapshot()
+	snap.Hosts[0].Images = map[string]int64{"reg/app:v1": 100 << 20, "reg/base:v1": 10 << 20} // a1: the most of them
+	snap.Hosts[1].Images = map[string]int64{"reg/base:v1": 10 << 20}
+	snap.Hosts[1].Warm = map[string]int{"vsw-a": 1}
+	req := Request{Sizes: []sizes.Size{size(1, 2)}, VSwitchIDs: []string{"vsw-a"}, Warm: true, Images: []string{"reg/app:v1", "reg/base:v1"}}
+	if d, err := Place(snap, req, Spread); err != nil || d.Host != "a1" {
+		t.Fatalf("placed on %s (%v); want a1, which holds the most of the images", d.Host, err)
+	}
+	req.Sizes = []sizes.Size{size(4, 8)} // a1 has 2 vCPU free
+	if d, err := Place(snap, req, Spread); err != nil || d.Host != "a2" {
+		t.Fatalf("placed on %s (%v); want a2, the only one that fits", d.Host, err)
+	}
+	req.Sizes, req.Images = []sizes.Size{size(1, 2)}, []string{"reg/other:v1"}
+	if d, err := Place(snap, req, Spread); err != nil || d.Host != "a2" {
+		t.Fatalf("placed on %s (%v); want a2 (warm, then spread) when no host holds the images", d.Host, err)
+	}
+}

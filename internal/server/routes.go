@@ -54,6 +54,13 @@ func (s *Server) routes() []route {
 		{method: "PATCH", path: "/v1/hosts/{name}", handler: s.updateHost},
 		{method: "PUT", path: "/v1/hosts/{name}/heartbeat", handler: s.heartbeat},
 		{method: "PUT", path: "/v1/hosts/{name}/warmpool", handler: s.syncWarmPool},
+		{method: "GET", path: "/v1/hosts/{name}/imagecaches", handler: s.hostImageCaches},
+		{method: "PUT", path: "/v1/hosts/{name}/images", handler: s.reportHostImages},
+
+		{method: "POST", path: "/v1/imagecaches", handler: s.createImageCache},
+		{method: "GET", path: "/v1/imagecaches", handler: s.listImageCaches},
+		{method: "GET", path: "/v1/imagecaches/{id}", handler: s.getImageCache},
+		{method: "DELETE", path: "/v1/imagecaches/{id}", handler: s.deleteImageCache},
 
 		{method: "POST", path: "/v1/vswitches", handler: s.createVSwitch},
 		{method: "GET", path: "/v1/vswitches", handler: s.listVSwitches},

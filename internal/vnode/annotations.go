@@ -39,10 +39,12 @@ func annotations(pod *corev1.Pod, s *apiv1.ContainerGroupSpec) error {
 	}
 	s.PrivateIPAddress = a[AnnPrivateIP]
 	s.EIPID = a[AnnEIPInstanceID]
+	s.ImageCacheID = a[AnnIMCID]
+	autoIMC := true
 	for _, f := range []struct {
 		key string
 		to  *bool
-	}{{AnnWithEIP, &s.WithEIP}, {AnnEnableIPv6, &s.EnableIPv6}} {
+	}{{AnnWithEIP, &s.WithEIP}, {AnnEnableIPv6, &s.EnableIPv6}, {AnnAutoIMC, &autoIMC}, {AnnIMCPerfectMatch, &s.ImageCachePerfectMatch}} {
 		if v, ok := a[f.key]; ok {
 			on, err := strconv.ParseBool(v)
 			if err != nil {
@@ -51,6 +53,7 @@ func annotations(pod *corev1.Pod, s *apiv1.ContainerGroupSpec) error {
 			*f.to = on
 		}
 	}
+	s.DisableImageCacheMatch = !autoIMC && s.ImageCacheID == "" // a pinned cache is matched whatever eci-auto-imc says
 	if _, ok := a[AnnPlainHTTP]; ok {
 		s.PlainHTTPRegistries = list(AnnPlainHTTP)
 	}

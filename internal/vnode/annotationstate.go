@@ -22,11 +22,12 @@ var readAnnotations = []string{
 	AnnUseSpecs, AnnVSwitch, AnnScheduleStrat, AnnSecurityGroup, AnnPrivateIP, AnnCustomTags, AnnCustomHosts, AnnCustomDNS,
 	AnnExtraEphemeral, AnnMaxPending, AnnFailStrategy, AnnPlainHTTP, AnnInsecure, AnnFixedIP, AnnFixedIPRetain, AnnWithEIP,
 	AnnEIPInstanceID, AnnEnableIPv6, AnnECIIngressBandwidth, AnnECIEgressBandwidth, AnnSpotStrategy, AnnSpotPriceLimit, AnnSpotDuration, AnnInstanceType,
+	AnnAutoIMC, AnnIMCID, AnnIMCPerfectMatch,
 }
 
 // writtenAnnotations are the node's to write; a pod's own value is
 // replaced.
-var writtenAnnotations = []string{AnnInstanceID, AnnInstanceSpec, AnnAllocatedEIP, AnnAllocatedIPv6}
+var writtenAnnotations = writtenBackKeys
 
 // unsupportedAnnotations: what happens instead, and what to use.
 var unsupportedAnnotations = map[string]string{
@@ -34,14 +35,9 @@ var unsupportedAnnotations = map[string]string{
 	"eci-compute-category":   "one compute category: every instance runs on the pool's hosts",
 	"eci-gpu-driver-version": "the host's GPU driver is used: GPUs are given by nvidia.com/gpu limits",
 	"eip-bandwidth":          "an EIP's bandwidth is not limited by this annotation: use kubernetes.io/egress-bandwidth and ingress-bandwidth",
-	"eci-auto-imc":           "no image caches yet: the images are pulled (the host's image store still keeps what it pulled)",
-	"eci-imc-id":             "no image caches yet: the images are pulled",
-	"imc-perfect-match":      "no image caches yet: the images are pulled",
 	"eci-data-cache-bucket":  "no data caches yet: mount the data with an NFS volume",
 	"eci-ntp-server":         "the instance keeps the host's clock (a container shares its kernel's time)",
 	"eci-core-pattern":       "the host's kernel.core_pattern applies (it is not per instance)",
-	// Written back by the system where image caches exist.
-	"eci-matched-image-cache": "no image caches yet: it is never written back, and a pod's own value means nothing",
 }
 
 // annotationWarnings are the Warning Events for pod's annotations that do

@@ -18,7 +18,8 @@ import (
 // node, its reasons and wording, a container's event referring to
 // spec.containers{name}): the agents' (Pulling, Pulled, Created, Started,
 // Killing, Unhealthy, BackOff, Failed, FailedMount, Evicted...) and the
-// server's warnings (FailedScheduling: the instance waits for capacity).
+// server's warnings (FailedScheduling: the instance waits for capacity)
+// and SuccessfulHitImageCache (its host held its images, docs/fast-start.md).
 // A series' new occurrence is recorded again: the recorder's correlator
 // counts it, as the kubelet's does. What the first list of the watch
 // holds is not (the pods had it before the node started); a relist gives
@@ -97,7 +98,7 @@ func (e *podEvents) record(ev *apiv1.Event) {
 // server's warnings (its own Created and Scheduled are the group's: the
 // API server and the scheduler gave the pod theirs).
 func forPods(ev *apiv1.Event) bool {
-	return strings.HasPrefix(ev.Source, "agent/") || ev.Source == "server" && ev.Type == apiv1.EventWarning
+	return strings.HasPrefix(ev.Source, "agent/") || ev.Source == "server" && (ev.Type == apiv1.EventWarning || ev.Reason == "SuccessfulHitImageCache")
 }
 
 // containerRef refers to pod, or to its container name (a field path

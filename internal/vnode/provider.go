@@ -122,7 +122,7 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 }
 
 // writtenBackKeys are the annotations the node writes on its pods.
-var writtenBackKeys = []string{AnnInstanceID, AnnInstanceSpec, AnnAllocatedEIP, AnnAllocatedIPv6}
+var writtenBackKeys = []string{AnnInstanceID, AnnInstanceSpec, AnnAllocatedEIP, AnnAllocatedIPv6, AnnMatchedImageCache}
 
 // writtenBack are g's annotations for its pod: its id, and once placed its
 // size, EIP and IPv6 address.
@@ -136,6 +136,9 @@ func writtenBack(g *apiv1.ContainerGroup) map[string]string {
 	}
 	if g.Status.IPv6Address != "" {
 		ann[AnnAllocatedIPv6] = g.Status.IPv6Address
+	}
+	if g.Status.MatchedImageCache != "" {
+		ann[AnnMatchedImageCache] = g.Status.MatchedImageCache
 	}
 	return ann
 }

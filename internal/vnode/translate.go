@@ -48,6 +48,12 @@ const (
 	AnnSpotStrategy   = annPrefix + "eci-spot-strategy"
 	AnnSpotPriceLimit = annPrefix + "eci-spot-price-limit"
 	AnnSpotDuration   = annPrefix + "eci-spot-duration"
+	// Image caches: match one automatically (default), pin one, only one
+	// with every image; and the one matched, written back.
+	AnnAutoIMC           = annPrefix + "eci-auto-imc"
+	AnnIMCID             = annPrefix + "eci-imc-id"
+	AnnIMCPerfectMatch   = annPrefix + "imc-perfect-match"
+	AnnMatchedImageCache = annPrefix + "eci-matched-image-cache"
 	// The bandwidth limits: Kubernetes' own names (the CNI bandwidth
 	// plugin's) and the service's; the service's win.
 	AnnIngressBandwidth    = "kubernetes.io/ingress-bandwidth"
