@@ -1,0 +1,74 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/agent"
+	"github.com/eci-dev/eci/internal/poll"
+	"github.com/eci-dev/eci/internal/testbed"
+	"github.com/eci-dev/eci/internal/vnode"
+)
+
+// An image cache of the vnode's tenant: the host pulls its image before
+// any pod asks; a pod naming it (eci-imc-id) starts from the host's copy
+// (Pulled: already present), has the cache written back
+// (eci-matched-image-cache) and a SuccessfulHitImageCache Event; a pod
+// with eci-auto-imc "false" matches none.
+func TestImageCaches(t *testing.T) {
+	c := start(t, func(cfg *agent.Config) { cfg.ImageCacheInterval = time.Second })
+	ctx := context.Background()
+	img, err := testbed.BusyboxImage(testbed.ImageConfig{Cmd: []string{"sh"}, Env: []string{"MADE_FOR=image-cache-e2e"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	image, err := c.bed.Registry.Push(ctx, "imc/app:v1", img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic, err := c.eci.CreateImageCache(ctx, &apiv1.ImageCache{Metadata: apiv1.ObjectMeta{Name: "app"}, Spec: apiv1.ImageCacheSpec{Images: []string{image}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll.Eventually(t, 60*time.Second, "the cache Ready", func() error {
+		got, err := c.eci.GetImageCache(ctx, ic.Metadata.ID)
+		if err != nil {
+			return err
+		}
+		if got.Status.Phase != apiv1.ImageCacheReady {
+			return fmt.Errorf("status %+v", got.Status)
+		}
+		return nil
+	})
+
+	ns := "default"
+	pod := func(name string, ann map[string]string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: ann}, Spec: corev1.PodSpec{
+			Containers: []corev1.Container{{Name: "main", Image: image, Command: []string{"sleep", "3600"}}}}}
+	}
+	c.createPod(t, ns, pod("hit", map[string]string{vnode.AnnIMCID: ic.Metadata.ID}))
+	c.createPod(t, ns, pod("no-match", map[string]string{vnode.AnnAutoIMC: "false"}))
+	hit := c.waitPod(t, ns, "hit", "Running with the cache written back", 90*time.Second, func(p *corev1.Pod) error {
+		if err := running(p); err != nil {
+			return err
+		}
+		if got := p.Annotations[vnode.AnnMatchedImageCache]; got != ic.Metadata.ID {
+			return fmt.Errorf("%s: %q", vnode.AnnMatchedImageCache, got)
+		}
+		return nil
+	})
+	c.eventsSay(t, ns, hit, map[string]string{
+		"SuccessfulHitImageCache": "Successfully hit image cache " + ic.Metadata.ID,
+		"Pulled":                  fmt.Sprintf("Container image %q already present on machine", image),
+	})
+	other := c.waitPod(t, ns, "no-match", "Running", 90*time.Second, running)
+	if got, ok := other.Annotations[vnode.AnnMatchedImageCache]; ok {
+		t.Fatalf("eci-auto-imc false: the pod matched %q", got)
+	}
+}
