@@ -4,6 +4,6 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/hack/build-helm.sh" > /dev/null
-"$root/_output/helm/helm" template eci-vnode "$root/deploy/helm/eci-vnode" --namespace eci-system \
+"$root/_output/helm/helm" template eci-vnode "$root/deploy/helm/eci-vnode" --namespace eci-system --include-crds \
   --set eci.existingSecret=eci-vnode > "$root/deploy/vnode/eci-vnode.yaml"
 echo "render-vnode: deploy/vnode/eci-vnode.yaml"

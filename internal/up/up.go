@@ -200,9 +200,12 @@ func prepare(ctx context.Context, cfg Config, srv *server.Server) ([]daemon, err
 	v, err := vnode.New(vnode.Config{DefaultSize: size, NodeName: cfg.NodeName, Kube: kube, ECI: eci, Taint: vnode.Taint(),
 		InternalIP: cfg.NodeIP, ListenAddr: net.JoinHostPort(cfg.NodeIP, "10250"), ClientCAFile: cfg.ClientCAFile,
 		RotateServerCertificates: true, CertDir: filepath.Join(cfg.DataDir, "vnode-pki"),
-		ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,
+		ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain, ImageCaches: true,
 		Profile: vnode.ProfileConfig{ListenAddr: net.JoinHostPort(cfg.NodeIP, "10251")}})
 	if err != nil {
+		return nil, err
+	}
+	if err := vnode.InstallImageCacheCRD(ctx, kube); err != nil {
 		return nil, err
 	}
 	return append(daemons, daemon{"vnode", v.Run, v.Ready()}), nil

@@ -65,6 +65,11 @@ type Config struct {
 	// (30 s).
 	OrphanInterval time.Duration
 
+	// ImageCaches keeps the cluster's ImageCache objects in the instance
+	// service as the tenant's caches (imagecaches.go); one node per
+	// cluster should.
+	ImageCaches bool
+
 	// NoServices leaves the cluster's table of virtual IPs alone; by default
 	// the node fills it from the cluster's Services and EndpointSlices
 	// (services.go), so that instances reach ClusterIPs.

@@ -2,6 +2,8 @@ package vnode
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -39,5 +41,29 @@ func TestImageCacheAnnotations(t *testing.T) {
 	g := &apiv1.ContainerGroup{Metadata: apiv1.ObjectMeta{ID: "eci-1"}, Status: apiv1.ContainerGroupStatus{MatchedImageCache: "imc-0123456789abcdef"}}
 	if got := writtenBack(g)[AnnMatchedImageCache]; got != "imc-0123456789abcdef" {
 		t.Errorf("written back %q", got)
+	}
+}
+
+// The chart installs the same ImageCache definition the node installs.
+func TestImageCacheCRDInTheChart(t *testing.T) {
+	chart, err := os.ReadFile(filepath.Join("..", "..", "deploy", "helm", "eci-vnode", "crds", "imagecache.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(chart) != string(imageCacheCRD) {
+		t.Fatal("deploy/helm/eci-vnode/crds/imagecache.yaml differs from internal/vnode/crds/imagecache.yaml: copy it")
+	}
+}
+
+// An object's cache status, as kubectl shows it.
+func TestImageCacheObjectStatus(t *testing.T) {
+	c := &apiv1.ImageCache{Metadata: apiv1.ObjectMeta{ID: "imc-0123456789abcdef"}, Status: apiv1.ImageCacheStatus{
+		Phase: apiv1.ImageCacheUpdating, Progress: "50%", Hosts: 2, HostsReady: 1, SizeBytes: 3 << 20}}
+	st := objectStatus(c, 4)
+	if st.Phase != "Updating" || st.HostsReady != "1/2" || st.Size != "3.0Mi" || st.ImageCacheID != c.Metadata.ID || st.ObservedGeneration != 4 {
+		t.Fatalf("%+v", st)
+	}
+	if got := imageCacheName(strings.Repeat("a.b", 30)); len(got) > 63 || strings.Contains(got, ".") {
+		t.Fatalf("name %q", got)
 	}
 }

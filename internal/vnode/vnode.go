@@ -215,6 +215,10 @@ func (v *VNode) background(ctx context.Context, wg *sync.WaitGroup) {
 		wg.Add(1)
 		go func() { defer wg.Done(); v.services.run(ctx, servicesWorkers) }()
 	}
+	if v.cfg.ImageCaches {
+		wg.Add(1)
+		go func() { defer wg.Done(); v.syncImageCaches(ctx) }()
+	}
 }
 
 // stopServices shuts the Services' queue down, whether run ran or not.

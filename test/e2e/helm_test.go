@@ -163,7 +163,7 @@ func TestHelmChart(t *testing.T) {
 	// deploy/vnode holds the chart rendered with its defaults (and an
 	// existing Secret), and the apiserver takes the kustomization.
 	rendered, err := run(helm, "template", "eci-vnode", filepath.Join(root, "deploy", "helm", "eci-vnode"), "--namespace", "eci-system",
-		"--set", "eci.existingSecret=eci-vnode")
+		"--include-crds", "--set", "eci.existingSecret=eci-vnode")
 	if err != nil {
 		t.Fatalf("helm template: %v\n%s", err, rendered)
 	}
