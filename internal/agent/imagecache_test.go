@@ -44,22 +44,7 @@ func TestImageCacheOnContainerd(t *testing.T) {
 
 	// A private registry (basic auth) on loopback, which the operator
 	// configured (plain HTTP) and allowed.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := &http.Server{Handler: basicAuth("puller", "s3cret", registry.New(registry.Logger(log.New(io.Discard, "", 0))))}
-	go func() { _ = reg.Serve(ln) }()
-	t.Cleanup(func() { _ = reg.Close() })
-	host := ln.Addr().String()
-	hostsDir := filepath.Join(bed.Containerd.CertsDir, host)
-	if err := os.MkdirAll(hostsDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	toml := fmt.Sprintf("server = \"http://%s\"\n\n[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", host, host)
-	if err := os.WriteFile(filepath.Join(hostsDir, "hosts.toml"), []byte(toml), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	host := localRegistry(t, bed, basicAuth("puller", "s3cret", registry.New(registry.Logger(log.New(io.Discard, "", 0)))))
 	img, err := testbed.BusyboxImage(testbed.ImageConfig{Cmd: []string{"sh"}, Env: []string{"MADE_FOR=image-cache-test"}}) // its own id: nobody pulled it in public
 	if err != nil {
 		t.Fatal(err)
@@ -166,4 +151,28 @@ func TestImageCacheOnContainerd(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// localRegistry serves h on loopback as a registry the operator configured
+// in containerd's hosts directory (plain HTTP); the agent must allow it
+// (AllowedLocalRegistries). It returns its host:port.
+func localRegistry(t testing.TB, bed *testbed.Bed, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	host := ln.Addr().String()
+	hostsDir := filepath.Join(bed.Containerd.CertsDir, host)
+	if err := os.MkdirAll(hostsDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	toml := fmt.Sprintf("server = \"http://%s\"\n\n[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", host, host)
+	if err := os.WriteFile(filepath.Join(hostsDir, "hosts.toml"), []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return host
 }
