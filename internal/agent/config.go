@@ -92,6 +92,10 @@ type Config struct {
 	// the image filesystem a cache's pull leaves free (15).
 	ImageCacheInterval       time.Duration
 	ImageCacheMinFreePercent int
+	// ImageCacheBytes bounds what the caches' images take on the host
+	// together (0: only each cache's own imageCacheSize): past it, the
+	// least recently matched caches are dropped from the host.
+	ImageCacheBytes uint64
 	// LogMaxSize rotates a container's log file when it grows past it
 	// (10 MiB); LogMaxFiles files are kept per container, the live one
 	// included (5).

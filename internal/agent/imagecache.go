@@ -32,6 +32,9 @@ import (
 // image-caches.json), the only ones it removes.
 type cachePulls struct {
 	Pulled []string `json:"pulled"`
+	// Sizes are the caches' images' sizes last seen held: a cache
+	// dropped for ImageCacheBytes still counts its images' size.
+	Sizes map[string]uint64 `json:"sizes,omitempty"`
 }
 
 func (a *Agent) cachePullsFile() string { return filepath.Join(a.cfg.StateDir, "image-caches.json") }
@@ -98,9 +101,47 @@ func (a *Agent) syncImageCaches(ctx context.Context) (apiv1.HostImages, error) {
 		return apiv1.HostImages{}, err
 	}
 	cp := a.loadCachePulls()
+	if cp.Sizes == nil {
+		cp.Sizes = map[string]uint64{}
+	}
+	// An image it pulled that is gone was removed by someone else: pulled
+	// again, it is not the caches' to remove.
+	n := len(cp.Pulled)
+	cp.Pulled = slices.DeleteFunc(cp.Pulled, func(img string) bool { _, ok := held[img]; return !ok })
+	resized, wanted := len(cp.Pulled) != n, map[string]bool{}
+	for _, c := range caches {
+		for _, img := range c.Spec.Images {
+			wanted[img] = true
+			if n, ok := held[img]; ok && cp.Sizes[img] != n {
+				cp.Sizes[img], resized = n, true
+			}
+		}
+	}
+	for img := range cp.Sizes {
+		if !wanted[img] {
+			delete(cp.Sizes, img)
+			resized = true
+		}
+	}
+	if resized {
+		if err := a.saveCachePulls(cp); err != nil {
+			return apiv1.HostImages{}, err
+		}
+	}
 	var failed []apiv1.ImagePullFailure
-	for i := range caches {
-		f, pulled := a.pullCache(ctx, &caches[i], held)
+	var kept []apiv1.ImageCache
+	taken := map[string]bool{} // images counted against ImageCacheBytes
+	for _, i := range byRecency(caches) {
+		c := &caches[i]
+		if a.overBudget(c, cp.Sizes, taken) {
+			for _, img := range c.Spec.Images {
+				failed = append(failed, apiv1.ImagePullFailure{Cache: c.Metadata.ID, Image: img,
+					Message: fmt.Sprintf("not kept on this host: the caches matched more recently take its %d GiB of image caches", a.cfg.ImageCacheBytes>>30)})
+			}
+			continue
+		}
+		kept = append(kept, *c)
+		f, pulled := a.pullCache(ctx, c, held)
 		failed = append(failed, f...)
 		if len(pulled) > 0 {
 			cp.Pulled = append(cp.Pulled, pulled...)
@@ -112,7 +153,7 @@ func (a *Agent) syncImageCaches(ctx context.Context) (apiv1.HostImages, error) {
 			}
 		}
 	}
-	if err := a.pruneCaches(ctx, caches, &cp); err != nil {
+	if err := a.pruneCaches(ctx, kept, &cp); err != nil {
 		return apiv1.HostImages{}, err
 	}
 	images, err := a.cfg.Runtime.ListImages(ctx, nil)
@@ -128,6 +169,49 @@ func (a *Agent) syncImageCaches(ctx context.Context) (apiv1.HostImages, error) {
 	}
 	sort.Slice(rep.Images, func(i, j int) bool { return rep.Images[i].Refs[0] < rep.Images[j].Refs[0] })
 	return rep, nil
+}
+
+// byRecency are the indexes of caches, the most recently matched (or
+// made) first: the order the host keeps them in within ImageCacheBytes.
+func byRecency(caches []apiv1.ImageCache) []int {
+	at := func(c *apiv1.ImageCache) time.Time {
+		if t := c.Status.LastMatchedTime; t != nil && t.After(c.Metadata.CreatedAt) {
+			return *t
+		}
+		return c.Metadata.CreatedAt
+	}
+	idx := make([]int, len(caches))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(i, j int) bool { return at(&caches[idx[i]]).After(at(&caches[idx[j]])) })
+	return idx
+}
+
+// overBudget tells whether cache c's images, with those of the caches kept
+// before it (taken), would take more than ImageCacheBytes by their sizes
+// last seen; if not, they are counted in taken. An image never held yet
+// counts once pulled (the next pass).
+func (a *Agent) overBudget(c *apiv1.ImageCache, sizes map[string]uint64, taken map[string]bool) bool {
+	if a.cfg.ImageCacheBytes == 0 {
+		return false
+	}
+	var total uint64
+	for img := range taken {
+		total += sizes[img]
+	}
+	for _, img := range c.Spec.Images {
+		if !taken[img] {
+			total += sizes[img]
+		}
+	}
+	if total > a.cfg.ImageCacheBytes {
+		return true
+	}
+	for _, img := range c.Spec.Images {
+		taken[img] = true
+	}
+	return false
 }
 
 // heldImages are the images the runtime holds, by name (as containerd

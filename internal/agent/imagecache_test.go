@@ -7,8 +7,10 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -175,4 +177,52 @@ func localRegistry(t testing.TB, bed *testbed.Bed, h http.Handler) string {
 		t.Fatal(err)
 	}
 	return host
+}
+
+// Past the host's ImageCacheBytes the least recently used cache is not
+// kept: its image goes, and the cache says why on that host.
+func TestImageCacheBudget(t *testing.T) {
+	srv := servertest.Start(t)
+	srv.VSwitch(t, "vsw-a", "zone-a", "198.19.128.0/24")
+	rt := runtime.NewFake(netip.MustParseAddr("198.19.200.2"))
+	res := apiv1.Resources{MilliCPU: 8000, MemoryMiB: 16384, Pods: 20}
+	runAgent(t, Config{
+		Client: srv.HostClient(t, "h1"), Runtime: rt, LogDir: t.TempDir(), StateDir: t.TempDir(), NoCgroups: true,
+		Host:           apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "h1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: res, Allocatable: res}},
+		ResyncInterval: 500 * time.Millisecond, AllowedLocalRegistries: []string{"docker.io"},
+		ImageCacheInterval: 200 * time.Millisecond, ImageCacheBytes: 3 << 19, // 1.5 MiB: one of the fake's 1 MiB images
+	})
+	ctx := context.Background()
+	mk := func(name, image string) string {
+		t.Helper()
+		ic, err := srv.Admin.CreateImageCache(ctx, &apiv1.ImageCache{Metadata: apiv1.ObjectMeta{Name: name}, Spec: apiv1.ImageCacheSpec{Images: []string{image}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ic.Metadata.ID
+	}
+	old := mk("old", "docker.io/library/old:1")
+	time.Sleep(10 * time.Millisecond) // (the newer one is made later)
+	newer := mk("newer", "docker.io/library/newer:1")
+	poll.Eventually(t, 30*time.Second, "the older cache not kept, the newer Ready", func() error {
+		o, err := srv.Admin.GetImageCache(ctx, old)
+		if err != nil {
+			return err
+		}
+		n, err := srv.Admin.GetImageCache(ctx, newer)
+		if err != nil {
+			return err
+		}
+		if o.Status.Phase != apiv1.ImageCacheFailed || !strings.Contains(o.Status.Message, "not kept on this host") || n.Status.Phase != apiv1.ImageCacheReady {
+			return fmt.Errorf("old %s %q, newer %s", o.Status.Phase, o.Status.Message, n.Status.Phase)
+		}
+		return nil
+	})
+	poll.Eventually(t, 10*time.Second, "the older cache's image removed", func() error {
+		st, err := rt.ImageStatus(ctx, &runtimeapi.ImageSpec{Image: "docker.io/library/old:1"}, false)
+		if err != nil || st.GetImage() != nil {
+			return fmt.Errorf("still held (%v)", err)
+		}
+		return nil
+	})
 }
