@@ -53,15 +53,16 @@ activeDeadlineSeconds work as the kubelet's.`
 
 func newAgentCommand() *cobra.Command {
 	var (
-		src          client.Source
-		endpoint     string
-		ephemeralGiB float64
-		logMaxMiB    float64
-		mirrors      []string
-		cdiDirs      []string
-		gpuKind      string
-		cfg          = agent.DefaultConfig()
-		m            = agent.DefaultMachine()
+		src           client.Source
+		endpoint      string
+		ephemeralGiB  float64
+		imageCacheGiB float64
+		logMaxMiB     float64
+		mirrors       []string
+		cdiDirs       []string
+		gpuKind       string
+		cfg           = agent.DefaultConfig()
+		m             = agent.DefaultMachine()
 	)
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -100,6 +101,7 @@ func newAgentCommand() *cobra.Command {
 				return err
 			}
 			cfg.EphemeralStorageBase = uint64(ephemeralGiB * (1 << 30))
+			cfg.ImageCacheBytes = uint64(imageCacheGiB * (1 << 30))
 			cfg.LogMaxSize = int64(logMaxMiB * (1 << 20))
 			cfg.Client, cfg.Runtime = c, rt
 			a, err := agent.New(cfg)
@@ -155,6 +157,8 @@ func newAgentCommand() *cobra.Command {
 	fl.StringVar(&cfg.StreamAddress, "stream-address", cfg.StreamAddress, "where the agent serves logs, exec, attach, port-forward and stats to the server (TLS, its own CA registered with the host)")
 	fl.StringVar(&cfg.AdvertiseIP, "advertise-address", "", "IP the server reaches the stream server at (default: the first global IPv4 of this host)")
 	fl.Float64Var(&ephemeralGiB, "ephemeral-storage", float64(cfg.EphemeralStorageBase)/(1<<30), "GiB every group may write on this host (writable layers, disk emptyDirs, logs) before its extraEphemeralStorage; over it the group is evicted")
+	fl.Float64Var(&imageCacheGiB, "image-cache-size", 0, "GiB the image caches' images may take on this host together (0: each cache's own imageCacheSize only); past it the least recently matched caches are not kept here")
+	fl.IntVar(&cfg.ImageCacheMinFreePercent, "image-cache-min-free", 15, "no image cache pulls while the image filesystem has less than this percent free")
 	fl.DurationVar(&cfg.EvictionInterval, "housekeeping-interval", cfg.EvictionInterval, "how often ephemeral storage is measured and logs rotated")
 	fl.Float64Var(&logMaxMiB, "log-max-size", float64(cfg.LogMaxSize)/(1<<20), "MiB a container's log file grows to before it is rotated")
 	fl.IntVar(&cfg.LogMaxFiles, "log-max-files", cfg.LogMaxFiles, "log files kept per container, the live one included")
