@@ -98,6 +98,7 @@ func BenchmarkImageStart(b *testing.B) {
 		b.ReportMetric(ms(quantile(hit, 0.5)), "hit-p50-ms")
 		b.ReportMetric(ms(quantile(cold, 0.5)), "cold-p50-ms")
 		b.ReportMetric(ms(quantile(fill, 0.5)), "cache-ready-p50-ms")
+		b.ReportMetric(float64(quantile(hit, 0.5))/float64(quantile(pre, 0.5)), "hit/prepulled-p50")
 		b.ReportMetric(hitLo, "hit/prepulled-min")
 		b.ReportMetric(hitHi, "hit/prepulled-max")
 		b.ReportMetric(coldLo, "cold/prepulled-min")

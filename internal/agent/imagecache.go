@@ -61,6 +61,34 @@ func (a *Agent) saveCachePulls(cp cachePulls) error {
 	return os.Rename(tmp, a.cachePullsFile())
 }
 
+// refresh keeps the sizes of the caches' images held, forgets those of
+// images no cache keeps, and drops from Pulled what someone else removed
+// (pulled again, it is not the caches' to remove); it tells whether cp
+// changed.
+func (cp *cachePulls) refresh(caches []apiv1.ImageCache, held map[string]uint64) bool {
+	if cp.Sizes == nil {
+		cp.Sizes = map[string]uint64{}
+	}
+	n := len(cp.Pulled)
+	cp.Pulled = slices.DeleteFunc(cp.Pulled, func(img string) bool { _, ok := held[img]; return !ok })
+	changed, wanted := len(cp.Pulled) != n, map[string]bool{}
+	for _, c := range caches {
+		for _, img := range c.Spec.Images {
+			wanted[img] = true
+			if n, ok := held[img]; ok && cp.Sizes[img] != n {
+				cp.Sizes[img], changed = n, true
+			}
+		}
+	}
+	for img := range cp.Sizes {
+		if !wanted[img] {
+			delete(cp.Sizes, img)
+			changed = true
+		}
+	}
+	return changed
+}
+
 // keepImageCaches keeps the host's caches until ctx ends; it waits while
 // the host is fenced.
 func (a *Agent) keepImageCaches(ctx context.Context) {
@@ -101,29 +129,7 @@ func (a *Agent) syncImageCaches(ctx context.Context) (apiv1.HostImages, error) {
 		return apiv1.HostImages{}, err
 	}
 	cp := a.loadCachePulls()
-	if cp.Sizes == nil {
-		cp.Sizes = map[string]uint64{}
-	}
-	// An image it pulled that is gone was removed by someone else: pulled
-	// again, it is not the caches' to remove.
-	n := len(cp.Pulled)
-	cp.Pulled = slices.DeleteFunc(cp.Pulled, func(img string) bool { _, ok := held[img]; return !ok })
-	resized, wanted := len(cp.Pulled) != n, map[string]bool{}
-	for _, c := range caches {
-		for _, img := range c.Spec.Images {
-			wanted[img] = true
-			if n, ok := held[img]; ok && cp.Sizes[img] != n {
-				cp.Sizes[img], resized = n, true
-			}
-		}
-	}
-	for img := range cp.Sizes {
-		if !wanted[img] {
-			delete(cp.Sizes, img)
-			resized = true
-		}
-	}
-	if resized {
+	if cp.refresh(caches, held) {
 		if err := a.saveCachePulls(cp); err != nil {
 			return apiv1.HostImages{}, err
 		}

@@ -82,18 +82,24 @@ func hitMessage(id string) string {
 	return fmt.Sprintf("Successfully hit image cache %s, eci will be scheduled with this image cache.", id)
 }
 
-// hitEventOp is the SuccessfulHitImageCache event of a group placed for
-// the first time, written with its placement (none: it matched no cache).
-func (s *Service) hitEventOp(placed *apiv1.ContainerGroup) ([]store.Op, error) {
-	id := placed.Status.MatchedImageCache
-	if id == "" {
-		return nil, nil
-	}
-	put, err := s.events.PutOp(s.newEvent("ContainerGroup", placed.Metadata.ID, placed.Metadata.Tenant, "", apiv1.EventNormal, "SuccessfulHitImageCache", hitMessage(id), "server"))
+// firstPlacementEvents are the events of a group placed for the first
+// time, written with its placement: Scheduled, and SuccessfulHitImageCache
+// when it matched a cache.
+func (s *Service) firstPlacementEvents(placed *apiv1.ContainerGroup, msg string) ([]store.Op, error) {
+	g := placed.Metadata
+	put, err := s.events.PutOp(s.newEvent("ContainerGroup", g.ID, g.Tenant, "", apiv1.EventNormal, "Scheduled", msg, "server"))
 	if err != nil {
 		return nil, err
 	}
-	return []store.Op{put}, nil
+	ops := []store.Op{put}
+	if id := placed.Status.MatchedImageCache; id != "" {
+		hit, err := s.events.PutOp(s.newEvent("ContainerGroup", g.ID, g.Tenant, "", apiv1.EventNormal, "SuccessfulHitImageCache", hitMessage(id), "server"))
+		if err != nil {
+			return nil, err
+		}
+		ops = append(ops, hit)
+	}
+	return ops, nil
 }
 
 // cacheHit notes a placed group's match (the cache's lastMatchedTime), and

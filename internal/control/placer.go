@@ -463,17 +463,13 @@ func (s *Service) commitPlacement(ctx context.Context, st *placementState, b *pl
 	msg := fmt.Sprintf("placed on %s (%s, vSwitch %s, IP %s) at %s", d.Host, d.Zone, d.VSwitch, ipText(&placed.Status), d.Size)
 	first := g.Status.ScheduledAt == nil
 	if first {
-		// Placed for the first time: its Scheduled event is new, and
-		// joins the placement's transaction.
-		put, err := s.events.PutOp(s.newEvent("ContainerGroup", g.Metadata.ID, g.Metadata.Tenant, "", apiv1.EventNormal, "Scheduled", msg, "server"))
+		// Placed for the first time: its events are new, and join the
+		// placement's transaction.
+		evs, err := s.firstPlacementEvents(placed, msg)
 		if err != nil {
 			return err
 		}
-		hit, err := s.hitEventOp(placed)
-		if err != nil {
-			return err
-		}
-		ops = append(append(ops, put), hit...)
+		ops = append(ops, evs...)
 	}
 	done := func(rev int64) {
 		st.stampUsage(d.Host, g.Metadata.Tenant, rev)
