@@ -112,6 +112,10 @@ type HostImages struct {
 type HostImage struct {
 	Refs      []string `json:"refs"`
 	SizeBytes int64    `json:"sizeBytes"`
+	// PrivateTo are the tenants that pulled it with a registry credential:
+	// only their groups run the host's copy (and it counts for no other
+	// tenant's placement or cache). Empty: anyone's.
+	PrivateTo []string `json:"privateTo,omitempty"`
 }
 
 // ImagePullFailure is a cache's image a host could not pull.
@@ -121,5 +125,9 @@ type ImagePullFailure struct {
 	Message string `json:"message"`
 }
 
-// MaxHostImages bounds a host's report.
-const MaxHostImages = 2000
+// MaxHostImages bounds a host's report; MaxHostImageFailures its
+// failures (one a cache).
+const (
+	MaxHostImages        = 2000
+	MaxHostImageFailures = 200
+)

@@ -27,9 +27,16 @@ func ValidateImageCache(c *ImageCache) error {
 		}
 		seen[img] = true
 	}
+	if n := len(s.ImageRegistryCredentials); n > MaxImageCacheImages {
+		e.add(p.child("imageRegistryCredentials"), "%d credentials is too many; allowed: at most %d", n, MaxImageCacheImages)
+	}
 	for i, cr := range s.ImageRegistryCredentials {
+		ip := p.child("imageRegistryCredentials").index(i)
 		if cr.Server == "" {
-			e.required(p.child("imageRegistryCredentials").index(i).child("server"), "the registry's host[:port]")
+			e.required(ip.child("server"), "the registry's host[:port]")
+		}
+		if len(cr.Server) > 253 || len(cr.Username) > 256 || len(cr.Password) > 4096 {
+			e.add(ip, "too long; allowed: a server of at most 253 characters, a username of 256, a password of 4096")
 		}
 	}
 	bound := func(f string, v, lo, hi int, unit string) {

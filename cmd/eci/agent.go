@@ -101,6 +101,9 @@ func newAgentCommand() *cobra.Command {
 				return err
 			}
 			cfg.EphemeralStorageBase = uint64(ephemeralGiB * (1 << 30))
+			if imageCacheGiB < 0 {
+				return fmt.Errorf("--image-cache-size %v: allowed: 0 (no bound) or more GiB", imageCacheGiB)
+			}
 			cfg.ImageCacheBytes = uint64(imageCacheGiB * (1 << 30))
 			cfg.LogMaxSize = int64(logMaxMiB * (1 << 20))
 			cfg.Client, cfg.Runtime = c, rt
@@ -157,8 +160,9 @@ func newAgentCommand() *cobra.Command {
 	fl.StringVar(&cfg.StreamAddress, "stream-address", cfg.StreamAddress, "where the agent serves logs, exec, attach, port-forward and stats to the server (TLS, its own CA registered with the host)")
 	fl.StringVar(&cfg.AdvertiseIP, "advertise-address", "", "IP the server reaches the stream server at (default: the first global IPv4 of this host)")
 	fl.Float64Var(&ephemeralGiB, "ephemeral-storage", float64(cfg.EphemeralStorageBase)/(1<<30), "GiB every group may write on this host (writable layers, disk emptyDirs, logs) before its extraEphemeralStorage; over it the group is evicted")
-	fl.Float64Var(&imageCacheGiB, "image-cache-size", 0, "GiB the image caches' images may take on this host together (0: each cache's own imageCacheSize only); past it the least recently matched caches are not kept here")
-	fl.IntVar(&cfg.ImageCacheMinFreePercent, "image-cache-min-free", 15, "no image cache pulls while the image filesystem has less than this percent free")
+	fl.Float64Var(&imageCacheGiB, "image-cache-size", float64(cfg.ImageCacheBytes)/(1<<30), "GiB the image caches' images may take on this host together (0: each cache's own imageCacheSize only); past it the least recently matched caches are not kept here")
+	fl.IntVar(&cfg.ImageCacheMinFreePercent, "image-cache-min-free", cfg.ImageCacheMinFreePercent, "no image cache pulls while the image filesystem has less than this percent free (0-99)")
+	fl.DurationVar(&cfg.ImageCachePruneGrace, "image-cache-prune-grace", cfg.ImageCachePruneGrace, "how long an image no cache of this host keeps any more stays before it is removed")
 	fl.DurationVar(&cfg.EvictionInterval, "housekeeping-interval", cfg.EvictionInterval, "how often ephemeral storage is measured and logs rotated")
 	fl.Float64Var(&logMaxMiB, "log-max-size", float64(cfg.LogMaxSize)/(1<<20), "MiB a container's log file grows to before it is rotated")
 	fl.IntVar(&cfg.LogMaxFiles, "log-max-files", cfg.LogMaxFiles, "log files kept per container, the live one included")

@@ -55,11 +55,15 @@ func New(cfg Config) (*Agent, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	owners, err := newImageOwners(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
 	return &Agent{
 		cfg: cfg, name: cfg.Host.Metadata.Name,
 		view: newGroupView(), states: newGroupStates(), queue: newWorkQueue(),
 		events: make(chan *apiv1.Event, 1024), vswitches: map[string]*apiv1.VSwitch{},
-		pulls: newPullGuard(cfg.StateDir), owners: newImageOwners(cfg.StateDir), hostDNS: &hostResolv{path: cfg.ResolvConf},
+		pulls: newPullGuard(cfg.StateDir), owners: owners, hostDNS: &hostResolv{path: cfg.ResolvConf},
 		ready: make(chan struct{}), done: make(chan struct{}),
 	}, nil
 }

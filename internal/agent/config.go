@@ -95,7 +95,11 @@ type Config struct {
 	// ImageCacheBytes bounds what the caches' images take on the host
 	// together (0: only each cache's own imageCacheSize): past it, the
 	// least recently matched caches are dropped from the host.
-	ImageCacheBytes uint64
+	// ImageCachePruneGrace is how long an image no cache of the host keeps
+	// any more stays (a cache moved to another host, a host cordoned for a
+	// while) before the agent removes it.
+	ImageCacheBytes      uint64
+	ImageCachePruneGrace time.Duration
 	// LogMaxSize rotates a container's log file when it grows past it
 	// (10 MiB); LogMaxFiles files are kept per container, the live one
 	// included (5).
@@ -152,8 +156,8 @@ func (c *Config) validate() error {
 	if c.ImageCacheInterval == 0 {
 		c.ImageCacheInterval = 15 * time.Second
 	}
-	if c.ImageCacheMinFreePercent == 0 {
-		c.ImageCacheMinFreePercent = 15
+	if c.ImageCacheMinFreePercent < 0 || c.ImageCacheMinFreePercent > 99 {
+		return fmt.Errorf("image cache minimum free share %d%%: allowed: 0 to 99", c.ImageCacheMinFreePercent)
 	}
 	if c.LogMaxSize == 0 {
 		c.LogMaxSize = 10 << 20
@@ -201,10 +205,14 @@ func DefaultConfig() Config {
 		StreamAddress:        "0.0.0.0:10350",
 		EphemeralStorageBase: 30 << 30,
 		EvictionInterval:     10 * time.Second,
-		LogMaxSize:           10 << 20,
-		LogMaxFiles:          5,
-		RegistryConfigDir:    "/etc/containerd/certs.d",
-		ResolvConf:           "/etc/resolv.conf",
+		// Image caches: 15% of the image filesystem left free, 100 GiB for
+		// the caches together, an image no cache keeps removed after
+		// 10 minutes.
+		ImageCacheMinFreePercent: 15, ImageCacheBytes: 100 << 30, ImageCachePruneGrace: 10 * time.Minute,
+		LogMaxSize:        10 << 20,
+		LogMaxFiles:       5,
+		RegistryConfigDir: "/etc/containerd/certs.d",
+		ResolvConf:        "/etc/resolv.conf",
 	}
 }
 

@@ -2,6 +2,9 @@ package agent
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,64 +15,103 @@ import (
 // shared by tenants, the runtime would run it for any group that names it,
 // credentials or none. So, as the kubelet's ensure-secret-pulled-images
 // check (KEP-2535), the agent remembers which tenants pulled each image
-// (by its id) with a credential; a group of another tenant pulls it again
-// with its own, and the registry decides. A pull without a credential
-// shows the image is public: anyone may use it. An image the agent never
-// pulled (the operator's, preloaded) is anyone's, as the kubelet's
-// default policy has it.
+// with a credential, by its id and by its name; a group of another tenant
+// pulls it again with its own, and the registry decides. The name is
+// recorded before the pull (a crash midway leaves it private), the id
+// after; a credentialed pull holds its registry alone, so no other group
+// finds the image between the pull and the record (pullguard.go). A pull
+// of a name without a credential shows that name is public, not the id
+// (another name could resolve to the same content). An image the agent
+// never pulled with a credential (the operator's, preloaded; a public one)
+// is anyone's, as the kubelet's default policy has it. An unreadable
+// record stops the agent: it must not fail open.
 
-// imageOwners are the tenants that pulled each private image, by id.
+// imageOwners are the tenants that pulled each private image, by "id:"
+// and "ref:" keys.
 type imageOwners struct {
 	mu     sync.Mutex
 	owners map[string][]string
 	file   string
 }
 
-func newImageOwners(stateDir string) *imageOwners {
+func newImageOwners(stateDir string) (*imageOwners, error) {
 	o := &imageOwners{owners: map[string][]string{}}
-	if stateDir != "" {
-		o.file = filepath.Join(stateDir, "images-pulled-private.json")
-		if data, err := os.ReadFile(o.file); err == nil {
-			_ = json.Unmarshal(data, &o.owners)
+	if stateDir == "" {
+		return o, nil
+	}
+	o.file = filepath.Join(stateDir, "images-pulled-private.json")
+	data, err := os.ReadFile(o.file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return o, nil
+	}
+	if err == nil {
+		err = json.Unmarshal(data, &o.owners)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("the record of images pulled with credentials (%s) is unreadable, and without it any tenant could run another's private image: remove the images pulled with credentials (crictl rmi), then the file: %w", o.file, err)
+	}
+	return o, nil
+}
+
+// mayUse tells whether tenant may run image id, named ref, without
+// pulling it again.
+func (o *imageOwners) mayUse(id, ref, tenant string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, key := range []string{"id:" + id, "ref:" + ref} {
+		if owners, private := o.owners[key]; private && !slices.Contains(owners, tenant) {
+			return false
 		}
 	}
-	return o
+	return true
 }
 
-// mayUse tells whether tenant may run image id without pulling it again.
-func (o *imageOwners) mayUse(id, tenant string) bool {
+// privateTo are the tenants image id is private to (none: anyone's).
+func (o *imageOwners) privateTo(id string) []string {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	owners, private := o.owners[id]
-	return !private || slices.Contains(owners, tenant)
+	return slices.Clone(o.owners["id:"+id])
 }
 
-// pulled records that tenant pulled image id, with a credential or not.
-func (o *imageOwners) pulled(id, tenant string, withCredential bool) error {
+// pulling records, before a credentialed pull, that ref is tenant's.
+func (o *imageOwners) pulling(ref, tenant string) error {
+	return o.add(tenant, "ref:"+ref)
+}
+
+// pulled records a pull of ref, image id: with a credential, both are
+// tenant's; without, ref is public.
+func (o *imageOwners) pulled(id, ref, tenant string, withCredential bool) error {
+	if withCredential {
+		return o.add(tenant, "id:"+id, "ref:"+ref)
+	}
+	return o.drop("ref:" + ref)
+}
+
+// forget drops a removed image.
+func (o *imageOwners) forget(id string) error { return o.drop("id:" + id) }
+
+func (o *imageOwners) add(tenant string, keys ...string) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	owners, private := o.owners[id]
-	switch {
-	case !withCredential && !private:
+	changed := false
+	for _, k := range keys {
+		if !slices.Contains(o.owners[k], tenant) {
+			o.owners[k], changed = append(o.owners[k], tenant), true
+		}
+	}
+	if !changed {
 		return nil
-	case !withCredential:
-		delete(o.owners, id)
-	case slices.Contains(owners, tenant):
-		return nil
-	default:
-		o.owners[id] = append(owners, tenant)
 	}
 	return o.save()
 }
 
-// forget drops a removed image.
-func (o *imageOwners) forget(id string) error {
+func (o *imageOwners) drop(key string) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if _, ok := o.owners[id]; !ok {
+	if _, ok := o.owners[key]; !ok {
 		return nil
 	}
-	delete(o.owners, id)
+	delete(o.owners, key)
 	return o.save()
 }
 

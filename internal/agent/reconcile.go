@@ -455,13 +455,15 @@ func (a *Agent) ensureImage(ctx context.Context, g *apiv1.ContainerGroup, c apiv
 	}
 	wish := registryWishes(g)[reg]
 	spec := &runtimeapi.ImageSpec{Image: c.Image}
+	auth := pullAuth(g, c.Image)
+	name, _ := imageref.Normal(c.Image)
 	var image string
-	err = a.withTransport(reg, wish, func() error {
+	err = a.withTransport(reg, wish, auth != nil, func() error {
 		if c.ImagePullPolicy != apiv1.PullAlways {
 			st, err := a.cfg.Runtime.ImageStatus(ctx, spec, false)
 			present := err == nil && st.GetImage() != nil
 			unverified := present && wish == "" && a.pulls.isTainted(c.Image)
-			private := present && !a.owners.mayUse(st.GetImage().GetId(), g.Metadata.Tenant)
+			private := present && !a.owners.mayUse(st.GetImage().GetId(), name, g.Metadata.Tenant)
 			switch {
 			case present && !unverified && !private:
 				image = st.GetImage().GetId()
@@ -486,12 +488,17 @@ func (a *Agent) ensureImage(ctx context.Context, g *apiv1.ContainerGroup, c apiv
 				return err
 			}
 		}
+		if auth != nil { // recorded before: a crash midway leaves it private (imageowners.go)
+			if err := a.owners.pulling(name, g.Metadata.Tenant); err != nil {
+				return err
+			}
+		}
 		ref, err := a.pull(ctx, g, c, spec, sbCfg)
 		if err != nil {
 			return err
 		}
 		image = ref
-		if err := a.owners.pulled(ref, g.Metadata.Tenant, pullAuth(g, c.Image) != nil); err != nil {
+		if err := a.owners.pulled(ref, name, g.Metadata.Tenant, auth != nil); err != nil {
 			return err
 		}
 		if wish == "" {

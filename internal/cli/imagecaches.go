@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/imageref"
 )
 
 // newImageCachesCommand is `eci imagecaches`: list, create, get and
@@ -75,7 +76,11 @@ func newIMCCreateCommand(f *Flags) *cobra.Command {
 				}
 				seen := map[string]bool{}
 				for _, img := range images {
-					if reg, _, ok := strings.Cut(img, "/"); ok && strings.ContainsAny(reg, ".:") && !seen[reg] {
+					reg, err := imageref.RegistryOf(img)
+					if err != nil {
+						return fmt.Errorf("--image %q: %w", img, err)
+					}
+					if !seen[reg] {
 						seen[reg] = true
 						ic.Spec.ImageRegistryCredentials = append(ic.Spec.ImageRegistryCredentials, apiv1.RegistryCredential{Server: reg, Username: user, Password: pw})
 					}

@@ -162,6 +162,10 @@ func (s *Service) ListEvents(ctx context.Context, p auth.Principal, id string) (
 			continue
 		}
 		if !p.IsAdmin() {
+			if ev.Object.Kind == "ImageCache" && p.Kind == apiv1.TokenTenant && ev.Metadata.Tenant == p.Tenant {
+				out = append(out, *ev) // its own cache's
+				continue
+			}
 			if ev.Object.Kind != "ContainerGroup" {
 				continue
 			}

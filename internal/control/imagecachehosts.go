@@ -33,12 +33,14 @@ func keepsCaches(h *apiv1.Host) bool {
 // cacheHosts are the hosts of hosts (sorted by name) that keep cache c:
 // every one that keeps caches, or HostsPerZone of each zone, chosen by
 // hashing the cache's id with the host's name (rendezvous hashing: a host
-// that joins or leaves moves few caches).
-func cacheHosts(c *apiv1.ImageCache, hosts []*apiv1.Host) []*apiv1.Host {
+// that joins or leaves moves few caches). asking, when not empty, is a
+// host that counts whatever its state (its own agent asking: a host
+// cordoned, or late with a heartbeat, keeps its caches).
+func cacheHosts(c *apiv1.ImageCache, hosts []*apiv1.Host, asking string) []*apiv1.Host {
 	var out []*apiv1.Host
 	byZone := map[string][]*apiv1.Host{}
 	for _, h := range hosts {
-		if keepsCaches(h) {
+		if keepsCaches(h) || h.Metadata.Name == asking {
 			byZone[h.Spec.Zone] = append(byZone[h.Spec.Zone], h)
 		}
 	}
@@ -77,7 +79,8 @@ func (s *Service) HostImageCaches(ctx context.Context, p auth.Principal, name st
 	}
 	out := &apiv1.HostImageCaches{Items: []apiv1.ImageCache{}}
 	for _, c := range caches {
-		if slices.ContainsFunc(cacheHosts(c, hosts), func(h *apiv1.Host) bool { return h.Metadata.Name == name }) {
+		if slices.ContainsFunc(cacheHosts(c, hosts, name), func(h *apiv1.Host) bool { return h.Metadata.Name == name }) {
+			c.Status = apiv1.ImageCacheStatus{LastMatchedTime: c.Status.LastMatchedTime} // what the host needs of it
 			out.Items = append(out.Items, *c)
 		}
 	}
@@ -120,12 +123,9 @@ func validateHostImages(rep *apiv1.HostImages) error {
 	if n := len(rep.Images); n > apiv1.MaxHostImages {
 		errs = append(errs, apiv1.FieldError{Field: "images", Message: fmt.Sprintf("%d images is too many; allowed: at most %d", n, apiv1.MaxHostImages)})
 	}
-	if n := len(rep.Failed); n > apiv1.MaxHostImages {
-		errs = append(errs, apiv1.FieldError{Field: "failed", Message: fmt.Sprintf("%d failures is too many; allowed: at most %d", n, apiv1.MaxHostImages)})
-	}
 	for i, img := range rep.Images {
-		if len(img.Refs) > 32 || img.SizeBytes < 0 {
-			errs = append(errs, apiv1.FieldError{Field: fmt.Sprintf("images[%d]", i), Message: "allowed: at most 32 refs and a size of 0 or more"})
+		if len(img.Refs) > 32 || img.SizeBytes < 0 || len(img.PrivateTo) > 256 {
+			errs = append(errs, apiv1.FieldError{Field: fmt.Sprintf("images[%d]", i), Message: "allowed: at most 32 refs, 256 tenants and a size of 0 or more"})
 		}
 		for _, r := range img.Refs {
 			if len(r) > apiv1.MaxImageRefLength {
@@ -133,11 +133,14 @@ func validateHostImages(rep *apiv1.HostImages) error {
 			}
 		}
 	}
+	// Failures are cut to size, never refused: one long message must not
+	// stop the host's whole report (the placer and every cache read it).
+	rep.Failed = rep.Failed[:min(len(rep.Failed), apiv1.MaxHostImageFailures)]
 	for i, f := range rep.Failed {
-		if len(f.Image) > apiv1.MaxImageRefLength || len(f.Message) > 1024 || len(f.Cache) > 64 {
-			errs = append(errs, apiv1.FieldError{Field: fmt.Sprintf("failed[%d]", i), Message: "allowed: an image ref, a cache id and a message of at most 1024 characters"})
+		if len(f.Image) > apiv1.MaxImageRefLength || len(f.Cache) > 64 {
+			errs = append(errs, apiv1.FieldError{Field: fmt.Sprintf("failed[%d]", i), Message: "allowed: an image ref and a cache id"})
 		}
-		rep.Failed[i].Message = strings.ToValidUTF8(f.Message, "?")
+		rep.Failed[i].Message = strings.ToValidUTF8(f.Message[:min(len(f.Message), 256)], "?")
 	}
 	if len(errs) > 0 {
 		return errs

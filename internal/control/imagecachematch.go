@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/imageref"
 	"github.com/eci-dev/eci/internal/store"
 )
@@ -25,6 +26,23 @@ func (s *Service) loadImages(ctx context.Context, st *placementState) error {
 	st.images = hostImageSets(reports)
 	st.caches, _, _, err = s.imcs.List(ctx, store.ListOptions{})
 	return err
+}
+
+// checkImageCache refuses a group naming an image cache that is not its
+// tenant's (one of another tenant's reads as one that does not exist).
+func (s *Service) checkImageCache(ctx context.Context, tenant, id string) error {
+	if id == "" {
+		return nil
+	}
+	c, err := s.imcs.Get(ctx, id)
+	if err == nil && c.Metadata.Tenant == tenant {
+		return nil
+	}
+	if err != nil && !errdefs.IsNotFound(err) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: "spec.imageCacheId",
+		Message: fmt.Sprintf("%q is no image cache of tenant %s; allowed: one of its own (eci imagecaches lists them)", id, tenant)}})
 }
 
 // groupImages are the images of spec's containers (init and app), as
@@ -57,7 +75,7 @@ func (st *placementState) matchCache(g *apiv1.ContainerGroup, host string) *apiv
 		if c.Metadata.Tenant != g.Metadata.Tenant || (g.Spec.ImageCacheID != "" && c.Metadata.ID != g.Spec.ImageCacheID) {
 			continue
 		}
-		if !slices.ContainsFunc(c.Spec.Images, func(img string) bool { _, ok := st.images[host][img]; return !ok }) {
+		if !slices.ContainsFunc(c.Spec.Images, func(img string) bool { i, ok := st.images[host][img]; return !ok || !i.UsableBy(c.Metadata.Tenant) }) {
 			n := 0
 			for _, img := range want {
 				if slices.Contains(c.Spec.Images, img) {

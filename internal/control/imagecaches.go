@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 
@@ -55,6 +56,13 @@ func (s *Service) CreateImageCache(ctx context.Context, p auth.Principal, c *api
 			return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: fmt.Sprintf("spec.images[%d]", i),
 				Message: fmt.Sprintf("%q is not an image reference; allowed: [registry/]repository[:tag][@digest]", img)}})
 		}
+		if slices.Contains(spec.Images[:i], spec.Images[i]) {
+			return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: fmt.Sprintf("spec.images[%d]", i),
+				Message: fmt.Sprintf("%q is %s, given before; allowed: each image once", img, spec.Images[i])}})
+		}
+	}
+	if err := credentialsUsed(spec); err != nil {
+		return nil, err
 	}
 	if spec.ImageCacheSize == 0 {
 		spec.ImageCacheSize = apiv1.DefaultImageCacheSize
@@ -81,6 +89,24 @@ func (s *Service) CreateImageCache(ctx context.Context, p auth.Principal, c *api
 	}
 	s.recordEvent(ctx, "ImageCache", obj.Metadata.ID, tenant, apiv1.EventNormal, "Creating", fmt.Sprintf("image cache %s of %d images: the hosts pull them", obj.Metadata.ID, len(spec.Images)), "server")
 	return redactCache(obj), nil
+}
+
+// credentialsUsed refuses a credential for a registry of none of the
+// images (it would never be sent).
+func credentialsUsed(spec apiv1.ImageCacheSpec) error {
+	regs := map[string]bool{}
+	for _, img := range spec.Images {
+		if r, err := imageref.RegistryOf(img); err == nil {
+			regs[r] = true
+		}
+	}
+	for i, c := range spec.ImageRegistryCredentials {
+		if !regs[imageref.Registry(c.Server)] {
+			return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: fmt.Sprintf("spec.imageRegistryCredentials[%d].server", i),
+				Message: fmt.Sprintf("%q is the registry of none of the images; allowed: one of %v", c.Server, slices.Sorted(maps.Keys(regs)))}})
+		}
+	}
+	return nil
 }
 
 // tenantImageCaches are the caches of tenant.
@@ -143,6 +169,7 @@ func (s *Service) DeleteImageCache(ctx context.Context, p auth.Principal, id str
 	if err != nil {
 		return err
 	}
+	c.Metadata.ResourceVersion = "" // whatever the monitor wrote of its status since
 	if err := s.imcs.Delete(ctx, c); err != nil {
 		return err
 	}

@@ -105,7 +105,7 @@ func TestImageCaches(t *testing.T) {
 	if got.Status.Phase != apiv1.ImageCacheFailed || !strings.Contains(got.Status.Message, "unauthorized") || got.Status.Progress != "50%" {
 		t.Fatalf("status %+v: want Failed, 50%%, saying unauthorized", got.Status)
 	}
-	app := apiv1.HostImage{Refs: []string{"reg.example:5000/app:v1", "reg.example:5000/app@sha256:" + strings.Repeat("a", 64)}, SizeBytes: 100 << 20}
+	app := apiv1.HostImage{Refs: []string{"reg.example:5000/app:v1", "reg.example:5000/app@sha256:" + strings.Repeat("a", 64)}, SizeBytes: 100 << 20, PrivateTo: []string{"acme"}}
 	report(keeper, apiv1.HostImages{Images: []apiv1.HostImage{busybox, app}})
 	got, _ = e.svc.GetImageCache(e.ctx, acme, ic.Metadata.ID)
 	if got.Status.Phase != apiv1.ImageCacheReady || got.Status.HostsReady != 1 || got.Status.SizeBytes != 104<<20 {
@@ -139,8 +139,29 @@ func TestImageCaches(t *testing.T) {
 	if !hasEventSaying(evs, "SuccessfulHitImageCache", hitMessage(ic.Metadata.ID)) {
 		t.Fatalf("events %+v: want SuccessfulHitImageCache naming the cache", evs)
 	}
-	if g := mk(umbrella, "theirs", nil); g.Status.Host != keeper || g.Status.MatchedImageCache != "" {
-		t.Fatalf("umbrella's group went to %s matching %q; want %s matching none", g.Status.Host, g.Status.MatchedImageCache, keeper)
+	// umbrella's group of the same image: the keeper's copy is acme's
+	// private one, which counts for nothing; spread decides.
+	if g := mk(umbrella, "theirs", nil); g.Status.Host != "big" || g.Status.MatchedImageCache != "" {
+		t.Fatalf("umbrella's group went to %s matching %q; want big (spread) matching none", g.Status.Host, g.Status.MatchedImageCache)
+	}
+	// Nor does it make umbrella's own cache of that image Ready.
+	theirs, err := e.svc.CreateImageCache(e.ctx, umbrella, &apiv1.ImageCache{Metadata: apiv1.ObjectMeta{Name: "probe"}, Spec: apiv1.ImageCacheSpec{Images: []string{"reg.example:5000/app:v1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.SyncImageCaches(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := e.svc.GetImageCache(e.ctx, umbrella, theirs.Metadata.ID); got.Status.HostsReady != 0 || got.Status.SizeBytes != 0 {
+		t.Fatalf("umbrella's cache of acme's private image: %+v; want no host ready", got.Status)
+	}
+	// A group may not name another tenant's cache, nor one that does not exist.
+	for _, id := range []string{ic.Metadata.ID, "imc-0000000000000000"} {
+		g := groupSpec("pinned", 1, 2)
+		g.Spec.ImageCacheID = id
+		if _, _, err := e.svc.CreateGroup(e.ctx, umbrella, g); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "spec.imageCacheId") {
+			t.Fatalf("umbrella's group naming %s: %v", id, err)
+		}
 	}
 	// A perfect match wants every image of the group in the cache; no
 	// match at all when the group says so.
@@ -150,6 +171,27 @@ func TestImageCaches(t *testing.T) {
 	}); g.Status.MatchedImageCache != "" {
 		t.Fatalf("a perfect match took a cache without alpine: %q", g.Status.MatchedImageCache)
 	}
+	if g := mk(acme, "perfect-hit", func(s *apiv1.ContainerGroupSpec) {
+		s.ImageCachePerfectMatch = true
+		s.InitContainers = []apiv1.Container{{Name: "init", Image: "busybox"}}
+	}); g.Status.MatchedImageCache != ic.Metadata.ID {
+		t.Fatalf("a perfect match of the cache's two images matched %q", g.Status.MatchedImageCache)
+	}
+	// A second cache of acme holding busybox alone: automatic matching
+	// takes the one with more of the group's images; a pin takes its own.
+	small, err := e.svc.CreateImageCache(e.ctx, acme, &apiv1.ImageCache{Metadata: apiv1.ObjectMeta{Name: "small"}, Spec: apiv1.ImageCacheSpec{Images: []string{"busybox"}, HostsPerZone: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	both := func(s *apiv1.ContainerGroupSpec) {
+		s.InitContainers = []apiv1.Container{{Name: "init", Image: "busybox"}}
+	}
+	if g := mk(acme, "auto", both); g.Status.MatchedImageCache != ic.Metadata.ID || g.Status.Host != keeper {
+		t.Fatalf("automatic matching took %q on %s; want %s", g.Status.MatchedImageCache, g.Status.Host, ic.Metadata.ID)
+	}
+	if g := mk(acme, "pin", func(s *apiv1.ContainerGroupSpec) { both(s); s.ImageCacheID = small.Metadata.ID }); g.Status.MatchedImageCache != small.Metadata.ID {
+		t.Fatalf("a pin to %s matched %q", small.Metadata.ID, g.Status.MatchedImageCache)
+	}
 	if g := mk(acme, "none", func(s *apiv1.ContainerGroupSpec) { s.DisableImageCacheMatch = true }); g.Status.MatchedImageCache != "" || g.Status.Host != keeper {
 		t.Fatalf("disableImageCacheMatch: matched %q on %s; want none, on %s (the images are still there)", g.Status.MatchedImageCache, g.Status.Host, keeper)
 	}
@@ -158,6 +200,26 @@ func TestImageCaches(t *testing.T) {
 	}
 	if got, _ := e.svc.GetImageCache(e.ctx, acme, ic.Metadata.ID); got.Status.LastMatchedTime == nil {
 		t.Fatal("the cache's lastMatchedTime was not kept")
+	}
+}
+
+// A tenant makes at most maxImageCachesPerTenant caches.
+func TestImageCacheLimit(t *testing.T) {
+	e := newEnv(t, false)
+	for i := 0; i <= maxImageCachesPerTenant; i++ {
+		_, err := e.svc.CreateImageCache(e.ctx, auth.Admin, &apiv1.ImageCache{Metadata: apiv1.ObjectMeta{Name: "c"}, Spec: apiv1.ImageCacheSpec{Images: []string{"busybox"}}})
+		if i < maxImageCachesPerTenant && err != nil {
+			t.Fatal(err)
+		}
+		if i == maxImageCachesPerTenant && !errdefs.IsPermissionDenied(err) {
+			t.Fatalf("cache %d: %v; want refused", i+1, err)
+		}
+	}
+	// A credential for none of the images' registries is refused.
+	_, err := e.svc.CreateImageCache(e.ctx, tenantPrincipal("x"), &apiv1.ImageCache{Metadata: apiv1.ObjectMeta{Name: "c"}, Spec: apiv1.ImageCacheSpec{
+		Images: []string{"busybox"}, ImageRegistryCredentials: []apiv1.RegistryCredential{{Server: "reg.example", Username: "u", Password: "p"}}}})
+	if !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "spec.imageRegistryCredentials[0].server") {
+		t.Fatalf("a credential of no image's registry: %v", err)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/scheduler"
 	"github.com/eci-dev/eci/internal/store"
 )
 
@@ -68,7 +69,7 @@ func (s *Service) SyncImageCaches(ctx context.Context) error {
 				fmt.Sprintf("image cache %s removed: its %d retention days ended", c.Metadata.ID, c.Spec.RetentionDays), "server")
 			continue
 		}
-		st := cacheStatus(c, cacheHosts(c, hosts), held, reports)
+		st := cacheStatus(c, cacheHosts(c, hosts, ""), held, reports)
 		st.ExpireDateTime, st.LastMatchedTime, st.LastUpdatedTime = c.Status.ExpireDateTime, c.Status.LastMatchedTime, c.Status.LastUpdatedTime
 		if t, ok := matched[c.Metadata.ID]; ok {
 			st.LastMatchedTime = &t
@@ -100,15 +101,14 @@ func (s *Service) cachePhaseEvent(ctx context.Context, c *apiv1.ImageCache, st a
 	s.recordEvent(ctx, "ImageCache", c.Metadata.ID, c.Metadata.Tenant, typ, reason, msg, "server")
 }
 
-// hostImageSets are the images each host reported, by host and name, with
-// their size.
-func hostImageSets(reports []*hostImages) map[string]map[string]int64 {
-	out := make(map[string]map[string]int64, len(reports))
+// hostImageSets are the images each host reported, by host and name.
+func hostImageSets(reports []*hostImages) map[string]map[string]scheduler.Image {
+	out := make(map[string]map[string]scheduler.Image, len(reports))
 	for _, r := range reports {
-		m := map[string]int64{}
+		m := map[string]scheduler.Image{}
 		for _, img := range r.Images {
 			for _, ref := range img.Refs {
-				m[ref] = img.SizeBytes
+				m[ref] = scheduler.Image{Size: img.SizeBytes, PrivateTo: img.PrivateTo}
 			}
 		}
 		out[r.Metadata.ID] = m
@@ -118,7 +118,7 @@ func hostImageSets(reports []*hostImages) map[string]map[string]int64 {
 
 // cacheStatus is c's status on hosts, from what they hold and the pull
 // failures they reported.
-func cacheStatus(c *apiv1.ImageCache, hosts []*apiv1.Host, held map[string]map[string]int64, reports []*hostImages) apiv1.ImageCacheStatus {
+func cacheStatus(c *apiv1.ImageCache, hosts []*apiv1.Host, held map[string]map[string]scheduler.Image, reports []*hostImages) apiv1.ImageCacheStatus {
 	failures := map[string]string{} // by host
 	for _, r := range reports {
 		for _, f := range r.Failed {
@@ -134,9 +134,9 @@ func cacheStatus(c *apiv1.ImageCache, hosts []*apiv1.Host, held map[string]map[s
 		hs := apiv1.ImageCacheHost{Host: name, Message: failures[name]}
 		var size int64
 		for _, img := range c.Spec.Images {
-			if n, ok := held[name][img]; ok {
+			if i, ok := held[name][img]; ok && i.UsableBy(c.Metadata.Tenant) { // another tenant's private copy is not the cache's
 				hs.Images++
-				size += n
+				size += i.Size
 			}
 		}
 		pairs += hs.Images

@@ -147,11 +147,11 @@ type placementState struct {
 	tenants map[string]*apiv1.Tenant
 	vsws    map[string]*apiv1.VSwitch
 	alloc   map[string]*addrpool.Allocator
-	ipv6    map[string]*addrpool.IPv6Pool      // the vSwitches with an ipv6Cidr (ipv6.go)
-	fixed   map[string]*ipRecord               // by fixed-IP key (fixedip.go)
-	spot    map[string][]*apiv1.ContainerGroup // live spot groups by host, read when needed (spot.go)
-	warm    map[string]map[string][]*ipRecord  // ready sandboxes of warm pools by host and vSwitch (warmpool.go)
-	images  map[string]map[string]int64        // the images each host holds, with their size (imagecachematch.go)
+	ipv6    map[string]*addrpool.IPv6Pool         // the vSwitches with an ipv6Cidr (ipv6.go)
+	fixed   map[string]*ipRecord                  // by fixed-IP key (fixedip.go)
+	spot    map[string][]*apiv1.ContainerGroup    // live spot groups by host, read when needed (spot.go)
+	warm    map[string]map[string][]*ipRecord     // ready sandboxes of warm pools by host and vSwitch (warmpool.go)
+	images  map[string]map[string]scheduler.Image // the images each host holds (imagecachematch.go)
 	caches  []*apiv1.ImageCache
 }
 
@@ -331,7 +331,7 @@ func (s *Service) placeOne(ctx context.Context, st *placementState, g *apiv1.Con
 	req := scheduler.Request{
 		Sizes: candidates, GPU: g.Spec.GPU, RuntimeHandler: g.Spec.RuntimeHandler, VSwitchIDs: usable,
 		Ordered: g.Spec.ScheduleStrategy == apiv1.VSwitchOrdered, Seed: seedOf(g.Metadata.ID),
-		Warm: apiv1.Warmable(&g.Spec), Images: groupImages(&g.Spec),
+		Warm: apiv1.Warmable(&g.Spec), Images: groupImages(&g.Spec), Tenant: g.Metadata.Tenant,
 	}
 	var wantIP netip.Addr
 	vsw, fixedIP, kept, why := st.fixedAddress(g, usable, s.now())

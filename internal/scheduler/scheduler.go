@@ -48,15 +48,31 @@ type Host struct {
 	RuntimeHandlers []string
 	// Warm counts the host's ready sandboxes of its warm pool by vSwitch.
 	Warm map[string]int
-	// Images the host holds (as containerd names them), with their size.
-	Images map[string]int64
+	// Images the host holds (as containerd names them), with their size
+	// and the tenants a private one is for.
+	Images map[string]Image
 }
 
-// held is how many bytes of images h holds.
-func (h Host) held(images []string) int64 {
+// Image is an image a host holds.
+type Image struct {
+	Size int64
+	// PrivateTo: the tenants that pulled it with a credential; only their
+	// groups run the host's copy. Empty: anyone's.
+	PrivateTo []string
+}
+
+// UsableBy tells whether tenant's groups run the host's copy of i.
+func (i Image) UsableBy(tenant string) bool {
+	return len(i.PrivateTo) == 0 || slices.Contains(i.PrivateTo, tenant)
+}
+
+// held is how many bytes of images h holds for tenant's group.
+func (h Host) held(images []string, tenant string) int64 {
 	var n int64
 	for _, img := range images {
-		n += h.Images[img]
+		if i, ok := h.Images[img]; ok && i.UsableBy(tenant) {
+			n += i.Size
+		}
 	}
 	return n
 }
@@ -109,8 +125,10 @@ type Request struct {
 	Warm bool
 	// Images of the group (as containerd names them): a host holding more
 	// of them, by size, is preferred to any other that fits (it starts
-	// without pulling them), before a warm sandbox.
+	// without pulling them), before a warm sandbox. Tenant is the group's:
+	// another tenant's private images count for nothing.
 	Images []string
+	Tenant string
 }
 
 // Decision is where a group goes.
@@ -235,7 +253,7 @@ func pickHost(hosts []Host, vsw VSwitch, size sizes.Size, req Request, policy Po
 			}
 			continue
 		}
-		sc := score{held: h.held(req.Images), warm: req.Warm && h.Warm[vsw.ID] > 0, free: free, name: h.Name}
+		sc := score{held: h.held(req.Images, req.Tenant), warm: req.Warm && h.Warm[vsw.ID] > 0, free: free, name: h.Name}
 		if best < 0 || sc.beats(top, policy) {
 			best, top = i, sc
 		}

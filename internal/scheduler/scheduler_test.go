@@ -141,8 +141,8 @@ func TestRandomVSwitchOrderSpreads(t *testing.T) {
 // warm sandbox and the policy; a host that can't fit the group does not.
 func TestImageLocality(t *testing.T) {
 	snap := snapshot()
-	snap.Hosts[0].Images = map[string]int64{"reg/app:v1": 100 << 20, "reg/base:v1": 10 << 20} // a1: the most of them
-	snap.Hosts[1].Images = map[string]int64{"reg/base:v1": 10 << 20}
+	snap.Hosts[0].Images = map[string]Image{"reg/app:v1": {Size: 100 << 20}, "reg/base:v1": {Size: 10 << 20}} // a1: the most of them
+	snap.Hosts[1].Images = map[string]Image{"reg/base:v1": {Size: 10 << 20}}
 	snap.Hosts[1].Warm = map[string]int{"vsw-a": 1}
 	req := Request{Sizes: []sizes.Size{size(1, 2)}, VSwitchIDs: []string{"vsw-a"}, Warm: true, Images: []string{"reg/app:v1", "reg/base:v1"}}
 	if d, err := Place(snap, req, Spread); err != nil || d.Host != "a1" {
@@ -155,5 +155,15 @@ func TestImageLocality(t *testing.T) {
 	req.Sizes, req.Images = []sizes.Size{size(1, 2)}, []string{"reg/other:v1"}
 	if d, err := Place(snap, req, Spread); err != nil || d.Host != "a2" {
 		t.Fatalf("placed on %s (%v); want a2 (warm, then spread) when no host holds the images", d.Host, err)
+	}
+	// Another tenant's private copy counts for nothing.
+	snap.Hosts[0].Images["reg/app:v1"] = Image{Size: 100 << 20, PrivateTo: []string{"acme"}}
+	req.Images, req.Tenant = []string{"reg/app:v1", "reg/base:v1"}, "umbrella"
+	if d, err := Place(snap, req, Spread); err != nil || d.Host != "a2" {
+		t.Fatalf("placed on %s (%v); want a2: a1's copy is acme's", d.Host, err)
+	}
+	req.Tenant = "acme"
+	if d, err := Place(snap, req, Spread); err != nil || d.Host != "a1" {
+		t.Fatalf("placed on %s (%v); want a1, holding acme's copy", d.Host, err)
 	}
 }

@@ -176,8 +176,10 @@ func (v *VNode) syncImageCache(ctx context.Context, obj *imageCacheObject, have 
 			made, err = v.cfg.ECI.CreateImageCache(ctx, ic)
 		}
 		switch {
-		case errdefs.IsInvalid(err) || errdefs.IsPermissionDenied(err):
+		case errdefs.IsInvalid(err):
 			st = imageCacheObjectStatus{Phase: string(apiv1.ImageCacheFailed), Message: err.Error(), ObservedGeneration: obj.Generation}
+		case errdefs.IsPermissionDenied(err): // (the tenant's limit: tried again at each pass, saying why)
+			st = imageCacheObjectStatus{Phase: string(apiv1.ImageCacheCreating), Message: err.Error()}
 		case err != nil:
 			return fmt.Errorf("ImageCache %s: %w", obj.Name, err)
 		default:
@@ -224,7 +226,7 @@ func (v *VNode) imageCacheFor(obj *imageCacheObject, gen string) (*apiv1.ImageCa
 			return nil, err
 		}
 		if data == nil {
-			continue // as the kubelet: a missing pull secret is skipped (the pull may then fail)
+			return nil, fmt.Errorf("spec.imagePullSecrets[%d]: secret %s does not exist: %w", i, ref, errdefs.ErrInvalidArgument)
 		}
 		creds, err := dockerCredentials(data)
 		if err != nil {

@@ -1,0 +1,71 @@
+package agent
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The record of private images: a name pulled with a credential is its
+// tenant's from before the pull; the record survives a restart; an
+// anonymous pull makes the name public, not the id; an unreadable record
+// stops the agent rather than make every image public.
+func TestImageOwners(t *testing.T) {
+	dir := t.TempDir()
+	o, err := newImageOwners(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ref, id = "reg.example/app:v1", "sha256:aa"
+	if err := o.pulling(ref, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	if o.mayUse("sha256:unknown-yet", ref, "umbrella") {
+		t.Fatal("a name being pulled with acme's credential is anyone's")
+	}
+	if err := o.pulled(id, ref, "acme", true); err != nil {
+		t.Fatal(err)
+	}
+	again, err := newImageOwners(dir) // a restart
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.mayUse(id, ref, "acme") || again.mayUse(id, ref, "umbrella") || again.mayUse(id, "other.example/copy:1", "umbrella") {
+		t.Fatal("after a restart the private image is not acme's alone (by id and by name)")
+	}
+	if err := again.pulled(id, ref, "umbrella", false); err != nil {
+		t.Fatal(err)
+	}
+	if again.mayUse(id, ref, "umbrella") {
+		t.Fatal("an anonymous pull of the name made the id public")
+	}
+	if err := again.forget(id); err != nil {
+		t.Fatal(err)
+	}
+	if !again.mayUse(id, ref, "umbrella") {
+		t.Fatal("a removed image's record is kept")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "images-pulled-private.json"), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newImageOwners(dir); err == nil || !strings.Contains(err.Error(), "unreadable") {
+		t.Fatalf("a corrupt record was taken: %v", err)
+	}
+}
+
+// A cache's failure says only its kind (never what answered at an
+// address), and a host's report carries one failure a cache.
+func TestPullFailureKinds(t *testing.T) {
+	for msg, want := range map[string]string{
+		`failed to resolve reference "10.0.0.5:2379/x:1": failed to do request: Head "https://10.0.0.5:2379/v2/x/manifests/1": dial tcp 10.0.0.5:2379: connect: connection refused`: "could not be reached",
+		`pull r/x:1: failed to authorize: failed to fetch anonymous token: unexpected status: 401 Unauthorized`:                                                             "unauthorized",
+		`pull r/x:1: not found`: "not found",
+		`something else entirely, with a long body ` + strings.Repeat("x", 2000): "the pull failed",
+	} {
+		if got := pullFailure(errors.New(msg)); !strings.Contains(got, want) || len(got) > 100 {
+			t.Errorf("%.60s: %q, want %q", msg, got, want)
+		}
+	}
+}
