@@ -65,7 +65,7 @@ func groupImages(spec *apiv1.ContainerGroupSpec) []string {
 // imageCachePerfectMatch, none with disableImageCacheMatch. A cache counts
 // on host when the host holds all its images.
 func (st *placementState) matchCache(g *apiv1.ContainerGroup, host string) *apiv1.ImageCache {
-	if g.Spec.DisableImageCacheMatch {
+	if g.Spec.DisableImageCacheMatch || pullsAlways(&g.Spec) {
 		return nil
 	}
 	want := groupImages(&g.Spec)
@@ -92,6 +92,19 @@ func (st *placementState) matchCache(g *apiv1.ContainerGroup, host string) *apiv
 		}
 	}
 	return best
+}
+
+// pullsAlways: a container of spec pulls its image whatever the host
+// holds (imagePullPolicy Always): the group starts from no cache.
+func pullsAlways(spec *apiv1.ContainerGroupSpec) bool {
+	for _, list := range [][]apiv1.Container{spec.InitContainers, spec.Containers} {
+		for _, c := range list {
+			if c.ImagePullPolicy == apiv1.PullAlways {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // hitMessage is the event of a group that matched cache id (the words of

@@ -195,6 +195,9 @@ func TestImageCaches(t *testing.T) {
 	if g := mk(acme, "none", func(s *apiv1.ContainerGroupSpec) { s.DisableImageCacheMatch = true }); g.Status.MatchedImageCache != "" || g.Status.Host != keeper {
 		t.Fatalf("disableImageCacheMatch: matched %q on %s; want none, on %s (the images are still there)", g.Status.MatchedImageCache, g.Status.Host, keeper)
 	}
+	if g := mk(acme, "always", func(s *apiv1.ContainerGroupSpec) { s.Containers[0].ImagePullPolicy = apiv1.PullAlways }); g.Status.MatchedImageCache != "" {
+		t.Fatalf("a group pulling Always matched %q", g.Status.MatchedImageCache)
+	}
 	if err := e.svc.SyncImageCaches(e.ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -60,13 +61,17 @@ func (s *Service) SyncImageCaches(ctx context.Context) error {
 	held := hostImageSets(reports)
 	matched := s.matches.take()
 	now := s.now()
+	var errs []error
 	for _, c := range caches {
 		if exp := c.Status.ExpireDateTime; exp != nil && now.After(*exp) {
-			if err := s.imcs.Delete(ctx, c); err != nil && !errdefs.IsNotFound(err) {
-				return err
+			c.Metadata.ResourceVersion = ""
+			switch err := s.imcs.Delete(ctx, c); {
+			case err == nil:
+				s.recordEvent(ctx, "ImageCache", c.Metadata.ID, c.Metadata.Tenant, apiv1.EventNormal, "Expired",
+					fmt.Sprintf("image cache %s removed: its %d retention days ended", c.Metadata.ID, c.Spec.RetentionDays), "server")
+			case !errdefs.IsNotFound(err):
+				errs = append(errs, err)
 			}
-			s.recordEvent(ctx, "ImageCache", c.Metadata.ID, c.Metadata.Tenant, apiv1.EventNormal, "Expired",
-				fmt.Sprintf("image cache %s removed: its %d retention days ended", c.Metadata.ID, c.Spec.RetentionDays), "server")
 			continue
 		}
 		st := cacheStatus(c, cacheHosts(c, hosts, ""), held, reports)
@@ -85,10 +90,13 @@ func (s *Service) SyncImageCaches(ctx context.Context) error {
 		}
 		id := c.Metadata.ID
 		if _, err := s.imcs.Mutate(ctx, id, func(c *apiv1.ImageCache) error { c.Status = st; return nil }); err != nil && !errdefs.IsNotFound(err) {
-			return fmt.Errorf("image cache %s: %w", id, err)
+			if t, ok := matched[id]; ok {
+				s.matches.note(id, t) // written at the next pass
+			}
+			errs = append(errs, fmt.Errorf("image cache %s: %w", id, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // cachePhaseEvent tells the cache's tenant of a new phase.
