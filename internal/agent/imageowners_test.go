@@ -59,8 +59,8 @@ func TestImageOwners(t *testing.T) {
 // address), and a host's report carries one failure a cache.
 func TestPullFailureKinds(t *testing.T) {
 	for msg, want := range map[string]string{
-		`failed to resolve reference "10.0.0.5:2379/x:1": failed to do request: Head "https://10.0.0.5:2379/v2/x/manifests/1": dial tcp 10.0.0.5:2379: connect: connection refused`: "could not be reached",
-		`pull r/x:1: failed to authorize: failed to fetch anonymous token: unexpected status: 401 Unauthorized`:                                                                     "unauthorized",
+		`failed to resolve reference "198.18.0.5:2379/x:1": failed to do request: Head "https://198.18.0.5:2379/v2/x/manifests/1": dial tcp 198.18.0.5:2379: connect: connection refused`: "could not be reached",
+		`pull r/x:1: failed to authorize: failed to fetch anonymous token: unexpected status: 401 Unauthorized`:                                                                           "unauthorized",
 		`pull r/x:1: not found`: "not found",
 		`something else entirely, with a long body ` + strings.Repeat("x", 2000): "the pull failed",
 	} {
