@@ -17,7 +17,6 @@ import (
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/poll"
-	"github.com/eci-dev/eci/internal/runtime"
 	"github.com/eci-dev/eci/internal/server/servertest"
 	"github.com/eci-dev/eci/internal/testbed"
 )
@@ -28,13 +27,7 @@ import (
 // + create + start of the same pod) measured in the same run, bare and
 // sized as the agent sizes a group.
 func BenchmarkGroupStart(b *testing.B) {
-	bed := testbed.New(b, testbed.Options{Containerd: true})
-	srv := servertest.Start(b)
-	srv.VSwitch(b, "vsw-a", "zone-a", bed.Network.VSwitchCIDR.String())
-	rt, err := runtime.NewCRI(bed.Containerd.Endpoint, quiet())
-	if err != nil {
-		b.Fatal(err)
-	}
+	bed, srv, rt := containerdBed(b)
 	ctx := context.Background()
 	img := &runtimeapi.ImageSpec{Image: bed.Registry.Busybox}
 	if _, err := rt.PullImage(ctx, img, nil, nil); err != nil {

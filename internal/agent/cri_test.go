@@ -27,13 +27,7 @@ import (
 // The agent on the real test bed: containerd through CRI, images pulled from
 // the bed's registry, CNI networking.
 func TestAgentOnContainerd(t *testing.T) {
-	bed := testbed.New(t, testbed.Options{Containerd: true})
-	srv := servertest.Start(t)
-	srv.VSwitch(t, "vsw-a", "zone-a", bed.Network.VSwitchCIDR.String())
-	rt, err := runtime.NewCRI(bed.Containerd.Endpoint, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
+	bed, srv, rt := containerdBed(t)
 	stopAgent := startAgentOn(t, srv, rt, bed, "")
 	ctx := context.Background()
 	busybox := bed.Registry.Busybox
@@ -404,6 +398,20 @@ func TestAgentOnContainerd(t *testing.T) {
 	t.Run("hardening", func(t *testing.T) { testHardening(t, bed, srv, rt) })
 	t.Run("dns", func(t *testing.T) { testDNS(t, bed, srv, rt) })
 	t.Run("services", func(t *testing.T) { testServices(t, bed, srv, rt) })
+}
+
+// containerdBed is a test bed with containerd, a server with the bed's
+// vSwitch, and a CRI client of the bed's containerd.
+func containerdBed(t testing.TB) (*testbed.Bed, *servertest.Server, *runtime.CRI) {
+	t.Helper()
+	bed := testbed.New(t, testbed.Options{Containerd: true})
+	srv := servertest.Start(t)
+	srv.VSwitch(t, "vsw-a", "zone-a", bed.Network.VSwitchCIDR.String())
+	rt, err := runtime.NewCRI(bed.Containerd.Endpoint, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bed, srv, rt
 }
 
 // startAgentOn runs an agent on the bed's containerd, with plugin (this test

@@ -24,7 +24,6 @@ import (
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/poll"
-	"github.com/eci-dev/eci/internal/runtime"
 	"github.com/eci-dev/eci/internal/server/servertest"
 	"github.com/eci-dev/eci/internal/testbed"
 )
@@ -37,13 +36,7 @@ import (
 // the pre-pulled start of the same run are reported min and max.
 func BenchmarkImageStart(b *testing.B) {
 	mb, mbps, runs := envInt("ECI_BENCH_IMAGE_MB", 200), envInt("ECI_BENCH_REGISTRY_MBPS", 20), envInt("ECI_BENCH_IMAGE_RUNS", 3)
-	bed := testbed.New(b, testbed.Options{Containerd: true})
-	srv := servertest.Start(b)
-	srv.VSwitch(b, "vsw-a", "zone-a", bed.Network.VSwitchCIDR.String())
-	rt, err := runtime.NewCRI(bed.Containerd.Endpoint, quiet())
-	if err != nil {
-		b.Fatal(err)
-	}
+	bed, srv, rt := containerdBed(b)
 	ctx := context.Background()
 	limiter := rate.NewLimiter(rate.Limit(mbps<<20), 64<<10)
 	host := localRegistry(b, bed, throttled(limiter, registry.New(registry.Logger(log.New(io.Discard, "", 0)))))

@@ -35,13 +35,7 @@ import (
 // (its pull is refused); when the cache goes, the agent removes the image
 // once no container is made of it.
 func TestImageCacheOnContainerd(t *testing.T) {
-	bed := testbed.New(t, testbed.Options{Containerd: true})
-	srv := servertest.Start(t)
-	srv.VSwitch(t, "vsw-a", "zone-a", bed.Network.VSwitchCIDR.String())
-	rt, err := runtime.NewCRI(bed.Containerd.Endpoint, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
+	bed, srv, rt := containerdBed(t)
 	ctx := context.Background()
 
 	// A private registry (basic auth) on loopback, which the operator

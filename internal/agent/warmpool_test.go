@@ -18,7 +18,6 @@ import (
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/poll"
-	"github.com/eci-dev/eci/internal/runtime"
 	"github.com/eci-dev/eci/internal/server/servertest"
 	"github.com/eci-dev/eci/internal/testbed"
 )
@@ -31,13 +30,7 @@ import (
 // the runtime lost is made again; the operator's size of 0 empties the
 // pool.
 func TestWarmPool(t *testing.T) {
-	bed := testbed.New(t, testbed.Options{Containerd: true})
-	srv := servertest.Start(t)
-	srv.VSwitch(t, "vsw-a", "zone-a", bed.Network.VSwitchCIDR.String())
-	rt, err := runtime.NewCRI(bed.Containerd.Endpoint, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
+	bed, srv, rt := containerdBed(t)
 	warm := func(c *Config) { c.Host.Spec.WarmPool = &apiv1.WarmPoolSpec{Size: 2} }
 	stop := startAgentWith(t, srv, rt, bed, "", warm)
 	ctx := context.Background()
