@@ -80,11 +80,16 @@ func (a *Agent) saveCachePulls(cp cachePulls) error {
 	return os.Rename(tmp, a.cachePullsFile())
 }
 
-// refresh keeps the sizes of the caches' images held, forgets those of
-// images no cache keeps, and drops from Pulled what someone else removed
-// (pulled again, it is not the caches' to remove); it tells whether cp
-// changed.
-func (cp *cachePulls) refresh(caches []apiv1.ImageCache, held map[string]heldImage) bool {
+// sizeKey keys a cache's image in Sizes: by its tenant (a size is known
+// only of an image the tenant may run: another's private copy tells it
+// nothing, through the bound either).
+func sizeKey(tenant, img string) string { return tenant + "\x00" + img }
+
+// refresh keeps the sizes of the caches' images held (those each cache's
+// tenant may run), forgets those of images no cache keeps, and drops from
+// Pulled what someone else removed (pulled again, it is not the caches' to
+// remove); it tells whether cp changed.
+func (cp *cachePulls) refresh(caches []apiv1.ImageCache, held map[string]heldImage, usable func(id, img, tenant string) bool) bool {
 	if cp.Sizes == nil {
 		cp.Sizes = map[string]uint64{}
 	}
@@ -93,9 +98,10 @@ func (cp *cachePulls) refresh(caches []apiv1.ImageCache, held map[string]heldIma
 	changed, wanted := len(cp.Pulled) != n, map[string]bool{}
 	for _, c := range caches {
 		for _, img := range c.Spec.Images {
-			wanted[img] = true
-			if h, ok := held[img]; ok && cp.Sizes[img] != h.size {
-				cp.Sizes[img], changed = h.size, true
+			key := sizeKey(c.Metadata.Tenant, img)
+			wanted[key] = true
+			if h, ok := held[img]; ok && usable(h.id, img, c.Metadata.Tenant) && cp.Sizes[key] != h.size {
+				cp.Sizes[key], changed = h.size, true
 			}
 		}
 	}
@@ -149,14 +155,14 @@ func (a *Agent) syncImageCaches(ctx context.Context, retries cacheRetries) (apiv
 		return apiv1.HostImages{}, err
 	}
 	cp := a.loadCachePulls(ctx)
-	if cp.refresh(caches, held) {
+	if cp.refresh(caches, held, a.owners.mayUse) {
 		if err := a.saveCachePulls(cp); err != nil {
 			return apiv1.HostImages{}, err
 		}
 	}
 	var failed []apiv1.ImagePullFailure
 	var kept []apiv1.ImageCache
-	taken := map[string]bool{} // images counted against ImageCacheBytes
+	taken := map[string]bool{} // sizeKeys counted against ImageCacheBytes
 	for _, i := range byRecency(caches) {
 		c := &caches[i]
 		if a.overBudget(c, cp.Sizes, taken) {
@@ -168,7 +174,11 @@ func (a *Agent) syncImageCaches(ctx context.Context, retries cacheRetries) (apiv
 		f, pulled := a.pullCache(ctx, c, held, retries)
 		failed = append(failed, f...)
 		if len(pulled) > 0 {
-			cp.Pulled = append(cp.Pulled, pulled...)
+			for img, n := range pulled { // counted at once for the caches after it
+				cp.Pulled = append(cp.Pulled, img)
+				cp.Sizes[sizeKey(c.Metadata.Tenant, img)] = n
+				taken[sizeKey(c.Metadata.Tenant, img)] = true
+			}
 			if err := a.saveCachePulls(cp); err != nil {
 				return apiv1.HostImages{}, err
 			}
@@ -194,7 +204,8 @@ func (a *Agent) hostReport(ctx context.Context, failed []apiv1.ImagePullFailure)
 	for _, img := range images {
 		refs := append(slices.Clone(img.RepoTags), img.RepoDigests...)
 		if len(refs) > 0 {
-			rep.Images = append(rep.Images, apiv1.HostImage{Refs: refs[:min(len(refs), 32)], SizeBytes: int64(img.Size), PrivateTo: a.owners.privateTo(img.Id)})
+			to := a.owners.privateTo(img.Id)
+			rep.Images = append(rep.Images, apiv1.HostImage{Refs: refs[:min(len(refs), 32)], SizeBytes: int64(img.Size), PrivateTo: to[:min(len(to), 256)]}) // (fewer: safe, fewer tenants count it)
 		}
 	}
 	sort.Slice(rep.Images, func(i, j int) bool { return rep.Images[i].Refs[0] < rep.Images[j].Refs[0] })
@@ -235,19 +246,19 @@ func (a *Agent) overBudget(c *apiv1.ImageCache, sizes map[string]uint64, taken m
 		return false
 	}
 	var total uint64
-	for img := range taken {
-		total += sizes[img]
+	for key := range taken {
+		total += sizes[key]
 	}
 	for _, img := range c.Spec.Images {
-		if !taken[img] {
-			total += sizes[img]
+		if key := sizeKey(c.Metadata.Tenant, img); !taken[key] {
+			total += sizes[key]
 		}
 	}
 	if total > a.cfg.ImageCacheBytes {
 		return true
 	}
 	for _, img := range c.Spec.Images {
-		taken[img] = true
+		taken[sizeKey(c.Metadata.Tenant, img)] = true
 	}
 	return false
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -33,6 +34,9 @@ type cacheRetry struct {
 	next  time.Time
 	delay time.Duration
 	msg   string
+	// size is the image's size when it was pulled and removed for being
+	// over its cache's size: the next try is refused without pulling.
+	size uint64
 }
 
 // failed records a failure of key, and returns its message.
@@ -58,9 +62,14 @@ func (r cacheRetries) waiting(key string) (string, bool) {
 // pullCache pulls c's images the host lacks (or holds as another tenant's
 // private image: the cache's credential pulls it again, and the registry
 // decides), within the cache's size and the filesystem's free share; it
-// returns what failed and what it pulled.
-func (a *Agent) pullCache(ctx context.Context, c *apiv1.ImageCache, held map[string]heldImage, retries cacheRetries) (failed []apiv1.ImagePullFailure, pulled []string) {
+// returns what failed, and the images it brought to the host with their
+// sizes (not one another name of which was here before).
+func (a *Agent) pullCache(ctx context.Context, c *apiv1.ImageCache, held map[string]heldImage, retries cacheRetries) (failed []apiv1.ImagePullFailure, pulled map[string]uint64) {
 	tenant := c.Metadata.Tenant
+	ids := map[string]bool{} // the images here before, by id
+	for _, h := range held {
+		ids[h.id] = true
+	}
 	var size uint64
 	for _, img := range c.Spec.Images {
 		if h, ok := held[img]; ok && a.owners.mayUse(h.id, img, tenant) {
@@ -68,9 +77,9 @@ func (a *Agent) pullCache(ctx context.Context, c *apiv1.ImageCache, held map[str
 		}
 	}
 	limit := uint64(c.Spec.ImageCacheSize) << 30
+	pulled = map[string]uint64{}
 	for _, img := range c.Spec.Images {
-		h, had := held[img]
-		if had && a.owners.mayUse(h.id, img, tenant) {
+		if h, ok := held[img]; ok && a.owners.mayUse(h.id, img, tenant) {
 			continue
 		}
 		key := c.Metadata.ID + "\x00" + img
@@ -81,8 +90,15 @@ func (a *Agent) pullCache(ctx context.Context, c *apiv1.ImageCache, held map[str
 			fail(msg)
 			continue
 		}
-		if size > limit {
-			fail(retries.failed(key, fmt.Sprintf("the cache's images take %d MiB, over its imageCacheSize of %d GiB", size>>20, c.Spec.ImageCacheSize)))
+		over := func(n uint64) string {
+			return fmt.Sprintf("the cache's images would take %d MiB, over its imageCacheSize of %d GiB", n>>20, c.Spec.ImageCacheSize)
+		}
+		var known uint64 // its size, learned from an earlier pull
+		if r := retries[key]; r != nil {
+			known = r.size
+		}
+		if size > limit || size+known > limit {
+			fail(retries.failed(key, over(size+known)))
 			continue
 		}
 		if why := a.imageFsFull(ctx); why != "" {
@@ -91,18 +107,23 @@ func (a *Agent) pullCache(ctx context.Context, c *apiv1.ImageCache, held map[str
 		}
 		id, err := a.pullForCache(ctx, c, img)
 		if err != nil {
-			fail(retries.failed(key, pullFailure(err)))
+			fail(retries.failed(key, pullFailure(err, img)))
 			continue
 		}
 		n := a.imageSize(ctx, id)
-		if size+n > limit && !had { // (a size is known only once pulled)
-			a.pruneImage(ctx, img, map[string]bool{})
-			fail(retries.failed(key, fmt.Sprintf("the cache's images would take %d MiB, over its imageCacheSize of %d GiB", (size+n)>>20, c.Spec.ImageCacheSize)))
+		if ids[id] { // here before under some name: not the cache's to remove, nor to count again
+			delete(retries, key)
+			continue
+		}
+		if size+n > limit { // (a size is known only once pulled)
+			a.pruneImage(ctx, img, id, map[string]bool{img: true}, nil)
+			fail(retries.failed(key, over(size+n)))
+			retries[key].size = n
 			continue
 		}
 		delete(retries, key)
 		size += n
-		pulled = append(pulled, img)
+		pulled[img] = n
 		log.G(ctx).Info("image cache: pulled", "cache", c.Metadata.ID, "image", img)
 	}
 	return failed, pulled
@@ -116,22 +137,33 @@ func (a *Agent) imageSize(ctx context.Context, id string) uint64 {
 	return st.GetImage().GetSize()
 }
 
-// pullFailure is what a cache's status says of a failed pull: its kind
-// only. The runtime's own words would tell a tenant what answers at any
-// address its cache names, from every host.
-func pullFailure(err error) string {
-	s := strings.ToLower(err.Error())
+// pullFailure is what a cache's status says of a failed pull of img: its
+// kind only. The runtime's own words would tell a tenant what answers at
+// any address its cache names, from every host; the words are read with
+// the image's own name, which the tenant chose, taken out.
+func pullFailure(err error, img string) string {
+	s, img := strings.ToLower(err.Error()), strings.ToLower(img)
+	words := []string{img, repository(img)}
+	if reg, _, ok := strings.Cut(repository(img), "/"); ok {
+		words = append(words, strings.TrimPrefix(repository(img), reg+"/"), reg)
+	}
+	if n, nerr := imageref.Normal(img); nerr == nil {
+		words = append(words, strings.TrimPrefix(repository(n), "docker.io/"))
+	}
+	for _, w := range words { // longest first: a name, then its parts
+		s = strings.ReplaceAll(s, w, "")
+	}
 	has := func(words ...string) bool {
 		return slices.ContainsFunc(words, func(w string) bool { return strings.Contains(s, w) })
 	}
 	switch {
 	case has("own or link-local addresses", "configured by the host's operator"):
 		return "refused: the registry is on the host's own addresses"
-	case has("unauthorized", "401", "403", "forbidden", "authorization", "no basic auth", "denied"):
+	case has("unauthorized", " 401 ", " 403 ", "forbidden", "no basic auth", "denied"):
 		return "unauthorized: the registry refused the pull (no credential for it, or a wrong one)"
-	case has("not found", "404", "manifest unknown", "name unknown"):
+	case has("not found", " 404 ", "manifest unknown", "name unknown"):
 		return "not found in the registry"
-	case has("connection refused", "no such host", "timeout", "deadline exceeded", "unreachable", "dial tcp", "tls", "http response to https"):
+	case has("connection refused", "no such host", "timeout", "deadline exceeded", "unreachable", "dial tcp", "tls:", "http response to https"):
 		return "the registry could not be reached"
 	}
 	return "the pull failed"
@@ -139,8 +171,8 @@ func pullFailure(err error) string {
 
 // pullForCache pulls img with the cache's credential for its registry,
 // over the host's own transport (verified TLS), under the registry's lock
-// as a group's pull (pullguard.go): alone with a credential, recorded as
-// the cache's tenant's before and after (imageowners.go).
+// as a group's pull (pullguard.go), recorded as the cache's tenant's
+// before and after (imageowners.go).
 func (a *Agent) pullForCache(ctx context.Context, c *apiv1.ImageCache, img string) (string, error) {
 	reg, err := imageref.RegistryOf(img)
 	if err != nil {
@@ -150,20 +182,23 @@ func (a *Agent) pullForCache(ctx context.Context, c *apiv1.ImageCache, img strin
 	defer cancel()
 	auth := credentialFor(c.Spec.ImageRegistryCredentials, img)
 	var id string
-	err = a.withTransport(reg, "", auth != nil, func() error {
+	err = a.withTransport(reg, "", func() error {
 		if err := a.checkLocalRegistry(ctx, reg); err != nil {
 			return err
 		}
-		if auth != nil {
-			if err := a.owners.pulling(img, c.Metadata.Tenant); err != nil {
-				return err
-			}
+		openID := ""
+		if st, err := a.cfg.Runtime.ImageStatus(ctx, &runtimeapi.ImageSpec{Image: img}, false); err == nil && st.GetImage() != nil && a.owners.isOpen(st.GetImage().GetId(), img) {
+			openID = st.GetImage().GetId()
 		}
-		var err error
+		done, err := a.owners.pulling(img, c.Metadata.Tenant, auth != nil)
+		if err != nil {
+			return err
+		}
+		defer done()
 		if id, err = a.cfg.Runtime.PullImage(ctx, &runtimeapi.ImageSpec{Image: img}, auth, nil); err != nil {
 			return fmt.Errorf("pull %s: %w", img, err)
 		}
-		if err := a.owners.pulled(id, img, c.Metadata.Tenant, auth != nil); err != nil {
+		if err := a.owners.pulled(id, img, c.Metadata.Tenant, auth != nil, id == openID); err != nil {
 			return err
 		}
 		return a.pulls.mark(img, false)
@@ -227,9 +262,19 @@ func (a *Agent) pruneCaches(ctx context.Context, kept []apiv1.ImageCache, cp *ca
 			stale = append(stale, img)
 		}
 	}
+	pulled := map[string]bool{}
+	for _, img := range cp.Pulled {
+		pulled[img] = true
+	}
 	for _, img := range stale {
-		if a.pruneImage(ctx, img, wanted) {
+		if a.pruneImage(ctx, img, "", pulled, wanted) {
 			cp.Pulled = slices.DeleteFunc(cp.Pulled, func(s string) bool { return s == img })
+			delete(cp.Unwanted, img)
+			changed = true
+		}
+	}
+	for img := range cp.Unwanted {
+		if !pulled[img] {
 			delete(cp.Unwanted, img)
 			changed = true
 		}
@@ -240,28 +285,38 @@ func (a *Agent) pruneCaches(ctx context.Context, kept []apiv1.ImageCache, cp *ca
 	return a.saveCachePulls(*cp)
 }
 
-// pruneImage removes img unless a container is made of it or a wanted
-// name is another name of it, under its registry's lock (no group finds
-// it present meanwhile); it tells whether img is gone.
-func (a *Agent) pruneImage(ctx context.Context, img string, wanted map[string]bool) bool {
+// pruneImage removes img (image id when known) unless a container is made
+// of it, a wanted name is another name of it, or it has a name the caches
+// did not pull (ours: the names they pulled, and the digests of those
+// repositories): the runtime removes every name of an image. It skips an
+// image whose registry is busy (a pull under way), and tells whether img
+// is gone.
+func (a *Agent) pruneImage(ctx context.Context, img, id string, ours, wanted map[string]bool) bool {
 	reg, err := imageref.RegistryOf(img)
 	if err != nil {
 		return true
 	}
-	unlock := a.pulls.lock(reg, true)
+	unlock, ok := a.pulls.tryLock(reg)
+	if !ok {
+		return false // tried at the next pass
+	}
 	defer unlock()
-	st, err := a.cfg.Runtime.ImageStatus(ctx, &runtimeapi.ImageSpec{Image: img}, false)
+	st, err := a.cfg.Runtime.ImageStatus(ctx, &runtimeapi.ImageSpec{Image: cmp.Or(id, img)}, false)
 	if err != nil {
 		log.G(ctx).Warn("image cache: image status", "image", img, "err", err)
 		return false
 	}
-	id := st.GetImage().GetId()
-	if id == "" {
+	if id = st.GetImage().GetId(); id == "" {
 		return true
 	}
+	repos := map[string]bool{}
+	for r := range ours {
+		repos[repository(r)] = true
+	}
 	for _, ref := range append(slices.Clone(st.GetImage().GetRepoTags()), st.GetImage().GetRepoDigests()...) {
-		if n, err := imageref.Normal(ref); err == nil && wanted[n] {
-			return false // a kept cache names it another way (the runtime removes every name)
+		n, err := imageref.Normal(ref)
+		if err != nil || wanted[n] || !(ours[n] || (strings.Contains(n, "@") && repos[repository(n)])) {
+			return false // kept by a cache, or someone else's name of it
 		}
 	}
 	ctrs, err := a.cfg.Runtime.ListContainers(ctx, nil)

@@ -9,9 +9,11 @@ import (
 )
 
 // The record of private images: a name pulled with a credential is its
-// tenant's from before the pull; the record survives a restart; an
-// anonymous pull makes the name public, not the id; an unreadable record
-// stops the agent rather than make every image public.
+// tenant's from before the pull, and its repository another tenant's
+// while the pull is under way; the record survives a restart; another
+// tenant's successful pull (with no credential) makes the name public and
+// lets that tenant run the id; an image that was anyone's stays so; an
+// unreadable record stops the agent rather than make every image public.
 func TestImageOwners(t *testing.T) {
 	dir := t.TempDir()
 	o, err := newImageOwners(dir)
@@ -19,15 +21,17 @@ func TestImageOwners(t *testing.T) {
 		t.Fatal(err)
 	}
 	const ref, id = "reg.example/app:v1", "sha256:aa"
-	if err := o.pulling(ref, "acme"); err != nil {
+	done, err := o.pulling(ref, "acme", true)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if o.mayUse("sha256:unknown-yet", ref, "umbrella") {
-		t.Fatal("a name being pulled with acme's credential is anyone's")
+	if o.mayUse("sha256:unknown-yet", ref, "umbrella") || o.mayUse("sha256:other", "reg.example/app@sha256:bb", "umbrella") {
+		t.Fatal("a repository being pulled with acme's credential is anyone's meanwhile")
 	}
-	if err := o.pulled(id, ref, "acme", true); err != nil {
+	if err := o.pulled(id, ref, "acme", true, false); err != nil {
 		t.Fatal(err)
 	}
+	done()
 	again, err := newImageOwners(dir) // a restart
 	if err != nil {
 		t.Fatal(err)
@@ -35,16 +39,23 @@ func TestImageOwners(t *testing.T) {
 	if !again.mayUse(id, ref, "acme") || again.mayUse(id, ref, "umbrella") || again.mayUse(id, "other.example/copy:1", "umbrella") {
 		t.Fatal("after a restart the private image is not acme's alone (by id and by name)")
 	}
-	if err := again.pulled(id, ref, "umbrella", false); err != nil {
+	if err := again.pulled(id, ref, "umbrella", false, false); err != nil {
 		t.Fatal(err)
 	}
-	if again.mayUse(id, ref, "umbrella") {
-		t.Fatal("an anonymous pull of the name made the id public")
+	if !again.mayUse(id, ref, "umbrella") || again.mayUse(id, ref, "initech") {
+		t.Fatal("umbrella's own pull did not let it run the image, or let a third tenant")
+	}
+	// An image that was anyone's stays so after a credentialed pull.
+	if err := again.pulled("sha256:public", "docker.io/library/nginx:1", "acme", true, true); err != nil {
+		t.Fatal(err)
+	}
+	if !again.mayUse("sha256:public", "docker.io/library/nginx:1", "umbrella") {
+		t.Fatal("a credentialed pull made an image that was anyone's private")
 	}
 	if err := again.forget(id); err != nil {
 		t.Fatal(err)
 	}
-	if !again.mayUse(id, ref, "umbrella") {
+	if !again.mayUse(id, "reg.example/app@sha256:cc", "initech") {
 		t.Fatal("a removed image's record is kept")
 	}
 	if err := os.WriteFile(filepath.Join(dir, "images-pulled-private.json"), []byte("{not json"), 0o600); err != nil {
@@ -64,8 +75,13 @@ func TestPullFailureKinds(t *testing.T) {
 		`pull r/x:1: not found`: "not found",
 		`something else entirely, with a long body ` + strings.Repeat("x", 2000): "the pull failed",
 	} {
-		if got := pullFailure(errors.New(msg)); !strings.Contains(got, want) || len(got) > 100 {
+		if got := pullFailure(errors.New(msg), "reg.example/x:1"); !strings.Contains(got, want) || len(got) > 100 {
 			t.Errorf("%.60s: %q, want %q", msg, got, want)
 		}
+	}
+	// The tenant's own words (its image's name) don't pick the kind.
+	img := "reg.example:4010/unauthorized-404:1"
+	if got := pullFailure(errors.New("pull "+img+`: failed to resolve "`+img+`": eof`), img); got != "the pull failed" {
+		t.Errorf("an image named for a kind: %q", got)
 	}
 }

@@ -84,6 +84,15 @@ func (g *pullGuard) lock(reg string, alone bool) func() {
 	return l.RUnlock
 }
 
+// tryLock takes registry reg alone if no pull holds it.
+func (g *pullGuard) tryLock(reg string) (func(), bool) {
+	l := g.registryLock(reg)
+	if !l.TryLock() {
+		return nil, false
+	}
+	return l.Unlock, true
+}
+
 // isTainted tells whether image was last pulled without verified TLS.
 func (g *pullGuard) isTainted(image string) bool {
 	g.mu.Lock()

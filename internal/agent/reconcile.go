@@ -458,10 +458,14 @@ func (a *Agent) ensureImage(ctx context.Context, g *apiv1.ContainerGroup, c apiv
 	auth := pullAuth(g, c.Image)
 	name, _ := imageref.Normal(c.Image)
 	var image string
-	err = a.withTransport(reg, wish, auth != nil, func() error {
+	err = a.withTransport(reg, wish, func() error {
+		st, err := a.cfg.Runtime.ImageStatus(ctx, spec, false)
+		present := err == nil && st.GetImage() != nil
+		openID := "" // the image's id when it is here for anyone (imageowners.go)
+		if present && a.owners.isOpen(st.GetImage().GetId(), name) {
+			openID = st.GetImage().GetId()
+		}
 		if c.ImagePullPolicy != apiv1.PullAlways {
-			st, err := a.cfg.Runtime.ImageStatus(ctx, spec, false)
-			present := err == nil && st.GetImage() != nil
 			unverified := present && wish == "" && a.pulls.isTainted(c.Image)
 			private := present && !a.owners.mayUse(st.GetImage().GetId(), name, g.Metadata.Tenant)
 			switch {
@@ -488,17 +492,17 @@ func (a *Agent) ensureImage(ctx context.Context, g *apiv1.ContainerGroup, c apiv
 				return err
 			}
 		}
-		if auth != nil { // recorded before: a crash midway leaves it private (imageowners.go)
-			if err := a.owners.pulling(name, g.Metadata.Tenant); err != nil {
-				return err
-			}
+		done, err := a.owners.pulling(name, g.Metadata.Tenant, auth != nil) // before: a crash midway leaves it private
+		if err != nil {
+			return err
 		}
+		defer done()
 		ref, err := a.pull(ctx, g, c, spec, sbCfg)
 		if err != nil {
 			return err
 		}
 		image = ref
-		if err := a.owners.pulled(ref, name, g.Metadata.Tenant, auth != nil); err != nil {
+		if err := a.owners.pulled(ref, name, g.Metadata.Tenant, auth != nil, ref == openID); err != nil {
 			return err
 		}
 		if wish == "" {

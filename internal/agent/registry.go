@@ -86,7 +86,7 @@ func upstream(reg string) string {
 // runs alone among the pulls from reg (pullguard.go), its setting written
 // before and removed after; a setting that can't be removed stops every
 // later pull from reg until it can.
-func (a *Agent) withTransport(reg, wish string, private bool, pull func() error) error {
+func (a *Agent) withTransport(reg, wish string, pull func() error) error {
 	if wish != "" {
 		// Refused before the registry is locked: a refused wish holds
 		// nobody's pulls up.
@@ -99,7 +99,7 @@ func (a *Agent) withTransport(reg, wish string, private bool, pull func() error)
 			return fmt.Errorf("registry %s is configured by the host's operator or a mirror: a group can't change it", reg)
 		}
 	}
-	unlock := a.pulls.lock(reg, wish != "" || private)
+	unlock := a.pulls.lock(reg, wish != "")
 	defer unlock()
 	if wish == "" {
 		// No pull changes reg now: a group's file here was left by a

@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
-	"github.com/eci-dev/eci/internal/imageref"
 )
 
 // newImageCachesCommand is `eci imagecaches`: list, create, get and
@@ -54,10 +53,10 @@ func sizeText(n int64) string {
 // newIMCCreateCommand is `eci imagecaches create`.
 func newIMCCreateCommand(f *Flags) *cobra.Command {
 	var images []string
-	var tenant, user, passwordEnv string
+	var tenant, server, user, passwordEnv string
 	var size, retention, perZone int
 	create := &cobra.Command{
-		Use:   "create NAME --image IMAGE... [--hosts-per-zone N] [--size GIB] [--retention-days N] [--registry-user USER --registry-password-env VAR]",
+		Use:   "create NAME --image IMAGE... [--hosts-per-zone N] [--size GIB] [--retention-days N] [--registry-server HOST[:PORT] --registry-user USER --registry-password-env VAR]",
 		Short: "Make an image cache: the hosts pull its images, and groups made of them start without pulling",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -67,24 +66,14 @@ func newIMCCreateCommand(f *Flags) *cobra.Command {
 			}
 			ic := &apiv1.ImageCache{Metadata: apiv1.ObjectMeta{Name: args[0], Tenant: tenant},
 				Spec: apiv1.ImageCacheSpec{Images: images, ImageCacheSize: size, RetentionDays: retention, HostsPerZone: perZone}}
-			if user != "" {
+			if user != "" || server != "" {
 				// A password never on the command line (ps shows it): from
-				// the environment, for every registry of the images.
+				// the environment, for the one registry named.
 				pw := os.Getenv(passwordEnv)
-				if passwordEnv == "" || pw == "" {
-					return fmt.Errorf("--registry-user needs --registry-password-env naming a set environment variable")
+				if server == "" || user == "" || passwordEnv == "" || pw == "" {
+					return fmt.Errorf("a registry credential needs --registry-server, --registry-user and --registry-password-env naming a set environment variable")
 				}
-				seen := map[string]bool{}
-				for _, img := range images {
-					reg, err := imageref.RegistryOf(img)
-					if err != nil {
-						return fmt.Errorf("--image %q: %w", img, err)
-					}
-					if !seen[reg] {
-						seen[reg] = true
-						ic.Spec.ImageRegistryCredentials = append(ic.Spec.ImageRegistryCredentials, apiv1.RegistryCredential{Server: reg, Username: user, Password: pw})
-					}
-				}
+				ic.Spec.ImageRegistryCredentials = []apiv1.RegistryCredential{{Server: server, Username: user, Password: pw}}
 			}
 			out, err := c.CreateImageCache(cmd.Context(), ic)
 			if err != nil {
@@ -98,7 +87,8 @@ func newIMCCreateCommand(f *Flags) *cobra.Command {
 	create.Flags().IntVar(&perZone, "hosts-per-zone", 0, "how many hosts of each zone keep it (0: every host)")
 	create.Flags().IntVar(&size, "size", 0, "the most GiB its images may take on a host (0: 20)")
 	create.Flags().IntVar(&retention, "retention-days", 0, "remove it this many days after it is made (0: kept until deleted)")
-	create.Flags().StringVar(&user, "registry-user", "", "pull with this registry user (private images)")
+	create.Flags().StringVar(&server, "registry-server", "", "the registry (host[:port]) the credential is for (private images)")
+	create.Flags().StringVar(&user, "registry-user", "", "the registry user")
 	create.Flags().StringVar(&passwordEnv, "registry-password-env", "", "the environment variable that holds the registry password")
 	create.Flags().StringVar(&tenant, "tenant", "", "the tenant whose cache it is (the admin names one)")
 	return create

@@ -151,9 +151,6 @@ func (s *Service) checkReferences(ctx context.Context, tenant string, spec *apiv
 	if err := s.checkSecurityGroups(ctx, tenant, spec.SecurityGroupIDs); err != nil {
 		return err
 	}
-	if err := s.checkImageCache(ctx, tenant, spec.ImageCacheID); err != nil {
-		return err
-	}
 	return s.checkEIP(ctx, tenant, spec)
 }
 

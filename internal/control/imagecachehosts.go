@@ -124,9 +124,10 @@ func validateHostImages(rep *apiv1.HostImages) error {
 		errs = append(errs, apiv1.FieldError{Field: "images", Message: fmt.Sprintf("%d images is too many; allowed: at most %d", n, apiv1.MaxHostImages)})
 	}
 	for i, img := range rep.Images {
-		if len(img.Refs) > 32 || img.SizeBytes < 0 || len(img.PrivateTo) > 256 {
-			errs = append(errs, apiv1.FieldError{Field: fmt.Sprintf("images[%d]", i), Message: "allowed: at most 32 refs, 256 tenants and a size of 0 or more"})
+		if len(img.Refs) > 32 || img.SizeBytes < 0 {
+			errs = append(errs, apiv1.FieldError{Field: fmt.Sprintf("images[%d]", i), Message: "allowed: at most 32 refs and a size of 0 or more"})
 		}
+		rep.Images[i].PrivateTo = img.PrivateTo[:min(len(img.PrivateTo), 256)] // (fewer: safe, fewer tenants count it)
 		for _, r := range img.Refs {
 			if len(r) > apiv1.MaxImageRefLength {
 				errs = append(errs, apiv1.FieldError{Field: fmt.Sprintf("images[%d].refs", i), Message: fmt.Sprintf("a ref of %d characters; allowed: at most %d", len(r), apiv1.MaxImageRefLength)})

@@ -6,12 +6,14 @@ import (
 	"slices"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
-	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/imageref"
 	"github.com/eci-dev/eci/internal/store"
 )
 
-// Image locality and cache matching at placement (docs/fast-start.md): a
+// Image locality and cache matching at placement (docs/fast-start.md). A
+// group may name an image cache that does not exist, or not as its
+// tenant's: it matches nothing (a pod's eci-imc-id outlives its cache, and
+// a well-formed id of another tenant's tells nothing: ids are random). A
 // host that holds more of a group's images (by size) is preferred to any
 // other that fits, as the kube-scheduler's ImageLocality plugin does, so
 // that it starts without pulling; the tenant's cache the host held them
@@ -26,23 +28,6 @@ func (s *Service) loadImages(ctx context.Context, st *placementState) error {
 	st.images = hostImageSets(reports)
 	st.caches, _, _, err = s.imcs.List(ctx, store.ListOptions{})
 	return err
-}
-
-// checkImageCache refuses a group naming an image cache that is not its
-// tenant's (one of another tenant's reads as one that does not exist).
-func (s *Service) checkImageCache(ctx context.Context, tenant, id string) error {
-	if id == "" {
-		return nil
-	}
-	c, err := s.imcs.Get(ctx, id)
-	if err == nil && c.Metadata.Tenant == tenant {
-		return nil
-	}
-	if err != nil && !errdefs.IsNotFound(err) {
-		return err
-	}
-	return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, apiv1.FieldErrors{{Field: "spec.imageCacheId",
-		Message: fmt.Sprintf("%q is no image cache of tenant %s; allowed: one of its own (eci imagecaches lists them)", id, tenant)}})
 }
 
 // groupImages are the images of spec's containers (init and app), as

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/auth"
@@ -155,12 +156,11 @@ func TestImageCaches(t *testing.T) {
 	if got, _ := e.svc.GetImageCache(e.ctx, umbrella, theirs.Metadata.ID); got.Status.HostsReady != 0 || got.Status.SizeBytes != 0 {
 		t.Fatalf("umbrella's cache of acme's private image: %+v; want no host ready", got.Status)
 	}
-	// A group may not name another tenant's cache, nor one that does not exist.
+	// A group naming another tenant's cache, or one that does not exist,
+	// matches nothing.
 	for _, id := range []string{ic.Metadata.ID, "imc-0000000000000000"} {
-		g := groupSpec("pinned", 1, 2)
-		g.Spec.ImageCacheID = id
-		if _, _, err := e.svc.CreateGroup(e.ctx, umbrella, g); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "spec.imageCacheId") {
-			t.Fatalf("umbrella's group naming %s: %v", id, err)
+		if g := mk(umbrella, "pinned", func(s *apiv1.ContainerGroupSpec) { s.ImageCacheID = id }); g.Status.MatchedImageCache != "" {
+			t.Fatalf("umbrella's group naming %s matched %q", id, g.Status.MatchedImageCache)
 		}
 	}
 	// A perfect match wants every image of the group in the cache; no
@@ -249,5 +249,20 @@ func TestImageCacheRetention(t *testing.T) {
 	}
 	if _, err := e.svc.GetImageCache(e.ctx, auth.Admin, ic.Metadata.ID); !errdefs.IsNotFound(err) {
 		t.Fatalf("kept past its retention: %v", err)
+	}
+}
+
+// A host's report is cut to size, never refused for its failures or
+// owners: one long message must not stop the host's whole report.
+func TestHostImagesCut(t *testing.T) {
+	rep := apiv1.HostImages{Images: []apiv1.HostImage{{Refs: []string{"reg.example/a:1"}, PrivateTo: make([]string, 300)}}}
+	for i := 0; i < 300; i++ {
+		rep.Failed = append(rep.Failed, apiv1.ImagePullFailure{Cache: "imc-0123456789abcdef", Image: "reg.example/a:1", Message: strings.Repeat("é", 2000)})
+	}
+	if err := validateHostImages(&rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Failed) != apiv1.MaxHostImageFailures || len(rep.Failed[0].Message) > 256 || !utf8.ValidString(rep.Failed[0].Message) || len(rep.Images[0].PrivateTo) != 256 {
+		t.Fatalf("cut to %d failures, a message of %d bytes, %d owners", len(rep.Failed), len(rep.Failed[0].Message), len(rep.Images[0].PrivateTo))
 	}
 }

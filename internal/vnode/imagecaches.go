@@ -17,6 +17,7 @@ import (
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/imageref"
 	"github.com/eci-dev/eci/internal/log"
 )
 
@@ -178,7 +179,7 @@ func (v *VNode) syncImageCache(ctx context.Context, obj *imageCacheObject, have 
 		switch {
 		case errdefs.IsInvalid(err):
 			st = imageCacheObjectStatus{Phase: string(apiv1.ImageCacheFailed), Message: err.Error(), ObservedGeneration: obj.Generation}
-		case errdefs.IsPermissionDenied(err): // (the tenant's limit: tried again at each pass, saying why)
+		case errdefs.IsPermissionDenied(err) || errors.Is(err, errMissingPullSecret): // (the tenant's limit, a secret not made yet: tried again at each pass, saying why)
 			st = imageCacheObjectStatus{Phase: string(apiv1.ImageCacheCreating), Message: err.Error()}
 		case err != nil:
 			return fmt.Errorf("ImageCache %s: %w", obj.Name, err)
@@ -226,7 +227,7 @@ func (v *VNode) imageCacheFor(obj *imageCacheObject, gen string) (*apiv1.ImageCa
 			return nil, err
 		}
 		if data == nil {
-			return nil, fmt.Errorf("spec.imagePullSecrets[%d]: secret %s does not exist: %w", i, ref, errdefs.ErrInvalidArgument)
+			return nil, fmt.Errorf("spec.imagePullSecrets[%d]: secret %s does not exist (yet): %w", i, ref, errMissingPullSecret)
 		}
 		creds, err := dockerCredentials(data)
 		if err != nil {
@@ -234,8 +235,32 @@ func (v *VNode) imageCacheFor(obj *imageCacheObject, gen string) (*apiv1.ImageCa
 		}
 		ic.Spec.ImageRegistryCredentials = append(ic.Spec.ImageRegistryCredentials, creds...)
 	}
+	ic.Spec.ImageRegistryCredentials = forRegistriesOf(obj.Spec.Images, ic.Spec.ImageRegistryCredentials)
 	return ic, nil
 }
+
+// forRegistriesOf are the credentials of creds for the registries of
+// images, one each (a Docker config secret holds many; the service
+// refuses one no image uses).
+func forRegistriesOf(images []string, creds []apiv1.RegistryCredential) []apiv1.RegistryCredential {
+	want := map[string]bool{}
+	for _, img := range images {
+		if r, err := imageref.RegistryOf(img); err == nil {
+			want[r] = true
+		}
+	}
+	var out []apiv1.RegistryCredential
+	for _, c := range creds {
+		if r := imageref.Registry(c.Server); want[r] {
+			out, want[r] = append(out, c), false
+		}
+	}
+	return out
+}
+
+// errMissingPullSecret: an object's pull secret does not exist; tried
+// again at each pass.
+var errMissingPullSecret = errors.New("missing pull secret")
 
 // errBadPullSecret: an object's pull secret is misnamed or not a Docker
 // config; allowed: "namespace:secret" of a kubernetes.io/dockerconfigjson
