@@ -31,7 +31,9 @@ func (m *cacheMatches) note(id string, t time.Time) {
 	if m.at == nil {
 		m.at = map[string]time.Time{}
 	}
-	m.at[id] = t
+	if t.After(m.at[id]) {
+		m.at[id] = t
+	}
 }
 
 func (m *cacheMatches) take() map[string]time.Time {
