@@ -60,20 +60,21 @@ func (st *placementState) matchCache(g *apiv1.ContainerGroup, host string) *apiv
 		if c.Metadata.Tenant != g.Metadata.Tenant || (g.Spec.ImageCacheID != "" && c.Metadata.ID != g.Spec.ImageCacheID) {
 			continue
 		}
-		if !slices.ContainsFunc(c.Spec.Images, func(img string) bool { i, ok := st.images[host][img]; return !ok || !i.UsableBy(c.Metadata.Tenant) }) {
-			n := 0
-			for _, img := range want {
-				if slices.Contains(c.Spec.Images, img) {
-					n++
-				}
+		if slices.ContainsFunc(c.Spec.Images, func(img string) bool { i, ok := st.images[host][img]; return !ok || !i.UsableBy(c.Metadata.Tenant) }) {
+			continue // the host lacks one of its images (for this tenant)
+		}
+		n := 0
+		for _, img := range want {
+			if slices.Contains(c.Spec.Images, img) {
+				n++
 			}
-			if n == 0 || (g.Spec.ImageCachePerfectMatch && n < len(want)) {
-				continue
-			}
-			if best == nil || n > bestN || (n == bestN && (c.Status.SizeBytes > best.Status.SizeBytes ||
-				(c.Status.SizeBytes == best.Status.SizeBytes && c.Metadata.CreatedAt.After(best.Metadata.CreatedAt)))) {
-				best, bestN = c, n
-			}
+		}
+		if n == 0 || (g.Spec.ImageCachePerfectMatch && n < len(want)) {
+			continue
+		}
+		if best == nil || n > bestN || (n == bestN && (c.Status.SizeBytes > best.Status.SizeBytes ||
+			(c.Status.SizeBytes == best.Status.SizeBytes && c.Metadata.CreatedAt.After(best.Metadata.CreatedAt)))) {
+			best, bestN = c, n
 		}
 	}
 	return best
