@@ -315,7 +315,8 @@ func (a *Agent) pruneImage(ctx context.Context, img, id string, ours, wanted map
 	}
 	for _, ref := range append(slices.Clone(st.GetImage().GetRepoTags()), st.GetImage().GetRepoDigests()...) {
 		n, err := imageref.Normal(ref)
-		if err != nil || wanted[n] || !(ours[n] || (strings.Contains(n, "@") && repos[repository(n)])) {
+		digestOfOurs := strings.Contains(n, "@") && repos[repository(n)]
+		if err != nil || wanted[n] || (!ours[n] && !digestOfOurs) {
 			return false // kept by a cache, or someone else's name of it
 		}
 	}
