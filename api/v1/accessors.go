@@ -23,3 +23,4 @@ func (v *VirtualService) Meta() *ObjectMeta { return &v.Metadata }
 func (a *InstanceAddress) Meta() *ObjectMeta { return &a.Metadata }
 
 func (c *ImageCache) Meta() *ObjectMeta { return &c.Metadata }
+func (c *DataCache) Meta() *ObjectMeta  { return &c.Metadata }

@@ -218,6 +218,8 @@ type Volume struct {
 	// configMap, secret, downwardAPI and projected volumes.
 	Files *FilesVolume `json:"files,omitempty"`
 	NFS   *NFSVolume   `json:"nfs,omitempty"`
+	// DataCache mounts a data cache of the tenant, read-only (datacache.go).
+	DataCache *DataCacheVolume `json:"dataCache,omitempty"`
 }
 
 // EmptyDirVolume is scratch space: on disk, or in memory with Medium "Memory".

@@ -33,6 +33,8 @@ var (
 	eipID = regexp.MustCompile(`^eip-[0-9a-f]{8}$`)
 	// ImageCacheIDPattern is the form of an image cache's id.
 	ImageCacheIDPattern = regexp.MustCompile(`^imc-[0-9a-f]{16}$`)
+	// DataCacheIDPattern is the form of a data cache's id.
+	DataCacheIDPattern = regexp.MustCompile(`^edc-[0-9a-f]{16}$`)
 	fixedIPKey          = regexp.MustCompile(`^[a-z0-9]([-a-z0-9./]*[a-z0-9])?$`)
 	dnsLabel            = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	// dnsSubdomain is RFC 1123's (its length checked apart).
@@ -210,8 +212,16 @@ func validateVolume(e *errs, p fpath, v Volume) {
 			e.add(p.child("nfs").child("path"), "%q must be an absolute export path", v.NFS.Path)
 		}
 	}
+	if v.DataCache != nil {
+		n++
+		dp := p.child("dataCache")
+		if v.DataCache.Bucket != "" {
+			e.dnsLabel(dp.child("bucket"), v.DataCache.Bucket, 63)
+		}
+		e.dataCachePath(dp.child("path"), v.DataCache.Path)
+	}
 	if n != 1 {
-		e.add(p, "exactly one of emptyDir, files, nfs must be set (found %d); hostPath is not supported: use emptyDir, a disk, or an NFS volume", n)
+		e.add(p, "exactly one of emptyDir, files, nfs, dataCache must be set (found %d); hostPath is not supported: use emptyDir, a disk, an NFS volume or a data cache", n)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -171,5 +172,29 @@ func newAgentCommand() *cobra.Command {
 	fl.StringArrayVar(&mirrors, "registry-mirror", nil, "REGISTRY=URL: pull REGISTRY's images from URL (repeat for several; an air-gapped site points docker.io at its own registry)")
 	fl.BoolVar(&cfg.AllowInsecureRegistries, "allow-insecure-registries", false, "honour the groups' plainHttpRegistries/insecureRegistries (each for its own pulls only; images pulled so are pulled again over verified TLS for other groups)")
 	fl.StringArrayVar(&cfg.AllowedLocalRegistries, "allowed-local-registry", nil, "HOST:PORT of a registry on this host's loopback or link-local addresses that groups may pull from (others are refused: the runtime would reach the host's own services); repeat for several")
+	cfg.DataCacheBytes = 100 << 30
+	fl.Var(gibBytes{&cfg.DataCacheBytes}, "data-cache-size", "GiB the data caches fetched ahead may take on this host together (a cache a group mounts is fetched past it)")
+	fl.StringArrayVar(&cfg.AllowedLocalDataHosts, "allowed-local-data-host", nil, "HOST or HOST:PORT on this host's own, loopback or link-local addresses that data caches may be fetched from (others are refused); repeat for several")
 	return cmd
 }
+
+// gibBytes is a flag given in GiB (fractions allowed) kept in bytes.
+type gibBytes struct{ p *uint64 }
+
+func (g gibBytes) String() string {
+	if g.p == nil {
+		return "0"
+	}
+	return strconv.FormatFloat(float64(*g.p)/(1<<30), 'f', -1, 64)
+}
+
+func (g gibBytes) Set(s string) error {
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || v <= 0 || v > 1<<20 {
+		return fmt.Errorf("%q: allowed: a number of GiB above 0", s)
+	}
+	*g.p = uint64(v * (1 << 30))
+	return nil
+}
+
+func (gibBytes) Type() string { return "GiB" }

@@ -28,6 +28,7 @@ type Agent struct {
 	events chan *apiv1.Event
 	pulls  *pullGuard   // one pull at a time per registry, unverified images (pullguard.go)
 	owners *imageOwners // the tenants that pulled each private image (imageowners.go)
+	data   *dataCaches  // the host's data caches (datacache.go)
 	lease  fence        // the host's lease and whether the agent fenced itself (fence.go)
 	gpuMu  sync.Mutex   // one sandbox at a time takes GPUs (gpus.go)
 
@@ -59,13 +60,22 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Agent{
+	a := &Agent{
 		cfg: cfg, name: cfg.Host.Metadata.Name,
 		view: newGroupView(), states: newGroupStates(), queue: newWorkQueue(),
 		events: make(chan *apiv1.Event, 1024), vswitches: map[string]*apiv1.VSwitch{},
 		pulls: newPullGuard(cfg.StateDir), owners: owners, hostDNS: &hostResolv{path: cfg.ResolvConf},
 		ready: make(chan struct{}), done: make(chan struct{}),
-	}, nil
+	}
+	a.data, err = newDataCaches(&cfg, func(groups []string) {
+		for _, id := range groups {
+			a.queue.add(id)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
 // Ready is closed once the host is registered and the first watch answered.
@@ -141,6 +151,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	run(a.sendEvents)
 	run(a.housekeeping)
 	run(a.keepImageCaches)
+	run(a.keepDataCaches)
 	if streamLn != nil {
 		run(func(ctx context.Context) { a.serveStream(ctx, streamLn, streamTLS) })
 	}

@@ -100,6 +100,12 @@ type Config struct {
 	// while) before the agent removes it.
 	ImageCacheBytes      uint64
 	ImageCachePruneGrace time.Duration
+	// DataCacheBytes bounds what the data caches fetched ahead take on the
+	// host together (100 GiB); a cache a group mounts is fetched past it.
+	// AllowedLocalDataHosts (host or host:port) may be on the host's own
+	// addresses (others are refused: datafetch.go).
+	DataCacheBytes        uint64
+	AllowedLocalDataHosts []string
 	// LogMaxSize rotates a container's log file when it grows past it
 	// (10 MiB); LogMaxFiles files are kept per container, the live one
 	// included (5).
@@ -155,6 +161,9 @@ func (c *Config) validate() error {
 	}
 	if c.ImageCacheInterval == 0 {
 		c.ImageCacheInterval = 15 * time.Second
+	}
+	if c.DataCacheBytes == 0 {
+		c.DataCacheBytes = 100 << 30
 	}
 	if c.ImageCacheMinFreePercent < 0 || c.ImageCacheMinFreePercent > 99 {
 		return fmt.Errorf("image cache minimum free share %d%%: allowed: 0 to 99", c.ImageCacheMinFreePercent)

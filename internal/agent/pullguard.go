@@ -176,7 +176,7 @@ func (a *Agent) checkLocalRegistry(ctx context.Context, reg string) error {
 	own := hostAddrs()
 	for _, ip := range addrs {
 		ip = ip.Unmap()
-		if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsUnspecified() || own[ip] {
+		if hostOwnAddr(ip, own) {
 			return fmt.Errorf("registry %s is on this host's own or link-local addresses (%s): refused, the runtime would reach the host's services for a tenant (the operator allows a local registry with --allowed-local-registry)", reg, ip)
 		}
 	}

@@ -33,8 +33,11 @@ func (a *Agent) reconcile(ctx context.Context, id string) error {
 	if ended, err := a.checkDeadline(ctx, g); ended || err != nil {
 		return err
 	}
-	err = a.ensureVolumes(g)
+	err = a.ensureVolumes(ctx, g)
 	tr.step("volumes")
+	if errors.Is(err, errDataFetching) {
+		return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "FetchingDataCache", Message: err.Error() + " to this host (once for the host's groups)"})
+	}
 	if err != nil {
 		a.event(ctx, g, apiv1.EventWarning, "FailedMount", err.Error())
 		return a.report(ctx, g, apiv1.StatusReport{State: apiv1.StatePending, Reason: "FailedMount", Message: err.Error()})

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -36,7 +37,7 @@ func (a *Agent) volumeDir(id, name string) string {
 
 // ensureVolumes makes every volume of g exist on the host and brings files
 // volumes up to their current payload.
-func (a *Agent) ensureVolumes(g *apiv1.ContainerGroup) error {
+func (a *Agent) ensureVolumes(ctx context.Context, g *apiv1.ContainerGroup) error {
 	if err := a.writeHostsFile(g); err != nil {
 		return fmt.Errorf("/etc/hosts: %w", err)
 	}
@@ -60,6 +61,10 @@ func (a *Agent) ensureVolumes(g *apiv1.ContainerGroup) error {
 			}
 		case v.NFS != nil:
 			if err := ensureNFS(dir, v.NFS); err != nil {
+				return fmt.Errorf("volume %s: %w", v.Name, err)
+			}
+		case v.DataCache != nil:
+			if err := a.data.ensure(ctx, v.DataCache, g.Metadata.ID); err != nil {
 				return fmt.Errorf("volume %s: %w", v.Name, err)
 			}
 		}
@@ -161,6 +166,10 @@ func (a *Agent) mounts(g *apiv1.ContainerGroup, c apiv1.Container) ([]*runtimeap
 	for i, m := range c.VolumeMounts {
 		own[filepath.Clean(m.MountPath)] = true
 		host := a.volumeDir(g.Metadata.ID, m.Name)
+		dc := kinds[m.Name].DataCache
+		if dc != nil {
+			host = a.data.path(dc.ID) // (ensureVolumes checked the id)
+		}
 		if m.SubPath != "" {
 			target := filepath.Join(a.subpathDir(g.Metadata.ID), c.Name, strconv.Itoa(i))
 			var err error
@@ -168,7 +177,7 @@ func (a *Agent) mounts(g *apiv1.ContainerGroup, c apiv1.Container) ([]*runtimeap
 				return nil, subpathError(c, m, err)
 			}
 		}
-		readonly := m.ReadOnly || kinds[m.Name].Files != nil || (kinds[m.Name].NFS != nil && kinds[m.Name].NFS.ReadOnly)
+		readonly := m.ReadOnly || kinds[m.Name].Files != nil || (kinds[m.Name].NFS != nil && kinds[m.Name].NFS.ReadOnly) || dc != nil
 		out = append(out, &runtimeapi.Mount{ContainerPath: m.MountPath, HostPath: host, Readonly: readonly})
 	}
 	if !own["/etc/hosts"] {

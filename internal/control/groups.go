@@ -151,6 +151,9 @@ func (s *Service) checkReferences(ctx context.Context, tenant string, spec *apiv
 	if err := s.checkSecurityGroups(ctx, tenant, spec.SecurityGroupIDs); err != nil {
 		return err
 	}
+	if err := s.resolveDataCaches(ctx, tenant, spec); err != nil {
+		return err
+	}
 	return s.checkEIP(ctx, tenant, spec)
 }
 

@@ -30,13 +30,14 @@ func keepsCaches(h *apiv1.Host) bool {
 	return h.Status.Ready && !h.Spec.Unschedulable && !h.Spec.Draining
 }
 
-// cacheHosts are the hosts of hosts (sorted by name) that keep cache c:
-// every one that keeps caches, or HostsPerZone of each zone, chosen by
-// hashing the cache's id with the host's name (rendezvous hashing: a host
-// that joins or leaves moves few caches). asking, when not empty, is a
-// host that counts whatever its state (its own agent asking: a host
-// cordoned, or late with a heartbeat, keeps its caches).
-func cacheHosts(c *apiv1.ImageCache, hosts []*apiv1.Host, asking string) []*apiv1.Host {
+// cacheHosts are the hosts of hosts (sorted by name) that keep cache id
+// (an image or a data cache): every one that keeps caches, or perZone of
+// each zone, chosen by hashing the cache's id with the host's name
+// (rendezvous hashing: a host that joins or leaves moves few caches).
+// asking, when not empty, is a host that counts whatever its state (its
+// own agent asking: a host cordoned, or late with a heartbeat, keeps its
+// caches).
+func cacheHosts(id string, perZone int, hosts []*apiv1.Host, asking string) []*apiv1.Host {
 	var out []*apiv1.Host
 	byZone := map[string][]*apiv1.Host{}
 	for _, h := range hosts {
@@ -45,9 +46,9 @@ func cacheHosts(c *apiv1.ImageCache, hosts []*apiv1.Host, asking string) []*apiv
 		}
 	}
 	for _, zone := range byZone {
-		if n := c.Spec.HostsPerZone; n > 0 && len(zone) > n {
+		if n := perZone; n > 0 && len(zone) > n {
 			sort.Slice(zone, func(i, j int) bool {
-				return rendezvous(c.Metadata.ID, zone[i].Metadata.Name) < rendezvous(c.Metadata.ID, zone[j].Metadata.Name)
+				return rendezvous(id, zone[i].Metadata.Name) < rendezvous(id, zone[j].Metadata.Name)
 			})
 			zone = zone[:n]
 		}
@@ -55,6 +56,11 @@ func cacheHosts(c *apiv1.ImageCache, hosts []*apiv1.Host, asking string) []*apiv
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Metadata.Name < out[j].Metadata.Name })
 	return out
+}
+
+// isHost matches host name.
+func isHost(name string) func(*apiv1.Host) bool {
+	return func(h *apiv1.Host) bool { return h.Metadata.Name == name }
 }
 
 func rendezvous(cache, host string) uint64 {
@@ -79,7 +85,7 @@ func (s *Service) HostImageCaches(ctx context.Context, p auth.Principal, name st
 	}
 	out := &apiv1.HostImageCaches{Items: []apiv1.ImageCache{}}
 	for _, c := range caches {
-		if slices.ContainsFunc(cacheHosts(c, hosts, name), func(h *apiv1.Host) bool { return h.Metadata.Name == name }) {
+		if slices.ContainsFunc(cacheHosts(c.Metadata.ID, c.Spec.HostsPerZone, hosts, name), isHost(name)) {
 			c.Status = apiv1.ImageCacheStatus{LastMatchedTime: c.Status.LastMatchedTime} // what the host needs of it
 			out.Items = append(out.Items, *c)
 		}

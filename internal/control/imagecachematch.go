@@ -19,13 +19,19 @@ import (
 // that it starts without pulling; the tenant's cache the host held them
 // from is named in the group's status and a SuccessfulHitImageCache event.
 
-// loadImages reads what each host holds and the caches into st.
+// loadImages reads what each host holds (images and data caches) and the
+// image caches into st.
 func (s *Service) loadImages(ctx context.Context, st *placementState) error {
 	reports, _, _, err := s.himgs.List(ctx, store.ListOptions{})
 	if err != nil {
 		return err
 	}
 	st.images = hostImageSets(reports)
+	data, _, _, err := s.hdata.List(ctx, store.ListOptions{})
+	if err != nil {
+		return err
+	}
+	st.data = hostDataSets(data)
 	st.caches, _, _, err = s.imcs.List(ctx, store.ListOptions{})
 	return err
 }

@@ -76,7 +76,7 @@ func (s *Service) SyncImageCaches(ctx context.Context) error {
 			}
 			continue
 		}
-		st := cacheStatus(c, cacheHosts(c, hosts, ""), held, reports)
+		st := cacheStatus(c, cacheHosts(c.Metadata.ID, c.Spec.HostsPerZone, hosts, ""), held, reports)
 		st.ExpireDateTime, st.LastMatchedTime, st.LastUpdatedTime = c.Status.ExpireDateTime, c.Status.LastMatchedTime, c.Status.LastUpdatedTime
 		if t, ok := matched[c.Metadata.ID]; ok {
 			st.LastMatchedTime = &t

@@ -43,6 +43,9 @@ func (s *Service) RunMonitor(ctx context.Context) error {
 			if err := s.SyncImageCaches(ctx); err != nil && ctx.Err() == nil {
 				log.G(ctx).Warn("image caches", "err", err)
 			}
+			if err := s.SyncDataCaches(ctx); err != nil && ctx.Err() == nil {
+				log.G(ctx).Warn("data caches", "err", err)
+			}
 		}
 		if time.Since(lastGC) > time.Minute {
 			lastGC = time.Now()

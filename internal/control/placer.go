@@ -152,6 +152,7 @@ type placementState struct {
 	spot    map[string][]*apiv1.ContainerGroup    // live spot groups by host, read when needed (spot.go)
 	warm    map[string]map[string][]*ipRecord     // ready sandboxes of warm pools by host and vSwitch (warmpool.go)
 	images  map[string]map[string]scheduler.Image // the images each host holds (imagecachematch.go)
+	data    map[string]map[string]int64           // the data caches each host holds (datacachehosts.go)
 	caches  []*apiv1.ImageCache
 }
 
@@ -248,6 +249,7 @@ func (st *placementState) snapshot() scheduler.Snapshot {
 			RuntimeHandlers: h.Spec.RuntimeHandlers,
 			Warm:            st.warmCounts(h.Metadata.Name),
 			Images:          st.images[h.Metadata.Name],
+			Data:            st.data[h.Metadata.Name],
 		}
 		if u, ok := st.usage[h.Metadata.Name]; ok {
 			host.Allocated = resources(u.Used)
@@ -331,7 +333,7 @@ func (s *Service) placeOne(ctx context.Context, st *placementState, g *apiv1.Con
 	req := scheduler.Request{
 		Sizes: candidates, GPU: g.Spec.GPU, RuntimeHandler: g.Spec.RuntimeHandler, VSwitchIDs: usable,
 		Ordered: g.Spec.ScheduleStrategy == apiv1.VSwitchOrdered, Seed: seedOf(g.Metadata.ID),
-		Warm: apiv1.Warmable(&g.Spec), Images: groupImages(&g.Spec), Tenant: g.Metadata.Tenant,
+		Warm: apiv1.Warmable(&g.Spec), Images: groupImages(&g.Spec), Tenant: g.Metadata.Tenant, DataCaches: groupDataCaches(&g.Spec),
 	}
 	var wantIP netip.Addr
 	vsw, fixedIP, kept, why := st.fixedAddress(g, usable, s.now())

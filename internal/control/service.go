@@ -70,6 +70,8 @@ type Service struct {
 	idxs    *store.Collection[tokenIndex, *tokenIndex]
 	imcs    *store.Collection[apiv1.ImageCache, *apiv1.ImageCache] // imagecaches.go
 	himgs   *store.Collection[hostImages, *hostImages]             // imagecachehosts.go
+	dcs     *store.Collection[apiv1.DataCache, *apiv1.DataCache]   // datacaches.go
+	hdata   *store.Collection[hostData, *hostData]                 // datacachehosts.go
 	matches cacheMatches                                           // imagecachestatus.go
 	members *store.Collection[member, *member]                     // membership.go
 	counts  counts                                                 // membership.go
@@ -178,6 +180,8 @@ func New(st *store.Store, opts Options) *Service {
 		idxs:    store.NewCollection[tokenIndex](st, "clienttokens"),
 		imcs:    store.NewCollection[apiv1.ImageCache](st, "imagecaches"),
 		himgs:   store.NewCollection[hostImages](st, "hostimages"),
+		dcs:     store.NewCollection[apiv1.DataCache](st, "datacaches"),
+		hdata:   store.NewCollection[hostData](st, "hostdata"),
 		members: store.NewCollection[member](st, "tenantgroups"),
 		counts:  counts{m: map[string]cachedCount{}},
 		log:     opts.Logger,

@@ -51,6 +51,8 @@ type Host struct {
 	// Images the host holds (as containerd names them), with their size
 	// and the tenants a private one is for.
 	Images map[string]Image
+	// Data are the data caches the host holds, by id: their size.
+	Data map[string]int64
 }
 
 // Image is an image a host holds.
@@ -66,13 +68,17 @@ func (i Image) UsableBy(tenant string) bool {
 	return len(i.PrivateTo) == 0 || slices.Contains(i.PrivateTo, tenant)
 }
 
-// held is how many bytes of images h holds for tenant's group.
-func (h Host) held(images []string, tenant string) int64 {
+// held is how many bytes of req's images and data caches h holds (for
+// req's tenant).
+func (h Host) held(req Request) int64 {
 	var n int64
-	for _, img := range images {
-		if i, ok := h.Images[img]; ok && i.UsableBy(tenant) {
+	for _, img := range req.Images {
+		if i, ok := h.Images[img]; ok && i.UsableBy(req.Tenant) {
 			n += i.Size
 		}
+	}
+	for _, id := range req.DataCaches {
+		n += h.Data[id]
 	}
 	return n
 }
@@ -129,6 +135,9 @@ type Request struct {
 	// another tenant's private images count for nothing.
 	Images []string
 	Tenant string
+	// DataCaches the group mounts, by id: a host holding them counts their
+	// size as it counts images' (it starts without fetching them).
+	DataCaches []string
 }
 
 // Decision is where a group goes.
@@ -253,7 +262,7 @@ func pickHost(hosts []Host, vsw VSwitch, size sizes.Size, req Request, policy Po
 			}
 			continue
 		}
-		sc := score{held: h.held(req.Images, req.Tenant), warm: req.Warm && h.Warm[vsw.ID] > 0, free: free, name: h.Name}
+		sc := score{held: h.held(req), warm: req.Warm && h.Warm[vsw.ID] > 0, free: free, name: h.Name}
 		if best < 0 || sc.beats(top, policy) {
 			best, top = i, sc
 		}

@@ -56,11 +56,17 @@ func (s *Server) routes() []route {
 		{method: "PUT", path: "/v1/hosts/{name}/warmpool", handler: s.syncWarmPool},
 		{method: "GET", path: "/v1/hosts/{name}/imagecaches", handler: s.hostImageCaches},
 		{method: "PUT", path: "/v1/hosts/{name}/images", handler: s.reportHostImages},
+		{method: "GET", path: "/v1/hosts/{name}/datacaches", handler: s.hostDataCaches},
+		{method: "PUT", path: "/v1/hosts/{name}/datacaches", handler: s.reportHostData},
 
 		{method: "POST", path: "/v1/imagecaches", handler: s.createImageCache},
 		{method: "GET", path: "/v1/imagecaches", handler: s.listImageCaches},
 		{method: "GET", path: "/v1/imagecaches/{id}", handler: s.getImageCache},
 		{method: "DELETE", path: "/v1/imagecaches/{id}", handler: s.deleteImageCache},
+		{method: "POST", path: "/v1/datacaches", handler: s.createDataCache},
+		{method: "GET", path: "/v1/datacaches", handler: s.listDataCaches},
+		{method: "GET", path: "/v1/datacaches/{id}", handler: s.getDataCache},
+		{method: "DELETE", path: "/v1/datacaches/{id}", handler: s.deleteDataCache},
 
 		{method: "POST", path: "/v1/vswitches", handler: s.createVSwitch},
 		{method: "GET", path: "/v1/vswitches", handler: s.listVSwitches},

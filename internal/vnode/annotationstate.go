@@ -22,7 +22,7 @@ var readAnnotations = []string{
 	AnnUseSpecs, AnnVSwitch, AnnScheduleStrat, AnnSecurityGroup, AnnPrivateIP, AnnCustomTags, AnnCustomHosts, AnnCustomDNS,
 	AnnExtraEphemeral, AnnMaxPending, AnnFailStrategy, AnnPlainHTTP, AnnInsecure, AnnFixedIP, AnnFixedIPRetain, AnnWithEIP,
 	AnnEIPInstanceID, AnnEnableIPv6, AnnECIIngressBandwidth, AnnECIEgressBandwidth, AnnSpotStrategy, AnnSpotPriceLimit, AnnSpotDuration, AnnInstanceType,
-	AnnAutoIMC, AnnIMCID, AnnIMCPerfectMatch,
+	AnnAutoIMC, AnnIMCID, AnnIMCPerfectMatch, AnnDataCacheBucket,
 }
 
 // writtenAnnotations are the node's to write; a pod's own value is
@@ -35,7 +35,6 @@ var unsupportedAnnotations = map[string]string{
 	"eci-compute-category":   "one compute category: every instance runs on the pool's hosts",
 	"eci-gpu-driver-version": "the host's GPU driver is used: GPUs are given by nvidia.com/gpu limits",
 	"eip-bandwidth":          "an EIP's bandwidth is not limited by this annotation: use kubernetes.io/egress-bandwidth and ingress-bandwidth",
-	"eci-data-cache-bucket":  "no data caches yet: mount the data with an NFS volume",
 	"eci-ntp-server":         "the instance keeps the host's clock (a container shares its kernel's time)",
 	"eci-core-pattern":       "the host's kernel.core_pattern applies (it is not per instance)",
 }

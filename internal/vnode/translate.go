@@ -54,6 +54,9 @@ const (
 	AnnIMCID             = annPrefix + "eci-imc-id"
 	AnnIMCPerfectMatch   = annPrefix + "imc-perfect-match"
 	AnnMatchedImageCache = annPrefix + "eci-matched-image-cache"
+	// AnnDataCacheBucket: the pod's hostPath volumes are the data caches of
+	// this bucket at their paths (mounted read-only).
+	AnnDataCacheBucket = annPrefix + "eci-data-cache-bucket"
 	// The bandwidth limits: Kubernetes' own names (the CNI bandwidth
 	// plugin's) and the service's; the service's win.
 	AnnIngressBandwidth    = "kubernetes.io/ingress-bandwidth"
@@ -224,8 +227,8 @@ func unsupported(pod *corev1.Pod) error {
 		}
 	}
 	for _, v := range s.Volumes {
-		if v.HostPath != nil {
-			return refuse("HostPathNotSupported", "volume %q: hostPath volumes are not supported on a virtual node: use emptyDir, a disk, or an NFS volume instead", v.Name)
+		if v.HostPath != nil && pod.Annotations[AnnDataCacheBucket] == "" {
+			return refuse("HostPathNotSupported", "volume %q: hostPath volumes are not supported on a virtual node: use emptyDir, a disk, an NFS volume, or a data cache (the annotation %s and the cache's path)", v.Name, AnnDataCacheBucket)
 		}
 	}
 	for _, c := range append(append([]corev1.Container{}, s.InitContainers...), s.Containers...) {

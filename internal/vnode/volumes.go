@@ -18,7 +18,8 @@ func (e *errMissing) Error() string { return e.what + " not found" }
 
 // volumes translates the pod's volumes: emptyDir and nfs as they are;
 // configMap, secret, downwardAPI and projected become files payloads the
-// agent writes atomically.
+// agent writes atomically; hostPath, with AnnDataCacheBucket, is the data
+// cache of that bucket at that path.
 func (p *Provider) volumes(ctx context.Context, pod *corev1.Pod) ([]apiv1.Volume, error) {
 	var out []apiv1.Volume
 	for _, v := range pod.Spec.Volumes {
@@ -31,6 +32,8 @@ func (p *Provider) volumes(ctx context.Context, pod *corev1.Pod) ([]apiv1.Volume
 			}
 		case v.NFS != nil:
 			vol.NFS = &apiv1.NFSVolume{Server: v.NFS.Server, Path: v.NFS.Path, ReadOnly: v.NFS.ReadOnly}
+		case v.HostPath != nil: // (only with AnnDataCacheBucket: unsupported refused it otherwise)
+			vol.DataCache = &apiv1.DataCacheVolume{Bucket: pod.Annotations[AnnDataCacheBucket], Path: v.HostPath.Path}
 		case v.ConfigMap != nil, v.Secret != nil, v.DownwardAPI != nil, v.Projected != nil:
 			fv, err := p.filesOf(ctx, pod, v)
 			if err != nil {
