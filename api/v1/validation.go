@@ -35,8 +35,8 @@ var (
 	ImageCacheIDPattern = regexp.MustCompile(`^imc-[0-9a-f]{16}$`)
 	// DataCacheIDPattern is the form of a data cache's id.
 	DataCacheIDPattern = regexp.MustCompile(`^edc-[0-9a-f]{16}$`)
-	fixedIPKey          = regexp.MustCompile(`^[a-z0-9]([-a-z0-9./]*[a-z0-9])?$`)
-	dnsLabel            = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	fixedIPKey         = regexp.MustCompile(`^[a-z0-9]([-a-z0-9./]*[a-z0-9])?$`)
+	dnsLabel           = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	// dnsSubdomain is RFC 1123's (its length checked apart).
 	dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 	envName      = regexp.MustCompile(`^[-._a-zA-Z][-._a-zA-Z0-9]*$`)
