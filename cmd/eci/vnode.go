@@ -103,7 +103,7 @@ func newVnodeCommand() *cobra.Command {
 		return err
 	})
 	fl.StringVar(&cfg.ClientCAFile, "client-ca-file", "", "CA of the apiserver's kubelet client certificate (required)")
-	fl.BoolVar(&cfg.ImageCaches, "image-caches", true, "keep the cluster's ImageCache objects as the tenant's image caches (one node per cluster should; the chart's crds/ define them)")
+	fl.BoolVar(&cfg.ImageCaches, "image-caches", true, "keep the cluster's ImageCache and DataCache objects as the tenant's image and data caches (one node per cluster should; the chart's crds/ define them)")
 	fl.BoolVar(&services, "services", true, "fill the cluster's table of virtual IPs from its Services and EndpointSlices, so that instances reach ClusterIPs")
 	fl.StringSliceVar(&cfg.ClusterDNS, "cluster-dns", nil, "DNS servers of ClusterFirst pods")
 	fl.StringVar(&cfg.ClusterDomain, "cluster-domain", "cluster.local", "the cluster's DNS domain")

@@ -208,6 +208,9 @@ func prepare(ctx context.Context, cfg Config, srv *server.Server) ([]daemon, err
 	if err := vnode.InstallImageCacheCRD(ctx, kube); err != nil {
 		return nil, err
 	}
+	if err := vnode.InstallDataCacheCRD(ctx, kube); err != nil {
+		return nil, err
+	}
 	return append(daemons, daemon{"vnode", v.Run, v.Ready()}), nil
 }
 

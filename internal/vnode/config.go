@@ -65,9 +65,9 @@ type Config struct {
 	// (30 s).
 	OrphanInterval time.Duration
 
-	// ImageCaches keeps the cluster's ImageCache objects in the instance
-	// service as the tenant's caches (imagecaches.go); one node per
-	// cluster should.
+	// ImageCaches keeps the cluster's ImageCache and DataCache objects in
+	// the instance service as the tenant's caches (cacheobjects.go); one
+	// node per cluster should.
 	ImageCaches bool
 
 	// NoServices leaves the cluster's table of virtual IPs alone; by default

@@ -44,14 +44,17 @@ func TestImageCacheAnnotations(t *testing.T) {
 	}
 }
 
-// The chart installs the same ImageCache definition the node installs.
+// The chart installs the same ImageCache and DataCache definitions the
+// node installs.
 func TestImageCacheCRDInTheChart(t *testing.T) {
-	chart, err := os.ReadFile(filepath.Join("..", "..", "deploy", "helm", "eci-vnode", "crds", "imagecache.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(chart) != string(imageCacheCRD) {
-		t.Fatal("deploy/helm/eci-vnode/crds/imagecache.yaml differs from internal/vnode/crds/imagecache.yaml: copy it")
+	for file, crd := range map[string][]byte{"imagecache.yaml": imageCacheCRD, "datacache.yaml": dataCacheCRD} {
+		chart, err := os.ReadFile(filepath.Join("..", "..", "deploy", "helm", "eci-vnode", "crds", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(chart) != string(crd) {
+			t.Fatalf("deploy/helm/eci-vnode/crds/%s differs from internal/vnode/crds/%s: copy it", file, file)
+		}
 	}
 }
 
@@ -63,7 +66,7 @@ func TestImageCacheObjectStatus(t *testing.T) {
 	if st.Phase != "Updating" || st.HostsReady != "1/2" || st.Size != "3.0Mi" || st.ImageCacheID != c.Metadata.ID || st.ObservedGeneration != 4 {
 		t.Fatalf("%+v", st)
 	}
-	if got := imageCacheName(strings.Repeat("a.b", 30)); len(got) > 63 || strings.Contains(got, ".") {
+	if got := cacheName(strings.Repeat("a.b", 30)); len(got) > 63 || strings.Contains(got, ".") {
 		t.Fatalf("name %q", got)
 	}
 }

@@ -216,8 +216,9 @@ func (v *VNode) background(ctx context.Context, wg *sync.WaitGroup) {
 		go func() { defer wg.Done(); v.services.run(ctx, servicesWorkers) }()
 	}
 	if v.cfg.ImageCaches {
-		wg.Add(1)
-		go func() { defer wg.Done(); v.syncImageCaches(ctx) }()
+		wg.Add(2)
+		go func() { defer wg.Done(); v.syncCacheObjects(ctx, v.imageCacheKind()) }()
+		go func() { defer wg.Done(); v.syncCacheObjects(ctx, v.dataCacheKind()) }()
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/agent"
+	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/poll"
 	"github.com/eci-dev/eci/internal/vnode"
 )
@@ -148,4 +149,81 @@ func dataArchive(t *testing.T, files map[string]string) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// The cluster's DataCache objects (the chart's custom resource): the node
+// keeps each as a data cache of its tenant and writes its status back
+// (kubectl get datacache); a pod mounts it by bucket and path; a deleted
+// object's cache goes.
+func TestDataCacheObjects(t *testing.T) {
+	ctx := context.Background()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("corpus v1\n")) })}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	c := start(t, func(cfg *agent.Config) {
+		cfg.ImageCacheInterval = time.Second
+		cfg.AllowedLocalDataHosts = []string{ln.Addr().String()}
+	})
+	if err := vnode.InstallDataCacheCRD(ctx, c.kube); err != nil {
+		t.Fatal(err)
+	}
+	c.stopVNode()
+	c.stopVNode = c.startVNodeAs(t, nodeName, "cluster-a", c.eci, func(cfg *vnode.Config) { cfg.ImageCaches = true })
+	manifest := fmt.Sprintf(`apiVersion: eci.aliyun.com/v1alpha1
+kind: DataCache
+metadata: {name: corpus}
+spec:
+  bucket: data
+  path: /corpus
+  dataSource: {type: URL, options: {url: "http://%s/corpus.txt"}}
+  retentionDays: 7
+`, ln.Addr())
+	if out, err := c.kubectlIn(strings.NewReader(manifest), "apply", "-f", "-"); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, out)
+	}
+	var id string
+	poll.Eventually(t, 60*time.Second, "kubectl get datacache: Available on 1 of 1 hosts", func() error {
+		out, err := c.kubectlIn(nil, "get", "datacache", "corpus", "-o", "jsonpath={.status.dataCacheId} {.status.phase} {.status.hostsReady}")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		f := strings.Fields(string(out))
+		if len(f) != 3 || f[1] != "Available" || f[2] != "1/1" {
+			return fmt.Errorf("status %q", out)
+		}
+		id = f[0]
+		return nil
+	})
+	if dc, err := c.eci.GetDataCache(ctx, id); err != nil || dc.Spec.Bucket != "data" || dc.Spec.Path != "/corpus" || dc.Spec.RetentionDays != 7 {
+		t.Fatalf("cache %s: %v %+v", id, err, dc)
+	}
+	if out, err := c.kubectlIn(nil, "get", "edc"); err != nil || !strings.Contains(string(out), "DATACACHEID") || !strings.Contains(string(out), id) {
+		t.Fatalf("kubectl get edc: %v\n%s", err, out)
+	}
+	ns := "default"
+	c.createPod(t, ns, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "corpus-reader", Annotations: map[string]string{vnode.AnnDataCacheBucket: "data"}}, Spec: corev1.PodSpec{
+		Containers: []corev1.Container{{Name: "main", Image: c.bed.Registry.Busybox, Command: []string{"sh", "-c", "cat /in/corpus.txt; sleep 3600"},
+			VolumeMounts: []corev1.VolumeMount{{Name: "in", MountPath: "/in"}}}},
+		Volumes: []corev1.Volume{{Name: "in", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/corpus"}}}}}})
+	c.waitPod(t, ns, "corpus-reader", "Running", 90*time.Second, running)
+	poll.Eventually(t, 30*time.Second, "the pod reads the corpus", func() error {
+		raw, err := c.kube.CoreV1().Pods(ns).GetLogs("corpus-reader", &corev1.PodLogOptions{}).Do(ctx).Raw()
+		if err != nil || string(raw) != "corpus v1\n" {
+			return fmt.Errorf("logs %q: %v", raw, err)
+		}
+		return nil
+	})
+	if out, err := c.kubectlIn(nil, "delete", "datacache", "corpus"); err != nil {
+		t.Fatalf("kubectl delete: %v\n%s", err, out)
+	}
+	poll.Eventually(t, 30*time.Second, "cache "+id+" gone", func() error {
+		if _, err := c.eci.GetDataCache(ctx, id); !errdefs.IsNotFound(err) {
+			return fmt.Errorf("still there: %v", err)
+		}
+		return nil
+	})
 }
