@@ -35,7 +35,7 @@ func podControllerConfig(cfg Config, p *Provider, pods, objects informers.Shared
 		PodClient:                            cfg.Kube.CoreV1(),
 		EventRecorder:                        cfg.Recorder,
 		Provider:                             p,
-		PodInformer:                          pods.Core().V1().Pods(),
+		PodInformer:                          filteredPods{PodInformer: pods.Core().V1().Pods(), f: &podUpdateFilter{pushed: &p.pushed, events: p.metrics.podUpdates}},
 		SecretInformer:                       objects.Core().V1().Secrets(),
 		ConfigMapInformer:                    objects.Core().V1().ConfigMaps(),
 		ServiceInformer:                      objects.Core().V1().Services(),

@@ -17,11 +17,14 @@ import (
 // took to start, how long its calls to the instance service (its runtime)
 // took, its node name, and the process's own.
 type kubeletMetrics struct {
-	reg      *prometheus.Registry
-	start    prometheus.Histogram
-	ops      *prometheus.HistogramVec
-	mu       sync.Mutex
-	observed map[string]bool // pod UIDs whose start was observed
+	reg   *prometheus.Registry
+	start prometheus.Histogram
+	ops   *prometheus.HistogramVec
+	// podUpdates counts the pod update events by what the node did with
+	// them (podupdates.go).
+	podUpdates *prometheus.CounterVec
+	mu         sync.Mutex
+	observed   map[string]bool // pod UIDs whose start was observed
 }
 
 func newKubeletMetrics(p *Provider, nodeName string) *kubeletMetrics {
@@ -32,12 +35,15 @@ func newKubeletMetrics(p *Provider, nodeName string) *kubeletMetrics {
 	m.ops = prometheus.NewHistogramVec(prometheus.HistogramOpts{Subsystem: "kubelet", Name: "runtime_operations_duration_seconds",
 		Help: "Duration in seconds of the node's calls to the instance service, by operation", Buckets: prometheus.ExponentialBuckets(.005, 2.5, 14)},
 		[]string{"operation_type"})
+	m.podUpdates = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "eci", Subsystem: "vnode", Name: "pod_update_events_total",
+		Help: "Pod update events of the node's informer, by result: resync and echo (its own status write) are not compared by the pod controller, passed are"},
+		[]string{"result"})
 	nodeName0 := prometheus.NewGaugeVec(prometheus.GaugeOpts{Subsystem: "kubelet", Name: "node_name", Help: "The node's name. The count is always 1."}, []string{"node"})
 	nodeName0.WithLabelValues(nodeName).Set(1)
 	counts := &nodeCounts{p: p,
 		pods:       prometheus.NewDesc("kubelet_running_pods", "Number of pods whose instance runs", nil, nil),
 		containers: prometheus.NewDesc("kubelet_running_containers", "Number of containers currently running (and in other states)", []string{"container_state"}, nil)}
-	m.reg.MustRegister(m.start, m.ops, nodeName0, counts,
+	m.reg.MustRegister(m.start, m.ops, m.podUpdates, nodeName0, counts,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -51,6 +51,7 @@ type Provider struct {
 	// pod UID/name (ephemeral.go).
 	refusedEphemeral map[string]bool
 	notify           func(*corev1.Pod)
+	pushed           pushedStatuses // the last status pushed of each pod (podupdates.go)
 	synced           chan struct{}
 	started          time.Time       // the node's start, as /stats/summary's
 	cpu              nodeCPU         // the node's cumulative CPU
@@ -271,6 +272,7 @@ func (p *Provider) gone(ctx context.Context, pod *corev1.Pod) {
 		}
 	}
 	p.metrics.forget(string(pod.UID))
+	p.pushed.forget(string(pod.UID))
 	p.mu.Unlock()
 	if renamed {
 		return
@@ -381,6 +383,7 @@ func (p *Provider) push(pod *corev1.Pod) {
 		}
 	}
 	if cb != nil {
+		p.pushed.note(string(pod.UID), &pod.Status)
 		cb(pod)
 	}
 }
