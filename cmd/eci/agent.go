@@ -174,7 +174,15 @@ func newAgentCommand() *cobra.Command {
 	fl.StringArrayVar(&cfg.AllowedLocalRegistries, "allowed-local-registry", nil, "HOST:PORT of a registry on this host's loopback or link-local addresses that groups may pull from (others are refused: the runtime would reach the host's own services); repeat for several")
 	cfg.DataCacheBytes = 100 << 30
 	fl.Var(gibBytes{&cfg.DataCacheBytes}, "data-cache-size", "GiB the data caches fetched ahead may take on this host together (a cache a group mounts is fetched past it)")
-	fl.StringArrayVar(&cfg.AllowedLocalDataHosts, "allowed-local-data-host", nil, "HOST or HOST:PORT on this host's own, loopback or link-local addresses that data caches may be fetched from (others are refused); repeat for several")
+	fl.StringArrayVar(&cfg.AllowedLocalDataHosts, "allowed-local-data-host", nil, "HOST or HOST:PORT that data caches may be fetched from whatever its address (by default only public addresses are: not this host's own, loopback, link-local, private or reserved ones); repeat for several")
+	fl.Func("allowed-data-network", "a CIDR of private or local addresses data caches may be fetched from (the site's own data servers); repeatable", func(s string) error {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return fmt.Errorf("allowed: a CIDR such as 198.18.0.0/24")
+		}
+		cfg.AllowedDataNetworks = append(cfg.AllowedDataNetworks, p.Masked())
+		return nil
+	})
 	return cmd
 }
 

@@ -102,10 +102,12 @@ type Config struct {
 	ImageCachePruneGrace time.Duration
 	// DataCacheBytes bounds what the data caches fetched ahead take on the
 	// host together (100 GiB); a cache a group mounts is fetched past it.
-	// AllowedLocalDataHosts (host or host:port) may be on the host's own
-	// addresses (others are refused: datafetch.go).
+	// AllowedLocalDataHosts (host or host:port) and AllowedDataNetworks may
+	// be on the host's own, private or local addresses (others are
+	// refused: datafetch.go).
 	DataCacheBytes        uint64
 	AllowedLocalDataHosts []string
+	AllowedDataNetworks   []netip.Prefix
 	// LogMaxSize rotates a container's log file when it grows past it
 	// (10 MiB); LogMaxFiles files are kept per container, the live one
 	// included (5).

@@ -2,14 +2,15 @@ package agent
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
-	"reflect"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -24,22 +25,25 @@ import (
 // StateDir/datacaches/ID, its data in data/ (read-only, mounted read-only
 // into the groups that name it) and ready.json once whole. A cache is
 // fetched once for the host (datafetch.go), whoever asks first:
-//   - every ImageCacheInterval the agent asks the server which caches the
-//     host fetches ahead, and starts the first it lacks (one such fetch at
-//     a time, within DataCacheBytes for them all);
+//   - the agent's pass fetches ahead the caches the server gives the host
+//     (datacachesync.go);
 //   - a group that mounts a cache the host lacks starts its fetch (or
 //     waits for the one under way: Pending, FetchingDataCache) and is
-//     reconciled again when it ends; a failed fetch is tried again after
-//     dataRetry, not by every group at once.
-// A copy no cache of the host's list keeps and no group of the host mounts
-// is removed once unused for ImageCachePruneGrace. Each pass reports the
-// caches the host holds and those it could not fetch.
+//     reconciled again when it ends.
+// At most maxDataFetches fetches run at once. A failed fetch is the answer
+// until it is tried again, after 30 s, doubling to 10 minutes (a burst
+// does not hammer a failing source, nor every host at once). A copy goes
+// only under the lock its users take, once unused for the grace.
 
 // errDataFetching: a cache the group mounts is being fetched.
 var errDataFetching = errors.New("fetching a data cache")
 
-// dataRetry is how long a failed fetch is not tried again.
-const dataRetry = 30 * time.Second
+// Back-off of failed fetches, and how many fetches run at once.
+const (
+	dataRetryFirst = 30 * time.Second
+	dataRetryMax   = 10 * time.Minute
+	maxDataFetches = 4
+)
 
 // dataCaches is the host's data caches.
 type dataCaches struct {
@@ -47,22 +51,27 @@ type dataCaches struct {
 	client  *http.Client
 	minFree int                   // percent of the disk a fetch leaves free
 	wake    func(groups []string) // reconcile the groups that waited
+	slots   chan struct{}         // one per fetch under way
 
 	mu       sync.Mutex
-	fetching map[string][]string // by cache id: the groups waiting for it
-	eager    string              // the cache the pass fetches ahead ("": none)
-	failed   map[string]dataFailure
+	fetching map[string]map[string]bool // by cache id: the groups waiting for it
+	eager    string                     // the cache the pass fetches ahead ("": none)
+	last     string                     // the last it started (the next is after it)
+	failed   map[string]*dataFailure
 	used     map[string]time.Time // when a group last wanted each cache
 }
 
+// dataFailure is a cache's last failed fetch.
 type dataFailure struct {
-	at  time.Time
-	err error
+	next  time.Time     // not tried again before
+	delay time.Duration // the wait after the next failure
+	msg   string        // what the tenant is told
 }
 
 func newDataCaches(cfg *Config, wake func([]string)) (*dataCaches, error) {
-	d := &dataCaches{dir: filepath.Join(cfg.StateDir, "datacaches"), client: dataClient(cfg.AllowedLocalDataHosts), wake: wake, minFree: cfg.ImageCacheMinFreePercent,
-		fetching: map[string][]string{}, failed: map[string]dataFailure{}, used: map[string]time.Time{}}
+	policy := dataPolicy{hosts: cfg.AllowedLocalDataHosts, networks: cfg.AllowedDataNetworks, protected: cfg.ProtectedNetworks}
+	d := &dataCaches{dir: filepath.Join(cfg.StateDir, "datacaches"), client: dataClient(policy), wake: wake, minFree: cfg.ImageCacheMinFreePercent,
+		slots: make(chan struct{}, maxDataFetches), fetching: map[string]map[string]bool{}, failed: map[string]*dataFailure{}, used: map[string]time.Time{}}
 	if err := os.MkdirAll(d.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data caches: %w", err)
 	}
@@ -73,7 +82,7 @@ func newDataCaches(cfg *Config, wake func([]string)) (*dataCaches, error) {
 	now := time.Now()
 	for _, e := range entries {
 		switch {
-		case strings.HasPrefix(e.Name(), ".fetch-"): // a fetch cut short by a crash
+		case strings.HasPrefix(e.Name(), "."): // a fetch or a removal cut short by a crash
 			if err := os.RemoveAll(filepath.Join(d.dir, e.Name())); err != nil {
 				return nil, fmt.Errorf("data caches: %w", err)
 			}
@@ -85,7 +94,12 @@ func newDataCaches(cfg *Config, wake func([]string)) (*dataCaches, error) {
 }
 
 // path is where cache id's data is.
-func (d *dataCaches) path(id string) string { return filepath.Join(d.dir, id, "data") }
+func (d *dataCaches) path(id string) (string, error) {
+	if !apiv1.DataCacheIDPattern.MatchString(id) {
+		return "", fmt.Errorf("data cache %q: not an id the server gives", id)
+	}
+	return filepath.Join(d.dir, id, "data"), nil
+}
 
 // held are the caches the host holds whole, by id.
 func (d *dataCaches) held() (map[string]dataRecord, error) {
@@ -120,11 +134,11 @@ func (d *dataCaches) ensure(ctx context.Context, v *apiv1.DataCacheVolume, group
 		return nil
 	}
 	if waiting, ok := d.fetching[v.ID]; ok {
-		d.fetching[v.ID] = append(waiting, group)
+		waiting[group] = true
 		return errDataFetching
 	}
-	if f, ok := d.failed[v.ID]; ok && time.Since(f.at) < dataRetry {
-		return fmt.Errorf("data cache %s (%s:%s): %w", v.ID, v.Bucket, v.Path, f.err)
+	if f, ok := d.failed[v.ID]; ok && time.Now().Before(f.next) {
+		return fmt.Errorf("data cache %s (%s:%s), tried again from %s: %s", v.ID, v.Bucket, v.Path, f.next.UTC().Format(time.RFC3339), f.msg)
 	}
 	d.startLocked(ctx, v.ID, *v.Source, v.Size, group)
 	return errDataFetching
@@ -133,14 +147,22 @@ func (d *dataCaches) ensure(ctx context.Context, v *apiv1.DataCacheVolume, group
 // startLocked fetches cache id in the background (d.mu held); waiter, if
 // not empty, is a group to wake when it ends.
 func (d *dataCaches) startLocked(ctx context.Context, id string, src apiv1.DataCacheSource, sizeGiB int, waiter string) {
-	var waiting []string
+	waiting := map[string]bool{}
 	if waiter != "" {
-		waiting = []string{waiter}
+		waiting[waiter] = true
 	}
 	d.fetching[id] = waiting
 	go func() {
 		start := time.Now()
-		size, err := d.fetch(ctx, id, src, int64(sizeGiB)<<30)
+		var size int64
+		var err error
+		select {
+		case d.slots <- struct{}{}:
+			size, err = d.fetch(ctx, id, src, int64(sizeGiB)<<30)
+			<-d.slots
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
 		d.mu.Lock()
 		waiting := d.fetching[id]
 		delete(d.fetching, id)
@@ -148,7 +170,7 @@ func (d *dataCaches) startLocked(ctx context.Context, id string, src apiv1.DataC
 			d.eager = ""
 		}
 		if err != nil {
-			d.failed[id] = dataFailure{at: time.Now(), err: err}
+			d.failedLocked(id, err)
 		} else {
 			delete(d.failed, id)
 		}
@@ -158,123 +180,77 @@ func (d *dataCaches) startLocked(ctx context.Context, id string, src apiv1.DataC
 		} else {
 			log.G(ctx).Info("data cache fetched", "cache", id, "bytes", size, "took", time.Since(start).Round(time.Millisecond))
 		}
-		d.wake(waiting)
+		groups := make([]string, 0, len(waiting))
+		for g := range waiting {
+			groups = append(groups, g)
+		}
+		d.wake(groups)
 	}()
 }
 
+// failedLocked records a failed fetch of cache id, doubling its back-off.
+func (d *dataCaches) failedLocked(id string, err error) {
+	f := d.failed[id]
+	if f == nil {
+		f = &dataFailure{delay: dataRetryFirst}
+		d.failed[id] = f
+	}
+	f.next, f.msg = time.Now().Add(f.delay), tenantMessage(err)
+	f.delay = min(2*f.delay, dataRetryMax)
+}
+
+// tenantMessage is err as the tenant reads it: without the host's paths.
+func tenantMessage(err error) string {
+	msg := err.Error()
+	var pe *fs.PathError
+	if errors.As(err, &pe) && strings.HasPrefix(pe.Path, "/") {
+		msg = strings.Replace(msg, pe.Error(), "the host could not store the data ("+pe.Op+": "+pe.Err.Error()+")", 1)
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		msg = strings.Replace(msg, le.Error(), "the host could not store the data ("+le.Op+": "+le.Err.Error()+")", 1)
+	}
+	return msg
+}
+
 // fetch fetches cache id unless the disk is too full for it: it leaves
-// minFree percent of the disk free (when the download's length is known;
-// the cache's size bounds it in any case).
+// minFree percent of the disk free, checked before (with the download's
+// length, when known) and as the data is written.
 func (d *dataCaches) fetch(ctx context.Context, id string, src apiv1.DataCacheSource, limit int64) (int64, error) {
 	room := func(n int64) error {
 		var st unix.Statfs_t
 		if err := unix.Statfs(d.dir, &st); err != nil || st.Blocks == 0 {
-			return fmt.Errorf("the host's free space can't be read (%v): not fetched", err)
+			return errors.New("the host's free disk space can't be read: not fetched")
 		}
 		free, total := int64(st.Bavail)*st.Bsize, int64(st.Blocks)*st.Bsize
-		if left := free - max(n, 0); left < total/100*int64(d.minFree) {
-			return fmt.Errorf("the host's disk would have %d MiB free after it, under the %d%% data caches leave: not fetched", max(left, 0)>>20, d.minFree)
+		if free-max(n, 0) < total/100*int64(d.minFree) {
+			return fmt.Errorf("the host's disk has too little room for it (it keeps %d%% free for its own use): not fetched", d.minFree)
 		}
 		return nil
 	}
 	return fetchData(ctx, d.client, d.dir, id, src, limit, room)
 }
 
-// keepDataCaches keeps the host's data caches until ctx ends; it waits
-// while the host is fenced.
-func (a *Agent) keepDataCaches(ctx context.Context) {
-	ctx = log.With(ctx, "part", "data-caches")
-	t := time.NewTicker(a.cfg.ImageCacheInterval)
-	defer t.Stop()
-	var last *apiv1.HostData
-	for ctx.Err() == nil {
-		if !a.lease.isFenced() {
-			rep, err := a.syncDataCaches(ctx)
-			if err == nil && (last == nil || !reflect.DeepEqual(*last, rep)) {
-				if err = a.cfg.Client.ReportHostData(ctx, a.name, rep); err == nil {
-					last = &rep
-				}
-			}
-			if err != nil && ctx.Err() == nil {
-				log.G(ctx).Warn("data caches", "err", err)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// syncDataCaches fetches ahead the first cache of the host's list it
-// lacks, removes the copies nothing keeps, and returns what the host
-// holds.
-func (a *Agent) syncDataCaches(ctx context.Context) (apiv1.HostData, error) {
-	d := a.data
-	caches, err := a.cfg.Client.HostDataCaches(ctx, a.name)
-	if err != nil {
-		return apiv1.HostData{}, fmt.Errorf("read the host's data caches: %w", err)
-	}
-	sort.Slice(caches, func(i, j int) bool { return caches[i].Metadata.ID < caches[j].Metadata.ID })
-	held, err := d.held()
-	if err != nil {
-		return apiv1.HostData{}, err
-	}
-	var total uint64
-	for _, rec := range held {
-		total += uint64(rec.SizeBytes)
-	}
-	listed := map[string]bool{}
-	rep := apiv1.HostData{Caches: []apiv1.HostDataCache{}}
+// remove removes the host's copy of cache id unless a group wanted it
+// within grace (checked under the lock ensure takes: a group that finds
+// the copy keeps it).
+func (d *dataCaches) remove(id string, grace time.Duration) (bool, error) {
 	d.mu.Lock()
-	for _, c := range caches {
-		id := c.Metadata.ID
-		listed[id] = true
-		_, have := held[id]
-		_, busy := d.fetching[id]
-		f, failed := d.failed[id]
-		switch {
-		case have || busy:
-		case failed && time.Since(f.at) < dataRetry:
-			rep.Failed = append(rep.Failed, apiv1.DataFetchFailure{Cache: id, Message: f.err.Error()})
-		case total+uint64(c.Spec.Size)<<30 > a.cfg.DataCacheBytes:
-			rep.Failed = append(rep.Failed, apiv1.DataFetchFailure{Cache: id,
-				Message: fmt.Sprintf("not fetched ahead on this host: its %d GiB would pass the %d GiB the host keeps for data caches", c.Spec.Size, a.cfg.DataCacheBytes>>30)})
-		case d.eager == "":
-			d.eager = id
-			d.startLocked(ctx, id, c.Spec.DataSource, c.Spec.Size, "")
-		}
+	if _, busy := d.fetching[id]; busy || time.Since(d.used[id]) < grace {
+		d.mu.Unlock()
+		return false, nil
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	gone := filepath.Join(d.dir, ".remove-"+id+"-"+hex.EncodeToString(b))
+	err := os.Rename(filepath.Join(d.dir, id), gone)
+	if err == nil {
+		delete(d.used, id)
+		delete(d.failed, id)
 	}
 	d.mu.Unlock()
-	mounted := map[string]bool{}
-	for _, g := range a.view.all() {
-		for _, v := range g.Spec.Volumes {
-			if v.DataCache != nil {
-				mounted[v.DataCache.ID] = true
-			}
-		}
+	if err != nil {
+		return false, err
 	}
-	for id, rec := range held {
-		if !listed[id] && !mounted[id] && d.unusedFor(id, a.cfg.ImageCachePruneGrace) {
-			if err := os.RemoveAll(filepath.Join(d.dir, id)); err != nil {
-				return apiv1.HostData{}, fmt.Errorf("remove data cache %s: %w", id, err)
-			}
-			log.G(ctx).Info("data cache removed: no cache of the host's list keeps it, no group mounts it", "cache", id)
-			continue
-		}
-		rep.Caches = append(rep.Caches, apiv1.HostDataCache{ID: id, SizeBytes: rec.SizeBytes})
-	}
-	sort.Slice(rep.Caches, func(i, j int) bool { return rep.Caches[i].ID < rep.Caches[j].ID })
-	return rep, nil
-}
-
-// unusedFor tells whether no group has wanted cache id for grace.
-func (d *dataCaches) unusedFor(id string, grace time.Duration) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if _, busy := d.fetching[id]; busy {
-		return false
-	}
-	return time.Since(d.used[id]) >= grace
+	return true, os.RemoveAll(gone)
 }

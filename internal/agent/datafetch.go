@@ -27,41 +27,87 @@ import (
 )
 
 // Fetching a data cache's data (datacache.go) for a tenant, on the host's
-// network: the agent is the client, so what a tenant's URL may make it do
-// is bounded here.
-//   - Where it connects: http and https only, no proxy, and never to the
-//     host's own, loopback, link-local, multicast or unspecified addresses
-//     (the host's services, a cloud's metadata service), checked on every
-//     connection the client makes (redirects included, and after the name
-//     is resolved: no DNS rebinding), unless the operator allowed the host
-//     by name (--allowed-local-data-host).
+// network: the agent is the client and the tenant reads what it fetched,
+// so what a tenant's URL may make it do is bounded here.
+//   - Where it connects: http and https only, no proxy, and only to global
+//     unicast addresses, checked on every connection the client makes
+//     (redirects included, and after the name is resolved: no DNS
+//     rebinding): never the host's own, loopback, link-local, multicast or
+//     unspecified addresses, private networks (10/8, 172.16/12,
+//     192.168/16, fc00::/7), shared address space (100.64/10: a cloud's
+//     metadata service is there too), benchmark, reserved and 6to4 / NAT64
+//     ranges (dataRefused), or the networks the operator protects from the
+//     instances (--nat-protected). The operator allows a host by name
+//     (--allowed-local-data-host) or a network (--allowed-data-network),
+//     for a data server on the site's own network.
 //   - How much: the download and what it unpacks to are each bounded by
-//     the cache's size, an archive's entries by MaxDataCacheEntries, and
-//     the whole fetch by fetchTimeout.
+//     the cache's size, an archive's entries by MaxDataCacheEntries; the
+//     disk keeps its minimum free share, checked before and every
+//     roomEvery bytes written; the whole fetch ends after fetchTimeout,
+//     and a download with no byte for fetchIdle.
 //   - What it writes: inside a fresh directory only (os.Root: no entry of
 //     an archive, link or "..", reaches out of it), regular files,
 //     directories and links only (no devices, no FIFOs), every file
 //     read-only and without set-id bits, owned by root; the directory is
 //     renamed into place once whole (a fetch cut short leaves nothing a
 //     group mounts).
+//   - What it says: errors name the URL without its query (a signed URL's
+//     query is a credential), and no path or free space of the host.
 
-// fetchTimeout bounds one fetch of a data cache.
-const fetchTimeout = 30 * time.Minute
+// Bounds of one fetch of a data cache: its whole length, the longest
+// wait for a byte, and how often the disk's free share is checked.
+const (
+	fetchTimeout = 30 * time.Minute
+	fetchIdle    = 2 * time.Minute
+	roomEvery    = 64 << 20
+)
 
-// dataClient is the HTTP client of data fetches: connections only to
-// addresses no tenant may make the host reach, but for allowed (host or
-// host:port names the operator allowed).
-func dataClient(allowed []string) *http.Client {
+// dataRefused are the networks a data source may not be on unless the
+// operator allowed it (with loopback, link-local, multicast, unspecified
+// and private addresses, and the host's own).
+var dataRefused = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"), netip.MustParsePrefix("100.64.0.0/10"), netip.MustParsePrefix("192.0.0.0/24"),
+	netip.MustParsePrefix("198.18.0.0/15"), netip.MustParsePrefix("240.0.0.0/4"),
+	netip.MustParsePrefix("64:ff9b::/96"), netip.MustParsePrefix("64:ff9b:1::/48"), netip.MustParsePrefix("2002::/16"),
+	netip.MustParsePrefix("fec0::/10"), netip.MustParsePrefix("100::/64"),
+}
+
+// dataPolicy says where data may be fetched from.
+type dataPolicy struct {
+	hosts     []string       // names (host or host:port) allowed whatever their address
+	networks  []netip.Prefix // networks allowed
+	protected []netip.Prefix // networks refused (--nat-protected)
+}
+
+// check refuses ip unless it is a global unicast address of no refused
+// network, or of an allowed one.
+func (p dataPolicy) check(ip netip.Addr) error {
+	ip = ip.Unmap()
+	for _, n := range p.networks {
+		if n.Contains(ip) {
+			return nil
+		}
+	}
+	refused := hostOwnAddr(ip, hostAddrs()) || !ip.IsGlobalUnicast() || ip.IsPrivate() ||
+		slices.ContainsFunc(dataRefused, func(n netip.Prefix) bool { return n.Contains(ip) }) ||
+		slices.ContainsFunc(p.protected, func(n netip.Prefix) bool { return n.Contains(ip) })
+	if refused {
+		return fmt.Errorf("data source address %s is this host's own, or on a private, local or reserved network: refused (the operator allows a data server with --allowed-local-data-host or --allowed-data-network)", ip)
+	}
+	return nil
+}
+
+// dataClient is the HTTP client of data fetches: connections only where
+// p allows.
+func dataClient(p dataPolicy) *http.Client {
 	check := &net.Dialer{Timeout: 30 * time.Second, Control: func(_, address string, _ syscall.RawConn) error {
 		ap, err := netip.ParseAddrPort(address)
 		if err != nil {
 			return fmt.Errorf("data source address %q: %w", address, err)
 		}
-		if ip := ap.Addr().Unmap(); hostOwnAddr(ip, hostAddrs()) || ip.IsMulticast() {
-			return fmt.Errorf("data source address %s is this host's own, loopback or link-local: refused (the operator allows a local data host with --allowed-local-data-host)", ip)
-		}
-		return nil
+		return p.check(ap.Addr())
 	}}
+	allowed := p.hosts
 	open := &net.Dialer{Timeout: 30 * time.Second}
 	tr := &http.Transport{
 		Proxy: nil,
@@ -74,8 +120,11 @@ func dataClient(allowed []string) *http.Client {
 		},
 		TLSHandshakeTimeout:   30 * time.Second,
 		ResponseHeaderTimeout: time.Minute,
-		MaxIdleConns:          4,
-		IdleConnTimeout:       30 * time.Second,
+		// The body as the server sent it: the digest is of those bytes,
+		// and an archive stored gzip-encoded is still gunzipped once.
+		DisableCompression: true,
+		MaxIdleConns:       4,
+		IdleConnTimeout:    30 * time.Second,
 	}
 	return &http.Client{Transport: tr, CheckRedirect: func(req *http.Request, via []*http.Request) error {
 		if len(via) >= 5 {
@@ -105,9 +154,9 @@ type dataRecord struct {
 }
 
 // fetchData fetches src into dir/id (its data in dir/id/data), bounded by
-// limit bytes, once room says there is room for the download's length
-// (-1: unknown); it returns the data's size.
-func fetchData(ctx context.Context, hc *http.Client, dir, id string, src apiv1.DataCacheSource, limit int64, room func(int64) error) (int64, error) {
+// limit bytes, while room says the disk has room for n bytes more (-1:
+// unknown); it returns the data's size.
+func fetchData(ctx context.Context, hc *http.Client, dir, id string, src apiv1.DataCacheSource, limit int64, room func(n int64) error) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
 	tmp, err := os.MkdirTemp(dir, ".fetch-"+id+"-")
@@ -123,10 +172,35 @@ func fetchData(ctx context.Context, hc *http.Client, dir, id string, src apiv1.D
 		return 0, err
 	}
 	defer root.Close()
+	w := &dataWriter{root: root, left: limit, room: room, every: roomEvery}
+	if err := download(ctx, hc, src, w); err != nil {
+		return 0, err
+	}
+	if err := w.seal(); err != nil {
+		return 0, err
+	}
+	rec, _ := json.Marshal(dataRecord{SizeBytes: w.written, FetchedAt: time.Now().UTC()})
+	if err := os.WriteFile(filepath.Join(tmp, "ready.json"), rec, 0o600); err != nil {
+		return 0, err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, id)); err != nil {
+		return 0, err
+	}
+	return w.written, nil
+}
+
+// download GETs src and writes it with w: one file, or an archive's
+// entries; the download is bounded as w is, and checked against src's
+// digest.
+func download(ctx context.Context, hc *http.Client, src apiv1.DataCacheSource, w *dataWriter) error {
 	raw := src.Options["url"]
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	idle := time.AfterFunc(fetchIdle, cancel) // reset by every byte read
+	defer idle.Stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, raw, nil)
 	if err != nil {
-		return 0, fmt.Errorf("data source %s: %w", shownURL(raw), err)
+		return fmt.Errorf("data source %s: %w", shownURL(raw), err)
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -134,21 +208,20 @@ func fetchData(ctx context.Context, hc *http.Client, dir, id string, src apiv1.D
 		if errors.As(err, &ue) {
 			err = ue.Err // (its text repeats the URL, query and all)
 		}
-		return 0, fmt.Errorf("GET %s: %w", shownURL(raw), err)
+		return fmt.Errorf("GET %s: %w", shownURL(raw), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("GET %s: %s", shownURL(raw), resp.Status)
+		return fmt.Errorf("GET %s: %s", shownURL(raw), resp.Status)
 	}
-	if resp.ContentLength > limit {
-		return 0, fmt.Errorf("GET %s: %d bytes, more than the cache's size (%d bytes)", shownURL(raw), resp.ContentLength, limit)
+	if resp.ContentLength > w.left {
+		return fmt.Errorf("GET %s: %d bytes, more than the cache's size (%d bytes)", shownURL(raw), resp.ContentLength, w.left)
 	}
-	if err := room(resp.ContentLength); err != nil {
-		return 0, err
+	if err := w.room(resp.ContentLength); err != nil {
+		return err
 	}
 	sum := sha256.New()
-	body := &boundedReader{r: io.TeeReader(resp.Body, sum), left: limit, what: "the download"}
-	w := &dataWriter{root: root, left: limit}
+	body := &boundedReader{r: io.TeeReader(resp.Body, sum), left: w.left, what: "the download", read: func() { idle.Reset(fetchIdle) }}
 	switch apiv1.DataFormat(src) {
 	case apiv1.DataFormatTar:
 		err = w.untar(body)
@@ -163,23 +236,16 @@ func fetchData(ctx context.Context, hc *http.Client, dir, id string, src apiv1.D
 	if err == nil {
 		_, err = io.Copy(io.Discard, body) // the rest (an archive's padding): the digest is of the whole
 	}
+	if ctx.Err() != nil && err != nil {
+		err = fmt.Errorf("no byte for %v, or the fetch took more than %v: %w", fetchIdle, fetchTimeout, err)
+	}
 	if err != nil {
-		return 0, fmt.Errorf("data source %s: %w", shownURL(raw), err)
+		return fmt.Errorf("data source %s: %w", shownURL(raw), err)
 	}
 	if want := src.Options["sha256"]; want != "" && hex.EncodeToString(sum.Sum(nil)) != want {
-		return 0, fmt.Errorf("data source %s: its sha256 is %x, not %s", shownURL(raw), sum.Sum(nil), want)
+		return fmt.Errorf("data source %s: its sha256 is %x, not %s", shownURL(raw), sum.Sum(nil), want)
 	}
-	if err := w.seal(); err != nil {
-		return 0, err
-	}
-	rec, _ := json.Marshal(dataRecord{SizeBytes: w.written, FetchedAt: time.Now().UTC()})
-	if err := os.WriteFile(filepath.Join(tmp, "ready.json"), rec, 0o600); err != nil {
-		return 0, err
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, id)); err != nil {
-		return 0, err
-	}
-	return w.written, nil
+	return nil
 }
 
 // fileName is the name a one-file source's data gets: its "name" option,
@@ -196,28 +262,37 @@ func fileName(src apiv1.DataCacheSource) string {
 	return "data"
 }
 
-// boundedReader fails once more than left bytes are read.
+// boundedReader fails once more than left bytes are read; read, if set,
+// is told of every read that brought bytes.
 type boundedReader struct {
 	r    io.Reader
 	left int64
 	what string
+	read func()
 }
 
 func (b *boundedReader) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
+	if n > 0 && b.read != nil {
+		b.read()
+	}
 	if b.left -= int64(n); b.left < 0 {
 		return n, fmt.Errorf("%s is larger than the cache's size", b.what)
 	}
 	return n, err
 }
 
-// dataWriter writes a cache's files inside root, left bytes at most.
+// dataWriter writes a cache's files inside root, left bytes at most,
+// asking room every every bytes written.
 type dataWriter struct {
-	root    *os.Root
-	left    int64
-	written int64
-	entries int
-	dirs    map[string]bool // made writable while unpacking; sealed read-only after
+	root      *os.Root
+	left      int64
+	room      func(n int64) error
+	every     int64
+	written   int64
+	sinceRoom int64
+	entries   int
+	dirs      map[string]bool // made writable while unpacking; sealed read-only after
 }
 
 // file writes one regular file: read-only, executable when mode says so,
@@ -231,7 +306,7 @@ func (w *dataWriter) file(name string, mode int64, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	n, err := io.Copy(f, &boundedReader{r: r, left: w.left, what: "the data unpacked"})
+	n, err := io.Copy(f, roomReader{r: &boundedReader{r: r, left: w.left, what: "the data unpacked"}, w: w})
 	w.left -= n
 	w.written += n
 	if cerr := f.Close(); err == nil {
@@ -241,6 +316,23 @@ func (w *dataWriter) file(name string, mode int64, r io.Reader) error {
 		err = w.root.Chmod(name, perm) // (an existing file kept its mode)
 	}
 	return err
+}
+
+// roomReader asks w's room every w.every bytes read.
+type roomReader struct {
+	r io.Reader
+	w *dataWriter
+}
+
+func (c roomReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if c.w.sinceRoom += int64(n); c.w.sinceRoom >= c.w.every {
+		c.w.sinceRoom = 0
+		if rerr := c.w.room(0); rerr != nil {
+			return n, rerr
+		}
+	}
+	return n, err
 }
 
 // untar unpacks a tar stream: directories, regular files and links.

@@ -7,10 +7,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -77,6 +81,9 @@ func serveData(t *testing.T, files map[string][]byte) (*httptest.Server, *atomic
 			http.NotFound(w, r)
 			return
 		}
+		if r.URL.Query().Has("length") {
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		}
 		_, _ = w.Write(body)
 	}))
 	t.Cleanup(srv.Close)
@@ -99,8 +106,8 @@ func TestDataFetchRefusesHostAddresses(t *testing.T) {
 	srv, hits := serveData(t, map[string][]byte{"/d.bin": []byte("data")})
 	host := strings.TrimPrefix(srv.URL, "http://")
 	dir := t.TempDir()
-	_, err := fetchData(context.Background(), dataClient(nil), dir, "edc-0000000000000001", urlSource(srv.URL+"/d.bin?token=s3cret"), 1<<20, noRoomCheck)
-	if err == nil || !strings.Contains(err.Error(), "loopback") || strings.Contains(err.Error(), "s3cret") {
+	_, err := fetchData(context.Background(), dataClient(dataPolicy{}), dir, "edc-0000000000000001", urlSource(srv.URL+"/d.bin?token=s3cret"), 1<<20, noRoomCheck)
+	if err == nil || !strings.Contains(err.Error(), "this host's own, or on a private, local or reserved network") || strings.Contains(err.Error(), "s3cret") {
 		t.Fatalf("fetch from loopback: %v; want refused, without the URL's query", err)
 	}
 	if hits.Load() != 0 {
@@ -111,10 +118,10 @@ func TestDataFetchRefusesHostAddresses(t *testing.T) {
 	redirect := httptest.NewServer(http.RedirectHandler(srv.URL+"/d.bin", http.StatusFound))
 	defer redirect.Close()
 	rhost := strings.TrimPrefix(redirect.URL, "http://")
-	if _, err := fetchData(context.Background(), dataClient([]string{rhost}), dir, "edc-0000000000000001", urlSource(redirect.URL+"/x"), 1<<20, noRoomCheck); err == nil || hits.Load() != 0 {
+	if _, err := fetchData(context.Background(), dataClient(dataPolicy{hosts: []string{rhost}}), dir, "edc-0000000000000001", urlSource(redirect.URL+"/x"), 1<<20, noRoomCheck); err == nil || hits.Load() != 0 {
 		t.Fatalf("redirect to a host not allowed: %v, %d hits", err, hits.Load())
 	}
-	size, err := fetchData(context.Background(), dataClient([]string{host}), dir, "edc-0000000000000001", urlSource(srv.URL+"/d.bin"), 1<<20, noRoomCheck)
+	size, err := fetchData(context.Background(), dataClient(dataPolicy{hosts: []string{host}}), dir, "edc-0000000000000001", urlSource(srv.URL+"/d.bin"), 1<<20, noRoomCheck)
 	if err != nil || size != 4 {
 		t.Fatalf("allowed host: %d bytes, %v", size, err)
 	}
@@ -141,7 +148,7 @@ func TestDataFetchArchive(t *testing.T) {
 		tarEntry{name: "model/hard", typ: tar.TypeLink, link: "model/weights.bin"},
 	)
 	srv, _ := serveData(t, map[string][]byte{"/m.tar.gz": archive, "/dev.tar": makeTar(t, false, tarEntry{name: "null", typ: tar.TypeChar})})
-	dir, hc := t.TempDir(), dataClient([]string{strings.TrimPrefix(srv.URL, "http://")})
+	dir, hc := t.TempDir(), dataClient(dataPolicy{hosts: []string{strings.TrimPrefix(srv.URL, "http://")}})
 	_, err := fetchData(context.Background(), hc, dir, "edc-0000000000000002", urlSource(srv.URL+"/m.tar.gz"), 1<<20, noRoomCheck)
 	if err == nil || !strings.Contains(err.Error(), `"out/planted.txt"`) {
 		t.Fatalf("an entry through a link out of the cache: %v; want refused naming it", err)
@@ -161,7 +168,7 @@ func TestDataFetchArchive(t *testing.T) {
 		tarEntry{name: "model/latest", typ: tar.TypeSymlink, link: "weights.bin"},
 		tarEntry{name: "model/hard", typ: tar.TypeLink, link: "model/weights.bin"})
 	srv2, _ := serveData(t, map[string][]byte{"/m.tgz": good})
-	hc = dataClient([]string{strings.TrimPrefix(srv2.URL, "http://")})
+	hc = dataClient(dataPolicy{hosts: []string{strings.TrimPrefix(srv2.URL, "http://")}})
 	size, err := fetchData(context.Background(), hc, dir, "edc-0000000000000002", urlSource(srv2.URL+"/m.tgz"), 1<<20, noRoomCheck)
 	if err != nil {
 		t.Fatal(err)
@@ -183,7 +190,7 @@ func TestDataFetchArchive(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "escape.txt")); err == nil {
 		t.Error("../escape.txt written above the data")
 	}
-	_, err = fetchData(context.Background(), dataClient([]string{strings.TrimPrefix(srv.URL, "http://")}), dir, "edc-0000000000000003", urlSource(srv.URL+"/dev.tar"), 1<<20, noRoomCheck)
+	_, err = fetchData(context.Background(), dataClient(dataPolicy{hosts: []string{strings.TrimPrefix(srv.URL, "http://")}}), dir, "edc-0000000000000003", urlSource(srv.URL+"/dev.tar"), 1<<20, noRoomCheck)
 	if err == nil || !strings.Contains(err.Error(), "allowed: files, directories and links") {
 		t.Fatalf("a device entry: %v", err)
 	}
@@ -196,12 +203,13 @@ func TestDataFetchBounds(t *testing.T) {
 	bomb := makeTar(t, true, tarEntry{name: "zeros", body: string(big)})
 	sum := sha256.Sum256([]byte("data"))
 	srv, _ := serveData(t, map[string][]byte{"/big.bin": big, "/bomb.tar.gz": bomb, "/d.bin": []byte("data")})
-	hc, dir := dataClient([]string{strings.TrimPrefix(srv.URL, "http://")}), t.TempDir()
+	hc, dir := dataClient(dataPolicy{hosts: []string{strings.TrimPrefix(srv.URL, "http://")}}), t.TempDir()
 	for _, c := range []struct {
 		src  apiv1.DataCacheSource
 		want string
 	}{
 		{urlSource(srv.URL + "/big.bin"), "than the cache's size"},
+		{urlSource(srv.URL + "/big.bin?length"), fmt.Sprintf("%d bytes, more than the cache's size", len(big))},
 		{urlSource(srv.URL + "/bomb.tar.gz"), "the data unpacked is larger than the cache's size"},
 		{urlSource(srv.URL+"/d.bin", "sha256", strings.Repeat("0", 64)), "its sha256 is " + hex.EncodeToString(sum[:])},
 		{urlSource(srv.URL + "/missing"), "404"},
@@ -268,8 +276,10 @@ func TestDataCacheFetchedOnce(t *testing.T) {
 		t.Fatalf("%d GETs for 20 groups; want 1", hits.Load())
 	}
 	mu.Lock()
-	if len(woken) < 20 {
-		t.Errorf("woken %d groups; want the 20 that waited", len(woken))
+	for i := range 20 {
+		if g := "g" + string(rune('a'+i)); !woken[g] {
+			t.Errorf("group %s waited and was not woken", g)
+		}
 	}
 	mu.Unlock()
 	held, err := d.held()
@@ -291,5 +301,67 @@ func TestDataCacheFetchedOnce(t *testing.T) {
 	}
 	if hits.Load() != 2 {
 		t.Fatalf("%d GETs; want 2 (the failed source once)", hits.Load())
+	}
+}
+
+// Where a tenant's URL may make the host connect: public unicast
+// addresses only, unless the operator allowed a network (or a name).
+func TestDataPolicy(t *testing.T) {
+	p := dataPolicy{networks: []netip.Prefix{netip.MustParsePrefix("10.20.0.0/16")}, protected: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}}
+	for addr, allowed := range map[string]bool{
+		"127.0.0.1": false, "::1": false, "169.254.169.254": false, "fe80::1": false, "0.0.0.0": false, "::": false,
+		"10.1.2.3": false, "172.16.0.9": false, "192.168.1.1": false, "fd00::1": false,
+		"100.100.100.200": false, // a cloud's metadata service (shared address space)
+		"198.18.0.1":      false, "240.0.0.1": false, "224.0.0.1": false, "ff02::1": false,
+		"64:ff9b::a00:1": false, "2002:a00:1::1": false, "::ffff:127.0.0.1": false,
+		"203.0.113.7": false, // --nat-protected
+		"10.20.3.4":   true,  // --allowed-data-network
+		"8.8.8.8":     true, "2001:4860:4860::8888": true,
+	} {
+		if err := p.check(netip.MustParseAddr(addr)); (err == nil) != allowed {
+			t.Errorf("%s: %v, want allowed %v", addr, err, allowed)
+		}
+	}
+}
+
+// A failing source is tried again after a back-off that doubles, and its
+// failure is the answer meanwhile, without the host's paths.
+func TestDataFetchBackoff(t *testing.T) {
+	d, err := newDataCaches(&Config{StateDir: t.TempDir()}, func([]string) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []time.Duration{dataRetryFirst, 2 * dataRetryFirst, 4 * dataRetryFirst} {
+		before := time.Now()
+		d.mu.Lock()
+		d.failedLocked("edc-0000000000000007", &os.PathError{Op: "mkdirat", Path: filepath.Join(d.dir, ".fetch-x"), Err: os.ErrPermission})
+		f := *d.failed["edc-0000000000000007"]
+		d.mu.Unlock()
+		if got := f.next.Sub(before); got < want || got > want+time.Second {
+			t.Errorf("failure %d: tried again after %v, want %v", i+1, got, want)
+		}
+		if strings.Contains(f.msg, d.dir) || !strings.Contains(f.msg, "the host could not store the data") {
+			t.Errorf("the tenant reads %q", f.msg)
+		}
+	}
+}
+
+// The disk's room is asked again as the data is written, not only before
+// the download (an archive unpacks larger than it downloads).
+func TestDataWriterAsksRoom(t *testing.T) {
+	root, err := os.OpenRoot(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	asked := 0
+	w := &dataWriter{root: root, left: 1 << 20, every: 1 << 10, room: func(n int64) error {
+		if asked++; asked > 1 {
+			return errors.New("disk full")
+		}
+		return nil
+	}}
+	if err := w.file("f", 0o644, bytes.NewReader(make([]byte, 64<<10))); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("writing 64 KiB asking every 1 KiB, the room gone after the first ask: %v", err)
 	}
 }

@@ -35,15 +35,17 @@ func (a *Agent) subpathDir(id string) string { return filepath.Join(a.groupDir(i
 var errEscapes = errors.New("it leads outside the volume (through a symlink or ..)")
 
 // bindSubpath resolves subPath inside volume dir and bind-mounts it at target
-// (replacing what was mounted there), returning target.
-func bindSubpath(volume, subPath, target string) (string, error) {
+// (replacing what was mounted there), returning target; a subPath that does
+// not exist is made unless create is false (a read-only volume: a data
+// cache's copy is shared by the host's groups).
+func bindSubpath(volume, subPath, target string, create bool) (string, error) {
 	root, err := unix.Open(volume, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return "", fmt.Errorf("open the volume: %w", err)
 	}
 	defer func() { _ = unix.Close(root) }()
 	fd, err := openBeneath(root, subPath)
-	if errors.Is(err, unix.ENOENT) {
+	if errors.Is(err, unix.ENOENT) && create {
 		if err = mkdirBeneath(root, subPath); err == nil {
 			fd, err = openBeneath(root, subPath)
 		}

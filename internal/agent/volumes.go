@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -36,11 +37,13 @@ func (a *Agent) volumeDir(id, name string) string {
 }
 
 // ensureVolumes makes every volume of g exist on the host and brings files
-// volumes up to their current payload.
+// volumes up to their current payload; errDataFetching while a data cache
+// it mounts is being fetched to the host.
 func (a *Agent) ensureVolumes(ctx context.Context, g *apiv1.ContainerGroup) error {
 	if err := a.writeHostsFile(g); err != nil {
 		return fmt.Errorf("/etc/hosts: %w", err)
 	}
+	var fetching error
 	for _, v := range g.Spec.Volumes {
 		dir := a.volumeDir(g.Metadata.ID, v.Name)
 		switch {
@@ -64,12 +67,15 @@ func (a *Agent) ensureVolumes(ctx context.Context, g *apiv1.ContainerGroup) erro
 				return fmt.Errorf("volume %s: %w", v.Name, err)
 			}
 		case v.DataCache != nil:
-			if err := a.data.ensure(ctx, v.DataCache, g.Metadata.ID); err != nil {
+			switch err := a.data.ensure(ctx, v.DataCache, g.Metadata.ID); {
+			case errors.Is(err, errDataFetching):
+				fetching = err // (the others' fetches start meanwhile)
+			case err != nil:
 				return fmt.Errorf("volume %s: %w", v.Name, err)
 			}
 		}
 	}
-	return nil
+	return fetching
 }
 
 // writePayload makes dir hold exactly files, atomically; nothing is written
@@ -168,12 +174,15 @@ func (a *Agent) mounts(g *apiv1.ContainerGroup, c apiv1.Container) ([]*runtimeap
 		host := a.volumeDir(g.Metadata.ID, m.Name)
 		dc := kinds[m.Name].DataCache
 		if dc != nil {
-			host = a.data.path(dc.ID) // (ensureVolumes checked the id)
+			var err error
+			if host, err = a.data.path(dc.ID); err != nil {
+				return nil, fmt.Errorf("volume %s: %w", m.Name, err)
+			}
 		}
 		if m.SubPath != "" {
 			target := filepath.Join(a.subpathDir(g.Metadata.ID), c.Name, strconv.Itoa(i))
 			var err error
-			if host, err = bindSubpath(host, m.SubPath, target); err != nil {
+			if host, err = bindSubpath(host, m.SubPath, target, dc == nil); err != nil {
 				return nil, subpathError(c, m, err)
 			}
 		}

@@ -1,6 +1,7 @@
 package vnode
 
 import (
+	"cmp"
 	"context"
 	_ "embed"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/errdefs"
 )
 
@@ -47,8 +49,8 @@ func (v *VNode) dataCacheKind() *cacheKind {
 				return serviceCache{}, fmt.Errorf("spec: %v: %w", err, errdefs.ErrInvalidArgument)
 			}
 			made, err := eci.CreateDataCache(ctx, &apiv1.DataCache{Metadata: apiv1.ObjectMeta{Name: cacheName(obj.Name), Labels: labels}, Spec: spec})
-			if errdefs.IsAlreadyExists(err) { // another object's path: the user may delete that one
-				err = fmt.Errorf("%w: %w", errRetryCache, err)
+			if errdefs.IsAlreadyExists(err) {
+				err = samePathError(ctx, eci, obj, &spec, err)
 			}
 			if err != nil {
 				return serviceCache{}, err
@@ -70,4 +72,22 @@ func dataObjectStatus(c *apiv1.DataCache) cacheObjectStatus {
 		StartTime: timeShown(&c.Metadata.CreatedAt), Size: sizeShown(c.Status.SizeBytes),
 		LastUpdatedTime: timeShown(&c.Status.LastUpdatedTime), ExpireDateTime: timeShown(c.Status.ExpireDateTime),
 	}
+}
+
+// samePathError says why obj's cache can't be made at its path: it is
+// this object's earlier spec's (a data cache's data never changes: its
+// groups keep the copy they mount; refused until the spec changes again),
+// or another object's (tried again at each pass: that one may go).
+func samePathError(ctx context.Context, eci *client.Client, obj *cacheObject, spec *apiv1.DataCacheSpec, err error) error {
+	caches, lerr := eci.ListDataCaches(ctx)
+	if lerr != nil {
+		return fmt.Errorf("%w: %w", errRetryCache, err)
+	}
+	bucket := cmp.Or(spec.Bucket, apiv1.DefaultDataCacheBucket)
+	for _, c := range caches {
+		if c.Spec.Bucket == bucket && c.Spec.Path == spec.Path && c.Metadata.Labels[labelCacheUID] == string(obj.UID) {
+			return fmt.Errorf("%w (a DataCache's spec does not change once made: make a new object at another path): %w", err, errdefs.ErrInvalidArgument)
+		}
+	}
+	return fmt.Errorf("%w: %w", errRetryCache, err)
 }
