@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/eci-dev/eci/internal/agent"
 	"github.com/eci-dev/eci/internal/client"
@@ -172,17 +173,7 @@ func newAgentCommand() *cobra.Command {
 	fl.StringArrayVar(&mirrors, "registry-mirror", nil, "REGISTRY=URL: pull REGISTRY's images from URL (repeat for several; an air-gapped site points docker.io at its own registry)")
 	fl.BoolVar(&cfg.AllowInsecureRegistries, "allow-insecure-registries", false, "honour the groups' plainHttpRegistries/insecureRegistries (each for its own pulls only; images pulled so are pulled again over verified TLS for other groups)")
 	fl.StringArrayVar(&cfg.AllowedLocalRegistries, "allowed-local-registry", nil, "HOST:PORT of a registry on this host's loopback or link-local addresses that groups may pull from (others are refused: the runtime would reach the host's own services); repeat for several")
-	cfg.DataCacheBytes = 100 << 30
-	fl.Var(gibBytes{&cfg.DataCacheBytes}, "data-cache-size", "GiB the data caches fetched ahead may take on this host together (a cache a group mounts is fetched past it)")
-	fl.StringArrayVar(&cfg.AllowedLocalDataHosts, "allowed-local-data-host", nil, "HOST or HOST:PORT that data caches may be fetched from whatever its address (by default only public addresses are: not this host's own, loopback, link-local, private or reserved ones); repeat for several")
-	fl.Func("allowed-data-network", "a CIDR of private or local addresses data caches may be fetched from (the site's own data servers); repeatable", func(s string) error {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return fmt.Errorf("allowed: a CIDR such as 198.18.0.0/24")
-		}
-		cfg.AllowedDataNetworks = append(cfg.AllowedDataNetworks, p.Masked())
-		return nil
-	})
+	dataCacheFlags(fl, &cfg)
 	return cmd
 }
 
@@ -206,3 +197,18 @@ func (g gibBytes) Set(s string) error {
 }
 
 func (gibBytes) Type() string { return "GiB" }
+
+// dataCacheFlags are the agent's flags of data caches.
+func dataCacheFlags(fl *pflag.FlagSet, cfg *agent.Config) {
+	cfg.DataCacheBytes = 100 << 30
+	fl.Var(gibBytes{&cfg.DataCacheBytes}, "data-cache-size", "GiB the data caches fetched ahead may take on this host together (a cache a group mounts is fetched past it)")
+	fl.StringArrayVar(&cfg.AllowedLocalDataHosts, "allowed-local-data-host", nil, "HOST or HOST:PORT that data caches may be fetched from whatever its address (by default only public addresses are: not this host's own, loopback, link-local, private or reserved ones); repeat for several")
+	fl.Func("allowed-data-network", "a CIDR of private or local addresses data caches may be fetched from (the site's own data servers); repeatable", func(s string) error {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return fmt.Errorf("allowed: a CIDR such as 198.18.0.0/24")
+		}
+		cfg.AllowedDataNetworks = append(cfg.AllowedDataNetworks, p.Masked())
+		return nil
+	})
+}
