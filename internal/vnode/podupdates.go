@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	corev1informers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/tools/cache"
 )
@@ -159,4 +160,14 @@ func (h filteredHandler) OnUpdate(oldObj, newObj any) {
 	if h.f.keep(oldObj, newObj) {
 		h.h.OnUpdate(oldObj, newObj)
 	}
+}
+
+// stripManagedFields drops an object's managedFields before the informers
+// keep it: the node never reads them, and they are a large part of a pod
+// (a pod's status update sends none, and the apiserver keeps its own).
+func stripManagedFields(obj any) (any, error) {
+	if a, err := meta.Accessor(obj); err == nil {
+		a.SetManagedFields(nil)
+	}
+	return obj, nil
 }

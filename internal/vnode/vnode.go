@@ -66,9 +66,9 @@ func New(cfg Config) (*VNode, error) {
 	// configMaps and secrets come from the vnode's own informers: the same
 	// ones whose events refresh the files, so a handler always reads what
 	// its event announced.
-	objects := informers.NewSharedInformerFactory(cfg.Kube, 10*time.Minute)
+	objects := informers.NewSharedInformerFactoryWithOptions(cfg.Kube, 10*time.Minute, informers.WithTransform(stripManagedFields))
 	cfg.Files = listerFiles{configMaps: objects.Core().V1().ConfigMaps().Lister(), secrets: objects.Core().V1().Secrets().Lister()}
-	pods := informers.NewSharedInformerFactoryWithOptions(cfg.Kube, time.Minute, nodeutil.PodInformerFilter(cfg.NodeName))
+	pods := informers.NewSharedInformerFactoryWithOptions(cfg.Kube, time.Minute, nodeutil.PodInformerFilter(cfg.NodeName), informers.WithTransform(stripManagedFields))
 	cfg.Pods = pods.Core().V1().Pods().Lister()
 	cfg.Services = objects.Core().V1().Services().Lister()
 	cfg.RuntimeClasses = objects.Node().V1().RuntimeClasses().Lister()

@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,6 +44,8 @@ import (
 // through the API, each measured from the report's answer until a watch
 // sees its pod Succeeded (the path: service watch -> node -> apiserver);
 // and what a list of the tenant's groups costs the server.
+// ECI_BENCH_PROFILE=DIR writes the node's log there, and a 30 s CPU profile
+// of it taken while each step's status lag is measured.
 func BenchmarkVNodeScale(b *testing.B) {
 	steps := []int{1000, 5000, 10000}
 	if v := os.Getenv("ECI_BENCH_SCALE"); v != "" {
@@ -74,6 +79,7 @@ type scaleBed struct {
 	lastCPU float64        // the node's CPU seconds at the last step
 	lastUpd float64
 	ns      string
+	debug   string // the node's --debug-address
 }
 
 func newScaleBed(b *testing.B, most int) *scaleBed {
@@ -118,11 +124,13 @@ func (s *scaleBed) startVNode(b *testing.B, bed *testbed.Bed, token string, most
 	}
 	addr := ln.Addr().String()
 	_ = ln.Close()
-	logFile, err := os.Create(filepath.Join(b.TempDir(), "vnode.log"))
+	logDir := cmp.Or(os.Getenv("ECI_BENCH_PROFILE"), b.TempDir())
+	logFile, err := os.Create(filepath.Join(logDir, "vnode.log"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command(bin, "vnode", "--kubeconfig", bed.Kube.Kubeconfig, "--server", s.srv.URL(), "--ca-file", s.srv.CAFile(), "--token", token,
+	s.debug = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(b)))
+	cmd := exec.Command(bin, "vnode", "--debug-address", s.debug, "--kubeconfig", bed.Kube.Kubeconfig, "--server", s.srv.URL(), "--ca-file", s.srv.CAFile(), "--token", token,
 		"--node-name", nodeName, "--cluster-id", "cluster-a", "--internal-ip", bed.Network.NodeIP.String(), "--listen", addr,
 		"--client-ca-file", bed.Kube.CAFile, "--profile-listen", "", "--image-caches=false", "--services=false",
 		"--pods", strconv.Itoa(most+100), "--cpu", strconv.Itoa(most), "--memory", fmt.Sprintf("%dGi", most))
@@ -207,6 +215,9 @@ func (s *scaleBed) measure(b *testing.B, from, n int) {
 	}
 	b.ReportMetric((cpu-s.lastCPU)*1e3/float64(n-from), fmt.Sprintf("vnode-cpu-ms-per-pod-at-%d", n))
 	s.lastCPU, s.lastUpd = cpu, upd
+	if dir := os.Getenv("ECI_BENCH_PROFILE"); dir != "" {
+		go s.profile(b, filepath.Join(dir, fmt.Sprintf("vnode-cpu-at-%d.pprof", n)))
+	}
 	lag := s.statusLag(b, from, n)
 	b.ReportMetric(ms(quantile(lag, 0.5)), fmt.Sprintf("status-lag-p50-ms-at-%d", n))
 	b.ReportMetric(ms(quantile(lag, 0.99)), fmt.Sprintf("status-lag-p99-ms-at-%d", n))
@@ -348,4 +359,29 @@ func procStat(b *testing.B, pid int) (rss, cpu float64) {
 	ut, _ := strconv.ParseFloat(f2[11], 64)
 	st, _ := strconv.ParseFloat(f2[12], 64)
 	return rss, (ut + st) / 100
+}
+
+// profile writes a 30 s CPU profile of the node to file.
+func (s *scaleBed) profile(b *testing.B, file string) {
+	resp, err := http.Get("http://" + s.debug + "/debug/pprof/profile?seconds=30")
+	if err != nil {
+		b.Logf("CPU profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = os.WriteFile(file, data, 0o644)
+	}
+	b.Logf("CPU profile %s: %v", file, err)
+}
+
+// freePort is a free TCP port of the loopback address.
+func freePort(b *testing.B) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
