@@ -24,13 +24,17 @@ import (
 // at 10,000 pods that comparison was the node's largest CPU cost
 // (docs/benchmarks.md). Without forking the library, the node gives it a
 // pod informer whose update events leave out two kinds, which it would
-// have found equal and done nothing with:
+// have found equal, or synced to the provider for nothing:
 //   - a resync (the same resourceVersion: nothing changed);
-//   - the node's own status write (echo): only the status and
-//     resourceVersion (and managedFields) changed, and the status is the
-//     one the node pushed last for that pod (compared by a SHA-256 of its
-//     JSON, which is what the apiserver stored, but for the qosClass the
-//     apiserver keeps).
+//   - the node's own writes coming back (echo): only the status, the
+//     annotations the node writes back (its instance's id and size...),
+//     and resourceVersion and managedFields changed, and the status is
+//     the one it had, or the one the node pushed last for that pod
+//     (compared by a SHA-256 of its JSON, which is what the apiserver
+//     stored, but for the qosClass the apiserver keeps). The node's
+//     annotation patch would otherwise make the controller sync the pod
+//     to the provider, comparing it whole with go-cmp's path filter
+//     (podsEffectivelyEqual: milliseconds a pod).
 // Every other update goes through, a status someone else wrote included
 // (the controller then pushes the provider's status again).
 
@@ -86,16 +90,32 @@ func (s *pushedStatuses) isLast(uid string, st *corev1.PodStatus) bool {
 	return ok && got == want
 }
 
-// sameButStatus tells whether old and new differ in nothing the pod
-// controller reads but their status (and resourceVersion, managedFields).
-func sameButStatus(old, new *corev1.Pod) bool {
+// onlyNodeWrites tells whether old and new differ in nothing the pod
+// controller reads but what the node writes: their status, the
+// annotations the node writes back (writtenBackKeys), and
+// resourceVersion and managedFields.
+func onlyNodeWrites(old, new *corev1.Pod) bool {
 	o, n := &old.ObjectMeta, &new.ObjectMeta
-	if o.UID != n.UID || o.Generation != n.Generation || !maps.Equal(o.Labels, n.Labels) || !maps.Equal(o.Annotations, n.Annotations) ||
+	if o.UID != n.UID || o.Generation != n.Generation || !maps.Equal(o.Labels, n.Labels) || !sameButOwn(o.Annotations, n.Annotations) ||
 		!slices.Equal(o.Finalizers, n.Finalizers) || !o.DeletionTimestamp.Equal(n.DeletionTimestamp) ||
 		!reflect.DeepEqual(o.DeletionGracePeriodSeconds, n.DeletionGracePeriodSeconds) || !reflect.DeepEqual(o.OwnerReferences, n.OwnerReferences) {
 		return false
 	}
 	return reflect.DeepEqual(old.Spec, new.Spec)
+}
+
+// sameButOwn tells whether annotations a and b differ only in keys the
+// node writes.
+func sameButOwn(a, b map[string]string) bool {
+	differs := func(x, y map[string]string) bool {
+		for k, v := range x {
+			if w, ok := y[k]; (!ok || w != v) && !slices.Contains(writtenBackKeys, k) {
+				return true
+			}
+		}
+		return false
+	}
+	return !differs(a, b) && !differs(b, a)
 }
 
 // podUpdateFilter drops the update events the pod controller needs not
@@ -114,7 +134,7 @@ func (f *podUpdateFilter) keep(oldObj, newObj any) bool {
 	case old.ResourceVersion == cur.ResourceVersion && old.UID == cur.UID:
 		f.events.WithLabelValues("resync").Inc()
 		return false
-	case sameButStatus(old, cur) && f.pushed.isLast(string(cur.UID), &cur.Status):
+	case onlyNodeWrites(old, cur) && (reflect.DeepEqual(old.Status, cur.Status) || f.pushed.isLast(string(cur.UID), &cur.Status)):
 		f.events.WithLabelValues("echo").Inc()
 		return false
 	}

@@ -84,7 +84,20 @@ func TestPodUpdateFilter(t *testing.T) {
 		{"the node's own status write, with the qosClass the apiserver keeps", old, edit(func(p *corev1.Pod) { p.Status.QOSClass = corev1.PodQOSBurstable }), false},
 		{"a status someone else wrote", old, edit(func(p *corev1.Pod) { p.Status.Conditions[0].Status = corev1.ConditionFalse }), true},
 		{"the node's status with a label changed", old, edit(func(p *corev1.Pod) { p.Labels = map[string]string{"app": "other"} }), true},
-		{"the node's status with an annotation changed", old, edit(func(p *corev1.Pod) { p.Annotations = nil }), true},
+		{"the node's status with an annotation changed", old, edit(func(p *corev1.Pod) { p.Annotations = map[string]string{AnnInstanceID: "eci-1", "team": "a"} }), true},
+		{"the node's status with its own annotation removed by someone", old, edit(func(p *corev1.Pod) { p.Annotations = nil }), false},
+		{"the node's annotation patch (the status as it was)", old, func() *corev1.Pod {
+			p := old.DeepCopy()
+			p.ResourceVersion = "12"
+			p.Annotations = map[string]string{AnnInstanceID: "eci-1", AnnInstanceSpec: "0.25-0.5Gi"}
+			return p
+		}(), false},
+		{"the node's annotation patch with someone's annotation", old, func() *corev1.Pod {
+			p := old.DeepCopy()
+			p.ResourceVersion = "12"
+			p.Annotations = map[string]string{AnnInstanceID: "eci-1", AnnInstanceSpec: "0.25-0.5Gi", "team": "a"}
+			return p
+		}(), true},
 		{"the node's status with an image changed", old, edit(func(p *corev1.Pod) { p.Spec.Containers[0].Image = "reg.example/app:v2" }), true},
 		{"the node's status with an ephemeral container added", old, edit(func(p *corev1.Pod) {
 			p.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{Name: "debug", Image: "busybox"}}}

@@ -50,7 +50,7 @@ func (v *VNode) handleObjects(ctx context.Context) {
 // tokenRefresh.
 func (v *VNode) refreshTokens(ctx context.Context) {
 	every(ctx, tokenRefresh, func() {
-		for _, pod := range v.provider.running() {
+		for _, pod := range v.provider.running(nil) {
 			v.provider.refreshFiles(ctx, pod)
 		}
 	})
@@ -73,20 +73,20 @@ func (p *Provider) onObject(ctx context.Context, kind, namespace, name string) {
 			log.G(ctx).Info("pod still waits", "pod", podKey(pod.Namespace, pod.Name), "err", err)
 		}
 	}
-	for _, pod := range p.running() {
-		if pod.Namespace == namespace && references(pod, kind, name) {
-			p.refreshFiles(ctx, pod)
-		}
+	for _, pod := range p.running(func(pod *corev1.Pod) bool { return pod.Namespace == namespace && references(pod, kind, name) }) {
+		p.refreshFiles(ctx, pod)
 	}
 }
 
-// running are the pods that have a group.
-func (p *Provider) running() []*corev1.Pod {
+// running are (copies of) the pods that have a group and that keep says
+// to keep (nil: all); keep sees the node's own copy, under its lock (a
+// cluster's configMap events must not copy every pod of the node).
+func (p *Provider) running(keep func(*corev1.Pod) bool) []*corev1.Pod {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []*corev1.Pod
 	for _, pod := range p.pods {
-		if p.groups[string(pod.UID)] != nil {
+		if p.groups[string(pod.UID)] != nil && (keep == nil || keep(pod)) {
 			out = append(out, pod.DeepCopy())
 		}
 	}

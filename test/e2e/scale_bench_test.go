@@ -41,7 +41,7 @@ import (
 // scheduler), 0.25 vCPU / 0.5 GiB each. At each step, once every pod is
 // Running: the node's RSS and its CPU per pod update event it received in
 // that step; the status lag: 100 of the pods' groups reported Succeeded
-// through the API, each measured from the report's answer until a watch
+// through the API, each measured from the report's request until a watch
 // sees its pod Succeeded (the path: service watch -> node -> apiserver);
 // and what a list of the tenant's groups costs the server.
 // ECI_BENCH_PROFILE=DIR writes the node's log there, and a 30 s CPU profile
@@ -231,8 +231,8 @@ func (s *scaleBed) measure(b *testing.B, from, n int) {
 }
 
 // statusLag reports 100 of the pods from to n (made in this step) as
-// Succeeded, 10 a second, and measures each until a watch sees its pod
-// Succeeded.
+// Succeeded, 10 a second, and measures each from its report's request
+// until a watch sees its pod Succeeded.
 func (s *scaleBed) statusLag(b *testing.B, from, n int) []time.Duration {
 	ctx := context.Background()
 	rv := s.podsVersion(b)
@@ -264,13 +264,13 @@ func (s *scaleBed) statusLag(b *testing.B, from, n int) []time.Duration {
 			now := time.Now().UTC()
 			r := apiv1.StatusReport{State: apiv1.StateSucceeded, Reason: "Completed", Containers: []apiv1.ContainerStatus{{Name: "main", Image: "reg.example/app:v1",
 				State: apiv1.ContainerState{Terminated: &apiv1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", StartedAt: now.Add(-time.Second), FinishedAt: now}}}}}
+			mu.Lock()
+			reported[name] = time.Now() // (its pod may change before the report answers)
+			mu.Unlock()
 			if _, err := s.srv.Admin.ReportStatus(ctx, g.Metadata.ID, r); err != nil {
 				fail(fmt.Errorf("report %s: %w", g.Metadata.ID, err))
 				return
 			}
-			mu.Lock()
-			reported[name] = time.Now()
-			mu.Unlock()
 			time.Sleep(100 * time.Millisecond)
 		}
 	}()
