@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"reflect"
 	"sort"
 	"time"
 
@@ -23,28 +22,10 @@ import (
 // keepDataCaches keeps the host's data caches until ctx ends; it waits
 // while the host is fenced.
 func (a *Agent) keepDataCaches(ctx context.Context) {
-	ctx = log.With(ctx, "part", "data-caches")
-	t := time.NewTicker(a.cfg.ImageCacheInterval)
-	defer t.Stop()
-	var last *apiv1.HostData
-	for ctx.Err() == nil {
-		if !a.lease.isFenced() {
-			rep, err := a.syncDataCaches(ctx)
-			if err == nil && (last == nil || !reflect.DeepEqual(*last, rep)) {
-				if err = a.cfg.Client.ReportHostData(ctx, a.name, rep); err == nil {
-					last = &rep
-				}
-			}
-			if err != nil && ctx.Err() == nil {
-				log.G(ctx).Warn("data caches", "err", err)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	passAndReport(log.With(ctx, "part", "data-caches"), a, "data caches", a.syncDataCaches,
+		func(ctx context.Context, rep apiv1.HostData) error {
+			return a.cfg.Client.ReportHostData(ctx, a.name, rep)
+		})
 }
 
 // syncDataCaches is one pass; it returns what the host holds.

@@ -117,21 +117,31 @@ func (cp *cachePulls) refresh(caches []apiv1.ImageCache, held map[string]heldIma
 // keepImageCaches keeps the host's caches until ctx ends; it waits while
 // the host is fenced.
 func (a *Agent) keepImageCaches(ctx context.Context) {
-	ctx = log.With(ctx, "part", "image-caches")
+	retries := cacheRetries{}
+	passAndReport(log.With(ctx, "part", "image-caches"), a, "image caches",
+		func(ctx context.Context) (apiv1.HostImages, error) { return a.syncImageCaches(ctx, retries) },
+		func(ctx context.Context, rep apiv1.HostImages) error {
+			return a.cfg.Client.ReportHostImages(ctx, a.name, rep)
+		})
+}
+
+// passAndReport runs pass every ImageCacheInterval until ctx ends (none
+// while the host is fenced), and reports what it returns when that
+// changed since the last report that went through.
+func passAndReport[R any](ctx context.Context, a *Agent, what string, pass func(context.Context) (R, error), report func(context.Context, R) error) {
 	t := time.NewTicker(a.cfg.ImageCacheInterval)
 	defer t.Stop()
-	retries := cacheRetries{}
-	var last *apiv1.HostImages
+	var last *R
 	for ctx.Err() == nil {
 		if !a.lease.isFenced() {
-			rep, err := a.syncImageCaches(ctx, retries)
+			rep, err := pass(ctx)
 			if err == nil && (last == nil || !reflect.DeepEqual(*last, rep)) {
-				if err = a.cfg.Client.ReportHostImages(ctx, a.name, rep); err == nil {
+				if err = report(ctx, rep); err == nil {
 					last = &rep
 				}
 			}
 			if err != nil && ctx.Err() == nil {
-				log.G(ctx).Warn("image caches", "err", err)
+				log.G(ctx).Warn(what, "err", err)
 			}
 		}
 		select {
