@@ -111,7 +111,7 @@ func newVnodeCommand() *cobra.Command {
 	fl.BoolVar(&services, "services", true, "fill the cluster's table of virtual IPs from its Services and EndpointSlices, so that instances reach ClusterIPs")
 	fl.StringSliceVar(&cfg.ClusterDNS, "cluster-dns", nil, "DNS servers of ClusterFirst pods")
 	fl.StringVar(&cfg.ClusterDomain, "cluster-domain", "cluster.local", "the cluster's DNS domain")
-	fl.StringVar(&debugAddr, "debug-address", "", "serve Go's profiles (/debug/pprof/) here, unauthenticated: a loopback address such as 127.0.0.1:6060 (empty: none)")
+	fl.StringVar(&debugAddr, "debug-address", "", "serve Go's profiles (/debug/pprof/) here, unauthenticated, so on a loopback address only, such as 127.0.0.1:6060 (empty: none)")
 	fl.StringVar(&taint, "taint", "", "the node's taint, KEY=VALUE:EFFECT (default virtual-kubelet.io/provider=eci:NoSchedule)")
 	fl.BoolVar(&noTaint, "no-taint", false, "no taint: every pod may land on the node")
 	fl.StringArrayVar(&labels, "label", nil, "an extra node label KEY=VALUE (repeat)")

@@ -36,7 +36,7 @@ func newKubeletMetrics(p *Provider, nodeName string) *kubeletMetrics {
 		Help: "Duration in seconds of the node's calls to the instance service, by operation", Buckets: prometheus.ExponentialBuckets(.005, 2.5, 14)},
 		[]string{"operation_type"})
 	m.podUpdates = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "eci", Subsystem: "vnode", Name: "pod_update_events_total",
-		Help: "Pod update events of the node's informer, by result: resync and echo (its own status write) are not compared by the pod controller, passed are"},
+		Help: "Pod update events of the node's informer, by result: resync, echo (its own status write) and own-annotations (its own annotation patch) are not compared by the pod controller, passed are"},
 		[]string{"result"})
 	nodeName0 := prometheus.NewGaugeVec(prometheus.GaugeOpts{Subsystem: "kubelet", Name: "node_name", Help: "The node's name. The count is always 1."}, []string{"node"})
 	nodeName0.WithLabelValues(nodeName).Set(1)

@@ -134,7 +134,11 @@ func (f *podUpdateFilter) keep(oldObj, newObj any) bool {
 	case old.ResourceVersion == cur.ResourceVersion && old.UID == cur.UID:
 		f.events.WithLabelValues("resync").Inc()
 		return false
-	case onlyNodeWrites(old, cur) && (reflect.DeepEqual(old.Status, cur.Status) || f.pushed.isLast(string(cur.UID), &cur.Status)):
+	case !onlyNodeWrites(old, cur):
+	case reflect.DeepEqual(old.Status, cur.Status):
+		f.events.WithLabelValues("own-annotations").Inc()
+		return false
+	case f.pushed.isLast(string(cur.UID), &cur.Status):
 		f.events.WithLabelValues("echo").Inc()
 		return false
 	}
@@ -175,7 +179,18 @@ type filteredHandler struct {
 }
 
 func (h filteredHandler) OnAdd(obj any, initial bool) { h.h.OnAdd(obj, initial) }
-func (h filteredHandler) OnDelete(obj any)            { h.h.OnDelete(obj) }
+
+// OnDelete forgets the pod's pushed status, and passes the event as it is.
+func (h filteredHandler) OnDelete(obj any) {
+	pod, ok := obj.(*corev1.Pod)
+	if d, tomb := obj.(cache.DeletedFinalStateUnknown); tomb {
+		pod, ok = d.Obj.(*corev1.Pod)
+	}
+	if ok {
+		h.f.pushed.forget(string(pod.UID))
+	}
+	h.h.OnDelete(obj)
+}
 func (h filteredHandler) OnUpdate(oldObj, newObj any) {
 	if h.f.keep(oldObj, newObj) {
 		h.h.OnUpdate(oldObj, newObj)

@@ -112,7 +112,15 @@ func TestPodUpdateFilter(t *testing.T) {
 			t.Errorf("%s: delivered %v, want %v", c.what, got, c.delivered)
 		}
 	}
-	f.pushed.forget(string(pushed.UID))
+	// A pod deleted (or its tombstone) is forgotten: the map holds only
+	// the apiserver's pods.
+	for _, gone := range []any{running, cache.DeletedFinalStateUnknown{Key: "default/web-1", Obj: running}} {
+		f.pushed.note(string(pushed.UID), &pushed.Status)
+		h.OnDelete(gone)
+		if len(f.pushed.last) != 0 {
+			t.Fatalf("after the delete of %T, %d statuses kept", gone, len(f.pushed.last))
+		}
+	}
 	before := r.updates
 	h.OnUpdate(old, running)
 	if r.updates == before {

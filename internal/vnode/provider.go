@@ -272,7 +272,6 @@ func (p *Provider) gone(ctx context.Context, pod *corev1.Pod) {
 		}
 	}
 	p.metrics.forget(string(pod.UID))
-	p.pushed.forget(string(pod.UID))
 	p.mu.Unlock()
 	if renamed {
 		return
@@ -282,6 +281,7 @@ func (p *Provider) gone(ctx context.Context, pod *corev1.Pod) {
 	}
 	cur.Status = deletedStatus(cur)
 	p.push(cur)
+	p.pushed.forget(string(pod.UID)) // (its last write's echo is compared whole: rare)
 	deleting := pod.DeletionTimestamp != nil
 	if p.cfg.Pods != nil {
 		if live, err := p.cfg.Pods.Pods(pod.Namespace).Get(pod.Name); err == nil && live.UID == pod.UID {
@@ -368,8 +368,10 @@ func (p *Provider) push(pod *corev1.Pod) {
 	p.mu.Lock()
 	cb := p.notify
 	p.mu.Unlock()
+	live := p.cfg.Pods == nil // (tests without a lister)
 	if p.cfg.Pods != nil {
 		if cur, err := p.cfg.Pods.Pods(pod.Namespace).Get(pod.Name); err == nil && cur.UID == pod.UID {
+			live = true
 			meta := cur.ObjectMeta.DeepCopy()
 			for _, k := range writtenBackKeys {
 				if v := pod.Annotations[k]; v != "" {
@@ -383,7 +385,9 @@ func (p *Provider) push(pod *corev1.Pod) {
 		}
 	}
 	if cb != nil {
-		p.pushed.note(string(pod.UID), &pod.Status)
+		if live { // (a pod gone from the apiserver: no write comes back)
+			p.pushed.note(string(pod.UID), &pod.Status)
+		}
 		cb(pod)
 	}
 }
