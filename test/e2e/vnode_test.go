@@ -281,7 +281,7 @@ func TestVirtualNode(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if p.Status.Phase != corev1.PodFailed || p.Status.Reason != "HostPathNotSupported" || !strings.Contains(p.Status.Message, "emptyDir, a disk, or an NFS volume") {
+			if p.Status.Phase != corev1.PodFailed || p.Status.Reason != "HostPathNotSupported" || !strings.Contains(p.Status.Message, "emptyDir, a disk, an NFS volume, or a data cache") {
 				return fmt.Errorf("phase %s reason %q message %q", p.Status.Phase, p.Status.Reason, p.Status.Message)
 			}
 			return nil
