@@ -305,9 +305,10 @@ func TestDataCacheFetchedOnce(t *testing.T) {
 }
 
 // Where a tenant's URL may make the host connect: public unicast
-// addresses only, unless the operator allowed a network (or a name).
+// addresses only, unless the operator allowed a network (or a name). The
+// private and local addresses below are only checked, never reached.
 func TestDataPolicy(t *testing.T) {
-	p := dataPolicy{networks: []netip.Prefix{netip.MustParsePrefix("10.20.0.0/16")}, protected: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}}
+	p := dataPolicy{networks: []netip.Prefix{netip.MustParsePrefix("198.19.0.0/16")}, protected: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}}
 	for addr, allowed := range map[string]bool{
 		"127.0.0.1": false, "::1": false, "169.254.169.254": false, "fe80::1": false, "0.0.0.0": false, "::": false,
 		"10.1.2.3": false, "172.16.0.9": false, "192.168.1.1": false, "fd00::1": false,
@@ -315,7 +316,7 @@ func TestDataPolicy(t *testing.T) {
 		"198.18.0.1":      false, "240.0.0.1": false, "224.0.0.1": false, "ff02::1": false,
 		"64:ff9b::a00:1": false, "2002:a00:1::1": false, "::ffff:127.0.0.1": false,
 		"203.0.113.7": false, // --nat-protected
-		"10.20.3.4":   true,  // --allowed-data-network
+		"198.19.3.4":  true,  // --allowed-data-network (198.18/15 is refused otherwise)
 		"8.8.8.8":     true, "2001:4860:4860::8888": true,
 	} {
 		if err := p.check(netip.MustParseAddr(addr)); (err == nil) != allowed {
