@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strconv"
@@ -37,7 +38,8 @@ import (
 // the kubelet kills every sandbox it did not create. The image is cached.
 func BenchmarkPodBurst(b *testing.B) {
 	big := 1000
-	if v, err := strconv.Atoi(os.Getenv("ECI_BENCH_BURST")); err == nil && v > 0 {
+	// ECI_BENCH_BURST=0 leaves the big burst out.
+	if v, err := strconv.Atoi(os.Getenv("ECI_BENCH_BURST")); err == nil && v >= 0 {
 		big = v
 	}
 	// ECI_BENCH_KUBELET=0 leaves the kubelet column out (a quicker run).
@@ -45,12 +47,16 @@ func BenchmarkPodBurst(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		vn, warm, thr := vnodeBursts(b, big)
 		for _, q := range []float64{0.5, 0.9, 0.99} {
-			b.ReportMetric(ms(quantile(vn, q)), fmt.Sprintf("vnode-100-p%02.0f-ms", q*100))
+			if len(vn) > 0 {
+				b.ReportMetric(ms(quantile(vn, q)), fmt.Sprintf("vnode-100-p%02.0f-ms", q*100))
+			}
 		}
 		for _, q := range []float64{0.5, 0.9, 0.99} {
 			b.ReportMetric(ms(quantile(warm, q)), fmt.Sprintf("vnode-warm-100-p%02.0f-ms", q*100))
 		}
-		b.ReportMetric(thr, fmt.Sprintf("vnode-%d-pods/s", big))
+		if big > 0 {
+			b.ReportMetric(thr, fmt.Sprintf("vnode-%d-pods/s", big))
+		}
 		if withKubelet {
 			kl := kubeletBurst(b)
 			for _, q := range []float64{0.5, 0.9, 0.99} {
@@ -82,9 +88,15 @@ func vnodeBursts(b *testing.B, big int) (cold, warm []time.Duration, thr float64
 	defer c.stopVNode()
 	toVNode := func(p *corev1.Pod) { p.Spec = onVNode(p.Spec) }
 	c.burst(b, "first-pod", 1, toVNode, burstOpts{})
-	cold, _ = c.burst(b, "vnode-100", 100, toVNode, burstOpts{})
+	// ECI_BENCH_COLD=0 leaves the cold burst out.
+	if os.Getenv("ECI_BENCH_COLD") != "0" {
+		cold, _ = c.burst(b, "vnode-100", 100, toVNode, burstOpts{})
+	}
 	fillWarmPool(b, c, "host-1", 100)
-	warm, _ = c.burst(b, "vnode-warm-100", 100, toVNode, burstOpts{})
+	warm, _ = c.burst(b, "vnode-warm-100", 100, toVNode, burstOpts{last: big == 0})
+	if big == 0 {
+		return cold, warm, 0
+	}
 	// The big burst may not finish on a small machine: its throughput is
 	// what ran before the deadline.
 	ran, took := c.burst(b, "vnode-big", big, toVNode, burstOpts{partial: true, last: true})
@@ -221,6 +233,11 @@ func (c *cluster) burst(b *testing.B, ns string, n int, place func(*corev1.Pod),
 	}
 	defer func() { w.Stop() }()
 	lastRV := ""
+	cpu, reqs := takeCPUUsage(), apiRequests(c.kube)
+	stopProfile := profileCPU(ns)
+	if c.bed.Containerd != nil && n > 1 {
+		defer profileContainerd(c.bed.Containerd.Socket, ns, 20*time.Second)()
+	}
 	var mu sync.Mutex
 	created, bound, running := map[string]time.Time{}, map[string]time.Time{}, map[string]time.Time{}
 	start := time.Now()
@@ -291,6 +308,30 @@ wait:
 		}
 	}
 	took := time.Since(start)
+	stopProfile()
+	// Where the machine's CPU went during the burst, by process.
+	usage, busy := takeCPUUsage().since(cpu)
+	for _, l := range usage {
+		fmt.Printf("%s: cpu: %s\n", ns, l)
+	}
+	if len(running) > 0 {
+		fmt.Printf("%s: %.0f ms of the machine's CPU a pod\n", ns, busy*1000/float64(len(running)))
+	}
+	for _, l := range apiRequestsSince(reqs, apiRequests(c.kube)) {
+		fmt.Printf("%s: apiserver requests: %s\n", ns, l)
+	}
+	if pods, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{Limit: 1}); err == nil && len(pods.Items) > 0 {
+		for _, m := range pods.Items[0].ManagedFields {
+			fmt.Printf("%s: a pod's writer: %s %s %s\n", ns, m.Manager, m.Operation, m.Subresource)
+		}
+	}
+	if evs, err := c.kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{}); err == nil {
+		reasons := map[string]int{}
+		for _, e := range evs.Items {
+			reasons[e.Source.Component+" "+e.Reason] += int(max(e.Count, 1))
+		}
+		fmt.Printf("%s: events by source and reason: %v\n", ns, reasons)
+	}
 	wg.Wait()
 	mu.Lock()
 	defer mu.Unlock()
@@ -352,6 +393,25 @@ func (c *cluster) stages(b *testing.B, ns string, created, bound, running map[st
 			fmt.Printf("%s: %-60s p50 %8.1f ms  p99 %8.1f ms  (%d pods)\n", ns, name, ms(quantile(stages[i], 0.5)), ms(quantile(stages[i], 0.99)), len(stages[i]))
 		}
 	}
+}
+
+// profileCPU writes a CPU profile of this process (the server, the agent
+// and the virtual node, when they run here) to ECI_BENCH_PROFILE/ns-cpu.pprof
+// until stop is called, when that variable is set.
+func profileCPU(ns string) (stop func()) {
+	dir := os.Getenv("ECI_BENCH_PROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, ns+"-cpu.pprof"))
+	if err != nil {
+		return func() {}
+	}
+	if pprof.StartCPUProfile(f) != nil {
+		_ = f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }
 }
 
 func quantile(d []time.Duration, q float64) time.Duration {
