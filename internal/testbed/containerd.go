@@ -23,7 +23,8 @@ const cniBinDir = "/usr/lib/cni"
 type Containerd struct {
 	// Endpoint is the CRI endpoint, unix:///.../containerd.sock.
 	Endpoint string
-	// Socket is the path of that socket.
+	// Socket is the path of that socket; containerd's debug endpoints
+	// (pprof) are on Socket + ".debug".
 	Socket string
 	// Root and State are containerd's own directories.
 	Root, State string
@@ -76,6 +77,9 @@ disabled_plugins = ['io.containerd.nri.v1.nri']
     address = '{{.Socket}}'
   [plugins.'io.containerd.server.v1.ttrpc']
     address = '{{.Socket}}.ttrpc'
+  # pprof for benchmarks, on a socket of the bed's own.
+  [plugins.'io.containerd.server.v1.debug']
+    address = '{{.Socket}}.debug'
 
   [plugins.'io.containerd.grpc.v1.cri']
     disable_tcp_service = true
@@ -97,6 +101,11 @@ disabled_plugins = ['io.containerd.nri.v1.nri']
     cdi_spec_dirs = ['{{.CDIDir}}']
     # This kind of machine has cgroup v1 only (docs/dependencies.md).
     ignore_deprecation_warnings = ['io.containerd.deprecation/cgroup-v1']
+    # containerd's CPU-rate sampler reads every container's and sandbox's
+    # cgroups each second by default (45% of containerd's CPU during a
+    # 100-pod burst on 200 sandboxes; docs/fast-start.md); the agent takes
+    # its groups' CPU rate from their cgroups itself.
+    stats_collect_period = '10s'
     [plugins.'io.containerd.cri.v1.runtime'.cni]
       bin_dirs = ['{{.CNIBinDir}}', '{{.ExtraCNIBinDir}}']
       conf_dir = '{{.CNIConfDir}}'
