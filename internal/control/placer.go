@@ -29,10 +29,12 @@ func (s *Service) RunPlacer(ctx context.Context) error {
 	go s.watchWaiting(ctx, w)
 	ticker := time.NewTicker(s.opts.RetryInterval)
 	defer ticker.Stop()
-	full := true // the first pass, and one every RetryInterval, read every group
 	for {
+		// A pass places the waiting groups its list and watch hold; only
+		// while they are not synced does it read every group (a full read
+		// every RetryInterval cost a list of all groups: 4 s at 10,000).
 		var err error
-		if waiting, ok := w.list(); ok && !full {
+		if waiting, ok := w.list(); ok {
 			err = s.place(ctx, waiting)
 		} else {
 			err = s.placeAll(ctx)
@@ -44,16 +46,14 @@ func (s *Service) RunPlacer(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-ticker.C:
-			full = true
 		case <-s.kick:
-			full = false
 		}
 	}
 }
 
 // waitingSet is the Scheduling groups as the placer's list and watch last
-// saw them: a pass woken by a change places these without reading every
-// group (a full pass every RetryInterval reads them all anyway).
+// saw them: a pass, woken by a change or every RetryInterval, places these
+// without reading every group.
 type waitingSet struct {
 	mu     sync.Mutex
 	synced bool // listed, and watched since
