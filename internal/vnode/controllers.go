@@ -3,14 +3,17 @@ package vnode
 import (
 	"context"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/virtual-kubelet/virtual-kubelet/node"
 	"github.com/virtual-kubelet/virtual-kubelet/node/api"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/informers"
 	corev1listers "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 )
 
@@ -33,7 +36,7 @@ func queueRateLimiter() workqueue.TypedRateLimiter[any] {
 func podControllerConfig(cfg Config, p *Provider, pods, objects informers.SharedInformerFactory) node.PodControllerConfig {
 	return node.PodControllerConfig{
 		PodClient:                            cfg.Kube.CoreV1(),
-		EventRecorder:                        cfg.Recorder,
+		EventRecorder:                        quiet(cfg.Recorder),
 		Provider:                             p,
 		PodInformer:                          filteredPods{PodInformer: pods.Core().V1().Pods(), f: &podUpdateFilter{pushed: &p.pushed, events: p.metrics.podUpdates}},
 		SecretInformer:                       objects.Core().V1().Secrets(),
@@ -45,6 +48,27 @@ func podControllerConfig(cfg Config, p *Provider, pods, objects informers.Shared
 		// The node builds the containers' environment itself (env.go).
 		SkipDownwardAPIResolution: true,
 	}
+}
+
+// quietRecorder drops virtual-kubelet's Normal events about its own calls
+// of the provider (ProviderCreateSuccess, ProviderUpdateSuccess,
+// ProviderDeleteSuccess): the kubelet records nothing of the kind, and
+// each is a write to the apiserver (a 100-pod burst made 700 event writes,
+// 100 of them these). Their failures, Warnings, pass.
+type quietRecorder struct{ record.EventRecorder }
+
+func quiet(r record.EventRecorder) record.EventRecorder {
+	if r == nil {
+		return nil
+	}
+	return quietRecorder{r}
+}
+
+func (r quietRecorder) Event(obj runtime.Object, typ, reason, msg string) {
+	if typ == corev1.EventTypeNormal && strings.HasPrefix(reason, "Provider") {
+		return
+	}
+	r.EventRecorder.Event(obj, typ, reason, msg)
 }
 
 // kubeletAPI is the kubelet's HTTP API over the provider (logs, exec,

@@ -1,12 +1,9 @@
 package vnode
 
 import (
-	"crypto/sha256"
-	"encoding/json"
 	"maps"
 	"reflect"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,58 +34,6 @@ import (
 //     (podsEffectivelyEqual: milliseconds a pod).
 // Every other update goes through, a status someone else wrote included
 // (the controller then pushes the provider's status again).
-
-// pushedStatuses remembers the last status the node pushed for each pod.
-type pushedStatuses struct {
-	mu   sync.Mutex
-	last map[string][32]byte // by pod UID
-}
-
-// statusSum is a status's SHA-256, without its qosClass (the apiserver
-// sets it when the pod is made and keeps it over what the node writes).
-func statusSum(st *corev1.PodStatus) ([32]byte, bool) {
-	c := *st
-	c.QOSClass = ""
-	data, err := json.Marshal(&c)
-	if err != nil {
-		return [32]byte{}, false
-	}
-	return sha256.Sum256(data), true
-}
-
-// note records st as pod uid's last pushed status.
-func (s *pushedStatuses) note(uid string, st *corev1.PodStatus) {
-	sum, ok := statusSum(st)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.last == nil {
-		s.last = map[string][32]byte{}
-	}
-	if ok {
-		s.last[uid] = sum
-	} else {
-		delete(s.last, uid)
-	}
-}
-
-// forget drops pod uid.
-func (s *pushedStatuses) forget(uid string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.last, uid)
-}
-
-// isLast tells whether st is the status pushed last for pod uid.
-func (s *pushedStatuses) isLast(uid string, st *corev1.PodStatus) bool {
-	s.mu.Lock()
-	want, ok := s.last[uid]
-	s.mu.Unlock()
-	if !ok {
-		return false
-	}
-	got, ok := statusSum(st)
-	return ok && got == want
-}
 
 // onlyNodeWrites tells whether old and new differ in nothing the pod
 // controller reads but what the node writes: their status, the
@@ -129,6 +74,12 @@ type podUpdateFilter struct {
 func (f *podUpdateFilter) keep(oldObj, newObj any) bool {
 	old, ok1 := oldObj.(*corev1.Pod)
 	cur, ok2 := newObj.(*corev1.Pod)
+	// The pod's last pushed status is in the cluster: a push waiting for
+	// it may go (pushedstatus.go).
+	written := ok1 && ok2 && old.ResourceVersion != cur.ResourceVersion && f.pushed.isLast(string(cur.UID), &cur.Status)
+	if written {
+		f.pushed.confirm(string(cur.UID))
+	}
 	switch {
 	case !ok1 || !ok2:
 	case old.ResourceVersion == cur.ResourceVersion && old.UID == cur.UID:
@@ -138,7 +89,7 @@ func (f *podUpdateFilter) keep(oldObj, newObj any) bool {
 	case reflect.DeepEqual(old.Status, cur.Status):
 		f.events.WithLabelValues("own-annotations").Inc()
 		return false
-	case f.pushed.isLast(string(cur.UID), &cur.Status):
+	case written:
 		f.events.WithLabelValues("echo").Inc()
 		return false
 	}

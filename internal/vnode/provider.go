@@ -119,6 +119,11 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 	}
 	log.G(ctx).Info("pod created as a container group", "pod", podKey(pod.Namespace, pod.Name), "group", out.Metadata.ID, "spec", out.Status.InstanceSpec)
 	p.remember(ctx, out)
+	// The status write of remember's push carries the instance's
+	// annotations (push); a patch only where no status will be written.
+	if !p.statusUnwritten(pod, writtenBack(out)) {
+		return nil
+	}
 	return p.annotate(ctx, podKey(pod.Namespace, pod.Name), out)
 }
 
@@ -364,9 +369,19 @@ func (p *Provider) NotifyPods(_ context.Context, cb func(*corev1.Pod)) {
 // push hands a pod's status to virtual-kubelet, which writes it with the
 // pod's metadata as pushed: so the metadata is the cluster's current one
 // (the pod lister's), plus the instance annotations this node wrote.
+//
+// The status write so carries the instance's annotations (its id, size,
+// addresses, matched cache): the pods/status subresource keeps what its
+// body says of metadata but the owners and deletion, so no patch of its
+// own is needed (a patch per pod was a third of a burst's pod writes, and
+// raced the status writes into conflicts).
 func (p *Provider) push(pod *corev1.Pod) {
 	p.mu.Lock()
 	cb := p.notify
+	var own map[string]string
+	if g := p.groups[string(pod.UID)]; g != nil {
+		own = writtenBack(g)
+	}
 	p.mu.Unlock()
 	live := p.cfg.Pods == nil // (tests without a lister)
 	if p.cfg.Pods != nil {
@@ -374,7 +389,11 @@ func (p *Provider) push(pod *corev1.Pod) {
 			live = true
 			meta := cur.ObjectMeta.DeepCopy()
 			for _, k := range writtenBackKeys {
-				if v := pod.Annotations[k]; v != "" {
+				v := pod.Annotations[k]
+				if w := own[k]; w != "" {
+					v = w
+				}
+				if v != "" {
 					if meta.Annotations == nil {
 						meta.Annotations = map[string]string{}
 					}
@@ -386,9 +405,10 @@ func (p *Provider) push(pod *corev1.Pod) {
 	}
 	if cb != nil {
 		if live { // (a pod gone from the apiserver: no write comes back)
-			p.pushed.note(string(pod.UID), &pod.Status)
+			p.pushed.send(string(pod.UID), &pod.Status, func() { cb(pod) })
+		} else {
+			cb(pod)
 		}
-		cb(pod)
 	}
 }
 
@@ -423,7 +443,7 @@ func (p *Provider) remember(ctx context.Context, g *apiv1.ContainerGroup) {
 	if out != nil {
 		p.push(out)
 		p.syncUpdates(ctx, key)
-		if g.Status.InstanceSpec != "" && !carries(out, writtenBack(g)) && p.startAnnotating(key) {
+		if g.Status.InstanceSpec != "" && p.statusUnwritten(out, writtenBack(g)) && p.startAnnotating(key) {
 			bg := p.background(ctx)
 			go func() {
 				defer p.doneAnnotating(key)
@@ -448,6 +468,23 @@ func newer(a, b string) bool {
 	x, err1 := strconv.ParseInt(a, 10, 64)
 	y, err2 := strconv.ParseInt(b, 10, 64)
 	return err1 == nil && err2 == nil && x > y
+}
+
+// statusUnwritten tells whether pod lacks annotations ann in the cluster
+// and virtual-kubelet will write it no status to carry them: it writes none
+// for a pod the cluster has as ended, or without a callback.
+func (p *Provider) statusUnwritten(pod *corev1.Pod, ann map[string]string) bool {
+	p.mu.Lock()
+	cb := p.notify
+	p.mu.Unlock()
+	if p.cfg.Pods == nil {
+		return !carries(pod, ann)
+	}
+	cur, err := p.cfg.Pods.Pods(pod.Namespace).Get(pod.Name)
+	if err != nil || cur.UID != pod.UID || carries(cur, ann) {
+		return false
+	}
+	return cb == nil || cur.Status.Phase == corev1.PodSucceeded || cur.Status.Phase == corev1.PodFailed
 }
 
 func (p *Provider) startAnnotating(key string) bool {

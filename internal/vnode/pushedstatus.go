@@ -1,0 +1,147 @@
+package vnode
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// pushedStatuses remembers the last status the node pushed for each pod,
+// and holds a pod's next push until the last one is seen back.
+//
+// virtual-kubelet writes a pushed status with a PUT of pods/status at the
+// resourceVersion its pod lister has. A second push made before the
+// lister has seen the first write back is written at the old version, is
+// refused as a conflict, and is retried with back-off until the lister
+// catches up: in a 100-pod burst 167 of 384 status writes were refused so
+// (docs/benchmarks.md), each a request the apiserver served for nothing,
+// and a pod's Running waited on the back-off. So a push made while the
+// pod's previous one is not yet seen back (its echo: podupdates.go) waits
+// for that echo, at most holdPush; a later push replaces a waiting one
+// (only the newest status matters).
+type pushedStatuses struct {
+	mu       sync.Mutex
+	last     map[string][32]byte // by pod UID
+	inFlight map[string]time.Time
+	held     map[string]*heldPush
+}
+
+// holdPush bounds how long a push waits for its predecessor's echo (a
+// write that failed, or was changed by someone else, never comes back as
+// pushed).
+const holdPush = time.Second
+
+type heldPush struct {
+	sum     [32]byte
+	deliver func()
+}
+
+// statusSum is a status's SHA-256, without its qosClass (the apiserver
+// sets it when the pod is made and keeps it over what the node writes).
+func statusSum(st *corev1.PodStatus) ([32]byte, bool) {
+	c := *st
+	c.QOSClass = ""
+	data, err := json.Marshal(&c)
+	if err != nil {
+		return [32]byte{}, false
+	}
+	return sha256.Sum256(data), true
+}
+
+// note records st as pod uid's last pushed status, holding nothing.
+func (s *pushedStatuses) note(uid string, st *corev1.PodStatus) {
+	sum, ok := statusSum(st)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.last == nil {
+		s.last = map[string][32]byte{}
+	}
+	if ok {
+		s.last[uid] = sum
+	} else {
+		delete(s.last, uid)
+	}
+}
+
+// send delivers a push of st for pod uid now, or once its previous push is
+// seen back (confirm), or after holdPush.
+func (s *pushedStatuses) send(uid string, st *corev1.PodStatus, deliver func()) {
+	sum, ok := statusSum(st)
+	s.mu.Lock()
+	if s.last == nil {
+		s.last = map[string][32]byte{}
+	}
+	if s.inFlight == nil {
+		s.inFlight, s.held = map[string]time.Time{}, map[string]*heldPush{}
+	}
+	if !ok {
+		delete(s.last, uid)
+		delete(s.inFlight, uid)
+		delete(s.held, uid)
+		s.mu.Unlock()
+		deliver()
+		return
+	}
+	if since, waiting := s.inFlight[uid]; waiting && time.Since(since) < holdPush {
+		first := s.held[uid] == nil
+		s.held[uid] = &heldPush{sum: sum, deliver: deliver}
+		s.mu.Unlock()
+		if first {
+			time.AfterFunc(holdPush-time.Since(since), func() { s.release(uid, since) })
+		}
+		return
+	}
+	s.last[uid], s.inFlight[uid] = sum, time.Now()
+	delete(s.held, uid)
+	s.mu.Unlock()
+	deliver()
+}
+
+// confirm says pod uid's last push was seen back: a push waiting for it
+// goes.
+func (s *pushedStatuses) confirm(uid string) {
+	s.mu.Lock()
+	delete(s.inFlight, uid)
+	s.mu.Unlock()
+	s.release(uid, time.Time{})
+}
+
+// release delivers pod uid's waiting push, if any: on confirm (at the
+// zero time), or when the wait for the push of time since ends (unless
+// another push went meanwhile).
+func (s *pushedStatuses) release(uid string, since time.Time) {
+	s.mu.Lock()
+	h := s.held[uid]
+	if h == nil || !since.IsZero() && !s.inFlight[uid].Equal(since) {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.held, uid)
+	s.last[uid], s.inFlight[uid] = h.sum, time.Now()
+	s.mu.Unlock()
+	h.deliver()
+}
+
+// forget drops pod uid, and a push waiting for it.
+func (s *pushedStatuses) forget(uid string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.last, uid)
+	delete(s.inFlight, uid)
+	delete(s.held, uid)
+}
+
+// isLast tells whether st is the status pushed last for pod uid.
+func (s *pushedStatuses) isLast(uid string, st *corev1.PodStatus) bool {
+	s.mu.Lock()
+	want, ok := s.last[uid]
+	s.mu.Unlock()
+	if !ok {
+		return false
+	}
+	got, ok := statusSum(st)
+	return ok && got == want
+}
