@@ -375,41 +375,59 @@ func (p *Provider) NotifyPods(_ context.Context, cb func(*corev1.Pod)) {
 // body says of metadata but the owners and deletion, so no patch of its
 // own is needed (a patch per pod was a third of a burst's pod writes, and
 // raced the status writes into conflicts).
+//
+// A push held until the previous one is seen back (pushedstatus.go) takes
+// the cluster's metadata again when it goes, so that it never writes back
+// labels or annotations older than the lister's.
 func (p *Provider) push(pod *corev1.Pod) {
 	p.mu.Lock()
 	cb := p.notify
+	p.mu.Unlock()
+	live := p.withClusterMeta(pod)
+	switch {
+	case cb == nil:
+	case live: // (a pod gone from the apiserver: no write comes back)
+		p.pushed.send(string(pod.UID), &pod.Status, func() {
+			p.withClusterMeta(pod)
+			cb(pod)
+		})
+	default:
+		cb(pod)
+	}
+}
+
+// withClusterMeta gives pod the cluster's current metadata (the pod
+// lister's) plus the instance annotations this node writes; live is false
+// when the cluster no longer has the pod.
+func (p *Provider) withClusterMeta(pod *corev1.Pod) (live bool) {
+	if p.cfg.Pods == nil { // (tests without a lister)
+		return true
+	}
+	cur, err := p.cfg.Pods.Pods(pod.Namespace).Get(pod.Name)
+	if err != nil || cur.UID != pod.UID {
+		return false
+	}
+	p.mu.Lock()
 	var own map[string]string
 	if g := p.groups[string(pod.UID)]; g != nil {
 		own = writtenBack(g)
 	}
 	p.mu.Unlock()
-	live := p.cfg.Pods == nil // (tests without a lister)
-	if p.cfg.Pods != nil {
-		if cur, err := p.cfg.Pods.Pods(pod.Namespace).Get(pod.Name); err == nil && cur.UID == pod.UID {
-			live = true
-			meta := cur.ObjectMeta.DeepCopy()
-			for _, k := range writtenBackKeys {
-				v := pod.Annotations[k]
-				if w := own[k]; w != "" {
-					v = w
-				}
-				if v != "" {
-					if meta.Annotations == nil {
-						meta.Annotations = map[string]string{}
-					}
-					meta.Annotations[k] = v
-				}
+	meta := cur.ObjectMeta.DeepCopy()
+	for _, k := range writtenBackKeys {
+		v := pod.Annotations[k]
+		if w := own[k]; w != "" {
+			v = w
+		}
+		if v != "" {
+			if meta.Annotations == nil {
+				meta.Annotations = map[string]string{}
 			}
-			pod.ObjectMeta = *meta
+			meta.Annotations[k] = v
 		}
 	}
-	if cb != nil {
-		if live { // (a pod gone from the apiserver: no write comes back)
-			p.pushed.send(string(pod.UID), &pod.Status, func() { cb(pod) })
-		} else {
-			cb(pod)
-		}
-	}
+	pod.ObjectMeta = *meta
+	return true
 }
 
 // remember records a group and pushes its pod's status; a size the pod

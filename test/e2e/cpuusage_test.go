@@ -28,6 +28,7 @@ type cpuUsage struct {
 
 type procCPU struct {
 	name        string
+	start       string // clock ticks after boot: with the pid, the process
 	own, reaped float64
 }
 
@@ -61,14 +62,14 @@ func takeCPUUsage() cpuUsage {
 			name = "kworker"
 		}
 		f := strings.Fields(string(data[end+1:]))
-		if len(f) < 15 {
+		if len(f) < 20 {
 			continue
 		}
 		ut, _ := strconv.ParseFloat(f[11], 64)
 		st, _ := strconv.ParseFloat(f[12], 64)
 		cut, _ := strconv.ParseFloat(f[13], 64)
 		cst, _ := strconv.ParseFloat(f[14], 64)
-		u.perProc[pid] = procCPU{name: name, own: (ut + st) / 100, reaped: (cut + cst) / 100}
+		u.perProc[pid] = procCPU{name: name, start: f[19], own: (ut + st) / 100, reaped: (cut + cst) / 100}
 	}
 	return u
 }
@@ -82,7 +83,7 @@ func (u cpuUsage) since(before cpuUsage) (lines []string, busy float64) {
 	own, reaped := map[string]float64{}, map[string]float64{}
 	for pid, p := range u.perProc {
 		b := before.perProc[pid]
-		if b.name != p.name { // a new process, or the pid reused
+		if b.name != p.name || b.start != p.start { // a new process, or the pid reused
 			b = procCPU{}
 		}
 		own[p.name] += p.own - b.own
