@@ -35,7 +35,7 @@ func queueRateLimiter() workqueue.TypedRateLimiter[any] {
 
 func podControllerConfig(cfg Config, p *Provider, pods, objects informers.SharedInformerFactory) node.PodControllerConfig {
 	return node.PodControllerConfig{
-		PodClient:                            cfg.Kube.CoreV1(),
+		PodClient:                            statusWriter{PodsGetter: cfg.Kube.CoreV1(), p: p},
 		EventRecorder:                        quiet(cfg.Recorder),
 		Provider:                             p,
 		PodInformer:                          filteredPods{PodInformer: pods.Core().V1().Pods(), f: &podUpdateFilter{pushed: &p.pushed, events: p.metrics.podUpdates}},
@@ -64,11 +64,26 @@ func quiet(r record.EventRecorder) record.EventRecorder {
 	return quietRecorder{r}
 }
 
+func quietReason(typ, reason string) bool {
+	return typ == corev1.EventTypeNormal && strings.HasPrefix(reason, "Provider")
+}
+
 func (r quietRecorder) Event(obj runtime.Object, typ, reason, msg string) {
-	if typ == corev1.EventTypeNormal && strings.HasPrefix(reason, "Provider") {
-		return
+	if !quietReason(typ, reason) {
+		r.EventRecorder.Event(obj, typ, reason, msg)
 	}
-	r.EventRecorder.Event(obj, typ, reason, msg)
+}
+
+func (r quietRecorder) Eventf(obj runtime.Object, typ, reason, format string, args ...any) {
+	if !quietReason(typ, reason) {
+		r.EventRecorder.Eventf(obj, typ, reason, format, args...)
+	}
+}
+
+func (r quietRecorder) AnnotatedEventf(obj runtime.Object, ann map[string]string, typ, reason, format string, args ...any) {
+	if !quietReason(typ, reason) {
+		r.EventRecorder.AnnotatedEventf(obj, ann, typ, reason, format, args...)
+	}
 }
 
 // kubeletAPI is the kubelet's HTTP API over the provider (logs, exec,

@@ -51,7 +51,7 @@ type Provider struct {
 	// pod UID/name (ephemeral.go).
 	refusedEphemeral map[string]bool
 	notify           func(*corev1.Pod)
-	pushed           pushedStatuses // the last status pushed of each pod (podupdates.go)
+	pushed           pushedStatuses // the last status pushed of each pod (pushedstatus.go)
 	synced           chan struct{}
 	started          time.Time       // the node's start, as /stats/summary's
 	cpu              nodeCPU         // the node's cumulative CPU
@@ -377,22 +377,28 @@ func (p *Provider) NotifyPods(_ context.Context, cb func(*corev1.Pod)) {
 // raced the status writes into conflicts).
 //
 // A push held until the previous one is seen back (pushedstatus.go) takes
-// the cluster's metadata again when it goes, so that it never writes back
-// labels or annotations older than the lister's.
+// the cluster's metadata again when it goes, and goes only while the
+// cluster has the pod; a terminal status is never held (the pod is
+// forgotten right after it). What virtual-kubelet finally writes carries
+// the metadata the pod has at that moment (statusWriter).
 func (p *Provider) push(pod *corev1.Pod) {
+	pod = pod.DeepCopy() // (callers keep theirs: pods of p.pods)
 	p.mu.Lock()
 	cb := p.notify
 	p.mu.Unlock()
 	live := p.withClusterMeta(pod)
 	switch {
 	case cb == nil:
-	case live: // (a pod gone from the apiserver: no write comes back)
-		p.pushed.send(string(pod.UID), &pod.Status, func() {
-			p.withClusterMeta(pod)
-			cb(pod)
-		})
-	default:
+	case !live: // (a pod gone from the apiserver: no write comes back)
 		cb(pod)
+	case pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed:
+		p.pushed.send(string(pod.UID), &pod.Status, true, func() { cb(pod) })
+	default:
+		p.pushed.send(string(pod.UID), &pod.Status, false, func() {
+			if p.withClusterMeta(pod) {
+				cb(pod)
+			}
+		})
 	}
 }
 

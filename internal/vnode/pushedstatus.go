@@ -67,8 +67,11 @@ func (s *pushedStatuses) note(uid string, st *corev1.PodStatus) {
 }
 
 // send delivers a push of st for pod uid now, or once its previous push is
-// seen back (confirm), or after holdPush.
-func (s *pushedStatuses) send(uid string, st *corev1.PodStatus, deliver func()) {
+// seen back (confirm), or after holdPush; now delivers it at once. A push
+// of the status pushed last, while none waits, goes at once too: it may
+// never be seen back (virtual-kubelet skips an unchanged status; the
+// apiserver makes no event of a write that changes nothing).
+func (s *pushedStatuses) send(uid string, st *corev1.PodStatus, now bool, deliver func()) {
 	sum, ok := statusSum(st)
 	s.mu.Lock()
 	if s.last == nil {
@@ -85,7 +88,12 @@ func (s *pushedStatuses) send(uid string, st *corev1.PodStatus, deliver func()) 
 		deliver()
 		return
 	}
-	if since, waiting := s.inFlight[uid]; waiting && time.Since(since) < holdPush {
+	if last, known := s.last[uid]; known && last == sum && s.held[uid] == nil {
+		s.mu.Unlock()
+		deliver()
+		return
+	}
+	if since, waiting := s.inFlight[uid]; waiting && !now && time.Since(since) < holdPush {
 		first := s.held[uid] == nil
 		s.held[uid] = &heldPush{sum: sum, deliver: deliver}
 		s.mu.Unlock()
@@ -101,12 +109,16 @@ func (s *pushedStatuses) send(uid string, st *corev1.PodStatus, deliver func()) 
 }
 
 // confirm says pod uid's last push was seen back: a push waiting for it
-// goes.
+// goes, on its own goroutine (confirm is called from the informer's event
+// handler, which virtual-kubelet's callback must not hold up).
 func (s *pushedStatuses) confirm(uid string) {
 	s.mu.Lock()
 	delete(s.inFlight, uid)
+	waiting := s.held[uid] != nil
 	s.mu.Unlock()
-	s.release(uid, time.Time{})
+	if waiting {
+		go s.release(uid, time.Time{})
+	}
 }
 
 // release delivers pod uid's waiting push, if any: on confirm (at the

@@ -15,10 +15,11 @@ func TestPushWaitsForEcho(t *testing.T) {
 	var s pushedStatuses
 	var mu sync.Mutex
 	var got []string
-	push := func(phase corev1.PodPhase) {
-		st := &corev1.PodStatus{Phase: phase}
-		s.send("uid-1", st, func() { mu.Lock(); got = append(got, string(phase)); mu.Unlock() })
+	pushAs := func(phase corev1.PodPhase, reason string, now bool) {
+		st := &corev1.PodStatus{Phase: phase, Reason: reason}
+		s.send("uid-1", st, now, func() { mu.Lock(); got = append(got, string(phase)+reason); mu.Unlock() })
 	}
+	push := func(phase corev1.PodPhase) { pushAs(phase, "", false) }
 	delivered := func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), got...) }
 	want := func(step string, w ...string) {
 		t.Helper()
@@ -42,6 +43,10 @@ func TestPushWaitsForEcho(t *testing.T) {
 		t.Fatal("the last delivered status is not Pending")
 	}
 	s.confirm("uid-1")
+	deadline := time.Now().Add(time.Second)
+	for len(delivered()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
 	want("after the echo", "Pending", "Succeeded")
 	if !s.isLast("uid-1", &corev1.PodStatus{Phase: corev1.PodSucceeded}) {
 		t.Fatal("the last delivered status is not Succeeded")
@@ -50,18 +55,26 @@ func TestPushWaitsForEcho(t *testing.T) {
 	// No echo comes: the waiting push goes after holdPush.
 	push(corev1.PodFailed)
 	want("no echo yet", "Pending", "Succeeded")
-	deadline := time.Now().Add(3 * holdPush)
+	deadline = time.Now().Add(3 * holdPush)
 	for len(delivered()) < 3 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	want("after holdPush", "Pending", "Succeeded", "Failed")
 
+	// The status pushed last again goes at once (it may never be seen
+	// back); so does a push that must not wait (a terminal status, the
+	// pod forgotten right after it).
+	push(corev1.PodFailed)
+	want("the same status again", "Pending", "Succeeded", "Failed", "Failed")
+	pushAs(corev1.PodFailed, "Deleted", true)
+	want("a push that must not wait", "Pending", "Succeeded", "Failed", "Failed", "FailedDeleted")
+
 	// A pod forgotten: its waiting push never goes.
 	push(corev1.PodUnknown)
 	s.forget("uid-1")
 	time.Sleep(holdPush + 200*time.Millisecond)
-	want("forgotten", "Pending", "Succeeded", "Failed")
+	want("forgotten", "Pending", "Succeeded", "Failed", "Failed", "FailedDeleted")
 	// Another pod's push is never held by this one's.
-	s.send("uid-2", &corev1.PodStatus{Phase: corev1.PodRunning}, func() { mu.Lock(); got = append(got, "other"); mu.Unlock() })
-	want("other pod", "Pending", "Succeeded", "Failed", "other")
+	s.send("uid-2", &corev1.PodStatus{Phase: corev1.PodRunning}, false, func() { mu.Lock(); got = append(got, "other"); mu.Unlock() })
+	want("other pod", "Pending", "Succeeded", "Failed", "Failed", "FailedDeleted", "other")
 }

@@ -235,35 +235,14 @@ func (c *cluster) burst(b *testing.B, ns string, n int, place func(*corev1.Pod),
 	lastRV := ""
 	cpu, reqs := takeCPUUsage(), apiRequests(c.kube)
 	stopProfile := profileCPU(ns)
+	defer stopProfile()
 	if c.bed.Containerd != nil && n > 1 {
 		defer profileContainerd(c.bed.Containerd.Socket, ns, 20*time.Second)()
 	}
 	var mu sync.Mutex
 	created, bound, running := map[string]time.Time{}, map[string]time.Time{}, map[string]time.Time{}
 	start := time.Now()
-	sem := make(chan struct{}, 50)
-	var wg sync.WaitGroup
-	for j := 0; j < n; j++ {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(j int) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			name := fmt.Sprintf("p-%04d", j)
-			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PodSpec{
-				TerminationGracePeriodSeconds: new(int64),
-				Containers: []corev1.Container{{Name: "main", Image: c.bed.Registry.Busybox, Command: []string{"sleep", "3600"},
-					Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: mustQ("10m"), corev1.ResourceMemory: mustQ("16Mi")}}}},
-			}}
-			place(pod)
-			mu.Lock()
-			created[name] = time.Now()
-			mu.Unlock()
-			if _, err := c.kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-				b.Error(err)
-			}
-		}(j)
-	}
+	waitCreates := c.createPods(b, ns, n, place, &mu, created)
 	deadline := time.After(burstDeadline)
 wait:
 	for {
@@ -309,30 +288,8 @@ wait:
 	}
 	took := time.Since(start)
 	stopProfile()
-	// Where the machine's CPU went during the burst, by process.
-	usage, busy := takeCPUUsage().since(cpu)
-	for _, l := range usage {
-		fmt.Printf("%s: cpu: %s\n", ns, l)
-	}
-	if len(running) > 0 {
-		fmt.Printf("%s: %.0f ms of the machine's CPU a pod\n", ns, busy*1000/float64(len(running)))
-	}
-	for _, l := range apiRequestsSince(reqs, apiRequests(c.kube)) {
-		fmt.Printf("%s: apiserver requests: %s\n", ns, l)
-	}
-	if pods, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{Limit: 1}); err == nil && len(pods.Items) > 0 {
-		for _, m := range pods.Items[0].ManagedFields {
-			fmt.Printf("%s: a pod's writer: %s %s %s\n", ns, m.Manager, m.Operation, m.Subresource)
-		}
-	}
-	if evs, err := c.kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{}); err == nil {
-		reasons := map[string]int{}
-		for _, e := range evs.Items {
-			reasons[e.Source.Component+" "+e.Reason] += int(max(e.Count, 1))
-		}
-		fmt.Printf("%s: events by source and reason: %v\n", ns, reasons)
-	}
-	wg.Wait()
+	c.reportCost(ns, len(running), cpu, reqs)
+	waitCreates()
 	mu.Lock()
 	defer mu.Unlock()
 	var out []time.Duration
@@ -342,11 +299,17 @@ wait:
 	if c.eci != nil {
 		c.stages(b, ns, created, bound, running)
 	}
-	// The next burst starts once this one's pods are gone (the namespace
-	// is removed after its last pod), so that it never competes with
-	// these deletions.
+	c.dropNamespace(b, ns, !o.last)
+	return out, took
+}
+
+// dropNamespace deletes ns and, when wait, waits until it is gone: the next
+// burst starts once this one's pods are gone (the namespace is removed
+// after its last pod), so that it never competes with these deletions.
+func (c *cluster) dropNamespace(b *testing.B, ns string, wait bool) {
+	ctx := context.Background()
 	_ = c.kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
-	if !o.last {
+	if wait {
 		poll.Eventually(b, 10*time.Minute, ns+": namespace gone", func() error {
 			if _, err := c.kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 				return fmt.Errorf("get: %v", err)
@@ -354,7 +317,37 @@ wait:
 			return nil
 		})
 	}
-	return out, took
+}
+
+// createPods creates n pods in ns at once (50 requests in flight), noting
+// each one's create time in created (under mu); wait waits for the
+// requests.
+func (c *cluster) createPods(b *testing.B, ns string, n int, place func(*corev1.Pod), mu *sync.Mutex, created map[string]time.Time) (wait func()) {
+	ctx := context.Background()
+	sem := make(chan struct{}, 50)
+	var wg sync.WaitGroup
+	for j := 0; j < n; j++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(j int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			name := fmt.Sprintf("p-%04d", j)
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PodSpec{
+				TerminationGracePeriodSeconds: new(int64),
+				Containers: []corev1.Container{{Name: "main", Image: c.bed.Registry.Busybox, Command: []string{"sleep", "3600"},
+					Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: mustQ("10m"), corev1.ResourceMemory: mustQ("16Mi")}}}},
+			}}
+			place(pod)
+			mu.Lock()
+			created[name] = time.Now()
+			mu.Unlock()
+			if _, err := c.kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+				b.Error(err)
+			}
+		}(j)
+	}
+	return wg.Wait
 }
 
 // stages splits each virtual-node pod's create -> Running time by its
@@ -411,7 +404,8 @@ func profileCPU(ns string) (stop func()) {
 		_ = f.Close()
 		return func() {}
 	}
-	return func() { pprof.StopCPUProfile(); _ = f.Close() }
+	var once sync.Once
+	return func() { once.Do(func() { pprof.StopCPUProfile(); _ = f.Close() }) }
 }
 
 func quantile(d []time.Duration, q float64) time.Duration {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -38,9 +39,11 @@ func takeCPUUsage() cpuUsage {
 	if data, err := os.ReadFile("/proc/stat"); err == nil {
 		line, _, _ := strings.Cut(string(data), "\n")
 		f := strings.Fields(line)
-		for i, v := range f[1:] {
-			n, _ := strconv.ParseFloat(v, 64)
-			if i != 3 && i != 4 { // idle, iowait
+		// user, nice, system, irq, softirq (not idle, iowait, steal, and
+		// not guest, which user already counts).
+		for _, i := range []int{0, 1, 2, 5, 6} {
+			if i+1 < len(f) {
+				n, _ := strconv.ParseFloat(f[i+1], 64)
 				u.busy += n / 100
 			}
 		}
@@ -78,12 +81,13 @@ func takeCPUUsage() cpuUsage {
 // time of processes alive at u, less what they had at before; reaped
 // children's time likewise), the largest first, and the machine's busy
 // seconds. Processes that ended in between are counted only through
-// their parents' reaped time.
+// their parents' reaped time, with their whole life's time (a process
+// that began before the window counts in full).
 func (u cpuUsage) since(before cpuUsage) (lines []string, busy float64) {
 	own, reaped := map[string]float64{}, map[string]float64{}
 	for pid, p := range u.perProc {
 		b := before.perProc[pid]
-		if b.name != p.name || b.start != p.start { // a new process, or the pid reused
+		if b.start != p.start { // a new process (the pid reused); an exec keeps its count
 			b = procCPU{}
 		}
 		own[p.name] += p.own - b.own
@@ -172,9 +176,10 @@ func profileContainerd(socket, ns string, d time.Duration) (wait func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", socket+".debug")
-		}}}
+		hc := &http.Client{Timeout: d + 30*time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "unix", socket+".debug")
+			}}}
 		resp, err := hc.Get(fmt.Sprintf("http://containerd/debug/pprof/profile?seconds=%d", int(d.Seconds())))
 		if err != nil {
 			fmt.Printf("%s: containerd profile: %v\n", ns, err)
@@ -190,4 +195,33 @@ func profileContainerd(socket, ns string, d time.Duration) (wait func()) {
 		}
 	}()
 	return func() { <-done }
+}
+
+// reportCost prints what burst ns of n pods cost from before (the
+// machine's CPU by process, reqs the apiserver's requests): the CPU, the
+// requests, who wrote a pod, and the pods' Events by source and reason.
+func (c *cluster) reportCost(ns string, n int, before cpuUsage, reqs map[string]float64) {
+	ctx := context.Background()
+	usage, busy := takeCPUUsage().since(before)
+	for _, l := range usage {
+		fmt.Printf("%s: cpu: %s\n", ns, l)
+	}
+	if n > 0 {
+		fmt.Printf("%s: %.0f ms of the machine's CPU a pod\n", ns, busy*1000/float64(n))
+	}
+	for _, l := range apiRequestsSince(reqs, apiRequests(c.kube)) {
+		fmt.Printf("%s: apiserver requests: %s\n", ns, l)
+	}
+	if pods, err := c.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{Limit: 1}); err == nil && len(pods.Items) > 0 {
+		for _, m := range pods.Items[0].ManagedFields {
+			fmt.Printf("%s: a pod's writer: %s %s %s\n", ns, m.Manager, m.Operation, m.Subresource)
+		}
+	}
+	if evs, err := c.kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{}); err == nil {
+		reasons := map[string]int{}
+		for _, e := range evs.Items {
+			reasons[e.Source.Component+" "+e.Reason] += int(max(e.Count, 1))
+		}
+		fmt.Printf("%s: events by source and reason: %v\n", ns, reasons)
+	}
 }
