@@ -186,7 +186,7 @@ func containerState(s apiv1.ContainerState) corev1.ContainerState {
 // refusedStatus is the Failed status of a pod the virtual node won't run.
 func refusedStatus(pod *corev1.Pod, r *refusal) corev1.PodStatus {
 	now := metav1.Now()
-	st := corev1.PodStatus{Phase: corev1.PodFailed, Reason: r.Reason, Message: r.Message, StartTime: &now}
+	st := corev1.PodStatus{Phase: corev1.PodFailed, Reason: r.Reason, Message: r.Message, StartTime: &now, ObservedGeneration: pod.Generation}
 	for _, c := range pod.Spec.Containers {
 		st.ContainerStatuses = append(st.ContainerStatuses, corev1.ContainerStatus{Name: c.Name, Image: c.Image,
 			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, Reason: r.Reason, Message: r.Message, FinishedAt: now}}})
@@ -219,8 +219,13 @@ func deletedStatus(pod *corev1.Pod) corev1.PodStatus {
 // waitingStatus is a Pending pod whose containers can't be created yet.
 func waitingStatus(pod *corev1.Pod, reason, msg string) corev1.PodStatus {
 	now := metav1.Now()
-	st := corev1.PodStatus{Phase: corev1.PodPending, StartTime: &now,
-		Conditions: []corev1.PodCondition{podCondition(corev1.PodScheduled, true, now.Time)}}
+	// The generation as the node's other statuses carry it (podStatus):
+	// the apiserver keeps it over a status without, and the write's echo
+	// would then not be known as the node's (pushedstatus.go).
+	scheduled := podCondition(corev1.PodScheduled, true, now.Time)
+	scheduled.ObservedGeneration = pod.Generation
+	st := corev1.PodStatus{Phase: corev1.PodPending, StartTime: &now, ObservedGeneration: pod.Generation,
+		Conditions: []corev1.PodCondition{scheduled}}
 	for _, c := range pod.Spec.Containers {
 		st.ContainerStatuses = append(st.ContainerStatuses, corev1.ContainerStatus{Name: c.Name, Image: c.Image,
 			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: msg}}})
