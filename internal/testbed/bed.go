@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -237,14 +239,46 @@ func RepoRoot() (string, error) {
 	}
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
+// freePort returns a loopback TCP port that was free a moment ago, taken
+// below the kernel's range of ephemeral ports when it can: a port of that
+// range can be given to any outgoing connection between the moment it is
+// found free and the one its component listens on it (the bed's
+// kube-scheduler once failed to start so: "address already in use").
 func freePort() (int, error) {
+	if lo, hi, ok := belowEphemeral(); ok {
+		for range 100 {
+			p := lo + rand.IntN(hi-lo)
+			if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p))); err == nil {
+				_ = l.Close()
+				return p, nil
+			}
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// belowEphemeral is a range of 10,000 ports just below the kernel's
+// ephemeral ports (ip_local_port_range), if there is room for one above
+// 10,000.
+func belowEphemeral() (lo, hi int, ok bool) {
+	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(data))
+	if len(f) != 2 {
+		return 0, 0, false
+	}
+	start, err := strconv.Atoi(f[0])
+	if err != nil || start < 20000 {
+		return 0, 0, false
+	}
+	return start - 10000, start, true
 }
 
 // checkPortFree gives a clear error when addr is already taken.
