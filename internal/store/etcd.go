@@ -81,9 +81,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints: endpoints, DialTimeout: 5 * time.Second, Context: context.Background(),
 		// A connection that went dead without a word (a member's host
-		// gone) ends the watches on it, which list again: the placer
-		// reads its waiting groups from one (as the apiserver's etcd
-		// client does: 30 s, then 10 s for the answer).
+		// gone) is found and dropped, and the watches on it resume on
+		// another from their next revision: the placer reads its waiting
+		// groups from one (as the apiserver's etcd client: 30 s, then
+		// 10 s for the answer).
 		DialKeepAliveTime: 30 * time.Second, DialKeepAliveTimeout: 10 * time.Second,
 		TLS: tlsCfg, Logger: zap.NewNop(),
 	})

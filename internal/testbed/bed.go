@@ -262,9 +262,8 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// belowEphemeral is a range of 10,000 ports just below the kernel's
-// ephemeral ports (ip_local_port_range), if there is room for one above
-// 10,000.
+// belowEphemeral is a range of up to 10,000 ports just below the kernel's
+// ephemeral ports (ip_local_port_range), from 1024 at the lowest.
 func belowEphemeral() (lo, hi int, ok bool) {
 	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 	if err != nil {
@@ -275,10 +274,10 @@ func belowEphemeral() (lo, hi int, ok bool) {
 		return 0, 0, false
 	}
 	start, err := strconv.Atoi(f[0])
-	if err != nil || start < 20000 {
+	if err != nil || start <= 2048 {
 		return 0, 0, false
 	}
-	return start - 10000, start, true
+	return max(1024, start-10000), start, true
 }
 
 // checkPortFree gives a clear error when addr is already taken.

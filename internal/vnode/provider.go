@@ -69,6 +69,13 @@ func newProvider(cfg Config) *Provider {
 
 func podKey(namespace, name string) string { return namespace + "/" + name }
 
+// setStatus sets the status of pod, one of p.pods (read under p.mu).
+func (p *Provider) setStatus(pod *corev1.Pod, st corev1.PodStatus) {
+	p.mu.Lock()
+	pod.Status = st
+	p.mu.Unlock()
+}
+
 // CreatePod makes the pod's group (or finds it: the client token is the pod
 // UID). A pod the node won't run is failed with the reason and an Event.
 func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
@@ -82,15 +89,15 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 	switch {
 	case errors.As(err, &r):
 		p.event(pod, corev1.EventTypeWarning, r.Reason, r.Message)
-		pod.Status = refusedStatus(pod, r)
+		p.setStatus(pod, refusedStatus(pod, r))
 		p.push(pod)
 		return nil
 	case errors.As(err, &missing):
 		p.event(pod, corev1.EventTypeWarning, "CreateContainerConfigError", fmt.Sprintf("Error: %s", missing.what+" not found"))
 		p.mu.Lock()
 		p.waiting[podKey(pod.Namespace, pod.Name)] = pod
-		p.mu.Unlock()
 		pod.Status = waitingStatus(pod, "CreateContainerConfigError", missing.Error())
+		p.mu.Unlock()
 		p.push(pod)
 		return nil // created when the object appears (onObject)
 	case err != nil:
@@ -102,7 +109,7 @@ func (p *Provider) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 	if errdefs.IsInvalid(err) || errdefs.IsTooLarge(err) {
 		r := &refusal{Reason: "InvalidInstance", Message: err.Error()}
 		p.event(pod, corev1.EventTypeWarning, r.Reason, r.Message)
-		pod.Status = refusedStatus(pod, r)
+		p.setStatus(pod, refusedStatus(pod, r))
 		p.push(pod)
 		return nil
 	}
@@ -279,6 +286,7 @@ func (p *Provider) gone(ctx context.Context, pod *corev1.Pod) {
 	p.metrics.forget(string(pod.UID))
 	p.mu.Unlock()
 	if renamed {
+		p.pushed.forget(string(pod.UID))
 		return
 	}
 	if cur == nil {
@@ -413,6 +421,13 @@ func (p *Provider) withClusterMeta(pod *corev1.Pod) (live bool) {
 	if err != nil || cur.UID != pod.UID {
 		return false
 	}
+	p.takeMeta(pod, cur)
+	return true
+}
+
+// takeMeta gives pod the metadata of cur (the same pod as the cluster has
+// it) plus the instance annotations this node writes.
+func (p *Provider) takeMeta(pod, cur *corev1.Pod) {
 	p.mu.Lock()
 	var own map[string]string
 	if g := p.groups[string(pod.UID)]; g != nil {
@@ -433,7 +448,6 @@ func (p *Provider) withClusterMeta(pod *corev1.Pod) (live bool) {
 		}
 	}
 	pod.ObjectMeta = *meta
-	return true
 }
 
 // remember records a group and pushes its pod's status; a size the pod

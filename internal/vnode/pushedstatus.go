@@ -21,12 +21,18 @@ import (
 // and a pod's Running waited on the back-off. So a push made while the
 // pod's previous one is not yet seen back (its echo: podupdates.go) waits
 // for that echo, at most holdPush; a later push replaces a waiting one
-// (only the newest status matters).
+// (only the newest status matters). Deliveries of one pod run one at a
+// time, in the order they were decided; one decided before another that
+// went already is dropped (a held push released just as a terminal one
+// went at once must not land after it).
 type pushedStatuses struct {
 	mu       sync.Mutex
 	last     map[string][32]byte // by pod UID
 	inFlight map[string]time.Time
 	held     map[string]*heldPush
+	seq      map[string]uint64      // the latest delivery decided (a number of next)
+	order    map[string]*sync.Mutex // held while a delivery runs
+	next     uint64                 // deliveries decided, of all pods
 }
 
 // holdPush bounds how long a push waits for its predecessor's echo (a
@@ -40,10 +46,17 @@ type heldPush struct {
 }
 
 // statusSum is a status's SHA-256, without its qosClass (the apiserver
-// sets it when the pod is made and keeps it over what the node writes).
+// sets it when the pod is made and keeps it over what the node writes),
+// nor the observed generations (a cluster without PodObservedGenerationTracking
+// drops them).
 func statusSum(st *corev1.PodStatus) ([32]byte, bool) {
 	c := *st
 	c.QOSClass = ""
+	c.ObservedGeneration = 0
+	c.Conditions = append([]corev1.PodCondition(nil), st.Conditions...)
+	for i := range c.Conditions {
+		c.Conditions[i].ObservedGeneration = 0
+	}
 	data, err := json.Marshal(&c)
 	if err != nil {
 		return [32]byte{}, false
@@ -74,23 +87,20 @@ func (s *pushedStatuses) note(uid string, st *corev1.PodStatus) {
 func (s *pushedStatuses) send(uid string, st *corev1.PodStatus, now bool, deliver func()) {
 	sum, ok := statusSum(st)
 	s.mu.Lock()
-	if s.last == nil {
-		s.last = map[string][32]byte{}
-	}
-	if s.inFlight == nil {
-		s.inFlight, s.held = map[string]time.Time{}, map[string]*heldPush{}
-	}
+	s.init()
 	if !ok {
 		delete(s.last, uid)
 		delete(s.inFlight, uid)
 		delete(s.held, uid)
+		n := s.decide(uid)
 		s.mu.Unlock()
-		deliver()
+		s.deliverInOrder(uid, n, deliver)
 		return
 	}
 	if last, known := s.last[uid]; known && last == sum && s.held[uid] == nil {
+		n := s.decide(uid)
 		s.mu.Unlock()
-		deliver()
+		s.deliverInOrder(uid, n, deliver)
 		return
 	}
 	if since, waiting := s.inFlight[uid]; waiting && !now && time.Since(since) < holdPush {
@@ -104,8 +114,47 @@ func (s *pushedStatuses) send(uid string, st *corev1.PodStatus, now bool, delive
 	}
 	s.last[uid], s.inFlight[uid] = sum, time.Now()
 	delete(s.held, uid)
+	n := s.decide(uid)
 	s.mu.Unlock()
-	deliver()
+	s.deliverInOrder(uid, n, deliver)
+}
+
+func (s *pushedStatuses) init() {
+	if s.last == nil {
+		s.last = map[string][32]byte{}
+	}
+	if s.inFlight == nil {
+		s.inFlight, s.held = map[string]time.Time{}, map[string]*heldPush{}
+		s.seq, s.order = map[string]uint64{}, map[string]*sync.Mutex{}
+	}
+}
+
+// decide numbers a delivery of pod uid (under s.mu), never with a number
+// given before (a pod forgotten and pushed again included).
+func (s *pushedStatuses) decide(uid string) uint64 {
+	s.next++
+	s.seq[uid] = s.next
+	return s.next
+}
+
+// deliverInOrder runs delivery n of pod uid unless a later one was decided
+// meanwhile; one pod's deliveries run one at a time.
+func (s *pushedStatuses) deliverInOrder(uid string, n uint64, deliver func()) {
+	s.mu.Lock()
+	m := s.order[uid]
+	if m == nil {
+		m = &sync.Mutex{}
+		s.order[uid] = m
+	}
+	s.mu.Unlock()
+	m.Lock()
+	defer m.Unlock()
+	s.mu.Lock()
+	latest := s.seq[uid] == n
+	s.mu.Unlock()
+	if latest {
+		deliver()
+	}
 }
 
 // confirm says pod uid's last push was seen back: a push waiting for it
@@ -133,8 +182,9 @@ func (s *pushedStatuses) release(uid string, since time.Time) {
 	}
 	delete(s.held, uid)
 	s.last[uid], s.inFlight[uid] = h.sum, time.Now()
+	n := s.decide(uid)
 	s.mu.Unlock()
-	h.deliver()
+	s.deliverInOrder(uid, n, h.deliver)
 }
 
 // forget drops pod uid, and a push waiting for it.
@@ -144,6 +194,8 @@ func (s *pushedStatuses) forget(uid string) {
 	delete(s.last, uid)
 	delete(s.inFlight, uid)
 	delete(s.held, uid)
+	delete(s.seq, uid)
+	delete(s.order, uid)
 }
 
 // isLast tells whether st is the status pushed last for pod uid.

@@ -78,3 +78,52 @@ func TestPushWaitsForEcho(t *testing.T) {
 	s.send("uid-2", &corev1.PodStatus{Phase: corev1.PodRunning}, false, func() { mu.Lock(); got = append(got, "other"); mu.Unlock() })
 	want("other pod", "Pending", "Succeeded", "Failed", "Failed", "FailedDeleted", "other")
 }
+
+// One pod's deliveries run one at a time, in the order decided, and one
+// decided before a later one that went is dropped: an older status held
+// and released never lands after a terminal one sent at once.
+func TestPushesDeliveredInOrder(t *testing.T) {
+	var s pushedStatuses
+	s.mu.Lock()
+	s.init()
+	older, newer := s.decide("uid-1"), s.decide("uid-1")
+	s.mu.Unlock()
+	var got []string
+	s.deliverInOrder("uid-1", newer, func() { got = append(got, "terminal") })
+	s.deliverInOrder("uid-1", older, func() { got = append(got, "older") })
+	if len(got) != 1 || got[0] != "terminal" {
+		t.Fatalf("delivered %v, want only the terminal status", got)
+	}
+
+	// A delivery under way holds the next one back until it is done.
+	s.send("uid-2", &corev1.PodStatus{Phase: corev1.PodRunning}, true, func() {})
+	running := make(chan struct{})
+	unblock := make(chan struct{})
+	var mu sync.Mutex
+	var order []string
+	go s.send("uid-2", &corev1.PodStatus{Phase: corev1.PodPending}, true, func() {
+		close(running)
+		<-unblock
+		mu.Lock()
+		order = append(order, "first")
+		mu.Unlock()
+	})
+	<-running
+	done := make(chan struct{})
+	go func() {
+		s.send("uid-2", &corev1.PodStatus{Phase: corev1.PodSucceeded}, true, func() { mu.Lock(); order = append(order, "second"); mu.Unlock() })
+		close(done)
+	}()
+	select {
+	case <-done:
+		t.Fatal("the second delivery ran while the first was under way")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(unblock)
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if len(order) != 2 || order[0] != "first" || order[1] != "second" {
+		t.Fatalf("deliveries %v, want first then second", order)
+	}
+}

@@ -17,8 +17,10 @@ import (
 // conflict, which means someone wrote) would be undone. So each status
 // write takes the metadata of the lister's pod at the resourceVersion it
 // is written at, plus the instance annotations the node writes
-// (withClusterMeta); a write at another version is refused by the
-// apiserver as before.
+// (takeMeta); a write at another version is refused by the apiserver as
+// before. virtual-kubelet's one unconditional write (a pod the provider
+// failed to create, at no version) is made at the lister's version: a
+// conflict is retried with the pod's next sync.
 type statusWriter struct {
 	corev1client.PodsGetter
 	p *Provider
@@ -38,9 +40,7 @@ func (s statusPods) UpdateStatus(ctx context.Context, pod *corev1.Pod, opts meta
 		if cur, err := s.p.cfg.Pods.Pods(pod.Namespace).Get(pod.Name); err == nil && cur.UID == pod.UID &&
 			(pod.ResourceVersion == "" || pod.ResourceVersion == cur.ResourceVersion) {
 			out := pod.DeepCopy()
-			rv := out.ResourceVersion
-			s.p.withClusterMeta(out)
-			out.ResourceVersion = rv
+			s.p.takeMeta(out, cur) // (its resourceVersion too)
 			pod = out
 		}
 	}

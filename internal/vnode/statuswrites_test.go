@@ -58,6 +58,25 @@ func TestStatusWriteKeepsCurrentMetadata(t *testing.T) {
 	if sent == nil || sent.ResourceVersion != "6" || sent.Labels["quarantine"] != "" {
 		t.Errorf("a write at another version was changed: %+v", sent)
 	}
+
+	// virtual-kubelet's write at no version: made at the lister's, with
+	// its metadata.
+	blind := pushed.DeepCopy()
+	blind.ResourceVersion = ""
+	sent = nil
+	_, _ = statusPods{PodInterface: recordingPods{PodInterface: kube.CoreV1().Pods("ns"), sent: &sent}, p: p}.UpdateStatus(ctx, blind, metav1.UpdateOptions{})
+	if sent == nil || sent.ResourceVersion != "7" || sent.Labels["quarantine"] != "true" {
+		t.Errorf("a write at no version: %+v", sent)
+	}
+
+	// Another pod under the name (another UID): left as it was.
+	other := pushed.DeepCopy()
+	other.UID = "uid-2"
+	sent = nil
+	_, _ = statusPods{PodInterface: recordingPods{PodInterface: kube.CoreV1().Pods("ns"), sent: &sent}, p: p}.UpdateStatus(ctx, other, metav1.UpdateOptions{})
+	if sent == nil || sent.UID != "uid-2" || sent.Labels["quarantine"] != "" || sent.Annotations[AnnInstanceID] != "" {
+		t.Errorf("another pod's write was changed: %+v", sent)
+	}
 }
 
 type recordingPods struct {
