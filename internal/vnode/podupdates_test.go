@@ -68,7 +68,7 @@ func TestPodUpdateFilter(t *testing.T) {
 	running.ResourceVersion = "11"
 	running.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "198.18.0.9", Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
 	pushed := running.DeepCopy()
-	f.pushed.note(string(pushed.UID), &pushed.Status)
+	f.pushed.send(string(pushed.UID), &pushed.Status, true, func() {})
 	edit := func(change func(*corev1.Pod)) *corev1.Pod {
 		p := running.DeepCopy()
 		change(p)
@@ -115,7 +115,7 @@ func TestPodUpdateFilter(t *testing.T) {
 	// A pod deleted (or its tombstone) is forgotten: the map holds only
 	// the apiserver's pods.
 	for _, gone := range []any{running, cache.DeletedFinalStateUnknown{Key: "default/web-1", Obj: running}} {
-		f.pushed.note(string(pushed.UID), &pushed.Status)
+		f.pushed.send(string(pushed.UID), &pushed.Status, true, func() {})
 		h.OnDelete(gone)
 		if len(f.pushed.last) != 0 {
 			t.Fatalf("after the delete of %T, %d statuses kept", gone, len(f.pushed.last))
@@ -198,7 +198,7 @@ func BenchmarkPodUpdateEvent(b *testing.B) {
 	echo := pod.DeepCopy()
 	echo.ResourceVersion = "11"
 	echo.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "198.18.0.9", Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
-	f.pushed.note(string(echo.UID), &echo.Status)
+	f.pushed.send(string(echo.UID), &echo.Status, true, func() {})
 	for _, c := range []struct {
 		name     string
 		h        cache.ResourceEventHandler

@@ -374,21 +374,17 @@ func (p *Provider) NotifyPods(_ context.Context, cb func(*corev1.Pod)) {
 	p.mu.Unlock()
 }
 
-// push hands a pod's status to virtual-kubelet, which writes it with the
-// pod's metadata as pushed: so the metadata is the cluster's current one
-// (the pod lister's), plus the instance annotations this node wrote.
-//
-// The status write so carries the instance's annotations (its id, size,
-// addresses, matched cache): the pods/status subresource keeps what its
-// body says of metadata but the owners and deletion, so no patch of its
+// push hands a pod's status to virtual-kubelet, with the cluster's current
+// metadata (the pod lister's) plus the instance's annotations: virtual-
+// kubelet writes the pod whole to pods/status, which keeps its labels and
+// annotations, so that write carries the annotations and no patch of its
 // own is needed (a patch per pod was a third of a burst's pod writes, and
-// raced the status writes into conflicts).
+// raced the status writes into conflicts). statusWriter gives the write
+// the metadata the pod has when it is made.
 //
-// A push held until the previous one is seen back (pushedstatus.go) takes
-// the cluster's metadata again when it goes, and goes only while the
-// cluster has the pod; a terminal status is never held (the pod is
-// forgotten right after it). What virtual-kubelet finally writes carries
-// the metadata the pod has at that moment (statusWriter).
+// A push may wait for the previous one to be seen back (pushedstatus.go);
+// it goes only while the cluster has the pod. A terminal status never
+// waits (the pod is forgotten right after it).
 func (p *Provider) push(pod *corev1.Pod) {
 	pod = pod.DeepCopy() // (callers keep theirs: pods of p.pods)
 	p.mu.Lock()

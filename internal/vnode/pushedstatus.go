@@ -64,21 +64,6 @@ func statusSum(st *corev1.PodStatus) ([32]byte, bool) {
 	return sha256.Sum256(data), true
 }
 
-// note records st as pod uid's last pushed status, holding nothing.
-func (s *pushedStatuses) note(uid string, st *corev1.PodStatus) {
-	sum, ok := statusSum(st)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.last == nil {
-		s.last = map[string][32]byte{}
-	}
-	if ok {
-		s.last[uid] = sum
-	} else {
-		delete(s.last, uid)
-	}
-}
-
 // send delivers a push of st for pod uid now, or once its previous push is
 // seen back (confirm), or after holdPush; now delivers it at once. A push
 // of the status pushed last, while none waits, goes at once too: it may
@@ -121,10 +106,7 @@ func (s *pushedStatuses) send(uid string, st *corev1.PodStatus, now bool, delive
 
 func (s *pushedStatuses) init() {
 	if s.last == nil {
-		s.last = map[string][32]byte{}
-	}
-	if s.inFlight == nil {
-		s.inFlight, s.held = map[string]time.Time{}, map[string]*heldPush{}
+		s.last, s.inFlight, s.held = map[string][32]byte{}, map[string]time.Time{}, map[string]*heldPush{}
 		s.seq, s.order = map[string]uint64{}, map[string]*sync.Mutex{}
 	}
 }

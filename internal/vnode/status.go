@@ -219,9 +219,8 @@ func deletedStatus(pod *corev1.Pod) corev1.PodStatus {
 // waitingStatus is a Pending pod whose containers can't be created yet.
 func waitingStatus(pod *corev1.Pod, reason, msg string) corev1.PodStatus {
 	now := metav1.Now()
-	// The generation as the node's other statuses carry it (podStatus):
-	// the apiserver keeps it over a status without, and the write's echo
-	// would then not be known as the node's (pushedstatus.go).
+	// The generation, as the node's other statuses (podStatus) and a 1.35
+	// kubelet's carry it.
 	scheduled := podCondition(corev1.PodScheduled, true, now.Time)
 	scheduled.ObservedGeneration = pod.Generation
 	st := corev1.PodStatus{Phase: corev1.PodPending, StartTime: &now, ObservedGeneration: pod.Generation,

@@ -50,31 +50,28 @@ func TestStatusWriteKeepsCurrentMetadata(t *testing.T) {
 		t.Errorf("the caller's pod was changed: %v", pushed.Labels)
 	}
 
+	// What a write sends on, changed as virtual-kubelet made it (change).
+	sends := func(change func(*corev1.Pod)) *corev1.Pod {
+		pod := pushed.DeepCopy()
+		change(pod)
+		var sent *corev1.Pod
+		_, _ = statusPods{PodInterface: recordingPods{PodInterface: kube.CoreV1().Pods("ns"), sent: &sent}, p: p}.UpdateStatus(ctx, pod, metav1.UpdateOptions{})
+		if sent == nil {
+			t.Fatal("nothing written")
+		}
+		return sent
+	}
 	// At another version: as virtual-kubelet made it.
-	stale := pushed.DeepCopy()
-	stale.ResourceVersion = "6"
-	var sent *corev1.Pod
-	_, _ = statusPods{PodInterface: recordingPods{PodInterface: kube.CoreV1().Pods("ns"), sent: &sent}, p: p}.UpdateStatus(ctx, stale, metav1.UpdateOptions{})
-	if sent == nil || sent.ResourceVersion != "6" || sent.Labels["quarantine"] != "" {
+	if sent := sends(func(p *corev1.Pod) { p.ResourceVersion = "6" }); sent.ResourceVersion != "6" || sent.Labels["quarantine"] != "" {
 		t.Errorf("a write at another version was changed: %+v", sent)
 	}
-
 	// virtual-kubelet's write at no version: made at the lister's, with
 	// its metadata.
-	blind := pushed.DeepCopy()
-	blind.ResourceVersion = ""
-	sent = nil
-	_, _ = statusPods{PodInterface: recordingPods{PodInterface: kube.CoreV1().Pods("ns"), sent: &sent}, p: p}.UpdateStatus(ctx, blind, metav1.UpdateOptions{})
-	if sent == nil || sent.ResourceVersion != "7" || sent.Labels["quarantine"] != "true" {
+	if sent := sends(func(p *corev1.Pod) { p.ResourceVersion = "" }); sent.ResourceVersion != "7" || sent.Labels["quarantine"] != "true" {
 		t.Errorf("a write at no version: %+v", sent)
 	}
-
 	// Another pod under the name (another UID): left as it was.
-	other := pushed.DeepCopy()
-	other.UID = "uid-2"
-	sent = nil
-	_, _ = statusPods{PodInterface: recordingPods{PodInterface: kube.CoreV1().Pods("ns"), sent: &sent}, p: p}.UpdateStatus(ctx, other, metav1.UpdateOptions{})
-	if sent == nil || sent.UID != "uid-2" || sent.Labels["quarantine"] != "" || sent.Annotations[AnnInstanceID] != "" {
+	if sent := sends(func(p *corev1.Pod) { p.UID = "uid-2" }); sent.UID != "uid-2" || sent.Labels["quarantine"] != "" || sent.Annotations[AnnInstanceID] != "" {
 		t.Errorf("another pod's write was changed: %+v", sent)
 	}
 }
