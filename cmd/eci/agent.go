@@ -139,6 +139,7 @@ func newAgentCommand() *cobra.Command {
 	fl.StringSliceVar(&cdiDirs, "cdi-spec-dirs", []string{"/etc/cdi", "/var/run/cdi"}, "the runtime's CDI spec directories (containerd's cdi_spec_dirs), where the host's GPUs are found")
 	fl.StringVar(&gpuKind, "gpu-cdi-kind", "nvidia.com/gpu", "the CDI kind of the host's GPUs: each device of that kind in --cdi-spec-dirs is a GPU groups may be given (nvidia-ctk cdi generate writes them)")
 	fl.StringVar(&cfg.CgroupParent, "cgroup-parent", cfg.CgroupParent, "cgroup under which each group gets its own")
+	fl.IntVar(&cfg.GroupsCPUWeight, "groups-cpu-weight", 0, "CPU weight of the groups' parent cgroup (1-10000, cgroup v2 units, 100 the kernel's default; on cgroup v1 cpu.shares = weight*1024/100): below 100 the groups yield to the control path and other services of a shared host while the CPU is contended; 0 leaves it as it is")
 	fl.Int64Var(&cfg.PidsLimit, "pids-limit", cfg.PidsLimit, "processes and threads one group may have together (its cgroup's pids.max; -1: no limit); the host's kernel.pid_max must leave room for every group's")
 	fl.StringVar(&cfg.LogDir, "log-dir", cfg.LogDir, "CRI log files, a directory per group")
 	fl.StringVar(&cfg.StateDir, "state-dir", cfg.StateDir, "the groups' volumes (emptyDir, files payloads)")

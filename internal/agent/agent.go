@@ -103,6 +103,11 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err := a.hostDNS.load(); err != nil {
 		return err
 	}
+	if a.cfg.GroupsCPUWeight > 0 && !a.cfg.NoCgroups {
+		if err := setCPUWeight(a.cfg.CgroupParent, a.cfg.GroupsCPUWeight); err != nil {
+			return fmt.Errorf("--groups-cpu-weight: %w", err)
+		}
+	}
 	a.startServices(ctx)
 	if err := a.startOverlay(ctx); err != nil {
 		return err

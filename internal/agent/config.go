@@ -36,6 +36,10 @@ type Config struct {
 	// cgroup's pids.max), so that a fork bomb stays inside its instance
 	// (2048; the kubelet's --pod-max-pids). Negative: no limit.
 	PidsLimit int64
+	// GroupsCPUWeight, when set, is the CPU weight of CgroupParent (1 to
+	// 10000, cgroup v2's units; 100 is the default), so that the groups
+	// together yield to the control path on a shared host (cpuweight.go).
+	GroupsCPUWeight int
 	// DefaultRuntimeHandler runs the groups that name no runtime handler
 	// (--runtime-handler, when given); empty: the runtime's default.
 	DefaultRuntimeHandler string
@@ -166,6 +170,9 @@ func (c *Config) validate() error {
 	}
 	if c.DataCacheBytes == 0 {
 		c.DataCacheBytes = 100 << 30
+	}
+	if c.GroupsCPUWeight < 0 || c.GroupsCPUWeight > MaxCPUWeight {
+		return fmt.Errorf("agent: --groups-cpu-weight %d: allowed: 1 to %d (0: leave the cgroup's weight as it is)", c.GroupsCPUWeight, MaxCPUWeight)
 	}
 	if c.ImageCacheMinFreePercent < 0 || c.ImageCacheMinFreePercent > 99 {
 		return fmt.Errorf("image cache minimum free share %d%%: allowed: 0 to 99", c.ImageCacheMinFreePercent)

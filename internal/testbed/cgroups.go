@@ -108,3 +108,28 @@ left=0; for d in /sys/fs/cgroup/*/%s; do [ -d "$d" ] && left=1 && echo "$d"; don
 	}
 	return nil
 }
+
+// Shares of the bed's data plane (docs/fast-start.md "CPU priority"): the
+// pods' cgroup parent holds the pods, their shims and runc (the shim joins
+// its sandbox's cgroup), and containerd in its child "runtime"; as a whole
+// it weighs a quarter of one busy process of the control plane (the
+// apiserver, etcd, the test's eci), as an operator gives containerd and
+// `eci agent --groups-cpu-weight` a low weight on a host they share with
+// the control path. While the CPU is idle the data plane gets it all.
+const (
+	dataPlaneShares = 256 // cgroup v1 cpu.shares
+	dataPlaneWeight = 25  // cgroup v2 cpu.weight: the same by systemd's map
+)
+
+// runtimeCgroupScript returns shell commands that give the bed's cgroup
+// parent its weight and move the shell (and so what it starts next:
+// containerd) into the parent's "runtime" child, for the cpu controller
+// only: the runtime's memory stays where it was.
+func runtimeCgroupScript(parent string, v2 bool) string {
+	if v2 {
+		d := "/sys/fs/cgroup" + parent
+		return fmt.Sprintf("mkdir -p %[1]s/runtime\necho +cpu > %[1]s/cgroup.subtree_control\necho %[2]d > %[1]s/cpu.weight\necho $$ > %[1]s/runtime/cgroup.procs\n", d, dataPlaneWeight)
+	}
+	d := "/sys/fs/cgroup/cpu" + parent
+	return fmt.Sprintf("mkdir -p %[1]s/runtime\necho %[2]d > %[1]s/cpu.shares\necho $$ > %[1]s/runtime/cgroup.procs\n", d, dataPlaneShares)
+}

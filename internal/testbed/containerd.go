@@ -191,12 +191,15 @@ func (b *Bed) startContainerdIn(ctx context.Context, netns, dir string) (*Contai
 	if err != nil {
 		return nil, err
 	}
+	v2 := mounts == ""
 	// sh stays PID 1 of the new PID namespace (it reaps orphaned shims); when it
 	// dies, the kernel kills every process in the namespace, and the private
 	// mount namespace (overlay snapshots, netns mounts) goes with them.
 	// The bed's cgroup parent exists in every hierarchy before anything runs, so
 	// a kubelet can take it as its --cgroup-root.
 	mounts += fmt.Sprintf("for d in /sys/fs/cgroup/*; do if [ -d \"$d\" ] && [ ! -L \"$d\" ]; then mkdir -p \"$d%s\"; fi; done\n", b.CgroupParent)
+	// containerd and its shims weigh less than the control plane (cgroups.go).
+	mounts += runtimeCgroupScript(b.CgroupParent, v2)
 	script := mounts + fmt.Sprintf("%s --config %s --log-level warn &\npid=$!\ntrap 'kill -TERM $pid' TERM INT\nwait $pid\n", bin, configPath)
 	scriptPath := filepath.Join(dir, "run.sh")
 	if err := os.WriteFile(scriptPath, []byte(script), 0o755); err != nil {

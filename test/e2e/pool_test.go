@@ -262,7 +262,7 @@ func startPoolAgents(t testing.TB, srv *servertest.Server, bed *testbed.Bed, eci
 			"--cgroup-parent", bed.CgroupParent+"/"+h.Name, "--log-dir", filepath.Join(h.Dir, "group-logs"), "--state-dir", filepath.Join(h.Dir, "agent"),
 			"--cni-conf-dir", h.Containerd.CNIConfDir, "--network-name", bed.Network.AgentNetwork, "--cni-socket", filepath.Join(h.Dir, "cni.sock"),
 			"--resolv-conf", "", "--stream-address", h.TunnelIP.String()+":0", "--registry-config-dir", h.Containerd.CertsDir,
-			"--tunnel-ip", h.TunnelIP.String())
+			"--tunnel-ip", h.TunnelIP.String(), "--groups-cpu-weight", "50")
 	}
 	poll.Eventually(t, 60*time.Second, "every host of the pool Ready with its tunnel IP", func() error {
 		hosts, err := srv.Admin.ListHosts(context.Background())
@@ -280,6 +280,17 @@ func startPoolAgents(t testing.TB, srv *servertest.Server, bed *testbed.Bed, eci
 		}
 		return nil
 	})
+	// --groups-cpu-weight 50: the host's groups weigh half of what the
+	// kernel gives a cgroup by default (cgroup v1: cpu.shares 512).
+	for _, h := range bed.Hosts {
+		file, want := filepath.Join("/sys/fs/cgroup/cpu", bed.CgroupParent, h.Name, "cpu.shares"), "512"
+		if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+			file, want = filepath.Join("/sys/fs/cgroup", bed.CgroupParent, h.Name, "cpu.weight"), "50"
+		}
+		if data, err := os.ReadFile(file); err != nil || strings.TrimSpace(string(data)) != want {
+			t.Fatalf("%s = %q (%v), want %s (--groups-cpu-weight 50)", file, data, err, want)
+		}
+	}
 }
 
 // poolGroup is a group of one busybox container running script.
