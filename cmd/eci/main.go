@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -28,10 +27,6 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "eci:", err)
-		var ni notImplementedError
-		if errors.As(err, &ni) {
-			os.Exit(3)
-		}
 		os.Exit(1)
 	}
 }
@@ -72,14 +67,9 @@ Other:     version, profile`,
 		newServerCommand(), newAgentCommand(), newVnodeCommand(), newUpCommand(),
 		cli.ProfileCommand(),
 	)
-	root.AddCommand(newClientCommands()...)
+	// The client verbs find the server with --server/--token/--ca-file,
+	// $ECI_SERVER/$ECI_TOKEN/$ECI_CA_FILE, or a config file (--config,
+	// $ECI_CONFIG, ~/.eci/config).
+	root.AddCommand(cli.Commands()...)
 	return root
-}
-
-// notImplementedError is returned by a subcommand whose role is planned (its
-// --help says what it will do) but not built yet; the exit code is 3.
-type notImplementedError struct{ what, issue string }
-
-func (e notImplementedError) Error() string {
-	return fmt.Sprintf("%s is not implemented yet (planned in issue %s)", e.what, e.issue)
 }

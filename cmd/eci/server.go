@@ -113,6 +113,8 @@ Serves /metrics (Prometheus), /healthz and /readyz.`,
 	fl.IntVar(&cfg.TenantRateLimit.Burst, "tenant-burst", server.DefaultTenantRateLimit.Burst, "requests one tenant token may make at once")
 	fl.Float64Var(&cfg.HostRateLimit.QPS, "host-qps", server.DefaultHostRateLimit.QPS, "requests a second one host (agent) token may make to this server (-1: no limit)")
 	fl.IntVar(&cfg.HostRateLimit.Burst, "host-burst", server.DefaultHostRateLimit.Burst, "requests one host token may make at once")
+	fl.StringVar(&cfg.PriceBookFile, "price-book", "", "the price book bills are rated with (YAML, docs/billing.md), read again every 10 s when it changes (an invalid change is logged, naming the line, and the book in use stays); default: the spec's list prices")
+	fl.DurationVar(&cfg.Control.UsageRetention, "usage-retention", control.DefaultUsageRetention, "how long a group's usage record is kept after the group is gone")
 	fl.StringVar(&eipRange, "eip-range", "", "addresses of the hosts' network that EIPs are given from (none: no EIPs)")
 	fl.IntVar(&cfg.Control.MaxStoredGroups, "max-stored-groups-per-tenant", control.DefaultMaxStoredGroups, "groups one tenant may store, every state (ended ones count until they are deleted or retention removes them)")
 	fl.IntVar(&cfg.Control.MaxLargeGroups, "max-large-groups-per-tenant", control.DefaultMaxLargeGroups, fmt.Sprintf("groups over %d KiB (files volumes) one tenant may store while they run", control.LargeGroupBytes>>10))

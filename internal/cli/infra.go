@@ -241,7 +241,7 @@ func Commands() []*cobra.Command {
 		newRunCommand(f), newPsCommand(f), newDescribeCommand(f), newRmCommand(f), newEventsCommand(f),
 		newLogsCommand(f), newExecCommand(f), newAttachCommand(f), newPortForwardCommand(f), newTopCommand(f),
 		newRestartCommand(f), newUpdateCommand(f), newTenantsCommand(f), newQuotaCommand(f),
-		newHostsCommand(f), newVSwitchesCommand(f), newVPCsCommand(f), newEIPsCommand(f), newRoutesCommand(f), newSecurityGroupsCommand(f), newImageCachesCommand(f), newDataCachesCommand(f), newTokenCommand(f),
+		newHostsCommand(f), newVSwitchesCommand(f), newVPCsCommand(f), newEIPsCommand(f), newRoutesCommand(f), newSecurityGroupsCommand(f), newImageCachesCommand(f), newDataCachesCommand(f), newTokenCommand(f), newBillCommand(f),
 	}
 	for _, c := range cmds {
 		f.bind(c)

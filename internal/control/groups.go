@@ -277,7 +277,11 @@ func (s *Service) removeGroup(ctx context.Context, g *apiv1.ContainerGroup, conf
 	if err != nil {
 		return err
 	}
-	ops = append(ops, s.removalOps(g)...)
+	removal, err := s.removalOps(g)
+	if err != nil {
+		return err
+	}
+	ops = append(ops, removal...)
 	if _, err := s.st.Commit(ctx, append(cmps, unchanged), ops); err != nil {
 		return err
 	}

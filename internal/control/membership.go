@@ -224,8 +224,9 @@ func (s *Service) endedOps(g *apiv1.ContainerGroup) []store.Op {
 }
 
 // removalOps go with a group's removal: its index keys and its client
-// token's, so that the token may make a new group.
-func (s *Service) removalOps(g *apiv1.ContainerGroup) []store.Op {
+// token's, so that the token may make a new group; and its usage record
+// (metering.go).
+func (s *Service) removalOps(g *apiv1.ContainerGroup) ([]store.Op, error) {
 	ops := []store.Op{
 		s.groups.DeleteOp(g.Metadata.ID),
 		s.members.DeleteOp(storedKey(g.Metadata.Tenant, g.Metadata.ID)),
@@ -235,7 +236,8 @@ func (s *Service) removalOps(g *apiv1.ContainerGroup) []store.Op {
 	if g.Spec.ClientToken != "" {
 		ops = append(ops, s.idxs.DeleteOp(clientTokenKey(g.Metadata.Tenant, g.Spec.ClientToken)))
 	}
-	return ops
+	usage, err := s.usageOps(g)
+	return append(ops, usage...), err
 }
 
 // removeRecord removes an ended group's record (it holds nothing) if it is
@@ -245,7 +247,11 @@ func (s *Service) removeRecord(ctx context.Context, g *apiv1.ContainerGroup) err
 	if err != nil {
 		return err
 	}
-	_, err = s.st.Commit(ctx, []store.Cond{unchanged}, s.removalOps(g))
+	ops, err := s.removalOps(g)
+	if err != nil {
+		return err
+	}
+	_, err = s.st.Commit(ctx, []store.Cond{unchanged}, ops)
 	s.uncount(g.Metadata.Tenant)
 	return err
 }

@@ -77,6 +77,7 @@ func (s *Service) CollectGarbage(ctx context.Context) error {
 	if removed > 0 {
 		log.G(ctx).Info("removed ended groups past their retention", "count", removed)
 	}
+	s.collectUsage(ctx)
 	return nil
 }
 

@@ -42,6 +42,9 @@ type Options struct {
 	// EIPRange holds the addresses EIPs are given from (eips.go; invalid:
 	// none are).
 	EIPRange netip.Prefix
+	// UsageRetention keeps usage records that long after their group ended
+	// (DefaultUsageRetention).
+	UsageRetention time.Duration
 	// Now is the clock (tests move it).
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -68,13 +71,16 @@ type Service struct {
 	vsvcs   *store.Collection[apiv1.VirtualService, *apiv1.VirtualService] // virtualservices.go
 	vsusage *store.Collection[vsUsage, *vsUsage]                           // vsusage.go
 	idxs    *store.Collection[tokenIndex, *tokenIndex]
-	imcs    *store.Collection[apiv1.ImageCache, *apiv1.ImageCache] // imagecaches.go
-	himgs   *store.Collection[hostImages, *hostImages]             // imagecachehosts.go
-	dcs     *store.Collection[apiv1.DataCache, *apiv1.DataCache]   // datacaches.go
-	hdata   *store.Collection[hostData, *hostData]                 // datacachehosts.go
-	matches cacheMatches                                           // imagecachestatus.go
-	members *store.Collection[member, *member]                     // membership.go
-	counts  counts                                                 // membership.go
+	imcs    *store.Collection[apiv1.ImageCache, *apiv1.ImageCache]   // imagecaches.go
+	himgs   *store.Collection[hostImages, *hostImages]               // imagecachehosts.go
+	dcs     *store.Collection[apiv1.DataCache, *apiv1.DataCache]     // datacaches.go
+	hdata   *store.Collection[hostData, *hostData]                   // datacachehosts.go
+	matches cacheMatches                                             // imagecachestatus.go
+	members *store.Collection[member, *member]                       // membership.go
+	records *store.Collection[apiv1.UsageRecord, *apiv1.UsageRecord] // metering.go
+	prices  priceBook                                                // metering.go
+	usageGC atomic.Int64                                             // metering.go: last collection, Unix seconds
+	counts  counts                                                   // membership.go
 	log     *slog.Logger
 
 	// kick wakes the placer when a group waits or capacity is freed.
@@ -155,6 +161,9 @@ func New(st *store.Store, opts Options) *Service {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.UsageRetention <= 0 {
+		opts.UsageRetention = DefaultUsageRetention
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -183,6 +192,7 @@ func New(st *store.Store, opts Options) *Service {
 		dcs:     store.NewCollection[apiv1.DataCache](st, "datacaches"),
 		hdata:   store.NewCollection[hostData](st, "hostdata"),
 		members: store.NewCollection[member](st, "tenantgroups"),
+		records: store.NewCollection[apiv1.UsageRecord](st, "usagerecords"),
 		counts:  counts{m: map[string]cachedCount{}},
 		log:     opts.Logger,
 		kick:    make(chan struct{}, 1),

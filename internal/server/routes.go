@@ -45,6 +45,7 @@ func (s *Server) routes() []route {
 		{method: "GET", path: "/v1/containergroups/{id}/stats", handler: s.groupStats},
 
 		{method: "GET", path: "/v1/events", handler: s.listEvents},
+		{method: "GET", path: "/v1/bill", handler: s.bill},
 		{method: "POST", path: "/v1/events", handler: s.addEvent},
 
 		{method: "POST", path: "/v1/hosts", handler: s.registerHost},

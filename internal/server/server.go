@@ -52,6 +52,12 @@ type Config struct {
 	// one server (DefaultTenantRateLimit, DefaultHostRateLimit; a negative
 	// QPS: no limit). The admin is not limited.
 	TenantRateLimit, HostRateLimit RateLimit
+	// PriceBookFile is the price book bills are rated with (YAML,
+	// docs/billing.md), read again when it changes; empty:
+	// billing.DefaultBook.
+	PriceBookFile string
+	// PriceBookEvery is how often the file is read again (10 s).
+	PriceBookEvery time.Duration
 	// Control tunes the service (tests set a clock).
 	Control control.Options
 }
@@ -76,6 +82,12 @@ func (c *Config) Validate() error {
 	}
 	if len(c.EtcdEndpoints) > 0 && c.EncryptionKeyFile == "" {
 		return errors.New("--encryption-key-file is required with --etcd-endpoints: every server on that etcd must seal and open stored values with the same keys (docs/security.md)")
+	}
+	if c.Control.UsageRetention < 0 {
+		return fmt.Errorf("--usage-retention %s: must be positive", c.Control.UsageRetention)
+	}
+	if c.PriceBookEvery <= 0 {
+		c.PriceBookEvery = 10 * time.Second
 	}
 	if c.Control.SpotNotice < 0 {
 		return fmt.Errorf("--spot-notice %s: must be positive", c.Control.SpotNotice)
@@ -187,6 +199,11 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	if err := s.ensureAdminToken(ctx); err != nil {
 		return err
 	}
+	prices, err := s.loadPriceBook()
+	if err != nil {
+		return err
+	}
+	go s.watchPriceBook(ctx, prices)
 	cert, err := loadOrCreateTLS(s.cfg.TLSCertFile, s.cfg.TLSKeyFile, filepath.Join(s.cfg.DataDir, "tls"), s.cfg.TLSNames)
 	if err != nil {
 		return err

@@ -1,0 +1,121 @@
+package v1
+
+import "time"
+
+// LabelVirtualNode is the label a virtual node puts on the groups it makes:
+// its name. Billing allocates their cost to it.
+const LabelVirtualNode = "eci.dev/node"
+
+// UsageRecord is what one group was billed for (docs/billing.md): written
+// once, when the group's record is removed, in the same transaction, and
+// kept for the usage retention after. A group still stored is metered
+// from its own record (UsageOf), so a group is counted in exactly one of
+// the two, whatever restarts or leader changes happen.
+type UsageRecord struct {
+	// Metadata.ID is the group's id; Tenant its tenant; CreatedAt when the
+	// record was written.
+	Metadata ObjectMeta `json:"metadata"`
+	Name     string     `json:"name"`
+	// Tags and VirtualNode allocate the cost.
+	Tags        map[string]string `json:"tags,omitempty"`
+	VirtualNode string            `json:"virtualNode,omitempty"`
+	Zone        string            `json:"zone,omitempty"`
+	Host        string            `json:"host,omitempty"`
+	// The size the group ran at.
+	InstanceType    string `json:"instanceType,omitempty"`
+	InstanceSpec    string `json:"instanceSpec,omitempty"`
+	MilliCPU        int64  `json:"milliCPU"`
+	MemoryMiB       int64  `json:"memoryMiB"`
+	GPU             int    `json:"gpu,omitempty"`
+	ExtraStorageGiB int    `json:"extraStorageGiB,omitempty"`
+	Spot            bool   `json:"spot,omitempty"`
+	// Billed from Start (PendingAt) to End; Pending until RunningAt (none:
+	// it never ran).
+	Start     time.Time  `json:"start"`
+	RunningAt *time.Time `json:"runningAt,omitempty"`
+	End       time.Time  `json:"end"`
+	// Open: the group has not ended; End is when it was read.
+	Open bool `json:"open,omitempty"`
+}
+
+// Meta returns the record's metadata.
+func (u *UsageRecord) Meta() *ObjectMeta { return &u.Metadata }
+
+// UsageOf is what g is billed for up to now: false when it never was
+// (it never left Scheduling).
+func UsageOf(g *ContainerGroup, now time.Time) (UsageRecord, bool) {
+	st := &g.Status
+	if st.PendingAt == nil {
+		return UsageRecord{}, false
+	}
+	u := UsageRecord{
+		Metadata: ObjectMeta{ID: g.Metadata.ID, Tenant: g.Metadata.Tenant, CreatedAt: now},
+		Name:     g.Metadata.Name, Tags: g.Spec.Tags, VirtualNode: g.Metadata.Labels[LabelVirtualNode],
+		Zone: st.Zone, Host: st.Host, InstanceType: g.Spec.InstanceType, InstanceSpec: st.InstanceSpec,
+		MilliCPU: st.MilliCPU, MemoryMiB: st.MemoryMiB, GPU: g.Spec.GPU, ExtraStorageGiB: g.Spec.ExtraEphemeralStorage,
+		Spot: g.Spec.Spot(), Start: *st.PendingAt, RunningAt: st.RunningAt, End: now,
+	}
+	if st.FinishedAt != nil {
+		u.End = *st.FinishedAt
+	} else {
+		u.Open = true
+	}
+	if u.End.Before(u.Start) {
+		u.End = u.Start
+	}
+	return u, true
+}
+
+// Seconds are the whole seconds of [from, to) the record was billed,
+// while Pending and afterwards (Running, Restarting, Updating,
+// Terminating). Time is cut at whole seconds of the Unix clock, so the
+// seconds of adjacent periods add up to those of their union.
+func (u *UsageRecord) Seconds(from, to time.Time) (pending, running int64) {
+	s, e := u.Start.Unix(), u.End.Unix()
+	r := e
+	if u.RunningAt != nil {
+		r = min(max(u.RunningAt.Unix(), s), e)
+	}
+	clip := func(a, b int64) int64 { return max(0, min(b, to.Unix())-max(a, from.Unix())) }
+	return clip(s, r), clip(r, e)
+}
+
+// Bill is usage and cost over a period (GET /v1/bill): one line per key
+// (the group, tenant, tag value, virtual node or size: By) and period
+// (Granularity), a total rounded to the cent.
+type Bill struct {
+	From        time.Time  `json:"from"`
+	To          time.Time  `json:"to"`
+	Granularity string     `json:"granularity,omitempty"`
+	By          string     `json:"by"`
+	Currency    string     `json:"currency"`
+	Lines       []BillLine `json:"lines"`
+	// Total is the sum of the lines' amounts, rounded to the cent (half
+	// away from zero), as an invoice rounds: never during metering.
+	Total string `json:"total"`
+}
+
+// BillLine is one key's usage and cost in one period.
+type BillLine struct {
+	Key string `json:"key"`
+	// Period starts the line's hour, day or month (none without granularity).
+	Period         *time.Time `json:"period,omitempty"`
+	Groups         int        `json:"groups"`
+	PendingSeconds int64      `json:"pendingSeconds"`
+	RunningSeconds int64      `json:"runningSeconds"`
+	// Resource-seconds at the size the groups ran at, exact: vCPU-seconds
+	// are MilliCPUSeconds / 1000, GiB-seconds MemoryMiBSeconds / 1024.
+	MilliCPUSeconds        int64 `json:"milliCPUSeconds"`
+	MemoryMiBSeconds       int64 `json:"memoryMiBSeconds"`
+	GPUSeconds             int64 `json:"gpuSeconds,omitempty"`
+	ExtraStorageGiBSeconds int64 `json:"extraStorageGiBSeconds,omitempty"`
+	// Amount is the exact cost, with 10 decimals.
+	Amount string `json:"amount"`
+}
+
+// Granularities of a bill's lines.
+const (
+	GranularityHour  = "hour"
+	GranularityDay   = "day"
+	GranularityMonth = "month"
+)

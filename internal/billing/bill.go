@@ -1,0 +1,176 @@
+package billing
+
+import (
+	"fmt"
+	"math/big"
+	"sort"
+	"strings"
+	"time"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+)
+
+// Query asks for a bill.
+type Query struct {
+	From, To time.Time
+	// Granularity splits the lines by hour, day or month (UTC); "": none.
+	Granularity string
+	// By is the lines' key: group, tenant, vnode, size or tag:KEY.
+	By string
+	// Tags keep the groups that have every one of them.
+	Tags map[string]string
+}
+
+// MaxPeriods bounds a bill's periods (hours of a bit over a year).
+const MaxPeriods = 10_000
+
+// Validate says what is wrong with q, naming the field.
+func (q *Query) Validate() error {
+	switch {
+	case q.From.IsZero() || q.To.IsZero():
+		return fmt.Errorf("from and to: both are needed (RFC 3339 times or dates)")
+	case !q.From.Before(q.To):
+		return fmt.Errorf("to %s: must be after from %s", q.To.Format(time.RFC3339), q.From.Format(time.RFC3339))
+	}
+	switch q.Granularity {
+	case "", apiv1.GranularityHour, apiv1.GranularityDay, apiv1.GranularityMonth:
+	default:
+		return fmt.Errorf("granularity %q: allowed: hour, day, month (or none)", q.Granularity)
+	}
+	if n := len(q.periods()); n > MaxPeriods {
+		return fmt.Errorf("granularity %s: %d periods from %s to %s; at most %d", q.Granularity, n, q.From.Format(time.RFC3339), q.To.Format(time.RFC3339), MaxPeriods)
+	}
+	switch {
+	case q.By == "group", q.By == "tenant", q.By == "vnode", q.By == "size":
+	case strings.HasPrefix(q.By, "tag:") && len(q.By) > len("tag:"):
+	default:
+		return fmt.Errorf("by %q: allowed: group, tenant, vnode, size, tag:KEY", q.By)
+	}
+	return nil
+}
+
+// periods are the starts of q's periods, and To last.
+func (q *Query) periods() []time.Time {
+	out := []time.Time{q.From}
+	if q.Granularity == "" {
+		return append(out, q.To)
+	}
+	t := q.From.UTC()
+	switch q.Granularity {
+	case apiv1.GranularityHour:
+		t = t.Truncate(time.Hour)
+	case apiv1.GranularityDay:
+		t = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	case apiv1.GranularityMonth:
+		t = time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+	}
+	for len(out) <= MaxPeriods {
+		switch q.Granularity {
+		case apiv1.GranularityHour:
+			t = t.Add(time.Hour)
+		case apiv1.GranularityDay:
+			t = t.AddDate(0, 0, 1)
+		default:
+			t = t.AddDate(0, 1, 0)
+		}
+		if !t.Before(q.To) {
+			break
+		}
+		out = append(out, t)
+	}
+	return append(out, q.To)
+}
+
+func (q *Query) key(u *apiv1.UsageRecord) string {
+	var k string
+	switch q.By {
+	case "group":
+		k = u.Metadata.ID
+	case "tenant":
+		k = u.Metadata.Tenant
+	case "vnode":
+		k = u.VirtualNode
+	case "size":
+		k = u.InstanceSpec
+		if u.InstanceType != "" {
+			k = u.InstanceType
+		}
+	default:
+		k = u.Tags[strings.TrimPrefix(q.By, "tag:")]
+	}
+	if k == "" {
+		return "-"
+	}
+	return k
+}
+
+func (q *Query) keeps(u *apiv1.UsageRecord) bool {
+	for k, v := range q.Tags {
+		if u.Tags[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+type lineSum struct {
+	line   apiv1.BillLine
+	amount *big.Rat
+}
+
+// Bill rates records (a group at most once) over q, which Validate took.
+func (b *Book) Bill(records []apiv1.UsageRecord, q Query) *apiv1.Bill {
+	bounds := q.periods()
+	sums := map[[2]string]*lineSum{}
+	for i := range records {
+		u := &records[i]
+		if !q.keeps(u) || !u.End.After(q.From) || !u.Start.Before(q.To) {
+			continue
+		}
+		key := q.key(u)
+		for j := 0; j+1 < len(bounds); j++ {
+			from, to := bounds[j], bounds[j+1]
+			pend, run := u.Seconds(from, to)
+			secs := pend + run
+			if secs == 0 {
+				continue
+			}
+			id := [2]string{from.Format(time.RFC3339), key}
+			s := sums[id]
+			if s == nil {
+				s = &lineSum{line: apiv1.BillLine{Key: key}, amount: new(big.Rat)}
+				if q.Granularity != "" {
+					start := from
+					s.line.Period = &start
+				}
+				sums[id] = s
+			}
+			l := &s.line
+			l.Groups++
+			l.PendingSeconds += pend
+			l.RunningSeconds += run
+			l.MilliCPUSeconds += secs * u.MilliCPU
+			l.MemoryMiBSeconds += secs * u.MemoryMiB
+			l.GPUSeconds += secs * int64(u.GPU)
+			l.ExtraStorageGiBSeconds += secs * int64(u.ExtraStorageGiB)
+			s.amount.Add(s.amount, b.Cost(u, from, to))
+		}
+	}
+	out := &apiv1.Bill{From: q.From, To: q.To, Granularity: q.Granularity, By: q.By, Currency: b.Currency, Lines: []apiv1.BillLine{}}
+	total := new(big.Rat)
+	for _, s := range sums {
+		s.line.Amount = s.amount.FloatString(10)
+		shown, _ := new(big.Rat).SetString(s.line.Amount)
+		total.Add(total, shown)
+		out.Lines = append(out.Lines, s.line)
+	}
+	sort.Slice(out.Lines, func(i, j int) bool {
+		a, c := out.Lines[i], out.Lines[j]
+		if a.Period != nil && !a.Period.Equal(*c.Period) {
+			return a.Period.Before(*c.Period)
+		}
+		return a.Key < c.Key
+	})
+	out.Total = total.FloatString(2)
+	return out
+}

@@ -1,0 +1,135 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/auth"
+	"github.com/eci-dev/eci/internal/billing"
+	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/log"
+	"github.com/eci-dev/eci/internal/store"
+)
+
+// Metering (docs/billing.md). A group is metered from its own record while
+// it is stored (apiv1.UsageOf: its billing timestamps and size); the
+// transaction that removes the record writes its usage record
+// (removalOps), so that each group's usage is in exactly one of the two at
+// every revision: a crash, a restart or a new leader neither loses nor
+// counts it twice, and nothing runs on a timer to meter.
+
+// DefaultUsageRetention keeps usage records 400 days after their group
+// ended (a year's invoices and their disputes).
+const DefaultUsageRetention = 400 * 24 * time.Hour
+
+// usageKey is a usage record's id: a tenant's records share a prefix.
+func usageKey(tenant, group string) string { return tenant + "/" + group }
+
+// usageOps write g's usage record, if it was ever billed.
+func (s *Service) usageOps(g *apiv1.ContainerGroup) ([]store.Op, error) {
+	u, ok := apiv1.UsageOf(g, s.now())
+	if !ok {
+		return nil, nil
+	}
+	u.Open = false
+	u.Metadata.ID = usageKey(g.Metadata.Tenant, g.Metadata.ID)
+	op, err := s.records.PutOp(&u)
+	if err != nil {
+		return nil, fmt.Errorf("usage record of %s: %w", g.Metadata.ID, err)
+	}
+	return []store.Op{op}, nil
+}
+
+// Usage is what the groups p may see were billed for in [from, to): the
+// usage records of groups gone, and the groups stored, each once.
+func (s *Service) Usage(ctx context.Context, p auth.Principal, from, to time.Time) ([]apiv1.UsageRecord, error) {
+	if err := p.Require("read usage", apiv1.TokenAdmin, apiv1.TokenTenant); err != nil {
+		return nil, err
+	}
+	now := s.now()
+	// The groups first, then the records: a group removed in between is
+	// found in both, and its record (final) wins; never in neither.
+	groups, _, _, err := s.groups.List(ctx, storeOpts(0, 0, ""))
+	if err != nil {
+		return nil, err
+	}
+	prefix := ""
+	if !p.IsAdmin() {
+		prefix = p.Tenant + "/"
+	}
+	recs, _, _, err := s.records.List(ctx, store.ListOptions{Prefix: prefix})
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []apiv1.UsageRecord
+	keep := func(u *apiv1.UsageRecord) bool { return u.End.After(from) && u.Start.Before(to) }
+	for _, r := range recs {
+		r.Metadata.ID = strings.TrimPrefix(r.Metadata.ID, r.Metadata.Tenant+"/")
+		seen[r.Metadata.ID] = true
+		if keep(r) {
+			out = append(out, *r)
+		}
+	}
+	for _, g := range groups {
+		if seen[g.Metadata.ID] || !p.CanSeeGroup(g.Metadata.Tenant, "") {
+			continue
+		}
+		if u, ok := apiv1.UsageOf(g, now); ok && keep(&u) {
+			out = append(out, u)
+		}
+	}
+	return out, nil
+}
+
+// priceBook is the book bills are rated with (SetPriceBook).
+type priceBook struct{ p atomic.Pointer[billing.Book] }
+
+// SetPriceBook makes b the book of the bills from now on.
+func (s *Service) SetPriceBook(b *billing.Book) { s.prices.p.Store(b) }
+
+// Bill rates the usage p may see over q.
+func (s *Service) Bill(ctx context.Context, p auth.Principal, q billing.Query) (*apiv1.Bill, error) {
+	book := s.prices.p.Load()
+	if book == nil {
+		return nil, fmt.Errorf("this service has no price book (eci server --price-book FILE): %w", errdefs.ErrUnavailable)
+	}
+	if err := q.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
+	}
+	recs, err := s.Usage(ctx, p, q.From, q.To)
+	if err != nil {
+		return nil, err
+	}
+	return book.Bill(recs, q), nil
+}
+
+// collectUsage removes the usage records past the retention, once an hour
+// (the monitor's garbage collection).
+func (s *Service) collectUsage(ctx context.Context) {
+	now := s.now()
+	if last := s.usageGC.Load(); last != 0 && now.Sub(time.Unix(last, 0)) < time.Hour {
+		return
+	}
+	s.usageGC.Store(now.Unix())
+	recs, _, _, err := s.records.List(ctx, store.ListOptions{})
+	if err != nil {
+		log.G(ctx).Warn("list usage records", "err", err)
+		return
+	}
+	removed := 0
+	for _, r := range recs {
+		if now.Sub(r.End) > s.opts.UsageRetention {
+			if err := s.records.Delete(ctx, r); err == nil {
+				removed++
+			}
+		}
+	}
+	if removed > 0 {
+		log.G(ctx).Info("removed usage records past their retention", "count", removed)
+	}
+}

@@ -1,0 +1,141 @@
+package control
+
+import (
+	"testing"
+	"time"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/auth"
+	"github.com/eci-dev/eci/internal/billing"
+	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/store"
+)
+
+func TestMeteringCountsEachGroupOnce(t *testing.T) {
+	e := newEnv(t, false)
+	e.vswitch(t, "vsw-a", "zone-a", "198.19.128.0/20")
+	e.host(t, "h1", "zone-a", 64000, 1<<20, 100)
+	create := func(tenant, name string, place bool) *apiv1.ContainerGroup {
+		t.Helper()
+		spec := groupSpec(name, 1, 2)
+		spec.Metadata.Tenant = tenant
+		spec.Spec.Tags = map[string]string{"team": tenant}
+		g, _, err := e.svc.CreateGroup(e.ctx, auth.Admin, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if place {
+			st, err := e.svc.loadPlacementState(e.ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.svc.placeOne(e.ctx, st, g, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return g
+	}
+	report := func(id string, state apiv1.State) {
+		t.Helper()
+		if _, err := e.svc.ReportStatus(e.ctx, hostPrincipal("h1"), id, apiv1.StatusReport{State: state}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := e.clock.Now()
+	g1 := create("ta", "one", true) // Pending 10 s, Running 100 s, Succeeded
+	g2 := create("tb", "two", true) // still Running
+	create("ta", "waiting", false)  // Scheduling: free
+	e.clock.Add(10 * time.Second)
+	report(g1.Metadata.ID, apiv1.StateRunning)
+	report(g2.Metadata.ID, apiv1.StateRunning)
+	e.clock.Add(100 * time.Second)
+	report(g1.Metadata.ID, apiv1.StateSucceeded)
+	e.clock.Add(50 * time.Second)
+
+	seconds := func(svc *Service, p auth.Principal) map[string][2]int64 {
+		t.Helper()
+		recs, err := svc.Usage(e.ctx, p, start, start.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string][2]int64{}
+		for _, u := range recs {
+			if _, twice := out[u.Metadata.ID]; twice {
+				t.Fatalf("group %s metered twice", u.Metadata.ID)
+			}
+			pend, run := u.Seconds(start, start.Add(time.Hour))
+			out[u.Metadata.ID] = [2]int64{pend, run}
+		}
+		return out
+	}
+	want := map[string][2]int64{g1.Metadata.ID: {10, 100}, g2.Metadata.ID: {10, 150}}
+	check := func(what string, svc *Service) {
+		t.Helper()
+		got := seconds(svc, auth.Admin)
+		if len(got) != 2 || got[g1.Metadata.ID] != want[g1.Metadata.ID] || got[g2.Metadata.ID] != want[g2.Metadata.ID] {
+			t.Fatalf("%s: pending/running seconds %v, want %v (the Scheduling group free)", what, got, want)
+		}
+	}
+	check("stored groups", e.svc)
+	// The ended group's record goes: its usage record takes its place, in
+	// the same transaction.
+	if _, err := e.svc.DeleteGroup(e.ctx, auth.Admin, g1.Metadata.ID, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	check("after the removal", e.svc)
+	if _, err := e.svc.DeleteGroup(e.ctx, auth.Admin, g1.Metadata.ID, nil, false); !errdefs.IsNotFound(err) {
+		t.Fatalf("second delete: %v", err)
+	}
+	recs, _, _, err := e.svc.records.List(e.ctx, store.ListOptions{})
+	if err != nil || len(recs) != 1 || recs[0].Metadata.ID != "ta/"+g1.Metadata.ID || recs[0].Open {
+		t.Fatalf("usage records %+v (%v), want g1's, closed", recs, err)
+	}
+	// A restarted service (another leader) reads the same truth.
+	check("a new service on the same store", New(e.svc.st, e.svc.opts))
+	// A tenant sees its own.
+	if got := seconds(e.svc, tenantPrincipal("tb")); len(got) != 1 || got[g2.Metadata.ID] != want[g2.Metadata.ID] {
+		t.Fatalf("tenant tb sees %v", got)
+	}
+	if _, err := e.svc.Usage(e.ctx, hostPrincipal("h1"), start, start.Add(time.Hour)); err == nil {
+		t.Fatal("a host read usage")
+	}
+
+	// Rated: 1 vCPU and 2 GiB at 0.0000077 and 0.00000096 a second.
+	q := billing.Query{From: start, To: start.Add(time.Hour), By: "tag:team"}
+	if _, err := e.svc.Bill(e.ctx, auth.Admin, q); !errdefs.IsUnavailable(err) {
+		t.Fatalf("a bill without a price book: %v", err)
+	}
+	book, err := billing.Parse([]byte("periods:\n  - from: 2026-01-01\n    vcpu: 0.0000077\n    memory: 0.00000096\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc.SetPriceBook(book)
+	bill, err := e.svc.Bill(e.ctx, auth.Admin, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ta: 110 s x 0.00000962 = 0.0010582; tb: 160 s = 0.0015392.
+	if len(bill.Lines) != 2 || bill.Lines[0].Key != "ta" || bill.Lines[0].Amount != "0.0010582000" || bill.Lines[1].Amount != "0.0015392000" || bill.Total != "0.00" {
+		t.Fatalf("bill %+v", bill)
+	}
+	q.By = "colour"
+	if _, err := e.svc.Bill(e.ctx, auth.Admin, q); !errdefs.IsInvalid(err) {
+		t.Fatalf("by colour: %v", err)
+	}
+
+	// Kept for the retention, then gone.
+	e.clock.Add(DefaultUsageRetention - time.Hour)
+	if err := e.svc.CollectGarbage(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := e.svc.records.Count(e.ctx, ""); n != 1 {
+		t.Fatalf("%d usage records within the retention, want 1", n)
+	}
+	e.clock.Add(2 * time.Hour)
+	if err := e.svc.CollectGarbage(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := e.svc.records.Count(e.ctx, ""); n != 0 {
+		t.Fatalf("%d usage records past the retention, want 0", n)
+	}
+}

@@ -1,0 +1,116 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/eci-dev/eci/internal/billing"
+	"github.com/eci-dev/eci/internal/log"
+)
+
+// loadPriceBook gives the service its price book: the file's (an invalid
+// one stops the server from starting), or billing.DefaultBook.
+func (s *Server) loadPriceBook() ([]byte, error) {
+	data := []byte(billing.DefaultBook)
+	if s.cfg.PriceBookFile != "" {
+		var err error
+		if data, err = os.ReadFile(s.cfg.PriceBookFile); err != nil {
+			return nil, fmt.Errorf("--price-book: %w", err)
+		}
+	}
+	book, err := billing.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("--price-book %s: %w", s.cfg.PriceBookFile, err)
+	}
+	s.svc.SetPriceBook(book)
+	return data, nil
+}
+
+// watchPriceBook reads the price book's file again every PriceBookEvery
+// and takes it when it changed and is valid; an invalid one is logged,
+// naming the line, and the book in use stays.
+func (s *Server) watchPriceBook(ctx context.Context, last []byte) {
+	if s.cfg.PriceBookFile == "" {
+		return
+	}
+	t := time.NewTicker(s.cfg.PriceBookEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		data, err := os.ReadFile(s.cfg.PriceBookFile)
+		if err != nil || bytes.Equal(data, last) {
+			if err != nil {
+				log.G(ctx).Error("price book: keeping the one in use", "err", err)
+			}
+			continue
+		}
+		last = data
+		book, err := billing.Parse(data)
+		if err != nil {
+			log.G(ctx).Error("price book: the file changed but is invalid; keeping the one in use", "file", s.cfg.PriceBookFile, "err", err)
+			continue
+		}
+		s.svc.SetPriceBook(book)
+		log.G(ctx).Info("price book reloaded", "file", s.cfg.PriceBookFile, "periods", len(book.Periods))
+	}
+}
+
+// bill answers GET /v1/bill?from=&to=&granularity=&by=&tag=k=v.
+func (s *Server) bill(w http.ResponseWriter, r *http.Request) {
+	q, err := billQuery(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	out, err := s.svc.Bill(r.Context(), principal(r), q)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// billQuery reads a bill's query: from and to (RFC 3339 times or dates;
+// default: this month so far), granularity, by (default group) and tag
+// (k=v, repeated: the groups with every one).
+func billQuery(r *http.Request) (billing.Query, error) {
+	v := r.URL.Query()
+	now := time.Now().UTC()
+	q := billing.Query{From: time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC), To: now,
+		Granularity: v.Get("granularity"), By: v.Get("by"), Tags: map[string]string{}}
+	if q.By == "" {
+		q.By = "group"
+	}
+	for _, f := range []struct {
+		name string
+		t    *time.Time
+	}{{"from", &q.From}, {"to", &q.To}} {
+		if s := v.Get(f.name); s != "" {
+			t, err := billing.ParseTime(s)
+			if err != nil {
+				return q, badRequest(f.name, err.Error())
+			}
+			*f.t = t
+		}
+	}
+	for _, tag := range v["tag"] {
+		k, val, ok := strings.Cut(tag, "=")
+		if !ok || k == "" {
+			return q, badRequest("tag", fmt.Sprintf("%q is not allowed; allowed: key=value", tag))
+		}
+		q.Tags[k] = val
+	}
+	if err := q.Validate(); err != nil {
+		return q, badRequest("query", err.Error())
+	}
+	return q, nil
+}
