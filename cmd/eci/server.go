@@ -114,6 +114,7 @@ Serves /metrics (Prometheus), /healthz and /readyz.`,
 	fl.Float64Var(&cfg.HostRateLimit.QPS, "host-qps", server.DefaultHostRateLimit.QPS, "requests a second one host (agent) token may make to this server (-1: no limit)")
 	fl.IntVar(&cfg.HostRateLimit.Burst, "host-burst", server.DefaultHostRateLimit.Burst, "requests one host token may make at once")
 	fl.StringVar(&cfg.PriceBookFile, "price-book", "", "the price book bills are rated with (YAML, docs/billing.md), read again every 10 s when it changes (an invalid change is logged, naming the line, and the book in use stays); default: the spec's list prices")
+	fl.StringVar(&cfg.CostMetricsTag, "cost-metrics-tag", "team", "the tag whose value labels the cost metrics (GET /metrics/billing, admin only), besides the tenant; a tenant's first 50 values each, the others as \"other\"")
 	fl.DurationVar(&cfg.Control.UsageRetention, "usage-retention", control.DefaultUsageRetention, "how long a group's usage record is kept after the group is gone")
 	fl.StringVar(&eipRange, "eip-range", "", "addresses of the hosts' network that EIPs are given from (none: no EIPs)")
 	fl.IntVar(&cfg.Control.MaxStoredGroups, "max-stored-groups-per-tenant", control.DefaultMaxStoredGroups, "groups one tenant may store, every state (ended ones count until they are deleted or retention removes them)")

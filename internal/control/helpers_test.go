@@ -35,7 +35,7 @@ type env struct {
 
 // newEnv opens a real embedded etcd in t.TempDir and a service on it; with
 // placer, the placer daemon runs until the test ends.
-func newEnv(t *testing.T, placer bool, tune ...func(*Options)) *env {
+func newEnv(t testing.TB, placer bool, tune ...func(*Options)) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := store.Open(ctx, store.Config{DataDir: t.TempDir()})
@@ -66,14 +66,14 @@ func tenantPrincipal(name string) auth.Principal {
 	return auth.Principal{Kind: apiv1.TokenTenant, Tenant: name}
 }
 
-func (e *env) vswitch(t *testing.T, id, zone, cidr string) {
+func (e *env) vswitch(t testing.TB, id, zone, cidr string) {
 	t.Helper()
 	if _, err := e.svc.CreateVSwitch(e.ctx, auth.Admin, &apiv1.VSwitch{Metadata: apiv1.ObjectMeta{Name: id}, Spec: apiv1.VSwitchSpec{Zone: zone, CIDR: cidr}}); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func (e *env) host(t *testing.T, name, zone string, milliCPU, memMiB int64, pods int) {
+func (e *env) host(t testing.TB, name, zone string, milliCPU, memMiB int64, pods int) {
 	t.Helper()
 	r := apiv1.Resources{MilliCPU: milliCPU, MemoryMiB: memMiB, Pods: pods}
 	h := &apiv1.Host{Metadata: apiv1.ObjectMeta{Name: name}, Spec: apiv1.HostSpec{Zone: zone, Capacity: r, Allocatable: r}}

@@ -133,3 +133,61 @@ func (s *Service) collectUsage(ctx context.Context) {
 		log.G(ctx).Info("removed usage records past their retention", "count", removed)
 	}
 }
+
+// CostTotal is what one tenant's groups with one value of a tag were
+// billed for, since the oldest usage kept (the cost metrics).
+type CostTotal struct {
+	Tenant, Tag      string
+	Amount           float64
+	Pending, Running int64 // billed seconds
+}
+
+// MaxTagValues bounds the tag values the cost metrics show per tenant; the
+// others are summed as "other".
+const MaxTagValues = 50
+
+// CostTotals sums every group's cost and billed seconds by tenant and by
+// the value of tag tagKey ("-": none), as of now.
+func (s *Service) CostTotals(ctx context.Context, tagKey string) ([]CostTotal, string, error) {
+	book := s.prices.p.Load()
+	if book == nil {
+		return nil, "", fmt.Errorf("this service has no price book: %w", errdefs.ErrUnavailable)
+	}
+	now := s.now()
+	recs, err := s.Usage(ctx, auth.Admin, time.Unix(0, 0), now)
+	if err != nil {
+		return nil, "", err
+	}
+	type key struct{ tenant, tag string }
+	sums := map[key]*CostTotal{}
+	values := map[string]int{}
+	for i := range recs {
+		u := &recs[i]
+		k := key{u.Metadata.Tenant, u.Tags[tagKey]}
+		if k.tag == "" {
+			k.tag = "-"
+		}
+		if sums[k] == nil {
+			if values[k.tenant] >= MaxTagValues {
+				k.tag = "other"
+			} else {
+				values[k.tenant]++
+			}
+		}
+		t := sums[k]
+		if t == nil {
+			t = &CostTotal{Tenant: k.tenant, Tag: k.tag}
+			sums[k] = t
+		}
+		amount, _ := book.Cost(u, u.Start, now).Float64()
+		pend, run := u.Seconds(u.Start, now)
+		t.Amount += amount
+		t.Pending += pend
+		t.Running += run
+	}
+	out := make([]CostTotal, 0, len(sums))
+	for _, t := range sums {
+		out = append(out, *t)
+	}
+	return out, book.Currency, nil
+}

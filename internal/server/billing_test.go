@@ -2,13 +2,18 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/poll"
 )
@@ -61,4 +66,71 @@ func TestPriceBookLoadedAndReloaded(t *testing.T) {
 	if _, err := r.admin.Bill(context.Background(), client.BillQuery{By: "colour"}); err == nil || !strings.Contains(err.Error(), "by \"colour\"") {
 		t.Fatalf("by colour over HTTP: %v", err)
 	}
+}
+
+func TestCostMetricsAreTheAdmins(t *testing.T) {
+	quietLogs()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := start(t, t.TempDir())
+	r.fakeHost(ctx, t, "h1")
+	tenant := r.token(t, apiv1.TokenSpec{Kind: apiv1.TokenTenant, Tenant: "acme"})
+	for _, team := range []string{"a", "b"} {
+		g := group("w" + team)
+		g.Spec.Tags = map[string]string{"team": team}
+		if _, _, err := tenant.CreateGroup(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scrape := func(token string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, r.srv.URL()+"/metrics/billing", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := httpClient(t, r.srv).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	var body string
+	poll.Eventually(t, 20*time.Second, "both groups' cost", func() error {
+		time.Sleep(1100 * time.Millisecond) // a billed second at least
+		var code int
+		code, body = scrape(r.srv.AdminToken())
+		if code != 200 || !strings.Contains(body, `eci_cost_total{currency="USD",tag="a",tenant="acme"}`) || !strings.Contains(body, `eci_billed_seconds_total{state="running",tag="b",tenant="acme"}`) {
+			return errors.New(body)
+		}
+		return nil
+	})
+	// Not on the open /metrics, and not for a tenant's token.
+	resp, err := httpClient(t, r.srv).Get(r.srv.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	open, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(open), "eci_cost_total") {
+		t.Fatal("cost metrics on the open /metrics")
+	}
+	tok, err := r.admin.CreateToken(ctx, &apiv1.Token{Spec: apiv1.TokenSpec{Kind: apiv1.TokenTenant, Tenant: "acme"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := scrape(tok.Status.Token); code != http.StatusForbidden {
+		t.Fatalf("a tenant scraped the cost metrics: %d", code)
+	}
+}
+
+// httpClient trusts the server's CA.
+func httpClient(t *testing.T, srv *Server) *http.Client {
+	t.Helper()
+	pem, err := os.ReadFile(srv.CAFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 }

@@ -25,6 +25,7 @@ func (s *Server) routes() []route {
 		{method: "GET", path: "/healthz", handler: s.healthz, open: true},
 		{method: "GET", path: "/readyz", handler: s.readyz, open: true},
 		{method: "GET", path: "/metrics", handler: s.metrics.handler().ServeHTTP, open: true},
+		{method: "GET", path: "/metrics/billing", handler: s.costMetrics},
 
 		{method: "POST", path: "/v1/containergroups", handler: s.createGroup},
 		{method: "GET", path: "/v1/containergroups", handler: s.listGroups},

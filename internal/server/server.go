@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"net"
 	"net/http"
 	"os"
@@ -58,6 +59,9 @@ type Config struct {
 	PriceBookFile string
 	// PriceBookEvery is how often the file is read again (10 s).
 	PriceBookEvery time.Duration
+	// CostMetricsTag is the tag whose value labels the cost metrics
+	// ("team" by default).
+	CostMetricsTag string
 	// Control tunes the service (tests set a clock).
 	Control control.Options
 }
@@ -85,6 +89,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Control.UsageRetention < 0 {
 		return fmt.Errorf("--usage-retention %s: must be positive", c.Control.UsageRetention)
+	}
+	if c.CostMetricsTag == "" {
+		c.CostMetricsTag = "team"
 	}
 	if c.PriceBookEvery <= 0 {
 		c.PriceBookEvery = 10 * time.Second
@@ -123,6 +130,9 @@ type Server struct {
 	mu      sync.Mutex
 	err     error
 	leading bool
+
+	costOnce sync.Once            // costmetrics.go
+	costReg  *prometheus.Registry // costmetrics.go
 }
 
 // New validates cfg; Run starts the server.

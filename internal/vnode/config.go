@@ -64,6 +64,9 @@ type Config struct {
 	// OrphanInterval is how often groups whose pod is gone are looked for
 	// (30 s).
 	OrphanInterval time.Duration
+	// CostInterval is how often the pods' running cost is written on them
+	// (costs.go; a minute); negative: never.
+	CostInterval time.Duration
 
 	// ImageCaches keeps the cluster's ImageCache and DataCache objects in
 	// the instance service as the tenant's caches (cacheobjects.go); one
@@ -170,6 +173,9 @@ func (c *Config) validate() error {
 	}
 	if c.ListenAddr == "" {
 		c.ListenAddr = ":10250"
+	}
+	if c.CostInterval == 0 {
+		c.CostInterval = time.Minute
 	}
 	if c.OrphanInterval <= 0 {
 		c.OrphanInterval = 30 * time.Second

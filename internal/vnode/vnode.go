@@ -204,10 +204,11 @@ func (v *VNode) startServingCert(ctx context.Context, wg *sync.WaitGroup) error 
 }
 
 // background starts what runs beside the controllers until ctx ends: the
-// groups' watch, the pods' events, the tokens' refresh and the Services'
-// table.
+// groups' watch, the pods' events, the tokens' refresh, the pods' running
+// cost and the Services' table.
 func (v *VNode) background(ctx context.Context, wg *sync.WaitGroup) {
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); v.writeCosts(ctx) }()
 	go func() { defer wg.Done(); v.watchGroups(ctx) }()
 	go func() { defer wg.Done(); v.podEvents.run(ctx) }()
 	go func() { defer wg.Done(); v.refreshTokens(ctx) }()
