@@ -30,6 +30,7 @@ declare -A pkgs=(
   [mount]=/usr/bin/mount
   [kmod]=/usr/sbin/modprobe
   [ca-certificates]=/etc/ssl/certs/ca-certificates.crt
+  [chromium]=/usr/bin/chromium
 )
 missing=()
 for p in "${!pkgs[@]}"; do

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/eci-dev/eci/internal/console"
 	"github.com/eci-dev/eci/internal/log"
 )
 
@@ -113,6 +114,9 @@ func (s *Server) handler(ctx context.Context) http.Handler {
 		}
 		mux.Handle(pattern, s.metrics.instrument(pattern, h, rt.long))
 	}
+	// The web console (docs/console.md): pages for browsers, behind the
+	// same tokens, held in a session cookie.
+	mux.Handle("/console/", s.metrics.instrument("/console/", console.New(s.svc, s.consoleLogin).Handler(), false))
 	logger := log.G(ctx)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r = r.WithContext(log.WithLogger(r.Context(), logger.With("method", r.Method, "path", r.URL.Path)))
