@@ -142,11 +142,11 @@ func newTenantsCommand(f *Flags) *cobra.Command {
 				return err
 			}
 			return output(cmd.OutOrStdout(), f.Output, apiv1.List[apiv1.Tenant]{Items: ts}, func(tw *tabwriter.Writer, _ bool) {
-				row(tw, "NAME", "CPU", "MEMORY", "GPU", "GROUPS", "AGE")
+				row(tw, "NAME", "CPU", "MEMORY", "GPU", "GROUPS", "SPENDING-LIMIT", "AGE")
 				for _, t := range ts {
 					q := t.Spec.Quota
 					row(tw, t.Metadata.Name, limitText(float64(q.MilliCPU)/1000, ""), limitText(float64(q.MemoryMiB)/1024, "Gi"),
-						limitText(float64(q.GPU), ""), limitText(float64(q.Groups), ""), age(t.Metadata.CreatedAt))
+						limitText(float64(q.GPU), ""), limitText(float64(q.Groups), ""), spendingText(t.Spec.SpendingLimit), age(t.Metadata.CreatedAt))
 				}
 			})
 		},
@@ -159,9 +159,10 @@ func newTenantsCommand(f *Flags) *cobra.Command {
 func newTenantSetCommand(f *Flags) *cobra.Command {
 	var cpu, mem float64
 	var gpu, groups int
+	var spend apiv1.SpendingLimit
 	cmd := &cobra.Command{
 		Use:   "set TENANT",
-		Short: "Create a tenant or replace its quota (0: unlimited) (admin)",
+		Short: "Create a tenant or replace its quota (0: unlimited) and spending limit (admin)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cpu < 0 || mem < 0 || gpu < 0 || groups < 0 {
@@ -171,12 +172,15 @@ func newTenantSetCommand(f *Flags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			t, err := c.PutTenant(cmd.Context(), &apiv1.Tenant{Metadata: apiv1.ObjectMeta{Name: args[0]}, Spec: apiv1.TenantSpec{Quota: apiv1.Quota{
-				MilliCPU: int64(cpu*1000 + 0.5), MemoryMiB: int64(mem*1024 + 0.5), GPU: gpu, Groups: groups}}})
+			spec := apiv1.TenantSpec{Quota: apiv1.Quota{MilliCPU: int64(cpu*1000 + 0.5), MemoryMiB: int64(mem*1024 + 0.5), GPU: gpu, Groups: groups}}
+			if spend.Amount != "" {
+				spec.SpendingLimit = &spend
+			}
+			t, err := c.PutTenant(cmd.Context(), &apiv1.Tenant{Metadata: apiv1.ObjectMeta{Name: args[0]}, Spec: spec})
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "tenant %s: quota %s\n", t.Metadata.Name, quotaText(t.Spec.Quota))
+			fmt.Fprintf(cmd.OutOrStdout(), "tenant %s: quota %s; spending limit %s\n", t.Metadata.Name, quotaText(t.Spec.Quota), spendingText(t.Spec.SpendingLimit))
 			return nil
 		},
 	}
@@ -185,7 +189,20 @@ func newTenantSetCommand(f *Flags) *cobra.Command {
 	fl.Float64Var(&mem, "memory", 0, "GiB of memory")
 	fl.IntVar(&gpu, "gpu", 0, "GPUs")
 	fl.IntVar(&groups, "groups", 0, "live groups")
+	fl.StringVar(&spend.Amount, "spending-limit", "", "what its groups may be billed for in a period, in the price book's currency (250.00); past it, new groups are refused (402); empty: none")
+	fl.StringVar(&spend.Period, "spending-period", "month", "the limit's period: day or month (UTC)")
 	return cmd
+}
+
+func spendingText(l *apiv1.SpendingLimit) string {
+	if l == nil {
+		return "none"
+	}
+	period := l.Period
+	if period == "" {
+		period = "month"
+	}
+	return l.Amount + " a " + period
 }
 
 func newQuotaCommand(f *Flags) *cobra.Command {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/poll"
 )
 
@@ -58,6 +59,17 @@ func TestBill(t *testing.T) {
 	}
 	if out, err = eci(t, "bill", "--from", from); err != nil || !strings.Contains(out, "TOTAL (USD, rounded to the cent)") {
 		t.Fatalf("table: %v\n%s", err, out)
+	}
+	// A spending limit the default tenant's groups are past: a new one is
+	// refused with 402, naming the limit.
+	if out, err := eci(t, "tenants", "set", "default", "--spending-limit", "0.0000001"); err != nil || !strings.Contains(out, "spending limit 0.0000001 a month") {
+		t.Fatalf("tenants set --spending-limit: %v %q", err, out)
+	}
+	if out, err := eci(t, "run", "more", "--image", "busybox"); !errdefs.IsPaymentRequired(err) || !strings.Contains(err.Error(), "spec.spendingLimit") {
+		t.Fatalf("a group past the spending limit: %v %q", err, out)
+	}
+	if out, err := eci(t, "tenants", "set", "default", "--spending-limit", "lots"); err == nil || !strings.Contains(err.Error(), "spec.spendingLimit.amount") {
+		t.Fatalf("a spending limit of lots: %v %q", err, out)
 	}
 	for args, says := range map[string]string{
 		"bill --by colour":                       "by \"colour\": allowed: group, tenant, vnode, size, tag:KEY",

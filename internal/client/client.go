@@ -103,6 +103,7 @@ var reasons = map[string]error{
 	"Invalid": errdefs.ErrInvalidArgument, "NotFound": errdefs.ErrNotFound, "AlreadyExists": errdefs.ErrAlreadyExists,
 	"Conflict": errdefs.ErrConflict, "Gone": errdefs.ErrGone, "Unauthorized": errdefs.ErrUnauthenticated,
 	"Forbidden": errdefs.ErrPermissionDenied, "TooManyRequests": errdefs.ErrExhausted, "Unavailable": errdefs.ErrUnavailable,
+	"PaymentRequired":       errdefs.ErrPaymentRequired,
 	"RequestEntityTooLarge": errdefs.ErrTooLarge,
 }
 

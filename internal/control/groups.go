@@ -72,7 +72,7 @@ func (s *Service) CreateGroup(ctx context.Context, p auth.Principal, g *apiv1.Co
 	if existing, err := s.madeBefore(ctx, tenant, g.Spec.ClientToken); existing != nil || err != nil {
 		return existing, false, err
 	}
-	if err := s.checkRoom(ctx, tenant); err != nil {
+	if err := s.checkTenantBounds(ctx, tenant); err != nil {
 		return nil, false, err
 	}
 	isLarge := large(&obj.Spec)

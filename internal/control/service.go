@@ -80,6 +80,7 @@ type Service struct {
 	records *store.Collection[apiv1.UsageRecord, *apiv1.UsageRecord] // metering.go
 	prices  priceBook                                                // metering.go
 	usageGC atomic.Int64                                             // metering.go: last collection, Unix seconds
+	spent   spentCache                                               // spending.go
 	counts  counts                                                   // membership.go
 	log     *slog.Logger
 

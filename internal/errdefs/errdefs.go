@@ -18,6 +18,8 @@ var (
 	ErrExhausted        = errors.New("resource exhausted")
 	ErrTooLarge         = errors.New("too large")
 	ErrUnavailable      = errors.New("unavailable")
+	// ErrPaymentRequired: a tenant's spending limit is reached.
+	ErrPaymentRequired = errors.New("payment required")
 )
 
 // IsNotFound tells whether err is of kind ErrNotFound.
@@ -46,3 +48,6 @@ func IsUnavailable(err error) bool { return errors.Is(err, ErrUnavailable) }
 
 // IsUnauthenticated tells whether err is of kind ErrUnauthenticated.
 func IsUnauthenticated(err error) bool { return errors.Is(err, ErrUnauthenticated) }
+
+// IsPaymentRequired tells whether err is of kind ErrPaymentRequired.
+func IsPaymentRequired(err error) bool { return errors.Is(err, ErrPaymentRequired) }

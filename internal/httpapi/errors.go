@@ -29,6 +29,7 @@ var kinds = []struct {
 	{errdefs.ErrExhausted, http.StatusTooManyRequests, "TooManyRequests"},
 	{errdefs.ErrTooLarge, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge"},
 	{errdefs.ErrUnavailable, http.StatusServiceUnavailable, "Unavailable"},
+	{errdefs.ErrPaymentRequired, http.StatusPaymentRequired, "PaymentRequired"},
 }
 
 // StatusOf turns an error into the body of an error answer.

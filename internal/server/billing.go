@@ -13,6 +13,16 @@ import (
 	"github.com/eci-dev/eci/internal/log"
 )
 
+// startPriceBook loads the price book and keeps reading it until ctx ends.
+func (s *Server) startPriceBook(ctx context.Context) error {
+	prices, err := s.loadPriceBook()
+	if err != nil {
+		return err
+	}
+	go s.watchPriceBook(ctx, prices)
+	return nil
+}
+
 // loadPriceBook gives the service its price book: the file's (an invalid
 // one stops the server from starting), or billing.DefaultBook.
 func (s *Server) loadPriceBook() ([]byte, error) {

@@ -209,11 +209,9 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	if err := s.ensureAdminToken(ctx); err != nil {
 		return err
 	}
-	prices, err := s.loadPriceBook()
-	if err != nil {
+	if err := s.startPriceBook(ctx); err != nil {
 		return err
 	}
-	go s.watchPriceBook(ctx, prices)
 	cert, err := loadOrCreateTLS(s.cfg.TLSCertFile, s.cfg.TLSKeyFile, filepath.Join(s.cfg.DataDir, "tls"), s.cfg.TLSNames)
 	if err != nil {
 		return err
