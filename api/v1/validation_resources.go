@@ -178,11 +178,11 @@ func ValidateTenant(t *Tenant) error {
 	e.nonNegative("spec.quota.gpu", int64(q.GPU))
 	e.nonNegative("spec.quota.groups", int64(q.Groups))
 	if l := t.Spec.SpendingLimit; l != nil {
-		if r, ok := new(big.Rat).SetString(l.Amount); !ok || strings.ContainsAny(l.Amount, "/eE") || r.Sign() <= 0 {
-			e.add("spec.spendingLimit.amount", fmt.Sprintf("%q: allowed: a decimal number above 0 (250.00)", l.Amount))
+		if r, ok := new(big.Rat).SetString(l.Amount); !ok || len(l.Amount) > 32 || strings.ContainsAny(l.Amount, "/eE") || r.Sign() <= 0 {
+			e.add("spec.spendingLimit.amount", "%q: allowed: a decimal number above 0, of at most 32 characters (250.00)", l.Amount)
 		}
 		if l.Period != "" && l.Period != "day" && l.Period != "month" {
-			e.add("spec.spendingLimit.period", fmt.Sprintf("%q: allowed: day, month", l.Period))
+			e.add("spec.spendingLimit.period", "%q: allowed: day, month", l.Period)
 		}
 	}
 	return e.result()
