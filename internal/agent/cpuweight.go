@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -37,9 +39,19 @@ func setCPUWeight(rel string, weight int) error {
 	if weight < 1 || weight > MaxCPUWeight {
 		return fmt.Errorf("cpu weight %d: allowed: 1 to %d", weight, MaxCPUWeight)
 	}
+	// The groups' parent, as spec.go names their cgroups: never above the
+	// hierarchy's root, never the root itself.
+	rel = filepath.Join("/", rel)
+	if rel == "/" {
+		return fmt.Errorf("the groups' cgroup parent is the root cgroup: give them one of their own (--cgroup-parent)")
+	}
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(cgroupRoot, &st); err == nil && st.Type == 0x63677270 { // cgroup v2
 		dir := filepath.Join(cgroupRoot, rel)
+		parent, _ := os.ReadFile(filepath.Join(filepath.Dir(dir), "cgroup.controllers"))
+		if !slices.Contains(strings.Fields(string(parent)), "cpu") {
+			return fmt.Errorf("cgroup %s does not have the cpu controller: enable it in its parent's cgroup.subtree_control (systemd: Delegate=yes on the agent's unit)", dir)
+		}
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}

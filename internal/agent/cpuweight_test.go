@@ -31,6 +31,11 @@ func TestGroupsCPUWeight(t *testing.T) {
 	if err := setCPUWeight("eci-test-weight", 0); err == nil {
 		t.Error("weight 0 was taken")
 	}
+	for _, root := range []string{"", "/", "../.."} {
+		if err := setCPUWeight(root, 50); err == nil || !strings.Contains(err.Error(), "root cgroup") {
+			t.Errorf("setCPUWeight(%q): %v, want the root cgroup refused", root, err)
+		}
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("writing a cgroup needs root")
 	}

@@ -1,6 +1,8 @@
 package billing
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"math/big"
 	"sort"
@@ -88,8 +90,10 @@ func (q *Query) key(u *apiv1.UsageRecord) string {
 		k = u.Metadata.ID
 	case "tenant":
 		k = u.Metadata.Tenant
-	case "vnode":
-		k = u.VirtualNode
+	case "vnode": // (two tenants' nodes may share a name)
+		if u.VirtualNode != "" {
+			k = u.Metadata.Tenant + "/" + u.VirtualNode
+		}
 	case "size":
 		k = u.InstanceSpec
 		if u.InstanceType != "" {
@@ -118,17 +122,27 @@ type lineSum struct {
 	amount *big.Rat
 }
 
+// MaxLines bounds a bill's lines (keys times periods).
+const MaxLines = 100_000
+
 // Bill rates records (a group at most once) over q, which Validate took.
-func (b *Book) Bill(records []apiv1.UsageRecord, q Query) *apiv1.Bill {
+// Each record visits only the periods it overlaps; a bill over MaxLines
+// lines is refused, and so is one whose ctx ends.
+func (b *Book) Bill(ctx context.Context, records []apiv1.UsageRecord, q Query) (*apiv1.Bill, error) {
 	bounds := q.periods()
 	sums := map[[2]string]*lineSum{}
 	for i := range records {
+		if i%1024 == 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		u := &records[i]
 		if !q.keeps(u) || !u.End.After(q.From) || !u.Start.Before(q.To) {
 			continue
 		}
 		key := q.key(u)
-		for j := 0; j+1 < len(bounds); j++ {
+		// The first period that ends after the record starts.
+		first := sort.Search(len(bounds)-1, func(j int) bool { return bounds[j+1].After(u.Start) })
+		for j := first; j+1 < len(bounds) && bounds[j].Before(u.End); j++ {
 			from, to := bounds[j], bounds[j+1]
 			pend, run := u.Seconds(from, to)
 			secs := pend + run
@@ -138,6 +152,9 @@ func (b *Book) Bill(records []apiv1.UsageRecord, q Query) *apiv1.Bill {
 			id := [2]string{from.Format(time.RFC3339), key}
 			s := sums[id]
 			if s == nil {
+				if len(sums) >= MaxLines {
+					return nil, fmt.Errorf("the bill would have over %d lines (keys times periods): choose a coarser granularity, a shorter period or another by: %w", MaxLines, errTooLarge)
+				}
 				s = &lineSum{line: apiv1.BillLine{Key: key}, amount: new(big.Rat)}
 				if q.Granularity != "" {
 					start := from
@@ -172,5 +189,11 @@ func (b *Book) Bill(records []apiv1.UsageRecord, q Query) *apiv1.Bill {
 		return a.Key < c.Key
 	})
 	out.Total = total.FloatString(2)
-	return out
+	return out, nil
 }
+
+// ErrTooLarge is a bill refused for its size (errors.Is).
+var errTooLarge = errors.New("bill too large")
+
+// IsTooLarge tells whether err refused a bill for its size.
+func IsTooLarge(err error) bool { return errors.Is(err, errTooLarge) }

@@ -1,6 +1,8 @@
 package billing
 
 import (
+	"context"
+	"fmt"
 	"math/big"
 	"strings"
 	"testing"
@@ -31,6 +33,8 @@ func TestPriceBookErrorsNameTheLine(t *testing.T) {
 		{"periods:\n  - from: 2026-01-01\n    vcpu: 0.1\n    memroy: 0.1\n", "line 4: field memroy not found"},
 		{"periods:\n  - from: 2026-01-01\n    vcpu: -0.1\n    memory: 0.1\n", "line 3: -0.1 is negative"},
 		{"periods:\n  - from: 2026-01-01\n    vcpu: 1e-6\n    memory: 0.1\n", "line 3: \"1e-6\" is not a decimal number"},
+		{"periods:\n  - from: 2026-01-01\n    vcpu: 0x10\n    memory: 0.1\n", "line 3: \"0x10\" is not a decimal number"},
+		{"periods:\n  - from: 2026-01-01\n    vcpu: 1_000\n    memory: 0.1\n", "line 3: \"1_000\" is not a decimal number"},
 		{"periods:\n  - from: 2026-01-01\n    vcpu: 0.1\n", "line 2: periods[0]: vcpu and memory: both are needed"},
 		{"periods:\n  - from: tomorrow\n    vcpu: 0.1\n    memory: 0.1\n", "line 2: periods[0]: from \"tomorrow\""},
 		{"periods:\n  - from: 2026-01-01\n    vcpu: 0.1\n    memory: 0.1\n    spotDiscount: 1.5\n", "line 5: spotDiscount 1.50: allowed: 0 to 1"},
@@ -119,7 +123,10 @@ func TestBillLinesAddUpToTheTotal(t *testing.T) {
 	if err := q.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	bill := b.Bill(recs, q)
+	bill, err := b.Bill(context.Background(), recs, q)
+	if err != nil {
+		t.Fatal(err)
+	}
 	sum, exact := new(big.Rat), new(big.Rat)
 	var secs int64
 	for _, l := range bill.Lines {
@@ -135,7 +142,9 @@ func TestBillLinesAddUpToTheTotal(t *testing.T) {
 	}
 	// Filtered by a tag: only team a's.
 	q.Tags, q.By, q.Granularity = map[string]string{"team": "a"}, "tenant", ""
-	bill = b.Bill(recs, q)
+	if bill, err = b.Bill(context.Background(), recs, q); err != nil {
+		t.Fatal(err)
+	}
 	if len(bill.Lines) != 1 || bill.Lines[0].Key != "ta" || bill.Lines[0].Groups != 17 {
 		t.Fatalf("team a by tenant: %+v", bill.Lines)
 	}
@@ -151,5 +160,50 @@ func TestBillLinesAddUpToTheTotal(t *testing.T) {
 		if err := bad.q.Validate(); err == nil || !strings.Contains(err.Error(), bad.says) {
 			t.Errorf("%+v: %v, want %q", bad.q, err, bad.says)
 		}
+	}
+}
+
+func TestBillBounds(t *testing.T) {
+	b, err := Parse([]byte(book))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := at("2026-06-01T00:00:00Z")
+	var recs []apiv1.UsageRecord
+	for i := 0; i < 20; i++ {
+		recs = append(recs, apiv1.UsageRecord{Metadata: apiv1.ObjectMeta{ID: fmt.Sprintf("g%d", i), Tenant: "t"}, MilliCPU: 1000, MemoryMiB: 1024,
+			Start: start, End: start.Add(400 * 24 * time.Hour)})
+	}
+	// 20 groups x 9,600 hours: over the line cap, refused, naming what to change.
+	q := Query{From: start, To: start.Add(9600 * time.Hour), Granularity: "hour", By: "group"}
+	if err := q.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Bill(context.Background(), recs, q); !IsTooLarge(err) || !strings.Contains(err.Error(), "coarser granularity") {
+		t.Fatalf("a bill of 192,000 lines: %v", err)
+	}
+	// By day it is 8,000 lines; a record visits only its periods: a short
+	// one in a long bill makes one line.
+	q.Granularity = "day"
+	short := []apiv1.UsageRecord{{Metadata: apiv1.ObjectMeta{ID: "short", Tenant: "t"}, MilliCPU: 1000, MemoryMiB: 1024,
+		Start: start.Add(100 * time.Hour), End: start.Add(101 * time.Hour)}}
+	bill, err := b.Bill(context.Background(), short, q)
+	if err != nil || len(bill.Lines) != 1 || !bill.Lines[0].Period.Equal(start.Add(96*time.Hour)) || bill.Lines[0].RunningSeconds+bill.Lines[0].PendingSeconds != 3600 {
+		t.Fatalf("a short record in a long bill: %+v (%v)", bill, err)
+	}
+	// A cancelled request stops the rating.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := b.Bill(ctx, recs, q); err == nil {
+		t.Fatal("a cancelled bill was rated")
+	}
+	// Two tenants' virtual nodes of one name are two lines.
+	vn := []apiv1.UsageRecord{
+		{Metadata: apiv1.ObjectMeta{ID: "a", Tenant: "t1"}, VirtualNode: "eci-vnode", MilliCPU: 1000, MemoryMiB: 1024, Start: start, End: start.Add(time.Hour)},
+		{Metadata: apiv1.ObjectMeta{ID: "b", Tenant: "t2"}, VirtualNode: "eci-vnode", MilliCPU: 1000, MemoryMiB: 1024, Start: start, End: start.Add(time.Hour)},
+	}
+	q = Query{From: start, To: start.Add(time.Hour), By: "vnode"}
+	if bill, err = b.Bill(context.Background(), vn, q); err != nil || len(bill.Lines) != 2 || bill.Lines[0].Key != "t1/eci-vnode" {
+		t.Fatalf("by vnode: %+v (%v)", bill, err)
 	}
 }

@@ -10,8 +10,8 @@ import (
 	"fmt"
 	"math/big"
 	"os"
+	"regexp"
 	"sort"
-	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -69,6 +69,10 @@ type fileRate struct {
 	Storage *price `yaml:"storage"`
 }
 
+// decimal is how a price is written: digits, a point, digits (big.Rat
+// would also take 1e-6, 0x10, 1/8 or 1_000).
+var decimal = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?$`)
+
 // price is a decimal read exactly ("0.0000077"), never through a float.
 type price struct {
 	r    *big.Rat
@@ -77,7 +81,7 @@ type price struct {
 
 func (p *price) UnmarshalYAML(n *yaml.Node) error {
 	r, ok := new(big.Rat).SetString(n.Value)
-	if n.Kind != yaml.ScalarNode || !ok || strings.ContainsAny(n.Value, "/eE") {
+	if n.Kind != yaml.ScalarNode || !ok || !decimal.MatchString(n.Value) {
 		return fmt.Errorf("line %d: %q is not a decimal number (write prices as 0.0000077)", n.Line, n.Value)
 	}
 	if r.Sign() < 0 {

@@ -28,9 +28,9 @@ cost; the total is rounded to the cent (docs/billing.md).
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch f.Output { // before the request
-			case "", "json", "yaml", "wide", "csv":
+			case "", "json", "yaml", "csv":
 			default:
-				return fmt.Errorf("-o %q: allowed: json, yaml, csv, wide", f.Output)
+				return fmt.Errorf("-o %q: allowed: json, yaml, csv (or none: a table)", f.Output)
 			}
 			c, err := f.client()
 			if err != nil {

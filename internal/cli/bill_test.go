@@ -76,7 +76,7 @@ func TestBill(t *testing.T) {
 		"bill --from yesterday":                  "from",
 		"bill --granularity week":                "granularity \"week\"",
 		"bill --tag team":                        "allowed: key=value",
-		"bill -o xml":                            "allowed: json, yaml, csv, wide",
+		"bill -o xml":                            "allowed: json, yaml, csv",
 		"bill --from 2026-12-01 --to 2026-11-01": "must be after from",
 	} {
 		if _, err := eci(t, strings.Fields(args)...); err == nil || !strings.Contains(err.Error(), says) {

@@ -31,10 +31,6 @@ type Service interface {
 	Bill(ctx context.Context, p auth.Principal, q billing.Query) (*apiv1.Bill, error)
 }
 
-// Authenticator turns a token into its principal (the server's, with its
-// rate limits); a failure is the answer to give.
-type Authenticator func(r *http.Request, token string) (auth.Principal, error)
-
 //go:embed templates/*.html
 var templateFS embed.FS
 
@@ -49,15 +45,15 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 
 // Console serves the pages.
 type Console struct {
-	svc   Service
-	login Authenticator
+	svc      Service
+	sessions Sessions
 	// now is the clock (tests).
 	now func() time.Time
 }
 
 // New returns the console over svc.
-func New(svc Service, login Authenticator) *Console {
-	return &Console{svc: svc, login: login, now: time.Now}
+func New(svc Service, sessions Sessions) *Console {
+	return &Console{svc: svc, sessions: sessions, now: time.Now}
 }
 
 // Handler serves /console/. Every page but the login page and the style
@@ -90,9 +86,10 @@ func secure(next http.Handler) http.Handler {
 	})
 }
 
-// render writes a page; a template error is logged and answered 500.
-func render(w http.ResponseWriter, r *http.Request, name string, data any) {
+// render writes a page with its status; a template error is logged.
+func render(w http.ResponseWriter, r *http.Request, code int, name string, data any) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(code)
 	if err := pages.ExecuteTemplate(w, name, data); err != nil {
 		log.G(r.Context()).Error("console: render", "page", name, "err", err)
 	}

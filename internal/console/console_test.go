@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -18,6 +19,33 @@ import (
 	"github.com/eci-dev/eci/internal/control"
 	"github.com/eci-dev/eci/internal/errdefs"
 )
+
+// fakeSessions trade the tokens admin and acme for sessions.
+type fakeSessions struct {
+	n    int
+	live map[string]auth.Principal
+}
+
+func (f *fakeSessions) Login(_ *http.Request, token string) (string, error) {
+	p, ok := map[string]auth.Principal{"admin": auth.Admin, "acme": {Kind: apiv1.TokenTenant, Tenant: "acme"}}[token]
+	if !ok {
+		return "", errors.New("this token is not valid: " + errdefs.ErrUnauthenticated.Error())
+	}
+	f.n++
+	sess := fmt.Sprintf("session-%d", f.n)
+	f.live[sess] = p
+	return sess, nil
+}
+
+func (f *fakeSessions) Principal(_ *http.Request, sess string) (auth.Principal, error) {
+	p, ok := f.live[sess]
+	if !ok {
+		return p, errdefs.ErrUnauthenticated
+	}
+	return p, nil
+}
+
+func (f *fakeSessions) Logout(_ *http.Request, sess string) { delete(f.live, sess) }
 
 // fakeService answers as the real one would for two tenants' groups; the
 // real one is tested through a browser (e2e TestConsoleInABrowser).
@@ -49,7 +77,7 @@ func (f *fakeService) Bill(_ context.Context, p auth.Principal, q billing.Query)
 			recs = append(recs, u)
 		}
 	}
-	return book.Bill(recs, q), nil
+	return book.Bill(context.Background(), recs, q)
 }
 
 func TestConsole(t *testing.T) {
@@ -62,14 +90,8 @@ func TestConsole(t *testing.T) {
 			Status:   apiv1.ContainerGroupStatus{State: apiv1.StateRunning, MilliCPU: 2000, MemoryMiB: 4096, InstanceSpec: "2.0-4.0Gi", PendingAt: &began},
 		})
 	}
-	tokens := map[string]auth.Principal{"admin": auth.Admin, "acme": {Kind: apiv1.TokenTenant, Tenant: "acme"}, "host": {Kind: apiv1.TokenHost, Host: "h1"}}
-	login := func(_ *http.Request, tok string) (auth.Principal, error) {
-		if p, ok := tokens[tok]; ok {
-			return p, nil
-		}
-		return auth.Principal{}, errors.New("the token is not valid: " + errdefs.ErrUnauthenticated.Error())
-	}
-	srv := httptest.NewTLSServer(New(svc, login).Handler())
+	sessions := &fakeSessions{live: map[string]auth.Principal{}}
+	srv := httptest.NewTLSServer(New(svc, sessions).Handler())
 	defer srv.Close()
 	jar, _ := cookiejar.New(nil)
 	c := srv.Client()
@@ -112,7 +134,7 @@ func TestConsole(t *testing.T) {
 	if resp, _ := post("/console/login", url.Values{"token": {"acme"}}, "https://evil.example"); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("a login from another origin: %d", resp.StatusCode)
 	}
-	for _, tok := range []string{"nope", "host"} {
+	for _, tok := range []string{"nope", ""} {
 		if resp, body := post("/console/login", url.Values{"token": {tok}}, srv.URL); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "problem") {
 			t.Fatalf("login with %q: %d %q", tok, resp.StatusCode, body)
 		}
@@ -134,10 +156,22 @@ func TestConsole(t *testing.T) {
 	if _, body = get("/console/?by=tenant"); strings.Contains(body, `value="tenant"`) {
 		t.Fatal("a tenant was offered lines by tenant")
 	}
-	// Signed out: the session is gone.
+	// The cookie holds a session, never the token.
+	u, _ := url.Parse(srv.URL + "/console/")
+	if ck := jar.Cookies(u); len(ck) != 1 || ck[0].Value == "acme" || sessions.live[ck[0].Value].Tenant != "acme" {
+		t.Fatalf("cookies %+v", ck)
+	}
+	// Signed out: the session is gone at the server too.
 	post("/console/logout", nil, srv.URL)
-	if resp, _ = get("/console/"); resp.Request.URL.Path != "/console/login" {
-		t.Fatalf("after sign-out: %s", resp.Request.URL)
+	if resp, _ = get("/console/"); resp.Request.URL.Path != "/console/login" || len(sessions.live) != 0 {
+		t.Fatalf("after sign-out: %s, sessions %v", resp.Request.URL, sessions.live)
+	}
+	// A link can't put words on the login page; a known reason shows fixed ones.
+	if _, body = get("/console/login?why=Your+token+expired,+paste+it+at+evil"); strings.Contains(body, "evil") {
+		t.Fatal("the login page shows a link's words")
+	}
+	if _, body = get("/console/login?why=ended"); !strings.Contains(body, "Your session ended") {
+		t.Fatal("the login page does not say the session ended")
 	}
 	// The admin: both groups and the hosts.
 	if _, body = post("/console/login", url.Values{"token": {"admin"}}, srv.URL); !strings.Contains(body, "eci-acme") || !strings.Contains(body, "eci-other") || !strings.Contains(body, "<td>h1</td>") {

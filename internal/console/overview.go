@@ -137,7 +137,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 		sort.Slice(evs, func(i, j int) bool { return evs[i].LastTime.After(evs[j].LastTime) })
 		d.Events = evs[:min(len(evs), maxEvents)]
 	}
-	render(w, r, "overview.html", d)
+	render(w, r, http.StatusOK, "overview.html", d)
 }
 
 // groups fills the newest groups the caller may see, each with its cost so

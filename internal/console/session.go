@@ -1,25 +1,37 @@
 package console
 
 import (
-	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 
-	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/auth"
 )
 
-// CookieName holds a console session: the caller's own token, sent back
-// only over TLS, to /console/, never to a script, never from another site.
+// Sessions signs callers in and out: a token is traded once for a session
+// of the server's (stored, expiring, ended by sign-out or by the token's
+// revocation), whose secret alone the browser keeps.
+type Sessions interface {
+	// Login checks a token (an admin's or a tenant's) and starts a session.
+	Login(r *http.Request, token string) (session string, err error)
+	// Principal is the caller of a live session.
+	Principal(r *http.Request, session string) (auth.Principal, error)
+	// Logout ends a session.
+	Logout(r *http.Request, session string)
+}
+
+// CookieName holds a console session's secret: sent back only over TLS,
+// to /console/, never to a script, never from another site.
 const CookieName = "eci_console"
 
-// sessionHours is how long a login lasts.
-const sessionHours = 8
+// Why the login page is shown again: fixed words, chosen by a code (a
+// link can't put words of its own on the page).
+var loginReasons = map[string]string{
+	"ended": "Your session ended (it expired, was signed out, or its token was revoked): sign in again.",
+}
 
 // authenticated lets a request through with its principal when its
-// session cookie holds a token of an admin or a tenant; else it goes to
-// the login page.
+// session is live; else it goes to the login page.
 func (c *Console) authenticated(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ck, err := r.Cookie(CookieName)
@@ -27,13 +39,10 @@ func (c *Console) authenticated(next http.Handler) http.Handler {
 			http.Redirect(w, r, "/console/login", http.StatusSeeOther)
 			return
 		}
-		p, err := c.login(r, ck.Value)
-		if err == nil && p.Kind == apiv1.TokenHost {
-			err = fmt.Errorf("a host's token does not open the console")
-		}
+		p, err := c.sessions.Principal(r, ck.Value)
 		if err != nil {
 			clearSession(w)
-			http.Redirect(w, r, "/console/login?failed="+url.QueryEscape(err.Error()), http.StatusSeeOther)
+			http.Redirect(w, r, "/console/login?why=ended", http.StatusSeeOther)
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
@@ -41,15 +50,11 @@ func (c *Console) authenticated(next http.Handler) http.Handler {
 }
 
 func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
-	msg := r.URL.Query().Get("failed")
-	if len(msg) > 200 {
-		msg = msg[:200]
-	}
-	render(w, r, "login.html", map[string]string{"Failed": msg})
+	render(w, r, http.StatusOK, "login.html", map[string]string{"Failed": loginReasons[r.URL.Query().Get("why")]})
 }
 
-// loginPost checks the token the form sends and keeps it in the session
-// cookie. A post from another origin is refused (login CSRF).
+// loginPost trades the form's token for a session. A post from another
+// origin is refused (login CSRF).
 func (c *Console) loginPost(w http.ResponseWriter, r *http.Request) {
 	if !sameOrigin(r) {
 		http.Error(w, "a login from another origin is refused", http.StatusForbidden)
@@ -57,19 +62,16 @@ func (c *Console) loginPost(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 4096)
 	token := strings.TrimSpace(r.PostFormValue("token"))
-	p, err := c.login(r, token)
-	if err == nil && p.Kind == apiv1.TokenHost {
-		err = fmt.Errorf("a host's token does not open the console")
-	}
-	if token == "" || err != nil {
-		if err == nil {
-			err = fmt.Errorf("a token is needed")
-		}
-		w.WriteHeader(http.StatusUnauthorized)
-		render(w, r, "login.html", map[string]string{"Failed": err.Error()})
+	if token == "" {
+		render(w, r, http.StatusUnauthorized, "login.html", map[string]string{"Failed": "A token is needed."})
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: token, Path: "/console/", MaxAge: sessionHours * 3600,
+	sess, err := c.sessions.Login(r, token)
+	if err != nil {
+		render(w, r, http.StatusUnauthorized, "login.html", map[string]string{"Failed": err.Error()})
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: sess, Path: "/console/",
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, "/console/", http.StatusSeeOther)
 }
@@ -78,6 +80,9 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
 	if !sameOrigin(r) {
 		http.Error(w, "a logout from another origin is refused", http.StatusForbidden)
 		return
+	}
+	if ck, err := r.Cookie(CookieName); err == nil && ck.Value != "" {
+		c.sessions.Logout(r, ck.Value)
 	}
 	clearSession(w)
 	http.Redirect(w, r, "/console/login", http.StatusSeeOther)

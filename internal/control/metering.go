@@ -3,7 +3,9 @@ package control
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,8 +34,8 @@ func usageKey(tenant, group string) string { return tenant + "/" + group }
 // usageOps write g's usage record, if it was ever billed.
 func (s *Service) usageOps(g *apiv1.ContainerGroup) ([]store.Op, error) {
 	u, ok := apiv1.UsageOf(g, s.now())
-	if !ok {
-		return nil, nil
+	if !ok || u.End.Unix() == u.Start.Unix() {
+		return nil, nil // never billed, or not for a whole second
 	}
 	u.Open = false
 	u.Metadata.ID = usageKey(g.Metadata.Tenant, g.Metadata.ID)
@@ -101,11 +103,63 @@ func (s *Service) Bill(ctx context.Context, p auth.Principal, q billing.Query) (
 	if err := q.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
 	}
+	release, err := s.bills.enter(ctx, p.String())
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	recs, err := s.Usage(ctx, p, q.From, q.To)
 	if err != nil {
 		return nil, err
 	}
-	return book.Bill(recs, q), nil
+	bill, err := book.Bill(ctx, recs, q)
+	if billing.IsTooLarge(err) {
+		return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
+	}
+	return bill, err
+}
+
+// billGate bounds the bills rated at once: billsAtOnce on this server, and
+// one at a time for each caller; a caller waits for its turn as long as
+// its request lasts, at most billWait.
+type billGate struct {
+	all  chan struct{}
+	mu   sync.Mutex
+	busy map[string]chan struct{}
+}
+
+const (
+	billsAtOnce = 2
+	billWait    = 20 * time.Second
+)
+
+func newBillGate() *billGate {
+	return &billGate{all: make(chan struct{}, billsAtOnce), busy: map[string]chan struct{}{}}
+}
+
+// enter waits for the caller's turn and a free slot.
+func (g *billGate) enter(ctx context.Context, who string) (release func(), err error) {
+	ctx, cancel := context.WithTimeout(ctx, billWait)
+	defer cancel()
+	g.mu.Lock()
+	mine := g.busy[who]
+	if mine == nil {
+		mine = make(chan struct{}, 1)
+		g.busy[who] = mine
+	}
+	g.mu.Unlock()
+	select {
+	case mine <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("another bill of %s is being rated: try again: %w", who, errdefs.ErrExhausted)
+	}
+	select {
+	case g.all <- struct{}{}:
+	case <-ctx.Done():
+		<-mine
+		return nil, fmt.Errorf("the server is rating other bills: try again: %w", errdefs.ErrExhausted)
+	}
+	return func() { <-g.all; <-mine }, nil
 }
 
 // collectUsage removes the usage records past the retention, once an hour
@@ -160,19 +214,11 @@ func (s *Service) CostTotals(ctx context.Context, tagKey string) ([]CostTotal, s
 	}
 	type key struct{ tenant, tag string }
 	sums := map[key]*CostTotal{}
-	values := map[string]int{}
 	for i := range recs {
 		u := &recs[i]
 		k := key{u.Metadata.Tenant, u.Tags[tagKey]}
 		if k.tag == "" {
 			k.tag = "-"
-		}
-		if sums[k] == nil {
-			if values[k.tenant] >= MaxTagValues {
-				k.tag = "other"
-			} else {
-				values[k.tenant]++
-			}
 		}
 		t := sums[k]
 		if t == nil {
@@ -185,9 +231,28 @@ func (s *Service) CostTotals(ctx context.Context, tagKey string) ([]CostTotal, s
 		t.Pending += pend
 		t.Running += run
 	}
-	out := make([]CostTotal, 0, len(sums))
+	// Each tenant's MaxTagValues costliest values by name; the others
+	// summed as "other" (the same values while their costs keep order).
+	byTenant := map[string][]*CostTotal{}
 	for _, t := range sums {
-		out = append(out, *t)
+		byTenant[t.Tenant] = append(byTenant[t.Tenant], t)
+	}
+	var out []CostTotal
+	for tenant, ts := range byTenant {
+		sort.Slice(ts, func(i, j int) bool {
+			return ts[i].Amount > ts[j].Amount || ts[i].Amount == ts[j].Amount && ts[i].Tag < ts[j].Tag
+		})
+		other := CostTotal{Tenant: tenant, Tag: "other"}
+		for i, t := range ts {
+			if i < MaxTagValues {
+				out = append(out, *t)
+				continue
+			}
+			other.Amount, other.Pending, other.Running = other.Amount+t.Amount, other.Pending+t.Pending, other.Running+t.Running
+		}
+		if len(ts) > MaxTagValues {
+			out = append(out, other)
+		}
 	}
 	return out, book.Currency, nil
 }

@@ -78,6 +78,7 @@ func (s *Service) CollectGarbage(ctx context.Context) error {
 		log.G(ctx).Info("removed ended groups past their retention", "count", removed)
 	}
 	s.collectUsage(ctx)
+	s.collectSessions(ctx)
 	return nil
 }
 

@@ -7,37 +7,52 @@ import (
 
 	"github.com/eci-dev/eci/internal/auth"
 	"github.com/eci-dev/eci/internal/errdefs"
+	"github.com/eci-dev/eci/internal/log"
 )
 
-// consoleLogin is the console's check of a token (its login, and its
-// session cookie on every page): the API's check, with the same rate
-// limits of a token and of an address presenting unknown ones, and the
-// same revocation (read from etcd every time).
-func (s *Server) consoleLogin(r *http.Request, secret string) (auth.Principal, error) {
+// consoleSessions are the console's sign-ins (control/sessions.go), with
+// the API's guards: a token's rate limit and an address presenting
+// unknown tokens or sessions slowed down.
+type consoleSessions struct{ s *Server }
+
+// Login trades a token for a session.
+func (c consoleSessions) Login(r *http.Request, token string) (string, error) {
 	now := time.Now()
-	key, addr := auth.Hash(secret), clientAddr(r)
-	known, allowed, _, limit, _ := s.limits.before(key, now)
+	key, addr := auth.Hash(token), clientAddr(r)
+	known, allowed, _, limit, _ := c.s.limits.before(key, now)
 	switch {
 	case known && !allowed:
-		return auth.Principal{}, fmt.Errorf("%s: %w", overRate(limit), errdefs.ErrUnavailable)
+		return "", fmt.Errorf("%s: %w", overRate(limit), errdefs.ErrExhausted)
 	case !known:
-		if failing, _ := s.limits.failing(addr, now); failing {
-			return auth.Principal{}, fmt.Errorf("too many unknown tokens from this address: %w", errdefs.ErrUnauthenticated)
+		if failing, _ := c.s.limits.failing(addr, now); failing {
+			return "", fmt.Errorf("too many unknown tokens from this address: wait a little: %w", errdefs.ErrExhausted)
 		}
 	}
-	p, err := s.svc.Authenticate(r.Context(), secret)
+	sess, _, err := c.s.svc.StartSession(r.Context(), token)
 	if errdefs.IsUnauthenticated(err) {
-		s.limits.failed(addr, now)
-		s.limits.forget(key)
-		return p, fmt.Errorf("the token is not valid (or was revoked): %w", err)
+		c.s.limits.failed(addr, now)
+		c.s.limits.forget(key)
+		return "", fmt.Errorf("this token is not valid (or was revoked): %w", err)
 	}
-	if err != nil {
-		return p, err
+	return sess, err
+}
+
+// Principal is a live session's caller.
+func (c consoleSessions) Principal(r *http.Request, sess string) (auth.Principal, error) {
+	now, addr := time.Now(), clientAddr(r)
+	if failing, _ := c.s.limits.failing(addr, now); failing {
+		return auth.Principal{}, fmt.Errorf("too many unknown sessions from this address: %w", errdefs.ErrExhausted)
 	}
-	if !known {
-		if ok, _, limit := s.limits.after(key, p.Kind, now); !ok {
-			return auth.Principal{}, fmt.Errorf("%s: %w", overRate(limit), errdefs.ErrUnavailable)
-		}
+	p, err := c.s.svc.SessionPrincipal(r.Context(), sess)
+	if errdefs.IsUnauthenticated(err) {
+		c.s.limits.failed(addr, now)
 	}
-	return p, nil
+	return p, err
+}
+
+// Logout ends a session.
+func (c consoleSessions) Logout(r *http.Request, sess string) {
+	if err := c.s.svc.EndSession(r.Context(), sess); err != nil {
+		log.G(r.Context()).Warn("console: end a session", "err", err)
+	}
 }

@@ -21,9 +21,9 @@ import (
 const costMetricsEvery = 30 * time.Second
 
 var (
-	costDesc = prometheus.NewDesc("eci_cost_total", "What the groups were billed for since the oldest usage kept, by tenant and the value of the --cost-metrics-tag tag (\"-\": none; \"other\": past 50 values a tenant), in the price book's currency.",
+	costDesc = prometheus.NewDesc("eci_cost_total", "What the groups were billed for, summed over the usage kept (a gauge: it falls when usage past its retention goes), by tenant and the value of the --cost-metrics-tag tag (\"-\": none; \"other\": past a tenant's 50 costliest values), in the price book's currency.",
 		[]string{"tenant", "tag", "currency"}, nil)
-	secondsDesc = prometheus.NewDesc("eci_billed_seconds_total", "Billed seconds of the groups since the oldest usage kept, by tenant, tag value and state (pending, running).",
+	secondsDesc = prometheus.NewDesc("eci_billed_seconds_total", "Billed seconds of the groups, summed over the usage kept (a gauge, as eci_cost_total), by tenant, tag value and state (pending, running).",
 		[]string{"tenant", "tag", "state"}, nil)
 )
 
@@ -57,9 +57,9 @@ func (c *costCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	for _, t := range c.totals {
-		ch <- prometheus.MustNewConstMetric(costDesc, prometheus.CounterValue, t.Amount, t.Tenant, t.Tag, c.currency)
-		ch <- prometheus.MustNewConstMetric(secondsDesc, prometheus.CounterValue, float64(t.Pending), t.Tenant, t.Tag, "pending")
-		ch <- prometheus.MustNewConstMetric(secondsDesc, prometheus.CounterValue, float64(t.Running), t.Tenant, t.Tag, "running")
+		ch <- prometheus.MustNewConstMetric(costDesc, prometheus.GaugeValue, t.Amount, t.Tenant, t.Tag, c.currency)
+		ch <- prometheus.MustNewConstMetric(secondsDesc, prometheus.GaugeValue, float64(t.Pending), t.Tenant, t.Tag, "pending")
+		ch <- prometheus.MustNewConstMetric(secondsDesc, prometheus.GaugeValue, float64(t.Running), t.Tenant, t.Tag, "running")
 	}
 }
 

@@ -116,7 +116,7 @@ func (s *Server) handler(ctx context.Context) http.Handler {
 	}
 	// The web console (docs/console.md): pages for browsers, behind the
 	// same tokens, held in a session cookie.
-	mux.Handle("/console/", s.metrics.instrument("/console/", console.New(s.svc, s.consoleLogin).Handler(), false))
+	mux.Handle("/console/", s.metrics.instrument("/console/", console.New(s.svc, consoleSessions{s}).Handler(), false))
 	logger := log.G(ctx)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r = r.WithContext(log.WithLogger(r.Context(), logger.With("method", r.Method, "path", r.URL.Path)))

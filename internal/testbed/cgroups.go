@@ -110,8 +110,9 @@ left=0; for d in /sys/fs/cgroup/*/%s; do [ -d "$d" ] && left=1 && echo "$d"; don
 }
 
 // Shares of the bed's data plane (docs/fast-start.md "CPU priority"): the
-// pods' cgroup parent holds the pods, their shims and runc (the shim joins
-// its sandbox's cgroup), and containerd in its child "runtime"; as a whole
+// pods' cgroup parent holds the pods (runc's init joins its container's
+// cgroup), and in its child "runtime" containerd with the shims it starts
+// and the runc they run (they stay in containerd's cgroup); as a whole
 // it weighs a quarter of one busy process of the control plane (the
 // apiserver, etcd, the test's eci), as an operator gives containerd and
 // `eci agent --groups-cpu-weight` a low weight on a host they share with
@@ -123,8 +124,9 @@ const (
 
 // runtimeCgroupScript returns shell commands that give the bed's cgroup
 // parent its weight and move the shell (and so what it starts next:
-// containerd) into the parent's "runtime" child, for the cpu controller
-// only: the runtime's memory stays where it was.
+// containerd) into the parent's "runtime" child: on cgroup v1 for the cpu
+// controller only (the runtime's memory stays where it was); on v2 one
+// move covers every controller.
 func runtimeCgroupScript(parent string, v2 bool) string {
 	if v2 {
 		d := "/sys/fs/cgroup" + parent
