@@ -1,6 +1,9 @@
 package v1
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // LabelVirtualNode is the label a virtual node puts on the groups it makes:
 // its name. Billing allocates their cost to it.
@@ -119,3 +122,39 @@ const (
 	GranularityDay   = "day"
 	GranularityMonth = "month"
 )
+
+// VirtualNodeHeartbeat is what a virtual node sends while it is Ready
+// (PUT /v1/virtualnodes/{name}): it is billed as one instance of
+// VirtualNodeMilliCPU and VirtualNodeMemoryMiB while its heartbeats keep
+// coming (docs/billing.md).
+type VirtualNodeHeartbeat struct {
+	// Tags allocate its cost (at most MaxTags).
+	Tags map[string]string `json:"tags,omitempty"`
+}
+
+// A virtual node is billed as an instance of this size while it is Ready
+// (docs/spec.md section 10).
+const (
+	VirtualNodeMilliCPU  = 2000
+	VirtualNodeMemoryMiB = 8192
+)
+
+// ValidateVirtualNodeHeartbeat checks a virtual node's name and tags.
+func ValidateVirtualNodeHeartbeat(name string, hb *VirtualNodeHeartbeat) error {
+	e := &errs{}
+	// A node's name is a DNS subdomain: labels joined by dots.
+	if name == "" || len(name) > 253 {
+		e.add("metadata.name", "%q is not allowed; allowed: a node name of 1 to 253 characters", name)
+	}
+	for _, label := range strings.Split(name, ".") {
+		if name != "" && len(name) <= 253 && (label == "" || len(label) > 63 || !dnsLabel.MatchString(label)) {
+			e.add("metadata.name", "%q is not allowed; allowed: lowercase letters, digits, '-' and '.', as a Kubernetes node's name", name)
+			break
+		}
+	}
+	if len(hb.Tags) > MaxTags {
+		e.add("tags", "%d tags is too many; allowed: at most %d", len(hb.Tags), MaxTags)
+	}
+	e.labels("tags", hb.Tags, "tag")
+	return e.result()
+}

@@ -48,7 +48,7 @@ func newVnodeCommand() *cobra.Command {
 		src               client.Source
 		kubeconfig, taint string
 		cpu, memory, pods string
-		labels            []string
+		labels, tags      []string
 		noTaint, services bool
 		debugAddr         string
 	)
@@ -75,6 +75,9 @@ func newVnodeCommand() *cobra.Command {
 				}
 			}
 			if cfg.Labels, err = cli.KeyValues("--label", labels); err != nil {
+				return err
+			}
+			if cfg.Tags, err = cli.KeyValues("--tag", tags); err != nil {
 				return err
 			}
 			cfg.NoServices = !services
@@ -115,6 +118,7 @@ func newVnodeCommand() *cobra.Command {
 	fl.StringVar(&taint, "taint", "", "the node's taint, KEY=VALUE:EFFECT (default virtual-kubelet.io/provider=eci:NoSchedule)")
 	fl.BoolVar(&noTaint, "no-taint", false, "no taint: every pod may land on the node")
 	fl.StringArrayVar(&labels, "label", nil, "an extra node label KEY=VALUE (repeat)")
+	fl.StringArrayVar(&tags, "tag", nil, "a tag KEY=VALUE of the node's own charge (it is billed as one 2 vCPU / 8 GiB instance while Ready; repeat, at most 20)")
 	fl.StringVar(&cpu, "cpu", "1000", "the node's cpu capacity")
 	fl.StringVar(&memory, "memory", "4Ti", "the node's memory capacity")
 	fl.StringVar(&pods, "pods", "1000", "the node's pod capacity")

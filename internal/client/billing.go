@@ -30,3 +30,10 @@ func (c *Client) Bill(ctx context.Context, q BillQuery) (*apiv1.Bill, error) {
 	_, err := c.do(ctx, http.MethodGet, "/v1/bill", v, nil, &out)
 	return &out, err
 }
+
+// VirtualNodeHeartbeat tells the service the caller's virtual node name is
+// Ready (billed while it is).
+func (c *Client) VirtualNodeHeartbeat(ctx context.Context, name string, hb apiv1.VirtualNodeHeartbeat) error {
+	_, err := c.do(ctx, http.MethodPut, "/v1/virtualnodes/"+url.PathEscape(name), nil, hb, nil)
+	return err
+}

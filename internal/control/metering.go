@@ -53,9 +53,14 @@ func (s *Service) Usage(ctx context.Context, p auth.Principal, from, to time.Tim
 		return nil, err
 	}
 	now := s.now()
-	// The groups first, then the records: a group removed in between is
-	// found in both, and its record (final) wins; never in neither.
+	// The groups and the virtual nodes' open intervals first, then the
+	// records: one removed or closed in between is found in both, and its
+	// record (final) wins; never in neither.
 	groups, _, _, err := s.groups.List(ctx, storeOpts(0, 0, ""))
+	if err != nil {
+		return nil, err
+	}
+	vnodes, err := s.vnodeUsage(ctx, p)
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +88,11 @@ func (s *Service) Usage(ctx context.Context, p auth.Principal, from, to time.Tim
 		}
 		if u, ok := apiv1.UsageOf(g, now); ok && keep(&u) {
 			out = append(out, u)
+		}
+	}
+	for i := range vnodes {
+		if u := &vnodes[i]; !seen[u.Metadata.ID] && keep(u) {
+			out = append(out, *u)
 		}
 	}
 	return out, nil

@@ -79,6 +79,9 @@ func (s *Service) CollectGarbage(ctx context.Context) error {
 	}
 	s.collectUsage(ctx)
 	s.collectSessions(ctx)
+	if err := s.closeSilentVNodes(ctx, now); err != nil {
+		log.G(ctx).Warn("close the intervals of silent virtual nodes", "err", err)
+	}
 	return nil
 }
 

@@ -83,6 +83,7 @@ type Service struct {
 	spent    spentCache                                               // spending.go
 	sessions *store.Collection[session, *session]                     // sessions.go
 	bills    *billGate                                                // metering.go
+	vnodes   *store.Collection[vnodeRecord, *vnodeRecord]             // vnodemetering.go
 	counts   counts                                                   // membership.go
 	log      *slog.Logger
 
@@ -198,6 +199,7 @@ func New(st *store.Store, opts Options) *Service {
 		records:  store.NewCollection[apiv1.UsageRecord](st, "usagerecords"),
 		sessions: store.NewCollection[session](st, "consolesessions"),
 		bills:    newBillGate(),
+		vnodes:   store.NewCollection[vnodeRecord](st, "virtualnodes"),
 		counts:   counts{m: map[string]cachedCount{}},
 		log:      opts.Logger,
 		kick:     make(chan struct{}, 1),

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/billing"
 	"github.com/eci-dev/eci/internal/log"
 )
@@ -123,4 +124,19 @@ func billQuery(r *http.Request) (billing.Query, error) {
 		return q, badRequest("query", err.Error())
 	}
 	return q, nil
+}
+
+// virtualNodeHeartbeat answers PUT /v1/virtualnodes/{name}: the caller's
+// virtual node is Ready (billed as one instance while it is).
+func (s *Server) virtualNodeHeartbeat(w http.ResponseWriter, r *http.Request) {
+	var hb apiv1.VirtualNodeHeartbeat
+	if err := decode(r, &hb); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if err := s.svc.VirtualNodeHeartbeat(r.Context(), principal(r), r.PathValue("name"), hb); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

@@ -48,6 +48,7 @@ func (s *Server) routes() []route {
 
 		{method: "GET", path: "/v1/events", handler: s.listEvents},
 		{method: "GET", path: "/v1/bill", handler: s.bill},
+		{method: "PUT", path: "/v1/virtualnodes/{name}", handler: s.virtualNodeHeartbeat},
 		{method: "POST", path: "/v1/events", handler: s.addEvent},
 
 		{method: "POST", path: "/v1/hosts", handler: s.registerHost},

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 
+	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/client"
 	"github.com/eci-dev/eci/internal/sizes"
 )
@@ -67,6 +68,10 @@ type Config struct {
 	// CostInterval is how often the pods' running cost is written on them
 	// (costs.go; a minute); negative: never.
 	CostInterval time.Duration
+	// Tags allocate the node's own charge (charge.go; at most 20), and
+	// ChargeInterval is how often it tells the service it is Ready (30 s).
+	Tags           map[string]string
+	ChargeInterval time.Duration
 
 	// ImageCaches keeps the cluster's ImageCache and DataCache objects in
 	// the instance service as the tenant's caches (cacheobjects.go); one
@@ -173,6 +178,9 @@ func (c *Config) validate() error {
 	}
 	if c.ListenAddr == "" {
 		c.ListenAddr = ":10250"
+	}
+	if err := apiv1.ValidateVirtualNodeHeartbeat(c.NodeName, &apiv1.VirtualNodeHeartbeat{Tags: c.Tags}); err != nil {
+		return fmt.Errorf("vnode: --node-name and --tag: %w", err)
 	}
 	if c.CostInterval == 0 {
 		c.CostInterval = time.Minute

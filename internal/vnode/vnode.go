@@ -205,10 +205,11 @@ func (v *VNode) startServingCert(ctx context.Context, wg *sync.WaitGroup) error 
 
 // background starts what runs beside the controllers until ctx ends: the
 // groups' watch, the pods' events, the tokens' refresh, the pods' running
-// cost and the Services' table.
+// cost, the node's own charge and the Services' table.
 func (v *VNode) background(ctx context.Context, wg *sync.WaitGroup) {
-	wg.Add(4)
+	wg.Add(5)
 	go func() { defer wg.Done(); v.writeCosts(ctx) }()
+	go func() { defer wg.Done(); v.reportReady(ctx) }()
 	go func() { defer wg.Done(); v.watchGroups(ctx) }()
 	go func() { defer wg.Done(); v.podEvents.run(ctx) }()
 	go func() { defer wg.Done(); v.refreshTokens(ctx) }()

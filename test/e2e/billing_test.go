@@ -31,7 +31,7 @@ func TestPodCarriesItsCost(t *testing.T) {
 	bed := testbed.New(t, testbed.Options{Kube: true, Containerd: true})
 	c := startServing(t, bed, func(cfg *server.Config) { cfg.PriceBookFile = book })
 	c.stopVNode()
-	c.stopVNode = c.startVNodeAs(t, nodeName, "cluster-a", c.eci, func(cfg *vnode.Config) { cfg.CostInterval = time.Second })
+	c.stopVNode = c.startVNodeAs(t, nodeName, "cluster-a", c.eci, func(cfg *vnode.Config) { cfg.CostInterval, cfg.ChargeInterval = time.Second, time.Second })
 	ctx := context.Background()
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "priced"}, Spec: onVNode(corev1.PodSpec{
 		Containers: []corev1.Container{{Name: "main", Image: bed.Registry.Busybox, Command: []string{"sleep", "3600"}}}})}
@@ -58,11 +58,25 @@ func TestPodCarriesItsCost(t *testing.T) {
 	// What the bill says of the group now is at least that (less the half
 	// cent of rounding), and not a minute's worth more (the node wrote it
 	// within its interval).
-	bill, err := c.eci.Bill(ctx, client.BillQuery{From: time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), By: "group"})
-	if err != nil || len(bill.Lines) != 1 {
-		t.Fatalf("bill %+v (%v)", bill, err)
+	hourAgo := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	bill, err := c.eci.Bill(ctx, client.BillQuery{From: hourAgo, By: "size"})
+	if err != nil {
+		t.Fatal(err)
 	}
-	now, _ := new(big.Rat).SetString(bill.Lines[0].Amount)
+	// Two lines: the pod's instance, and the virtual node's own charge
+	// (one 2 vCPU / 8 GiB instance while it is Ready).
+	amounts := map[string]string{}
+	for _, l := range bill.Lines {
+		amounts[l.Key] = l.Amount
+	}
+	if len(bill.Lines) != 2 || amounts["2.0-4.0Gi"] == "" || amounts["vnode"] == "" {
+		t.Fatalf("bill by size %+v", bill.Lines)
+	}
+	byNode, err := c.eci.Bill(ctx, client.BillQuery{From: hourAgo, By: "vnode"})
+	if err != nil || len(byNode.Lines) != 1 || byNode.Lines[0].Key != "cluster-a/"+nodeName || byNode.Lines[0].Groups != 2 {
+		t.Fatalf("bill by virtual node %+v (%v)", byNode, err)
+	}
+	now, _ := new(big.Rat).SetString(amounts["2.0-4.0Gi"])
 	if new(big.Rat).Add(now, big.NewRat(1, 200)).Cmp(cost) < 0 || new(big.Rat).Sub(now, cost).Cmp(big.NewRat(144, 100)) > 0 {
 		t.Fatalf("the pod says %s EUR, the bill %s", cost.FloatString(2), now.FloatString(4))
 	}
