@@ -84,6 +84,7 @@ type Service struct {
 	sessions *store.Collection[session, *session]                     // sessions.go
 	bills    *billGate                                                // metering.go
 	vnodes   *store.Collection[vnodeRecord, *vnodeRecord]             // vnodemetering.go
+	books    *store.Collection[storedBook, *storedBook]               // pricebook.go
 	counts   counts                                                   // membership.go
 	log      *slog.Logger
 
@@ -200,6 +201,7 @@ func New(st *store.Store, opts Options) *Service {
 		sessions: store.NewCollection[session](st, "consolesessions"),
 		bills:    newBillGate(),
 		vnodes:   store.NewCollection[vnodeRecord](st, "virtualnodes"),
+		books:    store.NewCollection[storedBook](st, "pricebooks"),
 		counts:   counts{m: map[string]cachedCount{}},
 		log:      opts.Logger,
 		kick:     make(chan struct{}, 1),

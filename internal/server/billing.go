@@ -14,37 +14,27 @@ import (
 	"github.com/eci-dev/eci/internal/log"
 )
 
-// startPriceBook loads the price book and keeps reading it until ctx ends.
+// startPriceBook gives the service its price book and keeps reading the
+// file until ctx ends.
 func (s *Server) startPriceBook(ctx context.Context) error {
-	prices, err := s.loadPriceBook()
-	if err != nil {
-		return err
-	}
-	go s.watchPriceBook(ctx, prices)
-	return nil
-}
-
-// loadPriceBook gives the service its price book: the file's (an invalid
-// one stops the server from starting), or billing.DefaultBook.
-func (s *Server) loadPriceBook() ([]byte, error) {
 	data := []byte(billing.DefaultBook)
 	if s.cfg.PriceBookFile != "" {
 		var err error
 		if data, err = os.ReadFile(s.cfg.PriceBookFile); err != nil {
-			return nil, fmt.Errorf("--price-book: %w", err)
+			return fmt.Errorf("--price-book: %w", err)
 		}
 	}
-	book, err := billing.Parse(data)
-	if err != nil {
-		return nil, fmt.Errorf("--price-book %s: %w", s.cfg.PriceBookFile, err)
+	if err := s.svc.ApplyPriceBook(ctx, data, s.cfg.PriceBookFile != ""); err != nil {
+		return fmt.Errorf("--price-book %s: %w", s.cfg.PriceBookFile, err)
 	}
-	s.svc.SetPriceBook(book)
-	return data, nil
+	go s.watchPriceBook(ctx, data)
+	return nil
 }
 
 // watchPriceBook reads the price book's file again every PriceBookEvery
-// and takes it when it changed and is valid; an invalid one is logged,
-// naming the line, and the book in use stays.
+// and applies it when it changed; one that is not valid, or would change
+// the prices of usage already past, is logged with the reason (its line)
+// and the book in use stays.
 func (s *Server) watchPriceBook(ctx context.Context, last []byte) {
 	if s.cfg.PriceBookFile == "" {
 		return
@@ -65,13 +55,11 @@ func (s *Server) watchPriceBook(ctx context.Context, last []byte) {
 			continue
 		}
 		last = data
-		book, err := billing.Parse(data)
-		if err != nil {
-			log.G(ctx).Error("price book: the file changed but is invalid; keeping the one in use", "file", s.cfg.PriceBookFile, "err", err)
+		if err := s.svc.ApplyPriceBook(ctx, data, true); err != nil {
+			log.G(ctx).Error("price book: the file changed but is refused; keeping the one in use", "file", s.cfg.PriceBookFile, "err", err)
 			continue
 		}
-		s.svc.SetPriceBook(book)
-		log.G(ctx).Info("price book reloaded", "file", s.cfg.PriceBookFile, "periods", len(book.Periods))
+		log.G(ctx).Info("price book reloaded", "file", s.cfg.PriceBookFile)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -38,30 +39,45 @@ func TestPriceBookLoadedAndReloaded(t *testing.T) {
 		t.Fatalf("a server on an invalid price book: %v", err)
 	}
 
-	write("currency: EUR\nperiods:\n  - from: 2026-01-01\n    vcpu: 0.1\n    memory: 0.1\n")
+	book := "currency: EUR\nperiods:\n  - from: 2026-01-01\n    vcpu: 0.1\n    memory: 0.1\n"
+	write(book)
 	r := start(t, filepath.Join(dir, "good"), func(c *Config) { c.PriceBookFile, c.PriceBookEvery = file, 50*time.Millisecond })
-	currency := func() string {
-		b, err := r.admin.Bill(context.Background(), client.BillQuery{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b.Currency
+	periods := func() int { return len(r.srv.Service().PriceBook().Periods) }
+	b, err := r.admin.Bill(context.Background(), client.BillQuery{})
+	if err != nil || b.Currency != "EUR" || periods() != 1 {
+		t.Fatalf("the book's currency %+v (%v), %d periods", b, err, periods())
 	}
-	if c := currency(); c != "EUR" {
-		t.Fatalf("currency %s, want the book's EUR", c)
-	}
-	write("currency: CHF\nperiods:\n  - from: 2026-01-01\n    vcpu: 0.1\n    memory: 0.1\n")
+	// New prices from a date to come: taken.
+	book += "  - from: 2999-01-01\n    vcpu: 0.2\n    memory: 0.2\n"
+	write(book)
 	poll.Eventually(t, 10*time.Second, "the changed book taken", func() error {
-		if c := currency(); c != "CHF" {
-			return errors.New(c)
+		if n := periods(); n != 2 {
+			return fmt.Errorf("%d periods", n)
 		}
 		return nil
 	})
-	// An invalid change is not taken: the book in use stays.
+	// Prices of a period begun changed, or a file not valid: not taken.
+	write(strings.Replace(book, "vcpu: 0.1", "vcpu: 0.05", 1))
+	time.Sleep(300 * time.Millisecond)
 	write("currency: GBP\nperiods:\n  - from: 2026-01-01\n    vcpu: -1\n    memory: 0.1\n")
 	time.Sleep(300 * time.Millisecond)
-	if c := currency(); c != "CHF" {
-		t.Fatalf("currency %s after an invalid change, want CHF kept", c)
+	if p := r.srv.Service().PriceBook(); len(p.Periods) != 2 || p.Periods[0].VCPU.FloatString(2) != "0.10" {
+		t.Fatalf("the book in use after refused changes: %+v", p.Periods)
+	}
+	// A server started again on a book that changes the past: refused,
+	// naming the line; a server without a book takes the one in use.
+	r.stop()
+	write(strings.Replace(book, "vcpu: 0.1", "vcpu: 0.05", 1))
+	again, err := New(Config{Addr: "127.0.0.1:0", DataDir: filepath.Join(dir, "good"), Name: "test", PriceBookFile: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "line 3: the period from 2026-01-01T00:00:00Z has begun") {
+		t.Fatalf("a server on a book that changes the past: %v", err)
+	}
+	r = start(t, filepath.Join(dir, "good"))
+	if p := r.srv.Service().PriceBook(); len(p.Periods) != 2 || p.Currency != "EUR" {
+		t.Fatalf("a server without --price-book uses %+v, want the book in use", p)
 	}
 	if _, err := r.admin.Bill(context.Background(), client.BillQuery{By: "colour"}); err == nil || !strings.Contains(err.Error(), "by \"colour\"") {
 		t.Fatalf("by colour over HTTP: %v", err)

@@ -1,0 +1,79 @@
+package control
+
+import (
+	"context"
+	"fmt"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
+	"github.com/eci-dev/eci/internal/billing"
+	"github.com/eci-dev/eci/internal/errdefs"
+)
+
+// The price book in use is stored, so that every server, and a server
+// started again, checks a new one against it: prices apply from their
+// date forward, never to usage already past (billing.CheckChange). The
+// service's first book from a file may replace the built-in list prices
+// (billing.DefaultBook) whole: that is setting the service up. A server
+// without a book of its own takes the one in use.
+
+// storedBook is the book in use, as its text.
+type storedBook struct {
+	Metadata apiv1.ObjectMeta `json:"metadata"` // ID: "current"
+	Text     string           `json:"text"`
+	// FromFile: an operator's book (else the built-in one).
+	FromFile bool `json:"fromFile,omitempty"`
+}
+
+func (b *storedBook) Meta() *apiv1.ObjectMeta { return &b.Metadata }
+
+// ApplyPriceBook checks text (a price book; fromFile: the operator's)
+// against the book in use and makes it the book of the bills. A book that
+// is not valid, or that would change past prices, is refused with the
+// reason, and the book in use stays.
+func (s *Service) ApplyPriceBook(ctx context.Context, text []byte, fromFile bool) error {
+	next, err := billing.Parse(text)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
+	}
+	for attempt := 0; attempt < 5; attempt++ {
+		cur, err := s.books.Get(ctx, "current")
+		switch {
+		case errdefs.IsNotFound(err):
+			err = s.books.Create(ctx, &storedBook{Metadata: apiv1.ObjectMeta{ID: "current", CreatedAt: s.now()}, Text: string(text), FromFile: fromFile}, nil)
+		case err != nil:
+			return err
+		case cur.Text == string(text):
+			s.SetPriceBook(next)
+			return nil
+		case !fromFile: // a server without a book of its own takes the one in use
+			stored, err := billing.Parse([]byte(cur.Text))
+			if err != nil {
+				return fmt.Errorf("the stored price book: %w", err)
+			}
+			s.SetPriceBook(stored)
+			return nil
+		default:
+			if cur.FromFile {
+				if old, perr := billing.Parse([]byte(cur.Text)); perr == nil {
+					if cerr := billing.CheckChange(old, next, s.now()); cerr != nil {
+						return fmt.Errorf("price book: %w: %w", errdefs.ErrInvalidArgument, cerr)
+					}
+				}
+			}
+			cur.Text, cur.FromFile = string(text), true
+			err = s.books.Update(ctx, cur, nil)
+		}
+		if errdefs.IsConflict(err) || errdefs.IsAlreadyExists(err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		s.SetPriceBook(next)
+		return nil
+	}
+	return fmt.Errorf("price book: too many concurrent changes: %w", errdefs.ErrConflict)
+}
+
+// PriceBook is the book bills are rated with now (nil: none yet).
+func (s *Service) PriceBook() *billing.Book { return s.prices.p.Load() }
