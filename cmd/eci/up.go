@@ -53,6 +53,7 @@ The admin's client config is written to <data-dir>/server/admin.conf
 	fl.StringArrayVar(&cfg.LocalRegistries, "allowed-local-registry", nil, "HOST:PORT of a registry on this machine's loopback address that pods may pull from (others are refused)")
 	fl.StringVar(&cfg.ResolvConf, "resolv-conf", "/etc/resolv.conf", "the resolv.conf of groups with no DNS of their own (dnsPolicy Default, or ClusterFirst with no cluster DNS); empty: no nameserver")
 	fl.StringVar(&cfg.CgroupParent, "cgroup-parent", "eci", "cgroup under which each group gets its own")
+	fl.StringVar(&cfg.PriceBookFile, "price-book", "", "the price book bills are rated with (YAML, docs/billing.md); default: the spec's list prices")
 	fl.StringVar(&cfg.LogDir, "log-dir", "/var/log/eci/groups", "CRI log files")
 	fl.StringVar(&cfg.PodCIDR, "pod-cidr", "198.19.200.0/24", "the vSwitch the groups get their IPs from")
 	fl.StringVar(&cfg.PodIPv6CIDR, "pod-ipv6-cidr", "", "an IPv6 CIDR that makes that vSwitch dual stack (e.g. fd00:ec1::/64): groups with IPv6 (eci-enable-ipv6, eci run --ipv6) get their IPv6 addresses from it; empty: IPv4 only")

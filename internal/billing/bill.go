@@ -39,7 +39,7 @@ func (q *Query) Validate() error {
 	default:
 		return fmt.Errorf("granularity %q: allowed: hour, day, month (or none)", q.Granularity)
 	}
-	if n := len(q.periods()); n > MaxPeriods {
+	if n := len(q.Periods()); n > MaxPeriods {
 		return fmt.Errorf("granularity %s: %d periods from %s to %s; at most %d", q.Granularity, n, q.From.Format(time.RFC3339), q.To.Format(time.RFC3339), MaxPeriods)
 	}
 	switch {
@@ -51,8 +51,9 @@ func (q *Query) Validate() error {
 	return nil
 }
 
-// periods are the starts of q's periods, and To last.
-func (q *Query) periods() []time.Time {
+// Periods are the starts of q's periods (From, then each hour, day or
+// month after it), and To last.
+func (q *Query) Periods() []time.Time {
 	out := []time.Time{q.From}
 	if q.Granularity == "" {
 		return append(out, q.To)
@@ -129,7 +130,7 @@ const MaxLines = 100_000
 // Each record visits only the periods it overlaps; a bill over MaxLines
 // lines is refused, and so is one whose ctx ends.
 func (b *Book) Bill(ctx context.Context, records []apiv1.UsageRecord, q Query) (*apiv1.Bill, error) {
-	bounds := q.periods()
+	bounds := q.Periods()
 	sums := map[[2]string]*lineSum{}
 	for i := range records {
 		if i%1024 == 0 && ctx.Err() != nil {

@@ -30,7 +30,8 @@ func (c *Console) costChart(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	svg, err := drawCost(bill, periodStarts(q.From, q.To, q.Granularity))
+	bounds := q.Periods()
+	svg, err := drawCost(bill, bounds[:len(bounds)-1])
 	if err != nil {
 		log.G(r.Context()).Error("console: draw the cost chart", "err", err)
 		http.Error(w, "the chart could not be drawn", http.StatusInternalServerError)
@@ -40,25 +41,6 @@ func (c *Console) costChart(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
 	w.Header().Set("Content-Type", "image/svg+xml")
 	_, _ = w.Write(svg)
-}
-
-// periodStarts are the starts of the periods from..to (the bill's lines'
-// Period), in order.
-func periodStarts(from, to time.Time, granularity string) []time.Time {
-	var out []time.Time
-	t := from
-	for t.Before(to) && len(out) < 1000 {
-		out = append(out, t)
-		switch granularity {
-		case apiv1.GranularityHour:
-			t = t.Add(time.Hour)
-		case apiv1.GranularityDay:
-			t = t.AddDate(0, 0, 1)
-		default:
-			t = t.AddDate(0, 1, 0)
-		}
-	}
-	return out
 }
 
 // drawCost makes the chart: per key, its amount in each period.

@@ -39,6 +39,9 @@ type Config struct {
 	// EIPRange holds the addresses of the hosts' network the server gives
 	// EIPs from (server.Config's; invalid: none).
 	EIPRange netip.Prefix
+	// PriceBookFile is the server's price book (server.Config's; empty:
+	// the list prices).
+	PriceBookFile string
 	// CRIEndpoint is containerd's CRI socket; CNIConfDir and CNIBinDir are
 	// its CNI directories (the agent writes its network config into the
 	// first and the eci-cni plugin, from Plugin, into the second);
@@ -93,7 +96,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer func() { _ = os.Remove(ReadyFile(cfg.DataDir)) }()
 	listenHost, _, _ := net.SplitHostPort(cfg.Listen)
 	scfg := server.Config{Addr: cfg.Listen, DataDir: filepath.Join(cfg.DataDir, "server"), Name: "eci-up", TLSNames: []string{listenHost}}
-	scfg.Control.EIPRange = cfg.EIPRange
+	scfg.Control.EIPRange, scfg.PriceBookFile = cfg.EIPRange, cfg.PriceBookFile
 	srv, err := server.New(scfg)
 	if err != nil {
 		return err

@@ -333,4 +333,60 @@ func TestHAUnderFaults(t *testing.T) {
 	if float64(failed) > 0.05*float64(ok+failed) {
 		t.Fatalf("%d of %d creates failed", failed, ok+failed)
 	}
+	var ids []string
+	for _, r := range results {
+		if r.err == nil {
+			ids = append(ids, r.id)
+		}
+	}
+	checkBilledOnce(ctx, t, c, ids, began)
+}
+
+// checkBilledOnce: after the kills, every group is billed once, from its
+// own pendingAt; the groups removed then (their usage records written by
+// whichever server removed them) are billed to their removal.
+func checkBilledOnce(ctx context.Context, t *testing.T, c *client.Client, ids []string, began time.Time) {
+	t.Helper()
+	pending := map[string]time.Time{}
+	for _, id := range ids {
+		g, err := c.GetGroup(ctx, id)
+		if err != nil || g.Status.PendingAt == nil {
+			t.Fatalf("group %s: %+v (%v)", id, g, err)
+		}
+		pending[id] = *g.Status.PendingAt
+	}
+	removed := map[string]time.Time{}
+	for _, id := range ids[:min(len(ids), 20)] {
+		if _, err := c.DeleteGroup(ctx, id, client.DeleteOptions{Force: true}); err != nil {
+			t.Fatal(err)
+		}
+		removed[id] = time.Now()
+	}
+	bill, err := c.Bill(ctx, client.BillQuery{From: began.Add(-time.Hour).UTC().Format(time.RFC3339), To: time.Now().Add(time.Hour).UTC().Format(time.RFC3339), By: "group"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	lines := map[string]apiv1.BillLine{}
+	for _, l := range bill.Lines {
+		if _, twice := lines[l.Key]; twice || l.Groups != 1 {
+			t.Fatalf("group %s billed twice: %+v", l.Key, l)
+		}
+		lines[l.Key] = l
+	}
+	if len(lines) != len(ids) {
+		t.Fatalf("%d groups billed, %d created", len(lines), len(ids))
+	}
+	for _, id := range ids {
+		l, ok := lines[id]
+		end := now
+		if at, gone := removed[id]; gone {
+			end = at
+		}
+		want := end.Sub(pending[id]).Seconds()
+		if got := float64(l.PendingSeconds + l.RunningSeconds); !ok || got < want-5 || got > want+2 {
+			t.Fatalf("group %s billed %v s, want about %.0f (from its pendingAt to %s)", id, got, want, map[bool]string{true: "its removal", false: "now"}[removed[id] != time.Time{}])
+		}
+	}
+	t.Logf("billing across the kills: %d groups each billed once, %d removed after them to their removal; total %s %s", len(ids), len(removed), bill.Total, bill.Currency)
 }
