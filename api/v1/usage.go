@@ -1,6 +1,7 @@
 package v1
 
 import (
+	"regexp"
 	"strings"
 	"time"
 )
@@ -158,3 +159,10 @@ func ValidateVirtualNodeHeartbeat(name string, hb *VirtualNodeHeartbeat) error {
 	e.labels("tags", hb.Tags, "tag")
 	return e.result()
 }
+
+// decimalRE is how prices and amounts are written: digits, a point, digits
+// (math/big would also take 1e-6, 0x10, 1/8 or 1_000).
+var decimalRE = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?$`)
+
+// IsDecimal tells whether s is a plain decimal number ("0.0000077", "-1").
+func IsDecimal(s string) bool { return len(s) <= 64 && decimalRE.MatchString(s) }

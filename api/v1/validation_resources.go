@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/big"
 	"net/netip"
-	"strings"
 )
 
 // The most one host may offer: far above any machine (about a million vCPU,
@@ -178,7 +177,7 @@ func ValidateTenant(t *Tenant) error {
 	e.nonNegative("spec.quota.gpu", int64(q.GPU))
 	e.nonNegative("spec.quota.groups", int64(q.Groups))
 	if l := t.Spec.SpendingLimit; l != nil {
-		if r, ok := new(big.Rat).SetString(l.Amount); !ok || len(l.Amount) > 32 || strings.ContainsAny(l.Amount, "/eE") || r.Sign() <= 0 {
+		if r, ok := new(big.Rat).SetString(l.Amount); !ok || len(l.Amount) > 32 || !IsDecimal(l.Amount) || r.Sign() <= 0 {
 			e.add("spec.spendingLimit.amount", "%q: allowed: a decimal number above 0, of at most 32 characters (250.00)", l.Amount)
 		}
 		if l.Period != "" && l.Period != "day" && l.Period != "month" {

@@ -48,12 +48,12 @@ func setCPUWeight(rel string, weight int) error {
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(cgroupRoot, &st); err == nil && st.Type == 0x63677270 { // cgroup v2
 		dir := filepath.Join(cgroupRoot, rel)
-		parent, _ := os.ReadFile(filepath.Join(filepath.Dir(dir), "cgroup.controllers"))
-		if !slices.Contains(strings.Fields(string(parent)), "cpu") {
-			return fmt.Errorf("cgroup %s does not have the cpu controller: enable it in its parent's cgroup.subtree_control (systemd: Delegate=yes on the agent's unit)", dir)
-		}
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
+		}
+		have, _ := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))
+		if !slices.Contains(strings.Fields(string(have)), "cpu") {
+			return fmt.Errorf("cgroup %s does not have the cpu controller: enable it in its parent's cgroup.subtree_control (systemd: Delegate=yes on the agent's unit)", dir)
 		}
 		return writeFiles(dir, map[string]string{"cpu.weight": strconv.Itoa(weight)})
 	}

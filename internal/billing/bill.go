@@ -132,6 +132,7 @@ const MaxLines = 100_000
 func (b *Book) Bill(ctx context.Context, records []apiv1.UsageRecord, q Query) (*apiv1.Bill, error) {
 	bounds := q.Periods()
 	sums := map[[2]string]*lineSum{}
+	work := 0
 	for i := range records {
 		if i%1024 == 0 && ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -144,6 +145,9 @@ func (b *Book) Bill(ctx context.Context, records []apiv1.UsageRecord, q Query) (
 		// The first period that ends after the record starts.
 		first := sort.Search(len(bounds)-1, func(j int) bool { return bounds[j+1].After(u.Start) })
 		for j := first; j+1 < len(bounds) && bounds[j].Before(u.End); j++ {
+			if work++; work%4096 == 0 && ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
 			from, to := bounds[j], bounds[j+1]
 			pend, run := u.Seconds(from, to)
 			secs := pend + run

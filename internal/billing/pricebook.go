@@ -10,11 +10,12 @@ import (
 	"fmt"
 	"math/big"
 	"os"
-	"regexp"
 	"sort"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	apiv1 "github.com/eci-dev/eci/api/v1"
 )
 
 // Book is a validated price book.
@@ -69,10 +70,6 @@ type fileRate struct {
 	Storage *price `yaml:"storage"`
 }
 
-// decimal is how a price is written: digits, a point, digits (big.Rat
-// would also take 1e-6, 0x10, 1/8 or 1_000).
-var decimal = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?$`)
-
 // price is a decimal read exactly ("0.0000077"), never through a float.
 type price struct {
 	r    *big.Rat
@@ -81,7 +78,7 @@ type price struct {
 
 func (p *price) UnmarshalYAML(n *yaml.Node) error {
 	r, ok := new(big.Rat).SetString(n.Value)
-	if n.Kind != yaml.ScalarNode || !ok || !decimal.MatchString(n.Value) {
+	if n.Kind != yaml.ScalarNode || !ok || !apiv1.IsDecimal(n.Value) {
 		return fmt.Errorf("line %d: %q is not a decimal number (write prices as 0.0000077)", n.Line, n.Value)
 	}
 	if r.Sign() < 0 {

@@ -173,8 +173,20 @@ func newTenantSetCommand(f *Flags) *cobra.Command {
 				return err
 			}
 			spec := apiv1.TenantSpec{Quota: apiv1.Quota{MilliCPU: int64(cpu*1000 + 0.5), MemoryMiB: int64(mem*1024 + 0.5), GPU: gpu, Groups: groups}}
-			if spend.Amount != "" {
+			switch {
+			case spend.Amount == "none":
+			case spend.Amount != "":
 				spec.SpendingLimit = &spend
+			case cmd.Flags().Changed("spending-period"):
+				return fmt.Errorf("--spending-period goes with --spending-limit: %w", errdefs.ErrInvalidArgument)
+			default: // the limit stays as it is
+				cur, err := c.GetTenant(cmd.Context(), args[0])
+				if err != nil && !errdefs.IsNotFound(err) {
+					return err
+				}
+				if err == nil {
+					spec.SpendingLimit = cur.Spec.SpendingLimit
+				}
 			}
 			t, err := c.PutTenant(cmd.Context(), &apiv1.Tenant{Metadata: apiv1.ObjectMeta{Name: args[0]}, Spec: spec})
 			if err != nil {
@@ -189,7 +201,7 @@ func newTenantSetCommand(f *Flags) *cobra.Command {
 	fl.Float64Var(&mem, "memory", 0, "GiB of memory")
 	fl.IntVar(&gpu, "gpu", 0, "GPUs")
 	fl.IntVar(&groups, "groups", 0, "live groups")
-	fl.StringVar(&spend.Amount, "spending-limit", "", "what its groups may be billed for in a period, in the price book's currency (250.00); past it, new groups are refused (402); empty: none")
+	fl.StringVar(&spend.Amount, "spending-limit", "", "what its groups may be billed for in a period, in the price book's currency (250.00); past it, new groups are refused (402); none: no limit; not given: the limit stays")
 	fl.StringVar(&spend.Period, "spending-period", "month", "the limit's period: day or month (UTC)")
 	return cmd
 }

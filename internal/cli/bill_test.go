@@ -71,6 +71,16 @@ func TestBill(t *testing.T) {
 	if out, err := eci(t, "tenants", "set", "default", "--spending-limit", "lots"); err == nil || !strings.Contains(err.Error(), "spec.spendingLimit.amount") {
 		t.Fatalf("a spending limit of lots: %v %q", err, out)
 	}
+	// A quota set alone keeps the limit; none removes it.
+	if out, err := eci(t, "tenants", "set", "default", "--cpu", "100"); err != nil || !strings.Contains(out, "spending limit 0.0000001 a month") {
+		t.Fatalf("a quota set alone: %v %q", err, out)
+	}
+	if out, err := eci(t, "tenants", "set", "default", "--spending-limit", "none"); err != nil || !strings.Contains(out, "spending limit none") {
+		t.Fatalf("--spending-limit none: %v %q", err, out)
+	}
+	if out, err := eci(t, "run", "again", "--image", "busybox"); err != nil {
+		t.Fatalf("a group without the limit: %v %q", err, out)
+	}
 	for args, says := range map[string]string{
 		"bill --by colour":                       "by \"colour\": allowed: group, tenant, vnode, size, tag:KEY",
 		"bill --from yesterday":                  "from",

@@ -94,6 +94,13 @@ func (c *Client) PutTenant(ctx context.Context, t *apiv1.Tenant) (*apiv1.Tenant,
 	return &out, err
 }
 
+// GetTenant reads a tenant (admin, or the tenant itself).
+func (c *Client) GetTenant(ctx context.Context, name string) (*apiv1.Tenant, error) {
+	var out apiv1.Tenant
+	_, err := c.do(ctx, http.MethodGet, "/v1/tenants/"+url.PathEscape(name), nil, nil, &out)
+	return &out, err
+}
+
 // ListTenants lists the tenants with their quotas (admin).
 func (c *Client) ListTenants(ctx context.Context) ([]apiv1.Tenant, error) {
 	var out apiv1.List[apiv1.Tenant]

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/eci-dev/eci/internal/auth"
+	"github.com/eci-dev/eci/internal/errdefs"
 )
 
 // Sessions signs callers in and out: a token is traded once for a session
@@ -40,9 +41,13 @@ func (c *Console) authenticated(next http.Handler) http.Handler {
 			return
 		}
 		p, err := c.sessions.Principal(r, ck.Value)
-		if err != nil {
+		switch {
+		case errdefs.IsUnauthenticated(err):
 			clearSession(w)
 			http.Redirect(w, r, "/console/login?why=ended", http.StatusSeeOther)
+			return
+		case err != nil: // (the store, or a rate: the session stays)
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
@@ -70,6 +75,9 @@ func (c *Console) loginPost(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		render(w, r, http.StatusUnauthorized, "login.html", map[string]string{"Failed": err.Error()})
 		return
+	}
+	if old, err := r.Cookie(CookieName); err == nil && old.Value != "" {
+		c.sessions.Logout(r, old.Value) // the session this one replaces
 	}
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: sess, Path: "/console/",
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})

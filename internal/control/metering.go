@@ -76,14 +76,14 @@ func (s *Service) Usage(ctx context.Context, p auth.Principal, from, to time.Tim
 	var out []apiv1.UsageRecord
 	keep := func(u *apiv1.UsageRecord) bool { return u.End.After(from) && u.Start.Before(to) }
 	for _, r := range recs {
+		seen[r.Metadata.ID] = true // tenant/id
 		r.Metadata.ID = strings.TrimPrefix(r.Metadata.ID, r.Metadata.Tenant+"/")
-		seen[r.Metadata.ID] = true
 		if keep(r) {
 			out = append(out, *r)
 		}
 	}
 	for _, g := range groups {
-		if seen[g.Metadata.ID] || !p.CanSeeGroup(g.Metadata.Tenant, "") {
+		if seen[usageKey(g.Metadata.Tenant, g.Metadata.ID)] || !p.CanSeeGroup(g.Metadata.Tenant, "") {
 			continue
 		}
 		if u, ok := apiv1.UsageOf(g, now); ok && keep(&u) {
@@ -91,7 +91,7 @@ func (s *Service) Usage(ctx context.Context, p auth.Principal, from, to time.Tim
 		}
 	}
 	for i := range vnodes {
-		if u := &vnodes[i]; !seen[u.Metadata.ID] && keep(u) {
+		if u := &vnodes[i]; !seen[usageKey(u.Metadata.Tenant, u.Metadata.ID)] && keep(u) {
 			out = append(out, *u)
 		}
 	}
@@ -99,7 +99,10 @@ func (s *Service) Usage(ctx context.Context, p auth.Principal, from, to time.Tim
 }
 
 // priceBook is the book bills are rated with (SetPriceBook).
-type priceBook struct{ p atomic.Pointer[billing.Book] }
+type priceBook struct {
+	p    atomic.Pointer[billing.Book]
+	text atomic.Pointer[string] // as stored (pricebook.go)
+}
 
 // SetPriceBook makes b the book of the bills from now on.
 func (s *Service) SetPriceBook(b *billing.Book) { s.prices.p.Store(b) }
@@ -112,6 +115,9 @@ func (s *Service) Bill(ctx context.Context, p auth.Principal, q billing.Query) (
 	}
 	if err := q.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
+	}
+	if err := p.Require("read bills", apiv1.TokenAdmin, apiv1.TokenTenant); err != nil {
+		return nil, err
 	}
 	release, err := s.bills.enter(ctx, p.String())
 	if err != nil {
@@ -252,16 +258,24 @@ func (s *Service) CostTotals(ctx context.Context, tagKey string) ([]CostTotal, s
 		sort.Slice(ts, func(i, j int) bool {
 			return ts[i].Amount > ts[j].Amount || ts[i].Amount == ts[j].Amount && ts[i].Tag < ts[j].Tag
 		})
-		other := CostTotal{Tenant: tenant, Tag: "other"}
+		// A tag value "other" among the first is the same series as the rest.
+		kept := map[string]*CostTotal{}
+		var order []string
 		for i, t := range ts {
-			if i < MaxTagValues {
-				out = append(out, *t)
-				continue
+			tag := t.Tag
+			if i >= MaxTagValues {
+				tag = "other"
 			}
-			other.Amount, other.Pending, other.Running = other.Amount+t.Amount, other.Pending+t.Pending, other.Running+t.Running
+			k := kept[tag]
+			if k == nil {
+				k = &CostTotal{Tenant: tenant, Tag: tag}
+				kept[tag] = k
+				order = append(order, tag)
+			}
+			k.Amount, k.Pending, k.Running = k.Amount+t.Amount, k.Pending+t.Pending, k.Running+t.Running
 		}
-		if len(ts) > MaxTagValues {
-			out = append(out, other)
+		for _, tag := range order {
+			out = append(out, *kept[tag])
 		}
 	}
 	return out, book.Currency, nil

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -137,5 +138,53 @@ func TestMeteringCountsEachGroupOnce(t *testing.T) {
 	}
 	if n, _ := e.svc.records.Count(e.ctx, ""); n != 0 {
 		t.Fatalf("%d usage records past the retention, want 0", n)
+	}
+}
+
+// The cost metrics' series are one per tenant and tag value: past a
+// tenant's 50 costliest values the rest join "other", the same series as
+// a tag value "other".
+func TestCostTotalsSeries(t *testing.T) {
+	e := newEnv(t, false)
+	e.vswitch(t, "vsw-a", "zone-a", "198.19.128.0/20")
+	e.host(t, "h1", "zone-a", 1_000_000, 1<<24, 100)
+	book, _ := billing.Parse([]byte(billing.DefaultBook))
+	e.svc.SetPriceBook(book)
+	st, err := e.svc.loadPlacementState(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 55; i++ {
+		spec := groupSpec(fmt.Sprintf("g%d", i), 1, 2)
+		spec.Metadata.Tenant = "acme"
+		spec.Spec.Tags = map[string]string{"team": fmt.Sprintf("t%02d", i)}
+		if i == 0 {
+			spec.Spec.Tags["team"] = "other" // the costliest: it runs longest
+		}
+		g, _, err := e.svc.CreateGroup(e.ctx, auth.Admin, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.svc.placeOne(e.ctx, st, g, nil); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Add(time.Second)
+	}
+	totals, _, err := e.svc.CostTotals(e.ctx, "team")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	var pending int64
+	for _, c := range totals {
+		if seen[c.Tenant+"/"+c.Tag] {
+			t.Fatalf("two series for %s/%s: %+v", c.Tenant, c.Tag, totals)
+		}
+		seen[c.Tenant+"/"+c.Tag] = true
+		pending += c.Pending
+	}
+	// 55 groups placed a second apart: 55+54+...+1 pending seconds in all.
+	if len(totals) != MaxTagValues || !seen["acme/other"] || pending != 55*56/2 {
+		t.Fatalf("%d series (want %d), other %v, %d seconds: %+v", len(totals), MaxTagValues, seen["acme/other"], pending, totals)
 	}
 }

@@ -43,14 +43,14 @@ func (s *Service) ApplyPriceBook(ctx context.Context, text []byte, fromFile bool
 		case err != nil:
 			return err
 		case cur.Text == string(text):
-			s.SetPriceBook(next)
+			s.setPriceBook(next, cur.Text)
 			return nil
 		case !fromFile: // a server without a book of its own takes the one in use
 			stored, err := billing.Parse([]byte(cur.Text))
 			if err != nil {
 				return fmt.Errorf("the stored price book: %w", err)
 			}
-			s.SetPriceBook(stored)
+			s.setPriceBook(stored, cur.Text)
 			return nil
 		default:
 			if cur.FromFile {
@@ -69,7 +69,7 @@ func (s *Service) ApplyPriceBook(ctx context.Context, text []byte, fromFile bool
 		if err != nil {
 			return err
 		}
-		s.SetPriceBook(next)
+		s.setPriceBook(next, string(text))
 		return nil
 	}
 	return fmt.Errorf("price book: too many concurrent changes: %w", errdefs.ErrConflict)
@@ -77,3 +77,30 @@ func (s *Service) ApplyPriceBook(ctx context.Context, text []byte, fromFile bool
 
 // PriceBook is the book bills are rated with now (nil: none yet).
 func (s *Service) PriceBook() *billing.Book { return s.prices.p.Load() }
+
+// RefreshPriceBook takes the stored book when another server changed it:
+// every server rates with the book in use.
+func (s *Service) RefreshPriceBook(ctx context.Context) error {
+	cur, err := s.books.Get(ctx, "current")
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if t := s.prices.text.Load(); t != nil && *t == cur.Text {
+		return nil
+	}
+	b, err := billing.Parse([]byte(cur.Text))
+	if err != nil {
+		return fmt.Errorf("the stored price book: %w", err)
+	}
+	s.setPriceBook(b, cur.Text)
+	return nil
+}
+
+// setPriceBook makes b, of text, the book of the bills.
+func (s *Service) setPriceBook(b *billing.Book, text string) {
+	s.prices.p.Store(b)
+	s.prices.text.Store(&text)
+}

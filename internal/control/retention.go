@@ -70,7 +70,7 @@ func (s *Service) CollectGarbage(ctx context.Context) error {
 				log.G(ctx).Warn("remove an old event", "event", ev.Metadata.ID, "err", err)
 			}
 		}
-		if ev.Object.Kind == "Host" && now.Sub(ev.LastTime) > RetainFailed && !strings.HasPrefix(ev.Reason, "Registered") {
+		if (ev.Object.Kind == "Host" && !strings.HasPrefix(ev.Reason, "Registered") || ev.Object.Kind == "Tenant") && now.Sub(ev.LastTime) > RetainFailed {
 			_ = s.events.Delete(ctx, ev)
 		}
 	}

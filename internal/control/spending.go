@@ -20,8 +20,23 @@ import (
 const spentFresh = 10 * time.Second
 
 type spentCache struct {
-	mu sync.Mutex
-	m  map[string]spent // by tenant and period start
+	mu   sync.Mutex
+	m    map[string]spent     // by tenant and period start
+	told map[string]time.Time // the tenant's last SpendingLimitReached
+}
+
+// tell tells whether tenant's refusal may be told again (once a minute).
+func (c *spentCache) tell(tenant string, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.told == nil {
+		c.told = map[string]time.Time{}
+	}
+	if last, ok := c.told[tenant]; ok && now.Sub(last) < time.Minute {
+		return false
+	}
+	c.told[tenant] = now
+	return true
 }
 
 type spent struct {
@@ -73,7 +88,12 @@ func (s *Service) checkSpending(ctx context.Context, tenant string) error {
 	}
 	msg := fmt.Sprintf("tenant %s was billed %s %s this %s, its spending limit is %s %s (spec.spendingLimit): new groups are refused until the %s ends or the limit is raised; running groups go on",
 		tenant, sp.amount.FloatString(4), sp.currency, period, l.Amount, sp.currency, period)
-	s.recordEvent(ctx, "Tenant", tenant, tenant, apiv1.EventWarning, "SpendingLimitReached", msg, "server")
+	// The Event's words stay the same through the period (one series),
+	// told at most once a minute.
+	if s.spent.tell(tenant, now) {
+		s.recordEvent(ctx, "Tenant", tenant, tenant, apiv1.EventWarning, "SpendingLimitReached",
+			fmt.Sprintf("spending limit %s %s a %s reached (spec.spendingLimit): new groups are refused until the %s ends or the limit is raised", l.Amount, sp.currency, period, period), "server")
+	}
 	return fmt.Errorf("%s: %w", msg, errdefs.ErrPaymentRequired)
 }
 

@@ -21,8 +21,12 @@ import (
 // and an interval found in both counts once.
 
 // VNodeGrace is the longest silence between heartbeats of one Ready
-// interval (the vnode sends one every 30 s).
-const VNodeGrace = 90 * time.Second
+// interval (the vnode sends one every 30 s); MaxVirtualNodes bounds the
+// nodes of one tenant that are Ready at once.
+const (
+	VNodeGrace      = 90 * time.Second
+	MaxVirtualNodes = 100
+)
 
 // vnodeRecord is a virtual node's current interval.
 type vnodeRecord struct {
@@ -59,6 +63,12 @@ func (s *Service) VirtualNodeHeartbeat(ctx context.Context, p auth.Principal, na
 		now := s.now()
 		cur, err := s.vnodes.Get(ctx, id)
 		if errdefs.IsNotFound(err) {
+			if n, cerr := s.vnodes.Count(ctx, p.Tenant+"/"); cerr != nil || n >= MaxVirtualNodes {
+				if cerr != nil {
+					return cerr
+				}
+				return fmt.Errorf("tenant %s has %d virtual nodes Ready, the most it may (%d): %w", p.Tenant, n, MaxVirtualNodes, errdefs.ErrPermissionDenied)
+			}
 			rec := &vnodeRecord{Metadata: apiv1.ObjectMeta{ID: id, Name: name, Tenant: p.Tenant, CreatedAt: now}, Tags: hb.Tags, Start: now, LastSeen: now}
 			err = s.vnodes.Create(ctx, rec, nil)
 		} else if err == nil {
@@ -76,13 +86,11 @@ func (s *Service) VirtualNodeHeartbeat(ctx context.Context, p auth.Principal, na
 func (s *Service) renewVNode(ctx context.Context, cur *vnodeRecord, tags map[string]string, now time.Time) error {
 	var more []store.Op
 	if now.Sub(cur.LastSeen) > VNodeGrace {
-		u := cur.usage()
-		u.Metadata.ID = usageKey(cur.Metadata.Tenant, u.Metadata.ID)
-		op, err := s.records.PutOp(&u)
+		op, err := s.vnodeUsageOps(cur)
 		if err != nil {
 			return err
 		}
-		more = append(more, op)
+		more = append(more, op...)
 		cur.Start = now
 	}
 	cur.LastSeen, cur.Tags = now, tags
@@ -101,17 +109,30 @@ func (s *Service) closeSilentVNodes(ctx context.Context, now time.Time) error {
 		if now.Sub(v.LastSeen) <= VNodeGrace {
 			continue
 		}
-		u := v.usage()
-		u.Metadata.ID = usageKey(v.Metadata.Tenant, u.Metadata.ID)
-		op, err := s.records.PutOp(&u)
+		op, err := s.vnodeUsageOps(v)
 		if err != nil {
 			return err
 		}
-		if err := s.vnodes.Delete(ctx, v, op); err != nil && !errdefs.IsConflict(err) {
+		if err := s.vnodes.Delete(ctx, v, op...); err != nil && !errdefs.IsConflict(err) {
 			return err
 		}
 	}
 	return nil
+}
+
+// vnodeUsageOps write v's interval as a usage record, unless it lasted
+// not a whole second.
+func (s *Service) vnodeUsageOps(v *vnodeRecord) ([]store.Op, error) {
+	if v.LastSeen.Unix() == v.Start.Unix() {
+		return nil, nil
+	}
+	u := v.usage()
+	u.Metadata.ID = usageKey(v.Metadata.Tenant, u.Metadata.ID)
+	op, err := s.records.PutOp(&u)
+	if err != nil {
+		return nil, err
+	}
+	return []store.Op{op}, nil
 }
 
 // vnodeUsage is the open intervals of the nodes p may see.

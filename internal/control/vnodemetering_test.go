@@ -1,6 +1,7 @@
 package control
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -87,5 +88,21 @@ func TestVirtualNodeCharge(t *testing.T) {
 	other, err := e.svc.Usage(e.ctx, tenantPrincipal("other"), start, start.Add(time.Hour))
 	if err != nil || len(other) != 0 {
 		t.Fatalf("another tenant sees %+v (%v)", other, err)
+	}
+	// At most MaxVirtualNodes Ready at once; a node of under a second
+	// leaves no usage record.
+	for i := 0; i < MaxVirtualNodes; i++ {
+		beat(fmt.Sprintf("n%d", i))
+	}
+	err = e.svc.VirtualNodeHeartbeat(e.ctx, acme, "one-too-many", apiv1.VirtualNodeHeartbeat{})
+	if !errdefs.IsPermissionDenied(err) || !strings.Contains(err.Error(), "the most it may (100)") {
+		t.Fatalf("node %d: %v", MaxVirtualNodes+1, err)
+	}
+	e.clock.Add(5 * time.Minute)
+	if err := e.svc.CollectGarbage(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := e.svc.records.Count(e.ctx, "acme/vnode/"); n != 2 {
+		t.Fatalf("%d usage records after %d nodes of no second, want the 2 of eci-vnode", n, MaxVirtualNodes)
 	}
 }

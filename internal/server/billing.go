@@ -11,6 +11,7 @@ import (
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/billing"
+	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/log"
 )
 
@@ -31,14 +32,12 @@ func (s *Server) startPriceBook(ctx context.Context) error {
 	return nil
 }
 
-// watchPriceBook reads the price book's file again every PriceBookEvery
-// and applies it when it changed; one that is not valid, or would change
-// the prices of usage already past, is logged with the reason (its line)
-// and the book in use stays.
+// watchPriceBook, every PriceBookEvery: reads the price book's file again
+// and applies it when it changed (one that is not valid, or would change
+// the prices of usage already past, is logged with the reason and its
+// line, and the book in use stays); then takes the stored book if another
+// server changed it. A failure to reach the store is tried again.
 func (s *Server) watchPriceBook(ctx context.Context, last []byte) {
-	if s.cfg.PriceBookFile == "" {
-		return
-	}
 	t := time.NewTicker(s.cfg.PriceBookEvery)
 	defer t.Stop()
 	for {
@@ -47,19 +46,26 @@ func (s *Server) watchPriceBook(ctx context.Context, last []byte) {
 			return
 		case <-t.C:
 		}
-		data, err := os.ReadFile(s.cfg.PriceBookFile)
-		if err != nil || bytes.Equal(data, last) {
-			if err != nil {
+		if s.cfg.PriceBookFile != "" {
+			data, err := os.ReadFile(s.cfg.PriceBookFile)
+			switch {
+			case err != nil:
 				log.G(ctx).Error("price book: keeping the one in use", "err", err)
+			case !bytes.Equal(data, last):
+				err := s.svc.ApplyPriceBook(ctx, data, true)
+				if err == nil || errdefs.IsInvalid(err) {
+					last = data
+				}
+				if err != nil {
+					log.G(ctx).Error("price book: the file changed but is not taken; keeping the one in use", "file", s.cfg.PriceBookFile, "err", err)
+				} else {
+					log.G(ctx).Info("price book reloaded", "file", s.cfg.PriceBookFile)
+				}
 			}
-			continue
 		}
-		last = data
-		if err := s.svc.ApplyPriceBook(ctx, data, true); err != nil {
-			log.G(ctx).Error("price book: the file changed but is refused; keeping the one in use", "file", s.cfg.PriceBookFile, "err", err)
-			continue
+		if err := s.svc.RefreshPriceBook(ctx); err != nil && ctx.Err() == nil {
+			log.G(ctx).Warn("price book: read the stored one", "err", err)
 		}
-		log.G(ctx).Info("price book reloaded", "file", s.cfg.PriceBookFile)
 	}
 }
 
