@@ -299,6 +299,10 @@ type ContainerGroupStatus struct {
 	PendingAt   *time.Time `json:"pendingAt,omitempty"`
 	RunningAt   *time.Time `json:"runningAt,omitempty"`
 	FinishedAt  *time.Time `json:"finishedAt,omitempty"`
+	// BillingFrom: the usage before it is in the group's usage records
+	// already, allocated by the tags it had then (its tags or virtual node
+	// changed at BillingFrom; docs/billing.md).
+	BillingFrom *time.Time `json:"billingFrom,omitempty"`
 }
 
 // State of a container group (docs/spec.md section 5).

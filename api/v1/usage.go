@@ -19,7 +19,10 @@ type UsageRecord struct {
 	// Metadata.ID is the group's id; Tenant its tenant; CreatedAt when the
 	// record was written.
 	Metadata ObjectMeta `json:"metadata"`
-	Name     string     `json:"name"`
+	// Group is the group's id (a group whose tags changed has a record for
+	// each part of its life); Name its name.
+	Group string `json:"group,omitempty"`
+	Name  string `json:"name"`
 	// Tags and VirtualNode allocate the cost.
 	Tags        map[string]string `json:"tags,omitempty"`
 	VirtualNode string            `json:"virtualNode,omitempty"`
@@ -54,10 +57,13 @@ func UsageOf(g *ContainerGroup, now time.Time) (UsageRecord, bool) {
 	}
 	u := UsageRecord{
 		Metadata: ObjectMeta{ID: g.Metadata.ID, Tenant: g.Metadata.Tenant, CreatedAt: now},
-		Name:     g.Metadata.Name, Tags: g.Spec.Tags, VirtualNode: g.Metadata.Labels[LabelVirtualNode],
+		Group:    g.Metadata.ID, Name: g.Metadata.Name, Tags: g.Spec.Tags, VirtualNode: g.Metadata.Labels[LabelVirtualNode],
 		Zone: st.Zone, Host: st.Host, InstanceType: g.Spec.InstanceType, InstanceSpec: st.InstanceSpec,
 		MilliCPU: st.MilliCPU, MemoryMiB: st.MemoryMiB, GPU: g.Spec.GPU, ExtraStorageGiB: g.Spec.ExtraEphemeralStorage,
 		Spot: g.Spec.Spot(), Start: *st.PendingAt, RunningAt: st.RunningAt, End: now,
+	}
+	if st.BillingFrom != nil && st.BillingFrom.After(u.Start) {
+		u.Start = *st.BillingFrom
 	}
 	if st.FinishedAt != nil {
 		u.End = *st.FinishedAt

@@ -88,7 +88,10 @@ func (q *Query) key(u *apiv1.UsageRecord) string {
 	var k string
 	switch q.By {
 	case "group":
-		k = u.Metadata.ID
+		k = u.Group
+		if k == "" {
+			k = u.Metadata.ID
+		}
 	case "tenant":
 		k = u.Metadata.Tenant
 	case "vnode": // (two tenants' nodes may share a name)
@@ -121,6 +124,7 @@ func (q *Query) keeps(u *apiv1.UsageRecord) bool {
 type lineSum struct {
 	line   apiv1.BillLine
 	amount *big.Rat
+	groups map[string]bool // the groups counted (a group may have several records)
 }
 
 // MaxLines bounds a bill's lines (keys times periods).
@@ -168,7 +172,15 @@ func (b *Book) Bill(ctx context.Context, records []apiv1.UsageRecord, q Query) (
 				sums[id] = s
 			}
 			l := &s.line
-			l.Groups++
+			if g := u.Group; g == "" || !s.groups[g] {
+				l.Groups++
+				if g != "" {
+					if s.groups == nil {
+						s.groups = map[string]bool{}
+					}
+					s.groups[g] = true
+				}
+			}
 			l.PendingSeconds += pend
 			l.RunningSeconds += run
 			l.MilliCPUSeconds += secs * u.MilliCPU

@@ -317,25 +317,26 @@ func (s *Service) UpdateGroup(ctx context.Context, p auth.Principal, id string, 
 		return nil, err
 	}
 	var grew bool
-	out, err := s.groups.Mutate(ctx, id, func(g *apiv1.ContainerGroup) error {
+	out, err := s.groups.MutateWith(ctx, id, func(g *apiv1.ContainerGroup) ([]store.Op, error) {
 		if u.ResourceVersion != "" && u.ResourceVersion != g.Metadata.ResourceVersion {
-			return fmt.Errorf("group %s is at version %s, not %s: %w", id, g.Metadata.ResourceVersion, u.ResourceVersion, errdefs.ErrConflict)
+			return nil, fmt.Errorf("group %s is at version %s, not %s: %w", id, g.Metadata.ResourceVersion, u.ResourceVersion, errdefs.ErrConflict)
 		}
 		next, err := updated(g, u)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := apiv1.ValidateContainerGroup(&next); err != nil {
-			return fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
+			return nil, fmt.Errorf("%w: %w", errdefs.ErrInvalidArgument, err)
 		}
 		grew = !large(&g.Spec) && large(&next.Spec)
 		if grew {
 			if err := s.checkLarge(ctx, g.Metadata.Tenant); err != nil {
-				return err
+				return nil, err
 			}
 		}
+		split, err := s.splitUsage(g, &next) // metering.go
 		*g = next
-		return nil
+		return split, err
 	})
 	if err == nil && grew {
 		if err := s.members.Create(ctx, &member{Metadata: apiv1.ObjectMeta{ID: largeKey(out.Metadata.Tenant, out.Metadata.ID)}}, nil); err != nil && !errdefs.IsAlreadyExists(err) {

@@ -3,7 +3,9 @@ package control
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,6 +45,29 @@ func (s *Service) usageOps(g *apiv1.ContainerGroup) ([]store.Op, error) {
 	if err != nil {
 		return nil, fmt.Errorf("usage record of %s: %w", g.Metadata.ID, err)
 	}
+	return []store.Op{op}, nil
+}
+
+// splitUsage: when an update changes what allocates g's cost (its tags,
+// its virtual node), the usage so far is written as a record with the
+// old ones, in the update's transaction, and next is billed from now
+// (status.billingFrom): a tag change moves only what follows it.
+func (s *Service) splitUsage(g, next *apiv1.ContainerGroup) ([]store.Op, error) {
+	if maps.Equal(g.Spec.Tags, next.Spec.Tags) && g.Metadata.Labels[apiv1.LabelVirtualNode] == next.Metadata.Labels[apiv1.LabelVirtualNode] {
+		return nil, nil
+	}
+	u, ok := apiv1.UsageOf(g, s.now())
+	if !ok || u.End.Unix() == u.Start.Unix() {
+		return nil, nil // nothing billed yet (or not a whole second)
+	}
+	u.Open = false
+	u.Metadata.ID = usageKey(g.Metadata.Tenant, g.Metadata.ID+"@"+strconv.FormatInt(u.Start.Unix(), 10))
+	op, err := s.records.PutOp(&u)
+	if err != nil {
+		return nil, fmt.Errorf("usage record of %s: %w", g.Metadata.ID, err)
+	}
+	from := u.End
+	next.Status.BillingFrom = &from
 	return []store.Op{op}, nil
 }
 

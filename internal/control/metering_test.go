@@ -188,3 +188,66 @@ func TestCostTotalsSeries(t *testing.T) {
 		t.Fatalf("%d series (want %d), other %v, %d seconds: %+v", len(totals), MaxTagValues, seen["acme/other"], pending, totals)
 	}
 }
+
+// A tag change moves only the cost that follows it.
+func TestTagChangeSplitsTheCost(t *testing.T) {
+	e := newEnv(t, false)
+	e.vswitch(t, "vsw-a", "zone-a", "198.19.128.0/20")
+	e.host(t, "h1", "zone-a", 64000, 1<<20, 100)
+	book, _ := billing.Parse([]byte(billing.DefaultBook))
+	e.svc.SetPriceBook(book)
+	start := e.clock.Now()
+	spec := groupSpec("web", 1, 2)
+	spec.Spec.Tags = map[string]string{"team": "a"}
+	g, _, err := e.svc.CreateGroup(e.ctx, auth.Admin, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := e.svc.loadPlacementState(e.ctx)
+	if err := e.svc.placeOne(e.ctx, st, g, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Add(100 * time.Second)
+	if _, err := e.svc.UpdateGroup(e.ctx, auth.Admin, g.Metadata.ID, apiv1.GroupUpdate{Tags: map[string]string{"team": "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	// The same tags again: no new record.
+	e.clock.Add(10 * time.Second)
+	if _, err := e.svc.UpdateGroup(e.ctx, auth.Admin, g.Metadata.ID, apiv1.GroupUpdate{Tags: map[string]string{"team": "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Add(40 * time.Second)
+	bill := func(by string) map[string]int64 {
+		t.Helper()
+		b, err := e.svc.Bill(e.ctx, auth.Admin, billing.Query{From: start, To: start.Add(time.Hour), By: by})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int64{}
+		for _, l := range b.Lines {
+			out[l.Key] = l.PendingSeconds + l.RunningSeconds
+			if by == "group" && l.Groups != 1 {
+				t.Fatalf("one group counted %d times: %+v", l.Groups, l)
+			}
+		}
+		return out
+	}
+	check := func(what string) {
+		t.Helper()
+		if got := bill("tag:team"); got["a"] != 100 || got["b"] != 50 || len(got) != 2 {
+			t.Fatalf("%s: by team %v, want a 100 s and b 50 s", what, got)
+		}
+		if got := bill("group"); got[g.Metadata.ID] != 150 || len(got) != 1 {
+			t.Fatalf("%s: by group %v, want one line of 150 s", what, got)
+		}
+	}
+	check("running")
+	if _, err := e.svc.DeleteGroup(e.ctx, auth.Admin, g.Metadata.ID, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Add(time.Hour)
+	check("removed")
+	if n, _ := e.svc.records.Count(e.ctx, ""); n != 2 {
+		t.Fatalf("%d usage records, want 2 (before and after the change)", n)
+	}
+}

@@ -249,15 +249,22 @@ func (c *Collection[T, PT]) Update(ctx context.Context, obj PT, conds []Cond, mo
 // Mutate reads id, applies fn and writes the result, retrying on conflict. fn
 // may return an error to stop (it is returned as is).
 func (c *Collection[T, PT]) Mutate(ctx context.Context, id string, fn func(PT) error) (PT, error) {
+	return c.MutateWith(ctx, id, func(obj PT) ([]Op, error) { return nil, fn(obj) })
+}
+
+// MutateWith is Mutate whose fn also returns writes that go in the same
+// transaction as the object's.
+func (c *Collection[T, PT]) MutateWith(ctx context.Context, id string, fn func(PT) ([]Op, error)) (PT, error) {
 	for attempt := 0; ; attempt++ {
 		obj, err := c.Get(ctx, id)
 		if err != nil {
 			return nil, err
 		}
-		if err := fn(obj); err != nil {
+		more, err := fn(obj)
+		if err != nil {
 			return nil, err
 		}
-		err = c.Update(ctx, obj, nil)
+		err = c.Update(ctx, obj, nil, more...)
 		if err == nil || !errdefs.IsConflict(err) || attempt >= 20 {
 			return obj, err
 		}
