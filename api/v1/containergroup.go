@@ -299,6 +299,8 @@ type ContainerGroupStatus struct {
 	PendingAt   *time.Time `json:"pendingAt,omitempty"`
 	RunningAt   *time.Time `json:"runningAt,omitempty"`
 	FinishedAt  *time.Time `json:"finishedAt,omitempty"`
+	// GPUModel is the model of the GPUs the group was given (its host's).
+	GPUModel string `json:"gpuModel,omitempty"`
 	// BillingFrom: the usage before it is in the group's usage records
 	// already, allocated by the tags it had then (its tags or virtual node
 	// changed at BillingFrom; docs/billing.md).

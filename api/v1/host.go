@@ -18,6 +18,9 @@ type HostSpec struct {
 	// RuntimeHandlers the host can run groups with: runc, and kata or gvisor
 	// where installed.
 	RuntimeHandlers []string `json:"runtimeHandlers,omitempty"`
+	// GPUModel names the model of the host's GPUs (nvidia-t4), which a
+	// price book may price apart (docs/billing.md).
+	GPUModel string `json:"gpuModel,omitempty"`
 	// Unschedulable hosts get no new groups (cordon). Draining hosts get none
 	// either and show as Draining while their groups end: an instance never
 	// migrates; its owner (a virtual node, a user) deletes and recreates it.

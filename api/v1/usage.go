@@ -34,6 +34,7 @@ type UsageRecord struct {
 	MilliCPU        int64  `json:"milliCPU"`
 	MemoryMiB       int64  `json:"memoryMiB"`
 	GPU             int    `json:"gpu,omitempty"`
+	GPUModel        string `json:"gpuModel,omitempty"`
 	ExtraStorageGiB int    `json:"extraStorageGiB,omitempty"`
 	Spot            bool   `json:"spot,omitempty"`
 	// Billed from Start (PendingAt) to End; Pending until RunningAt (none:
@@ -59,7 +60,7 @@ func UsageOf(g *ContainerGroup, now time.Time) (UsageRecord, bool) {
 		Metadata: ObjectMeta{ID: g.Metadata.ID, Tenant: g.Metadata.Tenant, CreatedAt: now},
 		Group:    g.Metadata.ID, Name: g.Metadata.Name, Tags: g.Spec.Tags, VirtualNode: g.Metadata.Labels[LabelVirtualNode],
 		Zone: st.Zone, Host: st.Host, InstanceType: g.Spec.InstanceType, InstanceSpec: st.InstanceSpec,
-		MilliCPU: st.MilliCPU, MemoryMiB: st.MemoryMiB, GPU: g.Spec.GPU, ExtraStorageGiB: g.Spec.ExtraEphemeralStorage,
+		MilliCPU: st.MilliCPU, MemoryMiB: st.MemoryMiB, GPU: g.Spec.GPU, GPUModel: st.GPUModel, ExtraStorageGiB: g.Spec.ExtraEphemeralStorage,
 		Spot: g.Spec.Spot(), Start: *st.PendingAt, RunningAt: st.RunningAt, End: now,
 	}
 	if st.BillingFrom != nil && st.BillingFrom.After(u.Start) {

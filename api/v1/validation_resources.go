@@ -23,6 +23,9 @@ func ValidateHost(h *Host) error {
 	e := &errs{}
 	e.dnsLabel("metadata.name", h.Metadata.Name, 63)
 	e.dnsLabel("spec.zone", h.Spec.Zone, 63)
+	if h.Spec.GPUModel != "" {
+		e.dnsLabel("spec.gpuModel", h.Spec.GPUModel, 63)
+	}
 	for name, r := range map[string]Resources{"capacity": h.Spec.Capacity, "allocatable": h.Spec.Allocatable} {
 		p := fpath("spec").child(name)
 		// Bounded, so that sums over a pool never overflow (a host token

@@ -137,6 +137,7 @@ func newAgentCommand() *cobra.Command {
 	fl.IntVar(&m.WarmPoolSize, "warm-pool-size", 0, "ready sandboxes (network, address, pause, cgroup) this host keeps on each vSwitch of --warm-pool-vswitches, so that a group placed on one only starts its containers; each holds an address the server reserves (docs/fast-start.md)")
 	fl.StringSliceVar(&m.WarmPoolVSwitches, "warm-pool-vswitches", nil, "the vSwitches of the warm pool, comma-separated (default: every vSwitch of the host's zone without IPv6)")
 	fl.StringSliceVar(&cdiDirs, "cdi-spec-dirs", []string{"/etc/cdi", "/var/run/cdi"}, "the runtime's CDI spec directories (containerd's cdi_spec_dirs), where the host's GPUs are found")
+	fl.StringVar(&m.GPUModel, "gpu-model", "", "the model of the host's GPUs (nvidia-t4), which a price book may price apart (gpuModels)")
 	fl.StringVar(&gpuKind, "gpu-cdi-kind", "nvidia.com/gpu", "the CDI kind of the host's GPUs: each device of that kind in --cdi-spec-dirs is a GPU groups may be given (nvidia-ctk cdi generate writes them)")
 	fl.StringVar(&cfg.CgroupParent, "cgroup-parent", cfg.CgroupParent, "cgroup under which each group gets its own")
 	fl.IntVar(&cfg.GroupsCPUWeight, "groups-cpu-weight", 0, "CPU weight of the groups' parent cgroup (1-10000, cgroup v2 units, 100 the kernel's default; on cgroup v1 cpu.shares = weight*1024/100): below 100 the groups yield to the control path and other services of a shared host while the CPU is contended; 0 leaves it as it is")

@@ -253,6 +253,8 @@ type Machine struct {
 	// runtimeClassName) are placed only on hosts that offer it.
 	RuntimeHandler  string
 	RuntimeHandlers []string
+	// GPUModel names the model of its GPUs, for prices (--gpu-model).
+	GPUModel string
 	// WarmPoolSize is how many ready sandboxes the host keeps on each of
 	// WarmPoolVSwitches (empty: every vSwitch of its zone without IPv6);
 	// an operator may set another size (eci hosts warm-pool).
@@ -308,7 +310,7 @@ func (m Machine) Host() (apiv1.Host, error) {
 	}
 	h := apiv1.Host{
 		Metadata: apiv1.ObjectMeta{Name: m.Name},
-		Spec:     apiv1.HostSpec{Zone: m.Zone, Capacity: capacity, Allocatable: alloc, RuntimeHandlers: m.handlers()},
+		Spec:     apiv1.HostSpec{Zone: m.Zone, Capacity: capacity, Allocatable: alloc, RuntimeHandlers: m.handlers(), GPUModel: m.GPUModel},
 	}
 	if m.WarmPoolSize > 0 || len(m.WarmPoolVSwitches) > 0 {
 		h.Spec.WarmPool = &apiv1.WarmPoolSpec{Size: m.WarmPoolSize, VSwitchIDs: m.WarmPoolVSwitches}

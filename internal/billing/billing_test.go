@@ -23,6 +23,8 @@ periods:
       zone-b: {vcpu: 0.00001}
     instanceTypes:
       gpu-small: 0.0005
+    gpuModels:
+      nvidia-t4: 0.00005
   - from: 2026-12-01T00:00:00Z
     vcpu: 0.000008
     memory: 0.000001
@@ -50,7 +52,7 @@ func TestPriceBookErrorsNameTheLine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(b.Periods) != 2 || b.Periods[1].Line != 13 || b.Periods[0].VCPU.FloatString(7) != "0.0000077" {
+	if len(b.Periods) != 2 || b.Periods[1].Line != 15 || b.Periods[0].VCPU.FloatString(7) != "0.0000077" {
 		t.Fatalf("book %+v", b)
 	}
 }
@@ -101,6 +103,17 @@ func TestCostAtThePricesOfEachSecond(t *testing.T) {
 		Start: at("2026-06-01T00:00:00Z"), End: at("2026-06-01T00:00:10Z")}
 	if got := b.Cost(&typ, typ.Start, typ.End); got.Cmp(rat("0.005")) != 0 {
 		t.Errorf("instance type: %s, want 0.005 (its own price a second)", got.FloatString(10))
+	}
+	// GPUs at their model's price, or at the period's gpu price.
+	gpus := apiv1.UsageRecord{MilliCPU: 1000, MemoryMiB: 1024, GPU: 2, GPUModel: "nvidia-t4", Start: at("2026-06-01T00:00:00Z"), End: at("2026-06-01T00:00:10Z")}
+	// 10 s x (0.0000077 + 0.00000096 + 2 x 0.00005)
+	if got := b.Cost(&gpus, gpus.Start, gpus.End); got.Cmp(rat("0.0010866")) != 0 {
+		t.Errorf("2 nvidia-t4 GPUs: %s, want 0.0010866", got.FloatString(10))
+	}
+	gpus.GPUModel = "other"
+	// 10 s x (0.0000077 + 0.00000096 + 2 x 0.0001)
+	if got := b.Cost(&gpus, gpus.Start, gpus.End); got.Cmp(rat("0.0020866")) != 0 {
+		t.Errorf("2 GPUs of a model the book does not name: %s, want 0.0020866", got.FloatString(10))
 	}
 }
 

@@ -48,8 +48,14 @@ func CheckChange(cur, next *Book, now time.Time) error {
 }
 
 func samePeriod(a, b *Period) bool {
-	if !sameRates(a.Rates, b.Rates) || !sameRat(a.SpotDiscount, b.SpotDiscount) || len(a.Zones) != len(b.Zones) || len(a.InstanceTypes) != len(b.InstanceTypes) {
+	if !sameRates(a.Rates, b.Rates) || !sameRat(a.SpotDiscount, b.SpotDiscount) || len(a.Zones) != len(b.Zones) ||
+		len(a.InstanceTypes) != len(b.InstanceTypes) || len(a.GPUModels) != len(b.GPUModels) {
 		return false
+	}
+	for m, r := range a.GPUModels {
+		if !sameRat(r, b.GPUModels[m]) {
+			return false
+		}
 	}
 	for z, r := range a.Zones {
 		o, ok := b.Zones[z]

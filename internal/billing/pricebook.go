@@ -38,6 +38,8 @@ type Period struct {
 	InstanceTypes map[string]*big.Rat
 	// SpotDiscount is the share a spot instance does not pay (0 to 1).
 	SpotDiscount *big.Rat
+	// GPUModels price a GPU of a model per second (else Rates.GPU).
+	GPUModels map[string]*big.Rat
 }
 
 // Rates are prices per second of one unit; nil: not set (a zone's rates
@@ -61,6 +63,7 @@ type filePeriod struct {
 	SpotDiscount  *price              `yaml:"spotDiscount"`
 	Zones         map[string]fileRate `yaml:"zones"`
 	InstanceTypes map[string]*price   `yaml:"instanceTypes"`
+	GPUModels     map[string]*price   `yaml:"gpuModels"`
 }
 
 type fileRate struct {
@@ -168,7 +171,7 @@ func periodLines(root *yaml.Node) []int {
 
 func (fp filePeriod) period(line int) (Period, error) {
 	p := Period{Line: line, Rates: Rates{fp.VCPU.rat(), fp.Memory.rat(), fp.GPU.rat(), fp.Storage.rat()},
-		SpotDiscount: fp.SpotDiscount.rat(), Zones: map[string]Rates{}, InstanceTypes: map[string]*big.Rat{}}
+		SpotDiscount: fp.SpotDiscount.rat(), Zones: map[string]Rates{}, InstanceTypes: map[string]*big.Rat{}, GPUModels: map[string]*big.Rat{}}
 	from, err := parseDate(fp.From)
 	if err != nil {
 		return p, err
@@ -191,6 +194,12 @@ func (fp filePeriod) period(line int) (Period, error) {
 			return p, fmt.Errorf("instanceTypes: %q needs a price per second", t)
 		}
 		p.InstanceTypes[t] = pr.r
+	}
+	for m, pr := range fp.GPUModels {
+		if pr == nil || m == "" {
+			return p, fmt.Errorf("gpuModels: %q needs a price per GPU-second", m)
+		}
+		p.GPUModels[m] = pr.r
 	}
 	return p, nil
 }

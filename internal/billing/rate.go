@@ -42,7 +42,11 @@ func (p *Period) perSecond(u *apiv1.UsageRecord) *big.Rat {
 	} else {
 		inst.Add(inst, mul(r.VCPU, big.NewRat(u.MilliCPU, 1000)))
 		inst.Add(inst, mul(r.Memory, big.NewRat(u.MemoryMiB, 1024)))
-		inst.Add(inst, mul(r.GPU, big.NewRat(int64(u.GPU), 1)))
+		gpu := r.GPU
+		if m, ok := p.GPUModels[u.GPUModel]; ok && u.GPUModel != "" {
+			gpu = m
+		}
+		inst.Add(inst, mul(gpu, big.NewRat(int64(u.GPU), 1)))
 	}
 	if u.Spot && p.SpotDiscount != nil {
 		inst.Mul(inst, new(big.Rat).Sub(big.NewRat(1, 1), p.SpotDiscount))

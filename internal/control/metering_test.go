@@ -2,6 +2,7 @@ package control
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -249,5 +250,38 @@ func TestTagChangeSplitsTheCost(t *testing.T) {
 	check("removed")
 	if n, _ := e.svc.records.Count(e.ctx, ""); n != 2 {
 		t.Fatalf("%d usage records, want 2 (before and after the change)", n)
+	}
+}
+
+// A group with GPUs is billed at its host's GPU model.
+func TestGPUModelOfTheHost(t *testing.T) {
+	e := newEnv(t, false)
+	e.vswitch(t, "vsw-a", "zone-a", "198.19.128.0/20")
+	r := apiv1.Resources{MilliCPU: 64000, MemoryMiB: 1 << 20, GPU: 4, Pods: 100}
+	h := &apiv1.Host{Metadata: apiv1.ObjectMeta{Name: "g1"}, Spec: apiv1.HostSpec{Zone: "zone-a", Capacity: r, Allocatable: r, GPUModel: "nvidia-t4"}}
+	if _, err := e.svc.RegisterHost(e.ctx, hostPrincipal("g1"), h); err != nil {
+		t.Fatal(err)
+	}
+	bad := *h
+	bad.Spec.GPUModel = "NVIDIA T4"
+	if _, err := e.svc.RegisterHost(e.ctx, hostPrincipal("g1"), &bad); !errdefs.IsInvalid(err) || !strings.Contains(err.Error(), "spec.gpuModel") {
+		t.Fatalf("a GPU model of spaces: %v", err)
+	}
+	spec := groupSpec("train", 4, 16)
+	spec.Spec.GPU = 2
+	g, _, err := e.svc.CreateGroup(e.ctx, auth.Admin, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := e.svc.loadPlacementState(e.ctx)
+	if err := e.svc.placeOne(e.ctx, st, g, nil); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := e.svc.groups.Get(e.ctx, g.Metadata.ID)
+	if err != nil || cur.Status.GPUModel != "nvidia-t4" {
+		t.Fatalf("the placed group's GPU model %q (%v)", cur.Status.GPUModel, err)
+	}
+	if u, ok := apiv1.UsageOf(cur, e.clock.Now()); !ok || u.GPUModel != "nvidia-t4" || u.GPU != 2 {
+		t.Fatalf("its usage %+v", u)
 	}
 }

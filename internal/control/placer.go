@@ -537,6 +537,10 @@ func (s *Service) placedGroup(st *placementState, g *apiv1.ContainerGroup, d sch
 	if c := st.matchCache(g, d.Host); c != nil {
 		placed.Status.MatchedImageCache = c.Metadata.ID
 	}
+	placed.Status.GPUModel = ""
+	if h := st.hosts[d.Host]; h != nil && g.Spec.GPU > 0 {
+		placed.Status.GPUModel = h.Spec.GPUModel
+	}
 	placed.Status.Allocated = true
 	return &placed, nil
 }
