@@ -86,4 +86,13 @@ func BenchmarkBillMonth(b *testing.B) {
 	b.ReportMetric(float64(billTook.Milliseconds())/float64(b.N), "bill-month-10k-ms")
 	b.ReportMetric(float64(totalsTook.Milliseconds())/float64(b.N), "cost-totals-10k-ms")
 	b.ReportMetric(float64(bytes)/gone, "usage-record-bytes")
+	// Metering's own periodic work: the hourly look for usage records past
+	// their retention, and the monitor's look for silent virtual nodes.
+	t0 := time.Now()
+	e.svc.usageGC.Store(0)
+	e.svc.collectUsage(e.ctx)
+	if err := e.svc.closeSilentVNodes(e.ctx, e.svc.now()); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(time.Since(t0).Microseconds())/1000, "metering-gc-10k-ms")
 }
