@@ -200,14 +200,7 @@ func TestTagChangeSplitsTheCost(t *testing.T) {
 	start := e.clock.Now()
 	spec := groupSpec("web", 1, 2)
 	spec.Spec.Tags = map[string]string{"team": "a"}
-	g, _, err := e.svc.CreateGroup(e.ctx, auth.Admin, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, _ := e.svc.loadPlacementState(e.ctx)
-	if err := e.svc.placeOne(e.ctx, st, g, nil); err != nil {
-		t.Fatal(err)
-	}
+	g := e.placed(t, spec)
 	e.clock.Add(100 * time.Second)
 	if _, err := e.svc.UpdateGroup(e.ctx, auth.Admin, g.Metadata.ID, apiv1.GroupUpdate{Tags: map[string]string{"team": "b"}}); err != nil {
 		t.Fatal(err)
@@ -269,14 +262,7 @@ func TestGPUModelOfTheHost(t *testing.T) {
 	}
 	spec := groupSpec("train", 4, 16)
 	spec.Spec.GPU = 2
-	g, _, err := e.svc.CreateGroup(e.ctx, auth.Admin, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, _ := e.svc.loadPlacementState(e.ctx)
-	if err := e.svc.placeOne(e.ctx, st, g, nil); err != nil {
-		t.Fatal(err)
-	}
+	g := e.placed(t, spec)
 	cur, err := e.svc.groups.Get(e.ctx, g.Metadata.ID)
 	if err != nil || cur.Status.GPUModel != "nvidia-t4" {
 		t.Fatalf("the placed group's GPU model %q (%v)", cur.Status.GPUModel, err)
@@ -284,4 +270,21 @@ func TestGPUModelOfTheHost(t *testing.T) {
 	if u, ok := apiv1.UsageOf(cur, e.clock.Now()); !ok || u.GPUModel != "nvidia-t4" || u.GPU != 2 {
 		t.Fatalf("its usage %+v", u)
 	}
+}
+
+// placed creates spec (as the admin) and places it at once.
+func (e *env) placed(t *testing.T, spec *apiv1.ContainerGroup) *apiv1.ContainerGroup {
+	t.Helper()
+	g, _, err := e.svc.CreateGroup(e.ctx, auth.Admin, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.svc.loadPlacementState(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.placeOne(e.ctx, st, g, nil); err != nil {
+		t.Fatal(err)
+	}
+	return g
 }
