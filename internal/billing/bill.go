@@ -137,6 +137,14 @@ func (b *Book) Bill(ctx context.Context, records []apiv1.UsageRecord, q Query) (
 	bounds := q.Periods()
 	sums := map[[2]string]*lineSum{}
 	work := 0
+	// Groups with records of parts (split at a tag change) are counted once
+	// a line through a set; the others have one record each.
+	parted := map[string]bool{}
+	for i := range records {
+		if u := &records[i]; u.Group != "" && u.Metadata.ID != u.Group {
+			parted[u.Group] = true
+		}
+	}
 	for i := range records {
 		if i%1024 == 0 && ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -172,9 +180,9 @@ func (b *Book) Bill(ctx context.Context, records []apiv1.UsageRecord, q Query) (
 				sums[id] = s
 			}
 			l := &s.line
-			if g := u.Group; g == "" || !s.groups[g] {
+			if g := u.Group; !parted[g] || !s.groups[g] {
 				l.Groups++
-				if g != "" {
+				if parted[g] {
 					if s.groups == nil {
 						s.groups = map[string]bool{}
 					}

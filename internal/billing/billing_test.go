@@ -42,6 +42,7 @@ func TestPriceBookErrorsNameTheLine(t *testing.T) {
 		{"periods:\n  - from: 2026-01-01\n    vcpu: 0.1\n    memory: 0.1\n    spotDiscount: 1.5\n", "line 5: spotDiscount 1.50: allowed: 0 to 1"},
 		{"periods:\n  - from: 2026-01-01\n    vcpu: 0.1\n    memory: 0.1\n  - from: 2026-01-01\n    vcpu: 0.2\n    memory: 0.1\n", "line 5: periods: a second period from 2026-01-01"},
 		{"currency: USD\n", "periods: at least one is needed"},
+		{"periods:\n  - from: 2026-01-01\n    vcpu: 0.1\n    memory: 0.1\n    gpuModels:\n      NVIDIA-T4: 0.1\n", "gpuModels: \"NVIDIA-T4\": allowed"},
 	} {
 		_, err := Parse([]byte(tc.text))
 		if err == nil || !strings.Contains(err.Error(), tc.says) {

@@ -32,6 +32,7 @@ func TestPricesNeverChangeThePast(t *testing.T) {
 		"currency: USD\nperiods:\n  - from: 2026-01-01\n    vcpu: 0.0000077\n    memory: 0.00000096\n    zones:\n      zone-b: {vcpu: 0.00001}\n":            "has begun: its prices can't change",
 		"currency: USD\nperiods:\n  - from: 2026-02-01\n    vcpu: 0.0000077\n    memory: 0.00000096\n":                                                       "the period from 2026-01-01T00:00:00Z has begun: it can't be removed",
 		"currency: USD\nperiods:\n  - from: 2026-01-01\n    vcpu: 0.0000077\n    memory: 0.00000096\n  - from: 2026-11-01\n    vcpu: 0.1\n    memory: 0.1\n": "line 6: a new period from 2026-11-01T00:00:00Z would change the prices of usage already past",
+		"currency: USD\nperiods:\n  - from: 2026-01-01\n    vcpu: 0.0000077\n    memory: 0.00000096\n    gpuModels:\n      nvidia-t4: 0.1\n":                 "has begun: its prices can't change",
 		"currency: EUR\nperiods:\n  - from: 2026-01-01\n    vcpu: 0.0000077\n    memory: 0.00000096\n":                                                       "currency: USD to EUR",
 	} {
 		if err := CheckChange(cur, parse(text), now); err == nil || !strings.Contains(err.Error(), says) {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/big"
 	"os"
+	"regexp"
 	"sort"
 	"time"
 
@@ -72,6 +73,9 @@ type fileRate struct {
 	GPU     *price `yaml:"gpu"`
 	Storage *price `yaml:"storage"`
 }
+
+// gpuModel is how a host names its GPUs' model (a DNS label).
+var gpuModel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
 // price is a decimal read exactly ("0.0000077"), never through a float.
 type price struct {
@@ -196,8 +200,8 @@ func (fp filePeriod) period(line int) (Period, error) {
 		p.InstanceTypes[t] = pr.r
 	}
 	for m, pr := range fp.GPUModels {
-		if pr == nil || m == "" {
-			return p, fmt.Errorf("gpuModels: %q needs a price per GPU-second", m)
+		if pr == nil || !gpuModel.MatchString(m) {
+			return p, fmt.Errorf("gpuModels: %q: allowed: a model as hosts name it (eci agent --gpu-model: lowercase letters, digits and '-') with a price per GPU-second", m)
 		}
 		p.GPUModels[m] = pr.r
 	}

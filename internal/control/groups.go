@@ -334,7 +334,7 @@ func (s *Service) UpdateGroup(ctx context.Context, p auth.Principal, id string, 
 				return nil, err
 			}
 		}
-		split, err := s.splitUsage(g, &next) // metering.go
+		split, err := s.splitUsage(ctx, g, &next) // metering.go
 		*g = next
 		return split, err
 	})

@@ -48,17 +48,28 @@ func (s *Service) usageOps(g *apiv1.ContainerGroup) ([]store.Op, error) {
 	return []store.Op{op}, nil
 }
 
+// A group's usage is split at a tag change only when the part so far has
+// lasted MinSplit, and at most MaxSplits times (each split is a record
+// kept for the retention): a shorter part follows the new tags.
+const (
+	MinSplit  = time.Hour
+	MaxSplits = 100
+)
+
 // splitUsage: when an update changes what allocates g's cost (its tags,
 // its virtual node), the usage so far is written as a record with the
 // old ones, in the update's transaction, and next is billed from now
 // (status.billingFrom): a tag change moves only what follows it.
-func (s *Service) splitUsage(g, next *apiv1.ContainerGroup) ([]store.Op, error) {
+func (s *Service) splitUsage(ctx context.Context, g, next *apiv1.ContainerGroup) ([]store.Op, error) {
 	if maps.Equal(g.Spec.Tags, next.Spec.Tags) && g.Metadata.Labels[apiv1.LabelVirtualNode] == next.Metadata.Labels[apiv1.LabelVirtualNode] {
 		return nil, nil
 	}
 	u, ok := apiv1.UsageOf(g, s.now())
-	if !ok || u.End.Unix() == u.Start.Unix() {
-		return nil, nil // nothing billed yet (or not a whole second)
+	if !ok || u.End.Sub(u.Start) < MinSplit {
+		return nil, nil // nothing billed yet, or a part too short to keep apart
+	}
+	if n, err := s.records.Count(ctx, usageKey(g.Metadata.Tenant, g.Metadata.ID+"@")); err != nil || n >= MaxSplits {
+		return nil, err
 	}
 	u.Open = false
 	u.Metadata.ID = usageKey(g.Metadata.Tenant, g.Metadata.ID+"@"+strconv.FormatInt(u.Start.Unix(), 10))
@@ -98,10 +109,19 @@ func (s *Service) Usage(ctx context.Context, p auth.Principal, from, to time.Tim
 		return nil, err
 	}
 	seen := map[string]bool{}
+	split := map[string]time.Time{} // tenant/group: where its split records end
 	var out []apiv1.UsageRecord
 	keep := func(u *apiv1.UsageRecord) bool { return u.End.After(from) && u.Start.Before(to) }
 	for _, r := range recs {
 		seen[r.Metadata.ID] = true // tenant/id
+		if r.Group != "" && r.Metadata.ID != usageKey(r.Metadata.Tenant, r.Group) {
+			// A part before a tag change: the group, read before it was
+			// written, is billed only after it.
+			k := usageKey(r.Metadata.Tenant, r.Group)
+			if r.End.After(split[k]) {
+				split[k] = r.End
+			}
+		}
 		r.Metadata.ID = strings.TrimPrefix(r.Metadata.ID, r.Metadata.Tenant+"/")
 		if keep(r) {
 			out = append(out, *r)
@@ -111,7 +131,14 @@ func (s *Service) Usage(ctx context.Context, p auth.Principal, from, to time.Tim
 		if seen[usageKey(g.Metadata.Tenant, g.Metadata.ID)] || !p.CanSeeGroup(g.Metadata.Tenant, "") {
 			continue
 		}
-		if u, ok := apiv1.UsageOf(g, now); ok && keep(&u) {
+		u, ok := apiv1.UsageOf(g, now)
+		if end := split[usageKey(g.Metadata.Tenant, g.Metadata.ID)]; ok && end.After(u.Start) {
+			u.Start = end
+			if u.Start.After(u.End) {
+				u.Start = u.End
+			}
+		}
+		if ok && keep(&u) {
 			out = append(out, u)
 		}
 	}

@@ -190,7 +190,8 @@ func TestCostTotalsSeries(t *testing.T) {
 	}
 }
 
-// A tag change moves only the cost that follows it.
+// A tag change moves only the cost that follows it, once the part before
+// has lasted MinSplit; a shorter part follows the new tags.
 func TestTagChangeSplitsTheCost(t *testing.T) {
 	e := newEnv(t, false)
 	e.vswitch(t, "vsw-a", "zone-a", "198.19.128.0/20")
@@ -201,19 +202,22 @@ func TestTagChangeSplitsTheCost(t *testing.T) {
 	spec := groupSpec("web", 1, 2)
 	spec.Spec.Tags = map[string]string{"team": "a"}
 	g := e.placed(t, spec)
-	e.clock.Add(100 * time.Second)
-	if _, err := e.svc.UpdateGroup(e.ctx, auth.Admin, g.Metadata.ID, apiv1.GroupUpdate{Tags: map[string]string{"team": "b"}}); err != nil {
-		t.Fatal(err)
+	tag := func(team string) {
+		t.Helper()
+		if _, err := e.svc.UpdateGroup(e.ctx, auth.Admin, g.Metadata.ID, apiv1.GroupUpdate{Tags: map[string]string{"team": team}}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	// The same tags again: no new record.
+	e.clock.Add(2 * time.Hour)
+	tag("b") // splits: 7,200 s of team a
 	e.clock.Add(10 * time.Second)
-	if _, err := e.svc.UpdateGroup(e.ctx, auth.Admin, g.Metadata.ID, apiv1.GroupUpdate{Tags: map[string]string{"team": "b"}}); err != nil {
-		t.Fatal(err)
-	}
-	e.clock.Add(40 * time.Second)
+	tag("b") // the same tags: nothing
+	e.clock.Add(50 * time.Minute)
+	tag("c") // 50 min 10 s since the split: not kept apart, it follows c
+	e.clock.Add(20 * time.Minute)
 	bill := func(by string) map[string]int64 {
 		t.Helper()
-		b, err := e.svc.Bill(e.ctx, auth.Admin, billing.Query{From: start, To: start.Add(time.Hour), By: by})
+		b, err := e.svc.Bill(e.ctx, auth.Admin, billing.Query{From: start, To: start.Add(24 * time.Hour), By: by})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -228,11 +232,11 @@ func TestTagChangeSplitsTheCost(t *testing.T) {
 	}
 	check := func(what string) {
 		t.Helper()
-		if got := bill("tag:team"); got["a"] != 100 || got["b"] != 50 || len(got) != 2 {
-			t.Fatalf("%s: by team %v, want a 100 s and b 50 s", what, got)
+		if got := bill("tag:team"); got["a"] != 7200 || got["c"] != 4210 || len(got) != 2 {
+			t.Fatalf("%s: by team %v, want a 7200 s and c 4210 s", what, got)
 		}
-		if got := bill("group"); got[g.Metadata.ID] != 150 || len(got) != 1 {
-			t.Fatalf("%s: by group %v, want one line of 150 s", what, got)
+		if got := bill("group"); got[g.Metadata.ID] != 11410 || len(got) != 1 {
+			t.Fatalf("%s: by group %v, want one line of 11410 s", what, got)
 		}
 	}
 	check("running")
@@ -243,6 +247,48 @@ func TestTagChangeSplitsTheCost(t *testing.T) {
 	check("removed")
 	if n, _ := e.svc.records.Count(e.ctx, ""); n != 2 {
 		t.Fatalf("%d usage records, want 2 (before and after the change)", n)
+	}
+}
+
+// A reader that took a group before its split was written, and the split
+// after, bills the group only after the split.
+func TestUsageReadAcrossASplit(t *testing.T) {
+	e := newEnv(t, false)
+	e.vswitch(t, "vsw-a", "zone-a", "198.19.128.0/20")
+	e.host(t, "h1", "zone-a", 64000, 1<<20, 100)
+	start := e.clock.Now()
+	g := e.placed(t, groupSpec("web", 1, 2))
+	e.clock.Add(2 * time.Hour)
+	cur, err := e.svc.groups.Get(e.ctx, g.Metadata.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The split's record is there, the group as read before it (no billingFrom).
+	part, ok := apiv1.UsageOf(cur, e.clock.Now())
+	if !ok {
+		t.Fatal("not billed")
+	}
+	part.Open = false
+	part.Metadata.ID = usageKey(cur.Metadata.Tenant, cur.Metadata.ID+"@1")
+	op, err := e.svc.records.PutOp(&part)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.st.Commit(e.ctx, nil, []store.Op{op}); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Add(time.Hour)
+	recs, err := e.svc.Usage(e.ctx, auth.Admin, start, start.Add(24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, u := range recs {
+		p, r := u.Seconds(start, start.Add(24*time.Hour))
+		total += p + r
+	}
+	if total != 3*3600 {
+		t.Fatalf("%d s billed over two records, want 10800 (no second twice)", total)
 	}
 }
 
@@ -267,8 +313,30 @@ func TestGPUModelOfTheHost(t *testing.T) {
 	if err != nil || cur.Status.GPUModel != "nvidia-t4" {
 		t.Fatalf("the placed group's GPU model %q (%v)", cur.Status.GPUModel, err)
 	}
-	if u, ok := apiv1.UsageOf(cur, e.clock.Now()); !ok || u.GPUModel != "nvidia-t4" || u.GPU != 2 {
-		t.Fatalf("its usage %+v", u)
+	cpuOnly := e.placed(t, groupSpec("cpu", 1, 2))
+	if c, _ := e.svc.groups.Get(e.ctx, cpuOnly.Metadata.ID); c.Status.GPUModel != "" {
+		t.Fatalf("a group without GPUs has GPU model %q", c.Status.GPUModel)
+	}
+	// Rated at the model's price: 2 GPUs x 0.001, with 4 vCPU and 16 GiB at 0.
+	book, err := billing.Parse([]byte("periods:\n  - from: 2026-01-01\n    vcpu: 0\n    memory: 0\n    gpu: 1\n    gpuModels:\n      nvidia-t4: 0.001\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc.SetPriceBook(book)
+	from := e.clock.Now()
+	e.clock.Add(100 * time.Second)
+	b, err := e.svc.Bill(e.ctx, auth.Admin, billing.Query{From: from, To: e.clock.Now(), By: "group"})
+	if err != nil || len(b.Lines) != 2 || b.Lines[0].Key > b.Lines[1].Key {
+		t.Fatalf("bill %+v (%v)", b, err)
+	}
+	for _, l := range b.Lines {
+		want, gpus := "0.0000000000", int64(0) // (the group without GPUs)
+		if l.Key == g.Metadata.ID {
+			want, gpus = "0.2000000000", 200 // 100 s x 2 GPUs x 0.001
+		}
+		if l.Amount != want || l.GPUSeconds != gpus {
+			t.Fatalf("line %+v: want %s for %d GPU-seconds", l, want, gpus)
+		}
 	}
 }
 
