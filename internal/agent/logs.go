@@ -127,15 +127,16 @@ func parseCRILine(line []byte) (ts time.Time, stream string, content []byte, ok 
 	return ts, string(parts[1]), content, true
 }
 
-// tailOffset is where the last n lines of f begin.
-func tailOffset(f *os.File, n int64) (int64, error) {
+// tailOffset is where the last n lines of f begin, and where they end (its
+// size when read).
+func tailOffset(f *os.File, n int64) (int64, int64, error) {
 	st, err := f.Stat()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	end := st.Size()
 	if n == 0 {
-		return end, nil
+		return end, end, nil
 	}
 	const block = 32 << 10
 	buf := make([]byte, block)
@@ -148,19 +149,19 @@ func tailOffset(f *os.File, n int64) (int64, error) {
 		}
 		pos -= size
 		if _, err := f.ReadAt(buf[:size], pos); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		for i := size - 1; i >= 0; i-- {
 			// The last byte of the file ends the last line; it doesn't start one.
 			if buf[i] == '\n' && pos+i != end-1 {
 				seen++
 				if seen == n {
-					return pos + i + 1, nil
+					return pos + i + 1, end, nil
 				}
 			}
 		}
 	}
-	return 0, nil
+	return 0, end, nil
 }
 
 // followPoll is how often a followed log is checked for new lines.
@@ -185,16 +186,21 @@ func readLog(ctx context.Context, path string, o apiv1.LogOptions, w io.Writer, 
 	case o.SinceTime != nil:
 		lw.since = *o.SinceTime
 	}
+	var src io.Reader = f
 	if o.TailLines != nil {
-		off, err := tailOffset(f, *o.TailLines)
+		off, end, err := tailOffset(f, *o.TailLines)
 		if err != nil {
 			return err
 		}
 		if _, err := f.Seek(off, io.SeekStart); err != nil {
 			return err
 		}
+		if !o.Follow {
+			// The last n lines as they were: not those written since.
+			src = io.LimitReader(f, end-off)
+		}
 	}
-	r := bufio.NewReaderSize(f, 64<<10)
+	r := bufio.NewReaderSize(src, 64<<10)
 	var pending []byte // a line not ended yet
 	drained := false   // the rotated-away file was read to its end
 	for {
