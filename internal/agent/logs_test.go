@@ -107,3 +107,37 @@ func TestReadLog(t *testing.T) {
 		t.Errorf("followed: %q", got)
 	}
 }
+
+// A tail is the last lines as the file was when asked: a line written
+// after tailOffset read the size is not among them.
+func TestTailIsASnapshot(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "0.log")
+	t0 := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	if err := os.WriteFile(path, []byte(criLine(t0, "stdout", "F", "one")+criLine(t0, "stdout", "F", "two")+criLine(t0, "stdout", "F", "three")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	off, end, err := tailOffset(f, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteString(criLine(t0, "stdout", "F", "four")); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	got := make([]byte, end-off)
+	if _, err := f.ReadAt(got, off); err != nil {
+		t.Fatal(err)
+	}
+	if want := criLine(t0, "stdout", "F", "two") + criLine(t0, "stdout", "F", "three"); string(got) != want {
+		t.Fatalf("the last 2 lines as asked: %q, want %q", got, want)
+	}
+}
