@@ -44,6 +44,15 @@ type UsageRecord struct {
 	End       time.Time  `json:"end"`
 	// Open: the group has not ended; End is when it was read.
 	Open bool `json:"open,omitempty"`
+	// Groups, when set, makes this a sum (docs/billing.md): the records of
+	// Groups short groups alike in all the above but Group, Name, Host,
+	// RunningAt, whose lives were within one UTC hour, from Start (the
+	// first began) to End (the last ended), folded after the usage detail
+	// period. Their billed seconds are PendingSeconds and RunningSeconds,
+	// all of them in the period that holds Start.
+	Groups         int   `json:"groups,omitempty"`
+	PendingSeconds int64 `json:"pendingSeconds,omitempty"`
+	RunningSeconds int64 `json:"runningSeconds,omitempty"`
 }
 
 // Meta returns the record's metadata.
@@ -81,8 +90,17 @@ func UsageOf(g *ContainerGroup, now time.Time) (UsageRecord, bool) {
 // while Pending and afterwards (Running, Restarting, Updating,
 // Terminating). Time is cut at whole seconds of the Unix clock, so the
 // seconds of adjacent periods add up to those of their union.
+//
+// A sum's seconds are all in the period that holds its Start: a bill's
+// bounds within such an hour count them where it begins.
 func (u *UsageRecord) Seconds(from, to time.Time) (pending, running int64) {
 	s, e := u.Start.Unix(), u.End.Unix()
+	if u.Groups > 0 {
+		if s >= from.Unix() && s < to.Unix() {
+			return u.PendingSeconds, u.RunningSeconds
+		}
+		return 0, 0
+	}
 	r := e
 	if u.RunningAt != nil {
 		r = min(max(u.RunningAt.Unix(), s), e)

@@ -116,6 +116,7 @@ Serves /metrics (Prometheus), /healthz and /readyz.`,
 	fl.StringVar(&cfg.PriceBookFile, "price-book", "", "the price book bills are rated with (YAML, docs/billing.md), read again every 10 s when it changes (an invalid change is logged, naming the line, and the book in use stays); default: the spec's list prices")
 	fl.StringVar(&cfg.CostMetricsTag, "cost-metrics-tag", "team", "the tag whose value labels the cost metrics (GET /metrics/billing, admin only), besides the tenant; a tenant's first 50 values each, the others as \"other\"")
 	fl.DurationVar(&cfg.Control.UsageRetention, "usage-retention", control.DefaultUsageRetention, "how long a group's usage record is kept after the group is gone")
+	fl.DurationVar(&cfg.Control.UsageDetail, "usage-detail", control.DefaultUsageDetail, "how long the usage records of groups that lived within one hour are kept one by one; after it they are summed by tenant, hour, size and tags (docs/billing.md)")
 	fl.StringVar(&eipRange, "eip-range", "", "addresses of the hosts' network that EIPs are given from (none: no EIPs)")
 	fl.IntVar(&cfg.Control.MaxStoredGroups, "max-stored-groups-per-tenant", control.DefaultMaxStoredGroups, "groups one tenant may store, every state (ended ones count until they are deleted or retention removes them)")
 	fl.IntVar(&cfg.Control.MaxLargeGroups, "max-large-groups-per-tenant", control.DefaultMaxLargeGroups, fmt.Sprintf("groups over %d KiB (files volumes) one tenant may store while they run", control.LargeGroupBytes>>10))

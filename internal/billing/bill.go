@@ -23,6 +23,10 @@ type Query struct {
 	Tags map[string]string
 }
 
+// SummedKey is a bill's key by group for short groups' usage summed by
+// hour (apiv1.UsageRecord.Groups).
+const SummedKey = "(summed)"
+
 // MaxPeriods bounds a bill's periods (hours of a bit over a year).
 const MaxPeriods = 10_000
 
@@ -89,7 +93,9 @@ func (q *Query) key(u *apiv1.UsageRecord) string {
 	switch q.By {
 	case "group":
 		k = u.Group
-		if k == "" {
+		if u.Groups > 0 {
+			k = SummedKey
+		} else if k == "" {
 			k = u.Metadata.ID
 		}
 	case "tenant":
@@ -180,7 +186,9 @@ func (b *Book) Bill(ctx context.Context, records []apiv1.UsageRecord, q Query) (
 				sums[id] = s
 			}
 			l := &s.line
-			if g := u.Group; !parted[g] || !s.groups[g] {
+			if u.Groups > 0 {
+				l.Groups += u.Groups
+			} else if g := u.Group; !parted[g] || !s.groups[g] {
 				l.Groups++
 				if parted[g] {
 					if s.groups == nil {

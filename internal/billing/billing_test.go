@@ -221,3 +221,44 @@ func TestBillBounds(t *testing.T) {
 		t.Fatalf("by vnode: %+v (%v)", bill, err)
 	}
 }
+
+// A sum of short groups' usage (apiv1.UsageRecord.Groups) costs what its
+// records did, and all of it is in the bill's period that holds its start.
+func TestSumCostsWhatItsRecordsDid(t *testing.T) {
+	b, err := Parse([]byte(book))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 30, 23, 0, 0, 0, time.UTC)
+	var members []apiv1.UsageRecord
+	sum := apiv1.UsageRecord{Metadata: apiv1.ObjectMeta{ID: "~x", Tenant: "t"}, Zone: "zone-b", MilliCPU: 500, MemoryMiB: 1024, GPU: 1,
+		Start: at, End: at.Add(time.Hour)}
+	for i := 0; i < 7; i++ {
+		start := at.Add(time.Duration(i) * 7 * time.Minute)
+		run := start.Add(9 * time.Second)
+		members = append(members, apiv1.UsageRecord{Metadata: apiv1.ObjectMeta{ID: fmt.Sprint(i), Tenant: "t"}, Group: fmt.Sprint(i),
+			Zone: "zone-b", MilliCPU: 500, MemoryMiB: 1024, GPU: 1, Start: start, RunningAt: &run, End: start.Add(5 * time.Minute)})
+		p, r := members[i].Seconds(start, start.Add(time.Hour))
+		sum.Groups++
+		sum.PendingSeconds += p
+		sum.RunningSeconds += r
+	}
+	q := Query{From: at.Add(-time.Hour), To: at.Add(2 * time.Hour), Granularity: "hour", By: "group"}
+	one, err := b.Bill(context.Background(), members, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	summed, err := b.Bill(context.Background(), []apiv1.UsageRecord{sum}, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if one.Total != summed.Total || len(summed.Lines) != 1 || summed.Lines[0].Key != SummedKey || summed.Lines[0].Groups != 7 ||
+		summed.Lines[0].PendingSeconds != 63 || !summed.Lines[0].Period.Equal(at) {
+		t.Fatalf("the records bill %s, their sum %s: %+v", one.Total, summed.Total, summed.Lines)
+	}
+	// A bill from within its hour does not count it (its start is before).
+	later, err := b.Bill(context.Background(), []apiv1.UsageRecord{sum}, Query{From: at.Add(time.Minute), To: at.Add(2 * time.Hour), By: "tenant"})
+	if err != nil || len(later.Lines) != 0 {
+		t.Fatalf("a bill from within the sum's hour: %+v, %v", later, err)
+	}
+}

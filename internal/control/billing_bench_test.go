@@ -2,6 +2,8 @@ package control
 
 import (
 	"fmt"
+	"math/big"
+	"syscall"
 	"testing"
 	"time"
 
@@ -95,4 +97,117 @@ func BenchmarkBillMonth(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(time.Since(t0).Microseconds())/1000, "metering-gc-10k-ms")
+}
+
+// BenchmarkMeteringAt10kGroups measures what metering costs in a minute
+// with 10,000 groups running (two tenants of 5,000, each on its virtual
+// node), on the embedded etcd: the CPU of this process (the service and
+// its etcd) and the store's writes. A minute's metering is two heartbeats
+// of each virtual node, each node's bill of its pods' running cost, the
+// look for silent nodes, and a sixtieth of the hourly retention and fold
+// pass; groups that run write nothing. pod-cost-patches-per-min is how
+// many pods' rounded cost changes in a minute: the writes the virtual
+// nodes make to their Kubernetes API.
+func BenchmarkMeteringAt10kGroups(b *testing.B) {
+	const perTenant = 5000
+	tenants := []string{"ta", "tb"}
+	e := newEnv(b, false)
+	book, err := billing.Parse([]byte(billing.DefaultBook))
+	if err != nil {
+		b.Fatal(err)
+	}
+	e.svc.SetPriceBook(book)
+	e.vswitch(b, "vsw-a", "zone-a", "198.19.128.0/19")
+	e.vswitch(b, "vsw-b", "zone-a", "198.19.160.0/19")
+	for i := 0; i < 10; i++ {
+		e.host(b, fmt.Sprintf("h%d", i), "zone-a", 1_000_000, 1<<24, 1000)
+	}
+	st, err := e.svc.loadPlacementState(e.ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	since := e.clock.Now()
+	for _, tn := range tenants {
+		for i := 0; i < perTenant; i++ {
+			spec := groupSpec(fmt.Sprintf("pod-%d", i), 1, 2)
+			spec.Metadata.Tenant = tn
+			spec.Metadata.Labels = map[string]string{apiv1.LabelVirtualNode: "vk-" + tn}
+			g, _, err := e.svc.CreateGroup(e.ctx, auth.Admin, spec)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := e.svc.placeOne(e.ctx, st, g, nil); err != nil {
+				b.Fatal(err)
+			}
+			e.clock.Add(120 * time.Millisecond) // 10,000 pods made over 20 minutes: their cents tick at different minutes
+		}
+	}
+	revision := func() int64 {
+		resp, err := e.svc.st.Client.Get(e.ctx, "health")
+		if err != nil {
+			b.Fatal(err)
+		}
+		return resp.Header.Revision
+	}
+	costs := func(tn string) map[string]string {
+		p := auth.Principal{Kind: apiv1.TokenTenant, Tenant: tn}
+		bill, err := e.svc.Bill(e.ctx, p, billing.Query{From: since, To: e.clock.Now(), By: "group"}) // since the oldest pod, as the node asks
+		if err != nil || len(bill.Lines) < perTenant { // and the node's own charge
+			b.Fatalf("bill of %s: %v (%d lines)", tn, err, len(bill.Lines))
+		}
+		out := map[string]string{}
+		for _, l := range bill.Lines {
+			r, _ := new(big.Rat).SetString(l.Amount)
+			out[l.Key] = r.FloatString(2)
+		}
+		return out
+	}
+	e.clock.Add(2 * time.Hour) // the pods' costs tick by the cent, as they do once they run a while
+	prev := map[string]map[string]string{}
+	for _, tn := range tenants {
+		prev[tn] = costs(tn)
+	}
+	b.ResetTimer()
+	var cpu time.Duration
+	var writes, patches int64
+	for i := 0; i < b.N; i++ {
+		e.clock.Add(time.Minute)
+		rev0, cpu0 := revision(), processCPU(b)
+		for _, tn := range tenants {
+			p := auth.Principal{Kind: apiv1.TokenTenant, Tenant: tn}
+			for j := 0; j < 2; j++ {
+				if err := e.svc.VirtualNodeHeartbeat(e.ctx, p, "vk-"+tn, apiv1.VirtualNodeHeartbeat{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cur := costs(tn)
+			for k, v := range cur {
+				if prev[tn][k] != v {
+					patches++
+				}
+			}
+			prev[tn] = cur
+		}
+		if err := e.svc.closeSilentVNodes(e.ctx, e.svc.now()); err != nil {
+			b.Fatal(err)
+		}
+		cpu += processCPU(b) - cpu0
+		t0 := processCPU(b)
+		e.svc.usageGC.Store(0)
+		e.svc.collectUsage(e.ctx)
+		cpu += (processCPU(b) - t0) / 60
+		writes += revision() - rev0
+	}
+	b.ReportMetric(float64(cpu.Milliseconds())/float64(b.N), "cpu-ms-per-min")
+	b.ReportMetric(float64(writes)/float64(b.N), "etcd-writes-per-min")
+	b.ReportMetric(float64(patches)/float64(b.N), "pod-cost-patches-per-min")
+}
+
+// processCPU is the CPU time this process has used, user and system.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -230,8 +230,9 @@ func (g *billGate) enter(ctx context.Context, who string) (release func(), err e
 	return func() { <-g.all; <-mine }, nil
 }
 
-// collectUsage removes the usage records past the retention, once an hour
-// (the monitor's garbage collection).
+// collectUsage removes the usage records past the retention and sums
+// short groups' records past the usage detail period, once an hour (the
+// monitor's garbage collection).
 func (s *Service) collectUsage(ctx context.Context) {
 	now := s.now()
 	if last := s.usageGC.Load(); last != 0 && now.Sub(time.Unix(last, 0)) < time.Hour {
@@ -244,16 +245,18 @@ func (s *Service) collectUsage(ctx context.Context) {
 		return
 	}
 	removed := 0
+	kept := recs[:0]
 	for _, r := range recs {
-		if now.Sub(r.End) > s.opts.UsageRetention {
-			if err := s.records.Delete(ctx, r); err == nil {
-				removed++
-			}
+		if now.Sub(r.End) <= s.opts.UsageRetention {
+			kept = append(kept, r)
+		} else if err := s.records.Delete(ctx, r); err == nil {
+			removed++
 		}
 	}
 	if removed > 0 {
 		log.G(ctx).Info("removed usage records past their retention", "count", removed)
 	}
+	s.foldUsage(ctx, kept, now) // usagefold.go
 }
 
 // CostTotal is what one tenant's groups with one value of a tag were

@@ -45,6 +45,9 @@ type Options struct {
 	// UsageRetention keeps usage records that long after their group ended
 	// (DefaultUsageRetention).
 	UsageRetention time.Duration
+	// UsageDetail keeps short groups' usage records one by one that long
+	// before they are summed by hour (DefaultUsageDetail, usagefold.go).
+	UsageDetail time.Duration
 	// Now is the clock (tests move it).
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -168,6 +171,9 @@ func New(st *store.Store, opts Options) *Service {
 	}
 	if opts.UsageRetention <= 0 {
 		opts.UsageRetention = DefaultUsageRetention
+	}
+	if opts.UsageDetail <= 0 {
+		opts.UsageDetail = DefaultUsageDetail
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

@@ -91,6 +91,9 @@ func (c *Config) Validate() error {
 	if c.Control.UsageRetention < 0 {
 		return fmt.Errorf("--usage-retention %s: must be positive", c.Control.UsageRetention)
 	}
+	if c.Control.UsageDetail != 0 && c.Control.UsageDetail < time.Hour {
+		return fmt.Errorf("--usage-detail %s: allowed: an hour or more", c.Control.UsageDetail)
+	}
 	if c.CostMetricsTag == "" {
 		c.CostMetricsTag = "team"
 	}
