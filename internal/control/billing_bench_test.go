@@ -152,7 +152,7 @@ func BenchmarkMeteringAt10kGroups(b *testing.B) {
 	costs := func(tn string) map[string]string {
 		p := auth.Principal{Kind: apiv1.TokenTenant, Tenant: tn}
 		bill, err := e.svc.Bill(e.ctx, p, billing.Query{From: since, To: e.clock.Now(), By: "group"}) // since the oldest pod, as the node asks
-		if err != nil || len(bill.Lines) < perTenant { // and the node's own charge
+		if err != nil || len(bill.Lines) < perTenant {                                                // and the node's own charge
 			b.Fatalf("bill of %s: %v (%d lines)", tn, err, len(bill.Lines))
 		}
 		out := map[string]string{}
