@@ -151,8 +151,9 @@ func BenchmarkMeteringAt10kGroups(b *testing.B) {
 	}
 	costs := func(tn string) map[string]string {
 		p := auth.Principal{Kind: apiv1.TokenTenant, Tenant: tn}
-		bill, err := e.svc.Bill(e.ctx, p, billing.Query{From: since, To: e.clock.Now(), By: "group"}) // since the oldest pod, as the node asks
-		if err != nil || len(bill.Lines) < perTenant {                                                // and the node's own charge
+		// Since the oldest pod, as the node asks; its lines and the node's own.
+		bill, err := e.svc.Bill(e.ctx, p, billing.Query{From: since, To: e.clock.Now(), By: "group"})
+		if err != nil || len(bill.Lines) < perTenant {
 			b.Fatalf("bill of %s: %v (%d lines)", tn, err, len(bill.Lines))
 		}
 		out := map[string]string{}
