@@ -45,14 +45,31 @@ type UsageRecord struct {
 	// Open: the group has not ended; End is when it was read.
 	Open bool `json:"open,omitempty"`
 	// Groups, when set, makes this a sum (docs/billing.md): the records of
-	// Groups short groups alike in all the above but Group, Name, Host,
-	// RunningAt, whose lives were within one UTC hour, from Start (the
-	// first began) to End (the last ended), folded after the usage detail
-	// period. Their billed seconds are PendingSeconds and RunningSeconds,
-	// all of them in the period that holds Start.
-	Groups         int   `json:"groups,omitempty"`
-	PendingSeconds int64 `json:"pendingSeconds,omitempty"`
-	RunningSeconds int64 `json:"runningSeconds,omitempty"`
+	// Groups short groups of one tenant, whose lives were within one UTC
+	// hour and one price period, folded after the usage detail period.
+	// Start..End is that hour (or its part in the period). The fields
+	// above that the records shared are kept; a tenant's hour past
+	// MaxFoldSums sums has one more, of the rest, which keeps none.
+	// Their billed seconds, resource-seconds and exact cost (a fraction,
+	// "num/den") are below, all of them in the period that holds Start.
+	Groups                 int    `json:"groups,omitempty"`
+	PendingSeconds         int64  `json:"pendingSeconds,omitempty"`
+	RunningSeconds         int64  `json:"runningSeconds,omitempty"`
+	MilliCPUSeconds        int64  `json:"milliCPUSeconds,omitempty"`
+	MemoryMiBSeconds       int64  `json:"memoryMiBSeconds,omitempty"`
+	GPUSeconds             int64  `json:"gpuSeconds,omitempty"`
+	ExtraStorageGiBSeconds int64  `json:"extraStorageGiBSeconds,omitempty"`
+	Amount                 string `json:"amount,omitempty"`
+}
+
+// ResourceSeconds are the vCPU (milli), memory (MiB), GPU and extra
+// storage (GiB) seconds of secs billed seconds of u; a sum's are its
+// totals (secs being all of its seconds).
+func (u *UsageRecord) ResourceSeconds(secs int64) (milliCPU, memoryMiB, gpu, storageGiB int64) {
+	if u.Groups > 0 {
+		return u.MilliCPUSeconds, u.MemoryMiBSeconds, u.GPUSeconds, u.ExtraStorageGiBSeconds
+	}
+	return secs * u.MilliCPU, secs * u.MemoryMiB, secs * int64(u.GPU), secs * int64(u.ExtraStorageGiB)
 }
 
 // Meta returns the record's metadata.

@@ -199,10 +199,11 @@ func (b *Book) Bill(ctx context.Context, records []apiv1.UsageRecord, q Query) (
 			}
 			l.PendingSeconds += pend
 			l.RunningSeconds += run
-			l.MilliCPUSeconds += secs * u.MilliCPU
-			l.MemoryMiBSeconds += secs * u.MemoryMiB
-			l.GPUSeconds += secs * int64(u.GPU)
-			l.ExtraStorageGiBSeconds += secs * int64(u.ExtraStorageGiB)
+			cpu, mem, gpu, storage := u.ResourceSeconds(secs)
+			l.MilliCPUSeconds += cpu
+			l.MemoryMiBSeconds += mem
+			l.GPUSeconds += gpu
+			l.ExtraStorageGiBSeconds += storage
 			s.amount.Add(s.amount, b.Cost(u, from, to))
 		}
 	}

@@ -222,8 +222,8 @@ func TestBillBounds(t *testing.T) {
 	}
 }
 
-// A sum of short groups' usage (apiv1.UsageRecord.Groups) costs what its
-// records did, and all of it is in the bill's period that holds its start.
+// A sum of short groups' usage (apiv1.UsageRecord.Groups) bills what its
+// records did, all of it in the bill's period that holds its start.
 func TestSumCostsWhatItsRecordsDid(t *testing.T) {
 	b, err := Parse([]byte(book))
 	if err != nil {
@@ -231,6 +231,7 @@ func TestSumCostsWhatItsRecordsDid(t *testing.T) {
 	}
 	at := time.Date(2026, 11, 30, 23, 0, 0, 0, time.UTC)
 	var members []apiv1.UsageRecord
+	amount := new(big.Rat)
 	sum := apiv1.UsageRecord{Metadata: apiv1.ObjectMeta{ID: "~x", Tenant: "t"}, Zone: "zone-b", MilliCPU: 500, MemoryMiB: 1024, GPU: 1,
 		Start: at, End: at.Add(time.Hour)}
 	for i := 0; i < 7; i++ {
@@ -239,10 +240,16 @@ func TestSumCostsWhatItsRecordsDid(t *testing.T) {
 		members = append(members, apiv1.UsageRecord{Metadata: apiv1.ObjectMeta{ID: fmt.Sprint(i), Tenant: "t"}, Group: fmt.Sprint(i),
 			Zone: "zone-b", MilliCPU: 500, MemoryMiB: 1024, GPU: 1, Start: start, RunningAt: &run, End: start.Add(5 * time.Minute)})
 		p, r := members[i].Seconds(start, start.Add(time.Hour))
+		cpu, mem, gpu, _ := members[i].ResourceSeconds(p + r)
 		sum.Groups++
 		sum.PendingSeconds += p
 		sum.RunningSeconds += r
+		sum.MilliCPUSeconds += cpu
+		sum.MemoryMiBSeconds += mem
+		sum.GPUSeconds += gpu
+		amount.Add(amount, b.Cost(&members[i], start, start.Add(time.Hour)))
 	}
+	sum.Amount = amount.RatString()
 	q := Query{From: at.Add(-time.Hour), To: at.Add(2 * time.Hour), Granularity: "hour", By: "group"}
 	one, err := b.Bill(context.Background(), members, q)
 	if err != nil {
@@ -252,8 +259,9 @@ func TestSumCostsWhatItsRecordsDid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if one.Total != summed.Total || len(summed.Lines) != 1 || summed.Lines[0].Key != SummedKey || summed.Lines[0].Groups != 7 ||
-		summed.Lines[0].PendingSeconds != 63 || !summed.Lines[0].Period.Equal(at) {
+	l := summed.Lines
+	if one.Total != summed.Total || one.Total == "0.00" || len(l) != 1 || l[0].Key != SummedKey || l[0].Groups != 7 ||
+		l[0].PendingSeconds != 63 || l[0].GPUSeconds != 7*300 || !l[0].Period.Equal(at) {
 		t.Fatalf("the records bill %s, their sum %s: %+v", one.Total, summed.Total, summed.Lines)
 	}
 	// A bill from within its hour does not count it (its start is before).

@@ -10,8 +10,19 @@ import (
 // Cost is the exact cost of u's billed seconds in [from, to): each second
 // at the prices of the period it falls in; none before the book's first
 // period.
+//
+// A sum's cost was reckoned when it was folded (past prices never
+// change): all of it in the period that holds its start.
 func (b *Book) Cost(u *apiv1.UsageRecord, from, to time.Time) *big.Rat {
 	total := new(big.Rat)
+	if u.Groups > 0 {
+		if s := u.Start.Unix(); s >= from.Unix() && s < to.Unix() {
+			if _, ok := total.SetString(u.Amount); ok {
+				return total
+			}
+		}
+		return new(big.Rat)
+	}
 	for i := range b.Periods {
 		p := &b.Periods[i]
 		start, end := p.From, to

@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"maps"
+	"math/big"
 	"slices"
 	"strconv"
 	"time"
@@ -20,24 +22,30 @@ import (
 // removes groups fast writes a usage record for each; kept one by one for
 // the whole retention they would grow the store without bound. Once the
 // usage detail period has passed, the records of groups whose whole life
-// was within one UTC hour are summed per tenant, hour, price period and
-// what prices or allocates them (size, zone, GPU model, spot, tags,
-// virtual node): one record per sum, apiv1.UsageRecord.Groups.
+// was within one UTC hour and one price period are summed per tenant,
+// hour, price period and what prices or allocates them (size, zone, GPU
+// model, spot, tags, virtual node): one record per sum,
+// apiv1.UsageRecord.Groups, with the records' seconds, resource-seconds
+// and exact cost. A tenant's hour has at most MaxFoldSums sums; its
+// further records go to one more, of the rest, which keeps only their
+// totals and cost.
 //
 // A fold deletes its records and adds them to their sum in one
 // transaction, under conditions that each is as it was read: a crash, a
 // restart or two servers folding at once never count a group twice or
-// lose it. Costs do not change: the records of one sum cost the same per
-// second, in one price period.
+// lose it. Costs do not change: a record's cost is reckoned at the fold
+// with the prices of its period, which never change once it has begun
+// (billing.CheckChange).
 
 // DefaultUsageDetail keeps short groups' usage records one by one for two
 // days before they are summed by hour.
 const DefaultUsageDetail = 48 * time.Hour
 
-// MaxFoldTagSets bounds the sums with tags of one tenant's hour: the
-// records of further tag sets are summed without their tags (a tenant
-// giving each short group tags of its own would keep a record for each).
-const MaxFoldTagSets = 50
+// MaxFoldSums bounds the sums of one tenant's hour and price period:
+// the records of further sizes, tags or nodes go to a sum of the rest (a
+// tenant giving each short group a size, tags or node label of its own
+// would otherwise keep a record for each).
+const MaxFoldSums = 50
 
 // foldBatch records are folded per transaction (etcd takes 128 operations
 // in one).
@@ -59,6 +67,7 @@ type sumKey struct {
 	GPUModel        string            `json:"gm,omitempty"`
 	ExtraStorageGiB int               `json:"s,omitempty"`
 	Spot            bool              `json:"spot,omitempty"`
+	Rest            bool              `json:"rest,omitempty"`
 }
 
 // id is the sum's usage record id: TENANT/~HOUR-HASH (no group id starts
@@ -80,15 +89,12 @@ func foldable(r *apiv1.UsageRecord, book *billing.Book, cutoff time.Time) (int, 
 		!r.End.Before(cutoff) || !r.Metadata.CreatedAt.Before(cutoff) || e <= s || s/3600 != (e-1)/3600 {
 		return 0, false
 	}
-	period := -1
 	for i := range book.Periods {
-		switch f := book.Periods[i].From.Unix(); {
-		case f > s && f < e:
+		if f := book.Periods[i].From.Unix(); f > s && f < e {
 			return 0, false // a price change within its life
-		case f <= s:
-			period = i
 		}
 	}
+	period := periodOf(book, r.Start)
 	return period, true
 }
 
@@ -127,20 +133,17 @@ func (s *Service) foldUsage(ctx context.Context, recs []*apiv1.UsageRecord, now 
 		return
 	}
 	folds := map[string]*fold{}
-	tagSets := map[[2]string]map[string]bool{} // tenant, hour: the sums' tag sets
-	tagSet := func(tenant string, hour int64) map[string]bool {
-		k := [2]string{tenant, strconv.FormatInt(hour, 10)}
-		if tagSets[k] == nil {
-			tagSets[k] = map[string]bool{}
-		}
-		return tagSets[k]
+	type slot struct {
+		tenant string
+		hour   int64
+		period int
 	}
+	sums := map[slot]int{} // the sums of a tenant's hour and period, but the rest
 	for _, r := range recs {
 		if r.Groups > 0 {
 			folds[r.Metadata.ID] = &fold{sum: r, stored: true}
-			if len(r.Tags) > 0 {
-				data, _ := json.Marshal(r.Tags)
-				tagSet(r.Metadata.Tenant, r.Start.Unix()/3600*3600)[string(data)] = true
+			if r.MilliCPU > 0 { // not the rest's
+				sums[slot{r.Metadata.Tenant, r.Start.Unix() / 3600 * 3600, periodOf(book, r.Start)}]++
 			}
 		}
 	}
@@ -153,16 +156,15 @@ func (s *Service) foldUsage(ctx context.Context, recs []*apiv1.UsageRecord, now 
 		k := sumKey{Tenant: r.Metadata.Tenant, Hour: r.Start.Unix() / 3600 * 3600, Period: period, Tags: r.Tags, VirtualNode: r.VirtualNode,
 			Zone: r.Zone, InstanceType: r.InstanceType, InstanceSpec: r.InstanceSpec, MilliCPU: r.MilliCPU, MemoryMiB: r.MemoryMiB,
 			GPU: r.GPU, GPUModel: r.GPUModel, ExtraStorageGiB: r.ExtraStorageGiB, Spot: r.Spot}
-		if len(k.Tags) > 0 {
-			data, _ := json.Marshal(k.Tags)
-			set := tagSet(k.Tenant, k.Hour)
-			if !set[string(data)] && len(set) >= MaxFoldTagSets {
-				k.Tags = nil
+		id := k.id()
+		if folds[id] == nil {
+			if at := (slot{k.Tenant, k.Hour, k.Period}); sums[at] >= MaxFoldSums {
+				k = sumKey{Tenant: k.Tenant, Hour: k.Hour, Period: k.Period, Rest: true}
+				id = k.id()
 			} else {
-				set[string(data)] = true
+				sums[at]++
 			}
 		}
-		id := k.id()
 		f := folds[id]
 		if f == nil {
 			f = &fold{sum: sumOf(&k, book, now)}
@@ -175,7 +177,7 @@ func (s *Service) foldUsage(ctx context.Context, recs []*apiv1.UsageRecord, now 
 		f := folds[id]
 		for len(f.members) > 0 {
 			n := min(len(f.members), foldBatch)
-			if err := s.foldBatch(ctx, f, f.members[:n]); err != nil {
+			if err := s.foldBatch(ctx, book, f, f.members[:n]); err != nil {
 				log.G(ctx).Warn("fold usage records", "sum", id, "err", err)
 				break // read again at the next pass
 			}
@@ -188,10 +190,28 @@ func (s *Service) foldUsage(ctx context.Context, recs []*apiv1.UsageRecord, now 
 	}
 }
 
+// periodOf is the index of book's period that holds t (-1: before the
+// first).
+func periodOf(book *billing.Book, t time.Time) int {
+	period := -1
+	for i := range book.Periods {
+		if book.Periods[i].From.Unix() <= t.Unix() {
+			period = i
+		}
+	}
+	return period
+}
+
 // foldBatch deletes members and adds them to f's sum, in one transaction
 // that holds only while each is as it was read.
-func (s *Service) foldBatch(ctx context.Context, f *fold, members []*apiv1.UsageRecord) error {
+func (s *Service) foldBatch(ctx context.Context, book *billing.Book, f *fold, members []*apiv1.UsageRecord) error {
 	next := *f.sum
+	amount := new(big.Rat)
+	if next.Amount != "" {
+		if _, ok := amount.SetString(next.Amount); !ok {
+			return fmt.Errorf("sum %s: amount %q is not a number", next.Metadata.ID, next.Amount)
+		}
+	}
 	var conds []store.Cond
 	var ops []store.Op
 	if f.stored {
@@ -211,10 +231,17 @@ func (s *Service) foldBatch(ctx context.Context, f *fold, members []*apiv1.Usage
 		conds = append(conds, c)
 		ops = append(ops, s.records.DeleteOp(r.Metadata.ID))
 		pend, run := r.Seconds(r.Start, r.End)
+		cpu, mem, gpu, storage := r.ResourceSeconds(pend + run)
 		next.Groups++
 		next.PendingSeconds += pend
 		next.RunningSeconds += run
+		next.MilliCPUSeconds += cpu
+		next.MemoryMiBSeconds += mem
+		next.GPUSeconds += gpu
+		next.ExtraStorageGiBSeconds += storage
+		amount.Add(amount, book.Cost(r, r.Start, r.End))
 	}
+	next.Amount = amount.RatString()
 	put, err := s.records.PutOp(&next)
 	if err != nil {
 		return err

@@ -55,12 +55,13 @@ func TestShortGroupsAreSummed(t *testing.T) {
 	}
 	// Many more short records, written as the removals write them: 250 of
 	// tenant t2 in the hour 12:00 (three transactions of a sum), and 60 of
-	// tenant t3 each with a tag set of its own (50 sums keep their tags).
+	// tenant t3 each with a tag set of its own and of two sizes: 50 sums,
+	// and the rest of 10 of both sizes.
 	var ops []store.Op
-	put := func(tenant, id string, tags map[string]string, at time.Time) {
+	put := func(tenant, id string, tags map[string]string, at time.Time, vcpu int64) {
 		u := &apiv1.UsageRecord{
 			Metadata: apiv1.ObjectMeta{ID: usageKey(tenant, id), Tenant: tenant, CreatedAt: at.Add(time.Minute)},
-			Group:    id, Name: id, Tags: tags, Zone: "zone-a", InstanceSpec: "1.0-2.0Gi", MilliCPU: 1000, MemoryMiB: 2048,
+			Group:    id, Name: id, Tags: tags, Zone: "zone-a", InstanceSpec: fmt.Sprintf("%d.0-2.0Gi", vcpu), MilliCPU: vcpu * 1000, MemoryMiB: 2048,
 			Start: at, End: at.Add(time.Minute),
 		}
 		op, err := e.svc.records.PutOp(u)
@@ -75,10 +76,10 @@ func TestShortGroupsAreSummed(t *testing.T) {
 		}
 	}
 	for i := 0; i < 250; i++ {
-		put("t2", fmt.Sprintf("eci-t2-%03d", i), map[string]string{"team": "c"}, start.Add(time.Duration(i)*10*time.Second))
+		put("t2", fmt.Sprintf("eci-t2-%03d", i), map[string]string{"team": "c"}, start.Add(time.Duration(i)*10*time.Second), 1)
 	}
 	for i := 0; i < 60; i++ {
-		put("t3", fmt.Sprintf("eci-t3-%03d", i), map[string]string{"run": fmt.Sprint(i)}, start.Add(time.Duration(i)*time.Minute/2))
+		put("t3", fmt.Sprintf("eci-t3-%03d", i), map[string]string{"run": fmt.Sprint(i)}, start.Add(time.Duration(i)*time.Minute/2), int64(1+i%2))
 	}
 	if _, err := e.svc.st.Commit(e.ctx, nil, ops); err != nil {
 		t.Fatal(err)
@@ -133,8 +134,7 @@ func TestShortGroupsAreSummed(t *testing.T) {
 	e.svc.collectUsage(e.ctx)
 	after, n1 := bills(), count()
 	// The default tenant: 7 sums (a and b at 12:00, 13:00 before and after
-	// 13:30; b at 14:00) and 3 kept apart; t2: 1 sum; t3: 50 with tags and
-	// 1 without.
+	// 13:30; b at 14:00) and 3 kept apart; t2: 1 sum; t3: 50 and the rest.
 	if n1 != 62 {
 		t.Fatalf("%d usage records after the fold, want 62 (of %d)", n1, n0)
 	}
@@ -150,29 +150,24 @@ func TestShortGroupsAreSummed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sums, tagged3, untagged3, kept := 0, 0, 0, 0
+	tagged3, rest3, kept := 0, 0, 0
 	for _, r := range recs {
 		switch {
 		case r.Groups == 0:
 			kept++
-		case r.Metadata.Tenant == "t3" && r.Tags == nil:
-			untagged3 += r.Groups
-			sums++
+		case r.Metadata.Tenant == "t3" && r.MilliCPU == 0:
+			if rest3 = r.Groups; r.Tags != nil || r.MilliCPUSeconds != 5*60*1000+5*60*2000 {
+				t.Errorf("the rest of t3: %+v, want no tags and 900,000 milli-vCPU-seconds", r)
+			}
 		case r.Metadata.Tenant == "t3":
 			tagged3++
-			sums++
-		default:
-			sums++
-			if !strings.HasPrefix(r.Metadata.ID, r.Metadata.Tenant+"/~") {
-				t.Errorf("sum %s: not TENANT/~...", r.Metadata.ID)
-			}
+		}
+		if r.Groups > 0 && !strings.HasPrefix(r.Metadata.ID, r.Metadata.Tenant+"/~") {
+			t.Errorf("sum %s: not TENANT/~...", r.Metadata.ID)
 		}
 	}
-	if tagged3 != MaxFoldTagSets || untagged3 != 60-MaxFoldTagSets {
-		t.Errorf("tenant t3: %d sums with tags and %d groups without, want %d and %d", tagged3, untagged3, MaxFoldTagSets, 60-MaxFoldTagSets)
-	}
-	if kept != 3 {
-		t.Errorf("%d records kept apart, want 3 (the groups across 13:00, 13:30 and 14:00)", kept)
+	if tagged3 != MaxFoldSums || rest3 != 60-MaxFoldSums {
+		t.Errorf("tenant t3: %d sums and the rest of %d groups, want %d and %d", tagged3, rest3, MaxFoldSums, 60-MaxFoldSums)
 	}
 	// A bill by group shows the sums as one key.
 	b, err := e.svc.Bill(e.ctx, auth.Admin, billing.Query{From: start, To: end, By: "group"})
@@ -213,7 +208,8 @@ func TestFoldIsAllOrNothing(t *testing.T) {
 	}
 	members[1] = &stale
 	f := &fold{sum: &apiv1.UsageRecord{Metadata: apiv1.ObjectMeta{ID: usageKey("t1", "~sum"), Tenant: "t1"}, Start: at, End: at.Add(time.Hour)}}
-	if err := e.svc.foldBatch(e.ctx, f, members); err == nil {
+	book, _ := billing.Parse([]byte(billing.DefaultBook))
+	if err := e.svc.foldBatch(e.ctx, book, f, members); err == nil {
 		t.Fatal("a fold over a changed record was written")
 	}
 	if n, _ := e.svc.records.Count(e.ctx, ""); n != 3 || f.stored || f.sum.Groups != 0 {
