@@ -244,19 +244,29 @@ func (s *Service) collectUsage(ctx context.Context) {
 		log.G(ctx).Warn("list usage records", "err", err)
 		return
 	}
-	removed := 0
+	// A pass works for usagePassBudget at most (the monitor waits on it);
+	// one that stops there lets the next minute's go on.
+	deadline := time.Now().Add(usagePassBudget)
+	removed, done := 0, true
 	kept := recs[:0]
 	for _, r := range recs {
-		if now.Sub(r.End) <= s.opts.UsageRetention {
+		switch {
+		case now.Sub(r.End) <= s.opts.UsageRetention:
 			kept = append(kept, r)
-		} else if err := s.records.Delete(ctx, r); err == nil {
-			removed++
+		case time.Now().After(deadline):
+			done = false
+		default:
+			if err := s.records.Delete(ctx, r); err == nil {
+				removed++
+			}
 		}
 	}
 	if removed > 0 {
 		log.G(ctx).Info("removed usage records past their retention", "count", removed)
 	}
-	s.foldUsage(ctx, kept, now) // usagefold.go
+	if !s.foldUsage(ctx, kept, now, deadline) || !done { // usagefold.go
+		s.usageGC.Store(0)
+	}
 }
 
 // CostTotal is what one tenant's groups with one value of a tag were

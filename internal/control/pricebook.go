@@ -13,7 +13,8 @@ import (
 // started again, checks a new one against it: prices apply from their
 // date forward, never to usage already past (billing.CheckChange). The
 // service's first book from a file may replace the built-in list prices
-// (billing.DefaultBook) whole: that is setting the service up. A server
+// (billing.DefaultBook) whole: that is setting the service up, until usage
+// has been summed with the built-in prices (fixPriceBook). A server
 // without a book of its own takes the one in use.
 
 // storedBook is the book in use, as its text.
@@ -22,6 +23,9 @@ type storedBook struct {
 	Text     string           `json:"text"`
 	// FromFile: an operator's book (else the built-in one).
 	FromFile bool `json:"fromFile,omitempty"`
+	// Fixed: usage has been summed with its prices (usagefold.go), so
+	// its past prices never change, even the built-in book's.
+	Fixed bool `json:"fixed,omitempty"`
 }
 
 func (b *storedBook) Meta() *apiv1.ObjectMeta { return &b.Metadata }
@@ -53,7 +57,7 @@ func (s *Service) ApplyPriceBook(ctx context.Context, text []byte, fromFile bool
 			s.setPriceBook(stored, cur.Text)
 			return nil
 		default:
-			if cur.FromFile {
+			if cur.FromFile || cur.Fixed {
 				if old, perr := billing.Parse([]byte(cur.Text)); perr == nil {
 					if cerr := billing.CheckChange(old, next, s.now()); cerr != nil {
 						return fmt.Errorf("price book: %w: %w", errdefs.ErrInvalidArgument, cerr)
@@ -103,4 +107,32 @@ func (s *Service) RefreshPriceBook(ctx context.Context) error {
 func (s *Service) setPriceBook(b *billing.Book, text string) {
 	s.prices.p.Store(b)
 	s.prices.text.Store(&text)
+}
+
+// fixPriceBook is the stored book, whose past prices it marks as fixed,
+// for usage to be summed with: nil while this server's book is not the
+// stored one yet (the next pass sums). Without a stored book (tests set
+// theirs), the book in use.
+func (s *Service) fixPriceBook(ctx context.Context) (*billing.Book, error) {
+	cur, err := s.books.Get(ctx, "current")
+	if errdefs.IsNotFound(err) {
+		return s.prices.p.Load(), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if t := s.prices.text.Load(); t == nil || *t != cur.Text {
+		return nil, nil
+	}
+	book, err := billing.Parse([]byte(cur.Text))
+	if err != nil {
+		return nil, fmt.Errorf("the stored price book: %w", err)
+	}
+	if !cur.Fixed {
+		cur.Fixed = true
+		if err := s.books.Update(ctx, cur, nil); err != nil {
+			return nil, fmt.Errorf("fix the stored price book's past: %w", err)
+		}
+	}
+	return book, nil
 }

@@ -10,6 +10,7 @@ import (
 	"math/big"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
@@ -21,99 +22,123 @@ import (
 // Folding short groups' usage (docs/billing.md). A tenant that makes and
 // removes groups fast writes a usage record for each; kept one by one for
 // the whole retention they would grow the store without bound. Once the
-// usage detail period has passed, the records of groups whose whole life
-// was within one UTC hour and one price period are summed per tenant,
-// hour, price period and what prices or allocates them (size, zone, GPU
-// model, spot, tags, virtual node): one record per sum,
+// usage detail period has passed, the records of groups (and virtual
+// nodes' intervals) whose whole life was within one UTC hour and one
+// price period are summed per tenant, hour, price period and what a bill
+// groups them by (size, tags, virtual node): one record per sum,
 // apiv1.UsageRecord.Groups, with the records' seconds, resource-seconds
 // and exact cost. A tenant's hour has at most MaxFoldSums sums; its
-// further records go to one more, of the rest, which keeps only their
-// totals and cost.
+// further records go to sums of the rest, which keep only the tags, node
+// and size that have few values among them (usagerest.go).
 //
 // A fold deletes its records and adds them to their sum in one
 // transaction, under conditions that each is as it was read: a crash, a
 // restart or two servers folding at once never count a group twice or
 // lose it. Costs do not change: a record's cost is reckoned at the fold
-// with the prices of its period, which never change once it has begun
-// (billing.CheckChange).
+// with the stored price book, whose past prices are fixed before the
+// first fold (fixPriceBook) and never change after (billing.CheckChange).
 
 // DefaultUsageDetail keeps short groups' usage records one by one for two
 // days before they are summed by hour.
 const DefaultUsageDetail = 48 * time.Hour
 
-// MaxFoldSums bounds the sums of one tenant's hour and price period:
-// the records of further sizes, tags or nodes go to a sum of the rest (a
-// tenant giving each short group a size, tags or node label of its own
-// would otherwise keep a record for each).
-const MaxFoldSums = 50
-
-// foldBatch records are folded per transaction (etcd takes 128 operations
-// in one).
-const foldBatch = 100
+// foldBatchSize records are folded per transaction (etcd takes 128
+// operations in one); the hourly pass works at most usagePassBudget, and
+// the next minute's goes on.
+const (
+	foldBatchSize   = 100
+	usagePassBudget = 10 * time.Second
+)
 
 // sumKey is what the records of one sum share.
 type sumKey struct {
-	Tenant          string            `json:"t"`
-	Hour            int64             `json:"h"`
-	Period          int               `json:"p"`
-	Tags            map[string]string `json:"g,omitempty"`
-	VirtualNode     string            `json:"n,omitempty"`
-	Zone            string            `json:"z,omitempty"`
-	InstanceType    string            `json:"it,omitempty"`
-	InstanceSpec    string            `json:"is,omitempty"`
-	MilliCPU        int64             `json:"c"`
-	MemoryMiB       int64             `json:"m"`
-	GPU             int               `json:"gpu,omitempty"`
-	GPUModel        string            `json:"gm,omitempty"`
-	ExtraStorageGiB int               `json:"s,omitempty"`
-	Spot            bool              `json:"spot,omitempty"`
-	Rest            bool              `json:"rest,omitempty"`
+	Tenant       string            `json:"t"`
+	Hour         int64             `json:"h"`
+	Period       string            `json:"p,omitempty"` // its start; "": before the book's first
+	Tags         map[string]string `json:"g,omitempty"`
+	VirtualNode  string            `json:"n,omitempty"`
+	InstanceType string            `json:"it,omitempty"`
+	InstanceSpec string            `json:"is,omitempty"`
+	Rest         bool              `json:"r,omitempty"`
 }
 
-// id is the sum's usage record id: TENANT/~HOUR-HASH (no group id starts
-// with '~').
+// id is the sum's usage record id: TENANT/~HOUR-HASH, or
+// TENANT/~HOUR-rest-HASH for a sum of the rest (no group id starts with
+// '~').
 func (k *sumKey) id() string {
 	data, _ := json.Marshal(k) // maps marshal in key order
 	h := sha256.Sum256(data)
-	return usageKey(k.Tenant, "~"+strconv.FormatInt(k.Hour, 10)+"-"+hex.EncodeToString(h[:8]))
+	kind := "-"
+	if k.Rest {
+		kind = restMark
+	}
+	return usageKey(k.Tenant, "~"+strconv.FormatInt(k.Hour, 10)+kind+hex.EncodeToString(h[:]))
 }
 
-// foldable tells the period of book r's life was within, and whether r
-// is a group's whole usage (not a part, a sum or a virtual node's), ended
-// and written before cutoff, within one UTC hour and one price period. (A
-// record just written may be read by a reader that also read its group
-// before the removal: it must stay apart for the reader to count it once.)
-func foldable(r *apiv1.UsageRecord, book *billing.Book, cutoff time.Time) (int, bool) {
-	s, e := r.Start.Unix(), r.End.Unix()
-	if r.Groups > 0 || r.Open || r.Group == "" || r.Metadata.ID != usageKey(r.Metadata.Tenant, r.Group) ||
-		!r.End.Before(cutoff) || !r.Metadata.CreatedAt.Before(cutoff) || e <= s || s/3600 != (e-1)/3600 {
-		return 0, false
-	}
+const restMark = "-rest-"
+
+// slot is a tenant's hour in one price period.
+type slot struct {
+	tenant string
+	hour   int64
+	period string
+}
+
+func (k *sumKey) slot() slot { return slot{k.Tenant, k.Hour, k.Period} }
+
+// periodOf names book's period that holds t by its start ("": before the
+// first), and gives its bounds (a zero end: none).
+func periodOf(book *billing.Book, t time.Time) (name string, start, end time.Time) {
 	for i := range book.Periods {
-		if f := book.Periods[i].From.Unix(); f > s && f < e {
-			return 0, false // a price change within its life
+		if book.Periods[i].From.Unix() > t.Unix() {
+			return name, start, book.Periods[i].From
 		}
+		start = book.Periods[i].From
+		name = start.UTC().Format(time.RFC3339)
 	}
-	period := periodOf(book, r.Start)
-	return period, true
+	return name, start, time.Time{}
 }
 
-// sumOf is the empty sum of k: from the hour's start, or its period's
-// if later, to the hour's end, or the next period's start if earlier.
-func sumOf(k *sumKey, book *billing.Book, now time.Time) *apiv1.UsageRecord {
+// foldable tells whether r is a group's whole usage (not a part, the
+// last part of a split group, or a sum) or a virtual node's interval,
+// ended and written before cutoff, within one UTC hour and one price
+// period. (A record just written may be read by a reader that also read
+// its group before the removal: it stays apart for the reader to count
+// the group once.)
+func foldable(r *apiv1.UsageRecord, book *billing.Book, cutoff time.Time, split map[string]bool) bool {
+	s, e := r.Start.Unix(), r.End.Unix()
+	whole := r.Group != "" && r.Metadata.ID == usageKey(r.Metadata.Tenant, r.Group) && !split[r.Metadata.ID]
+	vnode := r.Group == "" && r.VirtualNode != ""
+	if r.Groups > 0 || r.Open || !(whole || vnode) || !r.End.Before(cutoff) || !r.Metadata.CreatedAt.Before(cutoff) ||
+		e <= s || s/3600 != (e-1)/3600 {
+		return false
+	}
+	_, _, end := periodOf(book, r.Start)
+	return end.IsZero() || end.Unix() >= e
+}
+
+// keyOf is the key of r's own sum.
+func keyOf(r *apiv1.UsageRecord, book *billing.Book) sumKey {
+	period, _, _ := periodOf(book, r.Start)
+	return sumKey{Tenant: r.Metadata.Tenant, Hour: r.Start.Unix() / 3600 * 3600, Period: period,
+		Tags: r.Tags, VirtualNode: r.VirtualNode, InstanceType: r.InstanceType, InstanceSpec: r.InstanceSpec}
+}
+
+// sumOf is the empty sum of k, whose record is r: from the hour's start,
+// or its period's if later, to the hour's end, or the next period's start
+// if earlier.
+func sumOf(k *sumKey, r *apiv1.UsageRecord, book *billing.Book, now time.Time) *apiv1.UsageRecord {
 	start, end := time.Unix(k.Hour, 0).UTC(), time.Unix(k.Hour+3600, 0).UTC()
-	if k.Period >= 0 {
-		if from := book.Periods[k.Period].From; from.After(start) {
-			start = from
-		}
-		if k.Period+1 < len(book.Periods) && book.Periods[k.Period+1].From.Before(end) {
-			end = book.Periods[k.Period+1].From
-		}
+	_, pstart, pend := periodOf(book, r.Start)
+	if pstart.After(start) {
+		start = pstart
+	}
+	if !pend.IsZero() && pend.Before(end) {
+		end = pend
 	}
 	return &apiv1.UsageRecord{
 		Metadata: apiv1.ObjectMeta{ID: k.id(), Tenant: k.Tenant, CreatedAt: now},
-		Tags:     k.Tags, VirtualNode: k.VirtualNode, Zone: k.Zone, InstanceType: k.InstanceType, InstanceSpec: k.InstanceSpec,
-		MilliCPU: k.MilliCPU, MemoryMiB: k.MemoryMiB, GPU: k.GPU, GPUModel: k.GPUModel, ExtraStorageGiB: k.ExtraStorageGiB, Spot: k.Spot,
+		Tags:     k.Tags, VirtualNode: k.VirtualNode, InstanceType: k.InstanceType, InstanceSpec: k.InstanceSpec,
 		Start: start, End: end,
 	}
 }
@@ -126,57 +151,35 @@ type fold struct {
 }
 
 // foldUsage sums the short groups' usage records past the usage detail
-// period (the hourly garbage collection, after the retention's removals).
-func (s *Service) foldUsage(ctx context.Context, recs []*apiv1.UsageRecord, now time.Time) {
+// period (the hourly pass, after the retention's removals), until
+// deadline: false when it stopped there.
+func (s *Service) foldUsage(ctx context.Context, recs []*apiv1.UsageRecord, now, deadline time.Time) bool {
 	book := s.prices.p.Load()
-	if book == nil {
-		return
+	if book == nil || !hasMembers(s.chooseSums(recs, book, now)) {
+		return true
 	}
-	folds := map[string]*fold{}
-	type slot struct {
-		tenant string
-		hour   int64
-		period int
+	// Something to fold: with the stored book, its past fixed from now on.
+	book, err := s.fixPriceBook(ctx) // pricebook.go
+	if err != nil || book == nil {
+		if err != nil {
+			log.G(ctx).Warn("fold usage records", "err", err)
+		}
+		return true
 	}
-	sums := map[slot]int{} // the sums of a tenant's hour and period, but the rest
-	for _, r := range recs {
-		if r.Groups > 0 {
-			folds[r.Metadata.ID] = &fold{sum: r, stored: true}
-			if r.MilliCPU > 0 { // not the rest's
-				sums[slot{r.Metadata.Tenant, r.Start.Unix() / 3600 * 3600, periodOf(book, r.Start)}]++
-			}
-		}
-	}
-	cutoff := now.Add(-s.opts.UsageDetail)
-	for _, r := range recs {
-		period, ok := foldable(r, book, cutoff)
-		if !ok {
-			continue
-		}
-		k := sumKey{Tenant: r.Metadata.Tenant, Hour: r.Start.Unix() / 3600 * 3600, Period: period, Tags: r.Tags, VirtualNode: r.VirtualNode,
-			Zone: r.Zone, InstanceType: r.InstanceType, InstanceSpec: r.InstanceSpec, MilliCPU: r.MilliCPU, MemoryMiB: r.MemoryMiB,
-			GPU: r.GPU, GPUModel: r.GPUModel, ExtraStorageGiB: r.ExtraStorageGiB, Spot: r.Spot}
-		id := k.id()
-		if folds[id] == nil {
-			if at := (slot{k.Tenant, k.Hour, k.Period}); sums[at] >= MaxFoldSums {
-				k = sumKey{Tenant: k.Tenant, Hour: k.Hour, Period: k.Period, Rest: true}
-				id = k.id()
-			} else {
-				sums[at]++
-			}
-		}
-		f := folds[id]
-		if f == nil {
-			f = &fold{sum: sumOf(&k, book, now)}
-			folds[id] = f
-		}
-		f.members = append(f.members, r)
-	}
+	folds := s.chooseSums(recs, book, now)
 	folded := 0
+	defer func() {
+		if folded > 0 {
+			log.G(ctx).Info("summed short groups' usage records by hour", "records", folded)
+		}
+	}()
 	for _, id := range slices.Sorted(maps.Keys(folds)) {
 		f := folds[id]
 		for len(f.members) > 0 {
-			n := min(len(f.members), foldBatch)
+			if time.Now().After(deadline) {
+				return false
+			}
+			n := min(len(f.members), foldBatchSize)
 			if err := s.foldBatch(ctx, book, f, f.members[:n]); err != nil {
 				log.G(ctx).Warn("fold usage records", "sum", id, "err", err)
 				break // read again at the next pass
@@ -185,21 +188,84 @@ func (s *Service) foldUsage(ctx context.Context, recs []*apiv1.UsageRecord, now 
 			f.members = f.members[n:]
 		}
 	}
-	if folded > 0 {
-		log.G(ctx).Info("summed short groups' usage records by hour", "records", folded)
-	}
+	return true
 }
 
-// periodOf is the index of book's period that holds t (-1: before the
-// first).
-func periodOf(book *billing.Book, t time.Time) int {
-	period := -1
-	for i := range book.Periods {
-		if book.Periods[i].From.Unix() <= t.Unix() {
-			period = i
+func hasMembers(folds map[string]*fold) bool {
+	for _, f := range folds {
+		if len(f.members) > 0 {
+			return true
 		}
 	}
-	return period
+	return false
+}
+
+// chooseSums gives each foldable record its sum: its own key's, while its
+// tenant's hour has fewer than MaxFoldSums (the keys of most records
+// first), else a sum of the rest (usagerest.go).
+func (s *Service) chooseSums(recs []*apiv1.UsageRecord, book *billing.Book, now time.Time) map[string]*fold {
+	folds := map[string]*fold{}
+	full := map[slot]int{}     // a slot's sums, but the rest's
+	split := map[string]bool{} // the records of groups with parts
+	for _, r := range recs {
+		if r.Groups > 0 {
+			folds[r.Metadata.ID] = &fold{sum: r, stored: true}
+			if !isRest(r) {
+				period, _, _ := periodOf(book, r.Start)
+				full[slot{r.Metadata.Tenant, r.Start.Unix() / 3600 * 3600, period}]++
+			}
+		}
+		if r.Group != "" && r.Metadata.ID != usageKey(r.Metadata.Tenant, r.Group) {
+			split[usageKey(r.Metadata.Tenant, r.Group)] = true
+		}
+	}
+	cutoff := now.Add(-s.opts.UsageDetail)
+	fresh := map[slot]map[string][]*apiv1.UsageRecord{} // sums not stored yet, by slot and id
+	keys := map[string]sumKey{}
+	for _, r := range recs {
+		if !foldable(r, book, cutoff, split) {
+			continue
+		}
+		k := keyOf(r, book)
+		id := k.id()
+		if f := folds[id]; f != nil {
+			f.members = append(f.members, r)
+			continue
+		}
+		if fresh[k.slot()] == nil {
+			fresh[k.slot()] = map[string][]*apiv1.UsageRecord{}
+		}
+		fresh[k.slot()][id] = append(fresh[k.slot()][id], r)
+		keys[id] = k
+	}
+	for sl, byID := range fresh {
+		ids := slices.SortedFunc(maps.Keys(byID), func(a, b string) int {
+			if d := len(byID[b]) - len(byID[a]); d != 0 {
+				return d
+			}
+			return strings.Compare(a, b)
+		})
+		var rest []*apiv1.UsageRecord
+		for _, id := range ids {
+			if full[sl] >= MaxFoldSums {
+				rest = append(rest, byID[id]...)
+				continue
+			}
+			full[sl]++
+			k := keys[id]
+			folds[id] = &fold{sum: sumOf(&k, byID[id][0], book, now), members: byID[id]}
+		}
+		dims := restDimsOf(sl, rest)
+		for _, r := range rest {
+			k := dims.key(sl, r)
+			id := k.id()
+			if folds[id] == nil {
+				folds[id] = &fold{sum: sumOf(&k, r, book, now)}
+			}
+			folds[id].members = append(folds[id].members, r)
+		}
+	}
+	return folds
 }
 
 // foldBatch deletes members and adds them to f's sum, in one transaction
@@ -212,21 +278,20 @@ func (s *Service) foldBatch(ctx context.Context, book *billing.Book, f *fold, me
 			return fmt.Errorf("sum %s: amount %q is not a number", next.Metadata.ID, next.Amount)
 		}
 	}
-	var conds []store.Cond
-	var ops []store.Op
+	cond := s.records.Absent(f.sum.Metadata.ID)
 	if f.stored {
 		c, err := s.records.Unchanged(f.sum)
 		if err != nil {
-			return err
+			return fmt.Errorf("sum %s: %w", next.Metadata.ID, err)
 		}
-		conds = append(conds, c)
-	} else {
-		conds = append(conds, s.records.Absent(f.sum.Metadata.ID))
+		cond = c
 	}
+	conds := []store.Cond{cond}
+	var ops []store.Op
 	for _, r := range members {
 		c, err := s.records.Unchanged(r)
 		if err != nil {
-			return err
+			return fmt.Errorf("sum %s: %w", next.Metadata.ID, err)
 		}
 		conds = append(conds, c)
 		ops = append(ops, s.records.DeleteOp(r.Metadata.ID))
@@ -244,11 +309,11 @@ func (s *Service) foldBatch(ctx context.Context, book *billing.Book, f *fold, me
 	next.Amount = amount.RatString()
 	put, err := s.records.PutOp(&next)
 	if err != nil {
-		return err
+		return fmt.Errorf("sum %s: %w", next.Metadata.ID, err)
 	}
 	rev, err := s.st.Commit(ctx, conds, append(ops, put))
 	if err != nil {
-		return err
+		return fmt.Errorf("sum %s of %d records: %w", next.Metadata.ID, len(members), err)
 	}
 	next.Metadata.ResourceVersion = strconv.FormatInt(rev, 10)
 	*f.sum, f.stored = next, true

@@ -9,6 +9,7 @@ import (
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/auth"
 	"github.com/eci-dev/eci/internal/billing"
+	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/store"
 )
 
@@ -23,10 +24,13 @@ periods:
     memory: 0.00000101
 `
 
-// Short groups' usage records are summed by hour after the detail period,
-// and every bill reads the same after as before: the groups, the seconds,
-// the resource-seconds and the cost, by hour, by tenant, by tag.
-func TestShortGroupsAreSummed(t *testing.T) {
+// foldEnv is a service with short groups' usage of 12:00 to 14:30: 30
+// groups run and removed through the service (tags team a and b, three
+// across an hour's end or the price change), a group split by a tag
+// change, 250 records of tenant t2 (one sum, in three transactions) and
+// 70 of tenant t3, each with a tag run of its own, team x and one of two
+// sizes (50 sums and the rest).
+func foldEnv(t *testing.T) (*env, time.Time) {
 	e := newEnv(t, false)
 	e.vswitch(t, "vsw-a", "zone-a", "198.19.128.0/20")
 	e.host(t, "h1", "zone-a", 64000, 1<<20, 100)
@@ -36,10 +40,10 @@ func TestShortGroupsAreSummed(t *testing.T) {
 	}
 	e.svc.SetPriceBook(book)
 	start := e.clock.Now() // 12:00
-	// Groups made, run and removed through the service: 4 min each, within
-	// the hours 12:00, 13:00 (price change at 13:30) and 14:00; three cross
-	// 13:00, 13:30 and 14:00.
-	for i := 0; i < 30; i++ {
+	split := groupSpec("split", 1, 2)
+	split.Spec.Tags = map[string]string{"team": "a"}
+	sg := e.placed(t, split)
+	for i := 0; i < 30; i++ { // 4 min each, 257 s apart: 12:00 to 14:08
 		spec := groupSpec(fmt.Sprintf("job-%d", i), 1, 2)
 		spec.Spec.Tags = map[string]string{"team": []string{"a", "b"}[i%2]}
 		g := e.placed(t, spec)
@@ -51,142 +55,209 @@ func TestShortGroupsAreSummed(t *testing.T) {
 		if _, err := e.svc.DeleteGroup(e.ctx, auth.Admin, g.Metadata.ID, nil, true); err != nil {
 			t.Fatal(err)
 		}
-		e.clock.Add(17 * time.Second) // 30 x 257 s: 12:00 to 14:08
+		e.clock.Add(17 * time.Second)
 	}
-	// Many more short records, written as the removals write them: 250 of
-	// tenant t2 in the hour 12:00 (three transactions of a sum), and 60 of
-	// tenant t3 each with a tag set of its own and of two sizes: 50 sums,
-	// and the rest of 10 of both sizes.
+	// The split group: team a to 14:08, team b to 14:20 (its last part is
+	// within an hour, and stays apart with the first).
+	if _, err := e.svc.UpdateGroup(e.ctx, auth.Admin, sg.Metadata.ID, apiv1.GroupUpdate{Tags: map[string]string{"team": "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Add(12 * time.Minute)
+	if _, err := e.svc.DeleteGroup(e.ctx, auth.Admin, sg.Metadata.ID, nil, true); err != nil {
+		t.Fatal(err)
+	}
 	var ops []store.Op
-	put := func(tenant, id string, tags map[string]string, at time.Time, vcpu int64) {
-		u := &apiv1.UsageRecord{
-			Metadata: apiv1.ObjectMeta{ID: usageKey(tenant, id), Tenant: tenant, CreatedAt: at.Add(time.Minute)},
-			Group:    id, Name: id, Tags: tags, Zone: "zone-a", InstanceSpec: fmt.Sprintf("%d.0-2.0Gi", vcpu), MilliCPU: vcpu * 1000, MemoryMiB: 2048,
-			Start: at, End: at.Add(time.Minute),
-		}
-		op, err := e.svc.records.PutOp(u)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ops = append(ops, op); len(ops) == 100 {
-			if _, err := e.svc.st.Commit(e.ctx, nil, ops); err != nil {
-				t.Fatal(err)
-			}
-			ops = nil
-		}
-	}
 	for i := 0; i < 250; i++ {
-		put("t2", fmt.Sprintf("eci-t2-%03d", i), map[string]string{"team": "c"}, start.Add(time.Duration(i)*10*time.Second), 1)
+		ops = e.shortRecord(t, ops, "t2", fmt.Sprintf("eci-t2-%03d", i), map[string]string{"team": "c"}, start.Add(time.Duration(i)*10*time.Second), 1)
 	}
-	for i := 0; i < 60; i++ {
-		put("t3", fmt.Sprintf("eci-t3-%03d", i), map[string]string{"run": fmt.Sprint(i)}, start.Add(time.Duration(i)*time.Minute/2), int64(1+i%2))
+	for i := 0; i < 70; i++ {
+		ops = e.shortRecord(t, ops, "t3", fmt.Sprintf("eci-t3-%03d", i), map[string]string{"run": fmt.Sprint(i), "team": "x"}, start.Add(time.Duration(i)*time.Minute/2), int64(1+i/50))
 	}
 	if _, err := e.svc.st.Commit(e.ctx, nil, ops); err != nil {
 		t.Fatal(err)
 	}
-	end := start.Add(3 * time.Hour)
-	bills := func() map[string]string {
-		t.Helper()
-		out := map[string]string{}
-		for _, q := range []billing.Query{
-			{From: start, To: end, Granularity: "hour", By: "tenant"},
-			{From: start, To: end, By: "tag:team"},
-			{From: start.Add(90 * time.Minute), To: end, By: "tenant"}, // from the price change
-		} {
-			b, err := e.svc.Bill(e.ctx, auth.Admin, q)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, l := range b.Lines {
-				p := ""
-				if l.Period != nil {
-					p = l.Period.Format("15:04")
-				}
-				out[fmt.Sprintf("%s %s %s", q.From.Format("15:04"), p, l.Key)] = fmt.Sprintf("groups %d pending %d running %d cpu %d mem %d amount %s",
-					l.Groups, l.PendingSeconds, l.RunningSeconds, l.MilliCPUSeconds, l.MemoryMiBSeconds, l.Amount)
-			}
-			out[q.From.Format("15:04")+" "+q.By+" total"] = b.Total
-		}
-		return out
+	return e, start
+}
+
+// shortRecord adds to ops a usage record of a minute from at, as a
+// removal writes it, and commits them by the hundred.
+func (e *env) shortRecord(t *testing.T, ops []store.Op, tenant, id string, tags map[string]string, at time.Time, vcpu int64) []store.Op {
+	t.Helper()
+	u := &apiv1.UsageRecord{
+		Metadata: apiv1.ObjectMeta{ID: usageKey(tenant, id), Tenant: tenant, CreatedAt: at.Add(time.Minute)},
+		Group:    id, Name: id, Tags: tags, Zone: "zone-a", InstanceSpec: fmt.Sprintf("%d.0-2.0Gi", vcpu), MilliCPU: vcpu * 1000, MemoryMiB: 2048,
+		Start: at, End: at.Add(time.Minute),
 	}
-	count := func() int64 {
-		t.Helper()
-		n, err := e.svc.records.Count(e.ctx, "")
+	op, err := e.svc.records.PutOp(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ops = append(ops, op); len(ops) == 100 {
+		if _, err := e.svc.st.Commit(e.ctx, nil, ops); err != nil {
+			t.Fatal(err)
+		}
+		ops = nil
+	}
+	return ops
+}
+
+// foldReport is every bill and total a fold must leave as it was.
+func (e *env) foldReport(t *testing.T, start time.Time) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	end := start.Add(3 * time.Hour)
+	for _, q := range []billing.Query{
+		{From: start, To: end, Granularity: "hour", By: "tenant"},
+		{From: start, To: end, Granularity: "hour", By: "tag:team"},
+		{From: start, To: end, Granularity: "day", By: "size"},
+		{From: start, To: end, By: "vnode"},
+		{From: start, To: end, By: "tenant", Tags: map[string]string{"team": "x"}},
+		{From: start.Add(90 * time.Minute), To: end, By: "tenant"}, // from the price change
+	} {
+		b, err := e.svc.Bill(e.ctx, auth.Admin, q)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return n
+		name := fmt.Sprintf("%s %s %s %v", q.From.Format("15:04"), q.Granularity, q.By, q.Tags)
+		for _, l := range b.Lines {
+			p := ""
+			if l.Period != nil {
+				p = l.Period.Format("15:04")
+			}
+			out[fmt.Sprintf("%s: %s %s", name, p, l.Key)] = fmt.Sprintf("groups %d pending %d running %d cpu %d mem %d amount %s",
+				l.Groups, l.PendingSeconds, l.RunningSeconds, l.MilliCPUSeconds, l.MemoryMiBSeconds, l.Amount)
+		}
+		out[name+" total"] = b.Total
 	}
-	before, n0 := bills(), count()
-	if n0 != 340 {
-		t.Fatalf("%d usage records before, want 340", n0)
+	totals, _, err := e.svc.CostTotals(e.ctx, "team")
+	if err != nil {
+		t.Fatal(err)
 	}
+	for _, c := range totals {
+		out["cost metrics "+c.Tenant+" "+c.Tag] = fmt.Sprintf("%.10f %d %d", c.Amount, c.Pending, c.Running)
+	}
+	return out
+}
 
-	// Within the detail period nothing is summed.
-	e.clock.Add(DefaultUsageDetail - 3*time.Hour)
+func (e *env) usagePass(t *testing.T) int64 {
+	t.Helper()
 	e.svc.usageGC.Store(0)
 	e.svc.collectUsage(e.ctx)
-	if n := count(); n != n0 {
-		t.Fatalf("%d usage records within the detail period, want %d", n, n0)
+	n, err := e.svc.records.Count(e.ctx, "")
+	if err != nil {
+		t.Fatal(err)
 	}
-	e.clock.Add(4 * time.Hour)
-	e.svc.usageGC.Store(0)
-	e.svc.collectUsage(e.ctx)
-	after, n1 := bills(), count()
-	// The default tenant: 7 sums (a and b at 12:00, 13:00 before and after
-	// 13:30; b at 14:00) and 3 kept apart; t2: 1 sum; t3: 50 and the rest.
-	if n1 != 62 {
-		t.Fatalf("%d usage records after the fold, want 62 (of %d)", n1, n0)
-	}
+	return n
+}
+
+func sameReport(t *testing.T, what string, before, after map[string]string) {
+	t.Helper()
 	for k, v := range before {
 		if after[k] != v {
-			t.Errorf("%s: %s before the fold, %s after", k, v, after[k])
+			t.Errorf("%s: %s: %s before, %s after", what, k, v, after[k])
 		}
 	}
 	if len(after) != len(before) {
-		t.Errorf("%d lines after, %d before", len(after), len(before))
+		t.Errorf("%s: %d lines after, %d before", what, len(after), len(before))
 	}
+}
+
+// Short groups' usage records are summed by hour after the detail period,
+// and every bill reads the same after as before: the groups, the seconds,
+// the resource-seconds and the cost, by hour, tenant, tag, size and node,
+// with a tag filter, and the cost metrics.
+func TestShortGroupsAreSummed(t *testing.T) {
+	e, start := foldEnv(t)
+	before := e.foldReport(t, start)
+	e.clock.Add(DefaultUsageDetail - 3*time.Hour) // within the detail period: nothing
+	if n := e.usagePass(t); n != 352 {
+		t.Fatalf("%d usage records within the detail period, want 352", n)
+	}
+	e.clock.Add(4 * time.Hour)
+	// The default tenant: 7 sums (a and b at 12:00, at 13:00 before and
+	// after 13:30; b at 14:00), 3 records across 13:00, 13:30 and 14:00,
+	// the split group's 2; t2: 1 sum; t3: 50 sums and 2 of the rest.
+	if n := e.usagePass(t); n != 65 {
+		t.Fatalf("%d usage records after the fold, want 65 (of 352)", n)
+	}
+	sameReport(t, "the fold", before, e.foldReport(t, start))
 	recs, _, _, err := e.svc.records.List(e.ctx, store.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tagged3, rest3, kept := 0, 0, 0
+	own3, rest3, kept := 0, 0, 0
 	for _, r := range recs {
 		switch {
 		case r.Groups == 0:
 			kept++
-		case r.Metadata.Tenant == "t3" && r.MilliCPU == 0:
-			if rest3 = r.Groups; r.Tags != nil || r.MilliCPUSeconds != 5*60*1000+5*60*2000 {
-				t.Errorf("the rest of t3: %+v, want no tags and 900,000 milli-vCPU-seconds", r)
+		case isRest(r):
+			if rest3 += r.Groups; r.Metadata.Tenant != "t3" || r.Tags["team"] != "x" || r.Tags["run"] != "" || r.InstanceSpec == "" {
+				t.Errorf("a sum of the rest: %+v, want t3's, team x, no run, its size", r)
 			}
 		case r.Metadata.Tenant == "t3":
-			tagged3++
+			own3++
 		}
 		if r.Groups > 0 && !strings.HasPrefix(r.Metadata.ID, r.Metadata.Tenant+"/~") {
 			t.Errorf("sum %s: not TENANT/~...", r.Metadata.ID)
 		}
 	}
-	if tagged3 != MaxFoldSums || rest3 != 60-MaxFoldSums {
-		t.Errorf("tenant t3: %d sums and the rest of %d groups, want %d and %d", tagged3, rest3, MaxFoldSums, 60-MaxFoldSums)
+	if own3 != MaxFoldSums || rest3 != 70-MaxFoldSums || kept != 5 {
+		t.Errorf("t3: %d sums and the rest of %d groups, want %d and %d; %d records kept apart, want 5", own3, rest3, MaxFoldSums, 70-MaxFoldSums, kept)
 	}
-	// A bill by group shows the sums as one key.
-	b, err := e.svc.Bill(e.ctx, auth.Admin, billing.Query{From: start, To: end, By: "group"})
+	b, err := e.svc.Bill(e.ctx, auth.Admin, billing.Query{From: start, To: start.Add(3 * time.Hour), By: "group"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(b.Lines) != 4 || b.Lines[0].Key != billing.SummedKey || b.Lines[0].Groups != 337 {
-		t.Errorf("by group: %+v, want %s of 337 groups and the 3 kept apart", b.Lines, billing.SummedKey)
+	if len(b.Lines) != 5 || b.Lines[0].Key != billing.SummedKey || b.Lines[0].Groups != 347 {
+		t.Errorf("by group: %+v, want %s of 347 groups and the 4 kept apart", b.Lines, billing.SummedKey)
 	}
-	// Another pass changes nothing.
-	e.svc.usageGC.Store(0)
-	e.svc.collectUsage(e.ctx)
-	if n := count(); n != n1 {
-		t.Errorf("%d records after a second pass, want %d", n, n1)
+
+	// A record of the hour 12:00 written late (its group ended then, and
+	// was removed now) stays apart for the detail period, then joins the
+	// sum stored.
+	late := e.svc.now().Add(-time.Minute)
+	ops := e.shortRecord(t, nil, "t2", "eci-t2-late", map[string]string{"team": "c"}, start.Add(30*time.Minute), 1)
+	if _, err := e.svc.st.Commit(e.ctx, nil, ops); err != nil {
+		t.Fatal(err)
 	}
+	if _, err := e.svc.records.Mutate(e.ctx, usageKey("t2", "eci-t2-late"), func(u *apiv1.UsageRecord) error {
+		u.Metadata.CreatedAt = late
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	before = e.foldReport(t, start)
+	if n := e.usagePass(t); n != 66 {
+		t.Fatalf("%d usage records after a pass with a record just written, want 66", n)
+	}
+	e.clock.Add(DefaultUsageDetail)
+	if n := e.usagePass(t); n != 65 {
+		t.Fatalf("%d usage records after its detail period, want 65", n)
+	}
+	sameReport(t, "a record added to a stored sum", before, e.foldReport(t, start))
 }
 
-// A fold whose record changed after it was read writes nothing: the
-// record and the sum stay as they were.
+// Two servers folding from one read of the records sum each once.
+func TestTwoFoldersSumOnce(t *testing.T) {
+	e, start := foldEnv(t)
+	before := e.foldReport(t, start)
+	e.clock.Add(DefaultUsageDetail + time.Hour)
+	recs, _, _, err := e.svc.records.List(e.ctx, store.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := New(e.svc.st, e.svc.opts)
+	other.SetPriceBook(e.svc.PriceBook())
+	deadline := time.Now().Add(time.Minute)
+	e.svc.foldUsage(e.ctx, recs, e.svc.now(), deadline)
+	other.foldUsage(e.ctx, recs, e.svc.now(), deadline) // every transaction refused
+	if n, _ := e.svc.records.Count(e.ctx, ""); n != 65 {
+		t.Fatalf("%d usage records, want 65", n)
+	}
+	sameReport(t, "two folds", before, e.foldReport(t, start))
+}
+
+// A fold whose record or sum changed after it was read writes nothing.
 func TestFoldIsAllOrNothing(t *testing.T) {
 	e := newEnv(t, false)
 	at := e.clock.Now().Add(-72 * time.Hour)
@@ -201,18 +272,64 @@ func TestFoldIsAllOrNothing(t *testing.T) {
 		}
 		members = append(members, u)
 	}
+	book, _ := billing.Parse([]byte(billing.DefaultBook))
+	sum := func() *fold {
+		return &fold{sum: &apiv1.UsageRecord{Metadata: apiv1.ObjectMeta{ID: usageKey("t1", "~sum"), Tenant: "t1"}, Start: at, End: at.Add(time.Hour)}}
+	}
+	// A member changed since it was read.
 	stale := *members[1]
 	members[1].Name = "changed"
 	if err := e.svc.records.Update(e.ctx, members[1], nil); err != nil {
 		t.Fatal(err)
 	}
-	members[1] = &stale
-	f := &fold{sum: &apiv1.UsageRecord{Metadata: apiv1.ObjectMeta{ID: usageKey("t1", "~sum"), Tenant: "t1"}, Start: at, End: at.Add(time.Hour)}}
-	book, _ := billing.Parse([]byte(billing.DefaultBook))
-	if err := e.svc.foldBatch(e.ctx, book, f, members); err == nil {
-		t.Fatal("a fold over a changed record was written")
+	f := sum()
+	if err := e.svc.foldBatch(e.ctx, book, f, []*apiv1.UsageRecord{members[0], &stale}); !errdefs.IsConflict(err) {
+		t.Fatalf("a fold over a changed record: %v, want a conflict", err)
 	}
 	if n, _ := e.svc.records.Count(e.ctx, ""); n != 3 || f.stored || f.sum.Groups != 0 {
 		t.Fatalf("after a refused fold: %d records (want 3), sum stored %v with %d groups", n, f.stored, f.sum.Groups)
+	}
+	// The sum written by another since it was read (as absent, then as it was).
+	if err := e.svc.foldBatch(e.ctx, book, f, members[:1]); err != nil {
+		t.Fatal(err)
+	}
+	old := *f.sum
+	if err := e.svc.foldBatch(e.ctx, book, sum(), members[1:2]); !errdefs.IsConflict(err) {
+		t.Fatalf("a fold into a sum written since: %v, want a conflict", err)
+	}
+	if err := e.svc.foldBatch(e.ctx, book, f, members[1:2]); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.foldBatch(e.ctx, book, &fold{sum: &old, stored: true}, members[2:]); !errdefs.IsConflict(err) {
+		t.Fatalf("a fold into a sum changed since: %v, want a conflict", err)
+	}
+	if got, _ := e.svc.records.Get(e.ctx, usageKey("t1", "~sum")); got == nil || got.Groups != 2 || got.RunningSeconds+got.PendingSeconds != 120 {
+		t.Fatalf("the sum: %+v, want 2 groups of 60 s", got)
+	}
+}
+
+// Once usage was summed with the built-in list prices, an operator's
+// book may no longer change their past.
+func TestFoldFixesThePastPrices(t *testing.T) {
+	e := newEnv(t, false)
+	if err := e.svc.ApplyPriceBook(e.ctx, []byte(billing.DefaultBook), false); err != nil {
+		t.Fatal(err)
+	}
+	own := "currency: USD\nperiods:\n  - from: 2026-01-01\n    vcpu: 0.1\n    memory: 0.1\n"
+	e.usagePass(t) // nothing to fold: the book stays open to the operator's
+	if cur, err := e.svc.books.Get(e.ctx, "current"); err != nil || cur.Fixed {
+		t.Fatalf("the stored book after a pass with nothing to fold: %+v, %v", cur, err)
+	}
+	at := e.clock.Now().Add(-72 * time.Hour)
+	ops := e.shortRecord(t, nil, "t1", "eci-1", nil, at, 1)
+	if _, err := e.svc.st.Commit(e.ctx, nil, ops); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.usagePass(t); n != 1 {
+		t.Fatalf("%d records after the fold, want its sum", n)
+	}
+	err := e.svc.ApplyPriceBook(e.ctx, []byte(own), true)
+	if !errdefs.IsInvalid(err) {
+		t.Fatalf("a book that reprices summed usage: %v, want it refused", err)
 	}
 }
