@@ -250,13 +250,20 @@ func TestSumCostsWhatItsRecordsDid(t *testing.T) {
 		amount.Add(amount, b.Cost(&members[i], start, start.Add(time.Hour)))
 	}
 	sum.Amount = amount.RatString()
-	q := Query{From: at.Add(-time.Hour), To: at.Add(2 * time.Hour), Granularity: "hour", By: "group"}
+	q := Query{From: at.Add(-time.Hour), To: at.Add(2 * time.Hour), Granularity: "hour", By: "tenant"}
 	one, err := b.Bill(context.Background(), members, q)
 	if err != nil {
 		t.Fatal(err)
 	}
 	summed, err := b.Bill(context.Background(), []apiv1.UsageRecord{sum}, q)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if len(one.Lines) != 1 || len(summed.Lines) != 1 || fmt.Sprintf("%v %+v", *one.Lines[0].Period, one.Lines[0]) != fmt.Sprintf("%v %+v", *summed.Lines[0].Period, summed.Lines[0]) {
+		t.Fatalf("by tenant: the records bill %+v, their sum %+v", one.Lines, summed.Lines)
+	}
+	q.By = "group"
+	if summed, err = b.Bill(context.Background(), []apiv1.UsageRecord{sum}, q); err != nil {
 		t.Fatal(err)
 	}
 	l := summed.Lines

@@ -27,7 +27,7 @@ periods:
 // foldEnv is a service with short groups' usage of 12:00 to 14:30: 30
 // groups run and removed through the service (tags team a and b, three
 // across an hour's end or the price change), a group split by a tag
-// change, 250 records of tenant t2 (one sum, in three transactions) and
+// change, a virtual node's interval, 250 records of tenant t2 (one sum, in three transactions) and
 // 70 of tenant t3, each with a tag run of its own, team x and one of two
 // sizes (50 sums and the rest).
 func foldEnv(t *testing.T) (*env, time.Time) {
@@ -64,6 +64,18 @@ func foldEnv(t *testing.T) (*env, time.Time) {
 	}
 	e.clock.Add(12 * time.Minute)
 	if _, err := e.svc.DeleteGroup(e.ctx, auth.Admin, sg.Metadata.ID, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	// A virtual node of tenant t4, Ready for 30 s.
+	vk := auth.Principal{Kind: apiv1.TokenTenant, Tenant: "t4"}
+	for i := 0; i < 2; i++ {
+		if err := e.svc.VirtualNodeHeartbeat(e.ctx, vk, "vk-1", apiv1.VirtualNodeHeartbeat{Tags: map[string]string{"team": "v"}}); err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Add(30 * time.Second)
+	}
+	e.clock.Add(2 * time.Minute)
+	if err := e.svc.closeSilentVNodes(e.ctx, e.svc.now()); err != nil {
 		t.Fatal(err)
 	}
 	var ops []store.Op
@@ -170,15 +182,16 @@ func TestShortGroupsAreSummed(t *testing.T) {
 	e, start := foldEnv(t)
 	before := e.foldReport(t, start)
 	e.clock.Add(DefaultUsageDetail - 3*time.Hour) // within the detail period: nothing
-	if n := e.usagePass(t); n != 352 {
-		t.Fatalf("%d usage records within the detail period, want 352", n)
+	if n := e.usagePass(t); n != 353 {
+		t.Fatalf("%d usage records within the detail period, want 353", n)
 	}
 	e.clock.Add(4 * time.Hour)
 	// The default tenant: 7 sums (a and b at 12:00, at 13:00 before and
 	// after 13:30; b at 14:00), 3 records across 13:00, 13:30 and 14:00,
-	// the split group's 2; t2: 1 sum; t3: 50 sums and 2 of the rest.
-	if n := e.usagePass(t); n != 65 {
-		t.Fatalf("%d usage records after the fold, want 65 (of 352)", n)
+	// the split group's 2; t2: 1 sum; t3: 50 sums and 2 of the rest; t4:
+	// the node's sum.
+	if n := e.usagePass(t); n != 66 {
+		t.Fatalf("%d usage records after the fold, want 66 (of 353)", n)
 	}
 	sameReport(t, "the fold", before, e.foldReport(t, start))
 	recs, _, _, err := e.svc.records.List(e.ctx, store.ListOptions{})
@@ -208,8 +221,8 @@ func TestShortGroupsAreSummed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(b.Lines) != 5 || b.Lines[0].Key != billing.SummedKey || b.Lines[0].Groups != 347 {
-		t.Errorf("by group: %+v, want %s of 347 groups and the 4 kept apart", b.Lines, billing.SummedKey)
+	if len(b.Lines) != 5 || b.Lines[0].Key != billing.SummedKey || b.Lines[0].Groups != 348 {
+		t.Errorf("by group: %+v, want %s of 348 groups and the 4 kept apart", b.Lines, billing.SummedKey)
 	}
 
 	// A record of the hour 12:00 written late (its group ended then, and
@@ -227,12 +240,12 @@ func TestShortGroupsAreSummed(t *testing.T) {
 		t.Fatal(err)
 	}
 	before = e.foldReport(t, start)
-	if n := e.usagePass(t); n != 66 {
-		t.Fatalf("%d usage records after a pass with a record just written, want 66", n)
+	if n := e.usagePass(t); n != 67 {
+		t.Fatalf("%d usage records after a pass with a record just written, want 67", n)
 	}
 	e.clock.Add(DefaultUsageDetail)
-	if n := e.usagePass(t); n != 65 {
-		t.Fatalf("%d usage records after its detail period, want 65", n)
+	if n := e.usagePass(t); n != 66 {
+		t.Fatalf("%d usage records after its detail period, want 66", n)
 	}
 	sameReport(t, "a record added to a stored sum", before, e.foldReport(t, start))
 }
@@ -251,8 +264,8 @@ func TestTwoFoldersSumOnce(t *testing.T) {
 	deadline := time.Now().Add(time.Minute)
 	e.svc.foldUsage(e.ctx, recs, e.svc.now(), deadline)
 	other.foldUsage(e.ctx, recs, e.svc.now(), deadline) // every transaction refused
-	if n, _ := e.svc.records.Count(e.ctx, ""); n != 65 {
-		t.Fatalf("%d usage records, want 65", n)
+	if n, _ := e.svc.records.Count(e.ctx, ""); n != 66 {
+		t.Fatalf("%d usage records, want 66", n)
 	}
 	sameReport(t, "two folds", before, e.foldReport(t, start))
 }

@@ -128,6 +128,7 @@ func (s *Service) vnodeUsageOps(v *vnodeRecord) ([]store.Op, error) {
 	}
 	u := v.usage()
 	u.Metadata.ID = usageKey(v.Metadata.Tenant, u.Metadata.ID)
+	u.Metadata.CreatedAt = s.now() // written now (usagefold.go waits from it)
 	op, err := s.records.PutOp(&u)
 	if err != nil {
 		return nil, err
