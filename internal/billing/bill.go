@@ -133,6 +133,30 @@ type lineSum struct {
 	groups map[string]bool // the groups counted (a group may have several records)
 }
 
+// add counts pend and run seconds of u on the line (parted: u's group has
+// several records, to be counted once).
+func (s *lineSum) add(u *apiv1.UsageRecord, pend, run int64, parted bool) {
+	l := &s.line
+	if u.Groups > 0 {
+		l.Groups += u.Groups
+	} else if !parted || !s.groups[u.Group] {
+		l.Groups++
+		if parted {
+			if s.groups == nil {
+				s.groups = map[string]bool{}
+			}
+			s.groups[u.Group] = true
+		}
+	}
+	l.PendingSeconds += pend
+	l.RunningSeconds += run
+	cpu, mem, gpu, storage := u.ResourceSeconds(pend + run)
+	l.MilliCPUSeconds += cpu
+	l.MemoryMiBSeconds += mem
+	l.GPUSeconds += gpu
+	l.ExtraStorageGiBSeconds += storage
+}
+
 // MaxLines bounds a bill's lines (keys times periods).
 const MaxLines = 100_000
 
@@ -185,25 +209,7 @@ func (b *Book) Bill(ctx context.Context, records []apiv1.UsageRecord, q Query) (
 				}
 				sums[id] = s
 			}
-			l := &s.line
-			if u.Groups > 0 {
-				l.Groups += u.Groups
-			} else if g := u.Group; !parted[g] || !s.groups[g] {
-				l.Groups++
-				if parted[g] {
-					if s.groups == nil {
-						s.groups = map[string]bool{}
-					}
-					s.groups[g] = true
-				}
-			}
-			l.PendingSeconds += pend
-			l.RunningSeconds += run
-			cpu, mem, gpu, storage := u.ResourceSeconds(secs)
-			l.MilliCPUSeconds += cpu
-			l.MemoryMiBSeconds += mem
-			l.GPUSeconds += gpu
-			l.ExtraStorageGiBSeconds += storage
+			s.add(u, pend, run, parted[u.Group])
 			s.amount.Add(s.amount, b.Cost(u, from, to))
 		}
 	}
