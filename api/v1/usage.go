@@ -44,15 +44,17 @@ type UsageRecord struct {
 	End       time.Time  `json:"end"`
 	// Open: the group has not ended; End is when it was read.
 	Open bool `json:"open,omitempty"`
-	// Groups, when set, makes this a sum (docs/billing.md): the records of
-	// Groups short groups of one tenant, whose lives were within one UTC
-	// hour and one price period, folded after the usage detail period.
-	// Start..End is that hour (or its part in the period). The fields
-	// above that the records shared are kept; a tenant's hour past
-	// MaxFoldSums sums has one more, of the rest, which keeps none.
-	// Their billed seconds, resource-seconds and exact cost (a fraction,
+	// A sum (IsSum, docs/billing.md) holds the usage of short groups of one
+	// tenant in one UTC hour and price period, folded after the usage
+	// detail period: Start..End is that hour (or its part in the period).
+	// Groups began in it; Continued began in the hour before, and are
+	// counted here only in a line that does not hold that hour. The fields
+	// above that a bill groups by (tags, node, size) are those of its
+	// groups; a sum of the rest keeps only those with few values. The
+	// billed seconds, resource-seconds and exact cost (a fraction,
 	// "num/den") are below, all of them in the period that holds Start.
 	Groups                 int    `json:"groups,omitempty"`
+	Continued              int    `json:"continued,omitempty"`
 	PendingSeconds         int64  `json:"pendingSeconds,omitempty"`
 	RunningSeconds         int64  `json:"runningSeconds,omitempty"`
 	MilliCPUSeconds        int64  `json:"milliCPUSeconds,omitempty"`
@@ -62,11 +64,14 @@ type UsageRecord struct {
 	Amount                 string `json:"amount,omitempty"`
 }
 
+// IsSum tells whether u is a sum of short groups' usage.
+func (u *UsageRecord) IsSum() bool { return u.Groups > 0 || u.Continued > 0 }
+
 // ResourceSeconds are the vCPU (milli), memory (MiB), GPU and extra
 // storage (GiB) seconds of secs billed seconds of u; a sum's are its
 // totals (secs being all of its seconds).
 func (u *UsageRecord) ResourceSeconds(secs int64) (milliCPU, memoryMiB, gpu, storageGiB int64) {
-	if u.Groups > 0 {
+	if u.IsSum() {
 		return u.MilliCPUSeconds, u.MemoryMiBSeconds, u.GPUSeconds, u.ExtraStorageGiBSeconds
 	}
 	return secs * u.MilliCPU, secs * u.MemoryMiB, secs * int64(u.GPU), secs * int64(u.ExtraStorageGiB)
@@ -112,7 +117,7 @@ func UsageOf(g *ContainerGroup, now time.Time) (UsageRecord, bool) {
 // bounds within such an hour count them where it begins.
 func (u *UsageRecord) Seconds(from, to time.Time) (pending, running int64) {
 	s, e := u.Start.Unix(), u.End.Unix()
-	if u.Groups > 0 {
+	if u.IsSum() {
 		if s >= from.Unix() && s < to.Unix() {
 			return u.PendingSeconds, u.RunningSeconds
 		}

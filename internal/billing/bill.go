@@ -93,7 +93,7 @@ func (q *Query) key(u *apiv1.UsageRecord) string {
 	switch q.By {
 	case "group":
 		k = u.Group
-		if u.Groups > 0 {
+		if u.IsSum() {
 			k = SummedKey
 		} else if k == "" {
 			k = u.Metadata.ID
@@ -133,12 +133,15 @@ type lineSum struct {
 	groups map[string]bool // the groups counted (a group may have several records)
 }
 
-// add counts pend and run seconds of u on the line (parted: u's group has
-// several records, to be counted once).
-func (s *lineSum) add(u *apiv1.UsageRecord, pend, run int64, parted bool) {
+// add counts pend and run seconds of u, in the line's window from, on the
+// line (parted: u's group has several records, to be counted once).
+func (s *lineSum) add(u *apiv1.UsageRecord, from time.Time, pend, run int64, parted bool) {
 	l := &s.line
-	if u.Groups > 0 {
+	if u.IsSum() {
 		l.Groups += u.Groups
+		if from.Unix() > u.Start.Unix()-3600 { // the hour before is not in this line
+			l.Groups += u.Continued
+		}
 	} else if !parted || !s.groups[u.Group] {
 		l.Groups++
 		if parted {
@@ -209,7 +212,7 @@ func (b *Book) Bill(ctx context.Context, records []apiv1.UsageRecord, q Query) (
 				}
 				sums[id] = s
 			}
-			s.add(u, pend, run, parted[u.Group])
+			s.add(u, from, pend, run, parted[u.Group])
 			s.amount.Add(s.amount, b.Cost(u, from, to))
 		}
 	}

@@ -15,7 +15,7 @@ import (
 // change): all of it in the period that holds its start.
 func (b *Book) Cost(u *apiv1.UsageRecord, from, to time.Time) *big.Rat {
 	total := new(big.Rat)
-	if u.Groups > 0 {
+	if u.IsSum() {
 		if s := u.Start.Unix(); s >= from.Unix() && s < to.Unix() {
 			if _, ok := total.SetString(u.Amount); ok {
 				return total

@@ -244,29 +244,52 @@ func (s *Service) collectUsage(ctx context.Context) {
 		log.G(ctx).Warn("list usage records", "err", err)
 		return
 	}
-	// A pass works for usagePassBudget at most (the monitor waits on it);
-	// one that stops there lets the next minute's go on.
+	// A pass starts no transaction after usagePassBudget (the monitor waits
+	// on it); one that stops there lets the next minute's go on.
 	deadline := time.Now().Add(usagePassBudget)
-	removed, done := 0, true
-	kept := recs[:0]
+	var kept, old []*apiv1.UsageRecord
 	for _, r := range recs {
-		switch {
-		case now.Sub(r.End) <= s.opts.UsageRetention:
+		if now.Sub(r.End) <= s.opts.UsageRetention {
 			kept = append(kept, r)
-		case time.Now().After(deadline):
-			done = false
-		default:
-			if err := s.records.Delete(ctx, r); err == nil {
-				removed++
+		} else {
+			old = append(old, r)
+		}
+	}
+	removed, done := 0, true
+	for len(old) > 0 && done {
+		if done = !time.Now().After(deadline); done {
+			n := min(len(old), foldBatchSize)
+			if err := s.removeRecords(ctx, old[:n]); err != nil {
+				log.G(ctx).Warn("remove usage records past their retention", "err", err)
+			} else {
+				removed += n
 			}
+			old = old[n:]
 		}
 	}
 	if removed > 0 {
 		log.G(ctx).Info("removed usage records past their retention", "count", removed)
 	}
-	if !s.foldUsage(ctx, kept, now, deadline) || !done { // usagefold.go
+	if !done || !s.foldUsage(ctx, kept, now, deadline) { // usagefold.go
 		s.usageGC.Store(0)
 	}
+}
+
+// removeRecords removes recs in one transaction, if none changed since
+// read.
+func (s *Service) removeRecords(ctx context.Context, recs []*apiv1.UsageRecord) error {
+	conds := make([]store.Cond, 0, len(recs))
+	ops := make([]store.Op, 0, len(recs))
+	for _, r := range recs {
+		c, err := s.records.Unchanged(r)
+		if err != nil {
+			return err
+		}
+		conds = append(conds, c)
+		ops = append(ops, s.records.DeleteOp(r.Metadata.ID))
+	}
+	_, err := s.st.Commit(ctx, conds, ops)
+	return err
 }
 
 // CostTotal is what one tenant's groups with one value of a tag were

@@ -58,7 +58,11 @@ func (s *Service) ApplyPriceBook(ctx context.Context, text []byte, fromFile bool
 			return nil
 		default:
 			if cur.FromFile || cur.Fixed {
-				if old, perr := billing.Parse([]byte(cur.Text)); perr == nil {
+				old, perr := billing.Parse([]byte(cur.Text))
+				if perr != nil && cur.Fixed {
+					return fmt.Errorf("the stored price book, whose past is fixed: %w", perr)
+				}
+				if perr == nil {
 					if cerr := billing.CheckChange(old, next, s.now()); cerr != nil {
 						return fmt.Errorf("price book: %w: %w", errdefs.ErrInvalidArgument, cerr)
 					}

@@ -55,41 +55,42 @@ type Options struct {
 
 // Service is the instance service's logic over a store.
 type Service struct {
-	opts     Options
-	st       *store.Store
-	groups   *store.Collection[apiv1.ContainerGroup, *apiv1.ContainerGroup]
-	hosts    *store.Collection[apiv1.Host, *apiv1.Host]
-	vsws     *store.Collection[apiv1.VSwitch, *apiv1.VSwitch]
-	events   *store.Collection[apiv1.Event, *apiv1.Event]
-	tenants  *store.Collection[apiv1.Tenant, *apiv1.Tenant]
-	tokens   *store.Collection[apiv1.Token, *apiv1.Token]
-	usage    *store.Collection[usageRecord, *usageRecord] // per host
-	tusage   *store.Collection[usageRecord, *usageRecord] // per tenant
-	ips      *store.Collection[ipRecord, *ipRecord]
-	vpcs     *store.Collection[apiv1.VPC, *apiv1.VPC]                       // vpcs.go
-	eips     *store.Collection[apiv1.EIP, *apiv1.EIP]                       // eips.go
-	routes   *store.Collection[apiv1.RouteEntry, *apiv1.RouteEntry]         // routeentries.go
-	vnis     *store.Collection[vniRecord, *vniRecord]                       // vpcs.go
-	sgs      *store.Collection[apiv1.SecurityGroup, *apiv1.SecurityGroup]   // securitygroups.go
-	vsvcs    *store.Collection[apiv1.VirtualService, *apiv1.VirtualService] // virtualservices.go
-	vsusage  *store.Collection[vsUsage, *vsUsage]                           // vsusage.go
-	idxs     *store.Collection[tokenIndex, *tokenIndex]
-	imcs     *store.Collection[apiv1.ImageCache, *apiv1.ImageCache]   // imagecaches.go
-	himgs    *store.Collection[hostImages, *hostImages]               // imagecachehosts.go
-	dcs      *store.Collection[apiv1.DataCache, *apiv1.DataCache]     // datacaches.go
-	hdata    *store.Collection[hostData, *hostData]                   // datacachehosts.go
-	matches  cacheMatches                                             // imagecachestatus.go
-	members  *store.Collection[member, *member]                       // membership.go
-	records  *store.Collection[apiv1.UsageRecord, *apiv1.UsageRecord] // metering.go
-	prices   priceBook                                                // metering.go
-	usageGC  atomic.Int64                                             // metering.go: last collection, Unix seconds
-	spent    spentCache                                               // spending.go
-	sessions *store.Collection[session, *session]                     // sessions.go
-	bills    *billGate                                                // metering.go
-	vnodes   *store.Collection[vnodeRecord, *vnodeRecord]             // vnodemetering.go
-	books    *store.Collection[storedBook, *storedBook]               // pricebook.go
-	counts   counts                                                   // membership.go
-	log      *slog.Logger
+	opts       Options
+	st         *store.Store
+	groups     *store.Collection[apiv1.ContainerGroup, *apiv1.ContainerGroup]
+	hosts      *store.Collection[apiv1.Host, *apiv1.Host]
+	vsws       *store.Collection[apiv1.VSwitch, *apiv1.VSwitch]
+	events     *store.Collection[apiv1.Event, *apiv1.Event]
+	tenants    *store.Collection[apiv1.Tenant, *apiv1.Tenant]
+	tokens     *store.Collection[apiv1.Token, *apiv1.Token]
+	usage      *store.Collection[usageRecord, *usageRecord] // per host
+	tusage     *store.Collection[usageRecord, *usageRecord] // per tenant
+	ips        *store.Collection[ipRecord, *ipRecord]
+	vpcs       *store.Collection[apiv1.VPC, *apiv1.VPC]                       // vpcs.go
+	eips       *store.Collection[apiv1.EIP, *apiv1.EIP]                       // eips.go
+	routes     *store.Collection[apiv1.RouteEntry, *apiv1.RouteEntry]         // routeentries.go
+	vnis       *store.Collection[vniRecord, *vniRecord]                       // vpcs.go
+	sgs        *store.Collection[apiv1.SecurityGroup, *apiv1.SecurityGroup]   // securitygroups.go
+	vsvcs      *store.Collection[apiv1.VirtualService, *apiv1.VirtualService] // virtualservices.go
+	vsusage    *store.Collection[vsUsage, *vsUsage]                           // vsusage.go
+	idxs       *store.Collection[tokenIndex, *tokenIndex]
+	imcs       *store.Collection[apiv1.ImageCache, *apiv1.ImageCache]   // imagecaches.go
+	himgs      *store.Collection[hostImages, *hostImages]               // imagecachehosts.go
+	dcs        *store.Collection[apiv1.DataCache, *apiv1.DataCache]     // datacaches.go
+	hdata      *store.Collection[hostData, *hostData]                   // datacachehosts.go
+	matches    cacheMatches                                             // imagecachestatus.go
+	members    *store.Collection[member, *member]                       // membership.go
+	records    *store.Collection[apiv1.UsageRecord, *apiv1.UsageRecord] // metering.go
+	prices     priceBook                                                // metering.go
+	usageGC    atomic.Int64                                             // metering.go: last collection, Unix seconds
+	foldCursor string                                                   // usagefold.go: the sums a stopped pass reached (the monitor's goroutine only)
+	spent      spentCache                                               // spending.go
+	sessions   *store.Collection[session, *session]                     // sessions.go
+	bills      *billGate                                                // metering.go
+	vnodes     *store.Collection[vnodeRecord, *vnodeRecord]             // vnodemetering.go
+	books      *store.Collection[storedBook, *storedBook]               // pricebook.go
+	counts     counts                                                   // membership.go
+	log        *slog.Logger
 
 	// kick wakes the placer when a group waits or capacity is freed.
 	kick chan struct{}

@@ -10,7 +10,6 @@ import (
 	"math/big"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
@@ -23,11 +22,13 @@ import (
 // removes groups fast writes a usage record for each; kept one by one for
 // the whole retention they would grow the store without bound. Once the
 // usage detail period has passed, the records of groups (and virtual
-// nodes' intervals) whose whole life was within one UTC hour and one
-// price period are summed per tenant, hour, price period and what a bill
-// groups them by (size, tags, virtual node): one record per sum,
-// apiv1.UsageRecord.Groups, with the records' seconds, resource-seconds
-// and exact cost. A tenant's hour has at most MaxFoldSums sums; its
+// nodes' intervals) whose life was within one UTC hour, or across one
+// hour's end, in one price period, are summed per tenant, hour, price
+// period and what a bill groups them by (size, tags, virtual node): one
+// record per sum (apiv1.UsageRecord.IsSum), with the records' seconds,
+// resource-seconds and exact cost; a record across an hour's end is cut
+// there, its group counted in the first hour (Groups) and the second
+// knowing it (Continued). A tenant's hour has at most MaxFoldSums sums; its
 // further records go to sums of the rest, which keep only the tags, node
 // and size that have few values among them (usagerest.go).
 //
@@ -36,15 +37,17 @@ import (
 // restart or two servers folding at once never count a group twice or
 // lose it. Costs do not change: a record's cost is reckoned at the fold
 // with the stored price book, whose past prices are fixed before the
-// first fold (fixPriceBook) and never change after (billing.CheckChange).
+// first fold (fixPriceBook) and are refused changes after
+// (billing.CheckChange).
 
 // DefaultUsageDetail keeps short groups' usage records one by one for two
 // days before they are summed by hour.
 const DefaultUsageDetail = 48 * time.Hour
 
 // foldBatchSize records are folded per transaction (etcd takes 128
-// operations in one); the hourly pass works at most usagePassBudget, and
-// the next minute's goes on.
+// operations in one: with their sums, at most 102). The hourly pass
+// starts no transaction after usagePassBudget, and then the next minute's
+// goes on where it stopped.
 const (
 	foldBatchSize   = 100
 	usagePassBudget = 10 * time.Second
@@ -99,37 +102,55 @@ func periodOf(book *billing.Book, t time.Time) (name string, start, end time.Tim
 	return name, start, time.Time{}
 }
 
-// foldable tells whether r is a group's whole usage (not a part, the
-// last part of a split group, or a sum) or a virtual node's interval,
-// ended and written before cutoff, within one UTC hour and one price
-// period. (A record just written may be read by a reader that also read
-// its group before the removal: it stays apart for the reader to count
-// the group once.)
-func foldable(r *apiv1.UsageRecord, book *billing.Book, cutoff time.Time, split map[string]bool) bool {
-	s, e := r.Start.Unix(), r.End.Unix()
+// piece is the part of a record that goes to one sum: the whole of it,
+// or the part in each hour of a record across an hour's end.
+type piece struct {
+	r         *apiv1.UsageRecord
+	from, to  time.Time
+	key       sumKey // its own sum's (chooseSums may send it to a sum of the rest)
+	id        string // the sum chosen
+	continued bool   // the second hour's part: its group is counted in the first
+}
+
+// piecesOf cuts r into its pieces, or none when it is not to be folded:
+// only a group's whole usage (not a part, the last part of a split group,
+// or a sum) or a virtual node's interval, ended and written before
+// cutoff, within one UTC hour or across one hour's end, in one price
+// period (which began before its hour, for one across). A record just
+// written may be read by a reader that also read its group before the
+// removal: it stays apart for the reader to count the group once.
+func piecesOf(r *apiv1.UsageRecord, book *billing.Book, cutoff time.Time, split map[string]bool) []*piece {
 	whole := r.Group != "" && r.Metadata.ID == usageKey(r.Metadata.Tenant, r.Group) && !split[r.Metadata.ID]
 	vnode := r.Group == "" && r.VirtualNode != ""
-	if r.Groups > 0 || r.Open || !(whole || vnode) || !r.End.Before(cutoff) || !r.Metadata.CreatedAt.Before(cutoff) ||
-		e <= s || s/3600 != (e-1)/3600 {
-		return false
+	switch {
+	case r.IsSum() || r.Open || !whole && !vnode:
+		return nil
+	case !r.End.Before(cutoff) || !r.Metadata.CreatedAt.Before(cutoff):
+		return nil
 	}
-	_, _, end := periodOf(book, r.Start)
-	return end.IsZero() || end.Unix() >= e
-}
-
-// keyOf is the key of r's own sum.
-func keyOf(r *apiv1.UsageRecord, book *billing.Book) sumKey {
-	period, _, _ := periodOf(book, r.Start)
-	return sumKey{Tenant: r.Metadata.Tenant, Hour: r.Start.Unix() / 3600 * 3600, Period: period,
+	s, e := r.Start.Unix(), r.End.Unix()
+	hour, last := s/3600*3600, (e-1)/3600*3600
+	period, pstart, pend := periodOf(book, r.Start)
+	if e <= s || last > hour+3600 || !pend.IsZero() && pend.Unix() < e || last > hour && pstart.Unix() > hour {
+		return nil
+	}
+	k := sumKey{Tenant: r.Metadata.Tenant, Hour: hour, Period: period,
 		Tags: r.Tags, VirtualNode: r.VirtualNode, InstanceType: r.InstanceType, InstanceSpec: r.InstanceSpec}
+	if last == hour {
+		return []*piece{{r: r, from: r.Start, to: r.End, key: k}}
+	}
+	cut := time.Unix(last, 0).UTC()
+	next := k
+	next.Hour = last
+	return []*piece{{r: r, from: r.Start, to: cut, key: k}, {r: r, from: cut, to: r.End, key: next, continued: true}}
 }
 
-// sumOf is the empty sum of k, whose record is r: from the hour's start,
+// sumOf is the empty sum of k, in the period of p: from the hour's start,
 // or its period's if later, to the hour's end, or the next period's start
 // if earlier.
-func sumOf(k *sumKey, r *apiv1.UsageRecord, book *billing.Book, now time.Time) *apiv1.UsageRecord {
+func sumOf(k *sumKey, p *piece, book *billing.Book, now time.Time) *apiv1.UsageRecord {
 	start, end := time.Unix(k.Hour, 0).UTC(), time.Unix(k.Hour+3600, 0).UTC()
-	_, pstart, pend := periodOf(book, r.Start)
+	_, pstart, pend := periodOf(book, p.r.Start)
 	if pstart.After(start) {
 		start = pstart
 	}
@@ -143,19 +164,21 @@ func sumOf(k *sumKey, r *apiv1.UsageRecord, book *billing.Book, now time.Time) *
 	}
 }
 
-// fold is one sum and the records to add to it.
-type fold struct {
-	sum     *apiv1.UsageRecord
-	stored  bool // sum is in the store, at its ResourceVersion
-	members []*apiv1.UsageRecord
+// stored is a sum and whether it is in the store, at its ResourceVersion.
+type stored struct {
+	sum    *apiv1.UsageRecord
+	stored bool
 }
 
 // foldUsage sums the short groups' usage records past the usage detail
-// period (the hourly pass, after the retention's removals), until
-// deadline: false when it stopped there.
+// period (the hourly pass, after the retention's removals), starting no
+// transaction after deadline: false when it stopped there.
 func (s *Service) foldUsage(ctx context.Context, recs []*apiv1.UsageRecord, now, deadline time.Time) bool {
 	book := s.prices.p.Load()
-	if book == nil || !hasMembers(s.chooseSums(recs, book, now)) {
+	if book == nil || time.Now().After(deadline) {
+		return book == nil
+	}
+	if _, batches := s.chooseSums(recs, book, now); len(batches) == 0 {
 		return true
 	}
 	// Something to fold: with the stored book, its past fixed from now on.
@@ -166,156 +189,124 @@ func (s *Service) foldUsage(ctx context.Context, recs []*apiv1.UsageRecord, now,
 		}
 		return true
 	}
-	folds := s.chooseSums(recs, book, now)
+	sums, batches := s.chooseSums(recs, book, now)
+	keys := slices.Sorted(maps.Keys(batches))
+	// Go on after the sums the last pass that stopped reached: each
+	// tenant's turn comes.
+	from, _ := slices.BinarySearch(keys, s.foldCursor)
 	folded := 0
 	defer func() {
 		if folded > 0 {
 			log.G(ctx).Info("summed short groups' usage records by hour", "records", folded)
 		}
 	}()
-	for _, id := range slices.Sorted(maps.Keys(folds)) {
-		f := folds[id]
-		for len(f.members) > 0 {
+	for i := range keys {
+		key := keys[(from+i)%len(keys)]
+		items := batches[key]
+		for len(items) > 0 {
 			if time.Now().After(deadline) {
+				s.foldCursor = key
 				return false
 			}
-			n := min(len(f.members), foldBatchSize)
-			if err := s.foldBatch(ctx, book, f, f.members[:n]); err != nil {
-				log.G(ctx).Warn("fold usage records", "sum", id, "err", err)
+			n := min(len(items), foldBatchSize)
+			if err := s.foldBatch(ctx, book, sums, items[:n]); err != nil {
+				log.G(ctx).Warn("fold usage records", "sums", key, "err", err)
 				break // read again at the next pass
 			}
 			folded += n
-			f.members = f.members[n:]
+			items = items[n:]
 		}
 	}
+	s.foldCursor = ""
 	return true
 }
 
-func hasMembers(folds map[string]*fold) bool {
-	for _, f := range folds {
-		if len(f.members) > 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// chooseSums gives each foldable record its sum: its own key's, while its
-// tenant's hour has fewer than MaxFoldSums (the keys of most records
-// first), else a sum of the rest (usagerest.go).
-func (s *Service) chooseSums(recs []*apiv1.UsageRecord, book *billing.Book, now time.Time) map[string]*fold {
-	folds := map[string]*fold{}
-	full := map[slot]int{}     // a slot's sums, but the rest's
-	split := map[string]bool{} // the records of groups with parts
-	for _, r := range recs {
-		if r.Groups > 0 {
-			folds[r.Metadata.ID] = &fold{sum: r, stored: true}
-			if !isRest(r) {
-				period, _, _ := periodOf(book, r.Start)
-				full[slot{r.Metadata.Tenant, r.Start.Unix() / 3600 * 3600, period}]++
-			}
-		}
-		if r.Group != "" && r.Metadata.ID != usageKey(r.Metadata.Tenant, r.Group) {
-			split[usageKey(r.Metadata.Tenant, r.Group)] = true
-		}
-	}
-	cutoff := now.Add(-s.opts.UsageDetail)
-	fresh := map[slot]map[string][]*apiv1.UsageRecord{} // sums not stored yet, by slot and id
-	keys := map[string]sumKey{}
-	for _, r := range recs {
-		if !foldable(r, book, cutoff, split) {
-			continue
-		}
-		k := keyOf(r, book)
-		id := k.id()
-		if f := folds[id]; f != nil {
-			f.members = append(f.members, r)
-			continue
-		}
-		if fresh[k.slot()] == nil {
-			fresh[k.slot()] = map[string][]*apiv1.UsageRecord{}
-		}
-		fresh[k.slot()][id] = append(fresh[k.slot()][id], r)
-		keys[id] = k
-	}
-	for sl, byID := range fresh {
-		ids := slices.SortedFunc(maps.Keys(byID), func(a, b string) int {
-			if d := len(byID[b]) - len(byID[a]); d != 0 {
-				return d
-			}
-			return strings.Compare(a, b)
-		})
-		var rest []*apiv1.UsageRecord
-		for _, id := range ids {
-			if full[sl] >= MaxFoldSums {
-				rest = append(rest, byID[id]...)
-				continue
-			}
-			full[sl]++
-			k := keys[id]
-			folds[id] = &fold{sum: sumOf(&k, byID[id][0], book, now), members: byID[id]}
-		}
-		dims := restDimsOf(sl, rest)
-		for _, r := range rest {
-			k := dims.key(sl, r)
-			id := k.id()
-			if folds[id] == nil {
-				folds[id] = &fold{sum: sumOf(&k, r, book, now)}
-			}
-			folds[id].members = append(folds[id].members, r)
-		}
-	}
-	return folds
-}
-
-// foldBatch deletes members and adds them to f's sum, in one transaction
-// that holds only while each is as it was read.
-func (s *Service) foldBatch(ctx context.Context, book *billing.Book, f *fold, members []*apiv1.UsageRecord) error {
-	next := *f.sum
-	amount := new(big.Rat)
-	if next.Amount != "" {
-		if _, ok := amount.SetString(next.Amount); !ok {
-			return fmt.Errorf("sum %s: amount %q is not a number", next.Metadata.ID, next.Amount)
-		}
-	}
-	cond := s.records.Absent(f.sum.Metadata.ID)
-	if f.stored {
-		c, err := s.records.Unchanged(f.sum)
-		if err != nil {
-			return fmt.Errorf("sum %s: %w", next.Metadata.ID, err)
-		}
-		cond = c
-	}
-	conds := []store.Cond{cond}
+// foldBatch deletes the records of items and adds their pieces to their
+// sums, in one transaction that holds only while each record and sum is
+// as it was read.
+func (s *Service) foldBatch(ctx context.Context, book *billing.Book, sums map[string]*stored, items [][]*piece) error {
+	next := map[string]*apiv1.UsageRecord{}
+	amounts := map[string]*big.Rat{}
+	var conds []store.Cond
 	var ops []store.Op
-	for _, r := range members {
+	for _, pieces := range items {
+		r := pieces[0].r
 		c, err := s.records.Unchanged(r)
 		if err != nil {
-			return fmt.Errorf("sum %s: %w", next.Metadata.ID, err)
+			return fmt.Errorf("fold %s: %w", r.Metadata.ID, err)
 		}
 		conds = append(conds, c)
 		ops = append(ops, s.records.DeleteOp(r.Metadata.ID))
-		pend, run := r.Seconds(r.Start, r.End)
-		cpu, mem, gpu, storage := r.ResourceSeconds(pend + run)
-		next.Groups++
-		next.PendingSeconds += pend
-		next.RunningSeconds += run
-		next.MilliCPUSeconds += cpu
-		next.MemoryMiBSeconds += mem
-		next.GPUSeconds += gpu
-		next.ExtraStorageGiBSeconds += storage
-		amount.Add(amount, book.Cost(r, r.Start, r.End))
+		for _, p := range pieces {
+			sum := next[p.id]
+			if sum == nil {
+				cur := sums[p.id]
+				cond, err := s.sumCond(cur)
+				if err != nil {
+					return err
+				}
+				conds = append(conds, cond)
+				copied := *cur.sum
+				sum, next[p.id], amounts[p.id] = &copied, &copied, new(big.Rat)
+				if _, ok := amounts[p.id].SetString(or(copied.Amount, "0")); !ok {
+					return fmt.Errorf("sum %s: amount %q is not a number", p.id, copied.Amount)
+				}
+			}
+			addPiece(sum, p)
+			amounts[p.id].Add(amounts[p.id], book.Cost(r, p.from, p.to))
+		}
 	}
-	next.Amount = amount.RatString()
-	put, err := s.records.PutOp(&next)
+	for id, sum := range next {
+		sum.Amount = amounts[id].RatString()
+		put, err := s.records.PutOp(sum)
+		if err != nil {
+			return fmt.Errorf("sum %s: %w", id, err)
+		}
+		ops = append(ops, put)
+	}
+	rev, err := s.st.Commit(ctx, conds, ops)
 	if err != nil {
-		return fmt.Errorf("sum %s: %w", next.Metadata.ID, err)
+		return fmt.Errorf("fold %d records: %w", len(items), err)
 	}
-	rev, err := s.st.Commit(ctx, conds, append(ops, put))
-	if err != nil {
-		return fmt.Errorf("sum %s of %d records: %w", next.Metadata.ID, len(members), err)
+	for id, sum := range next {
+		sum.Metadata.ResourceVersion = strconv.FormatInt(rev, 10)
+		*sums[id] = stored{sum: sum, stored: true}
 	}
-	next.Metadata.ResourceVersion = strconv.FormatInt(rev, 10)
-	*f.sum, f.stored = next, true
 	return nil
+}
+
+// sumCond holds while the sum is as read: absent, or unchanged.
+func (s *Service) sumCond(cur *stored) (store.Cond, error) {
+	if !cur.stored {
+		return s.records.Absent(cur.sum.Metadata.ID), nil
+	}
+	c, err := s.records.Unchanged(cur.sum)
+	if err != nil {
+		return store.Cond{}, fmt.Errorf("sum %s: %w", cur.sum.Metadata.ID, err)
+	}
+	return c, nil
+}
+
+// addPiece adds p's seconds and resource-seconds to sum, and its group.
+func addPiece(sum *apiv1.UsageRecord, p *piece) {
+	pend, run := p.r.Seconds(p.from, p.to)
+	cpu, mem, gpu, storage := p.r.ResourceSeconds(pend + run)
+	if p.continued {
+		sum.Continued++
+	} else {
+		sum.Groups++
+	}
+	sum.PendingSeconds += pend
+	sum.RunningSeconds += run
+	sum.MilliCPUSeconds += cpu
+	sum.MemoryMiBSeconds += mem
+	sum.GPUSeconds += gpu
+	sum.ExtraStorageGiBSeconds += storage
+}
+
+func or(s, otherwise string) string {
+	if s == "" {
+		return otherwise
+	}
+	return s
 }

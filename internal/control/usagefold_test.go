@@ -19,17 +19,21 @@ periods:
   - from: 2026-11-01
     vcpu: 0.0000077
     memory: 0.00000096
+    gpu: 0.0001
+    storage: 0.00000002
   - from: 2026-11-23T13:30:00Z
     vcpu: 0.0000081
     memory: 0.00000101
+    gpu: 0.00011
+    storage: 0.00000003
 `
 
 // foldEnv is a service with short groups' usage of 12:00 to 14:30: 30
 // groups run and removed through the service (tags team a and b, three
 // across an hour's end or the price change), a group split by a tag
-// change, a virtual node's interval, 250 records of tenant t2 (one sum, in three transactions) and
-// 70 of tenant t3, each with a tag run of its own, team x and one of two
-// sizes (50 sums and the rest).
+// change, a virtual node's interval, 250 records of tenant t2 (one sum,
+// in three transactions), 70 of tenant t3 each with a tag run of its own,
+// team x and one of two sizes, and 24 of t3 with a GPU and extra storage.
 func foldEnv(t *testing.T) (*env, time.Time) {
 	e := newEnv(t, false)
 	e.vswitch(t, "vsw-a", "zone-a", "198.19.128.0/20")
@@ -83,7 +87,10 @@ func foldEnv(t *testing.T) (*env, time.Time) {
 		ops = e.shortRecord(t, ops, "t2", fmt.Sprintf("eci-t2-%03d", i), map[string]string{"team": "c"}, start.Add(time.Duration(i)*10*time.Second), 1)
 	}
 	for i := 0; i < 70; i++ {
-		ops = e.shortRecord(t, ops, "t3", fmt.Sprintf("eci-t3-%03d", i), map[string]string{"run": fmt.Sprint(i), "team": "x"}, start.Add(time.Duration(i)*time.Minute/2), int64(1+i/50))
+		ops = e.shortRecord(t, ops, "t3", fmt.Sprintf("eci-t3-%03d", i), map[string]string{"run": fmt.Sprint(i), "team": "x"}, start.Add(time.Duration(i)*time.Minute/2), int64(1+i%2))
+		if i%3 == 0 { // GPUs and extra storage on some
+			ops = e.gpuRecord(t, ops, "t3", fmt.Sprintf("eci-t3-gpu-%03d", i), start.Add(time.Duration(i)*time.Minute/2))
+		}
 	}
 	if _, err := e.svc.st.Commit(e.ctx, nil, ops); err != nil {
 		t.Fatal(err)
@@ -104,13 +111,29 @@ func (e *env) shortRecord(t *testing.T, ops []store.Op, tenant, id string, tags 
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ops = append(ops, op); len(ops) == 100 {
+	if ops = append(ops, op); len(ops) >= 100 {
 		if _, err := e.svc.st.Commit(e.ctx, nil, ops); err != nil {
 			t.Fatal(err)
 		}
 		ops = nil
 	}
 	return ops
+}
+
+// gpuRecord adds to ops a usage record of a minute from at with a GPU and
+// 20 GiB of extra storage.
+func (e *env) gpuRecord(t *testing.T, ops []store.Op, tenant, id string, at time.Time) []store.Op {
+	t.Helper()
+	u := &apiv1.UsageRecord{
+		Metadata: apiv1.ObjectMeta{ID: usageKey(tenant, id), Tenant: tenant, CreatedAt: at.Add(time.Minute)},
+		Group:    id, Name: id, Tags: map[string]string{"team": "x"}, InstanceSpec: "4.0-16.0Gi", MilliCPU: 4000, MemoryMiB: 16384,
+		GPU: 1, GPUModel: "nvidia-t4", ExtraStorageGiB: 20, Start: at, End: at.Add(time.Minute),
+	}
+	op, err := e.svc.records.PutOp(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(ops, op)
 }
 
 // foldReport is every bill and total a fold must leave as it was.
@@ -136,8 +159,8 @@ func (e *env) foldReport(t *testing.T, start time.Time) map[string]string {
 			if l.Period != nil {
 				p = l.Period.Format("15:04")
 			}
-			out[fmt.Sprintf("%s: %s %s", name, p, l.Key)] = fmt.Sprintf("groups %d pending %d running %d cpu %d mem %d amount %s",
-				l.Groups, l.PendingSeconds, l.RunningSeconds, l.MilliCPUSeconds, l.MemoryMiBSeconds, l.Amount)
+			out[fmt.Sprintf("%s: %s %s", name, p, l.Key)] = fmt.Sprintf("groups %d pending %d running %d cpu %d mem %d gpu %d storage %d amount %s",
+				l.Groups, l.PendingSeconds, l.RunningSeconds, l.MilliCPUSeconds, l.MemoryMiBSeconds, l.GPUSeconds, l.ExtraStorageGiBSeconds, l.Amount)
 		}
 		out[name+" total"] = b.Total
 	}
@@ -182,16 +205,17 @@ func TestShortGroupsAreSummed(t *testing.T) {
 	e, start := foldEnv(t)
 	before := e.foldReport(t, start)
 	e.clock.Add(DefaultUsageDetail - 3*time.Hour) // within the detail period: nothing
-	if n := e.usagePass(t); n != 353 {
-		t.Fatalf("%d usage records within the detail period, want 353", n)
+	if n := e.usagePass(t); n != 377 {
+		t.Fatalf("%d usage records within the detail period, want 377", n)
 	}
 	e.clock.Add(4 * time.Hour)
 	// The default tenant: 7 sums (a and b at 12:00, at 13:00 before and
-	// after 13:30; b at 14:00), 3 records across 13:00, 13:30 and 14:00,
-	// the split group's 2; t2: 1 sum; t3: 50 sums and 2 of the rest; t4:
-	// the node's sum.
-	if n := e.usagePass(t); n != 66 {
-		t.Fatalf("%d usage records after the fold, want 66 (of 353)", n)
+	// after 13:30; b at 14:00; the group across 13:00 is cut there), the
+	// records across the price change at 13:30 and across 14:00 (its
+	// period began within its first hour), the split group's 2; t2: 1 sum;
+	// t3: 50 sums and 2 of the rest; t4: the node's.
+	if n := e.usagePass(t); n != 65 {
+		t.Fatalf("%d usage records after the fold, want 65 (of 353)", n)
 	}
 	sameReport(t, "the fold", before, e.foldReport(t, start))
 	recs, _, _, err := e.svc.records.List(e.ctx, store.ListOptions{})
@@ -214,15 +238,17 @@ func TestShortGroupsAreSummed(t *testing.T) {
 			t.Errorf("sum %s: not TENANT/~...", r.Metadata.ID)
 		}
 	}
-	if own3 != MaxFoldSums || rest3 != 70-MaxFoldSums || kept != 5 {
-		t.Errorf("t3: %d sums and the rest of %d groups, want %d and %d; %d records kept apart, want 5", own3, rest3, MaxFoldSums, 70-MaxFoldSums, kept)
+	// t3: the 24 groups with GPUs share a sum, 49 more of a run each, and
+	// the rest of 21 in 2 (team x, each size).
+	if own3 != MaxFoldSums || rest3 != 21 || kept != 4 {
+		t.Errorf("t3: %d sums and the rest of %d groups, want %d and 21; %d records kept apart, want 4", own3, rest3, MaxFoldSums, kept)
 	}
 	b, err := e.svc.Bill(e.ctx, auth.Admin, billing.Query{From: start, To: start.Add(3 * time.Hour), By: "group"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(b.Lines) != 5 || b.Lines[0].Key != billing.SummedKey || b.Lines[0].Groups != 348 {
-		t.Errorf("by group: %+v, want %s of 348 groups and the 4 kept apart", b.Lines, billing.SummedKey)
+	if len(b.Lines) != 4 || b.Lines[0].Key != billing.SummedKey || b.Lines[0].Groups != 373 {
+		t.Errorf("by group: %+v, want %s of 373 groups and the 3 kept apart", b.Lines, billing.SummedKey)
 	}
 
 	// A record of the hour 12:00 written late (its group ended then, and
@@ -240,12 +266,12 @@ func TestShortGroupsAreSummed(t *testing.T) {
 		t.Fatal(err)
 	}
 	before = e.foldReport(t, start)
-	if n := e.usagePass(t); n != 67 {
-		t.Fatalf("%d usage records after a pass with a record just written, want 67", n)
+	if n := e.usagePass(t); n != 66 {
+		t.Fatalf("%d usage records after a pass with a record just written, want 66", n)
 	}
 	e.clock.Add(DefaultUsageDetail)
-	if n := e.usagePass(t); n != 66 {
-		t.Fatalf("%d usage records after its detail period, want 66", n)
+	if n := e.usagePass(t); n != 65 {
+		t.Fatalf("%d usage records after its detail period, want 65", n)
 	}
 	sameReport(t, "a record added to a stored sum", before, e.foldReport(t, start))
 }
@@ -264,8 +290,8 @@ func TestTwoFoldersSumOnce(t *testing.T) {
 	deadline := time.Now().Add(time.Minute)
 	e.svc.foldUsage(e.ctx, recs, e.svc.now(), deadline)
 	other.foldUsage(e.ctx, recs, e.svc.now(), deadline) // every transaction refused
-	if n, _ := e.svc.records.Count(e.ctx, ""); n != 66 {
-		t.Fatalf("%d usage records, want 66", n)
+	if n, _ := e.svc.records.Count(e.ctx, ""); n != 65 {
+		t.Fatalf("%d usage records, want 65", n)
 	}
 	sameReport(t, "two folds", before, e.foldReport(t, start))
 }
@@ -286,8 +312,16 @@ func TestFoldIsAllOrNothing(t *testing.T) {
 		members = append(members, u)
 	}
 	book, _ := billing.Parse([]byte(billing.DefaultBook))
-	sum := func() *fold {
-		return &fold{sum: &apiv1.UsageRecord{Metadata: apiv1.ObjectMeta{ID: usageKey("t1", "~sum"), Tenant: "t1"}, Start: at, End: at.Add(time.Hour)}}
+	const id = "t1/~sum"
+	empty := func() map[string]*stored {
+		return map[string]*stored{id: {sum: &apiv1.UsageRecord{Metadata: apiv1.ObjectMeta{ID: id, Tenant: "t1"}, Start: at, End: at.Add(time.Hour)}}}
+	}
+	items := func(rs ...*apiv1.UsageRecord) [][]*piece {
+		var out [][]*piece
+		for _, r := range rs {
+			out = append(out, []*piece{{r: r, from: r.Start, to: r.End, id: id}})
+		}
+		return out
 	}
 	// A member changed since it was read.
 	stale := *members[1]
@@ -295,28 +329,28 @@ func TestFoldIsAllOrNothing(t *testing.T) {
 	if err := e.svc.records.Update(e.ctx, members[1], nil); err != nil {
 		t.Fatal(err)
 	}
-	f := sum()
-	if err := e.svc.foldBatch(e.ctx, book, f, []*apiv1.UsageRecord{members[0], &stale}); !errdefs.IsConflict(err) {
+	sums := empty()
+	if err := e.svc.foldBatch(e.ctx, book, sums, items(members[0], &stale)); !errdefs.IsConflict(err) {
 		t.Fatalf("a fold over a changed record: %v, want a conflict", err)
 	}
-	if n, _ := e.svc.records.Count(e.ctx, ""); n != 3 || f.stored || f.sum.Groups != 0 {
-		t.Fatalf("after a refused fold: %d records (want 3), sum stored %v with %d groups", n, f.stored, f.sum.Groups)
+	if n, _ := e.svc.records.Count(e.ctx, ""); n != 3 || sums[id].stored || sums[id].sum.Groups != 0 {
+		t.Fatalf("after a refused fold: %d records (want 3), sum %+v", n, sums[id])
 	}
 	// The sum written by another since it was read (as absent, then as it was).
-	if err := e.svc.foldBatch(e.ctx, book, f, members[:1]); err != nil {
+	if err := e.svc.foldBatch(e.ctx, book, sums, items(members[0])); err != nil {
 		t.Fatal(err)
 	}
-	old := *f.sum
-	if err := e.svc.foldBatch(e.ctx, book, sum(), members[1:2]); !errdefs.IsConflict(err) {
+	old := *sums[id]
+	if err := e.svc.foldBatch(e.ctx, book, empty(), items(members[1])); !errdefs.IsConflict(err) {
 		t.Fatalf("a fold into a sum written since: %v, want a conflict", err)
 	}
-	if err := e.svc.foldBatch(e.ctx, book, f, members[1:2]); err != nil {
+	if err := e.svc.foldBatch(e.ctx, book, sums, items(members[1])); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.svc.foldBatch(e.ctx, book, &fold{sum: &old, stored: true}, members[2:]); !errdefs.IsConflict(err) {
+	if err := e.svc.foldBatch(e.ctx, book, map[string]*stored{id: &old}, items(members[2])); !errdefs.IsConflict(err) {
 		t.Fatalf("a fold into a sum changed since: %v, want a conflict", err)
 	}
-	if got, _ := e.svc.records.Get(e.ctx, usageKey("t1", "~sum")); got == nil || got.Groups != 2 || got.RunningSeconds+got.PendingSeconds != 120 {
+	if got, _ := e.svc.records.Get(e.ctx, id); got == nil || got.Groups != 2 || got.RunningSeconds+got.PendingSeconds != 120 {
 		t.Fatalf("the sum: %+v, want 2 groups of 60 s", got)
 	}
 }
