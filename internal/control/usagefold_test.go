@@ -380,3 +380,82 @@ func TestFoldFixesThePastPrices(t *testing.T) {
 		t.Fatalf("a book that reprices summed usage: %v, want it refused", err)
 	}
 }
+
+// A tenant's hour keeps at most MaxFoldSums sums of its own and as many
+// of the rest, however many passes its records come in, and a pass that
+// stops at its deadline leaves the next to go on.
+func TestRestSumsAreBounded(t *testing.T) {
+	e := newEnv(t, false)
+	book, err := billing.Parse([]byte(billing.DefaultBook))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc.SetPriceBook(book)
+	t0 := e.clock.Now()
+	hour := t0.Add(-72 * time.Hour).Truncate(time.Hour)
+	// 150 records with a tag run of their own, the last of each ten ending
+	// on the hour's end; the first 50 written then, the others ten an hour
+	// over the next ten hours' passes.
+	var ops []store.Op
+	for i := 0; i < 150; i++ {
+		at := hour.Add(time.Duration(i%60) * time.Minute)
+		u := &apiv1.UsageRecord{
+			Metadata: apiv1.ObjectMeta{ID: usageKey("t5", fmt.Sprintf("eci-%03d", i)), Tenant: "t5", CreatedAt: hour.Add(time.Hour)},
+			Group:    fmt.Sprintf("eci-%03d", i), Tags: map[string]string{"run": fmt.Sprint(i)}, InstanceSpec: "1.0-2.0Gi",
+			MilliCPU: 1000, MemoryMiB: 2048, Start: at, End: at.Add(time.Minute),
+		}
+		if i%10 == 9 {
+			u.Start, u.End = hour.Add(59*time.Minute+30*time.Second), hour.Add(time.Hour)
+		}
+		if batch := (i - 50) / 10; i >= 50 {
+			u.Metadata.CreatedAt = t0.Add(-DefaultUsageDetail + time.Duration(batch+1)*time.Hour - 30*time.Minute)
+		}
+		op, err := e.svc.records.PutOp(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ops = append(ops, op); len(ops) == 50 {
+			if _, err := e.svc.st.Commit(e.ctx, nil, ops); err != nil {
+				t.Fatal(err)
+			}
+			ops = nil
+		}
+	}
+	report := func() map[string]string {
+		out := map[string]string{}
+		b, err := e.svc.Bill(e.ctx, auth.Admin, billing.Query{From: hour, To: hour.Add(2 * time.Hour), Granularity: "hour", By: "tenant"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range b.Lines {
+			out[l.Key] = fmt.Sprintf("%d %d %d %s", l.Groups, l.RunningSeconds+l.PendingSeconds, l.MilliCPUSeconds, l.Amount)
+		}
+		return out
+	}
+	before := report()
+
+	// A pass past its deadline folds nothing, and says so.
+	recs, _, _, err := e.svc.records.List(e.ctx, store.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.svc.foldUsage(e.ctx, recs, e.svc.now(), time.Now().Add(-time.Second)) {
+		t.Fatal("a pass past its deadline says it is done")
+	}
+	if n, _ := e.svc.records.Count(e.ctx, ""); n != 150 {
+		t.Fatalf("%d records after a pass past its deadline, want 150", n)
+	}
+	// Records left apart, plus 50 sums, then 10 of the rest a pass up to
+	// 50, then one.
+	want := []int64{150, 150, 150, 150, 150, 150, 141, 131, 121, 111, 101}
+	for pass, w := range want {
+		if n := e.usagePass(t); n != w {
+			t.Fatalf("pass %d: %d records, want %d", pass, n, w)
+		}
+		e.clock.Add(time.Hour)
+	}
+	sameReport(t, "ten passes", before, report())
+	if e.svc.foldCursor != "" {
+		t.Errorf("a pass that ended left the cursor at %q", e.svc.foldCursor)
+	}
+}
