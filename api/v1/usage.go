@@ -48,7 +48,8 @@ type UsageRecord struct {
 	// tenant in one UTC hour and price period, folded after the usage
 	// detail period: Start..End is that hour (or its part in the period).
 	// Groups began in it; Continued began in the hour before, and are
-	// counted here only in a line that does not hold that hour. The fields
+	// counted here only in a bill line whose window starts after that
+	// hour's start. The fields
 	// above that a bill groups by (tags, node, size) are those of its
 	// groups; a sum of the rest keeps only those with few values. The
 	// billed seconds, resource-seconds and exact cost (a fraction,

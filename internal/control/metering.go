@@ -230,6 +230,20 @@ func (g *billGate) enter(ctx context.Context, who string) (release func(), err e
 	return func() { <-g.all; <-mine }, nil
 }
 
+// startUsagePass runs collectUsage in a goroutine of its own, one at a
+// time: a pass over many records must not hold up the monitor.
+func (s *Service) startUsagePass(ctx context.Context) {
+	if !s.usagePassOn.CompareAndSwap(false, true) {
+		return
+	}
+	s.usagePasses.Add(1)
+	go func() {
+		defer s.usagePasses.Done()
+		defer s.usagePassOn.Store(false)
+		s.collectUsage(ctx)
+	}()
+}
+
 // collectUsage removes the usage records past the retention and sums
 // short groups' records past the usage detail period, once an hour (the
 // monitor's garbage collection).
@@ -244,33 +258,41 @@ func (s *Service) collectUsage(ctx context.Context) {
 		log.G(ctx).Warn("list usage records", "err", err)
 		return
 	}
-	// A pass starts no transaction after usagePassBudget (the monitor waits
-	// on it); one that stops there lets the next minute's go on.
-	deadline := time.Now().Add(usagePassBudget)
+	// A pass starts no transaction after usagePassBudget but its first;
+	// one that stops there lets the next minute's go on.
+	deadline := time.Now().Add(s.usageBudget)
 	var kept, old []*apiv1.UsageRecord
 	for _, r := range recs {
-		if now.Sub(r.End) <= s.opts.UsageRetention {
+		end := r.End
+		if r.IsSum() {
+			end = end.Add(time.Hour) // as long as the records across its end would be kept
+		}
+		if now.Sub(end) <= s.opts.UsageRetention {
 			kept = append(kept, r)
 		} else {
 			old = append(old, r)
 		}
 	}
 	removed, done := 0, true
-	for len(old) > 0 && done {
-		if done = !time.Now().After(deadline); done {
-			n := min(len(old), foldBatchSize)
-			if err := s.removeRecords(ctx, old[:n]); err != nil {
-				log.G(ctx).Warn("remove usage records past their retention", "err", err)
-			} else {
-				removed += n
-			}
-			old = old[n:]
+	for ; len(old) > 0; old = old[min(len(old), foldBatchSize):] {
+		if removed > 0 && time.Now().After(deadline) {
+			done = false
+			break
 		}
+		batch := old[:min(len(old), foldBatchSize)]
+		if err := s.removeRecords(ctx, batch); err != nil {
+			log.G(ctx).Warn("remove usage records past their retention", "err", err)
+			if errdefs.IsUnavailable(err) || ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		removed += len(batch)
 	}
 	if removed > 0 {
 		log.G(ctx).Info("removed usage records past their retention", "count", removed)
 	}
-	if !done || !s.foldUsage(ctx, kept, now, deadline) { // usagefold.go
+	if !done || !s.foldUsage(ctx, kept, splitGroups(recs), now) { // usagefold.go
 		s.usageGC.Store(0)
 	}
 }

@@ -77,7 +77,7 @@ func (s *Service) CollectGarbage(ctx context.Context) error {
 	if removed > 0 {
 		log.G(ctx).Info("removed ended groups past their retention", "count", removed)
 	}
-	s.collectUsage(ctx)
+	s.startUsagePass(ctx) // metering.go: in a goroutine of its own
 	s.collectSessions(ctx)
 	if err := s.closeSilentVNodes(ctx, now); err != nil {
 		log.G(ctx).Warn("close the intervals of silent virtual nodes", "err", err)

@@ -14,6 +14,7 @@ import (
 
 	apiv1 "github.com/eci-dev/eci/api/v1"
 	"github.com/eci-dev/eci/internal/billing"
+	"github.com/eci-dev/eci/internal/errdefs"
 	"github.com/eci-dev/eci/internal/log"
 	"github.com/eci-dev/eci/internal/store"
 )
@@ -44,10 +45,12 @@ import (
 // days before they are summed by hour.
 const DefaultUsageDetail = 48 * time.Hour
 
-// foldBatchSize records are folded per transaction (etcd takes 128
-// operations in one: with their sums, at most 102). The hourly pass
-// starts no transaction after usagePassBudget, and then the next minute's
-// goes on where it stopped.
+// foldBatchSize records are folded (or removed) per transaction (etcd
+// takes 128 operations in one: with their sums, at most 102). The hourly
+// pass, in a goroutine of its own, starts no transaction but its first
+// after usagePassBudget (for the retention's removals, then again for the
+// folds, after their sums are chosen), and the next minute's goes on
+// where it stopped.
 const (
 	foldBatchSize   = 100
 	usagePassBudget = 10 * time.Second
@@ -171,14 +174,13 @@ type stored struct {
 }
 
 // foldUsage sums the short groups' usage records past the usage detail
-// period (the hourly pass, after the retention's removals), starting no
-// transaction after deadline: false when it stopped there.
-func (s *Service) foldUsage(ctx context.Context, recs []*apiv1.UsageRecord, now, deadline time.Time) bool {
+// period (split: the groups with parts, splitGroups), after the
+// retention's removals. It starts no transaction but its first
+// usagePassBudget after choosing the sums, and says false when it stopped
+// there (the next pass goes on after the sums it reached).
+func (s *Service) foldUsage(ctx context.Context, recs []*apiv1.UsageRecord, split map[string]bool, now time.Time) bool {
 	book := s.prices.p.Load()
-	if book == nil || time.Now().After(deadline) {
-		return book == nil
-	}
-	if _, batches := s.chooseSums(recs, book, now); len(batches) == 0 {
+	if book == nil || !anyToFold(recs, book, now.Add(-s.opts.UsageDetail), split) {
 		return true
 	}
 	// Something to fold: with the stored book, its past fixed from now on.
@@ -189,11 +191,12 @@ func (s *Service) foldUsage(ctx context.Context, recs []*apiv1.UsageRecord, now,
 		}
 		return true
 	}
-	sums, batches := s.chooseSums(recs, book, now)
+	sums, batches := s.chooseSums(recs, split, book, now)
 	keys := slices.Sorted(maps.Keys(batches))
 	// Go on after the sums the last pass that stopped reached: each
 	// tenant's turn comes.
 	from, _ := slices.BinarySearch(keys, s.foldCursor)
+	deadline := time.Now().Add(s.usageBudget)
 	folded := 0
 	defer func() {
 		if folded > 0 {
@@ -202,15 +205,17 @@ func (s *Service) foldUsage(ctx context.Context, recs []*apiv1.UsageRecord, now,
 	}()
 	for i := range keys {
 		key := keys[(from+i)%len(keys)]
-		items := batches[key]
-		for len(items) > 0 {
-			if time.Now().After(deadline) {
+		for items := batches[key]; len(items) > 0; {
+			if folded > 0 && time.Now().After(deadline) {
 				s.foldCursor = key
 				return false
 			}
 			n := min(len(items), foldBatchSize)
 			if err := s.foldBatch(ctx, book, sums, items[:n]); err != nil {
 				log.G(ctx).Warn("fold usage records", "sums", key, "err", err)
+				if errdefs.IsUnavailable(err) || ctx.Err() != nil {
+					return true // the next hour's pass
+				}
 				break // read again at the next pass
 			}
 			folded += n
@@ -219,6 +224,27 @@ func (s *Service) foldUsage(ctx context.Context, recs []*apiv1.UsageRecord, now,
 	}
 	s.foldCursor = ""
 	return true
+}
+
+// anyToFold tells whether a record of recs is to be folded.
+func anyToFold(recs []*apiv1.UsageRecord, book *billing.Book, cutoff time.Time, split map[string]bool) bool {
+	for _, r := range recs {
+		if piecesOf(r, book, cutoff, split) != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// splitGroups are the groups (TENANT/ID) that have records of parts.
+func splitGroups(recs []*apiv1.UsageRecord) map[string]bool {
+	split := map[string]bool{}
+	for _, r := range recs {
+		if r.Group != "" && r.Metadata.ID != usageKey(r.Metadata.Tenant, r.Group) {
+			split[usageKey(r.Metadata.Tenant, r.Group)] = true
+		}
+	}
+	return split
 }
 
 // foldBatch deletes the records of items and adds their pieces to their

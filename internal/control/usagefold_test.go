@@ -92,6 +92,8 @@ func foldEnv(t *testing.T) (*env, time.Time) {
 			ops = e.gpuRecord(t, ops, "t3", fmt.Sprintf("eci-t3-gpu-%03d", i), start.Add(time.Duration(i)*time.Minute/2))
 		}
 	}
+	// Tenant t6: a minute across 13:00, its only usage of that hour.
+	ops = e.shortRecord(t, ops, "t6", "eci-t6-0", nil, start.Add(59*time.Minute+30*time.Second), 1)
 	if _, err := e.svc.st.Commit(e.ctx, nil, ops); err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +142,7 @@ func (e *env) gpuRecord(t *testing.T, ops []store.Op, tenant, id string, at time
 func (e *env) foldReport(t *testing.T, start time.Time) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	end := start.Add(3 * time.Hour)
+	end := start.Add(4 * time.Hour)
 	for _, q := range []billing.Query{
 		{From: start, To: end, Granularity: "hour", By: "tenant"},
 		{From: start, To: end, Granularity: "hour", By: "tag:team"},
@@ -185,6 +187,22 @@ func (e *env) usagePass(t *testing.T) int64 {
 	return n
 }
 
+// sums counts the sums stored.
+func (e *env) sums(t *testing.T) int {
+	t.Helper()
+	recs, _, _, err := e.svc.records.List(e.ctx, store.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range recs {
+		if r.IsSum() {
+			n++
+		}
+	}
+	return n
+}
+
 func sameReport(t *testing.T, what string, before, after map[string]string) {
 	t.Helper()
 	for k, v := range before {
@@ -205,17 +223,18 @@ func TestShortGroupsAreSummed(t *testing.T) {
 	e, start := foldEnv(t)
 	before := e.foldReport(t, start)
 	e.clock.Add(DefaultUsageDetail - 3*time.Hour) // within the detail period: nothing
-	if n := e.usagePass(t); n != 377 {
-		t.Fatalf("%d usage records within the detail period, want 377", n)
+	if n := e.usagePass(t); n != 378 {
+		t.Fatalf("%d usage records within the detail period, want 378", n)
 	}
 	e.clock.Add(4 * time.Hour)
 	// The default tenant: 7 sums (a and b at 12:00, at 13:00 before and
 	// after 13:30; b at 14:00; the group across 13:00 is cut there), the
 	// records across the price change at 13:30 and across 14:00 (its
 	// period began within its first hour), the split group's 2; t2: 1 sum;
-	// t3: 50 sums and 2 of the rest; t4: the node's.
-	if n := e.usagePass(t); n != 65 {
-		t.Fatalf("%d usage records after the fold, want 65 (of 353)", n)
+	// t3: 50 sums and 2 of the rest; t4: the node's; t6: two, one of a
+	// group continued only.
+	if n := e.usagePass(t); n != 67 {
+		t.Fatalf("%d usage records after the fold, want 67 (of 378)", n)
 	}
 	sameReport(t, "the fold", before, e.foldReport(t, start))
 	recs, _, _, err := e.svc.records.List(e.ctx, store.ListOptions{})
@@ -225,7 +244,7 @@ func TestShortGroupsAreSummed(t *testing.T) {
 	own3, rest3, kept := 0, 0, 0
 	for _, r := range recs {
 		switch {
-		case r.Groups == 0:
+		case !r.IsSum():
 			kept++
 		case isRest(r):
 			if rest3 += r.Groups; r.Metadata.Tenant != "t3" || r.Tags["team"] != "x" || r.Tags["run"] != "" || r.InstanceSpec == "" {
@@ -234,7 +253,7 @@ func TestShortGroupsAreSummed(t *testing.T) {
 		case r.Metadata.Tenant == "t3":
 			own3++
 		}
-		if r.Groups > 0 && !strings.HasPrefix(r.Metadata.ID, r.Metadata.Tenant+"/~") {
+		if r.IsSum() && !strings.HasPrefix(r.Metadata.ID, r.Metadata.Tenant+"/~") {
 			t.Errorf("sum %s: not TENANT/~...", r.Metadata.ID)
 		}
 	}
@@ -243,12 +262,12 @@ func TestShortGroupsAreSummed(t *testing.T) {
 	if own3 != MaxFoldSums || rest3 != 21 || kept != 4 {
 		t.Errorf("t3: %d sums and the rest of %d groups, want %d and 21; %d records kept apart, want 4", own3, rest3, MaxFoldSums, kept)
 	}
-	b, err := e.svc.Bill(e.ctx, auth.Admin, billing.Query{From: start, To: start.Add(3 * time.Hour), By: "group"})
+	b, err := e.svc.Bill(e.ctx, auth.Admin, billing.Query{From: start, To: start.Add(4 * time.Hour), By: "group"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(b.Lines) != 4 || b.Lines[0].Key != billing.SummedKey || b.Lines[0].Groups != 373 {
-		t.Errorf("by group: %+v, want %s of 373 groups and the 3 kept apart", b.Lines, billing.SummedKey)
+	if len(b.Lines) != 4 || b.Lines[0].Key != billing.SummedKey || b.Lines[0].Groups != 374 {
+		t.Errorf("by group: %+v, want %s of 374 groups and the 3 kept apart", b.Lines, billing.SummedKey)
 	}
 
 	// A record of the hour 12:00 written late (its group ended then, and
@@ -266,12 +285,12 @@ func TestShortGroupsAreSummed(t *testing.T) {
 		t.Fatal(err)
 	}
 	before = e.foldReport(t, start)
-	if n := e.usagePass(t); n != 66 {
-		t.Fatalf("%d usage records after a pass with a record just written, want 66", n)
+	if n := e.usagePass(t); n != 68 {
+		t.Fatalf("%d usage records after a pass with a record just written, want 68", n)
 	}
 	e.clock.Add(DefaultUsageDetail)
-	if n := e.usagePass(t); n != 65 {
-		t.Fatalf("%d usage records after its detail period, want 65", n)
+	if n := e.usagePass(t); n != 67 {
+		t.Fatalf("%d usage records after its detail period, want 67", n)
 	}
 	sameReport(t, "a record added to a stored sum", before, e.foldReport(t, start))
 }
@@ -287,11 +306,10 @@ func TestTwoFoldersSumOnce(t *testing.T) {
 	}
 	other := New(e.svc.st, e.svc.opts)
 	other.SetPriceBook(e.svc.PriceBook())
-	deadline := time.Now().Add(time.Minute)
-	e.svc.foldUsage(e.ctx, recs, e.svc.now(), deadline)
-	other.foldUsage(e.ctx, recs, e.svc.now(), deadline) // every transaction refused
-	if n, _ := e.svc.records.Count(e.ctx, ""); n != 65 {
-		t.Fatalf("%d usage records, want 65", n)
+	e.svc.foldUsage(e.ctx, recs, splitGroups(recs), e.svc.now())
+	other.foldUsage(e.ctx, recs, splitGroups(recs), e.svc.now()) // every transaction refused
+	if n, _ := e.svc.records.Count(e.ctx, ""); n != 67 {
+		t.Fatalf("%d usage records, want 67", n)
 	}
 	sameReport(t, "two folds", before, e.foldReport(t, start))
 }
@@ -434,17 +452,18 @@ func TestRestSumsAreBounded(t *testing.T) {
 	}
 	before := report()
 
-	// A pass past its deadline folds nothing, and says so.
-	recs, _, _, err := e.svc.records.List(e.ctx, store.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
+	// Passes out of time after their first transaction: each folds one
+	// record, lets the next minute's go on, and that one goes on after it.
+	e.svc.usageBudget = 0
+	var cursors []string
+	for pass := 1; pass <= 2; pass++ {
+		e.usagePass(t)
+		if n := e.sums(t); n != pass || e.svc.usageGC.Load() != 0 || e.svc.foldCursor <= strings.Join(cursors, "") {
+			t.Fatalf("pass %d out of time: %d sums, the next pass at %d, the cursor at %q after %q", pass, n, e.svc.usageGC.Load(), e.svc.foldCursor, cursors)
+		}
+		cursors = append(cursors, e.svc.foldCursor)
 	}
-	if e.svc.foldUsage(e.ctx, recs, e.svc.now(), time.Now().Add(-time.Second)) {
-		t.Fatal("a pass past its deadline says it is done")
-	}
-	if n, _ := e.svc.records.Count(e.ctx, ""); n != 150 {
-		t.Fatalf("%d records after a pass past its deadline, want 150", n)
-	}
+	e.svc.usageBudget = usagePassBudget
 	// Records left apart, plus 50 sums, then 10 of the rest a pass up to
 	// 50, then one.
 	want := []int64{150, 150, 150, 150, 150, 150, 141, 131, 121, 111, 101}
@@ -457,5 +476,39 @@ func TestRestSumsAreBounded(t *testing.T) {
 	sameReport(t, "ten passes", before, report())
 	if e.svc.foldCursor != "" {
 		t.Errorf("a pass that ended left the cursor at %q", e.svc.foldCursor)
+	}
+}
+
+// Usage records past the retention go by the hundred, a sum an hour after
+// its hour's end (as the records across its end would), and a pass out of
+// time lets the next minute's go on.
+func TestRetentionRemovesByTheHundred(t *testing.T) {
+	e := newEnv(t, false)
+	old := e.clock.Now().Add(-DefaultUsageRetention - 2*time.Hour)
+	var ops []store.Op
+	for i := 0; i < 250; i++ {
+		ops = e.shortRecord(t, ops, "t1", fmt.Sprintf("eci-%03d", i), nil, old, 1)
+	}
+	sum := &apiv1.UsageRecord{Metadata: apiv1.ObjectMeta{ID: usageKey("t1", "~sum"), Tenant: "t1"}, Groups: 1, Amount: "0",
+		Start: old.Add(30 * time.Minute), End: old.Add(90 * time.Minute)} // its hour ended 30 min past the retention
+	op, err := e.svc.records.PutOp(sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.st.Commit(e.ctx, nil, append(ops, op)); err != nil {
+		t.Fatal(err)
+	}
+	e.svc.usageBudget = 0
+	for _, want := range []int64{151, 51, 1} {
+		if n := e.usagePass(t); n != want {
+			t.Fatalf("%d usage records after a pass out of time, want %d", n, want)
+		}
+		if want > 1 && e.svc.usageGC.Load() != 0 {
+			t.Fatal("a pass out of time did not let the next minute's go on")
+		}
+	}
+	e.clock.Add(time.Hour)
+	if n := e.usagePass(t); n != 0 {
+		t.Fatalf("%d usage records an hour later, want 0", n)
 	}
 }

@@ -33,12 +33,12 @@ func isRest(r *apiv1.UsageRecord) bool {
 	return strings.Contains(strings.TrimPrefix(r.Metadata.ID, r.Metadata.Tenant+"/"), restMark)
 }
 
-// chooseSums gives each piece of the records to fold its sum. It returns
+// chooseSums gives each piece of the records to fold (split: the groups
+// with parts) its sum. It returns
 // the sums (read, or new) and the records' pieces, by the sums they go to.
-func (s *Service) chooseSums(recs []*apiv1.UsageRecord, book *billing.Book, now time.Time) (map[string]*stored, map[string][][]*piece) {
+func (s *Service) chooseSums(recs []*apiv1.UsageRecord, split map[string]bool, book *billing.Book, now time.Time) (map[string]*stored, map[string][][]*piece) {
 	sums := map[string]*stored{}
 	own, rest := map[slot]int{}, map[slot]int{} // the slots' stored sums
-	split := map[string]bool{}                  // the records of groups with parts
 	for _, r := range recs {
 		if r.IsSum() {
 			sums[r.Metadata.ID] = &stored{sum: r, stored: true}
@@ -48,9 +48,6 @@ func (s *Service) chooseSums(recs []*apiv1.UsageRecord, book *billing.Book, now 
 			} else {
 				own[sl]++
 			}
-		}
-		if r.Group != "" && r.Metadata.ID != usageKey(r.Metadata.Tenant, r.Group) {
-			split[usageKey(r.Metadata.Tenant, r.Group)] = true
 		}
 	}
 	cutoff := now.Add(-s.opts.UsageDetail)
