@@ -273,17 +273,20 @@ func (s *Service) collectUsage(ctx context.Context) {
 			old = append(old, r)
 		}
 	}
-	removed, done := 0, true
+	removed, tried, done := 0, 0, true
 	for ; len(old) > 0; old = old[min(len(old), foldBatchSize):] {
-		if removed > 0 && time.Now().After(deadline) {
+		if tried > 0 && time.Now().After(deadline) {
 			done = false
 			break
 		}
+		tried++
 		batch := old[:min(len(old), foldBatchSize)]
 		if err := s.removeRecords(ctx, batch); err != nil {
+			// A batch with a record changed since read waits for the
+			// next pass; a store unavailable ends this one.
 			log.G(ctx).Warn("remove usage records past their retention", "err", err)
 			if errdefs.IsUnavailable(err) || ctx.Err() != nil {
-				break
+				return
 			}
 			continue
 		}
@@ -293,7 +296,7 @@ func (s *Service) collectUsage(ctx context.Context) {
 		log.G(ctx).Info("removed usage records past their retention", "count", removed)
 	}
 	if !done || !s.foldUsage(ctx, kept, splitGroups(recs), now) { // usagefold.go
-		s.usageGC.Store(0)
+		s.usageGC.Store(0) // the next minute's pass goes on
 	}
 }
 
@@ -310,8 +313,10 @@ func (s *Service) removeRecords(ctx context.Context, recs []*apiv1.UsageRecord) 
 		conds = append(conds, c)
 		ops = append(ops, s.records.DeleteOp(r.Metadata.ID))
 	}
-	_, err := s.st.Commit(ctx, conds, ops)
-	return err
+	if _, err := s.st.Commit(ctx, conds, ops); err != nil {
+		return fmt.Errorf("remove %d usage records from %s: %w", len(recs), recs[0].Metadata.ID, err)
+	}
+	return nil
 }
 
 // CostTotal is what one tenant's groups with one value of a tag were

@@ -84,7 +84,7 @@ type Service struct {
 	records     *store.Collection[apiv1.UsageRecord, *apiv1.UsageRecord] // metering.go
 	prices      priceBook                                                // metering.go
 	usageGC     atomic.Int64                                             // metering.go: last collection, Unix seconds
-	foldCursor  string                                                   // usagefold.go: the sums a stopped pass reached (the monitor's goroutine only)
+	foldCursor  string                                                   // usagefold.go: the sums a stopped pass reached (the usage pass's goroutine only, one at a time)
 	usagePassOn atomic.Bool                                              // metering.go: a usage pass runs
 	usageBudget time.Duration                                            // metering.go: usagePassBudget (tests make it less)
 	usagePasses sync.WaitGroup                                           // metering.go: the usage passes started (tests wait)

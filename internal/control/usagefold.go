@@ -180,7 +180,7 @@ type stored struct {
 // there (the next pass goes on after the sums it reached).
 func (s *Service) foldUsage(ctx context.Context, recs []*apiv1.UsageRecord, split map[string]bool, now time.Time) bool {
 	book := s.prices.p.Load()
-	if book == nil || !anyToFold(recs, book, now.Add(-s.opts.UsageDetail), split) {
+	if book == nil || ctx.Err() != nil || !anyToFold(recs, book, now.Add(-s.opts.UsageDetail), split) {
 		return true
 	}
 	// Something to fold: with the stored book, its past fixed from now on.
@@ -197,7 +197,7 @@ func (s *Service) foldUsage(ctx context.Context, recs []*apiv1.UsageRecord, spli
 	// tenant's turn comes.
 	from, _ := slices.BinarySearch(keys, s.foldCursor)
 	deadline := time.Now().Add(s.usageBudget)
-	folded := 0
+	folded, tried := 0, 0
 	defer func() {
 		if folded > 0 {
 			log.G(ctx).Info("summed short groups' usage records by hour", "records", folded)
@@ -206,10 +206,11 @@ func (s *Service) foldUsage(ctx context.Context, recs []*apiv1.UsageRecord, spli
 	for i := range keys {
 		key := keys[(from+i)%len(keys)]
 		for items := batches[key]; len(items) > 0; {
-			if folded > 0 && time.Now().After(deadline) {
+			if tried > 0 && time.Now().After(deadline) {
 				s.foldCursor = key
 				return false
 			}
+			tried++
 			n := min(len(items), foldBatchSize)
 			if err := s.foldBatch(ctx, book, sums, items[:n]); err != nil {
 				log.G(ctx).Warn("fold usage records", "sums", key, "err", err)
