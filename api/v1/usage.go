@@ -68,6 +68,20 @@ type UsageRecord struct {
 // IsSum tells whether u is a sum of short groups' usage.
 func (u *UsageRecord) IsSum() bool { return u.Groups > 0 || u.Continued > 0 }
 
+// IsPart tells whether u is one of the records of a group split by a tag
+// change (GROUP@START), not its whole usage or its last part. Its id may
+// carry its tenant (TENANT/GROUP@START) or not.
+func (u *UsageRecord) IsPart() bool {
+	return u.Group != "" && strings.TrimPrefix(u.Metadata.ID, u.Metadata.Tenant+"/") != u.Group
+}
+
+// SumIn tells whether sum u is billed in [from, to): all of it is in the
+// period that holds its Start.
+func (u *UsageRecord) SumIn(from, to time.Time) bool {
+	s := u.Start.Unix()
+	return s >= from.Unix() && s < to.Unix()
+}
+
 // ResourceSeconds are the vCPU (milli), memory (MiB), GPU and extra
 // storage (GiB) seconds of secs billed seconds of u; a sum's are its
 // totals (secs being all of its seconds).
@@ -117,13 +131,13 @@ func UsageOf(g *ContainerGroup, now time.Time) (UsageRecord, bool) {
 // A sum's seconds are all in the period that holds its Start: a bill's
 // bounds within such an hour count them where it begins.
 func (u *UsageRecord) Seconds(from, to time.Time) (pending, running int64) {
-	s, e := u.Start.Unix(), u.End.Unix()
 	if u.IsSum() {
-		if s >= from.Unix() && s < to.Unix() {
+		if u.SumIn(from, to) {
 			return u.PendingSeconds, u.RunningSeconds
 		}
 		return 0, 0
 	}
+	s, e := u.Start.Unix(), u.End.Unix()
 	r := e
 	if u.RunningAt != nil {
 		r = min(max(u.RunningAt.Unix(), s), e)

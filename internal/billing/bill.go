@@ -174,7 +174,7 @@ func (b *Book) Bill(ctx context.Context, records []apiv1.UsageRecord, q Query) (
 	// a line through a set; the others have one record each.
 	parted := map[string]bool{}
 	for i := range records {
-		if u := &records[i]; u.Group != "" && u.Metadata.ID != u.Group {
+		if u := &records[i]; u.IsPart() {
 			parted[u.Group] = true
 		}
 	}

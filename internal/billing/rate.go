@@ -16,7 +16,7 @@ import (
 func (b *Book) Cost(u *apiv1.UsageRecord, from, to time.Time) *big.Rat {
 	total := new(big.Rat)
 	if u.IsSum() {
-		if s := u.Start.Unix(); s >= from.Unix() && s < to.Unix() {
+		if u.SumIn(from, to) {
 			if _, ok := total.SetString(u.Amount); ok {
 				return total
 			}

@@ -91,7 +91,7 @@ func BenchmarkBillMonth(b *testing.B) {
 	// Metering's own periodic work: the hourly look for usage records past
 	// their retention, and the monitor's look for silent virtual nodes.
 	t0 := time.Now()
-	e.svc.usageGC.Store(0)
+	e.svc.pass.last.Store(0)
 	e.svc.collectUsage(e.ctx)
 	if err := e.svc.closeSilentVNodes(e.ctx, e.svc.now()); err != nil {
 		b.Fatal(err)
@@ -194,7 +194,7 @@ func BenchmarkMeteringAt10kGroups(b *testing.B) {
 		}
 		cpu += processCPU(b) - cpu0
 		t0 := processCPU(b)
-		e.svc.usageGC.Store(0)
+		e.svc.pass.last.Store(0)
 		e.svc.collectUsage(e.ctx)
 		cpu += (processCPU(b) - t0) / 60
 		writes += revision() - rev0

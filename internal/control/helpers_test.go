@@ -54,7 +54,7 @@ func newEnv(t testing.TB, placer bool, tune ...func(*Options)) *env {
 	} else {
 		close(done)
 	}
-	t.Cleanup(func() { cancel(); <-done; svc.usagePasses.Wait(); st.Close() })
+	t.Cleanup(func() { cancel(); <-done; svc.pass.running.Wait(); st.Close() })
 	return &env{svc: svc, clock: c, ctx: ctx}
 }
 

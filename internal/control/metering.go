@@ -114,7 +114,7 @@ func (s *Service) Usage(ctx context.Context, p auth.Principal, from, to time.Tim
 	keep := func(u *apiv1.UsageRecord) bool { return u.End.After(from) && u.Start.Before(to) }
 	for _, r := range recs {
 		seen[r.Metadata.ID] = true // tenant/id
-		if r.Group != "" && r.Metadata.ID != usageKey(r.Metadata.Tenant, r.Group) {
+		if r.IsPart() {
 			// A part before a tag change: the group, read before it was
 			// written, is billed only after it.
 			k := usageKey(r.Metadata.Tenant, r.Group)
@@ -230,16 +230,33 @@ func (g *billGate) enter(ctx context.Context, who string) (release func(), err e
 	return func() { <-g.all; <-mine }, nil
 }
 
+// usagePass is the state of the hourly usage pass: retention's removals
+// and folds (usagefold.go).
+type usagePass struct {
+	last    atomic.Int64   // when the last began, Unix seconds (0: go at the next chance)
+	on      atomic.Bool    // one runs
+	running sync.WaitGroup // the passes started (RunMonitor waits)
+	cursor  string         // the sums a stopped pass reached (the pass's goroutine only)
+	budget  time.Duration  // usagePassBudget unless set (tests)
+}
+
+func (p *usagePass) deadline() time.Time {
+	if p.budget > 0 {
+		return time.Now().Add(p.budget)
+	}
+	return time.Now().Add(usagePassBudget)
+}
+
 // startUsagePass runs collectUsage in a goroutine of its own, one at a
 // time: a pass over many records must not hold up the monitor.
 func (s *Service) startUsagePass(ctx context.Context) {
-	if !s.usagePassOn.CompareAndSwap(false, true) {
+	if !s.pass.on.CompareAndSwap(false, true) {
 		return
 	}
-	s.usagePasses.Add(1)
+	s.pass.running.Add(1)
 	go func() {
-		defer s.usagePasses.Done()
-		defer s.usagePassOn.Store(false)
+		defer s.pass.running.Done()
+		defer s.pass.on.Store(false)
 		s.collectUsage(ctx)
 	}()
 }
@@ -249,10 +266,10 @@ func (s *Service) startUsagePass(ctx context.Context) {
 // monitor's garbage collection).
 func (s *Service) collectUsage(ctx context.Context) {
 	now := s.now()
-	if last := s.usageGC.Load(); last != 0 && now.Sub(time.Unix(last, 0)) < time.Hour {
+	if last := s.pass.last.Load(); last != 0 && now.Sub(time.Unix(last, 0)) < time.Hour {
 		return
 	}
-	s.usageGC.Store(now.Unix())
+	s.pass.last.Store(now.Unix())
 	recs, _, _, err := s.records.List(ctx, store.ListOptions{})
 	if err != nil {
 		log.G(ctx).Warn("list usage records", "err", err)
@@ -260,7 +277,7 @@ func (s *Service) collectUsage(ctx context.Context) {
 	}
 	// A pass starts no transaction after usagePassBudget but its first;
 	// one that stops there lets the next minute's go on.
-	deadline := time.Now().Add(s.usageBudget)
+	deadline := s.pass.deadline()
 	var kept, old []*apiv1.UsageRecord
 	for _, r := range recs {
 		end := r.End
@@ -296,7 +313,7 @@ func (s *Service) collectUsage(ctx context.Context) {
 		log.G(ctx).Info("removed usage records past their retention", "count", removed)
 	}
 	if !done || !s.foldUsage(ctx, kept, splitGroups(recs), now) { // usagefold.go
-		s.usageGC.Store(0) // the next minute's pass goes on
+		s.pass.last.Store(0) // the next minute's pass goes on
 	}
 }
 

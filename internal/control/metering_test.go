@@ -130,7 +130,7 @@ func TestMeteringCountsEachGroupOnce(t *testing.T) {
 	if err := e.svc.CollectGarbage(e.ctx); err != nil {
 		t.Fatal(err)
 	}
-	e.svc.usagePasses.Wait() // the usage pass runs in a goroutine of its own
+	e.svc.pass.running.Wait() // the usage pass runs in a goroutine of its own
 	if n, _ := e.svc.records.Count(e.ctx, ""); n != 1 {
 		t.Fatalf("%d usage records within the retention, want 1", n)
 	}
@@ -138,7 +138,7 @@ func TestMeteringCountsEachGroupOnce(t *testing.T) {
 	if err := e.svc.CollectGarbage(e.ctx); err != nil {
 		t.Fatal(err)
 	}
-	e.svc.usagePasses.Wait()
+	e.svc.pass.running.Wait()
 	if n, _ := e.svc.records.Count(e.ctx, ""); n != 0 {
 		t.Fatalf("%d usage records past the retention, want 0", n)
 	}

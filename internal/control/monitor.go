@@ -25,7 +25,7 @@ import (
 //     (CollectGarbage).
 func (s *Service) RunMonitor(ctx context.Context) error {
 	ctx = log.With(ctx, "daemon", "monitor")
-	defer s.usagePasses.Wait() // the usage pass it started (metering.go) ends with it
+	defer s.pass.running.Wait() // the usage pass it started (metering.go) ends with it
 	interval := min(s.opts.HostLeaseTTL/4, 2*time.Second)
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()

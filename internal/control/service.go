@@ -3,7 +3,6 @@ package control
 import (
 	"log/slog"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -56,45 +55,41 @@ type Options struct {
 
 // Service is the instance service's logic over a store.
 type Service struct {
-	opts        Options
-	st          *store.Store
-	groups      *store.Collection[apiv1.ContainerGroup, *apiv1.ContainerGroup]
-	hosts       *store.Collection[apiv1.Host, *apiv1.Host]
-	vsws        *store.Collection[apiv1.VSwitch, *apiv1.VSwitch]
-	events      *store.Collection[apiv1.Event, *apiv1.Event]
-	tenants     *store.Collection[apiv1.Tenant, *apiv1.Tenant]
-	tokens      *store.Collection[apiv1.Token, *apiv1.Token]
-	usage       *store.Collection[usageRecord, *usageRecord] // per host
-	tusage      *store.Collection[usageRecord, *usageRecord] // per tenant
-	ips         *store.Collection[ipRecord, *ipRecord]
-	vpcs        *store.Collection[apiv1.VPC, *apiv1.VPC]                       // vpcs.go
-	eips        *store.Collection[apiv1.EIP, *apiv1.EIP]                       // eips.go
-	routes      *store.Collection[apiv1.RouteEntry, *apiv1.RouteEntry]         // routeentries.go
-	vnis        *store.Collection[vniRecord, *vniRecord]                       // vpcs.go
-	sgs         *store.Collection[apiv1.SecurityGroup, *apiv1.SecurityGroup]   // securitygroups.go
-	vsvcs       *store.Collection[apiv1.VirtualService, *apiv1.VirtualService] // virtualservices.go
-	vsusage     *store.Collection[vsUsage, *vsUsage]                           // vsusage.go
-	idxs        *store.Collection[tokenIndex, *tokenIndex]
-	imcs        *store.Collection[apiv1.ImageCache, *apiv1.ImageCache]   // imagecaches.go
-	himgs       *store.Collection[hostImages, *hostImages]               // imagecachehosts.go
-	dcs         *store.Collection[apiv1.DataCache, *apiv1.DataCache]     // datacaches.go
-	hdata       *store.Collection[hostData, *hostData]                   // datacachehosts.go
-	matches     cacheMatches                                             // imagecachestatus.go
-	members     *store.Collection[member, *member]                       // membership.go
-	records     *store.Collection[apiv1.UsageRecord, *apiv1.UsageRecord] // metering.go
-	prices      priceBook                                                // metering.go
-	usageGC     atomic.Int64                                             // metering.go: last collection, Unix seconds
-	foldCursor  string                                                   // usagefold.go: the sums a stopped pass reached (the usage pass's goroutine only, one at a time)
-	usagePassOn atomic.Bool                                              // metering.go: a usage pass runs
-	usageBudget time.Duration                                            // metering.go: usagePassBudget (tests make it less)
-	usagePasses sync.WaitGroup                                           // metering.go: the usage passes started (tests wait)
-	spent       spentCache                                               // spending.go
-	sessions    *store.Collection[session, *session]                     // sessions.go
-	bills       *billGate                                                // metering.go
-	vnodes      *store.Collection[vnodeRecord, *vnodeRecord]             // vnodemetering.go
-	books       *store.Collection[storedBook, *storedBook]               // pricebook.go
-	counts      counts                                                   // membership.go
-	log         *slog.Logger
+	opts     Options
+	st       *store.Store
+	groups   *store.Collection[apiv1.ContainerGroup, *apiv1.ContainerGroup]
+	hosts    *store.Collection[apiv1.Host, *apiv1.Host]
+	vsws     *store.Collection[apiv1.VSwitch, *apiv1.VSwitch]
+	events   *store.Collection[apiv1.Event, *apiv1.Event]
+	tenants  *store.Collection[apiv1.Tenant, *apiv1.Tenant]
+	tokens   *store.Collection[apiv1.Token, *apiv1.Token]
+	usage    *store.Collection[usageRecord, *usageRecord] // per host
+	tusage   *store.Collection[usageRecord, *usageRecord] // per tenant
+	ips      *store.Collection[ipRecord, *ipRecord]
+	vpcs     *store.Collection[apiv1.VPC, *apiv1.VPC]                       // vpcs.go
+	eips     *store.Collection[apiv1.EIP, *apiv1.EIP]                       // eips.go
+	routes   *store.Collection[apiv1.RouteEntry, *apiv1.RouteEntry]         // routeentries.go
+	vnis     *store.Collection[vniRecord, *vniRecord]                       // vpcs.go
+	sgs      *store.Collection[apiv1.SecurityGroup, *apiv1.SecurityGroup]   // securitygroups.go
+	vsvcs    *store.Collection[apiv1.VirtualService, *apiv1.VirtualService] // virtualservices.go
+	vsusage  *store.Collection[vsUsage, *vsUsage]                           // vsusage.go
+	idxs     *store.Collection[tokenIndex, *tokenIndex]
+	imcs     *store.Collection[apiv1.ImageCache, *apiv1.ImageCache]   // imagecaches.go
+	himgs    *store.Collection[hostImages, *hostImages]               // imagecachehosts.go
+	dcs      *store.Collection[apiv1.DataCache, *apiv1.DataCache]     // datacaches.go
+	hdata    *store.Collection[hostData, *hostData]                   // datacachehosts.go
+	matches  cacheMatches                                             // imagecachestatus.go
+	members  *store.Collection[member, *member]                       // membership.go
+	records  *store.Collection[apiv1.UsageRecord, *apiv1.UsageRecord] // metering.go
+	prices   priceBook                                                // metering.go
+	pass     usagePass                                                // metering.go, usagefold.go: the hourly usage pass
+	spent    spentCache                                               // spending.go
+	sessions *store.Collection[session, *session]                     // sessions.go
+	bills    *billGate                                                // metering.go
+	vnodes   *store.Collection[vnodeRecord, *vnodeRecord]             // vnodemetering.go
+	books    *store.Collection[storedBook, *storedBook]               // pricebook.go
+	counts   counts                                                   // membership.go
+	log      *slog.Logger
 
 	// kick wakes the placer when a group waits or capacity is freed.
 	kick chan struct{}
@@ -184,39 +179,38 @@ func New(st *store.Store, opts Options) *Service {
 		opts.Logger = slog.Default()
 	}
 	return &Service{
-		opts:        opts,
-		st:          st,
-		usageBudget: usagePassBudget,
-		groups:      store.NewCollection[apiv1.ContainerGroup](st, "containergroups"),
-		hosts:       store.NewCollection[apiv1.Host](st, "hosts"),
-		vsws:        store.NewCollection[apiv1.VSwitch](st, "vswitches"),
-		events:      store.NewCollection[apiv1.Event](st, "events"),
-		tenants:     store.NewCollection[apiv1.Tenant](st, "tenants"),
-		tokens:      store.NewCollection[apiv1.Token](st, "tokens"),
-		usage:       store.NewCollection[usageRecord](st, "hostusage"),
-		tusage:      store.NewCollection[usageRecord](st, "tenantusage"),
-		ips:         store.NewCollection[ipRecord](st, "ips"),
-		vpcs:        store.NewCollection[apiv1.VPC](st, "vpcs"),
-		eips:        store.NewCollection[apiv1.EIP](st, "eips"),
-		routes:      store.NewCollection[apiv1.RouteEntry](st, "routeentries"),
-		vnis:        store.NewCollection[vniRecord](st, "vnis"),
-		sgs:         store.NewCollection[apiv1.SecurityGroup](st, "securitygroups"),
-		vsvcs:       store.NewCollection[apiv1.VirtualService](st, "virtualservices"),
-		vsusage:     store.NewCollection[vsUsage](st, "virtualserviceusage"),
-		idxs:        store.NewCollection[tokenIndex](st, "clienttokens"),
-		imcs:        store.NewCollection[apiv1.ImageCache](st, "imagecaches"),
-		himgs:       store.NewCollection[hostImages](st, "hostimages"),
-		dcs:         store.NewCollection[apiv1.DataCache](st, "datacaches"),
-		hdata:       store.NewCollection[hostData](st, "hostdata"),
-		members:     store.NewCollection[member](st, "tenantgroups"),
-		records:     store.NewCollection[apiv1.UsageRecord](st, "usagerecords"),
-		sessions:    store.NewCollection[session](st, "consolesessions"),
-		bills:       newBillGate(),
-		vnodes:      store.NewCollection[vnodeRecord](st, "virtualnodes"),
-		books:       store.NewCollection[storedBook](st, "pricebooks"),
-		counts:      counts{m: map[string]cachedCount{}},
-		log:         opts.Logger,
-		kick:        make(chan struct{}, 1),
+		opts:     opts,
+		st:       st,
+		groups:   store.NewCollection[apiv1.ContainerGroup](st, "containergroups"),
+		hosts:    store.NewCollection[apiv1.Host](st, "hosts"),
+		vsws:     store.NewCollection[apiv1.VSwitch](st, "vswitches"),
+		events:   store.NewCollection[apiv1.Event](st, "events"),
+		tenants:  store.NewCollection[apiv1.Tenant](st, "tenants"),
+		tokens:   store.NewCollection[apiv1.Token](st, "tokens"),
+		usage:    store.NewCollection[usageRecord](st, "hostusage"),
+		tusage:   store.NewCollection[usageRecord](st, "tenantusage"),
+		ips:      store.NewCollection[ipRecord](st, "ips"),
+		vpcs:     store.NewCollection[apiv1.VPC](st, "vpcs"),
+		eips:     store.NewCollection[apiv1.EIP](st, "eips"),
+		routes:   store.NewCollection[apiv1.RouteEntry](st, "routeentries"),
+		vnis:     store.NewCollection[vniRecord](st, "vnis"),
+		sgs:      store.NewCollection[apiv1.SecurityGroup](st, "securitygroups"),
+		vsvcs:    store.NewCollection[apiv1.VirtualService](st, "virtualservices"),
+		vsusage:  store.NewCollection[vsUsage](st, "virtualserviceusage"),
+		idxs:     store.NewCollection[tokenIndex](st, "clienttokens"),
+		imcs:     store.NewCollection[apiv1.ImageCache](st, "imagecaches"),
+		himgs:    store.NewCollection[hostImages](st, "hostimages"),
+		dcs:      store.NewCollection[apiv1.DataCache](st, "datacaches"),
+		hdata:    store.NewCollection[hostData](st, "hostdata"),
+		members:  store.NewCollection[member](st, "tenantgroups"),
+		records:  store.NewCollection[apiv1.UsageRecord](st, "usagerecords"),
+		sessions: store.NewCollection[session](st, "consolesessions"),
+		bills:    newBillGate(),
+		vnodes:   store.NewCollection[vnodeRecord](st, "virtualnodes"),
+		books:    store.NewCollection[storedBook](st, "pricebooks"),
+		counts:   counts{m: map[string]cachedCount{}},
+		log:      opts.Logger,
+		kick:     make(chan struct{}, 1),
 	}
 }
 

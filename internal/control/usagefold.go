@@ -123,7 +123,7 @@ type piece struct {
 // written may be read by a reader that also read its group before the
 // removal: it stays apart for the reader to count the group once.
 func piecesOf(r *apiv1.UsageRecord, book *billing.Book, cutoff time.Time, split map[string]bool) []*piece {
-	whole := r.Group != "" && r.Metadata.ID == usageKey(r.Metadata.Tenant, r.Group) && !split[r.Metadata.ID]
+	whole := r.Group != "" && !r.IsPart() && !split[r.Metadata.ID]
 	vnode := r.Group == "" && r.VirtualNode != ""
 	switch {
 	case r.IsSum() || r.Open || !whole && !vnode:
@@ -195,8 +195,8 @@ func (s *Service) foldUsage(ctx context.Context, recs []*apiv1.UsageRecord, spli
 	keys := slices.Sorted(maps.Keys(batches))
 	// Go on after the sums the last pass that stopped reached: each
 	// tenant's turn comes.
-	from, _ := slices.BinarySearch(keys, s.foldCursor)
-	deadline := time.Now().Add(s.usageBudget)
+	from, _ := slices.BinarySearch(keys, s.pass.cursor)
+	deadline := s.pass.deadline()
 	folded, tried := 0, 0
 	defer func() {
 		if folded > 0 {
@@ -207,7 +207,7 @@ func (s *Service) foldUsage(ctx context.Context, recs []*apiv1.UsageRecord, spli
 		key := keys[(from+i)%len(keys)]
 		for items := batches[key]; len(items) > 0; {
 			if tried > 0 && time.Now().After(deadline) {
-				s.foldCursor = key
+				s.pass.cursor = key
 				return false
 			}
 			tried++
@@ -223,7 +223,7 @@ func (s *Service) foldUsage(ctx context.Context, recs []*apiv1.UsageRecord, spli
 			items = items[n:]
 		}
 	}
-	s.foldCursor = ""
+	s.pass.cursor = ""
 	return true
 }
 
@@ -241,7 +241,7 @@ func anyToFold(recs []*apiv1.UsageRecord, book *billing.Book, cutoff time.Time, 
 func splitGroups(recs []*apiv1.UsageRecord) map[string]bool {
 	split := map[string]bool{}
 	for _, r := range recs {
-		if r.Group != "" && r.Metadata.ID != usageKey(r.Metadata.Tenant, r.Group) {
+		if r.IsPart() {
 			split[usageKey(r.Metadata.Tenant, r.Group)] = true
 		}
 	}
@@ -275,8 +275,10 @@ func (s *Service) foldBatch(ctx context.Context, book *billing.Book, sums map[st
 				conds = append(conds, cond)
 				copied := *cur.sum
 				sum, next[p.id], amounts[p.id] = &copied, &copied, new(big.Rat)
-				if _, ok := amounts[p.id].SetString(or(copied.Amount, "0")); !ok {
-					return fmt.Errorf("sum %s: amount %q is not a number", p.id, copied.Amount)
+				if copied.Amount != "" {
+					if _, ok := amounts[p.id].SetString(copied.Amount); !ok {
+						return fmt.Errorf("sum %s: amount %q is not a number", p.id, copied.Amount)
+					}
 				}
 			}
 			addPiece(sum, p)
@@ -329,11 +331,4 @@ func addPiece(sum *apiv1.UsageRecord, p *piece) {
 	sum.MemoryMiBSeconds += mem
 	sum.GPUSeconds += gpu
 	sum.ExtraStorageGiBSeconds += storage
-}
-
-func or(s, otherwise string) string {
-	if s == "" {
-		return otherwise
-	}
-	return s
 }

@@ -179,7 +179,7 @@ func (e *env) foldReport(t *testing.T, start time.Time) map[string]string {
 
 func (e *env) usagePass(t *testing.T) int64 {
 	t.Helper()
-	e.svc.usageGC.Store(0)
+	e.svc.pass.last.Store(0)
 	e.svc.collectUsage(e.ctx)
 	n, err := e.svc.records.Count(e.ctx, "")
 	if err != nil {
@@ -462,8 +462,8 @@ func TestRestSumsAreBounded(t *testing.T) {
 		e.clock.Add(time.Hour)
 	}
 	sameReport(t, "ten passes", before, report())
-	if e.svc.foldCursor != "" {
-		t.Errorf("a pass that ended left the cursor at %q", e.svc.foldCursor)
+	if e.svc.pass.cursor != "" {
+		t.Errorf("a pass that ended left the cursor at %q", e.svc.pass.cursor)
 	}
 }
 
@@ -486,12 +486,12 @@ func TestRetentionRemovesByTheHundred(t *testing.T) {
 	if _, err := e.svc.st.Commit(e.ctx, nil, append(ops, op)); err != nil {
 		t.Fatal(err)
 	}
-	e.svc.usageBudget = 0
+	e.svc.pass.budget = time.Nanosecond
 	for _, want := range []int64{151, 51, 1} {
 		if n := e.usagePass(t); n != want {
 			t.Fatalf("%d usage records after a pass out of time, want %d", n, want)
 		}
-		if want > 1 && e.svc.usageGC.Load() != 0 {
+		if want > 1 && e.svc.pass.last.Load() != 0 {
 			t.Fatal("a pass out of time did not let the next minute's go on")
 		}
 	}
@@ -530,14 +530,14 @@ func TestFoldGoesOnAfterItsCursor(t *testing.T) {
 		}
 		return fmt.Sprint(n["ta"], n["tb"], n["tc"])
 	}
-	e.svc.usageBudget = 0
-	e.svc.foldCursor = "tc/" // as a pass that stopped at tc's sum left it
+	e.svc.pass.budget = time.Nanosecond
+	e.svc.pass.cursor = "tc/" // as a pass that stopped at tc's sum left it
 	for _, want := range []string{"150 150 50", "150 150 0", "50 150 0", "0 150 0", "0 50 0", "0 0 0"} {
 		e.usagePass(t)
 		if got := left(); got != want {
 			t.Fatalf("records left apart by tenant after a pass out of time: %s, want %s", got, want)
 		}
-		if want != "0 0 0" && e.svc.usageGC.Load() != 0 {
+		if want != "0 0 0" && e.svc.pass.last.Load() != 0 {
 			t.Fatal("a pass out of time did not let the next minute's go on")
 		}
 	}
